@@ -1,0 +1,14 @@
+// weightsoup's kernels. JavaScript owns and sizes the memory: it places inputs, outputs and the tile
+// scratch above __heap_base and passes pointers and counts. Nothing here allocates, reads files or
+// touches strings.
+
+export function heapBase(): usize {
+  return __heap_base;
+}
+
+export { decode, encode, quantize } from "./convert";
+export { setScratch } from "./tile";
+export { weightedSum } from "./blend";
+export { slerpStats } from "./reduce";
+export { taskVectorMerge, maskedL1 } from "./taskvector";
+export { absDeltaSample, absDeltaRange, keyRange } from "./select";

@@ -1,0 +1,60 @@
+// Numbers shared by the kernels (AssemblyScript) and the TypeScript side that drives them.
+// Plain constants only: this file compiles as both languages.
+
+/** Element type codes used across the wasm boundary. 0 means "none" where a dtype is optional. */
+export const DTYPE_NONE = 0;
+export const DTYPE_F32 = 1;
+export const DTYPE_F16 = 2;
+export const DTYPE_BF16 = 3;
+export const DTYPE_F64 = 4;
+
+/**
+ * Elements per tile. Kernels decode and combine inputs one tile at a time so the working set stays in
+ * L1/L2. Chunks of a tensor always start at a multiple of TILE, which is what makes per-tile partial sums
+ * (and so every whole-tensor reduction) independent of how a tensor is split into chunks.
+ */
+export const TILE = 4096;
+
+/** Most inputs one kernel call combines (scratch is sized for this many decoded tiles). */
+export const MAX_INPUTS = 64;
+
+/** Bytes of tile scratch a kernel instance needs: a decoded tile per input plus four working tiles. */
+export const SCRATCH_BYTES = (MAX_INPUTS + 4) * TILE * 4;
+
+/** One record of a weighted-sum operand table: ptr u32, dtype u32, weight f32, unused u32. */
+export const SUM_RECORD = 16;
+
+/**
+ * One record of a task-vector operand table (record 0 is the base model, whose fields after DTYPE are
+ * ignored).
+ */
+export const TV_RECORD = 32;
+export const TV_PTR = 0; //        u32  raw data
+export const TV_DTYPE = 4; //      u32
+export const TV_WEIGHT = 8; //     f32
+export const TV_RESCALE = 12; //   f32  multiplies the kept values (1 when not rescaling)
+export const TV_MODE = 16; //      u32  one of the TRIM_* codes
+export const TV_THRESHOLD = 20; // u32  magnitude: |tau| bits threshold; random: keep iff u < threshold
+export const TV_TIES = 24; //      u32  magnitude: elements equal to the threshold still to keep (consumed)
+export const TV_KEY = 28; //       u32  random: stream key
+
+export const TRIM_NONE = 0;
+export const TRIM_MAGNITUDE = 1;
+export const TRIM_RANDOM = 2;
+
+/** Flags of the task-vector merge kernel. */
+export const TV_NORMALIZE = 1;
+export const TV_CONSENSUS = 2;
+
+/** Sampling rule of the TIES select: the first SAMPLE_RUN elements of every SAMPLE_STRIDE. */
+export const SAMPLE_RUN = 16;
+export const SAMPLE_STRIDE = 1024;
+/** Sample histograms bucket |tau| bits by their top 16 (of 31) bits. */
+export const SAMPLE_SHIFT = 15;
+export const SAMPLE_BUCKETS = 65536;
+
+/** Layout of the small result record the select kernels fill (all f64). */
+export const RANGE_ABOVE = 0; //  elements with key >= hi
+export const RANGE_INSIDE = 8; // elements with lo <= key < hi
+export const RANGE_KEPT = 16; //  candidates written (<= capacity)
+export const RANGE_BYTES = 24;

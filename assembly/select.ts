@@ -1,0 +1,150 @@
+// Building blocks of TIES's exact top-k selection: find the k-th largest |tau| = |x - b| of a tensor
+// without sorting it.
+//
+// For non-negative float32 values the bit patterns order exactly like the values, so the magnitude
+// |tau| is selected through its 31-bit pattern, the "key". A radix select narrows a key range
+// [lo, hi) known to contain the k-th largest key: one pass histograms the keys inside the range into at
+// most 2048 buckets and counts the keys at or above hi, the caller finds the bucket that holds the k-th
+// key and the next pass looks only inside it. 31 bits need at most three passes; a sample histogram can
+// start the search from a narrow bracket instead of the whole range, and the keys inside a bracket can be
+// compacted into a small buffer so later passes skip the full tensor. The caller (TypeScript) owns that
+// logic; these kernels only scan.
+
+import { RANGE_ABOVE, RANGE_INSIDE, RANGE_KEPT, SAMPLE_RUN, SAMPLE_SHIFT, SAMPLE_STRIDE, TILE } from "./layout";
+import { tileOf } from "./tile";
+
+/**
+ * Sample histogram: for the first SAMPLE_RUN elements of every SAMPLE_STRIDE (counted from the chunk's
+ * first element, which is tile-aligned, so from a fixed global pattern) add 1 to hist[key >>> SAMPLE_SHIFT].
+ * `hist` holds SAMPLE_BUCKETS u32 counters. Returns the number of sampled elements.
+ */
+export function absDeltaSample(x: usize, xDtype: i32, b: usize, bDtype: i32, n: i32, quant: i32, hist: usize): i32 {
+  let sampled = 0;
+  for (let s = 0; s < n; s += SAMPLE_STRIDE) {
+    const run = min(SAMPLE_RUN, n - s);
+    const xv = tileOf(x, xDtype, s, run, quant, 0);
+    const bv = tileOf(b, bDtype, s, run, quant, 1);
+    for (let j = 0; j < run; j++) {
+      const o = <usize>j << 2;
+      const key = reinterpret<u32>(load<f32>(xv + o) - load<f32>(bv + o)) & 0x7fffffff;
+      const h = hist + (<usize>(key >>> SAMPLE_SHIFT) << 2);
+      store<u32>(h, load<u32>(h) + 1);
+    }
+    sampled += run;
+  }
+  return sampled;
+}
+
+/** Count/histogram/compact one key that is known to lie in [lo, hi). */
+// @ts-ignore: decorator
+@inline
+function takeKey(key: u32, lo: u32, shift: u32, hist: usize, cand: usize, capacity: i32, kept: i32): i32 {
+  const h = hist + (<usize>((key - lo) >>> shift) << 2);
+  store<u32>(h, load<u32>(h) + 1);
+  if (kept < capacity) {
+    store<u32>(cand + (<usize>kept << 2), key);
+    kept++;
+  }
+  return kept;
+}
+
+/** Writes the RANGE_* result record. */
+// @ts-ignore: decorator
+@inline
+function writeStats(stats: usize, above: i64, inside: i64, kept: i32): void {
+  store<f64>(stats, <f64>above, RANGE_ABOVE);
+  store<f64>(stats, <f64>inside, RANGE_INSIDE);
+  store<f64>(stats, <f64>kept, RANGE_KEPT);
+}
+
+// @ts-ignore: decorator
+@inline
+function bump(hist: usize, bucket: u32): void {
+  const h = hist + (<usize>bucket << 2);
+  store<u32>(h, load<u32>(h) + 1);
+}
+
+/**
+ * One radix pass over |x - b|: keys >= hi are counted, keys in [lo, hi) are added to
+ * hist[(key - lo) >>> shift] and, while `capacity` allows, copied to `cand` (in element order).
+ * hi may be 2^31 (no key is that large). `hist` needs one spare counter after the last bucket.
+ * Fills the RANGE_* record at `stats`.
+ *
+ * When many keys fall inside the range (bf16 checkpoints repeat the same |tau| a lot), per-lane
+ * branches mispredict; so a vector with any key inside updates all four lanes, sending the lanes
+ * outside to the spare counter, and stores all four keys while advancing the write position only
+ * past the ones inside.
+ */
+export function absDeltaRange(
+  x: usize, xDtype: i32, b: usize, bDtype: i32, n: i32, quant: i32,
+  lo: u32, hi: u32, shift: u32, hist: usize, cand: usize, capacity: i32, stats: usize,
+): void {
+  const magnitude = i32x4.splat(0x7fffffff);
+  const vlo = i32x4.splat(lo), vhi = i32x4.splat(hi);
+  const spare = ((hi - lo - 1) >>> shift) + 1;
+  const vspare = i32x4.splat(spare);
+  let above: i64 = 0, inside: i64 = 0;
+  let kept = 0;
+  for (let t = 0; t < n; t += TILE) {
+    const count = min(TILE, n - t);
+    const xv = tileOf(x, xDtype, t, count, quant, 0);
+    const bv = tileOf(b, bDtype, t, count, quant, 1);
+    let aboveLanes = i32x4.splat(0), insideLanes = i32x4.splat(0);
+    let j = 0;
+    for (; j + 4 <= count; j += 4) {
+      const o = <usize>j << 2;
+      const key = v128.and(f32x4.sub(v128.load(xv + o), v128.load(bv + o)), magnitude);
+      const atOrAbove = i32x4.ge_u(key, vhi);
+      aboveLanes = i32x4.sub(aboveLanes, atOrAbove);
+      const within = v128.andnot(i32x4.ge_u(key, vlo), atOrAbove);
+      if (!v128.any_true(within)) continue;
+      insideLanes = i32x4.sub(insideLanes, within);
+      const bucket = v128.bitselect(i32x4.shr_u(i32x4.sub(key, vlo), shift), vspare, within);
+      bump(hist, i32x4.extract_lane(bucket, 0));
+      bump(hist, i32x4.extract_lane(bucket, 1));
+      bump(hist, i32x4.extract_lane(bucket, 2));
+      bump(hist, i32x4.extract_lane(bucket, 3));
+      if (kept + 4 <= capacity) {
+        store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 0));
+        kept -= i32x4.extract_lane(within, 0);
+        store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 1));
+        kept -= i32x4.extract_lane(within, 1);
+        store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 2));
+        kept -= i32x4.extract_lane(within, 2);
+        store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 3));
+        kept -= i32x4.extract_lane(within, 3);
+      } else if (kept < capacity) {
+        // The last few free places: one lane at a time.
+        if (i32x4.extract_lane(within, 0) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 0)); kept++; }
+        if (i32x4.extract_lane(within, 1) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 1)); kept++; }
+        if (i32x4.extract_lane(within, 2) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 2)); kept++; }
+        if (i32x4.extract_lane(within, 3) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 3)); kept++; }
+      }
+    }
+    above += <i64>(i32x4.extract_lane(aboveLanes, 0) + i32x4.extract_lane(aboveLanes, 1) + i32x4.extract_lane(aboveLanes, 2) + i32x4.extract_lane(aboveLanes, 3));
+    inside += <i64>(i32x4.extract_lane(insideLanes, 0) + i32x4.extract_lane(insideLanes, 1) + i32x4.extract_lane(insideLanes, 2) + i32x4.extract_lane(insideLanes, 3));
+    for (; j < count; j++) {
+      const o = <usize>j << 2;
+      const key = reinterpret<u32>(load<f32>(xv + o) - load<f32>(bv + o)) & 0x7fffffff;
+      if (key >= hi) above++;
+      else if (key >= lo) { kept = takeKey(key, lo, shift, hist, cand, capacity, kept); inside++; }
+    }
+  }
+  writeStats(stats, above, inside, kept);
+}
+
+/**
+ * The same pass over an array of n keys (a compacted candidate buffer). With `compact`, the keys inside
+ * [lo, hi) are also moved to the front of the array (in order), so the next, narrower pass reads fewer.
+ */
+export function keyRange(keys: usize, n: i32, lo: u32, hi: u32, shift: u32, hist: usize, compact: bool, stats: usize): void {
+  let above: i64 = 0, inside: i64 = 0;
+  let kept = 0;
+  const capacity = compact ? n : 0;
+  for (let j = 0; j < n; j++) {
+    const key = load<u32>(keys + (<usize>j << 2));
+    if (key >= hi) above++;
+    else if (key >= lo) { kept = takeKey(key, lo, shift, hist, keys, capacity, kept); inside++; }
+  }
+  writeStats(stats, above, inside, kept);
+}

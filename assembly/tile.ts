@@ -1,0 +1,37 @@
+// Tile access: every kernel walks its chunk TILE elements at a time and asks for each input's tile as
+// float32. Inputs already stored as float32 (and not re-rounded to a narrower recipe dtype) are used in
+// place; everything else is decoded into a scratch slot that stays cache-resident.
+
+import { decode, elementBytes, quantize } from "./convert";
+import { DTYPE_F32, DTYPE_NONE, TILE } from "./layout";
+
+let scratchBase: usize = 0;
+
+/** Tell the kernels where their tile scratch lives (SCRATCH_BYTES, owned and placed by JS). */
+export function setScratch(ptr: usize): void {
+  scratchBase = ptr;
+}
+
+/** Address of scratch tile slot k. */
+// @ts-ignore: decorator
+@inline
+export function slot(k: i32): usize {
+  return scratchBase + <usize>k * (TILE << 2);
+}
+
+/**
+ * float32 view of `count` elements of an input starting at element `start`: the input itself when it is
+ * float32 and needs no rounding, otherwise its decoding in scratch slot `k`. `quant` is the recipe's
+ * load dtype (DTYPE_NONE when unset).
+ */
+// @ts-ignore: decorator
+@inline
+export function tileOf(ptr: usize, dtype: i32, start: i32, count: i32, quant: i32, k: i32): usize {
+  // Rounding to the load dtype changes nothing when the input already is that dtype, or it is float32.
+  const round = quant != DTYPE_NONE && quant != DTYPE_F32 && quant != dtype;
+  if (dtype == DTYPE_F32 && !round) return ptr + (<usize>start << 2);
+  const dst = slot(k);
+  decode(ptr + <usize>start * <usize>elementBytes(dtype), dtype, dst, count);
+  if (round) quantize(dst, quant, count);
+  return dst;
+}

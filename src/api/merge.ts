@@ -1,0 +1,86 @@
+/**
+ * @file The library call: merge(recipe, options). Models come from a resolver and the output goes to
+ * an OutputFolder, so the same call serves Node folders and browser files; src/node.ts fills in Node
+ * defaults (recipe paths, model lookup, output folders on disk).
+ */
+import { AbortError, ValidationError, WeightsoupError } from "../errors";
+import { availableCores, defaultWorkerUrl } from "../env";
+import type { ProgressCallback } from "../events";
+import type { ModelFolder } from "../io/folder";
+import type { OutputFolder } from "../io/output";
+import { runPlan, type MergeSummary } from "../merge/engine";
+import { openModel, type LoadedModel } from "../model/model";
+import { checkParameterNames, methodOf, planMerge, referencedModels, type MergePlan } from "../plan/plan";
+import { parseRecipe, type Recipe } from "../recipe/recipe";
+
+export interface MergeOptions {
+  /** Where the merged model is written: a folder, or a function opening it (called once the plan is valid). */
+  out: OutputFolder | (() => Promise<OutputFolder>);
+  /** Finds the folder of a model named in the recipe. */
+  models: (name: string) => Promise<ModelFolder> | ModelFolder;
+  /** Worker count (default: the available cores). */
+  workers?: number;
+  /** DARE's seed, an integer in [0, 2^32) (default 0). */
+  seed?: number;
+  /** Wasm memory budget per worker in bytes (default 256 MiB). */
+  memoryBudget?: number;
+  /** Largest chunk of tensor data a worker holds at once, in bytes (default 64 MiB, at most the budget). */
+  chunkBytes?: number;
+  /** Force chunks of this many elements (testing and benchmarking). */
+  chunkElements?: number;
+  /** Largest output shard, bytes of tensor data (default 5e9, mergekit's and Hugging Face's default). */
+  outShardSize?: number;
+  /** The worker script, if it is not served next to the library (dist/worker.js). */
+  workerUrl?: URL | string;
+  signal?: AbortSignal;
+  onProgress?: ProgressCallback;
+}
+
+export const DEFAULT_MEMORY_BUDGET = 256 * 1048576;
+export const DEFAULT_CHUNK_BYTES = 64 * 1048576;
+export const DEFAULT_SHARD_SIZE = 5e9;
+
+/** Parses the recipe and opens and plans every model, reading only headers. */
+export async function prepare(recipe: Recipe | string, models: MergeOptions["models"], signal?: AbortSignal): Promise<MergePlan> {
+  const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
+  checkParameterNames(parsed, methodOf(parsed));
+  const opened = new Map<string, LoadedModel>();
+  const problems: WeightsoupError[] = [];
+  for (const name of referencedModels(parsed)) {
+    signal?.throwIfAborted();
+    try {
+      opened.set(name, await openModel(await models(name)));
+    } catch (e) {
+      if (!(e instanceof WeightsoupError)) throw e;
+      problems.push(e);
+    }
+  }
+  if (problems.length === 1) throw problems[0]!;
+  if (problems.length > 1) throw new ValidationError(problems);
+  return planMerge(parsed, opened);
+}
+
+export async function merge(recipe: Recipe | string, options: MergeOptions): Promise<MergeSummary> {
+  const seed = options.seed ?? 0;
+  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new RangeError(`seed must be an integer in [0, 2^32), got ${seed}`);
+  try {
+    const plan = await prepare(recipe, options.models, options.signal);
+    const out = typeof options.out === "function" ? await options.out() : options.out;
+    return await runPlan(plan, out, {
+      workers: options.workers ?? (await availableCores()),
+      workerUrl: options.workerUrl ?? defaultWorkerUrl(),
+      memoryBudget: options.memoryBudget ?? DEFAULT_MEMORY_BUDGET,
+      chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+      ...(options.chunkElements ? { chunkElements: options.chunkElements } : {}),
+      seed,
+      outShardSize: options.outShardSize ?? DEFAULT_SHARD_SIZE,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
+  } catch (e) {
+    if (options.signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: options.signal.reason });
+    throw e;
+  }
+}
+
+export type { MergeSummary };

@@ -1,0 +1,174 @@
+/**
+ * @file The weightsoup command.
+ *
+ *   weightsoup merge RECIPE.yml OUT_DIR [--seed N] [--workers N] [--out-shard-size SIZE] [--force] ...
+ *   weightsoup inspect PATH [--json]
+ *   weightsoup example [DIR]
+ *
+ * Exit status: 0 on success, 1 when a merge (or inspect) fails, with the error's message and code,
+ * 2 on bad usage. Ctrl-C aborts a merge cleanly (nothing that looks complete is left) with status 130.
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { AbortError, UsageError, ValidationError, WeightsoupError } from "../errors";
+import type { MergeEvent } from "../events";
+import { merge, inspect } from "../node";
+import { parseSize } from "../plan/shards";
+import { VERSION } from "../merge/card";
+import { runExample } from "../example/example";
+import { formatBytes, formatSeconds, ProgressBar } from "./progress";
+
+const HELP = `weightsoup ${VERSION}: merge fine-tuned models in weight space, on this machine.
+
+Usage:
+  weightsoup merge RECIPE.yml OUT_DIR [options]   run a mergekit recipe
+  weightsoup inspect PATH [--json]                 list a checkpoint's tensors
+  weightsoup example [DIR]                         build example models and merge them (default DIR: ./example)
+
+Merge options:
+  --seed N              seed of DARE's random masks (default 0)
+  --workers N           worker threads (default: available cores)
+  --out-shard-size SIZE largest output shard, e.g. 5B, 2GB, 500MiB (default 5B)
+  --memory-budget SIZE  wasm memory per worker (default 256MiB)
+  --chunk-size SIZE     largest chunk of tensor data a worker holds (default 64MiB)
+  --force               write into a non-empty OUT_DIR
+  --quiet               no progress bar
+  --json                print the summary as JSON on stdout
+
+Exit status: 0 success, 1 merge error, 2 usage error.`;
+
+interface Io {
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+}
+
+export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "merge": return await mergeCommand(rest, io);
+      case "inspect": return await inspectCommand(rest, io);
+      case "example": return await exampleCommand(rest, io);
+      case "--version": case "-v": io.stdout.write(`${VERSION}\n`); return 0;
+      case undefined: case "--help": case "-h": case "help": io.stdout.write(HELP + "\n"); return command === undefined ? 2 : 0;
+      default: throw new UsageError("E_USAGE", `unknown command "${command}"`);
+    }
+  } catch (e) {
+    return report(e, io);
+  }
+}
+
+function report(e: unknown, io: Io): number {
+  if (e instanceof UsageError) {
+    io.stderr.write(`weightsoup: ${e.message}\n\n${HELP}\n`);
+    return 2;
+  }
+  if (e instanceof AbortError) {
+    io.stderr.write(`weightsoup: aborted; no output was kept\n`);
+    return 130;
+  }
+  if (e instanceof ValidationError) {
+    io.stderr.write(`weightsoup: error [${e.code}]: ${e.message}\n`);
+    return 1;
+  }
+  if (e instanceof WeightsoupError) {
+    io.stderr.write(`weightsoup: error [${e.code}]: ${e.message}\n`);
+    return 1;
+  }
+  io.stderr.write(`weightsoup: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  return 1;
+}
+
+function args<T extends ParseArgsConfig["options"]>(argv: string[], options: T, positionals: [number, number], usage: string) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError("E_USAGE", `${(e as Error).message}\nusage: ${usage}`);
+  }
+  const n = parsed.positionals.length;
+  if (n < positionals[0] || n > positionals[1]) throw new UsageError("E_USAGE", `expected ${positionals[0] === positionals[1] ? positionals[0] : `${positionals[0]} to ${positionals[1]}`} arguments, got ${n}\nusage: ${usage}`);
+  return parsed;
+}
+
+function integer(value: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || n > max) throw new UsageError("E_USAGE", `--${name} must be an integer from ${min} to ${max}, got "${value}"`);
+  return n;
+}
+
+function size(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = parseSize(value);
+  if (n === undefined) throw new UsageError("E_USAGE", `--${name}: "${value}" is not a size (examples: 5B, 2GB, 500MiB, 1000000)`);
+  return n;
+}
+
+async function mergeCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = args(argv, {
+    seed: { type: "string" }, workers: { type: "string" }, "out-shard-size": { type: "string" }, "memory-budget": { type: "string" },
+    "chunk-size": { type: "string" }, force: { type: "boolean" }, quiet: { type: "boolean" }, json: { type: "boolean" },
+  }, [2, 2], "weightsoup merge RECIPE.yml OUT_DIR [options]");
+  const [recipe, out] = positionals as [string, string];
+  const controller = new AbortController();
+  const onSignal = () => controller.abort(new AbortError("interrupted"));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const bar = values.quiet ? undefined : new ProgressBar(io.stderr);
+  try {
+    const summary = await merge(recipe, {
+      out, force: values.force ?? false, signal: controller.signal,
+      ...defined({
+        seed: integer(values.seed, "seed", 0, 2 ** 32 - 1),
+        workers: integer(values.workers, "workers", 1, 256),
+        outShardSize: size(values["out-shard-size"], "out-shard-size"),
+        memoryBudget: size(values["memory-budget"], "memory-budget"),
+        chunkBytes: size(values["chunk-size"], "chunk-size"),
+      }),
+      onProgress: (e: MergeEvent) => bar?.update(e),
+    });
+    bar?.finish();
+    const rss = process.resourceUsage().maxRSS * 1024;
+    if (values.json) {
+      io.stdout.write(JSON.stringify({ ...summary, out, peakRss: rss }) + "\n");
+    } else {
+      io.stdout.write(
+        `merged ${summary.tensors} tensors with ${summary.method} into ${out}\n` +
+        `  read ${formatBytes(summary.inputBytes)}, wrote ${formatBytes(summary.outputBytes)} in ${formatSeconds(summary.seconds)} ` +
+        `(${formatBytes(summary.inputBytes / summary.seconds)}/s of input, ${summary.workers} workers, peak RSS ${formatBytes(rss)})\n` +
+        `  files: ${summary.files.join(", ")}\n`);
+    }
+    return 0;
+  } finally {
+    bar?.finish();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+async function inspectCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = args(argv, { json: { type: "boolean" } }, [1, 1], "weightsoup inspect PATH [--json]");
+  const r = await inspect(positionals[0]!);
+  if (values.json) {
+    io.stdout.write(JSON.stringify(r, null, 2) + "\n");
+    return 0;
+  }
+  const lines = [`${r.location}: ${r.tensors.length} tensors, ${r.parameters.toLocaleString("en-US")} parameters, ${formatBytes(r.bytes)}, ${r.layers} layers`];
+  if (r.config) lines.push(`config: ${Object.entries(r.config).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`);
+  for (const [dtype, d] of Object.entries(r.byDtype)) lines.push(`  ${dtype}: ${d.tensors} tensors, ${d.parameters.toLocaleString("en-US")} parameters, ${formatBytes(d.bytes)}`);
+  for (const f of r.weightFiles) lines.push(`  ${f.file}: ${f.tensors} tensors${f.metadata ? `, metadata ${JSON.stringify(f.metadata)}` : ""}`);
+  const width = Math.max(...r.tensors.map((t) => t.name.length), 4);
+  lines.push("", `${"name".padEnd(width)}  dtype  shape`);
+  for (const t of r.tensors) lines.push(`${t.name.padEnd(width)}  ${t.dtype.padEnd(5)}  [${t.shape.join(", ")}]`);
+  io.stdout.write(lines.join("\n") + "\n");
+  return 0;
+}
+
+async function exampleCommand(argv: string[], io: Io): Promise<number> {
+  const { positionals } = args(argv, {}, [0, 1], "weightsoup example [DIR]");
+  return runExample(positionals[0] ?? "example", io);
+}
+
+function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

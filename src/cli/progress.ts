@@ -1,0 +1,77 @@
+/**
+ * @file The progress bar the CLI draws on stderr: tensors, bytes, rate and time left, redrawn in place
+ * on a terminal (at most ten times a second) and as an occasional plain line otherwise.
+ */
+import type { MergeEvent } from "../events";
+
+export function formatBytes(n: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : n < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+export function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return "--";
+  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)}s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
+}
+
+export class ProgressBar {
+  private started = performance.now();
+  private lastDraw = 0;
+  private tensors = 0;
+  private tensorsTotal = 0;
+  private bytes = 0;
+  private bytesTotal = 0;
+  private drawn = false;
+
+  constructor(private readonly stream: NodeJS.WriteStream, private readonly interactive = stream.isTTY === true) {}
+
+  update(e: MergeEvent): void {
+    if (e.type === "plan") {
+      this.started = performance.now();
+      this.tensorsTotal = e.tensors;
+      this.bytesTotal = e.inputBytes;
+    } else if (e.type === "progress") {
+      this.bytes = e.bytesDone;
+    } else if (e.type === "tensor-done") {
+      this.tensors = e.tensorsDone;
+      this.bytes = e.bytesDone;
+    } else {
+      return;
+    }
+    const now = performance.now();
+    const final = this.tensorsTotal > 0 && this.tensors === this.tensorsTotal;
+    if (!final && now - this.lastDraw < (this.interactive ? 100 : 5000)) return;
+    this.lastDraw = now;
+    this.draw(now);
+  }
+
+  private draw(now: number): void {
+    const seconds = (now - this.started) / 1000;
+    const fraction = this.bytesTotal > 0 ? this.bytes / this.bytesTotal : 0;
+    const rate = seconds > 0 ? this.bytes / seconds : 0;
+    const eta = rate > 0 ? (this.bytesTotal - this.bytes) / rate : Infinity;
+    const width = 24;
+    const filled = Math.round(fraction * width);
+    const line = `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${this.tensors}/${this.tensorsTotal} tensors  ` +
+      `${formatBytes(this.bytes)}/${formatBytes(this.bytesTotal)}  ${formatBytes(rate)}/s  ETA ${formatSeconds(eta)}`;
+    if (this.interactive) {
+      this.stream.write(`\r${line}\x1b[K`);
+      this.drawn = true;
+    } else {
+      this.stream.write(line + "\n");
+    }
+  }
+
+  /** Ends the redrawn line. */
+  finish(): void {
+    if (this.interactive && this.drawn) this.stream.write("\n");
+    this.drawn = false;
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * @file Typed errors. Every failure weightsoup reports is a WeightsoupError with a stable `code`, a
+ * message that names the file, tensor, model or recipe key involved, and the same facts in `details`.
+ * The subclasses group codes by where they arise; errors raised inside a worker are rebuilt as the same
+ * class on the calling side (see pool/protocol.ts).
+ */
+
+export type ErrorCode =
+  // safetensors files (one code per way a file can be malformed, as the reference reader has)
+  | "E_HEADER_TOO_SMALL" // fewer than 8 bytes, or the header is cut off
+  | "E_HEADER_TOO_LARGE" // declared header length above the 100 MB limit
+  | "E_HEADER_LENGTH" // declared header length runs past the end of the file
+  | "E_HEADER_JSON" // header is not UTF-8 JSON with an object at the top
+  | "E_HEADER_SCHEMA" // a tensor entry lacks or misuses dtype/shape/data_offsets
+  | "E_DUPLICATE_TENSOR" // the same tensor name twice in one header
+  | "E_UNKNOWN_DTYPE" // dtype not in the safetensors list
+  | "E_UNSAFE_INTEGER" // a shape or offset beyond 2^53
+  | "E_TENSOR_SIZE" // shape x dtype size differs from the byte span
+  | "E_OFFSETS" // gaps, overlaps or out-of-order data offsets
+  | "E_INCOMPLETE_BUFFER" // data does not end exactly at the end of the file
+  | "E_METADATA" // __metadata__ is not a map of strings
+  // models
+  | "E_MODEL_NOT_FOUND"
+  | "E_NO_WEIGHTS"
+  | "E_INDEX" // model.safetensors.index.json malformed or inconsistent
+  | "E_SHARD_MISSING"
+  | "E_CONFIG" // config.json unreadable
+  // recipes and plans
+  | "E_RECIPE_SYNTAX"
+  | "E_RECIPE"
+  | "E_METHOD_UNKNOWN"
+  | "E_METHOD_UNSUPPORTED"
+  | "E_PARAMETER_UNKNOWN"
+  | "E_PARAMETER_MISSING"
+  | "E_PARAMETER_INVALID"
+  | "E_TENSOR_MISSING"
+  | "E_SHAPE_MISMATCH"
+  | "E_DTYPE_UNSUPPORTED"
+  | "E_VALIDATION" // several of the above at once, in `problems`
+  // output and runtime
+  | "E_OUTPUT_EXISTS"
+  | "E_IO"
+  | "E_MEMORY_BUDGET"
+  | "E_WORKER"
+  | "E_ABORTED"
+  | "E_USAGE";
+
+/** Facts about where an error arose. Every field is optional; messages repeat the ones that are set. */
+export interface ErrorDetails {
+  file?: string;
+  tensor?: string;
+  model?: string;
+  key?: string;
+  [fact: string]: unknown;
+}
+
+export class WeightsoupError extends Error {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetails;
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.details = details;
+  }
+
+  override get name(): string {
+    return this.constructor.name;
+  }
+}
+
+/** A safetensors file that breaks the format's rules. */
+export class SafetensorsError extends WeightsoupError {}
+/** A model folder or file that cannot be used (missing, unindexed, missing shards, bad config). */
+export class ModelError extends WeightsoupError {}
+/** A recipe that cannot be run as written: syntax, schema, methods, parameters, incompatible inputs. */
+export class RecipeError extends WeightsoupError {}
+/** The output cannot be written. */
+export class OutputError extends WeightsoupError {}
+/** A worker died or a kernel ran out of its memory budget. */
+export class WorkerError extends WeightsoupError {}
+/** Wrong command-line usage (the CLI exits with 2). */
+export class UsageError extends WeightsoupError {}
+
+/** The caller's AbortSignal fired. `name` is "AbortError", as for DOMException aborts. */
+export class AbortError extends WeightsoupError {
+  constructor(message = "The merge was aborted", options?: { cause?: unknown }) {
+    super("E_ABORTED", message, {}, options);
+  }
+  override get name(): string {
+    return "AbortError";
+  }
+}
+
+/** Several problems found while validating a recipe against its models; each one is in `problems`. */
+export class ValidationError extends RecipeError {
+  readonly problems: WeightsoupError[];
+  constructor(problems: WeightsoupError[]) {
+    const shown = problems.slice(0, 20).map((p) => `  - [${p.code}] ${p.message}`);
+    if (problems.length > 20) shown.push(`  - ... and ${problems.length - 20} more`);
+    super("E_VALIDATION", `${problems.length} problems found before merging:\n${shown.join("\n")}`, { count: problems.length });
+    this.problems = problems;
+  }
+}
+
+/** Error classes by name, for rebuilding errors that crossed a worker boundary. */
+export const errorClasses = {
+  WeightsoupError, SafetensorsError, ModelError, RecipeError, OutputError, WorkerError, UsageError, AbortError,
+} as const;
+
+/** "file: tensor \"name\": " style prefix for messages. */
+export function where(details: ErrorDetails): string {
+  const parts: string[] = [];
+  if (details.file) parts.push(String(details.file));
+  if (details.model && details.model !== details.file) parts.push(`model "${details.model}"`);
+  if (details.tensor) parts.push(`tensor "${details.tensor}"`);
+  if (details.key) parts.push(`key "${details.key}"`);
+  return parts.length ? parts.join(": ") + ": " : "";
+}

@@ -1,0 +1,20 @@
+/**
+ * @file Progress events of a merge, a discriminated union on `type` (in the style of transformers.js's
+ * progress callbacks). Byte counts are bytes of input tensor data, the work a merge has to stream.
+ */
+
+export type MergeEvent =
+  | {
+      type: "plan"; method: string; tensors: number; shards: number; inputBytes: number; outputBytes: number;
+      workers: number; chunkedTensors: number;
+    }
+  | { type: "tensor-start"; index: number; name: string; inputBytes: number; chunks: number }
+  | { type: "progress"; bytesDone: number; bytesTotal: number }
+  | {
+      type: "tensor-done"; index: number; name: string; tensorsDone: number; tensorsTotal: number;
+      bytesDone: number; bytesTotal: number;
+    }
+  | { type: "shard-written"; file: string; index: number; shards: number; bytes: number }
+  | { type: "done"; seconds: number; tensors: number; inputBytes: number; outputBytes: number; files: string[] };
+
+export type ProgressCallback = (event: MergeEvent) => void;

@@ -1,0 +1,32 @@
+/**
+ * @file A model or output location as a flat folder of named files. Node folders are directories on
+ * disk (io/node-folder.ts); in browsers a folder is the set of File objects a person picked.
+ */
+import type { SourceRef } from "./source";
+
+export interface ModelFolder {
+  /** Name for messages (a path, or the folder name a person picked). */
+  readonly name: string;
+  /** Names of the regular files directly inside. */
+  list(): Promise<string[]>;
+  source(file: string): SourceRef;
+  readText(file: string): Promise<string>;
+}
+
+/** A folder made of in-memory or picked files (browsers, tests). */
+export class BlobFolder implements ModelFolder {
+  constructor(readonly name: string, private readonly files: ReadonlyMap<string, Blob>) {}
+  async list(): Promise<string[]> {
+    return [...this.files.keys()];
+  }
+  source(file: string): SourceRef {
+    const blob = this.files.get(file);
+    if (!blob) throw new Error(`${this.name}: no file ${file}`);
+    return { kind: "blob", blob, name: `${this.name}/${file}` };
+  }
+  async readText(file: string): Promise<string> {
+    const blob = this.files.get(file);
+    if (!blob) throw new Error(`${this.name}: no file ${file}`);
+    return blob.text();
+  }
+}

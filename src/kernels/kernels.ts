@@ -1,0 +1,130 @@
+/**
+ * @file The compiled kernels (assembly/) and the memory they work in. JavaScript owns the memory:
+ * an Arena hands out 16-byte-aligned regions above the kernels' static data, grows the wasm memory on
+ * demand and refuses to go past the worker's budget. Kernels only ever see pointers and counts.
+ */
+import { instantiate } from "@assemblyscript/loader";
+import { SCRATCH_BYTES } from "../../assembly/layout";
+import { WorkerError } from "../errors";
+import wasmBytes from "../../dist/kernels.wasm";
+
+export type KernelExports = {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  decode(src: number, dtype: number, dst: number, n: number): void;
+  encode(src: number, dtype: number, dst: number, n: number): void;
+  quantize(buf: number, dtype: number, n: number): void;
+  setScratch(ptr: number): void;
+  weightedSum(table: number, nInputs: number, n: number, quant: number, normalize: number, divisor: number, out: number, outDtype: number): void;
+  slerpStats(x0: number, d0: number, x1: number, d1: number, n: number, quant: number, partials: number): void;
+  taskVectorMerge(table: number, nInputs: number, n: number, startLo: number, startHi: number, quant: number, flags: number, divisor: number, lambda: number, out: number, outDtype: number): void;
+  maskedL1(table: number, nInputs: number, n: number, startLo: number, startHi: number, quant: number, partials: number): void;
+  absDeltaSample(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, hist: number): number;
+  absDeltaRange(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, lo: number, hi: number, shift: number, hist: number, cand: number, capacity: number, stats: number): void;
+  keyRange(keys: number, n: number, lo: number, hi: number, shift: number, hist: number, compact: number, stats: number): void;
+};
+
+const PAGE = 65536;
+
+export class Arena {
+  private top: number;
+  private floor: number;
+  /** Largest memory size reached, in bytes. */
+  peak: number;
+
+  constructor(readonly memory: WebAssembly.Memory, base: number, readonly budget: number) {
+    this.floor = this.top = align(base, 64);
+    this.peak = memory.buffer.byteLength;
+  }
+
+  /** A region of `bytes`, 16-byte aligned (what v128 loads like), zero-filled only if fresh memory. */
+  alloc(bytes: number): number {
+    const ptr = align(this.top, 16);
+    const end = ptr + bytes;
+    if (end > this.budget) {
+      throw new WorkerError("E_MEMORY_BUDGET", `a kernel needs ${mib(end)} of wasm memory but the budget is ${mib(this.budget)}; raise the memory budget or lower the chunk size`, { needed: end, budget: this.budget });
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      this.memory.grow(Math.ceil((end - have) / PAGE));
+      this.peak = Math.max(this.peak, this.memory.buffer.byteLength);
+    }
+    this.top = end;
+    return ptr;
+  }
+
+  /** Frees everything allocated after `mark()` returned this value. */
+  release(mark: number): void {
+    this.top = mark;
+  }
+  mark(): number {
+    return this.top;
+  }
+  /** Frees everything above the floor. */
+  reset(): void {
+    this.top = this.floor;
+  }
+  /** Makes everything allocated so far permanent (reset() keeps it). */
+  pinFloor(): void {
+    this.floor = this.top;
+  }
+
+  // Views are made fresh from memory.buffer each time: growing the memory detaches older ones.
+  u8(ptr: number, length: number): Uint8Array {
+    return new Uint8Array(this.memory.buffer, ptr, length);
+  }
+  u32(ptr: number, length: number): Uint32Array {
+    return new Uint32Array(this.memory.buffer, ptr, length);
+  }
+  f32(ptr: number, length: number): Float32Array {
+    return new Float32Array(this.memory.buffer, ptr, length);
+  }
+  f64(ptr: number, length: number): Float64Array {
+    return new Float64Array(this.memory.buffer, ptr, length);
+  }
+  view(): DataView {
+    return new DataView(this.memory.buffer);
+  }
+
+  /**
+   * Copies of regions, for results that outlive the next kernel call or cross to another thread.
+   * (new + set: TypedArray.prototype.slice is about ten times slower on large arrays in Node 20.)
+   */
+  copyU8(ptr: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    out.set(this.u8(ptr, length));
+    return out;
+  }
+  copyU32(ptr: number, length: number): Uint32Array {
+    const out = new Uint32Array(length);
+    out.set(this.u32(ptr, length));
+    return out;
+  }
+  copyF64(ptr: number, length: number): Float64Array {
+    const out = new Float64Array(length);
+    out.set(this.f64(ptr, length));
+    return out;
+  }
+}
+
+export interface Kernels {
+  exports: KernelExports;
+  arena: Arena;
+}
+
+/** Instantiates the kernels with an arena of at most `budget` bytes of wasm memory. */
+export async function loadKernels(budget: number, bytes: Uint8Array = wasmBytes): Promise<Kernels> {
+  const { exports } = await instantiate<KernelExports>(bytes, {});
+  const arena = new Arena(exports.memory, exports.heapBase(), budget);
+  exports.setScratch(arena.alloc(SCRATCH_BYTES));
+  arena.pinFloor();
+  return { exports, arena };
+}
+
+function align(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}

@@ -1,0 +1,215 @@
+/**
+ * @file Running a plan: shards planned up front, every tensor computed by the worker pool (a tensor
+ * that fits in one chunk entirely inside one worker, a larger one chunk by chunk across all workers),
+ * progress reported, and the output committed only when everything is written.
+ */
+import { TILE } from "../../assembly/layout";
+import { AbortError, WorkerError } from "../errors";
+import type { MergeEvent, ProgressCallback } from "../events";
+import { DTYPES } from "../format/dtypes";
+import type { OutputFolder } from "../io/output";
+import { KERNEL_OVERHEAD_BYTES } from "../kernels/budget";
+import { isWeightFile } from "../model/model";
+import type { MergePlan, PlannedTensor } from "../plan/plan";
+import { indexJson, INDEX_FILE, planShards } from "../plan/shards";
+import { WorkerPool } from "../pool/pool";
+import { modelCard, outputConfig, VERSION } from "./card";
+import { chunkCount, chunkRange, type FinalRequest, type OutputTarget, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "./job";
+import { runTensor } from "./run-tensor";
+
+export interface EngineOptions {
+  /** Worker count. */
+  workers: number;
+  workerUrl: URL | string;
+  /** Wasm memory budget of each worker (bytes). */
+  memoryBudget: number;
+  /** Largest chunk of input+output data a worker holds at once (bytes); capped by the budget. */
+  chunkBytes: number;
+  /** Elements per chunk, overriding chunkBytes (tests use it to force chunking). */
+  chunkElements?: number;
+  seed: number;
+  /** Largest output shard (bytes of tensor data). */
+  outShardSize: number;
+  signal?: AbortSignal;
+  onProgress?: ProgressCallback;
+}
+
+export interface MergeSummary {
+  method: string;
+  tensors: number;
+  inputBytes: number;
+  outputBytes: number;
+  seconds: number;
+  files: string[];
+  workers: number;
+  /** Largest wasm memory any worker reached (bytes). */
+  peakWorkerMemory: number;
+}
+
+/** Elements per chunk: the whole tensor when it fits, else as many tiles as the limit allows. */
+export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements">): number {
+  if (options.chunkElements) return Math.min(Math.max(TILE, Math.floor(options.chunkElements / TILE) * TILE), Math.max(t.numel, 1));
+  const perElement = t.inputs.reduce((s, i) => s + DTYPES[i.tensor.dtype]!.bits / 8, 0) + DTYPES[t.dtype]!.bits / 8;
+  // A resident TIES tensor also keeps up to numel/8 candidate keys per trimmed model.
+  const op = t.op;
+  const candidates = op.kind === "taskVector" && op.sparsify === "magnitude" ? op.tasks.filter((x) => x.density < 1).length * 0.5 : 0;
+  const limit = Math.min(options.chunkBytes, options.memoryBudget - KERNEL_OVERHEAD_BYTES);
+  if (t.numel * (perElement + candidates) <= limit) return Math.max(t.numel, 1);
+  const elements = Math.floor(limit / perElement / TILE) * TILE;
+  if (elements < TILE) {
+    throw new WorkerError("E_MEMORY_BUDGET", `tensor "${t.name}" needs at least ${((TILE * perElement + KERNEL_OVERHEAD_BYTES) / 1048576).toFixed(1)} MiB of worker memory per chunk; the memory budget is too small`, { tensor: t.name });
+  }
+  return elements;
+}
+
+async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export async function runPlan(plan: MergePlan, out: OutputFolder, options: EngineOptions): Promise<MergeSummary> {
+  const started = performance.now();
+  const { signal } = options;
+  const emit = (e: MergeEvent) => options.onProgress?.(e);
+  const metadata = {
+    format: "pt",
+    weightsoup_version: VERSION,
+    merge_method: plan.method.name,
+    recipe_sha256: await sha256Hex(plan.recipe.text),
+  };
+  const shards = planShards(plan.tensors, options.outShardSize, metadata);
+  const jobs: { job: TensorJob; tensor: PlannedTensor; shard: number }[] = [];
+  let pool: WorkerPool | undefined;
+  const onAbort = () => pool?.abort(signal?.reason);
+  try {
+    signal?.throwIfAborted();
+    // Chunk sizes first: a budget too small for some tensor fails before any file is created.
+    const chunking = new Map(plan.tensors.map((t) => [t, chunkElementsFor(t, options)]));
+    for (const [s, shard] of shards.entries()) {
+      const target: OutputTarget = await out.createFile(shard.file, shard.layout.size, shard.layout.head);
+      for (const tensor of shard.tensors) {
+        jobs.push({
+          shard: s, tensor,
+          job: {
+            index: plan.tensors.indexOf(tensor), name: tensor.name, numel: tensor.numel, op: tensor.op,
+            inputs: tensor.inputs.map((i) => ({
+              source: i.tensor.source, file: i.tensor.file, tensor: i.tensor.name, offset: i.tensor.offset, dtype: i.tensor.dtype, shape: i.tensor.shape,
+              ...(i.block ? { block: i.block } : {}),
+            })),
+            output: { target, offset: shard.layout.offsets.get(tensor.name)!, dtype: tensor.dtype },
+            loadDtype: plan.loadDtype, seed: options.seed, chunkElements: chunking.get(tensor)!,
+          },
+        });
+      }
+    }
+    jobs.sort((a, b) => a.job.index - b.job.index);
+    const work = jobs.filter((j) => j.tensor.outputBytes > 0);
+    const inputBytes = plan.tensors.reduce((s, t) => s + t.inputBytes, 0);
+    const outputBytes = plan.tensors.reduce((s, t) => s + t.outputBytes, 0);
+    const size = Math.max(1, Math.min(options.workers, work.length));
+    emit({
+      type: "plan", method: plan.method.name, tensors: plan.tensors.length, shards: shards.length, inputBytes, outputBytes, workers: size,
+      chunkedTensors: work.filter((j) => chunkCount(j.job) > 1).length,
+    });
+
+    signal?.throwIfAborted();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    pool = await WorkerPool.create({ size, workerUrl: options.workerUrl, memoryBudget: options.memoryBudget });
+    signal?.throwIfAborted();
+
+    let tensorsDone = jobs.length - work.length, bytesDone = 0;
+    const shardLeft = shards.map((s) => s.tensors.filter((t) => t.outputBytes > 0).length);
+    const progress = (bytes: number) => {
+      bytesDone += bytes;
+      emit({ type: "progress", bytesDone, bytesTotal: inputBytes });
+    };
+    const runOne = async ({ job, tensor, shard }: (typeof work)[number]) => {
+      const chunks = chunkCount(job);
+      emit({ type: "tensor-start", index: job.index, name: job.name, inputBytes: tensor.inputBytes, chunks });
+      const file = shards[shard]!.file;
+      if (chunks === 1) {
+        const bytes = await pool!.run((w) => w.runTensor(job));
+        if (bytes) await out.write(file, job.output.offset, bytes);
+        progress(tensor.inputBytes);
+      } else {
+        await runTensor(job, new PoolExecutor(pool!, job, out, file, (c) => progress(tensor.inputBytes * (chunkRange(job, c)[1] - chunkRange(job, c)[0]) / job.numel)));
+      }
+      tensorsDone++;
+      emit({ type: "tensor-done", index: job.index, name: job.name, tensorsDone, tensorsTotal: jobs.length, bytesDone, bytesTotal: inputBytes });
+      if (--shardLeft[shard]! === 0) emit({ type: "shard-written", file, index: shard, shards: shards.length, bytes: shards[shard]!.layout.size });
+    };
+    await runLimited(work, 2 * size, runOne, (e) => pool?.fail(e instanceof Error ? e : new Error(String(e))));
+
+    const stats = await pool.each((w) => w.stats());
+    await pool.each((w) => w.release());
+    await pool.terminate();
+    pool = undefined;
+    signal?.throwIfAborted();
+
+    if (shards.length > 1) await out.writeText(INDEX_FILE, indexJson(shards, { weightsoup_version: VERSION }));
+    const config = outputConfig(plan);
+    if (config) await out.writeText("config.json", JSON.stringify(config, null, 2) + "\n");
+    const donor = plan.models.get(plan.donor)!;
+    for (const file of await donor.folder.list()) {
+      if (isWeightFile(file) || file.startsWith(".") || ["config.json", "README.md", "mergekit_config.yml"].includes(file)) continue;
+      await out.copyFrom(file, donor.folder.source(file));
+    }
+    await out.writeText("README.md", modelCard(plan, out.name.split(/[\\/]/).filter(Boolean).pop() ?? "merged model"));
+    await out.writeText("mergekit_config.yml", plan.recipe.text.endsWith("\n") ? plan.recipe.text : plan.recipe.text + "\n");
+    signal?.throwIfAborted();
+    const files = await out.commit();
+    const seconds = (performance.now() - started) / 1000;
+    emit({ type: "done", seconds, tensors: plan.tensors.length, inputBytes, outputBytes, files });
+    return {
+      method: plan.method.name, tensors: plan.tensors.length, inputBytes, outputBytes, seconds, files, workers: size,
+      peakWorkerMemory: Math.max(0, ...stats.map((s) => s.peakMemory)),
+    };
+  } catch (error) {
+    pool?.abort(error);
+    await pool?.terminate();
+    await out.discard();
+    throw signal?.aborted && !(error instanceof AbortError) ? new AbortError(undefined, { cause: signal.reason }) : error;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/** Runs `fn` over items with at most `limit` in flight; stops at the first failure, reported to `onError` at once. */
+async function runLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>, onError: (e: unknown) => void): Promise<void> {
+  let next = 0;
+  let failed: unknown;
+  const lane = async () => {
+    while (failed === undefined && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (e) {
+        if (failed === undefined) {
+          failed = e;
+          onError(e);
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (failed !== undefined) throw failed;
+}
+
+/** Runs a multi-chunk tensor's passes with one pool job per chunk; results come back in chunk order. */
+class PoolExecutor implements TensorExecutor {
+  readonly resident = false;
+  readonly chunks: number;
+  constructor(private readonly pool: WorkerPool, private readonly job: TensorJob, private readonly out: OutputFolder, private readonly file: string, private readonly onChunk: (c: number) => void) {
+    this.chunks = chunkCount(job);
+  }
+  pass(request: PassRequest): Promise<PassResult[]> {
+    return Promise.all(Array.from({ length: this.chunks }, (_, c) => this.pool.run((w) => w.runPass(this.job, c, request) as Promise<PassResult>)));
+  }
+  async final(request: FinalRequest): Promise<void> {
+    await Promise.all(Array.from({ length: this.chunks }, async (_, c) => {
+      const bytes = await this.pool.run((w) => w.runFinal(this.job, c, request));
+      if (bytes) await this.out.write(this.file, this.job.output.offset + chunkRange(this.job, c)[0] * (DTYPES[this.job.output.dtype]!.bits / 8), bytes);
+      this.onChunk(c);
+    }));
+  }
+}

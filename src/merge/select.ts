@@ -1,0 +1,148 @@
+/**
+ * @file TIES's exact top-k: for each task vector, the k-th largest |tau| and how many elements equal
+ * to it belong to the top k. A radix select over the float bits (see assembly/select.ts): every round
+ * is one pass over the data that histograms a key range into at most 2048 buckets; the bucket holding
+ * the k-th key becomes the next range, until it is a single key. All task vectors advance together so a
+ * multi-chunk tensor reads its inputs once per round.
+ *
+ * When the tensor is resident in one worker, a sample of 1/64 of the elements first brackets the
+ * answer, the first pass compacts the keys inside the bracket, and later rounds only look at those. A
+ * bracket that misses (which the counts reveal) just costs one more full pass. The result is exact
+ * either way, and identical however the tensor is chunked.
+ */
+import { SAMPLE_SHIFT } from "../../assembly/layout";
+import type { RangeResult, TensorExecutor } from "./job";
+
+export interface Selection {
+  /** Bits of the k-th largest |tau|. */
+  threshold: number;
+  /** Elements with |tau| above the threshold. */
+  above: number;
+  /** Elements equal to it. */
+  equal: number;
+  /** How many of those equal elements are kept: k - above. */
+  ties: number;
+}
+
+const KEY_END = 0x80000000; // one past the largest 31-bit key
+const MAX_BUCKETS_LOG2 = 11;
+/** Below this many elements a sample does not pay for itself. */
+const SAMPLE_MIN = 1 << 15;
+
+interface State {
+  task: number;
+  k: number;
+  lo: number;
+  hi: number;
+  /** The range is a guess from a sample and must be verified by the next pass. */
+  guess: boolean;
+  /** Expected keys inside the guessed range (from the sample): how many candidates to keep. */
+  expected: number;
+  result?: Selection;
+}
+
+function shiftFor(lo: number, hi: number): number {
+  const width = hi - lo;
+  return Math.max(0, Math.ceil(Math.log2(width)) - MAX_BUCKETS_LOG2);
+}
+
+/** The k-th largest |tau| of each task (k >= 1). */
+export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { task: number; k: number }[]): Promise<Map<number, Selection>> {
+  const states: State[] = wanted.map(({ task, k }) => ({ task, k, lo: 0, hi: KEY_END, guess: false, expected: 0 }));
+  if (exec.resident && numel >= SAMPLE_MIN) await bracketFromSample(exec, numel, states);
+
+  for (let round = 0; states.some((s) => !s.result); round++) {
+    if (round > 8) throw new Error("radix select did not converge"); // 31 bits need at most 3 rounds plus a missed bracket
+    const active = states.filter((s) => !s.result);
+    const results = await exec.pass({
+      kind: "range",
+      // Compacting pays once a range holds a part of the keys (a bracket), not on a pass over all of them.
+      ranges: active.map((s) => ({ task: s.task, lo: s.lo, hi: s.hi, shift: shiftFor(s.lo, s.hi), compact: exec.resident && s.guess ? Math.ceil(s.expected * 1.25) + 4096 : 0 })),
+    });
+    active.forEach((s, i) => narrow(s, sumRanges(results.map((r) => (r.kind === "range" ? r.ranges[i]! : unexpected())))));
+  }
+  return new Map(states.map((s) => [s.task, s.result!]));
+}
+
+function narrow(s: State, r: RangeResult): void {
+  if (s.guess) {
+    s.guess = false;
+    if (s.k <= r.above) { // the k-th key is at or above the bracket
+      s.lo = s.hi;
+      s.hi = KEY_END;
+      return;
+    }
+    if (s.k > r.above + r.inside) { // below it
+      s.hi = s.lo;
+      s.lo = 0;
+      return;
+    }
+  }
+  const shift = shiftFor(s.lo, s.hi);
+  let cum = r.above;
+  for (let b = r.hist.length - 1; b >= 0; b--) {
+    const count = r.hist[b]!;
+    if (cum + count >= s.k) {
+      const lo = s.lo + b * 2 ** shift;
+      if (shift === 0) {
+        s.result = { threshold: lo, above: cum, equal: count, ties: s.k - cum };
+      } else {
+        s.lo = lo;
+        s.hi = Math.min(s.hi, lo + 2 ** shift);
+      }
+      return;
+    }
+    cum += count;
+  }
+  throw new Error(`radix select lost the k-th element (k=${s.k}, counted ${cum})`);
+}
+
+/** Sum of per-chunk results (integer counts: the order does not matter). */
+function sumRanges(parts: RangeResult[]): RangeResult {
+  const hist = new Uint32Array(parts[0]!.hist.length);
+  let above = 0, inside = 0;
+  for (const p of parts) {
+    above += p.above;
+    inside += p.inside;
+    for (let i = 0; i < hist.length; i++) hist[i]! += p.hist[i]!;
+  }
+  return { hist, above, inside };
+}
+
+/**
+ * Turn a sample histogram into a bracket [lo, hi) that very likely holds the k-th key: the sample rank
+ * k * m / n, widened by four standard deviations of that rank plus a small fixed slack.
+ */
+async function bracketFromSample(exec: TensorExecutor, numel: number, states: State[]): Promise<void> {
+  const [result] = await exec.pass({ kind: "sample", tasks: states.map((s) => s.task) });
+  if (result?.kind !== "sample") unexpected();
+  states.forEach((s, i) => {
+    const { hist, sampled: m } = result.samples[i]!;
+    if (m === 0) return;
+    const q = s.k / numel;
+    const rank = q * m;
+    const margin = 4 * Math.sqrt(m * q * (1 - q)) + 0.002 * m + 8;
+    const topRank = rank - margin, bottomRank = rank + margin;
+    if (bottomRank >= m) return; // the bracket would reach the smallest keys: no gain
+    let cum = 0, hiBucket = -1, loBucket = -1;
+    for (let b = hist.length - 1; b >= 0; b--) {
+      if (hiBucket < 0 && cum + hist[b]! > topRank) hiBucket = b;
+      cum += hist[b]!;
+      if (cum >= bottomRank) {
+        loBucket = b;
+        break;
+      }
+    }
+    if (loBucket < 0) return;
+    let inBracket = 0;
+    for (let b = loBucket; b <= (topRank <= 0 ? hist.length - 1 : hiBucket); b++) inBracket += hist[b]!;
+    s.expected = (inBracket * numel) / m;
+    s.lo = loBucket * 2 ** SAMPLE_SHIFT;
+    s.hi = topRank <= 0 ? KEY_END : (hiBucket + 1) * 2 ** SAMPLE_SHIFT;
+    s.guess = true;
+  });
+}
+
+function unexpected(): never {
+  throw new Error("executor returned a result of the wrong kind");
+}

@@ -1,0 +1,298 @@
+/**
+ * @file The worker side of a merge: one chunk of one tensor in wasm memory, and the passes over it.
+ * Inputs are read straight into wasm memory (Node), outputs written straight from it, at the offsets
+ * the plan gave them.
+ */
+import {
+  DTYPE_NONE, RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, RANGE_KEPT, SAMPLE_BUCKETS, SUM_RECORD, TILE, TRIM_MAGNITUDE,
+  TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_DTYPE, TV_KEY, TV_MODE, TV_NORMALIZE, TV_PTR, TV_RECORD, TV_RESCALE, TV_THRESHOLD,
+  TV_TIES, TV_WEIGHT,
+} from "../../assembly/layout";
+import { OutputError } from "../errors";
+import { DTYPES } from "../format/dtypes";
+import { openSource, type ByteSource, type SourceRef } from "../io/source";
+import type { Kernels } from "../kernels/kernels";
+import { chunkRange, type FinalRequest, type JobInput, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
+
+interface LoadedChunk {
+  job: TensorJob;
+  chunk: number;
+  start: number;
+  count: number;
+  inputs: { ptr: number; code: number; bytes: number }[];
+  out: number;
+}
+
+/** Keys of |tau| inside [lo, hi) kept from a full pass, so later select rounds skip the full tensor. */
+interface Candidates {
+  ptr: number;
+  capacity: number;
+  count: number;
+  lo: number;
+  hi: number;
+  /** Elements of the whole tensor with key >= hi. */
+  above: number;
+  complete: boolean;
+}
+
+export class ChunkWorkspace {
+  private readonly sources = new Map<string, ByteSource>();
+  private readonly outputs = new Map<string, Promise<import("node:fs/promises").FileHandle>>();
+  private loaded: LoadedChunk | undefined;
+  private candidates = new Map<number, Candidates>();
+
+  constructor(private readonly k: Kernels) {}
+
+  /** Reads chunk `chunk` of a job's inputs into wasm memory. */
+  async load(job: TensorJob, chunk: number): Promise<void> {
+    const { arena } = this.k;
+    arena.reset();
+    this.candidates.clear();
+    const [start, end] = chunkRange(job, chunk);
+    const count = end - start;
+    const inputs = job.inputs.map((input) => {
+      const bytes = count * (DTYPES[input.dtype]!.bits / 8);
+      return { ptr: arena.alloc(bytes), code: DTYPES[input.dtype]!.code ?? DTYPE_NONE, bytes };
+    });
+    const out = arena.alloc(count * (DTYPES[job.output.dtype]!.bits / 8));
+    // Every region exists before the first read starts: a memory.grow during a read would detach its view.
+    await Promise.all(job.inputs.map((input, i) => this.read(input, start, end, inputs[i]!.ptr)));
+    this.loaded = { job, chunk, start, count, inputs, out };
+  }
+
+  private source(ref: SourceRef): ByteSource {
+    const key = ref.kind === "path" ? ref.path : undefined;
+    if (key === undefined) return openSource(ref);
+    let s = this.sources.get(key);
+    if (!s) this.sources.set(key, (s = openSource(ref)));
+    return s;
+  }
+
+  /** Elements [start, end) of an input (in the output's row-major order) into wasm memory at ptr. */
+  private async read(input: JobInput, start: number, end: number, ptr: number): Promise<void> {
+    const eb = DTYPES[input.dtype]!.bits / 8;
+    const source = this.source(input.source);
+    const storedCols = input.shape[1] ?? 1;
+    if (!input.block || input.block.cols === storedCols) {
+      // A top-left block with all columns is a prefix of the tensor: one read.
+      await source.readInto(input.offset + start * eb, this.k.arena.u8(ptr, (end - start) * eb));
+      return;
+    }
+    const cols = input.block.cols;
+    const reads: Promise<void>[] = [];
+    for (let i = start; i < end;) {
+      const row = Math.floor(i / cols);
+      const stop = Math.min(end, (row + 1) * cols);
+      const physical = row * storedCols + (i - row * cols);
+      reads.push(source.readInto(input.offset + physical * eb, this.k.arena.u8(ptr + (i - start) * eb, (stop - i) * eb)));
+      i = stop;
+    }
+    await Promise.all(reads);
+  }
+
+  private get chunk(): LoadedChunk {
+    if (!this.loaded) throw new Error("no chunk loaded");
+    return this.loaded;
+  }
+
+  /**
+   * Runs one pass over the loaded chunk. With `copy` false the typed arrays in the result are views of
+   * wasm memory, valid only until the next pass: for a caller in this worker that reads them at once.
+   */
+  pass(request: PassRequest, copy = true): PassResult {
+    const { arena } = this.k;
+    if (request.kind === "range") this.reserveCandidates(request.ranges);
+    const mark = arena.mark();
+    this.copy = copy;
+    try {
+      switch (request.kind) {
+        case "slerpStats": return { kind: "slerpStats", partials: this.slerpStats() };
+        case "sample": return { kind: "sample", samples: request.tasks.map((t) => this.sample(t)) };
+        case "range": return { kind: "range", ranges: request.ranges.map((r) => this.range(r.task, r.lo, r.hi, r.shift)) };
+        case "maskedL1": return { kind: "maskedL1", partials: this.maskedL1(request.trims) };
+      }
+      throw new Error(`unknown pass ${(request as { kind: string }).kind}`);
+    } finally {
+      arena.release(mark);
+    }
+  }
+
+  private copy = true;
+  private resultU32(ptr: number, n: number): Uint32Array {
+    return this.copy ? this.k.arena.copyU32(ptr, n) : this.k.arena.u32(ptr, n);
+  }
+  private resultF64(ptr: number, n: number): Float64Array {
+    return this.copy ? this.k.arena.copyF64(ptr, n) : this.k.arena.f64(ptr, n);
+  }
+
+  /**
+   * Candidate buffers live below every pass's temporaries, for the rest of this tensor. Each gets the
+   * count asked for, if a fair share of the memory left in the budget allows it (else less, and later
+   * rounds fall back to scanning the tensor).
+   */
+  private reserveCandidates(ranges: { task: number; compact: number }[]): void {
+    const wanted = ranges.filter((r) => r.compact > 0 && !this.candidates.has(r.task));
+    for (const [i, { task, compact }] of wanted.entries()) {
+      const free = this.k.arena.budget - this.k.arena.mark() - (4 << 20); // keep room for the pass itself
+      const share = Math.floor(free / 4 / (wanted.length - i));
+      const capacity = Math.max(0, Math.min(this.chunk.count, compact, share));
+      if (capacity === 0) continue;
+      this.candidates.set(task, { ptr: this.k.arena.alloc(capacity * 4), capacity, count: 0, lo: 0, hi: 0, above: 0, complete: false });
+    }
+  }
+
+  private tiles(): number {
+    return Math.ceil(this.chunk.count / TILE);
+  }
+
+  private quant(): number {
+    const d = this.chunk.job.loadDtype;
+    return d ? DTYPES[d]!.code! : DTYPE_NONE;
+  }
+
+  private slerpStats(): Float64Array {
+    const { inputs, count } = this.chunk;
+    const partials = this.k.arena.alloc(this.tiles() * 24);
+    this.k.exports.slerpStats(inputs[0]!.ptr, inputs[0]!.code, inputs[1]!.ptr, inputs[1]!.code, count, this.quant(), partials);
+    return this.resultF64(partials, this.tiles() * 3);
+  }
+
+  private sample(task: number): { hist: Uint32Array; sampled: number } {
+    const { inputs, count } = this.chunk;
+    const x = inputs[task + 1]!, b = inputs[0]!;
+    const hist = this.k.arena.alloc(SAMPLE_BUCKETS * 4);
+    this.k.arena.u32(hist, SAMPLE_BUCKETS).fill(0);
+    const sampled = this.k.exports.absDeltaSample(x.ptr, x.code, b.ptr, b.code, count, this.quant(), hist);
+    return { hist: this.resultU32(hist, SAMPLE_BUCKETS), sampled };
+  }
+
+  private range(task: number, lo: number, hi: number, shift: number) {
+    const { arena, exports } = this.k;
+    const { inputs, count } = this.chunk;
+    const buckets = Math.max(1, Math.ceil((hi - lo) / 2 ** shift));
+    const cand = this.candidates.get(task);
+    const hist = arena.alloc((buckets + 1) * 4); // + the kernel's spare counter
+    arena.u32(hist, buckets + 1).fill(0);
+    const stats = arena.alloc(RANGE_BYTES);
+    let above: number, inside: number;
+    if (cand?.complete && lo >= cand.lo && hi <= cand.hi) {
+      // Every key of [lo, hi) is among the candidates: scan them instead of the tensor, and keep only these.
+      exports.keyRange(cand.ptr, cand.count, lo, hi, shift, hist, 1, stats);
+      const v = arena.f64(stats, 3);
+      above = cand.above + v[RANGE_ABOVE / 8]!;
+      inside = v[RANGE_INSIDE / 8]!;
+      Object.assign(cand, { count: v[RANGE_KEPT / 8]!, lo, hi, above });
+    } else {
+      const x = inputs[task + 1]!, b = inputs[0]!;
+      exports.absDeltaRange(x.ptr, x.code, b.ptr, b.code, count, this.quant(), lo, hi, shift, hist, cand?.ptr ?? 0, cand?.capacity ?? 0, stats);
+      const v = arena.f64(stats, 3);
+      above = v[RANGE_ABOVE / 8]!;
+      inside = v[RANGE_INSIDE / 8]!;
+      if (cand) Object.assign(cand, { count: v[RANGE_KEPT / 8]!, lo, hi, above, complete: v[RANGE_KEPT / 8] === inside });
+    }
+    return { hist: this.resultU32(hist, buckets), above, inside };
+  }
+
+  /** Writes a task-vector operand table; returns its pointer. */
+  private taskTable(trims: Trim[], weights?: number[], rescales?: number[]): number {
+    const { inputs, chunk } = this.chunk;
+    const table = this.k.arena.alloc(inputs.length * TV_RECORD);
+    const v = this.k.arena.view();
+    inputs.forEach((input, i) => {
+      const rec = table + i * TV_RECORD;
+      v.setUint32(rec + TV_PTR, input.ptr, true);
+      v.setUint32(rec + TV_DTYPE, input.code, true);
+      if (i === 0) return;
+      const trim = trims[i - 1]!;
+      v.setFloat32(rec + TV_WEIGHT, weights?.[i - 1] ?? 1, true);
+      v.setFloat32(rec + TV_RESCALE, rescales?.[i - 1] ?? 1, true);
+      v.setUint32(rec + TV_MODE, trim.mode === "none" ? TRIM_NONE : trim.mode === "magnitude" ? TRIM_MAGNITUDE : TRIM_RANDOM, true);
+      v.setUint32(rec + TV_THRESHOLD, trim.mode === "none" ? 0 : trim.threshold, true);
+      v.setUint32(rec + TV_TIES, trim.mode === "magnitude" ? trim.ties[chunk]! : 0, true);
+      v.setUint32(rec + TV_KEY, trim.mode === "random" ? trim.key : 0, true);
+    });
+    return table;
+  }
+
+  private maskedL1(trims: Trim[]): Float64Array {
+    const { inputs, count, start } = this.chunk;
+    const table = this.taskTable(trims);
+    const n = this.tiles() * (inputs.length - 1) * 2;
+    const partials = this.k.arena.alloc(n * 8);
+    this.k.exports.maskedL1(table, inputs.length, count, start >>> 0, Math.floor(start / 2 ** 32), this.quant(), partials);
+    return this.resultF64(partials, n);
+  }
+
+  /** Computes the chunk's output and writes it (or returns it, for a "return" target). */
+  async final(request: FinalRequest): Promise<Uint8Array | undefined> {
+    const { arena, exports } = this.k;
+    const { job, inputs, count, start, out } = this.chunk;
+    const outCode = DTYPES[job.output.dtype]!.code ?? DTYPE_NONE;
+    let result = out;
+    const mark = arena.mark();
+    if (request.kind === "copy") {
+      result = inputs[0]!.ptr;
+    } else if (request.kind === "sum") {
+      const table = arena.alloc(inputs.length * SUM_RECORD);
+      const v = arena.view();
+      inputs.forEach((input, i) => {
+        v.setUint32(table + i * SUM_RECORD, input.ptr, true);
+        v.setUint32(table + i * SUM_RECORD + 4, input.code, true);
+        v.setFloat32(table + i * SUM_RECORD + 8, request.weights[i]!, true);
+      });
+      exports.weightedSum(table, inputs.length, count, this.quant(), request.normalize ? 1 : 0, request.divisor, out, outCode);
+    } else {
+      const table = this.taskTable(request.trims, request.weights, request.rescales);
+      const flags = (request.normalize ? TV_NORMALIZE : 0) | (request.consensus ? TV_CONSENSUS : 0);
+      exports.taskVectorMerge(table, inputs.length, count, start >>> 0, Math.floor(start / 2 ** 32), this.quant(), flags, request.divisor, Math.fround(request.lambda), out, outCode);
+    }
+    arena.release(mark);
+    const bytes = count * (DTYPES[job.output.dtype]!.bits / 8);
+    const target = job.output.target;
+    if (target.kind === "return") return arena.copyU8(result, bytes);
+    const fh = await this.output(target.path);
+    const position = job.output.offset + start * (DTYPES[job.output.dtype]!.bits / 8);
+    let done = 0;
+    while (done < bytes) {
+      const { bytesWritten } = await fh.write(arena.u8(result, bytes), done, bytes - done, position + done);
+      done += bytesWritten;
+    }
+    return undefined;
+  }
+
+  private output(path: string): Promise<import("node:fs/promises").FileHandle> {
+    let h = this.outputs.get(path);
+    if (!h) {
+      h = import("node:fs/promises").then((fs) => fs.open(path, "r+")).catch((cause: Error) => {
+        throw new OutputError("E_IO", `${path}: cannot open for writing (${cause.message})`, { file: path }, { cause });
+      });
+      this.outputs.set(path, h);
+    }
+    return h;
+  }
+
+  /** Closes every file this workspace opened. */
+  async release(): Promise<void> {
+    const closing = [...this.sources.values()].map((s) => s.close());
+    closing.push(...[...this.outputs.values()].map(async (h) => (await h).close()));
+    this.sources.clear();
+    this.outputs.clear();
+    this.loaded = undefined;
+    await Promise.allSettled(closing);
+  }
+}
+
+/** A tensor that fits in one chunk, loaded once and kept in this worker's memory for every pass. */
+export class ResidentExecutor implements TensorExecutor {
+  readonly chunks = 1;
+  readonly resident = true;
+  output: Uint8Array | undefined;
+  constructor(private readonly ws: ChunkWorkspace) {}
+  /** Results are views of wasm memory, valid until the next pass (the tensor drivers read them at once). */
+  async pass(request: PassRequest): Promise<PassResult[]> {
+    return [this.ws.pass(request, false)];
+  }
+  async final(request: FinalRequest): Promise<void> {
+    this.output = await this.ws.final(request);
+  }
+}

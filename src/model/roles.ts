@@ -1,0 +1,55 @@
+/**
+ * @file What a tensor is, read from its name: which decoder layer it belongs to, whether it comes
+ * before or after the layers, and whether it is an embedding (vocabulary rows). mergekit reads this
+ * from per-architecture JSON files; weightsoup infers it from names the way mergekit does for unknown
+ * architectures: a layer tensor has a purely numeric path component (model.layers.12.mlp.up_proj.weight).
+ */
+
+export interface TensorRole {
+  /** Layer index, or undefined for tensors outside the layer stack. */
+  layer: number | undefined;
+  /** The name with the layer index replaced by "{}" (layer tensors only). */
+  template: string | undefined;
+  /** Non-layer tensors: before the layers (embeddings) or after them (final norm, lm_head). */
+  position: "pre" | "layer" | "post";
+}
+
+export function tensorRole(name: string): TensorRole {
+  const parts = name.split(".");
+  const i = parts.findIndex((p) => /^\d+$/.test(p));
+  if (i >= 0) {
+    const template = [...parts.slice(0, i), "{}", ...parts.slice(i + 1)].join(".");
+    return { layer: Number(parts[i]), template, position: "layer" };
+  }
+  return { layer: undefined, template: undefined, position: /embed|wte|wpe/.test(name) ? "pre" : "post" };
+}
+
+export function layerName(template: string, layer: number): string {
+  return template.replace("{}", String(layer));
+}
+
+/** Tensors outside the layers whose first dimension is the vocabulary (mergekit's is_embed). */
+export function isEmbedding(name: string): boolean {
+  return tensorRole(name).layer === undefined && /(^|\.)(embed_tokens|lm_head|wte|word_embeddings|embed_out|tok_embeddings|output)\.weight$/.test(name);
+}
+
+/** The config.json key holding the layer count, if any. */
+export function layerCountKey(config: Record<string, unknown> | null): string | undefined {
+  if (!config) return undefined;
+  for (const key of ["num_hidden_layers", "n_layer", "num_layers"]) {
+    if (typeof config[key] === "number") return key;
+  }
+  return undefined;
+}
+
+/** A model's layer count: from config.json, else the largest layer index + 1. */
+export function layerCount(config: Record<string, unknown> | null, names: Iterable<string>): number {
+  const key = layerCountKey(config);
+  if (key) return config![key] as number;
+  let max = -1;
+  for (const n of names) {
+    const { layer } = tensorRole(n);
+    if (layer !== undefined && layer > max) max = layer;
+  }
+  return max + 1;
+}

@@ -1,0 +1,59 @@
+/**
+ * @file weightsoup for Node: the library API with Node defaults. A recipe is a YAML file whose model
+ * names resolve relative to it (or in the local Hugging Face cache), and the output is a folder on disk.
+ *
+ * @example
+ * import { merge } from "weightsoup";
+ * const summary = await merge("recipe.yml", { out: "merged", onProgress: (e) => console.log(e.type) });
+ */
+import { readFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { merge as mergeWith, type MergeOptions, type MergeSummary } from "./api/merge";
+import { inspect as inspectFolder, type InspectReport } from "./api/inspect";
+import { ModelError } from "./errors";
+import { NodeFolder } from "./io/node-folder";
+import { NodeOutputFolder } from "./io/node-output";
+import type { OutputFolder } from "./io/output";
+import { resolveModel } from "./model/resolve";
+import { parseRecipe, type Recipe } from "./recipe/recipe";
+
+export interface NodeMergeOptions extends Omit<MergeOptions, "out" | "models"> {
+  /** Output folder path (created if missing; must be empty unless `force`), or any OutputFolder. */
+  out: string | OutputFolder;
+  /** Overwrite a non-empty output folder. */
+  force?: boolean;
+  /** Model lookup; default: relative to the recipe file, then the Hugging Face cache. */
+  models?: MergeOptions["models"];
+  /** Folder model paths are relative to when `recipe` is not a file path (default: the working directory). */
+  baseDir?: string;
+}
+
+/** Reads a recipe file. */
+export async function readRecipe(path: string): Promise<Recipe> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (cause) {
+    throw new ModelError("E_MODEL_NOT_FOUND", `${path}: cannot read the recipe (${(cause as Error).message})`, { file: path }, { cause });
+  }
+  return parseRecipe(text, path);
+}
+
+/** Merges the models of a recipe (a file path, or a parsed Recipe) into `options.out`. */
+export async function merge(recipe: string | Recipe, options: NodeMergeOptions): Promise<MergeSummary> {
+  const parsed = typeof recipe === "string" ? await readRecipe(recipe) : recipe;
+  const baseDir = typeof recipe === "string" ? dirname(resolve(recipe)) : resolve(options.baseDir ?? ".");
+  const { out, force, models, ...rest } = options;
+  return mergeWith(parsed, {
+    ...rest,
+    models: models ?? ((name) => resolveModel(name, baseDir)),
+    out: typeof out === "string" ? () => NodeOutputFolder.open(out, { force: force ?? false }) : out,
+  });
+}
+
+/** Describes a .safetensors file or a model folder. */
+export async function inspect(path: string): Promise<InspectReport> {
+  return inspectFolder(await NodeFolder.open(path));
+}
+
+export * from "./common";

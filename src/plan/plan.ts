@@ -1,0 +1,441 @@
+/**
+ * @file Planning a merge: from a recipe and its opened models to the list of output tensors, each with
+ * its inputs, its parameters resolved for that tensor, and its output dtype and shape. This follows
+ * mergekit's plan.py (tests/reference/SPEC.md section 3 states it precisely). Every problem is
+ * collected before any tensor data is read, and all of them are reported together.
+ */
+import { RecipeError, ValidationError, WeightsoupError, type ErrorCode } from "../errors";
+import { DTYPES, type FloatDtype } from "../format/dtypes";
+import { METHODS, MERGEKIT_ONLY_METHODS, type MethodSpec } from "../merge/methods";
+import type { LoadedModel, TensorInfo } from "../model/model";
+import { isEmbedding, layerCount, layerName, tensorRole } from "../model/roles";
+import { lookupParameter, type ParameterScope, type Value } from "../recipe/parameters";
+import type { OutputSlice, Recipe } from "../recipe/recipe";
+
+export interface PlannedInput {
+  model: string;
+  tensor: TensorInfo;
+  /** Read only this top-left [rows, cols] block of a 2-D tensor (embedding rectification). */
+  block?: { rows: number; cols: number };
+}
+
+/** Per task model of the task-vector family. */
+export interface TaskSpec {
+  /** float32-rounded weight. */
+  weight: number;
+  density: number;
+}
+
+export type TensorOp =
+  /** The bytes of inputs[0], unchanged. */
+  | { kind: "copy" }
+  /** out = sum_i weights[i] * x_i, divided by `divisor` when normalize (weights float32-rounded). */
+  | { kind: "sum"; weights: number[]; normalize: boolean; divisor: number }
+  /** inputs = [base, other]. */
+  | { kind: "slerp"; t: number }
+  /** inputs = [base, ...tasks]. */
+  | {
+      kind: "taskVector"; consensus: boolean; sparsify: "magnitude" | "random" | undefined; normalize: boolean;
+      rescale: boolean; lambda: number; divisor: number; tasks: TaskSpec[];
+    };
+
+export interface PlannedTensor {
+  name: string;
+  shape: number[];
+  numel: number;
+  /** Output dtype (safetensors name). */
+  dtype: string;
+  op: TensorOp;
+  inputs: PlannedInput[];
+  inputBytes: number;
+  outputBytes: number;
+}
+
+export interface MergePlan {
+  recipe: Recipe;
+  method: MethodSpec;
+  tensors: PlannedTensor[];
+  /** The model whose config.json and tokenizer files the output gets (the base, else the first model). */
+  donor: string;
+  /** Models by recipe name. */
+  models: ReadonlyMap<string, LoadedModel>;
+  /** Layers of the output (set when slices change the count). */
+  outputLayers: number | undefined;
+  /** The recipe's load dtype (inputs are rounded to it first), if any. */
+  loadDtype: FloatDtype | undefined;
+  /** Float dtype written to config.json, when the recipe sets one. */
+  configDtype: FloatDtype | undefined;
+}
+
+/** Every model name a recipe refers to, base first. */
+export function referencedModels(recipe: Recipe): string[] {
+  const names = new Set<string>();
+  if (recipe.baseModel) names.add(recipe.baseModel);
+  for (const m of recipe.models ?? []) names.add(m.model);
+  for (const s of recipe.slices ?? []) {
+    if (s.baseModel) names.add(s.baseModel);
+    for (const src of s.sources) names.add(src.model);
+  }
+  return [...names];
+}
+
+/** The method a recipe names, or the error for an unknown or not-yet-supported one. */
+export function methodOf(recipe: Recipe): MethodSpec {
+  const method = METHODS[recipe.mergeMethod];
+  if (method) return method;
+  const known = Object.keys(METHODS).join(", ");
+  if (MERGEKIT_ONLY_METHODS.includes(recipe.mergeMethod)) {
+    throw new RecipeError("E_METHOD_UNSUPPORTED", `${recipe.file}: merge_method "${recipe.mergeMethod}" is a mergekit method weightsoup does not run yet (supported: ${known})`, { file: recipe.file, key: "merge_method" });
+  }
+  throw new RecipeError("E_METHOD_UNKNOWN", `${recipe.file}: merge_method "${recipe.mergeMethod}" is not a known merge method (supported: ${known})`, { file: recipe.file, key: "merge_method" });
+}
+
+/** Checks parameter names against the method before any model is opened. */
+export function checkParameterNames(recipe: Recipe, method: MethodSpec): void {
+  const problems: WeightsoupError[] = [];
+  const allNames = [...Object.keys(method.global), ...Object.keys(method.perModel)];
+  const check = (block: Record<string, unknown> | undefined, key: string, perModelOnly: boolean) => {
+    for (const name of Object.keys(block ?? {})) {
+      if (perModelOnly && name in method.global) {
+        problems.push(new RecipeError("E_PARAMETER_UNKNOWN", `${recipe.file}: ${key}.${name}: "${name}" is a method-wide parameter of ${method.name}; set it in the top-level (or slice) parameters, a model's block cannot change it`, { file: recipe.file, key: `${key}.${name}` }));
+      } else if (!allNames.includes(name)) {
+        problems.push(new RecipeError("E_PARAMETER_UNKNOWN", `${recipe.file}: ${key}.${name}: ${method.name} has no parameter "${name}" (its parameters: ${allNames.join(", ") || "none"})`, { file: recipe.file, key: `${key}.${name}` }));
+      }
+    }
+  };
+  check(recipe.parameters, "parameters", false);
+  recipe.models?.forEach((m, i) => check(m.parameters, `models[${i}].parameters`, true));
+  recipe.slices?.forEach((s, i) => {
+    check(s.parameters, `slices[${i}].parameters`, false);
+    s.sources.forEach((src, j) => check(src.parameters, `slices[${i}].sources[${j}].parameters`, true));
+  });
+  throwProblems(problems);
+}
+
+function throwProblems(problems: WeightsoupError[]): void {
+  if (problems.length === 1) throw problems[0]!;
+  if (problems.length > 1) throw new ValidationError(problems);
+}
+
+/** The tensors of one model grouped by role. */
+interface ModelLayout {
+  pre: string[];
+  post: string[];
+  layers: Map<number, string[]>; // layer -> templates
+  count: number;
+}
+
+function layoutOf(model: LoadedModel): ModelLayout {
+  const pre: string[] = [], post: string[] = [];
+  const layers = new Map<number, string[]>();
+  for (const name of [...model.tensors.keys()].sort()) {
+    const role = tensorRole(name);
+    if (role.position === "pre") pre.push(name);
+    else if (role.position === "post") post.push(name);
+    else {
+      const list = layers.get(role.layer!) ?? [];
+      list.push(role.template!);
+      layers.set(role.layer!, list);
+    }
+  }
+  return { pre, post, layers, count: layerCount(model.config, model.tensors.keys()) };
+}
+
+export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedModel>): MergePlan {
+  const method = methodOf(recipe);
+  checkParameterNames(recipe, method);
+  const problems: WeightsoupError[] = [];
+  const seen = new Map<string, number>();
+  const report = (code: ErrorCode, message: string, details: Record<string, unknown>, dedupe?: string) => {
+    if (dedupe !== undefined) {
+      const n = seen.get(dedupe) ?? 0;
+      seen.set(dedupe, n + 1);
+      if (n > 0) return;
+    }
+    problems.push(new RecipeError(code, message, details));
+  };
+  const layouts = new Map([...models].map(([name, m]) => [name, layoutOf(m)]));
+
+  // mergekit's normalize_config: `models:` becomes one slice over all layers, with the base appended.
+  let slices: OutputSlice[];
+  if (recipe.models) {
+    const sources = recipe.models.map((m) => ({ ...m, layerRange: [0, layouts.get(m.model)!.count] as [number, number] }));
+    if (recipe.baseModel && !recipe.models.some((m) => m.model === recipe.baseModel)) {
+      sources.push({ model: recipe.baseModel, layerRange: [0, layouts.get(recipe.baseModel)!.count] });
+    }
+    slices = [{ sources }];
+  } else {
+    slices = recipe.slices!;
+    slices.forEach((s, i) => s.sources.forEach((src, j) => {
+      const count = layouts.get(src.model)!.count;
+      if (src.layerRange![1] > count) {
+        report("E_RECIPE", `${recipe.file}: slices[${i}].sources[${j}].layer_range: [${src.layerRange!.join(", ")}] goes past the ${count} layers of ${src.model}`, { file: recipe.file, key: `slices[${i}].sources[${j}].layer_range`, model: src.model });
+      }
+    }));
+  }
+  slices.forEach((s, i) => {
+    const base = s.baseModel ?? recipe.baseModel;
+    if (method.needsBase && !base) {
+      report("E_PARAMETER_MISSING", `${recipe.file}: ${method.name} needs a base_model`, { file: recipe.file, key: "base_model" }, "base");
+    } else if (method.needsBase && !s.sources.some((src) => src.model === base)) {
+      report("E_RECIPE", `${recipe.file}: slices[${i}]: base model ${base} must be one of the slice's sources for ${method.name}`, { file: recipe.file, key: `slices[${i}].sources`, model: base });
+    }
+  });
+  throwProblems(problems);
+
+  const tensors: PlannedTensor[] = [];
+  const planned = new Set<string>();
+  const plan = (slice: OutputSlice, outName: string, inNames: string[], t: number) => {
+    if (planned.has(outName)) return;
+    planned.add(outName);
+    const p = planTensor(recipe, method, slice, outName, inNames, t, models, report);
+    if (p) tensors.push(p);
+  };
+
+  // 1. Pre-layer tensors of the first slice (t = 0).
+  const first = slices[0]!, last = slices[slices.length - 1]!;
+  for (const name of outerNames(first, layouts, "pre")) plan(first, name, first.sources.map(() => name), 0);
+  // 2. Layers, renumbered across slices; t runs from 0 to 1 within each slice.
+  let outLayer = 0;
+  for (const slice of slices) {
+    const [start, end] = slice.sources[0]!.layerRange!;
+    const len = end - start;
+    for (let idx = 0; idx < len; idx++) {
+      const t = len > 1 ? idx / (len - 1) : 1;
+      const templates = layouts.get(slice.sources[0]!.model)!.layers.get(start + idx) ?? [];
+      for (const template of templates) {
+        plan(slice, layerName(template, outLayer), slice.sources.map((s) => layerName(template, s.layerRange![0] + idx)), t);
+      }
+      outLayer++;
+    }
+  }
+  // 3. Post-layer tensors of the last slice (mergekit plans these at t = 1).
+  for (const name of outerNames(last, layouts, "post")) plan(last, name, last.sources.map(() => name), 1);
+
+  throwProblems(problems);
+  if (tensors.length === 0) throw new RecipeError("E_RECIPE", `${recipe.file}: the recipe selects no tensors`, { file: recipe.file });
+  const donor = recipe.baseModel ?? first.sources[0]!.model;
+  return {
+    recipe, method, tensors, donor, models,
+    outputLayers: recipe.slices ? outLayer : undefined,
+    loadDtype: recipe.dtype,
+    configDtype: recipe.outDtype ?? recipe.dtype,
+  };
+}
+
+/** Pre- or post-layer names of a slice: the first source's, plus lm_head if any source has its own. */
+function outerNames(slice: OutputSlice, layouts: Map<string, ModelLayout>, which: "pre" | "post"): string[] {
+  const names = [...layouts.get(slice.sources[0]!.model)![which]];
+  if (which === "post" && !names.includes("lm_head.weight") && slice.sources.some((s) => layouts.get(s.model)!.post.includes("lm_head.weight"))) {
+    names.push("lm_head.weight");
+  }
+  return names;
+}
+
+type Report = (code: ErrorCode, message: string, details: Record<string, unknown>, dedupe?: string) => void;
+
+/** A model's tensor by name; a tied model supplies its input embedding as lm_head. */
+function findTensor(model: LoadedModel, name: string): TensorInfo | undefined {
+  const direct = model.tensors.get(name);
+  if (direct || name !== "lm_head.weight") return direct;
+  const tied = [...model.tensors.keys()].filter((n) => tensorRole(n).position === "pre" && isEmbedding(n));
+  return tied.length === 1 ? model.tensors.get(tied[0]!) : undefined;
+}
+
+function planTensor(
+  recipe: Recipe, method: MethodSpec, slice: OutputSlice, outName: string, inNames: string[], t: number,
+  models: ReadonlyMap<string, LoadedModel>, report: Report,
+): PlannedTensor | undefined {
+  const base = slice.baseModel ?? recipe.baseModel;
+  const scope: ParameterScope = { recipe, slice, t };
+  let inputs: PlannedInput[] = [];
+  let missing = false;
+  slice.sources.forEach((src, i) => {
+    const model = models.get(src.model)!;
+    const tensor = findTensor(model, inNames[i]!);
+    if (!tensor) {
+      missing = true;
+      report("E_TENSOR_MISSING", `${model.location}: tensor "${inNames[i]}" is missing (model ${src.model} has no such tensor, needed for output tensor "${outName}")`,
+        { file: model.location, model: src.model, tensor: inNames[i] });
+      return;
+    }
+    inputs.push({ model: src.model, tensor });
+  });
+  if (missing) return undefined;
+  const inName = (input: PlannedInput) => inNames[slice.sources.findIndex((s) => s.model === input.model)]!;
+
+  // Integer and bool tensors (position ids, masks) are copied from the base, or the first model.
+  const donorInput = inputs.find((i) => i.model === base) ?? inputs[0]!;
+  const donorKind = DTYPES[donorInput.tensor.dtype]!.kind;
+  if (donorKind === "integer") {
+    return finish(outName, donorInput.tensor.shape, donorInput.tensor.dtype, { kind: "copy" }, [donorInput]);
+  }
+  for (const input of inputs) {
+    const { dtype, file, name } = input.tensor;
+    const kind = DTYPES[dtype]!.kind;
+    const why = kind === "integer" ? `is ${dtype} while ${donorInput.model}'s is ${donorInput.tensor.dtype}`
+      : kind === "opaque" ? `is ${dtype}, which weightsoup cannot merge (F32, F16 and BF16 are merged)`
+      : kind === "float64" && !recipe.dtype ? "is F64; set the recipe's dtype (bfloat16, float16 or float32) to merge float64 checkpoints"
+      : undefined;
+    if (why) {
+      report("E_DTYPE_UNSUPPORTED", `${file}: tensor "${name}" ${why}`, { file, tensor: name, model: input.model, dtype }, `dtype:${input.model}:${dtype}`);
+      return undefined;
+    }
+  }
+  const outDtype = recipe.outDtype ?? recipe.dtype ?? donorInput.tensor.dtype;
+
+  // Method-wide parameters, read with the output tensor's name.
+  const globals: Record<string, Value | undefined> = {};
+  for (const [name, spec] of Object.entries(method.global)) {
+    const value = parameter(recipe, scope, name, spec, outName, undefined, outName, report);
+    if (value === null) return undefined;
+    globals[name] = value;
+  }
+  // Per-model parameters, read with each input's own tensor name.
+  const perModel = new Map<string, Record<string, Value | undefined>>();
+  for (const input of inputs) {
+    const values: Record<string, Value | undefined> = {};
+    for (const [name, spec] of Object.entries(method.perModel)) {
+      // The base never needs per-model parameters, except in linear where it is an ordinary input.
+      const required = spec.required && (input.model !== base || method.kind === "linear");
+      const value = parameter(recipe, scope, name, { ...spec, required }, inName(input), input.model, outName, report);
+      if (value === null) return undefined;
+      values[name] = value;
+    }
+    perModel.set(input.model, values);
+  }
+
+  const shape = rectify(method, outName, inputs, base, report);
+  if (!shape) return undefined;
+  const numel = shape.reduce((a, b) => a * b, 1);
+  const where = { file: recipe.file, tensor: outName };
+
+  switch (method.kind) {
+    case "linear": {
+      const weights = inputs.map((i) => Math.fround(perModel.get(i.model)!.weight as number));
+      const normalize = globals.normalize as boolean;
+      const divisor = f32Sum(weights);
+      if (normalize && divisor === 0) {
+        report("E_PARAMETER_INVALID", `${recipe.file}: tensor "${outName}": the weights sum to 0, so normalize would divide by zero`, { ...where, key: "weight" }, "linear-zero");
+        return undefined;
+      }
+      return finish(outName, shape, outDtype, { kind: "sum", weights, normalize, divisor }, inputs);
+    }
+    case "passthrough": {
+      if (inputs.length !== 1) {
+        report("E_RECIPE", `${recipe.file}: passthrough takes exactly one model per slice, tensor "${outName}" has ${inputs.length}`, where, "passthrough-count");
+        return undefined;
+      }
+      const scale = perModel.get(inputs[0]!.model)!.scale as number | undefined;
+      const stored = inputs[0]!.tensor.dtype;
+      const convert = stored !== outDtype || (recipe.dtype !== undefined && recipe.dtype !== stored);
+      if (scale === undefined && !convert) return finish(outName, shape, outDtype, { kind: "copy" }, inputs);
+      return finish(outName, shape, outDtype, { kind: "sum", weights: [Math.fround(scale ?? 1)], normalize: false, divisor: 1 }, inputs);
+    }
+    case "slerp": {
+      const baseInput = inputs.find((i) => i.model === base);
+      if (inputs.length === 1) return finish(outName, shape, outDtype, { kind: "sum", weights: [1], normalize: false, divisor: 1 }, inputs);
+      if (inputs.length !== 2 || !baseInput) {
+        report("E_RECIPE", `${recipe.file}: slerp merges exactly two models, the base and one other; tensor "${outName}" has ${inputs.length} inputs`, where, "slerp-count");
+        return undefined;
+      }
+      inputs = [baseInput, inputs.find((i) => i !== baseInput)!];
+      return finish(outName, shape, outDtype, { kind: "slerp", t: globals.t as number }, inputs);
+    }
+    case "taskVector": {
+      const baseInput = inputs.find((i) => i.model === base)!;
+      const others = inputs.filter((i) => i !== baseInput);
+      const tasks: TaskSpec[] = [];
+      for (const input of others) {
+        const { weight, density } = perModel.get(input.model)! as { weight: number; density: number };
+        if (density < 0) {
+          report("E_PARAMETER_INVALID", `${recipe.file}: model ${input.model}: density ${density} is negative`, { ...where, model: input.model, key: "density" }, `density:${input.model}`);
+          return undefined;
+        }
+        if (method.sparsify === "magnitude" && density < 1 && Math.floor(density * numel) === 0) {
+          report("E_PARAMETER_INVALID", `${recipe.file}: tensor "${outName}": density ${density} of model ${input.model} keeps 0 of its ${numel} elements (mergekit refuses this too); raise the density for this tensor`,
+            { ...where, model: input.model, key: "density" });
+          return undefined;
+        }
+        tasks.push({ weight: Math.fround(weight), density });
+      }
+      let divisor = f32Sum(tasks.map((x) => x.weight));
+      if (Math.abs(divisor) < 1e-8) divisor = 1;
+      if (tasks.length === 0) return finish(outName, shape, outDtype, { kind: "sum", weights: [1], normalize: false, divisor: 1 }, [baseInput]);
+      return finish(outName, shape, outDtype, {
+        kind: "taskVector", consensus: method.consensus ?? false, sparsify: method.sparsify, normalize: globals.normalize as boolean,
+        rescale: globals.rescale as boolean, lambda: globals.lambda as number, divisor, tasks,
+      }, [baseInput, ...others]);
+    }
+  }
+}
+
+/** Sequential float32 sum (how torch sums a short float32 vector of weights). */
+function f32Sum(values: number[]): number {
+  let s = 0;
+  values.forEach((v, i) => (s = i === 0 ? v : Math.fround(s + v)));
+  return s;
+}
+
+/** Resolves one parameter; null after reporting a problem. */
+function parameter(
+  recipe: Recipe, scope: ParameterScope, name: string, spec: { type: string; default?: number | boolean; required?: boolean },
+  tensorName: string, model: string | undefined, outName: string, report: Report,
+): Value | undefined | null {
+  let value = lookupParameter(scope, name, tensorName, model);
+  const whose = model ? `model ${model}: ` : "";
+  if (value === undefined) {
+    if (spec.required) {
+      report("E_PARAMETER_MISSING", `${recipe.file}: ${whose}parameter "${name}" is required by ${recipe.mergeMethod} but not set for tensor "${outName}"${model ? ` (set it in this model's parameters)` : ""}`,
+        { file: recipe.file, tensor: outName, model, key: name }, `missing:${model}:${name}`);
+      return null;
+    }
+    return spec.default;
+  }
+  if (spec.type === "boolean" && typeof value === "number" && (value === 0 || value === 1)) value = value === 1;
+  if (typeof value !== spec.type || (typeof value === "number" && !Number.isFinite(value))) {
+    report("E_PARAMETER_INVALID", `${recipe.file}: ${whose}parameter "${name}" must be a ${spec.type}, got ${JSON.stringify(value)} (tensor "${outName}")`,
+      { file: recipe.file, tensor: outName, model, key: name }, `invalid:${model}:${name}`);
+    return null;
+  }
+  return value;
+}
+
+/**
+ * The output shape, applying mergekit's embedding rules when input shapes differ: linear and slerp keep
+ * the largest common top-left block, the task-vector family cuts every other model to the base's shape.
+ * Any other difference is an error. Inputs that are larger than the output get a `block` to read.
+ */
+function rectify(method: MethodSpec, outName: string, inputs: PlannedInput[], base: string | undefined, report: Report): number[] | undefined {
+  const first = inputs[0]!.tensor.shape;
+  const same = (s: number[]) => s.length === first.length && s.every((d, i) => d === first[i]);
+  if (inputs.every((i) => same(i.tensor.shape))) return first;
+  const listing = inputs.map((i) => `${i.model} [${i.tensor.shape.join(", ")}]`).join(", ");
+  const mismatch = () => {
+    const odd = inputs.find((i) => !same(i.tensor.shape))!;
+    report("E_SHAPE_MISMATCH", `${odd.tensor.file}: tensor "${odd.tensor.name}": shapes differ between models: ${listing}`,
+      { file: odd.tensor.file, tensor: odd.tensor.name, model: odd.model });
+    return undefined;
+  };
+  if (!isEmbedding(outName) || !inputs.every((i) => i.tensor.shape.length === 2)) return mismatch();
+  let rows: number, cols: number;
+  if (method.kind === "taskVector") {
+    const b = inputs.find((i) => i.model === base)!.tensor.shape;
+    [rows, cols] = [b[0]!, b[1]!];
+    if (inputs.some((i) => i.tensor.shape[0]! < rows || i.tensor.shape[1]! < cols)) return mismatch();
+  } else {
+    rows = Math.min(...inputs.map((i) => i.tensor.shape[0]!));
+    cols = Math.min(...inputs.map((i) => i.tensor.shape[1]!));
+  }
+  for (const input of inputs) {
+    if (input.tensor.shape[0] !== rows || input.tensor.shape[1] !== cols) input.block = { rows, cols };
+  }
+  return [rows, cols];
+}
+
+function finish(name: string, shape: number[], dtype: string, op: TensorOp, inputs: PlannedInput[]): PlannedTensor {
+  const numel = shape.reduce((a, b) => a * b, 1);
+  const outBytes = (numel * DTYPES[dtype]!.bits) / 8;
+  const inputBytes = inputs.reduce((sum, i) => sum + (numel * DTYPES[i.tensor.dtype]!.bits) / 8, 0);
+  return { name, shape, numel, dtype, op, inputs, inputBytes, outputBytes: outBytes };
+}

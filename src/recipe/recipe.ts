@@ -1,0 +1,176 @@
+/**
+ * @file mergekit recipes: the YAML schema of mergekit's config.py, parsed and checked before anything
+ * else happens. Every problem names the recipe file and the key path (slices[1].sources[0].layer_range).
+ */
+import { parseAllDocuments } from "yaml";
+import { RecipeError } from "../errors";
+import { dtypeFromRecipeName, type FloatDtype } from "../format/dtypes";
+
+/** A parameter value as written: scalar, gradient list, or filter list (mergekit's ParameterSetting). */
+export type Setting = number | string | boolean | Setting[] | ConditionalSetting;
+export interface ConditionalSetting {
+  filter?: string;
+  value: Setting;
+}
+export type Parameters = Record<string, Setting>;
+
+export interface InputSlice {
+  model: string;
+  /** [start, end) of layers; absent for `models:` entries (all layers). */
+  layerRange?: [number, number];
+  parameters?: Parameters;
+}
+
+export interface OutputSlice {
+  sources: InputSlice[];
+  baseModel?: string;
+  parameters?: Parameters;
+}
+
+export interface Recipe {
+  /** The YAML text as given (written to the output and hashed for provenance). */
+  text: string;
+  /** Name for messages (the recipe's path, or "recipe"). */
+  file: string;
+  mergeMethod: string;
+  models?: InputSlice[];
+  slices?: OutputSlice[];
+  baseModel?: string;
+  parameters?: Parameters;
+  dtype?: FloatDtype;
+  outDtype?: FloatDtype;
+}
+
+const TOP_KEYS = ["merge_method", "models", "slices", "base_model", "parameters", "dtype", "out_dtype", "tokenizer_source", "tokenizer", "chat_template", "modules", "name"];
+
+/** Parses recipe YAML text. `file` names it in messages. */
+export function parseRecipe(text: string, file = "recipe"): Recipe {
+  const docs = parseAllDocuments(text);
+  if (!Array.isArray(docs)) throw new RecipeError("E_RECIPE_SYNTAX", `${file}: not a YAML document`, { file });
+  for (const doc of docs) {
+    const error = doc.errors[0];
+    if (error) {
+      const line = error.linePos?.[0];
+      throw new RecipeError("E_RECIPE_SYNTAX", `${file}${line ? `:${line.line}:${line.col}` : ""}: ${error.message.split("\n")[0]}`, { file });
+    }
+  }
+  if (docs.length !== 1) {
+    throw new RecipeError("E_RECIPE", `${file}: holds ${docs.length} YAML documents; multi-stage recipes (mergekit-multi) are not supported yet, run each stage as its own recipe`, { file });
+  }
+  return recipeFromObject(docs[0]!.toJS(), text, file);
+}
+
+/** Checks an already-parsed recipe object (the same schema as the YAML). */
+export function recipeFromObject(raw: unknown, text: string, file = "recipe"): Recipe {
+  const fail = (key: string, what: string, code: "E_RECIPE" | "E_METHOD_UNSUPPORTED" = "E_RECIPE") =>
+    new RecipeError(code, `${file}: ${key ? `${key}: ` : ""}${what}`, { file, key });
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw fail("", "a recipe must be a YAML mapping");
+  const r = raw as Record<string, unknown>;
+  for (const key of Object.keys(r)) {
+    if (!TOP_KEYS.includes(key)) throw fail(key, `unknown key (known keys: ${TOP_KEYS.join(", ")})`);
+  }
+  if (typeof r.merge_method !== "string" || !r.merge_method) throw fail("merge_method", "is required (for example merge_method: linear)");
+  for (const key of ["tokenizer", "chat_template", "modules", "name"]) {
+    if (r[key] !== undefined) {
+      throw fail(key, key === "modules"
+        ? "multi-module recipes are not supported yet"
+        : key === "name" ? "named (multi-stage) recipes are not supported yet"
+        : "tokenizer merging and chat templates are not supported yet; weightsoup copies the base model's tokenizer (remove this key to accept that)",
+      "E_METHOD_UNSUPPORTED");
+    }
+  }
+  if (r.tokenizer_source !== undefined && r.tokenizer_source !== "base") {
+    throw fail("tokenizer_source", `"${String(r.tokenizer_source)}" is not supported yet; only "base" (the base model's tokenizer, which weightsoup copies) is`, "E_METHOD_UNSUPPORTED");
+  }
+  const hasModels = r.models !== undefined, hasSlices = r.slices !== undefined;
+  if (hasModels === hasSlices) throw fail("", "exactly one of 'models' or 'slices' must be given");
+
+  const recipe: Recipe = { text, file, mergeMethod: r.merge_method };
+  if (r.base_model !== undefined) recipe.baseModel = modelRef(r.base_model, "base_model", fail);
+  if (r.parameters !== undefined) recipe.parameters = parameters(r.parameters, "parameters", fail);
+  for (const [key, field] of [["dtype", "dtype"], ["out_dtype", "outDtype"]] as const) {
+    if (r[key] === undefined) continue;
+    const dtype = typeof r[key] === "string" ? dtypeFromRecipeName(r[key] as string) : undefined;
+    if (!dtype) throw fail(key, `${JSON.stringify(r[key])} is not a float dtype weightsoup computes in (bfloat16, float16, float32)`);
+    recipe[field] = dtype;
+  }
+  if (hasModels) {
+    recipe.models = list(r.models, "models", fail).map((m, i) => inputSlice(m, `models[${i}]`, false, fail));
+    if (recipe.models.length === 0) throw fail("models", "is empty");
+  } else {
+    recipe.slices = list(r.slices, "slices", fail).map((s, i) => outputSlice(s, `slices[${i}]`, fail));
+    if (recipe.slices.length === 0) throw fail("slices", "is empty");
+  }
+  return recipe;
+}
+
+type Fail = (key: string, what: string) => RecipeError;
+
+function list(v: unknown, key: string, fail: Fail): unknown[] {
+  if (!Array.isArray(v)) throw fail(key, "must be a list");
+  return v;
+}
+
+function mapping(v: unknown, key: string, fail: Fail, allowed: string[]): Record<string, unknown> {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw fail(key, "must be a mapping");
+  for (const k of Object.keys(v)) if (!allowed.includes(k)) throw fail(`${key}.${k}`, `unknown key (allowed: ${allowed.join(", ")})`);
+  return v as Record<string, unknown>;
+}
+
+function modelRef(v: unknown, key: string, fail: Fail): string {
+  if (typeof v === "string" && v.trim()) {
+    if (v.includes("+")) throw fail(key, `"${v}" applies a LoRA (base+lora), which is not supported yet`);
+    return v.trim();
+  }
+  throw fail(key, "must be a model path or name (a string)");
+}
+
+function inputSlice(v: unknown, key: string, needsRange: boolean, fail: Fail): InputSlice {
+  const m = mapping(v, key, fail, needsRange ? ["model", "layer_range", "parameters"] : ["model", "parameters"]);
+  const out: InputSlice = { model: modelRef(m.model, `${key}.model`, fail) };
+  if (needsRange) {
+    const lr = m.layer_range;
+    if (!Array.isArray(lr) || lr.length !== 2 || !lr.every((x) => Number.isInteger(x) && x >= 0) || lr[1] < lr[0]) {
+      throw fail(`${key}.layer_range`, "must be [start, end] with 0 <= start <= end");
+    }
+    out.layerRange = [lr[0], lr[1]];
+  }
+  if (m.parameters !== undefined) out.parameters = parameters(m.parameters, `${key}.parameters`, fail);
+  return out;
+}
+
+function outputSlice(v: unknown, key: string, fail: Fail): OutputSlice {
+  const s = mapping(v, key, fail, ["sources", "base_model", "parameters", "residual_weight"]);
+  const sources = list(s.sources, `${key}.sources`, fail).map((src, i) => inputSlice(src, `${key}.sources[${i}]`, true, fail));
+  if (sources.length === 0) throw fail(`${key}.sources`, "is empty");
+  const lengths = new Set(sources.map((src) => src.layerRange![1] - src.layerRange![0]));
+  if (lengths.size > 1) throw fail(`${key}.sources`, "all sources of a slice must span the same number of layers");
+  const out: OutputSlice = { sources };
+  if (s.base_model !== undefined) out.baseModel = modelRef(s.base_model, `${key}.base_model`, fail);
+  if (s.parameters !== undefined) out.parameters = parameters(s.parameters, `${key}.parameters`, fail);
+  return out;
+}
+
+function parameters(v: unknown, key: string, fail: Fail): Parameters {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw fail(key, "must be a mapping of parameter names to values");
+  const out: Parameters = {};
+  for (const [name, value] of Object.entries(v)) out[name] = setting(value, `${key}.${name}`, fail);
+  return out;
+}
+
+function setting(v: unknown, key: string, fail: Fail): Setting {
+  if (typeof v === "number" || typeof v === "string" || typeof v === "boolean") return v;
+  if (Array.isArray(v)) {
+    if (v.length === 0) throw fail(key, "an empty list is not a value");
+    return v.map((e, i) => setting(e, `${key}[${i}]`, fail));
+  }
+  if (v !== null && typeof v === "object") {
+    const c = mapping(v, key, fail, ["filter", "value"]);
+    if (!("value" in c)) throw fail(key, "a conditional value needs 'value' (and optionally 'filter')");
+    if (c.filter !== undefined && c.filter !== null && typeof c.filter !== "string") throw fail(`${key}.filter`, "must be a string");
+    const out: ConditionalSetting = { value: setting(c.value, `${key}.value`, fail) };
+    if (typeof c.filter === "string") out.filter = c.filter;
+    return out;
+  }
+  throw fail(key, `${JSON.stringify(v)} is not a parameter value`);
+}

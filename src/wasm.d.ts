@@ -1,0 +1,9 @@
+declare module "*.wasm" {
+  const bytes: Uint8Array;
+  export default bytes;
+}
+
+declare module "*.yml" {
+  const text: string;
+  export default text;
+}
