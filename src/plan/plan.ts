@@ -202,7 +202,8 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
     const len = end - start;
     for (let idx = 0; idx < len; idx++) {
       const t = len > 1 ? idx / (len - 1) : 1;
-      const templates = layouts.get(slice.sources[0]!.model)!.layers.get(start + idx) ?? [];
+      // Every source's tensors at this layer: one lacking a tensor another has is reported, not dropped.
+      const templates = union(slice.sources.map((s) => layouts.get(s.model)!.layers.get(s.layerRange![0] + idx) ?? []));
       for (const template of templates) {
         plan(slice, layerName(template, outLayer), slice.sources.map((s) => layerName(template, s.layerRange![0] + idx)), t);
       }
@@ -223,13 +224,17 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
   };
 }
 
-/** Pre- or post-layer names of a slice: the first source's, plus lm_head if any source has its own. */
+/**
+ * Pre- or post-layer names of a slice: those of every source (a source lacking one is then reported),
+ * except that lm_head is not required of tied models, which supply their input embedding instead.
+ */
 function outerNames(slice: OutputSlice, layouts: Map<string, ModelLayout>, which: "pre" | "post"): string[] {
-  const names = [...layouts.get(slice.sources[0]!.model)![which]];
-  if (which === "post" && !names.includes("lm_head.weight") && slice.sources.some((s) => layouts.get(s.model)!.post.includes("lm_head.weight"))) {
-    names.push("lm_head.weight");
-  }
-  return names;
+  return union(slice.sources.map((s) => layouts.get(s.model)![which]));
+}
+
+/** Names in first-seen order. */
+function union(lists: string[][]): string[] {
+  return [...new Set(lists.flat())];
 }
 
 type Report = (code: ErrorCode, message: string, details: Record<string, unknown>, dedupe?: string) => void;

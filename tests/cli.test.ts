@@ -1,0 +1,82 @@
+// The command line: usage errors exit 2, a non-empty OUT_DIR needs --force, inspect describes a model,
+// and a successful merge exits 0 with a complete Hugging Face folder.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { baseModel, CLI, fineTune, removeDir, tempDir, writeCase } from "./helpers/fixtures";
+
+let dir: string;
+const RECIPE = "merge_method: dare_ties\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1, density: 0.5}}\n  - {model: ./b, parameters: {weight: 1, density: 0.5}}\ndtype: bfloat16\n";
+before(async () => {
+  dir = await tempDir();
+  const base = baseModel(81, "F32");
+  await writeCase(dir, { base, a: fineTune(base, 82, 0.1), b: fineTune(base, 83, 0.1) }, {});
+  await writeFile(join(dir, "recipe.yml"), RECIPE);
+});
+after(async () => { await removeDir(dir); });
+
+const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
+
+test("usage errors exit 2", () => {
+  for (const args of [[], ["merge"], ["merge", "only-one-arg"], ["frobnicate"], ["merge", "r.yml", "out", "--workers", "zero"], ["merge", "r.yml", "out", "--bogus"], ["merge", "r.yml", "out", "--out-shard-size", "lots"]]) {
+    const r = run(...args);
+    assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+  }
+});
+
+test("--help and --version exit 0", () => {
+  assert.equal(run("--help").status, 0);
+  assert.match(run("--version").stdout, /^\d+\.\d+\.\d+/);
+});
+
+test("merge writes a complete model folder, then refuses to overwrite it without --force", async () => {
+  const out = join(dir, "out");
+  const ok = run("merge", join(dir, "recipe.yml"), out, "--seed", "5", "--workers", "2", "--json");
+  assert.equal(ok.status, 0, ok.stderr);
+  const summary = JSON.parse(ok.stdout);
+  assert.equal(summary.method, "dare_ties");
+  const files = (await readdir(out)).sort();
+  assert.deepEqual(files, ["README.md", "config.json", "generation_config.json", "mergekit_config.yml", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]);
+  const config = JSON.parse(await readFile(join(out, "config.json"), "utf8"));
+  assert.equal(config.torch_dtype, "bfloat16");
+  assert.equal(await readFile(join(out, "mergekit_config.yml"), "utf8"), RECIPE);
+  const card = await readFile(join(out, "README.md"), "utf8");
+  assert.match(card, /DARE TIES/);
+  assert.ok(card.includes(RECIPE.trim()));
+
+  const again = run("merge", join(dir, "recipe.yml"), out, "--quiet");
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /E_OUTPUT_EXISTS/);
+  const forced = run("merge", join(dir, "recipe.yml"), out, "--quiet", "--force", "--out-shard-size", "3000");
+  assert.equal(forced.status, 0, forced.stderr);
+  const after = await readdir(out);
+  assert.ok(!after.includes("model.safetensors"), "the old single-file weights were replaced by shards");
+  assert.ok(after.includes("model.safetensors.index.json"));
+});
+
+test("inspect lists tensors, dtypes, shapes and totals", async () => {
+  const r = run("inspect", join(dir, "base"), "--json");
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  const q = report.tensors.find((t: { name: string }) => t.name === "model.layers.0.self_attn.q_proj.weight");
+  assert.deepEqual(q, { name: "model.layers.0.self_attn.q_proj.weight", dtype: "F32", shape: [16, 16], parameters: 256, bytes: 1024, file: `${join(dir, "base")}/model.safetensors` });
+  assert.equal(report.parameters, report.tensors.reduce((s: number, t: { parameters: number }) => s + t.parameters, 0));
+  assert.equal(report.layers, 3);
+  const text = run("inspect", join(dir, "base", "model.safetensors"));
+  assert.equal(text.status, 0);
+  assert.match(text.stdout, /model\.norm\.weight\s+F32\s+\[16\]/);
+  const missing = run("inspect", join(dir, "nope"));
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /E_MODEL_NOT_FOUND/);
+});
+
+test("a stale staging folder from an interrupted run does not count as output", async () => {
+  const out = join(dir, "out-stale");
+  await mkdir(join(out, ".weightsoup-partial-dead"), { recursive: true });
+  await writeFile(join(out, ".weightsoup-partial-dead", "model.safetensors"), "junk");
+  const r = run("merge", join(dir, "recipe.yml"), out, "--quiet");
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(!(await readdir(out)).some((f) => f.startsWith(".weightsoup")));
+});
