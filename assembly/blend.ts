@@ -3,59 +3,12 @@
 // This one kernel is linear (a model soup), SLERP's final step (two inputs with the spherical
 // coefficients, or 1-t and t for the colinear fallback) and passthrough (one input scaled). Each product
 // and each partial sum is rounded to float32 in input order, exactly as a float32 `(w * x).sum(0)` does,
-// and the division happens last, as mergekit does it.
+// and the division happens last, as mergekit does it. Inputs are read in place (BF16 and F16 widened in
+// registers) and the sum stays in registers, so memory sees each input once and the output once.
 
-import { encode, elementBytes } from "./convert";
+import { elementBytes, loadLanes, loadOne, storeEight, storeOne } from "./convert";
 import { MAX_INPUTS, SUM_RECORD, TILE } from "./layout";
-import { slot, tileOf } from "./tile";
-
-/** dst = x * w */
-// @ts-ignore: decorator
-@inline
-function scaleInto(dst: usize, x: usize, w: f32, n: i32): void {
-  const vw = f32x4.splat(w);
-  let j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const o = <usize>j << 2;
-    v128.store(dst + o, f32x4.mul(v128.load(x + o), vw));
-  }
-  for (; j < n; j++) {
-    const o = <usize>j << 2;
-    store<f32>(dst + o, load<f32>(x + o) * w);
-  }
-}
-
-/** dst = dst + x * w (two roundings: wasm SIMD has no fused multiply-add outside relaxed SIMD) */
-// @ts-ignore: decorator
-@inline
-function addScaled(dst: usize, x: usize, w: f32, n: i32): void {
-  const vw = f32x4.splat(w);
-  let j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const o = <usize>j << 2;
-    v128.store(dst + o, f32x4.add(v128.load(dst + o), f32x4.mul(v128.load(x + o), vw)));
-  }
-  for (; j < n; j++) {
-    const o = <usize>j << 2;
-    store<f32>(dst + o, load<f32>(dst + o) + load<f32>(x + o) * w);
-  }
-}
-
-/** dst = dst / d */
-// @ts-ignore: decorator
-@inline
-function divideBy(dst: usize, d: f32, n: i32): void {
-  const vd = f32x4.splat(d);
-  let j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const o = <usize>j << 2;
-    v128.store(dst + o, f32x4.div(v128.load(dst + o), vd));
-  }
-  for (; j < n; j++) {
-    const o = <usize>j << 2;
-    store<f32>(dst + o, load<f32>(dst + o) / d);
-  }
-}
+import { readable, readableDtype, slot } from "./tile";
 
 /**
  * out = (sum_i w_i * x_i) [/ divisor] over n elements.
@@ -64,18 +17,39 @@ function divideBy(dst: usize, d: f32, n: i32): void {
  */
 export function weightedSum(table: usize, nInputs: i32, n: i32, quant: i32, normalize: bool, divisor: f32, out: usize, outDtype: i32): void {
   const outBytes = <usize>elementBytes(outDtype);
+  const inputs = slot(MAX_INPUTS + 1); // per input: pointer, dtype, weight splatted (32 bytes)
+  const vdiv = f32x4.splat(divisor);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    // A float32 output is accumulated in place; anything else in scratch, then encoded.
-    const acc = outBytes == 4 ? out + (<usize>t << 2) : slot(MAX_INPUTS);
     for (let i = 0; i < nInputs; i++) {
       const rec = table + <usize>i * SUM_RECORD;
-      const x = tileOf(load<u32>(rec), load<u32>(rec, 4), t, count, quant, 0);
-      const w = load<f32>(rec, 8);
-      if (i == 0) scaleInto(acc, x, w, count);
-      else addScaled(acc, x, w, count);
+      const at = inputs + (<usize>i << 5);
+      store<u32>(at, <u32>readable(load<u32>(rec), load<u32>(rec, 4), t, count, quant, i));
+      store<i32>(at, readableDtype, 4);
+      v128.store(at, f32x4.splat(load<f32>(rec, 8)), 16);
     }
-    if (normalize) divideBy(acc, divisor, count);
-    if (outBytes != 4) encode(acc, outDtype, out + <usize>t * outBytes, count);
+    const dst = out + <usize>t * outBytes;
+    let j = 0;
+    for (; j + 8 <= count; j += 8) {
+      let lo = f32x4.splat(0), hi = f32x4.splat(0);
+      for (let i = 0; i < nInputs; i++) {
+        const at = inputs + (<usize>i << 5);
+        const ptr = <usize>load<u32>(at), dtype = load<i32>(at, 4);
+        const w = v128.load(at, 16);
+        const a = f32x4.mul(loadLanes(ptr, dtype, j), w), b = f32x4.mul(loadLanes(ptr, dtype, j + 4), w);
+        if (i == 0) { lo = a; hi = b; } else { lo = f32x4.add(lo, a); hi = f32x4.add(hi, b); }
+      }
+      if (normalize) { lo = f32x4.div(lo, vdiv); hi = f32x4.div(hi, vdiv); }
+      storeEight(dst, outDtype, j, lo, hi);
+    }
+    for (; j < count; j++) {
+      let acc: f32 = 0;
+      for (let i = 0; i < nInputs; i++) {
+        const at = inputs + (<usize>i << 5);
+        const x = loadOne(<usize>load<u32>(at), load<i32>(at, 4), j) * f32x4.extract_lane(v128.load(at, 16), 0);
+        acc = i == 0 ? x : acc + x;
+      }
+      storeOne(dst, outDtype, j, normalize ? acc / divisor : acc);
+    }
   }
 }

@@ -128,6 +128,49 @@ function f32ToBf16x4(x: v128): v128 {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Element access in place, for kernels that read stored values directly instead of decoding a tile.
+
+/** Four float32 lanes from elements i..i+3 of an F32, BF16 or F16 array. */
+// @ts-ignore: decorator
+@inline
+export function loadLanes(ptr: usize, dtype: i32, i: i32): v128 {
+  if (dtype == DTYPE_F32) return v128.load(ptr + (<usize>i << 2));
+  const h = v128.load16x4_u(ptr + (<usize>i << 1));
+  return dtype == DTYPE_BF16 ? i32x4.shl(h, 16) : f16ToF32x4(h);
+}
+
+/** Element i of an F32, BF16 or F16 array, as float32. */
+// @ts-ignore: decorator
+@inline
+export function loadOne(ptr: usize, dtype: i32, i: i32): f32 {
+  if (dtype == DTYPE_F32) return load<f32>(ptr + (<usize>i << 2));
+  const h = <u32>load<u16>(ptr + (<usize>i << 1));
+  return reinterpret<f32>(dtype == DTYPE_BF16 ? bf16ToF32Scalar(h) : f16ToF32Scalar(h));
+}
+
+/** Stores eight float32 values (two vectors) as elements i..i+7 of an F32, BF16 or F16 array. */
+// @ts-ignore: decorator
+@inline
+export function storeEight(ptr: usize, dtype: i32, i: i32, lo: v128, hi: v128): void {
+  if (dtype == DTYPE_F32) {
+    v128.store(ptr + (<usize>i << 2), lo);
+    v128.store(ptr + (<usize>i << 2), hi, 16);
+  } else if (dtype == DTYPE_BF16) {
+    v128.store(ptr + (<usize>i << 1), i16x8.narrow_i32x4_u(f32ToBf16x4(lo), f32ToBf16x4(hi)));
+  } else {
+    v128.store(ptr + (<usize>i << 1), i16x8.narrow_i32x4_u(f32ToF16x4(lo), f32ToF16x4(hi)));
+  }
+}
+
+/** Stores one float32 value as element i of an F32, BF16 or F16 array. */
+// @ts-ignore: decorator
+@inline
+export function storeOne(ptr: usize, dtype: i32, i: i32, x: f32): void {
+  if (dtype == DTYPE_F32) store<f32>(ptr + (<usize>i << 2), x);
+  else store<u16>(ptr + (<usize>i << 1), <u16>(dtype == DTYPE_BF16 ? f32ToBf16Scalar(reinterpret<u32>(x)) : f32ToF16Scalar(reinterpret<u32>(x))));
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Array conversions. Pointers may be unaligned; regions must not overlap unless src == dst.
 
 /** Decode n elements of `dtype` at src into float32 at dst. */

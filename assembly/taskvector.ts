@@ -7,13 +7,13 @@
 // Finally out = b + lambda * mixed. Every step rounds to float32 in the order mergekit's float32 torch
 // code does, so the same inputs give the same bits.
 
-import { encode, elementBytes } from "./convert";
+import { elementBytes, encode, loadLanes, loadOne, storeEight, storeOne } from "./convert";
 import {
-  MAX_INPUTS, TILE, TRIM_MAGNITUDE, TRIM_NONE, TV_CONSENSUS, TV_KEY, TV_MODE, TV_NORMALIZE, TV_RECORD,
+  MAX_INPUTS, TILE, TRIM_MAGNITUDE, TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_KEY, TV_MODE, TV_NORMALIZE, TV_RECORD,
   TV_RESCALE, TV_THRESHOLD, TV_TIES, TV_WEIGHT,
 } from "./layout";
 import { promoteHigh, sumLanes } from "./reduce";
-import { slot, tileOf } from "./tile";
+import { readable, readableDtype, slot, tileOf } from "./tile";
 
 /**
  * The 32-bit integer mixer of DARE's counter-based generator (two multiply-xorshift rounds; every input
@@ -47,75 +47,158 @@ function indexLanes(lo: u32): v128 {
   return i32x4.add(i32x4.splat(lo), i32x4(0, 1, 2, 3));
 }
 
+/** Magnitude mode: elements equal to the threshold the current task input may still keep. */
+let tiesLeft: u32 = 0;
+
 /**
- * dst = kept ? x - b : 0 over one tile of one task input, per the input's trim mode:
+ * The 4 lanes of tau (flat elements given by `lanes`) that a task input keeps, per its trim mode; the
+ * others become 0. Parameters are hoisted by the caller (splatted threshold, key and high word).
  * - TRIM_NONE: everything is kept;
- * - TRIM_MAGNITUDE: |tau| bits above the threshold are kept, and elements equal to it while the input's
- *   tie budget lasts, in element order (so exactly k elements survive, ties going to the lowest indices);
+ * - TRIM_MAGNITUDE: |tau| bits above the threshold are kept, and elements equal to it while `tiesLeft`
+ *   lasts, in element order (so exactly k elements survive, ties going to the lowest indices);
  * - TRIM_RANDOM: element j is kept iff u(j) < threshold, u from the counter-based generator.
- * `lo`/`hi` are the low and high 32 bits of the tile's first flat element index.
  */
-function maskedDelta(rec: usize, x: usize, b: usize, count: i32, lo: u32, hi: u32, dst: usize): void {
-  const mode = load<u32>(rec, TV_MODE);
-  let j = 0;
-  if (mode == TRIM_NONE) {
-    for (; j + 4 <= count; j += 4) {
-      const o = <usize>j << 2;
-      v128.store(dst + o, f32x4.sub(v128.load(x + o), v128.load(b + o)));
-    }
-    for (; j < count; j++) {
-      const o = <usize>j << 2;
-      store<f32>(dst + o, load<f32>(x + o) - load<f32>(b + o));
-    }
-  } else if (mode == TRIM_MAGNITUDE) {
-    const threshold = load<u32>(rec, TV_THRESHOLD);
-    let ties = load<u32>(rec, TV_TIES);
-    const vt = i32x4.splat(threshold);
-    const magnitude = i32x4.splat(0x7fffffff);
-    for (; j + 4 <= count; j += 4) {
-      const o = <usize>j << 2;
-      const tau = f32x4.sub(v128.load(x + o), v128.load(b + o));
-      const key = v128.and(tau, magnitude);
-      let keep = i32x4.gt_u(key, vt);
-      const equal = i32x4.eq(key, vt);
+// @ts-ignore: decorator
+@inline
+function maskLanes(mode: u32, threshold: v128, key: v128, high: v128, tau: v128, lanes: v128): v128 {
+  if (mode == TRIM_NONE) return tau;
+  if (mode == TRIM_MAGNITUDE) {
+    const bits = v128.and(tau, i32x4.splat(0x7fffffff));
+    let keep = i32x4.gt_u(bits, threshold);
+    const equal = i32x4.eq(bits, threshold);
+    if (v128.any_true(equal)) {
       const equalCount = <u32>popcnt<i32>(i32x4.bitmask(equal));
-      if (equalCount != 0 && ties >= equalCount) {
-        // The budget covers every equal lane here (the usual case: bf16 task vectors repeat values a lot).
+      if (tiesLeft >= equalCount) {
+        // The budget covers every equal lane (the usual case: bf16 task vectors repeat values a lot).
         keep = v128.or(keep, equal);
-        ties -= equalCount;
-      } else if (equalCount != 0 && ties != 0) {
-        if (ties != 0 && i32x4.extract_lane(equal, 0) != 0) { keep = i32x4.replace_lane(keep, 0, -1); ties--; }
-        if (ties != 0 && i32x4.extract_lane(equal, 1) != 0) { keep = i32x4.replace_lane(keep, 1, -1); ties--; }
-        if (ties != 0 && i32x4.extract_lane(equal, 2) != 0) { keep = i32x4.replace_lane(keep, 2, -1); ties--; }
-        if (ties != 0 && i32x4.extract_lane(equal, 3) != 0) { keep = i32x4.replace_lane(keep, 3, -1); ties--; }
+        tiesLeft -= equalCount;
+      } else {
+        if (tiesLeft != 0 && i32x4.extract_lane(equal, 0) != 0) { keep = i32x4.replace_lane(keep, 0, -1); tiesLeft--; }
+        if (tiesLeft != 0 && i32x4.extract_lane(equal, 1) != 0) { keep = i32x4.replace_lane(keep, 1, -1); tiesLeft--; }
+        if (tiesLeft != 0 && i32x4.extract_lane(equal, 2) != 0) { keep = i32x4.replace_lane(keep, 2, -1); tiesLeft--; }
+        if (tiesLeft != 0 && i32x4.extract_lane(equal, 3) != 0) { keep = i32x4.replace_lane(keep, 3, -1); tiesLeft--; }
       }
-      v128.store(dst + o, v128.and(tau, keep));
     }
-    for (; j < count; j++) {
-      const o = <usize>j << 2;
-      const tau = load<f32>(x + o) - load<f32>(b + o);
-      const key = reinterpret<u32>(tau) & 0x7fffffff;
-      let keep = key > threshold;
-      if (key == threshold && ties != 0) { keep = true; ties--; }
-      store<f32>(dst + o, keep ? tau : 0);
+    return v128.and(tau, keep);
+  }
+  const u = mix4(v128.xor(mix4(v128.xor(lanes, key)), high));
+  return v128.and(tau, i32x4.lt_u(u, threshold));
+}
+
+/** One element of maskLanes (tails), for flat element (hi:lo). */
+// @ts-ignore: decorator
+@inline
+function maskOne(mode: u32, threshold: u32, key: u32, high: u32, tau: f32, lo: u32): f32 {
+  if (mode == TRIM_NONE) return tau;
+  if (mode == TRIM_MAGNITUDE) {
+    const bits = reinterpret<u32>(tau) & 0x7fffffff;
+    if (bits > threshold) return tau;
+    if (bits == threshold && tiesLeft != 0) {
+      tiesLeft--;
+      return tau;
     }
-    store<u32>(rec, ties, TV_TIES);
-  } else {
-    const threshold = load<u32>(rec, TV_THRESHOLD);
-    const key = load<u32>(rec, TV_KEY);
-    const high = hi + 0x9e3779b9;
-    const vt = i32x4.splat(threshold), vkey = i32x4.splat(key), vhigh = i32x4.splat(high);
+    return 0;
+  }
+  return mix(mix(lo ^ key) ^ high) < threshold ? tau : 0;
+}
+
+/**
+ * p = ((mask(x - b)) * r) * w over `count` elements whose first flat index is (hi:lo), for the task input
+ * at `rec` (its tie budget is consumed). Multiplying by r = 1 is skipped: it changes no value.
+ */
+function stageTask(rec: usize, x: usize, b: usize, count: i32, lo: u32, hi: u32, p: usize): void {
+  const mode = load<u32>(rec, TV_MODE), threshold = load<u32>(rec, TV_THRESHOLD), key = load<u32>(rec, TV_KEY);
+  const high = hi + 0x9e3779b9;
+  const r = load<f32>(rec, TV_RESCALE), w = load<f32>(rec, TV_WEIGHT);
+  const vthreshold = i32x4.splat(threshold), vkey = i32x4.splat(key), vhigh = i32x4.splat(high);
+  const vr = f32x4.splat(r), vw = f32x4.splat(w);
+  tiesLeft = load<u32>(rec, TV_TIES);
+  let j = 0;
+  // One loop per mode and rescaling, so the hot loop carries no branches on them.
+  if (mode == TRIM_NONE && r == 1) {
     for (; j + 4 <= count; j += 4) {
       const o = <usize>j << 2;
-      const u = mix4(v128.xor(mix4(v128.xor(indexLanes(lo + <u32>j), vkey)), vhigh));
-      const tau = f32x4.sub(v128.load(x + o), v128.load(b + o));
-      v128.store(dst + o, v128.and(tau, i32x4.lt_u(u, vt)));
+      v128.store(p + o, f32x4.mul(f32x4.sub(v128.load(x + o), v128.load(b + o)), vw));
+    }
+  } else if (mode == TRIM_MAGNITUDE && r == 1) {
+    for (; j + 4 <= count; j += 4) {
+      const o = <usize>j << 2;
+      const m = maskLanes(TRIM_MAGNITUDE, vthreshold, vkey, vhigh, f32x4.sub(v128.load(x + o), v128.load(b + o)), vkey);
+      v128.store(p + o, f32x4.mul(m, vw));
+    }
+  } else if (mode == TRIM_RANDOM && r == 1) {
+    for (; j + 4 <= count; j += 4) {
+      const o = <usize>j << 2;
+      const m = maskLanes(TRIM_RANDOM, vthreshold, vkey, vhigh, f32x4.sub(v128.load(x + o), v128.load(b + o)), indexLanes(lo + <u32>j));
+      v128.store(p + o, f32x4.mul(m, vw));
+    }
+  } else {
+    for (; j + 4 <= count; j += 4) {
+      const o = <usize>j << 2;
+      let m = maskLanes(mode, vthreshold, vkey, vhigh, f32x4.sub(v128.load(x + o), v128.load(b + o)), indexLanes(lo + <u32>j));
+      if (r != 1) m = f32x4.mul(m, vr);
+      v128.store(p + o, f32x4.mul(m, vw));
+    }
+  }
+  for (; j < count; j++) {
+    const o = <usize>j << 2;
+    let m = maskOne(mode, threshold, key, high, load<f32>(x + o) - load<f32>(b + o), lo + <u32>j);
+    if (r != 1) m *= r;
+    store<f32>(p + o, m * w);
+  }
+  store<u32>(rec, tiesLeft, TV_TIES);
+}
+
+/** Elements per sub-block of the staged merge: every task's p for a sub-block fits in L1 together. */
+const SUB = 512;
+
+/**
+ * Plain task arithmetic (nothing trimmed or rescaled, no consensus): out = b + lambda * (sum_i (x_i - b) *
+ * w_i) [/ divisor], with inputs read in place and the sum kept in registers, eight elements at a time.
+ */
+function plainTaskArithmetic(
+  table: usize, nInputs: i32, n: i32, quant: i32, normalize: bool, divisor: f32, lambda: f32, out: usize, outDtype: i32,
+): void {
+  const outBytes = <usize>elementBytes(outDtype);
+  const inputs = slot(MAX_INPUTS + 1); // per input: pointer, dtype, weight splatted (32 bytes)
+  const vdiv = f32x4.splat(divisor), vlambda = f32x4.splat(lambda);
+  for (let t = 0; t < n; t += TILE) {
+    const count = min(TILE, n - t);
+    for (let i = 0; i < nInputs; i++) {
+      const rec = table + <usize>i * TV_RECORD;
+      const at = inputs + (<usize>i << 5);
+      store<u32>(at, <u32>readable(load<u32>(rec), load<u32>(rec, 4), t, count, quant, i));
+      store<i32>(at, readableDtype, 4);
+      v128.store(at, f32x4.splat(load<f32>(rec, TV_WEIGHT)), 16);
+    }
+    const bp = <usize>load<u32>(inputs), bd = load<i32>(inputs, 4);
+    const dst = out + <usize>t * outBytes;
+    let j = 0;
+    for (; j + 8 <= count; j += 8) {
+      const b0 = loadLanes(bp, bd, j), b1 = loadLanes(bp, bd, j + 4);
+      let m0 = f32x4.splat(0), m1 = f32x4.splat(0);
+      for (let i = 1; i < nInputs; i++) {
+        const at = inputs + (<usize>i << 5);
+        const ptr = <usize>load<u32>(at), dtype = load<i32>(at, 4);
+        const w = v128.load(at, 16);
+        const p0 = f32x4.mul(f32x4.sub(loadLanes(ptr, dtype, j), b0), w), p1 = f32x4.mul(f32x4.sub(loadLanes(ptr, dtype, j + 4), b1), w);
+        if (i == 1) { m0 = p0; m1 = p1; } else { m0 = f32x4.add(m0, p0); m1 = f32x4.add(m1, p1); }
+      }
+      if (normalize) { m0 = f32x4.div(m0, vdiv); m1 = f32x4.div(m1, vdiv); }
+      if (lambda != 1) { m0 = f32x4.mul(m0, vlambda); m1 = f32x4.mul(m1, vlambda); }
+      storeEight(dst, outDtype, j, f32x4.add(b0, m0), f32x4.add(b1, m1));
     }
     for (; j < count; j++) {
-      const o = <usize>j << 2;
-      const u = mix(mix((lo + <u32>j) ^ key) ^ high);
-      const tau = load<f32>(x + o) - load<f32>(b + o);
-      store<f32>(dst + o, u < threshold ? tau : 0);
+      const b = loadOne(bp, bd, j);
+      let mixed: f32 = 0;
+      for (let i = 1; i < nInputs; i++) {
+        const at = inputs + (<usize>i << 5);
+        const p = (loadOne(<usize>load<u32>(at), load<i32>(at, 4), j) - b) * f32x4.extract_lane(v128.load(at, 16), 0);
+        mixed = i == 1 ? p : mixed + p;
+      }
+      if (normalize) mixed /= divisor;
+      if (lambda != 1) mixed *= lambda;
+      storeOne(dst, outDtype, j, b + mixed);
     }
   }
 }
@@ -134,87 +217,107 @@ export function taskVectorMerge(
   const outBytes = <usize>elementBytes(outDtype);
   const consensus = (flags & TV_CONSENSUS) != 0;
   const normalize = (flags & TV_NORMALIZE) != 0;
+  const tasks = nInputs - 1;
+  // Plain task arithmetic (no trimming, rescaling or consensus) runs fused, one vector at a time.
+  let plain = !consensus;
+  for (let i = 1; i < nInputs; i++) {
+    const rec = table + <usize>i * TV_RECORD;
+    if (load<u32>(rec, TV_MODE) != TRIM_NONE || load<f32>(rec, TV_RESCALE) != 1) plain = false;
+  }
+  if (plain) {
+    plainTaskArithmetic(table, nInputs, n, quant, normalize, divisor, lambda, out, outDtype);
+    return;
+  }
+  const ptrs = slot(MAX_INPUTS + 2);
+  const splatted = ptrs + (<usize>MAX_INPUTS << 2); // each task's weight in all four lanes
+  const pbase = slot(MAX_INPUTS + 3);
+  for (let i = 0; i < tasks; i++) v128.store(splatted + (<usize>i << 4), f32x4.splat(load<f32>(table + <usize>(i + 1) * TV_RECORD, TV_WEIGHT)));
   const vdiv = f32x4.splat(divisor), vlambda = f32x4.splat(lambda), zero = f32x4.splat(0), one = f32x4.splat(1);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
     const index = start + <u64>t;
     const b = tileOf(load<u32>(table), load<u32>(table, 4), t, count, quant, 0);
-
-    // p_i = ((x_i - b) masked * r_i) * w_i, one scratch tile per task input.
     for (let i = 1; i < nInputs; i++) {
       const rec = table + <usize>i * TV_RECORD;
-      const x = tileOf(load<u32>(rec), load<u32>(rec, 4), t, count, quant, 1);
-      const p = slot(1 + i);
-      maskedDelta(rec, x, b, count, <u32>index, <u32>(index >>> 32), p);
-      const vr = f32x4.splat(load<f32>(rec, TV_RESCALE)), vw = f32x4.splat(load<f32>(rec, TV_WEIGHT));
-      let j = 0;
-      for (; j + 4 <= count; j += 4) {
-        const o = <usize>j << 2;
-        v128.store(p + o, f32x4.mul(f32x4.mul(v128.load(p + o), vr), vw));
-      }
-      const r = load<f32>(rec, TV_RESCALE), w = load<f32>(rec, TV_WEIGHT);
-      for (; j < count; j++) {
-        const o = <usize>j << 2;
-        store<f32>(p + o, (load<f32>(p + o) * r) * w);
-      }
+      store<u32>(ptrs + (<usize>(i - 1) << 2), <u32>tileOf(load<u32>(rec), load<u32>(rec, 4), t, count, quant, i));
     }
-
-    const acc = outBytes == 4 ? out + (<usize>t << 2) : slot(MAX_INPUTS + 1);
-    let j = 0;
-    for (; j + 4 <= count; j += 4) {
-      const o = <usize>j << 2;
-      let mixed: v128;
-      if (consensus) {
-        let sum = v128.load(slot(2) + o);
-        for (let i = 2; i < nInputs; i++) sum = f32x4.add(sum, v128.load(slot(1 + i) + o));
-        const positive = f32x4.ge(sum, zero);
-        mixed = zero;
-        let weights = zero;
-        for (let i = 1; i < nInputs; i++) {
-          const p = v128.load(slot(1 + i) + o);
-          const agree = v128.bitselect(f32x4.gt(p, zero), f32x4.lt(p, zero), positive);
-          const w = f32x4.splat(load<f32>(table + <usize>i * TV_RECORD, TV_WEIGHT));
-          if (i == 1) {
-            mixed = v128.and(p, agree);
-            weights = v128.and(w, agree);
-          } else {
-            mixed = f32x4.add(mixed, v128.and(p, agree));
-            weights = f32x4.add(weights, v128.and(w, agree));
+    const acc = outBytes == 4 ? out + (<usize>t << 2) : slot(MAX_INPUTS);
+    for (let s = 0; s < count; s += SUB) {
+      const len = min(SUB, count - s);
+      const so = <usize>s << 2;
+      if (!plain) {
+        // p_i for this sub-block, task by task, at pbase + i * SUB floats.
+        for (let i = 0; i < tasks; i++) {
+          const sub = index + <u64>s;
+          stageTask(table + <usize>(i + 1) * TV_RECORD, <usize>load<u32>(ptrs + (<usize>i << 2)) + so, b + so, len, <u32>sub, <u32>(sub >>> 32), pbase + <usize>i * (SUB << 2));
+        }
+      }
+      let j = 0;
+      for (; j + 4 <= len; j += 4) {
+        const o = <usize>j << 2;
+        const vb = v128.load(b + so + o);
+        let mixed = zero;
+        if (plain) {
+          for (let i = 0; i < tasks; i++) {
+            const p = f32x4.mul(f32x4.sub(v128.load(<usize>load<u32>(ptrs + (<usize>i << 2)) + so + o), vb), v128.load(splatted + (<usize>i << 4)));
+            mixed = i == 0 ? p : f32x4.add(mixed, p);
+          }
+        } else {
+          for (let i = 0; i < tasks; i++) {
+            const p = v128.load(pbase + <usize>i * (SUB << 2) + o);
+            mixed = i == 0 ? p : f32x4.add(mixed, p);
           }
         }
-        if (normalize) mixed = f32x4.div(mixed, v128.bitselect(one, weights, f32x4.eq(weights, zero)));
-      } else {
-        mixed = v128.load(slot(2) + o);
-        for (let i = 2; i < nInputs; i++) mixed = f32x4.add(mixed, v128.load(slot(1 + i) + o));
-        if (normalize) mixed = f32x4.div(mixed, vdiv);
-      }
-      if (lambda != 1) mixed = f32x4.mul(mixed, vlambda);
-      v128.store(acc + o, f32x4.add(v128.load(b + o), mixed));
-    }
-    for (; j < count; j++) {
-      const o = <usize>j << 2;
-      let mixed: f32;
-      if (consensus) {
-        let sum = load<f32>(slot(2) + o);
-        for (let i = 2; i < nInputs; i++) sum += load<f32>(slot(1 + i) + o);
-        const positive = sum >= 0;
-        mixed = 0;
-        let weights: f32 = 0;
-        for (let i = 1; i < nInputs; i++) {
-          const p = load<f32>(slot(1 + i) + o);
-          const agree = positive ? p > 0 : p < 0;
-          const w = load<f32>(table + <usize>i * TV_RECORD, TV_WEIGHT);
-          const pm: f32 = agree ? p : 0, wm: f32 = agree ? w : 0;
-          if (i == 1) { mixed = pm; weights = wm; } else { mixed += pm; weights += wm; }
+        if (consensus) {
+          // `mixed` holds sum_i p_i: its sign is the elected one (0 counts as +).
+          const positive = f32x4.ge(mixed, zero);
+          let weights = zero;
+          for (let i = 0; i < tasks; i++) {
+            const p = v128.load(pbase + <usize>i * (SUB << 2) + o);
+            const agree = v128.bitselect(f32x4.gt(p, zero), f32x4.lt(p, zero), positive);
+            const w = v128.load(splatted + (<usize>i << 4));
+            if (i == 0) {
+              mixed = v128.and(p, agree);
+              weights = v128.and(w, agree);
+            } else {
+              mixed = f32x4.add(mixed, v128.and(p, agree));
+              weights = f32x4.add(weights, v128.and(w, agree));
+            }
+          }
+          if (normalize) mixed = f32x4.div(mixed, v128.bitselect(one, weights, f32x4.eq(weights, zero)));
+        } else if (normalize) {
+          mixed = f32x4.div(mixed, vdiv);
         }
-        if (normalize) mixed /= weights == 0 ? <f32>1 : weights;
-      } else {
-        mixed = load<f32>(slot(2) + o);
-        for (let i = 2; i < nInputs; i++) mixed += load<f32>(slot(1 + i) + o);
-        if (normalize) mixed /= divisor;
+        if (lambda != 1) mixed = f32x4.mul(mixed, vlambda);
+        v128.store(acc + so + o, f32x4.add(vb, mixed));
       }
-      if (lambda != 1) mixed *= lambda;
-      store<f32>(acc + o, load<f32>(b + o) + mixed);
+      for (; j < len; j++) {
+        const o = <usize>j << 2;
+        const vb = load<f32>(b + so + o);
+        let mixed: f32 = 0;
+        for (let i = 0; i < tasks; i++) {
+          const p = plain
+            ? (load<f32>(<usize>load<u32>(ptrs + (<usize>i << 2)) + so + o) - vb) * load<f32>(table + <usize>(i + 1) * TV_RECORD, TV_WEIGHT)
+            : load<f32>(pbase + <usize>i * (SUB << 2) + o);
+          mixed = i == 0 ? p : mixed + p;
+        }
+        if (consensus) {
+          const positive = mixed >= 0;
+          let weights: f32 = 0;
+          for (let i = 0; i < tasks; i++) {
+            const p = load<f32>(pbase + <usize>i * (SUB << 2) + o);
+            const agree = positive ? p > 0 : p < 0;
+            const w = load<f32>(table + <usize>(i + 1) * TV_RECORD, TV_WEIGHT);
+            const pm: f32 = agree ? p : 0, wm: f32 = agree ? w : 0;
+            if (i == 0) { mixed = pm; weights = wm; } else { mixed += pm; weights += wm; }
+          }
+          if (normalize) mixed /= weights == 0 ? <f32>1 : weights;
+        } else if (normalize) {
+          mixed /= divisor;
+        }
+        if (lambda != 1) mixed *= lambda;
+        store<f32>(acc + so + o, vb + mixed);
+      }
     }
     if (outBytes != 4) encode(acc, outDtype, out + <usize>t * outBytes, count);
   }
@@ -233,29 +336,35 @@ export function maskedL1(table: usize, nInputs: i32, n: i32, startLo: u32, start
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
     const index = start + <u64>t;
+    const lo = <u32>index, hi = <u32>(index >>> 32);
     const b = tileOf(load<u32>(table), load<u32>(table, 4), t, count, quant, 0);
     for (let i = 1; i < nInputs; i++) {
       const rec = table + <usize>i * TV_RECORD;
       const x = tileOf(load<u32>(rec), load<u32>(rec, 4), t, count, quant, 1);
-      const m = slot(2);
-      maskedDelta(rec, x, b, count, <u32>index, <u32>(index >>> 32), m);
+      const mode = load<u32>(rec, TV_MODE), threshold = load<u32>(rec, TV_THRESHOLD), key = load<u32>(rec, TV_KEY);
+      const high = hi + 0x9e3779b9;
+      const vthreshold = i32x4.splat(threshold), vkey = i32x4.splat(key), vhigh = i32x4.splat(high);
+      tiesLeft = load<u32>(rec, TV_TIES);
       let aLo = f64x2.splat(0), aHi = f64x2.splat(0), mLo = f64x2.splat(0), mHi = f64x2.splat(0);
       let j = 0;
       for (; j + 4 <= count; j += 4) {
         const o = <usize>j << 2;
-        const tau = v128.and(f32x4.sub(v128.load(x + o), v128.load(b + o)), magnitude);
-        const kept = v128.and(v128.load(m + o), magnitude);
-        aLo = f64x2.add(aLo, f64x2.promote_low_f32x4(tau));
-        aHi = f64x2.add(aHi, promoteHigh(tau));
+        const tau = f32x4.sub(v128.load(x + o), v128.load(b + o));
+        const all = v128.and(tau, magnitude);
+        const kept = v128.and(maskLanes(mode, vthreshold, vkey, vhigh, tau, indexLanes(lo + <u32>j)), magnitude);
+        aLo = f64x2.add(aLo, f64x2.promote_low_f32x4(all));
+        aHi = f64x2.add(aHi, promoteHigh(all));
         mLo = f64x2.add(mLo, f64x2.promote_low_f32x4(kept));
         mHi = f64x2.add(mHi, promoteHigh(kept));
       }
       let all = sumLanes(aLo, aHi), kept = sumLanes(mLo, mHi);
       for (; j < count; j++) {
         const o = <usize>j << 2;
-        all += <f64>abs<f32>(load<f32>(x + o) - load<f32>(b + o));
-        kept += <f64>abs<f32>(load<f32>(m + o));
+        const tau = load<f32>(x + o) - load<f32>(b + o);
+        all += <f64>abs<f32>(tau);
+        kept += <f64>abs<f32>(maskOne(mode, threshold, key, high, tau, lo + <u32>j));
       }
+      store<u32>(rec, tiesLeft, TV_TIES);
       const p = partials + (<usize>tile * <usize>tasks + <usize>(i - 1)) * 16;
       store<f64>(p, all);
       store<f64>(p, kept, 8);

@@ -3,7 +3,7 @@
 // place; everything else is decoded into a scratch slot that stays cache-resident.
 
 import { decode, elementBytes, quantize } from "./convert";
-import { DTYPE_F32, DTYPE_NONE, TILE } from "./layout";
+import { DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_NONE, TILE } from "./layout";
 
 let scratchBase: usize = 0;
 
@@ -34,4 +34,22 @@ export function tileOf(ptr: usize, dtype: i32, start: i32, count: i32, quant: i3
   decode(ptr + <usize>start * <usize>elementBytes(dtype), dtype, dst, count);
   if (round) quantize(dst, quant, count);
   return dst;
+}
+
+/** The element type `readable` left its pointer in. */
+export let readableDtype: i32 = DTYPE_F32;
+
+/**
+ * Like tileOf, but inputs stored as F32, BF16 or F16 are read in place (see loadLanes) unless the recipe's
+ * load dtype rounds them; only those and F64 are decoded into scratch slot `k`. Returns the pointer to
+ * element `start` and sets `readableDtype`.
+ */
+export function readable(ptr: usize, dtype: i32, start: i32, count: i32, quant: i32, k: i32): usize {
+  const round = quant != DTYPE_NONE && quant != DTYPE_F32 && quant != dtype;
+  if (!round && (dtype == DTYPE_F32 || dtype == DTYPE_BF16 || dtype == DTYPE_F16)) {
+    readableDtype = dtype;
+    return ptr + <usize>start * <usize>elementBytes(dtype);
+  }
+  readableDtype = DTYPE_F32;
+  return tileOf(ptr, dtype, start, count, quant, k);
 }

@@ -10,7 +10,7 @@ import { baseModel, fineTune, removeDir, tempDir, WORKER_URL, writeCase, type Sh
 
 let dir: string;
 // Tensors of 40 x 512 = 20480 elements: five 4096-element chunks at the smallest chunk size.
-const SHAPE: Shape = { vocab: 512, hidden: 40, intermediate: 512, layers: 2 };
+const SHAPE: Shape = { vocab: 512, hidden: 40, intermediate: 512, layers: 2, heads: 4, kvHeads: 2 };
 before(async () => {
   dir = await tempDir();
   const base = baseModel(61, "BF16", SHAPE);

@@ -179,7 +179,7 @@ describe("broken models and recipes", () => {
 
 describe("interrupting a merge", () => {
   test("aborting midway leaves no output that looks complete", async () => {
-    const dir = await makeCase(async () => {}, RECIPE, { vocab: 512, hidden: 64, intermediate: 256, layers: 6 });
+    const dir = await makeCase(async () => {}, RECIPE, { vocab: 512, hidden: 64, intermediate: 256, layers: 6, heads: 4, kvHeads: 2 });
     const out = join(dir, "out");
     const controller = new AbortController();
     let done = 0;

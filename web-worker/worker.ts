@@ -15,12 +15,22 @@ import type { PassResult } from "../src/merge/job";
 
 installErrorTransfer();
 
-let kernels: Kernels | undefined;
-let workspace: ChunkWorkspace | undefined;
+/**
+ * Each kernel instance (its own wasm memory) holds one job; with two, one job's reads and writes
+ * proceed while the other computes. Together they stay within the worker's memory budget.
+ */
+const instances: { kernels: Kernels; workspace: ChunkWorkspace }[] = [];
+const free: ChunkWorkspace[] = [];
 
-function ready(): ChunkWorkspace {
-  if (!workspace) throw new Error("worker used before init()");
-  return workspace;
+/** Runs `fn` with a workspace of its own (the pool never sends more jobs than there are). */
+async function withWorkspace<T>(fn: (ws: ChunkWorkspace) => Promise<T>): Promise<T> {
+  const ws = free.pop();
+  if (!ws) throw new Error(instances.length ? "more jobs in flight than workspaces" : "worker used before init()");
+  try {
+    return await fn(ws);
+  } finally {
+    free.push(ws);
+  }
 }
 
 function buffersOf(result: PassResult): ArrayBuffer[] {
@@ -36,34 +46,41 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
 }
 
 const api: WorkerApi = {
-  async init(memoryBudget, wasm) {
-    kernels = await loadKernels(memoryBudget, wasm);
-    workspace = new ChunkWorkspace(kernels);
+  async init(memoryBudget, jobs, wasm) {
+    for (let i = 0; i < jobs; i++) {
+      const kernels = await loadKernels(Math.floor(memoryBudget / jobs / 65536) * 65536, wasm);
+      const workspace = new ChunkWorkspace(kernels);
+      instances.push({ kernels, workspace });
+      free.push(workspace);
+    }
   },
-  async runTensor(job) {
-    const ws = ready();
-    await ws.load(job, 0);
-    const exec = new ResidentExecutor(ws);
-    await runTensor(job, exec);
-    return exec.output ? transfer(exec.output, [exec.output.buffer as ArrayBuffer]) : undefined;
+  runTensor(job) {
+    return withWorkspace(async (ws) => {
+      await ws.load(job, 0);
+      const exec = new ResidentExecutor(ws);
+      await runTensor(job, exec);
+      return exec.output ? transfer(exec.output, [exec.output.buffer as ArrayBuffer]) : undefined;
+    });
   },
-  async runPass(job, chunk, request) {
-    const ws = ready();
-    await ws.load(job, chunk);
-    const result = ws.pass(request);
-    return transfer(result, buffersOf(result));
+  runPass(job, chunk, request) {
+    return withWorkspace(async (ws) => {
+      await ws.load(job, chunk);
+      const result = ws.pass(request);
+      return transfer(result, buffersOf(result));
+    });
   },
-  async runFinal(job, chunk, request) {
-    const ws = ready();
-    await ws.load(job, chunk);
-    const bytes = await ws.final(request);
-    return bytes ? transfer(bytes, [bytes.buffer as ArrayBuffer]) : undefined;
+  runFinal(job, chunk, request) {
+    return withWorkspace(async (ws) => {
+      await ws.load(job, chunk);
+      const bytes = await ws.final(request);
+      return bytes ? transfer(bytes, [bytes.buffer as ArrayBuffer]) : undefined;
+    });
   },
   async release() {
-    await workspace?.release();
+    await Promise.all(instances.map((i) => i.workspace.release()));
   },
   stats() {
-    return { peakMemory: kernels?.arena.peak ?? 0 };
+    return { peakMemory: instances.reduce((sum, i) => sum + i.kernels.arena.peak, 0) };
   },
 };
 

@@ -34,6 +34,8 @@ export interface MergeOptions {
   workerUrl?: URL | string;
   signal?: AbortSignal;
   onProgress?: ProgressCallback;
+  /** @internal Benchmarks: the same reads and writes, no computation (see EngineOptions.ioOnly). */
+  ioOnly?: boolean;
 }
 
 export const DEFAULT_MEMORY_BUDGET = 256 * 1048576;
@@ -76,6 +78,7 @@ export async function merge(recipe: Recipe | string, options: MergeOptions): Pro
       outShardSize: options.outShardSize ?? DEFAULT_SHARD_SIZE,
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.ioOnly ? { ioOnly: true } : {}),
     });
   } catch (e) {
     if (options.signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: options.signal.reason });

@@ -21,7 +21,7 @@ export interface EngineOptions {
   /** Worker count. */
   workers: number;
   workerUrl: URL | string;
-  /** Wasm memory budget of each worker (bytes). */
+  /** Wasm memory budget of each worker (bytes), shared by its JOBS_PER_WORKER jobs in flight. */
   memoryBudget: number;
   /** Largest chunk of input+output data a worker holds at once (bytes); capped by the budget. */
   chunkBytes: number;
@@ -32,6 +32,11 @@ export interface EngineOptions {
   outShardSize: number;
   signal?: AbortSignal;
   onProgress?: ProgressCallback;
+  /**
+   * Benchmarks only: read every input and write each output tensor's bytes (copied from its first
+   * input, which must have the output's dtype) with the same I/O path, but compute nothing.
+   */
+  ioOnly?: boolean;
 }
 
 export interface MergeSummary {
@@ -46,21 +51,38 @@ export interface MergeSummary {
   peakWorkerMemory: number;
 }
 
-/** Elements per chunk: the whole tensor when it fits, else as many tiles as the limit allows. */
+/**
+ * Elements per chunk: the whole tensor when it fits, else as many tiles as the limit allows. A tensor
+ * whose operation needs several passes (statistics, TIES's select, rescaling) may stay resident in one
+ * worker up to 1.5 times the streaming chunk size: reading it once beats reading it once per pass, and
+ * the bound keeps a worker's memory, and so the process's, independent of the model's size (with the
+ * defaults, 2 jobs per worker of at most 96 MiB each).
+ */
 export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements">): number {
+  const instanceBudget = Math.floor(options.memoryBudget / JOBS_PER_WORKER / 65536) * 65536;
   if (options.chunkElements) return Math.min(Math.max(TILE, Math.floor(options.chunkElements / TILE) * TILE), Math.max(t.numel, 1));
   const perElement = t.inputs.reduce((s, i) => s + DTYPES[i.tensor.dtype]!.bits / 8, 0) + DTYPES[t.dtype]!.bits / 8;
-  // A resident TIES tensor also keeps up to numel/8 candidate keys per trimmed model.
   const op = t.op;
-  const candidates = op.kind === "taskVector" && op.sparsify === "magnitude" ? op.tasks.filter((x) => x.density < 1).length * 0.5 : 0;
-  const limit = Math.min(options.chunkBytes, options.memoryBudget - KERNEL_OVERHEAD_BYTES);
-  if (t.numel * (perElement + candidates) <= limit) return Math.max(t.numel, 1);
-  const elements = Math.floor(limit / perElement / TILE) * TILE;
+  const trimmed = op.kind === "taskVector" && op.sparsify !== undefined ? op.tasks.filter((x) => x.density < 1).length : 0;
+  const multiPass = op.kind === "slerp" || trimmed > 0;
+  // A resident TIES tensor also keeps candidate keys, about numel/8 per trimmed model.
+  const candidates = op.kind === "taskVector" && op.sparsify === "magnitude" ? trimmed * 0.5 : 0;
+  const available = instanceBudget - KERNEL_OVERHEAD_BYTES;
+  const stream = Math.min(options.chunkBytes, available);
+  const resident = multiPass ? Math.min(1.5 * options.chunkBytes, available) : stream;
+  if (t.numel * (perElement + candidates) <= resident) return Math.max(t.numel, 1);
+  const elements = Math.floor(stream / perElement / TILE) * TILE;
   if (elements < TILE) {
     throw new WorkerError("E_MEMORY_BUDGET", `tensor "${t.name}" needs at least ${((TILE * perElement + KERNEL_OVERHEAD_BYTES) / 1048576).toFixed(1)} MiB of worker memory per chunk; the memory budget is too small`, { tensor: t.name });
   }
   return elements;
 }
+
+/**
+ * Jobs each worker holds at once, each in its own kernel instance with an equal share of the budget:
+ * one job's reads and writes overlap the other's computation.
+ */
+export const JOBS_PER_WORKER = 2;
 
 async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
@@ -91,7 +113,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
         jobs.push({
           shard: s, tensor,
           job: {
-            index: plan.tensors.indexOf(tensor), name: tensor.name, numel: tensor.numel, op: tensor.op,
+            index: plan.tensors.indexOf(tensor), name: tensor.name, numel: tensor.numel, op: options.ioOnly ? { kind: "copy" } : tensor.op,
             inputs: tensor.inputs.map((i) => ({
               source: i.tensor.source, file: i.tensor.file, tensor: i.tensor.name, offset: i.tensor.offset, dtype: i.tensor.dtype, shape: i.tensor.shape,
               ...(i.block ? { block: i.block } : {}),
@@ -114,7 +136,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
 
     signal?.throwIfAborted();
     signal?.addEventListener("abort", onAbort, { once: true });
-    pool = await WorkerPool.create({ size, workerUrl: options.workerUrl, memoryBudget: options.memoryBudget });
+    pool = await WorkerPool.create({ size, workerUrl: options.workerUrl, memoryBudget: options.memoryBudget, jobsPerWorker: JOBS_PER_WORKER });
     signal?.throwIfAborted();
 
     let tensorsDone = jobs.length - work.length, bytesDone = 0;
@@ -138,7 +160,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
       emit({ type: "tensor-done", index: job.index, name: job.name, tensorsDone, tensorsTotal: jobs.length, bytesDone, bytesTotal: inputBytes });
       if (--shardLeft[shard]! === 0) emit({ type: "shard-written", file, index: shard, shards: shards.length, bytes: shards[shard]!.layout.size });
     };
-    await runLimited(work, 2 * size, runOne, (e) => pool?.fail(e instanceof Error ? e : new Error(String(e))));
+    await runLimited(work, 2 * JOBS_PER_WORKER * size, runOne, (e) => pool?.fail(e instanceof Error ? e : new Error(String(e))));
 
     const stats = await pool.each((w) => w.stats());
     await pool.each((w) => w.release());

@@ -21,8 +21,11 @@ export interface JobInput {
   block?: { rows: number; cols: number };
 }
 
-/** Where output bytes go: a file the worker opens and writes at offsets, or back to the caller. */
-export type OutputTarget = { kind: "path"; path: string } | { kind: "return" };
+/**
+ * Where output bytes go: a file the worker opens and writes at offsets, back to the caller, or nowhere
+ * (they stay in the worker's memory: benchmarks use it to time computation alone).
+ */
+export type OutputTarget = { kind: "path"; path: string } | { kind: "return" } | { kind: "memory" };
 
 export interface TensorJob {
   /** Position in the plan. */

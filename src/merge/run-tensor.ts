@@ -70,24 +70,15 @@ async function taskVector(job: TensorJob, op: Extract<TensorOp, { kind: "taskVec
   const magnitude = op.tasks.flatMap((task, i) => (trims[i]!.mode === "magnitude" ? [{ task: i, k: Math.floor(task.density * job.numel) }] : []));
   if (magnitude.length > 0) {
     const selections = await selectTopK(exec, job.numel, magnitude);
-    // Elements equal to the threshold are kept lowest index first. A chunk needs to know how many of
-    // them the chunks before it hold, unless every equal element is kept anyway.
-    const partial = [...selections].filter(([, s]) => s.ties < s.equal);
-    const perChunk = new Map<number, number[]>();
-    if (partial.length > 0 && chunks > 1) {
-      const counts = await exec.pass({
-        kind: "range",
-        ranges: partial.map(([task, s]) => ({ task, lo: s.threshold, hi: s.threshold + 1, shift: 0, compact: 0 })),
-      });
-      partial.forEach(([task], i) => perChunk.set(task, counts.map((c) => (c.kind === "range" ? c.ranges[i]!.inside : 0))));
-    }
+    // Elements equal to the threshold are kept lowest index first, so a chunk needs to know how many of
+    // them the chunks before it hold (the select's last round counted them per chunk).
     for (const [task, s] of selections) {
-      const equalPerChunk = perChunk.get(task);
+      const equalPerChunk = s.equalByChunk;
       let left = s.ties;
       const ties = Array.from({ length: chunks }, (_, c) => {
         if (s.ties === s.equal) return s.equal; // every equal element is kept
-        if (!equalPerChunk) return s.ties; // a single chunk
-        const take = Math.min(left, equalPerChunk[c]!);
+        if (chunks === 1) return s.ties;
+        const take = Math.min(left, equalPerChunk![c]!);
         left -= take;
         return take;
       });

@@ -22,10 +22,17 @@ export interface Selection {
   equal: number;
   /** How many of those equal elements are kept: k - above. */
   ties: number;
+  /** Elements equal to the threshold in each chunk, when the last round counted them per chunk. */
+  equalByChunk?: number[];
 }
 
 const KEY_END = 0x80000000; // one past the largest 31-bit key
-const MAX_BUCKETS_LOG2 = 11;
+/**
+ * Histogram size per round. Resident data is cheap to rescan, so small (L1-resident) histograms and
+ * three rounds; chunked data is re-read from disk each round, so 2^16 buckets and two rounds.
+ */
+const BUCKETS_LOG2_RESIDENT = 11;
+const BUCKETS_LOG2_CHUNKED = 16;
 /** Below this many elements a sample does not pay for itself. */
 const SAMPLE_MIN = 1 << 15;
 
@@ -41,15 +48,15 @@ interface State {
   result?: Selection;
 }
 
-function shiftFor(lo: number, hi: number): number {
-  const width = hi - lo;
-  return Math.max(0, Math.ceil(Math.log2(width)) - MAX_BUCKETS_LOG2);
+function shiftFor(lo: number, hi: number, bucketsLog2: number): number {
+  return Math.max(0, Math.ceil(Math.log2(hi - lo)) - bucketsLog2);
 }
 
 /** The k-th largest |tau| of each task (k >= 1). */
 export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { task: number; k: number }[]): Promise<Map<number, Selection>> {
   const states: State[] = wanted.map(({ task, k }) => ({ task, k, lo: 0, hi: KEY_END, guess: false, expected: 0 }));
   if (exec.resident && numel >= SAMPLE_MIN) await bracketFromSample(exec, numel, states);
+  const bucketsLog2 = exec.resident ? BUCKETS_LOG2_RESIDENT : BUCKETS_LOG2_CHUNKED;
 
   for (let round = 0; states.some((s) => !s.result); round++) {
     if (round > 8) throw new Error("radix select did not converge"); // 31 bits need at most 3 rounds plus a missed bracket
@@ -57,14 +64,17 @@ export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { 
     const results = await exec.pass({
       kind: "range",
       // Compacting pays once a range holds a part of the keys (a bracket), not on a pass over all of them.
-      ranges: active.map((s) => ({ task: s.task, lo: s.lo, hi: s.hi, shift: shiftFor(s.lo, s.hi), compact: exec.resident && s.guess ? Math.ceil(s.expected * 1.25) + 4096 : 0 })),
+      ranges: active.map((s) => ({ task: s.task, lo: s.lo, hi: s.hi, shift: shiftFor(s.lo, s.hi, bucketsLog2), compact: exec.resident && s.guess ? Math.ceil(s.expected * 1.25) + 4096 : 0 })),
     });
-    active.forEach((s, i) => narrow(s, sumRanges(results.map((r) => (r.kind === "range" ? r.ranges[i]! : unexpected())))));
+    active.forEach((s, i) => {
+      const perChunk = results.map((r) => (r.kind === "range" ? r.ranges[i]! : unexpected()));
+      narrow(s, sumRanges(perChunk), shiftFor(s.lo, s.hi, bucketsLog2), perChunk);
+    });
   }
   return new Map(states.map((s) => [s.task, s.result!]));
 }
 
-function narrow(s: State, r: RangeResult): void {
+function narrow(s: State, r: RangeResult, shift: number, perChunk: RangeResult[]): void {
   if (s.guess) {
     s.guess = false;
     if (s.k <= r.above) { // the k-th key is at or above the bracket
@@ -78,14 +88,13 @@ function narrow(s: State, r: RangeResult): void {
       return;
     }
   }
-  const shift = shiftFor(s.lo, s.hi);
   let cum = r.above;
   for (let b = r.hist.length - 1; b >= 0; b--) {
     const count = r.hist[b]!;
     if (cum + count >= s.k) {
       const lo = s.lo + b * 2 ** shift;
       if (shift === 0) {
-        s.result = { threshold: lo, above: cum, equal: count, ties: s.k - cum };
+        s.result = { threshold: lo, above: cum, equal: count, ties: s.k - cum, equalByChunk: perChunk.map((c) => c.hist[b]!) };
       } else {
         s.lo = lo;
         s.hi = Math.min(s.hi, lo + 2 ** shift);

@@ -40,6 +40,8 @@ export class ChunkWorkspace {
   private readonly outputs = new Map<string, Promise<import("node:fs/promises").FileHandle>>();
   private loaded: LoadedChunk | undefined;
   private candidates = new Map<number, Candidates>();
+  /** Arena top after the chunk's data: candidate buffers start here. */
+  private dataTop = 0;
 
   constructor(private readonly k: Kernels) {}
 
@@ -58,6 +60,13 @@ export class ChunkWorkspace {
     // Every region exists before the first read starts: a memory.grow during a read would detach its view.
     await Promise.all(job.inputs.map((input, i) => this.read(input, start, end, inputs[i]!.ptr)));
     this.loaded = { job, chunk, start, count, inputs, out };
+    this.dataTop = arena.mark();
+  }
+
+  /** Starts a new computation over the loaded chunk: select candidates of an earlier one are dropped. */
+  beginTensor(): void {
+    this.candidates.clear();
+    this.k.arena.release(this.dataTop);
   }
 
   private source(ref: SourceRef): ByteSource {
@@ -103,26 +112,29 @@ export class ChunkWorkspace {
     const { arena } = this.k;
     if (request.kind === "range") this.reserveCandidates(request.ranges);
     const mark = arena.mark();
-    this.copy = copy;
+    // Kernels write results into wasm memory; typed arrays over them are made only after the pass's
+    // last allocation, since growing the memory detaches every view made before.
+    const u32 = (ptr: number, n: number) => (copy ? arena.copyU32(ptr, n) : arena.u32(ptr, n));
+    const f64 = ([ptr, n]: [number, number]) => (copy ? arena.copyF64(ptr, n) : arena.f64(ptr, n));
     try {
       switch (request.kind) {
-        case "slerpStats": return { kind: "slerpStats", partials: this.slerpStats() };
-        case "sample": return { kind: "sample", samples: request.tasks.map((t) => this.sample(t)) };
-        case "range": return { kind: "range", ranges: request.ranges.map((r) => this.range(r.task, r.lo, r.hi, r.shift)) };
-        case "maskedL1": return { kind: "maskedL1", partials: this.maskedL1(request.trims) };
+        case "slerpStats":
+          return { kind: "slerpStats", partials: f64(this.slerpStats()) };
+        case "sample": {
+          const samples = request.tasks.map((t) => this.sample(t));
+          return { kind: "sample", samples: samples.map((s) => ({ hist: u32(s.hist, SAMPLE_BUCKETS), sampled: s.sampled })) };
+        }
+        case "range": {
+          const ranges = request.ranges.map((r) => this.range(r.task, r.lo, r.hi, r.shift));
+          return { kind: "range", ranges: ranges.map((r) => ({ hist: u32(r.hist, r.buckets), above: r.above, inside: r.inside })) };
+        }
+        case "maskedL1":
+          return { kind: "maskedL1", partials: f64(this.maskedL1(request.trims)) };
       }
       throw new Error(`unknown pass ${(request as { kind: string }).kind}`);
     } finally {
       arena.release(mark);
     }
-  }
-
-  private copy = true;
-  private resultU32(ptr: number, n: number): Uint32Array {
-    return this.copy ? this.k.arena.copyU32(ptr, n) : this.k.arena.u32(ptr, n);
-  }
-  private resultF64(ptr: number, n: number): Float64Array {
-    return this.copy ? this.k.arena.copyF64(ptr, n) : this.k.arena.f64(ptr, n);
   }
 
   /**
@@ -150,20 +162,21 @@ export class ChunkWorkspace {
     return d ? DTYPES[d]!.code! : DTYPE_NONE;
   }
 
-  private slerpStats(): Float64Array {
+  /** Per-tile partials: [pointer, count of f64]. */
+  private slerpStats(): [number, number] {
     const { inputs, count } = this.chunk;
     const partials = this.k.arena.alloc(this.tiles() * 24);
     this.k.exports.slerpStats(inputs[0]!.ptr, inputs[0]!.code, inputs[1]!.ptr, inputs[1]!.code, count, this.quant(), partials);
-    return this.resultF64(partials, this.tiles() * 3);
+    return [partials, this.tiles() * 3];
   }
 
-  private sample(task: number): { hist: Uint32Array; sampled: number } {
+  private sample(task: number): { hist: number; sampled: number } {
     const { inputs, count } = this.chunk;
     const x = inputs[task + 1]!, b = inputs[0]!;
     const hist = this.k.arena.alloc(SAMPLE_BUCKETS * 4);
     this.k.arena.u32(hist, SAMPLE_BUCKETS).fill(0);
     const sampled = this.k.exports.absDeltaSample(x.ptr, x.code, b.ptr, b.code, count, this.quant(), hist);
-    return { hist: this.resultU32(hist, SAMPLE_BUCKETS), sampled };
+    return { hist, sampled };
   }
 
   private range(task: number, lo: number, hi: number, shift: number) {
@@ -190,7 +203,7 @@ export class ChunkWorkspace {
       inside = v[RANGE_INSIDE / 8]!;
       if (cand) Object.assign(cand, { count: v[RANGE_KEPT / 8]!, lo, hi, above, complete: v[RANGE_KEPT / 8] === inside });
     }
-    return { hist: this.resultU32(hist, buckets), above, inside };
+    return { hist, buckets, above, inside };
   }
 
   /** Writes a task-vector operand table; returns its pointer. */
@@ -214,13 +227,13 @@ export class ChunkWorkspace {
     return table;
   }
 
-  private maskedL1(trims: Trim[]): Float64Array {
+  private maskedL1(trims: Trim[]): [number, number] {
     const { inputs, count, start } = this.chunk;
     const table = this.taskTable(trims);
     const n = this.tiles() * (inputs.length - 1) * 2;
     const partials = this.k.arena.alloc(n * 8);
     this.k.exports.maskedL1(table, inputs.length, count, start >>> 0, Math.floor(start / 2 ** 32), this.quant(), partials);
-    return this.resultF64(partials, n);
+    return [partials, n];
   }
 
   /** Computes the chunk's output and writes it (or returns it, for a "return" target). */
@@ -249,6 +262,7 @@ export class ChunkWorkspace {
     arena.release(mark);
     const bytes = count * (DTYPES[job.output.dtype]!.bits / 8);
     const target = job.output.target;
+    if (target.kind === "memory") return undefined;
     if (target.kind === "return") return arena.copyU8(result, bytes);
     const fh = await this.output(target.path);
     const position = job.output.offset + start * (DTYPES[job.output.dtype]!.bits / 8);
@@ -287,7 +301,9 @@ export class ResidentExecutor implements TensorExecutor {
   readonly chunks = 1;
   readonly resident = true;
   output: Uint8Array | undefined;
-  constructor(private readonly ws: ChunkWorkspace) {}
+  constructor(private readonly ws: ChunkWorkspace) {
+    ws.beginTensor();
+  }
   /** Results are views of wasm memory, valid until the next pass (the tensor drivers read them at once). */
   async pass(request: PassRequest): Promise<PassResult[]> {
     return [this.ws.pass(request, false)];

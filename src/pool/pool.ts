@@ -16,6 +16,8 @@ export interface PoolOptions {
   workerUrl: URL | string;
   /** Wasm memory budget of each worker, in bytes. */
   memoryBudget: number;
+  /** Jobs in flight per worker (each in its own share of the budget). */
+  jobsPerWorker: number;
 }
 
 interface Pending {
@@ -27,22 +29,22 @@ interface Pending {
 interface Slot {
   api: Remote<WorkerApi>;
   terminate: () => Promise<unknown>;
-  current?: Pending;
+  running: Set<Pending>;
 }
 
 export class WorkerPool {
   private readonly queue: Pending[] = [];
   private failure: Error | undefined;
 
-  private constructor(private readonly slots: Slot[]) {}
+  private constructor(private readonly slots: Slot[], private readonly depth: number) {}
 
   static async create(options: PoolOptions): Promise<WorkerPool> {
     installErrorTransfer();
     const slots: Slot[] = [];
-    const pool = new WorkerPool(slots);
+    const pool = new WorkerPool(slots, options.jobsPerWorker);
     for (let i = 0; i < options.size; i++) slots.push(await startWorker(options.workerUrl, (e) => pool.fail(e)));
     try {
-      await Promise.all(slots.map((s) => s.api.init(options.memoryBudget)));
+      await Promise.all(slots.map((s) => s.api.init(options.memoryBudget, options.jobsPerWorker)));
     } catch (e) {
       await pool.terminate();
       throw e;
@@ -69,14 +71,17 @@ export class WorkerPool {
   }
 
   private pump(): void {
-    for (const slot of this.slots) {
-      if (slot.current || this.queue.length === 0 || this.failure) continue;
-      const job = this.queue.shift()!;
-      slot.current = job;
-      job.task(slot.api).then(job.resolve, job.reject).finally(() => {
-        if (slot.current === job) slot.current = undefined;
-        this.pump();
-      });
+    // Fill the least busy worker first, so jobs spread over workers before they double up.
+    for (let depth = 1; depth <= this.depth; depth++) {
+      for (const slot of this.slots) {
+        if (slot.running.size >= depth || this.queue.length === 0 || this.failure) continue;
+        const job = this.queue.shift()!;
+        slot.running.add(job);
+        job.task(slot.api).then(job.resolve, job.reject).finally(() => {
+          slot.running.delete(job);
+          this.pump();
+        });
+      }
     }
   }
 
@@ -86,8 +91,8 @@ export class WorkerPool {
     this.failure = error;
     for (const job of this.queue.splice(0)) job.reject(error);
     for (const slot of this.slots) {
-      slot.current?.reject(error);
-      slot.current = undefined;
+      for (const job of slot.running) job.reject(error);
+      slot.running.clear();
     }
   }
 
@@ -107,9 +112,9 @@ async function startWorker(url: URL | string, onFailure: (e: Error) => void): Pr
     const worker = new Worker(url);
     worker.on("error", died);
     worker.on("exit", (code) => code !== 0 && died(`exit code ${code}`));
-    return { api: wrap<WorkerApi>(nodeEndpoint(worker)), terminate: () => { worker.removeAllListeners("exit"); return worker.terminate(); } };
+    return { api: wrap<WorkerApi>(nodeEndpoint(worker)), terminate: () => { worker.removeAllListeners("exit"); return worker.terminate(); }, running: new Set() };
   }
   const worker = new Worker(url, { type: "module" });
   worker.addEventListener("error", (e) => died(e.message || "script error"));
-  return { api: wrap<WorkerApi>(worker), terminate: async () => worker.terminate() };
+  return { api: wrap<WorkerApi>(worker), terminate: async () => worker.terminate(), running: new Set() };
 }

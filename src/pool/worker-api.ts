@@ -5,13 +5,16 @@
 import type { FinalRequest, PassRequest, PassResult, TensorJob } from "../merge/job";
 
 export interface WorkerStats {
-  /** Largest wasm memory this worker has had, in bytes. */
+  /** Largest wasm memory this worker has had (all its instances together), in bytes. */
   peakMemory: number;
 }
 
 export interface WorkerApi {
-  /** Loads the kernels with a wasm memory budget (bytes). */
-  init(memoryBudget: number, wasm?: Uint8Array): Promise<void>;
+  /**
+   * Loads `jobs` kernel instances, each with an equal share of the worker's wasm memory budget (bytes),
+   * so that many jobs can be in flight in this worker at once.
+   */
+  init(memoryBudget: number, jobs: number, wasm?: Uint8Array): Promise<void>;
   /** Computes a whole single-chunk tensor: every pass on data read once. */
   runTensor(job: TensorJob): Promise<Uint8Array | undefined>;
   /** One pass over one chunk of a larger tensor (the chunk is read again). */

@@ -8,6 +8,7 @@ import { stringify } from "yaml";
 import { readSafetensors, decodeFloat, encodeTensor, writeShardedModel, type RefDtype } from "../reference/safetensors";
 import { roundToDtype } from "../reference/float16";
 import type { RefModel, RefTensor } from "../reference/merge";
+import { llamaTensors, type LlamaShape } from "../../src/example/models";
 
 /** The built worker (npm test builds dist/ first). */
 export const WORKER_URL = new URL("../../dist/worker.js", import.meta.url);
@@ -28,34 +29,10 @@ export function uniform(seed: number, i: number): number {
   return (x >>> 0) / 4294967296;
 }
 
-export interface Shape {
-  vocab: number;
-  hidden: number;
-  intermediate: number;
-  layers: number;
-}
+/** Model shapes are the example's (the tensor list is fixture data, not the math under test). */
+export type Shape = LlamaShape;
 
-export const TINY: Shape = { vocab: 48, hidden: 16, intermediate: 24, layers: 3 };
-
-export function llamaNames(s: Shape): { name: string; shape: number[] }[] {
-  const out = [{ name: "model.embed_tokens.weight", shape: [s.vocab, s.hidden] }];
-  for (let l = 0; l < s.layers; l++) {
-    const p = `model.layers.${l}`;
-    out.push(
-      { name: `${p}.input_layernorm.weight`, shape: [s.hidden] },
-      { name: `${p}.self_attn.q_proj.weight`, shape: [s.hidden, s.hidden] },
-      { name: `${p}.self_attn.k_proj.weight`, shape: [s.hidden / 2, s.hidden] },
-      { name: `${p}.self_attn.v_proj.weight`, shape: [s.hidden / 2, s.hidden] },
-      { name: `${p}.self_attn.o_proj.weight`, shape: [s.hidden, s.hidden] },
-      { name: `${p}.mlp.gate_proj.weight`, shape: [s.intermediate, s.hidden] },
-      { name: `${p}.mlp.up_proj.weight`, shape: [s.intermediate, s.hidden] },
-      { name: `${p}.mlp.down_proj.weight`, shape: [s.hidden, s.intermediate] },
-      { name: `${p}.post_attention_layernorm.weight`, shape: [s.hidden] },
-    );
-  }
-  out.push({ name: "model.norm.weight", shape: [s.hidden] }, { name: "lm_head.weight", shape: [s.vocab, s.hidden] });
-  return out;
-}
+export const TINY: Shape = { vocab: 48, hidden: 16, intermediate: 24, layers: 3, heads: 4, kvHeads: 2 };
 
 function stringSeed(s: string): number {
   let h = 2166136261;
@@ -66,7 +43,7 @@ function stringSeed(s: string): number {
 /** A base model: values ~ U(-0.5, 0.5) (norms around 1), rounded to `dtype`; plus an I64 buffer. */
 export function baseModel(seed: number, dtype: RefDtype = "F32", shape: Shape = TINY, options: { ints?: boolean } = {}): RefModel {
   const tensors = new Map<string, RefTensor>();
-  for (const { name, shape: dims } of llamaNames(shape)) {
+  for (const { name, shape: dims } of llamaTensors(shape)) {
     const n = dims.reduce((a, b) => a * b, 1);
     const values = new Float32Array(n);
     const s = stringSeed(name) ^ seed;
@@ -115,7 +92,7 @@ function torchName(d: string): string {
 export function llamaConfig(s: Shape, dtype: string): Record<string, unknown> {
   return {
     architectures: ["LlamaForCausalLM"], model_type: "llama", vocab_size: s.vocab, hidden_size: s.hidden,
-    intermediate_size: s.intermediate, num_hidden_layers: s.layers, num_attention_heads: 4, num_key_value_heads: 2,
+    intermediate_size: s.intermediate, num_hidden_layers: s.layers, num_attention_heads: s.heads, num_key_value_heads: s.kvHeads,
     torch_dtype: torchName(dtype), tie_word_embeddings: false,
   };
 }

@@ -1,0 +1,208 @@
+// `npm run bench`: every figure measured side by side in one run, on this machine.
+//   1. memcpy bandwidth (TypedArray.set on 128 MiB)
+//   2. each method's kernel throughput (one core, data already in wasm memory) on three 128 MiB
+//      float32 tensors, next to the same math as plain TypeScript loops
+//   3. an end-to-end file-to-file merge of three ~1 GiB bf16 fine-tunes and a base, next to reading the
+//      inputs and writing an output of the same size with the same I/O code, with peak RSS
+// Options: --quick (smaller sizes, for a smoke run), --keep (keep the generated models), --skip-e2e,
+// --skip-kernels.
+import { spawnSync } from "node:child_process";
+import { mkdir, open, rm, writeFile, stat } from "node:fs/promises";
+import { availableParallelism, cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadKernels } from "../src/kernels/kernels";
+import { ChunkWorkspace, ResidentExecutor } from "../src/merge/workspace";
+import { runTensor } from "../src/merge/run-tensor";
+import { dareStreamKey, dareThreshold } from "../src/merge/dare";
+import type { TensorJob } from "../src/merge/job";
+import type { TensorOp } from "../src/plan/plan";
+import { planFile } from "../src/format/safetensors";
+import { llamaTensors, type LlamaShape } from "../src/example/models";
+import * as plain from "./plain";
+
+const args = new Set(process.argv.slice(2));
+const QUICK = args.has("--quick");
+const dir = join(tmpdir(), "weightsoup-bench");
+const gb = (bytes: number, seconds: number) => bytes / seconds / 1e9;
+const fmt = (x: number, d = 2) => x.toFixed(d);
+const line = (s = "") => process.stdout.write(s + "\n");
+
+function best(reps: number, fn: () => void | Promise<void>): Promise<number> {
+  return (async () => {
+    let bestMs = Infinity;
+    for (let r = 0; r < reps; r++) {
+      const t0 = performance.now();
+      await fn();
+      bestMs = Math.min(bestMs, performance.now() - t0);
+    }
+    return bestMs / 1000;
+  })();
+}
+
+// ---------------------------------------------------------------------------------------------------
+line(`weightsoup benchmark: Node ${process.version}, ${availableParallelism()} cores (${cpus()[0]?.model ?? "?"})`);
+line();
+
+const MiB = 1048576;
+const TENSOR_BYTES = (QUICK ? 16 : 128) * MiB;
+const N = TENSOR_BYTES / 4;
+
+const src = new Float32Array(N), dst = new Float32Array(N);
+src.fill(1);
+dst.set(src);
+const memcpy = gb(TENSOR_BYTES, await best(7, () => dst.set(src)));
+line(`1. memcpy (TypedArray.set, ${TENSOR_BYTES / MiB} MiB): ${fmt(memcpy)} GB/s`);
+line();
+
+// ---------------------------------------------------------------------------------------------------
+await mkdir(dir, { recursive: true });
+if (!args.has("--skip-kernels")) await kernelSection();
+
+async function kernelSection(): Promise<void> {
+const names = ["base", "a", "b"];
+const arrays: Float32Array[] = [];
+for (const [m, name] of names.entries()) {
+  const a = new Float32Array(N);
+  let s = 0x9e3779b9 ^ (m * 7919);
+  for (let i = 0; i < N; i++) {
+    s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
+    const u = (s >>> 0) / 4294967296 - 0.5;
+    a[i] = m === 0 ? u * 0.1 : arrays[0]![i]! + u * 0.004 * (1 + Math.sin(i * 1e-4));
+  }
+  arrays.push(a);
+  await writeFile(join(dir, `kernel-${name}.f32`), new Uint8Array(a.buffer));
+}
+
+function job(op: TensorOp, inputs: number): TensorJob {
+  return {
+    index: 0, name: "bench.weight", numel: N, op, loadDtype: undefined, seed: 1, chunkElements: N,
+    inputs: names.slice(0, inputs).map((name) => ({ source: { kind: "path" as const, path: join(dir, `kernel-${name}.f32`) }, file: name, tensor: "bench.weight", offset: 0, dtype: "F32", shape: [N] })),
+    output: { target: { kind: "memory" }, offset: 0, dtype: "F32" },
+  };
+}
+
+const kernels = await loadKernels(2048 * MiB - 65536);
+const ws = new ChunkWorkspace(kernels);
+const w3 = [Math.fround(0.4), Math.fround(0.3), Math.fround(0.3)];
+const cases: { name: string; inputs: number; op: TensorOp; plain: () => void }[] = [
+  { name: "linear", inputs: 3, op: { kind: "sum", weights: w3, normalize: true, divisor: 1 }, plain: () => plain.linear(arrays, w3, dst) },
+  { name: "slerp", inputs: 2, op: { kind: "slerp", t: 0.3 }, plain: () => plain.slerp(arrays[0]!, arrays[1]!, 0.3, dst) },
+  {
+    name: "task_arithmetic", inputs: 3,
+    op: { kind: "taskVector", consensus: false, sparsify: undefined, normalize: false, rescale: false, lambda: 0.8, divisor: 1, tasks: [{ weight: 1, density: 1 }, { weight: 0.5, density: 1 }] },
+    plain: () => plain.taskArithmetic(arrays[0]!, arrays.slice(1), [1, 0.5], 0.8, dst),
+  },
+  {
+    name: "ties", inputs: 3,
+    op: { kind: "taskVector", consensus: true, sparsify: "magnitude", normalize: true, rescale: false, lambda: 1, divisor: 1, tasks: [{ weight: 1, density: 0.5 }, { weight: 0.7, density: 0.3 }] },
+    plain: () => plain.ties(arrays[0]!, arrays.slice(1), [1, Math.fround(0.7)], [0.5, 0.3], dst),
+  },
+  {
+    name: "dare_ties", inputs: 3,
+    op: { kind: "taskVector", consensus: true, sparsify: "random", normalize: false, rescale: true, lambda: 1, divisor: 1, tasks: [{ weight: 1, density: 0.5 }, { weight: 0.7, density: 0.5 }] },
+    plain: () => plain.dareTies(arrays[0]!, arrays.slice(1), [1, Math.fround(0.7)], [dareStreamKey(1, "bench.weight", 0), dareStreamKey(1, "bench.weight", 1)], dareThreshold(0.5), dst),
+  },
+];
+
+line(`2. Kernel throughput, one core, float32 inputs already in memory (${names.length} x ${TENSOR_BYTES / MiB} MiB; slerp uses 2)`);
+line(`   GB/s of input; "of memcpy" compares with the memcpy bandwidth above`);
+line(`   ${"method".padEnd(16)} ${"wasm SIMD".padStart(10)} ${"plain TS".padStart(10)} ${"speed-up".padStart(9)} ${"of memcpy".padStart(10)}`);
+const kernelResults: Record<string, number> = {};
+for (const c of cases) {
+  const j = job(c.op, c.inputs);
+  await ws.load(j, 0);
+  const bytes = c.inputs * TENSOR_BYTES;
+  const wasm = gb(bytes, await best(QUICK ? 3 : 5, async () => { await runTensor(j, new ResidentExecutor(ws)); }));
+  const ts = gb(bytes, await best(QUICK ? 1 : 2, c.plain));
+  kernelResults[c.name] = wasm;
+  line(`   ${c.name.padEnd(16)} ${fmt(wasm).padStart(10)} ${fmt(ts).padStart(10)} ${(fmt(wasm / ts, 1) + "x").padStart(9)} ${(fmt((100 * wasm) / memcpy, 0) + "%").padStart(10)}`);
+}
+line(`   targets: linear and task_arithmetic >= 50% of memcpy (${fmt(kernelResults.linear! / memcpy * 100, 0)}%, ${fmt(kernelResults.task_arithmetic! / memcpy * 100, 0)}%); ties >= 3 GB/s (${fmt(kernelResults.ties!)})`);
+await ws.release();
+arrays.length = 0;
+line();
+}
+
+// ---------------------------------------------------------------------------------------------------
+if (!args.has("--skip-e2e")) {
+  const shape: LlamaShape = QUICK
+    ? { vocab: 8000, hidden: 512, intermediate: 1408, layers: 4, heads: 8, kvHeads: 8 }
+    : { vocab: 32000, hidden: 2048, intermediate: 5632, layers: 8, heads: 16, kvHeads: 16 };
+  const tensors = llamaTensors(shape);
+  const params = tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
+  const e2e = join(dir, `e2e-${shape.hidden}-${shape.layers}`);
+  const models = ["base", "math", "code", "chat"];
+  let t0 = performance.now();
+  for (const [m, name] of models.entries()) await writeBf16Model(join(e2e, name), shape, m);
+  const genSeconds = (performance.now() - t0) / 1000;
+  const modelBytes = (await stat(join(e2e, "base", "model.safetensors"))).size;
+  line(`3. End to end, file to file: a base and three fine-tunes, Llama-shaped, ${(params / 1e6).toFixed(0)}M parameters, BF16, ${fmt(modelBytes / 2 ** 30)} GiB each`);
+  line(`   (models generated in ${fmt(genSeconds, 1)} s; inputs in the page cache; each run starts after \`sync\`; workers = ${availableParallelism()})`);
+  line(`   "I/O only" reads every input and writes an output of the same size with the same code, computing nothing`);
+  const recipes: Record<string, string> = {
+    linear: `merge_method: linear\nmodels:\n${models.map((m) => `  - {model: ./${m}, parameters: {weight: 0.25}}`).join("\n")}\n`,
+    task_arithmetic: `merge_method: task_arithmetic\nbase_model: ./base\nmodels:\n${models.slice(1).map((m) => `  - {model: ./${m}, parameters: {weight: 0.5}}`).join("\n")}\n`,
+    ties: `merge_method: ties\nbase_model: ./base\nmodels:\n${models.slice(1).map((m) => `  - {model: ./${m}, parameters: {weight: 1, density: 0.5}}`).join("\n")}\n`,
+    dare_ties: `merge_method: dare_ties\nbase_model: ./base\nmodels:\n${models.slice(1).map((m) => `  - {model: ./${m}, parameters: {weight: 1, density: 0.5}}`).join("\n")}\n`,
+  };
+  for (const [name, text] of Object.entries(recipes)) await writeFile(join(e2e, `${name}.yml`), text);
+  const child = fileURLToPath(new URL("./e2e-child.js", import.meta.url));
+  const run = (recipe: string, ioOnly: boolean) => {
+    // Start every run with no dirty pages waiting for writeback, so no run pays for an earlier one's output.
+    spawnSync("sync");
+    const r = spawnSync(process.execPath, [child, join(e2e, `${recipe}.yml`), join(e2e, "out"), ioOnly ? "1" : "0", String(availableParallelism())], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`${recipe}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as { wall: number; seconds: number; inputBytes: number; outputBytes: number; peakRss: number; peakWorkerMemory: number };
+  };
+  run("linear", true); // warm the page cache
+  // This machine's I/O speed drifts from minute to minute, so each method is measured in alternation
+  // with the I/O-only run (three pairs) and compared best against best.
+  line(`   ${"run".padEnd(18)} ${"seconds".padStart(8)} ${"GB/s in".padStart(8)} ${"I/O only".padStart(9)} ${"vs I/O".padStart(7)} ${"peak RSS".padStart(9)}`);
+  for (const name of Object.keys(recipes)) {
+    const io: ReturnType<typeof run>[] = [], merged: ReturnType<typeof run>[] = [];
+    for (let pair = 0; pair < 3; pair++) {
+      io.push(run(name, true));
+      merged.push(run(name, false));
+    }
+    const bestIo = io.sort((a, b) => a.seconds - b.seconds)[0]!, r = merged.sort((a, b) => a.seconds - b.seconds)[0]!;
+    const rss = Math.max(...merged.map((m) => m.peakRss));
+    line(`   ${name.padEnd(18)} ${fmt(r.seconds).padStart(8)} ${fmt(gb(r.inputBytes, r.seconds)).padStart(8)} ${(fmt(bestIo.seconds) + " s").padStart(9)} ${(fmt(r.seconds / bestIo.seconds) + "x").padStart(7)} ${(fmt(rss / MiB, 0) + " MB").padStart(9)}`);
+  }
+  line(`   targets: end to end within 1.5x of the I/O time; peak RSS <= 512 MB`);
+  if (!args.has("--keep")) await rm(e2e, { recursive: true, force: true });
+}
+if (!args.has("--keep")) await rm(dir, { recursive: true, force: true });
+
+/** A BF16 model folder written fast: base = uniform noise, fine-tune m = base + small noise. */
+async function writeBf16Model(folder: string, s: LlamaShape, m: number): Promise<void> {
+  const path = join(folder, "model.safetensors");
+  const tensors = llamaTensors(s);
+  const layout = planFile(tensors.map((t) => ({ ...t, dtype: "BF16", bytes: 2 * t.shape.reduce((a, b) => a * b, 1) })), { format: "pt" });
+  try {
+    if ((await stat(path)).size === layout.size) return; // kept from an earlier --keep run
+  } catch { /* not there yet */ }
+  await mkdir(folder, { recursive: true });
+  await writeFile(join(folder, "config.json"), JSON.stringify({ architectures: ["LlamaForCausalLM"], model_type: "llama", num_hidden_layers: s.layers, hidden_size: s.hidden, vocab_size: s.vocab, torch_dtype: "bfloat16" }));
+  const fh = await open(path, "w");
+  await fh.write(layout.head, 0, layout.head.length, 0);
+  const f = new Float32Array(1 << 20), bits = new Uint32Array(f.buffer), out = new Uint16Array(1 << 20);
+  let sBase = 0x12345678, sTask = 0x9abcdef0 ^ (m * 0x3c6ef372);
+  for (const t of tensors) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    const position = layout.offsets.get(t.name)!;
+    for (let start = 0; start < n; start += out.length) {
+      const count = Math.min(out.length, n - start);
+      for (let i = 0; i < count; i++) {
+        sBase ^= sBase << 13; sBase ^= sBase >>> 17; sBase ^= sBase << 5;
+        let v = ((sBase >>> 0) / 4294967296 - 0.5) * 0.05;
+        if (m > 0) { sTask ^= sTask << 13; sTask ^= sTask >>> 17; sTask ^= sTask << 5; v += ((sTask >>> 0) / 4294967296 - 0.5) * 0.004; }
+        f[i] = v;
+        const b = bits[i]!;
+        out[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+      }
+      await fh.write(new Uint8Array(out.buffer, 0, count * 2), 0, count * 2, position + start * 2);
+    }
+  }
+  await fh.close();
+}

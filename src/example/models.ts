@@ -1,0 +1,133 @@
+/**
+ * @file Small deterministic Llama-shaped checkpoints: a base model and fine-tunes that differ from it by
+ * structured task vectors (each "skill" moves its own part of the network). Used by the built-in example
+ * and the benchmarks; the tests build their own fixtures independently.
+ */
+import { mkdir, open, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { planFile } from "../format/safetensors";
+
+export interface LlamaShape {
+  vocab: number;
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+}
+
+export const EXAMPLE_SHAPE: LlamaShape = { vocab: 4096, hidden: 384, intermediate: 1024, layers: 6, heads: 8, kvHeads: 4 };
+
+/** Tensor names and shapes of a Llama decoder (untied lm_head). */
+export function llamaTensors(s: LlamaShape): { name: string; shape: number[] }[] {
+  const head = s.hidden / s.heads;
+  const out = [{ name: "model.embed_tokens.weight", shape: [s.vocab, s.hidden] }];
+  for (let l = 0; l < s.layers; l++) {
+    const p = `model.layers.${l}`;
+    out.push(
+      { name: `${p}.input_layernorm.weight`, shape: [s.hidden] },
+      { name: `${p}.self_attn.q_proj.weight`, shape: [s.hidden, s.hidden] },
+      { name: `${p}.self_attn.k_proj.weight`, shape: [s.kvHeads * head, s.hidden] },
+      { name: `${p}.self_attn.v_proj.weight`, shape: [s.kvHeads * head, s.hidden] },
+      { name: `${p}.self_attn.o_proj.weight`, shape: [s.hidden, s.hidden] },
+      { name: `${p}.post_attention_layernorm.weight`, shape: [s.hidden] },
+      { name: `${p}.mlp.gate_proj.weight`, shape: [s.intermediate, s.hidden] },
+      { name: `${p}.mlp.up_proj.weight`, shape: [s.intermediate, s.hidden] },
+      { name: `${p}.mlp.down_proj.weight`, shape: [s.hidden, s.intermediate] },
+    );
+  }
+  out.push({ name: "model.norm.weight", shape: [s.hidden] }, { name: "lm_head.weight", shape: [s.vocab, s.hidden] });
+  return out;
+}
+
+/** A 32-bit counter-hash generator: the value at (seed, stream, i) never depends on call order. */
+function uniform(seed: number, stream: number, i: number): number {
+  let x = (Math.imul(i, 0x9e3779b1) ^ Math.imul(stream + 1, 0x85ebca77) ^ Math.imul(seed + 1, 0xc2b2ae3d)) >>> 0;
+  x ^= x >>> 16; x = Math.imul(x, 0x21f0aaad); x ^= x >>> 15; x = Math.imul(x, 0x735a2d97); x ^= x >>> 15;
+  return ((x >>> 0) + 0.5) / 4294967296;
+}
+
+/** Roughly normal values (sum of four uniforms, centred and scaled to unit variance). */
+function normal(seed: number, stream: number, i: number): number {
+  const s = uniform(seed, stream, 4 * i) + uniform(seed, stream, 4 * i + 1) + uniform(seed, stream, 4 * i + 2) + uniform(seed, stream, 4 * i + 3);
+  return (s - 2) * Math.sqrt(3);
+}
+
+function stringHash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** float32 -> bf16 bits, round to nearest even (finite inputs). */
+function bf16(x: number, f32: Float32Array, u32: Uint32Array): number {
+  f32[0] = x;
+  const b = u32[0]!;
+  return (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+}
+
+/** A skill: which tensors it changes and how strongly (relative to the base's scale). */
+export interface Skill {
+  name: string;
+  seed: number;
+  /** Substrings of tensor names the skill moves; others move by `background`. */
+  touches: string[];
+  strength: number;
+  background: number;
+}
+
+export const EXAMPLE_SKILLS: Skill[] = [
+  { name: "math", seed: 11, touches: ["mlp"], strength: 0.08, background: 0.005 },
+  { name: "code", seed: 22, touches: ["self_attn", "embed_tokens"], strength: 0.08, background: 0.005 },
+  { name: "chat", seed: 33, touches: ["layers.4", "layers.5", "lm_head"], strength: 0.05, background: 0.01 },
+];
+
+/**
+ * Writes a model folder: model.safetensors (BF16), config.json, a word-level tokenizer.json,
+ * tokenizer_config.json and generation_config.json. `skill` undefined writes the base model.
+ */
+export async function writeLlamaModel(dir: string, shape: LlamaShape, skill?: Skill): Promise<number> {
+  await mkdir(dir, { recursive: true });
+  const tensors = llamaTensors(shape);
+  const layout = planFile(tensors.map((t) => ({ ...t, dtype: "BF16", bytes: 2 * t.shape.reduce((a, b) => a * b, 1) })), { format: "pt" });
+  const fh = await open(join(dir, "model.safetensors"), "w");
+  const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
+  try {
+    await fh.write(layout.head, 0, layout.head.length, 0);
+    for (const t of tensors) {
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      const stream = stringHash(t.name);
+      const isNorm = t.name.endsWith("norm.weight");
+      const scale = isNorm ? 0.05 : 1 / Math.sqrt(t.shape[t.shape.length - 1]!);
+      const moved = skill && skill.touches.some((x) => t.name.includes(x)) ? skill.strength : (skill?.background ?? 0);
+      const out = new Uint16Array(n);
+      for (let i = 0; i < n; i++) {
+        let v = (isNorm ? 1 : 0) + scale * normal(7, stream, i);
+        if (skill) v += moved * scale * normal(skill.seed, stream, i);
+        out[i] = bf16(v, f32, u32);
+      }
+      const bytes = new Uint8Array(out.buffer);
+      await fh.write(bytes, 0, bytes.length, layout.offsets.get(t.name)!);
+    }
+  } finally {
+    await fh.close();
+  }
+  const head = shape.hidden / shape.heads;
+  await writeFile(join(dir, "config.json"), JSON.stringify({
+    architectures: ["LlamaForCausalLM"], model_type: "llama", vocab_size: shape.vocab, hidden_size: shape.hidden,
+    intermediate_size: shape.intermediate, num_hidden_layers: shape.layers, num_attention_heads: shape.heads,
+    num_key_value_heads: shape.kvHeads, head_dim: head, max_position_embeddings: 2048, rms_norm_eps: 1e-5,
+    rope_theta: 10000, hidden_act: "silu", tie_word_embeddings: false, torch_dtype: "bfloat16", bos_token_id: 1, eos_token_id: 2,
+  }, null, 2) + "\n");
+  const vocab: Record<string, number> = { "<unk>": 0, "<s>": 1, "</s>": 2 };
+  for (let i = 3; i < shape.vocab; i++) vocab[`tok${i}`] = i;
+  await writeFile(join(dir, "tokenizer.json"), JSON.stringify({
+    version: "1.0", truncation: null, padding: null,
+    added_tokens: [0, 1, 2].map((id) => ({ id, content: ["<unk>", "<s>", "</s>"][id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    normalizer: null, pre_tokenizer: { type: "Whitespace" }, post_processor: null, decoder: null,
+    model: { type: "WordLevel", vocab, unk_token: "<unk>" },
+  }) + "\n");
+  await writeFile(join(dir, "tokenizer_config.json"), JSON.stringify({ bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>", model_max_length: 2048, tokenizer_class: "PreTrainedTokenizerFast" }, null, 2) + "\n");
+  await writeFile(join(dir, "generation_config.json"), JSON.stringify({ bos_token_id: 1, eos_token_id: 2, max_new_tokens: 64 }, null, 2) + "\n");
+  return layout.size;
+}
