@@ -5,9 +5,9 @@
 //   3. an end-to-end file-to-file merge of three ~1 GiB bf16 fine-tunes and a base, next to reading the
 //      inputs and writing an output of the same size with the same I/O code, with peak RSS
 // Options: --quick (smaller sizes, for a smoke run), --keep (keep the generated models), --skip-e2e,
-// --skip-kernels.
+// --skip-kernels, --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
 import { spawnSync } from "node:child_process";
-import { mkdir, open, rm, writeFile, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, open, rm, writeFile, stat } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -170,9 +170,90 @@ if (!args.has("--skip-e2e")) {
     line(`   ${name.padEnd(18)} ${fmt(r.seconds).padStart(8)} ${fmt(gb(r.inputBytes, r.seconds)).padStart(8)} ${(fmt(bestIo.seconds) + " s").padStart(9)} ${(fmt(r.seconds / bestIo.seconds) + "x").padStart(7)} ${(fmt(rss / MiB, 0) + " MB").padStart(9)}`);
   }
   line(`   targets: end to end within 1.5x of the I/O time; peak RSS <= 512 MB`);
+  line();
+  if (!args.has("--skip-browser")) await browserSection(e2e, models, recipes, (name) => run(name, false).seconds);
   if (!args.has("--keep")) await rm(e2e, { recursive: true, force: true });
 }
 if (!args.has("--keep")) await rm(dir, { recursive: true, force: true });
+
+/**
+ * The same merges in headless Chromium, through the page (dist/site) as a person would run them, against
+ * the Node merge, alternating (two pairs, best against best). Both figures are the merge call's own
+ * time (merge() from plan to committed output), so browser and Node start-up are left out of both.
+ */
+async function browserSection(e2e: string, models: string[], recipes: Record<string, string>, nodeSeconds: (name: string) => number): Promise<void> {
+  const { chromium } = await import("playwright-core");
+  const { serveStatic } = await import("../site/serve.mjs");
+  const site = await serveStatic(fileURLToPath(new URL("../../dist/site", import.meta.url)));
+  const launchArgs = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+  const inBrowser = async (name: string): Promise<number> => {
+    spawnSync("sync");
+    // A fresh on-disk profile each run, as a person's browser has: a throwaway (incognito) context keeps
+    // the origin-private file system in memory behind an IPC call per read and write, ~5x slower here.
+    const profile = await mkdtemp(join(tmpdir(), "weightsoup-chromium-"));
+    const context = await chromium.launchPersistentContext(profile, { headless: true, executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: launchArgs });
+    try {
+      const page = context.pages()[0] ?? (await context.newPage());
+      await page.goto(site.url);
+      for (const m of models) await page.locator("input[data-testid=add-folder]").setInputFiles(join(e2e, m));
+      await page.locator("[data-testid=model]").nth(models.length - 1).waitFor();
+      await page.locator("textarea[data-testid=recipe-yaml]").fill(recipes[name]!);
+      await page.locator("button[data-testid=run]:enabled").click();
+      const host = page.locator("weightsoup-merge");
+      await page.waitForFunction(() => ["done", "error", "cancelled"].includes(document.querySelector("weightsoup-merge")!.getAttribute("data-state")!), null, { timeout: 600_000 });
+      const state = await host.getAttribute("data-state");
+      if (state !== "done") throw new Error(`browser ${name}: ${state}: ${await page.locator("[data-testid=error]").textContent()}`);
+      return Number(await host.getAttribute("data-seconds"));
+    } finally {
+      await context.close();
+      await rm(profile, { recursive: true, force: true });
+    }
+  };
+  line(`4. The same end-to-end merges in headless Chromium (the page, reading picked files, saving to the origin-private file system)`);
+  line(`   ${"method".padEnd(18)} ${"Node s".padStart(8)} ${"browser s".padStart(10)} ${"browser/Node".padStart(13)}`);
+  try {
+    for (const name of ["linear", "ties"]) {
+      const node: number[] = [], web: number[] = [];
+      for (let pair = 0; pair < 2; pair++) {
+        node.push(nodeSeconds(name));
+        web.push(await inBrowser(name));
+      }
+      const n = Math.min(...node), b = Math.min(...web);
+      line(`   ${name.padEnd(18)} ${fmt(n).padStart(8)} ${fmt(b).padStart(10)} ${(fmt(b / n) + "x").padStart(13)}`);
+    }
+    line(`   target: the browser within 1.5x of Node`);
+    // What bounds the ratio: how fast each side can read a picked file at all.
+    const file = join(e2e, "base", "model.safetensors");
+    const size = (await stat(file)).size, slice = 16 * MiB;
+    const fh = await open(file, "r");
+    const buf = new Uint8Array(slice);
+    const nodeRead = await best(3, async () => { for (let o = 0; o < size; o += slice) await fh.read(buf, 0, Math.min(slice, size - o), o); });
+    await fh.close();
+    const profile = await mkdtemp(join(tmpdir(), "weightsoup-chromium-"));
+    const context = await chromium.launchPersistentContext(profile, { headless: true, executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: launchArgs });
+    try {
+      const page = context.pages()[0] ?? (await context.newPage());
+      await page.goto(site.url + "embed.html");
+      await page.locator("input[data-testid=api-file]").setInputFiles(file);
+      const browserRead = await page.evaluate(async (slice) => {
+        const f = document.querySelector<HTMLInputElement>("input[data-testid=api-file]")!.files![0]!;
+        let bestMs = Infinity;
+        for (let rep = 0; rep < 3; rep++) {
+          const t0 = performance.now();
+          for (let o = 0; o < f.size; o += slice) await f.slice(o, Math.min(f.size, o + slice)).arrayBuffer();
+          bestMs = Math.min(bestMs, performance.now() - t0);
+        }
+        return bestMs / 1000;
+      }, slice);
+      line(`   reading one ${fmt(size / 2 ** 30)} GiB input in 16 MiB pieces: Node FileHandle.read ${fmt(gb(size, nodeRead))} GB/s, Chromium Blob.slice().arrayBuffer() ${fmt(gb(size, browserRead))} GB/s`);
+    } finally {
+      await context.close();
+      await rm(profile, { recursive: true, force: true });
+    }
+  } finally {
+    await site.close();
+  }
+}
 
 /** A BF16 model folder written fast: base = uniform noise, fine-tune m = base + small noise. */
 async function writeBf16Model(folder: string, s: LlamaShape, m: number): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * @file weightsoup for browsers: the same engine, with models given as picked files (BlobFolder) and
- * the output as an OutputFolder of your choice.
+ * the output in a folder a person picked or in the origin-private file system (DirectoryOutputFolder).
  */
 export { merge } from "./api/merge";
 export { inspect } from "./api/inspect";
 export * from "./common";
+export { DirectoryOutputFolder } from "./io/directory-output";

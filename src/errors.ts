@@ -39,6 +39,8 @@ export type ErrorCode =
   | "E_VALIDATION" // several of the above at once, in `problems`
   // output and runtime
   | "E_OUTPUT_EXISTS"
+  | "E_OUTPUT_NAME" // an output folder name that cannot be a folder
+  | "E_OUTPUT_SPACE" // not enough storage for the output
   | "E_IO"
   | "E_MEMORY_BUDGET"
   | "E_WORKER"

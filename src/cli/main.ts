@@ -15,7 +15,8 @@ import { merge, inspect } from "../node";
 import { parseSize } from "../plan/shards";
 import { VERSION } from "../merge/card";
 import { runExample } from "../example/example";
-import { formatBytes, formatSeconds, ProgressBar } from "./progress";
+import { ProgressBar } from "./progress";
+import { formatBytes, formatSeconds } from "../units";
 
 const HELP = `weightsoup ${VERSION}: merge fine-tuned models in weight space, on this machine.
 

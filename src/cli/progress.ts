@@ -3,23 +3,7 @@
  * on a terminal (at most ten times a second) and as an occasional plain line otherwise.
  */
 import type { MergeEvent } from "../events";
-
-export function formatBytes(n: number): string {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (n >= 1000 && i < units.length - 1) {
-    n /= 1000;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : n < 10 ? 2 : 1)} ${units[i]}`;
-}
-
-export function formatSeconds(s: number): string {
-  if (!Number.isFinite(s)) return "--";
-  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)}s`;
-  const m = Math.floor(s / 60);
-  return m < 60 ? `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
-}
+import { formatBytes, formatSeconds } from "../units";
 
 export class ProgressBar {
   private started = performance.now();

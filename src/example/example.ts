@@ -4,7 +4,8 @@
  */
 import { writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { formatBytes, formatSeconds, ProgressBar } from "../cli/progress";
+import { ProgressBar } from "../cli/progress";
+import { formatBytes, formatSeconds } from "../units";
 import { merge } from "../node";
 import recipeText from "./recipe.yml";
 import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "./models";

@@ -22,10 +22,15 @@ export interface JobInput {
 }
 
 /**
- * Where output bytes go: a file the worker opens and writes at offsets, back to the caller, or nowhere
- * (they stay in the worker's memory: benchmarks use it to time computation alone).
+ * Where output bytes go: a file the worker opens and writes at offsets (a path in Node, a file of the
+ * browser's origin-private file system), back to the caller, or nowhere (they stay in the worker's
+ * memory: benchmarks use it to time computation alone).
  */
-export type OutputTarget = { kind: "path"; path: string } | { kind: "return" } | { kind: "memory" };
+export type OutputTarget =
+  | { kind: "path"; path: string }
+  | { kind: "opfs"; handle: FileSystemFileHandle; /** Unique among the merge's files, for messages and caching. */ file: string }
+  | { kind: "return" }
+  | { kind: "memory" };
 
 export interface TensorJob {
   /** Position in the plan. */

@@ -8,8 +8,8 @@ import {
   TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_DTYPE, TV_KEY, TV_MODE, TV_NORMALIZE, TV_PTR, TV_RECORD, TV_RESCALE, TV_THRESHOLD,
   TV_TIES, TV_WEIGHT,
 } from "../../assembly/layout";
-import { OutputError } from "../errors";
 import { DTYPES } from "../format/dtypes";
+import { openSink, sinkKey, type OutputSink, type SinkTarget } from "../io/sink";
 import { openSource, type ByteSource, type SourceRef } from "../io/source";
 import type { Kernels } from "../kernels/kernels";
 import { chunkRange, type FinalRequest, type JobInput, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
@@ -37,7 +37,7 @@ interface Candidates {
 
 export class ChunkWorkspace {
   private readonly sources = new Map<string, ByteSource>();
-  private readonly outputs = new Map<string, Promise<import("node:fs/promises").FileHandle>>();
+  private readonly outputs = new Map<string, OutputSink>();
   private loaded: LoadedChunk | undefined;
   private candidates = new Map<number, Candidates>();
   /** Arena top after the chunk's data: candidate buffers start here. */
@@ -264,31 +264,21 @@ export class ChunkWorkspace {
     const target = job.output.target;
     if (target.kind === "memory") return undefined;
     if (target.kind === "return") return arena.copyU8(result, bytes);
-    const fh = await this.output(target.path);
-    const position = job.output.offset + start * (DTYPES[job.output.dtype]!.bits / 8);
-    let done = 0;
-    while (done < bytes) {
-      const { bytesWritten } = await fh.write(arena.u8(result, bytes), done, bytes - done, position + done);
-      done += bytesWritten;
-    }
+    await this.output(target).write(arena.u8(result, bytes), job.output.offset + start * (DTYPES[job.output.dtype]!.bits / 8));
     return undefined;
   }
 
-  private output(path: string): Promise<import("node:fs/promises").FileHandle> {
-    let h = this.outputs.get(path);
-    if (!h) {
-      h = import("node:fs/promises").then((fs) => fs.open(path, "r+")).catch((cause: Error) => {
-        throw new OutputError("E_IO", `${path}: cannot open for writing (${cause.message})`, { file: path }, { cause });
-      });
-      this.outputs.set(path, h);
-    }
-    return h;
+  private output(target: SinkTarget): OutputSink {
+    const key = sinkKey(target);
+    let sink = this.outputs.get(key);
+    if (!sink) this.outputs.set(key, (sink = openSink(target)));
+    return sink;
   }
 
   /** Closes every file this workspace opened. */
   async release(): Promise<void> {
     const closing = [...this.sources.values()].map((s) => s.close());
-    closing.push(...[...this.outputs.values()].map(async (h) => (await h).close()));
+    closing.push(...[...this.outputs.values()].map((sink) => sink.close()));
     this.sources.clear();
     this.outputs.clear();
     this.loaded = undefined;

@@ -1,0 +1,58 @@
+/**
+ * @file Where the page saves a merged model: a folder the person picks (File System Access API, where
+ * the browser has it) or the origin-private file system, from which each file is offered for download.
+ * Downloads link to the File the browser keeps on disk, never to a copy in memory.
+ */
+import { OutputError } from "../../src/errors";
+import { formatBytes } from "../../src/units";
+
+export type SaveTarget = "opfs" | "folder";
+
+declare global {
+  interface Window {
+    showDirectoryPicker?: (options?: { mode?: "read" | "readwrite"; id?: string }) => Promise<FileSystemDirectoryHandle>;
+  }
+}
+
+export const canPickFolder = (): boolean => typeof window.showDirectoryPicker === "function";
+export const hasOpfs = (): boolean => typeof navigator.storage?.getDirectory === "function";
+
+/** Asks for an output folder; must run inside the click that asked for it. */
+export function pickFolder(): Promise<FileSystemDirectoryHandle> {
+  return window.showDirectoryPicker!({ mode: "readwrite", id: "weightsoup-output" });
+}
+
+/** Refuses early when the origin's storage quota cannot hold `bytes` more. */
+export async function checkSpace(bytes: number): Promise<void> {
+  const { quota, usage } = await navigator.storage.estimate();
+  if (quota === undefined || usage === undefined) return;
+  const free = quota - usage;
+  if (bytes > free) {
+    throw new OutputError("E_OUTPUT_SPACE", `the merged model needs ${formatBytes(bytes)} but this browser lets the page store only ${formatBytes(free)} more; free space, delete earlier outputs below, or save to a folder instead`, { needed: bytes, free });
+  }
+}
+
+export interface SavedOutput {
+  name: string;
+  files: File[];
+}
+
+/** Outputs kept in the origin-private file system (finished ones: staging folders are skipped). */
+export async function listSaved(): Promise<SavedOutput[]> {
+  const root = await navigator.storage.getDirectory();
+  const out: SavedOutput[] = [];
+  for await (const [name, handle] of root.entries()) {
+    if (handle.kind !== "directory" || name.startsWith(".")) continue;
+    const files: File[] = [];
+    for await (const [file, h] of (handle as FileSystemDirectoryHandle).entries()) {
+      if (h.kind === "file" && !file.startsWith(".")) files.push(await (h as FileSystemFileHandle).getFile());
+    }
+    out.push({ name, files: files.sort((a, b) => (a.name < b.name ? -1 : 1)) });
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+export async function deleteSaved(name: string): Promise<void> {
+  const root = await navigator.storage.getDirectory();
+  await root.removeEntry(name, { recursive: true });
+}
