@@ -12,3 +12,4 @@ export { weightedSum } from "./blend";
 export { slerpStats } from "./reduce";
 export { taskVectorMerge, maskedL1 } from "./taskvector";
 export { absDeltaSample, absDeltaRange, keyRange } from "./select";
+export { assignMin, prepareCosts } from "./assignment";

@@ -5,7 +5,7 @@
 //   3. an end-to-end file-to-file merge of three ~1 GiB bf16 fine-tunes and a base, next to reading the
 //      inputs and writing an output of the same size with the same I/O code, with peak RSS
 // Options: --quick (smaller sizes, for a smoke run), --keep (keep the generated models), --skip-e2e,
-// --skip-kernels, --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
+// --skip-kernels, --skip-assignment, --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
 import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, open, rm, writeFile, stat } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
@@ -18,6 +18,7 @@ import { dareStreamKey, dareThreshold } from "../src/merge/dare";
 import type { TensorJob } from "../src/merge/job";
 import type { TensorOp } from "../src/plan/plan";
 import { planFile } from "../src/format/safetensors";
+import { linearSumAssignment } from "../src/align/assignment";
 import { llamaTensors, type LlamaShape } from "../src/example/models";
 import * as plain from "./plain";
 
@@ -174,6 +175,64 @@ if (!args.has("--skip-e2e")) {
   if (!args.has("--skip-browser")) await browserSection(e2e, models, recipes, (name) => run(name, false).seconds);
   if (!args.has("--keep")) await rm(e2e, { recursive: true, force: true });
 }
+if (!args.has("--skip-assignment")) await assignmentSection();
+
+/**
+ * The linear assignment solver against the `munkres` package (an O(n^3) Hungarian in TypeScript) on
+ * the same matrices: uniform random costs, and re-basin-like similarities S = A·Bᵀ where B's rows are
+ * a planted permutation of A's plus noise (maximised; munkres gets -S).
+ */
+async function assignmentSection(): Promise<void> {
+  const { munkres } = await import("munkres");
+  const sizes = QUICK ? [256, 512] : [512, 1024, 2048, 4096];
+  let seed = 0x2545f491;
+  const random = () => {
+    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    return (seed >>> 0) / 4294967296;
+  };
+  const normal = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  line(`5. Linear assignment (assembly/assignment.ts) vs the munkres package, same matrices, best of ${QUICK ? 1 : 2}`);
+  line(`   ${"n".padStart(6)} ${"matrix".padEnd(9)} ${"weightsoup".padStart(11)} ${"munkres".padStart(10)} ${"speed-up".padStart(9)}  same total`);
+  for (const n of sizes) {
+    for (const kind of ["uniform", "planted"] as const) {
+      const data = new Float64Array(n * n);
+      if (kind === "uniform") {
+        for (let k = 0; k < data.length; k++) data[k] = random();
+      } else {
+        const width = 64;
+        const a = Float64Array.from({ length: n * width }, normal);
+        const perm = Array.from({ length: n }, (_, i) => i);
+        for (let i = n - 1; i > 0; i--) { const j = Math.floor(random() * (i + 1)); [perm[i], perm[j]] = [perm[j]!, perm[i]!]; }
+        const b = new Float64Array(n * width);
+        for (let i = 0; i < n; i++) for (let k = 0; k < width; k++) b[i * width + k] = a[perm[i]! * width + k]! + 0.3 * normal();
+        for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+          let dot = 0;
+          for (let k = 0; k < width; k++) dot += a[i * width + k]! * b[j * width + k]!;
+          data[i * n + j] = dot;
+        }
+      }
+      const maximize = kind === "planted";
+      const rowsOf = () => Array.from({ length: n }, (_, i) => Array.from(data.subarray(i * n, (i + 1) * n), (x) => (maximize ? -x : x)));
+      let ours = Infinity, theirs = Infinity, oursTotal = 0, theirsTotal = 0;
+      for (let rep = 0; rep < (QUICK ? 1 : 2); rep++) {
+        let t0 = performance.now();
+        const r = await linearSumAssignment({ rows: n, cols: n, data }, { maximize });
+        ours = Math.min(ours, performance.now() - t0);
+        oursTotal = r.total;
+        const rows = rowsOf();
+        t0 = performance.now();
+        const pairs = munkres(rows);
+        theirs = Math.min(theirs, performance.now() - t0);
+        theirsTotal = pairs.reduce((sum, [i, j]) => sum + data[i * n + j]!, 0);
+      }
+      const same = Math.abs(oursTotal - theirsTotal) <= 1e-9 * Math.max(1, Math.abs(oursTotal));
+      line(`   ${String(n).padStart(6)} ${kind.padEnd(9)} ${(fmt(ours, 1) + " ms").padStart(11)} ${(fmt(theirs, 1) + " ms").padStart(10)} ${(fmt(theirs / ours, 1) + "x").padStart(9)}  ${same ? "yes" : `NO (${oursTotal} vs ${theirsTotal})`}`);
+    }
+  }
+  line(`   target: at least 2x faster than munkres at n = 2048 and 4096`);
+  line();
+}
+
 if (!args.has("--keep")) await rm(dir, { recursive: true, force: true });
 
 /**
@@ -198,6 +257,7 @@ async function browserSection(e2e: string, models: string[], recipes: Record<str
       for (const m of models) await page.locator("input[data-testid=add-folder]").setInputFiles(join(e2e, m));
       await page.locator("[data-testid=model]").nth(models.length - 1).waitFor();
       await page.locator("textarea[data-testid=recipe-yaml]").fill(recipes[name]!);
+      await page.locator("select[data-testid=save-target]").selectOption("opfs");
       await page.locator("button[data-testid=run]:enabled").click();
       const host = page.locator("weightsoup-merge");
       await page.waitForFunction(() => ["done", "error", "cancelled"].includes(document.querySelector("weightsoup-merge")!.getAttribute("data-state")!), null, { timeout: 600_000 });

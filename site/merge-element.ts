@@ -89,7 +89,8 @@ export class WeightsoupMerge extends HTMLElement {
     this.els.cancel.addEventListener("click", () => this.controller?.abort());
     if (canPickFolder()) this.els.target.append(h("option", { value: "folder" }, "A folder on this computer"));
     if (hasOpfs()) this.els.target.append(h("option", { value: "opfs" }, "Browser storage, then download"));
-    if (hasOpfs()) this.els.target.value = "opfs";
+    // Straight to a folder where the browser can (no second copy in browser storage, no downloads).
+    this.els.target.value = canPickFolder() ? "folder" : "opfs";
 
     append(this.root, [
       css,

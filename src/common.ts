@@ -12,3 +12,4 @@ export { BlobFolder, type ModelFolder } from "./io/folder";
 export type { OutputFolder } from "./io/output";
 export { VERSION } from "./merge/card";
 export { parseSize } from "./plan/shards";
+export { linearSumAssignment, type AssignmentResult, type CostMatrix } from "./align/assignment";

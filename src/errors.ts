@@ -45,6 +45,9 @@ export type ErrorCode =
   | "E_MEMORY_BUDGET"
   | "E_WORKER"
   | "E_ABORTED"
+  // alignment
+  | "E_COST_INVALID" // a cost matrix with NaN entries or ragged rows
+  | "E_ASSIGNMENT_INFEASIBLE" // forbidden pairs leave no complete assignment
   | "E_USAGE";
 
 /** Facts about where an error arose. Every field is optional; messages repeat the ones that are set. */
@@ -84,6 +87,9 @@ export class WorkerError extends WeightsoupError {}
 /** Wrong command-line usage (the CLI exits with 2). */
 export class UsageError extends WeightsoupError {}
 
+/** A cost matrix or permutation problem that cannot be solved as given. */
+export class AlignmentError extends WeightsoupError {}
+
 /** The caller's AbortSignal fired. `name` is "AbortError", as for DOMException aborts. */
 export class AbortError extends WeightsoupError {
   constructor(message = "The merge was aborted", options?: { cause?: unknown }) {
@@ -107,7 +113,7 @@ export class ValidationError extends RecipeError {
 
 /** Error classes by name, for rebuilding errors that crossed a worker boundary. */
 export const errorClasses = {
-  WeightsoupError, SafetensorsError, ModelError, RecipeError, OutputError, WorkerError, UsageError, AbortError,
+  WeightsoupError, SafetensorsError, ModelError, RecipeError, OutputError, WorkerError, UsageError, AbortError, AlignmentError,
 } as const;
 
 /** "file: tensor \"name\": " style prefix for messages. */
