@@ -306,6 +306,7 @@ async function browserSection(e2e: string, models: string[], recipes: Record<str
         return bestMs / 1000;
       }, slice);
       line(`   reading one ${fmt(size / 2 ** 30)} GiB input in 16 MiB pieces: Node FileHandle.read ${fmt(gb(size, nodeRead))} GB/s, Chromium Blob.slice().arrayBuffer() ${fmt(gb(size, browserRead))} GB/s`);
+      line();
     } finally {
       await context.close();
       await rm(profile, { recursive: true, force: true });
