@@ -19,6 +19,7 @@ import type { TensorJob } from "../src/merge/job";
 import type { TensorOp } from "../src/plan/plan";
 import { planFile } from "../src/format/safetensors";
 import { linearSumAssignment } from "../src/align/assignment";
+import { similarityMatrix } from "../src/align/similarity";
 import { llamaTensors, type LlamaShape } from "../src/example/models";
 import * as plain from "./plain";
 
@@ -230,6 +231,33 @@ async function assignmentSection(): Promise<void> {
     }
   }
   line(`   target: at least 2x faster than munkres at n = 2048 and 4096`);
+  line();
+}
+
+if (!args.has("--skip-assignment")) await similaritySection();
+
+/** The similarity GEMM (S = A·Bᵀ over n x k unfoldings) in GFLOP/s, next to the same sum as plain TypeScript. */
+async function similaritySection(): Promise<void> {
+  const cases = QUICK ? [[256, 1024]] : [[1024, 4096], [2048, 2048], [4096, 1024]];
+  line(`6. Similarity matrices for weight matching (assembly/similarity.ts), S (n x n) = A·Bᵀ with A, B n x k f32; 2·n²·k flops`);
+  line(`   ${"n".padStart(6)} ${"k".padStart(6)} ${"wasm SIMD".padStart(12)} ${"plain TS".padStart(12)} ${"speed-up".padStart(9)}`);
+  for (const [n, k] of cases) {
+    const a = Float32Array.from({ length: n * k }, (_, i) => Math.sin(i) * 0.5), b = Float32Array.from({ length: n * k }, (_, i) => Math.cos(i * 0.7) * 0.5);
+    const flops = 2 * n * n * k;
+    const wasm = await best(QUICK ? 1 : 2, async () => { await similarityMatrix(n, [{ a, b, shape: [n, k], axis: 0 }]); });
+    // Plain TS on a slice of the rows (the full matrix would take minutes), scaled to the same work.
+    const rows = Math.max(4, Math.floor(n / 16));
+    const plainSeconds = await best(1, () => {
+      const out = new Float32Array(rows * n);
+      for (let i = 0; i < rows; i++) for (let j = 0; j < n; j++) {
+        let sum = 0;
+        for (let t = 0; t < k; t++) sum += a[i * k + t]! * b[j * k + t]!;
+        out[i * n + j] = sum;
+      }
+    });
+    const plainRate = (2 * rows * n * k) / plainSeconds / 1e9, wasmRate = flops / wasm / 1e9;
+    line(`   ${String(n).padStart(6)} ${String(k).padStart(6)} ${(fmt(wasmRate, 1) + " GFLOP/s").padStart(12)} ${(fmt(plainRate, 1) + " GFLOP/s").padStart(12)} ${(fmt(wasmRate / plainRate, 1) + "x").padStart(9)}`);
+  }
   line();
 }
 

@@ -1,0 +1,83 @@
+// The similarity kernel (assembly/similarity.ts via src/align/similarity.ts) against a plain float64
+// sum written here: S[i][j] = Σ over pairs Σ_t unit_i(A)[t] · unit_j(B)[t], where a unit is a row of an
+// [n, k] tensor (axis 0), a column of a [k, n] tensor (axis 1), or one entry of an [n] vector.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { similarityMatrix, type UnfoldedPair } from "../src/align/similarity";
+
+function values(seed: number, count: number): Float32Array {
+  const out = new Float32Array(count);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < count; i++) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    out[i] = x / 4294967296 - 0.5;
+  }
+  return out;
+}
+
+function referenceSimilarity(n: number, pairs: UnfoldedPair[]): Float64Array {
+  const s = new Float64Array(n * n);
+  for (const p of pairs) {
+    const k = p.a.length / n;
+    const unit = (m: Float32Array, i: number, t: number) => (p.axis === 0 ? m[i * k + t]! : m[t * n + i]!);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+      let sum = 0;
+      for (let t = 0; t < k; t++) sum += unit(p.a, i, t) * unit(p.b, j, t);
+      s[i * n + j] += sum;
+    }
+  }
+  return s;
+}
+
+/** f32 partial sums over at most 256 products: error bound ~ k · 2^-24 · Σ|a·b|, checked loosely. */
+function assertClose(got: Float32Array, want: Float64Array, pairs: UnfoldedPair[], n: number, what: string): void {
+  const k = pairs.reduce((sum, p) => sum + p.a.length / n, 0);
+  const tolerance = 1e-6 * Math.max(1, k);
+  for (let i = 0; i < want.length; i++) {
+    assert.ok(Math.abs(got[i]! - want[i]!) <= tolerance, `${what}: S[${Math.floor(i / n)}][${i % n}] = ${got[i]}, expected ${want[i]} (tolerance ${tolerance})`);
+  }
+}
+
+test("one [n, k] tensor, axis 0: every edge case of the 4 x 4 blocks and 256-wide k tiles", async () => {
+  for (const n of [1, 3, 4, 5, 8, 17, 70]) {
+    for (const k of [1, 3, 4, 7, 255, 256, 257, 600]) {
+      const pair: UnfoldedPair = { a: values(n * 1000 + k, n * k), b: values(n * 7 + k * 13, n * k), shape: [n, k], axis: 0 };
+      assertClose(await similarityMatrix(n, [pair]), referenceSimilarity(n, [pair]), [pair], n, `n=${n} k=${k}`);
+    }
+  }
+});
+
+test("[k, n] tensors on axis 1 are unfolded by columns", async () => {
+  for (const [k, n] of [[5, 3], [64, 20], [300, 33]] as const) {
+    const pair: UnfoldedPair = { a: values(k + n, k * n), b: values(k * n + 1, k * n), shape: [k, n], axis: 1 };
+    assertClose(await similarityMatrix(n, [pair]), referenceSimilarity(n, [pair]), [pair], n, `${k}x${n} axis 1`);
+  }
+});
+
+test("several tensors of one group add up, vectors included (an MLP layer: weight rows, bias, next weight columns)", async () => {
+  const n = 24, fanIn = 10, fanOut = 6;
+  const pairs: UnfoldedPair[] = [
+    { a: values(1, n * fanIn), b: values(2, n * fanIn), shape: [n, fanIn], axis: 0 },
+    { a: values(3, n), b: values(4, n), shape: [n], axis: 0 },
+    { a: values(5, fanOut * n), b: values(6, fanOut * n), shape: [fanOut, n], axis: 1 },
+  ];
+  assertClose(await similarityMatrix(n, pairs), referenceSimilarity(n, pairs), pairs, n, "MLP group");
+});
+
+test("a planted permutation shows as each row's largest entry", async () => {
+  const n = 64, k = 128;
+  const a = values(9, n * k);
+  const perm = Array.from({ length: n }, (_, i) => (i * 37 + 11) % n);
+  const b = new Float32Array(n * k);
+  for (let j = 0; j < n; j++) for (let t = 0; t < k; t++) b[j * k + t] = a[perm[j]! * k + t]!;
+  const s = await similarityMatrix(n, [{ a, b, shape: [n, k], axis: 0 }]);
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let j = 1; j < n; j++) if (s[i * n + j]! > s[i * n + best]!) best = j;
+    assert.equal(perm[best], i, `unit ${i} of A is unit ${best} of B`);
+  }
+});
+
+test("a pair whose shape does not match n is refused", async () => {
+  await assert.rejects(similarityMatrix(4, [{ a: values(1, 12), b: values(2, 12), shape: [3, 4], axis: 0 }]), (e: Error & { code?: string }) => e.code === "E_COST_INVALID");
+});
