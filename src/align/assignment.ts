@@ -5,7 +5,7 @@
  * assignment back.
  */
 import { AlignmentError } from "../errors";
-import { loadKernels, type Kernels } from "../kernels/kernels";
+import { alignmentKernels } from "./kernels";
 
 /** Rows of numbers (arrays or typed arrays of one length), or a dense row-major matrix. */
 export type CostMatrix = ArrayLike<ArrayLike<number>> | { rows: number; cols: number; data: ArrayLike<number> };
@@ -19,9 +19,6 @@ export interface AssignmentResult {
   total: number;
 }
 
-/** The solver's own wasm instance, made on first use; its memory grows with the largest matrix. */
-let solver: Promise<Kernels> | undefined;
-const SOLVER_BUDGET = 4 * 1024 ** 3 - 65536;
 
 /**
  * Pairs rows with distinct columns (min(rows, cols) pairs) so that the sum of the chosen entries is
@@ -34,7 +31,7 @@ export async function linearSumAssignment(cost: CostMatrix, options: { maximize?
   const n = Math.min(rows, cols), m = Math.max(rows, cols);
   if (n === 0) return { rowIndices: new Int32Array(0), columnIndices: new Int32Array(0), total: 0 };
 
-  const { exports, arena } = await (solver ??= loadKernels(SOLVER_BUDGET));
+  const { exports, arena } = await alignmentKernels();
   arena.reset();
   const c = arena.alloc(n * m * 8), v = arena.alloc(m * 8), u = arena.alloc(n * 8), d = arena.alloc(m * 8);
   const colOfRow = arena.alloc(n * 4), rowOfCol = arena.alloc(m * 4), pred = arena.alloc(m * 8), reachedCols = arena.alloc(m * 4);

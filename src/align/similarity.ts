@@ -1,13 +1,11 @@
 /**
  * @file Similarity matrices for weight matching, on their own: S = Σ over tensors of U_A · U_Bᵀ,
  * where U is a tensor unfolded so the permuted axis indexes rows. The kernel is
- * assembly/similarity.ts; this front end owns the wasm memory it runs in.
+ * assembly/similarity.ts, run in the alignment kernel instance (./kernels.ts).
  */
 import { AlignmentError } from "../errors";
-import { loadKernels, type Kernels } from "../kernels/kernels";
+import { alignmentKernels } from "./kernels";
 
-let instance: Promise<Kernels> | undefined;
-const BUDGET = 4 * 1024 ** 3 - 65536;
 
 export interface UnfoldedPair {
   /** Reference model's tensor and the other model's, same shape, row-major f32. */
@@ -21,7 +19,7 @@ export interface UnfoldedPair {
 
 /** S (n x n, f32, row-major): S[i][j] = Σ over the pairs of <unit i of A, unit j of B>. */
 export async function similarityMatrix(n: number, pairs: UnfoldedPair[]): Promise<Float32Array> {
-  const { exports, arena } = await (instance ??= loadKernels(BUDGET));
+  const { exports, arena } = await alignmentKernels();
   arena.reset();
   const s = arena.alloc(n * n * 4);
   arena.f32(s, n * n).fill(0);
