@@ -273,15 +273,23 @@ async function browserSection(e2e: string, models: string[], recipes: Record<str
   const { serveStatic } = await import("../site/serve.mjs");
   const site = await serveStatic(fileURLToPath(new URL("../../dist/site", import.meta.url)));
   const launchArgs = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-  const inBrowser = async (name: string): Promise<number> => {
-    spawnSync("sync");
-    // A fresh on-disk profile each run, as a person's browser has: a throwaway (incognito) context keeps
-    // the origin-private file system in memory behind an IPC call per read and write, ~5x slower here.
+  // A fresh on-disk profile for each use, as a person's browser has: a throwaway (incognito) context
+  // keeps the origin-private file system in memory behind an IPC call per read and write, ~5x slower here.
+  const withPage = async <T>(path: string, fn: (page: import("playwright-core").Page) => Promise<T>): Promise<T> => {
     const profile = await mkdtemp(join(tmpdir(), "weightsoup-chromium-"));
     const context = await chromium.launchPersistentContext(profile, { headless: true, executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: launchArgs });
     try {
       const page = context.pages()[0] ?? (await context.newPage());
-      await page.goto(site.url);
+      await page.goto(site.url + path);
+      return await fn(page);
+    } finally {
+      await context.close();
+      await rm(profile, { recursive: true, force: true });
+    }
+  };
+  const inBrowser = async (name: string): Promise<number> => {
+    spawnSync("sync");
+    return withPage("", async (page) => {
       for (const m of models) await page.locator("input[data-testid=add-folder]").setInputFiles(join(e2e, m));
       await page.locator("[data-testid=model]").nth(models.length - 1).waitFor();
       await page.locator("textarea[data-testid=recipe-yaml]").fill(recipes[name]!);
@@ -292,10 +300,7 @@ async function browserSection(e2e: string, models: string[], recipes: Record<str
       const state = await host.getAttribute("data-state");
       if (state !== "done") throw new Error(`browser ${name}: ${state}: ${await page.locator("[data-testid=error]").textContent()}`);
       return Number(await host.getAttribute("data-seconds"));
-    } finally {
-      await context.close();
-      await rm(profile, { recursive: true, force: true });
-    }
+    });
   };
   line(`4. The same end-to-end merges in headless Chromium (the page, reading picked files, saving to the origin-private file system)`);
   line(`   ${"method".padEnd(18)} ${"Node s".padStart(8)} ${"browser s".padStart(10)} ${"browser/Node".padStart(13)}`);
@@ -317,11 +322,7 @@ async function browserSection(e2e: string, models: string[], recipes: Record<str
     const buf = new Uint8Array(slice);
     const nodeRead = await best(3, async () => { for (let o = 0; o < size; o += slice) await fh.read(buf, 0, Math.min(slice, size - o), o); });
     await fh.close();
-    const profile = await mkdtemp(join(tmpdir(), "weightsoup-chromium-"));
-    const context = await chromium.launchPersistentContext(profile, { headless: true, executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: launchArgs });
-    try {
-      const page = context.pages()[0] ?? (await context.newPage());
-      await page.goto(site.url + "embed.html");
+    await withPage("embed.html", async (page) => {
       await page.locator("input[data-testid=api-file]").setInputFiles(file);
       const browserRead = await page.evaluate(async (slice) => {
         const f = document.querySelector<HTMLInputElement>("input[data-testid=api-file]")!.files![0]!;
@@ -335,10 +336,7 @@ async function browserSection(e2e: string, models: string[], recipes: Record<str
       }, slice);
       line(`   reading one ${fmt(size / 2 ** 30)} GiB input in 16 MiB pieces: Node FileHandle.read ${fmt(gb(size, nodeRead))} GB/s, Chromium Blob.slice().arrayBuffer() ${fmt(gb(size, browserRead))} GB/s`);
       line();
-    } finally {
-      await context.close();
-      await rm(profile, { recursive: true, force: true });
-    }
+    });
   } finally {
     await site.close();
   }

@@ -6,7 +6,8 @@
  *
  * Attributes: `worker-url` (default: worker.js next to this script), `workers` (default: the cores).
  */
-import { merge, prepare } from "../src/api/merge";
+import { merge } from "../src/api/merge";
+import type { MergePlan } from "../src/plan/plan";
 import { AbortError, ValidationError, WeightsoupError } from "../src/errors";
 import type { MergeEvent } from "../src/events";
 import { DirectoryOutputFolder } from "../src/io/directory-output";
@@ -358,27 +359,30 @@ export class WeightsoupMerge extends HTMLElement {
     const models = (recipeName: string) => byName.get(mapping.get(recipeName) ?? recipeName)!.folder;
     const started = performance.now();
     try {
-      const plan = await prepare(this.yaml, models, signal);
-      let out: DirectoryOutputFolder;
-      if (target === "folder") {
-        const dir = await picked;
-        if (!dir) throw new AbortError("No folder was chosen");
-        out = await DirectoryOutputFolder.into(dir);
-      } else {
-        const donor = byName.get(mapping.get(plan.donor) ?? plan.donor)!;
-        const extra = [...donor.files.values()].reduce((s, f) => s + f.size, 0);
-        await checkSpace(plan.tensors.reduce((s, t) => s + t.outputBytes, 0) + extra + 1e6);
-        out = await DirectoryOutputFolder.create(await navigator.storage.getDirectory(), name || "merged");
-      }
+      let out: DirectoryOutputFolder | undefined;
+      // Called by merge() once the plan is valid: the output is created only for a recipe that can run.
+      const open = async (plan: MergePlan): Promise<DirectoryOutputFolder> => {
+        if (target === "folder") {
+          const dir = await picked;
+          if (!dir) throw new AbortError("No folder was chosen");
+          out = await DirectoryOutputFolder.into(dir);
+        } else {
+          const donor = byName.get(mapping.get(plan.donor) ?? plan.donor)!;
+          const extra = [...donor.files.values()].reduce((s, f) => s + f.size, 0);
+          await checkSpace(plan.tensors.reduce((s, t) => s + t.outputBytes, 0) + extra + 1e6);
+          out = await DirectoryOutputFolder.create(await navigator.storage.getDirectory(), name || "merged");
+        }
+        return out;
+      };
       const workers = Number(this.getAttribute("workers")) || undefined;
       const workerUrl = this.getAttribute("worker-url") ?? undefined;
       const summary = await merge(this.yaml, {
-        models, out, signal, seed: Number(this.els.seed.value) || 0,
+        models, out: open, signal, seed: Number(this.els.seed.value) || 0,
         ...(workers ? { workers } : {}), ...(workerUrl ? { workerUrl: new URL(workerUrl, document.baseURI) } : {}),
         onProgress: (e) => this.progress(e, started),
       });
       this.els.status.textContent = `Done: ${summary.method} merged ${summary.tensors} tensors (${formatBytes(summary.inputBytes)} read, ${formatBytes(summary.outputBytes)} written) in ${formatSeconds(summary.seconds)}.`;
-      await this.showResult(target, out.name, summary.files);
+      await this.showResult(target, out!.name, summary.files);
       // "done" last: a host page reacting to it finds the result already listed.
       this.dataset.seconds = summary.seconds.toFixed(3);
       this.setState("done");

@@ -14,8 +14,11 @@ import { checkParameterNames, methodOf, planMerge, referencedModels, type MergeP
 import { parseRecipe, type Recipe } from "../recipe/recipe";
 
 export interface MergeOptions {
-  /** Where the merged model is written: a folder, or a function opening it (called once the plan is valid). */
-  out: OutputFolder | (() => Promise<OutputFolder>);
+  /**
+   * Where the merged model is written: a folder, or a function opening it, called once the plan is
+   * valid and given it (so it can check space for the plan's output before anything is created).
+   */
+  out: OutputFolder | ((plan: MergePlan) => Promise<OutputFolder>);
   /** Finds the folder of a model named in the recipe. */
   models: (name: string) => Promise<ModelFolder> | ModelFolder;
   /** Worker count (default: the available cores). */
@@ -67,7 +70,7 @@ export async function merge(recipe: Recipe | string, options: MergeOptions): Pro
   if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new RangeError(`seed must be an integer in [0, 2^32), got ${seed}`);
   try {
     const plan = await prepare(recipe, options.models, options.signal);
-    const out = typeof options.out === "function" ? await options.out() : options.out;
+    const out = typeof options.out === "function" ? await options.out(plan) : options.out;
     return await runPlan(plan, out, {
       workers: options.workers ?? (await availableCores()),
       workerUrl: options.workerUrl ?? defaultWorkerUrl(),
