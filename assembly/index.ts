@@ -13,4 +13,4 @@ export { slerpStats } from "./reduce";
 export { taskVectorMerge, maskedL1 } from "./taskvector";
 export { absDeltaSample, absDeltaRange, keyRange } from "./select";
 export { assignMin, prepareCosts } from "./assignment";
-export { accumulateSimilarity, transpose } from "./similarity";
+export { accumulateProduct } from "./gemm";

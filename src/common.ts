@@ -13,3 +13,8 @@ export type { OutputFolder } from "./io/output";
 export { VERSION } from "./merge/card";
 export { parseSize } from "./plan/shards";
 export { linearSumAssignment, type AssignmentResult, type CostMatrix } from "./align/assignment";
+export { weightMatching, applyPermutations, type Tensor, type MatchingOptions, type MatchingResult, type GroupSimilarity } from "./align/weight-matching";
+export { checkSpec, parseSpec, type PermutationSpec, type AxisSpec, type AxisLevel, type GroupRef, type Permutations } from "./align/spec";
+export { inferSpec, mlpSpec, llamaSpec, gpt2Spec, SPEC_KINDS, type SpecKind } from "./align/architectures";
+export { alignModel, matchModels, ALIGNMENT_FILE, type AlignOptions, type AlignResult } from "./align/align-model";
+export { openModel, type LoadedModel } from "./model/model";

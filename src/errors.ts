@@ -49,6 +49,8 @@ export type ErrorCode =
   | "E_COST_INVALID" // a cost matrix with NaN entries or ragged rows
   | "E_ASSIGNMENT_INFEASIBLE" // forbidden pairs leave no complete assignment
   | "E_SPEC" // a permutation spec that does not fit the model
+  | "E_ARCHITECTURE_UNSUPPORTED" // no built-in permutation spec for this model
+  | "E_DATA" // an evaluation dataset that is malformed or does not fit the model
   | "E_USAGE";
 
 /** Facts about where an error arose. Every field is optional; messages repeat the ones that are set. */

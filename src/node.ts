@@ -15,6 +15,8 @@ import { NodeFolder } from "./io/node-folder";
 import { NodeOutputFolder } from "./io/node-output";
 import type { OutputFolder } from "./io/output";
 import { resolveModel } from "./model/resolve";
+import { openModel } from "./model/model";
+import { alignModel, type AlignOptions, type AlignResult } from "./align/align-model";
 import { parseRecipe, type Recipe } from "./recipe/recipe";
 
 export interface NodeMergeOptions extends Omit<MergeOptions, "out" | "models"> {
@@ -49,6 +51,23 @@ export async function merge(recipe: string | Recipe, options: NodeMergeOptions):
     models: models ?? ((name) => resolveModel(name, baseDir)),
     out: typeof out === "string" ? () => NodeOutputFolder.open(out, { force: force ?? false }) : out,
   });
+}
+
+export interface NodeAlignOptions extends AlignOptions {
+  /** Output folder (created if missing; must be empty unless `force`). */
+  out: string;
+  force?: boolean;
+}
+
+/**
+ * Permutes `model`'s hidden units to match `reference` (Git Re-Basin weight matching) and writes the
+ * result to `options.out` with the input's file layout. Paths as for recipes: folders, .safetensors
+ * files or Hugging Face cache names.
+ */
+export async function align(reference: string, model: string, options: NodeAlignOptions): Promise<AlignResult> {
+  const [a, b] = await Promise.all([reference, model].map(async (name) => openModel(await resolveModel(name, resolve(".")))));
+  const { out, force, ...rest } = options;
+  return alignModel(a!, b!, await NodeOutputFolder.open(out, { force: force ?? false }), rest);
 }
 
 /** Describes a .safetensors file or a model folder. */

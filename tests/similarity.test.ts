@@ -3,7 +3,16 @@
 // [n, k] tensor (axis 0), a column of a [k, n] tensor (axis 1), or one entry of an [n] vector.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { similarityMatrix, type UnfoldedPair } from "../src/align/similarity";
+import { similarityMatrix as unfoldedSimilarity, tensorUnfolding, wholeAxis } from "../src/align/similarity";
+
+interface UnfoldedPair {
+  a: Float32Array;
+  b: Float32Array;
+  shape: number[];
+  axis: 0 | 1;
+}
+
+const similarityMatrix = (n: number, pairs: UnfoldedPair[]) => unfoldedSimilarity(n, pairs.map((p) => wholeAxis(p.shape, p.a, p.b, p.axis)));
 
 function values(seed: number, count: number): Float32Array {
   const out = new Float32Array(count);
@@ -81,3 +90,44 @@ test("a planted permutation shows as each row's largest entry", async () => {
 test("a pair whose shape does not match n is refused", async () => {
   await assert.rejects(similarityMatrix(4, [{ a: values(1, 12), b: values(2, 12), shape: [3, 4], axis: 0 }]), (e: Error & { code?: string }) => e.code === "E_COST_INVALID");
 });
+
+test("a tensor larger than the window streams through it in column chunks", async () => {
+  // 8 x 300000 floats is 2.4 M per operand; the window holds 1 M, so three chunks add into S.
+  for (const [shape, axis] of [[[8, 300_000], 0], [[300_000, 8], 1]] as const) {
+    const size = shape[0] * shape[1], n = shape[axis];
+    const pair: UnfoldedPair = { a: values(size + axis, size), b: values(size * 3 + axis, size), shape: [...shape], axis };
+    assertClose(await similarityMatrix(n, [pair]), referenceSimilarity(n, [pair]), [pair], n, `[${shape}] axis ${axis}`);
+  }
+});
+
+test("a block of a structured axis, B read through source maps on both axes", async () => {
+  // A [12, 10] tensor whose rows are (3 blocks) x (2 units) x (2 positions); the units of block 1 are
+  // the group. B is read through a row map and a column map, as weight matching does for the other
+  // groups. Reference: gather B explicitly, then unit i = rows 4 + 2i .. 4 + 2i + 1, all columns.
+  const rows = 12, cols = 10, start = 4, n = 2, inner = 2;
+  const a = values(77, rows * cols), b = values(78, rows * cols);
+  const rowMap = Int32Array.from([3, 2, 1, 0, 7, 6, 5, 4, 11, 9, 10, 8]);
+  const colMap = Int32Array.from({ length: cols }, (_, j) => (j * 3) % cols);
+  const gathered = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) gathered[r * cols + c] = b[rowMap[r]! * cols + colMap[c]!]!;
+  const want = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+    for (let q = 0; q < inner; q++) for (let c = 0; c < cols; c++) {
+      want[i * n + j] += a[(start + i * inner + q) * cols + c]! * gathered[(start + j * inner + q) * cols + c]!;
+    }
+  }
+  for (const axis of [0, 1] as const) {
+    // The same block read as axis 1 of the transposed tensor.
+    const at = axis === 0 ? a : transposeOf(a, rows, cols), bt = axis === 0 ? b : transposeOf(b, rows, cols);
+    const shape = axis === 0 ? [rows, cols] : [cols, rows];
+    const maps = axis === 0 ? [rowMap, colMap] : [colMap, rowMap];
+    const got = await unfoldedSimilarity(n, [tensorUnfolding({ shape, a: at, b: bt, axis, start, n, inner, mapsB: maps })]);
+    for (let e = 0; e < n * n; e++) assert.ok(Math.abs(got[e]! - want[e]!) < 1e-5, `axis ${axis}: S[${e}] = ${got[e]}, expected ${want[e]}`);
+  }
+});
+
+function transposeOf(m: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(m.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = m[r * cols + c]!;
+  return out;
+}

@@ -2,7 +2,9 @@
 // and a planted permutation is recovered exactly.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { applyPermutations, mlpSpec, weightMatching, type Permutations, type Tensor } from "../src/align/weight-matching";
+import { mlpSpec } from "../src/align/architectures";
+import type { Permutations } from "../src/align/spec";
+import { applyPermutations, weightMatching, type Tensor } from "../src/align/weight-matching";
 
 function rng(seed: number): () => number {
   let x = seed >>> 0 || 1;

@@ -111,6 +111,7 @@ export function yamlToForm(text: string, current: FormState, mapped: (recipeName
   if (recipe.parameters?.lambda === undefined) form.lambda = "1";
   form.dtype = recipe.dtype ? { BF16: "bfloat16", F16: "float16", F32: "float32", F64: "float64" }[recipe.dtype] ?? "" : "";
   if (recipe.outDtype) cannot.push("out_dtype");
+  if (recipe.align) cannot.push("align (permutation alignment)");
   return { form, formCannotShow: cannot };
 }
 

@@ -8,90 +8,84 @@
  */
 import { AlignmentError } from "../errors";
 import { linearSumAssignment } from "./assignment";
-import { similarityMatrix, type UnfoldedPair } from "./similarity";
-
-/** Which permutation group acts on each axis of each tensor (null: none). Tensors of 1 or 2 axes. */
-export type PermutationSpec = Record<string, (string | null)[]>;
+import { diagonalSums, similarityMatrix, tensorUnfolding, type Unfolding } from "./similarity";
+import { checkSpec, gather, identityPermutations, tensorMaps, useBlock, type CheckedSpec, type PermutationSpec, type Permutations } from "./spec";
 
 export interface Tensor {
   shape: number[];
   data: Float32Array;
 }
 
-export type Permutations = Map<string, Int32Array>;
-
 export interface MatchingOptions {
   /** Seeds the order groups are visited in, each sweep (default 0). */
   seed?: number;
   /** Stop after this many sweeps even if still improving (default 100). */
   maxSweeps?: number;
+  /** Called after each group is solved. */
+  onGroup?: (event: { sweep: number; group: string; done: number; groups: number }) => void;
+  signal?: AbortSignal;
+}
+
+export interface GroupSimilarity {
+  /** Σ over the group's units of <unit of A, same unit of B>, before (no permutation) and after. */
+  before: number;
+  after: number;
+  /** The same as cosines: divided by the norms of the units' weights in A and B. */
+  cosineBefore: number;
+  cosineAfter: number;
 }
 
 export interface MatchingResult {
   permutations: Permutations;
   sweeps: number;
-  /** Per group, Σ_i S[i][i] before matching (identity) and Σ_i S[i][perm[i]] after, from the last sweep's S. */
-  similarity: Map<string, { before: number; after: number }>;
+  similarity: Map<string, GroupSimilarity>;
 }
 
-/** Group sizes, checking that every axis a group touches has the same length. */
-export function groupSizes(spec: PermutationSpec, tensors: ReadonlyMap<string, Tensor>): Map<string, number> {
-  const sizes = new Map<string, number>();
-  for (const [name, axes] of Object.entries(spec)) {
-    const t = tensors.get(name);
-    if (!t) throw new AlignmentError("E_TENSOR_MISSING", `permutation spec names tensor "${name}", which the model does not have`, { tensor: name });
-    if (t.shape.length !== axes.length || axes.length > 2) {
-      throw new AlignmentError("E_SHAPE_MISMATCH", `tensor "${name}" has shape [${t.shape.join(", ")}] but the spec gives ${axes.length} axes (1 or 2 supported)`, { tensor: name });
+/** Every tensor `spec` names, checked for the same shape in both models. */
+function checkModels(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>): CheckedSpec {
+  const checked = checkSpec(spec, new Map([...a].map(([name, t]) => [name, t.shape])));
+  for (const [name, { shape }] of checked.tensors) {
+    const other = b.get(name);
+    if (!other) throw new AlignmentError("E_TENSOR_MISSING", `the model to align has no tensor "${name}"`, { tensor: name });
+    if (other.shape.join() !== shape.join()) {
+      throw new AlignmentError("E_SHAPE_MISMATCH", `"${name}" is [${shape.join(", ")}] in the reference model and [${other.shape.join(", ")}] in the other`, { tensor: name });
     }
-    axes.forEach((group, axis) => {
-      if (group === null) return;
-      const size = sizes.get(group);
-      if (size !== undefined && size !== t.shape[axis]) {
-        throw new AlignmentError("E_SHAPE_MISMATCH", `group "${group}" has ${size} units but axis ${axis} of "${name}" has ${t.shape[axis]}`, { tensor: name });
-      }
-      sizes.set(group, t.shape[axis]!);
-    });
-    if (axes[0] !== null && axes[0] === axes[1]) throw new AlignmentError("E_SHAPE_MISMATCH", `group "${axes[0]}" acts on both axes of "${name}"`, { tensor: name });
   }
-  return sizes;
+  return checked;
 }
 
-/** `t` with each axis gathered by its group's permutation (axes whose group is `except` left alone). */
-export function permuteTensor(t: Tensor, axes: (string | null)[], perms: Permutations, except?: string): Tensor {
-  const p0 = axes[0] && axes[0] !== except ? perms.get(axes[0]) : undefined;
-  const p1 = axes[1] && axes[1] !== except ? perms.get(axes[1]) : undefined;
-  if (!p0 && !p1) return t;
-  const out = new Float32Array(t.data.length);
-  if (t.shape.length === 1) {
-    for (let i = 0; i < out.length; i++) out[i] = t.data[p0![i]!]!;
-  } else {
-    const [rows, cols] = t.shape as [number, number];
-    for (let i = 0; i < rows; i++) {
-      const from = (p0 ? p0[i]! : i) * cols;
-      for (let j = 0; j < cols; j++) out[i * cols + j] = t.data[from + (p1 ? p1[j]! : j)]!;
-    }
+/** The unfoldings of every place `group` acts, B permuted by `perms` except on `except`. */
+function groupUnfoldings(checked: CheckedSpec, group: string, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, perms: Permutations, except?: string): Unfolding[] {
+  const out: Unfolding[] = [];
+  const maps = new Map<string, (Int32Array | null)[]>();
+  for (const use of checked.uses.get(group)!) {
+    const { shape, axes } = checked.tensors.get(use.tensor)!;
+    if (!maps.has(use.tensor)) maps.set(use.tensor, tensorMaps(checked, use.tensor, perms, except));
+    const { start, inner } = useBlock(axes[use.axis]!, use, perms);
+    out.push(tensorUnfolding({
+      shape, a: a.get(use.tensor)!.data, b: b.get(use.tensor)!.data, axis: use.axis, start, inner,
+      n: checked.sizes.get(group)!, mapsB: maps.get(use.tensor)!,
+    }));
   }
-  return { shape: t.shape, data: out };
+  return out;
 }
 
 /** Applies permutations to every tensor the spec names; other tensors are returned as they are. */
 export function applyPermutations(spec: PermutationSpec, tensors: ReadonlyMap<string, Tensor>, perms: Permutations): Map<string, Tensor> {
+  const checked = checkSpec(spec, new Map([...tensors].map(([name, t]) => [name, t.shape])));
   const out = new Map(tensors);
-  for (const [name, axes] of Object.entries(spec)) out.set(name, permuteTensor(tensors.get(name)!, axes, perms));
+  for (const name of checked.tensors.keys()) {
+    const t = tensors.get(name)!;
+    out.set(name, { shape: t.shape, data: gather(t.data, t.shape, tensorMaps(checked, name, perms), new Float32Array(t.data.length)) });
+  }
   return out;
 }
 
 /** Permutations of B's units that make B most like A. */
 export async function weightMatching(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, options: MatchingOptions = {}): Promise<MatchingResult> {
-  const sizes = groupSizes(spec, a);
-  const sizesB = groupSizes(spec, b);
-  for (const [g, n] of sizes) {
-    if (sizesB.get(g) !== n) throw new AlignmentError("E_SHAPE_MISMATCH", `group "${g}" has ${n} units in the reference model and ${sizesB.get(g)} in the other`, {});
-  }
-  const groups = [...sizes.keys()].sort();
-  const perms: Permutations = new Map(groups.map((g) => [g, Int32Array.from({ length: sizes.get(g)! }, (_, i) => i)]));
-  const touching = new Map(groups.map((g) => [g, Object.entries(spec).filter(([, axes]) => axes.includes(g))]));
-  const similarity = new Map<string, { before: number; after: number }>();
+  const checked = checkModels(spec, a, b);
+  const groups = [...checked.sizes.keys()];
+  const perms = identityPermutations(checked.sizes);
   const maxSweeps = options.maxSweeps ?? 100;
   let random = (options.seed ?? 0) >>> 0 || 0x9e3779b9;
   const next = () => {
@@ -107,61 +101,31 @@ export async function weightMatching(spec: PermutationSpec, a: ReadonlyMap<strin
       [order[i], order[j]] = [order[j]!, order[i]!];
     }
     let progress = false;
-    for (const g of order) {
-      const n = sizes.get(g)!;
-      const pairs: UnfoldedPair[] = touching.get(g)!.map(([name, axes]) => {
-        const other = permuteTensor(b.get(name)!, axes, perms, g);
-        return { a: a.get(name)!.data, b: other.data, shape: a.get(name)!.shape, axis: axes.indexOf(g) as 0 | 1 };
-      });
-      const s = await similarityMatrix(n, pairs);
+    for (const [done, g] of order.entries()) {
+      options.signal?.throwIfAborted();
+      const n = checked.sizes.get(g)!;
+      const s = await similarityMatrix(n, groupUnfoldings(checked, g, a, b, perms, g));
       const { columnIndices } = await linearSumAssignment({ rows: n, cols: n, data: s }, { maximize: true });
       const old = perms.get(g)!;
-      let before = 0, after = 0, identity = 0;
+      let before = 0, after = 0;
       for (let i = 0; i < n; i++) {
         before += s[i * n + old[i]!]!;
         after += s[i * n + columnIndices[i]!]!;
-        identity += s[i * n + i]!;
       }
       // Relative tolerance: the sums are of f32 products, so ties must not count as progress.
       if (after > before + 1e-9 * Math.abs(before)) progress = true;
       perms.set(g, columnIndices);
-      const seen = similarity.get(g);
-      similarity.set(g, { before: seen?.before ?? identity, after });
+      options.onGroup?.({ sweep: sweeps, group: g, done: done + 1, groups: groups.length });
     }
     if (!progress) break;
   }
+  const identity = identityPermutations(checked.sizes);
+  const similarity = new Map(groups.map((g) => {
+    const was = diagonalSums(groupUnfoldings(checked, g, a, b, identity));
+    const now = diagonalSums(groupUnfoldings(checked, g, a, b, perms));
+    // Each with its own norms: a group inside a head is compared with whichever head of B lands there.
+    const cosine = (x: typeof was) => x.dot / (Math.sqrt(x.normA * x.normB) || 1);
+    return [g, { before: was.dot, after: now.dot, cosineBefore: cosine(was), cosineAfter: cosine(now) }];
+  }));
   return { permutations: perms, sweeps, similarity };
-}
-
-/**
- * The spec of a plain MLP: tensors `<layer>.weight` [out, in] with optional `<layer>.bias` [out],
- * chained in name order (natural number order) where each layer's out matches the next one's in.
- * Hidden layer i's units form group `P_i`; the input and output layers' outer axes are not permuted.
- */
-export function mlpSpec(shapes: ReadonlyMap<string, number[]>): PermutationSpec {
-  const layers = [...shapes.keys()].filter((n) => n.endsWith(".weight") && shapes.get(n)!.length === 2)
-    .map((n) => n.slice(0, -".weight".length))
-    .sort((x, y) => x.localeCompare(y, "en", { numeric: true }));
-  if (layers.length < 2) throw new AlignmentError("E_SPEC", `an MLP needs at least two linear layers (<name>.weight of shape [out, in]); found ${layers.length}`, {});
-  const spec: PermutationSpec = {};
-  layers.forEach((layer, i) => {
-    const [out, inp] = shapes.get(`${layer}.weight`)! as [number, number];
-    if (i > 0) {
-      const previousOut = shapes.get(`${layers[i - 1]}.weight`)![0];
-      if (previousOut !== inp) {
-        throw new AlignmentError("E_SPEC", `${layer}.weight takes ${inp} inputs but ${layers[i - 1]}.weight gives ${previousOut}: not a chain of linear layers`, { tensor: `${layer}.weight` });
-      }
-    }
-    const outGroup = i < layers.length - 1 ? `P_${i}` : null, inGroup = i > 0 ? `P_${i - 1}` : null;
-    spec[`${layer}.weight`] = [outGroup, inGroup];
-    const bias = shapes.get(`${layer}.bias`);
-    if (bias) {
-      if (bias.length !== 1 || bias[0] !== out) throw new AlignmentError("E_SPEC", `${layer}.bias has shape [${bias.join(", ")}], expected [${out}]`, { tensor: `${layer}.bias` });
-      spec[`${layer}.bias`] = [outGroup];
-    }
-  });
-  for (const name of shapes.keys()) {
-    if (!(name in spec)) throw new AlignmentError("E_SPEC", `tensor "${name}" is not part of a chain of linear layers; give the permutation spec explicitly`, { tensor: name });
-  }
-  return spec;
 }

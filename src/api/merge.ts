@@ -3,15 +3,18 @@
  * an OutputFolder, so the same call serves Node folders and browser files; src/node.ts fills in Node
  * defaults (recipe paths, model lookup, output folders on disk).
  */
-import { AbortError, ValidationError, WeightsoupError } from "../errors";
+import { AbortError, RecipeError, ValidationError, WeightsoupError } from "../errors";
 import { availableCores, defaultWorkerUrl } from "../env";
 import type { ProgressCallback } from "../events";
 import type { ModelFolder } from "../io/folder";
 import type { OutputFolder } from "../io/output";
 import { runPlan, type MergeSummary } from "../merge/engine";
 import { openModel, type LoadedModel } from "../model/model";
+import { matchModels } from "../align/align-model";
+import { writePermutedModel } from "../align/checkpoint";
+import { MemoryOutputFolder } from "../io/memory-output";
 import { checkParameterNames, methodOf, planMerge, referencedModels, type MergePlan } from "../plan/plan";
-import { parseRecipe, type Recipe } from "../recipe/recipe";
+import { parseRecipe, type AlignStep, type Recipe } from "../recipe/recipe";
 
 export interface MergeOptions {
   /**
@@ -62,7 +65,27 @@ export async function prepare(recipe: Recipe | string, models: MergeOptions["mod
   }
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) throw new ValidationError(problems);
+  if (parsed.align) await alignInputs(parsed, parsed.align, opened, signal);
   return planMerge(parsed, opened);
+}
+
+/**
+ * The recipe's `align:` step: every model other than `align.to` is replaced by its permutation onto
+ * `align.to` (weight matching), held in memory with the original file layout.
+ */
+async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, LoadedModel>, signal?: AbortSignal): Promise<void> {
+  const reference = opened.get(step.to);
+  if (!reference) {
+    throw new RecipeError("E_RECIPE", `${recipe.file}: align.to: "${step.to}" is not one of the recipe's models (${[...opened.keys()].join(", ")})`, { file: recipe.file, key: "align.to" });
+  }
+  for (const [name, model] of opened) {
+    if (name === step.to) continue;
+    const matched = await matchModels(reference, model, { spec: step.spec ?? "auto", seed: step.seed ?? 0, maxSweeps: step.maxSweeps, signal });
+    const memory = new MemoryOutputFolder(`${model.location} (aligned to ${reference.location})`);
+    await writePermutedModel(model, matched.spec, matched.permutations, memory, signal);
+    await memory.commit();
+    opened.set(name, await openModel(memory.folder()));
+  }
 }
 
 export async function merge(recipe: Recipe | string, options: MergeOptions): Promise<MergeSummary> {

@@ -3,6 +3,7 @@
  *
  *   weightsoup merge RECIPE.yml OUT_DIR [--seed N] [--workers N] [--out-shard-size SIZE] [--force] ...
  *   weightsoup inspect PATH [--json]
+ *   weightsoup align REFERENCE MODEL OUT_DIR [--spec auto|mlp|llama|gpt2|FILE] [--seed N] ...
  *   weightsoup example [DIR]
  *
  * Exit status: 0 on success, 1 when a merge (or inspect) fails, with the error's message and code,
@@ -11,7 +12,10 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { AbortError, UsageError, ValidationError, WeightsoupError } from "../errors";
 import type { MergeEvent } from "../events";
-import { merge, inspect } from "../node";
+import { merge, inspect, align } from "../node";
+import { readFile } from "node:fs/promises";
+import { SPEC_KINDS, type SpecKind } from "../align/architectures";
+import { parseSpec, type PermutationSpec } from "../align/spec";
 import { parseSize } from "../plan/shards";
 import { VERSION } from "../merge/card";
 import { runExample } from "../example/example";
@@ -23,6 +27,8 @@ const HELP = `weightsoup ${VERSION}: merge fine-tuned models in weight space, on
 Usage:
   weightsoup merge RECIPE.yml OUT_DIR [options]   run a mergekit recipe
   weightsoup inspect PATH [--json]                 list a checkpoint's tensors
+  weightsoup align REFERENCE MODEL OUT_DIR         permute MODEL's hidden units to match REFERENCE
+                                                   (Git Re-Basin weight matching)
   weightsoup example [DIR]                         build example models and merge them (default DIR: ./example)
 
 Merge options:
@@ -34,6 +40,12 @@ Merge options:
   --force               write into a non-empty OUT_DIR
   --quiet               no progress bar
   --json                print the summary as JSON on stdout
+
+Align options:
+  --spec KIND|FILE      auto (from config.json), mlp, llama, gpt2, or a JSON spec file (default auto)
+  --seed N              seed of the order groups are visited in (default 0)
+  --max-sweeps N        stop after N sweeps over the groups (default 100)
+  --force, --quiet, --json as for merge
 
 Exit status: 0 success, 1 merge error, 2 usage error.`;
 
@@ -48,6 +60,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     switch (command) {
       case "merge": return await mergeCommand(rest, io);
       case "inspect": return await inspectCommand(rest, io);
+      case "align": return await alignCommand(rest, io);
       case "example": return await exampleCommand(rest, io);
       case "--version": case "-v": io.stdout.write(`${VERSION}\n`); return 0;
       case undefined: case "--help": case "-h": case "help": io.stdout.write(HELP + "\n"); return command === undefined ? 2 : 0;
@@ -163,6 +176,62 @@ async function inspectCommand(argv: string[], io: Io): Promise<number> {
   for (const t of r.tensors) lines.push(`${t.name.padEnd(width)}  ${t.dtype.padEnd(5)}  [${t.shape.join(", ")}]`);
   io.stdout.write(lines.join("\n") + "\n");
   return 0;
+}
+
+async function alignCommand(argv: string[], io: Io): Promise<number> {
+  const usage = "weightsoup align REFERENCE MODEL OUT_DIR [--spec auto|mlp|llama|gpt2|FILE] [--seed N] [--max-sweeps N] [--force] [--quiet] [--json]";
+  const { values, positionals } = args(argv, {
+    spec: { type: "string" }, seed: { type: "string" }, "max-sweeps": { type: "string" },
+    force: { type: "boolean" }, quiet: { type: "boolean" }, json: { type: "boolean" },
+  }, [3, 3], usage);
+  const [reference, model, out] = positionals as [string, string, string];
+  const specArg = values.spec ?? "auto";
+  let spec: SpecKind | PermutationSpec;
+  if ((SPEC_KINDS as readonly string[]).includes(specArg)) spec = specArg as SpecKind;
+  else {
+    const text = await readFile(specArg, "utf8").catch((cause: Error) => {
+      throw new UsageError("E_USAGE", `--spec: "${specArg}" is not one of ${SPEC_KINDS.join(", ")} and cannot be read as a file (${cause.message})`);
+    });
+    spec = parseSpec(text, specArg);
+  }
+  const controller = new AbortController();
+  const onSignal = () => controller.abort(new AbortError("interrupted"));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let lastLine = 0;
+  try {
+    const result = await align(reference, model, {
+      out, force: values.force ?? false, spec, signal: controller.signal,
+      ...defined({ seed: integer(values.seed, "seed", 0, 2 ** 32 - 1), maxSweeps: integer(values["max-sweeps"], "max-sweeps", 1, 10_000) }),
+      onGroup: (e) => {
+        const now = performance.now();
+        if (values.quiet || !io.stderr.isTTY || now - lastLine < 100) return;
+        lastLine = now;
+        io.stderr.write(`\r\x1b[Ksweep ${e.sweep}: ${e.done}/${e.groups} groups (${e.group})`);
+      },
+    });
+    if (!values.quiet && io.stderr.isTTY) io.stderr.write("\r\x1b[K");
+    if (values.json) {
+      io.stdout.write(JSON.stringify({ out, sweeps: result.sweeps, seconds: result.seconds, groups: result.groups }) + "\n");
+      return 0;
+    }
+    const width = Math.max(5, ...result.groups.map((g) => g.name.length));
+    const lines = [
+      `aligned ${model} to ${reference} into ${out}: ${result.groups.length} permutation groups, ${result.sweeps} sweeps`,
+      `  read ${formatSeconds(result.seconds.read)}, matched ${formatSeconds(result.seconds.match)}, wrote ${formatSeconds(result.seconds.write)}`,
+      "", `${"group".padEnd(width)}  ${"units".padStart(6)}  ${"cosine before".padStart(13)}  ${"after".padStart(8)}  ${"moved".padStart(6)}`,
+    ];
+    for (const g of result.groups) {
+      const perm = result.permutations.get(g.name)!;
+      const moved = perm.reduce((n, p, i) => n + (p === i ? 0 : 1), 0);
+      lines.push(`${g.name.padEnd(width)}  ${String(g.size).padStart(6)}  ${g.cosineBefore.toFixed(4).padStart(13)}  ${g.cosineAfter.toFixed(4).padStart(8)}  ${String(moved).padStart(6)}`);
+    }
+    io.stdout.write(lines.join("\n") + "\n");
+    return 0;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
 }
 
 async function exampleCommand(argv: string[], io: Io): Promise<number> {

@@ -23,8 +23,7 @@ export type KernelExports = {
   absDeltaRange(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, lo: number, hi: number, shift: number, hist: number, cand: number, capacity: number, stats: number): void;
   keyRange(keys: number, n: number, lo: number, hi: number, shift: number, hist: number, compact: number, stats: number): void;
   assignMin(cost: number, n: number, m: number, finite: number, sign: number, v: number, u: number, d: number, colOfRow: number, rowOfCol: number, pred: number, reachedCols: number, scannedRows: number, free: number, reached: number, held: number): number;
-  accumulateSimilarity(a: number, b: number, n: number, k: number, s: number): void;
-  transpose(src: number, rows: number, cols: number, dst: number): void;
+  accumulateProduct(a: number, b: number, n: number, m: number, k: number, c: number): void;
   prepareCosts(cost: number, n: number, m: number, sign: number, v: number, rowOfCol: number, infinite: number): number;
 };
 

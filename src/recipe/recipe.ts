@@ -39,9 +39,20 @@ export interface Recipe {
   parameters?: Parameters;
   dtype?: FloatDtype;
   outDtype?: FloatDtype;
+  /** weightsoup's own step: permute every other model onto `to` before merging (Git Re-Basin). */
+  align?: AlignStep;
 }
 
-const TOP_KEYS = ["merge_method", "models", "slices", "base_model", "parameters", "dtype", "out_dtype", "tokenizer_source", "tokenizer", "chat_template", "modules", "name"];
+export interface AlignStep {
+  to: string;
+  /** Built-in permutation spec (default "auto": from config.json). */
+  spec?: "auto" | "mlp" | "llama" | "gpt2";
+  /** Seed of the order weight matching visits groups in (default 0). */
+  seed?: number;
+  maxSweeps?: number;
+}
+
+const TOP_KEYS = ["merge_method", "models", "slices", "base_model", "parameters", "dtype", "out_dtype", "tokenizer_source", "tokenizer", "chat_template", "modules", "name", "align"];
 
 /** Parses recipe YAML text. `file` names it in messages. */
 export function parseRecipe(text: string, file = "recipe"): Recipe {
@@ -94,6 +105,7 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
     if (!dtype) throw fail(key, `${JSON.stringify(r[key])} is not a float dtype weightsoup computes in (bfloat16, float16, float32)`);
     recipe[field] = dtype;
   }
+  if (r.align !== undefined) recipe.align = alignStep(r.align, fail);
   if (hasModels) {
     recipe.models = list(r.models, "models", fail).map((m, i) => inputSlice(m, `models[${i}]`, false, fail));
     if (recipe.models.length === 0) throw fail("models", "is empty");
@@ -105,6 +117,22 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
 }
 
 type Fail = (key: string, what: string) => RecipeError;
+
+function alignStep(v: unknown, fail: Fail): AlignStep {
+  const a = mapping(v, "align", fail, ["to", "spec", "seed", "max_sweeps"]);
+  const step: AlignStep = { to: modelRef(a.to, "align.to", fail) };
+  if (a.spec !== undefined) {
+    if (!["auto", "mlp", "llama", "gpt2"].includes(a.spec as string)) throw fail("align.spec", `${JSON.stringify(a.spec)} is not a built-in spec (auto, mlp, llama, gpt2)`);
+    step.spec = a.spec as AlignStep["spec"];
+  }
+  for (const [key, field, max] of [["seed", "seed", 2 ** 32 - 1], ["max_sweeps", "maxSweeps", 10_000]] as const) {
+    const n = a[key];
+    if (n === undefined) continue;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < (key === "seed" ? 0 : 1) || n > max) throw fail(`align.${key}`, `must be an integer from ${key === "seed" ? 0 : 1} to ${max}`);
+    step[field] = n;
+  }
+  return step;
+}
 
 function list(v: unknown, key: string, fail: Fail): unknown[] {
   if (!Array.isArray(v)) throw fail(key, "must be a list");

@@ -1,14 +1,13 @@
-// Similarity matrices for weight matching: S[i][j] += sum_t A[i][t] * B[j][t] over every tensor that
-// touches a permutation group, unfolded so the permuted axis is the row axis (n rows of k values).
-// S is n x n f32; A and B are n x k f32, row-major, so both operands run contiguously over t.
+// C (n x m) += A (n x k) · B (m x k)ᵀ, all f32 row-major, so both operands run contiguously over t.
+// Two users: weight matching's similarity matrices (S[i][j] = sum_t A[i][t] * B[j][t] over tensors
+// unfolded so the permuted axis indexes rows) and the evaluation MLP's dense layers (X · Wᵀ, with W
+// in the [out, in] layout checkpoints use).
 //
-// Register blocking: a 4 x 4 block of S is sixteen f32x4 accumulators fed by four rows of A and four
+// Register blocking: a 4 x 4 block of C is sixteen f32x4 accumulators fed by four rows of A and four
 // of B, four t at a time (8 loads for 16 multiply-adds). Cache blocking: k is cut into tiles of
 // K_TILE and the rows of B into tiles of J_TILE, so a tile of B (J_TILE x K_TILE floats, 64 KiB) stays
 // in cache while every block of A's rows passes over it. Partial sums over one k-tile are f32; they are
-// added into S tile by tile, so no sum runs over more than K_TILE products before reaching S.
-//
-// A tensor whose permuted axis is its column axis (r x n) is transposed into n x r first.
+// added into C tile by tile, so no sum runs over more than K_TILE products before reaching C.
 
 const K_TILE = 256;
 const J_TILE = 64;
@@ -18,26 +17,26 @@ const J_TILE = 64;
   return base + ((<usize>row * <usize>k) << 2);
 }
 
-/** S (n x n) += A (n x k) · B (n x k)ᵀ. */
-export function accumulateSimilarity(a: usize, b: usize, n: i32, k: i32, s: usize): void {
+/** C (n x m) += A (n x k) · B (m x k)ᵀ. */
+export function accumulateProduct(a: usize, b: usize, n: i32, m: i32, k: i32, s: usize): void {
   const k4 = k & ~3;
   for (let t0 = 0; t0 < k; t0 += K_TILE) {
     const t1 = min(k, t0 + K_TILE), t1v = min(k4, t1);
-    for (let j0 = 0; j0 < n; j0 += J_TILE) {
-      const j1 = min(n, j0 + J_TILE);
+    for (let j0 = 0; j0 < m; j0 += J_TILE) {
+      const j1 = min(m, j0 + J_TILE);
       let i = 0;
       for (; i + 4 <= n; i += 4) {
         let j = j0;
-        for (; j + 4 <= j1; j += 4) block4x4(a, b, n, k, s, i, j, t0, t1v, t1);
-        for (; j < j1; j++) for (let ii = 0; ii < 4; ii++) dotInto(a, b, n, k, s, i + ii, j, t0, t1);
+        for (; j + 4 <= j1; j += 4) block4x4(a, b, m, k, s, i, j, t0, t1v, t1);
+        for (; j < j1; j++) for (let ii = 0; ii < 4; ii++) dotInto(a, b, m, k, s, i + ii, j, t0, t1);
       }
-      for (; i < n; i++) for (let j = j0; j < j1; j++) dotInto(a, b, n, k, s, i, j, t0, t1);
+      for (; i < n; i++) for (let j = j0; j < j1; j++) dotInto(a, b, m, k, s, i, j, t0, t1);
     }
   }
 }
 
-/** The 4 x 4 block of S at (i, j), over t in [t0, t1): vector part up to t1v, scalar tail after. */
-function block4x4(a: usize, b: usize, n: i32, k: i32, s: usize, i: i32, j: i32, t0: i32, t1v: i32, t1: i32): void {
+/** The 4 x 4 block of C at (i, j), C having m columns, over t in [t0, t1): vector part up to t1v, scalar tail after. */
+function block4x4(a: usize, b: usize, m: i32, k: i32, s: usize, i: i32, j: i32, t0: i32, t1v: i32, t1: i32): void {
   const a0 = rowPtr(a, i, k), a1 = rowPtr(a, i + 1, k), a2 = rowPtr(a, i + 2, k), a3 = rowPtr(a, i + 3, k);
   const b0 = rowPtr(b, j, k), b1 = rowPtr(b, j + 1, k), b2 = rowPtr(b, j + 2, k), b3 = rowPtr(b, j + 3, k);
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
@@ -58,14 +57,14 @@ function block4x4(a: usize, b: usize, n: i32, k: i32, s: usize, i: i32, j: i32, 
     c30 = f32x4.add(c30, f32x4.mul(x3, y0)); c31 = f32x4.add(c31, f32x4.mul(x3, y1));
     c32 = f32x4.add(c32, f32x4.mul(x3, y2)); c33 = f32x4.add(c33, f32x4.mul(x3, y3));
   }
-  const row0 = s + ((<usize>i * <usize>n + <usize>j) << 2), stride = <usize>n << 2;
+  const row0 = s + ((<usize>i * <usize>m + <usize>j) << 2), stride = <usize>m << 2;
   addRow(row0, c00, c01, c02, c03, a0, b0, b1, b2, b3, t, t1);
   addRow(row0 + stride, c10, c11, c12, c13, a1, b0, b1, b2, b3, t, t1);
   addRow(row0 + 2 * stride, c20, c21, c22, c23, a2, b0, b1, b2, b3, t, t1);
   addRow(row0 + 3 * stride, c30, c31, c32, c33, a3, b0, b1, b2, b3, t, t1);
 }
 
-/** Adds one row of a block (four lane sums, plus the scalar tail t..t1) into S at `out`. */
+/** Adds one row of a block (four lane sums, plus the scalar tail t..t1) into C at `out`. */
 // @ts-ignore: decorator
 @inline function addRow(out: usize, c0: v128, c1: v128, c2: v128, c3: v128, x: usize, b0: usize, b1: usize, b2: usize, b3: usize, t: i32, t1: i32): void {
   let s0 = hsum(c0), s1 = hsum(c1), s2 = hsum(c2), s3 = hsum(c3);
@@ -84,26 +83,11 @@ function block4x4(a: usize, b: usize, n: i32, k: i32, s: usize, i: i32, j: i32, 
   return (f32x4.extract_lane(c, 0) + f32x4.extract_lane(c, 1)) + (f32x4.extract_lane(c, 2) + f32x4.extract_lane(c, 3));
 }
 
-/** One entry of S over t in [t0, t1), for the edges of S a 4 x 4 block does not cover. */
-function dotInto(a: usize, b: usize, n: i32, k: i32, s: usize, i: i32, j: i32, t0: i32, t1: i32): void {
+/** One entry of C (m columns) over t in [t0, t1), for the edges of C a 4 x 4 block does not cover. */
+function dotInto(a: usize, b: usize, m: i32, k: i32, s: usize, i: i32, j: i32, t0: i32, t1: i32): void {
   const x = rowPtr(a, i, k), y = rowPtr(b, j, k);
   let sum: f32 = 0;
   for (let t = t0; t < t1; t++) sum += load<f32>(x + (<usize>t << 2)) * load<f32>(y + (<usize>t << 2));
-  const p = s + ((<usize>i * <usize>n + <usize>j) << 2);
+  const p = s + ((<usize>i * <usize>m + <usize>j) << 2);
   store<f32>(p, load<f32>(p) + sum);
-}
-
-/** dst (cols x rows) = src (rows x cols)ᵀ, in 8 x 8 tiles so both sides stay in cache lines. */
-export function transpose(src: usize, rows: i32, cols: i32, dst: usize): void {
-  for (let r0 = 0; r0 < rows; r0 += 8) {
-    const r1 = min(rows, r0 + 8);
-    for (let c0 = 0; c0 < cols; c0 += 8) {
-      const c1 = min(cols, c0 + 8);
-      for (let r = r0; r < r1; r++) {
-        for (let c = c0; c < c1; c++) {
-          store<f32>(dst + ((<usize>c * <usize>rows + <usize>r) << 2), load<f32>(src + ((<usize>r * <usize>cols + <usize>c) << 2)));
-        }
-      }
-    }
-  }
 }

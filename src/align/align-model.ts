@@ -1,0 +1,73 @@
+/**
+ * @file Aligning one checkpoint to another (Git Re-Basin weight matching): pick or read the permutation
+ * spec, load the tensors it names from both models, match, and write the permuted model with the
+ * input's layout plus `weightsoup_alignment.json` (the permutations and per-group similarity).
+ */
+import { AlignmentError } from "../errors";
+import type { OutputFolder } from "../io/output";
+import type { LoadedModel } from "../model/model";
+import { inferSpec, type SpecKind } from "./architectures";
+import { readFloatTensors, writePermutedModel } from "./checkpoint";
+import { checkSpec, type PermutationSpec, type Permutations } from "./spec";
+import { weightMatching, type GroupSimilarity } from "./weight-matching";
+
+export const ALIGNMENT_FILE = "weightsoup_alignment.json";
+
+export interface AlignOptions {
+  /** A built-in spec (default "auto": from config.json) or an explicit one. */
+  spec?: SpecKind | PermutationSpec;
+  seed?: number;
+  maxSweeps?: number;
+  signal?: AbortSignal;
+  onGroup?: (event: { sweep: number; group: string; done: number; groups: number }) => void;
+}
+
+export interface AlignResult {
+  spec: PermutationSpec;
+  permutations: Permutations;
+  sweeps: number;
+  groups: ({ name: string; size: number } & GroupSimilarity)[];
+  /** Seconds spent reading, matching and writing. */
+  seconds: { read: number; match: number; write: number };
+}
+
+/** Permutations that align `model` to `reference` (nothing written). */
+export async function matchModels(reference: LoadedModel, model: LoadedModel, options: AlignOptions = {}): Promise<Omit<AlignResult, "seconds"> & { readSeconds: number; matchSeconds: number }> {
+  const shapes = new Map([...reference.tensors].map(([name, t]) => [name, t.shape]));
+  const spec = typeof options.spec === "object" ? options.spec : inferSpec(options.spec ?? "auto", reference.config ?? undefined, shapes);
+  const checked = checkSpec(spec, shapes);
+  for (const [name, { shape }] of checked.tensors) {
+    const other = model.tensors.get(name);
+    if (!other) throw new AlignmentError("E_TENSOR_MISSING", `${model.location}: no tensor "${name}" (the reference model has it)`, { model: model.location, tensor: name });
+    if (other.shape.join() !== shape.join()) {
+      throw new AlignmentError("E_SHAPE_MISMATCH", `${other.file}: "${name}" is [${other.shape.join(", ")}] but [${shape.join(", ")}] in ${reference.location}`, { file: other.file, tensor: name });
+    }
+  }
+  const t0 = performance.now();
+  const a = await readFloatTensors(reference, checked.tensors.keys());
+  const b = await readFloatTensors(model, checked.tensors.keys());
+  const t1 = performance.now();
+  const result = await weightMatching(spec, a, b, { seed: options.seed, maxSweeps: options.maxSweeps, signal: options.signal, onGroup: options.onGroup });
+  const groups = [...result.similarity].map(([name, s]) => ({ name, size: checked.sizes.get(name)!, ...s }));
+  return { spec, permutations: result.permutations, sweeps: result.sweeps, groups, readSeconds: (t1 - t0) / 1000, matchSeconds: (performance.now() - t1) / 1000 };
+}
+
+/** Aligns `model` to `reference` and writes the permuted model into `out` (committed at the end). */
+export async function alignModel(reference: LoadedModel, model: LoadedModel, out: OutputFolder, options: AlignOptions = {}): Promise<AlignResult> {
+  try {
+    const matched = await matchModels(reference, model, options);
+    const t0 = performance.now();
+    await writePermutedModel(model, matched.spec, matched.permutations, out, options.signal);
+    await out.writeText(ALIGNMENT_FILE, JSON.stringify({
+      reference: reference.location, model: model.location, seed: options.seed ?? 0, sweeps: matched.sweeps,
+      groups: matched.groups,
+      permutations: Object.fromEntries([...matched.permutations].map(([g, p]) => [g, [...p]])),
+    }, null, 1) + "\n");
+    await out.commit();
+    const { readSeconds, matchSeconds, ...rest } = matched;
+    return { ...rest, seconds: { read: readSeconds, match: matchSeconds, write: (performance.now() - t0) / 1000 } };
+  } catch (e) {
+    await out.discard();
+    throw e;
+  }
+}

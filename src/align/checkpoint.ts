@@ -1,0 +1,114 @@
+/**
+ * @file Checkpoints for alignment and evaluation: reading tensors whole as float32 (the read lands in
+ * wasm memory and the decode kernel widens BF16/F16 there), and writing a permuted copy of a model
+ * with exactly the input's file layout (same shards, same headers, same offsets, same dtypes: a
+ * permutation moves elements, it never changes their values or their bits).
+ */
+import { AlignmentError } from "../errors";
+import { DTYPES, elementBytes } from "../format/dtypes";
+import type { OutputFolder } from "../io/output";
+import { openSource } from "../io/source";
+import { INDEX_FILE, isWeightFile, type LoadedModel, type TensorInfo } from "../model/model";
+import { alignmentKernels } from "./kernels";
+import { checkSpec, gather, tensorMaps, type Elements, type PermutationSpec, type Permutations } from "./spec";
+import type { Tensor } from "./weight-matching";
+
+const count = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** Raw bytes of one tensor. */
+export async function readTensorBytes(info: TensorInfo): Promise<Uint8Array> {
+  const source = openSource(info.source);
+  try {
+    const bytes = new Uint8Array(info.end - info.begin);
+    await source.readInto(info.offset, bytes);
+    return bytes;
+  } finally {
+    await source.close();
+  }
+}
+
+/** The named tensors of a model as float32 (F32, F16, BF16 or F64 in the file). */
+export async function readFloatTensors(model: LoadedModel, names: Iterable<string>): Promise<Map<string, Tensor>> {
+  const { exports, arena } = await alignmentKernels();
+  const out = new Map<string, Tensor>();
+  for (const name of names) {
+    const info = model.tensors.get(name);
+    if (!info) throw new AlignmentError("E_TENSOR_MISSING", `${model.location}: no tensor "${name}"`, { model: model.location, tensor: name });
+    const code = DTYPES[info.dtype]?.code;
+    if (code === undefined) {
+      throw new AlignmentError("E_DTYPE_UNSUPPORTED", `${info.file}: tensor "${name}" is ${info.dtype}; alignment reads F32, F16, BF16 and F64`, { file: info.file, tensor: name });
+    }
+    const n = count(info.shape), bytes = info.end - info.begin;
+    arena.reset();
+    const raw = arena.alloc(bytes), wide = arena.alloc(n * 4);
+    const source = openSource(info.source);
+    try {
+      await source.readInto(info.offset, arena.u8(raw, bytes));
+    } finally {
+      await source.close();
+    }
+    exports.decode(raw, code, wide, n);
+    const data = new Float32Array(n);
+    data.set(arena.f32(wide, n));
+    out.set(name, { shape: [...info.shape], data });
+  }
+  return out;
+}
+
+function elementsOf(bytes: Uint8Array, size: number): Elements {
+  const { buffer, byteOffset, byteLength } = bytes;
+  switch (size) {
+    case 1: return bytes;
+    case 2: return new Uint16Array(buffer, byteOffset, byteLength / 2);
+    case 4: return new Uint32Array(buffer, byteOffset, byteLength / 4);
+    case 8: return new Float64Array(buffer, byteOffset, byteLength / 8);
+    default: throw new AlignmentError("E_DTYPE_UNSUPPORTED", `elements of ${size} bytes cannot be permuted`, {});
+  }
+}
+
+/**
+ * Writes `model` permuted by `perms` into `out`: every weight file with its original header and
+ * layout, permuted tensors gathered element by element in their own dtype, the others copied; the
+ * shard index and every other file (config, tokenizer) copied as they are.
+ */
+export async function writePermutedModel(model: LoadedModel, spec: PermutationSpec, perms: Permutations, out: OutputFolder, signal?: AbortSignal): Promise<void> {
+  const checked = checkSpec(spec, new Map([...model.tensors].map(([name, t]) => [name, t.shape])));
+  const byFile = new Map<string, TensorInfo[]>();
+  for (const info of model.tensors.values()) {
+    const file = fileName(model, info);
+    (byFile.get(file) ?? byFile.set(file, []).get(file)!).push(info);
+  }
+  for (const [file, tensors] of byFile) {
+    const first = tensors[0]!;
+    const source = openSource(first.source);
+    try {
+      const size = await source.size();
+      const head = new Uint8Array(first.offset - first.begin);
+      await source.readInto(0, head);
+      await out.createFile(file, size, head);
+    } finally {
+      await source.close();
+    }
+    for (const info of tensors) {
+      signal?.throwIfAborted();
+      let bytes = await readTensorBytes(info);
+      if (checked.tensors.has(info.name)) {
+        const width = elementBytes(info.dtype);
+        const elements = elementsOf(bytes, width);
+        const moved = gather(elements, info.shape, tensorMaps(checked, info.name, perms), elementsOf(new Uint8Array(bytes.length), width));
+        bytes = new Uint8Array(moved.buffer, moved.byteOffset, moved.byteLength);
+      }
+      await out.write(file, info.offset, bytes);
+    }
+  }
+  for (const file of await model.folder.list()) {
+    if (file === INDEX_FILE || !isWeightFile(file)) await out.copyFrom(file, model.folder.source(file));
+  }
+}
+
+/** The weight file a tensor lives in, as a name inside the model folder. */
+function fileName(model: LoadedModel, info: TensorInfo): string {
+  const source = info.source;
+  const path = source.kind === "path" ? source.path : source.name;
+  return path.slice(path.replace(/\\/g, "/").lastIndexOf("/") + 1);
+}
