@@ -14,3 +14,4 @@ export { taskVectorMerge, maskedL1 } from "./taskvector";
 export { absDeltaSample, absDeltaRange, keyRange } from "./select";
 export { assignMin, prepareCosts } from "./assignment";
 export { accumulateProduct } from "./gemm";
+export { addBias, crossEntropy } from "./evaluate";

@@ -18,3 +18,4 @@ export { checkSpec, parseSpec, type PermutationSpec, type AxisSpec, type AxisLev
 export { inferSpec, mlpSpec, llamaSpec, gpt2Spec, SPEC_KINDS, type SpecKind } from "./align/architectures";
 export { alignModel, matchModels, ALIGNMENT_FILE, type AlignOptions, type AlignResult } from "./align/align-model";
 export { openModel, type LoadedModel } from "./model/model";
+export { evaluateMlp, barrierPath, measureBarrier, loadDataset, interpolate, type Dataset, type Evaluation, type PathPoint, type BarrierReport, type BarrierOptions } from "./align/barrier";

@@ -17,6 +17,7 @@ import type { OutputFolder } from "./io/output";
 import { resolveModel } from "./model/resolve";
 import { openModel } from "./model/model";
 import { alignModel, type AlignOptions, type AlignResult } from "./align/align-model";
+import { loadDataset, measureBarrier, type BarrierOptions } from "./align/barrier";
 import { parseRecipe, type Recipe } from "./recipe/recipe";
 
 export interface NodeMergeOptions extends Omit<MergeOptions, "out" | "models"> {
@@ -68,6 +69,16 @@ export async function align(reference: string, model: string, options: NodeAlign
   const [a, b] = await Promise.all([reference, model].map(async (name) => openModel(await resolveModel(name, resolve(".")))));
   const { out, force, ...rest } = options;
   return alignModel(a!, b!, await NodeOutputFolder.open(out, { force: force ?? false }), rest);
+}
+
+/**
+ * Loss and accuracy of two MLP classifiers' straight-line path on a dataset (a safetensors file with
+ * `inputs` and `labels`), and the barrier; with `align`, the same after weight matching.
+ */
+export async function barrier(a: string, b: string, options: BarrierOptions & { data: string }) {
+  const open = async (name: string) => openModel(await resolveModel(name, resolve(".")));
+  const data = await loadDataset(await openModel(await NodeFolder.open(options.data)));
+  return measureBarrier(await open(a), await open(b), data, options);
 }
 
 /** Describes a .safetensors file or a model folder. */

@@ -4,6 +4,7 @@
  *   weightsoup merge RECIPE.yml OUT_DIR [--seed N] [--workers N] [--out-shard-size SIZE] [--force] ...
  *   weightsoup inspect PATH [--json]
  *   weightsoup align REFERENCE MODEL OUT_DIR [--spec auto|mlp|llama|gpt2|FILE] [--seed N] ...
+ *   weightsoup barrier A B --data FILE [--points 25] [--align] [--json]
  *   weightsoup example [DIR]
  *
  * Exit status: 0 on success, 1 when a merge (or inspect) fails, with the error's message and code,
@@ -12,7 +13,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { AbortError, UsageError, ValidationError, WeightsoupError } from "../errors";
 import type { MergeEvent } from "../events";
-import { merge, inspect, align } from "../node";
+import { merge, inspect, align, barrier } from "../node";
 import { readFile } from "node:fs/promises";
 import { SPEC_KINDS, type SpecKind } from "../align/architectures";
 import { parseSpec, type PermutationSpec } from "../align/spec";
@@ -29,6 +30,9 @@ Usage:
   weightsoup inspect PATH [--json]                 list a checkpoint's tensors
   weightsoup align REFERENCE MODEL OUT_DIR         permute MODEL's hidden units to match REFERENCE
                                                    (Git Re-Basin weight matching)
+  weightsoup barrier A B --data FILE [--points 25] [--align]
+                                                   loss and accuracy of two MLP classifiers along
+                                                   the line from A to B, and the barrier
   weightsoup example [DIR]                         build example models and merge them (default DIR: ./example)
 
 Merge options:
@@ -47,6 +51,12 @@ Align options:
   --max-sweeps N        stop after N sweeps over the groups (default 100)
   --force, --quiet, --json as for merge
 
+Barrier options:
+  --data FILE           safetensors file with "inputs" [N, features] and "labels" [N] (required)
+  --points N            evenly spaced points from A (0) to B (1), both included (default 25)
+  --align               also measure after aligning B to A (weight matching); --seed as for align
+  --json                print the paths as JSON on stdout
+
 Exit status: 0 success, 1 merge error, 2 usage error.`;
 
 interface Io {
@@ -61,6 +71,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       case "merge": return await mergeCommand(rest, io);
       case "inspect": return await inspectCommand(rest, io);
       case "align": return await alignCommand(rest, io);
+      case "barrier": return await barrierCommand(rest, io);
       case "example": return await exampleCommand(rest, io);
       case "--version": case "-v": io.stdout.write(`${VERSION}\n`); return 0;
       case undefined: case "--help": case "-h": case "help": io.stdout.write(HELP + "\n"); return command === undefined ? 2 : 0;
@@ -232,6 +243,38 @@ async function alignCommand(argv: string[], io: Io): Promise<number> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
+}
+
+async function barrierCommand(argv: string[], io: Io): Promise<number> {
+  const usage = "weightsoup barrier A B --data FILE [--points 25] [--align] [--seed N] [--json]";
+  const { values, positionals } = args(argv, {
+    data: { type: "string" }, points: { type: "string" }, align: { type: "boolean" }, seed: { type: "string" }, json: { type: "boolean" },
+  }, [2, 2], usage);
+  if (!values.data) throw new UsageError("E_USAGE", `--data FILE is required\nusage: ${usage}`);
+  const [a, b] = positionals as [string, string];
+  const result = await barrier(a, b, {
+    data: values.data, align: values.align ?? false,
+    ...defined({ points: integer(values.points, "points", 2, 10_001), seed: integer(values.seed, "seed", 0, 2 ** 32 - 1) }),
+  });
+  if (values.json) {
+    io.stdout.write(JSON.stringify(result) + "\n");
+    return 0;
+  }
+  const { naive, aligned } = result;
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const lines = [`path from ${a} (λ = 0) to ${b} (λ = 1) on ${values.data}`, ""];
+  lines.push(`${"λ".padStart(6)}  ${"loss".padStart(8)}  ${"accuracy".padStart(8)}${aligned ? `  ${"aligned loss".padStart(12)}  ${"accuracy".padStart(8)}` : ""}`);
+  naive.points.forEach((p, i) => {
+    const q = aligned?.points[i];
+    lines.push(`${p.lambda.toFixed(3).padStart(6)}  ${p.loss.toFixed(4).padStart(8)}  ${pct(p.accuracy).padStart(8)}${q ? `  ${q.loss.toFixed(4).padStart(12)}  ${pct(q.accuracy).padStart(8)}` : ""}`);
+  });
+  const summary = (name: string, r: typeof naive) =>
+    `${name}: barrier ${r.barrier.toFixed(4)} (max loss − mean endpoint loss, at λ = ${r.worstLambda.toFixed(3)}); ` +
+    `midpoint loss ${r.midpoint.loss.toFixed(4)}, accuracy ${pct(r.midpoint.accuracy)}; accuracy drop ${pct(r.accuracyDrop)}`;
+  lines.push("", summary("straight line", naive));
+  if (aligned) lines.push(summary(`after aligning B to A (${result.sweeps} sweeps)`, aligned));
+  io.stdout.write(lines.join("\n") + "\n");
+  return 0;
 }
 
 async function exampleCommand(argv: string[], io: Io): Promise<number> {

@@ -24,6 +24,8 @@ export type KernelExports = {
   keyRange(keys: number, n: number, lo: number, hi: number, shift: number, hist: number, compact: number, stats: number): void;
   assignMin(cost: number, n: number, m: number, finite: number, sign: number, v: number, u: number, d: number, colOfRow: number, rowOfCol: number, pred: number, reachedCols: number, scannedRows: number, free: number, reached: number, held: number): number;
   accumulateProduct(a: number, b: number, n: number, m: number, k: number, c: number): void;
+  addBias(y: number, bias: number, rows: number, cols: number, relu: number): void;
+  crossEntropy(logits: number, labels: number, rows: number, classes: number, out: number): void;
   prepareCosts(cost: number, n: number, m: number, sign: number, v: number, rowOfCol: number, infinite: number): number;
 };
 
