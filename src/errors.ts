@@ -19,12 +19,15 @@ export type ErrorCode =
   | "E_OFFSETS" // gaps, overlaps or out-of-order data offsets
   | "E_INCOMPLETE_BUFFER" // data does not end exactly at the end of the file
   | "E_METADATA" // __metadata__ is not a map of strings
+  | "E_LFS_POINTER" // a git-lfs pointer file where the weights should be (git lfs pull was not run)
+  | "E_NOT_SAFETENSORS" // some other kind of file saved under a .safetensors name (an HTML page, a pickle)
   // models
   | "E_MODEL_NOT_FOUND"
   | "E_NO_WEIGHTS"
   | "E_INDEX" // model.safetensors.index.json malformed or inconsistent
   | "E_SHARD_MISSING"
-  | "E_CONFIG" // config.json unreadable
+  | "E_CONFIG" // config.json unreadable, not an object, or contradicting the tensors
+  | "E_NOT_REGULAR_FILE" // a FIFO, device or socket where a file was expected
   // recipes and plans
   | "E_RECIPE_SYNTAX"
   | "E_RECIPE"
@@ -33,6 +36,8 @@ export type ErrorCode =
   | "E_PARAMETER_UNKNOWN"
   | "E_PARAMETER_MISSING"
   | "E_PARAMETER_INVALID"
+  | "E_DUPLICATE_MODEL" // the same model listed twice where each entry would need its own parameters
+  | "E_LAYER_MISMATCH" // models whose layer counts differ, merged without explicit slices
   | "E_TENSOR_MISSING"
   | "E_SHAPE_MISMATCH"
   | "E_DTYPE_UNSUPPORTED"
@@ -41,6 +46,8 @@ export type ErrorCode =
   | "E_OUTPUT_EXISTS"
   | "E_OUTPUT_NAME" // an output folder name that cannot be a folder
   | "E_OUTPUT_SPACE" // not enough storage for the output
+  | "E_OUTPUT_LOCKED" // another merge is writing the same output folder
+  | "E_OUTPUT_IS_INPUT" // the output folder is, contains or is inside one of the inputs
   | "E_IO"
   | "E_MEMORY_BUDGET"
   | "E_WORKER"
@@ -51,6 +58,7 @@ export type ErrorCode =
   | "E_SPEC" // a permutation spec that does not fit the model
   | "E_ARCHITECTURE_UNSUPPORTED" // no built-in permutation spec for this model
   | "E_DATA" // an evaluation dataset that is malformed or does not fit the model
+  | "E_OPTION" // a library option of the wrong type or out of range
   | "E_USAGE";
 
 /** Facts about where an error arose. Every field is optional; messages repeat the ones that are set. */
@@ -87,6 +95,8 @@ export class RecipeError extends WeightsoupError {}
 export class OutputError extends WeightsoupError {}
 /** A worker died or a kernel ran out of its memory budget. */
 export class WorkerError extends WeightsoupError {}
+/** A library option (workers, memoryBudget, seed, ...) of the wrong type or out of range. */
+export class OptionError extends WeightsoupError {}
 /** Wrong command-line usage (the CLI exits with 2). */
 export class UsageError extends WeightsoupError {}
 
@@ -117,7 +127,28 @@ export class ValidationError extends RecipeError {
 /** Error classes by name, for rebuilding errors that crossed a worker boundary. */
 export const errorClasses = {
   WeightsoupError, SafetensorsError, ModelError, RecipeError, OutputError, WorkerError, UsageError, AbortError, AlignmentError,
+  OptionError,
 } as const;
+
+/**
+ * A value from outside (a header, config.json, a recipe) as a short phrase for a message. Never
+ * stringifies the whole value: attacker JSON can be nested 100,000 deep or megabytes long.
+ */
+export function describeValue(value: unknown, room = 60): string {
+  if (typeof value === "string") return JSON.stringify(value.length > room ? value.slice(0, room) + "…" : value);
+  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint" || value === undefined) return String(value);
+  if (value === null) return "null";
+  if (Array.isArray(value)) {
+    if (value.length === 0) return "[]";
+    const first = value.every((v) => typeof v === "number") ? value.slice(0, 8).join(", ") + (value.length > 8 ? ", …" : "") : "…";
+    return `a list of ${value.length} (${first === "…" ? "starting " + describeValue(value[0], 20) : first})`;
+  }
+  if (typeof value === "object") {
+    const keys = Object.keys(value);
+    return keys.length ? `a mapping with keys ${keys.slice(0, 4).map((k) => JSON.stringify(k.slice(0, 30))).join(", ")}${keys.length > 4 ? ", …" : ""}` : "an empty mapping";
+  }
+  return typeof value;
+}
 
 /** "file: tensor \"name\": " style prefix for messages. */
 export function where(details: ErrorDetails): string {

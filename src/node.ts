@@ -6,12 +6,13 @@
  * import { merge } from "weightsoup";
  * const summary = await merge("recipe.yml", { out: "merged", onProgress: (e) => console.log(e.type) });
  */
-import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { merge as mergeWith, type MergeOptions, type MergeSummary } from "./api/merge";
 import { inspect as inspectFolder, type InspectReport } from "./api/inspect";
-import { ModelError } from "./errors";
-import { NodeFolder } from "./io/node-folder";
+import { ModelError, WeightsoupError } from "./errors";
+import { NodeFolder, readTextFile } from "./io/node-folder";
+import type { ModelFolder } from "./io/folder";
+import { checkIntegerOptions } from "./api/options";
 import { NodeOutputFolder } from "./io/node-output";
 import type { OutputFolder } from "./io/output";
 import { resolveModel } from "./model/resolve";
@@ -35,11 +36,18 @@ export interface NodeMergeOptions extends Omit<MergeOptions, "out" | "models"> {
 export async function readRecipe(path: string): Promise<Recipe> {
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    text = await readTextFile(path);
   } catch (cause) {
-    throw new ModelError("E_MODEL_NOT_FOUND", `${path}: cannot read the recipe (${(cause as Error).message})`, { file: path }, { cause });
+    if (cause instanceof WeightsoupError && cause.code !== "E_MODEL_NOT_FOUND") throw cause;
+    throw new ModelError("E_MODEL_NOT_FOUND", `${path}: cannot read the recipe (no such file)`, { file: path }, { cause });
   }
   return parseRecipe(text, path);
+}
+
+/** The paths on disk a model is read from: its folder (or file) and every weight file (cache snapshots link into blobs/). */
+function pathsOf(folder: ModelFolder, weightFiles: readonly string[] = []): string[] {
+  if (!(folder instanceof NodeFolder)) return [];
+  return [folder.path, ...weightFiles.flatMap((f) => { const ref = folder.source(f); return ref.kind === "path" ? [ref.path] : []; })];
 }
 
 /** Merges the models of a recipe (a file path, or a parsed Recipe) into `options.out`. */
@@ -47,10 +55,19 @@ export async function merge(recipe: string | Recipe, options: NodeMergeOptions):
   const parsed = typeof recipe === "string" ? await readRecipe(recipe) : recipe;
   const baseDir = typeof recipe === "string" ? dirname(resolve(recipe)) : resolve(options.baseDir ?? ".");
   const { out, force, models, ...rest } = options;
+  // Everything the merge reads, so that the output can never be one of them (--force would delete it).
+  const inputs = typeof recipe === "string" ? [recipe] : [];
+  const find = models ?? ((name: string) => resolveModel(name, baseDir));
   return mergeWith(parsed, {
     ...rest,
-    models: models ?? ((name) => resolveModel(name, baseDir)),
-    out: typeof out === "string" ? () => NodeOutputFolder.open(out, { force: force ?? false }) : out,
+    models: async (name) => {
+      const folder = await find(name);
+      inputs.push(...pathsOf(folder));
+      return folder;
+    },
+    out: typeof out === "string"
+      ? (plan) => NodeOutputFolder.open(out, { force: force ?? false, inputs: [...inputs, ...[...plan.models.values()].flatMap((m) => pathsOf(m.folder, m.weightFiles.map((w) => w.file)))] })
+      : out,
   });
 }
 
@@ -66,9 +83,11 @@ export interface NodeAlignOptions extends AlignOptions {
  * files or Hugging Face cache names.
  */
 export async function align(reference: string, model: string, options: NodeAlignOptions): Promise<AlignResult> {
+  checkIntegerOptions(options, ["seed", "maxSweeps"]);
   const [a, b] = await Promise.all([reference, model].map(async (name) => openModel(await resolveModel(name, resolve(".")))));
   const { out, force, ...rest } = options;
-  return alignModel(a!, b!, await NodeOutputFolder.open(out, { force: force ?? false }), rest);
+  const inputs = [a!, b!].flatMap((m) => pathsOf(m.folder, m.weightFiles.map((w) => w.file)));
+  return alignModel(a!, b!, await NodeOutputFolder.open(out, { force: force ?? false, inputs }), rest);
 }
 
 /**
@@ -76,6 +95,7 @@ export async function align(reference: string, model: string, options: NodeAlign
  * `inputs` and `labels`), and the barrier; with `align`, the same after weight matching.
  */
 export async function barrier(a: string, b: string, options: BarrierOptions & { data: string }) {
+  checkIntegerOptions(options, ["seed", "points"]);
   const open = async (name: string) => openModel(await resolveModel(name, resolve(".")));
   const data = await loadDataset(await openModel(await NodeFolder.open(options.data)));
   return measureBarrier(await open(a), await open(b), data, options);

@@ -11,7 +11,8 @@ import { nodeEndpoint } from "../src/pool/endpoint";
 import { installErrorTransfer } from "../src/pool/protocol";
 import type { WorkerApi } from "../src/pool/worker-api";
 import type { Kernels } from "../src/kernels/kernels";
-import type { PassResult } from "../src/merge/job";
+import type { PassResult, TensorJob } from "../src/merge/job";
+import { WeightsoupError, WorkerError } from "../src/errors";
 
 installErrorTransfer();
 
@@ -22,14 +23,23 @@ installErrorTransfer();
 const instances: { kernels: Kernels; workspace: ChunkWorkspace }[] = [];
 const free: ChunkWorkspace[] = [];
 
-/** Runs `fn` with a workspace of its own (the pool never sends more jobs than there are). */
-async function withWorkspace<T>(fn: (ws: ChunkWorkspace) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` for a job with a workspace of its own (the pool never sends more jobs than there are).
+ * Whatever fails comes back typed: an error that is not already a WeightsoupError is a bug, reported
+ * as E_WORKER with the tensor it happened on and its own stack (for --debug).
+ */
+async function withWorkspace<T>(job: TensorJob, fn: (ws: ChunkWorkspace) => Promise<T>): Promise<T> {
   const ws = free.pop();
-  if (!ws) throw new Error(instances.length ? "more jobs in flight than workspaces" : "worker used before init()");
   try {
+    if (!ws) throw new Error(instances.length ? "more jobs in flight than workspaces" : "worker used before init()");
     return await fn(ws);
+  } catch (e) {
+    if (e instanceof WeightsoupError) throw e;
+    const error = new WorkerError("E_WORKER", `tensor "${job.name}": the worker failed: ${e instanceof Error ? e.message : String(e)}`, { tensor: job.name }, { cause: e });
+    if (e instanceof Error && e.stack) error.stack = e.stack;
+    throw error;
   } finally {
-    free.push(ws);
+    if (ws) free.push(ws);
   }
 }
 
@@ -47,15 +57,20 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
 
 const api: WorkerApi = {
   async init(memoryBudget, jobs, wasm) {
-    for (let i = 0; i < jobs; i++) {
-      const kernels = await loadKernels(Math.floor(memoryBudget / jobs / 65536) * 65536, wasm);
-      const workspace = new ChunkWorkspace(kernels);
-      instances.push({ kernels, workspace });
-      free.push(workspace);
+    try {
+      for (let i = 0; i < jobs; i++) {
+        const kernels = await loadKernels(Math.floor(memoryBudget / jobs / 65536) * 65536, wasm);
+        const workspace = new ChunkWorkspace(kernels);
+        instances.push({ kernels, workspace });
+        free.push(workspace);
+      }
+    } catch (e) {
+      if (e instanceof WeightsoupError) throw e;
+      throw new WorkerError("E_WORKER", `the worker could not load its kernels: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
     }
   },
   runTensor(job) {
-    return withWorkspace(async (ws) => {
+    return withWorkspace(job, async (ws) => {
       await ws.load(job, 0);
       const exec = new ResidentExecutor(ws);
       await runTensor(job, exec);
@@ -63,14 +78,14 @@ const api: WorkerApi = {
     });
   },
   runPass(job, chunk, request) {
-    return withWorkspace(async (ws) => {
+    return withWorkspace(job, async (ws) => {
       await ws.load(job, chunk);
       const result = ws.pass(request);
       return transfer(result, buffersOf(result));
     });
   },
   runFinal(job, chunk, request) {
-    return withWorkspace(async (ws) => {
+    return withWorkspace(job, async (ws) => {
       await ws.load(job, chunk);
       const bytes = await ws.final(request);
       return bytes ? transfer(bytes, [bytes.buffer as ArrayBuffer]) : undefined;

@@ -4,8 +4,7 @@
  */
 import { DTYPES } from "../format/dtypes";
 import type { ModelFolder } from "../io/folder";
-import { openModel, readHeader } from "../model/model";
-import { layerCount } from "../model/roles";
+import { openModel } from "../model/model";
 
 export interface InspectReport {
   location: string;
@@ -15,20 +14,16 @@ export interface InspectReport {
   bytes: number;
   byDtype: Record<string, { tensors: number; parameters: number; bytes: number }>;
   layers: number;
-  config: { architectures?: unknown; model_type?: unknown; torch_dtype?: unknown; vocab_size?: unknown; hidden_size?: unknown } | null;
+  /** config.json's facts that matter for merging; dtype is whichever of `dtype` (transformers 5) and `torch_dtype` it has. */
+  config: { architectures?: unknown; model_type?: unknown; dtype?: unknown; vocab_size?: unknown; hidden_size?: unknown } | null;
 }
 
 export async function inspect(folder: ModelFolder): Promise<InspectReport> {
   const model = await openModel(folder);
-  const weightFiles = [];
-  for (const file of model.weightFiles) {
-    const header = await readHeader(folder.source(file), file);
-    weightFiles.push({ file, tensors: header.tensors.size, metadata: header.metadata });
-  }
   const tensors = [...model.tensors.values()]
     .sort((a, b) => (a.name < b.name ? -1 : 1))
     .map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, parameters: t.numel, bytes: t.end - t.begin, file: t.file }));
-  const byDtype: InspectReport["byDtype"] = {};
+  const byDtype: InspectReport["byDtype"] = Object.create(null);
   for (const t of tensors) {
     const d = (byDtype[t.dtype] ??= { tensors: 0, parameters: 0, bytes: 0 });
     d.tensors++;
@@ -38,13 +33,13 @@ export async function inspect(folder: ModelFolder): Promise<InspectReport> {
   const c = model.config;
   return {
     location: model.location,
-    weightFiles,
+    weightFiles: model.weightFiles,
     tensors,
     parameters: tensors.reduce((s, t) => s + t.parameters, 0),
     bytes: tensors.reduce((s, t) => s + t.bytes, 0),
     byDtype,
-    layers: layerCount(c, model.tensors.keys()),
-    config: c && { architectures: c.architectures, model_type: c.model_type, torch_dtype: c.torch_dtype ?? c.dtype, vocab_size: c.vocab_size, hidden_size: c.hidden_size },
+    layers: model.layers,
+    config: c && { architectures: c.architectures, model_type: c.model_type, dtype: c.dtype ?? c.torch_dtype, vocab_size: c.vocab_size, hidden_size: c.hidden_size },
   };
 }
 

@@ -15,6 +15,7 @@ import { writePermutedModel } from "../align/checkpoint";
 import { MemoryOutputFolder } from "../io/memory-output";
 import { checkParameterNames, methodOf, planMerge, referencedModels, type MergePlan } from "../plan/plan";
 import { parseRecipe, type AlignStep, type Recipe } from "../recipe/recipe";
+import { checkCallbackOption, checkIntegerOptions } from "./options";
 
 export interface MergeOptions {
   /**
@@ -89,8 +90,9 @@ async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, 
 }
 
 export async function merge(recipe: Recipe | string, options: MergeOptions): Promise<MergeSummary> {
+  checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "chunkElements", "outShardSize"]);
+  checkCallbackOption(options, "onProgress");
   const seed = options.seed ?? 0;
-  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new RangeError(`seed must be an integer in [0, 2^32), got ${seed}`);
   try {
     const plan = await prepare(recipe, options.models, options.signal);
     const out = typeof options.out === "function" ? await options.out(plan) : options.out;

@@ -7,11 +7,13 @@
  *   weightsoup barrier A B --data FILE [--points 25] [--align] [--json]
  *   weightsoup example [DIR]
  *
- * Exit status: 0 on success, 1 when a merge (or inspect) fails, with the error's message and code,
- * 2 on bad usage. Ctrl-C aborts a merge cleanly (nothing that looks complete is left) with status 130.
+ * Exit status: 0 on success, 1 when a command fails, printed as `[E_CODE] message` (with stacks only
+ * under --debug), 2 on bad usage. Ctrl-C aborts a merge cleanly (nothing that looks complete is left)
+ * with status 130.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { AbortError, UsageError, ValidationError, WeightsoupError } from "../errors";
+import { AbortError, describeValue, OptionError, UsageError, WeightsoupError } from "../errors";
+import { OPTION_RANGES, type RangedOption } from "../api/options";
 import type { MergeEvent } from "../events";
 import { merge, inspect, align, barrier } from "../node";
 import { readFile } from "node:fs/promises";
@@ -23,41 +25,67 @@ import { runExample } from "../example/example";
 import { ProgressBar } from "./progress";
 import { formatBytes, formatSeconds } from "../units";
 
-const HELP = `weightsoup ${VERSION}: merge fine-tuned models in weight space, on this machine.
-
-Usage:
-  weightsoup merge RECIPE.yml OUT_DIR [options]   run a mergekit recipe
-  weightsoup inspect PATH [--json]                 list a checkpoint's tensors
-  weightsoup align REFERENCE MODEL OUT_DIR         permute MODEL's hidden units to match REFERENCE
-                                                   (Git Re-Basin weight matching)
-  weightsoup barrier A B --data FILE [--points 25] [--align]
-                                                   loss and accuracy of two MLP classifiers along
-                                                   the line from A to B, and the barrier
-  weightsoup example [DIR]                         build example models and merge them (default DIR: ./example)
-
-Merge options:
-  --seed N              seed of DARE's random masks (default 0)
+/** Each command's usage line, what it does, and its options: `weightsoup COMMAND --help` prints them. */
+const COMMANDS = {
+  merge: {
+    usage: "weightsoup merge RECIPE.yml OUT_DIR [options]",
+    summary: "run a mergekit recipe and write the merged model to OUT_DIR",
+    options: `  --seed N              seed of DARE's random masks (default 0)
   --workers N           worker threads (default: available cores)
   --out-shard-size SIZE largest output shard, e.g. 5B, 2GB, 500MiB (default 5B)
   --memory-budget SIZE  wasm memory per worker (default 256MiB)
   --chunk-size SIZE     largest chunk of tensor data a worker holds (default 64MiB)
-  --force               write into a non-empty OUT_DIR
+  --force               replace a non-empty OUT_DIR
   --quiet               no progress bar
-  --json                print the summary as JSON on stdout
-
-Align options:
-  --spec KIND|FILE      auto (from config.json), mlp, llama, gpt2, or a JSON spec file (default auto)
+  --json                print the summary as JSON on stdout`,
+  },
+  inspect: {
+    usage: "weightsoup inspect PATH [--json]",
+    summary: "list a checkpoint's (a .safetensors file's or a model folder's) tensors, dtypes and shapes",
+    options: `  --json                print the report as JSON on stdout`,
+  },
+  align: {
+    usage: "weightsoup align REFERENCE MODEL OUT_DIR [options]",
+    summary: "permute MODEL's hidden units to match REFERENCE (Git Re-Basin weight matching)",
+    options: `  --spec KIND|FILE      auto (from config.json), mlp, llama, gpt2, or a JSON spec file (default auto)
   --seed N              seed of the order groups are visited in (default 0)
   --max-sweeps N        stop after N sweeps over the groups (default 100)
-  --force, --quiet, --json as for merge
-
-Barrier options:
-  --data FILE           safetensors file with "inputs" [N, features] and "labels" [N] (required)
+  --force               replace a non-empty OUT_DIR
+  --quiet               no progress line
+  --json                print the result as JSON on stdout`,
+  },
+  barrier: {
+    usage: "weightsoup barrier A B --data FILE [options]",
+    summary: "loss and accuracy of two MLP classifiers along the line from A to B, and the barrier",
+    options: `  --data FILE           safetensors file with "inputs" [N, features] and "labels" [N] (required)
   --points N            evenly spaced points from A (0) to B (1), both included (default 25)
-  --align               also measure after aligning B to A (weight matching); --seed as for align
-  --json                print the paths as JSON on stdout
+  --align               also measure after aligning B to A (weight matching)
+  --seed N              seed of the alignment's group order (default 0)
+  --json                print the paths as JSON on stdout`,
+  },
+  example: {
+    usage: "weightsoup example [DIR]",
+    summary: "write small example models to DIR (default ./example) and merge them",
+    options: "",
+  },
+} as const;
 
-Exit status: 0 success, 1 merge error, 2 usage error.`;
+type Command = keyof typeof COMMANDS;
+
+const HELP = `weightsoup ${VERSION}: merge fine-tuned models in weight space, on this machine.
+
+Usage:
+${Object.values(COMMANDS).map((c) => `  ${c.usage}\n      ${c.summary}`).join("\n")}
+  weightsoup COMMAND --help   a command's options
+  weightsoup --version
+
+Every command also takes --debug (show stack traces of errors, for bug reports).
+Exit status: 0 success, 1 error (printed as [E_CODE] message), 2 usage error, 130 interrupted.`;
+
+function commandHelp(name: Command): string {
+  const c = COMMANDS[name];
+  return `usage: ${c.usage}\n\n${c.summary}.${c.options ? `\n\nOptions:\n${c.options}` : ""}\n  --debug               show stack traces of errors\n  --help                this text`;
+}
 
 interface Io {
   stdout: NodeJS.WriteStream;
@@ -65,7 +93,8 @@ interface Io {
 }
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  const [command, ...rest] = argv;
+  const debug = argv.includes("--debug");
+  const [command, ...rest] = argv.filter((a) => a !== "--debug");
   try {
     switch (command) {
       case "merge": return await mergeCommand(rest, io);
@@ -73,67 +102,94 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       case "align": return await alignCommand(rest, io);
       case "barrier": return await barrierCommand(rest, io);
       case "example": return await exampleCommand(rest, io);
-      case "--version": case "-v": io.stdout.write(`${VERSION}\n`); return 0;
-      case undefined: case "--help": case "-h": case "help": io.stdout.write(HELP + "\n"); return command === undefined ? 2 : 0;
-      default: throw new UsageError("E_USAGE", `unknown command "${command}"`);
+      case "--version": case "-v": case "version": io.stdout.write(`${VERSION}\n`); return 0;
+      case undefined: io.stderr.write(HELP + "\n"); return 2;
+      case "--help": case "-h": case "help": io.stdout.write(HELP + "\n"); return 0;
+      default: throw new UsageError("E_USAGE", `unknown command "${command}"\n\n${HELP}`);
     }
   } catch (e) {
-    return report(e, io);
+    return report(e, io, debug);
   }
 }
 
-function report(e: unknown, io: Io): number {
+/** Prints an error as `[E_CODE] message` (stacks only with --debug) and returns the exit status. */
+function report(e: unknown, io: Io, debug: boolean): number {
+  const stack = () => {
+    if (!debug) return "";
+    const lines: string[] = [];
+    for (let c: unknown = e, depth = 0; c instanceof Error && depth < 5; c = c.cause, depth++) lines.push((depth ? "caused by: " : "") + (c.stack ?? c.message));
+    return lines.length ? "\n" + lines.join("\n") + "\n" : "";
+  };
   if (e instanceof UsageError) {
-    io.stderr.write(`weightsoup: ${e.message}\n\n${HELP}\n`);
+    io.stderr.write(`weightsoup: ${e.message}\n${stack()}`);
     return 2;
   }
   if (e instanceof AbortError) {
-    io.stderr.write(`weightsoup: aborted; no output was kept\n`);
+    io.stderr.write(`weightsoup: aborted; no output was kept\n${stack()}`);
     return 130;
   }
-  if (e instanceof ValidationError) {
-    io.stderr.write(`weightsoup: error [${e.code}]: ${e.message}\n`);
-    return 1;
-  }
   if (e instanceof WeightsoupError) {
-    io.stderr.write(`weightsoup: error [${e.code}]: ${e.message}\n`);
-    return 1;
+    io.stderr.write(`weightsoup: [${e.code}] ${e.message}\n${stack()}`);
+    return e instanceof OptionError ? 2 : 1;
   }
-  io.stderr.write(`weightsoup: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  const message = e instanceof Error ? e.message : String(e);
+  io.stderr.write(`weightsoup: [E_INTERNAL] unexpected error: ${message}\n  This is a bug in weightsoup; run again with --debug for the stack trace and report it.\n${stack()}`);
   return 1;
 }
 
-function args<T extends ParseArgsConfig["options"]>(argv: string[], options: T, positionals: [number, number], usage: string) {
+/** Parses a command's arguments; `--help` prints its help and ends the command (null). */
+function args<T extends ParseArgsConfig["options"]>(command: Command, argv: string[], options: T, positionals: [number, number], io: Io) {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new UsageError("E_USAGE", `${(e as Error).message}\nusage: ${usage}`);
+    throw new UsageError("E_USAGE", `${(e as Error).message.split("\n")[0]}\n\n${commandHelp(command)}`);
+  }
+  if ((parsed.values as { help?: boolean }).help) {
+    io.stdout.write(commandHelp(command) + "\n");
+    return null;
   }
   const n = parsed.positionals.length;
-  if (n < positionals[0] || n > positionals[1]) throw new UsageError("E_USAGE", `expected ${positionals[0] === positionals[1] ? positionals[0] : `${positionals[0]} to ${positionals[1]}`} arguments, got ${n}\nusage: ${usage}`);
+  if (n < positionals[0] || n > positionals[1]) {
+    throw new UsageError("E_USAGE", `${command}: expected ${positionals[0] === positionals[1] ? positionals[0] : `${positionals[0]} to ${positionals[1]}`} arguments, got ${n}\n\n${commandHelp(command)}`);
+  }
   return parsed;
 }
 
-function integer(value: string | undefined, name: string, min: number, max: number): number | undefined {
+/** An integer flag, in the same range the library accepts for the option. */
+function integer(value: string | undefined, flag: string, option: RangedOption): number | undefined {
   if (value === undefined) return undefined;
+  const [min, max] = OPTION_RANGES[option];
   const n = Number(value);
-  if (!/^\d+$/.test(value) || n < min || n > max) throw new UsageError("E_USAGE", `--${name} must be an integer from ${min} to ${max}, got "${value}"`);
+  if (!/^\d+$/.test(value) || n < min || n > max) throw new UsageError("E_USAGE", `--${flag} must be an integer from ${min} to ${max}, got "${value}"`);
   return n;
 }
 
-function size(value: string | undefined, name: string): number | undefined {
+/** A size flag (5B, 2GB, 500MiB), in the library's range for the option. */
+function size(value: string | undefined, flag: string, option: RangedOption): number | undefined {
   if (value === undefined) return undefined;
   const n = parseSize(value);
-  if (n === undefined) throw new UsageError("E_USAGE", `--${name}: "${value}" is not a size (examples: 5B, 2GB, 500MiB, 1000000)`);
+  const [min, max] = OPTION_RANGES[option];
+  if (n === undefined) throw new UsageError("E_USAGE", `--${flag}: "${value}" is not a size (examples: 5B, 2GB, 500MiB, 1000000)`);
+  if (n < min || n > max) throw new UsageError("E_USAGE", `--${flag}: ${value} (${n} bytes) is out of range: from ${formatBytes(min)} to ${formatBytes(max)}`);
   return n;
 }
 
 async function mergeCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = args(argv, {
+  const parsed = args("merge", argv, {
     seed: { type: "string" }, workers: { type: "string" }, "out-shard-size": { type: "string" }, "memory-budget": { type: "string" },
     "chunk-size": { type: "string" }, force: { type: "boolean" }, quiet: { type: "boolean" }, json: { type: "boolean" },
-  }, [2, 2], "weightsoup merge RECIPE.yml OUT_DIR [options]");
+  }, [2, 2], io);
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
+  // Flags are checked before anything is read: a bad one is a usage error, not a failed merge.
+  const numeric = defined({
+    seed: integer(values.seed, "seed", "seed"),
+    workers: integer(values.workers, "workers", "workers"),
+    outShardSize: size(values["out-shard-size"], "out-shard-size", "outShardSize"),
+    memoryBudget: size(values["memory-budget"], "memory-budget", "memoryBudget"),
+    chunkBytes: size(values["chunk-size"], "chunk-size", "chunkBytes"),
+  });
   const [recipe, out] = positionals as [string, string];
   const controller = new AbortController();
   const onSignal = () => controller.abort(new AbortError("interrupted"));
@@ -142,14 +198,7 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
   const bar = values.quiet ? undefined : new ProgressBar(io.stderr);
   try {
     const summary = await merge(recipe, {
-      out, force: values.force ?? false, signal: controller.signal,
-      ...defined({
-        seed: integer(values.seed, "seed", 0, 2 ** 32 - 1),
-        workers: integer(values.workers, "workers", 1, 256),
-        outShardSize: size(values["out-shard-size"], "out-shard-size"),
-        memoryBudget: size(values["memory-budget"], "memory-budget"),
-        chunkBytes: size(values["chunk-size"], "chunk-size"),
-      }),
+      out, force: values.force ?? false, signal: controller.signal, ...numeric,
       onProgress: (e: MergeEvent) => bar?.update(e),
     });
     bar?.finish();
@@ -172,16 +221,18 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
 }
 
 async function inspectCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = args(argv, { json: { type: "boolean" } }, [1, 1], "weightsoup inspect PATH [--json]");
+  const parsed = args("inspect", argv, { json: { type: "boolean" } }, [1, 1], io);
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
   const r = await inspect(positionals[0]!);
   if (values.json) {
     io.stdout.write(JSON.stringify(r, null, 2) + "\n");
     return 0;
   }
   const lines = [`${r.location}: ${r.tensors.length} tensors, ${r.parameters.toLocaleString("en-US")} parameters, ${formatBytes(r.bytes)}, ${r.layers} layers`];
-  if (r.config) lines.push(`config: ${Object.entries(r.config).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`);
+  if (r.config) lines.push(`config: ${Object.entries(r.config).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${describeValue(v)}`).join(" ")}`);
   for (const [dtype, d] of Object.entries(r.byDtype)) lines.push(`  ${dtype}: ${d.tensors} tensors, ${d.parameters.toLocaleString("en-US")} parameters, ${formatBytes(d.bytes)}`);
-  for (const f of r.weightFiles) lines.push(`  ${f.file}: ${f.tensors} tensors${f.metadata ? `, metadata ${JSON.stringify(f.metadata)}` : ""}`);
+  for (const f of r.weightFiles) lines.push(`  ${f.file}: ${f.tensors} tensors${f.metadata ? `, metadata ${Object.entries(f.metadata).map(([k, v]) => `${k}=${describeValue(v)}`).join(" ")}` : ""}`);
   const width = Math.max(...r.tensors.map((t) => t.name.length), 4);
   lines.push("", `${"name".padEnd(width)}  dtype  shape`);
   for (const t of r.tensors) lines.push(`${t.name.padEnd(width)}  ${t.dtype.padEnd(5)}  [${t.shape.join(", ")}]`);
@@ -190,11 +241,13 @@ async function inspectCommand(argv: string[], io: Io): Promise<number> {
 }
 
 async function alignCommand(argv: string[], io: Io): Promise<number> {
-  const usage = "weightsoup align REFERENCE MODEL OUT_DIR [--spec auto|mlp|llama|gpt2|FILE] [--seed N] [--max-sweeps N] [--force] [--quiet] [--json]";
-  const { values, positionals } = args(argv, {
+  const parsed = args("align", argv, {
     spec: { type: "string" }, seed: { type: "string" }, "max-sweeps": { type: "string" },
     force: { type: "boolean" }, quiet: { type: "boolean" }, json: { type: "boolean" },
-  }, [3, 3], usage);
+  }, [3, 3], io);
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
+  const numeric = defined({ seed: integer(values.seed, "seed", "seed"), maxSweeps: integer(values["max-sweeps"], "max-sweeps", "maxSweeps") });
   const [reference, model, out] = positionals as [string, string, string];
   const specArg = values.spec ?? "auto";
   let spec: SpecKind | PermutationSpec;
@@ -212,8 +265,7 @@ async function alignCommand(argv: string[], io: Io): Promise<number> {
   let lastLine = 0;
   try {
     const result = await align(reference, model, {
-      out, force: values.force ?? false, spec, signal: controller.signal,
-      ...defined({ seed: integer(values.seed, "seed", 0, 2 ** 32 - 1), maxSweeps: integer(values["max-sweeps"], "max-sweeps", 1, 10_000) }),
+      out, force: values.force ?? false, spec, signal: controller.signal, ...numeric,
       onGroup: (e) => {
         const now = performance.now();
         if (values.quiet || !io.stderr.isTTY || now - lastLine < 100) return;
@@ -246,15 +298,16 @@ async function alignCommand(argv: string[], io: Io): Promise<number> {
 }
 
 async function barrierCommand(argv: string[], io: Io): Promise<number> {
-  const usage = "weightsoup barrier A B --data FILE [--points 25] [--align] [--seed N] [--json]";
-  const { values, positionals } = args(argv, {
+  const parsed = args("barrier", argv, {
     data: { type: "string" }, points: { type: "string" }, align: { type: "boolean" }, seed: { type: "string" }, json: { type: "boolean" },
-  }, [2, 2], usage);
-  if (!values.data) throw new UsageError("E_USAGE", `--data FILE is required\nusage: ${usage}`);
+  }, [2, 2], io);
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
+  if (!values.data) throw new UsageError("E_USAGE", `barrier: --data FILE is required\n\n${commandHelp("barrier")}`);
+  const numeric = defined({ points: integer(values.points, "points", "points"), seed: integer(values.seed, "seed", "seed") });
   const [a, b] = positionals as [string, string];
   const result = await barrier(a, b, {
-    data: values.data, align: values.align ?? false,
-    ...defined({ points: integer(values.points, "points", 2, 10_001), seed: integer(values.seed, "seed", 0, 2 ** 32 - 1) }),
+    data: values.data, align: values.align ?? false, ...numeric,
   });
   if (values.json) {
     io.stdout.write(JSON.stringify(result) + "\n");
@@ -278,8 +331,9 @@ async function barrierCommand(argv: string[], io: Io): Promise<number> {
 }
 
 async function exampleCommand(argv: string[], io: Io): Promise<number> {
-  const { positionals } = args(argv, {}, [0, 1], "weightsoup example [DIR]");
-  return runExample(positionals[0] ?? "example", io);
+  const parsed = args("example", argv, {}, [0, 1], io);
+  if (!parsed) return 0;
+  return runExample(parsed.positionals[0] ?? "example", io);
 }
 
 function defined<T extends Record<string, unknown>>(o: T): Partial<T> {

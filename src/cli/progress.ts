@@ -40,11 +40,10 @@ export class ProgressBar {
     const seconds = (now - this.started) / 1000;
     const fraction = this.bytesTotal > 0 ? this.bytes / this.bytesTotal : 0;
     const rate = seconds > 0 ? this.bytes / seconds : 0;
-    const eta = rate > 0 ? (this.bytesTotal - this.bytes) / rate : Infinity;
     const width = 24;
     const filled = Math.round(fraction * width);
     const line = `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${this.tensors}/${this.tensorsTotal} tensors  ` +
-      `${formatBytes(this.bytes)}/${formatBytes(this.bytesTotal)}  ${formatBytes(rate)}/s  ETA ${formatSeconds(eta)}`;
+      `${formatBytes(this.bytes)}/${formatBytes(this.bytesTotal)}${rate > 0 ? `  ${formatBytes(rate)}/s` : ""}${etaText(seconds, fraction)}`;
     if (this.interactive) {
       this.stream.write(`\r${line}\x1b[K`);
       this.drawn = true;
@@ -58,4 +57,14 @@ export class ProgressBar {
     if (this.interactive && this.drawn) this.stream.write("\n");
     this.drawn = false;
   }
+}
+
+/**
+ * Time left, once it means something: the first reads of a merge (worker start-up, the first tensor)
+ * say little about its rate, and an early guess would read as hours. Shown after a second and 2% of
+ * the work.
+ */
+export function etaText(seconds: number, fraction: number): string {
+  if (seconds < 1 || fraction < 0.02 || fraction >= 1) return "";
+  return `  ETA ${formatSeconds((seconds * (1 - fraction)) / fraction)}`;
 }

@@ -3,6 +3,7 @@
  * kernels use for the ones it computes on.
  */
 import { DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_F64 } from "../../assembly/layout";
+import { table } from "../table";
 
 /** How a dtype takes part in a merge. */
 export type DtypeKind =
@@ -19,7 +20,7 @@ export interface DtypeInfo {
 }
 
 /** Every dtype of the reference reader (safetensors/src/tensor.rs), with its bit size. */
-export const DTYPES: Readonly<Record<string, DtypeInfo>> = {
+export const DTYPES: Readonly<Record<string, DtypeInfo>> = table({
   BOOL: { bits: 8, kind: "integer" },
   F4: { bits: 4, kind: "opaque" },
   F6_E2M3: { bits: 6, kind: "opaque" },
@@ -42,17 +43,22 @@ export const DTYPES: Readonly<Record<string, DtypeInfo>> = {
   F64: { bits: 64, kind: "float64", code: DTYPE_F64 },
   I64: { bits: 64, kind: "integer" },
   U64: { bits: 64, kind: "integer" },
-};
+});
+
+/** The dtype of that name, or undefined for a name that is not a safetensors dtype. */
+export function dtypeInfo(name: string): DtypeInfo | undefined {
+  return DTYPES[name];
+}
 
 /** The float dtypes a merge can write, by the names recipes use for them. */
 export type FloatDtype = "F32" | "F16" | "BF16";
 
 /** mergekit's dtype names (common.py dtype_from_name), with or without "torch.". */
-const RECIPE_DTYPE_NAMES: Readonly<Record<string, FloatDtype>> = {
+const RECIPE_DTYPE_NAMES: Readonly<Record<string, FloatDtype>> = table({
   float32: "F32",
   float16: "F16",
   bfloat16: "BF16",
-};
+});
 
 /** The recipe name -> safetensors dtype, or undefined if the name is not one weightsoup can compute in. */
 export function dtypeFromRecipeName(name: string): FloatDtype | undefined {

@@ -6,8 +6,9 @@
  * relative to the data buffer, begin inclusive, end exclusive, and must tile it without gaps, overlaps
  * or trailing bytes.
  */
-import { SafetensorsError, type ErrorCode } from "../errors";
-import { DTYPES } from "./dtypes";
+import { describeValue, SafetensorsError, type ErrorCode } from "../errors";
+import { dtypeInfo } from "./dtypes";
+import { isJsonObject, parseBoundedJson } from "./json";
 
 /** The reference reader's limit on the JSON header. */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -35,6 +36,11 @@ export function headerLength(file: string, fileSize: number, first8: Uint8Array)
     throw fail("E_HEADER_TOO_SMALL", file, `file is ${fileSize} bytes, too small to hold the 8-byte header length`);
   }
   const n = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
+  if (n > BigInt(MAX_HEADER_BYTES) || 8n + n > BigInt(fileSize)) {
+    // A length that cannot be right usually means the file is something else under a .safetensors name.
+    const impostor = recogniseImpostor(first8);
+    if (impostor) throw fail(impostor.code, file, impostor.what);
+  }
   if (n > BigInt(MAX_HEADER_BYTES)) {
     throw fail("E_HEADER_TOO_LARGE", file, `declared header length ${n} bytes exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   }
@@ -45,8 +51,28 @@ export function headerLength(file: string, fileSize: number, first8: Uint8Array)
 }
 
 /**
+ * Files that end up named .safetensors without being one: a git-lfs pointer (a clone without `git lfs
+ * pull`), a web page saved instead of the file it linked to, a PyTorch checkpoint (zip or pickle).
+ * Their first bytes read as an absurd header length, which alone would say nothing useful.
+ */
+function recogniseImpostor(first8: Uint8Array): { code: ErrorCode; what: string } | undefined {
+  const ascii = String.fromCharCode(...first8);
+  if (ascii === "version ") {
+    return { code: "E_LFS_POINTER", what: "is a git-lfs pointer, not the weights: run `git lfs pull` in the model's repository (or download the file itself)" };
+  }
+  if (/^(\xef\xbb\xbf)?\s*<[!?a-zA-Z]/.test(ascii)) {
+    return { code: "E_NOT_SAFETENSORS", what: "is an HTML page, not a safetensors file (was a web page saved instead of the file it links to?)" };
+  }
+  if (ascii.startsWith("PK\x03\x04") || (first8[0] === 0x80 && first8[1]! >= 2 && first8[1]! <= 5)) {
+    return { code: "E_NOT_SAFETENSORS", what: "is a PyTorch checkpoint (zip or pickle) under a .safetensors name; weightsoup reads safetensors only (convert it first)" };
+  }
+  return undefined;
+}
+
+/**
  * Validates and decodes a header. `json` is the N header bytes; `fileSize` the whole file's size.
  * Every rule of the reference reader is checked; each failure has its own code and names the tensor.
+ * One parse, linear in the header's size: `tensors` is in data order.
  */
 export function parseHeader(file: string, fileSize: number, json: Uint8Array): SafetensorsHeader {
   const dataStart = 8 + json.length;
@@ -57,15 +83,10 @@ export function parseHeader(file: string, fileSize: number, json: Uint8Array): S
     throw fail("E_HEADER_JSON", file, "header is not valid UTF-8", {}, cause);
   }
   if (!text.trimStart().startsWith("{")) throw fail("E_HEADER_JSON", file, "header is not a JSON object");
-  let root: unknown;
-  try {
-    root = JSON.parse(text);
-  } catch (cause) {
-    throw fail("E_HEADER_JSON", file, `header is not valid JSON (${(cause as Error).message})`, {}, cause);
-  }
-  if (root === null || typeof root !== "object" || Array.isArray(root)) {
-    throw fail("E_HEADER_JSON", file, "header is not a JSON object");
-  }
+  const parsed = parseBoundedJson(text);
+  if ("problem" in parsed) throw fail("E_HEADER_JSON", file, `header ${parsed.problem}`);
+  const root = parsed.value;
+  if (!isJsonObject(root)) throw fail("E_HEADER_JSON", file, "header is not a JSON object");
   const duplicate = firstDuplicateKey(text);
   if (duplicate !== undefined) {
     throw fail("E_DUPLICATE_TENSOR", file, `tensor "${duplicate}" appears twice in the header`, { tensor: duplicate });
@@ -73,18 +94,19 @@ export function parseHeader(file: string, fileSize: number, json: Uint8Array): S
 
   let metadata: Record<string, string> | undefined;
   const tensors: TensorEntry[] = [];
-  for (const [name, value] of Object.entries(root as Record<string, unknown>)) {
-    if (name === "__metadata__") {
-      metadata = checkMetadata(file, value);
-      continue;
-    }
-    tensors.push(checkEntry(file, name, value));
+  // for-in, not Object.entries: no pair array per tensor (a header may list a million). JSON.parse
+  // makes every key an own property, "__proto__" included.
+  for (const name in root) {
+    const value = root[name];
+    if (name === "__metadata__") metadata = checkMetadata(file, value);
+    else tensors.push(checkEntry(file, name, value));
   }
 
   // Rule 5: sorted by offsets, the tensors must tile the buffer from 0 without gaps or overlaps.
   tensors.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let cursor = 0;
   let previous: TensorEntry | undefined;
+  const byName = new Map<string, TensorEntry>();
   for (const t of tensors) {
     if (t.begin !== cursor) {
       const what = t.begin > cursor
@@ -94,22 +116,21 @@ export function parseHeader(file: string, fileSize: number, json: Uint8Array): S
     }
     cursor = t.end;
     previous = t;
+    byName.set(t.name, t);
   }
   // Rule 7: the data buffer ends exactly at the end of the file.
   if (dataStart + cursor !== fileSize) {
     throw fail("E_INCOMPLETE_BUFFER", file,
       `tensor data covers ${cursor} bytes but the file holds ${fileSize - dataStart} bytes after the header`);
   }
-  return { dataStart, tensors: new Map(tensors.map((t) => [t.name, t])), metadata };
+  return { dataStart, tensors: byName, metadata };
 }
 
 function checkMetadata(file: string, value: unknown): Record<string, string> {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw fail("E_METADATA", file, "__metadata__ must be a map of strings", { key: "__metadata__" });
-  }
-  for (const [k, v] of Object.entries(value)) {
-    if (typeof v !== "string") {
-      throw fail("E_METADATA", file, `__metadata__ value for "${k}" is ${JSON.stringify(v)}, not a string`, { key: k });
+  if (!isJsonObject(value)) throw fail("E_METADATA", file, "__metadata__ must be a map of strings", { key: "__metadata__" });
+  for (const k in value) {
+    if (typeof value[k] !== "string") {
+      throw fail("E_METADATA", file, `__metadata__ value for ${describeValue(k)} is ${describeValue(value[k])}, not a string`, { key: k });
     }
   }
   return value as Record<string, string>;
@@ -117,26 +138,23 @@ function checkMetadata(file: string, value: unknown): Record<string, string> {
 
 function checkEntry(file: string, name: string, value: unknown): TensorEntry {
   const details = { tensor: name };
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw fail("E_HEADER_SCHEMA", file, "entry is not an object with dtype, shape and data_offsets", details);
-  }
-  const entry = value as Record<string, unknown>;
-  for (const key of Object.keys(entry)) {
+  if (!isJsonObject(value)) throw fail("E_HEADER_SCHEMA", file, "entry is not an object with dtype, shape and data_offsets", details);
+  for (const key in value) {
     if (key !== "dtype" && key !== "shape" && key !== "data_offsets") {
-      throw fail("E_HEADER_SCHEMA", file, `unexpected property "${key}" (allowed: dtype, shape, data_offsets)`, details);
+      throw fail("E_HEADER_SCHEMA", file, `unexpected property ${describeValue(key)} (allowed: dtype, shape, data_offsets)`, details);
     }
   }
-  const { dtype, shape, data_offsets: offsets } = entry;
+  const { dtype, shape, data_offsets: offsets } = value;
   if (typeof dtype !== "string") throw fail("E_HEADER_SCHEMA", file, "dtype is missing or not a string", details);
-  const info = DTYPES[dtype];
-  if (!info) throw fail("E_UNKNOWN_DTYPE", file, `unknown dtype "${dtype}"`, { ...details, dtype });
+  const info = dtypeInfo(dtype);
+  if (!info) throw fail("E_UNKNOWN_DTYPE", file, `unknown dtype ${describeValue(dtype)}`, { ...details, dtype });
   if (!Array.isArray(shape)) throw fail("E_HEADER_SCHEMA", file, "shape is missing or not an array", details);
   if (!Array.isArray(offsets) || offsets.length !== 2) {
     throw fail("E_HEADER_SCHEMA", file, "data_offsets must be an array [begin, end]", details);
   }
   for (const v of [...shape, ...offsets]) {
     if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
-      throw fail("E_HEADER_SCHEMA", file, `shape and data_offsets must hold non-negative integers, found ${JSON.stringify(v)}`, details);
+      throw fail("E_HEADER_SCHEMA", file, `shape and data_offsets must hold non-negative integers, found ${describeValue(v)}`, details);
     }
     if (!Number.isSafeInteger(v)) {
       throw fail("E_UNSAFE_INTEGER", file, `${v} is beyond 2^53 and cannot be represented exactly`, details);
@@ -174,7 +192,8 @@ export function firstDuplicateKey(text: string): string | undefined {
       let j = i + 1;
       while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
       if (depth === 1 && expectKey) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        const raw = text.slice(i + 1, j);
+        const key = raw.includes("\\") ? (JSON.parse(text.slice(i, j + 1)) as string) : raw;
         if (seen.has(key)) return key;
         seen.add(key);
         expectKey = false;
@@ -223,16 +242,20 @@ export interface FileLayout {
  * 8 bytes, so the data buffer is 8-byte aligned too. `__metadata__` comes first.
  */
 export function planFile(tensors: PlannedTensorLayout[], metadata: Record<string, string>): FileLayout {
-  const ordered = [...tensors].sort((a, b) => DTYPES[b.dtype]!.bits - DTYPES[a.dtype]!.bits || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const header: Record<string, unknown> = { __metadata__: metadata };
+  const bits = (t: PlannedTensorLayout) => dtypeInfo(t.dtype)!.bits;
+  const ordered = [...tensors].sort((a, b) => bits(b) - bits(a) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // Written entry by entry, not as an object: a tensor may be named "__proto__", which an object
+  // literal would swallow.
+  const parts = [`{${JSON.stringify("__metadata__")}:${JSON.stringify(metadata)}`];
   let cursor = 0;
   const relative = new Map<string, number>();
   for (const t of ordered) {
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [cursor, cursor + t.bytes] };
+    parts.push(`,${JSON.stringify(t.name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: [cursor, cursor + t.bytes] })}`);
     relative.set(t.name, cursor);
     cursor += t.bytes;
   }
-  let json = new TextEncoder().encode(JSON.stringify(header));
+  parts.push("}");
+  const json = new TextEncoder().encode(parts.join(""));
   const padded = Math.ceil(json.length / 8) * 8;
   if (padded > MAX_HEADER_BYTES) throw new SafetensorsError("E_HEADER_TOO_LARGE", `header of ${padded} bytes exceeds the format's limit`);
   const head = new Uint8Array(8 + padded).fill(0x20, 8 + json.length);

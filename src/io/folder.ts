@@ -7,6 +7,8 @@ import type { SourceRef } from "./source";
 export interface ModelFolder {
   /** Name for messages (a path, or the folder name a person picked). */
   readonly name: string;
+  /** The Hugging Face repo id this folder is a copy of, when known (found in the local hub cache). */
+  readonly repoId?: string;
   /** Names of the regular files directly inside. */
   list(): Promise<string[]>;
   source(file: string): SourceRef;

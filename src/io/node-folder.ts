@@ -1,36 +1,87 @@
 /**
  * @file Node folders: a directory on disk, or a single .safetensors file seen as a folder holding just
- * that file.
+ * that file. Symbolic links are followed (a Hugging Face cache snapshot is a folder of links into
+ * blobs/); anything that is not, in the end, a regular file is never read.
  */
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { ModelError } from "../errors";
 import type { ModelFolder } from "./folder";
-import type { SourceRef } from "./source";
+import { inputFailure } from "./io-error";
+import { openRegularFile, type SourceRef } from "./source";
 
 export class NodeFolder implements ModelFolder {
-  private constructor(readonly name: string, private readonly dir: string, private readonly only?: string) {}
+  private constructor(readonly name: string, private readonly dir: string, private readonly only?: string, readonly repoId?: string) {}
 
-  /** A directory, or a single file (then the folder lists only it). */
-  static async open(path: string): Promise<NodeFolder> {
+  /**
+   * A directory, or a single file (then the folder lists only it). `repoId` is the Hugging Face repo
+   * it was found as in the local cache, if it was.
+   */
+  static async open(path: string, repoId?: string): Promise<NodeFolder> {
     let info;
     try {
       info = await stat(path);
     } catch (cause) {
-      throw new ModelError("E_MODEL_NOT_FOUND", `${path}: no such file or folder`, { file: path }, { cause });
+      throw inputFailure(path, "open it", cause);
     }
-    return info.isDirectory() ? new NodeFolder(path, path) : new NodeFolder(path, dirname(path), basename(path));
+    if (info.isDirectory()) return new NodeFolder(path, path, undefined, repoId);
+    if (!info.isFile()) throw new ModelError("E_NOT_REGULAR_FILE", `${path}: is neither a folder nor a regular file (a FIFO, socket or device)`, { file: path });
+    return new NodeFolder(path, dirname(path), basename(path), repoId);
+  }
+
+  /** The folder on disk (for a single file, the folder holding it). */
+  get path(): string {
+    return this.only ? join(this.dir, this.only) : this.dir;
   }
 
   async list(): Promise<string[]> {
     if (this.only) return [this.only];
-    const entries = await readdir(this.dir, { withFileTypes: true });
-    return entries.filter((e) => e.isFile()).map((e) => e.name).sort();
+    let entries;
+    try {
+      entries = await readdir(this.dir, { withFileTypes: true });
+    } catch (cause) {
+      throw inputFailure(this.dir, "list it", cause);
+    }
+    const files: string[] = [];
+    for (const e of entries) {
+      if (e.isFile()) files.push(e.name);
+      else if (e.isSymbolicLink()) {
+        const target = await stat(join(this.dir, e.name)).catch(() => undefined);
+        if (target?.isFile()) files.push(e.name);
+        else if (target && !target.isDirectory() && isModelFileName(e.name)) throw notRegular(join(this.dir, e.name));
+      } else if (!e.isDirectory() && isModelFileName(e.name)) {
+        throw notRegular(join(this.dir, e.name));
+      }
+    }
+    return files.sort();
   }
+
   source(file: string): SourceRef {
     return { kind: "path", path: join(this.dir, file) };
   }
-  async readText(file: string): Promise<string> {
-    return readFile(join(this.dir, file), "utf8");
+
+  readText(file: string): Promise<string> {
+    return readTextFile(join(this.dir, file));
+  }
+}
+
+/** Files a model folder is read for: one of these that is a FIFO or device is refused, not skipped. */
+function isModelFileName(name: string): boolean {
+  return name.endsWith(".safetensors") || name.endsWith(".json");
+}
+
+function notRegular(path: string): ModelError {
+  return new ModelError("E_NOT_REGULAR_FILE", `${path}: is not a regular file (a FIFO, socket or device); weightsoup reads only regular files`, { file: path });
+}
+
+/** Reads a small text file given by path (a recipe), refusing FIFOs and devices. */
+export async function readTextFile(path: string): Promise<string> {
+  const fh = await openRegularFile(await import("node:fs/promises"), path);
+  try {
+    return await fh.readFile({ encoding: "utf8" });
+  } catch (cause) {
+    throw inputFailure(path, "read it", cause);
+  } finally {
+    await fh.close().catch(() => undefined);
   }
 }

@@ -1,47 +1,66 @@
 /**
- * @file An output folder on disk. Files are written in a hidden staging folder inside OUT_DIR and
- * renamed into OUT_DIR at commit, weights last and the shard index very last, so OUT_DIR never holds an
- * output that looks complete but is not. A folder that already holds files is refused unless `force`.
+ * @file An output folder on disk, published atomically. Everything is written into a staging folder
+ * next to OUT_DIR (same parent, so the same file system) and made visible with one directory rename:
+ * at every instant OUT_DIR is either absent, the complete old output, or the complete new one. With
+ * `force` over an existing folder, the old one is renamed aside, the new one renamed in, then the old
+ * one deleted.
+ *
+ * A lock file beside OUT_DIR, created exclusively and holding the writer's pid, keeps a second merge
+ * from writing the same output (or clearing the first's staging folder); a lock whose process is
+ * gone is stale and taken over, with the staging folders it left.
  */
 import { randomBytes } from "node:crypto";
-import { copyFile, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { copyFile, lstat, mkdir, open, readdir, readFile, realpath, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { basename, dirname, join, resolve, sep } from "node:path";
 import { OutputError } from "../errors";
 import type { OutputTarget } from "../merge/job";
-import { INDEX_FILE } from "../model/model";
+import { outputFailure } from "./io-error";
 import type { OutputFolder } from "./output";
 import { openSource, type SourceRef } from "./source";
 
-const STAGING_PREFIX = ".weightsoup-partial-";
+/** Staging folders of older versions lived inside OUT_DIR under this prefix. */
+const LEGACY_STAGING_PREFIX = ".weightsoup-partial-";
+
+export interface NodeOutputOptions {
+  /** Replace a non-empty OUT_DIR. */
+  force?: boolean;
+  /** Paths the merge reads (model folders, weight files, the recipe): OUT_DIR must not be, contain or be inside any. */
+  inputs?: readonly string[];
+}
 
 export class NodeOutputFolder implements OutputFolder {
   private readonly files: string[] = [];
   private closed = false;
 
-  private constructor(readonly name: string, private readonly staging: string, private readonly created: boolean, private readonly force: boolean) {}
+  private constructor(readonly name: string, private readonly target: string, private readonly staging: string, private readonly lock: string) {}
 
-  /** Prepares OUT_DIR (creating it if needed); refuses a non-empty one unless `force`. */
-  static async open(dir: string, options: { force?: boolean } = {}): Promise<NodeOutputFolder> {
-    let created = false;
-    try {
-      const info = await stat(dir);
-      if (!info.isDirectory()) throw new OutputError("E_OUTPUT_EXISTS", `${dir}: exists and is not a folder`, { file: dir });
-      const entries = await readdir(dir);
-      // Staging folders of an interrupted run are not output: remove them.
-      for (const e of entries.filter((e) => e.startsWith(STAGING_PREFIX))) await rm(join(dir, e), { recursive: true, force: true });
-      const rest = entries.filter((e) => !e.startsWith(STAGING_PREFIX));
-      if (rest.length > 0 && !options.force) {
-        throw new OutputError("E_OUTPUT_EXISTS", `${dir}: output folder is not empty (${rest.length} entries); choose an empty folder or pass --force to overwrite`, { file: dir });
-      }
-    } catch (e) {
-      if (e instanceof OutputError) throw e;
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(dir, e);
-      await mkdir(dir, { recursive: true }).catch((cause) => { throw ioError(dir, cause); });
-      created = true;
+  /** Takes the output's lock, checks OUT_DIR (empty unless `force`, not an input) and creates the staging folder. */
+  static async open(dir: string, options: NodeOutputOptions = {}): Promise<NodeOutputFolder> {
+    // A symbolic link as OUT_DIR means its target: publish there, not over the link.
+    const target = await realPathOf(dir);
+    const parent = dirname(target), base = basename(target);
+    if (parent === target || base === "" || base === "." || base === "..") {
+      throw new OutputError("E_OUTPUT_NAME", `${dir}: cannot be an output folder (it is a file system root)`, { file: dir });
     }
-    const staging = join(dir, STAGING_PREFIX + randomBytes(4).toString("hex"));
-    await mkdir(staging).catch((cause) => { throw ioError(staging, cause); });
-    return new NodeOutputFolder(dir, staging, created, options.force ?? false);
+    await makeDirectory(parent);
+    await refuseInputs(dir, target, options.inputs ?? []);
+    const lock = join(parent, `.${base}.weightsoup-lock`);
+    await takeLock(dir, lock);
+    try {
+      await checkTarget(dir, target, options.force ?? false);
+      // Staging and set-aside folders left by a merge that was killed: ours now (we hold the lock).
+      for (const entry of await readdir(parent)) {
+        if (entry.startsWith(`.${base}.weightsoup-partial-`) || entry.startsWith(`.${base}.weightsoup-old-`)) {
+          await rm(join(parent, entry), { recursive: true, force: true });
+        }
+      }
+      const staging = join(parent, `.${base}.weightsoup-partial-${randomBytes(4).toString("hex")}`);
+      await mkdir(staging).catch((cause: unknown) => { throw outputFailure(staging, "create the staging folder", cause); });
+      return new NodeOutputFolder(dir, target, staging, lock);
+    } catch (e) {
+      await unlink(lock).catch(() => undefined);
+      throw e;
+    }
   }
 
   private track(file: string): string {
@@ -60,65 +79,162 @@ export class NodeOutputFolder implements OutputFolder {
         await fh.close();
       }
     } catch (cause) {
-      throw ioError(path, cause);
+      throw outputFailure(join(this.name, file), "create it", cause);
     }
-    return { kind: "path", path };
+    return { kind: "path", path, file: join(this.name, file) };
   }
 
   async write(file: string, offset: number, bytes: Uint8Array): Promise<void> {
-    const path = join(this.staging, file);
-    const fh = await open(path, "r+");
     try {
-      await fh.write(bytes, 0, bytes.length, offset);
-    } finally {
-      await fh.close();
+      const fh = await open(join(this.staging, file), "r+");
+      try {
+        let done = 0;
+        while (done < bytes.length) done += (await fh.write(bytes, done, bytes.length - done, offset + done)).bytesWritten;
+      } finally {
+        await fh.close();
+      }
+    } catch (cause) {
+      throw outputFailure(join(this.name, file), `write ${bytes.length} bytes at offset ${offset}`, cause);
     }
   }
 
   async writeText(file: string, text: string): Promise<void> {
     const path = this.track(file);
-    await writeFile(path, text).catch((cause) => { throw ioError(path, cause); });
+    await writeFile(path, text).catch((cause: unknown) => { throw outputFailure(join(this.name, file), "write it", cause); });
   }
 
   async copyFrom(file: string, source: SourceRef): Promise<void> {
     const path = this.track(file);
-    if (source.kind === "path") {
-      await copyFile(source.path, path).catch((cause) => { throw ioError(path, cause); });
-      return;
+    try {
+      if (source.kind === "path") {
+        await copyFile(source.path, path);
+        return;
+      }
+      const src = openSource(source);
+      const bytes = new Uint8Array(await src.size());
+      await src.readInto(0, bytes);
+      await writeFile(path, bytes);
+    } catch (cause) {
+      throw outputFailure(join(this.name, file), `copy it from ${source.kind === "path" ? source.path : source.name}`, cause);
     }
-    const src = openSource(source);
-    const bytes = new Uint8Array(await src.size());
-    await src.readInto(0, bytes);
-    await writeFile(path, bytes);
   }
 
   async commit(): Promise<string[]> {
-    const isWeights = (f: string) => f.endsWith(".safetensors") || f === INDEX_FILE;
-    if (this.force) {
-      // Weight files of an earlier output would mix with ours (another shard count, a stale index).
-      for (const e of await readdir(this.name)) {
-        if ((e.endsWith(".safetensors") || e.endsWith(".index.json")) && !e.startsWith(".")) await rm(join(this.name, e), { force: true });
+    const old = await lstat(this.target).then(() => true, () => false);
+    const aside = `${dirname(this.target)}${sep}.${basename(this.target)}.weightsoup-old-${randomBytes(4).toString("hex")}`;
+    let movedAside = false;
+    try {
+      if (old) {
+        await rename(this.target, aside);
+        movedAside = true;
       }
+      await rename(this.staging, this.target);
+    } catch (cause) {
+      if (movedAside) await rename(aside, this.target).catch(() => undefined); // put the old output back
+      throw outputFailure(this.name, "publish the finished output", cause);
     }
-    const order = [
-      ...this.files.filter((f) => !isWeights(f)),
-      ...this.files.filter((f) => f.endsWith(".safetensors")),
-      ...this.files.filter((f) => f === INDEX_FILE),
-    ];
-    for (const f of order) await rename(join(this.staging, f), join(this.name, f)).catch((cause) => { throw ioError(join(this.name, f), cause); });
-    await rmdir(this.staging).catch(() => undefined);
     this.closed = true;
-    return order;
+    if (old) await rm(aside, { recursive: true, force: true }).catch(() => undefined);
+    await unlink(this.lock).catch(() => undefined);
+    return [...this.files].sort();
   }
 
   async discard(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await rm(this.staging, { recursive: true, force: true });
-    if (this.created) await rmdir(this.name).catch(() => undefined);
+    await unlink(this.lock).catch(() => undefined);
   }
 }
 
-function ioError(path: string, cause: unknown): OutputError {
-  return new OutputError("E_IO", `${path}: ${(cause as Error).message}`, { file: path }, { cause });
+/**
+ * Creates a folder and its missing parents one level at a time: Node's recursive mkdir reports a
+ * read-only file system as ENOENT, and the real cause is what a person needs to read.
+ */
+async function makeDirectory(path: string): Promise<void> {
+  const missing: string[] = [];
+  for (let p = path; ; p = dirname(p)) {
+    const info = await stat(p).catch(() => undefined);
+    if (info) {
+      if (!info.isDirectory()) throw new OutputError("E_IO", `${p}: is a file, so ${path} cannot be created`, { file: p });
+      break;
+    }
+    missing.unshift(p);
+    if (dirname(p) === p) break;
+  }
+  for (const p of missing) {
+    await mkdir(p).catch((cause: NodeJS.ErrnoException) => {
+      if (cause.code !== "EEXIST") throw outputFailure(p, "create the folder", cause);
+    });
+  }
 }
+
+/** The path with symbolic links resolved, for the part that exists. */
+async function realPathOf(path: string): Promise<string> {
+  const absolute = resolve(path);
+  for (let p = absolute, rest = ""; ; rest = join(basename(p), rest), p = dirname(p)) {
+    const real = await realpath(p).catch(() => undefined);
+    if (real !== undefined) return rest ? join(real, rest) : real;
+    if (dirname(p) === p) return absolute;
+  }
+}
+
+/** Refuses an output that is, contains or is inside a path the merge reads: --force would destroy it. */
+async function refuseInputs(dir: string, target: string, inputs: readonly string[]): Promise<void> {
+  const out = await realPathOf(target);
+  const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
+  for (const input of inputs) {
+    const real = await realPathOf(input);
+    if (within(real, out) || within(out, real)) {
+      const how = real === out ? "is" : within(real, out) ? "contains" : "is inside";
+      throw new OutputError("E_OUTPUT_IS_INPUT", `${dir}: the output folder ${how} ${input}, which this merge reads; choose another output folder`, { file: dir, input });
+    }
+  }
+}
+
+/** Takes the lock, or says who holds it. A lock whose process has exited is stale and taken over. */
+async function takeLock(dir: string, lock: string): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(lock, "wx");
+      await fh.writeFile(`${process.pid}\n`);
+      await fh.close();
+      return;
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code !== "EEXIST") throw outputFailure(lock, "create the output's lock file", cause);
+    }
+    const pid = Number.parseInt(await readFile(lock, "utf8").catch(() => ""), 10);
+    if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) {
+      throw new OutputError("E_OUTPUT_LOCKED", `${dir}: another weightsoup process (pid ${pid}) is writing this output folder; wait for it to finish, or delete ${lock} if no merge is running`, { file: dir, pid, lock });
+    }
+    await unlink(lock).catch(() => undefined);
+  }
+  throw new OutputError("E_OUTPUT_LOCKED", `${dir}: could not take the output's lock ${lock}`, { file: dir, lock });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** OUT_DIR must be absent, an empty folder, or (with force) a folder. */
+async function checkTarget(dir: string, target: string, force: boolean): Promise<void> {
+  const info = await lstat(target).catch((cause: NodeJS.ErrnoException) => {
+    if (cause.code === "ENOENT") return undefined;
+    throw outputFailure(dir, "inspect it", cause);
+  });
+  if (!info) return;
+  if (!info.isDirectory()) throw new OutputError("E_OUTPUT_EXISTS", `${dir}: exists and is not a folder`, { file: dir });
+  const entries = await readdir(target).catch((cause: unknown) => { throw outputFailure(dir, "list it", cause); });
+  // Staging folders that older versions left inside OUT_DIR are not output.
+  for (const e of entries.filter((e) => e.startsWith(LEGACY_STAGING_PREFIX))) await rm(join(target, e), { recursive: true, force: true });
+  const rest = entries.filter((e) => !e.startsWith(LEGACY_STAGING_PREFIX));
+  if (rest.length > 0 && !force) {
+    throw new OutputError("E_OUTPUT_EXISTS", `${dir}: output folder is not empty (${rest.length} entries); choose an empty folder or pass --force to replace it`, { file: dir });
+  }
+}
+

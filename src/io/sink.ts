@@ -9,6 +9,7 @@
  * worker holds the lock.
  */
 import { OutputError } from "../errors";
+import { outputFailure } from "./io-error";
 import type { OutputTarget } from "../merge/job";
 
 export interface OutputSink {
@@ -24,16 +25,18 @@ export function sinkKey(target: SinkTarget): string {
 }
 
 export function openSink(target: SinkTarget): OutputSink {
-  return target.kind === "path" ? new NodeFileSink(target.path) : new OpfsSink(target.handle, target.file);
+  return target.kind === "path" ? new NodeFileSink(target.path, target.file) : new OpfsSink(target.handle, target.file);
 }
 
 class NodeFileSink implements OutputSink {
   private handle: Promise<import("node:fs/promises").FileHandle> | undefined;
-  constructor(private readonly path: string) {}
+  /** `name` is the file as it will be published, for messages; `path` is where it is staged. */
+  constructor(private readonly path: string, private readonly name: string) {}
 
   private open(): Promise<import("node:fs/promises").FileHandle> {
-    this.handle ??= import("node:fs/promises").then((fs) => fs.open(this.path, "r+")).catch((cause: Error) => {
-      throw new OutputError("E_IO", `${this.path}: cannot open for writing (${cause.message})`, { file: this.path }, { cause });
+    this.handle ??= import("node:fs/promises").then((fs) => fs.open(this.path, "r+")).catch((cause: unknown) => {
+      this.handle = undefined;
+      throw outputFailure(this.name, "open it for writing", cause);
     });
     return this.handle;
   }
@@ -41,16 +44,20 @@ class NodeFileSink implements OutputSink {
   async write(bytes: Uint8Array, position: number): Promise<void> {
     const fh = await this.open();
     let done = 0;
-    while (done < bytes.length) {
-      const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, position + done);
-      done += bytesWritten;
+    try {
+      while (done < bytes.length) {
+        const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, position + done);
+        done += bytesWritten;
+      }
+    } catch (cause) {
+      throw outputFailure(this.name, `write ${bytes.length - done} bytes at offset ${position + done}`, cause);
     }
   }
 
   async close(): Promise<void> {
     const h = this.handle;
     this.handle = undefined;
-    if (h) await (await h).close();
+    if (h) await (await h).close().catch((cause: unknown) => { throw outputFailure(this.name, "close it", cause); });
   }
 }
 

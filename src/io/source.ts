@@ -8,6 +8,7 @@
  * itself instead of receiving its bytes.
  */
 import { ModelError } from "../errors";
+import { inputFailure } from "./io-error";
 
 export type SourceRef =
   | { kind: "path"; path: string }
@@ -53,15 +54,20 @@ export class NodeFileSource implements ByteSource {
 
   private open(): Promise<import("node:fs/promises").FileHandle> {
     // The node: import stays dynamic so this module also loads in browsers (where it is never called).
-    this.handle ??= import("node:fs/promises").then((fs) => fs.open(this.name, "r")).catch((cause: NodeJS.ErrnoException) => {
+    this.handle ??= import("node:fs/promises").then((fs) => openRegularFile(fs, this.name)).catch((cause: unknown) => {
       this.handle = undefined;
-      throw new ModelError(cause.code === "ENOENT" ? "E_MODEL_NOT_FOUND" : "E_IO", `${this.name}: cannot open (${cause.message})`, { file: this.name }, { cause });
+      throw cause;
     });
     return this.handle;
   }
 
   async size(): Promise<number> {
-    return (await (await this.open()).stat()).size;
+    const fh = await this.open();
+    try {
+      return (await fh.stat()).size;
+    } catch (cause) {
+      throw inputFailure(this.name, "read its size", cause);
+    }
   }
 
   async readInto(offset: number, into: Uint8Array): Promise<void> {
@@ -70,7 +76,12 @@ export class NodeFileSource implements ByteSource {
     while (done < into.length) {
       // One read is capped below 2 GiB by Node; loop for short reads as well.
       const want = Math.min(into.length - done, 0x40000000);
-      const { bytesRead } = await fh.read(into, done, want, offset + done);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await fh.read(into, done, want, offset + done));
+      } catch (cause) {
+        throw inputFailure(this.name, `read ${want} bytes at offset ${offset + done}`, cause);
+      }
       if (bytesRead === 0) throw shortRead(this.name, offset, into.length, done);
       done += bytesRead;
     }
@@ -79,8 +90,32 @@ export class NodeFileSource implements ByteSource {
   async close(): Promise<void> {
     const h = this.handle;
     this.handle = undefined;
-    if (h) await (await h).close();
+    if (h) await (await h).close().catch(() => undefined); // read-only: nothing can be lost
   }
+}
+
+/**
+ * Opens `path` for reading, refusing anything but a regular file (symlinks followed). O_NONBLOCK
+ * makes opening a FIFO return at once instead of waiting, beyond the reach of Ctrl-C, for a writer
+ * that never comes; on regular files it changes nothing.
+ */
+export async function openRegularFile(fs: typeof import("node:fs/promises"), path: string): Promise<import("node:fs/promises").FileHandle> {
+  const { constants } = await import("node:fs");
+  let fh: import("node:fs/promises").FileHandle;
+  try {
+    fh = await fs.open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (cause) {
+    throw inputFailure(path, "open it", cause);
+  }
+  const info = await fh.stat().catch((cause: unknown) => {
+    void fh.close();
+    throw inputFailure(path, "read its size", cause);
+  });
+  if (!info.isFile()) {
+    await fh.close();
+    throw new ModelError("E_NOT_REGULAR_FILE", `${path}: is ${info.isDirectory() ? "a folder" : info.isFIFO() ? "a FIFO (named pipe)" : info.isSocket() ? "a socket" : "a device"}, not a regular file`, { file: path });
+  }
+  return fh;
 }
 
 function shortRead(name: string, offset: number, wanted: number, got: number): ModelError {

@@ -4,7 +4,7 @@
  * progress reported, and the output committed only when everything is written.
  */
 import { TILE } from "../../assembly/layout";
-import { AbortError, WorkerError } from "../errors";
+import { AbortError, OptionError, WorkerError } from "../errors";
 import type { MergeEvent, ProgressCallback } from "../events";
 import { DTYPES } from "../format/dtypes";
 import type { OutputFolder } from "../io/output";
@@ -73,7 +73,15 @@ export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, 
   if (t.numel * (perElement + candidates) <= resident) return Math.max(t.numel, 1);
   const elements = Math.floor(stream / perElement / TILE) * TILE;
   if (elements < TILE) {
-    throw new WorkerError("E_MEMORY_BUDGET", `tensor "${t.name}" needs at least ${((TILE * perElement + KERNEL_OVERHEAD_BYTES) / 1048576).toFixed(1)} MiB of worker memory per chunk; the memory budget is too small`, { tensor: t.name });
+    // Say which limit is too small: the chunk size when it is the smaller one, else the budget.
+    const tile = TILE * perElement;
+    if (options.chunkBytes < available) {
+      throw new OptionError("E_OPTION", `tensor "${t.name}": the chunk size of ${options.chunkBytes} bytes (--chunk-size, option chunkBytes) is too small; a chunk holds at least ${TILE} elements, ${tile} bytes of this tensor's inputs and output`,
+        { tensor: t.name, key: "chunkBytes", value: options.chunkBytes, needed: tile });
+    }
+    const needed = JOBS_PER_WORKER * (tile + KERNEL_OVERHEAD_BYTES);
+    throw new WorkerError("E_MEMORY_BUDGET", `tensor "${t.name}": the memory budget of ${options.memoryBudget} bytes per worker (--memory-budget, option memoryBudget) is too small; this tensor needs at least ${Math.ceil(needed / 1048576)} MiB (${JOBS_PER_WORKER} kernel instances, each holding one chunk of ${TILE} elements)`,
+      { tensor: t.name, key: "memoryBudget", value: options.memoryBudget, needed });
   }
   return elements;
 }
@@ -107,13 +115,14 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
     signal?.throwIfAborted();
     // Chunk sizes first: a budget too small for some tensor fails before any file is created.
     const chunking = new Map(plan.tensors.map((t) => [t, chunkElementsFor(t, options)]));
+    const indexOf = new Map(plan.tensors.map((t, i) => [t, i]));
     for (const [s, shard] of shards.entries()) {
       const target: OutputTarget = await out.createFile(shard.file, shard.layout.size, shard.layout.head);
       for (const tensor of shard.tensors) {
         jobs.push({
           shard: s, tensor,
           job: {
-            index: plan.tensors.indexOf(tensor), name: tensor.name, numel: tensor.numel, op: options.ioOnly ? { kind: "copy" } : tensor.op,
+            index: indexOf.get(tensor)!, name: tensor.name, numel: tensor.numel, op: options.ioOnly ? { kind: "copy" } : tensor.op,
             inputs: tensor.inputs.map((i) => ({
               source: i.tensor.source, file: i.tensor.file, tensor: i.tensor.name, offset: i.tensor.offset, dtype: i.tensor.dtype, shape: i.tensor.shape,
               ...(i.block ? { block: i.block } : {}),
@@ -170,7 +179,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
 
     if (shards.length > 1) await out.writeText(INDEX_FILE, indexJson(shards, { weightsoup_version: VERSION }));
     const config = outputConfig(plan);
-    if (config) await out.writeText("config.json", JSON.stringify(config, null, 2) + "\n");
+    if (config !== null) await out.writeText("config.json", config);
     const donor = plan.models.get(plan.donor)!;
     for (const file of await donor.folder.list()) {
       if (isWeightFile(file) || file.startsWith(".") || ["config.json", "README.md", "mergekit_config.yml"].includes(file)) continue;

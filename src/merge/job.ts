@@ -27,7 +27,7 @@ export interface JobInput {
  * memory: benchmarks use it to time computation alone).
  */
 export type OutputTarget =
-  | { kind: "path"; path: string }
+  | { kind: "path"; path: string; /** The file as the person will find it (path is where it is staged), for messages. */ file: string }
   | { kind: "opfs"; handle: FileSystemFileHandle; /** Unique among the merge's files, for messages and caching. */ file: string }
   | { kind: "return" }
   | { kind: "memory" };

@@ -2,7 +2,9 @@
  * @file The merge methods weightsoup runs, declared the way mergekit's registry declares them: which
  * parameters are global (method-wide, may vary per tensor) and which are per model, their defaults, and
  * whether a base model is required. The math lives in the kernels (assembly/) and merge/run-tensor.ts.
+ * Every table here is looked up with names from recipes, so none has a prototype (see table.ts).
  */
+import { table } from "../table";
 
 export interface ParameterSpec {
   type: "number" | "boolean";
@@ -20,8 +22,8 @@ export interface MethodSpec {
   kind: MethodKind;
   /** A base model must be declared and is treated specially (task vectors are relative to it). */
   needsBase: boolean;
-  global: Record<string, ParameterSpec>;
-  perModel: Record<string, ParameterSpec>;
+  global: Readonly<Record<string, ParameterSpec>>;
+  perModel: Readonly<Record<string, ParameterSpec>>;
   /** Task-vector family: sign consensus (TIES) and sparsification. */
   consensus?: boolean;
   sparsify?: "magnitude" | "random";
@@ -30,38 +32,38 @@ export interface MethodSpec {
 function taskVector(name: string, title: string, paper: string, normalize: boolean, rescale: boolean, consensus: boolean, sparsify?: "magnitude" | "random"): MethodSpec {
   return {
     name, title, paper, kind: "taskVector", needsBase: true, consensus, ...(sparsify ? { sparsify } : {}),
-    global: {
+    global: table<ParameterSpec>({
       normalize: { type: "boolean", default: normalize },
       rescale: { type: "boolean", default: rescale },
       lambda: { type: "number", default: 1 },
       // Only changes how mergekit stores masks (int8 instead of float); the result is the same.
       int8_mask: { type: "boolean", default: false },
-    },
-    perModel: { weight: { type: "number", required: true }, density: { type: "number", default: 1 } },
+    }),
+    perModel: table<ParameterSpec>({ weight: { type: "number", required: true }, density: { type: "number", default: 1 } }),
   };
 }
 
-export const METHODS: Readonly<Record<string, MethodSpec>> = {
+export const METHODS: Readonly<Record<string, MethodSpec>> = table({
   linear: {
     name: "linear", title: "Linear (model soup)", paper: "https://arxiv.org/abs/2203.05482", kind: "linear", needsBase: false,
-    global: { normalize: { type: "boolean", default: true } },
-    perModel: { weight: { type: "number", required: true } },
+    global: table<ParameterSpec>({ normalize: { type: "boolean", default: true } }),
+    perModel: table<ParameterSpec>({ weight: { type: "number", required: true } }),
   },
   slerp: {
     name: "slerp", title: "SLERP", paper: "https://en.wikipedia.org/wiki/Slerp", kind: "slerp", needsBase: true,
-    global: { t: { type: "number", required: true } },
-    perModel: {},
+    global: table<ParameterSpec>({ t: { type: "number", required: true } }),
+    perModel: table<ParameterSpec>({}),
   },
   passthrough: {
     name: "passthrough", title: "Passthrough", kind: "passthrough", needsBase: false,
-    global: {},
-    perModel: { scale: { type: "number" } },
+    global: table<ParameterSpec>({}),
+    perModel: table<ParameterSpec>({ scale: { type: "number" } }),
   },
   task_arithmetic: taskVector("task_arithmetic", "Task Arithmetic", "https://arxiv.org/abs/2212.04089", false, false, false),
   ties: taskVector("ties", "TIES", "https://arxiv.org/abs/2306.01708", true, false, true, "magnitude"),
   dare_ties: taskVector("dare_ties", "DARE TIES", "https://arxiv.org/abs/2311.03099", false, true, true, "random"),
   dare_linear: taskVector("dare_linear", "Linear DARE", "https://arxiv.org/abs/2311.03099", false, true, false, "random"),
-};
+});
 
 /** mergekit methods weightsoup does not run yet (a recipe naming one gets E_METHOD_UNSUPPORTED). */
 export const MERGEKIT_ONLY_METHODS = [

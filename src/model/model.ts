@@ -3,10 +3,12 @@
  * listed in model.safetensors.index.json. Only headers are read here; tensor data is read later, chunk
  * by chunk, by whoever computes with it.
  */
-import { ModelError } from "../errors";
+import { describeValue, ModelError } from "../errors";
+import { isJsonObject, parseBoundedJson } from "../format/json";
 import { headerLength, parseHeader, type TensorEntry } from "../format/safetensors";
 import type { ModelFolder } from "../io/folder";
 import { openSource, type SourceRef } from "../io/source";
+import { layerCountKey, layerCount } from "./roles";
 
 export interface TensorInfo extends TensorEntry {
   /** The file holding it, for messages. */
@@ -22,8 +24,18 @@ export interface LoadedModel {
   folder: ModelFolder;
   tensors: Map<string, TensorInfo>;
   config: Record<string, unknown> | null;
-  /** The weight files (shards) it was read from. */
-  weightFiles: string[];
+  /** config.json as written (outputs change only the keys they must, keeping the rest as it was). */
+  configText: string | null;
+  /** The weight files (shards) it was read from, with what their headers hold. */
+  weightFiles: WeightFile[];
+  /** Layers, from the tensors present (config.json, where it says, agrees). */
+  layers: number;
+}
+
+export interface WeightFile {
+  file: string;
+  tensors: number;
+  metadata: Record<string, string> | undefined;
 }
 
 export const INDEX_FILE = "model.safetensors.index.json";
@@ -51,18 +63,22 @@ export async function openModel(folder: ModelFolder): Promise<LoadedModel> {
   } else {
     shardFiles = files.filter((f) => f.endsWith(".safetensors")).sort();
     if (shardFiles.length === 0) {
-      const legacy = files.find((f) => /\.(bin|pt|pth|gguf)$/i.test(f));
-      throw new ModelError("E_NO_WEIGHTS", legacy
-        ? `${folder.name}: holds ${legacy} but no .safetensors weights; weightsoup reads safetensors only (convert the checkpoint first)`
-        : `${folder.name}: no .safetensors weights found`, { file: folder.name });
+      const legacy = files.filter((f) => /\.(bin|pt|pth|ckpt|gguf)$/i.test(f));
+      const found = files.length === 0 ? "no files" : `${files.slice(0, 8).join(", ")}${files.length > 8 ? `, and ${files.length - 8} more` : ""}`;
+      throw new ModelError("E_NO_WEIGHTS", legacy.length
+        ? `${folder.name}: holds ${found}, but no .safetensors weights (${legacy.join(", ")} ${legacy.length > 1 ? "are" : "is"} a PyTorch or GGUF format); weightsoup reads safetensors only: convert the checkpoint first`
+        : `${folder.name}: no .safetensors weights found (it holds ${found})`, { file: folder.name });
     }
   }
 
   const tensors = new Map<string, TensorInfo>();
+  const weightFiles: WeightFile[] = [];
   for (const shard of shardFiles) {
     const ref = folder.source(shard);
     const display = shardFiles.length === 1 && files.length === 1 ? folder.name : `${folder.name}/${shard}`;
-    for (const entry of (await readHeader(ref, display)).tensors.values()) {
+    const header = await readHeader(ref, display);
+    weightFiles.push({ file: shard, tensors: header.tensors.size, metadata: header.metadata });
+    for (const entry of header.tensors.values()) {
       if (weightMap && weightMap.get(entry.name) !== shard) continue; // the index decides where a tensor lives
       const previous = tensors.get(entry.name);
       if (previous) {
@@ -81,31 +97,48 @@ export async function openModel(folder: ModelFolder): Promise<LoadedModel> {
   }
 
   let config: Record<string, unknown> | null = null;
+  let configText: string | null = null;
   if (names.has("config.json")) {
-    try {
-      config = JSON.parse(await folder.readText("config.json")) as Record<string, unknown>;
-    } catch (cause) {
-      throw new ModelError("E_CONFIG", `${folder.name}/config.json: not valid JSON (${(cause as Error).message})`, { file: `${folder.name}/config.json` }, { cause });
-    }
+    const file = `${folder.name}/config.json`;
+    configText = await folder.readText("config.json");
+    const parsed = parseBoundedJson(configText);
+    if ("problem" in parsed) throw new ModelError("E_CONFIG", `${file}: ${parsed.problem}`, { file });
+    if (!isJsonObject(parsed.value)) throw new ModelError("E_CONFIG", `${file}: must hold a JSON object, found ${describeValue(parsed.value)}`, { file });
+    config = parsed.value;
   }
-  return { location: folder.name, folder, tensors, config, weightFiles: shardFiles };
+  const layers = checkedLayerCount(folder.name, config, tensors.keys());
+  return { location: folder.name, folder, tensors, config, configText, weightFiles, layers };
+}
+
+/**
+ * The layer count from the tensors present, checked against config.json's layer count where it has
+ * one: trusting the config alone would let `num_hidden_layers: -3` drop every layer, or 1e12 plan forever.
+ */
+function checkedLayerCount(location: string, config: Record<string, unknown> | null, names: Iterable<string>): number {
+  const count = layerCount(names);
+  const key = layerCountKey(config);
+  if (key === undefined) return count;
+  const declared = config![key];
+  const file = `${location}/config.json`;
+  if (typeof declared !== "number" || !Number.isSafeInteger(declared) || declared < 0) {
+    throw new ModelError("E_CONFIG", `${file}: ${key} must be a non-negative integer, found ${describeValue(declared)}`, { file, key });
+  }
+  if (declared !== count) {
+    throw new ModelError("E_CONFIG", `${file}: ${key} is ${declared}, but the weights hold ${count === 0 ? "no layers" : `layers 0 to ${count - 1} (${count} layers)`}`, { file, key, declared, found: count });
+  }
+  return count;
 }
 
 async function readIndex(folder: ModelFolder): Promise<Map<string, string>> {
   const file = `${folder.name}/${INDEX_FILE}`;
-  let index: unknown;
-  try {
-    index = JSON.parse(await folder.readText(INDEX_FILE));
-  } catch (cause) {
-    throw new ModelError("E_INDEX", `${file}: not valid JSON (${(cause as Error).message})`, { file }, { cause });
-  }
-  const map = (index as { weight_map?: unknown } | null)?.weight_map;
-  if (map === null || typeof map !== "object" || Array.isArray(map)) {
-    throw new ModelError("E_INDEX", `${file}: has no "weight_map" object`, { file });
-  }
+  const parsed = parseBoundedJson(await folder.readText(INDEX_FILE));
+  if ("problem" in parsed) throw new ModelError("E_INDEX", `${file}: ${parsed.problem}`, { file });
+  const map = isJsonObject(parsed.value) ? parsed.value.weight_map : undefined;
+  if (!isJsonObject(map)) throw new ModelError("E_INDEX", `${file}: has no "weight_map" object`, { file });
   const out = new Map<string, string>();
-  for (const [tensor, shard] of Object.entries(map)) {
-    if (typeof shard !== "string" || shard.includes("/") || shard.includes("\\")) {
+  for (const tensor in map) {
+    const shard = map[tensor];
+    if (typeof shard !== "string" || !shard || shard.includes("/") || shard.includes("\\") || shard.startsWith(".")) {
       throw new ModelError("E_INDEX", `${file}: weight_map entry for "${tensor}" must be a file name in the same folder`, { file, tensor });
     }
     out.set(tensor, shard);
@@ -113,7 +146,7 @@ async function readIndex(folder: ModelFolder): Promise<Map<string, string>> {
   return out;
 }
 
-/** Reads and validates one safetensors header. */
+/** Reads and validates one safetensors header: its tensors (in data order) and metadata. */
 export async function readHeader(ref: SourceRef, display: string): Promise<{ tensors: Map<string, TensorInfo>; metadata: Record<string, string> | undefined }> {
   const source = openSource(ref);
   try {
@@ -124,11 +157,14 @@ export async function readHeader(ref: SourceRef, display: string): Promise<{ ten
     const json = new Uint8Array(n);
     await source.readInto(8, json);
     const header = parseHeader(display, size, json);
-    const out = new Map<string, TensorInfo>();
-    for (const [name, entry] of header.tensors) {
-      out.set(name, { ...entry, file: display, source: ref, offset: header.dataStart + entry.begin });
+    // The entries become TensorInfo in place: a header may list a million tensors, so no copies.
+    for (const entry of header.tensors.values()) {
+      const info = entry as TensorInfo;
+      info.file = display;
+      info.source = ref;
+      info.offset = header.dataStart + entry.begin;
     }
-    return { tensors: out, metadata: header.metadata };
+    return { tensors: header.tensors as Map<string, TensorInfo>, metadata: header.metadata };
   } finally {
     await source.close();
   }

@@ -33,19 +33,14 @@ export function isEmbedding(name: string): boolean {
   return tensorRole(name).layer === undefined && /(^|\.)(embed_tokens|lm_head|wte|word_embeddings|embed_out|tok_embeddings|output)\.weight$/.test(name);
 }
 
-/** The config.json key holding the layer count, if any. */
+/** The config.json key holding the layer count, if it has one. */
 export function layerCountKey(config: Record<string, unknown> | null): string | undefined {
   if (!config) return undefined;
-  for (const key of ["num_hidden_layers", "n_layer", "num_layers"]) {
-    if (typeof config[key] === "number") return key;
-  }
-  return undefined;
+  return ["num_hidden_layers", "n_layer", "num_layers"].find((key) => Object.hasOwn(config, key));
 }
 
-/** A model's layer count: from config.json, else the largest layer index + 1. */
-export function layerCount(config: Record<string, unknown> | null, names: Iterable<string>): number {
-  const key = layerCountKey(config);
-  if (key) return config![key] as number;
+/** Layers a set of tensors spans: the largest layer index + 1 (0 without layer tensors). */
+export function layerCount(names: Iterable<string>): number {
   let max = -1;
   for (const n of names) {
     const { layer } = tensorRole(n);

@@ -4,11 +4,11 @@
  * mergekit's plan.py (tests/reference/SPEC.md section 3 states it precisely). Every problem is
  * collected before any tensor data is read, and all of them are reported together.
  */
-import { RecipeError, ValidationError, WeightsoupError, type ErrorCode } from "../errors";
+import { describeValue, RecipeError, ValidationError, WeightsoupError, type ErrorCode } from "../errors";
 import { DTYPES, type FloatDtype } from "../format/dtypes";
 import { METHODS, MERGEKIT_ONLY_METHODS, type MethodSpec } from "../merge/methods";
 import type { LoadedModel, TensorInfo } from "../model/model";
-import { isEmbedding, layerCount, layerName, tensorRole } from "../model/roles";
+import { isEmbedding, layerName, tensorRole } from "../model/roles";
 import { lookupParameter, type ParameterScope, type Value } from "../recipe/parameters";
 import type { OutputSlice, Recipe } from "../recipe/recipe";
 
@@ -61,6 +61,11 @@ export interface MergePlan {
   models: ReadonlyMap<string, LoadedModel>;
   /** Layers of the output (set when slices change the count). */
   outputLayers: number | undefined;
+  /**
+   * Where each output layer comes from: the slice's base model if it is one of the slice's sources,
+   * else its first source, and that model's layer (per-layer config lists are rebuilt from these).
+   */
+  layerSources: { model: string; layer: number }[];
   /** The recipe's load dtype (inputs are rounded to it first), if any. */
   loadDtype: FloatDtype | undefined;
   /** Float dtype written to config.json, when the recipe sets one. */
@@ -83,11 +88,12 @@ export function referencedModels(recipe: Recipe): string[] {
 export function methodOf(recipe: Recipe): MethodSpec {
   const method = METHODS[recipe.mergeMethod];
   if (method) return method;
+  const shown = describeValue(recipe.mergeMethod);
   const known = Object.keys(METHODS).join(", ");
   if (MERGEKIT_ONLY_METHODS.includes(recipe.mergeMethod)) {
-    throw new RecipeError("E_METHOD_UNSUPPORTED", `${recipe.file}: merge_method "${recipe.mergeMethod}" is a mergekit method weightsoup does not run yet (supported: ${known})`, { file: recipe.file, key: "merge_method" });
+    throw new RecipeError("E_METHOD_UNSUPPORTED", `${recipe.file}: merge_method ${shown} is a mergekit method weightsoup does not run yet (supported: ${known})`, { file: recipe.file, key: "merge_method" });
   }
-  throw new RecipeError("E_METHOD_UNKNOWN", `${recipe.file}: merge_method "${recipe.mergeMethod}" is not a known merge method (supported: ${known})`, { file: recipe.file, key: "merge_method" });
+  throw new RecipeError("E_METHOD_UNKNOWN", `${recipe.file}: merge_method ${shown} is not a known merge method (supported: ${known})`, { file: recipe.file, key: "merge_method" });
 }
 
 /** Checks parameter names against the method before any model is opened. */
@@ -138,7 +144,7 @@ function layoutOf(model: LoadedModel): ModelLayout {
       layers.set(role.layer!, list);
     }
   }
-  return { pre, post, layers, count: layerCount(model.config, model.tensors.keys()) };
+  return { pre, post, layers, count: model.layers };
 }
 
 export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedModel>): MergePlan {
@@ -157,8 +163,20 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
   const layouts = new Map([...models].map(([name, m]) => [name, layoutOf(m)]));
 
   // mergekit's normalize_config: `models:` becomes one slice over all layers, with the base appended.
+  // Every model must then have the same layers: a shorter one would silently cut the merge short
+  // (or, listed second, fail), so differing counts need explicit slices.
   let slices: OutputSlice[];
   if (recipe.models) {
+    const counted = [...new Set([...recipe.models.map((m) => m.model), ...(recipe.baseModel ? [recipe.baseModel] : [])])];
+    const first = counted[0]!;
+    for (const name of counted.slice(1)) {
+      const [a, b] = [layouts.get(first)!.count, layouts.get(name)!.count];
+      if (a !== b) {
+        report("E_LAYER_MISMATCH", `${recipe.file}: ${first} has ${a} layers but ${name} has ${b} layers; a models: recipe merges every layer of every model, so their counts must agree (use slices: with layer_range to merge some layers)`,
+          { file: recipe.file, key: "models", model: name, models: [first, name], layers: [a, b] });
+      }
+    }
+    throwProblems(problems);
     const sources = recipe.models.map((m) => ({ ...m, layerRange: [0, layouts.get(m.model)!.count] as [number, number] }));
     if (recipe.baseModel && !recipe.models.some((m) => m.model === recipe.baseModel)) {
       sources.push({ model: recipe.baseModel, layerRange: [0, layouts.get(recipe.baseModel)!.count] });
@@ -197,10 +215,14 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
   for (const name of outerNames(first, layouts, "pre")) plan(first, name, first.sources.map(() => name), 0);
   // 2. Layers, renumbered across slices; t runs from 0 to 1 within each slice.
   let outLayer = 0;
+  const layerSources: MergePlan["layerSources"] = [];
   for (const slice of slices) {
     const [start, end] = slice.sources[0]!.layerRange!;
     const len = end - start;
+    const base = slice.baseModel ?? recipe.baseModel;
+    const principal = slice.sources.find((s) => s.model === base) ?? slice.sources[0]!;
     for (let idx = 0; idx < len; idx++) {
+      layerSources.push({ model: principal.model, layer: principal.layerRange![0] + idx });
       const t = len > 1 ? idx / (len - 1) : 1;
       // Every source's tensors at this layer: one lacking a tensor another has is reported, not dropped.
       const templates = union(slice.sources.map((s) => layouts.get(s.model)!.layers.get(s.layerRange![0] + idx) ?? []));
@@ -210,8 +232,9 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
       outLayer++;
     }
   }
-  // 3. Post-layer tensors of the last slice (mergekit plans these at t = 1).
-  for (const name of outerNames(last, layouts, "post")) plan(last, name, last.sources.map(() => name), 1);
+  // 3. Post-layer tensors of the last slice. Like the pre-layer ones they take a gradient's first value
+  // (t = 0): mergekit's plan_module reads them with the module's t = 0 config reader.
+  for (const name of outerNames(last, layouts, "post")) plan(last, name, last.sources.map(() => name), 0);
 
   throwProblems(problems);
   if (tensors.length === 0) throw new RecipeError("E_RECIPE", `${recipe.file}: the recipe selects no tensors`, { file: recipe.file });
@@ -219,6 +242,7 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
   return {
     recipe, method, tensors, donor, models,
     outputLayers: recipe.slices ? outLayer : undefined,
+    layerSources,
     loadDtype: recipe.dtype,
     configDtype: recipe.outDtype ?? recipe.dtype,
   };
@@ -267,7 +291,8 @@ function planTensor(
     inputs.push({ model: src.model, tensor });
   });
   if (missing) return undefined;
-  const inName = (input: PlannedInput) => inNames[slice.sources.findIndex((s) => s.model === input.model)]!;
+  const inNameOf = new Map(slice.sources.map((s, i) => [s.model, inNames[i]!]));
+  const inName = (input: PlannedInput) => inNameOf.get(input.model)!;
 
   // Integer and bool tensors (position ids, masks) are copied from the base, or the first model.
   const donorInput = inputs.find((i) => i.model === base) ?? inputs[0]!;
@@ -290,7 +315,7 @@ function planTensor(
   const outDtype = recipe.outDtype ?? recipe.dtype ?? donorInput.tensor.dtype;
 
   // Method-wide parameters, read with the output tensor's name.
-  const globals: Record<string, Value | undefined> = {};
+  const globals: Record<string, Value | undefined> = Object.create(null);
   for (const [name, spec] of Object.entries(method.global)) {
     const value = parameter(recipe, scope, name, spec, outName, undefined, outName, report);
     if (value === null) return undefined;
@@ -299,7 +324,7 @@ function planTensor(
   // Per-model parameters, read with each input's own tensor name.
   const perModel = new Map<string, Record<string, Value | undefined>>();
   for (const input of inputs) {
-    const values: Record<string, Value | undefined> = {};
+    const values: Record<string, Value | undefined> = Object.create(null);
     for (const [name, spec] of Object.entries(method.perModel)) {
       // The base never needs per-model parameters, except in linear where it is an ordinary input.
       const required = spec.required && (input.model !== base || method.kind === "linear");
@@ -399,7 +424,7 @@ function parameter(
   }
   if (spec.type === "boolean" && typeof value === "number" && (value === 0 || value === 1)) value = value === 1;
   if (typeof value !== spec.type || (typeof value === "number" && !Number.isFinite(value))) {
-    report("E_PARAMETER_INVALID", `${recipe.file}: ${whose}parameter "${name}" must be a ${spec.type}, got ${JSON.stringify(value)} (tensor "${outName}")`,
+    report("E_PARAMETER_INVALID", `${recipe.file}: ${whose}parameter "${name}" must be a ${typeof value === "number" ? "finite number" : spec.type}, got ${describeValue(value)} (tensor "${outName}")`,
       { file: recipe.file, tensor: outName, model, key: name }, `invalid:${model}:${name}`);
     return null;
   }

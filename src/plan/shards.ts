@@ -42,7 +42,8 @@ export function planShards(tensors: PlannedTensor[], maxShardBytes: number, meta
 
 /** model.safetensors.index.json for a sharded output (total_size counts tensor bytes, not headers). */
 export function indexJson(shards: ShardPlan[], extra: Record<string, unknown>): string {
-  const weightMap: Record<string, string> = {};
+  // No prototype: a tensor named "__proto__" must be a key like any other.
+  const weightMap: Record<string, string> = Object.create(null);
   let total = 0;
   const entries: [string, string][] = [];
   for (const shard of shards) {
@@ -63,8 +64,7 @@ export function parseSize(text: string): number | undefined {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmbgt]?)(i?)(b?)\s*$/i.exec(text);
   if (!m) return undefined;
   const [, num, unit, binary] = m;
-  const powers: Record<string, number> = { "": 0, k: 1, m: 2, b: 3, g: 3, t: 4 };
-  const exp = powers[unit!.toLowerCase()]!;
+  const exp = ["", "k", "m", "b", "t"].indexOf(unit!.toLowerCase().replace("g", "b"));
   const bytes = Number(num) * (binary ? 1024 : 1000) ** exp;
   return Number.isFinite(bytes) && bytes >= 1 ? Math.floor(bytes) : undefined;
 }

@@ -5,7 +5,7 @@
  * mid-kernel (squoosh does the same).
  */
 import { wrap, type Remote } from "comlink";
-import { AbortError, WorkerError } from "../errors";
+import { AbortError, WeightsoupError, WorkerError } from "../errors";
 import { IS_NODE } from "../env";
 import { nodeEndpoint } from "./endpoint";
 import { installErrorTransfer } from "./protocol";
@@ -38,16 +38,35 @@ export class WorkerPool {
 
   private constructor(private readonly slots: Slot[], private readonly depth: number) {}
 
+  /**
+   * Starts the workers and loads their kernels. A worker that cannot start (its script missing or
+   * failing to load, an exit) rejects this at once with a WorkerError rather than leaving the
+   * loading call waiting for an answer that never comes.
+   */
   static async create(options: PoolOptions): Promise<WorkerPool> {
     installErrorTransfer();
     const slots: Slot[] = [];
     const pool = new WorkerPool(slots, options.jobsPerWorker);
-    for (let i = 0; i < options.size; i++) slots.push(await startWorker(options.workerUrl, (e) => pool.fail(e)));
+    let started = false;
+    let firstError: WorkerError | undefined;
+    let startFailed!: (e: Error) => void;
+    const failure = new Promise<never>((_, reject) => (startFailed = reject));
+    failure.catch(() => undefined); // a worker failing after start-up is the pool's failure, not this promise's
+    const onFailure = (detail: unknown) => {
+      const error = new WorkerError("E_WORKER", started
+        ? `a worker stopped unexpectedly: ${describe(detail)}`
+        : `could not start a worker from ${String(options.workerUrl)}: ${describe(detail)}`, { file: String(options.workerUrl) }, { cause: detail });
+      firstError ??= error;
+      pool.fail(error);
+      startFailed(error);
+    };
     try {
-      await Promise.all(slots.map((s) => s.api.init(options.memoryBudget, options.jobsPerWorker)));
+      for (let i = 0; i < options.size; i++) slots.push(await startWorker(options.workerUrl, onFailure));
+      await Promise.race([Promise.all(slots.map((s) => s.api.init(options.memoryBudget, options.jobsPerWorker))), failure]);
+      started = true;
     } catch (e) {
       await pool.terminate();
-      throw e;
+      throw e instanceof WeightsoupError ? e : (firstError ?? e);
     }
     return pool;
   }
@@ -105,16 +124,40 @@ export class WorkerPool {
   }
 }
 
-async function startWorker(url: URL | string, onFailure: (e: Error) => void): Promise<Slot> {
-  const died = (detail: unknown) => onFailure(new WorkerError("E_WORKER", `a worker stopped unexpectedly: ${detail instanceof Error ? detail.message : String(detail)}`, {}, { cause: detail }));
+function describe(detail: unknown): string {
+  return detail instanceof Error ? detail.message : String(detail);
+}
+
+/**
+ * Node options a worker must not inherit: a parent started with `node -e CODE` (or `--input-type`)
+ * would have every worker evaluate that code instead of the worker script.
+ */
+function workerExecArgv(parent: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < parent.length; i++) {
+    const arg = parent[i]!;
+    if (["-e", "--eval", "-p", "--print", "--input-type"].includes(arg)) i++; // and its value
+    else if (!/^(--eval|--print|--input-type)=/.test(arg) && arg !== "-i" && arg !== "--interactive") out.push(arg);
+  }
+  return out;
+}
+
+async function startWorker(url: URL | string, onFailure: (detail: unknown) => void): Promise<Slot> {
   if (IS_NODE) {
     const { Worker } = await import("node:worker_threads");
-    const worker = new Worker(url);
-    worker.on("error", died);
-    worker.on("exit", (code) => code !== 0 && died(`exit code ${code}`));
+    let worker: import("node:worker_threads").Worker;
+    try {
+      worker = new Worker(url, { execArgv: workerExecArgv(process.execArgv) });
+    } catch (cause) {
+      onFailure(cause);
+      throw cause;
+    }
+    worker.on("error", onFailure);
+    worker.on("exit", (code) => onFailure(`exit code ${code}`));
     return { api: wrap<WorkerApi>(nodeEndpoint(worker)), terminate: () => { worker.removeAllListeners("exit"); return worker.terminate(); }, running: new Set() };
   }
   const worker = new Worker(url, { type: "module" });
-  worker.addEventListener("error", (e) => died(e.message || "script error"));
+  worker.addEventListener("error", (e) => onFailure(e.message || "the worker script could not be loaded"));
+  worker.addEventListener("messageerror", () => onFailure("a message from the worker could not be read"));
   return { api: wrap<WorkerApi>(worker), terminate: async () => worker.terminate(), running: new Set() };
 }

@@ -47,16 +47,27 @@ export interface ParameterScope {
   t: number;
 }
 
+/** Each model's own parameter block in a slice (sources are unique per slice: recipe.ts refuses repeats). */
+const sourceBlocks = new WeakMap<OutputSlice, Map<string, Parameters | undefined>>();
+
+function sourceBlock(slice: OutputSlice, model: string): Parameters | undefined {
+  let blocks = sourceBlocks.get(slice);
+  if (!blocks) {
+    blocks = new Map();
+    for (const s of slice.sources) if (!blocks.has(s.model)) blocks.set(s.model, s.parameters);
+    sourceBlocks.set(slice, blocks);
+  }
+  return blocks.get(model);
+}
+
 /**
  * The value of `name` for a tensor: per-model blocks are consulted only when `model` is given (that
- * model's source entries in the slice, first match wins), then the slice's block, then the recipe's.
+ * model's source entry in the slice), then the slice's block, then the recipe's.
  */
 export function lookupParameter(scope: ParameterScope, name: string, tensorName: string, model?: string): Value | undefined {
-  const blocks: (Parameters | undefined)[] = [];
-  if (model !== undefined) for (const s of scope.slice.sources) if (s.model === model) blocks.push(s.parameters);
-  blocks.push(scope.slice.parameters, scope.recipe.parameters);
+  const blocks = [model === undefined ? undefined : sourceBlock(scope.slice, model), scope.slice.parameters, scope.recipe.parameters];
   for (const block of blocks) {
-    if (!block || !(name in block)) continue;
+    if (!block || !Object.hasOwn(block, name)) continue;
     const value = evaluateSetting(block[name]!, tensorName, scope.t);
     if (value !== undefined) return value;
   }

@@ -2,8 +2,9 @@
  * @file mergekit recipes: the YAML schema of mergekit's config.py, parsed and checked before anything
  * else happens. Every problem names the recipe file and the key path (slices[1].sources[0].layer_range).
  */
-import { parseAllDocuments } from "yaml";
-import { RecipeError } from "../errors";
+import { LineCounter, parseAllDocuments, visit, type Document } from "yaml";
+import { describeValue, RecipeError } from "../errors";
+import { MAX_JSON_DEPTH } from "../format/json";
 import { dtypeFromRecipeName, type FloatDtype } from "../format/dtypes";
 
 /** A parameter value as written: scalar, gradient list, or filter list (mergekit's ParameterSetting). */
@@ -56,31 +57,78 @@ const TOP_KEYS = ["merge_method", "models", "slices", "base_model", "parameters"
 
 /** Parses recipe YAML text. `file` names it in messages. */
 export function parseRecipe(text: string, file = "recipe"): Recipe {
-  const docs = parseAllDocuments(text);
+  const lineCounter = new LineCounter();
+  const syntax = (what: string, offset?: number) => {
+    const at = offset === undefined ? undefined : lineCounter.linePos(offset);
+    return new RecipeError("E_RECIPE_SYNTAX", `${file}${at ? `:${at.line}:${at.col}` : ""}: ${what}`, { file, ...(at ? { line: at.line, column: at.col } : {}) });
+  };
+  let docs: ReturnType<typeof parseAllDocuments>;
+  try {
+    docs = parseAllDocuments(text, { lineCounter });
+  } catch (cause) {
+    throw syntax(`not readable as YAML (${(cause as Error).message.split("\n")[0]})`);
+  }
   if (!Array.isArray(docs)) throw new RecipeError("E_RECIPE_SYNTAX", `${file}: not a YAML document`, { file });
   for (const doc of docs) {
     const error = doc.errors[0];
-    if (error) {
-      const line = error.linePos?.[0];
-      throw new RecipeError("E_RECIPE_SYNTAX", `${file}${line ? `:${line.line}:${line.col}` : ""}: ${error.message.split("\n")[0]}`, { file });
-    }
+    if (error) throw syntax(error.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, ""), error.pos[0]);
   }
   if (docs.length !== 1) {
     throw new RecipeError("E_RECIPE", `${file}: holds ${docs.length} YAML documents; multi-stage recipes (mergekit-multi) are not supported yet, run each stage as its own recipe`, { file });
   }
-  return recipeFromObject(docs[0]!.toJS(), text, file);
+  return recipeFromObject(toPlainValue(docs[0]!, syntax), text, file);
+}
+
+/** Most aliases a recipe may expand: a few are handy, thousands are an attack (a "billion laughs"). */
+const MAX_ALIAS_COUNT = 100;
+
+/**
+ * The document as plain values. Aliases are expanded here, so an alias to no anchor and an alias bomb
+ * fail here, as do values nested deeper than any recipe needs.
+ */
+function toPlainValue(doc: Document, syntax: (what: string, offset?: number) => RecipeError): unknown {
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (cause) {
+    let at: number | undefined;
+    visit(doc, {
+      Alias(_, node) {
+        if (at === undefined && node.resolve(doc) === undefined) at = node.range?.[0];
+      },
+    });
+    const message = (cause as Error).message;
+    if (/excessive alias count/i.test(message)) throw syntax(`expands aliases more than ${MAX_ALIAS_COUNT} times (an alias bomb?)`);
+    throw syntax(/unresolved alias/i.test(message) ? `${message.replace(/^Unresolved alias/, "alias")} is defined nowhere before it` : message.split("\n")[0]!, at);
+  }
+  if (depthExceeds(value, MAX_JSON_DEPTH)) throw syntax(`nests deeper than ${MAX_JSON_DEPTH} levels`);
+  return value;
+}
+
+/** Whether a plain value nests lists and mappings deeper than `limit` (iterative: no recursion). */
+function depthExceeds(root: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[root, 0]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    if (d >= limit) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, d + 1]);
+  }
+  return false;
 }
 
 /** Checks an already-parsed recipe object (the same schema as the YAML). */
 export function recipeFromObject(raw: unknown, text: string, file = "recipe"): Recipe {
-  const fail = (key: string, what: string, code: "E_RECIPE" | "E_METHOD_UNSUPPORTED" = "E_RECIPE") =>
+  const fail: Fail = (key, what, code = "E_RECIPE") =>
     new RecipeError(code, `${file}: ${key ? `${key}: ` : ""}${what}`, { file, key });
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw fail("", "a recipe must be a YAML mapping");
   const r = raw as Record<string, unknown>;
   for (const key of Object.keys(r)) {
-    if (!TOP_KEYS.includes(key)) throw fail(key, `unknown key (known keys: ${TOP_KEYS.join(", ")})`);
+    if (!TOP_KEYS.includes(key)) throw fail(key.slice(0, 60), `unknown key (known keys: ${TOP_KEYS.join(", ")})`);
   }
-  if (typeof r.merge_method !== "string" || !r.merge_method) throw fail("merge_method", "is required (for example merge_method: linear)");
+  if (typeof r.merge_method !== "string" || !r.merge_method) {
+    throw fail("merge_method", r.merge_method === undefined ? "is required (for example merge_method: linear)" : `must be a method name, found ${describeValue(r.merge_method)}`);
+  }
   for (const key of ["tokenizer", "chat_template", "modules", "name"]) {
     if (r[key] !== undefined) {
       throw fail(key, key === "modules"
@@ -91,7 +139,7 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
     }
   }
   if (r.tokenizer_source !== undefined && r.tokenizer_source !== "base") {
-    throw fail("tokenizer_source", `"${String(r.tokenizer_source)}" is not supported yet; only "base" (the base model's tokenizer, which weightsoup copies) is`, "E_METHOD_UNSUPPORTED");
+    throw fail("tokenizer_source", `${describeValue(r.tokenizer_source)} is not supported yet; only "base" (the base model's tokenizer, which weightsoup copies) is`, "E_METHOD_UNSUPPORTED");
   }
   const hasModels = r.models !== undefined, hasSlices = r.slices !== undefined;
   if (hasModels === hasSlices) throw fail("", "exactly one of 'models' or 'slices' must be given");
@@ -102,13 +150,14 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
   for (const [key, field] of [["dtype", "dtype"], ["out_dtype", "outDtype"]] as const) {
     if (r[key] === undefined) continue;
     const dtype = typeof r[key] === "string" ? dtypeFromRecipeName(r[key] as string) : undefined;
-    if (!dtype) throw fail(key, `${JSON.stringify(r[key])} is not a float dtype weightsoup computes in (bfloat16, float16, float32)`);
+    if (!dtype) throw fail(key, `${describeValue(r[key])} is not a float dtype weightsoup computes in (bfloat16, float16, float32)`);
     recipe[field] = dtype;
   }
   if (r.align !== undefined) recipe.align = alignStep(r.align, fail);
   if (hasModels) {
     recipe.models = list(r.models, "models", fail).map((m, i) => inputSlice(m, `models[${i}]`, false, fail));
     if (recipe.models.length === 0) throw fail("models", "is empty");
+    refuseDuplicates(recipe.models, "models", fail);
   } else {
     recipe.slices = list(r.slices, "slices", fail).map((s, i) => outputSlice(s, `slices[${i}]`, fail));
     if (recipe.slices.length === 0) throw fail("slices", "is empty");
@@ -116,7 +165,22 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
   return recipe;
 }
 
-type Fail = (key: string, what: string) => RecipeError;
+type Fail = (key: string, what: string, code?: "E_RECIPE" | "E_METHOD_UNSUPPORTED" | "E_DUPLICATE_MODEL") => RecipeError;
+
+/**
+ * A model listed twice in one list: parameters are looked up by model name, so the second entry's
+ * would be silently ignored (mergekit keys them by model too). A Set keeps this linear.
+ */
+function refuseDuplicates(entries: InputSlice[], key: string, fail: Fail): void {
+  const seen = new Map<string, number>();
+  entries.forEach((e, i) => {
+    const first = seen.get(e.model);
+    if (first !== undefined) {
+      throw fail(`${key}[${i}].model`, `"${e.model}" is already listed as ${key}[${first}]; each model may appear once (merge its entries into one)`, "E_DUPLICATE_MODEL");
+    }
+    seen.set(e.model, i);
+  });
+}
 
 function alignStep(v: unknown, fail: Fail): AlignStep {
   const a = mapping(v, "align", fail, ["to", "spec", "seed", "max_sweeps"]);
@@ -141,7 +205,7 @@ function list(v: unknown, key: string, fail: Fail): unknown[] {
 
 function mapping(v: unknown, key: string, fail: Fail, allowed: string[]): Record<string, unknown> {
   if (v === null || typeof v !== "object" || Array.isArray(v)) throw fail(key, "must be a mapping");
-  for (const k of Object.keys(v)) if (!allowed.includes(k)) throw fail(`${key}.${k}`, `unknown key (allowed: ${allowed.join(", ")})`);
+  for (const k of Object.keys(v)) if (!allowed.includes(k)) throw fail(`${key}.${k.slice(0, 60)}`, `unknown key (allowed: ${allowed.join(", ")})`);
   return v as Record<string, unknown>;
 }
 
@@ -158,7 +222,7 @@ function inputSlice(v: unknown, key: string, needsRange: boolean, fail: Fail): I
   const out: InputSlice = { model: modelRef(m.model, `${key}.model`, fail) };
   if (needsRange) {
     const lr = m.layer_range;
-    if (!Array.isArray(lr) || lr.length !== 2 || !lr.every((x) => Number.isInteger(x) && x >= 0) || lr[1] < lr[0]) {
+    if (!Array.isArray(lr) || lr.length !== 2 || !lr.every((x) => Number.isSafeInteger(x) && x >= 0) || lr[1] < lr[0]) {
       throw fail(`${key}.layer_range`, "must be [start, end] with 0 <= start <= end");
     }
     out.layerRange = [lr[0], lr[1]];
@@ -171,6 +235,7 @@ function outputSlice(v: unknown, key: string, fail: Fail): OutputSlice {
   const s = mapping(v, key, fail, ["sources", "base_model", "parameters", "residual_weight"]);
   const sources = list(s.sources, `${key}.sources`, fail).map((src, i) => inputSlice(src, `${key}.sources[${i}]`, true, fail));
   if (sources.length === 0) throw fail(`${key}.sources`, "is empty");
+  refuseDuplicates(sources, `${key}.sources`, fail);
   const lengths = new Set(sources.map((src) => src.layerRange![1] - src.layerRange![0]));
   if (lengths.size > 1) throw fail(`${key}.sources`, "all sources of a slice must span the same number of layers");
   const out: OutputSlice = { sources };
@@ -181,8 +246,9 @@ function outputSlice(v: unknown, key: string, fail: Fail): OutputSlice {
 
 function parameters(v: unknown, key: string, fail: Fail): Parameters {
   if (v === null || typeof v !== "object" || Array.isArray(v)) throw fail(key, "must be a mapping of parameter names to values");
-  const out: Parameters = {};
-  for (const [name, value] of Object.entries(v)) out[name] = setting(value, `${key}.${name}`, fail);
+  // No prototype: a parameter may be named "__proto__" or "constructor" (and is then reported unknown).
+  const out: Parameters = Object.create(null);
+  for (const [name, value] of Object.entries(v)) out[name] = setting(value, `${key}.${name.slice(0, 60)}`, fail);
   return out;
 }
 
@@ -200,5 +266,5 @@ function setting(v: unknown, key: string, fail: Fail): Setting {
     if (typeof c.filter === "string") out.filter = c.filter;
     return out;
   }
-  throw fail(key, `${JSON.stringify(v)} is not a parameter value`);
+  throw fail(key, `${describeValue(v)} is not a parameter value`);
 }

@@ -102,18 +102,19 @@ export function isEmbeddingName(name: string): boolean {
   return layerNameOf(name) === null && EMBED_SUFFIXES.some((s) => name.endsWith(s));
 }
 
-/** num_hidden_layers (or n_layer) from the config, else the largest layer index + 1 (0 if none). */
+/**
+ * The largest layer index + 1 (0 if none). A config that states a layer count (num_hidden_layers or
+ * n_layer) must state this one.
+ */
 export function layerCountOf(model: RefModel): number {
-  const c = model.config;
-  if (c !== null && c !== undefined) {
-    if (typeof c.num_hidden_layers === "number") return c.num_hidden_layers;
-    if (typeof c.n_layer === "number") return c.n_layer;
-  }
   let max = -1;
   for (const name of model.tensors.keys()) {
     const l = layerNameOf(name);
     if (l !== null && l.index > max) max = l.index;
   }
+  const c = model.config;
+  const declared = c === null || c === undefined ? undefined : hasOwn(c, "num_hidden_layers") ? c.num_hidden_layers : hasOwn(c, "n_layer") ? c.n_layer : undefined;
+  if (declared !== undefined && declared !== max + 1) throw new Error(`config says ${String(declared)} layers, the tensors span ${max + 1}`);
   return max + 1;
 }
 
@@ -275,6 +276,7 @@ function buildSlices(recipe: Record<string, unknown>, models: Map<string, RefMod
     if (topBase !== undefined && !sources.some((s) => s.model === topBase)) {
       sources.push({ model: topBase, range: [0, layerCountOf(getModel(models, topBase))], parameters: undefined });
     }
+    if (sources.some((s) => s.range[1] !== sources[0]!.range[1])) throw new Error("models: with different layer counts (needs slices:)");
     return [{ sources, base: topBase, parameters: undefined }];
   }
 
@@ -373,10 +375,10 @@ function plan(slices: Slice[], models: Map<string, RefModel>): { planned: Planne
     }
   }
 
-  // 3. post-layer tensors of the first source of the last slice, t = 1.
+  // 3. post-layer tensors of the first source of the last slice, t = 0.
   for (const name of getModel(models, last.sources[0]!.model).tensors.keys()) {
     if (layerNameOf(name) === null && !isPreLayerName(name)) {
-      planned.push({ outName: name, t: 1, slice: last, inputs: last.sources.map((s) => ({ model: s.model, name })) });
+      planned.push({ outName: name, t: 0, slice: last, inputs: last.sources.map((s) => ({ model: s.model, name })) });
     }
   }
 

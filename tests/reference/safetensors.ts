@@ -156,7 +156,8 @@ const MAX_HEADER = 100_000_000;
  * of 8, then the tensors' data back to back in the given order (offsets relative to the data start).
  */
 export function writeSafetensors(tensors: RefTensorBytes[], metadata?: Record<string, string>): Uint8Array {
-  const header: Record<string, unknown> = {};
+  // No prototype: a tensor may be named "__proto__" (legal in safetensors).
+  const header: Record<string, unknown> = Object.create(null);
   if (metadata !== undefined) {
     for (const [k, v] of Object.entries(metadata)) {
       if (typeof v !== "string") throw new Error(`writeSafetensors: metadata value for ${k} is not a string`);
@@ -338,7 +339,7 @@ export async function writeShardedModel(
     await writeFile(join(dir, "model.safetensors"), writeSafetensors(tensors, opts.metadata));
     return;
   }
-  const weightMap: Record<string, string> = {};
+  const weightMap: Record<string, string> = Object.create(null);
   let totalSize = 0;
   const n = tensors.length;
   for (let s = 0; s < N; s++) {

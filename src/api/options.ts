@@ -1,0 +1,41 @@
+/**
+ * @file The numeric options of the library calls, checked before anything runs. An option computed
+ * as `Number(process.env.X)` is NaN when the variable is unset; passed on unchecked, `workers: NaN`
+ * once started no worker and wrote an all-zero model. The CLI checks its flags against the same ranges.
+ */
+import { describeValue, OptionError } from "../errors";
+
+/** Inclusive [min, max] of each integer option. */
+export const OPTION_RANGES = {
+  workers: [1, 256],
+  seed: [0, 2 ** 32 - 1],
+  /** wasm32 memory ends at 4 GiB; a worker below 1 MiB cannot hold its kernels. */
+  memoryBudget: [2 ** 20, 2 ** 32],
+  chunkBytes: [1, Number.MAX_SAFE_INTEGER],
+  chunkElements: [1, Number.MAX_SAFE_INTEGER],
+  outShardSize: [1, Number.MAX_SAFE_INTEGER],
+  maxSweeps: [1, 10_000],
+  points: [2, 10_001],
+} as const satisfies Record<string, readonly [number, number]>;
+
+export type RangedOption = keyof typeof OPTION_RANGES;
+
+/** Throws OptionError unless every given option among `keys` is an integer in its range. */
+export function checkIntegerOptions(options: object, keys: readonly RangedOption[]): void {
+  for (const key of keys) {
+    const value = (options as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    const [min, max] = OPTION_RANGES[key];
+    if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+      throw new OptionError("E_OPTION", `option ${key} must be an integer from ${min} to ${max}, got ${describeValue(value)}`, { key, value: typeof value === "number" ? value : describeValue(value) });
+    }
+  }
+}
+
+/** Throws OptionError unless `value` is absent or a function. */
+export function checkCallbackOption(options: object, key: string): void {
+  const value = (options as Record<string, unknown>)[key];
+  if (value !== undefined && typeof value !== "function") {
+    throw new OptionError("E_OPTION", `option ${key} must be a function, got ${describeValue(value)}`, { key });
+  }
+}

@@ -1,0 +1,232 @@
+// Real-world inputs and the files a merge writes (issue 8, items 4, 15, 16, 21, 22, 24-26, 33):
+// library options checked up front, a Hugging Face cache laid out with symbolic links as
+// huggingface_hub makes it, FIFOs, git-lfs pointers and web pages saved as .safetensors, headers read
+// once, the model card's front matter, and config.json changed only where it must be.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rename, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { inspect, merge, openModel } from "../src/node";
+import { inspect as inspectFolder } from "../src/api/inspect";
+import { WeightsoupError } from "../src/errors";
+import { BlobFolder, type ModelFolder } from "../src/io/folder";
+import { NodeFolder } from "../src/io/node-folder";
+import { baseModel, CLI, fineTune, removeDir, tempDir, TINY, WORKER_URL, writeCase, writeModel } from "./helpers/fixtures";
+
+let root: string, recipe: string;
+let n = 0;
+const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+before(async () => {
+  root = await tempDir();
+  const base = baseModel(101);
+  recipe = await writeCase(join(root, "case"), { base, a: fineTune(base, 102, 0.1) }, {
+    merge_method: "task_arithmetic", base_model: "./base", models: [{ model: "./a", parameters: { weight: 0.5 } }],
+  });
+});
+after(async () => { await removeDir(root); });
+
+describe("library options are checked before anything runs", () => {
+  for (const [key, value] of [
+    ["workers", NaN], ["workers", 0], ["workers", 1.5], ["workers", -1], ["workers", "2"], ["workers", Infinity],
+    ["seed", NaN], ["seed", -1], ["seed", 2 ** 32], ["memoryBudget", NaN], ["memoryBudget", 2 ** 33], ["chunkBytes", 0],
+    ["chunkBytes", NaN], ["outShardSize", NaN], ["outShardSize", 0], ["chunkElements", 0.5],
+  ] as const) {
+    test(`${key}: ${String(typeof value === "string" ? `"${value}"` : value)} is an OptionError naming ${key}, and nothing is written`, async () => {
+      const out = join(root, `opt-${n++}`);
+      await assert.rejects(merge(recipe, { out, workerUrl: WORKER_URL, [key]: value }), (e: unknown) => {
+        assert.ok(e instanceof WeightsoupError && e.code === "E_OPTION", String(e));
+        assert.ok(e.message.includes(key) && e.message.includes(typeof value === "string" ? `"${value}"` : String(value)), e.message);
+        return true;
+      });
+      assert.ok(!existsSync(out));
+    });
+  }
+  test("out-of-range CLI flags are usage errors (exit 2) before anything is read", () => {
+    for (const flags of [["--workers", "0"], ["--workers", "1000"], ["--memory-budget", "8GiB"], ["--memory-budget", "1000"], ["--chunk-size", "0.5"], ["--seed", "4294967296"], ["--out-shard-size", "0"]]) {
+      const r = cli("merge", join(root, "no-such-recipe.yml"), join(root, "never"), ...flags);
+      assert.equal(r.status, 2, `${flags.join(" ")}: ${r.stderr}`);
+      assert.ok(r.stderr.includes(flags[0]!), r.stderr);
+    }
+  });
+});
+
+describe("the Hugging Face cache, as huggingface_hub lays it out", () => {
+  test("org/name and org/name@revision resolve to a snapshot whose files are symbolic links into blobs/", async () => {
+    const hub = join(root, "hub");
+    const repo = join(hub, "models--acme--tiny-llama");
+    const commit = "0123456789abcdef0123456789abcdef01234567";
+    const staging = join(root, "hub-staging");
+    const base = baseModel(103);
+    await writeModel(staging, { ...base, config: { ...base.config, _name_or_path: "/home/someone/checkpoints/tiny" } });
+    await mkdir(join(repo, "blobs"), { recursive: true });
+    await mkdir(join(repo, "snapshots", commit), { recursive: true });
+    await mkdir(join(repo, "refs"), { recursive: true });
+    await writeFile(join(repo, "refs", "main"), commit);
+    for (const [i, file] of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"].entries()) {
+      const blob = join(repo, "blobs", `blob${i}`);
+      await rename(join(staging, file), blob);
+      await symlink(`../../blobs/blob${i}`, join(repo, "snapshots", commit, file));
+    }
+    const dir = join(root, `hubcase-${n++}`);
+    await writeModel(join(dir, "local-ft"), fineTune(base, 104, 0.1));
+    await writeFile(join(dir, "r.yml"), `merge_method: task_arithmetic\nbase_model: acme/tiny-llama\nmodels:\n  - {model: ./local-ft, parameters: {weight: 1}}\n  - {model: "acme/tiny-llama@${commit}", parameters: {weight: 0.1}}\n`);
+    const out = join(dir, "out");
+    const r = spawnSync(process.execPath, [CLI, "merge", join(dir, "r.yml"), out, "--quiet"], { encoding: "utf8", env: { ...process.env, HF_HUB_CACHE: hub } });
+    assert.equal(r.status, 0, r.stderr);
+    // The model card names the cache's repo id in its front matter, and no local path there.
+    const card = await readFile(join(out, "README.md"), "utf8");
+    const front = card.split("---")[1]!;
+    assert.match(front, /base_model:\n- "acme\/tiny-llama"\n/);
+    assert.doesNotMatch(front, /local-ft|\/home\/|\.\//);
+    assert.ok(card.includes("./local-ft (a local model)"), "local models are named in the text");
+  });
+
+  test('a local path that does not exist ("./nope") is reported as such, not looked up in the cache', async () => {
+    const dir = join(root, `nope-${n++}`);
+    await mkdir(dir);
+    await writeFile(join(dir, "r.yml"), "merge_method: linear\nmodels:\n  - {model: ./nope, parameters: {weight: 1}}\n");
+    const r = cli("merge", join(dir, "r.yml"), join(dir, "out"));
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /\[E_MODEL_NOT_FOUND\]/);
+    assert.ok(r.stderr.includes(join(dir, "nope")) && r.stderr.includes("does not exist"), r.stderr);
+    assert.doesNotMatch(r.stderr, /models--/);
+  });
+
+  test("a config naming a repo id as _name_or_path puts it in the card's front matter", async () => {
+    const dir = join(root, `named-${n++}`);
+    const base = baseModel(105);
+    const recipePath = await writeCase(dir, { base: { ...base, config: { ...base.config, _name_or_path: "acme/base-1b" } }, a: fineTune(base, 106, 0.1) }, {
+      merge_method: "task_arithmetic", base_model: "./base", models: [{ model: "./a", parameters: { weight: 1 } }],
+    });
+    await merge(recipePath, { out: join(dir, "out"), workerUrl: WORKER_URL });
+    const front = (await readFile(join(dir, "out", "README.md"), "utf8")).split("---")[1]!;
+    assert.match(front, /base_model:\n- "acme\/base-1b"\n/);
+  });
+});
+
+describe("files that are not what they seem", () => {
+  test("a FIFO as a model path, as model.safetensors, or as the recipe is refused at once", async () => {
+    const dir = join(root, `fifo-${n++}`);
+    const base = baseModel(107);
+    await writeModel(join(dir, "base"), base);
+    await mkdir(join(dir, "piped"));
+    assert.equal(spawnSync("mkfifo", [join(dir, "pipe.safetensors"), join(dir, "piped", "model.safetensors"), join(dir, "recipe-pipe.yml")]).status, 0);
+    for (const [model, where] of [["./pipe.safetensors", "pipe.safetensors"], ["./piped", "piped/model.safetensors"]]) {
+      await writeFile(join(dir, "r.yml"), `merge_method: task_arithmetic\nbase_model: ./base\nmodels:\n  - {model: ${model}, parameters: {weight: 1}}\n`);
+      const r = cli("merge", join(dir, "r.yml"), join(dir, "out"));
+      assert.notEqual(r.signal, "SIGKILL", "blocked on the FIFO");
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /\[E_NOT_REGULAR_FILE\]/);
+      assert.ok(r.stderr.includes(where), r.stderr);
+    }
+    const r = cli("merge", join(dir, "recipe-pipe.yml"), join(dir, "out"));
+    assert.notEqual(r.signal, "SIGKILL", "blocked on the FIFO");
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /\[E_NOT_REGULAR_FILE\]/);
+  });
+
+  for (const [label, content, code, words] of [
+    ["a git-lfs pointer", "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n", "E_LFS_POINTER", "git lfs pull"],
+    ["an HTML page", "<!DOCTYPE html>\n<html><head><title>Hugging Face</title></head><body>...</body></html>\n", "E_NOT_SAFETENSORS", "HTML page"],
+    ["a zip (PyTorch) archive", "PK\x03\x04\x14\x00\x00\x00\x08\x00archive/data.pkl", "E_NOT_SAFETENSORS", "PyTorch"],
+  ] as const) {
+    test(`${label} saved as .safetensors says what it is`, async () => {
+      const file = join(root, `impostor-${n++}.safetensors`);
+      await writeFile(file, content);
+      await assert.rejects(inspect(file), (e: unknown) => {
+        assert.ok(e instanceof WeightsoupError && e.code === code, String(e));
+        assert.ok(e.message.includes(words) && e.message.includes(file), e.message);
+        assert.doesNotMatch(e.message, /declared header length/);
+        return true;
+      });
+    });
+  }
+
+  test("a PyTorch-only folder names the files it holds and says only safetensors is read", async () => {
+    const dir = join(root, `torch-${n++}`);
+    await mkdir(dir);
+    for (const f of ["pytorch_model.bin", "config.json", "tokenizer.json"]) await writeFile(join(dir, f), f === "config.json" ? "{}" : "x");
+    await assert.rejects(inspect(dir), (e: unknown) => {
+      assert.ok(e instanceof WeightsoupError && e.code === "E_NO_WEIGHTS", String(e));
+      for (const w of ["pytorch_model.bin", "config.json", "tokenizer.json", "safetensors only"]) assert.ok(e.message.includes(w), `${w}: ${e.message}`);
+      return true;
+    });
+  });
+});
+
+describe("headers", () => {
+  test("inspect reads each weight file's header once", async () => {
+    const model = join(root, "case", "base");
+    const inner = await NodeFolder.open(model);
+    const reads = new Map<string, number>();
+    const counting: ModelFolder = {
+      name: inner.name, list: () => inner.list(), readText: (f) => inner.readText(f),
+      source: (f) => { reads.set(f, (reads.get(f) ?? 0) + 1); return inner.source(f); },
+    };
+    await inspectFolder(counting);
+    assert.deepEqual(reads.get("model.safetensors"), 1);
+  });
+
+  test("a tensor listed by a 100,000-tensor header is found once each, in data order", async () => {
+    const count = 100_000;
+    const parts: string[] = [];
+    for (let i = 0; i < count; i++) parts.push(`"t${i}":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}`);
+    const json = new TextEncoder().encode(`{${parts.join(",")}}`);
+    const bytes = new Uint8Array(8 + json.length);
+    new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true);
+    bytes.set(json, 8);
+    const model = await openModel(new BlobFolder("many", new Map([["model.safetensors", new Blob([bytes])]])));
+    assert.equal(model.tensors.size, count);
+    assert.equal(model.weightFiles[0]!.tensors, count);
+  });
+});
+
+describe("config.json", () => {
+  test("only the keys that must change are changed; numbers keep their formatting", async () => {
+    const dir = join(root, `config-${n++}`);
+    const base = baseModel(109);
+    const recipePath = await writeCase(dir, { base, a: fineTune(base, 110, 0.1) }, {
+      merge_method: "task_arithmetic", base_model: "./base", dtype: "bfloat16", models: [{ model: "./a", parameters: { weight: 1 } }],
+    });
+    const text = `{\n    "architectures": ["LlamaForCausalLM"],\n    "model_type": "llama",\n    "rope_theta": 10000.0,\n    "rms_norm_eps": 1e-05,\n    "attention_dropout": 0.0,\n` +
+      `    "vocab_size": ${TINY.vocab}, "hidden_size": ${TINY.hidden},\n    "num_hidden_layers": 3,\n    "torch_dtype": "float32",\n    "note": "keep \\"quoted\\" text, {braces} and [brackets]"\n}\n`;
+    await writeFile(join(dir, "base", "config.json"), text);
+    await merge(recipePath, { out: join(dir, "out"), workerUrl: WORKER_URL });
+    assert.equal(await readFile(join(dir, "out", "config.json"), "utf8"), text.replace('"torch_dtype": "float32"', '"torch_dtype": "bfloat16"'));
+  });
+
+  test("a transformers 5 config with only `dtype` gets `dtype` set, and inspect reports it as dtype", async () => {
+    const dir = join(root, `config-${n++}`);
+    const base = baseModel(111);
+    const { torch_dtype: _, ...v5 } = base.config as Record<string, unknown>;
+    const recipePath = await writeCase(dir, { base: { ...base, config: { ...v5, dtype: "float32" } }, a: fineTune(base, 112, 0.1) }, {
+      merge_method: "task_arithmetic", base_model: "./base", out_dtype: "float16", models: [{ model: "./a", parameters: { weight: 1 } }],
+    });
+    await merge(recipePath, { out: join(dir, "out"), workerUrl: WORKER_URL });
+    const config = JSON.parse(await readFile(join(dir, "out", "config.json"), "utf8"));
+    assert.equal(config.dtype, "float16");
+    assert.ok(!("torch_dtype" in config));
+    const r = cli("inspect", join(dir, "base"));
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\bdtype="float32"/);
+    assert.doesNotMatch(r.stdout, /torch_dtype/);
+  });
+
+  test("a passthrough that changes the layers rebuilds layer_types (Qwen2/Qwen3) from each output layer's source", async () => {
+    const dir = join(root, `qwen-${n++}`);
+    const base = baseModel(113, "F32", { ...TINY, layers: 3 });
+    const types = ["full_attention", "sliding_attention", "full_attention"];
+    const config = { ...base.config, model_type: "qwen2", architectures: ["Qwen2ForCausalLM"], layer_types: types, max_window_layers: 3, use_sliding_window: true };
+    const recipePath = await writeCase(dir, { q: { ...base, config } }, {
+      merge_method: "passthrough",
+      slices: [{ sources: [{ model: "./q", layer_range: [0, 2] }] }, { sources: [{ model: "./q", layer_range: [1, 3] }] }],
+    });
+    await merge(recipePath, { out: join(dir, "out"), workerUrl: WORKER_URL });
+    const out = JSON.parse(await readFile(join(dir, "out", "config.json"), "utf8"));
+    assert.equal(out.num_hidden_layers, 4);
+    assert.deepEqual(out.layer_types, [types[0], types[1], types[1], types[2]]);
+    assert.deepEqual(out.architectures, ["Qwen2ForCausalLM"]);
+  });
+});

@@ -1,0 +1,199 @@
+// The output folder's guarantees (issue 8, items 18-20): a merge killed at any point of its commit
+// leaves OUT_DIR absent or complete (old or new, never a mix or a folder without weights); a second
+// merge into the same OUT_DIR is refused while the first runs; an output that is, contains or is
+// inside an input is refused even with --force.
+//
+// The kill points are exact: a child process runs the built library with fs.promises.rename wrapped
+// (node:module's syncBuiltinESMExports makes the wrapper what the library imports) so that it sends
+// itself SIGKILL just before or just after the k-th rename, for every k the commit makes.
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { merge } from "../src/node";
+import { baseModel, CLI, fineTune, readOutput, removeDir, tempDir, WORKER_URL, writeCase } from "./helpers/fixtures";
+
+const LIBRARY = new URL("../../dist/index.js", import.meta.url).href;
+
+let root: string, recipe: string, script: string;
+before(async () => {
+  root = await tempDir();
+  const base = baseModel(91);
+  recipe = await writeCase(join(root, "case"), { base, a: fineTune(base, 92, 0.1), b: fineTune(base, 93, 0.1) }, {
+    merge_method: "ties", base_model: "./base",
+    models: [{ model: "./a", parameters: { weight: 1, density: 0.5 } }, { model: "./b", parameters: { weight: 1, density: 0.5 } }],
+  });
+  script = join(root, "merge-with-faults.mjs");
+  await writeFile(script, `
+import { createRequire, syncBuiltinESMExports } from "node:module";
+import { existsSync } from "node:fs";
+const require = createRequire(import.meta.url);
+const fs = require("node:fs");
+const real = fs.promises.rename;
+const [recipe, out, force, at, when, gate] = process.argv.slice(2);
+let count = 0;
+fs.promises.rename = async (from, to) => {
+  count++;
+  if (count === Number(at) && when === "before") process.kill(process.pid, "SIGKILL");
+  if (count === Number(at) && when === "pause") while (!existsSync(gate)) await new Promise((ok) => setTimeout(ok, 20));
+  await real(from, to);
+  if (count === Number(at) && when === "after") process.kill(process.pid, "SIGKILL");
+};
+syncBuiltinESMExports();
+const { merge } = await import(${JSON.stringify(LIBRARY)});
+await merge(recipe, { out, force: force === "force", workerUrl: new URL(${JSON.stringify(WORKER_URL.href)}) });
+console.log("renames=" + count);
+`);
+});
+after(async () => { await removeDir(root); });
+
+function runScript(out: string, options: { force?: boolean; at?: number; when?: "before" | "after" | "none" } = {}) {
+  return spawnSync(process.execPath, [script, recipe, out, options.force ? "force" : "", String(options.at ?? 0), options.when ?? "none", ""], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+}
+
+/**
+ * Hashes of every file of a finished output (the reference reader must read every shard). The model
+ * card is titled with the folder's name, so of it only its presence counts.
+ */
+async function snapshot(dir: string): Promise<Map<string, string>> {
+  await readOutput(dir);
+  JSON.parse(await readFile(join(dir, "config.json"), "utf8"));
+  const files = new Map<string, string>();
+  for (const f of (await readdir(dir)).sort()) {
+    files.set(f, f === "README.md" ? "present" : createHash("sha256").update(await readFile(join(dir, f))).digest("hex"));
+  }
+  return files;
+}
+
+describe("publishing is atomic", () => {
+  test("killed before or after any rename of the commit, OUT_DIR is absent or the complete output", async () => {
+    const reference = join(root, "reference");
+    const clean = runScript(reference);
+    assert.equal(clean.status, 0, clean.stderr);
+    const renames = Number(/renames=(\d+)/.exec(clean.stdout)![1]);
+    const complete = await snapshot(reference);
+    for (let at = 1; at <= renames; at++) {
+      for (const when of ["before", "after"] as const) {
+        const out = join(root, `kill-${at}-${when}`);
+        const r = runScript(out, { at, when });
+        assert.equal(r.signal, "SIGKILL", `killed ${when} rename ${at}: ${r.stderr}`);
+        if (!existsSync(out)) continue;
+        assert.deepEqual(await snapshot(out), complete, `killed ${when} rename ${at} of ${renames}: OUT_DIR exists, so it must be complete`);
+      }
+    }
+  });
+
+  test("with --force over an earlier output, a kill leaves the complete old output, the complete new one, or (between the two renames) none", async () => {
+    const old = join(root, "old-reference");
+    await mkdir(old);
+    await writeFile(join(old, "model.safetensors"), "an earlier output");
+    await writeFile(join(old, "notes.txt"), "kept until the new output is in place");
+    const oldFiles = new Map<string, string>();
+    for (const f of await readdir(old)) oldFiles.set(f, createHash("sha256").update(await readFile(join(old, f))).digest("hex"));
+    const clean = runScript(join(root, "force-clean"), { force: true });
+    assert.equal(clean.status, 0, clean.stderr);
+    const complete = await snapshot(join(root, "force-clean"));
+    for (let at = 1; at <= 3; at++) {
+      for (const when of ["before", "after"] as const) {
+        const out = join(root, `force-${at}-${when}`);
+        await mkdir(out);
+        for (const f of oldFiles.keys()) await writeFile(join(out, f), await readFile(join(old, f)));
+        const r = runScript(out, { force: true, at, when });
+        if (r.status === 0) continue; // fewer renames than `at`: the merge finished
+        assert.equal(r.signal, "SIGKILL", r.stderr);
+        if (!existsSync(out)) {
+          const aside = (await readdir(root)).filter((e) => e.startsWith(`.force-${at}-${when}.weightsoup-old-`));
+          assert.equal(aside.length, 1, "the old output is kept aside while OUT_DIR is briefly absent");
+          continue;
+        }
+        const files = new Map<string, string>();
+        for (const f of (await readdir(out)).sort()) files.set(f, createHash("sha256").update(await readFile(join(out, f))).digest("hex"));
+        const isOld = [...files].length === oldFiles.size && [...files].every(([f, h]) => oldFiles.get(f) === h);
+        if (!isOld) assert.deepEqual(await snapshot(out), complete, `killed ${when} rename ${at}: OUT_DIR is neither the old output nor the new one`);
+      }
+    }
+  });
+
+  test("the next merge into a killed merge's OUT_DIR cleans what the killed one left beside it", async () => {
+    const out = join(root, "leftovers");
+    const r = runScript(out, { at: 1, when: "before" });
+    assert.equal(r.signal, "SIGKILL");
+    assert.ok((await readdir(root)).some((e) => e.startsWith(".leftovers.weightsoup-")), "staging folder and lock left beside OUT_DIR");
+    const again = spawnSync(process.execPath, [CLI, "merge", recipe, out, "--quiet"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+    assert.equal(again.status, 0, again.stderr);
+    assert.deepEqual((await readdir(root)).filter((e) => e.startsWith(".leftovers.")), [], "no staging folder or lock remains");
+    await snapshot(out);
+  });
+});
+
+describe("one writer per output", () => {
+  test("a second merge into an OUT_DIR being written is refused, and the first one completes", async () => {
+    const out = join(root, "contended");
+    const gate = join(root, "contended.go");
+    const first = spawn(process.execPath, [script, recipe, out, "", "1", "pause", gate], { stdio: ["ignore", "pipe", "pipe"] });
+    const firstDone = new Promise<number | null>((ok) => first.on("exit", ok));
+    let stderr = "";
+    first.stderr.on("data", (d) => (stderr += d));
+    // Wait until the first merge holds the lock and reached its commit (the paused rename).
+    const deadline = Date.now() + 30_000;
+    while (!(await readdir(root)).some((e) => e.startsWith(".contended.weightsoup-partial-"))) {
+      if (Date.now() > deadline) {
+        first.kill("SIGKILL");
+        assert.fail("the first merge never staged its output beside OUT_DIR");
+      }
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    await new Promise((ok) => setTimeout(ok, 300));
+    const second = spawnSync(process.execPath, [CLI, "merge", recipe, out, "--quiet"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+    const forced = spawnSync(process.execPath, [CLI, "merge", recipe, out, "--quiet", "--force"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+    await writeFile(gate, "");
+    assert.equal(await firstDone, 0, stderr);
+    for (const r of [second, forced]) {
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /\[E_OUTPUT_LOCKED\]/);
+      assert.match(r.stderr, new RegExp(`pid ${first.pid}`));
+    }
+    await snapshot(out);
+  });
+
+  test("a lock left by a process that is gone is taken over", async () => {
+    const out = join(root, "stale");
+    const dead = spawnSync(process.execPath, ["-e", "console.log(process.pid)"], { encoding: "utf8" });
+    await writeFile(join(root, ".stale.weightsoup-lock"), dead.stdout);
+    const r = spawnSync(process.execPath, [CLI, "merge", recipe, out, "--quiet"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(!existsSync(join(root, ".stale.weightsoup-lock")));
+  });
+});
+
+describe("the output is never an input", () => {
+  const hashes = async (dir: string) => {
+    const out = new Map<string, string>();
+    for (const f of (await readdir(dir)).sort()) out.set(f, createHash("sha256").update(await readFile(join(dir, f))).digest("hex"));
+    return out;
+  };
+  for (const [label, out, how] of [
+    ["an input model's folder", "case/a", "is"],
+    ["a symbolic link to an input model", "link-to-a", "is"],
+    ["the folder holding the models and the recipe", "case", "contains"],
+    ["a folder inside an input model", "case/a/sub", "is inside"],
+  ] as const) {
+    test(`OUT_DIR = ${label} is refused, even with --force, and the input is untouched`, async () => {
+      if (out === "link-to-a" && !existsSync(join(root, out))) await symlink(join(root, "case", "a"), join(root, out));
+      const before = await hashes(join(root, "case", "a"));
+      const r = spawnSync(process.execPath, [CLI, "merge", recipe, join(root, out), "--force", "--quiet"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /\[E_OUTPUT_IS_INPUT\]/);
+      assert.match(r.stderr, new RegExp(`output folder ${how} `));
+      assert.deepEqual(await hashes(join(root, "case", "a")), before);
+      assert.ok(!existsSync(join(root, "case", "a", "sub")));
+    });
+  }
+});
+
+test("the library refuses the same", async () => {
+  await assert.rejects(merge(recipe, { out: join(root, "case"), force: true, workerUrl: WORKER_URL }), (e: unknown) => (e as { code?: string }).code === "E_OUTPUT_IS_INPUT");
+});

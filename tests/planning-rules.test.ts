@@ -1,0 +1,263 @@
+// Planning rules that once gave wrong models without an error (issue 8, items 1-3, 5, 9, 12-14, 17):
+// post-layer tensors and gradients, layer counts from the tensors, duplicate models, names that are
+// also Object.prototype's, and hostile YAML and JSON. Expected values are worked out by hand here.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { inspect, merge } from "../src/node";
+import { parseRecipe } from "../src/recipe/recipe";
+import { WeightsoupError } from "../src/errors";
+import { baseModel, CLI, fineTune, readOutput, removeDir, tempDir, TINY, WORKER_URL, writeCase, writeModel } from "./helpers/fixtures";
+import { encodeTensor } from "./reference/safetensors";
+import type { RefModel } from "./reference/merge";
+
+let root: string;
+let n = 0;
+before(async () => { root = await tempDir(); });
+after(async () => { await removeDir(root); });
+
+const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+
+/** Runs the library on a recipe and returns the error it rejects with (failing if it resolves). */
+async function failure(recipe: string, out = join(root, `out-${n++}`)): Promise<WeightsoupError> {
+  try {
+    await merge(recipe, { out, workerUrl: WORKER_URL, workers: 1 });
+  } catch (e) {
+    assert.ok(e instanceof WeightsoupError, `a WeightsoupError, got ${String(e)}`);
+    assert.ok(!existsSync(out), "nothing is written after a failure");
+    return e;
+  }
+  assert.fail("the merge succeeded");
+}
+
+/** Codes of an error and, for a ValidationError, of each problem in it. */
+const codes = (e: WeightsoupError) => ("problems" in e ? (e as unknown as { problems: WeightsoupError[] }).problems.map((p) => p.code) : [e.code]);
+
+describe("post-layer tensors take a gradient's first value (t = 0), as mergekit v0.1.4 plans them", () => {
+  test("linear with weights [1, 0] and [0, 1]: embeddings, the first layer, the final norm and lm_head are model a's; the last layer is b's", async () => {
+    const dir = join(root, `case-${n++}`);
+    const base = baseModel(11);
+    const a = fineTune(base, 12, 0.2), b = fineTune(base, 13, 0.2);
+    const recipe = await writeCase(dir, { a, b }, {
+      merge_method: "linear", parameters: { normalize: false },
+      models: [{ model: "./a", parameters: { weight: [1, 0] } }, { model: "./b", parameters: { weight: [0, 1] } }],
+    });
+    const out = join(dir, "out");
+    await merge(recipe, { out, workerUrl: WORKER_URL });
+    const { tensors } = await readOutput(out);
+    // 1·x + 0·y = x exactly in float32, for finite y.
+    const bytes = (m: RefModel, name: string) => encodeTensor("F32", m.tensors.get(name)!.values!);
+    for (const name of ["model.embed_tokens.weight", "model.layers.0.mlp.up_proj.weight", "model.norm.weight", "lm_head.weight"]) {
+      assert.deepEqual(tensors.get(name)!.data, bytes(a, name), `${name} is a's`);
+    }
+    assert.deepEqual(tensors.get("model.layers.2.mlp.up_proj.weight")!.data, bytes(b, "model.layers.2.mlp.up_proj.weight"), "the last layer is b's (t = 1)");
+  });
+});
+
+describe("layer counts", () => {
+  test("a models: recipe over a 2-layer and a 4-layer model is refused in either order, naming both", async () => {
+    const dir = join(root, `case-${n++}`);
+    const small = baseModel(21, "F32", { ...TINY, layers: 2 });
+    const big = baseModel(22, "F32", { ...TINY, layers: 4 });
+    await writeCase(dir, { small, big }, {});
+    for (const [first, second] of [["small", "big"], ["big", "small"]] as const) {
+      const recipe = join(dir, `${first}-${second}.yml`);
+      await writeFile(recipe, `merge_method: linear\nmodels:\n  - {model: ./${first}, parameters: {weight: 1}}\n  - {model: ./${second}, parameters: {weight: 1}}\n`);
+      const e = await failure(recipe);
+      assert.deepEqual(codes(e), ["E_LAYER_MISMATCH"], e.message);
+      for (const word of ["./small", "./big"]) assert.ok(e.message.includes(word), `"${word}" in: ${e.message}`);
+      assert.match(e.message, /\b2 layers\b/);
+      assert.match(e.message, /\b4 layers\b/);
+      const r = cli("merge", recipe, join(dir, `cli-${first}`), "--quiet");
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /\[E_LAYER_MISMATCH\]/);
+    }
+  });
+
+  test("slices may still take different layer ranges from models of different depths", async () => {
+    const dir = join(root, `case-${n++}`);
+    const small = baseModel(23, "F32", { ...TINY, layers: 2 });
+    const big = baseModel(24, "F32", { ...TINY, layers: 4 });
+    const recipe = await writeCase(dir, { small, big }, {
+      merge_method: "passthrough",
+      slices: [{ sources: [{ model: "./small", layer_range: [0, 2] }] }, { sources: [{ model: "./big", layer_range: [2, 4] }] }],
+    });
+    const out = join(dir, "out");
+    await merge(recipe, { out, workerUrl: WORKER_URL });
+    const config = JSON.parse(await readFile(join(out, "config.json"), "utf8"));
+    assert.equal(config.num_hidden_layers, 4);
+    const { tensors } = await readOutput(out);
+    const name = "model.layers.3.self_attn.q_proj.weight";
+    assert.deepEqual(tensors.get(name)!.data, encodeTensor("F32", big.tensors.get(name)!.values!));
+  });
+
+  for (const [label, value, hang] of [["-3", -3, false], ["1e12", 1e12, true], ["2.5", 2.5, false], ['"3"', "3", false], ["5 (the weights hold 3)", 5, false]] as const) {
+    test(`num_hidden_layers ${label} in config.json is refused when the model is opened`, async () => {
+      const dir = join(root, `case-${n++}`);
+      const base = baseModel(31);
+      const bad: RefModel = { ...fineTune(base, 32, 0.1), config: { ...base.config, num_hidden_layers: value } };
+      const recipe = await writeCase(dir, { base, bad }, {
+        merge_method: "ties", base_model: "./base", models: [{ model: "./bad", parameters: { weight: 1, density: 0.5 } }],
+      });
+      // 1e12 once planned forever: the CLI must answer, and promptly.
+      const r = cli("merge", recipe, join(dir, "out"), "--quiet");
+      assert.notEqual(r.signal, "SIGKILL", hang ? "planning a trillion layers hangs" : "the CLI hung");
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /\[E_CONFIG\]/);
+      assert.ok(r.stderr.includes("bad/config.json") && r.stderr.includes("num_hidden_layers"), r.stderr);
+      assert.ok(!existsSync(join(dir, "out")));
+      await assert.rejects(inspect(join(dir, "bad")), (e: unknown) => e instanceof WeightsoupError && e.code === "E_CONFIG");
+    });
+  }
+
+  for (const [label, text] of [["the number 5", "5"], ["a string", '"text"'], ["a list", "[1, 2]"], ["null", "null"], ["nested 100,000 deep", "[".repeat(100_000) + "]".repeat(100_000)]] as const) {
+    test(`a config.json that is ${label} is refused when the model is opened, before any tensor is computed`, async () => {
+      const dir = join(root, `case-${n++}`);
+      const base = baseModel(33);
+      const recipe = await writeCase(dir, { base, a: fineTune(base, 34, 0.1) }, {
+        merge_method: "task_arithmetic", base_model: "./base", models: [{ model: "./a", parameters: { weight: 1 } }],
+      });
+      await writeFile(join(dir, "a", "config.json"), text);
+      const events: string[] = [];
+      await assert.rejects(merge(recipe, { out: join(dir, "out"), workerUrl: WORKER_URL, onProgress: (e) => events.push(e.type) }), (e: unknown) => {
+        assert.ok(e instanceof WeightsoupError && e.code === "E_CONFIG", String(e));
+        assert.ok(e.message.includes("a/config.json"), e.message);
+        assert.ok(e.message.length < 400, "the message does not repeat the file");
+        return true;
+      });
+      assert.deepEqual(events, [], "no tensor was planned or computed");
+    });
+  }
+});
+
+describe("duplicate model entries", () => {
+  test("a model listed twice in models: is refused, naming it (its second parameters would be ignored)", async () => {
+    const dir = join(root, `case-${n++}`);
+    const base = baseModel(41);
+    const recipe = await writeCase(dir, { base, a: fineTune(base, 42, 0.1) }, {
+      merge_method: "linear", models: [{ model: "./a", parameters: { weight: 1 } }, { model: "./base", parameters: { weight: 1 } }, { model: "./a", parameters: { weight: 0.5 } }],
+    });
+    const e = await failure(recipe);
+    assert.equal(e.code, "E_DUPLICATE_MODEL");
+    assert.ok(e.message.includes("./a") && e.message.includes("models[2]") && e.message.includes("models[0]"), e.message);
+  });
+
+  test("a model twice among one slice's sources is refused; across slices it is normal", () => {
+    assert.throws(() => parseRecipe("merge_method: linear\nslices:\n  - sources:\n      - {model: a, layer_range: [0, 2], parameters: {weight: 1}}\n      - {model: a, layer_range: [2, 4], parameters: {weight: 1}}\n"),
+      (e: unknown) => e instanceof WeightsoupError && e.code === "E_DUPLICATE_MODEL" && e.message.includes("slices[0].sources[1]"));
+    const ok = parseRecipe("merge_method: passthrough\nslices:\n  - sources: [{model: a, layer_range: [0, 2]}]\n  - sources: [{model: a, layer_range: [1, 3]}]\n");
+    assert.equal(ok.slices!.length, 2);
+  });
+});
+
+describe("names that are also Object.prototype's", () => {
+  test("tensors named __proto__, constructor and toString are merged and written like any other", async () => {
+    const dir = join(root, `case-${n++}`);
+    const withOdd = (m: RefModel, seed: number): RefModel => {
+      const tensors = new Map(m.tensors);
+      ["__proto__", "constructor", "toString"].forEach((name, i) => tensors.set(name, { dtype: "F32", shape: [3], values: new Float32Array([seed, i, 1]) }));
+      return { ...m, tensors };
+    };
+    const base = baseModel(51);
+    const recipe = await writeCase(dir, { a: withOdd(base, 2), b: withOdd(fineTune(base, 52, 0.1), 4) }, {
+      merge_method: "linear", models: [{ model: "./a", parameters: { weight: 1 } }, { model: "./b", parameters: { weight: 1 } }],
+    });
+    const out = join(dir, "out");
+    await merge(recipe, { out, workerUrl: WORKER_URL });
+    const { tensors } = await readOutput(out);
+    // normalize: (x_a + x_b) / 2
+    assert.deepEqual([...new Float32Array(tensors.get("__proto__")!.data.slice().buffer)], [3, 0, 1]);
+    assert.deepEqual([...new Float32Array(tensors.get("constructor")!.data.slice().buffer)], [3, 1, 1]);
+    assert.deepEqual([...new Float32Array(tensors.get("toString")!.data.slice().buffer)], [3, 2, 1]);
+    const report = await inspect(join(out, "model.safetensors"));
+    assert.ok(report.tensors.some((t) => t.name === "__proto__"), "weightsoup reads back what it wrote");
+  });
+
+  test('a header dtype "constructor" is an unknown dtype', async () => {
+    const dir = join(root, `case-${n++}`);
+    const json = JSON.stringify({ w: { dtype: "constructor", shape: [1], data_offsets: [0, 4] } });
+    const bytes = new Uint8Array(8 + json.length + 4);
+    new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true);
+    bytes.set(new TextEncoder().encode(json), 8);
+    await writeFile(join(dir + ".safetensors"), bytes);
+    await assert.rejects(inspect(dir + ".safetensors"), (e: unknown) => e instanceof WeightsoupError && e.code === "E_UNKNOWN_DTYPE" && e.message.includes("constructor"));
+  });
+
+  for (const [text, code] of [
+    ["merge_method: constructor\nmodels: [{model: a}]\n", "E_METHOD_UNKNOWN"],
+    ["merge_method: toString\nmodels: [{model: a}]\n", "E_METHOD_UNKNOWN"],
+    ["merge_method: linear\ndtype: __proto__\nmodels: [{model: a, parameters: {weight: 1}}]\n", "E_RECIPE"],
+    ["merge_method: linear\ndtype: constructor\nmodels: [{model: a, parameters: {weight: 1}}]\n", "E_RECIPE"],
+    ["merge_method: linear\nmodels: [{model: a, parameters: {weight: 1, constructor: 2}}]\n", "E_PARAMETER_UNKNOWN"],
+    ["merge_method: linear\nmodels: [{model: a, parameters: {weight: 1, __proto__: 2}}]\n", "E_PARAMETER_UNKNOWN"],
+    ["merge_method: ties\nbase_model: a\nparameters: {hasOwnProperty: 1}\nmodels: [{model: a}]\n", "E_PARAMETER_UNKNOWN"],
+  ] as const) {
+    test(`${JSON.stringify(text.split("\n")[0]!)}... is a typed ${code}`, async () => {
+      const dir = join(root, `case-${n++}`);
+      const base = baseModel(53);
+      await writeModel(join(dir, "a"), base);
+      await writeFile(join(dir, "r.yml"), text);
+      const e = await failure(join(dir, "r.yml"));
+      assert.ok(codes(e).includes(code), `${codes(e)} includes ${code}: ${e.message}`);
+    });
+  }
+});
+
+describe("hostile YAML and JSON", () => {
+  const recipe = (text: string) => () => parseRecipe(text, "r.yml");
+  const syntax = (pattern: RegExp) => (e: unknown) => {
+    assert.ok(e instanceof WeightsoupError, String(e));
+    assert.equal(e.code, "E_RECIPE_SYNTAX");
+    assert.match(e.message, pattern);
+    return true;
+  };
+  test("an alias to no anchor names its line and column", () => {
+    assert.throws(recipe("merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: *w}\n"), syntax(/^r\.yml:4:\d+: .*\bw\b/));
+  });
+  test("an alias bomb is refused, not expanded", () => {
+    const bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e]\nmerge_method: linear\n";
+    assert.throws(recipe(bomb), syntax(/alias/));
+  });
+  test("lists nested 100,000 deep are a syntax error, not a RangeError", () => {
+    assert.throws(recipe(`merge_method: linear\nparameters: {weight: ${"[".repeat(100_000)}1${"]".repeat(100_000)}}\n`), syntax(/./));
+  });
+  test("lists nested 70 deep (parsable) are refused as too deep", () => {
+    assert.throws(recipe(`merge_method: linear\nparameters: {weight: ${"[".repeat(70)}1${"]".repeat(70)}}\n`), syntax(/deeper than/));
+  });
+  test("a shape element nested 100,000 deep in a header is a typed header error", async () => {
+    const json = `{"w":{"dtype":"F32","shape":${"[".repeat(100_000)}${"]".repeat(100_000)},"data_offsets":[0,0]}}`;
+    const bytes = new Uint8Array(8 + json.length);
+    new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true);
+    bytes.set(new TextEncoder().encode(json), 8);
+    const file = join(root, `deep-${n++}.safetensors`);
+    await writeFile(file, bytes);
+    await assert.rejects(inspect(file), (e: unknown) => e instanceof WeightsoupError && e.code === "E_HEADER_JSON" && e.message.length < 300);
+  });
+});
+
+describe("messages name the real value and the real option", () => {
+  test("a NaN weight says NaN, not null", async () => {
+    const dir = join(root, `case-${n++}`);
+    const base = baseModel(61);
+    await writeModel(join(dir, "a"), base);
+    await writeModel(join(dir, "b"), fineTune(base, 62, 0.1));
+    await writeFile(join(dir, "r.yml"), "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: .nan}}\n  - {model: ./b, parameters: {weight: 1}}\n");
+    const e = await failure(join(dir, "r.yml"));
+    assert.ok(codes(e).includes("E_PARAMETER_INVALID"));
+    assert.match(e.message, /NaN/);
+    assert.doesNotMatch(e.message, /null/);
+  });
+
+  test("--chunk-size 4097 blames the chunk size, not the memory budget", async () => {
+    const dir = join(root, `case-${n++}`);
+    const base = baseModel(63);
+    const recipe = await writeCase(dir, { base, a: fineTune(base, 64, 0.1) }, { merge_method: "linear", models: [{ model: "./base", parameters: { weight: 1 } }, { model: "./a", parameters: { weight: 1 } }] });
+    const r = cli("merge", recipe, join(dir, "out"), "--chunk-size", "4097", "--quiet");
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /chunk size of 4097 bytes/);
+    assert.doesNotMatch(r.stderr, /budget/);
+  });
+});
