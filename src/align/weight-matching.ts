@@ -2,7 +2,9 @@
  * @file Git Re-Basin weight matching (Ainsworth et al. 2023, §1.3 of our notes): find permutations of
  * model B's hidden units that maximise Σ ⟨A, π(B)⟩ over every tensor, by coordinate descent over
  * permutation groups. With the other groups fixed, one group's best permutation is a linear assignment
- * on its similarity matrix S[i][j] = Σ ⟨unit i of A, unit j of B with the other axes permuted⟩.
+ * on its similarity matrix S[i][j] = Σ ⟨unit i of A, unit j of B with the other axes permuted⟩. A
+ * group whose units own groups of their own (heads and their within-head dims) is solved jointly with
+ * them (./nested-groups.ts).
  *
  * A permutation is an index vector `perm`; applied along an axis it gathers: new[i] = old[perm[i]].
  */
