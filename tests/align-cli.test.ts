@@ -10,6 +10,7 @@ import { llamaSpec } from "../src/align/architectures";
 import { checkSpec, type PermutationSpec, type Permutations } from "../src/align/spec";
 import { applyPermutations, type Tensor } from "../src/align/weight-matching";
 import { baseModel, CLI, readOutput, removeDir, tempDir, TINY, writeModel } from "./helpers/fixtures";
+import { permuteByHand, type Axis } from "./reference/permutation-convention";
 import { decodeFloat } from "./reference/safetensors";
 
 let dir: string;
@@ -77,6 +78,36 @@ test("align undoes a planted permutation exactly and keeps the input's layout (2
   const report = JSON.parse(await readFile(join(out, "weightsoup_alignment.json"), "utf8"));
   assert.equal(report.groups.length, 1 + TINY.layers * (1 + 1 + 2 + 2));
   for (const g of report.groups) assert.ok(g.cosineAfter > 0.9999, `${g.name}: ${g.cosineAfter}`);
+});
+
+test("weightsoup_alignment.json records the spec and how to read a permutation; applied by hand as it says, it turns MODEL into the output", async () => {
+  const out = join(dir, "aligned-record");
+  let r = run("align", join(dir, "a"), join(dir, "b"), out, "--seed", "4", "--quiet");
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(await readFile(join(out, "weightsoup_alignment.json"), "utf8"));
+  const shapes = new Map([...reference.tensors].map(([k, t]) => [k, t.shape]));
+  assert.equal(report.spec.kind, "llama", "auto resolved to the Llama spec from config.json");
+  assert.deepEqual(report.spec.tensors, JSON.parse(JSON.stringify(llamaSpec(reference.config!, shapes))));
+  assert.match(report.convention, /output\[i\] = model\[permutations\[g\]\[i\]\]/);
+  assert.match(report.convention, /chosen by the MODEL digits/);
+  // The convention, applied by hand (tests/reference/permutation-convention.ts) to MODEL's tensors.
+  const perms = new Map(Object.entries(report.permutations as Record<string, number[]>));
+  let structured = 0;
+  for (const [name, t] of other.tensors) {
+    const axes = (report.spec.tensors[name] ?? t.shape.map(() => null)) as Axis[];
+    if (axes.some((axis) => Array.isArray(axis))) structured++;
+    assert.deepEqual(permuteByHand(t.values!, t.shape, axes, perms), [...reference.tensors.get(name)!.values!], `${name}: MODEL permuted by hand is the output`);
+  }
+  assert.ok(structured >= 4 * TINY.layers, `the hand check covered ${structured} tensors with head-structured axes`);
+
+  // The record is itself a --spec FILE: the same spec, the same permutations.
+  const again = join(dir, "aligned-again");
+  r = run("align", join(dir, "a"), join(dir, "b"), again, "--seed", "4", "--quiet", "--spec", join(out, "weightsoup_alignment.json"));
+  assert.equal(r.status, 0, r.stderr);
+  const second = JSON.parse(await readFile(join(again, "weightsoup_alignment.json"), "utf8"));
+  assert.equal(second.spec.kind, "explicit");
+  assert.deepEqual(second.spec.tensors, report.spec.tensors);
+  assert.deepEqual(second.permutations, report.permutations);
 });
 
 test("an explicit JSON spec (--spec FILE) permutes only what it names", async () => {

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { gpt2Spec, inferSpec, llamaSpec } from "../src/align/architectures";
+import { nestedGroups } from "../src/align/nested-groups";
 import { checkSpec, type PermutationSpec, type Permutations } from "../src/align/spec";
 import { applyPermutations, weightMatching } from "../src/align/weight-matching";
 import { gpt2Forward, randomGpt2, type Gpt2Config } from "./reference/gpt2";
@@ -121,6 +122,23 @@ test("GPT-2: a random permutation of every group leaves the logits unchanged (Co
       }
     }
   }
+});
+
+test("groups nested in a unit of another are found: GPT-2 heads own their Q/K and V/O dims, Llama KV groups their query heads and V/O dims", () => {
+  const g = randomGpt2(GPT2S[0]!, 1);
+  const gpt2 = nestedGroups(checkSpec(gpt2Spec(gpt2ConfigJson(GPT2S[0]!), shapesOf(g)), shapesOf(g)));
+  assert.deepEqual([...gpt2.keys()], ["h.0.P_head", "h.1.P_head"]);
+  assert.deepEqual(gpt2.get("h.1.P_head"), { units: [0, 1, 2].map((h) => [`h.1.P_qk.${h}`, `h.1.P_vo.${h}`]), coupled: false });
+  const c = LLAMAS[0]!, l = randomLlama(c, 1);
+  const llama = nestedGroups(checkSpec(llamaSpec(llamaConfigJson(c), shapesOf(l)), shapesOf(l)));
+  assert.deepEqual([...llama.keys()], ["layers.0.P_kv", "layers.1.P_kv"]);
+  // o_proj's columns are (KV group, query head, V/O dim): the query heads' and the V/O dims' blocks overlap there.
+  assert.deepEqual(llama.get("layers.0.P_kv"), { units: [0, 1].map((k) => [`layers.0.P_q.${k}`, `layers.0.P_vo.${k}`]), coupled: true });
+  const mlp = new Map([["a.weight", [4, 3]], ["b.weight", [2, 4]]]);
+  assert.equal(nestedGroups(checkSpec({ "a.weight": ["h", null], "b.weight": [null, "h"] }, mlp)).size, 0);
+  // A within-head group shared by every head belongs to none of them.
+  const shared = checkSpec({ "w.weight": [[{ size: 2, group: "head" }, { size: 3, group: "dim" }], null] }, new Map([["w.weight", [6, 5]]]));
+  assert.equal(nestedGroups(shared).size, 0);
 });
 
 /** B = A permuted by a planted permutation, plus noise; matching must undo it exactly. */

@@ -1,17 +1,24 @@
 /**
  * @file Aligning one checkpoint to another (Git Re-Basin weight matching): pick or read the permutation
  * spec, load the tensors it names from both models, match, and write the permuted model with the
- * input's layout plus `weightsoup_alignment.json` (the permutations and per-group similarity).
+ * input's layout plus `weightsoup_alignment.json`: the spec used, the permutations and how to read
+ * them, and per-group similarity.
  */
 import { AlignmentError } from "../errors";
 import type { OutputFolder } from "../io/output";
 import type { LoadedModel } from "../model/model";
-import { inferSpec, type SpecKind } from "./architectures";
+import { inferSpec, resolveSpecKind, type SpecKind } from "./architectures";
 import { readFloatTensors, writePermutedModel } from "./checkpoint";
 import { checkSpec, type PermutationSpec, type Permutations } from "./spec";
 import { weightMatching, type GroupSimilarity } from "./weight-matching";
 
 export const ALIGNMENT_FILE = "weightsoup_alignment.json";
+
+/** How to read the permutations in ALIGNMENT_FILE (what the gather in ./spec.ts does). */
+export const PERMUTATION_CONVENTION = "permutations[g][i] is the index, in MODEL, of the unit placed at position i of the output (the unit matched with unit i of REFERENCE): along every axis group g acts on, output[i] = model[permutations[g][i]]. An axis the spec splits into levels (outer to inner, e.g. head then dim in the head) is read digit by digit: output position (d0, d1, ...) holds MODEL's element (s0, s1, ...) with s_l = P_l[d_l], where level l's group P_l is chosen by the MODEL digits s0 .. s_(l-1) of the outer levels; so a within-head group such as h.0.P_vo.3 orders the dims of MODEL's head 3, wherever that head lands. Giving this file as --spec reproduces the spec.";
+
+/** Which spec was used: a built-in one (after "auto" was resolved) or one given explicitly. */
+export type UsedSpecKind = Exclude<SpecKind, "auto"> | "explicit";
 
 export interface AlignOptions {
   /** A built-in spec (default "auto": from config.json) or an explicit one. */
@@ -24,6 +31,7 @@ export interface AlignOptions {
 
 export interface AlignResult {
   spec: PermutationSpec;
+  specKind: UsedSpecKind;
   permutations: Permutations;
   sweeps: number;
   groups: ({ name: string; size: number } & GroupSimilarity)[];
@@ -34,7 +42,8 @@ export interface AlignResult {
 /** Permutations that align `model` to `reference` (nothing written). */
 export async function matchModels(reference: LoadedModel, model: LoadedModel, options: AlignOptions = {}): Promise<Omit<AlignResult, "seconds"> & { readSeconds: number; matchSeconds: number }> {
   const shapes = new Map([...reference.tensors].map(([name, t]) => [name, t.shape]));
-  const spec = typeof options.spec === "object" ? options.spec : inferSpec(options.spec ?? "auto", reference.config ?? undefined, shapes);
+  const specKind: UsedSpecKind = typeof options.spec === "object" ? "explicit" : resolveSpecKind(options.spec ?? "auto", reference.config ?? undefined);
+  const spec = typeof options.spec === "object" ? options.spec : inferSpec(specKind as SpecKind, reference.config ?? undefined, shapes);
   const checked = checkSpec(spec, shapes);
   for (const [name, { shape }] of checked.tensors) {
     const other = model.tensors.get(name);
@@ -49,7 +58,7 @@ export async function matchModels(reference: LoadedModel, model: LoadedModel, op
   const t1 = performance.now();
   const result = await weightMatching(spec, a, b, { seed: options.seed, maxSweeps: options.maxSweeps, signal: options.signal, onGroup: options.onGroup });
   const groups = [...result.similarity].map(([name, s]) => ({ name, size: checked.sizes.get(name)!, ...s }));
-  return { spec, permutations: result.permutations, sweeps: result.sweeps, groups, readSeconds: (t1 - t0) / 1000, matchSeconds: (performance.now() - t1) / 1000 };
+  return { spec, specKind, permutations: result.permutations, sweeps: result.sweeps, groups, readSeconds: (t1 - t0) / 1000, matchSeconds: (performance.now() - t1) / 1000 };
 }
 
 /** Aligns `model` to `reference` and writes the permuted model into `out` (committed at the end). */
@@ -60,7 +69,9 @@ export async function alignModel(reference: LoadedModel, model: LoadedModel, out
     await writePermutedModel(model, matched.spec, matched.permutations, out, options.signal);
     await out.writeText(ALIGNMENT_FILE, JSON.stringify({
       reference: reference.location, model: model.location, seed: options.seed ?? 0, sweeps: matched.sweeps,
+      spec: { kind: matched.specKind, tensors: matched.spec },
       groups: matched.groups,
+      convention: PERMUTATION_CONVENTION,
       permutations: Object.fromEntries([...matched.permutations].map(([g, p]) => [g, [...p]])),
     }, null, 1) + "\n");
     await out.commit();

@@ -25,14 +25,22 @@ const SUPPORTED = `mlp (a chain of linear layers), llama (model_type ${LLAMA_TYP
 type Shapes = ReadonlyMap<string, readonly number[]>;
 type Config = Record<string, unknown> | undefined;
 
+/** The built-in spec `kind` stands for: itself, or for "auto" the one config.json's model_type picks (no config: an MLP). */
+export function resolveSpecKind(kind: SpecKind, config: Config): Exclude<SpecKind, "auto"> {
+  if (kind !== "auto") return kind;
+  const type = typeof config?.model_type === "string" ? config.model_type : undefined;
+  if (type === undefined) return "mlp";
+  if (LLAMA_TYPES.includes(type)) return "llama";
+  if (type === "gpt2") return "gpt2";
+  throw new AlignmentError("E_ARCHITECTURE_UNSUPPORTED", `no built-in permutation spec for model_type "${type}"; supported: ${SUPPORTED}`, { model_type: type });
+}
+
 /** The spec for a model: by `kind`, or for "auto" by config.json's model_type (no config: an MLP). */
 export function inferSpec(kind: SpecKind, config: Config, shapes: Shapes): PermutationSpec {
-  const type = typeof config?.model_type === "string" ? config.model_type : undefined;
-  const chosen = kind !== "auto" ? kind : type === undefined ? "mlp" : LLAMA_TYPES.includes(type) ? "llama" : type === "gpt2" ? "gpt2" : undefined;
+  const chosen = resolveSpecKind(kind, config);
   if (chosen === "mlp") return mlpSpec(shapes);
   if (chosen === "llama") return llamaSpec(need(config, "llama"), shapes);
-  if (chosen === "gpt2") return gpt2Spec(need(config, "gpt2"), shapes);
-  throw new AlignmentError("E_ARCHITECTURE_UNSUPPORTED", `no built-in permutation spec for model_type "${type}"; supported: ${SUPPORTED}`, { model_type: type });
+  return gpt2Spec(need(config, "gpt2"), shapes);
 }
 
 function need(config: Config, kind: string): Record<string, unknown> {

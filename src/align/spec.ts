@@ -205,8 +205,9 @@ export function tensorMaps(checked: CheckedSpec, name: string, perms: Permutatio
 }
 
 /**
- * Reads a spec given as JSON: `{ "tensors": { name: [axis, ...] } }` (or the tensor map alone), an
- * axis being a group name, null, or a list of `{ "size": n, "group": name | null | table }` levels.
+ * Reads a spec given as JSON: `{ "tensors": { name: [axis, ...] } }` (or the tensor map alone, or a
+ * weightsoup_alignment.json, whose `spec` is in that form), an axis being a group name, null, or a
+ * list of `{ "size": n, "group": name | null | table }` levels.
  */
 export function parseSpec(text: string, file: string): PermutationSpec {
   let value: unknown;
@@ -215,7 +216,10 @@ export function parseSpec(text: string, file: string): PermutationSpec {
   } catch (cause) {
     throw new AlignmentError("E_SPEC", `${file}: not valid JSON (${(cause as Error).message})`, { file }, { cause });
   }
-  const body = value && typeof value === "object" && "tensors" in value ? (value as { tensors: unknown }).tensors : value;
+  // An alignment record keeps its spec as { kind, tensors } under "spec" (a tensor may be named "spec" too).
+  const recorded = (value as { spec?: unknown } | null)?.spec;
+  const form = recorded && typeof recorded === "object" && !Array.isArray(recorded) && "tensors" in recorded ? recorded : value;
+  const body = form && typeof form === "object" && "tensors" in form ? (form as { tensors: unknown }).tensors : form;
   if (!body || typeof body !== "object" || Array.isArray(body)) throw new AlignmentError("E_SPEC", `${file}: expected an object mapping tensor names to lists of axes`, { file });
   for (const [name, axes] of Object.entries(body)) {
     if (!Array.isArray(axes)) throw new AlignmentError("E_SPEC", `${file}: tensor "${name}" needs a list of axes`, { file, tensor: name });

@@ -2,14 +2,17 @@
  * @file Git Re-Basin weight matching (Ainsworth et al. 2023, §1.3 of our notes): find permutations of
  * model B's hidden units that maximise Σ ⟨A, π(B)⟩ over every tensor, by coordinate descent over
  * permutation groups. With the other groups fixed, one group's best permutation is a linear assignment
- * on its similarity matrix S[i][j] = Σ ⟨unit i of A, unit j of B with the other axes permuted⟩.
+ * on its similarity matrix S[i][j] = Σ ⟨unit i of A, unit j of B with the other axes permuted⟩. A
+ * group whose units own groups of their own (heads and their within-head dims) is solved jointly with
+ * them (./nested-groups.ts).
  *
  * A permutation is an index vector `perm`; applied along an axis it gathers: new[i] = old[perm[i]].
  */
 import { AlignmentError } from "../errors";
-import { linearSumAssignment } from "./assignment";
-import { diagonalSums, similarityMatrix, tensorUnfolding, type Unfolding } from "./similarity";
-import { checkSpec, gather, identityPermutations, tensorMaps, useBlock, type CheckedSpec, type PermutationSpec, type Permutations } from "./spec";
+import { groupUnfoldings } from "./group-similarity";
+import { improves, nestedGroups, solveGroup, solveWithNested } from "./nested-groups";
+import { diagonalSums } from "./similarity";
+import { checkSpec, gather, identityPermutations, tensorMaps, type CheckedSpec, type PermutationSpec, type Permutations } from "./spec";
 
 export interface Tensor {
   shape: number[];
@@ -54,22 +57,6 @@ function checkModels(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: R
   return checked;
 }
 
-/** The unfoldings of every place `group` acts, B permuted by `perms` except on `except`. */
-function groupUnfoldings(checked: CheckedSpec, group: string, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, perms: Permutations, except?: string): Unfolding[] {
-  const out: Unfolding[] = [];
-  const maps = new Map<string, (Int32Array | null)[]>();
-  for (const use of checked.uses.get(group)!) {
-    const { shape, axes } = checked.tensors.get(use.tensor)!;
-    if (!maps.has(use.tensor)) maps.set(use.tensor, tensorMaps(checked, use.tensor, perms, except));
-    const { start, inner } = useBlock(axes[use.axis]!, use, perms);
-    out.push(tensorUnfolding({
-      shape, a: a.get(use.tensor)!.data, b: b.get(use.tensor)!.data, axis: use.axis, start, inner,
-      n: checked.sizes.get(group)!, mapsB: maps.get(use.tensor)!,
-    }));
-  }
-  return out;
-}
-
 /** Applies permutations to every tensor the spec names; other tensors are returned as they are. */
 export function applyPermutations(spec: PermutationSpec, tensors: ReadonlyMap<string, Tensor>, perms: Permutations): Map<string, Tensor> {
   const checked = checkSpec(spec, new Map([...tensors].map(([name, t]) => [name, t.shape])));
@@ -86,6 +73,7 @@ export async function weightMatching(spec: PermutationSpec, a: ReadonlyMap<strin
   const checked = checkModels(spec, a, b);
   const groups = [...checked.sizes.keys()];
   const perms = identityPermutations(checked.sizes);
+  const nested = nestedGroups(checked);
   const maxSweeps = options.maxSweeps ?? 100;
   let random = (options.seed ?? 0) >>> 0 || 0x9e3779b9;
   const next = () => {
@@ -103,18 +91,10 @@ export async function weightMatching(spec: PermutationSpec, a: ReadonlyMap<strin
     let progress = false;
     for (const [done, g] of order.entries()) {
       options.signal?.throwIfAborted();
-      const n = checked.sizes.get(g)!;
-      const s = await similarityMatrix(n, groupUnfoldings(checked, g, a, b, perms, g));
-      const { columnIndices } = await linearSumAssignment({ rows: n, cols: n, data: s }, { maximize: true });
-      const old = perms.get(g)!;
-      let before = 0, after = 0;
-      for (let i = 0; i < n; i++) {
-        before += s[i * n + old[i]!]!;
-        after += s[i * n + columnIndices[i]!]!;
-      }
-      // Relative tolerance: the sums are of f32 products, so ties must not count as progress.
-      if (after > before + 1e-9 * Math.abs(before)) progress = true;
-      perms.set(g, columnIndices);
+      const inner = nested.get(g);
+      const solved = inner ? await solveWithNested(checked, g, inner, a, b, perms) : await solveGroup(checked, g, a, b, perms);
+      if (improves(solved.before, solved.after)) progress = true;
+      for (const [group, perm] of solved.perms) perms.set(group, perm);
       options.onGroup?.({ sweep: sweeps, group: g, done: done + 1, groups: groups.length });
     }
     if (!progress) break;
