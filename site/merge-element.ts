@@ -77,7 +77,7 @@ export class WeightsoupMerge extends HTMLElement {
           if (message !== null) errors.set(id, message);
           store.update({ formErrors: errors });
         },
-        clearFieldErrors: () => store.update({ formErrors: new Map() }),
+        clearFieldErrors: () => { if (store.state.formErrors.size) store.update({ formErrors: new Map() }); },
         choose: (name, loaded) => {
           const chosen = new Map(store.state.chosen);
           if (loaded) chosen.set(name, loaded);

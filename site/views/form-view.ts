@@ -66,16 +66,19 @@ export function formView(store: Store, actions: FormActions): HTMLElement {
   const unknownMethod = h("option", { value: "", hidden: true });
   const method = h("select", { id: "method", "data-testid": "method" },
     ...Object.values(METHODS).map((m) => h("option", { value: m.name }, m.title)), unknownMethod);
+  // Each handler reads its control first: clearing field errors re-renders the form from the old text.
   method.addEventListener("change", () => {
+    const value = method.value;
     actions.clearFieldErrors();
-    actions.edit((text, ctx) => setMethod(text, method.value, ctx));
+    actions.edit((text, ctx) => setMethod(text, value, ctx));
   });
   const about = h("a", { target: "_blank", rel: "noopener noreferrer" });
   const aboutLine = h("p", { class: "hint" }, about);
   const base = h("select", { id: "base-model", "data-testid": "base-model" });
   base.addEventListener("change", () => {
+    const value = base.value;
     actions.clearFieldErrors();
-    actions.edit((text, ctx) => setBase(text, base.value, ctx));
+    actions.edit((text, ctx) => setBase(text, value, ctx));
   });
   const baseField = h("div", { class: "field" }, h("label", { for: "base-model" }, "Base model"), base);
 
@@ -94,11 +97,17 @@ export function formView(store: Store, actions: FormActions): HTMLElement {
     } else commitSetting("param-lambda", "lambda", (v, recipe) => setGlobal(recipe, "lambda", v))(text);
   });
   const normalize = h("input", { id: "param-normalize", "data-testid": "param-normalize", type: "checkbox" });
-  normalize.addEventListener("change", () => actions.edit((recipe) => setGlobal(recipe, "normalize", normalize.checked)));
+  normalize.addEventListener("change", () => {
+    const value = normalize.checked;
+    actions.edit((recipe) => setGlobal(recipe, "normalize", value));
+  });
   const normalizeField = h("div", { class: "field" }, h("label", { for: "param-normalize" }, "normalize weights to sum to 1"), normalize);
   const otherDtype = h("option", { value: "", hidden: true });
   const dtype = h("select", { id: "dtype", "data-testid": "dtype" }, ...DTYPES.map(([v, label]) => h("option", { value: v }, label)), otherDtype);
-  dtype.addEventListener("change", () => actions.edit((recipe) => setDtype(recipe, dtype.value)));
+  dtype.addEventListener("change", () => {
+    const value = dtype.value;
+    actions.edit((recipe) => setDtype(recipe, value));
+  });
 
   const fieldset = h("fieldset", {},
     h("legend", { class: "visually-hidden" }, "Recipe form"),
@@ -111,7 +120,10 @@ export function formView(store: Store, actions: FormActions): HTMLElement {
 
   const makeRow = (name: string): Row => {
     const include = h("input", { type: "checkbox", name: "include" });
-    include.addEventListener("change", () => actions.edit((text, ctx) => setIncluded(text, name, include.checked, ctx)));
+    include.addEventListener("change", () => {
+      const value = include.checked;
+      actions.edit((text, ctx) => setIncluded(text, name, value, ctx));
+    });
     const cells = new Map(PER_MODEL.map((key) => {
       const id = `${key}:${name}`;
       const error = h("span", { class: "field-error", "data-testid": "field-error", hidden: true });
