@@ -46,6 +46,12 @@ test("an edit changes only its key: comments, other keys, flow style and recipe 
   assert.equal(setGlobal(CARD, "lambda", undefined), CARD.replace("  lambda: 0.9\n", ""));
 });
 
+test("an edit into an empty `parameters:` fills it in", () => {
+  const empty = "merge_method: linear\nmodels:\n  - model: base\n    parameters:\n  - model: math\nparameters:\n";
+  assert.equal(setGlobal(empty, "normalize", false), "merge_method: linear\nmodels:\n  - model: base\n    parameters:\n  - model: math\nparameters:\n  normalize: false\n");
+  assert.deepEqual((parse(setModelParameter(empty, "base", "weight", 2, ctx)) as { models: unknown[] }).models[0], { model: "base", parameters: { weight: 2 } });
+});
+
 test("text that is not YAML is never rewritten by an edit", () => {
   const broken = "merge_method: linear\nmodels: [\n";
   assert.equal(setGlobal(broken, "lambda", 2), broken);

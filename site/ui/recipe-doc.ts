@@ -89,7 +89,12 @@ export function readForm(text: string, loaded: readonly string[], resolve: Resol
   else if (r.models !== undefined && !Array.isArray(r.models)) form.readOnly = "a 'models' value that is not a list";
   for (const key of Object.keys(r)) if (!SHOWN_TOP.has(key)) form.kept.push(key);
 
-  const field = (v: unknown): FieldValue => (isPlainSetting(v) ? { text: settingText(v), editable: true } : { text: v === undefined ? "" : "(filters: edit in YAML)", editable: v === undefined });
+  const field = (v: unknown): FieldValue =>
+    v === undefined ? { text: "", editable: true }
+    : isPlainSetting(v) ? { text: settingText(v), editable: true }
+    : v !== null && typeof v === "object" ? { text: "(filters: edit in YAML)", editable: false }
+    // A scalar that is no number (the check says why): shown as written, so it can be corrected here.
+    : { text: String(v), editable: true };
   for (const entry of Array.isArray(r.models) ? r.models : []) {
     const e = entry as { model?: unknown; parameters?: unknown } | null;
     if (typeof e?.model !== "string") continue;
@@ -122,11 +127,18 @@ export interface EditContext {
   defaultBase: string;
 }
 
-/** Parses, applies `change` and prints the document again; a text that does not parse is returned as is. */
+/**
+ * Parses, applies `change` and prints the document again. A text that does not parse, or whose shape
+ * the change cannot work with (a list where a mapping belongs), is returned as is.
+ */
 function edit(text: string, change: (doc: Document) => void): string {
   const doc = parseDocument(text);
   if (doc.errors.length || !isMap(doc.contents)) return text;
-  change(doc);
+  try {
+    change(doc);
+  } catch {
+    return text;
+  }
   return doc.toString(PRINT);
 }
 
@@ -148,6 +160,12 @@ function setValue(doc: Document, path: (string | number)[], value: unknown): voi
     if (at < 0) map.items.push(pair);
     else map.items.splice(at, 0, pair);
     if (path.length === 1) return;
+  }
+  // `parameters:` written with nothing after it is null, not a mapping: it becomes one.
+  for (let i = 1; i < path.length; i++) {
+    const prefix = path.slice(0, i);
+    const at = doc.getIn(prefix, true);
+    if (at === null || (isScalar(at) && at.value === null)) doc.setIn(prefix, doc.createNode({}));
   }
   doc.setIn(path, node);
 }

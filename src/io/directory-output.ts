@@ -221,9 +221,12 @@ export async function removeStaleStaging(root: FileSystemDirectoryHandle, settle
   for (;;) {
     const held = await heldLocks();
     let waiting = false;
+    // Listed first: entries are removed below, which an open iteration may not survive.
+    const dirs: [string, FileSystemDirectoryHandle][] = [];
     for await (const [name, handle] of root.entries()) {
-      if (handle.kind !== "directory" || name.startsWith(STAGING_PREFIX)) continue;
-      const dir = handle as FileSystemDirectoryHandle;
+      if (handle.kind === "directory" && !name.startsWith(STAGING_PREFIX)) dirs.push([name, handle as FileSystemDirectoryHandle]);
+    }
+    for (const [name, dir] of dirs) {
       const result = await removeStaleIn(dir, held, 20);
       waiting ||= result.waiting;
       if (result.removed.length === 0) continue;
