@@ -15,7 +15,8 @@ import { parse } from "yaml";
 import {
   addFolders, assertSameWeights, byTestId, checkPrerequisites, compareOutputs, foreignRequests, host, opfsBytes, opfsDigests,
   opfsText, opfsTree, openPage, pageDiagnostics, recipeYaml, runCli, screenshot, setField, setRecipeYaml, sha256Hex, SITE_DIR,
-  splitSafetensors, startBrowserEnv, stateOf, textOf, waitForModels, waitForState, WAIT_MS, type BrowserEnv,
+  splitSafetensors, startBrowserEnv, stateOf, textOf, waitForModels, waitForRunBlocked, waitForRunEnabled, waitForState, focusedTestId,
+  WAIT_MS, type BrowserEnv, type PageOptions,
 } from "./helpers/browser";
 import { baseModel, fineTune, removeDir, tempDir, TINY, writeModel, type Shape } from "./helpers/fixtures";
 import type { RefModel } from "./reference/merge";
@@ -29,8 +30,11 @@ const TEST_TIMEOUT = 5 * WAIT_MS;
 let env: BrowserEnv;
 let root: string;
 let f32Base: RefModel;
+/** SMALL with another hidden size: every tensor differs in shape from SMALL's. */
+const WIDE: Shape = { ...SMALL, hidden: 48 };
+let wideBase: RefModel;
 const dirs = {
-  f32: "", bf16: "", large: "", broken: "", loose: "", tmp: "", cli: "",
+  f32: "", bf16: "", large: "", broken: "", loose: "", tmp: "", cli: "", wide: "", unusable: "", nomodel: "",
 };
 
 before(async () => {
@@ -73,6 +77,23 @@ before(async () => {
   await writeModel(join(dirs.tmp, "odd"), baseModel(501, "F32", TINY));
   await writeFile(join(dirs.loose, "odd.safetensors"), await readFile(join(dirs.tmp, "odd", "model.safetensors")));
 
+  wideBase = baseModel(601, "F32", WIDE);
+  await writeModel(join(dirs.wide, "wide"), wideBase);
+
+  // Folders that are not usable checkpoints: PyTorch weights only, a git-lfs pointer and an HTML page
+  // saved under a .safetensors name (what a failed `git clone` or a browser "save as" leaves).
+  await mkdir(join(dirs.unusable, "pt-only"));
+  await writeFile(join(dirs.unusable, "pt-only", "pytorch_model.bin"), Buffer.alloc(4096, 7));
+  await writeFile(join(dirs.unusable, "pt-only", "config.json"), JSON.stringify(f32Base.config));
+  await mkdir(join(dirs.unusable, "lfs"));
+  await writeFile(join(dirs.unusable, "lfs", "model.safetensors"),
+    "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 1234567\n");
+  await mkdir(join(dirs.unusable, "html"));
+  await writeFile(join(dirs.unusable, "html", "model.safetensors"), "<!DOCTYPE html>\n<html><head><title>model.safetensors</title></head><body>Sign in</body></html>\n");
+  // A folder without any model in it.
+  await mkdir(join(dirs.nomodel, "notes"));
+  await writeFile(join(dirs.nomodel, "notes", "README.md"), "# just notes\n");
+
   env = await startBrowserEnv();
 });
 
@@ -83,8 +104,8 @@ after(async () => {
 });
 
 /** Opens a page, runs `body`, screenshots the page when `body` fails, closes the context. */
-async function withPage(name: string, path: string, body: (page: Page, context: BrowserContext) => Promise<void>): Promise<void> {
-  const { context, page } = await openPage(env, path, name);
+async function withPage(name: string, path: string, body: (page: Page, context: BrowserContext) => Promise<void>, options: PageOptions = {}): Promise<void> {
+  const { context, page } = await openPage(env, path, name, options);
   try {
     await body(page, context);
   } catch (e) {
@@ -99,9 +120,8 @@ async function withPage(name: string, path: string, body: (page: Page, context: 
 async function runToDone(page: Page, outputName: string, shot?: string): Promise<void> {
   await setField(page, `input[data-testid="output-name"]`, outputName);
   await byTestId(page, "save-target", "select").selectOption("opfs");
-  const run = byTestId(page, "run", "button");
-  assert.ok(await run.isEnabled(), `run is disabled (${await pageDiagnostics(page)})`);
-  await run.click();
+  await waitForRunEnabled(page);
+  await byTestId(page, "run", "button").click();
   await waitForState(page, "done");
   if (shot) await screenshot(page, shot);
   // The result lists every file with a download link.
@@ -334,6 +354,363 @@ test("loose .safetensors files become models named by their stems; a misfit gets
     await page.locator(`[data-testid="model-warning"]:visible`).first().waitFor().catch(async () => {
       throw new Error(`no model-warning for a model of another shape: ${await pageDiagnostics(page)}`);
     });
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Issue 8, the page's items. Each test names the items it covers.
+
+/** The three SMALL F32 models (base, math, code) from one folder pick. */
+const addThree = (page: Page) => addFolders(page, [dirs.f32], ["base", "math", "code"]);
+const removeModel = (page: Page, name: string) => page.locator(`button[aria-label="Remove ${name}"]`).click();
+/** Text of the recipe box once it stops changing (the form writes it, the page checks it). */
+const settledRecipe = async (page: Page) => {
+  let last = await recipeYaml(page);
+  for (let i = 0; i < 20; i++) {
+    await page.waitForTimeout(50);
+    const now = await recipeYaml(page);
+    if (now === last) return now;
+    last = now;
+  }
+  return last;
+};
+
+const SLICED = `# Frankenmerge with a gradient, as on a model card
+merge_method: slerp
+base_model: base
+slices:
+  - sources:
+      - model: base
+        layer_range: [0, 2]
+      - model: math
+        layer_range: [0, 2]
+parameters:
+  t:
+    - filter: self_attn
+      value: [0, 0.5]
+    - value: 0.5 # everything else
+dtype: float32
+`;
+
+test("item 7: a pasted recipe never changes unless edited; the form edits it in place, keeping comments", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("recipe-text", "index.html", async (page) => {
+    await addThree(page);
+    await setRecipeYaml(page, SLICED);
+    await waitForRunEnabled(page);
+    // Removing a model the recipe does not use changes nothing.
+    await removeModel(page, "code");
+    await waitForModels(page, ["base", "math"]);
+    assert.equal(await settledRecipe(page), SLICED, "removing an unused model left the pasted recipe as it was");
+    await waitForRunEnabled(page);
+    // Removing one it uses makes it invalid, shown, and still the same text.
+    await removeModel(page, "math");
+    await waitForRunBlocked(page, /math/);
+    assert.equal(await settledRecipe(page), SLICED, "removing a used model left the pasted recipe as it was");
+    // Adding it back makes it valid again, still untouched.
+    await addFolders(page, [join(dirs.f32, "math")], ["math"]);
+    await waitForRunEnabled(page);
+    assert.equal(await recipeYaml(page), SLICED, "adding a model does not rewrite a pasted recipe");
+
+    // Form edits change only what they edit: comments, other keys and recipe names stay.
+    await addFolders(page, [join(dirs.f32, "code")], ["code"]);
+    await setRecipeYaml(page, PASTED);
+    await byTestId(page, "model-map", "select").first().selectOption("code");
+    await waitForRunEnabled(page);
+    await setField(page, `input[data-testid="param-lambda"]`, "0.8");
+    assert.equal(await settledRecipe(page), PASTED.replace("lambda: 0.9", "lambda: 0.8"), "the lambda field changed only lambda");
+    const math = page.locator(`[data-testid="model-params"][data-model-name="math"] input[name="weight"]`);
+    await math.fill("0.65");
+    await math.blur();
+    assert.equal(await settledRecipe(page), PASTED.replace("lambda: 0.9", "lambda: 0.8").replace("weight: 0.6", "weight: 0.65"),
+      "math's weight field edited someorg/math's entry in place");
+    await waitForRunEnabled(page);
+  });
+});
+
+test("items 8 and 30: method switches start from the method's defaults; keyboard use keeps focus", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("form-keys", "index.html", async (page) => {
+    await addThree(page);
+    const method = byTestId(page, "method", "select");
+    const normalize = byTestId(page, "param-normalize", "input");
+    // mergekit's defaults: normalize is true for linear and TIES, false for task arithmetic and the DAREs.
+    const defaults: [string, boolean][] = [["linear", true], ["task_arithmetic", false], ["ties", true], ["dare_linear", false], ["dare_ties", false], ["linear", true]];
+    for (const [name, expected] of defaults) {
+      await method.selectOption(name);
+      assert.equal(await normalize.isChecked(), expected, `${name}: the normalize box shows the method's default`);
+      const doc = parse(await settledRecipe(page)) as RecipeDoc;
+      assert.equal(doc.merge_method, name);
+      assert.ok(doc.parameters?.normalize === undefined || doc.parameters.normalize === expected, `${name}: the recipe's normalize is the default: ${JSON.stringify(doc.parameters)}`);
+    }
+    // Typing a method's name into the focused select picks it, focus stays.
+    await method.focus();
+    await page.keyboard.type("ti");
+    await page.waitForTimeout(100);
+    assert.equal(await method.inputValue(), "ties", "typing \"ti\" selects TIES");
+    assert.equal(await focusedTestId(page), "method", "focus stays on Method");
+    await page.keyboard.press("ArrowDown");
+    await page.waitForTimeout(100);
+    assert.equal(await method.inputValue(), "dare_ties", "ArrowDown selects the next method");
+    assert.equal(await focusedTestId(page), "method", "focus stays on Method after ArrowDown");
+    const base = byTestId(page, "base-model", "select");
+    await base.focus();
+    const before = await base.inputValue();
+    await page.keyboard.press("ArrowDown");
+    await page.waitForTimeout(100);
+    assert.notEqual(await base.inputValue(), before, "ArrowDown changed the base model");
+    assert.equal(await focusedTestId(page), "base-model", "focus stays on Base model");
+    assert.equal(lastSegment((parse(await settledRecipe(page)) as RecipeDoc).base_model ?? ""), await base.inputValue(), "the recipe follows the base choice");
+  });
+});
+
+test("items 28 and 29: problems show while editing, Merge says why it is disabled, many problems are grouped", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("live-check", "index.html", async (page) => {
+    await addThree(page);
+    const cases: [string, RegExp][] = [
+      ["merge_method: frankenstein\nmodels:\n  - model: base\n  - model: math\n", /frankenstein/],
+      ["merge_method: ties\nbase_model: base\nmodels:\n  - model: base\n  - model: math\n    parameters:\n      weight: 1\n      desnity: 0.5\n", /desnity/],
+      ["merge_method: passthrough\nslices:\n  - sources:\n      - model: base\n        layer_range: [0, 5]\n", /layer_range|\blayers?\b/],
+      ["merge_method: slerp\nbase_model: base\nmodels:\n  - model: base\n  - model: math\n  - model: code\nparameters:\n  t: 0.5\n", /slerp.*\b(two|2)\b|\b(two|2)\b.*slerp/i],
+      ["merge_method: passthrough\nmodels:\n  - model: base\n  - model: math\n", /passthrough.*\b(one|1)\b|\b(one|1)\b.*passthrough/i],
+    ];
+    for (const [recipe, why] of cases) {
+      await setRecipeYaml(page, recipe);
+      await waitForRunBlocked(page, why);
+      assert.notEqual(await visibleText(page, "recipe-error"), "", `the recipe section shows the problem of:\n${recipe}`);
+    }
+    await setRecipeYaml(page, "merge_method: linear\nmodels:\n  - model: base\n    parameters: {weight: 1}\n  - model: math\n    parameters: {weight: 1}\n");
+    await waitForRunEnabled(page);
+    assert.equal(await visibleText(page, "run-blocked"), "", "no reason is shown once Merge is enabled");
+    assert.equal(await visibleText(page, "recipe-error"), "", "the fixed recipe shows no problem");
+
+    // A model of another width: every tensor's shape differs. Each non-embedding tensor is one problem
+    // (embedding matrices are merged over their common block, as mergekit does), shown grouped.
+    await addFolders(page, [join(dirs.wide, "wide")], ["wide"]);
+    const differing = [...f32Base.tensors].filter(([name, t]) => !/embed_tokens|lm_head/.test(name) && wideBase.tensors.get(name)!.shape.join() !== t.shape.join()).length;
+    assert.ok(differing > 10, `fixture: ${differing} tensors differ`);
+    await setRecipeYaml(page, "merge_method: ties\nbase_model: base\nmodels:\n  - model: base\n  - model: wide\n    parameters: {weight: 1, density: 0.5}\n");
+    await waitForRunBlocked(page, /shape/i);
+    const group = page.locator(`[data-testid="recipe-error"] [data-testid="problem-group"][data-code="E_SHAPE_MISMATCH"]`);
+    await group.first().waitFor({ state: "visible" });
+    const ofWide = group.locator(`[data-testid="problem-model"][data-model="wide"]`);
+    assert.match((await ofWide.locator(`[data-testid="problem-count"]`).first().textContent()) ?? "", new RegExp(`\\b${differing}\\b`), "the group counts every problem");
+    const shown = await ofWide.locator(`[data-testid="problem"]:visible`).count();
+    assert.ok(shown >= 1 && shown <= 5, `the first few problems are shown, not all ${differing}: ${shown}`);
+    const lines = ((await page.locator(`[data-testid="recipe-error"]`).first().innerText()) ?? "").split("\n").filter((l) => l.trim()).length;
+    assert.ok(lines <= 12, `the problems take a few lines, not one per tensor: ${lines}`);
+    await ofWide.locator(`[data-testid="problem-more"]`).click();
+    assert.equal(await ofWide.locator(`[data-testid="problem"]:visible`).count(), differing, "expanding shows all of them");
+  });
+});
+
+/** A picked folder is stubbed: the page's folder picker returns the OPFS folder "picked". */
+function pickerIntoOpfs(): void {
+  const w = window as unknown as { showDirectoryPicker: () => Promise<FileSystemDirectoryHandle>; picks: number };
+  w.picks = 0;
+  w.showDirectoryPicker = async () => {
+    w.picks++;
+    return (await navigator.storage.getDirectory()).getDirectoryHandle("picked", { create: true });
+  };
+}
+
+const LINEAR_2 = (w: number) => `merge_method: linear\nmodels:\n  - model: base\n    parameters:\n      weight: 1\n  - model: math\n    parameters:\n      weight: ${w}\n`;
+
+test("item 31: saving to a picked folder creates the named folder inside it; overwriting asks first", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("folder", "index.html", async (page) => {
+    await addFolders(page, ["base", "math"].map((m) => join(dirs.f32, m)), ["base", "math"]);
+    await setRecipeYaml(page, LINEAR_2(1));
+    await setField(page, `input[data-testid="output-name"]`, "soup");
+    await byTestId(page, "save-target", "select").selectOption("folder");
+    await waitForRunEnabled(page);
+    await byTestId(page, "run", "button").click();
+    await waitForState(page, "done");
+    const tree = await opfsTree(page);
+    const inPicked = Object.keys(tree).filter((p) => p.startsWith("picked/") && p.split("/").filter(Boolean).length === 2);
+    assert.deepEqual(inPicked, ["picked/soup/"], `the picked folder holds only the named output folder: ${JSON.stringify(tree)}`);
+    assert.ok("picked/soup/model.safetensors" in tree && "picked/soup/config.json" in tree, JSON.stringify(tree));
+    const first = (await opfsDigests(page, "picked/soup"))["model.safetensors"]!.sha256;
+
+    // The same name again: the page says the folder is not empty and offers to overwrite it.
+    await setRecipeYaml(page, LINEAR_2(3));
+    await waitForRunEnabled(page);
+    await byTestId(page, "run", "button").click();
+    await waitForState(page, "error");
+    assert.match(await visibleText(page, "error"), /soup/, "the error names the folder");
+    await byTestId(page, "overwrite", "button").click();
+    const confirm = byTestId(page, "overwrite-confirm", "button");
+    await confirm.waitFor({ state: "visible" });
+    assert.equal((await opfsDigests(page, "picked/soup"))["model.safetensors"]!.sha256, first, "nothing is overwritten before the confirmation");
+    await confirm.click();
+    await waitForState(page, "done");
+    assert.notEqual((await opfsDigests(page, "picked/soup"))["model.safetensors"]!.sha256, first, "the second merge replaced the weights");
+    assert.equal(await page.evaluate(() => (window as unknown as { picks: number }).picks), 2, "overwriting reuses the folder picked for that merge");
+    assert.deepEqual(Object.keys(await opfsTree(page)).filter((p) => p.includes(".weightsoup-partial-")), [], "no staging folder is left");
+  }, { init: pickerIntoOpfs });
+});
+
+test("item 32: leaving mid-merge asks first; stale partial outputs are removed at start-up", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("reload", "index.html", async (page) => {
+    await addFolders(page, [dirs.large], ["base", "math", "code"]);
+    await setRecipeYaml(page, "merge_method: ties\nbase_model: base\nmodels:\n  - model: math\n    parameters: {weight: 1, density: 0.5}\n  - model: code\n    parameters: {weight: 0.7, density: 0.3}\n");
+    await setField(page, `input[data-testid="output-name"]`, "reload-soup");
+    await byTestId(page, "save-target", "select").selectOption("opfs");
+    await waitForRunEnabled(page);
+    await byTestId(page, "run", "button").click();
+    await page.waitForFunction(() => {
+      const progress = document.querySelector("weightsoup-merge")?.shadowRoot?.querySelector<HTMLProgressElement>(`progress[data-testid="progress"]`);
+      return (progress?.value ?? 0) > 0;
+    }, undefined, { timeout: WAIT_MS, polling: 20 });
+    assert.equal(await stateOf(page), "running", "fixture: the merge is still running");
+    const dialogs: string[] = [];
+    let answer: "dismiss" | "accept" = "dismiss";
+    page.on("dialog", (d) => { dialogs.push(d.type()); void (answer === "dismiss" ? d.dismiss() : d.accept()); });
+    await page.close({ runBeforeUnload: true });
+    const deadline = Date.now() + 5000;
+    while (dialogs.length === 0 && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 50));
+    assert.deepEqual(dialogs, ["beforeunload"], "closing the tab mid-merge asks first");
+    assert.equal(await stateOf(page), "running", "staying keeps the merge running");
+
+    // Leaving anyway leaves a staging folder behind; the next start-up removes it.
+    answer = "accept";
+    await page.reload();
+    await page.locator(`weightsoup-merge button[data-testid="run"]`).first().waitFor({ state: "attached" });
+    let tree = await opfsTree(page);
+    const until = Date.now() + 5000;
+    const stale = (t: Record<string, number>) => Object.keys(t).filter((p) => p.includes(".weightsoup-partial-") || p.startsWith("reload-soup/"));
+    while (stale(tree).length && Date.now() < until) {
+      await page.waitForTimeout(100);
+      tree = await opfsTree(page);
+    }
+    assert.deepEqual(stale(tree), [], `OPFS after start-up: ${JSON.stringify(tree)}`);
+    assert.equal(await page.locator(`[data-testid="saved-output"][data-name="reload-soup"]`).count(), 0, "the interrupted output is not listed");
+  });
+});
+
+test("item 33: unusable models are flagged where they are listed and block Merge only when the recipe uses them", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("unusable", "index.html", async (page) => {
+    await addFolders(page, ["base", "math"].map((m) => join(dirs.f32, m)), ["base", "math"]);
+    await addFolders(page, [join(dirs.broken, "truncated"), ...["pt-only", "lfs", "html"].map((m) => join(dirs.unusable, m))], ["truncated", "pt-only", "lfs", "html"]);
+    // Each entry shows its model's error, naming the file (a folder holding one file is named by the folder).
+    for (const [name, file] of [["truncated", "model.safetensors"], ["pt-only", "pytorch_model.bin"], ["lfs", "lfs"], ["html", "html"]]) {
+      const error = page.locator(`[data-testid="model"][data-model-name="${name}"] [data-testid="model-error"]`);
+      await error.first().waitFor({ state: "visible" }).catch(async () => { throw new Error(`no error inside ${name}'s entry: ${await pageDiagnostics(page)}`); });
+      const text = ((await error.first().textContent()) ?? "").trim();
+      assert.ok(text.includes(file!), `${name}: the error names ${file}: ${text}`);
+      assert.ok(text.replace(file!, "").trim().length > 10, `${name}: the error says what is wrong: ${text}`);
+    }
+    assert.match((await page.locator(`[data-testid="model"][data-model-name="pt-only"] [data-testid="model-error"]`).first().textContent()) ?? "", /safetensors/, "a PyTorch-only folder says only safetensors is read");
+    await setRecipeYaml(page, LINEAR_2(1));
+    await waitForRunEnabled(page);
+    await setRecipeYaml(page, "merge_method: linear\nmodels:\n  - model: base\n    parameters: {weight: 1}\n  - model: truncated\n    parameters: {weight: 1}\n");
+    await waitForRunBlocked(page, /truncated/);
+  });
+});
+
+const PASTED_INT8 = `# TIES of two fine-tunes (from a model card)
+merge_method: ties
+base_model: base
+models:
+  - model: base
+  - model: math
+    parameters:
+      weight: 0.6
+      density: 0.5
+  - model: code
+    parameters:
+      weight: 0.4
+      density: 0.7
+parameters:
+  normalize: true
+  int8_mask: true # mergekit's mask storage, no effect on the result
+dtype: float32
+`;
+
+test("item 34: int8_mask keeps the form usable and is kept; the seed is checked in its field", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("int8-seed", "index.html", async (page) => {
+    await addThree(page);
+    await setRecipeYaml(page, PASTED_INT8);
+    await waitForRunEnabled(page);
+    assert.ok(await byTestId(page, "method", "select").isEnabled(), "the form stays usable");
+    const code = page.locator(`[data-testid="model-params"][data-model-name="code"] input[name="weight"]`);
+    assert.ok(await code.isEnabled(), "code's weight can be edited");
+    // Text that is no value is refused in the field; the recipe keeps its value.
+    await code.fill("0.3x");
+    await code.blur();
+    await waitForRunBlocked(page, /0\.3x/);
+    assert.match(await visibleText(page, "field-error"), /0\.3x/, "the field says what it refused");
+    assert.equal(await recipeYaml(page), PASTED_INT8, "a refused value does not reach the recipe");
+    await code.fill("0.3");
+    await code.blur();
+    assert.equal(await settledRecipe(page), PASTED_INT8.replace("weight: 0.4", "weight: 0.3"), "only code's weight changed; int8_mask and the comments stay");
+    for (const seed of ["-1", "1.5", "99999999999"]) {
+      await setField(page, `input[data-testid="seed"]`, seed);
+      await waitForRunBlocked(page, /seed/i);
+      assert.notEqual(await visibleText(page, "seed-error"), "", `seed ${seed}: the field says what is wrong`);
+    }
+    await setField(page, `input[data-testid="seed"]`, "7");
+    await waitForRunEnabled(page);
+    assert.equal(await visibleText(page, "seed-error"), "", "a valid seed shows no error");
+  });
+});
+
+test("item 35: a phone-width page fits; hidden inputs stay out of the accessibility tree; 'no model' shows at the drop zone", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("phone", "index.html", async (page) => {
+    await byTestId(page, "add-folder", "input").setInputFiles(join(dirs.nomodel, "notes"));
+    const atDrop = page.locator(`[data-testid="drop-zone"] [data-testid="add-problem"]`);
+    await atDrop.first().waitFor({ state: "visible" }).catch(async () => { throw new Error(`no message at the drop zone: ${await pageDiagnostics(page)}`); });
+    assert.match((await atDrop.first().textContent()) ?? "", /no model/i);
+    assert.equal(await visibleText(page, "error"), "", "nothing is shown under Merge");
+    await addThree(page);
+    assert.equal(await visibleText(page, "add-problem"), "", "the message goes once a model is added");
+    await setRecipeYaml(page, PASTED_INT8);
+    await waitForRunEnabled(page);
+    await screenshot(page, "phone");
+    const overflow = await page.evaluate(() => {
+      const root = document.querySelector("weightsoup-merge")!.shadowRoot!;
+      const out: string[] = [];
+      if (document.documentElement.scrollWidth > window.innerWidth) out.push(`page ${document.documentElement.scrollWidth} > ${window.innerWidth}`);
+      for (const section of root.querySelectorAll("section")) {
+        if (section.scrollWidth > section.clientWidth + 1) out.push(`${section.getAttribute("aria-labelledby")}: ${section.scrollWidth} > ${section.clientWidth}`);
+        const box = section.getBoundingClientRect();
+        for (const el of section.querySelectorAll<HTMLElement>("table, textarea, input, select, button")) {
+          const r = el.getBoundingClientRect();
+          if (r.width > 0 && r.right > box.right + 1 && !el.closest("[data-scroll]")) out.push(`${el.tagName.toLowerCase()}${el.dataset.testid ? `[${el.dataset.testid}]` : ""} ends at ${Math.round(r.right)} > ${Math.round(box.right)}`);
+        }
+      }
+      return out;
+    });
+    assert.deepEqual(overflow, [], "nothing overflows its card at 390 px");
+    const tree = await host(page).ariaSnapshot();
+    assert.doesNotMatch(tree, /Choose File|No file chosen|Choose Files/i, `hidden file inputs are not in the accessibility tree:\n${tree}`);
+  }, { viewport: { width: 390, height: 844 } });
+});
+
+test("item 35: the live region announces milestones only; a stale error goes when the recipe changes; Delete says what it deletes", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("announce", "index.html", async (page) => {
+    await addFolders(page, ["base", "math"].map((m) => join(dirs.f32, m)), ["base", "math"]);
+    await setRecipeYaml(page, LINEAR_2(1));
+    await page.evaluate(() => {
+      const root = document.querySelector("weightsoup-merge")!.shadowRoot!;
+      const w = window as unknown as { announced: string[] };
+      w.announced = [];
+      const live = [...root.querySelectorAll<HTMLElement>("[aria-live], [role=status], [role=alert], [role=log]")].filter((el) => el.getAttribute("aria-live") !== "off");
+      for (const el of live) new MutationObserver(() => w.announced.push(el.textContent ?? "")).observe(el, { childList: true, characterData: true, subtree: true });
+    });
+    await runToDone(page, "live-soup");
+    const announced = await page.evaluate(() => (window as unknown as { announced: string[] }).announced);
+    assert.ok(announced.length >= 1 && announced.length <= 4, `live regions changed ${announced.length} times during a merge: ${JSON.stringify(announced)}`);
+    assert.match(announced.at(-1) ?? "", /done|saved|finished/i, "the last announcement says the merge finished");
+    const saved = page.locator(`[data-testid="saved-output"][data-name="live-soup"]`);
+    await saved.first().waitFor({ state: "visible" });
+    assert.equal(await saved.getByRole("button", { name: /delete.*live-soup/i }).count(), 1, "the Delete button names the output it deletes");
+
+    // The same name again fails; changing the recipe clears that error.
+    await waitForRunEnabled(page);
+    await byTestId(page, "run", "button").click();
+    await waitForState(page, "error");
+    assert.notEqual(await visibleText(page, "error"), "", "the failure is shown");
+    await setRecipeYaml(page, LINEAR_2(2));
+    await page.waitForFunction(() => !document.querySelector("weightsoup-merge")?.shadowRoot?.querySelector(`[data-testid="error"]:not([hidden])`)?.textContent?.trim(), undefined, { timeout: 5000 })
+      .catch(async () => { throw new Error(`the old error stayed after the recipe changed: ${await pageDiagnostics(page)}`); });
   });
 });
 

@@ -1,18 +1,21 @@
 /**
- * @file Turning picked or dropped files into models. A folder holding .safetensors files (or a shard
- * index) is one model, named after the folder; a person may pick one model folder, a folder of model
- * folders, or loose files. Only headers and config.json are read here.
+ * @file Turning picked or dropped files into models. A folder holding weights (.safetensors files, a
+ * shard index, or weights in a format weightsoup does not read, which are listed with the reason) is
+ * one model, named after the folder; a person may pick one model folder, a folder of model folders, or
+ * loose files. Only headers and config.json are read here.
  */
 import { inspect, type InspectReport } from "../../src/api/inspect";
 import { WeightsoupError } from "../../src/errors";
 import { BlobFolder } from "../../src/io/folder";
-import { INDEX_FILE } from "../../src/model/model";
+import { INDEX_FILE, isWeightFile, openModel, type LoadedModel } from "../../src/model/model";
 
 export interface PickedModel {
   name: string;
   folder: BlobFolder;
   files: Map<string, File>;
   report?: InspectReport;
+  /** The opened model (headers only), which the recipe is checked against as it is edited. */
+  loaded?: LoadedModel;
   /** Why it cannot be used, in words (names the file). */
   error?: string;
 }
@@ -43,7 +46,8 @@ export function groupModels(picked: PickedFile[], taken: Set<string>): { name: s
   }
   const groups: { name: string; files: Map<string, File> }[] = [];
   for (const [dir, files] of byDir) {
-    if (![...files.keys()].some((f) => f.endsWith(".safetensors") || f === INDEX_FILE)) continue;
+    // Folders with weights of any format are models; one weightsoup cannot read says why where it is listed.
+    if (![...files.keys()].some(isWeightFile)) continue;
     groups.push({ name: dir.split("/").pop()!, files });
   }
   if (loose.length) {
@@ -53,8 +57,8 @@ export function groupModels(picked: PickedFile[], taken: Set<string>): { name: s
       const stem = first ? first.name.replace(/(-\d{5}-of-\d{5})?\.safetensors$/, "") : "model";
       groups.push({ name: stem === "model" ? "model" : stem, files: new Map(loose.map((f) => [f.name, f])) });
     } else {
-      for (const f of loose.filter((f) => f.name.endsWith(".safetensors"))) {
-        groups.push({ name: f.name.replace(/\.safetensors$/, ""), files: new Map([[f.name, f]]) });
+      for (const f of loose.filter((f) => isWeightFile(f.name) && !f.name.endsWith(".json"))) {
+        groups.push({ name: f.name.replace(/\.[^.]+$/, ""), files: new Map([[f.name, f]]) });
       }
     }
   }
@@ -71,7 +75,7 @@ export function groupModels(picked: PickedFile[], taken: Set<string>): { name: s
 export async function loadModel(name: string, files: Map<string, File>): Promise<PickedModel> {
   const folder = new BlobFolder(name, files);
   try {
-    return { name, folder, files, report: await inspect(folder) };
+    return { name, folder, files, loaded: await openModel(folder), report: await inspect(folder) };
   } catch (e) {
     const message = e instanceof WeightsoupError ? e.message : `${name}: ${(e as Error).message}`;
     return { name, folder, files, error: message };

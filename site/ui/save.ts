@@ -4,6 +4,7 @@
  * Downloads link to the File the browser keeps on disk, never to a copy in memory.
  */
 import { OutputError } from "../../src/errors";
+import { removeStaleStaging } from "../../src/io/directory-output";
 import { formatBytes } from "../../src/units";
 
 export type SaveTarget = "opfs" | "folder";
@@ -37,7 +38,10 @@ export interface SavedOutput {
   files: File[];
 }
 
-/** Outputs kept in the origin-private file system (finished ones: staging folders are skipped). */
+/**
+ * Outputs kept in the origin-private file system. Staging folders are skipped, and so are folders with
+ * no finished file (a merge still writing in another tab): they are not outputs one can use.
+ */
 export async function listSaved(): Promise<SavedOutput[]> {
   const root = await navigator.storage.getDirectory();
   const out: SavedOutput[] = [];
@@ -47,7 +51,7 @@ export async function listSaved(): Promise<SavedOutput[]> {
     for await (const [file, h] of (handle as FileSystemDirectoryHandle).entries()) {
       if (h.kind === "file" && !file.startsWith(".")) files.push(await (h as FileSystemFileHandle).getFile());
     }
-    out.push({ name, files: files.sort((a, b) => (a.name < b.name ? -1 : 1)) });
+    if (files.length) out.push({ name, files: files.sort((a, b) => (a.name < b.name ? -1 : 1)) });
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : 1));
 }
@@ -55,4 +59,17 @@ export async function listSaved(): Promise<SavedOutput[]> {
 export async function deleteSaved(name: string): Promise<void> {
   const root = await navigator.storage.getDirectory();
   await root.removeEntry(name, { recursive: true });
+}
+
+/** Removes partial outputs that merges interrupted by a closed or reloaded page left in browser storage. */
+export async function removeStaleOutputs(): Promise<string[]> {
+  return removeStaleStaging(await navigator.storage.getDirectory(), 3000);
+}
+
+/** Checks an output folder name before anything runs ("" when it is usable; empty means "merged"). */
+export function outputNameProblem(name: string): string {
+  const n = name.trim();
+  if (n === "") return "";
+  if (/[\\/]/.test(n) || n.startsWith(".")) return `Output folder name: “${n}” cannot be a folder name (no slashes, and it cannot start with a dot)`;
+  return "";
 }

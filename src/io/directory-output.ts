@@ -9,6 +9,10 @@
  * their bytes back ("return" targets) and this class writes them through one
  * FileSystemWritableFileStream per file. Either way nothing is held in memory beyond one chunk: a
  * multi-GB output never becomes a Blob.
+ *
+ * While a merge writes, its staging folder is held under a Web Lock named after it. A page that was
+ * closed or reloaded mid-merge leaves its staging folder behind with the lock gone, which is how
+ * removeStaleStaging() tells those leftovers from a merge still running in another tab.
  */
 import { OutputError } from "../errors";
 import type { OutputTarget } from "../merge/job";
@@ -17,6 +21,8 @@ import type { OutputFolder } from "./output";
 import type { SourceRef } from "./source";
 
 const STAGING_PREFIX = ".weightsoup-partial-";
+const LOCK_PREFIX = "weightsoup-output:";
+const lockName = (dir: string, staging: string) => `${LOCK_PREFIX}${dir}/${staging}`;
 
 /** FileSystemHandle.move() is not in TypeScript's DOM library yet. */
 interface MovableHandle {
@@ -43,6 +49,8 @@ export class DirectoryOutputFolder implements OutputFolder {
     private readonly createdIn: FileSystemDirectoryHandle | undefined,
     /** Inside the origin-private file system, where workers can write files themselves. */
     private readonly inPrivateStorage: boolean,
+    /** Releases the staging folder's lock (absent where the browser has no Web Locks). */
+    private readonly unlock: (() => void) | undefined,
   ) {}
 
   /**
@@ -71,11 +79,9 @@ export class DirectoryOutputFolder implements OutputFolder {
   }
 
   private static async checkEmpty(dir: FileSystemDirectoryHandle, force: boolean): Promise<void> {
+    await removeStaleIn(dir, await heldLocks(), 0);
     const rest: string[] = [];
-    for await (const entry of dir.keys()) {
-      if (entry.startsWith(STAGING_PREFIX)) await dir.removeEntry(entry, { recursive: true }).catch(() => undefined);
-      else rest.push(entry);
-    }
+    for await (const entry of dir.keys()) if (!entry.startsWith(STAGING_PREFIX)) rest.push(entry);
     if (rest.length > 0 && !force) {
       throw new OutputError("E_OUTPUT_EXISTS", `${dir.name}: output folder is not empty (${rest.length} entries); choose an empty folder or allow overwriting`, { file: dir.name });
     }
@@ -83,10 +89,17 @@ export class DirectoryOutputFolder implements OutputFolder {
 
   private static async withStaging(dir: FileSystemDirectoryHandle, force: boolean, createdIn: FileSystemDirectoryHandle | undefined): Promise<DirectoryOutputFolder> {
     const suffix = Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, "0")).join("");
-    const staging = await dir.getDirectoryHandle(STAGING_PREFIX + suffix, { create: true }).catch((cause) => { throw ioError(dir.name, cause); });
-    const root = await navigator.storage?.getDirectory?.().catch(() => undefined);
-    const inPrivate = !!root && (await root.resolve(dir).catch(() => null)) !== null;
-    return new DirectoryOutputFolder(dir.name, dir, staging, force, createdIn, inPrivate);
+    // Locked before it exists, so a clean-up in another tab never takes it for a leftover.
+    const unlock = await holdLock(lockName(dir.name, STAGING_PREFIX + suffix));
+    try {
+      const staging = await dir.getDirectoryHandle(STAGING_PREFIX + suffix, { create: true }).catch((cause) => { throw ioError(dir.name, cause); });
+      const root = await navigator.storage?.getDirectory?.().catch(() => undefined);
+      const inPrivate = !!root && (await root.resolve(dir).catch(() => null)) !== null;
+      return new DirectoryOutputFolder(dir.name, dir, staging, force, createdIn, inPrivate, unlock);
+    } catch (e) {
+      unlock?.();
+      throw e;
+    }
   }
 
   private async stream(file: string): Promise<FileSystemWritableFileStream> {
@@ -159,9 +172,14 @@ export class DirectoryOutputFolder implements OutputFolder {
       ...this.files.filter((f) => f.endsWith(".safetensors")),
       ...this.files.filter((f) => f === INDEX_FILE),
     ];
-    for (const f of order) await this.moveIntoPlace(f).catch((cause) => { throw ioError(`${this.name}/${f}`, cause); });
+    for (const f of order) {
+      // Overwriting: an older file of the same name goes first (move() does not replace files everywhere).
+      if (this.force) await this.dir.removeEntry(f).catch(() => undefined);
+      await this.moveIntoPlace(f).catch((cause) => { throw ioError(`${this.name}/${f}`, cause); });
+    }
     await this.dir.removeEntry(this.staging.name, { recursive: true }).catch(() => undefined);
     this.closed = true;
+    this.unlock?.();
     return order;
   }
 
@@ -183,16 +201,97 @@ export class DirectoryOutputFolder implements OutputFolder {
     this.closed = true;
     await Promise.allSettled([...this.open.values()].map((f) => f.stream.abort()));
     this.open.clear();
-    // A worker that was just stopped may hold a file's lock for a moment longer: retry briefly.
-    for (let attempt = 0; attempt < 50; attempt++) {
-      try {
-        if (this.createdIn) await this.createdIn.removeEntry(this.name, { recursive: true });
-        else await this.dir.removeEntry(this.staging.name, { recursive: true });
-        return;
-      } catch (e) {
-        if ((e as DOMException)?.name === "NotFoundError") return;
-        await new Promise((ok) => setTimeout(ok, 20));
+    const parent = this.createdIn;
+    await retryRemove(() => parent ? parent.removeEntry(this.name, { recursive: true }) : this.dir.removeEntry(this.staging.name, { recursive: true }), 50)
+      .catch(() => undefined);
+    this.unlock?.();
+  }
+}
+
+/**
+ * Removes what merges interrupted by a closed or reloaded page left in `root` (the origin-private file
+ * system): staging folders no running merge holds, and the output folders that held nothing else.
+ * Leftovers whose lock is still held are looked at again for up to `settleMs` (the lock of a page that
+ * was just reloaded can outlive it by a moment); a merge running in another tab keeps its lock and is
+ * never touched. Returns the paths removed.
+ */
+export async function removeStaleStaging(root: FileSystemDirectoryHandle, settleMs = 0): Promise<string[]> {
+  const removed: string[] = [];
+  const deadline = Date.now() + settleMs;
+  for (;;) {
+    const held = await heldLocks();
+    let waiting = false;
+    // Listed first: entries are removed below, which an open iteration may not survive.
+    const dirs: [string, FileSystemDirectoryHandle][] = [];
+    for await (const [name, handle] of root.entries()) {
+      if (handle.kind === "directory" && !name.startsWith(STAGING_PREFIX)) dirs.push([name, handle as FileSystemDirectoryHandle]);
+    }
+    for (const [name, dir] of dirs) {
+      const result = await removeStaleIn(dir, held, 20);
+      waiting ||= result.waiting;
+      if (result.removed.length === 0) continue;
+      removed.push(...result.removed.map((s) => `${name}/${s}`));
+      let empty = true;
+      for await (const _ of dir.keys()) { empty = false; break; }
+      if (empty) {
+        await root.removeEntry(name).catch(() => undefined);
+        removed.push(`${name}/`);
       }
+    }
+    if (!waiting || Date.now() >= deadline) return removed;
+    await new Promise((ok) => setTimeout(ok, 200));
+  }
+}
+
+/** Removes the staging folders in `dir` that no merge holds; `waiting` when some are still held. */
+async function removeStaleIn(dir: FileSystemDirectoryHandle, held: Set<string> | undefined, attempts: number): Promise<{ removed: string[]; waiting: boolean }> {
+  const removed: string[] = [];
+  let waiting = false;
+  const names: string[] = [];
+  for await (const entry of dir.keys()) if (entry.startsWith(STAGING_PREFIX)) names.push(entry);
+  for (const entry of names) {
+    if (held?.has(lockName(dir.name, entry))) {
+      waiting = true;
+      continue;
+    }
+    if (await retryRemove(() => dir.removeEntry(entry, { recursive: true }), attempts).then(() => true, () => false)) removed.push(entry);
+  }
+  return { removed, waiting };
+}
+
+/** Names of the Web Locks held in this origin; undefined where the browser has no Web Locks. */
+async function heldLocks(): Promise<Set<string> | undefined> {
+  const locks = typeof navigator === "undefined" ? undefined : navigator.locks;
+  if (!locks?.query) return undefined;
+  const snapshot = await locks.query();
+  return new Set((snapshot.held ?? []).map((l) => l.name ?? "").filter((n) => n.startsWith(LOCK_PREFIX)));
+}
+
+/** Holds an exclusive Web Lock until the returned function is called. */
+async function holdLock(name: string): Promise<(() => void) | undefined> {
+  const locks = typeof navigator === "undefined" ? undefined : navigator.locks;
+  if (!locks?.request) return undefined;
+  let release!: () => void;
+  const held = new Promise<void>((ok) => { release = ok; });
+  await new Promise<void>((acquired, failed) => {
+    locks.request(name, () => { acquired(); return held; }).catch(failed);
+  });
+  return release;
+}
+
+/**
+ * Retries a removal: a worker that was just stopped, or the workers of a page that was just closed, may
+ * hold a file's sync access handle for a moment longer. A missing entry counts as removed.
+ */
+async function retryRemove(remove: () => Promise<void>, attempts: number): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await remove();
+      return;
+    } catch (e) {
+      if ((e as DOMException)?.name === "NotFoundError") return;
+      if (attempt >= attempts) throw e;
+      await new Promise((ok) => setTimeout(ok, 20));
     }
   }
 }

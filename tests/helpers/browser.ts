@@ -94,13 +94,20 @@ export async function startBrowserEnv(): Promise<BrowserEnv> {
   };
 }
 
+export interface PageOptions {
+  viewport?: { width: number; height: number };
+  /** Runs in every document of the context before the page's own scripts (stubs of browser APIs). */
+  init?: () => void;
+}
+
 /**
  * A fresh context (its own empty OPFS) and page at `path`, with requests recorded and browser errors
  * printed. Waits until the element's shadow root has rendered its run button.
  */
-export async function openPage(env: BrowserEnv, path = "index.html", label = path): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await env.browser.newContext({ viewport: { width: 1280, height: 1000 } });
+export async function openPage(env: BrowserEnv, path = "index.html", label = path, options: PageOptions = {}): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await env.browser.newContext({ viewport: options.viewport ?? { width: 1280, height: 1000 } });
   context.setDefaultTimeout(WAIT_MS);
+  if (options.init) await context.addInitScript(options.init);
   const record = (r: Request) => {
     let frame = "";
     try { frame = r.frame().url(); } catch { /* worker or service-worker request */ }
@@ -145,7 +152,7 @@ export async function textOf(page: Page, selector: string): Promise<string> {
 /** What the page shows about a failure: status, error, recipe errors, model errors. */
 export async function pageDiagnostics(page: Page): Promise<string> {
   const parts: string[] = [`data-state=${await stateOf(page)}`];
-  for (const id of ["status", "error", "recipe-error", "model-error", "model-warning"]) {
+  for (const id of ["status", "error", "recipe-error", "run-blocked", "model-error", "model-warning", "add-problem"]) {
     const l = byTestId(page, id);
     for (let i = 0; i < (await l.count()); i++) {
       const t = ((await l.nth(i).textContent()) ?? "").trim();
@@ -171,6 +178,39 @@ export async function waitForState(page: Page, expected: string, settled: string
   }
   const state = await stateOf(page);
   assert.equal(state, expected, `expected data-state=${expected}, page shows: ${await pageDiagnostics(page)}`);
+}
+
+/** Waits until the Merge button is enabled (the recipe is checked as it is edited, not instantly). */
+export async function waitForRunEnabled(page: Page): Promise<void> {
+  await page.locator(`button[data-testid="run"]:enabled`).waitFor({ state: "attached", timeout: WAIT_MS }).catch(async (e: Error) => {
+    throw new Error(`Merge stayed disabled (${await pageDiagnostics(page)}): ${e.message.split("\n")[0]}`);
+  });
+}
+
+/**
+ * Waits until Merge is disabled and the reason shown next to it matches `why`; returns that reason.
+ * (Problems are found while the recipe is edited, before Merge is pressed.)
+ */
+export async function waitForRunBlocked(page: Page, why: RegExp, timeout = 10_000): Promise<string> {
+  const deadline = Date.now() + timeout;
+  let reason = "";
+  for (;;) {
+    const disabled = await byTestId(page, "run", "button").isDisabled();
+    const l = page.locator(`[data-testid="run-blocked"]:visible`);
+    reason = (await l.count()) ? ((await l.first().textContent()) ?? "").trim() : "";
+    if (disabled && why.test(reason)) return reason;
+    if (Date.now() > deadline) break;
+    await page.waitForTimeout(50);
+  }
+  throw new Error(`expected Merge disabled with a reason matching ${why} next to it; Merge is ${await byTestId(page, "run", "button").isDisabled() ? "disabled" : "enabled"}, reason shown: "${reason}" (${await pageDiagnostics(page)})`);
+}
+
+/** data-testid of the element focused inside <weightsoup-merge> ("" when focus left it). */
+export async function focusedTestId(page: Page): Promise<string> {
+  return page.evaluate(() => {
+    const active = document.querySelector("weightsoup-merge")?.shadowRoot?.activeElement as HTMLElement | null | undefined;
+    return active?.dataset.testid ?? (active ? active.tagName.toLowerCase() : `outside: ${document.activeElement?.tagName ?? "none"}`);
+  });
 }
 
 /** Loads model folders through the folder input (one call per folder) and waits for their entries. */
@@ -238,11 +278,11 @@ export async function opfsTree(page: Page): Promise<Record<string, number>> {
   });
 }
 
-/** SHA-256 and size of every entry of the OPFS folder `dir` (sub-folders are listed with size -1). */
+/** SHA-256 and size of every entry of the OPFS folder `dir` ("a" or "a/b"; sub-folders are listed with size -1). */
 export async function opfsDigests(page: Page, dir: string): Promise<Record<string, FileDigest>> {
   return page.evaluate(async (dirName: string) => {
-    const root = await navigator.storage.getDirectory();
-    const folder = await root.getDirectoryHandle(dirName);
+    let folder = await navigator.storage.getDirectory();
+    for (const part of dirName.split("/")) folder = await folder.getDirectoryHandle(part);
     const out: Record<string, { size: number; sha256: string }> = {};
     for await (const [name, handle] of folder.entries()) {
       if (handle.kind !== "file") {

@@ -1,0 +1,73 @@
+/**
+ * @file The page's one state object and its store. Views watch the keys they depend on and re-render
+ * only when one of those changes, so editing the recipe does not rebuild the model list, and a form
+ * control a person is using is never replaced under them.
+ */
+import type { SaveTarget, SavedOutput } from "./ui/save";
+import type { PickedModel } from "./ui/models";
+import type { Problem, RecipeCheck } from "./ui/recipe-check";
+
+export type RunState = "idle" | "running" | "done" | "cancelled" | "error";
+
+export interface PageState {
+  /** Why this browser cannot merge (no wasm SIMD, nowhere to save); empty when it can. */
+  platformProblems: readonly string[];
+  models: readonly PickedModel[];
+  /** What went wrong with the last files added ("no model found"), shown at the drop zone. */
+  addProblem: string;
+  /** The recipe text: the single source of truth; the form edits it in place. */
+  recipe: string;
+  /** "form" while only the form has written the recipe (new models are then added to it). */
+  recipeOrigin: "form" | "user";
+  /** A person's choices for recipe names that map to no loaded model by themselves. */
+  chosen: ReadonlyMap<string, string>;
+  /** The check of the current recipe against the current models. */
+  check: RecipeCheck;
+  /** Form fields holding text that is not a value (by field id); the recipe keeps its old value. */
+  formErrors: ReadonlyMap<string, string>;
+  outputName: string;
+  target: SaveTarget;
+  seed: string;
+  run: RunState;
+  /** Progress of the running merge, 0..1. */
+  progress: number;
+  /** The line under the progress bar (tensors, bytes, rate, time left; or how the merge ended). */
+  status: string;
+  /** Milestones for screen readers: started, halfway, finished. */
+  announcement: string;
+  /** Why the last merge failed. */
+  runError: readonly Problem[];
+  /** The last merge stopped at an output folder that holds files: offer to overwrite it. */
+  overwrite: { name: string; parent: FileSystemDirectoryHandle; target: SaveTarget; confirming: boolean } | null;
+  result: { target: SaveTarget; name: string; files: string[] } | null;
+  saved: readonly SavedOutput[];
+}
+
+export type StateKey = keyof PageState;
+
+export class Store {
+  private current: PageState;
+  private readonly watchers: { keys: readonly StateKey[]; fn: (s: PageState) => void }[] = [];
+
+  constructor(initial: PageState) {
+    this.current = initial;
+  }
+
+  get state(): Readonly<PageState> {
+    return this.current;
+  }
+
+  /** Applies `patch`; watchers of the keys whose value changed run once each, in the order they watched. */
+  update(patch: Partial<PageState>): void {
+    const changed = (Object.keys(patch) as StateKey[]).filter((k) => !Object.is(patch[k], this.current[k]));
+    if (changed.length === 0) return;
+    this.current = { ...this.current, ...patch };
+    for (const w of this.watchers) if (w.keys.some((k) => changed.includes(k))) w.fn(this.current);
+  }
+
+  /** Runs `fn` now and whenever one of `keys` changes. */
+  watch(keys: readonly StateKey[], fn: (s: PageState) => void): void {
+    this.watchers.push({ keys, fn });
+    fn(this.current);
+  }
+}

@@ -1,0 +1,351 @@
+/**
+ * @file The recipe text is the page's single source of truth; the form is a view of it and edits it in
+ * place through the yaml library's Document API. An edit changes the keys it is about and nothing else:
+ * comments, key order, recipe model names ("org/math") and every key the form does not show stay as
+ * written. Nothing here regenerates a recipe from the form.
+ *
+ * Every function is pure (text in, text out), so it runs and is tested without a browser.
+ */
+import { Document, isMap, isScalar, isSeq, parse, parseDocument, type YAMLMap } from "yaml";
+import { METHODS, type MethodSpec } from "../../src/merge/methods";
+import type { Setting } from "../../src/recipe/recipe";
+
+/** Recipe model name -> loaded model name, undefined when it maps to none. */
+export type Resolve = (recipeName: string) => string | undefined;
+
+/** Values a new model entry starts from (TIES/DARE papers' usual density; weight 1 = equal mix). */
+export const FORM_START: Readonly<Record<string, Setting>> = { weight: 1, density: 0.5, t: 0.5 };
+
+/** Top-level keys in the order mergekit recipes usually list them; new keys are inserted by it. */
+const KEY_ORDER = ["merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype", "tokenizer_source", "align"];
+
+/** The parameters the form has fields for, for one method. */
+export function formFields(spec: MethodSpec | undefined): { global: string[]; perModel: string[] } {
+  if (!spec) return { global: [], perModel: [] };
+  return {
+    global: ["t", "lambda", "normalize"].filter((k) => k in spec.global),
+    perModel: ["weight", "density"].filter((k) => k in spec.perModel && (k !== "density" || !!spec.sparsify)),
+  };
+}
+
+/** "0.5" -> 0.5, "[0, 0.5, 1]" -> [0, 0.5, 1]; anything else is an Error naming `what`. */
+export function settingFromText(text: string, what: string): number | number[] {
+  let v: unknown;
+  try {
+    v = parse(text);
+  } catch {
+    v = undefined;
+  }
+  if (typeof v === "number" && Number.isFinite(v)) return v;
+  if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "number" && Number.isFinite(x))) return v as number[];
+  throw new Error(`${what}: "${text}" is not a number or a list of numbers like [0, 0.5, 1]`);
+}
+
+const isPlainSetting = (v: unknown): v is number | number[] =>
+  (typeof v === "number" && Number.isFinite(v)) || (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "number"));
+const settingText = (v: number | number[]): string => (Array.isArray(v) ? `[${v.join(", ")}]` : String(v));
+
+/** A form field's value: its text, or null when the recipe holds something a field cannot show (filters). */
+export interface FieldValue {
+  text: string;
+  /** False when the value uses filters or is not a number: the field shows it read-only. */
+  editable: boolean;
+}
+
+export interface FormModel {
+  /** Why the form cannot edit this recipe at all ("" when it can): syntax errors, slices. */
+  readOnly: string;
+  method: string;
+  /** Loaded name of the base model ("" for none or unmapped). */
+  base: string;
+  /** By loaded model name: whether the recipe's `models:` lists it, and its per-model fields. */
+  rows: Map<string, { included: boolean; fields: Map<string, FieldValue> }>;
+  /** t and lambda ("" when unset). */
+  globals: Map<string, FieldValue>;
+  /** normalize as it applies (the method's default when unset); undefined when the method has none. */
+  normalize: boolean | undefined;
+  dtype: string;
+  /** What the recipe holds that the form does not show (kept as written). */
+  kept: string[];
+}
+
+const SHOWN_TOP = new Set(["merge_method", "base_model", "models", "parameters", "dtype"]);
+
+/** What the form shows for `text`; `loaded` are the readable models' names, in the order listed. */
+export function readForm(text: string, loaded: readonly string[], resolve: Resolve): FormModel {
+  const form: FormModel = { readOnly: "", method: "linear", base: "", rows: new Map(), globals: new Map(), normalize: undefined, dtype: "", kept: [] };
+  for (const name of loaded) form.rows.set(name, { included: false, fields: new Map() });
+  const doc = parseDocument(text);
+  if (doc.errors.length) return { ...form, readOnly: "the YAML has a syntax error" };
+  const raw: unknown = doc.toJS();
+  if (raw === null || raw === undefined) return form;
+  if (typeof raw !== "object" || Array.isArray(raw)) return { ...form, readOnly: "the YAML is not a recipe (a mapping of keys)" };
+  const r = raw as Record<string, unknown>;
+  form.method = typeof r.merge_method === "string" ? r.merge_method : "";
+  const spec = METHODS[form.method];
+  const shown = formFields(spec);
+  if (typeof r.base_model === "string") form.base = resolve(r.base_model) ?? "";
+  if (r.slices !== undefined) form.readOnly = "slices (layer ranges)";
+  else if (r.models !== undefined && !Array.isArray(r.models)) form.readOnly = "a 'models' value that is not a list";
+  for (const key of Object.keys(r)) if (!SHOWN_TOP.has(key)) form.kept.push(key);
+
+  const field = (v: unknown): FieldValue =>
+    v === undefined ? { text: "", editable: true }
+    : isPlainSetting(v) ? { text: settingText(v), editable: true }
+    : v !== null && typeof v === "object" ? { text: "(filters: edit in YAML)", editable: false }
+    // A scalar that is no number (the check says why): shown as written, so it can be corrected here.
+    : { text: String(v), editable: true };
+  for (const entry of Array.isArray(r.models) ? r.models : []) {
+    const e = entry as { model?: unknown; parameters?: unknown } | null;
+    if (typeof e?.model !== "string") continue;
+    const params = (e.parameters !== null && typeof e.parameters === "object" && !Array.isArray(e.parameters) ? e.parameters : {}) as Record<string, unknown>;
+    for (const key of Object.keys(params)) if (!shown.perModel.includes(key)) form.kept.push(`${e.model}: ${key}`);
+    const row = form.rows.get(resolve(e.model) ?? "");
+    if (!row) continue;
+    row.included = true;
+    for (const key of shown.perModel) row.fields.set(key, field(params[key]));
+  }
+  for (const row of form.rows.values()) for (const key of shown.perModel) if (!row.fields.has(key)) row.fields.set(key, { text: "", editable: true });
+
+  const params = (r.parameters !== null && typeof r.parameters === "object" && !Array.isArray(r.parameters) ? r.parameters : {}) as Record<string, unknown>;
+  for (const key of Object.keys(params)) if (!shown.global.includes(key)) form.kept.push(`parameters: ${key}`);
+  for (const key of ["t", "lambda"]) if (shown.global.includes(key)) form.globals.set(key, field(params[key]));
+  if (shown.global.includes("normalize")) {
+    form.normalize = typeof params.normalize === "boolean" ? params.normalize : (spec!.global.normalize!.default as boolean);
+    if (params.normalize !== undefined && typeof params.normalize !== "boolean") form.globals.set("normalize", { text: String(params.normalize), editable: false });
+  }
+  form.dtype = typeof r.dtype === "string" ? r.dtype : "";
+  return form;
+}
+
+// -------------------------------------------------------------------------------------------------
+// Edits
+
+export interface EditContext {
+  resolve: Resolve;
+  /** The base a method that needs one starts with when the recipe names none (a loaded name). */
+  defaultBase: string;
+}
+
+/**
+ * Parses, applies `change` and prints the document again. A text that does not parse, or whose shape
+ * the change cannot work with (a list where a mapping belongs), is returned as is.
+ */
+function edit(text: string, change: (doc: Document) => void): string {
+  const doc = parseDocument(text);
+  if (doc.errors.length || !isMap(doc.contents)) return text;
+  try {
+    change(doc);
+  } catch {
+    return text;
+  }
+  return doc.toString(PRINT);
+}
+
+/** No line folding (recipes are read line by line); `{weight: 1}` as model cards write it. */
+const PRINT = { lineWidth: 0, flowCollectionPadding: false } as const;
+
+/** Sets a value; a new top-level key goes where mergekit recipes usually have it. */
+function setValue(doc: Document, path: (string | number)[], value: unknown): void {
+  const node = Array.isArray(value) ? doc.createNode(value, { flow: true }) : value;
+  const top = String(path[0]);
+  if (!doc.has(top)) {
+    const map = doc.contents as YAMLMap;
+    const rank = (k: unknown) => {
+      const i = KEY_ORDER.indexOf(String(isScalar(k) ? k.value : k));
+      return i < 0 ? KEY_ORDER.length : i;
+    };
+    const at = map.items.findIndex((pair) => rank(pair.key) > rank(top));
+    const pair = doc.createPair(top, path.length > 1 ? doc.createNode({}) : node);
+    if (at < 0) map.items.push(pair);
+    else map.items.splice(at, 0, pair);
+    if (path.length === 1) return;
+  }
+  // `parameters:` written with nothing after it is null, not a mapping: it becomes one.
+  for (let i = 1; i < path.length; i++) {
+    const prefix = path.slice(0, i);
+    const at = doc.getIn(prefix, true);
+    if (at === null || (isScalar(at) && at.value === null)) doc.setIn(prefix, doc.createNode({}));
+  }
+  doc.setIn(path, node);
+}
+
+/** Removes a key, and its parent mapping when that becomes empty (no `parameters: {}` left behind). */
+function remove(doc: Document, path: (string | number)[]): void {
+  doc.deleteIn(path);
+  const parent = path.slice(0, -1);
+  if (parent.length && isMap(doc.getIn(parent)) && (doc.getIn(parent) as YAMLMap).items.length === 0) doc.deleteIn(parent);
+}
+
+const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
+
+/** Indices of the `models:` entries that are this loaded model. */
+function entriesOf(doc: Document, loadedName: string, resolve: Resolve): number[] {
+  const models = doc.get("models");
+  if (!isSeq(models)) return [];
+  const out: number[] = [];
+  models.items.forEach((item, i) => {
+    const name = str(isMap(item) ? item.get("model") : undefined);
+    if (name !== undefined && resolve(name) === loadedName) out.push(i);
+  });
+  return out;
+}
+
+function paramKeys(doc: Document, path: (string | number)[]): string[] {
+  const params = doc.getIn(path);
+  return isMap(params) ? params.items.map((p) => String(isScalar(p.key) ? p.key.value : p.key)) : [];
+}
+
+function addEntry(doc: Document, loadedName: string, params: Record<string, Setting>): void {
+  const entry = Object.keys(params).length ? { model: loadedName, parameters: params } : { model: loadedName };
+  const models = doc.get("models");
+  if (isSeq(models)) models.add(doc.createNode(entry));
+  else setValue(doc, ["models"], doc.createNode([entry]));
+}
+
+/** Per-model starting values for the fields the method's form shows. */
+const startParams = (spec: MethodSpec | undefined): Record<string, Setting> =>
+  Object.fromEntries(formFields(spec).perModel.map((k) => [k, FORM_START[k]!]));
+
+/** The recipe the form starts from: a linear soup of `loaded`, equal weights. */
+export function starterRecipe(loaded: readonly string[]): string {
+  if (loaded.length === 0) return "";
+  const recipe = {
+    merge_method: "linear",
+    models: loaded.map((model) => ({ model, parameters: { weight: FORM_START.weight } })),
+    parameters: { normalize: METHODS.linear!.global.normalize!.default },
+  };
+  return new Document(recipe).toString(PRINT);
+}
+
+/**
+ * Switches the method. The new method's form starts from its defaults: normalize is set to the
+ * method's default, lambda back to 1, t to 0.5 when it has none; parameters the new method does not
+ * accept are removed (they would make the recipe invalid), and so are the ones the old form showed and
+ * the new one does not. A method that needs a base gets one; one that does not loses base_model.
+ */
+export function setMethod(text: string, method: string, ctx: EditContext): string {
+  const next = METHODS[method];
+  if (!next) return text;
+  return edit(text, (doc) => {
+    const previous = METHODS[str(doc.get("merge_method")) ?? ""];
+    if (previous === next) return;
+    setValue(doc, ["merge_method"], method);
+    const was = formFields(previous), now = formFields(next);
+    const accepted = [...Object.keys(next.global), ...Object.keys(next.perModel)];
+    for (const key of paramKeys(doc, ["parameters"])) {
+      if (!accepted.includes(key) || (was.global.includes(key) && !now.global.includes(key))) remove(doc, ["parameters", key]);
+    }
+    if (now.global.includes("normalize")) setValue(doc, ["parameters", "normalize"], next.global.normalize!.default);
+    if (now.global.includes("lambda")) remove(doc, ["parameters", "lambda"]);
+    if (now.global.includes("t") && !isPlainSetting(doc.getIn(["parameters", "t"]))) setValue(doc, ["parameters", "t"], FORM_START.t);
+
+    let base = str(doc.get("base_model"));
+    if (next.needsBase && base === undefined && ctx.defaultBase) {
+      base = ctx.defaultBase;
+      setValue(doc, ["base_model"], base);
+    } else if (!next.needsBase && base !== undefined) {
+      doc.delete("base_model");
+      base = undefined;
+    }
+    const baseLoaded = base === undefined ? undefined : (ctx.resolve(base) ?? base);
+    if (baseLoaded !== undefined && entriesOf(doc, baseLoaded, ctx.resolve).length === 0 && isSeq(doc.get("models"))) {
+      (doc.get("models") as { items: unknown[] }).items.unshift(doc.createNode({ model: base }));
+    }
+    const models = doc.get("models");
+    if (!isSeq(models)) return;
+    models.items.forEach((item, i) => {
+      const name = str(isMap(item) ? item.get("model") : undefined);
+      if (name === undefined) return;
+      const isBase = baseLoaded !== undefined && (ctx.resolve(name) ?? name) === baseLoaded;
+      for (const key of paramKeys(doc, ["models", i, "parameters"])) {
+        const shownOnBase = isBase && now.perModel.includes(key);
+        if (!(key in next.perModel) || (was.perModel.includes(key) && !now.perModel.includes(key)) || shownOnBase) remove(doc, ["models", i, "parameters", key]);
+      }
+      if (isBase) return;
+      for (const key of now.perModel) if (!doc.hasIn(["models", i, "parameters", key])) setValue(doc, ["models", i, "parameters", key], FORM_START[key]);
+    });
+  });
+}
+
+/**
+ * Makes `loadedName` the base: base_model names it, it is listed in models (without the per-model
+ * fields the form shows for the base: none), and the previous base gets the others' starting values.
+ */
+export function setBase(text: string, loadedName: string, ctx: EditContext): string {
+  return edit(text, (doc) => {
+    const spec = METHODS[str(doc.get("merge_method")) ?? ""];
+    const previous = str(doc.get("base_model"));
+    if (previous !== undefined && ctx.resolve(previous) === loadedName) return;
+    if (!loadedName) {
+      doc.delete("base_model");
+      return;
+    }
+    setValue(doc, ["base_model"], loadedName);
+    const shown = formFields(spec).perModel;
+    const mine = entriesOf(doc, loadedName, ctx.resolve);
+    if (mine.length === 0) addEntry(doc, loadedName, {});
+    for (const i of mine) for (const key of shown) remove(doc, ["models", i, "parameters", key]);
+    const old = previous === undefined ? undefined : ctx.resolve(previous);
+    for (const i of old === undefined ? [] : entriesOf(doc, old, ctx.resolve)) {
+      for (const key of shown) if (!doc.hasIn(["models", i, "parameters", key])) setValue(doc, ["models", i, "parameters", key], FORM_START[key]);
+    }
+  });
+}
+
+/** Lists a loaded model in `models:` (with the method's starting values) or removes its entries. */
+export function setIncluded(text: string, loadedName: string, included: boolean, ctx: EditContext): string {
+  return edit(text, (doc) => {
+    const mine = entriesOf(doc, loadedName, ctx.resolve);
+    if (included && mine.length === 0) addEntry(doc, loadedName, startParams(METHODS[str(doc.get("merge_method")) ?? ""]));
+    if (!included) for (const i of mine.reverse()) doc.deleteIn(["models", i]);
+  });
+}
+
+/** Sets a per-model parameter of a loaded model (listing the model first if it is not). */
+export function setModelParameter(text: string, loadedName: string, key: string, value: Setting, ctx: EditContext): string {
+  return edit(text, (doc) => {
+    let mine = entriesOf(doc, loadedName, ctx.resolve);
+    if (mine.length === 0) {
+      addEntry(doc, loadedName, startParams(METHODS[str(doc.get("merge_method")) ?? ""]));
+      mine = entriesOf(doc, loadedName, ctx.resolve);
+    }
+    for (const i of mine) setValue(doc, ["models", i, "parameters", key], value);
+  });
+}
+
+/** Sets a method-wide parameter; undefined removes it (the method's default applies). */
+export function setGlobal(text: string, key: string, value: Setting | undefined): string {
+  return edit(text, (doc) => {
+    if (value === undefined) remove(doc, ["parameters", key]);
+    else setValue(doc, ["parameters", key], value);
+  });
+}
+
+/** Sets the compute dtype; "" removes it (inputs' dtype). */
+export function setDtype(text: string, dtype: string): string {
+  return edit(text, (doc) => {
+    if (dtype) setValue(doc, ["dtype"], dtype);
+    else doc.delete("dtype");
+  });
+}
+
+/** Removes the `models:` entries naming `recipeName` (a name that maps to no loaded model). */
+export function removeRecipeModel(text: string, recipeName: string): string {
+  return edit(text, (doc) => {
+    const models = doc.get("models");
+    if (!isSeq(models)) return;
+    for (let i = models.items.length - 1; i >= 0; i--) {
+      const item = models.items[i];
+      if (isMap(item) && item.get("model") === recipeName) doc.deleteIn(["models", i]);
+    }
+  });
+}
+
+/** True when `recipeName` is listed in `models:` and is not the base (so removing it is a plain edit). */
+export function isRemovableEntry(text: string, recipeName: string): boolean {
+  const doc = parseDocument(text);
+  if (doc.errors.length || !isMap(doc.contents) || doc.get("base_model") === recipeName) return false;
+  const models = doc.get("models");
+  return isSeq(models) && models.items.some((item) => isMap(item) && item.get("model") === recipeName);
+}

@@ -1,0 +1,101 @@
+/**
+ * @file One merge from the page: the recipe text as it stands, the loaded models it maps to, the output
+ * folder created (named) inside the picked folder or browser storage once the plan is valid, progress
+ * into the store (the progress line at most four times a second, announcements at milestones only).
+ */
+import { merge } from "../../src/api/merge";
+import { AbortError, ModelError, OutputError } from "../../src/errors";
+import { DirectoryOutputFolder } from "../../src/io/directory-output";
+import type { MergeEvent } from "../../src/events";
+import type { MergePlan } from "../../src/plan/plan";
+import { formatBytes, formatSeconds } from "../../src/units";
+import type { Store } from "../state";
+import { mappingOf } from "./mapping";
+import { problemsOf } from "./recipe-check";
+import { checkSpace } from "./save";
+
+export interface RunOptions {
+  /** The folder the person picked for this merge (target "folder"); undefined when they chose none. */
+  picked?: Promise<FileSystemDirectoryHandle | undefined>;
+  /** Write into this parent (overwriting after a confirmation) instead of asking again. */
+  parent?: FileSystemDirectoryHandle;
+  force?: boolean;
+  workers?: number;
+  workerUrl?: URL;
+  signal: AbortSignal;
+}
+
+const STATUS_EVERY_MS = 250;
+
+export async function runMerge(store: Store, options: RunOptions): Promise<void> {
+  const s = store.state;
+  const target = options.parent ? (s.overwrite?.target ?? s.target) : s.target;
+  const name = s.outputName.trim() || "merged";
+  const byName = new Map(s.models.map((m) => [m.name, m]));
+  const mapping = mappingOf(s.recipe, s.models.map((m) => m.name), s.chosen);
+  const models = (recipeName: string) => {
+    const model = byName.get(mapping.map.get(recipeName) ?? recipeName);
+    if (!model) throw new ModelError("E_MODEL_NOT_FOUND", `model "${recipeName}" is not loaded in the page`, { model: recipeName });
+    return model.folder;
+  };
+  store.update({ run: "running", runError: [], overwrite: null, result: null, progress: 0, status: "Checking the models…", announcement: "" });
+  let parent: FileSystemDirectoryHandle | undefined;
+  const open = async (plan: MergePlan): Promise<DirectoryOutputFolder> => {
+    parent = options.parent ?? (target === "folder" ? await options.picked : await navigator.storage.getDirectory());
+    if (!parent) throw new AbortError("No folder was chosen");
+    if (target === "opfs") {
+      const donor = byName.get(mapping.map.get(plan.donor) ?? plan.donor);
+      const extra = donor ? [...donor.files.values()].reduce((n, f) => n + f.size, 0) : 0;
+      await checkSpace(plan.tensors.reduce((n, t) => n + t.outputBytes, 0) + extra + 1e6);
+    }
+    return DirectoryOutputFolder.create(parent, name, { force: options.force ?? false });
+  };
+
+  const started = performance.now();
+  let lastStatus = 0, halfway = false, tensors = "";
+  const onProgress = (e: MergeEvent) => {
+    if (e.type === "plan") {
+      const text = `Merging ${e.tensors} tensors with ${e.workers} workers…`;
+      store.update({ status: text, announcement: text });
+      return;
+    }
+    if (e.type !== "progress" && e.type !== "tensor-done") return;
+    const fraction = e.bytesTotal ? e.bytesDone / e.bytesTotal : 0;
+    if (e.type === "tensor-done") tensors = `${e.tensorsDone}/${e.tensorsTotal} tensors · `;
+    const patch: Parameters<Store["update"]>[0] = { progress: fraction };
+    if (!halfway && fraction >= 0.5) {
+      halfway = true;
+      patch.announcement = "Halfway through the merge.";
+    }
+    const now = performance.now();
+    if (now - lastStatus >= STATUS_EVERY_MS) {
+      lastStatus = now;
+      const seconds = (now - started) / 1000;
+      const left = fraction > 0 ? seconds * (1 - fraction) / fraction : Infinity;
+      patch.status = `${tensors}${formatBytes(e.bytesDone)} of ${formatBytes(e.bytesTotal)} · ${formatBytes(e.bytesDone / Math.max(seconds, 1e-3))}/s · ${formatSeconds(left)} left`;
+    }
+    store.update(patch);
+  };
+
+  try {
+    const summary = await merge(s.recipe, {
+      models, out: open, signal: options.signal, seed: Number(s.seed.trim() || 0), onProgress,
+      ...(options.workers ? { workers: options.workers } : {}), ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
+    });
+    const done = `Done: ${summary.method} merged ${summary.tensors} tensors (${formatBytes(summary.inputBytes)} read, ${formatBytes(summary.outputBytes)} written) in ${formatSeconds(summary.seconds)}.`;
+    store.update({ progress: 1, status: done, result: { target, name, files: summary.files } });
+    // The announcement and "done" last: a host page reacting to data-state finds the result listed.
+    store.update({ announcement: `${done} Saved as “${name}”.`, run: "done" });
+  } catch (e) {
+    if (e instanceof AbortError || options.signal.aborted) {
+      const text = e instanceof AbortError && e.message === "No folder was chosen" ? "No folder was chosen; nothing was saved." : "Cancelled; nothing was saved.";
+      store.update({ status: text, announcement: text, run: "cancelled" });
+      return;
+    }
+    const exists = e instanceof OutputError && e.code === "E_OUTPUT_EXISTS" && parent !== undefined;
+    store.update({
+      status: "The merge failed; nothing was saved.", announcement: "The merge failed; nothing was saved.",
+      runError: problemsOf(e), overwrite: exists ? { name, parent: parent!, target, confirming: false } : null, run: "error",
+    });
+  }
+}
