@@ -75,6 +75,7 @@ function defineSuite(): void {
       seconds.set(c.run, [n + 1, total + (performance.now() - started) / 1000]);
       tally.set(verdict.outcome, (tally.get(verdict.outcome) ?? 0) + 1);
       if (verdict.ok) return;
+      if (settings.only && !`${verdict.outcome}: ${verdict.problem}`.includes(settings.only)) return;
       if (!settings.survey) throw new Error(`${verdict.outcome}: ${verdict.problem}`);
       const signature = failureSignature(verdict);
       const seen = failures.get(signature);
@@ -82,7 +83,7 @@ function defineSuite(): void {
     });
     try {
       await fc.assert(property, {
-        seed: settings.seed, numRuns, examples: examples.map((e) => [e]),
+        seed: settings.seed, numRuns, examples: settings.examples ? examples.map((e) => [e]) : [],
         ...(settings.path ? { path: settings.path } : {}),
         ...(limit ? { plugins: [fc.interruptAfterTimeLimit(limit)] } : {}),
       });
@@ -106,11 +107,15 @@ function defineSuite(): void {
       assert.equal(await leftoverProblem(out), undefined, "an absent folder is no leftover");
       await mkdir(out);
       assert.equal(await leftoverProblem(out), undefined, "an empty folder is no leftover");
-      await writeFile(join(out, "model.safetensors"), "");
-      assert.match((await leftoverProblem(out))!, /model\.safetensors/);
+      await writeFile(join(out, "README.md"), "");
+      assert.equal(await leftoverProblem(out), undefined, "a folder without weights or config is no model");
+      await writeFile(join(out, "config.json"), "{}");
+      assert.match((await leftoverProblem(out))!, /config\.json/);
+      await writeFile(join(out, "model-00001-of-00002.safetensors"), "");
+      assert.match((await leftoverProblem(out))!, /model-00001-of-00002\.safetensors/);
     });
 
-    test("the oracle's success path: every fixture recipe plans, inspects, merges to the reference's values, and runs in the CLI", async () => {
+    test("the oracle's success path: every fixture recipe plans, inspects and merges to the reference's values; one also sharded and through the CLI", async () => {
       const pristine = { target: "a" as const, header: [], bytes: [], index: [] };
       for (const [template, { name }] of RECIPES.entries()) {
         const cases: FuzzCase[] = [
@@ -118,7 +123,7 @@ function defineSuite(): void {
           { kind: "files", run: "inspect", template, files: pristine },
           { kind: "options", run: "merge", options: { template, options: {} } },
         ];
-        if (template === 0) cases.push({ kind: "files", run: "cli", template, files: pristine });
+        if (template === 0) cases.push({ kind: "files", run: "cli", template, files: pristine }, { kind: "files", run: "merge", template, files: pristine });
         for (const c of cases) {
           const verdict = await runner.run(c);
           assert.ok(verdict.ok, `${name}, ${c.run}: ${verdict.problem}`);

@@ -60,10 +60,12 @@ export const flagsCaseArb: fc.Arbitrary<FlagsCase> = fc.record({
 
 /**
  * Whether a value is one the issue says must be refused up front with a typed error: anything but a
- * number, and numbers that are NaN, infinite, fractional, or below the option's minimum.
+ * number, and numbers that are NaN, infinite, fractional, or below the option's minimum. (null is
+ * taken as "not given", as `??` defaults do.)
  */
-export function invalidOption(name: keyof LibraryOptions, value: OptionValue): boolean {
+export function invalidOption(name: keyof LibraryOptions, value: OptionValue | undefined): boolean {
   if (name === "chunkElements") return false; // internal testing knob: no contract beyond "typed error or correct output"
+  if (value === null || value === undefined) return false;
   if (typeof value !== "number" || !Number.isInteger(value)) return true;
   if (name === "seed") return value < 0 || value >= 2 ** 32;
   return value < 1;

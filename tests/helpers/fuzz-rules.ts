@@ -17,7 +17,7 @@ const LAYER_KEYS = ["num_hidden_layers", "n_layer", "num_layers"];
  */
 export async function requiredRejection(c: FuzzCase, dir: string, inspected?: string): Promise<string | undefined> {
   if (c.kind === "options") {
-    const invalid = Object.entries(c.options.options).filter(([k, v]) => invalidOption(k as keyof LibraryOptions, v!));
+    const invalid = Object.entries(c.options.options).filter(([k, v]) => invalidOption(k as keyof LibraryOptions, v));
     return invalid.length ? `the options ${invalid.map(([k, v]) => `${k}: ${String(v)}`).join(", ")} are invalid` : undefined;
   }
   if (c.kind !== "config") return undefined;

@@ -9,12 +9,17 @@
 //   FUZZ_CASE_TIMEOUT_MS=t   a case without an outcome after t ms is a hang (default 30000)
 //   FUZZ_SURVEY=1      do not stop at the first failure: collect one example of every distinct
 //                      failure (unshrunk) and list them all at the end
+//   FUZZ_ONLY=text     only failures whose outcome or problem contains `text` count (to shrink one
+//                      kind of failure found by a survey to a minimal case)
+//   FUZZ_EXAMPLES=0    skip the fixed examples each property starts with
 
 export interface FuzzSettings {
   long: boolean;
   seed: number;
   path: string | undefined;
   survey: boolean;
+  only: string | undefined;
+  examples: boolean;
   caseTimeoutMs: number;
   /** Runs for a property that does `quick` runs in npm test. */
   runs(quick: number): number;
@@ -39,7 +44,7 @@ export function fuzzSettings(env: NodeJS.ProcessEnv = process.env): FuzzSettings
   const runs = integerEnv(env, "FUZZ_RUNS");
   const minutes = integerEnv(env, "FUZZ_MINUTES");
   return {
-    long, seed, path: env.FUZZ_PATH || undefined, survey: env.FUZZ_SURVEY === "1",
+    long, seed, path: env.FUZZ_PATH || undefined, survey: env.FUZZ_SURVEY === "1", only: env.FUZZ_ONLY || undefined, examples: env.FUZZ_EXAMPLES !== "0",
     caseTimeoutMs: integerEnv(env, "FUZZ_CASE_TIMEOUT_MS") ?? 30_000,
     runs: (quick) => runs ?? (long ? 10 * quick : quick),
     // In npm test a property that finds a failure may shrink it for a while, but not for ever.
