@@ -133,19 +133,19 @@ function defineSuite(): void {
     });
 
     test("safetensors files: header, byte and index mutations", (t) =>
-      check(t, fc.record({ kind: fc.constant("files" as const), run: runArb, template: templateArb, files: fileMutationsArb }), 80, FILE_EXAMPLES));
+      check(t, fc.record({ kind: fc.constant("files" as const), run: runArb, template: templateArb, files: fileMutationsArb }), 110, FILE_EXAMPLES));
 
     test("config.json mutations", (t) =>
-      check(t, fc.record({ kind: fc.constant("config" as const), run: runArb, template: templateArb, config: configMutationsArb }), 40, CONFIG_EXAMPLES));
+      check(t, fc.record({ kind: fc.constant("config" as const), run: runArb, template: templateArb, config: configMutationsArb }), 60, CONFIG_EXAMPLES));
 
     test("recipe mutations", (t) =>
-      check(t, fc.record({ kind: fc.constant("recipe" as const), run: recipeRunArb, recipe: recipeMutationsArb }), 100, RECIPE_EXAMPLES));
+      check(t, fc.record({ kind: fc.constant("recipe" as const), run: recipeRunArb, recipe: recipeMutationsArb }), 140, RECIPE_EXAMPLES));
 
     test("library option mutations (whole merges, values checked against the reference)", (t) =>
-      check(t, fc.record({ kind: fc.constant("options" as const), run: fc.constant("merge" as const), options: optionsCaseArb }), 20, OPTION_EXAMPLES));
+      check(t, fc.record({ kind: fc.constant("options" as const), run: fc.constant("merge" as const), options: optionsCaseArb }), 30, OPTION_EXAMPLES));
 
     test("command-line flag mutations", (t) =>
-      check(t, fc.record({ kind: fc.constant("flags" as const), run: fc.constant("cli" as const), flags: flagsCaseArb }), 6, FLAG_EXAMPLES));
+      check(t, fc.record({ kind: fc.constant("flags" as const), run: fc.constant("cli" as const), flags: flagsCaseArb }), 8, FLAG_EXAMPLES));
   });
 }
 

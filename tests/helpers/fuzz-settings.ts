@@ -3,7 +3,7 @@
 // and ten times the runs. Environment knobs, for both:
 //   FUZZ_SEED=n        the seed (replays a run together with FUZZ_PATH)
 //   FUZZ_PATH=p        fast-check's counterexample path, to replay one shrunk failure (run one property,
-//                      e.g. node --test --test-name-pattern=recipes .build/tests/fuzz.test.js)
+//                      e.g. node --test --test-name-pattern="recipe mutations" .build/tests/fuzz.test.js)
 //   FUZZ_RUNS=n        runs per property
 //   FUZZ_MINUTES=m     stop each property after m minutes (counts as passing if nothing failed)
 //   FUZZ_CASE_TIMEOUT_MS=t   a case without an outcome after t ms is a hang (default 30000)
