@@ -64,7 +64,7 @@ function defineSuite(): void {
   async function check(t: TestContext, arb: fc.Arbitrary<FuzzCase>, quickRuns: number, examples: FuzzCase[]): Promise<void> {
     const numRuns = settings.runs(quickRuns);
     const limit = settings.timeLimitMs(quickRuns);
-    t.diagnostic(`seed ${settings.seed}, ${numRuns} runs (replay: FUZZ_SEED=${settings.seed} FUZZ_RUNS=${numRuns} npm run fuzz)`);
+    t.diagnostic(`seed ${settings.seed}, ${numRuns} runs (the same cases again: FUZZ_SEED=${settings.seed}; one failure: add FUZZ_PATH=<its path>, see fuzz-settings.ts)`);
     const tally = new Map<string, number>();
     const seconds = new Map<string, [number, number]>();
     const failures = new Map<string, { c: FuzzCase; verdict: Verdict }>();
