@@ -1,0 +1,168 @@
+// The fuzz suite of issue 8: property-based tests (fast-check) that mutate valid safetensors files,
+// config.json files, recipes and merge options, run weightsoup on them (mostly planning only; a share
+// runs the whole merge through the library or the CLI, or inspect), and require every outcome to be
+// either a success whose output re-inspects cleanly or a typed WeightsoupError that leaves no output;
+// never another exception, a hang, or an output that looks complete after a failure (fuzz-oracle.ts).
+// Cases run in a runner thread so hangs are caught (fuzz-runner.ts). Seeds, run counts and replaying a
+// failure: fuzz-settings.ts. This file is also the runner thread's script (see the end).
+import assert from "node:assert/strict";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, test, type TestContext } from "node:test";
+import { workerData } from "node:worker_threads";
+import fc from "fast-check";
+import { RecipeError, ValidationError, WeightsoupError } from "../src/errors";
+import { PRISTINE, type FuzzCase } from "./helpers/fuzz-cases";
+import { CONFIG_EXAMPLES, FILE_EXAMPLES, FLAG_EXAMPLES, OPTION_EXAMPLES, RECIPE_EXAMPLES } from "./helpers/fuzz-examples";
+import { fuzzModels, RECIPES, writeFuzzModels } from "./helpers/fuzz-fixtures";
+import { configMutationsArb } from "./helpers/fuzz-model-config";
+import { judge, leftoverProblem, rejectionProblem, type Verdict } from "./helpers/fuzz-oracle";
+import { flagsCaseArb, optionsCaseArb } from "./helpers/fuzz-options";
+import { recipeMutationsArb } from "./helpers/fuzz-recipes";
+import { CaseRunner, serveCases } from "./helpers/fuzz-runner";
+import { fileMutationsArb } from "./helpers/fuzz-safetensors";
+import { fuzzSettings } from "./helpers/fuzz-settings";
+import { removeDir, tempDir } from "./helpers/fixtures";
+
+interface RunnerData {
+  fuzzRunner: true;
+  root: string;
+  cliTimeoutMs: number;
+}
+
+const templateArb = fc.nat(RECIPES.length - 1);
+/** Mostly plan-only (fast); a share runs the whole merge, the CLI or inspect. */
+const runArb = fc.oneof(
+  { weight: 12, arbitrary: fc.constant("plan" as const) },
+  { weight: 3, arbitrary: fc.constant("merge" as const) },
+  { weight: 1, arbitrary: fc.constant("cli" as const) },
+  { weight: 2, arbitrary: fc.constant("inspect" as const) },
+);
+const recipeRunArb = fc.oneof(
+  { weight: 12, arbitrary: fc.constant("plan" as const) },
+  { weight: 3, arbitrary: fc.constant("merge" as const) },
+  { weight: 1, arbitrary: fc.constant("cli" as const) },
+);
+
+function defineSuite(): void {
+  const settings = fuzzSettings();
+  let root: string;
+  let runner: CaseRunner;
+
+  before(async () => {
+    root = await tempDir("ws-fuzz-");
+    await writeFuzzModels(join(root, PRISTINE), fuzzModels());
+    const data: RunnerData = { fuzzRunner: true, root, cliTimeoutMs: Math.max(1_000, settings.caseTimeoutMs - 5_000) };
+    runner = new CaseRunner(new URL(import.meta.url), data, settings.caseTimeoutMs);
+  });
+  after(async () => {
+    await runner.close();
+    await removeDir(root);
+  });
+
+  /** Runs a property with the suite's seed and budget; prints the seed and the tally of outcomes. */
+  async function check(t: TestContext, arb: fc.Arbitrary<FuzzCase>, quickRuns: number, examples: FuzzCase[]): Promise<void> {
+    const numRuns = settings.runs(quickRuns);
+    const limit = settings.timeLimitMs(quickRuns);
+    t.diagnostic(`seed ${settings.seed}, ${numRuns} runs (the same cases again: FUZZ_SEED=${settings.seed}; one failure: add FUZZ_PATH=<its path>, see fuzz-settings.ts)`);
+    const tally = new Map<string, number>();
+    const seconds = new Map<string, [number, number]>();
+    const failures = new Map<string, { c: FuzzCase; verdict: Verdict }>();
+    const property = fc.asyncProperty(arb, async (c) => {
+      const started = performance.now();
+      const verdict = await runner.run(c);
+      const [n, total] = seconds.get(c.run) ?? [0, 0];
+      seconds.set(c.run, [n + 1, total + (performance.now() - started) / 1000]);
+      tally.set(verdict.outcome, (tally.get(verdict.outcome) ?? 0) + 1);
+      if (verdict.ok) return;
+      if (settings.only && !`${verdict.outcome}: ${verdict.problem}`.includes(settings.only)) return;
+      if (!settings.survey) throw new Error(`${verdict.outcome}: ${verdict.problem}`);
+      const signature = failureSignature(verdict);
+      const seen = failures.get(signature);
+      if (!seen || JSON.stringify(c).length < JSON.stringify(seen.c).length) failures.set(signature, { c, verdict });
+    });
+    try {
+      await fc.assert(property, {
+        seed: settings.seed, numRuns, examples: settings.examples ? examples.map((e) => [e]) : [],
+        ...(settings.path ? { path: settings.path } : {}),
+        ...(limit ? { plugins: [fc.interruptAfterTimeLimit(limit)] } : {}),
+      });
+    } finally {
+      t.diagnostic(`outcomes: ${[...tally].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(", ")}`);
+      t.diagnostic(`time: ${[...seconds].map(([run, [n, s]]) => `${n} ${run} ${s.toFixed(1)} s`).join(", ")}`);
+    }
+    if (failures.size) {
+      const list = [...failures.values()].map(({ c, verdict }, i) => `${i + 1}. ${verdict.outcome}: ${verdict.problem}\n   case: ${fc.stringify(c).slice(0, 3_000)}`);
+      assert.fail(`${failures.size} distinct failures:\n${list.join("\n")}`);
+    }
+  }
+
+  describe("fuzz", () => {
+    test("the oracle accepts typed errors and flags untyped ones and leftovers", async () => {
+      assert.equal(rejectionProblem(new RecipeError("E_RECIPE", "recipe: bad")), undefined);
+      assert.match(rejectionProblem(new TypeError("Cannot convert undefined or null to object"))!, /other than a WeightsoupError: TypeError/);
+      assert.match(rejectionProblem(new WeightsoupError("" as never, "no code"))!, /code/);
+      assert.match(rejectionProblem(new ValidationError([new RecipeError("E_RECIPE", "x"), new RangeError("deep") as never]))!, /E_VALIDATION problem: .*RangeError/);
+      const out = join(root, "leftover");
+      assert.equal(await leftoverProblem(out), undefined, "an absent folder is no leftover");
+      await mkdir(out);
+      assert.equal(await leftoverProblem(out), undefined, "an empty folder is no leftover");
+      await writeFile(join(out, "README.md"), "");
+      assert.equal(await leftoverProblem(out), undefined, "a folder without weights or config is no model");
+      await writeFile(join(out, "config.json"), "{}");
+      assert.match((await leftoverProblem(out))!, /config\.json/);
+      await writeFile(join(out, "model-00001-of-00002.safetensors"), "");
+      assert.match((await leftoverProblem(out))!, /model-00001-of-00002\.safetensors/);
+    });
+
+    test("the oracle's success path: every fixture recipe plans, inspects and merges to the reference's values; one also sharded and through the CLI", async () => {
+      const pristine = { target: "a" as const, header: [], bytes: [], index: [] };
+      for (const [template, { name }] of RECIPES.entries()) {
+        const cases: FuzzCase[] = [
+          { kind: "files", run: "plan", template, files: pristine },
+          { kind: "files", run: "inspect", template, files: pristine },
+          { kind: "options", run: "merge", options: { template, options: {} } },
+        ];
+        if (template === 0) cases.push({ kind: "files", run: "cli", template, files: pristine }, { kind: "files", run: "merge", template, files: pristine });
+        for (const c of cases) {
+          const verdict = await runner.run(c);
+          assert.ok(verdict.ok, `${name}, ${c.run}: ${verdict.problem}`);
+          assert.match(verdict.outcome, /^(success|exit 0)$/, `${name}, ${c.run}`);
+        }
+      }
+    });
+
+    test("safetensors files: header, byte and index mutations", (t) =>
+      check(t, fc.record({ kind: fc.constant("files" as const), run: runArb, template: templateArb, files: fileMutationsArb }), 110, FILE_EXAMPLES));
+
+    test("config.json mutations", (t) =>
+      check(t, fc.record({ kind: fc.constant("config" as const), run: runArb, template: templateArb, config: configMutationsArb }), 60, CONFIG_EXAMPLES));
+
+    test("recipe mutations", (t) =>
+      check(t, fc.record({ kind: fc.constant("recipe" as const), run: recipeRunArb, recipe: recipeMutationsArb }), 140, RECIPE_EXAMPLES));
+
+    test("library option mutations (whole merges, values checked against the reference)", (t) =>
+      check(t, fc.record({ kind: fc.constant("options" as const), run: fc.constant("merge" as const), options: optionsCaseArb }), 30, OPTION_EXAMPLES));
+
+    test("command-line flag mutations", (t) =>
+      check(t, fc.record({ kind: fc.constant("flags" as const), run: fc.constant("cli" as const), flags: flagsCaseArb }), 8, FLAG_EXAMPLES));
+  });
+}
+
+/** What a failure is, without the details that vary between inputs (names, values, paths). */
+function failureSignature(v: Verdict): string {
+  const [first = "", ...rest] = (v.problem ?? "").split("\n");
+  let masked = first.replace(/"(?:[^"\\]|\\.)*"/g, "S").replace(/\([^)]*\)/g, "()").replace(/\bgot .*/, "got X");
+  if (v.outcome === "accepted-invalid") masked = masked.replace(/(\w+): [^,]*?(?=,| instead)/g, "$1");
+  masked = masked.replace(/\/[^\s:)]+/g, "P").replace(/\d+/g, "N").slice(0, 160);
+  const frame = rest.find((l) => /^\s+at /.test(l))?.trim().split(" ")[1] ?? "";
+  return `${v.outcome}: ${masked} @${frame}`;
+}
+
+const runnerData = workerData as RunnerData | undefined;
+if (runnerData?.fuzzRunner) {
+  const models = new Map(Object.entries(fuzzModels()).map(([name, model]) => [`./${name}`, model]));
+  serveCases((c) => judge(c, { root: runnerData.root, models, cliTimeoutMs: runnerData.cliTimeoutMs }));
+} else {
+  defineSuite();
+}
