@@ -18,3 +18,13 @@ export function formatSeconds(s: number): string {
   const m = Math.floor(s / 60);
   return m < 60 ? `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
 }
+
+/**
+ * Seconds left at the rate so far, once that means something: the first reads of a merge (worker
+ * start-up, the first tensor) say little about its rate, and an early guess would read as hours.
+ * Undefined before a second and 2% of the work have passed, and at the end.
+ */
+export function timeLeft(seconds: number, fraction: number): number | undefined {
+  if (seconds < 1 || fraction < 0.02 || fraction >= 1) return undefined;
+  return (seconds * (1 - fraction)) / fraction;
+}

@@ -127,6 +127,7 @@ test("an explicit JSON spec (--spec FILE) permutes only what it names", async ()
   assert.equal(r.status, 0, r.stderr);
   const summary = JSON.parse(r.stdout);
   assert.deepEqual(summary.groups.map((g: { name: string }) => g.name), ["ff"]);
+  assert.equal(summary.spec, "explicit", "the JSON summary says which spec was used");
   const { tensors } = await readOutput(out);
   for (const [name, t] of reference.tensors) assert.deepEqual(decodeFloat("BF16", tensors.get(name)!.data), t.values, name);
 });

@@ -205,3 +205,10 @@ test("the live check: problems from the engine's planner, unmapped names, and on
   assert.deepEqual(checkRecipe("merge_method: linear\nmodels:\n  - model: org/other\n    parameters: {weight: 1}\n", models, new Map([["org/other", "math"]])).unmapped, []);
   assert.deepEqual(checkRecipe("merge_method: frankenstein\nmodels:\n  - model: base\n", models, none).problems.map((p) => p.code), ["E_METHOD_UNKNOWN"]);
 });
+
+test("readForm of a recipe with an alias to no anchor, or an alias bomb, is read-only instead of throwing", () => {
+  const undefinedAlias = readForm("merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: *w}\n", ["a"], byLastSegment);
+  assert.match(undefinedAlias.readOnly, /alias/);
+  const bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\nmerge_method: linear\n";
+  assert.match(readForm(bomb, ["a"], byLastSegment).readOnly, /alias/);
+});

@@ -57,7 +57,8 @@ const shapesOf = (m: Map<string, Tensor>) => new Map([...m].map(([k, t]) => [k, 
 
 test("the MLP spec chains the layers and leaves input and output axes alone", () => {
   const spec = mlpSpec(shapesOf(randomMlp(1)));
-  assert.deepEqual(spec, {
+  assert.equal(Object.getPrototypeOf(spec), null, "keyed by tensor names, so no prototype");
+  assert.deepEqual({ ...spec }, {
     "layers.0.weight": ["P_0", null], "layers.0.bias": ["P_0"],
     "layers.1.weight": ["P_1", "P_0"], "layers.1.bias": ["P_1"],
     "layers.2.weight": [null, "P_1"], "layers.2.bias": [null],

@@ -77,7 +77,13 @@ export function readForm(text: string, loaded: readonly string[], resolve: Resol
   for (const name of loaded) form.rows.set(name, { included: false, fields: new Map() });
   const doc = parseDocument(text);
   if (doc.errors.length) return { ...form, readOnly: "the YAML has a syntax error" };
-  const raw: unknown = doc.toJS();
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch {
+    // An alias to no anchor, or an alias bomb: the recipe check reports it with its line.
+    return { ...form, readOnly: "the YAML has an alias that cannot be expanded" };
+  }
   if (raw === null || raw === undefined) return form;
   if (typeof raw !== "object" || Array.isArray(raw)) return { ...form, readOnly: "the YAML is not a recipe (a mapping of keys)" };
   const r = raw as Record<string, unknown>;

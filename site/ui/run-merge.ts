@@ -8,7 +8,7 @@ import { AbortError, ModelError, OutputError } from "../../src/errors";
 import { DirectoryOutputFolder } from "../../src/io/directory-output";
 import type { MergeEvent } from "../../src/events";
 import type { MergePlan } from "../../src/plan/plan";
-import { formatBytes, formatSeconds } from "../../src/units";
+import { formatBytes, formatSeconds, timeLeft } from "../../src/units";
 import type { Store } from "../state";
 import { mappingOf } from "./mapping";
 import { problemsOf } from "./recipe-check";
@@ -71,8 +71,8 @@ export async function runMerge(store: Store, options: RunOptions): Promise<void>
     if (now - lastStatus >= STATUS_EVERY_MS) {
       lastStatus = now;
       const seconds = (now - started) / 1000;
-      const left = fraction > 0 ? seconds * (1 - fraction) / fraction : Infinity;
-      patch.status = `${tensors}${formatBytes(e.bytesDone)} of ${formatBytes(e.bytesTotal)} · ${formatBytes(e.bytesDone / Math.max(seconds, 1e-3))}/s · ${formatSeconds(left)} left`;
+      const left = timeLeft(seconds, fraction);
+      patch.status = `${tensors}${formatBytes(e.bytesDone)} of ${formatBytes(e.bytesTotal)} · ${formatBytes(e.bytesDone / Math.max(seconds, 1e-3))}/s${left === undefined ? "" : ` · ${formatSeconds(left)} left`}`;
     }
     store.update(patch);
   };

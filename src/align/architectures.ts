@@ -66,7 +66,7 @@ function prefixOf(shapes: Shapes, suffix: string, kind: string): string {
 /** Every tensor must be covered or explicitly left alone: an unknown one could need permuting. */
 function requireCovered(spec: PermutationSpec, shapes: Shapes, leftAlone: (name: string) => boolean, kind: string): PermutationSpec {
   for (const name of shapes.keys()) {
-    if (!(name in spec) && !leftAlone(name)) {
+    if (!Object.hasOwn(spec, name) && !leftAlone(name)) {
       throw new AlignmentError("E_SPEC", `tensor "${name}" is not part of the ${kind} layout weightsoup knows; give the permutation spec explicitly (--spec FILE)`, { tensor: name });
     }
   }
@@ -88,7 +88,7 @@ export function mlpSpec(shapes: Shapes): PermutationSpec {
     .map((n) => n.slice(0, -".weight".length))
     .sort((x, y) => x.localeCompare(y, "en", { numeric: true }));
   if (layers.length < 2) throw new AlignmentError("E_SPEC", `an MLP needs at least two linear layers (<name>.weight of shape [out, in]); found ${layers.length}`, {});
-  const spec: Record<string, (string | null)[]> = {};
+  const spec: Record<string, (string | null)[]> = Object.create(null); // tensor names are keys: "__proto__" too
   layers.forEach((layer, i) => {
     const [out, inp] = shapes.get(`${layer}.weight`)! as [number, number];
     if (i > 0) {
@@ -106,7 +106,7 @@ export function mlpSpec(shapes: Shapes): PermutationSpec {
     }
   });
   for (const name of shapes.keys()) {
-    if (!(name in spec)) throw new AlignmentError("E_SPEC", `tensor "${name}" is not part of a chain of linear layers; give the permutation spec explicitly`, { tensor: name });
+    if (!Object.hasOwn(spec, name)) throw new AlignmentError("E_SPEC", `tensor "${name}" is not part of a chain of linear layers; give the permutation spec explicitly`, { tensor: name });
   }
   return spec;
 }

@@ -275,7 +275,7 @@ async function alignCommand(argv: string[], io: Io): Promise<number> {
     });
     if (!values.quiet && io.stderr.isTTY) io.stderr.write("\r\x1b[K");
     if (values.json) {
-      io.stdout.write(JSON.stringify({ out, sweeps: result.sweeps, seconds: result.seconds, groups: result.groups }) + "\n");
+      io.stdout.write(JSON.stringify({ out, spec: result.specKind, sweeps: result.sweeps, seconds: result.seconds, groups: result.groups }) + "\n");
       return 0;
     }
     const width = Math.max(5, ...result.groups.map((g) => g.name.length));

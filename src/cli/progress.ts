@@ -3,7 +3,7 @@
  * on a terminal (at most ten times a second) and as an occasional plain line otherwise.
  */
 import type { MergeEvent } from "../events";
-import { formatBytes, formatSeconds } from "../units";
+import { formatBytes, formatSeconds, timeLeft } from "../units";
 
 export class ProgressBar {
   private started = performance.now();
@@ -59,12 +59,8 @@ export class ProgressBar {
   }
 }
 
-/**
- * Time left, once it means something: the first reads of a merge (worker start-up, the first tensor)
- * say little about its rate, and an early guess would read as hours. Shown after a second and 2% of
- * the work.
- */
+/** "  ETA 10s" once the time left means something (see timeLeft), else nothing. */
 export function etaText(seconds: number, fraction: number): string {
-  if (seconds < 1 || fraction < 0.02 || fraction >= 1) return "";
-  return `  ETA ${formatSeconds((seconds * (1 - fraction)) / fraction)}`;
+  const left = timeLeft(seconds, fraction);
+  return left === undefined ? "" : `  ETA ${formatSeconds(left)}`;
 }

@@ -7,7 +7,7 @@ import { editTopLevel } from "../format/json";
 import { torchDtypeName } from "../format/dtypes";
 import type { LoadedModel } from "../model/model";
 import { parseRepoId } from "../model/repo-id";
-import { layerCountKey } from "../model/roles";
+import { layerCountKeys } from "../model/roles";
 import type { MergePlan } from "../plan/plan";
 import { version } from "../../package.json";
 
@@ -30,7 +30,8 @@ export function outputConfig(plan: MergePlan): string | null {
     if (Object.hasOwn(config, "torch_dtype") || !Object.hasOwn(config, "dtype")) changes.set("torch_dtype", name);
   }
   if (plan.outputLayers !== undefined) {
-    changes.set(layerCountKey(config) ?? "num_hidden_layers", plan.outputLayers);
+    const keys = layerCountKeys(config);
+    for (const key of keys.length ? keys : ["num_hidden_layers"]) changes.set(key, plan.outputLayers);
     for (const key of perLayerKeys(donor)) {
       const rebuilt = plan.layerSources.map(({ model, layer }) => perLayerList(plan.models.get(model)!, key)?.[layer]);
       if (rebuilt.every((v) => v !== undefined)) changes.set(key, rebuilt);

@@ -8,7 +8,7 @@ import { isJsonObject, parseBoundedJson } from "../format/json";
 import { headerLength, parseHeader, type TensorEntry } from "../format/safetensors";
 import type { ModelFolder } from "../io/folder";
 import { openSource, type SourceRef } from "../io/source";
-import { layerCountKey, layerCount } from "./roles";
+import { layerCount, layerCountKeys } from "./roles";
 
 export interface TensorInfo extends TensorEntry {
   /** The file holding it, for messages. */
@@ -116,15 +116,15 @@ export async function openModel(folder: ModelFolder): Promise<LoadedModel> {
  */
 function checkedLayerCount(location: string, config: Record<string, unknown> | null, names: Iterable<string>): number {
   const count = layerCount(names);
-  const key = layerCountKey(config);
-  if (key === undefined) return count;
-  const declared = config![key];
   const file = `${location}/config.json`;
-  if (typeof declared !== "number" || !Number.isSafeInteger(declared) || declared < 0) {
-    throw new ModelError("E_CONFIG", `${file}: ${key} must be a non-negative integer, found ${describeValue(declared)}`, { file, key });
-  }
-  if (declared !== count) {
-    throw new ModelError("E_CONFIG", `${file}: ${key} is ${declared}, but the weights hold ${count === 0 ? "no layers" : `layers 0 to ${count - 1} (${count} layers)`}`, { file, key, declared, found: count });
+  for (const key of layerCountKeys(config)) {
+    const declared = config![key];
+    if (typeof declared !== "number" || !Number.isSafeInteger(declared) || declared < 0) {
+      throw new ModelError("E_CONFIG", `${file}: ${key} must be a non-negative integer, found ${describeValue(declared)}`, { file, key });
+    }
+    if (declared !== count) {
+      throw new ModelError("E_CONFIG", `${file}: ${key} is ${declared}, but the weights hold ${count === 0 ? "no layers" : `layers 0 to ${count - 1} (${count} layers)`}`, { file, key, declared, found: count });
+    }
   }
   return count;
 }

@@ -33,10 +33,17 @@ export function isEmbedding(name: string): boolean {
   return tensorRole(name).layer === undefined && /(^|\.)(embed_tokens|lm_head|wte|word_embeddings|embed_out|tok_embeddings|output)\.weight$/.test(name);
 }
 
-/** The config.json key holding the layer count, if it has one. */
+/** config.json keys that state a layer count (transformers' names, GPT-2's, ChatGLM's). */
+const LAYER_COUNT_KEYS = ["num_hidden_layers", "n_layer", "num_layers"];
+
+/** The config.json key holding the layer count, if it has one (the first of them, if several). */
 export function layerCountKey(config: Record<string, unknown> | null): string | undefined {
-  if (!config) return undefined;
-  return ["num_hidden_layers", "n_layer", "num_layers"].find((key) => Object.hasOwn(config, key));
+  return layerCountKeys(config)[0];
+}
+
+/** Every key of config.json that states a layer count: each must agree with the weights. */
+export function layerCountKeys(config: Record<string, unknown> | null): string[] {
+  return config ? LAYER_COUNT_KEYS.filter((key) => Object.hasOwn(config, key)) : [];
 }
 
 /** Layers a set of tensors spans: the largest layer index + 1 (0 without layer tensors). */

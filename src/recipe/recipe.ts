@@ -73,6 +73,7 @@ export function parseRecipe(text: string, file = "recipe"): Recipe {
     const error = doc.errors[0];
     if (error) throw syntax(error.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, ""), error.pos[0]);
   }
+  if (docs.length === 0) throw new RecipeError("E_RECIPE", `${file}: is empty; a recipe needs at least merge_method and models (or slices)`, { file });
   if (docs.length !== 1) {
     throw new RecipeError("E_RECIPE", `${file}: holds ${docs.length} YAML documents; multi-stage recipes (mergekit-multi) are not supported yet, run each stage as its own recipe`, { file });
   }

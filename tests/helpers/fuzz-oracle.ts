@@ -11,7 +11,7 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { DEFAULT_SHARD_SIZE, prepare } from "../../src/api/merge";
 import { ValidationError, WeightsoupError } from "../../src/errors";
 import { resolveModel } from "../../src/model/resolve";
@@ -96,9 +96,18 @@ function judgeRejection(e: unknown): Verdict {
 
 /** After a failure the output folder must be absent or hold nothing that could pass for a model. */
 export async function leftoverProblem(out: string): Promise<string | undefined> {
+  const beside = await besideProblem(out);
+  if (beside) return `after the failure ${beside}`;
   if (!existsSync(out)) return undefined;
   const modelish = (await readdir(out)).filter((f) => f.endsWith(".safetensors") || f.endsWith(".index.json") || f === "config.json");
   return modelish.length === 0 ? undefined : `after the failure the output folder holds ${modelish.slice(0, 8).join(", ")}`;
+}
+
+/** A merge stages its output, and keeps its lock, next to OUT_DIR: neither may outlive the merge. */
+async function besideProblem(out: string): Promise<string | undefined> {
+  const prefix = `.${basename(out)}.weightsoup-`;
+  const left = (await readdir(dirname(out)).catch(() => [] as string[])).filter((e) => e.startsWith(prefix));
+  return left.length ? `${left[0]} is left beside the output folder` : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -221,6 +230,8 @@ export async function outputProblem(out: string, plan: MergePlan): Promise<strin
   const entries = await readdir(out);
   const staging = entries.filter((e) => e.startsWith(".weightsoup-partial-"));
   if (staging.length) return `the output folder still holds the staging folder ${staging[0]}`;
+  const beside = await besideProblem(out);
+  if (beside) return beside;
   let written;
   try {
     written = await readOutput(out);
@@ -299,7 +310,7 @@ async function runCli(c: FuzzCase, dir: string, recipePath: string, ctx: OracleC
   const leftover = await leftoverProblem(out);
   if (leftover) return bad("leftover", `the CLI exited ${r.status}; ${leftover}`);
   if (r.status === 1) {
-    const code = /weightsoup: error \[(E_[A-Z0-9_]+)\]/.exec(r.stderr)?.[1];
+    const code = /^weightsoup: \[(E_[A-Z0-9_]+)\] /m.exec(r.stderr)?.[1];
     return code ? ok(`exit 1 ${code}`) : bad("untyped", `the CLI exited 1 without an [E_...] code: ${stderr}`);
   }
   if (r.status === 2 && c.kind === "flags" && /^weightsoup: /.test(r.stderr)) return ok("exit 2 usage");
