@@ -15,3 +15,6 @@ export { absDeltaSample, absDeltaRange, keyRange } from "./select";
 export { assignMin, prepareCosts } from "./assignment";
 export { accumulateProduct } from "./gemm";
 export { addBias, crossEntropy } from "./evaluate";
+export { rmsNorm, layerNorm, addRowVector, addInPlace, rope, attention, siluMul, geluTanh } from "./transformer";
+export { scoreReset, scoreChunk } from "./scoring";
+export { linear, linearKN } from "./matmul";

@@ -58,3 +58,21 @@ export const RANGE_ABOVE = 0; //  elements with key >= hi
 export const RANGE_INSIDE = 8; // elements with lo <= key < hi
 export const RANGE_KEPT = 16; //  candidates written (<= capacity)
 export const RANGE_BYTES = 24;
+
+/**
+ * One record of the logit-scoring kernel (scoring.ts), all f64: the evaluated model's running
+ * maximum, sum of exponentials, the target's logit and argmax; the compared model's maximum, sum,
+ * weighted logit difference and argmax.
+ */
+export const SCORE_M_E = 0;
+export const SCORE_S_E = 8;
+export const SCORE_TARGET = 16;
+export const SCORE_BEST_E = 24;
+export const SCORE_M_A = 32;
+export const SCORE_S_A = 40;
+export const SCORE_W_A = 48;
+export const SCORE_BEST_A = 56;
+export const SCORE_RECORD = 64;
+
+/** PLACEHOLDER (the gemm branch sets the real size): scratch bytes of the matmul kernels. */
+export const MATMUL_SCRATCH_BYTES = 65536;

@@ -38,6 +38,7 @@ export type ErrorCode =
   | "E_PARAMETER_INVALID"
   | "E_DUPLICATE_MODEL" // the same model listed twice where each entry would need its own parameters
   | "E_LAYER_MISMATCH" // models whose layer counts differ, merged without explicit slices
+  | "E_VOCAB_MISMATCH" // models compared token by token whose vocabularies differ
   | "E_TENSOR_MISSING"
   | "E_SHAPE_MISMATCH"
   | "E_DTYPE_UNSUPPORTED"
@@ -57,7 +58,8 @@ export type ErrorCode =
   | "E_ASSIGNMENT_INFEASIBLE" // forbidden pairs leave no complete assignment
   | "E_SPEC" // a permutation spec that does not fit the model
   | "E_ARCHITECTURE_UNSUPPORTED" // no built-in permutation spec for this model
-  | "E_DATA" // an evaluation dataset that is malformed or does not fit the model
+  | "E_DATA" // an evaluation dataset or text that is malformed, too short or does not fit the model
+  | "E_TOKENIZER" // a tokenizer that cannot be read, or a model without one where text must be tokenized
   | "E_OPTION" // a library option of the wrong type or out of range
   | "E_USAGE";
 
@@ -100,6 +102,9 @@ export class OptionError extends WeightsoupError {}
 /** Wrong command-line usage (the CLI exits with 2). */
 export class UsageError extends WeightsoupError {}
 
+/** Evaluation input that cannot be used: a text too short to predict anything, ids outside a vocabulary. */
+export class DataError extends WeightsoupError {}
+
 /** A cost matrix or permutation problem that cannot be solved as given. */
 export class AlignmentError extends WeightsoupError {}
 
@@ -127,7 +132,7 @@ export class ValidationError extends RecipeError {
 /** Error classes by name, for rebuilding errors that crossed a worker boundary. */
 export const errorClasses = {
   WeightsoupError, SafetensorsError, ModelError, RecipeError, OutputError, WorkerError, UsageError, AbortError, AlignmentError,
-  OptionError,
+  OptionError, DataError,
 } as const;
 
 /**

@@ -20,6 +20,7 @@ import { openModel } from "./model/model";
 import { alignModel, type AlignOptions, type AlignResult } from "./align/align-model";
 import { loadDataset, measureBarrier, type BarrierOptions } from "./align/barrier";
 import { parseRecipe, type Recipe } from "./recipe/recipe";
+import { evaluate as evaluateWith, type EvalSubject, type EvaluateOptions, type EvaluationResult } from "./api/evaluate";
 
 export interface NodeMergeOptions extends Omit<MergeOptions, "out" | "models"> {
   /** Output folder path (created if missing; must be empty unless `force`), or any OutputFolder. */
@@ -99,6 +100,31 @@ export async function barrier(a: string, b: string, options: BarrierOptions & { 
   const open = async (name: string) => openModel(await resolveModel(name, resolve(".")));
   const data = await loadDataset(await openModel(await NodeFolder.open(options.data)));
   return measureBarrier(await open(a), await open(b), data, options);
+}
+
+export interface NodeEvaluateOptions extends Omit<EvaluateOptions, "against"> {
+  /** Models (or recipes) to compare every evaluated model with, named like the subjects. */
+  against?: readonly string[];
+  /** Folder model names are relative to (default: the working directory); recipes resolve their own models relative to themselves. */
+  baseDir?: string;
+}
+
+/** A recipe file (YAML) rather than a model: evaluated by merging it layer by layer in memory. */
+export function isRecipePath(name: string): boolean {
+  return /\.ya?ml$/i.test(name);
+}
+
+/**
+ * Evaluates models and recipes (paths, .safetensors files, Hugging Face cache names, recipe .yml files)
+ * on a text: perplexity, bits per byte, and KL divergence and top-1 agreement against other models.
+ */
+export async function evaluate(subjects: readonly string[], options: NodeEvaluateOptions): Promise<{ results: EvaluationResult[] }> {
+  const baseDir = resolve(options.baseDir ?? ".");
+  const subject = async (name: string): Promise<EvalSubject> => isRecipePath(name)
+    ? { name, recipe: await readRecipe(name), models: (n: string) => resolveModel(n, dirname(resolve(name))) }
+    : { name, model: await resolveModel(name, baseDir) };
+  const { against, baseDir: _, ...rest } = options;
+  return evaluateWith(await Promise.all(subjects.map(subject)), { ...rest, against: await Promise.all((against ?? []).map(subject)) });
 }
 
 /** Describes a .safetensors file or a model folder. */

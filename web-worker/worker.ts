@@ -13,6 +13,7 @@ import type { WorkerApi } from "../src/pool/worker-api";
 import type { Kernels } from "../src/kernels/kernels";
 import type { PassResult, TensorJob } from "../src/merge/job";
 import { WeightsoupError, WorkerError } from "../src/errors";
+import { EvalSession } from "../src/eval/session";
 
 installErrorTransfer();
 
@@ -21,6 +22,20 @@ installErrorTransfer();
  * proceed while the other computes. Together they stay within the worker's memory budget.
  */
 const instances: { kernels: Kernels; workspace: ChunkWorkspace }[] = [];
+let evaluation: { kernels: Kernels; session: EvalSession } | undefined;
+
+/** Runs `fn` with the evaluation session; failures come back typed, as for merge jobs. */
+async function withSession<T>(what: string, fn: (s: EvalSession) => Promise<T> | T): Promise<T> {
+  try {
+    if (!evaluation) throw new Error("evaluation used before evalOpen()");
+    return await fn(evaluation.session);
+  } catch (e) {
+    if (e instanceof WeightsoupError) throw e;
+    const error = new WorkerError("E_WORKER", `${what}: the worker failed: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
+    if (e instanceof Error && e.stack) error.stack = e.stack;
+    throw error;
+  }
+}
 const free: ChunkWorkspace[] = [];
 
 /**
@@ -93,9 +108,36 @@ const api: WorkerApi = {
   },
   async release() {
     await Promise.all(instances.map((i) => i.workspace.release()));
+    await evaluation?.session.close();
+  },
+  async evalOpen(memoryBudget) {
+    await evaluation?.session.close();
+    evaluation = undefined;
+    const kernels = await loadKernels(Math.floor(memoryBudget / 65536) * 65536).catch((e: unknown) => {
+      throw new WorkerError("E_WORKER", `the worker could not load its kernels: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
+    });
+    evaluation = { kernels, session: new EvalSession(kernels) };
+  },
+  evalSequences(sequences) {
+    return withSession("setting the sequences", (s) => s.setSequences(sequences));
+  },
+  evalEmbed(model, spec, embed, positions) {
+    return withSession(`${model}: embeddings`, (s) => s.embed(model, spec, embed, positions));
+  },
+  evalLayer(model, spec, layer, weights) {
+    return withSession(`${model}: layer ${layer}`, (s) => s.layer(model, spec, layer, weights));
+  },
+  evalFinalNorm(model, spec, norm, bias) {
+    return withSession(`${model}: final norm`, (s) => s.finalNorm(model, spec, norm, bias));
+  },
+  evalScore(model, lmHead, against) {
+    return withSession(`${model}: scoring`, async (s) => {
+      const scores = await s.score(model, lmHead, against);
+      return transfer(scores, [scores.nll.buffer as ArrayBuffer, ...scores.against.flatMap((a) => [a.kl.buffer as ArrayBuffer, a.agree.buffer as ArrayBuffer])]);
+    });
   },
   stats() {
-    return { peakMemory: instances.reduce((sum, i) => sum + i.kernels.arena.peak, 0) };
+    return { peakMemory: instances.reduce((sum, i) => sum + i.kernels.arena.peak, 0) + (evaluation?.kernels.arena.peak ?? 0) };
   },
 };
 

@@ -16,6 +16,9 @@ export const OPTION_RANGES = {
   outShardSize: [1, Number.MAX_SAFE_INTEGER],
   maxSweeps: [1, 10_000],
   points: [2, 10_001],
+  context: [2, 1_048_576],
+  maxTokens: [2, Number.MAX_SAFE_INTEGER],
+  maxNewTokens: [1, 1_048_576],
 } as const satisfies Record<string, readonly [number, number]>;
 
 export type RangedOption = keyof typeof OPTION_RANGES;

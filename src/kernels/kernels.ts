@@ -27,6 +27,19 @@ export type KernelExports = {
   addBias(y: number, bias: number, rows: number, cols: number, relu: number): void;
   crossEntropy(logits: number, labels: number, rows: number, classes: number, out: number): void;
   prepareCosts(cost: number, n: number, m: number, sign: number, v: number, rowOfCol: number, infinite: number): number;
+  linear(x: number, m: number, k: number, w: number, wDtype: number, n: number, y: number, accumulate: number, scratch: number): void;
+  linearKN(x: number, m: number, k: number, w: number, wDtype: number, n: number, y: number, accumulate: number, scratch: number): void;
+  rmsNorm(x: number, rows: number, n: number, w: number, eps: number, out: number): void;
+  layerNorm(x: number, rows: number, n: number, w: number, b: number, eps: number, out: number): void;
+  addRowVector(y: number, rows: number, n: number, v: number): void;
+  addInPlace(dst: number, src: number, count: number): void;
+  rope(x: number, rows: number, stride: number, heads: number, d: number, rot: number, cos: number, sin: number, pos0: number): void;
+  attention(q: number, qStride: number, k: number, v: number, kvStride: number, tq: number, tk: number, p0: number,
+    heads: number, kvHeads: number, d: number, scale: number, window: number, out: number, outStride: number, scratch: number): void;
+  siluMul(gate: number, up: number, count: number): void;
+  geluTanh(x: number, count: number): void;
+  scoreReset(state: number, rows: number): void;
+  scoreChunk(ze: number, za: number, rows: number, n: number, v0: number, targets: number, state: number): void;
 };
 
 const PAGE = 65536;

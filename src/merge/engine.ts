@@ -119,18 +119,8 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
     for (const [s, shard] of shards.entries()) {
       const target: OutputTarget = await out.createFile(shard.file, shard.layout.size, shard.layout.head);
       for (const tensor of shard.tensors) {
-        jobs.push({
-          shard: s, tensor,
-          job: {
-            index: indexOf.get(tensor)!, name: tensor.name, numel: tensor.numel, op: options.ioOnly ? { kind: "copy" } : tensor.op,
-            inputs: tensor.inputs.map((i) => ({
-              source: i.tensor.source, file: i.tensor.file, tensor: i.tensor.name, offset: i.tensor.offset, dtype: i.tensor.dtype, shape: i.tensor.shape,
-              ...(i.block ? { block: i.block } : {}),
-            })),
-            output: { target, offset: shard.layout.offsets.get(tensor.name)!, dtype: tensor.dtype },
-            loadDtype: plan.loadDtype, seed: options.seed, chunkElements: chunking.get(tensor)!,
-          },
-        });
+        const job = tensorJob(plan, tensor, indexOf.get(tensor)!, { target, offset: shard.layout.offsets.get(tensor.name)! }, chunking.get(tensor)!, options.seed);
+        jobs.push({ shard: s, tensor, job: options.ioOnly ? { ...job, op: { kind: "copy" } } : job });
       }
     }
     jobs.sort((a, b) => a.job.index - b.job.index);
@@ -158,13 +148,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
       const chunks = chunkCount(job);
       emit({ type: "tensor-start", index: job.index, name: job.name, inputBytes: tensor.inputBytes, chunks });
       const file = shards[shard]!.file;
-      if (chunks === 1) {
-        const bytes = await pool!.run((w) => w.runTensor(job));
-        if (bytes) await out.write(file, job.output.offset, bytes);
-        progress(tensor.inputBytes);
-      } else {
-        await runTensor(job, new PoolExecutor(pool!, job, out, file, (c) => progress(tensor.inputBytes * (chunkRange(job, c)[1] - chunkRange(job, c)[0]) / job.numel)));
-      }
+      await computeTensor(pool!, job, (offset, bytes) => out.write(file, offset, bytes), (fraction) => progress(tensor.inputBytes * fraction));
       tensorsDone++;
       emit({ type: "tensor-done", index: job.index, name: job.name, tensorsDone, tensorsTotal: jobs.length, bytesDone, bytesTotal: inputBytes });
       if (--shardLeft[shard]! === 0) emit({ type: "shard-written", file, index: shard, shards: shards.length, bytes: shards[shard]!.layout.size });
@@ -226,11 +210,42 @@ async function runLimited<T>(items: T[], limit: number, fn: (item: T) => Promise
   if (failed !== undefined) throw failed;
 }
 
+/**
+ * The job computing one planned tensor, its output going to `output` (an offset in a target). Jobs are
+ * what workers are sent: file references and offsets, never tensor data.
+ */
+export function tensorJob(plan: MergePlan, tensor: PlannedTensor, index: number, output: { target: OutputTarget; offset: number }, chunkElements: number, seed: number): TensorJob {
+  return {
+    index, name: tensor.name, numel: tensor.numel, op: tensor.op,
+    inputs: tensor.inputs.map((i) => ({
+      source: i.tensor.source, file: i.tensor.file, tensor: i.tensor.name, offset: i.tensor.offset, dtype: i.tensor.dtype, shape: i.tensor.shape,
+      ...(i.block ? { block: i.block } : {}),
+    })),
+    output: { ...output, dtype: tensor.dtype },
+    loadDtype: plan.loadDtype, seed, chunkElements,
+  };
+}
+
+/**
+ * Computes one tensor on the pool: in one worker when it is one chunk, else chunk by chunk across all
+ * of them. Bytes that come back (targets of kind "return") go to `deliver` at their absolute offset
+ * (job.output.offset + the chunk's start); `onDone` hears what fraction of the tensor each step covered.
+ */
+export async function computeTensor(pool: WorkerPool, job: TensorJob, deliver: (offset: number, bytes: Uint8Array) => Promise<void>, onDone: (fraction: number) => void): Promise<void> {
+  if (chunkCount(job) === 1) {
+    const bytes = await pool.run((w) => w.runTensor(job));
+    if (bytes) await deliver(job.output.offset, bytes);
+    onDone(1);
+    return;
+  }
+  await runTensor(job, new PoolExecutor(pool, job, deliver, (c) => onDone((chunkRange(job, c)[1] - chunkRange(job, c)[0]) / job.numel)));
+}
+
 /** Runs a multi-chunk tensor's passes with one pool job per chunk; results come back in chunk order. */
 class PoolExecutor implements TensorExecutor {
   readonly resident = false;
   readonly chunks: number;
-  constructor(private readonly pool: WorkerPool, private readonly job: TensorJob, private readonly out: OutputFolder, private readonly file: string, private readonly onChunk: (c: number) => void) {
+  constructor(private readonly pool: WorkerPool, private readonly job: TensorJob, private readonly deliver: (offset: number, bytes: Uint8Array) => Promise<void>, private readonly onChunk: (c: number) => void) {
     this.chunks = chunkCount(job);
   }
   pass(request: PassRequest): Promise<PassResult[]> {
@@ -239,7 +254,7 @@ class PoolExecutor implements TensorExecutor {
   async final(request: FinalRequest): Promise<void> {
     await Promise.all(Array.from({ length: this.chunks }, async (_, c) => {
       const bytes = await this.pool.run((w) => w.runFinal(this.job, c, request));
-      if (bytes) await this.out.write(this.file, this.job.output.offset + chunkRange(this.job, c)[0] * (DTYPES[this.job.output.dtype]!.bits / 8), bytes);
+      if (bytes) await this.deliver(this.job.output.offset + chunkRange(this.job, c)[0] * (DTYPES[this.job.output.dtype]!.bits / 8), bytes);
       this.onChunk(c);
     }));
   }

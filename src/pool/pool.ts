@@ -84,6 +84,20 @@ export class WorkerPool {
     });
   }
 
+  /**
+   * Runs `task` on worker `index` at once, beside its queued jobs: evaluation keeps sequences in a
+   * worker between calls. It fails with the pool like any job.
+   */
+  on<T>(index: number, task: (api: Remote<WorkerApi>) => Promise<T>): Promise<T> {
+    const slot = this.slots[index]!;
+    return new Promise<T>((resolve, reject) => {
+      if (this.failure) return reject(this.failure);
+      const job: Pending = { task, resolve: resolve as (v: unknown) => void, reject };
+      slot.running.add(job);
+      task(slot.api).then(job.resolve, job.reject).finally(() => slot.running.delete(job));
+    });
+  }
+
   /** Runs `task` on every worker at once (for release/stats). */
   async each<T>(task: (api: Remote<WorkerApi>) => Promise<T>): Promise<T[]> {
     return Promise.all(this.slots.map((s) => task(s.api)));

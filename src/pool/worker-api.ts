@@ -3,6 +3,8 @@
  * job descriptions; inputs are read and outputs written by the worker itself.
  */
 import type { FinalRequest, PassRequest, PassResult, TensorJob } from "../merge/job";
+import type { DecoderSpec } from "../eval/architecture";
+import type { LayerWeights, SequenceScores, WeightRef } from "../eval/protocol";
 
 export interface WorkerStats {
   /** Largest wasm memory this worker has had (all its instances together), in bytes. */
@@ -23,5 +25,15 @@ export interface WorkerApi {
   runFinal(job: TensorJob, chunk: number, request: FinalRequest): Promise<Uint8Array | undefined>;
   /** Closes every file the worker opened. */
   release(): Promise<void>;
+
+  // Evaluation (src/eval/session.ts): one more kernel instance holding this worker's sequences.
+  /** Creates the evaluation instance with `memoryBudget` bytes of wasm memory. */
+  evalOpen(memoryBudget: number): Promise<void>;
+  /** The token sequences this worker evaluates (every model's states are dropped). */
+  evalSequences(sequences: Int32Array[]): Promise<void>;
+  evalEmbed(model: string, spec: DecoderSpec, embed: WeightRef, positions: WeightRef | undefined): Promise<void>;
+  evalLayer(model: string, spec: DecoderSpec, layer: number, weights: LayerWeights): Promise<void>;
+  evalFinalNorm(model: string, spec: DecoderSpec, norm: WeightRef, bias: WeightRef | undefined): Promise<void>;
+  evalScore(model: string, lmHead: WeightRef, against: { model: string; lmHead: WeightRef }[]): Promise<SequenceScores>;
   stats(): WorkerStats;
 }

@@ -1,0 +1,167 @@
+/**
+ * @file The library call: evaluate(subjects, options). Each subject is a model folder or a recipe
+ * (merged layer by layer in memory, never written); the text is tokenized once by each evaluated
+ * model's tokenizer, cut into consecutive windows of `context` tokens, and every window is a separate
+ * forward pass from position 0 in which every token but the first is predicted. With `against`, the
+ * same positions are scored by other models (a merge's parents, say) and compared with KL divergence
+ * and top-1 agreement. Same worker pool, AbortSignal and typed events as merge().
+ */
+import { AbortError, DataError, ModelError } from "../errors";
+import { availableCores, defaultWorkerUrl } from "../env";
+import type { ModelFolder } from "../io/folder";
+import { JOBS_PER_WORKER } from "../merge/engine";
+import { openModel } from "../model/model";
+import { WorkerPool } from "../pool/pool";
+import type { Recipe } from "../recipe/recipe";
+import { scoreModels } from "../eval/engine";
+import type { EvalEvent } from "../eval/protocol";
+import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sources";
+import { loadTokenizer } from "../tokenizer";
+import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
+import { checkCallbackOption, checkIntegerOptions } from "./options";
+
+/** A model to evaluate or compare against: a checkpoint folder, or a recipe evaluated without writing it. */
+export type EvalSubject =
+  | { name?: string; model: ModelFolder }
+  | { name?: string; recipe: Recipe | string; models: (name: string) => Promise<ModelFolder> | ModelFolder };
+
+export interface EvaluateOptions {
+  /** The text to score; with `ids` instead, pre-tokenized input (a model without a tokenizer needs it). */
+  text?: string;
+  ids?: readonly number[];
+  /** Models every evaluated model is compared with, at the same positions. */
+  against?: readonly EvalSubject[];
+  /** Tokens per window (default 512). */
+  context?: number;
+  /** Cut the tokenized text to this many tokens before windowing. */
+  maxTokens?: number;
+  workers?: number;
+  /** Wasm memory budget per worker, bytes (default 256 MiB); recipes spend a quarter of it merging. */
+  memoryBudget?: number;
+  /** Recipes: DARE's seed and the merge's chunk size, as for merge(). */
+  seed?: number;
+  chunkBytes?: number;
+  workerUrl?: URL | string;
+  signal?: AbortSignal;
+  onProgress?: (event: EvalEvent) => void;
+}
+
+export interface EvaluationResult {
+  model: string;
+  /** Tokens evaluated (after max-tokens). */
+  tokens: number;
+  /** Tokens predicted: every token of a window but its first. */
+  predicted: number;
+  /** Mean negative log-likelihood per predicted token, nats. */
+  nll: number;
+  perplexity: number;
+  /** Summed NLL / ln 2 / UTF-8 bytes of the evaluated text; null for pre-tokenized input without a tokenizer. */
+  bitsPerByte: number | null;
+  against: { model: string; kl: number; top1Agreement: number }[];
+}
+
+export const DEFAULT_CONTEXT = 512;
+
+export async function evaluate(subjects: readonly EvalSubject[], options: EvaluateOptions): Promise<{ results: EvaluationResult[] }> {
+  checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "context", "maxTokens"]);
+  checkCallbackOption(options, "onProgress");
+  if (subjects.length === 0) throw new DataError("E_DATA", "nothing to evaluate: name at least one model or recipe", {});
+  if ((options.text === undefined) === (options.ids === undefined)) throw new DataError("E_DATA", "give either a text or token ids to evaluate on", {});
+  const started = performance.now();
+  const { signal } = options;
+  const budget = options.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
+  const anyRecipe = [...subjects, ...(options.against ?? [])].some((s) => "recipe" in s);
+  // Merging (recipes only) gets a quarter of each worker's budget; the layer-by-layer forward pass the rest.
+  const mergeBudget = anyRecipe ? Math.max(16 * 2 ** 20, Math.floor(budget / 4)) : 16 * 2 ** 20;
+  let pool: WorkerPool | undefined;
+  const mergeOptions = { memoryBudget: mergeBudget, chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 };
+  const open = async (s: EvalSubject, i: number): Promise<DecoderSource> => {
+    if ("model" in s) return checkpointSource(s.name ?? s.model.name, await openModel(s.model));
+    const plan = await prepare(s.recipe, s.models, signal);
+    return recipeSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, () => pool!, mergeOptions);
+  };
+  const onAbort = () => pool?.abort(signal?.reason);
+  try {
+    const evaluated = await Promise.all(subjects.map(open));
+    const against = await Promise.all((options.against ?? []).map((s, i) => open(s, subjects.length + i)));
+
+    // Tokens, per evaluated model (its own tokenizer); models that tokenize alike are run together.
+    const groups = new Map<string, { ids: Int32Array; bytes: number | null; models: DecoderSource[] }>();
+    for (const e of evaluated) {
+      const { ids, bytes } = await tokens(e, options);
+      const key = ids.join(",");
+      const group = groups.get(key) ?? { ids, bytes, models: [] };
+      group.models.push(e);
+      groups.set(key, group);
+    }
+    const context = options.context ?? DEFAULT_CONTEXT;
+    const windows = (ids: Int32Array) => Array.from({ length: Math.ceil(ids.length / context) }, (_, w) => ids.subarray(w * context, Math.min(ids.length, (w + 1) * context)));
+    const most = Math.max(...[...groups.values()].map((g) => windows(g.ids).length));
+    const size = Math.max(1, Math.min(options.workers ?? (await availableCores()), most));
+    signal?.throwIfAborted();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    pool = await WorkerPool.create({ size, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
+    await pool.each((api) => api.evalOpen(budget - mergeBudget));
+    options.onProgress?.({ type: "eval-plan", models: [...evaluated, ...against].map((m) => m.name), sequences: most, tokens: Math.max(...[...groups.values()].map((g) => g.ids.length)), workers: size });
+
+    const results: EvaluationResult[] = [];
+    for (const group of groups.values()) {
+      const seqs = windows(group.ids);
+      const scores = await scoreModels(pool, seqs, group.models, against, { ...(signal ? { signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+      for (const s of scores) {
+        let sum = 0;
+        for (const v of s.nll) sum += v;
+        const predicted = s.nll.length;
+        results.push({
+          model: s.model, tokens: group.ids.length, predicted, nll: sum / predicted, perplexity: Math.exp(sum / predicted),
+          bitsPerByte: group.bytes === null ? null : sum / Math.LN2 / group.bytes,
+          against: s.against.map((a) => ({ model: a.model, kl: mean(a.kl), top1Agreement: mean(a.agree) })),
+        });
+      }
+    }
+    // Results in the order the subjects were given.
+    results.sort((a, b) => evaluated.findIndex((e) => e.name === a.model) - evaluated.findIndex((e) => e.name === b.model));
+    await pool.each((api) => api.release());
+    options.onProgress?.({ type: "eval-done", seconds: (performance.now() - started) / 1000 });
+    return { results };
+  } catch (e) {
+    if (signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: signal.reason });
+    throw e;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    await pool?.terminate();
+  }
+}
+
+function mean(values: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) sum += values[i]!;
+  return sum / values.length;
+}
+
+/** The evaluated token ids and the UTF-8 bytes they cover (for bits per byte). */
+async function tokens(model: DecoderSource, options: EvaluateOptions): Promise<{ ids: Int32Array; bytes: number | null }> {
+  let ids: number[];
+  let bytes: number | null = null;
+  const tokenizer = await loadTokenizer(model.folder);
+  if (options.ids !== undefined) {
+    ids = [...options.ids];
+    if (ids.some((id) => !Number.isSafeInteger(id) || id < 0)) throw new DataError("E_DATA", "token ids must be non-negative integers", {});
+  } else {
+    if (!tokenizer) {
+      throw new ModelError("E_TOKENIZER", `${model.folder.name}: has no tokenizer.json, so the text cannot be tokenized; give pre-tokenized ids instead (--ids FILE)`, { file: model.folder.name });
+    }
+    ids = tokenizer.encode(options.text!);
+    bytes = new TextEncoder().encode(options.text!).length;
+  }
+  if (options.maxTokens !== undefined && ids.length > options.maxTokens) {
+    ids = ids.slice(0, options.maxTokens);
+    // The bytes of what is left: the kept tokens decoded (special tokens carry no bytes).
+    if (tokenizer) bytes = new TextEncoder().encode(tokenizer.decode(ids, { skipSpecialTokens: true })).length;
+  }
+  if (bytes === null && tokenizer) bytes = new TextEncoder().encode(tokenizer.decode(ids, { skipSpecialTokens: true })).length;
+  if (ids.length < 2) {
+    throw new DataError("E_DATA", `${model.name}: the text is ${ids.length} token${ids.length === 1 ? "" : "s"} long; at least 2 are needed (every token but a window's first is predicted)`, { model: model.name });
+  }
+  return { ids: Int32Array.from(ids), bytes };
+}

@@ -1,0 +1,124 @@
+/**
+ * @file Running models over token sequences with the worker pool, one layer at a time. The sequences
+ * are dealt to the workers (sequence i to worker i mod W), each worker keeps its sequences' hidden
+ * states, and every layer's weights are sent to all workers together: memory holds one layer plus the
+ * activations, whatever the model's size. A sequence is always computed whole in one worker, with the
+ * same kernels, so its numbers do not depend on the number of workers.
+ */
+import { ModelError, RecipeError } from "../errors";
+import type { WorkerPool } from "../pool/pool";
+import type { DecoderSpec } from "./architecture";
+import type { EvalEvent, LayerWeights, SequenceScores } from "./protocol";
+import type { DecoderSource } from "./sources";
+
+/** Per predicted token of every sequence, in sequence order. */
+export interface ModelScores {
+  model: string;
+  nll: Float64Array;
+  against: { model: string; kl: Float64Array; agree: Uint8Array }[];
+}
+
+export interface ScoreOptions {
+  signal?: AbortSignal;
+  onProgress?: (event: EvalEvent) => void;
+}
+
+/**
+ * Scores each model of `evaluated` on `sequences` (each a separate forward pass from position 0),
+ * and against each model of `against` at the same positions. The pool's workers must have opened
+ * their evaluation instances.
+ */
+export async function scoreModels(pool: WorkerPool, sequences: readonly Int32Array[], evaluated: readonly DecoderSource[], against: readonly DecoderSource[], options: ScoreOptions = {}): Promise<ModelScores[]> {
+  const { signal } = options;
+  const emit = (e: EvalEvent) => options.onProgress?.(e);
+  const workers = Math.max(1, Math.min(pool.size, sequences.length));
+  checkInputs(sequences, [...evaluated, ...against], evaluated[0]!, against);
+  const dealt = Array.from({ length: workers }, (_, w) => sequences.filter((_, i) => i % workers === w));
+  await Promise.all(dealt.map((seqs, w) => pool.on(w, (api) => api.evalSequences(seqs))));
+  // Each distinct model once; its id in the workers is its position here.
+  const models = [...new Set([...against, ...evaluated])];
+  const id = (m: DecoderSource) => `m${models.indexOf(m)}`;
+  for (const m of models) {
+    signal?.throwIfAborted();
+    await runModel(pool, workers, id(m), m, emit, signal);
+  }
+  const out: ModelScores[] = [];
+  for (const e of evaluated) {
+    signal?.throwIfAborted();
+    emit({ type: "scoring", model: e.name, against: against.map((a) => a.name) });
+    const heads = await e.weights([e.spec.lmHead]);
+    const againstHeads = await Promise.all(against.map(async (a) => ({ model: id(a), lmHead: (await a.weights([a.spec.lmHead])).get(a.spec.lmHead)! })));
+    const perWorker = await Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalScore(id(e), heads.get(e.spec.lmHead)!, againstHeads))));
+    out.push(gather(e.name, against.map((a) => a.name), sequences, dealt, perWorker));
+  }
+  return out;
+}
+
+/** Embeddings, every layer, the final norm: the model's hidden states end up in the workers. */
+async function runModel(pool: WorkerPool, workers: number, id: string, m: DecoderSource, emit: (e: EvalEvent) => void, signal?: AbortSignal): Promise<void> {
+  const { spec } = m;
+  const all = <T>(task: (api: Parameters<Parameters<WorkerPool["on"]>[1]>[0]) => Promise<T>) => Promise.all(Array.from({ length: workers }, (_, w) => pool.on(w, task)));
+  emit({ type: "model-start", model: m.name, layers: spec.layers });
+  const outer = await m.weights([spec.embed, ...(spec.positions ? [spec.positions] : [])]);
+  await all((api) => api.evalEmbed(id, spec, outer.get(spec.embed)!, spec.positions ? outer.get(spec.positions) : undefined));
+  for (let l = 0; l < spec.layers; l++) {
+    signal?.throwIfAborted();
+    const names = spec.layerNames[l]!;
+    const refs = await m.weights(Object.values(names).filter((n): n is string => n !== undefined));
+    const weights: LayerWeights = {};
+    for (const [role, name] of Object.entries(names) as [keyof LayerWeights, string | undefined][]) if (name !== undefined) weights[role] = refs.get(name)!;
+    await all((api) => api.evalLayer(id, spec, l, weights));
+    emit({ type: "layer-done", model: m.name, layer: l, layers: spec.layers });
+  }
+  const norms = await m.weights([spec.finalNorm, ...(spec.finalNormBias ? [spec.finalNormBias] : [])]);
+  await all((api) => api.evalFinalNorm(id, spec, norms.get(spec.finalNorm)!, spec.finalNormBias ? norms.get(spec.finalNormBias) : undefined));
+}
+
+/** The per-worker scores back in the order of the sequences. */
+function gather(model: string, againstNames: string[], sequences: readonly Int32Array[], dealt: Int32Array[][], perWorker: SequenceScores[]): ModelScores {
+  const predicted = sequences.reduce((n, s) => n + Math.max(0, s.length - 1), 0);
+  const nll = new Float64Array(predicted);
+  const against = againstNames.map((a) => ({ model: a, kl: new Float64Array(predicted), agree: new Uint8Array(predicted) }));
+  const workers = dealt.length;
+  const cursor = new Array<number>(workers).fill(0);
+  let at = 0;
+  sequences.forEach((s, i) => {
+    const w = i % workers, n = Math.max(0, s.length - 1), from = cursor[w]!;
+    nll.set(perWorker[w]!.nll.subarray(from, from + n), at);
+    against.forEach((a, j) => {
+      a.kl.set(perWorker[w]!.against[j]!.kl.subarray(from, from + n), at);
+      a.agree.set(perWorker[w]!.against[j]!.agree.subarray(from, from + n), at);
+    });
+    cursor[w] = from + n;
+    at += n;
+  });
+  return { model, nll, against };
+}
+
+/** What must hold before any layer runs: ids within every vocabulary, lengths within position limits, equal vocabularies for KL. */
+function checkInputs(sequences: readonly Int32Array[], models: readonly DecoderSource[], first: DecoderSource, against: readonly DecoderSource[]): void {
+  let maxId = -1, longest = 0;
+  for (const s of sequences) {
+    longest = Math.max(longest, s.length);
+    for (const id of s) if (id > maxId) maxId = id;
+  }
+  for (const m of models) {
+    if (maxId >= m.spec.vocab) {
+      throw new ModelError("E_DATA", `${m.name}: token id ${maxId} is outside its vocabulary of ${m.spec.vocab}`, { model: m.name });
+    }
+    const limit = positionLimit(m.spec);
+    if (limit !== undefined && longest > limit) {
+      throw new ModelError("E_DATA", `${m.name}: a sequence of ${longest} tokens is longer than the ${limit} positions the model has; use a shorter context`, { model: m.name, key: "context" });
+    }
+  }
+  for (const a of against) {
+    if (a.spec.vocab !== first.spec.vocab) {
+      throw new RecipeError("E_VOCAB_MISMATCH", `${a.name} has a vocabulary of ${a.spec.vocab} tokens but ${first.name} has ${first.spec.vocab}: KL divergence compares distributions over the same vocabulary`, { model: a.name });
+    }
+  }
+}
+
+function positionLimit(spec: DecoderSpec): number | undefined {
+  return spec.maxPositions ?? spec.rope?.maxPositions;
+}
+

@@ -1,0 +1,110 @@
+/**
+ * @file Rotary position embedding as transformers computes it: frequencies and angles in float32,
+ * rounded after every operation (decoder-forward.md 3.4). Angles reach 10⁵ radians, where float32
+ * values are 1/64 apart, so computing them "more accurately" in float64 misses transformers' cos and
+ * sin by up to 8e-3; following its float32 steps reproduces them. Math.fround after each step,
+ * Math.pow / Math.cos in float64 and rounded once, as the note measured.
+ */
+import { describeValue, ModelError } from "../errors";
+
+export interface RopeSpec {
+  /** Rotated dims per head (the whole head here: partial rotation is not supported). */
+  rot: number;
+  /** rot/2 float32 inverse frequencies after any scaling. */
+  invFreq: Float32Array;
+  /** Multiplies cos and sin (1 for the supported types). */
+  attentionFactor: number;
+  /** The model's declared context, where a rope type depends on it (dynamic). */
+  maxPositions: number | undefined;
+}
+
+const f32 = Math.fround;
+
+/**
+ * The rope settings of a config in either layout: transformers 4's top-level `rope_theta` with an
+ * optional `rope_scaling`, or transformers 5's `rope_parameters` (rope_scaling wins when both exist).
+ * Types: default, linear, llama3, and dynamic within max_position_embeddings (where it is default).
+ */
+export function ropeFrequencies(config: Record<string, unknown>, headDim: number, file: string): RopeSpec {
+  const bad = (key: string, what: string) => new ModelError("E_CONFIG", `${file}: ${key}: ${what}`, { file, key });
+  const scaling = config.rope_scaling, parameters = config.rope_parameters;
+  const isDict = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+  const params: Record<string, unknown> = isDict(scaling) && Object.keys(scaling).length ? scaling : isDict(parameters) ? parameters : {};
+  const key = params === scaling ? "rope_scaling" : "rope_parameters";
+  if (Object.values(params).some(isDict)) throw bad(key, "per-layer-type rope parameters are not supported for this family");
+  const type = params.rope_type ?? params.type ?? "default";
+  const theta = params.rope_theta ?? config.rope_theta ?? 10000;
+  if (typeof theta !== "number" || !(theta > 0)) throw bad("rope_theta", `must be a positive number, found ${describeValue(theta)}`);
+  const partial = params.partial_rotary_factor ?? config.partial_rotary_factor ?? 1;
+  if (partial !== 1) throw bad("partial_rotary_factor", `${describeValue(partial)} is not supported (only 1)`);
+  const maxPositions = typeof config.max_position_embeddings === "number" ? config.max_position_embeddings : undefined;
+
+  const rot = headDim;
+  const base = new Float32Array(rot / 2);
+  for (let i = 0; i < rot / 2; i++) {
+    const e = f32(f32(2 * i) / rot);
+    const p = f32(Math.pow(theta, e));
+    base[i] = f32(1 / p);
+  }
+  switch (type) {
+    case "default":
+      return { rot, invFreq: base, attentionFactor: 1, maxPositions: undefined };
+    case "dynamic":
+      // NTK scaling starts only past max_position_embeddings; below it the frequencies are default.
+      return { rot, invFreq: base, attentionFactor: 1, maxPositions: maxPositions ?? 2048 };
+    case "linear": {
+      const s = params.factor;
+      if (typeof s !== "number" || !(s > 0)) throw bad(`${key}.factor`, `must be a positive number, found ${describeValue(s)}`);
+      return { rot, invFreq: base.map((f) => f32(f / s)), attentionFactor: 1, maxPositions: undefined };
+    }
+    case "llama3":
+      return { rot, invFreq: llama3(base, params, config, maxPositions, key, bad), attentionFactor: 1, maxPositions: undefined };
+    default:
+      throw bad(`${key}.rope_type`, `${describeValue(type)} is not supported (default, linear, llama3, dynamic)`);
+  }
+}
+
+/**
+ * Llama 3's frequency bands, evaluated as torch does: float32 with a rounding after every operation,
+ * and "scalar / tensor" as reciprocal-then-multiply (decoder-forward.md 3.4).
+ */
+function llama3(base: Float32Array, params: Record<string, unknown>, config: Record<string, unknown>, maxPositions: number | undefined, key: string,
+  bad: (key: string, what: string) => ModelError): Float32Array {
+  const get = (name: string, fallback?: number): number => {
+    const v = params[name] ?? fallback;
+    if (typeof v !== "number" || !Number.isFinite(v)) throw bad(`${key}.${name}`, `must be a number, found ${describeValue(v)}`);
+    return v;
+  };
+  const s = get("factor");
+  const alpha = get("low_freq_factor", 1);
+  const beta = get("high_freq_factor", 4);
+  const topLevel = config.original_max_position_embeddings;
+  const l0 = typeof topLevel === "number" ? topLevel : get("original_max_position_embeddings", maxPositions);
+  const twoPi = f32(2 * Math.PI);
+  const lowWavelen = l0 / alpha, highWavelen = l0 / beta;
+  return base.map((f) => {
+    const wavelen = f32(f32(1 / f) * twoPi);
+    const b = wavelen > lowWavelen ? f32(f / s) : f;
+    if (wavelen < highWavelen || wavelen > lowWavelen) return b;
+    const gamma = f32(f32(f32(f32(1 / wavelen) * l0) - alpha) / (beta - alpha));
+    return f32(f32(f32(f32(1 - gamma) * b) / s) + f32(gamma * b));
+  });
+}
+
+/**
+ * cos and sin of positions [from, to) for each frequency, float32 as transformers makes them:
+ * φ = f32(f32(t) · f), then cos and sin of φ rounded once (and scaled by the attention factor).
+ * Row t − from holds rot/2 values.
+ */
+export function ropeTables(rope: RopeSpec, from: number, to: number): { cos: Float32Array; sin: Float32Array } {
+  const half = rope.rot / 2;
+  const cos = new Float32Array((to - from) * half), sin = new Float32Array((to - from) * half);
+  for (let t = from; t < to; t++) {
+    for (let i = 0; i < half; i++) {
+      const phi = f32(f32(t) * rope.invFreq[i]!);
+      cos[(t - from) * half + i] = f32(f32(Math.cos(phi)) * rope.attentionFactor);
+      sin[(t - from) * half + i] = f32(f32(Math.sin(phi)) * rope.attentionFactor);
+    }
+  }
+  return { cos, sin };
+}

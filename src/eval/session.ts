@@ -1,0 +1,314 @@
+/**
+ * @file The worker side of evaluation: a set of token sequences held in one kernel instance, taken
+ * through a model one layer at a time. The evaluating thread sends each layer's weights (references
+ * the worker reads itself, or bytes) and the worker runs that layer over every sequence it holds; the
+ * hidden states stay in wasm memory between layers, and only one layer's weights are in memory at
+ * a time. After the last layer and the final norm, the output projection is streamed in vocabulary
+ * chunks and folded into per-token scores (assembly/scoring.ts), so no row of logits is ever whole.
+ */
+import { DTYPE_F32, MATMUL_SCRATCH_BYTES, SCORE_BEST_A, SCORE_BEST_E, SCORE_M_A, SCORE_M_E, SCORE_RECORD, SCORE_S_A, SCORE_S_E, SCORE_TARGET, SCORE_W_A } from "../../assembly/layout";
+import { WorkerError } from "../errors";
+import { DTYPES } from "../format/dtypes";
+import { openSource, type ByteSource } from "../io/source";
+import type { Kernels } from "../kernels/kernels";
+import type { DecoderSpec } from "./architecture";
+import type { LayerWeights, SequenceScores, WeightRef } from "./protocol";
+import { ropeTables } from "./rope";
+
+/** Vocabulary entries per scoring chunk: the output projection is read this many rows at a time. */
+export const VOCAB_CHUNK = 2048;
+
+interface Sequence {
+  ids: Int32Array;
+  /** First row of this sequence in the hidden-state buffers. */
+  row: number;
+}
+
+/** A weight in wasm memory: its pointer and dtype code, or, for small vectors, decoded to float32. */
+interface Loaded {
+  ptr: number;
+  code: number;
+}
+
+export class EvalSession {
+  private readonly sources = new Map<string, ByteSource>();
+  private sequences: Sequence[] = [];
+  private rows = 0;
+  private maxLength = 0;
+  /** Hidden states per model (rows × hidden, float32), kept from embedding to scoring. */
+  private readonly hidden = new Map<string, number>();
+  /** cos/sin tables per model, for positions 0..maxLength−1. */
+  private readonly tables = new Map<string, { cos: number; sin: number }>();
+  /** Arena top above everything kept between calls: each call's temporaries are released down to it. */
+  private kept = 0;
+  private matmulScratch = 0;
+
+  constructor(private readonly k: Kernels) {
+    this.matmulScratch = k.arena.alloc(MATMUL_SCRATCH_BYTES);
+    this.kept = k.arena.mark();
+  }
+
+  /** The sequences this worker evaluates (replacing any earlier ones and every model's states). */
+  setSequences(sequences: readonly Int32Array[]): void {
+    this.k.arena.release(this.kept);
+    this.hidden.clear();
+    this.tables.clear();
+    let row = 0;
+    this.sequences = sequences.map((ids) => {
+      const s = { ids, row };
+      row += ids.length;
+      return s;
+    });
+    this.rows = row;
+    this.maxLength = Math.max(0, ...sequences.map((s) => s.length));
+    this.kept = this.k.arena.mark();
+  }
+
+  /** Starts `model`: its token (and, for GPT-2, position) embeddings become the hidden states. */
+  async embed(model: string, spec: DecoderSpec, embed: WeightRef, positions: WeightRef | undefined): Promise<void> {
+    const { arena, exports } = this.k;
+    if (this.hidden.has(model)) throw new Error(`model ${model} is already embedded`);
+    const H = spec.hidden;
+    const hidden = arena.alloc(this.rows * H * 4);
+    if (spec.rope) {
+      const { cos, sin } = ropeTables(spec.rope, 0, Math.max(1, this.maxLength));
+      const c = arena.alloc(cos.byteLength), s = arena.alloc(sin.byteLength);
+      arena.f32(c, cos.length).set(cos);
+      arena.f32(s, sin.length).set(sin);
+      this.tables.set(model, { cos: c, sin: s });
+    }
+    this.kept = arena.mark();
+    this.hidden.set(model, hidden);
+    try {
+      const eb = elementBytes(embed.dtype), rowBytes = H * eb, code = dtypeCode(embed.dtype);
+      const raw = arena.alloc(rowBytes);
+      for (const seq of this.sequences) {
+        for (let t = 0; t < seq.ids.length; t++) {
+          const id = seq.ids[t]!;
+          if (id < 0 || id >= embed.shape[0]!) throw new WorkerError("E_DATA", `token id ${id} is outside the vocabulary of ${embed.shape[0]} (tensor "${embed.name}")`, { tensor: embed.name });
+          await this.read(embed, id * rowBytes, arena.u8(raw, rowBytes));
+          exports.decode(raw, code, hidden + (seq.row + t) * H * 4, H);
+        }
+      }
+      if (positions) {
+        const pb = elementBytes(positions.dtype);
+        const table = arena.alloc(this.maxLength * H * Math.max(pb, 4));
+        await this.read(positions, 0, arena.u8(table, this.maxLength * H * pb));
+        const decoded = arena.alloc(this.maxLength * H * 4);
+        exports.decode(table, dtypeCode(positions.dtype), decoded, this.maxLength * H);
+        for (const seq of this.sequences) exports.addInPlace(hidden + seq.row * H * 4, decoded, seq.ids.length * H);
+      }
+    } finally {
+      arena.release(this.kept);
+    }
+  }
+
+  /** Runs layer `layer` of `model` over every sequence. */
+  async layer(model: string, spec: DecoderSpec, layer: number, weights: LayerWeights): Promise<void> {
+    const { arena } = this.k;
+    const hidden = this.state(model);
+    try {
+      const w: { [R in keyof LayerWeights]?: Loaded } = {};
+      for (const [role, ref] of Object.entries(weights) as [keyof LayerWeights, WeightRef][]) {
+        // Vectors (norms, biases) are decoded to float32; matrices stay in their stored dtype.
+        w[role] = ref.shape.length === 1 ? await this.loadVector(ref) : await this.loadMatrix(ref);
+      }
+      for (const seq of this.sequences) this.layerForward(model, spec, layer, w, hidden + seq.row * spec.hidden * 4, seq.ids.length);
+    } finally {
+      arena.release(this.kept);
+    }
+  }
+
+  private layerForward(model: string, spec: DecoderSpec, layer: number, w: { [R in keyof LayerWeights]?: Loaded }, x: number, T: number): void {
+    const { arena, exports: k } = this.k;
+    const H = spec.hidden, D = spec.headDim, nH = spec.heads, nKV = spec.kvHeads, I = spec.intermediate;
+    const mark = arena.mark();
+    const a = arena.alloc(T * H * 4);
+    this.norm(spec, x, T, w.norm1!, w.norm1Bias, a);
+    // Attention: q, k and v rows, in one fused buffer (GPT-2) or three.
+    let q: number, kk: number, v: number, qStride: number, kvStride: number;
+    if (w.qkv) {
+      const qkv = arena.alloc(T * 3 * H * 4);
+      this.project(spec, a, T, H, w.qkv, 3 * H, qkv, w.qkvBias);
+      [q, kk, v, qStride, kvStride] = [qkv, qkv + H * 4, qkv + 2 * H * 4, 3 * H, 3 * H];
+    } else {
+      q = arena.alloc(T * nH * D * 4);
+      kk = arena.alloc(T * nKV * D * 4);
+      v = arena.alloc(T * nKV * D * 4);
+      this.project(spec, a, T, H, w.q!, nH * D, q, w.qBias);
+      this.project(spec, a, T, H, w.k!, nKV * D, kk, w.kBias);
+      this.project(spec, a, T, H, w.v!, nKV * D, v, w.vBias);
+      [qStride, kvStride] = [nH * D, nKV * D];
+    }
+    // Qwen3 normalises each head's q and k (over its D dims) before the rotation.
+    if (w.qNorm) k.rmsNorm(q, T * nH, D, w.qNorm.ptr, spec.eps, q);
+    if (w.kNorm) k.rmsNorm(kk, T * nKV, D, w.kNorm.ptr, spec.eps, kk);
+    if (spec.rope) {
+      const t = this.tables.get(model)!;
+      k.rope(q, T, qStride, nH, D, spec.rope.rot, t.cos, t.sin, 0);
+      k.rope(kk, T, kvStride, nKV, D, spec.rope.rot, t.cos, t.sin, 0);
+    }
+    const attn = arena.alloc(T * nH * D * 4);
+    const scores = arena.alloc(T * 4);
+    k.attention(q, qStride, kk, v, kvStride, T, T, 0, nH, nKV, D, spec.scales[layer]!, spec.windows[layer]!, attn, nH * D, scores);
+    const o = arena.alloc(T * H * 4);
+    this.project(spec, attn, T, nH * D, w.o, H, o, w.oBias);
+    k.addInPlace(x, o, T * H);
+    // MLP.
+    this.norm(spec, x, T, w.norm2!, w.norm2Bias, a);
+    const up = arena.alloc(T * I * 4);
+    this.project(spec, a, T, H, w.up, I, up, w.upBias);
+    if (spec.mlp === "gated-silu") {
+      const gate = arena.alloc(T * I * 4);
+      this.project(spec, a, T, H, w.gate!, I, gate, w.gateBias);
+      k.siluMul(gate, up, T * I);
+      this.project(spec, gate, T, I, w.down, H, o, w.downBias);
+    } else {
+      k.geluTanh(up, T * I);
+      this.project(spec, up, T, I, w.down, H, o, w.downBias);
+    }
+    k.addInPlace(x, o, T * H);
+    arena.release(mark);
+  }
+
+  private norm(spec: DecoderSpec, x: number, rows: number, weight: Loaded, bias: Loaded | undefined, out: number): void {
+    if (spec.norm === "rms") this.k.exports.rmsNorm(x, rows, spec.hidden, weight.ptr, spec.eps, out);
+    else this.k.exports.layerNorm(x, rows, spec.hidden, weight.ptr, bias!.ptr, spec.eps, out);
+  }
+
+  /** y (rows × n) = x (rows × k) · W (+ bias), W in the checkpoint's layout. */
+  private project(spec: DecoderSpec, x: number, rows: number, kIn: number, w: Loaded | undefined, n: number, y: number, bias: Loaded | undefined): void {
+    const k = this.k.exports;
+    (spec.conv1d ? k.linearKN : k.linear)(x, rows, kIn, w!.ptr, w!.code, n, y, 0, this.matmulScratch);
+    if (bias) k.addRowVector(y, rows, n, bias.ptr);
+  }
+
+  /** Applies the final norm to `model`'s hidden states, in place. */
+  async finalNorm(model: string, spec: DecoderSpec, norm: WeightRef, bias: WeightRef | undefined): Promise<void> {
+    const hidden = this.state(model);
+    try {
+      const w = await this.loadVector(norm), b = bias ? await this.loadVector(bias) : undefined;
+      this.norm(spec, hidden, this.rows, w, b, hidden);
+    } finally {
+      this.k.arena.release(this.kept);
+    }
+  }
+
+  /**
+   * Scores `model`'s predictions (every position but a sequence's last predicts the next id) through
+   * its output projection `lmHead` ([vocab, hidden]), and against each model of `against` (already
+   * through their final norms) with theirs. Returns per predicted position, in sequence order.
+   */
+  async score(model: string, lmHead: WeightRef, against: readonly { model: string; lmHead: WeightRef }[]): Promise<SequenceScores> {
+    const { arena, exports: k } = this.k;
+    const he = this.state(model);
+    const hs = against.map((a) => this.state(a.model));
+    const [V, H] = lmHead.shape as [number, number];
+    const predicted = this.sequences.reduce((n, s) => n + Math.max(0, s.ids.length - 1), 0);
+    const records = Math.max(1, against.length);
+    try {
+      const states = Array.from({ length: records }, () => arena.alloc(predicted * SCORE_RECORD));
+      for (const s of states) k.scoreReset(s, predicted);
+      const targets = arena.alloc(predicted * 4);
+      const t32 = arena.u32(targets, predicted);
+      let r = 0;
+      for (const seq of this.sequences) for (let t = 1; t < seq.ids.length; t++) t32[r++] = seq.ids[t]!;
+      const chunk = Math.min(VOCAB_CHUNK, V);
+      const wE = arena.alloc(chunk * H * elementBytes(lmHead.dtype));
+      const wA = against.map((a) => arena.alloc(chunk * H * elementBytes(a.lmHead.dtype)));
+      const ze = arena.alloc(this.maxLength * chunk * 4), za = arena.alloc(this.maxLength * chunk * 4);
+      for (let v0 = 0; v0 < V; v0 += chunk) {
+        const n = Math.min(chunk, V - v0);
+        await this.read(lmHead, v0 * H * elementBytes(lmHead.dtype), arena.u8(wE, n * H * elementBytes(lmHead.dtype)));
+        for (const [i, a] of against.entries()) {
+          await this.read(a.lmHead, v0 * H * elementBytes(a.lmHead.dtype), arena.u8(wA[i]!, n * H * elementBytes(a.lmHead.dtype)));
+        }
+        let row = 0;
+        for (const seq of this.sequences) {
+          const T = seq.ids.length - 1;
+          if (T <= 0) continue;
+          k.linear(he + seq.row * H * 4, T, H, wE, dtypeCode(lmHead.dtype), n, ze, 0, this.matmulScratch);
+          if (against.length === 0) k.scoreChunk(ze, 0, T, n, v0, targets + row * 4, states[0]! + row * SCORE_RECORD);
+          for (const [i, a] of against.entries()) {
+            k.linear(hs[i]! + seq.row * H * 4, T, H, wA[i]!, dtypeCode(a.lmHead.dtype), n, za, 0, this.matmulScratch);
+            k.scoreChunk(ze, za, T, n, v0, targets + row * 4, states[i]! + row * SCORE_RECORD);
+          }
+          row += T;
+        }
+      }
+      return this.results(states, predicted, against.length);
+    } finally {
+      arena.release(this.kept);
+    }
+  }
+
+  private results(states: number[], predicted: number, againstCount: number): SequenceScores {
+    const view = this.k.arena.f64(states[0]!, (predicted * SCORE_RECORD) / 8);
+    const at = (records: Float64Array, r: number, field: number) => records[(r * SCORE_RECORD + field) / 8]!;
+    const nll = new Float64Array(predicted);
+    for (let r = 0; r < predicted; r++) {
+      const lse = at(view, r, SCORE_M_E) + Math.log(at(view, r, SCORE_S_E));
+      nll[r] = lse - at(view, r, SCORE_TARGET);
+    }
+    const against = Array.from({ length: againstCount }, (_, i) => {
+      const records = this.k.arena.f64(states[i]!, (predicted * SCORE_RECORD) / 8);
+      const kl = new Float64Array(predicted), agree = new Uint8Array(predicted);
+      for (let r = 0; r < predicted; r++) {
+        const lseE = at(records, r, SCORE_M_E) + Math.log(at(records, r, SCORE_S_E));
+        const lseA = at(records, r, SCORE_M_A) + Math.log(at(records, r, SCORE_S_A));
+        kl[r] = at(records, r, SCORE_W_A) / at(records, r, SCORE_S_A) - lseA + lseE;
+        agree[r] = at(records, r, SCORE_BEST_A) === at(records, r, SCORE_BEST_E) ? 1 : 0;
+      }
+      return { kl, agree };
+    });
+    return { nll, against };
+  }
+
+  /** Closes the files this session read. */
+  async close(): Promise<void> {
+    await Promise.all([...this.sources.values()].map((s) => s.close()));
+    this.sources.clear();
+  }
+
+  private state(model: string): number {
+    const ptr = this.hidden.get(model);
+    if (ptr === undefined) throw new Error(`model ${model} was not embedded in this worker`);
+    return ptr;
+  }
+
+  private async loadMatrix(ref: WeightRef): Promise<Loaded> {
+    const bytes = ref.shape.reduce((a, b) => a * b, 1) * elementBytes(ref.dtype);
+    const ptr = this.k.arena.alloc(bytes);
+    await this.read(ref, 0, this.k.arena.u8(ptr, bytes));
+    return { ptr, code: dtypeCode(ref.dtype) };
+  }
+
+  private async loadVector(ref: WeightRef): Promise<Loaded> {
+    const n = ref.shape[0]!;
+    const raw = await this.loadMatrix(ref);
+    if (raw.code === DTYPE_F32) return raw;
+    const ptr = this.k.arena.alloc(n * 4);
+    this.k.exports.decode(raw.ptr, raw.code, ptr, n);
+    return { ptr, code: DTYPE_F32 };
+  }
+
+  /** Bytes [byteOffset, byteOffset + into.length) of a weight into `into` (a view of wasm memory). */
+  private async read(ref: WeightRef, byteOffset: number, into: Uint8Array): Promise<void> {
+    if ("bytes" in ref) {
+      into.set(ref.bytes.subarray(byteOffset, byteOffset + into.length));
+      return;
+    }
+    const key = ref.source.kind === "path" ? ref.source.path : ref.source.name;
+    let source = this.sources.get(key);
+    if (!source) this.sources.set(key, (source = openSource(ref.source)));
+    await source.readInto(ref.offset + byteOffset, into);
+  }
+}
+
+function elementBytes(dtype: string): number {
+  return DTYPES[dtype]!.bits / 8;
+}
+
+function dtypeCode(dtype: string): number {
+  return DTYPES[dtype]!.code!;
+}
