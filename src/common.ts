@@ -22,3 +22,4 @@ export { evaluateMlp, barrierPath, measureBarrier, loadDataset, interpolate, typ
 export { evaluate, DEFAULT_CONTEXT, type EvalSubject, type EvaluateOptions, type EvaluationResult } from "./api/evaluate";
 export type { EvalEvent } from "./eval/protocol";
 export { SUPPORTED_FAMILIES, decoderSpec, type DecoderSpec } from "./eval/architecture";
+export { generate, DEFAULT_GENERATE_BUDGET, type GenerateOptions, type GenerationResult } from "./api/generate";

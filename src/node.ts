@@ -21,6 +21,7 @@ import { alignModel, type AlignOptions, type AlignResult } from "./align/align-m
 import { loadDataset, measureBarrier, type BarrierOptions } from "./align/barrier";
 import { parseRecipe, type Recipe } from "./recipe/recipe";
 import { evaluate as evaluateWith, type EvalSubject, type EvaluateOptions, type EvaluationResult } from "./api/evaluate";
+import { generate as generateWith, type GenerateOptions, type GenerationResult } from "./api/generate";
 
 export interface NodeMergeOptions extends Omit<MergeOptions, "out" | "models"> {
   /** Output folder path (created if missing; must be empty unless `force`), or any OutputFolder. */
@@ -125,6 +126,15 @@ export async function evaluate(subjects: readonly string[], options: NodeEvaluat
     : { name, model: await resolveModel(name, baseDir) };
   const { against, baseDir: _, ...rest } = options;
   return evaluateWith(await Promise.all(subjects.map(subject)), { ...rest, against: await Promise.all((against ?? []).map(subject)) });
+}
+
+/** Generates text from a model (or a recipe, merged into memory): see GenerateOptions. */
+export async function generate(model: string, options: GenerateOptions & { baseDir?: string }): Promise<GenerationResult> {
+  const { baseDir, ...rest } = options;
+  const subject: EvalSubject = isRecipePath(model)
+    ? { name: model, recipe: await readRecipe(model), models: (n: string) => resolveModel(n, dirname(resolve(model))) }
+    : { name: model, model: await resolveModel(model, resolve(baseDir ?? ".")) };
+  return generateWith(subject, rest);
 }
 
 /** Describes a .safetensors file or a model folder. */

@@ -14,6 +14,7 @@ import type { Kernels } from "../src/kernels/kernels";
 import type { PassResult, TensorJob } from "../src/merge/job";
 import { WeightsoupError, WorkerError } from "../src/errors";
 import { EvalSession } from "../src/eval/session";
+import { Generator } from "../src/eval/generator";
 
 installErrorTransfer();
 
@@ -23,12 +24,20 @@ installErrorTransfer();
  */
 const instances: { kernels: Kernels; workspace: ChunkWorkspace }[] = [];
 let evaluation: { kernels: Kernels; session: EvalSession } | undefined;
+let generation: Generator | undefined;
 
 /** Runs `fn` with the evaluation session; failures come back typed, as for merge jobs. */
-async function withSession<T>(what: string, fn: (s: EvalSession) => Promise<T> | T): Promise<T> {
-  try {
+function withSession<T>(what: string, fn: (s: EvalSession) => Promise<T> | T): Promise<T> {
+  return typed(what, () => {
     if (!evaluation) throw new Error("evaluation used before evalOpen()");
-    return await fn(evaluation.session);
+    return fn(evaluation.session);
+  });
+}
+
+/** Runs `fn`; an error that is not already typed is a bug, reported as E_WORKER with its stack. */
+async function typed<T>(what: string, fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn();
   } catch (e) {
     if (e instanceof WeightsoupError) throw e;
     const error = new WorkerError("E_WORKER", `${what}: the worker failed: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
@@ -134,6 +143,20 @@ const api: WorkerApi = {
     return withSession(`${model}: scoring`, async (s) => {
       const scores = await s.score(model, lmHead, against);
       return transfer(scores, [scores.nll.buffer as ArrayBuffer, ...scores.against.flatMap((a) => [a.kl.buffer as ArrayBuffer, a.agree.buffer as ArrayBuffer])]);
+    });
+  },
+  genLoad(memoryBudget, spec, weights, maxLength) {
+    return typed("loading the model for generation", async () => {
+      generation = undefined;
+      generation = new Generator(await loadKernels(Math.floor(memoryBudget / 65536) * 65536));
+      await generation.load(spec, weights, maxLength);
+    });
+  },
+  genRun(prompt, maxNew, sampling, stop, onToken) {
+    return typed("generating", () => {
+      if (!generation) throw new Error("generation used before genLoad()");
+      const out = generation.run(prompt, maxNew, sampling, stop, (id) => void onToken(id));
+      return transfer(out, [out.buffer as ArrayBuffer]);
     });
   },
   stats() {

@@ -11,86 +11,19 @@
  * under --debug), 2 on bad usage. Ctrl-C aborts a merge cleanly (nothing that looks complete is left)
  * with status 130.
  */
-import { parseArgs, type ParseArgsConfig } from "node:util";
 import { AbortError, describeValue, OptionError, UsageError, WeightsoupError } from "../errors";
-import { OPTION_RANGES, type RangedOption } from "../api/options";
+import { args, defined, integer, size, type Io } from "./args";
+import { commandHelp, HELP } from "./commands";
+import { evalCommand, generateCommand } from "./eval-commands";
 import type { MergeEvent } from "../events";
 import { merge, inspect, align, barrier } from "../node";
 import { readFile } from "node:fs/promises";
 import { SPEC_KINDS, type SpecKind } from "../align/architectures";
 import { parseSpec, type PermutationSpec } from "../align/spec";
-import { parseSize } from "../plan/shards";
 import { VERSION } from "../merge/card";
 import { runExample } from "../example/example";
 import { ProgressBar } from "./progress";
 import { formatBytes, formatSeconds } from "../units";
-
-/** Each command's usage line, what it does, and its options: `weightsoup COMMAND --help` prints them. */
-const COMMANDS = {
-  merge: {
-    usage: "weightsoup merge RECIPE.yml OUT_DIR [options]",
-    summary: "run a mergekit recipe and write the merged model to OUT_DIR",
-    options: `  --seed N              seed of DARE's random masks (default 0)
-  --workers N           worker threads (default: available cores)
-  --out-shard-size SIZE largest output shard, e.g. 5B, 2GB, 500MiB (default 5B)
-  --memory-budget SIZE  wasm memory per worker (default 256MiB)
-  --chunk-size SIZE     largest chunk of tensor data a worker holds (default 64MiB)
-  --force               replace a non-empty OUT_DIR
-  --quiet               no progress bar
-  --json                print the summary as JSON on stdout`,
-  },
-  inspect: {
-    usage: "weightsoup inspect PATH [--json]",
-    summary: "list a checkpoint's (a .safetensors file's or a model folder's) tensors, dtypes and shapes",
-    options: `  --json                print the report as JSON on stdout`,
-  },
-  align: {
-    usage: "weightsoup align REFERENCE MODEL OUT_DIR [options]",
-    summary: "permute MODEL's hidden units to match REFERENCE (Git Re-Basin weight matching)",
-    options: `  --spec KIND|FILE      auto (from config.json), mlp, llama, gpt2, or a JSON spec file (default auto)
-  --seed N              seed of the order groups are visited in (default 0)
-  --max-sweeps N        stop after N sweeps over the groups (default 100)
-  --force               replace a non-empty OUT_DIR
-  --quiet               no progress line
-  --json                print the result as JSON on stdout`,
-  },
-  barrier: {
-    usage: "weightsoup barrier A B --data FILE [options]",
-    summary: "loss and accuracy of two MLP classifiers along the line from A to B, and the barrier",
-    options: `  --data FILE           safetensors file with "inputs" [N, features] and "labels" [N] (required)
-  --points N            evenly spaced points from A (0) to B (1), both included (default 25)
-  --align               also measure after aligning B to A (weight matching)
-  --seed N              seed of the alignment's group order (default 0)
-  --json                print the paths as JSON on stdout`,
-  },
-  example: {
-    usage: "weightsoup example [DIR]",
-    summary: "write small example models to DIR (default ./example) and merge them",
-    options: "",
-  },
-} as const;
-
-type Command = keyof typeof COMMANDS;
-
-const HELP = `weightsoup ${VERSION}: merge fine-tuned models in weight space, on this machine.
-
-Usage:
-${Object.values(COMMANDS).map((c) => `  ${c.usage}\n      ${c.summary}`).join("\n")}
-  weightsoup COMMAND --help   a command's options
-  weightsoup --version
-
-Every command also takes --debug (show stack traces of errors, for bug reports).
-Exit status: 0 success, 1 error (printed as [E_CODE] message), 2 usage error, 130 interrupted.`;
-
-function commandHelp(name: Command): string {
-  const c = COMMANDS[name];
-  return `usage: ${c.usage}\n\n${c.summary}.${c.options ? `\n\nOptions:\n${c.options}` : ""}\n  --debug               show stack traces of errors\n  --help                this text`;
-}
-
-interface Io {
-  stdout: NodeJS.WriteStream;
-  stderr: NodeJS.WriteStream;
-}
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const debug = argv.includes("--debug");
@@ -101,6 +34,8 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       case "inspect": return await inspectCommand(rest, io);
       case "align": return await alignCommand(rest, io);
       case "barrier": return await barrierCommand(rest, io);
+      case "eval": return await evalCommand(rest, io);
+      case "generate": return await generateCommand(rest, io);
       case "example": return await exampleCommand(rest, io);
       case "--version": case "-v": case "version": io.stdout.write(`${VERSION}\n`); return 0;
       case undefined: io.stderr.write(HELP + "\n"); return 2;
@@ -135,44 +70,6 @@ function report(e: unknown, io: Io, debug: boolean): number {
   const message = e instanceof Error ? e.message : String(e);
   io.stderr.write(`weightsoup: [E_INTERNAL] unexpected error: ${message}\n  This is a bug in weightsoup; run again with --debug for the stack trace and report it.\n${stack()}`);
   return 1;
-}
-
-/** Parses a command's arguments; `--help` prints its help and ends the command (null). */
-function args<T extends ParseArgsConfig["options"]>(command: Command, argv: string[], options: T, positionals: [number, number], io: Io) {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
-  } catch (e) {
-    throw new UsageError("E_USAGE", `${(e as Error).message.split("\n")[0]}\n\n${commandHelp(command)}`);
-  }
-  if ((parsed.values as { help?: boolean }).help) {
-    io.stdout.write(commandHelp(command) + "\n");
-    return null;
-  }
-  const n = parsed.positionals.length;
-  if (n < positionals[0] || n > positionals[1]) {
-    throw new UsageError("E_USAGE", `${command}: expected ${positionals[0] === positionals[1] ? positionals[0] : `${positionals[0]} to ${positionals[1]}`} arguments, got ${n}\n\n${commandHelp(command)}`);
-  }
-  return parsed;
-}
-
-/** An integer flag, in the same range the library accepts for the option. */
-function integer(value: string | undefined, flag: string, option: RangedOption): number | undefined {
-  if (value === undefined) return undefined;
-  const [min, max] = OPTION_RANGES[option];
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < min || n > max) throw new UsageError("E_USAGE", `--${flag} must be an integer from ${min} to ${max}, got "${value}"`);
-  return n;
-}
-
-/** A size flag (5B, 2GB, 500MiB), in the library's range for the option. */
-function size(value: string | undefined, flag: string, option: RangedOption): number | undefined {
-  if (value === undefined) return undefined;
-  const n = parseSize(value);
-  const [min, max] = OPTION_RANGES[option];
-  if (n === undefined) throw new UsageError("E_USAGE", `--${flag}: "${value}" is not a size (examples: 5B, 2GB, 500MiB, 1000000)`);
-  if (n < min || n > max) throw new UsageError("E_USAGE", `--${flag}: ${value} (${n} bytes) is out of range: from ${formatBytes(min)} to ${formatBytes(max)}`);
-  return n;
 }
 
 async function mergeCommand(argv: string[], io: Io): Promise<number> {
@@ -334,8 +231,4 @@ async function exampleCommand(argv: string[], io: Io): Promise<number> {
   const parsed = args("example", argv, {}, [0, 1], io);
   if (!parsed) return 0;
   return runExample(parsed.positionals[0] ?? "example", io);
-}
-
-function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

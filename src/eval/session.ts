@@ -6,14 +6,14 @@
  * a time. After the last layer and the final norm, the output projection is streamed in vocabulary
  * chunks and folded into per-token scores (assembly/scoring.ts), so no row of logits is ever whole.
  */
-import { DTYPE_F32, MATMUL_SCRATCH_BYTES, SCORE_BEST_A, SCORE_BEST_E, SCORE_M_A, SCORE_M_E, SCORE_RECORD, SCORE_S_A, SCORE_S_E, SCORE_TARGET, SCORE_W_A } from "../../assembly/layout";
+import { MATMUL_SCRATCH_BYTES, SCORE_BEST_A, SCORE_BEST_E, SCORE_M_A, SCORE_M_E, SCORE_RECORD, SCORE_S_A, SCORE_S_E, SCORE_TARGET, SCORE_W_A } from "../../assembly/layout";
 import { WorkerError } from "../errors";
-import { DTYPES } from "../format/dtypes";
-import { openSource, type ByteSource } from "../io/source";
 import type { Kernels } from "../kernels/kernels";
 import type { DecoderSpec } from "./architecture";
 import type { LayerWeights, SequenceScores, WeightRef } from "./protocol";
 import { ropeTables } from "./rope";
+import { decoderLayer, norm as normRows, type LayerContext, type LoadedLayer } from "./layer";
+import { dtypeCode, elementBytes, WeightReader } from "./weight-reader";
 
 /** Vocabulary entries per scoring chunk: the output projection is read this many rows at a time. */
 export const VOCAB_CHUNK = 2048;
@@ -24,14 +24,9 @@ interface Sequence {
   row: number;
 }
 
-/** A weight in wasm memory: its pointer and dtype code, or, for small vectors, decoded to float32. */
-interface Loaded {
-  ptr: number;
-  code: number;
-}
 
 export class EvalSession {
-  private readonly sources = new Map<string, ByteSource>();
+  private readonly reader: WeightReader;
   private sequences: Sequence[] = [];
   private rows = 0;
   private maxLength = 0;
@@ -44,6 +39,7 @@ export class EvalSession {
   private matmulScratch = 0;
 
   constructor(private readonly k: Kernels) {
+    this.reader = new WeightReader(k);
     this.matmulScratch = k.arena.alloc(MATMUL_SCRATCH_BYTES);
     this.kept = k.arena.mark();
   }
@@ -86,14 +82,14 @@ export class EvalSession {
         for (let t = 0; t < seq.ids.length; t++) {
           const id = seq.ids[t]!;
           if (id < 0 || id >= embed.shape[0]!) throw new WorkerError("E_DATA", `token id ${id} is outside the vocabulary of ${embed.shape[0]} (tensor "${embed.name}")`, { tensor: embed.name });
-          await this.read(embed, id * rowBytes, arena.u8(raw, rowBytes));
+          await this.reader.read(embed, id * rowBytes, arena.u8(raw, rowBytes));
           exports.decode(raw, code, hidden + (seq.row + t) * H * 4, H);
         }
       }
       if (positions) {
         const pb = elementBytes(positions.dtype);
         const table = arena.alloc(this.maxLength * H * Math.max(pb, 4));
-        await this.read(positions, 0, arena.u8(table, this.maxLength * H * pb));
+        await this.reader.read(positions, 0, arena.u8(table, this.maxLength * H * pb));
         const decoded = arena.alloc(this.maxLength * H * 4);
         exports.decode(table, dtypeCode(positions.dtype), decoded, this.maxLength * H);
         for (const seq of this.sequences) exports.addInPlace(hidden + seq.row * H * 4, decoded, seq.ids.length * H);
@@ -108,87 +104,28 @@ export class EvalSession {
     const { arena } = this.k;
     const hidden = this.state(model);
     try {
-      const w: { [R in keyof LayerWeights]?: Loaded } = {};
+      const w: LoadedLayer = {};
       for (const [role, ref] of Object.entries(weights) as [keyof LayerWeights, WeightRef][]) {
         // Vectors (norms, biases) are decoded to float32; matrices stay in their stored dtype.
-        w[role] = ref.shape.length === 1 ? await this.loadVector(ref) : await this.loadMatrix(ref);
+        w[role] = await this.reader.load(ref);
       }
-      for (const seq of this.sequences) this.layerForward(model, spec, layer, w, hidden + seq.row * spec.hidden * 4, seq.ids.length);
+      const ctx = this.context(model, spec);
+      for (const seq of this.sequences) decoderLayer(ctx, layer, w, hidden + seq.row * spec.hidden * 4, seq.ids.length, 0, undefined);
     } finally {
       arena.release(this.kept);
     }
   }
 
-  private layerForward(model: string, spec: DecoderSpec, layer: number, w: { [R in keyof LayerWeights]?: Loaded }, x: number, T: number): void {
-    const { arena, exports: k } = this.k;
-    const H = spec.hidden, D = spec.headDim, nH = spec.heads, nKV = spec.kvHeads, I = spec.intermediate;
-    const mark = arena.mark();
-    const a = arena.alloc(T * H * 4);
-    this.norm(spec, x, T, w.norm1!, w.norm1Bias, a);
-    // Attention: q, k and v rows, in one fused buffer (GPT-2) or three.
-    let q: number, kk: number, v: number, qStride: number, kvStride: number;
-    if (w.qkv) {
-      const qkv = arena.alloc(T * 3 * H * 4);
-      this.project(spec, a, T, H, w.qkv, 3 * H, qkv, w.qkvBias);
-      [q, kk, v, qStride, kvStride] = [qkv, qkv + H * 4, qkv + 2 * H * 4, 3 * H, 3 * H];
-    } else {
-      q = arena.alloc(T * nH * D * 4);
-      kk = arena.alloc(T * nKV * D * 4);
-      v = arena.alloc(T * nKV * D * 4);
-      this.project(spec, a, T, H, w.q!, nH * D, q, w.qBias);
-      this.project(spec, a, T, H, w.k!, nKV * D, kk, w.kBias);
-      this.project(spec, a, T, H, w.v!, nKV * D, v, w.vBias);
-      [qStride, kvStride] = [nH * D, nKV * D];
-    }
-    // Qwen3 normalises each head's q and k (over its D dims) before the rotation.
-    if (w.qNorm) k.rmsNorm(q, T * nH, D, w.qNorm.ptr, spec.eps, q);
-    if (w.kNorm) k.rmsNorm(kk, T * nKV, D, w.kNorm.ptr, spec.eps, kk);
-    if (spec.rope) {
-      const t = this.tables.get(model)!;
-      k.rope(q, T, qStride, nH, D, spec.rope.rot, t.cos, t.sin, 0);
-      k.rope(kk, T, kvStride, nKV, D, spec.rope.rot, t.cos, t.sin, 0);
-    }
-    const attn = arena.alloc(T * nH * D * 4);
-    const scores = arena.alloc(T * 4);
-    k.attention(q, qStride, kk, v, kvStride, T, T, 0, nH, nKV, D, spec.scales[layer]!, spec.windows[layer]!, attn, nH * D, scores);
-    const o = arena.alloc(T * H * 4);
-    this.project(spec, attn, T, nH * D, w.o, H, o, w.oBias);
-    k.addInPlace(x, o, T * H);
-    // MLP.
-    this.norm(spec, x, T, w.norm2!, w.norm2Bias, a);
-    const up = arena.alloc(T * I * 4);
-    this.project(spec, a, T, H, w.up, I, up, w.upBias);
-    if (spec.mlp === "gated-silu") {
-      const gate = arena.alloc(T * I * 4);
-      this.project(spec, a, T, H, w.gate!, I, gate, w.gateBias);
-      k.siluMul(gate, up, T * I);
-      this.project(spec, gate, T, I, w.down, H, o, w.downBias);
-    } else {
-      k.geluTanh(up, T * I);
-      this.project(spec, up, T, I, w.down, H, o, w.downBias);
-    }
-    k.addInPlace(x, o, T * H);
-    arena.release(mark);
-  }
-
-  private norm(spec: DecoderSpec, x: number, rows: number, weight: Loaded, bias: Loaded | undefined, out: number): void {
-    if (spec.norm === "rms") this.k.exports.rmsNorm(x, rows, spec.hidden, weight.ptr, spec.eps, out);
-    else this.k.exports.layerNorm(x, rows, spec.hidden, weight.ptr, bias!.ptr, spec.eps, out);
-  }
-
-  /** y (rows × n) = x (rows × k) · W (+ bias), W in the checkpoint's layout. */
-  private project(spec: DecoderSpec, x: number, rows: number, kIn: number, w: Loaded | undefined, n: number, y: number, bias: Loaded | undefined): void {
-    const k = this.k.exports;
-    (spec.conv1d ? k.linearKN : k.linear)(x, rows, kIn, w!.ptr, w!.code, n, y, 0, this.matmulScratch);
-    if (bias) k.addRowVector(y, rows, n, bias.ptr);
+  private context(model: string, spec: DecoderSpec): LayerContext {
+    return { k: this.k, spec, matmulScratch: this.matmulScratch, tables: this.tables.get(model) };
   }
 
   /** Applies the final norm to `model`'s hidden states, in place. */
   async finalNorm(model: string, spec: DecoderSpec, norm: WeightRef, bias: WeightRef | undefined): Promise<void> {
     const hidden = this.state(model);
     try {
-      const w = await this.loadVector(norm), b = bias ? await this.loadVector(bias) : undefined;
-      this.norm(spec, hidden, this.rows, w, b, hidden);
+      const w = await this.reader.vector(norm), b = bias ? await this.reader.vector(bias) : undefined;
+      normRows(this.context(model, spec), hidden, this.rows, w, b, hidden);
     } finally {
       this.k.arena.release(this.kept);
     }
@@ -219,9 +156,9 @@ export class EvalSession {
       const ze = arena.alloc(this.maxLength * chunk * 4), za = arena.alloc(this.maxLength * chunk * 4);
       for (let v0 = 0; v0 < V; v0 += chunk) {
         const n = Math.min(chunk, V - v0);
-        await this.read(lmHead, v0 * H * elementBytes(lmHead.dtype), arena.u8(wE, n * H * elementBytes(lmHead.dtype)));
+        await this.reader.read(lmHead, v0 * H * elementBytes(lmHead.dtype), arena.u8(wE, n * H * elementBytes(lmHead.dtype)));
         for (const [i, a] of against.entries()) {
-          await this.read(a.lmHead, v0 * H * elementBytes(a.lmHead.dtype), arena.u8(wA[i]!, n * H * elementBytes(a.lmHead.dtype)));
+          await this.reader.read(a.lmHead, v0 * H * elementBytes(a.lmHead.dtype), arena.u8(wA[i]!, n * H * elementBytes(a.lmHead.dtype)));
         }
         let row = 0;
         for (const seq of this.sequences) {
@@ -266,8 +203,7 @@ export class EvalSession {
 
   /** Closes the files this session read. */
   async close(): Promise<void> {
-    await Promise.all([...this.sources.values()].map((s) => s.close()));
-    this.sources.clear();
+    await this.reader.close();
   }
 
   private state(model: string): number {
@@ -275,40 +211,4 @@ export class EvalSession {
     if (ptr === undefined) throw new Error(`model ${model} was not embedded in this worker`);
     return ptr;
   }
-
-  private async loadMatrix(ref: WeightRef): Promise<Loaded> {
-    const bytes = ref.shape.reduce((a, b) => a * b, 1) * elementBytes(ref.dtype);
-    const ptr = this.k.arena.alloc(bytes);
-    await this.read(ref, 0, this.k.arena.u8(ptr, bytes));
-    return { ptr, code: dtypeCode(ref.dtype) };
-  }
-
-  private async loadVector(ref: WeightRef): Promise<Loaded> {
-    const n = ref.shape[0]!;
-    const raw = await this.loadMatrix(ref);
-    if (raw.code === DTYPE_F32) return raw;
-    const ptr = this.k.arena.alloc(n * 4);
-    this.k.exports.decode(raw.ptr, raw.code, ptr, n);
-    return { ptr, code: DTYPE_F32 };
-  }
-
-  /** Bytes [byteOffset, byteOffset + into.length) of a weight into `into` (a view of wasm memory). */
-  private async read(ref: WeightRef, byteOffset: number, into: Uint8Array): Promise<void> {
-    if ("bytes" in ref) {
-      into.set(ref.bytes.subarray(byteOffset, byteOffset + into.length));
-      return;
-    }
-    const key = ref.source.kind === "path" ? ref.source.path : ref.source.name;
-    let source = this.sources.get(key);
-    if (!source) this.sources.set(key, (source = openSource(ref.source)));
-    await source.readInto(ref.offset + byteOffset, into);
-  }
-}
-
-function elementBytes(dtype: string): number {
-  return DTYPES[dtype]!.bits / 8;
-}
-
-function dtypeCode(dtype: string): number {
-  return DTYPES[dtype]!.code!;
 }

@@ -22,7 +22,7 @@ export async function resolveModel(name: string, recipeDir: string, env: NodeJS.
   if (existsSync(local)) return NodeFolder.open(local);
   const repo = parseRepoId(name);
   if (!repo) {
-    const where = isAbsolute(name) ? "" : ` (relative to the recipe's folder, ${recipeDir})`;
+    const where = isAbsolute(name) ? "" : ` (relative to ${recipeDir})`;
     throw new ModelError("E_MODEL_NOT_FOUND", `model "${name}": ${local} does not exist${where}`, { model: name, file: local });
   }
   const looked = [local];

@@ -5,6 +5,7 @@
 import type { FinalRequest, PassRequest, PassResult, TensorJob } from "../merge/job";
 import type { DecoderSpec } from "../eval/architecture";
 import type { LayerWeights, SequenceScores, WeightRef } from "../eval/protocol";
+import type { GenerationWeights, Sampling } from "../eval/generator";
 
 export interface WorkerStats {
   /** Largest wasm memory this worker has had (all its instances together), in bytes. */
@@ -35,5 +36,11 @@ export interface WorkerApi {
   evalLayer(model: string, spec: DecoderSpec, layer: number, weights: LayerWeights): Promise<void>;
   evalFinalNorm(model: string, spec: DecoderSpec, norm: WeightRef, bias: WeightRef | undefined): Promise<void>;
   evalScore(model: string, lmHead: WeightRef, against: { model: string; lmHead: WeightRef }[]): Promise<SequenceScores>;
+
+  // Generation (src/eval/generator.ts): the whole model resident in one more kernel instance.
+  /** Loads every weight of a model for sequences of up to maxLength tokens, within memoryBudget bytes. */
+  genLoad(memoryBudget: number, spec: DecoderSpec, weights: GenerationWeights, maxLength: number): Promise<void>;
+  /** Generates after `prompt`; `onToken` (a comlink proxy) hears each token. Returns the new tokens. */
+  genRun(prompt: Int32Array, maxNew: number, sampling: Sampling, stop: number[], onToken: (id: number) => void): Promise<Int32Array>;
   stats(): WorkerStats;
 }

@@ -1,7 +1,7 @@
 // TEMPORARY STUB until the tok branch lands.
 import type { ModelFolder } from "../io/folder";
 export interface Tokenizer {
-  encode(text: string): number[];
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
   streamDecoder(options?: { skipSpecialTokens?: boolean }): { push(id: number): string; flush(): string };
   readonly bosTokenId: number | undefined;
@@ -11,4 +11,7 @@ export interface Tokenizer {
 }
 export async function loadTokenizer(_folder: ModelFolder): Promise<Tokenizer | undefined> {
   return undefined;
+}
+export async function readTokenIds(folder: ModelFolder, file: string): Promise<number[]> {
+  return JSON.parse(await folder.readText(file)) as number[];
 }

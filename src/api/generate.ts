@@ -1,0 +1,127 @@
+/**
+ * @file The library call: generate(subject, options). The model (a checkpoint, or a recipe merged
+ * into memory) is loaded whole into one worker with a key/value cache; tokens stream back one by one
+ * as they are chosen. Greedy by default, so the same prompt gives the same text; with a temperature,
+ * sampling is seeded.
+ */
+import { proxy } from "comlink";
+import { AbortError, DataError, describeValue, ModelError, OptionError } from "../errors";
+import { defaultWorkerUrl } from "../env";
+import { JOBS_PER_WORKER } from "../merge/engine";
+import { openModel } from "../model/model";
+import { WorkerPool } from "../pool/pool";
+import { specTensorNames } from "../eval/architecture";
+import type { GenerationWeights } from "../eval/generator";
+import type { LayerWeights } from "../eval/protocol";
+import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sources";
+import { loadTokenizer } from "../tokenizer";
+import type { EvalSubject } from "./evaluate";
+import { DEFAULT_CHUNK_BYTES, prepare } from "./merge";
+import { checkCallbackOption, checkIntegerOptions } from "./options";
+
+export interface GenerateOptions {
+  /** The prompt as text (tokenized by the model's tokenizer), or as token ids. */
+  prompt?: string;
+  ids?: readonly number[];
+  /** New tokens at most (default 64); generation also stops at an end-of-sequence token. */
+  maxNewTokens?: number;
+  /** Wrap the prompt in the model's chat template as a user message. */
+  chat?: boolean;
+  /** 0 (default): greedy. Above 0: sampling from softmax(logits / temperature), seeded. */
+  temperature?: number;
+  seed?: number;
+  /** Wasm memory for the resident model (default 1 GiB). */
+  memoryBudget?: number;
+  workerUrl?: URL | string;
+  signal?: AbortSignal;
+  /** Each new token as it is chosen, with the text it completes (possibly "" inside a multi-byte character). */
+  onToken?: (token: { id: number; text: string }) => void;
+}
+
+export interface GenerationResult {
+  model: string;
+  promptTokens: number;
+  ids: number[];
+  text: string;
+  seconds: number;
+  tokensPerSecond: number;
+}
+
+export const DEFAULT_GENERATE_BUDGET = 2 ** 30;
+
+export async function generate(subject: EvalSubject, options: GenerateOptions): Promise<GenerationResult> {
+  checkIntegerOptions(options, ["seed", "memoryBudget", "maxNewTokens"]);
+  checkCallbackOption(options, "onToken");
+  const temperature = options.temperature ?? 0;
+  if (typeof temperature !== "number" || !Number.isFinite(temperature) || temperature < 0) {
+    throw new OptionError("E_OPTION", `option temperature must be a number of at least 0, got ${describeValue(temperature)}`, { key: "temperature" });
+  }
+  if ((options.prompt === undefined) === (options.ids === undefined)) throw new DataError("E_DATA", "give either a prompt or prompt token ids", {});
+  const { signal } = options;
+  const budget = options.memoryBudget ?? DEFAULT_GENERATE_BUDGET;
+  const maxNew = options.maxNewTokens ?? 64;
+  let pool: WorkerPool | undefined;
+  const onAbort = () => pool?.abort(signal?.reason);
+  try {
+    let source: DecoderSource;
+    if ("model" in subject) source = checkpointSource(subject.name ?? subject.model.name, await openModel(subject.model));
+    else source = recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, signal), () => pool!, { memoryBudget: budget, chunkBytes: DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 });
+    const { spec } = source;
+    const tokenizer = await loadTokenizer(source.folder);
+    let prompt: number[];
+    if (options.ids !== undefined) {
+      prompt = [...options.ids];
+    } else {
+      if (!tokenizer) throw new ModelError("E_TOKENIZER", `${source.folder.name}: has no tokenizer.json, so the prompt cannot be tokenized; give prompt ids instead`, { file: source.folder.name });
+      const chat = options.chat ? tokenizer.chatPrompt([{ role: "user", content: options.prompt! }]) : undefined;
+      if (options.chat && chat === undefined) throw new ModelError("E_TOKENIZER", `${source.folder.name}: has no chat template`, { file: source.folder.name });
+      prompt = chat !== undefined ? tokenizer.encode(chat, { addSpecialTokens: false }) : tokenizer.encode(options.prompt!);
+    }
+    if (prompt.length === 0) throw new DataError("E_DATA", "the prompt is empty: give at least one token to continue", {});
+    if (prompt.some((id) => !Number.isSafeInteger(id) || id < 0 || id >= spec.vocab)) throw new DataError("E_DATA", `prompt ids must be integers from 0 to ${spec.vocab - 1}`, {});
+    const maxLength = prompt.length + maxNew;
+    const limit = spec.maxPositions ?? spec.rope?.maxPositions;
+    if (limit !== undefined && maxLength > limit) throw new DataError("E_DATA", `${source.name}: a prompt of ${prompt.length} tokens and ${maxNew} new ones need ${maxLength} positions; the model has ${limit}`, { model: source.name });
+    // Without a tokenizer there is no end-of-sequence token to stop at: generation runs maxNewTokens.
+    const stop = tokenizer ? [...tokenizer.eosTokenIds] : [];
+
+    signal?.throwIfAborted();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    pool = await WorkerPool.create({ size: 1, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: 64 * 2 ** 20, jobsPerWorker: JOBS_PER_WORKER });
+    const refs = await source.weights(specTensorNames(spec));
+    const weights: GenerationWeights = {
+      embed: refs.get(spec.embed)!, positions: spec.positions ? refs.get(spec.positions) : undefined,
+      finalNorm: refs.get(spec.finalNorm)!, finalNormBias: spec.finalNormBias ? refs.get(spec.finalNormBias) : undefined,
+      lmHead: refs.get(spec.lmHead)!,
+      layers: spec.layerNames.map((names) => {
+        const lw: LayerWeights = {};
+        for (const [role, name] of Object.entries(names) as [keyof LayerWeights, string | undefined][]) if (name !== undefined) lw[role] = refs.get(name)!;
+        return lw;
+      }),
+    };
+    await pool.on(0, (api) => api.genLoad(budget, spec, weights, maxLength));
+    const decoder = tokenizer?.streamDecoder({ skipSpecialTokens: true });
+    let text = "", heard = 0;
+    // Tokens arrive on the callback's own channel, which may lag the call's answer: wait for all of them.
+    let caughtUp: (() => void) | undefined, expected = Infinity;
+    const onToken = (id: number) => {
+      const piece = decoder ? decoder.push(id) : "";
+      text += piece;
+      options.onToken?.({ id, text: piece });
+      if (++heard >= expected) caughtUp?.();
+    };
+    const started = performance.now();
+    const ids = await pool.on(0, (api) => api.genRun(Int32Array.from(prompt), maxNew, { temperature, seed: options.seed ?? 0 }, stop, proxy(onToken)));
+    expected = ids.length;
+    if (heard < expected) await new Promise<void>((ok) => (caughtUp = ok));
+    const seconds = (performance.now() - started) / 1000;
+    if (decoder) text += decoder.flush();
+    return { model: source.name, promptTokens: prompt.length, ids: [...ids], text, seconds, tokensPerSecond: ids.length / seconds };
+  } catch (e) {
+    if (signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: signal.reason });
+    throw e;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    await pool?.terminate();
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * @file Every command's usage line, what it does and its options: the CLI's help texts.
+ */
+import { VERSION } from "../merge/card";
+
+/** Each command's usage line, what it does, and its options: `weightsoup COMMAND --help` prints them. */
+export const COMMANDS = {
+  merge: {
+    usage: "weightsoup merge RECIPE.yml OUT_DIR [options]",
+    summary: "run a mergekit recipe and write the merged model to OUT_DIR",
+    options: `  --seed N              seed of DARE's random masks (default 0)
+  --workers N           worker threads (default: available cores)
+  --out-shard-size SIZE largest output shard, e.g. 5B, 2GB, 500MiB (default 5B)
+  --memory-budget SIZE  wasm memory per worker (default 256MiB)
+  --chunk-size SIZE     largest chunk of tensor data a worker holds (default 64MiB)
+  --force               replace a non-empty OUT_DIR
+  --quiet               no progress bar
+  --json                print the summary as JSON on stdout`,
+  },
+  inspect: {
+    usage: "weightsoup inspect PATH [--json]",
+    summary: "list a checkpoint's (a .safetensors file's or a model folder's) tensors, dtypes and shapes",
+    options: `  --json                print the report as JSON on stdout`,
+  },
+  align: {
+    usage: "weightsoup align REFERENCE MODEL OUT_DIR [options]",
+    summary: "permute MODEL's hidden units to match REFERENCE (Git Re-Basin weight matching)",
+    options: `  --spec KIND|FILE      auto (from config.json), mlp, llama, gpt2, or a JSON spec file (default auto)
+  --seed N              seed of the order groups are visited in (default 0)
+  --max-sweeps N        stop after N sweeps over the groups (default 100)
+  --force               replace a non-empty OUT_DIR
+  --quiet               no progress line
+  --json                print the result as JSON on stdout`,
+  },
+  barrier: {
+    usage: "weightsoup barrier A B --data FILE [options]",
+    summary: "loss and accuracy of two MLP classifiers along the line from A to B, and the barrier",
+    options: `  --data FILE           safetensors file with "inputs" [N, features] and "labels" [N] (required)
+  --points N            evenly spaced points from A (0) to B (1), both included (default 25)
+  --align               also measure after aligning B to A (weight matching)
+  --seed N              seed of the alignment's group order (default 0)
+  --json                print the paths as JSON on stdout`,
+  },
+  eval: {
+    usage: "weightsoup eval MODEL_OR_RECIPE... [options]",
+    summary: "perplexity, bits per byte, and KL divergence and top-1 agreement against other models, on a text (a recipe is merged in memory, never written)",
+    options: `  --text FILE           the text to score (default: a shipped public-domain English text)
+  --ids FILE            pre-tokenized input instead: a JSON list of ids, or a .safetensors with one integer tensor
+  --context N           tokens per window; each window is a separate forward pass (default 512)
+  --max-tokens N        cut the tokenized text to N tokens first
+  --against MODEL       also score the same positions with MODEL (repeatable): KL(MODEL ‖ evaluated), top-1 agreement
+  --workers N           worker threads (default: available cores)
+  --memory-budget SIZE  wasm memory per worker (default 256MiB)
+  --seed N              recipes: DARE's seed (default 0)
+  --quiet               no progress line
+  --json                print the results as JSON on stdout`,
+  },
+  generate: {
+    usage: "weightsoup generate MODEL --prompt TEXT [options]",
+    summary: "continue a prompt with a model (or a recipe merged in memory), streaming the tokens to stdout",
+    options: `  --prompt TEXT         the prompt
+  --ids FILE            a pre-tokenized prompt instead (JSON list or .safetensors)
+  --max-new-tokens N    new tokens at most (default 64); stops earlier at an end-of-sequence token
+  --chat                wrap the prompt in the model's chat template as a user message
+  --temperature T       0: greedy, deterministic (default); above 0: sampling
+  --seed N              seed of sampling (default 0)
+  --memory-budget SIZE  wasm memory for the resident model (default 1GiB)
+  --json                print the result as JSON on stdout instead of streaming`,
+  },
+  example: {
+    usage: "weightsoup example [DIR]",
+    summary: "write small example models to DIR (default ./example), merge them and evaluate the merge",
+    options: "",
+  },
+} as const;
+
+export type Command = keyof typeof COMMANDS;
+
+export const HELP = `weightsoup ${VERSION}: merge fine-tuned models in weight space, on this machine.
+
+Usage:
+${Object.values(COMMANDS).map((c) => `  ${c.usage}\n      ${c.summary}`).join("\n")}
+  weightsoup COMMAND --help   a command's options
+  weightsoup --version
+
+Every command also takes --debug (show stack traces of errors, for bug reports).
+Exit status: 0 success, 1 error (printed as [E_CODE] message), 2 usage error, 130 interrupted.`;
+
+export function commandHelp(name: Command): string {
+  const c = COMMANDS[name];
+  return `usage: ${c.usage}\n\n${c.summary}.${c.options ? `\n\nOptions:\n${c.options}` : ""}\n  --debug               show stack traces of errors\n  --help                this text`;
+}
+
