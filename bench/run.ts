@@ -7,7 +7,8 @@
 //   4. the same merges in headless Chromium;  5. the assignment solver against munkres;
 //   6. similarity GEMM GFLOP/s;  7. weight matching wall time (3 x 1024 MLP, ~100M-parameter Llama)
 // Options: --quick (smaller sizes, for a smoke run), --keep (keep the generated models), --skip-e2e,
-// --skip-kernels, --skip-assignment (5, 6), --skip-alignment (7), --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
+// --skip-kernels, --skip-assignment (5, 6), --skip-alignment (7), --skip-forward (9), --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
+//   9. the evaluation forward pass (bench/forward.ts): prefill and generation tokens/s on a SmolLM-135M-shaped model, next to PyTorch
 import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, open, rm, writeFile, stat } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
@@ -27,6 +28,7 @@ import { llamaSpec, mlpSpec } from "../src/align/architectures";
 import { checkSpec, type PermutationSpec, type Permutations } from "../src/align/spec";
 import { applyPermutations, weightMatching, type Tensor } from "../src/align/weight-matching";
 import * as plain from "./plain";
+import { forwardSection } from "./forward";
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has("--quick");
@@ -267,6 +269,7 @@ async function similaritySection(): Promise<void> {
 }
 
 if (!args.has("--skip-alignment")) await alignmentSection();
+if (!args.has("--skip-forward")) await forwardSection(dir, QUICK, line, new URL("../../dist/worker.js", import.meta.url));
 
 /**
  * Weight matching wall time, in memory (reading and writing checkpoints not included): a 3 x 1024-wide

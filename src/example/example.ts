@@ -6,7 +6,8 @@ import { writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ProgressBar } from "../cli/progress";
 import { formatBytes, formatSeconds } from "../units";
-import { merge } from "../node";
+import { evaluate, merge } from "../node";
+import { DEFAULT_TEXT, DEFAULT_TEXT_SOURCE } from "../eval/default-text";
 import recipeText from "./recipe.yml";
 import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "./models";
 
@@ -32,6 +33,20 @@ export async function runExample(dirArg: string, io: { stdout: NodeJS.WriteStrea
     `in ${formatSeconds(summary.seconds)}, ${formatBytes(summary.inputBytes / summary.seconds)}/s with ${summary.workers} workers.`);
   say(`Output: ${out}`);
   say(`  ${summary.files.join("\n  ")}`);
+
+  // A merge is a hypothesis: score the merged model next to its parents on the shipped text, and how
+  // far its predictions moved from each (the example's weights are random, so the numbers only show
+  // the measurement, not a good model).
+  const parents = ["base", ...EXAMPLE_SKILLS.map((k) => k.name)];
+  say(`Evaluating the merge and its parents on the built-in text (${DEFAULT_TEXT_SOURCE}):`);
+  const t1 = performance.now();
+  const { results } = await evaluate([out, ...parents.map((p) => join(dir, p))], { text: DEFAULT_TEXT, against: [join(dir, "base")], context: 256, maxTokens: 1024 });
+  for (const r of results) {
+    const kl = r.against.find((a) => a.model === join(dir, "base"));
+    say(`  ${(r.model === out ? "merged" : r.model.slice(dir.length + 1)).padEnd(7)} perplexity ${r.perplexity.toFixed(2).padStart(8)}  bits/byte ${r.bitsPerByte?.toFixed(3) ?? "-"}  KL from base ${kl ? kl.kl.toFixed(4) : "-"}  (${r.predicted} tokens predicted)`);
+  }
+  say(`  evaluated in ${formatSeconds((performance.now() - t1) / 1000)}`);
   say(`Try: weightsoup inspect ${join(out, "model.safetensors")}`);
+  say(`     weightsoup eval ${join(dir, "recipe.yml")} --against ${join(dir, "base")}   (a recipe is evaluated without writing it)`);
   return 0;
 }
