@@ -19,7 +19,7 @@ export { inferSpec, mlpSpec, llamaSpec, gpt2Spec, SPEC_KINDS, type SpecKind } fr
 export { alignModel, matchModels, ALIGNMENT_FILE, type AlignOptions, type AlignResult } from "./align/align-model";
 export { openModel, type LoadedModel } from "./model/model";
 export { evaluateMlp, barrierPath, measureBarrier, loadDataset, interpolate, type Dataset, type Evaluation, type PathPoint, type BarrierReport, type BarrierOptions } from "./align/barrier";
-export { evaluate, DEFAULT_CONTEXT, type EvalSubject, type EvaluateOptions, type EvaluationResult } from "./api/evaluate";
+export { evaluate, logits, DEFAULT_CONTEXT, type EvalSubject, type EvaluateOptions, type EvaluationResult } from "./api/evaluate";
 export type { EvalEvent } from "./eval/protocol";
 export { SUPPORTED_FAMILIES, decoderSpec, type DecoderSpec } from "./eval/architecture";
 export { generate, DEFAULT_GENERATE_BUDGET, type GenerateOptions, type GenerationResult } from "./api/generate";

@@ -145,6 +145,12 @@ const api: WorkerApi = {
       return transfer(scores, [scores.nll.buffer as ArrayBuffer, ...scores.against.flatMap((a) => [a.kl.buffer as ArrayBuffer, a.agree.buffer as ArrayBuffer])]);
     });
   },
+  evalLogits(model, lmHead) {
+    return withSession(`${model}: logits`, async (s) => {
+      const z = await s.logits(model, lmHead);
+      return transfer(z, [z.buffer as ArrayBuffer]);
+    });
+  },
   genLoad(memoryBudget, spec, weights, maxLength) {
     return typed("loading the model for generation", async () => {
       generation = undefined;

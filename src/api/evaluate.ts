@@ -13,7 +13,7 @@ import { JOBS_PER_WORKER } from "../merge/engine";
 import { openModel } from "../model/model";
 import { WorkerPool } from "../pool/pool";
 import type { Recipe } from "../recipe/recipe";
-import { scoreModels } from "../eval/engine";
+import { modelLogits, scoreModels } from "../eval/engine";
 import type { EvalEvent } from "../eval/protocol";
 import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sources";
 import { loadTokenizer } from "../tokenizer";
@@ -129,6 +129,31 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
     throw e;
   } finally {
     signal?.removeEventListener("abort", onAbort);
+    await pool?.terminate();
+  }
+}
+
+/**
+ * The logits of one model (or recipe, merged in memory) at every position of `ids`, as one forward
+ * pass from position 0: [ids.length × vocab] float32. For checking a model against another
+ * implementation; memory grows with length × vocabulary, so keep the sequence short.
+ */
+export async function logits(subject: EvalSubject, ids: readonly number[], options: Omit<EvaluateOptions, "text" | "ids" | "against" | "context" | "maxTokens"> = {}): Promise<Float32Array> {
+  checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes"]);
+  if (ids.length === 0 || ids.some((id) => !Number.isSafeInteger(id) || id < 0)) throw new DataError("E_DATA", "token ids must be a non-empty list of non-negative integers", {});
+  const budget = options.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
+  const mergeBudget = "recipe" in subject ? Math.max(16 * 2 ** 20, Math.floor(budget / 4)) : 16 * 2 ** 20;
+  let pool: WorkerPool | undefined;
+  try {
+    const source = "model" in subject
+      ? checkpointSource(subject.name ?? subject.model.name, await openModel(subject.model))
+      : recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, options.signal), () => pool!, { memoryBudget: mergeBudget, chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 });
+    pool = await WorkerPool.create({ size: 1, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
+    await pool.each((api) => api.evalOpen(budget - mergeBudget));
+    const [z] = await modelLogits(pool, [Int32Array.from(ids)], source, { ...(options.signal ? { signal: options.signal } : {}) });
+    await pool.each((api) => api.release());
+    return z!;
+  } finally {
     await pool?.terminate();
   }
 }

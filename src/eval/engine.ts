@@ -54,6 +54,23 @@ export async function scoreModels(pool: WorkerPool, sequences: readonly Int32Arr
   return out;
 }
 
+/** The logits of one model at every position of each sequence ([length × vocab] per sequence). */
+export async function modelLogits(pool: WorkerPool, sequences: readonly Int32Array[], m: DecoderSource, options: ScoreOptions = {}): Promise<Float32Array[]> {
+  const workers = Math.max(1, Math.min(pool.size, sequences.length));
+  checkInputs(sequences, [m], m, []);
+  const dealt = Array.from({ length: workers }, (_, w) => sequences.filter((_, i) => i % workers === w));
+  await Promise.all(dealt.map((seqs, w) => pool.on(w, (api) => api.evalSequences(seqs))));
+  await runModel(pool, workers, "m0", m, (e) => options.onProgress?.(e), options.signal);
+  const head = (await m.weights([m.spec.lmHead])).get(m.spec.lmHead)!;
+  const perWorker = await Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalLogits("m0", head))));
+  const V = m.spec.vocab, cursor = new Array<number>(workers).fill(0);
+  return sequences.map((s, i) => {
+    const w = i % workers, from = cursor[w]!;
+    cursor[w] = from + s.length * V;
+    return perWorker[w]!.slice(from, from + s.length * V);
+  });
+}
+
 /** Embeddings, every layer, the final norm: the model's hidden states end up in the workers. */
 async function runModel(pool: WorkerPool, workers: number, id: string, m: DecoderSource, emit: (e: EvalEvent) => void, signal?: AbortSignal): Promise<void> {
   const { spec } = m;

@@ -179,6 +179,25 @@ export class EvalSession {
     }
   }
 
+  /** Every position's logits of `model`, sequence after sequence ([rows × vocab], float32). */
+  async logits(model: string, lmHead: WeightRef): Promise<Float32Array> {
+    const { arena, exports: k } = this.k;
+    const hidden = this.state(model);
+    const [V, H] = lmHead.shape as [number, number];
+    try {
+      const w = await this.reader.matrix(lmHead);
+      const out = new Float32Array(this.rows * V);
+      const z = arena.alloc(this.maxLength * V * 4);
+      for (const seq of this.sequences) {
+        k.linear(hidden + seq.row * H * 4, seq.ids.length, H, w.ptr, w.code, V, z, 0, this.matmulScratch);
+        out.set(arena.f32(z, seq.ids.length * V), seq.row * V);
+      }
+      return out;
+    } finally {
+      arena.release(this.kept);
+    }
+  }
+
   private results(states: number[], predicted: number, againstCount: number): SequenceScores {
     const view = this.k.arena.f64(states[0]!, (predicted * SCORE_RECORD) / 8);
     const at = (records: Float64Array, r: number, field: number) => records[(r * SCORE_RECORD + field) / 8]!;

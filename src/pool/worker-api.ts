@@ -36,6 +36,8 @@ export interface WorkerApi {
   evalLayer(model: string, spec: DecoderSpec, layer: number, weights: LayerWeights): Promise<void>;
   evalFinalNorm(model: string, spec: DecoderSpec, norm: WeightRef, bias: WeightRef | undefined): Promise<void>;
   evalScore(model: string, lmHead: WeightRef, against: { model: string; lmHead: WeightRef }[]): Promise<SequenceScores>;
+  /** Every position's logits of `model` for this worker's sequences, in order ([rows × vocab]). */
+  evalLogits(model: string, lmHead: WeightRef): Promise<Float32Array>;
 
   // Generation (src/eval/generator.ts): the whole model resident in one more kernel instance.
   /** Loads every weight of a model for sequences of up to maxLength tokens, within memoryBudget bytes. */
