@@ -16,7 +16,7 @@ import type { Recipe } from "../recipe/recipe";
 import { modelLogits, scoreModels } from "../eval/engine";
 import type { EvalEvent } from "../eval/protocol";
 import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sources";
-import { loadTokenizer } from "../tokenizer";
+import { loadTokenizer } from "../tokenizer/tokenizer";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 

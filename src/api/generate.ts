@@ -14,7 +14,7 @@ import { specTensorNames } from "../eval/architecture";
 import type { GenerationWeights } from "../eval/generator";
 import type { LayerWeights } from "../eval/protocol";
 import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sources";
-import { loadTokenizer } from "../tokenizer";
+import { loadTokenizer } from "../tokenizer/tokenizer";
 import type { EvalSubject } from "./evaluate";
 import { DEFAULT_CHUNK_BYTES, prepare } from "./merge";
 import { checkCallbackOption, checkIntegerOptions } from "./options";

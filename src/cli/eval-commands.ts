@@ -8,7 +8,7 @@ import type { EvalEvent } from "../eval/protocol";
 import { DEFAULT_TEXT } from "../eval/default-text";
 import { NodeFolder, readTextFile } from "../io/node-folder";
 import { evaluate, generate } from "../node";
-import { readTokenIds } from "../tokenizer";
+import { readTokenIds } from "../tokenizer/token-ids";
 import { formatSeconds } from "../units";
 import { args, defined, integer, size, type Io } from "./args";
 import { commandHelp } from "./commands";

@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import { ProgressBar } from "../cli/progress";
 import { formatBytes, formatSeconds } from "../units";
 import { evaluate, merge } from "../node";
-import { DEFAULT_TEXT, DEFAULT_TEXT_SOURCE } from "../eval/default-text";
+import { DEFAULT_TEXT, DEFAULT_TEXT_NAME } from "../eval/default-text";
 import recipeText from "./recipe.yml";
 import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "./models";
 
@@ -38,7 +38,7 @@ export async function runExample(dirArg: string, io: { stdout: NodeJS.WriteStrea
   // far its predictions moved from each (the example's weights are random, so the numbers only show
   // the measurement, not a good model).
   const parents = ["base", ...EXAMPLE_SKILLS.map((k) => k.name)];
-  say(`Evaluating the merge and its parents on the built-in text (${DEFAULT_TEXT_SOURCE}):`);
+  say(`Evaluating the merge and its parents on the built-in text (${DEFAULT_TEXT_NAME}):`);
   const t1 = performance.now();
   const { results } = await evaluate([out, ...parents.map((p) => join(dir, p))], { text: DEFAULT_TEXT, against: [join(dir, "base")], context: 256, maxTokens: 1024 });
   for (const r of results) {
