@@ -58,6 +58,7 @@ export type ErrorCode =
   | "E_SPEC" // a permutation spec that does not fit the model
   | "E_ARCHITECTURE_UNSUPPORTED" // no built-in permutation spec for this model
   | "E_DATA" // an evaluation dataset that is malformed or does not fit the model
+  | "E_TOKENIZER" // tokenizer files, a chat template or a token-ids file that cannot be used
   | "E_OPTION" // a library option of the wrong type or out of range
   | "E_USAGE";
 
