@@ -20,7 +20,7 @@ import { loadTokenizer, type Tokenizer } from "../src/tokenizer/tokenizer";
 import { removeDir, tempDir } from "./helpers/fixtures";
 
 const FIXTURES = fileURLToPath(new URL("../../tests/fixtures/tokenizers/", import.meta.url));
-const STYLES = ["llama3", "llama2", "llama2-legacy", "mistral", "metaspace-split", "qwen2", "gpt2", "example"];
+const STYLES = ["llama3", "llama2", "llama2-legacy", "mistral", "metaspace-split", "qwen2", "gpt2", "wordlevel", "example"];
 
 interface Expected {
   transformers: string;
@@ -197,7 +197,7 @@ test("malformed tokenizer files are typed errors naming the file", async () => {
 
 test("an unsupported model type or pipeline component is refused, naming it", async () => {
   const json = await gpt2Json();
-  await rejectsTokenizer({ "tokenizer.json": JSON.stringify({ ...json, model: { type: "WordLevel", vocab: { a: 0 }, unk_token: "a" } }) }, /model type "WordLevel" is not supported \(supported: BPE, Unigram, WordPiece\)/);
+  await rejectsTokenizer({ "tokenizer.json": JSON.stringify({ ...json, model: { type: "WordPieceX", vocab: { a: 0 } } }) }, /model type "WordPieceX" is not supported \(supported: BPE, Unigram, WordPiece, WordLevel\)/);
   await rejectsTokenizer({ "tokenizer.json": JSON.stringify({ ...json, pre_tokenizer: { type: "UnicodeScripts" } }) }, /PreTokenizer type "UnicodeScripts" is not supported/);
   await rejectsTokenizer({ "tokenizer.json": JSON.stringify({ ...json, normalizer: { type: "ByteLevel" } }) }, /Normalizer type "ByteLevel" is not supported/);
   await rejectsTokenizer({

@@ -11,6 +11,8 @@
  *   default is "always". Rewritten to the scheme Rust uses.
  * - A Metaspace decoder with prepend_scheme "never": Rust keeps the leading space, JS strips it.
  *   Rewritten as a Replace decoder.
+ * - Whitespace: the JS pre-tokenizer's \w is ASCII-only ("Café" -> "Caf", "é"); Rust's regex is
+ *   Unicode-aware. Rewritten as a Split with Rust's \w and \s spelled as Unicode properties.
  * - Split behaviours MergedWithPrevious, MergedWithNext and Contiguous, and `invert: true` with a
  *   behaviour other than Removed: the JS Split treats them all as Isolated. Refused.
  *
@@ -63,6 +65,10 @@ function preTokenizer(value: unknown, where: string): unknown {
       const r = escapeRegExp(replacement);
       const split = { type: "Split", pattern: { Regex: `${r}[^${r}]*|[^${r}]+` }, behavior: "Isolated", invert: false };
       return { type: "Sequence", pretokenizers: [metaspace, split] };
+    }
+    case "Whitespace": {
+      const word = "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}";
+      return { type: "Split", pattern: { Regex: `[${word}]+|[^${word}\\p{White_Space}]+` }, behavior: "Removed", invert: true };
     }
     case "Split": {
       const behavior = typeof config.behavior === "string" ? config.behavior.toLowerCase() : "isolated";

@@ -47,7 +47,7 @@ export interface Tokenizer {
   readonly hasChatTemplate: boolean;
 }
 
-const MODEL_TYPES = new Set(["BPE", "Unigram", "WordPiece"]);
+const MODEL_TYPES = new Set(["BPE", "Unigram", "WordPiece", "WordLevel"]);
 
 /** The folder's tokenizer, or undefined when it has no tokenizer.json. */
 export async function loadTokenizer(folder: ModelFolder): Promise<Tokenizer | undefined> {
@@ -73,7 +73,7 @@ export function tokenizerFromFiles(files: TokenizerFiles): Tokenizer {
   let hf: HfTokenizer;
   try {
     const json = forJsLibrary(applyTransformersClass(files.tokenizer, cls, files.tokenizerConfig));
-    hf = new HfTokenizer(json, libraryConfig(files.tokenizerConfig));
+    hf = new HfTokenizer(json, libraryConfig(files.tokenizerConfig, m));
     useRustDecoding(hf.decoder);
   } catch (cause) {
     throw tokenizerError(files.tokenizerPath, describeFailure(cause), {}, cause);
@@ -93,9 +93,13 @@ function describeFailure(cause: unknown): string {
 /**
  * tokenizer_config.json as the library should see it. The library defaults clean_up_tokenization_spaces
  * to true; transformers 5 defaults it to false and ignores it for BPE, so it is decided here instead.
+ * The library reads a WordLevel model as its "Legacy" model, whose unknown token it takes from this
+ * config: it is the model's own unk_token, as in Rust.
  */
-function libraryConfig(config: JsonObject): JsonObject {
-  return { ...config, clean_up_tokenization_spaces: false };
+function libraryConfig(config: JsonObject, model: JsonObject): JsonObject {
+  const out: JsonObject = { ...config, clean_up_tokenization_spaces: false };
+  if (model.type === "WordLevel") out.unk_token = model.unk_token;
+  return out;
 }
 
 class HfBackedTokenizer implements Tokenizer {
