@@ -10,7 +10,7 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 const out = join(root, "dist", "site");
 const common = {
   bundle: true, format: "esm", target: "es2022", platform: "neutral", mainFields: ["module", "main"],
-  external: ["node:*"], loader: { ".wasm": "binary", ".yml": "text" }, logLevel: "warning", legalComments: "none",
+  external: ["node:*"], loader: { ".wasm": "binary", ".yml": "text", ".txt": "text" }, logLevel: "warning", legalComments: "none",
 };
 
 await rm(out, { recursive: true, force: true });

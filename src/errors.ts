@@ -59,7 +59,7 @@ export type ErrorCode =
   | "E_SPEC" // a permutation spec that does not fit the model
   | "E_ARCHITECTURE_UNSUPPORTED" // no built-in permutation spec for this model
   | "E_DATA" // an evaluation dataset or text that is malformed, too short or does not fit the model
-  | "E_TOKENIZER" // a tokenizer that cannot be read, or a model without one where text must be tokenized
+  | "E_TOKENIZER" // tokenizer files, a chat template or a token-ids file that cannot be used, or none where text must be tokenized
   | "E_OPTION" // a library option of the wrong type or out of range
   | "E_USAGE";
 

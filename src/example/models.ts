@@ -5,7 +5,9 @@
  */
 import { mkdir, open, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { DEFAULT_TEXT } from "../eval/default-text";
 import { planFile } from "../format/safetensors";
+import { trainByteBpe } from "../tokenizer/train-byte-bpe";
 
 export interface LlamaShape {
   vocab: number;
@@ -83,7 +85,7 @@ export const EXAMPLE_SKILLS: Skill[] = [
 ];
 
 /**
- * Writes a model folder: model.safetensors (BF16), config.json, a word-level tokenizer.json,
+ * Writes a model folder: model.safetensors (BF16), config.json, a byte-level BPE tokenizer.json,
  * tokenizer_config.json and generation_config.json. `skill` undefined writes the base model.
  */
 export async function writeLlamaModel(dir: string, shape: LlamaShape, skill?: Skill): Promise<number> {
@@ -119,15 +121,36 @@ export async function writeLlamaModel(dir: string, shape: LlamaShape, skill?: Sk
     num_key_value_heads: shape.kvHeads, head_dim: head, max_position_embeddings: 2048, rms_norm_eps: 1e-5,
     rope_theta: 10000, hidden_act: "silu", tie_word_embeddings: false, torch_dtype: "bfloat16", bos_token_id: 1, eos_token_id: 2,
   }, null, 2) + "\n");
-  const vocab: Record<string, number> = { "<unk>": 0, "<s>": 1, "</s>": 2 };
-  for (let i = 3; i < shape.vocab; i++) vocab[`tok${i}`] = i;
-  await writeFile(join(dir, "tokenizer.json"), JSON.stringify({
-    version: "1.0", truncation: null, padding: null,
-    added_tokens: [0, 1, 2].map((id) => ({ id, content: ["<unk>", "<s>", "</s>"][id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
-    normalizer: null, pre_tokenizer: { type: "Whitespace" }, post_processor: null, decoder: null,
-    model: { type: "WordLevel", vocab, unk_token: "<unk>" },
-  }) + "\n");
-  await writeFile(join(dir, "tokenizer_config.json"), JSON.stringify({ bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>", model_max_length: 2048, tokenizer_class: "PreTrainedTokenizerFast" }, null, 2) + "\n");
+  await writeExampleTokenizer(dir, shape.vocab);
   await writeFile(join(dir, "generation_config.json"), JSON.stringify({ bos_token_id: 1, eos_token_id: 2, max_new_tokens: 64 }, null, 2) + "\n");
   return layout.size;
+}
+
+/**
+ * The example's tokenizer: a byte-level BPE trained on the default evaluation text, so that English
+ * text maps to real tokens (ids 0-2 are <unk>, <s>, </s>, as config.json says; <s> is prepended as
+ * BOS). At most `vocab` tokens; the text supports fewer, so the embedding has unused rows, as real
+ * models' padded embeddings do. Read alike by @huggingface/tokenizers and transformers.
+ */
+export function exampleTokenizerFiles(vocab: number): Map<string, string> {
+  const cached = trainedTokenizers.get(vocab);
+  if (cached) return cached;
+  const tokenizer = trainByteBpe(DEFAULT_TEXT, { vocabSize: vocab, specialTokens: ["<unk>", "<s>", "</s>"], bos: "<s>" });
+  const config = {
+    bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>", clean_up_tokenization_spaces: false, model_max_length: 2048,
+    tokenizer_class: "PreTrainedTokenizerFast",
+  };
+  const files = new Map([
+    ["tokenizer.json", JSON.stringify(tokenizer) + "\n"],
+    ["tokenizer_config.json", JSON.stringify(config, null, 2) + "\n"],
+  ]);
+  trainedTokenizers.set(vocab, files);
+  return files;
+}
+
+/** Training takes about half a second; the example writes four models with the same tokenizer. */
+const trainedTokenizers = new Map<number, Map<string, string>>();
+
+async function writeExampleTokenizer(dir: string, vocab: number): Promise<void> {
+  for (const [name, text] of exampleTokenizerFiles(vocab)) await writeFile(join(dir, name), text);
 }

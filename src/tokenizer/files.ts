@@ -1,0 +1,72 @@
+/**
+ * @file The files of a model folder that describe its tokenizer, read and parsed once. Every one but
+ * tokenizer.json is optional; a file that is present but unreadable or malformed is an error naming it,
+ * never silently skipped (a broken tokenizer_config.json would otherwise change BOS handling unseen).
+ */
+import { ModelError, WeightsoupError } from "../errors";
+import { isJsonObject, parseBoundedJson } from "../format/json";
+import type { ModelFolder } from "../io/folder";
+
+export const TOKENIZER_FILE = "tokenizer.json";
+export const TOKENIZER_CONFIG_FILE = "tokenizer_config.json";
+export const MODEL_CONFIG_FILE = "config.json";
+export const GENERATION_CONFIG_FILE = "generation_config.json";
+/** transformers 5 saves a single chat template here rather than in tokenizer_config.json. */
+export const CHAT_TEMPLATE_FILE = "chat_template.jinja";
+
+export type JsonObject = Record<string, unknown>;
+
+export interface TokenizerFiles {
+  /** Folder name and file, for messages ("models/llama/tokenizer.json"). */
+  tokenizerPath: string;
+  tokenizerConfigPath: string;
+  tokenizer: JsonObject;
+  /** Empty when the folder has no tokenizer_config.json. */
+  tokenizerConfig: JsonObject;
+  modelConfig: JsonObject;
+  generationConfig: JsonObject;
+  /** The text of chat_template.jinja, when the folder has one. */
+  chatTemplateFile: string | undefined;
+  chatTemplatePath: string;
+}
+
+/** A tokenizer problem, typed, naming the file. */
+export function tokenizerError(file: string, message: string, details: Record<string, unknown> = {}, cause?: unknown): ModelError {
+  return new ModelError("E_TOKENIZER", `${file}: ${message}`, { file, ...details }, cause === undefined ? undefined : { cause });
+}
+
+/** The folder's tokenizer files, or undefined when it has no tokenizer.json. */
+export async function readTokenizerFiles(folder: ModelFolder): Promise<TokenizerFiles | undefined> {
+  const present = new Set(await folder.list());
+  if (!present.has(TOKENIZER_FILE)) return undefined;
+  const path = (file: string) => `${folder.name}/${file}`;
+  const json = async (file: string, required: boolean): Promise<JsonObject> => {
+    if (!present.has(file)) return {};
+    const text = await readText(folder, file, path(file));
+    const parsed = parseBoundedJson(text);
+    if ("problem" in parsed) throw tokenizerError(path(file), parsed.problem);
+    if (!isJsonObject(parsed.value)) throw tokenizerError(path(file), `must hold a JSON object, not ${Array.isArray(parsed.value) ? "a list" : String(parsed.value === null ? "null" : typeof parsed.value)}`);
+    if (required && Object.keys(parsed.value).length === 0) throw tokenizerError(path(file), "is an empty object");
+    return parsed.value;
+  };
+  return {
+    tokenizerPath: path(TOKENIZER_FILE),
+    tokenizerConfigPath: path(TOKENIZER_CONFIG_FILE),
+    tokenizer: await json(TOKENIZER_FILE, true),
+    tokenizerConfig: await json(TOKENIZER_CONFIG_FILE, false),
+    modelConfig: await json(MODEL_CONFIG_FILE, false),
+    generationConfig: await json(GENERATION_CONFIG_FILE, false),
+    chatTemplateFile: present.has(CHAT_TEMPLATE_FILE) ? await readText(folder, CHAT_TEMPLATE_FILE, path(CHAT_TEMPLATE_FILE)) : undefined,
+    chatTemplatePath: path(CHAT_TEMPLATE_FILE),
+  };
+}
+
+async function readText(folder: ModelFolder, file: string, display: string): Promise<string> {
+  try {
+    return await folder.readText(file);
+  } catch (cause) {
+    // Typed I/O errors (E_IO, E_NOT_REGULAR_FILE, E_LFS_POINTER ...) already name the file and cause.
+    if (cause instanceof WeightsoupError) throw cause;
+    throw tokenizerError(display, `cannot be read: ${cause instanceof Error ? cause.message : String(cause)}`, {}, cause);
+  }
+}

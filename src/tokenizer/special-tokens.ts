@@ -1,0 +1,57 @@
+/**
+ * @file BOS and EOS as transformers and generate() see them. tokenizer_config.json names special tokens
+ * either as strings or as serialized AddedToken objects ({"__type": "AddedToken", "content": "<s>", ...});
+ * config.json and generation_config.json give ids, an int or a list of ints.
+ */
+import type { JsonObject } from "./files";
+
+/**
+ * The text of a special token named in tokenizer_config.json: a string, or an AddedToken object's
+ * `content`. `null` when the config sets it to null on purpose (Qwen's `"bos_token": null`),
+ * undefined when it does not say.
+ */
+export function specialTokenText(value: unknown): string | null | undefined {
+  if (value === null) return null;
+  if (typeof value === "string") return value;
+  if (value !== undefined && typeof value === "object" && !Array.isArray(value)) {
+    const content = (value as JsonObject).content;
+    if (typeof content === "string") return content;
+  }
+  return undefined;
+}
+
+/** Ids written as an int or a list of ints (config.json's eos_token_id); anything else gives none. */
+export function tokenIdList(value: unknown): number[] {
+  const list = Array.isArray(value) ? value : [value];
+  return list.filter((v): v is number => Number.isSafeInteger(v) && (v as number) >= 0);
+}
+
+/**
+ * The BOS id: the token tokenizer_config.json names (an explicit null means the model has none), else
+ * config.json's bos_token_id. This is the model's BOS; whether encode() adds it is up to the
+ * post-processor.
+ */
+export function bosTokenId(tokenizerConfig: JsonObject, modelConfig: JsonObject, idOf: (token: string) => number | undefined): number | undefined {
+  if (Object.hasOwn(tokenizerConfig, "bos_token")) {
+    const text = specialTokenText(tokenizerConfig.bos_token);
+    if (text === null) return undefined;
+    if (text !== undefined) {
+      const id = idOf(text);
+      if (id !== undefined) return id;
+    }
+  }
+  return tokenIdList(modelConfig.bos_token_id)[0];
+}
+
+/**
+ * Every id that ends generation: generation_config.json's eos_token_id (what generate() stops on),
+ * config.json's, and the tokenizer's eos_token, in that order, without repeats. Instruct models list
+ * several (Llama-3: <|end_of_text|>, <|eom_id|>, <|eot_id|>).
+ */
+export function eosTokenIds(tokenizerConfig: JsonObject, modelConfig: JsonObject, generationConfig: JsonObject, idOf: (token: string) => number | undefined): number[] {
+  const ids = [...tokenIdList(generationConfig.eos_token_id), ...tokenIdList(modelConfig.eos_token_id)];
+  const text = specialTokenText(tokenizerConfig.eos_token);
+  const id = typeof text === "string" ? idOf(text) : undefined;
+  if (id !== undefined) ids.push(id);
+  return [...new Set(ids)];
+}

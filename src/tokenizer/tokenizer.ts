@@ -1,0 +1,153 @@
+/**
+ * @file A model's tokenizer: tokenizer.json + tokenizer_config.json read by @huggingface/tokenizers
+ * (pure JS, the same in Node and browsers), giving the ids transformers' AutoTokenizer gives. Two
+ * adjustments make that so: the pipeline rebuild transformers' model-specific classes do
+ * (transformers-class.ts), and settings the JS library reads differently from the Rust one
+ * (library-compat.ts, rust-decoders.ts). Decoding follows transformers 5 too: ids outside the vocabulary are skipped, and
+ * clean_up_tokenization_spaces is ignored for BPE models.
+ */
+import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import type { ModelFolder } from "../io/folder";
+import { type ChatMessage, chatRenderer } from "./chat-template";
+import { type JsonObject, readTokenizerFiles, tokenizerError, type TokenizerFiles } from "./files";
+import { forJsLibrary, UnsupportedTokenizer } from "./library-compat";
+import { useRustDecoding } from "./rust-decoders";
+import { bosTokenId, eosTokenIds } from "./special-tokens";
+import { type StreamDecoder, streamDecoder } from "./stream-decoder";
+import { applyTransformersClass, type TransformersClass, transformersClass } from "./transformers-class";
+
+export type { ChatMessage } from "./chat-template";
+export type { StreamDecoder } from "./stream-decoder";
+
+export interface EncodeOptions {
+  /** Add the post-processor's special tokens (BOS ...). Default true, as transformers' `tokenizer(text)`. */
+  addSpecialTokens?: boolean;
+}
+
+export interface DecodeOptions {
+  skipSpecialTokens?: boolean;
+}
+
+export interface Tokenizer {
+  /** Ids as transformers' `tokenizer(text).input_ids` gives them (by default with special tokens). */
+  encode(text: string, options?: EncodeOptions): number[];
+  decode(ids: readonly number[], options?: DecodeOptions): string;
+  /** For generation: push ids one at a time, get the text they complete (byte fallback, partial UTF-8). */
+  streamDecoder(options?: DecodeOptions): StreamDecoder;
+  readonly bosTokenId: number | undefined;
+  /** generation_config.json, config.json and tokenizer_config.json's EOS ids, without repeats. */
+  readonly eosTokenIds: readonly number[];
+  /** One past the largest id (vocabulary and added tokens): transformers' len(tokenizer). */
+  readonly vocabSize: number;
+  /** The transformers class whose behaviour is reproduced (LlamaTokenizer, ..., TokenizersBackend). */
+  readonly transformersClass: TransformersClass;
+  /** The prompt a chat template makes of messages (add_generation_prompt), or undefined without one. */
+  chatPrompt(messages: readonly ChatMessage[]): string | undefined;
+  /** Whether the model has a chat template. */
+  readonly hasChatTemplate: boolean;
+}
+
+const MODEL_TYPES = new Set(["BPE", "Unigram", "WordPiece", "WordLevel"]);
+
+/** The folder's tokenizer, or undefined when it has no tokenizer.json. */
+export async function loadTokenizer(folder: ModelFolder): Promise<Tokenizer | undefined> {
+  const files = await readTokenizerFiles(folder);
+  return files === undefined ? undefined : tokenizerFromFiles(files);
+}
+
+/** Builds the tokenizer from already-read files (typed errors name the file at fault). */
+export function tokenizerFromFiles(files: TokenizerFiles): Tokenizer {
+  const model = files.tokenizer.model;
+  if (model === null || typeof model !== "object" || Array.isArray(model)) {
+    throw tokenizerError(files.tokenizerPath, "has no \"model\" object", { key: "model" });
+  }
+  const m = model as JsonObject;
+  // Old files (GPT-2's) leave out the type of a BPE model; the library infers it from the keys.
+  const type = m.type ?? (Array.isArray(m.merges) ? "BPE" : undefined);
+  if (typeof type !== "string" || !MODEL_TYPES.has(type)) {
+    throw tokenizerError(files.tokenizerPath, `model type ${JSON.stringify(type ?? null)} is not supported (supported: ${[...MODEL_TYPES].join(", ")})`, { key: "model.type" });
+  }
+  if (m.vocab === null || typeof m.vocab !== "object") throw tokenizerError(files.tokenizerPath, "the model has no vocabulary", { key: "model.vocab" });
+  if (type === "BPE" && !Array.isArray(m.merges)) throw tokenizerError(files.tokenizerPath, "the BPE model has no list of merges", { key: "model.merges" });
+  const cls = transformersClass(files.tokenizerConfig, files.modelConfig);
+  let hf: HfTokenizer;
+  try {
+    const json = forJsLibrary(applyTransformersClass(files.tokenizer, cls, files.tokenizerConfig));
+    hf = new HfTokenizer(json, libraryConfig(files.tokenizerConfig, m));
+    useRustDecoding(hf.decoder);
+  } catch (cause) {
+    throw tokenizerError(files.tokenizerPath, describeFailure(cause), {}, cause);
+  }
+  return new HfBackedTokenizer(hf, files, cls, type);
+}
+
+/** Why the library refused the file, in words ("Unknown PreTokenizer type: X" becomes "... is not supported"). */
+function describeFailure(cause: unknown): string {
+  if (cause instanceof UnsupportedTokenizer) return cause.message;
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const unknown = /^Unknown (\w+) type: (.*)$/.exec(message);
+  if (unknown) return `its ${unknown[1]} type ${JSON.stringify(unknown[2])} is not supported`;
+  return `cannot be used: ${message}`;
+}
+
+/**
+ * tokenizer_config.json as the library should see it. The library defaults clean_up_tokenization_spaces
+ * to true; transformers 5 defaults it to false and ignores it for BPE, so it is decided here instead.
+ * The library reads a WordLevel model as its "Legacy" model, whose unknown token it takes from this
+ * config: it is the model's own unk_token, as in Rust.
+ */
+function libraryConfig(config: JsonObject, model: JsonObject): JsonObject {
+  const out: JsonObject = { ...config, clean_up_tokenization_spaces: false };
+  if (model.type === "WordLevel") out.unk_token = model.unk_token;
+  return out;
+}
+
+class HfBackedTokenizer implements Tokenizer {
+  readonly bosTokenId: number | undefined;
+  readonly eosTokenIds: readonly number[];
+  readonly vocabSize: number;
+  readonly hasChatTemplate: boolean;
+  private readonly idOf: (token: string) => number | undefined;
+  private readonly known: (id: number) => boolean;
+  private readonly cleanUp: boolean;
+  private readonly render: ((messages: readonly ChatMessage[]) => string) | undefined;
+  /** Byte-fallback tokens (<0x41>), when the decoder turns them back into bytes. */
+  private readonly isByteToken: (id: number) => boolean;
+
+  constructor(private readonly hf: HfTokenizer, files: TokenizerFiles, readonly transformersClass: TransformersClass, modelType: string) {
+    const vocab = hf.get_vocab(true);
+    let top = -1;
+    for (const id of vocab.values()) if (id > top) top = id;
+    this.vocabSize = top + 1;
+    this.idOf = (token) => hf.token_to_id(token);
+    this.known = (id) => Number.isInteger(id) && id >= 0 && id < this.vocabSize && hf.id_to_token(id) !== undefined;
+    this.bosTokenId = bosTokenId(files.tokenizerConfig, files.modelConfig, this.idOf);
+    this.eosTokenIds = Object.freeze(eosTokenIds(files.tokenizerConfig, files.modelConfig, files.generationConfig, this.idOf));
+    this.cleanUp = modelType !== "BPE" && files.tokenizerConfig.clean_up_tokenization_spaces === true;
+    this.render = chatRenderer(files);
+    const byteFallback = JSON.stringify(hf.decoder?.config ?? null).includes('"ByteFallback"');
+    this.isByteToken = (id) => byteFallback && /^<0x[0-9A-Fa-f]{2}>$/.test(hf.id_to_token(id) ?? "");
+    this.hasChatTemplate = this.render !== undefined;
+  }
+
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    if (text.length === 0 && options.addSpecialTokens === false) return [];
+    return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    // Like the Rust library, ids the vocabulary does not have are skipped (a model's embedding may have
+    // more rows than the tokenizer has tokens).
+    const known = ids.filter(this.known);
+    if (known.length === 0) return "";
+    return this.hf.decode(known, { skip_special_tokens: options.skipSpecialTokens ?? false, clean_up_tokenization_spaces: this.cleanUp });
+  }
+
+  streamDecoder(options: DecodeOptions = {}): StreamDecoder {
+    return streamDecoder((ids) => this.decode(ids, options), this.isByteToken);
+  }
+
+  chatPrompt(messages: readonly ChatMessage[]): string | undefined {
+    return this.render?.(messages);
+  }
+}
