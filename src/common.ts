@@ -23,3 +23,6 @@ export { evaluate, logits, DEFAULT_CONTEXT, type EvalSubject, type EvaluateOptio
 export type { EvalEvent } from "./eval/protocol";
 export { SUPPORTED_FAMILIES, decoderSpec, type DecoderSpec } from "./eval/architecture";
 export { generate, DEFAULT_GENERATE_BUDGET, type GenerateOptions, type GenerationResult } from "./api/generate";
+export { loadTokenizer, type Tokenizer } from "./tokenizer/tokenizer";
+export { readTokenIds } from "./tokenizer/token-ids";
+export { DEFAULT_TEXT, DEFAULT_TEXT_NAME } from "./eval/default-text";
