@@ -14,4 +14,5 @@ export { taskVectorMerge, maskedL1 } from "./taskvector";
 export { absDeltaSample, absDeltaRange, keyRange } from "./select";
 export { assignMin, prepareCosts } from "./assignment";
 export { accumulateProduct } from "./gemm";
+export { linear, linearKN } from "./matmul";
 export { addBias, crossEntropy } from "./evaluate";

@@ -58,3 +58,9 @@ export const RANGE_ABOVE = 0; //  elements with key >= hi
 export const RANGE_INSIDE = 8; // elements with lo <= key < hi
 export const RANGE_KEPT = 16; //  candidates written (<= capacity)
 export const RANGE_BYTES = 24;
+
+/**
+ * Bytes of scratch the forward pass's matrix products (assembly/matmul.ts) need: one panel of weight
+ * rows decoded to f32, sized to stay in a core's L2 cache.
+ */
+export const MATMUL_SCRATCH_BYTES = 256 * 1024;
