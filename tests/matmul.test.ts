@@ -26,7 +26,7 @@ interface Dtype {
 
 const F32: Dtype = {
   name: "F32", code: DTYPE_F32, bytes: 4,
-  store: (v) => new Uint8Array(v.buffer.slice(0)),
+  store: (v) => new Uint8Array(Float32Array.from(v).buffer),
   value: (s, i) => new DataView(s.buffer, s.byteOffset).getFloat32(i * 4, true),
 };
 const half = (name: string, code: number, encode: (x: number) => number, decode: (bits: number) => number): Dtype => ({
@@ -59,7 +59,11 @@ interface Weights {
 }
 
 function weights(n: number, k: number, dtype: Dtype, seed: number): Weights {
-  const w = uniform(n * k, seed);
+  return weightsOf(uniform(n * k, seed), n, k, dtype);
+}
+
+/** Weights from float32 values laid out [n, k] (rounded to the dtype). */
+function weightsOf(w: Float32Array, n: number, k: number, dtype: Dtype): Weights {
   const nk = dtype.store(w);
   const values = Float64Array.from({ length: n * k }, (_, i) => dtype.value(nk, i));
   const transposed = new Float32Array(n * k);
@@ -196,10 +200,10 @@ for (const build of ["plain", "relaxed"] as const) {
       }
     });
 
-    test(`${build}: with ${dtype.name} weights, row i of Y is the same bits however rows are grouped into calls`, async () => {
+    test(`${build}: with ${dtype.name} weights, Y[i][j] is the same bits however rows and outputs are grouped into calls`, async () => {
       const r = await runner(build);
       for (const [m, k, n] of [[41, 577, 130], [21, 63, 577], [13, 16389, 6]] as const) {
-        const w = weights(n, k, dtype, 77 + k);
+        const values = uniform(n * k, 77 + k), w = weightsOf(values, n, k, dtype);
         const x = uniform(m * k, 99 + n);
         for (const kernel of ["linear", "linearKN"] as const) {
           const whole = r.run(kernel, x, m, w);
@@ -227,6 +231,14 @@ for (const build of ["plain", "relaxed"] as const) {
           const back = new Float32Array(m * n);
           for (let i = 0; i < m; i++) back.set(y.subarray((2 * i + 1) * n, (2 * i + 2) * n), (m - 1 - i) * n);
           assertSameBits(back, whole, n, `${kernel} m=${m} k=${k} n=${n}, rows reversed and interleaved with other rows`);
+          // Columns too: the outputs of W's rows (or columns) [j0, j1) computed on their own are the same
+          // bits, so a layer can be split over workers by outputs as well as by rows.
+          const cuts = [0, Math.floor(n / 3) + 1, Math.floor((2 * n) / 3), n];
+          for (let c = 0; c + 1 < cuts.length; c++) {
+            const [j0, j1] = [cuts[c]!, cuts[c + 1]!];
+            const part = r.run(kernel, x, m, weightsOf(values.subarray(j0 * k, j1 * k), j1 - j0, k, dtype));
+            for (let i = 0; i < m; i++) assertSameBits(part.subarray(i * (j1 - j0), (i + 1) * (j1 - j0)), whole.subarray(i * n + j0, i * n + j1), j1 - j0, `${kernel} m=${m} k=${k} n=${n}, outputs [${j0}, ${j1}) alone, row ${i}`);
+          }
         }
       }
     });
