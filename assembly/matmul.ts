@@ -12,8 +12,10 @@
 //
 // Paths. Prefill (many rows): W is cut into panels of rows that stay in L2; BF16/F16 panels are
 // decoded once into `scratch` as f32, F32 panels are used in place; every 4 rows of X then sweep the
-// panel with a 4 × 2 register block (8 accumulators, each loaded vector used twice or four times).
-// Decode (few rows): W is streamed once, converted in registers, against all rows of X at a time.
+// panel with a 4 × 2 register block (8 accumulators; each loaded vector of X serves 2 outputs and each
+// of W 4). Decode (few rows): W is streamed once from where it lies, BF16/F16 widened in registers,
+// against all rows of X at a time. linearKN transposes panels of W's columns into scratch and shares
+// the prefill path; with few rows it reads W's rows in order and keeps its accumulators in scratch.
 
 import { DTYPE_BF16, DTYPE_F16, DTYPE_F32, MATMUL_SCRATCH_BYTES } from "./layout";
 import { decode, elementBytes, loadLanes, loadOne } from "./convert";
@@ -32,9 +34,6 @@ type F16 = i16;
 
 /** Below this many rows of X, W is read in place (converted in registers) instead of packed. */
 const PACK_MIN_ROWS = 8;
-const SPREAD = true;
-const MR = 3;
-const NR = 4;
 
 // @ts-ignore: decorator
 @inline function madd(a: v128, b: v128, acc: v128): v128 {
