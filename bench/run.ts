@@ -343,7 +343,7 @@ async function gemmSection(): Promise<void> {
     builds.push({ name, kernels: await loadKernels(1024 * MiB, undefined, { simd: name }).catch(() => undefined) });
   }
   const dtypes = [{ name: "F32", code: DTYPE_F32, bytes: 4 }, { name: "BF16", code: DTYPE_BF16, bytes: 2 }];
-  const reps = (flops: number) => Math.max(QUICK ? 2 : 3, Math.min(QUICK ? 5 : 20, Math.round(2e9 / flops)));
+  const reps = (flops: number) => Math.max(QUICK ? 2 : 5, Math.min(QUICK ? 5 : 30, Math.round(1e10 / flops)));
 
   /** Best seconds of one call of `linear` with random data in `kernels`' memory (or of accumulateProduct). */
   const time = async (kernels: Kernels, m: number, k: number, n: number, dtype: { code: number; bytes: number }, similarity = false): Promise<number> => {
