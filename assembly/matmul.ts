@@ -290,6 +290,25 @@ function columns<D>(x: usize, m: i32, k: i32, w: usize, n: i32, y: usize, accumu
   return count >= 4 ? loadW<D>(p) : loadPart<D>(p, count);
 }
 
+/**
+ * Rows t0..t0+15 of one vector of W's columns (at w, row stride wr) into the four phase accumulators
+ * of one row of X at q (x: that row at t0): phase p takes rows p, p+4, p+8 and p+12, in that order.
+ */
+// @ts-ignore: decorator
+@inline function phases16<D>(q: usize, phase: usize, x: usize, w: usize, wr: usize): void {
+  let p0 = v128.load(q), p1 = v128.load(q + phase), p2 = v128.load(q + 2 * phase), p3 = v128.load(q + 3 * phase);
+  for (let u: usize = 0; u < 16; u += 4) {
+    p0 = madd(v128.load32_splat(x + (u << 2)), loadW<D>(w + u * wr), p0);
+    p1 = madd(v128.load32_splat(x + ((u + 1) << 2)), loadW<D>(w + (u + 1) * wr), p1);
+    p2 = madd(v128.load32_splat(x + ((u + 2) << 2)), loadW<D>(w + (u + 2) * wr), p2);
+    p3 = madd(v128.load32_splat(x + ((u + 3) << 2)), loadW<D>(w + (u + 3) * wr), p3);
+  }
+  v128.store(q, p0);
+  v128.store(q + phase, p1);
+  v128.store(q + 2 * phase, p2);
+  v128.store(q + 3 * phase, p3);
+}
+
 /** R rows of X (at x) times columns [j0, j0 + cols) of W, into Y at y (row stride n). */
 // @ts-ignore: decorator
 @inline function strip<D>(R: i32, x: usize, k: i32, w: usize, n: i32, j0: i32, cols: i32, y: usize, accumulate: i32, acc: usize): void {
@@ -298,7 +317,19 @@ function columns<D>(x: usize, m: i32, k: i32, w: usize, n: i32, y: usize, accumu
   // acc + ((r·4 + p)·vecs + v)·16: row r, phase p, vector v of the strip.
   const phase = <usize>vecs << 4, row = phase << 2;
   memory.fill(acc, 0, <usize>R * row);
-  const k4 = k & ~3, w0 = w + <usize>j0 * sz;
+  const k4 = k & ~3, w0 = w + <usize>j0 * sz, full = cols >> 2;
+  // With one or two rows, sixteen rows of W at a time: each whole vector's four phase accumulators
+  // stay in registers for them (at 3 and 4 rows the loads of W this repeats cost more than it saves).
+  const blocked = R <= 2 ? k & ~15 : 0;
+  for (let t0 = 0; t0 < blocked; t0 += 16) {
+    const wt = w0 + <usize>t0 * wr, xt = x + (<usize>t0 << 2);
+    for (let v = 0; v < full; v++) {
+      const q = acc + (<usize>v << 4), wv = wt + (<usize>v << 2) * sz;
+      phases16<D>(q, phase, xt, wv, wr);
+      if (R > 1) phases16<D>(q + row, phase, xt + xs, wv, wr);
+    }
+  }
+  // Otherwise (and for the partial last vector) one row of W at a time, into accumulators in scratch.
   for (let t = 0; t < k4; t++) {
     const p = <usize>(t & 3);
     const a0 = v128.load32_splat(x + (<usize>t << 2));
@@ -306,9 +337,9 @@ function columns<D>(x: usize, m: i32, k: i32, w: usize, n: i32, y: usize, accumu
     const a2 = R > 2 ? v128.load32_splat(x + 2 * xs + (<usize>t << 2)) : a0;
     const a3 = R > 3 ? v128.load32_splat(x + 3 * xs + (<usize>t << 2)) : a0;
     const wt = w0 + <usize>t * wr;
-    let q = acc + p * phase;
-    let v = 0;
-    for (; (v + 1) << 2 <= cols; v++, q += 16) {
+    let v = t < blocked ? full : 0;
+    let q = acc + p * phase + (<usize>v << 4);
+    for (; v < full; v++, q += 16) {
       const b = loadW<D>(wt + (<usize>v << 2) * sz);
       v128.store(q, madd(a0, b, v128.load(q)));
       if (R > 1) v128.store(q + row, madd(a1, b, v128.load(q + row)));
