@@ -141,6 +141,8 @@ export class EvalSession {
     const he = this.state(model);
     const hs = against.map((a) => this.state(a.model));
     const [V, H] = lmHead.shape as [number, number];
+    // An against model shares the vocabulary, not necessarily the hidden size.
+    const hA = against.map((a) => a.lmHead.shape[1]!);
     const predicted = this.sequences.reduce((n, s) => n + Math.max(0, s.ids.length - 1), 0);
     const records = Math.max(1, against.length);
     try {
@@ -152,13 +154,13 @@ export class EvalSession {
       for (const seq of this.sequences) for (let t = 1; t < seq.ids.length; t++) t32[r++] = seq.ids[t]!;
       const chunk = Math.min(VOCAB_CHUNK, V);
       const wE = arena.alloc(chunk * H * elementBytes(lmHead.dtype));
-      const wA = against.map((a) => arena.alloc(chunk * H * elementBytes(a.lmHead.dtype)));
+      const wA = against.map((a, i) => arena.alloc(chunk * hA[i]! * elementBytes(a.lmHead.dtype)));
       const ze = arena.alloc(this.maxLength * chunk * 4), za = arena.alloc(this.maxLength * chunk * 4);
       for (let v0 = 0; v0 < V; v0 += chunk) {
         const n = Math.min(chunk, V - v0);
         await this.reader.read(lmHead, v0 * H * elementBytes(lmHead.dtype), arena.u8(wE, n * H * elementBytes(lmHead.dtype)));
         for (const [i, a] of against.entries()) {
-          await this.reader.read(a.lmHead, v0 * H * elementBytes(a.lmHead.dtype), arena.u8(wA[i]!, n * H * elementBytes(a.lmHead.dtype)));
+          await this.reader.read(a.lmHead, v0 * hA[i]! * elementBytes(a.lmHead.dtype), arena.u8(wA[i]!, n * hA[i]! * elementBytes(a.lmHead.dtype)));
         }
         let row = 0;
         for (const seq of this.sequences) {
@@ -167,7 +169,7 @@ export class EvalSession {
           k.linear(he + seq.row * H * 4, T, H, wE, dtypeCode(lmHead.dtype), n, ze, 0, this.matmulScratch);
           if (against.length === 0) k.scoreChunk(ze, 0, T, n, v0, targets + row * 4, states[0]! + row * SCORE_RECORD);
           for (const [i, a] of against.entries()) {
-            k.linear(hs[i]! + seq.row * H * 4, T, H, wA[i]!, dtypeCode(a.lmHead.dtype), n, za, 0, this.matmulScratch);
+            k.linear(hs[i]! + seq.row * hA[i]! * 4, T, hA[i]!, wA[i]!, dtypeCode(a.lmHead.dtype), n, za, 0, this.matmulScratch);
             k.scoreChunk(ze, za, T, n, v0, targets + row * 4, states[i]! + row * SCORE_RECORD);
           }
           row += T;
