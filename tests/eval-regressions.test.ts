@@ -5,9 +5,22 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { evaluate } from "../src/node";
+import { WeightsoupError } from "../src/errors";
 import { removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
 import { decoderModel, writeDecoderModel, type DecoderVariant } from "./helpers/decoder-models";
 import { referenceEvaluation } from "./reference/decoder";
+
+const IDS = [3, 14, 15, 92, 65, 35];
+
+/** evaluate must reject with `code`, naming every string of `mentions`. */
+async function refused(dir: string, code: string, mentions: string[]): Promise<void> {
+  await assert.rejects(evaluate([dir], { ids: IDS, workers: 1, workerUrl: WORKER_URL }), (e: unknown) => {
+    assert.ok(e instanceof WeightsoupError, String(e));
+    assert.equal(e.code, code, e.message);
+    for (const m of mentions) assert.ok(e.message.includes(m), `${m} in: ${e.message}`);
+    return true;
+  });
+}
 
 let root: string;
 before(async () => { root = await tempDir("ws-eval-reg-"); });
@@ -34,5 +47,28 @@ describe("against models", () => {
       assert.ok(Math.abs(b!.kl - reference.against[1]!.kl) < 1e-4, `${workers} workers: KL against hidden-48 model ${b!.kl}, reference ${reference.against[1]!.kl}`);
       assert.equal(a!.top1Agreement, reference.against[0]!.top1Agreement);
     }
+  });
+});
+
+describe("config.json values transformers cannot load", () => {
+  test("rope_parameters or rope_scaling that is not an object is refused, not ignored", async () => {
+    // transformers calls .get on them; weightsoup used the default RoPE as if they were absent.
+    for (const [key, value] of [["rope_parameters", "x"], ["rope_parameters", [3, ""]], ["rope_scaling", "linear"], ["rope_scaling", 5]] as const) {
+      await refused(await written("llama-gqa-untied", { [key]: value }, `rope-${key}-${JSON.stringify(value)}`), "E_CONFIG", [key]);
+    }
+  });
+
+  test("GPT-2's alias keys (max_position_embeddings, hidden_size, ...) win over n_positions, n_embd, ...: a contradiction is refused, an alias alone is read", async () => {
+    // GPT2Config's attribute_map sets n_positions from max_position_embeddings after __init__, so the
+    // alias is what transformers builds the model with; weightsoup read only the GPT-2 names.
+    await refused(await written("gpt2-unprefixed", { max_position_embeddings: 2 }, "alias-positions"), "E_CONFIG", ["max_position_embeddings", "n_positions"]);
+    await refused(await written("gpt2-unprefixed", { hidden_size: 1 }, "alias-hidden"), "E_CONFIG", ["hidden_size", "n_embd"]);
+    const model = decoderModel("gpt2-unprefixed");
+    const { n_positions: positions, n_head: heads, ...config } = model.config;
+    const dir = join(root, "alias-only");
+    await writeDecoderModel(dir, { ...model, config: { ...config, max_position_embeddings: positions, num_attention_heads: heads } });
+    const { results } = await evaluate([dir], { ids: IDS, workers: 1, workerUrl: WORKER_URL });
+    const reference = referenceEvaluation({ ...model, config: { ...config, max_position_embeddings: positions, num_attention_heads: heads } }, IDS, { context: 512 });
+    assert.ok(Math.abs(results[0]!.nll - reference.nllMean) < 1e-5, `${results[0]!.nll} vs ${reference.nllMean}`);
   });
 });

@@ -209,12 +209,27 @@ function tiedNames(embed: string, head: string, tie: boolean, tensors: TensorSha
 // ---------------------------------------------------------------------------------------------------
 // GPT-2
 
+/**
+ * A GPT-2 key or its alias (GPT2Config.attribute_map: hidden_size, num_attention_heads,
+ * num_hidden_layers, max_position_embeddings). transformers sets the alias after the key, so the alias
+ * wins when given; one that contradicts the key is refused rather than guessed at.
+ */
+function gpt2Int(config: Record<string, unknown>, key: string, alias: string, file: string, fallback?: number): number {
+  const given = (k: string) => Object.hasOwn(config, k) && config[k] !== null && config[k] !== undefined;
+  if (!given(alias)) return int(config, key, file, fallback);
+  const value = int(config, alias, file);
+  if (given(key) && int(config, key, file) !== value) {
+    throw fail("E_CONFIG", file, `${alias} (${value}) contradicts ${key} (${describeValue(config[key])}); transformers would build the model with ${alias}`, { key: alias });
+  }
+  return value;
+}
+
 function gpt2(config: Record<string, unknown>, tensors: TensorShapes, file: string): DecoderSpec {
-  const hidden = int(config, "n_embd", file);
-  const heads = int(config, "n_head", file);
-  const layers = int(config, "n_layer", file);
+  const hidden = gpt2Int(config, "n_embd", "hidden_size", file);
+  const heads = gpt2Int(config, "n_head", "num_attention_heads", file);
+  const layers = gpt2Int(config, "n_layer", "num_hidden_layers", file);
   const vocab = int(config, "vocab_size", file);
-  const maxPositions = int(config, "n_positions", file, 1024);
+  const maxPositions = gpt2Int(config, "n_positions", "max_position_embeddings", file, 1024);
   const intermediate = config.n_inner === null ? 4 * hidden : int(config, "n_inner", file, 4 * hidden);
   if (hidden % heads !== 0) throw fail("E_CONFIG", file, `n_embd (${hidden}) must be a multiple of n_head (${heads})`, { key: "n_head" });
   const act = config.activation_function ?? "gelu_new";

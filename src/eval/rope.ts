@@ -29,6 +29,10 @@ export function ropeFrequencies(config: Record<string, unknown>, headDim: number
   const bad = (key: string, what: string) => new ModelError("E_CONFIG", `${file}: ${key}: ${what}`, { file, key });
   const scaling = config.rope_scaling, parameters = config.rope_parameters;
   const isDict = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+  // transformers reads them with .get: anything but a mapping (or null) cannot be loaded, so it is not taken as absent.
+  for (const [name, v] of [["rope_scaling", scaling], ["rope_parameters", parameters]] as const) {
+    if (v !== undefined && v !== null && !isDict(v)) throw bad(name, `must be an object (or null), found ${describeValue(v)}`);
+  }
   const params: Record<string, unknown> = isDict(scaling) && Object.keys(scaling).length ? scaling : isDict(parameters) ? parameters : {};
   const key = params === scaling ? "rope_scaling" : "rope_parameters";
   if (Object.values(params).some(isDict)) throw bad(key, "per-layer-type rope parameters are not supported for this family");
