@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { evaluate } from "../src/node";
+import { evaluate, logits } from "../src/node";
+import { NodeFolder } from "../src/io/node-folder";
 import { WeightsoupError } from "../src/errors";
 import { removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
 import { decoderModel, writeDecoderModel, type DecoderVariant } from "./helpers/decoder-models";
@@ -70,5 +71,20 @@ describe("config.json values transformers cannot load", () => {
     const { results } = await evaluate([dir], { ids: IDS, workers: 1, workerUrl: WORKER_URL });
     const reference = referenceEvaluation({ ...model, config: { ...config, max_position_embeddings: positions, num_attention_heads: heads } }, IDS, { context: 512 });
     assert.ok(Math.abs(results[0]!.nll - reference.nllMean) < 1e-5, `${results[0]!.nll} vs ${reference.nllMean}`);
+  });
+});
+
+describe("options", () => {
+  test("a memoryBudget too small to split between the merge kernels and the forward pass is E_MEMORY_BUDGET naming the option, not a worker failure with a negative budget", async () => {
+    const dir = await written("llama-gqa-untied", {}, "budget");
+    const small = (e: unknown) => {
+      assert.ok(e instanceof WeightsoupError, String(e));
+      assert.equal(e.code, "E_MEMORY_BUDGET", e.message);
+      assert.match(e.message, /memoryBudget/);
+      assert.doesNotMatch(e.message, /-\d/, "no negative sizes");
+      return true;
+    };
+    await assert.rejects(evaluate([dir], { ids: IDS, memoryBudget: 2 ** 20, workerUrl: WORKER_URL }), small);
+    await assert.rejects(logits({ model: await NodeFolder.open(dir) }, IDS, { memoryBudget: 2 ** 20, workerUrl: WORKER_URL }), small);
   });
 });

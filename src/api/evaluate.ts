@@ -6,7 +6,7 @@
  * same positions are scored by other models (a merge's parents, say) and compared with KL divergence
  * and top-1 agreement. Same worker pool, AbortSignal and typed events as merge().
  */
-import { AbortError, DataError, ModelError } from "../errors";
+import { AbortError, DataError, ModelError, WorkerError } from "../errors";
 import { availableCores, defaultWorkerUrl } from "../env";
 import type { ModelFolder } from "../io/folder";
 import { JOBS_PER_WORKER } from "../merge/engine";
@@ -19,6 +19,7 @@ import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sour
 import { loadTokenizer } from "../tokenizer/tokenizer";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
+import { formatBytes } from "../units";
 
 /** A model to evaluate or compare against: a checkpoint folder, or a recipe evaluated without writing it. */
 export type EvalSubject =
@@ -100,8 +101,9 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
     const size = Math.max(1, Math.min(options.workers ?? (await availableCores()), most));
     signal?.throwIfAborted();
     signal?.addEventListener("abort", onAbort, { once: true });
+    const forward = forwardBudget(budget, mergeBudget);
     pool = await WorkerPool.create({ size, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
-    await pool.each((api) => api.evalOpen(budget - mergeBudget));
+    await pool.each((api) => api.evalOpen(forward));
     options.onProgress?.({ type: "eval-plan", models: [...evaluated, ...against].map((m) => m.name), sequences: most, tokens: Math.max(...[...groups.values()].map((g) => g.ids.length)), workers: size });
 
     const results: EvaluationResult[] = [];
@@ -148,14 +150,22 @@ export async function logits(subject: EvalSubject, ids: readonly number[], optio
     const source = "model" in subject
       ? checkpointSource(subject.name ?? subject.model.name, await openModel(subject.model))
       : recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, options.signal), () => pool!, { memoryBudget: mergeBudget, chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 });
+    const forward = forwardBudget(budget, mergeBudget);
     pool = await WorkerPool.create({ size: 1, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
-    await pool.each((api) => api.evalOpen(budget - mergeBudget));
+    await pool.each((api) => api.evalOpen(forward));
     const [z] = await modelLogits(pool, [Int32Array.from(ids)], source, { ...(options.signal ? { signal: options.signal } : {}) });
     await pool.each((api) => api.release());
     return z!;
   } finally {
     await pool?.terminate();
   }
+}
+
+/** What is left of a worker's budget for the forward pass once the merge kernels have theirs; nothing left is refused. */
+function forwardBudget(budget: number, mergeBudget: number): number {
+  if (budget > mergeBudget) return budget - mergeBudget;
+  throw new WorkerError("E_MEMORY_BUDGET", `the memory budget of ${formatBytes(budget)} per worker (--memory-budget, option memoryBudget) leaves nothing for the forward pass once ${formatBytes(mergeBudget)} are set aside for the merge kernels; give more than ${formatBytes(mergeBudget)}`,
+    { key: "memoryBudget", budget, needed: mergeBudget });
 }
 
 function mean(values: ArrayLike<number>): number {
