@@ -95,72 +95,96 @@ export function rope(x: usize, rows: i32, stride: i32, heads: i32, d: i32, rot: 
   }
 }
 
-/** Σ a[i]·b[i] over d floats, four lanes then a fixed horizontal sum. */
-// @ts-ignore: decorator
-@inline function dot(a: usize, b: usize, d: i32): f32 {
-  let acc = f32x4.splat(0);
-  let i = 0;
-  for (; i + 4 <= d; i += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(at(a, i)), v128.load(at(b, i))));
-  let s = (f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1)) + (f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3));
-  for (; i < d; i++) s += load<f32>(at(a, i)) * load<f32>(at(b, i));
-  return s;
-}
-
 /**
  * Causal softmax attention with grouped KV heads. Query row i (of tq) is at position p0 + i; key and
  * value rows 0..tk−1 are at positions 0..tk−1 (a whole sequence, or a decoding cache). Query head h
  * reads KV head ⌊h / (heads / kvHeads)⌋ (consecutive query heads share one). Row i sees key j iff
  * j ≤ p0 + i and, when window > 0, p0 + i − j < window. Scores are (q·k)·scale; the softmax
  * subtracts the row's largest score and sums its exponentials in float64. out row i, head h (stride
- * outStride) = Σ_j p_j v_j. `scratch` holds tk floats.
+ * outStride) = Σ_j p_j v_j.
+ *
+ * Every score is Σ_d q_d·k_d added in order of d, one float32 rounding per step, and every output
+ * Σ_j p_j·v_j in order of j: whether a block of queries is computed (keys transposed so four keys go
+ * through the lanes at once) or a single decoding row (one key at a time), the same numbers come out.
+ * `scratch` holds tk·(d + 1) floats.
  */
 export function attention(
   q: usize, qStride: i32, k: usize, v: usize, kvStride: i32, tq: i32, tk: i32, p0: i32,
   heads: i32, kvHeads: i32, d: i32, scale: f32, window: i32, out: usize, outStride: i32, scratch: usize,
 ): void {
   const rep = heads / kvHeads;
-  for (let i = 0; i < tq; i++) {
-    const pos = p0 + i;
-    const last = min(pos, tk - 1);
-    const first = window > 0 ? max(0, pos - window + 1) : 0;
-    for (let h = 0; h < heads; h++) {
-      const g = h / rep;
-      const qv = at(q, i * qStride + h * d);
-      let m: f32 = -Infinity;
-      for (let j = first; j <= last; j++) {
-        const s = dot(qv, at(k, j * kvStride + g * d), d) * scale;
-        store<f32>(at(scratch, j), s);
-        if (s > m) m = s;
+  const scores = scratch, kt = scratch + (<usize>tk << 2);
+  const blocked = tq >= 4;
+  for (let g = 0; g < kvHeads; g++) {
+    if (blocked) {
+      // kt[c][j] = k[j][g·d + c]: keys along rows of d, so lanes hold four keys.
+      for (let j = 0; j < tk; j++) {
+        const row = at(k, j * kvStride + g * d);
+        for (let c = 0; c < d; c++) store<f32>(at(kt, c * tk + j), load<f32>(at(row, c)));
       }
-      // exp(s − m) in place, summed in float64.
-      let sum: f64 = 0;
-      const mv = f32x4.splat(m);
-      let j = first;
-      for (; j + 4 <= last + 1; j += 4) {
-        const e = expf4(f32x4.sub(v128.load(at(scratch, j)), mv));
-        v128.store(at(scratch, j), e);
-        sum += <f64>f32x4.extract_lane(e, 0) + <f64>f32x4.extract_lane(e, 1) + <f64>f32x4.extract_lane(e, 2) + <f64>f32x4.extract_lane(e, 3);
-      }
-      for (; j <= last; j++) {
-        const e = expf1(load<f32>(at(scratch, j)) - m);
-        store<f32>(at(scratch, j), e);
-        sum += <f64>e;
-      }
-      const inv = <f32>(1 / sum);
-      const o = at(out, i * outStride + h * d);
-      let c = 0;
-      for (; c + 4 <= d; c += 4) {
-        let acc = f32x4.splat(0);
-        for (let jj = first; jj <= last; jj++) acc = f32x4.add(acc, f32x4.mul(f32x4.splat(load<f32>(at(scratch, jj))), v128.load(at(v, jj * kvStride + g * d + c))));
-        v128.store(at(o, c), f32x4.mul(acc, f32x4.splat(inv)));
-      }
-      for (; c < d; c++) {
-        let acc: f32 = 0;
-        for (let jj = first; jj <= last; jj++) acc += load<f32>(at(scratch, jj)) * load<f32>(at(v, jj * kvStride + g * d + c));
-        store<f32>(at(o, c), acc * inv);
+    }
+    for (let h = g * rep; h < (g + 1) * rep; h++) {
+      for (let i = 0; i < tq; i++) {
+        const pos = p0 + i;
+        const last = min(pos, tk - 1);
+        const first = window > 0 ? max(0, pos - window + 1) : 0;
+        const qv = at(q, i * qStride + h * d);
+        let j = first;
+        if (blocked) {
+          for (; j + 4 <= last + 1; j += 4) {
+            let acc = f32x4.splat(0);
+            for (let c = 0; c < d; c++) acc = f32x4.add(acc, f32x4.mul(f32x4.splat(load<f32>(at(qv, c))), v128.load(at(kt, c * tk + j))));
+            v128.store(at(scores, j), f32x4.mul(acc, f32x4.splat(scale)));
+          }
+        }
+        for (; j <= last; j++) {
+          const kr = at(k, j * kvStride + g * d);
+          let acc: f32 = 0;
+          for (let c = 0; c < d; c++) acc += load<f32>(at(qv, c)) * load<f32>(at(kr, c));
+          store<f32>(at(scores, j), acc * scale);
+        }
+        softmaxInPlace(scores, first, last);
+        const o = at(out, i * outStride + h * d);
+        let c = 0;
+        for (; c + 4 <= d; c += 4) {
+          let acc = f32x4.splat(0);
+          for (let jj = first; jj <= last; jj++) acc = f32x4.add(acc, f32x4.mul(f32x4.splat(load<f32>(at(scores, jj))), v128.load(at(v, jj * kvStride + g * d + c))));
+          v128.store(at(o, c), acc);
+        }
+        for (; c < d; c++) {
+          let acc: f32 = 0;
+          for (let jj = first; jj <= last; jj++) acc += load<f32>(at(scores, jj)) * load<f32>(at(v, jj * kvStride + g * d + c));
+          store<f32>(at(o, c), acc);
+        }
       }
     }
   }
+}
+
+/**
+ * Scores [first, last] become softmax weights: exp(s − max), in lanes of four with a scalar tail,
+ * divided by their sum (float64).
+ */
+function softmaxInPlace(scores: usize, first: i32, last: i32): void {
+  let m: f32 = -Infinity;
+  for (let j = first; j <= last; j++) m = max(m, load<f32>(at(scores, j)));
+  let sum: f64 = 0;
+  const mv = f32x4.splat(m);
+  let j = first;
+  for (; j + 4 <= last + 1; j += 4) {
+    const e = expf4(f32x4.sub(v128.load(at(scores, j)), mv));
+    v128.store(at(scores, j), e);
+    sum += <f64>f32x4.extract_lane(e, 0) + <f64>f32x4.extract_lane(e, 1) + <f64>f32x4.extract_lane(e, 2) + <f64>f32x4.extract_lane(e, 3);
+  }
+  for (; j <= last; j++) {
+    const e = expf1(load<f32>(at(scores, j)) - m);
+    store<f32>(at(scores, j), e);
+    sum += <f64>e;
+  }
+  const inv = f32x4.splat(<f32>(1 / sum));
+  j = first;
+  for (; j + 4 <= last + 1; j += 4) v128.store(at(scores, j), f32x4.mul(v128.load(at(scores, j)), inv));
+  for (; j <= last; j++) store<f32>(at(scores, j), load<f32>(at(scores, j)) * f32x4.extract_lane(inv, 0));
 }
 
 /** gate = silu(gate) ⊙ up over count floats (the gated MLP's middle), silu(x) = x / (1 + e^−x). */

@@ -1,0 +1,163 @@
+// What `weightsoup eval` and `generate` take from outside: a text tokenized by the model's own
+// tokenizer (BOS included), bits per byte over its UTF-8 bytes, pre-tokenized ids files, and every bad
+// input the issue names as a typed error naming the file or key, with exit status 1 from the CLI.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { evaluate, generate, loadTokenizer } from "../src/node";
+import { WeightsoupError } from "../src/errors";
+import { NodeFolder } from "../src/io/node-folder";
+import { writeLlamaModel } from "../src/example/models";
+import { CLI, removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
+import { decoderIds, decoderModel, readDecoderModel, writeDecoderModel } from "./helpers/decoder-models";
+import { referenceEvaluation } from "./reference/decoder";
+
+let root: string, model: string;
+const TEXT = "We hold these truths to be self-evident, that all men are created equal.\nFour score and seven years ago… ünïcödé ✓\n";
+const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 120_000, killSignal: "SIGKILL" });
+
+before(async () => {
+  root = await tempDir("ws-eval-in-");
+  // A small Llama with the example's byte-level BPE tokenizer (1157 tokens, BOS <s>): vocab 1200.
+  model = join(root, "small");
+  await writeLlamaModel(model, { vocab: 1200, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2 });
+  await writeFile(join(root, "text.txt"), TEXT);
+  await writeFile(join(root, "three.json"), "[1, 2, 3]");
+});
+after(async () => { await removeDir(root); });
+
+describe("text in, numbers out", () => {
+  test("the text is tokenized once by the model's tokenizer (BOS included), windowed, and bits per byte counts its UTF-8 bytes", async () => {
+    const tokenizer = (await loadTokenizer(await NodeFolder.open(model)))!;
+    const ids = tokenizer.encode(TEXT);
+    assert.equal(ids[0], tokenizer.bosTokenId, "the post-processor's BOS comes first");
+    const { results } = await evaluate([model], { text: TEXT, context: 16, workerUrl: WORKER_URL });
+    const reference = referenceEvaluation(await readDecoderModel(model), ids, { context: 16, text: TEXT });
+    const r = results[0]!;
+    assert.equal(r.tokens, ids.length);
+    assert.equal(r.predicted, reference.predicted);
+    assert.ok(Math.abs(r.nll - reference.nllMean) < 1e-5, `${r.nll} vs ${reference.nllMean}`);
+    assert.ok(Math.abs(r.bitsPerByte! - reference.bitsPerByte!) < 1e-5, `${r.bitsPerByte} vs ${reference.bitsPerByte}`);
+    assert.notEqual(new TextEncoder().encode(TEXT).length, TEXT.length, "the text has multi-byte characters, so counting characters would differ");
+  });
+
+  test("--max-tokens cuts the tokens before windowing; bits per byte then counts the bytes of what was kept", async () => {
+    const { results } = await evaluate([model], { text: TEXT, context: 8, maxTokens: 20, workerUrl: WORKER_URL });
+    const tokenizer = (await loadTokenizer(await NodeFolder.open(model)))!;
+    const kept = tokenizer.encode(TEXT).slice(0, 20);
+    const reference = referenceEvaluation(await readDecoderModel(model), kept, { context: 8 });
+    assert.equal(results[0]!.tokens, 20);
+    assert.equal(results[0]!.predicted, 7 + 7 + 3);
+    const bytes = new TextEncoder().encode(tokenizer.decode(kept, { skipSpecialTokens: true })).length;
+    assert.ok(Math.abs(results[0]!.bitsPerByte! - reference.nllSum / Math.LN2 / bytes) < 1e-6);
+  });
+
+  test("the CLI prints the same numbers as JSON, and a table", async () => {
+    const json = cli("eval", model, "--text", join(root, "text.txt"), "--context", "16", "--json", "--quiet");
+    assert.equal(json.status, 0, json.stderr);
+    const { results } = await evaluate([model], { text: TEXT, context: 16, workerUrl: WORKER_URL });
+    assert.deepEqual(JSON.parse(json.stdout), { results: results.map((r) => ({ ...r })) });
+    const table = cli("eval", model, "--text", join(root, "text.txt"), "--context", "16", "--quiet");
+    assert.equal(table.status, 0, table.stderr);
+    assert.match(table.stdout, new RegExp(`${results[0]!.perplexity.toFixed(3)}`));
+  });
+
+  test("pre-tokenized ids from a JSON file and from a .safetensors file give the same numbers", async () => {
+    const tokenizer = (await loadTokenizer(await NodeFolder.open(model)))!;
+    const ids = tokenizer.encode(TEXT);
+    await writeFile(join(root, "ids.json"), JSON.stringify(ids));
+    const bytes = new Uint8Array(ids.length * 4);
+    new Int32Array(bytes.buffer).set(ids);
+    const header = new TextEncoder().encode(JSON.stringify({ ids: { dtype: "I32", shape: [ids.length], data_offsets: [0, bytes.length] } }));
+    const file = new Uint8Array(8 + header.length + bytes.length);
+    new DataView(file.buffer).setBigUint64(0, BigInt(header.length), true);
+    file.set(header, 8);
+    file.set(bytes, 8 + header.length);
+    await writeFile(join(root, "ids.safetensors"), file);
+    const fromJson = JSON.parse(cli("eval", model, "--ids", join(root, "ids.json"), "--context", "16", "--json", "--quiet").stdout);
+    const fromSafetensors = JSON.parse(cli("eval", model, "--ids", join(root, "ids.safetensors"), "--context", "16", "--json", "--quiet").stdout);
+    const fromText = await evaluate([model], { text: TEXT, context: 16, workerUrl: WORKER_URL });
+    assert.equal(fromJson.results[0].nll, fromText.results[0]!.nll);
+    assert.deepEqual(fromSafetensors, fromJson);
+  });
+
+  test("generate streams the same text the tokenizer decodes from the ids it returns", async () => {
+    const streamed: string[] = [];
+    const out = await generate(model, { prompt: "We hold these", maxNewTokens: 10, onToken: (t) => streamed.push(t.text), workerUrl: WORKER_URL });
+    const tokenizer = (await loadTokenizer(await NodeFolder.open(model)))!;
+    assert.equal(streamed.join(""), tokenizer.decode(out.ids, { skipSpecialTokens: true }));
+    assert.equal(out.text, streamed.join(""));
+    const r = cli("generate", model, "--prompt", "We hold these", "--max-new-tokens", "10", "--json");
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).ids, out.ids, "the CLI's greedy tokens are the library's");
+  });
+});
+
+describe("bad input: typed errors naming the file or key, exit status 1", () => {
+  const expectFailure = async (run: () => Promise<unknown>, code: string, mentions: string[], argv?: string[]) => {
+    await assert.rejects(run(), (e: unknown) => {
+      assert.ok(e instanceof WeightsoupError, String(e));
+      assert.equal(e.code, code, e.message);
+      for (const m of mentions) assert.ok(e.message.includes(m), `${m} in: ${e.message}`);
+      return true;
+    });
+    if (argv) {
+      const r = cli(...argv);
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`\\[${code}\\]`));
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+    }
+  };
+
+  test("a text shorter than one token (and one of a single token: nothing to predict)", async () => {
+    await writeFile(join(root, "empty.txt"), "");
+    await expectFailure(() => evaluate([model], { text: "", workerUrl: WORKER_URL }), "E_DATA", ["token"], ["eval", model, "--text", join(root, "empty.txt")]);
+    const gpt = join(root, "gpt-no-bos");
+    await writeDecoderModel(gpt, decoderModel("gpt2-prefixed"));
+    await expectFailure(() => evaluate([gpt], { ids: [5], workerUrl: WORKER_URL }), "E_DATA", ["1 token"]);
+  });
+
+  test("a model with no tokenizer and no ids file", async () => {
+    const bare = join(root, "bare");
+    await writeDecoderModel(bare, decoderModel("qwen3-qknorm"));
+    await expectFailure(() => evaluate([bare], { text: TEXT, workerUrl: WORKER_URL }), "E_TOKENIZER", [bare, "--ids"], ["eval", bare, "--text", join(root, "text.txt")]);
+  });
+
+  test("an unknown architecture names model_type and the supported list", async () => {
+    const odd = join(root, "odd");
+    const m = decoderModel("llama-gqa-untied");
+    await writeDecoderModel(odd, { ...m, config: { ...m.config, model_type: "mamba" } });
+    await expectFailure(() => evaluate([odd], { ids: [1, 2, 3], workerUrl: WORKER_URL }), "E_ARCHITECTURE_UNSUPPORTED", ["odd/config.json", "mamba", "llama, mistral, qwen2, qwen3, gpt2"], ["eval", odd, "--ids", join(root, "three.json")]);
+  });
+
+  test("a config missing a needed key names the key", async () => {
+    const missing = join(root, "missing");
+    const m = decoderModel("llama-gqa-untied");
+    const { intermediate_size: _, ...config } = m.config;
+    await writeDecoderModel(missing, { ...m, config });
+    await expectFailure(() => evaluate([missing], { ids: [1, 2, 3], workerUrl: WORKER_URL }), "E_CONFIG", ["missing/config.json", "intermediate_size"], ["eval", missing, "--ids", join(root, "three.json")]);
+  });
+
+  test("--against models with a different vocabulary", async () => {
+    const a = join(root, "vocab-a"), b = join(root, "vocab-b");
+    await writeDecoderModel(a, decoderModel("llama-gqa-untied"));
+    await writeDecoderModel(b, decoderModel("llama-tied-headdim"));
+    const ids = decoderIds(100, 12);
+    await writeFile(join(root, "twelve.json"), JSON.stringify(ids));
+    await expectFailure(() => evaluate([a], { ids, against: [b], workerUrl: WORKER_URL }), "E_VOCAB_MISMATCH", [b, "160", "128"], ["eval", a, "--against", b, "--ids", join(root, "twelve.json")]);
+  });
+
+  test("ids outside the vocabulary, a bad ids file, a sequence longer than GPT-2's positions", async () => {
+    const small = join(root, "ids-model");
+    await writeDecoderModel(small, decoderModel("gpt2-prefixed"));
+    await expectFailure(() => evaluate([small], { ids: [1, 2, 100_000], workerUrl: WORKER_URL }), "E_DATA", ["100000"]);
+    await writeFile(join(root, "bad-ids.json"), '[1, "two", 3]');
+    const r = cli("eval", small, "--ids", join(root, "bad-ids.json"));
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /\[E_TOKENIZER\].*bad-ids\.json/);
+    const positions = Number((JSON.parse(await readFile(join(small, "config.json"), "utf8")) as { n_positions: number }).n_positions);
+    await expectFailure(() => evaluate([small], { ids: decoderIds(100, positions + 1), context: positions + 1, workerUrl: WORKER_URL }), "E_DATA", ["positions"]);
+  });
+});
