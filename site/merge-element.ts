@@ -16,7 +16,7 @@ import { type PageState, Store } from "./state";
 import { append, h, replace } from "./ui/dom";
 import { groupModels, loadModel, type PickedFile } from "./ui/models";
 import { mappingOf } from "./ui/mapping";
-import { MERGED_ID, modelId, picksAfterMerge, type EvalPick, type MergedOutput } from "./ui/eval-candidates";
+import { MERGED_ID, modelId, picksAfterMerge, type MergedOutput } from "./ui/eval-candidates";
 import { checkRecipe } from "./ui/recipe-check";
 import { removeRecipeModel, setIncluded, starterRecipe, type EditContext } from "./ui/recipe-doc";
 import { initialEvalForm, initialEvalRun, runEvaluation } from "./ui/run-eval";
@@ -225,10 +225,9 @@ export class WeightsoupMerge extends HTMLElement {
 
   /** A finished merge: the panel evaluates its output next to its parents, and generates from it next to the base. */
   private setMerged(merged: MergedOutput): void {
-    const picks: Map<string, EvalPick> = picksAfterMerge(merged);
     const base = merged.parents[0];
     this.store.update({
-      merged, evalPicks: picks,
+      merged, evalPicks: picksAfterMerge(merged),
       genForm: { ...this.store.state.genForm, model: MERGED_ID, other: base === undefined ? "" : modelId(base) },
     });
   }

@@ -903,6 +903,8 @@ test("issue 9: embed.html at phone width: loaded models evaluated before any mer
     await pickBox(page, "model:base", "eval-score").check();
     await pickBox(page, "model:base", "eval-against").check();
     await pickBox(page, "model:math", "eval-score").check();
+    // The merge's seed field concerns the recipe only: a bad value there does not stop evaluating models.
+    await setField(page, `input[data-testid="seed"]`, "1.5");
     await byTestId(page, "eval-run", "button").click();
     await waitForAttribute(page, "data-eval-state", "done");
     const dirsOf = ["base", "math"].map((m) => join(dirs.example, m));

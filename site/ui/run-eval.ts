@@ -114,7 +114,9 @@ export async function runEvaluation(store: Store, options: EvalRunOptions): Prom
     const against = await Promise.all(references.map((c) => subjectOf(c, s)));
     const { results } = await evaluate(subjects, {
       text: s.evalForm.text, against, context, ...(maxTokens !== undefined ? { maxTokens } : {}),
-      seed: Number(s.seed.trim() || 0), signal: options.signal, onProgress,
+      // The merge's seed field matters to the recipe row only (DARE's drops); a bad value there is refused, typed.
+      ...([...scored, ...references].some((c) => c.kind === "recipe") ? { seed: Number(s.seed.trim() || 0) } : {}),
+      signal: options.signal, onProgress,
       ...(options.workers ? { workers: options.workers } : {}), ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
     });
     const done = `Evaluated ${results.length} model${results.length === 1 ? "" : "s"} on ${results[0]?.tokens ?? 0} tokens in ${formatSeconds((performance.now() - started) / 1000)}.`;

@@ -100,6 +100,8 @@ export async function runGeneration(store: Store, options: GenRunOptions): Promi
       const subject = await subjectOf(c, s);
       const result = await generate(subject, {
         prompt: s.genForm.prompt, maxNewTokens, chat: s.genForm.chat, signal: options.signal,
+        // Greedy decoding draws nothing: the seed is the merge's, for DARE's drops in the recipe row.
+        ...(c.kind === "recipe" ? { seed: Number(s.seed.trim() || 0) } : {}),
         ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
         onToken: (t) => setOutput(i, { text: outputs[i]!.text + t.text, ids: [...outputs[i]!.ids, t.id], status: "generating…" }),
       });
