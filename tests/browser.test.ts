@@ -940,6 +940,10 @@ test("issue 9: a merge saved to a picked folder is evaluated from that folder; e
   await withPage("eval-folder", "index.html", async (page) => {
     await addFolders(page, ["base", "math"].map((m) => join(dirs.example, m)), ["base", "math"]);
     await setRecipeYaml(page, LINEAR_2(1));
+    await waitForRunEnabled(page);
+    // Before a merge the recipe is offered, merged in memory, but the prompt box starts with loaded models.
+    assert.deepEqual((await shownPicks(page)).map((p) => p.label), [RECIPE_LABEL, "base", "math"]);
+    assert.deepEqual([await byTestId(page, "gen-model", "select").inputValue(), await byTestId(page, "gen-other", "select").inputValue()], ["model:base", "model:math"]);
     await setField(page, `input[data-testid="output-name"]`, "soup");
     await byTestId(page, "save-target", "select").selectOption("folder");
     await waitForRunEnabled(page);
