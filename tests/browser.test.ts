@@ -15,7 +15,7 @@ import type { BrowserContext, Page } from "playwright-core";
 import { parse } from "yaml";
 import {
   addFolders, assertSameWeights, byTestId, checkPrerequisites, compareOutputs, foreignRequests, host, opfsBytes, opfsDigests,
-  opfsText, opfsTree, openPage, overflowingElements, pageDiagnostics, recipeYaml, runCli, runCliJson, screenshot, setField, setRecipeYaml,
+  opfsText, opfsTree, openPage, overflowingElements, pageDiagnostics, liveAnnouncements, recordLiveRegions, recipeYaml, runCli, runCliJson, screenshot, setField, setRecipeYaml,
   sha256Hex, shownEvalRows, SITE_DIR, splitSafetensors, startBrowserEnv, stateOf, textOf, waitForAttribute, waitForModels,
   waitForRunBlocked, waitForRunEnabled, waitForState, focusedTestId, WAIT_MS, type BrowserEnv, type PageOptions,
 } from "./helpers/browser";
@@ -833,9 +833,14 @@ test("issue 9: the page evaluates a merge of the example models with the CLI's p
     assert.equal(await byTestId(page, "eval-text", "textarea").inputValue(), DEFAULT_TEXT, "the built-in text fills the box");
     await setField(page, `input[data-testid="eval-context"]`, "32");
     await setField(page, `input[data-testid="eval-max-tokens"]`, "64");
+    await recordLiveRegions(page);
     await byTestId(page, "eval-run", "button").click();
     await waitForAttribute(page, "data-eval-state", "done", undefined, 2 * WAIT_MS);
     await screenshot(page, "evaluated");
+    // 6 models x 6 layers of progress, heard as two milestones: started, finished.
+    const heard = await liveAnnouncements(page);
+    assert.ok(heard.length >= 1 && heard.length <= 3, `live regions changed ${heard.length} times during the evaluation: ${JSON.stringify(heard)}`);
+    assert.match(heard.at(-1) ?? "", /evaluated/i, "the last announcement says the evaluation finished");
     const shown = await shownEvalRows(page);
 
     // The CLI on the same models (its merge of the same recipe is byte-identical to the page's), text and numbers.
@@ -869,9 +874,13 @@ test("issue 9: the page evaluates a merge of the example models with the CLI's p
       new MutationObserver(() => w.streamed.push(root.querySelector(`[data-testid="gen-text"]`)?.textContent ?? ""))
         .observe(root.querySelector(`[data-testid="gen-outputs"]`)!, { childList: true, characterData: true, subtree: true });
     });
+    await recordLiveRegions(page);
     await byTestId(page, "gen-run", "button").click();
     await waitForAttribute(page, "data-generate-state", "done", undefined, 2 * WAIT_MS);
     await screenshot(page, "generated");
+    const heardGenerating = await liveAnnouncements(page);
+    assert.ok(heardGenerating.length >= 1 && heardGenerating.length <= 3, `live regions changed ${heardGenerating.length} times while 2 x 32 tokens streamed: ${JSON.stringify(heardGenerating)}`);
+    assert.match(heardGenerating.at(-1) ?? "", /finished/i, "the last announcement says generation finished");
     const generations = await shownGenerations(page);
     const expected: { model: string; text: string; ids: string }[] = [];
     for (const [label, dir] of [[merged, cliOut], ["base", join(dirs.example, "base")]] as const) {

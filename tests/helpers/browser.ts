@@ -398,6 +398,26 @@ export async function shownEvalRows(page: Page): Promise<ShownEvalRow[]> {
   }));
 }
 
+/** Starts recording every change of the element's live regions (what a screen reader would hear); read with liveAnnouncements. */
+export async function recordLiveRegions(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const root = document.querySelector("weightsoup-merge")!.shadowRoot!;
+    const w = window as unknown as { liveHeard: string[]; liveObservers?: MutationObserver[] };
+    for (const o of w.liveObservers ?? []) o.disconnect();
+    w.liveHeard = [];
+    const live = [...root.querySelectorAll<HTMLElement>("[aria-live], [role=status], [role=alert], [role=log]")].filter((el) => el.getAttribute("aria-live") !== "off");
+    w.liveObservers = live.map((el) => {
+      const o = new MutationObserver(() => w.liveHeard.push(el.textContent ?? ""));
+      o.observe(el, { childList: true, characterData: true, subtree: true });
+      return o;
+    });
+  });
+}
+
+export async function liveAnnouncements(page: Page): Promise<string[]> {
+  return page.evaluate(() => (window as unknown as { liveHeard: string[] }).liveHeard);
+}
+
 /** Boxes of every section of the element that end past their card (elements inside [data-scroll] may scroll). */
 export async function overflowingElements(page: Page): Promise<string[]> {
   return page.evaluate(() => {
