@@ -14,6 +14,7 @@ export { taskVectorMerge, maskedL1 } from "./taskvector";
 export { absDeltaSample, absDeltaRange, keyRange } from "./select";
 export { assignMin, prepareCosts } from "./assignment";
 export { accumulateProduct } from "./gemm";
+export { linear, linearKN } from "./matmul";
 export { addBias, crossEntropy } from "./evaluate";
 export { rmsNorm, layerNorm, addRowVector, addInPlace, rope, attention, siluMul, geluTanh } from "./transformer";
 export { scoreReset, scoreChunk } from "./scoring";

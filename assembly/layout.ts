@@ -74,5 +74,8 @@ export const SCORE_W_A = 48;
 export const SCORE_BEST_A = 56;
 export const SCORE_RECORD = 64;
 
-/** PLACEHOLDER (the gemm branch sets the real size): scratch bytes of the matmul kernels. */
-export const MATMUL_SCRATCH_BYTES = 65536;
+/**
+ * Bytes of scratch the forward pass's matrix products (assembly/matmul.ts) need: one panel of weight
+ * rows decoded to f32, sized to stay in a core's L2 cache.
+ */
+export const MATMUL_SCRATCH_BYTES = 256 * 1024;

@@ -103,61 +103,135 @@ export function rope(x: usize, rows: i32, stride: i32, heads: i32, d: i32, rot: 
  * subtracts the row's largest score and sums its exponentials in float64. out row i, head h (stride
  * outStride) = Σ_j p_j v_j.
  *
- * Every score is Σ_d q_d·k_d added in order of d, one float32 rounding per step, and every output
- * Σ_j p_j·v_j in order of j: whether a block of queries is computed (keys transposed so four keys go
- * through the lanes at once) or a single decoding row (one key at a time), the same numbers come out.
- * `scratch` holds tk·(d + 1) floats.
+ * Every score is Σ_c q_c·k_c added in order of c, one float32 rounding per step, and every output
+ * Σ_j p_j·v_j in order of j. Blocks of four query rows share each load of the (transposed) keys and
+ * of the values; a single decoding row goes key by key. Either way the same numbers come out (a block
+ * adds weights of exactly 0 for keys a row does not see, which leaves its sums unchanged).
+ * `scratch` holds tk·(d + 4) + 40 floats.
  */
 export function attention(
   q: usize, qStride: i32, k: usize, v: usize, kvStride: i32, tq: i32, tk: i32, p0: i32,
   heads: i32, kvHeads: i32, d: i32, scale: f32, window: i32, out: usize, outStride: i32, scratch: usize,
 ): void {
   const rep = heads / kvHeads;
-  const scores = scratch, kt = scratch + (<usize>tk << 2);
   const blocked = tq >= 4;
+  const kt = scratch, rows = scratch + (<usize>(d * tk + 8) << 2);
   for (let g = 0; g < kvHeads; g++) {
     if (blocked) {
-      // kt[c][j] = k[j][g·d + c]: keys along rows of d, so lanes hold four keys.
+      // kt[c][j] = k[j][g·d + c]: keys along rows of d, so lanes hold consecutive keys.
       for (let j = 0; j < tk; j++) {
         const row = at(k, j * kvStride + g * d);
         for (let c = 0; c < d; c++) store<f32>(at(kt, c * tk + j), load<f32>(at(row, c)));
       }
     }
     for (let h = g * rep; h < (g + 1) * rep; h++) {
-      for (let i = 0; i < tq; i++) {
-        const pos = p0 + i;
-        const last = min(pos, tk - 1);
-        const first = window > 0 ? max(0, pos - window + 1) : 0;
-        const qv = at(q, i * qStride + h * d);
-        let j = first;
-        if (blocked) {
-          for (; j + 4 <= last + 1; j += 4) {
-            let acc = f32x4.splat(0);
-            for (let c = 0; c < d; c++) acc = f32x4.add(acc, f32x4.mul(f32x4.splat(load<f32>(at(qv, c))), v128.load(at(kt, c * tk + j))));
-            v128.store(at(scores, j), f32x4.mul(acc, f32x4.splat(scale)));
-          }
-        }
-        for (; j <= last; j++) {
-          const kr = at(k, j * kvStride + g * d);
-          let acc: f32 = 0;
-          for (let c = 0; c < d; c++) acc += load<f32>(at(qv, c)) * load<f32>(at(kr, c));
-          store<f32>(at(scores, j), acc * scale);
-        }
-        softmaxInPlace(scores, first, last);
-        const o = at(out, i * outStride + h * d);
-        let c = 0;
-        for (; c + 4 <= d; c += 4) {
-          let acc = f32x4.splat(0);
-          for (let jj = first; jj <= last; jj++) acc = f32x4.add(acc, f32x4.mul(f32x4.splat(load<f32>(at(scores, jj))), v128.load(at(v, jj * kvStride + g * d + c))));
-          v128.store(at(o, c), acc);
-        }
-        for (; c < d; c++) {
-          let acc: f32 = 0;
-          for (let jj = first; jj <= last; jj++) acc += load<f32>(at(scores, jj)) * load<f32>(at(v, jj * kvStride + g * d + c));
-          store<f32>(at(o, c), acc);
-        }
-      }
+      let i = 0;
+      if (blocked && (d & 7) == 0) for (; i + 4 <= tq; i += 4) attendFour(q, qStride, v, kvStride, tk, p0 + i, i, h, g, d, scale, window, out, outStride, kt, rows);
+      for (; i < tq; i++) attendOne(q, qStride, k, v, kvStride, tk, p0 + i, i, h, g, d, scale, window, out, outStride, blocked ? kt : 0, rows);
     }
+  }
+}
+
+/** The keys row `pos` sees: [first, last]. */
+// @ts-ignore: decorator
+@inline function firstKey(pos: i32, window: i32): i32 {
+  return window > 0 ? max(0, pos - window + 1) : 0;
+}
+
+/** One query row: scores (four keys per lane group from kt when given, else key by key), softmax, weighted values. */
+function attendOne(
+  q: usize, qStride: i32, k: usize, v: usize, kvStride: i32, tk: i32, pos: i32, i: i32, h: i32, g: i32, d: i32,
+  scale: f32, window: i32, out: usize, outStride: i32, kt: usize, scores: usize,
+): void {
+  const last = min(pos, tk - 1), first = firstKey(pos, window);
+  const qv = at(q, i * qStride + h * d);
+  let j = first;
+  if (kt != 0) {
+    for (; j + 4 <= last + 1; j += 4) {
+      let acc = f32x4.splat(0);
+      for (let c = 0; c < d; c++) acc = f32x4.add(acc, f32x4.mul(f32x4.splat(load<f32>(at(qv, c))), v128.load(at(kt, c * tk + j))));
+      v128.store(at(scores, j), f32x4.mul(acc, f32x4.splat(scale)));
+    }
+  }
+  for (; j <= last; j++) {
+    const kr = at(k, j * kvStride + g * d);
+    let acc: f32 = 0;
+    for (let c = 0; c < d; c++) acc += load<f32>(at(qv, c)) * load<f32>(at(kr, c));
+    store<f32>(at(scores, j), acc * scale);
+  }
+  softmaxInPlace(scores, first, last);
+  const o = at(out, i * outStride + h * d);
+  let c = 0;
+  for (; c + 4 <= d; c += 4) {
+    let acc = f32x4.splat(0);
+    for (let jj = first; jj <= last; jj++) acc = f32x4.add(acc, f32x4.mul(f32x4.splat(load<f32>(at(scores, jj))), v128.load(at(v, jj * kvStride + g * d + c))));
+    v128.store(at(o, c), acc);
+  }
+  for (; c < d; c++) {
+    let acc: f32 = 0;
+    for (let jj = first; jj <= last; jj++) acc += load<f32>(at(scores, jj)) * load<f32>(at(v, jj * kvStride + g * d + c));
+    store<f32>(at(o, c), acc);
+  }
+}
+
+/**
+ * Four consecutive query rows (positions pos0..pos0+3) of head h: each load of eight transposed keys
+ * and of eight value columns serves all four. Scores cover the union of the rows' key ranges; each
+ * row's softmax then uses its own range and zeroes the rest, so its weighted sum adds exact zeros.
+ */
+function attendFour(
+  q: usize, qStride: i32, v: usize, kvStride: i32, tk: i32, pos0: i32, i0: i32, h: i32, g: i32, d: i32,
+  scale: f32, window: i32, out: usize, outStride: i32, kt: usize, rows: usize,
+): void {
+  const lo = firstKey(pos0, window), hi = min(pos0 + 3, tk - 1);
+  const q0 = at(q, i0 * qStride + h * d), q1 = q0 + (<usize>qStride << 2), q2 = q1 + (<usize>qStride << 2), q3 = q2 + (<usize>qStride << 2);
+  // Rows of scores tk + 8 apart: the last group of eight keys may run past hi.
+  const stride = tk + 8;
+  const s0 = rows, s1 = at(rows, stride), s2 = at(rows, 2 * stride), s3 = at(rows, 3 * stride);
+  const sv = f32x4.splat(scale);
+  for (let j = lo; j <= hi; j += 8) {
+    let a0 = f32x4.splat(0), b0 = f32x4.splat(0), a1 = f32x4.splat(0), b1 = f32x4.splat(0);
+    let a2 = f32x4.splat(0), b2 = f32x4.splat(0), a3 = f32x4.splat(0), b3 = f32x4.splat(0);
+    for (let c = 0; c < d; c++) {
+      const kp = at(kt, c * tk + j);
+      const k0 = v128.load(kp), k1 = v128.load(kp, 16);
+      const x0 = f32x4.splat(load<f32>(at(q0, c))), x1 = f32x4.splat(load<f32>(at(q1, c)));
+      const x2 = f32x4.splat(load<f32>(at(q2, c))), x3 = f32x4.splat(load<f32>(at(q3, c)));
+      a0 = f32x4.add(a0, f32x4.mul(x0, k0)); b0 = f32x4.add(b0, f32x4.mul(x0, k1));
+      a1 = f32x4.add(a1, f32x4.mul(x1, k0)); b1 = f32x4.add(b1, f32x4.mul(x1, k1));
+      a2 = f32x4.add(a2, f32x4.mul(x2, k0)); b2 = f32x4.add(b2, f32x4.mul(x2, k1));
+      a3 = f32x4.add(a3, f32x4.mul(x3, k0)); b3 = f32x4.add(b3, f32x4.mul(x3, k1));
+    }
+    v128.store(at(s0, j), f32x4.mul(a0, sv)); v128.store(at(s0, j + 4), f32x4.mul(b0, sv));
+    v128.store(at(s1, j), f32x4.mul(a1, sv)); v128.store(at(s1, j + 4), f32x4.mul(b1, sv));
+    v128.store(at(s2, j), f32x4.mul(a2, sv)); v128.store(at(s2, j + 4), f32x4.mul(b2, sv));
+    v128.store(at(s3, j), f32x4.mul(a3, sv)); v128.store(at(s3, j + 4), f32x4.mul(b3, sv));
+  }
+  for (let r = 0; r < 4; r++) {
+    const s = at(rows, r * stride), pos = pos0 + r;
+    const first = firstKey(pos, window), last = min(pos, tk - 1);
+    softmaxInPlace(s, first, last);
+    for (let j = lo; j < first; j++) store<f32>(at(s, j), 0);
+    for (let j = last + 1; j <= hi; j++) store<f32>(at(s, j), 0);
+  }
+  const o0 = at(out, i0 * outStride + h * d), o1 = o0 + (<usize>outStride << 2), o2 = o1 + (<usize>outStride << 2), o3 = o2 + (<usize>outStride << 2);
+  for (let c = 0; c < d; c += 8) {
+    let a0 = f32x4.splat(0), b0 = f32x4.splat(0), a1 = f32x4.splat(0), b1 = f32x4.splat(0);
+    let a2 = f32x4.splat(0), b2 = f32x4.splat(0), a3 = f32x4.splat(0), b3 = f32x4.splat(0);
+    for (let j = lo; j <= hi; j++) {
+      const vp = at(v, j * kvStride + g * d + c);
+      const v0 = v128.load(vp), v1 = v128.load(vp, 16);
+      const p0 = f32x4.splat(load<f32>(at(s0, j))), p1 = f32x4.splat(load<f32>(at(s1, j)));
+      const p2 = f32x4.splat(load<f32>(at(s2, j))), p3 = f32x4.splat(load<f32>(at(s3, j)));
+      a0 = f32x4.add(a0, f32x4.mul(p0, v0)); b0 = f32x4.add(b0, f32x4.mul(p0, v1));
+      a1 = f32x4.add(a1, f32x4.mul(p1, v0)); b1 = f32x4.add(b1, f32x4.mul(p1, v1));
+      a2 = f32x4.add(a2, f32x4.mul(p2, v0)); b2 = f32x4.add(b2, f32x4.mul(p2, v1));
+      a3 = f32x4.add(a3, f32x4.mul(p3, v0)); b3 = f32x4.add(b3, f32x4.mul(p3, v1));
+    }
+    v128.store(at(o0, c), a0); v128.store(at(o0, c + 4), b0);
+    v128.store(at(o1, c), a1); v128.store(at(o1, c + 4), b1);
+    v128.store(at(o2, c), a2); v128.store(at(o2, c + 4), b2);
+    v128.store(at(o3, c), a3); v128.store(at(o3, c + 4), b3);
   }
 }
 

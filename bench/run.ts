@@ -6,15 +6,17 @@
 //      inputs and writing an output of the same size with the same I/O code, with peak RSS
 //   4. the same merges in headless Chromium;  5. the assignment solver against munkres;
 //   6. similarity GEMM GFLOP/s;  7. weight matching wall time (3 x 1024 MLP, ~100M-parameter Llama)
+//   8. the forward pass's GEMM (linear): GFLOP/s in prefill, GB/s of weights in decode, both builds
 // Options: --quick (smaller sizes, for a smoke run), --keep (keep the generated models), --skip-e2e,
-// --skip-kernels, --skip-assignment (5, 6), --skip-alignment (7), --skip-forward (9), --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
+// --skip-kernels, --skip-assignment (5, 6), --skip-alignment (7), --skip-gemm (8), --skip-forward (9), --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
 //   9. the evaluation forward pass (bench/forward.ts): prefill and generation tokens/s on a SmolLM-135M-shaped model, next to PyTorch
 import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, open, rm, writeFile, stat } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadKernels } from "../src/kernels/kernels";
+import { loadKernels, type Kernels } from "../src/kernels/kernels";
+import { DTYPE_BF16, DTYPE_F32, MATMUL_SCRATCH_BYTES } from "../assembly/layout";
 import { ChunkWorkspace, ResidentExecutor } from "../src/merge/workspace";
 import { runTensor } from "../src/merge/run-tensor";
 import { dareStreamKey, dareThreshold } from "../src/merge/dare";
@@ -327,6 +329,62 @@ async function alignmentSection(): Promise<void> {
   const aligned = applyPermutations(spec, other, result.permutations);
   const recovered = [...llama].every(([name, t]) => { const u = aligned.get(name)!.data; return t.data.every((v, i) => Math.abs(v - u[i]!) <= 0.005 + 1e-6); });
   line(`   planted permutation recovered exactly: ${recovered ? "yes" : "NO"}`);
+  line();
+}
+
+if (!args.has("--skip-gemm")) await gemmSection();
+
+/**
+ * The forward pass's GEMM (assembly/matmul.ts, `linear`: Y = X·Wᵀ, W read in place) on SmolLM-135M's
+ * shapes, one core, plain and relaxed-SIMD builds, F32 and BF16 weights; next to the similarity GEMM
+ * (accumulateProduct) on the same f32 product, and, for decode (m = 1, memory-bound), next to memcpy
+ * of the same number of bytes as the weights streamed.
+ */
+async function gemmSection(): Promise<void> {
+  const builds: { name: "plain" | "relaxed"; kernels: Kernels | undefined }[] = [];
+  for (const name of ["plain", "relaxed"] as const) {
+    builds.push({ name, kernels: await loadKernels(1024 * MiB, undefined, { simd: name }).catch(() => undefined) });
+  }
+  const dtypes = [{ name: "F32", code: DTYPE_F32, bytes: 4 }, { name: "BF16", code: DTYPE_BF16, bytes: 2 }];
+  const reps = (flops: number) => Math.max(QUICK ? 2 : 5, Math.min(QUICK ? 5 : 30, Math.round(1e10 / flops)));
+
+  /** Best seconds of one call of `linear` with random data in `kernels`' memory (or of accumulateProduct). */
+  const time = async (kernels: Kernels, m: number, k: number, n: number, dtype: { code: number; bytes: number }, similarity = false): Promise<number> => {
+    const { exports, arena } = kernels;
+    arena.reset();
+    const x = arena.alloc(m * k * 4), w = arena.alloc(n * k * dtype.bytes), y = arena.alloc(m * n * 4), scratch = arena.alloc(MATMUL_SCRATCH_BYTES);
+    const xs = arena.f32(x, m * k);
+    for (let i = 0; i < xs.length; i++) xs[i] = Math.sin(i) * 0.5;
+    const ws = arena.u32(w, (n * k * dtype.bytes) / 4);
+    let r = 0x2545f491;
+    // Random signs and mantissas with the exponent held at 2^-7 in both halves of a word, so F32 and BF16 both read as ordinary (not subnormal) values.
+    for (let i = 0; i < ws.length; i++) { r ^= r << 13; r ^= r >>> 17; r ^= r << 5; ws[i] = (r & 0x807f807f) | 0x3c003c00; }
+    const call = similarity ? () => exports.accumulateProduct(x, w, m, n, k, y) : () => exports.linear(x, m, k, w, dtype.code, n, y, 0, scratch);
+    return best(reps(2 * m * n * k), call);
+  };
+
+  line(`8. Forward-pass GEMM (assembly/matmul.ts, linear: Y = X·Wᵀ with W read in place), one core, SmolLM-135M shapes; 2·m·n·k flops`);
+  line(`   ${"".padEnd(34)} ${"weights".padEnd(8)} ${"plain".padStart(14)} ${"relaxed".padStart(14)}`);
+  for (const [label, m, k, n] of [["prefill", 512, 576, 1536], ["lm_head", 128, 576, 49152]] as const) {
+    for (const dtype of dtypes) {
+      const rates: string[] = [];
+      for (const b of builds) rates.push(b.kernels ? `${fmt((2 * m * n * k) / (await time(b.kernels, m, k, n, dtype)) / 1e9, 1)} GFLOP/s` : "n/a");
+      line(`   ${`${label} m=${m} k=${k} n=${n}`.padEnd(34)} ${dtype.name.padEnd(8)} ${rates[0]!.padStart(14)} ${rates[1]!.padStart(14)}`);
+    }
+  }
+  const plainKernels = builds[0]!.kernels!;
+  const similarity = (2 * 512 * 1536 * 576) / (await time(plainKernels, 512, 576, 1536, dtypes[0]!, true)) / 1e9;
+  line(`   ${"accumulateProduct (gemm.ts), same".padEnd(34)} ${"F32".padEnd(8)} ${(fmt(similarity, 1) + " GFLOP/s").padStart(14)}   (the similarity GEMM, m=512 k=576 n=1536)`);
+  line(`   decode, m=1 k=576 n=49152 (lm_head): GB/s of weights streamed, next to memcpy (TypedArray.set) of as many bytes`);
+  for (const dtype of dtypes) {
+    const bytes = 576 * 49152 * dtype.bytes;
+    const rates: string[] = [];
+    for (const b of builds) rates.push(b.kernels ? `${fmt(gb(bytes, await time(b.kernels, 1, 576, 49152, dtype)), 1)} GB/s` : "n/a");
+    const from = new Uint8Array(bytes).fill(1), to = new Uint8Array(bytes);
+    const copy = gb(bytes, await best(QUICK ? 3 : 10, () => to.set(from)));
+    line(`   ${`decode m=1, ${fmt(bytes / MiB, 0)} MiB of weights`.padEnd(34)} ${dtype.name.padEnd(8)} ${rates[0]!.padStart(14)} ${rates[1]!.padStart(14)}   memcpy ${fmt(copy, 1)} GB/s`);
+  }
+  line(`   target: about 25 GFLOP/s per core in prefill (the forward pass at 150 tokens/s on 2 cores)`);
   line();
 }
 

@@ -1,5 +1,5 @@
 declare module "*.wasm" {
-  const bytes: Uint8Array;
+  const bytes: Uint8Array<ArrayBuffer>;
   export default bytes;
 }
 

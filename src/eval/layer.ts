@@ -78,7 +78,7 @@ export function decoderLayer(ctx: LayerContext, layer: number, w: LoadedLayer, x
     k.rope(newK, T, kStrideUsed, nKV, D, spec.rope.rot, t.cos, t.sin, pos0);
   }
   const attn = arena.alloc(T * nH * D * 4);
-  const scores = arena.alloc((pos0 + T) * (D + 1) * 4);
+  const scores = arena.alloc(((pos0 + T) * (D + 4) + 40) * 4);
   k.attention(q, qStride, kk, v, kStrideUsed, T, pos0 + T, pos0, nH, nKV, D, spec.scales[layer]!, spec.windows[layer]!, attn, nH * D, scores);
   const o = arena.alloc(T * H * 4);
   project(ctx, attn, T, nH * D, w.o, H, o, w.oBias);

@@ -2,11 +2,18 @@
  * @file The compiled kernels (assembly/) and the memory they work in. JavaScript owns the memory:
  * an Arena hands out 16-byte-aligned regions above the kernels' static data, grows the wasm memory on
  * demand and refuses to go past the worker's budget. Kernels only ever see pointers and counts.
+ *
+ * The kernels come in two builds of the same sources: plain SIMD (dist/kernels.wasm) and relaxed SIMD
+ * (dist/kernels-relaxed.wasm), whose matrix products use fused multiply-adds. The relaxed build is
+ * used where the runtime accepts it; the two give slightly different products (an FMA rounds once),
+ * each deterministic on its own.
  */
 import { instantiate } from "@assemblyscript/loader";
 import { SCRATCH_BYTES } from "../../assembly/layout";
-import { WorkerError } from "../errors";
+import { IS_NODE } from "../env";
+import { OptionError, WorkerError } from "../errors";
 import wasmBytes from "../../dist/kernels.wasm";
+import relaxedWasmBytes from "../../dist/kernels-relaxed.wasm";
 
 export type KernelExports = {
   memory: WebAssembly.Memory;
@@ -24,6 +31,8 @@ export type KernelExports = {
   keyRange(keys: number, n: number, lo: number, hi: number, shift: number, hist: number, compact: number, stats: number): void;
   assignMin(cost: number, n: number, m: number, finite: number, sign: number, v: number, u: number, d: number, colOfRow: number, rowOfCol: number, pred: number, reachedCols: number, scannedRows: number, free: number, reached: number, held: number): number;
   accumulateProduct(a: number, b: number, n: number, m: number, k: number, c: number): void;
+  linear(x: number, m: number, k: number, w: number, wDtype: number, n: number, y: number, accumulate: number, scratch: number): void;
+  linearKN(x: number, m: number, k: number, w: number, wDtype: number, n: number, y: number, accumulate: number, scratch: number): void;
   addBias(y: number, bias: number, rows: number, cols: number, relu: number): void;
   crossEntropy(logits: number, labels: number, rows: number, classes: number, out: number): void;
   prepareCosts(cost: number, n: number, m: number, sign: number, v: number, rowOfCol: number, infinite: number): number;
@@ -128,15 +137,77 @@ export class Arena {
 export interface Kernels {
   exports: KernelExports;
   arena: Arena;
+  /** Which build runs: "custom" when the caller supplied the bytes. */
+  simd: "plain" | "relaxed" | "custom";
 }
 
-/** Instantiates the kernels with an arena of at most `budget` bytes of wasm memory. */
-export async function loadKernels(budget: number, bytes: Uint8Array = wasmBytes): Promise<Kernels> {
+export interface LoadKernelsOptions {
+  /**
+   * "auto" (the default): the relaxed-SIMD build where the runtime supports it, unless the environment
+   * variable WEIGHTSOUP_SIMD (Node) says "plain". "plain": always the plain SIMD build. "relaxed": the
+   * relaxed build, or an OptionError where the runtime cannot run it.
+   */
+  simd?: "auto" | "plain" | "relaxed";
+}
+
+const SIMD_CHOICES = ["auto", "plain", "relaxed"] as const;
+
+/**
+ * Instantiates the kernels with an arena of at most `budget` bytes of wasm memory. `bytes` replaces
+ * the embedded builds (and `options.simd` is then ignored).
+ */
+export async function loadKernels(budget: number, bytes?: Uint8Array, options: LoadKernelsOptions = {}): Promise<Kernels> {
+  let simd: Kernels["simd"] = "custom";
+  if (!bytes) {
+    simd = (await useRelaxed(options.simd)) ? "relaxed" : "plain";
+    bytes = simd === "relaxed" ? relaxedWasmBytes : wasmBytes;
+  }
   const { exports } = await instantiate<KernelExports>(bytes, {});
   const arena = new Arena(exports.memory, exports.heapBase(), budget);
   exports.setScratch(arena.alloc(SCRATCH_BYTES));
   arena.pinFloor();
-  return { exports, arena };
+  return { exports, arena, simd };
+}
+
+/** Whether to load the relaxed build: the option, else WEIGHTSOUP_SIMD, else whether the runtime can. */
+async function useRelaxed(option: LoadKernelsOptions["simd"]): Promise<boolean> {
+  let choice: string = option ?? "auto";
+  let source = "the loadKernels option simd";
+  if (choice === "auto" && IS_NODE && process.env.WEIGHTSOUP_SIMD) {
+    choice = process.env.WEIGHTSOUP_SIMD;
+    source = "the environment variable WEIGHTSOUP_SIMD";
+  }
+  if (!(SIMD_CHOICES as readonly string[]).includes(choice)) {
+    throw new OptionError("E_OPTION", `${source} is ${JSON.stringify(choice)}; it must be one of ${SIMD_CHOICES.join(", ")}`, { key: source.endsWith("SIMD") ? "WEIGHTSOUP_SIMD" : "simd", value: choice });
+  }
+  if (choice === "plain") return false;
+  const supported = await relaxedSupported();
+  if (choice === "relaxed" && !supported) {
+    throw new OptionError("E_OPTION", `${source} asks for the relaxed-SIMD kernels, but this runtime does not support relaxed SIMD`, { key: source.endsWith("SIMD") ? "WEIGHTSOUP_SIMD" : "simd", value: choice });
+  }
+  return supported;
+}
+
+let relaxedSupport: Promise<boolean> | undefined;
+
+/**
+ * Whether this runtime compiles the relaxed build. Chromium (114+) and Node 22+ do as they are.
+ * Node 20 (V8 11.3) has relaxed SIMD complete but behind --experimental-wasm-relaxed-simd; V8 reads
+ * its wasm feature flags each time it validates or compiles a module, and flags are per process, so
+ * switching the flag on here, before compiling, enables it for this thread and every worker thread.
+ * The flag only lets V8 accept the relaxed opcodes (no other module changes behaviour), and it is set
+ * only when needed and not forced off with WEIGHTSOUP_SIMD=plain. (Node documents that flags changed
+ * after start-up may misbehave in general; this one is read at compile time only. One side effect:
+ * V8 code caches made in this process before the change stop matching its flag hash.)
+ */
+function relaxedSupported(): Promise<boolean> {
+  return (relaxedSupport ??= (async () => {
+    if (WebAssembly.validate(relaxedWasmBytes)) return true;
+    if (!IS_NODE || Number(process.versions.node.split(".")[0]) !== 20) return false;
+    const v8 = await import("node:v8");
+    v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
+    return WebAssembly.validate(relaxedWasmBytes);
+  })());
 }
 
 function align(n: number, to: number): number {
