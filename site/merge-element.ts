@@ -5,18 +5,26 @@
  * inside a folder the person picks, or in the origin-private file system. Nothing leaves the machine.
  *
  * The element holds one state object (state.ts) and one view per section (views/), each re-rendering
- * only what depends on what changed. More sections (evaluation panels) are more views on the same store.
+ * only what depends on what changed. The Evaluate section (views/eval-view.ts) scores the merge's
+ * output and any loaded model on a text and continues a prompt with them, on the same store.
  *
  * Attributes: `worker-url` (default: worker.js next to this script), `workers` (default: the cores).
+ * It sets `data-state` (the merge), `data-eval-state` and `data-generate-state` (idle, running, done,
+ * cancelled, error) for a host page to follow.
  */
 import { type PageState, Store } from "./state";
 import { append, h, replace } from "./ui/dom";
 import { groupModels, loadModel, type PickedFile } from "./ui/models";
 import { mappingOf } from "./ui/mapping";
+import { MERGED_ID, modelId, picksAfterMerge, type MergedOutput } from "./ui/eval-candidates";
 import { checkRecipe } from "./ui/recipe-check";
 import { removeRecipeModel, setIncluded, starterRecipe, type EditContext } from "./ui/recipe-doc";
+import { initialEvalForm, initialEvalRun, runEvaluation } from "./ui/run-eval";
+import { initialGenForm, initialGenRun, runGeneration } from "./ui/run-generate";
 import { runMerge } from "./ui/run-merge";
 import { canPickFolder, deleteSaved, hasOpfs, listSaved, pickFolder, removeStaleOutputs } from "./ui/save";
+import { evalView } from "./views/eval-view";
+import { generateView } from "./views/generate-view";
 import { modelsView } from "./views/models-view";
 import { recipeView } from "./views/recipe-view";
 import { runView } from "./views/run-view";
@@ -32,6 +40,7 @@ function initialState(): PageState {
     check: checkRecipe("", [], new Map()), formErrors: new Map(),
     outputName: "merged", target: canPickFolder() ? "folder" : "opfs", seed: "0",
     run: "idle", progress: 0, status: "Add models to begin.", announcement: "", runError: NO_PROBLEMS, overwrite: null, result: null, saved: [],
+    merged: null, evalForm: initialEvalForm(), evalPicks: new Map(), evaluation: initialEvalRun(), genForm: initialGenForm(), generation: initialGenRun(),
   };
 }
 
@@ -42,6 +51,8 @@ export class WeightsoupMerge extends HTMLElement {
   private readonly root = this.attachShadow({ mode: "open" });
   private readonly store = new Store(initialState());
   private controller: AbortController | undefined;
+  private evalController: AbortController | undefined;
+  private genController: AbortController | undefined;
   /** Closing or reloading the tab mid-merge loses it: the browser asks first. */
   private readonly beforeUnload = (e: BeforeUnloadEvent) => {
     if (this.store.state.run !== "running") return;
@@ -61,6 +72,8 @@ export class WeightsoupMerge extends HTMLElement {
       store.update({ runError: NO_PROBLEMS, overwrite: null, status: "", ...(s.run === "error" ? { run: "idle" } : {}) });
     });
     store.watch(["run"], (s) => { this.dataset.state = s.run; });
+    store.watch(["evaluation"], (s) => { this.dataset.evalState = s.evaluation.run; });
+    store.watch(["generation"], (s) => { this.dataset.generateState = s.generation.run; });
 
     const notice = h("div", { class: "notice", role: "status" });
     store.watch(["platformProblems"], (s) => replace(notice, ...s.platformProblems.map((p) => h("p", { class: "problem" }, p))));
@@ -95,7 +108,29 @@ export class WeightsoupMerge extends HTMLElement {
         confirmOverwrite: () => this.run({ parent: store.state.overwrite!.parent, force: true }),
         keepExisting: () => store.update({ overwrite: { ...store.state.overwrite!, confirming: false } }),
       }),
-      hasOpfs() ? savedView(store, { delete: async (name) => { await deleteSaved(name); await this.refreshSaved(); } }) : null,
+      evalView(store, {
+        form: (patch) => store.update({ evalForm: { ...store.state.evalForm, ...patch } }),
+        pick: (id, patch) => {
+          const picks = new Map(store.state.evalPicks);
+          picks.set(id, { ...(picks.get(id) ?? { score: false, against: false }), ...patch });
+          store.update({ evalPicks: picks });
+        },
+        run: () => this.evaluate(),
+        cancel: () => this.evalController?.abort(),
+      }, generateView(store, {
+        form: (patch) => store.update({ genForm: { ...store.state.genForm, ...patch } }),
+        run: () => this.generate(),
+        cancel: () => this.genController?.abort(),
+      })),
+      hasOpfs() ? savedView(store, {
+        delete: async (name) => {
+          await deleteSaved(name);
+          // Deleting the merged output from browser storage takes it out of the Evaluate panel too.
+          const merged = store.state.merged;
+          if (merged?.target === "opfs" && merged.name === name) store.update({ merged: null });
+          await this.refreshSaved();
+        },
+      }) : null,
     ]);
     this.checkPlatform();
     if (hasOpfs()) void this.refreshSaved().then(() => removeStaleOutputs()).then((removed) => (removed.length ? this.refreshSaved() : undefined), () => undefined);
@@ -163,15 +198,55 @@ export class WeightsoupMerge extends HTMLElement {
 
   private run(options: { picked?: Promise<FileSystemDirectoryHandle | undefined>; parent?: FileSystemDirectoryHandle; force?: boolean }): void {
     this.controller = new AbortController();
-    const workers = Number(this.getAttribute("workers")) || undefined;
-    const workerUrl = this.getAttribute("worker-url");
-    void runMerge(this.store, {
-      ...options, signal: this.controller.signal,
-      ...(workers ? { workers } : {}), ...(workerUrl ? { workerUrl: new URL(workerUrl, document.baseURI) } : {}),
+    const s = this.store.state;
+    // What the merge is made from, as it starts (the recipe may be edited while it runs).
+    const mapping = mappingOf(s.recipe, s.models.map((m) => m.name), s.chosen);
+    const parents = [...new Set(mapping.names.map((n) => mapping.map.get(n)).filter((n): n is string => n !== undefined))];
+    // A merge into the folder the Evaluate panel reads from replaces it: the panel stops reading it now.
+    if (s.merged && s.merged.name === (s.outputName.trim() || "merged")) this.store.update({ merged: null });
+    void runMerge(this.store, { ...options, signal: this.controller.signal, ...this.poolOptions() }).then(async () => {
+      const { run, result } = this.store.state;
+      if (run !== "done" || !result) return;
+      // The folder the output was created in, found as runMerge found it.
+      const parent = options.parent ?? (result.target === "folder" ? await options.picked : await navigator.storage.getDirectory());
+      if (parent) this.setMerged({ name: result.name, parent, target: result.target, files: result.files, parents });
     }).finally(() => {
       this.controller = undefined;
       void this.refreshSaved();
     });
+  }
+
+  /** The pool options the host page set as attributes. */
+  private poolOptions(): { workers?: number; workerUrl?: URL } {
+    const workers = Number(this.getAttribute("workers")) || undefined;
+    const workerUrl = this.getAttribute("worker-url");
+    return { ...(workers ? { workers } : {}), ...(workerUrl ? { workerUrl: new URL(workerUrl, document.baseURI) } : {}) };
+  }
+
+  /** A finished merge: the panel evaluates its output next to its parents, and generates from it next to the base. */
+  private setMerged(merged: MergedOutput): void {
+    const base = merged.parents[0];
+    this.store.update({
+      merged, evalPicks: picksAfterMerge(merged),
+      genForm: { ...this.store.state.genForm, model: MERGED_ID, other: base === undefined ? "" : modelId(base) },
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Evaluating and generating
+
+  private evaluate(): void {
+    this.evalController = new AbortController();
+    const { workerUrl, workers } = this.poolOptions();
+    void runEvaluation(this.store, { signal: this.evalController.signal, ...(workers ? { workers } : {}), ...(workerUrl ? { workerUrl } : {}) })
+      .finally(() => { this.evalController = undefined; });
+  }
+
+  private generate(): void {
+    this.genController = new AbortController();
+    const { workerUrl } = this.poolOptions();
+    void runGeneration(this.store, { signal: this.genController.signal, ...(workerUrl ? { workerUrl } : {}) })
+      .finally(() => { this.genController = undefined; });
   }
 
   private async refreshSaved(): Promise<void> {

@@ -3,9 +3,12 @@
  * only when one of those changes, so editing the recipe does not rebuild the model list, and a form
  * control a person is using is never replaced under them.
  */
+import type { EvalPick, MergedOutput } from "./ui/eval-candidates";
 import type { SaveTarget, SavedOutput } from "./ui/save";
 import type { PickedModel } from "./ui/models";
 import type { Problem, RecipeCheck } from "./ui/recipe-check";
+import type { EvalForm, EvalRun } from "./ui/run-eval";
+import type { GenForm, GenRun } from "./ui/run-generate";
 
 export type RunState = "idle" | "running" | "done" | "cancelled" | "error";
 
@@ -41,6 +44,15 @@ export interface PageState {
   overwrite: { name: string; parent: FileSystemDirectoryHandle; target: SaveTarget; confirming: boolean } | null;
   result: { target: SaveTarget; name: string; files: string[] } | null;
   saved: readonly SavedOutput[];
+  /** The last successful merge's output and the models it was made from (the Evaluate panel reads it back). */
+  merged: MergedOutput | null;
+  /** The Evaluate panel: its text and numbers, which candidates are scored and compared with, the last run. */
+  evalForm: EvalForm;
+  evalPicks: ReadonlyMap<string, EvalPick>;
+  evaluation: EvalRun;
+  /** The prompt box: its inputs and the last generation. */
+  genForm: GenForm;
+  generation: GenRun;
 }
 
 export type StateKey = keyof PageState;

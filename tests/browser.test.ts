@@ -2,22 +2,26 @@
 // in the form or pasted as mergekit YAML, merges written to the origin-private file system and compared
 // byte for byte with the Node CLI's output for the same recipe; cancelling, unreadable checkpoints, the
 // page's network footprint, loose files and incompatible models, and the embedding example with the
-// plain library API.
+// plain library API. Issue 9: the Evaluate panel scores the merge of the example models and its
+// parents and continues a prompt with them, and shows the CLI's numbers and greedy tokens.
 //
 // Needs a system Chromium (CHROMIUM_PATH, default /usr/bin/chromium; never downloaded) and the built
 // site (`npm run build`). Screenshots of the main states go to .build/test-artifacts/browser/.
 import assert from "node:assert/strict";
-import { access, mkdir, readFile, writeFile } from "node:fs/promises";
+import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { BrowserContext, Page } from "playwright-core";
 import { parse } from "yaml";
 import {
   addFolders, assertSameWeights, byTestId, checkPrerequisites, compareOutputs, foreignRequests, host, opfsBytes, opfsDigests,
-  opfsText, opfsTree, openPage, pageDiagnostics, recipeYaml, runCli, screenshot, setField, setRecipeYaml, sha256Hex, SITE_DIR,
-  splitSafetensors, startBrowserEnv, stateOf, textOf, waitForModels, waitForRunBlocked, waitForRunEnabled, waitForState, focusedTestId,
-  WAIT_MS, type BrowserEnv, type PageOptions,
+  opfsText, opfsTree, openPage, overflowingElements, pageDiagnostics, liveAnnouncements, recordLiveRegions, recipeYaml, runCli, runCliJson, screenshot, setField, setRecipeYaml,
+  sha256Hex, shownEvalRows, SITE_DIR, splitSafetensors, startBrowserEnv, stateOf, textOf, waitForAttribute, waitForModels,
+  waitForRunBlocked, waitForRunEnabled, waitForState, focusedTestId, WAIT_MS, type BrowserEnv, type PageOptions,
 } from "./helpers/browser";
+import { DEFAULT_TEXT } from "../src/eval/default-text";
+import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "../src/example/models";
+import exampleRecipe from "../src/example/recipe.yml";
 import { baseModel, fineTune, removeDir, tempDir, TINY, writeModel, type Shape } from "./helpers/fixtures";
 import type { RefModel } from "./reference/merge";
 
@@ -34,7 +38,7 @@ let f32Base: RefModel;
 const WIDE: Shape = { ...SMALL, hidden: 48 };
 let wideBase: RefModel;
 const dirs = {
-  f32: "", bf16: "", large: "", broken: "", loose: "", tmp: "", cli: "", wide: "", unusable: "", nomodel: "",
+  f32: "", bf16: "", large: "", broken: "", loose: "", tmp: "", cli: "", wide: "", unusable: "", nomodel: "", example: "", noeval: "",
 };
 
 before(async () => {
@@ -93,6 +97,15 @@ before(async () => {
   // A folder without any model in it.
   await mkdir(join(dirs.nomodel, "notes"));
   await writeFile(join(dirs.nomodel, "notes", "README.md"), "# just notes\n");
+
+  // The example models of `weightsoup example` (6 layers, hidden 384, vocab 4096, a byte-level BPE
+  // tokenizer), written by the same function the CLI uses; the models the Evaluate panel runs.
+  await writeLlamaModel(join(dirs.example, "base"), EXAMPLE_SHAPE);
+  for (const skill of EXAMPLE_SKILLS) await writeLlamaModel(join(dirs.example, skill.name), EXAMPLE_SHAPE, skill);
+  // Models that cannot be evaluated: one without a tokenizer, one of an architecture with no forward pass.
+  await writeModel(join(dirs.noeval, "notok"), f32Base);
+  await rm(join(dirs.noeval, "notok", "tokenizer.json"));
+  await writeModel(join(dirs.noeval, "mamba"), { ...f32Base, config: { ...f32Base.config, model_type: "mamba", architectures: ["MambaForCausalLM"] } });
 
   env = await startBrowserEnv();
 });
@@ -664,21 +677,7 @@ test("item 35: a phone-width page fits; hidden inputs stay out of the accessibil
     await setRecipeYaml(page, PASTED_INT8);
     await waitForRunEnabled(page);
     await screenshot(page, "phone");
-    const overflow = await page.evaluate(() => {
-      const root = document.querySelector("weightsoup-merge")!.shadowRoot!;
-      const out: string[] = [];
-      if (document.documentElement.scrollWidth > window.innerWidth) out.push(`page ${document.documentElement.scrollWidth} > ${window.innerWidth}`);
-      for (const section of root.querySelectorAll("section")) {
-        if (section.scrollWidth > section.clientWidth + 1) out.push(`${section.getAttribute("aria-labelledby")}: ${section.scrollWidth} > ${section.clientWidth}`);
-        const box = section.getBoundingClientRect();
-        for (const el of section.querySelectorAll<HTMLElement>("table, textarea, input, select, button")) {
-          const r = el.getBoundingClientRect();
-          if (r.width > 0 && r.right > box.right + 1 && !el.closest("[data-scroll]")) out.push(`${el.tagName.toLowerCase()}${el.dataset.testid ? `[${el.dataset.testid}]` : ""} ends at ${Math.round(r.right)} > ${Math.round(box.right)}`);
-        }
-      }
-      return out;
-    });
-    assert.deepEqual(overflow, [], "nothing overflows its card at 390 px");
+    assert.deepEqual(await overflowingElements(page), [], "nothing overflows its card at 390 px");
     const tree = await host(page).ariaSnapshot();
     assert.doesNotMatch(tree, /Choose File|No file chosen|Choose Files/i, `hidden file inputs are not in the accessibility tree:\n${tree}`);
   }, { viewport: { width: 390, height: 844 } });
@@ -760,4 +759,247 @@ test("embed.html: the element renders and the library API inspects a picked file
     assert.equal(summary.parameters, parameters, "parameter count");
     await screenshot(page, "embed");
   });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Issue 9, the page's Evaluate panel. The CLI (dist/cli.js eval / generate --json) is the reference:
+// the page must show its numbers to the precision its table prints, and its greedy tokens.
+
+const MERGED_LABEL = (name: string) => `${name} (merged)`;
+const RECIPE_LABEL = "recipe (merged in memory)";
+const PROMPT = "We hold these truths to be self-evident, that";
+
+interface CliEvalResult {
+  model: string;
+  tokens: number;
+  perplexity: number;
+  bitsPerByte: number | null;
+  against: { model: string; kl: number; top1Agreement: number }[];
+}
+interface CliGeneration { ids: number[]; text: string }
+
+/** What the panel must show for the CLI's results: its numbers printed as `weightsoup eval` prints them, under the page's labels. */
+function asPrinted(results: CliEvalResult[], labels: string[], againstLabels: string[]) {
+  return results.map((r, i) => ({
+    model: labels[i]!,
+    perplexity: r.perplexity.toFixed(3),
+    bitsPerByte: r.bitsPerByte === null ? "–" : r.bitsPerByte.toFixed(4),
+    tokens: String(r.tokens),
+    kl: Object.fromEntries(r.against.map((a, j) => [againstLabels[j]!, a.kl.toFixed(5)])),
+    top1: Object.fromEntries(r.against.map((a, j) => [againstLabels[j]!, `top-1 ${(100 * a.top1Agreement).toFixed(2)}%`])),
+  }));
+}
+
+/** The candidates listed in the panel with their two ticks. */
+const shownPicks = (page: Page) => page.locator(`[data-testid="eval-candidate"]`).evaluateAll((rows) => rows.map((r) => ({
+  label: (r as HTMLElement).dataset.label,
+  score: r.querySelector<HTMLInputElement>(`[data-testid="eval-score"]`)!.checked,
+  against: r.querySelector<HTMLInputElement>(`[data-testid="eval-against"]`)!.checked,
+})));
+const pickBox = (page: Page, id: string, box: "eval-score" | "eval-against") => page.locator(`[data-testid="eval-candidate"][data-id="${id}"] input[data-testid="${box}"]`);
+
+/** The generation panels as shown: model, streamed text, token ids. */
+const shownGenerations = (page: Page) => page.locator(`[data-testid="gen-output"]`).evaluateAll((els) => els.map((el) => ({
+  model: (el as HTMLElement).dataset.model,
+  text: el.querySelector(`[data-testid="gen-text"]`)?.textContent ?? "",
+  ids: el.querySelector(`[data-testid="gen-ids"]`)?.textContent ?? "",
+})));
+
+async function waitForMergedCandidate(page: Page): Promise<void> {
+  await page.locator(`[data-testid="eval-candidate"][data-id="merged"]`).waitFor({ state: "attached" }).catch(async (e: Error) => {
+    throw new Error(`the merged output was not offered for evaluation (${await pageDiagnostics(page)}): ${e.message.split("\n")[0]}`);
+  });
+}
+
+test("issue 9: the page evaluates a merge of the example models with the CLI's perplexity and KL, and generates the CLI's greedy tokens", { timeout: 2 * TEST_TIMEOUT }, async () => {
+  await withPage("evaluate", "index.html", async (page) => {
+    await addFolders(page, [dirs.example], ["base", "math", "code", "chat"]);
+    await setRecipeYaml(page, exampleRecipe);
+    await runToDone(page, "example-soup");
+    await waitForMergedCandidate(page);
+    const merged = MERGED_LABEL("example-soup");
+    // The parents in the order the page lists the loaded models.
+    const parents = await page.locator(`[data-testid="model"]`).evaluateAll((els) => els.map((el) => el.getAttribute("data-model-name")!));
+    assert.deepEqual([...parents].sort(), ["base", "chat", "code", "math"]);
+    assert.deepEqual(await shownPicks(page), [
+      { label: merged, score: true, against: false },
+      { label: RECIPE_LABEL, score: false, against: false },
+      ...parents.map((p) => ({ label: p, score: true, against: true })),
+    ], "after a merge: the output and each parent are evaluated, each parent compared with");
+    await pickBox(page, "recipe", "eval-score").check();
+    assert.match(await visibleText(page, "eval-blocked"), /text/i, "Evaluate waits for a text");
+
+    await byTestId(page, "eval-builtin", "button").click();
+    assert.equal(await byTestId(page, "eval-text", "textarea").inputValue(), DEFAULT_TEXT, "the built-in text fills the box");
+    await setField(page, `input[data-testid="eval-context"]`, "32");
+    await setField(page, `input[data-testid="eval-max-tokens"]`, "64");
+    await recordLiveRegions(page);
+    await byTestId(page, "eval-run", "button").click();
+    await waitForAttribute(page, "data-eval-state", "done", undefined, 2 * WAIT_MS);
+    await screenshot(page, "evaluated");
+    // 6 models x 6 layers of progress, heard as two milestones: started, finished.
+    const heard = await liveAnnouncements(page);
+    assert.ok(heard.length >= 1 && heard.length <= 3, `live regions changed ${heard.length} times during the evaluation: ${JSON.stringify(heard)}`);
+    assert.match(heard.at(-1) ?? "", /evaluated/i, "the last announcement says the evaluation finished");
+    const shown = await shownEvalRows(page);
+
+    // The CLI on the same models (its merge of the same recipe is byte-identical to the page's), text and numbers.
+    const cliOut = await cliMerge(dirs.example, "example", exampleRecipe, "example-soup", await seedOf(page));
+    await compareOutputs(page, "example-soup", cliOut);
+    const textFile = join(root, "default-text.txt");
+    await writeFile(textFile, DEFAULT_TEXT);
+    const parentDirs = parents.map((p) => join(dirs.example, p));
+    const { results } = await runCliJson<{ results: CliEvalResult[] }>([
+      "eval", cliOut, join(dirs.example, "recipe-example.yml"), ...parentDirs, ...parentDirs.flatMap((d) => ["--against", d]),
+      "--text", textFile, "--context", "32", "--max-tokens", "64", "--quiet",
+    ]);
+    assert.deepEqual(shown, asPrinted(results, [merged, RECIPE_LABEL, ...parents], parents), "the page shows the CLI's numbers, to the digits the CLI prints");
+    // Facts that hold whatever the numbers: 64 tokens; each parent is at KL 0 from itself and agrees with itself.
+    for (const row of shown) assert.equal(row.tokens, "64");
+    for (const p of parents) {
+      const row = shown.find((r) => r.model === p)!;
+      assert.equal(row.kl[p], "0.00000", `KL(${p} ‖ ${p})`);
+      assert.equal(row.top1[p], "top-1 100.00%", `${p} agrees with itself`);
+    }
+
+    // Generation: the merged output next to the base by default, 32 new tokens, streamed.
+    assert.equal(await byTestId(page, "gen-model", "select").inputValue(), "merged");
+    assert.equal(await byTestId(page, "gen-other", "select").inputValue(), "model:base");
+    assert.equal(await byTestId(page, "gen-max-new", "input").inputValue(), "32");
+    await setField(page, `textarea[data-testid="gen-prompt"]`, PROMPT);
+    await page.evaluate(() => {
+      const root = document.querySelector("weightsoup-merge")!.shadowRoot!;
+      const w = window as unknown as { streamed: string[] };
+      w.streamed = [];
+      new MutationObserver(() => w.streamed.push(root.querySelector(`[data-testid="gen-text"]`)?.textContent ?? ""))
+        .observe(root.querySelector(`[data-testid="gen-outputs"]`)!, { childList: true, characterData: true, subtree: true });
+    });
+    await recordLiveRegions(page);
+    await byTestId(page, "gen-run", "button").click();
+    await waitForAttribute(page, "data-generate-state", "done", undefined, 2 * WAIT_MS);
+    await screenshot(page, "generated");
+    const heardGenerating = await liveAnnouncements(page);
+    assert.ok(heardGenerating.length >= 1 && heardGenerating.length <= 3, `live regions changed ${heardGenerating.length} times while 2 x 32 tokens streamed: ${JSON.stringify(heardGenerating)}`);
+    assert.match(heardGenerating.at(-1) ?? "", /finished/i, "the last announcement says generation finished");
+    const generations = await shownGenerations(page);
+    const expected: { model: string; text: string; ids: string }[] = [];
+    for (const [label, dir] of [[merged, cliOut], ["base", join(dirs.example, "base")]] as const) {
+      const g = await runCliJson<CliGeneration>(["generate", dir, "--prompt", PROMPT, "--max-new-tokens", "32"]);
+      expected.push({ model: label, text: g.text, ids: g.ids.join(", ") });
+    }
+    assert.deepEqual(generations, expected, "the page generates the CLI's greedy tokens and text");
+    assert.ok(expected[0]!.ids.split(", ").length >= 4, `fixture: the merged model generates several tokens (${expected[0]!.ids})`);
+    const streamed = new Set((await page.evaluate(() => (window as unknown as { streamed: string[] }).streamed)).filter((t) => t && t !== generations[0]!.text));
+    assert.ok(streamed.size >= 2, `the merged model's text appeared token by token (${streamed.size} partial texts shown)`);
+    for (const partial of streamed) assert.ok(generations[0]!.text.startsWith(partial), `a partial text is a prefix of the whole: ${JSON.stringify(partial)}`);
+  });
+});
+
+test("issue 9: embed.html at phone width: loaded models evaluated before any merge on a picked .txt file, as the CLI; typed errors in the panel", { timeout: TEST_TIMEOUT }, async () => {
+  const textFile = join(root, "civil-war.txt");
+  const text = "Now we are engaged in a great civil war — testing whether that nation, or any nation so conceived and so dedicated, can long endure.\n";
+  await writeFile(textFile, text);
+  await withPage("embed-eval", "embed.html", async (page) => {
+    await addFolders(page, [join(dirs.example, "base"), join(dirs.example, "math"), join(dirs.noeval, "notok"), join(dirs.noeval, "mamba")], ["base", "math", "notok", "mamba"]);
+    assert.deepEqual((await shownPicks(page)).map((p) => p.label), ["base", "math", "notok", "mamba"], "before a merge: the loaded models");
+    assert.ok((await shownPicks(page)).every((p) => !p.score && !p.against), "nothing is ticked before a merge");
+    assert.match(await visibleText(page, "eval-blocked"), /tick/i, "Evaluate asks for a ticked model");
+
+    await byTestId(page, "eval-text-file", "input").setInputFiles(textFile);
+    await page.waitForFunction(() => !!document.querySelector("weightsoup-merge")?.shadowRoot?.querySelector<HTMLTextAreaElement>(`[data-testid="eval-text"]`)?.value);
+    assert.equal(await byTestId(page, "eval-text", "textarea").inputValue(), text, "the picked file's text fills the box");
+    assert.match(await visibleText(page, "eval-text-source"), /civil-war\.txt/, "the panel says where the text came from");
+    await pickBox(page, "model:base", "eval-score").check();
+    await pickBox(page, "model:base", "eval-against").check();
+    await pickBox(page, "model:math", "eval-score").check();
+    // The merge's seed field concerns the recipe only: a bad value there does not stop evaluating models.
+    await setField(page, `input[data-testid="seed"]`, "1.5");
+    await byTestId(page, "eval-run", "button").click();
+    await waitForAttribute(page, "data-eval-state", "done");
+    const dirsOf = ["base", "math"].map((m) => join(dirs.example, m));
+    const { results } = await runCliJson<{ results: CliEvalResult[] }>(["eval", ...dirsOf, "--against", dirsOf[0]!, "--text", textFile, "--quiet"]);
+    assert.deepEqual(await shownEvalRows(page), asPrinted(results, ["base", "math"], ["base"]), "the page shows the CLI's numbers");
+    await screenshot(page, "embed-evaluated-phone");
+    assert.deepEqual(await overflowingElements(page), [], "nothing overflows its card at 390 px with results shown");
+
+    // Models that cannot be evaluated: typed errors, grouped like the page's other problems, naming the model.
+    for (const [id, label, code] of [["model:notok", "notok", "E_TOKENIZER"], ["model:mamba", "mamba", "E_ARCHITECTURE_UNSUPPORTED"]] as const) {
+      for (const other of ["model:base", "model:math", "model:notok", "model:mamba"]) {
+        await pickBox(page, other, "eval-score").uncheck();
+        await pickBox(page, other, "eval-against").uncheck();
+      }
+      await pickBox(page, id, "eval-score").check();
+      await byTestId(page, "eval-run", "button").click();
+      await waitForAttribute(page, "data-eval-state", "error");
+      const group = page.locator(`[data-testid="eval-error"] [data-testid="problem-group"][data-code="${code}"]`);
+      assert.equal(await group.count(), 1, `${label}: a ${code} problem is shown (${await pageDiagnostics(page)})`);
+      assert.match((await group.textContent()) ?? "", new RegExp(label), `${label}: the problem names the model`);
+      assert.equal(await byTestId(page, "eval-results").isVisible(), false, "no stale results next to the error");
+    }
+    await byTestId(page, "gen-model", "select").selectOption("model:notok");
+    await byTestId(page, "gen-other", "select").selectOption("none");
+    await setField(page, `textarea[data-testid="gen-prompt"]`, "Four score");
+    await byTestId(page, "gen-run", "button").click();
+    await waitForAttribute(page, "data-generate-state", "error");
+    assert.match((await page.locator(`[data-testid="gen-error"] [data-testid="problem-group"][data-code="E_TOKENIZER"]`).textContent()) ?? "", /notok/, "generation errors are typed too");
+  }, { viewport: { width: 390, height: 844 } });
+});
+
+test("issue 9: a merge saved to a picked folder is evaluated from that folder; evaluation and generation can be cancelled", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("eval-folder", "index.html", async (page) => {
+    await addFolders(page, ["base", "math"].map((m) => join(dirs.example, m)), ["base", "math"]);
+    await setRecipeYaml(page, LINEAR_2(1));
+    await waitForRunEnabled(page);
+    // Before a merge the recipe is offered, merged in memory, but the prompt box starts with loaded models.
+    assert.deepEqual((await shownPicks(page)).map((p) => p.label), [RECIPE_LABEL, "base", "math"]);
+    assert.deepEqual([await byTestId(page, "gen-model", "select").inputValue(), await byTestId(page, "gen-other", "select").inputValue()], ["model:base", "model:math"]);
+    await setField(page, `input[data-testid="output-name"]`, "soup");
+    await byTestId(page, "save-target", "select").selectOption("folder");
+    await waitForRunEnabled(page);
+    await byTestId(page, "run", "button").click();
+    await waitForState(page, "done");
+    await waitForMergedCandidate(page);
+    assert.match(await page.locator(`[data-testid="eval-candidate"][data-id="merged"]`).innerText(), /folder/, "the merged row says it is read from the folder it was saved in");
+    await pickBox(page, "recipe", "eval-score").check();
+    await byTestId(page, "eval-builtin", "button").click();
+    await setField(page, `input[data-testid="eval-max-tokens"]`, "40");
+    await byTestId(page, "eval-run", "button").click();
+    await waitForAttribute(page, "data-eval-state", "done");
+    const rows = await shownEvalRows(page);
+    const merged = rows.find((r) => r.model === MERGED_LABEL("soup"));
+    const recipe = rows.find((r) => r.model === RECIPE_LABEL);
+    assert.ok(merged && recipe, `both rows shown: ${JSON.stringify(rows)}`);
+    // The recipe merged in memory is bit-identical to the written merge: the files read back from the
+    // picked folder are that merge (another model's files would not score alike).
+    assert.deepEqual({ ...merged, model: "" }, { ...recipe, model: "" }, "the output read back from the folder scores as the recipe merged in memory");
+    assert.notEqual(merged.perplexity, rows.find((r) => r.model === "math")!.perplexity, "fixture: the merge scores unlike a parent");
+
+    // Cancel an evaluation of the whole built-in text once it is under way.
+    await setField(page, `input[data-testid="eval-max-tokens"]`, "");
+    await byTestId(page, "eval-run", "button").click();
+    await page.waitForFunction(() => {
+      const el = document.querySelector("weightsoup-merge");
+      const progress = el?.shadowRoot?.querySelector<HTMLProgressElement>(`progress[data-testid="eval-progress"]`);
+      return el?.getAttribute("data-eval-state") !== "running" || (progress?.value ?? 0) > 0;
+    }, undefined, { timeout: WAIT_MS, polling: 20 });
+    assert.equal(await host(page).getAttribute("data-eval-state"), "running", `still running when progress showed (${await pageDiagnostics(page)})`);
+    await byTestId(page, "eval-cancel", "button").click();
+    await waitForAttribute(page, "data-eval-state", "cancelled");
+    assert.match(await visibleText(page, "eval-status"), /cancel/i);
+    assert.ok(await byTestId(page, "eval-run", "button").isEnabled(), "Evaluate can run again");
+
+    // Cancel a long generation once its first tokens show.
+    await setField(page, `textarea[data-testid="gen-prompt"]`, PROMPT);
+    await setField(page, `input[data-testid="gen-max-new"]`, "1500");
+    await byTestId(page, "gen-run", "button").click();
+    await page.waitForFunction(() => {
+      const el = document.querySelector("weightsoup-merge");
+      return el?.getAttribute("data-generate-state") !== "running" || !!el?.shadowRoot?.querySelector(`[data-testid="gen-ids"]`)?.textContent;
+    }, undefined, { timeout: WAIT_MS, polling: 20 });
+    assert.equal(await host(page).getAttribute("data-generate-state"), "running", `still generating when tokens showed (${await pageDiagnostics(page)})`);
+    await byTestId(page, "gen-cancel", "button").click();
+    await waitForAttribute(page, "data-generate-state", "cancelled");
+    assert.match(await visibleText(page, "gen-status"), /cancel/i);
+    assert.match(await visibleText(page, "gen-output-status"), /stopped/, "the panels say they stopped");
+  }, { init: pickerIntoOpfs });
 });

@@ -95,6 +95,24 @@ describe("text in, numbers out", () => {
   });
 });
 
+describe("cancelling", () => {
+  test("an AbortSignal fired mid-evaluation rejects with AbortError and leaves no worker running", async () => {
+    const controller = new AbortController();
+    const layers: number[] = [];
+    await assert.rejects(evaluate([model], {
+      text: TEXT, context: 8, workerUrl: WORKER_URL, signal: controller.signal,
+      onProgress: (e) => { if (e.type === "layer-done") { layers.push(e.layer); controller.abort(); } },
+    }), (e: unknown) => e instanceof WeightsoupError && e.code === "E_ABORTED");
+    assert.deepEqual(layers, [0], "stopped after the first layer");
+  });
+
+  test("and mid-generation", async () => {
+    const controller = new AbortController();
+    await assert.rejects(generate(model, { prompt: "We hold", maxNewTokens: 10_000, workerUrl: WORKER_URL, signal: controller.signal, onToken: () => controller.abort() }),
+      (e: unknown) => e instanceof WeightsoupError && e.code === "E_ABORTED");
+  });
+});
+
 describe("bad input: typed errors naming the file or key, exit status 1", () => {
   const expectFailure = async (run: () => Promise<unknown>, code: string, mentions: string[], argv?: string[]) => {
     await assert.rejects(run(), (e: unknown) => {

@@ -26,6 +26,14 @@ const KINDS: Readonly<Record<string, string>> = {
   E_IO: "Reading or writing files",
   E_WORKER: "Workers",
   E_MEMORY_BUDGET: "Memory",
+  // Evaluation and generation
+  E_ARCHITECTURE_UNSUPPORTED: "Architectures that cannot be evaluated",
+  E_TOKENIZER: "Tokenizers",
+  E_DATA: "The text or prompt",
+  E_VOCAB_MISMATCH: "Vocabularies that differ",
+  E_CONFIG: "Model configuration",
+  E_MODEL_NOT_FOUND: "Models not found",
+  E_OPTION: "Settings",
 };
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;

@@ -83,8 +83,15 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
   };
   const onAbort = () => pool?.abort(signal?.reason);
   try {
-    const evaluated = await Promise.all(subjects.map(open));
-    const against = await Promise.all((options.against ?? []).map((s, i) => open(s, subjects.length + i)));
+    // A subject both evaluated and compared against (a parent scored beside the merge) runs once.
+    const opened = new Map<unknown, Promise<DecoderSource>>();
+    const once = (s: EvalSubject, i: number) => {
+      const key = "model" in s ? `model:${s.model.name}` : typeof s.recipe === "string" ? `recipe:${s.recipe}` : s.recipe;
+      if (!opened.has(key)) opened.set(key, open(s, i));
+      return opened.get(key)!;
+    };
+    const evaluated = await Promise.all(subjects.map(once));
+    const against = await Promise.all((options.against ?? []).map((s, i) => once(s, subjects.length + i)));
 
     // Tokens, per evaluated model (its own tokenizer); models that tokenize alike are run together.
     const groups = new Map<string, { ids: Int32Array; bytes: number | null; models: DecoderSource[] }>();

@@ -68,11 +68,7 @@ export class Generator {
       arena.f32(tables.sin, sin.length).set(sin);
     }
     const layers: LoadedLayer[] = [];
-    for (const lw of weights.layers) {
-      const loaded: LoadedLayer = {};
-      for (const [role, ref] of Object.entries(lw) as [keyof LayerWeights, WeightRef][]) loaded[role] = await this.reader.load(ref);
-      layers.push(loaded);
-    }
+    for (const lw of weights.layers) layers.push(Object.fromEntries(await this.reader.loadAll(Object.entries(lw) as [keyof LayerWeights, WeightRef][])));
     this.w = {
       embed: await this.reader.matrix(weights.embed),
       ...(weights.positions ? { positions: await this.reader.matrix(weights.positions) } : {}),

@@ -76,16 +76,7 @@ export class EvalSession {
     this.kept = arena.mark();
     this.hidden.set(model, hidden);
     try {
-      const eb = elementBytes(embed.dtype), rowBytes = H * eb, code = dtypeCode(embed.dtype);
-      const raw = arena.alloc(rowBytes);
-      for (const seq of this.sequences) {
-        for (let t = 0; t < seq.ids.length; t++) {
-          const id = seq.ids[t]!;
-          if (id < 0 || id >= embed.shape[0]!) throw new WorkerError("E_DATA", `token id ${id} is outside the vocabulary of ${embed.shape[0]} (tensor "${embed.name}")`, { tensor: embed.name });
-          await this.reader.read(embed, id * rowBytes, arena.u8(raw, rowBytes));
-          exports.decode(raw, code, hidden + (seq.row + t) * H * 4, H);
-        }
-      }
+      await this.gatherRows(embed, hidden);
       if (positions) {
         const pb = elementBytes(positions.dtype);
         const table = arena.alloc(this.maxLength * H * Math.max(pb, 4));
@@ -99,16 +90,40 @@ export class EvalSession {
     }
   }
 
+  /**
+   * hidden rows ← the embedding rows of the sequences' ids, decoded. Each distinct id is read once;
+   * runs of consecutive ids are one read; all reads are issued together (in a browser each read of a
+   * picked file is a separate request, and one at a time they cost seconds).
+   */
+  private async gatherRows(embed: WeightRef, hidden: number): Promise<void> {
+    const { arena, exports } = this.k;
+    const H = embed.shape[1]!, rowBytes = H * elementBytes(embed.dtype), code = dtypeCode(embed.dtype);
+    const distinct = [...new Set(this.sequences.flatMap((s) => [...s.ids]))].sort((a, b) => a - b);
+    for (const id of distinct) {
+      if (id < 0 || id >= embed.shape[0]!) throw new WorkerError("E_DATA", `token id ${id} is outside the vocabulary of ${embed.shape[0]} (tensor "${embed.name}")`, { tensor: embed.name });
+    }
+    const raw = arena.alloc(distinct.length * rowBytes);
+    const slot = new Map(distinct.map((id, i) => [id, i]));
+    const runs: [number, number][] = []; // [first index in distinct, length]
+    for (let i = 0; i < distinct.length; i++) {
+      const last = runs[runs.length - 1];
+      if (last && distinct[last[0] + last[1] - 1]! + 1 === distinct[i]) last[1]++;
+      else runs.push([i, 1]);
+    }
+    // Every region exists before the first read starts: no allocation can detach a view mid-read.
+    await Promise.all(runs.map(([i, n]) => this.reader.read(embed, distinct[i]! * rowBytes, arena.u8(raw + i * rowBytes, n * rowBytes))));
+    for (const seq of this.sequences) {
+      for (let t = 0; t < seq.ids.length; t++) exports.decode(raw + slot.get(seq.ids[t]!)! * rowBytes, code, hidden + (seq.row + t) * H * 4, H);
+    }
+  }
+
   /** Runs layer `layer` of `model` over every sequence. */
   async layer(model: string, spec: DecoderSpec, layer: number, weights: LayerWeights): Promise<void> {
     const { arena } = this.k;
     const hidden = this.state(model);
     try {
-      const w: LoadedLayer = {};
-      for (const [role, ref] of Object.entries(weights) as [keyof LayerWeights, WeightRef][]) {
-        // Vectors (norms, biases) are decoded to float32; matrices stay in their stored dtype.
-        w[role] = await this.reader.load(ref);
-      }
+      // Vectors (norms, biases) are decoded to float32; matrices stay in their stored dtype.
+      const w: LoadedLayer = Object.fromEntries(await this.reader.loadAll(Object.entries(weights) as [keyof LayerWeights, WeightRef][]));
       const ctx = this.context(model, spec);
       for (const seq of this.sequences) decoderLayer(ctx, layer, w, hidden + seq.row * spec.hidden * 4, seq.ids.length, 0, undefined);
     } finally {

@@ -46,9 +46,28 @@ export class WeightReader {
     return { ptr, code: DTYPE_F32 };
   }
 
-  /** Either, by rank: what a layer's weights are loaded as. */
-  load(ref: WeightRef): Promise<Loaded> {
-    return ref.shape.length === 1 ? this.vector(ref) : this.matrix(ref);
+  /**
+   * Several weights at once (a layer's): every region is allocated first, then all reads run
+   * together (a browser serves each read of a picked file as a separate request), then vectors are
+   * decoded.
+   */
+  async loadAll<K extends string>(refs: readonly [K, WeightRef][]): Promise<Map<K, Loaded>> {
+    const { arena, exports } = this.k;
+    const raw = refs.map(([, ref]) => ({ ref, ptr: arena.alloc(weightBytes(ref)) }));
+    await Promise.all(raw.map(({ ref, ptr }) => this.read(ref, 0, arena.u8(ptr, weightBytes(ref)))));
+    const out = new Map<K, Loaded>();
+    refs.forEach(([key, ref], i) => {
+      const { ptr } = raw[i]!;
+      const code = dtypeCode(ref.dtype);
+      if (ref.shape.length !== 1 || code === DTYPE_F32) {
+        out.set(key, { ptr, code });
+        return;
+      }
+      const decoded = arena.alloc(ref.shape[0]! * 4);
+      exports.decode(ptr, code, decoded, ref.shape[0]!);
+      out.set(key, { ptr: decoded, code: DTYPE_F32 });
+    });
+    return out;
   }
 
   /** Bytes [byteOffset, byteOffset + into.length) of a weight into `into` (a view of wasm memory). */

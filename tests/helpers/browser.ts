@@ -152,7 +152,7 @@ export async function textOf(page: Page, selector: string): Promise<string> {
 /** What the page shows about a failure: status, error, recipe errors, model errors. */
 export async function pageDiagnostics(page: Page): Promise<string> {
   const parts: string[] = [`data-state=${await stateOf(page)}`];
-  for (const id of ["status", "error", "recipe-error", "run-blocked", "model-error", "model-warning", "add-problem"]) {
+  for (const id of ["status", "error", "recipe-error", "run-blocked", "model-error", "model-warning", "add-problem", "eval-status", "eval-blocked", "eval-error", "gen-status", "gen-blocked", "gen-error"]) {
     const l = byTestId(page, id);
     for (let i = 0; i < (await l.count()); i++) {
       const t = ((await l.nth(i).textContent()) ?? "").trim();
@@ -167,17 +167,22 @@ export async function pageDiagnostics(page: Page): Promise<string> {
  * then asserts it is `expected`, with what the page shows in the message.
  */
 export async function waitForState(page: Page, expected: string, settled: string[] = ["done", "cancelled", "error"], timeout = WAIT_MS): Promise<void> {
+  await waitForAttribute(page, "data-state", expected, settled, timeout);
+}
+
+/** waitForState for another of the element's state attributes (data-eval-state, data-generate-state). */
+export async function waitForAttribute(page: Page, attribute: string, expected: string, settled: string[] = ["done", "cancelled", "error"], timeout = WAIT_MS): Promise<void> {
   const wanted = [...new Set([expected, ...settled])];
   try {
     await page.waitForFunction(
-      (states: string[]) => states.includes(document.querySelector("weightsoup-merge")?.getAttribute("data-state") ?? ""),
-      wanted, { timeout, polling: 50 },
+      ([name, states]: [string, string[]]) => states.includes(document.querySelector("weightsoup-merge")?.getAttribute(name) ?? ""),
+      [attribute, wanted] as [string, string[]], { timeout, polling: 50 },
     );
   } catch (e) {
-    throw new Error(`data-state did not become ${wanted.join("/")} within ${timeout} ms (${await pageDiagnostics(page)}): ${(e as Error).message.split("\n")[0]}`);
+    throw new Error(`${attribute} did not become ${wanted.join("/")} within ${timeout} ms (${await pageDiagnostics(page)}): ${(e as Error).message.split("\n")[0]}`);
   }
-  const state = await stateOf(page);
-  assert.equal(state, expected, `expected data-state=${expected}, page shows: ${await pageDiagnostics(page)}`);
+  const state = await host(page).getAttribute(attribute);
+  assert.equal(state, expected, `expected ${attribute}=${expected}, page shows: ${await pageDiagnostics(page)}`);
 }
 
 /** Waits until the Merge button is enabled (the recipe is checked as it is edited, not instantly). */
@@ -355,6 +360,79 @@ export async function runCli(recipePath: string, outDir: string, seed = 0): Prom
       if (error) fail(new Error(`CLI merge of ${recipePath} failed (${error.message.split("\n")[0]}): ${stderr}`));
       else ok();
     });
+  });
+}
+
+/** `node dist/cli.js ARGS... --json` (eval, generate): the parsed JSON it prints; rejects with its stderr. */
+export async function runCliJson<T>(args: string[]): Promise<T> {
+  return new Promise<T>((ok, fail) => {
+    execFile(process.execPath, [CLI, ...args, "--json"], { timeout: 5 * WAIT_MS, maxBuffer: 16 * 2 ** 20 }, (error, stdout, stderr) => {
+      if (error) fail(new Error(`CLI ${args.join(" ")} failed (${error.message.split("\n")[0]}): ${stderr}`));
+      else ok(JSON.parse(stdout) as T);
+    });
+  });
+}
+
+/** One row of the Evaluate panel's results table, as shown. */
+export interface ShownEvalRow {
+  model: string;
+  perplexity: string;
+  bitsPerByte: string;
+  tokens: string;
+  /** Reference label -> the KL shown, and the top-1 agreement shown under it. */
+  kl: Record<string, string>;
+  top1: Record<string, string>;
+}
+
+/** The Evaluate panel's results table, cell texts as shown. */
+export async function shownEvalRows(page: Page): Promise<ShownEvalRow[]> {
+  return page.locator(`[data-testid="eval-row"]`).evaluateAll((rows) => rows.map((row) => {
+    const cell = (id: string) => (row.querySelector(`[data-testid="${id}"]`)?.textContent ?? "").trim();
+    const kl: Record<string, string> = {}, top1: Record<string, string> = {};
+    for (const td of row.querySelectorAll<HTMLElement>(`[data-testid="eval-kl"]`)) {
+      const against = td.dataset.against!;
+      top1[against] = (td.querySelector(`[data-testid="eval-top1"]`)?.textContent ?? "").trim();
+      kl[against] = (td.firstChild?.textContent ?? "").trim();
+    }
+    return { model: (row as HTMLElement).dataset.model!, perplexity: cell("eval-perplexity"), bitsPerByte: cell("eval-bpb"), tokens: cell("eval-tokens"), kl, top1 };
+  }));
+}
+
+/** Starts recording every change of the element's live regions (what a screen reader would hear); read with liveAnnouncements. */
+export async function recordLiveRegions(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const root = document.querySelector("weightsoup-merge")!.shadowRoot!;
+    const w = window as unknown as { liveHeard: string[]; liveObservers?: MutationObserver[] };
+    for (const o of w.liveObservers ?? []) o.disconnect();
+    w.liveHeard = [];
+    const live = [...root.querySelectorAll<HTMLElement>("[aria-live], [role=status], [role=alert], [role=log]")].filter((el) => el.getAttribute("aria-live") !== "off");
+    w.liveObservers = live.map((el) => {
+      const o = new MutationObserver(() => w.liveHeard.push(el.textContent ?? ""));
+      o.observe(el, { childList: true, characterData: true, subtree: true });
+      return o;
+    });
+  });
+}
+
+export async function liveAnnouncements(page: Page): Promise<string[]> {
+  return page.evaluate(() => (window as unknown as { liveHeard: string[] }).liveHeard);
+}
+
+/** Boxes of every section of the element that end past their card (elements inside [data-scroll] may scroll). */
+export async function overflowingElements(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const root = document.querySelector("weightsoup-merge")!.shadowRoot!;
+    const out: string[] = [];
+    if (document.documentElement.scrollWidth > window.innerWidth) out.push(`page ${document.documentElement.scrollWidth} > ${window.innerWidth}`);
+    for (const section of root.querySelectorAll("section")) {
+      if (section.scrollWidth > section.clientWidth + 1) out.push(`${section.getAttribute("aria-labelledby")}: ${section.scrollWidth} > ${section.clientWidth}`);
+      const box = section.getBoundingClientRect();
+      for (const el of section.querySelectorAll<HTMLElement>("table, textarea, input, select, button, pre")) {
+        const r = el.getBoundingClientRect();
+        if (r.width > 0 && r.right > box.right + 1 && !el.closest("[data-scroll]")) out.push(`${el.tagName.toLowerCase()}${el.dataset.testid ? `[${el.dataset.testid}]` : ""} ends at ${Math.round(r.right)} > ${Math.round(box.right)}`);
+      }
+    }
+    return out;
   });
 }
 
