@@ -87,4 +87,14 @@ describe("options", () => {
     await assert.rejects(evaluate([dir], { ids: IDS, memoryBudget: 2 ** 20, workerUrl: WORKER_URL }), small);
     await assert.rejects(logits({ model: await NodeFolder.open(dir) }, IDS, { memoryBudget: 2 ** 20, workerUrl: WORKER_URL }), small);
   });
+
+  test("a memoryBudget that leaves the forward pass less than its kernels need is E_MEMORY_BUDGET, not a worker that stopped", async () => {
+    const dir = await written("llama-gqa-untied", {}, "budget-kernels");
+    // 16 MiB go to the merge kernels; the 1 MiB left cannot hold the forward pass's kernels.
+    await assert.rejects(evaluate([dir], { ids: IDS, memoryBudget: 17 * 2 ** 20, workers: 2, workerUrl: WORKER_URL }), (e: unknown) => {
+      assert.ok(e instanceof WeightsoupError, String(e));
+      assert.equal(e.code, "E_MEMORY_BUDGET", e.message);
+      return true;
+    });
+  });
 });

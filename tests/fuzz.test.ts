@@ -3,6 +3,10 @@
 // runs the whole merge through the library or the CLI, or inspect), and require every outcome to be
 // either a success whose output re-inspects cleanly or a typed WeightsoupError that leaves no output;
 // never another exception, a hang, or an output that looks complete after a failure (fuzz-oracle.ts).
+// Issue 9's evaluation and generation get the same treatment: tiny valid decoders with their
+// config.json, tensors, tokenizer files, ids, texts and options mutated, run through evaluate, logits,
+// generate and the CLI, judged by fuzz-eval-oracle.ts (consistent counts, finite numbers, the
+// reference's values, or a typed refusal; refusals the rules of fuzz-eval-rules.ts demand).
 // Cases run in a runner thread so hangs are caught (fuzz-runner.ts). Seeds, run counts and replaying a
 // failure: fuzz-settings.ts. This file is also the runner thread's script (see the end).
 import assert from "node:assert/strict";
@@ -20,6 +24,11 @@ import { judge, leftoverProblem, rejectionProblem, type Verdict } from "./helper
 import { flagsCaseArb, optionsCaseArb } from "./helpers/fuzz-options";
 import { recipeMutationsArb } from "./helpers/fuzz-recipes";
 import { CaseRunner, serveCases } from "./helpers/fuzz-runner";
+import { evalCaseArb, type EvalCase } from "./helpers/fuzz-eval-cases";
+import { EVAL_EXAMPLES } from "./helpers/fuzz-eval-examples";
+import { EVAL_MODELS, writeEvalFixtures } from "./helpers/fuzz-eval-fixtures";
+import { evaluationResultProblem, judgeEval } from "./helpers/fuzz-eval-oracle";
+import { configRefusal, idsRefusal, optionRefusal } from "./helpers/fuzz-eval-rules";
 import { fileMutationsArb } from "./helpers/fuzz-safetensors";
 import { fuzzSettings } from "./helpers/fuzz-settings";
 import { removeDir, tempDir } from "./helpers/fixtures";
@@ -29,6 +38,11 @@ interface RunnerData {
   root: string;
   cliTimeoutMs: number;
 }
+
+/** Where the evaluation fixtures are written, under the suite's root. */
+const EVAL_PRISTINE = "pristine-eval";
+
+type AnyCase = FuzzCase | EvalCase;
 
 const templateArb = fc.nat(RECIPES.length - 1);
 /** Mostly plan-only (fast); a share runs the whole merge, the CLI or inspect. */
@@ -47,11 +61,12 @@ const recipeRunArb = fc.oneof(
 function defineSuite(): void {
   const settings = fuzzSettings();
   let root: string;
-  let runner: CaseRunner;
+  let runner: CaseRunner<AnyCase>;
 
   before(async () => {
     root = await tempDir("ws-fuzz-");
     await writeFuzzModels(join(root, PRISTINE), fuzzModels());
+    await writeEvalFixtures(join(root, EVAL_PRISTINE));
     const data: RunnerData = { fuzzRunner: true, root, cliTimeoutMs: Math.max(1_000, settings.caseTimeoutMs - 5_000) };
     runner = new CaseRunner(new URL(import.meta.url), data, settings.caseTimeoutMs);
   });
@@ -61,13 +76,13 @@ function defineSuite(): void {
   });
 
   /** Runs a property with the suite's seed and budget; prints the seed and the tally of outcomes. */
-  async function check(t: TestContext, arb: fc.Arbitrary<FuzzCase>, quickRuns: number, examples: FuzzCase[]): Promise<void> {
+  async function check<C extends AnyCase>(t: TestContext, arb: fc.Arbitrary<C>, quickRuns: number, examples: C[]): Promise<void> {
     const numRuns = settings.runs(quickRuns);
     const limit = settings.timeLimitMs(quickRuns);
     t.diagnostic(`seed ${settings.seed}, ${numRuns} runs (the same cases again: FUZZ_SEED=${settings.seed}; one failure: add FUZZ_PATH=<its path>, see fuzz-settings.ts)`);
     const tally = new Map<string, number>();
     const seconds = new Map<string, [number, number]>();
-    const failures = new Map<string, { c: FuzzCase; verdict: Verdict }>();
+    const failures = new Map<string, { c: C; verdict: Verdict }>();
     const property = fc.asyncProperty(arb, async (c) => {
       const started = performance.now();
       const verdict = await runner.run(c);
@@ -146,6 +161,48 @@ function defineSuite(): void {
 
     test("command-line flag mutations", (t) =>
       check(t, fc.record({ kind: fc.constant("flags" as const), run: fc.constant("cli" as const), flags: flagsCaseArb }), 8, FLAG_EXAMPLES));
+
+    test("the evaluation oracle flags inconsistent counts, non-finite numbers and inputs that must be refused", () => {
+      const result = (r: Record<string, unknown>) => ({ results: [{ model: "m", tokens: 9, predicted: 7, nll: 2, perplexity: Math.exp(2), bitsPerByte: null, against: [], ...r }] });
+      const expect = { model: "m", against: [], tokens: 9, context: 5, poisoned: false, bitsPerByte: "null" as const };
+      assert.equal(evaluationResultProblem(result({}), expect), undefined, "9 ids in windows of 5: 4 + 3 predicted");
+      assert.match(evaluationResultProblem(result({ predicted: 8 }), expect)!, /predicted 8/);
+      assert.match(evaluationResultProblem(result({ nll: NaN, perplexity: NaN }), expect)!, /nll is NaN/);
+      assert.match(evaluationResultProblem(result({ perplexity: 7 }), expect)!, /not exp/);
+      assert.match(evaluationResultProblem(result({ bitsPerByte: Infinity }), { ...expect, bitsPerByte: "any" })!, /bitsPerByte is Infinity/);
+      assert.match(evaluationResultProblem(result({ against: [{ model: "a", kl: -0.1, top1Agreement: 0.5 }] }), { ...expect, against: ["a"] })!, /KL/);
+      assert.match(evaluationResultProblem(result({ against: [{ model: "a", kl: 0.1, top1Agreement: 0.5 }] }), { ...expect, against: ["a"] })!, /share of 7/);
+      assert.match(configRefusal({ model_type: "mamba" })!, /model_type/);
+      assert.match(configRefusal({ model_type: "llama", num_attention_heads: 4, num_key_value_heads: 3 })!, /multiple/);
+      assert.match(configRefusal({ model_type: "qwen3", head_dim: null })!, /head_dim/);
+      assert.match(configRefusal({ model_type: "llama", rope_parameters: "x" })!, /rope_parameters/);
+      assert.match(configRefusal({ model_type: "llama", rope_scaling: { rope_type: "llama3", factor: 8 } })!, /llama3/);
+      assert.equal(configRefusal({ model_type: "llama", rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4 }, rope_parameters: false }), undefined);
+      assert.match(idsRefusal([1, 2, 160], { vocabs: [160], positions: undefined, longest: 3, minimum: 2 })!, /160/);
+      assert.match(idsRefusal([1, 0.5], { vocabs: [160], positions: undefined, longest: 2, minimum: 2 })!, /0\.5/);
+      assert.match(idsRefusal([1, 2, 3], { vocabs: [160], positions: 2, longest: 3, minimum: 1 })!, /positions/);
+      assert.match(optionRefusal("evaluate", { context: 1 })!, /context/);
+      assert.match(optionRefusal("generate", { temperature: -1 })!, /temperature/);
+    });
+
+    test("the evaluation oracle's success path: every fixture evaluates to the reference's numbers; each way of running once", async () => {
+      const cases: EvalCase[] = EVAL_MODELS.map((model) => ({
+        kind: "eval", run: "evaluate", model, recipe: false, config: [], tensors: [], tokenizer: [], input: { ids: [1, 3, 5, 7, 9, 11, 13] }, against: [], options: { context: 4, workers: 1 },
+      }));
+      const first = cases[0]!;
+      cases.push(
+        { ...first, run: "logits", options: {} }, { ...first, run: "generate", options: { maxNewTokens: 2 } }, { ...first, recipe: true },
+        { ...first, run: "cli-eval", options: { context: "4" } }, { ...first, run: "cli-generate", options: { maxNewTokens: "2" } },
+      );
+      for (const c of cases) {
+        const verdict = await runner.run(c);
+        assert.ok(verdict.ok, `${c.model}, ${c.run}${c.recipe ? " (recipe)" : ""}: ${verdict.problem}`);
+        assert.match(verdict.outcome, /^(success|exit 0)$/, `${c.model}, ${c.run}`);
+      }
+    });
+
+    test("evaluation and generation: config, tensor, tokenizer, id, text and option mutations", (t) =>
+      check(t, evalCaseArb, 30, EVAL_EXAMPLES));
   });
 }
 
@@ -162,7 +219,10 @@ function failureSignature(v: Verdict): string {
 const runnerData = workerData as RunnerData | undefined;
 if (runnerData?.fuzzRunner) {
   const models = new Map(Object.entries(fuzzModels()).map(([name, model]) => [`./${name}`, model]));
-  serveCases((c) => judge(c, { root: runnerData.root, models, cliTimeoutMs: runnerData.cliTimeoutMs }));
+  const { root, cliTimeoutMs } = runnerData;
+  serveCases((c: AnyCase) => c.kind === "eval"
+    ? judgeEval(c, { root, pristine: join(root, EVAL_PRISTINE), cliTimeoutMs })
+    : judge(c, { root, models, cliTimeoutMs }));
 } else {
   defineSuite();
 }

@@ -123,6 +123,7 @@ const api: WorkerApi = {
     await evaluation?.session.close();
     evaluation = undefined;
     const kernels = await loadKernels(Math.floor(memoryBudget / 65536) * 65536).catch((e: unknown) => {
+      if (e instanceof WeightsoupError) throw e; // a budget too small for the kernels is the caller's to fix
       throw new WorkerError("E_WORKER", `the worker could not load its kernels: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
     });
     evaluation = { kernels, session: new EvalSession(kernels) };

@@ -3,12 +3,11 @@
 // terminates the runner (and with it any merge workers it started) and starts a fresh one for the next
 // case. The runner also has a heap limit, so a memory blow-up is a failed case, not a dead test run.
 import { parentPort, Worker } from "node:worker_threads";
-import type { FuzzCase } from "./fuzz-cases";
 import { describeError, type Verdict } from "./fuzz-oracle";
 
-interface Request {
+interface Request<C> {
   id: number;
-  c: FuzzCase;
+  c: C;
 }
 
 interface Reply {
@@ -21,7 +20,7 @@ const RUNNER_HEAP_MB = 2048;
 /** Cases per runner thread: a fresh one now and then keeps one case's leftovers from slowing the next. */
 const CASES_PER_RUNNER = 40;
 
-export class CaseRunner {
+export class CaseRunner<C> {
   private worker: Worker | undefined;
   private nextId = 0;
   private served = 0;
@@ -29,7 +28,7 @@ export class CaseRunner {
   /** `script` is a module that calls serveCases when started with `workerData`. */
   constructor(private readonly script: URL, private readonly workerData: unknown, private readonly timeoutMs: number) {}
 
-  async run(c: FuzzCase): Promise<Verdict> {
+  async run(c: C): Promise<Verdict> {
     if (this.served++ % CASES_PER_RUNNER === CASES_PER_RUNNER - 1) await this.close();
     const worker = (this.worker ??= new Worker(this.script, { workerData: this.workerData, resourceLimits: { maxOldGenerationSizeMb: RUNNER_HEAP_MB } }));
     const id = this.nextId++;
@@ -53,7 +52,7 @@ export class CaseRunner {
         this.timeoutMs,
       );
       worker.on("message", onMessage).on("error", onError).on("exit", onExit);
-      worker.postMessage({ id, c } satisfies Request);
+      worker.postMessage({ id, c } satisfies Request<C>);
     });
   }
 
@@ -68,10 +67,10 @@ export class CaseRunner {
  * The runner side: judges each case it is sent. A promise the library leaves rejected without a
  * handler during a case fails that case (after a turn of the event loop, so it has surfaced).
  */
-export function serveCases(judge: (c: FuzzCase) => Promise<Verdict>): void {
+export function serveCases<C>(judge: (c: C) => Promise<Verdict>): void {
   const unhandled: unknown[] = [];
   process.on("unhandledRejection", (reason) => unhandled.push(reason));
-  parentPort!.on("message", async ({ id, c }: Request) => {
+  parentPort!.on("message", async ({ id, c }: Request<C>) => {
     let verdict: Verdict;
     try {
       verdict = await judge(c);
