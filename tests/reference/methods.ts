@@ -417,6 +417,285 @@ function mergeRam(ctx: Ctx, p: PlannedTensor, vals: Float32Array[], baseIdx: num
 }
 
 // ---------------------------------------------------------------------------------------------
+// Geometric methods: nuslerp, multislerp, karcher, model_stock, nearswap, arcee_fusion
+
+function nonBase(vals: Float32Array[], baseIdx: number): Float32Array[] {
+  return vals.filter((_, i) => i !== baseIdx);
+}
+
+function nonBaseInputs(inputs: FloatInput[], baseIdx: number): FloatInput[] {
+  return inputs.filter((_, i) => i !== baseIdx);
+}
+
+function globalNumber(ctx: Ctx, p: PlannedTensor, name: string, dflt: number | undefined): number {
+  const v = paramValue(name, undefined, p.slice, ctx.top, p.outName, p.t);
+  if (v === undefined) {
+    if (dflt === undefined) throw new Error(`${ctx.method}: parameter ${name} is required (tensor ${p.outName})`);
+    return dflt;
+  }
+  return asNumber(v, name);
+}
+
+function requiredWeight(ctx: Ctx, p: PlannedTensor, x: FloatInput): number {
+  const v = paramValue("weight", x.model, p.slice, ctx.top, x.name, p.t);
+  if (v === undefined) throw new Error(`${ctx.method}: weight is required for model ${x.model} (tensor ${x.name})`);
+  return asNumber(v, `weight of ${x.model} for ${x.name}`);
+}
+
+/** Flat-index lists of the vectors nuslerp works on (see SPEC: flatten, rows, or columns). */
+export function nuslerpVectors(shape: readonly number[], numel: number, flatten: boolean, rowWise: boolean): number[][] {
+  const range = (count: number, at: (k: number) => number): number[] => Array.from({ length: count }, (_, k) => at(k));
+  if (flatten || shape.length <= 1) return [range(numel, (k) => k)];
+  if (!rowWise) {
+    const { rows, cols } = lastAxisRows(shape, numel);
+    return range(rows, (r) => r).map((r) => range(cols, (k) => r * cols + k));
+  }
+  const len = shape[0]!;
+  const stride = len === 0 ? 0 : numel / len;
+  return range(stride, (c) => c).map((c) => range(len, (k) => k * stride + c));
+}
+
+function norm(v: ArrayLike<number>): number {
+  let s = 0;
+  for (let j = 0; j < v.length; j++) s += v[j]! * v[j]!;
+  return Math.sqrt(s);
+}
+
+function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let j = 0; j < a.length; j++) s += a[j]! * b[j]!;
+  return s;
+}
+
+/** nuslerp's coefficients (c1, c2) for two vectors at t. */
+export function nuslerpCoefficients(v1: ArrayLike<number>, v2: ArrayLike<number>, t: number): [number, number] {
+  const n1 = Math.max(norm(v1), 1e-7);
+  const n2 = Math.max(norm(v2), 1e-7);
+  const cos = Math.min(Math.max(dot(v1, v2) / (n1 * n2), -1), 1);
+  const theta = Math.acos(cos);
+  const sin = Math.sin(theta);
+  if (Math.abs(sin) < 1e-8) return [1 - t, t];
+  return [Math.sin((1 - t) * theta) / sin, Math.sin(t * theta) / sin];
+}
+
+function mergeNuslerp(ctx: Ctx, p: PlannedTensor, inputs: FloatInput[], vals: Float32Array[], baseIdx: number, shape: readonly number[]): Float32Array {
+  const xs = nonBase(vals, baseIdx);
+  const xin = nonBaseInputs(inputs, baseIdx);
+  if (xs.length !== 2) throw new Error(`nuslerp: needs exactly two non-base models, ${p.outName} has ${xs.length}`);
+  const w1 = requiredWeight(ctx, p, xin[0]!);
+  const w2 = requiredWeight(ctx, p, xin[1]!);
+  const t = Math.abs(w1 + w2) < 1e-6 ? 0.5 : w2 / (w1 + w2);
+  const g = (name: string, dflt: boolean): boolean => asBool(paramValue(name, undefined, p.slice, ctx.top, p.outName, p.t), dflt, name);
+  const flatten = g("nuslerp_flatten", true);
+  const rowWise = g("nuslerp_row_wise", false);
+  const b = baseIdx >= 0 ? vals[baseIdx]! : undefined;
+  const n = xs[0]!.length;
+  const v = xs.map((x) => (b === undefined ? x : x.map((xv, j) => fr(xv - b[j]!))));
+  const out = new Float32Array(n);
+  for (const idx of nuslerpVectors(shape, n, flatten, rowWise)) {
+    const a1 = idx.map((j) => v[0]![j]!);
+    const a2 = idx.map((j) => v[1]![j]!);
+    const [c1, c2] = nuslerpCoefficients(a1, a2, t);
+    for (const j of idx) out[j] = fr((b === undefined ? 0 : b[j]!) + c1 * v[0]![j]! + c2 * v[1]![j]!);
+  }
+  return out;
+}
+
+function mergeMultislerp(ctx: Ctx, p: PlannedTensor, inputs: FloatInput[], vals: Float32Array[], baseIdx: number): Float32Array {
+  const xs = nonBase(vals, baseIdx);
+  const xin = nonBaseInputs(inputs, baseIdx);
+  const K = xs.length;
+  if (K === 0) throw new Error(`multislerp: ${p.outName} has no non-base inputs`);
+  if (K === 1) return xs[0]!.slice();
+  let w = xin.map((x) => requiredWeight(ctx, p, x));
+  const normalizeWeights = asBool(paramValue("normalize_weights", undefined, p.slice, ctx.top, p.outName, p.t), true, "normalize_weights");
+  const eps = globalNumber(ctx, p, "eps", 1e-8);
+  if (normalizeWeights) {
+    let s = 0;
+    for (const wi of w) s += wi;
+    w = w.map((wi) => wi / s);
+  }
+  const b = baseIdx >= 0 ? vals[baseIdx]! : undefined;
+  const n = xs[0]!.length;
+  const ys = xs.map((x) => (b === undefined ? x : x.map((xv, j) => fr(xv - b[j]!))));
+  const norms = ys.map(norm);
+  const units = ys.map((y, i) => Float64Array.from(y, (v) => v / (norms[i]! + eps)));
+  const m = new Float64Array(n);
+  for (let i = 0; i < K; i++) for (let j = 0; j < n; j++) m[j] += w[i]! * units[i]![j]!;
+  const mNorm = norm(m);
+  const out = new Float32Array(n);
+  const base = (j: number): number => (b === undefined ? 0 : b[j]!);
+  if (mNorm < eps) {
+    if (K !== 2) throw new Error(`multislerp: ${p.outName}: the directions cancel out (antipodal vectors)`);
+    for (let j = 0; j < n; j++) out[j] = fr(w[0]! * ys[0]![j]! + w[1]! * ys[1]![j]! + base(j));
+    return out;
+  }
+  const mh = m.map((v) => v / mNorm);
+  const g = new Float64Array(n);
+  for (let i = 0; i < K; i++) {
+    const d = dot(units[i]!, mh);
+    for (let j = 0; j < n; j++) g[j] += w[i]! * (units[i]![j]! - d * mh[j]!);
+  }
+  const a = norm(g) + eps;
+  const ca = Math.cos(a);
+  const sa = Math.sin(a) / a;
+  let scale = 0;
+  for (let i = 0; i < K; i++) scale += w[i]! * norms[i]!;
+  for (let j = 0; j < n; j++) out[j] = fr(scale * (mh[j]! * ca + g[j]! * sa) + base(j));
+  return out;
+}
+
+/** The Karcher mean direction and scale of flat vectors with equal weights (SPEC: karcher). */
+export function karcherMean(xs: ArrayLike<number>[], maxIter: number, tol: number): Float64Array {
+  const count = xs.length;
+  const n = xs[0]!.length;
+  const norms = xs.map(norm);
+  const units = xs.map((x, i) => Float64Array.from({ length: n }, (_, j) => (norms[i] === 0 ? 0 : x[j]! / norms[i]!)));
+  const valid = units.filter((_, i) => norms[i]! > tol);
+  if (valid.length === 0) return new Float64Array(n);
+  const a = 1 / valid.length;
+  let u = new Float64Array(n);
+  for (const ui of valid) for (let j = 0; j < n; j++) u[j] += a * ui[j]!;
+  const un = norm(u);
+  if (un < 1e-12) u = valid[0]!.slice();
+  else u = u.map((v) => v / un);
+  for (let it = 0; it < maxIter; it++) {
+    const T = new Float64Array(n);
+    for (const ui of valid) {
+      const c = Math.min(Math.max(dot(u, ui), -1), 1);
+      const th = Math.acos(c);
+      if (th < tol) continue;
+      const f = th / Math.sin(th);
+      for (let j = 0; j < n; j++) T[j] += a * f * (ui[j]! - c * u[j]!);
+    }
+    const tn = norm(T);
+    if (tn < tol) break;
+    const cs = Math.cos(tn);
+    const sn = Math.sin(tn);
+    u = u.map((v, j) => cs * v + (sn * T[j]!) / tn);
+    const nu = norm(u);
+    if (nu > 1e-12) u = u.map((v) => v / nu);
+  }
+  let scale = 0;
+  for (const nr of norms) scale += nr / count;
+  return u.map((v) => scale * v);
+}
+
+function mergeKarcher(ctx: Ctx, p: PlannedTensor, vals: Float32Array[]): Float32Array {
+  if (vals.length === 1) return vals[0]!.slice();
+  const maxIter = globalNumber(ctx, p, "max_iter", 10);
+  if (!Number.isInteger(maxIter) || maxIter < 0) throw new Error(`karcher: max_iter must be a non-negative integer, got ${maxIter}`);
+  const tol = globalNumber(ctx, p, "tol", 1e-5);
+  return Float32Array.from(karcherMean(vals, maxIter, tol), fr);
+}
+
+/** model_stock's t for N fine-tunes whose mean pairwise cosine is c. */
+export function modelStockT(N: number, c: number): number {
+  return (N * c) / (1 + (N - 1) * c);
+}
+
+function mergeModelStock(ctx: Ctx, p: PlannedTensor, vals: Float32Array[], baseIdx: number, shape: readonly number[]): Float32Array {
+  if (baseIdx < 0) throw new Error(`model_stock: base_model is required and must be an input of ${p.outName}`);
+  const b = vals[baseIdx]!;
+  const xs = nonBase(vals, baseIdx);
+  const N = xs.length;
+  if (N === 0) return b.slice();
+  if (N === 1) throw new Error(`model_stock: needs the base and at least two other models, ${p.outName} has one other`);
+  const filterWise = asBool(paramValue("filter_wise", undefined, p.slice, ctx.top, p.outName, p.t), false, "filter_wise");
+  const n = b.length;
+  const deltas = xs.map((x) => x.map((v, j) => fr(v - b[j]!)));
+  const { rows, cols } = filterWise ? lastAxisRows(shape, n) : { rows: 1, cols: n };
+  const out = new Float32Array(n);
+  for (let r = 0; r < rows; r++) {
+    const off = r * cols;
+    const vec = deltas.map((d) => d.subarray(off, off + cols));
+    let sum = 0;
+    let pairs = 0;
+    for (let i = 0; i < N; i++) {
+      for (let k = i + 1; k < N; k++) {
+        const c = dot(vec[i]!, vec[k]!) / Math.max(norm(vec[i]!) * norm(vec[k]!), 1e-6);
+        sum += Math.min(Math.max(c, -1), 1);
+        pairs++;
+      }
+    }
+    const t = modelStockT(N, sum / pairs);
+    for (let j = off; j < off + cols; j++) {
+      let s = 0;
+      for (const x of xs) s += x[j]!;
+      out[j] = fr((t * s) / N + (1 - t) * b[j]!);
+    }
+  }
+  return out;
+}
+
+function baseAndOther(method: string, p: PlannedTensor, vals: Float32Array[], baseIdx: number): { a: Float32Array; b: Float32Array } {
+  if (baseIdx < 0) throw new Error(`${method}: base_model is required and must be an input of ${p.outName}`);
+  const others = nonBase(vals, baseIdx);
+  if (others.length !== 1) throw new Error(`${method}: needs the base and exactly one other model, ${p.outName} has ${others.length} others`);
+  return { a: vals[baseIdx]!, b: others[0]! };
+}
+
+/** nearswap's interpolation factor s of one element (float32, exact). */
+export function nearswapFactor(a: number, b: number, t: number): number {
+  const d = Math.abs(fr(a - b));
+  const floor = fr(1e-6);
+  const s = fr(fr(t) / (d > floor ? d : floor));
+  return s < 0 ? 0 : s > 1 ? 1 : s;
+}
+
+function mergeNearswap(ctx: Ctx, p: PlannedTensor, vals: Float32Array[], baseIdx: number): Float32Array {
+  const { a, b } = baseAndOther("nearswap", p, vals, baseIdx);
+  const t = globalNumber(ctx, p, "t", undefined);
+  const out = new Float32Array(a.length);
+  for (let j = 0; j < a.length; j++) {
+    const s = nearswapFactor(a[j]!, b[j]!, t);
+    out[j] = fr(s * b[j]! + (1 - s) * a[j]!);
+  }
+  return out;
+}
+
+/** KL(softmax(b)+1e-8 || softmax(a)+1e-8) of one row, float64. */
+export function rowKl(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const soft = (x: ArrayLike<number>): number[] => {
+    let mx = -Infinity;
+    for (let k = 0; k < x.length; k++) if (x[k]! > mx) mx = x[k]!;
+    const e = Array.from(x, (v) => Math.exp(v - mx));
+    let s = 0;
+    for (const v of e) s += v;
+    return e.map((v) => v / s + 1e-8);
+  };
+  const p = soft(b);
+  const q = soft(a);
+  let kl = 0;
+  for (let k = 0; k < p.length; k++) kl += p[k]! * Math.log(p[k]! / q[k]!);
+  return kl;
+}
+
+/** arcee_fusion's importances and Tukey-fence threshold (exact quantiles). */
+export function arceeFusionMask(a: Float32Array, b: Float32Array, shape: readonly number[]): { importance: Float32Array; threshold: number; mask: Uint8Array } {
+  const n = a.length;
+  const { rows, cols } = lastAxisRows(shape, n);
+  const importance = new Float32Array(n);
+  for (let r = 0; r < rows; r++) {
+    const off = r * cols;
+    const kl = fr(rowKl(a.subarray(off, off + cols), b.subarray(off, off + cols)));
+    for (let j = off; j < off + cols; j++) importance[j] = fr(fr(Math.abs(fr(b[j]! - a[j]!))) * kl);
+  }
+  const sorted = importance.slice().sort();
+  const Q = (q: number): number => sorted[Math.floor(q * (n - 1))]!;
+  const threshold = fr(Q(0.5) + 1.5 * (Q(0.75) - Q(0.25)));
+  const mask = new Uint8Array(n);
+  for (let j = 0; j < n; j++) mask[j] = importance[j]! >= threshold ? 1 : 0;
+  return { importance, threshold, mask };
+}
+
+function mergeArceeFusion(p: PlannedTensor, vals: Float32Array[], baseIdx: number, shape: readonly number[]): Float32Array {
+  const { a, b } = baseAndOther("arcee_fusion", p, vals, baseIdx);
+  const { mask } = arceeFusionMask(a, b, shape);
+  return a.map((v, j) => (mask[j] ? b[j]! : v));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dispatch of the methods that are not in the task-vector pipeline
 
 export function mergeNewMethod(
@@ -438,6 +717,18 @@ export function mergeNewMethod(
     case "ram":
     case "ramplus_tl":
       return mergeRam(ctx, p, vals, baseIdx);
+    case "nuslerp":
+      return mergeNuslerp(ctx, p, inputs, vals, baseIdx, shape);
+    case "multislerp":
+      return mergeMultislerp(ctx, p, inputs, vals, baseIdx);
+    case "karcher":
+      return mergeKarcher(ctx, p, vals);
+    case "model_stock":
+      return mergeModelStock(ctx, p, vals, baseIdx, shape);
+    case "nearswap":
+      return mergeNearswap(ctx, p, vals, baseIdx);
+    case "arcee_fusion":
+      return mergeArceeFusion(p, vals, baseIdx, shape);
     default:
       throw new Error(`the reference has no merge method ${ctx.method}`);
   }

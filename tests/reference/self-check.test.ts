@@ -39,7 +39,7 @@ import {
   type RefModel,
   type RefTensor,
 } from "./merge";
-import { breadcrumbsKeepMask, dellaKeepMask, dellaProbability, sceSelectMask } from "./methods";
+import { arceeFusionMask, breadcrumbsKeepMask, dellaKeepMask, dellaProbability, modelStockT, nearswapFactor, rowKl, sceSelectMask } from "./methods";
 
 const fr = Math.fround;
 
@@ -1128,4 +1128,188 @@ test("ram and ramplus_tl: unique changes summed, shared ones averaged, lambda fr
   ]);
   assert.throws(() => referenceMerge({ merge_method: "ram", base_model: "base", models: [{ model: "m1" }] }, mis), /shapes differ/);
   assert.throws(() => referenceMerge({ merge_method: "sce", base_model: "base", models: [{ model: "m1" }] }, mis), /shapes differ/);
+});
+
+// ---------------------------------------------------------------------------------------------
+// issue 10 methods (methods.ts): geometric methods
+
+/** Models named by key, each with one tensor "w" of the given values and shape. */
+function oneTensor(list: Record<string, number[]>, shape?: number[]): Map<string, RefModel> {
+  return new Map(Object.entries(list).map(([k, v]) => [k, model(null, [["w", v, shape]])]));
+}
+
+const H = Math.SQRT1_2; // sqrt(2)/2
+
+test("nuslerp: flattened, rows, columns, with a base, t from the weights", () => {
+  const r = (models: string[], weights: number[], parameters?: Record<string, unknown>, base?: string) => ({
+    merge_method: "nuslerp",
+    ...(base ? { base_model: base } : {}),
+    models: models.map((m, i) => ({ model: m, parameters: { weight: weights[i] } })),
+    ...(parameters ? { parameters } : {}),
+  });
+  // orthogonal [1, 0] and [0, 1], weights 1, 1: t = 0.5, theta = pi/2: sin(pi/4) each
+  const orth = oneTensor({ x: [1, 0], y: [0, 1] });
+  close(vals(referenceMerge(r(["x", "y"], [1, 1]), orth), "w"), [H, H]);
+  // weights 1, 3: t = 0.75 -> [sin(pi/8), sin(3pi/8)]
+  close(vals(referenceMerge(r(["x", "y"], [1, 3]), orth), "w"), [Math.sin(Math.PI / 8), Math.sin((3 * Math.PI) / 8)]);
+  // weights 1, -1: |sum| < 1e-6 -> t = 0.5
+  close(vals(referenceMerge(r(["x", "y"], [1, -1]), orth), "w"), [H, H]);
+  // unnormalised: [2, 0] and [0, 4] at t = 0.5 -> [2H, 4H] (the coefficients apply to the vectors as they are)
+  close(vals(referenceMerge(r(["x", "y"], [1, 1]), oneTensor({ x: [2, 0], y: [0, 4] })), "w"), [2 * H, 4 * H]);
+  // [2, 2]: x = [[1, 2], [0, 0]], y = [[0, 4], [1, 0]]
+  const m22 = oneTensor({ x: [1, 2, 0, 0], y: [0, 4, 1, 0] }, [2, 2]);
+  // columns (row_wise): col 0 (1,0)/(0,1) orthogonal -> (H, H); col 1 (2,0)/(4,0) colinear -> lerp (3, 0)
+  close(vals(referenceMerge(r(["x", "y"], [1, 1], { nuslerp_flatten: false, nuslerp_row_wise: true }), m22), "w"), [H, 3, H, 0]);
+  // rows: row 0 (1,2)/(0,4): cos = 8/(4 sqrt 5); row 1 (0,0)/(1,0): a zero vector -> cos 0 -> (0, H)
+  const th = Math.acos(8 / (4 * Math.sqrt(5)));
+  const c = Math.sin(th / 2) / Math.sin(th);
+  close(vals(referenceMerge(r(["x", "y"], [1, 1], { nuslerp_flatten: false }), m22), "w"), [c * 1, c * 6, H, 0]);
+  // flattened: [1,2,0,0] and [0,4,1,0]: cos = 8/(sqrt 5 sqrt 17)
+  const thf = Math.acos(8 / (Math.sqrt(5) * Math.sqrt(17)));
+  const cf = Math.sin(thf / 2) / Math.sin(thf);
+  close(vals(referenceMerge(r(["x", "y"], [1, 1]), m22), "w"), [cf, cf * 6, cf, 0]);
+  // with a base [1, 1]: task vectors [1, 0] and [0, 1] -> 1 + [H, H]
+  const withBase = oneTensor({ base: [1, 1], x: [2, 1], y: [1, 2] });
+  close(vals(referenceMerge(r(["x", "y"], [1, 1], undefined, "base"), withBase), "w"), [1 + H, 1 + H]);
+  // 1-D with flatten false: one vector, the same
+  close(vals(referenceMerge(r(["x", "y"], [1, 1], { nuslerp_flatten: false, nuslerp_row_wise: true }, "base"), withBase), "w"), [1 + H, 1 + H]);
+  assert.throws(() => referenceMerge(r(["x", "y", "base"], [1, 1, 1]), withBase), /exactly two/);
+});
+
+test("multislerp: weighted mean direction times the weighted mean norm; antipodal fallback", () => {
+  const r = (models: string[], weights: number[], parameters?: Record<string, unknown>, base?: string) => ({
+    merge_method: "multislerp",
+    ...(base ? { base_model: base } : {}),
+    models: models.map((m, i) => ({ model: m, parameters: { weight: weights[i] } })),
+    ...(parameters ? { parameters } : {}),
+  });
+  // [2, 0] and [0, 1], weights 1, 1 -> 0.5 each; mean direction (H, H); scale 0.5*2 + 0.5*1 = 1.5
+  const m2 = oneTensor({ x: [2, 0], y: [0, 1] });
+  close(vals(referenceMerge(r(["x", "y"], [1, 1]), m2), "w"), [1.5 * H, 1.5 * H]);
+  // weights 3, 1 -> 0.75, 0.25: m = (0.75, 0.25), direction (3, 1)/sqrt 10; scale 0.75*2 + 0.25 = 1.75
+  close(vals(referenceMerge(r(["x", "y"], [3, 1]), m2), "w"), [(1.75 * 3) / Math.sqrt(10), 1.75 / Math.sqrt(10)]);
+  // normalize_weights false, weights 1, 1: direction (H, H), scale 2 + 1 = 3
+  close(vals(referenceMerge(r(["x", "y"], [1, 1], { normalize_weights: false }), m2), "w"), [3 * H, 3 * H]);
+  // the base is the origin: base [1, 1], x [3, 1], y [1, 2] -> 1 + 1.5*(H, H)
+  close(vals(referenceMerge(r(["x", "y"], [1, 1], undefined, "base"), oneTensor({ base: [1, 1], x: [3, 1], y: [1, 2] })), "w"), [1 + 1.5 * H, 1 + 1.5 * H]);
+  // antipodal pair [1, 0] and [-3, 0]: |m| < eps -> 0.5*1 + 0.5*(-3) = -1
+  close(vals(referenceMerge(r(["x", "y"], [1, 1]), oneTensor({ x: [1, 0], y: [-3, 0] })), "w"), [-1, 0]);
+  // antipodal with three inputs: an error
+  assert.throws(() => referenceMerge(r(["x", "y", "z"], [1, 1, 1]), oneTensor({ x: [1, 0], y: [-1, 0], z: [0, 0] })), /antipodal/);
+  // one input: returned as is
+  close(vals(referenceMerge(r(["x"], [0.3]), m2), "w"), [2, 0], 0);
+  const mis = new Map([["x", model(null, [["lm_head.weight", [1, 2, 3, 4], [2, 2]]])], ["y", model(null, [["lm_head.weight", [1, 2, 3, 4, 5, 6], [3, 2]]])]]);
+  assert.throws(() => referenceMerge(r(["x", "y"], [1, 1]), mis), /shapes differ/);
+});
+
+test("karcher: orthogonal vectors give the bisector times the mean norm; circle mean; base as an input", () => {
+  const r = (models: string[], parameters?: Record<string, unknown>, base?: string) => ({
+    merge_method: "karcher",
+    ...(base ? { base_model: base } : {}),
+    models: models.map((m) => ({ model: m })),
+    ...(parameters ? { parameters } : {}),
+  });
+  // [2, 0] and [0, 4]: the initial guess is the bisector, T = 0 there; scale (2 + 4)/2 = 3
+  close(vals(referenceMerge(r(["x", "y"]), oneTensor({ x: [2, 0], y: [0, 4] })), "w"), [3 * H, 3 * H]);
+  // three orthogonal unit vectors: (1, 1, 1)/sqrt 3
+  const s3 = 1 / Math.sqrt(3);
+  close(vals(referenceMerge(r(["x", "y", "z"]), oneTensor({ x: [1, 0, 0], y: [0, 1, 0], z: [0, 0, 1] })), "w"), [s3, s3, s3]);
+  // angles 0, 0, pi/2 on the circle: the Karcher mean is the mean angle pi/6 (the first step reaches it)
+  const circle = oneTensor({ x: [1, 0], y: [1, 0], z: [0, 1] });
+  close(vals(referenceMerge(r(["x", "y", "z"]), circle), "w"), [Math.cos(Math.PI / 6), 0.5]);
+  // max_iter 0: the normalised mean (2, 1)/sqrt 5
+  close(vals(referenceMerge(r(["x", "y", "z"], { max_iter: 0 }), circle), "w"), [2 / Math.sqrt(5), 1 / Math.sqrt(5)]);
+  // the declared base is an ordinary input (added to models:), and a weight is ignored
+  const withBase = { ...r(["x", "y"], undefined, "z"), models: [{ model: "x", parameters: { weight: 5 } }, { model: "y" }] };
+  close(vals(referenceMerge(withBase, circle), "w"), [Math.cos(Math.PI / 6), 0.5]);
+  // a zero input takes no part in the direction but counts in the scale: (2 + 4 + 0)/3 = 2
+  close(vals(referenceMerge(r(["x", "y", "z"]), oneTensor({ x: [2, 0], y: [0, 4], z: [0, 0] })), "w"), [2 * H, 2 * H]);
+  close(vals(referenceMerge(r(["x", "y"]), oneTensor({ x: [0, 0], y: [0, 0] })), "w"), [0, 0], 0);
+  const mis = new Map([["x", model(null, [["lm_head.weight", [1, 2, 3, 4], [2, 2]]])], ["y", model(null, [["lm_head.weight", [1, 2, 3, 4, 5, 6], [3, 2]]])]]);
+  assert.throws(() => referenceMerge(r(["x", "y"]), mis), /shapes differ/);
+});
+
+test("model_stock: t from the mean pairwise cosine, flattened and filter-wise", () => {
+  close([modelStockT(2, 0.5), modelStockT(3, 0), modelStockT(2, 1), modelStockT(3, 0.2)], [2 / 3, 0, 1, 3 / 7], 1e-15);
+  const r = (models: string[], parameters?: Record<string, unknown>) => ({
+    merge_method: "model_stock",
+    base_model: "base",
+    models: models.map((m) => ({ model: m })),
+    ...(parameters ? { parameters } : {}),
+  });
+  // base [1, 1]; deltas [3, 4] and [4, 3]: cos = 24/25, t = 1.92/1.96 = 48/49; mean [4.5, 4.5]
+  // out = 48/49 * 4.5 + 1/49 * 1 = 217/49
+  close(vals(referenceMerge(r(["x", "y"]), oneTensor({ base: [1, 1], x: [4, 5], y: [5, 4] })), "w"), [217 / 49, 217 / 49]);
+  // [2, 2], base 0: row 0 deltas [3, 4], [4, 3]; row 1 deltas [1, 0], [0, 1]
+  const m22 = oneTensor({ base: [0, 0, 0, 0], x: [3, 4, 1, 0], y: [4, 3, 0, 1] }, [2, 2]);
+  // flattened: cos = 24/26, t = (24/13)/(25/13) = 24/25; out = 24/25 * mean
+  close(vals(referenceMerge(r(["x", "y"]), m22), "w"), [0.96 * 3.5, 0.96 * 3.5, 0.96 * 0.5, 0.96 * 0.5]);
+  // filter_wise: row 0 t = 48/49, row 1 cos 0 -> t 0 -> the base
+  close(vals(referenceMerge(r(["x", "y"], { filter_wise: true }), m22), "w"), [(48 / 49) * 3.5, (48 / 49) * 3.5, 0, 0]);
+  // three models, base 0: [1,0], [0,1], [1,1]: cosines 0, H, H -> c = 2H/3 ... t = 3c/(1+2c); mean [2/3, 2/3]
+  const c = (2 * H) / 3;
+  const t = (3 * c) / (1 + 2 * c);
+  close(vals(referenceMerge(r(["x", "y", "z"]), oneTensor({ base: [0, 0], x: [1, 0], y: [0, 1], z: [1, 1] })), "w"), [(t * 2) / 3, (t * 2) / 3]);
+  // only the base -> the base; one other model -> an error
+  close(vals(referenceMerge(r(["base"]), oneTensor({ base: [1, 2] })), "w"), [1, 2], 0);
+  assert.throws(() => referenceMerge(r(["x"]), oneTensor({ base: [1, 1], x: [2, 2] })), /at least two/);
+});
+
+test("nearswap: s = clamp(t / max(|a - b|, 1e-6), 0, 1) per element", () => {
+  const models = oneTensor({ base: [0, 0, 0, 1, 5], x: [0.25, 1, 4, 1, -5] });
+  const r = (t: unknown) => ({ merge_method: "nearswap", base_model: "base", models: [{ model: "x" }], ...(t === undefined ? {} : { parameters: { t } }) });
+  // t = 0.5: |a-b| = 0.25 -> s 2 -> 1 (b); 1 -> 0.5; 4 -> 0.125 (0.5); 0 -> 1e-6 -> 1 (b); 10 -> 0.05: 0.05*-5 + 0.95*5 = 4.5
+  close(vals(referenceMerge(r(0.5), models), "w"), [0.25, 0.5, 0.5, 1, 4.5]);
+  close(vals(referenceMerge(r(0), models), "w"), [0, 0, 0, 1, 5], 0);
+  close(vals(referenceMerge(r(-1), models), "w"), [0, 0, 0, 1, 5], 0);
+  assert.equal(nearswapFactor(1, 1, 1e-7), fr(fr(1e-7) / fr(1e-6)));
+  assert.throws(() => referenceMerge(r(undefined), models), /t is required/);
+  const three = oneTensor({ base: [0], x: [1], y: [2] });
+  assert.throws(() => referenceMerge({ merge_method: "nearswap", base_model: "base", models: [{ model: "x" }, { model: "y" }], parameters: { t: 1 } }, three), /exactly one/);
+});
+
+test("arcee_fusion: KL per row times |b - a|, Tukey fence on exact quantiles", () => {
+  // KL(softmax([2,0,0,0]) + 1e-8 || uniform + 1e-8): p0 = e^2/(e^2+3) = 0.711235, others 0.0962551:
+  // 0.711235 ln(4*0.711235) + 3*0.0962551 ln(4*0.0962551) = 0.743624 - 0.275614 = 0.468010
+  const zero = new Float32Array(4);
+  close([rowKl(zero, Float32Array.from([2, 0, 0, 0]))], [0.46801], 1e-5);
+  // softmax([0.1, 0.2, 0.3, 0.4]) = [0.213838, 0.236329, 0.261183, 0.288651]
+  // -> sum p ln(4p) = -0.033410 - 0.013290 + 0.011430 + 0.041495 = 0.0062235
+  close([rowKl(zero, Float32Array.from([0.1, 0.2, 0.3, 0.4]))], [0.0062235], 1e-6);
+  assert.equal(rowKl(Float32Array.from([1, 2]), Float32Array.from([1, 2])), 0);
+  // a = 0 ([2, 4]); b row 0 = [0.1, 0.2, 0.3, 0.4], row 1 = [2, 0, 0, 0]
+  // I = [0.000622, 0.001245, 0.001867, 0.002489, 0.936021, 0, 0, 0]
+  // sorted: 0, 0, 0, 0.000622, 0.001245, 0.001867, 0.002489, 0.936021
+  // Q(0.5) = s[3] = 0.000622, Q(0.75) = s[5] = 0.001867, Q(0.25) = s[1] = 0 -> thr = 0.000622 + 1.5*0.001867 = 0.003423
+  const a = new Float32Array(8);
+  const b = Float32Array.from([0.1, 0.2, 0.3, 0.4, 2, 0, 0, 0]);
+  const { importance, threshold, mask } = arceeFusionMask(a, b, [2, 4]);
+  close(Array.from(importance), [0.000622, 0.001245, 0.001867, 0.002489, 0.936021, 0, 0, 0], 1e-6);
+  close([threshold], [0.003423], 1e-6);
+  assert.deepEqual(Array.from(mask), [0, 0, 0, 0, 1, 0, 0, 0]);
+  const models = oneTensor({ base: Array.from(a), x: Array.from(b) }, [2, 4]);
+  const r = { merge_method: "arcee_fusion", base_model: "base", models: [{ model: "x" }] };
+  close(vals(referenceMerge(r, models), "w"), [0, 0, 0, 0, 2, 0, 0, 0], 0);
+  // as one row of 8 (1-D) the KL differs and so does the mask: only the [2] stands out again
+  const flat = oneTensor({ base: Array.from(a), x: Array.from(b) });
+  close(vals(referenceMerge(r, flat), "w"), [0, 0, 0, 0, 2, 0, 0, 0], 0);
+  // b - a everywhere equal in a row: I equal -> Q's equal -> thr = I -> every element (I >= thr) is b
+  close(vals(referenceMerge(r, oneTensor({ base: [0, 0, 0], x: [1, 1, 1] })), "w"), [1, 1, 1], 0);
+  const three = oneTensor({ base: [0], x: [1], y: [2] });
+  assert.throws(() => referenceMerge({ merge_method: "arcee_fusion", base_model: "base", models: [{ model: "x" }, { model: "y" }] }, three), /exactly one/);
+});
+
+test("issue 10 shape rules: nuslerp and model_stock cut embeddings to the common block, della to the base's", () => {
+  const emb = (rows: number, seed: number) => Array.from({ length: rows * 2 }, (_, i) => ((i * 7 + seed) % 5) - 2 + seed * 0.5);
+  const models = new Map([
+    ["base", model(null, [["lm_head.weight", emb(3, 1), [3, 2]]])],
+    ["x", model(null, [["lm_head.weight", emb(4, 2), [4, 2]]])],
+    ["y", model(null, [["lm_head.weight", emb(3, 3), [3, 2]]])],
+  ]);
+  const shapeOf = (recipe: unknown) => referenceMerge(recipe, models).tensors.get("lm_head.weight")!.shape;
+  assert.deepEqual(shapeOf({ merge_method: "nuslerp", base_model: "base", models: [{ model: "x", parameters: { weight: 1 } }, { model: "y", parameters: { weight: 1 } }] }), [3, 2]);
+  assert.deepEqual(shapeOf({ merge_method: "model_stock", base_model: "base", models: [{ model: "x" }, { model: "y" }] }), [3, 2]);
+  assert.deepEqual(shapeOf({ merge_method: "della", base_model: "base", models: [{ model: "x", parameters: { weight: 1 } }] }), [3, 2]);
+  assert.throws(() => shapeOf({ merge_method: "karcher", models: [{ model: "x" }, { model: "y" }] }), /shapes differ/);
+  assert.throws(() => shapeOf({ merge_method: "nearswap", base_model: "base", models: [{ model: "x" }], parameters: { t: 1 } }), /shapes differ/);
 });
