@@ -299,6 +299,13 @@ describe("della", () => {
     const out = await mergeOne("della_linear", { base: single([2, 2], [0, 0, 0, 0]), a: single([2, 2], tau) }, { a: { weight: 1, density: 0.5, epsilon: 0.4 } }, { rescale: false }, 3);
     assert.deepEqual([...out], expected);
   });
+  test("rows of 24 with chunks forced small: chunks hold whole rows (lcm of the tile and the row) and match the reference", async () => {
+    const rows = (seed: number, scale: number) => single([2048, 24], Array.from({ length: 2048 * 24 }, (_, i) => scale * (Math.sin(seed * 1000 + i * 0.37) + ((i * seed) % 7) / 7)));
+    const models = { base: rows(1, 0.5), a: rows(2, 0.6), b: rows(3, 0.55) };
+    for (const chunkElements of [4096, 30000]) {
+      await check({ method: "della", models, seed: 11, chunkElements, workers: 3, tasks: { a: { weight: 1, density: 0.5 }, b: { weight: 0.7, density: 0.3, epsilon: 0.2 } } });
+    }
+  });
   test("density - epsilon <= 0 is a typed recipe error naming the model and the parameter", async () => {
     const dir = join(root, `bad-${counter++}`);
     const recipe = { merge_method: "della", base_model: "./base", models: [{ model: "./a", parameters: { weight: 1, density: 0.1, epsilon: 0.15 } }] };
