@@ -19,3 +19,6 @@ export { addBias, crossEntropy } from "./evaluate";
 export { rmsNorm, layerNorm, addRowVector, addInPlace, rope, attention, siluMul, geluTanh } from "./transformer";
 export { scoreReset, scoreChunk } from "./scoring";
 export { linear, linearKN } from "./matmul";
+export { dellaMask, dellaWorkBytes } from "./della";
+export { ramCounts, ramMerge } from "./ram";
+export { sceVariance, sceNonzero, sceRange, sceSquares, sceMerge } from "./sce";

@@ -28,7 +28,7 @@ export const SUM_RECORD = 16;
  * One record of a task-vector operand table (record 0 is the base model, whose fields after DTYPE are
  * ignored).
  */
-export const TV_RECORD = 32;
+export const TV_RECORD = 48;
 export const TV_PTR = 0; //        u32  raw data
 export const TV_DTYPE = 4; //      u32
 export const TV_WEIGHT = 8; //     f32
@@ -37,14 +37,41 @@ export const TV_MODE = 16; //      u32  one of the TRIM_* codes
 export const TV_THRESHOLD = 20; // u32  magnitude: |tau| bits threshold; random: keep iff u < threshold
 export const TV_TIES = 24; //      u32  magnitude: elements equal to the threshold still to keep (consumed)
 export const TV_KEY = 28; //       u32  random: stream key
+export const TV_THRESHOLD2 = 32; // u32  band: |tau| bits of the outliers' cut (the `top` largest are dropped)
+export const TV_TIES2 = 36; //     u32  band: elements equal to it that are still outliers (consumed)
+export const TV_MASK = 40; //      u32  bits: pointer to the chunk's keep bits (bit j of byte j >> 3 for element j)
 
 export const TRIM_NONE = 0;
 export const TRIM_MAGNITUDE = 1;
 export const TRIM_RANDOM = 2;
+/** Breadcrumbs: keep the top (keep + top) |tau| but not the top `top` (two magnitude cuts). */
+export const TRIM_BAND = 3;
+/** A keep mask computed beforehand (della's per-row ranked drop), one bit per element at TV_MASK. */
+export const TRIM_BITS = 4;
+/** Nothing is kept. */
+export const TRIM_ZERO = 5;
 
 /** Flags of the task-vector merge kernel. */
 export const TV_NORMALIZE = 1;
 export const TV_CONSENSUS = 2;
+/** Consensus votes with the count of positive minus negative values instead of their sum. */
+export const TV_COUNT_VOTE = 4;
+/** Consensus votes on the unweighted (sparsified, rescaled) task vectors instead of weight * tau. */
+export const TV_UNWEIGHTED_VOTE = 8;
+
+/**
+ * sce's selection record (all u32): positions whose variance (float64 bits, high word then low word)
+ * is above (SCE_HIGH, SCE_LOW) are kept, those equal to it while SCE_TIES lasts (consumed, in element
+ * order). SCE_MODE: SCE_ALL keeps every position, SCE_NONE none, SCE_TOP applies the cut.
+ */
+export const SCE_HIGH = 0;
+export const SCE_LOW = 4;
+export const SCE_TIES = 8;
+export const SCE_MODE = 12;
+export const SCE_RECORD = 16;
+export const SCE_ALL = 0;
+export const SCE_NONE = 1;
+export const SCE_TOP = 2;
 
 /** Sampling rule of the TIES select: the first SAMPLE_RUN elements of every SAMPLE_STRIDE. */
 export const SAMPLE_RUN = 16;

@@ -9,8 +9,8 @@
 
 import { elementBytes, encode, loadLanes, loadOne, storeEight, storeOne } from "./convert";
 import {
-  MAX_INPUTS, TILE, TRIM_MAGNITUDE, TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_KEY, TV_MODE, TV_NORMALIZE, TV_RECORD,
-  TV_RESCALE, TV_THRESHOLD, TV_TIES, TV_WEIGHT,
+  MAX_INPUTS, TILE, TRIM_BAND, TRIM_BITS, TRIM_MAGNITUDE, TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_COUNT_VOTE, TV_KEY, TV_MASK,
+  TV_MODE, TV_NORMALIZE, TV_RECORD, TV_RESCALE, TV_THRESHOLD, TV_THRESHOLD2, TV_TIES, TV_TIES2, TV_UNWEIGHTED_VOTE, TV_WEIGHT,
 } from "./layout";
 import { promoteHigh, sumLanes } from "./reduce";
 import { readable, readableDtype, slot, tileOf } from "./tile";
@@ -32,7 +32,7 @@ function mix4(x: v128): v128 {
 
 // @ts-ignore: decorator
 @inline
-function mix(x: u32): u32 {
+export function mix(x: u32): u32 {
   x ^= x >>> 16;
   x *= 0x21f0aaad;
   x ^= x >>> 15;
@@ -47,72 +47,117 @@ function indexLanes(lo: u32): v128 {
   return i32x4.add(i32x4.splat(lo), i32x4(0, 1, 2, 3));
 }
 
-/** Magnitude mode: elements equal to the threshold the current task input may still keep. */
+/** Magnitude and band modes: elements equal to the (lower) threshold the current task input may still keep. */
 let tiesLeft: u32 = 0;
+/** Band mode: elements equal to the outliers' threshold that are still counted as outliers. */
+let outliersLeft: u32 = 0;
 
 /**
- * The 4 lanes of tau (flat elements given by `lanes`) that a task input keeps, per its trim mode; the
- * others become 0. Parameters are hoisted by the caller (splatted threshold, key and high word).
- * - TRIM_NONE: everything is kept;
- * - TRIM_MAGNITUDE: |tau| bits above the threshold are kept, and elements equal to it while `tiesLeft`
- *   lasts, in element order (so exactly k elements survive, ties going to the lowest indices);
- * - TRIM_RANDOM: element j is kept iff u(j) < threshold, u from the counter-based generator.
+ * The lanes (all ones) of `bits` that belong to a top-k set: bits above `threshold`, and those equal to
+ * it while the set's budget of equal elements lasts, in element order (so the set has exactly k elements,
+ * ties going to the lowest indices). `outliers` picks the budget: outliersLeft, else tiesLeft.
  */
 // @ts-ignore: decorator
 @inline
-function maskLanes(mode: u32, threshold: v128, key: v128, high: v128, tau: v128, lanes: v128): v128 {
-  if (mode == TRIM_NONE) return tau;
-  if (mode == TRIM_MAGNITUDE) {
-    const bits = v128.and(tau, i32x4.splat(0x7fffffff));
-    let keep = i32x4.gt_u(bits, threshold);
-    const equal = i32x4.eq(bits, threshold);
-    if (v128.any_true(equal)) {
-      const equalCount = <u32>popcnt<i32>(i32x4.bitmask(equal));
-      if (tiesLeft >= equalCount) {
-        // The budget covers every equal lane (the usual case: bf16 task vectors repeat values a lot).
-        keep = v128.or(keep, equal);
-        tiesLeft -= equalCount;
-      } else {
-        if (tiesLeft != 0 && i32x4.extract_lane(equal, 0) != 0) { keep = i32x4.replace_lane(keep, 0, -1); tiesLeft--; }
-        if (tiesLeft != 0 && i32x4.extract_lane(equal, 1) != 0) { keep = i32x4.replace_lane(keep, 1, -1); tiesLeft--; }
-        if (tiesLeft != 0 && i32x4.extract_lane(equal, 2) != 0) { keep = i32x4.replace_lane(keep, 2, -1); tiesLeft--; }
-        if (tiesLeft != 0 && i32x4.extract_lane(equal, 3) != 0) { keep = i32x4.replace_lane(keep, 3, -1); tiesLeft--; }
-      }
+function topLanes(bits: v128, threshold: v128, outliers: bool): v128 {
+  let left = outliers ? outliersLeft : tiesLeft;
+  let keep = i32x4.gt_u(bits, threshold);
+  const equal = i32x4.eq(bits, threshold);
+  if (v128.any_true(equal)) {
+    const equalCount = <u32>popcnt<i32>(i32x4.bitmask(equal));
+    if (left >= equalCount) {
+      // The budget covers every equal lane (the usual case: bf16 task vectors repeat values a lot).
+      keep = v128.or(keep, equal);
+      left -= equalCount;
+    } else {
+      if (left != 0 && i32x4.extract_lane(equal, 0) != 0) { keep = i32x4.replace_lane(keep, 0, -1); left--; }
+      if (left != 0 && i32x4.extract_lane(equal, 1) != 0) { keep = i32x4.replace_lane(keep, 1, -1); left--; }
+      if (left != 0 && i32x4.extract_lane(equal, 2) != 0) { keep = i32x4.replace_lane(keep, 2, -1); left--; }
+      if (left != 0 && i32x4.extract_lane(equal, 3) != 0) { keep = i32x4.replace_lane(keep, 3, -1); left--; }
     }
-    return v128.and(tau, keep);
   }
-  const u = mix4(v128.xor(mix4(v128.xor(lanes, key)), high));
-  return v128.and(tau, i32x4.lt_u(u, threshold));
+  if (outliers) outliersLeft = left;
+  else tiesLeft = left;
+  return keep;
 }
 
-/** One element of maskLanes (tails), for flat element (hi:lo). */
+/** One element of topLanes. */
 // @ts-ignore: decorator
 @inline
-function maskOne(mode: u32, threshold: u32, key: u32, high: u32, tau: f32, lo: u32): f32 {
-  if (mode == TRIM_NONE) return tau;
-  if (mode == TRIM_MAGNITUDE) {
-    const bits = reinterpret<u32>(tau) & 0x7fffffff;
-    if (bits > threshold) return tau;
-    if (bits == threshold && tiesLeft != 0) {
-      tiesLeft--;
-      return tau;
-    }
-    return 0;
+function topOne(bits: u32, threshold: u32, outliers: bool): bool {
+  if (bits > threshold) return true;
+  if (bits != threshold) return false;
+  if (outliers) {
+    if (outliersLeft == 0) return false;
+    outliersLeft--;
+  } else {
+    if (tiesLeft == 0) return false;
+    tiesLeft--;
   }
-  return mix(mix(lo ^ key) ^ high) < threshold ? tau : 0;
+  return true;
 }
 
 /**
- * p = ((mask(x - b)) * r) * w over `count` elements whose first flat index is (hi:lo), for the task input
- * at `rec` (its tie budget is consumed). Multiplying by r = 1 is skipped: it changes no value.
+ * The 4 lanes of tau (flat elements given by `lanes`, chunk elements from `local`, a multiple of 4)
+ * that a task input keeps, per its trim mode; the others become 0. Parameters are hoisted by the
+ * caller (splatted thresholds, key and high word).
+ * - TRIM_NONE: everything is kept; TRIM_ZERO: nothing;
+ * - TRIM_MAGNITUDE: the top k |tau| (see topLanes);
+ * - TRIM_BAND: the top (keep + top) |tau| except the top `top` (breadcrumbs' outliers);
+ * - TRIM_RANDOM: element j is kept iff u(j) < threshold, u from the counter-based generator;
+ * - TRIM_BITS: the keep bits at `bits` (della's mask, computed beforehand for the chunk).
  */
-function stageTask(rec: usize, x: usize, b: usize, count: i32, lo: u32, hi: u32, p: usize): void {
+// @ts-ignore: decorator
+@inline
+function maskLanes(mode: u32, threshold: v128, threshold2: v128, key: v128, high: v128, bits: usize, tau: v128, lanes: v128, local: i32): v128 {
+  if (mode == TRIM_NONE) return tau;
+  if (mode == TRIM_MAGNITUDE) return v128.and(tau, topLanes(v128.and(tau, i32x4.splat(0x7fffffff)), threshold, false));
+  if (mode == TRIM_RANDOM) {
+    const u = mix4(v128.xor(mix4(v128.xor(lanes, key)), high));
+    return v128.and(tau, i32x4.lt_u(u, threshold));
+  }
+  if (mode == TRIM_BAND) {
+    const magnitude = v128.and(tau, i32x4.splat(0x7fffffff));
+    const inner = topLanes(magnitude, threshold, false);
+    return v128.and(tau, v128.andnot(inner, topLanes(magnitude, threshold2, true)));
+  }
+  if (mode == TRIM_BITS) {
+    const nibble = (<u32>load<u8>(bits + (<usize>local >>> 3)) >>> (<u32>local & 4)) & 0xf;
+    return v128.and(tau, i32x4.ne(v128.and(i32x4.splat(nibble), i32x4(1, 2, 4, 8)), i32x4.splat(0)));
+  }
+  return i32x4.splat(0);
+}
+
+/** One element of maskLanes (tails), for flat element (hi:lo), chunk element `local`. */
+// @ts-ignore: decorator
+@inline
+function maskOne(mode: u32, threshold: u32, threshold2: u32, key: u32, high: u32, bits: usize, tau: f32, lo: u32, local: i32): f32 {
+  if (mode == TRIM_NONE) return tau;
+  const magnitude = reinterpret<u32>(tau) & 0x7fffffff;
+  if (mode == TRIM_MAGNITUDE) return topOne(magnitude, threshold, false) ? tau : 0;
+  if (mode == TRIM_RANDOM) return mix(mix(lo ^ key) ^ high) < threshold ? tau : 0;
+  if (mode == TRIM_BAND) {
+    const inner = topOne(magnitude, threshold, false);
+    return !topOne(magnitude, threshold2, true) && inner ? tau : 0;
+  }
+  if (mode == TRIM_BITS) return (load<u8>(bits + (<usize>local >>> 3)) >>> (<u32>local & 7)) & 1 ? tau : 0;
+  return 0;
+}
+
+/**
+ * p = ((mask(x - b)) * r) * w over `count` elements whose first flat index is (hi:lo) and first chunk
+ * element `local`, for the task input at `rec` (its tie budgets are consumed). Multiplying by r = 1 is
+ * skipped: it changes no value. `unweighted` stages q = mask(x - b) * r instead (w taken as 1).
+ */
+function stageTask(rec: usize, x: usize, b: usize, count: i32, lo: u32, hi: u32, local: i32, p: usize, unweighted: bool): void {
   const mode = load<u32>(rec, TV_MODE), threshold = load<u32>(rec, TV_THRESHOLD), key = load<u32>(rec, TV_KEY);
+  const threshold2 = load<u32>(rec, TV_THRESHOLD2), bits = <usize>load<u32>(rec, TV_MASK);
   const high = hi + 0x9e3779b9;
-  const r = load<f32>(rec, TV_RESCALE), w = load<f32>(rec, TV_WEIGHT);
-  const vthreshold = i32x4.splat(threshold), vkey = i32x4.splat(key), vhigh = i32x4.splat(high);
+  const r = load<f32>(rec, TV_RESCALE), w = unweighted ? <f32>1 : load<f32>(rec, TV_WEIGHT);
+  const vthreshold = i32x4.splat(threshold), vthreshold2 = i32x4.splat(threshold2), vkey = i32x4.splat(key), vhigh = i32x4.splat(high);
   const vr = f32x4.splat(r), vw = f32x4.splat(w);
   tiesLeft = load<u32>(rec, TV_TIES);
+  outliersLeft = load<u32>(rec, TV_TIES2);
   let j = 0;
   // One loop per mode and rescaling, so the hot loop carries no branches on them.
   if (mode == TRIM_NONE && r == 1) {
@@ -123,30 +168,38 @@ function stageTask(rec: usize, x: usize, b: usize, count: i32, lo: u32, hi: u32,
   } else if (mode == TRIM_MAGNITUDE && r == 1) {
     for (; j + 4 <= count; j += 4) {
       const o = <usize>j << 2;
-      const m = maskLanes(TRIM_MAGNITUDE, vthreshold, vkey, vhigh, f32x4.sub(v128.load(x + o), v128.load(b + o)), vkey);
+      const m = maskLanes(TRIM_MAGNITUDE, vthreshold, vthreshold2, vkey, vhigh, bits, f32x4.sub(v128.load(x + o), v128.load(b + o)), vkey, local + j);
       v128.store(p + o, f32x4.mul(m, vw));
     }
   } else if (mode == TRIM_RANDOM && r == 1) {
     for (; j + 4 <= count; j += 4) {
       const o = <usize>j << 2;
-      const m = maskLanes(TRIM_RANDOM, vthreshold, vkey, vhigh, f32x4.sub(v128.load(x + o), v128.load(b + o)), indexLanes(lo + <u32>j));
+      const m = maskLanes(TRIM_RANDOM, vthreshold, vthreshold2, vkey, vhigh, bits, f32x4.sub(v128.load(x + o), v128.load(b + o)), indexLanes(lo + <u32>j), local + j);
+      v128.store(p + o, f32x4.mul(m, vw));
+    }
+  } else if (mode == TRIM_BITS) {
+    for (; j + 4 <= count; j += 4) {
+      const o = <usize>j << 2;
+      let m = maskLanes(TRIM_BITS, vthreshold, vthreshold2, vkey, vhigh, bits, f32x4.sub(v128.load(x + o), v128.load(b + o)), vkey, local + j);
+      if (r != 1) m = f32x4.mul(m, vr);
       v128.store(p + o, f32x4.mul(m, vw));
     }
   } else {
     for (; j + 4 <= count; j += 4) {
       const o = <usize>j << 2;
-      let m = maskLanes(mode, vthreshold, vkey, vhigh, f32x4.sub(v128.load(x + o), v128.load(b + o)), indexLanes(lo + <u32>j));
+      let m = maskLanes(mode, vthreshold, vthreshold2, vkey, vhigh, bits, f32x4.sub(v128.load(x + o), v128.load(b + o)), indexLanes(lo + <u32>j), local + j);
       if (r != 1) m = f32x4.mul(m, vr);
       v128.store(p + o, f32x4.mul(m, vw));
     }
   }
   for (; j < count; j++) {
     const o = <usize>j << 2;
-    let m = maskOne(mode, threshold, key, high, load<f32>(x + o) - load<f32>(b + o), lo + <u32>j);
+    let m = maskOne(mode, threshold, threshold2, key, high, bits, load<f32>(x + o) - load<f32>(b + o), lo + <u32>j, local + j);
     if (r != 1) m *= r;
     store<f32>(p + o, m * w);
   }
   store<u32>(rec, tiesLeft, TV_TIES);
+  store<u32>(rec, outliersLeft, TV_TIES2);
 }
 
 /** Elements per sub-block of the staged merge: every task's p for a sub-block fits in L1 together. */
@@ -217,6 +270,10 @@ export function taskVectorMerge(
   const outBytes = <usize>elementBytes(outDtype);
   const consensus = (flags & TV_CONSENSUS) != 0;
   const normalize = (flags & TV_NORMALIZE) != 0;
+  // Vote variants: the sign is elected from v_i, the staged values (p_i, or the unweighted q_i), by
+  // their sum or by counting signs; p_i = q_i * w_i is then formed for the agreeing sum.
+  const countVote = consensus && (flags & TV_COUNT_VOTE) != 0;
+  const unweighted = consensus && (flags & TV_UNWEIGHTED_VOTE) != 0;
   const tasks = nInputs - 1;
   // Plain task arithmetic (no trimming, rescaling or consensus) runs fused, one vector at a time.
   let plain = !consensus;
@@ -249,7 +306,7 @@ export function taskVectorMerge(
         // p_i for this sub-block, task by task, at pbase + i * SUB floats.
         for (let i = 0; i < tasks; i++) {
           const sub = index + <u64>s;
-          stageTask(table + <usize>(i + 1) * TV_RECORD, <usize>load<u32>(ptrs + (<usize>i << 2)) + so, b + so, len, <u32>sub, <u32>(sub >>> 32), pbase + <usize>i * (SUB << 2));
+          stageTask(table + <usize>(i + 1) * TV_RECORD, <usize>load<u32>(ptrs + (<usize>i << 2)) + so, b + so, len, <u32>sub, <u32>(sub >>> 32), t + s, pbase + <usize>i * (SUB << 2), unweighted);
         }
       }
       let j = 0;
@@ -269,13 +326,22 @@ export function taskVectorMerge(
           }
         }
         if (consensus) {
-          // `mixed` holds sum_i p_i: its sign is the elected one (0 counts as +).
-          const positive = f32x4.ge(mixed, zero);
+          // `mixed` holds sum_i v_i: its sign is the elected one (0 counts as +), unless signs are counted.
+          let positive = f32x4.ge(mixed, zero);
+          if (countVote) {
+            let votes = i32x4.splat(0);
+            for (let i = 0; i < tasks; i++) {
+              const v = v128.load(pbase + <usize>i * (SUB << 2) + o);
+              votes = i32x4.add(i32x4.sub(votes, f32x4.gt(v, zero)), f32x4.lt(v, zero));
+            }
+            positive = i32x4.ge_s(votes, i32x4.splat(0));
+          }
           let weights = zero;
           for (let i = 0; i < tasks; i++) {
-            const p = v128.load(pbase + <usize>i * (SUB << 2) + o);
-            const agree = v128.bitselect(f32x4.gt(p, zero), f32x4.lt(p, zero), positive);
+            const v = v128.load(pbase + <usize>i * (SUB << 2) + o);
+            const agree = v128.bitselect(f32x4.gt(v, zero), f32x4.lt(v, zero), positive);
             const w = v128.load(splatted + (<usize>i << 4));
+            const p = unweighted ? f32x4.mul(v, w) : v;
             if (i == 0) {
               mixed = v128.and(p, agree);
               weights = v128.and(w, agree);
@@ -302,12 +368,21 @@ export function taskVectorMerge(
           mixed = i == 0 ? p : mixed + p;
         }
         if (consensus) {
-          const positive = mixed >= 0;
+          let positive = mixed >= 0;
+          if (countVote) {
+            let votes = 0;
+            for (let i = 0; i < tasks; i++) {
+              const v = load<f32>(pbase + <usize>i * (SUB << 2) + o);
+              votes += <i32>(v > 0) - <i32>(v < 0);
+            }
+            positive = votes >= 0;
+          }
           let weights: f32 = 0;
           for (let i = 0; i < tasks; i++) {
-            const p = load<f32>(pbase + <usize>i * (SUB << 2) + o);
-            const agree = positive ? p > 0 : p < 0;
+            const v = load<f32>(pbase + <usize>i * (SUB << 2) + o);
+            const agree = positive ? v > 0 : v < 0;
             const w = load<f32>(table + <usize>(i + 1) * TV_RECORD, TV_WEIGHT);
+            const p = unweighted ? v * w : v;
             const pm: f32 = agree ? p : 0, wm: f32 = agree ? w : 0;
             if (i == 0) { mixed = pm; weights = wm; } else { mixed += pm; weights += wm; }
           }
@@ -342,16 +417,18 @@ export function maskedL1(table: usize, nInputs: i32, n: i32, startLo: u32, start
       const rec = table + <usize>i * TV_RECORD;
       const x = tileOf(load<u32>(rec), load<u32>(rec, 4), t, count, quant, 1);
       const mode = load<u32>(rec, TV_MODE), threshold = load<u32>(rec, TV_THRESHOLD), key = load<u32>(rec, TV_KEY);
+      const threshold2 = load<u32>(rec, TV_THRESHOLD2), bits = <usize>load<u32>(rec, TV_MASK);
       const high = hi + 0x9e3779b9;
-      const vthreshold = i32x4.splat(threshold), vkey = i32x4.splat(key), vhigh = i32x4.splat(high);
+      const vthreshold = i32x4.splat(threshold), vthreshold2 = i32x4.splat(threshold2), vkey = i32x4.splat(key), vhigh = i32x4.splat(high);
       tiesLeft = load<u32>(rec, TV_TIES);
+      outliersLeft = load<u32>(rec, TV_TIES2);
       let aLo = f64x2.splat(0), aHi = f64x2.splat(0), mLo = f64x2.splat(0), mHi = f64x2.splat(0);
       let j = 0;
       for (; j + 4 <= count; j += 4) {
         const o = <usize>j << 2;
         const tau = f32x4.sub(v128.load(x + o), v128.load(b + o));
         const all = v128.and(tau, magnitude);
-        const kept = v128.and(maskLanes(mode, vthreshold, vkey, vhigh, tau, indexLanes(lo + <u32>j)), magnitude);
+        const kept = v128.and(maskLanes(mode, vthreshold, vthreshold2, vkey, vhigh, bits, tau, indexLanes(lo + <u32>j), t + j), magnitude);
         aLo = f64x2.add(aLo, f64x2.promote_low_f32x4(all));
         aHi = f64x2.add(aHi, promoteHigh(all));
         mLo = f64x2.add(mLo, f64x2.promote_low_f32x4(kept));
@@ -362,9 +439,10 @@ export function maskedL1(table: usize, nInputs: i32, n: i32, startLo: u32, start
         const o = <usize>j << 2;
         const tau = load<f32>(x + o) - load<f32>(b + o);
         all += <f64>abs<f32>(tau);
-        kept += <f64>abs<f32>(maskOne(mode, threshold, key, high, tau, lo + <u32>j));
+        kept += <f64>abs<f32>(maskOne(mode, threshold, threshold2, key, high, bits, tau, lo + <u32>j, t + j));
       }
       store<u32>(rec, tiesLeft, TV_TIES);
+      store<u32>(rec, outliersLeft, TV_TIES2);
       const p = partials + (<usize>tile * <usize>tasks + <usize>(i - 1)) * 16;
       store<f64>(p, all);
       store<f64>(p, kept, 8);

@@ -23,6 +23,10 @@ const RECIPES: Record<string, string> = {
   ties: `merge_method: ties\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1, density: 0.3}}\n  - {model: ./b, parameters: {weight: 0.5, density: 0.6}}\n  - {model: ./c, parameters: {weight: 0.8, density: 0.45}}\nparameters: {rescale: true}\n`,
   dare_ties: `merge_method: dare_ties\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1, density: 0.3}}\n  - {model: ./b, parameters: {weight: 0.5, density: 0.6}}\n`,
   slerp: `merge_method: slerp\nbase_model: ./base\nmodels:\n  - {model: ./base}\n  - {model: ./c}\nparameters: {t: [0, 0.7]}\n`,
+  breadcrumbs_ties: `merge_method: breadcrumbs_ties\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1, density: 0.4, gamma: 0.05}}\n  - {model: ./b, parameters: {weight: 0.5, density: 0.6}}\nparameters: {rescale: true, consensus_method: count}\n`,
+  della: `merge_method: della\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1, density: 0.4}}\n  - {model: ./b, parameters: {weight: 0.5, density: 0.6, epsilon: 0.1}}\nparameters: {vote_weighted: false}\n`,
+  sce: `merge_method: sce\nbase_model: ./base\nmodels:\n  - {model: ./a}\n  - {model: ./b}\n  - {model: ./c}\nparameters: {select_topk: 0.3}\n`,
+  ramplus_tl: `merge_method: ramplus_tl\nbase_model: ./base\nmodels:\n  - {model: ./a}\n  - {model: ./b}\n  - {model: ./c}\nparameters: {epsilon: 0.004}\n`,
 };
 
 async function run(name: string, options: { workers: number; chunkElements?: number }): Promise<Map<string, Buffer>> {

@@ -71,7 +71,11 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
   switch (result.kind) {
     case "slerpStats":
     case "maskedL1":
+    case "sceSquares":
+    case "ramCounts":
       return [result.partials.buffer as ArrayBuffer];
+    case "sceNonzero":
+      return [];
     case "sample":
       return result.samples.map((s) => s.hist.buffer as ArrayBuffer);
     case "range":

@@ -29,6 +29,15 @@ export type KernelExports = {
   absDeltaSample(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, hist: number): number;
   absDeltaRange(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, lo: number, hi: number, shift: number, hist: number, cand: number, capacity: number, stats: number): void;
   keyRange(keys: number, n: number, lo: number, hi: number, shift: number, hist: number, compact: number, stats: number): void;
+  dellaWorkBytes(rowLen: number): number;
+  dellaMask(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, rowLen: number, startLo: number, startHi: number, key: number, density: number, epsilon: number, mask: number, work: number): void;
+  ramCounts(table: number, nInputs: number, n: number, quant: number, epsilon: number, partials: number): void;
+  ramMerge(table: number, nInputs: number, n: number, quant: number, epsilon: number, out: number, outDtype: number): void;
+  sceVariance(table: number, nInputs: number, n: number, quant: number, vars: number): void;
+  sceNonzero(vars: number, n: number): number;
+  sceRange(vars: number, n: number, level: number, high: number, lo: number, last: number, shift: number, hist: number, stats: number): void;
+  sceSquares(table: number, nInputs: number, n: number, quant: number, vars: number, sel: number, partials: number): void;
+  sceMerge(table: number, nInputs: number, n: number, quant: number, vars: number, sel: number, out: number, outDtype: number): void;
   assignMin(cost: number, n: number, m: number, finite: number, sign: number, v: number, u: number, d: number, colOfRow: number, rowOfCol: number, pred: number, reachedCols: number, scannedRows: number, free: number, reached: number, held: number): number;
   accumulateProduct(a: number, b: number, n: number, m: number, k: number, c: number): void;
   linear(x: number, m: number, k: number, w: number, wDtype: number, n: number, y: number, accumulate: number, scratch: number): void;

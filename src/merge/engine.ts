@@ -16,6 +16,7 @@ import { WorkerPool } from "../pool/pool";
 import { modelCard, outputConfig, VERSION } from "./card";
 import { chunkCount, chunkRange, type FinalRequest, type OutputTarget, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "./job";
 import { runTensor } from "./run-tensor";
+import { chunkUnit, extraBytesPerElement, needsPasses } from "./chunk-unit";
 
 export interface EngineOptions {
   /** Worker count. */
@@ -60,18 +61,23 @@ export interface MergeSummary {
  */
 export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements">): number {
   const instanceBudget = Math.floor(options.memoryBudget / JOBS_PER_WORKER / 65536) * 65536;
-  if (options.chunkElements) return Math.min(Math.max(TILE, Math.floor(options.chunkElements / TILE) * TILE), Math.max(t.numel, 1));
-  const perElement = t.inputs.reduce((s, i) => s + DTYPES[i.tensor.dtype]!.bits / 8, 0) + DTYPES[t.dtype]!.bits / 8;
+  const unit = chunkUnit(t.op);
+  if (options.chunkElements) return Math.min(Math.max(unit, Math.floor(options.chunkElements / unit) * unit), Math.max(t.numel, 1));
+  const perElement = t.inputs.reduce((s, i) => s + DTYPES[i.tensor.dtype]!.bits / 8, 0) + DTYPES[t.dtype]!.bits / 8 + extraBytesPerElement(t.op);
   const op = t.op;
   const trimmed = op.kind === "taskVector" && op.sparsify !== undefined ? op.tasks.filter((x) => x.density < 1).length : 0;
-  const multiPass = op.kind === "slerp" || trimmed > 0;
+  const multiPass = op.kind === "slerp" || trimmed > 0 || needsPasses(op);
   // A resident TIES tensor also keeps candidate keys, about numel/8 per trimmed model.
   const candidates = op.kind === "taskVector" && op.sparsify === "magnitude" ? trimmed * 0.5 : 0;
   const available = instanceBudget - KERNEL_OVERHEAD_BYTES;
   const stream = Math.min(options.chunkBytes, available);
   const resident = multiPass ? Math.min(1.5 * options.chunkBytes, available) : stream;
   if (t.numel * (perElement + candidates) <= resident) return Math.max(t.numel, 1);
-  const elements = Math.floor(stream / perElement / TILE) * TILE;
+  const elements = Math.floor(stream / perElement / unit) * unit;
+  if (elements < unit && unit > TILE) {
+    throw new OptionError("E_OPTION", `tensor "${t.name}": della ranks within rows, so a chunk holds whole rows: ${unit} elements (${Math.ceil(unit * perElement)} bytes) at least, more than the chunk size of ${options.chunkBytes} bytes (--chunk-size, option chunkBytes) and the memory budget allow; raise them`,
+      { tensor: t.name, key: "chunkBytes", value: options.chunkBytes, needed: Math.ceil(unit * perElement) });
+  }
   if (elements < TILE) {
     // Say which limit is too small: the chunk size when it is the smaller one, else the budget.
     const tile = TILE * perElement;

@@ -59,8 +59,25 @@ export function chunkRange(job: TensorJob, c: number): [number, number] {
 /** How one task vector is sparsified. `ties` gives, per chunk, how many elements equal to the threshold to keep. */
 export type Trim =
   | { mode: "none" }
+  | { mode: "zero" }
   | { mode: "magnitude"; threshold: number; ties: number[] }
-  | { mode: "random"; threshold: number; key: number };
+  | { mode: "random"; threshold: number; key: number }
+  /** Breadcrumbs: the top-k set of (threshold, ties) minus the top-k set of (outlierThreshold, outlierTies). */
+  | { mode: "band"; threshold: number; ties: number[]; outlierThreshold: number; outlierTies: number[] }
+  /** DELLA: per-row ranked keep probabilities, drawn with DARE's generator (stream `key`). */
+  | { mode: "della"; key: number; density: number; epsilon: number; rowLength: number };
+
+/** What a radix-select pass ranks: |tau| of a task input, or sce's variance bits (high word, or low word among equal high words). */
+export type SelectKey =
+  | { kind: "absTau"; task: number }
+  | { kind: "varianceHigh" }
+  | { kind: "varianceLow"; high: number };
+
+/** sce's selection (see assembly/sce.ts): all, none, or the positions above (high, low) plus `ties` per chunk equal to it. */
+export type SceSelection =
+  | { mode: "all" }
+  | { mode: "none" }
+  | { mode: "top"; high: number; low: number; ties: number[] };
 
 export type PassRequest =
   /** Per tile: sum v0^2, sum v1^2, sum v0*v1 (inputs 0 and 1). */
@@ -68,12 +85,19 @@ export type PassRequest =
   /** Sample histograms of |tau| for these task indices (0 = first input after the base). */
   | { kind: "sample"; tasks: number[] }
   /**
-   * One radix-select pass per entry. `compact` (a key count, 0 for none) lets a resident chunk keep up
-   * to that many of the keys inside for later passes.
+   * One radix-select pass per entry. `id` names the selection (candidate buffers belong to it), `key`
+   * what is ranked (|tau| of `task` when absent). `compact` (a key count, 0 for none) lets a resident
+   * chunk keep up to that many of the keys inside for later passes (|tau| keys only).
    */
-  | { kind: "range"; ranges: { task: number; lo: number; hi: number; shift: number; compact: number }[] }
+  | { kind: "range"; ranges: { task: number; id?: number; key?: SelectKey; lo: number; hi: number; shift: number; compact: number }[] }
   /** Per tile and task: sum |tau| and sum |masked tau|. */
-  | { kind: "maskedL1"; trims: Trim[] };
+  | { kind: "maskedL1"; trims: Trim[] }
+  /** sce: positions whose variance across the task vectors is not zero (one count per chunk). */
+  | { kind: "sceNonzero" }
+  /** sce: per tile and task, sum tau^2 over the selected positions. */
+  | { kind: "sceSquares"; selection: SceSelection }
+  /** ramplus_tl: per tile and task, positions where the task is active and shared, and active alone. */
+  | { kind: "ramCounts"; epsilon: number };
 
 export interface SampleResult { hist: Uint32Array; sampled: number }
 export interface RangeResult { hist: Uint32Array; above: number; inside: number }
@@ -82,7 +106,10 @@ export type PassResult =
   | { kind: "slerpStats"; partials: Float64Array }
   | { kind: "sample"; samples: SampleResult[] }
   | { kind: "range"; ranges: RangeResult[] }
-  | { kind: "maskedL1"; partials: Float64Array };
+  | { kind: "maskedL1"; partials: Float64Array }
+  | { kind: "sceNonzero"; count: number }
+  | { kind: "sceSquares"; partials: Float64Array }
+  | { kind: "ramCounts"; partials: Float64Array };
 
 export type FinalRequest =
   | { kind: "copy" }
@@ -90,7 +117,13 @@ export type FinalRequest =
   | {
       kind: "taskVector"; trims: Trim[]; rescales: number[]; weights: number[]; consensus: boolean;
       normalize: boolean; divisor: number; lambda: number;
-    };
+      /** Vote variants (consensus only): count signs instead of summing; vote on unweighted values. */
+      countVote?: boolean; unweightedVote?: boolean;
+    }
+  /** sce: c_i per task (float32), the selection. */
+  | { kind: "sce"; coefficients: number[]; selection: SceSelection }
+  /** ram / ramplus_tl: lambda_i per task (1 for ram). */
+  | { kind: "ram"; epsilon: number; lambdas: number[] };
 
 /** Runs passes over a tensor's chunks (in a worker for a resident tensor, across workers otherwise). */
 export interface TensorExecutor {

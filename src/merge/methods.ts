@@ -7,13 +7,18 @@
 import { table } from "../table";
 
 export interface ParameterSpec {
-  type: "number" | "boolean";
+  type: "number" | "boolean" | "string";
   /** Default when unset; undefined with `required: false` means "unset is meaningful" (passthrough scale). */
-  default?: number | boolean;
+  default?: number | boolean | string;
   required?: boolean;
+  /** A string parameter's allowed values. */
+  values?: readonly string[];
 }
 
-export type MethodKind = "linear" | "slerp" | "passthrough" | "taskVector";
+export type MethodKind = "linear" | "slerp" | "passthrough" | "taskVector" | "sce" | "ram";
+
+/** How the task-vector family sparsifies each task vector (see run-tensor.ts and assembly/taskvector.ts). */
+export type Sparsifier = "magnitude" | "random" | "breadcrumbs" | "della";
 
 export interface MethodSpec {
   name: string;
@@ -26,10 +31,10 @@ export interface MethodSpec {
   perModel: Readonly<Record<string, ParameterSpec>>;
   /** Task-vector family: sign consensus (TIES) and sparsification. */
   consensus?: boolean;
-  sparsify?: "magnitude" | "random";
+  sparsify?: Sparsifier;
 }
 
-function taskVector(name: string, title: string, paper: string, normalize: boolean, rescale: boolean, consensus: boolean, sparsify?: "magnitude" | "random"): MethodSpec {
+function taskVector(name: string, title: string, paper: string, normalize: boolean, rescale: boolean, consensus: boolean, sparsify?: Sparsifier): MethodSpec {
   return {
     name, title, paper, kind: "taskVector", needsBase: true, consensus, ...(sparsify ? { sparsify } : {}),
     global: table<ParameterSpec>({
@@ -38,8 +43,18 @@ function taskVector(name: string, title: string, paper: string, normalize: boole
       lambda: { type: "number", default: 1 },
       // Only changes how mergekit stores masks (int8 instead of float); the result is the same.
       int8_mask: { type: "boolean", default: false },
+      // TIES vote variants (issue 10): mergekit's sum of weighted values by default.
+      ...(consensus ? {
+        consensus_method: { type: "string", default: "sum", values: ["sum", "count"] },
+        vote_weighted: { type: "boolean", default: true },
+      } : {}),
     }),
-    perModel: table<ParameterSpec>({ weight: { type: "number", required: true }, density: { type: "number", default: 1 } }),
+    perModel: table<ParameterSpec>({
+      weight: { type: "number", required: true },
+      density: { type: "number", default: 1 },
+      ...(sparsify === "breadcrumbs" ? { gamma: { type: "number", default: 0.01 } } : {}),
+      ...(sparsify === "della" ? { epsilon: { type: "number", default: 0.15 } } : {}),
+    }),
   };
 }
 
@@ -63,10 +78,35 @@ export const METHODS: Readonly<Record<string, MethodSpec>> = table({
   ties: taskVector("ties", "TIES", "https://arxiv.org/abs/2306.01708", true, false, true, "magnitude"),
   dare_ties: taskVector("dare_ties", "DARE TIES", "https://arxiv.org/abs/2311.03099", false, true, true, "random"),
   dare_linear: taskVector("dare_linear", "Linear DARE", "https://arxiv.org/abs/2311.03099", false, true, false, "random"),
+  breadcrumbs: taskVector("breadcrumbs", "Model Breadcrumbs", "https://arxiv.org/abs/2312.06795", false, false, false, "breadcrumbs"),
+  breadcrumbs_ties: taskVector("breadcrumbs_ties", "Model Breadcrumbs with TIES", "https://arxiv.org/abs/2312.06795", false, false, true, "breadcrumbs"),
+  della: taskVector("della", "DELLA-Merging", "https://arxiv.org/abs/2406.11617", true, true, true, "della"),
+  della_linear: taskVector("della_linear", "Linear DELLA", "https://arxiv.org/abs/2406.11617", false, true, false, "della"),
+  sce: {
+    name: "sce", title: "SCE", paper: "https://arxiv.org/abs/2408.07990", kind: "sce", needsBase: true,
+    global: table<ParameterSpec>({
+      select_topk: { type: "number", default: 1 },
+      int8_mask: { type: "boolean", default: false },
+    }),
+    perModel: table<ParameterSpec>({}),
+  },
+  ram: {
+    name: "ram", title: "Reinforced Agent Merging", paper: "https://arxiv.org/abs/2601.13572", kind: "ram", needsBase: true,
+    global: table<ParameterSpec>({ epsilon: { type: "number", default: 1e-5 } }),
+    perModel: table<ParameterSpec>({}),
+  },
+  ramplus_tl: {
+    name: "ramplus_tl", title: "Reinforced Agent Merging Plus (tensor-local)", paper: "https://arxiv.org/abs/2601.13572", kind: "ram", needsBase: true,
+    global: table<ParameterSpec>({
+      r: { type: "number", default: 0.1 },
+      alpha: { type: "number", default: 0.2 },
+      epsilon: { type: "number", default: 1e-5 },
+    }),
+    perModel: table<ParameterSpec>({}),
+  },
 });
 
 /** mergekit methods weightsoup does not run yet (a recipe naming one gets E_METHOD_UNSUPPORTED). */
 export const MERGEKIT_ONLY_METHODS = [
-  "nuslerp", "multislerp", "karcher", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear", "sce", "ram",
-  "ramplus_tl", "model_stock", "nearswap", "arcee_fusion", "lrp",
+  "nuslerp", "multislerp", "karcher", "model_stock", "nearswap", "arcee_fusion", "lrp",
 ];

@@ -6,9 +6,9 @@
  */
 import type { TaskSpec, TensorOp } from "../plan/plan";
 import { dareStreamKey, dareThreshold } from "./dare";
-import type { FinalRequest, PassResult, TensorExecutor, TensorJob, Trim } from "./job";
+import type { FinalRequest, PassResult, SceSelection, TensorExecutor, TensorJob, Trim } from "./job";
 import { chunkCount } from "./job";
-import { selectTopK } from "./select";
+import { selectTopK, type Selection } from "./select";
 
 export async function runTensor(job: TensorJob, exec: TensorExecutor): Promise<void> {
   await exec.final(await finalRequest(job, job.op, exec));
@@ -24,14 +24,18 @@ async function finalRequest(job: TensorJob, op: TensorOp, exec: TensorExecutor):
       return slerp(op.t, await exec.pass({ kind: "slerpStats" }));
     case "taskVector":
       return taskVector(job, op, exec);
+    case "sce":
+      return sce(job, op, exec);
+    case "ram":
+      return ram(job, op, exec);
   }
 }
 
 /** Sum of the i-th of every `stride` values of per-tile partials, over all chunks in order. */
-function tileSum(results: PassResult[], stride: number, i: number): number {
+export function tileSum(results: PassResult[], stride: number, i: number): number {
   let sum = 0;
   for (const r of results) {
-    const partials = r.kind === "slerpStats" || r.kind === "maskedL1" ? r.partials : undefined;
+    const partials = r.kind === "slerpStats" || r.kind === "maskedL1" || r.kind === "sceSquares" || r.kind === "ramCounts" ? r.partials : undefined;
     if (!partials) throw new Error("executor returned a result of the wrong kind");
     for (let p = i; p < partials.length; p += stride) sum += partials[p]!;
   }
@@ -61,29 +65,36 @@ function slerp(t: number, stats: PassResult[]): FinalRequest {
 
 async function taskVector(job: TensorJob, op: Extract<TensorOp, { kind: "taskVector" }>, exec: TensorExecutor): Promise<FinalRequest> {
   const chunks = chunkCount(job);
+  // Magnitude cuts to find: selection 2i is task i's top-k (k = keep + top for breadcrumbs), 2i + 1 its
+  // breadcrumbs outliers (the top `top`).
+  const cuts: { id: number; task: number; k: number }[] = [];
   const trims: Trim[] = op.tasks.map((task, i) => {
     if (task.density >= 1 || !op.sparsify) return { mode: "none" };
     if (op.sparsify === "random") return { mode: "random", threshold: dareThreshold(task.density), key: dareStreamKey(job.seed, job.name, i) };
+    if (op.sparsify === "della") {
+      if (task.density <= 0) return { mode: "zero" };
+      return { mode: "della", key: dareStreamKey(job.seed, job.name, i), density: task.density, epsilon: task.epsilon ?? 0.15, rowLength: op.rowLength ?? job.numel };
+    }
+    if (op.sparsify === "breadcrumbs") {
+      const { keep, top } = breadcrumbsCounts(job.numel, task.density, task.gamma ?? 0.01);
+      if (keep === 0) return { mode: "zero" };
+      cuts.push({ id: 2 * i, task: i, k: keep + top });
+      if (top > 0) cuts.push({ id: 2 * i + 1, task: i, k: top });
+      return { mode: "magnitude", threshold: 0, ties: [] }; // filled in below
+    }
+    cuts.push({ id: 2 * i, task: i, k: Math.floor(task.density * job.numel) });
     return { mode: "magnitude", threshold: 0, ties: [] }; // filled in below
   });
 
-  const magnitude = op.tasks.flatMap((task, i) => (trims[i]!.mode === "magnitude" ? [{ task: i, k: Math.floor(task.density * job.numel) }] : []));
-  if (magnitude.length > 0) {
-    const selections = await selectTopK(exec, job.numel, magnitude);
-    // Elements equal to the threshold are kept lowest index first, so a chunk needs to know how many of
-    // them the chunks before it hold (the select's last round counted them per chunk).
-    for (const [task, s] of selections) {
-      const equalPerChunk = s.equalByChunk;
-      let left = s.ties;
-      const ties = Array.from({ length: chunks }, (_, c) => {
-        if (s.ties === s.equal) return s.equal; // every equal element is kept
-        if (chunks === 1) return s.ties;
-        const take = Math.min(left, equalPerChunk![c]!);
-        left -= take;
-        return take;
-      });
-      trims[task] = { mode: "magnitude", threshold: s.threshold, ties };
-    }
+  if (cuts.length > 0) {
+    const selections = await selectTopK(exec, job.numel, cuts);
+    trims.forEach((trim, i) => {
+      if (trim.mode !== "magnitude") return;
+      const inner = selections.get(2 * i)!, outer = selections.get(2 * i + 1);
+      trims[i] = outer
+        ? { mode: "band", threshold: inner.threshold, ties: tiesPerChunk(inner, chunks), outlierThreshold: outer.threshold, outlierTies: tiesPerChunk(outer, chunks) }
+        : { mode: "magnitude", threshold: inner.threshold, ties: tiesPerChunk(inner, chunks) };
+    });
   }
 
   const rescales = op.tasks.map(() => 1);
@@ -100,6 +111,91 @@ async function taskVector(job: TensorJob, op: Extract<TensorOp, { kind: "taskVec
   return {
     kind: "taskVector", trims, rescales, weights: op.tasks.map((t: TaskSpec) => t.weight), consensus: op.consensus,
     normalize: op.normalize, divisor: op.divisor, lambda: op.lambda,
+    ...(op.consensus ? { countVote: op.consensusMethod === "count", unweightedVote: op.voteWeighted === false } : {}),
   };
 }
 
+/**
+ * Breadcrumbs' band over ranks by |tau| descending: drop the `top` largest, keep the next `keep`
+ * (mergekit's magnitude_outliers, without its bug of keeping nothing when top = 0).
+ */
+export function breadcrumbsCounts(n: number, density: number, gamma: number): { keep: number; top: number } {
+  const keep = Math.floor(density * n);
+  let top = Math.floor(gamma * n);
+  const bot = n - keep - top;
+  if (bot < 0) top += bot;
+  return { keep, top: Math.max(0, top) };
+}
+
+/**
+ * Elements equal to a selection's threshold each chunk keeps: they are kept lowest index first, so a
+ * chunk needs to know how many of them the chunks before it hold (the select's last round counted them
+ * per chunk).
+ */
+function tiesPerChunk(s: Selection, chunks: number): number[] {
+  let left = s.ties;
+  return Array.from({ length: chunks }, (_, c) => {
+    if (s.ties === s.equal) return s.equal; // every equal element is kept
+    if (chunks === 1) return s.ties;
+    const take = Math.min(left, s.equalByChunk![c]!);
+    left -= take;
+    return take;
+  });
+}
+
+/**
+ * sce: select the positions of largest variance across the task vectors (an exact top-k over the
+ * float64 variance: its high word first, then its low word among equal high words), weight each task
+ * by its mean square over the kept positions, and merge with a sum-consensus sign mask.
+ */
+async function sce(job: TensorJob, op: Extract<TensorOp, { kind: "sce" }>, exec: TensorExecutor): Promise<FinalRequest> {
+  const chunks = chunkCount(job);
+  const tasks = job.inputs.length - 1;
+  let selection: SceSelection = { mode: "all" };
+  if (op.selectTopk < 1) {
+    const counts = await exec.pass({ kind: "sceNonzero" });
+    const nonzero = counts.reduce((sum, r) => sum + (r.kind === "sceNonzero" ? r.count : unexpected()), 0);
+    const k = Math.floor(nonzero * op.selectTopk);
+    if (k <= 0) {
+      selection = { mode: "none" };
+    } else {
+      const high = (await selectTopK(exec, job.numel, [{ id: 0, task: 0, k, key: { kind: "varianceHigh" } }])).get(0)!;
+      if (high.ties === high.equal) {
+        // Every position sharing the cut's high word is kept: no need to look at low words.
+        selection = { mode: "top", high: high.threshold, low: 0, ties: Array.from({ length: chunks }, () => 0xffffffff) };
+      } else {
+        const low = (await selectTopK(exec, job.numel, [{ id: 0, task: 0, k, key: { kind: "varianceLow", high: high.threshold } }])).get(0)!;
+        selection = { mode: "top", high: high.threshold, low: low.threshold, ties: tiesPerChunk(low, chunks) };
+      }
+    }
+  }
+  let coefficients = Array.from({ length: tasks }, () => 1 / tasks);
+  if (selection.mode !== "none") {
+    const squares = await exec.pass({ kind: "sceSquares", selection });
+    const means = coefficients.map((_, i) => tileSum(squares, tasks, i) / job.numel);
+    const total = means.reduce((a, b) => a + b, 0);
+    if (total >= 1e-6) coefficients = means.map((m) => m / total);
+  }
+  return { kind: "sce", coefficients: coefficients.map(Math.fround), selection };
+}
+
+/** ram / ramplus_tl: ramplus_tl's per-model lambda comes from counts over the whole tensor. */
+async function ram(job: TensorJob, op: Extract<TensorOp, { kind: "ram" }>, exec: TensorExecutor): Promise<FinalRequest> {
+  const tasks = job.inputs.length - 1;
+  const epsilon = Math.fround(op.epsilon);
+  const lambdas = Array.from({ length: tasks }, () => 1);
+  if (op.plus) {
+    const { r, alpha } = op.plus;
+    const counts = await exec.pass({ kind: "ramCounts", epsilon });
+    for (let i = 0; i < tasks; i++) {
+      const shared = tileSum(counts, 2 * tasks, 2 * i), unique = tileSum(counts, 2 * tasks, 2 * i + 1);
+      const rho = shared / Math.max(unique, op.epsilon);
+      lambdas[i] = Math.fround(1 + r * Math.min(Math.max(rho, 0), alpha));
+    }
+  }
+  return { kind: "ram", epsilon, lambdas };
+}
+
+function unexpected(): never {
+  throw new Error("executor returned a result of the wrong kind");
+}

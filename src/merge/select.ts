@@ -11,7 +11,7 @@
  * either way, and identical however the tensor is chunked.
  */
 import { SAMPLE_SHIFT } from "../../assembly/layout";
-import type { RangeResult, TensorExecutor } from "./job";
+import type { RangeResult, SelectKey, TensorExecutor } from "./job";
 
 export interface Selection {
   /** Bits of the k-th largest |tau|. */
@@ -37,7 +37,11 @@ const BUCKETS_LOG2_CHUNKED = 16;
 const SAMPLE_MIN = 1 << 15;
 
 interface State {
+  id: number;
   task: number;
+  key: SelectKey;
+  /** One past the largest key. */
+  end: number;
   k: number;
   lo: number;
   hi: number;
@@ -52,10 +56,19 @@ function shiftFor(lo: number, hi: number, bucketsLog2: number): number {
   return Math.max(0, Math.ceil(Math.log2(hi - lo)) - bucketsLog2);
 }
 
-/** The k-th largest |tau| of each task (k >= 1). */
-export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { task: number; k: number }[]): Promise<Map<number, Selection>> {
-  const states: State[] = wanted.map(({ task, k }) => ({ task, k, lo: 0, hi: KEY_END, guess: false, expected: 0 }));
-  if (exec.resident && numel >= SAMPLE_MIN) await bracketFromSample(exec, numel, states);
+/**
+ * The k-th largest key of each wanted selection (k >= 1), by `id` (default: the task). Keys are |tau|
+ * of `task` unless `key` says otherwise: the same radix select ranks sce's variances (31-bit high words,
+ * then 32-bit low words), without sampling or candidate buffers.
+ */
+export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { id?: number; task: number; k: number; key?: SelectKey }[]): Promise<Map<number, Selection>> {
+  const states: State[] = wanted.map(({ id, task, k, key }) => {
+    const sel: SelectKey = key ?? { kind: "absTau", task };
+    const end = sel.kind === "varianceLow" ? 2 ** 32 : KEY_END;
+    return { id: id ?? task, task, key: sel, end, k, lo: 0, hi: end, guess: false, expected: 0 };
+  });
+  const sampled = states.filter((s) => s.key.kind === "absTau");
+  if (exec.resident && numel >= SAMPLE_MIN && sampled.length > 0) await bracketFromSample(exec, numel, sampled);
   const bucketsLog2 = exec.resident ? BUCKETS_LOG2_RESIDENT : BUCKETS_LOG2_CHUNKED;
 
   for (let round = 0; states.some((s) => !s.result); round++) {
@@ -64,14 +77,14 @@ export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { 
     const results = await exec.pass({
       kind: "range",
       // Compacting pays once a range holds a part of the keys (a bracket), not on a pass over all of them.
-      ranges: active.map((s) => ({ task: s.task, lo: s.lo, hi: s.hi, shift: shiftFor(s.lo, s.hi, bucketsLog2), compact: exec.resident && s.guess ? Math.ceil(s.expected * 1.25) + 4096 : 0 })),
+      ranges: active.map((s) => ({ task: s.task, id: s.id, key: s.key, lo: s.lo, hi: s.hi, shift: shiftFor(s.lo, s.hi, bucketsLog2), compact: exec.resident && s.guess ? Math.ceil(s.expected * 1.25) + 4096 : 0 })),
     });
     active.forEach((s, i) => {
       const perChunk = results.map((r) => (r.kind === "range" ? r.ranges[i]! : unexpected()));
       narrow(s, sumRanges(perChunk), shiftFor(s.lo, s.hi, bucketsLog2), perChunk);
     });
   }
-  return new Map(states.map((s) => [s.task, s.result!]));
+  return new Map(states.map((s) => [s.id, s.result!]));
 }
 
 function narrow(s: State, r: RangeResult, shift: number, perChunk: RangeResult[]): void {
@@ -79,7 +92,7 @@ function narrow(s: State, r: RangeResult, shift: number, perChunk: RangeResult[]
     s.guess = false;
     if (s.k <= r.above) { // the k-th key is at or above the bracket
       s.lo = s.hi;
-      s.hi = KEY_END;
+      s.hi = s.end;
       return;
     }
     if (s.k > r.above + r.inside) { // below it
@@ -147,7 +160,7 @@ async function bracketFromSample(exec: TensorExecutor, numel: number, states: St
     for (let b = loBucket; b <= (topRank <= 0 ? hist.length - 1 : hiBucket); b++) inBracket += hist[b]!;
     s.expected = (inBracket * numel) / m;
     s.lo = loBucket * 2 ** SAMPLE_SHIFT;
-    s.hi = topRank <= 0 ? KEY_END : (hiBucket + 1) * 2 ** SAMPLE_SHIFT;
+    s.hi = topRank <= 0 ? s.end : (hiBucket + 1) * 2 ** SAMPLE_SHIFT;
     s.guess = true;
   });
 }

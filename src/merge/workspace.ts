@@ -8,13 +8,14 @@ import {
   TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_DTYPE, TV_KEY, TV_MODE, TV_NORMALIZE, TV_PTR, TV_RECORD, TV_RESCALE, TV_THRESHOLD,
   TV_TIES, TV_WEIGHT,
 } from "../../assembly/layout";
+import { DellaMasks, SceVariances, ramCounts, ramFinal, sceFinal, sceRange, sceSquares, trimFields, voteFlags } from "./workspace-methods";
 import { DTYPES } from "../format/dtypes";
 import { openSink, sinkKey, type OutputSink, type SinkTarget } from "../io/sink";
 import { openSource, type ByteSource, type SourceRef } from "../io/source";
 import type { Kernels } from "../kernels/kernels";
 import { chunkRange, type FinalRequest, type JobInput, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
 
-interface LoadedChunk {
+export interface LoadedChunk {
   job: TensorJob;
   chunk: number;
   start: number;
@@ -42,14 +43,22 @@ export class ChunkWorkspace {
   private candidates = new Map<number, Candidates>();
   /** Arena top after the chunk's data: candidate buffers start here. */
   private dataTop = 0;
+  /** DELLA's keep bits and sce's variances of the loaded chunk, computed once for all its passes. */
+  private readonly della: DellaMasks;
+  private readonly variances: SceVariances;
 
-  constructor(private readonly k: Kernels) {}
+  constructor(private readonly k: Kernels) {
+    this.della = new DellaMasks(k);
+    this.variances = new SceVariances(k);
+  }
 
   /** Reads chunk `chunk` of a job's inputs into wasm memory. */
   async load(job: TensorJob, chunk: number): Promise<void> {
     const { arena } = this.k;
     arena.reset();
     this.candidates.clear();
+    this.della.clear();
+    this.variances.clear();
     const [start, end] = chunkRange(job, chunk);
     const count = end - start;
     const inputs = job.inputs.map((input) => {
@@ -66,6 +75,8 @@ export class ChunkWorkspace {
   /** Starts a new computation over the loaded chunk: select candidates of an earlier one are dropped. */
   beginTensor(): void {
     this.candidates.clear();
+    this.della.clear();
+    this.variances.clear();
     this.k.arena.release(this.dataTop);
   }
 
@@ -110,7 +121,12 @@ export class ChunkWorkspace {
    */
   pass(request: PassRequest, copy = true): PassResult {
     const { arena } = this.k;
-    if (request.kind === "range") this.reserveCandidates(request.ranges);
+    if (request.kind === "range") this.reserveCandidates(request.ranges.filter((r) => !r.key || r.key.kind === "absTau"));
+    // Buffers kept for the chunk's later passes are made below this pass's temporaries.
+    if (request.kind === "maskedL1") this.della.ensure(this.chunk, request.trims, this.quant());
+    if (request.kind === "sceNonzero" || request.kind === "sceSquares" || (request.kind === "range" && request.ranges.some((r) => r.key && r.key.kind !== "absTau"))) {
+      this.variances.ensure(this.chunk, this.quant());
+    }
     const mark = arena.mark();
     // Kernels write results into wasm memory; typed arrays over them are made only after the pass's
     // last allocation, since growing the memory detaches every view made before.
@@ -125,11 +141,17 @@ export class ChunkWorkspace {
           return { kind: "sample", samples: samples.map((s) => ({ hist: u32(s.hist, SAMPLE_BUCKETS), sampled: s.sampled })) };
         }
         case "range": {
-          const ranges = request.ranges.map((r) => this.range(r.task, r.lo, r.hi, r.shift));
+          const ranges = request.ranges.map((r) => (r.key && r.key.kind !== "absTau" ? sceRange(this.k, this.variances, this.chunk.count, r.key, r.lo, r.hi, r.shift) : this.range(r.task, r.id ?? r.task, r.lo, r.hi, r.shift)));
           return { kind: "range", ranges: ranges.map((r) => ({ hist: u32(r.hist, r.buckets), above: r.above, inside: r.inside })) };
         }
         case "maskedL1":
           return { kind: "maskedL1", partials: f64(this.maskedL1(request.trims)) };
+        case "sceNonzero":
+          return { kind: "sceNonzero", count: this.k.exports.sceNonzero(this.variances.ptr, this.chunk.count) };
+        case "sceSquares":
+          return { kind: "sceSquares", partials: f64(sceSquares(this.k, this.chunk, this.taskTable([]), this.quant(), this.variances, request.selection)) };
+        case "ramCounts":
+          return { kind: "ramCounts", partials: f64(ramCounts(this.k, this.chunk, this.taskTable([]), this.quant(), request.epsilon)) };
       }
       throw new Error(`unknown pass ${(request as { kind: string }).kind}`);
     } finally {
@@ -142,14 +164,14 @@ export class ChunkWorkspace {
    * count asked for, if a fair share of the memory left in the budget allows it (else less, and later
    * rounds fall back to scanning the tensor).
    */
-  private reserveCandidates(ranges: { task: number; compact: number }[]): void {
-    const wanted = ranges.filter((r) => r.compact > 0 && !this.candidates.has(r.task));
-    for (const [i, { task, compact }] of wanted.entries()) {
+  private reserveCandidates(ranges: { task: number; id?: number; compact: number }[]): void {
+    const wanted = ranges.filter((r) => r.compact > 0 && !this.candidates.has(r.id ?? r.task));
+    for (const [i, { task, id, compact }] of wanted.entries()) {
       const free = this.k.arena.budget - this.k.arena.mark() - (4 << 20); // keep room for the pass itself
       const share = Math.floor(free / 4 / (wanted.length - i));
       const capacity = Math.max(0, Math.min(this.chunk.count, compact, share));
       if (capacity === 0) continue;
-      this.candidates.set(task, { ptr: this.k.arena.alloc(capacity * 4), capacity, count: 0, lo: 0, hi: 0, above: 0, complete: false });
+      this.candidates.set(id ?? task, { ptr: this.k.arena.alloc(capacity * 4), capacity, count: 0, lo: 0, hi: 0, above: 0, complete: false });
     }
   }
 
@@ -179,11 +201,11 @@ export class ChunkWorkspace {
     return { hist, sampled };
   }
 
-  private range(task: number, lo: number, hi: number, shift: number) {
+  private range(task: number, id: number, lo: number, hi: number, shift: number) {
     const { arena, exports } = this.k;
     const { inputs, count } = this.chunk;
     const buckets = Math.max(1, Math.ceil((hi - lo) / 2 ** shift));
-    const cand = this.candidates.get(task);
+    const cand = this.candidates.get(id);
     const hist = arena.alloc((buckets + 1) * 4); // + the kernel's spare counter
     arena.u32(hist, buckets + 1).fill(0);
     const stats = arena.alloc(RANGE_BYTES);
@@ -206,23 +228,28 @@ export class ChunkWorkspace {
     return { hist, buckets, above, inside };
   }
 
-  /** Writes a task-vector operand table; returns its pointer. */
+  /** Writes a task-vector operand table (the arena's fresh memory is not zeroed: every field is set); returns its pointer. */
   private taskTable(trims: Trim[], weights?: number[], rescales?: number[]): number {
     const { inputs, chunk } = this.chunk;
     const table = this.k.arena.alloc(inputs.length * TV_RECORD);
     const v = this.k.arena.view();
+    this.k.arena.u8(table, inputs.length * TV_RECORD).fill(0);
     inputs.forEach((input, i) => {
       const rec = table + i * TV_RECORD;
       v.setUint32(rec + TV_PTR, input.ptr, true);
       v.setUint32(rec + TV_DTYPE, input.code, true);
       if (i === 0) return;
-      const trim = trims[i - 1]!;
+      const trim = trims[i - 1] ?? { mode: "none" };
       v.setFloat32(rec + TV_WEIGHT, weights?.[i - 1] ?? 1, true);
       v.setFloat32(rec + TV_RESCALE, rescales?.[i - 1] ?? 1, true);
-      v.setUint32(rec + TV_MODE, trim.mode === "none" ? TRIM_NONE : trim.mode === "magnitude" ? TRIM_MAGNITUDE : TRIM_RANDOM, true);
-      v.setUint32(rec + TV_THRESHOLD, trim.mode === "none" ? 0 : trim.threshold, true);
-      v.setUint32(rec + TV_TIES, trim.mode === "magnitude" ? trim.ties[chunk]! : 0, true);
-      v.setUint32(rec + TV_KEY, trim.mode === "random" ? trim.key : 0, true);
+      if (trim.mode === "none" || trim.mode === "magnitude" || trim.mode === "random") {
+        v.setUint32(rec + TV_MODE, trim.mode === "none" ? TRIM_NONE : trim.mode === "magnitude" ? TRIM_MAGNITUDE : TRIM_RANDOM, true);
+        v.setUint32(rec + TV_THRESHOLD, trim.mode === "none" ? 0 : trim.threshold, true);
+        v.setUint32(rec + TV_TIES, trim.mode === "magnitude" ? trim.ties[chunk]! : 0, true);
+        v.setUint32(rec + TV_KEY, trim.mode === "random" ? trim.key : 0, true);
+      } else {
+        trimFields(v, rec, trim, chunk, this.della.mask(i - 1));
+      }
     });
     return table;
   }
@@ -254,9 +281,15 @@ export class ChunkWorkspace {
         v.setFloat32(table + i * SUM_RECORD + 8, request.weights[i]!, true);
       });
       exports.weightedSum(table, inputs.length, count, this.quant(), request.normalize ? 1 : 0, request.divisor, out, outCode);
+    } else if (request.kind === "sce") {
+      this.variances.ensure(this.chunk, this.quant());
+      sceFinal(this.k, this.chunk, this.taskTable([], request.coefficients), this.quant(), this.variances, request.selection, outCode);
+    } else if (request.kind === "ram") {
+      ramFinal(this.k, this.chunk, this.taskTable([], request.lambdas), this.quant(), request.epsilon, outCode);
     } else {
+      this.della.ensure(this.chunk, request.trims, this.quant());
       const table = this.taskTable(request.trims, request.weights, request.rescales);
-      const flags = (request.normalize ? TV_NORMALIZE : 0) | (request.consensus ? TV_CONSENSUS : 0);
+      const flags = (request.normalize ? TV_NORMALIZE : 0) | (request.consensus ? TV_CONSENSUS : 0) | voteFlags(request);
       exports.taskVectorMerge(table, inputs.length, count, start >>> 0, Math.floor(start / 2 ** 32), this.quant(), flags, request.divisor, Math.fround(request.lambda), out, outCode);
     }
     arena.release(mark);

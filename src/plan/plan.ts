@@ -6,11 +6,12 @@
  */
 import { describeValue, RecipeError, ValidationError, WeightsoupError, type ErrorCode } from "../errors";
 import { DTYPES, type FloatDtype } from "../format/dtypes";
-import { METHODS, MERGEKIT_ONLY_METHODS, type MethodSpec } from "../merge/methods";
+import { METHODS, MERGEKIT_ONLY_METHODS, type MethodSpec, type Sparsifier } from "../merge/methods";
 import type { LoadedModel, TensorInfo } from "../model/model";
 import { isEmbedding, layerName, tensorRole } from "../model/roles";
 import { lookupParameter, type ParameterScope, type Value } from "../recipe/parameters";
 import type { OutputSlice, Recipe } from "../recipe/recipe";
+import { rowLength, sparsifierProblem, voteOptions } from "./task-family";
 
 export interface PlannedInput {
   model: string;
@@ -24,6 +25,10 @@ export interface TaskSpec {
   /** float32-rounded weight. */
   weight: number;
   density: number;
+  /** breadcrumbs: fraction of the largest |tau| dropped as outliers. */
+  gamma?: number;
+  /** della: half-width of the keep probabilities around density. */
+  epsilon?: number;
 }
 
 export type TensorOp =
@@ -35,9 +40,17 @@ export type TensorOp =
   | { kind: "slerp"; t: number }
   /** inputs = [base, ...tasks]. */
   | {
-      kind: "taskVector"; consensus: boolean; sparsify: "magnitude" | "random" | undefined; normalize: boolean;
+      kind: "taskVector"; consensus: boolean; sparsify: Sparsifier | undefined; normalize: boolean;
       rescale: boolean; lambda: number; divisor: number; tasks: TaskSpec[];
-    };
+      /** TIES vote variants (consensus only; defaults "sum" and true). */
+      consensusMethod?: "sum" | "count"; voteWeighted?: boolean;
+      /** della: elements per row (ranks are within rows; chunks hold whole rows). */
+      rowLength?: number;
+    }
+  /** inputs = [base, ...tasks]: sce (select_topk >= 1 selects every position). */
+  | { kind: "sce"; selectTopk: number }
+  /** inputs = [base, ...tasks]: ram, or ramplus_tl with `plus`. */
+  | { kind: "ram"; epsilon: number; plus?: { r: number; alpha: number } };
 
 export interface PlannedTensor {
   name: string;
@@ -377,9 +390,14 @@ function planTensor(
       const others = inputs.filter((i) => i !== baseInput);
       const tasks: TaskSpec[] = [];
       for (const input of others) {
-        const { weight, density } = perModel.get(input.model)! as { weight: number; density: number };
+        const { weight, density, gamma, epsilon } = perModel.get(input.model)! as { weight: number; density: number; gamma?: number; epsilon?: number };
         if (density < 0) {
           report("E_PARAMETER_INVALID", `${recipe.file}: model ${input.model}: density ${density} is negative`, { ...where, model: input.model, key: "density" }, `density:${input.model}`);
+          return undefined;
+        }
+        const problem = sparsifierProblem(method.sparsify, density, gamma, epsilon);
+        if (problem) {
+          report("E_PARAMETER_INVALID", `${recipe.file}: model ${input.model}: ${problem.message} (tensor "${outName}")`, { ...where, model: input.model, key: problem.key }, `${problem.key}:${input.model}`);
           return undefined;
         }
         if (method.sparsify === "magnitude" && density < 1 && Math.floor(density * numel) === 0) {
@@ -387,7 +405,7 @@ function planTensor(
             { ...where, model: input.model, key: "density" });
           return undefined;
         }
-        tasks.push({ weight: Math.fround(weight), density });
+        tasks.push({ weight: Math.fround(weight), density, ...(gamma !== undefined ? { gamma } : {}), ...(epsilon !== undefined ? { epsilon } : {}) });
       }
       let divisor = f32Sum(tasks.map((x) => x.weight));
       if (Math.abs(divisor) < 1e-8) divisor = 1;
@@ -395,7 +413,24 @@ function planTensor(
       return finish(outName, shape, outDtype, {
         kind: "taskVector", consensus: method.consensus ?? false, sparsify: method.sparsify, normalize: globals.normalize as boolean,
         rescale: globals.rescale as boolean, lambda: globals.lambda as number, divisor, tasks,
+        ...voteOptions(method.consensus ?? false, globals), ...(method.sparsify === "della" ? { rowLength: rowLength(shape) } : {}),
       }, [baseInput, ...others]);
+    }
+    case "sce":
+    case "ram": {
+      const baseInput = inputs.find((i) => i.model === base)!;
+      const others = inputs.filter((i) => i !== baseInput);
+      if (others.length === 0) return finish(outName, shape, outDtype, { kind: "sum", weights: [1], normalize: false, divisor: 1 }, [baseInput]);
+      if (method.kind === "sce") {
+        const selectTopk = globals.select_topk as number;
+        if (selectTopk < 0) {
+          report("E_PARAMETER_INVALID", `${recipe.file}: select_topk ${selectTopk} is negative (tensor "${outName}")`, { ...where, key: "select_topk" }, "select_topk");
+          return undefined;
+        }
+        return finish(outName, shape, outDtype, { kind: "sce", selectTopk }, [baseInput, ...others]);
+      }
+      const plus = method.name === "ramplus_tl" ? { r: globals.r as number, alpha: globals.alpha as number } : undefined;
+      return finish(outName, shape, outDtype, { kind: "ram", epsilon: globals.epsilon as number, ...(plus ? { plus } : {}) }, [baseInput, ...others]);
     }
   }
 }
@@ -409,7 +444,7 @@ function f32Sum(values: number[]): number {
 
 /** Resolves one parameter; null after reporting a problem. */
 function parameter(
-  recipe: Recipe, scope: ParameterScope, name: string, spec: { type: string; default?: number | boolean; required?: boolean },
+  recipe: Recipe, scope: ParameterScope, name: string, spec: { type: string; default?: number | boolean | string; required?: boolean; values?: readonly string[] },
   tensorName: string, model: string | undefined, outName: string, report: Report,
 ): Value | undefined | null {
   let value = lookupParameter(scope, name, tensorName, model);
@@ -423,8 +458,8 @@ function parameter(
     return spec.default;
   }
   if (spec.type === "boolean" && typeof value === "number" && (value === 0 || value === 1)) value = value === 1;
-  if (typeof value !== spec.type || (typeof value === "number" && !Number.isFinite(value))) {
-    report("E_PARAMETER_INVALID", `${recipe.file}: ${whose}parameter "${name}" must be a ${typeof value === "number" ? "finite number" : spec.type}, got ${describeValue(value)} (tensor "${outName}")`,
+  if (typeof value !== spec.type || (typeof value === "number" && !Number.isFinite(value)) || (spec.values && !spec.values.includes(value as string))) {
+    report("E_PARAMETER_INVALID", `${recipe.file}: ${whose}parameter "${name}" must be ${spec.values ? `one of ${spec.values.join(", ")}` : `a ${typeof value === "number" ? "finite number" : spec.type}`}, got ${describeValue(value)} (tensor "${outName}")`,
       { file: recipe.file, tensor: outName, model, key: name }, `invalid:${model}:${name}`);
     return null;
   }
@@ -447,6 +482,8 @@ function rectify(method: MethodSpec, outName: string, inputs: PlannedInput[], ba
       { file: odd.tensor.file, tensor: odd.tensor.name, model: odd.model });
     return undefined;
   };
+  // mergekit's decorator-defined methods (sce, ram*) do no rectification and fail on any mismatch.
+  if (method.kind === "sce" || method.kind === "ram") return mismatch();
   if (!isEmbedding(outName) || !inputs.every((i) => i.tensor.shape.length === 2)) return mismatch();
   let rows: number, cols: number;
   if (method.kind === "taskVector") {

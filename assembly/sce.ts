@@ -1,0 +1,210 @@
+// sce (Select, Calculate, Erase). Select: the positions of largest variance across the task vectors
+// tau_i = x_i - b (population variance in float64, mean((tau_i - mu)^2)), found by the same radix select
+// as TIES's top-k but over the variance's float64 bits (high word, then low word among equal high
+// words), so the cut is exact. Calculate: c_i from the mean of tau_i^2 over the kept positions (the
+// caller normalises them). Erase: a sum-consensus sign mask on the unweighted tau. Then
+// out = b + sum_i c_i m_i tau_i / max(sum_i c_i m_i, 1e-6), per element, in float32.
+// `table` is a task-vector operand table (TV_RECORD; record 0 the base), TV_WEIGHT holding c_i.
+
+import { elementBytes, encode } from "./convert";
+import { MAX_INPUTS, RANGE_ABOVE, RANGE_INSIDE, RANGE_KEPT, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_NONE, SCE_TIES, SCE_MODE, TILE, TV_RECORD, TV_WEIGHT } from "./layout";
+import { slot, tileOf } from "./tile";
+
+// @ts-ignore: decorator
+@inline
+function loadTiles(table: usize, nInputs: i32, t: i32, count: i32, quant: i32, ptrs: usize): void {
+  for (let i = 0; i < nInputs; i++) {
+    const rec = table + <usize>i * TV_RECORD;
+    store<u32>(ptrs + (<usize>i << 2), <u32>tileOf(load<u32>(rec), load<u32>(rec, 4), t, count, quant, i));
+  }
+}
+
+/** Per-position variance of the n elements of a chunk, as f64 at `vars`. */
+export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars: usize): void {
+  const tasks = nInputs - 1;
+  const ptrs = slot(MAX_INPUTS + 2);
+  const count64 = f64x2.splat(<f64>tasks);
+  for (let t = 0; t < n; t += TILE) {
+    const count = min(TILE, n - t);
+    loadTiles(table, nInputs, t, count, quant, ptrs);
+    const b = <usize>load<u32>(ptrs);
+    const dst = vars + (<usize>t << 3);
+    let j = 0;
+    for (; j + 2 <= count; j += 2) {
+      const vb = v128.load64_zero(b + (<usize>j << 2));
+      let sum = f64x2.splat(0);
+      for (let i = 0; i < tasks; i++) {
+        const tau = f32x4.sub(v128.load64_zero(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + (<usize>j << 2)), vb);
+        sum = f64x2.add(sum, f64x2.promote_low_f32x4(tau));
+      }
+      const mu = f64x2.div(sum, count64);
+      let sq = f64x2.splat(0);
+      for (let i = 0; i < tasks; i++) {
+        const tau = f32x4.sub(v128.load64_zero(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + (<usize>j << 2)), vb);
+        const d = f64x2.sub(f64x2.promote_low_f32x4(tau), mu);
+        sq = f64x2.add(sq, f64x2.mul(d, d));
+      }
+      v128.store(dst + (<usize>j << 3), f64x2.div(sq, count64));
+    }
+    for (; j < count; j++) {
+      const vb = load<f32>(b + (<usize>j << 2));
+      let sum: f64 = 0;
+      for (let i = 0; i < tasks; i++) sum += <f64>(load<f32>(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + (<usize>j << 2)) - vb);
+      const mu = sum / <f64>tasks;
+      let sq: f64 = 0;
+      for (let i = 0; i < tasks; i++) {
+        const d = <f64>(load<f32>(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + (<usize>j << 2)) - vb) - mu;
+        sq += d * d;
+      }
+      store<f64>(dst + (<usize>j << 3), sq / <f64>tasks);
+    }
+  }
+}
+
+/** Positions with a nonzero variance. */
+export function sceNonzero(vars: usize, n: i32): i32 {
+  let c = 0;
+  for (let j = 0; j < n; j++) c += <i32>(load<u64>(vars + (<usize>j << 3)) != 0);
+  return c;
+}
+
+/**
+ * One radix pass over the variance bits. level 0: the key is the high word; level 1: only positions
+ * whose high word equals `high` take part, keyed by their low word (those with a larger high word count
+ * as above). Keys in [lo, last] go to hist[(key - lo) >>> shift], keys > last are counted as above.
+ * Fills the RANGE_* record (no candidates are kept).
+ */
+export function sceRange(vars: usize, n: i32, level: i32, high: u32, lo: u32, last: u32, shift: u32, hist: usize, stats: usize): void {
+  let above: i64 = 0, inside: i64 = 0;
+  for (let j = 0; j < n; j++) {
+    const bits = load<u64>(vars + (<usize>j << 3));
+    let key = <u32>(bits >>> 32);
+    if (level == 1) {
+      if (key > high) { above++; continue; }
+      if (key < high) continue;
+      key = <u32>bits;
+    }
+    if (key > last) above++;
+    else if (key >= lo) {
+      const h = hist + (<usize>((key - lo) >>> shift) << 2);
+      store<u32>(h, load<u32>(h) + 1);
+      inside++;
+    }
+  }
+  store<f64>(stats, <f64>above, RANGE_ABOVE);
+  store<f64>(stats, <f64>inside, RANGE_INSIDE);
+  store<f64>(stats, 0, RANGE_KEPT);
+}
+
+/** Whether position j is selected (consumes the record's tie budget). */
+// @ts-ignore: decorator
+@inline
+function selected(sel: usize, mode: u32, vars: usize, j: i32): bool {
+  if (mode == SCE_ALL) return true;
+  if (mode == SCE_NONE) return false;
+  const bits = load<u64>(vars + (<usize>j << 3));
+  const hiKey = <u32>(bits >>> 32), loKey = <u32>bits;
+  const high = load<u32>(sel, SCE_HIGH), low = load<u32>(sel, SCE_LOW);
+  if (hiKey != high) return hiKey > high;
+  if (loKey != low) return loKey > low;
+  const left = load<u32>(sel, SCE_TIES);
+  if (left == 0) return false;
+  store<u32>(sel, left - 1, SCE_TIES);
+  return true;
+}
+
+/** Per tile and task input: sum tau_i^2 over the selected positions (f64), at partials (tile-major). */
+export function sceSquares(table: usize, nInputs: i32, n: i32, quant: i32, vars: usize, sel: usize, partials: usize): void {
+  const tasks = nInputs - 1;
+  const ptrs = slot(MAX_INPUTS + 2);
+  const keep = slot(MAX_INPUTS + 3);
+  const mode = load<u32>(sel, SCE_MODE);
+  let tile = 0;
+  for (let t = 0; t < n; t += TILE) {
+    const count = min(TILE, n - t);
+    loadTiles(table, nInputs, t, count, quant, ptrs);
+    for (let j = 0; j < count; j++) store<u32>(keep + (<usize>j << 2), selected(sel, mode, vars, t + j) ? 0xffffffff : 0);
+    const b = <usize>load<u32>(ptrs);
+    for (let i = 0; i < tasks; i++) {
+      const x = <usize>load<u32>(ptrs + (<usize>(i + 1) << 2));
+      let lo = f64x2.splat(0), hi = f64x2.splat(0);
+      let j = 0;
+      for (; j + 4 <= count; j += 4) {
+        const o = <usize>j << 2;
+        const tau = v128.and(f32x4.sub(v128.load(x + o), v128.load(b + o)), v128.load(keep + o));
+        const l = f64x2.promote_low_f32x4(tau);
+        const h = f64x2.promote_low_f32x4(i8x16.shuffle(tau, tau, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
+        lo = f64x2.add(lo, f64x2.mul(l, l));
+        hi = f64x2.add(hi, f64x2.mul(h, h));
+      }
+      let s = (f64x2.extract_lane(lo, 0) + f64x2.extract_lane(lo, 1)) + (f64x2.extract_lane(hi, 0) + f64x2.extract_lane(hi, 1));
+      for (; j < count; j++) {
+        const o = <usize>j << 2;
+        if (load<u32>(keep + o) == 0) continue;
+        const tau = <f64>(load<f32>(x + o) - load<f32>(b + o));
+        s += tau * tau;
+      }
+      store<f64>(partials + (<usize>tile * <usize>tasks + <usize>i) * 8, s);
+    }
+    tile++;
+  }
+}
+
+/** The merge over n elements (see the file comment); `sel` gets the same fresh record as sceSquares. */
+export function sceMerge(table: usize, nInputs: i32, n: i32, quant: i32, vars: usize, sel: usize, out: usize, outDtype: i32): void {
+  const tasks = nInputs - 1;
+  const outBytes = <usize>elementBytes(outDtype);
+  const ptrs = slot(MAX_INPUTS + 2);
+  const coeffs = ptrs + (<usize>MAX_INPUTS << 2) + 16; // each c_i in all four lanes
+  for (let i = 0; i < tasks; i++) v128.store(coeffs + (<usize>i << 4), f32x4.splat(load<f32>(table + <usize>(i + 1) * TV_RECORD, TV_WEIGHT)));
+  const keep = slot(MAX_INPUTS + 3);
+  const mode = load<u32>(sel, SCE_MODE);
+  const zero = f32x4.splat(0), floor = f32x4.splat(<f32>1e-6);
+  for (let t = 0; t < n; t += TILE) {
+    const count = min(TILE, n - t);
+    loadTiles(table, nInputs, t, count, quant, ptrs);
+    for (let j = 0; j < count; j++) store<u32>(keep + (<usize>j << 2), selected(sel, mode, vars, t + j) ? 0xffffffff : 0);
+    const b = <usize>load<u32>(ptrs);
+    const acc = outBytes == 4 ? out + (<usize>t << 2) : slot(MAX_INPUTS);
+    let j = 0;
+    for (; j + 4 <= count; j += 4) {
+      const o = <usize>j << 2;
+      const vb = v128.load(b + o), vkeep = v128.load(keep + o);
+      let sum = zero;
+      for (let i = 0; i < tasks; i++) {
+        const tau = v128.and(f32x4.sub(v128.load(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + o), vb), vkeep);
+        sum = i == 0 ? tau : f32x4.add(sum, tau);
+      }
+      const positive = f32x4.ge(sum, zero);
+      let num = zero, den = zero;
+      for (let i = 0; i < tasks; i++) {
+        const tau = v128.and(f32x4.sub(v128.load(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + o), vb), vkeep);
+        const agree = v128.bitselect(f32x4.gt(tau, zero), f32x4.lt(tau, zero), positive);
+        const c = v128.load(coeffs + (<usize>i << 4));
+        const nt = v128.and(f32x4.mul(c, tau), agree), dt = v128.and(c, agree);
+        if (i == 0) { num = nt; den = dt; } else { num = f32x4.add(num, nt); den = f32x4.add(den, dt); }
+      }
+      v128.store(acc + o, f32x4.add(vb, f32x4.div(num, f32x4.max(den, floor))));
+    }
+    for (; j < count; j++) {
+      const o = <usize>j << 2;
+      const vb = load<f32>(b + o);
+      const kept = load<u32>(keep + o) != 0;
+      let sum: f32 = 0;
+      for (let i = 0; i < tasks; i++) {
+        const tau: f32 = kept ? load<f32>(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + o) - vb : 0;
+        sum = i == 0 ? tau : sum + tau;
+      }
+      let num: f32 = 0, den: f32 = 0;
+      for (let i = 0; i < tasks; i++) {
+        const tau: f32 = kept ? load<f32>(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + o) - vb : 0;
+        const agree = sum >= 0 ? tau > 0 : tau < 0;
+        const c = load<f32>(coeffs + (<usize>i << 4));
+        const nt: f32 = agree ? c * tau : 0, dt: f32 = agree ? c : 0;
+        if (i == 0) { num = nt; den = dt; } else { num += nt; den += dt; }
+      }
+      store<f32>(acc + o, vb + num / max(den, <f32>1e-6));
+    }
+    if (outBytes != 4) encode(acc, outDtype, out + <usize>t * outBytes, count);
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * @file The worker side of the task-vector family's newer methods (issue 10): DELLA's keep bits and
+ * sce's variances, each computed once per loaded chunk and kept for its later passes, sce's select
+ * passes and merge, ram's counts and merge, and the operand-table fields of the newer trim modes.
+ * ChunkWorkspace (workspace.ts) calls these with its loaded chunk.
+ */
+import {
+  RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_MODE, SCE_NONE, SCE_RECORD, SCE_TIES, SCE_TOP, TILE,
+  TRIM_BAND, TRIM_BITS, TRIM_ZERO, TV_COUNT_VOTE, TV_DTYPE, TV_MASK, TV_MODE, TV_PTR, TV_RECORD, TV_THRESHOLD, TV_THRESHOLD2,
+  TV_TIES, TV_TIES2, TV_UNWEIGHTED_VOTE,
+} from "../../assembly/layout";
+import type { Kernels } from "../kernels/kernels";
+import type { FinalRequest, SceSelection, SelectKey, Trim } from "./job";
+import type { LoadedChunk } from "./workspace";
+
+/** DELLA's keep bits of the loaded chunk, per task input. */
+export class DellaMasks {
+  private readonly masks = new Map<number, number>();
+  constructor(private readonly k: Kernels) {}
+
+  clear(): void {
+    this.masks.clear();
+  }
+
+  /** The keep bits of task `task` (0 when it has none). */
+  mask(task: number): number {
+    return this.masks.get(task) ?? 0;
+  }
+
+  /** Computes the keep bits of every DELLA-trimmed task not done yet (they stay until the next load). */
+  ensure(chunk: LoadedChunk, trims: Trim[], quant: number): void {
+    const { arena, exports } = this.k;
+    trims.forEach((trim, i) => {
+      if (trim.mode !== "della" || this.masks.has(i)) return;
+      if (chunk.start % trim.rowLength !== 0 || chunk.count % trim.rowLength !== 0) {
+        throw new Error(`della: chunk [${chunk.start}, ${chunk.start + chunk.count}) of "${chunk.job.name}" does not hold whole rows of ${trim.rowLength}`);
+      }
+      const mask = arena.alloc(Math.ceil(chunk.count / 8));
+      const mark = arena.mark();
+      const work = arena.alloc(exports.dellaWorkBytes(trim.rowLength));
+      const x = chunk.inputs[i + 1]!, b = chunk.inputs[0]!;
+      exports.dellaMask(x.ptr, x.code, b.ptr, b.code, chunk.count, quant, trim.rowLength, chunk.start >>> 0, Math.floor(chunk.start / 2 ** 32),
+        trim.key, trim.density, trim.epsilon, mask, work);
+      arena.release(mark);
+      this.masks.set(i, mask);
+    });
+  }
+}
+
+/** Pointer and dtype records of every input (a task-vector operand table with no trims). */
+function inputTable(k: Kernels, chunk: LoadedChunk): number {
+  const table = k.arena.alloc(chunk.inputs.length * TV_RECORD);
+  const v = k.arena.view();
+  chunk.inputs.forEach((input, i) => {
+    v.setUint32(table + i * TV_RECORD + TV_PTR, input.ptr, true);
+    v.setUint32(table + i * TV_RECORD + TV_DTYPE, input.code, true);
+  });
+  return table;
+}
+
+/** sce's per-position variances (f64) of the loaded chunk. */
+export class SceVariances {
+  ptr = 0;
+  constructor(private readonly k: Kernels) {}
+
+  clear(): void {
+    this.ptr = 0;
+  }
+
+  ensure(chunk: LoadedChunk, quant: number): void {
+    if (this.ptr !== 0) return;
+    const { arena, exports } = this.k;
+    const ptr = arena.alloc(chunk.count * 8);
+    const mark = arena.mark();
+    exports.sceVariance(inputTable(this.k, chunk), chunk.inputs.length, chunk.count, quant, ptr);
+    arena.release(mark);
+    this.ptr = ptr;
+  }
+}
+
+/** One radix pass over the variances (see assembly/sce.ts); the same result shape as a |tau| pass. */
+export function sceRange(k: Kernels, variances: SceVariances, count: number, key: SelectKey, lo: number, hi: number, shift: number) {
+  const { arena, exports } = k;
+  const buckets = Math.max(1, Math.ceil((hi - lo) / 2 ** shift));
+  const hist = arena.alloc(buckets * 4);
+  arena.u32(hist, buckets).fill(0);
+  const stats = arena.alloc(RANGE_BYTES);
+  const high = key.kind === "varianceLow" ? key.high : 0;
+  exports.sceRange(variances.ptr, count, key.kind === "varianceLow" ? 1 : 0, high, lo, hi - 1, shift, hist, stats);
+  const v = arena.f64(stats, 3);
+  return { hist, buckets, above: v[RANGE_ABOVE / 8]!, inside: v[RANGE_INSIDE / 8]! };
+}
+
+function selectionRecord(k: Kernels, chunk: LoadedChunk, selection: SceSelection): number {
+  const sel = k.arena.alloc(SCE_RECORD);
+  const v = k.arena.view();
+  v.setUint32(sel + SCE_MODE, selection.mode === "all" ? SCE_ALL : selection.mode === "none" ? SCE_NONE : SCE_TOP, true);
+  v.setUint32(sel + SCE_HIGH, selection.mode === "top" ? selection.high : 0, true);
+  v.setUint32(sel + SCE_LOW, selection.mode === "top" ? selection.low : 0, true);
+  v.setUint32(sel + SCE_TIES, selection.mode === "top" ? selection.ties[chunk.chunk]! : 0, true);
+  return sel;
+}
+
+function tiles(chunk: LoadedChunk): number {
+  return Math.ceil(chunk.count / TILE);
+}
+
+/** sce's per-tile, per-task sums of squares over the selected positions: [pointer, count of f64]. */
+export function sceSquares(k: Kernels, chunk: LoadedChunk, table: number, quant: number, variances: SceVariances, selection: SceSelection): [number, number] {
+  const sel = selectionRecord(k, chunk, selection);
+  const n = tiles(chunk) * (chunk.inputs.length - 1);
+  const partials = k.arena.alloc(n * 8);
+  k.exports.sceSquares(table, chunk.inputs.length, chunk.count, quant, variances.ptr, sel, partials);
+  return [partials, n];
+}
+
+export function sceFinal(k: Kernels, chunk: LoadedChunk, table: number, quant: number, variances: SceVariances, selection: SceSelection, outCode: number): void {
+  const sel = selectionRecord(k, chunk, selection);
+  k.exports.sceMerge(table, chunk.inputs.length, chunk.count, quant, variances.ptr, sel, chunk.out, outCode);
+}
+
+/** ramplus_tl's per-tile, per-task counts (shared, alone): [pointer, count of f64]. */
+export function ramCounts(k: Kernels, chunk: LoadedChunk, table: number, quant: number, epsilon: number): [number, number] {
+  const n = tiles(chunk) * (chunk.inputs.length - 1) * 2;
+  const partials = k.arena.alloc(n * 8);
+  k.exports.ramCounts(table, chunk.inputs.length, chunk.count, quant, epsilon, partials);
+  return [partials, n];
+}
+
+export function ramFinal(k: Kernels, chunk: LoadedChunk, table: number, quant: number, epsilon: number, outCode: number): void {
+  k.exports.ramMerge(table, chunk.inputs.length, chunk.count, quant, epsilon, chunk.out, outCode);
+}
+
+/** Operand-table fields of the zero, band and della trims (the record is zeroed beforehand). */
+export function trimFields(v: DataView, rec: number, trim: Trim, chunk: number, mask: number): void {
+  if (trim.mode === "zero") {
+    v.setUint32(rec + TV_MODE, TRIM_ZERO, true);
+  } else if (trim.mode === "band") {
+    v.setUint32(rec + TV_MODE, TRIM_BAND, true);
+    v.setUint32(rec + TV_THRESHOLD, trim.threshold, true);
+    v.setUint32(rec + TV_TIES, trim.ties[chunk]!, true);
+    v.setUint32(rec + TV_THRESHOLD2, trim.outlierThreshold, true);
+    v.setUint32(rec + TV_TIES2, trim.outlierTies[chunk]!, true);
+  } else if (trim.mode === "della") {
+    if (mask === 0) throw new Error("della: keep bits used before they were computed");
+    v.setUint32(rec + TV_MODE, TRIM_BITS, true);
+    v.setUint32(rec + TV_MASK, mask, true);
+  }
+}
+
+/** Kernel flags of the TIES vote variants. */
+export function voteFlags(request: Extract<FinalRequest, { kind: "taskVector" }>): number {
+  return (request.countVote ? TV_COUNT_VOTE : 0) | (request.unweightedVote ? TV_UNWEIGHTED_VOTE : 0);
+}
