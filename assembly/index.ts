@@ -19,3 +19,5 @@ export { addBias, crossEntropy } from "./evaluate";
 export { rmsNorm, layerNorm, addRowVector, addInPlace, rope, attention, siluMul, geluTanh } from "./transformer";
 export { scoreReset, scoreChunk } from "./scoring";
 export { linear, linearKN } from "./matmul";
+export { gramTiles, gramRows, gramColumns, combine, nearswap } from "./geometry";
+export { fusionRowKL, fusionKeys, fusionMerge } from "./fusion";

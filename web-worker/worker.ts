@@ -71,7 +71,10 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
   switch (result.kind) {
     case "slerpStats":
     case "maskedL1":
+    case "gram":
       return [result.partials.buffer as ArrayBuffer];
+    case "fusionKL":
+      return [result.kl.buffer as ArrayBuffer];
     case "sample":
       return result.samples.map((s) => s.hist.buffer as ArrayBuffer);
     case "range":

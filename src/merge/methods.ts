@@ -5,6 +5,7 @@
  * Every table here is looked up with names from recipes, so none has a prototype (see table.ts).
  */
 import { table } from "../table";
+import { GEOMETRIC_METHODS, type GeometricKind } from "./methods/geometric";
 
 export interface ParameterSpec {
   type: "number" | "boolean";
@@ -13,7 +14,7 @@ export interface ParameterSpec {
   required?: boolean;
 }
 
-export type MethodKind = "linear" | "slerp" | "passthrough" | "taskVector";
+export type MethodKind = "linear" | "slerp" | "passthrough" | "taskVector" | GeometricKind;
 
 export interface MethodSpec {
   name: string;
@@ -27,6 +28,8 @@ export interface MethodSpec {
   /** Task-vector family: sign consensus (TIES) and sparsification. */
   consensus?: boolean;
   sparsify?: "magnitude" | "random";
+  /** Inputs of different shapes are an error even for embeddings (mergekit cuts none for this method). */
+  strictShapes?: boolean;
 }
 
 function taskVector(name: string, title: string, paper: string, normalize: boolean, rescale: boolean, consensus: boolean, sparsify?: "magnitude" | "random"): MethodSpec {
@@ -63,10 +66,11 @@ export const METHODS: Readonly<Record<string, MethodSpec>> = table({
   ties: taskVector("ties", "TIES", "https://arxiv.org/abs/2306.01708", true, false, true, "magnitude"),
   dare_ties: taskVector("dare_ties", "DARE TIES", "https://arxiv.org/abs/2311.03099", false, true, true, "random"),
   dare_linear: taskVector("dare_linear", "Linear DARE", "https://arxiv.org/abs/2311.03099", false, true, false, "random"),
+  ...GEOMETRIC_METHODS,
 });
 
 /** mergekit methods weightsoup does not run yet (a recipe naming one gets E_METHOD_UNSUPPORTED). */
 export const MERGEKIT_ONLY_METHODS = [
-  "nuslerp", "multislerp", "karcher", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear", "sce", "ram",
-  "ramplus_tl", "model_stock", "nearswap", "arcee_fusion", "lrp",
+  "breadcrumbs", "breadcrumbs_ties", "della", "della_linear", "sce", "ram",
+  "ramplus_tl", "lrp",
 ];

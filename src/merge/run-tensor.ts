@@ -6,6 +6,7 @@
  */
 import type { TaskSpec, TensorOp } from "../plan/plan";
 import { dareStreamKey, dareThreshold } from "./dare";
+import { geometricRequest } from "./geometric";
 import type { FinalRequest, PassResult, TensorExecutor, TensorJob, Trim } from "./job";
 import { chunkCount } from "./job";
 import { selectTopK } from "./select";
@@ -24,6 +25,8 @@ async function finalRequest(job: TensorJob, op: TensorOp, exec: TensorExecutor):
       return slerp(op.t, await exec.pass({ kind: "slerpStats" }));
     case "taskVector":
       return taskVector(job, op, exec);
+    case "nuslerp": case "multislerp": case "karcher": case "modelStock": case "nearswap": case "arceeFusion":
+      return geometricRequest(job, op, exec);
   }
 }
 

@@ -11,7 +11,7 @@
  * either way, and identical however the tensor is chunked.
  */
 import { SAMPLE_SHIFT } from "../../assembly/layout";
-import type { RangeResult, TensorExecutor } from "./job";
+import type { KeySource, RangeResult, TensorExecutor } from "./job";
 
 export interface Selection {
   /** Bits of the k-th largest |tau|. */
@@ -52,10 +52,13 @@ function shiftFor(lo: number, hi: number, bucketsLog2: number): number {
   return Math.max(0, Math.ceil(Math.log2(hi - lo)) - bucketsLog2);
 }
 
-/** The k-th largest |tau| of each task (k >= 1). */
-export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { task: number; k: number }[]): Promise<Map<number, Selection>> {
+/**
+ * The k-th largest |tau| of each task (k >= 1). With `keys`, the k-th largest of those keys instead
+ * (non-negative float bits, one per element); `task` then only names the selection.
+ */
+export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { task: number; k: number }[], keys?: KeySource): Promise<Map<number, Selection>> {
   const states: State[] = wanted.map(({ task, k }) => ({ task, k, lo: 0, hi: KEY_END, guess: false, expected: 0 }));
-  if (exec.resident && numel >= SAMPLE_MIN) await bracketFromSample(exec, numel, states);
+  if (exec.resident && numel >= SAMPLE_MIN && !keys) await bracketFromSample(exec, numel, states);
   const bucketsLog2 = exec.resident ? BUCKETS_LOG2_RESIDENT : BUCKETS_LOG2_CHUNKED;
 
   for (let round = 0; states.some((s) => !s.result); round++) {
@@ -65,6 +68,7 @@ export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { 
       kind: "range",
       // Compacting pays once a range holds a part of the keys (a bracket), not on a pass over all of them.
       ranges: active.map((s) => ({ task: s.task, lo: s.lo, hi: s.hi, shift: shiftFor(s.lo, s.hi, bucketsLog2), compact: exec.resident && s.guess ? Math.ceil(s.expected * 1.25) + 4096 : 0 })),
+      ...(keys ? { keys } : {}),
     });
     active.forEach((s, i) => {
       const perChunk = results.map((r) => (r.kind === "range" ? r.ranges[i]! : unexpected()));

@@ -12,6 +12,7 @@ import { DTYPES } from "../format/dtypes";
 import { openSink, sinkKey, type OutputSink, type SinkTarget } from "../io/sink";
 import { openSource, type ByteSource, type SourceRef } from "../io/source";
 import type { Kernels } from "../kernels/kernels";
+import { chunkKeys, fusionKLPass, geometricFinal, gramPass, type ChunkView } from "./geometric-chunk";
 import { chunkRange, type FinalRequest, type JobInput, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
 
 interface LoadedChunk {
@@ -125,11 +126,16 @@ export class ChunkWorkspace {
           return { kind: "sample", samples: samples.map((s) => ({ hist: u32(s.hist, SAMPLE_BUCKETS), sampled: s.sampled })) };
         }
         case "range": {
-          const ranges = request.ranges.map((r) => this.range(r.task, r.lo, r.hi, r.shift));
+          const keys = request.keys ? chunkKeys(this.k, this.view(), request.keys) : undefined;
+          const ranges = request.ranges.map((r) => this.range(r.task, r.lo, r.hi, r.shift, keys));
           return { kind: "range", ranges: ranges.map((r) => ({ hist: u32(r.hist, r.buckets), above: r.above, inside: r.inside })) };
         }
         case "maskedL1":
           return { kind: "maskedL1", partials: f64(this.maskedL1(request.trims)) };
+        case "gram":
+          return { kind: "gram", partials: f64(gramPass(this.k, this.view(), request)) };
+        case "fusionKL":
+          return { kind: "fusionKL", kl: f64(fusionKLPass(this.k, this.view(), request.cols)) };
       }
       throw new Error(`unknown pass ${(request as { kind: string }).kind}`);
     } finally {
@@ -151,6 +157,11 @@ export class ChunkWorkspace {
       if (capacity === 0) continue;
       this.candidates.set(task, { ptr: this.k.arena.alloc(capacity * 4), capacity, count: 0, lo: 0, hi: 0, above: 0, complete: false });
     }
+  }
+
+  private view(): ChunkView {
+    const { start, count, inputs } = this.chunk;
+    return { start, count, inputs, quant: this.quant() };
   }
 
   private tiles(): number {
@@ -179,7 +190,8 @@ export class ChunkWorkspace {
     return { hist, sampled };
   }
 
-  private range(task: number, lo: number, hi: number, shift: number) {
+  /** `keys`: the chunk's select keys when they are not |tau| (see KeySource). */
+  private range(task: number, lo: number, hi: number, shift: number, keys?: number) {
     const { arena, exports } = this.k;
     const { inputs, count } = this.chunk;
     const buckets = Math.max(1, Math.ceil((hi - lo) / 2 ** shift));
@@ -188,7 +200,12 @@ export class ChunkWorkspace {
     arena.u32(hist, buckets + 1).fill(0);
     const stats = arena.alloc(RANGE_BYTES);
     let above: number, inside: number;
-    if (cand?.complete && lo >= cand.lo && hi <= cand.hi) {
+    if (keys !== undefined) {
+      exports.keyRange(keys, count, lo, hi, shift, hist, 0, stats);
+      const v = arena.f64(stats, 3);
+      above = v[RANGE_ABOVE / 8]!;
+      inside = v[RANGE_INSIDE / 8]!;
+    } else if (cand?.complete && lo >= cand.lo && hi <= cand.hi) {
       // Every key of [lo, hi) is among the candidates: scan them instead of the tensor, and keep only these.
       exports.keyRange(cand.ptr, cand.count, lo, hi, shift, hist, 1, stats);
       const v = arena.f64(stats, 3);
@@ -254,6 +271,8 @@ export class ChunkWorkspace {
         v.setFloat32(table + i * SUM_RECORD + 8, request.weights[i]!, true);
       });
       exports.weightedSum(table, inputs.length, count, this.quant(), request.normalize ? 1 : 0, request.divisor, out, outCode);
+    } else if (request.kind === "combine" || request.kind === "nearswap" || request.kind === "fusion") {
+      geometricFinal(this.k, this.view(), request, out, outCode);
     } else {
       const table = this.taskTable(request.trims, request.weights, request.rescales);
       const flags = (request.normalize ? TV_NORMALIZE : 0) | (request.consensus ? TV_CONSENSUS : 0);

@@ -11,6 +11,7 @@ import type { LoadedModel, TensorInfo } from "../model/model";
 import { isEmbedding, layerName, tensorRole } from "../model/roles";
 import { lookupParameter, type ParameterScope, type Value } from "../recipe/parameters";
 import type { OutputSlice, Recipe } from "../recipe/recipe";
+import { planGeometric, type GeometricOp } from "./geometric";
 
 export interface PlannedInput {
   model: string;
@@ -37,7 +38,8 @@ export type TensorOp =
   | {
       kind: "taskVector"; consensus: boolean; sparsify: "magnitude" | "random" | undefined; normalize: boolean;
       rescale: boolean; lambda: number; divisor: number; tasks: TaskSpec[];
-    };
+    }
+  | GeometricOp;
 
 export interface PlannedTensor {
   name: string;
@@ -397,6 +399,8 @@ function planTensor(
         rescale: globals.rescale as boolean, lambda: globals.lambda as number, divisor, tasks,
       }, [baseInput, ...others]);
     }
+    case "nuslerp": case "multislerp": case "karcher": case "modelStock": case "nearswap": case "arceeFusion":
+      return planGeometric({ recipe, method, outName, inputs, base, globals, perModel, shape, outDtype, report, finish });
   }
 }
 
@@ -447,7 +451,7 @@ function rectify(method: MethodSpec, outName: string, inputs: PlannedInput[], ba
       { file: odd.tensor.file, tensor: odd.tensor.name, model: odd.model });
     return undefined;
   };
-  if (!isEmbedding(outName) || !inputs.every((i) => i.tensor.shape.length === 2)) return mismatch();
+  if (!isEmbedding(outName) || !inputs.every((i) => i.tensor.shape.length === 2) || method.strictShapes) return mismatch();
   let rows: number, cols: number;
   if (method.kind === "taskVector") {
     const b = inputs.find((i) => i.model === base)!.tensor.shape;
