@@ -5,6 +5,7 @@
 import { roundToDtype, type FloatDtype } from "./float16";
 import { decodeFloat, isFloatDtype, numelOf } from "./safetensors";
 import { dareKeepThreshold, dareStreamKey, dareU } from "./rng";
+import { CUT_TO_BASE_METHODS, CUT_TO_COMMON_METHODS, mergeNewMethod, mergeTaskVectorFamily } from "./methods";
 
 const fr = Math.fround;
 
@@ -48,6 +49,20 @@ export const REF_METHODS = [
   "dare_ties",
   "slerp",
   "passthrough",
+  // issue 10 (tests/reference/methods.ts)
+  "breadcrumbs",
+  "breadcrumbs_ties",
+  "della",
+  "della_linear",
+  "sce",
+  "ram",
+  "ramplus_tl",
+  "nuslerp",
+  "multislerp",
+  "karcher",
+  "model_stock",
+  "nearswap",
+  "arcee_fusion",
 ] as const;
 export type RefMethod = (typeof REF_METHODS)[number];
 
@@ -186,13 +201,13 @@ export function evaluateSetting(setting: unknown, tensorName: string, t: number)
   throw new Error(`unsupported parameter setting ${JSON.stringify(setting)}`);
 }
 
-interface Source {
+export interface Source {
   model: string;
   range: [number, number];
   parameters: Record<string, unknown> | undefined;
 }
 
-interface Slice {
+export interface Slice {
   sources: Source[];
   base: string | undefined;
   parameters: Record<string, unknown> | undefined;
@@ -201,7 +216,7 @@ interface Slice {
 /**
  * value(name, model, tensorName, t) of SPEC section 4. `model` undefined = a global parameter.
  */
-function paramValue(
+export function paramValue(
   name: string,
   model: string | undefined,
   slice: Slice,
@@ -227,12 +242,12 @@ function paramValue(
   return undefined;
 }
 
-function asNumber(v: unknown, what: string): number {
+export function asNumber(v: unknown, what: string): number {
   if (typeof v !== "number") throw new Error(`${what} must be a number, got ${JSON.stringify(v)}`);
   return v;
 }
 
-function asBool(v: unknown, dflt: boolean, what: string): boolean {
+export function asBool(v: unknown, dflt: boolean, what: string): boolean {
   if (v === undefined) return dflt;
   if (typeof v === "boolean") return v;
   if (typeof v === "number") return v !== 0;
@@ -307,7 +322,7 @@ function buildSlices(recipe: Record<string, unknown>, models: Map<string, RefMod
   });
 }
 
-interface PlannedTensor {
+export interface PlannedTensor {
   outName: string;
   t: number;
   slice: Slice;
@@ -393,7 +408,7 @@ function plan(slices: Slice[], models: Map<string, RefModel>): { planned: Planne
 // ---------------------------------------------------------------------------------------------
 // Tensor arithmetic (SPEC section 5)
 
-interface FloatInput {
+export interface FloatInput {
   model: string;
   name: string;
   dtype: string;
@@ -424,12 +439,12 @@ function rectify(method: string, outName: string, inputs: FloatInput[], baseIdx:
   if (!isEmbeddingName(outName) || !inputs.every((x) => x.shape.length === 2)) {
     throw new Error(`tensor ${outName}: input shapes differ (${desc})`);
   }
-  if (method === "linear" || method === "slerp") {
+  if (method === "linear" || method === "slerp" || CUT_TO_COMMON_METHODS.has(method)) {
     const rows = Math.min(...inputs.map((x) => x.shape[0]!));
     const cols = Math.min(...inputs.map((x) => x.shape[1]!));
     return { shape: [rows, cols], vals: inputs.map((x) => cut2d(x.values, x.shape[1]!, rows, cols)) };
   }
-  if (GTA_METHODS.has(method)) {
+  if (GTA_METHODS.has(method) || CUT_TO_BASE_METHODS.has(method)) {
     if (baseIdx < 0) throw new Error(`${method}: base_model is required and must be an input of ${outName}`);
     const [rows, cols] = inputs[baseIdx]!.shape as [number, number];
     const vals = inputs.map((x, i) => {
@@ -444,7 +459,7 @@ function rectify(method: string, outName: string, inputs: FloatInput[], baseIdx:
   throw new Error(`tensor ${outName}: input shapes differ (${desc})`);
 }
 
-interface Ctx {
+export interface Ctx {
   method: RefMethod;
   top: Record<string, unknown> | undefined;
   seed: number;
@@ -538,116 +553,6 @@ export function dareKeepMask(n: number, density: number, seed: number, outName: 
   const key = dareStreamKey(seed, outName, nonBaseIndex);
   for (let j = 0; j < n; j++) keep[j] = dareU(key, j) < T ? 1 : 0;
   return keep;
-}
-
-function mergeTaskArithmeticFamily(
-  ctx: Ctx,
-  p: PlannedTensor,
-  inputs: FloatInput[],
-  vals: Float32Array[],
-  baseIdx: number,
-): Float32Array {
-  const method = ctx.method;
-  if (baseIdx < 0) throw new Error(`${method}: base_model is required and must be an input of ${p.outName}`);
-  const b = vals[baseIdx]!;
-  const n = b.length;
-  const others: number[] = [];
-  for (let i = 0; i < inputs.length; i++) if (i !== baseIdx) others.push(i);
-  if (others.length === 0) return b.slice();
-
-  const g = (name: string): unknown => paramValue(name, undefined, p.slice, ctx.top, p.outName, p.t);
-  const normalize = asBool(g("normalize"), method === "ties", "normalize");
-  const rescale = asBool(g("rescale"), method === "dare_linear" || method === "dare_ties", "rescale");
-  const lambdaRaw = g("lambda");
-  const lambda = lambdaRaw === undefined ? 1 : asNumber(lambdaRaw, "lambda");
-  const sparsifier = method === "ties" ? "magnitude" : method === "dare_linear" || method === "dare_ties" ? "random" : "none";
-  const consensus = method === "ties" || method === "dare_ties";
-
-  const w: number[] = [];
-  const ps: Float32Array[] = [];
-  for (let k = 0; k < others.length; k++) {
-    const x = inputs[others[k]!]!;
-    const xv = vals[others[k]!]!;
-    const wRaw = paramValue("weight", x.model, p.slice, ctx.top, x.name, p.t);
-    if (wRaw === undefined) throw new Error(`${method}: weight is required for model ${x.model} (tensor ${x.name})`);
-    const wi = fr(asNumber(wRaw, `weight of ${x.model} for ${x.name}`));
-    w.push(wi);
-
-    // tau = x - b
-    const tau = new Float32Array(n);
-    for (let j = 0; j < n; j++) tau[j] = fr(xv[j]! - b[j]!);
-
-    // 1. sparsify
-    let m = tau;
-    if (sparsifier !== "none") {
-      const dRaw = paramValue("density", x.model, p.slice, ctx.top, x.name, p.t);
-      const d = dRaw === undefined ? 1 : asNumber(dRaw, `density of ${x.model} for ${x.name}`);
-      if (d < 1) {
-        const keep =
-          sparsifier === "magnitude" ? magnitudeKeepMask(tau, Math.floor(d * n)) : dareKeepMask(n, d, ctx.seed, p.outName, k);
-        m = new Float32Array(n);
-        for (let j = 0; j < n; j++) m[j] = keep[j] ? tau[j]! : 0;
-        if (rescale) {
-          let A = 0;
-          let B = 0;
-          for (let j = 0; j < n; j++) {
-            A += Math.abs(tau[j]!);
-            B += Math.abs(m[j]!);
-          }
-          if (A >= 1e-7 && B >= 1e-7) {
-            const r = fr(A / B);
-            for (let j = 0; j < n; j++) m[j] = fr(m[j]! * r);
-          }
-        }
-      }
-    }
-
-    // 2. p = m * w
-    const pi = new Float32Array(n);
-    for (let j = 0; j < n; j++) pi[j] = fr(m[j]! * wi);
-    ps.push(pi);
-  }
-
-  const lambda32 = fr(lambda);
-  let divPlain = w[0]!;
-  for (let i = 1; i < w.length; i++) divPlain = fr(divPlain + w[i]!);
-  if (Math.abs(divPlain) < 1e-8) divPlain = 1;
-
-  const out = new Float32Array(n);
-  const N = ps.length;
-  for (let j = 0; j < n; j++) {
-    let mixed: number;
-    let div: number;
-    if (consensus) {
-      let S = ps[0]![j]!;
-      for (let i = 1; i < N; i++) S = fr(S + ps[i]![j]!);
-      const positive = S >= 0;
-      mixed = 0;
-      div = 0;
-      for (let i = 0; i < N; i++) {
-        const pij = ps[i]![j]!;
-        const agree = positive ? pij > 0 : pij < 0;
-        const term = agree ? pij : 0;
-        const wterm = agree ? w[i]! : 0;
-        if (i === 0) {
-          mixed = term;
-          div = wterm;
-        } else {
-          mixed = fr(mixed + term);
-          div = fr(div + wterm);
-        }
-      }
-      if (div === 0) div = 1;
-    } else {
-      mixed = ps[0]![j]!;
-      for (let i = 1; i < N; i++) mixed = fr(mixed + ps[i]![j]!);
-      div = divPlain;
-    }
-    if (normalize) mixed = fr(mixed / div);
-    if (lambda !== 1) mixed = fr(mixed * lambda32);
-    out[j] = fr(b[j]! + mixed);
-  }
-  return out;
 }
 
 function mergeSlerp(ctx: Ctx, p: PlannedTensor, inputs: FloatInput[], vals: Float32Array[], baseIdx: number): Float32Array {
@@ -786,13 +691,16 @@ export function referenceMerge(recipe: any, models: Map<string, RefModel>, opts?
       case "ties":
       case "dare_linear":
       case "dare_ties":
-        out = mergeTaskArithmeticFamily(ctx, p, inputs, vals, baseIdx);
+        out = mergeTaskVectorFamily(ctx, p, inputs, vals, baseIdx, shape);
         break;
       case "slerp":
         out = mergeSlerp(ctx, p, inputs, vals, baseIdx);
         break;
       case "passthrough":
         out = mergePassthrough(ctx, p, inputs, vals);
+        break;
+      default:
+        out = mergeNewMethod(ctx, p, inputs, vals, baseIdx, shape);
         break;
     }
 

@@ -39,6 +39,7 @@ import {
   type RefModel,
   type RefTensor,
 } from "./merge";
+import { arceeFusionMask, breadcrumbsKeepMask, dellaKeepMask, dellaProbability, modelStockT, nearswapFactor, rowKl, sceSelectMask } from "./methods";
 
 const fr = Math.fround;
 
@@ -919,4 +920,396 @@ test("refModelFromRaw decodes floats and keeps integers", () => {
   const m = refModelFromRaw(null, readSafetensors(file).tensors);
   assert.deepEqual(Array.from(m.tensors.get("f")!.values!), [1, 0.5]);
   assert.deepEqual(Array.from(m.tensors.get("i")!.raw!), [0xfd, 0xff, 0xff, 0xff]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// issue 10 methods (methods.ts): the task-vector family additions
+
+/** base 0 (or `base`) plus one model per task vector, all of one tensor "w". */
+function taskModels(taus: number[][], base?: number[], shape?: number[]): Map<string, RefModel> {
+  const b = base ?? taus[0]!.map(() => 0);
+  const m = new Map<string, RefModel>([["base", model(null, [["w", b, shape]])]]);
+  taus.forEach((t, i) => m.set(`m${i + 1}`, model(null, [["w", t.map((v, j) => fr(v + b[j]!)), shape]])));
+  return m;
+}
+
+function taskRecipe(method: string, perModel: Array<Record<string, unknown>>, parameters?: Record<string, unknown>): Record<string, unknown> {
+  return {
+    merge_method: method,
+    base_model: "base",
+    models: perModel.map((p, i) => ({ model: `m${i + 1}`, parameters: p })),
+    ...(parameters ? { parameters } : {}),
+  };
+}
+
+test("breadcrumbs: 10 elements, drop the top outliers and the small ones", () => {
+  const tau = [1, -9, 5, 3, -7, 2, 8, -4, 6, 0.5];
+  // N = 10, density 0.5 -> keep 5, gamma 0.2 -> top 2, bot 3.
+  // |tau| descending: 9 (j1), 8 (j6), 7 (j4), 6 (j8), 5 (j2), 4 (j7), 3 (j3), 2 (j5), 1 (j0), 0.5 (j9)
+  // ranks 2..6 are kept: j4, j8, j2, j7, j3.
+  assert.deepEqual(Array.from(breadcrumbsKeepMask(Float32Array.from(tau), 0.5, 0.2)), [0, 0, 1, 1, 1, 0, 0, 1, 1, 0]);
+  const models = taskModels([tau]);
+  close(vals(referenceMerge(taskRecipe("breadcrumbs", [{ weight: 1, density: 0.5, gamma: 0.2 }]), models), "w"), [0, 0, 5, 3, -7, 0, 0, -4, 6, 0], 0);
+  // weight 0.5, lambda 2: the same values (0.5*2 = 1 exactly)
+  close(vals(referenceMerge(taskRecipe("breadcrumbs", [{ weight: 0.5, density: 0.5, gamma: 0.2 }], { lambda: 2 }), models), "w"), [0, 0, 5, 3, -7, 0, 0, -4, 6, 0], 0);
+  // rescale: A = sum|tau| = 45.5, B = 7+6+5+4+3 = 25 -> r = fround(1.82)
+  const r = fr(45.5 / 25);
+  close(
+    vals(referenceMerge(taskRecipe("breadcrumbs", [{ weight: 1, density: 0.5, gamma: 0.2 }], { rescale: true }), models), "w"),
+    [0, 0, fr(5 * r), fr(3 * r), fr(-7 * r), 0, 0, fr(-4 * r), fr(6 * r), 0],
+    0,
+  );
+  // gamma 0 (top = 0): the 5 largest are kept (mergekit's empty slice is not reproduced)
+  close(vals(referenceMerge(taskRecipe("breadcrumbs", [{ weight: 1, density: 0.5, gamma: 0 }]), models), "w"), [0, -9, 5, 0, -7, 0, 8, 0, 6, 0], 0);
+  // default gamma 0.01: top = floor(0.1) = 0, the same
+  close(vals(referenceMerge(taskRecipe("breadcrumbs", [{ weight: 1, density: 0.5 }]), models), "w"), [0, -9, 5, 0, -7, 0, 8, 0, 6, 0], 0);
+  // density 0.9, gamma 0.2: keep 9, top 2, bot = -1 -> top 1: only the largest (j1) is dropped
+  close(vals(referenceMerge(taskRecipe("breadcrumbs", [{ weight: 1, density: 0.9, gamma: 0.2 }]), models), "w"), [1, 0, 5, 3, -7, 2, 8, -4, 6, 0.5], 0);
+  // density 1: untouched even with gamma
+  close(vals(referenceMerge(taskRecipe("breadcrumbs", [{ weight: 1, density: 1, gamma: 0.3 }]), models), "w"), tau, 0);
+  // equal magnitudes: [2, -2, 2, 1], density 0.5, gamma 0.25: keep 2, top 1; order j0, j1, j2, j3 -> keep j1, j2
+  assert.deepEqual(Array.from(breadcrumbsKeepMask(Float32Array.from([2, -2, 2, 1]), 0.5, 0.25)), [0, 1, 1, 0]);
+});
+
+test("breadcrumbs_ties: breadcrumbs masks then sign consensus", () => {
+  // N = 4, density 0.5, gamma 0.25: keep 2, top 1, bot 1.
+  // m1 tau [3, -1, 2, 0.5]: descending j0, j2, j1, j3 -> keep j2, j1 -> [0, -1, 2, 0]
+  // m2 tau [-4, 2, 1, 0.25]: descending j0, j1, j2, j3 -> keep j1, j2 -> [0, 2, 1, 0]
+  // S = [0, 1, 3, 0] -> all +; j0, j3: nobody agrees (zeros) -> 0; j1: m2 agrees -> 2 (div 1);
+  // j2: both -> 3 (div 2). normalize default false -> [0, 2, 3, 0]; normalize true -> [0, 2, 1.5, 0]
+  const models = taskModels([[3, -1, 2, 0.5], [-4, 2, 1, 0.25]]);
+  const per = [{ weight: 1, density: 0.5, gamma: 0.25 }, { weight: 1, density: 0.5, gamma: 0.25 }];
+  close(vals(referenceMerge(taskRecipe("breadcrumbs_ties", per), models), "w"), [0, 2, 3, 0], 0);
+  close(vals(referenceMerge(taskRecipe("breadcrumbs_ties", per, { normalize: true }), models), "w"), [0, 2, 1.5, 0], 0);
+  // breadcrumbs (no consensus): plain sum [0, 1, 3, 0]
+  close(vals(referenceMerge(taskRecipe("breadcrumbs", per), models), "w"), [0, 1, 3, 0], 0);
+});
+
+test("della: keep probabilities from ascending ranks, rows, the generator", () => {
+  // A row of 3, density 0.5, epsilon 0.1: p = 0.4, 0.5, 0.6 for ranks 1, 2, 3; one element: p = density.
+  close([dellaProbability(0.5, 0.1, 1, 3), dellaProbability(0.5, 0.1, 2, 3), dellaProbability(0.5, 0.1, 3, 3)], [0.4, 0.5, 0.6], 1e-15);
+  assert.equal(dellaProbability(0.3, 0.1, 1, 1), 0.3);
+  // tensor [2, 3]: row 0 = [0.3, -0.1, 0.2] -> ranks j1:1, j2:2, j0:3 -> p = [0.6, 0.4, 0.5]
+  //                row 1 = [-0.5, 0.25, 1] -> ranks j4:1, j3:2, j5:3 -> p = [0.5, 0.4, 0.6]
+  const tau = Float32Array.from([0.3, -0.1, 0.2, -0.5, 0.25, 1]);
+  const p = [0.6, 0.4, 0.5, 0.5, 0.4, 0.6];
+  const seed = 5;
+  const name = "w";
+  const key = dareStreamKey(seed, name, 1);
+  const T = (q: number) => Math.min(Math.floor(q * 2 ** 32), 2 ** 32 - 1);
+  const expected = p.map((q, j) => (dareU(key, j) < T(q) ? 1 : 0));
+  assert.deepEqual(Array.from(dellaKeepMask(tau, [2, 3], 0.5, 0.1, seed, name, 1)), expected);
+  // 1-D: one row of 6: ascending j1 (0.1), j2 (0.2), j4 (0.25), j0 (0.3), j3 (0.5), j5 (1): p = 0.4 + 0.04*(rank-1)
+  const p1 = [0.52, 0.4, 0.44, 0.56, 0.48, 0.6];
+  const keyA = dareStreamKey(seed, name, 0);
+  const got1 = Array.from(dellaKeepMask(tau, [6], 0.5, 0.1, seed, name, 0));
+  const exp1 = [3, 0, 1, 4, 2, 5].map((rank, j) => (dareU(keyA, j) < T(dellaProbability(0.5, 0.1, rank + 1, 6)) ? 1 : 0));
+  assert.deepEqual(got1, exp1);
+  p1.forEach((q, j) => close([dellaProbability(0.5, 0.1, [3, 0, 1, 4, 2, 5][j]! + 1, 6)], [q], 1e-15));
+  // 3-D [2, 1, 3] is [2, 3] rows (shape[0] x the rest)
+  assert.deepEqual(Array.from(dellaKeepMask(tau, [2, 1, 3], 0.5, 0.1, seed, name, 1)), expected);
+  // On a long row larger magnitudes are kept more often: density 0.5, epsilon 0.15 -> p from 0.35 to 0.65.
+  const long = new Float32Array(4000);
+  for (let j = 0; j < long.length; j++) long[j] = (j % 2 ? -1 : 1) * (j + 1);
+  const keep = dellaKeepMask(long, [4000], 0.5, 0.15, 1, "x", 0);
+  let low = 0, high = 0;
+  for (let j = 0; j < 1000; j++) low += keep[j]!;
+  for (let j = 3000; j < 4000; j++) high += keep[j]!;
+  assert.ok(low > 330 && low < 420, `low ranks kept ${low}/1000 (expected about 387)`);
+  assert.ok(high > 580 && high < 670, `high ranks kept ${high}/1000 (expected about 612)`);
+});
+
+test("della_linear and della: merges with the mask, L1 rescale, consensus, normalize; parameter errors", () => {
+  // one model, tensor [2, 3], base 1, weight 1, density 0.5, epsilon 0.1 (the mask of the test above for
+  // non-base position 0), della_linear: rescale (default true), no consensus, normalize false.
+  const tauVals = [0.25, -0.125, 0.5, -0.5, 0.25, 1];
+  const seed = 9;
+  const models = taskModels([tauVals], [1, 1, 1, 1, 1, 1], [2, 3]);
+  const key = dareStreamKey(seed, "w", 0);
+  const T = (q: number) => Math.min(Math.floor(q * 2 ** 32), 2 ** 32 - 1);
+  // row 0 [0.25, -0.125, 0.5]: ranks j1:1, j0:2, j2:3; row 1 [-0.5, 0.25, 1]: j4:1, j3:2, j5:3
+  const p = [0.5, 0.4, 0.6, 0.5, 0.4, 0.6];
+  const kept = p.map((q, j) => dareU(key, j) < T(q));
+  const A = tauVals.reduce((s, v) => s + Math.abs(v), 0);
+  const B = tauVals.reduce((s, v, j) => s + (kept[j] ? Math.abs(v) : 0), 0);
+  assert.ok(B > 0, "this seed keeps something");
+  const r = fr(A / B);
+  const expected = tauVals.map((v, j) => fr(1 + (kept[j] ? fr(v * r) : 0)));
+  close(vals(referenceMerge(taskRecipe("della_linear", [{ weight: 1, density: 0.5, epsilon: 0.1 }]), models, { seed }), "w"), expected, 0);
+  // della with one model: consensus keeps every nonzero value, normalize divides by the weight 1 -> the same
+  close(vals(referenceMerge(taskRecipe("della", [{ weight: 1, density: 0.5, epsilon: 0.1 }]), models, { seed }), "w"), expected, 0);
+  // density 1 -> untouched; density 0 -> nothing (out = base)
+  close(vals(referenceMerge(taskRecipe("della", [{ weight: 1, density: 1 }]), models, { seed }), "w"), tauVals.map((v) => 1 + v), 0);
+  close(vals(referenceMerge(taskRecipe("della_linear", [{ weight: 1, density: 0 }]), models, { seed }), "w"), [1, 1, 1, 1, 1, 1], 0);
+  // density - epsilon <= 0 or density + epsilon >= 1 is an error naming the model and epsilon
+  assert.throws(() => referenceMerge(taskRecipe("della", [{ weight: 1, density: 0.1 }]), models), /m1.*epsilon/);
+  assert.throws(() => referenceMerge(taskRecipe("della_linear", [{ weight: 1, density: 0.9, epsilon: 0.1 }]), models), /m1.*epsilon/);
+  referenceMerge(taskRecipe("della_linear", [{ weight: 1, density: 0.85, epsilon: 0.1 }]), models); // fine
+});
+
+test("TIES vote variants: consensus_method count, vote_weighted false", () => {
+  // base 0; taus [3], [-1], [-1]; weights 1. sum vote: 1 -> +, m1 agrees -> ties (normalize) 3.
+  // count vote: 1 - 2 = -1 -> -, m2 and m3 agree -> -2/2 = -1.
+  const three = taskModels([[3], [-1], [-1]]);
+  const w1 = [{ weight: 1 }, { weight: 1 }, { weight: 1 }];
+  close(vals(referenceMerge(taskRecipe("ties", w1), three), "w"), [3], 0);
+  close(vals(referenceMerge(taskRecipe("ties", w1, { consensus_method: "sum" }), three), "w"), [3], 0);
+  close(vals(referenceMerge(taskRecipe("ties", w1, { consensus_method: "count" }), three), "w"), [-1], 0);
+  for (const method of ["dare_ties", "breadcrumbs_ties"]) {
+    // normalize false: count -> mixed -2
+    close(vals(referenceMerge(taskRecipe(method, w1, { consensus_method: "count" }), three), "w"), [-2], 0);
+  }
+  // della: normalize true
+  close(vals(referenceMerge(taskRecipe("della", w1, { consensus_method: "count" }), three), "w"), [-1], 0);
+  // count ties at 0 -> +: taus [3], [-1]
+  close(vals(referenceMerge(taskRecipe("ties", [{ weight: 1 }, { weight: 1 }], { consensus_method: "count" }), taskModels([[3], [-1]])), "w"), [3], 0);
+  // vote_weighted false: taus [1], [-1.5], weights 1, 0.5. Weighted: p = 1, -0.75 -> + -> 1.
+  // Unweighted: v = 1, -1.5 -> S = -0.5 -> -, m2 agrees: mixed = p2 = -0.75, div = 0.5 -> -1.5 (normalize off: -0.75)
+  const two = taskModels([[1], [-1.5]]);
+  const wh = [{ weight: 1 }, { weight: 0.5 }];
+  close(vals(referenceMerge(taskRecipe("ties", wh), two), "w"), [1], 0);
+  close(vals(referenceMerge(taskRecipe("ties", wh, { vote_weighted: false }), two), "w"), [-1.5], 0);
+  close(vals(referenceMerge(taskRecipe("ties", wh, { vote_weighted: false, normalize: false }), two), "w"), [-0.75], 0);
+  // count on unweighted values: +1 - 1 = 0 -> +: m1 agrees -> 1
+  close(vals(referenceMerge(taskRecipe("ties", wh, { vote_weighted: false, consensus_method: "count" }), two), "w"), [1], 0);
+  // a negative weight: taus [1], [1], weights 1, -1. Weighted: p = 1, -1 -> S = 0 -> +, m1 agrees -> 1.
+  // Unweighted: both agree: mixed = 1 + -1 = 0, div = 0 -> 1 -> 0.
+  const neg = taskModels([[1], [1]]);
+  const wn = [{ weight: 1 }, { weight: -1 }];
+  close(vals(referenceMerge(taskRecipe("ties", wn), neg), "w"), [1], 0);
+  close(vals(referenceMerge(taskRecipe("ties", wn, { vote_weighted: false }), neg), "w"), [0], 0);
+  assert.throws(() => referenceMerge(taskRecipe("ties", w1, { consensus_method: "median" }), three), /consensus_method/);
+});
+
+test("sce: select by variance, weights from mean squares, sign erase", () => {
+  // base 0; 3 models at 4 positions
+  const taus = [[1, 2, 0, -1], [1, -2, 0, 1], [1, 4, 3, -1]];
+  const models = taskModels(taus);
+  // no select: c = mean(tau^2) = [6/4, 6/4, 27/4] -> normalized [2/13, 2/13, 9/13]
+  // j0: S = 3 (+), all agree -> 1; j1: S = 4 (+), m1 and m3: (2/13*2 + 9/13*4)/(11/13) = 40/11;
+  // j2: only m3 -> 3; j3: S = -1 (-), m1 and m3 -> -1
+  const r = { merge_method: "sce", base_model: "base", models: [{ model: "m1" }, { model: "m2" }, { model: "m3" }] };
+  close(vals(referenceMerge(r, models), "w"), [1, fr(40 / 11), 3, -1], 0);
+  // select_topk 0.5: variances j0 0, j1 [2,-2,4] -> 168/27, j2 [0,0,3] -> 2, j3 [-1,1,-1] -> 24/27.
+  // nonzero 3 -> k = 1: only j1 is kept. c = [1, 1, 4] -> [1/6, 1/6, 4/6]; j1: (1/6*2 + 4/6*4)/(5/6) = 3.6
+  assert.deepEqual(Array.from(sceSelectMask(taus.map((t) => Float32Array.from(t)), 0.5)), [0, 1, 0, 0]);
+  close(vals(referenceMerge({ ...r, parameters: { select_topk: 0.5 } }, models), "w"), [0, fr(3.6), 0, 0], 0);
+  // select_topk 0.7: k = 2 -> j1, j2
+  assert.deepEqual(Array.from(sceSelectMask(taus.map((t) => Float32Array.from(t)), 0.7)), [0, 1, 1, 0]);
+  // select_topk 0.2: k = 0 -> everything zeroed -> out = base
+  close(vals(referenceMerge({ ...r, parameters: { select_topk: 0.2 } }, models), "w"), [0, 0, 0, 0], 0);
+  // tiny task vectors (scale 2^-12): sum of c < 1e-6 -> uniform weights 1/3: j1 = (2 + 4)/2 * s = 3s
+  const s = 2 ** -12;
+  const tiny = taskModels(taus.map((t) => t.map((v) => v * s)));
+  close(vals(referenceMerge(r, tiny), "w"), [s, 3 * s, 3 * s, -s], 0);
+  // equal variances are taken by lower index: [1, -1] at every position -> select 0.5 of 4 -> j0, j1
+  assert.deepEqual(Array.from(sceSelectMask([Float32Array.from([1, 1, 1, 1]), Float32Array.from([-1, -1, -1, -1])], 0.5)), [1, 1, 0, 0]);
+});
+
+test("ram and ramplus_tl: unique changes summed, shared ones averaged, lambda from shared/unique counts", () => {
+  // base 1 (so 1 + 1e-6 rounds to a tau of about 9.5e-7, inactive at epsilon 1e-5)
+  const taus = [[0.5, 0.5, 0, 1e-6, -1], [0, 0.25, 0, 0.5, 1], [0, 0.75, 0.125, 0, 0]];
+  const models = taskModels(taus, [1, 1, 1, 1, 1]);
+  // active: m1 [1,1,0,0,1], m2 [0,1,0,1,1], m3 [0,1,1,0,0]; c = [1, 3, 1, 1, 2]
+  // ram: j0 0.5; j1 (0.5+0.25+0.75)/3 = 0.5; j2 0.125; j3 0.5 (m2 only); j4 (-1+1)/2 = 0
+  const r = (method: string, parameters?: Record<string, unknown>) => ({ merge_method: method, base_model: "base", models: [{ model: "m1" }, { model: "m2" }, { model: "m3" }], ...(parameters ? { parameters } : {}) });
+  close(vals(referenceMerge(r("ram"), models), "w"), [1.5, 1.5, 1.125, 1.5, 1], 0);
+  // epsilon 0.3: m2's 0.25 and m3's 0.125 become inactive: c = [1, 2, 0, 1, 2]; j1 (0.5+0.75)/2 = 0.625
+  close(vals(referenceMerge(r("ram", { epsilon: 0.3 }), models), "w"), [1.5, 1.625, 1, 1.5, 1], 0);
+  // ramplus_tl: shared/unique: m1 2/1, m2 2/1, m3 1/1. alpha 5, r 0.1: lambda = 1.2, 1.2, 1.1
+  // j0 1.2*0.5 = 0.6; j2 1.1*0.125 = 0.1375; j3 1.2*0.5 = 0.6; shared ones as ram
+  close(vals(referenceMerge(r("ramplus_tl", { alpha: 5 }), models), "w"), [fr(1.6), 1.5, fr(1.1375), fr(1.6), 1], 0);
+  // defaults r 0.1, alpha 0.2: every rho is clipped to 0.2 -> lambda 1.02
+  close(vals(referenceMerge(r("ramplus_tl"), models), "w"), [fr(1.51), 1.5, fr(1 + 0.1275), fr(1.51), 1], 0);
+  // shapes must agree, even for embeddings
+  const mis = new Map([
+    ["base", model(null, [["lm_head.weight", [1, 2, 3, 4], [2, 2]]])],
+    ["m1", model(null, [["lm_head.weight", [1, 2, 3, 4, 5, 6], [3, 2]]])],
+  ]);
+  assert.throws(() => referenceMerge({ merge_method: "ram", base_model: "base", models: [{ model: "m1" }] }, mis), /shapes differ/);
+  assert.throws(() => referenceMerge({ merge_method: "sce", base_model: "base", models: [{ model: "m1" }] }, mis), /shapes differ/);
+});
+
+// ---------------------------------------------------------------------------------------------
+// issue 10 methods (methods.ts): geometric methods
+
+/** Models named by key, each with one tensor "w" of the given values and shape. */
+function oneTensor(list: Record<string, number[]>, shape?: number[]): Map<string, RefModel> {
+  return new Map(Object.entries(list).map(([k, v]) => [k, model(null, [["w", v, shape]])]));
+}
+
+const H = Math.SQRT1_2; // sqrt(2)/2
+
+test("nuslerp: flattened, rows, columns, with a base, t from the weights", () => {
+  const r = (models: string[], weights: number[], parameters?: Record<string, unknown>, base?: string) => ({
+    merge_method: "nuslerp",
+    ...(base ? { base_model: base } : {}),
+    models: models.map((m, i) => ({ model: m, parameters: { weight: weights[i] } })),
+    ...(parameters ? { parameters } : {}),
+  });
+  // orthogonal [1, 0] and [0, 1], weights 1, 1: t = 0.5, theta = pi/2: sin(pi/4) each
+  const orth = oneTensor({ x: [1, 0], y: [0, 1] });
+  close(vals(referenceMerge(r(["x", "y"], [1, 1]), orth), "w"), [H, H]);
+  // weights 1, 3: t = 0.75 -> [sin(pi/8), sin(3pi/8)]
+  close(vals(referenceMerge(r(["x", "y"], [1, 3]), orth), "w"), [Math.sin(Math.PI / 8), Math.sin((3 * Math.PI) / 8)]);
+  // weights 1, -1: |sum| < 1e-6 -> t = 0.5
+  close(vals(referenceMerge(r(["x", "y"], [1, -1]), orth), "w"), [H, H]);
+  // unnormalised: [2, 0] and [0, 4] at t = 0.5 -> [2H, 4H] (the coefficients apply to the vectors as they are)
+  close(vals(referenceMerge(r(["x", "y"], [1, 1]), oneTensor({ x: [2, 0], y: [0, 4] })), "w"), [2 * H, 4 * H]);
+  // [2, 2]: x = [[1, 2], [0, 0]], y = [[0, 4], [1, 0]]
+  const m22 = oneTensor({ x: [1, 2, 0, 0], y: [0, 4, 1, 0] }, [2, 2]);
+  // columns (row_wise): col 0 (1,0)/(0,1) orthogonal -> (H, H); col 1 (2,0)/(4,0) colinear -> lerp (3, 0)
+  close(vals(referenceMerge(r(["x", "y"], [1, 1], { nuslerp_flatten: false, nuslerp_row_wise: true }), m22), "w"), [H, 3, H, 0]);
+  // rows: row 0 (1,2)/(0,4): cos = 8/(4 sqrt 5); row 1 (0,0)/(1,0): a zero vector -> cos 0 -> (0, H)
+  const th = Math.acos(8 / (4 * Math.sqrt(5)));
+  const c = Math.sin(th / 2) / Math.sin(th);
+  close(vals(referenceMerge(r(["x", "y"], [1, 1], { nuslerp_flatten: false }), m22), "w"), [c * 1, c * 6, H, 0]);
+  // flattened: [1,2,0,0] and [0,4,1,0]: cos = 8/(sqrt 5 sqrt 17)
+  const thf = Math.acos(8 / (Math.sqrt(5) * Math.sqrt(17)));
+  const cf = Math.sin(thf / 2) / Math.sin(thf);
+  close(vals(referenceMerge(r(["x", "y"], [1, 1]), m22), "w"), [cf, cf * 6, cf, 0]);
+  // with a base [1, 1]: task vectors [1, 0] and [0, 1] -> 1 + [H, H]
+  const withBase = oneTensor({ base: [1, 1], x: [2, 1], y: [1, 2] });
+  close(vals(referenceMerge(r(["x", "y"], [1, 1], undefined, "base"), withBase), "w"), [1 + H, 1 + H]);
+  // 1-D with flatten false: one vector, the same
+  close(vals(referenceMerge(r(["x", "y"], [1, 1], { nuslerp_flatten: false, nuslerp_row_wise: true }, "base"), withBase), "w"), [1 + H, 1 + H]);
+  assert.throws(() => referenceMerge(r(["x", "y", "base"], [1, 1, 1]), withBase), /exactly two/);
+});
+
+test("multislerp: weighted mean direction times the weighted mean norm; antipodal fallback", () => {
+  const r = (models: string[], weights: number[], parameters?: Record<string, unknown>, base?: string) => ({
+    merge_method: "multislerp",
+    ...(base ? { base_model: base } : {}),
+    models: models.map((m, i) => ({ model: m, parameters: { weight: weights[i] } })),
+    ...(parameters ? { parameters } : {}),
+  });
+  // [2, 0] and [0, 1], weights 1, 1 -> 0.5 each; mean direction (H, H); scale 0.5*2 + 0.5*1 = 1.5
+  const m2 = oneTensor({ x: [2, 0], y: [0, 1] });
+  close(vals(referenceMerge(r(["x", "y"], [1, 1]), m2), "w"), [1.5 * H, 1.5 * H]);
+  // weights 3, 1 -> 0.75, 0.25: m = (0.75, 0.25), direction (3, 1)/sqrt 10; scale 0.75*2 + 0.25 = 1.75
+  close(vals(referenceMerge(r(["x", "y"], [3, 1]), m2), "w"), [(1.75 * 3) / Math.sqrt(10), 1.75 / Math.sqrt(10)]);
+  // normalize_weights false, weights 1, 1: direction (H, H), scale 2 + 1 = 3
+  close(vals(referenceMerge(r(["x", "y"], [1, 1], { normalize_weights: false }), m2), "w"), [3 * H, 3 * H]);
+  // the base is the origin: base [1, 1], x [3, 1], y [1, 2] -> 1 + 1.5*(H, H)
+  close(vals(referenceMerge(r(["x", "y"], [1, 1], undefined, "base"), oneTensor({ base: [1, 1], x: [3, 1], y: [1, 2] })), "w"), [1 + 1.5 * H, 1 + 1.5 * H]);
+  // antipodal pair [1, 0] and [-3, 0]: |m| < eps -> 0.5*1 + 0.5*(-3) = -1
+  close(vals(referenceMerge(r(["x", "y"], [1, 1]), oneTensor({ x: [1, 0], y: [-3, 0] })), "w"), [-1, 0]);
+  // antipodal with three inputs: an error
+  assert.throws(() => referenceMerge(r(["x", "y", "z"], [1, 1, 1]), oneTensor({ x: [1, 0], y: [-1, 0], z: [0, 0] })), /antipodal/);
+  // one input: returned as is
+  close(vals(referenceMerge(r(["x"], [0.3]), m2), "w"), [2, 0], 0);
+  const mis = new Map([["x", model(null, [["lm_head.weight", [1, 2, 3, 4], [2, 2]]])], ["y", model(null, [["lm_head.weight", [1, 2, 3, 4, 5, 6], [3, 2]]])]]);
+  assert.throws(() => referenceMerge(r(["x", "y"], [1, 1]), mis), /shapes differ/);
+});
+
+test("karcher: orthogonal vectors give the bisector times the mean norm; circle mean; base as an input", () => {
+  const r = (models: string[], parameters?: Record<string, unknown>, base?: string) => ({
+    merge_method: "karcher",
+    ...(base ? { base_model: base } : {}),
+    models: models.map((m) => ({ model: m })),
+    ...(parameters ? { parameters } : {}),
+  });
+  // [2, 0] and [0, 4]: the initial guess is the bisector, T = 0 there; scale (2 + 4)/2 = 3
+  close(vals(referenceMerge(r(["x", "y"]), oneTensor({ x: [2, 0], y: [0, 4] })), "w"), [3 * H, 3 * H]);
+  // three orthogonal unit vectors: (1, 1, 1)/sqrt 3
+  const s3 = 1 / Math.sqrt(3);
+  close(vals(referenceMerge(r(["x", "y", "z"]), oneTensor({ x: [1, 0, 0], y: [0, 1, 0], z: [0, 0, 1] })), "w"), [s3, s3, s3]);
+  // angles 0, 0, pi/2 on the circle: the Karcher mean is the mean angle pi/6 (the first step reaches it)
+  const circle = oneTensor({ x: [1, 0], y: [1, 0], z: [0, 1] });
+  close(vals(referenceMerge(r(["x", "y", "z"]), circle), "w"), [Math.cos(Math.PI / 6), 0.5]);
+  // max_iter 0: the normalised mean (2, 1)/sqrt 5
+  close(vals(referenceMerge(r(["x", "y", "z"], { max_iter: 0 }), circle), "w"), [2 / Math.sqrt(5), 1 / Math.sqrt(5)]);
+  // the declared base is an ordinary input (added to models:), and a weight is ignored
+  const withBase = { ...r(["x", "y"], undefined, "z"), models: [{ model: "x", parameters: { weight: 5 } }, { model: "y" }] };
+  close(vals(referenceMerge(withBase, circle), "w"), [Math.cos(Math.PI / 6), 0.5]);
+  // a zero input takes no part in the direction but counts in the scale: (2 + 4 + 0)/3 = 2
+  close(vals(referenceMerge(r(["x", "y", "z"]), oneTensor({ x: [2, 0], y: [0, 4], z: [0, 0] })), "w"), [2 * H, 2 * H]);
+  close(vals(referenceMerge(r(["x", "y"]), oneTensor({ x: [0, 0], y: [0, 0] })), "w"), [0, 0], 0);
+  const mis = new Map([["x", model(null, [["lm_head.weight", [1, 2, 3, 4], [2, 2]]])], ["y", model(null, [["lm_head.weight", [1, 2, 3, 4, 5, 6], [3, 2]]])]]);
+  assert.throws(() => referenceMerge(r(["x", "y"]), mis), /shapes differ/);
+});
+
+test("model_stock: t from the mean pairwise cosine, flattened and filter-wise", () => {
+  close([modelStockT(2, 0.5), modelStockT(3, 0), modelStockT(2, 1), modelStockT(3, 0.2)], [2 / 3, 0, 1, 3 / 7], 1e-15);
+  const r = (models: string[], parameters?: Record<string, unknown>) => ({
+    merge_method: "model_stock",
+    base_model: "base",
+    models: models.map((m) => ({ model: m })),
+    ...(parameters ? { parameters } : {}),
+  });
+  // base [1, 1]; deltas [3, 4] and [4, 3]: cos = 24/25, t = 1.92/1.96 = 48/49; mean [4.5, 4.5]
+  // out = 48/49 * 4.5 + 1/49 * 1 = 217/49
+  close(vals(referenceMerge(r(["x", "y"]), oneTensor({ base: [1, 1], x: [4, 5], y: [5, 4] })), "w"), [217 / 49, 217 / 49]);
+  // [2, 2], base 0: row 0 deltas [3, 4], [4, 3]; row 1 deltas [1, 0], [0, 1]
+  const m22 = oneTensor({ base: [0, 0, 0, 0], x: [3, 4, 1, 0], y: [4, 3, 0, 1] }, [2, 2]);
+  // flattened: cos = 24/26, t = (24/13)/(25/13) = 24/25; out = 24/25 * mean
+  close(vals(referenceMerge(r(["x", "y"]), m22), "w"), [0.96 * 3.5, 0.96 * 3.5, 0.96 * 0.5, 0.96 * 0.5]);
+  // filter_wise: row 0 t = 48/49, row 1 cos 0 -> t 0 -> the base
+  close(vals(referenceMerge(r(["x", "y"], { filter_wise: true }), m22), "w"), [(48 / 49) * 3.5, (48 / 49) * 3.5, 0, 0]);
+  // three models, base 0: [1,0], [0,1], [1,1]: cosines 0, H, H -> c = 2H/3 ... t = 3c/(1+2c); mean [2/3, 2/3]
+  const c = (2 * H) / 3;
+  const t = (3 * c) / (1 + 2 * c);
+  close(vals(referenceMerge(r(["x", "y", "z"]), oneTensor({ base: [0, 0], x: [1, 0], y: [0, 1], z: [1, 1] })), "w"), [(t * 2) / 3, (t * 2) / 3]);
+  // only the base -> the base; one other model -> an error
+  close(vals(referenceMerge(r(["base"]), oneTensor({ base: [1, 2] })), "w"), [1, 2], 0);
+  assert.throws(() => referenceMerge(r(["x"]), oneTensor({ base: [1, 1], x: [2, 2] })), /at least two/);
+});
+
+test("nearswap: s = clamp(t / max(|a - b|, 1e-6), 0, 1) per element", () => {
+  const models = oneTensor({ base: [0, 0, 0, 1, 5], x: [0.25, 1, 4, 1, -5] });
+  const r = (t: unknown) => ({ merge_method: "nearswap", base_model: "base", models: [{ model: "x" }], ...(t === undefined ? {} : { parameters: { t } }) });
+  // t = 0.5: |a-b| = 0.25 -> s 2 -> 1 (b); 1 -> 0.5; 4 -> 0.125 (0.5); 0 -> 1e-6 -> 1 (b); 10 -> 0.05: 0.05*-5 + 0.95*5 = 4.5
+  close(vals(referenceMerge(r(0.5), models), "w"), [0.25, 0.5, 0.5, 1, 4.5]);
+  close(vals(referenceMerge(r(0), models), "w"), [0, 0, 0, 1, 5], 0);
+  close(vals(referenceMerge(r(-1), models), "w"), [0, 0, 0, 1, 5], 0);
+  assert.equal(nearswapFactor(1, 1, 1e-7), fr(fr(1e-7) / fr(1e-6)));
+  assert.throws(() => referenceMerge(r(undefined), models), /t is required/);
+  const three = oneTensor({ base: [0], x: [1], y: [2] });
+  assert.throws(() => referenceMerge({ merge_method: "nearswap", base_model: "base", models: [{ model: "x" }, { model: "y" }], parameters: { t: 1 } }, three), /exactly one/);
+});
+
+test("arcee_fusion: KL per row times |b - a|, Tukey fence on exact quantiles", () => {
+  // KL(softmax([2,0,0,0]) + 1e-8 || uniform + 1e-8): p0 = e^2/(e^2+3) = 0.711235, others 0.0962551:
+  // 0.711235 ln(4*0.711235) + 3*0.0962551 ln(4*0.0962551) = 0.743624 - 0.275614 = 0.468010
+  const zero = new Float32Array(4);
+  close([rowKl(zero, Float32Array.from([2, 0, 0, 0]))], [0.46801], 1e-5);
+  // softmax([0.1, 0.2, 0.3, 0.4]) = [0.213838, 0.236329, 0.261183, 0.288651]
+  // -> sum p ln(4p) = -0.033410 - 0.013290 + 0.011430 + 0.041495 = 0.0062235
+  close([rowKl(zero, Float32Array.from([0.1, 0.2, 0.3, 0.4]))], [0.0062235], 1e-6);
+  assert.equal(rowKl(Float32Array.from([1, 2]), Float32Array.from([1, 2])), 0);
+  // a = 0 ([2, 4]); b row 0 = [0.1, 0.2, 0.3, 0.4], row 1 = [2, 0, 0, 0]
+  // I = [0.000622, 0.001245, 0.001867, 0.002489, 0.936021, 0, 0, 0]
+  // sorted: 0, 0, 0, 0.000622, 0.001245, 0.001867, 0.002489, 0.936021
+  // Q(0.5) = s[3] = 0.000622, Q(0.75) = s[5] = 0.001867, Q(0.25) = s[1] = 0 -> thr = 0.000622 + 1.5*0.001867 = 0.003423
+  const a = new Float32Array(8);
+  const b = Float32Array.from([0.1, 0.2, 0.3, 0.4, 2, 0, 0, 0]);
+  const { importance, threshold, mask } = arceeFusionMask(a, b, [2, 4]);
+  close(Array.from(importance), [0.000622, 0.001245, 0.001867, 0.002489, 0.936021, 0, 0, 0], 1e-6);
+  close([threshold], [0.003423], 1e-6);
+  assert.deepEqual(Array.from(mask), [0, 0, 0, 0, 1, 0, 0, 0]);
+  const models = oneTensor({ base: Array.from(a), x: Array.from(b) }, [2, 4]);
+  const r = { merge_method: "arcee_fusion", base_model: "base", models: [{ model: "x" }] };
+  close(vals(referenceMerge(r, models), "w"), [0, 0, 0, 0, 2, 0, 0, 0], 0);
+  // as one row of 8 (1-D) the KL differs and so does the mask: only the [2] stands out again
+  const flat = oneTensor({ base: Array.from(a), x: Array.from(b) });
+  close(vals(referenceMerge(r, flat), "w"), [0, 0, 0, 0, 2, 0, 0, 0], 0);
+  // b - a everywhere equal in a row: I equal -> Q's equal -> thr = I -> every element (I >= thr) is b
+  close(vals(referenceMerge(r, oneTensor({ base: [0, 0, 0], x: [1, 1, 1] })), "w"), [1, 1, 1], 0);
+  const three = oneTensor({ base: [0], x: [1], y: [2] });
+  assert.throws(() => referenceMerge({ merge_method: "arcee_fusion", base_model: "base", models: [{ model: "x" }, { model: "y" }] }, three), /exactly one/);
+});
+
+test("issue 10 shape rules: nuslerp and model_stock cut embeddings to the common block, della to the base's", () => {
+  const emb = (rows: number, seed: number) => Array.from({ length: rows * 2 }, (_, i) => ((i * 7 + seed) % 5) - 2 + seed * 0.5);
+  const models = new Map([
+    ["base", model(null, [["lm_head.weight", emb(3, 1), [3, 2]]])],
+    ["x", model(null, [["lm_head.weight", emb(4, 2), [4, 2]]])],
+    ["y", model(null, [["lm_head.weight", emb(3, 3), [3, 2]]])],
+  ]);
+  const shapeOf = (recipe: unknown) => referenceMerge(recipe, models).tensors.get("lm_head.weight")!.shape;
+  assert.deepEqual(shapeOf({ merge_method: "nuslerp", base_model: "base", models: [{ model: "x", parameters: { weight: 1 } }, { model: "y", parameters: { weight: 1 } }] }), [3, 2]);
+  assert.deepEqual(shapeOf({ merge_method: "model_stock", base_model: "base", models: [{ model: "x" }, { model: "y" }] }), [3, 2]);
+  assert.deepEqual(shapeOf({ merge_method: "della", base_model: "base", models: [{ model: "x", parameters: { weight: 1 } }] }), [3, 2]);
+  assert.throws(() => shapeOf({ merge_method: "karcher", models: [{ model: "x" }, { model: "y" }] }), /shapes differ/);
+  assert.throws(() => shapeOf({ merge_method: "nearswap", base_model: "base", models: [{ model: "x" }], parameters: { t: 1 } }), /shapes differ/);
 });
