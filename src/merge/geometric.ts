@@ -58,24 +58,33 @@ interface Grams {
 async function gramPass(job: TensorJob, exec: TensorExecutor, layout: VectorLayout, cols: number, offsets: boolean, m: number): Promise<Grams> {
   const results = await exec.pass({ kind: "gram", layout, cols, offsets });
   const pairs = (m * (m + 1)) / 2;
-  const parts = results.map((r) => (r.kind === "gram" ? r.partials : unexpected()));
+  const totals = gramTotals(results.map((r) => (r.kind === "gram" ? r.partials : unexpected())), layout, cols, pairs);
+  if (layout === "flat") return { groups: 1, at: () => (i, j) => totals[pairIndex(m, i, j)]! };
+  if (layout === "rows") return { groups: job.numel / cols, at: (r) => (i, j) => totals[r * pairs + pairIndex(m, i, j)]! };
+  return { groups: cols, at: (c) => (i, j) => totals[pairIndex(m, i, j) * cols + c]! };
+}
+
+/**
+ * The Gram entries of the whole tensor from the chunks' pass results (in chunk order): flat, `pairs`
+ * sums (tile sums in tile order, chunk after chunk: the same additions however the tensor is chunked);
+ * rows, `pairs` entries per row; columns, `pairs` runs of `cols` (the chunks' tree nodes added up).
+ */
+export function gramTotals(parts: Float64Array[], layout: VectorLayout, cols: number, pairs: number): Float64Array {
   if (layout === "flat") {
-    // Tile sums in tile order, chunk after chunk: the same additions however the tensor is chunked.
     const sums = new Float64Array(pairs);
     for (const partials of parts) for (let p = 0; p < partials.length; p++) sums[p % pairs] += partials[p]!;
-    return { groups: 1, at: () => (i, j) => sums[pairIndex(m, i, j)]! };
+    return sums;
   }
   if (layout === "rows") {
-    const all = new Float64Array(job.numel / cols * pairs);
+    const all = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
     let offset = 0;
     for (const partials of parts) {
       all.set(partials, offset);
       offset += partials.length;
     }
-    return { groups: job.numel / cols, at: (r) => (i, j) => all[r * pairs + pairIndex(m, i, j)]! };
+    return all;
   }
-  const node = treeSum(parts);
-  return { groups: cols, at: (c) => (i, j) => node[pairIndex(m, i, j) * cols + c]! };
+  return treeSum(parts);
 }
 
 /**
