@@ -11,10 +11,10 @@
 // Operand tables use SUM_RECORD records (pointer, dtype). With `offsets`, record 0 is the base and the
 // vectors are v_i = x_{i+1} - b rounded to float32; otherwise the vectors are the inputs themselves.
 
-import { elementBytes, encode, storeEight, storeOne } from "./convert";
+import { elementBytes, loadLanes, loadOne, storeEight, storeOne } from "./convert";
 import { MAX_INPUTS, SUM_RECORD, TILE } from "./layout";
 import { promoteHigh, sumLanes } from "./reduce";
-import { slot, tileOf } from "./tile";
+import { readable, readableDtype, slot, tileOf } from "./tile";
 
 /** Pointer table of the current vectors' float32 tiles (in scratch, after the input slots). */
 // @ts-ignore: decorator
@@ -26,17 +26,19 @@ function vectorTable(): usize {
 /**
  * Decodes `count` elements from element `start` of every input and leaves the float32 tiles of the
  * vectors in the pointer table (and, with offsets, the base's at entry MAX_INPUTS); returns the number
- * of vectors. Task vectors are written to the input's scratch slot (in place when the input was decoded
- * there).
+ * of vectors. With `materialize`, task vectors are written to the input's scratch slot (in place when
+ * the input was decoded there); without, the table points at the inputs and the caller subtracts.
  */
-function stageVectors(table: usize, nInputs: i32, start: i32, count: i32, quant: i32, offsets: bool): i32 {
+function stageVectors(table: usize, nInputs: i32, start: i32, count: i32, quant: i32, offsets: bool, materialize: bool = true): i32 {
   const ptrs = vectorTable();
-  if (!offsets) {
-    for (let i = 0; i < nInputs; i++) {
+  if (!offsets || !materialize) {
+    if (offsets) store<u32>(ptrs + (<usize>MAX_INPUTS << 2), <u32>tileOf(load<u32>(table), load<i32>(table, 4), start, count, quant, 0));
+    const first = offsets ? 1 : 0;
+    for (let i = first; i < nInputs; i++) {
       const rec = table + <usize>i * SUM_RECORD;
-      store<u32>(ptrs + (<usize>i << 2), <u32>tileOf(load<u32>(rec), load<i32>(rec, 4), start, count, quant, i));
+      store<u32>(ptrs + (<usize>(i - first) << 2), <u32>tileOf(load<u32>(rec), load<i32>(rec, 4), start, count, quant, i));
     }
-    return nInputs;
+    return nInputs - first;
   }
   const b = tileOf(load<u32>(table), load<i32>(table, 4), start, count, quant, 0);
   store<u32>(ptrs + (<usize>MAX_INPUTS << 2), <u32>b);
@@ -76,6 +78,76 @@ function dot(a: usize, b: usize, count: i32): f64 {
   return s;
 }
 
+/** Lanes at offset o of a staged tile (task vectors computed here when `offsets`). */
+// @ts-ignore: decorator
+@inline
+function lanesOf(ptr: usize, o: usize, offsets: bool, b: v128): v128 {
+  const x = v128.load(ptr + o);
+  return offsets ? f32x4.sub(x, b) : x;
+}
+
+// @ts-ignore: decorator
+@inline
+function mulLo(a: v128, b: v128): v128 {
+  return f64x2.mul(f64x2.promote_low_f32x4(a), f64x2.promote_low_f32x4(b));
+}
+
+// @ts-ignore: decorator
+@inline
+function mulHi(a: v128, b: v128): v128 {
+  return f64x2.mul(promoteHigh(a), promoteHigh(b));
+}
+
+/**
+ * Two or three vectors: every pair's dot in one sweep with the accumulators in registers. The same
+ * additions in the same order as `dot`, so the same bits.
+ */
+function gramSmall(m: i32, count: i32, offsets: bool, acc: usize, add: bool): void {
+  const bp = <usize>load<u32>(vectorTable() + (<usize>MAX_INPUTS << 2));
+  const zero = f64x2.splat(0);
+  let l00 = zero, h00 = zero, l01 = zero, h01 = zero, l11 = zero, h11 = zero;
+  let l02 = zero, h02 = zero, l12 = zero, h12 = zero, l22 = zero, h22 = zero;
+  const p0 = <usize>load<u32>(vectorTable()), p1 = <usize>load<u32>(vectorTable(), 4), p2 = m == 3 ? <usize>load<u32>(vectorTable(), 8) : p1;
+  let j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const o = <usize>j << 2;
+    const b = offsets ? v128.load(bp + o) : f32x4.splat(0);
+    const v0 = lanesOf(p0, o, offsets, b), v1 = lanesOf(p1, o, offsets, b);
+    l00 = f64x2.add(l00, mulLo(v0, v0)); h00 = f64x2.add(h00, mulHi(v0, v0));
+    l01 = f64x2.add(l01, mulLo(v0, v1)); h01 = f64x2.add(h01, mulHi(v0, v1));
+    l11 = f64x2.add(l11, mulLo(v1, v1)); h11 = f64x2.add(h11, mulHi(v1, v1));
+    if (m == 3) {
+      const v2 = lanesOf(p2, o, offsets, b);
+      l02 = f64x2.add(l02, mulLo(v0, v2)); h02 = f64x2.add(h02, mulHi(v0, v2));
+      l12 = f64x2.add(l12, mulLo(v1, v2)); h12 = f64x2.add(h12, mulHi(v1, v2));
+      l22 = f64x2.add(l22, mulLo(v2, v2)); h22 = f64x2.add(h22, mulHi(v2, v2));
+    }
+  }
+  // As in `dot`: the lane sums, then the last (fewer than four) products in order, then into acc.
+  const sums = slot(MAX_INPUTS + 3);
+  if (m == 2) {
+    store<f64>(sums, sumLanes(l00, h00)); store<f64>(sums, sumLanes(l01, h01), 8); store<f64>(sums, sumLanes(l11, h11), 16);
+  } else {
+    store<f64>(sums, sumLanes(l00, h00)); store<f64>(sums, sumLanes(l01, h01), 8); store<f64>(sums, sumLanes(l02, h02), 16);
+    store<f64>(sums, sumLanes(l11, h11), 24); store<f64>(sums, sumLanes(l12, h12), 32); store<f64>(sums, sumLanes(l22, h22), 40);
+  }
+  let p = 0;
+  for (let a = 0; a < m; a++) {
+    for (let c = a; c < m; c++) {
+      let d = load<f64>(sums + (<usize>p << 3));
+      for (let e = j; e < count; e++) {
+        const o = <usize>e << 2;
+        const bv: f32 = offsets ? load<f32>(bp + o) : 0;
+        const x = load<f32>(<usize>load<u32>(vectorTable() + (<usize>a << 2)) + o), y = load<f32>(<usize>load<u32>(vectorTable() + (<usize>c << 2)) + o);
+        d += <f64>(offsets ? x - bv : x) * <f64>(offsets ? y - bv : y);
+      }
+      const at = acc + (<usize>p << 3);
+      store<f64>(at, add ? load<f64>(at) + d : d);
+      p++;
+    }
+  }
+}
+
 /** The Gram entries of the staged vectors over `count` elements, added to (or stored at) `acc`. */
 function gramInto(m: i32, count: i32, acc: usize, add: bool): void {
   const ptrs = vectorTable();
@@ -91,6 +163,17 @@ function gramInto(m: i32, count: i32, acc: usize, add: bool): void {
   }
 }
 
+/** The Gram entries of `count` elements from `start`, stored at (or added to) `acc`. */
+function gramSegment(table: usize, nInputs: i32, m: i32, start: i32, count: i32, quant: i32, offsets: bool, acc: usize, add: bool): void {
+  if (m == 2 || m == 3) {
+    stageVectors(table, nInputs, start, count, quant, offsets, false);
+    gramSmall(m, count, offsets, acc, add);
+  } else {
+    stageVectors(table, nInputs, start, count, quant, offsets);
+    gramInto(m, count, acc, add);
+  }
+}
+
 /** Gram matrix per tile (flat vectors): m(m+1)/2 float64 per tile at `partials`, pairs (i <= k) row by row. */
 export function gramTiles(table: usize, nInputs: i32, n: i32, quant: i32, offsets: bool, partials: usize): void {
   const m = offsets ? nInputs - 1 : nInputs;
@@ -98,8 +181,7 @@ export function gramTiles(table: usize, nInputs: i32, n: i32, quant: i32, offset
   let tile = 0;
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    stageVectors(table, nInputs, t, count, quant, offsets);
-    gramInto(m, count, partials + <usize>tile * <usize>pairs * 8, false);
+    gramSegment(table, nInputs, m, t, count, quant, offsets, partials + <usize>tile * <usize>pairs * 8, false);
     tile++;
   }
 }
@@ -116,8 +198,7 @@ export function gramRows(table: usize, nInputs: i32, n: i32, cols: i32, quant: i
     const acc = partials + <usize>row * <usize>pairs * 8;
     for (let s = 0; s < cols; s += TILE) {
       const count = min(TILE, cols - s);
-      stageVectors(table, nInputs, r + s, count, quant, offsets);
-      gramInto(m, count, acc, s > 0);
+      gramSegment(table, nInputs, m, r + s, count, quant, offsets, acc, s > 0);
     }
     row++;
   }
@@ -191,24 +272,32 @@ export function gramColumns(table: usize, nInputs: i32, n: i32, cols: i32, quant
 }
 
 /**
- * out = [b +] sum_i c_i * v_i over the chunk, in float32: c_i(x - b) products added in input order, the
- * base last. `coefs` holds m arrays of `perVector` float32 (vector i's at coefs + i * perVector * 4);
- * `layout` 0: one coefficient per vector (perVector = 1); 1: one per row of `cols` (the chunk's rows,
- * first row 0); 2: one per column. The chunk starts at a row boundary.
+ * out = [b +] sum_i c_i * v_i over the chunk, in float32: the products c_i (x_i - b) added in input
+ * order, then the base (the same steps as the task-arithmetic kernel). `coefs` holds m arrays of
+ * `perVector` float32 (vector i's at coefs + i * perVector * 4); `layout` 0: one coefficient per vector
+ * (perVector = 1); 1: one per row of `cols` (the chunk's rows, first row 0); 2: one per column. The
+ * chunk starts at a row boundary. Inputs are read in place where their dtype allows.
  */
 export function combine(
   table: usize, nInputs: i32, n: i32, cols: i32, quant: i32, offsets: bool, layout: i32, coefs: usize, perVector: i32,
   out: usize, outDtype: i32,
 ): void {
-  const m = offsets ? nInputs - 1 : nInputs;
+  const first = offsets ? 1 : 0;
+  const m = nInputs - first;
   const outBytes = <usize>elementBytes(outDtype);
-  const ptrs = vectorTable();
-  const result = slot(MAX_INPUTS + 2);
+  const inputs = slot(MAX_INPUTS + 1); // per input: pointer, dtype, coefficient splatted (32 bytes)
   const coefStride = <usize>perVector << 2;
+  const columns = layout == 2;
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    stageVectors(table, nInputs, t, count, quant, offsets);
-    const b = <usize>load<u32>(ptrs + (<usize>MAX_INPUTS << 2));
+    for (let i = 0; i < nInputs; i++) {
+      const rec = table + <usize>i * SUM_RECORD;
+      const at = inputs + (<usize>i << 5);
+      store<u32>(at, <u32>readable(load<u32>(rec), load<i32>(rec, 4), t, count, quant, i));
+      store<i32>(at, readableDtype, 4);
+    }
+    const bp = <usize>load<u32>(inputs), bd = load<i32>(inputs, 4);
+    const dst = out + <usize>t * outBytes;
     // Segments of the tile over which each coefficient is constant (flat, rows) or runs along columns.
     for (let s = 0; s < count;) {
       let e = count;
@@ -216,40 +305,57 @@ export function combine(
       if (layout == 1) {
         k = (t + s) / cols;
         e = min(count, (k + 1) * cols - t);
-      } else if (layout == 2) {
+      } else if (columns) {
         k = (t + s) % cols;
         e = min(count, s + (cols - k));
       }
-      const perElement = layout == 2;
-      const len = e - s;
-      let j = 0;
-      for (; j + 4 <= len; j += 4) {
-        const o = <usize>(s + j) << 2;
-        let acc = f32x4.splat(0);
+      if (!columns) {
         for (let i = 0; i < m; i++) {
-          const cp = coefs + <usize>i * coefStride + (<usize>k << 2);
-          const c = perElement ? v128.load(cp + (<usize>j << 2)) : v128.load32_splat(cp);
-          const p = f32x4.mul(c, v128.load(<usize>load<u32>(ptrs + (<usize>i << 2)) + o));
-          acc = i == 0 ? p : f32x4.add(acc, p);
+          v128.store(inputs + (<usize>(i + first) << 5), v128.load32_splat(coefs + <usize>i * coefStride + (<usize>k << 2)), 16);
         }
-        if (offsets) acc = f32x4.add(v128.load(b + o), acc);
-        v128.store(result + o, acc);
       }
-      for (; j < len; j++) {
-        const o = <usize>(s + j) << 2;
+      // Coefficients of element j (columns): at c0 + (j << 2) in vector i's array.
+      const c0 = coefs + (<usize>k << 2) - (<usize>s << 2);
+      let j = s;
+      for (; j + 8 <= e; j += 8) {
+        let b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+        if (offsets) { b0 = loadLanes(bp, bd, j); b1 = loadLanes(bp, bd, j + 4); }
+        let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+        for (let i = 0; i < m; i++) {
+          const at = inputs + (<usize>(i + first) << 5);
+          const ptr = <usize>load<u32>(at), dtype = load<i32>(at, 4);
+          let w0: v128, w1: v128;
+          if (columns) {
+            const cp = c0 + <usize>i * coefStride + (<usize>j << 2);
+            w0 = v128.load(cp);
+            w1 = v128.load(cp, 16);
+          } else {
+            w0 = v128.load(at, 16);
+            w1 = w0;
+          }
+          let x0 = loadLanes(ptr, dtype, j), x1 = loadLanes(ptr, dtype, j + 4);
+          if (offsets) { x0 = f32x4.sub(x0, b0); x1 = f32x4.sub(x1, b1); }
+          const p0 = f32x4.mul(x0, w0), p1 = f32x4.mul(x1, w1);
+          if (i == 0) { a0 = p0; a1 = p1; } else { a0 = f32x4.add(a0, p0); a1 = f32x4.add(a1, p1); }
+        }
+        if (offsets) { a0 = f32x4.add(b0, a0); a1 = f32x4.add(b1, a1); }
+        storeEight(dst, outDtype, j, a0, a1);
+      }
+      for (; j < e; j++) {
+        const b: f32 = offsets ? loadOne(bp, bd, j) : 0;
         let acc: f32 = 0;
         for (let i = 0; i < m; i++) {
-          const cp = coefs + <usize>i * coefStride + (<usize>k << 2);
-          const c = load<f32>(perElement ? cp + (<usize>j << 2) : cp);
-          const p = c * load<f32>(<usize>load<u32>(ptrs + (<usize>i << 2)) + o);
+          const at = inputs + (<usize>(i + first) << 5);
+          const w = columns ? load<f32>(c0 + <usize>i * coefStride + (<usize>j << 2)) : load<f32>(at, 16);
+          let x = loadOne(<usize>load<u32>(at), load<i32>(at, 4), j);
+          if (offsets) x = x - b;
+          const p = x * w;
           acc = i == 0 ? p : acc + p;
         }
-        if (offsets) acc = load<f32>(b + o) + acc;
-        store<f32>(result + o, acc);
+        storeOne(dst, outDtype, j, offsets ? b + acc : acc);
       }
       s = e;
     }
-    encode(result, outDtype, out + <usize>t * outBytes, count);
   }
 }
 
