@@ -22,3 +22,5 @@ export { linear, linearKN } from "./matmul";
 export { dellaMask, dellaWorkBytes } from "./della";
 export { ramCounts, ramMerge } from "./ram";
 export { sceVariance, sceNonzero, sceRange, sceSquares, sceMerge } from "./sce";
+export { gramTiles, gramRows, gramColumns, combine, nearswap } from "./geometry";
+export { fusionRowKL, fusionKeys, fusionMerge } from "./fusion";

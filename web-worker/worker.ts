@@ -76,6 +76,10 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
       return [result.partials.buffer as ArrayBuffer];
     case "sceNonzero":
       return [];
+    case "gram":
+      return [result.partials.buffer as ArrayBuffer];
+    case "fusionKL":
+      return [result.kl.buffer as ArrayBuffer];
     case "sample":
       return result.samples.map((s) => s.hist.buffer as ArrayBuffer);
     case "range":

@@ -57,6 +57,14 @@ export type KernelExports = {
   siluMul(gate: number, up: number, count: number): void;
   geluTanh(x: number, count: number): void;
   scoreReset(state: number, rows: number): void;
+  gramTiles(table: number, nInputs: number, n: number, quant: number, offsets: number, partials: number): void;
+  gramRows(table: number, nInputs: number, n: number, cols: number, quant: number, offsets: number, partials: number): void;
+  gramColumns(table: number, nInputs: number, n: number, cols: number, quant: number, offsets: number, stack: number, out: number): void;
+  combine(table: number, nInputs: number, n: number, cols: number, quant: number, offsets: number, layout: number, coefs: number, perVector: number, out: number, outDtype: number): void;
+  nearswap(a: number, aDtype: number, b: number, bDtype: number, n: number, quant: number, t: number, out: number, outDtype: number): void;
+  fusionRowKL(a: number, aDtype: number, b: number, bDtype: number, n: number, cols: number, quant: number, scratch: number, out: number): void;
+  fusionKeys(a: number, aDtype: number, b: number, bDtype: number, n: number, cols: number, quant: number, kl: number, keys: number): void;
+  fusionMerge(a: number, aDtype: number, b: number, bDtype: number, n: number, cols: number, quant: number, kl: number, threshold: number, out: number, outDtype: number): void;
   scoreChunk(ze: number, za: number, rows: number, n: number, v0: number, targets: number, state: number): void;
 };
 

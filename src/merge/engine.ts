@@ -17,6 +17,7 @@ import { modelCard, outputConfig, VERSION } from "./card";
 import { chunkCount, chunkRange, type FinalRequest, type OutputTarget, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "./job";
 import { runTensor } from "./run-tensor";
 import { chunkUnit, extraBytesPerElement, needsPasses } from "./chunk-unit";
+import { extraBytesPerElement as geometricExtraBytes, isMultiPass, rowAlignment } from "../plan/geometric";
 
 export interface EngineOptions {
   /** Worker count. */
@@ -61,35 +62,48 @@ export interface MergeSummary {
  */
 export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements">): number {
   const instanceBudget = Math.floor(options.memoryBudget / JOBS_PER_WORKER / 65536) * 65536;
-  const unit = chunkUnit(t.op);
+  const rows = rowAlignment(t.op);
+  const unit = rows ? rows.cols : chunkUnit(t.op);
+  if (options.chunkElements && rows) return Math.min(rowChunk(options.chunkElements, rows), Math.max(t.numel, 1));
   if (options.chunkElements) return Math.min(Math.max(unit, Math.floor(options.chunkElements / unit) * unit), Math.max(t.numel, 1));
   const perElement = t.inputs.reduce((s, i) => s + DTYPES[i.tensor.dtype]!.bits / 8, 0) + DTYPES[t.dtype]!.bits / 8 + extraBytesPerElement(t.op);
   const op = t.op;
   const trimmed = op.kind === "taskVector" && op.sparsify !== undefined ? op.tasks.filter((x) => x.density < 1).length : 0;
-  const multiPass = op.kind === "slerp" || trimmed > 0 || needsPasses(op);
+  const multiPass = op.kind === "slerp" || trimmed > 0 || needsPasses(op) || isMultiPass(op);
   // A resident TIES tensor also keeps candidate keys, about numel/8 per trimmed model.
-  const candidates = op.kind === "taskVector" && op.sparsify === "magnitude" ? trimmed * 0.5 : 0;
+  const candidates = (op.kind === "taskVector" && op.sparsify === "magnitude" ? trimmed * 0.5 : 0) + geometricExtraBytes(op);
   const available = instanceBudget - KERNEL_OVERHEAD_BYTES;
   const stream = Math.min(options.chunkBytes, available);
   const resident = multiPass ? Math.min(1.5 * options.chunkBytes, available) : stream;
   if (t.numel * (perElement + candidates) <= resident) return Math.max(t.numel, 1);
-  const elements = Math.floor(stream / perElement / unit) * unit;
-  if (elements < unit && unit > TILE) {
+  const fit = Math.floor(stream / (perElement + candidates));
+  const elements = rows ? (fit < rows.cols ? 0 : rowChunk(fit, rows)) : Math.floor(stream / perElement / unit) * unit;
+  if (elements < unit && !rows && unit > TILE) {
     throw new OptionError("E_OPTION", `tensor "${t.name}": della ranks within rows, so a chunk holds whole rows: ${unit} elements (${Math.ceil(unit * perElement)} bytes) at least, more than the chunk size of ${options.chunkBytes} bytes (--chunk-size, option chunkBytes) and the memory budget allow; raise them`,
       { tensor: t.name, key: "chunkBytes", value: options.chunkBytes, needed: Math.ceil(unit * perElement) });
   }
-  if (elements < TILE) {
+  if (elements < unit) {
     // Say which limit is too small: the chunk size when it is the smaller one, else the budget.
-    const tile = TILE * perElement;
+    const tile = unit * (perElement + candidates);
     if (options.chunkBytes < available) {
-      throw new OptionError("E_OPTION", `tensor "${t.name}": the chunk size of ${options.chunkBytes} bytes (--chunk-size, option chunkBytes) is too small; a chunk holds at least ${TILE} elements, ${tile} bytes of this tensor's inputs and output`,
+      throw new OptionError("E_OPTION", `tensor "${t.name}": the chunk size of ${options.chunkBytes} bytes (--chunk-size, option chunkBytes) is too small; a chunk holds at least ${rows ? `one row of ${unit}` : unit} elements, ${tile} bytes of this tensor's inputs and output`,
         { tensor: t.name, key: "chunkBytes", value: options.chunkBytes, needed: tile });
     }
     const needed = JOBS_PER_WORKER * (tile + KERNEL_OVERHEAD_BYTES);
-    throw new WorkerError("E_MEMORY_BUDGET", `tensor "${t.name}": the memory budget of ${options.memoryBudget} bytes per worker (--memory-budget, option memoryBudget) is too small; this tensor needs at least ${Math.ceil(needed / 1048576)} MiB (${JOBS_PER_WORKER} kernel instances, each holding one chunk of ${TILE} elements)`,
+    throw new WorkerError("E_MEMORY_BUDGET", `tensor "${t.name}": the memory budget of ${options.memoryBudget} bytes per worker (--memory-budget, option memoryBudget) is too small; this tensor needs at least ${Math.ceil(needed / 1048576)} MiB (${JOBS_PER_WORKER} kernel instances, each holding one chunk of ${unit} elements)`,
       { tensor: t.name, key: "memoryBudget", value: options.memoryBudget, needed });
   }
   return elements;
+}
+
+/**
+ * Elements of as many whole rows as fit in `elements` (at least one row) for operations that work row
+ * by row: a power of two rows when the rows are summed as a tree (assembly/geometry.ts).
+ */
+function rowChunk(elements: number, rows: { cols: number; powerOfTwo: boolean }): number {
+  let n = Math.max(1, Math.floor(elements / rows.cols));
+  if (rows.powerOfTwo) n = 2 ** Math.floor(Math.log2(n));
+  return n * rows.cols;
 }
 
 /**

@@ -7,6 +7,7 @@
 import type { FloatDtype } from "../format/dtypes";
 import type { SourceRef } from "../io/source";
 import type { TensorOp } from "../plan/plan";
+import type { VectorLayout } from "../plan/geometric";
 
 export interface JobInput {
   source: SourceRef;
@@ -89,7 +90,7 @@ export type PassRequest =
    * what is ranked (|tau| of `task` when absent). `compact` (a key count, 0 for none) lets a resident
    * chunk keep up to that many of the keys inside for later passes (|tau| keys only).
    */
-  | { kind: "range"; ranges: { task: number; id?: number; key?: SelectKey; lo: number; hi: number; shift: number; compact: number }[] }
+  | { kind: "range"; ranges: { task: number; id?: number; key?: SelectKey; lo: number; hi: number; shift: number; compact: number }[]; keys?: KeySource }
   /** Per tile and task: sum |tau| and sum |masked tau|. */
   | { kind: "maskedL1"; trims: Trim[] }
   /** sce: positions whose variance across the task vectors is not zero (one count per chunk). */
@@ -97,7 +98,17 @@ export type PassRequest =
   /** sce: per tile and task, sum tau^2 over the selected positions. */
   | { kind: "sceSquares"; selection: SceSelection }
   /** ramplus_tl: per tile and task, positions where the task is active and shared, and active alone. */
-  | { kind: "ramCounts"; epsilon: number };
+  | { kind: "ramCounts"; epsilon: number }
+  /** Gram matrices of the vectors (inputs, or task vectors with `offsets`): see assembly/geometry.ts. */
+  | { kind: "gram"; layout: VectorLayout; cols: number; offsets: boolean }
+  /** arcee_fusion: KL divergence of each row (inputs 0 and 1). */
+  | { kind: "fusionKL"; cols: number };
+
+/**
+ * Select keys other than |tau| (see select.ts): arcee_fusion's importances |b - a| * KL_row, given
+ * the float32 KL of every row of the tensor.
+ */
+export type KeySource = { kind: "fusion"; cols: number; kl: Float32Array };
 
 export interface SampleResult { hist: Uint32Array; sampled: number }
 export interface RangeResult { hist: Uint32Array; above: number; inside: number }
@@ -109,7 +120,9 @@ export type PassResult =
   | { kind: "maskedL1"; partials: Float64Array }
   | { kind: "sceNonzero"; count: number }
   | { kind: "sceSquares"; partials: Float64Array }
-  | { kind: "ramCounts"; partials: Float64Array };
+  | { kind: "ramCounts"; partials: Float64Array }
+  | { kind: "gram"; partials: Float64Array }
+  | { kind: "fusionKL"; kl: Float64Array };
 
 export type FinalRequest =
   | { kind: "copy" }
@@ -123,7 +136,15 @@ export type FinalRequest =
   /** sce: c_i per task (float32), the selection. */
   | { kind: "sce"; coefficients: number[]; selection: SceSelection }
   /** ram / ramplus_tl: lambda_i per task (1 for ram). */
-  | { kind: "ram"; epsilon: number; lambdas: number[] };
+  | { kind: "ram"; epsilon: number; lambdas: number[] }
+  /**
+   * out = [base +] sum_i coefs[i][k] * v_i: k is 0 (flat), the row, or the column of the element; a
+   * vector's coefficients cover the whole tensor (each chunk takes its rows).
+   */
+  | { kind: "combine"; layout: VectorLayout; cols: number; offsets: boolean; coefs: Float32Array[] }
+  | { kind: "nearswap"; t: number }
+  /** arcee_fusion: inputs[1] where |x1 - x0| * kl[row] >= threshold, else inputs[0]. */
+  | { kind: "fusion"; cols: number; kl: Float32Array; threshold: number };
 
 /** Runs passes over a tensor's chunks (in a worker for a resident tensor, across workers otherwise). */
 export interface TensorExecutor {

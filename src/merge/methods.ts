@@ -5,6 +5,7 @@
  * Every table here is looked up with names from recipes, so none has a prototype (see table.ts).
  */
 import { table } from "../table";
+import { GEOMETRIC_METHODS, type GeometricKind } from "./methods/geometric";
 
 export interface ParameterSpec {
   type: "number" | "boolean" | "string";
@@ -15,7 +16,7 @@ export interface ParameterSpec {
   values?: readonly string[];
 }
 
-export type MethodKind = "linear" | "slerp" | "passthrough" | "taskVector" | "sce" | "ram";
+export type MethodKind = "linear" | "slerp" | "passthrough" | "taskVector" | "sce" | "ram" | GeometricKind;
 
 /** How the task-vector family sparsifies each task vector (see run-tensor.ts and assembly/taskvector.ts). */
 export type Sparsifier = "magnitude" | "random" | "breadcrumbs" | "della";
@@ -32,6 +33,8 @@ export interface MethodSpec {
   /** Task-vector family: sign consensus (TIES) and sparsification. */
   consensus?: boolean;
   sparsify?: Sparsifier;
+  /** Inputs of different shapes are an error even for embeddings (mergekit cuts none for this method). */
+  strictShapes?: boolean;
 }
 
 function taskVector(name: string, title: string, paper: string, normalize: boolean, rescale: boolean, consensus: boolean, sparsify?: Sparsifier): MethodSpec {
@@ -104,9 +107,10 @@ export const METHODS: Readonly<Record<string, MethodSpec>> = table({
     }),
     perModel: table<ParameterSpec>({}),
   },
+  ...GEOMETRIC_METHODS,
 });
 
 /** mergekit methods weightsoup does not run yet (a recipe naming one gets E_METHOD_UNSUPPORTED). */
 export const MERGEKIT_ONLY_METHODS = [
-  "nuslerp", "multislerp", "karcher", "model_stock", "nearswap", "arcee_fusion", "lrp",
+  "lrp",
 ];

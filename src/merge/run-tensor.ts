@@ -6,6 +6,7 @@
  */
 import type { TaskSpec, TensorOp } from "../plan/plan";
 import { dareStreamKey, dareThreshold } from "./dare";
+import { geometricRequest } from "./geometric";
 import type { FinalRequest, PassResult, SceSelection, TensorExecutor, TensorJob, Trim } from "./job";
 import { chunkCount } from "./job";
 import { selectTopK, type Selection } from "./select";
@@ -28,6 +29,8 @@ async function finalRequest(job: TensorJob, op: TensorOp, exec: TensorExecutor):
       return sce(job, op, exec);
     case "ram":
       return ram(job, op, exec);
+    case "nuslerp": case "multislerp": case "karcher": case "modelStock": case "nearswap": case "arceeFusion":
+      return geometricRequest(job, op, exec);
   }
 }
 

@@ -11,7 +11,7 @@
  * either way, and identical however the tensor is chunked.
  */
 import { SAMPLE_SHIFT } from "../../assembly/layout";
-import type { RangeResult, SelectKey, TensorExecutor } from "./job";
+import type { KeySource, RangeResult, SelectKey, TensorExecutor } from "./job";
 
 export interface Selection {
   /** Bits of the k-th largest |tau|. */
@@ -59,17 +59,18 @@ function shiftFor(lo: number, hi: number, bucketsLog2: number): number {
 /**
  * The k-th largest key of each wanted selection (k >= 1), by `id` (default: the task). Keys are |tau|
  * of `task` unless `key` says otherwise: the same radix select ranks sce's variances (31-bit high words,
- * then 32-bit low words), without sampling or candidate buffers.
+ * then 32-bit low words), without sampling or candidate buffers. With `keys`, every selection ranks
+ * those keys instead (non-negative float bits, one per element; arcee_fusion's importances).
  */
-export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { id?: number; task: number; k: number; key?: SelectKey }[]): Promise<Map<number, Selection>> {
+export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { id?: number; task: number; k: number; key?: SelectKey }[], keys?: KeySource): Promise<Map<number, Selection>> {
   const states: State[] = wanted.map(({ id, task, k, key }) => {
     const sel: SelectKey = key ?? { kind: "absTau", task };
     const end = sel.kind === "varianceLow" ? 2 ** 32 : KEY_END;
     return { id: id ?? task, task, key: sel, end, k, lo: 0, hi: end, guess: false, expected: 0 };
   });
-  const sampled = states.filter((s) => s.key.kind === "absTau");
+  const sampled = keys ? [] : states.filter((s) => s.key.kind === "absTau");
   if (exec.resident && numel >= SAMPLE_MIN && sampled.length > 0) await bracketFromSample(exec, numel, sampled);
-  const bucketsLog2 = exec.resident ? BUCKETS_LOG2_RESIDENT : BUCKETS_LOG2_CHUNKED;
+  const bucketsLog2 = exec.resident && !keys ? BUCKETS_LOG2_RESIDENT : BUCKETS_LOG2_CHUNKED;
 
   for (let round = 0; states.some((s) => !s.result); round++) {
     if (round > 8) throw new Error("radix select did not converge"); // 31 bits need at most 3 rounds plus a missed bracket
@@ -78,6 +79,7 @@ export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { 
       kind: "range",
       // Compacting pays once a range holds a part of the keys (a bracket), not on a pass over all of them.
       ranges: active.map((s) => ({ task: s.task, id: s.id, key: s.key, lo: s.lo, hi: s.hi, shift: shiftFor(s.lo, s.hi, bucketsLog2), compact: exec.resident && s.guess ? Math.ceil(s.expected * 1.25) + 4096 : 0 })),
+      ...(keys ? { keys } : {}),
     });
     active.forEach((s, i) => {
       const perChunk = results.map((r) => (r.kind === "range" ? r.ranges[i]! : unexpected()));

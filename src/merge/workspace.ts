@@ -13,6 +13,7 @@ import { DTYPES } from "../format/dtypes";
 import { openSink, sinkKey, type OutputSink, type SinkTarget } from "../io/sink";
 import { openSource, type ByteSource, type SourceRef } from "../io/source";
 import type { Kernels } from "../kernels/kernels";
+import { chunkKeys, fusionKLPass, geometricFinal, gramPass, type ChunkView } from "./geometric-chunk";
 import { chunkRange, type FinalRequest, type JobInput, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
 
 export interface LoadedChunk {
@@ -141,7 +142,10 @@ export class ChunkWorkspace {
           return { kind: "sample", samples: samples.map((s) => ({ hist: u32(s.hist, SAMPLE_BUCKETS), sampled: s.sampled })) };
         }
         case "range": {
-          const ranges = request.ranges.map((r) => (r.key && r.key.kind !== "absTau" ? sceRange(this.k, this.variances, this.chunk.count, r.key, r.lo, r.hi, r.shift) : this.range(r.task, r.id ?? r.task, r.lo, r.hi, r.shift)));
+          const keys = request.keys ? chunkKeys(this.k, this.view(), request.keys) : undefined;
+          const ranges = request.ranges.map((r) => (r.key && r.key.kind !== "absTau"
+            ? sceRange(this.k, this.variances, this.chunk.count, r.key, r.lo, r.hi, r.shift)
+            : this.range(r.task, r.id ?? r.task, r.lo, r.hi, r.shift, keys)));
           return { kind: "range", ranges: ranges.map((r) => ({ hist: u32(r.hist, r.buckets), above: r.above, inside: r.inside })) };
         }
         case "maskedL1":
@@ -152,6 +156,10 @@ export class ChunkWorkspace {
           return { kind: "sceSquares", partials: f64(sceSquares(this.k, this.chunk, this.taskTable([]), this.quant(), this.variances, request.selection)) };
         case "ramCounts":
           return { kind: "ramCounts", partials: f64(ramCounts(this.k, this.chunk, this.taskTable([]), this.quant(), request.epsilon)) };
+        case "gram":
+          return { kind: "gram", partials: f64(gramPass(this.k, this.view(), request)) };
+        case "fusionKL":
+          return { kind: "fusionKL", kl: f64(fusionKLPass(this.k, this.view(), request.cols)) };
       }
       throw new Error(`unknown pass ${(request as { kind: string }).kind}`);
     } finally {
@@ -173,6 +181,11 @@ export class ChunkWorkspace {
       if (capacity === 0) continue;
       this.candidates.set(id ?? task, { ptr: this.k.arena.alloc(capacity * 4), capacity, count: 0, lo: 0, hi: 0, above: 0, complete: false });
     }
+  }
+
+  private view(): ChunkView {
+    const { start, count, inputs } = this.chunk;
+    return { start, count, inputs, quant: this.quant() };
   }
 
   private tiles(): number {
@@ -201,7 +214,8 @@ export class ChunkWorkspace {
     return { hist, sampled };
   }
 
-  private range(task: number, id: number, lo: number, hi: number, shift: number) {
+  /** `keys`: the chunk's select keys when they are not |tau| (see KeySource). */
+  private range(task: number, id: number, lo: number, hi: number, shift: number, keys?: number) {
     const { arena, exports } = this.k;
     const { inputs, count } = this.chunk;
     const buckets = Math.max(1, Math.ceil((hi - lo) / 2 ** shift));
@@ -210,7 +224,12 @@ export class ChunkWorkspace {
     arena.u32(hist, buckets + 1).fill(0);
     const stats = arena.alloc(RANGE_BYTES);
     let above: number, inside: number;
-    if (cand?.complete && lo >= cand.lo && hi <= cand.hi) {
+    if (keys !== undefined) {
+      exports.keyRange(keys, count, lo, hi, shift, hist, 0, stats);
+      const v = arena.f64(stats, 3);
+      above = v[RANGE_ABOVE / 8]!;
+      inside = v[RANGE_INSIDE / 8]!;
+    } else if (cand?.complete && lo >= cand.lo && hi <= cand.hi) {
       // Every key of [lo, hi) is among the candidates: scan them instead of the tensor, and keep only these.
       exports.keyRange(cand.ptr, cand.count, lo, hi, shift, hist, 1, stats);
       const v = arena.f64(stats, 3);
@@ -286,6 +305,8 @@ export class ChunkWorkspace {
       sceFinal(this.k, this.chunk, this.taskTable([], request.coefficients), this.quant(), this.variances, request.selection, outCode);
     } else if (request.kind === "ram") {
       ramFinal(this.k, this.chunk, this.taskTable([], request.lambdas), this.quant(), request.epsilon, outCode);
+    } else if (request.kind === "combine" || request.kind === "nearswap" || request.kind === "fusion") {
+      geometricFinal(this.k, this.view(), request, out, outCode);
     } else {
       this.della.ensure(this.chunk, request.trims, this.quant());
       const table = this.taskTable(request.trims, request.weights, request.rescales);

@@ -12,6 +12,7 @@ import { isEmbedding, layerName, tensorRole } from "../model/roles";
 import { lookupParameter, type ParameterScope, type Value } from "../recipe/parameters";
 import type { OutputSlice, Recipe } from "../recipe/recipe";
 import { rowLength, sparsifierProblem, voteOptions } from "./task-family";
+import { planGeometric, type GeometricOp } from "./geometric";
 
 export interface PlannedInput {
   model: string;
@@ -50,7 +51,8 @@ export type TensorOp =
   /** inputs = [base, ...tasks]: sce (select_topk >= 1 selects every position). */
   | { kind: "sce"; selectTopk: number }
   /** inputs = [base, ...tasks]: ram, or ramplus_tl with `plus`. */
-  | { kind: "ram"; epsilon: number; plus?: { r: number; alpha: number } };
+  | { kind: "ram"; epsilon: number; plus?: { r: number; alpha: number } }
+  | GeometricOp;
 
 export interface PlannedTensor {
   name: string;
@@ -432,6 +434,8 @@ function planTensor(
       const plus = method.name === "ramplus_tl" ? { r: globals.r as number, alpha: globals.alpha as number } : undefined;
       return finish(outName, shape, outDtype, { kind: "ram", epsilon: globals.epsilon as number, ...(plus ? { plus } : {}) }, [baseInput, ...others]);
     }
+    case "nuslerp": case "multislerp": case "karcher": case "modelStock": case "nearswap": case "arceeFusion":
+      return planGeometric({ recipe, method, outName, inputs, base, globals, perModel, shape, outDtype, report, finish });
   }
 }
 
@@ -484,7 +488,7 @@ function rectify(method: MethodSpec, outName: string, inputs: PlannedInput[], ba
   };
   // mergekit's decorator-defined methods (sce, ram*) do no rectification and fail on any mismatch.
   if (method.kind === "sce" || method.kind === "ram") return mismatch();
-  if (!isEmbedding(outName) || !inputs.every((i) => i.tensor.shape.length === 2)) return mismatch();
+  if (!isEmbedding(outName) || !inputs.every((i) => i.tensor.shape.length === 2) || method.strictShapes) return mismatch();
   let rows: number, cols: number;
   if (method.kind === "taskVector") {
     const b = inputs.find((i) => i.model === base)!.tensor.shape;
