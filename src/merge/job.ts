@@ -7,6 +7,7 @@
 import type { FloatDtype } from "../format/dtypes";
 import type { SourceRef } from "../io/source";
 import type { TensorOp } from "../plan/plan";
+import type { RowMap } from "../vocab/row-map";
 
 export interface JobInput {
   source: SourceRef;
@@ -19,6 +20,8 @@ export interface JobInput {
   shape: number[];
   /** Read only this top-left block of a 2-D tensor. */
   block?: { rows: number; cols: number };
+  /** An embedding rebuilt to the output vocabulary: read row by row through this map. */
+  rows?: RowMap;
 }
 
 /**
