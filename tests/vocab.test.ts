@@ -24,9 +24,9 @@ let root: string;
 before(async () => { root = await tempDir("ws-vocab-"); });
 after(async () => { await removeDir(root); });
 
-// Hidden size 180 makes the padded 24-row embedding 4320 elements: with chunks of 4096 elements, the
+// Hidden size 184 (head size 46) makes the padded 24-row embedding 4416 elements: with chunks of 4096 elements, the
 // chunk boundary falls inside row 22.
-const SHAPE: Shape = { ...TINY, hidden: 180, heads: 4, kvHeads: 2, intermediate: 8, layers: 1 };
+const SHAPE: Shape = { ...TINY, hidden: 184, heads: 4, kvHeads: 2, intermediate: 8, layers: 1 };
 
 const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
 
@@ -238,6 +238,25 @@ function bpe(): Record<string, unknown> {
   };
 }
 
+describe("a named token no model has", () => {
+  test("gets a zero row in every model, and the merge says so in a warning event", async () => {
+    const c = await threeModels({ merge_method: "linear", base_model: "./base", models: ["./base", "./b"].map((model) => ({ model, parameters: { weight: 1 } })), tokenizer: { tokens: { "<extra>": {} } } });
+    const out = join(c.dir, "out");
+    const warnings: string[] = [];
+    await merge(c.recipe, { out, workers: 1, workerUrl: WORKER_URL, onProgress: (e) => { if (e.type === "warning") warnings.push(e.message); } });
+    // base's 10, b's ran fast bird <|im_start|> <|im_end|>, then <extra>: id 15.
+    const tokenizer = (await loadTokenizer(await NodeFolder.open(out)))!;
+    assert.equal(tokenizer.vocabulary().get("<extra>"), 15);
+    const got = (await readOutput(out)).tensors;
+    for (const name of ["model.embed_tokens.weight", "lm_head.weight"]) {
+      const t = got.get(name)!;
+      assert.deepEqual(t.shape, [16, SHAPE.hidden]);
+      assert.ok(decodeFloat(t.dtype, t.data).subarray(15 * SHAPE.hidden).every((v) => v === 0), name);
+      assert.ok(warnings.some((w) => w.startsWith(`${name}: no model has token "<extra>"`)), warnings.join("; "));
+    }
+  });
+});
+
 describe("tokenizer_source: model:X, with a BPE tokenizer stripped to its vocab_size", () => {
   test("the output takes X's vocabulary (id 6 'ca' past X's vocab_size is stripped with its merge), other models' rows rebuilt to it", async () => {
     const dir = join(root, `case-${counter++}`);
@@ -245,7 +264,7 @@ describe("tokenizer_source: model:X, with a BPE tokenizer stripped to its vocab_
     const recipe = { merge_method: "linear", base_model: "./base", models: [{ model: "./base", parameters: { weight: 1 } }, { model: "./x", parameters: { weight: 1 } }], tokenizer_source: "model:./x" };
     const path = await writeCase(dir, models, recipe);
     await writeTokenizer(join(dir, "base"), wordLevel(["<unk>", "<s>", "</s>", "b", "zzz", "q", "r", "s", "t", "u"], [0, 1, 2]));
-    await writeTokenizer(join(dir, "x"), bpe());
+    await writeTokenizer(join(dir, "x"), bpe(), { bos_token: "<unk>", eos_token: "<unk>" });
     const out = join(dir, "out");
     await merge(path, { out, workers: 1, workerUrl: WORKER_URL });
     const tj = JSON.parse(await readFile(join(out, "tokenizer.json"), "utf8"));

@@ -132,6 +132,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
       type: "plan", method: plan.method.name, tensors: plan.tensors.length, shards: shards.length, inputBytes, outputBytes, workers: size,
       chunkedTensors: work.filter((j) => chunkCount(j.job) > 1).length,
     });
+    for (const message of plan.tokenizerOutput?.warnings ?? []) emit({ type: "warning", message });
 
     signal?.throwIfAborted();
     signal?.addEventListener("abort", onAbort, { once: true });

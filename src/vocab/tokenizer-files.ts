@@ -36,6 +36,8 @@ export interface TokenizerOutput {
   omit: Set<string>;
   /** config.json vocab_size, when the vocabulary was rebuilt (padded). */
   vocabSize: number | undefined;
+  /** Reported as "warning" events when the merge runs. */
+  warnings: string[];
 }
 
 export async function buildTokenizerOutput(
@@ -69,7 +71,7 @@ export async function buildTokenizerOutput(
   out.set(SPECIAL_TOKENS_MAP_FILE, JSON.stringify(await specialTokensMap(sourceModel, config), null, 2) + "\n");
 
   checkLoads({ ...files, tokenizer, tokenizerConfig: config, chatTemplateFile: template }, vocabulary);
-  return { files: out, omit: new Set(TOKENIZER_FILES), vocabSize: vocabulary?.paddedSize };
+  return { files: out, omit: new Set(TOKENIZER_FILES), vocabSize: vocabulary?.paddedSize, warnings: vocabulary?.warnings ?? [] };
 }
 
 /** The model's own vocabulary without stripped tokens and with the union's appended ones. */
