@@ -325,6 +325,17 @@ describe("typed errors", () => {
     assert.fail("no error");
   };
 
+  test("tokenizer_source and tokenizer.source read base, union, model:NAME and a bare model name", () => {
+    const read = (extra: Record<string, unknown>) => parseRecipe(JSON.stringify({ ...base, ...extra }), "r.yml").tokenizer!;
+    assert.deepEqual(read({ tokenizer_source: "base" }).source, { kind: "base" });
+    assert.deepEqual(read({ tokenizer_source: "union" }).source, { kind: "union" });
+    assert.deepEqual(read({ tokenizer_source: "model:./a" }).source, { kind: "model", model: "./a" });
+    assert.deepEqual(read({ tokenizer_source: "./a" }).source, { kind: "model", model: "./a" });
+    assert.deepEqual(read({ tokenizer: {} }).source, { kind: "union" });
+    assert.deepEqual(read({ tokenizer: { source: "org/model" } }).source, { kind: "model", model: "org/model" });
+    assert.equal(parseRecipe(JSON.stringify(base), "r.yml").tokenizer, undefined);
+  });
+
   test("tokenizer and tokenizer_source together", () => {
     const e = parseError({ tokenizer_source: "union", tokenizer: { source: "union" } });
     assert.ok(e instanceof RecipeError);
