@@ -238,6 +238,26 @@ function bpe(): Record<string, unknown> {
   };
 }
 
+describe("task_arithmetic over rebuilt embeddings", () => {
+  test("the base is rebuilt too: out = base' + w (b' - base') row by row", async () => {
+    const c = await threeModels({ merge_method: "task_arithmetic", base_model: "./base", models: [{ model: "./b", parameters: { weight: 0.75 } }], tokenizer_source: "union" });
+    const out = join(c.dir, "out");
+    await merge(c.recipe, { out, workers: 2, workerUrl: WORKER_URL });
+    // Union of base and b: base's 10, then ran fast bird (10-12), then <|im_start|> <|im_end|> (13, 14).
+    // Rows by hand: base takes b's rows for b-only tokens; b takes base's for sat on mat.
+    const b = (r: number): RowSource => ({ mean: [["b", r]] }), base = (r: number): RowSource => ({ mean: [["base", r]] });
+    const own = (r: number): RowSource => ({ own: r });
+    const baseRows = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(own).concat([b(5), b(6), b(8), b(10), b(11)]);
+    const bRows = [own(0), own(1), own(2), own(7), own(9), base(5), base(6), base(7), own(3), own(4), own(5), own(6), own(8), own(10), own(11)];
+    for (const tensor of ["model.embed_tokens.weight", "lm_head.weight"]) {
+      const x = rebuild(c.models, "base", tensor, baseRows, 15), y = rebuild(c.models, "b", tensor, bRows, 15);
+      const want = x.flatMap((row, r) => row.map((v, col) => Math.fround(v + Math.fround(0.75) * (y[r]![col]! - v))));
+      const got = (await readOutput(out)).tensors.get(tensor)!;
+      assertClose(decodeFloat(got.dtype, got.data), want, tensor);
+    }
+  });
+});
+
 describe("a named token no model has", () => {
   test("gets a zero row in every model, and the merge says so in a warning event", async () => {
     const c = await threeModels({ merge_method: "linear", base_model: "./base", models: ["./base", "./b"].map((model) => ({ model, parameters: { weight: 1 } })), tokenizer: { tokens: { "<extra>": {} } } });
