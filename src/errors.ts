@@ -59,6 +59,7 @@ export type ErrorCode =
   | "E_SPEC" // a permutation spec that does not fit the model
   | "E_ARCHITECTURE_UNSUPPORTED" // no built-in permutation spec for this model
   | "E_DATA" // an evaluation dataset or text that is malformed, too short or does not fit the model
+  | "E_CHAT_TEMPLATE" // a recipe's chat_template that is no built-in name and no usable Jinja template
   | "E_TOKENIZER" // tokenizer files, a chat template or a token-ids file that cannot be used, or none where text must be tokenized
   | "E_OPTION" // a library option of the wrong type or out of range
   | "E_USAGE";

@@ -15,6 +15,8 @@ export type MergeEvent =
       bytesDone: number; bytesTotal: number;
     }
   | { type: "shard-written"; file: string; index: number; shards: number; bytes: number }
-  | { type: "done"; seconds: number; tensors: number; inputBytes: number; outputBytes: number; files: string[] };
+  | { type: "done"; seconds: number; tensors: number; inputBytes: number; outputBytes: number; files: string[] }
+  /** Something the merge did that the person may not expect (a token no model has got a zero row ...). */
+  | { type: "warning"; message: string };
 
 export type ProgressCallback = (event: MergeEvent) => void;

@@ -15,6 +15,7 @@ import { writePermutedModel } from "../align/checkpoint";
 import { MemoryOutputFolder } from "../io/memory-output";
 import { checkParameterNames, methodOf, planMerge, referencedModels, type MergePlan } from "../plan/plan";
 import { parseRecipe, type AlignStep, type Recipe } from "../recipe/recipe";
+import { finishTokenizerPlan, recipeVocabulary } from "../vocab/prepare";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 
 export interface MergeOptions {
@@ -67,7 +68,11 @@ export async function prepare(recipe: Recipe | string, models: MergeOptions["mod
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) throw new ValidationError(problems);
   if (parsed.align) await alignInputs(parsed, parsed.align, opened, signal);
-  return planMerge(parsed, opened);
+  const order = referencedModels(parsed);
+  const vocabulary = await recipeVocabulary(parsed, order, opened);
+  const plan = planMerge(parsed, opened, vocabulary);
+  await finishTokenizerPlan(plan, vocabulary, order, signal);
+  return plan;
 }
 
 /**

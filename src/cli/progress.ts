@@ -17,6 +17,11 @@ export class ProgressBar {
   constructor(private readonly stream: NodeJS.WriteStream, private readonly interactive = stream.isTTY === true) {}
 
   update(e: MergeEvent): void {
+    if (e.type === "warning") {
+      this.finish();
+      this.stream.write(`weightsoup: warning: ${e.message}\n`);
+      return;
+    }
     if (e.type === "plan") {
       this.started = performance.now();
       this.tensorsTotal = e.tensors;

@@ -29,6 +29,7 @@ export function outputConfig(plan: MergePlan): string | null {
     if (Object.hasOwn(config, "dtype")) changes.set("dtype", name);
     if (Object.hasOwn(config, "torch_dtype") || !Object.hasOwn(config, "dtype")) changes.set("torch_dtype", name);
   }
+  if (plan.tokenizerOutput?.vocabSize !== undefined) changes.set("vocab_size", plan.tokenizerOutput.vocabSize);
   if (plan.outputLayers !== undefined) {
     const keys = layerCountKeys(config);
     for (const key of keys.length ? keys : ["num_hidden_layers"]) changes.set(key, plan.outputLayers);

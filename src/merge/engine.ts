@@ -152,6 +152,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
       type: "plan", method: plan.method.name, tensors: plan.tensors.length, shards: shards.length, inputBytes, outputBytes, workers: size,
       chunkedTensors: work.filter((j) => chunkCount(j.job) > 1).length,
     });
+    for (const message of plan.tokenizerOutput?.warnings ?? []) emit({ type: "warning", message });
 
     signal?.throwIfAborted();
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -187,8 +188,10 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
     const donor = plan.models.get(plan.donor)!;
     for (const file of await donor.folder.list()) {
       if (isWeightFile(file) || file.startsWith(".") || ["config.json", "README.md", "mergekit_config.yml"].includes(file)) continue;
+      if (plan.tokenizerOutput?.omit.has(file)) continue;
       await out.copyFrom(file, donor.folder.source(file));
     }
+    for (const [file, text] of plan.tokenizerOutput?.files ?? []) await out.writeText(file, text);
     await out.writeText("README.md", modelCard(plan, out.name.split(/[\\/]/).filter(Boolean).pop() ?? "merged model"));
     await out.writeText("mergekit_config.yml", plan.recipe.text.endsWith("\n") ? plan.recipe.text : plan.recipe.text + "\n");
     signal?.throwIfAborted();
@@ -240,6 +243,7 @@ export function tensorJob(plan: MergePlan, tensor: PlannedTensor, index: number,
     inputs: tensor.inputs.map((i) => ({
       source: i.tensor.source, file: i.tensor.file, tensor: i.tensor.name, offset: i.tensor.offset, dtype: i.tensor.dtype, shape: i.tensor.shape,
       ...(i.block ? { block: i.block } : {}),
+      ...(i.rows ? { rows: i.rows } : {}),
     })),
     output: { ...output, dtype: tensor.dtype },
     loadDtype: plan.loadDtype, seed, chunkElements,

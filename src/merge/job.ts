@@ -8,6 +8,7 @@ import type { FloatDtype } from "../format/dtypes";
 import type { SourceRef } from "../io/source";
 import type { TensorOp } from "../plan/plan";
 import type { VectorLayout } from "../plan/geometric";
+import type { RowMap } from "../vocab/row-map";
 
 export interface JobInput {
   source: SourceRef;
@@ -20,6 +21,8 @@ export interface JobInput {
   shape: number[];
   /** Read only this top-left block of a 2-D tensor. */
   block?: { rows: number; cols: number };
+  /** An embedding rebuilt to the output vocabulary: read row by row through this map. */
+  rows?: RowMap;
 }
 
 /**

@@ -14,6 +14,7 @@ import { openSink, sinkKey, type OutputSink, type SinkTarget } from "../io/sink"
 import { openSource, type ByteSource, type SourceRef } from "../io/source";
 import type { Kernels } from "../kernels/kernels";
 import { chunkKeys, fusionKLPass, geometricFinal, gramPass, type ChunkView } from "./geometric-chunk";
+import { readMappedRows } from "../vocab/row-map";
 import { chunkRange, type FinalRequest, type JobInput, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
 
 export interface LoadedChunk {
@@ -92,6 +93,10 @@ export class ChunkWorkspace {
   /** Elements [start, end) of an input (in the output's row-major order) into wasm memory at ptr. */
   private async read(input: JobInput, start: number, end: number, ptr: number): Promise<void> {
     const eb = DTYPES[input.dtype]!.bits / 8;
+    if (input.rows) {
+      await readMappedRows({ ...input, rows: input.rows }, start, end, this.k.arena.u8(ptr, (end - start) * eb), (ref) => this.source(ref));
+      return;
+    }
     const source = this.source(input.source);
     const storedCols = input.shape[1] ?? 1;
     if (!input.block || input.block.cols === storedCols) {

@@ -13,12 +13,18 @@ import { lookupParameter, type ParameterScope, type Value } from "../recipe/para
 import type { OutputSlice, Recipe } from "../recipe/recipe";
 import { rowLength, sparsifierProblem, voteOptions } from "./task-family";
 import { planGeometric, type GeometricOp } from "./geometric";
+import { rebuildEmbeddingInputs } from "../vocab/embeddings";
+import type { RowMap } from "../vocab/row-map";
+import type { TokenizerOutput } from "../vocab/tokenizer-files";
+import type { OutputVocabulary } from "../vocab/vocabulary";
 
 export interface PlannedInput {
   model: string;
   tensor: TensorInfo;
   /** Read only this top-left [rows, cols] block of a 2-D tensor (embedding rectification). */
   block?: { rows: number; cols: number };
+  /** Embeddings rebuilt to the output vocabulary: where each row comes from (src/vocab). */
+  rows?: RowMap;
 }
 
 /** Per task model of the task-vector family. */
@@ -85,6 +91,8 @@ export interface MergePlan {
   loadDtype: FloatDtype | undefined;
   /** Float dtype written to config.json, when the recipe sets one. */
   configDtype: FloatDtype | undefined;
+  /** Tokenizer files written instead of the donor's (recipes with tokenizer keys; src/vocab/prepare.ts). */
+  tokenizerOutput?: TokenizerOutput;
 }
 
 /** Every model name a recipe refers to, base first. */
@@ -162,7 +170,7 @@ function layoutOf(model: LoadedModel): ModelLayout {
   return { pre, post, layers, count: model.layers };
 }
 
-export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedModel>): MergePlan {
+export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedModel>, vocabulary?: OutputVocabulary): MergePlan {
   const method = methodOf(recipe);
   checkParameterNames(recipe, method);
   const problems: WeightsoupError[] = [];
@@ -221,7 +229,7 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
   const plan = (slice: OutputSlice, outName: string, inNames: string[], t: number) => {
     if (planned.has(outName)) return;
     planned.add(outName);
-    const p = planTensor(recipe, method, slice, outName, inNames, t, models, report);
+    const p = planTensor(recipe, method, slice, outName, inNames, t, models, report, vocabulary);
     if (p) tensors.push(p);
   };
 
@@ -279,7 +287,7 @@ function union(lists: string[][]): string[] {
 type Report = (code: ErrorCode, message: string, details: Record<string, unknown>, dedupe?: string) => void;
 
 /** A model's tensor by name; a tied model supplies its input embedding as lm_head. */
-function findTensor(model: LoadedModel, name: string): TensorInfo | undefined {
+export function findTensor(model: LoadedModel, name: string): TensorInfo | undefined {
   const direct = model.tensors.get(name);
   if (direct || name !== "lm_head.weight") return direct;
   const tied = [...model.tensors.keys()].filter((n) => tensorRole(n).position === "pre" && isEmbedding(n));
@@ -288,7 +296,7 @@ function findTensor(model: LoadedModel, name: string): TensorInfo | undefined {
 
 function planTensor(
   recipe: Recipe, method: MethodSpec, slice: OutputSlice, outName: string, inNames: string[], t: number,
-  models: ReadonlyMap<string, LoadedModel>, report: Report,
+  models: ReadonlyMap<string, LoadedModel>, report: Report, vocabulary?: OutputVocabulary,
 ): PlannedTensor | undefined {
   const base = slice.baseModel ?? recipe.baseModel;
   const scope: ParameterScope = { recipe, slice, t };
@@ -350,7 +358,11 @@ function planTensor(
     perModel.set(input.model, values);
   }
 
-  const shape = rectify(method, outName, inputs, base, report);
+  // With tokenizer keys, embeddings are rebuilt to the output vocabulary instead of rectified (without
+  // the vocabulary, as in the page's header-only check, their shapes are not compared).
+  const shape = vocabulary && isEmbedding(outName) ? rebuildEmbeddingInputs({ vocabulary, file: recipe.file, base, models, findTensor, report }, outName, inputs)
+    : recipe.tokenizer && isEmbedding(outName) ? inputs[0]!.tensor.shape
+    : rectify(method, outName, inputs, base, report);
   if (!shape) return undefined;
   const numel = shape.reduce((a, b) => a * b, 1);
   const where = { file: recipe.file, tensor: outName };

@@ -6,6 +6,8 @@ import { LineCounter, parseAllDocuments, visit, type Document } from "yaml";
 import { describeValue, RecipeError } from "../errors";
 import { MAX_JSON_DEPTH } from "../format/json";
 import { dtypeFromRecipeName, type FloatDtype } from "../format/dtypes";
+import type { ChatTemplateSetting } from "../vocab/chat-templates";
+import { readTokenizerKeys, type TokenizerSettings } from "../vocab/settings";
 
 /** A parameter value as written: scalar, gradient list, or filter list (mergekit's ParameterSetting). */
 export type Setting = number | string | boolean | Setting[] | ConditionalSetting;
@@ -42,6 +44,10 @@ export interface Recipe {
   outDtype?: FloatDtype;
   /** weightsoup's own step: permute every other model onto `to` before merging (Git Re-Basin). */
   align?: AlignStep;
+  /** `tokenizer_source` or `tokenizer:`: the output vocabulary, embedding rows rebuilt to it (src/vocab). */
+  tokenizer?: TokenizerSettings;
+  /** `chat_template`: written into the output's tokenizer_config.json. */
+  chatTemplate?: ChatTemplateSetting;
 }
 
 export interface AlignStep {
@@ -130,18 +136,15 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
   if (typeof r.merge_method !== "string" || !r.merge_method) {
     throw fail("merge_method", r.merge_method === undefined ? "is required (for example merge_method: linear)" : `must be a method name, found ${describeValue(r.merge_method)}`);
   }
-  for (const key of ["tokenizer", "chat_template", "modules", "name"]) {
+  for (const key of ["modules", "name"]) {
     if (r[key] !== undefined) {
       throw fail(key, key === "modules"
         ? "multi-module recipes are not supported yet"
-        : key === "name" ? "named (multi-stage) recipes are not supported yet"
-        : "tokenizer merging and chat templates are not supported yet; weightsoup copies the base model's tokenizer (remove this key to accept that)",
+        : "named (multi-stage) recipes are not supported yet",
       "E_METHOD_UNSUPPORTED");
     }
   }
-  if (r.tokenizer_source !== undefined && r.tokenizer_source !== "base") {
-    throw fail("tokenizer_source", `${describeValue(r.tokenizer_source)} is not supported yet; only "base" (the base model's tokenizer, which weightsoup copies) is`, "E_METHOD_UNSUPPORTED");
-  }
+  const tokenizerKeys = readTokenizerKeys(r, file);
   const hasModels = r.models !== undefined, hasSlices = r.slices !== undefined;
   if (hasModels === hasSlices) throw fail("", "exactly one of 'models' or 'slices' must be given");
 
@@ -155,6 +158,8 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
     recipe[field] = dtype;
   }
   if (r.align !== undefined) recipe.align = alignStep(r.align, fail);
+  if (tokenizerKeys.tokenizer) recipe.tokenizer = tokenizerKeys.tokenizer;
+  if (tokenizerKeys.chatTemplate) recipe.chatTemplate = tokenizerKeys.chatTemplate;
   if (hasModels) {
     recipe.models = list(r.models, "models", fail).map((m, i) => inputSlice(m, `models[${i}]`, false, fail));
     if (recipe.models.length === 0) throw fail("models", "is empty");

@@ -45,6 +45,8 @@ export interface Tokenizer {
   chatPrompt(messages: readonly ChatMessage[]): string | undefined;
   /** Whether the model has a chat template. */
   readonly hasChatTemplate: boolean;
+  /** Every token (added ones included) and its id, as the library reads tokenizer.json. */
+  vocabulary(): ReadonlyMap<string, number>;
 }
 
 const MODEL_TYPES = new Set(["BPE", "Unigram", "WordPiece", "WordLevel"]);
@@ -149,5 +151,9 @@ class HfBackedTokenizer implements Tokenizer {
 
   chatPrompt(messages: readonly ChatMessage[]): string | undefined {
     return this.render?.(messages);
+  }
+
+  vocabulary(): ReadonlyMap<string, number> {
+    return this.hf.get_vocab(true);
   }
 }

@@ -1,0 +1,192 @@
+/**
+ * @file The output vocabulary of a recipe with `tokenizer_source` or `tokenizer:` (mergekit's
+ * tokenizer/build.py), from each model's tokenizer.json as @huggingface/tokenizers reads it:
+ *
+ * - `base`: the base model's tokens (the first model's without a base); `model:X`: X's tokens.
+ * - `union`: the base's tokens at their own ids, then every token of the other inputs that the base
+ *   lacks, appended: first the regular tokens of every model (models in recipe order, each in id
+ *   order), then their added tokens (an added token's settings come from the first model that has it).
+ * - A model's tokens whose id is at or past its config.json `vocab_size` are stripped first: they have
+ *   no embedding row (mergekit does the same).
+ * - Tokens named under `tokens:` that the vocabulary lacks are appended as added tokens.
+ *
+ * For each model it also gives the id map output id -> the model's own id (or -1), which the embedding
+ * rebuild (embeddings.ts) follows.
+ */
+import { ModelError, RecipeError } from "../errors";
+import type { LoadedModel } from "../model/model";
+import { readTokenizerFiles, type JsonObject, type TokenizerFiles } from "../tokenizer/files";
+import { tokenizerFromFiles } from "../tokenizer/tokenizer";
+import { tokenKey, type TokenizerSettings } from "./settings";
+
+/** One input model's tokenizer, after stripping. */
+export interface ModelVocabulary {
+  model: string;
+  files: TokenizerFiles;
+  /** Token -> id, only ids below `limit`. */
+  ids: Map<string, number>;
+  /** Every token -> id, as the file has it (model_token sources by text look here, as mergekit does). */
+  originalIds: Map<string, number>;
+  /** Added tokens (tokenizer.json's added_tokens entries) by content, only ids below `limit`. */
+  added: Map<string, JsonObject>;
+  /** config.json vocab_size, when it states one. */
+  limit: number | undefined;
+}
+
+export interface OutputVocabulary {
+  settings: TokenizerSettings;
+  /** The model whose tokenizer files the output's are built from. */
+  sourceModel: string;
+  /** Token text per output id (undefined for an id no token has). */
+  tokens: (string | undefined)[];
+  ids: Map<string, number>;
+  /** Output ids of tokens that the output tokenizer holds as added tokens, with their settings. */
+  added: Map<number, JsonObject>;
+  /** Regular tokens appended to the source's model vocabulary (union), by output id. */
+  appended: Map<number, string>;
+  /** Source ids stripped (at or past its vocab_size). */
+  stripped: Set<string>;
+  /** Rows with tokens: the tokenizer's length. */
+  size: number;
+  /** Rows of the rebuilt embeddings: size rounded up to pad_to_multiple_of. */
+  paddedSize: number;
+  /** Per model: output id -> that model's id, or -1. */
+  idMaps: Map<string, Int32Array>;
+  models: Map<string, ModelVocabulary>;
+  /** Things worth telling the person (tokens no model has ...). */
+  warnings: string[];
+}
+
+/** Reads every model's tokenizer and builds the output vocabulary. `order` is the recipe's models, base first. */
+export async function buildVocabulary(
+  settings: TokenizerSettings, file: string, order: string[], base: string | undefined, models: ReadonlyMap<string, LoadedModel>,
+): Promise<OutputVocabulary> {
+  for (const { model, key } of namedModels(settings)) {
+    if (!models.has(model)) {
+      throw new RecipeError("E_RECIPE", `${file}: ${key}: "${model}" is not one of the recipe's models (${order.join(", ")})`, { file, key, model });
+    }
+  }
+  const vocabularies = new Map<string, ModelVocabulary>();
+  for (const name of order) vocabularies.set(name, await readModelVocabulary(name, models.get(name)!));
+  const sourceModel = settings.source.kind === "model" ? settings.source.model : base ?? order[0]!;
+  const source = vocabularies.get(sourceModel)!;
+
+  const tokens: (string | undefined)[] = [];
+  const ids = new Map<string, number>();
+  const put = (token: string, id: number) => {
+    ids.set(token, id);
+    tokens[id] = token;
+  };
+  for (const [token, id] of source.ids) put(token, id);
+  const added = new Map<number, JsonObject>();
+  for (const [token, entry] of source.added) added.set(source.ids.get(token)!, entry);
+  const stripped = new Set([...source.originalIds.keys()].filter((t) => !source.ids.has(t)));
+  const appended = new Map<number, string>();
+  let next = tokens.length;
+
+  if (settings.source.kind === "union") {
+    const others = order.map((n) => vocabularies.get(n)!);
+    for (const v of others) {
+      for (const [token] of byId(v.ids)) {
+        if (v.added.has(token) || ids.has(token)) continue;
+        appended.set(next, token);
+        put(token, next++);
+      }
+    }
+    for (const v of others) {
+      for (const [token] of byId(v.ids)) {
+        const entry = v.added.get(token);
+        if (!entry || ids.has(token)) continue;
+        added.set(next, { ...entry });
+        put(token, next++);
+      }
+    }
+  }
+  // Tokens the recipe names are added if absent (transformers' add_tokens: not special, normalized).
+  for (const token of settings.tokens.keys()) {
+    if (ids.has(token)) continue;
+    added.set(next, { content: token, single_word: false, lstrip: false, rstrip: false, normalized: true, special: false });
+    put(token, next++);
+  }
+
+  const size = tokens.length;
+  const pad = settings.padToMultipleOf;
+  const paddedSize = pad && size % pad ? (Math.floor(size / pad) + 1) * pad : size;
+  const warnings: string[] = [];
+  const gaps = tokens.reduce((n, t) => n + (t === undefined ? 1 : 0), 0);
+  if (gaps > 0) warnings.push(`${source.files.tokenizerPath}: ${gaps} ids below ${size} belong to no token; their embedding rows are zero`);
+
+  const idMaps = new Map<string, Int32Array>();
+  for (const [name, v] of vocabularies) {
+    const map = new Int32Array(size).fill(-1);
+    for (let id = 0; id < size; id++) {
+      const token = tokens[id];
+      const own = token === undefined ? undefined : v.ids.get(token);
+      if (own !== undefined) map[id] = own;
+    }
+    idMaps.set(name, map);
+  }
+  checkTokenSources(settings, file, vocabularies);
+  return { settings, sourceModel, tokens, ids, added, appended, stripped, size, paddedSize, idMaps, models: vocabularies, warnings };
+}
+
+function namedModels(settings: TokenizerSettings): { model: string; key: string }[] {
+  const named: { model: string; key: string }[] = [];
+  if (settings.source.kind === "model") named.push({ model: settings.source.model, key: settings.key === "tokenizer" ? "tokenizer.source" : "tokenizer_source" });
+  for (const [token, setting] of settings.tokens) {
+    const s = setting.source;
+    if (s && s.kind !== "zero") named.push({ model: s.model, key: `${tokenKey(token)}.source${s.kind === "model_token" ? ".model" : ""}` });
+  }
+  return named;
+}
+
+
+/** A token source that names a token its model does not have is refused before any data is read. */
+function checkTokenSources(settings: TokenizerSettings, file: string, vocabularies: Map<string, ModelVocabulary>): void {
+  for (const [token, setting] of settings.tokens) {
+    const s = setting.source;
+    if (!s || s.kind === "zero") continue;
+    const v = vocabularies.get(s.model)!;
+    const key = `${tokenKey(token)}.source`;
+    if (s.kind === "model" && !v.ids.has(token)) {
+      throw new RecipeError("E_RECIPE", `${file}: ${key}: model ${s.model} has no token ${JSON.stringify(token)} (${v.files.tokenizerPath}), so it has no row to give`, { file, key, model: s.model });
+    }
+    if (s.kind === "model_token" && "token" in s && !v.originalIds.has(s.token)) {
+      throw new RecipeError("E_RECIPE", `${file}: ${key}.token: model ${s.model} has no token ${JSON.stringify(s.token)} (${v.files.tokenizerPath})`, { file, key: `${key}.token`, model: s.model });
+    }
+  }
+}
+
+/** Entries sorted by id. */
+function byId(ids: Map<string, number>): [string, number][] {
+  return [...ids].sort((a, b) => a[1] - b[1]);
+}
+
+async function readModelVocabulary(name: string, model: LoadedModel): Promise<ModelVocabulary> {
+  const files = await readTokenizerFiles(model.folder);
+  if (!files) {
+    throw new ModelError("E_TOKENIZER", `${model.location}: has no tokenizer.json; building an output vocabulary (tokenizer_source / tokenizer:) reads every model's tokenizer`, { file: model.location, model: name });
+  }
+  const originalIds = new Map<string, number>();
+  for (const [token, id] of tokenizerFromFiles(files).vocabulary()) if (typeof token === "string") originalIds.set(token, id);
+  const limit = vocabLimit(model);
+  const ids = new Map([...originalIds].filter(([, id]) => limit === undefined || id < limit));
+  const added = new Map<string, JsonObject>();
+  const list = files.tokenizer.added_tokens;
+  if (Array.isArray(list)) {
+    for (const entry of list) {
+      if (entry === null || typeof entry !== "object" || typeof (entry as JsonObject).content !== "string") continue;
+      const content = (entry as JsonObject).content as string;
+      if (!ids.has(content) || added.has(content)) continue;
+      const { id: _id, ...settings } = entry as JsonObject;
+      added.set(content, settings);
+    }
+  }
+  return { model: name, files, ids, originalIds, added, limit };
+}
+
+/** config.json's vocab_size (the embedding's rows), when it states a positive integer. */
+function vocabLimit(model: LoadedModel): number | undefined {
+  const v = model.config?.vocab_size;
+  return typeof v === "number" && Number.isSafeInteger(v) && v > 0 ? v : undefined;
+}
