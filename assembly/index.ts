@@ -19,3 +19,4 @@ export { addBias, crossEntropy } from "./evaluate";
 export { rmsNorm, layerNorm, addRowVector, addInPlace, rope, attention, siluMul, geluTanh } from "./transformer";
 export { scoreReset, scoreChunk } from "./scoring";
 export { linear, linearKN } from "./matmul";
+export { deltaRows, sumSquares, fillRandom, transposeInto, copyBlock, householderBasis, jacobiSvd, loraFactors, addScaledInPlace } from "./svd";
