@@ -220,6 +220,7 @@ export function tensorJob(plan: MergePlan, tensor: PlannedTensor, index: number,
     inputs: tensor.inputs.map((i) => ({
       source: i.tensor.source, file: i.tensor.file, tensor: i.tensor.name, offset: i.tensor.offset, dtype: i.tensor.dtype, shape: i.tensor.shape,
       ...(i.block ? { block: i.block } : {}),
+      ...(i.lora ? { lora: i.lora } : {}),
     })),
     output: { ...output, dtype: tensor.dtype },
     loadDtype: plan.loadDtype, seed, chunkElements,

@@ -7,6 +7,7 @@
 import type { FloatDtype } from "../format/dtypes";
 import type { SourceRef } from "../io/source";
 import type { TensorOp } from "../plan/plan";
+import type { LoraDelta } from "../lora/delta";
 
 export interface JobInput {
   source: SourceRef;
@@ -19,6 +20,8 @@ export interface JobInput {
   shape: number[];
   /** Read only this top-left block of a 2-D tensor. */
   block?: { rows: number; cols: number };
+  /** A LoRA delta added after reading (src/lora/apply.ts). */
+  lora?: LoraDelta;
 }
 
 /**

@@ -11,12 +11,16 @@ import type { LoadedModel, TensorInfo } from "../model/model";
 import { isEmbedding, layerName, tensorRole } from "../model/roles";
 import { lookupParameter, type ParameterScope, type Value } from "../recipe/parameters";
 import type { OutputSlice, Recipe } from "../recipe/recipe";
+import type { LoraDelta } from "../lora/delta";
+import { loraInput } from "../lora/model-ref";
 
 export interface PlannedInput {
   model: string;
   tensor: TensorInfo;
   /** Read only this top-left [rows, cols] block of a 2-D tensor (embedding rectification). */
   block?: { rows: number; cols: number };
+  /** A LoRA delta added to the tensor as it is read (a base+adapter model). */
+  lora?: LoraDelta;
 }
 
 /** Per task model of the task-vector family. */
@@ -288,7 +292,7 @@ function planTensor(
         { file: model.location, model: src.model, tensor: inNames[i] });
       return;
     }
-    inputs.push({ model: src.model, tensor });
+    inputs.push({ model: src.model, tensor, ...loraInput(model, tensor) });
   });
   if (missing) return undefined;
   const inNameOf = new Map(slice.sources.map((s, i) => [s.model, inNames[i]!]));
