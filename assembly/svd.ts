@@ -94,6 +94,18 @@ export function copyBlock(src: usize, srcStride: i32, rows: i32, cols: i32, dst:
   return s;
 }
 
+/** y += f·x over n f64. */
+// @ts-ignore: decorator
+@inline function axpy64(y: usize, x: usize, f: f64, n: i32): void {
+  const fv = f64x2.splat(f);
+  let i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const p = y + (<usize>i << 3);
+    v128.store(p, f64x2.add(v128.load(p), f64x2.mul(fv, v128.load(x + (<usize>i << 3)))));
+  }
+  for (; i < n; i++) store<f64>(y + (<usize>i << 3), load<f64>(y + (<usize>i << 3)) + f * load<f64>(x + (<usize>i << 3)));
+}
+
 /**
  * An orthonormal basis of the columns of a tall matrix, by Householder QR in f64.
  *
@@ -126,8 +138,7 @@ export function householderBasis(a: usize, m: i32, l: i32, work: usize, q: usize
       beta = 2.0 / vv;
       for (let k = j + 1; k < l; k++) {
         const c = rowOf64(work, k, m) + (<usize>j << 3);
-        const f = beta * dot64(v, c, len);
-        for (let i = 0; i < len; i++) store<f64>(c + (<usize>i << 3), load<f64>(c + (<usize>i << 3)) - f * load<f64>(v + (<usize>i << 3)));
+        axpy64(c, v, -beta * dot64(v, c, len), len);
       }
     }
     store<f64>(betas + (<usize>j << 3), beta);
@@ -141,8 +152,7 @@ export function householderBasis(a: usize, m: i32, l: i32, work: usize, q: usize
       const beta = load<f64>(betas + (<usize>j << 3));
       if (beta == 0) continue;
       const v = rowOf64(work, j, m) + (<usize>j << 3), x = e + (<usize>j << 3), len = m - j;
-      const f = beta * dot64(v, x, len);
-      for (let i = 0; i < len; i++) store<f64>(x + (<usize>i << 3), load<f64>(x + (<usize>i << 3)) - f * load<f64>(v + (<usize>i << 3)));
+      axpy64(x, v, -beta * dot64(v, x, len), len);
     }
     const out = q + ((<usize>k * <usize>m) << 2);
     for (let i = 0; i < m; i++) store<f32>(out + (<usize>i << 2), <f32>load<f64>(e + (<usize>i << 3)));
@@ -151,6 +161,8 @@ export function householderBasis(a: usize, m: i32, l: i32, work: usize, q: usize
 
 /**
  * SVD of a short wide matrix B [l × n] (rows f32, l ≤ n) by one-sided Jacobi (Hestenes) in f64.
+ * (rsvd.ts first reduces B to the square Rᵀ of Bᵀ = Q₂R, so n = l here in practice: a sweep then
+ * costs O(l³) instead of O(l²n).)
  *
  * The rows c_i of B are rotated in pairs until all are mutually orthogonal: for a pair with
  * α = ‖c_i‖², β = ‖c_j‖², γ = c_i·c_j, the rotation with ζ = (β − α)/2γ, t = sign(ζ)/(|ζ| + √(1+ζ²)),

@@ -5,7 +5,7 @@
  *
  *   Y = ΔW·Ω, Q = basis(Y)                   Ω [n × l] seeded, l = min(rank + oversample, m, n)
  *   repeat q times: Z = ΔWᵀQ, Q' = basis(Z), Y = ΔW·Q', Q = basis(Y)
- *   B = QᵀΔW [l × n];  B = P Σ Ṽᵀ (one-sided Jacobi);  ΔW ≈ (Q·P) Σ Ṽᵀ
+ *   B = QᵀΔW [l × n];  Bᵀ = Q₂R;  Rᵀ = P Σ Ṽ_Rᵀ (one-sided Jacobi);  ΔW ≈ (Q·P) Σ (Q₂Ṽ_R)ᵀ
  *
  * Each product with ΔW is one pass over its rows through the GEMM kernels (matmul.ts `linear` for
  * ΔW·X, `linearKN` for ΔWᵀ·X accumulated block by block); basis() is Householder QR (svd.ts). When l
@@ -34,7 +34,7 @@ export interface RsvdOptions {
   powerIterations: number;
   /** Seed of Ω. */
   seed: number;
-  /** Bytes of ΔW rows (raw inputs, f32 delta and a product of the same size) held at once. */
+  /** Bytes of ΔW rows (as f32) held at once: when the whole ΔW fits, it is read once for all passes. */
   blockBytes: number;
   /** The dtype the factors are stored in (they are rounded to it before the error is measured). */
   dtype: FloatDtype;
@@ -55,16 +55,21 @@ export interface RsvdResult {
 }
 
 /** Rows of ΔW per block: as many as the block budget allows, at least one. */
-export function blockRows(m: number, n: number, ftBytes: number, baseBytes: number, blockBytes: number): number {
-  return Math.max(1, Math.min(m, Math.floor(blockBytes / (n * (ftBytes + baseBytes + 8)))));
+export function blockRows(m: number, n: number, blockBytes: number): number {
+  return Math.max(1, Math.min(m, Math.floor(blockBytes / (n * 4))));
 }
+
+/** Staging buffers (raw reads, the error pass's product) hold rows of about this many bytes. */
+const STAGE_BYTES = 4 << 20;
 
 export async function truncatedSvd(k: Kernels, m: number, n: number, ft: RowReader, base: RowReader, o: RsvdOptions, signal?: AbortSignal): Promise<RsvdResult> {
   const { arena, exports: x } = k;
   const l = Math.min(o.rank + o.oversample, m, n);
   const ftCode = DTYPES[ft.dtype]!.code!, baseCode = DTYPES[base.dtype]!.code!;
   const ftBytes = DTYPES[ft.dtype]!.bits / 8, baseBytes = DTYPES[base.dtype]!.bits / 8;
-  const rb = blockRows(m, n, ftBytes, baseBytes, o.blockBytes);
+  const rb = blockRows(m, n, o.blockBytes);
+  const readRows = Math.max(1, Math.min(rb, Math.floor(STAGE_BYTES / (n * (ftBytes + baseBytes)))));
+  const productRows = Math.max(1, Math.min(rb, Math.floor(STAGE_BYTES / (n * 4))));
   const resident = rb >= m;
   const big = Math.max(m, n);
   arena.reset();
@@ -78,10 +83,11 @@ export async function truncatedSvd(k: Kernels, m: number, n: number, ft: RowRead
   const tmpY = f32(rb * l); //    one block of ΔW·X [rb × l]
   const qb = f32(l * rb); //      one block of Qᵀ's columns [l × rb]
   const house = arena.alloc((big * l + l + big) * 8);
-  const jac = arena.alloc(l * n * 8), p = arena.alloc(l * l * 8), sig = arena.alloc(l * 8);
+  const q2t = f32(l * n), rt = f32(l * l), aSmall = f32(l * l);
+  const jac = arena.alloc(l * l * 8), p = arena.alloc(l * l * 8), sig = arena.alloc(l * 8);
   const aF = f32(l * n), wl = f32(l * l), qRows = f32(m * l), lb = f32(m * l);
-  const rawFt = arena.alloc(rb * n * ftBytes), rawBase = arena.alloc(rb * n * baseBytes);
-  const delta = f32(rb * n), product = f32(rb * n);
+  const rawFt = arena.alloc(readRows * n * ftBytes), rawBase = arena.alloc(readRows * n * baseBytes);
+  const delta = f32(rb * n), product = f32(productRows * n);
   const sums = arena.alloc(16);
 
   let loaded = -1;
@@ -91,8 +97,11 @@ export async function truncatedSvd(k: Kernels, m: number, n: number, ft: RowRead
       signal?.throwIfAborted();
       const rows = Math.min(rb, m - r0);
       if (!(resident && loaded === r0)) {
-        await Promise.all([ft.readRows(r0, rows, arena.u8(rawFt, rows * n * ftBytes)), base.readRows(r0, rows, arena.u8(rawBase, rows * n * baseBytes))]);
-        x.deltaRows(rawFt, ftCode, rawBase, baseCode, rows * n, delta);
+        for (let s0 = 0; s0 < rows; s0 += readRows) {
+          const c = Math.min(readRows, rows - s0);
+          await Promise.all([ft.readRows(r0 + s0, c, arena.u8(rawFt, c * n * ftBytes)), base.readRows(r0 + s0, c, arena.u8(rawBase, c * n * baseBytes))]);
+          x.deltaRows(rawFt, ftCode, rawBase, baseCode, c * n, delta + s0 * n * 4);
+        }
         loaded = r0;
       }
       fn(r0, rows);
@@ -122,14 +131,19 @@ export async function truncatedSvd(k: Kernels, m: number, n: number, ft: RowRead
     x.householderBasis(yt, m, l, house, qt);
   }
   await timesLeft(bMat);
-  x.jacobiSvd(bMat, l, n, jac, p, sig);
+  // B [l × n] = Rᵀ Q₂ᵀ with Bᵀ = Q₂R (Householder on Bᵀ, whose columns are B's rows): Rᵀ = B·Q₂ is
+  // [l × l], so Jacobi works on l² values instead of l·n. Rᵀ = P Σ Ṽ_Rᵀ gives B = P Σ (Q₂Ṽ_R)ᵀ.
+  x.householderBasis(bMat, n, l, house, q2t);
+  x.linear(bMat, l, n, q2t, DTYPE_F32, l, rt, 0, scratch);
+  x.jacobiSvd(rt, l, l, jac, p, sig);
   const sigma = arena.copyF64(sig, l);
   const rank = Math.min(o.rank, sigma.filter((s) => s > o.svEpsilon).length);
 
   // lora_A = √Σ_r Ṽ_rᵀ; lora_B = Q·Wl with Wl[k][i] = P[i][k]√σ_i, Q's rows from Qᵀ.
   const outCode = DTYPES[o.dtype]!.code!;
   if (rank > 0) {
-    x.loraFactors(jac, p, sig, l, n, rank, aF, wl);
+    x.loraFactors(jac, p, sig, l, l, rank, aSmall, wl);
+    x.linearKN(aSmall, rank, l, q2t, DTYPE_F32, n, aF, 0, scratch);
     x.transposeInto(qt, l, m, qRows, l);
     x.linearKN(qRows, m, l, wl, DTYPE_F32, rank, lb, 0, scratch);
     x.quantize(aF, outCode, rank * n);
@@ -137,9 +151,12 @@ export async function truncatedSvd(k: Kernels, m: number, n: number, ft: RowRead
   }
   arena.f64(sums, 2).fill(0);
   await blocks((r0, rows) => {
-    if (rank > 0) x.linearKN(lb + r0 * rank * 4, rows, rank, aF, DTYPE_F32, n, product, 0, scratch);
-    else arena.f32(product, rows * n).fill(0);
-    x.sumSquares(delta, product, rows * n, sums);
+    for (let s0 = 0; s0 < rows; s0 += productRows) {
+      const c = Math.min(productRows, rows - s0);
+      if (rank > 0) x.linearKN(lb + (r0 + s0) * rank * 4, c, rank, aF, DTYPE_F32, n, product, 0, scratch);
+      else arena.f32(product, c * n).fill(0);
+      x.sumSquares(delta + s0 * n * 4, product, c * n, sums);
+    }
   });
   const [ss, es] = arena.f64(sums, 2);
   const norm = Math.sqrt(ss!);
