@@ -24,3 +24,4 @@ export { ramCounts, ramMerge } from "./ram";
 export { sceVariance, sceNonzero, sceRange, sceSquares, sceMerge } from "./sce";
 export { gramTiles, gramRows, gramColumns, combine, nearswap } from "./geometry";
 export { fusionRowKL, fusionKeys, fusionMerge } from "./fusion";
+export { deltaRows, sumSquares, fillRandom, transposeInto, copyBlock, householderBasis, jacobiSvd, loraFactors, addScaledInPlace } from "./svd";

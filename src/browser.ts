@@ -6,3 +6,4 @@ export { merge } from "./api/merge";
 export { inspect } from "./api/inspect";
 export * from "./common";
 export { DirectoryOutputFolder } from "./io/directory-output";
+export { extractLora } from "./api/extract-lora";

@@ -26,3 +26,4 @@ export { generate, DEFAULT_GENERATE_BUDGET, type GenerateOptions, type Generatio
 export { loadTokenizer, type Tokenizer } from "./tokenizer/tokenizer";
 export { readTokenIds } from "./tokenizer/token-ids";
 export { DEFAULT_TEXT, DEFAULT_TEXT_NAME } from "./eval/default-text";
+export type { ExtractLoraOptions, ExtractLoraResult, ModuleReport, SkippedTensor } from "./lora/extract";

@@ -22,6 +22,8 @@ import { loadDataset, measureBarrier, type BarrierOptions } from "./align/barrie
 import { parseRecipe, type Recipe } from "./recipe/recipe";
 import { evaluate as evaluateWith, type EvalSubject, type EvaluateOptions, type EvaluationResult } from "./api/evaluate";
 import { generate as generateWith, type GenerateOptions, type GenerationResult } from "./api/generate";
+import { checkExtractOptions, extractLora as extractLoraFolders } from "./api/extract-lora";
+import type { ExtractLoraOptions, ExtractLoraResult } from "./lora/extract";
 
 export interface NodeMergeOptions extends Omit<MergeOptions, "out" | "models"> {
   /** Output folder path (created if missing; must be empty unless `force`), or any OutputFolder. */
@@ -135,6 +137,27 @@ export async function generate(model: string, options: GenerateOptions & { baseD
     ? { name: model, recipe: await readRecipe(model), models: (n: string) => resolveModel(n, dirname(resolve(model))) }
     : { name: model, model: await resolveModel(model, resolve(baseDir ?? ".")) };
   return generateWith(subject, rest);
+}
+
+export interface NodeExtractLoraOptions extends ExtractLoraOptions {
+  /** Output folder path (created if missing; must be empty unless `force`), or any OutputFolder. */
+  out: string | OutputFolder;
+  force?: boolean;
+  /** Folder model names are relative to (default: the working directory). */
+  baseDir?: string;
+}
+
+/**
+ * Extracts a PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors) approximating
+ * `finetuned` as `base` + B·A, by a truncated SVD of each linear weight's task vector.
+ */
+export async function extractLora(finetuned: string, base: string, options: NodeExtractLoraOptions): Promise<ExtractLoraResult> {
+  checkExtractOptions(options);
+  const dir = resolve(options.baseDir ?? ".");
+  const [ft, b] = [await resolveModel(finetuned, dir), await resolveModel(base, dir)];
+  const { out, force, baseDir: _, ...rest } = options;
+  const folder = typeof out === "string" ? await NodeOutputFolder.open(out, { force: force ?? false, inputs: [...pathsOf(ft), ...pathsOf(b)] }) : out;
+  return extractLoraFolders(ft, b, { ...rest, out: folder });
 }
 
 /** Describes a .safetensors file or a model folder. */

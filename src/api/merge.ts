@@ -10,6 +10,7 @@ import type { ModelFolder } from "../io/folder";
 import type { OutputFolder } from "../io/output";
 import { runPlan, type MergeSummary } from "../merge/engine";
 import { openModel, type LoadedModel } from "../model/model";
+import { openModelReference } from "../lora/model-ref";
 import { matchModels } from "../align/align-model";
 import { writePermutedModel } from "../align/checkpoint";
 import { MemoryOutputFolder } from "../io/memory-output";
@@ -59,7 +60,7 @@ export async function prepare(recipe: Recipe | string, models: MergeOptions["mod
   for (const name of referencedModels(parsed)) {
     signal?.throwIfAborted();
     try {
-      opened.set(name, await openModel(await models(name)));
+      opened.set(name, await openModelReference(name, models));
     } catch (e) {
       if (!(e instanceof WeightsoupError)) throw e;
       problems.push(e);

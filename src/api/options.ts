@@ -19,6 +19,10 @@ export const OPTION_RANGES = {
   context: [2, 1_048_576],
   maxTokens: [2, Number.MAX_SAFE_INTEGER],
   maxNewTokens: [1, 1_048_576],
+  rank: [1, 1_048_576],
+  oversample: [0, 65_536],
+  powerIterations: [0, 1_000],
+  blockBytes: [1, Number.MAX_SAFE_INTEGER],
 } as const satisfies Record<string, readonly [number, number]>;
 
 export type RangedOption = keyof typeof OPTION_RANGES;

@@ -67,6 +67,21 @@ export const COMMANDS = {
   --memory-budget SIZE  wasm memory for the resident model (default 1GiB)
   --json                print the result as JSON on stdout instead of streaming`,
   },
+  "extract-lora": {
+    usage: "weightsoup extract-lora FINETUNED BASE OUT_DIR --rank R [options]",
+    summary: "write a PEFT LoRA adapter approximating FINETUNED as BASE + B·A (truncated SVD of each linear weight's task vector)",
+    options: `  --rank R              largest rank of any module (required, at least 1)
+  --sv-epsilon E        drop singular values at or below E (default 0): rank = min(R, #σ > E)
+  --embed-lora          also decompose input embeddings (default: reported and left out)
+  --dtype D             float32 (default), bfloat16 or float16: dtype of the stored factors
+  --oversample N        range-finder columns beyond the rank (default 16)
+  --power-iterations N  power iterations of the randomized SVD (default 4)
+  --seed N              seed of the random test matrices (default 0)
+  --block-size SIZE     task-vector rows held in memory at once (default 64MiB)
+  --force               replace a non-empty OUT_DIR
+  --quiet               no progress line
+  --json                print the per-module report as JSON on stdout`,
+  },
   example: {
     usage: "weightsoup example [DIR]",
     summary: "write small example models to DIR (default ./example), merge them and evaluate the merge",

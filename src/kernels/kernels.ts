@@ -66,6 +66,15 @@ export type KernelExports = {
   fusionKeys(a: number, aDtype: number, b: number, bDtype: number, n: number, cols: number, quant: number, kl: number, keys: number): void;
   fusionMerge(a: number, aDtype: number, b: number, bDtype: number, n: number, cols: number, quant: number, kl: number, threshold: number, out: number, outDtype: number): void;
   scoreChunk(ze: number, za: number, rows: number, n: number, v0: number, targets: number, state: number): void;
+  deltaRows(ft: number, ftDtype: number, base: number, baseDtype: number, n: number, dst: number): void;
+  sumSquares(a: number, b: number, n: number, out: number): void;
+  fillRandom(dst: number, n: number, seed: number): void;
+  transposeInto(src: number, rows: number, cols: number, dst: number, dstStride: number): void;
+  copyBlock(src: number, srcStride: number, rows: number, cols: number, dst: number, dstStride: number): void;
+  householderBasis(a: number, m: number, l: number, work: number, q: number): void;
+  jacobiSvd(b: number, l: number, n: number, work: number, p: number, sigma: number): number;
+  loraFactors(rows: number, p: number, sigma: number, l: number, n: number, r: number, a: number, wl: number): void;
+  addScaledInPlace(x: number, dtype: number, d: number, scale: number, n: number): void;
 };
 
 const PAGE = 65536;

@@ -9,6 +9,7 @@ import type { SourceRef } from "../io/source";
 import type { TensorOp } from "../plan/plan";
 import type { VectorLayout } from "../plan/geometric";
 import type { RowMap } from "../vocab/row-map";
+import type { LoraDelta } from "../lora/delta";
 
 export interface JobInput {
   source: SourceRef;
@@ -23,6 +24,8 @@ export interface JobInput {
   block?: { rows: number; cols: number };
   /** An embedding rebuilt to the output vocabulary: read row by row through this map. */
   rows?: RowMap;
+  /** A LoRA delta added after reading (src/lora/apply.ts). */
+  lora?: LoraDelta;
 }
 
 /**

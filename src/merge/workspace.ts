@@ -15,6 +15,7 @@ import { openSource, type ByteSource, type SourceRef } from "../io/source";
 import type { Kernels } from "../kernels/kernels";
 import { chunkKeys, fusionKLPass, geometricFinal, gramPass, type ChunkView } from "./geometric-chunk";
 import { readMappedRows } from "../vocab/row-map";
+import { applyLoraDelta } from "../lora/apply";
 import { chunkRange, type FinalRequest, type JobInput, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
 
 export interface LoadedChunk {
@@ -70,6 +71,9 @@ export class ChunkWorkspace {
     const out = arena.alloc(count * (DTYPES[job.output.dtype]!.bits / 8));
     // Every region exists before the first read starts: a memory.grow during a read would detach its view.
     await Promise.all(job.inputs.map((input, i) => this.read(input, start, end, inputs[i]!.ptr)));
+    for (const [i, input] of job.inputs.entries()) {
+      if (input.lora) await applyLoraDelta(this.k, input.lora, { ptr: inputs[i]!.ptr, dtype: input.dtype, start, end, cols: input.block?.cols ?? input.shape[1] ?? 1 }, (ref) => this.source(ref));
+    }
     this.loaded = { job, chunk, start, count, inputs, out };
     this.dataTop = arena.mark();
   }

@@ -17,6 +17,8 @@ import { rebuildEmbeddingInputs } from "../vocab/embeddings";
 import type { RowMap } from "../vocab/row-map";
 import type { TokenizerOutput } from "../vocab/tokenizer-files";
 import type { OutputVocabulary } from "../vocab/vocabulary";
+import type { LoraDelta } from "../lora/delta";
+import { loraInput } from "../lora/model-ref";
 
 export interface PlannedInput {
   model: string;
@@ -25,6 +27,8 @@ export interface PlannedInput {
   block?: { rows: number; cols: number };
   /** Embeddings rebuilt to the output vocabulary: where each row comes from (src/vocab). */
   rows?: RowMap;
+  /** A LoRA delta added to the tensor as it is read (a base+adapter model). */
+  lora?: LoraDelta;
 }
 
 /** Per task model of the task-vector family. */
@@ -311,7 +315,7 @@ function planTensor(
         { file: model.location, model: src.model, tensor: inNames[i] });
       return;
     }
-    inputs.push({ model: src.model, tensor });
+    inputs.push({ model: src.model, tensor, ...loraInput(model, tensor) });
   });
   if (missing) return undefined;
   const inNameOf = new Map(slice.sources.map((s, i) => [s.model, inNames[i]!]));

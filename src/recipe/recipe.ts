@@ -217,7 +217,8 @@ function mapping(v: unknown, key: string, fail: Fail, allowed: string[]): Record
 
 function modelRef(v: unknown, key: string, fail: Fail): string {
   if (typeof v === "string" && v.trim()) {
-    if (v.includes("+")) throw fail(key, `"${v}" applies a LoRA (base+lora), which is not supported yet`);
+    // base+adapter: a LoRA applied to its base (src/lora/model-ref.ts).
+    if (v.includes("+") && (v.split("+").length !== 2 || v.split("+").some((part) => !part.trim()))) throw fail(key, `"${v}": a LoRA reference is BASE+ADAPTER, with one "+" between two names`);
     return v.trim();
   }
   throw fail(key, "must be a model path or name (a string)");

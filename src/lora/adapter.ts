@@ -1,0 +1,113 @@
+/**
+ * @file Reading a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors, see
+ * peft-format.ts) and pairing its factors with the base model's tensors they change. Only headers
+ * and the config are read here; the factors are read by the worker that applies them (apply.ts).
+ */
+import { describeValue, ModelError } from "../errors";
+import { DTYPES } from "../format/dtypes";
+import { isJsonObject, parseBoundedJson } from "../format/json";
+import type { ModelFolder } from "../io/folder";
+import { readHeader, type LoadedModel, type TensorInfo } from "../model/model";
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, KEY_PREFIX, patternKey } from "./peft-format";
+import type { LoraDelta, LoraFactor } from "./delta";
+
+export interface LoraAdapter {
+  location: string;
+  /** Base tensor name -> the delta added to it. */
+  deltas: Map<string, LoraDelta>;
+}
+
+function fail(file: string, message: string, details: Record<string, unknown> = {}): ModelError {
+  return new ModelError("E_ADAPTER", `${file}: ${message}`, { file, ...details });
+}
+
+function factor(t: TensorInfo): LoraFactor {
+  return { source: t.source, file: t.file, tensor: t.name, offset: t.offset, dtype: t.dtype, shape: t.shape };
+}
+
+/** A number field of adapter_config.json (PEFT's defaults when absent). */
+function positive(config: Record<string, unknown>, key: string, fallback: number, file: string): number {
+  const v = config[key] ?? fallback;
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw fail(file, `"${key}" must be a positive number, found ${describeValue(v)}`, { key });
+  return v;
+}
+
+function patterns(config: Record<string, unknown>, key: string, file: string): Map<string, number> {
+  const v = config[key] ?? {};
+  if (!isJsonObject(v)) throw fail(file, `"${key}" must be a mapping of module patterns to numbers, found ${describeValue(v)}`, { key });
+  const out = new Map<string, number>();
+  for (const [k, x] of Object.entries(v)) {
+    if (typeof x !== "number" || !Number.isFinite(x) || x <= 0) throw fail(file, `"${key}"."${k.slice(0, 60)}" must be a positive number, found ${describeValue(x)}`, { key: `${key}.${k}` });
+    out.set(k, x);
+  }
+  return out;
+}
+
+/**
+ * Opens an adapter and checks it against `base`: every factor pair must be a LoRA of a float tensor
+ * of the base with matching shapes. Anything weightsoup does not apply (DoRA, full modules_to_save
+ * weights, LoRA biases, other PEFT methods) is refused by name rather than ignored.
+ */
+export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promise<LoraAdapter> {
+  const files = new Set(await folder.list());
+  const configFile = `${folder.name}/${ADAPTER_CONFIG_FILE}`;
+  if (!files.has(ADAPTER_CONFIG_FILE) || !files.has(ADAPTER_WEIGHTS_FILE)) {
+    throw new ModelError("E_ADAPTER", `${folder.name}: not a PEFT adapter folder (it needs ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE}${files.has("adapter_model.bin") ? "; adapter_model.bin is a PyTorch pickle, which weightsoup does not read" : ""})`, { file: folder.name });
+  }
+  const parsed = parseBoundedJson(await folder.readText(ADAPTER_CONFIG_FILE));
+  if ("problem" in parsed) throw fail(configFile, parsed.problem);
+  if (!isJsonObject(parsed.value)) throw fail(configFile, `must hold a JSON object, found ${describeValue(parsed.value)}`);
+  const config = parsed.value;
+  if (config.peft_type !== "LORA") throw fail(configFile, `peft_type is ${describeValue(config.peft_type)}; weightsoup applies LoRA adapters (peft_type "LORA") only`, { key: "peft_type" });
+  if (config.use_dora === true) throw fail(configFile, "use_dora is true: DoRA adapters (a magnitude vector per module) are not applied by weightsoup", { key: "use_dora" });
+  const r = positive(config, "r", 8, configFile), alpha = positive(config, "lora_alpha", 8, configFile);
+  const rankPattern = patterns(config, "rank_pattern", configFile), alphaPattern = patterns(config, "alpha_pattern", configFile);
+  const rslora = config.use_rslora === true, fanInFanOut = config.fan_in_fan_out === true;
+
+  const weightsFile = `${folder.name}/${ADAPTER_WEIGHTS_FILE}`;
+  const { tensors } = await readHeader(folder.source(ADAPTER_WEIGHTS_FILE), weightsFile);
+  // module -> its A and B factors, and whether they are an Embedding's.
+  const pairs = new Map<string, { a?: TensorInfo; b?: TensorInfo; embedding: boolean }>();
+  for (const [key, t] of tensors) {
+    const name = key.startsWith(KEY_PREFIX) ? key.slice(KEY_PREFIX.length) : key;
+    const m = /^(.+)\.lora_(A|B)(?:\.[^.]+)?\.weight$/.exec(name) ?? /^(.+)\.lora_embedding_(A|B)(?:\.[^.]+)?$/.exec(name);
+    if (!m) {
+      throw fail(weightsFile, `tensor "${key}" is not a LoRA factor (lora_A / lora_B / lora_embedding_A / lora_embedding_B); full weights (modules_to_save), DoRA magnitudes and LoRA biases are not applied by weightsoup`, { tensor: key });
+    }
+    const embedding = name.includes(".lora_embedding_");
+    const pair = pairs.get(m[1]!) ?? { embedding };
+    pair[m[2] === "A" ? "a" : "b"] = t;
+    pairs.set(m[1]!, pair);
+  }
+  const deltas = new Map<string, LoraDelta>();
+  for (const [module, { a, b, embedding }] of pairs) {
+    if (!a || !b) throw fail(weightsFile, `module "${module}" has lora_${a ? "A" : "B"} but no lora_${a ? "B" : "A"}`, { tensor: module });
+    for (const t of [a, b]) {
+      if (t.shape.length !== 2 || DTYPES[t.dtype]?.kind !== "float") throw fail(weightsFile, `tensor "${t.name}" must be a 2-D F32, F16 or BF16 matrix, found ${t.dtype} [${t.shape.join(", ")}]`, { tensor: t.name });
+    }
+    const target = `${module}.weight`;
+    const w = base.tensors.get(target);
+    if (!w) throw fail(weightsFile, `module "${module}" changes tensor "${target}", which the base model ${base.location} does not have`, { tensor: target, model: base.location });
+    if (w.shape.length !== 2 || DTYPES[w.dtype]?.kind !== "float") throw fail(weightsFile, `module "${module}": base tensor "${target}" is ${w.dtype} [${w.shape.join(", ")}], not a float matrix`, { tensor: target });
+    // Linear: A [r, in], B [out, r], W [out, in] (fan_in_fan_out: W [in, out], ΔW = (BA)ᵀ).
+    // Embedding: A [r, vocab], B [dim, r], W [vocab, dim], ΔW = (BA)ᵀ.
+    const transposed = embedding || fanInFanOut;
+    const rank = a.shape[0]!;
+    const [rows, cols] = transposed ? [a.shape[1]!, b.shape[0]!] : [b.shape[0]!, a.shape[1]!];
+    if (b.shape[1] !== rank || rows !== w.shape[0] || cols !== w.shape[1]) {
+      throw fail(weightsFile, `module "${module}": factors A [${a.shape.join(", ")}] and B [${b.shape.join(", ")}] do not make a delta of the base tensor's shape [${w.shape.join(", ")}]`, { tensor: target });
+    }
+    const rankKey = patternKey(rankPattern.keys(), module), alphaKey = patternKey(alphaPattern.keys(), module);
+    const rModule = rankKey !== undefined ? rankPattern.get(rankKey)! : r;
+    const alphaModule = alphaKey !== undefined ? alphaPattern.get(alphaKey)! : alpha;
+    if (rModule !== rank) {
+      throw fail(weightsFile, `module "${module}": its factors have rank ${rank} but ${ADAPTER_CONFIG_FILE} gives it r = ${rModule}`, { tensor: target });
+    }
+    // Embedding: the left factor (rows of ΔW) is Aᵀ and the right one Bᵀ; Linear: B and A.
+    deltas.set(target, {
+      left: factor(transposed ? a : b), right: factor(transposed ? b : a), rank, transposed,
+      scale: rslora ? alphaModule / Math.sqrt(rModule) : alphaModule / rModule,
+    });
+  }
+  return { location: folder.name, deltas };
+}

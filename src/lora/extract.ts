@@ -1,0 +1,231 @@
+/**
+ * @file LoRA extraction (mergekit-extract-lora's job): a PEFT LoRA adapter approximating a fine-tune
+ * as base + B·A, from a truncated SVD of each linear weight's task vector ΔW = W_ft − W_base
+ * (rsvd.ts). With ΔW ≈ U_r Σ_r V_rᵀ, lora_A = √Σ_r V_rᵀ and lora_B = U_r √Σ_r (mergekit's default,
+ * the scale split evenly); lora_alpha = r for every module, so PEFT's scale alpha/r is 1.
+ *
+ * Which tensors are decomposed: every 2-D float `*.weight` (nn.Linear's [out, in]; lm_head included,
+ * it is a Linear to PEFT); input embeddings only with `embedLora` (PEFT's Embedding LoRA stores
+ * lora_embedding_A [r, vocab] = (U√Σ)ᵀ and lora_embedding_B [dim, r] = (√ΣVᵀ)ᵀ). Everything else is
+ * reported: 1-D tensors (norms, biases) that differ cannot be a LoRA and are left out (mergekit's
+ * --skip-undecomposable), as are embeddings without `embedLora`; tensors equal in both models and
+ * task vectors whose every singular value is ≤ ε need no factors.
+ */
+import { ModelError, ValidationError, WeightsoupError } from "../errors";
+import { DTYPES, type FloatDtype } from "../format/dtypes";
+import { planFile } from "../format/safetensors";
+import type { OutputFolder } from "../io/output";
+import { openSource, type ByteSource } from "../io/source";
+import type { Kernels } from "../kernels/kernels";
+import { VERSION } from "../merge/card";
+import type { LoadedModel, TensorInfo } from "../model/model";
+import { isEmbedding } from "../model/roles";
+import { adapterConfig, adapterReadme, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loraKeys } from "./peft-format";
+import { truncatedSvd, type RowReader } from "./rsvd";
+
+export interface ExtractLoraOptions {
+  /** Largest rank of any module (mergekit's --max-rank). */
+  rank: number;
+  /** Singular values at or below this are dropped (default 0). */
+  svEpsilon?: number;
+  /** Also decompose input embeddings (default false: they are reported and left out). */
+  embedLora?: boolean;
+  /** Range-finder columns beyond the rank (default 16). */
+  oversample?: number;
+  /** Power iterations of the range finder (default 4). */
+  powerIterations?: number;
+  /** Seed of the random test matrices (default 0). */
+  seed?: number;
+  /** dtype of the stored factors (default F32). */
+  dtype?: FloatDtype;
+  /** Bytes of task-vector rows held at once (default 64 MiB). */
+  blockBytes?: number;
+  /** Written to adapter_config.json as base_model_name_or_path (default: the base model's location). */
+  baseModelName?: string;
+  signal?: AbortSignal;
+  /** Called after each decomposed module. */
+  onModule?: (module: ModuleReport, done: number, total: number) => void;
+}
+
+export interface ModuleReport {
+  /** PEFT module name (the tensor name without ".weight"). */
+  module: string;
+  tensor: string;
+  kind: "linear" | "embedding";
+  shape: [number, number];
+  rank: number;
+  /** ‖ΔW − BA‖_F / ‖ΔW‖_F. */
+  relativeError: number;
+  /** ‖ΔW‖_F. */
+  norm: number;
+  /** Largest singular value found. */
+  sigmaMax: number;
+  seconds: number;
+}
+
+/** A tensor not in the adapter, and why. */
+export interface SkippedTensor {
+  tensor: string;
+  reason: "unchanged" | "not decomposable" | "embedding" | "zero rank" | "not a float tensor";
+  /** For "not decomposable" and "embedding": whether the fine-tune changed it (then the adapter misses that change). */
+  differs: boolean;
+}
+
+export interface ExtractLoraResult {
+  modules: ModuleReport[];
+  skipped: SkippedTensor[];
+  /** r (= lora_alpha) of adapter_config.json: the largest module rank. */
+  rank: number;
+  files: string[];
+  seconds: number;
+}
+
+export const DEFAULT_OVERSAMPLE = 16;
+export const DEFAULT_POWER_ITERATIONS = 4;
+export const DEFAULT_BLOCK_BYTES = 64 * 1048576;
+
+function isInputEmbedding(name: string): boolean {
+  return isEmbedding(name) && !/(^|\.)(lm_head|embed_out|output)\.weight$/.test(name);
+}
+
+/** FNV-1a of a string: each module gets its own Ω from the one seed. */
+function nameHash(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+function rowReader(info: TensorInfo, source: ByteSource): RowReader {
+  const rowBytes = (info.shape[1]! * DTYPES[info.dtype]!.bits) / 8;
+  return { dtype: info.dtype, readRows: (row, _rows, into) => source.readInto(info.offset + row * rowBytes, into) };
+}
+
+async function sameBytes(a: TensorInfo, b: TensorInfo): Promise<boolean> {
+  if (a.dtype !== b.dtype) return false;
+  const [sa, sb] = [openSource(a.source), openSource(b.source)];
+  try {
+    const size = a.end - a.begin, step = 1 << 24;
+    for (let at = 0; at < size; at += step) {
+      const n = Math.min(step, size - at);
+      const [x, y] = [new Uint8Array(n), new Uint8Array(n)];
+      await Promise.all([sa.readInto(a.offset + at, x), sb.readInto(b.offset + at, y)]);
+      for (let i = 0; i < n; i++) if (x[i] !== y[i]) return false;
+    }
+    return true;
+  } finally {
+    await Promise.allSettled([sa.close(), sb.close()]);
+  }
+}
+
+/** Tensors of both models checked against each other: every problem at once, before any computation. */
+function checkModels(ft: LoadedModel, base: LoadedModel): void {
+  const problems: WeightsoupError[] = [];
+  for (const [name, t] of ft.tensors) {
+    const b = base.tensors.get(name);
+    if (!b) {
+      problems.push(new ModelError("E_TENSOR_MISSING", `${base.location}: tensor "${name}" of the fine-tuned model (${t.file}) is missing from the base model`, { file: base.location, tensor: name, model: base.location }));
+    } else if (b.shape.join(",") !== t.shape.join(",")) {
+      problems.push(new ModelError("E_SHAPE_MISMATCH", `${t.file}: tensor "${name}" is [${t.shape.join(", ")}] in the fine-tuned model but [${b.shape.join(", ")}] in the base model (${b.file}); a task vector needs equal shapes`,
+        { file: t.file, tensor: name, model: ft.location, shapes: [t.shape, b.shape] }));
+    }
+  }
+  for (const [name, b] of base.tensors) {
+    if (!ft.tensors.has(name)) problems.push(new ModelError("E_TENSOR_MISSING", `${ft.location}: tensor "${name}" of the base model (${b.file}) is missing from the fine-tuned model`, { file: ft.location, tensor: name, model: ft.location }));
+  }
+  if (problems.length === 1) throw problems[0]!;
+  if (problems.length > 1) throw new ValidationError(problems);
+}
+
+/** Extracts a LoRA adapter of `finetuned` relative to `base` into `out` (committed at the end). */
+export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base: LoadedModel, out: OutputFolder, options: ExtractLoraOptions): Promise<ExtractLoraResult> {
+  const started = performance.now();
+  const { signal } = options;
+  const dtype = options.dtype ?? "F32";
+  try {
+    checkModels(finetuned, base);
+    const modules: ModuleReport[] = [];
+    const skipped: SkippedTensor[] = [];
+    const tensors: { name: string; dtype: string; shape: number[]; data: Uint8Array }[] = [];
+    const names = [...finetuned.tensors.keys()].sort();
+    const decomposable = (name: string) => {
+      const t = finetuned.tensors.get(name)!;
+      return t.shape.length === 2 && name.endsWith(".weight") && DTYPES[t.dtype]!.kind === "float" && DTYPES[base.tensors.get(name)!.dtype]!.kind === "float";
+    };
+    const work = names.filter((n) => decomposable(n) && (!isInputEmbedding(n) || options.embedLora));
+    let done = 0;
+    for (const name of names) {
+      signal?.throwIfAborted();
+      const t = finetuned.tensors.get(name)!, b = base.tensors.get(name)!;
+      if (!work.includes(name)) {
+        const differs = !(await sameBytes(t, b));
+        const kind = DTYPES[t.dtype]!.kind;
+        const reason: SkippedTensor["reason"] = !differs ? "unchanged" : kind !== "float" ? "not a float tensor" : decomposable(name) ? "embedding" : "not decomposable";
+        skipped.push({ tensor: name, reason, differs });
+        continue;
+      }
+      const t0 = performance.now();
+      const [m, n] = t.shape as [number, number];
+      const [sf, sb] = [openSource(t.source), openSource(b.source)];
+      let result;
+      try {
+        result = await truncatedSvd(k, m, n, rowReader(t, sf), rowReader(b, sb), {
+          rank: options.rank, svEpsilon: options.svEpsilon ?? 0, oversample: options.oversample ?? DEFAULT_OVERSAMPLE,
+          powerIterations: options.powerIterations ?? DEFAULT_POWER_ITERATIONS, seed: ((options.seed ?? 0) ^ nameHash(name)) >>> 0,
+          blockBytes: options.blockBytes ?? DEFAULT_BLOCK_BYTES, dtype,
+        }, signal);
+      } finally {
+        await Promise.allSettled([sf.close(), sb.close()]);
+      }
+      done++;
+      if (result.rank === 0) {
+        skipped.push({ tensor: name, reason: result.norm === 0 ? "unchanged" : "zero rank", differs: result.norm > 0 });
+        continue;
+      }
+      const module = name.slice(0, -".weight".length);
+      const embedding = isInputEmbedding(name);
+      const keys = loraKeys(module, embedding);
+      if (embedding) {
+        const eb = DTYPES[dtype]!.bits / 8;
+        tensors.push({ name: keys.a, dtype, shape: [result.rank, m], data: transposeBytes(result.b, m, result.rank, eb) });
+        tensors.push({ name: keys.b, dtype, shape: [n, result.rank], data: transposeBytes(result.a, result.rank, n, eb) });
+      } else {
+        tensors.push({ name: keys.a, dtype, shape: [result.rank, n], data: result.a });
+        tensors.push({ name: keys.b, dtype, shape: [m, result.rank], data: result.b });
+      }
+      const report: ModuleReport = {
+        module, tensor: name, kind: embedding ? "embedding" : "linear", shape: [m, n], rank: result.rank, relativeError: result.relativeError,
+        norm: result.norm, sigmaMax: result.sigma[0] ?? 0, seconds: (performance.now() - t0) / 1000,
+      };
+      modules.push(report);
+      options.onModule?.(report, done, work.length);
+    }
+    if (modules.length === 0) {
+      throw new ModelError("E_TENSOR_MISSING", `${finetuned.location}: no linear weight differs from ${base.location}, so there is nothing to extract`, { file: finetuned.location, model: finetuned.location });
+    }
+
+    const rank = Math.max(...modules.map((m) => m.rank));
+    const layout = planFile(tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: t.data.length })), { format: "pt", weightsoup_version: VERSION });
+    await out.createFile(ADAPTER_WEIGHTS_FILE, layout.size, layout.head);
+    for (const t of tensors) {
+      signal?.throwIfAborted();
+      await out.write(ADAPTER_WEIGHTS_FILE, layout.offsets.get(t.name)!, t.data);
+    }
+    const baseName = options.baseModelName ?? base.folder.repoId ?? base.location;
+    await out.writeText(ADAPTER_CONFIG_FILE, adapterConfig(modules, rank, baseName));
+    await out.writeText("README.md", adapterReadme(modules, rank, baseName, finetuned.location));
+    const files = await out.commit();
+    return { modules, skipped, rank, files, seconds: (performance.now() - started) / 1000 };
+  } catch (e) {
+    await out.discard();
+    throw e;
+  }
+}
+
+/** The [cols × rows] transpose of a row-major [rows × cols] matrix of `eb`-byte elements. */
+function transposeBytes(src: Uint8Array, rows: number, cols: number, eb: number): Uint8Array {
+  const dst = new Uint8Array(src.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) dst.set(src.subarray((r * cols + c) * eb, (r * cols + c + 1) * eb), (c * rows + r) * eb);
+  }
+  return dst;
+}

@@ -1,0 +1,222 @@
+// `base+adapter` model references: a recipe input that is a base model with a PEFT LoRA applied must
+// equal merging the LoRA into its base first. The reference here computes W + scale·B·A in float64
+// (PEFT's scale rules: lora_alpha / r, rank_pattern / alpha_pattern, use_rslora; Embedding deltas
+// transposed), rounds it to the base's dtype, writes that model, and merges it by hand.
+import assert from "node:assert/strict";
+import { writeFile, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { extractLora, merge, WeightsoupError } from "../src/node";
+import type { RefModel, RefTensor } from "./reference/merge";
+import { roundToDtype } from "./reference/float16";
+import { encodeTensor, writeSafetensors, type RefDtype } from "./reference/safetensors";
+import { baseModel, compareTensor, fineTune, readOutput, removeDir, tempDir, toYaml, uniform, WORKER_URL, writeModel, type Shape } from "./helpers/fixtures";
+
+let root: string;
+before(async () => { root = await tempDir("ws-lora-apply-"); });
+after(async () => { await removeDir(root); });
+
+/** Rows of 48 do not divide a 4096-element chunk, so chunks start mid-row. */
+const SHAPE: Shape = { vocab: 100, hidden: 48, intermediate: 120, layers: 2, heads: 4, kvHeads: 2 };
+
+interface Factor { module: string; rank: number; embedding?: boolean; dtype?: RefDtype }
+
+interface AdapterSpec {
+  factors: Factor[];
+  config: Record<string, unknown>;
+}
+
+/** Random factors for each module: A [r, in] and B [out, r] (Embedding: A [r, vocab], B [dim, r]). */
+function adapterTensors(base: RefModel, spec: AdapterSpec, seed: number): Map<string, { dtype: RefDtype; shape: number[]; values: Float32Array }> {
+  const out = new Map<string, { dtype: RefDtype; shape: number[]; values: Float32Array }>();
+  spec.factors.forEach((f, i) => {
+    const [rows, cols] = base.tensors.get(`${f.module}.weight`)!.shape as [number, number];
+    const dtype = f.dtype ?? "F32";
+    const make = (shape: number[], s: number) => Float32Array.from({ length: shape[0]! * shape[1]! }, (_, j) => roundToDtype(0.2 * (uniform(s, j) - 0.5), dtype as "F32" | "BF16"));
+    const p = `base_model.model.${f.module}`;
+    if (f.embedding) {
+      out.set(`${p}.lora_embedding_A`, { dtype, shape: [f.rank, rows], values: make([f.rank, rows], seed + 2 * i) });
+      out.set(`${p}.lora_embedding_B`, { dtype, shape: [cols, f.rank], values: make([cols, f.rank], seed + 2 * i + 1) });
+    } else {
+      out.set(`${p}.lora_A.weight`, { dtype, shape: [f.rank, cols], values: make([f.rank, cols], seed + 2 * i) });
+      out.set(`${p}.lora_B.weight`, { dtype, shape: [rows, f.rank], values: make([rows, f.rank], seed + 2 * i + 1) });
+    }
+  });
+  return out;
+}
+
+async function writeAdapter(dir: string, tensors: ReturnType<typeof adapterTensors>, config: Record<string, unknown>): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, "adapter_config.json"), JSON.stringify(config));
+  await writeFile(join(dir, "adapter_model.safetensors"), writeSafetensors([...tensors].map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, data: encodeTensor(t.dtype, t.values) }))));
+}
+
+/** PEFT's rank / alpha for a module: the first pattern key matching `(.*\.)?KEY$`, else the defaults. */
+function pattern(map: Record<string, number> | undefined, module: string, fallback: number): number {
+  for (const [k, v] of Object.entries(map ?? {})) if (new RegExp(`^(.*\\.)?(${k})$`).test(module)) return v;
+  return fallback;
+}
+
+/** The base with every module's delta merged in (float64 sum, then rounded to the base's dtype). */
+function mergedReference(base: RefModel, spec: AdapterSpec, tensors: ReturnType<typeof adapterTensors>): RefModel {
+  const out = new Map<string, RefTensor>(base.tensors);
+  const c = spec.config as { r: number; lora_alpha: number; rank_pattern?: Record<string, number>; alpha_pattern?: Record<string, number>; use_rslora?: boolean };
+  for (const f of spec.factors) {
+    const w = base.tensors.get(`${f.module}.weight`)!;
+    const [rows, cols] = w.shape as [number, number];
+    const r = pattern(c.rank_pattern, f.module, c.r), alpha = pattern(c.alpha_pattern, f.module, c.lora_alpha);
+    const scale = c.use_rslora ? alpha / Math.sqrt(r) : alpha / r;
+    const p = `base_model.model.${f.module}`;
+    const values = new Float32Array(rows * cols);
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++) {
+        let d = 0;
+        if (f.embedding) { // ΔW = (B·A)ᵀ: ΔW[i][j] = Σ_k A[k][i]·B[j][k]
+          const a = tensors.get(`${p}.lora_embedding_A`)!.values, b = tensors.get(`${p}.lora_embedding_B`)!.values;
+          for (let k = 0; k < f.rank; k++) d += a[k * rows + i]! * b[j * f.rank + k]!;
+        } else { // ΔW = B·A
+          const a = tensors.get(`${p}.lora_A.weight`)!.values, b = tensors.get(`${p}.lora_B.weight`)!.values;
+          for (let k = 0; k < f.rank; k++) d += b[i * f.rank + k]! * a[k * cols + j]!;
+        }
+        values[i * cols + j] = roundToDtype(w.values![i * cols + j]! + scale * d, w.dtype as "F32" | "BF16");
+      }
+    }
+    out.set(`${f.module}.weight`, { dtype: w.dtype, shape: w.shape, values });
+  }
+  return { config: base.config, tensors: out };
+}
+
+const SPEC: AdapterSpec = {
+  factors: [
+    { module: "model.layers.0.self_attn.q_proj", rank: 4 },
+    { module: "model.layers.1.self_attn.q_proj", rank: 2 },
+    { module: "model.layers.1.mlp.up_proj", rank: 3, dtype: "BF16" },
+    { module: "model.layers.0.mlp.down_proj", rank: 4 },
+    { module: "model.embed_tokens", rank: 2, embedding: true },
+  ],
+  config: {
+    peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["q_proj", "up_proj", "down_proj", "embed_tokens"],
+    rank_pattern: { "layers.1.self_attn.q_proj": 2, "up_proj": 3, "embed_tokens": 2 }, alpha_pattern: { "up_proj": 1.5 },
+  },
+};
+
+let counter = 0;
+
+/**
+ * Merges `recipe(modelName)` twice, once naming the base+adapter reference and once a model holding the
+ * reference's merged weights, and compares every output tensor.
+ */
+async function sameAsMergedFirst(dtype: "F32" | "BF16", spec: AdapterSpec, recipe: (m: string) => Record<string, unknown>, options: { chunkElements?: number } = {}): Promise<void> {
+  const dir = join(root, `case-${counter++}`);
+  const base = baseModel(31, dtype, SHAPE);
+  const other = fineTune(base, 32, 0.1);
+  const tensors = adapterTensors(base, spec, 700 + counter);
+  await writeModel(join(dir, "base"), base);
+  await writeModel(join(dir, "other"), other);
+  await writeModel(join(dir, "merged-first"), mergedReference(base, spec, tensors));
+  await writeAdapter(join(dir, "lora"), tensors, spec.config);
+  await writeFile(join(dir, "with-lora.yml"), toYaml(recipe("./base+./lora")));
+  await writeFile(join(dir, "by-hand.yml"), toYaml(recipe("./merged-first")));
+  const common = { workers: 2, workerUrl: WORKER_URL, ...options };
+  await merge(join(dir, "with-lora.yml"), { out: join(dir, "out-lora"), ...common });
+  await merge(join(dir, "by-hand.yml"), { out: join(dir, "out-hand"), ...common });
+  const [ours, ref] = [await readOutput(join(dir, "out-lora")), await readOutput(join(dir, "out-hand"))];
+  assert.deepEqual([...ours.tensors.keys()].sort(), [...ref.tensors.keys()].sort());
+  for (const [name, t] of ref.tensors) {
+    const got = ours.tensors.get(name)!;
+    const { maxAbs, maxUlp, at } = compareTensor(got, { dtype: t.dtype, shape: t.shape, values: decode(t) });
+    if (t.dtype === "F32") assert.ok(maxAbs <= 1e-6, `${name}: max abs diff ${maxAbs} at ${at}`);
+    else assert.ok(maxUlp <= 1, `${name}: ${maxUlp} ulps apart at ${at}`);
+  }
+}
+
+function decode(t: { dtype: string; data: Uint8Array }): Float32Array {
+  const view = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  if (t.dtype === "F32") return Float32Array.from({ length: t.data.length / 4 }, (_, i) => view.getFloat32(4 * i, true));
+  return Float32Array.from({ length: t.data.length / 2 }, (_, i) => new Float32Array(new Uint32Array([view.getUint16(2 * i, true) << 16]).buffer)[0]!);
+}
+
+describe("base+adapter inputs equal merging the LoRA into the base first", () => {
+  test("linear merge, float32 base, ranks and alphas from rank_pattern / alpha_pattern, an Embedding LoRA", () =>
+    sameAsMergedFirst("F32", SPEC, (m) => ({ merge_method: "linear", models: [{ model: m, parameters: { weight: 0.7 } }, { model: "./other", parameters: { weight: 0.3 } }] })));
+
+  test("the same, chunks of 4096 elements that start mid-row", () =>
+    sameAsMergedFirst("F32", SPEC, (m) => ({ merge_method: "linear", models: [{ model: m, parameters: { weight: 0.7 } }, { model: "./other", parameters: { weight: 0.3 } }] }), { chunkElements: 4096 }));
+
+  test("task_arithmetic with the adapted model as a task over its own base, bf16 base, use_rslora", () =>
+    sameAsMergedFirst("BF16", { ...SPEC, config: { ...SPEC.config, use_rslora: true } }, (m) => ({
+      merge_method: "task_arithmetic", base_model: "./base",
+      models: [{ model: m, parameters: { weight: 0.8 } }, { model: "./other", parameters: { weight: 0.5 } }],
+    }), { chunkElements: 4096 }));
+
+  test("as the base model of ties, and through passthrough", async () => {
+    await sameAsMergedFirst("F32", SPEC, (m) => ({
+      merge_method: "ties", base_model: m,
+      models: [{ model: "./other", parameters: { weight: 1, density: 0.5 } }, { model: m }],
+    }));
+    await sameAsMergedFirst("BF16", SPEC, (m) => ({ merge_method: "passthrough", slices: [{ sources: [{ model: m, layer_range: [0, 2] }] }] }));
+  });
+});
+
+describe("extract-lora then base+adapter", () => {
+  test("a full-rank extraction applied to its base gives back the fine-tune", async () => {
+    const dir = join(root, `case-${counter++}`);
+    const shape: Shape = { vocab: 24, hidden: 16, intermediate: 20, layers: 1, heads: 2, kvHeads: 1 };
+    const base = baseModel(41, "F32", shape);
+    const ft = fineTune(base, 42, 0.1, { only: "proj" });
+    await writeModel(join(dir, "base"), base);
+    await writeModel(join(dir, "ft"), ft);
+    await extractLora(join(dir, "ft"), join(dir, "base"), { out: join(dir, "lora"), rank: 64 });
+    await writeFile(join(dir, "recipe.yml"), toYaml({ merge_method: "passthrough", models: [{ model: "./base+./lora" }] }));
+    await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workers: 1, workerUrl: WORKER_URL });
+    const out = await readOutput(join(dir, "out"));
+    for (const [name, t] of ft.tensors) {
+      const { maxAbs, at } = compareTensor(out.tensors.get(name)!, t);
+      assert.ok(maxAbs <= 1e-5, `${name}: ${maxAbs} at ${at}`);
+    }
+  });
+});
+
+describe("adapter errors", () => {
+  const failure = async (dir: string, recipe: Record<string, unknown>) => {
+    await writeFile(join(dir, "r.yml"), toYaml(recipe));
+    try {
+      await merge(join(dir, "r.yml"), { out: join(dir, "out"), workers: 1, workerUrl: WORKER_URL });
+    } catch (e) {
+      assert.ok(e instanceof WeightsoupError, String(e));
+      return e;
+    }
+    assert.fail("expected an error");
+  };
+
+  test("an adapter that does not fit its base, a rank that disagrees with the config, DoRA, stray tensors, a bad reference", async () => {
+    const dir = join(root, `case-${counter++}`);
+    const base = baseModel(51, "F32", SHAPE);
+    await writeModel(join(dir, "base"), base);
+    const recipe = { merge_method: "linear", models: [{ model: "./base+./lora", parameters: { weight: 1 } }] };
+    const cases: [string, Record<string, unknown>, (t: ReturnType<typeof adapterTensors>) => void, RegExp][] = [
+      ["missing target", { peft_type: "LORA", r: 2, lora_alpha: 2 }, (t) => {
+        const a = t.get("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")!, b = t.get("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight")!;
+        t.set("base_model.model.model.layers.9.self_attn.q_proj.lora_A.weight", a);
+        t.set("base_model.model.model.layers.9.self_attn.q_proj.lora_B.weight", b);
+      }, /layers\.9\.self_attn\.q_proj\.weight.*does not have/],
+      ["rank disagrees", { peft_type: "LORA", r: 3, lora_alpha: 2 }, () => {}, /rank 2 but adapter_config\.json gives it r = 3/],
+      ["dora", { peft_type: "LORA", r: 2, lora_alpha: 2, use_dora: true }, () => {}, /DoRA/],
+      ["stray tensor", { peft_type: "LORA", r: 2, lora_alpha: 2 }, (t) => {
+        t.set("base_model.model.lm_head.weight", { dtype: "F32", shape: [1, 1], values: new Float32Array(1) });
+      }, /"base_model\.model\.lm_head\.weight" is not a LoRA factor/],
+      ["not lora", { peft_type: "IA3" }, () => {}, /peft_type is "IA3"/],
+    ];
+    for (const [label, config, mutate, message] of cases) {
+      const tensors = adapterTensors(base, { factors: [{ module: "model.layers.0.self_attn.q_proj", rank: 2 }], config }, 5);
+      mutate(tensors);
+      await writeAdapter(join(dir, "lora"), tensors, config);
+      const e = await failure(dir, recipe);
+      assert.equal(e.code, "E_ADAPTER", `${label}: ${e.message}`);
+      assert.match(e.message, message, label);
+    }
+    const bad = await failure(dir, { merge_method: "linear", models: [{ model: "./base+./lora+./more", parameters: { weight: 1 } }] });
+    assert.equal(bad.code, "E_RECIPE");
+    assert.match(bad.message, /BASE\+ADAPTER/);
+  });
+});
