@@ -160,7 +160,7 @@ function refusalReason(input: LedgerInput, outer: { pre: Set<string>; post: Set<
   const list = (names: string[]) => names.join(", ");
   const [first, last] = [slices[0]!, slices[slices.length - 1]!];
   if (outer.pre.has(tensor) || layout.side.has(tensor)) {
-    const what = layout.side.has(tensor) ? `layer stack ${layout.side.get(tensor)!.stack}` : "tensors before the layers";
+    const what = layout.side.has(tensor) ? `${layout.side.get(tensor)!.stack} tensors (beside the decoder's layers)` : "tensors before the layers";
     if (!sourcesOf(first).includes(model)) return `${what} come from the first slice's sources (${list(sourcesOf(first))}), and ${model} is not one`;
     return undefined;
   }

@@ -10,7 +10,7 @@ import { METHODS, MERGEKIT_ONLY_METHODS, type MethodSpec } from "../merge/method
 import type { LoadedModel, TensorInfo } from "../model/model";
 import { isEmbedding, isVocabShaped, layerName, tensorRole } from "../model/roles";
 import { buildLedger, type Ledger } from "../ledger/ledger";
-import { layoutOf, sideT, type ModelLayout } from "./layout";
+import { layoutOf, type ModelLayout } from "./layout";
 import { lookupParameter, type ParameterScope, type Value } from "../recipe/parameters";
 import type { OutputSlice, Recipe } from "../recipe/recipe";
 
@@ -195,11 +195,12 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
   // 1. Pre-layer tensors of the first slice (t = 0).
   const first = slices[0]!, last = slices[slices.length - 1]!;
   for (const name of outerNames(first, layouts, "pre")) plan(first, name, first.sources.map(() => name), 0);
-  // 1b. Layer stacks other than the decoder's (vision towers, projectors), from the first slice like the
-  // pre-layer tensors, tensor by tensor; t runs over each stack's own depth (src/plan/layout.ts).
+  // 1b. Layer stacks other than the decoder's (vision towers, projectors) and their modules' other
+  // tensors, from the first slice like the pre-layer tensors, tensor by tensor; t runs over each stack's
+  // own depth (src/plan/layout.ts).
   for (const name of union(first.sources.map((s) => [...layouts.get(s.model)!.side.keys()]))) {
     const side = first.sources.map((s) => layouts.get(s.model)!.side.get(name)).find((x) => x !== undefined)!;
-    plan(first, name, first.sources.map(() => name), sideT(side));
+    plan(first, name, first.sources.map(() => name), side.t);
   }
   // 2. Layers, renumbered across slices; t runs from 0 to 1 within each slice.
   let outLayer = 0;
