@@ -5,6 +5,7 @@
  */
 import type { EvalPick, MergedOutput } from "./ui/eval-candidates";
 import type { SaveTarget, SavedOutput } from "./ui/save";
+import type { Ledger } from "../src/ledger/ledger";
 import type { PickedModel } from "./ui/models";
 import type { Problem, RecipeCheck } from "./ui/recipe-check";
 import type { EvalForm, EvalRun } from "./ui/run-eval";
@@ -42,7 +43,8 @@ export interface PageState {
   runError: readonly Problem[];
   /** The last merge stopped at an output folder that holds files: offer to overwrite it. */
   overwrite: { name: string; parent: FileSystemDirectoryHandle; target: SaveTarget; confirming: boolean } | null;
-  result: { target: SaveTarget; name: string; files: string[] } | null;
+  /** The last merge's output and its ledger (every input tensor: merged, copied or refused). */
+  result: { target: SaveTarget; name: string; files: string[]; ledger?: Ledger } | null;
   saved: readonly SavedOutput[];
   /** The last successful merge's output and the models it was made from (the Evaluate panel reads it back). */
   merged: MergedOutput | null;

@@ -3,6 +3,7 @@
  * the output in a folder a person picked or in the origin-private file system (DirectoryOutputFolder).
  */
 export { merge } from "./api/merge";
+export { plan } from "./api/plan";
 export { inspect } from "./api/inspect";
 export * from "./common";
 export { DirectoryOutputFolder } from "./io/directory-output";

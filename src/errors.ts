@@ -41,6 +41,7 @@ export type ErrorCode =
   | "E_LAYER_MISMATCH" // models whose layer counts differ, merged without explicit slices
   | "E_VOCAB_MISMATCH" // models compared token by token whose vocabularies differ
   | "E_TENSOR_MISSING"
+  | "E_TENSOR_UNACCOUNTED" // an input tensor the plan would leave out of the output with no rule saying why (the ledger)
   | "E_SHAPE_MISMATCH"
   | "E_DTYPE_UNSUPPORTED"
   | "E_VALIDATION" // several of the above at once, in `problems`

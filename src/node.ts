@@ -24,6 +24,7 @@ import { evaluate as evaluateWith, type EvalSubject, type EvaluateOptions, type 
 import { generate as generateWith, type GenerateOptions, type GenerationResult } from "./api/generate";
 import { checkExtractOptions, extractLora as extractLoraFolders } from "./api/extract-lora";
 import type { ExtractLoraOptions, ExtractLoraResult } from "./lora/extract";
+import { plan as planWith, type PlanOptions, type PlanReport } from "./api/plan";
 
 export interface NodeMergeOptions extends Omit<MergeOptions, "out" | "models"> {
   /** Output folder path (created if missing; must be empty unless `force`), or any OutputFolder. */
@@ -73,6 +74,17 @@ export async function merge(recipe: string | Recipe, options: NodeMergeOptions):
       ? (plan) => NodeOutputFolder.open(out, { force: force ?? false, inputs: [...inputs, ...[...plan.models.values()].flatMap((m) => pathsOf(m.folder, m.weightFiles.map((w) => w.file)))] })
       : out,
   });
+}
+
+/**
+ * What merging a recipe (a file path, or a parsed Recipe) would do, from headers only: the ledger of
+ * every input tensor, the output size, peak memory and estimated time (see api/plan.ts).
+ */
+export async function plan(recipe: string | Recipe, options: Omit<PlanOptions, "models"> & { models?: PlanOptions["models"]; baseDir?: string } = {}): Promise<PlanReport> {
+  const parsed = typeof recipe === "string" ? await readRecipe(recipe) : recipe;
+  const baseDir = typeof recipe === "string" ? dirname(resolve(recipe)) : resolve(options.baseDir ?? ".");
+  const { models, baseDir: _, ...rest } = options;
+  return planWith(parsed, { ...rest, models: models ?? ((name: string) => resolveModel(name, baseDir)) });
 }
 
 export interface NodeAlignOptions extends AlignOptions {

@@ -144,6 +144,10 @@ async function runToDone(page: Page, outputName: string, shot?: string): Promise
   const listed = (await result.first().textContent()) ?? "";
   for (const f of files) assert.ok(listed.includes(f), `the result does not list ${f}: ${listed}`);
   assert.ok((await result.locator(`a[data-testid="download"]`).count()) >= files.length, "a download link per file");
+  // And the ledger: every input tensor merged, copied or refused.
+  const ledger = (await byTestId(page, "ledger").locator("summary").textContent()) ?? "";
+  const m = /Ledger: (\d+) input tensors — (\d+) merged, (\d+) copied, (\d+) refused/.exec(ledger);
+  assert.ok(m && Number(m[1]) > 0 && Number(m[1]) === Number(m[2]) + Number(m[3]) + Number(m[4]), `the result shows the ledger's counts: ${ledger}`);
 }
 
 /** The page's seed field (0 when the page leaves it empty). */

@@ -18,6 +18,7 @@ const KINDS: Readonly<Record<string, string>> = {
   E_PARAMETER_MISSING: "Missing parameters",
   E_PARAMETER_INVALID: "Parameter values that cannot be used",
   E_TENSOR_MISSING: "Missing tensors",
+  E_TENSOR_UNACCOUNTED: "Tensors the merge would leave out",
   E_SHAPE_MISMATCH: "Tensor shapes that differ",
   E_DTYPE_UNSUPPORTED: "Tensor types that cannot be merged",
   E_OUTPUT_EXISTS: "Output folder not empty",

@@ -5,6 +5,7 @@
  * not the progress line, which changes several times a second.
  */
 import { formatBytes } from "../../src/units";
+import type { Ledger } from "../../src/ledger/ledger";
 import type { PageState, Store } from "../state";
 import { h, replace } from "../ui/dom";
 import { canPickFolder, hasOpfs, outputNameProblem } from "../ui/save";
@@ -124,6 +125,17 @@ export function runView(store: Store, actions: RunActions): HTMLElement {
     blocked, status, announce, error, result);
 }
 
+/** Every input tensor accounted for: the counts, and the tensors not merged with why (merged ones are the rule). */
+function ledgerView(ledger: Ledger): HTMLElement {
+  const c = ledger.counts;
+  const notMerged = ledger.entries.filter((e) => e.status !== "merged");
+  const shown = notMerged.slice(0, 200);
+  return h("details", { class: "ledger", "data-testid": "ledger" },
+    h("summary", {}, `Ledger: ${c.inputs} input tensors — ${c.merged} merged, ${c.copied} copied, ${c.refused} refused (not written)`),
+    h("ul", {}, ...shown.map((e) => h("li", { "data-status": e.status }, `${e.status} ${e.model}: ${e.tensor}${e.why ? ` (${e.why})` : ""}`))),
+    ...(notMerged.length > shown.length ? [h("p", {}, `and ${notMerged.length - shown.length} more`)] : []));
+}
+
 async function showResult(el: HTMLElement, result: PageState["result"]): Promise<void> {
   if (!result) {
     el.hidden = true;
@@ -139,6 +151,7 @@ async function showResult(el: HTMLElement, result: PageState["result"]): Promise
   }));
   replace(el,
     h("p", {}, dir ? `Saved in this browser as “${name}”. Download each file into one folder to load it with transformers:` : `Saved in the folder “${name}”:`),
-    h("ul", {}, ...items));
+    h("ul", {}, ...items),
+    ...(result.ledger ? [ledgerView(result.ledger)] : []));
   el.hidden = false;
 }

@@ -8,7 +8,8 @@ import { availableCores, defaultWorkerUrl } from "../env";
 import type { ProgressCallback } from "../events";
 import type { ModelFolder } from "../io/folder";
 import type { OutputFolder } from "../io/output";
-import { runPlan, type MergeSummary } from "../merge/engine";
+import { runPlan, type MergeSummary as EngineSummary } from "../merge/engine";
+import type { Ledger } from "../ledger/ledger";
 import { openModel, type LoadedModel } from "../model/model";
 import { openModelReference } from "../lora/model-ref";
 import { matchModels } from "../align/align-model";
@@ -51,8 +52,13 @@ export const DEFAULT_MEMORY_BUDGET = 256 * 1048576;
 export const DEFAULT_CHUNK_BYTES = 64 * 1048576;
 export const DEFAULT_SHARD_SIZE = 5e9;
 
-/** Parses the recipe and opens and plans every model, reading only headers. */
-export async function prepare(recipe: Recipe | string, models: MergeOptions["models"], signal?: AbortSignal): Promise<MergePlan> {
+/** What merge() resolves with: the engine's summary and the ledger of every input tensor. */
+export interface MergeSummary extends EngineSummary {
+  ledger: Ledger;
+}
+
+/** Parses the recipe and opens and plans every model, reading only headers (and, for `align:`, the weights it permutes unless `align` is false). */
+export async function prepare(recipe: Recipe | string, models: MergeOptions["models"], signal?: AbortSignal, options: { align?: boolean } = {}): Promise<MergePlan> {
   const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
   checkParameterNames(parsed, methodOf(parsed));
   const opened = new Map<string, LoadedModel>();
@@ -68,7 +74,7 @@ export async function prepare(recipe: Recipe | string, models: MergeOptions["mod
   }
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) throw new ValidationError(problems);
-  if (parsed.align) await alignInputs(parsed, parsed.align, opened, signal);
+  if (parsed.align && options.align !== false) await alignInputs(parsed, parsed.align, opened, signal);
   const order = referencedModels(parsed);
   const vocabulary = await recipeVocabulary(parsed, order, opened);
   const plan = planMerge(parsed, opened, vocabulary);
@@ -102,7 +108,7 @@ export async function merge(recipe: Recipe | string, options: MergeOptions): Pro
   try {
     const plan = await prepare(recipe, options.models, options.signal);
     const out = typeof options.out === "function" ? await options.out(plan) : options.out;
-    return await runPlan(plan, out, {
+    const summary = await runPlan(plan, out, {
       workers: options.workers ?? (await availableCores()),
       workerUrl: options.workerUrl ?? defaultWorkerUrl(),
       memoryBudget: options.memoryBudget ?? DEFAULT_MEMORY_BUDGET,
@@ -114,10 +120,10 @@ export async function merge(recipe: Recipe | string, options: MergeOptions): Pro
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.ioOnly ? { ioOnly: true } : {}),
     });
+    return { ...summary, ledger: plan.ledger };
   } catch (e) {
     if (options.signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: options.signal.reason });
     throw e;
   }
 }
 
-export type { MergeSummary };

@@ -15,7 +15,17 @@ export const COMMANDS = {
   --chunk-size SIZE     largest chunk of tensor data a worker holds (default 64MiB)
   --force               replace a non-empty OUT_DIR
   --quiet               no progress bar
-  --json                print the summary as JSON on stdout`,
+  --json                print the summary as JSON on stdout
+  --ledger FILE         write the ledger (every input tensor: merged, copied or refused, and why) as JSON`,
+  },
+  plan: {
+    usage: "weightsoup plan RECIPE.yml [options]",
+    summary: "show what a merge would do from the models' headers alone: the ledger of every input tensor, output size, peak memory, estimated time",
+    options: `  --workers N           worker threads the merge would use (default: available cores)
+  --out-shard-size SIZE largest output shard (default 5B)
+  --memory-budget SIZE  wasm memory per worker (default 256MiB)
+  --chunk-size SIZE     largest chunk of tensor data a worker holds (default 64MiB)
+  --json                print the plan (ledger entries included) as JSON on stdout`,
   },
   inspect: {
     usage: "weightsoup inspect PATH [--json]",

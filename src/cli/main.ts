@@ -2,6 +2,7 @@
  * @file The weightsoup command.
  *
  *   weightsoup merge RECIPE.yml OUT_DIR [--seed N] [--workers N] [--out-shard-size SIZE] [--force] ...
+ *   weightsoup plan RECIPE.yml [--json] [--workers N] ...
  *   weightsoup inspect PATH [--json]
  *   weightsoup align REFERENCE MODEL OUT_DIR [--spec auto|mlp|llama|gpt2|FILE] [--seed N] ...
  *   weightsoup barrier A B --data FILE [--points 25] [--align] [--json]
@@ -16,7 +17,10 @@ import { args, defined, integer, size, type Io } from "./args";
 import { commandHelp, HELP } from "./commands";
 import { evalCommand, generateCommand } from "./eval-commands";
 import type { MergeEvent } from "../events";
-import { merge, inspect, align, barrier } from "../node";
+import { merge, inspect, align, barrier, plan } from "../node";
+import { ledgerSummary, planLines } from "./ledger-output";
+import { writeFile } from "node:fs/promises";
+import { outputFailure } from "../io/io-error";
 import { readFile } from "node:fs/promises";
 import { SPEC_KINDS, type SpecKind } from "../align/architectures";
 import { parseSpec, type PermutationSpec } from "../align/spec";
@@ -32,6 +36,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
   try {
     switch (command) {
       case "merge": return await mergeCommand(rest, io);
+      case "plan": return await planCommand(rest, io);
       case "inspect": return await inspectCommand(rest, io);
       case "align": return await alignCommand(rest, io);
       case "barrier": return await barrierCommand(rest, io);
@@ -78,6 +83,7 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
   const parsed = args("merge", argv, {
     seed: { type: "string" }, workers: { type: "string" }, "out-shard-size": { type: "string" }, "memory-budget": { type: "string" },
     "chunk-size": { type: "string" }, force: { type: "boolean" }, quiet: { type: "boolean" }, json: { type: "boolean" },
+    ledger: { type: "string" },
   }, [2, 2], io);
   if (!parsed) return 0;
   const { values, positionals } = parsed;
@@ -102,14 +108,17 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
     });
     bar?.finish();
     const rss = process.resourceUsage().maxRSS * 1024;
+    const { ledger, ...rest } = summary;
+    if (values.ledger) await writeLedger(values.ledger, ledger);
     if (values.json) {
-      io.stdout.write(JSON.stringify({ ...summary, out, peakRss: rss }) + "\n");
+      io.stdout.write(JSON.stringify({ ...rest, ledger: ledger.counts, out, peakRss: rss }) + "\n");
     } else {
       io.stdout.write(
         `merged ${summary.tensors} tensors with ${summary.method} into ${out}\n` +
         `  read ${formatBytes(summary.inputBytes)}, wrote ${formatBytes(summary.outputBytes)} in ${formatSeconds(summary.seconds)} ` +
         `(${formatBytes(summary.inputBytes / summary.seconds)}/s of input, ${summary.workers} workers, peak RSS ${formatBytes(rss)})\n` +
-        `  files: ${summary.files.join(", ")}\n`);
+        `  files: ${summary.files.join(", ")}\n` +
+        `  ${ledgerSummary(ledger.counts)}${values.ledger ? ` (all of it in ${values.ledger})` : ""}\n`);
     }
     return 0;
   } finally {
@@ -117,6 +126,33 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
+}
+
+/** Writes the whole ledger as JSON ({counts, entries}). */
+async function writeLedger(path: string, ledger: { counts: unknown; entries: unknown }): Promise<void> {
+  try {
+    await writeFile(path, JSON.stringify({ counts: ledger.counts, entries: ledger.entries }, null, 1) + "\n");
+  } catch (cause) {
+    throw outputFailure(path, "write the ledger", cause);
+  }
+}
+
+async function planCommand(argv: string[], io: Io): Promise<number> {
+  const parsed = args("plan", argv, {
+    workers: { type: "string" }, "out-shard-size": { type: "string" }, "memory-budget": { type: "string" }, "chunk-size": { type: "string" },
+    json: { type: "boolean" },
+  }, [1, 1], io);
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
+  const numeric = defined({
+    workers: integer(values.workers, "workers", "workers"),
+    outShardSize: size(values["out-shard-size"], "out-shard-size", "outShardSize"),
+    memoryBudget: size(values["memory-budget"], "memory-budget", "memoryBudget"),
+    chunkBytes: size(values["chunk-size"], "chunk-size", "chunkBytes"),
+  });
+  const report = await plan(positionals[0]!, numeric);
+  io.stdout.write(values.json ? JSON.stringify(report) + "\n" : planLines(report).join("\n") + "\n");
+  return 0;
 }
 
 async function inspectCommand(argv: string[], io: Io): Promise<number> {

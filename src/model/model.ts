@@ -8,7 +8,7 @@ import { isJsonObject, parseBoundedJson } from "../format/json";
 import { headerLength, parseHeader, type TensorEntry } from "../format/safetensors";
 import type { ModelFolder } from "../io/folder";
 import { openSource, type SourceRef } from "../io/source";
-import { layerCount, layerCountKeys } from "./roles";
+import { decoderStack, layerStacks } from "./stacks";
 
 export interface TensorInfo extends TensorEntry {
   /** The file holding it, for messages. */
@@ -111,22 +111,12 @@ export async function openModel(folder: ModelFolder): Promise<LoadedModel> {
 }
 
 /**
- * The layer count from the tensors present, checked against config.json's layer count where it has
- * one: trusting the config alone would let `num_hidden_layers: -3` drop every layer, or 1e12 plan forever.
+ * The decoder's layer count from the tensors present, checked against config.json's layer count where
+ * it has one: trusting the config alone would let `num_hidden_layers: -3` drop every layer, or 1e12 plan
+ * forever. With several layer stacks (a vision tower beside the decoder) it is the decoder's (stacks.ts).
  */
 function checkedLayerCount(location: string, config: Record<string, unknown> | null, names: Iterable<string>): number {
-  const count = layerCount(names);
-  const file = `${location}/config.json`;
-  for (const key of layerCountKeys(config)) {
-    const declared = config![key];
-    if (typeof declared !== "number" || !Number.isSafeInteger(declared) || declared < 0) {
-      throw new ModelError("E_CONFIG", `${file}: ${key} must be a non-negative integer, found ${describeValue(declared)}`, { file, key });
-    }
-    if (declared !== count) {
-      throw new ModelError("E_CONFIG", `${file}: ${key} is ${declared}, but the weights hold ${count === 0 ? "no layers" : `layers 0 to ${count - 1} (${count} layers)`}`, { file, key, declared, found: count });
-    }
-  }
-  return count;
+  return decoderStack(layerStacks(names), config, location)?.count ?? 0;
 }
 
 async function readIndex(folder: ModelFolder): Promise<Map<string, string>> {

@@ -10,6 +10,8 @@ export interface TensorRole {
   layer: number | undefined;
   /** The name with the layer index replaced by "{}" (layer tensors only). */
   template: string | undefined;
+  /** The name before the layer index ("model.layers"): which layer stack it belongs to (layer tensors only). */
+  stack: string | undefined;
   /** Non-layer tensors: before the layers (embeddings) or after them (final norm, lm_head). */
   position: "pre" | "layer" | "post";
 }
@@ -19,9 +21,9 @@ export function tensorRole(name: string): TensorRole {
   const i = parts.findIndex((p) => /^\d+$/.test(p));
   if (i >= 0) {
     const template = [...parts.slice(0, i), "{}", ...parts.slice(i + 1)].join(".");
-    return { layer: Number(parts[i]), template, position: "layer" };
+    return { layer: Number(parts[i]), template, stack: parts.slice(0, i).join("."), position: "layer" };
   }
-  return { layer: undefined, template: undefined, position: /embed|wte|wpe/.test(name) ? "pre" : "post" };
+  return { layer: undefined, template: undefined, stack: undefined, position: /embed|wte|wpe/.test(name) ? "pre" : "post" };
 }
 
 export function layerName(template: string, layer: number): string {
@@ -31,6 +33,25 @@ export function layerName(template: string, layer: number): string {
 /** Tensors outside the layers whose first dimension is the vocabulary (mergekit's is_embed). */
 export function isEmbedding(name: string): boolean {
   return tensorRole(name).layer === undefined && /(^|\.)(embed_tokens|lm_head|wte|word_embeddings|embed_out|tok_embeddings|output)\.weight$/.test(name);
+}
+
+/** The vocabulary size config.json states: top level, else in a multimodal model's text section. */
+export function vocabSize(config: Record<string, unknown> | null): number | undefined {
+  for (const section of [config, config?.text_config, config?.language_config, config?.llm_config]) {
+    if (section === null || typeof section !== "object" || Array.isArray(section)) continue;
+    const v = (section as Record<string, unknown>).vocab_size;
+    if (typeof v === "number" && Number.isSafeInteger(v) && v > 0) return v;
+  }
+  return undefined;
+}
+
+/**
+ * An embedding or output head recognised by its shape: outside every layer stack, 2-D, with one row per
+ * token of the model's vocabulary, whatever its name (`transformer.tok.weight`, `head.weight`).
+ */
+export function isVocabShaped(name: string, shape: readonly number[], config: Record<string, unknown> | null): boolean {
+  const vocab = vocabSize(config);
+  return vocab !== undefined && shape.length === 2 && shape[0] === vocab && tensorRole(name).layer === undefined;
 }
 
 /** config.json keys that state a layer count (transformers' names, GPT-2's, ChatGLM's). */

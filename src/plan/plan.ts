@@ -8,7 +8,9 @@ import { describeValue, RecipeError, ValidationError, WeightsoupError, type Erro
 import { DTYPES, type FloatDtype } from "../format/dtypes";
 import { METHODS, MERGEKIT_ONLY_METHODS, type MethodSpec, type Sparsifier } from "../merge/methods";
 import type { LoadedModel, TensorInfo } from "../model/model";
-import { isEmbedding, layerName, tensorRole } from "../model/roles";
+import { isEmbedding, isVocabShaped, layerName, tensorRole } from "../model/roles";
+import { buildLedger, type Ledger } from "../ledger/ledger";
+import { layoutOf, type ModelLayout } from "./layout";
 import { lookupParameter, type ParameterScope, type Value } from "../recipe/parameters";
 import type { OutputSlice, Recipe } from "../recipe/recipe";
 import { rowLength, sparsifierProblem, voteOptions } from "./task-family";
@@ -97,6 +99,8 @@ export interface MergePlan {
   configDtype: FloatDtype | undefined;
   /** Tokenizer files written instead of the donor's (recipes with tokenizer keys; src/vocab/prepare.ts). */
   tokenizerOutput?: TokenizerOutput;
+  /** Every tensor of every model and what the merge does with it (src/ledger). */
+  ledger: Ledger;
 }
 
 /** Every model name a recipe refers to, base first. */
@@ -148,30 +152,6 @@ export function checkParameterNames(recipe: Recipe, method: MethodSpec): void {
 function throwProblems(problems: WeightsoupError[]): void {
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) throw new ValidationError(problems);
-}
-
-/** The tensors of one model grouped by role. */
-interface ModelLayout {
-  pre: string[];
-  post: string[];
-  layers: Map<number, string[]>; // layer -> templates
-  count: number;
-}
-
-function layoutOf(model: LoadedModel): ModelLayout {
-  const pre: string[] = [], post: string[] = [];
-  const layers = new Map<number, string[]>();
-  for (const name of [...model.tensors.keys()].sort()) {
-    const role = tensorRole(name);
-    if (role.position === "pre") pre.push(name);
-    else if (role.position === "post") post.push(name);
-    else {
-      const list = layers.get(role.layer!) ?? [];
-      list.push(role.template!);
-      layers.set(role.layer!, list);
-    }
-  }
-  return { pre, post, layers, count: model.layers };
 }
 
 export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedModel>, vocabulary?: OutputVocabulary): MergePlan {
@@ -230,9 +210,11 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
 
   const tensors: PlannedTensor[] = [];
   const planned = new Set<string>();
+  const offered = new Map<string, { model: string; tensor: string }[]>();
   const plan = (slice: OutputSlice, outName: string, inNames: string[], t: number) => {
     if (planned.has(outName)) return;
     planned.add(outName);
+    offered.set(outName, slice.sources.map((src, i) => ({ model: src.model, tensor: findTensor(models.get(src.model)!, inNames[i]!)?.name ?? inNames[i]! })));
     const p = planTensor(recipe, method, slice, outName, inNames, t, models, report, vocabulary);
     if (p) tensors.push(p);
   };
@@ -240,6 +222,13 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
   // 1. Pre-layer tensors of the first slice (t = 0).
   const first = slices[0]!, last = slices[slices.length - 1]!;
   for (const name of outerNames(first, layouts, "pre")) plan(first, name, first.sources.map(() => name), 0);
+  // 1b. Layer stacks other than the decoder's (vision towers, projectors) and their modules' other
+  // tensors, from the first slice like the pre-layer tensors, tensor by tensor; t runs over each stack's
+  // own depth (src/plan/layout.ts).
+  for (const name of union(first.sources.map((s) => [...layouts.get(s.model)!.side.keys()]))) {
+    const side = first.sources.map((s) => layouts.get(s.model)!.side.get(name)).find((x) => x !== undefined)!;
+    plan(first, name, first.sources.map(() => name), side.t);
+  }
   // 2. Layers, renumbered across slices; t runs from 0 to 1 within each slice.
   let outLayer = 0;
   const layerSources: MergePlan["layerSources"] = [];
@@ -266,8 +255,9 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
   throwProblems(problems);
   if (tensors.length === 0) throw new RecipeError("E_RECIPE", `${recipe.file}: the recipe selects no tensors`, { file: recipe.file });
   const donor = recipe.baseModel ?? first.sources[0]!.model;
+  const ledger = buildLedger({ recipeFile: recipe.file, method: method.name, models, layouts, slices, tensors, offered, donor });
   return {
-    recipe, method, tensors, donor, models,
+    recipe, method, tensors, donor, models, ledger,
     outputLayers: recipe.slices ? outLayer : undefined,
     layerSources,
     loadDtype: recipe.dtype,
@@ -311,7 +301,7 @@ function planTensor(
     const tensor = findTensor(model, inNames[i]!);
     if (!tensor) {
       missing = true;
-      report("E_TENSOR_MISSING", `${model.location}: tensor "${inNames[i]}" is missing (model ${src.model} has no such tensor, needed for output tensor "${outName}")`,
+      report("E_TENSOR_MISSING", missingMessage(model, src.model, inNames[i]!, outName, slice.sources.map((s, j) => ({ model: s.model, tensor: findTensor(models.get(s.model)!, inNames[j]!) }))),
         { file: model.location, model: src.model, tensor: inNames[i] });
       return;
     }
@@ -366,7 +356,7 @@ function planTensor(
   // the vocabulary, as in the page's header-only check, their shapes are not compared).
   const shape = vocabulary && isEmbedding(outName) ? rebuildEmbeddingInputs({ vocabulary, file: recipe.file, base, models, findTensor, report }, outName, inputs)
     : recipe.tokenizer && isEmbedding(outName) ? inputs[0]!.tensor.shape
-    : rectify(method, outName, inputs, base, report);
+    : rectify(method, outName, inputs, base, report, models);
   if (!shape) return undefined;
   const numel = shape.reduce((a, b) => a * b, 1);
   const where = { file: recipe.file, tensor: outName };
@@ -455,6 +445,17 @@ function planTensor(
   }
 }
 
+/**
+ * A tensor one input lacks: where it was looked for and which other input has it, so that a tensor
+ * removed from one model is found at once (merging without it would silently give a smaller output).
+ */
+function missingMessage(model: LoadedModel, name: string, tensor: string, outName: string, found: { model: string; tensor: TensorInfo | undefined }[]): string {
+  const files = model.weightFiles.map((f) => f.file).join(", ");
+  const holder = found.find((f) => f.tensor !== undefined);
+  const has = holder ? `; ${holder.model} has it (in ${holder.tensor!.file})` : "";
+  return `${model.location}: tensor "${tensor}" is missing from model ${name} (not in ${files || "its weight files"})${has}; needed for output tensor "${outName}", and weightsoup never leaves a tensor out silently`;
+}
+
 /** Sequential float32 sum (how torch sums a short float32 vector of weights). */
 function f32Sum(values: number[]): number {
   let s = 0;
@@ -491,7 +492,7 @@ function parameter(
  * the largest common top-left block, the task-vector family cuts every other model to the base's shape.
  * Any other difference is an error. Inputs that are larger than the output get a `block` to read.
  */
-function rectify(method: MethodSpec, outName: string, inputs: PlannedInput[], base: string | undefined, report: Report): number[] | undefined {
+function rectify(method: MethodSpec, outName: string, inputs: PlannedInput[], base: string | undefined, report: Report, models: ReadonlyMap<string, LoadedModel>): number[] | undefined {
   const first = inputs[0]!.tensor.shape;
   const same = (s: number[]) => s.length === first.length && s.every((d, i) => d === first[i]);
   if (inputs.every((i) => same(i.tensor.shape))) return first;
@@ -504,7 +505,8 @@ function rectify(method: MethodSpec, outName: string, inputs: PlannedInput[], ba
   };
   // mergekit's decorator-defined methods (sce, ram*) do no rectification and fail on any mismatch.
   if (method.kind === "sce" || method.kind === "ram") return mismatch();
-  if (!isEmbedding(outName) || !inputs.every((i) => i.tensor.shape.length === 2) || method.strictShapes) return mismatch();
+  const embedding = isEmbedding(outName) || inputs.every((i) => isVocabShaped(i.tensor.name, i.tensor.shape, models.get(i.model)!.config));
+  if (!embedding || !inputs.every((i) => i.tensor.shape.length === 2) || method.strictShapes) return mismatch();
   let rows: number, cols: number;
   if (method.kind === "taskVector") {
     const b = inputs.find((i) => i.model === base)!.tensor.shape;
