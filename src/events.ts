@@ -15,6 +15,13 @@ export type MergeEvent =
       bytesDone: number; bytesTotal: number;
     }
   | { type: "shard-written"; file: string; index: number; shards: number; bytes: number }
-  | { type: "done"; seconds: number; tensors: number; inputBytes: number; outputBytes: number; files: string[] };
+  | { type: "done"; seconds: number; tensors: number; inputBytes: number; outputBytes: number; files: string[] }
+  /**
+   * Multi-stage recipes: a stage begins (its plan, tensor and progress events follow) or has been
+   * written. `name` is the document's name (undefined for an unnamed final document); "done" comes
+   * once, after the final stage.
+   */
+  | { type: "stage"; index: number; stages: number; name: string | undefined; method: string }
+  | { type: "stage-done"; index: number; stages: number; name: string | undefined; tensors: number; seconds: number };
 
 export type ProgressCallback = (event: MergeEvent) => void;

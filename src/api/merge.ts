@@ -8,7 +8,7 @@ import { availableCores, defaultWorkerUrl } from "../env";
 import type { ProgressCallback } from "../events";
 import type { ModelFolder } from "../io/folder";
 import type { OutputFolder } from "../io/output";
-import { runPlan, type MergeSummary } from "../merge/engine";
+import { runPlan, type EngineOptions, type MergeSummary } from "../merge/engine";
 import { openModel, type LoadedModel } from "../model/model";
 import { matchModels } from "../align/align-model";
 import { writePermutedModel } from "../align/checkpoint";
@@ -16,11 +16,13 @@ import { MemoryOutputFolder } from "../io/memory-output";
 import { checkParameterNames, methodOf, planMerge, referencedModels, type MergePlan } from "../plan/plan";
 import { parseRecipe, type AlignStep, type Recipe } from "../recipe/recipe";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
+import { mergeStages, refuseStages } from "./stages";
 
 export interface MergeOptions {
   /**
    * Where the merged model is written: a folder, or a function opening it, called once the plan is
-   * valid and given it (so it can check space for the plan's output before anything is created).
+   * valid and given it (so it can check space for the plan's output before anything is created). For a
+   * multi-stage recipe it is called with the first stage's plan: the intermediates live in its staging area.
    */
   out: OutputFolder | ((plan: MergePlan) => Promise<OutputFolder>);
   /** Finds the folder of a model named in the recipe. */
@@ -52,6 +54,7 @@ export const DEFAULT_SHARD_SIZE = 5e9;
 /** Parses the recipe and opens and plans every model, reading only headers. */
 export async function prepare(recipe: Recipe | string, models: MergeOptions["models"], signal?: AbortSignal): Promise<MergePlan> {
   const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
+  refuseStages(parsed);
   checkParameterNames(parsed, methodOf(parsed));
   const opened = new Map<string, LoadedModel>();
   const problems: WeightsoupError[] = [];
@@ -92,26 +95,32 @@ async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, 
 export async function merge(recipe: Recipe | string, options: MergeOptions): Promise<MergeSummary> {
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "chunkElements", "outShardSize"]);
   checkCallbackOption(options, "onProgress");
-  const seed = options.seed ?? 0;
   try {
-    const plan = await prepare(recipe, options.models, options.signal);
+    const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
+    if (parsed.stages?.length) return await mergeStages(parsed, options, await engineOptions(options), prepare);
+    const plan = await prepare(parsed, options.models, options.signal);
     const out = typeof options.out === "function" ? await options.out(plan) : options.out;
-    return await runPlan(plan, out, {
-      workers: options.workers ?? (await availableCores()),
-      workerUrl: options.workerUrl ?? defaultWorkerUrl(),
-      memoryBudget: options.memoryBudget ?? DEFAULT_MEMORY_BUDGET,
-      chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
-      ...(options.chunkElements ? { chunkElements: options.chunkElements } : {}),
-      seed,
-      outShardSize: options.outShardSize ?? DEFAULT_SHARD_SIZE,
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      ...(options.ioOnly ? { ioOnly: true } : {}),
-    });
+    return await runPlan(plan, out, await engineOptions(options));
   } catch (e) {
     if (options.signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: options.signal.reason });
     throw e;
   }
+}
+
+/** The engine's options from the library's, with their defaults. */
+async function engineOptions(options: MergeOptions): Promise<EngineOptions> {
+  return {
+    workers: options.workers ?? (await availableCores()),
+    workerUrl: options.workerUrl ?? defaultWorkerUrl(),
+    memoryBudget: options.memoryBudget ?? DEFAULT_MEMORY_BUDGET,
+    chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+    ...(options.chunkElements ? { chunkElements: options.chunkElements } : {}),
+    seed: options.seed ?? 0,
+    outShardSize: options.outShardSize ?? DEFAULT_SHARD_SIZE,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(options.ioOnly ? { ioOnly: true } : {}),
+  };
 }
 
 export type { MergeSummary };

@@ -17,6 +17,14 @@ export class ProgressBar {
   constructor(private readonly stream: NodeJS.WriteStream, private readonly interactive = stream.isTTY === true) {}
 
   update(e: MergeEvent): void {
+    if (e.type === "stage") {
+      // A multi-stage recipe: one line per stage, then that stage's own bar.
+      this.finish();
+      this.stream.write(`stage ${e.index + 1}/${e.stages}${e.name === undefined ? "" : ` "${e.name}"`}: ${e.method}\n`);
+      this.tensors = 0;
+      this.bytes = 0;
+      return;
+    }
     if (e.type === "plan") {
       this.started = performance.now();
       this.tensorsTotal = e.tensors;

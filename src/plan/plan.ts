@@ -11,6 +11,7 @@ import type { LoadedModel, TensorInfo } from "../model/model";
 import { isEmbedding, layerName, tensorRole } from "../model/roles";
 import { lookupParameter, type ParameterScope, type Value } from "../recipe/parameters";
 import type { OutputSlice, Recipe } from "../recipe/recipe";
+import { planModules } from "./modules";
 
 export interface PlannedInput {
   model: string;
@@ -81,6 +82,7 @@ export function referencedModels(recipe: Recipe): string[] {
     if (s.baseModel) names.add(s.baseModel);
     for (const src of s.sources) names.add(src.model);
   }
+  for (const m of recipe.modules ?? []) for (const name of referencedModels(m.recipe)) names.add(name);
   return [...names];
 }
 
@@ -116,6 +118,7 @@ export function checkParameterNames(recipe: Recipe, method: MethodSpec): void {
     s.sources.forEach((src, j) => check(src.parameters, `slices[${i}].sources[${j}].parameters`, true));
   });
   throwProblems(problems);
+  for (const m of recipe.modules ?? []) checkParameterNames(m.recipe, method);
 }
 
 function throwProblems(problems: WeightsoupError[]): void {
@@ -150,6 +153,7 @@ function layoutOf(model: LoadedModel): ModelLayout {
 export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedModel>): MergePlan {
   const method = methodOf(recipe);
   checkParameterNames(recipe, method);
+  if (recipe.modules) return planModules(recipe, recipe.modules, models, planMerge);
   const problems: WeightsoupError[] = [];
   const seen = new Map<string, number>();
   const report = (code: ErrorCode, message: string, details: Record<string, unknown>, dedupe?: string) => {
