@@ -48,22 +48,26 @@ export function planModules(
   for (const [modelName, model] of models) {
     const parts = modules.map(() => new Map<string, TensorInfo>());
     const unclaimed: string[] = [];
+    // Tensors claimed by several modules, by the modules claiming them ("0,2").
+    const contested = new Map<string, string[]>();
     for (const [name, info] of model.tensors) {
       const owners = modules.flatMap((_, k) => (prefixes[k]!.some((p) => name.startsWith(p)) ? [k] : []));
       if (owners.length === 1) parts[owners[0]!]!.set(name, info);
       else if (owners.length === 0) unclaimed.push(name);
-      else {
-        fail("E_MODULE_OVERLAP", `tensor "${name}" of ${modelName} is claimed by modules ${owners.map((k) => modules[k]!.name).join(" and ")}; each tensor may belong to one module`,
-          { model: modelName, tensor: name, key: "modules" });
-      }
+      else contested.set(owners.join(), [...(contested.get(owners.join()) ?? []), name]);
+    }
+    for (const [owners, names] of contested) {
+      const who = owners.split(",").map((k) => modules[Number(k)]!.name).join(" and ");
+      fail("E_MODULE_OVERLAP", `${counted(names)} of ${modelName} ${names.length === 1 ? "is" : "are"} claimed by modules ${who} (${listed(names)}); each tensor may belong to one module`,
+        { model: modelName, tensor: names[0], tensors: names.length, key: "modules" });
     }
     if (unclaimed.length) {
-      const shown = unclaimed.slice(0, SHOWN).map((n) => `"${n}"`).join(", ") + (unclaimed.length > SHOWN ? `, and ${unclaimed.length - SHOWN} more` : "");
-      fail("E_MODULE_UNASSIGNED", `${unclaimed.length} tensor${unclaimed.length === 1 ? "" : "s"} of ${modelName} belong to no module (${shown}); the merge would drop them. Add a module for them (a module NAME holds the tensors under NAME. or model.NAME.)`,
+      fail("E_MODULE_UNASSIGNED", `${counted(unclaimed)} of ${modelName} belong to no module (${listed(unclaimed)}); the merge would drop them. Add a module for them (a module NAME holds the tensors under NAME. or model.NAME.)`,
         { model: modelName, tensor: unclaimed[0], tensors: unclaimed.length, key: "modules" });
     }
     split.set(modelName, parts);
   }
+  throwAll(problems);
 
   // The models each module uses, seen through views holding only its tensors.
   const views = modules.map((m, k) => {
@@ -119,6 +123,9 @@ export function planModules(
     layerSources: [],
   };
 }
+
+const counted = (names: string[]) => `${names.length} tensor${names.length === 1 ? "" : "s"}`;
+const listed = (names: string[]) => names.slice(0, SHOWN).map((n) => `"${n}"`).join(", ") + (names.length > SHOWN ? `, and ${names.length - SHOWN} more` : "");
 
 /** The models a module's own entry names. */
 function modelsOf(recipe: Recipe): string[] {
