@@ -14,6 +14,11 @@ import { NodeFolder } from "../src/io/node-folder";
 import { parseRecipe } from "../src/recipe/recipe";
 import { WeightsoupError, ValidationError } from "../src/errors";
 import type { MergeEvent } from "../src/events";
+import { openModel } from "../src/model/model";
+import { checkRecipe } from "../site/ui/recipe-check";
+import { recipeModelNames } from "../site/ui/mapping";
+import { readForm } from "../site/ui/recipe-doc";
+import type { BlobFolder } from "../src/io/folder";
 import { referenceMerge, type RefModel } from "./reference/merge";
 import { readSafetensors } from "./reference/safetensors";
 import { baseModel, compareTensor, fineTune, readOutput, removeDir, tempDir, toYaml, WORKER_URL, writeModel, type OutputTensor } from "./helpers/fixtures";
@@ -249,5 +254,23 @@ describe("multi-stage recipe errors", () => {
     const e = await codeOf(evaluate([join(dir, "staged", "recipe.yml")], { ids: [1, 2, 3, 4], workerUrl: WORKER_URL }));
     assert.equal(e.code, "E_METHOD_UNSUPPORTED");
     assert.match(e.message, /multi-stage recipe of 2 documents; evaluation and generation take one-document recipes/);
+  });
+});
+
+describe("the page", () => {
+  test("asks for the models from outside only, checks the documents it can, and keeps the form off", async () => {
+    const dir = join(root, "page");
+    await writeInputs(dir);
+    const text = docs(stage2("mid"), stage1);
+    assert.deepEqual(recipeModelNames(text).sort(), ["../a", "../b", "../base", "../c"], "the intermediate is no model to load");
+    const picked = await Promise.all(["base", "a", "b", "c"].map(async (name) => ({
+      name, folder: undefined as unknown as BlobFolder, files: new Map(), loaded: await openModel(await NodeFolder.open(join(dir, name))),
+    })));
+    const ok = checkRecipe(text, picked, new Map());
+    assert.deepEqual([ok.problems, ok.unmapped, ok.broken], [[], [], []]);
+    // Stage 1 reads loaded models only, so it is planned against their headers: a missing weight shows.
+    const broken = docs(stage2("mid"), { ...stage1, models: [{ model: "../a", parameters: { density: 0.5 } }, stage1.models[1]!] });
+    assert.deepEqual(checkRecipe(broken, picked, new Map()).problems.map((p) => p.code), ["E_PARAMETER_MISSING"]);
+    assert.equal(readForm(text, ["base", "a", "b", "c"], () => undefined).readOnly, "several YAML documents (a multi-stage recipe)");
   });
 });

@@ -65,6 +65,13 @@ export function stagedRecipe(documents: RecipeDocument[], text: string, file: st
   return { ...final, text, stages: order.filter((i) => i !== finals[0]).map((i) => recipes[i]!) };
 }
 
+/** The models a recipe reads from outside itself: every model any document names, but the documents' own names. */
+export function externalModels(recipe: Recipe): string[] {
+  const documents = [...(recipe.stages ?? []), recipe];
+  const produced = new Set(documents.flatMap((d) => (d.name === undefined ? [] : [d.name])));
+  return [...new Set(documents.flatMap((d) => referencedModels(d)))].filter((name) => !produced.has(name));
+}
+
 function labelOf(recipe: Recipe, index: number): string {
   return recipe.name === undefined ? `document ${index + 1}` : `document ${index + 1} "${recipe.name}"`;
 }
