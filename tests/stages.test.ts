@@ -4,6 +4,7 @@
 // area and are gone afterwards; bad document graphs are typed errors naming the documents.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -21,7 +22,7 @@ import { readForm } from "../site/ui/recipe-doc";
 import type { BlobFolder } from "../src/io/folder";
 import { referenceMerge, type RefModel } from "./reference/merge";
 import { readSafetensors } from "./reference/safetensors";
-import { baseModel, compareTensor, fineTune, readOutput, removeDir, tempDir, toYaml, WORKER_URL, writeModel, type OutputTensor } from "./helpers/fixtures";
+import { baseModel, CLI, compareTensor, fineTune, readOutput, removeDir, tempDir, toYaml, WORKER_URL, writeModel, type OutputTensor } from "./helpers/fixtures";
 
 let root: string;
 before(async () => { root = await tempDir("ws-stages-"); });
@@ -272,5 +273,18 @@ describe("the page", () => {
     const broken = docs(stage2("mid"), { ...stage1, models: [{ model: "../a", parameters: { density: 0.5 } }, stage1.models[1]!] });
     assert.deepEqual(checkRecipe(broken, picked, new Map()).problems.map((p) => p.code), ["E_PARAMETER_MISSING"]);
     assert.equal(readForm(text, ["base", "a", "b", "c"], () => undefined).readOnly, "several YAML documents (a multi-stage recipe)");
+  });
+});
+
+describe("the command line", () => {
+  test("prints a line per stage and lists the stages in its summary", async () => {
+    const dir = join(root, "cli");
+    await writeInputs(dir);
+    await mkdir(join(dir, "staged"));
+    await writeFile(join(dir, "staged", "recipe.yml"), docs(stage1, stage2("mid")));
+    const r = spawnSync(process.execPath, [CLI, "merge", join(dir, "staged", "recipe.yml"), join(dir, "staged", "out"), "--workers", "1"], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /^stage 1\/2 "mid": ties\n(.*\n)*stage 2\/2: linear\n/m);
+    assert.match(r.stdout, /stages: mid \(ties, \d+ tensors, [^)]+\), final \(linear, \d+ tensors, [^)]+\)/);
   });
 });
