@@ -45,6 +45,13 @@ export type ErrorCode =
   | "E_SHAPE_MISMATCH"
   | "E_DTYPE_UNSUPPORTED"
   | "E_VALIDATION" // several of the above at once, in `problems`
+  | "E_STAGE_DUPLICATE" // two documents of a multi-stage recipe with the same name
+  | "E_STAGE_CYCLE" // documents of a multi-stage recipe that use each other's outputs in a circle
+  | "E_STAGE_FINAL" // not exactly one document that no other uses (the final output)
+  | "E_STAGE_UNKNOWN" // a model reference that is neither another document's name nor a model that can be found
+  | "E_MODULE_EMPTY" // a `modules:` entry that matches no tensor of a model it uses
+  | "E_MODULE_OVERLAP" // a tensor that two modules claim
+  | "E_MODULE_UNASSIGNED" // a tensor of an input model that no module claims (it would be dropped)
   // output and runtime
   | "E_OUTPUT_EXISTS"
   | "E_OUTPUT_NAME" // an output folder name that cannot be a folder

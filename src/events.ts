@@ -17,6 +17,13 @@ export type MergeEvent =
   | { type: "shard-written"; file: string; index: number; shards: number; bytes: number }
   | { type: "done"; seconds: number; tensors: number; inputBytes: number; outputBytes: number; files: string[] }
   /** Something the merge did that the person may not expect (a token no model has got a zero row ...). */
-  | { type: "warning"; message: string };
+  | { type: "warning"; message: string }
+  /**
+   * Multi-stage recipes: a stage begins (its plan, tensor and progress events follow) or has been
+   * written. `name` is the document's name (undefined for an unnamed final document); "done" comes
+   * once, after the final stage.
+   */
+  | { type: "stage"; index: number; stages: number; name: string | undefined; method: string }
+  | { type: "stage-done"; index: number; stages: number; name: string | undefined; tensors: number; seconds: number };
 
 export type ProgressCallback = (event: MergeEvent) => void;

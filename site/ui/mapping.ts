@@ -3,14 +3,15 @@
  * loaded model each name stands for.
  */
 import { isMap, isSeq, parseDocument } from "yaml";
-import { referencedModels } from "../../src/plan/plan";
 import { parseRecipe } from "../../src/recipe/recipe";
+import { externalModels } from "../../src/recipe/stages";
 
 /** Every model name the recipe refers to, base first; read leniently when the recipe does not parse. */
 export function recipeModelNames(text: string): string[] {
   if (text.trim() === "") return [];
   try {
-    return referencedModels(parseRecipe(text));
+    // A multi-stage recipe's documents use each other by name: only the models from outside need loading.
+    return externalModels(parseRecipe(text));
   } catch {
     // An invalid recipe still shows which names it uses, so they can be mapped while it is fixed.
     const doc = parseDocument(text);

@@ -5,7 +5,7 @@
  */
 import { ValidationError, WeightsoupError } from "../../src/errors";
 import type { LoadedModel } from "../../src/model/model";
-import { checkParameterNames, methodOf, planMerge } from "../../src/plan/plan";
+import { checkParameterNames, methodOf, planMerge, referencedModels } from "../../src/plan/plan";
 import { parseRecipe } from "../../src/recipe/recipe";
 import { mappingOf } from "./mapping";
 import type { PickedModel } from "./models";
@@ -43,7 +43,8 @@ export function checkRecipe(text: string, models: readonly PickedModel[], chosen
   if (text.trim() === "") return check;
   try {
     const recipe = parseRecipe(text);
-    checkParameterNames(recipe, methodOf(recipe));
+    const documents = [...(recipe.stages ?? []), recipe];
+    for (const document of documents) checkParameterNames(document, methodOf(document));
     const mapping = mappingOf(text, models.map((m) => m.name), chosen);
     check.unmapped = mapping.unmapped;
     const byName = new Map(models.map((m) => [m.name, m]));
@@ -54,7 +55,9 @@ export function checkRecipe(text: string, models: readonly PickedModel[], chosen
       else check.broken.push({ name: loadedName, error: model.error ?? "it could not be read" });
     }
     if (check.unmapped.length || check.broken.length) return check;
-    planMerge(recipe, opened);
+    // A later stage of a multi-stage recipe reads an earlier one's output, whose headers exist only
+    // once it is merged: the documents that read loaded models only are checked against them.
+    for (const document of documents) if (referencedModels(document).every((name) => opened.has(name))) planMerge(document, opened);
   } catch (e) {
     check.problems = problemsOf(e);
   }

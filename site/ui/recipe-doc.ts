@@ -76,6 +76,7 @@ export function readForm(text: string, loaded: readonly string[], resolve: Resol
   const form: FormModel = { readOnly: "", method: "linear", base: "", rows: new Map(), globals: new Map(), normalize: undefined, dtype: "", kept: [] };
   for (const name of loaded) form.rows.set(name, { included: false, fields: new Map() });
   const doc = parseDocument(text);
+  if (doc.errors.some((e) => e.code === "MULTIPLE_DOCS")) return { ...form, readOnly: "several YAML documents (a multi-stage recipe)" };
   if (doc.errors.length) return { ...form, readOnly: "the YAML has a syntax error" };
   let raw: unknown;
   try {
@@ -92,6 +93,7 @@ export function readForm(text: string, loaded: readonly string[], resolve: Resol
   const shown = formFields(spec);
   if (typeof r.base_model === "string") form.base = resolve(r.base_model) ?? "";
   if (r.slices !== undefined) form.readOnly = "slices (layer ranges)";
+  else if (r.modules !== undefined) form.readOnly = "modules (a recipe per part of the model)";
   else if (r.models !== undefined && !Array.isArray(r.models)) form.readOnly = "a 'models' value that is not a list";
   for (const key of Object.keys(r)) if (!SHOWN_TOP.has(key)) form.kept.push(key);
 

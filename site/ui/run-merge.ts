@@ -53,9 +53,16 @@ export async function runMerge(store: Store, options: RunOptions): Promise<void>
 
   const started = performance.now();
   let lastStatus = 0, halfway = false, tensors = "";
+  let stage = "";
   const onProgress = (e: MergeEvent) => {
+    if (e.type === "stage") {
+      // A multi-stage recipe: each stage's progress runs from 0 again, under its name.
+      stage = `Stage ${e.index + 1} of ${e.stages}${e.name === undefined ? "" : ` (${e.name})`}: `;
+      halfway = false;
+      return;
+    }
     if (e.type === "plan") {
-      const text = `Merging ${e.tensors} tensors with ${e.workers} workers…`;
+      const text = `${stage}Merging ${e.tensors} tensors with ${e.workers} workers…`;
       store.update({ status: text, announcement: text });
       return;
     }
@@ -72,7 +79,7 @@ export async function runMerge(store: Store, options: RunOptions): Promise<void>
       lastStatus = now;
       const seconds = (now - started) / 1000;
       const left = timeLeft(seconds, fraction);
-      patch.status = `${tensors}${formatBytes(e.bytesDone)} of ${formatBytes(e.bytesTotal)} · ${formatBytes(e.bytesDone / Math.max(seconds, 1e-3))}/s${left === undefined ? "" : ` · ${formatSeconds(left)} left`}`;
+      patch.status = `${stage}${tensors}${formatBytes(e.bytesDone)} of ${formatBytes(e.bytesTotal)} · ${formatBytes(e.bytesDone / Math.max(seconds, 1e-3))}/s${left === undefined ? "" : ` · ${formatSeconds(left)} left`}`;
     }
     store.update(patch);
   };

@@ -8,7 +8,7 @@ import { availableCores, defaultWorkerUrl } from "../env";
 import type { ProgressCallback } from "../events";
 import type { ModelFolder } from "../io/folder";
 import type { OutputFolder } from "../io/output";
-import { runPlan, type MergeSummary as EngineSummary } from "../merge/engine";
+import { runPlan, type EngineOptions, type MergeSummary as EngineSummary } from "../merge/engine";
 import type { Ledger } from "../ledger/ledger";
 import { openModel, type LoadedModel } from "../model/model";
 import { openModelReference } from "../lora/model-ref";
@@ -19,11 +19,13 @@ import { checkParameterNames, methodOf, planMerge, referencedModels, type MergeP
 import { parseRecipe, type AlignStep, type Recipe } from "../recipe/recipe";
 import { finishTokenizerPlan, recipeVocabulary } from "../vocab/prepare";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
+import { mergeStages, refuseStages } from "./stages";
 
 export interface MergeOptions {
   /**
    * Where the merged model is written: a folder, or a function opening it, called once the plan is
-   * valid and given it (so it can check space for the plan's output before anything is created).
+   * valid and given it (so it can check space for the plan's output before anything is created). For a
+   * multi-stage recipe it is called with the first stage's plan: the intermediates live in its staging area.
    */
   out: OutputFolder | ((plan: MergePlan) => Promise<OutputFolder>);
   /** Finds the folder of a model named in the recipe. */
@@ -60,6 +62,7 @@ export interface MergeSummary extends EngineSummary {
 /** Parses the recipe and opens and plans every model, reading only headers (and, for `align:`, the weights it permutes unless `align` is false). */
 export async function prepare(recipe: Recipe | string, models: MergeOptions["models"], signal?: AbortSignal, options: { align?: boolean } = {}): Promise<MergePlan> {
   const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
+  refuseStages(parsed);
   checkParameterNames(parsed, methodOf(parsed));
   const opened = new Map<string, LoadedModel>();
   const problems: WeightsoupError[] = [];
@@ -104,22 +107,12 @@ async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, 
 export async function merge(recipe: Recipe | string, options: MergeOptions): Promise<MergeSummary> {
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "chunkElements", "outShardSize"]);
   checkCallbackOption(options, "onProgress");
-  const seed = options.seed ?? 0;
   try {
-    const plan = await prepare(recipe, options.models, options.signal);
+    const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
+    if (parsed.stages?.length) return await mergeStages(parsed, options, await engineOptions(options), prepare);
+    const plan = await prepare(parsed, options.models, options.signal);
     const out = typeof options.out === "function" ? await options.out(plan) : options.out;
-    const summary = await runPlan(plan, out, {
-      workers: options.workers ?? (await availableCores()),
-      workerUrl: options.workerUrl ?? defaultWorkerUrl(),
-      memoryBudget: options.memoryBudget ?? DEFAULT_MEMORY_BUDGET,
-      chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
-      ...(options.chunkElements ? { chunkElements: options.chunkElements } : {}),
-      seed,
-      outShardSize: options.outShardSize ?? DEFAULT_SHARD_SIZE,
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      ...(options.ioOnly ? { ioOnly: true } : {}),
-    });
+    const summary = await runPlan(plan, out, await engineOptions(options));
     return { ...summary, ledger: plan.ledger };
   } catch (e) {
     if (options.signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: options.signal.reason });
@@ -127,3 +120,18 @@ export async function merge(recipe: Recipe | string, options: MergeOptions): Pro
   }
 }
 
+/** The engine's options from the library's, with their defaults. */
+async function engineOptions(options: MergeOptions): Promise<EngineOptions> {
+  return {
+    workers: options.workers ?? (await availableCores()),
+    workerUrl: options.workerUrl ?? defaultWorkerUrl(),
+    memoryBudget: options.memoryBudget ?? DEFAULT_MEMORY_BUDGET,
+    chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+    ...(options.chunkElements ? { chunkElements: options.chunkElements } : {}),
+    seed: options.seed ?? 0,
+    outShardSize: options.outShardSize ?? DEFAULT_SHARD_SIZE,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(options.ioOnly ? { ioOnly: true } : {}),
+  };
+}

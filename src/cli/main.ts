@@ -118,7 +118,8 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
         `  read ${formatBytes(summary.inputBytes)}, wrote ${formatBytes(summary.outputBytes)} in ${formatSeconds(summary.seconds)} ` +
         `(${formatBytes(summary.inputBytes / summary.seconds)}/s of input, ${summary.workers} workers, peak RSS ${formatBytes(rss)})\n` +
         `  files: ${summary.files.join(", ")}\n` +
-        `  ${ledgerSummary(ledger.counts)}${values.ledger ? ` (all of it in ${values.ledger})` : ""}\n`);
+        `  ${ledgerSummary(ledger.counts)}${values.ledger ? ` (all of it in ${values.ledger})` : ""}\n` +
+        (summary.stages ? `  stages: ${summary.stages.map((st) => `${st.name ?? "final"} (${st.method}, ${st.tensors} tensors, ${formatSeconds(st.seconds)})`).join(", ")}\n` : ""));
     }
     return 0;
   } finally {

@@ -22,6 +22,14 @@ export class ProgressBar {
       this.stream.write(`weightsoup: warning: ${e.message}\n`);
       return;
     }
+    if (e.type === "stage") {
+      // A multi-stage recipe: one line per stage, then that stage's own bar.
+      this.finish();
+      this.stream.write(`stage ${e.index + 1}/${e.stages}${e.name === undefined ? "" : ` "${e.name}"`}: ${e.method}\n`);
+      this.tensors = 0;
+      this.bytes = 0;
+      return;
+    }
     if (e.type === "plan") {
       this.started = performance.now();
       this.tensorsTotal = e.tensors;

@@ -15,7 +15,8 @@ import { basename, dirname, join, resolve, sep } from "node:path";
 import { OutputError } from "../errors";
 import type { OutputTarget } from "../merge/job";
 import { outputFailure } from "./io-error";
-import type { OutputFolder } from "./output";
+import { NodeFolder } from "./node-folder";
+import type { OutputFolder, ScratchFolder } from "./output";
 import { openSource, type SourceRef } from "./source";
 
 /** Staging folders of older versions lived inside OUT_DIR under this prefix. */
@@ -32,7 +33,8 @@ export class NodeOutputFolder implements OutputFolder {
   private readonly files: string[] = [];
   private closed = false;
 
-  private constructor(readonly name: string, private readonly target: string, private readonly staging: string, private readonly lock: string) {}
+  /** `lock` is undefined for a scratch folder inside another output's staging area (that output holds the lock). */
+  private constructor(readonly name: string, private readonly target: string, private readonly staging: string, private readonly lock: string | undefined) {}
 
   /** Takes the output's lock, checks OUT_DIR (empty unless `force`, not an input) and creates the staging folder. */
   static async open(dir: string, options: NodeOutputOptions = {}): Promise<NodeOutputFolder> {
@@ -135,7 +137,7 @@ export class NodeOutputFolder implements OutputFolder {
     }
     this.closed = true;
     if (old) await rm(aside, { recursive: true, force: true }).catch(() => undefined);
-    await unlink(this.lock).catch(() => undefined);
+    if (this.lock) await unlink(this.lock).catch(() => undefined);
     return [...this.files].sort();
   }
 
@@ -143,7 +145,26 @@ export class NodeOutputFolder implements OutputFolder {
     if (this.closed) return;
     this.closed = true;
     await rm(this.staging, { recursive: true, force: true });
-    await unlink(this.lock).catch(() => undefined);
+    if (this.lock) await unlink(this.lock).catch(() => undefined);
+  }
+
+  /**
+   * An intermediate model's folder, `.stage-LABEL` inside the staging folder: itself written through a
+   * staging folder of its own and published by rename, like any output, then read back as a model.
+   */
+  async scratch(label: string): Promise<ScratchFolder> {
+    const dir = join(this.staging, `.stage-${label.replace(/[^A-Za-z0-9_-]/g, "_")}`);
+    const staging = `${dir}.weightsoup-partial`;
+    await mkdir(staging).catch((cause: unknown) => { throw outputFailure(staging, "create an intermediate model's folder", cause); });
+    const output = new NodeOutputFolder(`${this.name} (intermediate ${label})`, dir, staging, undefined);
+    return {
+      output,
+      folder: () => NodeFolder.open(dir),
+      remove: async () => {
+        await output.discard();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
   }
 }
 

@@ -4,6 +4,7 @@
  * that looks complete.
  */
 import type { OutputTarget } from "../merge/job";
+import type { ModelFolder } from "./folder";
 import type { SourceRef } from "./source";
 
 export interface OutputFolder {
@@ -22,4 +23,20 @@ export interface OutputFolder {
   commit(): Promise<string[]>;
   /** Removes everything written so far. */
   discard(): Promise<void>;
+  /**
+   * A folder for an intermediate model of a multi-stage recipe, inside this output's staging area: on
+   * the same disk, never visible, and gone with the staging area if the merge fails or is killed. It
+   * must be removed before commit(). Outputs without it have intermediates kept in memory instead.
+   */
+  scratch?(label: string): Promise<ScratchFolder>;
+}
+
+/** Where one intermediate model is written and read back from. */
+export interface ScratchFolder {
+  /** Written like any output (committed when the stage is done). */
+  readonly output: OutputFolder;
+  /** The committed model, to be read as an input of later stages. */
+  folder(): Promise<ModelFolder>;
+  /** Deletes it. */
+  remove(): Promise<void>;
 }

@@ -51,6 +51,8 @@ export interface MergeSummary {
   workers: number;
   /** Largest wasm memory any worker reached (bytes). */
   peakWorkerMemory: number;
+  /** Multi-stage recipes: each stage's own summary, in the order they ran (the rest describes the final one). */
+  stages?: { name: string | undefined; method: string; tensors: number; inputBytes: number; outputBytes: number; seconds: number }[];
 }
 
 /**

@@ -21,6 +21,7 @@ import type { TokenizerOutput } from "../vocab/tokenizer-files";
 import type { OutputVocabulary } from "../vocab/vocabulary";
 import type { LoraDelta } from "../lora/delta";
 import { loraInput } from "../lora/model-ref";
+import { planModules } from "./modules";
 
 export interface PlannedInput {
   model: string;
@@ -112,6 +113,7 @@ export function referencedModels(recipe: Recipe): string[] {
     if (s.baseModel) names.add(s.baseModel);
     for (const src of s.sources) names.add(src.model);
   }
+  for (const m of recipe.modules ?? []) for (const name of referencedModels(m.recipe)) names.add(name);
   return [...names];
 }
 
@@ -147,6 +149,7 @@ export function checkParameterNames(recipe: Recipe, method: MethodSpec): void {
     s.sources.forEach((src, j) => check(src.parameters, `slices[${i}].sources[${j}].parameters`, true));
   });
   throwProblems(problems);
+  for (const m of recipe.modules ?? []) checkParameterNames(m.recipe, method);
 }
 
 function throwProblems(problems: WeightsoupError[]): void {
@@ -157,6 +160,7 @@ function throwProblems(problems: WeightsoupError[]): void {
 export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedModel>, vocabulary?: OutputVocabulary): MergePlan {
   const method = methodOf(recipe);
   checkParameterNames(recipe, method);
+  if (recipe.modules) return planModules(recipe, recipe.modules, models, planMerge);
   const problems: WeightsoupError[] = [];
   const seen = new Map<string, number>();
   const report = (code: ErrorCode, message: string, details: Record<string, unknown>, dedupe?: string) => {

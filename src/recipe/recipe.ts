@@ -2,12 +2,14 @@
  * @file mergekit recipes: the YAML schema of mergekit's config.py, parsed and checked before anything
  * else happens. Every problem names the recipe file and the key path (slices[1].sources[0].layer_range).
  */
-import { LineCounter, parseAllDocuments, visit, type Document } from "yaml";
+import { isScalar, LineCounter, parseAllDocuments, visit, type Document } from "yaml";
 import { describeValue, RecipeError } from "../errors";
 import { MAX_JSON_DEPTH } from "../format/json";
 import { dtypeFromRecipeName, type FloatDtype } from "../format/dtypes";
 import type { ChatTemplateSetting } from "../vocab/chat-templates";
 import { readTokenizerKeys, type TokenizerSettings } from "../vocab/settings";
+import { parseModules, type RecipeModule } from "./modules";
+import { stagedRecipe } from "./stages";
 
 /** A parameter value as written: scalar, gradient list, or filter list (mergekit's ParameterSetting). */
 export type Setting = number | string | boolean | Setting[] | ConditionalSetting;
@@ -48,6 +50,15 @@ export interface Recipe {
   tokenizer?: TokenizerSettings;
   /** `chat_template`: written into the output's tokenizer_config.json. */
   chatTemplate?: ChatTemplateSetting;
+  /** A document's `name:` in a multi-stage recipe: later documents use it as a model (recipe/stages.ts). */
+  name?: string;
+  /**
+   * Multi-stage recipes (several YAML documents, mergekit-multi): the documents this one, the final
+   * output, depends on, in the order they run. Each is a whole Recipe; `text` above is the whole file.
+   */
+  stages?: Recipe[];
+  /** `modules:` instead of models/slices: one sub-recipe per module of a multi-module model (recipe/modules.ts). */
+  modules?: RecipeModule[];
 }
 
 export interface AlignStep {
@@ -79,11 +90,20 @@ export function parseRecipe(text: string, file = "recipe"): Recipe {
     const error = doc.errors[0];
     if (error) throw syntax(error.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, ""), error.pos[0]);
   }
-  if (docs.length === 0) throw new RecipeError("E_RECIPE", `${file}: is empty; a recipe needs at least merge_method and models (or slices)`, { file });
-  if (docs.length !== 1) {
-    throw new RecipeError("E_RECIPE", `${file}: holds ${docs.length} YAML documents; multi-stage recipes (mergekit-multi) are not supported yet, run each stage as its own recipe`, { file });
+  // An empty document (a stray `---` at the end) is no stage.
+  const filled = docs.filter((doc) => !isEmptyDocument(doc));
+  if (filled.length === 0) throw new RecipeError("E_RECIPE", `${file}: is empty; a recipe needs at least merge_method and models (or slices)`, { file });
+  if (filled.length > 1) {
+    const documents = filled.map((doc) => ({ value: toPlainValue(doc, syntax), text: doc.range ? text.slice(doc.range[0], doc.range[2]) : String(doc) }));
+    return stagedRecipe(documents, text, file, recipeFromObject);
   }
-  return recipeFromObject(toPlainValue(docs[0]!, syntax), text, file);
+  return recipeFromObject(toPlainValue(filled[0]!, syntax), text, file);
+}
+
+/** A document with nothing in it (not even `null`), as after a `---` that ends the file. */
+function isEmptyDocument(doc: Document): boolean {
+  const { contents } = doc;
+  return contents === null || (isScalar(contents) && contents.value === null && contents.range?.[0] === contents.range?.[1]);
 }
 
 /** Most aliases a recipe may expand: a few are handy, thousands are an attack (a "billion laughs"). */
@@ -136,19 +156,15 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
   if (typeof r.merge_method !== "string" || !r.merge_method) {
     throw fail("merge_method", r.merge_method === undefined ? "is required (for example merge_method: linear)" : `must be a method name, found ${describeValue(r.merge_method)}`);
   }
-  for (const key of ["modules", "name"]) {
-    if (r[key] !== undefined) {
-      throw fail(key, key === "modules"
-        ? "multi-module recipes are not supported yet"
-        : "named (multi-stage) recipes are not supported yet",
-      "E_METHOD_UNSUPPORTED");
-    }
-  }
   const tokenizerKeys = readTokenizerKeys(r, file);
-  const hasModels = r.models !== undefined, hasSlices = r.slices !== undefined;
-  if (hasModels === hasSlices) throw fail("", "exactly one of 'models' or 'slices' must be given");
+  const hasModels = r.models !== undefined, hasSlices = r.slices !== undefined, hasModules = r.modules !== undefined;
+  if (Number(hasModels) + Number(hasSlices) + Number(hasModules) !== 1) throw fail("", "exactly one of 'models', 'slices' or 'modules' must be given");
 
   const recipe: Recipe = { text, file, mergeMethod: r.merge_method };
+  if (r.name !== undefined) {
+    if (typeof r.name !== "string" || !r.name.trim()) throw fail("name", `must be a non-empty string (the name later documents use for this one's output), found ${describeValue(r.name)}`);
+    recipe.name = r.name.trim();
+  }
   if (r.base_model !== undefined) recipe.baseModel = modelRef(r.base_model, "base_model", fail);
   if (r.parameters !== undefined) recipe.parameters = parameters(r.parameters, "parameters", fail);
   for (const [key, field] of [["dtype", "dtype"], ["out_dtype", "outDtype"]] as const) {
@@ -160,7 +176,9 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
   if (r.align !== undefined) recipe.align = alignStep(r.align, fail);
   if (tokenizerKeys.tokenizer) recipe.tokenizer = tokenizerKeys.tokenizer;
   if (tokenizerKeys.chatTemplate) recipe.chatTemplate = tokenizerKeys.chatTemplate;
-  if (hasModels) {
+  if (hasModules) {
+    recipe.modules = parseModules(r.modules, file, (raw, label) => recipeFromObject({ merge_method: r.merge_method, ...raw }, text, label));
+  } else if (hasModels) {
     recipe.models = list(r.models, "models", fail).map((m, i) => inputSlice(m, `models[${i}]`, false, fail));
     if (recipe.models.length === 0) throw fail("models", "is empty");
     refuseDuplicates(recipe.models, "models", fail);

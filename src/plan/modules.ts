@@ -1,0 +1,166 @@
+/**
+ * @file Planning a `modules:` recipe. Each module is planned as a one-module recipe over its own
+ * tensors: every model is seen through a view holding only the tensors under the module's prefix
+ * (with the layers those tensors span), so a vision tower's 24 layers and a text decoder's 32 each get
+ * their own layer structure, slices and gradients. The modules' plans are then put together into one
+ * output, in the order the recipe lists the modules.
+ *
+ * A module's tensors are those whose name starts with `NAME.` or `model.NAME.` (transformers 4 and 5
+ * layouts: `vision_tower.…`, `model.vision_tower.…`). mergekit's modular architectures call the text
+ * part `text_decoder` while its tensors sit under `language_model.`, so that name also matches
+ * `language_model.` and `model.language_model.`. A tensor no module claims is an error rather than
+ * a silent drop (or a silent copy from the base): add a module for it (a module named `lm_head` holds
+ * `lm_head.weight`).
+ */
+import { RecipeError, ValidationError, WeightsoupError } from "../errors";
+import type { LoadedModel, TensorInfo } from "../model/model";
+import { layerCount } from "../model/roles";
+import type { RecipeModule } from "../recipe/modules";
+import type { Parameters, Recipe, Setting } from "../recipe/recipe";
+import type { Ledger } from "../ledger/ledger";
+import type { MergePlan } from "./plan";
+
+/** mergekit's module names whose tensors sit under another word (its modular architecture files). */
+const MERGEKIT_MODULE_WORDS: ReadonlyMap<string, readonly string[]> = new Map([["text_decoder", ["language_model"]]]);
+
+/** The tensor-name prefixes a module holds. */
+export function modulePrefixes(name: string): string[] {
+  return [name, ...(MERGEKIT_MODULE_WORDS.get(name) ?? [])].flatMap((word) => [`${word}.`, `model.${word}.`]);
+}
+
+/** How many tensor names a message lists before "and N more". */
+const SHOWN = 5;
+
+/**
+ * The plan of a `modules:` recipe: each module planned by `planOne` (plan.ts's planMerge) over views
+ * of the models restricted to the module's tensors, the results joined.
+ */
+export function planModules(
+  recipe: Recipe, modules: readonly RecipeModule[], models: ReadonlyMap<string, LoadedModel>,
+  planOne: (recipe: Recipe, models: ReadonlyMap<string, LoadedModel>) => MergePlan,
+): MergePlan {
+  const problems: WeightsoupError[] = [];
+  const fail = (code: "E_MODULE_EMPTY" | "E_MODULE_OVERLAP" | "E_MODULE_UNASSIGNED" | "E_METHOD_UNSUPPORTED", message: string, details: Record<string, unknown>) =>
+    problems.push(new RecipeError(code, `${recipe.file}: ${message}`, { file: recipe.file, ...details }));
+  const prefixes = modules.map((m) => modulePrefixes(m.name));
+
+  // Each model's tensors, split by module.
+  const split = new Map<string, Map<string, TensorInfo>[]>();
+  for (const [modelName, model] of models) {
+    const parts = modules.map(() => new Map<string, TensorInfo>());
+    const unclaimed: string[] = [];
+    // Tensors claimed by several modules, by the modules claiming them ("0,2").
+    const contested = new Map<string, string[]>();
+    for (const [name, info] of model.tensors) {
+      const owners = modules.flatMap((_, k) => (prefixes[k]!.some((p) => name.startsWith(p)) ? [k] : []));
+      if (owners.length === 1) parts[owners[0]!]!.set(name, info);
+      else if (owners.length === 0) unclaimed.push(name);
+      else contested.set(owners.join(), [...(contested.get(owners.join()) ?? []), name]);
+    }
+    for (const [owners, names] of contested) {
+      const who = owners.split(",").map((k) => modules[Number(k)]!.name).join(" and ");
+      fail("E_MODULE_OVERLAP", `${counted(names)} of ${modelName} ${names.length === 1 ? "is" : "are"} claimed by modules ${who} (${listed(names)}); each tensor may belong to one module`,
+        { model: modelName, tensor: names[0], tensors: names.length, key: "modules" });
+    }
+    if (unclaimed.length) {
+      fail("E_MODULE_UNASSIGNED", `${counted(unclaimed)} of ${modelName} belong to no module (${listed(unclaimed)}); the merge would drop them. Add a module for them (a module NAME holds the tensors under NAME. or model.NAME.)`,
+        { model: modelName, tensor: unclaimed[0], tensors: unclaimed.length, key: "modules" });
+    }
+    split.set(modelName, parts);
+  }
+  throwAll(problems);
+
+  // The models each module uses, seen through views holding only its tensors.
+  const views = modules.map((m, k) => {
+    const names = new Set(modelsOf(m.recipe));
+    if (recipe.baseModel) names.add(recipe.baseModel);
+    const view = new Map<string, LoadedModel>();
+    for (const name of names) {
+      const model = models.get(name)!;
+      const tensors = split.get(name)![k]!;
+      if (tensors.size === 0) {
+        fail("E_MODULE_EMPTY", `modules.${m.name}: model ${name} has no tensor under ${prefixes[k]!.join(", ")}`, { model: name, key: `modules.${m.name}` });
+      }
+      view.set(name, { ...model, tensors, layers: layerCount(tensors.keys()) });
+    }
+    return view;
+  });
+  throwAll(problems);
+
+  const plans: MergePlan[] = [];
+  modules.forEach((m, k) => {
+    const own = m.recipe;
+    const moduleRecipe: Recipe = {
+      text: recipe.text, file: own.file, mergeMethod: recipe.mergeMethod,
+      ...(own.models ? { models: own.models } : {}), ...(own.slices ? { slices: own.slices } : {}),
+      ...(recipe.baseModel ? { baseModel: recipe.baseModel } : {}),
+      ...(recipe.dtype ? { dtype: recipe.dtype } : {}), ...(recipe.outDtype ? { outDtype: recipe.outDtype } : {}),
+    };
+    const parameters = layered(own.parameters, recipe.parameters);
+    if (parameters) moduleRecipe.parameters = parameters;
+    try {
+      const plan = planOne(moduleRecipe, views[k]!);
+      const kept = views[k]!.get(plan.donor)!.layers;
+      if (plan.outputLayers !== undefined && plan.outputLayers !== kept) {
+        fail("E_METHOD_UNSUPPORTED", `modules.${m.name}: the slices make ${plan.outputLayers} layers of a module that has ${kept} in ${plan.donor}; changing a module's layer count is not supported (config.json states each module's count)`,
+          { key: `modules.${m.name}.slices`, model: plan.donor });
+      }
+      plans.push(plan);
+    } catch (e) {
+      if (!(e instanceof WeightsoupError)) throw e;
+      problems.push(...(e instanceof ValidationError ? e.problems : [e]));
+    }
+  });
+  throwAll(problems);
+
+  const first = plans[0]!;
+  return {
+    ...first,
+    recipe,
+    tensors: plans.flatMap((p) => p.tensors),
+    donor: recipe.baseModel ?? first.donor,
+    models,
+    outputLayers: undefined,
+    layerSources: [],
+    ledger: joinLedgers(plans.map((p) => p.ledger)),
+  };
+}
+
+/** One ledger from the modules' own (each lists the tensors of its module). */
+function joinLedgers(ledgers: Ledger[]): Ledger {
+  const counts = { inputs: 0, merged: 0, copied: 0, refused: 0, outputs: 0 };
+  for (const l of ledgers) for (const key of Object.keys(counts) as (keyof typeof counts)[]) counts[key] += l.counts[key];
+  return { entries: ledgers.flatMap((l) => l.entries), counts };
+}
+
+const counted = (names: string[]) => `${names.length} tensor${names.length === 1 ? "" : "s"}`;
+const listed = (names: string[]) => names.slice(0, SHOWN).map((n) => `"${n}"`).join(", ") + (names.length > SHOWN ? `, and ${names.length - SHOWN} more` : "");
+
+/** The models a module's own entry names. */
+function modelsOf(recipe: Recipe): string[] {
+  return [...(recipe.models ?? []).map((m) => m.model), ...(recipe.slices ?? []).flatMap((s) => [...(s.baseModel ? [s.baseModel] : []), ...s.sources.map((src) => src.model)])];
+}
+
+/**
+ * The module's parameter block in front of the recipe's, as one block. A key both set becomes one
+ * first-match list, the module's entries first: where none of the module's filters matches a tensor,
+ * the recipe's value applies, as in mergekit's lookup (source, slice, module, then top level).
+ */
+function layered(inner: Parameters | undefined, outer: Parameters | undefined): Parameters | undefined {
+  if (!inner || !outer) return inner ?? outer;
+  const out: Parameters = Object.create(null);
+  for (const [key, value] of Object.entries(outer)) out[key] = value;
+  for (const [key, value] of Object.entries(inner)) out[key] = Object.hasOwn(outer, key) ? [...entries(value), ...entries(outer[key]!)] : value;
+  return out;
+}
+
+/** A setting as first-match entries: a filter list is one already, any other value matches every tensor. */
+function entries(setting: Setting): Setting[] {
+  const isFilterList = Array.isArray(setting) && setting.some((e) => e !== null && typeof e === "object" && !Array.isArray(e));
+  return isFilterList ? setting : [{ value: setting }];
+}
+
+function throwAll(problems: WeightsoupError[]): void {
+  if (problems.length === 1) throw problems[0]!;
+  if (problems.length > 1) throw new ValidationError(problems);
+}

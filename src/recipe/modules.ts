@@ -1,0 +1,44 @@
+/**
+ * @file `modules:` in a recipe (mergekit's OutputModuleDefinition): for models made of several parts,
+ * such as a vision-language model's text decoder, vision tower and projector, each part gets its own
+ * `models:` or `slices:` and `parameters:`, under the recipe's one merge method and base model. Which
+ * tensors a module holds is decided when planning (plan/modules.ts); here the entries are only checked.
+ */
+import { RecipeError } from "../errors";
+import type { Recipe } from "./recipe";
+
+export interface RecipeModule {
+  /** The key under `modules:` (text_decoder, vision_tower, ...). */
+  name: string;
+  /**
+   * The module's own models or slices and parameters, checked as a recipe of the same merge method
+   * (`file` says "FILE: modules.NAME", so its messages name the module).
+   */
+  recipe: Recipe;
+}
+
+const MODULE_KEYS = ["models", "slices", "parameters"];
+
+/** A module name is a tensor-name prefix: dot-separated words, nothing that could match by accident. */
+const MODULE_NAME = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+
+/**
+ * Checks `modules:` (a mapping of module names to {models | slices, parameters}); `check` validates
+ * one module's entry as a recipe (the recipe's own rules: one of models/slices, known keys, values).
+ */
+export function parseModules(raw: unknown, file: string, check: (entry: Record<string, unknown>, label: string) => Recipe): RecipeModule[] {
+  const fail = (key: string, what: string) => new RecipeError("E_RECIPE", `${file}: ${key}: ${what}`, { file, key });
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw fail("modules", "must be a mapping of module names (text_decoder, vision_tower, ...) to {models or slices, parameters}");
+  const modules: RecipeModule[] = [];
+  for (const [name, entry] of Object.entries(raw)) {
+    const key = `modules.${name.slice(0, 60)}`;
+    if (!MODULE_NAME.test(name)) throw fail(key, "a module name is a tensor-name prefix: letters, digits, _ and -, in dot-separated parts");
+    if (entry === null || typeof entry !== "object" || Array.isArray(entry)) throw fail(key, "must be a mapping with models or slices (and optionally parameters)");
+    for (const k of Object.keys(entry)) {
+      if (!MODULE_KEYS.includes(k)) throw fail(`${key}.${k.slice(0, 60)}`, `unknown key (allowed: ${MODULE_KEYS.join(", ")}; merge_method and base_model are the recipe's, for every module)`);
+    }
+    modules.push({ name, recipe: check(entry as Record<string, unknown>, `${file}: ${key}`) });
+  }
+  if (modules.length === 0) throw fail("modules", "is empty");
+  return modules;
+}

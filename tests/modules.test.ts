@@ -1,0 +1,199 @@
+// `modules:` recipes on a made-up two-module model (a text decoder under `language_model.`, in
+// transformers 4's layout, and a vision tower under `model.vision_tower.`, in transformers 5's): the
+// output equals the scalar reference run on each module separately (each model cut down to the
+// module's tensors, the module's parameters in front of the recipe's, written out by hand), and the
+// ways a module recipe can go wrong are typed errors naming the module, model and tensor.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { merge } from "../src/node";
+import { parseRecipe } from "../src/recipe/recipe";
+import { ValidationError, WeightsoupError } from "../src/errors";
+import { referenceMerge, type RefModel, type RefTensor } from "./reference/merge";
+import { roundToDtype } from "./reference/float16";
+import { compareTensor, readOutput, removeDir, tempDir, toYaml, uniform, WORKER_URL, writeModel } from "./helpers/fixtures";
+
+let root: string;
+before(async () => { root = await tempDir("ws-modules-"); });
+after(async () => { await removeDir(root); });
+
+const TEXT_LAYERS = 3, VISION_LAYERS = 2, VOCAB = 32, HIDDEN = 8;
+
+/** The made-up model's tensors: 3 text layers and 2 vision layers, so each module has its own depth. */
+function tensorShapes(extra: Record<string, number[]> = {}): [string, number[]][] {
+  const shapes: [string, number[]][] = [["language_model.model.embed_tokens.weight", [VOCAB, HIDDEN]]];
+  for (let i = 0; i < TEXT_LAYERS; i++) {
+    shapes.push([`language_model.model.layers.${i}.input_layernorm.weight`, [HIDDEN]]);
+    shapes.push([`language_model.model.layers.${i}.self_attn.q_proj.weight`, [HIDDEN, HIDDEN]]);
+    shapes.push([`language_model.model.layers.${i}.mlp.up_proj.weight`, [12, HIDDEN]]);
+  }
+  shapes.push(["language_model.model.norm.weight", [HIDDEN]], ["language_model.lm_head.weight", [VOCAB, HIDDEN]]);
+  shapes.push(["model.vision_tower.embeddings.patch_embedding.weight", [HIDDEN, 12]]);
+  for (let i = 0; i < VISION_LAYERS; i++) {
+    shapes.push([`model.vision_tower.encoder.layers.${i}.layer_norm1.weight`, [HIDDEN]]);
+    shapes.push([`model.vision_tower.encoder.layers.${i}.mlp.fc1.weight`, [16, HIDDEN]]);
+  }
+  shapes.push(["model.vision_tower.post_layernorm.weight", [HIDDEN]]);
+  return [...shapes, ...Object.entries(extra)];
+}
+
+/** A model of those tensors: seed 0 is the base, other seeds move it by `scale` times U(-0.5, 0.5). */
+function vlm(seed: number, base?: RefModel, extra: Record<string, number[]> = {}): RefModel {
+  const tensors = new Map<string, RefTensor>();
+  tensorShapes(extra).forEach(([name, shape], k) => {
+    const n = shape.reduce((p, d) => p * d, 1);
+    const values = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const from = base?.tensors.get(name)?.values?.[i] ?? uniform(1000 + k, i) - 0.5;
+      values[i] = roundToDtype(base ? from + 0.3 * (uniform(seed * 131 + k, i) - 0.5) : from, "BF16");
+    }
+    tensors.set(name, { dtype: "BF16", shape, values });
+  });
+  return { config: { architectures: ["MadeUpVLM"], model_type: "made_up_vlm", text_config: { num_hidden_layers: TEXT_LAYERS }, vision_config: { num_hidden_layers: VISION_LAYERS } }, tensors };
+}
+
+const base = vlm(0), a = vlm(1, base), b = vlm(2, base);
+
+/** A model cut down to the tensors under `prefix`. */
+function only(model: RefModel, prefix: string): RefModel {
+  return { config: null, tensors: new Map([...model.tensors].filter(([name]) => name.startsWith(prefix))) };
+}
+
+async function writeCase(name: string, recipe: object, models: Record<string, RefModel> = { base, a, b }): Promise<string> {
+  const dir = join(root, name);
+  for (const [n, m] of Object.entries(models)) await writeModel(join(dir, n), m);
+  await writeFile(join(dir, "recipe.yml"), toYaml(recipe));
+  return dir;
+}
+
+async function errorOf(p: Promise<unknown>): Promise<WeightsoupError[]> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof WeightsoupError, `a typed error, got ${String(e)}`);
+    return e instanceof ValidationError ? e.problems : [e];
+  }
+  assert.fail("expected an error");
+}
+
+describe("a modules: recipe", () => {
+  // text_decoder: slices over its 3 layers; b's weight set by a module filter for mlp tensors only, so
+  // b's other tensors fall through to the recipe's weight. vision_tower: models: with a gradient that
+  // spans the tower's own 2 layers, and a module-level lambda.
+  const recipe = {
+    merge_method: "task_arithmetic",
+    base_model: "./base",
+    parameters: { weight: 0.5 },
+    modules: {
+      text_decoder: {
+        slices: [{ sources: [
+          { model: "./base", layer_range: [0, TEXT_LAYERS] },
+          { model: "./a", layer_range: [0, TEXT_LAYERS], parameters: { weight: [0.2, 1.0] } },
+          { model: "./b", layer_range: [0, TEXT_LAYERS] },
+        ] }],
+        parameters: { weight: [{ filter: "mlp", value: 1.5 }] },
+      },
+      vision_tower: {
+        models: [{ model: "./a", parameters: { weight: [1.0, 0.25] } }, { model: "./b" }],
+        parameters: { lambda: 0.75 },
+      },
+    },
+  };
+
+  test("equals the scalar reference run on each module alone", async () => {
+    const dir = await writeCase("two-modules", recipe);
+    const summary = await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workers: 2, workerUrl: WORKER_URL });
+
+    // Each module by hand: the models cut to its tensors, its parameters in front of the recipe's.
+    const text = referenceMerge({
+      merge_method: "task_arithmetic", base_model: "./base", slices: recipe.modules.text_decoder.slices,
+      parameters: { weight: [{ filter: "mlp", value: 1.5 }, { value: 0.5 }] },
+    }, new Map([["./base", only(base, "language_model.")], ["./a", only(a, "language_model.")], ["./b", only(b, "language_model.")]]));
+    const vision = referenceMerge({
+      merge_method: "task_arithmetic", base_model: "./base", models: recipe.modules.vision_tower.models,
+      parameters: { weight: 0.5, lambda: 0.75 },
+    }, new Map([["./base", only(base, "model.vision_tower.")], ["./a", only(a, "model.vision_tower.")], ["./b", only(b, "model.vision_tower.")]]));
+
+    const ours = await readOutput(join(dir, "out"));
+    const expected = new Map([...text.tensors, ...vision.tensors]);
+    assert.deepEqual([...ours.tensors.keys()].sort(), [...base.tensors.keys()].sort(), "every tensor of the model, once");
+    assert.equal(summary.tensors, expected.size);
+    for (const [name, ref] of expected) {
+      const { maxUlp, maxAbs, at } = compareTensor(ours.tensors.get(name)!, ref);
+      assert.ok(maxUlp <= 1, `${name}: ${maxUlp} ulps apart (abs ${maxAbs}) at ${at}`);
+    }
+  });
+
+  test("reads `modules:` keys into one sub-recipe per module, in order", () => {
+    const parsed = parseRecipe(toYaml(recipe), "r.yml");
+    assert.deepEqual(parsed.modules!.map((m) => [m.name, m.recipe.file, m.recipe.slices ? "slices" : "models"]),
+      [["text_decoder", "r.yml: modules.text_decoder", "slices"], ["vision_tower", "r.yml: modules.vision_tower", "models"]]);
+  });
+});
+
+describe("modules: errors", () => {
+  const modules = (extra: Record<string, unknown> = {}) => ({
+    merge_method: "linear",
+    modules: {
+      text_decoder: { models: [{ model: "./a", parameters: { weight: 1 } }, { model: "./b", parameters: { weight: 1 } }] },
+      vision_tower: { models: [{ model: "./a", parameters: { weight: 1 } }] },
+      ...extra,
+    },
+  });
+
+  test("a tensor no module claims is refused, not dropped, until a module holds it", async () => {
+    const extra = { "multi_modal_projector.linear_1.weight": [HIDDEN, HIDDEN] };
+    const models = { a: vlm(1, base, extra), b: vlm(2, base, extra) };
+    const dir = await writeCase("unassigned", modules(), models);
+    const problems = await errorOf(merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workerUrl: WORKER_URL }));
+    assert.deepEqual(problems.map((p) => p.code), ["E_MODULE_UNASSIGNED", "E_MODULE_UNASSIGNED"]);
+    assert.match(problems[0]!.message, /1 tensor of \.\/a belong to no module \("multi_modal_projector\.linear_1\.weight"\); the merge would drop them/);
+    assert.deepEqual(await readdir(dir).then((f) => f.sort()), ["a", "b", "recipe.yml"], "nothing written");
+
+    await writeFile(join(dir, "recipe.yml"), toYaml(modules({ multi_modal_projector: { models: [{ model: "./b", parameters: { weight: 1 } }] } })));
+    await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workerUrl: WORKER_URL });
+    const ours = await readOutput(join(dir, "out"));
+    assert.ok(ours.tensors.has("multi_modal_projector.linear_1.weight"));
+    const projector = ours.tensors.get("multi_modal_projector.linear_1.weight")!;
+    const { maxUlp } = compareTensor(projector, models.b.tensors.get("multi_modal_projector.linear_1.weight")!);
+    assert.equal(maxUlp, 0, "the projector module's one model, weight 1, is copied exactly");
+  });
+
+  test("a module that matches nothing in a model", async () => {
+    const dir = await writeCase("empty", modules({ audio_tower: { models: [{ model: "./a", parameters: { weight: 1 } }] } }), { a, b });
+    const problems = await errorOf(merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workerUrl: WORKER_URL }));
+    assert.deepEqual(problems.map((p) => p.code), ["E_MODULE_EMPTY"]);
+    assert.match(problems[0]!.message, /modules\.audio_tower: model \.\/a has no tensor under audio_tower\., model\.audio_tower\./);
+  });
+
+  test("two modules claiming one tensor", async () => {
+    const dir = await writeCase("overlap", modules({ language_model: { models: [{ model: "./b", parameters: { weight: 1 } }] } }), { a, b });
+    const problems = await errorOf(merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workerUrl: WORKER_URL }));
+    // One problem per model, not one per tensor.
+    assert.deepEqual(problems.map((p) => p.code), ["E_MODULE_OVERLAP", "E_MODULE_OVERLAP"]);
+    assert.match(problems[0]!.message, /12 tensors of \.\/a are claimed by modules text_decoder and language_model \("language_model\./);
+  });
+
+  test("slices that change a module's layer count", async () => {
+    const recipe = { merge_method: "passthrough", modules: {
+      text_decoder: { slices: [{ sources: [{ model: "./a", layer_range: [0, 2] }] }] },
+      vision_tower: { slices: [{ sources: [{ model: "./a", layer_range: [0, 2] }] }] },
+    } };
+    const dir = await writeCase("layer-count", recipe, { a });
+    const problems = await errorOf(merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workerUrl: WORKER_URL }));
+    assert.deepEqual(problems.map((p) => p.code), ["E_METHOD_UNSUPPORTED"]);
+    assert.match(problems[0]!.message, /modules\.text_decoder: the slices make 2 layers of a module that has 3 in \.\/a/);
+  });
+
+  test("parameter names and keys are checked per module, and messages name the module", async () => {
+    const dir = await writeCase("names", { ...modules(), modules: { ...modules().modules, vision_tower: { models: [{ model: "./a", parameters: { wieght: 1 } }] } } }, { a, b });
+    const problems = await errorOf(merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workerUrl: WORKER_URL }));
+    assert.equal(problems[0]!.code, "E_PARAMETER_UNKNOWN");
+    assert.match(problems[0]!.message, /^.*recipe\.yml: modules\.vision_tower: models\[0\]\.parameters\.wieght: linear has no parameter "wieght"/);
+    assert.throws(() => parseRecipe(toYaml({ merge_method: "linear", modules: { vision_tower: { merge_method: "ties", models: [{ model: "a" }] } } }), "r.yml"),
+      (e: WeightsoupError) => e.code === "E_RECIPE" && /r\.yml: modules\.vision_tower\.merge_method: unknown key/.test(e.message));
+    assert.throws(() => parseRecipe(toYaml({ merge_method: "linear", models: [{ model: "a" }], modules: { v: { models: [{ model: "a" }] } } }), "r.yml"),
+      (e: WeightsoupError) => e.code === "E_RECIPE" && /exactly one of 'models', 'slices' or 'modules'/.test(e.message));
+  });
+});
