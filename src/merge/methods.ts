@@ -7,10 +7,14 @@
 import { table } from "../table";
 
 export interface ParameterSpec {
-  type: "number" | "boolean";
+  type: "number" | "boolean" | "string";
   /** Default when unset; undefined with `required: false` means "unset is meaningful" (passthrough scale). */
-  default?: number | boolean;
+  default?: number | boolean | string;
   required?: boolean;
+  /** A string parameter's allowed values. */
+  values?: readonly string[];
+  /** One line saying what it does (the page's form; parameter-descriptions.ts has the ones left out here). */
+  description?: string;
 }
 
 export type MethodKind = "linear" | "slerp" | "passthrough" | "taskVector";

@@ -409,7 +409,7 @@ function f32Sum(values: number[]): number {
 
 /** Resolves one parameter; null after reporting a problem. */
 function parameter(
-  recipe: Recipe, scope: ParameterScope, name: string, spec: { type: string; default?: number | boolean; required?: boolean },
+  recipe: Recipe, scope: ParameterScope, name: string, spec: { type: string; default?: number | boolean | string; required?: boolean; values?: readonly string[] },
   tensorName: string, model: string | undefined, outName: string, report: Report,
 ): Value | undefined | null {
   let value = lookupParameter(scope, name, tensorName, model);
