@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import type { BrowserContext, Page } from "playwright-core";
+import type { BrowserContext, Locator, Page } from "playwright-core";
 import { parse } from "yaml";
 import {
   addFolders, assertSameWeights, byTestId, checkPrerequisites, compareOutputs, foreignRequests, host, opfsBytes, opfsDigests,
@@ -22,6 +22,7 @@ import {
 import { DEFAULT_TEXT } from "../src/eval/default-text";
 import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "../src/example/models";
 import exampleRecipe from "../src/example/recipe.yml";
+import { METHODS, type ParameterSpec } from "../src/merge/methods";
 import { baseModel, fineTune, removeDir, tempDir, TINY, writeModel, type Shape } from "./helpers/fixtures";
 import type { RefModel } from "./reference/merge";
 
@@ -516,6 +517,161 @@ test("items 28 and 29: problems show while editing, Merge says why it is disable
     assert.ok(lines <= 12, `the problems take a few lines, not one per tensor: ${lines}`);
     await ofWide.locator(`[data-testid="problem-more"]`).click();
     assert.equal(await ofWide.locator(`[data-testid="problem"]:visible`).count(), differing, "expanding shows all of them");
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Issue 10: the form offers every method with all its parameters (derived from METHODS, so methods
+// added to the table show up here as they land).
+
+/** The control kind a parameter type calls for, written out independently of the page's code. */
+const controlKind = (p: ParameterSpec) => (p.type === "boolean" ? "checkbox" : p.type === "string" && p.values?.length ? "select" : "text");
+/** "checkbox", "select" or "text": what a control is. */
+const kindOf = (control: Locator) => control.evaluate((el) => (el.tagName === "SELECT" ? "select" : (el as HTMLInputElement).type || "text"));
+
+test("issue 10: the form offers every method with all its parameters and defaults; one field of each kind edits the recipe", { timeout: 3 * TEST_TIMEOUT }, async () => {
+  await withPage("every-method", "index.html", async (page) => {
+    await addThree(page);
+    const method = byTestId(page, "method", "select");
+    const offered = await method.locator("option:not([hidden])").evaluateAll((els) => els.map((el) => (el as HTMLOptionElement).value));
+    assert.deepEqual(offered, Object.keys(METHODS), "the select offers every method weightsoup runs");
+    const heads = page.locator(`table:has([data-testid="model-params"]) thead th`);
+    const math = page.locator(`[data-testid="model-params"][data-model-name="math"]`);
+    const recipe = async () => parse(await settledRecipe(page)) as RecipeDoc;
+    const edited = new Set<string>();
+    for (const name of offered) {
+      await method.selectOption(name);
+      const spec = METHODS[name]!;
+      let doc = await recipe();
+      assert.equal(doc.merge_method, name);
+      assert.notEqual(lastSegment(doc.base_model ?? ""), "math", "fixture: math is no base, its row has fields");
+
+      // A field per method-wide parameter, of its kind, showing the recipe's value or the default.
+      assert.equal(await page.locator(`[data-testid="global-params"] > .field`).count(), Object.keys(spec.global).length, `${name}: no other global field`);
+      for (const [key, p] of Object.entries(spec.global)) {
+        const control = page.locator(`[data-testid="param-${key}"]`);
+        assert.ok(await control.isVisible(), `${name}: ${key} has a visible field`);
+        assert.equal(await kindOf(control), controlKind(p), `${name}: ${key}'s control`);
+        const value = doc.parameters?.[key];
+        if (p.type === "boolean") assert.equal(await control.isChecked(), value ?? p.default === true, `${name}: ${key} shows ${value ?? `its default ${p.default}`}`);
+        if (p.type === "number") assert.equal(await control.getAttribute("placeholder"), p.default !== undefined ? String(p.default) : p.required ? "required" : "", `${name}: ${key}'s placeholder`);
+        const about = await page.locator(`[data-testid="param-about"][data-param="${key}"]`).textContent();
+        if (p.default !== undefined) assert.match(about ?? "", /Default: /, `${name}: ${key}'s line gives its default`);
+        if (p.required) assert.match(about ?? "", /Required/, `${name}: ${key}'s line says it is required`);
+      }
+      // A column per per-model parameter, with the default as the cells' placeholder and a line under the table.
+      assert.deepEqual(await heads.allTextContents(), ["Model", ...Object.keys(spec.perModel)], `${name}: the table's columns`);
+      for (const [key, p] of Object.entries(spec.perModel)) {
+        const cell = math.locator(`[name="${key}"]`);
+        assert.ok(await cell.isVisible(), `${name}: math's ${key} is visible`);
+        assert.equal(await kindOf(cell), controlKind(p), `${name}: math's ${key} control`);
+        if (p.type === "number") assert.equal(await cell.getAttribute("placeholder"), p.default !== undefined ? String(p.default) : p.required ? "required" : "", `${name}: ${key}'s placeholder`);
+        assert.match((await page.locator(`[data-testid="per-model-about"] li[data-param="${key}"]`).textContent()) ?? "", new RegExp(`^${key}: `));
+      }
+
+      // One field of each kind this method has: typed, ticked, picked; emptied or unset where optional.
+      const first = (params: Record<string, ParameterSpec>, kind: string) => Object.entries(params).find(([, p]) => controlKind(p) === kind);
+      const number = first(spec.global, "text");
+      if (number) {
+        const [key, p] = number;
+        await setField(page, `input[data-testid="param-${key}"]`, "0.25");
+        assert.equal((await recipe()).parameters?.[key], 0.25, `${name}: ${key} typed`);
+        if (!p.required) {
+          await setField(page, `input[data-testid="param-${key}"]`, "");
+          assert.equal((await recipe()).parameters?.[key], undefined, `${name}: ${key} emptied is unset`);
+        }
+        edited.add("global text");
+      }
+      const checkbox = first(spec.global, "checkbox");
+      if (checkbox) {
+        const [key] = checkbox;
+        const box = byTestId(page, `param-${key}`, "input");
+        const was = await box.isChecked();
+        await box.setChecked(!was);
+        assert.equal((await recipe()).parameters?.[key], !was, `${name}: ${key} ticked`);
+        assert.equal(await box.isChecked(), !was);
+        edited.add("global checkbox");
+      }
+      const choice = first(spec.global, "select");
+      if (choice) {
+        const [key, p] = choice;
+        const select = byTestId(page, `param-${key}`, "select");
+        const pick = p.values!.find((v) => v !== p.default)!;
+        await select.selectOption(pick);
+        assert.equal((await recipe()).parameters?.[key], pick, `${name}: ${key} picked`);
+        await select.selectOption("");
+        assert.equal((await recipe()).parameters?.[key], undefined, `${name}: ${key} back to its default is unset`);
+        edited.add("global select");
+      }
+      for (const kind of ["text", "checkbox", "select"]) {
+        const perModel = first(spec.perModel, kind);
+        if (!perModel) continue;
+        const [key, p] = perModel;
+        const cell = math.locator(`[name="${key}"]`);
+        const [value, expected] = kind === "text" ? ["0.4", 0.4] : kind === "checkbox" ? [!(await cell.isChecked()), !(await cell.isChecked())] : [p.values!.find((v) => v !== p.default)!, p.values!.find((v) => v !== p.default)!];
+        if (kind === "text") {
+          await cell.fill(value as string);
+          await cell.blur();
+        } else if (kind === "checkbox") await cell.setChecked(value as boolean);
+        else await cell.selectOption(value as string);
+        doc = await recipe();
+        assert.deepEqual(entryFor(doc, "math")?.parameters?.[key], expected, `${name}: math's ${key} edited`);
+        edited.add(`per-model ${kind}`);
+      }
+      assert.equal(await visibleText(page, "field-error"), "", `${name}: no field refused an edit`);
+    }
+    // Every kind some method has was edited (a string choice once a method declares one).
+    const kinds = new Set<string>();
+    for (const spec of Object.values(METHODS)) {
+      for (const p of Object.values(spec.global)) kinds.add(`global ${controlKind(p)}`);
+      for (const p of Object.values(spec.perModel)) kinds.add(`per-model ${controlKind(p)}`);
+    }
+    assert.deepEqual([...edited].sort(), [...kinds].sort(), "one field of each kind was edited");
+    assert.ok(kinds.has("global text") && kinds.has("global checkbox") && kinds.has("per-model text"), "fixture: numbers and booleans are among the kinds");
+    await screenshot(page, "every-method");
+  });
+});
+
+const TIES_EXTRA = `# TIES with its extra parameters, as pasted from a model card
+merge_method: ties
+base_model: base
+models:
+  - model: base
+  - model: math # the strong one
+    parameters:
+      weight: 0.7
+      density: 0.4
+  - model: code
+    parameters: {weight: 0.5, density: [0.2, 0.8]}
+parameters:
+  normalize: false
+  rescale: true
+  lambda: 0.8
+  int8_mask: true
+dtype: float32
+`;
+
+test("issue 10: a pasted recipe using a method's extra parameters shows them in the form, takes an edit and merges like the CLI", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("extra-params", "index.html", async (page) => {
+    await addThree(page);
+    await setRecipeYaml(page, TIES_EXTRA);
+    await waitForRunEnabled(page);
+    assert.equal(await byTestId(page, "method", "select").inputValue(), "ties");
+    assert.equal(await byTestId(page, "param-lambda", "input").inputValue(), "0.8");
+    assert.deepEqual([await byTestId(page, "param-normalize", "input").isChecked(), await byTestId(page, "param-rescale", "input").isChecked(), await byTestId(page, "param-int8_mask", "input").isChecked()],
+      [false, true, true], "normalize, rescale and int8_mask follow the pasted YAML");
+    const cell = (model: string, key: string) => page.locator(`[data-testid="model-params"][data-model-name="${model}"] input[name="${key}"]`);
+    assert.deepEqual([await cell("math", "weight").inputValue(), await cell("math", "density").inputValue(), await cell("code", "weight").inputValue(), await cell("code", "density").inputValue()],
+      ["0.7", "0.4", "0.5", "[0.2, 0.8]"], "per-model weights and densities follow the pasted YAML");
+    assert.equal(await byTestId(page, "form-kept").isVisible(), false, "the form shows every key of the recipe");
+
+    await cell("math", "density").fill("0.6");
+    await cell("math", "density").blur();
+    const edited = TIES_EXTRA.replace("density: 0.4", "density: 0.6");
+    assert.equal(await settledRecipe(page), edited, "the density field changed only math's density");
+    await runToDone(page, "ties-extra");
+    const cli = await cliMerge(dirs.f32, "ties-extra", edited, "ties-extra", await seedOf(page));
+    await compareOutputs(page, "ties-extra", cli);
   });
 });
 

@@ -147,7 +147,10 @@ test("the form reads what it can show; filters, slices and other keys are report
     [["base", true, "", ""], ["math", true, "0.6", "0.5"], ["code", true, "0.4", "0.7"]]);
   assert.equal(form.normalize, true);
   assert.equal(form.globals.get("lambda")?.text, "0.9");
-  assert.deepEqual(form.kept.sort(), ["parameters: int8_mask", "tokenizer_source"]);
+  assert.equal(form.globals.get("int8_mask")?.text, "true", "int8_mask is one of dare_ties's fields (issue 10: every parameter has one)");
+  assert.deepEqual(form.kept.sort(), ["tokenizer_source"]);
+  const unknown = readForm("merge_method: ties\nmodels:\n  - model: math\n    parameters: {weight: 1, desnity: 0.5}\nparameters:\n  lamda: 2\n", names, byLastSegment);
+  assert.deepEqual(unknown.kept.sort(), ["math: desnity", "parameters: lamda"], "keys the method does not take are reported, not lost");
 
   // normalize unset: the method's default (task arithmetic: false; TIES: true).
   assert.equal(readForm("merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: base\n", names, byLastSegment).normalize, false);

@@ -7,25 +7,60 @@
  * Every function is pure (text in, text out), so it runs and is tested without a browser.
  */
 import { Document, isMap, isScalar, isSeq, parse, parseDocument, type YAMLMap } from "yaml";
-import { METHODS, type MethodSpec } from "../../src/merge/methods";
+import { METHODS, type MethodSpec, type ParameterSpec } from "../../src/merge/methods";
+import { describeParameter } from "../../src/merge/parameter-descriptions";
 import type { Setting } from "../../src/recipe/recipe";
+import { table } from "../../src/table";
 
 /** Recipe model name -> loaded model name, undefined when it maps to none. */
 export type Resolve = (recipeName: string) => string | undefined;
 
-/** Values a new model entry starts from (TIES/DARE papers' usual density; weight 1 = equal mix). */
-export const FORM_START: Readonly<Record<string, Setting>> = { weight: 1, density: 0.5, t: 0.5 };
+/** Values a required parameter starts from (weight 1 = equal mix), and TIES/DARE papers' usual density. */
+export const FORM_START: Readonly<Record<string, Setting>> = table<Setting>({ weight: 1, density: 0.5, t: 0.5 });
 
 /** Top-level keys in the order mergekit recipes usually list them; new keys are inserted by it. */
 const KEY_ORDER = ["merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype", "tokenizer_source", "align"];
 
-/** The parameters the form has fields for, for one method. */
-export function formFields(spec: MethodSpec | undefined): { global: string[]; perModel: string[] } {
+/** How a parameter is edited: numbers and gradients as text, booleans ticked, string choices picked. */
+export type FieldKind = "number" | "checkbox" | "choice" | "text";
+
+/** One parameter the form has a field for, derived from the method's spec. */
+export interface FormField {
+  key: string;
+  scope: "global" | "perModel";
+  kind: FieldKind;
+  /** What applies when the recipe leaves it unset (undefined: nothing does). */
+  default: number | boolean | string | undefined;
+  required: boolean;
+  /** The values a choice offers (empty for the other kinds). */
+  choices: readonly string[];
+  description: string | undefined;
+}
+
+function fieldOf(method: string, key: string, p: ParameterSpec, scope: FormField["scope"]): FormField {
+  const kind: FieldKind = p.type === "number" ? "number" : p.type === "boolean" ? "checkbox" : p.values?.length ? "choice" : "text";
+  return { key, scope, kind, default: p.default, required: !!p.required, choices: kind === "choice" ? p.values! : [], description: describeParameter(method, key, p) };
+}
+
+/** Every parameter of the method, method-wide ones and per-model ones, in the order the spec lists them. */
+export function formFields(spec: MethodSpec | undefined): { global: FormField[]; perModel: FormField[] } {
   if (!spec) return { global: [], perModel: [] };
   return {
-    global: ["t", "lambda", "normalize"].filter((k) => k in spec.global),
-    perModel: ["weight", "density"].filter((k) => k in spec.perModel && (k !== "density" || !!spec.sparsify)),
+    global: Object.entries(spec.global).map(([k, p]) => fieldOf(spec.name, k, p, "global")),
+    perModel: Object.entries(spec.perModel).map(([k, p]) => fieldOf(spec.name, k, p, "perModel")),
   };
+}
+
+/**
+ * What a field's control holds, as the recipe value to write: undefined leaves the key unset (an empty
+ * optional field; the method's default applies). Text that is no value is an Error naming `what`.
+ */
+export function fieldSetting(field: FormField, control: string | boolean, what: string): Setting | undefined {
+  if (typeof control === "boolean") return control;
+  if (control.trim() === "" && !field.required) return undefined;
+  if (field.kind === "number") return settingFromText(control, what);
+  if (control.trim() === "") throw new Error(`${what}: a value is required`);
+  return control;
 }
 
 /** "0.5" -> 0.5, "[0, 0.5, 1]" -> [0, 0.5, 1]; anything else is an Error naming `what`. */
@@ -45,11 +80,21 @@ const isPlainSetting = (v: unknown): v is number | number[] =>
   (typeof v === "number" && Number.isFinite(v)) || (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "number"));
 const settingText = (v: number | number[]): string => (Array.isArray(v) ? `[${v.join(", ")}]` : String(v));
 
-/** A form field's value: its text, or null when the recipe holds something a field cannot show (filters). */
+/** A form field's value as text ("" when unset; "true"/"false" for a checkbox). */
 export interface FieldValue {
   text: string;
-  /** False when the value uses filters or is not a number: the field shows it read-only. */
+  /** False when the value uses filters (or a checkbox's is no boolean): the field shows it read-only. */
   editable: boolean;
+}
+
+/** How a field shows a recipe value. */
+function fieldValue(v: unknown, kind: FieldKind): FieldValue {
+  if (v === undefined) return { text: "", editable: true };
+  if (kind === "number" && isPlainSetting(v)) return { text: settingText(v), editable: true };
+  if (kind === "checkbox") return { text: String(v), editable: typeof v === "boolean" };
+  if (v !== null && typeof v === "object") return { text: "(filters: edit in YAML)", editable: false };
+  // A scalar of the wrong type (the check says why): shown as written, so it can be corrected here.
+  return { text: String(v), editable: true };
 }
 
 export interface FormModel {
@@ -60,7 +105,7 @@ export interface FormModel {
   base: string;
   /** By loaded model name: whether the recipe's `models:` lists it, and its per-model fields. */
   rows: Map<string, { included: boolean; fields: Map<string, FieldValue> }>;
-  /** t and lambda ("" when unset). */
+  /** Every method-wide parameter of the method ("" when unset). */
   globals: Map<string, FieldValue>;
   /** normalize as it applies (the method's default when unset); undefined when the method has none. */
   normalize: boolean | undefined;
@@ -97,30 +142,23 @@ export function readForm(text: string, loaded: readonly string[], resolve: Resol
   else if (r.models !== undefined && !Array.isArray(r.models)) form.readOnly = "a 'models' value that is not a list";
   for (const key of Object.keys(r)) if (!SHOWN_TOP.has(key)) form.kept.push(key);
 
-  const field = (v: unknown): FieldValue =>
-    v === undefined ? { text: "", editable: true }
-    : isPlainSetting(v) ? { text: settingText(v), editable: true }
-    : v !== null && typeof v === "object" ? { text: "(filters: edit in YAML)", editable: false }
-    // A scalar that is no number (the check says why): shown as written, so it can be corrected here.
-    : { text: String(v), editable: true };
   for (const entry of Array.isArray(r.models) ? r.models : []) {
     const e = entry as { model?: unknown; parameters?: unknown } | null;
     if (typeof e?.model !== "string") continue;
     const params = (e.parameters !== null && typeof e.parameters === "object" && !Array.isArray(e.parameters) ? e.parameters : {}) as Record<string, unknown>;
-    for (const key of Object.keys(params)) if (!shown.perModel.includes(key)) form.kept.push(`${e.model}: ${key}`);
+    for (const key of Object.keys(params)) if (!shown.perModel.some((f) => f.key === key)) form.kept.push(`${e.model}: ${key}`);
     const row = form.rows.get(resolve(e.model) ?? "");
     if (!row) continue;
     row.included = true;
-    for (const key of shown.perModel) row.fields.set(key, field(params[key]));
+    for (const f of shown.perModel) row.fields.set(f.key, fieldValue(params[f.key], f.kind));
   }
-  for (const row of form.rows.values()) for (const key of shown.perModel) if (!row.fields.has(key)) row.fields.set(key, { text: "", editable: true });
+  for (const row of form.rows.values()) for (const f of shown.perModel) if (!row.fields.has(f.key)) row.fields.set(f.key, { text: "", editable: true });
 
   const params = (r.parameters !== null && typeof r.parameters === "object" && !Array.isArray(r.parameters) ? r.parameters : {}) as Record<string, unknown>;
-  for (const key of Object.keys(params)) if (!shown.global.includes(key)) form.kept.push(`parameters: ${key}`);
-  for (const key of ["t", "lambda"]) if (shown.global.includes(key)) form.globals.set(key, field(params[key]));
-  if (shown.global.includes("normalize")) {
-    form.normalize = typeof params.normalize === "boolean" ? params.normalize : (spec!.global.normalize!.default as boolean);
-    if (params.normalize !== undefined && typeof params.normalize !== "boolean") form.globals.set("normalize", { text: String(params.normalize), editable: false });
+  for (const key of Object.keys(params)) if (!shown.global.some((f) => f.key === key)) form.kept.push(`parameters: ${key}`);
+  for (const f of shown.global) form.globals.set(f.key, fieldValue(params[f.key], f.kind));
+  if (spec && "normalize" in spec.global) {
+    form.normalize = typeof params.normalize === "boolean" ? params.normalize : (spec.global.normalize!.default as boolean);
   }
   form.dtype = typeof r.dtype === "string" ? r.dtype : "";
   return form;
@@ -211,9 +249,33 @@ function addEntry(doc: Document, loadedName: string, params: Record<string, Sett
   else setValue(doc, ["models"], doc.createNode([entry]));
 }
 
-/** Per-model starting values for the fields the method's form shows. */
-const startParams = (spec: MethodSpec | undefined): Record<string, Setting> =>
-  Object.fromEntries(formFields(spec).perModel.map((k) => [k, FORM_START[k]!]));
+/**
+ * What a parameter is set to when the form lists a model or switches the method: required ones their
+ * usual starting value, density its usual value where the method prunes; the rest stay unset (their
+ * defaults apply).
+ */
+function startValue(spec: MethodSpec, key: string): Setting | undefined {
+  if (key === "density") return spec.sparsify ? FORM_START.density : undefined;
+  const p = spec.perModel[key] ?? spec.global[key];
+  return p?.required ? FORM_START[key] : undefined;
+}
+
+/** Per-model starting values of a method (see startValue). */
+function startParams(spec: MethodSpec | undefined): Record<string, Setting> {
+  const out: Record<string, Setting> = {};
+  for (const key of spec ? Object.keys(spec.perModel) : []) {
+    const value = startValue(spec!, key);
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+/** Gives a model entry the method's starting values it lacks. */
+function fillStart(doc: Document, spec: MethodSpec | undefined, index: number): void {
+  for (const [key, value] of Object.entries(startParams(spec))) {
+    if (!doc.hasIn(["models", index, "parameters", key])) setValue(doc, ["models", index, "parameters", key], value);
+  }
+}
 
 /** The recipe the form starts from: a linear soup of `loaded`, equal weights. */
 export function starterRecipe(loaded: readonly string[]): string {
@@ -228,9 +290,11 @@ export function starterRecipe(loaded: readonly string[]): string {
 
 /**
  * Switches the method. The new method's form starts from its defaults: normalize is set to the
- * method's default, lambda back to 1, t to 0.5 when it has none; parameters the new method does not
- * accept are removed (they would make the recipe invalid), and so are the ones the old form showed and
- * the new one does not. A method that needs a base gets one; one that does not loses base_model.
+ * method's default, lambda back to 1, a required parameter (t, weight) to its starting value when it
+ * has none; parameters the new method does not accept are removed (they would make the recipe invalid),
+ * and so are method-wide ones that the new method takes only per model (they mean something else
+ * there). Parameters both methods take keep their values. A method that needs a base gets one; one that
+ * does not loses base_model.
  */
 export function setMethod(text: string, method: string, ctx: EditContext): string {
   const next = METHODS[method];
@@ -239,14 +303,16 @@ export function setMethod(text: string, method: string, ctx: EditContext): strin
     const previous = METHODS[str(doc.get("merge_method")) ?? ""];
     if (previous === next) return;
     setValue(doc, ["merge_method"], method);
-    const was = formFields(previous), now = formFields(next);
     const accepted = [...Object.keys(next.global), ...Object.keys(next.perModel)];
     for (const key of paramKeys(doc, ["parameters"])) {
-      if (!accepted.includes(key) || (was.global.includes(key) && !now.global.includes(key))) remove(doc, ["parameters", key]);
+      if (!accepted.includes(key) || (previous !== undefined && key in previous.global && !(key in next.global))) remove(doc, ["parameters", key]);
     }
-    if (now.global.includes("normalize")) setValue(doc, ["parameters", "normalize"], next.global.normalize!.default);
-    if (now.global.includes("lambda")) remove(doc, ["parameters", "lambda"]);
-    if (now.global.includes("t") && !isPlainSetting(doc.getIn(["parameters", "t"]))) setValue(doc, ["parameters", "t"], FORM_START.t);
+    if ("normalize" in next.global) setValue(doc, ["parameters", "normalize"], next.global.normalize!.default);
+    if ("lambda" in next.global) remove(doc, ["parameters", "lambda"]);
+    for (const key of Object.keys(next.global)) {
+      const start = startValue(next, key);
+      if (start !== undefined && !isPlainSetting(doc.getIn(["parameters", key]))) setValue(doc, ["parameters", key], start);
+    }
 
     let base = str(doc.get("base_model"));
     if (next.needsBase && base === undefined && ctx.defaultBase) {
@@ -266,12 +332,9 @@ export function setMethod(text: string, method: string, ctx: EditContext): strin
       const name = str(isMap(item) ? item.get("model") : undefined);
       if (name === undefined) return;
       const isBase = baseLoaded !== undefined && (ctx.resolve(name) ?? name) === baseLoaded;
-      for (const key of paramKeys(doc, ["models", i, "parameters"])) {
-        const shownOnBase = isBase && now.perModel.includes(key);
-        if (!(key in next.perModel) || (was.perModel.includes(key) && !now.perModel.includes(key)) || shownOnBase) remove(doc, ["models", i, "parameters", key]);
-      }
-      if (isBase) return;
-      for (const key of now.perModel) if (!doc.hasIn(["models", i, "parameters", key])) setValue(doc, ["models", i, "parameters", key], FORM_START[key]);
+      // The form shows the base's per-model fields as "base": it has none.
+      for (const key of paramKeys(doc, ["models", i, "parameters"])) if (!(key in next.perModel) || isBase) remove(doc, ["models", i, "parameters", key]);
+      if (!isBase) fillStart(doc, next, i);
     });
   });
 }
@@ -290,14 +353,11 @@ export function setBase(text: string, loadedName: string, ctx: EditContext): str
       return;
     }
     setValue(doc, ["base_model"], loadedName);
-    const shown = formFields(spec).perModel;
     const mine = entriesOf(doc, loadedName, ctx.resolve);
     if (mine.length === 0) addEntry(doc, loadedName, {});
-    for (const i of mine) for (const key of shown) remove(doc, ["models", i, "parameters", key]);
+    for (const i of mine) for (const key of Object.keys(spec?.perModel ?? {})) remove(doc, ["models", i, "parameters", key]);
     const old = previous === undefined ? undefined : ctx.resolve(previous);
-    for (const i of old === undefined ? [] : entriesOf(doc, old, ctx.resolve)) {
-      for (const key of shown) if (!doc.hasIn(["models", i, "parameters", key])) setValue(doc, ["models", i, "parameters", key], FORM_START[key]);
-    }
+    for (const i of old === undefined ? [] : entriesOf(doc, old, ctx.resolve)) fillStart(doc, spec, i);
   });
 }
 
@@ -310,10 +370,17 @@ export function setIncluded(text: string, loadedName: string, included: boolean,
   });
 }
 
-/** Sets a per-model parameter of a loaded model (listing the model first if it is not). */
-export function setModelParameter(text: string, loadedName: string, key: string, value: Setting, ctx: EditContext): string {
+/**
+ * Sets a per-model parameter of a loaded model (listing the model first if it is not); undefined
+ * removes it (the method's default applies).
+ */
+export function setModelParameter(text: string, loadedName: string, key: string, value: Setting | undefined, ctx: EditContext): string {
   return edit(text, (doc) => {
     let mine = entriesOf(doc, loadedName, ctx.resolve);
+    if (value === undefined) {
+      for (const i of mine) remove(doc, ["models", i, "parameters", key]);
+      return;
+    }
     if (mine.length === 0) {
       addEntry(doc, loadedName, startParams(METHODS[str(doc.get("merge_method")) ?? ""]));
       mine = entriesOf(doc, loadedName, ctx.resolve);

@@ -14,6 +14,8 @@ export interface ParameterSpec {
   required?: boolean;
   /** A string parameter's allowed values. */
   values?: readonly string[];
+  /** One line saying what it does (the page's form; parameter-descriptions.ts has the ones left out here). */
+  description?: string;
 }
 
 export type MethodKind = "linear" | "slerp" | "passthrough" | "taskVector" | "sce" | "ram" | GeometricKind;
