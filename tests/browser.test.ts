@@ -305,6 +305,40 @@ test("a pasted mergekit recipe: names mapped automatically or by asking, output 
   });
 });
 
+const STAGED = `name: mid
+merge_method: ties
+base_model: base
+models:
+  - model: math
+    parameters: {weight: 0.7, density: 0.5}
+  - model: code
+    parameters: {weight: 0.5, density: 0.5}
+---
+# the final output: the intermediate "mid" mixed back with the base
+merge_method: linear
+models:
+  - model: mid
+    parameters: {weight: 0.5}
+  - model: base
+    parameters: {weight: 0.5}
+`;
+
+test("issue 10: a pasted multi-stage recipe runs as the CLI runs it, leaving no intermediate behind", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("stages", "index.html", async (page) => {
+    await addFolders(page, ["base", "math", "code"].map((m) => join(dirs.f32, m)), ["base", "math", "code"]);
+    await setRecipeYaml(page, STAGED);
+    const cannot = byTestId(page, "form-cannot-show");
+    await cannot.waitFor({ state: "visible" });
+    assert.match((await cannot.textContent()) ?? "", /several YAML documents \(a multi-stage recipe\)/);
+    assert.equal(await byTestId(page, "model-map", "select").count(), 0, "the intermediate is not asked for");
+    await runToDone(page, "stages-soup");
+    const cli = await cliMerge(dirs.f32, "stages", STAGED, "stages-soup", 0);
+    await compareOutputs(page, "stages-soup", cli, { skip: ["README.md"] });
+    const left = Object.keys(await opfsTree(page)).filter((p) => p.includes(".stage-") || p.includes(".weightsoup-partial-"));
+    assert.deepEqual(left, [], "no intermediate or staging folder is left in the browser's storage");
+  });
+});
+
 test("cancelling a running merge leaves no output and no staging folder", { timeout: TEST_TIMEOUT }, async () => {
   await withPage("cancel", "index.html", async (page) => {
     await addFolders(page, [dirs.large], ["base", "math", "code"]);

@@ -17,7 +17,8 @@
 import { OutputError } from "../errors";
 import type { OutputTarget } from "../merge/job";
 import { INDEX_FILE } from "../model/model";
-import type { OutputFolder } from "./output";
+import { BlobFolder } from "./folder";
+import type { OutputFolder, ScratchFolder } from "./output";
 import type { SourceRef } from "./source";
 
 const STAGING_PREFIX = ".weightsoup-partial-";
@@ -194,6 +195,30 @@ export class DirectoryOutputFolder implements OutputFolder {
     await target.write(await handle.getFile());
     await target.close();
     await this.staging.removeEntry(file);
+  }
+
+  /**
+   * An intermediate model of a multi-stage recipe, `.stage-LABEL` inside the staging folder: written
+   * like an output of its own, then read back as files, the way picked models are.
+   */
+  async scratch(label: string): Promise<ScratchFolder> {
+    const entry = `.stage-${label.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+    const dir = await this.staging.getDirectoryHandle(entry, { create: true }).catch((cause) => { throw ioError(`${this.name}/${entry}`, cause); });
+    const output = await DirectoryOutputFolder.withStaging(dir, false, undefined);
+    return {
+      output,
+      folder: async () => {
+        const files = new Map<string, Blob>();
+        for await (const [name, handle] of dir.entries()) {
+          if (handle.kind === "file") files.set(name, await (handle as FileSystemFileHandle).getFile());
+        }
+        return new BlobFolder(`${this.name}/${entry}`, files);
+      },
+      remove: async () => {
+        await output.discard();
+        await retryRemove(() => this.staging.removeEntry(entry, { recursive: true }), 50).catch(() => undefined);
+      },
+    };
   }
 
   async discard(): Promise<void> {
