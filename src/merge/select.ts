@@ -59,7 +59,8 @@ function shiftFor(lo: number, hi: number, bucketsLog2: number): number {
 export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { task: number; k: number }[], keys?: KeySource): Promise<Map<number, Selection>> {
   const states: State[] = wanted.map(({ task, k }) => ({ task, k, lo: 0, hi: KEY_END, guess: false, expected: 0 }));
   if (exec.resident && numel >= SAMPLE_MIN && !keys) await bracketFromSample(exec, numel, states);
-  const bucketsLog2 = exec.resident ? BUCKETS_LOG2_RESIDENT : BUCKETS_LOG2_CHUNKED;
+  // Keys other than |tau| are computed afresh by every pass: fewer, larger rounds, as for chunked data.
+  const bucketsLog2 = exec.resident && !keys ? BUCKETS_LOG2_RESIDENT : BUCKETS_LOG2_CHUNKED;
 
   for (let round = 0; states.some((s) => !s.result); round++) {
     if (round > 8) throw new Error("radix select did not converge"); // 31 bits need at most 3 rounds plus a missed bracket
