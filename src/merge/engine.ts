@@ -16,7 +16,7 @@ import { WorkerPool } from "../pool/pool";
 import { modelCard, outputConfig, VERSION } from "./card";
 import { chunkCount, chunkRange, type FinalRequest, type OutputTarget, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "./job";
 import { runTensor } from "./run-tensor";
-import { extraBytesPerElement, isMultiPass, rowAlignment } from "../plan/geometric";
+import { geometricExtraBytes, isGeometricMultiPass, geometricRowAlignment } from "../plan/geometric";
 
 export interface EngineOptions {
   /** Worker count. */
@@ -61,15 +61,15 @@ export interface MergeSummary {
  */
 export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements">): number {
   const instanceBudget = Math.floor(options.memoryBudget / JOBS_PER_WORKER / 65536) * 65536;
-  const rows = rowAlignment(t.op);
+  const rows = geometricRowAlignment(t.op);
   if (options.chunkElements && rows) return Math.min(rowChunk(options.chunkElements, rows), Math.max(t.numel, 1));
   if (options.chunkElements) return Math.min(Math.max(TILE, Math.floor(options.chunkElements / TILE) * TILE), Math.max(t.numel, 1));
   const perElement = t.inputs.reduce((s, i) => s + DTYPES[i.tensor.dtype]!.bits / 8, 0) + DTYPES[t.dtype]!.bits / 8;
   const op = t.op;
   const trimmed = op.kind === "taskVector" && op.sparsify !== undefined ? op.tasks.filter((x) => x.density < 1).length : 0;
-  const multiPass = op.kind === "slerp" || trimmed > 0 || isMultiPass(op);
+  const multiPass = op.kind === "slerp" || trimmed > 0 || isGeometricMultiPass(op);
   // A resident TIES tensor also keeps candidate keys, about numel/8 per trimmed model.
-  const candidates = (op.kind === "taskVector" && op.sparsify === "magnitude" ? trimmed * 0.5 : 0) + extraBytesPerElement(op);
+  const candidates = (op.kind === "taskVector" && op.sparsify === "magnitude" ? trimmed * 0.5 : 0) + geometricExtraBytes(op);
   const available = instanceBudget - KERNEL_OVERHEAD_BYTES;
   const stream = Math.min(options.chunkBytes, available);
   const resident = multiPass ? Math.min(1.5 * options.chunkBytes, available) : stream;

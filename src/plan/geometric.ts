@@ -29,19 +29,19 @@ export type GeometricOp =
   | { kind: "arceeFusion"; cols: number };
 
 /** Row length a chunk boundary must respect, and whether chunks must hold a power of two rows. */
-export function rowAlignment(op: TensorOp): { cols: number; powerOfTwo: boolean } | undefined {
+export function geometricRowAlignment(op: TensorOp): { cols: number; powerOfTwo: boolean } | undefined {
   if ((op.kind === "nuslerp" || op.kind === "modelStock") && op.layout !== "flat") return { cols: op.cols, powerOfTwo: op.layout === "columns" };
   if (op.kind === "arceeFusion") return { cols: op.cols, powerOfTwo: false };
   return undefined;
 }
 
 /** Operations that read their inputs more than once (statistics, then the output). */
-export function isMultiPass(op: TensorOp): boolean {
+export function isGeometricMultiPass(op: TensorOp): boolean {
   return op.kind === "nuslerp" || op.kind === "multislerp" || op.kind === "karcher" || op.kind === "modelStock" || op.kind === "arceeFusion";
 }
 
 /** Bytes per element a resident tensor of this operation needs beyond its inputs and output. */
-export function extraBytesPerElement(op: TensorOp): number {
+export function geometricExtraBytes(op: TensorOp): number {
   return op.kind === "arceeFusion" ? 4 : 0; // the importance keys of a select pass
 }
 
