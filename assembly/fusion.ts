@@ -7,12 +7,83 @@ import { elementBytes, encode } from "./convert";
 import { MAX_INPUTS, TILE } from "./layout";
 import { slot, tileOf } from "./tile";
 
+const LN2_HI: f64 = 6.93147180369123816490e-01; // ln 2 with trailing zero bits: k * LN2_HI is exact
+const LN2_LO: f64 = 1.90821492927058770002e-10;
+const INV_LN2: f64 = 1.44269504088896338700e+00;
+
+/** 2^k for integral k in [-1022, 1023], two lanes. */
+// @ts-ignore: decorator
+@inline
+function pow2(k: v128): v128 {
+  const wide = i64x2.extend_low_i32x4_s(i32x4.trunc_sat_f64x2_s_zero(k));
+  return i64x2.shl(i64x2.add(wide, i64x2.splat(1023)), 52);
+}
+
+/**
+ * e^x for x <= 0, two lanes, within about an ulp: x = k ln2 + r with |r| <= ln2/2, e^r by its Taylor
+ * series to r^13 (the remainder is below 2^-56 relative). x below -700 is taken as -700: e^-700 is
+ * 1e-304, which adds nothing to the softmax sums or to the 1e-8 each probability gets.
+ */
+// @ts-ignore: decorator
+@inline
+function exp2x(x: v128): v128 {
+  x = f64x2.max(x, f64x2.splat(-700));
+  const k = f64x2.nearest(f64x2.mul(x, f64x2.splat(INV_LN2)));
+  const r = f64x2.sub(f64x2.sub(x, f64x2.mul(k, f64x2.splat(LN2_HI))), f64x2.mul(k, f64x2.splat(LN2_LO)));
+  let p = f64x2.splat(1.0 / 6227020800.0); // 1/13!
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 479001600.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 39916800.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 3628800.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 362880.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 40320.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 5040.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 720.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 120.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 24.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 6.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(0.5));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0));
+  return f64x2.mul(p, pow2(k));
+}
+
+/**
+ * ln y for normal positive y, two lanes, within a few ulps: y = m 2^e with m in [sqrt(1/2), sqrt(2)),
+ * ln m = 2 atanh(s) with s = (m - 1)/(m + 1), |s| < 0.172, by its series to s^21.
+ */
+// @ts-ignore: decorator
+@inline
+function logx(y: v128): v128 {
+  let e = i64x2.sub(i64x2.shr_u(y, 52), i64x2.splat(1023));
+  let m = v128.or(v128.and(y, i64x2.splat(0x000fffffffffffff)), i64x2.splat(0x3ff0000000000000));
+  const big = f64x2.gt(m, f64x2.splat(1.4142135623730951));
+  m = v128.bitselect(f64x2.mul(m, f64x2.splat(0.5)), m, big);
+  e = i64x2.sub(e, big); // big is -1 where m was halved
+  const ef = f64x2.convert_low_i32x4_s(i32x4.shuffle(e, e, 0, 2, 0, 2));
+  const s = f64x2.div(f64x2.sub(m, f64x2.splat(1)), f64x2.add(m, f64x2.splat(1)));
+  const z = f64x2.mul(s, s);
+  let p = f64x2.splat(1.0 / 21.0);
+  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 19.0));
+  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 17.0));
+  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 15.0));
+  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 13.0));
+  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 11.0));
+  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 9.0));
+  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 7.0));
+  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 5.0));
+  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 3.0));
+  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0));
+  const lnm = f64x2.mul(f64x2.add(s, s), p);
+  return f64x2.add(f64x2.mul(ef, f64x2.splat(LN2_HI)), f64x2.add(lnm, f64x2.mul(ef, f64x2.splat(LN2_LO))));
+}
+
 /**
  * KL_row for each row of `cols` elements (n is a multiple of cols), as float64 at `out`. `scratch`
- * holds 2 * cols float64. Softmaxes subtract the row's maximum; sums run in element order.
+ * holds 2 * cols + 2 float64. Softmaxes subtract the row's maximum; every sum runs in element order
+ * (two lanes at a time, added one after the other).
  */
 export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32, cols: i32, quant: i32, scratch: usize, out: usize): void {
-  const ea = scratch, eb = scratch + (<usize>cols << 3);
+  const ea = scratch, eb = scratch + (<usize>(cols + 1) << 3);
   let row = 0;
   for (let r = 0; r < n; r += cols) {
     let maxA = -Infinity, maxB = -Infinity;
@@ -28,20 +99,33 @@ export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
         maxB = max(maxB, y);
       }
     }
-    let sumA: f64 = 0, sumB: f64 = 0;
-    for (let j = 0; j < cols; j++) {
-      const o = <usize>j << 3;
-      const x = Math.exp(load<f64>(ea + o) - maxA), y = Math.exp(load<f64>(eb + o) - maxB);
-      store<f64>(ea + o, x);
-      store<f64>(eb + o, y);
-      sumA += x;
-      sumB += y;
+    // An odd row gets one padding lane (its value, whose results are not added).
+    if (cols & 1) {
+      store<f64>(ea + (<usize>cols << 3), maxA);
+      store<f64>(eb + (<usize>cols << 3), maxB);
     }
-    let kl: f64 = 0;
-    for (let j = 0; j < cols; j++) {
+    const vmaxA = f64x2.splat(maxA), vmaxB = f64x2.splat(maxB);
+    let sumA: f64 = 0, sumB: f64 = 0;
+    for (let j = 0; j < cols; j += 2) {
       const o = <usize>j << 3;
-      const p = load<f64>(eb + o) / sumB + 1e-8, q = load<f64>(ea + o) / sumA + 1e-8;
-      kl += p * Math.log(p / q);
+      const x = exp2x(f64x2.sub(v128.load(ea + o), vmaxA)), y = exp2x(f64x2.sub(v128.load(eb + o), vmaxB));
+      v128.store(ea + o, x);
+      v128.store(eb + o, y);
+      sumA += f64x2.extract_lane(x, 0);
+      sumB += f64x2.extract_lane(y, 0);
+      if (j + 1 < cols) {
+        sumA += f64x2.extract_lane(x, 1);
+        sumB += f64x2.extract_lane(y, 1);
+      }
+    }
+    const vsumA = f64x2.splat(sumA), vsumB = f64x2.splat(sumB), tiny = f64x2.splat(1e-8);
+    let kl: f64 = 0;
+    for (let j = 0; j < cols; j += 2) {
+      const o = <usize>j << 3;
+      const p = f64x2.add(f64x2.div(v128.load(eb + o), vsumB), tiny), q = f64x2.add(f64x2.div(v128.load(ea + o), vsumA), tiny);
+      const term = f64x2.mul(p, logx(f64x2.div(p, q)));
+      kl += f64x2.extract_lane(term, 0);
+      if (j + 1 < cols) kl += f64x2.extract_lane(term, 1);
     }
     store<f64>(out + (<usize>row << 3), kl);
     row++;

@@ -68,11 +68,11 @@ function multislerp(b: Float32Array, xs: Float32Array[], weights: number[], out:
   const w = weights.map((v) => v / total);
   const ys = xs.map((x) => Float32Array.from(x, (v, i) => v - b[i]!));
   const norms = ys.map(norm);
-  const mean = new Float64Array(n);
+  const mean = new Float32Array(n);
   ys.forEach((y, k) => { for (let i = 0; i < n; i++) mean[i] += (w[k]! * y[i]!) / (norms[k]! + eps); });
   const mn = norm(mean);
   for (let i = 0; i < n; i++) mean[i] /= mn;
-  const tangent = new Float64Array(n);
+  const tangent = new Float32Array(n);
   ys.forEach((y, k) => {
     let d = 0;
     for (let i = 0; i < n; i++) d += (y[i]! / (norms[k]! + eps)) * mean[i]!;
@@ -87,12 +87,13 @@ function karcher(xs: Float32Array[], maxIter: number, tol: number, out: Float32A
   const n = out.length, m = xs.length;
   const norms = xs.map(norm);
   const units = xs.map((x, k) => Float32Array.from(x, (v) => v / norms[k]!));
-  let u = new Float64Array(n);
+  // float32 vectors, as mergekit's karcher keeps u in the tensors' dtype (and to bound the memory).
+  let u = new Float32Array(n);
   for (const unit of units) for (let i = 0; i < n; i++) u[i] += unit[i]! / m;
   const nu = norm(u);
   for (let i = 0; i < n; i++) u[i] /= nu;
   for (let iter = 0; iter < maxIter; iter++) {
-    const T = new Float64Array(n);
+    const T = new Float32Array(n);
     for (const unit of units) {
       let d = 0;
       for (let i = 0; i < n; i++) d += u[i]! * unit[i]!;
@@ -104,7 +105,7 @@ function karcher(xs: Float32Array[], maxIter: number, tol: number, out: Float32A
     }
     const nt = norm(T);
     if (nt < tol) break;
-    const next = new Float64Array(n);
+    const next = new Float32Array(n);
     for (let i = 0; i < n; i++) next[i] = Math.cos(nt) * u[i]! + Math.sin(nt) * (T[i]! / nt);
     const un = norm(next);
     for (let i = 0; i < n; i++) next[i] /= un;

@@ -30,6 +30,7 @@ import { llamaSpec, mlpSpec } from "../src/align/architectures";
 import { checkSpec, type PermutationSpec, type Permutations } from "../src/align/spec";
 import { applyPermutations, weightMatching, type Tensor } from "../src/align/weight-matching";
 import * as plain from "./plain";
+import { geometricBenchCases } from "./geometric-methods";
 import { forwardSection } from "./forward";
 
 const args = new Set(process.argv.slice(2));
@@ -116,6 +117,9 @@ const cases: { name: string; inputs: number; op: TensorOp; plain: () => void }[]
   },
 ];
 
+const geometric = geometricBenchCases({ arrays, dst });
+cases.push(...geometric);
+
 line(`2. Kernel throughput, one core, float32 inputs already in memory (${names.length} x ${TENSOR_BYTES / MiB} MiB; slerp uses 2)`);
 line(`   GB/s of input; "of memcpy" compares with the memcpy bandwidth above`);
 line(`   ${"method".padEnd(16)} ${"wasm SIMD".padStart(10)} ${"plain TS".padStart(10)} ${"speed-up".padStart(9)} ${"of memcpy".padStart(10)}`);
@@ -130,6 +134,7 @@ for (const c of cases) {
   line(`   ${c.name.padEnd(16)} ${fmt(wasm).padStart(10)} ${fmt(ts).padStart(10)} ${(fmt(wasm / ts, 1) + "x").padStart(9)} ${(fmt((100 * wasm) / memcpy, 0) + "%").padStart(10)}`);
 }
 line(`   targets: linear and task_arithmetic >= 50% of memcpy (${fmt(kernelResults.linear! / memcpy * 100, 0)}%, ${fmt(kernelResults.task_arithmetic! / memcpy * 100, 0)}%); ties >= 3 GB/s (${fmt(kernelResults.ties!)})`);
+line(`   target: geometric methods except karcher >= 1 GB/s (${geometric.filter((c) => c.name !== "karcher").map((c) => `${c.name} ${fmt(kernelResults[c.name]!)}`).join(", ")})`);
 await ws.release();
 arrays.length = 0;
 line();

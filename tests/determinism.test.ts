@@ -27,14 +27,6 @@ const RECIPES: Record<string, string> = {
   della: `merge_method: della\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1, density: 0.4}}\n  - {model: ./b, parameters: {weight: 0.5, density: 0.6, epsilon: 0.1}}\nparameters: {vote_weighted: false}\n`,
   sce: `merge_method: sce\nbase_model: ./base\nmodels:\n  - {model: ./a}\n  - {model: ./b}\n  - {model: ./c}\nparameters: {select_topk: 0.3}\n`,
   ramplus_tl: `merge_method: ramplus_tl\nbase_model: ./base\nmodels:\n  - {model: ./a}\n  - {model: ./b}\n  - {model: ./c}\nparameters: {epsilon: 0.004}\n`,
-  // Gram matrices per tile (flat), per row, and per column summed as a tree over rows.
-  multislerp: `merge_method: multislerp\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1}}\n  - {model: ./b, parameters: {weight: 0.5}}\n  - {model: ./c, parameters: {weight: 2}}\n`,
-  karcher: `merge_method: karcher\nmodels:\n  - {model: ./a}\n  - {model: ./b}\n  - {model: ./c}\n`,
-  nuslerp_rows: `merge_method: nuslerp\nmodels:\n  - {model: ./a, parameters: {weight: 1}}\n  - {model: ./b, parameters: {weight: 3}}\nparameters: {nuslerp_flatten: false}\n`,
-  nuslerp_columns: `merge_method: nuslerp\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1}}\n  - {model: ./b, parameters: {weight: 3}}\nparameters: {nuslerp_flatten: false, nuslerp_row_wise: true}\n`,
-  model_stock: `merge_method: model_stock\nbase_model: ./base\nmodels:\n  - {model: ./a}\n  - {model: ./b}\n  - {model: ./c}\nparameters: {filter_wise: true}\n`,
-  // Row KL, a select over importance keys, and the mask.
-  arcee_fusion: `merge_method: arcee_fusion\nbase_model: ./base\nmodels:\n  - {model: ./a}\n`,
 };
 
 async function run(name: string, options: { workers: number; chunkElements?: number }): Promise<Map<string, Buffer>> {

@@ -17,7 +17,7 @@ import { modelCard, outputConfig, VERSION } from "./card";
 import { chunkCount, chunkRange, type FinalRequest, type OutputTarget, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "./job";
 import { runTensor } from "./run-tensor";
 import { chunkUnit, extraBytesPerElement, needsPasses } from "./chunk-unit";
-import { extraBytesPerElement as geometricExtraBytes, isMultiPass, rowAlignment } from "../plan/geometric";
+import { geometricExtraBytes, isGeometricMultiPass, geometricRowAlignment } from "../plan/geometric";
 
 export interface EngineOptions {
   /** Worker count. */
@@ -64,14 +64,14 @@ export interface MergeSummary {
  */
 export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements">): number {
   const instanceBudget = Math.floor(options.memoryBudget / JOBS_PER_WORKER / 65536) * 65536;
-  const rows = rowAlignment(t.op);
+  const rows = geometricRowAlignment(t.op);
   const unit = rows ? rows.cols : chunkUnit(t.op);
   if (options.chunkElements && rows) return Math.min(rowChunk(options.chunkElements, rows), Math.max(t.numel, 1));
   if (options.chunkElements) return Math.min(Math.max(unit, Math.floor(options.chunkElements / unit) * unit), Math.max(t.numel, 1));
   const perElement = t.inputs.reduce((s, i) => s + DTYPES[i.tensor.dtype]!.bits / 8, 0) + DTYPES[t.dtype]!.bits / 8 + extraBytesPerElement(t.op);
   const op = t.op;
   const trimmed = op.kind === "taskVector" && op.sparsify !== undefined ? op.tasks.filter((x) => x.density < 1).length : 0;
-  const multiPass = op.kind === "slerp" || trimmed > 0 || needsPasses(op) || isMultiPass(op);
+  const multiPass = op.kind === "slerp" || trimmed > 0 || needsPasses(op) || isGeometricMultiPass(op);
   // A resident TIES tensor also keeps candidate keys, about numel/8 per trimmed model.
   const candidates = (op.kind === "taskVector" && op.sparsify === "magnitude" ? trimmed * 0.5 : 0) + geometricExtraBytes(op);
   const available = instanceBudget - KERNEL_OVERHEAD_BYTES;

@@ -70,6 +70,7 @@ export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { 
   });
   const sampled = keys ? [] : states.filter((s) => s.key.kind === "absTau");
   if (exec.resident && numel >= SAMPLE_MIN && sampled.length > 0) await bracketFromSample(exec, numel, sampled);
+  // Keys other than |tau| are computed afresh by every pass: fewer, larger rounds, as for chunked data.
   const bucketsLog2 = exec.resident && !keys ? BUCKETS_LOG2_RESIDENT : BUCKETS_LOG2_CHUNKED;
 
   for (let round = 0; states.some((s) => !s.result); round++) {

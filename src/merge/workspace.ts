@@ -152,9 +152,17 @@ export class ChunkWorkspace {
         }
         case "range": {
           const keys = request.keys ? chunkKeys(this.k, this.view(), request.keys) : undefined;
-          const ranges = request.ranges.map((r) => (r.key && r.key.kind !== "absTau"
-            ? sceRange(this.k, this.variances, this.chunk.count, r.key, r.lo, r.hi, r.shift)
-            : this.range(r.task, r.id ?? r.task, r.lo, r.hi, r.shift, keys)));
+          // Selections over the same computed keys share a histogram when they ask for the same range.
+          const same = new Map<string, ReturnType<ChunkWorkspace["range"]>>();
+          const ranges = request.ranges.map((r) => {
+            if (r.key && r.key.kind !== "absTau") return sceRange(this.k, this.variances, this.chunk.count, r.key, r.lo, r.hi, r.shift);
+            const id = keys === undefined ? undefined : `${r.lo}:${r.hi}:${r.shift}`;
+            const done = id === undefined ? undefined : same.get(id);
+            if (done) return done;
+            const result = this.range(r.task, r.id ?? r.task, r.lo, r.hi, r.shift, keys);
+            if (id !== undefined) same.set(id, result);
+            return result;
+          });
           return { kind: "range", ranges: ranges.map((r) => ({ hist: u32(r.hist, r.buckets), above: r.above, inside: r.inside })) };
         }
         case "maskedL1":

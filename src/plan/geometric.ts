@@ -29,19 +29,19 @@ export type GeometricOp =
   | { kind: "arceeFusion"; cols: number };
 
 /** Row length a chunk boundary must respect, and whether chunks must hold a power of two rows. */
-export function rowAlignment(op: TensorOp): { cols: number; powerOfTwo: boolean } | undefined {
+export function geometricRowAlignment(op: TensorOp): { cols: number; powerOfTwo: boolean } | undefined {
   if ((op.kind === "nuslerp" || op.kind === "modelStock") && op.layout !== "flat") return { cols: op.cols, powerOfTwo: op.layout === "columns" };
   if (op.kind === "arceeFusion") return { cols: op.cols, powerOfTwo: false };
   return undefined;
 }
 
 /** Operations that read their inputs more than once (statistics, then the output). */
-export function isMultiPass(op: TensorOp): boolean {
+export function isGeometricMultiPass(op: TensorOp): boolean {
   return op.kind === "nuslerp" || op.kind === "multislerp" || op.kind === "karcher" || op.kind === "modelStock" || op.kind === "arceeFusion";
 }
 
 /** Bytes per element a resident tensor of this operation needs beyond its inputs and output. */
-export function extraBytesPerElement(op: TensorOp): number {
+export function geometricExtraBytes(op: TensorOp): number {
   return op.kind === "arceeFusion" ? 4 : 0; // the importance keys of a select pass
 }
 
@@ -76,7 +76,7 @@ export function planGeometric(p: GeometricPlan): PlannedTensor | undefined {
       { ...where, key: "models", models: inputs.map((i) => i.model) }, `${method.name}-count`);
     return undefined;
   };
-  const last = shape.length > 0 ? shape[shape.length - 1]! : 1;
+  const last = Math.max(1, shape.length > 0 ? shape[shape.length - 1]! : 1);
   const numel = shape.reduce((a, b) => a * b, 1);
 
   switch (method.kind) {
@@ -89,7 +89,7 @@ export function planGeometric(p: GeometricPlan): PlannedTensor | undefined {
       const t = Math.abs(w1 + w2) < 1e-6 ? 0.5 : w2 / (w1 + w2);
       let layout: VectorLayout = "flat";
       if (globals.nuslerp_flatten === false && shape.length >= 2) layout = globals.nuslerp_row_wise === true ? "columns" : "rows";
-      const cols = layout === "columns" ? numel / shape[0]! : last;
+      const cols = layout === "columns" ? Math.max(1, numel / Math.max(1, shape[0]!)) : last;
       return done({ kind: "nuslerp", t, layout, cols, offsets: !!baseInput }, baseInput ? [baseInput, ...others] : others);
     }
     case "multislerp": {
@@ -111,12 +111,12 @@ export function planGeometric(p: GeometricPlan): PlannedTensor | undefined {
       if (others.length === 0) return identity(baseInput!);
       if (others.length < 2) return count("needs the base and at least two other models");
       const rows = globals.filter_wise === true && shape.length >= 2;
-      return done({ kind: "modelStock", layout: rows ? "rows" : "flat", cols: rows ? last : numel }, [baseInput!, ...others]);
+      return done({ kind: "modelStock", layout: rows ? "rows" : "flat", cols: rows ? last : Math.max(1, numel) }, [baseInput!, ...others]);
     }
     case "nearswap":
     case "arceeFusion": {
       if (!baseInput || others.length !== 1) return count("merges exactly two models: the base and one other");
-      const op: GeometricOp = method.kind === "nearswap" ? { kind: "nearswap", t: globals.t as number } : { kind: "arceeFusion", cols: Math.max(1, last) };
+      const op: GeometricOp = method.kind === "nearswap" ? { kind: "nearswap", t: globals.t as number } : { kind: "arceeFusion", cols: last };
       return done(op, [baseInput, others[0]!]);
     }
   }
