@@ -30,6 +30,7 @@ import { llamaSpec, mlpSpec } from "../src/align/architectures";
 import { checkSpec, type PermutationSpec, type Permutations } from "../src/align/spec";
 import { applyPermutations, weightMatching, type Tensor } from "../src/align/weight-matching";
 import * as plain from "./plain";
+import { methodBenchCases } from "./methods";
 import { forwardSection } from "./forward";
 
 const args = new Set(process.argv.slice(2));
@@ -115,6 +116,8 @@ const cases: { name: string; inputs: number; op: TensorOp; plain: () => void }[]
     plain: () => plain.dareTies(arrays[0]!, arrays.slice(1), [1, Math.fround(0.7)], [dareStreamKey(1, "bench.weight", 0), dareStreamKey(1, "bench.weight", 1)], dareThreshold(0.5), dst),
   },
 ];
+
+cases.push(...methodBenchCases({ arrays, dst, seed: 1, name: "bench.weight" }));
 
 line(`2. Kernel throughput, one core, float32 inputs already in memory (${names.length} x ${TENSOR_BYTES / MiB} MiB; slerp uses 2)`);
 line(`   GB/s of input; "of memcpy" compares with the memcpy bandwidth above`);

@@ -74,7 +74,7 @@ function taskFamily(method: string, name: string, shape: number[], b: Float32Arr
     const tau = new Float32Array(n);
     for (let j = 0; j < n; j++) tau[j] = fr(x[j]! - b[j]!);
     const t = tasks[i]!;
-    let m = tau;
+    let m: Float32Array = tau;
     if (t.density < 1) {
       if (method.startsWith("breadcrumbs")) m = breadcrumbs(tau, t.density, t.gamma ?? 0.01);
       else if (method.startsWith("della")) m = della(tau, shape, t.density, t.epsilon ?? 0.15, dareStreamKey(seed, name, i));
