@@ -1,0 +1,481 @@
+// The issue 10 merge methods against the independent scalar reference (tests/reference/methods.ts,
+// tests/reference/SPEC.md section 5) on small random checkpoints: float32 outputs within 1e-6 (relative
+// above magnitude 1), bf16/f16 outputs within 1 ulp, integer tensors byte-equal. Each method also gives
+// bit-identical files for 1 or 2 workers and for several chunks per tensor, and refuses the inputs its
+// contract refuses with a typed error. One describe() per method: run one with
+// `node --test --test-name-pattern='^nuslerp$' .build/tests/merge-methods-parity.test.js`.
+import assert from "node:assert/strict";
+import { readFile, readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { merge } from "../src/node";
+import { WeightsoupError } from "../src/errors";
+import { referenceMerge } from "./reference/merge";
+import type { RefModel, RefTensor } from "./reference/merge";
+import { roundToDtype } from "./reference/float16";
+import { baseModel, compareTensor, fineTune, readOutput, removeDir, tempDir, TINY, toYaml, uniform, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
+
+let root: string;
+before(async () => { root = await tempDir(); });
+after(async () => { await removeDir(root); });
+
+interface Case {
+  name: string;
+  models: Record<string, RefModel>;
+  recipe: Record<string, unknown>;
+  seed?: number;
+  workers?: number;
+}
+
+let counter = 0;
+/** Runs weightsoup and the reference on one case and checks every output tensor. */
+async function check(c: Case): Promise<void> {
+  const dir = join(root, `case-${counter++}`);
+  const recipePath = await writeCase(dir, c.models, c.recipe);
+  const out = join(dir, "out");
+  const expected = referenceMerge(c.recipe, new Map(Object.entries(c.models).map(([k, v]) => [`./${k}`, v])), { seed: c.seed ?? 0 });
+  const summary = await merge(recipePath, { out, workers: c.workers ?? 2, seed: c.seed ?? 0, workerUrl: WORKER_URL });
+  const ours = await readOutput(out);
+  assert.deepEqual([...ours.tensors.keys()].sort(), [...expected.tensors.keys()].sort(), "the same tensors");
+  assert.equal(summary.tensors, expected.tensors.size);
+  for (const [name, ref] of expected.tensors) {
+    const got = ours.tensors.get(name)!;
+    const { maxUlp, at } = compareTensor(got, ref);
+    if (got.dtype === "F32") {
+      const { worst, where } = worstRelative(got.data, ref.values!);
+      assert.ok(worst <= 1e-6, `${c.name}: ${name}: difference ${worst} (absolute, relative above 1) at ${where}`);
+    } else if (got.dtype === "BF16" || got.dtype === "F16") assert.ok(maxUlp <= 1, `${c.name}: ${name}: ${maxUlp} ulps apart at ${at}`);
+    else assert.equal(compareTensor(got, ref).maxAbs, 0, `${c.name}: ${name}: integer tensor differs`);
+  }
+}
+
+/** Largest |a - b| / max(1, |b|) between float32 output bytes and reference values. */
+function worstRelative(data: Uint8Array, ref: Float32Array): { worst: number; where: number } {
+  const got = new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+  let worst = 0, where = -1;
+  for (let i = 0; i < ref.length; i++) {
+    const a = got[i]!, b = ref[i]!;
+    if (Number.isNaN(a) !== Number.isNaN(b)) return { worst: Infinity, where: i };
+    const d = Math.abs(a - b) / Math.max(1, Math.abs(b));
+    if (d > worst) { worst = d; where = i; }
+  }
+  return { worst, where };
+}
+
+/** Codes of an error and, for a ValidationError, of each problem in it. */
+const codes = (e: WeightsoupError): string[] => ("problems" in e ? (e as unknown as { problems: WeightsoupError[] }).problems.map((p) => p.code) : [e.code]);
+const messages = (e: WeightsoupError): string => ("problems" in e ? (e as unknown as { problems: WeightsoupError[] }).problems.map((p) => p.message).join("\n") : e.message);
+
+/** Runs a case that must fail with a typed error of `code` whose message matches every pattern. */
+async function refused(c: Case, code: string, ...patterns: RegExp[]): Promise<void> {
+  const dir = join(root, `case-${counter++}`);
+  const recipePath = await writeCase(dir, c.models, c.recipe);
+  try {
+    await merge(recipePath, { out: join(dir, "out"), workers: 1, seed: c.seed ?? 0, workerUrl: WORKER_URL });
+  } catch (e) {
+    assert.ok(e instanceof WeightsoupError, `${c.name}: a WeightsoupError, got ${String(e)}`);
+    assert.ok(codes(e).includes(code), `${c.name}: code ${code}, got ${codes(e).join(", ")}: ${e.message}`);
+    for (const p of patterns) assert.match(messages(e), p, `${c.name}: the message names ${p}`);
+    return;
+  }
+  assert.fail(`${c.name}: the merge succeeded`);
+}
+
+const models = (...list: [string, RefModel][]) => Object.fromEntries(list);
+const m = (name: string, parameters?: Record<string, unknown>) => ({ model: `./${name}`, ...(parameters ? { parameters } : {}) });
+
+/**
+ * A fine-tune that moves only some elements (each with probability `fraction`), so that task vectors
+ * overlap partly: what ram's unique/shared split needs.
+ */
+function sparseFineTune(base: RefModel, seed: number, scale: number, fraction: number): RefModel {
+  const tensors = new Map<string, RefTensor>();
+  let k = 0;
+  for (const [name, t] of base.tensors) {
+    k++;
+    if (!t.values) { tensors.set(name, { ...t, raw: t.raw!.slice() }); continue; }
+    const dtype = t.dtype as "F32" | "F16" | "BF16";
+    const values = t.values.map((v, i) => (uniform(seed * 131 + k, i) < fraction ? roundToDtype(v + scale * (uniform(seed * 733 + k, i) - 0.5), dtype) : v));
+    tensors.set(name, { dtype, shape: t.shape, values });
+  }
+  return { config: base.config, tensors };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Determinism: bit-identical output for 1 or 2 workers and for several chunks per tensor.
+
+// Tensors of 256 x 40 = 10240 elements: three 4096-element chunks (the smallest chunk, one tile), the
+// last one partial, or two 8192-element chunks.
+const BIG: Shape = { vocab: 256, hidden: 40, intermediate: 256, layers: 1, heads: 4, kvHeads: 2 };
+let bigDir: string | undefined;
+async function bigModels(): Promise<string> {
+  if (bigDir === undefined) {
+    const dir = join(root, "big");
+    const base = baseModel(61, "BF16", BIG);
+    const ft = (seed: number) => fineTune(base, seed, 0.05, { quantum: 2 ** -8 }); // many equal |tau|, some zero
+    await writeCase(dir, { base, a: ft(62), b: ft(63), c: ft(64) }, {});
+    bigDir = dir;
+  }
+  return bigDir;
+}
+
+// Against one worker with whole tensors: two workers with 4096-element chunks (3 per large tensor, on
+// both workers), one worker with 8192-element chunks (2 per large tensor).
+const RUNS = [{ workers: 2, chunkElements: 4096 }, { workers: 1, chunkElements: 8192 }];
+
+async function runBig(name: string, recipe: Record<string, unknown>, options: { workers: number; chunkElements?: number }): Promise<Map<string, Buffer>> {
+  const dir = await bigModels();
+  const recipePath = join(dir, `${name}.yml`);
+  await writeFile(recipePath, toYaml(recipe));
+  const out = join(dir, `out-${name}-${options.workers}-${options.chunkElements ?? 0}`);
+  await merge(recipePath, { out, seed: 99, workerUrl: WORKER_URL, ...options });
+  const files = new Map<string, Buffer>();
+  for (const f of (await readdir(out)).filter((f) => f.endsWith(".safetensors"))) files.set(f, await readFile(join(out, f)));
+  return files;
+}
+
+/** The test of one recipe: 1 worker whole tensors vs 2 workers, 4096- and 12288-element chunks. */
+function deterministic(name: string, recipe: Record<string, unknown>): void {
+  test(`determinism: ${name}: identical bytes for 1 worker with whole tensors, 2 workers with 4096-element chunks, 1 worker with 8192-element chunks`, async () => {
+    const reference = await runBig(name, recipe, { workers: 1 });
+    for (const options of RUNS) {
+      const got = await runBig(name, recipe, options);
+      assert.deepEqual([...got.keys()], [...reference.keys()]);
+      for (const [file, bytes] of reference) assert.ok(bytes.equals(got.get(file)!), `${name}: ${file} differs with ${JSON.stringify(options)}`);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared fixtures (small; written per case)
+
+const base32 = baseModel(101, "F32", TINY, { ints: true });
+const ft32 = [fineTune(base32, 102, 0.1), fineTune(base32, 103, 0.1, { only: "mlp" }), fineTune(base32, 104, 0.3)];
+const three32 = models(["base", base32], ["a", ft32[0]!], ["b", ft32[1]!], ["c", ft32[2]!]);
+const base16 = baseModel(111, "BF16");
+const q16 = (seed: number) => fineTune(base16, seed, 0.05, { quantum: 2 ** -7 }); // many equal |tau|
+const three16 = models(["base", base16], ["a", q16(112)], ["b", q16(113)], ["c", q16(114)]);
+// Embeddings with a larger vocabulary in one fine-tune (rectification rules); the models next to it have
+// no integer tensor (the larger-vocabulary one has none either).
+const plain32 = baseModel(101, "F32");
+const plainFt = fineTune(plain32, 102, 0.1);
+const bigVocab = (seed: number) => fineTune(baseModel(101, "F32", { ...TINY, vocab: 56 }), seed, 0.2);
+
+// ---------------------------------------------------------------------------------------------
+// Task-vector family additions (branch tvm)
+
+describe("breadcrumbs", () => {
+  test("defaults (gamma 0.01, normalize false, rescale false) with densities below 1", () => check({
+    name: "breadcrumbs", models: three32,
+    recipe: { merge_method: "breadcrumbs", base_model: "./base", models: [m("a", { weight: 1, density: 0.5 }), m("b", { weight: 0.5, density: 0.8 }), m("c", { weight: 0.3, density: 1 })] },
+  }));
+  test("density and weight gradients, gamma from a filter list (incl. 0), rescale, normalize, lambda", () => check({
+    name: "breadcrumbs-gradients", models: three32,
+    recipe: {
+      merge_method: "breadcrumbs", base_model: "./base", parameters: { rescale: true, normalize: true, lambda: 0.8 },
+      models: [
+        m("a", { weight: [0.2, 1], density: [0.9, 0.3], gamma: [{ filter: "mlp", value: 0.05 }, { filter: "self_attn", value: 0 }, { value: 0.2 }] }),
+        m("b", { weight: 1, density: 0.6, gamma: [0, 0.1] }),
+        m("c", { weight: -0.4, density: 0.95, gamma: 0.1 }),
+      ],
+    },
+  }));
+  test("bf16 checkpoints with many equal |tau| (rank ties), f16 output", () => check({
+    name: "breadcrumbs-bf16", models: three16,
+    recipe: { merge_method: "breadcrumbs", base_model: "./base", out_dtype: "float16", models: [m("a", { weight: 1, density: 0.5, gamma: 0.1 }), m("b", { weight: 1, density: 0.3, gamma: 0.02 }), m("c", { weight: 0.5, density: 0.7 })] },
+  }));
+  test("embeddings of a larger vocabulary are cut to the base's shape", () => check({
+    name: "breadcrumbs-vocab", models: models(["base", plain32], ["big", bigVocab(105)], ["a", plainFt]),
+    recipe: { merge_method: "breadcrumbs", base_model: "./base", models: [m("big", { weight: 1, density: 0.5, gamma: 0.1 }), m("a", { weight: 1, density: 0.5 })] },
+  }));
+  deterministic("breadcrumbs", {
+    merge_method: "breadcrumbs", base_model: "./base", parameters: { rescale: true },
+    models: [m("a", { weight: 1, density: 0.5, gamma: 0.05 }), m("b", { weight: 0.5, density: 0.7 }), m("c", { weight: 0.8, density: 0.3, gamma: 0.1 })],
+  });
+});
+
+describe("breadcrumbs_ties", () => {
+  test("defaults with densities below 1", () => check({
+    name: "breadcrumbs-ties", models: three32,
+    recipe: { merge_method: "breadcrumbs_ties", base_model: "./base", models: [m("a", { weight: 1, density: 0.5 }), m("b", { weight: 1, density: 0.7 }), m("c", { weight: 0.5, density: 0.4 })] },
+  }));
+  test("gradients and filter lists, normalize, count vote on unweighted values, bf16", () => check({
+    name: "breadcrumbs-ties-bf16", models: three16,
+    recipe: {
+      merge_method: "breadcrumbs_ties", base_model: "./base", parameters: { normalize: true, consensus_method: "count", vote_weighted: false, lambda: [1, 1.5] },
+      models: [
+        m("a", { weight: [{ filter: "mlp", value: 0.5 }, { value: 1 }], density: [0.8, 0.4], gamma: 0.05 }),
+        m("b", { weight: 1, density: 0.5, gamma: [0.2, 0] }),
+        m("c", { weight: -0.5, density: 0.6 }),
+      ],
+    },
+  }));
+  deterministic("breadcrumbs_ties", {
+    merge_method: "breadcrumbs_ties", base_model: "./base", parameters: { consensus_method: "count" },
+    models: [m("a", { weight: 1, density: 0.5, gamma: 0.05 }), m("b", { weight: 0.5, density: 0.7 }), m("c", { weight: 0.8, density: 0.3, gamma: 0.1 })],
+  });
+});
+
+describe("della", () => {
+  test("defaults (epsilon 0.15, normalize, rescale, consensus) with a seed", () => check({
+    name: "della", models: three32, seed: 17,
+    recipe: { merge_method: "della", base_model: "./base", models: [m("a", { weight: 1, density: 0.5 }), m("b", { weight: 1, density: 0.7 }), m("c", { weight: 0.5, density: 0.4 })] },
+  }));
+  test("epsilon and density gradients and filter lists, density 1 and 0, vote variants, bf16", () => check({
+    name: "della-bf16", models: three16, seed: 4242,
+    recipe: {
+      merge_method: "della", base_model: "./base", parameters: { consensus_method: "count", vote_weighted: false, lambda: 1.2 },
+      models: [
+        m("a", { weight: 1, density: [0.5, 0.7], epsilon: [0.05, 0.2] }),
+        m("b", { weight: 0.7, density: [{ filter: "mlp", value: 1 }, { value: 0 }] }),
+        m("c", { weight: [0.3, 0.9], density: 0.4, epsilon: [{ filter: "self_attn", value: 0.3 }, { value: 0.1 }] }),
+      ],
+    },
+  }));
+  test("rescale and normalize off; embeddings cut to the base's shape", () => check({
+    name: "della-vocab", models: models(["base", plain32], ["big", bigVocab(106)], ["a", plainFt]), seed: 3,
+    recipe: { merge_method: "della", base_model: "./base", parameters: { rescale: false, normalize: false }, models: [m("big", { weight: 1, density: 0.6 }), m("a", { weight: 1, density: 0.3, epsilon: 0.25 })] },
+  }));
+  test("density - epsilon <= 0 is a typed error naming the model and epsilon", () => refused({
+    name: "della-epsilon", models: three32,
+    recipe: { merge_method: "della", base_model: "./base", models: [m("a", { weight: 1, density: 0.5 }), m("b", { weight: 1, density: 0.1 })] },
+  }, "E_PARAMETER_INVALID", /\.\/b/, /epsilon/));
+  test("density + epsilon >= 1 is a typed error naming the model and epsilon", () => refused({
+    name: "della-epsilon-high", models: three32,
+    recipe: { merge_method: "della_linear", base_model: "./base", models: [m("c", { weight: 1, density: 0.9, epsilon: 0.1 })] },
+  }, "E_PARAMETER_INVALID", /\.\/c/, /epsilon/));
+  deterministic("della", {
+    merge_method: "della", base_model: "./base", parameters: { vote_weighted: false },
+    models: [m("a", { weight: 1, density: 0.5, epsilon: 0.1 }), m("b", { weight: 0.5, density: 0.6 }), m("c", { weight: 0.8, density: 0.3, epsilon: 0.2 })],
+  });
+});
+
+describe("della_linear", () => {
+  test("defaults (epsilon 0.15, rescale, no consensus) with a seed", () => check({
+    name: "della-linear", models: three32, seed: 5,
+    recipe: { merge_method: "della_linear", base_model: "./base", models: [m("a", { weight: 1, density: 0.5 }), m("c", { weight: 0.5, density: 0.6 })] },
+  }));
+  test("gradients and filter lists for weight, density, epsilon and lambda; normalize on; bf16 in, f32 out", () => check({
+    name: "della-linear-grad", models: three16, seed: 77,
+    recipe: {
+      merge_method: "della_linear", base_model: "./base", out_dtype: "float32", parameters: { normalize: true, lambda: [{ filter: "mlp", value: [0.5, 1.5] }, { value: 1 }] },
+      models: [m("a", { weight: [1, 0.2], density: [0.3, 0.8], epsilon: 0.1 }), m("b", { weight: 0.6, density: 0.5, epsilon: [0.4, 0.05] }), m("c", { weight: 0.4, density: 0.7 })],
+    },
+  }));
+  deterministic("della_linear", {
+    merge_method: "della_linear", base_model: "./base",
+    models: [m("a", { weight: 1, density: 0.4, epsilon: 0.2 }), m("b", { weight: 0.5, density: 0.6 })],
+  });
+});
+
+describe("ties vote variants (consensus_method, vote_weighted)", () => {
+  test("ties: count vote", () => check({
+    name: "ties-count", models: three32,
+    recipe: { merge_method: "ties", base_model: "./base", parameters: { consensus_method: "count" }, models: [m("a", { weight: 1, density: 0.5 }), m("b", { weight: 0.5, density: 0.7 }), m("c", { weight: 1, density: 0.3 })] },
+  }));
+  test("ties: unweighted sum vote with a negative weight, bf16", () => check({
+    name: "ties-unweighted", models: three16,
+    recipe: { merge_method: "ties", base_model: "./base", parameters: { vote_weighted: false, consensus_method: "sum" }, models: [m("a", { weight: 1, density: 0.5 }), m("b", { weight: -0.5, density: 0.7 }), m("c", { weight: 2, density: 0.3 })] },
+  }));
+  test("dare_ties: count vote on unweighted values, parameters from filter lists", () => check({
+    name: "dare-ties-vote", models: three32, seed: 11,
+    recipe: {
+      merge_method: "dare_ties", base_model: "./base",
+      parameters: { consensus_method: [{ filter: "mlp", value: "count" }, { value: "sum" }], vote_weighted: [{ filter: "self_attn", value: false }, { value: true }] },
+      models: [m("a", { weight: 1, density: 0.5 }), m("b", { weight: 0.3, density: 0.7 }), m("c", { weight: 1.5, density: 0.4 })],
+    },
+  }));
+  deterministic("ties-vote", {
+    merge_method: "ties", base_model: "./base", parameters: { consensus_method: "count", vote_weighted: false, rescale: true },
+    models: [m("a", { weight: 1, density: 0.3 }), m("b", { weight: 0.5, density: 0.6 }), m("c", { weight: 0.8, density: 0.45 })],
+  });
+});
+
+describe("sce", () => {
+  test("defaults (select_topk 1)", () => check({
+    name: "sce", models: three32,
+    recipe: { merge_method: "sce", base_model: "./base", models: [m("a"), m("b"), m("c")] },
+  }));
+  test("select_topk from a gradient and a filter list, int8_mask ignored, bf16", () => check({
+    name: "sce-grad", models: three16,
+    recipe: {
+      merge_method: "sce", base_model: "./base", parameters: { int8_mask: true, select_topk: [{ filter: "mlp", value: [0.9, 0.2] }, { value: 0.5 }] },
+      models: [m("a"), m("b"), m("c")],
+    },
+  }));
+  test("select_topk small enough to keep nothing returns the base", () => check({
+    name: "sce-none", models: three32,
+    recipe: { merge_method: "sce", base_model: "./base", parameters: { select_topk: 0.001 }, models: [m("a"), m("c")] },
+  }));
+  deterministic("sce", { merge_method: "sce", base_model: "./base", parameters: { select_topk: 0.4 }, models: [m("a"), m("b"), m("c")] });
+});
+
+describe("ram", () => {
+  const sparse = models(["base", base32], ["a", sparseFineTune(base32, 121, 0.2, 0.5)], ["b", sparseFineTune(base32, 122, 0.2, 0.5)], ["c", sparseFineTune(base32, 123, 0.2, 0.3)]);
+  test("defaults (epsilon 1e-5) on partly overlapping task vectors", () => check({
+    name: "ram", models: sparse,
+    recipe: { merge_method: "ram", base_model: "./base", models: [m("a"), m("b"), m("c")] },
+  }));
+  test("epsilon from a gradient and a filter list, bf16", () => check({
+    name: "ram-grad", models: three16,
+    recipe: { merge_method: "ram", base_model: "./base", parameters: { epsilon: [{ filter: "mlp", value: [0.001, 0.02] }, { value: 0.01 }] }, models: [m("a"), m("b"), m("c")] },
+  }));
+  test("shapes that differ are a typed error (no rectification)", () => refused({
+    name: "ram-shape", models: models(["base", plain32], ["big", bigVocab(107)]),
+    recipe: { merge_method: "ram", base_model: "./base", models: [m("big")] },
+  }, "E_SHAPE_MISMATCH"));
+  deterministic("ram", { merge_method: "ram", base_model: "./base", parameters: { epsilon: 0.01 }, models: [m("a"), m("b"), m("c")] });
+});
+
+describe("ramplus_tl", () => {
+  const sparse = models(["base", base32], ["a", sparseFineTune(base32, 131, 0.2, 0.6)], ["b", sparseFineTune(base32, 132, 0.2, 0.2)], ["c", sparseFineTune(base32, 133, 0.2, 0.4)]);
+  test("defaults (r 0.1, alpha 0.2, epsilon 1e-5)", () => check({
+    name: "ramplus", models: sparse,
+    recipe: { merge_method: "ramplus_tl", base_model: "./base", models: [m("a"), m("b"), m("c")] },
+  }));
+  test("r, alpha and epsilon from gradients and filter lists, bf16", () => check({
+    name: "ramplus-grad", models: three16,
+    recipe: {
+      merge_method: "ramplus_tl", base_model: "./base",
+      parameters: { r: [0.1, 0.5], alpha: [{ filter: "mlp", value: 3 }, { value: [0.1, 1] }], epsilon: [{ filter: "self_attn", value: 0.015 }, { value: 0.005 }] },
+      models: [m("a"), m("b"), m("c")],
+    },
+  }));
+  deterministic("ramplus_tl", { merge_method: "ramplus_tl", base_model: "./base", parameters: { epsilon: 0.01, alpha: 0.5 }, models: [m("a"), m("b"), m("c")] });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Geometric methods (branch geo)
+
+describe("nuslerp", () => {
+  test("defaults (flattened, no base): t from the weights", () => check({
+    name: "nuslerp", models: three32,
+    recipe: { merge_method: "nuslerp", models: [m("a", { weight: 1 }), m("c", { weight: 3 })] },
+  }));
+  test("with a base (task vectors), column vectors (row_wise), weight gradients, bf16", () => check({
+    name: "nuslerp-cols", models: three16,
+    recipe: { merge_method: "nuslerp", base_model: "./base", parameters: { nuslerp_flatten: false, nuslerp_row_wise: true }, models: [m("a", { weight: [1, 0.2] }), m("b", { weight: [0.3, 1] })] },
+  }));
+  test("row vectors, weights from filter lists, a zero task vector in some tensors", () => check({
+    name: "nuslerp-rows", models: three32,
+    recipe: {
+      merge_method: "nuslerp", base_model: "./base", parameters: { nuslerp_flatten: false },
+      models: [m("a", { weight: [{ filter: "mlp", value: 2 }, { value: 0.5 }] }), m("b", { weight: 1 })], // b moves only mlp
+    },
+  }));
+  test("embeddings of a larger vocabulary are cut to the common block", () => check({
+    name: "nuslerp-vocab", models: models(["a", plainFt], ["big", bigVocab(108)]),
+    recipe: { merge_method: "nuslerp", models: [m("a", { weight: 1 }), m("big", { weight: 1 })] },
+  }));
+  deterministic("nuslerp", { merge_method: "nuslerp", base_model: "./base", models: [m("a", { weight: 1 }), m("b", { weight: 2 })] });
+  deterministic("nuslerp-rowwise", {
+    merge_method: "nuslerp", base_model: "./base", parameters: { nuslerp_flatten: false, nuslerp_row_wise: true },
+    models: [m("a", { weight: 1 }), m("c", { weight: 0.5 })],
+  });
+});
+
+describe("multislerp", () => {
+  test("defaults (no base, normalized weights), three models", () => check({
+    name: "multislerp", models: three32,
+    recipe: { merge_method: "multislerp", models: [m("a", { weight: 1 }), m("b", { weight: 0.5 }), m("c", { weight: 2 })] },
+  }));
+  test("the base as the origin, weight gradients and filter lists, normalize_weights off, eps, bf16", () => check({
+    name: "multislerp-base", models: three16,
+    recipe: {
+      merge_method: "multislerp", base_model: "./base", parameters: { normalize_weights: false, eps: [1e-8, 1e-6] },
+      models: [m("a", { weight: [0.2, 0.8] }), m("b", { weight: [{ filter: "mlp", value: 0.1 }, { value: 0.4 }] }), m("c", { weight: 0.3 })],
+    },
+  }));
+  test("shapes that differ are a typed error, embeddings too", () => refused({
+    name: "multislerp-shape", models: models(["a", plainFt], ["big", bigVocab(109)]),
+    recipe: { merge_method: "multislerp", models: [m("a", { weight: 1 }), m("big", { weight: 1 })] },
+  }, "E_SHAPE_MISMATCH"));
+  deterministic("multislerp", { merge_method: "multislerp", base_model: "./base", models: [m("a", { weight: 1 }), m("b", { weight: 0.5 }), m("c", { weight: 0.8 })] });
+});
+
+describe("karcher", () => {
+  const independent = models(["x", baseModel(141)], ["y", baseModel(142)], ["z", baseModel(143)]);
+  // The iterations stop when |T| < tol; these inputs keep every |T| at least 7% away from tol (checked
+  // with the reference), so float32 rounding in the engine cannot change the number of iterations.
+  test("defaults: the declared base is an ordinary input", () => check({
+    name: "karcher", models: three32,
+    recipe: { merge_method: "karcher", base_model: "./base", models: [m("a"), m("b"), m("c")] },
+  }));
+  test("independent models (wide angles), max_iter from a filter list, tol from a gradient, a weight that is ignored", () => check({
+    name: "karcher-wide", models: independent,
+    recipe: {
+      merge_method: "karcher", parameters: { max_iter: [{ filter: "mlp", value: 3 }, { value: 10 }], tol: [2e-5, 1e-2] },
+      models: [m("x", { weight: 5 }), m("y"), m("z")],
+    },
+  }));
+  test("bf16 inputs, f16 output", () => check({
+    name: "karcher-bf16", models: three16,
+    recipe: { merge_method: "karcher", out_dtype: "float16", models: [m("a"), m("b"), m("c")] },
+  }));
+  test("embeddings of different sizes are a typed error (no rectification)", () => refused({
+    name: "karcher-shape", models: models(["a", plainFt], ["big", bigVocab(110)]),
+    recipe: { merge_method: "karcher", models: [m("a"), m("big")] },
+  }, "E_SHAPE_MISMATCH"));
+  deterministic("karcher", { merge_method: "karcher", base_model: "./base", models: [m("a"), m("b"), m("c")] });
+});
+
+describe("model_stock", () => {
+  // Fine-tunes sharing a common move (so the pairwise cosines, and t, are far from 0).
+  const shared = fineTune(base32, 151, 0.2);
+  const corr = models(["base", base32], ["a", fineTune(shared, 152, 0.15)], ["b", fineTune(shared, 153, 0.15)], ["c", fineTune(shared, 154, 0.3)]);
+  const plainShared = fineTune(plain32, 151, 0.2);
+  test("defaults (flattened), three fine-tunes", () => check({
+    name: "model-stock", models: corr,
+    recipe: { merge_method: "model_stock", base_model: "./base", models: [m("a"), m("b"), m("c")] },
+  }));
+  test("filter_wise from a filter list, two fine-tunes, bf16", () => check({
+    name: "model-stock-rows", models: three16,
+    recipe: { merge_method: "model_stock", base_model: "./base", parameters: { filter_wise: [{ filter: "mlp", value: true }, { value: false }] }, models: [m("a"), m("b")] },
+  }));
+  test("filter_wise everywhere (1-D tensors are one row); embeddings cut to the common block", () => check({
+    name: "model-stock-vocab", models: models(["base", plain32], ["big", bigVocab(155)], ["a", fineTune(plainShared, 152, 0.15)], ["b", fineTune(plainShared, 153, 0.15)]),
+    recipe: { merge_method: "model_stock", base_model: "./base", parameters: { filter_wise: true }, models: [m("big"), m("a"), m("b")] },
+  }));
+  test("one model besides the base is a typed error", () => refused({
+    name: "model-stock-one", models: three32,
+    recipe: { merge_method: "model_stock", base_model: "./base", models: [m("a")] },
+  }, "E_RECIPE", /model_stock/));
+  deterministic("model_stock", { merge_method: "model_stock", base_model: "./base", models: [m("a"), m("b"), m("c")] });
+  deterministic("model_stock-filterwise", { merge_method: "model_stock", base_model: "./base", parameters: { filter_wise: true }, models: [m("a"), m("b"), m("c")] });
+});
+
+describe("nearswap", () => {
+  test("a scalar t (required)", () => check({
+    name: "nearswap", models: three32,
+    recipe: { merge_method: "nearswap", base_model: "./base", parameters: { t: 0.02 }, models: [m("c")] },
+  }));
+  test("t from a gradient and a filter list, bf16", () => check({
+    name: "nearswap-grad", models: three16,
+    recipe: { merge_method: "nearswap", base_model: "./base", parameters: { t: [{ filter: "self_attn", value: [0.001, 0.05] }, { value: 0.01 }] }, models: [m("a")] },
+  }));
+  test("two models besides the base are a typed error", () => refused({
+    name: "nearswap-two", models: three32,
+    recipe: { merge_method: "nearswap", base_model: "./base", parameters: { t: 0.01 }, models: [m("a"), m("b")] },
+  }, "E_RECIPE", /nearswap/));
+  deterministic("nearswap", { merge_method: "nearswap", base_model: "./base", parameters: { t: 0.01 }, models: [m("a")] });
+});
+
+describe("arcee_fusion", () => {
+  test("defaults (no parameters)", () => check({
+    name: "arcee", models: three32,
+    recipe: { merge_method: "arcee_fusion", base_model: "./base", models: [m("c")] },
+  }));
+  test("bf16 inputs with many equal differences, f16 output", () => check({
+    name: "arcee-bf16", models: three16,
+    recipe: { merge_method: "arcee_fusion", base_model: "./base", out_dtype: "float16", models: [m("b")] },
+  }));
+  test("embeddings of a larger vocabulary are cut to the common block", () => check({
+    name: "arcee-vocab", models: models(["base", plain32], ["big", bigVocab(156)]),
+    recipe: { merge_method: "arcee_fusion", base_model: "./base", models: [m("big")] },
+  }));
+  test("two models besides the base are a typed error", () => refused({
+    name: "arcee-two", models: three32,
+    recipe: { merge_method: "arcee_fusion", base_model: "./base", models: [m("a"), m("b")] },
+  }, "E_RECIPE", /arcee_fusion/));
+  deterministic("arcee_fusion", { merge_method: "arcee_fusion", base_model: "./base", models: [m("a")] });
+});
