@@ -7,44 +7,51 @@
 // TRIM_BITS mode.
 
 import { TILE } from "./layout";
-import { mix } from "./taskvector";
+import { mix, mix4 } from "./taskvector";
 import { tileOf } from "./tile";
+
+/** Radix digits: three passes of 11 bits cover the 31-bit |tau| keys. */
+const DIGIT_BITS = 11;
+const BUCKETS = 1 << DIGIT_BITS;
 
 /** Bytes of `work` dellaMask needs for rows of `rowLen` elements. */
 export function dellaWorkBytes(rowLen: i32): i32 {
-  return rowLen * 20 + 4 * 256 * 4;
+  return rowLen * 24 + 3 * BUCKETS * 4;
 }
 
 /**
- * Stable LSD radix sort of n u64 values by bits 32..62 (8-bit digits); `a` holds them, `tmp` is as
- * large. Returns where the sorted values are (a or tmp). Passes whose digit is the same for every value
- * are skipped (|tau| keys of a row mostly share their exponent).
+ * Stable LSD radix sort of n u64 values by bits 32..62 (three 11-bit digits); `a` holds them, `tmp` is
+ * as large. Returns where the sorted values are (a or tmp). Passes whose digit is the same for every
+ * value are skipped.
  */
 function sortKeys(a: usize, tmp: usize, n: i32, hist: usize): usize {
-  memory.fill(hist, 0, 4 * 256 * 4);
+  memory.fill(hist, 0, 3 * BUCKETS * 4);
+  const h1 = hist + (BUCKETS << 2), h2 = hist + (BUCKETS << 3);
   for (let i = 0; i < n; i++) {
     const key = <u32>(load<u64>(a + (<usize>i << 3)) >>> 32);
-    for (let d = 0; d < 4; d++) {
-      const h = hist + (<usize>((d << 8) | ((key >>> (<u32>d << 3)) & 0xff)) << 2);
-      store<u32>(h, load<u32>(h) + 1);
-    }
+    const c0 = hist + (<usize>(key & (BUCKETS - 1)) << 2);
+    store<u32>(c0, load<u32>(c0) + 1);
+    const c1 = h1 + (<usize>((key >>> DIGIT_BITS) & (BUCKETS - 1)) << 2);
+    store<u32>(c1, load<u32>(c1) + 1);
+    const c2 = h2 + (<usize>(key >>> (2 * DIGIT_BITS)) << 2);
+    store<u32>(c2, load<u32>(c2) + 1);
   }
   let src = a, dst = tmp;
-  for (let d = 0; d < 4; d++) {
-    const h = hist + (<usize>(d << 8) << 2);
+  for (let d = 0; d < 3; d++) {
+    const h = hist + (<usize>(d * BUCKETS) << 2);
     // Exclusive prefix sums; a digit holding every value needs no pass.
     let sum: u32 = 0, single = false;
-    for (let k = 0; k < 256; k++) {
+    for (let k = 0; k < BUCKETS; k++) {
       const c = load<u32>(h + (<usize>k << 2));
       if (c == <u32>n) single = true;
       store<u32>(h + (<usize>k << 2), sum);
       sum += c;
     }
     if (single) continue;
-    const shift = <u64>(32 + (d << 3));
+    const shift = <u64>(32 + d * DIGIT_BITS);
     for (let i = 0; i < n; i++) {
       const v = load<u64>(src + (<usize>i << 3));
-      const slot = h + (<usize>(<u32>(v >>> shift) & 0xff) << 2);
+      const slot = h + (<usize>(<u32>(v >>> shift) & (BUCKETS - 1)) << 2);
       const at = load<u32>(slot);
       store<u32>(slot, at + 1);
       store<u64>(dst + (<usize>at << 3), v);
@@ -67,7 +74,8 @@ export function dellaMask(
   const start = (<u64>startHi << 32) | <u64>startLo;
   const pairs = work, tmp = work + (<usize>rowLen << 3);
   const thresholds = tmp + (<usize>rowLen << 3);
-  const hist = thresholds + (<usize>rowLen << 2);
+  const draws = thresholds + (<usize>rowLen << 2);
+  const hist = draws + (<usize>rowLen << 2);
   // The keep threshold of each rank is the same in every row.
   for (let r = 0; r < rowLen; r++) {
     const p = rowLen == 1 ? density : (density - epsilon) + 2 * epsilon * <f64>r / <f64>(rowLen - 1);
@@ -86,16 +94,27 @@ export function dellaMask(
       }
     }
     const sorted = sortKeys(pairs, tmp, rowLen, hist);
+    // The row's draws u(j), in index order, four at a time where the high word cannot change.
     const first = start + <u64>row;
+    let j = 0;
+    if (<u64>(<u32>first) + <u64>rowLen <= 0x100000000) {
+      const vkey = i32x4.splat(key), vhigh = i32x4.splat(<u32>(first >>> 32) + 0x9e3779b9);
+      for (; j + 4 <= rowLen; j += 4) {
+        const lanes = i32x4.add(i32x4.splat(<u32>first + <u32>j), i32x4(0, 1, 2, 3));
+        v128.store(draws + (<usize>j << 2), mix4(v128.xor(mix4(v128.xor(lanes, vkey)), vhigh)));
+      }
+    }
+    for (; j < rowLen; j++) {
+      const g = first + <u64>j;
+      store<u32>(draws + (<usize>j << 2), mix(mix(<u32>g ^ key) ^ (<u32>(g >>> 32) + 0x9e3779b9)));
+    }
     for (let r = 0; r < rowLen; r++) {
       const idx = <u32>load<u64>(sorted + (<usize>r << 3));
-      const j = first + <u64>idx;
-      const u = mix(mix(<u32>j ^ key) ^ (<u32>(j >>> 32) + 0x9e3779b9));
-      if (u < load<u32>(thresholds + (<usize>r << 2))) {
-        const local = <usize>row + <usize>idx;
-        const at = mask + (local >>> 3);
-        store<u8>(at, load<u8>(at) | <u8>(1 << <u8>(local & 7)));
-      }
+      // Branch-free: the draws are random, so a branch on them would mispredict half the time.
+      const keep = <u32>(load<u32>(draws + (<usize>idx << 2)) < load<u32>(thresholds + (<usize>r << 2)));
+      const local = <usize>row + <usize>idx;
+      const at = mask + (local >>> 3);
+      store<u8>(at, load<u8>(at) | <u8>(keep << <u32>(local & 7)));
     }
   }
 }

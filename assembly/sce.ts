@@ -7,7 +7,7 @@
 // `table` is a task-vector operand table (TV_RECORD; record 0 the base), TV_WEIGHT holding c_i.
 
 import { elementBytes, encode } from "./convert";
-import { MAX_INPUTS, RANGE_ABOVE, RANGE_INSIDE, RANGE_KEPT, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_NONE, SCE_TIES, SCE_MODE, TILE, TV_RECORD, TV_WEIGHT } from "./layout";
+import { MAX_INPUTS, RANGE_ABOVE, RANGE_INSIDE, RANGE_KEPT, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_TIES, SCE_MODE, SCE_TOP, TILE, TV_RECORD, TV_WEIGHT } from "./layout";
 import { slot, tileOf } from "./tile";
 
 // @ts-ignore: decorator
@@ -71,46 +71,64 @@ export function sceNonzero(vars: usize, n: i32): i32 {
 /**
  * One radix pass over the variance bits. level 0: the key is the high word; level 1: only positions
  * whose high word equals `high` take part, keyed by their low word (those with a larger high word count
- * as above). Keys in [lo, last] go to hist[(key - lo) >>> shift], keys > last are counted as above.
- * Fills the RANGE_* record (no candidates are kept).
+ * as above). Keys in [lo, last] go to hist[(key - lo) >>> shift], keys > last are counted as above
+ * (without a branch: which side of the range a variance falls is random). `hist` has room for four
+ * copies of the histogram, used in turn so that runs of equal buckets do not wait on each other; they
+ * are added into the first.
  */
 export function sceRange(vars: usize, n: i32, level: i32, high: u32, lo: u32, last: u32, shift: u32, hist: usize, stats: usize): void {
+  const buckets = ((last - lo) >>> shift) + 1;
+  const stride = <usize>buckets << 2;
   let above: i64 = 0, inside: i64 = 0;
   for (let j = 0; j < n; j++) {
     const bits = load<u64>(vars + (<usize>j << 3));
-    let key = <u32>(bits >>> 32);
+    const hiKey = <u32>(bits >>> 32);
+    let key = hiKey, over = hiKey > last, within = hiKey >= lo && hiKey <= last;
     if (level == 1) {
-      if (key > high) { above++; continue; }
-      if (key < high) continue;
+      const same = hiKey == high;
       key = <u32>bits;
+      over = hiKey > high || (same && key > last);
+      within = same && key >= lo && key <= last;
     }
-    if (key > last) above++;
-    else if (key >= lo) {
-      const h = hist + (<usize>((key - lo) >>> shift) << 2);
+    above += <i64>over;
+    if (within) {
+      const h = hist + <usize>(j & 3) * stride + (<usize>((key - lo) >>> shift) << 2);
       store<u32>(h, load<u32>(h) + 1);
       inside++;
     }
+  }
+  for (let b: u32 = 0; b < buckets; b++) {
+    const h = hist + (<usize>b << 2);
+    store<u32>(h, load<u32>(h) + load<u32>(h + stride) + load<u32>(h + 2 * stride) + load<u32>(h + 3 * stride));
   }
   store<f64>(stats, <f64>above, RANGE_ABOVE);
   store<f64>(stats, <f64>inside, RANGE_INSIDE);
   store<f64>(stats, 0, RANGE_KEPT);
 }
 
-/** Whether position j is selected (consumes the record's tie budget). */
-// @ts-ignore: decorator
-@inline
-function selected(sel: usize, mode: u32, vars: usize, j: i32): bool {
-  if (mode == SCE_ALL) return true;
-  if (mode == SCE_NONE) return false;
-  const bits = load<u64>(vars + (<usize>j << 3));
-  const hiKey = <u32>(bits >>> 32), loKey = <u32>bits;
-  const high = load<u32>(sel, SCE_HIGH), low = load<u32>(sel, SCE_LOW);
-  if (hiKey != high) return hiKey > high;
-  if (loKey != low) return loKey > low;
-  const left = load<u32>(sel, SCE_TIES);
-  if (left == 0) return false;
-  store<u32>(sel, left - 1, SCE_TIES);
-  return true;
+/**
+ * The selection of a tile's `count` positions from `start` as 0 / all-ones u32 lanes at `keep`: a
+ * variance above the cut (bits compared as u64: non-negative doubles order like their bits), or equal
+ * to it while the record's tie budget lasts (consumed, in element order).
+ */
+function selectTile(sel: usize, vars: usize, start: i32, count: i32, keep: usize): void {
+  const mode = load<u32>(sel, SCE_MODE);
+  if (mode != SCE_TOP) {
+    memory.fill(keep, mode == SCE_ALL ? 0xff : 0, <usize>count << 2);
+    return;
+  }
+  const cut = (<u64>load<u32>(sel, SCE_HIGH) << 32) | <u64>load<u32>(sel, SCE_LOW);
+  let left = load<u32>(sel, SCE_TIES);
+  for (let j = 0; j < count; j++) {
+    const bits = load<u64>(vars + (<usize>(start + j) << 3));
+    let take = <u32>(bits > cut);
+    if (bits == cut && left != 0) {
+      take = 1;
+      left--;
+    }
+    store<u32>(keep + (<usize>j << 2), 0 - take);
+  }
+  store<u32>(sel, left, SCE_TIES);
 }
 
 /** Per tile and task input: sum tau_i^2 over the selected positions (f64), at partials (tile-major). */
@@ -118,12 +136,11 @@ export function sceSquares(table: usize, nInputs: i32, n: i32, quant: i32, vars:
   const tasks = nInputs - 1;
   const ptrs = slot(MAX_INPUTS + 2);
   const keep = slot(MAX_INPUTS + 3);
-  const mode = load<u32>(sel, SCE_MODE);
   let tile = 0;
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
     loadTiles(table, nInputs, t, count, quant, ptrs);
-    for (let j = 0; j < count; j++) store<u32>(keep + (<usize>j << 2), selected(sel, mode, vars, t + j) ? 0xffffffff : 0);
+    selectTile(sel, vars, t, count, keep);
     const b = <usize>load<u32>(ptrs);
     for (let i = 0; i < tasks; i++) {
       const x = <usize>load<u32>(ptrs + (<usize>(i + 1) << 2));
@@ -158,12 +175,11 @@ export function sceMerge(table: usize, nInputs: i32, n: i32, quant: i32, vars: u
   const coeffs = ptrs + (<usize>MAX_INPUTS << 2) + 16; // each c_i in all four lanes
   for (let i = 0; i < tasks; i++) v128.store(coeffs + (<usize>i << 4), f32x4.splat(load<f32>(table + <usize>(i + 1) * TV_RECORD, TV_WEIGHT)));
   const keep = slot(MAX_INPUTS + 3);
-  const mode = load<u32>(sel, SCE_MODE);
   const zero = f32x4.splat(0), floor = f32x4.splat(<f32>1e-6);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
     loadTiles(table, nInputs, t, count, quant, ptrs);
-    for (let j = 0; j < count; j++) store<u32>(keep + (<usize>j << 2), selected(sel, mode, vars, t + j) ? 0xffffffff : 0);
+    selectTile(sel, vars, t, count, keep);
     const b = <usize>load<u32>(ptrs);
     const acc = outBytes == 4 ? out + (<usize>t << 2) : slot(MAX_INPUTS);
     let j = 0;

@@ -22,7 +22,7 @@ import { readable, readableDtype, slot, tileOf } from "./tile";
  */
 // @ts-ignore: decorator
 @inline
-function mix4(x: v128): v128 {
+export function mix4(x: v128): v128 {
   x = v128.xor(x, i32x4.shr_u(x, 16));
   x = i32x4.mul(x, i32x4.splat(0x21f0aaad));
   x = v128.xor(x, i32x4.shr_u(x, 15));

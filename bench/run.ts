@@ -31,6 +31,7 @@ import { checkSpec, type PermutationSpec, type Permutations } from "../src/align
 import { applyPermutations, weightMatching, type Tensor } from "../src/align/weight-matching";
 import * as plain from "./plain";
 import { geometricBenchCases } from "./geometric-methods";
+import { methodBenchCases } from "./methods";
 import { forwardSection } from "./forward";
 
 const args = new Set(process.argv.slice(2));
@@ -117,6 +118,7 @@ const cases: { name: string; inputs: number; op: TensorOp; plain: () => void }[]
   },
 ];
 
+cases.push(...methodBenchCases({ arrays, dst, seed: 1, name: "bench.weight" }));
 const geometric = geometricBenchCases({ arrays, dst });
 cases.push(...geometric);
 

@@ -74,7 +74,7 @@ function taskFamily(method: string, name: string, shape: number[], b: Float32Arr
     const tau = new Float32Array(n);
     for (let j = 0; j < n; j++) tau[j] = fr(x[j]! - b[j]!);
     const t = tasks[i]!;
-    let m = tau;
+    let m: Float32Array = tau;
     if (t.density < 1) {
       if (method.startsWith("breadcrumbs")) m = breadcrumbs(tau, t.density, t.gamma ?? 0.01);
       else if (method.startsWith("della")) m = della(tau, shape, t.density, t.epsilon ?? 0.15, dareStreamKey(seed, name, i));
@@ -305,6 +305,15 @@ describe("della", () => {
     for (const chunkElements of [4096, 30000]) {
       await check({ method: "della", models, seed: 11, chunkElements, workers: 3, tasks: { a: { weight: 1, density: 0.5 }, b: { weight: 0.7, density: 0.3, epsilon: 0.2 } } });
     }
+  });
+  test("a row too long for a chunk (lcm of the tile and a 4099-element row) is a typed option error naming the tensor", async () => {
+    const dir = join(root, `rows-${counter++}`);
+    const rows = (seed: number) => single([8, 4099], Array.from({ length: 8 * 4099 }, (_, i) => Math.sin(seed + i)));
+    const recipe = { merge_method: "della", base_model: "./base", models: [{ model: "./a", parameters: { weight: 1, density: 0.5 } }] };
+    await assert.rejects(merge(await writeCase(dir, { base: rows(1), a: rows(2) }, recipe), { out: join(dir, "out"), workerUrl: WORKER_URL, chunkBytes: 200_000 }), (e: unknown) => {
+      assert.ok(e instanceof WeightsoupError && e.code === "E_OPTION" && e.details.tensor === "model.layers.0.mlp.weight" && /whole rows/.test(e.message), String(e));
+      return true;
+    });
   });
   test("density - epsilon <= 0 is a typed recipe error naming the model and the parameter", async () => {
     const dir = join(root, `bad-${counter++}`);

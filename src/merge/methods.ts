@@ -83,10 +83,10 @@ export const METHODS: Readonly<Record<string, MethodSpec>> = table({
   ties: taskVector("ties", "TIES", "https://arxiv.org/abs/2306.01708", true, false, true, "magnitude"),
   dare_ties: taskVector("dare_ties", "DARE TIES", "https://arxiv.org/abs/2311.03099", false, true, true, "random"),
   dare_linear: taskVector("dare_linear", "Linear DARE", "https://arxiv.org/abs/2311.03099", false, true, false, "random"),
-  breadcrumbs: taskVector("breadcrumbs", "Model Breadcrumbs", "https://arxiv.org/abs/2312.06795", false, false, false, "breadcrumbs"),
-  breadcrumbs_ties: taskVector("breadcrumbs_ties", "Model Breadcrumbs with TIES", "https://arxiv.org/abs/2312.06795", false, false, true, "breadcrumbs"),
-  della: taskVector("della", "DELLA-Merging", "https://arxiv.org/abs/2406.11617", true, true, true, "della"),
-  della_linear: taskVector("della_linear", "Linear DELLA", "https://arxiv.org/abs/2406.11617", false, true, false, "della"),
+  breadcrumbs: taskVector("breadcrumbs", "Breadcrumbs", "https://arxiv.org/abs/2312.06795", false, false, false, "breadcrumbs"),
+  breadcrumbs_ties: taskVector("breadcrumbs_ties", "Breadcrumbs + TIES", "https://arxiv.org/abs/2312.06795", false, false, true, "breadcrumbs"),
+  della: taskVector("della", "DELLA", "https://arxiv.org/abs/2406.11617", true, true, true, "della"),
+  della_linear: taskVector("della_linear", "DELLA (linear)", "https://arxiv.org/abs/2406.11617", false, true, false, "della"),
   sce: {
     name: "sce", title: "SCE", paper: "https://arxiv.org/abs/2408.07990", kind: "sce", needsBase: true,
     global: table<ParameterSpec>({
@@ -96,12 +96,12 @@ export const METHODS: Readonly<Record<string, MethodSpec>> = table({
     perModel: table<ParameterSpec>({}),
   },
   ram: {
-    name: "ram", title: "Reinforced Agent Merging", paper: "https://arxiv.org/abs/2601.13572", kind: "ram", needsBase: true,
+    name: "ram", title: "RAM", paper: "https://arxiv.org/abs/2601.13572", kind: "ram", needsBase: true,
     global: table<ParameterSpec>({ epsilon: { type: "number", default: 1e-5 } }),
     perModel: table<ParameterSpec>({}),
   },
   ramplus_tl: {
-    name: "ramplus_tl", title: "Reinforced Agent Merging Plus (tensor-local)", paper: "https://arxiv.org/abs/2601.13572", kind: "ram", needsBase: true,
+    name: "ramplus_tl", title: "RAM+ (tensor-local)", paper: "https://arxiv.org/abs/2601.13572", kind: "ram", needsBase: true,
     global: table<ParameterSpec>({
       r: { type: "number", default: 0.1 },
       alpha: { type: "number", default: 0.2 },

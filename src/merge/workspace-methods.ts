@@ -82,8 +82,8 @@ export class SceVariances {
 export function sceRange(k: Kernels, variances: SceVariances, count: number, key: SelectKey, lo: number, hi: number, shift: number) {
   const { arena, exports } = k;
   const buckets = Math.max(1, Math.ceil((hi - lo) / 2 ** shift));
-  const hist = arena.alloc(buckets * 4);
-  arena.u32(hist, buckets).fill(0);
+  const hist = arena.alloc(4 * buckets * 4); // four copies, added into the first by the kernel
+  arena.u32(hist, 4 * buckets).fill(0);
   const stats = arena.alloc(RANGE_BYTES);
   const high = key.kind === "varianceLow" ? key.high : 0;
   exports.sceRange(variances.ptr, count, key.kind === "varianceLow" ? 1 : 0, high, lo, hi - 1, shift, hist, stats);
