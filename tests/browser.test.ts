@@ -709,6 +709,28 @@ test("issue 10: a pasted recipe using a method's extra parameters shows them in 
   });
 });
 
+/** Recipes of the methods issue 10 added, as pasted from model cards (the page's models: base, math, code). */
+const NEW_METHOD_RECIPES: [string, string][] = [
+  ["della-count", "merge_method: della\nbase_model: base\nmodels:\n  - {model: math, parameters: {weight: 0.7, density: 0.5, epsilon: 0.1}}\n  - {model: code, parameters: {weight: 0.5, density: 0.6}}\nparameters:\n  consensus_method: count\n"],
+  ["stock-rows", "merge_method: model_stock\nbase_model: base\nmodels:\n  - model: math\n  - model: code\nparameters: {filter_wise: true}\n"],
+  ["crumbs", "merge_method: breadcrumbs_ties\nbase_model: base\nmodels:\n  - {model: math, parameters: {weight: 1, density: 0.6, gamma: [0.01, 0.1]}}\n  - {model: code, parameters: {weight: 0.4, density: 0.5}}\n"],
+];
+
+test("issue 10: pasted recipes of the new methods (della with a count vote, model_stock by rows, breadcrumbs_ties) merge in the page as the CLI merges them", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("new-methods", "index.html", async (page) => {
+    await addThree(page);
+    for (const [name, recipe] of NEW_METHOD_RECIPES) {
+      await setRecipeYaml(page, recipe);
+      await waitForRunEnabled(page);
+      assert.equal(await byTestId(page, "method", "select").inputValue(), /merge_method: (\w+)/.exec(recipe)![1], `${name}: the form follows the pasted method`);
+      if (name === "della-count") assert.equal(await byTestId(page, "param-consensus_method", "select").inputValue(), "count", "the vote's select follows the pasted YAML");
+      await runToDone(page, name);
+      const cli = await cliMerge(dirs.f32, name, recipe, name, await seedOf(page));
+      await compareOutputs(page, name, cli);
+    }
+  });
+});
+
 /** A picked folder is stubbed: the page's folder picker returns the OPFS folder "picked". */
 function pickerIntoOpfs(): void {
   const w = window as unknown as { showDirectoryPicker: () => Promise<FileSystemDirectoryHandle>; picks: number };
