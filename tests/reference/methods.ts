@@ -557,7 +557,7 @@ export function karcherMean(xs: ArrayLike<number>[], maxIter: number, tol: numbe
   let u = new Float64Array(n);
   for (const ui of valid) for (let j = 0; j < n; j++) u[j] += a * ui[j]!;
   const un = norm(u);
-  if (un < 1e-12) u = valid[0]!.slice();
+  if (un < tol) u = valid[0]!.slice();
   else u = u.map((v) => v / un);
   for (let it = 0; it < maxIter; it++) {
     const T = new Float64Array(n);
@@ -574,7 +574,7 @@ export function karcherMean(xs: ArrayLike<number>[], maxIter: number, tol: numbe
     const sn = Math.sin(tn);
     u = u.map((v, j) => cs * v + (sn * T[j]!) / tn);
     const nu = norm(u);
-    if (nu > 1e-12) u = u.map((v) => v / nu);
+    if (nu > tol) u = u.map((v) => v / nu);
   }
   let scale = 0;
   for (const nr of norms) scale += nr / count;
