@@ -105,7 +105,7 @@ test("switching to any method leaves its optional parameters unset (their defaul
     }
     for (const [key, p] of Object.entries(spec.global)) if (p.required) assert.notEqual(d.parameters?.[key], undefined, `${name}: required ${key} is set`);
     for (const m of d.models) {
-      const isBase = spec.needsBase && m.model === d.base_model;
+      const isBase = (spec.needsBase || spec.optionalBase) && m.model === d.base_model;
       for (const key of Object.keys(m.parameters ?? {})) {
         assert.ok(!isBase, `${name}: the base gets no per-model parameter (${key})`);
         assert.ok(spec.perModel[key]?.required || (key === "density" && spec.sparsify), `${name}: ${m.model}.${key} was written though optional`);

@@ -107,6 +107,15 @@ parameters:
     merge_method: "linear", models: [{ model: "base", parameters: { weight: 1 } }, { model: "math", parameters: { weight: 1 } }, { model: "code", parameters: { weight: 1 } }],
     parameters: { normalize: true },
   });
+  // nuslerp and multislerp use a declared base (as the origin of the task vectors) without needing one:
+  // switching to them keeps it, with no per-model parameters; karcher, like linear, drops it.
+  for (const method of ["nuslerp", "multislerp"]) {
+    assert.deepEqual(parse(setMethod(ties, method, ctx)), {
+      merge_method: method, base_model: "base",
+      models: [{ model: "base" }, { model: "math", parameters: { weight: 1 } }, { model: "code", parameters: { weight: 0.7 } }],
+    }, `${method} keeps the base`);
+  }
+  assert.equal((parse(setMethod(setMethod(ties, "nuslerp", ctx), "karcher", ctx)) as { base_model?: string }).base_model, undefined, "karcher drops the base");
 });
 
 test("int8_mask and other keys the form does not show are kept across edits, and dropped only where invalid", () => {

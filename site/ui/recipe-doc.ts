@@ -294,7 +294,7 @@ export function starterRecipe(loaded: readonly string[]): string {
  * has none; parameters the new method does not accept are removed (they would make the recipe invalid),
  * and so are method-wide ones that the new method takes only per model (they mean something else
  * there). Parameters both methods take keep their values. A method that needs a base gets one; one that
- * does not loses base_model.
+ * may use one (nuslerp, multislerp) keeps it; any other loses base_model.
  */
 export function setMethod(text: string, method: string, ctx: EditContext): string {
   const next = METHODS[method];
@@ -318,7 +318,7 @@ export function setMethod(text: string, method: string, ctx: EditContext): strin
     if (next.needsBase && base === undefined && ctx.defaultBase) {
       base = ctx.defaultBase;
       setValue(doc, ["base_model"], base);
-    } else if (!next.needsBase && base !== undefined) {
+    } else if (!next.needsBase && !next.optionalBase && base !== undefined) {
       doc.delete("base_model");
       base = undefined;
     }

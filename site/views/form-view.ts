@@ -239,7 +239,7 @@ export function formView(store: Store, actions: FormActions): HTMLElement {
       about.textContent = `About ${spec.title}`;
     }
 
-    baseField.hidden = !spec?.needsBase;
+    baseField.hidden = !(spec?.needsBase || spec?.optionalBase);
     const baseOptions = ["", ...names];
     if ([...base.options].map((o) => o.value).join("\n") !== baseOptions.join("\n")) {
       base.replaceChildren(...baseOptions.map((n) => h("option", { value: n }, n || "(none)")));
@@ -266,7 +266,7 @@ export function formView(store: Store, actions: FormActions): HTMLElement {
       if (!row) rows.set(name, (row = makeRow(name)));
       if (tbody.children[i] !== row.tr) tbody.insertBefore(row.tr, tbody.children[i] ?? null);
       const info = form.rows.get(name)!;
-      const isBase = !!spec?.needsBase && name === form.base;
+      const isBase = !!(spec?.needsBase || spec?.optionalBase) && name === form.base;
       row.include.checked = info.included || isBase;
       row.include.disabled = isBase;
       const cells = shown.perModel.map((f) => {

@@ -30,6 +30,8 @@ export interface MethodSpec {
   kind: MethodKind;
   /** A base model must be declared and is treated specially (task vectors are relative to it). */
   needsBase: boolean;
+  /** A declared base is used (the origin of the task vectors) but not required: nuslerp, multislerp. */
+  optionalBase?: boolean;
   global: Readonly<Record<string, ParameterSpec>>;
   perModel: Readonly<Record<string, ParameterSpec>>;
   /** Task-vector family: sign consensus (TIES) and sparsification. */

@@ -11,12 +11,12 @@ export type GeometricKind = "nuslerp" | "multislerp" | "karcher" | "modelStock" 
 
 export const GEOMETRIC_METHODS: Readonly<Record<string, MethodSpec>> = table<MethodSpec>({
   nuslerp: {
-    name: "nuslerp", title: "NuSLERP", kind: "nuslerp", needsBase: false,
+    name: "nuslerp", title: "NuSLERP", kind: "nuslerp", needsBase: false, optionalBase: true,
     global: table<ParameterSpec>({ nuslerp_flatten: { type: "boolean", default: true }, nuslerp_row_wise: { type: "boolean", default: false } }),
     perModel: table<ParameterSpec>({ weight: { type: "number", required: true } }),
   },
   multislerp: {
-    name: "multislerp", title: "Multi-SLERP", kind: "multislerp", needsBase: false, strictShapes: true,
+    name: "multislerp", title: "Multi-SLERP", kind: "multislerp", needsBase: false, optionalBase: true, strictShapes: true,
     global: table<ParameterSpec>({ normalize_weights: { type: "boolean", default: true }, eps: { type: "number", default: 1e-8 } }),
     perModel: table<ParameterSpec>({ weight: { type: "number", required: true } }),
   },
