@@ -125,6 +125,21 @@ describe("a modules: recipe", () => {
     }
   });
 
+  test("the ledger lists every tensor of every model once; a module's tensors of a model it does not use are refused, saying so", async () => {
+    const narrow = { ...recipe, modules: { ...recipe.modules, vision_tower: { models: [{ model: "./a", parameters: { weight: 1 } }] } } };
+    const dir = await writeCase("ledger-modules", narrow);
+    const summary = await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workers: 1, workerUrl: WORKER_URL });
+    const every = ([["./base", base], ["./a", a], ["./b", b]] as const).flatMap(([name, m]) => [...m.tensors.keys()].map((t) => `${name} ${t}`)).sort();
+    assert.deepEqual(summary.ledger.entries.map((e) => `${e.model} ${e.tensor}`).sort(), every, "each input tensor, once");
+    assert.equal(summary.ledger.counts.inputs, every.length);
+    const bTower = summary.ledger.entries.filter((e) => e.model === "./b" && e.tensor.startsWith("model.vision_tower."));
+    assert.ok(bTower.length > 0, "fixture: b has vision-tower tensors");
+    for (const e of bTower) {
+      assert.equal(e.status, "refused", e.tensor);
+      assert.match(e.why ?? "", /vision_tower/, e.tensor);
+    }
+  });
+
   test("reads `modules:` keys into one sub-recipe per module, in order", () => {
     const parsed = parseRecipe(toYaml(recipe), "r.yml");
     assert.deepEqual(parsed.modules!.map((m) => [m.name, m.recipe.file, m.recipe.slices ? "slices" : "models"]),

@@ -17,7 +17,7 @@ import type { LoadedModel, TensorInfo } from "../model/model";
 import { layerCount } from "../model/roles";
 import type { RecipeModule } from "../recipe/modules";
 import type { Parameters, Recipe, Setting } from "../recipe/recipe";
-import type { Ledger } from "../ledger/ledger";
+import type { Ledger, LedgerEntry } from "../ledger/ledger";
 import type { MergePlan } from "./plan";
 
 /** mergekit's module names whose tensors sit under another word (its modular architecture files). */
@@ -113,6 +113,17 @@ export function planModules(
   });
   throwAll(problems);
 
+  // A model's tensors under a module that does not use that model are not written: listed, with why.
+  const unused: LedgerEntry[] = [];
+  modules.forEach((m, k) => {
+    for (const [modelName, parts] of split) {
+      if (views[k]!.has(modelName)) continue;
+      for (const [tensor, info] of parts[k]!) {
+        unused.push({ model: modelName, file: info.file, tensor, status: "refused", into: [], why: `module ${m.name} does not use this model` });
+      }
+    }
+  });
+
   const first = plans[0]!;
   return {
     ...first,
@@ -122,15 +133,15 @@ export function planModules(
     models,
     outputLayers: undefined,
     layerSources: [],
-    ledger: joinLedgers(plans.map((p) => p.ledger)),
+    ledger: joinLedgers(plans.map((p) => p.ledger), unused),
   };
 }
 
-/** One ledger from the modules' own (each lists the tensors of its module). */
-function joinLedgers(ledgers: Ledger[]): Ledger {
-  const counts = { inputs: 0, merged: 0, copied: 0, refused: 0, outputs: 0 };
+/** One ledger from the modules' own (each lists the tensors of its module) and the tensors no module used. */
+function joinLedgers(ledgers: Ledger[], unused: LedgerEntry[]): Ledger {
+  const counts = { inputs: unused.length, merged: 0, copied: 0, refused: unused.length, outputs: 0 };
   for (const l of ledgers) for (const key of Object.keys(counts) as (keyof typeof counts)[]) counts[key] += l.counts[key];
-  return { entries: ledgers.flatMap((l) => l.entries), counts };
+  return { entries: [...ledgers.flatMap((l) => l.entries), ...unused], counts };
 }
 
 const counted = (names: string[]) => `${names.length} tensor${names.length === 1 ? "" : "s"}`;
