@@ -5,6 +5,7 @@
 // written as YAML by hand, block or flow style, so hostile keys and raw YAML survive.
 import fc from "fast-check";
 import { RECIPES } from "./fuzz-fixtures";
+import { METHODS } from "../../src/merge/methods";
 import { emitJson, getPair, hostileJsonArb, hostileNumberArb, hostileStringArb, isPairs, PROTOTYPE_NAMES, setPair, toJson, type Json } from "./fuzz-json";
 
 type Pairs = { pairs: [string, Json][] };
@@ -33,11 +34,12 @@ export interface RecipeMutations {
   text: TextEdit[];
 }
 
-const METHOD_NAMES = ["linear", "slerp", "ties", "task_arithmetic", "dare_ties", "dare_linear", "passthrough", "della", "model_stock", "LINEAR", "", ...PROTOTYPE_NAMES];
+// Every method the engine runs (so each new one meets mutated parameters), plus names it must refuse.
+const METHOD_NAMES = [...Object.keys(METHODS), "lrp", "LINEAR", "", ...PROTOTYPE_NAMES];
 const DTYPE_NAMES = ["float32", "bfloat16", "float16", "torch.float16", "float64", "int8", "fp8", "", ...PROTOTYPE_NAMES];
 const MODEL_REFS = ["./base", "./a", "./b", "./missing", "org/model", "org/model@main", "./base+./lora", "", " ", "/", "..", ".", "./a/model.safetensors", ...PROTOTYPE_NAMES];
 const TOP_KEYS = ["merge_method", "models", "slices", "base_model", "parameters", "dtype", "out_dtype", "tokenizer_source", "tokenizer", "chat_template", "modules", "name", "align", "unknown", ...PROTOTYPE_NAMES];
-const PARAMETER_NAMES = ["weight", "density", "t", "lambda", "normalize", "rescale", "int8_mask", "scale", "epsilon", "filter", "value", ...PROTOTYPE_NAMES];
+const PARAMETER_NAMES = [...new Set(Object.values(METHODS).flatMap((m) => [...Object.keys(m.global), ...Object.keys(m.perModel)])), "filter", "value", ...PROTOTYPE_NAMES];
 
 /** YAML-specific values: aliases (defined or not), anchors, tags, YAML 1.1 literals, an alias bomb. */
 const yamlRawArb: fc.Arbitrary<Json> = fc.constantFrom(
