@@ -281,6 +281,106 @@ describe("extract-lora: reconstruction", () => {
   });
 });
 
+describe("extract-lora: how the scale is split (mergekit's --distribute-scale)", () => {
+  /** Column norms of B [m × r] and row norms of A [r × n], and BᵀB's largest distance from the identity. */
+  function factorNorms(adapter: Adapter, module: string) {
+    const a = adapter.tensors.get(`base_model.model.${module}.lora_A.weight`)!, b = adapter.tensors.get(`base_model.model.${module}.lora_B.weight`)!;
+    const [r, n] = a.shape as [number, number], m = b.shape[0]!;
+    const aRows = Array.from({ length: r }, (_, k) => Math.sqrt(Array.from({ length: n }, (_, j) => a.values[k * n + j]! ** 2).reduce((x, y) => x + y, 0)));
+    const bCols = Array.from({ length: r }, (_, k) => Math.sqrt(Array.from({ length: m }, (_, i) => b.values[i * r + k]! ** 2).reduce((x, y) => x + y, 0)));
+    let offIdentity = 0;
+    for (let p = 0; p < r; p++) {
+      for (let q = 0; q < r; q++) {
+        let d = 0;
+        for (let i = 0; i < m; i++) d += b.values[i * r + p]! * b.values[i * r + q]!;
+        offIdentity = Math.max(offIdentity, Math.abs(d - (p === q ? 1 : 0)));
+      }
+    }
+    return { aRows, bCols, offIdentity };
+  }
+
+  test("distributed (default): A = √S·Vᵀ, B = U·√S; not distributed: A = S·Vᵀ, B = U; B·A is the task vector at full rank either way", async () => {
+    const { dir, base, ft } = await setup();
+    for (const distributeScale of [true, false]) {
+      const out = join(dir, `lora-${distributeScale}`);
+      await extractLora(join(dir, "ft"), join(dir, "base"), { out, rank: 64, svEpsilon: 1e-4, powerIterations: 0, oversample: 0, ...(distributeScale ? {} : { distributeScale }) });
+      const adapter = await readAdapter(out);
+      for (const [name, s] of Object.entries(SPECTRA)) {
+        const module = name.slice(0, -".weight".length);
+        const e = relativeError(storedDelta(ft, base, name), product(adapter, module).w);
+        assert.ok(e < 1e-5, `${module}, distributeScale ${distributeScale}: relative error ${e}`);
+        // (svEpsilon drops only the float-rounding tail.) The designed singular values, split as mergekit does: ‖A row k‖ ‖B col k‖ = σ_k in both cases.
+        const { aRows, bCols, offIdentity } = factorNorms(adapter, module);
+        assert.equal(aRows.length, s.length, `${module}: rank`);
+        for (let k = 0; k < s.length; k++) {
+          const [wantA, wantB] = distributeScale ? [Math.sqrt(s[k]!), Math.sqrt(s[k]!)] : [s[k]!, 1];
+          assert.ok(Math.abs(aRows[k]! - wantA) <= 2e-4 * wantA, `${module} σ_${k}: ‖A row‖ ${aRows[k]}, expected ${wantA}`);
+          assert.ok(Math.abs(bCols[k]! - wantB) <= 2e-4 * wantB, `${module} σ_${k}: ‖B column‖ ${bCols[k]}, expected ${wantB}`);
+        }
+        if (!distributeScale) assert.ok(offIdentity < 1e-5, `${module}: B = U has orthonormal columns (BᵀB − I up to ${offIdentity})`);
+      }
+    }
+  });
+});
+
+describe("extract-lora: module filters (mergekit's -i / -e / --save-module)", () => {
+  test("include and exclude regexes pick exactly the modules they match; every other tensor is reported with the reason", async () => {
+    const { dir } = await setup();
+    const result = await extractLora(join(dir, "ft"), join(dir, "base"), { out: join(dir, "lora"), rank: 2, include: ["mlp", "^lm_"], exclude: ["down_proj$"] });
+    const adapter = await readAdapter(join(dir, "lora"));
+    // By hand: "mlp" matches up_proj and down_proj, "^lm_" lm_head (unchanged: no factors); down_proj is excluded.
+    assert.deepEqual(result.modules.map((m) => m.module), ["model.layers.0.mlp.up_proj"]);
+    assert.deepEqual([...adapter.tensors.keys()].sort(), ["base_model.model.model.layers.0.mlp.up_proj.lora_A.weight", "base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"]);
+    assert.deepEqual(adapter.config.target_modules, ["model.layers.0.mlp.up_proj"]);
+    const reason = new Map(result.skipped.map((s) => [s.tensor, `${s.reason}/${s.differs}${s.pattern ? `/${s.pattern}` : ""}`]));
+    assert.deepEqual(Object.fromEntries(reason), {
+      "model.embed_tokens.weight": "not included/true",
+      "model.layers.0.self_attn.q_proj.weight": "not included/true",
+      "model.layers.0.mlp.down_proj.weight": "excluded/true/down_proj$",
+      "model.layers.0.input_layernorm.weight": "not included/true",
+      "model.norm.weight": "not included/false",
+      "lm_head.weight": "unchanged/false",
+    });
+    assert.equal(result.saved.length, 0);
+    assert.equal(adapter.config.modules_to_save, null);
+  });
+
+  test("--save-module stores a module whole from the fine-tune as modules_to_save, by full name or last part, ahead of the regexes", async () => {
+    const deltas = designedDeltas();
+    deltas["lm_head.weight"] = Float64Array.from({ length: 40 * 16 }, (_, i) => 0.01 * (uniform(77, i) - 0.5));
+    const { dir, ft } = await setup(deltas);
+    const out = join(dir, "lora");
+    const result = await extractLora(join(dir, "ft"), join(dir, "base"), { out, rank: 2, saveModules: ["lm_head", "model.embed_tokens", "q_proj"], exclude: ["q_proj", "lm_head"] });
+    const adapter = await readAdapter(out);
+    const whole = ["lm_head.weight", "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight"];
+    for (const name of whole) {
+      const t = adapter.tensors.get(`base_model.model.${name}`);
+      assert.ok(t, `${name} saved whole`);
+      assert.deepEqual(t.shape, SHAPES[name], name);
+      assert.deepEqual([...t.values], [...ft.tensors.get(name)!.values!], `${name}: the fine-tune's values`);
+    }
+    assert.deepEqual([...(adapter.config.modules_to_save as string[])].sort(), ["lm_head", "model.embed_tokens", "model.layers.0.self_attn.q_proj"]);
+    assert.deepEqual(result.saved.map((s) => `${s.tensor}/${s.differs}`).sort(), whole.map((n) => `${n}/true`).sort());
+    assert.deepEqual(result.modules.map((m) => m.module).sort(), ["model.layers.0.mlp.down_proj", "model.layers.0.mlp.up_proj"]);
+    assert.ok(!(adapter.config.target_modules as string[]).some((m) => m.includes("q_proj") || m.includes("lm_head")));
+    for (const t of result.skipped) assert.ok(!whole.includes(t.tensor), `${t.tensor} is saved, not skipped`);
+  });
+
+  test("a save name that matches no module, a bad regex and a non-list are E_OPTION, and no output is left", async () => {
+    const { dir } = await setup();
+    const out = join(dir, "lora");
+    for (const bad of [{ saveModules: ["v_proj"] }, { include: ["("] }, { exclude: "mlp" as unknown as string[] }]) {
+      try {
+        await extractLora(join(dir, "ft"), join(dir, "base"), { out, rank: 2, ...bad });
+        assert.fail(`expected an error for ${JSON.stringify(bad)}`);
+      } catch (e) {
+        assert.ok(e instanceof WeightsoupError && e.code === "E_OPTION", String(e));
+      }
+      assert.equal(existsSync(out), false);
+    }
+  });
+});
+
 describe("extract-lora: PEFT format", () => {
   test("keys, shapes, dtypes and adapter_config.json follow PEFT's LoRA format; embeddings with embedLora", async () => {
     const { dir, base, ft } = await setup();
@@ -380,6 +480,25 @@ describe("extract-lora: command line", () => {
     assert.ok(parsed.modules.every((m: { relativeError: number }) => m.relativeError > 0 && m.relativeError < 1));
     for (const args of [["--rank", "0"], [], ["--rank", "2", "--dtype", "int8"], ["--rank", "2", "--sv-epsilon", "-1"]]) {
       const r = run(join(dir, "ft"), join(dir, "base"), join(dir, "lora2"), ...args);
+      assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+    }
+    const filtered = run(join(dir, "ft"), join(dir, "base"), join(dir, "lora-f"), "--rank", "2", "--json", "-i", "mlp", "--include-regex", "self_attn",
+      "-e", "up_proj", "--save-module", "embed_tokens", "--no-distribute-scale");
+    assert.equal(filtered.status, 0, filtered.stderr);
+    const f = JSON.parse(filtered.stdout);
+    assert.deepEqual(f.modules.map((m: { module: string }) => m.module).sort(), ["model.layers.0.mlp.down_proj", "model.layers.0.self_attn.q_proj"]);
+    assert.deepEqual(f.saved.map((s: { tensor: string }) => s.tensor), ["model.embed_tokens.weight"]);
+    assert.equal(f.skipped.find((s: { tensor: string }) => s.tensor === "model.layers.0.mlp.up_proj.weight").reason, "excluded");
+    const fa = await readAdapter(join(dir, "lora-f"));
+    const b = fa.tensors.get("base_model.model.model.layers.0.mlp.down_proj.lora_B.weight")!;
+    const col0 = Math.hypot(...Array.from({ length: b.shape[0]! }, (_, i) => b.values[i * b.shape[1]!]!));
+    assert.ok(Math.abs(col0 - 1) < 1e-4, `--no-distribute-scale: B = U (first column norm ${col0})`);
+    const text = run(join(dir, "ft"), join(dir, "base"), join(dir, "lora-t"), "--rank", "2", "-e", "up_proj", "--save-module", "embed_tokens");
+    assert.equal(text.status, 0, text.stderr);
+    assert.match(text.stdout, /saved whole[^\n]*\n  model\.embed_tokens\.weight  40 x 16  F32/);
+    assert.match(text.stdout, /model\.layers\.0\.mlp\.up_proj\.weight: matches --exclude-regex up_proj/);
+    for (const args of [["--rank", "2", "-i", "("], ["--rank", "2", "--distribute-scale", "--no-distribute-scale"], ["--rank", "2", "--save-module", "nope"]]) {
+      const r = run(join(dir, "ft"), join(dir, "base"), join(dir, "lora3"), ...args);
       assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
     }
     const exists = run(join(dir, "ft"), join(dir, "base"), join(dir, "lora"), "--rank", "2");

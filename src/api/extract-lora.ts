@@ -7,6 +7,7 @@ import type { ModelFolder } from "../io/folder";
 import type { OutputFolder } from "../io/output";
 import { alignmentKernels } from "../align/kernels";
 import { extractLoraModels, type ExtractLoraOptions, type ExtractLoraResult } from "../lora/extract";
+import { checkModuleFilterOptions } from "../lora/module-filter";
 import { openModel } from "../model/model";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 
@@ -26,6 +27,10 @@ export function checkExtractOptions(options: ExtractLoraOptions): void {
   if (options.dtype !== undefined && !["F32", "F16", "BF16"].includes(options.dtype)) {
     throw new OptionError("E_OPTION", `option dtype must be F32, F16 or BF16, got ${describeValue(options.dtype)}`, { key: "dtype" });
   }
+  if (options.distributeScale !== undefined && typeof options.distributeScale !== "boolean") {
+    throw new OptionError("E_OPTION", `option distributeScale must be true or false, got ${describeValue(options.distributeScale)}`, { key: "distributeScale" });
+  }
+  checkModuleFilterOptions(options);
   checkCallbackOption(options, "onModule");
 }
 

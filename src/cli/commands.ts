@@ -83,6 +83,11 @@ export const COMMANDS = {
     options: `  --rank R              largest rank of any module (required, at least 1)
   --sv-epsilon E        drop singular values at or below E (default 0): rank = min(R, #σ > E)
   --embed-lora          also decompose input embeddings (default: reported and left out)
+  --no-distribute-scale lora_A = S·Vᵀ and lora_B = U (default: √S in both, --distribute-scale)
+  -i, --include-regex RE  decompose only modules matching RE (searched in the module name; repeatable)
+  -e, --exclude-regex RE  do not decompose modules matching RE (repeatable)
+  --save-module NAME    store module NAME (full name or last part, e.g. lm_head) whole from FINETUNED
+                        as PEFT modules_to_save instead of a LoRA (repeatable)
   --dtype D             float32 (default), bfloat16 or float16: dtype of the stored factors
   --oversample N        range-finder columns beyond the rank (default 16)
   --power-iterations N  power iterations of the randomized SVD (default 4)

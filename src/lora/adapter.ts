@@ -15,6 +15,8 @@ export interface LoraAdapter {
   location: string;
   /** Base tensor name -> the delta added to it. */
   deltas: Map<string, LoraDelta>;
+  /** Base tensor name -> the adapter's whole replacement for it (a modules_to_save module's weight or bias). */
+  replacements: Map<string, TensorInfo>;
 }
 
 function fail(file: string, message: string, details: Record<string, unknown> = {}): ModelError {
@@ -32,6 +34,13 @@ function positive(config: Record<string, unknown>, key: string, fallback: number
   return v;
 }
 
+/** modules_to_save of adapter_config.json: module names, or absent (null). */
+function moduleNames(config: Record<string, unknown>, file: string): string[] {
+  const v = config.modules_to_save ?? [];
+  if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || x === "")) throw fail(file, `"modules_to_save" must be a list of module names or null, found ${describeValue(v)}`, { key: "modules_to_save" });
+  return v as string[];
+}
+
 function patterns(config: Record<string, unknown>, key: string, file: string): Map<string, number> {
   const v = config[key] ?? {};
   if (!isJsonObject(v)) throw fail(file, `"${key}" must be a mapping of module patterns to numbers, found ${describeValue(v)}`, { key });
@@ -45,8 +54,9 @@ function patterns(config: Record<string, unknown>, key: string, file: string): M
 
 /**
  * Opens an adapter and checks it against `base`: every factor pair must be a LoRA of a float tensor
- * of the base with matching shapes. Anything weightsoup does not apply (DoRA, full modules_to_save
- * weights, LoRA biases, other PEFT methods) is refused by name rather than ignored.
+ * of the base with matching shapes, and every whole tensor a weight or bias of a module listed in
+ * modules_to_save, shaped like the base tensor it replaces. Anything weightsoup does not apply (DoRA,
+ * LoRA biases, other PEFT methods) is refused by name rather than ignored.
  */
 export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promise<LoraAdapter> {
   const files = new Set(await folder.list());
@@ -63,16 +73,25 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
   const r = positive(config, "r", 8, configFile), alpha = positive(config, "lora_alpha", 8, configFile);
   const rankPattern = patterns(config, "rank_pattern", configFile), alphaPattern = patterns(config, "alpha_pattern", configFile);
   const rslora = config.use_rslora === true, fanInFanOut = config.fan_in_fan_out === true;
+  const toSave = moduleNames(config, configFile);
 
   const weightsFile = `${folder.name}/${ADAPTER_WEIGHTS_FILE}`;
   const { tensors } = await readHeader(folder.source(ADAPTER_WEIGHTS_FILE), weightsFile);
   // module -> its A and B factors, and whether they are an Embedding's.
   const pairs = new Map<string, { a?: TensorInfo; b?: TensorInfo; embedding: boolean }>();
+  const replacements = new Map<string, TensorInfo>();
   for (const [key, t] of tensors) {
     const name = key.startsWith(KEY_PREFIX) ? key.slice(KEY_PREFIX.length) : key;
     const m = /^(.+)\.lora_(A|B)(?:\.[^.]+)?\.weight$/.exec(name) ?? /^(.+)\.lora_embedding_(A|B)(?:\.[^.]+)?$/.exec(name);
+    const whole = /^(.+)\.(weight|bias)$/.exec(name);
+    // PEFT saves a modules_to_save module's parameters under the module's own name, and wraps every
+    // module whose name ends with a listed name (a plain string suffix, as PEFT's _set_trainable checks).
+    if (!m && whole && toSave.some((s) => whole[1]!.endsWith(s))) {
+      replacements.set(name, replacement(t, name, base, weightsFile));
+      continue;
+    }
     if (!m) {
-      throw fail(weightsFile, `tensor "${key}" is not a LoRA factor (lora_A / lora_B / lora_embedding_A / lora_embedding_B); full weights (modules_to_save), DoRA magnitudes and LoRA biases are not applied by weightsoup`, { tensor: key });
+      throw fail(weightsFile, `tensor "${key}" is not a LoRA factor (lora_A / lora_B / lora_embedding_A / lora_embedding_B) nor a weight of a module in modules_to_save; DoRA magnitudes and LoRA biases are not applied by weightsoup`, { tensor: key });
     }
     const embedding = name.includes(".lora_embedding_");
     const pair = pairs.get(m[1]!) ?? { embedding };
@@ -86,6 +105,7 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
       if (t.shape.length !== 2 || DTYPES[t.dtype]?.kind !== "float") throw fail(weightsFile, `tensor "${t.name}" must be a 2-D F32, F16 or BF16 matrix, found ${t.dtype} [${t.shape.join(", ")}]`, { tensor: t.name });
     }
     const target = `${module}.weight`;
+    if (replacements.has(target)) throw fail(weightsFile, `module "${module}" has both LoRA factors and a whole weight (modules_to_save)`, { tensor: target });
     const w = base.tensors.get(target);
     if (!w) throw fail(weightsFile, `module "${module}" changes tensor "${target}", which the base model ${base.location} does not have`, { tensor: target, model: base.location });
     if (w.shape.length !== 2 || DTYPES[w.dtype]?.kind !== "float") throw fail(weightsFile, `module "${module}": base tensor "${target}" is ${w.dtype} [${w.shape.join(", ")}], not a float matrix`, { tensor: target });
@@ -109,5 +129,15 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
       scale: rslora ? alphaModule / Math.sqrt(rModule) : alphaModule / rModule,
     });
   }
-  return { location: folder.name, deltas };
+  return { location: folder.name, deltas, replacements };
+}
+
+/** A modules_to_save tensor: it replaces the base's tensor of that name, so it must have its shape. */
+function replacement(t: TensorInfo, name: string, base: LoadedModel, weightsFile: string): TensorInfo {
+  const w = base.tensors.get(name);
+  if (!w) throw fail(weightsFile, `modules_to_save tensor "${t.name}" replaces "${name}", which the base model ${base.location} does not have`, { tensor: name, model: base.location });
+  if (w.shape.join(",") !== t.shape.join(",")) {
+    throw fail(weightsFile, `modules_to_save tensor "${t.name}" is [${t.shape.join(", ")}] but the base tensor "${name}" it replaces is [${w.shape.join(", ")}]`, { tensor: name });
+  }
+  return { ...t, name };
 }

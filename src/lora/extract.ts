@@ -2,7 +2,8 @@
  * @file LoRA extraction (mergekit-extract-lora's job): a PEFT LoRA adapter approximating a fine-tune
  * as base + B·A, from a truncated SVD of each linear weight's task vector ΔW = W_ft − W_base
  * (rsvd.ts). With ΔW ≈ U_r Σ_r V_rᵀ, lora_A = √Σ_r V_rᵀ and lora_B = U_r √Σ_r (mergekit's default,
- * the scale split evenly); lora_alpha = r for every module, so PEFT's scale alpha/r is 1.
+ * the scale split evenly), or lora_A = Σ_r V_rᵀ and lora_B = U_r without `distributeScale`
+ * (mergekit's --no-distribute-scale); lora_alpha = r for every module, so PEFT's scale alpha/r is 1.
  *
  * Which tensors are decomposed: every 2-D float `*.weight` (nn.Linear's [out, in]; lm_head included,
  * it is a Linear to PEFT); input embeddings only with `embedLora` (PEFT's Embedding LoRA stores
@@ -10,6 +11,12 @@
  * reported: 1-D tensors (norms, biases) that differ cannot be a LoRA and are left out (mergekit's
  * --skip-undecomposable), as are embeddings without `embedLora`; tensors equal in both models and
  * task vectors whose every singular value is ≤ ε need no factors.
+ *
+ * Module filters follow mergekit-extract-lora: `saveModules` (--save-module) names modules stored
+ * whole from the fine-tune as PEFT modules_to_save (a name matches a module equal to it or ending in
+ * "." + it), whatever the regexes say; otherwise a module is decomposed only if it matches one of
+ * `include` (when any are given) and none of `exclude`, each a regular expression searched for
+ * anywhere in the module name (Python's re.search; here RegExp.test).
  */
 import { ModelError, ValidationError, WeightsoupError } from "../errors";
 import { DTYPES, type FloatDtype } from "../format/dtypes";
@@ -20,7 +27,8 @@ import type { Kernels } from "../kernels/kernels";
 import { VERSION } from "../merge/card";
 import type { LoadedModel, TensorInfo } from "../model/model";
 import { isEmbedding } from "../model/roles";
-import { adapterConfig, adapterReadme, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loraKeys } from "./peft-format";
+import { moduleFilter, moduleOf } from "./module-filter";
+import { adapterConfig, adapterReadme, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, KEY_PREFIX, loraKeys } from "./peft-format";
 import { truncatedSvd, type RowReader } from "./rsvd";
 
 export interface ExtractLoraOptions {
@@ -40,6 +48,14 @@ export interface ExtractLoraOptions {
   dtype?: FloatDtype;
   /** Bytes of task-vector rows held at once (default 64 MiB). */
   blockBytes?: number;
+  /** Split √σ into both factors (default true, mergekit's --distribute-scale); false: A = Σ_r V_rᵀ, B = U_r. */
+  distributeScale?: boolean;
+  /** Regular expressions: when any are given, only modules matching one of them are decomposed (mergekit's -i). */
+  include?: string[];
+  /** Regular expressions: modules matching any of them are not decomposed (mergekit's -e). */
+  exclude?: string[];
+  /** Modules stored whole (weight and bias, from the fine-tune) as PEFT modules_to_save: a full name or its last part. */
+  saveModules?: string[];
   /** Written to adapter_config.json as base_model_name_or_path (default: the base model's location). */
   baseModelName?: string;
   signal?: AbortSignal;
@@ -66,13 +82,27 @@ export interface ModuleReport {
 /** A tensor not in the adapter, and why. */
 export interface SkippedTensor {
   tensor: string;
-  reason: "unchanged" | "not decomposable" | "embedding" | "zero rank" | "not a float tensor";
-  /** For "not decomposable" and "embedding": whether the fine-tune changed it (then the adapter misses that change). */
+  reason: "unchanged" | "not decomposable" | "embedding" | "zero rank" | "not a float tensor" | "excluded" | "not included";
+  /** Whether the fine-tune changed it (then the adapter misses that change). */
+  differs: boolean;
+  /** For "excluded": the --exclude pattern that matched. */
+  pattern?: string;
+}
+
+/** A tensor of a module stored whole (modules_to_save), from the fine-tune. */
+export interface SavedTensor {
+  module: string;
+  tensor: string;
+  shape: number[];
+  dtype: string;
+  /** Whether the fine-tune changed it. */
   differs: boolean;
 }
 
 export interface ExtractLoraResult {
   modules: ModuleReport[];
+  /** Tensors of --save-module modules, in the adapter at full size. */
+  saved: SavedTensor[];
   skipped: SkippedTensor[];
   /** r (= lora_alpha) of adapter_config.json: the largest module rank. */
   rank: number;
@@ -98,6 +128,18 @@ function nameHash(s: string): number {
 function rowReader(info: TensorInfo, source: ByteSource): RowReader {
   const rowBytes = (info.shape[1]! * DTYPES[info.dtype]!.bits) / 8;
   return { dtype: info.dtype, readRows: (row, _rows, into) => source.readInto(info.offset + row * rowBytes, into) };
+}
+
+/** A tensor's stored bytes (a module saved whole). */
+async function readAll(t: TensorInfo): Promise<Uint8Array> {
+  const source = openSource(t.source);
+  try {
+    const data = new Uint8Array(t.end - t.begin);
+    await source.readInto(t.offset, data);
+    return data;
+  } finally {
+    await source.close();
+  }
 }
 
 async function sameBytes(a: TensorInfo, b: TensorInfo): Promise<boolean> {
@@ -143,7 +185,9 @@ export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base
   const dtype = options.dtype ?? "F32";
   try {
     checkModels(finetuned, base);
+    const filter = moduleFilter(options, [...finetuned.tensors.keys()], finetuned.location);
     const modules: ModuleReport[] = [];
+    const saved: SavedTensor[] = [];
     const skipped: SkippedTensor[] = [];
     const tensors: { name: string; dtype: string; shape: number[]; data: Uint8Array }[] = [];
     const names = [...finetuned.tensors.keys()].sort();
@@ -151,16 +195,22 @@ export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base
       const t = finetuned.tensors.get(name)!;
       return t.shape.length === 2 && name.endsWith(".weight") && DTYPES[t.dtype]!.kind === "float" && DTYPES[base.tensors.get(name)!.dtype]!.kind === "float";
     };
-    const work = names.filter((n) => decomposable(n) && (!isInputEmbedding(n) || options.embedLora));
+    const work = new Set(names.filter((n) => !filter.saves(n) && filter.verdict(n).extract && decomposable(n) && (!isInputEmbedding(n) || options.embedLora)));
     let done = 0;
     for (const name of names) {
       signal?.throwIfAborted();
       const t = finetuned.tensors.get(name)!, b = base.tensors.get(name)!;
-      if (!work.includes(name)) {
+      if (filter.saves(name)) {
+        saved.push({ module: moduleOf(name), tensor: name, shape: t.shape, dtype: t.dtype, differs: !(await sameBytes(t, b)) });
+        tensors.push({ name: KEY_PREFIX + name, dtype: t.dtype, shape: t.shape, data: await readAll(t) });
+        continue;
+      }
+      if (!work.has(name)) {
         const differs = !(await sameBytes(t, b));
         const kind = DTYPES[t.dtype]!.kind;
-        const reason: SkippedTensor["reason"] = !differs ? "unchanged" : kind !== "float" ? "not a float tensor" : decomposable(name) ? "embedding" : "not decomposable";
-        skipped.push({ tensor: name, reason, differs });
+        const verdict = filter.verdict(name);
+        const reason: SkippedTensor["reason"] = !verdict.extract ? verdict.reason : !differs ? "unchanged" : kind !== "float" ? "not a float tensor" : decomposable(name) ? "embedding" : "not decomposable";
+        skipped.push({ tensor: name, reason, differs, ...(verdict.extract ? {} : verdict.pattern !== undefined ? { pattern: verdict.pattern } : {}) });
         continue;
       }
       const t0 = performance.now();
@@ -171,7 +221,7 @@ export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base
         result = await truncatedSvd(k, m, n, rowReader(t, sf), rowReader(b, sb), {
           rank: options.rank, svEpsilon: options.svEpsilon ?? 0, oversample: options.oversample ?? DEFAULT_OVERSAMPLE,
           powerIterations: options.powerIterations ?? DEFAULT_POWER_ITERATIONS, seed: ((options.seed ?? 0) ^ nameHash(name)) >>> 0,
-          blockBytes: options.blockBytes ?? DEFAULT_BLOCK_BYTES, dtype,
+          blockBytes: options.blockBytes ?? DEFAULT_BLOCK_BYTES, dtype, distributeScale: options.distributeScale ?? true,
         }, signal);
       } finally {
         await Promise.allSettled([sf.close(), sb.close()]);
@@ -197,10 +247,11 @@ export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base
         norm: result.norm, sigmaMax: result.sigma[0] ?? 0, seconds: (performance.now() - t0) / 1000,
       };
       modules.push(report);
-      options.onModule?.(report, done, work.length);
+      options.onModule?.(report, done, work.size);
     }
     if (modules.length === 0) {
-      throw new ModelError("E_TENSOR_MISSING", `${finetuned.location}: no linear weight differs from ${base.location}, so there is nothing to extract`, { file: finetuned.location, model: finetuned.location });
+      const filtered = options.include?.length || options.exclude?.length || options.saveModules?.length ? " among the modules the filters select" : "";
+      throw new ModelError("E_TENSOR_MISSING", `${finetuned.location}: no linear weight differs from ${base.location}${filtered}, so there is nothing to extract`, { file: finetuned.location, model: finetuned.location });
     }
 
     const rank = Math.max(...modules.map((m) => m.rank));
@@ -211,10 +262,11 @@ export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base
       await out.write(ADAPTER_WEIGHTS_FILE, layout.offsets.get(t.name)!, t.data);
     }
     const baseName = options.baseModelName ?? base.folder.repoId ?? base.location;
-    await out.writeText(ADAPTER_CONFIG_FILE, adapterConfig(modules, rank, baseName));
-    await out.writeText("README.md", adapterReadme(modules, rank, baseName, finetuned.location));
+    const savedModules = [...new Set(saved.map((x) => x.module))];
+    await out.writeText(ADAPTER_CONFIG_FILE, adapterConfig(modules, rank, baseName, savedModules));
+    await out.writeText("README.md", adapterReadme(modules, rank, baseName, finetuned.location, savedModules));
     const files = await out.commit();
-    return { modules, skipped, rank, files, seconds: (performance.now() - started) / 1000 };
+    return { modules, saved, skipped, rank, files, seconds: (performance.now() - started) / 1000 };
   } catch (e) {
     await out.discard();
     throw e;

@@ -28,7 +28,9 @@ export async function openModelReference(name: string, models: (name: string) =>
   }
   const base = await openModel(await models(parts.base));
   const adapter = await openAdapter(await models(parts.adapter), base);
-  const model: LoadedModel = { ...base, location: `${base.location}+${adapter.location}` };
+  const tensors = new Map(base.tensors);
+  for (const [name, t] of adapter.replacements) tensors.set(name, t);
+  const model: LoadedModel = { ...base, tensors, location: `${base.location}+${adapter.location}` };
   adapters.set(model, adapter);
   return model;
 }

@@ -6,7 +6,8 @@
  * Embedding (ΔW = (B·A)ᵀ). The scale applied is lora_alpha / r (lora_alpha / √r with use_rslora),
  * with r and lora_alpha overridden per module by `rank_pattern` / `alpha_pattern`, whose keys match a
  * module name when the name ends with them after a dot (PEFT's get_pattern_key: the regex
- * `(.*\.)?(KEY)$`).
+ * `(.*\.)?(KEY)$`). A module in `modules_to_save` is stored whole as `base_model.model.<module>.weight`
+ * (and `.bias`): PEFT's saved form, with its "modules_to_save.<adapter>" part dropped.
  */
 import { VERSION } from "../merge/card";
 import type { ModuleReport } from "./extract";
@@ -39,9 +40,9 @@ export function patternKey(patterns: Iterable<string>, module: string): string |
  * adapter_config.json of an extracted adapter: r = lora_alpha = the largest module rank, and each
  * module of lower rank in rank_pattern and alpha_pattern with alpha = its rank, so every module's
  * scale is 1. Module names are written as regular expressions matching exactly that module (dots
- * escaped), and target_modules lists the full names.
+ * escaped), and target_modules lists the full names; so does modules_to_save (modules saved whole).
  */
-export function adapterConfig(modules: ModuleReport[], rank: number, baseModel: string): string {
+export function adapterConfig(modules: ModuleReport[], rank: number, baseModel: string, saved: string[] = []): string {
   const exact = (name: string) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   const rankPattern: Record<string, number> = Object.create(null);
   const alphaPattern: Record<string, number> = Object.create(null);
@@ -65,7 +66,7 @@ export function adapterConfig(modules: ModuleReport[], rank: number, baseModel: 
     use_rslora: false,
     use_dora: false,
     init_lora_weights: true,
-    modules_to_save: null,
+    modules_to_save: saved.length ? saved : null,
     layers_to_transform: null,
     layers_pattern: null,
     inference_mode: true,
@@ -76,7 +77,7 @@ export function adapterConfig(modules: ModuleReport[], rank: number, baseModel: 
   return JSON.stringify(config, null, 2) + "\n";
 }
 
-export function adapterReadme(modules: ModuleReport[], rank: number, baseModel: string, finetuned: string): string {
+export function adapterReadme(modules: ModuleReport[], rank: number, baseModel: string, finetuned: string, saved: string[] = []): string {
   const worst = Math.max(...modules.map((m) => m.relativeError));
   return `---
 base_model: ${JSON.stringify(baseModel)}
@@ -89,7 +90,7 @@ tags:
 
 A rank-${rank} LoRA approximating \`${finetuned}\` as \`${baseModel}\` + B·A, from a truncated SVD
 of each linear weight's task vector (\`weightsoup extract-lora\`, version ${VERSION}).
-${modules.length} modules; relative reconstruction error ‖ΔW − BA‖_F / ‖ΔW‖_F at most ${worst.toPrecision(4)}.
+${modules.length} modules; ${saved.length ? `saved whole (modules_to_save): ${saved.map((m) => `\`${m}\``).join(", ")}; ` : ""}relative reconstruction error ‖ΔW − BA‖_F / ‖ΔW‖_F at most ${worst.toPrecision(4)}.
 
 | module | shape | rank | relative error |
 |---|---|---|---|

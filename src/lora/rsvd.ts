@@ -38,6 +38,11 @@ export interface RsvdOptions {
   blockBytes: number;
   /** The dtype the factors are stored in (they are rounded to it before the error is measured). */
   dtype: FloatDtype;
+  /**
+   * true: A = √Σ_r V_rᵀ and B = U_r √Σ_r (mergekit's default); false: A = Σ_r V_rᵀ and B = U_r
+   * (mergekit's --no-distribute-scale). B·A is the same either way.
+   */
+  distributeScale: boolean;
 }
 
 export interface RsvdResult {
@@ -45,7 +50,7 @@ export interface RsvdResult {
   rank: number;
   /** The l singular values found, descending. */
   sigma: Float64Array;
-  /** lora_A = √Σ_r Ṽ_rᵀ [rank × n] and lora_B = U_r √Σ_r [m × rank], stored bytes in `dtype`. */
+  /** lora_A = √Σ_r Ṽ_rᵀ [rank × n] and lora_B = U_r √Σ_r [m × rank] (or Σ_r Ṽ_rᵀ and U_r), stored bytes in `dtype`. */
   a: Uint8Array;
   b: Uint8Array;
   /** ‖ΔW‖_F. */
@@ -57,6 +62,15 @@ export interface RsvdResult {
 /** Rows of ΔW per block: as many as the block budget allows, at least one. */
 export function blockRows(m: number, n: number, blockBytes: number): number {
   return Math.max(1, Math.min(m, Math.floor(blockBytes / (n * 4))));
+}
+
+/** Row i of aSmall [r × l] times √σ_i, column i of wl [l × r] divided by it (σ_i > 0 for i < r). */
+function moveScaleToA(aSmall: Float32Array, wl: Float32Array, sigma: Float64Array, r: number, l: number): void {
+  for (let i = 0; i < r; i++) {
+    const root = Math.sqrt(sigma[i]!);
+    for (let t = 0; t < l; t++) aSmall[i * l + t] = aSmall[i * l + t]! * root;
+    for (let k = 0; k < l; k++) wl[k * r + i] = wl[k * r + i]! / root;
+  }
 }
 
 /** Staging buffers (raw reads, the error pass's product) hold rows of about this many bytes. */
@@ -143,6 +157,8 @@ export async function truncatedSvd(k: Kernels, m: number, n: number, ft: RowRead
   const outCode = DTYPES[o.dtype]!.code!;
   if (rank > 0) {
     x.loraFactors(jac, p, sig, l, l, rank, aSmall, wl);
+    // The kernel splits √σ_i into both factors; moving B's share into A keeps B·A and leaves B = U_r.
+    if (!o.distributeScale) moveScaleToA(arena.f32(aSmall, rank * l), arena.f32(wl, l * rank), sigma, rank, l);
     x.linearKN(aSmall, rank, l, q2t, DTYPE_F32, n, aF, 0, scratch);
     x.transposeInto(qt, l, m, qRows, l);
     x.linearKN(qRows, m, l, wl, DTYPE_F32, rank, lb, 0, scratch);
