@@ -177,6 +177,35 @@ describe("extract-lora then base+adapter", () => {
   });
 });
 
+describe("extract-lora with --save-module and --no-distribute-scale, then base+adapter", () => {
+  test("the saved module comes back exactly and the decomposed ones to float tolerance; a saved tensor of the wrong shape is E_ADAPTER", async () => {
+    const dir = join(root, `case-${counter++}`);
+    const shape: Shape = { vocab: 24, hidden: 16, intermediate: 20, layers: 1, heads: 2, kvHeads: 1 };
+    const base = baseModel(61, "F32", shape);
+    const ft = fineTune(base, 62, 0.1, { only: "proj" });
+    ft.tensors.set("lm_head.weight", fineTune(base, 63, 0.1, { only: "lm_head" }).tensors.get("lm_head.weight")!);
+    await writeModel(join(dir, "base"), base);
+    await writeModel(join(dir, "ft"), ft);
+    await extractLora(join(dir, "ft"), join(dir, "base"), { out: join(dir, "lora"), rank: 64, saveModules: ["lm_head"], distributeScale: false });
+    await writeFile(join(dir, "recipe.yml"), toYaml({ merge_method: "passthrough", models: [{ model: "./base+./lora" }] }));
+    await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workers: 1, workerUrl: WORKER_URL });
+    const out = await readOutput(join(dir, "out"));
+    for (const [name, t] of ft.tensors) {
+      const { maxAbs, at } = compareTensor(out.tensors.get(name)!, t);
+      assert.ok(maxAbs <= (name === "lm_head.weight" ? 0 : 1e-5), `${name}: ${maxAbs} at ${at}`);
+    }
+    assert.ok(compareTensor(out.tensors.get("lm_head.weight")!, base.tensors.get("lm_head.weight")!).maxAbs > 0.01, "lm_head is the fine-tune's, not the base's");
+
+    const config = { peft_type: "LORA", r: 2, lora_alpha: 2, modules_to_save: ["lm_head"] };
+    const tensors = adapterTensors(base, { factors: [{ module: "model.layers.0.self_attn.q_proj", rank: 2 }], config }, 5);
+    tensors.set("base_model.model.lm_head.weight", { dtype: "F32", shape: [2, 16], values: new Float32Array(32) });
+    await writeAdapter(join(dir, "bad"), tensors, config);
+    await writeFile(join(dir, "bad.yml"), toYaml({ merge_method: "passthrough", models: [{ model: "./base+./bad" }] }));
+    await assert.rejects(merge(join(dir, "bad.yml"), { out: join(dir, "out-bad"), workers: 1, workerUrl: WORKER_URL }),
+      (e: unknown) => e instanceof WeightsoupError && e.code === "E_ADAPTER" && /lm_head\.weight.*\[2, 16\].*\[24, 16\]/.test(e.message));
+  });
+});
+
 describe("adapter errors", () => {
   const failure = async (dir: string, recipe: Record<string, unknown>) => {
     await writeFile(join(dir, "r.yml"), toYaml(recipe));
