@@ -244,6 +244,14 @@ describe("adapter errors", () => {
       assert.equal(e.code, "E_ADAPTER", `${label}: ${e.message}`);
       assert.match(e.message, message, label);
     }
+    // A pickled adapter is refused before any of it is parsed: the error names the file and the conversion.
+    await mkdir(join(dir, "pickled"), { recursive: true });
+    await writeFile(join(dir, "pickled", "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 2 }));
+    await writeFile(join(dir, "pickled", "adapter_model.bin"), new Uint8Array([0x50, 0x4b, 0x03, 0x04, 1, 2, 3]));
+    const pickled = await failure(dir, { merge_method: "linear", models: [{ model: "./base+./pickled", parameters: { weight: 1 } }] });
+    assert.equal(pickled.code, "E_ADAPTER");
+    assert.match(String(pickled.details.file), /pickled[\\/]adapter_model\.bin$/);
+    assert.match(pickled.message, /pickled[\\/]adapter_model\.bin: .*PyTorch pickle.*convert it to adapter_model\.safetensors.*save_file/);
     const bad = await failure(dir, { merge_method: "linear", models: [{ model: "./base+./lora+./more", parameters: { weight: 1 } }] });
     assert.equal(bad.code, "E_RECIPE");
     assert.match(bad.message, /BASE\+ADAPTER/);

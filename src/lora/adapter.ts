@@ -8,7 +8,7 @@ import { DTYPES } from "../format/dtypes";
 import { isJsonObject, parseBoundedJson } from "../format/json";
 import type { ModelFolder } from "../io/folder";
 import { readHeader, type LoadedModel, type TensorInfo } from "../model/model";
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, KEY_PREFIX, patternKey } from "./peft-format";
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, KEY_PREFIX, patternKey, PICKLED_WEIGHTS_FILE } from "./peft-format";
 import type { LoraDelta, LoraFactor } from "./delta";
 
 export interface LoraAdapter {
@@ -61,8 +61,14 @@ function patterns(config: Record<string, unknown>, key: string, file: string): M
 export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promise<LoraAdapter> {
   const files = new Set(await folder.list());
   const configFile = `${folder.name}/${ADAPTER_CONFIG_FILE}`;
+  if (files.has(ADAPTER_CONFIG_FILE) && !files.has(ADAPTER_WEIGHTS_FILE) && files.has(PICKLED_WEIGHTS_FILE)) {
+    // A pickle is a program: reading one safely means a restricted unpickler, which weightsoup does
+    // not carry for one legacy file; converting once with torch is simple and can be checked.
+    const file = `${folder.name}/${PICKLED_WEIGHTS_FILE}`;
+    throw new ModelError("E_ADAPTER", `${file}: the adapter's weights are a PyTorch pickle, which weightsoup does not read; convert it to ${ADAPTER_WEIGHTS_FILE} in that folder, e.g. python -c "import torch; from safetensors.torch import save_file; save_file(torch.load('${PICKLED_WEIGHTS_FILE}', weights_only=True), '${ADAPTER_WEIGHTS_FILE}')"`, { file });
+  }
   if (!files.has(ADAPTER_CONFIG_FILE) || !files.has(ADAPTER_WEIGHTS_FILE)) {
-    throw new ModelError("E_ADAPTER", `${folder.name}: not a PEFT adapter folder (it needs ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE}${files.has("adapter_model.bin") ? "; adapter_model.bin is a PyTorch pickle, which weightsoup does not read" : ""})`, { file: folder.name });
+    throw new ModelError("E_ADAPTER", `${folder.name}: not a PEFT adapter folder (it needs ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE})`, { file: folder.name });
   }
   const parsed = parseBoundedJson(await folder.readText(ADAPTER_CONFIG_FILE));
   if ("problem" in parsed) throw fail(configFile, parsed.problem);

@@ -15,6 +15,8 @@ import type { ModuleReport } from "./extract";
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";
 export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
 export const KEY_PREFIX = "base_model.model.";
+/** Older PEFT's (and torch.save's) pickled weights: refused with a conversion hint, never unpickled. */
+export const PICKLED_WEIGHTS_FILE = "adapter_model.bin";
 
 export function loraKeys(module: string, embedding: boolean): { a: string; b: string } {
   const p = KEY_PREFIX + module;
