@@ -72,6 +72,14 @@ export const SCE_RECORD = 16;
 export const SCE_ALL = 0;
 export const SCE_NONE = 1;
 export const SCE_TOP = 2;
+/** sce's variance histogram buckets the float64 bits by their top 17 bits (the sign is always 0). */
+export const VAR_BUCKET_SHIFT = 47;
+export const VAR_BUCKETS = 65536;
+/** sceSelectCandidates' result: the cut's bits (u64), then candidates above it and equal to it (f64). */
+export const SCE_CUT = 0;
+export const SCE_CUT_ABOVE = 8;
+export const SCE_CUT_EQUAL = 16;
+export const SCE_CUT_BYTES = 24;
 
 /** Sampling rule of the TIES select: the first SAMPLE_RUN elements of every SAMPLE_STRIDE. */
 export const SAMPLE_RUN = 16;

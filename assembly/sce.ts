@@ -1,13 +1,14 @@
 // sce (Select, Calculate, Erase). Select: the positions of largest variance across the task vectors
-// tau_i = x_i - b (population variance in float64, mean((tau_i - mu)^2)), found by the same radix select
-// as TIES's top-k but over the variance's float64 bits (high word, then low word among equal high
-// words), so the cut is exact. Calculate: c_i from the mean of tau_i^2 over the kept positions (the
+// tau_i = x_i - b (population variance in float64, mean((tau_i - mu)^2)), ranked by their float64 bits
+// (non-negative doubles order like their bits), so the cut is exact. A resident tensor finds the cut
+// from the histogram the variance pass makes and the variances of the one bucket holding it (sceCollect,
+// sceSelectCandidates); a chunked one by the radix passes of TIES's select (sceRange). Calculate: c_i from the mean of tau_i^2 over the kept positions (the
 // caller normalises them). Erase: a sum-consensus sign mask on the unweighted tau. Then
 // out = b + sum_i c_i m_i tau_i / max(sum_i c_i m_i, 1e-6), per element, in float32.
 // `table` is a task-vector operand table (TV_RECORD; record 0 the base), TV_WEIGHT holding c_i.
 
 import { elementBytes, encode } from "./convert";
-import { MAX_INPUTS, RANGE_ABOVE, RANGE_INSIDE, RANGE_KEPT, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_TIES, SCE_MODE, SCE_TOP, TILE, TV_RECORD, TV_WEIGHT } from "./layout";
+import { MAX_INPUTS, RANGE_ABOVE, SCE_CUT, SCE_CUT_ABOVE, SCE_CUT_EQUAL, RANGE_INSIDE, RANGE_KEPT, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_TIES, SCE_MODE, SCE_TOP, TILE, TV_RECORD, TV_WEIGHT, VAR_BUCKETS, VAR_BUCKET_SHIFT } from "./layout";
 import { slot, tileOf } from "./tile";
 
 // @ts-ignore: decorator
@@ -19,9 +20,17 @@ function loadTiles(table: usize, nInputs: i32, t: i32, count: i32, quant: i32, p
   }
 }
 
-/** Per-position variance of the n elements of a chunk, as f64 at `vars`. */
-export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars: usize): void {
+/**
+ * Per-position variance of the n elements of a chunk, as f64 at `vars`; returns how many are not zero.
+ * On the way it counts the variances by their top bits (bits >>> VAR_BUCKET_SHIFT: 65536 buckets, so
+ * the first radix round of the select costs no pass of its own) into `hist`, which has room for two
+ * copies (one per f64x2 lane, so equal neighbours do not wait on each other) and is zero on entry; the
+ * second copy is added into the first.
+ */
+export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars: usize, hist: usize): i32 {
   const tasks = nInputs - 1;
+  const second = hist + (<usize>VAR_BUCKETS << 2);
+  let zeros = 0;
   const ptrs = slot(MAX_INPUTS + 2);
   const count64 = f64x2.splat(<f64>tasks);
   for (let t = 0; t < n; t += TILE) {
@@ -44,7 +53,13 @@ export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars
         const d = f64x2.sub(f64x2.promote_low_f32x4(tau), mu);
         sq = f64x2.add(sq, f64x2.mul(d, d));
       }
-      v128.store(dst + (<usize>j << 3), f64x2.div(sq, count64));
+      const v = f64x2.div(sq, count64);
+      v128.store(dst + (<usize>j << 3), v);
+      const v0 = i64x2.extract_lane(v, 0), v1 = i64x2.extract_lane(v, 1);
+      const h0 = hist + (<usize>(v0 >>> VAR_BUCKET_SHIFT) << 2), h1 = second + (<usize>(v1 >>> VAR_BUCKET_SHIFT) << 2);
+      store<u32>(h0, load<u32>(h0) + 1);
+      store<u32>(h1, load<u32>(h1) + 1);
+      zeros += <i32>(v0 == 0) + <i32>(v1 == 0);
     }
     for (; j < count; j++) {
       const vb = load<f32>(b + (<usize>j << 2));
@@ -56,16 +71,73 @@ export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars
         const d = <f64>(load<f32>(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + (<usize>j << 2)) - vb) - mu;
         sq += d * d;
       }
-      store<f64>(dst + (<usize>j << 3), sq / <f64>tasks);
+      const v = sq / <f64>tasks;
+      store<f64>(dst + (<usize>j << 3), v);
+      const bits = reinterpret<u64>(v);
+      const h = hist + (<usize>(bits >>> VAR_BUCKET_SHIFT) << 2);
+      store<u32>(h, load<u32>(h) + 1);
+      zeros += <i32>(bits == 0);
     }
   }
+  for (let b = 0; b < VAR_BUCKETS; b++) {
+    const h = hist + (<usize>b << 2);
+    store<u32>(h, load<u32>(h) + load<u32>(second + (<usize>b << 2)));
+  }
+  return n - zeros;
 }
 
-/** Positions with a nonzero variance. */
-export function sceNonzero(vars: usize, n: i32): i32 {
+/**
+ * The variance bits of bucket `bucket` (bits >>> VAR_BUCKET_SHIFT), in element order, to `cand` (room
+ * for their count plus one: every element is written, the next overwrites it unless it belongs);
+ * returns their count.
+ */
+export function sceCollect(vars: usize, n: i32, bucket: u32, cand: usize): i32 {
+  const b = <u64>bucket;
   let c = 0;
-  for (let j = 0; j < n; j++) c += <i32>(load<u64>(vars + (<usize>j << 3)) != 0);
+  for (let j = 0; j < n; j++) {
+    const bits = load<u64>(vars + (<usize>j << 3));
+    store<u64>(cand + (<usize>c << 3), bits);
+    c += <i32>((bits >>> VAR_BUCKET_SHIFT) == b);
+  }
   return c;
+}
+
+/**
+ * The rank-th largest (rank >= 1) of `count` candidate bits that share their top bits (sceCollect's),
+ * exactly: radix rounds over bits 46..32, 31..16 and 15..0, each keeping only the candidates of the
+ * bucket holding the rank-th (compacted in place). `hist` has room for 65536 u32. At `result`: the cut
+ * as u64, then as f64 the candidates above it and those equal to it.
+ */
+export function sceSelectCandidates(cand: usize, count: i32, rank: i32, hist: usize, result: usize): void {
+  let above = 0;
+  for (let round = 0; round < 3; round++) {
+    const shift: u64 = round == 0 ? 32 : round == 1 ? 16 : 0;
+    const mask: u64 = round == 0 ? 0x7fff : 0xffff;
+    memory.fill(hist, 0, 65536 << 2);
+    for (let i = 0; i < count; i++) {
+      const h = hist + (<usize>((load<u64>(cand + (<usize>i << 3)) >>> shift) & mask) << 2);
+      store<u32>(h, load<u32>(h) + 1);
+    }
+    let cum = 0, b = <i32>mask;
+    for (; b > 0; b--) {
+      const c = <i32>load<u32>(hist + (<usize>b << 2));
+      if (cum + c >= rank) break;
+      cum += c;
+    }
+    above += cum;
+    rank -= cum;
+    const keep = <u64>b;
+    let m = 0;
+    for (let i = 0; i < count; i++) {
+      const bits = load<u64>(cand + (<usize>i << 3));
+      store<u64>(cand + (<usize>m << 3), bits);
+      m += <i32>(((bits >>> shift) & mask) == keep);
+    }
+    count = m;
+  }
+  store<u64>(result, load<u64>(cand), SCE_CUT);
+  store<f64>(result, <f64>above, SCE_CUT_ABOVE);
+  store<f64>(result, <f64>count, SCE_CUT_EQUAL);
 }
 
 /**

@@ -5,9 +5,9 @@
  * ChunkWorkspace (workspace.ts) calls these with its loaded chunk.
  */
 import {
-  RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_MODE, SCE_NONE, SCE_RECORD, SCE_TIES, SCE_TOP, TILE,
+  RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, SCE_ALL, SCE_CUT, SCE_CUT_ABOVE, SCE_CUT_BYTES, SCE_CUT_EQUAL, SCE_HIGH, SCE_LOW, SCE_MODE, SCE_NONE, SCE_RECORD, SCE_TIES, SCE_TOP, TILE,
   TRIM_BAND, TRIM_BITS, TRIM_ZERO, TV_COUNT_VOTE, TV_DTYPE, TV_MASK, TV_MODE, TV_PTR, TV_RECORD, TV_THRESHOLD, TV_THRESHOLD2,
-  TV_TIES, TV_TIES2, TV_UNWEIGHTED_VOTE,
+  TV_TIES, TV_TIES2, TV_UNWEIGHTED_VOTE, VAR_BUCKETS,
 } from "../../assembly/layout";
 import type { Kernels } from "../kernels/kernels";
 import type { FinalRequest, SceSelection, SelectKey, Trim } from "./job";
@@ -58,9 +58,12 @@ function inputTable(k: Kernels, chunk: LoadedChunk): number {
   return table;
 }
 
-/** sce's per-position variances (f64) of the loaded chunk. */
+/** sce's per-position variances (f64) of the loaded chunk, how many are not zero, and their histogram by top bits. */
 export class SceVariances {
   ptr = 0;
+  nonzero = 0;
+  /** VAR_BUCKETS counts (the variance kernel's scratch copy follows them). */
+  hist = 0;
   constructor(private readonly k: Kernels) {}
 
   clear(): void {
@@ -71,11 +74,42 @@ export class SceVariances {
     if (this.ptr !== 0) return;
     const { arena, exports } = this.k;
     const ptr = arena.alloc(chunk.count * 8);
+    const hist = arena.alloc(2 * VAR_BUCKETS * 4);
+    arena.u32(hist, 2 * VAR_BUCKETS).fill(0);
     const mark = arena.mark();
-    exports.sceVariance(inputTable(this.k, chunk), chunk.inputs.length, chunk.count, quant, ptr);
+    this.nonzero = exports.sceVariance(inputTable(this.k, chunk), chunk.inputs.length, chunk.count, quant, ptr, hist);
     arena.release(mark);
     this.ptr = ptr;
+    this.hist = hist;
   }
+}
+
+/**
+ * The exact k-th largest variance of a resident chunk: the histogram names its bucket, the variances
+ * of that bucket are copied out and ranked among themselves. Undefined when the memory left cannot
+ * hold them (the caller then ranks by radix passes over all variances).
+ */
+export function sceSelect(k: Kernels, variances: SceVariances, count: number, rank: number): { high: number; low: number; above: number; equal: number } | undefined {
+  const { arena, exports } = k;
+  const hist = arena.u32(variances.hist, VAR_BUCKETS);
+  let above = 0, bucket = VAR_BUCKETS - 1;
+  for (; bucket > 0 && above + hist[bucket]! < rank; bucket--) above += hist[bucket]!;
+  const inside = hist[bucket]!;
+  const bytes = (inside + 1) * 8 + VAR_BUCKETS * 4 + SCE_CUT_BYTES;
+  if (arena.budget - arena.mark() - bytes < 1 << 20) return undefined;
+  const cand = arena.alloc((inside + 1) * 8);
+  const work = arena.alloc(VAR_BUCKETS * 4);
+  const result = arena.alloc(SCE_CUT_BYTES);
+  const collected = exports.sceCollect(variances.ptr, count, bucket, cand);
+  if (collected !== inside) throw new Error(`sce: ${collected} variances in bucket ${bucket}, the histogram says ${inside}`);
+  exports.sceSelectCandidates(cand, inside, rank - above, work, result);
+  const v = arena.view();
+  return {
+    low: v.getUint32(result + SCE_CUT, true),
+    high: v.getUint32(result + SCE_CUT + 4, true),
+    above: above + v.getFloat64(result + SCE_CUT_ABOVE, true),
+    equal: v.getFloat64(result + SCE_CUT_EQUAL, true),
+  };
 }
 
 /** One radix pass over the variances (see assembly/sce.ts); the same result shape as a |tau| pass. */
