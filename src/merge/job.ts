@@ -101,7 +101,7 @@ export type PassRequest =
   | { kind: "maskedL1"; trims: Trim[] }
   /** sce: positions whose variance across the task vectors is not zero (one count per chunk). */
   | { kind: "sceNonzero" }
-  /** sce, resident chunk only: the exact k-th largest variance, from the variance pass's histogram. */
+  /** sce, resident chunk only: the exact k-th largest variance, bracketed by a sample. */
   | { kind: "sceSelect"; k: number }
   /** sce: per tile and task, sum tau^2 over the selected positions. */
   | { kind: "sceSquares"; selection: SceSelection }
@@ -127,8 +127,8 @@ export type PassResult =
   | { kind: "range"; ranges: RangeResult[] }
   | { kind: "maskedL1"; partials: Float64Array }
   | { kind: "sceNonzero"; count: number }
-  /** The cut's bits (high, low words), variances above it and equal to it; no cut when the memory for candidates is short. */
-  | { kind: "sceSelect"; cut?: { high: number; low: number; above: number; equal: number } }
+  /** The cut's bits (high, low words) and the variances above it; none when the sample's bracket missed or memory was short. */
+  | { kind: "sceSelect"; cut?: { high: number; low: number; above: number } }
   | { kind: "sceSquares"; partials: Float64Array }
   | { kind: "ramCounts"; partials: Float64Array }
   | { kind: "gram"; partials: Float64Array }
