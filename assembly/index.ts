@@ -21,7 +21,7 @@ export { scoreReset, scoreChunk } from "./scoring";
 export { linear, linearKN } from "./matmul";
 export { dellaMask, dellaWorkBytes } from "./della";
 export { ramCounts, ramMerge } from "./ram";
-export { sceVariance, sceNonzero, sceRange, sceSquares, sceMerge } from "./sce";
+export { sceVariance, sceSample, sceCollect, sceSelectCandidates, sceRange, sceSquares, sceMerge } from "./sce";
 export { gramTiles, gramRows, gramColumns, combine, nearswap } from "./geometry";
 export { fusionRowKL, fusionKeys, fusionMerge } from "./fusion";
 export { deltaRows, sumSquares, fillRandom, transposeInto, copyBlock, householderBasis, jacobiSvd, loraFactors, addScaledInPlace } from "./svd";

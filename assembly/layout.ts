@@ -72,6 +72,14 @@ export const SCE_RECORD = 16;
 export const SCE_ALL = 0;
 export const SCE_NONE = 1;
 export const SCE_TOP = 2;
+/** sce's sample of the variances: one position in every 2^SCE_SAMPLE_BITS. */
+export const SCE_SAMPLE_BITS = 10;
+export const SCE_SAMPLE_STRIDE = 1 << SCE_SAMPLE_BITS;
+/** sceCollect's and sceSelectCandidates' result: a value's bits (u64), then counts above it and equal to (or inside) it (f64). */
+export const SCE_CUT = 0;
+export const SCE_CUT_ABOVE = 8;
+export const SCE_CUT_EQUAL = 16;
+export const SCE_CUT_BYTES = 24;
 
 /** Sampling rule of the TIES select: the first SAMPLE_RUN elements of every SAMPLE_STRIDE. */
 export const SAMPLE_RUN = 16;

@@ -1,13 +1,15 @@
 // sce (Select, Calculate, Erase). Select: the positions of largest variance across the task vectors
-// tau_i = x_i - b (population variance in float64, mean((tau_i - mu)^2)), found by the same radix select
-// as TIES's top-k but over the variance's float64 bits (high word, then low word among equal high
-// words), so the cut is exact. Calculate: c_i from the mean of tau_i^2 over the kept positions (the
+// tau_i = x_i - b (population variance in float64, mean((tau_i - mu)^2)), ranked by their float64 bits
+// (non-negative doubles order like their bits), so the cut is exact. A resident tensor brackets the cut
+// from a sample, copies out the variances inside the bracket in one pass and ranks those (sceSample,
+// sceCollect, sceSelectCandidates); a chunked one, or a missed bracket, uses the radix passes of TIES's
+// select (sceRange). Calculate: c_i from the mean of tau_i^2 over the kept positions (the
 // caller normalises them). Erase: a sum-consensus sign mask on the unweighted tau. Then
 // out = b + sum_i c_i m_i tau_i / max(sum_i c_i m_i, 1e-6), per element, in float32.
 // `table` is a task-vector operand table (TV_RECORD; record 0 the base), TV_WEIGHT holding c_i.
 
 import { elementBytes, encode } from "./convert";
-import { MAX_INPUTS, RANGE_ABOVE, RANGE_INSIDE, RANGE_KEPT, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_TIES, SCE_MODE, SCE_TOP, TILE, TV_RECORD, TV_WEIGHT } from "./layout";
+import { MAX_INPUTS, RANGE_ABOVE, SCE_CUT, SCE_CUT_ABOVE, SCE_CUT_EQUAL, RANGE_INSIDE, RANGE_KEPT, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_TIES, SCE_MODE, SCE_TOP, TILE, TV_RECORD, TV_WEIGHT, SCE_SAMPLE_BITS, SCE_SAMPLE_STRIDE } from "./layout";
 import { slot, tileOf } from "./tile";
 
 // @ts-ignore: decorator
@@ -19,9 +21,10 @@ function loadTiles(table: usize, nInputs: i32, t: i32, count: i32, quant: i32, p
   }
 }
 
-/** Per-position variance of the n elements of a chunk, as f64 at `vars`. */
-export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars: usize): void {
+/** Per-position variance of the n elements of a chunk, as f64 at `vars`; returns how many are not zero. */
+export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars: usize): i32 {
   const tasks = nInputs - 1;
+  let zeros = 0;
   const ptrs = slot(MAX_INPUTS + 2);
   const count64 = f64x2.splat(<f64>tasks);
   for (let t = 0; t < n; t += TILE) {
@@ -44,7 +47,9 @@ export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars
         const d = f64x2.sub(f64x2.promote_low_f32x4(tau), mu);
         sq = f64x2.add(sq, f64x2.mul(d, d));
       }
-      v128.store(dst + (<usize>j << 3), f64x2.div(sq, count64));
+      const v = f64x2.div(sq, count64);
+      v128.store(dst + (<usize>j << 3), v);
+      zeros += <i32>(i64x2.extract_lane(v, 0) == 0) + <i32>(i64x2.extract_lane(v, 1) == 0);
     }
     for (; j < count; j++) {
       const vb = load<f32>(b + (<usize>j << 2));
@@ -56,16 +61,84 @@ export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars
         const d = <f64>(load<f32>(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + (<usize>j << 2)) - vb) - mu;
         sq += d * d;
       }
-      store<f64>(dst + (<usize>j << 3), sq / <f64>tasks);
+      const v = sq / <f64>tasks;
+      store<f64>(dst + (<usize>j << 3), v);
+      zeros += <i32>(reinterpret<u64>(v) == 0);
     }
   }
+  return n - zeros;
 }
 
-/** Positions with a nonzero variance. */
-export function sceNonzero(vars: usize, n: i32): i32 {
-  let c = 0;
-  for (let j = 0; j < n; j++) c += <i32>(load<u64>(vars + (<usize>j << 3)) != 0);
-  return c;
+/**
+ * A sample of the variances that depends only on the tensor: one position in every SCE_SAMPLE_STRIDE,
+ * at a hashed offset (so rows of a period dividing the stride are not sampled at one column), copied
+ * to `sample`; returns how many.
+ */
+export function sceSample(vars: usize, n: i32, sample: usize): i32 {
+  let m = 0;
+  for (let i = 0; i * SCE_SAMPLE_STRIDE < n; i++) {
+    const j = i * SCE_SAMPLE_STRIDE + <i32>((<u32>i * 0x9e3779b1) >>> (32 - SCE_SAMPLE_BITS));
+    if (j >= n) break;
+    store<u64>(sample + (<usize>m << 3), load<u64>(vars + (<usize>j << 3)));
+    m++;
+  }
+  return m;
+}
+
+/**
+ * The variance bits in [lo, hi] (as u64), in element order, to `cand` while `capacity` lasts (room for
+ * capacity + 1: every element is written, the next overwrites it unless it belongs). At `result` (f64):
+ * how many are in the range (all of them, even past the capacity) and how many above it.
+ */
+export function sceCollect(vars: usize, n: i32, loHigh: u32, loLow: u32, hiHigh: u32, hiLow: u32, cand: usize, capacity: i32, result: usize): void {
+  const lo = (<u64>loHigh << 32) | <u64>loLow, hi = (<u64>hiHigh << 32) | <u64>hiLow;
+  let c = 0, inside = 0, above = 0;
+  for (let j = 0; j < n; j++) {
+    const bits = load<u64>(vars + (<usize>j << 3));
+    const within = <i32>(bits >= lo) & <i32>(bits <= hi);
+    store<u64>(cand + (<usize>min(c, capacity) << 3), bits);
+    c += within;
+    above += <i32>(bits > hi);
+  }
+  store<f64>(result, <f64>c, SCE_CUT_EQUAL);
+  store<f64>(result, <f64>above, SCE_CUT_ABOVE);
+}
+
+/**
+ * The rank-th largest (rank >= 1) of `count` u64 bits at `cand`, exactly: radix rounds of 16 bits from
+ * the top, each keeping only the candidates of the bucket holding the rank-th (compacted in place, so
+ * `cand` is reordered). `hist` has room for 65536 u32. At `result`: the value as u64, then as f64 the
+ * candidates above it and those equal to it.
+ */
+export function sceSelectCandidates(cand: usize, count: i32, rank: i32, hist: usize, result: usize): void {
+  let above = 0;
+  for (let shift: u64 = 48; ; shift -= 16) {
+    memory.fill(hist, 0, 65536 << 2);
+    for (let i = 0; i < count; i++) {
+      const h = hist + (<usize>((load<u64>(cand + (<usize>i << 3)) >>> shift) & 0xffff) << 2);
+      store<u32>(h, load<u32>(h) + 1);
+    }
+    let cum = 0, b = 0xffff;
+    for (; b > 0; b--) {
+      const c = <i32>load<u32>(hist + (<usize>b << 2));
+      if (cum + c >= rank) break;
+      cum += c;
+    }
+    above += cum;
+    rank -= cum;
+    const keep = <u64>b;
+    let m = 0;
+    for (let i = 0; i < count; i++) {
+      const bits = load<u64>(cand + (<usize>i << 3));
+      store<u64>(cand + (<usize>m << 3), bits);
+      m += <i32>(((bits >>> shift) & 0xffff) == keep);
+    }
+    count = m;
+    if (shift == 0) break;
+  }
+  store<u64>(result, load<u64>(cand), SCE_CUT);
+  store<f64>(result, <f64>above, SCE_CUT_ABOVE);
+  store<f64>(result, <f64>count, SCE_CUT_EQUAL);
 }
 
 /**
@@ -118,9 +191,29 @@ function selectTile(sel: usize, vars: usize, start: i32, count: i32, keep: usize
     return;
   }
   const cut = (<u64>load<u32>(sel, SCE_HIGH) << 32) | <u64>load<u32>(sel, SCE_LOW);
+  // Bits compare as unsigned (a NaN of either sign is above everything): signed lanes with the sign flipped.
+  const flip = i64x2.splat(<i64>0x8000000000000000);
+  const vcut = i64x2.splat(<i64>cut), fcut = v128.xor(vcut, flip);
+  const src = vars + (<usize>start << 3);
   let left = load<u32>(sel, SCE_TIES);
-  for (let j = 0; j < count; j++) {
-    const bits = load<u64>(vars + (<usize>(start + j) << 3));
+  let j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const a = v128.load(src + (<usize>j << 3)), b = v128.load(src + (<usize>j << 3), 16);
+    if (v128.any_true(v128.or(i64x2.eq(a, vcut), i64x2.eq(b, vcut)))) {
+      left = selectScalar(src, j, j + 4, cut, left, keep); // ties are consumed in element order
+      continue;
+    }
+    // Each 64-bit mask's low half, four of them side by side.
+    const above = i8x16.shuffle(i64x2.gt_s(v128.xor(a, flip), fcut), i64x2.gt_s(v128.xor(b, flip), fcut), 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    v128.store(keep + (<usize>j << 2), above);
+  }
+  store<u32>(sel, selectScalar(src, j, count, cut, left, keep), SCE_TIES);
+}
+
+/** selectTile's rule for positions [from, to) one at a time; returns the tie budget left. */
+function selectScalar(src: usize, from: i32, to: i32, cut: u64, left: u32, keep: usize): u32 {
+  for (let j = from; j < to; j++) {
+    const bits = load<u64>(src + (<usize>j << 3));
     let take = <u32>(bits > cut);
     if (bits == cut && left != 0) {
       take = 1;
@@ -128,7 +221,7 @@ function selectTile(sel: usize, vars: usize, start: i32, count: i32, keep: usize
     }
     store<u32>(keep + (<usize>j << 2), 0 - take);
   }
-  store<u32>(sel, left, SCE_TIES);
+  return left;
 }
 
 /** Per tile and task input: sum tau_i^2 over the selected positions (f64), at partials (tile-major). */

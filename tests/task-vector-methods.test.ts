@@ -369,6 +369,17 @@ describe("sce", () => {
     method: "sce", models: { base: b16, a: q16(86), b: q16(87), c: q16(88) }, tasks: { a: {}, b: {}, c: {} }, globals: { select_topk: 0.3 },
   }));
   test("select_topk 0.5 on float32 checkpoints", () => check({ method: "sce", models: three, tasks: { a: {}, b: {}, c: {} }, globals: { select_topk: 0.5 } }));
+  // 2 * TILE + 3 positions; most variances take one of three values, so the cut falls among thousands of
+  // equal variances spread over every tile and chunk (and over partial groups of four at the end).
+  const tied = (() => {
+    const n = 5 * 1639, a = new Array<number>(n);
+    for (let j = 0; j < n; j++) a[j] = j % 5 === 0 ? 1 + j * 1e-4 : (Math.imul(j, 0x9e3779b1) >>> 28) % 3 + 1;
+    return { base: single([5, 1639], new Array(n).fill(0)), a: single([5, 1639], a), b: single([5, 1639], new Array(n).fill(0)) };
+  })();
+  test("select_topk 0.45: the cut among many equal variances, whole tensor", () => check({ method: "sce", models: tied, tasks: { a: {}, b: {} }, globals: { select_topk: 0.45 }, workers: 1 }));
+  test("select_topk 0.45: the cut among many equal variances, 4096-element chunks", () => check({
+    method: "sce", models: tied, tasks: { a: {}, b: {} }, globals: { select_topk: 0.45 }, workers: 2, chunkElements: 4096,
+  }));
   test("hand-worked: the cut is on the exact variance, ties by lower index", async () => {
     // Two models, tau_a = [1, 2, 2, 0, 3], tau_b = [-1, 0, 0, 0, 3]: variances [1, 1, 1, 0, 0], 3 nonzero.
     // select_topk 0.7 -> k = 2: positions 0 and 1 (position 2 ties with them but comes later).

@@ -75,6 +75,7 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
     case "ramCounts":
       return [result.partials.buffer as ArrayBuffer];
     case "sceNonzero":
+    case "sceSelect":
       return [];
     case "gram":
       return [result.partials.buffer as ArrayBuffer];

@@ -33,8 +33,10 @@ export type KernelExports = {
   dellaMask(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, rowLen: number, startLo: number, startHi: number, key: number, density: number, epsilon: number, mask: number, work: number): void;
   ramCounts(table: number, nInputs: number, n: number, quant: number, epsilon: number, partials: number): void;
   ramMerge(table: number, nInputs: number, n: number, quant: number, epsilon: number, out: number, outDtype: number): void;
-  sceVariance(table: number, nInputs: number, n: number, quant: number, vars: number): void;
-  sceNonzero(vars: number, n: number): number;
+  sceVariance(table: number, nInputs: number, n: number, quant: number, vars: number): number;
+  sceSample(vars: number, n: number, sample: number): number;
+  sceCollect(vars: number, n: number, loHigh: number, loLow: number, hiHigh: number, hiLow: number, cand: number, capacity: number, result: number): void;
+  sceSelectCandidates(cand: number, count: number, rank: number, hist: number, result: number): void;
   sceRange(vars: number, n: number, level: number, high: number, lo: number, last: number, shift: number, hist: number, stats: number): void;
   sceSquares(table: number, nInputs: number, n: number, quant: number, vars: number, sel: number, partials: number): void;
   sceMerge(table: number, nInputs: number, n: number, quant: number, vars: number, sel: number, out: number, outDtype: number): void;

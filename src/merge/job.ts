@@ -101,6 +101,8 @@ export type PassRequest =
   | { kind: "maskedL1"; trims: Trim[] }
   /** sce: positions whose variance across the task vectors is not zero (one count per chunk). */
   | { kind: "sceNonzero" }
+  /** sce, resident chunk only: the exact k-th largest variance, bracketed by a sample. */
+  | { kind: "sceSelect"; k: number }
   /** sce: per tile and task, sum tau^2 over the selected positions. */
   | { kind: "sceSquares"; selection: SceSelection }
   /** ramplus_tl: per tile and task, positions where the task is active and shared, and active alone. */
@@ -125,6 +127,8 @@ export type PassResult =
   | { kind: "range"; ranges: RangeResult[] }
   | { kind: "maskedL1"; partials: Float64Array }
   | { kind: "sceNonzero"; count: number }
+  /** The cut's bits (high, low words) and the variances above it; none when the sample's bracket missed or memory was short. */
+  | { kind: "sceSelect"; cut?: { high: number; low: number; above: number } }
   | { kind: "sceSquares"; partials: Float64Array }
   | { kind: "ramCounts"; partials: Float64Array }
   | { kind: "gram"; partials: Float64Array }

@@ -148,8 +148,8 @@ function tiesPerChunk(s: Selection, chunks: number): number[] {
 
 /**
  * sce: select the positions of largest variance across the task vectors (an exact top-k over the
- * float64 variance: its high word first, then its low word among equal high words), weight each task
- * by its mean square over the kept positions, and merge with a sum-consensus sign mask.
+ * float64 variance bits), weight each task by its mean square over the kept positions, and merge with
+ * a sum-consensus sign mask.
  */
 async function sce(job: TensorJob, op: Extract<TensorOp, { kind: "sce" }>, exec: TensorExecutor): Promise<FinalRequest> {
   const chunks = chunkCount(job);
@@ -159,18 +159,8 @@ async function sce(job: TensorJob, op: Extract<TensorOp, { kind: "sce" }>, exec:
     const counts = await exec.pass({ kind: "sceNonzero" });
     const nonzero = counts.reduce((sum, r) => sum + (r.kind === "sceNonzero" ? r.count : unexpected()), 0);
     const k = Math.floor(nonzero * op.selectTopk);
-    if (k <= 0) {
-      selection = { mode: "none" };
-    } else {
-      const high = (await selectTopK(exec, job.numel, [{ id: 0, task: 0, k, key: { kind: "varianceHigh" } }])).get(0)!;
-      if (high.ties === high.equal) {
-        // Every position sharing the cut's high word is kept: no need to look at low words.
-        selection = { mode: "top", high: high.threshold, low: 0, ties: Array.from({ length: chunks }, () => 0xffffffff) };
-      } else {
-        const low = (await selectTopK(exec, job.numel, [{ id: 0, task: 0, k, key: { kind: "varianceLow", high: high.threshold } }])).get(0)!;
-        selection = { mode: "top", high: high.threshold, low: low.threshold, ties: tiesPerChunk(low, chunks) };
-      }
-    }
+    if (k <= 0) selection = { mode: "none" };
+    else selection = (exec.resident ? await residentCut(exec, k) : undefined) ?? await radixCut(exec, job, k, chunks);
   }
   let coefficients = Array.from({ length: tasks }, () => 1 / tasks);
   if (selection.mode !== "none") {
@@ -180,6 +170,25 @@ async function sce(job: TensorJob, op: Extract<TensorOp, { kind: "sce" }>, exec:
     if (total >= 1e-6) coefficients = means.map((m) => m / total);
   }
   return { kind: "sce", coefficients: coefficients.map(Math.fround), selection };
+}
+
+/** The cut of a resident tensor, found in the worker from the variance histogram (undefined when it lacks the memory). */
+async function residentCut(exec: TensorExecutor, k: number): Promise<SceSelection | undefined> {
+  const [result] = await exec.pass({ kind: "sceSelect", k });
+  if (result?.kind !== "sceSelect") unexpected();
+  const cut = result.cut;
+  return cut && { mode: "top", high: cut.high, low: cut.low, ties: [k - cut.above] };
+}
+
+/** The cut by radix passes over the variances: the high word first, then the low word among equal high words. */
+async function radixCut(exec: TensorExecutor, job: TensorJob, k: number, chunks: number): Promise<SceSelection> {
+  const high = (await selectTopK(exec, job.numel, [{ id: 0, task: 0, k, key: { kind: "varianceHigh" } }])).get(0)!;
+  if (high.ties === high.equal) {
+    // Every position sharing the cut's high word is kept: no need to look at low words.
+    return { mode: "top", high: high.threshold, low: 0, ties: Array.from({ length: chunks }, () => 0xffffffff) };
+  }
+  const low = (await selectTopK(exec, job.numel, [{ id: 0, task: 0, k, key: { kind: "varianceLow", high: high.threshold } }])).get(0)!;
+  return { mode: "top", high: high.threshold, low: low.threshold, ties: tiesPerChunk(low, chunks) };
 }
 
 /** ram / ramplus_tl: ramplus_tl's per-model lambda comes from counts over the whole tensor. */

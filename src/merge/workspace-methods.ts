@@ -5,9 +5,9 @@
  * ChunkWorkspace (workspace.ts) calls these with its loaded chunk.
  */
 import {
-  RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_MODE, SCE_NONE, SCE_RECORD, SCE_TIES, SCE_TOP, TILE,
+  RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, SCE_ALL, SCE_CUT, SCE_CUT_ABOVE, SCE_CUT_BYTES, SCE_CUT_EQUAL, SCE_HIGH, SCE_LOW, SCE_MODE, SCE_NONE, SCE_RECORD, SCE_TIES, SCE_TOP, TILE,
   TRIM_BAND, TRIM_BITS, TRIM_ZERO, TV_COUNT_VOTE, TV_DTYPE, TV_MASK, TV_MODE, TV_PTR, TV_RECORD, TV_THRESHOLD, TV_THRESHOLD2,
-  TV_TIES, TV_TIES2, TV_UNWEIGHTED_VOTE,
+  TV_TIES, TV_TIES2, TV_UNWEIGHTED_VOTE, SCE_SAMPLE_STRIDE,
 } from "../../assembly/layout";
 import type { Kernels } from "../kernels/kernels";
 import type { FinalRequest, SceSelection, SelectKey, Trim } from "./job";
@@ -58,9 +58,10 @@ function inputTable(k: Kernels, chunk: LoadedChunk): number {
   return table;
 }
 
-/** sce's per-position variances (f64) of the loaded chunk. */
+/** sce's per-position variances (f64) of the loaded chunk, and how many are not zero. */
 export class SceVariances {
   ptr = 0;
+  nonzero = 0;
   constructor(private readonly k: Kernels) {}
 
   clear(): void {
@@ -72,10 +73,57 @@ export class SceVariances {
     const { arena, exports } = this.k;
     const ptr = arena.alloc(chunk.count * 8);
     const mark = arena.mark();
-    exports.sceVariance(inputTable(this.k, chunk), chunk.inputs.length, chunk.count, quant, ptr);
+    this.nonzero = exports.sceVariance(inputTable(this.k, chunk), chunk.inputs.length, chunk.count, quant, ptr);
     arena.release(mark);
     this.ptr = ptr;
   }
+}
+
+/** Below this many positions a sample does not pay for itself: every variance is a candidate. */
+const SCE_SAMPLE_MIN = 1 << 15;
+
+/** Variance bits as [high, low] words. */
+type Bits = [number, number];
+const NO_BITS: Bits = [0, 0], ALL_BITS: Bits = [0xffffffff, 0xffffffff];
+
+/**
+ * The exact k-th largest variance of a resident chunk (k >= 1). A sample brackets it (the sample rank
+ * k * m / n, widened by four standard deviations of that rank plus a small fixed slack, as TIES's
+ * select does), one pass copies out the variances inside the bracket and counts those above, and the
+ * k-th is ranked among the copies. Undefined when the bracket misses or the memory left cannot hold the
+ * copies: the caller then uses the radix passes, which give the same cut.
+ */
+export function sceSelect(k: Kernels, variances: SceVariances, n: number, rank: number): { high: number; low: number; above: number } | undefined {
+  const { arena, exports } = k;
+  const work = arena.alloc(65536 * 4);
+  const result = arena.alloc(SCE_CUT_BYTES);
+  const v = () => arena.view();
+  /** The r-th largest of the m sample bits at `sample` (which it reorders). */
+  const nth = (sample: number, m: number, r: number): Bits => {
+    exports.sceSelectCandidates(sample, m, r, work, result);
+    return [v().getUint32(result + SCE_CUT + 4, true), v().getUint32(result + SCE_CUT, true)];
+  };
+  let lo = NO_BITS, hi = ALL_BITS, expected = n;
+  if (n >= SCE_SAMPLE_MIN) {
+    const sample = arena.alloc((Math.ceil(n / SCE_SAMPLE_STRIDE) + 1) * 8);
+    const m = exports.sceSample(variances.ptr, n, sample);
+    const q = rank / n, at = q * m, margin = 4 * Math.sqrt(m * q * (1 - q)) + 0.002 * m + 8;
+    const top = Math.floor(at - margin), bottom = Math.ceil(at + margin);
+    if (top >= 1) hi = nth(sample, m, top);
+    if (bottom <= m) {
+      exports.sceSample(variances.ptr, n, sample); // nth reordered it
+      lo = nth(sample, m, bottom);
+    }
+    expected = ((Math.min(bottom, m) - Math.max(top, 0) + 1) * n) / m;
+  }
+  const capacity = Math.min(n, Math.ceil(expected * 1.25) + 4096);
+  if (arena.budget - arena.mark() - (capacity + 1) * 8 < 1 << 20) return undefined;
+  const cand = arena.alloc((capacity + 1) * 8);
+  exports.sceCollect(variances.ptr, n, lo[0], lo[1], hi[0], hi[1], cand, capacity, result);
+  const inside = v().getFloat64(result + SCE_CUT_EQUAL, true), above = v().getFloat64(result + SCE_CUT_ABOVE, true);
+  if (inside > capacity || rank <= above || rank > above + inside) return undefined;
+  const [high, low] = nth(cand, inside, rank - above);
+  return { high, low, above: above + v().getFloat64(result + SCE_CUT_ABOVE, true) };
 }
 
 /** One radix pass over the variances (see assembly/sce.ts); the same result shape as a |tau| pass. */

@@ -8,7 +8,7 @@ import {
   TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_DTYPE, TV_KEY, TV_MODE, TV_NORMALIZE, TV_PTR, TV_RECORD, TV_RESCALE, TV_THRESHOLD,
   TV_TIES, TV_WEIGHT,
 } from "../../assembly/layout";
-import { DellaMasks, SceVariances, ramCounts, ramFinal, sceFinal, sceRange, sceSquares, trimFields, voteFlags } from "./workspace-methods";
+import { DellaMasks, SceVariances, ramCounts, ramFinal, sceFinal, sceRange, sceSelect, sceSquares, trimFields, voteFlags } from "./workspace-methods";
 import { DTYPES } from "../format/dtypes";
 import { openSink, sinkKey, type OutputSink, type SinkTarget } from "../io/sink";
 import { openSource, type ByteSource, type SourceRef } from "../io/source";
@@ -134,7 +134,7 @@ export class ChunkWorkspace {
     if (request.kind === "range") this.reserveCandidates(request.ranges.filter((r) => !r.key || r.key.kind === "absTau"));
     // Buffers kept for the chunk's later passes are made below this pass's temporaries.
     if (request.kind === "maskedL1") this.della.ensure(this.chunk, request.trims, this.quant());
-    if (request.kind === "sceNonzero" || request.kind === "sceSquares" || (request.kind === "range" && request.ranges.some((r) => r.key && r.key.kind !== "absTau"))) {
+    if (request.kind === "sceNonzero" || request.kind === "sceSelect" || (request.kind === "sceSquares" && request.selection.mode === "top") || (request.kind === "range" && request.ranges.some((r) => r.key && r.key.kind !== "absTau"))) {
       this.variances.ensure(this.chunk, this.quant());
     }
     const mark = arena.mark();
@@ -168,7 +168,9 @@ export class ChunkWorkspace {
         case "maskedL1":
           return { kind: "maskedL1", partials: f64(this.maskedL1(request.trims)) };
         case "sceNonzero":
-          return { kind: "sceNonzero", count: this.k.exports.sceNonzero(this.variances.ptr, this.chunk.count) };
+          return { kind: "sceNonzero", count: this.variances.nonzero };
+        case "sceSelect":
+          return { kind: "sceSelect", cut: sceSelect(this.k, this.variances, this.chunk.count, request.k) };
         case "sceSquares":
           return { kind: "sceSquares", partials: f64(sceSquares(this.k, this.chunk, this.taskTable([]), this.quant(), this.variances, request.selection)) };
         case "ramCounts":
@@ -318,7 +320,7 @@ export class ChunkWorkspace {
       });
       exports.weightedSum(table, inputs.length, count, this.quant(), request.normalize ? 1 : 0, request.divisor, out, outCode);
     } else if (request.kind === "sce") {
-      this.variances.ensure(this.chunk, this.quant());
+      if (request.selection.mode === "top") this.variances.ensure(this.chunk, this.quant());
       sceFinal(this.k, this.chunk, this.taskTable([], request.coefficients), this.quant(), this.variances, request.selection, outCode);
     } else if (request.kind === "ram") {
       ramFinal(this.k, this.chunk, this.taskTable([], request.lambdas), this.quant(), request.epsilon, outCode);
