@@ -72,6 +72,13 @@ function sortKeys(a: usize, tmp: usize, n: i32, hist: usize): usize {
   return src;
 }
 
+/** DARE's draw u(g) for flat element g. */
+// @ts-ignore: decorator
+@inline
+function drawOf(g: u64, key: u32): u32 {
+  return mix(mix(<u32>g ^ key) ^ (<u32>(g >>> 32) + 0x9e3779b9));
+}
+
 /** ORs keep bit `keep` (0 or 1) of chunk element `local` into the mask. */
 // @ts-ignore: decorator
 @inline
@@ -151,26 +158,34 @@ export function dellaMask(
       vmin = i32x4.shuffle(vmin, vmin, 1, 2, 3, 0);
       vmax = i32x4.shuffle(vmax, vmax, 1, 2, 3, 0);
     }
-    // The row's draws u(j), in index order, four at a time where the high word cannot change.
+    // The row's draws u(j) are made four at a time in the decide loop below, unless the high word of
+    // the flat index changes within the row: then they are made here, one by one.
     const first = start + <u64>row;
-    let j = 0;
-    if (<u64>(<u32>first) + <u64>rowLen <= 0x100000000) {
-      const vkey = i32x4.splat(key), vhigh = i32x4.splat(<u32>(first >>> 32) + 0x9e3779b9);
-      for (; j + 4 <= rowLen; j += 4) {
-        const lanes = i32x4.add(i32x4.splat(<u32>first + <u32>j), i32x4(0, 1, 2, 3));
-        v128.store(draws + (<usize>j << 2), mix4(v128.xor(mix4(v128.xor(lanes, vkey)), vhigh)));
-      }
-    }
-    for (; j < rowLen; j++) {
-      const g = first + <u64>j;
-      store<u32>(draws + (<usize>j << 2), mix(mix(<u32>g ^ key) ^ (<u32>(g >>> 32) + 0x9e3779b9)));
+    const fused = <u64>(<u32>first) + <u64>rowLen <= 0x100000000;
+    const vkey = i32x4.splat(key), vhigh = i32x4.splat(<u32>(first >>> 32) + 0x9e3779b9);
+    if (!fused) {
+      for (let j = 0; j < rowLen; j++) store<u32>(draws + (<usize>j << 2), drawOf(first + <u64>j, key));
     }
     // Bucket sizes by the digit (key - kmin) >> shift, which is at most `top` < 2^digitBits.
     const range = kmax - kmin;
     const shift = <u32>max(0, (32 - <i32>clz(range)) - digitBits);
     const top = range >>> shift;
     memory.fill(counts, 0, <usize>(top + 1) << 2);
-    for (let i = 0; i < rowLen; i++) {
+    const vmin4 = i32x4.splat(kmin);
+    let i = 0;
+    for (; i + 4 <= rowLen; i += 4) {
+      // Byte offsets of the four counters.
+      const at = i32x4.shl(i32x4.shr_u(i32x4.sub(v128.load(keys + (<usize>i << 2)), vmin4), shift), 2);
+      const c0 = counts + <usize>i32x4.extract_lane(at, 0);
+      store<u32>(c0, load<u32>(c0) + 1);
+      const c1 = counts + <usize>i32x4.extract_lane(at, 1);
+      store<u32>(c1, load<u32>(c1) + 1);
+      const c2 = counts + <usize>i32x4.extract_lane(at, 2);
+      store<u32>(c2, load<u32>(c2) + 1);
+      const c3 = counts + <usize>i32x4.extract_lane(at, 3);
+      store<u32>(c3, load<u32>(c3) + 1);
+    }
+    for (; i < rowLen; i++) {
       const c = counts + (<usize>((load<u32>(keys + (<usize>i << 2)) - kmin) >>> shift) << 2);
       store<u32>(c, load<u32>(c) + 1);
     }
@@ -190,8 +205,7 @@ export function dellaMask(
     let pending = 0;
     let acc: u64 = 0;
     let accBase = <u32>row & ~31;
-    const vmin4 = i32x4.splat(kmin);
-    let i = 0;
+    i = 0;
     for (; i + 4 <= rowLen; i += 4) {
       const d = i32x4.shr_u(i32x4.sub(v128.load(keys + (<usize>i << 2)), vmin4), shift);
       const b0 = load<u64>(bounds + (<usize>i32x4.extract_lane(d, 0) << 3));
@@ -201,7 +215,9 @@ export function dellaMask(
       // Lanes lo0 hi0 lo1 hi1 | lo2 hi2 lo3 hi3, split into the lo and the hi words.
       const v01 = i64x2.replace_lane(i64x2.splat(b0), 1, b1), v23 = i64x2.replace_lane(i64x2.splat(b2), 1, b3);
       const lo = i32x4.shuffle(v01, v23, 0, 2, 4, 6), hi = i32x4.shuffle(v01, v23, 1, 3, 5, 7);
-      const u = v128.load(draws + (<usize>i << 2));
+      const u = fused
+        ? mix4(v128.xor(mix4(v128.xor(i32x4.add(i32x4.splat(<u32>first + <u32>i), i32x4(0, 1, 2, 3)), vkey)), vhigh))
+        : v128.load(draws + (<usize>i << 2));
       const keep = <u64>i32x4.bitmask(i32x4.lt_u(u, lo));
       // u - lo wraps above hi - lo when u < lo, so this is lo <= u < hi.
       const open = i32x4.bitmask(i32x4.lt_u(i32x4.sub(u, lo), i32x4.sub(hi, lo)));
@@ -224,7 +240,7 @@ export function dellaMask(
       const d = (load<u32>(keys + (<usize>i << 2)) - kmin) >>> shift;
       const bound = load<u64>(bounds + (<usize>d << 3));
       const lo = <u32>bound, hi = <u32>(bound >>> 32);
-      const u = load<u32>(draws + (<usize>i << 2));
+      const u = fused ? drawOf(first + <u64>i, key) : load<u32>(draws + (<usize>i << 2));
       const local = <u32>row + <u32>i;
       acc |= <u64>(u < lo) << <u64>(local - accBase);
       if (local + 1 - accBase >= 32) {
@@ -247,7 +263,7 @@ export function dellaMask(
       for (let q = 0; q < pending; q++) {
         const j = load<i32>(undecided + (<usize>q << 2));
         const rank = rankOf(keys, rowLen, j, load<u32>(keys + (<usize>j << 2)));
-        const u = load<u32>(draws + (<usize>j << 2));
+        const u = drawOf(first + <u64>j, key);
         setBit(mask, <usize>(row + j), <u32>(u < load<u32>(thresholds + (<usize>rank << 2))));
       }
       continue;
@@ -261,7 +277,7 @@ export function dellaMask(
     for (let r = 0; r < rowLen; r++) {
       const idx = <u32>load<u64>(sorted + (<usize>r << 3));
       // Branch-free: the draws are random, so a branch on them would mispredict half the time.
-      const u = load<u32>(draws + (<usize>idx << 2));
+      const u = drawOf(first + <u64>idx, key);
       setBit(mask, <usize>row + <usize>idx, <u32>(u < load<u32>(thresholds + (<usize>r << 2))));
     }
   }
