@@ -5,7 +5,7 @@
  * than those headers (a LoRA adapter's files, the models' tokenizers) follows in completeCheck.
  */
 import { ModelError, ValidationError, WeightsoupError } from "../../src/errors";
-import { openModelReference, splitLoraReference } from "../../src/lora/model-ref";
+import { openModelReference } from "../../src/lora/model-ref";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from "../../src/lora/peft-format";
 import type { LoadedModel } from "../../src/model/model";
 import { checkParameterNames, methodOf, planMerge, referencedModels } from "../../src/plan/plan";
@@ -75,7 +75,7 @@ export function checkRecipe(text: string, models: readonly PickedModel[], chosen
     // A later stage of a multi-stage recipe reads an earlier one's output, whose headers exist only
     // once it is merged: the documents that read loaded models only are checked against them.
     for (const document of documents) if (referencedModels(document).every((name) => opened.has(name))) planMerge(document, opened);
-    check.pending = mapping.recipeNames.some((name) => splitLoraReference(name) !== undefined) || documents.some((d) => !!d.tokenizer);
+    check.pending = mapping.loras.size > 0 || documents.some((d) => !!d.tokenizer);
   } catch (e) {
     check.problems = problemsOf(e);
   }
@@ -92,13 +92,11 @@ function misplacedError(recipeName: string, loadedName: string, isAdapter: boole
 /** `base+adapter` models opened by the engine's own code, once per pair of loaded folders. */
 const references = new WeakMap<PickedModel, WeakMap<PickedModel, Promise<LoadedModel>>>();
 
-function openReference(name: string, base: PickedModel | undefined, adapter: PickedModel | undefined, resolve: (part: string) => PickedModel): Promise<LoadedModel> {
-  // A malformed name has no parts: the engine refuses it before asking for any folder.
-  if (!base || !adapter) return openModelReference(name, (part) => resolve(part).folder);
+function openReference(name: string, parts: { base: string; adapter: string }, base: PickedModel, adapter: PickedModel): Promise<LoadedModel> {
   let byAdapter = references.get(base);
   if (!byAdapter) references.set(base, (byAdapter = new WeakMap()));
   let opened = byAdapter.get(adapter);
-  if (!opened) byAdapter.set(adapter, (opened = openModelReference(name, (part) => resolve(part).folder)));
+  if (!opened) byAdapter.set(adapter, (opened = openModelReference(name, (part) => (part === parts.base ? base : adapter).folder)));
   return opened;
 }
 
@@ -116,22 +114,18 @@ export async function completeCheck(check: RecipeCheck): Promise<RecipeCheck> {
     const documents = documentsOf(parseRecipe(check.text));
     const mapping = mappingOf(check.text, check.models.map((m) => m.name), check.chosen);
     const byName = new Map(check.models.map((m) => [m.name, m]));
-    const picked = (part: string) => byName.get(mapping.map.get(part) ?? "");
-    const resolve = (part: string) => {
-      const model = picked(part);
-      if (!model) throw new ModelError("E_MODEL_NOT_FOUND", `model "${part}" is not loaded in the page`, { model: part });
-      return model;
-    };
+    // checkRecipe found every name mapped, to a folder of the right kind, before it set `pending`.
+    const picked = (part: string) => byName.get(mapping.map.get(part)!)!;
     const opened = new Map<string, LoadedModel>();
     const problems: WeightsoupError[] = [];
     for (const name of mapping.recipeNames) {
-      if (splitLoraReference(name) === undefined) {
-        opened.set(name, resolve(name).loaded!);
+      const parts = mapping.loras.get(name);
+      if (!parts) {
+        opened.set(name, picked(name).loaded!);
         continue;
       }
-      const parts = mapping.loras.get(name);
       try {
-        opened.set(name, await openReference(name, parts && picked(parts.base), parts && picked(parts.adapter), resolve));
+        opened.set(name, await openReference(name, parts, picked(parts.base), picked(parts.adapter)));
       } catch (e) {
         if (!(e instanceof WeightsoupError)) throw e;
         problems.push(e);
