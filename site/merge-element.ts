@@ -17,7 +17,7 @@ import { append, h, replace } from "./ui/dom";
 import { groupModels, loadModel, type PickedFile } from "./ui/models";
 import { mappingOf } from "./ui/mapping";
 import { MERGED_ID, modelId, picksAfterMerge, type MergedOutput } from "./ui/eval-candidates";
-import { checkRecipe } from "./ui/recipe-check";
+import { checkRecipe, completeCheck, type RecipeCheck } from "./ui/recipe-check";
 import { removeRecipeModel, setIncluded, starterRecipe, type EditContext } from "./ui/recipe-doc";
 import { initialEvalForm, initialEvalRun, runEvaluation } from "./ui/run-eval";
 import { initialGenForm, initialGenRun, runGeneration } from "./ui/run-generate";
@@ -53,6 +53,7 @@ export class WeightsoupMerge extends HTMLElement {
   private controller: AbortController | undefined;
   private evalController: AbortController | undefined;
   private genController: AbortController | undefined;
+  private checking: Promise<void> = Promise.resolve();
   /** Closing or reloading the tab mid-merge loses it: the browser asks first. */
   private readonly beforeUnload = (e: BeforeUnloadEvent) => {
     if (this.store.state.run !== "running") return;
@@ -66,6 +67,7 @@ export class WeightsoupMerge extends HTMLElement {
     const store = this.store;
     // The check first: the views that show it run after it in each update.
     store.watch(["recipe", "models", "chosen"], (s) => store.update({ check: checkRecipe(s.recipe, s.models, s.chosen) }));
+    store.watch(["check"], (s) => { if (s.check.pending) this.completeCheck(s.check); });
     // What the last merge said goes once anything it was about changes.
     store.watch(["recipe", "models", "chosen", "outputName", "target", "seed"], (s) => {
       if (s.run === "running" || (s.runError.length === 0 && !s.overwrite)) return;
@@ -152,6 +154,18 @@ export class WeightsoupMerge extends HTMLElement {
   // ---------------------------------------------------------------------------------------------
   // Models and the recipe
 
+  /**
+   * Finishes a check that must read adapter or tokenizer files. One runs at a time, and one that was
+   * superseded by an edit while it waited is skipped, so typing does not pile up reads.
+   */
+  private completeCheck(check: RecipeCheck): void {
+    this.checking = this.checking.then(async () => {
+      if (this.store.state.check !== check) return;
+      const done = await completeCheck(check);
+      if (this.store.state.check === check) this.store.update({ check: done });
+    });
+  }
+
   private readable(): string[] {
     return this.store.state.models.filter((m) => m.loaded).map((m) => m.name);
   }
@@ -201,7 +215,8 @@ export class WeightsoupMerge extends HTMLElement {
     const s = this.store.state;
     // What the merge is made from, as it starts (the recipe may be edited while it runs).
     const mapping = mappingOf(s.recipe, s.models.map((m) => m.name), s.chosen);
-    const parents = [...new Set(mapping.names.map((n) => mapping.map.get(n)).filter((n): n is string => n !== undefined))];
+    // Adapters are no models to evaluate: a `base+adapter` name's parent is its base.
+    const parents = [...new Set(mapping.names.filter((n) => !mapping.adapters.has(n)).map((n) => mapping.map.get(n)).filter((n): n is string => n !== undefined))];
     // A merge into the folder the Evaluate panel reads from replaces it: the panel stops reading it now.
     if (s.merged && s.merged.name === (s.outputName.trim() || "merged")) this.store.update({ merged: null });
     void runMerge(this.store, { ...options, signal: this.controller.signal, ...this.poolOptions() }).then(async () => {

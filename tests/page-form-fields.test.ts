@@ -52,8 +52,10 @@ test("every method's form has a field for each of its parameters, of its type's 
   for (const [name, spec] of Object.entries(METHODS)) {
     const fields = formFields(spec);
     for (const [scope, params, shown] of [["global", spec.global, fields.global], ["perModel", spec.perModel, fields.perModel]] as const) {
-      assert.deepEqual(shown.map((f) => f.key).sort(), Object.keys(params).sort(), `${name}: a ${scope} field for every ${scope} parameter, and no other`);
-      for (const [key, p] of Object.entries(params)) {
+      // Parameters the method ignores have no field (checked by hand in a test below).
+      const taken = Object.entries(params).filter(([, p]) => !p.ignored);
+      assert.deepEqual(shown.map((f) => f.key).sort(), taken.map(([k]) => k).sort(), `${name}: a ${scope} field for every ${scope} parameter it uses, and no other`);
+      for (const [key, p] of taken) {
         const f = shown.find((x) => x.key === key)!;
         assert.equal(f.scope, scope, `${name}.${key}`);
         assert.equal(f.kind, EXPECTED_KIND[p.type](p), `${name}.${key}: kind`);
@@ -65,8 +67,8 @@ test("every method's form has a field for each of its parameters, of its type's 
     // The form reads every one of them from a recipe of this method: unset ones are empty (their default applies).
     const form = readForm(recipeOf(name), NAMES, resolve);
     assert.equal(form.method, name);
-    assert.deepEqual([...form.globals.keys()].sort(), Object.keys(spec.global).sort(), `${name}: readForm has every global field`);
-    for (const row of form.rows.values()) assert.deepEqual([...row.fields.keys()].sort(), Object.keys(spec.perModel).sort(), `${name}: every per-model field`);
+    assert.deepEqual([...form.globals.keys()].sort(), fields.global.map((f) => f.key).sort(), `${name}: readForm has every global field`);
+    for (const row of form.rows.values()) assert.deepEqual([...row.fields.keys()].sort(), fields.perModel.map((f) => f.key).sort(), `${name}: every per-model field`);
   }
 });
 
@@ -201,4 +203,22 @@ test("a string-choice parameter (the TIES vote variants' kind) is a select whose
   const text = "merge_method: voting\nparameters:\n  lambda: 1\n";
   assert.equal(editField(text, f.global[0]!, "count"), "merge_method: voting\nparameters:\n  lambda: 1\n  consensus_method: count\n");
   assert.equal(editField(editField(text, f.global[0]!, "count"), f.global[0]!, ""), text);
+});
+
+test("parameters a method accepts but ignores get no field: karcher's weight, task_arithmetic's density", () => {
+  // Written out by hand from what each method does with them (mergekit accepts them; neither changes the result).
+  const keys = (m: string) => { const f = formFields(METHODS[m]); return { global: f.global.map((x) => x.key), perModel: f.perModel.map((x) => x.key) }; };
+  assert.deepEqual(keys("karcher"), { global: ["max_iter", "tol"], perModel: [] }, "karcher weighs every input the same: no weight column");
+  assert.deepEqual(keys("task_arithmetic").perModel, ["weight"], "task arithmetic prunes nothing: no density column");
+  assert.deepEqual(keys("ties").perModel.slice(0, 2), ["weight", "density"], "ties prunes: its density stays");
+  // They are still accepted (a recipe from a model card keeps them), and the form lists them as kept.
+  const card = "merge_method: karcher\nmodels:\n  - model: base\n    parameters: {weight: 2}\n  - model: math\n    parameters: {weight: 1}\n";
+  const form = readForm(card, NAMES, resolve);
+  assert.deepEqual([...form.rows.get("base")!.fields.keys()], [], "no weight field in karcher's rows");
+  assert.deepEqual(form.kept, ["base: weight", "math: weight"]);
+  // Switching to karcher starts from its defaults: the linear starter's weights go.
+  const switched = doc(setMethod(starterRecipe(NAMES), "karcher", ctx));
+  assert.deepEqual(switched.models, NAMES.map((model) => ({ model })), "karcher's entries carry no weight");
+  const ta = doc(setMethod(setMethod(starterRecipe(NAMES), "ties", ctx), "task_arithmetic", ctx));
+  for (const m of ta.models) assert.equal(m.parameters?.density, undefined, `${m.model}: task_arithmetic keeps no density from ties`);
 });

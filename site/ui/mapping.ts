@@ -1,8 +1,10 @@
 /**
  * @file Recipe model names ("org/math", "./math", "math") and the models loaded in the page: which
- * loaded model each name stands for.
+ * loaded model each name stands for. A `base+adapter` name (mergekit's model+lora) stands for two
+ * loaded folders, a model and a LoRA adapter, each mapped on its own, as the engine asks for them.
  */
 import { isMap, isSeq, parseDocument } from "yaml";
+import { splitLoraReference } from "../../src/lora/model-ref";
 import { parseRecipe } from "../../src/recipe/recipe";
 import { externalModels } from "../../src/recipe/stages";
 
@@ -54,12 +56,27 @@ export function autoMap(recipeNames: readonly string[], loaded: readonly string[
 }
 
 export interface Mapping {
-  /** The recipe's model names, base first. */
+  /** The recipe's model names as written, base first. */
+  recipeNames: string[];
+  /** The folders they need, in that order: each plain name, and each `base+adapter` name's two parts. */
   names: string[];
-  /** Recipe name -> loaded name. */
+  /** Name in `names` -> loaded name. */
   map: Map<string, string>;
-  /** Recipe names that map to no loaded model. */
+  /** Names in `names` that map to no loaded model. */
   unmapped: string[];
+  /** The `base+adapter` recipe names -> their two parts (both in `names`). */
+  loras: Map<string, { base: string; adapter: string }>;
+  /** The parts that name LoRA adapters (the rest name models). */
+  adapters: Set<string>;
+}
+
+/**
+ * The parts of a well-formed `base+adapter` name (as splitLoraReference reads it for the engine), or
+ * undefined: a malformed one ("a+", "a+b+c") stays one name, which the engine refuses with its reason.
+ */
+export function loraParts(name: string): { base: string; adapter: string } | undefined {
+  const parts = splitLoraReference(name);
+  return parts && parts.base && parts.adapter && !parts.adapter.includes("+") ? parts : undefined;
 }
 
 let memo: { text: string; loaded: readonly string[]; chosen: ReadonlyMap<string, string>; result: Mapping } | undefined;
@@ -67,9 +84,20 @@ let memo: { text: string; loaded: readonly string[]; chosen: ReadonlyMap<string,
 /** The mapping for a recipe text (memoised on its inputs: the form asks for it on every render). */
 export function mappingOf(text: string, loaded: readonly string[], chosen: ReadonlyMap<string, string>): Mapping {
   if (memo && memo.text === text && memo.chosen === chosen && memo.loaded.join("\n") === loaded.join("\n")) return memo.result;
-  const names = recipeModelNames(text);
+  const recipeNames = recipeModelNames(text);
+  const loras = new Map<string, { base: string; adapter: string }>();
+  const adapters = new Set<string>();
+  const names: string[] = [];
+  for (const name of recipeNames) {
+    const parts = loraParts(name);
+    if (parts) {
+      loras.set(name, parts);
+      adapters.add(parts.adapter);
+    }
+    for (const n of parts ? [parts.base, parts.adapter] : [name]) if (!names.includes(n)) names.push(n);
+  }
   const map = autoMap(names, loaded, chosen);
-  const result = { names, map, unmapped: names.filter((n) => !map.has(n)) };
+  const result = { recipeNames, names, map, unmapped: names.filter((n) => !map.has(n)), loras, adapters };
   memo = { text, loaded: [...loaded], chosen, result };
   return result;
 }

@@ -7,6 +7,7 @@
 import { inspect, type InspectReport } from "../../src/api/inspect";
 import { WeightsoupError } from "../../src/errors";
 import { BlobFolder } from "../../src/io/folder";
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from "../../src/lora/peft-format";
 import { INDEX_FILE, isWeightFile, openModel, type LoadedModel } from "../../src/model/model";
 
 export interface PickedModel {
@@ -16,6 +17,11 @@ export interface PickedModel {
   report?: InspectReport;
   /** The opened model (headers only), which the recipe is checked against as it is edited. */
   loaded?: LoadedModel;
+  /**
+   * A PEFT LoRA adapter folder (adapter_config.json), used as the ADAPTER of a `base+adapter` recipe
+   * name; it is no model (no `loaded`), and is read against its base when the recipe names the pair.
+   */
+  adapter?: boolean;
   /** Why it cannot be used, in words (names the file). */
   error?: string;
 }
@@ -51,11 +57,11 @@ export function groupModels(picked: PickedFile[], taken: Set<string>): { name: s
     groups.push({ name: dir.split("/").pop()!, files });
   }
   if (loose.length) {
-    const together = loose.some((f) => f.name === INDEX_FILE || f.name === "config.json" || isShardName(f.name));
+    const together = loose.some((f) => f.name === INDEX_FILE || f.name === "config.json" || f.name === ADAPTER_CONFIG_FILE || isShardName(f.name));
     if (together) {
       const first = loose.find((f) => f.name.endsWith(".safetensors"));
       const stem = first ? first.name.replace(/(-\d{5}-of-\d{5})?\.safetensors$/, "") : "model";
-      groups.push({ name: stem === "model" ? "model" : stem, files: new Map(loose.map((f) => [f.name, f])) });
+      groups.push({ name: stem === "adapter_model" ? "adapter" : stem, files: new Map(loose.map((f) => [f.name, f])) });
     } else {
       for (const f of loose.filter((f) => isWeightFile(f.name) && !f.name.endsWith(".json"))) {
         groups.push({ name: f.name.replace(/\.[^.]+$/, ""), files: new Map([[f.name, f]]) });
@@ -75,6 +81,13 @@ export function groupModels(picked: PickedFile[], taken: Set<string>): { name: s
 export async function loadModel(name: string, files: Map<string, File>): Promise<PickedModel> {
   const folder = new BlobFolder(name, files);
   try {
+    if (files.has(ADAPTER_CONFIG_FILE)) {
+      // Its factors are checked against a base only once a recipe pairs them (recipe-check.ts).
+      if (!files.has(ADAPTER_WEIGHTS_FILE)) {
+        return { name, folder, files, adapter: true, error: `${name}: a LoRA adapter folder needs ${ADAPTER_WEIGHTS_FILE} beside ${ADAPTER_CONFIG_FILE}${files.has("adapter_model.bin") ? " (adapter_model.bin is a PyTorch pickle, which weightsoup does not read)" : ""}` };
+      }
+      return { name, folder, files, adapter: true, report: await inspect(folder) };
+    }
     return { name, folder, files, loaded: await openModel(folder), report: await inspect(folder) };
   } catch (e) {
     const message = e instanceof WeightsoupError ? e.message : `${name}: ${(e as Error).message}`;
@@ -107,7 +120,8 @@ export async function droppedFiles(items: DataTransferItemList): Promise<PickedF
 /** Facts that make two models unmergeable or suspicious, said in words. */
 export function compatibilityWarnings(model: PickedModel, reference: PickedModel): string[] {
   const a = model.report, b = reference.report;
-  if (!a || !b || model === reference) return [];
+  // An adapter's tensors are LoRA factors, not a model's: its fit is checked once a recipe pairs it with a base.
+  if (!a || !b || model === reference || model.adapter || reference.adapter) return [];
   const warnings: string[] = [];
   const arch = (r: InspectReport) => JSON.stringify(r.config?.architectures ?? r.config?.model_type ?? null);
   if (a.config && b.config && arch(a) !== arch(b)) warnings.push(`architecture ${arch(a)} differs from ${reference.name}'s ${arch(b)}`);

@@ -42,13 +42,16 @@ function fieldOf(method: string, key: string, p: ParameterSpec, scope: FormField
   return { key, scope, kind, default: p.default, required: !!p.required, choices: kind === "choice" ? p.values! : [], description: describeParameter(method, key, p) };
 }
 
-/** Every parameter of the method, method-wide ones and per-model ones, in the order the spec lists them. */
+/**
+ * Every parameter of the method that changes its result, method-wide ones and per-model ones, in the
+ * order the spec lists them. Ones it accepts and ignores (karcher's weight) get no field: a field that
+ * does nothing would say it does.
+ */
 export function formFields(spec: MethodSpec | undefined): { global: FormField[]; perModel: FormField[] } {
   if (!spec) return { global: [], perModel: [] };
-  return {
-    global: Object.entries(spec.global).map(([k, p]) => fieldOf(spec.name, k, p, "global")),
-    perModel: Object.entries(spec.perModel).map(([k, p]) => fieldOf(spec.name, k, p, "perModel")),
-  };
+  const fields = (params: Readonly<Record<string, ParameterSpec>>, scope: FormField["scope"]) =>
+    Object.entries(params).filter(([, p]) => !p.ignored).map(([k, p]) => fieldOf(spec.name, k, p, scope));
+  return { global: fields(spec.global, "global"), perModel: fields(spec.perModel, "perModel") };
 }
 
 /**
@@ -292,7 +295,7 @@ export function starterRecipe(loaded: readonly string[]): string {
  * Switches the method. The new method's form starts from its defaults: normalize is set to the
  * method's default, lambda back to 1, a required parameter (t, weight) to its starting value when it
  * has none; parameters the new method does not accept are removed (they would make the recipe invalid),
- * and so are method-wide ones that the new method takes only per model (they mean something else
+ * and so are ones it ignores (the form has no field for them), and method-wide ones that the new method takes only per model (they mean something else
  * there). Parameters both methods take keep their values. A method that needs a base gets one; one that
  * may use one (nuslerp, multislerp) keeps it; any other loses base_model.
  */
@@ -303,7 +306,8 @@ export function setMethod(text: string, method: string, ctx: EditContext): strin
     const previous = METHODS[str(doc.get("merge_method")) ?? ""];
     if (previous === next) return;
     setValue(doc, ["merge_method"], method);
-    const accepted = [...Object.keys(next.global), ...Object.keys(next.perModel)];
+    const shown = formFields(next);
+    const accepted = [...shown.global, ...shown.perModel].map((f) => f.key);
     for (const key of paramKeys(doc, ["parameters"])) {
       if (!accepted.includes(key) || (previous !== undefined && key in previous.global && !(key in next.global))) remove(doc, ["parameters", key]);
     }
@@ -333,7 +337,7 @@ export function setMethod(text: string, method: string, ctx: EditContext): strin
       if (name === undefined) return;
       const isBase = baseLoaded !== undefined && (ctx.resolve(name) ?? name) === baseLoaded;
       // The form shows the base's per-model fields as "base": it has none.
-      for (const key of paramKeys(doc, ["models", i, "parameters"])) if (!(key in next.perModel) || isBase) remove(doc, ["models", i, "parameters", key]);
+      for (const key of paramKeys(doc, ["models", i, "parameters"])) if (!shown.perModel.some((f) => f.key === key) || isBase) remove(doc, ["models", i, "parameters", key]);
       if (!isBase) fillStart(doc, next, i);
     });
   });

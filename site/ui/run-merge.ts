@@ -44,7 +44,9 @@ export async function runMerge(store: Store, options: RunOptions): Promise<void>
     parent = options.parent ?? (target === "folder" ? await options.picked : await navigator.storage.getDirectory());
     if (!parent) throw new AbortError("No folder was chosen");
     if (target === "opfs") {
-      const donor = byName.get(mapping.map.get(plan.donor) ?? plan.donor);
+      // A `base+adapter` donor's files are its base's.
+      const donorName = mapping.loras.get(plan.donor)?.base ?? plan.donor;
+      const donor = byName.get(mapping.map.get(donorName) ?? donorName);
       const extra = donor ? [...donor.files.values()].reduce((n, f) => n + f.size, 0) : 0;
       await checkSpace(plan.tensors.reduce((n, t) => n + t.outputBytes, 0) + extra + 1e6);
     }

@@ -62,7 +62,7 @@ export function modelsView(store: Store, actions: ModelsActions): HTMLElement {
 }
 
 function renderList(list: HTMLElement, models: readonly PickedModel[], base: string, actions: ModelsActions): void {
-  const reference = models.find((m) => m.name === base && m.report) ?? models.find((m) => m.report);
+  const reference = models.find((m) => m.name === base && m.report && !m.adapter) ?? models.find((m) => m.report && !m.adapter);
   replace(list, ...models.map((m) => {
     const r = m.report;
     const config = r?.config;
@@ -71,7 +71,9 @@ function renderList(list: HTMLElement, models: readonly PickedModel[], base: str
       h("div", { class: "model-head" },
         h("strong", {}, m.name),
         h("button", { type: "button", class: "link", "aria-label": `Remove ${m.name}`, onclick: () => actions.remove(m.name) }, "Remove")),
-      r && h("p", { class: "facts" },
+      r && m.adapter && h("p", { class: "facts" },
+        `LoRA adapter (PEFT) · ${r.tensors.length} factor tensors · ${r.parameters.toLocaleString("en-US")} parameters · ${Object.keys(r.byDtype).join(", ")} · ${formatBytes(r.bytes)} · used as BASE+ADAPTER in a recipe`),
+      r && !m.adapter && h("p", { class: "facts" },
         `${r.tensors.length} tensors · ${r.parameters.toLocaleString("en-US")} parameters · ${Object.keys(r.byDtype).join(", ")} · ${formatBytes(r.bytes)}`,
         r.weightFiles.length > 1 ? ` · ${r.weightFiles.length} shards` : "",
         config ? ` · ${[config.architectures, config.model_type].flat().filter(Boolean).join(" / ")}${config.hidden_size ? `, hidden ${String(config.hidden_size)}` : ""}${config.vocab_size ? `, vocab ${String(config.vocab_size)}` : ""}, ${r.layers} layers` : " · no config.json"),

@@ -36,15 +36,20 @@ export function recipeView(store: Store, actions: RecipeActions): HTMLElement {
     const loaded = s.models.map((m) => m.name);
     const m = mappingOf(s.recipe, loaded, s.chosen);
     const ask = m.names.filter((n) => !m.map.has(n) || s.chosen.has(n));
-    const key = JSON.stringify([ask, loaded, ask.map((n) => m.map.get(n) ?? ""), ask.map((n) => isRemovableEntry(s.recipe, n))]);
+    // The adapter of a `base+adapter` name is chosen among the loaded adapter folders, a model among the models.
+    const offered = (name: string) => s.models.filter((x) => !!x.adapter === m.adapters.has(name)).map((x) => x.name);
+    const key = JSON.stringify([ask, loaded, ask.map(offered), ask.map((n) => m.map.get(n) ?? ""), ask.map((n) => isRemovableEntry(s.recipe, n))]);
     if (key === asked) return;
     asked = key;
     replace(mapping, ...ask.map((name) => {
       const select = h("select", { "data-testid": "model-map", "data-recipe-name": name },
-        h("option", { value: "" }, "choose…"), ...loaded.map((l) => h("option", { value: l, selected: m.map.get(name) === l }, l)));
+        h("option", { value: "" }, "choose…"), ...offered(name).map((l) => h("option", { value: l, selected: m.map.get(name) === l }, l)));
       select.addEventListener("change", () => actions.choose(name, select.value));
+      const lora = [...m.loras].find(([, parts]) => parts.base === name || parts.adapter === name)?.[0];
+      const question = m.adapters.has(name) ? `Which loaded LoRA adapter folder is “${name}”? ` : `Which loaded model is “${name}”? `;
       return h("div", { class: "field" },
-        h("label", {}, `Which loaded model is “${name}”? `, select),
+        h("label", {}, question, select),
+        lora === undefined ? null : h("span", { class: "hint" }, ` (in “${lora}”)`),
         isRemovableEntry(s.recipe, name) && !m.map.has(name)
           ? h("button", { type: "button", class: "link", "data-testid": "model-map-remove", onclick: () => actions.drop(name) }, `Remove “${name}” from the recipe`)
           : null);

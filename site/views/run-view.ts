@@ -42,6 +42,7 @@ export function whyBlocked(s: PageState): string {
   if (c.problems.length > 1) return `The recipe has ${c.problems.length} problems, listed under the YAML; the first: ${c.problems[0]!.message}`;
   if (c.unmapped.length) return `Choose which loaded model is “${c.unmapped[0]}” (under the YAML).`;
   if (c.broken.length) return `The recipe uses “${c.broken[0]!.name}”, which cannot be read: ${c.broken[0]!.error}`;
+  if (c.pending) return "Checking the recipe against the LoRA adapters and tokenizers it uses…";
   const field = [...s.formErrors.values()][0];
   if (field) return `A form field does not hold a value: ${field}`;
   return seedProblem(s.seed) || outputNameProblem(s.outputName);

@@ -16,6 +16,8 @@ export interface ParameterSpec {
   values?: readonly string[];
   /** One line saying what it does (the page's form; parameter-descriptions.ts has the ones left out here). */
   description?: string;
+  /** Accepted, as mergekit accepts it, but without effect on the result: the page's form shows no field for it. */
+  ignored?: boolean;
 }
 
 export type MethodKind = "linear" | "slerp" | "passthrough" | "taskVector" | "sce" | "ram" | GeometricKind;
@@ -58,7 +60,8 @@ function taskVector(name: string, title: string, paper: string, normalize: boole
     }),
     perModel: table<ParameterSpec>({
       weight: { type: "number", required: true },
-      density: { type: "number", default: 1 },
+      // Without a sparsifier (task_arithmetic) nothing is pruned: accepted and unused, as in mergekit.
+      density: { type: "number", default: 1, ...(sparsify ? {} : { ignored: true }) },
       ...(sparsify === "breadcrumbs" ? { gamma: { type: "number", default: 0.01 } } : {}),
       ...(sparsify === "della" ? { epsilon: { type: "number", default: 0.15 } } : {}),
     }),

@@ -24,7 +24,7 @@ export const GEOMETRIC_METHODS: Readonly<Record<string, MethodSpec>> = table<Met
     name: "karcher", title: "Karcher mean", paper: "https://en.wikipedia.org/wiki/Fr%C3%A9chet_mean", kind: "karcher", needsBase: false, strictShapes: true,
     global: table<ParameterSpec>({ max_iter: { type: "number", default: 10 }, tol: { type: "number", default: 1e-5 } }),
     // Accepted and ignored, as in mergekit: every input weighs the same.
-    perModel: table<ParameterSpec>({ weight: { type: "number" } }),
+    perModel: table<ParameterSpec>({ weight: { type: "number", ignored: true } }),
   },
   model_stock: {
     name: "model_stock", title: "Model Stock", paper: "https://arxiv.org/abs/2403.19522", kind: "modelStock", needsBase: true,
