@@ -11,6 +11,8 @@ import { inspect, merge } from "../src/node";
 import { parseRecipe } from "../src/recipe/recipe";
 import { WeightsoupError } from "../src/errors";
 import { baseModel, CLI, fineTune, readOutput, removeDir, tempDir, TINY, WORKER_URL, writeCase, writeModel } from "./helpers/fixtures";
+import { aliasBombText, deepText } from "./helpers/fuzz-json";
+import { parseRecipeInThread } from "./helpers/recipe-thread";
 import { encodeTensor } from "./reference/safetensors";
 import type { RefModel } from "./reference/merge";
 
@@ -226,6 +228,27 @@ describe("hostile YAML and JSON", () => {
   });
   test("lists nested 70 deep (parsable) are refused as too deep", () => {
     assert.throws(recipe(`merge_method: linear\nparameters: {weight: ${"[".repeat(70)}1${"]".repeat(70)}}\n`), syntax(/deeper than/));
+  });
+  // Aliases are resolved by walking the whole document, once per alias: a deep document made each walk
+  // slow and many aliases made many walks, so these took minutes (fuzz seed 4242). 60 s turns such a
+  // hang into a failure; both take well under a second.
+  const DEADLINE_MS = 60_000;
+  const refusedInThread = async (text: string, pattern: RegExp) => {
+    const r = await parseRecipeInThread(text, DEADLINE_MS);
+    assert.equal(r.outcome, "rejected", JSON.stringify(r));
+    if (r.outcome !== "rejected") return;
+    assert.ok(r.typed, `a WeightsoupError, got ${r.name}: ${r.message}`);
+    assert.equal(r.code, "E_RECIPE_SYNTAX", r.message);
+    assert.match(r.message, pattern);
+  };
+  test("a filter nested 5,000 deep beside an alias bomb is refused as too deep, naming where", async () => {
+    await refusedInThread(
+      `{merge_method: linear, models: [{model: ./a}], parameters: {weight: [{filter: ${deepText("object", 5_000)}, value: 1}], x: ${aliasBombText(9, 9)}}}\n`,
+      /^r\.yml:1:\d+: nests deeper than 64 levels/,
+    );
+  });
+  test("20,000 aliases of one anchor are refused as an alias bomb", async () => {
+    await refusedInThread(`merge_method: linear\nmodels: [{model: ./a, parameters: {weight: &w 1}}]\nparameters: {x: [${Array(20_000).fill("*w").join(", ")}]}\n`, /alias/);
   });
   test("a shape element nested 100,000 deep in a header is a typed header error", async () => {
     const json = `{"w":{"dtype":"F32","shape":${"[".repeat(100_000)}${"]".repeat(100_000)},"data_offsets":[0,0]}}`;

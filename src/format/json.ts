@@ -60,9 +60,27 @@ interface ValueSpan {
  * New values are formatted in the file's own indentation. `text` must be a valid JSON object.
  */
 export function editTopLevel(text: string, changes: ReadonlyMap<string, unknown>): string {
-  const spans = topLevelSpans(text);
-  const indent = spans.length ? lineIndent(text, spans[0]!.keyStart) : "  ";
-  const format = (value: unknown) => JSON.stringify(value, null, indent).split("\n").join("\n" + indent);
+  return editMembers(text, text.indexOf("{"), changes);
+}
+
+/**
+ * As editTopLevel, for the members of the object that is top-level key `section`'s value
+ * (`text_config` of a multimodal config.json). Text without that key, or where it holds no object, is
+ * returned as it is.
+ */
+export function editSection(text: string, section: string, changes: ReadonlyMap<string, unknown>): string {
+  const span = memberSpans(text, text.indexOf("{")).find((s) => s.key === section);
+  return span && text[span.start] === "{" && changes.size ? editMembers(text, span.start, changes) : text;
+}
+
+/** Edits the members of the object whose `{` is at `open`. */
+function editMembers(text: string, open: number, changes: ReadonlyMap<string, unknown>): string {
+  const spans = memberSpans(text, open);
+  // Members are indented one step more than the line holding the object's `{`.
+  const outer = /^[ \t]*/.exec(text.slice(text.lastIndexOf("\n", open - 1) + 1, open))![0];
+  const indent = spans.length ? lineIndent(text, spans[0]!.keyStart) : outer + "  ";
+  const step = indent.length > outer.length && indent.startsWith(outer) ? indent.slice(outer.length) : indent;
+  const format = (value: unknown) => JSON.stringify(value, null, step).split("\n").join("\n" + indent);
   let out = text;
   // From the end backwards, so earlier offsets stay valid.
   for (const span of [...spans].reverse()) {
@@ -71,10 +89,12 @@ export function editTopLevel(text: string, changes: ReadonlyMap<string, unknown>
   const added = [...changes].filter(([key]) => !spans.some((s) => s.key === key));
   if (added.length === 0) return out;
   const entries = added.map(([key, value]) => `${indent}${JSON.stringify(key)}: ${format(value)}`);
-  if (spans.length === 0) return `{\n${entries.join(",\n")}\n}` + out.slice(out.lastIndexOf("}") + 1);
-  // After the last value (its position is unchanged: every edit above lies at or before it... except
-  // the last value itself, so find it again).
-  const last = topLevelSpans(out).pop()!;
+  if (spans.length === 0) {
+    const close = out.indexOf("}", open + 1);
+    return `${out.slice(0, open)}{\n${entries.join(",\n")}\n${outer}}${out.slice(close + 1)}`;
+  }
+  // After the last value (edits above moved it, so find it again; `open` lies before every edit).
+  const last = memberSpans(out, open).pop()!;
   return out.slice(0, last.end) + entries.map((e) => ",\n" + e).join("") + out.slice(last.end);
 }
 
@@ -84,10 +104,10 @@ function lineIndent(text: string, at: number): string {
   return /^[ \t]*$/.test(ws) && ws.length > 0 ? ws : "  ";
 }
 
-/** The top-level keys of a JSON object's text and the spans of their values, in order. */
-function topLevelSpans(text: string): ValueSpan[] {
+/** The keys of the JSON object whose `{` is at `open` in `text`, and the spans of their values, in order. */
+function memberSpans(text: string, open: number): ValueSpan[] {
   const spans: ValueSpan[] = [];
-  let i = text.indexOf("{") + 1;
+  let i = open + 1;
   const skipWs = () => {
     while (i < text.length && /\s/.test(text[i]!)) i++;
   };

@@ -3,11 +3,12 @@
  * keys that must change changed), a README.md model card naming the method, the models and the
  * recipe, and the recipe itself.
  */
-import { editTopLevel } from "../format/json";
+import { editSection, editTopLevel } from "../format/json";
 import { torchDtypeName } from "../format/dtypes";
 import type { LoadedModel } from "../model/model";
 import { parseRepoId } from "../model/repo-id";
 import { layerCountKeys } from "../model/roles";
+import { TEXT_SECTIONS } from "../model/stacks";
 import type { MergePlan } from "../plan/plan";
 import { version } from "../../package.json";
 
@@ -16,7 +17,10 @@ export const VERSION: string = version;
 /**
  * The donor's config.json as written, with the output dtype, and, when slices change the layers, the
  * layer count and every per-layer list rebuilt from the output layers' sources (transformers refuses
- * a config whose `layer_types` does not have one entry per layer).
+ * a config whose `layer_types` does not have one entry per layer). A multimodal config states the text
+ * decoder's count in a section (text_config, ...), sometimes at the top level as well: each place that
+ * states the decoder's old count gets the new one, and the section's per-layer lists are rebuilt too.
+ * Other sections (vision_config) describe other stacks, which slices do not change.
  */
 export function outputConfig(plan: MergePlan): string | null {
   const donor = plan.models.get(plan.donor)!;
@@ -30,33 +34,65 @@ export function outputConfig(plan: MergePlan): string | null {
     if (Object.hasOwn(config, "torch_dtype") || !Object.hasOwn(config, "dtype")) changes.set("torch_dtype", name);
   }
   if (plan.tokenizerOutput?.vocabSize !== undefined) changes.set("vocab_size", plan.tokenizerOutput.vocabSize);
+  const sectionChanges = new Map<string, Map<string, unknown>>();
   if (plan.outputLayers !== undefined) {
-    const keys = layerCountKeys(config);
-    for (const key of keys.length ? keys : ["num_hidden_layers"]) changes.set(key, plan.outputLayers);
-    for (const key of perLayerKeys(donor)) {
-      const rebuilt = plan.layerSources.map(({ model, layer }) => perLayerList(plan.models.get(model)!, key)?.[layer]);
-      if (rebuilt.every((v) => v !== undefined)) changes.set(key, rebuilt);
+    for (const key of layerCountKeys(config)) changes.set(key, plan.outputLayers);
+    layerChanges(plan, null, changes);
+    let stated = layerCountKeys(config).length > 0;
+    for (const section of TEXT_SECTIONS) {
+      const inner = sectionOf(config, section);
+      if (!inner) continue;
+      const edits = new Map<string, unknown>();
+      for (const key of layerCountKeys(inner)) {
+        if (inner[key] !== donor.layers) continue;
+        edits.set(key, plan.outputLayers);
+        stated = true;
+      }
+      layerChanges(plan, section, edits);
+      if (edits.size) sectionChanges.set(section, edits);
     }
+    // A config that states no count anywhere gets the common key, so it describes the new depth.
+    if (!stated) changes.set("num_hidden_layers", plan.outputLayers);
   }
-  const text = editTopLevel(donor.configText, changes);
+  let text = editTopLevel(donor.configText, changes);
+  for (const [section, edits] of sectionChanges) text = editSection(text, section, edits);
   return text.endsWith("\n") ? text : text + "\n";
+}
+
+/** A section of config.json that is an object, or undefined. */
+function sectionOf(config: Record<string, unknown> | null, section: string): Record<string, unknown> | undefined {
+  const value = config?.[section];
+  return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+/** Sets in `changes` every per-layer list of the donor's config (`section` of it, or its top level when null), rebuilt for the output layers. */
+function layerChanges(plan: MergePlan, section: string | null, changes: Map<string, unknown>): void {
+  const donor = plan.models.get(plan.donor)!;
+  const at = (model: LoadedModel) => (section === null ? model.config : sectionOf(model.config, section));
+  for (const key of perLayerKeys(at(donor), donor.layers)) {
+    const rebuilt = plan.layerSources.map(({ model, layer }) => {
+      const source = plan.models.get(model)!;
+      return perLayerList(at(source), key, source.layers)?.[layer];
+    });
+    if (rebuilt.every((v) => v !== undefined)) changes.set(key, rebuilt);
+  }
 }
 
 /** Top-level lists that may hold one entry per layer but never do. */
 const NOT_PER_LAYER = new Set(["architectures"]);
 
 /**
- * Keys of a model's config.json holding one entry per layer: `layer_types`, and any other list as long
+ * Keys of a config (or section) holding one entry per layer: `layer_types`, and any other list as long
  * as the layer count (for one-layer models only `layer_types`, since a list of one says little).
  */
-function perLayerKeys(model: LoadedModel): string[] {
-  return Object.keys(model.config ?? {}).filter((key) => perLayerList(model, key) !== undefined);
+function perLayerKeys(config: Record<string, unknown> | null | undefined, layers: number): string[] {
+  return Object.keys(config ?? {}).filter((key) => perLayerList(config, key, layers) !== undefined);
 }
 
-function perLayerList(model: LoadedModel, key: string): unknown[] | undefined {
-  const value = model.config?.[key];
-  if (!Array.isArray(value) || value.length !== model.layers || NOT_PER_LAYER.has(key)) return undefined;
-  return model.layers >= 2 || key === "layer_types" ? value : undefined;
+function perLayerList(config: Record<string, unknown> | null | undefined, key: string, layers: number): unknown[] | undefined {
+  const value = config?.[key];
+  if (!Array.isArray(value) || value.length !== layers || NOT_PER_LAYER.has(key)) return undefined;
+  return layers >= 2 || key === "layer_types" ? value : undefined;
 }
 
 /**

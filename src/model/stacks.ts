@@ -36,7 +36,7 @@ export function layerStacks(names: Iterable<string>): Map<string, LayerStack> {
 const TOWER = /(^|[._])(vision|visual|image|img|audio|speech|video|projector)([._]|$)/i;
 
 /** config.json sections of multimodal models that describe the text decoder. */
-const TEXT_SECTIONS = ["text_config", "language_config", "llm_config"];
+export const TEXT_SECTIONS = ["text_config", "language_config", "llm_config"];
 
 /** Layer counts config.json states for the text decoder: every top-level key (binding), else a text section's (a hint). */
 function declaredCounts(config: Record<string, unknown> | null): { key: string; value: unknown; binding: boolean }[] {

@@ -2,7 +2,7 @@
  * @file mergekit recipes: the YAML schema of mergekit's config.py, parsed and checked before anything
  * else happens. Every problem names the recipe file and the key path (slices[1].sources[0].layer_range).
  */
-import { isScalar, LineCounter, parseAllDocuments, visit, type Document } from "yaml";
+import { isAlias, isCollection, isNode, isPair, isScalar, LineCounter, parseAllDocuments, type Document } from "yaml";
 import { describeValue, RecipeError } from "../errors";
 import { MAX_JSON_DEPTH } from "../format/json";
 import { dtypeFromRecipeName, type FloatDtype } from "../format/dtypes";
@@ -114,22 +114,49 @@ const MAX_ALIAS_COUNT = 100;
  * fail here, as do values nested deeper than any recipe needs.
  */
 function toPlainValue(doc: Document, syntax: (what: string, offset?: number) => RecipeError): unknown {
+  // Checked on the syntax tree before anything is expanded: the yaml package resolves an alias by
+  // walking the whole document (a walk whose cost grows with the square of its depth), so a deep
+  // document with aliases, or thousands of aliases, would keep toJS busy for minutes.
+  const problem = treeProblem(doc);
+  if (problem) throw syntax(problem.what, problem.offset);
   let value: unknown;
   try {
     value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (cause) {
-    let at: number | undefined;
-    visit(doc, {
-      Alias(_, node) {
-        if (at === undefined && node.resolve(doc) === undefined) at = node.range?.[0];
-      },
-    });
     const message = (cause as Error).message;
     if (/excessive alias count/i.test(message)) throw syntax(`expands aliases more than ${MAX_ALIAS_COUNT} times (an alias bomb?)`);
-    throw syntax(/unresolved alias/i.test(message) ? `${message.replace(/^Unresolved alias/, "alias")} is defined nowhere before it` : message.split("\n")[0]!, at);
+    throw syntax(message.split("\n")[0]!);
   }
   if (depthExceeds(value, MAX_JSON_DEPTH)) throw syntax(`nests deeper than ${MAX_JSON_DEPTH} levels`);
   return value;
+}
+
+/**
+ * The first thing in a document's syntax tree that rules it out, with where it starts: nesting deeper
+ * than MAX_JSON_DEPTH, more aliases than MAX_ALIAS_COUNT, an alias to no anchor before it. One walk in
+ * document order, without recursion (the tree may be 100,000 levels deep).
+ */
+function treeProblem(doc: Document): { what: string; offset: number | undefined } | undefined {
+  const anchors = new Set<string>();
+  let aliases = 0;
+  const stack: [unknown, number][] = [[doc.contents, 0]];
+  while (stack.length) {
+    const [node, depth] = stack.pop()!;
+    const offset = (node as { range?: [number, number, number] } | null)?.range?.[0];
+    if (isAlias(node)) {
+      if (++aliases > MAX_ALIAS_COUNT) return { what: `expands aliases more than ${MAX_ALIAS_COUNT} times (an alias bomb?)`, offset };
+      if (!anchors.has(node.source)) return { what: `alias *${node.source} refers to no anchor &${node.source} before it`, offset };
+      continue;
+    }
+    if (isNode(node) && node.anchor) anchors.add(node.anchor);
+    if (isPair(node)) {
+      stack.push([node.value, depth], [node.key, depth]);
+    } else if (isCollection(node)) {
+      if (depth >= MAX_JSON_DEPTH) return { what: `nests deeper than ${MAX_JSON_DEPTH} levels`, offset };
+      for (let i = node.items.length - 1; i >= 0; i--) stack.push([node.items[i], depth + 1]);
+    }
+  }
+  return undefined;
 }
 
 /** Whether a plain value nests lists and mappings deeper than `limit` (iterative: no recursion). */
