@@ -257,7 +257,7 @@ test("HTML report: self-contained, sections in order, table cells typed, SVG inl
 
 test("the well-formedness scanner used above rejects broken XML", () => {
   for (const bad of [`<svg><g></svg>`, `<svg>a & b</svg>`, `<svg a="<"/>`, `<svg a=1/>`, `<svg/><svg/>`, `<svg>\u0001</svg>`, `<svg a="1" a="2"/>`]) {
-    assert.throws(() => checkWellFormed(bad), undefined, bad);
+    assert.throws(() => checkWellFormed(bad), assert.AssertionError, bad);
   }
   assert.deepEqual(checkWellFormed(`<svg><g a="&amp;"/>x &lt; y</svg>`), ["svg", "g"]);
 });
