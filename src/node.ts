@@ -172,11 +172,14 @@ export async function greedySoup(models: readonly string[], options: Omit<SoupOp
     if (isRecipePath(name)) throw new DataError("E_DATA", `${name}: soup ingredients are model folders; merge the recipe first and give its folder`, { file: name });
     return { name, model: await resolveModel(name, dir) };
   }));
-  const inputs = ingredients.flatMap((i) => pathsOf(i.model));
-  return greedySoupWith(ingredients, {
-    ...rest,
-    ...(out === undefined ? {} : { out: typeof out === "string" ? () => NodeOutputFolder.open(out, { force: force ?? false, inputs }) : out }),
-  });
+  // The output folder is opened (checked, locked) before any evaluation, so a non-empty one is refused at once.
+  const folder = typeof out === "string" ? await NodeOutputFolder.open(out, { force: force ?? false, inputs: ingredients.flatMap((i) => pathsOf(i.model)) }) : out;
+  try {
+    return await greedySoupWith(ingredients, { ...rest, ...(folder ? { out: folder } : {}) });
+  } catch (e) {
+    if (typeof out === "string") await folder!.discard();
+    throw e;
+  }
 }
 
 /** Generates text from a model (or a recipe, merged into memory): see GenerateOptions. */
