@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { stringify } from "yaml";
 import { evaluate, lossPath, merge } from "../src/node";
-import { DataError, OptionError } from "../src/errors";
+import { AbortError, DataError, OptionError } from "../src/errors";
+import type { LossPathEvent } from "../src/api/path";
 import { CLI, removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
 import { idsText, LM, permutation, permuted, ruleIds, ruleModel, withNoise, writeLm } from "./helpers/path-models";
 import { referenceEvaluation, type ReferenceModel, type ReferenceTensor } from "./reference/decoder";
@@ -70,8 +71,12 @@ describe("loss path points against hand computation", () => {
   });
 
   test("linear and SLERP points equal the hand-interpolated models evaluated, bit for bit; the barrier is max minus the endpoint mean", async () => {
-    const r = await lossPath(a, b, { ...EVAL, points: 5, slerp: true });
+    const events: LossPathEvent[] = [];
+    const r = await lossPath(a, b, { ...EVAL, points: 5, slerp: true, onProgress: (e) => events.push(e) });
     assert.deepEqual(r.points.map((p) => p.lambda), [0, 0.25, 0.5, 0.75, 1]);
+    const started = events.filter((e) => e.type === "path-point").map((e) => e.type === "path-point" && `${e.path} ${e.index}/${e.points} ${e.lambda}`);
+    assert.deepEqual(started, ["linear", "slerp"].flatMap((k) => [0, 1, 2, 3, 4].map((i) => `${k} ${i}/5 ${i / 4}`)));
+    assert.equal(events.at(-1)!.type, "path-done");
     assert.equal(r.predicted, 3 * 31, "96 tokens in windows of 32 predict 31 each");
     // Endpoints: A and B themselves.
     assert.equal(r.points[0]!.nll, (await evaluate([a], EVAL)).results[0]!.nll);
@@ -115,6 +120,9 @@ describe("loss path points against hand computation", () => {
   test("bad input: typed errors", async () => {
     await assert.rejects(lossPath(a, a, EVAL), (e: unknown) => e instanceof DataError && e.code === "E_DATA" && /both/.test(e.message));
     await assert.rejects(lossPath(a, b, { ...EVAL, points: 1 }), (e: unknown) => e instanceof OptionError && e.details.key === "points");
+    const controller = new AbortController();
+    controller.abort();
+    await assert.rejects(lossPath(a, b, { ...EVAL, signal: controller.signal }), (e: unknown) => e instanceof AbortError);
     await assert.rejects(lossPath(a, join(root, "missing"), EVAL), (e: unknown) => e instanceof Error && "code" in e && e.code === "E_MODEL_NOT_FOUND");
   });
 });
@@ -160,7 +168,12 @@ describe("weightsoup path", () => {
     assert.ok(html.includes(String(lib.points[1]!.nll)), "report table holds the midpoint's NLL");
   });
 
-  test("exit codes: 2 for bad usage, 1 for bad input", () => {
+  test("exit codes: 2 for bad usage, 1 for bad input; --help", () => {
+    for (const command of ["path", "soup"]) {
+      const help = run(command, "--help");
+      assert.equal(help.status, 0);
+      assert.match(help.stdout, new RegExp(`^usage: weightsoup ${command}`));
+    }
     assert.equal(run("path", "ca").status, 2);
     assert.equal(run("path", "ca", "cb", "--points", "1").status, 2);
     assert.equal(run("path", "ca", "cb", "--text", "text.txt", "--ids", "ids.json").status, 2);
