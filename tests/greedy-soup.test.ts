@@ -117,6 +117,8 @@ describe("greedy soup with a harmful ingredient", () => {
   test("bad input: typed errors", async () => {
     await assert.rejects(greedySoup([dirs.c!], EVAL), (e: unknown) => e instanceof DataError && /at least two/.test(e.message));
     await assert.rejects(greedySoup([dirs.c!, dirs.c!], EVAL), (e: unknown) => e instanceof DataError && /twice/.test(e.message));
+    const plus = await writeLm(join(root, "d+x"), models.d!);
+    await assert.rejects(greedySoup([dirs.c!, plus], EVAL), (e: unknown) => e instanceof DataError && /"\+"/.test(e.message));
   });
 });
 

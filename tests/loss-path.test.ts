@@ -117,6 +117,12 @@ describe("loss path points against hand computation", () => {
     assert.equal(fromRecipe.a, recipe);
   });
 
+  test("endpoint names are never read as recipe syntax (a \"+\" in a folder name)", async () => {
+    const plus = await writeLm(join(root, "b+copy"), B);
+    const r = await lossPath(a, plus, { ...EVAL, points: 2 });
+    assert.equal(r.points[1]!.nll, (await evaluate([b], EVAL)).results[0]!.nll);
+  });
+
   test("bad input: typed errors", async () => {
     await assert.rejects(lossPath(a, a, EVAL), (e: unknown) => e instanceof DataError && e.code === "E_DATA" && /both/.test(e.message));
     await assert.rejects(lossPath(a, b, { ...EVAL, points: 1 }), (e: unknown) => e instanceof OptionError && e.details.key === "points");

@@ -82,10 +82,11 @@ export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPath
   // One evaluate call per curve, every point a subject of it: the text is tokenized once and one pool
   // serves all points; each point's numbers do not depend on the others (evaluate's guarantee).
   const curve = async (kind: PathKind, aligned: boolean, bFolder: ModelFolder): Promise<LossCurve> => {
-    const resolve = (n: string) => (n === nameA ? folderA : bFolder);
+    // The recipes name the endpoints "A" and "B" (any name a person gives, "+" or spaces included, would be read as recipe syntax).
+    const resolve = (n: string) => (n === "A" ? folderA : bFolder);
     const grid = lambdas(points);
     const label = (lambda: number) => `${aligned ? "aligned " : ""}${kind} λ=${lambda}`;
-    const subjects = grid.map((lambda) => ({ name: label(lambda), recipe: kind === "linear" ? linearPointRecipe(nameA, nameB, lambda) : slerpPointRecipe(nameA, nameB, lambda), models: resolve }));
+    const subjects = grid.map((lambda) => ({ name: label(lambda), recipe: kind === "linear" ? linearPointRecipe("A", "B", lambda) : slerpPointRecipe("A", "B", lambda), models: resolve }));
     const index = new Map(grid.map((lambda, i) => [label(lambda), i]));
     const { results } = await evaluate(subjects, {
       ...evalOptions,

@@ -79,6 +79,8 @@ export async function greedySoup(ingredients: readonly SoupIngredient[], options
   const names = ingredients.map((i) => subjectName(i));
   const folders = new Map<string, ModelFolder>();
   for (const [i, name] of names.entries()) {
+    // The soup's recipe names the ingredients as given; a name recipe syntax would change cannot be one.
+    if (name !== name.trim() || name.includes("+") || !name) throw new DataError("E_DATA", `"${name}": an ingredient's name cannot be empty, contain "+" (a LoRA reference in recipes) or start or end with spaces; give it another name`, { model: name });
     if (folders.has(name)) throw new DataError("E_DATA", `"${name}" is given twice as a soup ingredient`, { model: name });
     folders.set(name, ingredients[i]!.model);
   }
