@@ -8,3 +8,5 @@ export { inspect } from "./api/inspect";
 export * from "./common";
 export { DirectoryOutputFolder } from "./io/directory-output";
 export { extractLora } from "./api/extract-lora";
+export { lossPath } from "./api/path";
+export { greedySoup } from "./api/soup";

@@ -30,3 +30,5 @@ export { loadTokenizer, type Tokenizer } from "./tokenizer/tokenizer";
 export { readTokenIds } from "./tokenizer/token-ids";
 export { DEFAULT_TEXT, DEFAULT_TEXT_NAME } from "./eval/default-text";
 export type { ExtractLoraOptions, ExtractLoraResult, ModuleReport, SkippedTensor } from "./lora/extract";
+export { lossCurve, DEFAULT_PATH_POINTS, type LossPathOptions, type LossPathResult, type LossPathEvent, type LossCurve, type LossPoint, type PathKind } from "./api/path";
+export type { SoupOptions, SoupResult, SoupEvent, SoupStep, SoupIngredient } from "./api/soup";

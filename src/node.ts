@@ -9,7 +9,7 @@
 import { dirname, resolve } from "node:path";
 import { merge as mergeWith, type MergeOptions, type MergeSummary } from "./api/merge";
 import { inspect as inspectFolder, type InspectReport } from "./api/inspect";
-import { ModelError, WeightsoupError } from "./errors";
+import { DataError, ModelError, WeightsoupError } from "./errors";
 import { NodeFolder, readTextFile } from "./io/node-folder";
 import type { ModelFolder } from "./io/folder";
 import { checkIntegerOptions } from "./api/options";
@@ -25,6 +25,8 @@ import { generate as generateWith, type GenerateOptions, type GenerationResult }
 import { checkExtractOptions, extractLora as extractLoraFolders } from "./api/extract-lora";
 import type { ExtractLoraOptions, ExtractLoraResult } from "./lora/extract";
 import { plan as planWith, type PlanOptions, type PlanReport } from "./api/plan";
+import { lossPath as lossPathWith, type LossPathOptions, type LossPathResult } from "./api/path";
+import { greedySoup as greedySoupWith, type SoupOptions, type SoupResult } from "./api/soup";
 
 export interface NodeMergeOptions extends Omit<MergeOptions, "out" | "models"> {
   /** Output folder path (created if missing; must be empty unless `force`), or any OutputFolder. */
@@ -140,6 +142,44 @@ export async function evaluate(subjects: readonly string[], options: NodeEvaluat
     : { name, model: await resolveModel(name, baseDir) };
   const { against, baseDir: _, ...rest } = options;
   return evaluateWith(await Promise.all(subjects.map(subject)), { ...rest, against: await Promise.all((against ?? []).map(subject)) });
+}
+
+/** A model path (folder, .safetensors file, Hugging Face cache name) or a recipe .yml, as evaluate names them. */
+async function evalSubject(name: string, baseDir: string): Promise<EvalSubject> {
+  return isRecipePath(name)
+    ? { name, recipe: await readRecipe(name), models: (n: string) => resolveModel(n, dirname(resolve(name))) }
+    : { name, model: await resolveModel(name, baseDir) };
+}
+
+/**
+ * The loss along (1 − λ)·A + λ·B (and optionally SLERP, and after aligning B to A) on a text, and
+ * the barrier; A and B are models or recipes (a recipe is merged into memory first). See api/path.ts.
+ */
+export async function lossPath(a: string, b: string, options: LossPathOptions & { baseDir?: string }): Promise<LossPathResult> {
+  const { baseDir, ...rest } = options;
+  const dir = resolve(baseDir ?? ".");
+  return lossPathWith(await evalSubject(a, dir), await evalSubject(b, dir), rest);
+}
+
+/**
+ * Wortsman et al.'s greedy soup of models on a held-out text (see api/soup.ts); with `out` (a folder
+ * path or an OutputFolder), the soup is written there.
+ */
+export async function greedySoup(models: readonly string[], options: Omit<SoupOptions, "out"> & { out?: string | OutputFolder; force?: boolean; baseDir?: string }): Promise<SoupResult> {
+  const { baseDir, out, force, ...rest } = options;
+  const dir = resolve(baseDir ?? ".");
+  const ingredients = await Promise.all(models.map(async (name) => {
+    if (isRecipePath(name)) throw new DataError("E_DATA", `${name}: soup ingredients are model folders; merge the recipe first and give its folder`, { file: name });
+    return { name, model: await resolveModel(name, dir) };
+  }));
+  // The output folder is opened (checked, locked) before any evaluation, so a non-empty one is refused at once.
+  const folder = typeof out === "string" ? await NodeOutputFolder.open(out, { force: force ?? false, inputs: ingredients.flatMap((i) => pathsOf(i.model)) }) : out;
+  try {
+    return await greedySoupWith(ingredients, { ...rest, ...(folder ? { out: folder } : {}) });
+  } catch (e) {
+    if (typeof out === "string") await folder!.discard();
+    throw e;
+  }
 }
 
 /** Generates text from a model (or a recipe, merged into memory): see GenerateOptions. */

@@ -97,6 +97,42 @@ export const COMMANDS = {
   --quiet               no progress line
   --json                print the per-module report as JSON on stdout`,
   },
+  path: {
+    usage: "weightsoup path A B [options]",
+    summary: "loss (mean NLL, as eval defines it) along (1 - λ)·A + λ·B for two models or recipes, and the barrier; optionally along SLERP and after aligning B to A",
+    options: `  --text FILE           the text to score (default: a shipped public-domain English text)
+  --ids FILE            pre-tokenized input instead: a JSON list of ids, or a .safetensors with one integer tensor
+  --points N            evenly spaced points from A (λ = 0) to B (λ = 1), both included (default 11)
+  --slerp               also the SLERP path (mergekit's slerp, t = λ, A as the base)
+  --align               also both paths after aligning B to A (weight matching, spec from config.json)
+  --max-sweeps N        --align: weight matching's sweep limit (default 100)
+  --context N           tokens per window; each window is a separate forward pass (default 512)
+  --max-tokens N        cut the tokenized text to N tokens first
+  --workers N           worker threads (default: available cores)
+  --memory-budget SIZE  wasm memory per worker (default 256MiB)
+  --seed N              DARE's seed in recipe endpoints, and the alignment's group order (default 0)
+  --svg FILE            write the loss chart as SVG
+  --report FILE.html    write a self-contained HTML report (chart, barriers, points)
+  --quiet               no progress line
+  --json                print the result as JSON on stdout`,
+  },
+  soup: {
+    usage: "weightsoup soup MODEL... [options]",
+    summary: "a model soup: the uniform average of the models, or with --greedy Wortsman et al.'s greedy soup on held-out loss; reports both and writes the soup with --out",
+    options: `  --text FILE           the held-out text (default: a shipped public-domain English text)
+  --ids FILE            pre-tokenized held-out input instead (JSON list or .safetensors)
+  --greedy              greedy soup: best ingredient first, each next one kept only if the held-out NLL does not get worse
+  --out DIR             write the soup (a linear merge, weight 1 each) to DIR
+  --force               replace a non-empty DIR
+  --context N           tokens per window (default 512)
+  --max-tokens N        cut the tokenized text to N tokens first
+  --workers N           worker threads (default: available cores)
+  --memory-budget SIZE  wasm memory per worker (default 256MiB)
+  --svg FILE            --greedy: write the trajectory chart as SVG
+  --report FILE.html    write a self-contained HTML report (ingredients, trajectory, chart, recipe)
+  --quiet               no progress line
+  --json                print the result as JSON on stdout`,
+  },
   example: {
     usage: "weightsoup example [DIR]",
     summary: "write small example models to DIR (default ./example), merge them and evaluate the merge",

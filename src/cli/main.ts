@@ -29,6 +29,7 @@ import { runExample } from "../example/example";
 import { ProgressBar } from "./progress";
 import { formatBytes, formatSeconds } from "../units";
 import { extractLoraCommand } from "./lora-command";
+import { pathCommand, soupCommand } from "./measure-commands";
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const debug = argv.includes("--debug");
@@ -44,6 +45,8 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       case "generate": return await generateCommand(rest, io);
       case "example": return await exampleCommand(rest, io);
       case "extract-lora": return await extractLoraCommand(rest, io);
+      case "path": return await pathCommand(rest, io);
+      case "soup": return await soupCommand(rest, io);
       case "--version": case "-v": case "version": io.stdout.write(`${VERSION}\n`); return 0;
       case undefined: io.stderr.write(HELP + "\n"); return 2;
       case "--help": case "-h": case "help": io.stdout.write(HELP + "\n"); return 0;

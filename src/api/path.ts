@@ -1,0 +1,127 @@
+/**
+ * @file The library call: lossPath(a, b, options). The loss (mean NLL, as evaluate defines it) at
+ * evenly spaced λ on (1 − λ)·A + λ·B, each point an in-memory linear-merge recipe run through
+ * evaluate, so a point's number equals writing that merge and evaluating the folder, bit for bit.
+ * Optionally the same along SLERP, and after B is permuted onto A (Git Re-Basin weight matching).
+ * The barrier is Git Re-Basin's (Ainsworth et al. 2022, Def. 2.2): the largest loss on the path minus
+ * the mean of the two endpoint losses.
+ */
+import { DataError } from "../errors";
+import type { ModelFolder } from "../io/folder";
+import { alignedEndpoint, endpointFolder, subjectName, type Alignment } from "../measure/endpoints";
+import { lambdas, linearPointRecipe, slerpPointRecipe } from "../measure/recipes";
+import { evaluate, type EvalSubject, type EvaluateOptions } from "./evaluate";
+import { checkCallbackOption, checkIntegerOptions } from "./options";
+
+export type LossPathEvent =
+  | { type: "path-endpoint"; endpoint: "A" | "B"; name: string }
+  | { type: "path-align"; reference: string; model: string }
+  | { type: "path-point"; path: PathKind; aligned: boolean; index: number; points: number; lambda: number }
+  | { type: "path-done"; seconds: number };
+
+export type PathKind = "linear" | "slerp";
+
+export interface LossPathOptions extends Omit<EvaluateOptions, "against" | "onProgress"> {
+  /** Evenly spaced points from A (λ = 0) to B (λ = 1), both included (default 11). */
+  points?: number;
+  /** Also measure the SLERP path (mergekit's slerp with t = λ, A as the base). */
+  slerp?: boolean;
+  /** Also measure both paths after permuting B onto A (weight matching, spec from config.json). */
+  align?: boolean;
+  /** Weight matching's sweep limit (default 100); its seed is `seed`. */
+  maxSweeps?: number;
+  onProgress?: (event: LossPathEvent) => void;
+}
+
+export interface LossPoint {
+  lambda: number;
+  /** Mean negative log-likelihood per predicted token, nats (evaluate's `nll`). */
+  nll: number;
+  perplexity: number;
+}
+
+export interface LossCurve {
+  points: LossPoint[];
+  /** max_λ L(λ) − (L(0) + L(1)) / 2 (Git Re-Basin Def. 2.2). */
+  barrier: number;
+  /** max_λ [L(λ) − ((1 − λ)·L(0) + λ·L(1))]: the rise above the line joining the endpoint losses. */
+  gap: number;
+  /** The λ of the largest loss (the first, if several are equal). */
+  worstLambda: number;
+}
+
+export interface LossPathResult extends LossCurve {
+  a: string;
+  b: string;
+  /** Tokens evaluated and predicted at every point (the same text for every point). */
+  tokens: number;
+  predicted: number;
+  slerp?: LossCurve;
+  /** The paths again with B permuted onto A first. */
+  aligned?: LossCurve & { slerp?: LossCurve; sweeps: number; groups: Alignment["groups"] };
+  seconds: number;
+}
+
+export const DEFAULT_PATH_POINTS = 11;
+
+export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPathOptions): Promise<LossPathResult> {
+  checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "context", "maxTokens", "points", "maxSweeps"]);
+  checkCallbackOption(options, "onProgress");
+  const started = performance.now();
+  const { points = DEFAULT_PATH_POINTS, slerp = false, align = false, maxSweeps, onProgress, ...evalOptions } = options;
+  const [nameA, nameB] = [subjectName(a), subjectName(b)];
+  if (nameA === nameB) throw new DataError("E_DATA", `A and B are both "${nameA}": a loss path needs two different models or recipes`, { model: nameA });
+  const folder = async (s: EvalSubject, endpoint: "A" | "B", name: string) => {
+    if ("recipe" in s) onProgress?.({ type: "path-endpoint", endpoint, name });
+    return endpointFolder(s, evalOptions);
+  };
+  const folderA = await folder(a, "A", nameA);
+  const folderB = await folder(b, "B", nameB);
+
+  let counts = { tokens: 0, predicted: 0 };
+  // One evaluate call per curve, every point a subject of it: the text is tokenized once and one pool
+  // serves all points; each point's numbers do not depend on the others (evaluate's guarantee).
+  const curve = async (kind: PathKind, aligned: boolean, bFolder: ModelFolder): Promise<LossCurve> => {
+    // The recipes name the endpoints "A" and "B" (any name a person gives, "+" or spaces included, would be read as recipe syntax).
+    const resolve = (n: string) => (n === "A" ? folderA : bFolder);
+    const grid = lambdas(points);
+    const label = (lambda: number) => `${aligned ? "aligned " : ""}${kind} λ=${lambda}`;
+    const subjects = grid.map((lambda) => ({ name: label(lambda), recipe: kind === "linear" ? linearPointRecipe("A", "B", lambda) : slerpPointRecipe("A", "B", lambda), models: resolve }));
+    const index = new Map(grid.map((lambda, i) => [label(lambda), i]));
+    const { results } = await evaluate(subjects, {
+      ...evalOptions,
+      onProgress: (e) => {
+        if (e.type !== "model-start") return;
+        const i = index.get(e.model)!;
+        onProgress?.({ type: "path-point", path: kind, aligned, index: i, points, lambda: grid[i]! });
+      },
+    });
+    counts = { tokens: results[0]!.tokens, predicted: results[0]!.predicted };
+    return lossCurve(results.map((r, i) => ({ lambda: grid[i]!, nll: r.nll, perplexity: r.perplexity })));
+  };
+  const curves = async (aligned: boolean, bFolder: ModelFolder) => {
+    const line = await curve("linear", aligned, bFolder);
+    return slerp ? { ...line, slerp: await curve("slerp", aligned, bFolder) } : line;
+  };
+
+  const result: LossPathResult = { a: nameA, b: nameB, ...(await curves(false, folderB)), ...counts, seconds: 0 };
+  if (align) {
+    onProgress?.({ type: "path-align", reference: nameA, model: nameB });
+    const alignment = await alignedEndpoint(folderA, folderB, { seed: evalOptions.seed, maxSweeps, signal: evalOptions.signal });
+    result.aligned = { ...(await curves(true, alignment.folder)), sweeps: alignment.sweeps, groups: alignment.groups };
+  }
+  result.seconds = (performance.now() - started) / 1000;
+  onProgress?.({ type: "path-done", seconds: result.seconds });
+  return result;
+}
+
+/** Barrier, gap and worst λ of measured points (λ ascending, both endpoints included). */
+export function lossCurve(points: LossPoint[]): LossCurve {
+  const first = points[0]!, last = points[points.length - 1]!;
+  let worst = first, gap = -Infinity;
+  for (const p of points) {
+    if (p.nll > worst.nll) worst = p;
+    gap = Math.max(gap, p.nll - ((1 - p.lambda) * first.nll + p.lambda * last.nll));
+  }
+  return { points, barrier: worst.nll - (first.nll + last.nll) / 2, gap, worstLambda: worst.lambda };
+}

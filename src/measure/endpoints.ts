@@ -1,0 +1,61 @@
+/**
+ * @file The two ends of a loss path as model folders: a checkpoint as it is, a recipe merged into
+ * memory (never written to disk), and B permuted onto A by weight matching, exactly as a recipe's
+ * `align: {to: A}` step permutes it (same spec "auto", seed and sweep limit), so an aligned path point
+ * equals that recipe with the `align:` key.
+ */
+import { matchModels } from "../align/align-model";
+import { writePermutedModel } from "../align/checkpoint";
+import type { GroupSimilarity } from "../align/weight-matching";
+import type { EvalSubject } from "../api/evaluate";
+import { merge } from "../api/merge";
+import type { ModelFolder } from "../io/folder";
+import { MemoryOutputFolder } from "../io/memory-output";
+import { openModel } from "../model/model";
+
+export interface EndpointOptions {
+  workers?: number;
+  memoryBudget?: number;
+  chunkBytes?: number;
+  seed?: number;
+  workerUrl?: URL | string;
+  signal?: AbortSignal;
+}
+
+/** A subject's display name: as given, else the folder's name or the recipe's file. */
+export function subjectName(s: EvalSubject): string {
+  return s.name ?? ("model" in s ? s.model.name : typeof s.recipe === "string" ? "recipe" : s.recipe.file);
+}
+
+/** The subject's weights as a folder; a recipe is merged into memory (the whole model is held there). */
+export async function endpointFolder(s: EvalSubject, options: EndpointOptions): Promise<ModelFolder> {
+  if ("model" in s) return s.model;
+  const memory = new MemoryOutputFolder(subjectName(s));
+  await merge(s.recipe, {
+    out: memory, models: s.models,
+    ...pick(options, ["workers", "memoryBudget", "chunkBytes", "seed", "workerUrl", "signal"]),
+  });
+  return memory.folder();
+}
+
+export interface Alignment {
+  folder: ModelFolder;
+  sweeps: number;
+  groups: ({ name: string; size: number } & GroupSimilarity)[];
+}
+
+/** `b` permuted onto `a` (Git Re-Basin weight matching, spec from config.json), held in memory. */
+export async function alignedEndpoint(a: ModelFolder, b: ModelFolder, options: { seed?: number; maxSweeps?: number; signal?: AbortSignal }): Promise<Alignment> {
+  const [reference, model] = [await openModel(a), await openModel(b)];
+  const matched = await matchModels(reference, model, { spec: "auto", seed: options.seed ?? 0, maxSweeps: options.maxSweeps, signal: options.signal });
+  const memory = new MemoryOutputFolder(`${model.location} (aligned to ${reference.location})`);
+  await writePermutedModel(model, matched.spec, matched.permutations, memory, options.signal);
+  await memory.commit();
+  return { folder: memory.folder(), sweeps: matched.sweeps, groups: matched.groups };
+}
+
+function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
