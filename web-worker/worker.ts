@@ -77,6 +77,7 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
     case "sceNonzero":
       return [];
     case "gram":
+    case "diagnose":
       return [result.partials.buffer as ArrayBuffer];
     case "fusionKL":
       return [result.kl.buffer as ArrayBuffer];
