@@ -11,6 +11,7 @@ export { setScratch } from "./tile";
 export { weightedSum } from "./blend";
 export { slerpStats } from "./reduce";
 export { taskVectorMerge, maskedL1 } from "./taskvector";
+export { diagnoseStage } from "./diagnose";
 export { absDeltaSample, absDeltaRange, keyRange } from "./select";
 export { assignMin, prepareCosts } from "./assignment";
 export { accumulateProduct } from "./gemm";

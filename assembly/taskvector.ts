@@ -149,7 +149,7 @@ function maskOne(mode: u32, threshold: u32, threshold2: u32, key: u32, high: u32
  * element `local`, for the task input at `rec` (its tie budgets are consumed). Multiplying by r = 1 is
  * skipped: it changes no value. `unweighted` stages q = mask(x - b) * r instead (w taken as 1).
  */
-function stageTask(rec: usize, x: usize, b: usize, count: i32, lo: u32, hi: u32, local: i32, p: usize, unweighted: bool): void {
+export function stageTask(rec: usize, x: usize, b: usize, count: i32, lo: u32, hi: u32, local: i32, p: usize, unweighted: bool): void {
   const mode = load<u32>(rec, TV_MODE), threshold = load<u32>(rec, TV_THRESHOLD), key = load<u32>(rec, TV_KEY);
   const threshold2 = load<u32>(rec, TV_THRESHOLD2), bits = <usize>load<u32>(rec, TV_MASK);
   const high = hi + 0x9e3779b9;

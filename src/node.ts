@@ -27,6 +27,7 @@ import type { ExtractLoraOptions, ExtractLoraResult } from "./lora/extract";
 import { plan as planWith, type PlanOptions, type PlanReport } from "./api/plan";
 import { lossPath as lossPathWith, type LossPathOptions, type LossPathResult } from "./api/path";
 import { greedySoup as greedySoupWith, type SoupOptions, type SoupResult } from "./api/soup";
+import { diagnose as diagnoseWith, type DiagnoseOptions, type DiagnosisResult } from "./api/diagnose";
 
 export interface NodeMergeOptions extends Omit<MergeOptions, "out" | "models"> {
   /** Output folder path (created if missing; must be empty unless `force`), or any OutputFolder. */
@@ -87,6 +88,18 @@ export async function plan(recipe: string | Recipe, options: Omit<PlanOptions, "
   const baseDir = typeof recipe === "string" ? dirname(resolve(recipe)) : resolve(options.baseDir ?? ".");
   const { models, baseDir: _, ...rest } = options;
   return planWith(parsed, { ...rest, models: models ?? ((name: string) => resolveModel(name, baseDir)) });
+}
+
+/**
+ * Interference diagnostics of a recipe (a file path, or a parsed Recipe): task-vector norms, cosines,
+ * sign conflicts, trimmed and discarded mass, per tensor and per layer (see api/diagnose.ts). Nothing
+ * is written.
+ */
+export async function diagnose(recipe: string | Recipe, options: Omit<DiagnoseOptions, "models"> & { models?: DiagnoseOptions["models"]; baseDir?: string } = {}): Promise<DiagnosisResult> {
+  const parsed = typeof recipe === "string" ? await readRecipe(recipe) : recipe;
+  const baseDir = typeof recipe === "string" ? dirname(resolve(recipe)) : resolve(options.baseDir ?? ".");
+  const { models, baseDir: _, ...rest } = options;
+  return diagnoseWith(parsed, { ...rest, models: models ?? ((name: string) => resolveModel(name, baseDir)) });
 }
 
 export interface NodeAlignOptions extends AlignOptions {

@@ -78,6 +78,7 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
     case "sceSelect":
       return [];
     case "gram":
+    case "diagnose":
       return [result.partials.buffer as ArrayBuffer];
     case "fusionKL":
       return [result.kl.buffer as ArrayBuffer];

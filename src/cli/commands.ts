@@ -133,6 +133,18 @@ export const COMMANDS = {
   --quiet               no progress line
   --json                print the result as JSON on stdout`,
   },
+  diagnose: {
+    usage: "weightsoup diagnose RECIPE.yml [options]",
+    summary: "interference diagnostics of a recipe's task vectors, per tensor and layer: norms, cosines, sign conflicts, trimmed and discarded mass (nothing is merged)",
+    options: `  --json                print the diagnosis as JSON on stdout
+  --svg FILE            write the sign-conflict heatmap (layer × tensor) as SVG
+  --report FILE.html    write a self-contained HTML report (summary, heatmap, tables)
+  --seed N              DARE's and DELLA's seed, as for merge (default 0)
+  --workers N           worker threads (default: available cores)
+  --memory-budget SIZE  wasm memory per worker (default 256MiB)
+  --chunk-size SIZE     largest chunk of tensor data a worker holds (default 64MiB)
+  --quiet               no progress line`,
+  },
   example: {
     usage: "weightsoup example [DIR]",
     summary: "write small example models to DIR (default ./example), merge them and evaluate the merge",

@@ -26,6 +26,7 @@ export type KernelExports = {
   slerpStats(x0: number, d0: number, x1: number, d1: number, n: number, quant: number, partials: number): void;
   taskVectorMerge(table: number, nInputs: number, n: number, startLo: number, startHi: number, quant: number, flags: number, divisor: number, lambda: number, out: number, outDtype: number): void;
   maskedL1(table: number, nInputs: number, n: number, startLo: number, startHi: number, quant: number, partials: number): void;
+  diagnoseStage(table: number, nInputs: number, t: number, count: number, startLo: number, startHi: number, quant: number, unweighted: number, out: number): void;
   absDeltaSample(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, hist: number): number;
   absDeltaRange(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, lo: number, hi: number, shift: number, hist: number, cand: number, capacity: number, stats: number): void;
   keyRange(keys: number, n: number, lo: number, hi: number, shift: number, hist: number, compact: number, stats: number): void;

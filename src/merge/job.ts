@@ -10,6 +10,7 @@ import type { TensorOp } from "../plan/plan";
 import type { VectorLayout } from "../plan/geometric";
 import type { RowMap } from "../vocab/row-map";
 import type { LoraDelta } from "../lora/delta";
+import type { DiagnoseRequest } from "../diagnose/chunk-stats";
 
 export interface JobInput {
   source: SourceRef;
@@ -110,7 +111,9 @@ export type PassRequest =
   /** Gram matrices of the vectors (inputs, or task vectors with `offsets`): see assembly/geometry.ts. */
   | { kind: "gram"; layout: VectorLayout; cols: number; offsets: boolean }
   /** arcee_fusion: KL divergence of each row (inputs 0 and 1). */
-  | { kind: "fusionKL"; cols: number };
+  | { kind: "fusionKL"; cols: number }
+  /** `diagnose` (src/diagnose/): per-tile statistics of the task vectors as the merge trims and votes on them. */
+  | DiagnoseRequest;
 
 /**
  * Select keys other than |tau| (see select.ts): arcee_fusion's importances |b - a| * KL_row, given
@@ -132,7 +135,8 @@ export type PassResult =
   | { kind: "sceSquares"; partials: Float64Array }
   | { kind: "ramCounts"; partials: Float64Array }
   | { kind: "gram"; partials: Float64Array }
-  | { kind: "fusionKL"; kl: Float64Array };
+  | { kind: "fusionKL"; kl: Float64Array }
+  | { kind: "diagnose"; partials: Float64Array };
 
 export type FinalRequest =
   | { kind: "copy" }

@@ -16,6 +16,7 @@ import type { Kernels } from "../kernels/kernels";
 import { chunkKeys, fusionKLPass, geometricFinal, gramPass, type ChunkView } from "./geometric-chunk";
 import { readMappedRows } from "../vocab/row-map";
 import { applyLoraDelta } from "../lora/apply";
+import { diagnoseChunk } from "../diagnose/chunk-stats";
 import { chunkRange, type FinalRequest, type JobInput, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
 
 export interface LoadedChunk {
@@ -133,7 +134,7 @@ export class ChunkWorkspace {
     const { arena } = this.k;
     if (request.kind === "range") this.reserveCandidates(request.ranges.filter((r) => !r.key || r.key.kind === "absTau"));
     // Buffers kept for the chunk's later passes are made below this pass's temporaries.
-    if (request.kind === "maskedL1") this.della.ensure(this.chunk, request.trims, this.quant());
+    if (request.kind === "maskedL1" || request.kind === "diagnose") this.della.ensure(this.chunk, request.trims, this.quant());
     if (request.kind === "sceNonzero" || request.kind === "sceSelect" || (request.kind === "sceSquares" && request.selection.mode === "top") || (request.kind === "range" && request.ranges.some((r) => r.key && r.key.kind !== "absTau"))) {
       this.variances.ensure(this.chunk, this.quant());
     }
@@ -179,6 +180,8 @@ export class ChunkWorkspace {
           return { kind: "gram", partials: f64(gramPass(this.k, this.view(), request)) };
         case "fusionKL":
           return { kind: "fusionKL", kl: f64(fusionKLPass(this.k, this.view(), request.cols)) };
+        case "diagnose":
+          return { kind: "diagnose", partials: diagnoseChunk(this.k, this.chunk, request, (t, w, r) => this.taskTable(t, w, r), this.quant()) };
       }
       throw new Error(`unknown pass ${(request as { kind: string }).kind}`);
     } finally {

@@ -1,0 +1,104 @@
+/**
+ * @file The library call diagnose(recipe, options): interference diagnostics of a merge recipe, measured
+ * in one streaming pass over its inputs without writing the merge (src/diagnose/). For an `align:`
+ * recipe the pass runs on the inputs as given and again as aligned, to show what alignment changed.
+ */
+import { availableCores, defaultWorkerUrl } from "../env";
+import { AbortError } from "../errors";
+import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare, type MergeOptions } from "./merge";
+import { checkCallbackOption, checkIntegerOptions } from "./options";
+import { diagnoseSums, type DiagnoseEngineOptions, type TensorSums } from "../diagnose/run";
+import { layerDiagnoses, tensorDiagnoses, totalDiagnosis, type GroupStats } from "../diagnose/statistics";
+import { summarize, type Diagnosis } from "../diagnose/present";
+import { parseRecipe, type Recipe } from "../recipe/recipe";
+import { refuseStages } from "./stages";
+
+export interface DiagnoseOptions extends Pick<MergeOptions, "models" | "workers" | "seed" | "memoryBudget" | "chunkBytes" | "chunkElements" | "workerUrl" | "signal"> {
+  onProgress?: (event: DiagnoseEvent) => void;
+}
+
+export type DiagnoseEvent =
+  | { type: "diagnose-start"; recipe: string; method: string; tensors: number; pass: "inputs" | "aligned" }
+  | { type: "tensor-done"; name: string; tensorsDone: number; tensorsTotal: number; pass: "inputs" | "aligned" }
+  | { type: "warning"; message: string }
+  | { type: "diagnose-done"; seconds: number };
+
+/** What `align:` changed: each model's task-vector cosine to the reference's, before and after. */
+export interface AlignmentChange {
+  reference: string;
+  models: { model: string; cosineBefore: number | null; cosineAfter: number | null; normBefore: number; normAfter: number }[];
+  /** The aligned inputs gave exactly the same sums as the given ones: alignment permuted nothing. */
+  noOp: boolean;
+}
+
+export interface DiagnosisResult extends Diagnosis {
+  alignment?: AlignmentChange;
+}
+
+function diagnosisOf(recipe: string, method: string, sums: TensorSums[]): Diagnosis {
+  const first = sums[0]!;
+  const models = [...new Set(sums.flatMap((s) => s.models.slice(1)))];
+  const total = totalDiagnosis(sums);
+  const layers = layerDiagnoses(sums);
+  return { recipe, method, base: first.models[0]!, models, tensors: tensorDiagnoses(sums), layers, total, summary: summarize(total, layers), warnings: [] };
+}
+
+function cosineTo(stats: GroupStats, reference: string, model: string): number | null {
+  return stats.pairs.find((p) => (p.a === reference && p.b === model) || (p.a === model && p.b === reference))?.cosine ?? null;
+}
+
+function sameSums(a: TensorSums[], b: TensorSums[]): boolean {
+  return a.length === b.length && a.every((x, i) => x.sums.length === b[i]!.sums.length && x.sums.every((v, k) => Object.is(v, b[i]!.sums[k])));
+}
+
+export async function diagnose(recipe: Recipe | string, options: DiagnoseOptions): Promise<DiagnosisResult> {
+  checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "chunkElements"]);
+  checkCallbackOption(options, "onProgress");
+  const started = performance.now();
+  const emit = (e: DiagnoseEvent) => options.onProgress?.(e);
+  try {
+    const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
+    refuseStages(parsed);
+    const engine: DiagnoseEngineOptions = {
+      workers: options.workers ?? (await availableCores()),
+      workerUrl: options.workerUrl ?? defaultWorkerUrl(),
+      memoryBudget: options.memoryBudget ?? DEFAULT_MEMORY_BUDGET,
+      chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+      ...(options.chunkElements ? { chunkElements: options.chunkElements } : {}),
+      seed: options.seed ?? 0,
+      ...(options.signal ? { signal: options.signal } : {}),
+    };
+    const measure = async (align: boolean, pass: "inputs" | "aligned") => {
+      const plan = await prepare(parsed, options.models, options.signal, { align });
+      emit({ type: "diagnose-start", recipe: parsed.file, method: plan.method.name, tensors: plan.tensors.length, pass });
+      const sums = await diagnoseSums(plan, engine, (tensorsDone, tensorsTotal, name) => emit({ type: "tensor-done", name, tensorsDone, tensorsTotal, pass }));
+      return { plan, sums };
+    };
+    // With align:, the given inputs are measured first (the "before"), then the aligned ones (what the merge uses).
+    const before = parsed.align ? await measure(false, "inputs") : undefined;
+    const after = await measure(true, parsed.align ? "aligned" : "inputs");
+    const result: DiagnosisResult = diagnosisOf(parsed.file, after.plan.method.name, after.sums);
+    if (parsed.align && before) {
+      const reference = parsed.align.to;
+      const b = totalDiagnosis(before.sums), a = result.total;
+      const noOp = sameSums(before.sums, after.sums);
+      result.alignment = {
+        reference, noOp,
+        models: result.models.filter((m) => m !== reference).map((model) => ({
+          model,
+          cosineBefore: cosineTo(b, reference, model), cosineAfter: cosineTo(a, reference, model),
+          normBefore: b.tasks.find((t) => t.model === model)?.norm ?? 0, normAfter: a.tasks.find((t) => t.model === model)?.norm ?? 0,
+        })),
+      };
+      if (noOp) {
+        result.warnings.push(`align: changed nothing: every model already matches ${reference} unit for unit (models fine-tuned from one base share its hidden-unit order), so alignment is a no-op here`);
+      }
+    }
+    for (const message of result.warnings) emit({ type: "warning", message });
+    emit({ type: "diagnose-done", seconds: (performance.now() - started) / 1000 });
+    return result;
+  } catch (e) {
+    if (options.signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: options.signal.reason });
+    throw e;
+  }
+}

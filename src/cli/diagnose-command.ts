@@ -1,0 +1,96 @@
+/**
+ * @file `weightsoup diagnose RECIPE`: interference diagnostics of a recipe's inputs (nothing merged or
+ * written but the files asked for): a summary, a per-layer table and a terminal chart on stdout, or
+ * JSON; the layer × tensor heatmap as SVG and an HTML report on request.
+ */
+import { rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { AbortError } from "../errors";
+import { outputFailure } from "../io/io-error";
+import { diagnose } from "../node";
+import type { DiagnoseEvent } from "../api/diagnose";
+import { htmlReport } from "../chart/report";
+import { heatmapSvg } from "../chart/svg";
+import { formatValue } from "../chart/text";
+import { lineChartText } from "../chart/terminal";
+import { conflictHeatmap, diagnosisReport, percent } from "../diagnose/present";
+import { args, defined, integer, size, type Io } from "./args";
+
+/** Writes `text` to `path` through a temporary name in the same folder, so a reader never sees half a file. */
+export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  try {
+    await writeFile(temp, text);
+    await rename(temp, path);
+  } catch (cause) {
+    await rm(temp, { force: true }).catch(() => undefined);
+    throw outputFailure(path, "write", cause);
+  }
+}
+
+export async function diagnoseCommand(argv: string[], io: Io): Promise<number> {
+  const parsed = args("diagnose", argv, {
+    json: { type: "boolean" }, svg: { type: "string" }, report: { type: "string" }, seed: { type: "string" }, workers: { type: "string" },
+    "memory-budget": { type: "string" }, "chunk-size": { type: "string" }, quiet: { type: "boolean" },
+  }, [1, 1], io);
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
+  const numeric = defined({
+    seed: integer(values.seed, "seed", "seed"),
+    workers: integer(values.workers, "workers", "workers"),
+    memoryBudget: size(values["memory-budget"], "memory-budget", "memoryBudget"),
+    chunkBytes: size(values["chunk-size"], "chunk-size", "chunkBytes"),
+  });
+  const controller = new AbortController();
+  const onSignal = () => controller.abort(new AbortError("interrupted"));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const interactive = io.stderr.isTTY === true && !values.quiet;
+  const onProgress = (e: DiagnoseEvent) => {
+    if (e.type === "tensor-done" && interactive) io.stderr.write(`\r\x1b[K${e.pass === "aligned" ? "aligned: " : ""}${e.tensorsDone}/${e.tensorsTotal} tensors`);
+    if (e.type === "diagnose-done" && interactive) io.stderr.write(`\r\x1b[K`);
+  };
+  try {
+    const d = await diagnose(positionals[0]!, { ...numeric, signal: controller.signal, onProgress });
+    if (values.svg) await writeFileAtomic(values.svg, heatmapSvg(conflictHeatmap(d)));
+    if (values.report) await writeFileAtomic(values.report, htmlReport(diagnosisReport(d)));
+    if (values.json) {
+      io.stdout.write(JSON.stringify(d) + "\n");
+      return 0;
+    }
+    const out: string[] = [`${d.recipe}: ${d.method}, base ${d.base}, task models ${d.models.join(", ")}`];
+    out.push(...d.summary.map((s) => `  ${s}`));
+    out.push(...d.warnings.map((w) => `  warning: ${w}`));
+    if (d.alignment) {
+      for (const m of d.alignment.models) {
+        out.push(`  align: ${m.model} vs ${d.alignment.reference}: task-vector cosine ${show(m.cosineBefore)} -> ${show(m.cosineAfter)}, ‖τ‖ ${formatValue(m.normBefore)} -> ${formatValue(m.normAfter)}`);
+      }
+    }
+    if (d.layers.length > 0) {
+      const pairs = d.total.pairs.map((p) => `cos ${p.a}/${p.b}`);
+      const head = ["layer", "conflict coords", "conflict mass", ...d.models.map((m) => `‖τ‖/‖b‖ ${m}`), ...pairs];
+      const rows = d.layers.map((l) => [String(l.layer), pct(l.conflict.coordinates), pct(l.conflict.mass),
+        ...d.models.map((m) => pct(l.tasks.find((t) => t.model === m)?.baseRatio ?? null)), ...l.pairs.map((p) => show(p.cosine))]);
+      out.push("", ...columns([head, ...rows]), "");
+      out.push(lineChartText({
+        title: "conflicting mass by layer", xLabel: "layer", yLabel: "fraction of kept task-vector mass",
+        series: [{ name: "conflict", points: d.layers.map((l) => [l.layer, l.conflict.mass ?? NaN] as [number, number]) }],
+      }).trimEnd());
+    }
+    if (values.svg) out.push(`heatmap: ${values.svg}`);
+    if (values.report) out.push(`report: ${values.report}`);
+    io.stdout.write(out.join("\n") + "\n");
+    return 0;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+const show = (x: number | null) => (x === null ? "n/a" : formatValue(x, 3));
+const pct = (x: number | null) => (x === null ? "n/a" : percent(x));
+
+function columns(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  "));
+}

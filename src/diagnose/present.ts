@@ -1,0 +1,131 @@
+/**
+ * @file A diagnosis shown to a person: the plain-language summary, the layer × tensor-kind heatmap and
+ * the HTML report's sections. Pure functions of the diagnosis (same diagnosis, same text and bytes).
+ */
+import type { HeatmapSpec, ReportSpec } from "../chart/spec";
+import { heatmapSvg } from "../chart/svg";
+import { formatValue } from "../chart/text";
+import type { GroupStats, LayerDiagnosis, TensorDiagnosis } from "./statistics";
+
+export interface Diagnosis {
+  recipe: string;
+  method: string;
+  base: string;
+  /** Task models (every model but the base), in recipe order. */
+  models: string[];
+  /** Tensors measured (those with task vectors), in plan order. */
+  tensors: TensorDiagnosis[];
+  layers: LayerDiagnosis[];
+  total: GroupStats;
+  summary: string[];
+  warnings: string[];
+}
+
+/** "41%", "3.2%", "0.04%": two significant digits below 10%. */
+export function percent(x: number): string {
+  const p = 100 * x;
+  if (p === 0) return "0%";
+  return `${p >= 10 ? Math.round(p) : Number(p.toPrecision(2))}%`;
+}
+
+/**
+ * The contiguous run of layers that conflict most: around the layer with the largest conflicting mass
+ * fraction, each adjacent layer whose fraction is at least halfway from the layers' median to that
+ * maximum. Its fraction is that of the run's tensors together.
+ */
+export function hottestLayers(layers: LayerDiagnosis[]): { first: number; last: number; mass: number } | null {
+  const rated = layers.filter((l) => l.conflict.mass !== null);
+  if (rated.length === 0) return null;
+  const sorted = rated.map((l) => l.conflict.mass!).sort((a, b) => a - b);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+  let top = 0;
+  rated.forEach((l, i) => {
+    if (l.conflict.mass! > rated[top]!.conflict.mass!) top = i;
+  });
+  const bar = (median + rated[top]!.conflict.mass!) / 2;
+  const joins = (i: number, j: number) => Math.abs(rated[i]!.layer - rated[j]!.layer) === 1 && rated[i]!.conflict.mass! >= bar;
+  let a = top, b = top;
+  while (a > 0 && joins(a - 1, a)) a--;
+  while (b < rated.length - 1 && joins(b + 1, b)) b++;
+  let conflict = 0, eligible = 0;
+  for (let i = a; i <= b; i++) {
+    conflict += rated[i]!.conflict.conflictMass;
+    eligible += rated[i]!.conflict.eligibleMass;
+  }
+  return { first: rated[a]!.layer, last: rated[b]!.layer, mass: conflict / eligible };
+}
+
+const list = (items: string[]) => items.join(", ");
+
+/** A few sentences: where conflicts concentrate, how aligned the task vectors are, what trimming and the vote remove. */
+export function summarize(total: GroupStats, layers: LayerDiagnosis[]): string[] {
+  const lines: string[] = [];
+  const hot = hottestLayers(layers);
+  if (hot && layers.length > 1) {
+    const where = hot.first === hot.last ? `layer ${hot.first} conflicts` : `layers ${hot.first}-${hot.last} conflict`;
+    lines.push(`${where} most: ${percent(hot.mass)} of mass`);
+  }
+  if (total.conflict.coordinates !== null && total.conflict.mass !== null) {
+    lines.push(`overall, task vectors disagree in sign on ${percent(total.conflict.coordinates)} of the coordinates where two or more are non-zero, ${percent(total.conflict.mass)} of their mass`);
+  } else {
+    lines.push(`no coordinate has two non-zero task vectors: nothing can conflict`);
+  }
+  const pairs = total.pairs.filter((p) => p.cosine !== null);
+  if (pairs.length > 0) {
+    const shown = pairs.length <= 3 ? pairs : [...pairs].sort((x, y) => x.cosine! - y.cosine!).filter((_, i, all) => i === 0 || i === all.length - 1);
+    lines.push(`cosine of task vectors: ${list(shown.map((p) => `${p.a} vs ${p.b} ${formatValue(p.cosine!, 3)}`))}`);
+  }
+  lines.push(`task-vector norm relative to the base weights: ${list(total.tasks.map((t) => `${t.model} ${t.baseRatio === null ? "n/a" : percent(t.baseRatio)}`))}`);
+  const trimmed = total.tasks.filter((t) => t.trimmed !== null);
+  if (trimmed.length > 0) lines.push(`trimming/dropping removes ${list(trimmed.map((t) => `${percent(t.trimmed!)} of ${t.model}'s mass`))}`);
+  const discarded = total.tasks.filter((t) => t.discarded !== null);
+  if (discarded.length > 0) lines.push(`the elected sign then discards ${list(discarded.map((t) => `${percent(t.discarded!)} of ${t.model}'s kept mass`))}`);
+  return lines;
+}
+
+/** Layers × tensor kinds, each cell a tensor's conflicting mass fraction (no cell: no eligible coordinate). */
+export function conflictHeatmap(d: Pick<Diagnosis, "tensors" | "recipe">): HeatmapSpec {
+  const inLayers = d.tensors.filter((t) => t.layer !== null);
+  const layers = [...new Set(inLayers.map((t) => t.layer!))].sort((a, b) => a - b);
+  const kinds = [...new Set(inLayers.map((t) => t.kind))];
+  const values = layers.map(() => kinds.map(() => NaN));
+  for (const t of inLayers) values[layers.indexOf(t.layer!)]![kinds.indexOf(t.kind)] = t.conflict.mass ?? NaN;
+  return {
+    title: `Sign conflicts: ${d.recipe}`,
+    rowLabels: layers.map((l) => `layer ${l}`),
+    colLabels: kinds,
+    values,
+    valueLabel: "conflicting mass",
+    min: 0,
+  };
+}
+
+const orNA = (x: number | null) => (x === null ? "n/a" : x);
+
+export function diagnosisReport(d: Diagnosis): ReportSpec {
+  const pairCols = d.total.pairs.map((p) => `cos ${p.a}/${p.b}`);
+  return {
+    title: `Interference diagnostics: ${d.recipe}`,
+    sections: [
+      { heading: "Summary", text: [`method ${d.method}, base ${d.base}, task models ${list(d.models)}`, ...d.summary, ...d.warnings.map((w) => `warning: ${w}`)].join("\n") },
+      { heading: "Sign conflicts by layer and tensor", svg: heatmapSvg(conflictHeatmap(d)) },
+      {
+        heading: "Per layer",
+        table: {
+          columns: ["layer", "conflict (coords)", "conflict (mass)", ...d.models.map((m) => `‖τ‖/‖b‖ ${m}`), ...pairCols],
+          rows: d.layers.map((l) => [l.layer, orNA(l.conflict.coordinates), orNA(l.conflict.mass), ...d.models.map((m) => orNA(l.tasks.find((t) => t.model === m)?.baseRatio ?? null)), ...l.pairs.map((p) => orNA(p.cosine))]),
+        },
+      },
+      {
+        heading: "Per tensor",
+        table: {
+          columns: ["tensor", "conflict (coords)", "conflict (mass)", ...d.models.flatMap((m) => [`‖τ‖ ${m}`, `trimmed ${m}`, `discarded ${m}`])],
+          rows: d.tensors.map((t) => [t.name, orNA(t.conflict.coordinates), orNA(t.conflict.mass), ...d.models.flatMap((m) => {
+            const x = t.tasks.find((k) => k.model === m);
+            return x ? [x.norm, orNA(x.trimmed), orNA(x.discarded)] : ["n/a", "n/a", "n/a"];
+          })]),
+        },
+      },
+    ],
+  };
+}

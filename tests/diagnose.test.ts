@@ -1,0 +1,210 @@
+// `weightsoup diagnose` (src/diagnose/, src/api/diagnose.ts): every statistic against the independent
+// scalar reference in tests/reference/diagnose.ts (float64, whole tensors, written from README
+// "Diagnostics") on small random models; bit-identical results across worker counts and chunk sizes;
+// the `align:` no-op warning; the CLI's JSON, SVG and HTML files, exit codes and typed errors.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { diagnose } from "../src/node";
+import type { DiagnosisResult } from "../src/api/diagnose";
+import type { GroupStats } from "../src/diagnose/statistics";
+import { baseModel, CLI, fineTune, removeDir, tempDir, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
+import type { RefModel } from "./reference/merge";
+import { addSums, refStatistics, refTensorSums, type RefMethod, type RefSums } from "./reference/diagnose";
+
+// Tensors of several tiles (embeddings 8, MLP 3), so chunks of one and two tiles split them differently.
+const SHAPE: Shape = { vocab: 512, hidden: 64, intermediate: 160, layers: 2, heads: 4, kvHeads: 2 };
+const WEIGHTS: Record<string, number> = { a: 1, b: 0.5, c: 0.7 };
+const DENSITIES: Record<string, number> = { a: 0.6, b: 0.4, c: 0.5 };
+
+let dir: string;
+let models: Record<string, RefModel>;
+
+function recipe(method: RefMethod, extra: object = {}): object {
+  return {
+    merge_method: method, base_model: "./base",
+    models: ["a", "b", "c"].map((m) => ({ model: `./${m}`, parameters: { weight: WEIGHTS[m], ...(method === "task_arithmetic" ? {} : { density: DENSITIES[m] }) } })),
+    ...(method === "ties" ? { parameters: { normalize: true } } : {}),
+    ...extra,
+  };
+}
+
+before(async () => {
+  dir = await tempDir("ws-diagnose-");
+  const base = baseModel(11, "F32", SHAPE);
+  models = {
+    base,
+    a: fineTune(base, 1, 0.02),
+    // Quantised moves: many equal |τ|, so TIES's tie rule decides what is kept.
+    b: fineTune(base, 2, 0.02, { quantum: 0.004 }),
+    // Moves only the MLPs: elsewhere its τ is zero, so fewer coordinates are eligible for a conflict.
+    c: fineTune(base, 3, 0.01, { only: "mlp" }),
+  };
+  for (const method of ["ties", "dare_linear", "task_arithmetic"] as const) await writeCase(join(dir, method), models, recipe(method));
+});
+
+after(async () => {
+  await removeDir(dir);
+});
+
+const run = (method: string, options: Parameters<typeof diagnose>[1] = {}) => diagnose(join(dir, method, "recipe.yml"), { workerUrl: WORKER_URL, workers: 1, ...options });
+
+function refSums(name: string, method: RefMethod): RefSums {
+  return refTensorSums({
+    name, base: models.base!.tensors.get(name)!.values!,
+    tasks: ["a", "b", "c"].map((m) => ({ model: `./${m}`, values: models[m]!.tensors.get(name)!.values!, weight: WEIGHTS[m]!, density: method === "task_arithmetic" ? 1 : DENSITIES[m]! })),
+  }, method);
+}
+
+function close(actual: number | null, expected: number | null, what: string): void {
+  if (expected === null || actual === null) {
+    assert.equal(actual, expected, what);
+    return;
+  }
+  assert.ok(Math.abs(actual - expected) <= 1e-10 * Math.max(1e-3, Math.abs(expected)), `${what}: ${actual} vs reference ${expected}`);
+}
+
+function compare(actual: GroupStats, expected: ReturnType<typeof refStatistics>, where: string): void {
+  close(actual.baseNorm, expected.baseNorm, `${where} base norm`);
+  assert.deepEqual(actual.tasks.map((t) => t.model), expected.tasks.map((t) => t.model), `${where} models`);
+  actual.tasks.forEach((t, i) => {
+    const e = expected.tasks[i]!;
+    close(t.norm, e.norm, `${where} ${t.model} norm`);
+    close(t.baseRatio, e.baseRatio, `${where} ${t.model} norm ratio`);
+    close(t.trimmed, e.trimmed, `${where} ${t.model} trimmed mass`);
+    close(t.discarded, e.discarded, `${where} ${t.model} discarded mass`);
+  });
+  assert.deepEqual(actual.pairs.map((p) => `${p.a}|${p.b}`), expected.pairs.map((p) => `${p.a}|${p.b}`));
+  actual.pairs.forEach((p, i) => close(p.cosine, expected.pairs[i]!.cosine, `${where} cosine ${p.a}/${p.b}`));
+  assert.equal(actual.conflict.eligible, expected.conflict.eligible, `${where} eligible coordinates`);
+  close(actual.conflict.coordinates, expected.conflict.coordinates, `${where} conflict rate (coordinates)`);
+  close(actual.conflict.mass, expected.conflict.mass, `${where} conflict rate (mass)`);
+}
+
+function checkAgainstReference(d: DiagnosisResult, method: RefMethod): void {
+  const names = [...models.base!.tensors.keys()];
+  assert.deepEqual(d.tensors.map((t) => t.name).sort(), [...names].sort(), "every float tensor is measured");
+  const sums = new Map(names.map((n) => [n, refSums(n, method)]));
+  for (const t of d.tensors) compare(t, refStatistics(sums.get(t.name)!, method), t.name);
+  for (const l of d.layers) {
+    const inLayer = names.filter((n) => n.startsWith(`model.layers.${l.layer}.`));
+    assert.equal(l.tensors, inLayer.length);
+    compare(l, refStatistics(addSums(inLayer.map((n) => sums.get(n)!)), method), `layer ${l.layer}`);
+  }
+  assert.deepEqual(d.layers.map((l) => l.layer), [0, 1]);
+  compare(d.total, refStatistics(addSums(names.map((n) => sums.get(n)!)), method), "total");
+}
+
+test("ties: norms, ratios, cosines, conflict rates, trimmed and sign-discarded mass equal the scalar reference", async () => {
+  const d = await run("ties");
+  checkAgainstReference(d, "ties");
+  assert.equal(d.method, "ties");
+  assert.deepEqual(d.models, ["./a", "./b", "./c"]);
+  // The statistics are not degenerate: something is trimmed, conflicts and discards happen.
+  assert.ok(d.total.conflict.mass! > 0.1, `conflict mass ${d.total.conflict.mass}`);
+  for (const t of d.total.tasks) assert.ok(t.trimmed! > 0.05 && t.discarded! > 0, `${t.model}: trimmed ${t.trimmed}, discarded ${t.discarded}`);
+  // c moves only MLPs: its attention task vectors are zero, so their cosines are undefined.
+  const q = d.tensors.find((t) => t.name === "model.layers.0.self_attn.q_proj.weight")!;
+  assert.equal(q.pairs.find((p) => p.b === "./c")!.cosine, null);
+  assert.ok(d.summary.some((s) => /^layers? [\d-]+ conflicts? most: \d+(\.\d+)?% of mass$/.test(s)), d.summary.join("\n"));
+});
+
+test("dare_linear (random drop, no vote) and task_arithmetic (nothing trimmed) equal the scalar reference", async () => {
+  const dare = await run("dare_linear");
+  checkAgainstReference(dare, "dare_linear");
+  assert.ok(dare.total.tasks.every((t) => t.trimmed! > 0.3 && t.discarded === null));
+  const ta = await run("task_arithmetic");
+  checkAgainstReference(ta, "task_arithmetic");
+  assert.ok(ta.total.tasks.every((t) => t.trimmed === null && t.discarded === null));
+});
+
+test("results are bit-identical across 1 and 2 workers and chunks of one and two tiles", async () => {
+  const reference = await run("ties", { workers: 1 });
+  for (const [workers, chunkElements] of [[2, 4096], [1, 8192]] as const) {
+    const d = await run("ties", { workers, chunkElements });
+    assert.deepStrictEqual(d, reference, `workers ${workers}, chunk ${chunkElements}`);
+  }
+  const dare = await run("dare_linear", { workers: 2, chunkElements: 4096 });
+  assert.deepStrictEqual(dare, await run("dare_linear"));
+});
+
+test("align: on fine-tunes of one base is a no-op, and diagnose says so; before and after agree", async () => {
+  const path = join(dir, "align");
+  await writeCase(path, models, recipe("ties", { align: { to: "./a" } }));
+  const events: string[] = [];
+  const d = await diagnose(join(path, "recipe.yml"), { workerUrl: WORKER_URL, workers: 1, onProgress: (e) => { if (e.type === "warning") events.push(e.message); } });
+  assert.ok(d.alignment, "an alignment section");
+  assert.equal(d.alignment.noOp, true);
+  assert.equal(d.alignment.reference, "./a");
+  assert.deepEqual(d.alignment.models.map((m) => m.model), ["./b", "./c"]);
+  for (const m of d.alignment.models) {
+    assert.equal(m.cosineBefore, m.cosineAfter);
+    assert.equal(m.normBefore, m.normAfter);
+  }
+  assert.equal(d.warnings.length, 1);
+  assert.match(d.warnings[0]!, /align: changed nothing.*no-op/);
+  assert.deepEqual(events, d.warnings);
+  // The same statistics as the recipe without align:.
+  const plain = await run("ties");
+  assert.deepStrictEqual(d.total, plain.total);
+});
+
+const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
+
+test("CLI: --json is the library's result; --svg and --report write complete files (no temp files left)", async () => {
+  const svg = join(dir, "heat.svg"), html = join(dir, "report.html");
+  const r = cli("diagnose", join(dir, "ties", "recipe.yml"), "--json", "--svg", svg, "--report", html, "--workers", "1");
+  assert.equal(r.status, 0, r.stderr);
+  const json = JSON.parse(r.stdout) as DiagnosisResult;
+  const lib = await run("ties");
+  assert.deepStrictEqual(json, JSON.parse(JSON.stringify(lib)));
+  const svgText = await readFile(svg, "utf8");
+  assert.match(svgText, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[\s\S]*<\/svg>\n$/);
+  assert.equal((svgText.match(/<rect [^>]*><title>layer \d · /g) ?? []).length, d2cells(lib), "one heatmap cell per layer tensor");
+  const htmlText = await readFile(html, "utf8");
+  assert.match(htmlText, /^<!DOCTYPE html>[\s\S]*<svg [\s\S]*<\/html>\n$/);
+  assert.ok(htmlText.includes(lib.summary[0]!.replace(/&/g, "&amp;")));
+  assert.deepEqual((await readdir(dir)).filter((f) => f.includes(".tmp")), []);
+  const text = cli("diagnose", join(dir, "ties", "recipe.yml"), "--workers", "1");
+  assert.equal(text.status, 0, text.stderr);
+  for (const line of lib.summary) assert.ok(text.stdout.includes(line), line);
+  assert.match(text.stdout, /^layer +conflict coords +conflict mass/m);
+});
+
+function d2cells(d: DiagnosisResult): number {
+  return d.tensors.filter((t) => t.layer !== null && t.conflict.mass !== null).length;
+}
+
+test("CLI: bad input gives typed errors and exit codes, and no files", async () => {
+  const missing = cli("diagnose", join(dir, "nope.yml"));
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /\[E_MODEL_NOT_FOUND\] .*nope\.yml/);
+  const usage = cli("diagnose");
+  assert.equal(usage.status, 2);
+  assert.match(usage.stderr, /usage: weightsoup diagnose/);
+  const flag = cli("diagnose", join(dir, "ties", "recipe.yml"), "--workers", "0");
+  assert.equal(flag.status, 2);
+  assert.match(flag.stderr, /--workers must be an integer/);
+  // linear has no base model and so no task vectors.
+  const linear = join(dir, "linear");
+  await writeCase(linear, { a: models.a!, b: models.b! }, { merge_method: "linear", models: [{ model: "./a", parameters: { weight: 1 } }, { model: "./b", parameters: { weight: 1 } }] });
+  const svg = join(linear, "heat.svg");
+  const noBase = cli("diagnose", join(linear, "recipe.yml"), "--svg", svg);
+  assert.equal(noBase.status, 1);
+  assert.match(noBase.stderr, /\[E_METHOD_UNSUPPORTED\] .*recipe\.yml.*"linear" without a base_model/);
+  assert.deepEqual((await readdir(linear)).filter((f) => f.endsWith(".svg") || f.includes(".tmp")), []);
+  // A model the recipe names is missing.
+  const broken = join(dir, "broken");
+  await writeCase(broken, { base: models.base!, a: models.a! }, { ...recipe("ties"), models: [{ model: "./a", parameters: { weight: 1, density: 0.5 } }, { model: "./gone", parameters: { weight: 1, density: 0.5 } }] });
+  const gone = cli("diagnose", join(broken, "recipe.yml"));
+  assert.equal(gone.status, 1);
+  assert.match(gone.stderr, /\[E_MODEL_NOT_FOUND\] .*gone/);
+  // An output file that cannot be written: E_IO naming it, after the diagnosis.
+  const unwritable = cli("diagnose", join(dir, "ties", "recipe.yml"), "--workers", "1", "--svg", join(dir, "no-such-dir", "x.svg"));
+  assert.equal(unwritable.status, 1);
+  assert.match(unwritable.stderr, /\[E_IO\] .*no-such-dir\/x\.svg/);
+  // The library checks its options the same way.
+  await assert.rejects(run("ties", { workers: 0 }), { code: "E_OPTION" });
+});
