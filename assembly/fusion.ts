@@ -11,40 +11,35 @@ const LN2_HI: f64 = 6.93147180369123816490e-01; // ln 2 with trailing zero bits:
 const LN2_LO: f64 = 1.90821492927058770002e-10;
 const INV_LN2: f64 = 1.44269504088896338700e+00;
 
-/** 2^k for integral k in [-1022, 1023], two lanes. */
-// @ts-ignore: decorator
-@inline
-function pow2(k: v128): v128 {
-  const wide = i64x2.extend_low_i32x4_s(i32x4.trunc_sat_f64x2_s_zero(k));
-  return i64x2.shl(i64x2.add(wide, i64x2.splat(1023)), 52);
-}
+/** Adding it rounds a float64 of magnitude below 2^51 to an integer, which lands in the low bits. */
+const SHIFTER: f64 = 6755399441055744.0; // 1.5 * 2^52
 
 /**
- * e^x for x <= 0, two lanes, within about an ulp: x = k ln2 + r with |r| <= ln2/2, e^r by its Taylor
- * series to r^13 (the remainder is below 2^-56 relative). x below -700 is taken as -700: e^-700 is
- * 1e-304, which adds nothing to the softmax sums or to the 1e-8 each probability gets.
+ * e^x for x <= 0, two lanes, within about an ulp: x = k ln2 + r with |r| <= ln2/2, e^r = 1 + (r + r^2 E)
+ * with E the Taylor series of (e^r - 1 - r)/r^2 to r^11 (the remainder is below 2^-56 relative),
+ * evaluated by Estrin's scheme: the inputs' float64 chains are short, so lanes of neighbouring
+ * elements overlap instead of waiting on one long Horner chain. x below -700 is taken as -700: e^-700
+ * is 1e-304, which adds nothing to the softmax sums or to the 1e-8 each probability gets.
  */
 // @ts-ignore: decorator
 @inline
 function exp2x(x: v128): v128 {
-  x = f64x2.max(x, f64x2.splat(-700));
-  const k = f64x2.nearest(f64x2.mul(x, f64x2.splat(INV_LN2)));
+  x = f64x2.pmax(x, f64x2.splat(-700)); // x < -700 ? -700 : x, so NaN stays NaN
+  const shifted = f64x2.add(f64x2.mul(x, f64x2.splat(INV_LN2)), f64x2.splat(SHIFTER));
+  const k = f64x2.sub(shifted, f64x2.splat(SHIFTER)); // nearest integer to x / ln2
   const r = f64x2.sub(f64x2.sub(x, f64x2.mul(k, f64x2.splat(LN2_HI))), f64x2.mul(k, f64x2.splat(LN2_LO)));
-  let p = f64x2.splat(1.0 / 6227020800.0); // 1/13!
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 479001600.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 39916800.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 3628800.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 362880.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 40320.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 5040.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 720.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 120.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 24.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 6.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(0.5));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0));
-  return f64x2.mul(p, pow2(k));
+  const r2 = f64x2.mul(r, r), r4 = f64x2.mul(r2, r2), r8 = f64x2.mul(r4, r4);
+  const e0 = f64x2.add(f64x2.splat(1.0 / 2.0), f64x2.mul(r, f64x2.splat(1.0 / 6.0)));
+  const e1 = f64x2.add(f64x2.splat(1.0 / 24.0), f64x2.mul(r, f64x2.splat(1.0 / 120.0)));
+  const e2 = f64x2.add(f64x2.splat(1.0 / 720.0), f64x2.mul(r, f64x2.splat(1.0 / 5040.0)));
+  const e3 = f64x2.add(f64x2.splat(1.0 / 40320.0), f64x2.mul(r, f64x2.splat(1.0 / 362880.0)));
+  const e4 = f64x2.add(f64x2.splat(1.0 / 3628800.0), f64x2.mul(r, f64x2.splat(1.0 / 39916800.0)));
+  const e5 = f64x2.add(f64x2.splat(1.0 / 479001600.0), f64x2.mul(r, f64x2.splat(1.0 / 6227020800.0)));
+  const f0 = f64x2.add(e0, f64x2.mul(e1, r2)), f1 = f64x2.add(e2, f64x2.mul(e3, r2)), f2 = f64x2.add(e4, f64x2.mul(e5, r2));
+  const e = f64x2.add(f64x2.add(f0, f64x2.mul(f1, r4)), f64x2.mul(f2, r8));
+  const p = f64x2.add(f64x2.splat(1), f64x2.add(r, f64x2.mul(r2, e)));
+  // 2^k: k + 1023 sits in the low bits of `shifted` (SHIFTER's low bits are 0); move it to the exponent.
+  return f64x2.mul(p, i64x2.shl(i64x2.add(shifted, i64x2.splat(1023)), 52));
 }
 
 /**
@@ -77,57 +72,167 @@ function logx(y: v128): v128 {
   return f64x2.add(f64x2.mul(ef, f64x2.splat(LN2_HI)), f64x2.add(lnm, f64x2.mul(ef, f64x2.splat(LN2_LO))));
 }
 
+/** Elements of a row's exp buffer: the row rounded up to whole f32x4 loads (the padding holds 0). */
+// @ts-ignore: decorator
+@inline
+function paddedCols(cols: i32): i32 {
+  return (cols + 3) & ~3;
+}
+
+/** Largest of a row's values as `if (x > m) m = x` finds it: NaNs are skipped (-Infinity if all are). */
+// @ts-ignore: decorator
+@inline
+function rowMax(x: usize, dtype: i32, start: i32, cols: i32, quant: i32, k: i32): f32 {
+  let vm = f32x4.splat(-Infinity);
+  let m: f32 = -Infinity;
+  for (let s = 0; s < cols; s += TILE) {
+    const count = min(TILE, cols - s);
+    const v = tileOf(x, dtype, start + s, count, quant, k);
+    let j = 0;
+    for (; j + 4 <= count; j += 4) vm = f32x4.pmax(vm, v128.load(v + (<usize>j << 2))); // pmax keeps vm on NaN
+    for (; j < count; j++) {
+      const y = load<f32>(v + (<usize>j << 2));
+      if (y > m) m = y;
+    }
+  }
+  for (let l = 0; l < 4; l++) {
+    const y = f32x4.extract_lane(vm, 0);
+    if (y > m) m = y;
+    vm = v128.shuffle<f32>(vm, vm, 1, 2, 3, 0);
+  }
+  return m;
+}
+
+/** The softmax sums rowExps leaves: of a's row and of b's. */
+let sumA: f64 = 0, sumB: f64 = 0;
+
+/** exp(x - m) of the four values of w at d as float64, 0 where `keep` is 0. */
+// @ts-ignore: decorator
+@inline
+function expStore(w: v128, vm: v128, keep: v128, d: usize): void {
+  v128.store(d, v128.and(exp2x(f64x2.sub(f64x2.promote_low_f32x4(w), vm)), i64x2.extend_low_i32x4_s(keep)));
+  v128.store(d, v128.and(exp2x(f64x2.sub(f64x2.promote_low_f32x4(v128.shuffle<f32>(w, w, 2, 3, 0, 1)), vm)), i64x2.extend_high_i32x4_s(keep)), 16);
+}
+
+/**
+ * s + the four lanes of lo and hi, one after the other. The softmax sums are added in element order as
+ * the SPEC's formula adds them: KL moves by the relative rounding error of either sum (every p, or q,
+ * scaled by 1 + d moves KL by about d), which at ~1e-16 absolute is above fround's resolution of a
+ * small KL, so the sums must round as the reference's do. (The KL sum itself may run in lanes.)
+ */
+// @ts-ignore: decorator
+@inline
+function sum4(s: f64, lo: v128, hi: v128): f64 {
+  s += f64x2.extract_lane(lo, 0);
+  s += f64x2.extract_lane(lo, 1);
+  s += f64x2.extract_lane(hi, 0);
+  return s + f64x2.extract_lane(hi, 1);
+}
+
+/**
+ * exp(x - max) of a's row at `ea` and of b's at `eb` (float64, padded with 0 to whole f32x4 loads),
+ * and their sums in sumA and sumB. Both rows in one loop: four independent exps per step keep the
+ * float64 units busy.
+ */
+// @ts-ignore: decorator
+@inline
+function rowExps(a: usize, aDtype: i32, b: usize, bDtype: i32, start: i32, cols: i32, quant: i32, maxA: f32, maxB: f32, ea: usize, eb: usize): void {
+  const vmA = f64x2.splat(<f64>maxA), vmB = f64x2.splat(<f64>maxB);
+  let sa: f64 = 0, sb: f64 = 0;
+  for (let s = 0; s < cols; s += TILE) {
+    const count = min(TILE, cols - s);
+    const va = tileOf(a, aDtype, start + s, count, quant, 0);
+    const vb = tileOf(b, bDtype, start + s, count, quant, 1);
+    const da = ea + (<usize>s << 3), db = eb + (<usize>s << 3);
+    let j = 0;
+    for (; j + 4 <= count; j += 4) {
+      const wa = v128.load(va + (<usize>j << 2)), wb = v128.load(vb + (<usize>j << 2));
+      const pa0 = exp2x(f64x2.sub(f64x2.promote_low_f32x4(wa), vmA));
+      const pa1 = exp2x(f64x2.sub(f64x2.promote_low_f32x4(v128.shuffle<f32>(wa, wa, 2, 3, 0, 1)), vmA));
+      const pb0 = exp2x(f64x2.sub(f64x2.promote_low_f32x4(wb), vmB));
+      const pb1 = exp2x(f64x2.sub(f64x2.promote_low_f32x4(v128.shuffle<f32>(wb, wb, 2, 3, 0, 1)), vmB));
+      const o = <usize>j << 3;
+      v128.store(da + o, pa0);
+      v128.store(da + o, pa1, 16);
+      v128.store(db + o, pb0);
+      v128.store(db + o, pb1, 16);
+      sa = sum4(sa, pa0, pa1);
+      sb = sum4(sb, pb0, pb1);
+    }
+    if (j < count) { // the row's last 1-3 values; the padding lanes become 0
+      const keep = i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(count - j)); // -1 in the row's lanes
+      const ta = lastValues(va + (<usize>j << 2), count - j), tb = lastValues(vb + (<usize>j << 2), count - j);
+      const o = <usize>j << 3;
+      expStore(ta, vmA, keep, da + o);
+      expStore(tb, vmB, keep, db + o);
+      sa = sum4(sa, v128.load(da + o), v128.load(da + o, 16)); // the padding's 0 changes no sum
+      sb = sum4(sb, v128.load(db + o), v128.load(db + o, 16));
+    }
+  }
+  sumA = sa;
+  sumB = sb;
+}
+
+/** The `left` (1-3) float32 values at v in the first lanes of an f32x4, the others 0. */
+// @ts-ignore: decorator
+@inline
+function lastValues(v: usize, left: i32): v128 {
+  let w = f32x4.splat(0);
+  w = f32x4.replace_lane(w, 0, load<f32>(v));
+  if (left > 1) w = f32x4.replace_lane(w, 1, load<f32>(v, 4));
+  if (left > 2) w = f32x4.replace_lane(w, 2, load<f32>(v, 8));
+  return w;
+}
+
+/**
+ * Below this |s| = |r - 1| / (r + 1), ln r = 2 atanh(s) = 2s (1 + s^2/3 + ... + s^8/9) within s^10/11
+ * < 1e-18 relative, with no range reduction (r - 1 is exact there).
+ */
+const NEAR: f64 = 0.02;
+
+/**
+ * p ln(p/q) for two lanes, p = P/sumB + 1e-8 and q = Q/sumA + 1e-8. p, q and p/q are rounded as the
+ * SPEC's formula rounds them: the rounding of p/q is what limits KL's accuracy where p and q are close
+ * (it moves each term by up to an ulp of p), and sharing it keeps fround(KL) equal to the reference's.
+ */
+// @ts-ignore: decorator
+@inline
+function klTerm(P: v128, Q: v128, vsumB: v128, vsumA: v128): v128 {
+  const tiny = f64x2.splat(1e-8), one = f64x2.splat(1);
+  const p = f64x2.add(f64x2.div(P, vsumB), tiny), q = f64x2.add(f64x2.div(Q, vsumA), tiny);
+  const r = f64x2.div(p, q);
+  const s = f64x2.div(f64x2.sub(r, one), f64x2.add(r, one));
+  // Not (|s| < NEAR) in either lane, NaN included: the general logarithm.
+  if (!i64x2.all_true(f64x2.lt(f64x2.abs(s), f64x2.splat(NEAR)))) return f64x2.mul(p, logx(r));
+  const z = f64x2.mul(s, s);
+  let c = f64x2.splat(1.0 / 9.0);
+  c = f64x2.add(f64x2.mul(c, z), f64x2.splat(1.0 / 7.0));
+  c = f64x2.add(f64x2.mul(c, z), f64x2.splat(1.0 / 5.0));
+  c = f64x2.add(f64x2.mul(c, z), f64x2.splat(1.0 / 3.0));
+  return f64x2.mul(p, f64x2.add(f64x2.add(s, s), f64x2.mul(f64x2.add(s, s), f64x2.mul(c, z))));
+}
+
 /**
  * KL_row for each row of `cols` elements (n is a multiple of cols), as float64 at `out`. `scratch`
- * holds 2 * cols + 2 float64. Softmaxes subtract the row's maximum; every sum runs in element order
- * (two lanes at a time, added one after the other).
+ * holds two float64 rows of paddedCols(cols). Softmaxes subtract the row's maximum as the SPEC says; the sums run
+ * in lanes (the SPEC lets the engine reorder float64 sums).
  */
 export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32, cols: i32, quant: i32, scratch: usize, out: usize): void {
-  const ea = scratch, eb = scratch + (<usize>(cols + 1) << 3);
+  const padded = paddedCols(cols);
+  const ea = scratch, eb = scratch + (<usize>padded << 3);
   let row = 0;
   for (let r = 0; r < n; r += cols) {
-    let maxA = -Infinity, maxB = -Infinity;
-    for (let s = 0; s < cols; s += TILE) {
-      const count = min(TILE, cols - s);
-      const va = tileOf(a, aDtype, r + s, count, quant, 0);
-      const vb = tileOf(b, bDtype, r + s, count, quant, 1);
-      for (let j = 0; j < count; j++) {
-        const x = <f64>load<f32>(va + (<usize>j << 2)), y = <f64>load<f32>(vb + (<usize>j << 2));
-        store<f64>(ea + (<usize>(s + j) << 3), x);
-        store<f64>(eb + (<usize>(s + j) << 3), y);
-        maxA = max(maxA, x);
-        maxB = max(maxB, y);
-      }
-    }
-    // An odd row gets one padding lane (its value, whose results are not added).
-    if (cols & 1) {
-      store<f64>(ea + (<usize>cols << 3), maxA);
-      store<f64>(eb + (<usize>cols << 3), maxB);
-    }
-    const vmaxA = f64x2.splat(maxA), vmaxB = f64x2.splat(maxB);
-    let sumA: f64 = 0, sumB: f64 = 0;
-    for (let j = 0; j < cols; j += 2) {
+    const maxA = rowMax(a, aDtype, r, cols, quant, 0), maxB = rowMax(b, bDtype, r, cols, quant, 1);
+    rowExps(a, aDtype, b, bDtype, r, cols, quant, maxA, maxB, ea, eb);
+    const vsumA = f64x2.splat(sumA), vsumB = f64x2.splat(sumB);
+    let k0 = f64x2.splat(0), k1 = f64x2.splat(0);
+    for (let j = 0; j < padded; j += 4) { // the padding's p = q = 1e-8 adds exactly 0
       const o = <usize>j << 3;
-      const x = exp2x(f64x2.sub(v128.load(ea + o), vmaxA)), y = exp2x(f64x2.sub(v128.load(eb + o), vmaxB));
-      v128.store(ea + o, x);
-      v128.store(eb + o, y);
-      sumA += f64x2.extract_lane(x, 0);
-      sumB += f64x2.extract_lane(y, 0);
-      if (j + 1 < cols) {
-        sumA += f64x2.extract_lane(x, 1);
-        sumB += f64x2.extract_lane(y, 1);
-      }
+      k0 = f64x2.add(k0, klTerm(v128.load(eb + o), v128.load(ea + o), vsumB, vsumA));
+      k1 = f64x2.add(k1, klTerm(v128.load(eb + o, 16), v128.load(ea + o, 16), vsumB, vsumA));
     }
-    const vsumA = f64x2.splat(sumA), vsumB = f64x2.splat(sumB), tiny = f64x2.splat(1e-8);
-    let kl: f64 = 0;
-    for (let j = 0; j < cols; j += 2) {
-      const o = <usize>j << 3;
-      const p = f64x2.add(f64x2.div(v128.load(eb + o), vsumB), tiny), q = f64x2.add(f64x2.div(v128.load(ea + o), vsumA), tiny);
-      const term = f64x2.mul(p, logx(f64x2.div(p, q)));
-      kl += f64x2.extract_lane(term, 0);
-      if (j + 1 < cols) kl += f64x2.extract_lane(term, 1);
-    }
-    store<f64>(out + (<usize>row << 3), kl);
+    const kl = f64x2.add(k0, k1);
+    store<f64>(out + (<usize>row << 3), f64x2.extract_lane(kl, 0) + f64x2.extract_lane(kl, 1));
     row++;
   }
 }

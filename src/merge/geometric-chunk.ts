@@ -63,7 +63,7 @@ export function fusionKLPass(k: Kernels, chunk: ChunkView, cols: number): [numbe
   const { arena, exports } = k;
   const [a, b] = chunk.inputs as [ChunkView["inputs"][0], ChunkView["inputs"][0]];
   const rows = chunk.count / cols;
-  const scratch = arena.alloc((2 * cols + 2) * 8);
+  const scratch = arena.alloc(((cols + 3) & ~3) * 16); // two float64 rows padded to whole f32x4 loads
   const out = arena.alloc(rows * 8);
   exports.fusionRowKL(a.ptr, a.code, b.ptr, b.code, chunk.count, cols, chunk.quant, scratch, out);
   return [out, rows];
