@@ -15,31 +15,36 @@ const INV_LN2: f64 = 1.44269504088896338700e+00;
 const SHIFTER: f64 = 6755399441055744.0; // 1.5 * 2^52
 
 /**
- * e^x for x <= 0, two lanes, within about an ulp: x = k ln2 + r with |r| <= ln2/2, e^r = 1 + (r + r^2 E)
- * with E the Taylor series of (e^r - 1 - r)/r^2 to r^11 (the remainder is below 2^-56 relative),
- * evaluated by Estrin's scheme: the inputs' float64 chains are short, so lanes of neighbouring
- * elements overlap instead of waiting on one long Horner chain. x below -700 is taken as -700: e^-700
- * is 1e-304, which adds nothing to the softmax sums or to the 1e-8 each probability gets.
+ * e^x for x <= 0, two lanes, by the same steps as fdlibm's exp (V8's Math.exp, which the SPEC's
+ * reference uses), so the two agree bit for bit on the range used: x = k ln2 + r, |r| <= ln2/2, with
+ * k = 0 below |x| = 0.5 ln2 and -1 below 1.5 ln2 (fdlibm's word thresholds), e^r = 1 - ((lo - r c /
+ * (2 - c)) - hi) with fdlibm's Remez coefficients; 1 + x for |x| < 2^-28. Agreeing bits matter: an ulp
+ * of a softmax term moves KL by more than fround resolves where the rows are nearly equal. x below -700
+ * is taken as -700: e^-700 is 1e-304, which adds nothing to the softmax sums or to the 1e-8 each
+ * probability gets (fdlibm's subnormal results there are no different for KL).
  */
 // @ts-ignore: decorator
 @inline
 function exp2x(x: v128): v128 {
   x = f64x2.pmax(x, f64x2.splat(-700)); // x < -700 ? -700 : x, so NaN stays NaN
-  const shifted = f64x2.add(f64x2.mul(x, f64x2.splat(INV_LN2)), f64x2.splat(SHIFTER));
-  const k = f64x2.sub(shifted, f64x2.splat(SHIFTER)); // nearest integer to x / ln2
-  const r = f64x2.sub(f64x2.sub(x, f64x2.mul(k, f64x2.splat(LN2_HI))), f64x2.mul(k, f64x2.splat(LN2_LO)));
-  const r2 = f64x2.mul(r, r), r4 = f64x2.mul(r2, r2), r8 = f64x2.mul(r4, r4);
-  const e0 = f64x2.add(f64x2.splat(1.0 / 2.0), f64x2.mul(r, f64x2.splat(1.0 / 6.0)));
-  const e1 = f64x2.add(f64x2.splat(1.0 / 24.0), f64x2.mul(r, f64x2.splat(1.0 / 120.0)));
-  const e2 = f64x2.add(f64x2.splat(1.0 / 720.0), f64x2.mul(r, f64x2.splat(1.0 / 5040.0)));
-  const e3 = f64x2.add(f64x2.splat(1.0 / 40320.0), f64x2.mul(r, f64x2.splat(1.0 / 362880.0)));
-  const e4 = f64x2.add(f64x2.splat(1.0 / 3628800.0), f64x2.mul(r, f64x2.splat(1.0 / 39916800.0)));
-  const e5 = f64x2.add(f64x2.splat(1.0 / 479001600.0), f64x2.mul(r, f64x2.splat(1.0 / 6227020800.0)));
-  const f0 = f64x2.add(e0, f64x2.mul(e1, r2)), f1 = f64x2.add(e2, f64x2.mul(e3, r2)), f2 = f64x2.add(e4, f64x2.mul(e5, r2));
-  const e = f64x2.add(f64x2.add(f0, f64x2.mul(f1, r4)), f64x2.mul(f2, r8));
-  const p = f64x2.add(f64x2.splat(1), f64x2.add(r, f64x2.mul(r2, e)));
-  // 2^k: k + 1023 sits in the low bits of `shifted` (SHIFTER's low bits are 0); move it to the exponent.
-  return f64x2.mul(p, i64x2.shl(i64x2.add(shifted, i64x2.splat(1023)), 52));
+  const ax = f64x2.abs(x);
+  let k = f64x2.trunc(f64x2.sub(f64x2.mul(x, f64x2.splat(INV_LN2)), f64x2.splat(0.5)));
+  k = v128.bitselect(f64x2.splat(-1), k, f64x2.lt(ax, f64x2.splat(reinterpret<f64>(0x3FF0A2B200000000))));
+  k = v128.and(k, f64x2.ge(ax, f64x2.splat(reinterpret<f64>(0x3FD62E4300000000)))); // 0 at and below 0.5 ln2
+  const hi = f64x2.sub(x, f64x2.mul(k, f64x2.splat(LN2_HI))), lo = f64x2.mul(k, f64x2.splat(LN2_LO));
+  const r = f64x2.sub(hi, lo);
+  const t = f64x2.mul(r, r);
+  let c = f64x2.splat(4.13813679705723846039e-08);
+  c = f64x2.add(f64x2.splat(-1.65339022054652515390e-06), f64x2.mul(t, c));
+  c = f64x2.add(f64x2.splat(6.61375632143793436117e-05), f64x2.mul(t, c));
+  c = f64x2.add(f64x2.splat(-2.77777777770155933842e-03), f64x2.mul(t, c));
+  c = f64x2.add(f64x2.splat(1.66666666666666019037e-01), f64x2.mul(t, c));
+  c = f64x2.sub(r, f64x2.mul(t, c));
+  const q = f64x2.div(f64x2.mul(r, c), f64x2.sub(f64x2.splat(2), c));
+  const y = f64x2.sub(f64x2.splat(1), f64x2.sub(f64x2.sub(lo, q), hi));
+  // 2^k: k + 1023 sits in the low bits of k + SHIFTER (SHIFTER's low bits are 0); move it to the exponent.
+  const scaled = f64x2.mul(y, i64x2.shl(i64x2.add(f64x2.add(k, f64x2.splat(SHIFTER)), i64x2.splat(1023)), 52));
+  return v128.bitselect(f64x2.add(f64x2.splat(1), x), scaled, f64x2.lt(ax, f64x2.splat(reinterpret<f64>(0x3E30000000000000)))); // 2^-28
 }
 
 /**
@@ -69,7 +74,8 @@ function logx(y: v128): v128 {
   p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 3.0));
   p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0));
   const lnm = f64x2.mul(f64x2.add(s, s), p);
-  return f64x2.add(f64x2.mul(ef, f64x2.splat(LN2_HI)), f64x2.add(lnm, f64x2.mul(ef, f64x2.splat(LN2_LO))));
+  const lny = f64x2.add(f64x2.mul(ef, f64x2.splat(LN2_HI)), f64x2.add(lnm, f64x2.mul(ef, f64x2.splat(LN2_LO))));
+  return f64x2.add(lny, f64x2.sub(y, y)); // + 0, or NaN for a NaN y (whose bits read as 2^1024 * 1.5)
 }
 
 /** Elements of a row's exp buffer: the row rounded up to whole f32x4 loads (the padding holds 0). */
@@ -118,7 +124,7 @@ function expStore(w: v128, vm: v128, keep: v128, d: usize): void {
  * s + the four lanes of lo and hi, one after the other. The softmax sums are added in element order as
  * the SPEC's formula adds them: KL moves by the relative rounding error of either sum (every p, or q,
  * scaled by 1 + d moves KL by about d), which at ~1e-16 absolute is above fround's resolution of a
- * small KL, so the sums must round as the reference's do. (The KL sum itself may run in lanes.)
+ * small KL, so the sums must round as the reference's do.
  */
 // @ts-ignore: decorator
 @inline
@@ -185,10 +191,28 @@ function lastValues(v: usize, left: i32): v128 {
 }
 
 /**
- * Below this |s| = |r - 1| / (r + 1), ln r = 2 atanh(s) = 2s (1 + s^2/3 + ... + s^8/9) within s^10/11
- * < 1e-18 relative, with no range reduction (r - 1 is exact there).
+ * ln r for r in (0.75, 1.25) (f = r - 1 exact), two lanes, by fdlibm's log steps there (V8's Math.log,
+ * which the reference uses): s = f/(2 + f), R by fdlibm's coefficients, ln r = f - s (f - R); for |f| <
+ * 2^-20, f - f^2 (0.5 - f/3).
  */
-const NEAR: f64 = 0.02;
+// @ts-ignore: decorator
+@inline
+function logNear(r: v128): v128 {
+  const f = f64x2.sub(r, f64x2.splat(1));
+  const s = f64x2.div(f, f64x2.add(f64x2.splat(2), f));
+  const z = f64x2.mul(s, s), w = f64x2.mul(z, z);
+  let t1 = f64x2.splat(1.531383769920937332e-01);
+  t1 = f64x2.add(f64x2.splat(2.222219843214978396e-01), f64x2.mul(w, t1));
+  t1 = f64x2.mul(w, f64x2.add(f64x2.splat(3.999999999940941908e-01), f64x2.mul(w, t1)));
+  let t2 = f64x2.splat(1.479819860511658591e-01);
+  t2 = f64x2.add(f64x2.splat(1.818357216161805012e-01), f64x2.mul(w, t2));
+  t2 = f64x2.add(f64x2.splat(2.857142874366239149e-01), f64x2.mul(w, t2));
+  t2 = f64x2.mul(z, f64x2.add(f64x2.splat(6.666666666666735130e-01), f64x2.mul(w, t2)));
+  const R = f64x2.add(t2, t1);
+  const general = f64x2.sub(f, f64x2.mul(s, f64x2.sub(f, R)));
+  const small = f64x2.sub(f, f64x2.mul(f64x2.mul(f, f), f64x2.sub(f64x2.splat(0.5), f64x2.mul(f64x2.splat(0.33333333333333333), f))));
+  return v128.bitselect(small, general, f64x2.lt(f64x2.abs(f), f64x2.splat(reinterpret<f64>(0x3EB0000000000000)))); // 2^-20
+}
 
 /**
  * p ln(p/q) for two lanes, p = P/sumB + 1e-8 and q = Q/sumA + 1e-8. p, q and p/q are rounded as the
@@ -198,24 +222,19 @@ const NEAR: f64 = 0.02;
 // @ts-ignore: decorator
 @inline
 function klTerm(P: v128, Q: v128, vsumB: v128, vsumA: v128): v128 {
-  const tiny = f64x2.splat(1e-8), one = f64x2.splat(1);
+  const tiny = f64x2.splat(1e-8);
   const p = f64x2.add(f64x2.div(P, vsumB), tiny), q = f64x2.add(f64x2.div(Q, vsumA), tiny);
   const r = f64x2.div(p, q);
-  const s = f64x2.div(f64x2.sub(r, one), f64x2.add(r, one));
-  // Not (|s| < NEAR) in either lane, NaN included: the general logarithm.
-  if (!i64x2.all_true(f64x2.lt(f64x2.abs(s), f64x2.splat(NEAR)))) return f64x2.mul(p, logx(r));
-  const z = f64x2.mul(s, s);
-  let c = f64x2.splat(1.0 / 9.0);
-  c = f64x2.add(f64x2.mul(c, z), f64x2.splat(1.0 / 7.0));
-  c = f64x2.add(f64x2.mul(c, z), f64x2.splat(1.0 / 5.0));
-  c = f64x2.add(f64x2.mul(c, z), f64x2.splat(1.0 / 3.0));
-  return f64x2.mul(p, f64x2.add(f64x2.add(s, s), f64x2.mul(f64x2.add(s, s), f64x2.mul(c, z))));
+  // Either lane outside (0.75, 1.25), NaN included: the general logarithm.
+  if (!i64x2.all_true(f64x2.lt(f64x2.abs(f64x2.sub(r, f64x2.splat(1))), f64x2.splat(0.25)))) return f64x2.mul(p, logx(r));
+  return f64x2.mul(p, logNear(r));
 }
 
 /**
  * KL_row for each row of `cols` elements (n is a multiple of cols), as float64 at `out`. `scratch`
- * holds two float64 rows of paddedCols(cols). Softmaxes subtract the row's maximum as the SPEC says; the sums run
- * in lanes (the SPEC lets the engine reorder float64 sums).
+ * holds two float64 rows of paddedCols(cols). Every step rounds as the SPEC's formula (with V8's
+ * Math.exp/Math.log) does, and every sum runs in element order: where b's row is close to a's, KL is a
+ * small difference of large sums, and a different rounding anywhere shows in fround(KL).
  */
 export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32, cols: i32, quant: i32, scratch: usize, out: usize): void {
   const padded = paddedCols(cols);
@@ -225,14 +244,13 @@ export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
     const maxA = rowMax(a, aDtype, r, cols, quant, 0), maxB = rowMax(b, bDtype, r, cols, quant, 1);
     rowExps(a, aDtype, b, bDtype, r, cols, quant, maxA, maxB, ea, eb);
     const vsumA = f64x2.splat(sumA), vsumB = f64x2.splat(sumB);
-    let k0 = f64x2.splat(0), k1 = f64x2.splat(0);
-    for (let j = 0; j < padded; j += 4) { // the padding's p = q = 1e-8 adds exactly 0
-      const o = <usize>j << 3;
-      k0 = f64x2.add(k0, klTerm(v128.load(eb + o), v128.load(ea + o), vsumB, vsumA));
-      k1 = f64x2.add(k1, klTerm(v128.load(eb + o, 16), v128.load(ea + o, 16), vsumB, vsumA));
+    let kl: f64 = 0;
+    for (let j = 0; j < padded; j += 2) { // the padding's p = q = 1e-8 adds exactly 0
+      const t = klTerm(v128.load(eb + (<usize>j << 3)), v128.load(ea + (<usize>j << 3)), vsumB, vsumA);
+      kl += f64x2.extract_lane(t, 0);
+      kl += f64x2.extract_lane(t, 1);
     }
-    const kl = f64x2.add(k0, k1);
-    store<f64>(out + (<usize>row << 3), f64x2.extract_lane(kl, 0) + f64x2.extract_lane(kl, 1));
+    store<f64>(out + (<usize>row << 3), kl);
     row++;
   }
 }
