@@ -299,49 +299,58 @@ function importanceTile(va: usize, vb: usize, t: i32, count: i32, cols: i32, kl:
  * which order like the values for I >= 0; a negative I, from a KL a hair below 0, is key 0), and counted
  * into every range: above if key >= hi, else into hist[(key - lo) >> shift] if key >= lo. `ranges`
  * holds 3 records of FUSION_RANGE_RECORD (16) bytes, the ones past m a range no key reaches (lo = hi =
- * 0xffffffff); every histogram has a spare bucket past its last. `stats`: m RANGE_BYTES records.
+ * 0xffffffff). `stats`: m RANGE_BYTES records.
  */
 export function fusionRange(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32, cols: i32, quant: i32, kl: usize, ranges: usize, m: i32, stats: usize): void {
   const imp = slot(MAX_INPUTS + 2);
   const lo0 = load<u32>(ranges), hi0 = load<u32>(ranges, 4), sh0 = load<u32>(ranges, 8), h0 = <usize>load<u32>(ranges, 12);
   const lo1 = load<u32>(ranges, 16), hi1 = load<u32>(ranges, 20), sh1 = load<u32>(ranges, 24), h1 = <usize>load<u32>(ranges, 28);
   const lo2 = load<u32>(ranges, 32), hi2 = load<u32>(ranges, 36), sh2 = load<u32>(ranges, 40), h2 = <usize>load<u32>(ranges, 44);
-  const buckets0 = (hi0 - lo0 + (1 << sh0) - 1) >>> sh0, buckets1 = (hi1 - lo1 + (1 << sh1) - 1) >>> sh1, buckets2 = (hi2 - lo2 + (1 << sh2) - 1) >>> sh2;
+  const span0 = hi0 - lo0, span1 = hi1 - lo1, span2 = hi2 - lo2;
   let above0 = 0, inside0 = 0, above1 = 0, inside1 = 0, above2 = 0, inside2 = 0;
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
     const va = tileOf(a, aDtype, t, count, quant, 0);
     const vb = tileOf(b, bDtype, t, count, quant, 1);
     importanceTile(va, vb, t, count, cols, kl, imp);
-    // Branch-free: a key outside a range is counted in its histogram's spare bucket (past the last).
-    if (m == 1) {
+    if (m == 1) { // the first round: one range for all three quartiles
       for (let j = 0; j < count; j++) {
         const v = load<i32>(imp + (<usize>j << 2));
         const key = <u32>(v < 0 ? 0 : v);
         above0 += <i32>(key >= hi0);
-        const in0 = key >= lo0 && key < hi0;
-        inside0 += <i32>in0;
-        const h = h0 + (<usize>(in0 ? (key - lo0) >>> sh0 : buckets0) << 2);
-        store<u32>(h, load<u32>(h) + 1);
+        const d0 = key - lo0;
+        if (d0 < span0) {
+          const h = h0 + (<usize>(d0 >>> sh0) << 2);
+          store<u32>(h, load<u32>(h) + 1);
+          inside0++;
+        }
       }
       continue;
     }
+    // "Above" is counted without a branch (it is a coin toss for a quartile's range); "inside" (key -
+    // lo < hi - lo, unsigned) is nearly always or nearly never taken, so its branch predicts well.
     for (let j = 0; j < count; j++) {
       const v = load<i32>(imp + (<usize>j << 2));
       const key = <u32>(v < 0 ? 0 : v);
       above0 += <i32>(key >= hi0);
       above1 += <i32>(key >= hi1);
       above2 += <i32>(key >= hi2);
-      const in0 = key >= lo0 && key < hi0, in1 = key >= lo1 && key < hi1, in2 = key >= lo2 && key < hi2;
-      inside0 += <i32>in0;
-      inside1 += <i32>in1;
-      inside2 += <i32>in2;
-      const g0 = h0 + (<usize>(in0 ? (key - lo0) >>> sh0 : buckets0) << 2);
-      store<u32>(g0, load<u32>(g0) + 1);
-      const g1 = h1 + (<usize>(in1 ? (key - lo1) >>> sh1 : buckets1) << 2);
-      store<u32>(g1, load<u32>(g1) + 1);
-      const g2 = h2 + (<usize>(in2 ? (key - lo2) >>> sh2 : buckets2) << 2);
-      store<u32>(g2, load<u32>(g2) + 1);
+      const d0 = key - lo0, d1 = key - lo1, d2 = key - lo2;
+      if (d0 < span0) {
+        const h = h0 + (<usize>(d0 >>> sh0) << 2);
+        store<u32>(h, load<u32>(h) + 1);
+        inside0++;
+      }
+      if (d1 < span1) {
+        const h = h1 + (<usize>(d1 >>> sh1) << 2);
+        store<u32>(h, load<u32>(h) + 1);
+        inside1++;
+      }
+      if (d2 < span2) {
+        const h = h2 + (<usize>(d2 >>> sh2) << 2);
+        store<u32>(h, load<u32>(h) + 1);
+        inside2++;
+      }
     }
   }
   store<f64>(stats, <f64>above0, RANGE_ABOVE);

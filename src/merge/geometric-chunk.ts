@@ -101,8 +101,8 @@ export function fusionRangePass(k: Kernels, chunk: ChunkView, keys: KeySource, r
   const table = arena.alloc(FUSION_RANGES * FUSION_RANGE_RECORD);
   const hists = padded.map(({ lo, hi, shift }) => {
     const buckets = Math.ceil((hi - lo) / 2 ** shift);
-    const hist = arena.alloc((buckets + 1) * 4); // + the kernel's spare bucket
-    arena.u32(hist, buckets + 1).fill(0);
+    const hist = arena.alloc(Math.max(1, buckets) * 4);
+    arena.u32(hist, buckets).fill(0);
     return { hist, buckets };
   });
   const stats = arena.alloc(ranges.length * RANGE_BYTES);
