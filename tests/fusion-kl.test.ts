@@ -1,7 +1,7 @@
-// arcee_fusion's row KL kernel (its own exp and log, two lanes at a time) against the reference's
-// Math.exp/Math.log formula: fround(KL) is what the exact importances use, so it must agree row for row,
-// for rows of awkward lengths (partial vectors, rows across tiles), ties, zeros, far-apart rows (the
-// general logarithm), -Infinity and NaN.
+// arcee_fusion's row KL kernel (float32 exps and log1p parts, float64 sums) against the reference's
+// float64 Math.exp/Math.log formula, within the SPEC's tolerance (1e-5 relative + 1e-12), row for row,
+// for rows of awkward lengths (partial vectors, rows across tiles), nearly equal rows (where KL is a small
+// difference of large terms), ties, zeros, far-apart rows (the general log1p and phi), -Infinity and NaN.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DTYPE_BF16, DTYPE_F32, DTYPE_NONE, TILE } from "../assembly/layout";
@@ -9,7 +9,6 @@ import { loadKernels } from "../src/kernels/kernels";
 import { rowKl } from "./reference/methods";
 import { uniform } from "./helpers/fixtures";
 
-const f32 = Math.fround;
 
 /** The kernel's KL of each row of `cols` of a (base) and b, read as `dtype` (F32 or BF16 bits). */
 async function kernelKl(a: Float32Array, b: Float32Array, cols: number, dtype = DTYPE_F32): Promise<Float64Array> {
@@ -26,9 +25,10 @@ async function kernelKl(a: Float32Array, b: Float32Array, cols: number, dtype = 
 }
 
 /**
- * The SPEC's KL tolerance: |KL - reference| <= KL_REL * |reference| + KL_ABS. The kernel's exps are
- * float32 (a few ulps, ~2^-22 relative): the weights p carry that error, and sum p_k eps_k log(p_k/q_k)
- * is below ~2^-22 of sum p |log(p/q)|; the log1p parts add below 1e-15 per element.
+ * The SPEC's KL tolerance: |KL - reference| <= KL_REL * |reference| + KL_ABS. The kernel sums
+ * non-negative float32 terms p * phi(t) (see assembly/fusion.ts), each within ~1e-6 relative, so its
+ * KL is within ~1e-6 relative (the worst seen here is ~7e-7); KL_ABS covers the reference's own float64
+ * rounding where KL is near 0 (its sums' rounding shifts every log(p/q) by up to ~cols * 2^-53).
  */
 const KL_REL = 1e-5, KL_ABS = 1e-12;
 
@@ -56,14 +56,14 @@ function nearRows(rows: number, cols: number, seed: number): [Float32Array, Floa
 }
 
 for (const cols of [1, 2, 3, 5, 6, 7, 63, TILE - 1, TILE, TILE + 1, 2 * TILE + 3]) {
-  test(`rows of ${cols}: fround(KL) as the reference's`, async () => {
+  test(`rows of ${cols}: KL within the tolerance of the reference's`, async () => {
     const rows = Math.max(3, Math.min(400, Math.floor(40000 / cols)));
     const [a, b] = nearRows(rows, cols, cols);
     assertAgrees(a, b, cols, await kernelKl(a, b, cols), `cols ${cols}`);
   });
 }
 
-test("far-apart rows (ratios p/q far from 1 take the general logarithm), wide value ranges", async () => {
+test("far-apart rows (p/q far from 1, p or q near the 1e-8 floor), wide value ranges", async () => {
   const cols = 97, rows = 300, n = rows * cols;
   const a = Float32Array.from({ length: n }, (_, i) => (uniform(11, i) - 0.5) * 2 ** (Math.floor(i / cols) % 7));
   const b = Float32Array.from({ length: n }, (_, i) => (uniform(12, i) - 0.5) * 2 ** (Math.floor(i / cols) % 5) + (i % 13 === 0 ? 30 : 0));
