@@ -145,6 +145,20 @@ function rowExps(a: usize, aDtype: i32, b: usize, bDtype: i32, start: i32, cols:
     const vb = tileOf(b, bDtype, start + s, count, quant, 1);
     const da = ea + (<usize>s << 2), db = eb + (<usize>s << 2);
     let j = 0;
+    for (; j + 8 <= count; j += 8) { // two vectors' exps added in float32 (one rounding), then promoted
+      const o = <usize>j << 2;
+      const P0 = expNeg(f32x4.sub(v128.load(vb + o), vmB)), Q0 = expNeg(f32x4.sub(v128.load(va + o), vmA));
+      const P1 = expNeg(f32x4.sub(v128.load(vb + o, 16), vmB)), Q1 = expNeg(f32x4.sub(v128.load(va + o, 16), vmA));
+      v128.store(db + o, P0);
+      v128.store(da + o, Q0);
+      v128.store(db + o, P1, 16);
+      v128.store(da + o, Q1, 16);
+      const P = f32x4.add(P0, P1), Q = f32x4.add(Q0, Q1);
+      sb0 = f64x2.add(sb0, f64x2.promote_low_f32x4(P));
+      sb1 = f64x2.add(sb1, promoteHigh(P));
+      sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(Q));
+      sa1 = f64x2.add(sa1, promoteHigh(Q));
+    }
     for (; j + 4 <= count; j += 4) {
       const o = <usize>j << 2;
       const P = expNeg(f32x4.sub(v128.load(vb + o), vmB)), Q = expNeg(f32x4.sub(v128.load(va + o), vmA));
@@ -207,13 +221,14 @@ function phi(t: v128): v128 {
 // @ts-ignore: decorator
 @inline
 function klTerms(wa: v128, wb: v128, P: v128, Q: v128, eA: v128, eB: v128, K: v128, offA: v128, offB: v128, invB: v128): v128 {
+  const fastA = f32x4.mul(eA, f32x4.splat(256)), fastB = f32x4.mul(eB, f32x4.splat(256));
   const largeB = f32x4.ge(P, eB), largeA = f32x4.ge(Q, eA);
   // Both large: (b - a) - K; only b's: (b - m_b - ln S_b) - ln 1e-8; only a's: the opposite; neither: 0.
   let t = v128.bitselect(f32x4.sub(f32x4.sub(wb, wa), K), f32x4.sub(wb, offB), largeA);
   t = v128.bitselect(t, v128.and(f32x4.sub(offA, wa), largeA), largeB);
   // + log1p(c_b) - log1p(c_a). Where every c = e/P < 2^-8 (the common case) that is, to a relative
   // 2^-16 of itself, (c_b - c_a)(1 - (c_b + c_a)/2), with one division for both.
-  if (i32x4.all_true(v128.and(f32x4.ge(P, f32x4.mul(eB, f32x4.splat(256))), f32x4.ge(Q, f32x4.mul(eA, f32x4.splat(256)))))) {
+  if (i32x4.all_true(v128.and(f32x4.ge(P, fastB), f32x4.ge(Q, fastA)))) {
     const eq = f32x4.mul(eB, Q), ep = f32x4.mul(eA, P);
     const inv = f32x4.div(f32x4.splat(1), f32x4.mul(P, Q));
     t = f32x4.add(t, f32x4.mul(f32x4.mul(f32x4.sub(eq, ep), inv), f32x4.sub(f32x4.splat(1), f32x4.mul(f32x4.add(eq, ep), f32x4.mul(inv, f32x4.splat(0.5))))));
@@ -247,6 +262,14 @@ export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
       const vb = tileOf(b, bDtype, r + s, count, quant, 1);
       const da = ea + (<usize>s << 2), db = eb + (<usize>s << 2);
       let j = 0;
+      for (; j + 8 <= count; j += 8) { // two vectors' terms added in float32 (one rounding), then promoted
+        const o = <usize>j << 2;
+        const t0 = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), eA, eB, K, offA, offB, invB);
+        const t1 = klTerms(v128.load(va + o, 16), v128.load(vb + o, 16), v128.load(db + o, 16), v128.load(da + o, 16), eA, eB, K, offA, offB, invB);
+        const term = f32x4.add(t0, t1);
+        kl0 = f64x2.add(kl0, f64x2.promote_low_f32x4(term));
+        kl1 = f64x2.add(kl1, promoteHigh(term));
+      }
       for (; j + 4 <= count; j += 4) {
         const o = <usize>j << 2;
         const term = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), eA, eB, K, offA, offB, invB);
@@ -293,6 +316,23 @@ function importanceTile(va: usize, vb: usize, t: i32, count: i32, cols: i32, kl:
   }
 }
 
+/** Adds 1 to hist[d >> shift] if d < span (a key's offset from its range's lo, unsigned); returns 1 if it did. */
+// @ts-ignore: decorator
+@inline
+function countKey(d: u32, span: u32, shift: u32, hist: usize): i32 {
+  if (d >= span) return 0;
+  const h = hist + (<usize>(d >>> shift) << 2);
+  store<u32>(h, load<u32>(h) + 1);
+  return 1;
+}
+
+/** The sum of an i32x4's lanes. */
+// @ts-ignore: decorator
+@inline
+function laneSum(v: v128): i32 {
+  return i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3);
+}
+
 /**
  * One radix-select round (see select.ts) over the chunk's importances for `m` (1-3) key ranges at once,
  * the quartiles' ranges: each importance is computed once, turned into its key (the float bits of I,
@@ -308,6 +348,10 @@ export function fusionRange(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
   const lo2 = load<u32>(ranges, 32), hi2 = load<u32>(ranges, 36), sh2 = load<u32>(ranges, 40), h2 = <usize>load<u32>(ranges, 44);
   const span0 = hi0 - lo0, span1 = hi1 - lo1, span2 = hi2 - lo2;
   let above0 = 0, inside0 = 0, above1 = 0, inside1 = 0, above2 = 0, inside2 = 0;
+  let va0 = i32x4.splat(0), va1 = i32x4.splat(0), va2 = i32x4.splat(0); // per-lane "above" counts
+  const vlo0 = i32x4.splat(lo0), vlo1 = i32x4.splat(lo1), vlo2 = i32x4.splat(lo2);
+  const vhi0 = i32x4.splat(hi0), vhi1 = i32x4.splat(hi1), vhi2 = i32x4.splat(hi2);
+  const vspan0 = i32x4.splat(span0), vspan1 = i32x4.splat(span1), vspan2 = i32x4.splat(span2);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
     const va = tileOf(a, aDtype, t, count, quant, 0);
@@ -318,41 +362,43 @@ export function fusionRange(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
         const v = load<i32>(imp + (<usize>j << 2));
         const key = <u32>(v < 0 ? 0 : v);
         above0 += <i32>(key >= hi0);
-        const d0 = key - lo0;
-        if (d0 < span0) {
-          const h = h0 + (<usize>(d0 >>> sh0) << 2);
-          store<u32>(h, load<u32>(h) + 1);
-          inside0++;
-        }
+        inside0 += countKey(key - lo0, span0, sh0, h0);
       }
       continue;
     }
-    // "Above" is counted without a branch (it is a coin toss for a quartile's range); "inside" (key -
-    // lo < hi - lo, unsigned) is nearly always or nearly never taken, so its branch predicts well.
-    for (let j = 0; j < count; j++) {
+    // Later rounds: narrow ranges, which few keys fall in. Four keys at a time count "above" without a
+    // branch; the histograms are visited only for a vector with a key inside a range.
+    let j = 0;
+    for (; j + 4 <= count; j += 4) {
+      let key = v128.load(imp + (<usize>j << 2));
+      key = v128.andnot(key, i32x4.lt_s(key, i32x4.splat(0)));
+      va0 = i32x4.sub(va0, i32x4.ge_u(key, vhi0));
+      va1 = i32x4.sub(va1, i32x4.ge_u(key, vhi1));
+      va2 = i32x4.sub(va2, i32x4.ge_u(key, vhi2));
+      const in0 = i32x4.lt_u(i32x4.sub(key, vlo0), vspan0), in1 = i32x4.lt_u(i32x4.sub(key, vlo1), vspan1), in2 = i32x4.lt_u(i32x4.sub(key, vlo2), vspan2);
+      if (!v128.any_true(v128.or(v128.or(in0, in1), in2))) continue;
+      for (let l = 0; l < 4; l++) {
+        const k = load<u32>(imp + (<usize>(j + l) << 2));
+        const kk = <i32>k < 0 ? 0 : k;
+        inside0 += countKey(kk - lo0, span0, sh0, h0);
+        inside1 += countKey(kk - lo1, span1, sh1, h1);
+        inside2 += countKey(kk - lo2, span2, sh2, h2);
+      }
+    }
+    for (; j < count; j++) {
       const v = load<i32>(imp + (<usize>j << 2));
       const key = <u32>(v < 0 ? 0 : v);
       above0 += <i32>(key >= hi0);
       above1 += <i32>(key >= hi1);
       above2 += <i32>(key >= hi2);
-      const d0 = key - lo0, d1 = key - lo1, d2 = key - lo2;
-      if (d0 < span0) {
-        const h = h0 + (<usize>(d0 >>> sh0) << 2);
-        store<u32>(h, load<u32>(h) + 1);
-        inside0++;
-      }
-      if (d1 < span1) {
-        const h = h1 + (<usize>(d1 >>> sh1) << 2);
-        store<u32>(h, load<u32>(h) + 1);
-        inside1++;
-      }
-      if (d2 < span2) {
-        const h = h2 + (<usize>(d2 >>> sh2) << 2);
-        store<u32>(h, load<u32>(h) + 1);
-        inside2++;
-      }
+      inside0 += countKey(key - lo0, span0, sh0, h0);
+      inside1 += countKey(key - lo1, span1, sh1, h1);
+      inside2 += countKey(key - lo2, span2, sh2, h2);
     }
   }
+  above0 += laneSum(va0);
+  above1 += laneSum(va1);
+  above2 += laneSum(va2);
   store<f64>(stats, <f64>above0, RANGE_ABOVE);
   store<f64>(stats, <f64>inside0, RANGE_INSIDE);
   if (m > 1) {
