@@ -19,8 +19,12 @@
 import { elementBytes, encode } from "./convert";
 import { MAX_INPUTS, RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, TILE } from "./layout";
 import { slot, tileOf } from "./tile";
+import { expTaylor } from "./vecmath";
 
 const LN_1EM8: f64 = -18.420680743952367; // ln 1e-8
+
+const LN2_HI: f32 = 0.693145751953125; // 11 significant bits: n * LN2_HI is exact
+const LN2_LO: f32 = 1.42860682030941723212e-6;
 
 /** Adding it rounds a float32 of magnitude below 2^22 to an integer, which lands in the low bits. */
 const SHIFTER: f32 = 12582912.0; // 1.5 * 2^23
@@ -37,15 +41,8 @@ function expNeg(x0: v128): v128 {
   const x = f32x4.pmax(x0, f32x4.splat(-87)); // pmax keeps a NaN x0
   const k = f32x4.add(f32x4.mul(x, f32x4.splat(1.44269504088896341)), f32x4.splat(SHIFTER));
   const n = f32x4.sub(k, f32x4.splat(SHIFTER));
-  const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693145751953125))), f32x4.mul(n, f32x4.splat(1.42860682030941723212e-6)));
-  let p = f32x4.splat(1.0 / 5040.0);
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 720.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 120.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 24.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 6.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(0.5));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0));
+  const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, f32x4.splat(LN2_HI))), f32x4.mul(n, f32x4.splat(LN2_LO)));
+  const p = expTaylor(r);
   // k's bits are 0x4B400000 + n: (n + 127) << 23 is the float 2^n.
   return f32x4.mul(p, i32x4.shl(i32x4.add(k, i32x4.splat(127 - 0x4B400000)), 23));
 }
