@@ -1,132 +1,288 @@
 // arcee_fusion's element work. Per row of the last axis (rows are whole inside a chunk):
-// KL_row = sum p log(p/q) with p = softmax(b_row) + 1e-8 and q = softmax(a_row) + 1e-8 in float64
+// KL_row = sum p log(p/q) with p = softmax(b_row) + 1e-8 and q = softmax(a_row) + 1e-8
 // (a = base, b = the other model); the importance of an element is I = |b - a| * KL_row in float32;
 // elements whose importance reaches the Tukey fence of all importances take b, the others keep a.
+//
+// KL is computed to a relative accuracy (SPEC section 5, arcee_fusion), not bit for bit: per element in
+// float32 (four lanes), sums in float64. Where b's row is close to a's, KL is a small difference of
+// large terms, so it is computed in a form without that cancellation. With t = log p - log q,
+//   KL = sum p t = sum p (t - 1 + e^-t) = sum p phi(t)      (sum p = sum q, both are 1 + cols * 1e-8)
+// where phi(t) = t - 1 + e^-t ~ t^2/2 >= 0: every term is non-negative, so float32 terms give KL to
+// float32's relative accuracy, and a constant error c in every t (from the rounding of the softmax
+// sums) moves KL only by c * (sum p - sum p e^-t) ~ 0. t itself is formed without logarithms of p and q:
+// with P = e^(x - m) (the row's max m), S = sum P and e = 1e-8 S,
+//   p = P/S + 1e-8 = (P/S)(1 + e/P),  log p = (x - m) - ln S + log1p(e/P)   where P >= e,
+//                  = 1e-8 (1 + P/e),  log p = ln 1e-8 + log1p(P/e)           elsewhere,
+// so where both p and q are of the first kind, t = (b - a) - K + (log1p parts), K = (m_b - m_a) +
+// ln(S_b/S_a): b - a is exact for close values and t keeps float32's relative accuracy.
 
 import { elementBytes, encode } from "./convert";
-import { MAX_INPUTS, TILE } from "./layout";
+import { MAX_INPUTS, RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, TILE } from "./layout";
 import { slot, tileOf } from "./tile";
+import { expTaylor } from "./vecmath";
 
-const LN2_HI: f64 = 6.93147180369123816490e-01; // ln 2 with trailing zero bits: k * LN2_HI is exact
-const LN2_LO: f64 = 1.90821492927058770002e-10;
-const INV_LN2: f64 = 1.44269504088896338700e+00;
+const LN_1EM8: f64 = -18.420680743952367; // ln 1e-8
 
-/** 2^k for integral k in [-1022, 1023], two lanes. */
-// @ts-ignore: decorator
-@inline
-function pow2(k: v128): v128 {
-  const wide = i64x2.extend_low_i32x4_s(i32x4.trunc_sat_f64x2_s_zero(k));
-  return i64x2.shl(i64x2.add(wide, i64x2.splat(1023)), 52);
-}
+const LN2_HI: f32 = 0.693145751953125; // 11 significant bits: n * LN2_HI is exact
+const LN2_LO: f32 = 1.42860682030941723212e-6;
+
+/** Adding it rounds a float32 of magnitude below 2^22 to an integer, which lands in the low bits. */
+const SHIFTER: f32 = 12582912.0; // 1.5 * 2^23
 
 /**
- * e^x for x <= 0, two lanes, within about an ulp: x = k ln2 + r with |r| <= ln2/2, e^r by its Taylor
- * series to r^13 (the remainder is below 2^-56 relative). x below -700 is taken as -700: e^-700 is
- * 1e-304, which adds nothing to the softmax sums or to the 1e-8 each probability gets.
+ * e^x for x <= 0 (NaN stays NaN), four float32 lanes, within ~2 ulps: x = n ln2 + r, |r| <= ln2/2, n by
+ * the shifter's rounding (no float-to-int conversion), e^r by its Taylor series to r^7 (Horner), 2^n in
+ * the exponent field. x below -87 is taken as -87 (e^-87 ~ 1.6e-38, still normal): such a softmax
+ * term adds nothing a float32 or the 1e-8 floor resolves. Like vecmath's expf4 without its upper range.
  */
 // @ts-ignore: decorator
 @inline
-function exp2x(x: v128): v128 {
-  x = f64x2.max(x, f64x2.splat(-700));
-  const k = f64x2.nearest(f64x2.mul(x, f64x2.splat(INV_LN2)));
-  const r = f64x2.sub(f64x2.sub(x, f64x2.mul(k, f64x2.splat(LN2_HI))), f64x2.mul(k, f64x2.splat(LN2_LO)));
-  let p = f64x2.splat(1.0 / 6227020800.0); // 1/13!
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 479001600.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 39916800.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 3628800.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 362880.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 40320.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 5040.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 720.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 120.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 24.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 6.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(0.5));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0));
-  return f64x2.mul(p, pow2(k));
+function expNeg(x0: v128): v128 {
+  const x = f32x4.pmax(x0, f32x4.splat(-87)); // pmax keeps a NaN x0
+  const k = f32x4.add(f32x4.mul(x, f32x4.splat(1.44269504088896341)), f32x4.splat(SHIFTER));
+  const n = f32x4.sub(k, f32x4.splat(SHIFTER));
+  const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, f32x4.splat(LN2_HI))), f32x4.mul(n, f32x4.splat(LN2_LO)));
+  const p = expTaylor(r);
+  // k's bits are 0x4B400000 + n: (n + 127) << 23 is the float 2^n.
+  return f32x4.mul(p, i32x4.shl(i32x4.add(k, i32x4.splat(127 - 0x4B400000)), 23));
 }
 
 /**
- * ln y for normal positive y, two lanes, within a few ulps: y = m 2^e with m in [sqrt(1/2), sqrt(2)),
- * ln m = 2 atanh(s) with s = (m - 1)/(m + 1), |s| < 0.172, by its series to s^21.
+ * log1p(c) for c in [0, 1], four float32 lanes, within a few ulps relative: for c < 2^-6 (every lane)
+ * its series to c^4 (the first dropped term is below 2^-26 of the result); otherwise 2 atanh(s) with
+ * s = c/(2 + c) <= 1/3, by its odd series to s^17 (the next term is below 2^-28 of the result).
  */
 // @ts-ignore: decorator
 @inline
-function logx(y: v128): v128 {
-  let e = i64x2.sub(i64x2.shr_u(y, 52), i64x2.splat(1023));
-  let m = v128.or(v128.and(y, i64x2.splat(0x000fffffffffffff)), i64x2.splat(0x3ff0000000000000));
-  const big = f64x2.gt(m, f64x2.splat(1.4142135623730951));
-  m = v128.bitselect(f64x2.mul(m, f64x2.splat(0.5)), m, big);
-  e = i64x2.sub(e, big); // big is -1 where m was halved
-  const ef = f64x2.convert_low_i32x4_s(i32x4.shuffle(e, e, 0, 2, 0, 2));
-  const s = f64x2.div(f64x2.sub(m, f64x2.splat(1)), f64x2.add(m, f64x2.splat(1)));
-  const z = f64x2.mul(s, s);
-  let p = f64x2.splat(1.0 / 21.0);
-  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 19.0));
-  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 17.0));
-  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 15.0));
-  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 13.0));
-  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 11.0));
-  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 9.0));
-  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 7.0));
-  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 5.0));
-  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0 / 3.0));
-  p = f64x2.add(f64x2.mul(p, z), f64x2.splat(1.0));
-  const lnm = f64x2.mul(f64x2.add(s, s), p);
-  return f64x2.add(f64x2.mul(ef, f64x2.splat(LN2_HI)), f64x2.add(lnm, f64x2.mul(ef, f64x2.splat(LN2_LO))));
+function log1pUnit(c: v128): v128 {
+  if (!v128.any_true(f32x4.ge(c, f32x4.splat(0.015625)))) {
+    let t = f32x4.sub(f32x4.splat(1.0 / 3.0), f32x4.mul(c, f32x4.splat(0.25)));
+    t = f32x4.sub(f32x4.splat(0.5), f32x4.mul(c, t));
+    t = f32x4.sub(f32x4.splat(1), f32x4.mul(c, t));
+    return f32x4.mul(c, t);
+  }
+  const s = f32x4.div(c, f32x4.add(f32x4.splat(2), c));
+  const z = f32x4.mul(s, s);
+  let p = f32x4.splat(1.0 / 17.0);
+  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(1.0 / 15.0));
+  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(1.0 / 13.0));
+  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(1.0 / 11.0));
+  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(1.0 / 9.0));
+  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(1.0 / 7.0));
+  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(1.0 / 5.0));
+  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(1.0 / 3.0));
+  p = f32x4.add(f32x4.mul(p, z), f32x4.splat(1));
+  return f32x4.mul(f32x4.add(s, s), p);
+}
+
+/** Elements of a row's exp buffer: the row rounded up to whole f32x4 loads (the padding holds 0). */
+// @ts-ignore: decorator
+@inline
+function paddedCols(cols: i32): i32 {
+  return (cols + 3) & ~3;
+}
+
+/** Largest of a row's values as `if (x > m) m = x` finds it: NaNs are skipped (-Infinity if all are). */
+// @ts-ignore: decorator
+@inline
+function rowMax(x: usize, dtype: i32, start: i32, cols: i32, quant: i32, k: i32): f32 {
+  let vm = f32x4.splat(-Infinity);
+  let m: f32 = -Infinity;
+  for (let s = 0; s < cols; s += TILE) {
+    const count = min(TILE, cols - s);
+    const v = tileOf(x, dtype, start + s, count, quant, k);
+    let j = 0;
+    for (; j + 4 <= count; j += 4) vm = f32x4.pmax(vm, v128.load(v + (<usize>j << 2))); // pmax keeps vm on NaN
+    for (; j < count; j++) {
+      const y = load<f32>(v + (<usize>j << 2));
+      if (y > m) m = y;
+    }
+  }
+  for (let l = 0; l < 4; l++) {
+    const y = f32x4.extract_lane(vm, 0);
+    if (y > m) m = y;
+    vm = v128.shuffle<f32>(vm, vm, 1, 2, 3, 0);
+  }
+  return m;
+}
+
+/** The `left` (1-3) float32 values at v in the first lanes of an f32x4, the others 0. */
+// @ts-ignore: decorator
+@inline
+function lastValues(v: usize, left: i32): v128 {
+  let w = f32x4.splat(0);
+  w = f32x4.replace_lane(w, 0, load<f32>(v));
+  if (left > 1) w = f32x4.replace_lane(w, 1, load<f32>(v, 4));
+  if (left > 2) w = f32x4.replace_lane(w, 2, load<f32>(v, 8));
+  return w;
+}
+
+/** The upper two float32 lanes of w as float64. */
+// @ts-ignore: decorator
+@inline
+function promoteHigh(w: v128): v128 {
+  return f64x2.promote_low_f32x4(v128.shuffle<f32>(w, w, 2, 3, 0, 1));
+}
+
+/** The softmax sums rowExps leaves: of a's row and of b's. */
+let sumA: f64 = 0, sumB: f64 = 0;
+
+/**
+ * e^(x - max) in float32 of a's row at `ea` and of b's at `eb` (padded with 0 to whole f32x4 loads),
+ * and their float64 sums in sumA and sumB (four lane partials, added in a fixed order at the end).
+ */
+// @ts-ignore: decorator
+@inline
+function rowExps(a: usize, aDtype: i32, b: usize, bDtype: i32, start: i32, cols: i32, quant: i32, maxA: f32, maxB: f32, ea: usize, eb: usize): void {
+  const vmA = f32x4.splat(maxA), vmB = f32x4.splat(maxB);
+  let sa0 = f64x2.splat(0), sa1 = f64x2.splat(0), sb0 = f64x2.splat(0), sb1 = f64x2.splat(0);
+  for (let s = 0; s < cols; s += TILE) {
+    const count = min(TILE, cols - s);
+    const va = tileOf(a, aDtype, start + s, count, quant, 0);
+    const vb = tileOf(b, bDtype, start + s, count, quant, 1);
+    const da = ea + (<usize>s << 2), db = eb + (<usize>s << 2);
+    let j = 0;
+    for (; j + 8 <= count; j += 8) { // two vectors' exps added in float32 (one rounding), then promoted
+      const o = <usize>j << 2;
+      const P0 = expNeg(f32x4.sub(v128.load(vb + o), vmB)), Q0 = expNeg(f32x4.sub(v128.load(va + o), vmA));
+      const P1 = expNeg(f32x4.sub(v128.load(vb + o, 16), vmB)), Q1 = expNeg(f32x4.sub(v128.load(va + o, 16), vmA));
+      v128.store(db + o, P0);
+      v128.store(da + o, Q0);
+      v128.store(db + o, P1, 16);
+      v128.store(da + o, Q1, 16);
+      const P = f32x4.add(P0, P1), Q = f32x4.add(Q0, Q1);
+      sb0 = f64x2.add(sb0, f64x2.promote_low_f32x4(P));
+      sb1 = f64x2.add(sb1, promoteHigh(P));
+      sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(Q));
+      sa1 = f64x2.add(sa1, promoteHigh(Q));
+    }
+    for (; j + 4 <= count; j += 4) {
+      const o = <usize>j << 2;
+      const P = expNeg(f32x4.sub(v128.load(vb + o), vmB)), Q = expNeg(f32x4.sub(v128.load(va + o), vmA));
+      v128.store(db + o, P);
+      v128.store(da + o, Q);
+      sb0 = f64x2.add(sb0, f64x2.promote_low_f32x4(P));
+      sb1 = f64x2.add(sb1, promoteHigh(P));
+      sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(Q));
+      sa1 = f64x2.add(sa1, promoteHigh(Q));
+    }
+    if (j < count) { // the row's last 1-3 values; the padding's exps become 0 and change no sum
+      const o = <usize>j << 2;
+      const keep = i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(count - j));
+      const P = v128.and(expNeg(f32x4.sub(lastValues(vb + o, count - j), vmB)), keep);
+      const Q = v128.and(expNeg(f32x4.sub(lastValues(va + o, count - j), vmA)), keep);
+      v128.store(db + o, P);
+      v128.store(da + o, Q);
+      sb0 = f64x2.add(sb0, f64x2.promote_low_f32x4(P));
+      sb1 = f64x2.add(sb1, promoteHigh(P));
+      sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(Q));
+      sa1 = f64x2.add(sa1, promoteHigh(Q));
+    }
+  }
+  sumA = (f64x2.extract_lane(sa0, 0) + f64x2.extract_lane(sa0, 1)) + (f64x2.extract_lane(sa1, 0) + f64x2.extract_lane(sa1, 1));
+  sumB = (f64x2.extract_lane(sb0, 0) + f64x2.extract_lane(sb0, 1)) + (f64x2.extract_lane(sb1, 0) + f64x2.extract_lane(sb1, 1));
+}
+
+/** log1p(min(P, e)/max(P, e)), the float32 part of log p (see the file's head), four lanes. */
+// @ts-ignore: decorator
+@inline
+function log1pPart(P: v128, e: v128): v128 {
+  return log1pUnit(f32x4.div(f32x4.min(P, e), f32x4.max(P, e)));
+}
+
+/**
+ * phi(t) = t - 1 + e^-t, four lanes, to float32's relative accuracy: for |t| < 1/4 (every lane) its
+ * series sum_{k>=2} (-t)^k/k! to k = 7 (the next term is below 2^-26 of the result); otherwise the
+ * formula per lane where |t| >= 1/4 (phi >= 0.028 there: the cancellation costs at most 6 bits).
+ */
+// @ts-ignore: decorator
+@inline
+function phi(t: v128): v128 {
+  const u = f32x4.neg(t);
+  let s = f32x4.splat(1.0 / 5040.0);
+  s = f32x4.add(f32x4.mul(s, u), f32x4.splat(1.0 / 720.0));
+  s = f32x4.add(f32x4.mul(s, u), f32x4.splat(1.0 / 120.0));
+  s = f32x4.add(f32x4.mul(s, u), f32x4.splat(1.0 / 24.0));
+  s = f32x4.add(f32x4.mul(s, u), f32x4.splat(1.0 / 6.0));
+  s = f32x4.add(f32x4.mul(s, u), f32x4.splat(0.5));
+  const series = f32x4.mul(f32x4.mul(u, u), s);
+  const far = f32x4.ge(f32x4.abs(t), f32x4.splat(0.25)); // false for NaN: the series keeps it
+  if (!v128.any_true(far)) return series;
+  return v128.bitselect(f32x4.add(f32x4.sub(t, f32x4.splat(1)), expNeg(u)), series, far);
+}
+
+/**
+ * p phi(t) of four elements: b's values wb and exps P, a's wa and Q; the row's constants as fusionRowKL
+ * sets them (see the file's head).
+ */
+// @ts-ignore: decorator
+@inline
+function klTerms(wa: v128, wb: v128, P: v128, Q: v128, eA: v128, eB: v128, K: v128, offA: v128, offB: v128, invB: v128): v128 {
+  const fastA = f32x4.mul(eA, f32x4.splat(256)), fastB = f32x4.mul(eB, f32x4.splat(256));
+  const largeB = f32x4.ge(P, eB), largeA = f32x4.ge(Q, eA);
+  // Both large: (b - a) - K; only b's: (b - m_b - ln S_b) - ln 1e-8; only a's: the opposite; neither: 0.
+  let t = v128.bitselect(f32x4.sub(f32x4.sub(wb, wa), K), f32x4.sub(wb, offB), largeA);
+  t = v128.bitselect(t, v128.and(f32x4.sub(offA, wa), largeA), largeB);
+  // + log1p(c_b) - log1p(c_a). Where every c = e/P < 2^-8 (the common case) that is, to a relative
+  // 2^-16 of itself, (c_b - c_a)(1 - (c_b + c_a)/2), with one division for both.
+  if (i32x4.all_true(v128.and(f32x4.ge(P, fastB), f32x4.ge(Q, fastA)))) {
+    const eq = f32x4.mul(eB, Q), ep = f32x4.mul(eA, P);
+    const inv = f32x4.div(f32x4.splat(1), f32x4.mul(P, Q));
+    t = f32x4.add(t, f32x4.mul(f32x4.mul(f32x4.sub(eq, ep), inv), f32x4.sub(f32x4.splat(1), f32x4.mul(f32x4.add(eq, ep), f32x4.mul(inv, f32x4.splat(0.5))))));
+  } else {
+    t = f32x4.add(t, f32x4.sub(log1pPart(P, eB), log1pPart(Q, eA)));
+  }
+  return f32x4.mul(f32x4.add(f32x4.mul(P, invB), f32x4.splat(1e-8)), phi(t));
 }
 
 /**
  * KL_row for each row of `cols` elements (n is a multiple of cols), as float64 at `out`. `scratch`
- * holds 2 * cols + 2 float64. Softmaxes subtract the row's maximum; every sum runs in element order
- * (two lanes at a time, added one after the other).
+ * holds two float32 rows of paddedCols(cols). A NaN anywhere in a row makes its KL NaN.
  */
 export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32, cols: i32, quant: i32, scratch: usize, out: usize): void {
-  const ea = scratch, eb = scratch + (<usize>(cols + 1) << 3);
+  const padded = paddedCols(cols);
+  const ea = scratch, eb = scratch + (<usize>padded << 2);
   let row = 0;
   for (let r = 0; r < n; r += cols) {
-    let maxA = -Infinity, maxB = -Infinity;
+    const maxA = rowMax(a, aDtype, r, cols, quant, 0), maxB = rowMax(b, bDtype, r, cols, quant, 1);
+    rowExps(a, aDtype, b, bDtype, r, cols, quant, maxA, maxB, ea, eb);
+    const lnA = Math.log(sumA), lnB = Math.log(sumB);
+    const invB = f32x4.splat(<f32>(1 / sumB));
+    const eA = f32x4.splat(<f32>(1e-8 * sumA)), eB = f32x4.splat(<f32>(1e-8 * sumB));
+    // The parts of t that do not depend on the element, per case of (P >= e, Q >= e).
+    const K = f32x4.splat(<f32>((<f64>maxB - <f64>maxA) + (lnB - lnA)));
+    const offA = f32x4.splat(<f32>(<f64>maxA + lnA + LN_1EM8)), offB = f32x4.splat(<f32>(<f64>maxB + lnB + LN_1EM8));
+    let kl0 = f64x2.splat(0), kl1 = f64x2.splat(0);
     for (let s = 0; s < cols; s += TILE) {
       const count = min(TILE, cols - s);
       const va = tileOf(a, aDtype, r + s, count, quant, 0);
       const vb = tileOf(b, bDtype, r + s, count, quant, 1);
-      for (let j = 0; j < count; j++) {
-        const x = <f64>load<f32>(va + (<usize>j << 2)), y = <f64>load<f32>(vb + (<usize>j << 2));
-        store<f64>(ea + (<usize>(s + j) << 3), x);
-        store<f64>(eb + (<usize>(s + j) << 3), y);
-        maxA = max(maxA, x);
-        maxB = max(maxB, y);
+      const da = ea + (<usize>s << 2), db = eb + (<usize>s << 2);
+      let j = 0;
+      for (; j + 8 <= count; j += 8) { // two vectors' terms added in float32 (one rounding), then promoted
+        const o = <usize>j << 2;
+        const t0 = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), eA, eB, K, offA, offB, invB);
+        const t1 = klTerms(v128.load(va + o, 16), v128.load(vb + o, 16), v128.load(db + o, 16), v128.load(da + o, 16), eA, eB, K, offA, offB, invB);
+        const term = f32x4.add(t0, t1);
+        kl0 = f64x2.add(kl0, f64x2.promote_low_f32x4(term));
+        kl1 = f64x2.add(kl1, promoteHigh(term));
+      }
+      for (; j + 4 <= count; j += 4) {
+        const o = <usize>j << 2;
+        const term = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), eA, eB, K, offA, offB, invB);
+        kl0 = f64x2.add(kl0, f64x2.promote_low_f32x4(term));
+        kl1 = f64x2.add(kl1, promoteHigh(term));
+      }
+      if (j < count) { // the padding lanes (P = Q = 0, a = b = 0) give t = 0 and phi = 0; masked anyway
+        const o = <usize>j << 2;
+        const keep = i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(count - j));
+        const wa = lastValues(va + o, count - j), wb = lastValues(vb + o, count - j);
+        const term = v128.and(klTerms(wa, wb, v128.load(db + o), v128.load(da + o), eA, eB, K, offA, offB, invB), keep);
+        kl0 = f64x2.add(kl0, f64x2.promote_low_f32x4(term));
+        kl1 = f64x2.add(kl1, promoteHigh(term));
       }
     }
-    // An odd row gets one padding lane (its value, whose results are not added).
-    if (cols & 1) {
-      store<f64>(ea + (<usize>cols << 3), maxA);
-      store<f64>(eb + (<usize>cols << 3), maxB);
-    }
-    const vmaxA = f64x2.splat(maxA), vmaxB = f64x2.splat(maxB);
-    let sumA: f64 = 0, sumB: f64 = 0;
-    for (let j = 0; j < cols; j += 2) {
-      const o = <usize>j << 3;
-      const x = exp2x(f64x2.sub(v128.load(ea + o), vmaxA)), y = exp2x(f64x2.sub(v128.load(eb + o), vmaxB));
-      v128.store(ea + o, x);
-      v128.store(eb + o, y);
-      sumA += f64x2.extract_lane(x, 0);
-      sumB += f64x2.extract_lane(y, 0);
-      if (j + 1 < cols) {
-        sumA += f64x2.extract_lane(x, 1);
-        sumB += f64x2.extract_lane(y, 1);
-      }
-    }
-    const vsumA = f64x2.splat(sumA), vsumB = f64x2.splat(sumB), tiny = f64x2.splat(1e-8);
-    let kl: f64 = 0;
-    for (let j = 0; j < cols; j += 2) {
-      const o = <usize>j << 3;
-      const p = f64x2.add(f64x2.div(v128.load(eb + o), vsumB), tiny), q = f64x2.add(f64x2.div(v128.load(ea + o), vsumA), tiny);
-      const term = f64x2.mul(p, logx(f64x2.div(p, q)));
-      kl += f64x2.extract_lane(term, 0);
-      if (j + 1 < cols) kl += f64x2.extract_lane(term, 1);
-    }
+    const kl = (f64x2.extract_lane(kl0, 0) + f64x2.extract_lane(kl0, 1)) + (f64x2.extract_lane(kl1, 0) + f64x2.extract_lane(kl1, 1));
     store<f64>(out + (<usize>row << 3), kl);
     row++;
   }
@@ -157,29 +313,98 @@ function importanceTile(va: usize, vb: usize, t: i32, count: i32, cols: i32, kl:
   }
 }
 
+/** Adds 1 to hist[d >> shift] if d < span (a key's offset from its range's lo, unsigned); returns 1 if it did. */
+// @ts-ignore: decorator
+@inline
+function countKey(d: u32, span: u32, shift: u32, hist: usize): i32 {
+  if (d >= span) return 0;
+  const h = hist + (<usize>(d >>> shift) << 2);
+  store<u32>(h, load<u32>(h) + 1);
+  return 1;
+}
+
+/** The sum of an i32x4's lanes. */
+// @ts-ignore: decorator
+@inline
+function laneSum(v: v128): i32 {
+  return i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3);
+}
+
 /**
- * The importances of the chunk as select keys (u32 at `keys`): the float bits of I, which order like
- * the values for I >= 0; a negative I (rounding can make KL a hair below 0) becomes key 0.
+ * One radix-select round (see select.ts) over the chunk's importances for `m` (1-3) key ranges at once,
+ * the quartiles' ranges: each importance is computed once, turned into its key (the float bits of I,
+ * which order like the values for I >= 0; a negative I, from a KL a hair below 0, is key 0), and counted
+ * into every range: above if key >= hi, else into hist[(key - lo) >> shift] if key >= lo. `ranges`
+ * holds 3 records of FUSION_RANGE_RECORD (16) bytes, the ones past m a range no key reaches (lo = hi =
+ * 0xffffffff). `stats`: m RANGE_BYTES records.
  */
-export function fusionKeys(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32, cols: i32, quant: i32, kl: usize, keys: usize): void {
-  const zero = i32x4.splat(0);
+export function fusionRange(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32, cols: i32, quant: i32, kl: usize, ranges: usize, m: i32, stats: usize): void {
+  const imp = slot(MAX_INPUTS + 2);
+  const lo0 = load<u32>(ranges), hi0 = load<u32>(ranges, 4), sh0 = load<u32>(ranges, 8), h0 = <usize>load<u32>(ranges, 12);
+  const lo1 = load<u32>(ranges, 16), hi1 = load<u32>(ranges, 20), sh1 = load<u32>(ranges, 24), h1 = <usize>load<u32>(ranges, 28);
+  const lo2 = load<u32>(ranges, 32), hi2 = load<u32>(ranges, 36), sh2 = load<u32>(ranges, 40), h2 = <usize>load<u32>(ranges, 44);
+  const span0 = hi0 - lo0, span1 = hi1 - lo1, span2 = hi2 - lo2;
+  let above0 = 0, inside0 = 0, above1 = 0, inside1 = 0, above2 = 0, inside2 = 0;
+  let va0 = i32x4.splat(0), va1 = i32x4.splat(0), va2 = i32x4.splat(0); // per-lane "above" counts
+  const vlo0 = i32x4.splat(lo0), vlo1 = i32x4.splat(lo1), vlo2 = i32x4.splat(lo2);
+  const vhi0 = i32x4.splat(hi0), vhi1 = i32x4.splat(hi1), vhi2 = i32x4.splat(hi2);
+  const vspan0 = i32x4.splat(span0), vspan1 = i32x4.splat(span1), vspan2 = i32x4.splat(span2);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
     const va = tileOf(a, aDtype, t, count, quant, 0);
     const vb = tileOf(b, bDtype, t, count, quant, 1);
-    const dst = keys + (<usize>t << 2);
-    importanceTile(va, vb, t, count, cols, kl, dst);
+    importanceTile(va, vb, t, count, cols, kl, imp);
+    if (m == 1) { // the first round: one range for all three quartiles
+      for (let j = 0; j < count; j++) {
+        const v = load<i32>(imp + (<usize>j << 2));
+        const key = <u32>(v < 0 ? 0 : v);
+        above0 += <i32>(key >= hi0);
+        inside0 += countKey(key - lo0, span0, sh0, h0);
+      }
+      continue;
+    }
+    // Later rounds: narrow ranges, which few keys fall in. Four keys at a time count "above" without a
+    // branch; the histograms are visited only for a vector with a key inside a range.
     let j = 0;
     for (; j + 4 <= count; j += 4) {
-      const o = <usize>j << 2;
-      const v = v128.load(dst + o);
-      v128.store(dst + o, v128.andnot(v, i32x4.lt_s(v, zero)));
+      let key = v128.load(imp + (<usize>j << 2));
+      key = v128.andnot(key, i32x4.lt_s(key, i32x4.splat(0)));
+      va0 = i32x4.sub(va0, i32x4.ge_u(key, vhi0));
+      va1 = i32x4.sub(va1, i32x4.ge_u(key, vhi1));
+      va2 = i32x4.sub(va2, i32x4.ge_u(key, vhi2));
+      const in0 = i32x4.lt_u(i32x4.sub(key, vlo0), vspan0), in1 = i32x4.lt_u(i32x4.sub(key, vlo1), vspan1), in2 = i32x4.lt_u(i32x4.sub(key, vlo2), vspan2);
+      if (!v128.any_true(v128.or(v128.or(in0, in1), in2))) continue;
+      for (let l = 0; l < 4; l++) {
+        const k = load<u32>(imp + (<usize>(j + l) << 2));
+        const kk = <i32>k < 0 ? 0 : k;
+        inside0 += countKey(kk - lo0, span0, sh0, h0);
+        inside1 += countKey(kk - lo1, span1, sh1, h1);
+        inside2 += countKey(kk - lo2, span2, sh2, h2);
+      }
     }
     for (; j < count; j++) {
-      const o = <usize>j << 2;
-      const v = load<i32>(dst + o);
-      if (v < 0) store<i32>(dst + o, 0);
+      const v = load<i32>(imp + (<usize>j << 2));
+      const key = <u32>(v < 0 ? 0 : v);
+      above0 += <i32>(key >= hi0);
+      above1 += <i32>(key >= hi1);
+      above2 += <i32>(key >= hi2);
+      inside0 += countKey(key - lo0, span0, sh0, h0);
+      inside1 += countKey(key - lo1, span1, sh1, h1);
+      inside2 += countKey(key - lo2, span2, sh2, h2);
     }
+  }
+  above0 += laneSum(va0);
+  above1 += laneSum(va1);
+  above2 += laneSum(va2);
+  store<f64>(stats, <f64>above0, RANGE_ABOVE);
+  store<f64>(stats, <f64>inside0, RANGE_INSIDE);
+  if (m > 1) {
+    store<f64>(stats + RANGE_BYTES, <f64>above1, RANGE_ABOVE);
+    store<f64>(stats + RANGE_BYTES, <f64>inside1, RANGE_INSIDE);
+  }
+  if (m > 2) {
+    store<f64>(stats + 2 * RANGE_BYTES, <f64>above2, RANGE_ABOVE);
+    store<f64>(stats + 2 * RANGE_BYTES, <f64>inside2, RANGE_INSIDE);
   }
 }
 

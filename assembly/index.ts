@@ -24,5 +24,5 @@ export { dellaMask, dellaWorkBytes } from "./della";
 export { ramCounts, ramMerge } from "./ram";
 export { sceVariance, sceSample, sceCollect, sceSelectCandidates, sceRange, sceSquares, sceMerge } from "./sce";
 export { gramTiles, gramRows, gramColumns, combine, nearswap } from "./geometry";
-export { fusionRowKL, fusionKeys, fusionMerge } from "./fusion";
+export { fusionRowKL, fusionRange, fusionMerge } from "./fusion";
 export { deltaRows, sumSquares, fillRandom, transposeInto, copyBlock, householderBasis, jacobiSvd, loraFactors, addScaledInPlace } from "./svd";

@@ -93,6 +93,8 @@ export const RANGE_ABOVE = 0; //  elements with key >= hi
 export const RANGE_INSIDE = 8; // elements with lo <= key < hi
 export const RANGE_KEPT = 16; //  candidates written (<= capacity)
 export const RANGE_BYTES = 24;
+/** arcee_fusion's range table (fusionRange): per key range lo, hi, shift and the histogram's pointer (u32). */
+export const FUSION_RANGE_RECORD = 16;
 
 /**
  * One record of the logit-scoring kernel (scoring.ts), all f64: the evaluated model's running

@@ -14,12 +14,10 @@ const LN2_LO: f32 = 1.42860682030941723212e-6;
 const X_MIN: f32 = -87.3;
 const X_MAX: f32 = 88.7;
 
+/** e^r for |r| <= ln2/2, four lanes: the Taylor series to r^7 by Horner's rule (see above). */
 // @ts-ignore: decorator
 @inline
-export function expf4(x0: v128): v128 {
-  const x = f32x4.max(f32x4.min(x0, f32x4.splat(X_MAX)), f32x4.splat(X_MIN));
-  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(LOG2E)));
-  const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, f32x4.splat(LN2_HI))), f32x4.mul(n, f32x4.splat(LN2_LO)));
+export function expTaylor(r: v128): v128 {
   let p = f32x4.splat(1.0 / 5040.0);
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 720.0));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 120.0));
@@ -27,7 +25,16 @@ export function expf4(x0: v128): v128 {
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 6.0));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(0.5));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0));
+  return f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0));
+}
+
+// @ts-ignore: decorator
+@inline
+export function expf4(x0: v128): v128 {
+  const x = f32x4.max(f32x4.min(x0, f32x4.splat(X_MAX)), f32x4.splat(X_MIN));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(LOG2E)));
+  const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, f32x4.splat(LN2_HI))), f32x4.mul(n, f32x4.splat(LN2_LO)));
+  const p = expTaylor(r);
   // 2^n: n + 127 in the exponent field. n is in [−126, 128] after the clamp; 2^128 would overflow, so
   // split it as 2^(n−1) · 2 when n > 127 (only x near X_MAX).
   const ni = i32x4.trunc_sat_f32x4_s(n);

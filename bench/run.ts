@@ -9,6 +9,7 @@
 //   8. the forward pass's GEMM (linear): GFLOP/s in prefill, GB/s of weights in decode, both builds
 // Options: --quick (smaller sizes, for a smoke run), --keep (keep the generated models), --skip-e2e,
 // --skip-kernels, --skip-assignment (5, 6), --skip-alignment (7), --skip-gemm (8), --skip-forward (9), --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
+// Environment: BENCH_ONLY=name[,name] limits section 2 to those methods.
 //   9. the evaluation forward pass (bench/forward.ts): prefill and generation tokens/s on a SmolLM-135M-shaped model, next to PyTorch
 import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, open, rm, writeFile, stat } from "node:fs/promises";
@@ -126,7 +127,10 @@ line(`2. Kernel throughput, one core, float32 inputs already in memory (${names.
 line(`   GB/s of input; "of memcpy" compares with the memcpy bandwidth above`);
 line(`   ${"method".padEnd(16)} ${"wasm SIMD".padStart(10)} ${"plain TS".padStart(10)} ${"speed-up".padStart(9)} ${"of memcpy".padStart(10)}`);
 const kernelResults: Record<string, number> = {};
+// BENCH_ONLY=name[,name...] times only those methods (to measure one kernel quickly).
+const only = process.env.BENCH_ONLY?.split(",");
 for (const c of cases) {
+  if (only && !only.includes(c.name)) continue;
   const j = job(c.op, c.inputs);
   await ws.load(j, 0);
   const bytes = c.inputs * TENSOR_BYTES;
@@ -135,8 +139,8 @@ for (const c of cases) {
   kernelResults[c.name] = wasm;
   line(`   ${c.name.padEnd(16)} ${fmt(wasm).padStart(10)} ${fmt(ts).padStart(10)} ${(fmt(wasm / ts, 1) + "x").padStart(9)} ${(fmt((100 * wasm) / memcpy, 0) + "%").padStart(10)}`);
 }
-line(`   targets: linear and task_arithmetic >= 50% of memcpy (${fmt(kernelResults.linear! / memcpy * 100, 0)}%, ${fmt(kernelResults.task_arithmetic! / memcpy * 100, 0)}%); ties >= 3 GB/s (${fmt(kernelResults.ties!)})`);
-line(`   target: geometric methods except karcher >= 1 GB/s (${geometric.filter((c) => c.name !== "karcher").map((c) => `${c.name} ${fmt(kernelResults[c.name]!)}`).join(", ")})`);
+if (!only) line(`   targets: linear and task_arithmetic >= 50% of memcpy (${fmt(kernelResults.linear! / memcpy * 100, 0)}%, ${fmt(kernelResults.task_arithmetic! / memcpy * 100, 0)}%); ties >= 3 GB/s (${fmt(kernelResults.ties!)})`);
+if (!only) line(`   target: geometric methods except karcher >= 1 GB/s (${geometric.filter((c) => c.name !== "karcher").map((c) => `${c.name} ${fmt(kernelResults[c.name]!)}`).join(", ")})`);
 await ws.release();
 arrays.length = 0;
 line();

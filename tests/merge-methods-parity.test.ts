@@ -12,8 +12,9 @@ import { merge } from "../src/node";
 import { WeightsoupError } from "../src/errors";
 import { referenceMerge } from "./reference/merge";
 import type { RefModel, RefTensor } from "./reference/merge";
-import { roundToDtype } from "./reference/float16";
-import { baseModel, compareTensor, fineTune, readOutput, removeDir, tempDir, TINY, toYaml, uniform, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
+import { bf16BitsToF32, f16BitsToF32, roundToDtype, type FloatDtype } from "./reference/float16";
+import { arceeFusionMask } from "./reference/methods";
+import { baseModel, compareTensor, fineTune, readOutput, removeDir, tempDir, TINY, toYaml, uniform, WORKER_URL, writeCase, type OutputTensor, type Shape } from "./helpers/fixtures";
 
 let root: string;
 before(async () => { root = await tempDir(); });
@@ -40,12 +41,58 @@ async function check(c: Case): Promise<void> {
   assert.equal(summary.tensors, expected.tensors.size);
   for (const [name, ref] of expected.tensors) {
     const got = ours.tensors.get(name)!;
+    if (c.recipe.merge_method === "arcee_fusion" && ref.values && c.models.base!.tensors.has(name)) {
+      arceeAgrees(c, name, got, ref.values, ref.shape);
+      continue;
+    }
     const { maxUlp, at } = compareTensor(got, ref);
     if (got.dtype === "F32") {
       const { worst, where } = worstRelative(got.data, ref.values!);
       assert.ok(worst <= 1e-6, `${c.name}: ${name}: difference ${worst} (absolute, relative above 1) at ${where}`);
     } else if (got.dtype === "BF16" || got.dtype === "F16") assert.ok(maxUlp <= 1, `${c.name}: ${name}: ${maxUlp} ulps apart at ${at}`);
     else assert.equal(compareTensor(got, ref).maxAbs, 0, `${c.name}: ${name}: integer tensor differs`);
+  }
+}
+
+/** Relative band around the reference's threshold where the engine's importance may fall on the other side (SPEC, arcee_fusion). */
+const ARCEE_BAND = 1e-4;
+/** Elements inside the band, over all arcee_fusion cases (reported by the last test). */
+let arceeBandElements = 0;
+
+/** The output's values decoded to numbers (F32, BF16 or F16). */
+function decoded(t: OutputTensor): number[] {
+  const v = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  if (t.dtype === "F32") return Array.from({ length: t.data.byteLength / 4 }, (_, i) => v.getFloat32(i * 4, true));
+  const bits = (i: number) => v.getUint16(i * 2, true);
+  return Array.from({ length: t.data.byteLength / 2 }, (_, i) => (t.dtype === "BF16" ? bf16BitsToF32(bits(i)) : f16BitsToF32(bits(i))));
+}
+
+/** Rows x cols top-left block of a tensor's values (arcee_fusion's embedding rectification). */
+function block(values: Float32Array, shape: number[], out: number[]): Float32Array {
+  if (shape.length !== 2 || (shape[0] === out[0] && shape[1] === out[1])) return values;
+  const [rows, cols] = out as [number, number];
+  return Float32Array.from({ length: rows * cols }, (_, i) => values[Math.floor(i / cols) * shape[1]! + (i % cols)]!);
+}
+
+/**
+ * arcee_fusion's output against the reference (SPEC: KL to a relative tolerance, so an element whose
+ * reference importance lies within ARCEE_BAND of the reference threshold may take the other input):
+ * every element outside the band equals the reference's (its output dtype's rounding), elements inside
+ * are counted.
+ */
+function arceeAgrees(c: Case, name: string, got: OutputTensor, ref: Float32Array, shape: number[]): void {
+  const other = Object.keys(c.models).find((k) => k !== "base" && (c.recipe.models as { model: string }[]).some((m) => m.model === `./${k}`))!;
+  const a0 = c.models.base!.tensors.get(name)!, b0 = c.models[other]!.tensors.get(name)!;
+  const a = block(a0.values!, a0.shape, shape), b = block(b0.values!, b0.shape, shape);
+  const { importance, threshold } = arceeFusionMask(a, b, shape);
+  const ours = decoded(got);
+  for (let j = 0; j < ref.length; j++) {
+    if (Math.abs(importance[j]! - threshold) <= ARCEE_BAND * Math.abs(threshold)) {
+      arceeBandElements++;
+      continue;
+    }
+    const want = roundToDtype(ref[j]!, got.dtype as FloatDtype);
+    assert.ok(Object.is(ours[j], want) || (Number.isNaN(ours[j]) && Number.isNaN(want)), `${c.name}: ${name}[${j}]: ${ours[j]} where the reference has ${want} (importance ${importance[j]}, threshold ${threshold})`);
   }
 }
 
@@ -478,4 +525,8 @@ describe("arcee_fusion", () => {
     recipe: { merge_method: "arcee_fusion", base_model: "./base", models: [m("a"), m("b")] },
   }, "E_RECIPE", /arcee_fusion/));
   deterministic("arcee_fusion", { merge_method: "arcee_fusion", base_model: "./base", models: [m("a")] });
+  test("elements within the threshold band (compared loosely) are few", () => {
+    console.log(`arcee_fusion: ${arceeBandElements} element(s) within ${ARCEE_BAND} of the reference threshold`);
+    assert.ok(arceeBandElements < 50, `${arceeBandElements} elements in the band`);
+  });
 });

@@ -66,7 +66,7 @@ export type KernelExports = {
   combine(table: number, nInputs: number, n: number, cols: number, quant: number, offsets: number, layout: number, coefs: number, perVector: number, out: number, outDtype: number): void;
   nearswap(a: number, aDtype: number, b: number, bDtype: number, n: number, quant: number, t: number, out: number, outDtype: number): void;
   fusionRowKL(a: number, aDtype: number, b: number, bDtype: number, n: number, cols: number, quant: number, scratch: number, out: number): void;
-  fusionKeys(a: number, aDtype: number, b: number, bDtype: number, n: number, cols: number, quant: number, kl: number, keys: number): void;
+  fusionRange(a: number, aDtype: number, b: number, bDtype: number, n: number, cols: number, quant: number, kl: number, ranges: number, m: number, stats: number): void;
   fusionMerge(a: number, aDtype: number, b: number, bDtype: number, n: number, cols: number, quant: number, kl: number, threshold: number, out: number, outDtype: number): void;
   scoreChunk(ze: number, za: number, rows: number, n: number, v0: number, targets: number, state: number): void;
   deltaRows(ft: number, ftDtype: number, base: number, baseDtype: number, n: number, dst: number): void;

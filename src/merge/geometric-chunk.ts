@@ -3,7 +3,7 @@
  * loaded chunk (called from ChunkWorkspace). Results are [pointer, count] of float64 in wasm memory,
  * allocated in the pass's arena frame.
  */
-import { SUM_RECORD, TILE } from "../../assembly/layout";
+import { FUSION_RANGE_RECORD, RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, SUM_RECORD, TILE } from "../../assembly/layout";
 import type { Kernels } from "../kernels/kernels";
 import type { VectorLayout } from "../plan/geometric";
 import type { FinalRequest, KeySource } from "./job";
@@ -63,7 +63,7 @@ export function fusionKLPass(k: Kernels, chunk: ChunkView, cols: number): [numbe
   const { arena, exports } = k;
   const [a, b] = chunk.inputs as [ChunkView["inputs"][0], ChunkView["inputs"][0]];
   const rows = chunk.count / cols;
-  const scratch = arena.alloc((2 * cols + 2) * 8);
+  const scratch = arena.alloc(((cols + 3) & ~3) * 16); // two float64 rows padded to whole f32x4 loads
   const out = arena.alloc(rows * 8);
   exports.fusionRowKL(a.ptr, a.code, b.ptr, b.code, chunk.count, cols, chunk.quant, scratch, out);
   return [out, rows];
@@ -77,13 +77,46 @@ function rowSlice(k: Kernels, chunk: ChunkView, cols: number, values: Float32Arr
   return ptr;
 }
 
-/** Select keys of the chunk (u32 per element), for the range kernels; returns their pointer. */
-export function chunkKeys(k: Kernels, chunk: ChunkView, keys: KeySource): number {
+/** A key range of one radix-select round and what the chunk's importances put in it. */
+export interface FusionRange {
+  lo: number;
+  hi: number;
+  shift: number;
+}
+
+/** Key ranges one fusionRange pass serves: the three quartiles'. */
+const FUSION_RANGES = 3;
+
+/**
+ * One radix-select round over the chunk's arcee_fusion importances (computed once, in the kernel) for
+ * up to FUSION_RANGES key ranges; returns per range its histogram's pointer and bucket count, above and inside.
+ */
+export function fusionRangePass(k: Kernels, chunk: ChunkView, keys: KeySource, ranges: FusionRange[]): { hist: number; buckets: number; above: number; inside: number }[] {
+  const { arena } = k;
   const [a, b] = chunk.inputs as [ChunkView["inputs"][0], ChunkView["inputs"][0]];
   const kl = rowSlice(k, chunk, keys.cols, keys.kl);
-  const out = k.arena.alloc(chunk.count * 4);
-  k.exports.fusionKeys(a.ptr, a.code, b.ptr, b.code, chunk.count, keys.cols, chunk.quant, kl, out);
-  return out;
+  if (ranges.length > FUSION_RANGES) throw new Error(`fusionRange serves at most ${FUSION_RANGES} key ranges, not ${ranges.length}`);
+  // Three records always: the ones past the ranges asked for match no key (all keys are below 2^31).
+  const padded = [...ranges, ...Array.from({ length: FUSION_RANGES - ranges.length }, () => ({ lo: 0xffffffff, hi: 0xffffffff, shift: 0 }))];
+  const table = arena.alloc(FUSION_RANGES * FUSION_RANGE_RECORD);
+  const hists = padded.map(({ lo, hi, shift }) => {
+    const buckets = Math.ceil((hi - lo) / 2 ** shift);
+    const hist = arena.alloc(Math.max(1, buckets) * 4);
+    arena.u32(hist, buckets).fill(0);
+    return { hist, buckets };
+  });
+  const stats = arena.alloc(ranges.length * RANGE_BYTES);
+  const v = arena.view();
+  padded.forEach(({ lo, hi, shift }, i) => {
+    const rec = table + i * FUSION_RANGE_RECORD;
+    v.setUint32(rec, lo, true);
+    v.setUint32(rec + 4, hi, true);
+    v.setUint32(rec + 8, shift, true);
+    v.setUint32(rec + 12, hists[i]!.hist, true);
+  });
+  k.exports.fusionRange(a.ptr, a.code, b.ptr, b.code, chunk.count, keys.cols, chunk.quant, kl, table, ranges.length, stats);
+  const counts = arena.f64(stats, ranges.length * 3);
+  return ranges.map((_, i) => ({ ...hists[i]!, above: counts[i * 3 + RANGE_ABOVE / 8]!, inside: counts[i * 3 + RANGE_INSIDE / 8]! }));
 }
 
 /** Runs one of the finals of this file into `out` (encoded as `outCode`). */

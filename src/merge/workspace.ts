@@ -13,11 +13,11 @@ import { DTYPES } from "../format/dtypes";
 import { openSink, sinkKey, type OutputSink, type SinkTarget } from "../io/sink";
 import { openSource, type ByteSource, type SourceRef } from "../io/source";
 import type { Kernels } from "../kernels/kernels";
-import { chunkKeys, fusionKLPass, geometricFinal, gramPass, type ChunkView } from "./geometric-chunk";
+import { fusionKLPass, fusionRangePass, geometricFinal, gramPass, type ChunkView, type FusionRange } from "./geometric-chunk";
 import { readMappedRows } from "../vocab/row-map";
 import { applyLoraDelta } from "../lora/apply";
 import { diagnoseChunk } from "../diagnose/chunk-stats";
-import { chunkRange, type FinalRequest, type JobInput, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
+import { chunkRange, type FinalRequest, type JobInput, type KeySource, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
 
 export interface LoadedChunk {
   job: TensorJob;
@@ -152,17 +152,9 @@ export class ChunkWorkspace {
           return { kind: "sample", samples: samples.map((s) => ({ hist: u32(s.hist, SAMPLE_BUCKETS), sampled: s.sampled })) };
         }
         case "range": {
-          const keys = request.keys ? chunkKeys(this.k, this.view(), request.keys) : undefined;
-          // Selections over the same computed keys share a histogram when they ask for the same range.
-          const same = new Map<string, ReturnType<ChunkWorkspace["range"]>>();
-          const ranges = request.ranges.map((r) => {
+          const ranges = request.keys ? this.fusionRanges(request.ranges, request.keys) : request.ranges.map((r) => {
             if (r.key && r.key.kind !== "absTau") return sceRange(this.k, this.variances, this.chunk.count, r.key, r.lo, r.hi, r.shift);
-            const id = keys === undefined ? undefined : `${r.lo}:${r.hi}:${r.shift}`;
-            const done = id === undefined ? undefined : same.get(id);
-            if (done) return done;
-            const result = this.range(r.task, r.id ?? r.task, r.lo, r.hi, r.shift, keys);
-            if (id !== undefined) same.set(id, result);
-            return result;
+            return this.range(r.task, r.id ?? r.task, r.lo, r.hi, r.shift);
           });
           return { kind: "range", ranges: ranges.map((r) => ({ hist: u32(r.hist, r.buckets), above: r.above, inside: r.inside })) };
         }
@@ -236,8 +228,19 @@ export class ChunkWorkspace {
     return { hist, sampled };
   }
 
-  /** `keys`: the chunk's select keys when they are not |tau| (see KeySource). */
-  private range(task: number, id: number, lo: number, hi: number, shift: number, keys?: number) {
+  /**
+   * arcee_fusion's ranges (computed keys, see KeySource): one kernel pass computes the importances and
+   * counts them into every distinct range; selections asking for the same range share its histogram.
+   */
+  private fusionRanges(ranges: { lo: number; hi: number; shift: number }[], keys: KeySource) {
+    const distinct = new Map<string, FusionRange>();
+    for (const { lo, hi, shift } of ranges) distinct.set(`${lo}:${hi}:${shift}`, { lo, hi, shift });
+    const results = fusionRangePass(this.k, this.view(), keys, [...distinct.values()]);
+    const byId = new Map([...distinct.keys()].map((id, i) => [id, results[i]!]));
+    return ranges.map(({ lo, hi, shift }) => byId.get(`${lo}:${hi}:${shift}`)!);
+  }
+
+  private range(task: number, id: number, lo: number, hi: number, shift: number) {
     const { arena, exports } = this.k;
     const { inputs, count } = this.chunk;
     const buckets = Math.max(1, Math.ceil((hi - lo) / 2 ** shift));
@@ -246,12 +249,7 @@ export class ChunkWorkspace {
     arena.u32(hist, buckets + 1).fill(0);
     const stats = arena.alloc(RANGE_BYTES);
     let above: number, inside: number;
-    if (keys !== undefined) {
-      exports.keyRange(keys, count, lo, hi, shift, hist, 0, stats);
-      const v = arena.f64(stats, 3);
-      above = v[RANGE_ABOVE / 8]!;
-      inside = v[RANGE_INSIDE / 8]!;
-    } else if (cand?.complete && lo >= cand.lo && hi <= cand.hi) {
+    if (cand?.complete && lo >= cand.lo && hi <= cand.hi) {
       // Every key of [lo, hi) is among the candidates: scan them instead of the tensor, and keep only these.
       exports.keyRange(cand.ptr, cand.count, lo, hi, shift, hist, 1, stats);
       const v = arena.f64(stats, 3);
