@@ -7,7 +7,7 @@
  * go through the model layer by layer together (as many at a time as the memory budget holds the
  * hidden states of), so each layer's shared tensors are in memory once for all of them.
  */
-import { AbortError, DataError } from "../errors";
+import { AbortError, DataError, describeValue, OptionError } from "../errors";
 import { availableCores, defaultWorkerUrl } from "../env";
 import { openModel } from "../model/model";
 import { JOBS_PER_WORKER } from "../merge/engine";
@@ -32,6 +32,8 @@ export interface SweepOptions extends Omit<EvaluateOptions, "against" | "onProgr
   /** Models every point is compared with (KL divergence, top-1 agreement), as for evaluate(). */
   against?: readonly EvalSubject[];
   onProgress?: (event: SweepEvent) => void;
+  /** At most this many points go through the layers together (default: as many as the memory budget holds; 1 = point by point). */
+  maxPointsPerPass?: number;
 }
 
 export interface SweepPoint {
@@ -69,6 +71,9 @@ export type SweepEvent =
 
 export async function sweep(recipe: Recipe | string, vary: readonly (Vary | string)[], options: SweepOptions): Promise<SweepResult> {
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "context", "maxTokens"]);
+  if (options.maxPointsPerPass !== undefined && (!Number.isSafeInteger(options.maxPointsPerPass) || options.maxPointsPerPass < 1)) {
+    throw new OptionError("E_OPTION", `option maxPointsPerPass must be an integer of at least 1, got ${describeValue(options.maxPointsPerPass)}`, { key: "maxPointsPerPass" });
+  }
   checkCallbackOption(options, "onProgress");
   if ((options.text === undefined) === (options.ids === undefined)) throw new DataError("E_DATA", "give either a text or token ids to evaluate on", {});
   const started = performance.now();
@@ -120,7 +125,8 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     const longest = Math.max(...sequences.map((s) => s.length));
     const stateBytes = (m: DecoderSource) => (rows + longest) * m.spec.hidden * 4;
     const againstBytes = against.reduce((n, a) => n + stateBytes(a), 0);
-    const perPass = Math.max(1, Math.min(points.length, Math.floor((forward / 2 - againstBytes) / stateBytes(first))));
+    const fits = Math.floor((forward / 2 - againstBytes) / stateBytes(first));
+    const perPass = Math.max(1, Math.min(points.length, options.maxPointsPerPass ?? points.length, fits));
 
     signal?.throwIfAborted();
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -143,10 +149,11 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
         for (const a of against) (a as Partial<PointSource>).expect?.([a.spec.lmHead]);
         againstHeads = await Promise.all(against.map(async (a, j) => ({ model: againstIds[j]!, lmHead: (await a.weights([a.spec.lmHead])).get(a.spec.lmHead)! })));
       }
+      // Announced for the whole pass, so an output projection equal at several points is merged once.
+      for (const p of pass) p.source.expect([p.source.spec.lmHead]);
       for (const [i, p] of pass.entries()) {
         signal?.throwIfAborted();
         const index = from + i;
-        p.source.expect([p.source.spec.lmHead]);
         const head = (await p.source.weights([p.source.spec.lmHead])).get(p.source.spec.lmHead)!;
         const perWorker = await Promise.all(dealt.map((_, w) => pool!.on(w, (api) => api.evalScore(`p${index}`, head, againstHeads!))));
         const s = gather(p.source.name, against.map((a) => a.name), sequences, dealt, perWorker);

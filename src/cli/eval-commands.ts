@@ -14,12 +14,12 @@ import { args, defined, integer, size, type Io } from "./args";
 import { commandHelp } from "./commands";
 
 /** Token ids from a file: a JSON list, or a .safetensors file with one integer tensor. */
-async function idsFrom(path: string): Promise<number[]> {
+export async function idsFrom(path: string): Promise<number[]> {
   return readTokenIds(await NodeFolder.open(dirname(path)), basename(path));
 }
 
 /** Runs `fn` with an AbortSignal that Ctrl-C (or SIGTERM) fires. */
-async function interruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function interruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
   const onSignal = () => controller.abort(new AbortError("interrupted"));
   process.once("SIGINT", onSignal);
