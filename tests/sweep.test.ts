@@ -90,10 +90,41 @@ describe("reuse", () => {
     const attention = names.filter((k) => k.includes("self_attn")).length, other = names.length - attention;
     assert.ok(attention > 0 && other > 0);
     // Each tensor is used once per point (this model has its own lm_head); attention differs per point.
+    // The embedding step is the same job at all three points, so it runs once (one use, nothing to share).
     assert.equal(r.tensorsComputed, other + 3 * attention);
-    assert.equal(r.tensorsShared, 2 * other);
+    assert.equal(r.tensorsShared, 2 * (other - 1));
+    assert.equal(r.layerRuns, 3 * 2, "attention differs from layer 0 on: no layer is shared");
     const ref = await written(dir, r.points[2]!.recipe, []);
     assert.equal(r.points[2]!.nll, ref.nll);
+  });
+});
+
+describe("shared first layers", () => {
+  test("points that differ only in the last slice run the first layer once, fork, and equal the written merges", async () => {
+    const dir = await family();
+    const recipe = join(dir, "recipe.yml");
+    await writeFile(recipe, `merge_method: linear
+slices:
+  - sources:
+      - {model: ./a, layer_range: [0, 1], parameters: {weight: 0.5}}
+      - {model: ./b, layer_range: [0, 1], parameters: {weight: 0.5}}
+  - sources:
+      - {model: ./a, layer_range: [1, 2], parameters: {weight: 0.5}}
+      - {model: ./b, layer_range: [1, 2], parameters: {weight: 0.3}}
+dtype: bfloat16
+`);
+    const vary = ["slices[1].sources[1].parameters.weight=0.1,0.3,0.6"];
+    const together = await sweep(recipe, vary, { ids, context: 16, workerUrl: WORKER_URL, workers: 2, against: [join(dir, "a")] });
+    const alone = await sweep(recipe, vary, { ids, context: 16, workerUrl: WORKER_URL, workers: 2, against: [join(dir, "a")], maxPointsPerPass: 1 });
+    // Point by point: 3 passes × (2 layers of the against model + 2 of the point) = 12 layer runs.
+    // Together: the against model's 2, and layer 0 (the first slice, the same job at every point) once + layer 1 three times.
+    assert.equal(alone.layerRuns, 12);
+    assert.equal(together.layerRuns, 2 + 1 + 3);
+    assert.deepEqual(together.points, alone.points);
+    for (const i of [0, 2]) {
+      const ref = await written(dir, together.points[i]!.recipe, [join(dir, "a")]);
+      assert.deepEqual({ nll: together.points[i]!.nll, perplexity: together.points[i]!.perplexity, against: together.points[i]!.against }, ref, `point ${i}`);
+    }
   });
 });
 

@@ -60,6 +60,8 @@ export interface SweepResult {
   tensorsShared: number;
   /** Points run layer by layer together (fewer when the memory budget cannot hold all their hidden states). */
   pointsPerPass: number;
+  /** Decoder layers run over the sequences, against models' included: a layer that points share (their weights equal up to it) runs once. */
+  layerRuns: number;
   seconds: number;
 }
 
@@ -136,6 +138,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
 
     // Against models' output projections are the same for every point: fetched once.
     const againstIds = against.map((_, j) => `a${j}`);
+    let layerRuns = 0;
     let againstHeads: { model: string; lmHead: WeightRef }[] | undefined;
     const results: SweepPoint[] = [];
     for (let from = 0; from < points.length; from += perPass) {
@@ -144,7 +147,9 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
       await Promise.all(dealt.map((seqs, w) => pool!.on(w, (api) => api.evalSequences(seqs))));
       const entries: RunEntry[] = [...against.map((a, j) => ({ id: againstIds[j]!, source: a })), ...pass.map((p, i) => ({ id: `p${from + i}`, source: p.source }))];
       const indexes = pass.map((_, i) => from + i);
-      await runLayerMajor(pool, workers, entries, (layer, layers) => emit({ type: "sweep-layer", layer, layers, points: indexes }), signal);
+      const ran = await runLayerMajor(pool, workers, entries, (layer, layers) => emit({ type: "sweep-layer", layer, layers, points: indexes }), signal);
+      layerRuns += ran.layerRuns;
+      const stateOf = (id: string) => ran.states.get(id)!;
       if (!againstHeads) {
         for (const a of against) (a as Partial<PointSource>).expect?.([a.spec.lmHead]);
         againstHeads = await Promise.all(against.map(async (a, j) => ({ model: againstIds[j]!, lmHead: (await a.weights([a.spec.lmHead])).get(a.spec.lmHead)! })));
@@ -155,7 +160,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
         signal?.throwIfAborted();
         const index = from + i;
         const head = (await p.source.weights([p.source.spec.lmHead])).get(p.source.spec.lmHead)!;
-        const perWorker = await Promise.all(dealt.map((_, w) => pool!.on(w, (api) => api.evalScore(`p${index}`, head, againstHeads!))));
+        const perWorker = await Promise.all(dealt.map((_, w) => pool!.on(w, (api) => api.evalScore(stateOf(`p${index}`), head, againstHeads!.map((h) => ({ ...h, model: stateOf(h.model) }))))));
         const s = gather(p.source.name, against.map((a) => a.name), sequences, dealt, perWorker);
         // The same sums, in the same order, as evaluate().
         let sum = 0;
@@ -175,7 +180,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     const seconds = (performance.now() - started) / 1000;
     emit({ type: "sweep-done", seconds, tensorsComputed: shared.computed, tensorsShared: shared.shared });
     const predicted = sequences.reduce((n, s) => n + Math.max(0, s.length - 1), 0);
-    return { recipe: base.file, keys, points: results, best, tokens: ids.length, predicted, tensorsComputed: shared.computed, tensorsShared: shared.shared, pointsPerPass: perPass, seconds };
+    return { recipe: base.file, keys, points: results, best, tokens: ids.length, predicted, tensorsComputed: shared.computed, tensorsShared: shared.shared, layerRuns, pointsPerPass: perPass, seconds };
   } catch (e) {
     if (signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: signal.reason });
     throw e;

@@ -13,6 +13,8 @@ import type { PointTensors } from "./shared-tensors";
 export interface PointSource extends DecoderSource {
   /** Announces one use of each named tensor (see SharedTensors). */
   expect(names: readonly string[]): void;
+  /** A tensor's job identity: equal at two points, equal bytes. */
+  key(name: string): string;
 }
 
 export function pointSource(name: string, plan: MergePlan, tensors: PointTensors): PointSource {
@@ -23,6 +25,7 @@ export function pointSource(name: string, plan: MergePlan, tensors: PointTensors
   const planned = new Map(plan.tensors.map((t) => [t.name, t]));
   return {
     name, spec, folder: plan.models.get(plan.donor)!.folder,
+    key: (n) => tensors.key(n),
     expect(names) {
       for (const n of names) tensors.expect(n);
     },
