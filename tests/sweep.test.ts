@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { evaluate, merge, sweep, parseVary, assignValues, OptionError, WeightsoupError } from "../src/node";
+import { AbortError, evaluate, merge, sweep, parseVary, assignValues, OptionError, WeightsoupError, type SweepEvent } from "../src/node";
 import { parseRecipe } from "../src/recipe/recipe";
 import { CLI, removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
 import { decoderIds, decoderModel, writeDecoderModel } from "./helpers/decoder-models";
@@ -125,6 +125,23 @@ dtype: bfloat16
       const ref = await written(dir, together.points[i]!.recipe, [join(dir, "a")]);
       assert.deepEqual({ nll: together.points[i]!.nll, perplexity: together.points[i]!.perplexity, against: together.points[i]!.against }, ref, `point ${i}`);
     }
+  });
+});
+
+describe("events and abort", () => {
+  test("a sweep-point event per point with its numbers, in order; an aborted sweep rejects with AbortError", async () => {
+    const dir = await family();
+    const recipe = join(dir, "recipe.yml");
+    await writeFile(recipe, "merge_method: linear\nmodels:\n  - model: ./a\n    parameters: {weight: 0.5}\n  - model: ./b\n    parameters: {weight: 0.5}\ndtype: bfloat16\n");
+    const events: SweepEvent[] = [];
+    const r = await sweep(recipe, ["models[1].parameters.weight=0.2,0.8"], { ids, context: 16, workerUrl: WORKER_URL, onProgress: (e) => events.push(e) });
+    const points = events.filter((e): e is Extract<SweepEvent, { type: "sweep-point" }> => e.type === "sweep-point");
+    assert.deepEqual(points.map((e) => [e.index, e.nll, e.perplexity]), r.points.map((p, i) => [i, p.nll, p.perplexity]));
+    assert.equal(events[0]!.type, "sweep-plan");
+    assert.equal(events.at(-1)!.type, "sweep-done");
+    const controller = new AbortController();
+    const aborted = sweep(recipe, ["models[1].parameters.weight=0.2,0.8"], { ids, context: 16, workerUrl: WORKER_URL, signal: controller.signal, onProgress: (e) => { if (e.type === "sweep-layer") controller.abort(); } });
+    await assert.rejects(aborted, (e: unknown) => e instanceof AbortError);
   });
 });
 
