@@ -97,8 +97,8 @@ with torch.no_grad():
 print(json.dumps({"torch": torch.__version__, "prefill": prefill, "generate": gen, "perplexity": math.exp(nll / count)}))
 `;
 
-/** A tied Llama checkpoint (no lm_head), BF16, with random weights of a sensible scale. */
-async function writeTiedLlama(folder: string, s: LlamaShape): Promise<void> {
+/** A tied Llama checkpoint (no lm_head), BF16, with random weights of a sensible scale (`seed`: which ones). */
+export async function writeTiedLlama(folder: string, s: LlamaShape, seed = 0x12345678): Promise<void> {
   const path = join(folder, "model.safetensors");
   const tensors = llamaTensors(s).filter((t) => t.name !== "lm_head.weight");
   const layout = planFile(tensors.map((t) => ({ ...t, dtype: "BF16", bytes: 2 * t.shape.reduce((a, b) => a * b, 1) })), { format: "pt" });
@@ -114,7 +114,7 @@ async function writeTiedLlama(folder: string, s: LlamaShape): Promise<void> {
   const fh = await open(path, "w");
   await fh.write(layout.head, 0, layout.head.length, 0);
   const f = new Float32Array(1 << 20), bits = new Uint32Array(f.buffer), out = new Uint16Array(1 << 20);
-  let state = 0x12345678;
+  let state = seed;
   for (const t of tensors) {
     const n = t.shape.reduce((a, b) => a * b, 1);
     const isNorm = t.name.endsWith("norm.weight");

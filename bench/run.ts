@@ -8,9 +8,10 @@
 //   6. similarity GEMM GFLOP/s;  7. weight matching wall time (3 x 1024 MLP, ~100M-parameter Llama)
 //   8. the forward pass's GEMM (linear): GFLOP/s in prefill, GB/s of weights in decode, both builds
 // Options: --quick (smaller sizes, for a smoke run), --keep (keep the generated models), --skip-e2e,
-// --skip-kernels, --skip-assignment (5, 6), --skip-alignment (7), --skip-gemm (8), --skip-forward (9), --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
+// --skip-kernels, --skip-assignment (5, 6), --skip-alignment (7), --skip-gemm (8), --skip-forward (9), --skip-sweep (10), --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
 // Environment: BENCH_ONLY=name[,name] limits section 2 to those methods.
 //   9. the evaluation forward pass (bench/forward.ts): prefill and generation tokens/s on a SmolLM-135M-shaped model, next to PyTorch
+//  10. a parameter sweep (bench/sweep.ts): 11 points of a SmolLM-135M-shaped slerp, against 11 × (merge + eval) by hand
 import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, open, rm, writeFile, stat } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
@@ -34,6 +35,7 @@ import * as plain from "./plain";
 import { geometricBenchCases } from "./geometric-methods";
 import { methodBenchCases } from "./methods";
 import { forwardSection } from "./forward";
+import { sweepSection } from "./sweep";
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has("--quick");
@@ -283,6 +285,7 @@ async function similaritySection(): Promise<void> {
 
 if (!args.has("--skip-alignment")) await alignmentSection();
 if (!args.has("--skip-forward")) await forwardSection(dir, QUICK, line, new URL("../../dist/worker.js", import.meta.url));
+if (!args.has("--skip-sweep")) await sweepSection(dir, QUICK, line, new URL("../../dist/worker.js", import.meta.url));
 
 /**
  * Weight matching wall time, in memory (reading and writing checkpoints not included): a 3 x 1024-wide

@@ -5,6 +5,7 @@
 export { merge } from "./api/merge";
 export { plan } from "./api/plan";
 export { diagnose } from "./api/diagnose";
+export { sweep } from "./api/sweep";
 export { inspect } from "./api/inspect";
 export * from "./common";
 export { DirectoryOutputFolder } from "./io/directory-output";

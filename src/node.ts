@@ -27,6 +27,8 @@ import type { ExtractLoraOptions, ExtractLoraResult } from "./lora/extract";
 import { plan as planWith, type PlanOptions, type PlanReport } from "./api/plan";
 import { lossPath as lossPathWith, type LossPathOptions, type LossPathResult } from "./api/path";
 import { greedySoup as greedySoupWith, type SoupOptions, type SoupResult } from "./api/soup";
+import { sweep as sweepWith, type SweepOptions, type SweepResult } from "./api/sweep";
+import type { Vary } from "./sweep/grid";
 import { diagnose as diagnoseWith, type DiagnoseOptions, type DiagnosisResult } from "./api/diagnose";
 
 export interface NodeMergeOptions extends Omit<MergeOptions, "out" | "models"> {
@@ -150,9 +152,7 @@ export function isRecipePath(name: string): boolean {
  */
 export async function evaluate(subjects: readonly string[], options: NodeEvaluateOptions): Promise<{ results: EvaluationResult[] }> {
   const baseDir = resolve(options.baseDir ?? ".");
-  const subject = async (name: string): Promise<EvalSubject> => isRecipePath(name)
-    ? { name, recipe: await readRecipe(name), models: (n: string) => resolveModel(n, dirname(resolve(name))) }
-    : { name, model: await resolveModel(name, baseDir) };
+  const subject = (name: string) => evalSubject(name, baseDir);
   const { against, baseDir: _, ...rest } = options;
   return evaluateWith(await Promise.all(subjects.map(subject)), { ...rest, against: await Promise.all((against ?? []).map(subject)) });
 }
@@ -193,6 +193,26 @@ export async function greedySoup(models: readonly string[], options: Omit<SoupOp
     if (typeof out === "string") await folder!.discard();
     throw e;
   }
+}
+
+export interface NodeSweepOptions extends Omit<SweepOptions, "against" | "models"> {
+  /** Models (or recipe files) every point is compared with, named as for evaluate(). */
+  against?: readonly string[];
+  /** Model lookup; default: relative to the recipe file, then the Hugging Face cache. */
+  models?: SweepOptions["models"];
+  /** Folder `against` names are relative to (default: the working directory). */
+  baseDir?: string;
+}
+
+/**
+ * Evaluates a recipe file at every point of a grid of parameter values (`--vary KEY=SPEC`), without
+ * writing any merge: NLL, perplexity and KL to each `against` model per point (see api/sweep.ts).
+ */
+export async function sweep(recipe: string, vary: readonly (Vary | string)[], options: NodeSweepOptions): Promise<SweepResult> {
+  const parsed = await readRecipe(recipe);
+  const baseDir = resolve(options.baseDir ?? ".");
+  const { against, baseDir: _, models, ...rest } = options;
+  return sweepWith(parsed, vary, { ...rest, models: models ?? ((n) => resolveModel(n, dirname(resolve(recipe)))), against: await Promise.all((against ?? []).map((name) => evalSubject(name, baseDir))) });
 }
 
 /** Generates text from a model (or a recipe, merged into memory): see GenerateOptions. */

@@ -150,6 +150,9 @@ const api: WorkerApi = {
   evalFinalNorm(model, spec, norm, bias) {
     return withSession(`${model}: final norm`, (s) => s.finalNorm(model, spec, norm, bias));
   },
+  evalFork(from, to, hidden) {
+    return withSession(`${to}: copy of ${from}`, (s) => s.fork(from, to, hidden));
+  },
   evalScore(model, lmHead, against) {
     return withSession(`${model}: scoring`, async (s) => {
       const scores = await s.score(model, lmHead, against);

@@ -169,7 +169,7 @@ export async function logits(subject: EvalSubject, ids: readonly number[], optio
 }
 
 /** What is left of a worker's budget for the forward pass once the merge kernels have theirs; nothing left is refused. */
-function forwardBudget(budget: number, mergeBudget: number): number {
+export function forwardBudget(budget: number, mergeBudget: number): number {
   if (budget > mergeBudget) return budget - mergeBudget;
   throw new WorkerError("E_MEMORY_BUDGET", `the memory budget of ${formatBytes(budget)} per worker (--memory-budget, option memoryBudget) leaves nothing for the forward pass once ${formatBytes(mergeBudget)} are set aside for the merge kernels; give more than ${formatBytes(mergeBudget)}`,
     { key: "memoryBudget", budget, needed: mergeBudget });
@@ -182,7 +182,7 @@ function mean(values: ArrayLike<number>): number {
 }
 
 /** The evaluated token ids and the UTF-8 bytes they cover (for bits per byte). */
-async function tokens(model: DecoderSource, options: EvaluateOptions): Promise<{ ids: Int32Array; bytes: number | null }> {
+export async function tokens(model: DecoderSource, options: EvaluateOptions): Promise<{ ids: Int32Array; bytes: number | null }> {
   let ids: number[];
   let bytes: number | null = null;
   const tokenizer = await loadTokenizer(model.folder);

@@ -145,6 +145,27 @@ export const COMMANDS = {
   --chunk-size SIZE     largest chunk of tensor data a worker holds (default 64MiB)
   --quiet               no progress line`,
   },
+  sweep: {
+    usage: "weightsoup sweep RECIPE.yml --vary KEY=SPEC [--vary ...] [options]",
+    summary: "evaluate a recipe at every point of a grid of parameter values, without writing the merges: NLL, perplexity and KL per point",
+    options: `  --vary KEY=SPEC       a recipe number to vary: KEY like parameters.t, models[1].parameters.weight, parameters.t[2];
+                        SPEC a list 0.2,0.5,0.8 or a range START:STOP:COUNT (both ends included). Several: the full grid
+  --text FILE           the text to score (default: the built-in sample)
+  --ids FILE            pre-tokenized input instead (a JSON list, or a .safetensors file with one integer tensor)
+  --against MODEL       also report KL divergence and top-1 agreement against MODEL (repeatable)
+  --context N           tokens per window (default 512)
+  --max-tokens N        score only the first N tokens of the text
+  --json                print the points as JSON on stdout
+  --csv FILE            write the points as CSV
+  --svg FILE            write the chart (NLL against the first key) as SVG
+  --report FILE.html    write a self-contained HTML report
+  --write-best DIR      merge the lowest-NLL point (the first of equals) into DIR
+  --force               replace a non-empty --write-best DIR
+  --seed N              DARE's seed, as for merge (default 0)
+  --workers N           worker threads (default: available cores, at most one per window)
+  --memory-budget SIZE  wasm memory per worker (default 256MiB); bounds how many points run layer by layer together
+  --quiet               no progress line`,
+  },
   example: {
     usage: "weightsoup example [DIR]",
     summary: "write small example models to DIR (default ./example), merge them and evaluate the merge",

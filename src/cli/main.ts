@@ -7,6 +7,7 @@
  *   weightsoup align REFERENCE MODEL OUT_DIR [--spec auto|mlp|llama|gpt2|FILE] [--seed N] ...
  *   weightsoup barrier A B --data FILE [--points 25] [--align] [--json]
  *   weightsoup diagnose RECIPE.yml [--json] [--svg FILE] [--report FILE.html]
+ *   weightsoup sweep RECIPE.yml --vary KEY=SPEC [--vary ...] [--text FILE] [--against MODEL] [--json] [--csv FILE] [--write-best DIR]
  *   weightsoup example [DIR]
  *
  * Exit status: 0 on success, 1 when a command fails, printed as `[E_CODE] message` (with stacks only
@@ -32,6 +33,7 @@ import { formatBytes, formatSeconds } from "../units";
 import { extractLoraCommand } from "./lora-command";
 import { pathCommand, soupCommand } from "./measure-commands";
 import { diagnoseCommand } from "./diagnose-command";
+import { sweepCommand } from "./sweep-command";
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const debug = argv.includes("--debug");
@@ -50,6 +52,7 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
       case "path": return await pathCommand(rest, io);
       case "soup": return await soupCommand(rest, io);
       case "diagnose": return await diagnoseCommand(rest, io);
+      case "sweep": return await sweepCommand(rest, io);
       case "--version": case "-v": case "version": io.stdout.write(`${VERSION}\n`); return 0;
       case undefined: io.stderr.write(HELP + "\n"); return 2;
       case "--help": case "-h": case "help": io.stdout.write(HELP + "\n"); return 0;

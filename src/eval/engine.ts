@@ -92,7 +92,7 @@ async function runModel(pool: WorkerPool, workers: number, id: string, m: Decode
 }
 
 /** The per-worker scores back in the order of the sequences. */
-function gather(model: string, againstNames: string[], sequences: readonly Int32Array[], dealt: Int32Array[][], perWorker: SequenceScores[]): ModelScores {
+export function gather(model: string, againstNames: string[], sequences: readonly Int32Array[], dealt: Int32Array[][], perWorker: SequenceScores[]): ModelScores {
   const predicted = sequences.reduce((n, s) => n + Math.max(0, s.length - 1), 0);
   const nll = new Float64Array(predicted);
   const against = againstNames.map((a) => ({ model: a, kl: new Float64Array(predicted), agree: new Uint8Array(predicted) }));
@@ -113,7 +113,7 @@ function gather(model: string, againstNames: string[], sequences: readonly Int32
 }
 
 /** What must hold before any layer runs: ids within every vocabulary, lengths within position limits, equal vocabularies for KL. */
-function checkInputs(sequences: readonly Int32Array[], models: readonly DecoderSource[], first: DecoderSource, against: readonly DecoderSource[]): void {
+export function checkInputs(sequences: readonly Int32Array[], models: readonly DecoderSource[], first: DecoderSource, against: readonly DecoderSource[]): void {
   let maxId = -1, longest = 0;
   for (const s of sequences) {
     longest = Math.max(longest, s.length);

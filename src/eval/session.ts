@@ -117,6 +117,18 @@ export class EvalSession {
     }
   }
 
+  /** `to` starts with a copy of `from`'s hidden states (`hidden` wide) and position tables. */
+  fork(from: string, to: string, hidden: number): void {
+    if (this.hidden.has(to)) throw new Error(`model ${to} is already embedded`);
+    const source = this.state(from), bytes = this.rows * hidden * 4;
+    const copy = this.k.arena.alloc(bytes);
+    this.k.arena.u8(copy, bytes).set(this.k.arena.u8(source, bytes));
+    this.kept = this.k.arena.mark();
+    this.hidden.set(to, copy);
+    const tables = this.tables.get(from);
+    if (tables) this.tables.set(to, tables);
+  }
+
   /** Runs layer `layer` of `model` over every sequence. */
   async layer(model: string, spec: DecoderSpec, layer: number, weights: LayerWeights): Promise<void> {
     const { arena } = this.k;

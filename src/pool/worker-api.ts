@@ -35,6 +35,8 @@ export interface WorkerApi {
   evalEmbed(model: string, spec: DecoderSpec, embed: WeightRef, positions: WeightRef | undefined): Promise<void>;
   evalLayer(model: string, spec: DecoderSpec, layer: number, weights: LayerWeights): Promise<void>;
   evalFinalNorm(model: string, spec: DecoderSpec, norm: WeightRef, bias: WeightRef | undefined): Promise<void>;
+  /** `to`'s hidden states start as a copy of `from`'s (a sweep's points that share their first layers). */
+  evalFork(from: string, to: string, hidden: number): Promise<void>;
   evalScore(model: string, lmHead: WeightRef, against: { model: string; lmHead: WeightRef }[]): Promise<SequenceScores>;
   /** Every position's logits of `model` for this worker's sequences, in order ([rows × vocab]). */
   evalLogits(model: string, lmHead: WeightRef): Promise<Float32Array>;

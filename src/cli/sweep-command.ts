@@ -1,0 +1,84 @@
+/**
+ * @file `weightsoup sweep RECIPE --vary KEY=SPEC ...`: a recipe evaluated at every point of a grid of
+ * parameter values (nothing written unless --write-best): a table and a terminal chart on stdout, or
+ * JSON; CSV, SVG and an HTML report on request; the lowest-NLL point's merge written with --write-best.
+ */
+import { dirname, resolve } from "node:path";
+import { UsageError } from "../errors";
+import { DEFAULT_TEXT } from "../eval/default-text";
+import { readTextFile } from "../io/node-folder";
+import { resolveModel } from "../model/resolve";
+import { merge, sweep } from "../node";
+import { parseRecipe } from "../recipe/recipe";
+import { htmlReport } from "../chart/report";
+import { lineChartSvg } from "../chart/svg";
+import { lineChartText } from "../chart/terminal";
+import type { SweepEvent } from "../api/sweep";
+import { sweepChart, sweepCsv, sweepReport, sweepTable } from "../sweep/present";
+import { args, defined, integer, size, type Io } from "./args";
+import { commandHelp } from "./commands";
+import { writeFileAtomic } from "./diagnose-command";
+import { idsFrom, interruptible } from "./eval-commands";
+
+export async function sweepCommand(argv: string[], io: Io): Promise<number> {
+  const parsed = args("sweep", argv, {
+    vary: { type: "string", multiple: true }, text: { type: "string" }, ids: { type: "string" }, against: { type: "string", multiple: true },
+    context: { type: "string" }, "max-tokens": { type: "string" }, workers: { type: "string" }, "memory-budget": { type: "string" },
+    seed: { type: "string" }, json: { type: "boolean" }, csv: { type: "string" }, svg: { type: "string" }, report: { type: "string" },
+    "write-best": { type: "string" }, force: { type: "boolean" }, quiet: { type: "boolean" },
+  }, [1, 1], io);
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
+  if (!values.vary?.length) throw new UsageError("E_USAGE", `sweep: give at least one --vary KEY=SPEC\n\n${commandHelp("sweep")}`);
+  if (values.text !== undefined && values.ids !== undefined) throw new UsageError("E_USAGE", `sweep: give --text or --ids, not both\n\n${commandHelp("sweep")}`);
+  const numeric = defined({
+    context: integer(values.context, "context", "context"),
+    maxTokens: integer(values["max-tokens"], "max-tokens", "maxTokens"),
+    workers: integer(values.workers, "workers", "workers"),
+    memoryBudget: size(values["memory-budget"], "memory-budget", "memoryBudget"),
+    seed: integer(values.seed, "seed", "seed"),
+  });
+  const recipePath = positionals[0]!;
+  const input = values.ids !== undefined ? { ids: await idsFrom(values.ids) } : { text: values.text !== undefined ? await readTextFile(values.text) : DEFAULT_TEXT };
+  const interactive = io.stderr.isTTY === true && !values.quiet;
+  const onProgress = (e: SweepEvent) => {
+    if (!interactive) return;
+    if (e.type === "sweep-layer") io.stderr.write(`\r\x1b[Kpoints ${e.points[0]! + 1}-${e.points[e.points.length - 1]! + 1}: layer ${e.layer + 1}/${e.layers}`);
+    else if (e.type === "sweep-point") io.stderr.write(`\r\x1b[Kpoint ${e.index + 1}: NLL ${e.nll.toFixed(4)}\n`);
+    else if (e.type === "sweep-done") io.stderr.write("\r\x1b[K");
+  };
+  const r = await interruptible((signal) => sweep(recipePath, values.vary!, { ...input, ...numeric, against: values.against ?? [], signal, onProgress }));
+  const chart = sweepChart(r);
+  const svg = lineChartSvg(chart);
+  if (values.csv) await writeFileAtomic(values.csv, sweepCsv(r));
+  if (values.svg) await writeFileAtomic(values.svg, svg);
+  if (values.report) await writeFileAtomic(values.report, htmlReport(sweepReport(r, svg)));
+  if (values["write-best"]) {
+    // The best point's recipe, merged by the merge engine like `weightsoup merge` would (models relative to the recipe).
+    const best = parseRecipe(r.points[r.best]!.recipe, recipePath);
+    await interruptible((signal) => merge(best, {
+      out: values["write-best"]!, force: values.force ?? false, signal, ...defined({ seed: numeric.seed, workers: numeric.workers }),
+      models: (n) => resolveModel(n, dirname(resolve(recipePath))),
+    }));
+  }
+  if (values.json) {
+    io.stdout.write(JSON.stringify({
+      points: r.points.map((p) => ({ values: p.values, nll: p.nll, perplexity: p.perplexity, against: p.against.map((a) => ({ model: a.model, kl: a.kl, top1Agreement: a.top1Agreement })) })),
+      best: r.best, tokens: r.tokens, predicted: r.predicted, tensorsComputed: r.tensorsComputed, tensorsShared: r.tensorsShared, seconds: r.seconds,
+    }) + "\n");
+    return 0;
+  }
+  const { columns, rows } = sweepTable(r);
+  const show = (v: string | number, c: number) => (typeof v === "string" ? v : c < r.keys.length ? String(v) : v.toFixed(c === r.keys.length + 1 ? 3 : 5));
+  const cells = [columns, ...rows.map((row) => row.map(show))];
+  const widths = columns.map((_, c) => Math.max(...cells.map((row) => row[c]!.length)));
+  const lines = cells.map((row, i) => row.map((cell, c) => cell.padStart(widths[c]!)).join("  ") + (i - 1 === r.best ? "  <- best" : ""));
+  lines.push("", lineChartText(chart).trimEnd());
+  lines.push(`${r.points.length} points, ${r.predicted} predicted tokens each, ${r.seconds.toFixed(2)} s; merged tensors: ${r.tensorsComputed} computed, ${r.tensorsShared} uses shared between points`);
+  if (values.csv) lines.push(`csv: ${values.csv}`);
+  if (values.svg) lines.push(`chart: ${values.svg}`);
+  if (values.report) lines.push(`report: ${values.report}`);
+  if (values["write-best"]) lines.push(`best point's merge: ${values["write-best"]}`);
+  io.stdout.write(lines.join("\n") + "\n");
+  return 0;
+}

@@ -1,0 +1,97 @@
+/**
+ * @file Sweep keys: the address of one number in a recipe, written like the recipe's own key paths in
+ * error messages (`parameters.t`, `models[1].parameters.weight`, `parameters.t[2]`,
+ * `slices[0].sources[1].parameters.weight`), and a recipe's YAML text with that number replaced.
+ *
+ * Grammar: KEY = NAME ( "." NAME | "[" INDEX "]" )*, NAME = [A-Za-z_][A-Za-z0-9_]*, INDEX = 0 | [1-9][0-9]*.
+ * Every step but the last must exist in the recipe. The last may be new only inside a `parameters`
+ * mapping (sweeping `parameters.density` of a recipe that leaves it at its default); anything it
+ * replaces must be a number, so a whole gradient or filter list cannot be swapped for one value by
+ * accident (address one anchor, `parameters.t[2]`, or a filter entry's `value`).
+ */
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
+import { OptionError } from "../errors";
+
+export type KeyStep = string | number;
+
+/** A key's steps; malformed keys are refused naming the key. */
+export function parseKey(key: string): KeyStep[] {
+  const steps: KeyStep[] = [];
+  const re = /(?:^|\.)([A-Za-z_][A-Za-z0-9_]*)|\[(0|[1-9][0-9]{0,8})\]/y;
+  let at = 0;
+  while (at < key.length) {
+    re.lastIndex = at;
+    const m = re.exec(key);
+    // A name after the first needs its "." (the pattern's ^ matches only at 0); none may start the key.
+    if (!m || key[0] === ".") {
+      throw keyError(key, `is not a recipe key (at character ${at + 1}); write names joined by "." and list positions as [N], e.g. models[1].parameters.weight`);
+    }
+    steps.push(m[1] !== undefined ? m[1] : Number(m[2]));
+    at = re.lastIndex;
+  }
+  if (steps.length === 0 || typeof steps[0] !== "string") throw keyError(key, "is not a recipe key: it must start with a top-level name such as parameters, models or slices");
+  return steps;
+}
+
+export function keyError(key: string, what: string, details: Record<string, unknown> = {}): OptionError {
+  return new OptionError("E_OPTION", `--vary ${key}: ${what}`, { key, ...details });
+}
+
+/**
+ * A recipe text with each key set to its value. Multi-document (multi-stage) recipes are refused: a
+ * key would not say which document it means.
+ */
+export function assignValues(text: string, file: string, values: ReadonlyMap<string, number>): string {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, keepSourceTokens: false });
+  for (const [key, value] of values) setNumber(doc, lines, file, key, value);
+  return doc.toString();
+}
+
+/** Checks that every key addresses a number (or a new parameter) of the recipe, before any work. */
+export function checkKeys(text: string, file: string, keys: readonly string[]): void {
+  assignValues(text, file, new Map(keys.map((k) => [k, 0])));
+}
+
+function setNumber(doc: Document, lines: LineCounter, file: string, key: string, value: number): void {
+  const steps = parseKey(key);
+  const where = (node: Node | null | undefined) => {
+    const offset = node?.range?.[0];
+    if (offset === undefined) return { text: file, details: { file } };
+    const { line, col } = lines.linePos(offset);
+    return { text: `${file}:${line}:${col}`, details: { file, line, column: col } };
+  };
+  let node: unknown = doc.contents;
+  for (let i = 0; i < steps.length; i++) {
+    const step = steps[i]!, last = i === steps.length - 1;
+    const path = pathText(steps.slice(0, i + 1));
+    const parent = node as Node | null;
+    if (typeof step === "string") {
+      if (!isMap(parent)) throw keyError(key, `${where(parent).text}: ${i === 0 ? "the recipe" : pathText(steps.slice(0, i))} is not a mapping, so it has no "${step}"`, where(parent).details);
+      node = parent.get(step, true);
+      if (node === undefined) {
+        if (last && steps[i - 1] === "parameters") {
+          parent.set(step, value);
+          return;
+        }
+        const known = parent.items.map((p) => String(isScalar(p.key) ? p.key.value : p.key)).join(", ");
+        throw keyError(key, `${where(parent).text}: the recipe has no ${path} (${i === 0 ? "top-level keys" : pathText(steps.slice(0, i)) + " has"}: ${known || "nothing"})`, where(parent).details);
+      }
+    } else {
+      if (!isSeq(parent)) throw keyError(key, `${where(parent).text}: ${pathText(steps.slice(0, i))} is not a list, so it has no [${step}]`, where(parent).details);
+      if (step >= parent.items.length) throw keyError(key, `${where(parent).text}: ${pathText(steps.slice(0, i))} has ${parent.items.length} entr${parent.items.length === 1 ? "y" : "ies"}, so there is no [${step}]`, where(parent).details);
+      node = parent.items[step];
+    }
+    if (last) {
+      if (!isScalar(node) || typeof node.value !== "number") {
+        const what = isSeq(node) ? "a list (a gradient or filter list): address one entry, e.g. " + `${key}[0]` : isMap(node) ? "a mapping" : `${JSON.stringify(isScalar(node) ? node.value : null)}`;
+        throw keyError(key, `${where(node as Node).text}: ${path} is ${what}, not a number to vary`, where(node as Node).details);
+      }
+      node.value = value;
+    }
+  }
+}
+
+function pathText(steps: readonly KeyStep[]): string {
+  return steps.map((s, i) => (typeof s === "number" ? `[${s}]` : i === 0 ? s : `.${s}`)).join("");
+}
