@@ -8,6 +8,7 @@ import type { SaveTarget, SavedOutput } from "./ui/save";
 import type { Ledger } from "../src/ledger/ledger";
 import type { PickedModel } from "./ui/models";
 import type { Problem, RecipeCheck } from "./ui/recipe-check";
+import type { DiagnoseRun } from "./ui/run-diagnose";
 import type { EvalForm, EvalRun } from "./ui/run-eval";
 import type { GenForm, GenRun } from "./ui/run-generate";
 
@@ -55,6 +56,8 @@ export interface PageState {
   /** The prompt box: its inputs and the last generation. */
   genForm: GenForm;
   generation: GenRun;
+  /** The Diagnose panel's last run: progress, and the diagnosis of the recipe on the loaded models. */
+  diagnosis: DiagnoseRun;
 }
 
 export type StateKey = keyof PageState;
