@@ -2,7 +2,9 @@
 // Diagnose panel runs diagnose() on the recipe and the loaded models (the example models of
 // `weightsoup example`) in the page's worker pool and shows the CLI's numbers (`weightsoup diagnose
 // --json`, every cell's exact value), its summary and its very heatmap SVG; Cancel stops it; a recipe
-// diagnose refuses shows the typed problem.
+// diagnose refuses shows the typed problem. The Loss path panel measures the loss between two loaded
+// models point by point, its chart growing as points complete, and ends with `weightsoup path`'s
+// numbers (lossPath()'s: every NLL, the barrier and the gap exactly) and its very chart SVG.
 //
 // Needs a system Chromium (CHROMIUM_PATH, default /usr/bin/chromium) and the built site (`npm run build`).
 // Screenshots go to .build/test-artifacts/browser/.
@@ -12,9 +14,10 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { BrowserContext, Page } from "playwright-core";
 import {
-  addFolders, byTestId, checkPrerequisites, openPage, pageDiagnostics, runCliJson, screenshot, setRecipeYaml, startBrowserEnv,
+  addFolders, byTestId, checkPrerequisites, openPage, pageDiagnostics, runCliJson, screenshot, setField, setRecipeYaml, startBrowserEnv,
   waitForAttribute, WAIT_MS, type BrowserEnv,
 } from "./helpers/browser";
+import { DEFAULT_TEXT } from "../src/eval/default-text";
 import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "../src/example/models";
 import exampleRecipe from "../src/example/recipe.yml";
 import { removeDir, tempDir } from "./helpers/fixtures";
@@ -149,5 +152,58 @@ test("issue 11: a recipe diagnose cannot measure (linear without a base: no task
     const problem = (await byTestId(page, "diagnose-error").textContent()) ?? "";
     assert.match(problem, /task vector|base/i, problem);
     assert.equal(await byTestId(page, "diagnose-results").isHidden(), true);
+  });
+});
+
+interface CliCurve { points: { lambda: number; nll: number; perplexity: number }[]; barrier: number; gap: number; worstLambda: number; tokens: number; predicted: number }
+
+test("issue 11: the Loss path panel draws the loss between two example models as points complete, and ends with `weightsoup path`'s numbers and chart", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("loss-path", async (page) => {
+    await addFolders(page, [root], ["base", "math", "code", "chat"]);
+    await byTestId(page, "path-a", "select").selectOption("base");
+    await byTestId(page, "path-b", "select").selectOption("math");
+    await setField(page, `input[data-testid="path-points"]`, "4");
+    // A short window and text keep the test quick; the Evaluate panel's text stays empty: the built-in text.
+    await setField(page, `input[data-testid="eval-context"]`, "64");
+    await setField(page, `input[data-testid="eval-max-tokens"]`, "128");
+    await page.locator(`button[data-testid="path-run"]:enabled`).waitFor({ state: "attached", timeout: WAIT_MS }).catch(async (e: Error) => {
+      throw new Error(`Measure stayed disabled (${await pageDiagnostics(page)}): ${e.message.split("\n")[0]}`);
+    });
+    // Every redraw of the chart, as it happens.
+    await page.evaluate(() => {
+      const img = document.querySelector("weightsoup-merge")!.shadowRoot!.querySelector<HTMLImageElement>(`[data-testid="path-chart"]`)!;
+      const seen: string[] = [];
+      (window as unknown as { pathRedraws: string[] }).pathRedraws = seen;
+      new MutationObserver(() => { if (img.dataset.points && seen[seen.length - 1] !== img.dataset.points) seen.push(img.dataset.points); })
+        .observe(img, { attributes: true, attributeFilter: ["data-points"] });
+    });
+    await byTestId(page, "path-run", "button").click();
+    await waitForAttribute(page, "data-path-state", "done");
+    await screenshot(page, "loss-path-example");
+    assert.deepEqual(await page.evaluate(() => (window as unknown as { pathRedraws: string[] }).pathRedraws), ["1", "2", "3", "4"], "the chart is redrawn once per completed point");
+
+    const textPath = join(root, "default-text.txt");
+    await writeFile(textPath, DEFAULT_TEXT);
+    const svgPath = join(root, "cli-path.svg");
+    const cli = await runCliJson<CliCurve>(["path", join(root, "base"), join(root, "math"), "--text", textPath, "--points", "4", "--context", "64", "--max-tokens", "128", "--svg", svgPath]);
+    assert.equal(cli.points.length, 4);
+
+    const shown = await byTestId(page, "path-row").evaluateAll((rows) => rows.map((row) => {
+      const v = (id: string) => row.querySelector<HTMLElement>(`[data-testid="${id}"]`)!.dataset.value!;
+      return { lambda: v("path-lambda"), nll: v("path-nll"), perplexity: v("path-perplexity") };
+    }));
+    assert.deepEqual(shown, cli.points.map((p) => ({ lambda: String(p.lambda), nll: String(p.nll), perplexity: String(p.perplexity) })));
+    const barrier = byTestId(page, "path-barrier");
+    assert.equal(await barrier.getAttribute("data-value"), String(cli.barrier));
+    assert.equal(await barrier.getAttribute("data-gap"), String(cli.gap));
+    assert.equal(await barrier.getAttribute("data-worst"), String(cli.worstLambda));
+    // The endpoints differ, and the path is no constant: the comparison above is about real numbers.
+    assert.notEqual(cli.points[0]!.nll, cli.points[3]!.nll);
+    assert.match((await barrier.textContent()) ?? "", new RegExp(`^Barrier ${cli.barrier.toFixed(4)} nats .* ${cli.predicted} predicted tokens of ${cli.tokens} per point\\.$`));
+
+    const src = (await byTestId(page, "path-chart", "img").getAttribute("src")) ?? "";
+    const prefix = "data:image/svg+xml;charset=utf-8,";
+    assert.ok(src.startsWith(prefix), src.slice(0, 60));
+    assert.equal(decodeURIComponent(src.slice(prefix.length)), await readFile(svgPath, "utf8"));
   });
 });
