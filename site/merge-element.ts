@@ -9,8 +9,8 @@
  * output and any loaded model on a text and continues a prompt with them, on the same store.
  *
  * Attributes: `worker-url` (default: worker.js next to this script), `workers` (default: the cores).
- * It sets `data-state` (the merge), `data-eval-state` and `data-generate-state` (idle, running, done,
- * cancelled, error) for a host page to follow.
+ * It sets `data-state` (the merge), `data-eval-state`, `data-generate-state`, `data-diagnose-state` and
+ * `data-path-state` (idle, running, done, cancelled, error) for a host page to follow.
  */
 import { type PageState, Store } from "./state";
 import { append, h, replace } from "./ui/dom";
@@ -22,9 +22,13 @@ import { removeRecipeModel, setIncluded, starterRecipe, type EditContext } from 
 import { initialEvalForm, initialEvalRun, runEvaluation } from "./ui/run-eval";
 import { initialGenForm, initialGenRun, runGeneration } from "./ui/run-generate";
 import { runMerge } from "./ui/run-merge";
+import { initialDiagnoseRun, runDiagnosis } from "./ui/run-diagnose";
+import { initialPathForm, initialPathRun, runPath } from "./ui/run-path";
 import { canPickFolder, deleteSaved, hasOpfs, listSaved, pickFolder, removeStaleOutputs } from "./ui/save";
+import { diagnoseView } from "./views/diagnose-view";
 import { evalView } from "./views/eval-view";
 import { generateView } from "./views/generate-view";
+import { pathView } from "./views/path-view";
 import { modelsView } from "./views/models-view";
 import { recipeView } from "./views/recipe-view";
 import { runView } from "./views/run-view";
@@ -41,6 +45,7 @@ function initialState(): PageState {
     outputName: "merged", target: canPickFolder() ? "folder" : "opfs", seed: "0",
     run: "idle", progress: 0, status: "Add models to begin.", announcement: "", runError: NO_PROBLEMS, overwrite: null, result: null, saved: [],
     merged: null, evalForm: initialEvalForm(), evalPicks: new Map(), evaluation: initialEvalRun(), genForm: initialGenForm(), generation: initialGenRun(),
+    diagnosis: initialDiagnoseRun(), pathForm: initialPathForm(), path: initialPathRun(),
   };
 }
 
@@ -53,6 +58,8 @@ export class WeightsoupMerge extends HTMLElement {
   private controller: AbortController | undefined;
   private evalController: AbortController | undefined;
   private genController: AbortController | undefined;
+  private diagnoseController: AbortController | undefined;
+  private pathController: AbortController | undefined;
   private checking: Promise<void> = Promise.resolve();
   /** Closing or reloading the tab mid-merge loses it: the browser asks first. */
   private readonly beforeUnload = (e: BeforeUnloadEvent) => {
@@ -76,6 +83,8 @@ export class WeightsoupMerge extends HTMLElement {
     store.watch(["run"], (s) => { this.dataset.state = s.run; });
     store.watch(["evaluation"], (s) => { this.dataset.evalState = s.evaluation.run; });
     store.watch(["generation"], (s) => { this.dataset.generateState = s.generation.run; });
+    store.watch(["diagnosis"], (s) => { this.dataset.diagnoseState = s.diagnosis.run; });
+    store.watch(["path"], (s) => { this.dataset.pathState = s.path.run; });
 
     const notice = h("div", { class: "notice", role: "status" });
     store.watch(["platformProblems"], (s) => replace(notice, ...s.platformProblems.map((p) => h("p", { class: "problem" }, p))));
@@ -124,6 +133,12 @@ export class WeightsoupMerge extends HTMLElement {
         run: () => this.generate(),
         cancel: () => this.genController?.abort(),
       })),
+      diagnoseView(store, { run: () => this.diagnose(), cancel: () => this.diagnoseController?.abort() }),
+      pathView(store, {
+        form: (patch) => store.update({ pathForm: { ...store.state.pathForm, ...patch } }),
+        run: () => this.measurePath(),
+        cancel: () => this.pathController?.abort(),
+      }),
       hasOpfs() ? savedView(store, {
         delete: async (name) => {
           await deleteSaved(name);
@@ -262,6 +277,18 @@ export class WeightsoupMerge extends HTMLElement {
     const { workerUrl } = this.poolOptions();
     void runGeneration(this.store, { signal: this.genController.signal, ...(workerUrl ? { workerUrl } : {}) })
       .finally(() => { this.genController = undefined; });
+  }
+
+  private diagnose(): void {
+    this.diagnoseController = new AbortController();
+    void runDiagnosis(this.store, { signal: this.diagnoseController.signal, ...this.poolOptions() })
+      .finally(() => { this.diagnoseController = undefined; });
+  }
+
+  private measurePath(): void {
+    this.pathController = new AbortController();
+    void runPath(this.store, { signal: this.pathController.signal, ...this.poolOptions() })
+      .finally(() => { this.pathController = undefined; });
   }
 
   private async refreshSaved(): Promise<void> {

@@ -8,8 +8,10 @@ import type { SaveTarget, SavedOutput } from "./ui/save";
 import type { Ledger } from "../src/ledger/ledger";
 import type { PickedModel } from "./ui/models";
 import type { Problem, RecipeCheck } from "./ui/recipe-check";
+import type { DiagnoseRun } from "./ui/run-diagnose";
 import type { EvalForm, EvalRun } from "./ui/run-eval";
 import type { GenForm, GenRun } from "./ui/run-generate";
+import type { PathForm, PathRun } from "./ui/run-path";
 
 export type RunState = "idle" | "running" | "done" | "cancelled" | "error";
 
@@ -55,6 +57,11 @@ export interface PageState {
   /** The prompt box: its inputs and the last generation. */
   genForm: GenForm;
   generation: GenRun;
+  /** The Diagnose panel's last run: progress, and the diagnosis of the recipe on the loaded models. */
+  diagnosis: DiagnoseRun;
+  /** The Loss path panel: its two models and points, and the last run (its points as they complete). */
+  pathForm: PathForm;
+  path: PathRun;
 }
 
 export type StateKey = keyof PageState;

@@ -1,0 +1,229 @@
+// Issue 11's page panels, end to end in headless Chromium (same harness as browser.test.ts): the
+// Diagnose panel runs diagnose() on the recipe and the loaded models (the example models of
+// `weightsoup example`) in the page's worker pool and shows the CLI's numbers (`weightsoup diagnose
+// --json`, every cell's exact value), its summary and its very heatmap SVG; Cancel stops it; a recipe
+// diagnose refuses shows the typed problem. The Loss path panel measures the loss between two loaded
+// models point by point, its chart growing as points complete, and ends with `weightsoup path`'s
+// numbers (lossPath()'s: every NLL, the barrier and the gap exactly) and its very chart SVG.
+//
+// Needs a system Chromium (CHROMIUM_PATH, default /usr/bin/chromium) and the built site (`npm run build`).
+// Screenshots go to .build/test-artifacts/browser/.
+import assert from "node:assert/strict";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import type { BrowserContext, Page } from "playwright-core";
+import {
+  addFolders, byTestId, checkPrerequisites, openPage, pageDiagnostics, runCliJson, screenshot, setField, setRecipeYaml, startBrowserEnv,
+  waitForAttribute, WAIT_MS, type BrowserEnv,
+} from "./helpers/browser";
+import { DEFAULT_TEXT } from "../src/eval/default-text";
+import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "../src/example/models";
+import exampleRecipe from "../src/example/recipe.yml";
+import { removeDir, tempDir } from "./helpers/fixtures";
+
+const TEST_TIMEOUT = 5 * WAIT_MS;
+
+let env: BrowserEnv;
+let root: string;
+
+before(async () => {
+  await checkPrerequisites();
+  root = await tempDir("ws-browser-measure-");
+  // The example models of `weightsoup example`, written by the function the CLI uses, and its recipe beside them.
+  await writeLlamaModel(join(root, "base"), EXAMPLE_SHAPE);
+  for (const skill of EXAMPLE_SKILLS) await writeLlamaModel(join(root, skill.name), EXAMPLE_SHAPE, skill);
+  await writeFile(join(root, "recipe.yml"), exampleRecipe);
+  env = await startBrowserEnv();
+});
+
+after(async () => {
+  await env?.close();
+  if (root) await removeDir(root);
+  if (env?.pageErrors.length) process.stderr.write(`browser errors during the run:\n${env.pageErrors.join("\n")}\n`);
+});
+
+async function withPage(name: string, body: (page: Page, context: BrowserContext) => Promise<void>): Promise<void> {
+  const { context, page } = await openPage(env, "index.html", name);
+  try {
+    await body(page, context);
+  } catch (e) {
+    await screenshot(page, `${name}-failure`);
+    throw e;
+  } finally {
+    await context.close();
+  }
+}
+
+/** The example's four models loaded, its recipe pasted, and Diagnose enabled. */
+async function loadExample(page: Page, recipe = exampleRecipe): Promise<void> {
+  await addFolders(page, [root], ["base", "math", "code", "chat"]);
+  await setRecipeYaml(page, recipe);
+  await page.locator(`button[data-testid="diagnose-run"]:enabled`).waitFor({ state: "attached", timeout: WAIT_MS }).catch(async (e: Error) => {
+    throw new Error(`Diagnose stayed disabled (${await pageDiagnostics(page)}): ${e.message.split("\n")[0]}`);
+  });
+}
+
+interface Stats { conflict: { coordinates: number | null; mass: number | null }; tasks: { model: string; baseRatio: number | null }[]; pairs: { a: string; b: string; cosine: number | null }[] }
+interface CliDiagnosis extends Stats { recipe: string; summary: string[]; warnings: string[]; models: string[]; layers: (Stats & { layer: number })[]; total: Stats }
+
+/** A row of the panel's table: each cell's exact value (data-value) under its column. */
+async function shownRows(page: Page): Promise<Record<string, Record<string, string>>> {
+  return byTestId(page, "diagnose-row").evaluateAll((rows) => Object.fromEntries(rows.map((row) => {
+    const cells: Record<string, string> = {};
+    for (const td of row.querySelectorAll<HTMLElement>("td")) {
+      const key = td.dataset.model ?? td.dataset.pair ?? "";
+      cells[`${td.dataset.testid}${key ? ` ${key}` : ""}`] = td.dataset.value!;
+    }
+    return [(row as HTMLElement).dataset.layer!, cells];
+  })));
+}
+
+/** What the CLI's numbers make of one row, in the same keys. */
+function expectedRow(g: Stats, models: string[], pairs: { a: string; b: string }[]): Record<string, string> {
+  const row: Record<string, string> = { "diagnose-conflict-coords": String(g.conflict.coordinates), "diagnose-conflict-mass": String(g.conflict.mass) };
+  for (const m of models) row[`diagnose-ratio ${m}`] = String(g.tasks.find((t) => t.model === m)?.baseRatio ?? null);
+  for (const p of pairs) row[`diagnose-cosine ${p.a}/${p.b}`] = String(g.pairs.find((q) => q.a === p.a && q.b === p.b)?.cosine ?? null);
+  return row;
+}
+
+test("issue 11: the Diagnose panel shows the CLI's diagnosis of the example recipe: every number, the summary and the heatmap SVG", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("diagnose", async (page) => {
+    await loadExample(page);
+    await byTestId(page, "diagnose-run", "button").click();
+    await waitForAttribute(page, "data-diagnose-state", "done");
+    await screenshot(page, "diagnose-example");
+
+    const svgPath = join(root, "cli-heatmap.svg");
+    const cli = await runCliJson<CliDiagnosis>(["diagnose", join(root, "recipe.yml"), "--svg", svgPath]);
+    assert.ok(cli.layers.length === EXAMPLE_SHAPE.layers, `the CLI measured ${cli.layers.length} layers`);
+
+    const summary = await byTestId(page, "diagnose-summary-line").allTextContents();
+    assert.deepEqual(summary, cli.summary);
+    assert.match(summary[0]!, /^layers? \d+(-\d+)? conflicts? most: /);
+
+    const shown = await shownRows(page);
+    const expected: Record<string, Record<string, string>> = {};
+    for (const l of cli.layers) expected[String(l.layer)] = expectedRow(l, cli.models, cli.total.pairs);
+    expected.total = expectedRow(cli.total, cli.models, cli.total.pairs);
+    assert.deepEqual(shown, expected);
+    // Three task models: three ratios and three cosines per row, none of them missing.
+    assert.equal(Object.keys(expected.total!).length, 2 + 3 + 3);
+    assert.ok(Object.values(expected.total!).every((v) => v !== "null" && Number.isFinite(Number(v))), JSON.stringify(expected.total));
+
+    // The heatmap is the CLI's file, byte for byte but for the recipe's name in its title (the CLI names
+    // the recipe by its path; the page's recipe is pasted text, named "recipe"), and the browser rendered it.
+    const heatmap = byTestId(page, "diagnose-heatmap", "img");
+    const src = (await heatmap.getAttribute("src")) ?? "";
+    const prefix = "data:image/svg+xml;charset=utf-8,";
+    assert.ok(src.startsWith(prefix), src.slice(0, 60));
+    const cliSvg = await readFile(svgPath, "utf8");
+    assert.equal(cliSvg.split(`Sign conflicts: ${cli.recipe}<`).length, 3, "the CLI's title names its recipe file twice (title and heading)");
+    assert.equal(decodeURIComponent(src.slice(prefix.length)), cliSvg.replaceAll(`Sign conflicts: ${cli.recipe}<`, "Sign conflicts: recipe<"));
+    const size = await heatmap.evaluate((img: HTMLImageElement) => img.decode().then(() => [img.naturalWidth, img.naturalHeight]));
+    assert.ok(size[0]! > 100 && size[1]! > 100, `heatmap rendered at ${size.join("x")}`);
+  });
+});
+
+test("issue 11: Cancel stops a diagnosis, and Diagnose is enabled again", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("diagnose-cancel", async (page) => {
+    await loadExample(page);
+    // Run and Cancel in one task: the cancel lands before the first tensor is read, whatever the machine's speed.
+    await page.evaluate(() => {
+      const root = document.querySelector("weightsoup-merge")!.shadowRoot!;
+      root.querySelector<HTMLButtonElement>(`[data-testid="diagnose-run"]`)!.click();
+      root.querySelector<HTMLButtonElement>(`[data-testid="diagnose-cancel"]`)!.click();
+    });
+    await waitForAttribute(page, "data-diagnose-state", "cancelled");
+    assert.equal(await byTestId(page, "diagnose-status").textContent(), "Diagnosis cancelled.");
+    assert.equal(await byTestId(page, "diagnose-results").isHidden(), true);
+    assert.equal(await byTestId(page, "diagnose-cancel", "button").isDisabled(), true);
+    assert.equal(await byTestId(page, "diagnose-run", "button").isDisabled(), false, "Diagnose can run again");
+  });
+});
+
+test("issue 11: a recipe diagnose cannot measure (linear without a base: no task vectors) shows the typed problem", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("diagnose-refused", async (page) => {
+    await loadExample(page, "merge_method: linear\nmodels:\n  - model: ./math\n    parameters: {weight: 0.5}\n  - model: ./code\n    parameters: {weight: 0.5}\n");
+    await byTestId(page, "diagnose-run", "button").click();
+    await waitForAttribute(page, "data-diagnose-state", "error");
+    const problem = (await byTestId(page, "diagnose-error").textContent()) ?? "";
+    assert.match(problem, /task vector|base/i, problem);
+    assert.equal(await byTestId(page, "diagnose-results").isHidden(), true);
+  });
+});
+
+interface CliCurve { points: { lambda: number; nll: number; perplexity: number }[]; barrier: number; gap: number; worstLambda: number; tokens: number; predicted: number }
+
+test("issue 11: the Loss path panel draws the loss between two example models as points complete, and ends with `weightsoup path`'s numbers and chart", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("loss-path", async (page) => {
+    await addFolders(page, [root], ["base", "math", "code", "chat"]);
+    await byTestId(page, "path-a", "select").selectOption("base");
+    await byTestId(page, "path-b", "select").selectOption("math");
+    await setField(page, `input[data-testid="path-points"]`, "4");
+    // A short window and text keep the test quick; the Evaluate panel's text stays empty: the built-in text.
+    await setField(page, `input[data-testid="eval-context"]`, "64");
+    await setField(page, `input[data-testid="eval-max-tokens"]`, "128");
+    await page.locator(`button[data-testid="path-run"]:enabled`).waitFor({ state: "attached", timeout: WAIT_MS }).catch(async (e: Error) => {
+      throw new Error(`Measure stayed disabled (${await pageDiagnostics(page)}): ${e.message.split("\n")[0]}`);
+    });
+    // Every redraw of the chart, as it happens.
+    await page.evaluate(() => {
+      const img = document.querySelector("weightsoup-merge")!.shadowRoot!.querySelector<HTMLImageElement>(`[data-testid="path-chart"]`)!;
+      const seen: string[] = [];
+      (window as unknown as { pathRedraws: string[] }).pathRedraws = seen;
+      new MutationObserver(() => { if (img.dataset.points && seen[seen.length - 1] !== img.dataset.points) seen.push(img.dataset.points); })
+        .observe(img, { attributes: true, attributeFilter: ["data-points"] });
+    });
+    await byTestId(page, "path-run", "button").click();
+    await waitForAttribute(page, "data-path-state", "done");
+    await screenshot(page, "loss-path-example");
+    assert.deepEqual(await page.evaluate(() => (window as unknown as { pathRedraws: string[] }).pathRedraws), ["1", "2", "3", "4"], "the chart is redrawn once per completed point");
+
+    const textPath = join(root, "default-text.txt");
+    await writeFile(textPath, DEFAULT_TEXT);
+    const svgPath = join(root, "cli-path.svg");
+    const cli = await runCliJson<CliCurve>(["path", join(root, "base"), join(root, "math"), "--text", textPath, "--points", "4", "--context", "64", "--max-tokens", "128", "--svg", svgPath]);
+    assert.equal(cli.points.length, 4);
+
+    const shown = await byTestId(page, "path-row").evaluateAll((rows) => rows.map((row) => {
+      const v = (id: string) => row.querySelector<HTMLElement>(`[data-testid="${id}"]`)!.dataset.value!;
+      return { lambda: v("path-lambda"), nll: v("path-nll"), perplexity: v("path-perplexity") };
+    }));
+    assert.deepEqual(shown, cli.points.map((p) => ({ lambda: String(p.lambda), nll: String(p.nll), perplexity: String(p.perplexity) })));
+    const barrier = byTestId(page, "path-barrier");
+    assert.equal(await barrier.getAttribute("data-value"), String(cli.barrier));
+    assert.equal(await barrier.getAttribute("data-gap"), String(cli.gap));
+    assert.equal(await barrier.getAttribute("data-worst"), String(cli.worstLambda));
+    // The endpoints differ, and the path is no constant: the comparison above is about real numbers.
+    assert.notEqual(cli.points[0]!.nll, cli.points[3]!.nll);
+    assert.match((await barrier.textContent()) ?? "", new RegExp(`^Barrier ${cli.barrier.toFixed(4)} nats .* ${cli.predicted} predicted tokens of ${cli.tokens} per point\\.$`));
+
+    const src = (await byTestId(page, "path-chart", "img").getAttribute("src")) ?? "";
+    const prefix = "data:image/svg+xml;charset=utf-8,";
+    assert.ok(src.startsWith(prefix), src.slice(0, 60));
+    assert.equal(decodeURIComponent(src.slice(prefix.length)), await readFile(svgPath, "utf8"));
+  });
+});
+
+test("issue 11: Cancel stops a loss path; A and B must differ", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("loss-path-cancel", async (page) => {
+    await addFolders(page, [join(root, "base"), join(root, "chat")], ["base", "chat"]);
+    await byTestId(page, "path-a", "select").selectOption("chat");
+    await byTestId(page, "path-b", "select").selectOption("chat");
+    assert.equal(await byTestId(page, "path-run", "button").isDisabled(), true);
+    assert.equal(await byTestId(page, "path-blocked").textContent(), "A and B are the same model: choose two different ones.");
+    await byTestId(page, "path-b", "select").selectOption("base");
+    await page.locator(`button[data-testid="path-run"]:enabled`).waitFor({ state: "attached", timeout: WAIT_MS });
+    // Run and Cancel in one task: the cancel lands before the first point is measured.
+    await page.evaluate(() => {
+      const root = document.querySelector("weightsoup-merge")!.shadowRoot!;
+      root.querySelector<HTMLButtonElement>(`[data-testid="path-run"]`)!.click();
+      root.querySelector<HTMLButtonElement>(`[data-testid="path-cancel"]`)!.click();
+    });
+    await waitForAttribute(page, "data-path-state", "cancelled");
+    assert.equal(await byTestId(page, "path-status").textContent(), "Loss path cancelled.");
+    assert.equal(await byTestId(page, "path-results").isHidden(), true);
+    assert.equal(await byTestId(page, "path-run", "button").isDisabled(), false);
+  });
+});
