@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { BrowserContext, Page } from "playwright-core";
 import {
-  addFolders, byTestId, checkPrerequisites, openPage, pageDiagnostics, runCliJson, screenshot, setField, setRecipeYaml, startBrowserEnv,
+  addFolders, byTestId, checkPrerequisites, inPage, pageDiagnostics, runCliJson, screenshot, setField, setRecipeYaml, startBrowserEnv,
   waitForAttribute, WAIT_MS, type BrowserEnv,
 } from "./helpers/browser";
 import { DEFAULT_TEXT } from "../src/eval/default-text";
@@ -43,17 +43,7 @@ after(async () => {
   if (env?.pageErrors.length) process.stderr.write(`browser errors during the run:\n${env.pageErrors.join("\n")}\n`);
 });
 
-async function withPage(name: string, body: (page: Page, context: BrowserContext) => Promise<void>): Promise<void> {
-  const { context, page } = await openPage(env, "index.html", name);
-  try {
-    await body(page, context);
-  } catch (e) {
-    await screenshot(page, `${name}-failure`);
-    throw e;
-  } finally {
-    await context.close();
-  }
-}
+const withPage = (name: string, body: (page: Page, context: BrowserContext) => Promise<void>) => inPage(env, name, "index.html", body);
 
 /** The example's four models loaded, its recipe pasted, and Diagnose enabled. */
 async function loadExample(page: Page, recipe = exampleRecipe): Promise<void> {

@@ -16,7 +16,7 @@ import { after, before, test } from "node:test";
 import type { BrowserContext, Page } from "playwright-core";
 import { parse } from "yaml";
 import {
-  addFolders, assertSameWeights, byTestId, checkPrerequisites, compareOutputs, opfsBytes, openPage, recipeYaml, runCli, screenshot, setField,
+  addFolders, assertSameWeights, byTestId, checkPrerequisites, compareOutputs, opfsBytes, inPage, recipeYaml, runCli, screenshot, setField,
   setRecipeYaml, splitSafetensors, startBrowserEnv, waitForRunBlocked, waitForRunEnabled, waitForState, WAIT_MS, type BrowserEnv,
 } from "./helpers/browser";
 import { baseModel, CLI, fineTune, removeDir, tempDir, uniform, writeModel, type Shape } from "./helpers/fixtures";
@@ -68,17 +68,7 @@ after(async () => {
   if (env?.pageErrors.length) process.stderr.write(`browser errors during the run:\n${env.pageErrors.join("\n")}\n`);
 });
 
-async function withPage(name: string, body: (page: Page, context: BrowserContext) => Promise<void>): Promise<void> {
-  const { context, page } = await openPage(env, "index.html", name);
-  try {
-    await body(page, context);
-  } catch (e) {
-    await screenshot(page, `${name}-failure`);
-    throw e;
-  } finally {
-    await context.close();
-  }
-}
+const withPage = (name: string, body: (page: Page, context: BrowserContext) => Promise<void>) => inPage(env, name, "index.html", body);
 
 /** The CLI on `recipe`, written next to the model folders; its output folder. */
 async function cliMerge(caseName: string, recipe: string): Promise<string> {

@@ -15,7 +15,7 @@ import type { BrowserContext, Locator, Page } from "playwright-core";
 import { parse } from "yaml";
 import {
   addFolders, assertSameWeights, byTestId, checkPrerequisites, compareOutputs, foreignRequests, host, opfsBytes, opfsDigests,
-  opfsText, opfsTree, openPage, overflowingElements, pageDiagnostics, liveAnnouncements, recordLiveRegions, recipeYaml, runCli, runCliJson, screenshot, setField, setRecipeYaml,
+  opfsText, opfsTree, inPage, overflowingElements, pageDiagnostics, liveAnnouncements, recordLiveRegions, recipeYaml, runCli, runCliJson, screenshot, setField, setRecipeYaml,
   sha256Hex, shownEvalRows, SITE_DIR, splitSafetensors, startBrowserEnv, stateOf, textOf, waitForAttribute, waitForModels,
   waitForRunBlocked, waitForRunEnabled, waitForState, focusedTestId, WAIT_MS, type BrowserEnv, type PageOptions,
 } from "./helpers/browser";
@@ -117,18 +117,7 @@ after(async () => {
   if (env?.pageErrors.length) process.stderr.write(`browser errors during the run:\n${env.pageErrors.join("\n")}\n`);
 });
 
-/** Opens a page, runs `body`, screenshots the page when `body` fails, closes the context. */
-async function withPage(name: string, path: string, body: (page: Page, context: BrowserContext) => Promise<void>, options: PageOptions = {}): Promise<void> {
-  const { context, page } = await openPage(env, path, name, options);
-  try {
-    await body(page, context);
-  } catch (e) {
-    await screenshot(page, `${name}-failure`);
-    throw e;
-  } finally {
-    await context.close();
-  }
-}
+const withPage = (name: string, path: string, body: (page: Page, context: BrowserContext) => Promise<void>, options: PageOptions = {}) => inPage(env, name, path, body, options);
 
 /** Sets the output (name, OPFS), clicks run, waits for data-state=done and checks the result list. */
 async function runToDone(page: Page, outputName: string, shot?: string): Promise<void> {

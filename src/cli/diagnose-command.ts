@@ -3,10 +3,7 @@
  * written but the files asked for): a summary, a per-layer table and a terminal chart on stdout, or
  * JSON; the layer × tensor heatmap as SVG and an HTML report on request.
  */
-import { rename, rm, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
 import { AbortError } from "../errors";
-import { outputFailure } from "../io/io-error";
 import { diagnose } from "../node";
 import type { DiagnoseEvent } from "../api/diagnose";
 import { htmlReport } from "../chart/report";
@@ -15,18 +12,8 @@ import { formatValue } from "../chart/text";
 import { lineChartText } from "../chart/terminal";
 import { conflictHeatmap, diagnosisReport, percent } from "../diagnose/present";
 import { args, defined, integer, size, type Io } from "./args";
+import { writeFileAtomically } from "./write-file";
 
-/** Writes `text` to `path` through a temporary name in the same folder, so a reader never sees half a file. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  try {
-    await writeFile(temp, text);
-    await rename(temp, path);
-  } catch (cause) {
-    await rm(temp, { force: true }).catch(() => undefined);
-    throw outputFailure(path, "write", cause);
-  }
-}
 
 export async function diagnoseCommand(argv: string[], io: Io): Promise<number> {
   const parsed = args("diagnose", argv, {
@@ -52,8 +39,8 @@ export async function diagnoseCommand(argv: string[], io: Io): Promise<number> {
   };
   try {
     const d = await diagnose(positionals[0]!, { ...numeric, signal: controller.signal, onProgress });
-    if (values.svg) await writeFileAtomic(values.svg, heatmapSvg(conflictHeatmap(d)));
-    if (values.report) await writeFileAtomic(values.report, htmlReport(diagnosisReport(d)));
+    if (values.svg) await writeFileAtomically(values.svg, heatmapSvg(conflictHeatmap(d)));
+    if (values.report) await writeFileAtomically(values.report, htmlReport(diagnosisReport(d)));
     if (values.json) {
       io.stdout.write(JSON.stringify(d) + "\n");
       return 0;

@@ -11,7 +11,7 @@ import { evaluate, generate } from "../node";
 import { readTokenIds } from "../tokenizer/token-ids";
 import { formatSeconds } from "../units";
 import { args, defined, integer, size, type Io } from "./args";
-import { commandHelp } from "./commands";
+import { commandHelp, type Command } from "./commands";
 
 /** Token ids from a file: a JSON list, or a .safetensors file with one integer tensor. */
 export async function idsFrom(path: string): Promise<number[]> {
@@ -32,15 +32,12 @@ export async function interruptible<T>(fn: (signal: AbortSignal) => Promise<T>):
   }
 }
 
-export async function evalCommand(argv: string[], io: Io): Promise<number> {
-  const parsed = args("eval", argv, {
-    text: { type: "string" }, ids: { type: "string" }, context: { type: "string" }, "max-tokens": { type: "string" },
-    against: { type: "string", multiple: true }, workers: { type: "string" }, "memory-budget": { type: "string" },
-    seed: { type: "string" }, quiet: { type: "boolean" }, json: { type: "boolean" },
-  }, [1, 64], io);
-  if (!parsed) return 0;
-  const { values, positionals } = parsed;
-  if (values.text !== undefined && values.ids !== undefined) throw new UsageError("E_USAGE", `eval: give --text or --ids, not both\n\n${commandHelp("eval")}`);
+/** The flags of evalInput, as args() parses them. */
+interface EvalFlags { text?: string; ids?: string; context?: string; "max-tokens"?: string; workers?: string; "memory-budget"?: string; seed?: string }
+
+/** The evaluation options the evaluating commands share: input text or ids, windows, workers, budget, seed. */
+export async function evalInput(command: Command, values: EvalFlags) {
+  if (values.text !== undefined && values.ids !== undefined) throw new UsageError("E_USAGE", `${command}: give --text or --ids, not both\n\n${commandHelp(command)}`);
   const numeric = defined({
     context: integer(values.context, "context", "context"),
     maxTokens: integer(values["max-tokens"], "max-tokens", "maxTokens"),
@@ -49,8 +46,20 @@ export async function evalCommand(argv: string[], io: Io): Promise<number> {
     seed: integer(values.seed, "seed", "seed"),
   });
   const input = values.ids !== undefined ? { ids: await idsFrom(values.ids) } : { text: values.text !== undefined ? await readTextFile(values.text) : DEFAULT_TEXT };
+  return { ...input, ...numeric };
+}
+
+export async function evalCommand(argv: string[], io: Io): Promise<number> {
+  const parsed = args("eval", argv, {
+    text: { type: "string" }, ids: { type: "string" }, context: { type: "string" }, "max-tokens": { type: "string" },
+    against: { type: "string", multiple: true }, workers: { type: "string" }, "memory-budget": { type: "string" },
+    seed: { type: "string" }, quiet: { type: "boolean" }, json: { type: "boolean" },
+  }, [1, 64], io);
+  if (!parsed) return 0;
+  const { values, positionals } = parsed;
+  const options = await evalInput("eval", values);
   const progress = values.quiet ? undefined : evalProgress(io.stderr);
-  const { results } = await interruptible((signal) => evaluate(positionals, { ...input, ...numeric, against: values.against ?? [], signal, ...(progress ? { onProgress: progress } : {}) }));
+  const { results } = await interruptible((signal) => evaluate(positionals, { ...options, against: values.against ?? [], signal, ...(progress ? { onProgress: progress } : {}) }));
   progress?.({ type: "eval-done", seconds: 0 });
   if (values.json) {
     io.stdout.write(JSON.stringify({ results }) + "\n");

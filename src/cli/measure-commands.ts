@@ -3,55 +3,25 @@
  * soups, with a table and a terminal chart on stdout (or JSON), and optionally the chart as SVG and a
  * self-contained HTML report, each written under a temporary name and renamed into place.
  */
-import { randomBytes } from "node:crypto";
-import { rename, rm, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
 import { htmlReport } from "../chart/report";
 import { lineChartSvg } from "../chart/svg";
 import { lineChartText } from "../chart/terminal";
 import { UsageError } from "../errors";
-import { DEFAULT_TEXT } from "../eval/default-text";
-import { outputFailure } from "../io/io-error";
-import { readTextFile } from "../io/node-folder";
 import { BARRIER_DEFINITION, pathChart, pathCurves, pathReport, pathTable, soupChart, soupReport } from "../measure/charts";
 import { greedySoup, isRecipePath, lossPath } from "../node";
 import type { LossPathEvent } from "../api/path";
 import type { SoupEvent } from "../api/soup";
-import { args, defined, integer, size, type Io } from "./args";
+import { args, defined, integer, type Io } from "./args";
 import { commandHelp, type Command } from "./commands";
-import { idsFrom, interruptible, table } from "./eval-commands";
+import { evalInput, interruptible, table } from "./eval-commands";
+import { writeFileAtomically } from "./write-file";
 
-/** Writes `text` to `path` through a temporary file beside it, so `path` is never seen half-written. */
-export async function writeFileAtomically(path: string, text: string): Promise<void> {
-  const temp = join(dirname(path), `.${basename(path)}.weightsoup-${randomBytes(4).toString("hex")}.tmp`);
-  try {
-    await writeFile(temp, text);
-    await rename(temp, path);
-  } catch (cause) {
-    await rm(temp, { force: true });
-    throw outputFailure(path, "write it", cause);
-  }
-}
 
 const EVAL_FLAGS = {
   text: { type: "string" }, ids: { type: "string" }, context: { type: "string" }, "max-tokens": { type: "string" },
   workers: { type: "string" }, "memory-budget": { type: "string" }, seed: { type: "string" },
   quiet: { type: "boolean" }, json: { type: "boolean" }, svg: { type: "string" }, report: { type: "string" },
 } as const;
-
-/** The evaluation options both commands share: input text or ids, windows, workers, budget, seed. */
-async function evalInput(command: Command, values: Record<string, string | boolean | undefined>) {
-  if (values.text !== undefined && values.ids !== undefined) throw new UsageError("E_USAGE", `${command}: give --text or --ids, not both\n\n${commandHelp(command)}`);
-  const numeric = defined({
-    context: integer(values.context as string | undefined, "context", "context"),
-    maxTokens: integer(values["max-tokens"] as string | undefined, "max-tokens", "maxTokens"),
-    workers: integer(values.workers as string | undefined, "workers", "workers"),
-    memoryBudget: size(values["memory-budget"] as string | undefined, "memory-budget", "memoryBudget"),
-    seed: integer(values.seed as string | undefined, "seed", "seed"),
-  });
-  const input = values.ids !== undefined ? { ids: await idsFrom(values.ids as string) } : { text: values.text !== undefined ? await readTextFile(values.text as string) : DEFAULT_TEXT };
-  return { ...input, ...numeric };
-}
 
 /** A progress line on stderr: redrawn on a terminal, nothing otherwise (the result says it all). */
 function progressLine(stream: NodeJS.WriteStream, quiet: boolean | undefined): ((line: string) => void) & { done(): void } {

@@ -5,8 +5,6 @@
  */
 import { dirname, resolve } from "node:path";
 import { UsageError } from "../errors";
-import { DEFAULT_TEXT } from "../eval/default-text";
-import { readTextFile } from "../io/node-folder";
 import { resolveModel } from "../model/resolve";
 import { merge, sweep } from "../node";
 import { parseRecipe } from "../recipe/recipe";
@@ -15,10 +13,10 @@ import { lineChartSvg } from "../chart/svg";
 import { lineChartText } from "../chart/terminal";
 import type { SweepEvent } from "../api/sweep";
 import { sweepChart, sweepCsv, sweepReport, sweepTable } from "../sweep/present";
-import { args, defined, integer, size, type Io } from "./args";
+import { args, defined, type Io } from "./args";
 import { commandHelp } from "./commands";
-import { writeFileAtomic } from "./diagnose-command";
-import { idsFrom, interruptible } from "./eval-commands";
+import { writeFileAtomically } from "./write-file";
+import { evalInput, interruptible } from "./eval-commands";
 
 export async function sweepCommand(argv: string[], io: Io): Promise<number> {
   const parsed = args("sweep", argv, {
@@ -30,16 +28,8 @@ export async function sweepCommand(argv: string[], io: Io): Promise<number> {
   if (!parsed) return 0;
   const { values, positionals } = parsed;
   if (!values.vary?.length) throw new UsageError("E_USAGE", `sweep: give at least one --vary KEY=SPEC\n\n${commandHelp("sweep")}`);
-  if (values.text !== undefined && values.ids !== undefined) throw new UsageError("E_USAGE", `sweep: give --text or --ids, not both\n\n${commandHelp("sweep")}`);
-  const numeric = defined({
-    context: integer(values.context, "context", "context"),
-    maxTokens: integer(values["max-tokens"], "max-tokens", "maxTokens"),
-    workers: integer(values.workers, "workers", "workers"),
-    memoryBudget: size(values["memory-budget"], "memory-budget", "memoryBudget"),
-    seed: integer(values.seed, "seed", "seed"),
-  });
+  const options = await evalInput("sweep", values);
   const recipePath = positionals[0]!;
-  const input = values.ids !== undefined ? { ids: await idsFrom(values.ids) } : { text: values.text !== undefined ? await readTextFile(values.text) : DEFAULT_TEXT };
   const interactive = io.stderr.isTTY === true && !values.quiet;
   const onProgress = (e: SweepEvent) => {
     if (!interactive) return;
@@ -47,17 +37,17 @@ export async function sweepCommand(argv: string[], io: Io): Promise<number> {
     else if (e.type === "sweep-point") io.stderr.write(`\r\x1b[Kpoint ${e.index + 1}: NLL ${e.nll.toFixed(4)}\n`);
     else if (e.type === "sweep-done") io.stderr.write("\r\x1b[K");
   };
-  const r = await interruptible((signal) => sweep(recipePath, values.vary!, { ...input, ...numeric, against: values.against ?? [], signal, onProgress }));
+  const r = await interruptible((signal) => sweep(recipePath, values.vary!, { ...options, against: values.against ?? [], signal, onProgress }));
   const chart = sweepChart(r);
   const svg = lineChartSvg(chart);
-  if (values.csv) await writeFileAtomic(values.csv, sweepCsv(r));
-  if (values.svg) await writeFileAtomic(values.svg, svg);
-  if (values.report) await writeFileAtomic(values.report, htmlReport(sweepReport(r, svg)));
+  if (values.csv) await writeFileAtomically(values.csv, sweepCsv(r));
+  if (values.svg) await writeFileAtomically(values.svg, svg);
+  if (values.report) await writeFileAtomically(values.report, htmlReport(sweepReport(r, svg)));
   if (values["write-best"]) {
     // The best point's recipe, merged by the merge engine like `weightsoup merge` would (models relative to the recipe).
     const best = parseRecipe(r.points[r.best]!.recipe, recipePath);
     await interruptible((signal) => merge(best, {
-      out: values["write-best"]!, force: values.force ?? false, signal, ...defined({ seed: numeric.seed, workers: numeric.workers }),
+      out: values["write-best"]!, force: values.force ?? false, signal, ...defined({ seed: options.seed, workers: options.workers }),
       models: (n) => resolveModel(n, dirname(resolve(recipePath))),
     }));
   }

@@ -135,6 +135,19 @@ export async function openPage(env: BrowserEnv, path = "index.html", label = pat
   return { context, page };
 }
 
+/** Opens a page, runs `body`, screenshots the page when `body` fails, closes the context. */
+export async function inPage(env: BrowserEnv, name: string, path: string, body: (page: Page, context: BrowserContext) => Promise<void>, options: PageOptions = {}): Promise<void> {
+  const { context, page } = await openPage(env, path, name, options);
+  try {
+    await body(page, context);
+  } catch (e) {
+    await screenshot(page, `${name}-failure`);
+    throw e;
+  } finally {
+    await context.close();
+  }
+}
+
 export const host = (page: Page) => page.locator("weightsoup-merge").first();
 export const byTestId = (page: Page, id: string, tag = "") => page.locator(`${tag}[data-testid="${id}"]`);
 
