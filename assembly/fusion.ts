@@ -142,15 +142,21 @@ function rowExps(a: usize, aDtype: i32, b: usize, bDtype: i32, start: i32, cols:
     const vb = tileOf(b, bDtype, start + s, count, quant, 1);
     const da = ea + (<usize>s << 2), db = eb + (<usize>s << 2);
     let j = 0;
-    for (; j + 8 <= count; j += 8) { // two vectors' exps added in float32 (one rounding), then promoted
+    for (; j + 16 <= count; j += 16) { // four vectors' exps added in float32 (three roundings), then promoted
       const o = <usize>j << 2;
       const P0 = expNeg(f32x4.sub(v128.load(vb + o), vmB)), Q0 = expNeg(f32x4.sub(v128.load(va + o), vmA));
       const P1 = expNeg(f32x4.sub(v128.load(vb + o, 16), vmB)), Q1 = expNeg(f32x4.sub(v128.load(va + o, 16), vmA));
+      const P2 = expNeg(f32x4.sub(v128.load(vb + o, 32), vmB)), Q2 = expNeg(f32x4.sub(v128.load(va + o, 32), vmA));
+      const P3 = expNeg(f32x4.sub(v128.load(vb + o, 48), vmB)), Q3 = expNeg(f32x4.sub(v128.load(va + o, 48), vmA));
       v128.store(db + o, P0);
       v128.store(da + o, Q0);
       v128.store(db + o, P1, 16);
       v128.store(da + o, Q1, 16);
-      const P = f32x4.add(P0, P1), Q = f32x4.add(Q0, Q1);
+      v128.store(db + o, P2, 32);
+      v128.store(da + o, Q2, 32);
+      v128.store(db + o, P3, 48);
+      v128.store(da + o, Q3, 48);
+      const P = f32x4.add(f32x4.add(P0, P1), f32x4.add(P2, P3)), Q = f32x4.add(f32x4.add(Q0, Q1), f32x4.add(Q2, Q3));
       sb0 = f64x2.add(sb0, f64x2.promote_low_f32x4(P));
       sb1 = f64x2.add(sb1, promoteHigh(P));
       sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(Q));
@@ -217,8 +223,7 @@ function phi(t: v128): v128 {
  */
 // @ts-ignore: decorator
 @inline
-function klTerms(wa: v128, wb: v128, P: v128, Q: v128, eA: v128, eB: v128, K: v128, offA: v128, offB: v128, invB: v128): v128 {
-  const fastA = f32x4.mul(eA, f32x4.splat(256)), fastB = f32x4.mul(eB, f32x4.splat(256));
+function klTerms(wa: v128, wb: v128, P: v128, Q: v128, eA: v128, eB: v128, fastA: v128, fastB: v128, K: v128, offA: v128, offB: v128, invB: v128): v128 {
   const largeB = f32x4.ge(P, eB), largeA = f32x4.ge(Q, eA);
   // Both large: (b - a) - K; only b's: (b - m_b - ln S_b) - ln 1e-8; only a's: the opposite; neither: 0.
   let t = v128.bitselect(f32x4.sub(f32x4.sub(wb, wa), K), f32x4.sub(wb, offB), largeA);
@@ -249,6 +254,7 @@ export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
     const lnA = Math.log(sumA), lnB = Math.log(sumB);
     const invB = f32x4.splat(<f32>(1 / sumB));
     const eA = f32x4.splat(<f32>(1e-8 * sumA)), eB = f32x4.splat(<f32>(1e-8 * sumB));
+    const fastA = f32x4.mul(eA, f32x4.splat(256)), fastB = f32x4.mul(eB, f32x4.splat(256)); // c = e/P < 2^-8
     // The parts of t that do not depend on the element, per case of (P >= e, Q >= e).
     const K = f32x4.splat(<f32>((<f64>maxB - <f64>maxA) + (lnB - lnA)));
     const offA = f32x4.splat(<f32>(<f64>maxA + lnA + LN_1EM8)), offB = f32x4.splat(<f32>(<f64>maxB + lnB + LN_1EM8));
@@ -259,17 +265,19 @@ export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
       const vb = tileOf(b, bDtype, r + s, count, quant, 1);
       const da = ea + (<usize>s << 2), db = eb + (<usize>s << 2);
       let j = 0;
-      for (; j + 8 <= count; j += 8) { // two vectors' terms added in float32 (one rounding), then promoted
+      for (; j + 16 <= count; j += 16) { // four vectors' terms added in float32 (three roundings), then promoted
         const o = <usize>j << 2;
-        const t0 = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), eA, eB, K, offA, offB, invB);
-        const t1 = klTerms(v128.load(va + o, 16), v128.load(vb + o, 16), v128.load(db + o, 16), v128.load(da + o, 16), eA, eB, K, offA, offB, invB);
-        const term = f32x4.add(t0, t1);
+        const t0 = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t1 = klTerms(v128.load(va + o, 16), v128.load(vb + o, 16), v128.load(db + o, 16), v128.load(da + o, 16), eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t2 = klTerms(v128.load(va + o, 32), v128.load(vb + o, 32), v128.load(db + o, 32), v128.load(da + o, 32), eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t3 = klTerms(v128.load(va + o, 48), v128.load(vb + o, 48), v128.load(db + o, 48), v128.load(da + o, 48), eA, eB, fastA, fastB, K, offA, offB, invB);
+        const term = f32x4.add(f32x4.add(t0, t1), f32x4.add(t2, t3));
         kl0 = f64x2.add(kl0, f64x2.promote_low_f32x4(term));
         kl1 = f64x2.add(kl1, promoteHigh(term));
       }
       for (; j + 4 <= count; j += 4) {
         const o = <usize>j << 2;
-        const term = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), eA, eB, K, offA, offB, invB);
+        const term = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), eA, eB, fastA, fastB, K, offA, offB, invB);
         kl0 = f64x2.add(kl0, f64x2.promote_low_f32x4(term));
         kl1 = f64x2.add(kl1, promoteHigh(term));
       }
@@ -277,7 +285,7 @@ export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
         const o = <usize>j << 2;
         const keep = i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(count - j));
         const wa = lastValues(va + o, count - j), wb = lastValues(vb + o, count - j);
-        const term = v128.and(klTerms(wa, wb, v128.load(db + o), v128.load(da + o), eA, eB, K, offA, offB, invB), keep);
+        const term = v128.and(klTerms(wa, wb, v128.load(db + o), v128.load(da + o), eA, eB, fastA, fastB, K, offA, offB, invB), keep);
         kl0 = f64x2.add(kl0, f64x2.promote_low_f32x4(term));
         kl1 = f64x2.add(kl1, promoteHigh(term));
       }
@@ -354,8 +362,27 @@ export function fusionRange(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
     const va = tileOf(a, aDtype, t, count, quant, 0);
     const vb = tileOf(b, bDtype, t, count, quant, 1);
     importanceTile(va, vb, t, count, cols, kl, imp);
-    if (m == 1) { // the first round: one range for all three quartiles
-      for (let j = 0; j < count; j++) {
+    if (m == 1) { // the first round: one range for all three quartiles, which usually holds every key
+      let j = 0;
+      for (; j + 4 <= count; j += 4) { // keys and buckets four at a time; only the counting is per key
+        const key = i32x4.max_s(v128.load(imp + (<usize>j << 2)), i32x4.splat(0));
+        va0 = i32x4.sub(va0, i32x4.ge_u(key, vhi0));
+        const d = i32x4.sub(key, vlo0);
+        if (i32x4.all_true(i32x4.lt_u(d, vspan0))) {
+          const bucket = i32x4.shl(i32x4.shr_u(d, sh0), 2); // byte offsets into the histogram
+          const p0 = h0 + <usize>i32x4.extract_lane(bucket, 0), p1 = h0 + <usize>i32x4.extract_lane(bucket, 1);
+          store<u32>(p0, load<u32>(p0) + 1);
+          store<u32>(p1, load<u32>(p1) + 1);
+          const p2 = h0 + <usize>i32x4.extract_lane(bucket, 2), p3 = h0 + <usize>i32x4.extract_lane(bucket, 3);
+          store<u32>(p2, load<u32>(p2) + 1);
+          store<u32>(p3, load<u32>(p3) + 1);
+          inside0 += 4;
+          continue;
+        }
+        inside0 += countKey(<u32>i32x4.extract_lane(d, 0), span0, sh0, h0) + countKey(<u32>i32x4.extract_lane(d, 1), span0, sh0, h0);
+        inside0 += countKey(<u32>i32x4.extract_lane(d, 2), span0, sh0, h0) + countKey(<u32>i32x4.extract_lane(d, 3), span0, sh0, h0);
+      }
+      for (; j < count; j++) {
         const v = load<i32>(imp + (<usize>j << 2));
         const key = <u32>(v < 0 ? 0 : v);
         above0 += <i32>(key >= hi0);
@@ -367,8 +394,7 @@ export function fusionRange(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
     // branch; the histograms are visited only for a vector with a key inside a range.
     let j = 0;
     for (; j + 4 <= count; j += 4) {
-      let key = v128.load(imp + (<usize>j << 2));
-      key = v128.andnot(key, i32x4.lt_s(key, i32x4.splat(0)));
+      const key = i32x4.max_s(v128.load(imp + (<usize>j << 2)), i32x4.splat(0));
       va0 = i32x4.sub(va0, i32x4.ge_u(key, vhi0));
       va1 = i32x4.sub(va1, i32x4.ge_u(key, vhi1));
       va2 = i32x4.sub(va2, i32x4.ge_u(key, vhi2));
