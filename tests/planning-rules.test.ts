@@ -226,6 +226,33 @@ describe("hostile YAML and JSON", () => {
   test("lists nested 100,000 deep are a syntax error, not a RangeError", () => {
     assert.throws(recipe(`merge_method: linear\nparameters: {weight: ${"[".repeat(100_000)}1${"]".repeat(100_000)}}\n`), syntax(/./));
   });
+  // Refused from the text before the YAML parser, whose recursion took seconds to end in "Maximum call
+  // stack size exceeded" (fuzz seed 99: an `align:` value 100,000 deep); the message names the first bracket too deep.
+  test("flow nesting 100,000 deep is refused as too deep at the 65th bracket, in any key", () => {
+    for (const [key, open, close] of [["align", "[", "]"], ["parameters", "{a: ", "}"], ["models", "[", "]"]] as const) {
+      const text = `merge_method: linear\n${key}: ${open.repeat(100_000)}1${close.repeat(100_000)}\n`;
+      const column = key.length + 3 + open.length * 64;
+      assert.throws(recipe(text), syntax(new RegExp(`^r\\.yml:2:${column}: nests deeper than 64 levels$`)), key);
+    }
+  });
+  test("brackets that are text (quoted, commented, in a block scalar or a plain scalar) do not count as nesting", () => {
+    const many = "[{".repeat(60);
+    const text = [
+      "merge_method: linear",
+      `name: |\n  ${many}\n  ${many}`,
+      `models: # ${many}`,
+      `  - model: "a${many}"`,
+      `    parameters: {weight: 1}`,
+      `  - model: 'b''${many}'`,
+      `    parameters: {weight: 1}`,
+      `  - model: c${many}`,
+      `    parameters: {weight: 1}`,
+      "",
+    ].join("\n");
+    const r = parseRecipe(text, "r.yml");
+    assert.equal(r.name?.trimEnd(), `${many}\n${many}`);
+    assert.deepEqual(r.models.map((m) => m.model), [`a${many}`, `b'${many}`, `c${many}`]);
+  });
   test("lists nested 70 deep (parsable) are refused as too deep", () => {
     assert.throws(recipe(`merge_method: linear\nparameters: {weight: ${"[".repeat(70)}1${"]".repeat(70)}}\n`), syntax(/deeper than/));
   });

@@ -5,6 +5,7 @@
 import { isAlias, isCollection, isNode, isPair, isScalar, LineCounter, parseAllDocuments, type Document } from "yaml";
 import { describeValue, RecipeError } from "../errors";
 import { MAX_JSON_DEPTH } from "../format/json";
+import { flowDepthExceeded } from "./yaml-depth";
 import { dtypeFromRecipeName, type FloatDtype } from "../format/dtypes";
 import type { ChatTemplateSetting } from "../vocab/chat-templates";
 import { readTokenizerKeys, type TokenizerSettings } from "../vocab/settings";
@@ -76,9 +77,12 @@ const TOP_KEYS = ["merge_method", "models", "slices", "base_model", "parameters"
 export function parseRecipe(text: string, file = "recipe"): Recipe {
   const lineCounter = new LineCounter();
   const syntax = (what: string, offset?: number) => {
-    const at = offset === undefined ? undefined : lineCounter.linePos(offset);
+    const at = offset === undefined ? undefined : lineCounter.lineStarts.length > 0 ? lineCounter.linePos(offset) : textPosition(text, offset);
     return new RecipeError("E_RECIPE_SYNTAX", `${file}${at ? `:${at.line}:${at.col}` : ""}: ${what}`, { file, ...(at ? { line: at.line, column: at.col } : {}) });
   };
+  // Before the parser, whose recursion makes deep flow nesting slow to fail (seconds at 100,000 levels).
+  const tooDeep = flowDepthExceeded(text, MAX_JSON_DEPTH);
+  if (tooDeep !== undefined) throw syntax(`nests deeper than ${MAX_JSON_DEPTH} levels`, tooDeep);
   let docs: ReturnType<typeof parseAllDocuments>;
   try {
     docs = parseAllDocuments(text, { lineCounter });
@@ -98,6 +102,13 @@ export function parseRecipe(text: string, file = "recipe"): Recipe {
     return stagedRecipe(documents, text, file, recipeFromObject);
   }
   return recipeFromObject(toPlainValue(filled[0]!, syntax), text, file);
+}
+
+/** Line and column (1-based) of an offset, for errors found before the parser has counted lines. */
+function textPosition(text: string, offset: number): { line: number; col: number } {
+  let line = 1, lineStart = 0;
+  for (let i = text.indexOf("\n"); i !== -1 && i < offset; i = text.indexOf("\n", i + 1)) { line++; lineStart = i + 1; }
+  return { line, col: offset - lineStart + 1 };
 }
 
 /** A document with nothing in it (not even `null`), as after a `---` that ends the file. */
