@@ -9,8 +9,8 @@
  * replaces must be a number, so a whole gradient or filter list cannot be swapped for one value by
  * accident (address one anchor, `parameters.t[2]`, or a filter entry's `value`).
  */
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
-import { OptionError } from "../errors";
+import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, parseDocument, type Document, type Node } from "yaml";
+import { OptionError, RecipeError } from "../errors";
 
 export type KeyStep = string | number;
 
@@ -43,9 +43,23 @@ export function keyError(key: string, what: string, details: Record<string, unkn
  */
 export function assignValues(text: string, file: string, values: ReadonlyMap<string, number>): string {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, keepSourceTokens: false });
+  // Documents as parseRecipe reads them: empty ones (a stray `---`) are no stage.
+  const docs = parseAllDocuments(text, { lineCounter: lines, keepSourceTokens: false });
+  if (!Array.isArray(docs)) throw new RecipeError("E_RECIPE_SYNTAX", `${file}: not a YAML document`, { file });
+  const error = docs.flatMap((d) => d.errors)[0];
+  if (error) throw new RecipeError("E_RECIPE_SYNTAX", `${file}: ${error.message.split("\n")[0]}`, { file });
+  const filled = docs.filter((d) => !isEmptyDocument(d));
+  if (filled.length > 1) {
+    throw new RecipeError("E_METHOD_UNSUPPORTED", `${file}: a multi-stage recipe (${filled.length} documents) cannot be swept: a key would not say which document it means; sweep one stage's recipe`, { file });
+  }
+  const doc = filled[0] ?? docs[0] ?? parseDocument("");
   for (const [key, value] of values) setNumber(doc, lines, file, key, value);
   return doc.toString();
+}
+
+function isEmptyDocument(doc: Document): boolean {
+  const { contents } = doc;
+  return contents === null || (isScalar(contents) && contents.value === null && contents.range?.[0] === contents.range?.[1]);
 }
 
 /** Checks that every key addresses a number (or a new parameter) of the recipe, before any work. */
