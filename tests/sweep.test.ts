@@ -184,6 +184,9 @@ describe("keys and SPECs", () => {
     ["slices[0].parameters.t", /no slices/],
     ["models[0].parameters.weight", /no models\[0\]\.parameters/],
     ["merge_method", /"slerp", not a number/],
+    // Found by the fuzz suite: an index of ten or more digits was called "not a recipe key", without its place.
+    ["models[99999999999].parameters.weight", /r\.yml:4:3: models has 2 entries, so there is no \[99999999999\]/],
+    ["parameters.t[0][1000000000]", /r\.yml:7:7: parameters\.t\[0\] is not a list/],
   ];
   for (const [key, message] of badPaths) {
     test(`refused with the key and its place: ${key}`, () => {

@@ -17,7 +17,8 @@ export type KeyStep = string | number;
 /** A key's steps; malformed keys are refused naming the key. */
 export function parseKey(key: string): KeyStep[] {
   const steps: KeyStep[] = [];
-  const re = /(?:^|\.)([A-Za-z_][A-Za-z0-9_]*)|\[(0|[1-9][0-9]{0,8})\]/y;
+  // INDEX has no length limit: a huge one is a position the list does not have, refused with its place.
+  const re = /(?:^|\.)([A-Za-z_][A-Za-z0-9_]*)|\[(0|[1-9][0-9]*)\]/y;
   let at = 0;
   while (at < key.length) {
     re.lastIndex = at;
