@@ -101,7 +101,7 @@ export function parseRecipe(text: string, file = "recipe"): Recipe {
 }
 
 /** A document with nothing in it (not even `null`), as after a `---` that ends the file. */
-function isEmptyDocument(doc: Document): boolean {
+export function isEmptyDocument(doc: Document): boolean {
   const { contents } = doc;
   return contents === null || (isScalar(contents) && contents.value === null && contents.range?.[0] === contents.range?.[1]);
 }

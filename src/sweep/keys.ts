@@ -11,6 +11,7 @@
  */
 import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, parseDocument, type Document, type Node } from "yaml";
 import { OptionError, RecipeError } from "../errors";
+import { isEmptyDocument } from "../recipe/recipe";
 
 export type KeyStep = string | number;
 
@@ -56,11 +57,6 @@ export function assignValues(text: string, file: string, values: ReadonlyMap<str
   const doc = filled[0] ?? docs[0] ?? parseDocument("");
   for (const [key, value] of values) setNumber(doc, lines, file, key, value);
   return doc.toString();
-}
-
-function isEmptyDocument(doc: Document): boolean {
-  const { contents } = doc;
-  return contents === null || (isScalar(contents) && contents.value === null && contents.range?.[0] === contents.range?.[1]);
 }
 
 /** Checks that every key addresses a number (or a new parameter) of the recipe, before any work. */
