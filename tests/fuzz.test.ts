@@ -7,8 +7,16 @@
 // config.json, tensors, tokenizer files, ids, texts and options mutated, run through evaluate, logits,
 // generate and the CLI, judged by fuzz-eval-oracle.ts (consistent counts, finite numbers, the
 // reference's values, or a typed refusal; refusals the rules of fuzz-eval-rules.ts demand).
+// Issue 11's measuring commands: `--vary KEY=SPEC` arguments mutated and run through the library's
+// parse and check functions (and, for small grids, a whole sweep() whose points must equal evaluate()
+// of their recipes), and mutated command lines of path, soup, diagnose, sweep and extract-lora, judged
+// by fuzz-measure-oracle.ts against the README's rules worked out in fuzz-measure-rules.ts.
 // Cases run in a runner thread so hangs are caught (fuzz-runner.ts). Seeds, run counts and replaying a
 // failure: fuzz-settings.ts. This file is also the runner thread's script (see the end).
+// Runs per property in npm test (FUZZ_LONG: ten times as many), about a minute in all on an idle
+// 2-core machine: safetensors 110, config.json 60, recipes 140, library options 30, merge flags 8,
+// evaluation 30, sweep keys 150 (about one in ten a whole sweep), measuring command lines 14. Each
+// property's fixed examples run first and count in its runs.
 import assert from "node:assert/strict";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -30,6 +38,11 @@ import { EVAL_MODELS, writeEvalFixtures } from "./helpers/fuzz-eval-fixtures";
 import { evaluationResultProblem, judgeEval } from "./helpers/fuzz-eval-oracle";
 import { configRefusal, idsRefusal, optionRefusal } from "./helpers/fuzz-eval-rules";
 import { fileMutationsArb } from "./helpers/fuzz-safetensors";
+import { measureCliCaseArb, sweepKeyCaseArb, type MeasureCase } from "./helpers/fuzz-measure-cases";
+import { MEASURE_CLI_EXAMPLES, SWEEP_KEY_EXAMPLES } from "./helpers/fuzz-measure-examples";
+import { writeMeasureFixtures } from "./helpers/fuzz-measure-fixtures";
+import { judgeMeasure } from "./helpers/fuzz-measure-oracle";
+import { expectVary, specValues } from "./helpers/fuzz-measure-rules";
 import { fuzzSettings } from "./helpers/fuzz-settings";
 import { removeDir, tempDir } from "./helpers/fixtures";
 
@@ -41,8 +54,10 @@ interface RunnerData {
 
 /** Where the evaluation fixtures are written, under the suite's root. */
 const EVAL_PRISTINE = "pristine-eval";
+/** Where the measuring commands' fixtures are written. */
+const MEASURE_PRISTINE = "pristine-measure";
 
-type AnyCase = FuzzCase | EvalCase;
+type AnyCase = FuzzCase | EvalCase | MeasureCase;
 
 const templateArb = fc.nat(RECIPES.length - 1);
 /** Mostly plan-only (fast); a share runs the whole merge, the CLI or inspect. */
@@ -67,6 +82,7 @@ function defineSuite(): void {
     root = await tempDir("ws-fuzz-");
     await writeFuzzModels(join(root, PRISTINE), fuzzModels());
     await writeEvalFixtures(join(root, EVAL_PRISTINE));
+    await writeMeasureFixtures(join(root, MEASURE_PRISTINE));
     const data: RunnerData = { fuzzRunner: true, root, cliTimeoutMs: Math.max(1_000, settings.caseTimeoutMs - 5_000) };
     runner = new CaseRunner(new URL(import.meta.url), data, settings.caseTimeoutMs);
   });
@@ -203,6 +219,32 @@ function defineSuite(): void {
 
     test("evaluation and generation: config, tensor, tokenizer, id, text and option mutations", (t) =>
       check(t, evalCaseArb, 30, EVAL_EXAMPLES));
+
+    test("the sweep-key rules follow the README: hand-worked SPECs, grids and refusals", () => {
+      assert.deepEqual(specValues("0:1:5"), [0, 0.25, 0.5, 0.75, 1]);
+      assert.deepEqual(specValues("1:-1:3"), [1, 0, -1]);
+      assert.deepEqual(specValues(" .5 ,1e-1"), [0.5, 0.1]);
+      for (const spec of ["0:1:1", "0:1:10001", "NaN", "1e309", "1,,2", "", "0:1", "1e308:-1e308:3", "0x10"]) assert.equal(typeof specValues(spec), "string", spec);
+      const text = "merge_method: slerp\nmodels:\n  - model: a\n    parameters: {weight: 1}\nparameters:\n  t: [0.1, 0.9]\n";
+      const v = expectVary(text, ["parameters.t[1]=0,1", "models[0].parameters.weight=2:3:2"]);
+      assert.equal(v.refuse, undefined);
+      assert.deepEqual(v.refuse === undefined && v.grid, [[0, 2], [0, 3], [1, 2], [1, 3]]);
+      assert.deepEqual(v.refuse === undefined && v.recipeAt([1, 3]), { merge_method: "slerp", models: [{ model: "a", parameters: { weight: 3 } }], parameters: { t: [0.1, 1] } });
+      assert.equal(expectVary(text, ["parameters.density=0.5"]).refuse, undefined, "a new name inside parameters");
+      for (const [vary, placed] of [["parameters.t=1", true], ["models[1].parameters.weight=1", true], ["models[0].model=1", true], ["models[0].parameters.density.x=1", true],
+        ["parameters.t[01]=1", false], ["=1", false], ["parameters.t[0]=0:1:10000", false]] as const) {
+        const r = expectVary(text, [vary, ...(vary.endsWith("10000") ? ["parameters.t[1]=0,1"] : [])]);
+        assert.ok(r.refuse !== undefined && r.placed === placed && r.codes.includes("E_OPTION"), vary);
+      }
+      assert.deepEqual((expectVary(`${text}---\n${text}`, ["parameters.t[0]=1"]) as { codes: string[] }).codes, ["E_METHOD_UNSUPPORTED"]);
+      assert.equal(expectVary(`${text}---\n`, ["parameters.t[0]=1"]).refuse, undefined, "a stray --- is no second document");
+    });
+
+    test("sweep keys and SPECs (parse and check; one in ten a whole sweep, points checked against evaluate())", (t) =>
+      check(t, sweepKeyCaseArb, 150, SWEEP_KEY_EXAMPLES));
+
+    test("command lines of path, soup, diagnose, sweep and extract-lora", (t) =>
+      check(t, measureCliCaseArb, 14, MEASURE_CLI_EXAMPLES));
   });
 }
 
@@ -222,7 +264,9 @@ if (runnerData?.fuzzRunner) {
   const { root, cliTimeoutMs } = runnerData;
   serveCases((c: AnyCase) => c.kind === "eval"
     ? judgeEval(c, { root, pristine: join(root, EVAL_PRISTINE), cliTimeoutMs })
-    : judge(c, { root, models, cliTimeoutMs }));
+    : c.kind === "sweep-key" || c.kind === "measure-cli"
+      ? judgeMeasure(c, { root, pristine: join(root, MEASURE_PRISTINE), cliTimeoutMs })
+      : judge(c, { root, models, cliTimeoutMs }));
 } else {
   defineSuite();
 }

@@ -167,6 +167,9 @@ describe("keys and SPECs", () => {
     ["parameters.t=", "parameters.t", /no values/],
     ["models[1]..weight=1", "models[1]..weight", /not a recipe key/],
     ["=1", "=1", /KEY=SPEC/],
+    // Found by the fuzz suite: finite ends whose difference overflows gave NaN and ±Infinity values.
+    ["parameters.t=1e308:-1e308:3", "parameters.t", /not a finite number/],
+    ["parameters.t=-1.7e308:1.7e308:2", "parameters.t", /not a finite number/],
   ];
   for (const [arg, key, message] of bad) {
     test(`refused: ${arg}`, () => {
@@ -181,12 +184,31 @@ describe("keys and SPECs", () => {
     ["slices[0].parameters.t", /no slices/],
     ["models[0].parameters.weight", /no models\[0\]\.parameters/],
     ["merge_method", /"slerp", not a number/],
+    // Found by the fuzz suite: an index of ten or more digits was called "not a recipe key", without its place.
+    ["models[99999999999].parameters.weight", /r\.yml:4:3: models has 2 entries, so there is no \[99999999999\]/],
+    ["parameters.t[0][1000000000]", /r\.yml:7:7: parameters\.t\[0\] is not a list/],
   ];
   for (const [key, message] of badPaths) {
     test(`refused with the key and its place: ${key}`, () => {
       assert.throws(() => assignValues(recipe, "r.yml", new Map([[key, 1]])), (e: unknown) => e instanceof WeightsoupError && e.code === "E_OPTION" && e.details.key === key && message.test(e.message));
     });
   }
+});
+
+describe("documents", () => {
+  // Found by the fuzz suite: both were an untyped "Document with errors cannot be stringified".
+  test("a multi-stage recipe is refused with a typed error naming the file", () => {
+    const stages = "name: first\nmerge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 0.5}\n  - model: b\n---\nmerge_method: linear\nmodels:\n  - model: first\n  - model: c\n";
+    assert.throws(() => assignValues(stages, "r.yml", new Map([["models[0].parameters.weight", 1]])),
+      (e: unknown) => e instanceof WeightsoupError && e.code === "E_METHOD_UNSUPPORTED" && /r\.yml: .*multi-stage/.test(e.message) && e.details.file === "r.yml");
+  });
+
+  test("a recipe ending in a stray --- is one document (as parseRecipe reads it): its keys are set", () => {
+    const text = "merge_method: slerp\nbase_model: a\nmodels:\n  - model: a\n  - model: b\nparameters:\n  t: 0.5\n---\n";
+    const out = parseRecipe(assignValues(text, "r.yml", new Map([["parameters.t", 0.25]])), "r.yml");
+    assert.equal(out.parameters!.t, 0.25);
+    assert.equal(out.mergeMethod, "slerp");
+  });
 });
 
 describe("weightsoup sweep", () => {

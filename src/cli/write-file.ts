@@ -14,7 +14,8 @@ export async function writeFileAtomically(path: string, text: string): Promise<v
     await writeFile(temp, text);
     await rename(temp, path);
   } catch (cause) {
-    await rm(temp, { force: true });
+    // The clean-up must not replace the cause: under a regular file even rm fails (ENOTDIR).
+    await rm(temp, { force: true }).catch(() => undefined);
     throw outputFailure(path, "write it", cause);
   }
 }

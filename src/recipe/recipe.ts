@@ -112,7 +112,7 @@ function textPosition(text: string, offset: number): { line: number; col: number
 }
 
 /** A document with nothing in it (not even `null`), as after a `---` that ends the file. */
-function isEmptyDocument(doc: Document): boolean {
+export function isEmptyDocument(doc: Document): boolean {
   const { contents } = doc;
   return contents === null || (isScalar(contents) && contents.value === null && contents.range?.[0] === contents.range?.[1]);
 }

@@ -38,7 +38,11 @@ export function parseValues(key: string, spec: string): number[] {
     const start = number(parts[0]!, "START"), stop = number(parts[1]!, "STOP");
     const count = Number(parts[2]);
     if (!/^\d+$/.test(parts[2]!.trim()) || count < 2 || count > MAX_POINTS) throw keyError(key, `COUNT "${parts[2]}" must be an integer from 2 to ${MAX_POINTS} (both ends are included)`);
-    return Array.from({ length: count }, (_, i) => (i === count - 1 ? stop : start + ((stop - start) * i) / (count - 1)));
+    const values = Array.from({ length: count }, (_, i) => (i === count - 1 ? stop : start + ((stop - start) * i) / (count - 1)));
+    // Finite ends can still overflow in STOP − START (1e308:-1e308:3): such values are no numbers to set.
+    const wrong = values.find((v) => !Number.isFinite(v));
+    if (wrong !== undefined) throw keyError(key, `the range ${spec} gives the value ${wrong}, not a finite number (STOP − START overflows)`);
+    return values;
   }
   if (parts.length !== 1) throw keyError(key, `"${spec}" is neither a list (0.2,0.5,0.8) nor a range (START:STOP:COUNT)`);
   if (spec === "") throw keyError(key, "has no values");

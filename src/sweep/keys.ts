@@ -9,15 +9,17 @@
  * replaces must be a number, so a whole gradient or filter list cannot be swapped for one value by
  * accident (address one anchor, `parameters.t[2]`, or a filter entry's `value`).
  */
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
-import { OptionError } from "../errors";
+import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, parseDocument, type Document, type Node } from "yaml";
+import { OptionError, RecipeError } from "../errors";
+import { isEmptyDocument } from "../recipe/recipe";
 
 export type KeyStep = string | number;
 
 /** A key's steps; malformed keys are refused naming the key. */
 export function parseKey(key: string): KeyStep[] {
   const steps: KeyStep[] = [];
-  const re = /(?:^|\.)([A-Za-z_][A-Za-z0-9_]*)|\[(0|[1-9][0-9]{0,8})\]/y;
+  // INDEX has no length limit: a huge one is a position the list does not have, refused with its place.
+  const re = /(?:^|\.)([A-Za-z_][A-Za-z0-9_]*)|\[(0|[1-9][0-9]*)\]/y;
   let at = 0;
   while (at < key.length) {
     re.lastIndex = at;
@@ -43,7 +45,16 @@ export function keyError(key: string, what: string, details: Record<string, unkn
  */
 export function assignValues(text: string, file: string, values: ReadonlyMap<string, number>): string {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, keepSourceTokens: false });
+  // Documents as parseRecipe reads them: empty ones (a stray `---`) are no stage.
+  const docs = parseAllDocuments(text, { lineCounter: lines, keepSourceTokens: false });
+  if (!Array.isArray(docs)) throw new RecipeError("E_RECIPE_SYNTAX", `${file}: not a YAML document`, { file });
+  const error = docs.flatMap((d) => d.errors)[0];
+  if (error) throw new RecipeError("E_RECIPE_SYNTAX", `${file}: ${error.message.split("\n")[0]}`, { file });
+  const filled = docs.filter((d) => !isEmptyDocument(d));
+  if (filled.length > 1) {
+    throw new RecipeError("E_METHOD_UNSUPPORTED", `${file}: a multi-stage recipe (${filled.length} documents) cannot be swept: a key would not say which document it means; sweep one stage's recipe`, { file });
+  }
+  const doc = filled[0] ?? docs[0] ?? parseDocument("");
   for (const [key, value] of values) setNumber(doc, lines, file, key, value);
   return doc.toString();
 }

@@ -267,16 +267,17 @@ function usageCase(c: EvalCase): boolean {
   return odd || ("ids" in c.input && "text" in c.input) || (c.run === "cli-generate" && "none" in c.input);
 }
 
-interface ChildResult {
+export interface ChildResult {
   status: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
 }
 
-function runChild(args: string[], timeoutMs: number): Promise<ChildResult> {
+/** Runs node with `args` (killed after timeoutMs), collecting stdout and stderr. */
+export function runChild(args: string[], timeoutMs: number, cwd?: string): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs, killSignal: "SIGKILL" });
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs, killSignal: "SIGKILL", ...(cwd ? { cwd } : {}) });
     let stdout = "", stderr = "";
     child.stdout.setEncoding("utf8").on("data", (s: string) => { if (stdout.length < 10_000_000) stdout += s; });
     child.stderr.setEncoding("utf8").on("data", (s: string) => { if (stderr.length < 100_000) stderr += s; });
