@@ -35,6 +35,9 @@ export class Phases {
     if (!enabled) return;
     const wall = performance.now() - this.started;
     const rows = [...this.totals].map(([p, { ms, count }]) => `  ${p.padEnd(34)} ${(ms / 1000).toFixed(2).padStart(8)} s  ${count} awaits`);
+    let timed = 0;
+    for (const { ms } of this.totals.values()) timed += ms;
+    rows.push(`  ${"(outside the phases above)".padEnd(34)} ${((wall - timed) / 1000).toFixed(2).padStart(8)} s`);
     process.stderr.write(`profile ${this.what}: ${(wall / 1000).toFixed(2)} s wall\n${rows.join("\n")}\n`);
   }
 }

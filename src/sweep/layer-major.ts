@@ -70,7 +70,7 @@ export async function runLayerMajor(pool: WorkerPool, workers: number, entries: 
       const { members, rep } = runs[i]!;
       const refs = await (phases ? phases.time(`${label}: wait for merged weights`, next!) : next!);
       next = i + 1 < runs.length ? fetch(i + 1) : undefined;
-      await (phases ? phases.time(`${label}: run`, run(rep, intos[i]!, refs)) : run(rep, intos[i]!, refs));
+      await (phases ? phases.time(`${label}: run`, () => run(rep, intos[i]!, refs)) : run(rep, intos[i]!, refs));
       for (const m of members) state.set(m, intos[i]!);
     }
     return runs.length;
