@@ -1,13 +1,20 @@
 // Bench section: a sweep against doing it by hand, on a SmolLM-135M-shaped Llama (bench section 9's
 // generator): two such models (different random weights) slerped, `parameters.t` swept over 0:1:11,
-// scored on 2 windows of 512 tokens with 2 workers. By hand = for each of the 11 points, merge() the
-// point's recipe into a folder and evaluate() the folder (library calls in this process, so process
-// start-up is not counted on either side). The sweep's points are checked bit-identical to the
-// hand-made ones.
+// scored on 2 windows of 512 tokens with 2 workers. Two by-hand baselines, timed in the same run:
+//   (a) the CLI, as a person does it: per point `weightsoup merge POINT.yml DIR` then
+//       `weightsoup eval DIR --ids ...` as separate processes (start-up, writing and reading back
+//       included), the folder removed after;
+//   (b) the library in this process: per point merge() into a folder, then evaluate() of it (no
+//       process start-up; the written merge is still written and read back).
+// Every point's NLL from both baselines is checked bit-identical to the sweep's.
+import { spawnSync } from "node:child_process";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { evaluate, merge, sweep } from "../src/node";
 import { SMOLLM_SHAPE, writeTiedLlama } from "./forward";
+
+const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
 
 export async function sweepSection(dir: string, quick: boolean, line: (s?: string) => void, workerUrl: URL): Promise<void> {
   const shape = quick ? { ...SMOLLM_SHAPE, layers: 4, vocab: 8192 } : SMOLLM_SHAPE;
@@ -19,29 +26,51 @@ export async function sweepSection(dir: string, quick: boolean, line: (s?: strin
   await writeFile(recipe, "merge_method: slerp\nbase_model: ./a\nmodels:\n  - model: ./a\n  - model: ./b\nparameters:\n  t: 0.5\ndtype: bfloat16\n");
   const windows = 2, context = 512, points = 11;
   const ids = Array.from({ length: windows * context }, (_, i) => (Math.imul(i + 7, 2654435761) >>> 0) % shape.vocab);
+  const idsFile = join(root, "ids.json");
+  await writeFile(idsFile, JSON.stringify(ids));
   line(`10. Sweep: slerp of two ${quick ? "4-layer" : "SmolLM-135M-shaped"} Llamas (${shape.layers} layers, vocab ${shape.vocab}, BF16), parameters.t = 0:1:${points}, ${windows} × ${context} tokens per point, 2 workers`);
 
   const t0 = performance.now();
   const swept = await sweep(recipe, [`parameters.t=0:1:${points}`], { ids, context, workers: 2, workerUrl });
   const sweepSeconds = (performance.now() - t0) / 1000;
 
-  let mergeSeconds = 0, evalSeconds = 0, identical = 0;
+  // (a) The CLI, two processes per point.
+  let cliMerge = 0, cliEval = 0, cliIdentical = 0;
+  for (const [i, p] of swept.points.entries()) {
+    const file = join(root, `point-${i}.yml`), out = join(root, `cli-point-${i}`);
+    await writeFile(file, p.recipe);
+    const m0 = performance.now();
+    const m = spawnSync(process.execPath, [CLI, "merge", file, out, "--force", "--workers", "2", "--quiet"], { encoding: "utf8" });
+    const e0 = performance.now();
+    if (m.status !== 0) throw new Error(`weightsoup merge failed: ${m.stderr}`);
+    const e = spawnSync(process.execPath, [CLI, "eval", out, "--ids", idsFile, "--context", String(context), "--workers", "2", "--json", "--quiet"], { encoding: "utf8" });
+    cliEval += (performance.now() - e0) / 1000;
+    cliMerge += (e0 - m0) / 1000;
+    if (e.status !== 0) throw new Error(`weightsoup eval failed: ${e.stderr}`);
+    // JSON numbers print the shortest round-trip form, so equal doubles read back equal.
+    const nll = (JSON.parse(e.stdout) as { results: { nll: number }[] }).results[0]!.nll;
+    if (nll === p.nll) cliIdentical++;
+    await rm(out, { recursive: true, force: true });
+  }
+
+  // (b) The library in this process.
+  let libMerge = 0, libEval = 0, libIdentical = 0;
   for (const [i, p] of swept.points.entries()) {
     const file = join(root, `point-${i}.yml`), out = join(root, `point-${i}`);
-    await writeFile(file, p.recipe);
     const m0 = performance.now();
     await merge(file, { out, force: true, workers: 2, workerUrl });
     const e0 = performance.now();
     const { results } = await evaluate([out], { ids, context, workers: 2, workerUrl });
-    evalSeconds += (performance.now() - e0) / 1000;
-    mergeSeconds += (e0 - m0) / 1000;
-    if (results[0]!.nll === p.nll && results[0]!.perplexity === p.perplexity) identical++;
+    libEval += (performance.now() - e0) / 1000;
+    libMerge += (e0 - m0) / 1000;
+    if (results[0]!.nll === p.nll && results[0]!.perplexity === p.perplexity) libIdentical++;
     await rm(out, { recursive: true, force: true });
   }
-  const byHand = mergeSeconds + evalSeconds;
+  const cli = cliMerge + cliEval, lib = libMerge + libEval;
   line(`   sweep: ${sweepSeconds.toFixed(1)} s (${swept.tensorsComputed} tensors merged, ${swept.tensorsShared} shared uses, ${swept.pointsPerPass} points per layer-major pass)`);
-  line(`   by hand, 11 × (merge + eval): ${byHand.toFixed(1)} s (merge ${mergeSeconds.toFixed(1)} s, eval ${evalSeconds.toFixed(1)} s)`);
-  line(`   sweep / by hand: ${(sweepSeconds / byHand).toFixed(2)}x (target <= 0.5x); points bit-identical to the written merges: ${identical}/${swept.points.length}`);
+  line(`   (a) by hand with the CLI, 11 × (weightsoup merge + weightsoup eval processes): ${cli.toFixed(1)} s (merge ${cliMerge.toFixed(1)} s, eval ${cliEval.toFixed(1)} s); sweep / (a): ${(sweepSeconds / cli).toFixed(2)}x (target <= 0.5x)`);
+  line(`   (b) by hand in one process, 11 × (merge() + evaluate()): ${lib.toFixed(1)} s (merge ${libMerge.toFixed(1)} s, eval ${libEval.toFixed(1)} s); sweep / (b): ${(sweepSeconds / lib).toFixed(2)}x`);
+  line(`   points bit-identical to the written merges: CLI ${cliIdentical}/${swept.points.length}, library ${libIdentical}/${swept.points.length}`);
   line(`   NLL over t: ${swept.points.map((p) => p.nll.toFixed(3)).join(" ")}`);
   line();
 }

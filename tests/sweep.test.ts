@@ -28,12 +28,12 @@ async function family(): Promise<string> {
 const ids = decoderIds(160, 41, 5);
 
 /** The reference: the point's recipe written by merge() and its folder evaluated by evaluate(). */
-async function written(dir: string, recipeText: string, against: string[]): Promise<{ nll: number; perplexity: number; against: { model: string; kl: number; top1Agreement: number }[] }> {
+async function written(dir: string, recipeText: string, against: string[], tokens: number[] = ids): Promise<{ nll: number; perplexity: number; against: { model: string; kl: number; top1Agreement: number }[] }> {
   const file = join(dir, `point-${n++}.yml`);
   await writeFile(file, recipeText);
   const out = join(dir, `merged-${n++}`);
   await merge(file, { out, workerUrl: WORKER_URL });
-  const { results } = await evaluate([out], { ids, context: 16, against, workerUrl: WORKER_URL, workers: 2 });
+  const { results } = await evaluate([out], { ids: tokens, context: 16, against, workerUrl: WORKER_URL, workers: 2 });
   const r = results[0]!;
   return { nll: r.nll, perplexity: r.perplexity, against: r.against.map((a) => ({ model: a.model, kl: a.kl, top1Agreement: a.top1Agreement })) };
 }
@@ -96,6 +96,31 @@ describe("reuse", () => {
     assert.equal(r.layerRuns, 3 * 2, "attention differs from layer 0 on: no layer is shared");
     const ref = await written(dir, r.points[2]!.recipe, []);
     assert.equal(r.points[2]!.nll, ref.nll);
+  });
+});
+
+describe("tied output projection", () => {
+  test("a tied embedding is merged once per point (embedding and output projection), and the points equal the written merges", async () => {
+    const dir = join(root, `f${n++}`);
+    for (const [name, seed] of [["a", 31], ["b", 32]] as const) await writeDecoderModel(join(dir, name), decoderModel("llama-tied-headdim", { seed, dtype: "BF16" }));
+    const recipe = join(dir, "recipe.yml");
+    await writeFile(recipe, "merge_method: slerp\nbase_model: ./a\nmodels:\n  - model: ./a\n  - model: ./b\nparameters:\n  t: 0.5\ndtype: bfloat16\n");
+    const tiedIds = decoderIds(128, 41, 5);
+    const r = await sweep(recipe, ["parameters.t=0.2,0.5,0.8"], { ids: tiedIds, context: 16, workerUrl: WORKER_URL, workers: 2 });
+    const file = await readFile(join(dir, "a", "model.safetensors"));
+    const names = Object.keys(JSON.parse(file.subarray(8, 8 + Number(file.readBigUInt64LE(0))).toString()) as Record<string, unknown>).filter((k) => k !== "__metadata__");
+    assert.ok(!names.includes("lm_head.weight") && names.includes("model.embed_tokens.weight"), "the model is tied");
+    // t changes every tensor's job, so nothing is shared between points; within a point, the output
+    // projection is the embedding merged for the embedding step.
+    assert.equal(r.tensorsComputed, 3 * names.length);
+    assert.equal(r.tensorsShared, 3);
+    for (const i of [0, 1, 2]) {
+      const ref = await written(dir, r.points[i]!.recipe, [], tiedIds);
+      assert.deepEqual({ nll: r.points[i]!.nll, perplexity: r.points[i]!.perplexity, against: r.points[i]!.against }, ref, `point ${i}`);
+    }
+    // Point by point (a pass per point) gives the same bits.
+    const alone = await sweep(recipe, ["parameters.t=0.2,0.5,0.8"], { ids: tiedIds, context: 16, workerUrl: WORKER_URL, workers: 1, maxPointsPerPass: 1 });
+    assert.deepEqual(alone.points, r.points);
   });
 });
 

@@ -16,6 +16,7 @@ import { parseRecipe, type Recipe } from "../recipe/recipe";
 import { checkInputs, gather } from "../eval/engine";
 import { checkpointSource, type DecoderSource } from "../eval/sources";
 import type { WeightRef } from "../eval/protocol";
+import { Phases } from "../eval/profile";
 import { assignValues, checkKeys } from "../sweep/keys";
 import { gridPoints, parseVary, type Vary } from "../sweep/grid";
 import { PointTensors, SharedTensors } from "../sweep/shared-tensors";
@@ -93,8 +94,10 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
   let pool: WorkerPool | undefined;
   const onAbort = () => pool?.abort(signal?.reason);
   const shared = new SharedTensors();
+  const phases = new Phases("sweep");
   try {
     // Every point planned (headers only) before anything runs: a bad value fails before any work.
+    const planned = performance.now();
     const points: { values: Record<string, number>; text: string; source: PointSource }[] = [];
     for (const [i, values] of grid.entries()) {
       signal?.throwIfAborted();
@@ -113,6 +116,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
       }
     }
 
+    phases.since("plan points, open models", planned);
     const first = points[0]!.source;
     const { ids, bytes } = await tokens(first, options as EvaluateOptions);
     const context = options.context ?? DEFAULT_CONTEXT;
@@ -132,8 +136,10 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
 
     signal?.throwIfAborted();
     signal?.addEventListener("abort", onAbort, { once: true });
+    const starting = performance.now();
     pool = await WorkerPool.create({ size: workers, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
     await pool.each((api) => api.evalOpen(forward));
+    phases.since("start workers", starting);
     emit({ type: "sweep-plan", keys, points: points.length, pointsPerPass: perPass, sequences: sequences.length, tokens: ids.length, workers });
 
     // Against models' output projections are the same for every point: fetched once.
@@ -145,9 +151,14 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
       const pass = points.slice(from, from + perPass);
       // A fresh session per pass: every state from the last pass released (the against models run again).
       await Promise.all(dealt.map((seqs, w) => pool!.on(w, (api) => api.evalSequences(seqs))));
+      // A tied output projection is the embedding: the points whose merged embeddings the budget can
+      // hold until scoring keep them (one more announced use), so it is merged once for them.
+      const tied = pass.filter((p) => p.source.spec.lmHead === p.source.spec.embed);
+      const holds = new Set(tied.slice(0, Math.floor(budget / Math.max(1, ...tied.map((p) => p.source.sizeOf(p.source.spec.lmHead))))));
+      for (const p of holds) p.source.expect([p.source.spec.lmHead]);
       const entries: RunEntry[] = [...against.map((a, j) => ({ id: againstIds[j]!, source: a })), ...pass.map((p, i) => ({ id: `p${from + i}`, source: p.source }))];
       const indexes = pass.map((_, i) => from + i);
-      const ran = await runLayerMajor(pool, workers, entries, (layer, layers) => emit({ type: "sweep-layer", layer, layers, points: indexes }), signal);
+      const ran = await runLayerMajor(pool, workers, entries, (layer, layers) => emit({ type: "sweep-layer", layer, layers, points: indexes }), signal, phases);
       layerRuns += ran.layerRuns;
       const stateOf = (id: string) => ran.states.get(id)!;
       if (!againstHeads) {
@@ -155,12 +166,20 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
         againstHeads = await Promise.all(against.map(async (a, j) => ({ model: againstIds[j]!, lmHead: (await a.weights([a.spec.lmHead])).get(a.spec.lmHead)! })));
       }
       // Announced for the whole pass, so an output projection equal at several points is merged once.
-      for (const p of pass) p.source.expect([p.source.spec.lmHead]);
+      for (const p of pass) if (!holds.has(p)) p.source.expect([p.source.spec.lmHead]);
+      // The next point's output projection is merged while this one is scored.
+      const headOf = (p: (typeof pass)[number]) => {
+        const h = p.source.weights([p.source.spec.lmHead]);
+        h.catch(() => undefined); // awaited below; a failure while an earlier point scores is not unhandled
+        return h;
+      };
+      let nextHead = headOf(pass[0]!);
       for (const [i, p] of pass.entries()) {
         signal?.throwIfAborted();
         const index = from + i;
-        const head = (await p.source.weights([p.source.spec.lmHead])).get(p.source.spec.lmHead)!;
-        const perWorker = await Promise.all(dealt.map((_, w) => pool!.on(w, (api) => api.evalScore(stateOf(`p${index}`), head, againstHeads!.map((h) => ({ ...h, model: stateOf(h.model) }))))));
+        const head = (await phases.time("wait for merged lm head", nextHead)).get(p.source.spec.lmHead)!;
+        if (i + 1 < pass.length) nextHead = headOf(pass[i + 1]!);
+        const perWorker = await phases.time("scoring", () => Promise.all(dealt.map((_, w) => pool!.on(w, (api) => api.evalScore(stateOf(`p${index}`), head, againstHeads!.map((h) => ({ ...h, model: stateOf(h.model) })))))));
         const s = gather(p.source.name, against.map((a) => a.name), sequences, dealt, perWorker);
         // The same sums, in the same order, as evaluate().
         let sum = 0;
@@ -178,6 +197,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     let best = 0;
     results.forEach((r, i) => { if (r.nll < results[best]!.nll) best = i; });
     const seconds = (performance.now() - started) / 1000;
+    phases.report();
     emit({ type: "sweep-done", seconds, tensorsComputed: shared.computed, tensorsShared: shared.shared });
     const predicted = sequences.reduce((n, s) => n + Math.max(0, s.length - 1), 0);
     return { recipe: base.file, keys, points: results, best, tokens: ids.length, predicted, tensorsComputed: shared.computed, tensorsShared: shared.shared, layerRuns, pointsPerPass: perPass, seconds };

@@ -10,6 +10,7 @@ import type { WorkerPool } from "../pool/pool";
 import type { DecoderSpec } from "./architecture";
 import type { EvalEvent, LayerWeights, SequenceScores } from "./protocol";
 import type { DecoderSource } from "./sources";
+import { Phases } from "./profile";
 
 /** Per predicted token of every sequence, in sequence order. */
 export interface ModelScores {
@@ -37,20 +38,22 @@ export async function scoreModels(pool: WorkerPool, sequences: readonly Int32Arr
   await Promise.all(dealt.map((seqs, w) => pool.on(w, (api) => api.evalSequences(seqs))));
   // Each distinct model once; its id in the workers is its position here.
   const models = [...new Set([...against, ...evaluated])];
+  const phases = new Phases("evaluate");
   const id = (m: DecoderSource) => `m${models.indexOf(m)}`;
   for (const m of models) {
     signal?.throwIfAborted();
-    await runModel(pool, workers, id(m), m, emit, signal);
+    await runModel(pool, workers, id(m), m, emit, signal, phases);
   }
   const out: ModelScores[] = [];
   for (const e of evaluated) {
     signal?.throwIfAborted();
     emit({ type: "scoring", model: e.name, against: against.map((a) => a.name) });
-    const heads = await e.weights([e.spec.lmHead]);
+    const heads = await phases.time("wait for weights", e.weights([e.spec.lmHead]));
     const againstHeads = await Promise.all(against.map(async (a) => ({ model: id(a), lmHead: (await a.weights([a.spec.lmHead])).get(a.spec.lmHead)! })));
-    const perWorker = await Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalScore(id(e), heads.get(e.spec.lmHead)!, againstHeads))));
+    const perWorker = await phases.time("scoring", Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalScore(id(e), heads.get(e.spec.lmHead)!, againstHeads)))));
     out.push(gather(e.name, against.map((a) => a.name), sequences, dealt, perWorker));
   }
+  phases.report();
   return out;
 }
 
@@ -72,19 +75,19 @@ export async function modelLogits(pool: WorkerPool, sequences: readonly Int32Arr
 }
 
 /** Embeddings, every layer, the final norm: the model's hidden states end up in the workers. */
-async function runModel(pool: WorkerPool, workers: number, id: string, m: DecoderSource, emit: (e: EvalEvent) => void, signal?: AbortSignal): Promise<void> {
+async function runModel(pool: WorkerPool, workers: number, id: string, m: DecoderSource, emit: (e: EvalEvent) => void, signal?: AbortSignal, phases = new Phases("model")): Promise<void> {
   const { spec } = m;
   const all = <T>(task: (api: Parameters<Parameters<WorkerPool["on"]>[1]>[0]) => Promise<T>) => Promise.all(Array.from({ length: workers }, (_, w) => pool.on(w, task)));
   emit({ type: "model-start", model: m.name, layers: spec.layers });
-  const outer = await m.weights([spec.embed, ...(spec.positions ? [spec.positions] : [])]);
-  await all((api) => api.evalEmbed(id, spec, outer.get(spec.embed)!, spec.positions ? outer.get(spec.positions) : undefined));
+  const outer = await phases.time("wait for weights", m.weights([spec.embed, ...(spec.positions ? [spec.positions] : [])]));
+  await phases.time("forward (embed, layers, norm)", () => all((api) => api.evalEmbed(id, spec, outer.get(spec.embed)!, spec.positions ? outer.get(spec.positions) : undefined)));
   for (let l = 0; l < spec.layers; l++) {
     signal?.throwIfAborted();
     const names = spec.layerNames[l]!;
-    const refs = await m.weights(Object.values(names).filter((n): n is string => n !== undefined));
+    const refs = await phases.time("wait for weights", m.weights(Object.values(names).filter((n): n is string => n !== undefined)));
     const weights: LayerWeights = {};
     for (const [role, name] of Object.entries(names) as [keyof LayerWeights, string | undefined][]) if (name !== undefined) weights[role] = refs.get(name)!;
-    await all((api) => api.evalLayer(id, spec, l, weights));
+    await phases.time("forward (embed, layers, norm)", () => all((api) => api.evalLayer(id, spec, l, weights)));
     emit({ type: "layer-done", model: m.name, layer: l, layers: spec.layers });
   }
   const norms = await m.weights([spec.finalNorm, ...(spec.finalNormBias ? [spec.finalNormBias] : [])]);

@@ -14,6 +14,7 @@ import type { LayerWeights, SequenceScores, WeightRef } from "./protocol";
 import { ropeTables } from "./rope";
 import { decoderLayer, norm as normRows, type LayerContext, type LoadedLayer } from "./layer";
 import { dtypeCode, elementBytes, WeightReader } from "./weight-reader";
+import { Phases } from "./profile";
 
 /** Vocabulary entries per scoring chunk: the output projection is read this many rows at a time. */
 export const VOCAB_CHUNK = 2048;
@@ -37,6 +38,7 @@ export class EvalSession {
   /** Arena top above everything kept between calls: each call's temporaries are released down to it. */
   private kept = 0;
   private matmulScratch = 0;
+  private readonly phases = new Phases("worker");
 
   constructor(private readonly k: Kernels) {
     this.reader = new WeightReader(k);
@@ -135,9 +137,11 @@ export class EvalSession {
     const hidden = this.state(model);
     try {
       // Vectors (norms, biases) are decoded to float32; matrices stay in their stored dtype.
-      const w: LoadedLayer = Object.fromEntries(await this.reader.loadAll(Object.entries(weights) as [keyof LayerWeights, WeightRef][]));
+      const w: LoadedLayer = Object.fromEntries(await this.phases.time("layer weights into wasm", this.reader.loadAll(Object.entries(weights) as [keyof LayerWeights, WeightRef][])));
       const ctx = this.context(model, spec);
-      for (const seq of this.sequences) decoderLayer(ctx, layer, w, hidden + seq.row * spec.hidden * 4, seq.ids.length, 0, undefined);
+      await this.phases.time("layer compute", async () => {
+        for (const seq of this.sequences) decoderLayer(ctx, layer, w, hidden + seq.row * spec.hidden * 4, seq.ids.length, 0, undefined);
+      });
     } finally {
       arena.release(this.kept);
     }
@@ -251,6 +255,7 @@ export class EvalSession {
 
   /** Closes the files this session read. */
   async close(): Promise<void> {
+    this.phases.report();
     await this.reader.close();
   }
 

@@ -12,6 +12,7 @@
 import type { WorkerPool } from "../pool/pool";
 import type { LayerWeights, WeightRef } from "../eval/protocol";
 import type { DecoderSource } from "../eval/sources";
+import type { Phases } from "../eval/profile";
 
 export interface RunEntry {
   /** A name for its hidden states in the workers, unique among the entries. */
@@ -23,7 +24,7 @@ export interface RunEntry {
 type WorkerApi = Parameters<Parameters<WorkerPool["on"]>[1]>[0];
 
 /** Runs every entry through its final norm; returns, per entry id, the id of the hidden states to score, and the layer runs done. */
-export async function runLayerMajor(pool: WorkerPool, workers: number, entries: readonly RunEntry[], onLayer: (layer: number, layers: number) => void, signal?: AbortSignal): Promise<{ states: Map<string, string>; layerRuns: number }> {
+export async function runLayerMajor(pool: WorkerPool, workers: number, entries: readonly RunEntry[], onLayer: (layer: number, layers: number) => void, signal?: AbortSignal, phases?: Phases): Promise<{ states: Map<string, string>; layerRuns: number }> {
   const all = (task: (api: WorkerApi) => Promise<unknown>) => Promise.all(Array.from({ length: workers }, (_, w) => pool.on(w, task)));
   /** Per entry: the weights it has been through (job keys), and the states holding the result. */
   const path = new Map<RunEntry, string>(entries.map((e) => [e, ""]));
@@ -34,7 +35,7 @@ export async function runLayerMajor(pool: WorkerPool, workers: number, entries: 
    * One step for every entry that has it. Entries whose paths are equal after this step form a group,
    * run once, by its first entry; a group that leaves the states it came from to another group forks them.
    */
-  const step = async (namesOf: (e: RunEntry) => string[] | null, run: (e: RunEntry, into: string, refs: Map<string, WeightRef>) => Promise<unknown>) => {
+  const step = async (label: string, namesOf: (e: RunEntry) => string[] | null, run: (e: RunEntry, into: string, refs: Map<string, WeightRef>) => Promise<unknown>) => {
     const groups = new Map<string, RunEntry[]>();
     for (const e of entries) {
       const names = namesOf(e);
@@ -59,7 +60,7 @@ export async function runLayerMajor(pool: WorkerPool, workers: number, entries: 
     for (const { rep } of runs) {
       const from = state.get(rep);
       const into = from === undefined || !taken.has(from) ? from ?? rep.id : rep.id; // the embedding step makes the states
-      if (from !== undefined && into !== from) await all((api) => api.evalFork(from, into, rep.source.spec.hidden));
+      if (from !== undefined && into !== from) await (phases ? phases.time("fork", all((api) => api.evalFork(from, into, rep.source.spec.hidden))) : all((api) => api.evalFork(from, into, rep.source.spec.hidden)));
       taken.add(into);
       intos.push(into);
     }
@@ -67,26 +68,26 @@ export async function runLayerMajor(pool: WorkerPool, workers: number, entries: 
     for (let i = 0; i < runs.length; i++) {
       signal?.throwIfAborted();
       const { members, rep } = runs[i]!;
-      const refs = await next!;
+      const refs = await (phases ? phases.time(`${label}: wait for merged weights`, next!) : next!);
       next = i + 1 < runs.length ? fetch(i + 1) : undefined;
-      await run(rep, intos[i]!, refs);
+      await (phases ? phases.time(`${label}: run`, () => run(rep, intos[i]!, refs)) : run(rep, intos[i]!, refs));
       for (const m of members) state.set(m, intos[i]!);
     }
     return runs.length;
   };
 
-  await step(({ source: { spec } }) => [spec.embed, ...(spec.positions ? [spec.positions] : [])], async ({ source: { spec } }, into, refs) =>
+  await step("embed", ({ source: { spec } }) => [spec.embed, ...(spec.positions ? [spec.positions] : [])], async ({ source: { spec } }, into, refs) =>
     all((api) => api.evalEmbed(into, spec, refs.get(spec.embed)!, spec.positions ? refs.get(spec.positions) : undefined)));
   const layers = Math.max(...entries.map((e) => e.source.spec.layers));
   for (let l = 0; l < layers; l++) {
-    layerRuns += await step(({ source: { spec } }) => (l < spec.layers ? Object.values(spec.layerNames[l]!).filter((n): n is string => n !== undefined) : null), async ({ source: { spec } }, into, refs) => {
+    layerRuns += await step("layers", ({ source: { spec } }) => (l < spec.layers ? Object.values(spec.layerNames[l]!).filter((n): n is string => n !== undefined) : null), async ({ source: { spec } }, into, refs) => {
       const weights: LayerWeights = {};
       for (const [role, name] of Object.entries(spec.layerNames[l]!) as [keyof LayerWeights, string | undefined][]) if (name !== undefined) weights[role] = refs.get(name)!;
       return all((api) => api.evalLayer(into, spec, l, weights));
     });
     onLayer(l, layers);
   }
-  await step(({ source: { spec } }) => [spec.finalNorm, ...(spec.finalNormBias ? [spec.finalNormBias] : [])], async ({ source: { spec } }, into, refs) =>
+  await step("final norm", ({ source: { spec } }) => [spec.finalNorm, ...(spec.finalNormBias ? [spec.finalNormBias] : [])], async ({ source: { spec } }, into, refs) =>
     all((api) => api.evalFinalNorm(into, spec, refs.get(spec.finalNorm)!, spec.finalNormBias ? refs.get(spec.finalNormBias) : undefined)));
   return { states: new Map(entries.map((e) => [e.id, state.get(e)!])), layerRuns };
 }

@@ -15,6 +15,8 @@ export interface PointSource extends DecoderSource {
   expect(names: readonly string[]): void;
   /** A tensor's job identity: equal at two points, equal bytes. */
   key(name: string): string;
+  /** The merged tensor's size in bytes. */
+  sizeOf(name: string): number;
 }
 
 export function pointSource(name: string, plan: MergePlan, tensors: PointTensors): PointSource {
@@ -26,6 +28,7 @@ export function pointSource(name: string, plan: MergePlan, tensors: PointTensors
   return {
     name, spec, folder: plan.models.get(plan.donor)!.folder,
     key: (n) => tensors.key(n),
+    sizeOf: (n) => planned.get(n)!.outputBytes,
     expect(names) {
       for (const n of names) tensors.expect(n);
     },
