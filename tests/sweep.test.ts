@@ -5,6 +5,7 @@
 // naming the key; the CLI's JSON, CSV and --write-best.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -257,6 +258,24 @@ describe("weightsoup sweep", () => {
     assert.equal(csv[0], `models[0].parameters.weight,nll,perplexity,kl ${join(dir, "b")},top1 ${join(dir, "b")}`);
     assert.equal(Number(csv[2]!.split(",")[1]), out.points[1]!.nll);
     assert.match(await readFile(join(dir, "s.svg"), "utf8"), /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  });
+
+  // Found by the fuzz survey: a weight beyond float32's range makes a point's weights, and its NLL, NaN;
+  // `nll < best` is false for NaN, so a NaN first point stayed "best" and --write-best wrote it.
+  test("a NaN point is never best while another point is finite; --write-best refuses when every point is NaN", async () => {
+    const dir = await family();
+    const recipe = join(dir, "recipe.yml");
+    await writeFile(recipe, "merge_method: linear\nmodels:\n  - model: ./a\n    parameters: {weight: 0.5}\n  - model: ./b\n    parameters: {weight: 0.5}\nparameters: {normalize: false}\ndtype: bfloat16\n");
+    const r = await sweep(recipe, ["models[0].parameters.weight=1e300,0.5,0.25"], { ids, context: 16, workerUrl: WORKER_URL, workers: 1 });
+    assert.ok(Number.isNaN(r.points[0]!.nll), `point 0 (weight 1e300) has NLL ${r.points[0]!.nll}`);
+    assert.ok(Number.isFinite(r.points[1]!.nll) && Number.isFinite(r.points[2]!.nll));
+    assert.equal(r.best, r.points[1]!.nll <= r.points[2]!.nll ? 1 : 2);
+    await writeFile(join(dir, "ids.json"), JSON.stringify(ids));
+    const best = join(dir, "best-nan");
+    const run = spawnSync(process.execPath, [CLI, "sweep", recipe, "--vary", "models[0].parameters.weight=1e300,1e301", "--ids", join(dir, "ids.json"), "--context", "16", "--write-best", best, "--workers", "1"], { encoding: "utf8" });
+    assert.equal(run.status, 1, run.stderr);
+    assert.match(run.stderr, /\[E_DATA\] .*no point of the sweep has a finite NLL/);
+    assert.equal(existsSync(best), false, "nothing written");
   });
 
   test("a key the recipe does not have: exit 2, [E_OPTION] naming the key", async () => {

@@ -52,7 +52,7 @@ export interface SweepResult {
   recipe: string;
   keys: string[];
   points: SweepPoint[];
-  /** Index of the lowest-NLL point (the first of equals). */
+  /** Index of the lowest-NLL point (the first of equals; a point with a NaN NLL only when every point has one). */
   best: number;
   tokens: number;
   predicted: number;
@@ -194,8 +194,9 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
       }
     }
     await pool.each((api) => api.release());
+    // The lowest NLL, the first of equals; a NaN point (weights beyond float32's range) is never best unless all are.
     let best = 0;
-    results.forEach((r, i) => { if (r.nll < results[best]!.nll) best = i; });
+    results.forEach((r, i) => { if (r.nll < results[best]!.nll || (Number.isNaN(results[best]!.nll) && !Number.isNaN(r.nll))) best = i; });
     const seconds = (performance.now() - started) / 1000;
     phases.report();
     emit({ type: "sweep-done", seconds, tensorsComputed: shared.computed, tensorsShared: shared.shared });

@@ -4,7 +4,7 @@
  * JSON; CSV, SVG and an HTML report on request; the lowest-NLL point's merge written with --write-best.
  */
 import { dirname, resolve } from "node:path";
-import { UsageError } from "../errors";
+import { DataError, UsageError } from "../errors";
 import { resolveModel } from "../model/resolve";
 import { merge, sweep } from "../node";
 import { parseRecipe } from "../recipe/recipe";
@@ -45,6 +45,7 @@ export async function sweepCommand(argv: string[], io: Io): Promise<number> {
   if (values.report) await writeFileAtomically(values.report, htmlReport(sweepReport(r, svg)));
   if (values["write-best"]) {
     // The best point's recipe, merged by the merge engine like `weightsoup merge` would (models relative to the recipe).
+    if (!Number.isFinite(r.points[r.best]!.nll)) throw new DataError("E_DATA", `${recipePath}: no point of the sweep has a finite NLL; --write-best has nothing to write`, { file: recipePath });
     const best = parseRecipe(r.points[r.best]!.recipe, recipePath);
     await interruptible((signal) => merge(best, {
       out: values["write-best"]!, force: values.force ?? false, signal, ...defined({ seed: options.seed, workers: options.workers }),
