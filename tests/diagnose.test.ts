@@ -13,6 +13,7 @@ import { diagnose } from "../src/node";
 import type { DiagnosisResult } from "../src/api/diagnose";
 import type { GroupStats } from "../src/diagnose/statistics";
 import { baseModel, CLI, fineTune, removeDir, tempDir, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
+import { roundToDtype } from "./reference/float16";
 import type { RefModel } from "./reference/merge";
 import { addSums, refStatistics, refTensorSums, type RefMethod, type RefOptions, type RefSums } from "./reference/diagnose";
 
@@ -22,12 +23,14 @@ const MODELS = ["a", "b", "c"] as const;
 const WEIGHTS: Record<string, number> = { a: 1, b: 0.5, c: 0.7 };
 const DENSITIES: Record<string, number> = { a: 0.6, b: 0.4, c: 0.5 };
 
-/** One measured recipe: its method, per-model parameters besides weight and density, globals, seed. */
+/** One measured recipe: its method, per-model parameters (over WEIGHTS and DENSITIES), globals, seed, load dtype. */
 interface Case {
   method: RefMethod;
-  perModel?: Record<string, { density?: number; gamma?: number; epsilon?: number }>;
-  globals?: { normalize?: boolean; consensus_method?: "sum" | "count"; vote_weighted?: boolean };
+  /** A density list is a gradient over the layers (SPEC section 4). */
+  perModel?: Record<string, { weight?: number; density?: number | number[]; gamma?: number; epsilon?: number }>;
+  globals?: { normalize?: boolean; rescale?: boolean; consensus_method?: "sum" | "count"; vote_weighted?: boolean };
   seed?: number;
+  dtype?: "bfloat16" | "float16";
 }
 
 // breadcrumbs: both tails dropped; c keeps 95%, so its top tail is cut back to fit (bot < 0).
@@ -45,14 +48,38 @@ const CASES = {
   breadcrumbs_ties: { method: "breadcrumbs_ties", perModel: CRUMBS, globals: { consensus_method: "count" } },
   della: { method: "della", perModel: DELLA, globals: { vote_weighted: false }, seed: 7 },
   della_linear: { method: "della_linear", perModel: DELLA },
+  // Edges: values rounded to bf16 on load (many equal |τ|), an untrimmed model beside trimmed ones, a
+  // density gradient, a negative weight (it flips that model's vote).
+  ties_edges: { method: "ties", dtype: "bfloat16", perModel: { a: { density: 1 }, b: { density: [0.2, 0.8] }, c: { weight: -0.5 } } },
+  // A model with density 0 (everything dropped, nothing kept to discard), a gradient, the count vote.
+  della_edges: { method: "della", perModel: { a: { density: [0.3, 0.7] }, c: { density: 0 } }, globals: { consensus_method: "count" } },
+  // No rescale in the vote; a model of weight 0 (its votes are 0, which never agree: all it keeps is discarded).
+  dare_ties_edges: { method: "dare_ties", globals: { rescale: false }, perModel: { b: { weight: 0 } }, dtype: "float16" },
+  // Rescale switched on; gamma 0 keeps the largest; b keeps nothing of the 64-element norm weights.
+  breadcrumbs_edges: { method: "breadcrumbs_ties", globals: { rescale: true }, perModel: { a: { gamma: 0 }, b: { density: 0.01 } } },
 } satisfies Record<string, Case>;
 type CaseName = keyof typeof CASES;
 
 let dir: string;
 let models: Record<string, RefModel>;
 
-function densityOf(c: Case, m: string): number {
+function weightOf(c: Case, m: string): number {
+  return c.perModel?.[m]?.weight ?? WEIGHTS[m]!;
+}
+
+/** The recipe's density setting of model m (a number or a gradient). */
+function densitySetting(c: Case, m: string): number | number[] {
   return c.method === "task_arithmetic" ? 1 : c.perModel?.[m]?.density ?? DENSITIES[m]!;
+}
+
+/** The density of model m for one tensor: a gradient is read at the tensor's layer t (0 outside the layers). */
+function densityOf(c: Case, m: string, tensor: string): number {
+  const d = densitySetting(c, m);
+  if (typeof d === "number") return d;
+  const layer = /\.layers\.(\d+)\./.exec(tensor);
+  const t = layer ? Number(layer[1]) / (SHAPE.layers - 1) : 0;
+  const x = t * (d.length - 1), i0 = Math.floor(x), i1 = Math.min(d.length - 1, i0 + 1), f = x - i0;
+  return (1 - f) * d[i0]! + f * d[i1]!;
 }
 
 function recipe(c: Case, extra: object = {}): object {
@@ -60,9 +87,10 @@ function recipe(c: Case, extra: object = {}): object {
     merge_method: c.method, base_model: "./base",
     models: MODELS.map((m) => ({
       model: `./${m}`,
-      parameters: { weight: WEIGHTS[m], ...(c.method === "task_arithmetic" ? {} : { ...c.perModel?.[m], density: densityOf(c, m) }) },
+      parameters: { ...(c.method === "task_arithmetic" ? {} : { ...c.perModel?.[m], density: densitySetting(c, m) }), weight: weightOf(c, m) },
     })),
     ...(c.globals ? { parameters: c.globals } : {}),
+    ...(c.dtype ? { dtype: c.dtype } : {}),
     ...extra,
   };
 }
@@ -96,15 +124,19 @@ function refOptions(c: Case): RefOptions {
     seed: c.seed ?? 0,
     ...(c.globals?.consensus_method ? { consensusMethod: c.globals.consensus_method } : {}),
     ...(c.globals?.vote_weighted !== undefined ? { voteWeighted: c.globals.vote_weighted } : {}),
+    ...(c.globals?.rescale !== undefined ? { rescale: c.globals.rescale } : {}),
   };
 }
 
 function refSums(name: string, c: Case): RefSums {
   const base = models.base!.tensors.get(name)!;
+  // The recipe's dtype rounds every input value on load.
+  const dtype = c.dtype === "bfloat16" ? "BF16" : c.dtype === "float16" ? "F16" : "F32";
+  const load = (m: string) => models[m]!.tensors.get(name)!.values!.map((v) => roundToDtype(v, dtype));
   return refTensorSums({
-    name, shape: base.shape, base: base.values!,
+    name, shape: base.shape, base: load("base"),
     tasks: MODELS.map((m) => ({
-      model: `./${m}`, values: models[m]!.tensors.get(name)!.values!, weight: WEIGHTS[m]!, density: densityOf(c, m),
+      model: `./${m}`, values: load(m), weight: weightOf(c, m), density: densityOf(c, m, name),
       ...(c.perModel?.[m]?.gamma !== undefined ? { gamma: c.perModel[m].gamma } : {}),
       ...(c.perModel?.[m]?.epsilon !== undefined ? { epsilon: c.perModel[m].epsilon } : {}),
     })),
@@ -203,6 +235,21 @@ test("della and della_linear (per-row rank-based keep probabilities, seeded drop
   const linear = await run("della_linear");
   checkAgainstReference(linear, "della_linear");
   assert.ok(linear.total.tasks.every((t) => t.trimmed! > 0.3 && t.discarded === null), JSON.stringify(linear.total.tasks));
+});
+
+test("edges equal the scalar reference: load dtype, untrimmed beside trimmed, density gradients and 0, weights 0 and negative, rescale switched", async () => {
+  const d = new Map<string, DiagnosisResult>();
+  for (const name of ["ties_edges", "della_edges", "dare_ties_edges", "breadcrumbs_edges"] as const) {
+    d.set(name, await run(name));
+    checkAgainstReference(d.get(name)!, name);
+  }
+  const task = (name: string, model: string) => d.get(name)!.total.tasks.find((t) => t.model === model)!;
+  // By hand: a density of 1 trims nothing; density 0 keeps nothing (so nothing is left to discard); a
+  // weight of 0 votes 0, which never agrees, so everything it keeps is discarded.
+  assert.equal(task("ties_edges", "./a").trimmed, 0);
+  assert.equal(task("della_edges", "./c").trimmed, 1);
+  assert.equal(task("della_edges", "./c").discarded, null);
+  assert.equal(task("dare_ties_edges", "./b").discarded, 1);
 });
 
 test("results are bit-identical across 1 and 2 workers and chunks of one and two tiles, and chunked runs equal the reference", async () => {
