@@ -57,6 +57,9 @@ const CASES = {
   dare_ties_edges: { method: "dare_ties", globals: { rescale: false }, perModel: { b: { weight: 0 } }, dtype: "float16" },
   // Rescale switched on; gamma 0 keeps the largest; b keeps nothing of the 64-element norm weights.
   breadcrumbs_edges: { method: "breadcrumbs_ties", globals: { rescale: true }, perModel: { a: { gamma: 0 }, b: { density: 0.01 } } },
+  // No weights, nothing trimmed, no vote: the raw task vectors.
+  sce: { method: "sce" },
+  ram: { method: "ram" },
 } satisfies Record<string, Case>;
 type CaseName = keyof typeof CASES;
 
@@ -69,7 +72,16 @@ function weightOf(c: Case, m: string): number {
 
 /** The recipe's density setting of model m (a number or a gradient). */
 function densitySetting(c: Case, m: string): number | number[] {
-  return c.method === "task_arithmetic" ? 1 : c.perModel?.[m]?.density ?? DENSITIES[m]!;
+  return UNTRIMMED.has(c.method) ? 1 : c.perModel?.[m]?.density ?? DENSITIES[m]!;
+}
+
+/** Methods without density (sce and ram without weights either). */
+const UNTRIMMED: ReadonlySet<RefMethod> = new Set(["task_arithmetic", "sce", "ram"]);
+
+function modelParameters(c: Case, m: string): object {
+  if (c.method === "sce" || c.method === "ram") return {};
+  if (c.method === "task_arithmetic") return { weight: weightOf(c, m) };
+  return { ...c.perModel?.[m], density: densitySetting(c, m), weight: weightOf(c, m) };
 }
 
 /** The density of model m for one tensor: a gradient is read at the tensor's layer t (0 outside the layers). */
@@ -85,10 +97,7 @@ function densityOf(c: Case, m: string, tensor: string): number {
 function recipe(c: Case, extra: object = {}): object {
   return {
     merge_method: c.method, base_model: "./base",
-    models: MODELS.map((m) => ({
-      model: `./${m}`,
-      parameters: { ...(c.method === "task_arithmetic" ? {} : { ...c.perModel?.[m], density: densitySetting(c, m) }), weight: weightOf(c, m) },
-    })),
+    models: MODELS.map((m) => ({ model: `./${m}`, parameters: modelParameters(c, m) })),
     ...(c.globals ? { parameters: c.globals } : {}),
     ...(c.dtype ? { dtype: c.dtype } : {}),
     ...extra,
@@ -235,6 +244,14 @@ test("della and della_linear (per-row rank-based keep probabilities, seeded drop
   const linear = await run("della_linear");
   checkAgainstReference(linear, "della_linear");
   assert.ok(linear.total.tasks.every((t) => t.trimmed! > 0.3 && t.discarded === null), JSON.stringify(linear.total.tasks));
+});
+
+test("sce and ram: their raw task vectors (norms, cosines, conflicts; nothing trimmed, no vote) equal the scalar reference", async () => {
+  for (const name of ["sce", "ram"] as const) {
+    const d = await run(name);
+    checkAgainstReference(d, name);
+    assert.ok(d.total.tasks.every((t) => t.trimmed === null && t.discarded === null));
+  }
 });
 
 test("edges equal the scalar reference: load dtype, untrimmed beside trimmed, density gradients and 0, weights 0 and negative, rescale switched", async () => {

@@ -4,8 +4,8 @@
 // tests/reference/SPEC.md section 5 and the counter-based generator of its section 6), so every
 // task-vector method is covered: task_arithmetic; ties (magnitude top-k); dare_linear, dare_ties (random
 // drop, rescale); breadcrumbs, breadcrumbs_ties (both tails of the magnitude ranking); della,
-// della_linear (magnitude-ranked keep probabilities per row, seeded drops, rescale). The elected sign is
-// SPEC's step 3 with the vote variants.
+// della_linear (magnitude-ranked keep probabilities per row, seeded drops, rescale); sce and ram (raw task
+// vectors). The elected sign is SPEC's step 3 with the vote variants.
 
 import { dareKeepMask, magnitudeKeepMask } from "./merge";
 import { breadcrumbsKeepMask, dellaKeepMask } from "./methods";
@@ -33,7 +33,7 @@ export interface RefTensorInput {
 }
 
 export const REF_DIAGNOSE_METHODS = [
-  "task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear",
+  "task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear", "sce", "ram",
 ] as const;
 export type RefMethod = (typeof REF_DIAGNOSE_METHODS)[number];
 
@@ -49,6 +49,9 @@ const METHODS: Record<RefMethod, { sparsifier: Sparsifier; consensus: boolean; r
   breadcrumbs_ties: { sparsifier: "breadcrumbs", consensus: true, rescale: false },
   della: { sparsifier: "della", consensus: true, rescale: true },
   della_linear: { sparsifier: "della", consensus: false, rescale: true },
+  // README: "m_i = τ_i when the method does not sparsify"; diagnose measures sce's and ram's raw task vectors.
+  sce: { sparsifier: "none", consensus: false, rescale: false },
+  ram: { sparsifier: "none", consensus: false, rescale: false },
 };
 
 export function electsSign(method: RefMethod): boolean {
