@@ -1,7 +1,9 @@
 // `weightsoup diagnose` (src/diagnose/, src/api/diagnose.ts): every statistic against the independent
 // scalar reference in tests/reference/diagnose.ts (float64, whole tensors, written from README
-// "Diagnostics") on small random models; bit-identical results across worker counts and chunk sizes;
-// the `align:` no-op warning; the CLI's JSON, SVG and HTML files, exit codes and typed errors.
+// "Diagnostics" and tests/reference/SPEC.md) on small random models, for every task-vector method with
+// trimming, dropping or a sign vote (ties, dare_*, breadcrumbs*, della*, with the vote variants and a
+// seed); bit-identical results across worker counts and chunk sizes; the `align:` no-op warning; the
+// CLI's JSON, SVG and HTML files, exit codes and typed errors.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
@@ -11,22 +13,93 @@ import { diagnose } from "../src/node";
 import type { DiagnosisResult } from "../src/api/diagnose";
 import type { GroupStats } from "../src/diagnose/statistics";
 import { baseModel, CLI, fineTune, removeDir, tempDir, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
+import { roundToDtype } from "./reference/float16";
 import type { RefModel } from "./reference/merge";
-import { addSums, refStatistics, refTensorSums, type RefMethod, type RefSums } from "./reference/diagnose";
+import { addSums, refStatistics, refTensorSums, type RefMethod, type RefOptions, type RefSums } from "./reference/diagnose";
 
 // Tensors of several tiles (embeddings 8, MLP 3), so chunks of one and two tiles split them differently.
 const SHAPE: Shape = { vocab: 512, hidden: 64, intermediate: 160, layers: 2, heads: 4, kvHeads: 2 };
+const MODELS = ["a", "b", "c"] as const;
 const WEIGHTS: Record<string, number> = { a: 1, b: 0.5, c: 0.7 };
 const DENSITIES: Record<string, number> = { a: 0.6, b: 0.4, c: 0.5 };
+
+/** One measured recipe: its method, per-model parameters (over WEIGHTS and DENSITIES), globals, seed, load dtype. */
+interface Case {
+  method: RefMethod;
+  /** A density list is a gradient over the layers (SPEC section 4). */
+  perModel?: Record<string, { weight?: number; density?: number | number[]; gamma?: number; epsilon?: number }>;
+  globals?: { normalize?: boolean; rescale?: boolean; consensus_method?: "sum" | "count"; vote_weighted?: boolean };
+  seed?: number;
+  dtype?: "bfloat16" | "float16";
+}
+
+// breadcrumbs: both tails dropped; c keeps 95%, so its top tail is cut back to fit (bot < 0).
+const CRUMBS = { a: { gamma: 0.1 }, b: { gamma: 0.05 }, c: { density: 0.95, gamma: 0.1 } };
+// della: each model its own spread of keep probabilities (c the default 0.15).
+const DELLA = { a: { epsilon: 0.1 }, b: { epsilon: 0.2 } };
+
+const CASES = {
+  ties: { method: "ties", globals: { normalize: true } },
+  dare_linear: { method: "dare_linear" },
+  task_arithmetic: { method: "task_arithmetic" },
+  // The vote is on weight·rescale·m: each model's rescale differs.
+  dare_ties: { method: "dare_ties", seed: 7 },
+  breadcrumbs: { method: "breadcrumbs", perModel: CRUMBS },
+  breadcrumbs_ties: { method: "breadcrumbs_ties", perModel: CRUMBS, globals: { consensus_method: "count" } },
+  della: { method: "della", perModel: DELLA, globals: { vote_weighted: false }, seed: 7 },
+  della_linear: { method: "della_linear", perModel: DELLA },
+  // Edges: values rounded to bf16 on load (many equal |τ|), an untrimmed model beside trimmed ones, a
+  // density gradient, a negative weight (it flips that model's vote).
+  ties_edges: { method: "ties", dtype: "bfloat16", perModel: { a: { density: 1 }, b: { density: [0.2, 0.8] }, c: { weight: -0.5 } } },
+  // A model with density 0 (everything dropped, nothing kept to discard), a gradient, the count vote.
+  della_edges: { method: "della", perModel: { a: { density: [0.3, 0.7] }, c: { density: 0 } }, globals: { consensus_method: "count" } },
+  // No rescale in the vote; a model of weight 0 (its votes are 0, which never agree: all it keeps is discarded).
+  dare_ties_edges: { method: "dare_ties", globals: { rescale: false }, perModel: { b: { weight: 0 } }, dtype: "float16" },
+  // Rescale switched on; gamma 0 keeps the largest; b keeps nothing of the 64-element norm weights.
+  breadcrumbs_edges: { method: "breadcrumbs_ties", globals: { rescale: true }, perModel: { a: { gamma: 0 }, b: { density: 0.01 } } },
+  // No weights, nothing trimmed, no vote: the raw task vectors.
+  sce: { method: "sce" },
+  ram: { method: "ram" },
+} satisfies Record<string, Case>;
+type CaseName = keyof typeof CASES;
 
 let dir: string;
 let models: Record<string, RefModel>;
 
-function recipe(method: RefMethod, extra: object = {}): object {
+function weightOf(c: Case, m: string): number {
+  return c.perModel?.[m]?.weight ?? WEIGHTS[m]!;
+}
+
+/** The recipe's density setting of model m (a number or a gradient). */
+function densitySetting(c: Case, m: string): number | number[] {
+  return UNTRIMMED.has(c.method) ? 1 : c.perModel?.[m]?.density ?? DENSITIES[m]!;
+}
+
+/** Methods without density (sce and ram without weights either). */
+const UNTRIMMED: ReadonlySet<RefMethod> = new Set(["task_arithmetic", "sce", "ram"]);
+
+function modelParameters(c: Case, m: string): object {
+  if (c.method === "sce" || c.method === "ram") return {};
+  if (c.method === "task_arithmetic") return { weight: weightOf(c, m) };
+  return { ...c.perModel?.[m], density: densitySetting(c, m), weight: weightOf(c, m) };
+}
+
+/** The density of model m for one tensor: a gradient is read at the tensor's layer t (0 outside the layers). */
+function densityOf(c: Case, m: string, tensor: string): number {
+  const d = densitySetting(c, m);
+  if (typeof d === "number") return d;
+  const layer = /\.layers\.(\d+)\./.exec(tensor);
+  const t = layer ? Number(layer[1]) / (SHAPE.layers - 1) : 0;
+  const x = t * (d.length - 1), i0 = Math.floor(x), i1 = Math.min(d.length - 1, i0 + 1), f = x - i0;
+  return (1 - f) * d[i0]! + f * d[i1]!;
+}
+
+function recipe(c: Case, extra: object = {}): object {
   return {
-    merge_method: method, base_model: "./base",
-    models: ["a", "b", "c"].map((m) => ({ model: `./${m}`, parameters: { weight: WEIGHTS[m], ...(method === "task_arithmetic" ? {} : { density: DENSITIES[m] }) } })),
-    ...(method === "ties" ? { parameters: { normalize: true } } : {}),
+    merge_method: c.method, base_model: "./base",
+    models: MODELS.map((m) => ({ model: `./${m}`, parameters: modelParameters(c, m) })),
+    ...(c.globals ? { parameters: c.globals } : {}),
+    ...(c.dtype ? { dtype: c.dtype } : {}),
     ...extra,
   };
 }
@@ -37,25 +110,46 @@ before(async () => {
   models = {
     base,
     a: fineTune(base, 1, 0.02),
-    // Quantised moves: many equal |τ|, so TIES's tie rule decides what is kept.
+    // Quantised moves: many equal |τ|, so TIES's tie rule (and della's and breadcrumbs' rank order) decides what is kept.
     b: fineTune(base, 2, 0.02, { quantum: 0.004 }),
     // Moves only the MLPs: elsewhere its τ is zero, so fewer coordinates are eligible for a conflict.
     c: fineTune(base, 3, 0.01, { only: "mlp" }),
   };
-  for (const method of ["ties", "dare_linear", "task_arithmetic"] as const) await writeCase(join(dir, method), models, recipe(method));
+  for (const [name, c] of Object.entries(CASES)) await writeCase(join(dir, name), models, recipe(c));
 });
 
 after(async () => {
   await removeDir(dir);
 });
 
-const run = (method: string, options: Parameters<typeof diagnose>[1] = {}) => diagnose(join(dir, method, "recipe.yml"), { workerUrl: WORKER_URL, workers: 1, ...options });
+/** Diagnoses a case's recipe with its seed (the `--seed` of DARE's and DELLA's drops). */
+function run(name: CaseName, options: Parameters<typeof diagnose>[1] = {}): Promise<DiagnosisResult> {
+  const seed = (CASES[name] as Case).seed;
+  return diagnose(join(dir, name, "recipe.yml"), { workerUrl: WORKER_URL, workers: 1, ...(seed !== undefined ? { seed } : {}), ...options });
+}
 
-function refSums(name: string, method: RefMethod): RefSums {
+function refOptions(c: Case): RefOptions {
+  return {
+    seed: c.seed ?? 0,
+    ...(c.globals?.consensus_method ? { consensusMethod: c.globals.consensus_method } : {}),
+    ...(c.globals?.vote_weighted !== undefined ? { voteWeighted: c.globals.vote_weighted } : {}),
+    ...(c.globals?.rescale !== undefined ? { rescale: c.globals.rescale } : {}),
+  };
+}
+
+function refSums(name: string, c: Case): RefSums {
+  const base = models.base!.tensors.get(name)!;
+  // The recipe's dtype rounds every input value on load.
+  const dtype = c.dtype === "bfloat16" ? "BF16" : c.dtype === "float16" ? "F16" : "F32";
+  const load = (m: string) => models[m]!.tensors.get(name)!.values!.map((v) => roundToDtype(v, dtype));
   return refTensorSums({
-    name, base: models.base!.tensors.get(name)!.values!,
-    tasks: ["a", "b", "c"].map((m) => ({ model: `./${m}`, values: models[m]!.tensors.get(name)!.values!, weight: WEIGHTS[m]!, density: method === "task_arithmetic" ? 1 : DENSITIES[m]! })),
-  }, method);
+    name, shape: base.shape, base: load("base"),
+    tasks: MODELS.map((m) => ({
+      model: `./${m}`, values: load(m), weight: weightOf(c, m), density: densityOf(c, m, name),
+      ...(c.perModel?.[m]?.gamma !== undefined ? { gamma: c.perModel[m].gamma } : {}),
+      ...(c.perModel?.[m]?.epsilon !== undefined ? { epsilon: c.perModel[m].epsilon } : {}),
+    })),
+  }, c.method, refOptions(c));
 }
 
 function close(actual: number | null, expected: number | null, what: string): void {
@@ -83,18 +177,20 @@ function compare(actual: GroupStats, expected: ReturnType<typeof refStatistics>,
   close(actual.conflict.mass, expected.conflict.mass, `${where} conflict rate (mass)`);
 }
 
-function checkAgainstReference(d: DiagnosisResult, method: RefMethod): void {
+function checkAgainstReference(d: DiagnosisResult, name: CaseName, override: Partial<Case> = {}): void {
+  const c: Case = { ...CASES[name], ...override };
+  assert.equal(d.method, c.method);
   const names = [...models.base!.tensors.keys()];
   assert.deepEqual(d.tensors.map((t) => t.name).sort(), [...names].sort(), "every float tensor is measured");
-  const sums = new Map(names.map((n) => [n, refSums(n, method)]));
-  for (const t of d.tensors) compare(t, refStatistics(sums.get(t.name)!, method), t.name);
+  const sums = new Map(names.map((n) => [n, refSums(n, c)]));
+  for (const t of d.tensors) compare(t, refStatistics(sums.get(t.name)!, c.method), t.name);
   for (const l of d.layers) {
     const inLayer = names.filter((n) => n.startsWith(`model.layers.${l.layer}.`));
     assert.equal(l.tensors, inLayer.length);
-    compare(l, refStatistics(addSums(inLayer.map((n) => sums.get(n)!)), method), `layer ${l.layer}`);
+    compare(l, refStatistics(addSums(inLayer.map((n) => sums.get(n)!)), c.method), `layer ${l.layer}`);
   }
   assert.deepEqual(d.layers.map((l) => l.layer), [0, 1]);
-  compare(d.total, refStatistics(addSums(names.map((n) => sums.get(n)!)), method), "total");
+  compare(d.total, refStatistics(addSums(names.map((n) => sums.get(n)!)), c.method), "total");
 }
 
 test("ties: norms, ratios, cosines, conflict rates, trimmed and sign-discarded mass equal the scalar reference", async () => {
@@ -120,19 +216,77 @@ test("dare_linear (random drop, no vote) and task_arithmetic (nothing trimmed) e
   assert.ok(ta.total.tasks.every((t) => t.trimmed === null && t.discarded === null));
 });
 
-test("results are bit-identical across 1 and 2 workers and chunks of one and two tiles", async () => {
+test("dare_ties (seeded drop, vote on weight·rescale·m) equals the scalar reference, for its seed and another", async () => {
+  const d = await run("dare_ties");
+  checkAgainstReference(d, "dare_ties");
+  assert.ok(d.total.tasks.every((t) => t.trimmed! > 0.3 && t.discarded! > 0), JSON.stringify(d.total.tasks));
+  // The seed reaches the drops: seed 0 drops other elements, and still equals the reference with seed 0.
+  const other = await run("dare_ties", { seed: 0 });
+  checkAgainstReference(other, "dare_ties", { seed: 0 });
+  assert.notEqual(other.total.tasks[0]!.trimmed, d.total.tasks[0]!.trimmed);
+});
+
+test("breadcrumbs and breadcrumbs_ties (both tails dropped, sign-count vote) equal the scalar reference", async () => {
+  const plain = await run("breadcrumbs");
+  checkAgainstReference(plain, "breadcrumbs");
+  assert.ok(plain.total.tasks.every((t) => t.trimmed! > 0.05 && t.discarded === null), JSON.stringify(plain.total.tasks));
+  const voted = await run("breadcrumbs_ties");
+  checkAgainstReference(voted, "breadcrumbs_ties");
+  assert.ok(voted.total.tasks.every((t) => t.discarded! > 0), JSON.stringify(voted.total.tasks));
+  // The same masks: only the vote differs.
+  assert.deepStrictEqual(voted.total.conflict, plain.total.conflict);
+});
+
+test("della and della_linear (per-row rank-based keep probabilities, seeded drops, unweighted vote) equal the scalar reference", async () => {
+  const della = await run("della");
+  checkAgainstReference(della, "della");
+  assert.ok(della.total.tasks.every((t) => t.trimmed! > 0.3 && t.discarded! > 0), JSON.stringify(della.total.tasks));
+  const linear = await run("della_linear");
+  checkAgainstReference(linear, "della_linear");
+  assert.ok(linear.total.tasks.every((t) => t.trimmed! > 0.3 && t.discarded === null), JSON.stringify(linear.total.tasks));
+});
+
+test("sce and ram: their raw task vectors (norms, cosines, conflicts; nothing trimmed, no vote) equal the scalar reference", async () => {
+  for (const name of ["sce", "ram"] as const) {
+    const d = await run(name);
+    checkAgainstReference(d, name);
+    assert.ok(d.total.tasks.every((t) => t.trimmed === null && t.discarded === null));
+  }
+});
+
+test("edges equal the scalar reference: load dtype, untrimmed beside trimmed, density gradients and 0, weights 0 and negative, rescale switched", async () => {
+  const d = new Map<string, DiagnosisResult>();
+  for (const name of ["ties_edges", "della_edges", "dare_ties_edges", "breadcrumbs_edges"] as const) {
+    d.set(name, await run(name));
+    checkAgainstReference(d.get(name)!, name);
+  }
+  const task = (name: string, model: string) => d.get(name)!.total.tasks.find((t) => t.model === model)!;
+  // By hand: a density of 1 trims nothing; density 0 keeps nothing (so nothing is left to discard); a
+  // weight of 0 votes 0, which never agrees, so everything it keeps is discarded.
+  assert.equal(task("ties_edges", "./a").trimmed, 0);
+  assert.equal(task("della_edges", "./c").trimmed, 1);
+  assert.equal(task("della_edges", "./c").discarded, null);
+  assert.equal(task("dare_ties_edges", "./b").discarded, 1);
+});
+
+test("results are bit-identical across 1 and 2 workers and chunks of one and two tiles, and chunked runs equal the reference", async () => {
   const reference = await run("ties", { workers: 1 });
   for (const [workers, chunkElements] of [[2, 4096], [1, 8192]] as const) {
     const d = await run("ties", { workers, chunkElements });
     assert.deepStrictEqual(d, reference, `workers ${workers}, chunk ${chunkElements}`);
   }
-  const dare = await run("dare_linear", { workers: 2, chunkElements: 4096 });
-  assert.deepStrictEqual(dare, await run("dare_linear"));
+  // della's chunks hold whole rows too: 4096 elements split the embeddings (rows of 64) into 8 chunks
+  // and gate/up_proj into 3; down_proj (rows of 160) stays whole.
+  for (const name of ["dare_linear", "dare_ties", "breadcrumbs_ties", "della"] as const) {
+    const chunked = await run(name, { workers: 2, chunkElements: 4096 });
+    checkAgainstReference(chunked, name);
+    assert.deepStrictEqual(chunked, await run(name), name);
+  }
 });
 
 test("align: on fine-tunes of one base is a no-op, and diagnose says so; before and after agree", async () => {
   const path = join(dir, "align");
-  await writeCase(path, models, recipe("ties", { align: { to: "./a" } }));
+  await writeCase(path, models, recipe(CASES.ties, { align: { to: "./a" } }));
   const events: string[] = [];
   const d = await diagnose(join(path, "recipe.yml"), { workerUrl: WORKER_URL, workers: 1, onProgress: (e) => { if (e.type === "warning") events.push(e.message); } });
   assert.ok(d.alignment, "an alignment section");
@@ -197,7 +351,7 @@ test("CLI: bad input gives typed errors and exit codes, and no files", async () 
   assert.deepEqual((await readdir(linear)).filter((f) => f.endsWith(".svg") || f.includes(".tmp")), []);
   // A model the recipe names is missing.
   const broken = join(dir, "broken");
-  await writeCase(broken, { base: models.base!, a: models.a! }, { ...recipe("ties"), models: [{ model: "./a", parameters: { weight: 1, density: 0.5 } }, { model: "./gone", parameters: { weight: 1, density: 0.5 } }] });
+  await writeCase(broken, { base: models.base!, a: models.a! }, { ...recipe(CASES.ties), models: [{ model: "./a", parameters: { weight: 1, density: 0.5 } }, { model: "./gone", parameters: { weight: 1, density: 0.5 } }] });
   const gone = cli("diagnose", join(broken, "recipe.yml"));
   assert.equal(gone.status, 1);
   assert.match(gone.stderr, /\[E_MODEL_NOT_FOUND\] .*gone/);

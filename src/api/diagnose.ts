@@ -3,9 +3,8 @@
  * in one streaming pass over its inputs without writing the merge (src/diagnose/). For an `align:`
  * recipe the pass runs on the inputs as given and again as aligned, to show what alignment changed.
  */
-import { availableCores, defaultWorkerUrl } from "../env";
 import { AbortError } from "../errors";
-import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare, type MergeOptions } from "./merge";
+import { engineOptions, prepare, type MergeOptions } from "./merge";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 import { diagnoseSums, type DiagnoseEngineOptions, type TensorSums } from "../diagnose/run";
 import { layerDiagnoses, tensorDiagnoses, totalDiagnosis, type GroupStats } from "../diagnose/statistics";
@@ -59,15 +58,9 @@ export async function diagnose(recipe: Recipe | string, options: DiagnoseOptions
   try {
     const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
     refuseStages(parsed);
-    const engine: DiagnoseEngineOptions = {
-      workers: options.workers ?? (await availableCores()),
-      workerUrl: options.workerUrl ?? defaultWorkerUrl(),
-      memoryBudget: options.memoryBudget ?? DEFAULT_MEMORY_BUDGET,
-      chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
-      ...(options.chunkElements ? { chunkElements: options.chunkElements } : {}),
-      seed: options.seed ?? 0,
-      ...(options.signal ? { signal: options.signal } : {}),
-    };
+    // The merge's engine options and defaults; diagnose's own progress events are not the merge's.
+    const { onProgress: _events, ...merged } = options;
+    const engine: DiagnoseEngineOptions = await engineOptions(merged);
     const measure = async (align: boolean, pass: "inputs" | "aligned") => {
       const plan = await prepare(parsed, options.models, options.signal, { align });
       emit({ type: "diagnose-start", recipe: parsed.file, method: plan.method.name, tensors: plan.tensors.length, pass });

@@ -120,8 +120,8 @@ export async function merge(recipe: Recipe | string, options: MergeOptions): Pro
   }
 }
 
-/** The engine's options from the library's, with their defaults. */
-async function engineOptions(options: MergeOptions): Promise<EngineOptions> {
+/** The engine's options from the library's, with their defaults (merge's and diagnose's). */
+export async function engineOptions(options: Omit<MergeOptions, "out">): Promise<EngineOptions> {
   return {
     workers: options.workers ?? (await availableCores()),
     workerUrl: options.workerUrl ?? defaultWorkerUrl(),
