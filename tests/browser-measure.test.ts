@@ -210,6 +210,33 @@ test("issue 11: the Loss path panel draws the linear and SLERP loss between two 
   });
 });
 
+test("issue 11: a loss path from the recipe (merged in memory) to a model, also after alignment, equals `weightsoup path RECIPE MODEL --align`", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("loss-path-recipe-aligned", async (page) => {
+    await loadExample(page);
+    await byTestId(page, "path-a", "select").selectOption({ label: "recipe (merged in memory)" });
+    await byTestId(page, "path-b", "select").selectOption("chat");
+    await setField(page, `input[data-testid="path-points"]`, "2");
+    await byTestId(page, "path-align", "input").check();
+    await setField(page, `input[data-testid="eval-context"]`, "64");
+    await setField(page, `input[data-testid="eval-max-tokens"]`, "64");
+    await page.locator(`button[data-testid="path-run"]:enabled`).waitFor({ state: "attached", timeout: WAIT_MS });
+    await byTestId(page, "path-run", "button").click();
+    // Merging the recipe in memory and weight matching come first: longer than one point takes.
+    await waitForAttribute(page, "data-path-state", "done", undefined, 3 * WAIT_MS);
+
+    const textPath = join(root, "default-text.txt");
+    await writeFile(textPath, DEFAULT_TEXT);
+    const cli = await runCliJson<CliCurve & { aligned: CliCurve }>(["path", join(root, "recipe.yml"), join(root, "chat"), "--align", "--text", textPath, "--points", "2", "--context", "64", "--max-tokens", "64"]);
+    const shown = (curve: string) => byTestId(page, "path-nll").evaluateAll((cells, c) => cells.filter((x) => (x as HTMLElement).dataset.curve === c).map((x) => (x as HTMLElement).dataset.value!), curve);
+    assert.deepEqual(await shown("linear"), cli.points.map((p) => String(p.nll)));
+    assert.deepEqual(await shown("aligned linear"), cli.aligned.points.map((p) => String(p.nll)));
+    const barriers = await byTestId(page, "path-barrier-value").evaluateAll((cells) => cells.map((x) => (x as HTMLElement).dataset.value!));
+    assert.deepEqual(barriers, [String(cli.barrier), String(cli.aligned.barrier)]);
+    // The recipe's merge is not the chat model: the two ends differ.
+    assert.notEqual(cli.points[0]!.nll, cli.points[1]!.nll);
+  });
+});
+
 test("issue 11: Cancel stops a loss path; A and B must differ", { timeout: TEST_TIMEOUT }, async () => {
   await withPage("loss-path-cancel", async (page) => {
     await addFolders(page, [join(root, "base"), join(root, "chat")], ["base", "chat"]);
