@@ -169,7 +169,8 @@ test("issue 11: the Loss path panel draws the linear and SLERP loss between two 
         .observe(img, { attributes: true, attributeFilter: ["data-points"] });
     });
     await byTestId(page, "path-run", "button").click();
-    await waitForAttribute(page, "data-path-state", "done");
+    // Six points, each its own evaluate call (a pool each): on a loaded machine this takes over a minute.
+    await waitForAttribute(page, "data-path-state", "done", undefined, 3 * WAIT_MS);
     await screenshot(page, "loss-path-slerp");
     assert.deepEqual(await page.evaluate(() => (window as unknown as { pathRedraws: string[] }).pathRedraws), ["1", "2", "3", "4", "5", "6"], "the chart is redrawn once per completed point, linear then SLERP");
 
