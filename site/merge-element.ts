@@ -10,7 +10,8 @@
  *
  * Attributes: `worker-url` (default: worker.js next to this script), `workers` (default: the cores).
  * It sets `data-state` (the merge), `data-eval-state`, `data-generate-state`, `data-diagnose-state` and
- * `data-path-state` (idle, running, done, cancelled, error) for a host page to follow.
+ * `data-path-state`, `data-soup-state` and `data-soup-save-state` (idle, running, done, cancelled,
+ * error) for a host page to follow.
  */
 import { type PageState, Store } from "./state";
 import { append, h, replace } from "./ui/dom";
@@ -24,11 +25,13 @@ import { initialGenForm, initialGenRun, runGeneration } from "./ui/run-generate"
 import { runMerge } from "./ui/run-merge";
 import { initialDiagnoseRun, runDiagnosis } from "./ui/run-diagnose";
 import { initialPathForm, initialPathRun, runPath } from "./ui/run-path";
+import { initialSoupForm, initialSoupRun, runSoup, saveSoup } from "./ui/run-soup";
 import { canPickFolder, deleteSaved, hasOpfs, listSaved, pickFolder, removeStaleOutputs } from "./ui/save";
 import { diagnoseView } from "./views/diagnose-view";
 import { evalView } from "./views/eval-view";
 import { generateView } from "./views/generate-view";
 import { pathView } from "./views/path-view";
+import { soupView } from "./views/soup-view";
 import { modelsView } from "./views/models-view";
 import { recipeView } from "./views/recipe-view";
 import { runView } from "./views/run-view";
@@ -46,6 +49,7 @@ function initialState(): PageState {
     run: "idle", progress: 0, status: "Add models to begin.", announcement: "", runError: NO_PROBLEMS, overwrite: null, result: null, saved: [],
     merged: null, evalForm: initialEvalForm(), evalPicks: new Map(), evaluation: initialEvalRun(), genForm: initialGenForm(), generation: initialGenRun(),
     diagnosis: initialDiagnoseRun(), pathForm: initialPathForm(), path: initialPathRun(),
+    soupForm: initialSoupForm(), soup: initialSoupRun(),
   };
 }
 
@@ -60,6 +64,7 @@ export class WeightsoupMerge extends HTMLElement {
   private genController: AbortController | undefined;
   private diagnoseController: AbortController | undefined;
   private pathController: AbortController | undefined;
+  private soupController: AbortController | undefined;
   private checking: Promise<void> = Promise.resolve();
   /** Closing or reloading the tab mid-merge loses it: the browser asks first. */
   private readonly beforeUnload = (e: BeforeUnloadEvent) => {
@@ -85,6 +90,7 @@ export class WeightsoupMerge extends HTMLElement {
     store.watch(["generation"], (s) => { this.dataset.generateState = s.generation.run; });
     store.watch(["diagnosis"], (s) => { this.dataset.diagnoseState = s.diagnosis.run; });
     store.watch(["path"], (s) => { this.dataset.pathState = s.path.run; });
+    store.watch(["soup"], (s) => { this.dataset.soupState = s.soup.run; this.dataset.soupSaveState = s.soup.save; });
 
     const notice = h("div", { class: "notice", role: "status" });
     store.watch(["platformProblems"], (s) => replace(notice, ...s.platformProblems.map((p) => h("p", { class: "problem" }, p))));
@@ -138,6 +144,13 @@ export class WeightsoupMerge extends HTMLElement {
         form: (patch) => store.update({ pathForm: { ...store.state.pathForm, ...patch } }),
         run: () => this.measurePath(),
         cancel: () => this.pathController?.abort(),
+      }),
+      soupView(store, {
+        form: (patch) => store.update({ soupForm: { ...store.state.soupForm, ...patch } }),
+        run: () => this.makeSoup(),
+        cancel: () => this.soupController?.abort(),
+        // The folder picker needs the click's user activation: it is asked before anything is awaited.
+        save: () => this.saveSoup(store.state.target === "folder" ? pickFolder().catch(() => undefined) : undefined),
       }),
       hasOpfs() ? savedView(store, {
         delete: async (name) => {
@@ -289,6 +302,17 @@ export class WeightsoupMerge extends HTMLElement {
     this.pathController = new AbortController();
     void runPath(this.store, { signal: this.pathController.signal, ...this.poolOptions() })
       .finally(() => { this.pathController = undefined; });
+  }
+
+  private makeSoup(): void {
+    this.soupController = new AbortController();
+    void runSoup(this.store, { signal: this.soupController.signal, ...this.poolOptions() })
+      .finally(() => { this.soupController = undefined; });
+  }
+
+  private saveSoup(picked: Promise<FileSystemDirectoryHandle | undefined> | undefined): void {
+    void saveSoup(this.store, { ...(picked ? { picked } : {}), signal: new AbortController().signal, ...this.poolOptions() })
+      .finally(() => void this.refreshSaved());
   }
 
   private async refreshSaved(): Promise<void> {

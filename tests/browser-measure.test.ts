@@ -3,8 +3,9 @@
 // `weightsoup example`) in the page's worker pool and shows the CLI's numbers (`weightsoup diagnose
 // --json`, every cell's exact value), its summary and its very heatmap SVG; Cancel stops it; a recipe
 // diagnose refuses shows the typed problem. The Loss path panel measures the loss between two loaded
-// models point by point, its chart growing as points complete, and ends with `weightsoup path`'s
-// numbers (lossPath()'s: every NLL, the barrier and the gap exactly) and its very chart SVG.
+// models along the straight line and SLERP, point by point (lossPath() with pointByPoint), its chart
+// growing as points complete, and ends with `weightsoup path --slerp`'s numbers (every NLL, each curve's
+// barrier and gap exactly) and its very chart SVG.
 //
 // Needs a system Chromium (CHROMIUM_PATH, default /usr/bin/chromium) and the built site (`npm run build`).
 // Screenshots go to .build/test-artifacts/browser/.
@@ -143,14 +144,16 @@ test("issue 11: a recipe diagnose cannot measure (linear without a base: no task
   });
 });
 
-interface CliCurve { points: { lambda: number; nll: number; perplexity: number }[]; barrier: number; gap: number; worstLambda: number; tokens: number; predicted: number }
+interface CliCurve { points: { lambda: number; nll: number; perplexity: number }[]; barrier: number; gap: number; worstLambda: number }
+interface CliPath extends CliCurve { tokens: number; predicted: number; slerp: CliCurve }
 
-test("issue 11: the Loss path panel draws the loss between two example models as points complete, and ends with `weightsoup path`'s numbers and chart", { timeout: TEST_TIMEOUT }, async () => {
+test("issue 11: the Loss path panel draws the linear and SLERP loss between two example models as points complete, and ends with `weightsoup path --slerp`'s numbers, barriers and chart", { timeout: TEST_TIMEOUT }, async () => {
   await withPage("loss-path", async (page) => {
     await addFolders(page, [root], ["base", "math", "code", "chat"]);
     await byTestId(page, "path-a", "select").selectOption("base");
     await byTestId(page, "path-b", "select").selectOption("math");
-    await setField(page, `input[data-testid="path-points"]`, "4");
+    await setField(page, `input[data-testid="path-points"]`, "3");
+    await byTestId(page, "path-slerp", "input").check();
     // A short window and text keep the test quick; the Evaluate panel's text stays empty: the built-in text.
     await setField(page, `input[data-testid="eval-context"]`, "64");
     await setField(page, `input[data-testid="eval-max-tokens"]`, "128");
@@ -166,33 +169,72 @@ test("issue 11: the Loss path panel draws the loss between two example models as
         .observe(img, { attributes: true, attributeFilter: ["data-points"] });
     });
     await byTestId(page, "path-run", "button").click();
-    await waitForAttribute(page, "data-path-state", "done");
-    await screenshot(page, "loss-path-example");
-    assert.deepEqual(await page.evaluate(() => (window as unknown as { pathRedraws: string[] }).pathRedraws), ["1", "2", "3", "4"], "the chart is redrawn once per completed point");
+    // Six points, each its own evaluate call (a pool each): on a loaded machine this takes over a minute.
+    await waitForAttribute(page, "data-path-state", "done", undefined, 3 * WAIT_MS);
+    await screenshot(page, "loss-path-slerp");
+    assert.deepEqual(await page.evaluate(() => (window as unknown as { pathRedraws: string[] }).pathRedraws), ["1", "2", "3", "4", "5", "6"], "the chart is redrawn once per completed point, linear then SLERP");
 
     const textPath = join(root, "default-text.txt");
     await writeFile(textPath, DEFAULT_TEXT);
     const svgPath = join(root, "cli-path.svg");
-    const cli = await runCliJson<CliCurve>(["path", join(root, "base"), join(root, "math"), "--text", textPath, "--points", "4", "--context", "64", "--max-tokens", "128", "--svg", svgPath]);
-    assert.equal(cli.points.length, 4);
+    const cli = await runCliJson<CliPath>(["path", join(root, "base"), join(root, "math"), "--slerp", "--text", textPath, "--points", "3", "--context", "64", "--max-tokens", "128", "--svg", svgPath]);
+    assert.equal(cli.points.length, 3);
+    assert.equal(cli.slerp.points.length, 3);
 
     const shown = await byTestId(page, "path-row").evaluateAll((rows) => rows.map((row) => {
-      const v = (id: string) => row.querySelector<HTMLElement>(`[data-testid="${id}"]`)!.dataset.value!;
-      return { lambda: v("path-lambda"), nll: v("path-nll"), perplexity: v("path-perplexity") };
+      const v = (id: string, curve: string) => row.querySelector<HTMLElement>(`[data-testid="${id}"][data-curve="${curve}"]`)!.dataset.value!;
+      return {
+        lambda: row.querySelector<HTMLElement>(`[data-testid="path-lambda"]`)!.dataset.value!,
+        linear: [v("path-nll", "linear"), v("path-perplexity", "linear")], slerp: [v("path-nll", "slerp"), v("path-perplexity", "slerp")],
+      };
     }));
-    assert.deepEqual(shown, cli.points.map((p) => ({ lambda: String(p.lambda), nll: String(p.nll), perplexity: String(p.perplexity) })));
-    const barrier = byTestId(page, "path-barrier");
-    assert.equal(await barrier.getAttribute("data-value"), String(cli.barrier));
-    assert.equal(await barrier.getAttribute("data-gap"), String(cli.gap));
-    assert.equal(await barrier.getAttribute("data-worst"), String(cli.worstLambda));
-    // The endpoints differ, and the path is no constant: the comparison above is about real numbers.
-    assert.notEqual(cli.points[0]!.nll, cli.points[3]!.nll);
-    assert.match((await barrier.textContent()) ?? "", new RegExp(`^Barrier ${cli.barrier.toFixed(4)} nats .* ${cli.predicted} predicted tokens of ${cli.tokens} per point\\.$`));
+    assert.deepEqual(shown, cli.points.map((p, i) => ({
+      lambda: String(p.lambda), linear: [String(p.nll), String(p.perplexity)], slerp: [String(cli.slerp.points[i]!.nll), String(cli.slerp.points[i]!.perplexity)],
+    })));
+    const barriers = await byTestId(page, "path-barrier").evaluateAll((rows) => rows.map((row) => {
+      const v = (id: string) => row.querySelector<HTMLElement>(`[data-testid="${id}"]`)!.dataset.value!;
+      return [(row as HTMLElement).dataset.curve, v("path-barrier-value"), v("path-gap"), v("path-worst")];
+    }));
+    assert.deepEqual(barriers, [["linear", cli], ["slerp", cli.slerp]].map(([label, c]) => {
+      const curve = c as CliCurve;
+      return [label, String(curve.barrier), String(curve.gap), String(curve.worstLambda)];
+    }));
+    // The endpoints differ, and SLERP is not the straight line: the comparison above is about real numbers.
+    assert.notEqual(cli.points[0]!.nll, cli.points[2]!.nll);
+    assert.notEqual(cli.points[1]!.nll, cli.slerp.points[1]!.nll);
+    assert.match((await byTestId(page, "path-summary").textContent()) ?? "", new RegExp(`^${cli.predicted} predicted tokens of ${cli.tokens} per point\\.`));
 
     const src = (await byTestId(page, "path-chart", "img").getAttribute("src")) ?? "";
     const prefix = "data:image/svg+xml;charset=utf-8,";
     assert.ok(src.startsWith(prefix), src.slice(0, 60));
     assert.equal(decodeURIComponent(src.slice(prefix.length)), await readFile(svgPath, "utf8"));
+  });
+});
+
+test("issue 11: a loss path from the recipe (merged in memory) to a model, also after alignment, equals `weightsoup path RECIPE MODEL --align`", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("loss-path-recipe-aligned", async (page) => {
+    await loadExample(page);
+    await byTestId(page, "path-a", "select").selectOption({ label: "recipe (merged in memory)" });
+    await byTestId(page, "path-b", "select").selectOption("chat");
+    await setField(page, `input[data-testid="path-points"]`, "2");
+    await byTestId(page, "path-align", "input").check();
+    await setField(page, `input[data-testid="eval-context"]`, "64");
+    await setField(page, `input[data-testid="eval-max-tokens"]`, "64");
+    await page.locator(`button[data-testid="path-run"]:enabled`).waitFor({ state: "attached", timeout: WAIT_MS });
+    await byTestId(page, "path-run", "button").click();
+    // Merging the recipe in memory and weight matching come first: longer than one point takes.
+    await waitForAttribute(page, "data-path-state", "done", undefined, 3 * WAIT_MS);
+
+    const textPath = join(root, "default-text.txt");
+    await writeFile(textPath, DEFAULT_TEXT);
+    const cli = await runCliJson<CliCurve & { aligned: CliCurve }>(["path", join(root, "recipe.yml"), join(root, "chat"), "--align", "--text", textPath, "--points", "2", "--context", "64", "--max-tokens", "64"]);
+    const shown = (curve: string) => byTestId(page, "path-nll").evaluateAll((cells, c) => cells.filter((x) => (x as HTMLElement).dataset.curve === c).map((x) => (x as HTMLElement).dataset.value!), curve);
+    assert.deepEqual(await shown("linear"), cli.points.map((p) => String(p.nll)));
+    assert.deepEqual(await shown("aligned linear"), cli.aligned.points.map((p) => String(p.nll)));
+    const barriers = await byTestId(page, "path-barrier-value").evaluateAll((cells) => cells.map((x) => (x as HTMLElement).dataset.value!));
+    assert.deepEqual(barriers, [String(cli.barrier), String(cli.aligned.barrier)]);
+    // The recipe's merge is not the chat model: the two ends differ.
+    assert.notEqual(cli.points[0]!.nll, cli.points[1]!.nll);
   });
 });
 

@@ -74,8 +74,12 @@ describe("loss path points against hand computation", () => {
     const events: LossPathEvent[] = [];
     const r = await lossPath(a, b, { ...EVAL, points: 5, slerp: true, onProgress: (e) => events.push(e) });
     assert.deepEqual(r.points.map((p) => p.lambda), [0, 0.25, 0.5, 0.75, 1]);
-    const started = events.filter((e) => e.type === "path-point").map((e) => e.type === "path-point" && `${e.path} ${e.index}/${e.points} ${e.lambda}`);
+    const started = events.flatMap((e) => (e.type === "path-point-start" ? [`${e.curve} ${e.index}/${e.points} ${e.lambda}`] : []));
     assert.deepEqual(started, ["linear", "slerp"].flatMap((k) => [0, 1, 2, 3, 4].map((i) => `${k} ${i}/5 ${i / 4}`)));
+    // One path-point event per measured point, whose numbers are the returned curve's.
+    const measured = events.flatMap((e) => (e.type === "path-point" ? [e] : []));
+    assert.deepEqual(measured.map((e) => `${e.curve} ${e.index}`), ["linear", "slerp"].flatMap((k) => [0, 1, 2, 3, 4].map((i) => `${k} ${i}`)));
+    for (const e of measured) assert.deepEqual({ lambda: e.lambda, nll: e.nll, perplexity: e.perplexity }, (e.curve === "linear" ? r : r.slerp!).points[e.index], `${e.curve} point ${e.index}`);
     assert.equal(events.at(-1)!.type, "path-done");
     assert.equal(r.predicted, 3 * 31, "96 tokens in windows of 32 predict 31 each");
     // Endpoints: A and B themselves.
@@ -95,6 +99,18 @@ describe("loss path points against hand computation", () => {
     assert.equal(r.worstLambda, r.points[nlls.indexOf(Math.max(...nlls))]!.lambda);
     assert.equal(r.gap, Math.max(...r.points.map((p) => p.nll - ((1 - p.lambda) * nlls[0]! + p.lambda * nlls[4]!))));
     assert.ok(r.barrier > 0.1, `two unrelated rule models have a barrier between them (${r.barrier})`);
+  });
+
+  test("pointByPoint: each point's path-point event arrives before the next point starts, with the numbers of the default (one call per curve) run", async () => {
+    const events: LossPathEvent[] = [];
+    const live = await lossPath(a, b, { ...EVAL, points: 3, slerp: true, pointByPoint: true, onProgress: (e) => events.push(e) });
+    const batched = await lossPath(a, b, { ...EVAL, points: 3, slerp: true });
+    assert.deepEqual(live.points, batched.points);
+    assert.deepEqual(live.slerp!.points, batched.slerp!.points);
+    assert.equal(live.barrier, batched.barrier);
+    const order = events.flatMap((e) => (e.type === "path-point-start" ? [`start ${e.curve} ${e.index}`] : e.type === "path-point" ? [`done ${e.curve} ${e.index}`] : []));
+    assert.deepEqual(order, ["linear", "slerp"].flatMap((k) => [0, 1, 2].flatMap((i) => [`start ${k} ${i}`, `done ${k} ${i}`])));
+    for (const e of events) if (e.type === "path-point") assert.deepEqual({ lambda: e.lambda, nll: e.nll, perplexity: e.perplexity }, (e.path === "linear" ? batched : batched.slerp!).points[e.index]);
   });
 
   test("a point equals writing that linear merge with the merge API and evaluating the folder", async () => {
@@ -139,7 +155,11 @@ describe("--align on a planted permutation plus noise", () => {
     // B computes A's function with its residual stream and both MLPs' units permuted, then 2% noise.
     const B = withNoise(permuted(A, permutation(LM.hidden, 11), [permutation(LM.intermediate, 12), permutation(LM.intermediate, 13)]), 3, 0.02);
     const a = await writeLm(join(root, "pa"), A), b = await writeLm(join(root, "pb"), B);
-    const r = await lossPath(a, b, { ...EVAL, points: 5, align: true });
+    const events: LossPathEvent[] = [];
+    const r = await lossPath(a, b, { ...EVAL, points: 5, align: true, onProgress: (e) => events.push(e) });
+    const measured = events.flatMap((e) => (e.type === "path-point" ? [e] : []));
+    assert.deepEqual(measured.map((e) => `${e.curve} ${e.index}`), ["linear", "aligned linear"].flatMap((k) => [0, 1, 2, 3, 4].map((i) => `${k} ${i}`)));
+    for (const e of measured) assert.deepEqual({ lambda: e.lambda, nll: e.nll, perplexity: e.perplexity }, (e.aligned ? r.aligned! : r).points[e.index], `${e.curve} point ${e.index}`);
     assert.ok(r.barrier > 0.1, `naive barrier ${r.barrier}`);
     assert.ok(r.aligned!.barrier < r.barrier / 10, `aligned barrier ${r.aligned!.barrier} vs naive ${r.barrier}`);
     assert.ok(r.aligned!.groups.some((g) => g.cosineAfter > g.cosineBefore + 0.5), "some group's cosine rose");

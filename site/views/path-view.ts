@@ -1,17 +1,18 @@
 /**
- * @file Section 6, Loss path: the loss (mean NLL) along the straight line between two loaded models,
- * on the Evaluate panel's text, with the barrier (Git Re-Basin's: the largest loss on the path minus
- * the mean of the endpoint losses). The chart is the chart module's line chart, the one `weightsoup
- * path --svg` writes, redrawn as each point completes; once done it is that file, byte for byte.
- * Each number cell carries its exact value in `data-value`.
+ * @file Section 6, Loss path: the loss (mean NLL) from A to B, each any of the Evaluate panel's
+ * candidates (a loaded model, the merge's output, the recipe merged in memory), along the straight line
+ * and optionally SLERP, and again after aligning B to A, on the Evaluate panel's text, with each curve's
+ * barrier (Git Re-Basin's: the largest loss on the path minus the mean of the endpoint losses). The
+ * chart is the chart module's line chart, the one `weightsoup path --svg` writes, redrawn as each point
+ * completes; once done it is that file, byte for byte. Each number cell carries its exact value in
+ * `data-value`.
  */
-import type { LossPoint } from "../../src/api/path";
 import { lineChartSvg } from "../../src/chart/svg";
-import { BARRIER_DEFINITION, pathChart } from "../../src/measure/charts";
+import { BARRIER_DEFINITION, pathChart, pathCurves } from "../../src/measure/charts";
 import type { Store } from "../state";
 import { h, replace } from "../ui/dom";
 import { formatNll, formatPerplexity } from "../ui/eval-format";
-import { pathModels, pointsProblem, whyPathBlocked, type PathForm, type PathRun } from "../ui/run-path";
+import { partialResult, pathEndpoints, pointsProblem, whyPathBlocked, type PathForm, type PathRun } from "../ui/run-path";
 import { renderProblems } from "./problems";
 
 export interface PathActions {
@@ -29,6 +30,10 @@ export function pathView(store: Store, actions: PathActions): HTMLElement {
   points.addEventListener("input", () => actions.form({ points: points.value }));
   const pointsError = h("span", { class: "field-error", id: "path-points-error", "data-testid": "path-points-error", hidden: true });
   const textSource = h("p", { class: "hint", "data-testid": "path-text-source" });
+  const slerp = h("input", { id: "path-slerp", "data-testid": "path-slerp", type: "checkbox" });
+  slerp.addEventListener("change", () => actions.form({ slerp: slerp.checked }));
+  const align = h("input", { id: "path-align", "data-testid": "path-align", type: "checkbox" });
+  align.addEventListener("change", () => actions.form({ align: align.checked }));
 
   const run = h("button", { type: "button", class: "primary", "data-testid": "path-run", "aria-describedby": "path-blocked" }, "Measure the path");
   run.addEventListener("click", () => actions.run());
@@ -42,23 +47,28 @@ export function pathView(store: Store, actions: PathActions): HTMLElement {
   const chart = h("img", { class: "heatmap", "data-testid": "path-chart", alt: "", hidden: true });
   const results = h("div", { "data-testid": "path-results", hidden: true });
 
-  let shownModels = "";
-  store.watch(["models", "pathForm"], (s) => {
-    const names = pathModels(s);
-    const key = names.join("\n");
-    if (key !== shownModels) {
-      shownModels = key;
-      for (const select of [selectA, selectB]) replace(select, ...names.map((n) => h("option", { value: n }, n)));
+  let shownEnds = "";
+  store.watch(["models", "merged", "recipe", "check", "chosen", "pathForm"], (s) => {
+    const ends = pathEndpoints(s);
+    const ids = ends.map((c) => c.id);
+    const key = ends.map((c) => `${c.id}\t${c.label}`).join("\n");
+    if (key !== shownEnds) {
+      shownEnds = key;
+      for (const select of [selectA, selectB]) replace(select, ...ends.map((c) => h("option", { value: c.id }, c.label)));
     }
-    // A model that went (or none chosen yet): the first two models, a base-like one as A.
+    // An end that went (or none chosen yet): two loaded models, a base-like one as A.
     const { a, b } = s.pathForm;
-    if (names.length >= 2 && (!names.includes(a) || !names.includes(b))) {
-      const first = names.includes(a) ? a : names.find((n) => /base/i.test(n)) ?? names[0]!;
-      actions.form({ a: first, b: names.includes(b) && b !== first ? b : names.find((n) => n !== first)! });
+    if (ids.length >= 2 && (!ids.includes(a) || !ids.includes(b))) {
+      const models = ends.filter((c) => c.kind === "model").map((c) => c.id);
+      const pool = models.length >= 2 ? models : ids;
+      const first = ids.includes(a) ? a : pool.find((id) => /base/i.test(id)) ?? pool[0]!;
+      actions.form({ a: first, b: ids.includes(b) && b !== first ? b : pool.find((id) => id !== first)! });
       return;
     }
     if (selectA.value !== a) selectA.value = a;
     if (selectB.value !== b) selectB.value = b;
+    slerp.checked = s.pathForm.slerp;
+    align.checked = s.pathForm.align;
     if (points.value !== s.pathForm.points && !points.matches(":focus")) points.value = s.pathForm.points;
     const problem = pointsProblem(s.pathForm.points);
     if (pointsError.textContent !== problem) pointsError.textContent = problem;
@@ -71,7 +81,7 @@ export function pathView(store: Store, actions: PathActions): HTMLElement {
     if (textSource.textContent !== t) textSource.textContent = t;
   });
 
-  store.watch(["platformProblems", "models", "pathForm", "evalForm", "path"], (s) => {
+  store.watch(["platformProblems", "models", "merged", "recipe", "check", "chosen", "pathForm", "evalForm", "path"], (s) => {
     const why = whyPathBlocked(s);
     run.disabled = why !== "" || s.path.run === "running";
     cancel.disabled = s.path.run !== "running";
@@ -79,7 +89,7 @@ export function pathView(store: Store, actions: PathActions): HTMLElement {
     blocked.hidden = why === "";
   });
 
-  let shown: Pick<PathRun, "problems" | "points" | "result"> = { problems: [], points: [], result: null };
+  let shown: Pick<PathRun, "problems" | "curves" | "result"> = { problems: [], curves: [], result: null };
   store.watch(["path"], (s) => {
     const p = s.path;
     progress.value = p.progress;
@@ -90,54 +100,64 @@ export function pathView(store: Store, actions: PathActions): HTMLElement {
       else replace(error);
       error.hidden = p.problems.length === 0;
     }
-    if (shown.points !== p.points) {
-      chart.hidden = p.points.length === 0;
-      if (p.points.length) {
-        chart.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(chartSvg(p.points))}`;
-        chart.alt = `Mean NLL at ${p.points.length} point${p.points.length === 1 ? "" : "s"} from A (λ = 0) to B (λ = 1); the table below lists them.`;
-        chart.dataset.points = String(p.points.length);
+    if (shown.curves !== p.curves || shown.result !== p.result) {
+      const count = p.curves.reduce((n, c) => n + c.points.length, 0);
+      chart.hidden = count === 0;
+      if (count) {
+        // Once done, the chart of lossPath()'s result: `weightsoup path --svg`'s file.
+        chart.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(lineChartSvg(pathChart(p.result ?? partialResult(p.curves))))}`;
+        chart.alt = `Mean NLL at ${count} point${count === 1 ? "" : "s"} from A (λ = 0) to B (λ = 1), ${p.curves.map((c) => c.label).join(", ")}; the table below lists them.`;
+        chart.dataset.points = String(count);
       } else chart.removeAttribute("src");
+      replace(results, count ? pathResults(p) : null);
+      results.hidden = count === 0;
     }
-    if (shown.points !== p.points || shown.result !== p.result) {
-      replace(results, p.points.length ? pathResults(p) : null);
-      results.hidden = p.points.length === 0;
-    }
-    shown = { problems: p.problems, points: p.points, result: p.result };
+    shown = { problems: p.problems, curves: p.curves, result: p.result };
   });
 
   return h("section", { "aria-labelledby": "h-path" },
     h("h2", { id: "h-path" }, "6. Loss path"),
-    h("p", { class: "hint" }, "The loss at evenly spaced points on the straight line from model A (λ = 0) to model B (λ = 1), each point the merge (1 − λ)·A + λ·B evaluated in memory. A bump in the middle (a barrier) means averaging the two loses what each knows."),
+    h("p", { class: "hint" }, "The loss at evenly spaced points on the straight line from A (λ = 0) to B (λ = 1), each point the merge (1 − λ)·A + λ·B evaluated in memory. A and B are loaded models, the merge's output or the recipe (merged in memory first). A bump in the middle (a barrier) means averaging the two loses what each knows."),
     h("div", { class: "row" },
       h("label", { for: "path-a" }, "A"), selectA, h("label", { for: "path-b" }, "B"), selectB,
       h("label", { for: "path-points" }, "Points"), points, pointsError),
+    h("div", { class: "row" },
+      h("label", {}, slerp, " Also along SLERP (mergekit's slerp, t = λ, A as the base)"),
+      h("label", {}, align, " Also after aligning B to A (weight matching)")),
     textSource,
     h("div", { class: "row" }, run, cancel, progress),
     blocked, status, announce, error,
     h("div", { class: "table-scroll", "data-scroll": "" }, chart), results);
 }
 
-/** The chart of the points so far: `weightsoup path`'s chart (pathChart) of a curve made of them. */
-function chartSvg(points: readonly LossPoint[]): string {
-  return lineChartSvg(pathChart({ a: "A", b: "B", tokens: 0, predicted: 0, seconds: 0, points: [...points], barrier: 0, gap: 0, worstLambda: 0 }));
-}
-
-const num = (x: number, shown: string, testId: string) => h("td", { class: "num", "data-testid": testId, "data-value": String(x) }, shown);
+const num = (x: number, shown: string, testId: string, curve?: string) => h("td", { class: "num", "data-testid": testId, "data-value": String(x), ...(curve ? { "data-curve": curve } : {}) }, shown);
 
 function pathResults(p: PathRun): DocumentFragment {
   const fragment = document.createDocumentFragment();
   const r = p.result;
   if (r) {
     fragment.append(
-      h("p", { "data-testid": "path-barrier", "data-value": String(r.barrier), "data-gap": String(r.gap), "data-worst": String(r.worstLambda) },
-        `Barrier ${formatNll(r.barrier)} nats (worst at λ = ${r.worstLambda.toFixed(2)}); gap above the line joining the endpoints ${formatNll(r.gap)} nats. ${r.predicted} predicted tokens of ${r.tokens} per point.`),
+      h("p", { "data-testid": "path-summary" }, `${r.predicted} predicted tokens of ${r.tokens} per point.${r.aligned ? ` Aligned: B permuted onto A by weight matching in ${r.aligned.sweeps} sweeps.` : ""}`),
+      h("div", { class: "table-scroll", "data-scroll": "" },
+        h("table", { class: "params results-table", "data-testid": "path-barriers" },
+          h("caption", {}, "Barriers"),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Path"), h("th", { scope: "col", class: "num" }, "Barrier (nats)"), h("th", { scope: "col", class: "num" }, "Worst λ"), h("th", { scope: "col", class: "num" }, "Gap (nats)"))),
+          h("tbody", {}, ...pathCurves(r).map(({ label, curve }) => h("tr", { "data-testid": "path-barrier", "data-curve": label },
+            h("th", { scope: "row" }, label),
+            num(curve.barrier, formatNll(curve.barrier), "path-barrier-value"), num(curve.worstLambda, curve.worstLambda.toFixed(2), "path-worst"), num(curve.gap, formatNll(curve.gap), "path-gap")))))),
       h("p", { class: "hint" }, `${BARRIER_DEFINITION}.`));
   }
+  const lambdas = p.curves[0]?.points.map((x) => x.lambda) ?? [];
   fragment.append(h("div", { class: "table-scroll", "data-scroll": "" },
     h("table", { class: "params results-table", "data-testid": "path-table" },
       h("caption", {}, "Points"),
-      h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "num" }, "λ"), h("th", { scope: "col", class: "num" }, "NLL"), h("th", { scope: "col", class: "num" }, "Perplexity"))),
-      h("tbody", {}, ...p.points.map((x) => h("tr", { "data-testid": "path-row" },
-        num(x.lambda, x.lambda.toFixed(2), "path-lambda"), num(x.nll, formatNll(x.nll), "path-nll"), num(x.perplexity, formatPerplexity(x.perplexity), "path-perplexity")))))));
+      h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "num" }, "λ"),
+        ...p.curves.flatMap((c) => [h("th", { scope: "col", class: "num" }, `${c.label} NLL`), h("th", { scope: "col", class: "num" }, `${c.label} perplexity`)]))),
+      h("tbody", {}, ...lambdas.map((lambda, i) => h("tr", { "data-testid": "path-row" },
+        num(lambda, lambda.toFixed(2), "path-lambda"),
+        ...p.curves.flatMap((c) => {
+          const x = c.points[i];
+          return x ? [num(x.nll, formatNll(x.nll), "path-nll", c.label), num(x.perplexity, formatPerplexity(x.perplexity), "path-perplexity", c.label)] : [h("td", {}), h("td", {})];
+        })))))));
   return fragment;
 }

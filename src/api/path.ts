@@ -16,10 +16,15 @@ import { checkCallbackOption, checkIntegerOptions } from "./options";
 export type LossPathEvent =
   | { type: "path-endpoint"; endpoint: "A" | "B"; name: string }
   | { type: "path-align"; reference: string; model: string }
-  | { type: "path-point"; path: PathKind; aligned: boolean; index: number; points: number; lambda: number }
+  /** A point's forward pass begins (with the default batching, every point of a curve begins before any ends). */
+  | { type: "path-point-start"; curve: CurveLabel; path: PathKind; aligned: boolean; index: number; points: number; lambda: number }
+  /** A point is measured: its numbers are those the result's curve holds at `index`. */
+  | ({ type: "path-point"; curve: CurveLabel; path: PathKind; aligned: boolean; index: number; points: number } & LossPoint)
   | { type: "path-done"; seconds: number };
 
 export type PathKind = "linear" | "slerp";
+/** A curve's name, as pathCurves() labels it: "linear", "slerp", "aligned linear", "aligned slerp". */
+export type CurveLabel = PathKind | `aligned ${PathKind}`;
 
 export interface LossPathOptions extends Omit<EvaluateOptions, "against" | "onProgress"> {
   /** Evenly spaced points from A (λ = 0) to B (λ = 1), both included (default 11). */
@@ -30,6 +35,13 @@ export interface LossPathOptions extends Omit<EvaluateOptions, "against" | "onPr
   align?: boolean;
   /** Weight matching's sweep limit (default 100); its seed is `seed`. */
   maxSweeps?: number;
+  /**
+   * Score each point in its own evaluate call, so each `path-point` event arrives as soon as that point
+   * is measured (a chart can grow point by point). Same numbers; slower, since each call starts its own
+   * worker pool and tokenizes the text again. Default false: one evaluate call per curve, whose
+   * `path-point` events all arrive when the curve is done.
+   */
+  pointByPoint?: boolean;
   onProgress?: (event: LossPathEvent) => void;
 }
 
@@ -68,7 +80,7 @@ export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPath
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "context", "maxTokens", "points", "maxSweeps"]);
   checkCallbackOption(options, "onProgress");
   const started = performance.now();
-  const { points = DEFAULT_PATH_POINTS, slerp = false, align = false, maxSweeps, onProgress, ...evalOptions } = options;
+  const { points = DEFAULT_PATH_POINTS, slerp = false, align = false, maxSweeps, pointByPoint = false, onProgress, ...evalOptions } = options;
   const [nameA, nameB] = [subjectName(a), subjectName(b)];
   if (nameA === nameB) throw new DataError("E_DATA", `A and B are both "${nameA}": a loss path needs two different models or recipes`, { model: nameA });
   const folder = async (s: EvalSubject, endpoint: "A" | "B", name: string) => {
@@ -79,25 +91,38 @@ export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPath
   const folderB = await folder(b, "B", nameB);
 
   let counts = { tokens: 0, predicted: 0 };
-  // One evaluate call per curve, every point a subject of it: the text is tokenized once and one pool
-  // serves all points; each point's numbers do not depend on the others (evaluate's guarantee).
+  // By default one evaluate call per curve, every point a subject of it: the text is tokenized once and
+  // one pool serves all points; each point's numbers do not depend on the others (evaluate's guarantee),
+  // which is also why scoring the points one call at a time (pointByPoint) gives the same numbers.
   const curve = async (kind: PathKind, aligned: boolean, bFolder: ModelFolder): Promise<LossCurve> => {
     // The recipes name the endpoints "A" and "B" (any name a person gives, "+" or spaces included, would be read as recipe syntax).
     const resolve = (n: string) => (n === "A" ? folderA : bFolder);
     const grid = lambdas(points);
-    const label = (lambda: number) => `${aligned ? "aligned " : ""}${kind} λ=${lambda}`;
-    const subjects = grid.map((lambda) => ({ name: label(lambda), recipe: kind === "linear" ? linearPointRecipe("A", "B", lambda) : slerpPointRecipe("A", "B", lambda), models: resolve }));
-    const index = new Map(grid.map((lambda, i) => [label(lambda), i]));
-    const { results } = await evaluate(subjects, {
-      ...evalOptions,
-      onProgress: (e) => {
-        if (e.type !== "model-start") return;
-        const i = index.get(e.model)!;
-        onProgress?.({ type: "path-point", path: kind, aligned, index: i, points, lambda: grid[i]! });
-      },
-    });
-    counts = { tokens: results[0]!.tokens, predicted: results[0]!.predicted };
-    return lossCurve(results.map((r, i) => ({ lambda: grid[i]!, nll: r.nll, perplexity: r.perplexity })));
+    const label: CurveLabel = aligned ? `aligned ${kind}` : kind;
+    const name = (lambda: number) => `${label} λ=${lambda}`;
+    const subjects = grid.map((lambda) => ({ name: name(lambda), recipe: kind === "linear" ? linearPointRecipe("A", "B", lambda) : slerpPointRecipe("A", "B", lambda), models: resolve }));
+    const index = new Map(grid.map((lambda, i) => [name(lambda), i]));
+    const event = { curve: label, path: kind, aligned, points };
+    const measured: LossPoint[] = [];
+    const batches = pointByPoint ? subjects.map((s) => [s]) : [subjects];
+    for (const batch of batches) {
+      const { results } = await evaluate(batch, {
+        ...evalOptions,
+        onProgress: (e) => {
+          if (e.type !== "model-start") return;
+          const i = index.get(e.model)!;
+          onProgress?.({ type: "path-point-start", ...event, index: i, lambda: grid[i]! });
+        },
+      });
+      counts = { tokens: results[0]!.tokens, predicted: results[0]!.predicted };
+      for (const r of results) {
+        const i = index.get(r.model)!;
+        const point = { lambda: grid[i]!, nll: r.nll, perplexity: r.perplexity };
+        measured.push(point);
+        onProgress?.({ type: "path-point", ...event, index: i, ...point });
+      }
+    }
+    return lossCurve(measured);
   };
   const curves = async (aligned: boolean, bFolder: ModelFolder) => {
     const line = await curve("linear", aligned, bFolder);

@@ -48,7 +48,7 @@ export async function pathCommand(argv: string[], io: Io): Promise<number> {
   const onProgress = (e: LossPathEvent) => {
     if (e.type === "path-endpoint") progress(`merging ${e.name} (${e.endpoint}) in memory`);
     else if (e.type === "path-align") progress(`aligning ${e.model} to ${e.reference}`);
-    else if (e.type === "path-point") progress(`${e.aligned ? "aligned " : ""}${e.path} path: λ = ${fixed(e.lambda, 3)} (${e.index + 1}/${e.points})`);
+    else if (e.type === "path-point-start") progress(`${e.curve} path: λ = ${fixed(e.lambda, 3)} (${e.index + 1}/${e.points})`);
   };
   let result;
   try {

@@ -1,0 +1,114 @@
+// Issue 11's greedy soup in the page, end to end in headless Chromium (same harness as
+// browser-measure.test.ts): the Greedy soup panel runs greedySoup() on three of the example models of
+// `weightsoup example` in the page's worker pool, and shows `weightsoup soup --greedy --json`'s numbers
+// on the same files (every ingredient's and step's NLL, the kept list, the uniform soup) and its chart;
+// the soup saved to browser storage is byte for byte the folder `weightsoup soup --out` writes.
+//
+// Needs a system Chromium (CHROMIUM_PATH, default /usr/bin/chromium) and the built site (`npm run build`).
+// Screenshots go to .build/test-artifacts/browser/.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import type { Page } from "playwright-core";
+import {
+  addFolders, byTestId, checkPrerequisites, compareOutputs, inPage, pageDiagnostics, screenshot, setField, startBrowserEnv,
+  waitForAttribute, WAIT_MS, type BrowserEnv,
+} from "./helpers/browser";
+import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "../src/example/models";
+import { CLI, removeDir, tempDir } from "./helpers/fixtures";
+
+const TEST_TIMEOUT = 5 * WAIT_MS;
+
+let env: BrowserEnv;
+let root: string;
+
+before(async () => {
+  await checkPrerequisites();
+  root = await tempDir("ws-browser-soup-");
+  // The example models of `weightsoup example`, written by the function the CLI uses.
+  await writeLlamaModel(join(root, "base"), EXAMPLE_SHAPE);
+  for (const skill of EXAMPLE_SKILLS) await writeLlamaModel(join(root, skill.name), EXAMPLE_SHAPE, skill);
+  env = await startBrowserEnv();
+});
+
+after(async () => {
+  await env?.close();
+  if (root) await removeDir(root);
+  if (env?.pageErrors.length) process.stderr.write(`browser errors during the run:\n${env.pageErrors.join("\n")}\n`);
+});
+
+interface CliSoup {
+  ingredients: { model: string; nll: number; perplexity: number }[];
+  trajectory: { candidate: string; nll: number; perplexity: number; kept: boolean }[];
+  kept: string[]; nll: number; perplexity: number; uniform: { nll: number; perplexity: number }; tokens: number; predicted: number;
+}
+
+/** `weightsoup soup ARGS... --json` run in `root`, so the ingredients are named as the page names them. */
+function soupCli(args: string[]): Promise<CliSoup> {
+  return new Promise((ok, fail) => {
+    execFile(process.execPath, [CLI, "soup", ...args, "--json"], { cwd: root, timeout: 5 * WAIT_MS, maxBuffer: 16 * 2 ** 20 }, (error, stdout, stderr) => {
+      if (error) fail(new Error(`CLI soup ${args.join(" ")} failed (${error.message.split("\n")[0]}): ${stderr}`));
+      else ok(JSON.parse(stdout) as CliSoup);
+    });
+  });
+}
+
+const values = (page: Page, testId: string) => byTestId(page, testId).evaluateAll((cells) => cells.map((c) => (c as HTMLElement).dataset.value!));
+
+test("issue 11: the Greedy soup panel makes `weightsoup soup --greedy`'s soup of three example models (numbers, kept list, chart), and saves the CLI's very files", { timeout: TEST_TIMEOUT }, async () => {
+  await inPage(env, "greedy-soup", "index.html", async (page) => {
+    await addFolders(page, [root], ["base", "math", "code", "chat"]);
+    // The fine-tunes are the ingredients: the base is unticked.
+    await page.locator(`input[data-testid="soup-ingredient"][value="base"]`).uncheck();
+    const ingredients = await byTestId(page, "soup-ingredient", "input").evaluateAll((boxes) => boxes.filter((b) => (b as HTMLInputElement).checked).map((b) => (b as HTMLInputElement).value));
+    assert.deepEqual([...ingredients].sort(), ["chat", "code", "math"]);
+    const heldOut = "The held-out text: a soup is chosen on it. Merging fine-tunes of one base keeps what each learned when their weights agree.\n".repeat(4);
+    await setField(page, `textarea[data-testid="soup-text"]`, heldOut);
+    // A short window and token limit (the Evaluate panel's) keep the test quick.
+    await setField(page, `input[data-testid="eval-context"]`, "64");
+    await setField(page, `input[data-testid="eval-max-tokens"]`, "128");
+    await page.locator(`button[data-testid="soup-run"]:enabled`).waitFor({ state: "attached", timeout: WAIT_MS }).catch(async (e: Error) => {
+      throw new Error(`Make the soup stayed disabled (${await pageDiagnostics(page)}): ${e.message.split("\n")[0]}`);
+    });
+    await byTestId(page, "soup-run", "button").click();
+    await waitForAttribute(page, "data-soup-state", "done");
+    await screenshot(page, "greedy-soup-example");
+
+    await writeFile(join(root, "held-out.txt"), heldOut);
+    // The ingredients in the page's order: the uniform average sums them in that order.
+    const svgPath = join(root, "cli-soup.svg");
+    const cli = await soupCli([...ingredients, "--greedy", "--text", "held-out.txt", "--context", "64", "--max-tokens", "128", "--out", "cli-soup", "--svg", svgPath]);
+    assert.equal(cli.trajectory.length, 2, "three ingredients: two greedy steps");
+
+    assert.deepEqual(await byTestId(page, "soup-ingredient-row").evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.model)), cli.ingredients.map((x) => x.model));
+    assert.deepEqual(await values(page, "soup-ingredient-nll"), cli.ingredients.map((x) => String(x.nll)));
+    assert.deepEqual(await values(page, "soup-ingredient-perplexity"), cli.ingredients.map((x) => String(x.perplexity)));
+    const steps = await byTestId(page, "soup-step").evaluateAll((rows) => rows.map((r) => [(r as HTMLElement).dataset.candidate, (r as HTMLElement).dataset.kept]));
+    assert.deepEqual(steps, cli.trajectory.map((s) => [s.candidate, String(s.kept)]));
+    assert.deepEqual(await values(page, "soup-step-nll"), cli.trajectory.map((s) => String(s.nll)));
+    assert.deepEqual(await values(page, "soup-step-perplexity"), cli.trajectory.map((s) => String(s.perplexity)));
+    assert.deepEqual(JSON.parse((await byTestId(page, "soup-final").getAttribute("data-kept"))!), cli.kept);
+    assert.deepEqual(await values(page, "soup-nll"), [String(cli.nll)]);
+    assert.deepEqual(await values(page, "soup-uniform-nll"), [String(cli.uniform.nll)]);
+    // The uniform soup is a different model from each ingredient: the numbers compared are not all one.
+    assert.ok(cli.ingredients.every((x) => x.nll !== cli.uniform.nll), JSON.stringify(cli));
+
+    // The chart: `weightsoup soup --greedy --svg`'s file, rendered.
+    const chart = byTestId(page, "soup-chart", "img");
+    const src = (await chart.getAttribute("src")) ?? "";
+    const prefix = "data:image/svg+xml;charset=utf-8,";
+    assert.ok(src.startsWith(prefix), src.slice(0, 60));
+    assert.equal(decodeURIComponent(src.slice(prefix.length)), await readFile(svgPath, "utf8"));
+
+    // Saved where merges are saved (browser storage here): the CLI's --out folder, file for file.
+    await byTestId(page, "save-target", "select").selectOption("opfs");
+    // The CLI's folder name: the model card's title is the folder's name.
+    await setField(page, `input[data-testid="soup-output-name"]`, "cli-soup");
+    await byTestId(page, "soup-save", "button").click();
+    await waitForAttribute(page, "data-soup-save-state", "done");
+    assert.match((await byTestId(page, "soup-save-status").textContent()) ?? "", /^Saved as “cli-soup”/);
+    await compareOutputs(page, "cli-soup", join(root, "cli-soup"));
+  });
+});
