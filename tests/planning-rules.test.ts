@@ -251,7 +251,7 @@ describe("hostile YAML and JSON", () => {
     ].join("\n");
     const r = parseRecipe(text, "r.yml");
     assert.equal(r.name?.trimEnd(), `${many}\n${many}`);
-    assert.deepEqual(r.models.map((m) => m.model), [`a${many}`, `b'${many}`, `c${many}`]);
+    assert.deepEqual(r.models?.map((m) => m.model), [`a${many}`, `b'${many}`, `c${many}`]);
   });
   test("lists nested 70 deep (parsable) are refused as too deep", () => {
     assert.throws(recipe(`merge_method: linear\nparameters: {weight: ${"[".repeat(70)}1${"]".repeat(70)}}\n`), syntax(/deeper than/));
