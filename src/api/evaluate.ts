@@ -6,7 +6,7 @@
  * same positions are scored by other models (a merge's parents, say) and compared with KL divergence
  * and top-1 agreement. Same worker pool, AbortSignal and typed events as merge().
  */
-import { AbortError, DataError, ModelError, WorkerError } from "../errors";
+import { DataError, ModelError, WorkerError } from "../errors";
 import { availableCores, defaultWorkerUrl } from "../env";
 import type { ModelFolder } from "../io/folder";
 import { JOBS_PER_WORKER } from "../merge/engine";
@@ -18,6 +18,7 @@ import type { EvalEvent } from "../eval/protocol";
 import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sources";
 import { loadTokenizer } from "../tokenizer/tokenizer";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
+import { abortable } from "./abortable";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 import { formatBytes } from "../units";
 
@@ -74,15 +75,13 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
   const anyRecipe = [...subjects, ...(options.against ?? [])].some((s) => "recipe" in s);
   // Merging (recipes only) gets a quarter of each worker's budget; the layer-by-layer forward pass the rest.
   const mergeBudget = anyRecipe ? Math.max(16 * 2 ** 20, Math.floor(budget / 4)) : 16 * 2 ** 20;
-  let pool: WorkerPool | undefined;
   const mergeOptions = { memoryBudget: mergeBudget, chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 };
-  const open = async (s: EvalSubject, i: number): Promise<DecoderSource> => {
-    if ("model" in s) return checkpointSource(s.name ?? s.model.name, await openModel(s.model));
-    const plan = await prepare(s.recipe, s.models, signal);
-    return recipeSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, () => pool!, mergeOptions);
-  };
-  const onAbort = () => pool?.abort(signal?.reason);
-  try {
+  return abortable(signal, async (slot) => {
+    const open = async (s: EvalSubject, i: number): Promise<DecoderSource> => {
+      if ("model" in s) return checkpointSource(s.name ?? s.model.name, await openModel(s.model));
+      const plan = await prepare(s.recipe, s.models, signal);
+      return recipeSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, () => slot.pool!, mergeOptions);
+    };
     // A subject both evaluated and compared against (a parent scored beside the merge) runs once.
     const opened = new Map<unknown, Promise<DecoderSource>>();
     const once = (s: EvalSubject, i: number) => {
@@ -106,10 +105,8 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
     const windows = (ids: Int32Array) => Array.from({ length: Math.ceil(ids.length / context) }, (_, w) => ids.subarray(w * context, Math.min(ids.length, (w + 1) * context)));
     const most = Math.max(...[...groups.values()].map((g) => windows(g.ids).length));
     const size = Math.max(1, Math.min(options.workers ?? (await availableCores()), most));
-    signal?.throwIfAborted();
-    signal?.addEventListener("abort", onAbort, { once: true });
     const forward = forwardBudget(budget, mergeBudget);
-    pool = await WorkerPool.create({ size, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
+    const pool = await slot.start({ size, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
     await pool.each((api) => api.evalOpen(forward));
     options.onProgress?.({ type: "eval-plan", models: [...evaluated, ...against].map((m) => m.name), sequences: most, tokens: Math.max(...[...groups.values()].map((g) => g.ids.length)), workers: size });
 
@@ -133,13 +130,7 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
     await pool.each((api) => api.release());
     options.onProgress?.({ type: "eval-done", seconds: (performance.now() - started) / 1000 });
     return { results };
-  } catch (e) {
-    if (signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: signal.reason });
-    throw e;
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
-    await pool?.terminate();
-  }
+  });
 }
 
 /**
