@@ -4,10 +4,10 @@
  * L [rows × r] gives the rows of ΔW and R [r × cols] its columns; both are stored factors of the
  * adapter, one of them transposed for an Embedding or a fan_in_fan_out (Conv1D) module.
  */
-import type { JobInput } from "../merge/job";
+import type { StoredTensor } from "../merge/job";
 
 /** A stored factor, located as a job's input tensor is (the worker reads both the same way). */
-export type LoraFactor = Pick<JobInput, "source" | "file" | "tensor" | "offset" | "dtype" | "shape">;
+export type LoraFactor = StoredTensor;
 
 export interface LoraDelta {
   /**
