@@ -8,7 +8,7 @@
 
 import { elementBytes, loadLanes, loadOne, storeEight, storeOne } from "./convert";
 import { MAX_INPUTS, SUM_RECORD, TILE } from "./layout";
-import { readable, readableDtype, slot } from "./tile";
+import { readableInputs, slot } from "./tile";
 
 /**
  * out = (sum_i w_i * x_i) [/ divisor] over n elements.
@@ -21,13 +21,7 @@ export function weightedSum(table: usize, nInputs: i32, n: i32, quant: i32, norm
   const vdiv = f32x4.splat(divisor);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    for (let i = 0; i < nInputs; i++) {
-      const rec = table + <usize>i * SUM_RECORD;
-      const at = inputs + (<usize>i << 5);
-      store<u32>(at, <u32>readable(load<u32>(rec), load<u32>(rec, 4), t, count, quant, i));
-      store<i32>(at, readableDtype, 4);
-      v128.store(at, f32x4.splat(load<f32>(rec, 8)), 16);
-    }
+    readableInputs(table, SUM_RECORD, 8, nInputs, t, count, quant, inputs); // the weight at +8
     const dst = out + <usize>t * outBytes;
     let j = 0;
     for (; j + 8 <= count; j += 8) {

@@ -18,6 +18,7 @@
 
 import { elementBytes, encode } from "./convert";
 import { MAX_INPUTS, RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, TILE } from "./layout";
+import { promoteHigh, sumLanes } from "./reduce";
 import { slot, tileOf } from "./tile";
 import { expTaylor } from "./vecmath";
 
@@ -117,78 +118,6 @@ function lastValues(v: usize, left: i32): v128 {
   return w;
 }
 
-/** The upper two float32 lanes of w as float64. */
-// @ts-ignore: decorator
-@inline
-function promoteHigh(w: v128): v128 {
-  return f64x2.promote_low_f32x4(v128.shuffle<f32>(w, w, 2, 3, 0, 1));
-}
-
-/** The softmax sums rowExps leaves: of a's row and of b's. */
-let sumA: f64 = 0, sumB: f64 = 0;
-
-/**
- * e^(x - max) in float32 of a's row at `ea` and of b's at `eb` (padded with 0 to whole f32x4 loads),
- * and their float64 sums in sumA and sumB (four lane partials, added in a fixed order at the end).
- */
-// @ts-ignore: decorator
-@inline
-function rowExps(a: usize, aDtype: i32, b: usize, bDtype: i32, start: i32, cols: i32, quant: i32, maxA: f32, maxB: f32, ea: usize, eb: usize): void {
-  const vmA = f32x4.splat(maxA), vmB = f32x4.splat(maxB);
-  let sa0 = f64x2.splat(0), sa1 = f64x2.splat(0), sb0 = f64x2.splat(0), sb1 = f64x2.splat(0);
-  for (let s = 0; s < cols; s += TILE) {
-    const count = min(TILE, cols - s);
-    const va = tileOf(a, aDtype, start + s, count, quant, 0);
-    const vb = tileOf(b, bDtype, start + s, count, quant, 1);
-    const da = ea + (<usize>s << 2), db = eb + (<usize>s << 2);
-    let j = 0;
-    for (; j + 16 <= count; j += 16) { // four vectors' exps added in float32 (three roundings), then promoted
-      const o = <usize>j << 2;
-      const P0 = expNeg(f32x4.sub(v128.load(vb + o), vmB)), Q0 = expNeg(f32x4.sub(v128.load(va + o), vmA));
-      const P1 = expNeg(f32x4.sub(v128.load(vb + o, 16), vmB)), Q1 = expNeg(f32x4.sub(v128.load(va + o, 16), vmA));
-      const P2 = expNeg(f32x4.sub(v128.load(vb + o, 32), vmB)), Q2 = expNeg(f32x4.sub(v128.load(va + o, 32), vmA));
-      const P3 = expNeg(f32x4.sub(v128.load(vb + o, 48), vmB)), Q3 = expNeg(f32x4.sub(v128.load(va + o, 48), vmA));
-      v128.store(db + o, P0);
-      v128.store(da + o, Q0);
-      v128.store(db + o, P1, 16);
-      v128.store(da + o, Q1, 16);
-      v128.store(db + o, P2, 32);
-      v128.store(da + o, Q2, 32);
-      v128.store(db + o, P3, 48);
-      v128.store(da + o, Q3, 48);
-      const P = f32x4.add(f32x4.add(P0, P1), f32x4.add(P2, P3)), Q = f32x4.add(f32x4.add(Q0, Q1), f32x4.add(Q2, Q3));
-      sb0 = f64x2.add(sb0, f64x2.promote_low_f32x4(P));
-      sb1 = f64x2.add(sb1, promoteHigh(P));
-      sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(Q));
-      sa1 = f64x2.add(sa1, promoteHigh(Q));
-    }
-    for (; j + 4 <= count; j += 4) {
-      const o = <usize>j << 2;
-      const P = expNeg(f32x4.sub(v128.load(vb + o), vmB)), Q = expNeg(f32x4.sub(v128.load(va + o), vmA));
-      v128.store(db + o, P);
-      v128.store(da + o, Q);
-      sb0 = f64x2.add(sb0, f64x2.promote_low_f32x4(P));
-      sb1 = f64x2.add(sb1, promoteHigh(P));
-      sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(Q));
-      sa1 = f64x2.add(sa1, promoteHigh(Q));
-    }
-    if (j < count) { // the row's last 1-3 values; the padding's exps become 0 and change no sum
-      const o = <usize>j << 2;
-      const keep = i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(count - j));
-      const P = v128.and(expNeg(f32x4.sub(lastValues(vb + o, count - j), vmB)), keep);
-      const Q = v128.and(expNeg(f32x4.sub(lastValues(va + o, count - j), vmA)), keep);
-      v128.store(db + o, P);
-      v128.store(da + o, Q);
-      sb0 = f64x2.add(sb0, f64x2.promote_low_f32x4(P));
-      sb1 = f64x2.add(sb1, promoteHigh(P));
-      sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(Q));
-      sa1 = f64x2.add(sa1, promoteHigh(Q));
-    }
-  }
-  sumA = (f64x2.extract_lane(sa0, 0) + f64x2.extract_lane(sa0, 1)) + (f64x2.extract_lane(sa1, 0) + f64x2.extract_lane(sa1, 1));
-  sumB = (f64x2.extract_lane(sb0, 0) + f64x2.extract_lane(sb0, 1)) + (f64x2.extract_lane(sb1, 0) + f64x2.extract_lane(sb1, 1));
-}
-
 /** log1p(min(P, e)/max(P, e)), the float32 part of log p (see the file's head), four lanes. */
 // @ts-ignore: decorator
 @inline
@@ -240,6 +169,95 @@ function klTerms(wa: v128, wb: v128, P: v128, Q: v128, eA: v128, eB: v128, fastA
   return f32x4.mul(f32x4.add(f32x4.mul(P, invB), f32x4.splat(1e-8)), phi(t));
 }
 
+/** The softmax sums the exps pass leaves: of a's row and of b's. */
+let sumA: f64 = 0, sumB: f64 = 0;
+
+/**
+ * One of the two passes over a row (elements start.. of a and b, `cols` of them), which walk it alike:
+ * tile by tile, sixteen elements at a time, then one vector at a time (a row's last 1-3 values loaded
+ * alone, the padding lanes masked off). `kl` is a constant at each call, so each inlined copy keeps
+ * only its own branches.
+ * - The exps pass (kl false): e^(x - max) in float32 of a's row at `ea` and of b's at `eb` (padded with
+ *   0 to whole f32x4 loads), and their float64 sums in sumA and sumB; returns 0.
+ * - The KL pass (kl true, after the exps pass of the same row): returns KL_row, sum p phi(t) (see the
+ *   file's head) from the values, the exps and the exps pass's sums.
+ * Sums are kept as four lane partials, added in a fixed order at the end.
+ */
+// @ts-ignore: decorator
+@inline
+function rowPass(kl: bool, a: usize, aDtype: i32, b: usize, bDtype: i32, start: i32, cols: i32, quant: i32, maxA: f32, maxB: f32, ea: usize, eb: usize): f64 {
+  const vmA = f32x4.splat(maxA), vmB = f32x4.splat(maxB);
+  // The KL pass's row constants (the exps pass leaves them unused).
+  const lnA = kl ? Math.log(sumA) : 0, lnB = kl ? Math.log(sumB) : 0;
+  const invB = f32x4.splat(<f32>(1 / sumB));
+  const eA = f32x4.splat(<f32>(1e-8 * sumA)), eB = f32x4.splat(<f32>(1e-8 * sumB));
+  const fastA = f32x4.mul(eA, f32x4.splat(256)), fastB = f32x4.mul(eB, f32x4.splat(256)); // c = e/P < 2^-8
+  // The parts of t that do not depend on the element, per case of (P >= e, Q >= e).
+  const K = f32x4.splat(<f32>((<f64>maxB - <f64>maxA) + (lnB - lnA)));
+  const offA = f32x4.splat(<f32>(<f64>maxA + lnA + LN_1EM8)), offB = f32x4.splat(<f32>(<f64>maxB + lnB + LN_1EM8));
+  // KL's partials in sa0 and sa1; the exps pass's a sums there, b's in sb0 and sb1.
+  let sa0 = f64x2.splat(0), sa1 = f64x2.splat(0), sb0 = f64x2.splat(0), sb1 = f64x2.splat(0);
+  for (let s = 0; s < cols; s += TILE) {
+    const count = min(TILE, cols - s);
+    const va = tileOf(a, aDtype, start + s, count, quant, 0);
+    const vb = tileOf(b, bDtype, start + s, count, quant, 1);
+    const da = ea + (<usize>s << 2), db = eb + (<usize>s << 2);
+    let j = 0;
+    for (; j + 16 <= count; j += 16) { // four vectors' exps or terms added in float32 (three roundings), then promoted
+      const o = <usize>j << 2;
+      if (kl) {
+        const t0 = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t1 = klTerms(v128.load(va + o, 16), v128.load(vb + o, 16), v128.load(db + o, 16), v128.load(da + o, 16), eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t2 = klTerms(v128.load(va + o, 32), v128.load(vb + o, 32), v128.load(db + o, 32), v128.load(da + o, 32), eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t3 = klTerms(v128.load(va + o, 48), v128.load(vb + o, 48), v128.load(db + o, 48), v128.load(da + o, 48), eA, eB, fastA, fastB, K, offA, offB, invB);
+        const term = f32x4.add(f32x4.add(t0, t1), f32x4.add(t2, t3));
+        sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(term));
+        sa1 = f64x2.add(sa1, promoteHigh(term));
+      } else {
+        const P0 = expNeg(f32x4.sub(v128.load(vb + o), vmB)), Q0 = expNeg(f32x4.sub(v128.load(va + o), vmA));
+        const P1 = expNeg(f32x4.sub(v128.load(vb + o, 16), vmB)), Q1 = expNeg(f32x4.sub(v128.load(va + o, 16), vmA));
+        const P2 = expNeg(f32x4.sub(v128.load(vb + o, 32), vmB)), Q2 = expNeg(f32x4.sub(v128.load(va + o, 32), vmA));
+        const P3 = expNeg(f32x4.sub(v128.load(vb + o, 48), vmB)), Q3 = expNeg(f32x4.sub(v128.load(va + o, 48), vmA));
+        v128.store(db + o, P0);
+        v128.store(da + o, Q0);
+        v128.store(db + o, P1, 16);
+        v128.store(da + o, Q1, 16);
+        v128.store(db + o, P2, 32);
+        v128.store(da + o, Q2, 32);
+        v128.store(db + o, P3, 48);
+        v128.store(da + o, Q3, 48);
+        const P = f32x4.add(f32x4.add(P0, P1), f32x4.add(P2, P3)), Q = f32x4.add(f32x4.add(Q0, Q1), f32x4.add(Q2, Q3));
+        sb0 = f64x2.add(sb0, f64x2.promote_low_f32x4(P));
+        sb1 = f64x2.add(sb1, promoteHigh(P));
+        sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(Q));
+        sa1 = f64x2.add(sa1, promoteHigh(Q));
+      }
+    }
+    for (; j < count; j += 4) { // one vector at a time; a row's last 1-3 values alone, the padding lanes masked off
+      const o = <usize>j << 2, left = count - j;
+      const wa = left >= 4 ? v128.load(va + o) : lastValues(va + o, left), wb = left >= 4 ? v128.load(vb + o) : lastValues(vb + o, left);
+      const keep = i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(left));
+      if (kl) { // the padding lanes (P = Q = 0, a = b = 0) give t = 0 and phi = 0; masked anyway
+        const term = v128.and(klTerms(wa, wb, v128.load(db + o), v128.load(da + o), eA, eB, fastA, fastB, K, offA, offB, invB), keep);
+        sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(term));
+        sa1 = f64x2.add(sa1, promoteHigh(term));
+      } else { // the padding's exps become 0 and change no sum
+        const P = v128.and(expNeg(f32x4.sub(wb, vmB)), keep), Q = v128.and(expNeg(f32x4.sub(wa, vmA)), keep);
+        v128.store(db + o, P);
+        v128.store(da + o, Q);
+        sb0 = f64x2.add(sb0, f64x2.promote_low_f32x4(P));
+        sb1 = f64x2.add(sb1, promoteHigh(P));
+        sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(Q));
+        sa1 = f64x2.add(sa1, promoteHigh(Q));
+      }
+    }
+  }
+  if (kl) return sumLanes(sa0, sa1);
+  sumA = sumLanes(sa0, sa1);
+  sumB = sumLanes(sb0, sb1);
+  return 0;
+}
+
 /**
  * KL_row for each row of `cols` elements (n is a multiple of cols), as float64 at `out`. `scratch`
  * holds two float32 rows of paddedCols(cols). A NaN anywhere in a row makes its KL NaN.
@@ -250,47 +268,8 @@ export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
   let row = 0;
   for (let r = 0; r < n; r += cols) {
     const maxA = rowMax(a, aDtype, r, cols, quant, 0), maxB = rowMax(b, bDtype, r, cols, quant, 1);
-    rowExps(a, aDtype, b, bDtype, r, cols, quant, maxA, maxB, ea, eb);
-    const lnA = Math.log(sumA), lnB = Math.log(sumB);
-    const invB = f32x4.splat(<f32>(1 / sumB));
-    const eA = f32x4.splat(<f32>(1e-8 * sumA)), eB = f32x4.splat(<f32>(1e-8 * sumB));
-    const fastA = f32x4.mul(eA, f32x4.splat(256)), fastB = f32x4.mul(eB, f32x4.splat(256)); // c = e/P < 2^-8
-    // The parts of t that do not depend on the element, per case of (P >= e, Q >= e).
-    const K = f32x4.splat(<f32>((<f64>maxB - <f64>maxA) + (lnB - lnA)));
-    const offA = f32x4.splat(<f32>(<f64>maxA + lnA + LN_1EM8)), offB = f32x4.splat(<f32>(<f64>maxB + lnB + LN_1EM8));
-    let kl0 = f64x2.splat(0), kl1 = f64x2.splat(0);
-    for (let s = 0; s < cols; s += TILE) {
-      const count = min(TILE, cols - s);
-      const va = tileOf(a, aDtype, r + s, count, quant, 0);
-      const vb = tileOf(b, bDtype, r + s, count, quant, 1);
-      const da = ea + (<usize>s << 2), db = eb + (<usize>s << 2);
-      let j = 0;
-      for (; j + 16 <= count; j += 16) { // four vectors' terms added in float32 (three roundings), then promoted
-        const o = <usize>j << 2;
-        const t0 = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), eA, eB, fastA, fastB, K, offA, offB, invB);
-        const t1 = klTerms(v128.load(va + o, 16), v128.load(vb + o, 16), v128.load(db + o, 16), v128.load(da + o, 16), eA, eB, fastA, fastB, K, offA, offB, invB);
-        const t2 = klTerms(v128.load(va + o, 32), v128.load(vb + o, 32), v128.load(db + o, 32), v128.load(da + o, 32), eA, eB, fastA, fastB, K, offA, offB, invB);
-        const t3 = klTerms(v128.load(va + o, 48), v128.load(vb + o, 48), v128.load(db + o, 48), v128.load(da + o, 48), eA, eB, fastA, fastB, K, offA, offB, invB);
-        const term = f32x4.add(f32x4.add(t0, t1), f32x4.add(t2, t3));
-        kl0 = f64x2.add(kl0, f64x2.promote_low_f32x4(term));
-        kl1 = f64x2.add(kl1, promoteHigh(term));
-      }
-      for (; j + 4 <= count; j += 4) {
-        const o = <usize>j << 2;
-        const term = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), eA, eB, fastA, fastB, K, offA, offB, invB);
-        kl0 = f64x2.add(kl0, f64x2.promote_low_f32x4(term));
-        kl1 = f64x2.add(kl1, promoteHigh(term));
-      }
-      if (j < count) { // the padding lanes (P = Q = 0, a = b = 0) give t = 0 and phi = 0; masked anyway
-        const o = <usize>j << 2;
-        const keep = i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(count - j));
-        const wa = lastValues(va + o, count - j), wb = lastValues(vb + o, count - j);
-        const term = v128.and(klTerms(wa, wb, v128.load(db + o), v128.load(da + o), eA, eB, fastA, fastB, K, offA, offB, invB), keep);
-        kl0 = f64x2.add(kl0, f64x2.promote_low_f32x4(term));
-        kl1 = f64x2.add(kl1, promoteHigh(term));
-      }
-    }
-    const kl = (f64x2.extract_lane(kl0, 0) + f64x2.extract_lane(kl0, 1)) + (f64x2.extract_lane(kl1, 0) + f64x2.extract_lane(kl1, 1));
+    rowPass(false, a, aDtype, b, bDtype, r, cols, quant, maxA, maxB, ea, eb);
+    const kl = rowPass(true, a, aDtype, b, bDtype, r, cols, quant, maxA, maxB, ea, eb);
     store<f64>(out + (<usize>row << 3), kl);
     row++;
   }

@@ -14,7 +14,7 @@
 import { elementBytes, loadLanes, loadOne, storeEight, storeOne } from "./convert";
 import { MAX_INPUTS, SUM_RECORD, TILE } from "./layout";
 import { promoteHigh, sumLanes } from "./reduce";
-import { readable, readableDtype, slot, tileOf } from "./tile";
+import { readableInputs, slot, tileOf } from "./tile";
 
 /** Pointer table of the current vectors' float32 tiles (in scratch, after the input slots). */
 // @ts-ignore: decorator
@@ -290,12 +290,7 @@ export function combine(
   const columns = layout == 2;
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    for (let i = 0; i < nInputs; i++) {
-      const rec = table + <usize>i * SUM_RECORD;
-      const at = inputs + (<usize>i << 5);
-      store<u32>(at, <u32>readable(load<u32>(rec), load<i32>(rec, 4), t, count, quant, i));
-      store<i32>(at, readableDtype, 4);
-    }
+    readableInputs(table, SUM_RECORD, -1, nInputs, t, count, quant, inputs);
     const bp = <usize>load<u32>(inputs), bd = load<i32>(inputs, 4);
     const dst = out + <usize>t * outBytes;
     // Segments of the tile over which each coefficient is constant (flat, rows) or runs along columns.

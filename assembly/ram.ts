@@ -6,17 +6,7 @@
 
 import { elementBytes, encode } from "./convert";
 import { MAX_INPUTS, TILE, TV_RECORD, TV_WEIGHT } from "./layout";
-import { slot, tileOf } from "./tile";
-
-/** Decoded tiles of every input (slot i for input i); their pointers at `ptrs`. */
-// @ts-ignore: decorator
-@inline
-function loadTiles(table: usize, nInputs: i32, t: i32, count: i32, quant: i32, ptrs: usize): void {
-  for (let i = 0; i < nInputs; i++) {
-    const rec = table + <usize>i * TV_RECORD;
-    store<u32>(ptrs + (<usize>i << 2), <u32>tileOf(load<u32>(rec), load<u32>(rec, 4), t, count, quant, i));
-  }
-}
+import { inputTiles, slot } from "./tile";
 
 /** Active lanes (all ones) and the count of active models per lane, for 4 elements at byte offset o. */
 // @ts-ignore: decorator
@@ -42,7 +32,7 @@ export function ramCounts(table: usize, nInputs: i32, n: i32, quant: i32, epsilo
   let tile = 0;
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    loadTiles(table, nInputs, t, count, quant, ptrs);
+    inputTiles(table, TV_RECORD, nInputs, t, count, quant, ptrs);
     const b = <usize>load<u32>(ptrs);
     for (let i = 0; i < tasks; i++) {
       const x = <usize>load<u32>(ptrs + (<usize>(i + 1) << 2));
@@ -85,7 +75,7 @@ export function ramMerge(table: usize, nInputs: i32, n: i32, quant: i32, epsilon
   const veps = f32x4.splat(epsilon), one = i32x4.splat(1), zero = f32x4.splat(0);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    loadTiles(table, nInputs, t, count, quant, ptrs);
+    inputTiles(table, TV_RECORD, nInputs, t, count, quant, ptrs);
     const b = <usize>load<u32>(ptrs);
     const acc = outBytes == 4 ? out + (<usize>t << 2) : slot(MAX_INPUTS);
     let j = 0;

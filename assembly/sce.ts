@@ -10,16 +10,7 @@
 
 import { elementBytes, encode } from "./convert";
 import { MAX_INPUTS, RANGE_ABOVE, SCE_CUT, SCE_CUT_ABOVE, SCE_CUT_EQUAL, RANGE_INSIDE, RANGE_KEPT, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_TIES, SCE_MODE, SCE_TOP, TILE, TV_RECORD, TV_WEIGHT, SCE_SAMPLE_BITS, SCE_SAMPLE_STRIDE } from "./layout";
-import { slot, tileOf } from "./tile";
-
-// @ts-ignore: decorator
-@inline
-function loadTiles(table: usize, nInputs: i32, t: i32, count: i32, quant: i32, ptrs: usize): void {
-  for (let i = 0; i < nInputs; i++) {
-    const rec = table + <usize>i * TV_RECORD;
-    store<u32>(ptrs + (<usize>i << 2), <u32>tileOf(load<u32>(rec), load<u32>(rec, 4), t, count, quant, i));
-  }
-}
+import { inputTiles, slot } from "./tile";
 
 /** Per-position variance of the n elements of a chunk, as f64 at `vars`; returns how many are not zero. */
 export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars: usize): i32 {
@@ -29,7 +20,7 @@ export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars
   const count64 = f64x2.splat(<f64>tasks);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    loadTiles(table, nInputs, t, count, quant, ptrs);
+    inputTiles(table, TV_RECORD, nInputs, t, count, quant, ptrs);
     const b = <usize>load<u32>(ptrs);
     const dst = vars + (<usize>t << 3);
     let j = 0;
@@ -232,7 +223,7 @@ export function sceSquares(table: usize, nInputs: i32, n: i32, quant: i32, vars:
   let tile = 0;
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    loadTiles(table, nInputs, t, count, quant, ptrs);
+    inputTiles(table, TV_RECORD, nInputs, t, count, quant, ptrs);
     selectTile(sel, vars, t, count, keep);
     const b = <usize>load<u32>(ptrs);
     for (let i = 0; i < tasks; i++) {
@@ -271,7 +262,7 @@ export function sceMerge(table: usize, nInputs: i32, n: i32, quant: i32, vars: u
   const zero = f32x4.splat(0), floor = f32x4.splat(<f32>1e-6);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    loadTiles(table, nInputs, t, count, quant, ptrs);
+    inputTiles(table, TV_RECORD, nInputs, t, count, quant, ptrs);
     selectTile(sel, vars, t, count, keep);
     const b = <usize>load<u32>(ptrs);
     const acc = outBytes == 4 ? out + (<usize>t << 2) : slot(MAX_INPUTS);

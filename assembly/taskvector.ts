@@ -13,7 +13,7 @@ import {
   TV_MODE, TV_NORMALIZE, TV_RECORD, TV_RESCALE, TV_THRESHOLD, TV_THRESHOLD2, TV_TIES, TV_TIES2, TV_UNWEIGHTED_VOTE, TV_WEIGHT,
 } from "./layout";
 import { promoteHigh, sumLanes } from "./reduce";
-import { readable, readableDtype, slot, tileOf } from "./tile";
+import { readableInputs, slot, tileOf } from "./tile";
 
 /**
  * The 32-bit integer mixer of DARE's counter-based generator (two multiply-xorshift rounds; every input
@@ -217,13 +217,7 @@ function plainTaskArithmetic(
   const vdiv = f32x4.splat(divisor), vlambda = f32x4.splat(lambda);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    for (let i = 0; i < nInputs; i++) {
-      const rec = table + <usize>i * TV_RECORD;
-      const at = inputs + (<usize>i << 5);
-      store<u32>(at, <u32>readable(load<u32>(rec), load<u32>(rec, 4), t, count, quant, i));
-      store<i32>(at, readableDtype, 4);
-      v128.store(at, f32x4.splat(load<f32>(rec, TV_WEIGHT)), 16);
-    }
+    readableInputs(table, TV_RECORD, TV_WEIGHT, nInputs, t, count, quant, inputs);
     const bp = <usize>load<u32>(inputs), bd = load<i32>(inputs, 4);
     const dst = out + <usize>t * outBytes;
     let j = 0;

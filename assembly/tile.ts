@@ -53,3 +53,34 @@ export function readable(ptr: usize, dtype: i32, start: i32, count: i32, quant: 
   readableDtype = DTYPE_F32;
   return tileOf(ptr, dtype, start, count, quant, k);
 }
+
+/**
+ * The tiles t.. of every input of an operand table (`nInputs` records of `recordBytes`, each starting
+ * with the input's pointer and dtype), as tileOf gives them (input i decoded into slot i): their
+ * pointers as u32 at `ptrs`.
+ */
+// @ts-ignore: decorator
+@inline
+export function inputTiles(table: usize, recordBytes: usize, nInputs: i32, t: i32, count: i32, quant: i32, ptrs: usize): void {
+  for (let i = 0; i < nInputs; i++) {
+    const rec = table + <usize>i * recordBytes;
+    store<u32>(ptrs + (<usize>i << 2), <u32>tileOf(load<u32>(rec), load<i32>(rec, 4), t, count, quant, i));
+  }
+}
+
+/**
+ * Like inputTiles through `readable`: per input i, 32 bytes at inputs + 32 i hold its pointer (u32) and
+ * readableDtype (i32), and, when `weightAt` is not negative (a constant at every call), the record's
+ * float32 at that offset splatted at +16: the weighted kernels' view of their inputs.
+ */
+// @ts-ignore: decorator
+@inline
+export function readableInputs(table: usize, recordBytes: usize, weightAt: i32, nInputs: i32, t: i32, count: i32, quant: i32, inputs: usize): void {
+  for (let i = 0; i < nInputs; i++) {
+    const rec = table + <usize>i * recordBytes;
+    const at = inputs + (<usize>i << 5);
+    store<u32>(at, <u32>readable(load<u32>(rec), load<i32>(rec, 4), t, count, quant, i));
+    store<i32>(at, readableDtype, 4);
+    if (weightAt >= 0) v128.store(at, f32x4.splat(load<f32>(rec + <usize>weightAt)), 16);
+  }
+}

@@ -6,7 +6,7 @@
  * same positions are scored by other models (a merge's parents, say) and compared with KL divergence
  * and top-1 agreement. Same worker pool, AbortSignal and typed events as merge().
  */
-import { AbortError, DataError, ModelError, WorkerError } from "../errors";
+import { DataError, ModelError, WorkerError } from "../errors";
 import { availableCores, defaultWorkerUrl } from "../env";
 import type { ModelFolder } from "../io/folder";
 import { JOBS_PER_WORKER } from "../merge/engine";
@@ -18,6 +18,7 @@ import type { EvalEvent } from "../eval/protocol";
 import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sources";
 import { loadTokenizer } from "../tokenizer/tokenizer";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
+import { abortable } from "./abortable";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 import { formatBytes } from "../units";
 
@@ -72,17 +73,14 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
   const { signal } = options;
   const budget = options.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
   const anyRecipe = [...subjects, ...(options.against ?? [])].some((s) => "recipe" in s);
-  // Merging (recipes only) gets a quarter of each worker's budget; the layer-by-layer forward pass the rest.
-  const mergeBudget = anyRecipe ? Math.max(16 * 2 ** 20, Math.floor(budget / 4)) : 16 * 2 ** 20;
-  let pool: WorkerPool | undefined;
+  const mergeBudget = mergeBudgetOf(budget, anyRecipe);
   const mergeOptions = { memoryBudget: mergeBudget, chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 };
-  const open = async (s: EvalSubject, i: number): Promise<DecoderSource> => {
-    if ("model" in s) return checkpointSource(s.name ?? s.model.name, await openModel(s.model));
-    const plan = await prepare(s.recipe, s.models, signal);
-    return recipeSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, () => pool!, mergeOptions);
-  };
-  const onAbort = () => pool?.abort(signal?.reason);
-  try {
+  return abortable(signal, async (slot) => {
+    const open = async (s: EvalSubject, i: number): Promise<DecoderSource> => {
+      if ("model" in s) return checkpointSource(s.name ?? s.model.name, await openModel(s.model));
+      const plan = await prepare(s.recipe, s.models, signal);
+      return recipeSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, () => slot.pool!, mergeOptions);
+    };
     // A subject both evaluated and compared against (a parent scored beside the merge) runs once.
     const opened = new Map<unknown, Promise<DecoderSource>>();
     const once = (s: EvalSubject, i: number) => {
@@ -103,19 +101,16 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
       groups.set(key, group);
     }
     const context = options.context ?? DEFAULT_CONTEXT;
-    const windows = (ids: Int32Array) => Array.from({ length: Math.ceil(ids.length / context) }, (_, w) => ids.subarray(w * context, Math.min(ids.length, (w + 1) * context)));
-    const most = Math.max(...[...groups.values()].map((g) => windows(g.ids).length));
+    const most = Math.max(...[...groups.values()].map((g) => windowsOf(g.ids, context).length));
     const size = Math.max(1, Math.min(options.workers ?? (await availableCores()), most));
-    signal?.throwIfAborted();
-    signal?.addEventListener("abort", onAbort, { once: true });
     const forward = forwardBudget(budget, mergeBudget);
-    pool = await WorkerPool.create({ size, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
+    const pool = await slot.start({ size, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
     await pool.each((api) => api.evalOpen(forward));
     options.onProgress?.({ type: "eval-plan", models: [...evaluated, ...against].map((m) => m.name), sequences: most, tokens: Math.max(...[...groups.values()].map((g) => g.ids.length)), workers: size });
 
     const results: EvaluationResult[] = [];
     for (const group of groups.values()) {
-      const seqs = windows(group.ids);
+      const seqs = windowsOf(group.ids, context);
       const scores = await scoreModels(pool, seqs, group.models, against, { ...(signal ? { signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
       for (const s of scores) {
         let sum = 0;
@@ -133,13 +128,7 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
     await pool.each((api) => api.release());
     options.onProgress?.({ type: "eval-done", seconds: (performance.now() - started) / 1000 });
     return { results };
-  } catch (e) {
-    if (signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: signal.reason });
-    throw e;
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
-    await pool?.terminate();
-  }
+  });
 }
 
 /**
@@ -151,7 +140,7 @@ export async function logits(subject: EvalSubject, ids: readonly number[], optio
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes"]);
   if (ids.length === 0 || ids.some((id) => !Number.isSafeInteger(id) || id < 0)) throw new DataError("E_DATA", "token ids must be a non-empty list of non-negative integers", {});
   const budget = options.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
-  const mergeBudget = "recipe" in subject ? Math.max(16 * 2 ** 20, Math.floor(budget / 4)) : 16 * 2 ** 20;
+  const mergeBudget = mergeBudgetOf(budget, "recipe" in subject);
   let pool: WorkerPool | undefined;
   try {
     const source = "model" in subject
@@ -168,6 +157,14 @@ export async function logits(subject: EvalSubject, ids: readonly number[], optio
   }
 }
 
+/**
+ * The share of a worker's budget for merging: a quarter (at least 16 MiB) when recipes are merged
+ * layer by layer, else 16 MiB. The forward pass gets the rest (forwardBudget).
+ */
+export function mergeBudgetOf(budget: number, mergesRecipes: boolean): number {
+  return mergesRecipes ? Math.max(16 * 2 ** 20, Math.floor(budget / 4)) : 16 * 2 ** 20;
+}
+
 /** What is left of a worker's budget for the forward pass once the merge kernels have theirs; nothing left is refused. */
 export function forwardBudget(budget: number, mergeBudget: number): number {
   if (budget > mergeBudget) return budget - mergeBudget;
@@ -175,7 +172,13 @@ export function forwardBudget(budget: number, mergeBudget: number): number {
     { key: "memoryBudget", budget, needed: mergeBudget });
 }
 
-function mean(values: ArrayLike<number>): number {
+/** Consecutive windows of `context` tokens (the last one shorter), each a separate forward pass. */
+export function windowsOf(ids: Int32Array, context: number): Int32Array[] {
+  return Array.from({ length: Math.ceil(ids.length / context) }, (_, w) => ids.subarray(w * context, Math.min(ids.length, (w + 1) * context)));
+}
+
+/** The mean of per-position values (KL, top-1 agreement), summed in order. */
+export function mean(values: ArrayLike<number>): number {
   let sum = 0;
   for (let i = 0; i < values.length; i++) sum += values[i]!;
   return sum / values.length;

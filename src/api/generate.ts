@@ -5,11 +5,10 @@
  * sampling is seeded.
  */
 import { proxy } from "comlink";
-import { AbortError, DataError, describeValue, ModelError, OptionError } from "../errors";
+import { DataError, describeValue, ModelError, OptionError } from "../errors";
 import { defaultWorkerUrl } from "../env";
 import { JOBS_PER_WORKER } from "../merge/engine";
 import { openModel } from "../model/model";
-import { WorkerPool } from "../pool/pool";
 import { specTensorNames } from "../eval/architecture";
 import type { GenerationWeights } from "../eval/generator";
 import type { LayerWeights } from "../eval/protocol";
@@ -17,6 +16,7 @@ import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sour
 import { loadTokenizer } from "../tokenizer/tokenizer";
 import type { EvalSubject } from "./evaluate";
 import { DEFAULT_CHUNK_BYTES, prepare } from "./merge";
+import { abortable } from "./abortable";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 
 export interface GenerateOptions {
@@ -60,12 +60,10 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
   const { signal } = options;
   const budget = options.memoryBudget ?? DEFAULT_GENERATE_BUDGET;
   const maxNew = options.maxNewTokens ?? 64;
-  let pool: WorkerPool | undefined;
-  const onAbort = () => pool?.abort(signal?.reason);
-  try {
+  return abortable(signal, async (slot) => {
     let source: DecoderSource;
     if ("model" in subject) source = checkpointSource(subject.name ?? subject.model.name, await openModel(subject.model));
-    else source = recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, signal), () => pool!, { memoryBudget: budget, chunkBytes: DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 });
+    else source = recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, signal), () => slot.pool!, { memoryBudget: budget, chunkBytes: DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 });
     const { spec } = source;
     const tokenizer = await loadTokenizer(source.folder);
     let prompt: number[];
@@ -85,9 +83,7 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
     // Without a tokenizer there is no end-of-sequence token to stop at: generation runs maxNewTokens.
     const stop = tokenizer ? [...tokenizer.eosTokenIds] : [];
 
-    signal?.throwIfAborted();
-    signal?.addEventListener("abort", onAbort, { once: true });
-    pool = await WorkerPool.create({ size: 1, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: 64 * 2 ** 20, jobsPerWorker: JOBS_PER_WORKER });
+    const pool = await slot.start({ size: 1, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: 64 * 2 ** 20, jobsPerWorker: JOBS_PER_WORKER });
     const refs = await source.weights(specTensorNames(spec));
     const weights: GenerationWeights = {
       embed: refs.get(spec.embed)!, positions: spec.positions ? refs.get(spec.positions) : undefined,
@@ -117,11 +113,5 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
     const seconds = (performance.now() - started) / 1000;
     if (decoder) text += decoder.flush();
     return { model: source.name, promptTokens: prompt.length, ids: [...ids], text, seconds, tokensPerSecond: ids.length / seconds };
-  } catch (e) {
-    if (signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: signal.reason });
-    throw e;
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
-    await pool?.terminate();
-  }
+  });
 }

@@ -9,7 +9,8 @@ import { isJsonObject, parseBoundedJson } from "../format/json";
 import type { ModelFolder } from "../io/folder";
 import { readHeader, type LoadedModel, type TensorInfo } from "../model/model";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, KEY_PREFIX, patternKey, PICKLED_WEIGHTS_FILE } from "./peft-format";
-import type { LoraDelta, LoraFactor } from "./delta";
+import { storedTensor } from "../merge/job";
+import type { LoraDelta } from "./delta";
 
 export interface LoraAdapter {
   location: string;
@@ -21,10 +22,6 @@ export interface LoraAdapter {
 
 function fail(file: string, message: string, details: Record<string, unknown> = {}): ModelError {
   return new ModelError("E_ADAPTER", `${file}: ${message}`, { file, ...details });
-}
-
-function factor(t: TensorInfo): LoraFactor {
-  return { source: t.source, file: t.file, tensor: t.name, offset: t.offset, dtype: t.dtype, shape: t.shape };
 }
 
 /** A number field of adapter_config.json (PEFT's defaults when absent). */
@@ -131,7 +128,7 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
     }
     // Embedding: the left factor (rows of ΔW) is Aᵀ and the right one Bᵀ; Linear: B and A.
     deltas.set(target, {
-      left: factor(transposed ? a : b), right: factor(transposed ? b : a), rank, transposed,
+      left: storedTensor(transposed ? a : b), right: storedTensor(transposed ? b : a), rank, transposed,
       scale: rslora ? alphaModule / Math.sqrt(rModule) : alphaModule / rModule,
     });
   }

@@ -4,18 +4,10 @@
  * L [rows × r] gives the rows of ΔW and R [r × cols] its columns; both are stored factors of the
  * adapter, one of them transposed for an Embedding or a fan_in_fan_out (Conv1D) module.
  */
-import type { SourceRef } from "../io/source";
+import type { StoredTensor } from "../merge/job";
 
-export interface LoraFactor {
-  source: SourceRef;
-  /** For messages. */
-  file: string;
-  tensor: string;
-  /** Absolute offset of its data in the file. */
-  offset: number;
-  dtype: string;
-  shape: number[];
-}
+/** A stored factor, located as a job's input tensor is (the worker reads both the same way). */
+export type LoraFactor = StoredTensor;
 
 export interface LoraDelta {
   /**

@@ -18,6 +18,7 @@
  * `include` (when any are given) and none of `exclude`, each a regular expression searched for
  * anywhere in the module name (Python's re.search; here RegExp.test).
  */
+import { readTensorBytes } from "../align/checkpoint";
 import { ModelError, ValidationError, WeightsoupError } from "../errors";
 import { DTYPES, type FloatDtype } from "../format/dtypes";
 import { planFile } from "../format/safetensors";
@@ -130,18 +131,6 @@ function rowReader(info: TensorInfo, source: ByteSource): RowReader {
   return { dtype: info.dtype, readRows: (row, _rows, into) => source.readInto(info.offset + row * rowBytes, into) };
 }
 
-/** A tensor's stored bytes (a module saved whole). */
-async function readAll(t: TensorInfo): Promise<Uint8Array> {
-  const source = openSource(t.source);
-  try {
-    const data = new Uint8Array(t.end - t.begin);
-    await source.readInto(t.offset, data);
-    return data;
-  } finally {
-    await source.close();
-  }
-}
-
 async function sameBytes(a: TensorInfo, b: TensorInfo): Promise<boolean> {
   if (a.dtype !== b.dtype) return false;
   const [sa, sb] = [openSource(a.source), openSource(b.source)];
@@ -202,7 +191,7 @@ export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base
       const t = finetuned.tensors.get(name)!, b = base.tensors.get(name)!;
       if (filter.saves(name)) {
         saved.push({ module: moduleOf(name), tensor: name, shape: t.shape, dtype: t.dtype, differs: !(await sameBytes(t, b)) });
-        tensors.push({ name: KEY_PREFIX + name, dtype: t.dtype, shape: t.shape, data: await readAll(t) });
+        tensors.push({ name: KEY_PREFIX + name, dtype: t.dtype, shape: t.shape, data: await readTensorBytes(t) });
         continue;
       }
       if (!work.has(name)) {

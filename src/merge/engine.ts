@@ -14,7 +14,7 @@ import type { MergePlan, PlannedTensor } from "../plan/plan";
 import { indexJson, INDEX_FILE, planShards } from "../plan/shards";
 import { WorkerPool } from "../pool/pool";
 import { modelCard, outputConfig, VERSION } from "./card";
-import { chunkCount, chunkRange, type FinalRequest, type OutputTarget, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "./job";
+import { chunkCount, chunkRange, storedTensor, type FinalRequest, type OutputTarget, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "./job";
 import { runTensor } from "./run-tensor";
 import { chunkUnit, extraBytesPerElement, needsPasses } from "./chunk-unit";
 import { geometricExtraBytes, isGeometricMultiPass, geometricRowAlignment } from "../plan/geometric";
@@ -243,7 +243,7 @@ export function tensorJob(plan: MergePlan, tensor: PlannedTensor, index: number,
   return {
     index, name: tensor.name, numel: tensor.numel, op: tensor.op,
     inputs: tensor.inputs.map((i) => ({
-      source: i.tensor.source, file: i.tensor.file, tensor: i.tensor.name, offset: i.tensor.offset, dtype: i.tensor.dtype, shape: i.tensor.shape,
+      ...storedTensor(i.tensor),
       ...(i.block ? { block: i.block } : {}),
       ...(i.rows ? { rows: i.rows } : {}),
       ...(i.lora ? { lora: i.lora } : {}),

@@ -11,6 +11,7 @@ import type { VectorLayout } from "../plan/geometric";
 import type { RowMap } from "../vocab/row-map";
 import type { LoraDelta } from "../lora/delta";
 import type { DiagnoseRequest } from "../diagnose/chunk-stats";
+import type { TensorInfo } from "../model/model";
 
 export interface JobInput {
   source: SourceRef;
@@ -27,6 +28,14 @@ export interface JobInput {
   rows?: RowMap;
   /** A LoRA delta added after reading (src/lora/apply.ts). */
   lora?: LoraDelta;
+}
+
+/** Where a worker finds a stored tensor: what a job input and a LoRA factor (src/lora/delta.ts) share. */
+export type StoredTensor = Pick<JobInput, "source" | "file" | "tensor" | "offset" | "dtype" | "shape">;
+
+/** A checkpoint's tensor as a worker finds it. */
+export function storedTensor(t: TensorInfo): StoredTensor {
+  return { source: t.source, file: t.file, tensor: t.name, offset: t.offset, dtype: t.dtype, shape: t.shape };
 }
 
 /**

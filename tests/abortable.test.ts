@@ -1,0 +1,77 @@
+// abortable(): how a library call (evaluate, generate, ...) ends under its AbortSignal. Whatever the
+// call fails with once the signal is aborted becomes one AbortError caused by the signal's reason; other
+// failures pass through as they are; the pool it started is aborted with the signal, and the call leaves
+// no listener on the signal behind.
+import assert from "node:assert/strict";
+import { getEventListeners } from "node:events";
+import { describe, test } from "node:test";
+import { abortable } from "../src/api/abortable";
+import { AbortError, DataError } from "../src/errors";
+import { JOBS_PER_WORKER } from "../src/merge/engine";
+import { WORKER_URL } from "./helpers/fixtures";
+
+const POOL = { size: 1, workerUrl: WORKER_URL, memoryBudget: 16 * 2 ** 20, jobsPerWorker: JOBS_PER_WORKER };
+
+describe("abortable", () => {
+  test("a call that succeeds resolves with its value", async () => {
+    assert.equal(await abortable(new AbortController().signal, async () => 42), 42);
+    assert.equal(await abortable(undefined, async () => "no signal"), "no signal");
+  });
+
+  test("a failure after the signal aborted becomes an AbortError caused by the signal's reason", async () => {
+    const controller = new AbortController();
+    const reason = new Error("the person pressed Cancel");
+    await assert.rejects(abortable(controller.signal, async () => {
+      controller.abort(reason);
+      throw new TypeError("a read cut short");
+    }), (e: unknown) => e instanceof AbortError && e.code === "E_ABORTED" && e.name === "AbortError" && e.cause === reason);
+  });
+
+  test("an AbortError and a failure without an abort pass through as they are", async () => {
+    const own = new AbortError("already an AbortError");
+    const controller = new AbortController();
+    await assert.rejects(abortable(controller.signal, async () => {
+      controller.abort();
+      throw own;
+    }), (e: unknown) => e === own);
+    const failure = new DataError("E_DATA", "bad input", {});
+    await assert.rejects(abortable(new AbortController().signal, async () => { throw failure; }), (e: unknown) => e === failure);
+    await assert.rejects(abortable(undefined, async () => { throw failure; }), (e: unknown) => e === failure);
+  });
+
+  test("a signal aborted before the pool starts refuses to start it", async () => {
+    const controller = new AbortController();
+    controller.abort();
+    let started = false;
+    await assert.rejects(abortable(controller.signal, async (slot) => {
+      await slot.start(POOL);
+      started = true;
+    }), (e: unknown) => e instanceof AbortError);
+    assert.equal(started, false);
+  });
+
+  test("aborting the signal aborts a running pool job, and no listener stays on the signal", async () => {
+    const controller = new AbortController();
+    let poolSeen = false;
+    await assert.rejects(abortable(controller.signal, async (slot) => {
+      assert.equal(slot.pool, undefined, "no pool before start");
+      const pool = await slot.start(POOL);
+      poolSeen = slot.pool === pool;
+      assert.equal(getEventListeners(controller.signal, "abort").length, 1, "the pool listens once started");
+      // A job that only the pool's abort can end.
+      const hanging = pool.on(0, () => new Promise<never>(() => undefined));
+      controller.abort();
+      await hanging;
+    }), (e: unknown) => e instanceof AbortError && e.code === "E_ABORTED");
+    assert.ok(poolSeen, "slot.pool is the started pool");
+    assert.equal(getEventListeners(controller.signal, "abort").length, 0);
+  });
+
+  test("a call that ends normally removes its listener too", async () => {
+    const controller = new AbortController();
+    await abortable(controller.signal, async (slot) => {
+      await slot.start(POOL);
+    });
+    assert.equal(getEventListeners(controller.signal, "abort").length, 0);
+  });
+});
