@@ -3,7 +3,7 @@
  * in one streaming pass over its inputs without writing the merge (src/diagnose/). For an `align:`
  * recipe the pass runs on the inputs as given and again as aligned, to show what alignment changed.
  */
-import { AbortError } from "../errors";
+import { abortable } from "./abortable";
 import { engineOptions, prepare, type MergeOptions } from "./merge";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 import { diagnoseSums, type DiagnoseEngineOptions, type TensorSums } from "../diagnose/run";
@@ -55,7 +55,7 @@ export async function diagnose(recipe: Recipe | string, options: DiagnoseOptions
   checkCallbackOption(options, "onProgress");
   const started = performance.now();
   const emit = (e: DiagnoseEvent) => options.onProgress?.(e);
-  try {
+  return abortable(options.signal, async () => {
     const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
     refuseStages(parsed);
     // The merge's engine options and defaults; diagnose's own progress events are not the merge's.
@@ -90,8 +90,5 @@ export async function diagnose(recipe: Recipe | string, options: DiagnoseOptions
     for (const message of result.warnings) emit({ type: "warning", message });
     emit({ type: "diagnose-done", seconds: (performance.now() - started) / 1000 });
     return result;
-  } catch (e) {
-    if (options.signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: options.signal.reason });
-    throw e;
-  }
+  });
 }

@@ -3,7 +3,8 @@
  * an OutputFolder, so the same call serves Node folders and browser files; src/node.ts fills in Node
  * defaults (recipe paths, model lookup, output folders on disk).
  */
-import { AbortError, RecipeError, ValidationError, WeightsoupError } from "../errors";
+import { RecipeError, ValidationError, WeightsoupError } from "../errors";
+import { abortable } from "./abortable";
 import { availableCores, defaultWorkerUrl } from "../env";
 import type { ProgressCallback } from "../events";
 import type { ModelFolder } from "../io/folder";
@@ -107,17 +108,14 @@ async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, 
 export async function merge(recipe: Recipe | string, options: MergeOptions): Promise<MergeSummary> {
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "chunkElements", "outShardSize"]);
   checkCallbackOption(options, "onProgress");
-  try {
+  return abortable(options.signal, async () => {
     const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
     if (parsed.stages?.length) return await mergeStages(parsed, options, await engineOptions(options), prepare);
     const plan = await prepare(parsed, options.models, options.signal);
     const out = typeof options.out === "function" ? await options.out(plan) : options.out;
     const summary = await runPlan(plan, out, await engineOptions(options));
     return { ...summary, ledger: plan.ledger };
-  } catch (e) {
-    if (options.signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: options.signal.reason });
-    throw e;
-  }
+  });
 }
 
 /** The engine's options from the library's, with their defaults (merge's and diagnose's). */

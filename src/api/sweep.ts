@@ -7,11 +7,10 @@
  * go through the model layer by layer together (as many at a time as the memory budget holds the
  * hidden states of), so each layer's shared tensors are in memory once for all of them.
  */
-import { AbortError, DataError, describeValue, OptionError } from "../errors";
+import { DataError, describeValue, OptionError } from "../errors";
 import { availableCores, defaultWorkerUrl } from "../env";
 import { openModel } from "../model/model";
 import { JOBS_PER_WORKER } from "../merge/engine";
-import { WorkerPool } from "../pool/pool";
 import { parseRecipe, type Recipe } from "../recipe/recipe";
 import { checkInputs, gather } from "../eval/engine";
 import { checkpointSource, type DecoderSource } from "../eval/sources";
@@ -22,7 +21,8 @@ import { gridPoints, parseVary, type Vary } from "../sweep/grid";
 import { PointTensors, SharedTensors } from "../sweep/shared-tensors";
 import { pointSource, type PointSource } from "../sweep/point-source";
 import { runLayerMajor, type RunEntry } from "../sweep/layer-major";
-import { DEFAULT_CONTEXT, forwardBudget, tokens, type EvalSubject, type EvaluateOptions } from "./evaluate";
+import { abortable } from "./abortable";
+import { DEFAULT_CONTEXT, forwardBudget, mean, mergeBudgetOf, tokens, windowsOf, type EvalSubject, type EvaluateOptions } from "./evaluate";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 import type { ModelFolder } from "../io/folder";
@@ -89,13 +89,11 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
   checkKeys(base.text, base.file, keys);
 
   const budget = options.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
-  const mergeBudget = Math.max(16 * 2 ** 20, Math.floor(budget / 4));
+  const mergeBudget = mergeBudgetOf(budget, true);
   const mergeOptions = { memoryBudget: mergeBudget, chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 };
-  let pool: WorkerPool | undefined;
-  const onAbort = () => pool?.abort(signal?.reason);
   const shared = new SharedTensors();
   const phases = new Phases("sweep");
-  try {
+  return abortable(signal, async (slot) => {
     // Every point planned (headers only) before anything runs: a bad value fails before any work.
     const planned = performance.now();
     const points: { values: Record<string, number>; text: string; source: PointSource }[] = [];
@@ -105,14 +103,14 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
       const plan = await prepare(parseRecipe(text, base.file), options.models, signal);
       const record: Record<string, number> = Object.create(null);
       for (const [k, v] of values) record[k] = v;
-      points.push({ values: record, text, source: pointSource(`point ${i + 1}`, plan, new PointTensors(plan, () => pool!, mergeOptions, shared)) });
+      points.push({ values: record, text, source: pointSource(`point ${i + 1}`, plan, new PointTensors(plan, () => slot.pool!, mergeOptions, shared)) });
     }
     const against: DecoderSource[] = [];
     for (const [i, s] of (options.against ?? []).entries()) {
       if ("model" in s) against.push(checkpointSource(s.name ?? s.model.name, await openModel(s.model)));
       else {
         const plan = await prepare(s.recipe, s.models, signal);
-        against.push(pointSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, new PointTensors(plan, () => pool!, mergeOptions, shared)));
+        against.push(pointSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, new PointTensors(plan, () => slot.pool!, mergeOptions, shared)));
       }
     }
 
@@ -120,7 +118,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     const first = points[0]!.source;
     const { ids, bytes } = await tokens(first, options as EvaluateOptions);
     const context = options.context ?? DEFAULT_CONTEXT;
-    const sequences = Array.from({ length: Math.ceil(ids.length / context) }, (_, w) => ids.subarray(w * context, Math.min(ids.length, (w + 1) * context)));
+    const sequences = windowsOf(ids, context);
     checkInputs(sequences, [...points.map((p) => p.source), ...against], first, against);
     const workers = Math.max(1, Math.min(options.workers ?? (await availableCores()), sequences.length));
     const dealt = Array.from({ length: workers }, (_, w) => sequences.filter((_, i) => i % workers === w));
@@ -134,10 +132,8 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     const fits = Math.floor((forward / 2 - againstBytes) / stateBytes(first));
     const perPass = Math.max(1, Math.min(points.length, options.maxPointsPerPass ?? points.length, fits));
 
-    signal?.throwIfAborted();
-    signal?.addEventListener("abort", onAbort, { once: true });
     const starting = performance.now();
-    pool = await WorkerPool.create({ size: workers, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
+    const pool = await slot.start({ size: workers, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
     await pool.each((api) => api.evalOpen(forward));
     phases.since("start workers", starting);
     emit({ type: "sweep-plan", keys, points: points.length, pointsPerPass: perPass, sequences: sequences.length, tokens: ids.length, workers });
@@ -150,7 +146,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     for (let from = 0; from < points.length; from += perPass) {
       const pass = points.slice(from, from + perPass);
       // A fresh session per pass: every state from the last pass released (the against models run again).
-      await Promise.all(dealt.map((seqs, w) => pool!.on(w, (api) => api.evalSequences(seqs))));
+      await Promise.all(dealt.map((seqs, w) => pool.on(w, (api) => api.evalSequences(seqs))));
       // A tied output projection is the embedding: the points whose merged embeddings the budget can
       // hold until scoring keep them (one more announced use), so it is merged once for them.
       const tied = pass.filter((p) => p.source.spec.lmHead === p.source.spec.embed);
@@ -179,7 +175,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
         const index = from + i;
         const head = (await phases.time("wait for merged lm head", nextHead)).get(p.source.spec.lmHead)!;
         if (i + 1 < pass.length) nextHead = headOf(pass[i + 1]!);
-        const perWorker = await phases.time("scoring", () => Promise.all(dealt.map((_, w) => pool!.on(w, (api) => api.evalScore(stateOf(`p${index}`), head, againstHeads!.map((h) => ({ ...h, model: stateOf(h.model) })))))));
+        const perWorker = await phases.time("scoring", () => Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalScore(stateOf(`p${index}`), head, againstHeads!.map((h) => ({ ...h, model: stateOf(h.model) })))))));
         const s = gather(p.source.name, against.map((a) => a.name), sequences, dealt, perWorker);
         // The same sums, in the same order, as evaluate().
         let sum = 0;
@@ -202,17 +198,5 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     emit({ type: "sweep-done", seconds, tensorsComputed: shared.computed, tensorsShared: shared.shared });
     const predicted = sequences.reduce((n, s) => n + Math.max(0, s.length - 1), 0);
     return { recipe: base.file, keys, points: results, best, tokens: ids.length, predicted, tensorsComputed: shared.computed, tensorsShared: shared.shared, layerRuns, pointsPerPass: perPass, seconds };
-  } catch (e) {
-    if (signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: signal.reason });
-    throw e;
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
-    await pool?.terminate();
-  }
-}
-
-function mean(values: ArrayLike<number>): number {
-  let sum = 0;
-  for (let i = 0; i < values.length; i++) sum += values[i]!;
-  return sum / values.length;
+  });
 }
