@@ -9,8 +9,8 @@
  * output and any loaded model on a text and continues a prompt with them, on the same store.
  *
  * Attributes: `worker-url` (default: worker.js next to this script), `workers` (default: the cores).
- * It sets `data-state` (the merge), `data-eval-state`, `data-generate-state`, `data-diagnose-state` and
- * `data-path-state` (idle, running, done, cancelled, error) for a host page to follow.
+ * It sets `data-state` (the merge), `data-eval-state`, `data-generate-state`, `data-diagnose-state`,
+ * `data-path-state` and `data-sweep-state` (idle, running, done, cancelled, error) for a host page to follow.
  */
 import { type PageState, Store } from "./state";
 import { append, h, replace } from "./ui/dom";
@@ -24,11 +24,13 @@ import { initialGenForm, initialGenRun, runGeneration } from "./ui/run-generate"
 import { runMerge } from "./ui/run-merge";
 import { initialDiagnoseRun, runDiagnosis } from "./ui/run-diagnose";
 import { initialPathForm, initialPathRun, runPath } from "./ui/run-path";
+import { initialSweepForm, initialSweepRun, runSweep } from "./ui/run-sweep";
 import { canPickFolder, deleteSaved, hasOpfs, listSaved, pickFolder, removeStaleOutputs } from "./ui/save";
 import { diagnoseView } from "./views/diagnose-view";
 import { evalView } from "./views/eval-view";
 import { generateView } from "./views/generate-view";
 import { pathView } from "./views/path-view";
+import { sweepView } from "./views/sweep-view";
 import { modelsView } from "./views/models-view";
 import { recipeView } from "./views/recipe-view";
 import { runView } from "./views/run-view";
@@ -46,6 +48,7 @@ function initialState(): PageState {
     run: "idle", progress: 0, status: "Add models to begin.", announcement: "", runError: NO_PROBLEMS, overwrite: null, result: null, saved: [],
     merged: null, evalForm: initialEvalForm(), evalPicks: new Map(), evaluation: initialEvalRun(), genForm: initialGenForm(), generation: initialGenRun(),
     diagnosis: initialDiagnoseRun(), pathForm: initialPathForm(), path: initialPathRun(),
+    sweepForm: initialSweepForm(), sweep: initialSweepRun(),
   };
 }
 
@@ -60,6 +63,7 @@ export class WeightsoupMerge extends HTMLElement {
   private genController: AbortController | undefined;
   private diagnoseController: AbortController | undefined;
   private pathController: AbortController | undefined;
+  private sweepController: AbortController | undefined;
   private checking: Promise<void> = Promise.resolve();
   /** Closing or reloading the tab mid-merge loses it: the browser asks first. */
   private readonly beforeUnload = (e: BeforeUnloadEvent) => {
@@ -85,6 +89,7 @@ export class WeightsoupMerge extends HTMLElement {
     store.watch(["generation"], (s) => { this.dataset.generateState = s.generation.run; });
     store.watch(["diagnosis"], (s) => { this.dataset.diagnoseState = s.diagnosis.run; });
     store.watch(["path"], (s) => { this.dataset.pathState = s.path.run; });
+    store.watch(["sweep"], (s) => { this.dataset.sweepState = s.sweep.run; });
 
     const notice = h("div", { class: "notice", role: "status" });
     store.watch(["platformProblems"], (s) => replace(notice, ...s.platformProblems.map((p) => h("p", { class: "problem" }, p))));
@@ -138,6 +143,13 @@ export class WeightsoupMerge extends HTMLElement {
         form: (patch) => store.update({ pathForm: { ...store.state.pathForm, ...patch } }),
         run: () => this.measurePath(),
         cancel: () => this.pathController?.abort(),
+      }),
+      sweepView(store, {
+        vary: (rows) => store.update({ sweepForm: { ...store.state.sweepForm, vary: rows } }),
+        run: () => this.sweep(),
+        cancel: () => this.sweepController?.abort(),
+        // The best point's recipe, as the person's own text: Merge then saves that point.
+        useBest: () => { const r = store.state.sweep.result; if (r) store.update({ recipe: r.points[r.best]!.recipe, recipeOrigin: "user" }); },
       }),
       hasOpfs() ? savedView(store, {
         delete: async (name) => {
@@ -289,6 +301,12 @@ export class WeightsoupMerge extends HTMLElement {
     this.pathController = new AbortController();
     void runPath(this.store, { signal: this.pathController.signal, ...this.poolOptions() })
       .finally(() => { this.pathController = undefined; });
+  }
+
+  private sweep(): void {
+    this.sweepController = new AbortController();
+    void runSweep(this.store, { signal: this.sweepController.signal, ...this.poolOptions() })
+      .finally(() => { this.sweepController = undefined; });
   }
 
   private async refreshSaved(): Promise<void> {
