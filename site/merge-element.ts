@@ -9,9 +9,9 @@
  * output and any loaded model on a text and continues a prompt with them, on the same store.
  *
  * Attributes: `worker-url` (default: worker.js next to this script), `workers` (default: the cores).
- * It sets `data-state` (the merge), `data-eval-state`, `data-generate-state`, `data-diagnose-state` and
- * `data-path-state`, `data-soup-state` and `data-soup-save-state` (idle, running, done, cancelled,
- * error) for a host page to follow.
+ * It sets `data-state` (the merge), `data-eval-state`, `data-generate-state`, `data-diagnose-state`,
+ * `data-path-state`, `data-sweep-state`, `data-soup-state` and `data-soup-save-state` (idle, running,
+ * done, cancelled, error) for a host page to follow.
  */
 import { type PageState, Store } from "./state";
 import { append, h, replace } from "./ui/dom";
@@ -25,12 +25,14 @@ import { initialGenForm, initialGenRun, runGeneration } from "./ui/run-generate"
 import { runMerge } from "./ui/run-merge";
 import { initialDiagnoseRun, runDiagnosis } from "./ui/run-diagnose";
 import { initialPathForm, initialPathRun, runPath } from "./ui/run-path";
+import { initialSweepForm, initialSweepRun, runSweep } from "./ui/run-sweep";
 import { initialSoupForm, initialSoupRun, runSoup, saveSoup } from "./ui/run-soup";
 import { canPickFolder, deleteSaved, hasOpfs, listSaved, pickFolder, removeStaleOutputs } from "./ui/save";
 import { diagnoseView } from "./views/diagnose-view";
 import { evalView } from "./views/eval-view";
 import { generateView } from "./views/generate-view";
 import { pathView } from "./views/path-view";
+import { sweepView } from "./views/sweep-view";
 import { soupView } from "./views/soup-view";
 import { modelsView } from "./views/models-view";
 import { recipeView } from "./views/recipe-view";
@@ -49,6 +51,7 @@ function initialState(): PageState {
     run: "idle", progress: 0, status: "Add models to begin.", announcement: "", runError: NO_PROBLEMS, overwrite: null, result: null, saved: [],
     merged: null, evalForm: initialEvalForm(), evalPicks: new Map(), evaluation: initialEvalRun(), genForm: initialGenForm(), generation: initialGenRun(),
     diagnosis: initialDiagnoseRun(), pathForm: initialPathForm(), path: initialPathRun(),
+    sweepForm: initialSweepForm(), sweep: initialSweepRun(),
     soupForm: initialSoupForm(), soup: initialSoupRun(),
   };
 }
@@ -64,6 +67,7 @@ export class WeightsoupMerge extends HTMLElement {
   private genController: AbortController | undefined;
   private diagnoseController: AbortController | undefined;
   private pathController: AbortController | undefined;
+  private sweepController: AbortController | undefined;
   private soupController: AbortController | undefined;
   private checking: Promise<void> = Promise.resolve();
   /** Closing or reloading the tab mid-merge loses it: the browser asks first. */
@@ -90,6 +94,7 @@ export class WeightsoupMerge extends HTMLElement {
     store.watch(["generation"], (s) => { this.dataset.generateState = s.generation.run; });
     store.watch(["diagnosis"], (s) => { this.dataset.diagnoseState = s.diagnosis.run; });
     store.watch(["path"], (s) => { this.dataset.pathState = s.path.run; });
+    store.watch(["sweep"], (s) => { this.dataset.sweepState = s.sweep.run; });
     store.watch(["soup"], (s) => { this.dataset.soupState = s.soup.run; this.dataset.soupSaveState = s.soup.save; });
 
     const notice = h("div", { class: "notice", role: "status" });
@@ -144,6 +149,13 @@ export class WeightsoupMerge extends HTMLElement {
         form: (patch) => store.update({ pathForm: { ...store.state.pathForm, ...patch } }),
         run: () => this.measurePath(),
         cancel: () => this.pathController?.abort(),
+      }),
+      sweepView(store, {
+        vary: (rows) => store.update({ sweepForm: { ...store.state.sweepForm, vary: rows } }),
+        run: () => this.sweep(),
+        cancel: () => this.sweepController?.abort(),
+        // The best point's recipe, as the person's own text: Merge then saves that point.
+        useBest: () => { const r = store.state.sweep.result; if (r) store.update({ recipe: r.points[r.best]!.recipe, recipeOrigin: "user" }); },
       }),
       soupView(store, {
         form: (patch) => store.update({ soupForm: { ...store.state.soupForm, ...patch } }),
@@ -302,6 +314,12 @@ export class WeightsoupMerge extends HTMLElement {
     this.pathController = new AbortController();
     void runPath(this.store, { signal: this.pathController.signal, ...this.poolOptions() })
       .finally(() => { this.pathController = undefined; });
+  }
+
+  private sweep(): void {
+    this.sweepController = new AbortController();
+    void runSweep(this.store, { signal: this.sweepController.signal, ...this.poolOptions() })
+      .finally(() => { this.sweepController = undefined; });
   }
 
   private makeSoup(): void {

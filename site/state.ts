@@ -12,6 +12,7 @@ import type { DiagnoseRun } from "./ui/run-diagnose";
 import type { EvalForm, EvalRun } from "./ui/run-eval";
 import type { GenForm, GenRun } from "./ui/run-generate";
 import type { PathForm, PathRun } from "./ui/run-path";
+import type { SweepForm, SweepRun } from "./ui/run-sweep";
 import type { SoupForm, SoupRun } from "./ui/run-soup";
 
 export type RunState = "idle" | "running" | "done" | "cancelled" | "error";
@@ -63,6 +64,9 @@ export interface PageState {
   /** The Loss path panel: its two models and points, and the last run (its points as they complete). */
   pathForm: PathForm;
   path: PathRun;
+  /** The Sweep panel: its keys and values to vary, and the last run (its points as they are scored). */
+  sweepForm: SweepForm;
+  sweep: SweepRun;
   /** The Greedy soup panel: its ingredients, held-out text and save name, and the last soup (and its saving). */
   soupForm: SoupForm;
   soup: SoupRun;

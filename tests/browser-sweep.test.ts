@@ -1,0 +1,201 @@
+// Issue 11's Sweep panel, end to end in headless Chromium (same harness as browser-measure.test.ts):
+// the panel sweeps the recipe in the editor (the example recipe of `weightsoup example`, on its
+// models) over a key's values with the library's sweep() in the page's worker pool; its chart grows
+// as each point is scored, and it ends with `weightsoup sweep --json`'s numbers (every value, NLL,
+// perplexity and KL exactly) and `weightsoup sweep --svg`'s very chart. Cancel stops a sweep while
+// its layers run; a SPEC that is no SPEC is refused at its row, and a KEY the recipe does not have
+// shows sweep()'s typed problem.
+//
+// Needs a system Chromium (CHROMIUM_PATH, default /usr/bin/chromium) and the built site (`npm run build`).
+// Screenshots go to .build/test-artifacts/browser/.
+import assert from "node:assert/strict";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import type { BrowserContext, Page } from "playwright-core";
+import { parse } from "yaml";
+import {
+  addFolders, byTestId, checkPrerequisites, inPage, pageDiagnostics, recipeYaml, runCliJson, screenshot, setField, setRecipeYaml,
+  startBrowserEnv, waitForAttribute, WAIT_MS, type BrowserEnv,
+} from "./helpers/browser";
+import { DEFAULT_TEXT } from "../src/eval/default-text";
+import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "../src/example/models";
+import exampleRecipe from "../src/example/recipe.yml";
+import { removeDir, tempDir } from "./helpers/fixtures";
+
+const TEST_TIMEOUT = 5 * WAIT_MS;
+/** The chat model's weight in the example recipe, at four values (0 leaves chat out of the merge). */
+const KEY = "models[2].parameters.weight";
+const SPEC = "0:1.5:4";
+
+let env: BrowserEnv;
+let root: string;
+
+before(async () => {
+  await checkPrerequisites();
+  root = await tempDir("ws-browser-sweep-");
+  // The example models of `weightsoup example`, written by the function the CLI uses, and its recipe beside them.
+  await writeLlamaModel(join(root, "base"), EXAMPLE_SHAPE);
+  for (const skill of EXAMPLE_SKILLS) await writeLlamaModel(join(root, skill.name), EXAMPLE_SHAPE, skill);
+  await writeFile(join(root, "recipe.yml"), exampleRecipe);
+  env = await startBrowserEnv();
+});
+
+after(async () => {
+  await env?.close();
+  if (root) await removeDir(root);
+  if (env?.pageErrors.length) process.stderr.write(`browser errors during the run:\n${env.pageErrors.join("\n")}\n`);
+});
+
+const withPage = (name: string, body: (page: Page, context: BrowserContext) => Promise<void>) => inPage(env, name, "index.html", body);
+
+/** The example's models and recipe, a short window and text (the Evaluate panel's, built-in text), one vary row. */
+async function loadExample(page: Page, key = KEY, spec = SPEC): Promise<void> {
+  await addFolders(page, [root], ["base", "math", "code", "chat"]);
+  await setRecipeYaml(page, exampleRecipe);
+  await setField(page, `input[data-testid="eval-context"]`, "64");
+  await setField(page, `input[data-testid="eval-max-tokens"]`, "128");
+  await setField(page, `input[data-testid="sweep-key"]`, key);
+  await setField(page, `input[data-testid="sweep-spec"]`, spec);
+}
+
+async function waitForSweepEnabled(page: Page): Promise<void> {
+  await page.locator(`button[data-testid="sweep-run"]:enabled`).waitFor({ state: "attached", timeout: WAIT_MS }).catch(async (e: Error) => {
+    const why = (await byTestId(page, "sweep-blocked").textContent()) ?? "";
+    throw new Error(`Sweep stayed disabled ("${why}"; ${await pageDiagnostics(page)}): ${e.message.split("\n")[0]}`);
+  });
+}
+
+interface CliSweep {
+  points: { values: Record<string, number>; nll: number; perplexity: number; against: { model: string; kl: number }[] }[];
+  best: number;
+  tokens: number;
+  predicted: number;
+}
+
+test("issue 11: the Sweep panel sweeps the example recipe, its chart growing point by point, and ends with `weightsoup sweep`'s numbers and chart", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("sweep", async (page) => {
+    await loadExample(page);
+    // Every point is compared with the base: the Evaluate panel's "Compare with (KL)" tick.
+    await page.locator(`[data-testid="eval-candidate"][data-id="model:base"] input[data-testid="eval-against"]`).check();
+    assert.match((await byTestId(page, "sweep-text-source").textContent()) ?? "", /compared with base/);
+    await waitForSweepEnabled(page);
+
+    // Every change of the chart's point count and of the run state, in order (rebuilt from the
+    // mutation records' old values, so changes that land in one task are all seen).
+    await page.evaluate(() => {
+      const host = document.querySelector("weightsoup-merge")!;
+      const img = host.shadowRoot!.querySelector<HTMLImageElement>(`[data-testid="sweep-chart"]`)!;
+      const seen: string[] = [];
+      (window as unknown as { sweepTimeline: string[] }).sweepTimeline = seen;
+      // An attribute set again to the value it has (each store update sets data-sweep-state) is no change.
+      const last = new Map<string, string | null>();
+      const observer = new MutationObserver((records) => records.forEach((r, i) => {
+        const next = records.slice(i + 1).find((q) => q.target === r.target && q.attributeName === r.attributeName);
+        const value = next ? next.oldValue : (r.target as Element).getAttribute(r.attributeName!);
+        if (last.get(r.attributeName!) === value) return;
+        last.set(r.attributeName!, value);
+        seen.push(`${r.attributeName}=${value}`);
+      }));
+      observer.observe(img, { attributes: true, attributeFilter: ["data-points"], attributeOldValue: true });
+      observer.observe(host, { attributes: true, attributeFilter: ["data-sweep-state"], attributeOldValue: true });
+    });
+    await byTestId(page, "sweep-run", "button").click();
+    await waitForAttribute(page, "data-sweep-state", "done");
+    await screenshot(page, "sweep-example");
+    assert.deepEqual(await page.evaluate(() => (window as unknown as { sweepTimeline: string[] }).sweepTimeline),
+      ["data-sweep-state=running", "data-points=1", "data-points=2", "data-points=3", "data-points=4", "data-sweep-state=done"],
+      "the chart is redrawn with 1, 2, 3, then 4 points while the sweep runs");
+
+    const textPath = join(root, "default-text.txt");
+    await writeFile(textPath, DEFAULT_TEXT);
+    const svgPath = join(root, "cli-sweep.svg");
+    const recipePath = join(root, "recipe.yml");
+    const cli = await runCliJson<CliSweep>(["sweep", recipePath, "--vary", `${KEY}=${SPEC}`, "--text", textPath, "--context", "64", "--max-tokens", "128",
+      "--against", join(root, "base"), "--svg", svgPath]);
+    assert.equal(cli.points.length, 4);
+
+    const shown = await byTestId(page, "sweep-row").evaluateAll((rows) => rows.map((row) => {
+      const v = (id: string) => [...row.querySelectorAll<HTMLElement>(`[data-testid="${id}"]`)].map((td) => td.dataset.value!);
+      return { values: v("sweep-value"), nll: v("sweep-nll")[0], perplexity: v("sweep-perplexity")[0], kl: v("sweep-kl") };
+    }));
+    assert.deepEqual(shown, cli.points.map((p) => ({ values: [String(p.values[KEY])], nll: String(p.nll), perplexity: String(p.perplexity), kl: p.against.map((a) => String(a.kl)) })));
+    // The points differ, and chat at weight 0 is no merge of chat at all: the comparison is about real numbers.
+    assert.deepEqual(cli.points.map((p) => p.values[KEY]), [0, 0.5, 1, 1.5]);
+    assert.equal(new Set(cli.points.map((p) => p.nll)).size, 4, JSON.stringify(cli.points));
+    assert.ok(cli.points.every((p) => p.against.length === 1 && p.against[0]!.kl > 0), JSON.stringify(cli.points));
+    assert.equal(await byTestId(page, "sweep-best").getAttribute("data-index"), String(cli.best));
+    assert.match((await byTestId(page, "sweep-best").textContent()) ?? "", new RegExp(` ${cli.predicted} predicted tokens of ${cli.tokens} per point`));
+
+    // The chart is the CLI's file, byte for byte but for the recipe's name in its title (the CLI names the
+    // recipe by its path; the page's recipe is editor text, named "recipe"), and the browser rendered it.
+    const chart = byTestId(page, "sweep-chart", "img");
+    const src = (await chart.getAttribute("src")) ?? "";
+    const prefix = "data:image/svg+xml;charset=utf-8,";
+    assert.ok(src.startsWith(prefix), src.slice(0, 60));
+    const cliSvg = await readFile(svgPath, "utf8");
+    const title = `${recipePath}: NLL over ${KEY}`;
+    assert.ok(cliSvg.includes(title), "the CLI's chart names its recipe file");
+    assert.equal(decodeURIComponent(src.slice(prefix.length)), cliSvg.replaceAll(title, `recipe: NLL over ${KEY}`));
+    const size = await chart.evaluate((img: HTMLImageElement) => img.decode().then(() => [img.naturalWidth, img.naturalHeight]));
+    assert.ok(size[0]! > 100 && size[1]! > 100, `chart rendered at ${size.join("x")}`);
+
+    // "Use the best point's recipe" puts that point's recipe in the editor: the example's, with the best weight.
+    await byTestId(page, "sweep-use-best", "button").click();
+    const best = parse(await recipeYaml(page)) as { models: { parameters: { weight: unknown } }[] };
+    const original = parse(exampleRecipe) as typeof best;
+    original.models[2]!.parameters.weight = cli.points[cli.best]!.values[KEY];
+    assert.deepEqual(best, original);
+  });
+});
+
+test("issue 11: Cancel stops a sweep while its layers run, and Sweep is enabled again", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("sweep-cancel", async (page) => {
+    await loadExample(page);
+    await waitForSweepEnabled(page);
+    // Cancel as soon as the status shows the first layer running: mid-sweep, whatever the machine's speed.
+    await page.evaluate(() => {
+      const root = document.querySelector("weightsoup-merge")!.shadowRoot!;
+      const status = root.querySelector<HTMLElement>(`[data-testid="sweep-status"]`)!;
+      const observer = new MutationObserver(() => {
+        if (!/layer \d+ of \d+/.test(status.textContent ?? "")) return;
+        (window as unknown as { cancelledAt: string }).cancelledAt = status.textContent!;
+        root.querySelector<HTMLButtonElement>(`[data-testid="sweep-cancel"]`)!.click();
+        observer.disconnect();
+      });
+      observer.observe(status, { childList: true, characterData: true, subtree: true });
+      root.querySelector<HTMLButtonElement>(`[data-testid="sweep-run"]`)!.click();
+    });
+    await waitForAttribute(page, "data-sweep-state", "cancelled");
+    assert.match(await page.evaluate(() => (window as unknown as { cancelledAt?: string }).cancelledAt ?? ""), /^Points? [\d-]+ of 4: layer \d+ of \d+$/);
+    assert.equal(await byTestId(page, "sweep-status").textContent(), "Sweep cancelled.");
+    assert.equal(await byTestId(page, "sweep-results").isHidden(), true);
+    assert.equal(await byTestId(page, "sweep-error").isHidden(), true);
+    assert.equal(await byTestId(page, "sweep-cancel", "button").isDisabled(), true);
+    assert.equal(await byTestId(page, "sweep-run", "button").isDisabled(), false, "Sweep can run again");
+  });
+});
+
+test("issue 11: a SPEC that is no list or range is refused at its row; a KEY the recipe does not have shows sweep()'s typed problem", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("sweep-refused", async (page) => {
+    await loadExample(page, KEY, "0:1");
+    const rowError = byTestId(page, "sweep-vary-error");
+    await rowError.waitFor({ state: "visible" });
+    assert.match((await rowError.textContent()) ?? "", /^--vary models\[2\]\.parameters\.weight: "0:1" is neither a list .* nor a range/);
+    assert.equal(await byTestId(page, "sweep-run", "button").isDisabled(), true);
+    assert.equal(await byTestId(page, "sweep-blocked").textContent(), "A key or its values cannot be used (see the row).");
+
+    // The example recipe has three models: models[7] is no key of it, which only the recipe can say.
+    await setField(page, `input[data-testid="sweep-key"]`, "models[7].parameters.weight");
+    await setField(page, `input[data-testid="sweep-spec"]`, "0,1");
+    assert.equal(await rowError.isHidden(), true);
+    await waitForSweepEnabled(page);
+    await byTestId(page, "sweep-run", "button").click();
+    await waitForAttribute(page, "data-sweep-state", "error");
+    const group = byTestId(page, "sweep-error").locator(`[data-testid="problem-group"]`);
+    assert.equal(await group.getAttribute("data-code"), "E_OPTION");
+    assert.match((await group.locator(`[data-testid="problem"]`).textContent()) ?? "", /^--vary models\[7\]\.parameters\.weight: recipe:\d+:\d+: models has 3 entries, so there is no \[7\]$/);
+    assert.equal(await byTestId(page, "sweep-results").isHidden(), true);
+    assert.equal(await byTestId(page, "sweep-chart", "img").isHidden(), true);
+  });
+});
