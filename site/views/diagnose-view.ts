@@ -13,7 +13,7 @@ import type { GroupStats } from "../../src/diagnose/statistics";
 import type { PageState, Store } from "../state";
 import { h, replace } from "../ui/dom";
 import { whyDiagnoseBlocked } from "../ui/run-diagnose";
-import { renderProblems } from "./problems";
+import { runControls } from "./run-controls";
 
 export interface DiagnoseActions {
   run(): void;
@@ -21,42 +21,25 @@ export interface DiagnoseActions {
 }
 
 export function diagnoseView(store: Store, actions: DiagnoseActions): HTMLElement {
-  const run = h("button", { type: "button", class: "primary", "data-testid": "diagnose-run", "aria-describedby": "diagnose-blocked" }, "Diagnose");
-  run.addEventListener("click", () => actions.run());
-  const cancel = h("button", { type: "button", "data-testid": "diagnose-cancel", disabled: true }, "Cancel");
-  cancel.addEventListener("click", () => actions.cancel());
-  const blocked = h("p", { class: "blocked", id: "diagnose-blocked", "data-testid": "diagnose-blocked", hidden: true });
-  const progress = h("progress", { "data-testid": "diagnose-progress", max: 1, value: 0, "aria-label": "Diagnosis progress" });
-  const status = h("p", { class: "status", "data-testid": "diagnose-status" });
-  const announce = h("p", { class: "visually-hidden", role: "status", "data-testid": "diagnose-announce" });
-  const error = h("div", { class: "problem-box", "data-testid": "diagnose-error", role: "alert", hidden: true });
+  const panel = runControls("diagnose", { run: "Diagnose", progress: "Diagnosis progress" }, actions);
+  const { run, cancel, blocked, progress, status, announce, error } = panel;
   const results = h("div", { class: "diagnose-results", "data-testid": "diagnose-results", hidden: true });
 
   store.watch(["platformProblems", "models", "recipe", "check", "diagnosis"], (s) => {
     const why = whyDiagnoseBlocked(s);
-    run.disabled = why !== "" || s.diagnosis.run === "running";
-    cancel.disabled = s.diagnosis.run !== "running";
-    if (blocked.textContent !== why) blocked.textContent = why;
-    blocked.hidden = why === "";
+    panel.gate(why, s.diagnosis.run === "running");
   });
 
-  let shown: Pick<PageState["diagnosis"], "problems" | "result"> = { problems: [], result: null };
+  let shown: Pick<PageState["diagnosis"], "result"> = { result: null };
   store.watch(["diagnosis"], (s) => {
     const d = s.diagnosis;
-    progress.value = d.progress;
-    if (status.textContent !== d.status) status.textContent = d.status;
-    if (announce.textContent !== d.announcement) announce.textContent = d.announcement;
-    if (shown.problems !== d.problems) {
-      if (d.problems.length) replace(error, renderProblems(d.problems));
-      else replace(error);
-      error.hidden = d.problems.length === 0;
-    }
+    panel.show(d);
     if (shown.result !== d.result) {
       if (d.result) replace(results, diagnosisShown(d.result));
       else replace(results);
       results.hidden = d.result === null;
     }
-    shown = { problems: d.problems, result: d.result };
+    shown = { result: d.result };
   });
 
   return h("section", { "aria-labelledby": "h-diagnose" },

@@ -11,7 +11,7 @@ import { h, replace } from "../ui/dom";
 import { evalCandidates, pickOf, type EvalCandidate, type EvalPick } from "../ui/eval-candidates";
 import { formatAgreement, formatBitsPerByte, formatKl, formatPerplexity } from "../ui/eval-format";
 import { BUILTIN_SOURCE, contextProblem, maxTokensProblem, whyEvalBlocked, type EvalForm, type EvalResults } from "../ui/run-eval";
-import { renderProblems } from "./problems";
+import { runControls } from "./run-controls";
 
 export interface EvalActions {
   form(patch: Partial<EvalForm>): void;
@@ -51,15 +51,8 @@ export function evalView(store: Store, actions: EvalActions, promptBox: HTMLElem
   const noCandidates = h("p", { class: "hint", "data-testid": "eval-no-models" }, "Models you add, and the output of a merge, can be evaluated here.");
 
   // Running.
-  const run = h("button", { type: "button", class: "primary", "data-testid": "eval-run", "aria-describedby": "eval-blocked" }, "Evaluate");
-  run.addEventListener("click", () => actions.run());
-  const cancel = h("button", { type: "button", "data-testid": "eval-cancel", disabled: true }, "Cancel");
-  cancel.addEventListener("click", () => actions.cancel());
-  const blocked = h("p", { class: "blocked", id: "eval-blocked", "data-testid": "eval-blocked", hidden: true });
-  const progress = h("progress", { "data-testid": "eval-progress", max: 1, value: 0, "aria-label": "Evaluation progress" });
-  const status = h("p", { class: "status", "data-testid": "eval-status" });
-  const announce = h("p", { class: "visually-hidden", role: "status", "data-testid": "eval-announce" });
-  const error = h("div", { class: "problem-box", "data-testid": "eval-error", role: "alert", hidden: true });
+  const panel = runControls("eval", { run: "Evaluate", progress: "Evaluation progress" }, actions);
+  const { run, cancel, blocked, progress, status, announce, error } = panel;
   const results = h("div", { class: "eval-results", "data-testid": "eval-results", hidden: true });
 
   store.watch(["evalForm"], (s) => {
@@ -96,29 +89,19 @@ export function evalView(store: Store, actions: EvalActions, promptBox: HTMLElem
 
   store.watch(["platformProblems", "models", "merged", "recipe", "check", "evalPicks", "evalForm", "evaluation"], (s) => {
     const why = whyEvalBlocked(s);
-    run.disabled = why !== "" || s.evaluation.run === "running";
-    cancel.disabled = s.evaluation.run !== "running";
-    if (blocked.textContent !== why) blocked.textContent = why;
-    blocked.hidden = why === "";
+    panel.gate(why, s.evaluation.run === "running");
   });
 
-  let shown: { problems: PageState["evaluation"]["problems"]; results: EvalResults | null } = { problems: [], results: null };
+  let shown: { results: EvalResults | null } = { results: null };
   store.watch(["evaluation"], (s) => {
     const e = s.evaluation;
-    progress.value = e.progress;
-    if (status.textContent !== e.status) status.textContent = e.status;
-    if (announce.textContent !== e.announcement) announce.textContent = e.announcement;
-    if (shown.problems !== e.problems) {
-      if (e.problems.length) replace(error, renderProblems(e.problems));
-      else replace(error);
-      error.hidden = e.problems.length === 0;
-    }
+    panel.show(e);
     if (shown.results !== e.results) {
       if (e.results) replace(results, resultsTable(e.results));
       else replace(results);
       results.hidden = e.results === null;
     }
-    shown = { problems: e.problems, results: e.results };
+    shown = { results: e.results };
   });
 
   return h("section", { "aria-labelledby": "h-eval" },

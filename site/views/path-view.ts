@@ -13,7 +13,7 @@ import type { Store } from "../state";
 import { h, replace } from "../ui/dom";
 import { formatNll, formatPerplexity } from "../ui/eval-format";
 import { partialResult, pathEndpoints, pointsProblem, whyPathBlocked, type PathForm, type PathRun } from "../ui/run-path";
-import { renderProblems } from "./problems";
+import { runControls } from "./run-controls";
 
 export interface PathActions {
   form(patch: Partial<PathForm>): void;
@@ -35,15 +35,8 @@ export function pathView(store: Store, actions: PathActions): HTMLElement {
   const align = h("input", { id: "path-align", "data-testid": "path-align", type: "checkbox" });
   align.addEventListener("change", () => actions.form({ align: align.checked }));
 
-  const run = h("button", { type: "button", class: "primary", "data-testid": "path-run", "aria-describedby": "path-blocked" }, "Measure the path");
-  run.addEventListener("click", () => actions.run());
-  const cancel = h("button", { type: "button", "data-testid": "path-cancel", disabled: true }, "Cancel");
-  cancel.addEventListener("click", () => actions.cancel());
-  const blocked = h("p", { class: "blocked", id: "path-blocked", "data-testid": "path-blocked", hidden: true });
-  const progress = h("progress", { "data-testid": "path-progress", max: 1, value: 0, "aria-label": "Loss path progress" });
-  const status = h("p", { class: "status", "data-testid": "path-status" });
-  const announce = h("p", { class: "visually-hidden", role: "status", "data-testid": "path-announce" });
-  const error = h("div", { class: "problem-box", "data-testid": "path-error", role: "alert", hidden: true });
+  const panel = runControls("path", { run: "Measure the path", progress: "Loss path progress" }, actions);
+  const { run, cancel, blocked, progress, status, announce, error } = panel;
   const chart = h("img", { class: "heatmap", "data-testid": "path-chart", alt: "", hidden: true });
   const results = h("div", { "data-testid": "path-results", hidden: true });
 
@@ -83,23 +76,13 @@ export function pathView(store: Store, actions: PathActions): HTMLElement {
 
   store.watch(["platformProblems", "models", "merged", "recipe", "check", "chosen", "pathForm", "evalForm", "path"], (s) => {
     const why = whyPathBlocked(s);
-    run.disabled = why !== "" || s.path.run === "running";
-    cancel.disabled = s.path.run !== "running";
-    if (blocked.textContent !== why) blocked.textContent = why;
-    blocked.hidden = why === "";
+    panel.gate(why, s.path.run === "running");
   });
 
-  let shown: Pick<PathRun, "problems" | "curves" | "result"> = { problems: [], curves: [], result: null };
+  let shown: Pick<PathRun, "curves" | "result"> = { curves: [], result: null };
   store.watch(["path"], (s) => {
     const p = s.path;
-    progress.value = p.progress;
-    if (status.textContent !== p.status) status.textContent = p.status;
-    if (announce.textContent !== p.announcement) announce.textContent = p.announcement;
-    if (shown.problems !== p.problems) {
-      if (p.problems.length) replace(error, renderProblems(p.problems));
-      else replace(error);
-      error.hidden = p.problems.length === 0;
-    }
+    panel.show(p);
     if (shown.curves !== p.curves || shown.result !== p.result) {
       const count = p.curves.reduce((n, c) => n + c.points.length, 0);
       chart.hidden = count === 0;
@@ -112,7 +95,7 @@ export function pathView(store: Store, actions: PathActions): HTMLElement {
       replace(results, count ? pathResults(p) : null);
       results.hidden = count === 0;
     }
-    shown = { problems: p.problems, curves: p.curves, result: p.result };
+    shown = { curves: p.curves, result: p.result };
   });
 
   return h("section", { "aria-labelledby": "h-path" },

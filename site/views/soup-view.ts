@@ -12,6 +12,7 @@ import { h, replace } from "../ui/dom";
 import { formatNll, formatPerplexity } from "../ui/eval-format";
 import { soupModels, whySoupBlocked, whySoupSaveBlocked, type SoupForm, type SoupRun } from "../ui/run-soup";
 import { renderProblems } from "./problems";
+import { runControls } from "./run-controls";
 
 export interface SoupActions {
   form(patch: Partial<SoupForm>): void;
@@ -27,15 +28,8 @@ export function soupView(store: Store, actions: SoupActions): HTMLElement {
   const greedy = h("input", { id: "soup-greedy", "data-testid": "soup-greedy", type: "checkbox" });
   greedy.addEventListener("change", () => actions.form({ greedy: greedy.checked }));
 
-  const run = h("button", { type: "button", class: "primary", "data-testid": "soup-run", "aria-describedby": "soup-blocked" }, "Make the soup");
-  run.addEventListener("click", () => actions.run());
-  const cancel = h("button", { type: "button", "data-testid": "soup-cancel", disabled: true }, "Cancel");
-  cancel.addEventListener("click", () => actions.cancel());
-  const blocked = h("p", { class: "blocked", id: "soup-blocked", "data-testid": "soup-blocked", hidden: true });
-  const progress = h("progress", { "data-testid": "soup-progress", max: 1, value: 0, "aria-label": "Soup progress" });
-  const status = h("p", { class: "status", "data-testid": "soup-status" });
-  const announce = h("p", { class: "visually-hidden", role: "status", "data-testid": "soup-announce" });
-  const error = h("div", { class: "problem-box", "data-testid": "soup-error", role: "alert", hidden: true });
+  const panel = runControls("soup", { run: "Make the soup", progress: "Soup progress" }, actions);
+  const { run, cancel, blocked, progress, status, announce, error } = panel;
   const results = h("div", { "data-testid": "soup-results", hidden: true });
 
   const outputName = h("input", { id: "soup-output-name", "data-testid": "soup-output-name", type: "text", spellcheck: "false" });
@@ -74,28 +68,18 @@ export function soupView(store: Store, actions: SoupActions): HTMLElement {
 
   store.watch(["platformProblems", "models", "soupForm", "evalForm", "soup"], (s) => {
     const why = whySoupBlocked(s);
-    run.disabled = why !== "" || s.soup.run === "running" || s.soup.save === "running";
-    cancel.disabled = s.soup.run !== "running";
-    if (blocked.textContent !== why) blocked.textContent = why;
-    blocked.hidden = why === "";
+    panel.gate(why, s.soup.run === "running" || s.soup.save === "running", s.soup.run === "running");
     const whySave = whySoupSaveBlocked(s);
     save.disabled = whySave !== "" || s.soup.save === "running";
     if (saveBlocked.textContent !== whySave) saveBlocked.textContent = whySave;
     saveBlocked.hidden = whySave === "" || !s.soup.result;
   });
 
-  let shown: Pick<SoupRun, "problems" | "result" | "saveProblems"> = { problems: [], result: null, saveProblems: [] };
+  let shown: Pick<SoupRun, "result" | "saveProblems"> = { result: null, saveProblems: [] };
   store.watch(["soup"], (s) => {
     const p = s.soup;
-    progress.value = p.progress;
-    if (status.textContent !== p.status) status.textContent = p.status;
-    if (announce.textContent !== p.announcement) announce.textContent = p.announcement;
+    panel.show(p);
     if (saveStatus.textContent !== p.saveStatus) saveStatus.textContent = p.saveStatus;
-    if (shown.problems !== p.problems) {
-      if (p.problems.length) replace(error, renderProblems(p.problems));
-      else replace(error);
-      error.hidden = p.problems.length === 0;
-    }
     if (shown.saveProblems !== p.saveProblems) {
       if (p.saveProblems.length) replace(saveError, renderProblems(p.saveProblems));
       else replace(saveError);
@@ -106,7 +90,7 @@ export function soupView(store: Store, actions: SoupActions): HTMLElement {
       results.hidden = p.result === null;
     }
     saving.hidden = p.result === null || p.run !== "done";
-    shown = { problems: p.problems, result: p.result, saveProblems: p.saveProblems };
+    shown = { result: p.result, saveProblems: p.saveProblems };
   });
 
   return h("section", { "aria-labelledby": "h-soup" },

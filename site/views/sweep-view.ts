@@ -13,7 +13,7 @@ import type { PageState, Store } from "../state";
 import { h, replace } from "../ui/dom";
 import { formatKl, formatNll, formatPerplexity } from "../ui/eval-format";
 import { sweepAgainst, varyProblem, whySweepBlocked, type ShownPoint, type SweepRun, type VaryRow } from "../ui/run-sweep";
-import { renderProblems } from "./problems";
+import { runControls } from "./run-controls";
 
 export interface SweepActions {
   vary(rows: readonly VaryRow[]): void;
@@ -51,15 +51,8 @@ export function sweepView(store: Store, actions: SweepActions): HTMLElement {
   add.addEventListener("click", () => actions.vary([...store.state.sweepForm.vary, { key: "", spec: "" }]));
   const source = h("p", { class: "hint", "data-testid": "sweep-text-source" });
 
-  const run = h("button", { type: "button", class: "primary", "data-testid": "sweep-run", "aria-describedby": "sweep-blocked" }, "Sweep");
-  run.addEventListener("click", () => actions.run());
-  const cancel = h("button", { type: "button", "data-testid": "sweep-cancel", disabled: true }, "Cancel");
-  cancel.addEventListener("click", () => actions.cancel());
-  const blocked = h("p", { class: "blocked", id: "sweep-blocked", "data-testid": "sweep-blocked", hidden: true });
-  const progress = h("progress", { "data-testid": "sweep-progress", max: 1, value: 0, "aria-label": "Sweep progress" });
-  const status = h("p", { class: "status", "data-testid": "sweep-status" });
-  const announce = h("p", { class: "visually-hidden", role: "status", "data-testid": "sweep-announce" });
-  const error = h("div", { class: "problem-box", "data-testid": "sweep-error", role: "alert", hidden: true });
+  const panel = runControls("sweep", { run: "Sweep", progress: "Sweep progress" }, actions);
+  const { run, cancel, blocked, progress, status, announce, error } = panel;
   const chart = h("img", { class: "heatmap", "data-testid": "sweep-chart", alt: "", hidden: true });
   const results = h("div", { "data-testid": "sweep-results", hidden: true });
 
@@ -90,23 +83,13 @@ export function sweepView(store: Store, actions: SweepActions): HTMLElement {
 
   store.watch(["platformProblems", "models", "recipe", "check", "sweepForm", "evalForm", "sweep"], (s) => {
     const why = whySweepBlocked(s);
-    run.disabled = why !== "" || s.sweep.run === "running";
-    cancel.disabled = s.sweep.run !== "running";
-    if (blocked.textContent !== why) blocked.textContent = why;
-    blocked.hidden = why === "";
+    panel.gate(why, s.sweep.run === "running");
   });
 
-  let shown: Pick<SweepRun, "problems" | "points" | "result"> = { problems: [], points: [], result: null };
+  let shown: Pick<SweepRun, "points" | "result"> = { points: [], result: null };
   store.watch(["sweep"], (s) => {
     const p = s.sweep;
-    progress.value = p.progress;
-    if (status.textContent !== p.status) status.textContent = p.status;
-    if (announce.textContent !== p.announcement) announce.textContent = p.announcement;
-    if (shown.problems !== p.problems) {
-      if (p.problems.length) replace(error, renderProblems(p.problems));
-      else replace(error);
-      error.hidden = p.problems.length === 0;
-    }
+    panel.show(p);
     if (shown.points !== p.points || shown.result !== p.result) {
       const count = p.result?.points.length ?? p.points.length;
       chart.hidden = count === 0;
@@ -121,7 +104,7 @@ export function sweepView(store: Store, actions: SweepActions): HTMLElement {
       replace(results, count ? sweepResults(p, actions) : null);
       results.hidden = count === 0;
     }
-    shown = { problems: p.problems, points: p.points, result: p.result };
+    shown = { points: p.points, result: p.result };
   });
 
   return h("section", { "aria-labelledby": "h-sweep" },
