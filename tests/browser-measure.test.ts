@@ -15,13 +15,13 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { BrowserContext, Page } from "playwright-core";
 import {
-  addFolders, byTestId, checkPrerequisites, inPage, pageDiagnostics, runCliJson, screenshot, setField, setRecipeYaml, startBrowserEnv,
+  addFolders, byTestId, checkPrerequisites, closeBrowserSuite, inPage, pageDiagnostics, runCliJson, screenshot, setField, setRecipeYaml, startBrowserEnv,
   waitForAttribute, WAIT_MS, type BrowserEnv,
 } from "./helpers/browser";
 import { DEFAULT_TEXT } from "../src/eval/default-text";
-import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "../src/example/models";
+import { EXAMPLE_SHAPE, writeExampleFolder } from "../src/example/models";
 import exampleRecipe from "../src/example/recipe.yml";
-import { removeDir, tempDir } from "./helpers/fixtures";
+import { tempDir } from "./helpers/fixtures";
 
 const TEST_TIMEOUT = 5 * WAIT_MS;
 
@@ -31,18 +31,12 @@ let root: string;
 before(async () => {
   await checkPrerequisites();
   root = await tempDir("ws-browser-measure-");
-  // The example models of `weightsoup example`, written by the function the CLI uses, and its recipe beside them.
-  await writeLlamaModel(join(root, "base"), EXAMPLE_SHAPE);
-  for (const skill of EXAMPLE_SKILLS) await writeLlamaModel(join(root, skill.name), EXAMPLE_SHAPE, skill);
-  await writeFile(join(root, "recipe.yml"), exampleRecipe);
+  // The folder `weightsoup example` writes (its models and recipe), by the function the CLI uses.
+  await writeExampleFolder(root);
   env = await startBrowserEnv();
 });
 
-after(async () => {
-  await env?.close();
-  if (root) await removeDir(root);
-  if (env?.pageErrors.length) process.stderr.write(`browser errors during the run:\n${env.pageErrors.join("\n")}\n`);
-});
+after(() => closeBrowserSuite(env, root));
 
 const withPage = (name: string, body: (page: Page, context: BrowserContext) => Promise<void>) => inPage(env, name, "index.html", body);
 

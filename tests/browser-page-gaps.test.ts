@@ -16,10 +16,10 @@ import { after, before, test } from "node:test";
 import type { BrowserContext, Page } from "playwright-core";
 import { parse } from "yaml";
 import {
-  addFolders, assertSameWeights, byTestId, checkPrerequisites, compareOutputs, opfsBytes, inPage, recipeYaml, runCli, screenshot, setField,
+  addFolders, assertSameWeights, byTestId, checkPrerequisites, closeBrowserSuite, compareOutputs, opfsBytes, inPage, recipeYaml, runCli, screenshot, setField,
   setRecipeYaml, splitSafetensors, startBrowserEnv, waitForRunBlocked, waitForRunEnabled, waitForState, WAIT_MS, type BrowserEnv,
 } from "./helpers/browser";
-import { baseModel, CLI, fineTune, removeDir, tempDir, uniform, writeModel, type Shape } from "./helpers/fixtures";
+import { baseModel, CLI, fineTune, tempDir, uniform, writeModel, type Shape } from "./helpers/fixtures";
 import { encodeTensor, writeSafetensors } from "./reference/safetensors";
 
 const SMALL: Shape = { vocab: 96, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2 };
@@ -62,11 +62,7 @@ before(async () => {
   env = await startBrowserEnv();
 });
 
-after(async () => {
-  await env?.close();
-  if (root) await removeDir(root);
-  if (env?.pageErrors.length) process.stderr.write(`browser errors during the run:\n${env.pageErrors.join("\n")}\n`);
-});
+after(() => closeBrowserSuite(env, root));
 
 const withPage = (name: string, body: (page: Page, context: BrowserContext) => Promise<void>) => inPage(env, name, "index.html", body);
 

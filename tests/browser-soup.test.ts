@@ -13,11 +13,11 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Page } from "playwright-core";
 import {
-  addFolders, byTestId, checkPrerequisites, compareOutputs, inPage, pageDiagnostics, screenshot, setField, startBrowserEnv,
+  addFolders, byTestId, checkPrerequisites, closeBrowserSuite, compareOutputs, inPage, pageDiagnostics, screenshot, setField, startBrowserEnv,
   waitForAttribute, WAIT_MS, type BrowserEnv,
 } from "./helpers/browser";
-import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "../src/example/models";
-import { CLI, removeDir, tempDir } from "./helpers/fixtures";
+import { writeExampleFolder } from "../src/example/models";
+import { CLI, tempDir } from "./helpers/fixtures";
 
 const TEST_TIMEOUT = 5 * WAIT_MS;
 
@@ -27,17 +27,12 @@ let root: string;
 before(async () => {
   await checkPrerequisites();
   root = await tempDir("ws-browser-soup-");
-  // The example models of `weightsoup example`, written by the function the CLI uses.
-  await writeLlamaModel(join(root, "base"), EXAMPLE_SHAPE);
-  for (const skill of EXAMPLE_SKILLS) await writeLlamaModel(join(root, skill.name), EXAMPLE_SHAPE, skill);
+  // The folder `weightsoup example` writes (its models and recipe), by the function the CLI uses.
+  await writeExampleFolder(root);
   env = await startBrowserEnv();
 });
 
-after(async () => {
-  await env?.close();
-  if (root) await removeDir(root);
-  if (env?.pageErrors.length) process.stderr.write(`browser errors during the run:\n${env.pageErrors.join("\n")}\n`);
-});
+after(() => closeBrowserSuite(env, root));
 
 interface CliSoup {
   ingredients: { model: string; nll: number; perplexity: number }[];

@@ -14,7 +14,7 @@ import { after, before, test } from "node:test";
 import type { BrowserContext, Locator, Page } from "playwright-core";
 import { parse } from "yaml";
 import {
-  addFolders, assertSameWeights, byTestId, checkPrerequisites, compareOutputs, foreignRequests, host, opfsBytes, opfsDigests,
+  addFolders, assertSameWeights, byTestId, checkPrerequisites, closeBrowserSuite, compareOutputs, foreignRequests, host, opfsBytes, opfsDigests,
   opfsText, opfsTree, inPage, overflowingElements, pageDiagnostics, liveAnnouncements, recordLiveRegions, recipeYaml, runCli, runCliJson, screenshot, setField, setRecipeYaml,
   sha256Hex, shownEvalRows, SITE_DIR, splitSafetensors, startBrowserEnv, stateOf, textOf, waitForAttribute, waitForModels,
   waitForRunBlocked, waitForRunEnabled, waitForState, focusedTestId, WAIT_MS, type BrowserEnv, type PageOptions,
@@ -23,7 +23,7 @@ import { DEFAULT_TEXT } from "../src/eval/default-text";
 import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "../src/example/models";
 import exampleRecipe from "../src/example/recipe.yml";
 import { METHODS, type ParameterSpec } from "../src/merge/methods";
-import { baseModel, fineTune, removeDir, tempDir, TINY, writeModel, type Shape } from "./helpers/fixtures";
+import { baseModel, fineTune, tempDir, TINY, writeModel, type Shape } from "./helpers/fixtures";
 import type { RefModel } from "./reference/merge";
 
 /** A little larger than TINY, so outputs hold a few hundred KB. */
@@ -111,11 +111,7 @@ before(async () => {
   env = await startBrowserEnv();
 });
 
-after(async () => {
-  await env?.close();
-  if (root) await removeDir(root);
-  if (env?.pageErrors.length) process.stderr.write(`browser errors during the run:\n${env.pageErrors.join("\n")}\n`);
-});
+after(() => closeBrowserSuite(env, root));
 
 const withPage = (name: string, path: string, body: (page: Page, context: BrowserContext) => Promise<void>, options: PageOptions = {}) => inPage(env, name, path, body, options);
 

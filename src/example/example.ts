@@ -9,7 +9,7 @@ import { formatBytes, formatSeconds } from "../units";
 import { evaluate, merge } from "../node";
 import { DEFAULT_TEXT, DEFAULT_TEXT_NAME } from "../eval/default-text";
 import recipeText from "./recipe.yml";
-import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "./models";
+import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeExampleFolder } from "./models";
 
 export async function runExample(dirArg: string, io: { stdout: NodeJS.WriteStream; stderr: NodeJS.WriteStream }): Promise<number> {
   const dir = resolve(dirArg);
@@ -17,10 +17,8 @@ export async function runExample(dirArg: string, io: { stdout: NodeJS.WriteStrea
   const s = EXAMPLE_SHAPE;
   say(`Writing a Llama-shaped base model (${s.layers} layers, hidden ${s.hidden}, vocab ${s.vocab}, BF16) and fine-tunes ${EXAMPLE_SKILLS.map((k) => k.name).join(", ")} to ${dir}`);
   const t0 = performance.now();
-  let bytes = await writeLlamaModel(join(dir, "base"), s);
-  for (const skill of EXAMPLE_SKILLS) bytes += await writeLlamaModel(join(dir, skill.name), s, skill);
+  const bytes = await writeExampleFolder(dir);
   const recipe = join(dir, "recipe.yml");
-  await writeFile(recipe, recipeText);
   say(`  wrote ${formatBytes(bytes)} of checkpoints in ${formatSeconds((performance.now() - t0) / 1000)}`);
 
   const out = join(dir, "merged");

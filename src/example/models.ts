@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { DEFAULT_TEXT } from "../eval/default-text";
 import { planFile } from "../format/safetensors";
 import { trainByteBpe } from "../tokenizer/train-byte-bpe";
+import exampleRecipe from "./recipe.yml";
 
 export interface LlamaShape {
   vocab: number;
@@ -153,4 +154,12 @@ const trainedTokenizers = new Map<number, Map<string, string>>();
 
 async function writeExampleTokenizer(dir: string, vocab: number): Promise<void> {
   for (const [name, text] of exampleTokenizerFiles(vocab)) await writeFile(join(dir, name), text);
+}
+
+/** What `weightsoup example` writes into `dir`: the base model, the fine-tunes and recipe.yml. Returns the checkpoints' bytes. */
+export async function writeExampleFolder(dir: string): Promise<number> {
+  let bytes = await writeLlamaModel(join(dir, "base"), EXAMPLE_SHAPE);
+  for (const skill of EXAMPLE_SKILLS) bytes += await writeLlamaModel(join(dir, skill.name), EXAMPLE_SHAPE, skill);
+  await writeFile(join(dir, "recipe.yml"), exampleRecipe);
+  return bytes;
 }

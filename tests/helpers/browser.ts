@@ -9,7 +9,7 @@ import { access, mkdir, readFile, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type BrowserContext, type Page, type Request } from "playwright-core";
-import { CLI } from "./fixtures";
+import { CLI, removeDir } from "./fixtures";
 
 interface StaticServer {
   url: string;
@@ -498,3 +498,10 @@ export function assertSameWeights(page: Uint8Array, cli: Uint8Array, ignore: str
 }
 
 export const sha256Hex = (data: string | Uint8Array) => createHash("sha256").update(data).digest("hex");
+
+/** Ends a browser suite: the browser closed, the suite's folder removed, the page errors seen during the run printed. */
+export async function closeBrowserSuite(env: BrowserEnv | undefined, root: string | undefined): Promise<void> {
+  await env?.close();
+  if (root) await removeDir(root);
+  if (env?.pageErrors.length) process.stderr.write(`browser errors during the run:\n${env.pageErrors.join("\n")}\n`);
+}
