@@ -16,7 +16,8 @@ import { align, diagnose, evaluate, lossPath, merge } from "../src/node";
 import type { LossPathResult } from "../src/api/path";
 import { CLI, removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
 import { readDecoderModel } from "./helpers/decoder-models";
-import { referenceEvaluation, referenceLogits, type ReferenceModel, type ReferenceTensor } from "./reference/decoder";
+import { lerpModel } from "./reference/interpolate";
+import { referenceEvaluation, referenceLogits, type ReferenceModel } from "./reference/decoder";
 import { encodeTensor, writeShardedModel } from "./reference/safetensors";
 
 const FIXTURE = fileURLToPath(new URL("../../tests/fixtures/tiny-lms/", import.meta.url));
@@ -48,17 +49,6 @@ before(async () => {
   path = await lossPath(A, B, { ...options(), points: 5, align: true });
 });
 after(async () => { await removeDir(root); });
-
-/** Per element fround(fround((1 − λ)·a) + fround(λ·b)): the linear recipe with normalize: false. */
-function lerp(a: ReferenceModel, b: ReferenceModel, lambda: number): ReferenceModel {
-  const wa = Math.fround(1 - lambda), wb = Math.fround(lambda);
-  const tensors = new Map<string, ReferenceTensor>();
-  for (const [name, t] of a.tensors) {
-    const u = b.tensors.get(name)!.values;
-    tensors.set(name, { shape: t.shape, values: t.values.map((x, i) => Math.fround(Math.fround(wa * x) + Math.fround(wb * u[i]!))) });
-  }
-  return { config: a.config, tensors };
-}
 
 const nllOf = (model: ReferenceModel) => referenceEvaluation(model, expected.ids, { context: expected.context }).nllMean;
 
@@ -105,7 +95,7 @@ describe("lossPath on the trained models reproduces hand computation", () => {
   test("λ = 0.25 and 0.5 equal the float64 reference on weights interpolated here, and a written merge evaluated, bit for bit", async () => {
     for (const i of [1, 2]) {
       const lambda = path.points[i]!.lambda;
-      const ref = nllOf(lerp(refA, refB, lambda));
+      const ref = nllOf(lerpModel(refA, refB, lambda));
       assert.ok(Math.abs(path.points[i]!.nll - ref) < 1e-5, `λ=${lambda}: ${path.points[i]!.nll} vs float64 reference ${ref}`);
       const recipe = join(root, `point-${i}.yml`);
       await writeFile(recipe, stringify({ merge_method: "linear", models: [{ model: A, parameters: { weight: 1 - lambda } }, { model: B, parameters: { weight: lambda } }], parameters: { normalize: false } }));

@@ -14,6 +14,7 @@ import { AbortError, DataError, OptionError } from "../src/errors";
 import type { LossPathEvent } from "../src/api/path";
 import { CLI, removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
 import { idsText, LM, permutation, permuted, ruleIds, ruleModel, withNoise, writeLm } from "./helpers/path-models";
+import { lerpModel } from "./reference/interpolate";
 import { referenceEvaluation, type ReferenceModel, type ReferenceTensor } from "./reference/decoder";
 
 let root: string;
@@ -22,17 +23,6 @@ after(async () => { await removeDir(root); });
 
 const ids = ruleIds(96);
 const EVAL = { ids, context: 32, workers: 1, workerUrl: WORKER_URL };
-
-/** Per element fround(fround(wa·a) + fround(wb·b)): linear with normalize false (SPEC, "linear"). */
-function lerpModel(a: ReferenceModel, b: ReferenceModel, lambda: number): ReferenceModel {
-  const wa = Math.fround(1 - lambda), wb = Math.fround(lambda);
-  const tensors = new Map<string, ReferenceTensor>();
-  for (const [name, t] of a.tensors) {
-    const u = b.tensors.get(name)!.values;
-    tensors.set(name, { shape: t.shape, values: t.values.map((x, i) => Math.fround(Math.fround(wa * x) + Math.fround(wb * u[i]!))) });
-  }
-  return { config: a.config, tensors };
-}
 
 /** mergekit's slerp per tensor, as SPEC "slerp" states it (float64 norms and angle, float32 elements). */
 function slerpModel(a: ReferenceModel, b: ReferenceModel, t: number): ReferenceModel {
