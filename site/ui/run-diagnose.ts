@@ -5,13 +5,14 @@
  * started and how it ended.
  */
 import { diagnose, type DiagnoseEvent, type DiagnosisResult } from "../../src/api/diagnose";
-import { AbortError, ModelError } from "../../src/errors";
+import { ModelError } from "../../src/errors";
 import { parseRecipe } from "../../src/recipe/recipe";
 import { formatSeconds } from "../../src/units";
 import type { PageState, RunState, Store } from "../state";
 import { recipeUsable } from "./eval-candidates";
 import { mappingOf } from "./mapping";
-import { problemsOf, type Problem } from "./recipe-check";
+import { endFailedRun, type PanelRunOptions } from "./panel-run";
+import type { Problem } from "./recipe-check";
 
 export interface DiagnoseRun {
   run: RunState;
@@ -46,13 +47,7 @@ function alignsModels(recipe: string): boolean {
   }
 }
 
-export interface DiagnoseRunOptions {
-  signal: AbortSignal;
-  workers?: number;
-  workerUrl?: URL;
-}
-
-export async function runDiagnosis(store: Store, options: DiagnoseRunOptions): Promise<void> {
+export async function runDiagnosis(store: Store, options: PanelRunOptions): Promise<void> {
   const s = store.state;
   // What is measured, as it starts (the recipe may be edited while it runs).
   const recipe = s.recipe;
@@ -97,10 +92,6 @@ export async function runDiagnosis(store: Store, options: DiagnoseRunOptions): P
     // "done" last: a host page reacting to data-diagnose-state finds the results shown.
     set({ announcement: done, run: "done" });
   } catch (e) {
-    if (e instanceof AbortError || options.signal.aborted) {
-      set({ status: "Diagnosis cancelled.", announcement: "Diagnosis cancelled.", run: "cancelled" });
-      return;
-    }
-    set({ status: "The diagnosis failed.", announcement: "The diagnosis failed.", problems: problemsOf(e), run: "error" });
+    endFailedRun(e, options.signal, set, { cancelled: "Diagnosis cancelled.", failed: "The diagnosis failed." });
   }
 }

@@ -5,12 +5,12 @@
  * only that it started and how it ended.
  */
 import { evaluate, type EvaluationResult } from "../../src/api/evaluate";
-import { AbortError } from "../../src/errors";
 import type { EvalEvent } from "../../src/eval/protocol";
 import { formatSeconds } from "../../src/units";
 import type { PageState, RunState, Store } from "../state";
 import { evalCandidates, pickOf, subjectOf } from "./eval-candidates";
-import { problemsOf, type Problem } from "./recipe-check";
+import { endFailedRun, type PanelRunOptions } from "./panel-run";
+import type { Problem } from "./recipe-check";
 
 /** The panel's inputs, as typed (numbers are checked where they are typed, see fieldProblems). */
 export interface EvalForm {
@@ -69,13 +69,7 @@ export function whyEvalBlocked(s: PageState): string {
 
 const STATUS_EVERY_MS = 250;
 
-export interface EvalRunOptions {
-  signal: AbortSignal;
-  workers?: number;
-  workerUrl?: URL;
-}
-
-export async function runEvaluation(store: Store, options: EvalRunOptions): Promise<void> {
+export async function runEvaluation(store: Store, options: PanelRunOptions): Promise<void> {
   const s = store.state;
   const candidates = evalCandidates(s);
   const scored = candidates.filter((c) => pickOf(s, c.id).score);
@@ -124,10 +118,6 @@ export async function runEvaluation(store: Store, options: EvalRunOptions): Prom
     // "done" last: a host page reacting to data-eval-state finds the results shown.
     set({ announcement: done, run: "done" });
   } catch (e) {
-    if (e instanceof AbortError || options.signal.aborted) {
-      set({ status: "Evaluation cancelled.", announcement: "Evaluation cancelled.", run: "cancelled" });
-      return;
-    }
-    set({ status: "The evaluation failed.", announcement: "The evaluation failed.", problems: problemsOf(e), run: "error" });
+    endFailedRun(e, options.signal, set, { cancelled: "Evaluation cancelled.", failed: "The evaluation failed." });
   }
 }

@@ -8,11 +8,12 @@
  */
 import { lossPath, type CurveLabel, type LossPathResult, type LossPoint } from "../../src/api/path";
 import { DEFAULT_TEXT } from "../../src/eval/default-text";
-import { AbortError, ModelError } from "../../src/errors";
+import { ModelError } from "../../src/errors";
 import { formatSeconds } from "../../src/units";
 import type { PageState, RunState, Store } from "../state";
 import { evalCandidates, subjectOf, type EvalCandidate } from "./eval-candidates";
-import { problemsOf, type Problem } from "./recipe-check";
+import { endFailedRun, type PanelRunOptions } from "./panel-run";
+import type { Problem } from "./recipe-check";
 import { contextProblem, DEFAULT_EVAL_CONTEXT, maxTokensProblem } from "./run-eval";
 
 export const DEFAULT_PATH_POINTS = "11";
@@ -83,13 +84,7 @@ export function partialResult(curves: PathRun["curves"]): LossPathResult {
   };
 }
 
-export interface PathRunOptions {
-  signal: AbortSignal;
-  workers?: number;
-  workerUrl?: URL;
-}
-
-export async function runPath(store: Store, options: PathRunOptions): Promise<void> {
+export async function runPath(store: Store, options: PanelRunOptions): Promise<void> {
   const s = store.state;
   const form = s.pathForm;
   const endpoint = (id: string) => {
@@ -136,10 +131,6 @@ export async function runPath(store: Store, options: PathRunOptions): Promise<vo
     // "done" last: a host page reacting to data-path-state finds the results shown.
     set({ announcement: done, run: "done" });
   } catch (e) {
-    if (e instanceof AbortError || options.signal.aborted) {
-      set({ status: "Loss path cancelled.", announcement: "Loss path cancelled.", run: "cancelled" });
-      return;
-    }
-    set({ status: "The loss path failed.", announcement: "The loss path failed.", problems: problemsOf(e), run: "error" });
+    endFailedRun(e, options.signal, set, { cancelled: "Loss path cancelled.", failed: "The loss path failed." });
   }
 }

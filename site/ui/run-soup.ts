@@ -14,6 +14,7 @@ import type { ModelFolder } from "../../src/io/folder";
 import { DirectoryOutputFolder } from "../../src/io/directory-output";
 import { formatBytes, formatSeconds } from "../../src/units";
 import type { PageState, RunState, Store } from "../state";
+import { endFailedRun, type PanelRunOptions } from "./panel-run";
 import { problemsOf, type Problem } from "./recipe-check";
 import { contextProblem, DEFAULT_EVAL_CONTEXT, maxTokensProblem } from "./run-eval";
 import { checkSpace, outputNameProblem, type SaveTarget } from "./save";
@@ -75,12 +76,6 @@ export function whySoupSaveBlocked(s: PageState): string {
   return outputNameProblem(s.soupForm.outputName);
 }
 
-export interface SoupRunOptions {
-  signal: AbortSignal;
-  workers?: number;
-  workerUrl?: URL;
-}
-
 const folderResolver = (s: PageState) => {
   const byName = new Map(s.models.map((m) => [m.name, m]));
   return (name: string): ModelFolder => {
@@ -90,7 +85,7 @@ const folderResolver = (s: PageState) => {
   };
 };
 
-export async function runSoup(store: Store, options: SoupRunOptions): Promise<void> {
+export async function runSoup(store: Store, options: PanelRunOptions): Promise<void> {
   const s = store.state;
   const names = soupIngredients(s);
   const folderOf = folderResolver(s);
@@ -122,11 +117,7 @@ export async function runSoup(store: Store, options: SoupRunOptions): Promise<vo
     // "done" last: a host page reacting to data-soup-state finds the results shown.
     set({ announcement: finished, run: "done" });
   } catch (e) {
-    if (e instanceof AbortError || options.signal.aborted) {
-      set({ status: "Soup cancelled.", announcement: "Soup cancelled.", run: "cancelled" });
-      return;
-    }
-    set({ status: "The soup failed.", announcement: "The soup failed.", problems: problemsOf(e), run: "error" });
+    endFailedRun(e, options.signal, set, { cancelled: "Soup cancelled.", failed: "The soup failed." });
   }
 }
 

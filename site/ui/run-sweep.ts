@@ -8,14 +8,15 @@
  */
 import { sweep, type SweepEvent, type SweepResult } from "../../src/api/sweep";
 import { DEFAULT_TEXT } from "../../src/eval/default-text";
-import { AbortError, ModelError } from "../../src/errors";
+import { ModelError } from "../../src/errors";
 import { gridPoints, parseValues } from "../../src/sweep/grid";
 import { parseKey } from "../../src/sweep/keys";
 import { formatSeconds } from "../../src/units";
 import type { PageState, RunState, Store } from "../state";
 import { evalCandidates, pickOf, recipeUsable, subjectOf } from "./eval-candidates";
 import { mappingOf } from "./mapping";
-import { problemsOf, type Problem } from "./recipe-check";
+import { endFailedRun, type PanelRunOptions } from "./panel-run";
+import type { Problem } from "./recipe-check";
 import { contextProblem, DEFAULT_EVAL_CONTEXT, maxTokensProblem } from "./run-eval";
 
 /** One varied key and its values, as typed: the two halves of the CLI's `--vary KEY=SPEC`. */
@@ -102,13 +103,7 @@ const STATUS_EVERY_MS = 250;
 
 const valuesText = (keys: readonly string[], values: Record<string, number>) => keys.map((k) => `${k} = ${values[k]}`).join(", ");
 
-export interface SweepRunOptions {
-  signal: AbortSignal;
-  workers?: number;
-  workerUrl?: URL;
-}
-
-export async function runSweep(store: Store, options: SweepRunOptions): Promise<void> {
+export async function runSweep(store: Store, options: PanelRunOptions): Promise<void> {
   const s = store.state;
   // What is swept, as it starts (the recipe and the rows may be edited while it runs).
   const recipe = s.recipe;
@@ -169,10 +164,6 @@ export async function runSweep(store: Store, options: SweepRunOptions): Promise<
     // "done" last: a host page reacting to data-sweep-state finds the results shown.
     set({ announcement: done, run: "done" });
   } catch (e) {
-    if (e instanceof AbortError || options.signal.aborted) {
-      set({ status: "Sweep cancelled.", announcement: "Sweep cancelled.", run: "cancelled" });
-      return;
-    }
-    set({ status: "The sweep failed.", announcement: "The sweep failed.", problems: problemsOf(e), run: "error" });
+    endFailedRun(e, options.signal, set, { cancelled: "Sweep cancelled.", failed: "The sweep failed." });
   }
 }
