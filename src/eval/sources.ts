@@ -7,7 +7,7 @@
 import { ModelError } from "../errors";
 import type { ModelFolder } from "../io/folder";
 import { outputConfig } from "../merge/card";
-import { chunkElementsFor, computeTensor, tensorJob, type EngineOptions } from "../merge/engine";
+import { chunkElementsFor, computeTensorBytes, tensorJob, type EngineOptions } from "../merge/engine";
 import type { LoadedModel } from "../model/model";
 import type { MergePlan, PlannedTensor } from "../plan/plan";
 import type { WorkerPool } from "../pool/pool";
@@ -57,10 +57,8 @@ export function recipeSource(name: string, plan: MergePlan, pool: () => WorkerPo
       await Promise.all(names.map(async (n) => {
         const t = tensors.get(n);
         if (!t) throw new ModelError("E_TENSOR_MISSING", `${plan.recipe.file}: the merged model has no tensor "${n}"`, { file: plan.recipe.file, tensor: n });
-        const bytes = new Uint8Array(t.outputBytes);
         const job = tensorJob(plan, t, indexOf.get(t)!, { target: { kind: "return" }, offset: 0 }, chunkElementsFor(t, options), options.seed);
-        await computeTensor(pool(), job, async (offset, chunk) => bytes.set(chunk, offset), () => undefined);
-        out.set(n, { name: n, dtype: t.dtype, shape: t.shape, bytes });
+        out.set(n, { name: n, dtype: t.dtype, shape: t.shape, bytes: await computeTensorBytes(pool(), job, t.outputBytes) });
       }));
       return out;
     },

@@ -268,6 +268,26 @@ export async function computeTensor(pool: WorkerPool, job: TensorJob, deliver: (
   await runTensor(job, new PoolExecutor(pool, job, deliver, (c) => onDone((chunkRange(job, c)[1] - chunkRange(job, c)[0]) / job.numel)));
 }
 
+/** SharedArrayBuffer exists here (Node; a cross-origin-isolated page) and can go to workers. */
+const sharedMemory = typeof SharedArrayBuffer === "function" && (typeof crossOriginIsolated === "undefined" || crossOriginIsolated);
+
+/**
+ * A tensor computed on the pool into memory the caller keeps (`job`'s own output target is ignored;
+ * offset 0 is the tensor's first byte). Where memory can be shared with workers, they write their
+ * chunks straight into it, and the bytes then go on to other workers (an evaluation's) without a
+ * copy; elsewhere each chunk comes back and is copied in.
+ */
+export async function computeTensorBytes(pool: WorkerPool, job: TensorJob, byteLength: number): Promise<Uint8Array> {
+  if (sharedMemory) {
+    const bytes = new Uint8Array(new SharedArrayBuffer(byteLength));
+    await computeTensor(pool, { ...job, output: { ...job.output, target: { kind: "shared", bytes }, offset: 0 } }, async () => undefined, () => undefined);
+    return bytes;
+  }
+  const bytes = new Uint8Array(byteLength);
+  await computeTensor(pool, { ...job, output: { ...job.output, target: { kind: "return" }, offset: 0 } }, async (offset, chunk) => bytes.set(chunk, offset), () => undefined);
+  return bytes;
+}
+
 /** Runs a multi-chunk tensor's passes with one pool job per chunk; results come back in chunk order. */
 class PoolExecutor implements TensorExecutor {
   readonly resident = false;

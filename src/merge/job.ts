@@ -40,13 +40,16 @@ export function storedTensor(t: TensorInfo): StoredTensor {
 
 /**
  * Where output bytes go: a file the worker opens and writes at offsets (a path in Node, a file of the
- * browser's origin-private file system), back to the caller, or nowhere (they stay in the worker's
- * memory: benchmarks use it to time computation alone).
+ * browser's origin-private file system), back to the caller, into memory the caller shares with the
+ * workers (a SharedArrayBuffer the size of the tensor, written at the job's offsets: nothing is copied
+ * on the way back), or nowhere (they stay in the worker's memory: benchmarks use it to time
+ * computation alone).
  */
 export type OutputTarget =
   | { kind: "path"; path: string; /** The file as the person will find it (path is where it is staged), for messages. */ file: string }
   | { kind: "opfs"; handle: FileSystemFileHandle; /** Unique among the merge's files, for messages and caching. */ file: string }
   | { kind: "return" }
+  | { kind: "shared"; bytes: Uint8Array }
   | { kind: "memory" };
 
 export interface TensorJob {

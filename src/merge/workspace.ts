@@ -338,6 +338,10 @@ export class ChunkWorkspace {
     const target = job.output.target;
     if (target.kind === "memory") return undefined;
     if (target.kind === "return") return arena.copyU8(result, bytes);
+    if (target.kind === "shared") {
+      target.bytes.set(arena.u8(result, bytes), job.output.offset + start * (DTYPES[job.output.dtype]!.bits / 8));
+      return undefined;
+    }
     await this.output(target).write(arena.u8(result, bytes), job.output.offset + start * (DTYPES[job.output.dtype]!.bits / 8));
     return undefined;
   }

@@ -5,7 +5,7 @@
  * bytes, and the tensor is computed once. Each key is announced once per expected use and dropped
  * after its last use, so memory holds only what is still to be used.
  */
-import { chunkElementsFor, computeTensor, tensorJob, type EngineOptions } from "../merge/engine";
+import { chunkElementsFor, computeTensorBytes, tensorJob, type EngineOptions } from "../merge/engine";
 import type { MergePlan, PlannedTensor } from "../plan/plan";
 import type { WorkerPool } from "../pool/pool";
 import { ModelError } from "../errors";
@@ -94,11 +94,6 @@ export class PointTensors {
 
   bytes(name: string): Promise<Uint8Array> {
     const job = this.job(name);
-    return this.shared.take(this.key(name), async () => {
-      const t = this.tensors.get(name)!;
-      const out = new Uint8Array(t.outputBytes);
-      await computeTensor(this.pool(), job, async (offset, chunk) => out.set(chunk, offset), () => undefined);
-      return out;
-    });
+    return this.shared.take(this.key(name), () => computeTensorBytes(this.pool(), job, this.tensors.get(name)!.outputBytes));
   }
 }
