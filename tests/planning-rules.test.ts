@@ -301,6 +301,20 @@ describe("messages name the real value and the real option", () => {
     assert.doesNotMatch(e.message, /null/);
   });
 
+  test("a weight beyond float32's range is refused naming it; the largest float32 is accepted", async () => {
+    const dir = join(root, `case-${n++}`);
+    const base = baseModel(63);
+    await writeModel(join(dir, "a"), base);
+    await writeModel(join(dir, "b"), fineTune(base, 64, 0.1));
+    // 3.4028236e38 rounds up past float32's largest value (3.4028234663852886e38) to infinity.
+    await writeFile(join(dir, "r.yml"), "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: 3.4028236e38}}\n  - {model: ./b, parameters: {weight: 1}}\nparameters: {normalize: false}\n");
+    const e = await failure(join(dir, "r.yml"));
+    assert.ok(codes(e).includes("E_PARAMETER_INVALID"), codes(e).join(", "));
+    assert.match(e.message, /model \.\/a: parameter "weight" must be a finite number within float32's range .*3\.4028236e\+?38/);
+    await writeFile(join(dir, "ok.yml"), "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: 3.4028234663852886e38}}\n  - {model: ./b, parameters: {weight: 1}}\nparameters: {normalize: false}\n");
+    await merge(join(dir, "ok.yml"), { out: join(dir, "out-ok"), workerUrl: WORKER_URL, workers: 1 });
+  });
+
   test("--chunk-size 4097 blames the chunk size, not the memory budget", async () => {
     const dir = join(root, `case-${n++}`);
     const base = baseModel(63);

@@ -483,8 +483,10 @@ function parameter(
     return spec.default;
   }
   if (spec.type === "boolean" && typeof value === "number" && (value === 0 || value === 1)) value = value === 1;
-  if (typeof value !== spec.type || (typeof value === "number" && !Number.isFinite(value)) || (spec.values && !spec.values.includes(value as string))) {
-    report("E_PARAMETER_INVALID", `${recipe.file}: ${whose}parameter "${name}" must be ${spec.values ? `one of ${spec.values.join(", ")}` : `a ${typeof value === "number" ? "finite number" : spec.type}`}, got ${describeValue(value)} (tensor "${outName}")`,
+  // The kernels compute in float32: a number beyond its range (about ±3.4e38) would become infinite
+  // there and make the merged weights infinite or NaN without a word, so it is refused here.
+  if (typeof value !== spec.type || (typeof value === "number" && !Number.isFinite(Math.fround(value))) || (spec.values && !spec.values.includes(value as string))) {
+    report("E_PARAMETER_INVALID", `${recipe.file}: ${whose}parameter "${name}" must be ${spec.values ? `one of ${spec.values.join(", ")}` : `a ${typeof value === "number" ? "finite number within float32's range (±3.4e38)" : spec.type}`}, got ${describeValue(value)} (tensor "${outName}")`,
       { file: recipe.file, tensor: outName, model, key: name }, `invalid:${model}:${name}`);
     return null;
   }
