@@ -98,3 +98,32 @@ describe("options", () => {
     });
   });
 });
+
+describe("memory", () => {
+  test("more models than the workers' budget holds hidden states for are scored in passes, every number the same as with room for all", async () => {
+    const dirs: string[] = [];
+    for (const seed of [1, 2, 3, 4]) {
+      const dir = join(root, `passes-${seed}`);
+      await writeDecoderModel(dir, decoderModel("llama-llama3", { seed }));
+      dirs.push(dir);
+    }
+    const [against, ...evaluated] = dirs as [string, ...string[]];
+    // llama-llama3 has hidden size 64 and 128 tokens: a model's states for 16000 rows (80 windows of
+    // 200, plus one window of room) take 3.96 MiB; 36 MiB per worker leaves the forward pass 20 MiB,
+    // half of which holds the against model's states and one evaluated model's, not two.
+    const ids = Array.from({ length: 16000 }, (_, i) => (i * 37 + 11) % 128);
+    const run = async (memoryBudget: number | undefined) => {
+      const starts: string[] = [];
+      const { results } = await evaluate(evaluated, {
+        ids, context: 200, workers: 1, workerUrl: WORKER_URL, against: [against], ...(memoryBudget ? { memoryBudget } : {}),
+        onProgress: (e) => { if (e.type === "model-start") starts.push(e.model); },
+      });
+      return { results, againstRuns: starts.filter((m) => m === against).length };
+    };
+    const roomy = await run(undefined), tight = await run(36 * 2 ** 20);
+    assert.equal(roomy.againstRuns, 1, "with room for every model, the against model runs once");
+    assert.equal(tight.againstRuns, 3, "one pass per evaluated model, each running the against model again");
+    assert.deepEqual(tight.results, roomy.results);
+    for (const r of tight.results) assert.ok(Number.isFinite(r.nll) && Number.isFinite(r.against[0]!.kl), JSON.stringify(r));
+  });
+});

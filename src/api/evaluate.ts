@@ -111,7 +111,7 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
     const results: EvaluationResult[] = [];
     for (const group of groups.values()) {
       const seqs = windowsOf(group.ids, context);
-      const scores = await scoreModels(pool, seqs, group.models, against, { ...(signal ? { signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+      const scores = await scoreModels(pool, seqs, group.models, against, { forwardBudget: forward, ...(signal ? { signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
       for (const s of scores) {
         let sum = 0;
         for (const v of s.nll) sum += v;

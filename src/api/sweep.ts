@@ -12,7 +12,7 @@ import { availableCores, defaultWorkerUrl } from "../env";
 import { openModel } from "../model/model";
 import { JOBS_PER_WORKER } from "../merge/engine";
 import { parseRecipe, type Recipe } from "../recipe/recipe";
-import { checkInputs, gather } from "../eval/engine";
+import { checkInputs, gather, statesThatFit } from "../eval/engine";
 import { checkpointSource, type DecoderSource } from "../eval/sources";
 import type { WeightRef } from "../eval/protocol";
 import { Phases } from "../eval/profile";
@@ -123,14 +123,9 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     const workers = Math.max(1, Math.min(options.workers ?? (await availableCores()), sequences.length));
     const dealt = Array.from({ length: workers }, (_, w) => sequences.filter((_, i) => i % workers === w));
 
-    // As many points per pass as half the forward budget holds hidden states for (the rest is each layer's working memory).
+    // As many points per pass as the workers can hold the hidden states of.
     const forward = forwardBudget(budget, mergeBudget);
-    const rows = Math.max(...dealt.map((seqs) => seqs.reduce((n, s) => n + s.length, 0)));
-    const longest = Math.max(...sequences.map((s) => s.length));
-    const stateBytes = (m: DecoderSource) => (rows + longest) * m.spec.hidden * 4;
-    const againstBytes = against.reduce((n, a) => n + stateBytes(a), 0);
-    const fits = Math.floor((forward / 2 - againstBytes) / stateBytes(first));
-    const perPass = Math.max(1, Math.min(points.length, options.maxPointsPerPass ?? points.length, fits));
+    const perPass = Math.min(points.length, options.maxPointsPerPass ?? points.length, statesThatFit(forward, dealt, first, against));
 
     const starting = performance.now();
     const pool = await slot.start({ size: workers, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });

@@ -22,6 +22,21 @@ export interface ModelScores {
 export interface ScoreOptions {
   signal?: AbortSignal;
   onProgress?: (event: EvalEvent) => void;
+  /** Bytes of each worker's evaluation instance (evalOpen's): bounds how many models' hidden states are held at once. */
+  forwardBudget?: number;
+}
+
+/**
+ * How many models like `model` can keep their hidden states in the workers at once beside `against`'s,
+ * within half of each worker's evaluation budget (the other half is a layer's working memory); at
+ * least one. A worker holds its sequences' rows, plus one sequence of room for a layer's temporaries.
+ */
+export function statesThatFit(forwardBudget: number, dealt: readonly (readonly Int32Array[])[], model: DecoderSource, against: readonly DecoderSource[]): number {
+  const rows = Math.max(...dealt.map((seqs) => seqs.reduce((n, s) => n + s.length, 0)));
+  const longest = Math.max(...dealt.flat().map((s) => s.length));
+  const stateBytes = (m: DecoderSource) => (rows + longest) * m.spec.hidden * 4;
+  const againstBytes = against.reduce((n, a) => n + stateBytes(a), 0);
+  return Math.max(1, Math.floor((forwardBudget / 2 - againstBytes) / stateBytes(model)));
 }
 
 /**
@@ -35,23 +50,30 @@ export async function scoreModels(pool: WorkerPool, sequences: readonly Int32Arr
   const workers = Math.max(1, Math.min(pool.size, sequences.length));
   checkInputs(sequences, [...evaluated, ...against], evaluated[0]!, against);
   const dealt = Array.from({ length: workers }, (_, w) => sequences.filter((_, i) => i % workers === w));
-  await Promise.all(dealt.map((seqs, w) => pool.on(w, (api) => api.evalSequences(seqs))));
-  // Each distinct model once; its id in the workers is its position here.
-  const models = [...new Set([...against, ...evaluated])];
+  // Memory holds the hidden states of as many evaluated models as fit (every model, usually); more
+  // models (a loss path of thousands of points) go in passes, each running the against models again.
+  const perPass = options.forwardBudget === undefined ? evaluated.length : statesThatFit(options.forwardBudget, dealt, evaluated[0]!, against);
   const phases = new Phases("evaluate");
-  const id = (m: DecoderSource) => `m${models.indexOf(m)}`;
-  for (const m of models) {
-    signal?.throwIfAborted();
-    await runModel(pool, workers, id(m), m, emit, signal, phases);
-  }
   const out: ModelScores[] = [];
-  for (const e of evaluated) {
-    signal?.throwIfAborted();
-    emit({ type: "scoring", model: e.name, against: against.map((a) => a.name) });
-    const heads = await phases.time("wait for weights", e.weights([e.spec.lmHead]));
-    const againstHeads = await Promise.all(against.map(async (a) => ({ model: id(a), lmHead: (await a.weights([a.spec.lmHead])).get(a.spec.lmHead)! })));
-    const perWorker = await phases.time("scoring", Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalScore(id(e), heads.get(e.spec.lmHead)!, againstHeads)))));
-    out.push(gather(e.name, against.map((a) => a.name), sequences, dealt, perWorker));
+  for (let from = 0; from < evaluated.length; from += perPass) {
+    const pass = evaluated.slice(from, from + perPass);
+    // A fresh session per pass: every state of the last pass released.
+    await Promise.all(dealt.map((seqs, w) => pool.on(w, (api) => api.evalSequences(seqs))));
+    // Each distinct model once; its id in the workers is its position here.
+    const models = [...new Set([...against, ...pass])];
+    const id = (m: DecoderSource) => `m${models.indexOf(m)}`;
+    for (const m of models) {
+      signal?.throwIfAborted();
+      await runModel(pool, workers, id(m), m, emit, signal, phases);
+    }
+    for (const e of pass) {
+      signal?.throwIfAborted();
+      emit({ type: "scoring", model: e.name, against: against.map((a) => a.name) });
+      const heads = await phases.time("wait for weights", e.weights([e.spec.lmHead]));
+      const againstHeads = await Promise.all(against.map(async (a) => ({ model: id(a), lmHead: (await a.weights([a.spec.lmHead])).get(a.spec.lmHead)! })));
+      const perWorker = await phases.time("scoring", Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalScore(id(e), heads.get(e.spec.lmHead)!, againstHeads)))));
+      out.push(gather(e.name, against.map((a) => a.name), sequences, dealt, perWorker));
+    }
   }
   phases.report();
   return out;

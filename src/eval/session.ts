@@ -37,18 +37,21 @@ export class EvalSession {
   private readonly tables = new Map<string, { cos: number; sin: number }>();
   /** Arena top above everything kept between calls: each call's temporaries are released down to it. */
   private kept = 0;
+  /** Arena top above what the session keeps for its whole life (the matmul scratch): new sequences release down to it. */
+  private readonly base: number;
   private matmulScratch = 0;
   private readonly phases = new Phases("worker");
 
   constructor(private readonly k: Kernels) {
     this.reader = new WeightReader(k);
     this.matmulScratch = k.arena.alloc(MATMUL_SCRATCH_BYTES);
-    this.kept = k.arena.mark();
+    this.kept = this.base = k.arena.mark();
   }
 
   /** The sequences this worker evaluates (replacing any earlier ones and every model's states). */
   setSequences(sequences: readonly Int32Array[]): void {
-    this.k.arena.release(this.kept);
+    // Every model's hidden states and tables go with the old sequences (a sweep's or an evaluation's next pass).
+    this.k.arena.release(this.base);
     this.hidden.clear();
     this.tables.clear();
     let row = 0;
