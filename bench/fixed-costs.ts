@@ -3,10 +3,13 @@
 // the same run, best of N runs in alternation (the machine's speed drifts between runs):
 //   - the example's models (`npm start`: a base and three fine-tunes, BF16, ~26 MB each);
 //   - the same recipe on a ~2 MB Llama-shaped base and fine-tunes (a 2 MB merge).
-// The difference from `node -e 0` is what weightsoup costs on top of starting Node. Then one
-// `--profile` run of the small merge shows where that time goes.
+// The difference from `node -e 0` is what weightsoup costs on top of starting Node. Each merge writes
+// a new output folder (the previous one is removed before the clock starts: replacing a folder with
+// --force is a cost of its own). Then one `--profile` run of the small merge shows where the time goes.
 import { spawnSync } from "node:child_process";
+import { rmSync } from "node:fs";
 import { rm, stat, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EXAMPLE_SKILLS, writeExampleFolder, writeLlamaModel, type LlamaShape } from "../src/example/models";
@@ -31,23 +34,25 @@ export async function fixedCostSection(dir: string, quick: boolean, line: (s?: s
   const reps = quick ? 3 : 9;
   line(`11. Fixed costs: the whole \`weightsoup merge\` process (dist/cli.js, the example's TIES recipe, 4 inputs) next to \`node -e 0\`, best of ${reps} alternating runs`);
 
-  const wall = (argv: string[]) => {
+  const wall = (argv: string[], out?: string) => {
+    if (out) rmSync(out, { recursive: true, force: true });
     const t0 = performance.now();
     const r = spawnSync(process.execPath, argv, { encoding: "utf8" });
     const seconds = (performance.now() - t0) / 1000;
     if (r.status !== 0) throw new Error(`${argv.join(" ")}: exit ${r.status}: ${r.stderr}`);
     return seconds;
   };
-  const merge = (folder: string, extra: string[] = []) => [CLI, "merge", join(folder, "recipe.yml"), join(folder, "out"), "--force", "--quiet", ...extra];
+  const merge = (folder: string, extra: string[] = []) => [CLI, "merge", join(folder, "recipe.yml"), join(folder, "out"), "--quiet", ...extra];
   const cases = [
-    { name: `example (${mb(await sizeOf(example))} per model)`, argv: merge(example) },
-    { name: `small (${mb(await sizeOf(small))} per model)`, argv: merge(small) },
+    { name: `example (${mb(await sizeOf(example))} per model)`, argv: merge(example), out: join(example, "out") },
+    { name: `small (${mb(await sizeOf(small))} per model)`, argv: merge(small), out: join(small, "out") },
   ];
-  for (const c of cases) wall(c.argv); // warm the page cache
+  for (const c of cases) wall(c.argv, c.out); // warm the page cache
   const node: number[] = [], merges: number[][] = cases.map(() => []);
+  const load = loadavg()[0]!;
   for (let r = 0; r < reps; r++) {
     node.push(wall(["-e", "0"]));
-    for (const [i, c] of cases.entries()) merges[i]!.push(wall(c.argv));
+    for (const [i, c] of cases.entries()) merges[i]!.push(wall(c.argv, c.out));
   }
   const nodeBest = Math.min(...node);
   line(`   ${"run".padEnd(30)} ${"best".padStart(8)} ${"median".padStart(8)} ${"above node".padStart(11)}`);
@@ -56,7 +61,8 @@ export async function fixedCostSection(dir: string, quick: boolean, line: (s?: s
     const best = Math.min(...merges[i]!);
     line(`   ${c.name.padEnd(30)} ${s(best)} ${s(median(merges[i]!))} ${s(best - nodeBest).padStart(11)}`);
   }
-  line(`   target: the small merge <= ${SMALL_TARGET.toFixed(2)} s above node (${(Math.min(...merges[1]!) - nodeBest).toFixed(3)} s)`);
+  line(`   target: the small merge <= ${SMALL_TARGET.toFixed(2)} s above node (${(Math.min(...merges[1]!) - nodeBest).toFixed(3)} s); load average ${load.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after`);
+  rmSync(cases[1]!.out, { recursive: true, force: true });
   const profiled = spawnSync(process.execPath, merge(small, ["--profile"]), { encoding: "utf8" });
   line(`   one --profile run of the small merge (stderr):`);
   for (const l of profiled.stderr.trimEnd().split("\n")) line(`     ${l}`);

@@ -83,8 +83,8 @@ describe("a small merge runs in this thread", { timeout: 120_000 }, () => {
   });
 
   test("a merge above IN_THREAD_BYTES starts workers (a missing worker script is an E_WORKER)", async () => {
-    // Two F32 models of 3.3 M parameters each: inputs and output about 39 MB, above the 32 MiB threshold.
-    const shape: Shape = { vocab: 8192, hidden: 160, intermediate: 512, layers: 2, heads: 4, kvHeads: 2 };
+    // Two F32 models of 5.9 M parameters each: inputs and output about 71 MB, above the 64 MiB threshold.
+    const shape: Shape = { vocab: 16384, hidden: 160, intermediate: 512, layers: 2, heads: 4, kvHeads: 2 };
     const base = baseModel(81, "F32", shape);
     const big = await writeCase(join(root, "big"), { base, a: fineTune(base, 82, 0.05) }, {
       merge_method: "linear", models: [{ model: "./base", parameters: { weight: 0.5 } }, { model: "./a", parameters: { weight: 0.5 } }],

@@ -8,7 +8,7 @@ import { loadKernels } from "../src/kernels/kernels";
 import { nodeEndpoint } from "../src/pool/endpoint";
 import { installErrorTransfer } from "../src/pool/protocol";
 import type { WorkerApi } from "../src/pool/worker-api";
-import type { Kernels } from "../src/kernels/kernels";
+import type { CompiledKernels, Kernels } from "../src/kernels/kernels";
 import type { PassResult } from "../src/merge/job";
 import { WeightsoupError, WorkerError } from "../src/errors";
 import { EvalSession } from "../src/eval/session";
@@ -19,6 +19,8 @@ installErrorTransfer();
 
 /** The kernel instances merge jobs run in. */
 const merges = new MergeHost();
+/** The kernels init() was sent (compiled by the pool): evaluation and generation instantiate them too. */
+let kernelCode: CompiledKernels | Uint8Array | undefined;
 let evaluation: { kernels: Kernels; session: EvalSession } | undefined;
 let generation: Generator | undefined;
 
@@ -65,6 +67,7 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
 
 const api: WorkerApi = {
   init(memoryBudget, jobs, wasm) {
+    kernelCode = wasm;
     return merges.init(memoryBudget, jobs, wasm);
   },
   async runTensor(job) {
@@ -86,7 +89,7 @@ const api: WorkerApi = {
   async evalOpen(memoryBudget) {
     await evaluation?.session.close();
     evaluation = undefined;
-    const kernels = await loadKernels(Math.floor(memoryBudget / 65536) * 65536).catch((e: unknown) => {
+    const kernels = await loadKernels(Math.floor(memoryBudget / 65536) * 65536, kernelCode).catch((e: unknown) => {
       if (e instanceof WeightsoupError) throw e; // a budget too small for the kernels is the caller's to fix
       throw new WorkerError("E_WORKER", `the worker could not load its kernels: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
     });
@@ -122,7 +125,7 @@ const api: WorkerApi = {
   genLoad(memoryBudget, spec, weights, maxLength) {
     return typed("loading the model for generation", async () => {
       generation = undefined;
-      generation = new Generator(await loadKernels(Math.floor(memoryBudget / 65536) * 65536));
+      generation = new Generator(await loadKernels(Math.floor(memoryBudget / 65536) * 65536, kernelCode));
       await generation.load(spec, weights, maxLength);
     });
   },

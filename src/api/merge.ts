@@ -63,10 +63,11 @@ export const DEFAULT_SHARD_SIZE = 5e9;
 
 /**
  * A merge reading and writing at most this many bytes runs on the calling thread when the caller leaves
- * the worker count to weightsoup (Node only: a page's main thread must stay free). Starting a worker
- * costs about as much as merging this much data on one core; below it, no worker is worth its start-up.
+ * the worker count to weightsoup (Node only: a page's main thread must stay free). A worker costs about
+ * 0.2 s of CPU to start (a Node thread, its bundle); one core merges TIES at about 160 MB/s of bytes
+ * moved (linear much faster), so two workers pay for their start-up above about 2 × 0.2 × 160 MB.
  */
-export const IN_THREAD_BYTES = 32 * 1048576;
+export const IN_THREAD_BYTES = 64 * 1048576;
 
 /** What merge() resolves with: the engine's summary and the ledger of every input tensor. */
 export interface MergeSummary extends EngineSummary {

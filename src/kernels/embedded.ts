@@ -1,9 +1,9 @@
 /**
- * @file The two builds of the kernels, embedded in the bundles as base64. kernels.ts imports this
- * module only when a thread first compiles the kernels, so that loading a bundle does not decode them:
- * a command that merges nothing, and a worker handed the compiled module, never do.
+ * @file The plain-SIMD build of the kernels, embedded in the bundles as base64. kernels.ts imports
+ * this module (and embedded-relaxed.ts) only when a thread first compiles that build, so that loading a
+ * bundle decodes neither: a command that merges nothing, or a worker handed the compiled module, never
+ * does, and a thread decodes only the build it runs.
  */
-import plain from "../../dist/kernels.wasm";
-import relaxed from "../../dist/kernels-relaxed.wasm";
+import bytes from "../../dist/kernels.wasm";
 
-export const EMBEDDED_BUILDS = { plain, relaxed };
+export const EMBEDDED_PLAIN = bytes;

@@ -223,7 +223,7 @@ export async function loadKernels(budget: number, code?: Uint8Array | CompiledKe
 
 /** An embedded build's bytes, decoded when a thread first needs them (see embedded.ts). */
 async function embeddedBuild(build: "plain" | "relaxed"): Promise<Uint8Array<ArrayBuffer>> {
-  return (await import("./embedded")).EMBEDDED_BUILDS[build];
+  return build === "relaxed" ? (await import("./embedded-relaxed")).EMBEDDED_RELAXED : (await import("./embedded")).EMBEDDED_PLAIN;
 }
 
 /** Whether to load the relaxed build: the option, else WEIGHTSOUP_SIMD, else whether the runtime can. */
