@@ -12,6 +12,8 @@
 // Environment: BENCH_ONLY=name[,name] limits section 2 to those methods.
 //   9. the evaluation forward pass (bench/forward.ts): prefill and generation tokens/s on a SmolLM-135M-shaped model, next to PyTorch
 //  10. a parameter sweep (bench/sweep.ts): 11 points of a SmolLM-135M-shaped slerp, against 11 × (merge + eval) by hand
+//  11. fixed costs (bench/fixed-costs.ts, --skip-fixed): whole `weightsoup merge` processes of the example (~100 MB) and of a
+//      2 MB model next to `node -e 0`, and a --profile timeline of the small one
 import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, open, rm, writeFile, stat } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
@@ -36,6 +38,7 @@ import { geometricBenchCases } from "./geometric-methods";
 import { methodBenchCases } from "./methods";
 import { forwardSection } from "./forward";
 import { sweepSection } from "./sweep";
+import { fixedCostSection } from "./fixed-costs";
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has("--quick");
@@ -286,6 +289,7 @@ async function similaritySection(): Promise<void> {
 if (!args.has("--skip-alignment")) await alignmentSection();
 if (!args.has("--skip-forward")) await forwardSection(dir, QUICK, line, new URL("../../dist/worker.js", import.meta.url));
 if (!args.has("--skip-sweep")) await sweepSection(dir, QUICK, line, new URL("../../dist/worker.js", import.meta.url));
+if (!args.has("--skip-fixed")) await fixedCostSection(dir, QUICK, line);
 
 /**
  * Weight matching wall time, in memory (reading and writing checkpoints not included): a 3 x 1024-wide

@@ -12,6 +12,11 @@ export function formatBytes(n: number): string {
   return `${n.toFixed(i === 0 ? 0 : n < 10 ? 2 : 1)} ${units[i]}`;
 }
 
+/** A merge's worker count: 0 means it ran on the calling thread. */
+export function formatWorkers(n: number): string {
+  return n === 0 ? "no workers (in this thread)" : n === 1 ? "1 worker" : `${n} workers`;
+}
+
 export function formatSeconds(s: number): string {
   if (!Number.isFinite(s)) return "--";
   if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)}s`;

@@ -26,11 +26,12 @@ before(async () => {
 });
 after(async () => { await removeDir(root); });
 
+// A merge this small runs in the calling thread unless the worker count is given: these set it.
 describe("workers that cannot start", { timeout: 60_000 }, () => {
   test("a missing worker script rejects with E_WORKER naming it, and writes nothing", async () => {
     const out = join(root, "no-worker");
     const url = new URL("file:///nonexistent/weightsoup-worker.js");
-    await assert.rejects(merge(recipe, { out, workerUrl: url }), (e: unknown) => {
+    await assert.rejects(merge(recipe, { out, workers: 1, workerUrl: url }), (e: unknown) => {
       assert.ok(e instanceof WeightsoupError && e.code === "E_WORKER", String(e));
       assert.ok(e.message.includes("nonexistent/weightsoup-worker.js"), e.message);
       return true;
@@ -41,20 +42,20 @@ describe("workers that cannot start", { timeout: 60_000 }, () => {
   test("a worker script that throws while loading rejects with E_WORKER and its message", async () => {
     const script = join(root, "throwing-worker.mjs");
     await writeFile(script, 'throw new Error("the worker broke while loading");\n');
-    await assert.rejects(merge(recipe, { out: join(root, "throwing"), workerUrl: new URL(`file://${script}`) }), (e: unknown) =>
+    await assert.rejects(merge(recipe, { out: join(root, "throwing"), workers: 1, workerUrl: new URL(`file://${script}`) }), (e: unknown) =>
       e instanceof WeightsoupError && e.code === "E_WORKER" && e.message.includes("the worker broke while loading"));
   });
 
   test("a worker script that exits at once rejects with E_WORKER", async () => {
     const script = join(root, "exiting-worker.mjs");
     await writeFile(script, "process.exit(0);\n");
-    await assert.rejects(merge(recipe, { out: join(root, "exiting"), workerUrl: new URL(`file://${script}`) }), (e: unknown) =>
+    await assert.rejects(merge(recipe, { out: join(root, "exiting"), workers: 1, workerUrl: new URL(`file://${script}`) }), (e: unknown) =>
       e instanceof WeightsoupError && e.code === "E_WORKER");
   });
 
   test("the library works from `node --input-type=module -e` (workers do not inherit -e)", () => {
     const out = join(root, "from-eval");
-    const code = `import { merge } from ${JSON.stringify(LIBRARY)}; const s = await merge(${JSON.stringify(recipe)}, { out: ${JSON.stringify(out)} }); console.log("tensors=" + s.tensors);`;
+    const code = `import { merge } from ${JSON.stringify(LIBRARY)}; const s = await merge(${JSON.stringify(recipe)}, { out: ${JSON.stringify(out)}, workers: 2 }); console.log("tensors=" + s.tensors);`;
     const r = spawnSync(process.execPath, ["--input-type=module", "-e", code], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /tensors=\d+/);

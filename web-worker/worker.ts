@@ -5,24 +5,22 @@
  */
 import { expose, transfer } from "comlink";
 import { loadKernels } from "../src/kernels/kernels";
-import { runTensor } from "../src/merge/run-tensor";
-import { ChunkWorkspace, ResidentExecutor } from "../src/merge/workspace";
 import { nodeEndpoint } from "../src/pool/endpoint";
 import { installErrorTransfer } from "../src/pool/protocol";
 import type { WorkerApi } from "../src/pool/worker-api";
-import type { Kernels } from "../src/kernels/kernels";
-import type { PassResult, TensorJob } from "../src/merge/job";
+import type { CompiledKernels, Kernels } from "../src/kernels/kernels";
+import type { PassResult } from "../src/merge/job";
 import { WeightsoupError, WorkerError } from "../src/errors";
 import { EvalSession } from "../src/eval/session";
 import { Generator } from "../src/eval/generator";
+import { MergeHost } from "../src/pool/merge-host";
 
 installErrorTransfer();
 
-/**
- * Each kernel instance (its own wasm memory) holds one job; with two, one job's reads and writes
- * proceed while the other computes. Together they stay within the worker's memory budget.
- */
-const instances: { kernels: Kernels; workspace: ChunkWorkspace }[] = [];
+/** The kernel instances merge jobs run in. */
+const merges = new MergeHost();
+/** The kernels init() was sent (compiled by the pool): evaluation and generation instantiate them too. */
+let kernelCode: CompiledKernels | Uint8Array | undefined;
 let evaluation: { kernels: Kernels; session: EvalSession } | undefined;
 let generation: Generator | undefined;
 
@@ -45,28 +43,6 @@ async function typed<T>(what: string, fn: () => Promise<T> | T): Promise<T> {
     throw error;
   }
 }
-const free: ChunkWorkspace[] = [];
-
-/**
- * Runs `fn` for a job with a workspace of its own (the pool never sends more jobs than there are).
- * Whatever fails comes back typed: an error that is not already a WeightsoupError is a bug, reported
- * as E_WORKER with the tensor it happened on and its own stack (for --debug).
- */
-async function withWorkspace<T>(job: TensorJob, fn: (ws: ChunkWorkspace) => Promise<T>): Promise<T> {
-  const ws = free.pop();
-  try {
-    if (!ws) throw new Error(instances.length ? "more jobs in flight than workspaces" : "worker used before init()");
-    return await fn(ws);
-  } catch (e) {
-    if (e instanceof WeightsoupError) throw e;
-    const error = new WorkerError("E_WORKER", `tensor "${job.name}": the worker failed: ${e instanceof Error ? e.message : String(e)}`, { tensor: job.name }, { cause: e });
-    if (e instanceof Error && e.stack) error.stack = e.stack;
-    throw error;
-  } finally {
-    if (ws) free.push(ws);
-  }
-}
-
 function buffersOf(result: PassResult): ArrayBuffer[] {
   switch (result.kind) {
     case "slerpStats":
@@ -90,49 +66,30 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
 }
 
 const api: WorkerApi = {
-  async init(memoryBudget, jobs, wasm) {
-    try {
-      for (let i = 0; i < jobs; i++) {
-        const kernels = await loadKernels(Math.floor(memoryBudget / jobs / 65536) * 65536, wasm);
-        const workspace = new ChunkWorkspace(kernels);
-        instances.push({ kernels, workspace });
-        free.push(workspace);
-      }
-    } catch (e) {
-      if (e instanceof WeightsoupError) throw e;
-      throw new WorkerError("E_WORKER", `the worker could not load its kernels: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
-    }
+  init(memoryBudget, jobs, wasm) {
+    kernelCode = wasm;
+    return merges.init(memoryBudget, jobs, wasm);
   },
-  runTensor(job) {
-    return withWorkspace(job, async (ws) => {
-      await ws.load(job, 0);
-      const exec = new ResidentExecutor(ws);
-      await runTensor(job, exec);
-      return exec.output ? transfer(exec.output, [exec.output.buffer as ArrayBuffer]) : undefined;
-    });
+  async runTensor(job) {
+    const output = await merges.runTensor(job);
+    return output ? transfer(output, [output.buffer as ArrayBuffer]) : undefined;
   },
-  runPass(job, chunk, request) {
-    return withWorkspace(job, async (ws) => {
-      await ws.load(job, chunk);
-      const result = ws.pass(request);
-      return transfer(result, buffersOf(result));
-    });
+  async runPass(job, chunk, request) {
+    const result = await merges.runPass(job, chunk, request);
+    return transfer(result, buffersOf(result));
   },
-  runFinal(job, chunk, request) {
-    return withWorkspace(job, async (ws) => {
-      await ws.load(job, chunk);
-      const bytes = await ws.final(request);
-      return bytes ? transfer(bytes, [bytes.buffer as ArrayBuffer]) : undefined;
-    });
+  async runFinal(job, chunk, request) {
+    const bytes = await merges.runFinal(job, chunk, request);
+    return bytes ? transfer(bytes, [bytes.buffer as ArrayBuffer]) : undefined;
   },
   async release() {
-    await Promise.all(instances.map((i) => i.workspace.release()));
+    await merges.release();
     await evaluation?.session.close();
   },
   async evalOpen(memoryBudget) {
     await evaluation?.session.close();
     evaluation = undefined;
-    const kernels = await loadKernels(Math.floor(memoryBudget / 65536) * 65536).catch((e: unknown) => {
+    const kernels = await loadKernels(Math.floor(memoryBudget / 65536) * 65536, kernelCode).catch((e: unknown) => {
       if (e instanceof WeightsoupError) throw e; // a budget too small for the kernels is the caller's to fix
       throw new WorkerError("E_WORKER", `the worker could not load its kernels: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
     });
@@ -168,7 +125,7 @@ const api: WorkerApi = {
   genLoad(memoryBudget, spec, weights, maxLength) {
     return typed("loading the model for generation", async () => {
       generation = undefined;
-      generation = new Generator(await loadKernels(Math.floor(memoryBudget / 65536) * 65536));
+      generation = new Generator(await loadKernels(Math.floor(memoryBudget / 65536) * 65536, kernelCode));
       await generation.load(spec, weights, maxLength);
     });
   },
@@ -180,7 +137,7 @@ const api: WorkerApi = {
     });
   },
   stats() {
-    return { peakMemory: instances.reduce((sum, i) => sum + i.kernels.arena.peak, 0) + (evaluation?.kernels.arena.peak ?? 0) };
+    return { peakMemory: merges.peakMemory() + (evaluation?.kernels.arena.peak ?? 0) };
   },
 };
 

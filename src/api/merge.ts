@@ -5,11 +5,14 @@
  */
 import { RecipeError, ValidationError, WeightsoupError } from "../errors";
 import { abortable } from "./abortable";
-import { availableCores, defaultWorkerUrl } from "../env";
+import { availableCores, defaultWorkerUrl, IS_NODE } from "../env";
 import type { ProgressCallback } from "../events";
 import type { ModelFolder } from "../io/folder";
 import type { OutputFolder } from "../io/output";
-import { runPlan, type EngineOptions, type MergeSummary as EngineSummary } from "../merge/engine";
+import { JOBS_PER_WORKER, runPlan, type EngineOptions, type MergeSummary as EngineSummary } from "../merge/engine";
+import { WorkerPool } from "../pool/pool";
+import { compileKernels } from "../kernels/kernels";
+import { Phases } from "../eval/profile";
 import type { Ledger } from "../ledger/ledger";
 import { openModel, type LoadedModel } from "../model/model";
 import { openModelReference } from "../lora/model-ref";
@@ -31,7 +34,10 @@ export interface MergeOptions {
   out: OutputFolder | ((plan: MergePlan) => Promise<OutputFolder>);
   /** Finds the folder of a model named in the recipe. */
   models: (name: string) => Promise<ModelFolder> | ModelFolder;
-  /** Worker count (default: the available cores). */
+  /**
+   * Worker count (default: the available cores, at most one per tensor, and in Node none for a merge
+   * of at most IN_THREAD_BYTES read and written, which then runs on the calling thread).
+   */
   workers?: number;
   /** DARE's seed, an integer in [0, 2^32) (default 0). */
   seed?: number;
@@ -55,13 +61,24 @@ export const DEFAULT_MEMORY_BUDGET = 256 * 1048576;
 export const DEFAULT_CHUNK_BYTES = 64 * 1048576;
 export const DEFAULT_SHARD_SIZE = 5e9;
 
+/**
+ * A merge reading and writing at most this many bytes runs on the calling thread when the caller leaves
+ * the worker count to weightsoup (Node only: a page's main thread must stay free). A worker costs about
+ * 0.2 s of CPU to start (a Node thread, its bundle); one core merges TIES at about 160 MB/s of bytes
+ * moved (linear much faster), so two workers pay for their start-up above about 2 × 0.2 × 160 MB.
+ */
+export const IN_THREAD_BYTES = 64 * 1048576;
+
 /** What merge() resolves with: the engine's summary and the ledger of every input tensor. */
 export interface MergeSummary extends EngineSummary {
   ledger: Ledger;
 }
 
-/** Parses the recipe and opens and plans every model, reading only headers (and, for `align:`, the weights it permutes unless `align` is false). */
-export async function prepare(recipe: Recipe | string, models: MergeOptions["models"], signal?: AbortSignal, options: { align?: boolean } = {}): Promise<MergePlan> {
+/**
+ * Parses the recipe and opens and plans every model, reading only headers (and, for `align:`, the
+ * weights it permutes unless `align` is false). `onModel` hears each model as soon as it is open.
+ */
+export async function prepare(recipe: Recipe | string, models: MergeOptions["models"], signal?: AbortSignal, options: { align?: boolean; onModel?: (model: LoadedModel) => void } = {}): Promise<MergePlan> {
   const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
   refuseStages(parsed);
   checkParameterNames(parsed, methodOf(parsed));
@@ -70,7 +87,9 @@ export async function prepare(recipe: Recipe | string, models: MergeOptions["mod
   for (const name of referencedModels(parsed)) {
     signal?.throwIfAborted();
     try {
-      opened.set(name, await openModelReference(name, models));
+      const model = await openModelReference(name, models);
+      opened.set(name, model);
+      options.onModel?.(model);
     } catch (e) {
       if (!(e instanceof WeightsoupError)) throw e;
       problems.push(e);
@@ -111,11 +130,70 @@ export async function merge(recipe: Recipe | string, options: MergeOptions): Pro
   return abortable(options.signal, async () => {
     const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
     if (parsed.stages?.length) return await mergeStages(parsed, options, await engineOptions(options), prepare);
-    const plan = await prepare(parsed, options.models, options.signal);
-    const out = typeof options.out === "function" ? await options.out(plan) : options.out;
-    const summary = await runPlan(plan, out, await engineOptions(options));
-    return { ...summary, ledger: plan.ledger };
+    return await mergeOnce(parsed, options);
   });
+}
+
+/**
+ * A single-stage merge. Its fixed costs overlap: the kernels compile (off this thread) while the
+ * headers are read and the plan is made, and the first worker starts as soon as the models are known
+ * to be larger than IN_THREAD_BYTES (at once when the caller set the worker count); the rest start
+ * once the plan says how many tensors there are to share. WEIGHTSOUP_PROFILE=1 (--profile) prints
+ * the timeline.
+ */
+async function mergeOnce(recipe: Recipe, options: MergeOptions): Promise<MergeSummary> {
+  const phases = new Phases("merge");
+  const engine = await engineOptions(options);
+  const mayRunInThread = IS_NODE && options.workers === undefined;
+  const kernels = phases.time("compile the kernels (main thread)", compileKernels());
+  kernels.catch(() => undefined); // awaited by whichever pool uses them
+  const pool = WorkerPool.empty({ workerUrl: engine.workerUrl, memoryBudget: engine.memoryBudget, jobsPerWorker: JOBS_PER_WORKER, kernels });
+  let starting: Promise<void> | undefined;
+  const startFirstWorker = () => {
+    if (starting) return;
+    starting = phases.time("start the first worker", pool.grow(1));
+    starting.catch(() => undefined); // the pool is failed; the engine hears it when it takes the pool
+  };
+  if (!mayRunInThread) startFirstWorker();
+  let modelBytes = 0;
+  const onModel = (model: LoadedModel) => {
+    for (const t of model.tensors.values()) modelBytes += t.end - t.begin;
+    if (modelBytes > IN_THREAD_BYTES) startFirstWorker();
+  };
+  let inThread = false;
+  try {
+    const plan = await phases.time("read headers, plan", prepare(recipe, options.models, options.signal, { onModel }));
+    const out = await phases.time("open the output folder", typeof options.out === "function" ? options.out(plan) : Promise.resolve(options.out));
+    const bytes = plan.tensors.reduce((s, t) => s + t.inputBytes + t.outputBytes, 0);
+    inThread = mayRunInThread && !starting && bytes <= IN_THREAD_BYTES;
+    // The engine's steps, timed from its calls and events: until it takes the pool, then the tensors
+    // (to the last one done), then the rest (releasing workers, the other files, the commit).
+    let mark = performance.now();
+    const summary = await runPlan(plan, out, {
+      ...engine,
+      startPool: async (size) => {
+        phases.since("plan shards, create the output files", mark);
+        const ready = await phases.time(inThread ? "load the kernels in this thread" : `workers ready (${size})`, inThread
+          ? WorkerPool.inThisThread({ memoryBudget: engine.memoryBudget, jobsPerWorker: JOBS_PER_WORKER, kernels })
+          : pool.grow(size).then(() => pool));
+        mark = performance.now();
+        return ready;
+      },
+      onProgress: (e) => {
+        if (e.type === "plan" && inThread) e = { ...e, workers: 0 };
+        if (e.type === "tensor-done" && e.tensorsDone === e.tensorsTotal) {
+          phases.since("merge the tensors", mark);
+          mark = performance.now();
+        }
+        if (e.type === "done") phases.since("stop workers, other files, commit", mark);
+        options.onProgress?.(e);
+      },
+    });
+    return { ...summary, ...(inThread ? { workers: 0 } : {}), ledger: plan.ledger };
+  } finally {
+    await pool.terminate();
+    phases.report();
+  }
 }
 
 /** The engine's options from the library's, with their defaults (merge's and diagnose's). */

@@ -9,7 +9,8 @@ export const COMMANDS = {
     usage: "weightsoup merge RECIPE.yml OUT_DIR [options]",
     summary: "run a mergekit recipe and write the merged model to OUT_DIR",
     options: `  --seed N              seed of DARE's random masks (default 0)
-  --workers N           worker threads (default: available cores)
+  --workers N           worker threads (default: available cores, none for a merge small enough
+                        to run faster in this thread)
   --out-shard-size SIZE largest output shard, e.g. 5B, 2GB, 500MiB (default 5B)
   --memory-budget SIZE  wasm memory per worker (default 256MiB)
   --chunk-size SIZE     largest chunk of tensor data a worker holds (default 64MiB)
@@ -182,11 +183,12 @@ ${Object.values(COMMANDS).map((c) => `  ${c.usage}\n      ${c.summary}`).join("\
   weightsoup COMMAND --help   a command's options
   weightsoup --version
 
-Every command also takes --debug (show stack traces of errors, for bug reports).
+Every command also takes --debug (show stack traces of errors, for bug reports) and --profile
+(print a timeline of where the time went on stderr; the same as WEIGHTSOUP_PROFILE=1).
 Exit status: 0 success, 1 error (printed as [E_CODE] message), 2 usage error, 130 interrupted.`;
 
 export function commandHelp(name: Command): string {
   const c = COMMANDS[name];
-  return `usage: ${c.usage}\n\n${c.summary}.${c.options ? `\n\nOptions:\n${c.options}` : ""}\n  --debug               show stack traces of errors\n  --help                this text`;
+  return `usage: ${c.usage}\n\n${c.summary}.${c.options ? `\n\nOptions:\n${c.options}` : ""}\n  --debug               show stack traces of errors\n  --profile             print where the time went (a timeline) on stderr\n  --help                this text`;
 }
 

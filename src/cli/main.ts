@@ -29,15 +29,17 @@ import { parseSpec, type PermutationSpec } from "../align/spec";
 import { VERSION } from "../merge/card";
 import { runExample } from "../example/example";
 import { ProgressBar } from "./progress";
-import { formatBytes, formatSeconds } from "../units";
+import { formatBytes, formatSeconds, formatWorkers } from "../units";
 import { extractLoraCommand } from "./lora-command";
 import { pathCommand, soupCommand } from "./measure-commands";
 import { diagnoseCommand } from "./diagnose-command";
 import { sweepCommand } from "./sweep-command";
+import { enableProfiling } from "../eval/profile";
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const debug = argv.includes("--debug");
-  const [command, ...rest] = argv.filter((a) => a !== "--debug");
+  if (argv.includes("--profile")) enableProfiling();
+  const [command, ...rest] = argv.filter((a) => a !== "--debug" && a !== "--profile");
   try {
     switch (command) {
       case "merge": return await mergeCommand(rest, io);
@@ -125,7 +127,7 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
       io.stdout.write(
         `merged ${summary.tensors} tensors with ${summary.method} into ${out}\n` +
         `  read ${formatBytes(summary.inputBytes)}, wrote ${formatBytes(summary.outputBytes)} in ${formatSeconds(summary.seconds)} ` +
-        `(${formatBytes(summary.inputBytes / summary.seconds)}/s of input, ${summary.workers} workers, peak RSS ${formatBytes(rss)})\n` +
+        `(${formatBytes(summary.inputBytes / summary.seconds)}/s of input, ${formatWorkers(summary.workers)}, peak RSS ${formatBytes(rss)})\n` +
         `  files: ${summary.files.join(", ")}\n` +
         `  ${ledgerSummary(ledger.counts)}${values.ledger ? ` (all of it in ${values.ledger})` : ""}\n` +
         (summary.stages ? `  stages: ${summary.stages.map((st) => `${st.name ?? "final"} (${st.method}, ${st.tensors} tensors, ${formatSeconds(st.seconds)})`).join(", ")}\n` : ""));

@@ -5,7 +5,7 @@
 import { writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ProgressBar } from "../cli/progress";
-import { formatBytes, formatSeconds } from "../units";
+import { formatBytes, formatSeconds, formatWorkers } from "../units";
 import { evaluate, merge } from "../node";
 import { DEFAULT_TEXT, DEFAULT_TEXT_NAME } from "../eval/default-text";
 import recipeText from "./recipe.yml";
@@ -28,7 +28,7 @@ export async function runExample(dirArg: string, io: { stdout: NodeJS.WriteStrea
   const summary = await merge(recipe, { out, force: true, onProgress: (e) => bar.update(e) });
   bar.finish();
   say(`Done: ${summary.method} merged ${summary.tensors} tensors (${formatBytes(summary.inputBytes)} read, ${formatBytes(summary.outputBytes)} written) ` +
-    `in ${formatSeconds(summary.seconds)}, ${formatBytes(summary.inputBytes / summary.seconds)}/s with ${summary.workers} workers.`);
+    `in ${formatSeconds(summary.seconds)}, ${formatBytes(summary.inputBytes / summary.seconds)}/s with ${formatWorkers(summary.workers)}.`);
   say(`Output: ${out}`);
   say(`  ${summary.files.join("\n  ")}`);
 

@@ -8,12 +8,9 @@
  * used where the runtime accepts it; the two give slightly different products (an FMA rounds once),
  * each deterministic on its own.
  */
-import { instantiate } from "@assemblyscript/loader";
 import { SCRATCH_BYTES } from "../../assembly/layout";
 import { IS_NODE } from "../env";
 import { OptionError, WorkerError } from "../errors";
-import wasmBytes from "../../dist/kernels.wasm";
-import relaxedWasmBytes from "../../dist/kernels-relaxed.wasm";
 
 export type KernelExports = {
   memory: WebAssembly.Memory;
@@ -167,6 +164,16 @@ export interface Kernels {
   exports: KernelExports;
   arena: Arena;
   /** Which build runs: "custom" when the caller supplied the bytes. */
+  simd: CompiledKernels["simd"];
+}
+
+/**
+ * The kernels compiled, not yet instantiated: what the main thread hands to its workers (a
+ * WebAssembly.Module crosses postMessage in browsers and Node's worker_threads without being compiled
+ * again), so that a process compiles its build once however many kernel instances it runs.
+ */
+export interface CompiledKernels {
+  module: WebAssembly.Module;
   simd: "plain" | "relaxed" | "custom";
 }
 
@@ -181,21 +188,42 @@ export interface LoadKernelsOptions {
 
 const SIMD_CHOICES = ["auto", "plain", "relaxed"] as const;
 
-/**
- * Instantiates the kernels with an arena of at most `budget` bytes of wasm memory. `bytes` replaces
- * the embedded builds (and `options.simd` is then ignored).
- */
-export async function loadKernels(budget: number, bytes?: Uint8Array, options: LoadKernelsOptions = {}): Promise<Kernels> {
-  let simd: Kernels["simd"] = "custom";
-  if (!bytes) {
-    simd = (await useRelaxed(options.simd)) ? "relaxed" : "plain";
-    bytes = simd === "relaxed" ? relaxedWasmBytes : wasmBytes;
+/** Each build compiled at most once per thread (WebAssembly.compile runs off the calling thread). */
+const compiled = new Map<"plain" | "relaxed", Promise<WebAssembly.Module>>();
+
+/** The embedded build that `options.simd` (and WEIGHTSOUP_SIMD) choose, compiled once and kept. */
+export async function compileKernels(options: LoadKernelsOptions = {}): Promise<CompiledKernels> {
+  const simd = (await useRelaxed(options.simd)) ? "relaxed" : "plain";
+  let module = compiled.get(simd);
+  if (!module) {
+    module = embeddedBuild(simd).then((bytes) => WebAssembly.compile(bytes));
+    compiled.set(simd, module);
+    module.catch(() => compiled.delete(simd)); // a failure is not kept: the next call tries again
   }
-  const { exports } = await instantiate<KernelExports>(bytes, {});
+  return { module: await module, simd };
+}
+
+/**
+ * Instantiates the kernels with an arena of at most `budget` bytes of wasm memory. `code` is the
+ * compiled kernels (from compileKernels, possibly on another thread) or bytes replacing the embedded
+ * builds; without it the build `options.simd` chooses is compiled here (once per thread). With
+ * `code`, `options.simd` is ignored.
+ */
+export async function loadKernels(budget: number, code?: Uint8Array | CompiledKernels, options: LoadKernelsOptions = {}): Promise<Kernels> {
+  const { module, simd } = code instanceof Uint8Array ? { module: await WebAssembly.compile(code as Uint8Array<ArrayBuffer>), simd: "custom" as const } : (code ?? await compileKernels(options));
+  // The kernels import nothing (runtime "stub", no abort/trace/seed). Plain WebAssembly.instantiate,
+  // not @assemblyscript/loader's: the loader tests `source instanceof Response`, and in Node the first
+  // touch of the global Response loads all of fetch (undici), about 0.1 s of start-up for nothing.
+  const exports = (await WebAssembly.instantiate(module, {})).exports as unknown as KernelExports;
   const arena = new Arena(exports.memory, exports.heapBase(), budget);
   exports.setScratch(arena.alloc(SCRATCH_BYTES));
   arena.pinFloor();
   return { exports, arena, simd };
+}
+
+/** An embedded build's bytes, decoded when a thread first needs them (see embedded.ts). */
+async function embeddedBuild(build: "plain" | "relaxed"): Promise<Uint8Array<ArrayBuffer>> {
+  return build === "relaxed" ? (await import("./embedded-relaxed")).EMBEDDED_RELAXED : (await import("./embedded")).EMBEDDED_PLAIN;
 }
 
 /** Whether to load the relaxed build: the option, else WEIGHTSOUP_SIMD, else whether the runtime can. */
@@ -231,6 +259,7 @@ let relaxedSupport: Promise<boolean> | undefined;
  */
 function relaxedSupported(): Promise<boolean> {
   return (relaxedSupport ??= (async () => {
+    const relaxedWasmBytes = await embeddedBuild("relaxed");
     if (WebAssembly.validate(relaxedWasmBytes)) return true;
     if (!IS_NODE || Number(process.versions.node.split(".")[0]) !== 20) return false;
     const v8 = await import("node:v8");

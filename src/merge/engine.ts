@@ -34,6 +34,8 @@ export interface EngineOptions {
   outShardSize: number;
   signal?: AbortSignal;
   onProgress?: ProgressCallback;
+  /** Starts (or finishes starting) the pool of `size` workers the plan needs (default: WorkerPool.create). */
+  startPool?: (size: number) => Promise<WorkerPool>;
   /**
    * Benchmarks only: read every input and write each output tensor's bytes (copied from its first
    * input, which must have the output's dtype) with the same I/O path, but compute nothing.
@@ -158,7 +160,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
 
     signal?.throwIfAborted();
     signal?.addEventListener("abort", onAbort, { once: true });
-    pool = await WorkerPool.create({ size, workerUrl: options.workerUrl, memoryBudget: options.memoryBudget, jobsPerWorker: JOBS_PER_WORKER });
+    pool = await (options.startPool?.(size) ?? WorkerPool.create({ size, workerUrl: options.workerUrl, memoryBudget: options.memoryBudget, jobsPerWorker: JOBS_PER_WORKER }));
     signal?.throwIfAborted();
 
     let tensorsDone = jobs.length - work.length, bytesDone = 0;

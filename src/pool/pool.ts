@@ -2,10 +2,13 @@
  * @file A pool of kernel workers (Web Workers or worker_threads, the same script) driven through
  * comlink. Jobs queue in order and go to whichever worker is free. A worker that dies fails the pool;
  * abort() rejects everything at once and terminates the workers, since wasm cannot be interrupted
- * mid-kernel (squoosh does the same).
+ * mid-kernel (squoosh does the same). The kernels are compiled once, on this thread, and each worker
+ * is sent the compiled module; a pool can grow (a merge starts its first worker while it plans) or,
+ * for a merge too small to repay a worker's start-up, be one kernel host on this thread.
  */
 import { wrap, type Remote } from "comlink";
 import { AbortError, WeightsoupError, WorkerError } from "../errors";
+import { compileKernels, type CompiledKernels } from "../kernels/kernels";
 import { IS_NODE } from "../env";
 import { nodeEndpoint } from "./endpoint";
 import { installErrorTransfer } from "./protocol";
@@ -18,6 +21,8 @@ export interface PoolOptions {
   memoryBudget: number;
   /** Jobs in flight per worker (each in its own share of the budget). */
   jobsPerWorker: number;
+  /** The kernels the workers instantiate (default: the embedded build, compiled once on this thread). */
+  kernels?: Promise<CompiledKernels>;
 }
 
 interface Pending {
@@ -32,11 +37,30 @@ interface Slot {
   running: Set<Pending>;
 }
 
+/** The calls a merge makes, which a kernel host on the calling thread answers too. */
+type MergeApi = Pick<WorkerApi, "runTensor" | "runPass" | "runFinal" | "release" | "stats">;
+
 export class WorkerPool {
   private readonly queue: Pending[] = [];
   private failure: Error | undefined;
+  /** Workers that have loaded their kernels: the ones jobs go to. */
+  private readonly slots: Slot[] = [];
+  /** Every worker started (or starting), ready or not: what terminate() stops. */
+  private readonly started: Promise<Slot | undefined>[] = [];
+  private readonly ready: Promise<void>[] = [];
+  private readonly kernels: Promise<CompiledKernels>;
+  private terminated = false;
+  /** Rejects with the pool's failure: what a start-up waits on beside its workers. */
+  private readonly failed: Promise<never>;
+  private rejectFailed!: (error: Error) => void;
 
-  private constructor(private readonly slots: Slot[], private readonly depth: number) {}
+  private constructor(private readonly options: Omit<PoolOptions, "size">) {
+    this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
+    this.failed.catch(() => undefined);
+    // Compiled once, here, while the workers start: each worker instantiates the module it is sent.
+    this.kernels = options.kernels ?? compileKernels();
+    this.kernels.catch(() => undefined); // reported by the first worker that needs them
+  }
 
   /**
    * Starts the workers and loads their kernels. A worker that cannot start (its script missing or
@@ -44,31 +68,83 @@ export class WorkerPool {
    * loading call waiting for an answer that never comes.
    */
   static async create(options: PoolOptions): Promise<WorkerPool> {
-    installErrorTransfer();
-    const slots: Slot[] = [];
-    const pool = new WorkerPool(slots, options.jobsPerWorker);
-    let started = false;
-    let firstError: WorkerError | undefined;
-    let startFailed!: (e: Error) => void;
-    const failure = new Promise<never>((_, reject) => (startFailed = reject));
-    failure.catch(() => undefined); // a worker failing after start-up is the pool's failure, not this promise's
-    const onFailure = (detail: unknown) => {
-      const error = new WorkerError("E_WORKER", started
-        ? `a worker stopped unexpectedly: ${describe(detail)}`
-        : `could not start a worker from ${String(options.workerUrl)}: ${describe(detail)}`, { file: String(options.workerUrl) }, { cause: detail });
-      firstError ??= error;
-      pool.fail(error);
-      startFailed(error);
-    };
+    const pool = WorkerPool.empty(options);
     try {
-      for (let i = 0; i < options.size; i++) slots.push(await startWorker(options.workerUrl, onFailure));
-      await Promise.race([Promise.all(slots.map((s) => s.api.init(options.memoryBudget, options.jobsPerWorker))), failure]);
-      started = true;
+      await pool.grow(options.size);
     } catch (e) {
       await pool.terminate();
-      throw e instanceof WeightsoupError ? e : (firstError ?? e);
+      throw e;
     }
     return pool;
+  }
+
+  /** A pool with no worker yet, its kernels compiling: grow() starts workers (a merge starts its first while it plans). */
+  static empty(options: Omit<PoolOptions, "size">): WorkerPool {
+    installErrorTransfer();
+    return new WorkerPool(options);
+  }
+
+  /**
+   * A pool of one kernel host on the calling thread, running merge jobs only: for a merge that would
+   * be done before a worker had started. The same kernels and job code as a worker's, so the same
+   * bytes; while a kernel runs, this thread does nothing else.
+   */
+  static async inThisThread(options: Omit<PoolOptions, "size" | "workerUrl">): Promise<WorkerPool> {
+    const pool = new WorkerPool({ ...options, workerUrl: "(this thread)" });
+    const { MergeHost } = await import("./merge-host");
+    const host = new MergeHost();
+    await host.init(options.memoryBudget, options.jobsPerWorker, await pool.kernels);
+    const api: MergeApi = {
+      runTensor: (job) => host.runTensor(job),
+      runPass: (job, chunk, request) => host.runPass(job, chunk, request),
+      runFinal: (job, chunk, request) => host.runFinal(job, chunk, request),
+      release: () => host.release(),
+      stats: () => ({ peakMemory: host.peakMemory() }),
+    };
+    // Nothing to stop, but the files the host opened are closed however the merge ends.
+    const slot: Slot = { api: api as unknown as Remote<WorkerApi>, terminate: () => host.release(), running: new Set() };
+    pool.slots.push(slot);
+    pool.started.push(Promise.resolve(slot));
+    return pool;
+  }
+
+  /**
+   * Starts workers until the pool has `size` and resolves once every one has loaded its kernels; jobs
+   * go to each as soon as it is ready. A worker that cannot start rejects this (and fails the pool)
+   * with a WorkerError naming the script; the caller then terminates the pool.
+   */
+  async grow(size: number): Promise<void> {
+    while (this.started.length < size && !this.failure) this.startOne();
+    await Promise.race([Promise.all(this.ready), this.failed]);
+  }
+
+  /** Starts one worker; it joins the slots once its kernels are loaded. */
+  private startOne(): void {
+    const url = this.options.workerUrl;
+    let loaded = false;
+    const onFailure = (detail: unknown) => {
+      const error = new WorkerError("E_WORKER", loaded
+        ? `a worker stopped unexpectedly: ${describe(detail)}`
+        : `could not start a worker from ${String(url)}: ${describe(detail)}`, { file: String(url) }, { cause: detail });
+      this.fail(error);
+    };
+    const slot = startWorker(url, onFailure).then(async (s) => {
+      if (this.terminated) await s.terminate();
+      return s;
+    });
+    this.started.push(slot.catch(() => undefined));
+    this.ready.push(slot.then(async (s) => {
+      await s.api.init(this.options.memoryBudget, this.options.jobsPerWorker, await this.kernels);
+      loaded = true;
+      if (this.terminated) return;
+      this.slots.push(s);
+      this.pump();
+    }).catch((e: unknown) => {
+      // A worker that cannot start reports through onFailure (typed); anything else is typed here.
+      const error = e instanceof WeightsoupError ? e : new WorkerError("E_WORKER", `could not start a worker from ${String(url)}: ${describe(e)}`, { file: String(url) }, { cause: e });
+      this.fail(error);
+      throw this.failure ?? error;
+    }));
   }
 
   get size(): number {
@@ -105,7 +181,7 @@ export class WorkerPool {
 
   private pump(): void {
     // Fill the least busy worker first, so jobs spread over workers before they double up.
-    for (let depth = 1; depth <= this.depth; depth++) {
+    for (let depth = 1; depth <= this.options.jobsPerWorker; depth++) {
       for (const slot of this.slots) {
         if (slot.running.size >= depth || this.queue.length === 0 || this.failure) continue;
         const job = this.queue.shift()!;
@@ -122,6 +198,7 @@ export class WorkerPool {
   fail(error: Error): void {
     if (this.failure) return;
     this.failure = error;
+    this.rejectFailed(error);
     for (const job of this.queue.splice(0)) job.reject(error);
     for (const slot of this.slots) {
       for (const job of slot.running) job.reject(error);
@@ -134,7 +211,9 @@ export class WorkerPool {
   }
 
   async terminate(): Promise<void> {
-    await Promise.allSettled(this.slots.map((s) => s.terminate()));
+    this.terminated = true;
+    const slots = await Promise.all(this.started);
+    await Promise.allSettled(slots.map((s) => s?.terminate()));
   }
 }
 

@@ -6,6 +6,7 @@ import type { FinalRequest, PassRequest, PassResult, TensorJob } from "../merge/
 import type { DecoderSpec } from "../eval/architecture";
 import type { LayerWeights, SequenceScores, WeightRef } from "../eval/protocol";
 import type { GenerationWeights, Sampling } from "../eval/generator";
+import type { CompiledKernels } from "../kernels/kernels";
 
 export interface WorkerStats {
   /** Largest wasm memory this worker has had (all its instances together), in bytes. */
@@ -15,9 +16,10 @@ export interface WorkerStats {
 export interface WorkerApi {
   /**
    * Loads `jobs` kernel instances, each with an equal share of the worker's wasm memory budget (bytes),
-   * so that many jobs can be in flight in this worker at once.
+   * so that many jobs can be in flight in this worker at once: from `wasm`, the kernels the pool
+   * compiled (or other bytes), else the worker's embedded build.
    */
-  init(memoryBudget: number, jobs: number, wasm?: Uint8Array): Promise<void>;
+  init(memoryBudget: number, jobs: number, wasm?: Uint8Array | CompiledKernels): Promise<void>;
   /** Computes a whole single-chunk tensor: every pass on data read once. */
   runTensor(job: TensorJob): Promise<Uint8Array | undefined>;
   /** One pass over one chunk of a larger tensor (the chunk is read again). */

@@ -1,0 +1,91 @@
+/**
+ * @file What runs merge jobs: kernel instances, each with its chunk workspace, and the calls the pool
+ * sends (whole tensors, passes over chunks, final passes). A worker (web-worker/worker.ts) hosts one;
+ * a merge small enough to finish before a worker could start hosts one on the calling thread
+ * (WorkerPool.inThisThread): the same kernels and code, so the same bytes.
+ */
+import { loadKernels, type CompiledKernels, type Kernels } from "../kernels/kernels";
+import { runTensor } from "../merge/run-tensor";
+import { ChunkWorkspace, ResidentExecutor } from "../merge/workspace";
+import type { FinalRequest, PassRequest, PassResult, TensorJob } from "../merge/job";
+import { WeightsoupError, WorkerError } from "../errors";
+
+export class MergeHost {
+  /**
+   * Each kernel instance (its own wasm memory) holds one job; with two, one job's reads and writes
+   * proceed while the other computes. Together they stay within the host's memory budget.
+   */
+  private readonly instances: { kernels: Kernels; workspace: ChunkWorkspace }[] = [];
+  private readonly free: ChunkWorkspace[] = [];
+
+  /** Loads `jobs` kernel instances, each with an equal share of `memoryBudget` bytes. */
+  async init(memoryBudget: number, jobs: number, code?: Uint8Array | CompiledKernels): Promise<void> {
+    try {
+      for (let i = 0; i < jobs; i++) {
+        const kernels = await loadKernels(Math.floor(memoryBudget / jobs / 65536) * 65536, code);
+        const workspace = new ChunkWorkspace(kernels);
+        this.instances.push({ kernels, workspace });
+        this.free.push(workspace);
+      }
+    } catch (e) {
+      if (e instanceof WeightsoupError) throw e;
+      throw new WorkerError("E_WORKER", `the worker could not load its kernels: ${e instanceof Error ? e.message : String(e)}`, {}, { cause: e });
+    }
+  }
+
+  /** Computes a whole single-chunk tensor: every pass on data read once. */
+  runTensor(job: TensorJob): Promise<Uint8Array | undefined> {
+    return this.withWorkspace(job, async (ws) => {
+      await ws.load(job, 0);
+      const exec = new ResidentExecutor(ws);
+      await runTensor(job, exec);
+      return exec.output;
+    });
+  }
+
+  /** One pass over one chunk of a larger tensor. */
+  runPass(job: TensorJob, chunk: number, request: PassRequest): Promise<PassResult> {
+    return this.withWorkspace(job, async (ws) => {
+      await ws.load(job, chunk);
+      return ws.pass(request);
+    });
+  }
+
+  /** The final pass over one chunk: computes and writes (or returns) its output. */
+  runFinal(job: TensorJob, chunk: number, request: FinalRequest): Promise<Uint8Array | undefined> {
+    return this.withWorkspace(job, async (ws) => {
+      await ws.load(job, chunk);
+      return ws.final(request);
+    });
+  }
+
+  /** Closes every file the instances opened. */
+  async release(): Promise<void> {
+    await Promise.all(this.instances.map((i) => i.workspace.release()));
+  }
+
+  /** Largest wasm memory the instances have had, together (bytes). */
+  peakMemory(): number {
+    return this.instances.reduce((sum, i) => sum + i.kernels.arena.peak, 0);
+  }
+
+  /**
+   * Runs `fn` for a job with a workspace of its own (the pool never sends more jobs than there are).
+   * Whatever fails comes back typed: an error that is not already a WeightsoupError is a bug, reported
+   * as E_WORKER with the tensor it happened on and its own stack (for --debug).
+   */
+  private async withWorkspace<T>(job: TensorJob, fn: (ws: ChunkWorkspace) => Promise<T>): Promise<T> {
+    const ws = this.free.pop();
+    try {
+      if (!ws) throw new Error(this.instances.length ? "more jobs in flight than workspaces" : "worker used before init()");
+      return await fn(ws);
+    } catch (e) {
+      if (e instanceof WeightsoupError) throw e;
+      const error = new WorkerError("E_WORKER", `tensor "${job.name}": the worker failed: ${e instanceof Error ? e.message : String(e)}`, { tensor: job.name }, { cause: e });
+      if (e instanceof Error && e.stack) error.stack = e.stack;
+      throw error;
+    } finally {
+      if (ws) this.free.push(ws);
+    }
+  }
+}
