@@ -1,42 +1,65 @@
-// The I/O floor of a merge, in its own process: every input read in full and an output of the same
-// size written, through the engine's own Node I/O (NodeFileSource.readInto, a staged output created
-// by NodeOutputFolder, NodeFileSink writes at offsets, the commit's rename), with the engine's read
-// sizes (one read per input per chunk of a tensor) and as many chunks in flight as the engine holds
-// jobs (workers × JOBS_PER_WORKER); nothing is computed, and no worker or wasm is started.
-// argv: OUT_DIR WORKERS CHUNK_BYTES INPUT.safetensors... ; prints {"seconds": I/O time} as JSON.
+// The I/O floor of a merge, in its own process: every input range the merge reads, read once, and its
+// output's bytes written, through the engine's own Node I/O (NodeFileSource.readInto, a staged output
+// created by NodeOutputFolder, NodeFileSink writes at offsets, the commit's rename), in the engine's
+// chunks (chunkElementsFor of the recipe's own plan) with as many chunks in flight as the engine holds
+// jobs (workers × JOBS_PER_WORKER). Nothing is computed (the output is the first input's bytes) and no
+// worker or wasm is started. Plain input ranges only (no blocks, row maps or LoRA: not in the bench).
+// argv: RECIPE.yml OUT_DIR WORKERS; prints {"seconds": time from start to commit} as JSON.
+import { dirname, join } from "node:path";
+import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, DEFAULT_SHARD_SIZE, prepare } from "../src/api/merge";
+import { DTYPES } from "../src/format/dtypes";
+import { NodeFolder } from "../src/io/node-folder";
 import { NodeOutputFolder } from "../src/io/node-output";
-import { openSink } from "../src/io/sink";
+import { openSink, sinkKey, type OutputSink, type SinkTarget } from "../src/io/sink";
 import { NodeFileSource } from "../src/io/source";
-import { JOBS_PER_WORKER } from "../src/merge/engine";
-import { readHeader } from "../src/model/model";
+import { chunkElementsFor, JOBS_PER_WORKER } from "../src/merge/engine";
+import { planShards } from "../src/plan/shards";
+import { readRecipe } from "../src/node";
 
-const [outDir, workers, chunkBytes, ...inputs] = process.argv.slice(2);
+const [recipe, outDir, workers] = process.argv.slice(2);
 const started = performance.now();
-const sources = inputs.map((path) => new NodeFileSource(path));
-const { tensors } = await readHeader({ kind: "path", path: inputs[0]! }, inputs[0]!);
-const layout = [...tensors.values()].map((t) => ({ offset: t.offset, bytes: t.shape.reduce((a, b) => a * b, 1) * 2 }));
-const size = await sources[0]!.size();
-const head = new Uint8Array(layout[0]!.offset);
-await sources[0]!.readInto(0, head);
-
+const plan = await prepare(await readRecipe(recipe!), (name) => NodeFolder.open(join(dirname(recipe!), name)));
 const out = await NodeOutputFolder.open(outDir!);
-const target = await out.createFile("model.safetensors", size, head);
-if (target.kind !== "path") throw new Error("expected a file on disk");
-// The engine's chunk: input and output bytes of one chunk within CHUNK_BYTES (BF16 in and out here).
-const chunk = Math.floor(Number(chunkBytes) / (2 * (inputs.length + 1))) * 2;
-const pieces = layout.flatMap(({ offset, bytes }) => Array.from({ length: Math.ceil(bytes / chunk) }, (_, c) => ({ offset: offset + c * chunk, bytes: Math.min(chunk, bytes - c * chunk) })));
+const sources = new Map<string, NodeFileSource>();
+const sourceOf = (path: string) => sources.get(path) ?? sources.set(path, new NodeFileSource(path)).get(path)!;
+const bytesOf = (dtype: string) => DTYPES[dtype]!.bits / 8;
+
+interface Piece { reads: { source: NodeFileSource; offset: number; bytes: number }[]; target: SinkTarget; offset: number; bytes: number }
+const pieces: Piece[] = [];
+for (const shard of planShards(plan.tensors, DEFAULT_SHARD_SIZE, { format: "pt" })) {
+  const target = await out.createFile(shard.file, shard.layout.size, shard.layout.head);
+  if (target.kind !== "path") throw new Error("expected a file on disk");
+  for (const t of shard.tensors.filter((t) => t.outputBytes > 0)) {
+    const chunk = chunkElementsFor(t, { memoryBudget: DEFAULT_MEMORY_BUDGET, chunkBytes: DEFAULT_CHUNK_BYTES });
+    for (let start = 0; start < t.numel; start += chunk) {
+      const count = Math.min(chunk, t.numel - start);
+      pieces.push({
+        reads: t.inputs.map(({ tensor }) => {
+          if (tensor.source.kind !== "path") throw new Error("expected files on disk");
+          return { source: sourceOf(tensor.source.path), offset: tensor.offset + start * bytesOf(tensor.dtype), bytes: count * bytesOf(tensor.dtype) };
+        }),
+        target, offset: shard.layout.offsets.get(t.name)! + start * bytesOf(t.dtype), bytes: count * bytesOf(t.dtype),
+      });
+    }
+  }
+}
+const largest = Math.max(...pieces.map((p) => Math.max(p.bytes, p.reads.reduce((s, r) => s + r.bytes, 0))));
 let next = 0;
 const lane = async () => {
-  const sink = openSink(target);
-  const buffers = inputs.map(() => new Uint8Array(chunk));
+  // One buffer per lane, reused like a kernel instance's memory.
+  const buffer = new Uint8Array(largest);
+  const sinks = new Map<string, OutputSink>();
   while (next < pieces.length) {
-    const { offset, bytes } = pieces[next++]!;
-    await Promise.all(sources.map((s, i) => s.readInto(offset, buffers[i]!.subarray(0, bytes))));
-    await sink.write(buffers[0]!.subarray(0, bytes), offset);
+    const piece = pieces[next++]!;
+    let at = 0;
+    await Promise.all(piece.reads.map((r) => { const view = buffer.subarray(at, (at += r.bytes)); return r.source.readInto(r.offset, view); }));
+    const key = sinkKey(piece.target);
+    const sink = sinks.get(key) ?? sinks.set(key, openSink(piece.target)).get(key)!;
+    await sink.write(buffer.subarray(0, piece.bytes), piece.offset);
   }
-  await sink.close();
+  await Promise.all([...sinks.values()].map((s) => s.close()));
 };
 await Promise.all(Array.from({ length: Number(workers) * JOBS_PER_WORKER }, lane));
-await Promise.all(sources.map((s) => s.close()));
+await Promise.all([...sources.values()].map((s) => s.close()));
 await out.commit();
 process.stdout.write(JSON.stringify({ seconds: (performance.now() - started) / 1000 }) + "\n");
