@@ -7,7 +7,9 @@
 //   4. the same merges in headless Chromium;  5. the assignment solver against munkres;
 //   6. similarity GEMM GFLOP/s;  7. weight matching wall time (3 x 1024 MLP, ~100M-parameter Llama)
 //   8. the forward pass's GEMM (linear): GFLOP/s in prefill, GB/s of weights in decode, both builds
-// Options: --quick (smaller sizes, for a smoke run), --keep (keep the generated models), --skip-e2e,
+//   3b. against the I/O floor (bench/io-floor.ts): linear, task_arithmetic, ties, dare_ties on the same models as
+//      whole CLI processes, next to reading the inputs and writing the output with the engine's I/O calls, computing nothing
+// Options: --quick (smaller sizes, for a smoke run), --keep (keep the generated models), --skip-e2e, --skip-floor (3b),
 // --skip-kernels, --skip-assignment (5, 6), --skip-alignment (7), --skip-gemm (8), --skip-forward (9), --skip-sweep (10), --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
 // Environment: BENCH_ONLY=name[,name] limits section 2 to those methods.
 //   9. the evaluation forward pass (bench/forward.ts): prefill and generation tokens/s on a SmolLM-135M-shaped model, next to PyTorch
@@ -26,10 +28,9 @@ import { runTensor } from "../src/merge/run-tensor";
 import { dareStreamKey, dareThreshold } from "../src/merge/dare";
 import type { TensorJob } from "../src/merge/job";
 import type { TensorOp } from "../src/plan/plan";
-import { planFile } from "../src/format/safetensors";
 import { linearSumAssignment } from "../src/align/assignment";
 import { similarityMatrix, wholeAxis } from "../src/align/similarity";
-import { llamaTensors, type LlamaShape } from "../src/example/models";
+import { llamaTensors } from "../src/example/models";
 import { llamaSpec, mlpSpec } from "../src/align/architectures";
 import { checkSpec, type PermutationSpec, type Permutations } from "../src/align/spec";
 import { applyPermutations, weightMatching, type Tensor } from "../src/align/weight-matching";
@@ -39,6 +40,8 @@ import { methodBenchCases } from "./methods";
 import { forwardSection } from "./forward";
 import { sweepSection } from "./sweep";
 import { fixedCostSection } from "./fixed-costs";
+import { e2eModels } from "./e2e-models";
+import { ioFloorSection } from "./io-floor";
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has("--quick");
@@ -152,28 +155,13 @@ line();
 }
 
 // ---------------------------------------------------------------------------------------------------
-if (!args.has("--skip-e2e")) {
-  const shape: LlamaShape = QUICK
-    ? { vocab: 8000, hidden: 512, intermediate: 1408, layers: 4, heads: 8, kvHeads: 8 }
-    : { vocab: 32000, hidden: 2048, intermediate: 5632, layers: 8, heads: 16, kvHeads: 16 };
-  const tensors = llamaTensors(shape);
-  const params = tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
-  const e2e = join(dir, `e2e-${shape.hidden}-${shape.layers}`);
-  const models = ["base", "math", "code", "chat"];
-  let t0 = performance.now();
-  for (const [m, name] of models.entries()) await writeBf16Model(join(e2e, name), shape, m);
-  const genSeconds = (performance.now() - t0) / 1000;
-  const modelBytes = (await stat(join(e2e, "base", "model.safetensors"))).size;
+const needModels = !args.has("--skip-e2e") || !args.has("--skip-floor");
+const e2eSet = needModels ? await e2eModels(dir, QUICK) : undefined;
+if (e2eSet && !args.has("--skip-e2e")) {
+  const { dir: e2e, models, recipes, params, modelBytes, genSeconds } = e2eSet;
   line(`3. End to end, file to file: a base and three fine-tunes, Llama-shaped, ${(params / 1e6).toFixed(0)}M parameters, BF16, ${fmt(modelBytes / 2 ** 30)} GiB each`);
   line(`   (models generated in ${fmt(genSeconds, 1)} s; inputs in the page cache; each run starts after \`sync\`; workers = ${availableParallelism()})`);
   line(`   "I/O only" reads every input and writes an output of the same size with the same code, computing nothing`);
-  const recipes: Record<string, string> = {
-    linear: `merge_method: linear\nmodels:\n${models.map((m) => `  - {model: ./${m}, parameters: {weight: 0.25}}`).join("\n")}\n`,
-    task_arithmetic: `merge_method: task_arithmetic\nbase_model: ./base\nmodels:\n${models.slice(1).map((m) => `  - {model: ./${m}, parameters: {weight: 0.5}}`).join("\n")}\n`,
-    ties: `merge_method: ties\nbase_model: ./base\nmodels:\n${models.slice(1).map((m) => `  - {model: ./${m}, parameters: {weight: 1, density: 0.5}}`).join("\n")}\n`,
-    dare_ties: `merge_method: dare_ties\nbase_model: ./base\nmodels:\n${models.slice(1).map((m) => `  - {model: ./${m}, parameters: {weight: 1, density: 0.5}}`).join("\n")}\n`,
-  };
-  for (const [name, text] of Object.entries(recipes)) await writeFile(join(e2e, `${name}.yml`), text);
   const child = fileURLToPath(new URL("./e2e-child.js", import.meta.url));
   const run = (recipe: string, ioOnly: boolean) => {
     // Start every run with no dirty pages waiting for writeback, so no run pays for an earlier one's output.
@@ -199,8 +187,9 @@ if (!args.has("--skip-e2e")) {
   line(`   targets: end to end within 1.5x of the I/O time; peak RSS <= 512 MB`);
   line();
   if (!args.has("--skip-browser")) await browserSection(e2e, models, recipes, (name) => run(name, false).seconds);
-  if (!args.has("--keep")) await rm(e2e, { recursive: true, force: true });
 }
+if (e2eSet && !args.has("--skip-floor")) ioFloorSection(e2eSet, line);
+if (e2eSet && !args.has("--keep")) await rm(e2eSet.dir, { recursive: true, force: true });
 if (!args.has("--skip-assignment")) await assignmentSection();
 
 /**
@@ -497,37 +486,4 @@ async function browserSection(e2e: string, models: string[], recipes: Record<str
   } finally {
     await site.close();
   }
-}
-
-/** A BF16 model folder written fast: base = uniform noise, fine-tune m = base + small noise. */
-async function writeBf16Model(folder: string, s: LlamaShape, m: number): Promise<void> {
-  const path = join(folder, "model.safetensors");
-  const tensors = llamaTensors(s);
-  const layout = planFile(tensors.map((t) => ({ ...t, dtype: "BF16", bytes: 2 * t.shape.reduce((a, b) => a * b, 1) })), { format: "pt" });
-  try {
-    if ((await stat(path)).size === layout.size) return; // kept from an earlier --keep run
-  } catch { /* not there yet */ }
-  await mkdir(folder, { recursive: true });
-  await writeFile(join(folder, "config.json"), JSON.stringify({ architectures: ["LlamaForCausalLM"], model_type: "llama", num_hidden_layers: s.layers, hidden_size: s.hidden, vocab_size: s.vocab, torch_dtype: "bfloat16" }));
-  const fh = await open(path, "w");
-  await fh.write(layout.head, 0, layout.head.length, 0);
-  const f = new Float32Array(1 << 20), bits = new Uint32Array(f.buffer), out = new Uint16Array(1 << 20);
-  let sBase = 0x12345678, sTask = 0x9abcdef0 ^ (m * 0x3c6ef372);
-  for (const t of tensors) {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    const position = layout.offsets.get(t.name)!;
-    for (let start = 0; start < n; start += out.length) {
-      const count = Math.min(out.length, n - start);
-      for (let i = 0; i < count; i++) {
-        sBase ^= sBase << 13; sBase ^= sBase >>> 17; sBase ^= sBase << 5;
-        let v = ((sBase >>> 0) / 4294967296 - 0.5) * 0.05;
-        if (m > 0) { sTask ^= sTask << 13; sTask ^= sTask >>> 17; sTask ^= sTask << 5; v += ((sTask >>> 0) / 4294967296 - 0.5) * 0.004; }
-        f[i] = v;
-        const b = bits[i]!;
-        out[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-      }
-      await fh.write(new Uint8Array(out.buffer, 0, count * 2), 0, count * 2, position + start * 2);
-    }
-  }
-  await fh.close();
 }

@@ -1,0 +1,80 @@
+// Tensors computed in one pass over their data are streamed in cache-sized chunks (STREAM_CHUNK_BYTES,
+// src/merge/engine.ts): the chunking rule against hand-worked sizes, and a merge with the default
+// options of a tensor that the rule cuts into three chunks, spread over two workers, against the
+// scalar computation (tests/reference/SPEC.md section 5, task_arithmetic).
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { merge } from "../src/node";
+import { chunkElementsFor } from "../src/merge/engine";
+import type { PlannedTensor, TensorOp } from "../src/plan/plan";
+import type { MergeEvent } from "../src/events";
+import { decodeFloat } from "./reference/safetensors";
+import type { RefModel } from "./reference/merge";
+import { readOutput, removeDir, tempDir, uniform, writeModel, WORKER_URL } from "./helpers/fixtures";
+
+const MiB = 1048576;
+const DEFAULTS = { memoryBudget: 256 * MiB, chunkBytes: 64 * MiB };
+const taskArithmetic: TensorOp = { kind: "taskVector", consensus: false, sparsify: undefined, normalize: false, rescale: false, lambda: 1, divisor: 1, tasks: [{ weight: 1, density: 1 }, { weight: 0.5, density: 1 }] };
+const ties: TensorOp = { ...taskArithmetic, consensus: true, sparsify: "magnitude", tasks: [{ weight: 1, density: 0.5 }, { weight: 0.5, density: 0.5 }] };
+const linear: TensorOp = { kind: "sum", weights: [1, 1, 1, 1], normalize: true, divisor: 1 };
+
+function planned(op: TensorOp, numel: number, dtype: string, inputs: number): PlannedTensor {
+  return { name: "t", shape: [numel], numel, dtype, op, inputs: Array.from({ length: inputs }, () => ({ tensor: { dtype } })), inputBytes: 0, outputBytes: 0 } as unknown as PlannedTensor;
+}
+
+test("one-pass tensors are cut into chunks of at most 8 MiB of inputs and output, in whole 4096-element tiles", () => {
+  // F32, 3 inputs + output = 16 bytes per element: 8 MiB / 16 = 524288 = 128 tiles.
+  assert.equal(chunkElementsFor(planned(taskArithmetic, 1_200_000, "F32", 3), DEFAULTS), 524288);
+  // BF16, 4 inputs + output = 10 bytes per element: 8388608 / 10 = 838860.8, 204 whole tiles = 835584.
+  assert.equal(chunkElementsFor(planned(linear, 4_000_000, "BF16", 4), DEFAULTS), 835584);
+  // A smaller --chunk-size still wins: 2 MiB / 16 = 131072.
+  assert.equal(chunkElementsFor(planned(taskArithmetic, 1_200_000, "F32", 3), { ...DEFAULTS, chunkBytes: 2 * MiB }), 131072);
+  // Under 8 MiB: one chunk. 100000 x 16 = 1.6 MB.
+  assert.equal(chunkElementsFor(planned(taskArithmetic, 100_000, "F32", 3), DEFAULTS), 100_000);
+});
+
+test("multi-pass tensors keep the larger resident chunk (each chunk is read once per pass)", () => {
+  // TIES: 1.2M x (16 + 2 trimmed models x 0.5 candidate bytes) = 20.4 MB <= 1.5 x 64 MiB: whole.
+  assert.equal(chunkElementsFor(planned(ties, 1_200_000, "F32", 3), DEFAULTS), 1_200_000);
+  // 8M x 17 = 136 MB > 96 MiB: chunked at the 64 MiB --chunk-size, 64 MiB / 16 = 4194304 (candidates are not counted there), not at 8 MiB.
+  assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), DEFAULTS), 4194304);
+});
+
+const ROWS = 1200, COLS = 1000, NAME = "big.weight";
+let dir: string;
+before(async () => {
+  dir = await tempDir("ws-stream-");
+});
+after(async () => removeDir(dir));
+
+function model(seed: number, base?: Float32Array): RefModel {
+  const values = Float32Array.from({ length: ROWS * COLS }, (_, i) => (base ? base[i]! + (uniform(seed, i) - 0.5) * 0.02 : uniform(seed, i) * 2 - 1));
+  return { config: null, tensors: new Map([[NAME, { dtype: "F32", shape: [ROWS, COLS], values }]]) };
+}
+
+test("a 19 MB task_arithmetic tensor merged in three streamed chunks on two workers equals the scalar computation", async () => {
+  const base = model(1), a = model(2, base.tensors.get(NAME)!.values), b = model(3, base.tensors.get(NAME)!.values);
+  for (const [name, m] of Object.entries({ base, a, b })) await writeModel(join(dir, name), m);
+  const recipe = join(dir, "recipe.yml");
+  await writeFile(recipe, "merge_method: task_arithmetic\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1}}\n  - {model: ./b, parameters: {weight: 0.5}}\n");
+  const events: MergeEvent[] = [];
+  await merge(recipe, { out: join(dir, "out"), workerUrl: WORKER_URL, workers: 2, onProgress: (e) => events.push(e) });
+  const plan = events.find((e) => e.type === "plan");
+  assert.equal(plan?.type === "plan" && plan.chunkedTensors, 1, "the tensor went through the chunked path");
+  const chunkStarts = events.filter((e) => e.type === "tensor-start");
+  assert.deepEqual(chunkStarts.map((e) => e.type === "tensor-start" && e.chunks), [3], "1.2M elements in chunks of 524288");
+
+  const got = decodeFloat("F32", (await readOutput(join(dir, "out"))).tensors.get(NAME)!.data);
+  const [vb, va, vbb] = [base, a, b].map((m) => m.tensors.get(NAME)!.values!) as [Float32Array, Float32Array, Float32Array];
+  assert.equal(got.length, ROWS * COLS);
+  let mismatches = 0, first = -1;
+  for (let i = 0; i < got.length; i++) {
+    const pa = Math.fround(Math.fround(va[i]! - vb[i]!) * 1);
+    const pb = Math.fround(Math.fround(vbb[i]! - vb[i]!) * 0.5);
+    const want = Math.fround(vb[i]! + Math.fround(pa + pb));
+    if (!Object.is(got[i], want)) { mismatches++; if (first < 0) first = i; }
+  }
+  assert.equal(mismatches, 0, `first mismatch at element ${first} (chunk ${Math.floor(first / 524288)})`);
+});
