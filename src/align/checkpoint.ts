@@ -9,6 +9,7 @@ import { DTYPES, elementBytes } from "../format/dtypes";
 import type { OutputFolder } from "../io/output";
 import { openSource } from "../io/source";
 import { INDEX_FILE, isWeightFile, type LoadedModel, type TensorInfo } from "../model/model";
+import type { Kernels } from "../kernels/kernels";
 import { alignmentKernels } from "./kernels";
 import { checkSpec, gather, tensorMaps, type Elements, type PermutationSpec, type Permutations } from "./spec";
 import type { Tensor } from "./weight-matching";
@@ -27,19 +28,16 @@ export async function readTensorBytes(info: TensorInfo): Promise<Uint8Array> {
   }
 }
 
-/** The named tensors of a model as float32 (F32, F16, BF16 or F64 in the file). */
-export async function readFloatTensors(model: LoadedModel, names: Iterable<string>): Promise<Map<string, Tensor>> {
-  const { exports, arena } = await alignmentKernels();
-  const out = new Map<string, Tensor>();
-  for (const name of names) {
-    const info = model.tensors.get(name);
-    if (!info) throw new AlignmentError("E_TENSOR_MISSING", `${model.location}: no tensor "${name}"`, { model: model.location, tensor: name });
-    const code = DTYPES[info.dtype]?.code;
-    if (code === undefined) {
-      throw new AlignmentError("E_DTYPE_UNSUPPORTED", `${info.file}: tensor "${name}" is ${info.dtype}; alignment reads F32, F16, BF16 and F64`, { file: info.file, tensor: name });
-    }
-    const n = count(info.shape), bytes = info.end - info.begin;
-    arena.reset();
+/** One tensor as float32 (F32, F16, BF16 or F64 in the file), read and widened in `kernels`' memory under a mark. */
+export async function readFloatTensor(kernels: Kernels, info: TensorInfo): Promise<Float32Array> {
+  const code = DTYPES[info.dtype]?.code;
+  if (code === undefined) {
+    throw new AlignmentError("E_DTYPE_UNSUPPORTED", `${info.file}: tensor "${info.name}" is ${info.dtype}; alignment reads F32, F16, BF16 and F64`, { file: info.file, tensor: info.name });
+  }
+  const { exports, arena } = kernels;
+  const n = count(info.shape), bytes = info.end - info.begin;
+  const mark = arena.mark();
+  try {
     const raw = arena.alloc(bytes), wide = arena.alloc(n * 4);
     const source = openSource(info.source);
     try {
@@ -48,9 +46,21 @@ export async function readFloatTensors(model: LoadedModel, names: Iterable<strin
       await source.close();
     }
     exports.decode(raw, code, wide, n);
-    const data = new Float32Array(n);
-    data.set(arena.f32(wide, n));
-    out.set(name, { shape: [...info.shape], data });
+    return arena.f32(wide, n).slice();
+  } finally {
+    arena.release(mark);
+  }
+}
+
+/** The named tensors of a model as float32 (F32, F16, BF16 or F64 in the file). */
+export async function readFloatTensors(model: LoadedModel, names: Iterable<string>): Promise<Map<string, Tensor>> {
+  const kernels = await alignmentKernels();
+  const out = new Map<string, Tensor>();
+  for (const name of names) {
+    const info = model.tensors.get(name);
+    if (!info) throw new AlignmentError("E_TENSOR_MISSING", `${model.location}: no tensor "${name}"`, { model: model.location, tensor: name });
+    kernels.arena.reset();
+    out.set(name, { shape: [...info.shape], data: await readFloatTensor(kernels, info) });
   }
   return out;
 }

@@ -61,7 +61,7 @@ export interface MergeSummary extends EngineSummary {
 }
 
 /** Parses the recipe and opens and plans every model, reading only headers (and, for `align:`, the weights it permutes unless `align` is false). */
-export async function prepare(recipe: Recipe | string, models: MergeOptions["models"], signal?: AbortSignal, options: { align?: boolean } = {}): Promise<MergePlan> {
+export async function prepare(recipe: Recipe | string, models: MergeOptions["models"], signal?: AbortSignal, options: { align?: boolean } & Pick<MergeOptions, "workers" | "workerUrl"> = {}): Promise<MergePlan> {
   const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
   refuseStages(parsed);
   checkParameterNames(parsed, methodOf(parsed));
@@ -78,7 +78,7 @@ export async function prepare(recipe: Recipe | string, models: MergeOptions["mod
   }
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) throw new ValidationError(problems);
-  if (parsed.align && options.align !== false) await alignInputs(parsed, parsed.align, opened, signal);
+  if (parsed.align && options.align !== false) await alignInputs(parsed, parsed.align, opened, signal, options);
   const order = referencedModels(parsed);
   const vocabulary = await recipeVocabulary(parsed, order, opened);
   const plan = planMerge(parsed, opened, vocabulary);
@@ -90,14 +90,14 @@ export async function prepare(recipe: Recipe | string, models: MergeOptions["mod
  * The recipe's `align:` step: every model other than `align.to` is replaced by its permutation onto
  * `align.to` (weight matching), held in memory with the original file layout.
  */
-async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, LoadedModel>, signal?: AbortSignal): Promise<void> {
+async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, LoadedModel>, signal: AbortSignal | undefined, pool: Pick<MergeOptions, "workers" | "workerUrl">): Promise<void> {
   const reference = opened.get(step.to);
   if (!reference) {
     throw new RecipeError("E_RECIPE", `${recipe.file}: align.to: "${step.to}" is not one of the recipe's models (${[...opened.keys()].join(", ")})`, { file: recipe.file, key: "align.to" });
   }
   for (const [name, model] of opened) {
     if (name === step.to) continue;
-    const matched = await matchModels(reference, model, { spec: step.spec ?? "auto", seed: step.seed ?? 0, maxSweeps: step.maxSweeps, signal });
+    const matched = await matchModels(reference, model, { spec: step.spec ?? "auto", seed: step.seed ?? 0, maxSweeps: step.maxSweeps, signal, workers: pool.workers, workerUrl: pool.workerUrl });
     const memory = new MemoryOutputFolder(`${model.location} (aligned to ${reference.location})`);
     await writePermutedModel(model, matched.spec, matched.permutations, memory, signal);
     await memory.commit();
@@ -111,7 +111,7 @@ export async function merge(recipe: Recipe | string, options: MergeOptions): Pro
   return abortable(options.signal, async () => {
     const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
     if (parsed.stages?.length) return await mergeStages(parsed, options, await engineOptions(options), prepare);
-    const plan = await prepare(parsed, options.models, options.signal);
+    const plan = await prepare(parsed, options.models, options.signal, { workers: options.workers, workerUrl: options.workerUrl });
     const out = typeof options.out === "function" ? await options.out(plan) : options.out;
     const summary = await runPlan(plan, out, await engineOptions(options));
     return { ...summary, ledger: plan.ledger };
