@@ -1,6 +1,7 @@
 // One alignment in its own process (so peak RSS is this alignment's), printing a JSON summary.
 // argv: reference model out workers
 import { align } from "../src/node";
+import { peakRss } from "./peak-rss";
 
 const [reference, model, out, workers] = process.argv.slice(2);
 const started = performance.now();
@@ -16,10 +17,4 @@ const result = await align(reference!, model!, {
   },
 });
 const wall = (performance.now() - started) / 1000;
-// Peak RSS from VmHWM (see e2e-child.ts).
-let peakRss = process.resourceUsage().maxRSS * 1024;
-try {
-  const hwm = /VmHWM:\s+(\d+) kB/.exec((await import("node:fs")).readFileSync("/proc/self/status", "utf8"));
-  if (hwm) peakRss = Number(hwm[1]) * 1024;
-} catch { /* not Linux */ }
-process.stdout.write(JSON.stringify({ wall, sweeps: result.sweeps, seconds: result.seconds, sweepSeconds, groups: result.groups.length, peakRss }) + "\n");
+process.stdout.write(JSON.stringify({ wall, sweeps: result.sweeps, seconds: result.seconds, sweepSeconds, groups: result.groups.length, peakRss: await peakRss() }) + "\n");

@@ -54,7 +54,7 @@ async function mlpInMemory(quick: boolean, line: Line): Promise<void> {
   } });
   const total = (performance.now() - t0) / 1000;
   const params = [...a.values()].reduce((n, t) => n + t.data.length, 0);
-  line(`   MLP ${widths.join("-")}, independent inits, in memory, one core: ${(params / 1e6).toFixed(1)}M parameters, ${checkSpec(spec, shapes).sizes.size} groups: ${fmt(total, 1)} s, ${result.sweeps} sweeps, ${fmt(Math.min(...sweepTimes) / 1000, 2)} s per sweep (fastest); load average ${before} -> ${load()}`);
+  line(`   MLP ${widths.join("-")}, independent inits, in memory, one core: ${(params / 1e6).toFixed(1)}M parameters, ${checkSpec(spec, shapes).sizes.size} groups: ${fmt(total, 1)} s, ${result.sweeps} sweeps (${fmt(Math.max(...sweepTimes) / 1000, 2)} s the slowest, ${fmt(sweepTimes.at(-1)! / 1000, 2)} s the last: groups whose inputs did not change are not solved again); load average ${before} -> ${load()}`);
 }
 
 /**

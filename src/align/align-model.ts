@@ -34,12 +34,15 @@ export interface AlignOptions {
   /** Workers computing the similarity matrices (default: the available cores); the permutations do not depend on it. */
   workers?: number;
   workerUrl?: URL | string;
-  /** Bytes of decoded float32 tensors each worker keeps between matrices (default 128 MiB). */
+  /** Bytes of decoded float32 tensors each worker keeps between matrices (default 64 MiB). */
   memoryBudget?: number;
 }
 
-/** Each worker's decoded tensors, by default: a layer's attention and MLP of both models fit. */
-export const DEFAULT_ALIGN_CACHE = 128 * 1048576;
+/**
+ * Each worker's decoded tensors, by default: a small model's layer of both models fits (the bench's
+ * 100M Llama: 6 MiB per MLP matrix); a 7B model's matrices (64 MiB and more as float32) are read per matrix.
+ */
+export const DEFAULT_ALIGN_CACHE = 64 * 1048576;
 /** The alignment instance's wasm memory may grow to what wasm allows; it holds one tensor pair and a block of S. */
 const ALIGN_WASM_BUDGET = 4 * 1024 ** 3 - 65536;
 /** The merge instances every worker starts with stay unused here. */

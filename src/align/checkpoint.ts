@@ -28,27 +28,35 @@ export async function readTensorBytes(info: TensorInfo): Promise<Uint8Array> {
   }
 }
 
-/** One tensor as float32 (F32, F16, BF16 or F64 in the file), read and widened in `kernels`' memory under a mark. */
+/** Elements read and widened at a time: wasm memory holds this much of a tensor, whatever its size. */
+const DECODE_ELEMENTS = 1 << 20;
+
+/**
+ * One tensor as float32 (F32, F16, BF16 or F64 in the file), read and widened a slice at a time in
+ * `kernels`' memory (under a mark) and gathered into a new array.
+ */
 export async function readFloatTensor(kernels: Kernels, info: TensorInfo): Promise<Float32Array> {
   const code = DTYPES[info.dtype]?.code;
   if (code === undefined) {
     throw new AlignmentError("E_DTYPE_UNSUPPORTED", `${info.file}: tensor "${info.name}" is ${info.dtype}; alignment reads F32, F16, BF16 and F64`, { file: info.file, tensor: info.name });
   }
   const { exports, arena } = kernels;
-  const n = count(info.shape), bytes = info.end - info.begin;
+  const n = count(info.shape), width = elementBytes(info.dtype), out = new Float32Array(n);
   const mark = arena.mark();
+  const source = openSource(info.source);
   try {
-    const raw = arena.alloc(bytes), wide = arena.alloc(n * 4);
-    const source = openSource(info.source);
-    try {
-      await source.readInto(info.offset, arena.u8(raw, bytes));
-    } finally {
-      await source.close();
+    const step = Math.min(n, DECODE_ELEMENTS);
+    const raw = arena.alloc(step * width), wide = arena.alloc(step * 4);
+    for (let start = 0; start < n; start += step) {
+      const m = Math.min(step, n - start);
+      await source.readInto(info.offset + start * width, arena.u8(raw, m * width));
+      exports.decode(raw, code, wide, m);
+      out.set(arena.f32(wide, m), start);
     }
-    exports.decode(raw, code, wide, n);
-    return arena.f32(wide, n).slice();
+    return out;
   } finally {
     arena.release(mark);
+    await source.close();
   }
 }
 

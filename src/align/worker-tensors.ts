@@ -2,8 +2,10 @@
  * @file A worker's side of alignment on the pool (./pool-engine.ts): rows of similarity matrices and
  * diagonal sums over tensors the worker reads from the models' files itself, widened to float32 in
  * its own kernel instance. Decoded tensors are kept, least recently used first out, up to a byte
- * budget, so memory stays bounded whatever the model's size (a tensor larger than the budget is
- * used and dropped). Calls run one at a time: they share the instance's arena.
+ * budget, so memory stays bounded whatever the model's size. A tensor larger than a quarter of the
+ * budget is used and dropped: the large ones (embeddings) serve one group, and keeping them would push
+ * out a layer's tensors, which the head and MLP groups read again and again. Calls run one at a time:
+ * they share the instance's arena.
  */
 import type { Kernels } from "../kernels/kernels";
 import type { TensorInfo } from "../model/model";
@@ -72,7 +74,7 @@ export class AlignmentWorker {
     }
     const data = await readFloatTensor(this.kernels, this.tensors[side][name]!);
     this.reads++;
-    if (data.byteLength <= this.cacheBytes) {
+    if (data.byteLength <= this.cacheBytes / 4) {
       for (const [old, t] of this.cache) {
         if (this.cached + data.byteLength <= this.cacheBytes) break;
         this.cache.delete(old);
