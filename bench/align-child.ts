@@ -17,4 +17,5 @@ const result = await align(reference!, model!, {
   },
 });
 const wall = (performance.now() - started) / 1000;
-process.stdout.write(JSON.stringify({ wall, sweeps: result.sweeps, seconds: result.seconds, sweepSeconds, groups: result.groups.length, peakRss: await peakRss() }) + "\n");
+const cpu = process.cpuUsage(); // every thread of the process
+process.stdout.write(JSON.stringify({ wall, sweeps: result.sweeps, seconds: result.seconds, sweepSeconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, groups: result.groups.length, peakRss: await peakRss() }) + "\n");

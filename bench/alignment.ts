@@ -114,8 +114,8 @@ async function llamaFileToFile(dir: string, quick: boolean, line: Line): Promise
     const before = load();
     const run = spawnSync(process.execPath, [child, a, b, out, String(workers)], { encoding: "utf8" });
     if (run.status !== 0) throw new Error(`align, ${workers} workers: ${run.stderr}`);
-    const s = JSON.parse(run.stdout) as { wall: number; sweeps: number; sweepSeconds: number[]; peakRss: number; seconds: { read: number; match: number; write: number } };
-    line(`   ${workers} worker${workers > 1 ? "s" : " "}: ${fmt(s.wall, 1).padStart(6)} s whole alignment (${s.sweeps} sweeps: ${s.sweepSeconds.map((x) => fmt(x, 1)).join(" + ")} s; write ${fmt(s.seconds.write, 1)} s), peak RSS ${fmt(s.peakRss / MiB, 0)} MB; load average ${before} -> ${load()}`);
+    const s = JSON.parse(run.stdout) as { wall: number; sweeps: number; sweepSeconds: number[]; cpuSeconds: number; peakRss: number; seconds: { read: number; match: number; write: number } };
+    line(`   ${workers} worker${workers > 1 ? "s" : " "}: ${fmt(s.wall, 1).padStart(6)} s whole alignment, ${fmt(s.cpuSeconds, 1)} s of CPU (${s.sweeps} sweeps: ${s.sweepSeconds.map((x) => fmt(x, 1)).join(" + ")} s, the first with start-up; per-group similarities ${fmt(s.seconds.read + s.seconds.match - s.sweepSeconds.reduce((x, y) => x + y, 0), 1)} s; write ${fmt(s.seconds.write, 1)} s), peak RSS ${fmt(s.peakRss / MiB, 0)} MB; load average ${before} -> ${load()}`);
     outputs.push(await readFile(join(out, "model.safetensors")));
   }
   const same = outputs[0]!.length === outputs[1]!.length && outputs[0]!.every((x, i) => x === outputs[1]![i]);

@@ -10,6 +10,13 @@ import type { SimilarityEngine } from "./engine";
 import type { BlockRef } from "./group-similarity";
 import type { AlignmentStats, AlignmentTensors } from "./worker-tensors";
 
+/** A worker for a tensor name (FNV-1a), the same every time. */
+function workerOf(name: string, workers: number): number {
+  let h = 2166136261;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
+  return (h >>> 0) % workers;
+}
+
 /** Below this many rows a matrix is not split: the product is too small to pay for reading B twice. */
 const MIN_BLOCK_ROWS = 128;
 
@@ -34,6 +41,9 @@ export async function openPoolEngine(pool: WorkerPool, reference: LoadedModel, m
   return {
     async similarity(n: number, blocks: BlockRef[]) {
       const parts = Math.max(1, Math.min(pool.size, Math.floor(n / MIN_BLOCK_ROWS)));
+      // A small matrix goes to the worker its first tensor belongs to: the joint head solves ask for
+      // hundreds of them over one layer's tensors, which that worker then keeps.
+      if (parts === 1) return pool.on(workerOf(blocks[0]?.tensor ?? "", pool.size), (api) => api.alignRows(n, blocks, 0, n));
       // Row blocks start at multiples of 4 (the GEMM's register block), though any split sums alike.
       const step = Math.ceil(n / parts / 4) * 4;
       const out = new Float32Array(n * n);
