@@ -1,8 +1,9 @@
 /**
  * @file Aligning one checkpoint to another (Git Re-Basin weight matching): pick or read the permutation
- * spec, load the tensors it names from both models, match, and write the permuted model with the
- * input's layout plus `weightsoup_alignment.json`: the spec used, the permutations and how to read
- * them, and per-group similarity.
+ * spec, match on a worker pool whose workers read the tensors it names from both models' files
+ * (./pool-engine.ts: nothing is held whole, and the answer is the same for any number of workers), and
+ * write the permuted model a tensor at a time with the input's layout plus `weightsoup_alignment.json`:
+ * the spec used, the permutations and how to read them, and per-group similarity.
  */
 import { availableCores, defaultWorkerUrl } from "../env";
 import { AbortError, AlignmentError } from "../errors";

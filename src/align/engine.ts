@@ -4,7 +4,7 @@
  * Both compute every entry the same way, so they give the same matrices bit for bit.
  */
 import { AlignmentError } from "../errors";
-import { unfoldBlocks, type BlockRef, type TensorPair } from "./group-similarity";
+import { unfoldLoaded, type BlockRef, type TensorPair } from "./group-similarity";
 import { alignmentKernels } from "./kernels";
 import { diagonalSums, similarityRows, type DiagonalSums } from "./similarity";
 import type { Tensor } from "./weight-matching";
@@ -25,10 +25,10 @@ export function memoryEngine(a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<stri
   };
   return {
     async similarity(n, blocks) {
-      return similarityRows(await alignmentKernels(), n, unfoldBlocks(blocks, load));
+      return similarityRows(await alignmentKernels(), n, unfoldLoaded(blocks, load));
     },
     diagonal(blocks) {
-      return diagonalSums(unfoldBlocks(blocks, load));
+      return diagonalSums(unfoldLoaded(blocks, load));
     },
   };
 }

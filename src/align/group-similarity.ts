@@ -39,10 +39,16 @@ export function groupBlocks(checked: CheckedSpec, group: string, perms: Permutat
   return out;
 }
 
+/** The blocks' unfoldings over tensors at hand. */
+export function unfoldLoaded(blocks: readonly BlockRef[], load: (tensor: string) => TensorPair): Unfolding[] {
+  return blocks.map((block) => unfolding(block, load(block.tensor)));
+}
+
+function unfolding(block: BlockRef, { shape, a, b }: TensorPair): Unfolding {
+  return tensorUnfolding({ shape, a, b, axis: block.axis, start: block.start, n: block.n, inner: block.inner, mapsB: block.mapsB });
+}
+
 /** The blocks' unfoldings, each tensor pair fetched by `load` only when its turn comes. */
 export async function* unfoldBlocks(blocks: readonly BlockRef[], load: (tensor: string) => TensorPair | Promise<TensorPair>): AsyncGenerator<Unfolding> {
-  for (const block of blocks) {
-    const { shape, a, b } = await load(block.tensor);
-    yield tensorUnfolding({ shape, a, b, axis: block.axis, start: block.start, n: block.n, inner: block.inner, mapsB: block.mapsB });
-  }
+  for (const block of blocks) yield unfolding(block, await load(block.tensor));
 }

@@ -40,7 +40,8 @@ const stepsPerChunk = (n: number, width: number) => Math.max(1, Math.floor(CHUNK
  * Rows [u0, u1) of S (n columns, f32, row-major) in `kernels`' memory (its arena is reset):
  * S[i][j] = Σ over the unfoldings of <unit i of A, unit j of B>. `unfoldings` are produced one at a
  * time, so a caller that reads tensors on demand holds one tensor pair at a time; it must not use
- * the arena itself between them except under its own mark.
+ * the arena itself between them except under its own mark. Given a plain iterable it runs without
+ * yielding, so calls on the calling thread's instance cannot interleave.
  */
 export async function similarityRows(kernels: Kernels, n: number, unfoldings: Iterable<Unfolding> | AsyncIterable<Unfolding>, u0 = 0, u1 = n): Promise<Float32Array> {
   const { exports, arena } = kernels;
@@ -48,7 +49,7 @@ export async function similarityRows(kernels: Kernels, n: number, unfoldings: It
   arena.reset();
   const s = arena.alloc(rows * n * 4), scratch = arena.alloc(MATMUL_SCRATCH_BYTES);
   arena.f32(s, rows * n).fill(0);
-  for await (const u of unfoldings) {
+  const add = (u: Unfolding) => {
     if (u.n !== n) throw new AlignmentError("E_COST_INVALID", `similarity: an unfolding has ${u.n} units, expected ${n}`, {});
     const per = stepsPerChunk(n, u.width);
     const mark = arena.mark();
@@ -61,7 +62,9 @@ export async function similarityRows(kernels: Kernels, n: number, unfoldings: It
       exports.linear(a, rows, k, b, DTYPE_F32, n, s, 1, scratch);
     }
     arena.release(mark);
-  }
+  };
+  if (Symbol.asyncIterator in unfoldings) for await (const u of unfoldings) add(u);
+  else for (const u of unfoldings) add(u);
   return arena.f32(s, rows * n).slice();
 }
 
