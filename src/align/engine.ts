@@ -10,6 +10,8 @@ import { diagonalSums, similarityRows, type DiagonalSums } from "./similarity";
 import type { Tensor } from "./weight-matching";
 
 export interface SimilarityEngine {
+  /** How many groups are worth solving at once (the calling thread computes one matrix at a time). */
+  readonly parallel: number;
   /** S (n x n, row-major) of the blocks: S[i][j] = Σ <unit i of A, unit j of B>. */
   similarity(n: number, blocks: BlockRef[]): Promise<Float32Array>;
   /** Σ <unit i of A, unit i of B> and the squared norms over the blocks. */
@@ -24,6 +26,7 @@ export function memoryEngine(a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<stri
     return { shape: ta.shape, a: ta.data, b: tb.data };
   };
   return {
+    parallel: 1,
     async similarity(n, blocks) {
       return similarityRows(await alignmentKernels(), n, unfoldLoaded(blocks, load));
     },

@@ -38,21 +38,30 @@ export async function openPoolEngine(pool: WorkerPool, reference: LoadedModel, m
     tensors.b[name] = model.tensors.get(name)!;
   }
   await pool.each((api) => api.alignOpen(options.memoryBudget, options.cacheBytes, tensors));
+  let busy = 0;
   return {
+    parallel: pool.size,
     async similarity(n: number, blocks: BlockRef[]) {
-      const parts = Math.max(1, Math.min(pool.size, Math.floor(n / MIN_BLOCK_ROWS)));
+      // Split only a matrix asked for alone: with others in flight the workers are busy already, and
+      // a split costs each worker a full read of B. (How a matrix is split never changes its bits.)
+      const parts = busy > 0 ? 1 : Math.max(1, Math.min(pool.size, Math.floor(n / MIN_BLOCK_ROWS)));
       // A small matrix goes to the worker its first tensor belongs to: the joint head solves ask for
       // hundreds of them over one layer's tensors, which that worker then keeps.
-      if (parts === 1) return pool.on(workerOf(blocks[0]?.tensor ?? "", pool.size), (api) => api.alignRows(n, blocks, 0, n));
+      if (parts === 1 && n < MIN_BLOCK_ROWS) return pool.on(workerOf(blocks[0]?.tensor ?? "", pool.size), (api) => api.alignRows(n, blocks, 0, n));
       // Row blocks start at multiples of 4 (the GEMM's register block), though any split sums alike.
       const step = Math.ceil(n / parts / 4) * 4;
       const out = new Float32Array(n * n);
       const jobs: Promise<void>[] = [];
-      for (let u0 = 0; u0 < n; u0 += step) {
-        const u1 = Math.min(n, u0 + step);
-        jobs.push(pool.run((api) => api.alignRows(n, blocks, u0, u1)).then((rows) => out.set(rows, u0 * n)));
+      busy++;
+      try {
+        for (let u0 = 0; u0 < n; u0 += step) {
+          const u1 = Math.min(n, u0 + step);
+          jobs.push(pool.run((api) => api.alignRows(n, blocks, u0, u1)).then((rows) => out.set(rows, u0 * n)));
+        }
+        await Promise.all(jobs);
+      } finally {
+        busy--;
       }
-      await Promise.all(jobs);
       return out;
     },
     diagonal(blocks: BlockRef[]) {

@@ -92,6 +92,9 @@ export async function matchGroups(checked: CheckedSpec, engine: SimilarityEngine
   // solve would get the same answer again: it is skipped. Versions count each group's changes.
   const version = new Map(groups.map((g) => [g, 0]));
   const stamp = (g: string) => inputs.get(g)!.map((d) => version.get(d)!).join();
+  // Whether solving `g` sets a permutation that `h`'s solve reads.
+  const sets = new Map(groups.map((g) => [g, [g, ...(nested.get(g)?.units.flat() ?? [])]]));
+  const reads = (g: string, h: string) => sets.get(g)!.some((d) => inputs.get(h)!.includes(d));
   const settled = new Map<string, string>();
   let sweeps = 0;
   for (; sweeps < maxSweeps; ) {
@@ -102,24 +105,40 @@ export async function matchGroups(checked: CheckedSpec, engine: SimilarityEngine
       [order[i], order[j]] = [order[j]!, order[i]!];
     }
     let progress = false;
-    for (const [done, g] of order.entries()) {
+    for (let at = 0; at < order.length; ) {
       options.signal?.throwIfAborted();
-      if (settled.get(g) !== stamp(g)) {
-        const inner = nested.get(g);
-        const solved = inner ? await solveWithNested(checked, g, inner, engine, perms) : await solveGroup(checked, g, engine, perms);
-        if (improves(solved.before, solved.after)) progress = true;
-        let changed = false;
-        for (const [group, perm] of solved.perms) {
-          if (perm.every((p, i) => p === perms.get(group)![i])) continue;
-          perms.set(group, perm);
-          version.set(group, version.get(group)! + 1);
-          changed = true;
-        }
-        // A joint solve starts from its nested groups' permutations, so only one that changed
-        // nothing is sure to repeat itself; a plain group's answer never depends on its own.
-        if (!inner || !changed) settled.set(g, stamp(g));
+      // Consecutive groups none of which reads a permutation another one sets (two layers' MLP
+      // groups, say) are solved at once, each on the permutations as they stand: every one gets the
+      // answer it would get in turn, and the engine's workers share them.
+      const batch: string[] = [];
+      for (; at < order.length && batch.length < engine.parallel; at++) {
+        const g = order[at]!;
+        if (batch.some((h) => reads(h, g) || reads(g, h))) break;
+        batch.push(g);
       }
-      options.onGroup?.({ sweep: sweeps, group: g, done: done + 1, groups: groups.length });
+      const solutions = await Promise.all(batch.map((g) => {
+        if (settled.get(g) === stamp(g)) return undefined;
+        const inner = nested.get(g);
+        return inner ? solveWithNested(checked, g, inner, engine, perms) : solveGroup(checked, g, engine, perms);
+      }));
+      for (const [x, g] of batch.entries()) {
+        const solved = solutions[x];
+        if (solved) {
+          const inner = nested.get(g);
+          if (improves(solved.before, solved.after)) progress = true;
+          let changed = false;
+          for (const [group, perm] of solved.perms) {
+            if (perm.every((p, i) => p === perms.get(group)![i])) continue;
+            perms.set(group, perm);
+            version.set(group, version.get(group)! + 1);
+            changed = true;
+          }
+          // A joint solve starts from its nested groups' permutations, so only one that changed
+          // nothing is sure to repeat itself; a plain group's answer never depends on its own.
+          if (!inner || !changed) settled.set(g, stamp(g));
+        }
+        options.onGroup?.({ sweep: sweeps, group: g, done: at - batch.length + x + 1, groups: groups.length });
+      }
     }
     if (!progress) break;
   }
