@@ -1,7 +1,9 @@
 // C (n x m) += A (n x k) · B (m x k)ᵀ, all f32 row-major, so both operands run contiguously over t.
-// Two users: weight matching's similarity matrices (S[i][j] = sum_t A[i][t] * B[j][t] over tensors
-// unfolded so the permuted axis indexes rows) and the evaluation MLP's dense layers (X · Wᵀ, with W
-// in the [out, in] layout checkpoints use).
+// Its user is the barrier's MLP classifier (dense layers X · Wᵀ, with W in the [out, in] layout
+// checkpoints use, and the MLP training script in bench/rebasin). Weight matching's similarity
+// matrices moved to the forward pass's `linear` (assembly/matmul.ts): 2-2.5x the speed on the same
+// product, and every entry summed from its own two rows alone, so a matrix can be split by rows over
+// workers without changing a bit.
 //
 // Register blocking: a 4 x 4 block of C is sixteen f32x4 accumulators fed by four rows of A and four
 // of B, four t at a time (8 loads for 16 multiply-adds). Cache blocking: k is cut into tiles of

@@ -5,7 +5,8 @@
 //   3. an end-to-end file-to-file merge of three ~1 GiB bf16 fine-tunes and a base, next to reading the
 //      inputs and writing an output of the same size with the same I/O code, with peak RSS
 //   4. the same merges in headless Chromium;  5. the assignment solver against munkres;
-//   6. similarity GEMM GFLOP/s;  7. weight matching wall time (3 x 1024 MLP, ~100M-parameter Llama)
+//   6. similarity GEMM GFLOP/s;  7. weight matching wall time (3 x 1024 MLP in memory; ~100M-parameter Llama
+//      file to file on 1 and 2 workers, with peak RSS: bench/alignment.ts)
 //   8. the forward pass's GEMM (linear): GFLOP/s in prefill, GB/s of weights in decode, both builds
 //   3b. against the I/O floor (bench/io-floor.ts): linear, task_arithmetic, ties, dare_ties on the same models as
 //      whole CLI processes, next to reading the inputs and writing the output with the engine's I/O calls, computing nothing
@@ -38,6 +39,7 @@ import * as plain from "./plain";
 import { geometricBenchCases } from "./geometric-methods";
 import { methodBenchCases } from "./methods";
 import { forwardSection } from "./forward";
+import { alignmentSection } from "./alignment";
 import { sweepSection } from "./sweep";
 import { fixedCostSection } from "./fixed-costs";
 import { e2eModels } from "./e2e-models";
@@ -275,69 +277,10 @@ async function similaritySection(): Promise<void> {
   line();
 }
 
-if (!args.has("--skip-alignment")) await alignmentSection();
+if (!args.has("--skip-alignment")) await alignmentSection(dir, QUICK, line);
 if (!args.has("--skip-forward")) await forwardSection(dir, QUICK, line, new URL("../../dist/worker.js", import.meta.url));
 if (!args.has("--skip-sweep")) await sweepSection(dir, QUICK, line, new URL("../../dist/worker.js", import.meta.url));
 if (!args.has("--skip-fixed")) await fixedCostSection(dir, QUICK, line);
-
-/**
- * Weight matching wall time, in memory (reading and writing checkpoints not included): a 3 x 1024-wide
- * MLP from two independent random inits (the matching has real work to do), and a Llama-shaped model
- * of about 100M parameters whose second copy is a planted permutation of the first plus noise.
- */
-async function alignmentSection(): Promise<void> {
-  line(`7. Weight matching (Git Re-Basin), one core, in memory; similarity GEMMs dominate (2·n·elements flops per group)`);
-  const uniform = (seed: number) => { let x = seed >>> 0 || 1; return () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 4294967296 - 0.5; }; };
-  const shapesOf = (m: Map<string, Tensor>) => new Map([...m].map(([k, t]) => [k, t.shape]));
-  const report = async (label: string, spec: PermutationSpec, a: Map<string, Tensor>, b: Map<string, Tensor>, maxSweeps: number) => {
-    const params = [...a.values()].reduce((n, t) => n + t.data.length, 0);
-    const sweepTimes: number[] = [];
-    let last = performance.now();
-    const t0 = last;
-    const result = await weightMatching(spec, a, b, { seed: 1, maxSweeps, onGroup: (e) => {
-      if (e.done === e.groups) { const now = performance.now(); sweepTimes.push(now - last); last = now; }
-    } });
-    const total = (performance.now() - t0) / 1000;
-    const groups = checkSpec(spec, shapesOf(a)).sizes.size;
-    line(`   ${label}: ${(params / 1e6).toFixed(1)}M parameters, ${groups} groups: ${fmt(total, 1)} s, ${result.sweeps} sweeps${result.sweeps === maxSweeps ? " (cap)" : ""}, ${fmt(Math.min(...sweepTimes) / 1000, 2)} s per sweep (fastest)`);
-    return result;
-  };
-  const widths = QUICK ? [784, 256, 256, 256, 10] : [784, 1024, 1024, 1024, 10];
-  const mlp = (seed: number) => {
-    const m = new Map<string, Tensor>();
-    for (let l = 0; l + 1 < widths.length; l++) {
-      const r = uniform(seed * 100 + l), [inp, out] = [widths[l]!, widths[l + 1]!];
-      m.set(`layers.${l}.weight`, { shape: [out, inp], data: Float32Array.from({ length: out * inp }, r) });
-      m.set(`layers.${l}.bias`, { shape: [out], data: Float32Array.from({ length: out }, r) });
-    }
-    return m;
-  };
-  const a = mlp(1);
-  await report(`MLP ${widths.join("-")}, independent inits`, mlpSpec(shapesOf(a)), a, mlp(2), 100);
-
-  const shape = QUICK ? { vocab: 4000, hidden: 256, intermediate: 704, layers: 4, heads: 8, kvHeads: 4 } : { vocab: 16000, hidden: 768, intermediate: 2048, layers: 12, heads: 12, kvHeads: 4 };
-  const llama = new Map<string, Tensor>();
-  for (const [i, t] of llamaTensors(shape).entries()) {
-    const r = uniform(1000 + i);
-    llama.set(t.name, { shape: t.shape, data: Float32Array.from({ length: t.shape.reduce((x, y) => x * y, 1) }, r) });
-  }
-  const config = { model_type: "llama", hidden_size: shape.hidden, num_attention_heads: shape.heads, num_key_value_heads: shape.kvHeads, num_hidden_layers: shape.layers, intermediate_size: shape.intermediate };
-  const spec = llamaSpec(config, shapesOf(llama));
-  const r = uniform(7);
-  const planted: Permutations = new Map([...checkSpec(spec, shapesOf(llama)).sizes].map(([g, n]) => {
-    const p = Int32Array.from({ length: n }, (_, i) => i);
-    for (let i = n - 1; i > 0; i--) { const j = Math.floor((r() + 0.5) * (i + 1)); [p[i], p[j]] = [p[j]!, p[i]!]; }
-    return [g, p];
-  }));
-  const other = applyPermutations(spec, llama, planted);
-  for (const t of other.values()) for (let i = 0; i < t.data.length; i++) t.data[i] += r() * 0.01;
-  const result = await report(`Llama-shaped ${shape.layers} x ${shape.hidden} (GQA ${shape.heads}/${shape.kvHeads}, MLP ${shape.intermediate}, vocab ${shape.vocab}), planted permutation + noise`, spec, llama, other, 10);
-  // Recovered exactly when the aligned copy is the original up to the noise (|noise| <= 0.005).
-  const aligned = applyPermutations(spec, other, result.permutations);
-  const recovered = [...llama].every(([name, t]) => { const u = aligned.get(name)!.data; return t.data.every((v, i) => Math.abs(v - u[i]!) <= 0.005 + 1e-6); });
-  line(`   planted permutation recovered exactly: ${recovered ? "yes" : "NO"}`);
-  line();
-}
 
 if (!args.has("--skip-gemm")) await gemmSection();
 

@@ -116,7 +116,7 @@ export interface NodeAlignOptions extends AlignOptions {
  * files or Hugging Face cache names.
  */
 export async function align(reference: string, model: string, options: NodeAlignOptions): Promise<AlignResult> {
-  checkIntegerOptions(options, ["seed", "maxSweeps"]);
+  checkIntegerOptions(options, ["seed", "maxSweeps", "workers", "memoryBudget"]);
   const [a, b] = await Promise.all([reference, model].map(async (name) => openModel(await resolveModel(name, resolve(".")))));
   const { out, force, ...rest } = options;
   const inputs = [a!, b!].flatMap((m) => pathsOf(m.folder, m.weightFiles.map((w) => w.file)));

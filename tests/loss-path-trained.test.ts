@@ -131,7 +131,7 @@ describe("--align on two independently initialised trained models", () => {
 
   test("the permuted B written by align() computes B's function (float64 reference logits)", async () => {
     const out = join(root, "b-aligned");
-    await align(A, B, { out });
+    await align(A, B, { out, workerUrl: WORKER_URL });
     const permuted = await readDecoderModel(out);
     const moved = [...permuted.tensors].filter(([name, t]) => t.values.some((v, i) => v !== refB.tensors.get(name)!.values[i])).length;
     assert.ok(moved >= permuted.tensors.size - 1, `${moved} of ${permuted.tensors.size} tensors permuted`);
@@ -174,7 +174,7 @@ describe("diagnose of an align: recipe over the two trained models", () => {
     assert.deepEqual(d.alignment.models.map((m) => m.model), [B]);
     const m = d.alignment.models[0]!;
     const alignedB = join(root, "b-aligned-for-diagnose");
-    await align(A, B, { out: alignedB });
+    await align(A, B, { out: alignedB, workerUrl: WORKER_URL });
     const [before, after] = [cosine(refA, refB), cosine(refA, await readDecoderModel(alignedB))];
     assert.ok(Math.abs(m.cosineBefore! - before) < 1e-9, `cosine before ${m.cosineBefore} vs ${before}`);
     assert.ok(Math.abs(m.cosineAfter! - after) < 1e-9, `cosine after ${m.cosineAfter} vs ${after}`);

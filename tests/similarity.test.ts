@@ -3,7 +3,8 @@
 // [n, k] tensor (axis 0), a column of a [k, n] tensor (axis 1), or one entry of an [n] vector.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { similarityMatrix as unfoldedSimilarity, tensorUnfolding, wholeAxis } from "../src/align/similarity";
+import { alignmentKernels } from "../src/align/kernels";
+import { similarityMatrix as unfoldedSimilarity, similarityRows, tensorUnfolding, wholeAxis } from "../src/align/similarity";
 
 interface UnfoldedPair {
   a: Float32Array;
@@ -123,6 +124,35 @@ test("a block of a structured axis, B read through source maps on both axes", as
     const maps = axis === 0 ? [rowMap, colMap] : [colMap, rowMap];
     const got = await unfoldedSimilarity(n, [tensorUnfolding({ shape, a: at, b: bt, axis, start, n, inner, mapsB: maps })]);
     for (let e = 0; e < n * n; e++) assert.ok(Math.abs(got[e]! - want[e]!) < 1e-5, `axis ${axis}: S[${e}] = ${got[e]}, expected ${want[e]}`);
+  }
+});
+
+test("rows of S computed in separate pieces, cut anywhere, are the whole matrix's rows bit for bit", async () => {
+  // Long enough (k = 33000) that each product runs over three column chunks; B read through maps on
+  // both axes; units on axis 0 of one tensor and axis 1 of another. Each piece is also checked against
+  // the float64 reference, so equal pieces cannot both be wrong.
+  const n = 70, k = 33000;
+  const colMap = Int32Array.from({ length: k }, (_, j) => (j * 7) % k), unitMap = Int32Array.from({ length: n }, (_, i) => (i * 3) % n);
+  const a0 = values(31, n * k), b0 = values(32, n * k), a1 = values(33, k * n), b1 = values(34, k * n);
+  const unfoldings = () => [
+    tensorUnfolding({ shape: [n, k], a: a0, b: b0, axis: 0, start: 0, n, inner: 1, mapsB: [unitMap, colMap] }),
+    tensorUnfolding({ shape: [k, n], a: a1, b: b1, axis: 1, start: 0, n, inner: 1, mapsB: [colMap, unitMap] }),
+  ];
+  const want = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+    for (let t = 0; t < k; t++) want[i * n + j] += a0[i * k + t]! * b0[unitMap[j]! * k + colMap[t]!]! + a1[t * n + i]! * b1[colMap[t]! * n + unitMap[j]!]!;
+  }
+  const kernels = await alignmentKernels();
+  const whole = await similarityRows(kernels, n, unfoldings());
+  for (const cuts of [[0, 35, 70], [0, 1, 6, 33, 69, 70], [0, 4, 8, 70]]) {
+    for (let c = 0; c + 1 < cuts.length; c++) {
+      const [u0, u1] = [cuts[c]!, cuts[c + 1]!];
+      const part = await similarityRows(kernels, n, unfoldings(), u0, u1);
+      for (let e = 0; e < part.length; e++) {
+        assert.ok(Object.is(part[e], whole[u0 * n + e]), `rows ${u0}..${u1}: S[${u0 * n + e}] = ${part[e]}, whole matrix ${whole[u0 * n + e]}`);
+        assert.ok(Math.abs(part[e]! - want[u0 * n + e]!) < 1e-3, `S[${u0 * n + e}] = ${part[e]}, float64 ${want[u0 * n + e]}`);
+      }
+    }
   }
 });
 

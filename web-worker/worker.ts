@@ -14,6 +14,7 @@ import { WeightsoupError, WorkerError } from "../src/errors";
 import { EvalSession } from "../src/eval/session";
 import { Generator } from "../src/eval/generator";
 import { MergeHost } from "../src/pool/merge-host";
+import { AlignmentWorker } from "../src/align/worker-tensors";
 
 installErrorTransfer();
 
@@ -23,6 +24,15 @@ const merges = new MergeHost();
 let kernelCode: CompiledKernels | Uint8Array | undefined;
 let evaluation: { kernels: Kernels; session: EvalSession } | undefined;
 let generation: Generator | undefined;
+let alignment: AlignmentWorker | undefined;
+
+/** Runs `fn` with the alignment state; failures come back typed, as for merge jobs. */
+function withAlignment<T>(what: string, fn: (a: AlignmentWorker) => Promise<T> | T): Promise<T> {
+  return typed(what, () => {
+    if (!alignment) throw new Error("alignment used before alignOpen()");
+    return fn(alignment);
+  });
+}
 
 /** Runs `fn` with the evaluation session; failures come back typed, as for merge jobs. */
 function withSession<T>(what: string, fn: (s: EvalSession) => Promise<T> | T): Promise<T> {
@@ -135,6 +145,28 @@ const api: WorkerApi = {
       const out = generation.run(prompt, maxNew, sampling, stop, (id) => void onToken(id));
       return transfer(out, [out.buffer as ArrayBuffer]);
     });
+  },
+  alignOpen(memoryBudget, cacheBytes, tensors) {
+    return typed("opening alignment", async () => {
+      alignment = undefined;
+      alignment = new AlignmentWorker(await loadKernels(Math.floor(memoryBudget / 65536) * 65536, kernelCode), tensors, cacheBytes);
+    });
+  },
+  alignRows(n, blocks, u0, u1) {
+    return withAlignment("similarity rows", async (a) => {
+      const rows = await a.rows(n, blocks, u0, u1);
+      return transfer(rows, [rows.buffer as ArrayBuffer]);
+    });
+  },
+  alignDiagonal(blocks) {
+    return withAlignment("diagonal sums", (a) => a.diagonal(blocks));
+  },
+  alignStats() {
+    if (!alignment) throw new WorkerError("E_WORKER", "alignment used before alignOpen()", {});
+    return alignment.stats();
+  },
+  async alignClose() {
+    alignment = undefined;
   },
   stats() {
     return { peakMemory: merges.peakMemory() + (evaluation?.kernels.arena.peak ?? 0) };

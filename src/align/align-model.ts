@@ -1,16 +1,21 @@
 /**
  * @file Aligning one checkpoint to another (Git Re-Basin weight matching): pick or read the permutation
- * spec, load the tensors it names from both models, match, and write the permuted model with the
- * input's layout plus `weightsoup_alignment.json`: the spec used, the permutations and how to read
- * them, and per-group similarity.
+ * spec, match on a worker pool whose workers read the tensors it names from both models' files
+ * (./pool-engine.ts: nothing is held whole, and the answer is the same for any number of workers), and
+ * write the permuted model a tensor at a time with the input's layout plus `weightsoup_alignment.json`:
+ * the spec used, the permutations and how to read them, and per-group similarity.
  */
-import { AlignmentError } from "../errors";
+import { availableCores, defaultWorkerUrl } from "../env";
+import { AbortError, AlignmentError } from "../errors";
 import type { OutputFolder } from "../io/output";
 import type { LoadedModel } from "../model/model";
+import { WorkerPool } from "../pool/pool";
 import { inferSpec, resolveSpecKind, type SpecKind } from "./architectures";
-import { readFloatTensors, writePermutedModel } from "./checkpoint";
+import { writePermutedModel } from "./checkpoint";
+import { openPoolEngine } from "./pool-engine";
 import { checkSpec, type PermutationSpec, type Permutations } from "./spec";
-import { weightMatching, type GroupSimilarity } from "./weight-matching";
+import { matchGroups, type GroupSimilarity } from "./weight-matching";
+import type { AlignmentStats } from "./worker-tensors";
 
 export const ALIGNMENT_FILE = "weightsoup_alignment.json";
 
@@ -27,7 +32,22 @@ export interface AlignOptions {
   maxSweeps?: number;
   signal?: AbortSignal;
   onGroup?: (event: { sweep: number; group: string; done: number; groups: number }) => void;
+  /** Workers computing the similarity matrices (default: the available cores); the permutations do not depend on it. */
+  workers?: number;
+  workerUrl?: URL | string;
+  /** Bytes of decoded float32 tensors each worker keeps between matrices (default 64 MiB). */
+  memoryBudget?: number;
 }
+
+/**
+ * Each worker's decoded tensors, by default: a small model's layer of both models fits (the bench's
+ * 100M Llama: 6 MiB per MLP matrix); a 7B model's matrices (64 MiB and more as float32) are read per matrix.
+ */
+export const DEFAULT_ALIGN_CACHE = 64 * 1048576;
+/** The alignment instance's wasm memory may grow to what wasm allows; it holds one tensor pair and a block of S. */
+const ALIGN_WASM_BUDGET = 4 * 1024 ** 3 - 65536;
+/** The merge instances every worker starts with stay unused here. */
+const UNUSED_MERGE_BUDGET = 16 * 1048576;
 
 export interface AlignResult {
   spec: PermutationSpec;
@@ -40,7 +60,7 @@ export interface AlignResult {
 }
 
 /** Permutations that align `model` to `reference` (nothing written). */
-export async function matchModels(reference: LoadedModel, model: LoadedModel, options: AlignOptions = {}): Promise<Omit<AlignResult, "seconds"> & { readSeconds: number; matchSeconds: number }> {
+export async function matchModels(reference: LoadedModel, model: LoadedModel, options: AlignOptions = {}): Promise<Omit<AlignResult, "seconds"> & { readSeconds: number; matchSeconds: number; workerStats: AlignmentStats[] }> {
   const shapes = new Map([...reference.tensors].map(([name, t]) => [name, t.shape]));
   const specKind: UsedSpecKind = typeof options.spec === "object" ? "explicit" : resolveSpecKind(options.spec ?? "auto", reference.config ?? undefined);
   const spec = typeof options.spec === "object" ? options.spec : inferSpec(specKind as SpecKind, reference.config ?? undefined, shapes);
@@ -52,13 +72,28 @@ export async function matchModels(reference: LoadedModel, model: LoadedModel, op
       throw new AlignmentError("E_SHAPE_MISMATCH", `${other.file}: "${name}" is [${other.shape.join(", ")}] but [${shape.join(", ")}] in ${reference.location}`, { file: other.file, tensor: name });
     }
   }
+  const { signal } = options;
+  signal?.throwIfAborted();
   const t0 = performance.now();
-  const a = await readFloatTensors(reference, checked.tensors.keys());
-  const b = await readFloatTensors(model, checked.tensors.keys());
-  const t1 = performance.now();
-  const result = await weightMatching(spec, a, b, { seed: options.seed, maxSweeps: options.maxSweeps, signal: options.signal, onGroup: options.onGroup });
-  const groups = [...result.similarity].map(([name, s]) => ({ name, size: checked.sizes.get(name)!, ...s }));
-  return { spec, specKind, permutations: result.permutations, sweeps: result.sweeps, groups, readSeconds: (t1 - t0) / 1000, matchSeconds: (performance.now() - t1) / 1000 };
+  const workers = options.workers ?? (await availableCores());
+  const pool = await WorkerPool.create({ size: Math.max(1, workers), workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: UNUSED_MERGE_BUDGET, jobsPerWorker: 1 });
+  const onAbort = () => pool.abort(signal?.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    // The workers read the tensors themselves, per matrix: "read" is starting them.
+    const engine = await openPoolEngine(pool, reference, model, checked.tensors.keys(), { memoryBudget: ALIGN_WASM_BUDGET, cacheBytes: options.memoryBudget ?? DEFAULT_ALIGN_CACHE });
+    const t1 = performance.now();
+    const result = await matchGroups(checked, engine, { seed: options.seed, maxSweeps: options.maxSweeps, signal, onGroup: options.onGroup });
+    const workerStats = await engine.stats();
+    const groups = [...result.similarity].map(([name, s]) => ({ name, size: checked.sizes.get(name)!, ...s }));
+    return { spec, specKind, permutations: result.permutations, sweeps: result.sweeps, groups, readSeconds: (t1 - t0) / 1000, matchSeconds: (performance.now() - t1) / 1000, workerStats };
+  } catch (e) {
+    if (signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: signal.reason });
+    throw e;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    await pool.terminate();
+  }
 }
 
 /** Aligns `model` to `reference` and writes the permuted model into `out` (committed at the end). */
@@ -75,7 +110,7 @@ export async function alignModel(reference: LoadedModel, model: LoadedModel, out
       permutations: Object.fromEntries([...matched.permutations].map(([g, p]) => [g, [...p]])),
     }, null, 1) + "\n");
     await out.commit();
-    const { readSeconds, matchSeconds, ...rest } = matched;
+    const { readSeconds, matchSeconds, workerStats: _, ...rest } = matched;
     return { ...rest, seconds: { read: readSeconds, match: matchSeconds, write: (performance.now() - t0) / 1000 } };
   } catch (e) {
     await out.discard();

@@ -9,6 +9,7 @@ import { DTYPES, elementBytes } from "../format/dtypes";
 import type { OutputFolder } from "../io/output";
 import { openSource } from "../io/source";
 import { INDEX_FILE, isWeightFile, type LoadedModel, type TensorInfo } from "../model/model";
+import type { Kernels } from "../kernels/kernels";
 import { alignmentKernels } from "./kernels";
 import { checkSpec, gather, tensorMaps, type Elements, type PermutationSpec, type Permutations } from "./spec";
 import type { Tensor } from "./weight-matching";
@@ -27,30 +28,47 @@ export async function readTensorBytes(info: TensorInfo): Promise<Uint8Array> {
   }
 }
 
+/** Elements read and widened at a time: wasm memory holds this much of a tensor, whatever its size. */
+const DECODE_ELEMENTS = 1 << 20;
+
+/**
+ * One tensor as float32 (F32, F16, BF16 or F64 in the file), read and widened a slice at a time in
+ * `kernels`' memory (under a mark) and gathered into a new array.
+ */
+export async function readFloatTensor(kernels: Kernels, info: TensorInfo): Promise<Float32Array> {
+  const code = DTYPES[info.dtype]?.code;
+  if (code === undefined) {
+    throw new AlignmentError("E_DTYPE_UNSUPPORTED", `${info.file}: tensor "${info.name}" is ${info.dtype}; alignment reads F32, F16, BF16 and F64`, { file: info.file, tensor: info.name });
+  }
+  const { exports, arena } = kernels;
+  const n = count(info.shape), width = elementBytes(info.dtype), out = new Float32Array(n);
+  const mark = arena.mark();
+  const source = openSource(info.source);
+  try {
+    const step = Math.min(n, DECODE_ELEMENTS);
+    const raw = arena.alloc(step * width), wide = arena.alloc(step * 4);
+    for (let start = 0; start < n; start += step) {
+      const m = Math.min(step, n - start);
+      await source.readInto(info.offset + start * width, arena.u8(raw, m * width));
+      exports.decode(raw, code, wide, m);
+      out.set(arena.f32(wide, m), start);
+    }
+    return out;
+  } finally {
+    arena.release(mark);
+    await source.close();
+  }
+}
+
 /** The named tensors of a model as float32 (F32, F16, BF16 or F64 in the file). */
 export async function readFloatTensors(model: LoadedModel, names: Iterable<string>): Promise<Map<string, Tensor>> {
-  const { exports, arena } = await alignmentKernels();
+  const kernels = await alignmentKernels();
   const out = new Map<string, Tensor>();
   for (const name of names) {
     const info = model.tensors.get(name);
     if (!info) throw new AlignmentError("E_TENSOR_MISSING", `${model.location}: no tensor "${name}"`, { model: model.location, tensor: name });
-    const code = DTYPES[info.dtype]?.code;
-    if (code === undefined) {
-      throw new AlignmentError("E_DTYPE_UNSUPPORTED", `${info.file}: tensor "${name}" is ${info.dtype}; alignment reads F32, F16, BF16 and F64`, { file: info.file, tensor: name });
-    }
-    const n = count(info.shape), bytes = info.end - info.begin;
-    arena.reset();
-    const raw = arena.alloc(bytes), wide = arena.alloc(n * 4);
-    const source = openSource(info.source);
-    try {
-      await source.readInto(info.offset, arena.u8(raw, bytes));
-    } finally {
-      await source.close();
-    }
-    exports.decode(raw, code, wide, n);
-    const data = new Float32Array(n);
-    data.set(arena.f32(wide, n));
-    out.set(name, { shape: [...info.shape], data });
+    kernels.arena.reset();
+    out.set(name, { shape: [...info.shape], data: await readFloatTensor(kernels, info) });
   }
   return out;
 }

@@ -1,38 +1,54 @@
 /**
- * @file The tensor blocks a permutation group acts on, unfolded for similarity products: every place
- * the group acts (for its similarity matrix), or one unit of it (for the inner product of one
- * position of the aligned model with the reference).
+ * @file The tensor blocks a permutation group acts on, described without their data (so a
+ * description can be sent to a worker that reads the tensors itself), and their unfoldings for
+ * similarity products once the data is at hand.
  */
 import { tensorUnfolding, type Unfolding } from "./similarity";
-import { tensorMaps, useBlock, type CheckedSpec, type GroupUse, type Permutations } from "./spec";
-import type { Tensor } from "./weight-matching";
+import { tensorMaps, useBlock, type CheckedSpec, type Permutations } from "./spec";
 
-type Tensors = ReadonlyMap<string, Tensor>;
+/** One place a group acts: a block of one axis of one tensor, and how B is permuted around it. */
+export interface BlockRef {
+  tensor: string;
+  /** The permuted axis. */
+  axis: number;
+  /** Unit i spans positions start + i*inner .. + inner of the axis. */
+  start: number;
+  n: number;
+  inner: number;
+  /** B's source index per position of each axis (null: identity); A is read as it is. */
+  mapsB: (Int32Array | null)[];
+}
 
-function unfold(checked: CheckedSpec, uses: GroupUse[], n: number, unit: number | undefined, a: Tensors, b: Tensors, perms: Permutations, except?: string): Unfolding[] {
-  const out: Unfolding[] = [];
+/** A tensor of both models as float32. */
+export interface TensorPair {
+  shape: readonly number[];
+  a: Float32Array;
+  b: Float32Array;
+}
+
+/** The blocks of every place `group` acts, B permuted by `perms` except on `except`. */
+export function groupBlocks(checked: CheckedSpec, group: string, perms: Permutations, except?: string): BlockRef[] {
+  const out: BlockRef[] = [];
   const maps = new Map<string, (Int32Array | null)[]>();
-  for (const use of uses) {
-    const { shape, axes } = checked.tensors.get(use.tensor)!;
+  for (const use of checked.uses.get(group)!) {
+    const { axes } = checked.tensors.get(use.tensor)!;
     if (!maps.has(use.tensor)) maps.set(use.tensor, tensorMaps(checked, use.tensor, perms, except));
     const { start, inner } = useBlock(axes[use.axis]!, use, perms);
-    out.push(tensorUnfolding({
-      shape, a: a.get(use.tensor)!.data, b: b.get(use.tensor)!.data, axis: use.axis,
-      start: unit === undefined ? start : start + unit * inner, inner, n: unit === undefined ? n : 1, mapsB: maps.get(use.tensor)!,
-    }));
+    out.push({ tensor: use.tensor, axis: use.axis, start, n: checked.sizes.get(group)!, inner, mapsB: maps.get(use.tensor)! });
   }
   return out;
 }
 
-/** The unfoldings of every place `group` acts, B permuted by `perms` except on `except`. */
-export function groupUnfoldings(checked: CheckedSpec, group: string, a: Tensors, b: Tensors, perms: Permutations, except?: string): Unfolding[] {
-  return unfold(checked, checked.uses.get(group)!, checked.sizes.get(group)!, undefined, a, b, perms, except);
+/** The blocks' unfoldings over tensors at hand. */
+export function unfoldLoaded(blocks: readonly BlockRef[], load: (tensor: string) => TensorPair): Unfolding[] {
+  return blocks.map((block) => unfolding(block, load(block.tensor)));
 }
 
-/**
- * Position `unit` of `group` everywhere it acts (one unit each): A's unit there against the B unit
- * `perms` puts there, with B's other axes and inner levels permuted by `perms` too.
- */
-export function unitUnfoldings(checked: CheckedSpec, group: string, unit: number, a: Tensors, b: Tensors, perms: Permutations): Unfolding[] {
-  return unfold(checked, checked.uses.get(group)!, checked.sizes.get(group)!, unit, a, b, perms);
+function unfolding(block: BlockRef, { shape, a, b }: TensorPair): Unfolding {
+  return tensorUnfolding({ shape, a, b, axis: block.axis, start: block.start, n: block.n, inner: block.inner, mapsB: block.mapsB });
+}
+
+/** The blocks' unfoldings, each tensor pair fetched by `load` only when its turn comes. */
+export async function* unfoldBlocks(blocks: readonly BlockRef[], load: (tensor: string) => TensorPair | Promise<TensorPair>): AsyncGenerator<Unfolding> {
+  for (const block of blocks) yield unfolding(block, await load(block.tensor));
 }

@@ -16,12 +16,9 @@
  * scores at least its current value.
  */
 import { linearSumAssignment } from "./assignment";
-import { groupUnfoldings } from "./group-similarity";
-import { similarityMatrix } from "./similarity";
+import type { SimilarityEngine } from "./engine";
+import { groupBlocks } from "./group-similarity";
 import { resolveGroup, type CheckedSpec, type GroupUse, type Permutations } from "./spec";
-import type { Tensor } from "./weight-matching";
-
-type Tensors = ReadonlyMap<string, Tensor>;
 
 /** Nested groups of one group: per unit, the groups acting only inside it, and whether they interact. */
 export interface NestedGroups {
@@ -84,9 +81,9 @@ function placing(perm: Int32Array, unit: number, position: number): Int32Array {
 }
 
 /** Best response of `group` to `perms`: its new permutation and the old and new assignment totals. */
-async function bestResponse(checked: CheckedSpec, group: string, a: Tensors, b: Tensors, perms: Permutations): Promise<{ perm: Int32Array; before: number; after: number }> {
+async function bestResponse(checked: CheckedSpec, group: string, engine: SimilarityEngine, perms: Permutations): Promise<{ perm: Int32Array; before: number; after: number }> {
   const n = checked.sizes.get(group)!;
-  const s = await similarityMatrix(n, groupUnfoldings(checked, group, a, b, perms, group));
+  const s = await engine.similarity(n, groupBlocks(checked, group, perms, group));
   const { columnIndices } = await linearSumAssignment({ rows: n, cols: n, data: s }, { maximize: true });
   const old = perms.get(group)!;
   let before = 0, after = 0;
@@ -101,17 +98,17 @@ async function bestResponse(checked: CheckedSpec, group: string, a: Tensors, b: 
 export const improves = (before: number, after: number) => after > before + 1e-9 * Math.abs(before);
 
 /** One group solved on its own (nothing nested in it). */
-export async function solveGroup(checked: CheckedSpec, group: string, a: Tensors, b: Tensors, perms: Permutations): Promise<GroupSolution> {
-  const { perm, before, after } = await bestResponse(checked, group, a, b, perms);
+export async function solveGroup(checked: CheckedSpec, group: string, engine: SimilarityEngine, perms: Permutations): Promise<GroupSolution> {
+  const { perm, before, after } = await bestResponse(checked, group, engine, perms);
   return { before, after, perms: new Map([[group, perm]]) };
 }
 
 /** `group` solved jointly with the groups nested in its units (see the file comment). */
-export async function solveWithNested(checked: CheckedSpec, group: string, nested: NestedGroups, a: Tensors, b: Tensors, perms: Permutations): Promise<GroupSolution> {
+export async function solveWithNested(checked: CheckedSpec, group: string, nested: NestedGroups, engine: SimilarityEngine, perms: Permutations): Promise<GroupSolution> {
   const n = checked.sizes.get(group)!, current = perms.get(group)!;
   // Pair (i, j) as things stand; a best response changes the objective by exactly its own gain (it
   // only touches its own blocks), so a pair's score is this plus the gains of its nested groups.
-  const scores = Float64Array.from(await similarityMatrix(n, groupUnfoldings(checked, group, a, b, perms, group)));
+  const scores = Float64Array.from(await engine.similarity(n, groupBlocks(checked, group, perms, group)));
   let before = 0;
   for (let i = 0; i < n; i++) before += scores[i * n + current[i]!]!;
   const chosen: Permutations[] = [];
@@ -122,7 +119,7 @@ export async function solveWithNested(checked: CheckedSpec, group: string, neste
       for (let round = 0; round < (nested.coupled ? MAX_ROUNDS : 1); round++) {
         let changed = false;
         for (const d of inner) {
-          const response = await bestResponse(checked, d, a, b, trial);
+          const response = await bestResponse(checked, d, engine, trial);
           // Only a real gain replaces the current permutation, so ties cannot cycle.
           if (!improves(response.before, response.after)) continue;
           trial.set(d, response.perm);

@@ -2,9 +2,17 @@
  * @file Similarity matrices for weight matching: S = Σ over tensors of U_A · U_Bᵀ, where U is a tensor
  * unfolded so the permuted units index rows. Unfoldings are produced a column chunk at a time straight
  * into wasm memory, so a tensor of any size passes through a bounded window (CHUNK_BYTES per operand);
- * the product is assembly/gemm.ts, run in the alignment kernel instance (./kernels.ts).
+ * the product is the forward pass's GEMM (assembly/matmul.ts `linear`, accumulating), run in whatever
+ * kernel instance the caller gives (./kernels.ts on the calling thread, a worker's own on the pool).
+ *
+ * Rows of S can be computed separately (./pool-engine.ts splits them over workers) and come out the
+ * same bit for bit: `linear` sums every output from its own row of A and row of B alone (its
+ * determinism contract), and the chunking of the columns depends only on n and the tensor, never on
+ * which rows are asked for.
  */
+import { DTYPE_F32, MATMUL_SCRATCH_BYTES } from "../../assembly/layout";
 import { AlignmentError } from "../errors";
+import type { Kernels } from "../kernels/kernels";
 import { alignmentKernels } from "./kernels";
 
 /**
@@ -15,47 +23,71 @@ export interface Unfolding {
   n: number;
   steps: number;
   width: number;
-  /** Writes steps [step0, step1) of A's and B's units into `a` and `b`, each n x ((step1 - step0) * width). */
-  fill(step0: number, step1: number, a: Float32Array, b: Float32Array): void;
+  /**
+   * Writes steps [step0, step1) of A's units [u0, u1) into `a` ((u1 - u0) x k) and of all n of B's
+   * units into `b` (n x k), k = (step1 - step0) * width.
+   */
+  fill(step0: number, step1: number, a: Float32Array, b: Float32Array, u0?: number, u1?: number): void;
 }
 
 /** Bytes of each operand's window in wasm memory. */
 const CHUNK_BYTES = 4 << 20;
 
-/** S (n x n, f32, row-major): S[i][j] = Σ over the unfoldings of <unit i of A, unit j of B>. */
-export async function similarityMatrix(n: number, unfoldings: Unfolding[]): Promise<Float32Array> {
-  const { exports, arena } = await alignmentKernels();
+/** Steps per chunk of an unfolding: fixed by n and the width, so any row range sums the same chunks. */
+const stepsPerChunk = (n: number, width: number) => Math.max(1, Math.floor(CHUNK_BYTES / 4 / (n * width)));
+
+/**
+ * Rows [u0, u1) of S (n columns, f32, row-major) in `kernels`' memory (its arena is reset):
+ * S[i][j] = Σ over the unfoldings of <unit i of A, unit j of B>. `unfoldings` are produced one at a
+ * time, so a caller that reads tensors on demand holds one tensor pair at a time; it must not use
+ * the arena itself between them except under its own mark. Given a plain iterable it runs without
+ * yielding, so calls on the calling thread's instance cannot interleave.
+ */
+export async function similarityRows(kernels: Kernels, n: number, unfoldings: Iterable<Unfolding> | AsyncIterable<Unfolding>, u0 = 0, u1 = n): Promise<Float32Array> {
+  const { exports, arena } = kernels;
+  const rows = u1 - u0;
   arena.reset();
-  const s = arena.alloc(n * n * 4);
-  arena.f32(s, n * n).fill(0);
-  for (const u of unfoldings) {
+  const s = arena.alloc(rows * n * 4), scratch = arena.alloc(MATMUL_SCRATCH_BYTES);
+  arena.f32(s, rows * n).fill(0);
+  const add = (u: Unfolding) => {
     if (u.n !== n) throw new AlignmentError("E_COST_INVALID", `similarity: an unfolding has ${u.n} units, expected ${n}`, {});
-    const stepsPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / 4 / (n * u.width)));
+    const per = stepsPerChunk(n, u.width);
     const mark = arena.mark();
-    const chunk = Math.min(u.steps, stepsPerChunk) * u.width * n;
-    const a = arena.alloc(chunk * 4), b = arena.alloc(chunk * 4);
-    for (let step0 = 0; step0 < u.steps; step0 += stepsPerChunk) {
-      const step1 = Math.min(u.steps, step0 + stepsPerChunk), k = (step1 - step0) * u.width;
+    const chunk = Math.min(u.steps, per) * u.width;
+    const a = arena.alloc(rows * chunk * 4), b = arena.alloc(n * chunk * 4);
+    for (let step0 = 0; step0 < u.steps; step0 += per) {
+      const step1 = Math.min(u.steps, step0 + per), k = (step1 - step0) * u.width;
       // Views are taken after the allocations: growing memory would detach earlier ones.
-      u.fill(step0, step1, arena.f32(a, n * k), arena.f32(b, n * k));
-      exports.accumulateProduct(a, b, n, n, k, s);
+      u.fill(step0, step1, arena.f32(a, rows * k), arena.f32(b, n * k), u0, u1);
+      exports.linear(a, rows, k, b, DTYPE_F32, n, s, 1, scratch);
     }
     arena.release(mark);
-  }
-  const out = new Float32Array(n * n);
-  out.set(arena.f32(s, n * n));
-  return out;
+  };
+  if (Symbol.asyncIterator in unfoldings) for await (const u of unfoldings) add(u);
+  else for (const u of unfoldings) add(u);
+  return arena.f32(s, rows * n).slice();
+}
+
+/** S (n x n, f32, row-major) on the calling thread: S[i][j] = Σ over the unfoldings of <unit i of A, unit j of B>. */
+export async function similarityMatrix(n: number, unfoldings: Unfolding[]): Promise<Float32Array> {
+  return similarityRows(await alignmentKernels(), n, unfoldings);
+}
+
+export interface DiagonalSums {
+  dot: number;
+  normA: number;
+  normB: number;
 }
 
 /** Σ of <unit i of A, unit i of B> and the squared norms, over the unfoldings (no matrix). */
-export function diagonalSums(unfoldings: Unfolding[]): { dot: number; normA: number; normB: number } {
+export async function diagonalSums(unfoldings: Iterable<Unfolding> | AsyncIterable<Unfolding>): Promise<DiagonalSums> {
   let dot = 0, normA = 0, normB = 0;
-  for (const u of unfoldings) {
-    const stepsPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / 4 / (u.n * u.width)));
-    const size = Math.min(u.steps, stepsPerChunk) * u.width * u.n;
+  for await (const u of unfoldings) {
+    const per = stepsPerChunk(u.n, u.width);
+    const size = Math.min(u.steps, per) * u.width * u.n;
     const a = new Float32Array(size), b = new Float32Array(size);
-    for (let step0 = 0; step0 < u.steps; step0 += stepsPerChunk) {
-      const step1 = Math.min(u.steps, step0 + stepsPerChunk), k = (step1 - step0) * u.width * u.n;
+    for (let step0 = 0; step0 < u.steps; step0 += per) {
+      const step1 = Math.min(u.steps, step0 + per), k = (step1 - step0) * u.width * u.n;
       u.fill(step0, step1, a.subarray(0, k), b.subarray(0, k));
       for (let i = 0; i < k; i++) { dot += a[i]! * b[i]!; normA += a[i]! * a[i]!; normB += b[i]! * b[i]!; }
     }
@@ -79,65 +111,68 @@ export interface TensorBlock {
 }
 
 /**
- * Unfolds a block of a tensor along `axis`. Columns are (other-axis index, position inside the unit),
- * the other axis chunked in steps, so a chunk reads whole rows (axis 0) or whole row ranges (axis 1).
+ * Units [u0, u1) of one model's block (`maps`: its source index per position of each axis, null for
+ * identity), steps [step0, step1), into `out` as (u1 - u0) rows of k values.
+ * Columns are (other-axis index, position inside the unit), the other axis chunked in steps, so a
+ * chunk reads whole rows (axis 0) or whole row ranges (axis 1).
  */
-export function tensorUnfolding(t: TensorBlock): Unfolding {
-  const { shape, a, b, axis, start, n, inner, mapsB } = t;
+function unfoldInto(t: TensorBlock, data: Float32Array, maps: (Int32Array | null)[], step0: number, step1: number, u0: number, u1: number, out: Float32Array): void {
+  const { shape, axis, start, inner } = t;
   if (shape.length === 1) {
-    const map = mapsB[0];
-    return {
-      n, steps: 1, width: inner,
-      fill(_s0, _s1, outA, outB) {
-        for (let u = 0; u < n * inner; u++) {
-          outA[u] = a[start + u]!;
-          outB[u] = b[map ? map[start + u]! : start + u]!;
-        }
-      },
-    };
+    const map = maps[0];
+    for (let u = u0 * inner, to = 0; u < u1 * inner; u++, to++) out[to] = data[map ? map[start + u]! : start + u]!;
+    return;
   }
-  const [rows, cols] = shape as [number, number];
-  const [rowMap, colMap] = mapsB;
+  const cols = shape[1]!;
+  const [rowMap, colMap] = maps;
+  const k = (step1 - step0) * inner;
   if (axis === 0) {
     // Unit i, step c (a column), position q: element (start + i*inner + q, c).
-    return {
-      n, steps: cols, width: inner,
-      fill(c0, c1, outA, outB) {
-        const k = (c1 - c0) * inner;
-        for (let i = 0; i < n; i++) {
-          for (let q = 0; q < inner; q++) {
-            const row = start + i * inner + q;
-            const fromA = row * cols, fromB = (rowMap ? rowMap[row]! : row) * cols;
-            const to = i * k + q;
-            if (inner === 1 && !colMap) {
-              outA.set(a.subarray(fromA + c0, fromA + c1), to);
-              outB.set(b.subarray(fromB + c0, fromB + c1), to);
-              continue;
-            }
-            for (let c = c0; c < c1; c++) {
-              outA[to + (c - c0) * inner] = a[fromA + c]!;
-              outB[to + (c - c0) * inner] = b[fromB + (colMap ? colMap[c]! : c)]!;
-            }
-          }
+    for (let i = u0; i < u1; i++) {
+      for (let q = 0; q < inner; q++) {
+        const row = start + i * inner + q;
+        const from = (rowMap ? rowMap[row]! : row) * cols, to = (i - u0) * k + q;
+        if (inner === 1 && !colMap) {
+          out.set(data.subarray(from + step0, from + step1), to);
+          continue;
         }
-      },
-    };
+        for (let c = step0; c < step1; c++) out[to + (c - step0) * inner] = data[from + (colMap ? colMap[c]! : c)]!;
+      }
+    }
+    return;
   }
   // Axis 1. Unit i, step r (a row), position q: element (r, start + i*inner + q). Rows are read in
   // order; the scattered writes stay inside the chunk window.
-  return {
-    n, steps: rows, width: inner,
-    fill(r0, r1, outA, outB) {
-      const k = (r1 - r0) * inner, span = n * inner;
-      for (let r = r0; r < r1; r++) {
-        const fromA = r * cols, fromB = (rowMap ? rowMap[r]! : r) * cols, column = (r - r0) * inner;
-        for (let u = 0; u < span; u++) {
-          const i = (u / inner) | 0, q = u - i * inner, col = start + u;
-          const to = i * k + column + q;
-          outA[to] = a[fromA + col]!;
-          outB[to] = b[fromB + (colMap ? colMap[col]! : col)]!;
-        }
+  if (inner === 1) {
+    // One position per unit (a residual stream's columns): a transpose, in tiles of rows so the
+    // strided writes of a tile land in few cache lines.
+    for (let r0 = step0; r0 < step1; r0 += 16) {
+      const r1 = Math.min(step1, r0 + 16);
+      for (let i = u0; i < u1; i++) {
+        const col = start + i, c = colMap ? colMap[col]! : col, to = (i - u0) * k - step0;
+        for (let r = r0; r < r1; r++) out[to + r] = data[(rowMap ? rowMap[r]! : r) * cols + c]!;
       }
+    }
+    return;
+  }
+  for (let r = step0; r < step1; r++) {
+    const from = (rowMap ? rowMap[r]! : r) * cols, column = (r - step0) * inner;
+    for (let u = u0 * inner; u < u1 * inner; u++) {
+      const i = (u / inner) | 0, q = u - i * inner, col = start + u;
+      out[(i - u0) * k + column + q] = data[from + (colMap ? colMap[col]! : col)]!;
+    }
+  }
+}
+
+/** Unfolds a block of a tensor along `axis`: A as it is, B through `mapsB`. */
+export function tensorUnfolding(t: TensorBlock): Unfolding {
+  const { shape, axis, n, inner } = t;
+  const identity = shape.map(() => null);
+  return {
+    n, steps: shape.length === 1 ? 1 : shape[1 - axis]!, width: inner,
+    fill(step0, step1, outA, outB, u0 = 0, u1 = n) {
+      unfoldInto(t, t.a, identity, step0, step1, u0, u1, outA);
+      unfoldInto(t, t.b, t.mapsB, step0, step1, 0, n, outB);
     },
   };
 }

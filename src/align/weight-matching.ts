@@ -9,9 +9,9 @@
  * A permutation is an index vector `perm`; applied along an axis it gathers: new[i] = old[perm[i]].
  */
 import { AlignmentError } from "../errors";
-import { groupUnfoldings } from "./group-similarity";
-import { improves, nestedGroups, solveGroup, solveWithNested } from "./nested-groups";
-import { diagonalSums } from "./similarity";
+import { memoryEngine, type SimilarityEngine } from "./engine";
+import { groupBlocks } from "./group-similarity";
+import { improves, nestedGroups, solveGroup, solveWithNested, type NestedGroups } from "./nested-groups";
 import { checkSpec, gather, identityPermutations, tensorMaps, type CheckedSpec, type PermutationSpec, type Permutations } from "./spec";
 
 export interface Tensor {
@@ -70,16 +70,32 @@ export function applyPermutations(spec: PermutationSpec, tensors: ReadonlyMap<st
 
 /** Permutations of B's units that make B most like A. */
 export async function weightMatching(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, options: MatchingOptions = {}): Promise<MatchingResult> {
-  const checked = checkModels(spec, a, b);
+  return matchGroups(checkModels(spec, a, b), memoryEngine(a, b), options);
+}
+
+/**
+ * Weight matching over a checked spec, with similarity matrices from `engine` (the tensors in memory,
+ * or read by a pool's workers): the same engine answers give the same permutations.
+ */
+export async function matchGroups(checked: CheckedSpec, engine: SimilarityEngine, options: MatchingOptions = {}): Promise<MatchingResult> {
   const groups = [...checked.sizes.keys()];
   const perms = identityPermutations(checked.sizes);
   const nested = nestedGroups(checked);
+  const inputs = groupInputs(checked, nested);
   const maxSweeps = options.maxSweeps ?? 100;
   let random = (options.seed ?? 0) >>> 0 || 0x9e3779b9;
   const next = () => {
     random ^= random << 13; random >>>= 0; random ^= random >>> 17; random ^= random << 5; random >>>= 0;
     return random / 4294967296;
   };
+  // A group whose inputs (every permutation acting on its tensors) are as they were after its last
+  // solve would get the same answer again: it is skipped. Versions count each group's changes.
+  const version = new Map(groups.map((g) => [g, 0]));
+  const stamp = (g: string) => inputs.get(g)!.map((d) => version.get(d)!).join();
+  // Whether solving `g` sets a permutation that `h`'s solve reads.
+  const sets = new Map(groups.map((g) => [g, [g, ...(nested.get(g)?.units.flat() ?? [])]]));
+  const reads = (g: string, h: string) => sets.get(g)!.some((d) => inputs.get(h)!.includes(d));
+  const settled = new Map<string, string>();
   let sweeps = 0;
   for (; sweeps < maxSweeps; ) {
     sweeps++;
@@ -89,23 +105,62 @@ export async function weightMatching(spec: PermutationSpec, a: ReadonlyMap<strin
       [order[i], order[j]] = [order[j]!, order[i]!];
     }
     let progress = false;
-    for (const [done, g] of order.entries()) {
+    for (let at = 0; at < order.length; ) {
       options.signal?.throwIfAborted();
-      const inner = nested.get(g);
-      const solved = inner ? await solveWithNested(checked, g, inner, a, b, perms) : await solveGroup(checked, g, a, b, perms);
-      if (improves(solved.before, solved.after)) progress = true;
-      for (const [group, perm] of solved.perms) perms.set(group, perm);
-      options.onGroup?.({ sweep: sweeps, group: g, done: done + 1, groups: groups.length });
+      // Consecutive groups none of which reads a permutation another one sets (two layers' MLP
+      // groups, say) are solved at once, each on the permutations as they stand: every one gets the
+      // answer it would get in turn, and the engine's workers share them.
+      const batch: string[] = [];
+      for (; at < order.length && batch.length < engine.parallel; at++) {
+        const g = order[at]!;
+        if (batch.some((h) => reads(h, g) || reads(g, h))) break;
+        batch.push(g);
+      }
+      const solutions = await Promise.all(batch.map((g) => {
+        if (settled.get(g) === stamp(g)) return undefined;
+        const inner = nested.get(g);
+        return inner ? solveWithNested(checked, g, inner, engine, perms) : solveGroup(checked, g, engine, perms);
+      }));
+      for (const [x, g] of batch.entries()) {
+        const solved = solutions[x];
+        if (solved) {
+          const inner = nested.get(g);
+          if (improves(solved.before, solved.after)) progress = true;
+          let changed = false;
+          for (const [group, perm] of solved.perms) {
+            if (perm.every((p, i) => p === perms.get(group)![i])) continue;
+            perms.set(group, perm);
+            version.set(group, version.get(group)! + 1);
+            changed = true;
+          }
+          // A joint solve starts from its nested groups' permutations, so only one that changed
+          // nothing is sure to repeat itself; a plain group's answer never depends on its own.
+          if (!inner || !changed) settled.set(g, stamp(g));
+        }
+        options.onGroup?.({ sweep: sweeps, group: g, done: at - batch.length + x + 1, groups: groups.length });
+      }
     }
     if (!progress) break;
   }
   const identity = identityPermutations(checked.sizes);
-  const similarity = new Map(groups.map((g) => {
-    const was = diagonalSums(groupUnfoldings(checked, g, a, b, identity));
-    const now = diagonalSums(groupUnfoldings(checked, g, a, b, perms));
+  const sums = await Promise.all(groups.map((g) => Promise.all([engine.diagonal(groupBlocks(checked, g, identity)), engine.diagonal(groupBlocks(checked, g, perms))])));
+  const similarity = new Map(groups.map((g, x) => {
+    const [was, now] = sums[x]!;
     // Each with its own norms: a group inside a head is compared with whichever head of B lands there.
-    const cosine = (x: typeof was) => x.dot / (Math.sqrt(x.normA * x.normB) || 1);
+    const cosine = (s: typeof was) => s.dot / (Math.sqrt(s.normA * s.normB) || 1);
     return [g, { before: was.dot, after: now.dot, cosineBefore: cosine(was), cosineAfter: cosine(now) }];
   }));
   return { permutations: perms, sweeps, similarity };
+}
+
+/** Per group, every group whose permutation its solve reads: those acting on its tensors or its nested groups'. */
+function groupInputs(checked: CheckedSpec, nested: ReadonlyMap<string, NestedGroups>): Map<string, string[]> {
+  const onTensor = new Map<string, Set<string>>();
+  for (const [group, uses] of checked.uses) for (const use of uses) (onTensor.get(use.tensor) ?? onTensor.set(use.tensor, new Set()).get(use.tensor)!).add(group);
+  return new Map([...checked.uses.keys()].map((g) => {
+    const solved = [g, ...(nested.get(g)?.units.flat() ?? [])];
+    const out = new Set<string>();
+    for (const s of solved) for (const use of checked.uses.get(s)!) for (const d of onTensor.get(use.tensor)!) out.add(d);
+    return [g, [...out].sort()];
+  }));
 }

@@ -62,7 +62,7 @@ export async function diagnose(recipe: Recipe | string, options: DiagnoseOptions
     const { onProgress: _events, ...merged } = options;
     const engine: DiagnoseEngineOptions = await engineOptions(merged);
     const measure = async (align: boolean, pass: "inputs" | "aligned") => {
-      const plan = await prepare(parsed, options.models, options.signal, { align });
+      const plan = await prepare(parsed, options.models, options.signal, { align, workers: options.workers, workerUrl: options.workerUrl });
       emit({ type: "diagnose-start", recipe: parsed.file, method: plan.method.name, tensors: plan.tensors.length, pass });
       const sums = await diagnoseSums(plan, engine, (tensorsDone, tensorsTotal, name) => emit({ type: "tensor-done", name, tensorsDone, tensorsTotal, pass }));
       return { plan, sums };

@@ -78,7 +78,7 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
   return abortable(signal, async (slot) => {
     const open = async (s: EvalSubject, i: number): Promise<DecoderSource> => {
       if ("model" in s) return checkpointSource(s.name ?? s.model.name, await openModel(s.model));
-      const plan = await prepare(s.recipe, s.models, signal);
+      const plan = await prepare(s.recipe, s.models, signal, { workers: options.workers, workerUrl: options.workerUrl });
       return recipeSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, () => slot.pool!, mergeOptions);
     };
     // A subject both evaluated and compared against (a parent scored beside the merge) runs once.
@@ -145,7 +145,7 @@ export async function logits(subject: EvalSubject, ids: readonly number[], optio
   try {
     const source = "model" in subject
       ? checkpointSource(subject.name ?? subject.model.name, await openModel(subject.model))
-      : recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, options.signal), () => pool!, { memoryBudget: mergeBudget, chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 });
+      : recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, options.signal, { workers: options.workers, workerUrl: options.workerUrl }), () => pool!, { memoryBudget: mergeBudget, chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 });
     const forward = forwardBudget(budget, mergeBudget);
     pool = await WorkerPool.create({ size: 1, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
     await pool.each((api) => api.evalOpen(forward));

@@ -63,7 +63,7 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
   return abortable(signal, async (slot) => {
     let source: DecoderSource;
     if ("model" in subject) source = checkpointSource(subject.name ?? subject.model.name, await openModel(subject.model));
-    else source = recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, signal), () => slot.pool!, { memoryBudget: budget, chunkBytes: DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 });
+    else source = recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, signal, { workerUrl: options.workerUrl }), () => slot.pool!, { memoryBudget: budget, chunkBytes: DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 });
     const { spec } = source;
     const tokenizer = await loadTokenizer(source.folder);
     let prompt: number[];

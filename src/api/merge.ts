@@ -76,9 +76,10 @@ export interface MergeSummary extends EngineSummary {
 
 /**
  * Parses the recipe and opens and plans every model, reading only headers (and, for `align:`, the
- * weights it permutes unless `align` is false). `onModel` hears each model as soon as it is open.
+ * weights it permutes unless `align` is false, on `workers` workers). `onModel` hears each model as
+ * soon as it is open.
  */
-export async function prepare(recipe: Recipe | string, models: MergeOptions["models"], signal?: AbortSignal, options: { align?: boolean; onModel?: (model: LoadedModel) => void } = {}): Promise<MergePlan> {
+export async function prepare(recipe: Recipe | string, models: MergeOptions["models"], signal?: AbortSignal, options: { align?: boolean; onModel?: (model: LoadedModel) => void } & Pick<MergeOptions, "workers" | "workerUrl"> = {}): Promise<MergePlan> {
   const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
   refuseStages(parsed);
   checkParameterNames(parsed, methodOf(parsed));
@@ -97,7 +98,7 @@ export async function prepare(recipe: Recipe | string, models: MergeOptions["mod
   }
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) throw new ValidationError(problems);
-  if (parsed.align && options.align !== false) await alignInputs(parsed, parsed.align, opened, signal);
+  if (parsed.align && options.align !== false) await alignInputs(parsed, parsed.align, opened, signal, options);
   const order = referencedModels(parsed);
   const vocabulary = await recipeVocabulary(parsed, order, opened);
   const plan = planMerge(parsed, opened, vocabulary);
@@ -109,14 +110,14 @@ export async function prepare(recipe: Recipe | string, models: MergeOptions["mod
  * The recipe's `align:` step: every model other than `align.to` is replaced by its permutation onto
  * `align.to` (weight matching), held in memory with the original file layout.
  */
-async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, LoadedModel>, signal?: AbortSignal): Promise<void> {
+async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, LoadedModel>, signal: AbortSignal | undefined, pool: Pick<MergeOptions, "workers" | "workerUrl">): Promise<void> {
   const reference = opened.get(step.to);
   if (!reference) {
     throw new RecipeError("E_RECIPE", `${recipe.file}: align.to: "${step.to}" is not one of the recipe's models (${[...opened.keys()].join(", ")})`, { file: recipe.file, key: "align.to" });
   }
   for (const [name, model] of opened) {
     if (name === step.to) continue;
-    const matched = await matchModels(reference, model, { spec: step.spec ?? "auto", seed: step.seed ?? 0, maxSweeps: step.maxSweeps, signal });
+    const matched = await matchModels(reference, model, { spec: step.spec ?? "auto", seed: step.seed ?? 0, maxSweeps: step.maxSweeps, signal, workers: pool.workers, workerUrl: pool.workerUrl });
     const memory = new MemoryOutputFolder(`${model.location} (aligned to ${reference.location})`);
     await writePermutedModel(model, matched.spec, matched.permutations, memory, signal);
     await memory.commit();
@@ -162,7 +163,7 @@ async function mergeOnce(recipe: Recipe, options: MergeOptions): Promise<MergeSu
   };
   let inThread = false;
   try {
-    const plan = await phases.time("read headers, plan", prepare(recipe, options.models, options.signal, { onModel }));
+    const plan = await phases.time("read headers, plan", prepare(recipe, options.models, options.signal, { onModel, workers: options.workers, workerUrl: options.workerUrl }));
     const out = await phases.time("open the output folder", typeof options.out === "function" ? options.out(plan) : Promise.resolve(options.out));
     const bytes = plan.tensors.reduce((s, t) => s + t.inputBytes + t.outputBytes, 0);
     inThread = mayRunInThread && !starting && bytes <= IN_THREAD_BYTES;

@@ -132,7 +132,7 @@ export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPath
   const result: LossPathResult = { a: nameA, b: nameB, ...(await curves(false, folderB)), ...counts, seconds: 0 };
   if (align) {
     onProgress?.({ type: "path-align", reference: nameA, model: nameB });
-    const alignment = await alignedEndpoint(folderA, folderB, { seed: evalOptions.seed, maxSweeps, signal: evalOptions.signal });
+    const alignment = await alignedEndpoint(folderA, folderB, { seed: evalOptions.seed, maxSweeps, signal: evalOptions.signal, workers: evalOptions.workers, workerUrl: evalOptions.workerUrl });
     result.aligned = { ...(await curves(true, alignment.folder)), sweeps: alignment.sweeps, groups: alignment.groups };
   }
   result.seconds = (performance.now() - started) / 1000;

@@ -20,7 +20,7 @@ import type { Recipe } from "../recipe/recipe";
 import type { MergeOptions, MergeSummary } from "./merge";
 
 /** api/merge.ts's prepare: parse, open the models, plan (passed in, so the two files do not import each other). */
-export type Prepare = (recipe: Recipe, models: MergeOptions["models"], signal?: AbortSignal) => Promise<MergePlan>;
+export type Prepare = (recipe: Recipe, models: MergeOptions["models"], signal?: AbortSignal, options?: Pick<MergeOptions, "workers" | "workerUrl">) => Promise<MergePlan>;
 
 /**
  * Evaluation and generation merge a recipe tensor by tensor in memory, with no folder to hold an
@@ -102,7 +102,7 @@ export async function mergeStages(recipe: Recipe, options: MergeOptions, engine:
       signal?.throwIfAborted();
       const last = i === stages.length - 1;
       emit({ type: "stage", index: i, stages: stages.length, name: stage.name, method: stage.mergeMethod });
-      const plan = await prepare(stage, models, signal);
+      const plan = await prepare(stage, models, signal, { workers: options.workers, workerUrl: options.workerUrl });
       if (last) ledger = plan.ledger; // the final output's; earlier stages' are their own folders'
       // The output is opened for the first stage: intermediates live inside its staging area.
       out ??= typeof options.out === "function" ? await options.out(plan) : options.out;

@@ -100,7 +100,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     for (const [i, values] of grid.entries()) {
       signal?.throwIfAborted();
       const text = assignValues(base.text, base.file, values);
-      const plan = await prepare(parseRecipe(text, base.file), options.models, signal);
+      const plan = await prepare(parseRecipe(text, base.file), options.models, signal, { workers: options.workers, workerUrl: options.workerUrl });
       const record: Record<string, number> = Object.create(null);
       for (const [k, v] of values) record[k] = v;
       points.push({ values: record, text, source: pointSource(`point ${i + 1}`, plan, new PointTensors(plan, () => slot.pool!, mergeOptions, shared)) });
@@ -109,7 +109,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     for (const [i, s] of (options.against ?? []).entries()) {
       if ("model" in s) against.push(checkpointSource(s.name ?? s.model.name, await openModel(s.model)));
       else {
-        const plan = await prepare(s.recipe, s.models, signal);
+        const plan = await prepare(s.recipe, s.models, signal, { workers: options.workers, workerUrl: options.workerUrl });
         against.push(pointSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, new PointTensors(plan, () => slot.pool!, mergeOptions, shared)));
       }
     }

@@ -189,12 +189,12 @@ async function inspectCommand(argv: string[], io: Io): Promise<number> {
 
 async function alignCommand(argv: string[], io: Io): Promise<number> {
   const parsed = args("align", argv, {
-    spec: { type: "string" }, seed: { type: "string" }, "max-sweeps": { type: "string" },
+    spec: { type: "string" }, seed: { type: "string" }, "max-sweeps": { type: "string" }, workers: { type: "string" },
     force: { type: "boolean" }, quiet: { type: "boolean" }, json: { type: "boolean" },
   }, [3, 3], io);
   if (!parsed) return 0;
   const { values, positionals } = parsed;
-  const numeric = defined({ seed: integer(values.seed, "seed", "seed"), maxSweeps: integer(values["max-sweeps"], "max-sweeps", "maxSweeps") });
+  const numeric = defined({ seed: integer(values.seed, "seed", "seed"), maxSweeps: integer(values["max-sweeps"], "max-sweeps", "maxSweeps"), workers: integer(values.workers, "workers", "workers") });
   const [reference, model, out] = positionals as [string, string, string];
   const specArg = values.spec ?? "auto";
   let spec: SpecKind | PermutationSpec;

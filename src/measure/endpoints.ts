@@ -45,9 +45,9 @@ export interface Alignment {
 }
 
 /** `b` permuted onto `a` (Git Re-Basin weight matching, spec from config.json), held in memory. */
-export async function alignedEndpoint(a: ModelFolder, b: ModelFolder, options: { seed?: number; maxSweeps?: number; signal?: AbortSignal }): Promise<Alignment> {
+export async function alignedEndpoint(a: ModelFolder, b: ModelFolder, options: { seed?: number; maxSweeps?: number; signal?: AbortSignal; workers?: number; workerUrl?: URL | string }): Promise<Alignment> {
   const [reference, model] = [await openModel(a), await openModel(b)];
-  const matched = await matchModels(reference, model, { spec: "auto", seed: options.seed ?? 0, maxSweeps: options.maxSweeps, signal: options.signal });
+  const matched = await matchModels(reference, model, { spec: "auto", seed: options.seed ?? 0, maxSweeps: options.maxSweeps, signal: options.signal, workers: options.workers, workerUrl: options.workerUrl });
   const memory = new MemoryOutputFolder(`${model.location} (aligned to ${reference.location})`);
   await writePermutedModel(model, matched.spec, matched.permutations, memory, options.signal);
   await memory.commit();

@@ -7,6 +7,9 @@ import type { DecoderSpec } from "../eval/architecture";
 import type { LayerWeights, SequenceScores, WeightRef } from "../eval/protocol";
 import type { GenerationWeights, Sampling } from "../eval/generator";
 import type { CompiledKernels } from "../kernels/kernels";
+import type { BlockRef } from "../align/group-similarity";
+import type { DiagonalSums } from "../align/similarity";
+import type { AlignmentStats, AlignmentTensors } from "../align/worker-tensors";
 
 export interface WorkerStats {
   /** Largest wasm memory this worker has had (all its instances together), in bytes. */
@@ -49,4 +52,15 @@ export interface WorkerApi {
   /** Generates after `prompt`; `onToken` (a comlink proxy) hears each token. Returns the new tokens. */
   genRun(prompt: Int32Array, maxNew: number, sampling: Sampling, stop: number[], onToken: (id: number) => void): Promise<Int32Array>;
   stats(): WorkerStats;
+
+  // Alignment (src/align/pool-engine.ts): one more kernel instance, reading the models' tensors itself.
+  /** Creates the alignment instance (`memoryBudget` bytes of wasm memory) over these tensors, keeping up to `cacheBytes` of them decoded. */
+  alignOpen(memoryBudget: number, cacheBytes: number, tensors: AlignmentTensors): Promise<void>;
+  /** Rows [u0, u1) of the similarity matrix (n columns) of these blocks. */
+  alignRows(n: number, blocks: BlockRef[], u0: number, u1: number): Promise<Float32Array>;
+  /** Σ <unit i of A, unit i of B> and the squared norms over these blocks. */
+  alignDiagonal(blocks: BlockRef[]): Promise<DiagonalSums>;
+  alignStats(): AlignmentStats;
+  /** Drops the alignment instance and its tensors. */
+  alignClose(): Promise<void>;
 }

@@ -1,0 +1,77 @@
+/**
+ * @file Similarity matrices on a worker pool: every worker reads the two models' tensors from their
+ * files itself (./worker-tensors.ts), so the calling thread holds no weights. A large matrix is cut
+ * into row blocks, one per worker; the rows of S come out the same bit for bit however they are cut
+ * (./similarity.ts), so the permutations do not depend on the number of workers.
+ */
+import type { LoadedModel } from "../model/model";
+import type { WorkerPool } from "../pool/pool";
+import type { SimilarityEngine } from "./engine";
+import type { BlockRef } from "./group-similarity";
+import type { AlignmentStats, AlignmentTensors } from "./worker-tensors";
+
+/** A worker for a tensor name (FNV-1a), the same every time. */
+function workerOf(name: string, workers: number): number {
+  let h = 2166136261;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
+  return (h >>> 0) % workers;
+}
+
+/** Below this many rows a matrix is not split: the product is too small to pay for reading B twice. */
+const MIN_BLOCK_ROWS = 128;
+
+export interface PoolEngine extends SimilarityEngine {
+  /** Every worker's alignment figures. */
+  stats(): Promise<AlignmentStats[]>;
+  /** Drops the workers' alignment state (the pool stays up). */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens alignment in every worker of `pool`: a kernel instance of `memoryBudget` bytes each, and up
+ * to `cacheBytes` of decoded tensors kept, read from `reference` (A) and `model` (B) by name.
+ */
+export async function openPoolEngine(pool: WorkerPool, reference: LoadedModel, model: LoadedModel, names: Iterable<string>, options: { memoryBudget: number; cacheBytes: number }): Promise<PoolEngine> {
+  const tensors: AlignmentTensors = { a: {}, b: {} };
+  for (const name of names) {
+    tensors.a[name] = reference.tensors.get(name)!;
+    tensors.b[name] = model.tensors.get(name)!;
+  }
+  await pool.each((api) => api.alignOpen(options.memoryBudget, options.cacheBytes, tensors));
+  let busy = 0;
+  return {
+    parallel: pool.size,
+    async similarity(n: number, blocks: BlockRef[]) {
+      // Split only a matrix asked for alone: with others in flight the workers are busy already, and
+      // a split costs each worker a full read of B. (How a matrix is split never changes its bits.)
+      const parts = busy > 0 ? 1 : Math.max(1, Math.min(pool.size, Math.floor(n / MIN_BLOCK_ROWS)));
+      // A small matrix goes to the worker its first tensor belongs to: the joint head solves ask for
+      // hundreds of them over one layer's tensors, which that worker then keeps.
+      if (parts === 1 && n < MIN_BLOCK_ROWS) return pool.on(workerOf(blocks[0]?.tensor ?? "", pool.size), (api) => api.alignRows(n, blocks, 0, n));
+      // Row blocks start at multiples of 4 (the GEMM's register block), though any split sums alike.
+      const step = Math.ceil(n / parts / 4) * 4;
+      const out = new Float32Array(n * n);
+      const jobs: Promise<void>[] = [];
+      busy++;
+      try {
+        for (let u0 = 0; u0 < n; u0 += step) {
+          const u1 = Math.min(n, u0 + step);
+          jobs.push(pool.run((api) => api.alignRows(n, blocks, u0, u1)).then((rows) => out.set(rows, u0 * n)));
+        }
+        await Promise.all(jobs);
+      } finally {
+        busy--;
+      }
+      return out;
+    },
+    diagonal(blocks: BlockRef[]) {
+      return pool.run((api) => api.alignDiagonal(blocks));
+    },
+    stats() {
+      return pool.each((api) => api.alignStats());
+    },
+    async close() {
+      await pool.each((api) => api.alignClose());
+    },
+  };
+}
