@@ -113,8 +113,7 @@ const api: WorkerApi = {
   },
   runPass(job, chunk, request) {
     return withWorkspace(job, async (ws) => {
-      await ws.load(job, chunk);
-      const result = ws.pass(request);
+      const result = await ws.chunkPass(job, chunk, request);
       return transfer(result, buffersOf(result));
     });
   },
