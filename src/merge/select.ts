@@ -43,8 +43,8 @@ const SAMPLE_MIN = 1 << 15;
  * of the tensor in runs long enough to read cheaply and many enough (one every 32768 elements) to spread
  * over the whole tensor.
  */
-export const SPARSE_SAMPLE_RUN = 512;
-export const SPARSE_SAMPLE_STRIDE = 32768;
+export const SPARSE_SAMPLE_RUN = 2048;
+export const SPARSE_SAMPLE_STRIDE = 131072;
 /** A chunked tensor's bracket pass histograms at most 2^20 keys per selection... */
 const BRACKET_BUCKETS_LOG2 = 20;
 /** ...and at most this many buckets in all the chunks' results of one pass (the caller holds them all at once). */
@@ -177,7 +177,7 @@ async function bracketFromSample(exec: TensorExecutor, numel: number, states: St
     const rank = q * m;
     // A chunked tensor's sample comes in runs of neighbouring elements, which vary together more than
     // elements drawn one by one: its margin is wider (a wider bracket costs it histogram buckets, not reads).
-    const margin = exec.resident ? 4 * Math.sqrt(m * q * (1 - q)) + 0.002 * m + 8 : 4 * Math.sqrt(4 * m * q * (1 - q)) + 0.005 * m + 8;
+    const margin = exec.resident ? 4 * Math.sqrt(m * q * (1 - q)) + 0.002 * m + 8 : 4 * Math.sqrt(2 * m * q * (1 - q)) + 0.003 * m + 8;
     const topRank = rank - margin, bottomRank = rank + margin;
     if (bottomRank >= m) return; // the bracket would reach the smallest keys: no gain
     let cum = 0, hiBucket = -1, loBucket = -1;
