@@ -1,17 +1,20 @@
 /**
  * @file TIES's exact top-k: for each task vector, the k-th largest |tau| and how many elements equal
  * to it belong to the top k. A radix select over the float bits (see assembly/select.ts): every round
- * is one pass over the data that histograms a key range into at most 2048 buckets; the bucket holding
- * the k-th key becomes the next range, until it is a single key. All task vectors advance together so a
- * multi-chunk tensor reads its inputs once per round.
+ * is one pass over the data that histograms a key range into buckets; the bucket holding the k-th key
+ * becomes the next range, until it is a single key. All task vectors advance together, so every pass
+ * gathers the histograms of every task vector of the tensor.
  *
- * When the tensor is resident in one worker, a sample of 1/64 of the elements first brackets the
- * answer, the first pass compacts the keys inside the bracket, and later rounds only look at those. A
- * bracket that misses (which the counts reveal) just costs one more full pass. The result is exact
- * either way, and identical however the tensor is chunked.
+ * A sample of 1/64 of the elements first brackets the answer. A resident tensor (in one worker) then
+ * compacts the keys inside the bracket in its first pass, and later rounds only look at those. A
+ * chunked tensor is read from disk for every pass, so its sample reads only the sampled runs and its
+ * one pass over the bracket histograms it key by key: the k-th key is known after that pass, and the
+ * tensor is read twice in all (the bracket pass, then the merge). A bracket that misses (which the
+ * counts reveal) costs more passes of the radix select. The result is exact either way, and identical
+ * however the tensor is chunked.
  */
 import { SAMPLE_SHIFT } from "../../assembly/layout";
-import type { KeySource, RangeResult, SelectKey, TensorExecutor } from "./job";
+import type { KeySource, RangeResult, SampleResult, SelectKey, TensorExecutor } from "./job";
 
 export interface Selection {
   /** Bits of the k-th largest |tau|. */
@@ -35,6 +38,17 @@ const BUCKETS_LOG2_RESIDENT = 11;
 const BUCKETS_LOG2_CHUNKED = 16;
 /** Below this many elements a sample does not pay for itself. */
 const SAMPLE_MIN = 1 << 15;
+/**
+ * A chunked tensor's sample: the runs [i * SPARSE_SAMPLE_STRIDE, + SPARSE_SAMPLE_RUN) of elements, 1/64
+ * of the tensor in runs long enough to read cheaply and many enough (one every 32768 elements) to spread
+ * over the whole tensor.
+ */
+export const SPARSE_SAMPLE_RUN = 2048;
+export const SPARSE_SAMPLE_STRIDE = 131072;
+/** A chunked tensor's bracket pass histograms at most 2^20 keys per selection... */
+const BRACKET_BUCKETS_LOG2 = 20;
+/** ...and at most this many buckets in all the chunks' results of one pass (the caller holds them all at once). */
+const BRACKET_BUCKETS_PER_PASS = 1 << 24;
 
 interface State {
   id: number;
@@ -69,22 +83,26 @@ export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { 
     return { id: id ?? task, task, key: sel, end, k, lo: 0, hi: end, guess: false, expected: 0 };
   });
   const sampled = keys ? [] : states.filter((s) => s.key.kind === "absTau");
-  if (exec.resident && numel >= SAMPLE_MIN && sampled.length > 0) await bracketFromSample(exec, numel, sampled);
+  if (numel >= SAMPLE_MIN && sampled.length > 0) await bracketFromSample(exec, numel, sampled);
   // Keys other than |tau| are computed afresh by every pass: fewer, larger rounds, as for chunked data.
   const bucketsLog2 = exec.resident && !keys ? BUCKETS_LOG2_RESIDENT : BUCKETS_LOG2_CHUNKED;
 
   for (let round = 0; states.some((s) => !s.result); round++) {
     if (round > 8) throw new Error("radix select did not converge"); // 31 bits need at most 3 rounds plus a missed bracket
     const active = states.filter((s) => !s.result);
+    // A chunked tensor's bracket is histogrammed as finely as the results' memory allows, to finish in this pass.
+    const guesses = active.filter((s) => s.guess).length;
+    const bracketLog2 = Math.min(BRACKET_BUCKETS_LOG2, Math.floor(Math.log2(BRACKET_BUCKETS_PER_PASS / Math.max(1, exec.chunks * guesses))));
+    const shifts = active.map((s) => shiftFor(s.lo, s.hi, !exec.resident && s.guess ? Math.max(bucketsLog2, bracketLog2) : bucketsLog2));
     const results = await exec.pass({
       kind: "range",
       // Compacting pays once a range holds a part of the keys (a bracket), not on a pass over all of them.
-      ranges: active.map((s) => ({ task: s.task, id: s.id, key: s.key, lo: s.lo, hi: s.hi, shift: shiftFor(s.lo, s.hi, bucketsLog2), compact: exec.resident && s.guess ? Math.ceil(s.expected * 1.25) + 4096 : 0 })),
+      ranges: active.map((s, i) => ({ task: s.task, id: s.id, key: s.key, lo: s.lo, hi: s.hi, shift: shifts[i]!, compact: exec.resident && s.guess ? Math.ceil(s.expected * 1.25) + 4096 : 0 })),
       ...(keys ? { keys } : {}),
     });
     active.forEach((s, i) => {
       const perChunk = results.map((r) => (r.kind === "range" ? r.ranges[i]! : unexpected()));
-      narrow(s, sumRanges(perChunk), shiftFor(s.lo, s.hi, bucketsLog2), perChunk);
+      narrow(s, sumRanges(perChunk), shifts[i]!, perChunk);
     });
   }
   return new Map(states.map((s) => [s.id, s.result!]));
@@ -134,19 +152,32 @@ function sumRanges(parts: RangeResult[]): RangeResult {
   return { hist, above, inside };
 }
 
+/** Sum of per-chunk sample histograms. */
+function sumSamples(parts: SampleResult[]): SampleResult {
+  if (parts.length === 1) return parts[0]!;
+  const hist = new Uint32Array(parts[0]!.hist.length);
+  let sampled = 0;
+  for (const p of parts) {
+    sampled += p.sampled;
+    for (let i = 0; i < hist.length; i++) hist[i]! += p.hist[i]!;
+  }
+  return { hist, sampled };
+}
+
 /**
  * Turn a sample histogram into a bracket [lo, hi) that very likely holds the k-th key: the sample rank
  * k * m / n, widened by four standard deviations of that rank plus a small fixed slack.
  */
 async function bracketFromSample(exec: TensorExecutor, numel: number, states: State[]): Promise<void> {
-  const [result] = await exec.pass({ kind: "sample", tasks: states.map((s) => s.task) });
-  if (result?.kind !== "sample") unexpected();
+  const results = await exec.pass({ kind: "sample", tasks: states.map((s) => s.task) });
   states.forEach((s, i) => {
-    const { hist, sampled: m } = result.samples[i]!;
+    const { hist, sampled: m } = sumSamples(results.map((r) => (r.kind === "sample" ? r.samples[i]! : unexpected())));
     if (m === 0) return;
     const q = s.k / numel;
     const rank = q * m;
-    const margin = 4 * Math.sqrt(m * q * (1 - q)) + 0.002 * m + 8;
+    // A chunked tensor's sample comes in runs of neighbouring elements, which vary together more than
+    // elements drawn one by one: its margin is wider (a wider bracket costs it histogram buckets, not reads).
+    const margin = exec.resident ? 4 * Math.sqrt(m * q * (1 - q)) + 0.002 * m + 8 : 4 * Math.sqrt(2 * m * q * (1 - q)) + 0.003 * m + 8;
     const topRank = rank - margin, bottomRank = rank + margin;
     if (bottomRank >= m) return; // the bracket would reach the smallest keys: no gain
     let cum = 0, hiBucket = -1, loBucket = -1;

@@ -4,7 +4,7 @@
  * the plan gave them.
  */
 import {
-  DTYPE_NONE, RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, RANGE_KEPT, SAMPLE_BUCKETS, SUM_RECORD, TILE, TRIM_MAGNITUDE,
+  DTYPE_NONE, RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, RANGE_KEPT, SAMPLE_BUCKETS, SAMPLE_SHIFT, SUM_RECORD, TILE, TRIM_MAGNITUDE,
   TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_DTYPE, TV_KEY, TV_MODE, TV_NORMALIZE, TV_PTR, TV_RECORD, TV_RESCALE, TV_THRESHOLD,
   TV_TIES, TV_WEIGHT,
 } from "../../assembly/layout";
@@ -18,6 +18,7 @@ import { readMappedRows } from "../vocab/row-map";
 import { applyLoraDelta } from "../lora/apply";
 import { diagnoseChunk } from "../diagnose/chunk-stats";
 import { chunkRange, type FinalRequest, type JobInput, type KeySource, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
+import { SPARSE_SAMPLE_RUN, SPARSE_SAMPLE_STRIDE } from "./select";
 
 export interface LoadedChunk {
   job: TensorJob;
@@ -49,11 +50,67 @@ export class ChunkWorkspace {
   private dataTop = 0;
   /** DELLA's keep bits and sce's variances of the loaded chunk, computed once for all its passes. */
   private readonly della: DellaMasks;
+  /** Bytes read from input files so far (tests count them to bound the reads per tensor). */
+  bytesRead = 0;
   private readonly variances: SceVariances;
 
   constructor(private readonly k: Kernels) {
     this.della = new DellaMasks(k);
     this.variances = new SceVariances(k);
+  }
+
+  /**
+   * One pass over chunk `chunk` of a tensor too large for one worker. A sample pass reads only the
+   * sampled runs of its inputs (a 64th of them): the select's bracket then costs no full read.
+   */
+  async chunkPass(job: TensorJob, chunk: number, request: PassRequest): Promise<PassResult> {
+    if (request.kind === "sample" && job.inputs.every(readsAsPrefix)) return this.sparseSample(job, chunk, request.tasks);
+    await this.load(job, chunk);
+    return this.pass(request);
+  }
+
+  /**
+   * Sample histograms of |tau| (as the "sample" pass) from the elements of chunk `chunk` in the runs
+   * [i * SPARSE_SAMPLE_STRIDE, + SPARSE_SAMPLE_RUN): a fixed pattern of the whole tensor, read run by
+   * run into wasm memory (the base and the wanted tasks only).
+   */
+  private async sparseSample(job: TensorJob, chunk: number, tasks: number[]): Promise<PassResult> {
+    const { arena, exports } = this.k;
+    arena.reset();
+    this.loaded = undefined;
+    this.candidates.clear();
+    this.della.clear();
+    this.variances.clear();
+    const [start, end] = chunkRange(job, chunk);
+    const runs: [number, number][] = [];
+    for (let s = Math.ceil(start / SPARSE_SAMPLE_STRIDE) * SPARSE_SAMPLE_STRIDE; s < end; s += SPARSE_SAMPLE_STRIDE) runs.push([s, Math.min(end, s + SPARSE_SAMPLE_RUN)]);
+    const sampled = runs.reduce((sum, [a, b]) => sum + b - a, 0);
+    const wanted = [0, ...tasks.map((t) => t + 1)];
+    const ptrs = new Map(wanted.map((i) => [i, arena.alloc(Math.max(1, sampled) * (DTYPES[job.inputs[i]!.dtype]!.bits / 8))]));
+    const hists = tasks.map(() => arena.alloc((SAMPLE_BUCKETS + 1) * 4));
+    const stats = arena.alloc(RANGE_BYTES);
+    // Every region exists before the first read starts (see load).
+    await Promise.all([...ptrs].map(async ([i, ptr]) => {
+      const input = job.inputs[i]!;
+      const eb = DTYPES[input.dtype]!.bits / 8;
+      const source = this.source(input.source);
+      let at = ptr;
+      const reads = runs.map(([a, b]) => {
+        const into = arena.u8(at, (b - a) * eb);
+        at += (b - a) * eb;
+        return source.readInto(input.offset + a * eb, into);
+      });
+      await Promise.all(reads);
+      this.bytesRead += sampled * eb;
+    }));
+    const code = (i: number) => DTYPES[job.inputs[i]!.dtype]!.code ?? DTYPE_NONE;
+    const quant = job.loadDtype ? DTYPES[job.loadDtype]!.code! : DTYPE_NONE;
+    tasks.forEach((t, i) => {
+      arena.u32(hists[i]!, SAMPLE_BUCKETS + 1).fill(0);
+      // A radix pass over every key at the sample's resolution is the sample histogram (plus a spare counter).
+      exports.absDeltaRange(ptrs.get(t + 1)!, code(t + 1), ptrs.get(0)!, code(0), sampled, quant, 0, KEY_END, SAMPLE_SHIFT, hists[i]!, 0, 0, stats);
+    });
+    return { kind: "sample", samples: hists.map((hist) => ({ hist: arena.copyU32(hist, SAMPLE_BUCKETS), sampled })) };
   }
 
   /** Reads chunk `chunk` of a job's inputs into wasm memory. */
@@ -72,6 +129,7 @@ export class ChunkWorkspace {
     const out = arena.alloc(count * (DTYPES[job.output.dtype]!.bits / 8));
     // Every region exists before the first read starts: a memory.grow during a read would detach its view.
     await Promise.all(job.inputs.map((input, i) => this.read(input, start, end, inputs[i]!.ptr)));
+    this.bytesRead += inputs.reduce((sum, i) => sum + i.bytes, 0);
     for (const [i, input] of job.inputs.entries()) {
       if (input.lora) await applyLoraDelta(this.k, input.lora, { ptr: inputs[i]!.ptr, dtype: input.dtype, start, end, cols: input.block?.cols ?? input.shape[1] ?? 1 }, (ref) => this.source(ref));
     }
@@ -156,7 +214,7 @@ export class ChunkWorkspace {
             if (r.key && r.key.kind !== "absTau") return sceRange(this.k, this.variances, this.chunk.count, r.key, r.lo, r.hi, r.shift);
             return this.range(r.task, r.id ?? r.task, r.lo, r.hi, r.shift);
           });
-          return { kind: "range", ranges: ranges.map((r) => ({ hist: u32(r.hist, r.buckets), above: r.above, inside: r.inside })) };
+          return { kind: "range", ranges: ranges.map((r) => ({ hist: typeof r.hist === "number" ? u32(r.hist, r.buckets) : r.hist, above: r.above, inside: r.inside })) };
         }
         case "maskedL1":
           return { kind: "maskedL1", partials: f64(this.maskedL1(request.trims)) };
@@ -240,11 +298,12 @@ export class ChunkWorkspace {
     return ranges.map(({ lo, hi, shift }) => byId.get(`${lo}:${hi}:${shift}`)!);
   }
 
-  private range(task: number, id: number, lo: number, hi: number, shift: number) {
+  private range(task: number, id: number, lo: number, hi: number, shift: number): { hist: number | Uint32Array; buckets: number; above: number; inside: number } {
     const { arena, exports } = this.k;
     const { inputs, count } = this.chunk;
     const buckets = Math.max(1, Math.ceil((hi - lo) / 2 ** shift));
     const cand = this.candidates.get(id);
+    if (!cand && arena.budget - arena.mark() < (buckets + 1) * 4 + PASS_ROOM) return this.rangeInPieces(task, lo, hi, shift, buckets);
     const hist = arena.alloc((buckets + 1) * 4); // + the kernel's spare counter
     arena.u32(hist, buckets + 1).fill(0);
     const stats = arena.alloc(RANGE_BYTES);
@@ -263,6 +322,33 @@ export class ChunkWorkspace {
       above = v[RANGE_ABOVE / 8]!;
       inside = v[RANGE_INSIDE / 8]!;
       if (cand) Object.assign(cand, { count: v[RANGE_KEPT / 8]!, lo, hi, above, complete: v[RANGE_KEPT / 8] === inside });
+    }
+    return { hist, buckets, above, inside };
+  }
+
+  /**
+   * The same pass when its histogram does not fit in the memory left (a chunked tensor's fine bracket
+   * histogram, with a tight budget): the range is scanned piece by piece, each piece's histogram copied
+   * out before the next. The chunk is in memory: this costs scans, not reads.
+   */
+  private rangeInPieces(task: number, lo: number, hi: number, shift: number, buckets: number) {
+    const { arena, exports } = this.k;
+    const { inputs, count } = this.chunk;
+    const x = inputs[task + 1]!, b = inputs[0]!;
+    const piece = Math.floor((arena.budget - arena.mark() - PASS_ROOM) / 4) - 1;
+    if (piece < 1) throw new Error(`no memory left for a select pass over "${this.chunk.job.name}"`);
+    const hist = new Uint32Array(buckets);
+    const stats = arena.alloc(RANGE_BYTES), part = arena.alloc((piece + 1) * 4);
+    let above = 0, inside = 0;
+    for (let first = 0; first < buckets; first += piece) {
+      const n = Math.min(piece, buckets - first);
+      const pieceLo = lo + first * 2 ** shift, pieceHi = Math.min(hi, pieceLo + n * 2 ** shift);
+      arena.u32(part, n + 1).fill(0);
+      exports.absDeltaRange(x.ptr, x.code, b.ptr, b.code, count, this.quant(), pieceLo, pieceHi, shift, part, 0, 0, stats);
+      const v = arena.f64(stats, 3);
+      inside += v[RANGE_INSIDE / 8]!;
+      if (pieceHi === hi) above = v[RANGE_ABOVE / 8]!;
+      hist.set(arena.u32(part, n), first);
     }
     return { hist, buckets, above, inside };
   }
@@ -362,6 +448,16 @@ export class ChunkWorkspace {
     this.loaded = undefined;
     await Promise.allSettled(closing);
   }
+}
+
+/** Memory kept free for a pass's other temporaries. */
+const PASS_ROOM = 1 << 20;
+/** One past the largest 31-bit |tau| key. */
+const KEY_END = 0x80000000;
+
+/** An input read as one byte range per element range: no row map, no LoRA delta, no column block. */
+function readsAsPrefix(input: JobInput): boolean {
+  return !input.rows && !input.lora && (!input.block || input.block.cols === (input.shape[1] ?? 1));
 }
 
 /** A tensor that fits in one chunk, loaded once and kept in this worker's memory for every pass. */

@@ -45,10 +45,7 @@ export class MergeHost {
 
   /** One pass over one chunk of a larger tensor. */
   runPass(job: TensorJob, chunk: number, request: PassRequest): Promise<PassResult> {
-    return this.withWorkspace(job, async (ws) => {
-      await ws.load(job, chunk);
-      return ws.pass(request);
-    });
+    return this.withWorkspace(job, (ws) => ws.chunkPass(job, chunk, request));
   }
 
   /** The final pass over one chunk: computes and writes (or returns) its output. */

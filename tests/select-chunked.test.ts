@@ -1,0 +1,170 @@
+// TIES's exact top-k on chunked tensors (src/merge/select.ts): a sparse sample brackets the k-th |tau|
+// and one pass histograms the bracket key by key, so a tensor is read twice in all (that pass and the
+// merge). Checked here in-process, chunk by chunk as the pool runs them: the selection against a sort
+// of the keys (heavy ties, NaN and infinities, a sample that misses), the bytes read, and the output
+// against the same tensor computed whole in one worker.
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { loadKernels } from "../src/kernels/kernels";
+import { ChunkWorkspace, ResidentExecutor } from "../src/merge/workspace";
+import { selectTopK, SPARSE_SAMPLE_RUN, SPARSE_SAMPLE_STRIDE } from "../src/merge/select";
+import { runTensor } from "../src/merge/run-tensor";
+import { chunkCount, chunkRange, type FinalRequest, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "../src/merge/job";
+import type { TensorOp } from "../src/plan/plan";
+import { removeDir, tempDir, uniform } from "./helpers/fixtures";
+import { roundToDtype } from "./reference/float16";
+
+const N = 1 << 20;
+const TASKS = 3;
+let dir: string;
+
+/** Each data set: base and three task models, float32. */
+const DATA: Record<string, (m: number, i: number) => number> = {
+  // Smooth random deltas: the sample brackets the k-th key.
+  smooth: (m, i) => (m === 0 ? uniform(1, i) - 0.5 : uniform(1, i) - 0.5 + 0.02 * (uniform(m + 10, i) - 0.5)),
+  // A bf16 checkpoint's values (as the bench's models): few distinct |tau|, far apart in key space.
+  bf16: (m, i) => roundToDtype(m === 0 ? 0.05 * (uniform(1, i) - 0.5) : roundToDtype(0.05 * (uniform(1, i) - 0.5), "BF16") + 0.004 * (uniform(m + 10, i) - 0.5), "BF16"),
+  // Deltas in steps of 1/256 from a base in steps of 1/2: most |tau| are equal (as in bf16 checkpoints).
+  ties: (m, i) => (m === 0 ? Math.round(uniform(1, i) * 8) / 2 : Math.round(uniform(1, i) * 8) / 2 + Math.round((uniform(m + 10, i) - 0.5) * 6) / 256),
+  // NaN and infinities in the task models (NaN ranks above every number, as torch's descending sort).
+  special: (m, i) => {
+    const b = uniform(1, i) - 0.5;
+    if (m === 0) return b;
+    const u = uniform(m + 20, i);
+    return u < 0.001 ? NaN : u < 0.002 ? Infinity : u < 0.003 ? -Infinity : b + 0.01 * (uniform(m + 10, i) - 0.5);
+  },
+  // The sampled runs hold tiny deltas, every other element large ones: the sample's bracket misses.
+  miss: (m, i) => {
+    const b = uniform(1, i) - 0.5;
+    if (m === 0) return b;
+    const sampled = i % SPARSE_SAMPLE_STRIDE < SPARSE_SAMPLE_RUN;
+    return b + (sampled ? 1e-6 : 0.1) * (uniform(m + 10, i) - 0.5);
+  },
+};
+const arrays = new Map<string, Float32Array[]>();
+
+before(async () => {
+  dir = await tempDir();
+  for (const [name, f] of Object.entries(DATA)) {
+    const models: Float32Array[] = [];
+    for (let m = 0; m <= TASKS; m++) {
+      const a = Float32Array.from({ length: N }, (_, i) => f(m, i));
+      models.push(a);
+      await writeFile(join(dir, `${name}-${m}.f32`), new Uint8Array(a.buffer));
+    }
+    arrays.set(name, models);
+  }
+});
+after(async () => { await removeDir(dir); });
+
+function job(data: string, chunkElements: number, op: TensorOp = { kind: "copy" }): TensorJob {
+  return {
+    index: 0, name: "t", numel: N, op, loadDtype: undefined, seed: 5, chunkElements,
+    inputs: Array.from({ length: TASKS + 1 }, (_, m) => ({ source: { kind: "path" as const, path: join(dir, `${data}-${m}.f32`) }, file: `m${m}`, tensor: "t", offset: 0, dtype: "F32", shape: [N] })),
+    output: { target: { kind: "return" }, offset: 0, dtype: "F32" },
+  };
+}
+
+/** Runs a chunked tensor's passes chunk by chunk in one workspace, as the pool's workers would. */
+class ChunkExecutor implements TensorExecutor {
+  readonly resident = false;
+  readonly chunks: number;
+  /** Full reads of a chunk's inputs (every pass but the sparse sample, and the merge). */
+  loads = 0;
+  rangePasses = 0;
+  output: Uint8Array;
+  constructor(private readonly ws: ChunkWorkspace, private readonly job: TensorJob) {
+    this.chunks = chunkCount(job);
+    this.output = new Uint8Array(job.numel * 4);
+  }
+  async pass(request: PassRequest): Promise<PassResult[]> {
+    if (request.kind !== "sample") this.loads += this.chunks;
+    if (request.kind === "range") this.rangePasses++;
+    const results: PassResult[] = [];
+    for (let c = 0; c < this.chunks; c++) results.push(await this.ws.chunkPass(this.job, c, request));
+    return results;
+  }
+  async final(request: FinalRequest): Promise<void> {
+    for (let c = 0; c < this.chunks; c++) {
+      await this.ws.load(this.job, c);
+      this.loads++;
+      this.output.set((await this.ws.final(request))!, chunkRange(this.job, c)[0] * 4);
+    }
+  }
+}
+
+const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+/** The |tau| key of every element of task `task`: the float32 bits of |x - b| (NaN stays NaN). */
+function keysOf(data: string, task: number): Uint32Array {
+  const [b, ...xs] = arrays.get(data)!;
+  return Uint32Array.from(xs[task]!, (x, i) => ((f[0] = x - b![i]!), u[0]! & 0x7fffffff));
+}
+
+/** The k-th largest key by sorting, with the count above it, equal to it, and equal to it per chunk. */
+function sortedSelection(keys: Uint32Array, k: number, chunkElements: number) {
+  const threshold = keys.slice().sort()[N - k]!;
+  let above = 0, equal = 0;
+  const equalByChunk = Array.from({ length: Math.ceil(N / chunkElements) }, () => 0);
+  keys.forEach((key, i) => {
+    if (key > threshold) above++;
+    if (key === threshold) {
+      equal++;
+      equalByChunk[Math.floor(i / chunkElements)]!++;
+    }
+  });
+  return { threshold, above, equal, ties: k - above, equalByChunk };
+}
+
+const CHUNKS = [16384, 65536, 4096 * 37];
+
+test("chunked: the k-th largest |tau|, its ties and their split by chunk match a sort, for smooth, tied, NaN/inf data and a missed bracket", async () => {
+  const ws = new ChunkWorkspace(await loadKernels(256 << 20));
+  for (const data of Object.keys(DATA)) {
+    for (const chunkElements of CHUNKS) {
+      const wanted = [{ task: 0, k: 1 }, { task: 1, k: Math.floor(0.3 * N) }, { task: 2, k: N }, { id: 3, task: 0, k: Math.floor(0.9 * N) }];
+      const exec = new ChunkExecutor(ws, job(data, chunkElements));
+      const got = await selectTopK(exec, N, wanted);
+      for (const { id, task, k } of wanted) {
+        assert.deepEqual(got.get(id ?? task), sortedSelection(keysOf(data, task), k, chunkElements), `${data}, ${chunkElements}-element chunks, task ${task}, k ${k}`);
+      }
+      if (data === "miss") assert.ok(exec.rangePasses > 1, "the sample's bracket missed and the select went on");
+    }
+  }
+  await ws.release();
+});
+
+const TIES: TensorOp = {
+  kind: "taskVector", consensus: true, sparsify: "magnitude", normalize: true, rescale: false, lambda: 1, divisor: 1,
+  tasks: [{ weight: 1, density: 0.5 }, { weight: 0.7, density: 0.2 }, { weight: 0.4, density: 1 }],
+};
+const BREADCRUMBS: TensorOp = { ...TIES, sparsify: "breadcrumbs", tasks: [{ weight: 1, density: 0.5, gamma: 0.05 }, { weight: 0.7, density: 0.9, gamma: 0 }, { weight: 0.4, density: 0.3, gamma: 0.01 }] };
+
+test("chunked ties and breadcrumbs_ties give the bytes of the whole tensor in one worker; ties reads a bf16 checkpoint's tensor twice (plus the 1/64 sample)", async () => {
+  const ws = new ChunkWorkspace(await loadKernels(256 << 20));
+  const inputBytes = N * 4 * (TASKS + 1);
+  for (const [name, op] of [["ties", TIES], ["breadcrumbs_ties", BREADCRUMBS]] as const) {
+    for (const data of ["bf16", "smooth", "ties", "special"]) {
+      const whole = job(data, N, op);
+      await ws.load(whole, 0);
+      const resident = new ResidentExecutor(ws);
+      await runTensor(whole, resident);
+      for (const chunkElements of [16384, N / 2]) {
+        const j = job(data, chunkElements, op);
+        const exec = new ChunkExecutor(ws, j);
+        const before = ws.bytesRead;
+        await runTensor(j, exec);
+        const read = ws.bytesRead - before;
+        assert.ok(Buffer.from(exec.output).equals(Buffer.from(resident.output!)), `${name}, ${data}, ${chunkElements}-element chunks: the same bytes as the whole tensor`);
+        // A bracket wider than the histograms of all chunks can hold (few samples of float32 data, many
+        // chunks, the sparse tail of breadcrumbs' outliers) takes one more pass; ties on a bf16 tensor in
+        // two chunks (as the bench's MLP weights) does not.
+        const passes = name === "ties" && data === "bf16" && chunkElements === N / 2 ? 2 : 3;
+        assert.ok(exec.loads <= passes * exec.chunks, `${name}, ${data}, ${chunkElements}-element chunks: ${exec.loads} chunk reads for ${exec.chunks} chunks`);
+        assert.ok(read <= passes * inputBytes + inputBytes / 32, `${name}, ${data}: ${read} bytes read for ${inputBytes} bytes of inputs`);
+      }
+    }
+  }
+  await ws.release();
+});
