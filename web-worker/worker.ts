@@ -15,6 +15,7 @@ import type { PassResult, TensorJob } from "../src/merge/job";
 import { WeightsoupError, WorkerError } from "../src/errors";
 import { EvalSession } from "../src/eval/session";
 import { Generator } from "../src/eval/generator";
+import { copyBlobToFile } from "../src/io/library-copy";
 
 installErrorTransfer();
 
@@ -178,6 +179,9 @@ const api: WorkerApi = {
       const out = generation.run(prompt, maxNew, sampling, stop, (id) => void onToken(id));
       return transfer(out, [out.buffer as ArrayBuffer]);
     });
+  },
+  copyToLibrary(blob, target, name, onProgress) {
+    return typed(`${name}: copying it into the model library`, () => copyBlobToFile(blob, target, name, (bytes) => void onProgress(bytes)));
   },
   stats() {
     return { peakMemory: instances.reduce((sum, i) => sum + i.kernels.arena.peak, 0) + (evaluation?.kernels.arena.peak ?? 0) };

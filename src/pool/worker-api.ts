@@ -47,4 +47,8 @@ export interface WorkerApi {
   /** Generates after `prompt`; `onToken` (a comlink proxy) hears each token. Returns the new tokens. */
   genRun(prompt: Int32Array, maxNew: number, sampling: Sampling, stop: number[], onToken: (id: number) => void): Promise<Int32Array>;
   stats(): WorkerStats;
+
+  // The model library (src/io/model-library.ts): a picked file copied into the origin-private file system.
+  /** Copies `blob` into `target` through a sync access handle; `onProgress` (a comlink proxy) hears the bytes copied. */
+  copyToLibrary(blob: Blob, target: FileSystemFileHandle, name: string, onProgress: (bytes: number) => void): Promise<void>;
 }
