@@ -93,6 +93,10 @@ export class WeightsoupMerge extends HTMLElement {
       store.update({ runError: NO_PROBLEMS, overwrite: null, status: "", ...(s.run === "error" ? { run: "idle" } : {}) });
     });
     store.watch(["run"], (s) => { this.dataset.state = s.run; });
+    store.watch(["result"], (s) => {
+      if (s.result?.seconds === undefined) delete this.dataset.seconds;
+      else this.dataset.seconds = String(s.result.seconds);
+    });
     store.watch(["evaluation"], (s) => { this.dataset.evalState = s.evaluation.run; });
     store.watch(["generation"], (s) => { this.dataset.generateState = s.generation.run; });
     store.watch(["diagnosis"], (s) => { this.dataset.diagnoseState = s.diagnosis.run; });

@@ -54,8 +54,8 @@ export interface PageState {
   runError: readonly Problem[];
   /** The last merge stopped at an output folder that holds files: offer to overwrite it. */
   overwrite: { name: string; parent: FileSystemDirectoryHandle; target: SaveTarget; confirming: boolean } | null;
-  /** The last merge's output and its ledger (every input tensor: merged, copied or refused). */
-  result: { target: SaveTarget; name: string; files: string[]; ledger?: Ledger } | null;
+  /** The last merge's output, its ledger (every input tensor: merged, copied or refused) and its time (the host's data-seconds). */
+  result: { target: SaveTarget; name: string; files: string[]; ledger?: Ledger; seconds?: number } | null;
   saved: readonly SavedOutput[];
   /** The last successful merge's output and the models it was made from (the Evaluate panel reads it back). */
   merged: MergedOutput | null;
