@@ -43,15 +43,32 @@ export function openSource(ref: SourceRef): ByteSource {
   return ref.handle && canReadSync() ? new OpfsSource(ref.handle, ref.blob, ref.name) : new BlobSource(ref.blob, ref.name);
 }
 
+/** Bytes per Blob read, and how many of one large read are in flight (bench section 4's best pattern). */
+const BLOB_PIECE = 16 * 2 ** 20;
+const BLOB_IN_FLIGHT = 4;
+
 export class BlobSource implements ByteSource {
   constructor(private readonly blob: Blob, readonly name: string) {}
   async size(): Promise<number> {
     return this.blob.size;
   }
+  /**
+   * A large range is read as BLOB_PIECE slices, a few in flight, each copied into place as it lands:
+   * the pattern bench section 4 measured fastest for picked files, and the copy held outside wasm
+   * memory stays a few pieces whatever the chunk size.
+   */
   async readInto(offset: number, into: Uint8Array): Promise<void> {
     const end = offset + into.length;
     if (end > this.blob.size) throw shortRead(this.name, offset, into.length, this.blob.size - offset);
-    into.set(new Uint8Array(await this.blob.slice(offset, end).arrayBuffer()));
+    let next = 0;
+    const reader = async () => {
+      for (let at = next; at < into.length; at = next) {
+        next += BLOB_PIECE;
+        const piece = await this.blob.slice(offset + at, offset + Math.min(into.length, at + BLOB_PIECE)).arrayBuffer();
+        into.set(new Uint8Array(piece), at);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(BLOB_IN_FLIGHT, Math.ceil(into.length / BLOB_PIECE)) }, reader));
   }
   async close(): Promise<void> {}
 }
