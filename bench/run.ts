@@ -4,7 +4,8 @@
 //      float32 tensors, next to the same math as plain TypeScript loops
 //   3. an end-to-end file-to-file merge of three ~1 GiB bf16 fine-tunes and a base, next to reading the
 //      inputs and writing an output of the same size with the same I/O code, with peak RSS
-//   4. the same merges in headless Chromium;  5. the assignment solver against munkres;
+//   4. the same merges in headless Chromium, from picked files and from the page's model library, next to
+//      Node and to Chromium's read floors (bench/browser.ts);  5. the assignment solver against munkres;
 //   6. similarity GEMM GFLOP/s;  7. weight matching wall time (3 x 1024 MLP in memory; ~100M-parameter Llama
 //      file to file on 1 and 2 workers, with peak RSS: bench/alignment.ts)
 //   8. the forward pass's GEMM (linear): GFLOP/s in prefill, GB/s of weights in decode, both builds
@@ -44,6 +45,7 @@ import { sweepSection } from "./sweep";
 import { fixedCostSection } from "./fixed-costs";
 import { e2eModels } from "./e2e-models";
 import { ioFloorSection } from "./io-floor";
+import { browserSection } from "./browser";
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has("--quick");
@@ -188,7 +190,7 @@ if (e2eSet && !args.has("--skip-e2e")) {
   }
   line(`   targets: end to end within 1.5x of the I/O time; peak RSS <= 512 MB`);
   line();
-  if (!args.has("--skip-browser")) await browserSection(e2e, models, recipes, (name) => run(name, false).seconds);
+  if (!args.has("--skip-browser")) await browserSection(e2e, models, recipes, (name) => run(name, false).seconds, line);
 }
 if (e2eSet && !args.has("--skip-floor")) ioFloorSection(e2eSet, line);
 if (e2eSet && !args.has("--keep")) await rm(e2eSet.dir, { recursive: true, force: true });
@@ -339,94 +341,3 @@ async function gemmSection(): Promise<void> {
 }
 
 if (!args.has("--keep")) await rm(dir, { recursive: true, force: true });
-
-/**
- * The same merges in headless Chromium, through the page (dist/site) as a person would run them, against
- * the Node merge, alternating (two pairs, best against best). Both figures are the merge call's own
- * time (merge() from plan to committed output), so browser and Node start-up are left out of both.
- */
-async function browserSection(e2e: string, models: string[], recipes: Record<string, string>, nodeSeconds: (name: string) => number): Promise<void> {
-  const { chromium } = await import("playwright-core");
-  const { serveStatic } = await import("../site/serve.mjs");
-  const site = await serveStatic(fileURLToPath(new URL("../../dist/site", import.meta.url)));
-  const launchArgs = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-  // A fresh on-disk profile for each use, as a person's browser has: a throwaway (incognito) context
-  // keeps the origin-private file system in memory behind an IPC call per read and write, ~5x slower here.
-  const withPage = async <T>(path: string, fn: (page: import("playwright-core").Page) => Promise<T>): Promise<T> => {
-    const profile = await mkdtemp(join(tmpdir(), "weightsoup-chromium-"));
-    const context = await chromium.launchPersistentContext(profile, { headless: true, executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: launchArgs });
-    try {
-      const page = context.pages()[0] ?? (await context.newPage());
-      await page.goto(site.url + path);
-      return await fn(page);
-    } finally {
-      await context.close();
-      await rm(profile, { recursive: true, force: true });
-    }
-  };
-  const inBrowser = async (name: string): Promise<number> => {
-    spawnSync("sync");
-    return withPage("", async (page) => {
-      for (const m of models) await page.locator("input[data-testid=add-folder]").setInputFiles(join(e2e, m));
-      await page.locator("[data-testid=model]").nth(models.length - 1).waitFor();
-      await page.locator("textarea[data-testid=recipe-yaml]").fill(recipes[name]!);
-      await page.locator("select[data-testid=save-target]").selectOption("opfs");
-      await page.locator("button[data-testid=run]:enabled").click();
-      const host = page.locator("weightsoup-merge");
-      await page.waitForFunction(() => ["done", "error", "cancelled"].includes(document.querySelector("weightsoup-merge")!.getAttribute("data-state")!), null, { timeout: 600_000 });
-      const state = await host.getAttribute("data-state");
-      if (state !== "done") throw new Error(`browser ${name}: ${state}: ${await page.locator("[data-testid=error]").textContent()}`);
-      return Number(await host.getAttribute("data-seconds"));
-    });
-  };
-  line(`4. The same end-to-end merges in headless Chromium (the page, reading picked files, saving to the origin-private file system)`);
-  line(`   ${"method".padEnd(18)} ${"Node s".padStart(8)} ${"browser s".padStart(10)} ${"browser/Node".padStart(13)}`);
-  let linearNode = NaN;
-  try {
-    for (const name of ["linear", "ties"]) {
-      const node: number[] = [], web: number[] = [];
-      for (let pair = 0; pair < 2; pair++) {
-        node.push(nodeSeconds(name));
-        web.push(await inBrowser(name));
-      }
-      const n = Math.min(...node), b = Math.min(...web);
-      if (name === "linear") linearNode = n;
-      line(`   ${name.padEnd(18)} ${fmt(n).padStart(8)} ${fmt(b).padStart(10)} ${(fmt(b / n) + "x").padStart(13)}`);
-    }
-    line(`   target: the browser within 1.5x of Node`);
-    // What bounds the ratio: how fast each side can read a picked file at all. The page reads with
-    // several slices in flight (each worker loads every input of a tensor at once), so Chromium is
-    // measured that way too, at its best of sequential and four-in-flight.
-    const file = join(e2e, "base", "model.safetensors");
-    const size = (await stat(file)).size, slice = 16 * MiB;
-    const fh = await open(file, "r");
-    const buf = new Uint8Array(slice);
-    const nodeRead = await best(3, async () => { for (let o = 0; o < size; o += slice) await fh.read(buf, 0, Math.min(slice, size - o), o); });
-    await fh.close();
-    await withPage("embed.html", async (page) => {
-      await page.locator("input[data-testid=api-file]").setInputFiles(file);
-      const browserRead = await page.evaluate(async (slice) => {
-        const f = document.querySelector<HTMLInputElement>("input[data-testid=api-file]")!.files![0]!;
-        let bestMs = Infinity;
-        for (const inFlight of [1, 4, 1, 4]) {
-          const t0 = performance.now();
-          let next = 0;
-          await Promise.all(Array.from({ length: inFlight }, async () => {
-            for (let o = next; o < f.size; o = next) {
-              next += slice;
-              await f.slice(o, Math.min(f.size, o + slice)).arrayBuffer();
-            }
-          }));
-          bestMs = Math.min(bestMs, performance.now() - t0);
-        }
-        return bestMs / 1000;
-      }, slice);
-      const rate = gb(size, browserRead);
-      line(`   reading one ${fmt(size / 2 ** 30)} GiB input in 16 MiB pieces: Node FileHandle.read ${fmt(gb(size, nodeRead))} GB/s, Chromium Blob.slice().arrayBuffer() ${fmt(rate)} GB/s`);
-      line(`   so reading the ${fmt(models.length * size / 1e9)} GB a merge reads takes Chromium ${fmt(models.length * size / 1e9 / rate)} s, ${fmt(models.length * size / 1e9 / rate / linearNode)}x the Node linear merge's whole time`);
-      line();
-    });
-  } finally {
-    await site.close();
-  }
-}

@@ -15,7 +15,7 @@
  */
 import { type PageState, Store } from "./state";
 import { append, h, replace } from "./ui/dom";
-import { groupModels, loadModel, type PickedFile } from "./ui/models";
+import { groupModels, loadModel, type PickedFile, type PickedModel } from "./ui/models";
 import { mappingOf } from "./ui/mapping";
 import { MERGED_ID, modelId, picksAfterMerge, type MergedOutput } from "./ui/eval-candidates";
 import { checkRecipe, completeCheck, type RecipeCheck } from "./ui/recipe-check";
@@ -38,6 +38,8 @@ import { modelsView } from "./views/models-view";
 import { recipeView } from "./views/recipe-view";
 import { runView } from "./views/run-view";
 import { savedView } from "./views/saved-view";
+import { libraryView } from "./views/library-view";
+import { addPicked, refreshLibrary, removeLibraryModel, useLibraryModel } from "./ui/library";
 
 /** The smallest module using a v128 instruction: validates only where wasm SIMD exists. */
 const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
@@ -45,7 +47,7 @@ const NO_PROBLEMS: PageState["runError"] = [];
 
 function initialState(): PageState {
   return {
-    platformProblems: [], models: [], addProblem: "", recipe: "", recipeOrigin: "form", chosen: new Map(),
+    platformProblems: [], models: [], addProblem: "", library: [], libraryCopy: null, libraryProblem: "", recipe: "", recipeOrigin: "form", chosen: new Map(),
     check: checkRecipe("", [], new Map()), formErrors: new Map(),
     outputName: "merged", target: canPickFolder() ? "folder" : "opfs", seed: "0",
     run: "idle", progress: 0, status: "Add models to begin.", announcement: "", runError: NO_PROBLEMS, overwrite: null, result: null, saved: [],
@@ -69,6 +71,7 @@ export class WeightsoupMerge extends HTMLElement {
   private pathController: AbortController | undefined;
   private sweepController: AbortController | undefined;
   private soupController: AbortController | undefined;
+  private libraryController: AbortController | undefined;
   private checking: Promise<void> = Promise.resolve();
   /** Closing or reloading the tab mid-merge loses it: the browser asks first. */
   private readonly beforeUnload = (e: BeforeUnloadEvent) => {
@@ -90,6 +93,10 @@ export class WeightsoupMerge extends HTMLElement {
       store.update({ runError: NO_PROBLEMS, overwrite: null, status: "", ...(s.run === "error" ? { run: "idle" } : {}) });
     });
     store.watch(["run"], (s) => { this.dataset.state = s.run; });
+    store.watch(["result"], (s) => {
+      if (s.result?.seconds === undefined) delete this.dataset.seconds;
+      else this.dataset.seconds = String(s.result.seconds);
+    });
     store.watch(["evaluation"], (s) => { this.dataset.evalState = s.evaluation.run; });
     store.watch(["generation"], (s) => { this.dataset.generateState = s.generation.run; });
     store.watch(["diagnosis"], (s) => { this.dataset.diagnoseState = s.diagnosis.run; });
@@ -103,6 +110,20 @@ export class WeightsoupMerge extends HTMLElement {
       h("link", { rel: "stylesheet", href: new URL("./weightsoup-merge.css", import.meta.url).href }),
       notice,
       modelsView(store, { add: (files) => this.addFiles(files), remove: (name) => this.removeModel(name) }),
+      hasOpfs() ? libraryView(store, {
+        add: (files) => {
+          this.libraryController = new AbortController();
+          void addPicked(store, files, { signal: this.libraryController.signal, ...this.poolOptions() }).finally(() => { this.libraryController = undefined; });
+        },
+        cancel: () => this.libraryController?.abort(),
+        use: (model) => void useLibraryModel(model, new Set(store.state.models.map((m) => m.name))).then((m) => this.addModels([m])),
+        remove: (model) => {
+          // Its files go: a loaded model read from them goes too.
+          const loaded = store.state.models.find((m) => m.library === model.id);
+          if (loaded) this.removeModel(loaded.name);
+          void removeLibraryModel(store, model);
+        },
+      }) : null,
       recipeView(store, {
         typed: (text) => store.update({ recipe: text, recipeOrigin: "user", formErrors: new Map() }),
         edit: (change) => this.edit(change),
@@ -175,6 +196,7 @@ export class WeightsoupMerge extends HTMLElement {
       }) : null,
     ]);
     this.checkPlatform();
+    if (hasOpfs()) void refreshLibrary(store, true);
     if (hasOpfs()) void this.refreshSaved().then(() => removeStaleOutputs()).then((removed) => (removed.length ? this.refreshSaved() : undefined), () => undefined);
   }
 
@@ -229,7 +251,12 @@ export class WeightsoupMerge extends HTMLElement {
       return;
     }
     store.update({ addProblem: "", status: `Reading ${groups.length} model${groups.length > 1 ? "s" : ""}…` });
-    const loaded = await Promise.all(groups.map((g) => loadModel(g.name, g.files)));
+    this.addModels(await Promise.all(groups.map((g) => loadModel(g.name, g.files))));
+  }
+
+  /** Adds read models (picked, or used from the library) to the page and, where the form wrote the recipe, to it. */
+  private addModels(loaded: PickedModel[]): void {
+    const store = this.store;
     store.update({ models: [...store.state.models, ...loaded] });
     const s = store.state;
     const fresh = loaded.filter((m) => m.loaded).map((m) => m.name);

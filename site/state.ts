@@ -7,6 +7,7 @@ import type { EvalPick, MergedOutput } from "./ui/eval-candidates";
 import type { SaveTarget, SavedOutput } from "./ui/save";
 import type { Ledger } from "../src/ledger/ledger";
 import type { PickedModel } from "./ui/models";
+import type { LibraryModel } from "../src/io/model-library";
 import type { Problem, RecipeCheck } from "./ui/recipe-check";
 import type { DiagnoseRun } from "./ui/run-diagnose";
 import type { EvalForm, EvalRun } from "./ui/run-eval";
@@ -23,6 +24,12 @@ export interface PageState {
   models: readonly PickedModel[];
   /** What went wrong with the last files added ("no model found"), shown at the drop zone. */
   addProblem: string;
+  /** The model library: complete models kept in the origin-private file system. */
+  library: readonly LibraryModel[];
+  /** The copy into the library in progress (bytes of all the folders being added), if any. */
+  libraryCopy: { name: string; copied: number; total: number } | null;
+  /** Why the last addition to or removal from the library failed. */
+  libraryProblem: string;
   /** The recipe text: the single source of truth; the form edits it in place. */
   recipe: string;
   /** "form" while only the form has written the recipe (new models are then added to it). */
@@ -47,8 +54,8 @@ export interface PageState {
   runError: readonly Problem[];
   /** The last merge stopped at an output folder that holds files: offer to overwrite it. */
   overwrite: { name: string; parent: FileSystemDirectoryHandle; target: SaveTarget; confirming: boolean } | null;
-  /** The last merge's output and its ledger (every input tensor: merged, copied or refused). */
-  result: { target: SaveTarget; name: string; files: string[]; ledger?: Ledger } | null;
+  /** The last merge's output, its ledger (every input tensor: merged, copied or refused) and its time (the host's data-seconds). */
+  result: { target: SaveTarget; name: string; files: string[]; ledger?: Ledger; seconds?: number } | null;
   saved: readonly SavedOutput[];
   /** The last successful merge's output and the models it was made from (the Evaluate panel reads it back). */
   merged: MergedOutput | null;

@@ -15,6 +15,7 @@ import { EvalSession } from "../src/eval/session";
 import { Generator } from "../src/eval/generator";
 import { MergeHost } from "../src/pool/merge-host";
 import { AlignmentWorker } from "../src/align/worker-tensors";
+import { copyBlobToFile } from "../src/io/library-copy";
 
 installErrorTransfer();
 
@@ -167,6 +168,9 @@ const api: WorkerApi = {
   },
   async alignClose() {
     alignment = undefined;
+  },
+  copyToLibrary(blob, target, name, onProgress) {
+    return typed(`${name}: copying it into the model library`, () => copyBlobToFile(blob, target, name, (bytes) => void onProgress(bytes)));
   },
   stats() {
     return { peakMemory: merges.peakMemory() + (evaluation?.kernels.arena.peak ?? 0) };

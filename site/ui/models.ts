@@ -24,6 +24,8 @@ export interface PickedModel {
   adapter?: boolean;
   /** Why it cannot be used, in words (names the file). */
   error?: string;
+  /** The model library folder it is read from (its id), when it came from the library rather than a pick. */
+  library?: string;
 }
 
 /** A file with the path it had inside the picked or dropped folder ("" for loose files). */
@@ -77,9 +79,11 @@ export function groupModels(picked: PickedFile[], taken: Set<string>): { name: s
   return groups;
 }
 
-/** Reads a model's headers and config; an unreadable model keeps its error instead of a report. */
-export async function loadModel(name: string, files: Map<string, File>): Promise<PickedModel> {
-  const folder = new BlobFolder(name, files);
+/**
+ * Reads a model's headers and config; an unreadable model keeps its error instead of a report. A model
+ * of the library comes as its folder (whose files carry their handles for the workers).
+ */
+export async function loadModel(name: string, files: Map<string, File>, folder = new BlobFolder(name, files)): Promise<PickedModel> {
   try {
     if (files.has(ADAPTER_CONFIG_FILE)) {
       // Its factors are checked against a base only once a recipe pairs them (recipe-check.ts).

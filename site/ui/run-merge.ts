@@ -92,7 +92,7 @@ export async function runMerge(store: Store, options: RunOptions): Promise<void>
       ...(options.workers ? { workers: options.workers } : {}), ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
     });
     const done = `Done: ${summary.method} merged ${summary.tensors} tensors (${formatBytes(summary.inputBytes)} read, ${formatBytes(summary.outputBytes)} written) in ${formatSeconds(summary.seconds)}.`;
-    store.update({ progress: 1, status: done, result: { target, name, files: summary.files, ledger: summary.ledger } });
+    store.update({ progress: 1, status: done, result: { target, name, files: summary.files, ledger: summary.ledger, seconds: summary.seconds } });
     // The announcement and "done" last: a host page reacting to data-state finds the result listed.
     store.update({ announcement: `${done} Saved as “${name}”.`, run: "done" });
   } catch (e) {

@@ -5,6 +5,7 @@
  */
 import { OutputError } from "../../src/errors";
 import { removeStaleStaging } from "../../src/io/directory-output";
+import { storageFree } from "../../src/io/model-library";
 import { formatBytes } from "../../src/units";
 
 export type SaveTarget = "opfs" | "folder";
@@ -25,10 +26,8 @@ export function pickFolder(): Promise<FileSystemDirectoryHandle> {
 
 /** Refuses early when the origin's storage quota cannot hold `bytes` more. */
 export async function checkSpace(bytes: number): Promise<void> {
-  const { quota, usage } = await navigator.storage.estimate();
-  if (quota === undefined || usage === undefined) return;
-  const free = quota - usage;
-  if (bytes > free) {
+  const free = await storageFree();
+  if (free !== undefined && bytes > free) {
     throw new OutputError("E_OUTPUT_SPACE", `the merged model needs ${formatBytes(bytes)} but this browser lets the page store only ${formatBytes(free)} more; free space, delete earlier outputs below, or save to a folder instead`, { needed: bytes, free });
   }
 }

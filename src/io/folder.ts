@@ -15,16 +15,21 @@ export interface ModelFolder {
   readText(file: string): Promise<string>;
 }
 
-/** A folder made of in-memory or picked files (browsers, tests). */
+/**
+ * A folder made of in-memory or picked files (browsers, tests), or of the model library's files, which
+ * also carry their handles in the origin-private file system (workers read those through sync access
+ * handles; see io/source.ts).
+ */
 export class BlobFolder implements ModelFolder {
-  constructor(readonly name: string, private readonly files: ReadonlyMap<string, Blob>) {}
+  constructor(readonly name: string, private readonly files: ReadonlyMap<string, Blob>, private readonly handles?: ReadonlyMap<string, FileSystemFileHandle>) {}
   async list(): Promise<string[]> {
     return [...this.files.keys()];
   }
   source(file: string): SourceRef {
     const blob = this.files.get(file);
     if (!blob) throw new Error(`${this.name}: no file ${file}`);
-    return { kind: "blob", blob, name: `${this.name}/${file}` };
+    const handle = this.handles?.get(file);
+    return { kind: "blob", blob, name: `${this.name}/${file}`, ...(handle ? { handle } : {}) };
   }
   async readText(file: string): Promise<string> {
     const blob = this.files.get(file);

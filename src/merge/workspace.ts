@@ -11,7 +11,7 @@ import {
 import { DellaMasks, SceVariances, ramCounts, ramFinal, sceFinal, sceRange, sceSelect, sceSquares, trimFields, voteFlags } from "./workspace-methods";
 import { DTYPES } from "../format/dtypes";
 import { openSink, sinkKey, type OutputSink, type SinkTarget } from "../io/sink";
-import { openSource, type ByteSource, type SourceRef } from "../io/source";
+import { openSource, sourceKey, type ByteSource, type SourceRef } from "../io/source";
 import type { Kernels } from "../kernels/kernels";
 import { fusionKLPass, fusionRangePass, geometricFinal, gramPass, type ChunkView, type FusionRange } from "./geometric-chunk";
 import { readMappedRows } from "../vocab/row-map";
@@ -146,7 +146,8 @@ export class ChunkWorkspace {
   }
 
   private source(ref: SourceRef): ByteSource {
-    const key = ref.kind === "path" ? ref.path : undefined;
+    // Files on disk and library files (a sync access handle each) stay open for the worker's later reads.
+    const key = sourceKey(ref);
     if (key === undefined) return openSource(ref);
     let s = this.sources.get(key);
     if (!s) this.sources.set(key, (s = openSource(ref)));

@@ -53,6 +53,10 @@ export interface WorkerApi {
   genRun(prompt: Int32Array, maxNew: number, sampling: Sampling, stop: number[], onToken: (id: number) => void): Promise<Int32Array>;
   stats(): WorkerStats;
 
+  // The model library (src/io/model-library.ts): a picked file copied into the origin-private file system.
+  /** Copies `blob` into `target` through a sync access handle; `onProgress` (a comlink proxy) hears the bytes copied. */
+  copyToLibrary(blob: Blob, target: FileSystemFileHandle, name: string, onProgress: (bytes: number) => void): Promise<void>;
+
   // Alignment (src/align/pool-engine.ts): one more kernel instance, reading the models' tensors itself.
   /** Creates the alignment instance (`memoryBudget` bytes of wasm memory) over these tensors, keeping up to `cacheBytes` of them decoded. */
   alignOpen(memoryBudget: number, cacheBytes: number, tensors: AlignmentTensors): Promise<void>;
