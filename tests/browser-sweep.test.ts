@@ -15,7 +15,7 @@ import { after, before, test } from "node:test";
 import type { BrowserContext, Page } from "playwright-core";
 import { parse } from "yaml";
 import {
-  addFolders, byTestId, checkPrerequisites, closeBrowserSuite, inPage, pageDiagnostics, recipeYaml, runCliJson, screenshot, setField, setRecipeYaml,
+  addFolders, assertCloseNumbers, byTestId, checkPrerequisites, closeBrowserSuite, inPage, pageDiagnostics, recipeYaml, runCliJson, screenshot, setField, setRecipeYaml,
   startBrowserEnv, waitForAttribute, WAIT_MS, type BrowserEnv,
 } from "./helpers/browser";
 import { DEFAULT_TEXT } from "../src/eval/default-text";
@@ -113,7 +113,10 @@ test("issue 11: the Sweep panel sweeps the example recipe, its chart growing poi
       const v = (id: string) => [...row.querySelectorAll<HTMLElement>(`[data-testid="${id}"]`)].map((td) => td.dataset.value!);
       return { values: v("sweep-value"), nll: v("sweep-nll")[0], perplexity: v("sweep-perplexity")[0], kl: v("sweep-kl") };
     }));
-    assert.deepEqual(shown, cli.points.map((p) => ({ values: [String(p.values[KEY])], nll: String(p.nll), perplexity: String(p.perplexity), kl: p.against.map((a) => String(a.kl)) })));
+    assert.deepEqual(shown.map((r) => r.values), cli.points.map((p) => [String(p.values[KEY])]));
+    assertCloseNumbers(shown.map((r) => r.nll), cli.points.map((p) => p.nll), "NLL");
+    assertCloseNumbers(shown.map((r) => r.perplexity), cli.points.map((p) => p.perplexity), "perplexity");
+    assertCloseNumbers(shown.flatMap((r) => r.kl), cli.points.flatMap((p) => p.against.map((a) => a.kl)), "KL");
     // The points differ, and chat at weight 0 is no merge of chat at all: the comparison is about real numbers.
     assert.deepEqual(cli.points.map((p) => p.values[KEY]), [0, 0.5, 1, 1.5]);
     assert.equal(new Set(cli.points.map((p) => p.nll)).size, 4, JSON.stringify(cli.points));

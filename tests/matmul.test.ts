@@ -307,11 +307,14 @@ test("the relaxed build fuses the multiply-adds (on this FMA-capable machine) an
   }
 });
 
-test("loadKernels picks the build: the simd option, then WEIGHTSOUP_SIMD, then what the runtime supports", async () => {
+test("loadKernels picks the build: the simd option, then WEIGHTSOUP_SIMD, else plain (relaxed multiply-adds differ between runtimes)", async () => {
   const saved = process.env.WEIGHTSOUP_SIMD;
   try {
     delete process.env.WEIGHTSOUP_SIMD;
-    assert.equal((await loadKernels(16 << 20)).simd, "relaxed", "Node runs the relaxed build (Node 20 once loadKernels has set the V8 flag)");
+    assert.equal((await loadKernels(16 << 20)).simd, "plain", "the default is the build every runtime computes alike");
+    process.env.WEIGHTSOUP_SIMD = "relaxed";
+    assert.equal((await loadKernels(16 << 20)).simd, "relaxed", "Node 20 runs the relaxed build once loadKernels has set the V8 flag");
+    assert.equal((await loadKernels(16 << 20, undefined, { simd: "plain" })).simd, "plain", "the option wins over the variable");
     process.env.WEIGHTSOUP_SIMD = "plain";
     assert.equal((await loadKernels(16 << 20)).simd, "plain");
     assert.equal((await loadKernels(16 << 20, undefined, { simd: "relaxed" })).simd, "relaxed", "the option wins over the variable");

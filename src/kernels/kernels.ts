@@ -179,9 +179,11 @@ export interface CompiledKernels {
 
 export interface LoadKernelsOptions {
   /**
-   * "auto" (the default): the relaxed-SIMD build where the runtime supports it, unless the environment
-   * variable WEIGHTSOUP_SIMD (Node) says "plain". "plain": always the plain SIMD build. "relaxed": the
-   * relaxed build, or an OptionError where the runtime cannot run it.
+   * "auto" (the default): the plain SIMD build, unless the environment variable WEIGHTSOUP_SIMD (Node)
+   * says "relaxed". "plain": always the plain SIMD build. "relaxed": the relaxed build, or an
+   * OptionError where the runtime cannot run it. Relaxed SIMD's multiply-add may or may not be fused,
+   * as each runtime and CPU decides (Chromium and Node differ on the same machine), so only the plain
+   * build gives a page and the CLI the same bits; it is as fast here (bench section 8).
    */
   simd?: "auto" | "plain" | "relaxed";
 }
@@ -226,7 +228,7 @@ async function embeddedBuild(build: "plain" | "relaxed"): Promise<Uint8Array<Arr
   return build === "relaxed" ? (await import("./embedded-relaxed")).EMBEDDED_RELAXED : (await import("./embedded")).EMBEDDED_PLAIN;
 }
 
-/** Whether to load the relaxed build: the option, else WEIGHTSOUP_SIMD, else whether the runtime can. */
+/** Whether to load the relaxed build: the option, else WEIGHTSOUP_SIMD; plain unless one asks for relaxed. */
 async function useRelaxed(option: LoadKernelsOptions["simd"]): Promise<boolean> {
   let choice: string = option ?? "auto";
   let source = "the loadKernels option simd";
@@ -237,7 +239,7 @@ async function useRelaxed(option: LoadKernelsOptions["simd"]): Promise<boolean> 
   if (!(SIMD_CHOICES as readonly string[]).includes(choice)) {
     throw new OptionError("E_OPTION", `${source} is ${JSON.stringify(choice)}; it must be one of ${SIMD_CHOICES.join(", ")}`, { key: source.endsWith("SIMD") ? "WEIGHTSOUP_SIMD" : "simd", value: choice });
   }
-  if (choice === "plain") return false;
+  if (choice === "plain" || choice === "auto") return false;
   const supported = await relaxedSupported();
   if (choice === "relaxed" && !supported) {
     throw new OptionError("E_OPTION", `${source} asks for the relaxed-SIMD kernels, but this runtime does not support relaxed SIMD`, { key: source.endsWith("SIMD") ? "WEIGHTSOUP_SIMD" : "simd", value: choice });
