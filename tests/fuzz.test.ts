@@ -243,7 +243,7 @@ function defineSuite(): void {
     test("sweep keys and SPECs (parse and check; one in ten a whole sweep, points checked against evaluate())", (t) =>
       check(t, sweepKeyCaseArb, 150, SWEEP_KEY_EXAMPLES));
 
-    test("command lines of path, soup, diagnose, sweep and extract-lora", (t) =>
+    test("command lines of path, soup, diagnose, sweep, extract-lora and align (with --profile anywhere)", (t) =>
       check(t, measureCliCaseArb, 14, MEASURE_CLI_EXAMPLES));
   });
 }

@@ -4,7 +4,7 @@
 //    list or a mapping, new names; SPECs as lists and ranges with counts 0, 1 and huge, NaN, Infinity,
 //    reversed, empty items, 1e309, ranges that overflow), run through the library's parse and check
 //    functions ("parse") or, for small grids, a whole sweep() on the tiny fixture ("sweep");
-//  - "measure-cli": `weightsoup path|soup|diagnose|sweep|extract-lora` with a valid command line
+//  - "measure-cli": `weightsoup path|soup|diagnose|sweep|extract-lora|align` with a valid command line
 //    mutated: flags without a value, unknown flags, dropped required flags, numbers out of range or not
 //    numbers, bad regexes, --save-module names, output paths that are folders, files, inside a file,
 //    without a parent folder, or an input model.
@@ -21,7 +21,7 @@ export interface SweepKeyCase {
   vary: string[];
 }
 
-export type MeasureCommand = "path" | "soup" | "diagnose" | "sweep" | "extract-lora";
+export type MeasureCommand = "path" | "soup" | "diagnose" | "sweep" | "extract-lora" | "align";
 
 /**
  * Where an output flag (or extract-lora's OUT_DIR) points: a new name, an existing folder, an existing
@@ -132,7 +132,10 @@ const numberFlag = (flag: string): fc.Arbitrary<FlagEdit> => fc.record({
 });
 const sizeFlag = (flag: string): fc.Arbitrary<FlagEdit> => fc.record({ op: fc.constant("set" as const), flag: fc.constant(flag), value: fc.constantFrom(...SIZE_FLAG_VALUES) });
 const outputFlag = (flag: string): fc.Arbitrary<FlagEdit> => fc.record({ op: fc.constant("set" as const), flag: fc.constant(flag), value: outputArb });
-const switchFlag = (...flags: string[]): fc.Arbitrary<FlagEdit> => fc.record({ op: fc.constant("switch" as const), flag: fc.constantFrom(...flags) });
+/** Every command's boolean flags also include --profile (a timeline on stderr that must change nothing else). */
+const switchFlag = (...flags: string[]): fc.Arbitrary<FlagEdit> => fc.record({ op: fc.constant("switch" as const), flag: fc.constantFrom(...flags, "--profile") });
+/** align's --spec: built-in kinds (one fits the fixtures, the others do not), a file that is no spec, no file. */
+const SPECS = ["auto", "llama", "mlp", "gpt2", "AUTO", "", "ids.json", "nothere.json", "ties.yml"];
 
 const EVAL_NUMBERS = ["--context", "--max-tokens", "--workers", "--seed"];
 
@@ -152,6 +155,10 @@ const COMMAND_EDITS: Record<MeasureCommand, fc.Arbitrary<FlagEdit>[]> = {
     fc.record({ op: fc.constant("set" as const), flag: fc.constant("--sv-epsilon"), value: fc.constantFrom("0", "1e-3", "-1", "NaN", "Infinity", "", " ", "x", "1e309") }),
     fc.record({ op: fc.constant("set" as const), flag: fc.constant("--dtype"), value: fc.constantFrom("float32", "bfloat16", "float16", "F32", "int8", "") }),
   ]),
+  align: ["--seed", "--max-sweeps", "--workers"].map(numberFlag).concat([
+    outputFlag("OUT_DIR"), switchFlag("--force", "--quiet", "--json"),
+    fc.record({ op: fc.constant("set" as const), flag: fc.constant("--spec"), value: fc.constantFrom(...SPECS) }),
+  ]),
 };
 
 /** Flags of each command that take a value (what "missing" and "drop" pick from). */
@@ -161,6 +168,7 @@ export const VALUE_FLAGS: Record<MeasureCommand, string[]> = {
   diagnose: ["--seed", "--workers", "--memory-budget", "--chunk-size", "--svg", "--report"],
   sweep: ["--vary", "--ids", "--context", "--max-tokens", "--workers", "--memory-budget", "--seed", "--csv", "--svg", "--report", "--write-best", "--against", "--text"],
   "extract-lora": ["--rank", "--sv-epsilon", "--dtype", "--oversample", "--power-iterations", "--seed", "--block-size", "--include-regex", "--exclude-regex", "--save-module"],
+  align: ["--spec", "--seed", "--max-sweeps", "--workers"],
 };
 
 function editArb(command: MeasureCommand): fc.Arbitrary<FlagEdit> {
@@ -174,7 +182,7 @@ function editArb(command: MeasureCommand): fc.Arbitrary<FlagEdit> {
   );
 }
 
-export const measureCliCaseArb: fc.Arbitrary<MeasureCliCase> = fc.constantFrom<MeasureCommand>("path", "soup", "diagnose", "sweep", "extract-lora").chain((command) => fc.record({
+export const measureCliCaseArb: fc.Arbitrary<MeasureCliCase> = fc.constantFrom<MeasureCommand>("path", "soup", "diagnose", "sweep", "extract-lora", "align").chain((command) => fc.record({
   kind: fc.constant("measure-cli" as const),
   run: fc.constant("cli" as const),
   command: fc.constant(command),

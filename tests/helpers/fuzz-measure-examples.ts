@@ -36,4 +36,9 @@ export const MEASURE_CLI_EXAMPLES: MeasureCliCase[] = [
   // Outputs that cannot be written: a name inside a file (found by the fuzzer: an untyped ENOTDIR), an input as the soup's folder.
   cli("diagnose", { op: "set", flag: "--svg", value: "@under-file" }),
   cli("soup", { op: "set", flag: "--out", value: "@input" }),
+  // align: as given (2 workers, checked against 1), with 3 workers and a timeline; a file that is no spec.
+  // A model folder whose parent folders do not exist yet: created (found by the fuzzer: the rule said refused).
+  cli("sweep", { op: "set", flag: "--write-best", value: "@no-parent" }),
+  cli("align"), cli("align", { op: "set", flag: "--workers", value: "3" }, { op: "switch", flag: "--profile" }),
+  cli("align", { op: "set", flag: "--spec", value: "ids.json" }),
 ];

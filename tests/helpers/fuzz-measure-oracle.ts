@@ -160,9 +160,12 @@ const BASE_ARGS: Record<MeasureCliCase["command"], string[]> = {
   diagnose: ["diagnose", DIAGNOSE_RECIPE, "--workers", "1", "--json"],
   sweep: ["sweep", "ties.yml", "--vary", "models[1].parameters.density=0.3,0.6", "--ids", "ids.json", "--context", String(MEASURE_CONTEXT), "--workers", "1", "--json"],
   "extract-lora": ["extract-lora", "a", "base", "@fresh", "--rank", "2", "--json"],
+  align: ["align", "a", "b", "@fresh", "--workers", "2", "--json"],
 };
-const POSITIONALS: Record<MeasureCliCase["command"], number> = { path: 3, soup: 3, diagnose: 2, sweep: 2, "extract-lora": 4 };
-const BOOLEAN = new Set(["--json", "--greedy", "--slerp", "--align", "--quiet", "--force", "--embed-lora", "--distribute-scale", "--no-distribute-scale"]);
+const POSITIONALS: Record<MeasureCliCase["command"], number> = { path: 3, soup: 3, diagnose: 2, sweep: 2, "extract-lora": 4, align: 4 };
+const BOOLEAN = new Set(["--json", "--greedy", "--slerp", "--align", "--quiet", "--force", "--embed-lora", "--distribute-scale", "--no-distribute-scale", "--profile"]);
+/** Commands whose third positional argument is the output folder (the cases' "OUT_DIR"). */
+const OUT_DIR_COMMANDS = new Set<MeasureCliCase["command"]>(["extract-lora", "align"]);
 const EXTENSION: Record<string, string> = { "--svg": ".svg", "--report": ".html", "--csv": ".csv" };
 
 interface CommandLine {
@@ -201,10 +204,10 @@ function commandLine(c: MeasureCliCase, dir: string): CommandLine {
     outputs.set(flag, path);
     return path;
   };
-  const argv = [c.command, ...positionals.map((p, i) => (c.command === "extract-lora" && i === 2 ? place("OUT_DIR", p) : p)), ...extra];
+  const argv = [c.command, ...positionals.map((p, i) => (OUT_DIR_COMMANDS.has(c.command) && i === 2 ? place("OUT_DIR", p) : p)), ...extra];
   for (const [flag, values] of flags) for (const v of values) argv.push(...(BOOLEAN.has(flag) ? [flag] : [flag, place(flag, v)]));
   argv.push(...tail);
-  if (c.command === "extract-lora") flags.set("OUT_DIR", [positionals[2]!]);
+  if (OUT_DIR_COMMANDS.has(c.command)) flags.set("OUT_DIR", [positionals[2]!]);
   return { argv, flags, extra, outputs };
 }
 
@@ -244,10 +247,10 @@ async function judgeCli(c: MeasureCliCase, dir: string, ctx: MeasureOracleContex
   if (temp) return bad("leftover", `the CLI exited ${r.status} and left ${temp}`);
   if (r.status === 0) {
     if (refuse) return bad("accepted-invalid", `${refuse}, yet the CLI exited 0`);
-    const problem = (await outputsProblem(line, true)) ?? stdoutProblem(c, line, r.stdout);
+    const problem = (await outputsProblem(c, line, true)) ?? stdoutProblem(c, line, r.stdout) ?? (c.command === "align" ? await alignWorkersProblem(line, dir, ctx) : undefined);
     return problem ? bad("bad-output", problem) : ok("exit 0");
   }
-  const half = await outputsProblem(line, false);
+  const half = await outputsProblem(c, line, false);
   if (half) return bad("leftover", `the CLI exited ${r.status}; ${half}`);
   if (r.status === 1) {
     const code = /^weightsoup: \[(E_[A-Z0-9_]+)\] /m.exec(r.stderr)?.[1];
@@ -255,6 +258,26 @@ async function judgeCli(c: MeasureCliCase, dir: string, ctx: MeasureOracleContex
   }
   if (r.status === 2 && /^weightsoup: /.test(r.stderr)) return ok(/\[E_OPTION\]/.test(r.stderr) ? "exit 2 E_OPTION" : "exit 2 usage");
   return bad("exit-status", `the CLI exited ${r.status}: ${stderr}`);
+}
+
+/**
+ * The README: alignment's result is the same for any worker count. The same command line with
+ * --workers 1 (and without --profile) into another folder must write the same bytes.
+ */
+async function alignWorkersProblem(line: CommandLine, dir: string, ctx: MeasureOracleContext): Promise<string | undefined> {
+  const out = line.outputs.get("OUT_DIR")!, reference = join(dir, "aligned-by-one-worker");
+  const argv = line.argv.filter((a) => a !== "--profile").map((a) => (a === out ? reference : a));
+  const workers = argv.indexOf("--workers");
+  if (workers === -1) argv.push("--workers", "1");
+  else argv[workers + 1] = "1";
+  const r = await runChild([CLI, ...argv], ctx.cliTimeoutMs, dir);
+  if (r.status !== 0) return `align with --workers 1 exited ${r.status}, with ${line.flags.get("--workers")?.[0] ?? "default"} workers 0: ${r.stderr.slice(0, 300)}`;
+  const names = (await readdir(out)).sort();
+  if (names.join() !== (await readdir(reference)).sort().join()) return `align wrote ${names.join()} with ${line.flags.get("--workers")?.[0]} workers, ${(await readdir(reference)).sort().join()} with 1`;
+  for (const name of names) {
+    if (!(await readFile(join(out, name))).equals(await readFile(join(reference, name)))) return `align's ${name} differs between ${line.flags.get("--workers")?.[0] ?? "default"} workers and 1`;
+  }
+  return undefined;
 }
 
 /** A temporary file or staging folder anywhere under dir (.NAME.weightsoup-…). */
@@ -266,7 +289,7 @@ async function strayFiles(dir: string): Promise<string | undefined> {
 }
 
 /** Every output that exists is whole; after a success (`required`), every requested new output exists. */
-async function outputsProblem(line: CommandLine, required: boolean): Promise<string | undefined> {
+async function outputsProblem(c: MeasureCliCase, line: CommandLine, required: boolean): Promise<string | undefined> {
   for (const [flag, path] of line.outputs) {
     const preexisting = /existing-|\/a$/.test(path);
     if (FOLDER_OUTPUTS.has(flag)) {
@@ -280,7 +303,7 @@ async function outputsProblem(line: CommandLine, required: boolean): Promise<str
         if (left) return `${flag}: ${left}`;
         continue;
       }
-      const problem = await folderProblem(flag, path);
+      const problem = await folderProblem(c.command === "extract-lora" && flag === "OUT_DIR" ? "adapter" : "model", flag, path);
       if (problem) return problem;
       continue;
     }
@@ -297,9 +320,9 @@ async function outputsProblem(line: CommandLine, required: boolean): Promise<str
   return undefined;
 }
 
-async function folderProblem(flag: string, path: string): Promise<string | undefined> {
+async function folderProblem(kind: "adapter" | "model", flag: string, path: string): Promise<string | undefined> {
   try {
-    if (flag === "OUT_DIR") {
+    if (kind === "adapter") {
       const config = JSON.parse(await readFile(join(path, "adapter_config.json"), "utf8")) as { r?: unknown };
       if (typeof config.r !== "number") return `${flag}: adapter_config.json has r = ${JSON.stringify(config.r)}`;
       const adapter = readSafetensors(new Uint8Array(await readFile(join(path, "adapter_model.safetensors"))));
@@ -376,6 +399,14 @@ function stdoutProblem(c: MeasureCliCase, line: CommandLine, stdout: string): st
       if (csv === undefined) return undefined;
       const rows = readFileSync(csv, "utf8").trimEnd().split("\n").length;
       return rows === points.length + 1 ? undefined : `--csv has ${rows} lines for a header and ${points.length} points`;
+    }
+    case "align": {
+      const groups = json.groups as { name: string; size: number; cosineBefore: number; cosineAfter: number }[];
+      const maxSweeps = Number(line.flags.get("--max-sweeps")?.[0] ?? Infinity);
+      if (json.out !== line.outputs.get("OUT_DIR")) return `align reports out ${JSON.stringify(json.out)}, the command line named ${line.outputs.get("OUT_DIR")}`;
+      if (!Array.isArray(groups) || groups.length === 0 || !groups.every((g) => Number.isSafeInteger(g.size) && g.size > 0 && finite(g.cosineBefore) && finite(g.cosineAfter))) return `align groups ${JSON.stringify(groups)?.slice(0, 200)}`;
+      if (!Number.isSafeInteger(json.sweeps) || (json.sweeps as number) < 1 || (json.sweeps as number) > maxSweeps) return `align ran ${json.sweeps} sweeps with --max-sweeps ${maxSweeps}`;
+      return undefined;
     }
     case "extract-lora": {
       const modules = json.modules as { relativeError: number; rank: number }[];

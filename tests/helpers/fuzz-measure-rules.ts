@@ -183,6 +183,7 @@ function valueRefusal(flag: string, value: string): string | undefined {
     return value.trim() === "" || !Number.isFinite(n) || n < 0 ? `--sv-epsilon "${value}" is not a number >= 0` : undefined;
   }
   if (flag === "--dtype") return ["float32", "bfloat16", "float16"].includes(value) ? undefined : `--dtype "${value}"`;
+  if (flag === "--spec") return ["auto", "llama", "mlp", "gpt2"].includes(value) ? undefined : `--spec "${value}" is no built-in spec${value.endsWith(".json") || value.endsWith(".yml") ? " and its file is no permutation spec" : ""}`;
   if (flag === "--against") return ["nothere", "ids.json", "."].includes(value) ? `--against ${value} is not a model` : undefined;
   return undefined;
 }
@@ -192,7 +193,9 @@ export const FILE_OUTPUTS = new Set(["--svg", "--report", "--csv"]);
 export const FOLDER_OUTPUTS = new Set(["--out", "--write-best", "OUT_DIR"]);
 
 function outputRefusal(flag: string, target: string): string | undefined {
-  if (target === "@under-file" || target === "@no-parent") return `${flag} ${target} cannot be created`;
+  if (target === "@under-file") return `${flag} ${target} cannot be created`;
+  // A model folder's missing parents are created (as mergekit's makedirs does); a report file's are not.
+  if (target === "@no-parent" && FILE_OUTPUTS.has(flag)) return `${flag} ${target}: its folder does not exist`;
   if (FILE_OUTPUTS.has(flag) && (target === "@dir" || target === "@input")) return `${flag} ${target} is a folder`;
   if (FOLDER_OUTPUTS.has(flag) && (target === "@file" || target === "@input")) return `${flag} ${target} is a file or an input`;
   return undefined;
@@ -221,7 +224,7 @@ export function cliRefusal(c: MeasureCliCase, flags: ReadonlyMap<string, string[
   if (c.command === "extract-lora" && flags.has("--distribute-scale") && flags.has("--no-distribute-scale")) return "--distribute-scale with --no-distribute-scale";
   if (c.command === "soup" && flags.has("--svg") && !flags.has("--greedy")) return "soup --svg without --greedy";
   if (c.command === "soup" && flags.has("--force") && !flags.has("--out")) return "soup --force without --out";
-  if (c.command !== "diagnose" && c.command !== "extract-lora" && !flags.has("--ids") && !flags.has("--text")) return "text to score for a model without a tokenizer";
+  if (c.command !== "diagnose" && c.command !== "extract-lora" && c.command !== "align" && !flags.has("--ids") && !flags.has("--text")) return "text to score for a model without a tokenizer";
   return undefined;
 }
 
