@@ -80,6 +80,9 @@ export async function sweepSection(dir: string, quick: boolean, line: (s?: strin
     line(`     sweep: ${sweepSeconds.toFixed(1)} s (${swept.tensorsComputed} tensors merged, ${swept.tensorsShared} shared uses, ${swept.layerRuns} layer runs, ${swept.pointsPerPass} points per layer-major pass)`);
     line(`     (a) by hand with the CLI, ${points} × (weightsoup merge + weightsoup eval processes): ${cli.toFixed(1)} s (merge ${cliMerge.toFixed(1)} s, eval ${cliEval.toFixed(1)} s); sweep / (a): ${(sweepSeconds / cli).toFixed(2)}x (target <= 0.5x)`);
     line(`     (b) by hand in one process, ${points} × (merge() + evaluate()): ${lib.toFixed(1)} s (merge ${libMerge.toFixed(1)} s, eval ${libEval.toFixed(1)} s); sweep / (b): ${(sweepSeconds / lib).toFixed(2)}x`);
+    // What no sweep can go below: scoring every point's model costs a forward pass per point even when
+    // merging is free, and (b)'s eval is exactly that (11 evaluate() calls of models already merged).
+    line(`     floor: the ${points} forward passes alone ((b)'s eval) are ${(libEval / cli).toFixed(2)}x of (a); the sweep spends ${(sweepSeconds - libEval).toFixed(1)} s above them`);
     line(`     points bit-identical to the written merges: CLI ${cliIdentical}/${swept.points.length}, library ${libIdentical}/${swept.points.length}`);
     line(`     NLL: ${swept.points.map((p) => p.nll.toFixed(3)).join(" ")}`);
   }
