@@ -71,6 +71,7 @@ export class WeightsoupMerge extends HTMLElement {
   private pathController: AbortController | undefined;
   private sweepController: AbortController | undefined;
   private soupController: AbortController | undefined;
+  private soupSaveController: AbortController | undefined;
   private libraryController: AbortController | undefined;
   private checking: Promise<void> = Promise.resolve();
   /** Closing or reloading the tab mid-merge loses it: the browser asks first. */
@@ -91,6 +92,12 @@ export class WeightsoupMerge extends HTMLElement {
     store.watch(["recipe", "models", "chosen", "outputName", "target", "seed"], (s) => {
       if (s.run === "running" || (s.runError.length === 0 && !s.overwrite)) return;
       store.update({ runError: NO_PROBLEMS, overwrite: null, status: "", ...(s.run === "error" ? { run: "idle" } : {}) });
+    });
+    // Likewise what the soup's last save said, once its name or where it goes changes.
+    store.watch(["soupForm", "target"], (s) => {
+      const p = s.soup;
+      if (p.save === "running" || (p.saveProblems.length === 0 && !p.saveOverwrite)) return;
+      store.update({ soup: { ...p, saveProblems: [], saveOverwrite: null, saveStatus: "", ...(p.save === "error" ? { save: "idle" as const } : {}) } });
     });
     store.watch(["run"], (s) => { this.dataset.state = s.run; });
     store.watch(["result"], (s) => {
@@ -183,7 +190,13 @@ export class WeightsoupMerge extends HTMLElement {
         run: () => this.makeSoup(),
         cancel: () => this.soupController?.abort(),
         // The folder picker needs the click's user activation: it is asked before anything is awaited.
-        save: () => this.saveSoup(store.state.target === "folder" ? pickFolder().catch(() => undefined) : undefined),
+        save: () => this.saveSoup(store.state.target === "folder" ? { picked: pickFolder().catch(() => undefined) } : {}),
+        cancelSave: () => this.soupSaveController?.abort(),
+        overwrite: {
+          overwrite: () => store.update({ soup: { ...store.state.soup, saveOverwrite: { ...store.state.soup.saveOverwrite!, confirming: true } } }),
+          confirmOverwrite: () => this.saveSoup({ parent: store.state.soup.saveOverwrite!.parent, force: true }),
+          keepExisting: () => store.update({ soup: { ...store.state.soup, saveOverwrite: { ...store.state.soup.saveOverwrite!, confirming: false } } }),
+        },
       }),
       hasOpfs() ? savedView(store, {
         delete: async (name) => {
@@ -355,9 +368,13 @@ export class WeightsoupMerge extends HTMLElement {
       .finally(() => { this.soupController = undefined; });
   }
 
-  private saveSoup(picked: Promise<FileSystemDirectoryHandle | undefined> | undefined): void {
-    void saveSoup(this.store, { ...(picked ? { picked } : {}), signal: new AbortController().signal, ...this.poolOptions() })
-      .finally(() => void this.refreshSaved());
+  private saveSoup(where: { picked?: Promise<FileSystemDirectoryHandle | undefined>; parent?: FileSystemDirectoryHandle; force?: boolean }): void {
+    this.soupSaveController = new AbortController();
+    void saveSoup(this.store, { ...where, signal: this.soupSaveController.signal, ...this.poolOptions() })
+      .finally(() => {
+        this.soupSaveController = undefined;
+        void this.refreshSaved();
+      });
   }
 
   private async refreshSaved(): Promise<void> {

@@ -4,7 +4,7 @@
  * control a person is using is never replaced under them.
  */
 import type { EvalPick, MergedOutput } from "./ui/eval-candidates";
-import type { SaveTarget, SavedOutput } from "./ui/save";
+import type { OverwriteOffer, SaveTarget, SavedOutput } from "./ui/save";
 import type { Ledger } from "../src/ledger/ledger";
 import type { PickedModel } from "./ui/models";
 import type { LibraryModel } from "../src/io/model-library";
@@ -53,7 +53,7 @@ export interface PageState {
   /** Why the last merge failed. */
   runError: readonly Problem[];
   /** The last merge stopped at an output folder that holds files: offer to overwrite it. */
-  overwrite: { name: string; parent: FileSystemDirectoryHandle; target: SaveTarget; confirming: boolean } | null;
+  overwrite: OverwriteOffer | null;
   /** The last merge's output, its ledger (every input tensor: merged, copied or refused) and its time (the host's data-seconds). */
   result: { target: SaveTarget; name: string; files: string[]; ledger?: Ledger; seconds?: number } | null;
   saved: readonly SavedOutput[];

@@ -5,7 +5,9 @@
 // diagnose refuses shows the typed problem. The Loss path panel measures the loss between two loaded
 // models along the straight line and SLERP, point by point (lossPath() with pointByPoint), its chart
 // growing as points complete, and ends with `weightsoup path --slerp`'s numbers (every NLL, each curve's
-// barrier and gap exactly) and its very chart SVG.
+// barrier and gap exactly) and its very chart SVG. Aligning B to A runs in the page's worker pool (the
+// workers solve every assignment; the main thread only orders the work), and no long task of the main
+// thread during the path lasts 2 s (a generous bound: a frozen page, not a slow machine).
 //
 // Needs a system Chromium (CHROMIUM_PATH, default /usr/bin/chromium) and the built site (`npm run build`).
 // Screenshots go to .build/test-artifacts/browser/.
@@ -16,7 +18,7 @@ import { after, before, test } from "node:test";
 import type { BrowserContext, Page } from "playwright-core";
 import {
   addFolders, byTestId, checkPrerequisites, closeBrowserSuite, inPage, pageDiagnostics, runCliJson, screenshot, setField, setRecipeYaml, startBrowserEnv,
-  waitForAttribute, WAIT_MS, type BrowserEnv,
+  waitForAttribute, WAIT_MS, type BrowserEnv, type PageOptions,
 } from "./helpers/browser";
 import { DEFAULT_TEXT } from "../src/eval/default-text";
 import { EXAMPLE_SHAPE, writeExampleFolder } from "../src/example/models";
@@ -38,7 +40,23 @@ before(async () => {
 
 after(() => closeBrowserSuite(env, root));
 
-const withPage = (name: string, body: (page: Page, context: BrowserContext) => Promise<void>) => inPage(env, name, "index.html", body);
+const withPage = (name: string, body: (page: Page, context: BrowserContext) => Promise<void>, options: PageOptions = {}) => inPage(env, name, "index.html", body, options);
+
+/**
+ * Runs in the page before its scripts: records the main thread's long tasks (Chromium's "longtask"
+ * entries, 50 ms and longer) in `longTasks`, each with the Loss path panel's status line as it ended.
+ */
+function recordLongTasks(): void {
+  const w = window as unknown as { longTasks: { ms: number; status: string }[] };
+  w.longTasks = [];
+  new PerformanceObserver((list) => {
+    const status = document.querySelector("weightsoup-merge")?.shadowRoot?.querySelector(`[data-testid="path-status"]`)?.textContent ?? "";
+    for (const e of list.getEntries()) w.longTasks.push({ ms: Math.round(e.duration), status: status.slice(0, 60) });
+  }).observe({ type: "longtask", buffered: true });
+}
+
+/** Generous: a main thread busy this long in one go is a frozen page, whatever the machine. */
+const LONGEST_TASK_MS = 2000;
 
 /** The example's four models loaded, its recipe pasted, and Diagnose enabled. */
 async function loadExample(page: Page, recipe = exampleRecipe): Promise<void> {
@@ -205,7 +223,7 @@ test("issue 11: the Loss path panel draws the linear and SLERP loss between two 
   });
 });
 
-test("issue 11: a loss path from the recipe (merged in memory) to a model, also after alignment, equals `weightsoup path RECIPE MODEL --align`", { timeout: TEST_TIMEOUT }, async () => {
+test("issue 11: a loss path from the recipe (merged in memory) to a model, also after alignment (solved in the workers, the page responsive), equals `weightsoup path RECIPE MODEL --align`", { timeout: TEST_TIMEOUT }, async () => {
   await withPage("loss-path-recipe-aligned", async (page) => {
     await loadExample(page);
     await byTestId(page, "path-a", "select").selectOption({ label: "recipe (merged in memory)" });
@@ -215,9 +233,18 @@ test("issue 11: a loss path from the recipe (merged in memory) to a model, also 
     await setField(page, `input[data-testid="eval-context"]`, "64");
     await setField(page, `input[data-testid="eval-max-tokens"]`, "64");
     await page.locator(`button[data-testid="path-run"]:enabled`).waitFor({ state: "attached", timeout: WAIT_MS });
+    await page.evaluate(() => { (window as unknown as { longTasks: unknown[] }).longTasks = []; });
     await byTestId(page, "path-run", "button").click();
     // Merging the recipe in memory and weight matching come first: longer than one point takes.
     await waitForAttribute(page, "data-path-state", "done", undefined, 3 * WAIT_MS);
+
+    // Weight matching ran in the workers: they solved the assignments (the main thread, none).
+    const aligned = byTestId(page, "path-aligned");
+    const workers = Number(await aligned.getAttribute("data-workers")), assignments = Number(await aligned.getAttribute("data-assignments"));
+    assert.ok(workers > 0 && assignments > 0, `alignment in the workers: ${await aligned.textContent()}`);
+    const longTasks = await page.evaluate(() => (window as unknown as { longTasks: { ms: number; status: string }[] }).longTasks);
+    assert.ok(longTasks.every((t) => t.ms < LONGEST_TASK_MS), `the main thread's long tasks during the path: ${JSON.stringify(longTasks)}`);
+    process.stderr.write(`loss path with alignment: ${workers} workers solved ${assignments} assignments; main-thread long tasks: ${JSON.stringify(longTasks)}\n`);
 
     const textPath = join(root, "default-text.txt");
     await writeFile(textPath, DEFAULT_TEXT);
@@ -229,7 +256,7 @@ test("issue 11: a loss path from the recipe (merged in memory) to a model, also 
     assert.deepEqual(barriers, [String(cli.barrier), String(cli.aligned.barrier)]);
     // The recipe's merge is not the chat model: the two ends differ.
     assert.notEqual(cli.points[0]!.nll, cli.points[1]!.nll);
-  });
+  }, { init: recordLongTasks });
 });
 
 test("issue 11: Cancel stops a loss path; A and B must differ", { timeout: TEST_TIMEOUT }, async () => {

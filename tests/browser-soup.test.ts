@@ -2,7 +2,10 @@
 // browser-measure.test.ts): the Greedy soup panel runs greedySoup() on three of the example models of
 // `weightsoup example` in the page's worker pool, and shows `weightsoup soup --greedy --json`'s numbers
 // on the same files (every ingredient's and step's NLL, the kept list, the uniform soup) and its chart;
-// the soup saved to browser storage is byte for byte the folder `weightsoup soup --out` writes.
+// the soup saved to browser storage is byte for byte the folder `weightsoup soup --out` writes. Saving
+// the soup again under a taken name asks first, as the merge's save does, and overwrites only when told;
+// Cancel stops a save mid-way (held at a deterministic point: the weights written, the text files not)
+// and leaves neither the output folder nor its staging folder behind.
 //
 // Needs a system Chromium (CHROMIUM_PATH, default /usr/bin/chromium) and the built site (`npm run build`).
 // Screenshots go to .build/test-artifacts/browser/.
@@ -13,8 +16,8 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Page } from "playwright-core";
 import {
-  addFolders, assertCloseNumbers, byTestId, checkPrerequisites, closeBrowserSuite, compareOutputs, inPage, pageDiagnostics, screenshot, setField, startBrowserEnv,
-  waitForAttribute, WAIT_MS, type BrowserEnv,
+  addFolders, assertCloseNumbers, byTestId, host, checkPrerequisites, closeBrowserSuite, compareOutputs, inPage, opfsDigests, opfsTree, pageDiagnostics, screenshot, setField,
+  startBrowserEnv, waitForAttribute, WAIT_MS, type BrowserEnv,
 } from "./helpers/browser";
 import { writeExampleFolder } from "../src/example/models";
 import { CLI, tempDir } from "./helpers/fixtures";
@@ -48,6 +51,29 @@ function soupCli(args: string[]): Promise<CliSoup> {
       else ok(JSON.parse(stdout) as CliSoup);
     });
   });
+}
+
+/**
+ * Runs in the page before its scripts: while `holdTextWrites` is set, every write of text to an output
+ * file (config.json, README.md: written after the weights) waits until `releaseWrites()`, and `heldWrites`
+ * counts the writes waiting. A save is then mid-way at a known point, whatever the machine's speed.
+ */
+function holdTextWrites(): void {
+  const w = window as unknown as { holdTextWrites: boolean; heldWrites: number; releaseWrites: () => void };
+  let release: () => void = () => {};
+  let gate = new Promise<void>((ok) => { release = ok; });
+  w.holdTextWrites = false;
+  w.heldWrites = 0;
+  w.releaseWrites = () => { w.holdTextWrites = false; release(); };
+  const write = FileSystemWritableFileStream.prototype.write;
+  FileSystemWritableFileStream.prototype.write = async function (this: FileSystemWritableFileStream, data: FileSystemWriteChunkType) {
+    if (w.holdTextWrites && typeof data === "string") {
+      w.heldWrites++;
+      await gate;
+      gate = new Promise<void>((ok) => { release = ok; });
+    }
+    return write.call(this, data);
+  };
 }
 
 const values = (page: Page, testId: string) => byTestId(page, testId).evaluateAll((cells) => cells.map((c) => (c as HTMLElement).dataset.value!));
@@ -105,5 +131,44 @@ test("issue 11: the Greedy soup panel makes `weightsoup soup --greedy`'s soup of
     await waitForAttribute(page, "data-soup-save-state", "done");
     assert.match((await byTestId(page, "soup-save-status").textContent()) ?? "", /^Saved as “cli-soup”/);
     await compareOutputs(page, "cli-soup", join(root, "cli-soup"));
-  });
+
+    // The same name again: refused, with the merge's way out. Its weights are spoiled first, so that
+    // overwriting shows in the bytes (the soup is the same one).
+    await page.evaluate(async () => {
+      const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("cli-soup");
+      const stream = await (await dir.getFileHandle("model.safetensors")).createWritable({ keepExistingData: true });
+      await stream.write({ type: "write", position: 0, data: new Uint8Array(64) });
+      await stream.close();
+    });
+    const spoiled = await opfsDigests(page, "cli-soup");
+    await byTestId(page, "soup-save", "button").click();
+    await waitForAttribute(page, "data-soup-save-state", "error");
+    assert.match((await byTestId(page, "soup-save-error").textContent()) ?? "", /cli-soup.*not empty/s);
+    await byTestId(page, "soup-overwrite", "button").click();
+    const confirm = byTestId(page, "soup-overwrite-confirm", "button");
+    await confirm.waitFor({ state: "visible" });
+    assert.match((await byTestId(page, "soup-save-error").textContent()) ?? "", /The files in “cli-soup” will be replaced by the soup's\./);
+    assert.deepEqual(await opfsDigests(page, "cli-soup"), spoiled, "nothing is overwritten before the confirmation");
+    await screenshot(page, "greedy-soup-overwrite");
+    await confirm.click();
+    await waitForAttribute(page, "data-soup-save-state", "done");
+    await compareOutputs(page, "cli-soup", join(root, "cli-soup"));
+
+    // Cancel mid-way: the weights are in the staging folder, the text files not yet.
+    await setField(page, `input[data-testid="soup-output-name"]`, "held-soup");
+    await page.evaluate(() => { (window as unknown as { holdTextWrites: boolean }).holdTextWrites = true; });
+    await byTestId(page, "soup-save", "button").click();
+    await page.waitForFunction(() => (window as unknown as { heldWrites: number }).heldWrites > 0, undefined, { timeout: WAIT_MS, polling: 20 });
+    const midway = Object.keys(await opfsTree(page)).filter((p) => p.startsWith("held-soup/"));
+    assert.ok(midway.some((p) => /^held-soup\/\.weightsoup-partial-[^/]+\/model\.safetensors$/.test(p)), `the weights were being written in a staging folder: ${JSON.stringify(midway)}`);
+    assert.equal(await host(page).getAttribute("data-soup-save-state"), "running");
+    await byTestId(page, "soup-save-cancel", "button").click();
+    await page.evaluate(() => (window as unknown as { releaseWrites: () => void }).releaseWrites());
+    await waitForAttribute(page, "data-soup-save-state", "cancelled");
+    assert.equal((await byTestId(page, "soup-save-status").textContent()) ?? "", "Cancelled; nothing was saved.");
+    const tree = Object.keys(await opfsTree(page));
+    assert.deepEqual(tree.filter((p) => p.startsWith("held-soup/") || p.includes(".weightsoup-partial-")), [], `nothing of the cancelled save is left: ${JSON.stringify(tree)}`);
+    assert.ok(await byTestId(page, "soup-save-cancel", "button").isDisabled(), "Cancel is for a save under way only");
+    await compareOutputs(page, "cli-soup", join(root, "cli-soup"));
+  }, { init: holdTextWrites });
 });

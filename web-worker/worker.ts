@@ -162,6 +162,12 @@ const api: WorkerApi = {
   alignDiagonal(blocks) {
     return withAlignment("diagonal sums", (a) => a.diagonal(blocks));
   },
+  alignBestResponse(n, blocks, current) {
+    return withAlignment("a group's best response", (a) => a.bestResponse(n, blocks, current));
+  },
+  alignAssign(n, scores) {
+    return withAlignment("an assignment", (a) => a.assign(n, scores));
+  },
   alignStats() {
     if (!alignment) throw new WorkerError("E_WORKER", "alignment used before alignOpen()", {});
     return alignment.stats();

@@ -4,22 +4,16 @@
  * into the store (the progress line at most four times a second, announcements at milestones only).
  */
 import { merge } from "../../src/api/merge";
-import { AbortError, ModelError, OutputError } from "../../src/errors";
-import { DirectoryOutputFolder } from "../../src/io/directory-output";
+import { ModelError } from "../../src/errors";
+import type { DirectoryOutputFolder } from "../../src/io/directory-output";
 import type { MergeEvent } from "../../src/events";
 import type { MergePlan } from "../../src/plan/plan";
 import { formatBytes, formatSeconds, timeLeft } from "../../src/units";
 import type { Store } from "../state";
 import { mappingOf } from "./mapping";
-import { problemsOf } from "./recipe-check";
-import { checkSpace } from "./save";
+import { outputOpener, saveFailure, type SaveWhere } from "./save";
 
-export interface RunOptions {
-  /** The folder the person picked for this merge (target "folder"); undefined when they chose none. */
-  picked?: Promise<FileSystemDirectoryHandle | undefined>;
-  /** Write into this parent (overwriting after a confirmation) instead of asking again. */
-  parent?: FileSystemDirectoryHandle;
-  force?: boolean;
+export interface RunOptions extends Omit<SaveWhere, "target"> {
   workers?: number;
   workerUrl?: URL;
   signal: AbortSignal;
@@ -39,18 +33,13 @@ export async function runMerge(store: Store, options: RunOptions): Promise<void>
     return model.folder;
   };
   store.update({ run: "running", runError: [], overwrite: null, result: null, progress: 0, status: "Checking the models…", announcement: "" });
-  let parent: FileSystemDirectoryHandle | undefined;
-  const open = async (plan: MergePlan): Promise<DirectoryOutputFolder> => {
-    parent = options.parent ?? (target === "folder" ? await options.picked : await navigator.storage.getDirectory());
-    if (!parent) throw new AbortError("No folder was chosen");
-    if (target === "opfs") {
-      // A `base+adapter` donor's files are its base's.
-      const donorName = mapping.loras.get(plan.donor)?.base ?? plan.donor;
-      const donor = byName.get(mapping.map.get(donorName) ?? donorName);
-      const extra = donor ? [...donor.files.values()].reduce((n, f) => n + f.size, 0) : 0;
-      await checkSpace(plan.tensors.reduce((n, t) => n + t.outputBytes, 0) + extra + 1e6);
-    }
-    return DirectoryOutputFolder.create(parent, name, { force: options.force ?? false });
+  const output = outputOpener({ ...options, target }, name);
+  const open = (plan: MergePlan): Promise<DirectoryOutputFolder> => {
+    // A `base+adapter` donor's files are its base's.
+    const donorName = mapping.loras.get(plan.donor)?.base ?? plan.donor;
+    const donor = byName.get(mapping.map.get(donorName) ?? donorName);
+    const extra = donor ? [...donor.files.values()].reduce((n, f) => n + f.size, 0) : 0;
+    return output.open(plan.tensors.reduce((n, t) => n + t.outputBytes, 0) + extra + 1e6);
   };
 
   const started = performance.now();
@@ -96,15 +85,14 @@ export async function runMerge(store: Store, options: RunOptions): Promise<void>
     // The announcement and "done" last: a host page reacting to data-state finds the result listed.
     store.update({ announcement: `${done} Saved as “${name}”.`, run: "done" });
   } catch (e) {
-    if (e instanceof AbortError || options.signal.aborted) {
-      const text = e instanceof AbortError && e.message === "No folder was chosen" ? "No folder was chosen; nothing was saved." : "Cancelled; nothing was saved.";
-      store.update({ status: text, announcement: text, run: "cancelled" });
+    const failure = saveFailure(e, options.signal, name, target, output.parent());
+    if ("cancelled" in failure) {
+      store.update({ status: failure.cancelled, announcement: failure.cancelled, run: "cancelled" });
       return;
     }
-    const exists = e instanceof OutputError && e.code === "E_OUTPUT_EXISTS" && parent !== undefined;
     store.update({
       status: "The merge failed; nothing was saved.", announcement: "The merge failed; nothing was saved.",
-      runError: problemsOf(e), overwrite: exists ? { name, parent: parent!, target, confirming: false } : null, run: "error",
+      runError: failure.problems, overwrite: failure.overwrite, run: "error",
     });
   }
 }

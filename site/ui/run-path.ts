@@ -4,7 +4,9 @@
  * Evaluate panel's recipe row is), on the Evaluate panel's text and window, optionally along SLERP and
  * after aligning B to A. The numbers are therefore `weightsoup path`'s, bit for bit. lossPath() runs
  * point by point (`pointByPoint`), so each point's `path-point` event lands as it is measured and the
- * chart grows with it.
+ * chart grows with it. Aligning B to A runs on lossPath()'s worker pool, which computes the similarity
+ * matrices and solves the assignments (src/align/pool-engine.ts): the page's main thread only orders the
+ * work, so the page stays responsive; the workers' count of assignments solved is shown.
  */
 import { lossPath, type CurveLabel, type LossPathResult, type LossPoint } from "../../src/api/path";
 import { DEFAULT_TEXT } from "../../src/eval/default-text";
@@ -44,10 +46,12 @@ export interface PathRun {
   curves: readonly { label: CurveLabel; points: readonly LossPoint[] }[];
   /** lossPath()'s result, once every curve is measured. */
   result: PathResult | null;
+  /** Once B is aligned to A: the workers the matching ran on and the assignments they solved. */
+  alignedOn: { workers: number; assignments: number } | null;
 }
 
 export const initialPathForm = (): PathForm => ({ a: "", b: "", points: DEFAULT_PATH_POINTS, slerp: false, align: false });
-export const initialPathRun = (): PathRun => ({ run: "idle", progress: 0, status: "", announcement: "", problems: [], curves: [], result: null });
+export const initialPathRun = (): PathRun => ({ run: "idle", progress: 0, status: "", announcement: "", problems: [], curves: [], result: null, alignedOn: null });
 
 /** A whole number of points, 2 to 101, or "" for the default; otherwise what is wrong, in words. */
 export function pointsProblem(text: string): string {
@@ -103,7 +107,7 @@ export async function runPath(store: Store, options: PanelRunOptions): Promise<v
   try {
     const [ca, cb] = [endpoint(form.a), endpoint(form.b)];
     const start = `Measuring ${total} points from ${ca.label} to ${cb.label}…`;
-    set({ run: "running", progress: 0, status: start, announcement: start, problems: [], curves: [], result: null });
+    set({ run: "running", progress: 0, status: start, announcement: start, problems: [], curves: [], result: null, alignedOn: null });
     const usesRecipe = ca.kind === "recipe" || cb.kind === "recipe";
     let measured = 0;
     const result = await lossPath(await subjectOf(ca, s), await subjectOf(cb, s), {
@@ -114,7 +118,8 @@ export async function runPath(store: Store, options: PanelRunOptions): Promise<v
       ...(options.workers ? { workers: options.workers } : {}), ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
       onProgress: (e) => {
         if (e.type === "path-endpoint") set({ status: `Merging ${e.name} (${e.endpoint}) in memory…` });
-        else if (e.type === "path-align") set({ status: `Aligning ${e.model} to ${e.reference} (weight matching)…` });
+        else if (e.type === "path-align") set({ status: `Aligning ${e.model} to ${e.reference} (weight matching, in the workers)…` });
+        else if (e.type === "path-aligned") set({ alignedOn: { workers: e.workerAssignments.length, assignments: e.workerAssignments.reduce((n, k) => n + k, 0) } });
         else if (e.type === "path-point") {
           measured++;
           const curves = [...store.state.path.curves];

@@ -9,15 +9,14 @@
 import { merge } from "../../src/api/merge";
 import { greedySoup, type SoupResult } from "../../src/api/soup";
 import { DEFAULT_TEXT } from "../../src/eval/default-text";
-import { AbortError, ModelError } from "../../src/errors";
+import { ModelError } from "../../src/errors";
 import type { ModelFolder } from "../../src/io/folder";
-import { DirectoryOutputFolder } from "../../src/io/directory-output";
 import { formatBytes, formatSeconds } from "../../src/units";
 import type { PageState, RunState, Store } from "../state";
 import { endFailedRun, type PanelRunOptions } from "./panel-run";
-import { problemsOf, type Problem } from "./recipe-check";
+import type { Problem } from "./recipe-check";
 import { contextProblem, DEFAULT_EVAL_CONTEXT, maxTokensProblem } from "./run-eval";
-import { checkSpace, outputNameProblem, type SaveTarget } from "./save";
+import { outputNameProblem, outputOpener, saveFailure, type OverwriteOffer, type SaveTarget, type SaveWhere } from "./save";
 
 /** The panel's inputs: which loaded models are ingredients (absent: ticked), the held-out text, greedy or not, the save name. */
 export interface SoupForm {
@@ -46,13 +45,15 @@ export interface SoupRun {
   save: RunState;
   saveStatus: string;
   saveProblems: readonly Problem[];
+  /** The last save stopped at an output folder that holds files: offer to overwrite it (as the merge's save does). */
+  saveOverwrite: OverwriteOffer | null;
   saved: SoupSaved | null;
 }
 
 export const DEFAULT_SOUP_NAME = "soup";
 export const initialSoupForm = (): SoupForm => ({ unticked: new Set(), text: "", greedy: true, outputName: DEFAULT_SOUP_NAME });
 export const initialSoupRun = (): SoupRun => ({
-  run: "idle", progress: 0, status: "", announcement: "", problems: [], result: null, save: "idle", saveStatus: "", saveProblems: [], saved: null,
+  run: "idle", progress: 0, status: "", announcement: "", problems: [], result: null, save: "idle", saveStatus: "", saveProblems: [], saveOverwrite: null, saved: null,
 });
 
 /** The loaded, readable models a soup can take. */
@@ -121,39 +122,35 @@ export async function runSoup(store: Store, options: PanelRunOptions): Promise<v
   }
 }
 
-export interface SoupSaveOptions {
-  /** The folder the person picked in this click (target "folder"); undefined when they chose none. */
-  picked?: Promise<FileSystemDirectoryHandle | undefined>;
+export interface SoupSaveOptions extends Omit<SaveWhere, "target"> {
   signal: AbortSignal;
   workers?: number;
   workerUrl?: URL;
 }
 
-/** Writes the last soup's recipe with merge() into the merge's save target, under the panel's name. */
+/**
+ * Writes the last soup's recipe with merge() into the merge's save target, under the panel's name, as
+ * the merge's save writes (./save.ts): staged until the commit, so Cancel leaves nothing behind, and a
+ * folder that holds files is offered for overwriting. With `parent`, the offer is being taken up.
+ */
 export async function saveSoup(store: Store, options: SoupSaveOptions): Promise<void> {
   const s = store.state;
   const result = s.soup.result!;
-  const target = s.target;
+  const target = options.parent ? (s.soup.saveOverwrite?.target ?? s.target) : s.target;
   const name = s.soupForm.outputName.trim() || DEFAULT_SOUP_NAME;
   const set = (patch: Partial<SoupRun>) => store.update({ soup: { ...store.state.soup, ...patch } });
-  set({ save: "running", saveStatus: `Writing the soup to “${name}”…`, saveProblems: [], saved: null });
+  set({ save: "running", saveStatus: `Writing the soup to “${name}”…`, saveProblems: [], saveOverwrite: null, saved: null });
+  const output = outputOpener({ ...options, target }, name);
   try {
     const summary = await merge(result.recipe, {
       models: folderResolver(s), signal: options.signal,
-      out: async (plan) => {
-        const parent = target === "folder" ? await options.picked : await navigator.storage.getDirectory();
-        if (!parent) throw new AbortError("No folder was chosen");
-        if (target === "opfs") await checkSpace(plan.tensors.reduce((n, t) => n + t.outputBytes, 0) + 1e6);
-        return DirectoryOutputFolder.create(parent, name, { force: false });
-      },
+      out: (plan) => output.open(plan.tensors.reduce((n, t) => n + t.outputBytes, 0) + 1e6),
       ...(options.workers ? { workers: options.workers } : {}), ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
     });
     set({ save: "done", saved: { target, name, files: summary.files }, saveStatus: `Saved as “${name}” (${summary.files.join(", ")}; ${formatBytes(summary.outputBytes)}) in ${target === "opfs" ? "browser storage" : "the picked folder"}.` });
   } catch (e) {
-    if (e instanceof AbortError || options.signal.aborted) {
-      set({ save: "cancelled", saveStatus: e instanceof AbortError && e.message === "No folder was chosen" ? "No folder was chosen; nothing was saved." : "Cancelled; nothing was saved." });
-      return;
-    }
-    set({ save: "error", saveStatus: "Saving the soup failed; nothing was saved.", saveProblems: problemsOf(e) });
+    const failure = saveFailure(e, options.signal, name, target, output.parent());
+    if ("cancelled" in failure) set({ save: "cancelled", saveStatus: failure.cancelled });
+    else set({ save: "error", saveStatus: "Saving the soup failed; nothing was saved.", saveProblems: failure.problems, saveOverwrite: failure.overwrite });
   }
 }

@@ -3,10 +3,11 @@
  * the browser has it) or the origin-private file system, from which each file is offered for download.
  * Downloads link to the File the browser keeps on disk, never to a copy in memory.
  */
-import { OutputError } from "../../src/errors";
-import { removeStaleStaging } from "../../src/io/directory-output";
+import { AbortError, OutputError } from "../../src/errors";
+import { DirectoryOutputFolder, removeStaleStaging } from "../../src/io/directory-output";
 import { storageFree } from "../../src/io/model-library";
 import { formatBytes } from "../../src/units";
+import { problemsOf, type Problem } from "./recipe-check";
 
 export type SaveTarget = "opfs" | "folder";
 
@@ -30,6 +31,56 @@ export async function checkSpace(bytes: number): Promise<void> {
   if (free !== undefined && bytes > free) {
     throw new OutputError("E_OUTPUT_SPACE", `the merged model needs ${formatBytes(bytes)} but this browser lets the page store only ${formatBytes(free)} more; free space, delete earlier outputs below, or save to a folder instead`, { needed: bytes, free });
   }
+}
+
+/** A save stopped at an output folder that holds files: the way out offered (overwrite, after a confirmation). */
+export interface OverwriteOffer {
+  name: string;
+  /** The folder the output folder is in, as the failed save found it (overwriting writes there again, without asking). */
+  parent: FileSystemDirectoryHandle;
+  target: SaveTarget;
+  confirming: boolean;
+}
+
+/** Where one save (a merge, the soup) writes its named output folder. */
+export interface SaveWhere {
+  target: SaveTarget;
+  /** The folder the person picked in this click (target "folder"); undefined when they chose none. */
+  picked?: Promise<FileSystemDirectoryHandle | undefined>;
+  /** Write into this parent (overwriting after a confirmation) instead of asking again. */
+  parent?: FileSystemDirectoryHandle;
+  force?: boolean;
+}
+
+/**
+ * Opens a save's output folder `name` (a staging folder inside it until the commit) in the picked
+ * folder, browser storage or the given parent, refusing early when browser storage cannot hold `bytes`.
+ * `parent()` is the folder it was opened in, once opened (an overwrite offer writes there again).
+ */
+export function outputOpener(where: SaveWhere, name: string): { open(bytes: number): Promise<DirectoryOutputFolder>; parent(): FileSystemDirectoryHandle | undefined } {
+  let parent: FileSystemDirectoryHandle | undefined;
+  return {
+    async open(bytes) {
+      parent = where.parent ?? (where.target === "folder" ? await where.picked : await navigator.storage.getDirectory());
+      if (!parent) throw new AbortError(NO_FOLDER);
+      if (where.target === "opfs") await checkSpace(bytes);
+      return DirectoryOutputFolder.create(parent, name, { force: where.force ?? false });
+    },
+    parent: () => parent,
+  };
+}
+
+const NO_FOLDER = "No folder was chosen";
+
+/** How a save that threw ended: cancelled (with what to say), or failed with its problems and, when the folder already held files, the overwrite offer. */
+export type SaveFailure = { cancelled: string } | { problems: Problem[]; overwrite: OverwriteOffer | null };
+
+export function saveFailure(e: unknown, signal: AbortSignal, name: string, target: SaveTarget, parent: FileSystemDirectoryHandle | undefined): SaveFailure {
+  if (e instanceof AbortError || signal.aborted) {
+    return { cancelled: e instanceof AbortError && e.message === NO_FOLDER ? "No folder was chosen; nothing was saved." : "Cancelled; nothing was saved." };
+  }
+  const exists = e instanceof OutputError && e.code === "E_OUTPUT_EXISTS" && parent !== undefined;
+  return { problems: problemsOf(e), overwrite: exists ? { name, parent: parent!, target, confirming: false } : null };
 }
 
 export interface SavedOutput {

@@ -79,11 +79,11 @@ export function pathView(store: Store, actions: PathActions): HTMLElement {
     panel.gate(why, s.path.run === "running");
   });
 
-  let shown: Pick<PathRun, "curves" | "result"> = { curves: [], result: null };
+  let shown: Pick<PathRun, "curves" | "result" | "alignedOn"> = { curves: [], result: null, alignedOn: null };
   store.watch(["path"], (s) => {
     const p = s.path;
     panel.show(p);
-    if (shown.curves !== p.curves || shown.result !== p.result) {
+    if (shown.curves !== p.curves || shown.result !== p.result || shown.alignedOn !== p.alignedOn) {
       const count = p.curves.reduce((n, c) => n + c.points.length, 0);
       chart.hidden = count === 0;
       if (count) {
@@ -95,7 +95,7 @@ export function pathView(store: Store, actions: PathActions): HTMLElement {
       replace(results, count ? pathResults(p) : null);
       results.hidden = count === 0;
     }
-    shown = { curves: p.curves, result: p.result };
+    shown = { curves: p.curves, result: p.result, alignedOn: p.alignedOn };
   });
 
   return h("section", { "aria-labelledby": "h-path" },
@@ -129,6 +129,11 @@ function pathResults(p: PathRun): DocumentFragment {
             h("th", { scope: "row" }, label),
             num(curve.barrier, formatNll(curve.barrier), "path-barrier-value"), num(curve.worstLambda, curve.worstLambda.toFixed(2), "path-worst"), num(curve.gap, formatNll(curve.gap), "path-gap")))))),
       h("p", { class: "hint" }, `${BARRIER_DEFINITION}.`));
+  }
+  const on = p.alignedOn;
+  if (on) {
+    fragment.append(h("p", { class: "hint", "data-testid": "path-aligned", "data-workers": String(on.workers), "data-assignments": String(on.assignments) },
+      `B was aligned to A on ${on.workers} worker${on.workers === 1 ? "" : "s"}, which solved all ${on.assignments} assignments (the page's main thread only ordered the work).`));
   }
   const lambdas = p.curves[0]?.points.map((x) => x.lambda) ?? [];
   fragment.append(h("div", { class: "table-scroll", "data-scroll": "" },

@@ -9,16 +9,13 @@ import type { Ledger } from "../../src/ledger/ledger";
 import type { PageState, Store } from "../state";
 import { h, replace } from "../ui/dom";
 import { canPickFolder, hasOpfs, outputNameProblem } from "../ui/save";
+import { overwriteOffer, type OverwriteActions } from "./overwrite-view";
 import { renderProblems } from "./problems";
 
-export interface RunActions {
+export interface RunActions extends OverwriteActions {
   set(patch: Partial<PageState>): void;
   run(): void;
   cancel(): void;
-  /** The person asked to overwrite the non-empty output folder (a confirmation follows). */
-  overwrite(): void;
-  confirmOverwrite(): void;
-  keepExisting(): void;
 }
 
 const MAX_SEED = 2 ** 32 - 1;
@@ -97,15 +94,7 @@ export function runView(store: Store, actions: RunActions): HTMLElement {
   store.watch(["status"], (s) => { if (status.textContent !== s.status) status.textContent = s.status; });
   store.watch(["announcement"], (s) => { if (announce.textContent !== s.announcement) announce.textContent = s.announcement; });
   store.watch(["runError", "overwrite"], (s) => {
-    const o = s.overwrite;
-    const way = o === null ? null : o.confirming
-      ? h("div", { class: "row" },
-        h("span", {}, `The files in “${o.name}” will be replaced by this merge's.`),
-        h("button", { type: "button", class: "primary", "data-testid": "overwrite-confirm", onclick: () => actions.confirmOverwrite() }, "Overwrite and merge"),
-        h("button", { type: "button", "data-testid": "overwrite-cancel", onclick: () => actions.keepExisting() }, "Keep them"))
-      : h("div", { class: "row" },
-        h("button", { type: "button", "data-testid": "overwrite", onclick: () => actions.overwrite() }, `Overwrite “${o.name}”…`),
-        h("span", { class: "hint" }, "or choose another output folder name."));
+    const way = s.overwrite && overwriteOffer(s.overwrite, "", { whose: "this merge's", confirm: "Overwrite and merge" }, actions);
     if (s.runError.length === 0 && !way) {
       if (!error.hidden) replace(error);
       error.hidden = true;

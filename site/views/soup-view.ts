@@ -11,6 +11,7 @@ import type { Store } from "../state";
 import { h, replace } from "../ui/dom";
 import { formatNll, formatPerplexity } from "../ui/eval-format";
 import { soupModels, whySoupBlocked, whySoupSaveBlocked, type SoupForm, type SoupRun } from "../ui/run-soup";
+import { overwriteOffer, type OverwriteActions } from "./overwrite-view";
 import { renderProblems } from "./problems";
 import { runControls } from "./run-controls";
 
@@ -19,6 +20,10 @@ export interface SoupActions {
   run(): void;
   cancel(): void;
   save(): void;
+  /** Stops the save under way; nothing it wrote is left. */
+  cancelSave(): void;
+  /** The way out when the save's folder holds files (the merge's). */
+  overwrite: OverwriteActions;
 }
 
 export function soupView(store: Store, actions: SoupActions): HTMLElement {
@@ -36,11 +41,13 @@ export function soupView(store: Store, actions: SoupActions): HTMLElement {
   outputName.addEventListener("input", () => actions.form({ outputName: outputName.value }));
   const save = h("button", { type: "button", "data-testid": "soup-save", "aria-describedby": "soup-save-blocked" }, "Save the soup");
   save.addEventListener("click", () => actions.save());
+  const cancelSave = h("button", { type: "button", "data-testid": "soup-save-cancel", disabled: true }, "Cancel");
+  cancelSave.addEventListener("click", () => actions.cancelSave());
   const saveBlocked = h("p", { class: "blocked", id: "soup-save-blocked", "data-testid": "soup-save-blocked", hidden: true });
   const saveStatus = h("p", { class: "status", role: "status", "data-testid": "soup-save-status" });
   const saveError = h("div", { class: "problem-box", "data-testid": "soup-save-error", role: "alert", hidden: true });
   const saving = h("div", { "data-testid": "soup-saving", hidden: true },
-    h("div", { class: "row" }, h("label", { for: "soup-output-name" }, "Save as"), outputName, save,
+    h("div", { class: "row" }, h("label", { for: "soup-output-name" }, "Save as"), outputName, save, cancelSave,
       h("span", { class: "hint" }, "Written where merges are saved (section 3's choice), as `weightsoup soup --out` writes it.")),
     saveBlocked, saveStatus, saveError);
 
@@ -71,26 +78,27 @@ export function soupView(store: Store, actions: SoupActions): HTMLElement {
     panel.gate(why, s.soup.run === "running" || s.soup.save === "running", s.soup.run === "running");
     const whySave = whySoupSaveBlocked(s);
     save.disabled = whySave !== "" || s.soup.save === "running";
+    cancelSave.disabled = s.soup.save !== "running";
     if (saveBlocked.textContent !== whySave) saveBlocked.textContent = whySave;
     saveBlocked.hidden = whySave === "" || !s.soup.result;
   });
 
-  let shown: Pick<SoupRun, "result" | "saveProblems"> = { result: null, saveProblems: [] };
+  let shown: Pick<SoupRun, "result" | "saveProblems" | "saveOverwrite"> = { result: null, saveProblems: [], saveOverwrite: null };
   store.watch(["soup"], (s) => {
     const p = s.soup;
     panel.show(p);
     if (saveStatus.textContent !== p.saveStatus) saveStatus.textContent = p.saveStatus;
-    if (shown.saveProblems !== p.saveProblems) {
-      if (p.saveProblems.length) replace(saveError, renderProblems(p.saveProblems));
-      else replace(saveError);
-      saveError.hidden = p.saveProblems.length === 0;
+    if (shown.saveProblems !== p.saveProblems || shown.saveOverwrite !== p.saveOverwrite) {
+      const way = p.saveOverwrite && overwriteOffer(p.saveOverwrite, "soup-", { whose: "the soup's", confirm: "Overwrite and save" }, actions.overwrite);
+      replace(saveError, ...(p.saveProblems.length ? [renderProblems(p.saveProblems)] : []), way);
+      saveError.hidden = p.saveProblems.length === 0 && !way;
     }
     if (shown.result !== p.result) {
       replace(results, p.result ? soupResults(p.result) : null);
       results.hidden = p.result === null;
     }
     saving.hidden = p.result === null || p.run !== "done";
-    shown = { result: p.result, saveProblems: p.saveProblems };
+    shown = { result: p.result, saveProblems: p.saveProblems, saveOverwrite: p.saveOverwrite };
   });
 
   return h("section", { "aria-labelledby": "h-soup" },

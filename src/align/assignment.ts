@@ -5,6 +5,7 @@
  * assignment back.
  */
 import { AlignmentError } from "../errors";
+import type { Kernels } from "../kernels/kernels";
 import { alignmentKernels } from "./kernels";
 
 /** Rows of numbers (arrays or typed arrays of one length), or a dense row-major matrix. */
@@ -23,15 +24,16 @@ export interface AssignmentResult {
 /**
  * Pairs rows with distinct columns (min(rows, cols) pairs) so that the sum of the chosen entries is
  * minimal, or maximal with `maximize`. +Infinity marks a forbidden pair (-Infinity when maximising);
- * NaN is an error, and so is a matrix whose forbidden pairs leave no complete assignment.
+ * NaN is an error, and so is a matrix whose forbidden pairs leave no complete assignment. It solves in
+ * `kernels` (resetting its arena) when given, else in the calling thread's alignment instance.
  */
-export async function linearSumAssignment(cost: CostMatrix, options: { maximize?: boolean } = {}): Promise<AssignmentResult> {
+export async function linearSumAssignment(cost: CostMatrix, options: { maximize?: boolean; kernels?: Kernels } = {}): Promise<AssignmentResult> {
   const { rows, cols, at } = dense(cost);
   const transposed = rows > cols;
   const n = Math.min(rows, cols), m = Math.max(rows, cols);
   if (n === 0) return { rowIndices: new Int32Array(0), columnIndices: new Int32Array(0), total: 0 };
 
-  const { exports, arena } = await alignmentKernels();
+  const { exports, arena } = options.kernels ?? (await alignmentKernels());
   arena.reset();
   const c = arena.alloc(n * m * 8), v = arena.alloc(m * 8), u = arena.alloc(n * 8), d = arena.alloc(m * 8);
   const colOfRow = arena.alloc(n * 4), rowOfCol = arena.alloc(m * 4), pred = arena.alloc(m * 8), reachedCols = arena.alloc(m * 4);

@@ -15,8 +15,7 @@
  * chosen pair keeps its nested permutations. The objective still never decreases: the current pairing
  * scores at least its current value.
  */
-import { linearSumAssignment } from "./assignment";
-import type { SimilarityEngine } from "./engine";
+import type { GroupResponse, SimilarityEngine } from "./engine";
 import { groupBlocks } from "./group-similarity";
 import { resolveGroup, type CheckedSpec, type GroupUse, type Permutations } from "./spec";
 
@@ -81,17 +80,8 @@ function placing(perm: Int32Array, unit: number, position: number): Int32Array {
 }
 
 /** Best response of `group` to `perms`: its new permutation and the old and new assignment totals. */
-async function bestResponse(checked: CheckedSpec, group: string, engine: SimilarityEngine, perms: Permutations): Promise<{ perm: Int32Array; before: number; after: number }> {
-  const n = checked.sizes.get(group)!;
-  const s = await engine.similarity(n, groupBlocks(checked, group, perms, group));
-  const { columnIndices } = await linearSumAssignment({ rows: n, cols: n, data: s }, { maximize: true });
-  const old = perms.get(group)!;
-  let before = 0, after = 0;
-  for (let i = 0; i < n; i++) {
-    before += s[i * n + old[i]!]!;
-    after += s[i * n + columnIndices[i]!]!;
-  }
-  return { perm: columnIndices, before, after };
+function bestResponse(checked: CheckedSpec, group: string, engine: SimilarityEngine, perms: Permutations): Promise<GroupResponse> {
+  return engine.bestResponse(checked.sizes.get(group)!, groupBlocks(checked, group, perms, group), perms.get(group)!);
 }
 
 /** Whether `after` beats `before` by more than rounding: the sums are of f32 products. */
@@ -131,7 +121,7 @@ export async function solveWithNested(checked: CheckedSpec, group: string, neste
       chosen[i * n + j] = new Map(inner.map((d) => [d, trial.get(d)!]));
     }
   }
-  const { columnIndices } = await linearSumAssignment({ rows: n, cols: n, data: scores }, { maximize: true });
+  const columnIndices = await engine.assign(n, scores);
   let after = 0;
   const out: Permutations = new Map([[group, columnIndices]]);
   for (let i = 0; i < n; i++) {

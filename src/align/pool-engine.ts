@@ -1,12 +1,15 @@
 /**
- * @file Similarity matrices on a worker pool: every worker reads the two models' tensors from their
- * files itself (./worker-tensors.ts), so the calling thread holds no weights. A large matrix is cut
- * into row blocks, one per worker; the rows of S come out the same bit for bit however they are cut
- * (./similarity.ts), so the permutations do not depend on the number of workers.
+ * @file Similarity matrices and assignments on a worker pool: every worker reads the two models'
+ * tensors from their files itself (./worker-tensors.ts), so the calling thread holds no weights, and
+ * solves the assignments too, so it does no heavy work at all (a page's main thread stays free). A
+ * large matrix is cut into row blocks, one per worker; the rows of S come out the same bit for bit
+ * however they are cut (./similarity.ts), so the permutations do not depend on the number of workers.
  */
+import type { Remote } from "comlink";
 import type { LoadedModel } from "../model/model";
+import type { WorkerApi } from "../pool/worker-api";
 import type { WorkerPool } from "../pool/pool";
-import type { SimilarityEngine } from "./engine";
+import { responseOf, type SimilarityEngine } from "./engine";
 import type { BlockRef } from "./group-similarity";
 import type { AlignmentStats, AlignmentTensors } from "./worker-tensors";
 
@@ -39,17 +42,19 @@ export async function openPoolEngine(pool: WorkerPool, reference: LoadedModel, m
   }
   await pool.each((api) => api.alignOpen(options.memoryBudget, options.cacheBytes, tensors));
   let busy = 0;
-  return {
+  // Split only a matrix asked for alone: with others in flight the workers are busy already, and
+  // a split costs each worker a full read of B. (How a matrix is split never changes its bits.)
+  const parts = (n: number) => busy > 0 ? 1 : Math.max(1, Math.min(pool.size, Math.floor(n / MIN_BLOCK_ROWS)));
+  // A small matrix goes to the worker its first tensor belongs to: the joint head solves ask for
+  // hundreds of them over one layer's tensors, which that worker then keeps.
+  const onOneWorker = <T>(n: number, blocks: BlockRef[], call: (api: Remote<WorkerApi>) => Promise<T>): Promise<T> =>
+    n < MIN_BLOCK_ROWS ? pool.on(workerOf(blocks[0]?.tensor ?? "", pool.size), call) : pool.run(call);
+  const engine: PoolEngine = {
     parallel: pool.size,
     async similarity(n: number, blocks: BlockRef[]) {
-      // Split only a matrix asked for alone: with others in flight the workers are busy already, and
-      // a split costs each worker a full read of B. (How a matrix is split never changes its bits.)
-      const parts = busy > 0 ? 1 : Math.max(1, Math.min(pool.size, Math.floor(n / MIN_BLOCK_ROWS)));
-      // A small matrix goes to the worker its first tensor belongs to: the joint head solves ask for
-      // hundreds of them over one layer's tensors, which that worker then keeps.
-      if (parts === 1 && n < MIN_BLOCK_ROWS) return pool.on(workerOf(blocks[0]?.tensor ?? "", pool.size), (api) => api.alignRows(n, blocks, 0, n));
+      if (parts(n) === 1 && n < MIN_BLOCK_ROWS) return onOneWorker(n, blocks, (api) => api.alignRows(n, blocks, 0, n));
       // Row blocks start at multiples of 4 (the GEMM's register block), though any split sums alike.
-      const step = Math.ceil(n / parts / 4) * 4;
+      const step = Math.ceil(n / parts(n) / 4) * 4;
       const out = new Float32Array(n * n);
       const jobs: Promise<void>[] = [];
       busy++;
@@ -67,6 +72,15 @@ export async function openPoolEngine(pool: WorkerPool, reference: LoadedModel, m
     diagonal(blocks: BlockRef[]) {
       return pool.run((api) => api.alignDiagonal(blocks));
     },
+    assign(n, scores) {
+      return pool.run((api) => api.alignAssign(n, scores));
+    },
+    async bestResponse(n, blocks, current) {
+      // A matrix one worker computes is solved there too; a split one is solved by a worker once gathered.
+      if (parts(n) === 1) return onOneWorker(n, blocks, (api) => api.alignBestResponse(n, blocks, current));
+      const s = await engine.similarity(n, blocks);
+      return responseOf(s, n, current, await engine.assign(n, s));
+    },
     stats() {
       return pool.each((api) => api.alignStats());
     },
@@ -74,4 +88,5 @@ export async function openPoolEngine(pool: WorkerPool, reference: LoadedModel, m
       await pool.each((api) => api.alignClose());
     },
   };
+  return engine;
 }

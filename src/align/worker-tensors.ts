@@ -1,7 +1,7 @@
 /**
- * @file A worker's side of alignment on the pool (./pool-engine.ts): rows of similarity matrices and
- * diagonal sums over tensors the worker reads from the models' files itself, widened to float32 in
- * its own kernel instance. Decoded tensors are kept, least recently used first out, up to a byte
+ * @file A worker's side of alignment on the pool (./pool-engine.ts): rows of similarity matrices,
+ * diagonal sums and assignments over tensors the worker reads from the models' files itself, widened
+ * to float32 in its own kernel instance. Decoded tensors are kept, least recently used first out, up to a byte
  * budget, so memory stays bounded whatever the model's size. A tensor larger than a quarter of the
  * budget is used and dropped: the large ones (embeddings) serve one group, and keeping them would push
  * out a layer's tensors, which the head and MLP groups read again and again. Calls run one at a time:
@@ -11,6 +11,7 @@ import type { Kernels } from "../kernels/kernels";
 import type { TensorInfo } from "../model/model";
 import { AlignmentError } from "../errors";
 import { readFloatTensor } from "./checkpoint";
+import { assignMax, responseOf, type GroupResponse } from "./engine";
 import { unfoldBlocks, type BlockRef, type TensorPair } from "./group-similarity";
 import { diagonalSums, similarityRows, type DiagonalSums } from "./similarity";
 
@@ -27,6 +28,8 @@ export interface AlignmentStats {
   peakCached: number;
   /** Tensors read from the files (a tensor read again after being dropped counts again). */
   reads: number;
+  /** Assignments solved here (best responses and joint solves). */
+  assignments: number;
 }
 
 export class AlignmentWorker {
@@ -34,6 +37,7 @@ export class AlignmentWorker {
   private cached = 0;
   private peakCached = 0;
   private reads = 0;
+  private assignments = 0;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly kernels: Kernels, private readonly tensors: AlignmentTensors, private readonly cacheBytes: number) {}
@@ -43,12 +47,30 @@ export class AlignmentWorker {
     return this.serial(() => similarityRows(this.kernels, n, unfoldBlocks(blocks, (t) => this.pair(t)), u0, u1));
   }
 
+  /** The blocks' whole similarity matrix (n x n) and its best assignment, with the totals under `current` and under it. */
+  bestResponse(n: number, blocks: BlockRef[], current: Int32Array): Promise<GroupResponse> {
+    return this.serial(async () => {
+      const s = await similarityRows(this.kernels, n, unfoldBlocks(blocks, (t) => this.pair(t)));
+      return responseOf(s, n, current, await this.solve(n, s));
+    });
+  }
+
+  /** The best assignment of `scores` (n x n). */
+  assign(n: number, scores: Float32Array | Float64Array): Promise<Int32Array> {
+    return this.serial(() => this.solve(n, scores));
+  }
+
+  private solve(n: number, scores: Float32Array | Float64Array): Promise<Int32Array> {
+    this.assignments++;
+    return assignMax(n, scores, this.kernels);
+  }
+
   diagonal(blocks: BlockRef[]): Promise<DiagonalSums> {
     return this.serial(() => diagonalSums(unfoldBlocks(blocks, (t) => this.pair(t))));
   }
 
   stats(): AlignmentStats {
-    return { peakMemory: this.kernels.arena.peak, peakCached: this.peakCached, reads: this.reads };
+    return { peakMemory: this.kernels.arena.peak, peakCached: this.peakCached, reads: this.reads, assignments: this.assignments };
   }
 
   private serial<T>(call: () => Promise<T>): Promise<T> {

@@ -16,6 +16,8 @@ import { checkCallbackOption, checkIntegerOptions } from "./options";
 export type LossPathEvent =
   | { type: "path-endpoint"; endpoint: "A" | "B"; name: string }
   | { type: "path-align"; reference: string; model: string }
+  /** B is permuted onto A: weight matching ran on a pool of `workerAssignments.length` workers, which solved that many assignments each. */
+  | { type: "path-aligned"; reference: string; model: string; sweeps: number; workerAssignments: number[] }
   /** A point's forward pass begins (with the default batching, every point of a curve begins before any ends). */
   | { type: "path-point-start"; curve: CurveLabel; path: PathKind; aligned: boolean; index: number; points: number; lambda: number }
   /** A point is measured: its numbers are those the result's curve holds at `index`. */
@@ -133,6 +135,7 @@ export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPath
   if (align) {
     onProgress?.({ type: "path-align", reference: nameA, model: nameB });
     const alignment = await alignedEndpoint(folderA, folderB, { seed: evalOptions.seed, maxSweeps, signal: evalOptions.signal, workers: evalOptions.workers, workerUrl: evalOptions.workerUrl });
+    onProgress?.({ type: "path-aligned", reference: nameA, model: nameB, sweeps: alignment.sweeps, workerAssignments: alignment.workerAssignments });
     result.aligned = { ...(await curves(true, alignment.folder)), sweeps: alignment.sweeps, groups: alignment.groups };
   }
   result.seconds = (performance.now() - started) / 1000;

@@ -70,12 +70,34 @@ export async function listLibrary(): Promise<LibraryModel[]> {
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.id < b.id ? -1 : 1));
 }
 
+/** Longest model or file name the library takes, in UTF-16 units (what file systems commonly allow, 255 bytes, in the worst case of ASCII). */
+export const MAX_LIBRARY_NAME = 255;
+
+/**
+ * Refuses a model name or one of its file names that cannot name an entry of the library folder (or
+ * would hide or escape it): empty, "." or "..", a leading dot, a slash or backslash, a control
+ * character, or longer than MAX_LIBRARY_NAME. `what` says which name it is, for the message.
+ */
+export function checkLibraryName(name: string, what: string): void {
+  const why = name === "" ? "it is empty"
+    : name === "." || name === ".." ? "it names a folder itself"
+    : name.startsWith(".") ? "it starts with a dot (hidden, and the library's own entries start with one)"
+    : /[\\/]/.test(name) ? "it holds a slash or backslash"
+    : /[\u0000-\u001f\u007f]/.test(name) ? "it holds a control character"
+    : name.length > MAX_LIBRARY_NAME ? `it is ${name.length} characters long (at most ${MAX_LIBRARY_NAME})`
+    : "";
+  if (why) throw new OutputError("E_OUTPUT_NAME", `the model library: ${what} ${JSON.stringify(name)} cannot be kept: ${why}`, { file: name });
+}
+
 /**
  * Copies a model folder into the library and returns its entry once complete. A name already in the
- * library gets a suffix. Fails with E_OUTPUT_SPACE before copying anything when the origin's quota
- * cannot hold it; a copy that fails or is cancelled leaves nothing behind that looks like a model.
+ * library gets a suffix. Fails with E_OUTPUT_NAME when the model's name or a file's name is unusable,
+ * and with E_OUTPUT_SPACE when the origin's quota cannot hold it, both before copying anything; a copy
+ * that fails or is cancelled leaves nothing behind that looks like a model.
  */
 export async function addToLibrary(name: string, files: ReadonlyMap<string, Blob>, options: AddOptions): Promise<LibraryModel> {
+  checkLibraryName(name, "model name");
+  for (const file of files.keys()) checkLibraryName(file, `file name (model ${JSON.stringify(name)})`);
   const total = [...files.values()].reduce((n, f) => n + f.size, 0);
   const free = await storageFree();
   if (free !== undefined && total > free) {

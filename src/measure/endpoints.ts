@@ -42,6 +42,8 @@ export interface Alignment {
   folder: ModelFolder;
   sweeps: number;
   groups: ({ name: string; size: number } & GroupSimilarity)[];
+  /** Assignments each worker of the matching's pool solved (all of them: the calling thread solves none). */
+  workerAssignments: number[];
 }
 
 /** `b` permuted onto `a` (Git Re-Basin weight matching, spec from config.json), held in memory. */
@@ -51,7 +53,7 @@ export async function alignedEndpoint(a: ModelFolder, b: ModelFolder, options: {
   const memory = new MemoryOutputFolder(`${model.location} (aligned to ${reference.location})`);
   await writePermutedModel(model, matched.spec, matched.permutations, memory, options.signal);
   await memory.commit();
-  return { folder: memory.folder(), sweeps: matched.sweeps, groups: matched.groups };
+  return { folder: memory.folder(), sweeps: matched.sweeps, groups: matched.groups, workerAssignments: matched.workerStats.map((s) => s.assignments) };
 }
 
 function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Partial<Pick<T, K>> {

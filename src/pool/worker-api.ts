@@ -9,6 +9,7 @@ import type { GenerationWeights, Sampling } from "../eval/generator";
 import type { CompiledKernels } from "../kernels/kernels";
 import type { BlockRef } from "../align/group-similarity";
 import type { DiagonalSums } from "../align/similarity";
+import type { GroupResponse } from "../align/engine";
 import type { AlignmentStats, AlignmentTensors } from "../align/worker-tensors";
 
 export interface WorkerStats {
@@ -64,6 +65,10 @@ export interface WorkerApi {
   alignRows(n: number, blocks: BlockRef[], u0: number, u1: number): Promise<Float32Array>;
   /** Σ <unit i of A, unit i of B> and the squared norms over these blocks. */
   alignDiagonal(blocks: BlockRef[]): Promise<DiagonalSums>;
+  /** The whole similarity matrix (n x n) of these blocks, its best assignment, and the totals under `current` and under it. */
+  alignBestResponse(n: number, blocks: BlockRef[], current: Int32Array): Promise<GroupResponse>;
+  /** The best assignment of `scores` (n x n, row-major). */
+  alignAssign(n: number, scores: Float32Array | Float64Array): Promise<Int32Array>;
   alignStats(): AlignmentStats;
   /** Drops the alignment instance and its tensors. */
   alignClose(): Promise<void>;
