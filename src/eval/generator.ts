@@ -141,11 +141,11 @@ export function sample(k: Kernels, logits: number, n: number, sampling: Sampling
   let best = 0;
   for (let i = 1; i < n; i++) if (z[i]! > z[best]!) best = i;
   if (sampling.temperature <= 0) return best;
-  return k.exports.sampleSoftmax(logits, n, best, sampling.temperature, uniform(sampling.seed, step));
+  return k.exports.sampleSoftmax(logits, n, best, sampling.temperature, samplingUniform(sampling.seed, step));
 }
 
 /** A uniform number in [0, 1) from (seed, step) alone: the same seed gives the same tokens. */
-function uniform(seed: number, step: number): number {
+export function samplingUniform(seed: number, step: number): number {
   let x = (Math.imul(step + 1, 0x9e3779b1) ^ Math.imul(seed ^ 0x6a09e667, 0x85ebca77)) >>> 0;
   x ^= x >>> 16; x = Math.imul(x, 0x21f0aaad); x ^= x >>> 15; x = Math.imul(x, 0x735a2d97); x ^= x >>> 15;
   return (x >>> 0) / 4294967296;
