@@ -26,3 +26,4 @@ export { sceVariance, sceSample, sceCollect, sceSelectCandidates, sceRange, sceS
 export { gramTiles, gramRows, gramColumns, combine, nearswap } from "./geometry";
 export { fusionRowKL, fusionRange, fusionMerge } from "./fusion";
 export { deltaRows, sumSquares, fillRandom, transposeInto, copyBlock, householderBasis, jacobiSvd, loraFactors, addScaledInPlace } from "./svd";
+export { scalarSin, scalarCos, scalarAcos, scalarExp, scalarLog, scalarPow, ropeTables, sampleSoftmax } from "./scalar-math";

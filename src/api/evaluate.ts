@@ -21,6 +21,7 @@ import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
 import { abortable } from "./abortable";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 import { formatBytes } from "../units";
+import { scalarMath } from "../kernels/scalar-math";
 
 /** A model to evaluate or compare against: a checkpoint folder, or a recipe evaluated without writing it. */
 export type EvalSubject =
@@ -109,6 +110,7 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
     options.onProgress?.({ type: "eval-plan", models: [...evaluated, ...against].map((m) => m.name), sequences: most, tokens: Math.max(...[...groups.values()].map((g) => g.ids.length)), workers: size });
 
     const results: EvaluationResult[] = [];
+    const { exp } = await scalarMath(); // the kernels' exp: the page and the CLI give the same bits
     for (const group of groups.values()) {
       const seqs = windowsOf(group.ids, context);
       const scores = await scoreModels(pool, seqs, group.models, against, { forwardBudget: forward, ...(signal ? { signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
@@ -117,7 +119,7 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
         for (const v of s.nll) sum += v;
         const predicted = s.nll.length;
         results.push({
-          model: s.model, tokens: group.ids.length, predicted, nll: sum / predicted, perplexity: Math.exp(sum / predicted),
+          model: s.model, tokens: group.ids.length, predicted, nll: sum / predicted, perplexity: exp(sum / predicted),
           bitsPerByte: group.bytes === null ? null : sum / Math.LN2 / group.bytes,
           against: s.against.map((a) => ({ model: a.model, kl: mean(a.kl), top1Agreement: mean(a.agree) })),
         });

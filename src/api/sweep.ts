@@ -26,6 +26,7 @@ import { DEFAULT_CONTEXT, forwardBudget, mean, mergeBudgetOf, tokens, windowsOf,
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 import type { ModelFolder } from "../io/folder";
+import { scalarMath } from "../kernels/scalar-math";
 
 export interface SweepOptions extends Omit<EvaluateOptions, "against" | "onProgress"> {
   /** How the recipe's model names are found. */
@@ -138,6 +139,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     let layerRuns = 0;
     let againstHeads: { model: string; lmHead: WeightRef }[] | undefined;
     const results: SweepPoint[] = [];
+    const { exp } = await scalarMath(); // the kernels' exp, as evaluate() uses: the page and the CLI give the same bits
     for (let from = 0; from < points.length; from += perPass) {
       const pass = points.slice(from, from + perPass);
       // A fresh session per pass: every state from the last pass released (the against models run again).
@@ -177,7 +179,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
         for (const v of s.nll) sum += v;
         const predicted = s.nll.length;
         const point: SweepPoint = {
-          values: p.values, nll: sum / predicted, perplexity: Math.exp(sum / predicted), bitsPerByte: bytes === null ? null : sum / Math.LN2 / bytes,
+          values: p.values, nll: sum / predicted, perplexity: exp(sum / predicted), bitsPerByte: bytes === null ? null : sum / Math.LN2 / bytes,
           against: s.against.map((a) => ({ model: a.model, kl: mean(a.kl), top1Agreement: mean(a.agree) })), recipe: p.text,
         };
         results.push(point);

@@ -62,10 +62,7 @@ export class Generator {
     const matmulScratch = arena.alloc(MATMUL_SCRATCH_BYTES);
     let tables: { cos: number; sin: number } | undefined;
     if (spec.rope) {
-      const { cos, sin } = ropeTables(spec.rope, 0, maxLength);
-      tables = { cos: arena.alloc(cos.byteLength), sin: arena.alloc(sin.byteLength) };
-      arena.f32(tables.cos, cos.length).set(cos);
-      arena.f32(tables.sin, sin.length).set(sin);
+      tables = ropeTables(spec.rope, maxLength, this.k);
     }
     const layers: LoadedLayer[] = [];
     for (const lw of weights.layers) layers.push(Object.fromEntries(await this.reader.loadAll(Object.entries(lw) as [keyof LayerWeights, WeightRef][])));
@@ -106,7 +103,7 @@ export class Generator {
       const logits = arena.alloc(spec.vocab * 4);
       // The output projection is nn.Linear's [vocab, hidden] in every family (GPT-2 included).
       k.linear(last, 1, H, w.lmHead.ptr, w.lmHead.code, spec.vocab, logits, 0, ctx.matmulScratch);
-      const id = sample(arena.f32(logits, spec.vocab), sampling, step);
+      const id = sample(this.k, logits, spec.vocab, sampling, step);
       out.push(id);
       onToken(id);
       pos += T;
@@ -135,24 +132,20 @@ export class Generator {
   }
 }
 
-/** Greedy: the first largest logit. Else softmax(z / temperature) sampled with a counter-based generator. */
-export function sample(logits: Float32Array, sampling: Sampling, step: number): number {
+/**
+ * Greedy: the first largest of the `n` float32 logits at `logits`. Else softmax(z / temperature)
+ * sampled with a counter-based generator, by the kernels (their exp is the same bits in every runtime).
+ */
+export function sample(k: Kernels, logits: number, n: number, sampling: Sampling, step: number): number {
+  const z = k.arena.f32(logits, n);
   let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+  for (let i = 1; i < n; i++) if (z[i]! > z[best]!) best = i;
   if (sampling.temperature <= 0) return best;
-  const m = logits[best]!;
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += Math.exp((logits[i]! - m) / sampling.temperature);
-  let u = uniform(sampling.seed, step) * sum;
-  for (let i = 0; i < logits.length; i++) {
-    u -= Math.exp((logits[i]! - m) / sampling.temperature);
-    if (u < 0) return i;
-  }
-  return best;
+  return k.exports.sampleSoftmax(logits, n, best, sampling.temperature, samplingUniform(sampling.seed, step));
 }
 
 /** A uniform number in [0, 1) from (seed, step) alone: the same seed gives the same tokens. */
-function uniform(seed: number, step: number): number {
+export function samplingUniform(seed: number, step: number): number {
   let x = (Math.imul(step + 1, 0x9e3779b1) ^ Math.imul(seed ^ 0x6a09e667, 0x85ebca77)) >>> 0;
   x ^= x >>> 16; x = Math.imul(x, 0x21f0aaad); x ^= x >>> 15; x = Math.imul(x, 0x735a2d97); x ^= x >>> 15;
   return (x >>> 0) / 4294967296;

@@ -3,15 +3,20 @@
  * rounded after every operation (decoder-forward.md 3.4). Angles reach 10⁵ radians, where float32
  * values are 1/64 apart, so computing them "more accurately" in float64 misses transformers' cos and
  * sin by up to 8e-3; following its float32 steps reproduces them. Math.fround after each step,
- * Math.pow / Math.cos in float64 and rounded once, as the note measured.
+ * pow / cos / sin in float64 and rounded once, as the note measured. pow, cos and sin are the
+ * kernels' (kernels/scalar-math.ts), not JavaScript's Math: the tables are the same bits in every runtime.
  */
 import { describeValue, ModelError } from "../errors";
+import type { Kernels } from "../kernels/kernels";
+import { scalarMathOf, type ScalarMath } from "../kernels/scalar-math";
 
 export interface RopeSpec {
   /** Rotated dims per head (the whole head here: partial rotation is not supported). */
   rot: number;
-  /** rot/2 float32 inverse frequencies after any scaling. */
-  invFreq: Float32Array;
+  /** The base θ of the frequencies θ^(−2i/rot). */
+  theta: number;
+  /** How the frequencies are rescaled (llama3: the band parameters, read and checked from the config). */
+  scaling: { type: "none" } | { type: "linear"; factor: number } | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number };
   /** Multiplies cos and sin (1 for the supported types). */
   attentionFactor: number;
   /** The model's declared context, where a rope type depends on it (dynamic). */
@@ -44,27 +49,56 @@ export function ropeFrequencies(config: Record<string, unknown>, headDim: number
   const maxPositions = typeof config.max_position_embeddings === "number" ? config.max_position_embeddings : undefined;
 
   const rot = headDim;
-  const base = new Float32Array(rot / 2);
-  for (let i = 0; i < rot / 2; i++) {
-    const e = f32(f32(2 * i) / rot);
-    const p = f32(Math.pow(theta, e));
-    base[i] = f32(1 / p);
-  }
   switch (type) {
     case "default":
-      return { rot, invFreq: base, attentionFactor: 1, maxPositions: undefined };
+      return { rot, theta, scaling: { type: "none" }, attentionFactor: 1, maxPositions: undefined };
     case "dynamic":
       // NTK scaling starts only past max_position_embeddings; below it the frequencies are default.
-      return { rot, invFreq: base, attentionFactor: 1, maxPositions: maxPositions ?? 2048 };
+      return { rot, theta, scaling: { type: "none" }, attentionFactor: 1, maxPositions: maxPositions ?? 2048 };
     case "linear": {
       const s = params.factor;
       if (typeof s !== "number" || !(s > 0)) throw bad(`${key}.factor`, `must be a positive number, found ${describeValue(s)}`);
-      return { rot, invFreq: base.map((f) => f32(f / s)), attentionFactor: 1, maxPositions: undefined };
+      return { rot, theta, scaling: { type: "linear", factor: s }, attentionFactor: 1, maxPositions: undefined };
     }
     case "llama3":
-      return { rot, invFreq: llama3(base, params, config, maxPositions, key, bad), attentionFactor: 1, maxPositions: undefined };
+      return { rot, theta, scaling: llama3Parameters(params, config, maxPositions, key, bad), attentionFactor: 1, maxPositions: undefined };
     default:
       throw bad(`${key}.rope_type`, `${describeValue(type)} is not supported (default, linear, llama3, dynamic)`);
+  }
+}
+
+/** The llama3 band parameters of a config (checked when the config is read, used when tables are made). */
+function llama3Parameters(params: Record<string, unknown>, config: Record<string, unknown>, maxPositions: number | undefined, key: string,
+  bad: (key: string, what: string) => ModelError): Extract<RopeSpec["scaling"], { type: "llama3" }> {
+  const get = (name: string, fallback?: number): number => {
+    const v = params[name] ?? fallback;
+    if (typeof v !== "number" || !Number.isFinite(v)) throw bad(`${key}.${name}`, `must be a number, found ${describeValue(v)}`);
+    return v;
+  };
+  const factor = get("factor");
+  const lowFreqFactor = get("low_freq_factor", 1);
+  const highFreqFactor = get("high_freq_factor", 4);
+  const topLevel = config.original_max_position_embeddings;
+  const originalMaxPositions = typeof topLevel === "number" ? topLevel : get("original_max_position_embeddings", maxPositions);
+  return { type: "llama3", factor, lowFreqFactor, highFreqFactor, originalMaxPositions };
+}
+
+/** The rot/2 float32 inverse frequencies after any scaling: f_i = f32(1 / f32(θ^f32(2i / rot))). */
+export function ropeInverseFrequencies(rope: RopeSpec, math: ScalarMath): Float32Array {
+  const { rot, theta, scaling } = rope;
+  const base = new Float32Array(rot / 2);
+  for (let i = 0; i < rot / 2; i++) {
+    const e = f32(f32(2 * i) / rot);
+    const p = f32(math.pow(theta, e));
+    base[i] = f32(1 / p);
+  }
+  switch (scaling.type) {
+    case "none":
+      return base;
+    case "linear":
+      return base.map((f) => f32(f / scaling.factor));
+    case "llama3":
+      return llama3(base, scaling);
   }
 }
 
@@ -72,18 +106,8 @@ export function ropeFrequencies(config: Record<string, unknown>, headDim: number
  * Llama 3's frequency bands, evaluated as torch does: float32 with a rounding after every operation,
  * and "scalar / tensor" as reciprocal-then-multiply (decoder-forward.md 3.4).
  */
-function llama3(base: Float32Array, params: Record<string, unknown>, config: Record<string, unknown>, maxPositions: number | undefined, key: string,
-  bad: (key: string, what: string) => ModelError): Float32Array {
-  const get = (name: string, fallback?: number): number => {
-    const v = params[name] ?? fallback;
-    if (typeof v !== "number" || !Number.isFinite(v)) throw bad(`${key}.${name}`, `must be a number, found ${describeValue(v)}`);
-    return v;
-  };
-  const s = get("factor");
-  const alpha = get("low_freq_factor", 1);
-  const beta = get("high_freq_factor", 4);
-  const topLevel = config.original_max_position_embeddings;
-  const l0 = typeof topLevel === "number" ? topLevel : get("original_max_position_embeddings", maxPositions);
+function llama3(base: Float32Array, p: Extract<RopeSpec["scaling"], { type: "llama3" }>): Float32Array {
+  const { factor: s, lowFreqFactor: alpha, highFreqFactor: beta, originalMaxPositions: l0 } = p;
   const twoPi = f32(2 * Math.PI);
   const lowWavelen = l0 / alpha, highWavelen = l0 / beta;
   return base.map((f) => {
@@ -96,19 +120,20 @@ function llama3(base: Float32Array, params: Record<string, unknown>, config: Rec
 }
 
 /**
- * cos and sin of positions [from, to) for each frequency, float32 as transformers makes them:
- * φ = f32(f32(t) · f), then cos and sin of φ rounded once (and scaled by the attention factor).
- * Row t − from holds rot/2 values.
+ * cos and sin of positions 0..rows−1 for each frequency, float32 as transformers makes them:
+ * φ = f32(f32(t) · f), then cos and sin of φ rounded once (and scaled by the attention factor), by the
+ * kernels (assembly/scalar-math.ts). Both tables are allocated in the kernels' arena; row t holds rot/2
+ * values.
  */
-export function ropeTables(rope: RopeSpec, from: number, to: number): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(rope: RopeSpec, rows: number, k: Kernels): { cos: number; sin: number } {
+  const { arena, exports } = k;
   const half = rope.rot / 2;
-  const cos = new Float32Array((to - from) * half), sin = new Float32Array((to - from) * half);
-  for (let t = from; t < to; t++) {
-    for (let i = 0; i < half; i++) {
-      const phi = f32(f32(t) * rope.invFreq[i]!);
-      cos[(t - from) * half + i] = f32(f32(Math.cos(phi)) * rope.attentionFactor);
-      sin[(t - from) * half + i] = f32(f32(Math.sin(phi)) * rope.attentionFactor);
-    }
-  }
+  const invFreq = ropeInverseFrequencies(rope, scalarMathOf(exports));
+  const cos = arena.alloc(rows * half * 4), sin = arena.alloc(rows * half * 4);
+  const mark = arena.mark();
+  const freq = arena.alloc(half * 4);
+  arena.f32(freq, half).set(invFreq);
+  exports.ropeTables(freq, half, rows, rope.attentionFactor, cos, sin);
+  arena.release(mark);
   return { cos, sin };
 }

@@ -72,11 +72,7 @@ export class EvalSession {
     const H = spec.hidden;
     const hidden = arena.alloc(this.rows * H * 4);
     if (spec.rope) {
-      const { cos, sin } = ropeTables(spec.rope, 0, Math.max(1, this.maxLength));
-      const c = arena.alloc(cos.byteLength), s = arena.alloc(sin.byteLength);
-      arena.f32(c, cos.length).set(cos);
-      arena.f32(s, sin.length).set(sin);
-      this.tables.set(model, { cos: c, sin: s });
+      this.tables.set(model, ropeTables(spec.rope, Math.max(1, this.maxLength), this.k));
     }
     this.kept = arena.mark();
     this.hidden.set(model, hidden);
@@ -237,17 +233,18 @@ export class EvalSession {
   private results(states: number[], predicted: number, againstCount: number): SequenceScores {
     const view = this.k.arena.f64(states[0]!, (predicted * SCORE_RECORD) / 8);
     const at = (records: Float64Array, r: number, field: number) => records[(r * SCORE_RECORD + field) / 8]!;
+    const log = this.k.exports.scalarLog; // the kernels' log: the same bits in every runtime (kernels/scalar-math.ts)
     const nll = new Float64Array(predicted);
     for (let r = 0; r < predicted; r++) {
-      const lse = at(view, r, SCORE_M_E) + Math.log(at(view, r, SCORE_S_E));
+      const lse = at(view, r, SCORE_M_E) + log(at(view, r, SCORE_S_E));
       nll[r] = lse - at(view, r, SCORE_TARGET);
     }
     const against = Array.from({ length: againstCount }, (_, i) => {
       const records = this.k.arena.f64(states[i]!, (predicted * SCORE_RECORD) / 8);
       const kl = new Float64Array(predicted), agree = new Uint8Array(predicted);
       for (let r = 0; r < predicted; r++) {
-        const lseE = at(records, r, SCORE_M_E) + Math.log(at(records, r, SCORE_S_E));
-        const lseA = at(records, r, SCORE_M_A) + Math.log(at(records, r, SCORE_S_A));
+        const lseE = at(records, r, SCORE_M_E) + log(at(records, r, SCORE_S_E));
+        const lseA = at(records, r, SCORE_M_A) + log(at(records, r, SCORE_S_A));
         kl[r] = at(records, r, SCORE_W_A) / at(records, r, SCORE_S_A) - lseA + lseE;
         agree[r] = at(records, r, SCORE_BEST_A) === at(records, r, SCORE_BEST_E) ? 1 : 0;
       }

@@ -11,6 +11,7 @@
 import { SCRATCH_BYTES } from "../../assembly/layout";
 import { IS_NODE } from "../env";
 import { OptionError, WorkerError } from "../errors";
+import { adoptScalarMath } from "./scalar-math";
 
 export type KernelExports = {
   memory: WebAssembly.Memory;
@@ -75,6 +76,14 @@ export type KernelExports = {
   jacobiSvd(b: number, l: number, n: number, work: number, p: number, sigma: number): number;
   loraFactors(rows: number, p: number, sigma: number, l: number, n: number, r: number, a: number, wl: number): void;
   addScaledInPlace(x: number, dtype: number, d: number, scale: number, n: number): void;
+  scalarSin(x: number): number;
+  scalarCos(x: number): number;
+  scalarAcos(x: number): number;
+  scalarExp(x: number): number;
+  scalarLog(x: number): number;
+  scalarPow(x: number, y: number): number;
+  ropeTables(invFreq: number, half: number, rows: number, attentionFactor: number, cos: number, sin: number): void;
+  sampleSoftmax(logits: number, n: number, best: number, temperature: number, u: number): number;
 };
 
 const PAGE = 65536;
@@ -217,6 +226,7 @@ export async function loadKernels(budget: number, code?: Uint8Array | CompiledKe
   // not @assemblyscript/loader's: the loader tests `source instanceof Response`, and in Node the first
   // touch of the global Response loads all of fetch (undici), about 0.1 s of start-up for nothing.
   const exports = (await WebAssembly.instantiate(module, {})).exports as unknown as KernelExports;
+  adoptScalarMath(exports);
   const arena = new Arena(exports.memory, exports.heapBase(), budget);
   exports.setScratch(arena.alloc(SCRATCH_BYTES));
   arena.pinFloor();

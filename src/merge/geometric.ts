@@ -3,10 +3,12 @@
  * by pass like run-tensor.ts. nuslerp, multislerp, karcher and model_stock gather the Gram matrix of
  * their vectors in one pass (float64, in tile/row order or a fixed tree over rows, so chunking never
  * changes a bit); every norm, cosine and Karcher iteration is then scalar math on that small matrix,
- * and the output is a combination of the inputs with the coefficients found. arcee_fusion computes each
+ * and the output is a combination of the inputs with the coefficients found (acos, sin and cos are the
+ * kernels', kernels/scalar-math.ts: the same bits in every runtime). arcee_fusion computes each
  * row's KL divergence, selects the exact quartiles of the importances and masks.
  */
 import { RecipeError } from "../errors";
+import { scalarMath, type ScalarMath } from "../kernels/scalar-math";
 import type { GeometricOp, VectorLayout } from "../plan/geometric";
 import type { FinalRequest, TensorExecutor, TensorJob } from "./job";
 import { selectTopK } from "./select";
@@ -19,17 +21,20 @@ export async function geometricRequest(job: TensorJob, op: GeometricOp, exec: Te
       return arceeFusion(job, op.cols, exec);
     case "nuslerp": {
       const grams = await gramPass(job, exec, op.layout, op.cols, op.offsets, 2);
-      return combine(op.layout, op.cols, op.offsets, 2, grams, (g) => nuslerpCoefficients(op.t, g));
+      const math = await scalarMath();
+      return combine(op.layout, op.cols, op.offsets, 2, grams, (g) => nuslerpCoefficients(op.t, g, math));
     }
     case "multislerp": {
       const m = op.weights.length;
       const grams = await gramPass(job, exec, "flat", 1, op.offsets, m);
-      return combine("flat", 1, op.offsets, m, grams, (g) => multislerpCoefficients(op.weights, op.normalizeWeights, op.eps, g, job.name));
+      const math = await scalarMath();
+      return combine("flat", 1, op.offsets, m, grams, (g) => multislerpCoefficients(op.weights, op.normalizeWeights, op.eps, g, job.name, math));
     }
     case "karcher": {
       const m = job.inputs.length;
       const grams = await gramPass(job, exec, "flat", 1, false, m);
-      return combine("flat", 1, false, m, grams, (g) => karcherCoefficients(op.maxIter, op.tol, g, m));
+      const math = await scalarMath();
+      return combine("flat", 1, false, m, grams, (g) => karcherCoefficients(op.maxIter, op.tol, g, m, math));
     }
     case "modelStock": {
       const m = job.inputs.length - 1;
@@ -140,17 +145,17 @@ function dotWith(g: Gram, c: number[], i: number): number {
  * nuslerp (section 1.4): both vectors normalised with norms clamped to >= 1e-7, the angle from their
  * clamped cosine, spherical coefficients on the original vectors; lerp where |sin theta| < 1e-8.
  */
-export function nuslerpCoefficients(t: number, g: Gram): number[] {
+export function nuslerpCoefficients(t: number, g: Gram, math: ScalarMath): number[] {
   const n0 = Math.max(sqrt0(g(0, 0)), 1e-7), n1 = Math.max(sqrt0(g(1, 1)), 1e-7);
   const cos = Math.min(1, Math.max(-1, g(0, 1) / (n0 * n1)));
-  const theta = Math.acos(cos);
-  const sin = Math.sin(theta);
+  const theta = math.acos(cos);
+  const sin = math.sin(theta);
   if (Math.abs(sin) < 1e-8) return [1 - t, t];
-  return [Math.sin((1 - t) * theta) / sin, Math.sin(t * theta) / sin];
+  return [math.sin((1 - t) * theta) / sin, math.sin(t * theta) / sin];
 }
 
 /** multislerp (section 1.5): the weighted spherical mean of the unit vectors, scaled by the mean norm. */
-export function multislerpCoefficients(weights: number[], normalize: boolean, eps: number, g: Gram, tensor: string): number[] {
+export function multislerpCoefficients(weights: number[], normalize: boolean, eps: number, g: Gram, tensor: string, math: ScalarMath): number[] {
   const m = weights.length;
   let w = weights;
   if (normalize) {
@@ -176,11 +181,11 @@ export function multislerpCoefficients(weights: number[], normalize: boolean, ep
   }
   const tNorm = sqrt0(quadratic(g, tangent)) + eps;
   const avgNorm = w.reduce((s, wi, i) => s + wi * norms[i]!, 0);
-  return unitMean.map((u, i) => avgNorm * (u * Math.cos(tNorm) + tangent[i]! * (Math.sin(tNorm) / tNorm)));
+  return unitMean.map((u, i) => avgNorm * (u * math.cos(tNorm) + tangent[i]! * (math.sin(tNorm) / tNorm)));
 }
 
 /** karcher (section 1.6): the Riemannian mean of the directions, equal weights, scaled by the mean norm. */
-export function karcherCoefficients(maxIter: number, tol: number, g: Gram, m: number): number[] {
+export function karcherCoefficients(maxIter: number, tol: number, g: Gram, m: number, math: ScalarMath): number[] {
   const alpha = 1 / m;
   const norms = Array.from({ length: m }, (_, i) => sqrt0(g(i, i)));
   const valid = norms.flatMap((x, i) => (x > tol ? [i] : []));
@@ -200,15 +205,15 @@ export function karcherCoefficients(maxIter: number, tol: number, g: Gram, m: nu
     const T = new Array<number>(m).fill(0);
     for (const i of valid) {
       const dot = Math.min(1, Math.max(-1, dotWith(g, a, i) / norms[i]!));
-      const theta = Math.acos(dot);
+      const theta = math.acos(dot);
       if (theta < tol) continue;
-      const f = (w * theta) / Math.sin(theta);
+      const f = (w * theta) / math.sin(theta);
       T[i] += f / norms[i]!;
       for (let j = 0; j < m; j++) T[j] -= f * dot * a[j]!;
     }
     const normT = sqrt0(quadratic(g, T));
     if (normT < tol) break;
-    const c = Math.cos(normT), s = Math.sin(normT) / normT;
+    const c = math.cos(normT), s = math.sin(normT) / normT;
     a = a.map((x, j) => c * x + s * T[j]!);
     const uNorm = sqrt0(quadratic(g, a));
     if (uNorm > tol) a = a.map((x) => x / uNorm);

@@ -4,6 +4,7 @@
  * across all workers; only the executor differs. Whole-tensor sums are added up tile by tile in tile
  * order, so results do not depend on chunking.
  */
+import { scalarMath, type ScalarMath } from "../kernels/scalar-math";
 import type { TaskSpec, TensorOp } from "../plan/plan";
 import { dareStreamKey, dareThreshold } from "./dare";
 import { geometricRequest } from "./geometric";
@@ -22,7 +23,7 @@ async function finalRequest(job: TensorJob, op: TensorOp, exec: TensorExecutor):
     case "sum":
       return { kind: "sum", weights: op.weights, normalize: op.normalize, divisor: op.divisor };
     case "slerp":
-      return slerp(op.t, await exec.pass({ kind: "slerpStats" }));
+      return slerp(op.t, await exec.pass({ kind: "slerpStats" }), await scalarMath());
     case "taskVector":
       return taskVector(job, op, exec);
     case "sce":
@@ -47,9 +48,10 @@ export function tileSum(results: PassResult[], stride: number, i: number): numbe
 
 /**
  * mergekit's slerp: the angle between the two tensors (as flat vectors, each normalised unless its norm
- * is below 1e-8) decides the coefficients; nearly colinear tensors (|cos| > 0.9995) are lerped.
+ * is below 1e-8) decides the coefficients; nearly colinear tensors (|cos| > 0.9995) are lerped. acos
+ * and sin are the kernels' (the same bits in every runtime).
  */
-function slerp(t: number, stats: PassResult[]): FinalRequest {
+function slerp(t: number, stats: PassResult[], math: ScalarMath): FinalRequest {
   const n0 = Math.sqrt(tileSum(stats, 3, 0));
   const n1 = Math.sqrt(tileSum(stats, 3, 1));
   const dot = tileSum(stats, 3, 2);
@@ -58,10 +60,10 @@ function slerp(t: number, stats: PassResult[]): FinalRequest {
   if (Math.abs(d) > 0.9995) {
     [s0, s1] = [1 - t, t];
   } else {
-    const theta = Math.acos(d);
+    const theta = math.acos(d);
     const thetaT = theta * t;
-    const sinTheta = Math.sin(theta);
-    [s0, s1] = [Math.sin(theta - thetaT) / sinTheta, Math.sin(thetaT) / sinTheta];
+    const sinTheta = math.sin(theta);
+    [s0, s1] = [math.sin(theta - thetaT) / sinTheta, math.sin(thetaT) / sinTheta];
   }
   return { kind: "sum", weights: [Math.fround(s0), Math.fround(s1)], normalize: false, divisor: 1 };
 }

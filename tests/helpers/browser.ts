@@ -55,19 +55,6 @@ export interface BrowserEnv {
 }
 
 /** Fails (never skips) when there is no Chromium to drive or no built page to serve. */
-/**
- * The page's numbers (data-value strings) against the CLI's, within 4 ulps: NLL, KL and perplexity end
- * in JavaScript's Math.log and Math.exp, which Chromium's V8 and Node's may round differently in the last
- * bit (the kernels' arithmetic, plain SIMD, is the same bits in both).
- */
-export function assertCloseNumbers(actual: readonly (string | undefined)[], expected: readonly number[], what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: ${actual.length} numbers on the page, ${expected.length} from the CLI`);
-  actual.forEach((text, i) => {
-    const x = Number(text), e = expected[i]!;
-    assert.ok(x === e || Math.abs(x - e) <= 4 * Number.EPSILON * Math.abs(e), `${what} [${i}]: the page shows ${text}, the CLI ${e}`);
-  });
-}
-
 export async function checkPrerequisites(): Promise<void> {
   try {
     await access(CHROMIUM_PATH, constants.X_OK);
