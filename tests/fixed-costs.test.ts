@@ -2,10 +2,11 @@
 // count is left to weightsoup, writing what the reference and any number of workers write; a larger one
 // starts workers; the kernels compile once per thread and instantiate from the compiled module; a merge
 // leaves nothing running behind it; --profile (WEIGHTSOUP_PROFILE) prints the merge's timeline.
+// The built CLI loads the code of the commands a merge does not run, and the wasm builds, only when needed.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readFile, readdir } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { merge } from "../src/node";
 import { IN_THREAD_BYTES } from "../src/api/merge";
@@ -144,5 +145,58 @@ describe("--profile and WEIGHTSOUP_PROFILE", { timeout: 120_000 }, () => {
     const off = run(["merge", recipe, join(root, "not-profiled"), "--quiet"], quiet);
     assert.equal(off.status, 0, off.stderr);
     assert.doesNotMatch(off.stderr, /profile/);
+  });
+});
+
+/** The files a module loads before its code runs: its static imports, transitively (./name.js in the same folder). */
+async function staticClosure(file: string): Promise<string[]> {
+  const seen = [basename(file)];
+  for (let i = 0; i < seen.length; i++) {
+    const text = await readFile(join(dirname(file), seen[i]!), "utf8");
+    for (const m of text.matchAll(/^(?:import|export)\s[^;]*?from\s*"\.\/([^"]+)"|^import\s*"\.\/([^"]+)"/gm)) {
+      const name = m[1] ?? m[2]!;
+      if (!seen.includes(name)) seen.push(name);
+    }
+  }
+  return seen;
+}
+
+describe("the CLI loads only what its command needs", { timeout: 120_000 }, () => {
+  const LAZY = ["align", "barrier", "eval", "generate", "extract-lora", "path", "soup", "diagnose", "sweep"] as const;
+
+  test("starting the CLI parses neither wasm build nor the code of the commands a merge does not run", async () => {
+    const loaded = await staticClosure(CLI);
+    assert.ok(loaded.length > 1, `dist/cli.js imports its shared chunks: ${loaded.join(", ")}`);
+    for (const file of loaded) {
+      const text = await readFile(join(dirname(CLI), file), "utf8");
+      assert.ok(!text.includes("AGFzbQ"), `${file} (loaded at start-up) embeds a wasm build (base64 of "\\0asm")`);
+      assert.doesNotMatch(file, /^cli-(align|eval|lora|measure|diagnose|sweep)-/, `${file} is loaded at start-up`);
+    }
+    // Each build is there, in a chunk of its own, imported when a thread first compiles it.
+    const chunks = (await readdir(dirname(CLI))).filter((f) => /^cli-.*\.js$/.test(f) && !loaded.includes(f));
+    const embedding = [];
+    for (const f of chunks) if ((await readFile(join(dirname(CLI), f), "utf8")).includes("AGFzbQ")) embedding.push(f);
+    assert.equal(embedding.length, 2, `the plain and relaxed builds, each in a chunk of its own: ${embedding.join(", ")}`);
+  });
+
+  for (const command of LAZY) {
+    test(`${command}, loaded when it runs, works from the built CLI (--help, and a usage error exits 2)`, () => {
+      const help = spawnSync(process.execPath, [CLI, command, "--help"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+      assert.equal(help.status, 0, help.stderr);
+      assert.ok(help.stdout.startsWith(`usage: weightsoup ${command} `), help.stdout);
+      const bad = spawnSync(process.execPath, [CLI, command, "--no-such-flag"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+      assert.equal(bad.status, 2, bad.stderr);
+      assert.match(bad.stderr, new RegExp(`^weightsoup: .*--no-such-flag[^]*usage: weightsoup ${command} `, "m"));
+    });
+  }
+
+  test("the CLI exits as soon as its command is done, with all of its output through a pipe and its exit status", () => {
+    const r = spawnSync(process.execPath, [CLI, "inspect", join(root, "ties", "a"), "--json"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+    assert.equal(r.status, 0, r.stderr);
+    const report = JSON.parse(r.stdout) as { tensors: unknown[] };
+    assert.equal(report.tensors.length, models.a!.tensors.size, "every tensor of the model is listed");
+    const failed = spawnSync(process.execPath, [CLI, "merge", join(root, "no-such-recipe.yml"), join(root, "never"), "--quiet"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+    assert.equal(failed.status, 1, failed.stderr);
+    assert.match(failed.stderr, /\[E_MODEL_NOT_FOUND\]/);
   });
 });
