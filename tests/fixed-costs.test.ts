@@ -5,7 +5,7 @@
 // The built CLI loads the code of the commands a merge does not run, and the wasm builds, only when needed.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFile, readdir } from "node:fs/promises";
+import { readFile, readdir, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { merge } from "../src/node";
@@ -148,13 +148,16 @@ describe("--profile and WEIGHTSOUP_PROFILE", { timeout: 120_000 }, () => {
   });
 });
 
-/** The files a module loads before its code runs: its static imports, transitively (./name.js in the same folder). */
-async function staticClosure(file: string): Promise<string[]> {
+/**
+ * The files the CLI loads whatever its command: the static imports of dist/cli.js, transitively (./name.js
+ * in the same folder), and the command dispatcher it imports at start-up (once the compile cache is on).
+ */
+async function startupClosure(file: string): Promise<string[]> {
   const seen = [basename(file)];
   for (let i = 0; i < seen.length; i++) {
     const text = await readFile(join(dirname(file), seen[i]!), "utf8");
-    for (const m of text.matchAll(/^(?:import|export)\s[^;]*?from\s*"\.\/([^"]+)"|^import\s*"\.\/([^"]+)"/gm)) {
-      const name = m[1] ?? m[2]!;
+    for (const m of text.matchAll(/^(?:import|export)\s[^;]*?from\s*"\.\/([^"]+)"|^import\s*"\.\/([^"]+)"|^var \{ main \} = await import\("\.\/([^"]+)"\)/gm)) {
+      const name = m[1] ?? m[2] ?? m[3]!;
       if (!seen.includes(name)) seen.push(name);
     }
   }
@@ -165,8 +168,8 @@ describe("the CLI loads only what its command needs", { timeout: 120_000 }, () =
   const LAZY = ["align", "barrier", "eval", "generate", "extract-lora", "path", "soup", "diagnose", "sweep"] as const;
 
   test("starting the CLI parses neither wasm build nor the code of the commands a merge does not run", async () => {
-    const loaded = await staticClosure(CLI);
-    assert.ok(loaded.length > 1, `dist/cli.js imports its shared chunks: ${loaded.join(", ")}`);
+    const loaded = await startupClosure(CLI);
+    assert.ok(loaded.some((f) => f.startsWith("cli-main-")), `dist/cli.js imports the command dispatcher: ${loaded.join(", ")}`);
     for (const file of loaded) {
       const text = await readFile(join(dirname(CLI), file), "utf8");
       assert.ok(!text.includes("AGFzbQ"), `${file} (loaded at start-up) embeds a wasm build (base64 of "\\0asm")`);
@@ -189,6 +192,17 @@ describe("the CLI loads only what its command needs", { timeout: 120_000 }, () =
       assert.match(bad.stderr, new RegExp(`^weightsoup: .*--no-such-flag[^]*usage: weightsoup ${command} `, "m"));
     });
   }
+
+  test("with no writable folder for the compile cache (Node >= 22.1 keeps one in os.tmpdir()), the CLI runs as without it", async () => {
+    const file = join(root, "a-file");
+    await writeFile(file, "not a folder");
+    const env = { ...process.env, TMPDIR: join(file, "cache"), NODE_COMPILE_CACHE: undefined };
+    const out = join(root, "no-cache-folder");
+    const r = spawnSync(process.execPath, [CLI, "merge", recipe, out, "--quiet", "--json"], { encoding: "utf8", env, timeout: 60_000, killSignal: "SIGKILL" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, "", "nothing about the cache on stderr");
+    assert.equal((JSON.parse(r.stdout) as { tensors: number }).tensors, (await readOutput(out)).tensors.size);
+  });
 
   test("the CLI exits as soon as its command is done, with all of its output through a pipe and its exit status", () => {
     const r = spawnSync(process.execPath, [CLI, "inspect", join(root, "ties", "a"), "--json"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });

@@ -1,6 +1,15 @@
 #!/usr/bin/env node
-import { main } from "./main";
+import nodeModule from "node:module";
 import { noteStartup } from "../eval/profile";
+
+// Most of a small command's time past Node's own start-up is V8 compiling our code on first use. From
+// Node 22.1, module.enableCompileCache keeps that compiled code in a folder (os.tmpdir()/node-compile-cache
+// unless NODE_COMPILE_CACHE names one) for the next run; Node checks each entry against the source it was
+// compiled from, and leaves the cache off, without an error, when the folder cannot be written. Node 20
+// has no such cache (the function is undefined). It must be on before the command's modules load: they
+// are imported after this call.
+(nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.();
+const { main } = await import("./main");
 
 noteStartup();
 
