@@ -33,7 +33,8 @@ export async function fixedCostSection(dir: string, quick: boolean, line: (s?: s
   for (const skill of EXAMPLE_SKILLS) await writeLlamaModel(join(small, skill.name), SMALL_SHAPE, skill);
   await writeFile(join(small, "recipe.yml"), exampleRecipe);
   const sizeOf = async (folder: string) => (await stat(join(folder, "base", "model.safetensors"))).size;
-  const reps = quick ? 3 : 9;
+  // BENCH_FIXED_REPS: more alternations, when the machine is too busy for the best of 9 to settle.
+  const reps = Number(process.env.BENCH_FIXED_REPS) || (quick ? 3 : 9);
   line(`11. Fixed costs: the whole \`weightsoup merge\` process (dist/cli.js, the example's TIES recipe, 4 inputs) next to \`node -e 0\`, best of ${reps} alternating runs`);
 
   const wall = (argv: string[], out?: string) => {
