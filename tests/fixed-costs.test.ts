@@ -2,10 +2,11 @@
 // count is left to weightsoup, writing what the reference and any number of workers write; a larger one
 // starts workers; the kernels compile once per thread and instantiate from the compiled module; a merge
 // leaves nothing running behind it; --profile (WEIGHTSOUP_PROFILE) prints the merge's timeline.
-// The built CLI loads the code of the commands a merge does not run, and the wasm builds, only when needed.
+// The built CLI loads the code of the commands a merge does not run only when needed, and the kernels from
+// the .wasm files beside it (its embedded copies only without them).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFile, readdir, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { merge } from "../src/node";
@@ -202,6 +203,24 @@ describe("the CLI loads only what its command needs", { timeout: 120_000 }, () =
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stderr, "", "nothing about the cache on stderr");
     assert.equal((JSON.parse(r.stdout) as { tensors: number }).tensors, (await readOutput(out)).tensors.size);
+  });
+
+  test("the CLI compiles the kernels from the kernels.wasm beside it, and from its embedded copy where there is none", async () => {
+    const lone = join(root, "cli-without-wasm");
+    await mkdir(lone);
+    for (const file of (await readdir(dirname(CLI))).filter((f) => /^(cli(-.*)?|worker)\.js$/.test(f))) await copyFile(join(dirname(CLI), file), join(lone, file));
+    const mergeWith = (cli: string, out: string) => spawnSync(process.execPath, [cli, "merge", recipe, out, "--quiet"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+    const beside = mergeWith(CLI, join(root, "wasm-beside")), embedded = mergeWith(join(lone, "cli.js"), join(root, "wasm-embedded"));
+    assert.equal(beside.status, 0, beside.stderr);
+    assert.equal(embedded.status, 0, embedded.stderr);
+    const [a, b] = [await weights(join(root, "wasm-beside")), await weights(join(root, "wasm-embedded"))];
+    assert.deepEqual([...a.keys()], [...b.keys()]);
+    for (const [file, bytes] of a) assert.ok(bytes.equals(b.get(file)!), `${file} differs between the file beside and the embedded copy`);
+    // The file beside is the one compiled: one that is not wasm fails the merge (a broken install).
+    await writeFile(join(lone, "kernels.wasm"), "not wasm");
+    const broken = mergeWith(join(lone, "cli.js"), join(root, "wasm-broken"));
+    assert.equal(broken.status, 1);
+    assert.match(broken.stderr, /WebAssembly\.compile\(\): expected magic word/);
   });
 
   test("the CLI exits as soon as its command is done, with all of its output through a pipe and its exit status", () => {
