@@ -6,6 +6,8 @@
 // The difference from `node -e 0` is what weightsoup costs on top of starting Node. Each merge writes
 // a new output folder (the previous one is removed before the clock starts: replacing a folder with
 // --force is a cost of its own). Then one `--profile` run of the small merge shows where the time goes.
+// BENCH_BASELINE_CLI=path/to/an/older/dist/cli.js adds that build's two merges to the same alternation,
+// to measure a change before and after in one run.
 import { spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { rm, stat, writeFile } from "node:fs/promises";
@@ -31,7 +33,8 @@ export async function fixedCostSection(dir: string, quick: boolean, line: (s?: s
   for (const skill of EXAMPLE_SKILLS) await writeLlamaModel(join(small, skill.name), SMALL_SHAPE, skill);
   await writeFile(join(small, "recipe.yml"), exampleRecipe);
   const sizeOf = async (folder: string) => (await stat(join(folder, "base", "model.safetensors"))).size;
-  const reps = quick ? 3 : 9;
+  // BENCH_FIXED_REPS: more alternations, when the machine is too busy for the best of 9 to settle.
+  const reps = Number(process.env.BENCH_FIXED_REPS) || (quick ? 3 : 9);
   line(`11. Fixed costs: the whole \`weightsoup merge\` process (dist/cli.js, the example's TIES recipe, 4 inputs) next to \`node -e 0\`, best of ${reps} alternating runs`);
 
   const wall = (argv: string[], out?: string) => {
@@ -42,11 +45,17 @@ export async function fixedCostSection(dir: string, quick: boolean, line: (s?: s
     if (r.status !== 0) throw new Error(`${argv.join(" ")}: exit ${r.status}: ${r.stderr}`);
     return seconds;
   };
-  const merge = (folder: string, extra: string[] = []) => [CLI, "merge", join(folder, "recipe.yml"), join(folder, "out"), "--quiet", ...extra];
+  const merge = (folder: string, extra: string[] = [], cli = CLI) => [cli, "merge", join(folder, "recipe.yml"), join(folder, "out"), "--quiet", ...extra];
   const cases = [
     { name: `example (${mb(await sizeOf(example))} per model)`, argv: merge(example), out: join(example, "out") },
     { name: `small (${mb(await sizeOf(small))} per model)`, argv: merge(small), out: join(small, "out") },
   ];
+  const baseline = process.env.BENCH_BASELINE_CLI;
+  if (baseline) {
+    line(`   baseline: ${baseline} (BENCH_BASELINE_CLI), its merges in the same alternation`);
+    cases.push({ name: "example, baseline", argv: merge(example, [], baseline), out: join(example, "out") });
+    cases.push({ name: "small, baseline", argv: merge(small, [], baseline), out: join(small, "out") });
+  }
   for (const c of cases) wall(c.argv, c.out); // warm the page cache
   const node: number[] = [], merges: number[][] = cases.map(() => []);
   const load = loadavg()[0]!;
@@ -61,6 +70,7 @@ export async function fixedCostSection(dir: string, quick: boolean, line: (s?: s
     const best = Math.min(...merges[i]!);
     line(`   ${c.name.padEnd(30)} ${s(best)} ${s(median(merges[i]!))} ${s(best - nodeBest).padStart(11)}`);
   }
+  if (baseline) line(`   small merge: ${s(Math.min(...merges[1]!)).trim()} against ${s(Math.min(...merges[3]!)).trim()} for the baseline (best of ${reps})`);
   line(`   target: the small merge <= ${SMALL_TARGET.toFixed(2)} s above node (${(Math.min(...merges[1]!) - nodeBest).toFixed(3)} s); load average ${load.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after`);
   rmSync(cases[1]!.out, { recursive: true, force: true });
   const profiled = spawnSync(process.execPath, merge(small, ["--profile"]), { encoding: "utf8" });

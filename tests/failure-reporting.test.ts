@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, readdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { merge } from "../src/node";
 import { WeightsoupError } from "../src/errors";
@@ -65,7 +65,8 @@ describe("workers that cannot start", { timeout: 60_000 }, () => {
   test("`weightsoup example` without its worker script fails with exit 1, not a silent 0", async () => {
     const lonely = join(root, "lonely");
     await mkdir(lonely);
-    await copyFile(CLI, join(lonely, "cli.js")); // dist/cli.js bundles everything but worker.js
+    // dist/cli.js and the chunks it loads (dist/cli-*.js) bundle everything but worker.js.
+    for (const file of (await readdir(dirname(CLI))).filter((f) => /^cli(-.*)?\.js$/.test(f))) await copyFile(join(dirname(CLI), file), join(lonely, file));
     const r = spawnSync(process.execPath, [join(lonely, "cli.js"), "example", join(root, "example-out")], { encoding: "utf8", timeout: 120_000, killSignal: "SIGKILL" });
     assert.equal(r.status, 1, r.stdout + r.stderr);
     assert.match(r.stderr, /\[E_WORKER\]/);

@@ -2,10 +2,12 @@
 // count is left to weightsoup, writing what the reference and any number of workers write; a larger one
 // starts workers; the kernels compile once per thread and instantiate from the compiled module; a merge
 // leaves nothing running behind it; --profile (WEIGHTSOUP_PROFILE) prints the merge's timeline.
+// The built CLI loads the code of the commands a merge does not run only when needed, and the kernels from
+// the .wasm files beside it (its embedded copies only without them).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFile, readdir } from "node:fs/promises";
-import { join } from "node:path";
+import { copyFile, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { merge } from "../src/node";
 import { IN_THREAD_BYTES } from "../src/api/merge";
@@ -144,5 +146,90 @@ describe("--profile and WEIGHTSOUP_PROFILE", { timeout: 120_000 }, () => {
     const off = run(["merge", recipe, join(root, "not-profiled"), "--quiet"], quiet);
     assert.equal(off.status, 0, off.stderr);
     assert.doesNotMatch(off.stderr, /profile/);
+  });
+});
+
+/**
+ * The files the CLI loads whatever its command: the static imports of dist/cli.js, transitively (./name.js
+ * in the same folder), and the command dispatcher it imports at start-up (once the compile cache is on).
+ */
+async function startupClosure(file: string): Promise<string[]> {
+  const seen = [basename(file)];
+  for (let i = 0; i < seen.length; i++) {
+    const text = await readFile(join(dirname(file), seen[i]!), "utf8");
+    for (const m of text.matchAll(/^(?:import|export)\s[^;]*?from\s*"\.\/([^"]+)"|^import\s*"\.\/([^"]+)"|^var \{ main \} = await import\("\.\/([^"]+)"\)/gm)) {
+      const name = m[1] ?? m[2] ?? m[3]!;
+      if (!seen.includes(name)) seen.push(name);
+    }
+  }
+  return seen;
+}
+
+describe("the CLI loads only what its command needs", { timeout: 120_000 }, () => {
+  const LAZY = ["align", "barrier", "eval", "generate", "extract-lora", "path", "soup", "diagnose", "sweep"] as const;
+
+  test("starting the CLI parses neither wasm build nor the code of the commands a merge does not run", async () => {
+    const loaded = await startupClosure(CLI);
+    assert.ok(loaded.some((f) => f.startsWith("cli-main-")), `dist/cli.js imports the command dispatcher: ${loaded.join(", ")}`);
+    for (const file of loaded) {
+      const text = await readFile(join(dirname(CLI), file), "utf8");
+      assert.ok(!text.includes("AGFzbQ"), `${file} (loaded at start-up) embeds a wasm build (base64 of "\\0asm")`);
+      assert.doesNotMatch(file, /^cli-(align|eval|lora|measure|diagnose|sweep)-/, `${file} is loaded at start-up`);
+    }
+    // Each build is there, in a chunk of its own, imported when a thread first compiles it.
+    const chunks = (await readdir(dirname(CLI))).filter((f) => /^cli-.*\.js$/.test(f) && !loaded.includes(f));
+    const embedding = [];
+    for (const f of chunks) if ((await readFile(join(dirname(CLI), f), "utf8")).includes("AGFzbQ")) embedding.push(f);
+    assert.equal(embedding.length, 2, `the plain and relaxed builds, each in a chunk of its own: ${embedding.join(", ")}`);
+  });
+
+  for (const command of LAZY) {
+    test(`${command}, loaded when it runs, works from the built CLI (--help, and a usage error exits 2)`, () => {
+      const help = spawnSync(process.execPath, [CLI, command, "--help"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+      assert.equal(help.status, 0, help.stderr);
+      assert.ok(help.stdout.startsWith(`usage: weightsoup ${command} `), help.stdout);
+      const bad = spawnSync(process.execPath, [CLI, command, "--no-such-flag"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+      assert.equal(bad.status, 2, bad.stderr);
+      assert.match(bad.stderr, new RegExp(`^weightsoup: .*--no-such-flag[^]*usage: weightsoup ${command} `, "m"));
+    });
+  }
+
+  test("with no writable folder for the compile cache (Node >= 22.1 keeps one in os.tmpdir()), the CLI runs as without it", async () => {
+    const file = join(root, "a-file");
+    await writeFile(file, "not a folder");
+    const env = { ...process.env, TMPDIR: join(file, "cache"), NODE_COMPILE_CACHE: undefined };
+    const out = join(root, "no-cache-folder");
+    const r = spawnSync(process.execPath, [CLI, "merge", recipe, out, "--quiet", "--json"], { encoding: "utf8", env, timeout: 60_000, killSignal: "SIGKILL" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, "", "nothing about the cache on stderr");
+    assert.equal((JSON.parse(r.stdout) as { tensors: number }).tensors, (await readOutput(out)).tensors.size);
+  });
+
+  test("the CLI compiles the kernels from the kernels.wasm beside it, and from its embedded copy where there is none", async () => {
+    const lone = join(root, "cli-without-wasm");
+    await mkdir(lone);
+    for (const file of (await readdir(dirname(CLI))).filter((f) => /^(cli(-.*)?|worker)\.js$/.test(f))) await copyFile(join(dirname(CLI), file), join(lone, file));
+    const mergeWith = (cli: string, out: string) => spawnSync(process.execPath, [cli, "merge", recipe, out, "--quiet"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+    const beside = mergeWith(CLI, join(root, "wasm-beside")), embedded = mergeWith(join(lone, "cli.js"), join(root, "wasm-embedded"));
+    assert.equal(beside.status, 0, beside.stderr);
+    assert.equal(embedded.status, 0, embedded.stderr);
+    const [a, b] = [await weights(join(root, "wasm-beside")), await weights(join(root, "wasm-embedded"))];
+    assert.deepEqual([...a.keys()], [...b.keys()]);
+    for (const [file, bytes] of a) assert.ok(bytes.equals(b.get(file)!), `${file} differs between the file beside and the embedded copy`);
+    // The file beside is the one compiled: one that is not wasm fails the merge (a broken install).
+    await writeFile(join(lone, "kernels.wasm"), "not wasm");
+    const broken = mergeWith(join(lone, "cli.js"), join(root, "wasm-broken"));
+    assert.equal(broken.status, 1);
+    assert.match(broken.stderr, /WebAssembly\.compile\(\): expected magic word/);
+  });
+
+  test("the CLI exits as soon as its command is done, with all of its output through a pipe and its exit status", () => {
+    const r = spawnSync(process.execPath, [CLI, "inspect", join(root, "ties", "a"), "--json"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+    assert.equal(r.status, 0, r.stderr);
+    const report = JSON.parse(r.stdout) as { tensors: unknown[] };
+    assert.equal(report.tensors.length, models.a!.tensors.size, "every tensor of the model is listed");
+    const failed = spawnSync(process.execPath, [CLI, "merge", join(root, "no-such-recipe.yml"), join(root, "never"), "--quiet"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+    assert.equal(failed.status, 1, failed.stderr);
+    assert.match(failed.stderr, /\[E_MODEL_NOT_FOUND\]/);
   });
 });
