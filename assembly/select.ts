@@ -148,3 +148,29 @@ export function keyRange(keys: usize, n: i32, lo: u32, hi: u32, shift: u32, hist
   }
   writeStats(stats, above, inside, kept);
 }
+
+/**
+ * The nonzero buckets of a histogram as (bucket, count) u32 pairs at `pairs`, in bucket order; returns
+ * how many pairs. A chunk's fine bracket histogram holds far fewer distinct keys than buckets (bf16
+ * task vectors take few distinct values), so the pairs are what leaves the worker.
+ */
+export function nonzeroBuckets(hist: usize, buckets: i32, pairs: usize): i32 {
+  let n = 0;
+  let b = 0;
+  for (; b + 4 <= buckets; b += 4) {
+    if (!v128.any_true(v128.load(hist + (<usize>b << 2)))) continue;
+    for (let j = b; j < b + 4; j++) n = pairIfNonzero(hist, j, pairs, n);
+  }
+  for (; b < buckets; b++) n = pairIfNonzero(hist, b, pairs, n);
+  return n;
+}
+
+// @ts-ignore: decorator
+@inline
+function pairIfNonzero(hist: usize, bucket: i32, pairs: usize, n: i32): i32 {
+  const count = load<u32>(hist + (<usize>bucket << 2));
+  if (count == 0) return n;
+  store<u32>(pairs + (<usize>n << 3), bucket);
+  store<u32>(pairs + (<usize>n << 3), count, 4);
+  return n + 1;
+}

@@ -17,7 +17,7 @@ import { fusionKLPass, fusionRangePass, geometricFinal, gramPass, type ChunkView
 import { readMappedRows } from "../vocab/row-map";
 import { applyLoraDelta } from "../lora/apply";
 import { diagnoseChunk } from "../diagnose/chunk-stats";
-import { chunkRange, type FinalRequest, type JobInput, type KeySource, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
+import { chunkRange, type Counts, type FinalRequest, type JobInput, type KeySource, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
 import { SPARSE_SAMPLE_RUN, SPARSE_SAMPLE_STRIDE } from "./select";
 
 export interface LoadedChunk {
@@ -110,7 +110,7 @@ export class ChunkWorkspace {
       // A radix pass over every key at the sample's resolution is the sample histogram (plus a spare counter).
       exports.absDeltaRange(ptrs.get(t + 1)!, code(t + 1), ptrs.get(0)!, code(0), sampled, quant, 0, KEY_END, SAMPLE_SHIFT, hists[i]!, 0, 0, stats);
     });
-    return { kind: "sample", samples: hists.map((hist) => ({ hist: arena.copyU32(hist, SAMPLE_BUCKETS), sampled })) };
+    return { kind: "sample", samples: hists.map((hist) => ({ ...this.countsOut(hist, SAMPLE_BUCKETS, sampled), sampled })) };
   }
 
   /** Reads chunk `chunk` of a job's inputs into wasm memory. */
@@ -208,14 +208,20 @@ export class ChunkWorkspace {
           return { kind: "slerpStats", partials: f64(this.slerpStats()) };
         case "sample": {
           const samples = request.tasks.map((t) => this.sample(t));
-          return { kind: "sample", samples: samples.map((s) => ({ hist: u32(s.hist, SAMPLE_BUCKETS), sampled: s.sampled })) };
+          return { kind: "sample", samples: samples.map((s) => ({ ...(copy ? this.countsOut(s.hist, SAMPLE_BUCKETS, s.sampled) : { hist: u32(s.hist, SAMPLE_BUCKETS) }), sampled: s.sampled })) };
         }
         case "range": {
           const ranges = request.keys ? this.fusionRanges(request.ranges, request.keys) : request.ranges.map((r) => {
             if (r.key && r.key.kind !== "absTau") return sceRange(this.k, this.variances, this.chunk.count, r.key, r.lo, r.hi, r.shift);
             return this.range(r.task, r.id ?? r.task, r.lo, r.hi, r.shift);
           });
-          return { kind: "range", ranges: ranges.map((r) => ({ hist: typeof r.hist === "number" ? u32(r.hist, r.buckets) : r.hist, above: r.above, inside: r.inside })) };
+          return {
+            kind: "range",
+            ranges: ranges.map(({ hist, buckets, above, inside }) => {
+              if (typeof hist !== "number") return { hist, above, inside };
+              return { ...(copy ? this.countsOut(hist, buckets, inside) : { hist: u32(hist, buckets) }), above, inside };
+            }),
+          };
         }
         case "maskedL1":
           return { kind: "maskedL1", partials: f64(this.maskedL1(request.trims)) };
@@ -235,6 +241,24 @@ export class ChunkWorkspace {
           return { kind: "diagnose", partials: diagnoseChunk(this.k, this.chunk, request, (t, w, r) => this.taskTable(t, w, r), this.quant()) };
       }
       throw new Error(`unknown pass ${(request as { kind: string }).kind}`);
+    } finally {
+      arena.release(mark);
+    }
+  }
+
+  /**
+   * A copy of the histogram of `buckets` u32 counts at `hist` (summing to `total`) for the caller: a
+   * large one as its nonzero buckets when they are few (a chunk's bracket over bf16 keys holds a few
+   * thousand distinct keys in 2^18 buckets), which is what the worker sends and the caller adds up.
+   */
+  private countsOut(hist: number, buckets: number, total: number): Counts {
+    const { arena } = this.k;
+    if (buckets < SPARSE_MIN_BUCKETS) return { hist: arena.copyU32(hist, buckets) };
+    const mark = arena.mark();
+    try {
+      const pairs = arena.alloc(Math.max(1, Math.min(total, buckets)) * 8);
+      const n = this.k.exports.nonzeroBuckets(hist, buckets, pairs);
+      return 4 * n > buckets ? { hist: arena.copyU32(hist, buckets) } : { pairs: arena.copyU32(pairs, 2 * n), buckets };
     } finally {
       arena.release(mark);
     }
@@ -451,6 +475,8 @@ export class ChunkWorkspace {
   }
 }
 
+/** Histograms from this many buckets up leave a worker as their nonzero buckets. */
+const SPARSE_MIN_BUCKETS = 4096;
 /** Memory kept free for a pass's other temporaries. */
 const PASS_ROOM = 1 << 20;
 /** One past the largest 31-bit |tau| key. */
