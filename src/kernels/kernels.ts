@@ -26,6 +26,7 @@ export type KernelExports = {
   diagnoseStage(table: number, nInputs: number, t: number, count: number, startLo: number, startHi: number, quant: number, unweighted: number, out: number): void;
   absDeltaSample(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, hist: number): number;
   absDeltaRange(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, lo: number, hi: number, shift: number, hist: number, cand: number, capacity: number, stats: number): void;
+  absDeltaRanges(table: number, tasks: number, b: number, bDtype: number, n: number, quant: number): void;
   keyRange(keys: number, n: number, lo: number, hi: number, shift: number, hist: number, compact: number, stats: number): void;
   nonzeroBuckets(hist: number, buckets: number, pairs: number): number;
   dellaWorkBytes(rowLen: number): number;
