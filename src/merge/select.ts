@@ -108,7 +108,7 @@ export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { 
   return new Map(states.map((s) => [s.id, s.result!]));
 }
 
-function narrow(s: State, r: { hist: Uint32Array; above: number; inside: number }, shift: number, perChunk: RangeResult[]): void {
+function narrow(s: State, r: SummedRange, shift: number, perChunk: RangeResult[]): void {
   if (s.guess) {
     s.guess = false;
     if (s.k <= r.above) { // the k-th key is at or above the bracket
@@ -122,9 +122,9 @@ function narrow(s: State, r: { hist: Uint32Array; above: number; inside: number 
       return;
     }
   }
+  // Only a nonzero bucket can hold the k-th key (the keys above the range are fewer than k).
   let cum = r.above;
-  for (let b = r.hist.length - 1; b >= 0; b--) {
-    const count = r.hist[b]!;
+  for (const [b, count] of r.nonzero) {
     if (cum + count >= s.k) {
       const lo = s.lo + b * 2 ** shift;
       if (shift === 0) {
@@ -140,9 +140,27 @@ function narrow(s: State, r: { hist: Uint32Array; above: number; inside: number 
   throw new Error(`radix select lost the k-th element (k=${s.k}, counted ${cum})`);
 }
 
-/** Sum of per-chunk results (integer counts: the order does not matter), as a dense histogram. */
-function sumRanges(parts: RangeResult[]): { hist: Uint32Array; above: number; inside: number } {
-  return { hist: sumCounts(parts), above: parts.reduce((s, p) => s + p.above, 0), inside: parts.reduce((s, p) => s + p.inside, 0) };
+/** A range pass's counts summed over the chunks: the nonzero buckets, largest bucket first, as [bucket, count]. */
+interface SummedRange { nonzero: [number, number][]; above: number; inside: number }
+
+/**
+ * Sum of per-chunk results (integer counts: the order does not matter). Chunks that sent their nonzero
+ * buckets are added bucket by bucket, never as a dense histogram of the whole bracket.
+ */
+function sumRanges(parts: RangeResult[]): SummedRange {
+  const above = parts.reduce((sum, p) => sum + p.above, 0), inside = parts.reduce((sum, p) => sum + p.inside, 0);
+  const nonzero: [number, number][] = [];
+  if (parts.some((p) => "hist" in p)) {
+    const hist = sumCounts(parts);
+    for (let b = hist.length - 1; b >= 0; b--) if (hist[b]! !== 0) nonzero.push([b, hist[b]!]);
+    return { nonzero, above, inside };
+  }
+  const counts = new Map<number, number>();
+  for (const p of parts as { pairs: Uint32Array }[]) {
+    for (let i = 0; i < p.pairs.length; i += 2) counts.set(p.pairs[i]!, (counts.get(p.pairs[i]!) ?? 0) + p.pairs[i + 1]!);
+  }
+  for (const [b, count] of counts) nonzero.push([b, count]);
+  return { nonzero: nonzero.sort((x, y) => y[0] - x[0]), above, inside };
 }
 
 /** Sum of per-chunk sample histograms, dense. */
