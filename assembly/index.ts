@@ -12,7 +12,7 @@ export { weightedSum } from "./blend";
 export { slerpStats } from "./reduce";
 export { taskVectorMerge, maskedL1 } from "./taskvector";
 export { diagnoseStage } from "./diagnose";
-export { absDeltaSample, absDeltaRange, keyRange } from "./select";
+export { absDeltaSample, absDeltaRange, absDeltaRanges, keyRange, nonzeroBuckets } from "./select";
 export { assignMin, prepareCosts } from "./assignment";
 export { accumulateProduct } from "./gemm";
 export { linear, linearKN } from "./matmul";

@@ -93,6 +93,21 @@ export const RANGE_ABOVE = 0; //  elements with key >= hi
 export const RANGE_INSIDE = 8; // elements with lo <= key < hi
 export const RANGE_KEPT = 16; //  candidates written (<= capacity)
 export const RANGE_BYTES = 24;
+/**
+ * One task's record of a multi-task range pass (absDeltaRanges), all u32: the task input's pointer and
+ * dtype, the key range [lo, hi) and shift, the histogram, candidate buffer and its capacity, and the
+ * RANGE_* record to fill.
+ */
+export const TASK_RANGE_X = 0;
+export const TASK_RANGE_DTYPE = 4;
+export const TASK_RANGE_LO = 8;
+export const TASK_RANGE_HI = 12;
+export const TASK_RANGE_SHIFT = 16;
+export const TASK_RANGE_HIST = 20;
+export const TASK_RANGE_CAND = 24;
+export const TASK_RANGE_CAPACITY = 28;
+export const TASK_RANGE_STATS = 32;
+export const TASK_RANGE_RECORD = 36;
 /** arcee_fusion's range table (fusionRange): per key range lo, hi, shift and the histogram's pointer (u32). */
 export const FUSION_RANGE_RECORD = 16;
 

@@ -10,7 +10,10 @@
 // compacted into a small buffer so later passes skip the full tensor. The caller (TypeScript) owns that
 // logic; these kernels only scan.
 
-import { RANGE_ABOVE, RANGE_INSIDE, RANGE_KEPT, SAMPLE_RUN, SAMPLE_SHIFT, SAMPLE_STRIDE, TILE } from "./layout";
+import {
+  RANGE_ABOVE, RANGE_INSIDE, RANGE_KEPT, SAMPLE_RUN, SAMPLE_SHIFT, SAMPLE_STRIDE, TASK_RANGE_CAND, TASK_RANGE_CAPACITY, TASK_RANGE_DTYPE,
+  TASK_RANGE_HI, TASK_RANGE_HIST, TASK_RANGE_LO, TASK_RANGE_RECORD, TASK_RANGE_SHIFT, TASK_RANGE_STATS, TASK_RANGE_X, TILE,
+} from "./layout";
 import { tileOf } from "./tile";
 
 /**
@@ -69,68 +72,98 @@ function bump(hist: usize, bucket: u32): void {
  * hist[(key - lo) >>> shift] and, while `capacity` allows, copied to `cand` (in element order).
  * hi may be 2^31 (no key is that large). `hist` needs one spare counter after the last bucket.
  * Fills the RANGE_* record at `stats`.
+ */
+export function absDeltaRange(
+  x: usize, xDtype: i32, b: usize, bDtype: i32, n: i32, quant: i32,
+  lo: u32, hi: u32, shift: u32, hist: usize, cand: usize, capacity: i32, stats: usize,
+): void {
+  writeStats(stats, 0, 0, 0);
+  for (let t = 0; t < n; t += TILE) {
+    const count = min(TILE, n - t);
+    rangeTile(tileOf(x, xDtype, t, count, quant, 0), tileOf(b, bDtype, t, count, quant, 1), count, lo, hi, shift, hist, cand, capacity, stats);
+  }
+}
+
+/**
+ * The same pass for several task inputs x_i against one base at once (`tasks` TASK_RANGE_RECORDs at
+ * `table`, each with its own range, histogram, candidates and stats): each tile of the base is decoded
+ * once for all of them, and the tensor is walked once.
+ */
+export function absDeltaRanges(table: usize, tasks: i32, b: usize, bDtype: i32, n: i32, quant: i32): void {
+  for (let i = 0; i < tasks; i++) writeStats(load<u32>(table + <usize>i * TASK_RANGE_RECORD, TASK_RANGE_STATS), 0, 0, 0);
+  for (let t = 0; t < n; t += TILE) {
+    const count = min(TILE, n - t);
+    const bv = tileOf(b, bDtype, t, count, quant, 0);
+    for (let i = 0; i < tasks; i++) {
+      const rec = table + <usize>i * TASK_RANGE_RECORD;
+      const xv = tileOf(load<u32>(rec, TASK_RANGE_X), load<i32>(rec, TASK_RANGE_DTYPE), t, count, quant, 1);
+      rangeTile(
+        xv, bv, count, load<u32>(rec, TASK_RANGE_LO), load<u32>(rec, TASK_RANGE_HI), load<u32>(rec, TASK_RANGE_SHIFT),
+        load<u32>(rec, TASK_RANGE_HIST), load<u32>(rec, TASK_RANGE_CAND), load<i32>(rec, TASK_RANGE_CAPACITY), load<u32>(rec, TASK_RANGE_STATS),
+      );
+    }
+  }
+}
+
+/**
+ * One tile (`count` float32 values of x and b) of a range pass, added to the RANGE_* record at `stats`
+ * (candidates go on after the ones already kept).
  *
  * When many keys fall inside the range (bf16 checkpoints repeat the same |tau| a lot), per-lane
  * branches mispredict; so a vector with any key inside updates all four lanes, sending the lanes
  * outside to the spare counter, and stores all four keys while advancing the write position only
  * past the ones inside.
  */
-export function absDeltaRange(
-  x: usize, xDtype: i32, b: usize, bDtype: i32, n: i32, quant: i32,
-  lo: u32, hi: u32, shift: u32, hist: usize, cand: usize, capacity: i32, stats: usize,
-): void {
+// @ts-ignore: decorator
+@inline
+function rangeTile(xv: usize, bv: usize, count: i32, lo: u32, hi: u32, shift: u32, hist: usize, cand: usize, capacity: i32, stats: usize): void {
   const magnitude = i32x4.splat(0x7fffffff);
   const vlo = i32x4.splat(lo), vhi = i32x4.splat(hi);
   const spare = ((hi - lo - 1) >>> shift) + 1;
   const vspare = i32x4.splat(spare);
   let above: i64 = 0, inside: i64 = 0;
-  let kept = 0;
-  for (let t = 0; t < n; t += TILE) {
-    const count = min(TILE, n - t);
-    const xv = tileOf(x, xDtype, t, count, quant, 0);
-    const bv = tileOf(b, bDtype, t, count, quant, 1);
-    let aboveLanes = i32x4.splat(0), insideLanes = i32x4.splat(0);
-    let j = 0;
-    for (; j + 4 <= count; j += 4) {
-      const o = <usize>j << 2;
-      const key = v128.and(f32x4.sub(v128.load(xv + o), v128.load(bv + o)), magnitude);
-      const atOrAbove = i32x4.ge_u(key, vhi);
-      aboveLanes = i32x4.sub(aboveLanes, atOrAbove);
-      const within = v128.andnot(i32x4.ge_u(key, vlo), atOrAbove);
-      if (!v128.any_true(within)) continue;
-      insideLanes = i32x4.sub(insideLanes, within);
-      const bucket = v128.bitselect(i32x4.shr_u(i32x4.sub(key, vlo), shift), vspare, within);
-      bump(hist, i32x4.extract_lane(bucket, 0));
-      bump(hist, i32x4.extract_lane(bucket, 1));
-      bump(hist, i32x4.extract_lane(bucket, 2));
-      bump(hist, i32x4.extract_lane(bucket, 3));
-      if (kept + 4 <= capacity) {
-        store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 0));
-        kept -= i32x4.extract_lane(within, 0);
-        store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 1));
-        kept -= i32x4.extract_lane(within, 1);
-        store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 2));
-        kept -= i32x4.extract_lane(within, 2);
-        store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 3));
-        kept -= i32x4.extract_lane(within, 3);
-      } else if (kept < capacity) {
-        // The last few free places: one lane at a time.
-        if (i32x4.extract_lane(within, 0) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 0)); kept++; }
-        if (i32x4.extract_lane(within, 1) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 1)); kept++; }
-        if (i32x4.extract_lane(within, 2) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 2)); kept++; }
-        if (i32x4.extract_lane(within, 3) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 3)); kept++; }
-      }
-    }
-    above += <i64>(i32x4.extract_lane(aboveLanes, 0) + i32x4.extract_lane(aboveLanes, 1) + i32x4.extract_lane(aboveLanes, 2) + i32x4.extract_lane(aboveLanes, 3));
-    inside += <i64>(i32x4.extract_lane(insideLanes, 0) + i32x4.extract_lane(insideLanes, 1) + i32x4.extract_lane(insideLanes, 2) + i32x4.extract_lane(insideLanes, 3));
-    for (; j < count; j++) {
-      const o = <usize>j << 2;
-      const key = reinterpret<u32>(load<f32>(xv + o) - load<f32>(bv + o)) & 0x7fffffff;
-      if (key >= hi) above++;
-      else if (key >= lo) { kept = takeKey(key, lo, shift, hist, cand, capacity, kept); inside++; }
+  let kept = <i32>load<f64>(stats, RANGE_KEPT);
+  let aboveLanes = i32x4.splat(0), insideLanes = i32x4.splat(0);
+  let j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const o = <usize>j << 2;
+    const key = v128.and(f32x4.sub(v128.load(xv + o), v128.load(bv + o)), magnitude);
+    const atOrAbove = i32x4.ge_u(key, vhi);
+    aboveLanes = i32x4.sub(aboveLanes, atOrAbove);
+    const within = v128.andnot(i32x4.ge_u(key, vlo), atOrAbove);
+    if (!v128.any_true(within)) continue;
+    insideLanes = i32x4.sub(insideLanes, within);
+    const bucket = v128.bitselect(i32x4.shr_u(i32x4.sub(key, vlo), shift), vspare, within);
+    bump(hist, i32x4.extract_lane(bucket, 0));
+    bump(hist, i32x4.extract_lane(bucket, 1));
+    bump(hist, i32x4.extract_lane(bucket, 2));
+    bump(hist, i32x4.extract_lane(bucket, 3));
+    if (kept + 4 <= capacity) {
+      store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 0));
+      kept -= i32x4.extract_lane(within, 0);
+      store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 1));
+      kept -= i32x4.extract_lane(within, 1);
+      store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 2));
+      kept -= i32x4.extract_lane(within, 2);
+      store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 3));
+      kept -= i32x4.extract_lane(within, 3);
+    } else if (kept < capacity) {
+      // The last few free places: one lane at a time.
+      if (i32x4.extract_lane(within, 0) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 0)); kept++; }
+      if (i32x4.extract_lane(within, 1) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 1)); kept++; }
+      if (i32x4.extract_lane(within, 2) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 2)); kept++; }
+      if (i32x4.extract_lane(within, 3) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 3)); kept++; }
     }
   }
-  writeStats(stats, above, inside, kept);
+  above += <i64>(i32x4.extract_lane(aboveLanes, 0) + i32x4.extract_lane(aboveLanes, 1) + i32x4.extract_lane(aboveLanes, 2) + i32x4.extract_lane(aboveLanes, 3));
+  inside += <i64>(i32x4.extract_lane(insideLanes, 0) + i32x4.extract_lane(insideLanes, 1) + i32x4.extract_lane(insideLanes, 2) + i32x4.extract_lane(insideLanes, 3));
+  for (; j < count; j++) {
+    const o = <usize>j << 2;
+    const key = reinterpret<u32>(load<f32>(xv + o) - load<f32>(bv + o)) & 0x7fffffff;
+    if (key >= hi) above++;
+    else if (key >= lo) { kept = takeKey(key, lo, shift, hist, cand, capacity, kept); inside++; }
+  }
+  writeStats(stats, <i64>load<f64>(stats, RANGE_ABOVE) + above, <i64>load<f64>(stats, RANGE_INSIDE) + inside, kept);
 }
 
 /**
@@ -147,4 +180,30 @@ export function keyRange(keys: usize, n: i32, lo: u32, hi: u32, shift: u32, hist
     else if (key >= lo) { kept = takeKey(key, lo, shift, hist, keys, capacity, kept); inside++; }
   }
   writeStats(stats, above, inside, kept);
+}
+
+/**
+ * The nonzero buckets of a histogram as (bucket, count) u32 pairs at `pairs`, in bucket order; returns
+ * how many pairs. A chunk's fine bracket histogram holds far fewer distinct keys than buckets (bf16
+ * task vectors take few distinct values), so the pairs are what leaves the worker.
+ */
+export function nonzeroBuckets(hist: usize, buckets: i32, pairs: usize): i32 {
+  let n = 0;
+  let b = 0;
+  for (; b + 4 <= buckets; b += 4) {
+    if (!v128.any_true(v128.load(hist + (<usize>b << 2)))) continue;
+    for (let j = b; j < b + 4; j++) n = pairIfNonzero(hist, j, pairs, n);
+  }
+  for (; b < buckets; b++) n = pairIfNonzero(hist, b, pairs, n);
+  return n;
+}
+
+// @ts-ignore: decorator
+@inline
+function pairIfNonzero(hist: usize, bucket: i32, pairs: usize, n: i32): i32 {
+  const count = load<u32>(hist + (<usize>bucket << 2));
+  if (count == 0) return n;
+  store<u32>(pairs + (<usize>n << 3), bucket);
+  store<u32>(pairs + (<usize>n << 3), count, 4);
+  return n + 1;
 }

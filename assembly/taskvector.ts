@@ -63,18 +63,18 @@ function topLanes(bits: v128, threshold: v128, outliers: bool): v128 {
   let left = outliers ? outliersLeft : tiesLeft;
   let keep = i32x4.gt_u(bits, threshold);
   const equal = i32x4.eq(bits, threshold);
-  if (v128.any_true(equal)) {
-    const equalCount = <u32>popcnt<i32>(i32x4.bitmask(equal));
-    if (left >= equalCount) {
-      // The budget covers every equal lane (the usual case: bf16 task vectors repeat values a lot).
-      keep = v128.or(keep, equal);
-      left -= equalCount;
-    } else {
-      if (left != 0 && i32x4.extract_lane(equal, 0) != 0) { keep = i32x4.replace_lane(keep, 0, -1); left--; }
-      if (left != 0 && i32x4.extract_lane(equal, 1) != 0) { keep = i32x4.replace_lane(keep, 1, -1); left--; }
-      if (left != 0 && i32x4.extract_lane(equal, 2) != 0) { keep = i32x4.replace_lane(keep, 2, -1); left--; }
-      if (left != 0 && i32x4.extract_lane(equal, 3) != 0) { keep = i32x4.replace_lane(keep, 3, -1); left--; }
-    }
+  // No branch on whether any lane is equal: bf16 task vectors repeat the threshold's value in a few
+  // percent of the elements, often enough to defeat the branch predictor, seldom enough to be unpredictable.
+  const equalCount = <u32>popcnt<i32>(i32x4.bitmask(equal));
+  if (left >= equalCount) {
+    // The budget covers every equal lane (none, or the usual case while it lasts).
+    keep = v128.or(keep, equal);
+    left -= equalCount;
+  } else if (left != 0) {
+    if (i32x4.extract_lane(equal, 0) != 0) { keep = i32x4.replace_lane(keep, 0, -1); left--; }
+    if (left != 0 && i32x4.extract_lane(equal, 1) != 0) { keep = i32x4.replace_lane(keep, 1, -1); left--; }
+    if (left != 0 && i32x4.extract_lane(equal, 2) != 0) { keep = i32x4.replace_lane(keep, 2, -1); left--; }
+    if (left != 0 && i32x4.extract_lane(equal, 3) != 0) { keep = i32x4.replace_lane(keep, 3, -1); left--; }
   }
   if (outliers) outliersLeft = left;
   else tiesLeft = left;

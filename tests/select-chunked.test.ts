@@ -168,3 +168,18 @@ test("chunked ties and breadcrumbs_ties give the bytes of the whole tensor in on
   }
   await ws.release();
 });
+
+test("nonzeroBuckets lists exactly the nonzero counts of a histogram, in bucket order (what a chunk's large histograms travel as)", async () => {
+  const k = await loadKernels(16 << 20);
+  for (const buckets of [1, 7, 4096, 65536 + 3]) {
+    const hist = k.arena.alloc(buckets * 4), pairs = k.arena.alloc(buckets * 8);
+    const counts = k.arena.u32(hist, buckets);
+    // Runs of zeros longer and shorter than a vector, isolated counts, the first and last buckets.
+    counts.forEach((_, b) => { counts[b] = uniform(3, b) < 0.03 || b === buckets - 1 || b === 0 ? 1 + Math.floor(uniform(4, b) * 1000) : 0; });
+    const expected: number[] = [];
+    counts.forEach((c, b) => { if (c !== 0) expected.push(b, c); });
+    const n = k.exports.nonzeroBuckets(hist, buckets, pairs);
+    assert.deepEqual([...k.arena.u32(pairs, 2 * n)], expected, `${buckets} buckets`);
+    k.arena.reset();
+  }
+});

@@ -70,9 +70,9 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
     case "fusionKL":
       return [result.kl.buffer as ArrayBuffer];
     case "sample":
-      return result.samples.map((s) => s.hist.buffer as ArrayBuffer);
+      return result.samples.map((s) => ("hist" in s ? s.hist : s.pairs).buffer as ArrayBuffer);
     case "range":
-      return result.ranges.map((r) => r.hist.buffer as ArrayBuffer);
+      return result.ranges.map((r) => ("hist" in r ? r.hist : r.pairs).buffer as ArrayBuffer);
   }
 }
 

@@ -27,7 +27,9 @@ export type KernelExports = {
   diagnoseStage(table: number, nInputs: number, t: number, count: number, startLo: number, startHi: number, quant: number, unweighted: number, out: number): void;
   absDeltaSample(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, hist: number): number;
   absDeltaRange(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, lo: number, hi: number, shift: number, hist: number, cand: number, capacity: number, stats: number): void;
+  absDeltaRanges(table: number, tasks: number, b: number, bDtype: number, n: number, quant: number): void;
   keyRange(keys: number, n: number, lo: number, hi: number, shift: number, hist: number, compact: number, stats: number): void;
+  nonzeroBuckets(hist: number, buckets: number, pairs: number): number;
   dellaWorkBytes(rowLen: number): number;
   dellaMask(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, rowLen: number, startLo: number, startHi: number, key: number, density: number, epsilon: number, mask: number, work: number): void;
   ramCounts(table: number, nInputs: number, n: number, quant: number, epsilon: number, partials: number): void;

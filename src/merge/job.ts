@@ -133,8 +133,15 @@ export type PassRequest =
  */
 export type KeySource = { kind: "fusion"; cols: number; kl: Float32Array };
 
-export interface SampleResult { hist: Uint32Array; sampled: number }
-export interface RangeResult { hist: Uint32Array; above: number; inside: number }
+/**
+ * A histogram: dense (`hist`, one count per bucket) or, when a large and mostly empty one leaves a
+ * worker, only its nonzero buckets as (bucket, count) pairs in bucket order (`pairs`, of `buckets`).
+ */
+export type Counts = { hist: Uint32Array } | { pairs: Uint32Array; buckets: number };
+/** A sample pass's histogram of |tau| >>> SAMPLE_SHIFT, over `sampled` elements. */
+export type SampleResult = Counts & { sampled: number };
+/** One range pass's counts: keys at or above the range, keys inside it, and the histogram of those. */
+export type RangeResult = Counts & { above: number; inside: number };
 
 export type PassResult =
   | { kind: "slerpStats"; partials: Float64Array }

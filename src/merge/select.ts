@@ -14,7 +14,7 @@
  * however the tensor is chunked.
  */
 import { SAMPLE_SHIFT } from "../../assembly/layout";
-import type { KeySource, RangeResult, SampleResult, SelectKey, TensorExecutor } from "./job";
+import type { Counts, KeySource, RangeResult, SampleResult, SelectKey, TensorExecutor } from "./job";
 
 export interface Selection {
   /** Bits of the k-th largest |tau|. */
@@ -108,7 +108,7 @@ export async function selectTopK(exec: TensorExecutor, numel: number, wanted: { 
   return new Map(states.map((s) => [s.id, s.result!]));
 }
 
-function narrow(s: State, r: RangeResult, shift: number, perChunk: RangeResult[]): void {
+function narrow(s: State, r: SummedRange, shift: number, perChunk: RangeResult[]): void {
   if (s.guess) {
     s.guess = false;
     if (s.k <= r.above) { // the k-th key is at or above the bracket
@@ -122,13 +122,13 @@ function narrow(s: State, r: RangeResult, shift: number, perChunk: RangeResult[]
       return;
     }
   }
+  // Only a nonzero bucket can hold the k-th key (the keys above the range are fewer than k).
   let cum = r.above;
-  for (let b = r.hist.length - 1; b >= 0; b--) {
-    const count = r.hist[b]!;
+  for (const [b, count] of r.nonzero) {
     if (cum + count >= s.k) {
       const lo = s.lo + b * 2 ** shift;
       if (shift === 0) {
-        s.result = { threshold: lo, above: cum, equal: count, ties: s.k - cum, equalByChunk: perChunk.map((c) => c.hist[b]!) };
+        s.result = { threshold: lo, above: cum, equal: count, ties: s.k - cum, equalByChunk: perChunk.map((c) => countAt(c, b)) };
       } else {
         s.lo = lo;
         s.hi = Math.min(s.hi, lo + 2 ** shift);
@@ -140,29 +140,61 @@ function narrow(s: State, r: RangeResult, shift: number, perChunk: RangeResult[]
   throw new Error(`radix select lost the k-th element (k=${s.k}, counted ${cum})`);
 }
 
-/** Sum of per-chunk results (integer counts: the order does not matter). */
-function sumRanges(parts: RangeResult[]): RangeResult {
-  const hist = new Uint32Array(parts[0]!.hist.length);
-  let above = 0, inside = 0;
-  for (const p of parts) {
-    above += p.above;
-    inside += p.inside;
-    for (let i = 0; i < hist.length; i++) hist[i]! += p.hist[i]!;
+/** A range pass's counts summed over the chunks: the nonzero buckets, largest bucket first, as [bucket, count]. */
+interface SummedRange { nonzero: [number, number][]; above: number; inside: number }
+
+/**
+ * Sum of per-chunk results (integer counts: the order does not matter). Chunks that sent their nonzero
+ * buckets are added bucket by bucket, never as a dense histogram of the whole bracket.
+ */
+function sumRanges(parts: RangeResult[]): SummedRange {
+  const above = parts.reduce((sum, p) => sum + p.above, 0), inside = parts.reduce((sum, p) => sum + p.inside, 0);
+  const nonzero: [number, number][] = [];
+  if (parts.some((p) => "hist" in p)) {
+    const hist = sumCounts(parts);
+    for (let b = hist.length - 1; b >= 0; b--) if (hist[b]! !== 0) nonzero.push([b, hist[b]!]);
+    return { nonzero, above, inside };
   }
-  return { hist, above, inside };
+  const counts = new Map<number, number>();
+  for (const p of parts as { pairs: Uint32Array }[]) {
+    for (let i = 0; i < p.pairs.length; i += 2) counts.set(p.pairs[i]!, (counts.get(p.pairs[i]!) ?? 0) + p.pairs[i + 1]!);
+  }
+  for (const [b, count] of counts) nonzero.push([b, count]);
+  return { nonzero: nonzero.sort((x, y) => y[0] - x[0]), above, inside };
 }
 
-/** Sum of per-chunk sample histograms. */
-function sumSamples(parts: SampleResult[]): SampleResult {
-  if (parts.length === 1) return parts[0]!;
-  const hist = new Uint32Array(parts[0]!.hist.length);
-  let sampled = 0;
-  for (const p of parts) {
-    sampled += p.sampled;
-    for (let i = 0; i < hist.length; i++) hist[i]! += p.hist[i]!;
-  }
-  return { hist, sampled };
+/** Sum of per-chunk sample histograms, dense. */
+function sumSamples(parts: SampleResult[]): { hist: Uint32Array; sampled: number } {
+  return { hist: sumCounts(parts), sampled: parts.reduce((s, p) => s + p.sampled, 0) };
 }
+
+/** The dense sum of histograms of one size, dense or sparse (see Counts). */
+function sumCounts(parts: Counts[]): Uint32Array {
+  const first = parts[0]!;
+  if (parts.length === 1 && "hist" in first) return first.hist;
+  const hist = new Uint32Array("hist" in first ? first.hist.length : first.buckets);
+  for (const p of parts) {
+    if ("hist" in p) {
+      for (let i = 0; i < hist.length; i++) hist[i]! += p.hist[i]!;
+    } else {
+      for (let i = 0; i < p.pairs.length; i += 2) hist[p.pairs[i]!]! += p.pairs[i + 1]!;
+    }
+  }
+  return hist;
+}
+
+/** One chunk's count in bucket b (pairs are in bucket order: a binary search). */
+function countAt(r: RangeResult, b: number): number {
+  if ("hist" in r) return r.hist[b]!;
+  let lo = 0, hi = r.pairs.length / 2;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (r.pairs[2 * mid]! < b) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < r.pairs.length / 2 && r.pairs[2 * lo] === b ? r.pairs[2 * lo + 1]! : 0;
+}
+
 
 /**
  * Turn a sample histogram into a bracket [lo, hi) that very likely holds the k-th key: the sample rank

@@ -6,7 +6,8 @@
 import {
   DTYPE_NONE, RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, RANGE_KEPT, SAMPLE_BUCKETS, SAMPLE_SHIFT, SUM_RECORD, TILE, TRIM_MAGNITUDE,
   TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_DTYPE, TV_KEY, TV_MODE, TV_NORMALIZE, TV_PTR, TV_RECORD, TV_RESCALE, TV_THRESHOLD,
-  TV_TIES, TV_WEIGHT,
+  TV_TIES, TV_WEIGHT, TASK_RANGE_CAND, TASK_RANGE_CAPACITY, TASK_RANGE_DTYPE, TASK_RANGE_HI, TASK_RANGE_HIST, TASK_RANGE_LO,
+  TASK_RANGE_RECORD, TASK_RANGE_SHIFT, TASK_RANGE_STATS, TASK_RANGE_X,
 } from "../../assembly/layout";
 import { DellaMasks, SceVariances, ramCounts, ramFinal, sceFinal, sceRange, sceSelect, sceSquares, trimFields, voteFlags } from "./workspace-methods";
 import { DTYPES } from "../format/dtypes";
@@ -17,7 +18,7 @@ import { fusionKLPass, fusionRangePass, geometricFinal, gramPass, type ChunkView
 import { readMappedRows } from "../vocab/row-map";
 import { applyLoraDelta } from "../lora/apply";
 import { diagnoseChunk } from "../diagnose/chunk-stats";
-import { chunkRange, type FinalRequest, type JobInput, type KeySource, type PassRequest, type PassResult, type TensorExecutor, type TensorJob, type Trim } from "./job";
+import { chunkRange, type Counts, type FinalRequest, type JobInput, type KeySource, type PassRequest, type PassResult, type SelectKey, type TensorExecutor, type TensorJob, type Trim } from "./job";
 import { SPARSE_SAMPLE_RUN, SPARSE_SAMPLE_STRIDE } from "./select";
 
 export interface LoadedChunk {
@@ -110,7 +111,7 @@ export class ChunkWorkspace {
       // A radix pass over every key at the sample's resolution is the sample histogram (plus a spare counter).
       exports.absDeltaRange(ptrs.get(t + 1)!, code(t + 1), ptrs.get(0)!, code(0), sampled, quant, 0, KEY_END, SAMPLE_SHIFT, hists[i]!, 0, 0, stats);
     });
-    return { kind: "sample", samples: hists.map((hist) => ({ hist: arena.copyU32(hist, SAMPLE_BUCKETS), sampled })) };
+    return { kind: "sample", samples: hists.map((hist) => ({ ...this.countsOut(hist, SAMPLE_BUCKETS, sampled), sampled })) };
   }
 
   /** Reads chunk `chunk` of a job's inputs into wasm memory. */
@@ -208,14 +209,17 @@ export class ChunkWorkspace {
           return { kind: "slerpStats", partials: f64(this.slerpStats()) };
         case "sample": {
           const samples = request.tasks.map((t) => this.sample(t));
-          return { kind: "sample", samples: samples.map((s) => ({ hist: u32(s.hist, SAMPLE_BUCKETS), sampled: s.sampled })) };
+          return { kind: "sample", samples: samples.map((s) => ({ ...(copy ? this.countsOut(s.hist, SAMPLE_BUCKETS, s.sampled) : { hist: u32(s.hist, SAMPLE_BUCKETS) }), sampled: s.sampled })) };
         }
         case "range": {
-          const ranges = request.keys ? this.fusionRanges(request.ranges, request.keys) : request.ranges.map((r) => {
-            if (r.key && r.key.kind !== "absTau") return sceRange(this.k, this.variances, this.chunk.count, r.key, r.lo, r.hi, r.shift);
-            return this.range(r.task, r.id ?? r.task, r.lo, r.hi, r.shift);
-          });
-          return { kind: "range", ranges: ranges.map((r) => ({ hist: typeof r.hist === "number" ? u32(r.hist, r.buckets) : r.hist, above: r.above, inside: r.inside })) };
+          const ranges = request.keys ? this.fusionRanges(request.ranges, request.keys) : this.ranges(request.ranges);
+          return {
+            kind: "range",
+            ranges: ranges.map(({ hist, buckets, above, inside }) => {
+              if (typeof hist !== "number") return { hist, above, inside };
+              return { ...(copy ? this.countsOut(hist, buckets, inside) : { hist: u32(hist, buckets) }), above, inside };
+            }),
+          };
         }
         case "maskedL1":
           return { kind: "maskedL1", partials: f64(this.maskedL1(request.trims)) };
@@ -235,6 +239,24 @@ export class ChunkWorkspace {
           return { kind: "diagnose", partials: diagnoseChunk(this.k, this.chunk, request, (t, w, r) => this.taskTable(t, w, r), this.quant()) };
       }
       throw new Error(`unknown pass ${(request as { kind: string }).kind}`);
+    } finally {
+      arena.release(mark);
+    }
+  }
+
+  /**
+   * A copy of the histogram of `buckets` u32 counts at `hist` (summing to `total`) for the caller: a
+   * large one as its nonzero buckets when they are few (a chunk's bracket over bf16 keys holds a few
+   * thousand distinct keys in 2^18 buckets), which is what the worker sends and the caller adds up.
+   */
+  private countsOut(hist: number, buckets: number, total: number): Counts {
+    const { arena } = this.k;
+    if (buckets < SPARSE_MIN_BUCKETS) return { hist: arena.copyU32(hist, buckets) };
+    const mark = arena.mark();
+    try {
+      const pairs = arena.alloc(Math.max(1, Math.min(total, buckets)) * 8);
+      const n = this.k.exports.nonzeroBuckets(hist, buckets, pairs);
+      return 4 * n > buckets ? { hist: arena.copyU32(hist, buckets) } : { pairs: arena.copyU32(pairs, 2 * n), buckets };
     } finally {
       arena.release(mark);
     }
@@ -299,32 +321,55 @@ export class ChunkWorkspace {
     return ranges.map(({ lo, hi, shift }) => byId.get(`${lo}:${hi}:${shift}`)!);
   }
 
-  private range(task: number, id: number, lo: number, hi: number, shift: number): { hist: number | Uint32Array; buckets: number; above: number; inside: number } {
+  /**
+   * The range passes of one request. sce's keys have their own pass; a |tau| range whose keys are all
+   * among its candidates scans those; every other |tau| range is counted in one walk over the chunk
+   * for all of them (absDeltaRanges: the base is read and decoded once, not once per task).
+   */
+  private ranges(requested: { task: number; id?: number; key?: SelectKey; lo: number; hi: number; shift: number }[]): RangeCounts[] {
     const { arena, exports } = this.k;
     const { inputs, count } = this.chunk;
-    const buckets = Math.max(1, Math.ceil((hi - lo) / 2 ** shift));
-    const cand = this.candidates.get(id);
-    if (!cand && arena.budget - arena.mark() < (buckets + 1) * 4 + PASS_ROOM) return this.rangeInPieces(task, lo, hi, shift, buckets);
-    const hist = arena.alloc((buckets + 1) * 4); // + the kernel's spare counter
-    arena.u32(hist, buckets + 1).fill(0);
-    const stats = arena.alloc(RANGE_BYTES);
-    let above: number, inside: number;
-    if (cand?.complete && lo >= cand.lo && hi <= cand.hi) {
-      // Every key of [lo, hi) is among the candidates: scan them instead of the tensor, and keep only these.
-      exports.keyRange(cand.ptr, cand.count, lo, hi, shift, hist, 1, stats);
-      const v = arena.f64(stats, 3);
-      above = cand.above + v[RANGE_ABOVE / 8]!;
-      inside = v[RANGE_INSIDE / 8]!;
-      Object.assign(cand, { count: v[RANGE_KEPT / 8]!, lo, hi, above });
-    } else {
-      const x = inputs[task + 1]!, b = inputs[0]!;
-      exports.absDeltaRange(x.ptr, x.code, b.ptr, b.code, count, this.quant(), lo, hi, shift, hist, cand?.ptr ?? 0, cand?.capacity ?? 0, stats);
-      const v = arena.f64(stats, 3);
-      above = v[RANGE_ABOVE / 8]!;
-      inside = v[RANGE_INSIDE / 8]!;
-      if (cand) Object.assign(cand, { count: v[RANGE_KEPT / 8]!, lo, hi, above, complete: v[RANGE_KEPT / 8] === inside });
+    const walk: { at: number; task: number; lo: number; hi: number; shift: number; hist: number; buckets: number; stats: number; cand: Candidates | undefined }[] = [];
+    const results: (RangeCounts | undefined)[] = requested.map((r, at) => {
+      const { task, lo, hi, shift } = r;
+      if (r.key && r.key.kind !== "absTau") return sceRange(this.k, this.variances, count, r.key, lo, hi, shift);
+      const buckets = Math.max(1, Math.ceil((hi - lo) / 2 ** shift));
+      const cand = this.candidates.get(r.id ?? task);
+      if (!cand && arena.budget - arena.mark() < (buckets + 1) * 4 + PASS_ROOM) return this.rangeInPieces(task, lo, hi, shift, buckets);
+      const hist = arena.alloc((buckets + 1) * 4); // + the kernel's spare counter
+      arena.u32(hist, buckets + 1).fill(0);
+      const stats = arena.alloc(RANGE_BYTES);
+      if (cand?.complete && lo >= cand.lo && hi <= cand.hi) {
+        // Every key of [lo, hi) is among the candidates: scan them instead of the tensor, and keep only these.
+        exports.keyRange(cand.ptr, cand.count, lo, hi, shift, hist, 1, stats);
+        const v = arena.f64(stats, 3);
+        const above = cand.above + v[RANGE_ABOVE / 8]!;
+        Object.assign(cand, { count: v[RANGE_KEPT / 8]!, lo, hi, above });
+        return { hist, buckets, above, inside: v[RANGE_INSIDE / 8]! };
+      }
+      walk.push({ at, task, lo, hi, shift, hist, buckets, stats, cand });
+      return undefined;
+    });
+    if (walk.length > 0) {
+      const table = arena.alloc(walk.length * TASK_RANGE_RECORD);
+      const v = arena.view();
+      walk.forEach((w, i) => {
+        const rec = table + i * TASK_RANGE_RECORD, x = inputs[w.task + 1]!;
+        const fields: [number, number][] = [
+          [TASK_RANGE_X, x.ptr], [TASK_RANGE_DTYPE, x.code], [TASK_RANGE_LO, w.lo], [TASK_RANGE_HI, w.hi], [TASK_RANGE_SHIFT, w.shift],
+          [TASK_RANGE_HIST, w.hist], [TASK_RANGE_CAND, w.cand?.ptr ?? 0], [TASK_RANGE_CAPACITY, w.cand?.capacity ?? 0], [TASK_RANGE_STATS, w.stats],
+        ];
+        for (const [offset, value] of fields) v.setUint32(rec + offset, value, true);
+      });
+      exports.absDeltaRanges(table, walk.length, inputs[0]!.ptr, inputs[0]!.code, count, this.quant());
+      for (const w of walk) {
+        const stats = arena.f64(w.stats, 3);
+        const above = stats[RANGE_ABOVE / 8]!, inside = stats[RANGE_INSIDE / 8]!, kept = stats[RANGE_KEPT / 8]!;
+        if (w.cand) Object.assign(w.cand, { count: kept, lo: w.lo, hi: w.hi, above, complete: kept === inside });
+        results[w.at] = { hist: w.hist, buckets: w.buckets, above, inside };
+      }
     }
-    return { hist, buckets, above, inside };
+    return results as RangeCounts[];
   }
 
   /**
@@ -451,6 +496,11 @@ export class ChunkWorkspace {
   }
 }
 
+/** A range pass's counts in one chunk: the histogram in wasm memory (a pointer) or already copied out. */
+type RangeCounts = { hist: number | Uint32Array; buckets: number; above: number; inside: number };
+
+/** Histograms from this many buckets up leave a worker as their nonzero buckets. */
+const SPARSE_MIN_BUCKETS = 4096;
 /** Memory kept free for a pass's other temporaries. */
 const PASS_ROOM = 1 << 20;
 /** One past the largest 31-bit |tau| key. */
