@@ -16,7 +16,7 @@ import { checkCallbackOption, checkIntegerOptions } from "./options";
 export type LossPathEvent =
   | { type: "path-endpoint"; endpoint: "A" | "B"; name: string }
   | { type: "path-align"; reference: string; model: string }
-  /** B is permuted onto A: weight matching ran on a pool of `workerAssignments.length` workers, which solved that many assignments each. */
+  /** B is permuted onto A; `workerAssignments`: the assignments each worker of the matching's pool solved (browsers: all; Node: the calling thread solves them, so zeros). */
   | { type: "path-aligned"; reference: string; model: string; sweeps: number; workerAssignments: number[] }
   /** A point's forward pass begins (with the default batching, every point of a curve begins before any ends). */
   | { type: "path-point-start"; curve: CurveLabel; path: PathKind; aligned: boolean; index: number; points: number; lambda: number }

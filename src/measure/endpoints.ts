@@ -42,7 +42,7 @@ export interface Alignment {
   folder: ModelFolder;
   sweeps: number;
   groups: ({ name: string; size: number } & GroupSimilarity)[];
-  /** Assignments each worker of the matching's pool solved (all of them: the calling thread solves none). */
+  /** Assignments each worker of the matching's pool solved (in browsers all of them; in Node the calling thread solves them: none). */
   workerAssignments: number[];
 }
 
