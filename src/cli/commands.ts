@@ -39,7 +39,7 @@ export const COMMANDS = {
     options: `  --spec KIND|FILE      auto (from config.json), mlp, llama, gpt2, or a JSON spec file (default auto)
   --seed N              seed of the order groups are visited in (default 0)
   --max-sweeps N        stop after N sweeps over the groups (default 100)
-  --workers N           worker threads computing the similarity matrices and solving the assignments (default: available cores; the result is the same)
+  --workers N           worker threads computing the similarity matrices (default: available cores; the result is the same)
   --force               replace a non-empty OUT_DIR
   --quiet               no progress line
   --json                print the result as JSON on stdout`,
