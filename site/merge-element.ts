@@ -76,7 +76,9 @@ export class WeightsoupMerge extends HTMLElement {
   private checking: Promise<void> = Promise.resolve();
   /** Closing or reloading the tab mid-merge loses it: the browser asks first. */
   private readonly beforeUnload = (e: BeforeUnloadEvent) => {
-    if (this.store.state.run !== "running") return;
+    // A merge or a soup's save under way: leaving would stop it mid-write (the staging folder is
+    // removed at the next start-up, but the work is lost).
+    if (this.store.state.run !== "running" && this.store.state.soup.save !== "running") return;
     e.preventDefault();
     e.returnValue = "";
   };

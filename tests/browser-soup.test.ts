@@ -14,7 +14,7 @@ import { execFile } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import type { Page } from "playwright-core";
+import type { Dialog, Page } from "playwright-core";
 import {
   addFolders, byTestId, host, checkPrerequisites, closeBrowserSuite, compareOutputs, inPage, opfsDigests, opfsTree, pageDiagnostics, screenshot, setField,
   startBrowserEnv, waitForAttribute, WAIT_MS, type BrowserEnv,
@@ -163,6 +163,15 @@ test("issue 11: the Greedy soup panel makes `weightsoup soup --greedy`'s soup of
     const midway = Object.keys(await opfsTree(page)).filter((p) => p.startsWith("held-soup/"));
     assert.ok(midway.some((p) => /^held-soup\/\.weightsoup-partial-[^/]+\/model\.safetensors$/.test(p)), `the weights were being written in a staging folder: ${JSON.stringify(midway)}`);
     assert.equal(await host(page).getAttribute("data-soup-save-state"), "running");
+    // Closing the tab mid-save asks first, as mid-merge (staying keeps the save going).
+    const dialogs: string[] = [];
+    const onDialog = (d: Dialog) => { dialogs.push(d.type()); void d.dismiss(); };
+    page.on("dialog", onDialog);
+    await page.close({ runBeforeUnload: true });
+    for (const deadline = Date.now() + 5000; dialogs.length === 0 && Date.now() < deadline;) await new Promise((ok) => setTimeout(ok, 50));
+    page.off("dialog", onDialog);
+    assert.deepEqual(dialogs, ["beforeunload"], "closing the tab mid-save asks first");
+    assert.equal(await host(page).getAttribute("data-soup-save-state"), "running", "staying keeps the save running");
     await byTestId(page, "soup-save-cancel", "button").click();
     await page.evaluate(() => (window as unknown as { releaseWrites: () => void }).releaseWrites());
     await waitForAttribute(page, "data-soup-save-state", "cancelled");
