@@ -36,10 +36,10 @@ export interface PoolEngine extends SimilarityEngine {
  * to `cacheBytes` of decoded tensors kept, read from `reference` (A) and `model` (B) by name.
  */
 export async function openPoolEngine(pool: WorkerPool, reference: LoadedModel, model: LoadedModel, names: Iterable<string>, options: { memoryBudget: number; cacheBytes: number }): Promise<PoolEngine> {
-  const tensors: AlignmentTensors = { a: {}, b: {} };
+  const tensors: AlignmentTensors = { a: new Map(), b: new Map() };
   for (const name of names) {
-    tensors.a[name] = reference.tensors.get(name)!;
-    tensors.b[name] = model.tensors.get(name)!;
+    tensors.a.set(name, reference.tensors.get(name)!);
+    tensors.b.set(name, model.tensors.get(name)!);
   }
   await pool.each((api) => api.alignOpen(options.memoryBudget, options.cacheBytes, tensors));
   let busy = 0;

@@ -15,10 +15,13 @@ import { assignMax, responseOf, type GroupResponse } from "./engine";
 import { unfoldBlocks, type BlockRef, type TensorPair } from "./group-similarity";
 import { diagonalSums, similarityRows, type DiagonalSums } from "./similarity";
 
-/** The tensors a worker may read: the spec's, in the reference model (a) and the model to align (b). */
+/**
+ * The tensors a worker may read: the spec's, in the reference model (a) and the model to align (b), by
+ * name (Maps: a tensor may be called anything, "__proto__" included).
+ */
 export interface AlignmentTensors {
-  a: Record<string, TensorInfo>;
-  b: Record<string, TensorInfo>;
+  a: Map<string, TensorInfo>;
+  b: Map<string, TensorInfo>;
 }
 
 export interface AlignmentStats {
@@ -80,8 +83,8 @@ export class AlignmentWorker {
   }
 
   private async pair(name: string): Promise<TensorPair> {
-    const info = this.tensors.a[name];
-    if (!info || !this.tensors.b[name]) throw new AlignmentError("E_TENSOR_MISSING", `alignment worker: no tensor "${name}" in ${info ? "the model to align" : "the reference model"}`, { tensor: name });
+    const info = this.tensors.a.get(name);
+    if (!info || !this.tensors.b.has(name)) throw new AlignmentError("E_TENSOR_MISSING", `alignment worker: no tensor "${name}" in ${info ? "the model to align" : "the reference model"}`, { tensor: name });
     const a = await this.tensor("a", name), b = await this.tensor("b", name);
     return { shape: info.shape, a, b };
   }
@@ -94,7 +97,7 @@ export class AlignmentWorker {
       this.cache.set(key, hit);
       return hit;
     }
-    const data = await readFloatTensor(this.kernels, this.tensors[side][name]!);
+    const data = await readFloatTensor(this.kernels, this.tensors[side].get(name)!);
     this.reads++;
     if (data.byteLength <= this.cacheBytes / 4) {
       for (const [old, t] of this.cache) {
