@@ -277,18 +277,34 @@ export interface FileDigest {
   sha256: string;
 }
 
-/** Every entry of the OPFS root, recursively: "dir/" for folders, "dir/file" → size for files. */
+/**
+ * Every entry of the OPFS root, recursively: "dir/" for folders, "dir/file" → size for files.
+ * The page may be deleting entries while this walks (its start-up removes stale staging folders):
+ * an entry that vanishes mid-walk is left out, as if the walk had come after the delete.
+ */
 export async function opfsTree(page: Page): Promise<Record<string, number>> {
   return page.evaluate(async () => {
     const out: Record<string, number> = {};
-    async function walk(dir: FileSystemDirectoryHandle, prefix: string): Promise<void> {
-      for await (const [name, handle] of dir.entries()) {
-        if (handle.kind === "directory") {
-          out[`${prefix}${name}/`] = 0;
-          await walk(handle as FileSystemDirectoryHandle, `${prefix}${name}/`);
-        } else {
-          out[`${prefix}${name}`] = (await (handle as FileSystemFileHandle).getFile()).size;
+    const vanished = (e: unknown) => e instanceof DOMException && e.name === "NotFoundError";
+    async function walk(dir: FileSystemDirectoryHandle, prefix: string): Promise<boolean> {
+      try {
+        for await (const [name, handle] of dir.entries()) {
+          if (handle.kind === "directory") {
+            if (await walk(handle as FileSystemDirectoryHandle, `${prefix}${name}/`)) out[`${prefix}${name}/`] = 0;
+          } else {
+            try {
+              out[`${prefix}${name}`] = (await (handle as FileSystemFileHandle).getFile()).size;
+            } catch (e) {
+              if (!vanished(e)) throw e;
+            }
+          }
         }
+        return true;
+      } catch (e) {
+        if (!vanished(e)) throw e;
+        // The folder itself went away: drop whatever was listed under it.
+        for (const key of Object.keys(out)) if (key.startsWith(prefix) && prefix !== "") delete out[key];
+        return false;
       }
     }
     await walk(await navigator.storage.getDirectory(), "");
