@@ -96,15 +96,23 @@ class ChunkExecutor implements TensorExecutor {
 }
 
 const f = new Float32Array(1), u = new Uint32Array(f.buffer);
-/** The |tau| key of every element of task `task`: the float32 bits of |x - b| (NaN stays NaN). */
-function keysOf(data: string, task: number): Uint32Array {
-  const [b, ...xs] = arrays.get(data)!;
-  return Uint32Array.from(xs[task]!, (x, i) => ((f[0] = x - b![i]!), u[0]! & 0x7fffffff));
+const keysCache = new Map<string, { keys: Uint32Array; sorted: Uint32Array }>();
+/** The |tau| key of every element of task `task`: the float32 bits of |x - b| (NaN stays NaN), and the keys sorted. */
+function keysOf(data: string, task: number): { keys: Uint32Array; sorted: Uint32Array } {
+  const id = `${data}/${task}`;
+  let hit = keysCache.get(id);
+  if (!hit) {
+    const [b, ...xs] = arrays.get(data)!;
+    const keys = Uint32Array.from(xs[task]!, (x, i) => ((f[0] = x - b![i]!), u[0]! & 0x7fffffff));
+    hit = { keys, sorted: keys.slice().sort() };
+    keysCache.set(id, hit);
+  }
+  return hit;
 }
 
 /** The k-th largest key by sorting, with the count above it, equal to it, and equal to it per chunk. */
-function sortedSelection(keys: Uint32Array, k: number, chunkElements: number) {
-  const threshold = keys.slice().sort()[N - k]!;
+function sortedSelection({ keys, sorted }: { keys: Uint32Array; sorted: Uint32Array }, k: number, chunkElements: number) {
+  const threshold = sorted[N - k]!;
   let above = 0, equal = 0;
   const equalByChunk = Array.from({ length: Math.ceil(N / chunkElements) }, () => 0);
   keys.forEach((key, i) => {
