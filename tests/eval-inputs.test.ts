@@ -137,6 +137,16 @@ describe("bad input: typed errors naming the file or key, exit status 1", () => 
     await expectFailure(() => evaluate([gpt], { ids: [5], workerUrl: WORKER_URL }), "E_DATA", ["1 token"]);
   });
 
+  test("chat with prompt ids: the template wraps a text, so the library and the CLI refuse the pair", async () => {
+    await writeFile(join(root, "chat-ids.json"), "[1, 2, 3]");
+    await expectFailure(() => generate(model, { ids: [1, 2, 3], chat: true, maxNewTokens: 2, workerUrl: WORKER_URL }), "E_OPTION", ["chat", "ids"]);
+    const r = cli("generate", model, "--ids", join(root, "chat-ids.json"), "--chat", "--max-new-tokens", "2");
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /--chat .*--ids/);
+    const plain = await generate(model, { ids: [1, 2, 3], maxNewTokens: 2, workerUrl: WORKER_URL });
+    assert.equal(plain.promptTokens, 3, "without chat the same ids are the prompt");
+  });
+
   test("a model with no tokenizer and no ids file", async () => {
     const bare = join(root, "bare");
     await writeDecoderModel(bare, decoderModel("qwen3-qknorm"));

@@ -25,7 +25,7 @@ export interface GenerateOptions {
   ids?: readonly number[];
   /** New tokens at most (default 64); generation also stops at an end-of-sequence token. */
   maxNewTokens?: number;
-  /** Wrap the prompt in the model's chat template as a user message. */
+  /** Wrap the prompt in the model's chat template as a user message (a text prompt only: refused with ids). */
   chat?: boolean;
   /** 0 (default): greedy. Above 0: sampling from softmax(logits / temperature), seeded. */
   temperature?: number;
@@ -57,6 +57,8 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
     throw new OptionError("E_OPTION", `option temperature must be a number of at least 0, got ${describeValue(temperature)}`, { key: "temperature" });
   }
   if ((options.prompt === undefined) === (options.ids === undefined)) throw new DataError("E_DATA", "give either a prompt or prompt token ids", {});
+  // The chat template wraps a text; ids are the model's input as given, so asking for both is a mistake to report.
+  if (options.chat && options.ids !== undefined) throw new OptionError("E_OPTION", "option chat wraps a text prompt in the chat template; prompt ids are used as given: give a prompt, or leave chat off", { key: "chat" });
   const { signal } = options;
   const budget = options.memoryBudget ?? DEFAULT_GENERATE_BUDGET;
   const maxNew = options.maxNewTokens ?? 64;

@@ -73,7 +73,7 @@ export const COMMANDS = {
     options: `  --prompt TEXT         the prompt
   --ids FILE            a pre-tokenized prompt instead (JSON list or .safetensors)
   --max-new-tokens N    new tokens at most (default 64); stops earlier at an end-of-sequence token
-  --chat                wrap the prompt in the model's chat template as a user message
+  --chat                wrap the --prompt text in the model's chat template as a user message (not with --ids)
   --temperature T       0: greedy, deterministic (default); above 0: sampling
   --seed N              seed of sampling (default 0)
   --memory-budget SIZE  wasm memory for the resident model (default 1GiB)

@@ -100,6 +100,7 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
   if (!parsed) return 0;
   const { values, positionals } = parsed;
   if ((values.prompt === undefined) === (values.ids === undefined)) throw new UsageError("E_USAGE", `generate: give --prompt TEXT or --ids FILE\n\n${commandHelp("generate")}`);
+  if (values.chat && values.ids !== undefined) throw new UsageError("E_USAGE", "generate: --chat wraps a --prompt text in the chat template; --ids are used as given: give --prompt, or drop --chat");
   const temperature = values.temperature === undefined ? undefined : Number(values.temperature);
   if (temperature !== undefined && (!/^\d+(\.\d+)?$/.test(values.temperature!) || !Number.isFinite(temperature))) {
     throw new UsageError("E_USAGE", `--temperature must be a number of at least 0, got "${values.temperature}"`);

@@ -90,12 +90,20 @@ function flagArb(...plain: string[]): fc.Arbitrary<string> {
   });
 }
 
+/** Each flag's plain values: every one is valid for its own flag (a value plain for one flag may be refused by another). */
+export const PLAIN_FLAG_VALUES = {
+  eval: { context: ["2", "5", "16"], maxTokens: ["2", "6"], workers: ["1", "2"], memoryBudget: ["64MiB", "256MiB", "1MiB"], seed: ["0", "7"] },
+  generate: { maxNewTokens: ["1", "2", "3"], temperature: ["0", "0.7", "1.5"], seed: ["0", "9"], memoryBudget: ["64MiB", "1MiB"] },
+} as const;
+
 const evalFlagsArb = fc.record({
-  context: flagArb("2", "5", "16"), maxTokens: flagArb("2", "6"), workers: flagArb("1", "2"), memoryBudget: flagArb("64MiB", "256MiB", "1MiB"), seed: flagArb("0", "7"),
+  context: flagArb(...PLAIN_FLAG_VALUES.eval.context), maxTokens: flagArb(...PLAIN_FLAG_VALUES.eval.maxTokens), workers: flagArb(...PLAIN_FLAG_VALUES.eval.workers),
+  memoryBudget: flagArb(...PLAIN_FLAG_VALUES.eval.memoryBudget), seed: flagArb(...PLAIN_FLAG_VALUES.eval.seed),
 }, { requiredKeys: [] });
 
 const generateFlagsArb = fc.record({
-  maxNewTokens: flagArb("1", "2", "3"), temperature: flagArb("0", "0.7", "1.5"), seed: flagArb("0", "9"), memoryBudget: flagArb("64MiB", "1MiB"), chat: fc.boolean(),
+  maxNewTokens: flagArb(...PLAIN_FLAG_VALUES.generate.maxNewTokens), temperature: flagArb(...PLAIN_FLAG_VALUES.generate.temperature), seed: flagArb(...PLAIN_FLAG_VALUES.generate.seed),
+  memoryBudget: flagArb(...PLAIN_FLAG_VALUES.generate.memoryBudget), chat: fc.boolean(),
 }, { requiredKeys: ["maxNewTokens"] });
 
 const SIZE_KEYS = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",

@@ -31,4 +31,8 @@ export const EVAL_EXAMPLES: EvalCase[] = [
   with_({ run: "generate", model: TOKENIZER_MODEL, input: { text: "We hold" }, options: { maxNewTokens: 3 } }),
   with_({ run: "cli-eval", model: TOKENIZER_MODEL, input: { text: "Four score and seven years ago" }, options: { context: "5" } }),
   with_({ run: "cli-generate", model: "qwen3-qknorm", input: { ids: [1, 2, 3] }, options: { maxNewTokens: "2" } }),
+  // Found by `npm run fuzz` (the oracle was wrong both times): a value plain for one flag but not for the
+  // flag it is given to (exit 2), and ids given to a model with a tokenizer (its text is the decoded ids).
+  with_({ run: "cli-eval", model: "llama-tied-headdim", input: { ids: [74, 91, 37, 87, 123, 125, 100, 1] }, options: { context: "64MiB", maxTokens: "6", workers: "2" } }),
+  with_({ run: "generate", model: TOKENIZER_MODEL, input: { ids: [170, 22, 286, 105, 65] }, options: { maxNewTokens: 3, temperature: 0, seed: 9 } }),
 ];

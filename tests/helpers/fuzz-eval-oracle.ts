@@ -20,7 +20,7 @@ import { evaluate, generate, logits, readRecipe, type EvalSubject } from "../../
 import { loadTokenizer, type Tokenizer } from "../../src/tokenizer/tokenizer";
 import { referenceScores, resolveDecoderConfig } from "../reference/decoder";
 import { CLI, WORKER_URL } from "./fixtures";
-import { materializeEval, type EvalCase, type EvalCaseFiles, type IdValue, type OptionValue } from "./fuzz-eval-cases";
+import { materializeEval, PLAIN_FLAG_VALUES, type EvalCase, type EvalCaseFiles, type IdValue, type OptionValue } from "./fuzz-eval-cases";
 import { fixtureDir, fixtureVocab } from "./fuzz-eval-fixtures";
 import { mergedReferenceModel, readReferenceModel, referenceOutcome, type ReferenceModel } from "./fuzz-eval-reference";
 import { configRefusal, flagRefusal, idsRefusal, inputShapeRefusal, libraryRun, optionRefusal } from "./fuzz-eval-rules";
@@ -119,9 +119,13 @@ async function planCase(c: EvalCase, files: EvalCaseFiles, ctx: EvalOracleContex
   // The ids the run sees.
   const text = "text" in input && !("ids" in input && c.run === "logits") ? cliText(c, input.text) : undefined;
   let tokenizer: Tokenizer | undefined, ids: IdValue[] | undefined;
+  const hasTokenizerFile = existsSync(join(files.model, "tokenizer.json"));
   if (text === undefined) {
     ids = "ids" in input ? input.ids : [];
-  } else if (!existsSync(join(files.model, "tokenizer.json"))) {
+    if (run === "generate" && options.chat === true && "ids" in input) reasons.push("chat with prompt ids (the template wraps a text)");
+    // Given ids, a model with a tokenizer still decodes what it generates (and stops at its end-of-sequence ids).
+    if (hasTokenizerFile) tokenizer = await loadTokenizer(await NodeFolder.open(files.model)).catch(() => undefined);
+  } else if (!hasTokenizerFile) {
     reasons.push("a text for a model without tokenizer.json");
   } else {
     try {
@@ -260,11 +264,11 @@ async function runCli(c: EvalCase, files: EvalCaseFiles, plan: CasePlan, dir: st
   return bad("exit-status", `the CLI exited ${r.status}: ${stderr}`);
 }
 
-/** Exit 2 is for flags: a value outside the plain valid ones, or a missing or doubled input. */
+/** Exit 2 is for flags: a value outside its flag's plain valid ones, or a missing or doubled input. */
 function usageCase(c: EvalCase): boolean {
-  const plain = new Set(["2", "5", "16", "6", "1", "0", "7", "3", "9", "0.7", "1.5", "64MiB", "256MiB"]);
-  const odd = Object.entries(c.options).some(([k, v]) => k !== "chat" && !(typeof v === "string" && plain.has(v)));
-  return odd || ("ids" in c.input && "text" in c.input) || (c.run === "cli-generate" && "none" in c.input);
+  const plain: Record<string, readonly string[]> = c.run === "cli-eval" ? PLAIN_FLAG_VALUES.eval : PLAIN_FLAG_VALUES.generate;
+  const odd = Object.entries(c.options).some(([k, v]) => k !== "chat" && !(typeof v === "string" && (plain[k] ?? []).includes(v)));
+  return odd || ("ids" in c.input && "text" in c.input) || (c.run === "cli-generate" && ("none" in c.input || ("ids" in c.input && c.options.chat === true)));
 }
 
 export interface ChildResult {

@@ -33,6 +33,8 @@ export const CONFIG_EXAMPLES: FuzzCase[] = [
   // A layer count that differs between models (2 in a, 3 in the others).
   layers(2),
   config(5), config("text"), config([]), config(DEEP_ARRAY), config(DEEP_OBJECT),
+  // A layer count nested 100,000 deep (found by `npm run fuzz`: the oracle's message about it overflowed the stack).
+  { kind: "config", run: "plan", template: 5, config: { target: "base", ops: [{ op: "set", key: "num_layers", value: DEEP_OBJECT }, { op: "set", key: "num_hidden_layers", value: undefined }] } },
 ];
 
 const recipe = (edits: RecipeEdit[], template = 0, run: "plan" | "merge" = "plan"): FuzzCase =>

@@ -20,6 +20,8 @@ export const SWEEP_KEY_EXAMPLES: SweepKeyCase[] = [
   // Whole sweeps: a gradient anchor, a filter entry, a slice's source, a stray ---, a multi-stage recipe.
   swept(0, "models[0].parameters.weight[1]=0,1", "models[1].parameters.density=0.5"), swept(2, "models[0].parameters.weight[0].value=0.1,0.9"),
   swept(3, "slices[1].sources[1].parameters.weight=0.3:0.9:2"), swept(4, "models[1].parameters.weight=0.25"), swept(5, "models[0].parameters.weight=0.5"),
+  // A point whose perplexity (the kernels' exp) is an ulp from V8's Math.exp of its NLL (found by `npm run fuzz`: the oracle was wrong).
+  swept(1, "parameters.t[1]=-0.5"),
 ];
 
 const cli = (command: MeasureCliCase["command"], ...edits: MeasureCliCase["edits"]): MeasureCliCase => ({ kind: "measure-cli", run: "cli", command, edits });

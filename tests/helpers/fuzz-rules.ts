@@ -39,6 +39,13 @@ export async function requiredRejection(c: FuzzCase, dir: string, inspected?: st
  * A model's config.json must be a JSON object, and a layer count it states must be a whole number from
  * 0 to the layers its weights have (more would name tensors that do not exist). Records the count.
  */
+/** A config value in a few words; a container is named, not stringified (it may nest deeper than the stack). */
+function describeJson(value: unknown): string {
+  if (Array.isArray(value)) return "an array";
+  if (value !== null && typeof value === "object") return "an object";
+  return typeof value === "number" ? String(value) : JSON.stringify(value).slice(0, 40);
+}
+
 async function layerCountProblem(folder: string, counts: Map<string, number>, name: string): Promise<string | undefined> {
   let config: unknown;
   try {
@@ -52,7 +59,7 @@ async function layerCountProblem(folder: string, counts: Map<string, number>, na
     if (!Object.hasOwn(config, key)) continue;
     const value = (config as Record<string, unknown>)[key];
     if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0 || value > TINY.layers) {
-      return `${name}/config.json: ${key} is ${typeof value === "number" ? value : JSON.stringify(value)?.slice(0, 40)}, not a layer count from 0 to ${TINY.layers}`;
+      return `${name}/config.json: ${key} is ${describeJson(value)}, not a layer count from 0 to ${TINY.layers}`;
     }
     stated ??= value;
   }
