@@ -152,11 +152,23 @@ describe("--profile and WEIGHTSOUP_PROFILE", { timeout: 120_000 }, () => {
 describe("the built CLI", { timeout: 120_000 }, () => {
   const LAZY = ["align", "barrier", "eval", "generate", "extract-lora", "path", "soup", "diagnose", "sweep"] as const;
 
-  test("dist/cli.js is a small entry (no wasm build, no command's code): the commands are in the script beside it", async () => {
+  test("dist/cli.js is a small entry (no wasm build, no command's code): the commands are in the script beside it, the wasm builds in scripts of their own", async () => {
     const entry = await readFile(CLI, "utf8"), script = await readFile(join(dirname(CLI), "cli-script.js"), "utf8");
     assert.ok(!entry.includes("AGFzbQ"), "dist/cli.js embeds a wasm build (base64 of \"\\0asm\")");
     assert.ok(!entry.includes("weightsoup merge RECIPE.yml"), "dist/cli.js holds command code");
     assert.ok(script.includes("weightsoup merge RECIPE.yml"), "the script holds the commands");
+    assert.ok(!script.includes("AGFzbQ"), "the script embeds a wasm build");
+    for (const file of ["cli-embedded.js", "cli-embedded-relaxed.js"]) assert.ok((await readFile(join(dirname(CLI), file), "utf8")).includes("AGFzbQ"), `${file} holds its build`);
+  });
+
+  test("the CLI's scripts are ASCII (the entry reads them as latin1) and each is one function expression", async () => {
+    for (const file of ["cli-script.js", "cli-embedded.js", "cli-embedded-relaxed.js"]) {
+      const bytes = await readFile(join(dirname(CLI), file));
+      const at = bytes.findIndex((b) => b > 0x7f);
+      assert.equal(at, -1, `${file}: a byte above 0x7f at ${at}`);
+      const text = bytes.toString("latin1");
+      assert.ok(text.startsWith("(function (exports, require, module, weightsoupScriptUrl) {") && text.trimEnd().endsWith("})"), `${file} is not wrapped`);
+    }
   });
 
   for (const command of LAZY) {
@@ -230,14 +242,13 @@ describe("the CLI's code cache", { timeout: 300_000 }, () => {
   };
   /**
    * Whether the entry `cache` is whole ("WSC1", the CRC-32 of the rest, little-endian) and V8 in a fresh
-   * Node process takes the rest for `script` (wrapped as the CLI wraps it).
+   * Node process takes the rest for `script` (the file's text: a function expression around the module).
    */
   const accepted = (script: string, cache: string) => {
     const check = `const vm = require("node:vm"), fs = require("node:fs"), zlib = require("node:zlib");
       const entry = fs.readFileSync(${JSON.stringify(cache)}), data = entry.subarray(8);
       if (entry.toString("latin1", 0, 4) !== "WSC1" || entry.readUInt32LE(4) !== zlib.crc32(data)) { process.stdout.write("not whole"); process.exit(); }
-      const source = "(function (exports, require, module, weightsoupScriptUrl) {" + fs.readFileSync(${JSON.stringify(script)}, "utf8") + "\\n})";
-      const s = new vm.Script(source, { filename: ${JSON.stringify(script)}, cachedData: data });
+      const s = new vm.Script(fs.readFileSync(${JSON.stringify(script)}, "utf8"), { filename: ${JSON.stringify(script)}, cachedData: data });
       process.stdout.write(String(!s.cachedDataRejected));`;
     const r = spawnSync(process.execPath, ["-e", check], { encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);

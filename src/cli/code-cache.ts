@@ -153,13 +153,33 @@ function writeEntry(folder: string, file: string, prefix: string, data: Buffer):
 }
 
 /**
+ * A script's text: a CommonJS module inside `(function (exports, require, module, weightsoupScriptUrl) {`
+ * ... `})` (esbuild's --banner and --footer), so that the file is the source compiled, not a copy of it
+ * joined to a wrapper. Read as latin1: esbuild's output is ASCII (its default charset escapes the rest),
+ * and a latin1 string is a plain copy of the bytes where UTF-8 must be decoded.
+ */
+function scriptText(path: string): string {
+  return readFileSync(path, "latin1");
+}
+
+/** Runs a compiled script and returns its exports. */
+function run(script: Script, url: URL): Record<string, unknown> {
+  const module = { exports: {} as Record<string, unknown> };
+  const fn = script.runInThisContext() as (exports: unknown, require: (id: string) => unknown, module: unknown, url: string) => void;
+  const nodeRequire = createRequire(url);
+  // node: modules from Node; a relative one, "./NAME", is the script cli-NAME.js beside this one (the
+  // kernels' embedded wasm builds, loaded only when the .wasm files beside the CLI are missing).
+  fn(module.exports, (id) => id.startsWith("./") ? run(new Script(scriptText(fileURLToPath(new URL(`./cli-${id.slice(2)}.js`, url)))), url) : nodeRequire(id), module, url.href);
+  return module.exports;
+}
+
+/**
  * Compiles and runs the CommonJS script at `url` (the CLI's, built with esbuild --format=cjs) with the
- * code cache of `command`, and returns its exports. The script sees `require` (for node: modules) and
- * `weightsoupScriptUrl` (its own URL, for import.meta.url: the files beside it).
+ * code cache of `command`, and returns its exports.
  */
 export function loadScript(url: URL, command: string, env: NodeJS.ProcessEnv = process.env): LoadedScript {
   const path = fileURLToPath(url);
-  const source = `(function (exports, require, module, weightsoupScriptUrl) {${readFileSync(path, "utf8")}\n})`;
+  const source = scriptText(path);
   let folder: string | undefined, file: string | undefined, cachedData: Buffer | undefined;
   if (!cacheDisabled(env)) {
     try {
@@ -180,11 +200,9 @@ export function loadScript(url: URL, command: string, env: NodeJS.ProcessEnv = p
     script = new Script(source, { filename: path });
   }
   let state: CacheState = file === undefined ? "off" : cachedData === undefined ? "none" : script.cachedDataRejected ? "rejected" : "used";
-  const module = { exports: {} as Record<string, unknown> };
-  const run = script.runInThisContext() as (exports: unknown, require: NodeJS.Require, module: unknown, url: string) => void;
-  run(module.exports, createRequire(url), module, url.href);
+  const exports = run(script, url);
   return {
-    exports: module.exports,
+    exports,
     get state() { return state; },
     save() {
       if ((state !== "none" && state !== "rejected") || folder === undefined || file === undefined) return;
