@@ -276,10 +276,13 @@ describe("the CLI's code cache", { timeout: 300_000 }, () => {
       assert.equal((await stat(join(folder, name))).mode & 0o777, 0o600);
     }
     assert.ok(accepted(SCRIPT, join(folder, name)), "V8 takes the stored cache for the script");
+    const file = await stat(join(folder, name), { bigint: true });
     sameBytes(await mergeWith(cacheEnv(home)), "the merge with the cache");
     const second = await entries(folder);
     assert.deepEqual([...second.keys()], [name], "the same entry, nothing added");
-    assert.ok(second.get(name)!.equals(bytes), "the entry was used, not rejected and written again");
+    // Written again, it would be another file (a temporary one renamed over it), if with the same bytes.
+    const again = await stat(join(folder, name), { bigint: true });
+    assert.ok(second.get(name)!.equals(bytes) && again.ino === file.ino && again.mtimeNs === file.mtimeNs, "the entry was used, not rejected and written again");
   });
 
   test("a command that fails or prints its help stores nothing", async () => {
