@@ -202,10 +202,11 @@ async function realPathOf(path: string): Promise<string> {
 
 /** Refuses an output that is, contains or is inside a path the merge reads: --force would destroy it. */
 async function refuseInputs(dir: string, target: string, inputs: readonly string[]): Promise<void> {
-  const out = await realPathOf(target);
+  // Resolved all at once (each is a few file system calls on libuv's threads), checked in order.
+  const [out, ...reals] = await Promise.all([target, ...inputs].map(realPathOf));
   const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
-  for (const input of inputs) {
-    const real = await realPathOf(input);
+  for (const [i, input] of inputs.entries()) {
+    const real = reals[i]!;
     if (within(real, out) || within(out, real)) {
       const how = real === out ? "is" : within(real, out) ? "contains" : "is inside";
       throw new OutputError("E_OUTPUT_IS_INPUT", `${dir}: the output folder ${how} ${input}, which this merge reads; choose another output folder`, { file: dir, input });
