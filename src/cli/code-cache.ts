@@ -10,9 +10,9 @@
  *
  * Never required: a missing, corrupt, stale or unreadable cache, or a folder that cannot be written, is
  * the same run without it. V8 rejects a cache made by another V8 version or with other flags, or for a
- * source of another length (cachedDataRejected); a CRC-32 rejects a damaged one; a cache's name also carries the script's identity on disk
- * (device, inode, size, change and modification times), so a rebuilt or reinstalled script looks for a
- * new entry instead of trusting one made for other bytes of the same length. V8 runs a cache's bytecode
+ * source of another length (cachedDataRejected); a CRC-32 rejects a damaged one; an entry's name carries
+ * the script's identity on disk (device, inode, size, change and modification times), so a rebuilt or
+ * reinstalled script looks for a new entry instead of trusting one made for other bytes of the same length. V8 runs a cache's bytecode
  * as it stands, so the folder must be this user's alone: created 0700, and used only when it is a real
  * folder owned by this user that nobody else can write to, as each entry must be. WEIGHTSOUP_NO_CACHE=1
  * turns it off (nothing is read, nothing is created).
@@ -26,24 +26,23 @@ import { Script } from "node:vm";
 import { crc32 } from "node:zlib";
 
 /** What became of the cache in this run. */
-export type CacheState = "off" | "none" | "used" | "rejected" | "saved";
+type CacheState = "off" | "none" | "used" | "rejected" | "saved";
 
 export interface LoadedScript {
   /** The script's CommonJS exports. */
   exports: Record<string, unknown>;
-  state: CacheState;
   /** After a successful command: stores the code compiled so far when there was no usable cache. Never throws. */
   save(): void;
 }
 
 /** Whether WEIGHTSOUP_NO_CACHE turns the cache off (any value but empty or "0"). */
-export function cacheDisabled(env: NodeJS.ProcessEnv = process.env): boolean {
+function cacheDisabled(env: NodeJS.ProcessEnv = process.env): boolean {
   const value = env.WEIGHTSOUP_NO_CACHE;
   return value !== undefined && value !== "" && value !== "0";
 }
 
 /** The cache folder: $XDG_CACHE_HOME/weightsoup when that is an absolute path, else os.tmpdir()/weightsoup-UID. */
-export function cacheFolder(env: NodeJS.ProcessEnv = process.env): string {
+function cacheFolder(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_CACHE_HOME;
   if (xdg && isAbsolute(xdg)) return join(xdg, "weightsoup");
   return join(tmpdir(), `weightsoup-${process.getuid?.() ?? "user"}`);
@@ -55,7 +54,7 @@ function entryPrefix(script: string, command: string): string {
 }
 
 /** The file that holds the cache of `command` for the script at `script` (in `folder`), as it is on disk now. */
-export function cacheEntry(script: string, command: string, folder = cacheFolder()): string {
+function cacheEntry(script: string, command: string, folder = cacheFolder()): string {
   const s = statSync(script, { bigint: true });
   return join(folder, `${entryPrefix(script, command)}${[s.dev, s.ino, s.size, s.ctimeNs, s.mtimeNs].map((n) => n.toString(36)).join("-")}.v8cache`);
 }
@@ -203,7 +202,6 @@ export function loadScript(url: URL, command: string, env: NodeJS.ProcessEnv = p
   const exports = run(script, url);
   return {
     exports,
-    get state() { return state; },
     save() {
       if ((state !== "none" && state !== "rejected") || folder === undefined || file === undefined) return;
       try {
