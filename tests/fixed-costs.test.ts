@@ -5,8 +5,8 @@
 // The built CLI loads the code of the commands a merge does not run only when needed, and the kernels from
 // the .wasm files beside it (its embedded copies only without them).
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { copyFile, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { spawn, spawnSync } from "node:child_process";
+import { appendFile, chmod, copyFile, mkdir, readFile, readdir, stat, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { merge } from "../src/node";
@@ -149,42 +149,30 @@ describe("--profile and WEIGHTSOUP_PROFILE", { timeout: 120_000 }, () => {
   });
 });
 
-/**
- * The files the CLI loads whatever its command: the static imports of dist/cli.js, transitively (./name.js
- * in the same folder), and the command dispatcher it imports at start-up (once the compile cache is on).
- */
-async function startupClosure(file: string): Promise<string[]> {
-  const seen = [basename(file)];
-  for (let i = 0; i < seen.length; i++) {
-    const text = await readFile(join(dirname(file), seen[i]!), "utf8");
-    for (const m of text.matchAll(/^(?:import|export)\s[^;]*?from\s*"\.\/([^"]+)"|^import\s*"\.\/([^"]+)"|^var \{ main \} = await import\("\.\/([^"]+)"\)/gm)) {
-      const name = m[1] ?? m[2] ?? m[3]!;
-      if (!seen.includes(name)) seen.push(name);
-    }
-  }
-  return seen;
-}
-
-describe("the CLI loads only what its command needs", { timeout: 120_000 }, () => {
+describe("the built CLI", { timeout: 120_000 }, () => {
   const LAZY = ["align", "barrier", "eval", "generate", "extract-lora", "path", "soup", "diagnose", "sweep"] as const;
 
-  test("starting the CLI parses neither wasm build nor the code of the commands a merge does not run", async () => {
-    const loaded = await startupClosure(CLI);
-    assert.ok(loaded.some((f) => f.startsWith("cli-main-")), `dist/cli.js imports the command dispatcher: ${loaded.join(", ")}`);
-    for (const file of loaded) {
-      const text = await readFile(join(dirname(CLI), file), "utf8");
-      assert.ok(!text.includes("AGFzbQ"), `${file} (loaded at start-up) embeds a wasm build (base64 of "\\0asm")`);
-      assert.doesNotMatch(file, /^cli-(align|eval|lora|measure|diagnose|sweep)-/, `${file} is loaded at start-up`);
+  test("dist/cli.js is a small entry (no wasm build, no command's code): the commands are in the script beside it, the wasm builds in scripts of their own", async () => {
+    const entry = await readFile(CLI, "utf8"), script = await readFile(join(dirname(CLI), "cli-script.js"), "utf8");
+    assert.ok(!entry.includes("AGFzbQ"), "dist/cli.js embeds a wasm build (base64 of \"\\0asm\")");
+    assert.ok(!entry.includes("weightsoup merge RECIPE.yml"), "dist/cli.js holds command code");
+    assert.ok(script.includes("weightsoup merge RECIPE.yml"), "the script holds the commands");
+    assert.ok(!script.includes("AGFzbQ"), "the script embeds a wasm build");
+    for (const file of ["cli-embedded.js", "cli-embedded-relaxed.js"]) assert.ok((await readFile(join(dirname(CLI), file), "utf8")).includes("AGFzbQ"), `${file} holds its build`);
+  });
+
+  test("the CLI's scripts are ASCII (the entry reads them as latin1) and each is one function expression", async () => {
+    for (const file of ["cli-script.js", "cli-embedded.js", "cli-embedded-relaxed.js"]) {
+      const bytes = await readFile(join(dirname(CLI), file));
+      const at = bytes.findIndex((b) => b > 0x7f);
+      assert.equal(at, -1, `${file}: a byte above 0x7f at ${at}`);
+      const text = bytes.toString("latin1");
+      assert.ok(text.startsWith("(function (exports, require, module, weightsoupScriptUrl) {") && text.trimEnd().endsWith("})"), `${file} is not wrapped`);
     }
-    // Each build is there, in a chunk of its own, imported when a thread first compiles it.
-    const chunks = (await readdir(dirname(CLI))).filter((f) => /^cli-.*\.js$/.test(f) && !loaded.includes(f));
-    const embedding = [];
-    for (const f of chunks) if ((await readFile(join(dirname(CLI), f), "utf8")).includes("AGFzbQ")) embedding.push(f);
-    assert.equal(embedding.length, 2, `the plain and relaxed builds, each in a chunk of its own: ${embedding.join(", ")}`);
   });
 
   for (const command of LAZY) {
-    test(`${command}, loaded when it runs, works from the built CLI (--help, and a usage error exits 2)`, () => {
+    test(`${command} works from the built CLI (--help, and a usage error exits 2)`, () => {
       const help = spawnSync(process.execPath, [CLI, command, "--help"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
       assert.equal(help.status, 0, help.stderr);
       assert.ok(help.stdout.startsWith(`usage: weightsoup ${command} `), help.stdout);
@@ -193,17 +181,6 @@ describe("the CLI loads only what its command needs", { timeout: 120_000 }, () =
       assert.match(bad.stderr, new RegExp(`^weightsoup: .*--no-such-flag[^]*usage: weightsoup ${command} `, "m"));
     });
   }
-
-  test("with no writable folder for the compile cache (Node >= 22.1 keeps one in os.tmpdir()), the CLI runs as without it", async () => {
-    const file = join(root, "a-file");
-    await writeFile(file, "not a folder");
-    const env = { ...process.env, TMPDIR: join(file, "cache"), NODE_COMPILE_CACHE: undefined };
-    const out = join(root, "no-cache-folder");
-    const r = spawnSync(process.execPath, [CLI, "merge", recipe, out, "--quiet", "--json"], { encoding: "utf8", env, timeout: 60_000, killSignal: "SIGKILL" });
-    assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.stderr, "", "nothing about the cache on stderr");
-    assert.equal((JSON.parse(r.stdout) as { tensors: number }).tensors, (await readOutput(out)).tensors.size);
-  });
 
   test("the CLI compiles the kernels from the kernels.wasm beside it, and from its embedded copy where there is none", async () => {
     const lone = join(root, "cli-without-wasm");
@@ -231,5 +208,177 @@ describe("the CLI loads only what its command needs", { timeout: 120_000 }, () =
     const failed = spawnSync(process.execPath, [CLI, "merge", join(root, "no-such-recipe.yml"), join(root, "never"), "--quiet"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
     assert.equal(failed.status, 1, failed.stderr);
     assert.match(failed.stderr, /\[E_MODEL_NOT_FOUND\]/);
+  });
+});
+
+// The CLI's code cache (src/cli/code-cache.ts): V8's code for the script beside dist/cli.js, one entry per
+// command in $XDG_CACHE_HOME/weightsoup (each test has a folder of its own). Whatever the cache holds or
+// whether it can be written, a merge writes the same bytes and nothing about the cache on stderr.
+describe("the CLI's code cache", { timeout: 300_000 }, () => {
+  const SCRIPT = join(dirname(CLI), "cli-script.js");
+  const cacheEnv = (home: string, extra: NodeJS.ProcessEnv = {}) => {
+    const { WEIGHTSOUP_NO_CACHE: _, WEIGHTSOUP_PROFILE: __, ...env } = process.env;
+    return { ...env, XDG_CACHE_HOME: home, ...extra };
+  };
+  let reference: Map<string, Buffer>;
+  let runs = 0;
+  /** Merges the TIES case with `cli` into a new folder; checks the exit status and a quiet stderr, returns the weights. */
+  const mergeWith = async (env: NodeJS.ProcessEnv, cli = CLI) => {
+    const out = join(root, `cached-${runs++}`);
+    const r = spawnSync(process.execPath, [cli, "merge", recipe, out, "--quiet"], { encoding: "utf8", env, timeout: 60_000, killSignal: "SIGKILL" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, "", "nothing on stderr");
+    return weights(out);
+  };
+  const sameBytes = (got: Map<string, Buffer>, label: string) => {
+    assert.deepEqual([...got.keys()], [...reference.keys()]);
+    for (const [file, bytes] of reference) assert.ok(bytes.equals(got.get(file)!), `${file}: ${label} differs from the merge without a cache`);
+  };
+  /** The cache entries in a folder (name -> bytes), temporary files included. */
+  const entries = async (folder: string) => {
+    const found = new Map<string, Buffer>();
+    for (const f of await readdir(folder).catch(() => [] as string[])) found.set(f, await readFile(join(folder, f)));
+    return found;
+  };
+  /**
+   * Whether the entry `cache` is whole ("WSC1", the CRC-32 of the rest, little-endian) and V8 in a fresh
+   * Node process takes the rest for `script` (the file's text: a function expression around the module).
+   */
+  const accepted = (script: string, cache: string) => {
+    const check = `const vm = require("node:vm"), fs = require("node:fs"), zlib = require("node:zlib");
+      const entry = fs.readFileSync(${JSON.stringify(cache)}), data = entry.subarray(8);
+      if (entry.toString("latin1", 0, 4) !== "WSC1" || entry.readUInt32LE(4) !== zlib.crc32(data)) { process.stdout.write("not whole"); process.exit(); }
+      const s = new vm.Script(fs.readFileSync(${JSON.stringify(script)}, "utf8"), { filename: ${JSON.stringify(script)}, cachedData: data });
+      process.stdout.write(String(!s.cachedDataRejected));`;
+    const r = spawnSync(process.execPath, ["-e", check], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout === "true";
+  };
+
+  before(async () => {
+    const off = join(root, "cache-off");
+    reference = await mergeWith(cacheEnv(off, { WEIGHTSOUP_NO_CACHE: "1" }));
+  });
+
+  test("WEIGHTSOUP_NO_CACHE=1: nothing is created", async () => {
+    await assert.rejects(stat(join(root, "cache-off")), { code: "ENOENT" });
+  });
+
+  test("a merge stores its command's cache (a folder 0700, an entry 0600), the next one uses it as it is; same bytes", async () => {
+    const home = join(root, "cache-used"), folder = join(home, "weightsoup");
+    sameBytes(await mergeWith(cacheEnv(home)), "the first merge");
+    const first = await entries(folder);
+    assert.equal(first.size, 1, `one entry: ${[...first.keys()].join(", ")}`);
+    const [name, bytes] = [...first][0]!;
+    assert.match(name, /^merge-.*\.v8cache$/);
+    if (process.platform !== "win32") {
+      assert.equal((await stat(folder)).mode & 0o777, 0o700);
+      assert.equal((await stat(join(folder, name))).mode & 0o777, 0o600);
+    }
+    assert.ok(accepted(SCRIPT, join(folder, name)), "V8 takes the stored cache for the script");
+    const file = await stat(join(folder, name), { bigint: true });
+    sameBytes(await mergeWith(cacheEnv(home)), "the merge with the cache");
+    const second = await entries(folder);
+    assert.deepEqual([...second.keys()], [name], "the same entry, nothing added");
+    // Written again, it would be another file (a temporary one renamed over it), if with the same bytes.
+    const again = await stat(join(folder, name), { bigint: true });
+    assert.ok(second.get(name)!.equals(bytes) && again.ino === file.ino && again.mtimeNs === file.mtimeNs, "the entry was used, not rejected and written again");
+  });
+
+  test("a command that fails or prints its help stores nothing", async () => {
+    const home = join(root, "cache-failed");
+    const help = spawnSync(process.execPath, [CLI, "merge", "--help"], { encoding: "utf8", env: cacheEnv(home) });
+    assert.equal(help.status, 0, help.stderr);
+    const failed = spawnSync(process.execPath, [CLI, "merge", join(root, "no-such-recipe.yml"), join(root, "never"), "--quiet"], { encoding: "utf8", env: cacheEnv(home) });
+    assert.equal(failed.status, 1, failed.stderr);
+    assert.equal((await entries(join(home, "weightsoup"))).size, 0);
+  });
+
+  test("a corrupt, truncated, empty or damaged entry is the run without it, and is replaced by a good one", async () => {
+    const home = join(root, "cache-corrupt"), folder = join(home, "weightsoup");
+    await mergeWith(cacheEnv(home));
+    const [name, good] = [...await entries(folder)][0]!;
+    const flipped = Buffer.from(good);
+    flipped[flipped.length >> 1]! ^= 0xff; // V8 does not check its payload in release builds: this one would crash Node
+    for (const [label, bad] of [["not a cache", Buffer.from("not a V8 code cache")], ["truncated", good.subarray(0, good.length >> 1)], ["empty", Buffer.alloc(0)], ["with a byte flipped", flipped]] as const) {
+      await writeFile(join(folder, name), bad);
+      sameBytes(await mergeWith(cacheEnv(home)), `the merge with a cache ${label}`);
+      const now = await entries(folder);
+      assert.deepEqual([...now.keys()], [name], label);
+      assert.ok(!now.get(name)!.equals(bad), `the ${label} entry was replaced`);
+      assert.ok(accepted(SCRIPT, join(folder, name)), `V8 takes the entry written after the ${label} one`);
+    }
+  });
+
+  test("a stale entry (made for another build of the script) is rejected and replaced; a rebuilt script gets a new entry, the old one removed", async () => {
+    const home = join(root, "cache-stale"), folder = join(home, "weightsoup");
+    const build = join(root, "cli-rebuilt");
+    await mkdir(build);
+    for (const file of (await readdir(dirname(CLI))).filter((f) => /^(cli(-.*)?|worker)\.js$|\.wasm$/.test(f))) await copyFile(join(dirname(CLI), file), join(build, file));
+    const cli = join(build, "cli.js");
+    await mergeWith(cacheEnv(home), cli);
+    const [before] = [...(await entries(folder)).keys()];
+    // Another build: the same script with a comment more (another length, another file on disk).
+    await appendFile(join(build, "cli-script.js"), "\n// another build\n");
+    sameBytes(await mergeWith(cacheEnv(home), cli), "the rebuilt script's merge");
+    const after = [...(await entries(folder)).keys()];
+    assert.equal(after.length, 1, `one entry: ${after.join(", ")}`);
+    assert.notEqual(after[0], before, "the rebuilt script has an entry of its own");
+    assert.ok(accepted(join(build, "cli-script.js"), join(folder, after[0]!)));
+    // The other build's cache under this build's name: V8 rejects it (its source had another length).
+    const other = join(root, "cache-stale-other");
+    await mergeWith(cacheEnv(other));
+    const [otherName] = [...(await entries(join(other, "weightsoup"))).keys()];
+    const stale = await readFile(join(folder, after[0]!));
+    await writeFile(join(other, "weightsoup", otherName!), stale);
+    assert.ok(!accepted(SCRIPT, join(other, "weightsoup", otherName!)), "the stale entry does not fit dist/cli-script.js");
+    sameBytes(await mergeWith(cacheEnv(other)), "the merge with a stale entry");
+    assert.ok(!(await readFile(join(other, "weightsoup", otherName!))).equals(stale), "the stale entry was replaced");
+    assert.ok(accepted(SCRIPT, join(other, "weightsoup", otherName!)), "by one V8 takes");
+  });
+
+  test("no folder that can be written (a file in the way): the run without a cache", async () => {
+    const file = join(root, "cache-a-file");
+    await writeFile(file, "not a folder");
+    sameBytes(await mergeWith(cacheEnv(join(file, "home"))), "the merge with no cache folder");
+    // Without XDG_CACHE_HOME the folder is in os.tmpdir(): one under a file cannot be created either.
+    const { XDG_CACHE_HOME: _, ...env } = cacheEnv(file);
+    sameBytes(await mergeWith({ ...env, TMPDIR: join(file, "tmp") }), "the merge with TMPDIR under a file");
+  });
+
+  test("a folder others can write to, or a link, is neither read nor written", { skip: process.platform === "win32" || process.getuid?.() === undefined }, async () => {
+    const safe = join(root, "cache-safe");
+    await mergeWith(cacheEnv(safe));
+    const [name] = [...(await entries(join(safe, "weightsoup"))).keys()];
+    const planted = Buffer.from("planted: if read, V8 rejects it and the CLI replaces it");
+    const open_ = join(root, "cache-open"), folder = join(open_, "weightsoup");
+    await mkdir(folder, { recursive: true });
+    await chmod(folder, 0o777);
+    await writeFile(join(folder, name!), planted);
+    sameBytes(await mergeWith(cacheEnv(open_)), "the merge with a folder others can write to");
+    assert.deepEqual([...(await entries(folder))], [[name, planted]], "left as it was");
+    const linked = join(root, "cache-linked");
+    await mkdir(linked);
+    await symlink(folder, join(linked, "weightsoup"));
+    await chmod(folder, 0o700);
+    sameBytes(await mergeWith(cacheEnv(linked)), "the merge with a link as the folder");
+    assert.deepEqual([...(await entries(folder))], [[name, planted]], "left as it was, through the link");
+  });
+
+  test("two merges racing on an empty cache both succeed, and leave one whole entry V8 takes", async () => {
+    const home = join(root, "cache-race"), folder = join(home, "weightsoup");
+    const one = (i: number) => new Promise<number | null>((done) => {
+      const child = spawn(process.execPath, [CLI, "merge", recipe, join(root, `race-${i}`), "--quiet"], { env: cacheEnv(home), stdio: "ignore" });
+      child.on("exit", (code) => done(code));
+    });
+    for (let round = 0; round < 3; round++) {
+      await removeDir(home);
+      await Promise.all([0, 1].map((i) => removeDir(join(root, `race-${i}`))));
+      assert.deepEqual(await Promise.all([one(0), one(1)]), [0, 0]);
+      for (const i of [0, 1]) sameBytes(await weights(join(root, `race-${i}`)), `racing merge ${i}`);
+      const left = [...(await entries(folder)).keys()];
+      assert.equal(left.length, 1, `one entry and no temporary file: ${left.join(", ")}`);
+      assert.ok(accepted(SCRIPT, join(folder, left[0]!)));
+    }
   });
 });

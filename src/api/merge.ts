@@ -16,8 +16,6 @@ import { Phases } from "../eval/profile";
 import type { Ledger } from "../ledger/ledger";
 import { openModel, type LoadedModel } from "../model/model";
 import { openModelReference } from "../lora/model-ref";
-import { matchModels } from "../align/align-model";
-import { writePermutedModel } from "../align/checkpoint";
 import { MemoryOutputFolder } from "../io/memory-output";
 import { checkParameterNames, methodOf, planMerge, referencedModels, type MergePlan } from "../plan/plan";
 import { parseRecipe, type AlignStep, type Recipe } from "../recipe/recipe";
@@ -115,6 +113,8 @@ async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, 
   if (!reference) {
     throw new RecipeError("E_RECIPE", `${recipe.file}: align.to: "${step.to}" is not one of the recipe's models (${[...opened.keys()].join(", ")})`, { file: recipe.file, key: "align.to" });
   }
+  // Loaded only for a recipe that aligns: weight matching is most of the alignment code, and no part of a plain merge.
+  const [{ matchModels }, { writePermutedModel }] = await Promise.all([import("../align/align-model"), import("../align/checkpoint")]);
   for (const [name, model] of opened) {
     if (name === step.to) continue;
     const matched = await matchModels(reference, model, { spec: step.spec ?? "auto", seed: step.seed ?? 0, maxSweeps: step.maxSweeps, signal, workers: pool.workers, workerUrl: pool.workerUrl });

@@ -18,12 +18,11 @@ import { AbortError, describeValue, OptionError, UsageError, WeightsoupError } f
 import { args, defined, integer, size, type Io } from "./args";
 import { HELP } from "./commands";
 import type { MergeEvent } from "../events";
-import { merge, inspect, plan } from "../node";
+import { merge, inspect, plan } from "../node-merge";
 import { ledgerSummary, planLines } from "./ledger-output";
 import { writeFile } from "node:fs/promises";
 import { outputFailure } from "../io/io-error";
 import { VERSION } from "../merge/card";
-import { runExample } from "../example/example";
 import { ProgressBar } from "./progress";
 import { formatBytes, formatSeconds, formatWorkers } from "../units";
 import { enableProfiling } from "../eval/profile";
@@ -182,5 +181,5 @@ async function inspectCommand(argv: string[], io: Io): Promise<number> {
 async function exampleCommand(argv: string[], io: Io): Promise<number> {
   const parsed = args("example", argv, {}, [0, 1], io);
   if (!parsed) return 0;
-  return runExample(parsed.positionals[0] ?? "example", io);
+  return (await import("../example/example")).runExample(parsed.positionals[0] ?? "example", io);
 }

@@ -9,7 +9,6 @@
  * from writing the same output (or clearing the first's staging folder); a lock whose process is
  * gone is stale and taken over, with the staging folders it left.
  */
-import { randomBytes } from "node:crypto";
 import { copyFile, lstat, mkdir, open, readdir, readFile, realpath, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { OutputError } from "../errors";
@@ -18,6 +17,7 @@ import { outputFailure } from "./io-error";
 import { NodeFolder } from "./node-folder";
 import type { OutputFolder, ScratchFolder } from "./output";
 import { openSource, type SourceRef } from "./source";
+import { uniqueSuffix } from "./temp-name";
 
 /** Staging folders of older versions lived inside OUT_DIR under this prefix. */
 const LEGACY_STAGING_PREFIX = ".weightsoup-partial-";
@@ -56,7 +56,7 @@ export class NodeOutputFolder implements OutputFolder {
           await rm(join(parent, entry), { recursive: true, force: true });
         }
       }
-      const staging = join(parent, `.${base}.weightsoup-partial-${randomBytes(4).toString("hex")}`);
+      const staging = join(parent, `.${base}.weightsoup-partial-${uniqueSuffix()}`);
       await mkdir(staging).catch((cause: unknown) => { throw outputFailure(staging, "create the staging folder", cause); });
       return new NodeOutputFolder(dir, target, staging, lock);
     } catch (e) {
@@ -123,7 +123,7 @@ export class NodeOutputFolder implements OutputFolder {
 
   async commit(): Promise<string[]> {
     const old = await lstat(this.target).then(() => true, () => false);
-    const aside = `${dirname(this.target)}${sep}.${basename(this.target)}.weightsoup-old-${randomBytes(4).toString("hex")}`;
+    const aside = `${dirname(this.target)}${sep}.${basename(this.target)}.weightsoup-old-${uniqueSuffix()}`;
     let movedAside = false;
     try {
       if (old) {
@@ -202,10 +202,11 @@ async function realPathOf(path: string): Promise<string> {
 
 /** Refuses an output that is, contains or is inside a path the merge reads: --force would destroy it. */
 async function refuseInputs(dir: string, target: string, inputs: readonly string[]): Promise<void> {
-  const out = await realPathOf(target);
+  // Resolved all at once (each is a few file system calls on libuv's threads), checked in order.
+  const [out, ...reals] = await Promise.all([target, ...inputs].map(realPathOf));
   const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
-  for (const input of inputs) {
-    const real = await realPathOf(input);
+  for (const [i, input] of inputs.entries()) {
+    const real = reals[i]!;
     if (within(real, out) || within(out, real)) {
       const how = real === out ? "is" : within(real, out) ? "contains" : "is inside";
       throw new OutputError("E_OUTPUT_IS_INPUT", `${dir}: the output folder ${how} ${input}, which this merge reads; choose another output folder`, { file: dir, input });

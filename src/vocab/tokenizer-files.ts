@@ -15,7 +15,6 @@ import { isJsonObject, parseBoundedJson } from "../format/json";
 import type { LoadedModel } from "../model/model";
 import { chatTemplateSource } from "../tokenizer/chat-template";
 import { CHAT_TEMPLATE_FILE, readTokenizerFiles, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, tokenizerError, type JsonObject, type TokenizerFiles } from "../tokenizer/files";
-import { tokenizerFromFiles } from "../tokenizer/tokenizer";
 import type { ChatTemplateSetting } from "./chat-templates";
 import type { OutputVocabulary } from "./vocabulary";
 
@@ -70,7 +69,7 @@ export async function buildTokenizerOutput(
   out.set(TOKENIZER_CONFIG_FILE, JSON.stringify(config, null, 2) + "\n");
   out.set(SPECIAL_TOKENS_MAP_FILE, JSON.stringify(await specialTokensMap(sourceModel, config), null, 2) + "\n");
 
-  checkLoads({ ...files, tokenizer, tokenizerConfig: config, chatTemplateFile: template }, vocabulary);
+  await checkLoads({ ...files, tokenizer, tokenizerConfig: config, chatTemplateFile: template }, vocabulary);
   return { files: out, omit: new Set(TOKENIZER_FILES), vocabSize: vocabulary?.paddedSize, warnings: vocabulary?.warnings ?? [] };
 }
 
@@ -130,8 +129,12 @@ async function specialTokensMap(model: LoadedModel, config: JsonObject): Promise
   return map;
 }
 
-/** Loads the files as the tokenizer loader would, and checks every planned id. */
-function checkLoads(files: TokenizerFiles, vocabulary: OutputVocabulary | undefined): void {
+/**
+ * Loads the files as the tokenizer loader would, and checks every planned id. The loader (with
+ * @huggingface/tokenizers) is imported here, by the merges that rebuild a tokenizer only.
+ */
+async function checkLoads(files: TokenizerFiles, vocabulary: OutputVocabulary | undefined): Promise<void> {
+  const { tokenizerFromFiles } = await import("../tokenizer/tokenizer");
   const loaded = tokenizerFromFiles(files).vocabulary();
   if (!vocabulary) return;
   for (const [token, id] of vocabulary.ids) {

@@ -16,7 +16,6 @@
 import { ModelError, RecipeError } from "../errors";
 import type { LoadedModel } from "../model/model";
 import { readTokenizerFiles, type JsonObject, type TokenizerFiles } from "../tokenizer/files";
-import { tokenizerFromFiles } from "../tokenizer/tokenizer";
 import { tokenKey, type TokenizerSettings } from "./settings";
 
 /** One input model's tokenizer, after stripping. */
@@ -167,6 +166,8 @@ async function readModelVocabulary(name: string, model: LoadedModel): Promise<Mo
   if (!files) {
     throw new ModelError("E_TOKENIZER", `${model.location}: has no tokenizer.json; building an output vocabulary (tokenizer_source / tokenizer:) reads every model's tokenizer`, { file: model.location, model: name });
   }
+  // The tokenizer loader (with @huggingface/tokenizers) is imported by the merges that build a vocabulary only.
+  const { tokenizerFromFiles } = await import("../tokenizer/tokenizer");
   const originalIds = new Map<string, number>();
   for (const [token, id] of tokenizerFromFiles(files).vocabulary()) if (typeof token === "string") originalIds.set(token, id);
   const limit = vocabLimit(model);
