@@ -154,7 +154,8 @@ function scaleOne(m: f32, rescaled: bool, r: f32, w: f32): f32 {
  * - TRIM_BITS: the keep bits at TV_MASK (della's mask, computed beforehand for the chunk).
  * The cuts' budgets are consumed in element order and written back, so consecutive blocks of a chunk
  * continue where the last one stopped. `unweighted` stages q = mask(x - b) * r (w taken as 1).
- * One loop per mode and rescaling, so the loops carry no branch on either.
+ * One loop per mode, and for the magnitude, random and no-trim modes one per input dtype pair (BF16, F32,
+ * any other), so the hot loops carry no branch on either; rescaling costs one integer test per 4 elements.
  */
 function stageBlock(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32, lo: u32, hi: u32, local: i32, p: usize, unweighted: bool): void {
   const mode = load<u32>(rec, TV_MODE);
@@ -206,10 +207,10 @@ function stageBlock(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32
 }
 
 /**
- * The magnitude loop of a block where the budget decides nothing: keeps |tau| > cut (signed), and
- * returns how many elements equal the threshold (the budget's use when it covers the block). Eight
- * elements per iteration; the dtypes are constants at the calls for BF16 and F32 inputs, so their loops
- * carry no branch on them (and no other dtype's constants in registers).
+ * The magnitude loop (see blockCut): keeps |tau| > cut (signed) and returns how many elements equal the
+ * threshold (what the block takes from the budget when cut = threshold - 1, if the budget covers them).
+ * Eight elements per iteration; the dtypes are constants at the calls for BF16 and F32 inputs, so their
+ * loops carry no branch on them (and no other dtype's constants in registers).
  */
 // @ts-ignore: decorator
 @inline
