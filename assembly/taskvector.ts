@@ -9,11 +9,11 @@
 
 import { elementBytes, encode, loadLanes, loadOne, storeEight, storeOne } from "./convert";
 import {
-  MAX_INPUTS, TILE, TRIM_BAND, TRIM_BITS, TRIM_MAGNITUDE, TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_COUNT_VOTE, TV_KEY, TV_MASK,
+  DTYPE_BF16, DTYPE_F32, MAX_INPUTS, TILE, TRIM_BAND, TRIM_BITS, TRIM_MAGNITUDE, TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_COUNT_VOTE, TV_KEY, TV_MASK,
   TV_MODE, TV_NORMALIZE, TV_RECORD, TV_RESCALE, TV_THRESHOLD, TV_THRESHOLD2, TV_TIES, TV_TIES2, TV_UNWEIGHTED_VOTE, TV_WEIGHT,
 } from "./layout";
 import { promoteHigh, sumLanes } from "./reduce";
-import { readableInputs, slot, tileOf } from "./tile";
+import { readableInputs, slot } from "./tile";
 
 /**
  * The 32-bit integer mixer of DARE's counter-based generator (two multiply-xorshift rounds; every input
@@ -23,10 +23,17 @@ import { readableInputs, slot, tileOf } from "./tile";
 // @ts-ignore: decorator
 @inline
 export function mix4(x: v128): v128 {
+  return mixLanes(x, i32x4.splat(0x21f0aaad), i32x4.splat(0x735a2d97));
+}
+
+/** mix4 with its two multipliers splatted by the caller (see laneConstant). */
+// @ts-ignore: decorator
+@inline
+function mixLanes(x: v128, m1: v128, m2: v128): v128 {
   x = v128.xor(x, i32x4.shr_u(x, 16));
-  x = i32x4.mul(x, i32x4.splat(0x21f0aaad));
+  x = i32x4.mul(x, m1);
   x = v128.xor(x, i32x4.shr_u(x, 15));
-  x = i32x4.mul(x, i32x4.splat(0x735a2d97));
+  x = i32x4.mul(x, m2);
   return v128.xor(x, i32x4.shr_u(x, 15));
 }
 
@@ -40,170 +47,320 @@ export function mix(x: u32): u32 {
   return x ^ (x >>> 15);
 }
 
-/** Lanes 0..3 of the u32 index vector starting at lo. */
-// @ts-ignore: decorator
-@inline
-function indexLanes(lo: u32): v128 {
-  return i32x4.add(i32x4.splat(lo), i32x4(0, 1, 2, 3));
-}
-
-/** Magnitude and band modes: elements equal to the (lower) threshold the current task input may still keep. */
-let tiesLeft: u32 = 0;
-/** Band mode: elements equal to the outliers' threshold that are still counted as outliers. */
-let outliersLeft: u32 = 0;
+/** The float32 sign bit. */
+const SIGN: u32 = 0x80000000;
 
 /**
- * The lanes (all ones) of `bits` that belong to a top-k set: bits above `threshold`, and those equal to
- * it while the set's budget of equal elements lasts, in element order (so the set has exactly k elements,
- * ties going to the lowest indices). `outliers` picks the budget: outliersLeft, else tiesLeft.
+ * SIMD constants of the hot loops, read from memory before a loop: V8 re-creates a v128 constant at
+ * every use inside a loop (three instructions), while a loaded value stays in a register.
+ */
+const CONSTANTS = memory.data<u32>([
+  0, 1, 2, 3, // LANES: lane indices
+  0x21f0aaad, 0x21f0aaad, 0x21f0aaad, 0x21f0aaad, // MIX1, MIX2: mix's multipliers
+  0x735a2d97, 0x735a2d97, 0x735a2d97, 0x735a2d97,
+  SIGN, SIGN, SIGN, SIGN, // SIGNS
+], 16);
+const LANES = 0, MIX1 = 1, MIX2 = 2, SIGNS = 3;
+
+// @ts-ignore: decorator
+@inline
+function laneConstant(k: i32): v128 {
+  return v128.load(CONSTANTS + (<usize>k << 4));
+}
+
+/**
+ * A top-k cut over |tau| bits keeps the elements above its threshold, and those equal to it while the
+ * cut's budget of equal elements lasts, in element order (so the set has exactly k elements, ties going
+ * to the lowest indices). A block of elements is first staged as if the budget covered all its equal
+ * elements (or kept none of them, once it is spent): the kept set is then |tau| > cut with cut =
+ * threshold - 1 or threshold, one signed compare (magnitudes are below 2^31; thresholds of 2^31 and
+ * above, which keep nothing, are clamped to stay so). Only the one block per chunk where the budget runs
+ * out is staged again, element by element (stageTies).
  */
 // @ts-ignore: decorator
 @inline
-function topLanes(bits: v128, threshold: v128, outliers: bool): v128 {
-  let left = outliers ? outliersLeft : tiesLeft;
-  let keep = i32x4.gt_u(bits, threshold);
-  const equal = i32x4.eq(bits, threshold);
-  // No branch on whether any lane is equal: bf16 task vectors repeat the threshold's value in a few
-  // percent of the elements, often enough to defeat the branch predictor, seldom enough to be unpredictable.
-  const equalCount = <u32>popcnt<i32>(i32x4.bitmask(equal));
-  if (left >= equalCount) {
-    // The budget covers every equal lane (none, or the usual case while it lasts).
-    keep = v128.or(keep, equal);
-    left -= equalCount;
-  } else if (left != 0) {
-    if (i32x4.extract_lane(equal, 0) != 0) { keep = i32x4.replace_lane(keep, 0, -1); left--; }
-    if (left != 0 && i32x4.extract_lane(equal, 1) != 0) { keep = i32x4.replace_lane(keep, 1, -1); left--; }
-    if (left != 0 && i32x4.extract_lane(equal, 2) != 0) { keep = i32x4.replace_lane(keep, 2, -1); left--; }
-    if (left != 0 && i32x4.extract_lane(equal, 3) != 0) { keep = i32x4.replace_lane(keep, 3, -1); left--; }
-  }
-  if (outliers) outliersLeft = left;
-  else tiesLeft = left;
-  return keep;
-}
-
-/** One element of topLanes. */
-// @ts-ignore: decorator
-@inline
-function topOne(bits: u32, threshold: u32, outliers: bool): bool {
-  if (bits > threshold) return true;
-  if (bits != threshold) return false;
-  if (outliers) {
-    if (outliersLeft == 0) return false;
-    outliersLeft--;
-  } else {
-    if (tiesLeft == 0) return false;
-    tiesLeft--;
-  }
-  return true;
+function blockCut(threshold: u32, left: u32): i32 {
+  if (left == 0) return <i32>min<u32>(threshold, 0x7fffffff);
+  return <i32>(min<u32>(threshold, SIGN) - 1); // threshold 0: -1, below every magnitude
 }
 
 /**
- * The 4 lanes of tau (flat elements given by `lanes`, chunk elements from `local`, a multiple of 4)
- * that a task input keeps, per its trim mode; the others become 0. Parameters are hoisted by the
- * caller (splatted thresholds, key and high word).
+ * Where the budget runs out: of the lanes `equal` to the threshold, those a budget of `left` still keeps
+ * (all while it lasts, else the first `left` in lane order). The caller subtracts their number.
+ */
+// @ts-ignore: decorator
+@inline
+function keptTies(equal: v128, left: u32): v128 {
+  let bits = <u32>i32x4.bitmask(equal);
+  if (<u32>popcnt(bits) <= left) return equal;
+  while (<u32>popcnt(bits) > left) bits ^= <u32>1 << (31 - clz(bits)); // drop the last lane
+  return i32x4.ne(v128.and(i32x4.splat(bits), i32x4(1, 2, 4, 8)), i32x4.splat(0));
+}
+
+/** Number of all-ones lanes of a compare's result. */
+// @ts-ignore: decorator
+@inline
+function laneCount(mask: v128): u32 {
+  return <u32>popcnt(i32x4.bitmask(mask));
+}
+
+/** One element of a top-k cut, with `left` equal elements still kept (the caller decrements it when this keeps an equal one). */
+// @ts-ignore: decorator
+@inline
+function aboveOrKeptTie(magnitude: u32, threshold: u32, left: u32): bool {
+  return magnitude > threshold || (magnitude == threshold && left != 0);
+}
+
+/**
+ * x != 1, as an integer compare of its bits (the same answer): the optimizer moves such a test into the
+ * loop that uses it, where V8 would re-create the float constant 1 at every iteration.
+ */
+// @ts-ignore: decorator
+@inline
+function isNotOne(x: f32): bool {
+  return reinterpret<u32>(x) != 0x3f800000;
+}
+
+/** The sum of the four lanes of an i32x4. */
+// @ts-ignore: decorator
+@inline
+function laneSum(v: v128): u32 {
+  return <u32>(i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3));
+}
+
+/** (m * r) * w, or m * w when `rescaled` is false (r = 1 changes no value). */
+// @ts-ignore: decorator
+@inline
+function scaleLanes(m: v128, rescaled: bool, vr: v128, vw: v128): v128 {
+  return f32x4.mul(rescaled ? f32x4.mul(m, vr) : m, vw);
+}
+
+/** One element of scaleLanes. */
+// @ts-ignore: decorator
+@inline
+function scaleOne(m: f32, rescaled: bool, r: f32, w: f32): f32 {
+  return (rescaled ? m * r : m) * w;
+}
+
+/**
+ * p = ((mask(x - b)) * r) * w over `count` elements of a task input, x and b read in place (F32, BF16 or
+ * F16, element 0 at the pointers), written as float32 at `p`; (hi:lo) is the first element's flat index
+ * and `local` its index in the chunk. The record's trim mode decides the mask:
  * - TRIM_NONE: everything is kept; TRIM_ZERO: nothing;
- * - TRIM_MAGNITUDE: the top k |tau| (see topLanes);
- * - TRIM_BAND: the top (keep + top) |tau| except the top `top` (breadcrumbs' outliers);
+ * - TRIM_MAGNITUDE: the top k |tau| (a top-k cut: threshold TV_THRESHOLD, budget TV_TIES);
+ * - TRIM_BAND: the top (keep + top) |tau| except the top `top` (breadcrumbs' outliers: a second cut at
+ *   TV_THRESHOLD2, TV_TIES2);
  * - TRIM_RANDOM: element j is kept iff u(j) < threshold, u from the counter-based generator;
- * - TRIM_BITS: the keep bits at `bits` (della's mask, computed beforehand for the chunk).
+ * - TRIM_BITS: the keep bits at TV_MASK (della's mask, computed beforehand for the chunk).
+ * The cuts' budgets are consumed in element order and written back, so consecutive blocks of a chunk
+ * continue where the last one stopped. `unweighted` stages q = mask(x - b) * r (w taken as 1).
+ * One loop per mode, and for the magnitude, random and no-trim modes one per input dtype pair (BF16, F32,
+ * any other), so the hot loops carry no branch on either; rescaling costs one integer test per 4 elements.
  */
-// @ts-ignore: decorator
-@inline
-function maskLanes(mode: u32, threshold: v128, threshold2: v128, key: v128, high: v128, bits: usize, tau: v128, lanes: v128, local: i32): v128 {
-  if (mode == TRIM_NONE) return tau;
-  if (mode == TRIM_MAGNITUDE) return v128.and(tau, topLanes(v128.and(tau, i32x4.splat(0x7fffffff)), threshold, false));
-  if (mode == TRIM_RANDOM) {
-    const u = mix4(v128.xor(mix4(v128.xor(lanes, key)), high));
-    return v128.and(tau, i32x4.lt_u(u, threshold));
+function stageBlock(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32, lo: u32, hi: u32, local: i32, p: usize, unweighted: bool): void {
+  const mode = load<u32>(rec, TV_MODE);
+  const r = load<f32>(rec, TV_RESCALE), w = unweighted ? <f32>1 : load<f32>(rec, TV_WEIGHT);
+  const rescaled = isNotOne(r);
+  const vr = f32x4.splat(r), vw = f32x4.splat(w);
+  const quads = count & ~3;
+  if (mode == TRIM_MAGNITUDE) {
+    const threshold = load<u32>(rec, TV_THRESHOLD);
+    let left = load<u32>(rec, TV_TIES);
+    let equal: u32;
+    const cut = blockCut(threshold, left);
+    if (xd == DTYPE_BF16 && bd == DTYPE_BF16) equal = stageCut(x, DTYPE_BF16, b, DTYPE_BF16, count, cut, threshold, p, rescaled, r, w);
+    else if (xd == DTYPE_F32 && bd == DTYPE_F32) equal = stageCut(x, DTYPE_F32, b, DTYPE_F32, count, cut, threshold, p, rescaled, r, w);
+    else equal = stageCut(x, xd, b, bd, count, cut, threshold, p, rescaled, r, w);
+    if (left != 0) left = equal <= left ? left - equal : stageTies(x, xd, b, bd, count, threshold, left, p, rescaled, r, w);
+    store<u32>(rec, left, TV_TIES);
+  } else if (mode == TRIM_RANDOM) {
+    const threshold = load<u32>(rec, TV_THRESHOLD), key = load<u32>(rec, TV_KEY), high = hi + 0x9e3779b9;
+    if (xd == DTYPE_BF16 && bd == DTYPE_BF16) stageRandom(x, DTYPE_BF16, b, DTYPE_BF16, count, lo, threshold, key, high, p, rescaled, r, w);
+    else if (xd == DTYPE_F32 && bd == DTYPE_F32) stageRandom(x, DTYPE_F32, b, DTYPE_F32, count, lo, threshold, key, high, p, rescaled, r, w);
+    else stageRandom(x, xd, b, bd, count, lo, threshold, key, high, p, rescaled, r, w);
+  } else if (mode == TRIM_NONE) {
+    // A cut that keeps everything: |tau| > -1.
+    if (xd == DTYPE_BF16 && bd == DTYPE_BF16) stageCut(x, DTYPE_BF16, b, DTYPE_BF16, count, -1, 0, p, rescaled, r, w);
+    else if (xd == DTYPE_F32 && bd == DTYPE_F32) stageCut(x, DTYPE_F32, b, DTYPE_F32, count, -1, 0, p, rescaled, r, w);
+    else stageCut(x, xd, b, bd, count, -1, 0, p, rescaled, r, w);
+  } else if (mode == TRIM_BAND) {
+    stageBand(rec, x, xd, b, bd, count, p, rescaled, r, w);
+  } else if (mode == TRIM_BITS) {
+    const bits = <usize>load<u32>(rec, TV_MASK);
+    let j = 0;
+    for (; j < quads; j += 4) {
+      const at = local + j; // a multiple of 4: its four bits are one nibble of a byte
+      const nibble = (<u32>load<u8>(bits + (<usize>at >>> 3)) >>> (<u32>at & 4)) & 0xf;
+      const keep = i32x4.ne(v128.and(i32x4.splat(nibble), i32x4(1, 2, 4, 8)), i32x4.splat(0));
+      v128.store(p + (<usize>j << 2), scaleLanes(v128.and(f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), keep), rescaled, vr, vw));
+    }
+    for (; j < count; j++) {
+      const at = local + j;
+      const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
+      const keep = ((<u32>load<u8>(bits + (<usize>at >>> 3)) >>> (<u32>at & 7)) & 1) != 0;
+      store<f32>(p + (<usize>j << 2), scaleOne(keep ? tau : 0, rescaled, r, w));
+    }
+  } else {
+    const zero = scaleOne(0, rescaled, r, w); // TRIM_ZERO
+    for (let j = 0; j < count; j++) store<f32>(p + (<usize>j << 2), zero);
   }
-  if (mode == TRIM_BAND) {
-    const magnitude = v128.and(tau, i32x4.splat(0x7fffffff));
-    const inner = topLanes(magnitude, threshold, false);
-    return v128.and(tau, v128.andnot(inner, topLanes(magnitude, threshold2, true)));
-  }
-  if (mode == TRIM_BITS) {
-    const nibble = (<u32>load<u8>(bits + (<usize>local >>> 3)) >>> (<u32>local & 4)) & 0xf;
-    return v128.and(tau, i32x4.ne(v128.and(i32x4.splat(nibble), i32x4(1, 2, 4, 8)), i32x4.splat(0)));
-  }
-  return i32x4.splat(0);
-}
-
-/** One element of maskLanes (tails), for flat element (hi:lo), chunk element `local`. */
-// @ts-ignore: decorator
-@inline
-function maskOne(mode: u32, threshold: u32, threshold2: u32, key: u32, high: u32, bits: usize, tau: f32, lo: u32, local: i32): f32 {
-  if (mode == TRIM_NONE) return tau;
-  const magnitude = reinterpret<u32>(tau) & 0x7fffffff;
-  if (mode == TRIM_MAGNITUDE) return topOne(magnitude, threshold, false) ? tau : 0;
-  if (mode == TRIM_RANDOM) return mix(mix(lo ^ key) ^ high) < threshold ? tau : 0;
-  if (mode == TRIM_BAND) {
-    const inner = topOne(magnitude, threshold, false);
-    return !topOne(magnitude, threshold2, true) && inner ? tau : 0;
-  }
-  if (mode == TRIM_BITS) return (load<u8>(bits + (<usize>local >>> 3)) >>> (<u32>local & 7)) & 1 ? tau : 0;
-  return 0;
 }
 
 /**
- * p = ((mask(x - b)) * r) * w over `count` elements whose first flat index is (hi:lo) and first chunk
- * element `local`, for the task input at `rec` (its tie budgets are consumed). Multiplying by r = 1 is
- * skipped: it changes no value. `unweighted` stages q = mask(x - b) * r instead (w taken as 1).
+ * The magnitude loop (see blockCut): keeps |tau| > cut (signed) and returns how many elements equal the
+ * threshold (what the block takes from the budget when cut = threshold - 1, if the budget covers them).
+ * Eight elements per iteration; the dtypes are constants at the calls for BF16 and F32 inputs, so their
+ * loops carry no branch on them (and no other dtype's constants in registers).
  */
-export function stageTask(rec: usize, x: usize, b: usize, count: i32, lo: u32, hi: u32, local: i32, p: usize, unweighted: bool): void {
-  const mode = load<u32>(rec, TV_MODE), threshold = load<u32>(rec, TV_THRESHOLD), key = load<u32>(rec, TV_KEY);
-  const threshold2 = load<u32>(rec, TV_THRESHOLD2), bits = <usize>load<u32>(rec, TV_MASK);
-  const high = hi + 0x9e3779b9;
-  const r = load<f32>(rec, TV_RESCALE), w = unweighted ? <f32>1 : load<f32>(rec, TV_WEIGHT);
-  const vthreshold = i32x4.splat(threshold), vthreshold2 = i32x4.splat(threshold2), vkey = i32x4.splat(key), vhigh = i32x4.splat(high);
-  const vr = f32x4.splat(r), vw = f32x4.splat(w);
-  tiesLeft = load<u32>(rec, TV_TIES);
-  outliersLeft = load<u32>(rec, TV_TIES2);
+// @ts-ignore: decorator
+@inline
+function stageCut(x: usize, xd: i32, b: usize, bd: i32, count: i32, cut: i32, threshold: u32, p: usize, rescaled: bool, r: f32, w: f32): u32 {
+  const vcut = i32x4.splat(cut), vthreshold = i32x4.splat(threshold), vr = f32x4.splat(r), vw = f32x4.splat(w);
+  const magnitude = i32x4.splat(0x7fffffff);
+  let equal0 = i32x4.splat(0), equal1 = i32x4.splat(0);
   let j = 0;
-  // One loop per mode and rescaling, so the hot loop carries no branches on them.
-  if (mode == TRIM_NONE && r == 1) {
-    for (; j + 4 <= count; j += 4) {
-      const o = <usize>j << 2;
-      v128.store(p + o, f32x4.mul(f32x4.sub(v128.load(x + o), v128.load(b + o)), vw));
-    }
-  } else if (mode == TRIM_MAGNITUDE && r == 1) {
-    for (; j + 4 <= count; j += 4) {
-      const o = <usize>j << 2;
-      const m = maskLanes(TRIM_MAGNITUDE, vthreshold, vthreshold2, vkey, vhigh, bits, f32x4.sub(v128.load(x + o), v128.load(b + o)), vkey, local + j);
-      v128.store(p + o, f32x4.mul(m, vw));
-    }
-  } else if (mode == TRIM_RANDOM && r == 1) {
-    for (; j + 4 <= count; j += 4) {
-      const o = <usize>j << 2;
-      const m = maskLanes(TRIM_RANDOM, vthreshold, vthreshold2, vkey, vhigh, bits, f32x4.sub(v128.load(x + o), v128.load(b + o)), indexLanes(lo + <u32>j), local + j);
-      v128.store(p + o, f32x4.mul(m, vw));
-    }
-  } else if (mode == TRIM_BITS) {
-    for (; j + 4 <= count; j += 4) {
-      const o = <usize>j << 2;
-      let m = maskLanes(TRIM_BITS, vthreshold, vthreshold2, vkey, vhigh, bits, f32x4.sub(v128.load(x + o), v128.load(b + o)), vkey, local + j);
-      if (r != 1) m = f32x4.mul(m, vr);
-      v128.store(p + o, f32x4.mul(m, vw));
-    }
-  } else {
-    for (; j + 4 <= count; j += 4) {
-      const o = <usize>j << 2;
-      let m = maskLanes(mode, vthreshold, vthreshold2, vkey, vhigh, bits, f32x4.sub(v128.load(x + o), v128.load(b + o)), indexLanes(lo + <u32>j), local + j);
-      if (r != 1) m = f32x4.mul(m, vr);
-      v128.store(p + o, f32x4.mul(m, vw));
-    }
+  for (; j + 8 <= count; j += 8) {
+    const tau0 = f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), tau1 = f32x4.sub(loadLanes(x, xd, j + 4), loadLanes(b, bd, j + 4));
+    const m0 = v128.and(tau0, magnitude), m1 = v128.and(tau1, magnitude);
+    equal0 = i32x4.sub(equal0, i32x4.eq(m0, vthreshold));
+    equal1 = i32x4.sub(equal1, i32x4.eq(m1, vthreshold));
+    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau0, i32x4.gt_s(m0, vcut)), rescaled, vr, vw));
+    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau1, i32x4.gt_s(m1, vcut)), rescaled, vr, vw), 16);
+  }
+  let tail: u32 = 0;
+  for (; j < count; j++) {
+    const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
+    const m = reinterpret<u32>(tau) & 0x7fffffff;
+    if (m == threshold) tail++;
+    store<f32>(p + (<usize>j << 2), scaleOne(<i32>m > cut ? tau : 0, rescaled, r, w));
+  }
+  return laneSum(i32x4.add(equal0, equal1)) + tail;
+}
+
+/**
+ * The magnitude loop of the block where the budget (`left`, less than the block's elements equal to the
+ * threshold) runs out: keeps those above the threshold and the first `left` equal ones. Returns the
+ * budget left (0).
+ */
+function stageTies(x: usize, xd: i32, b: usize, bd: i32, count: i32, threshold: u32, left: u32, p: usize, rescaled: bool, r: f32, w: f32): u32 {
+  const vabove = i32x4.splat(<i32>min<u32>(threshold, 0x7fffffff)), vthreshold = i32x4.splat(threshold);
+  const vr = f32x4.splat(r), vw = f32x4.splat(w);
+  let j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const tau = f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j));
+    const magnitude = v128.and(tau, i32x4.splat(0x7fffffff));
+    const ties = keptTies(i32x4.eq(magnitude, vthreshold), left);
+    left -= laneCount(ties);
+    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau, v128.or(i32x4.gt_s(magnitude, vabove), ties)), rescaled, vr, vw));
   }
   for (; j < count; j++) {
-    const o = <usize>j << 2;
-    let m = maskOne(mode, threshold, threshold2, key, high, bits, load<f32>(x + o) - load<f32>(b + o), lo + <u32>j, local + j);
-    if (r != 1) m *= r;
-    store<f32>(p + o, m * w);
+    const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
+    const magnitude = reinterpret<u32>(tau) & 0x7fffffff;
+    const keep = aboveOrKeptTie(magnitude, threshold, left);
+    if (keep && magnitude == threshold) left--;
+    store<f32>(p + (<usize>j << 2), scaleOne(keep ? tau : 0, rescaled, r, w));
   }
-  store<u32>(rec, tiesLeft, TV_TIES);
-  store<u32>(rec, outliersLeft, TV_TIES2);
+  return left;
 }
 
-/** Elements per sub-block of the staged merge: every task's p for a sub-block fits in L1 together. */
-const SUB = 512;
+/**
+ * The lanes of four consecutive elements from `lo` that DARE keeps: u(j) = mix(mix(lo_j ^ key) ^ high) <
+ * threshold. x64 has no unsigned lane compare (V8 emulates one with three or four instructions): flipping
+ * the sign bits of both sides (`signs` is SIGNS, `flipped` the threshold ^ SIGN) turns it into a signed one.
+ */
+// @ts-ignore: decorator
+@inline
+function randomLanes(lo: u32, lanes: v128, m1: v128, m2: v128, signs: v128, vkey: v128, vhigh: v128, flipped: v128): v128 {
+  const u = mixLanes(v128.xor(mixLanes(v128.xor(i32x4.add(i32x4.splat(lo), lanes), vkey), m1, m2), vhigh), m1, m2);
+  return i32x4.lt_s(v128.xor(u, signs), flipped);
+}
+
+/** The random (DARE) loop, eight elements per iteration (dtypes as for stageCut). */
+// @ts-ignore: decorator
+@inline
+function stageRandom(x: usize, xd: i32, b: usize, bd: i32, count: i32, lo: u32, threshold: u32, key: u32, high: u32, p: usize, rescaled: bool, r: f32, w: f32): void {
+  const flipped = i32x4.splat(threshold ^ SIGN), vkey = i32x4.splat(key), vhigh = i32x4.splat(high), vr = f32x4.splat(r), vw = f32x4.splat(w);
+  const lanes = laneConstant(LANES), m1 = laneConstant(MIX1), m2 = laneConstant(MIX2), signs = laneConstant(SIGNS);
+  let j = 0;
+  for (; j + 8 <= count; j += 8) {
+    const keep0 = randomLanes(lo + <u32>j, lanes, m1, m2, signs, vkey, vhigh, flipped);
+    const keep1 = randomLanes(lo + <u32>j + 4, lanes, m1, m2, signs, vkey, vhigh, flipped);
+    const tau0 = f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), tau1 = f32x4.sub(loadLanes(x, xd, j + 4), loadLanes(b, bd, j + 4));
+    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau0, keep0), rescaled, vr, vw));
+    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau1, keep1), rescaled, vr, vw), 16);
+  }
+  for (; j < count; j++) {
+    const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
+    const keep = mix(mix((lo + <u32>j) ^ key) ^ high) < threshold;
+    store<f32>(p + (<usize>j << 2), scaleOne(keep ? tau : 0, rescaled, r, w));
+  }
+}
+
+/**
+ * The band (breadcrumbs) loop: inside the inner cut (TV_THRESHOLD, TV_TIES) and not inside the outliers'
+ * (TV_THRESHOLD2, TV_TIES2), staged as blockCut says, and again element by element when a budget runs
+ * out inside the block.
+ */
+function stageBand(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32, p: usize, rescaled: bool, r: f32, w: f32): void {
+  const threshold = load<u32>(rec, TV_THRESHOLD), threshold2 = load<u32>(rec, TV_THRESHOLD2);
+  let left = load<u32>(rec, TV_TIES), left2 = load<u32>(rec, TV_TIES2);
+  const vr = f32x4.splat(r), vw = f32x4.splat(w);
+  const vthreshold = i32x4.splat(threshold), vthreshold2 = i32x4.splat(threshold2);
+  const cut = blockCut(threshold, left), cut2 = blockCut(threshold2, left2);
+  const vcut = i32x4.splat(cut), vcut2 = i32x4.splat(cut2);
+  let equal = i32x4.splat(0), equal2 = i32x4.splat(0);
+  let j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const tau = f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j));
+    const magnitude = v128.and(tau, i32x4.splat(0x7fffffff));
+    equal = i32x4.sub(equal, i32x4.eq(magnitude, vthreshold));
+    equal2 = i32x4.sub(equal2, i32x4.eq(magnitude, vthreshold2));
+    const keep = v128.andnot(i32x4.gt_s(magnitude, vcut), i32x4.gt_s(magnitude, vcut2));
+    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau, keep), rescaled, vr, vw));
+  }
+  let tail: u32 = 0, tail2: u32 = 0;
+  for (; j < count; j++) {
+    const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
+    const magnitude = reinterpret<u32>(tau) & 0x7fffffff;
+    if (magnitude == threshold) tail++;
+    if (magnitude == threshold2) tail2++;
+    store<f32>(p + (<usize>j << 2), scaleOne(<i32>magnitude > cut && !(<i32>magnitude > cut2) ? tau : 0, rescaled, r, w));
+  }
+  const used = laneSum(equal) + tail, used2 = laneSum(equal2) + tail2;
+  if ((left == 0 || used <= left) && (left2 == 0 || used2 <= left2)) {
+    if (left != 0) left -= used;
+    if (left2 != 0) left2 -= used2;
+  } else {
+    const vabove = i32x4.splat(<i32>min<u32>(threshold, 0x7fffffff)), vabove2 = i32x4.splat(<i32>min<u32>(threshold2, 0x7fffffff));
+    for (j = 0; j + 4 <= count; j += 4) {
+      const tau = f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j));
+      const magnitude = v128.and(tau, i32x4.splat(0x7fffffff));
+      const ties = keptTies(i32x4.eq(magnitude, vthreshold), left), ties2 = keptTies(i32x4.eq(magnitude, vthreshold2), left2);
+      left -= laneCount(ties);
+      left2 -= laneCount(ties2);
+      const inner = v128.or(i32x4.gt_s(magnitude, vabove), ties), outliers = v128.or(i32x4.gt_s(magnitude, vabove2), ties2);
+      v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau, v128.andnot(inner, outliers)), rescaled, vr, vw));
+    }
+    for (; j < count; j++) {
+      const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
+      const magnitude = reinterpret<u32>(tau) & 0x7fffffff;
+      const inner = aboveOrKeptTie(magnitude, threshold, left), outlier = aboveOrKeptTie(magnitude, threshold2, left2);
+      if (inner && magnitude == threshold) left--;
+      if (outlier && magnitude == threshold2) left2--;
+      store<f32>(p + (<usize>j << 2), scaleOne(inner && !outlier ? tau : 0, rescaled, r, w));
+    }
+  }
+  store<u32>(rec, left, TV_TIES);
+  store<u32>(rec, left2, TV_TIES2);
+}
+
+/**
+ * stageBlock over float32 x and b (the interference diagnostics' view of a tile): the merge's own
+ * staging, so "trimmed" and "kept" mean what the merge does.
+ */
+export function stageTask(rec: usize, x: usize, b: usize, count: i32, lo: u32, hi: u32, local: i32, p: usize, unweighted: bool): void {
+  stageBlock(rec, x, DTYPE_F32, b, DTYPE_F32, count, lo, hi, local, p, unweighted);
+}
 
 /**
  * Plain task arithmetic (nothing trimmed or rescaled, no consensus): out = b + lambda * (sum_i (x_i - b) *
@@ -250,11 +407,212 @@ function plainTaskArithmetic(
   }
 }
 
+
+/** Elements per sub-block of the staged merge: every task's p for a sub-block fits in L1 together. */
+const SUB = 512;
+
+/**
+ * The merged value of one element from its staged v_i (at p + i * stride) and its base value b:
+ * b + lambda * mixed, where mixed is the sum of the v_i (plain, divided by `divisor` when normalized),
+ * or with consensus the sum of the p_i whose sign agrees with the elected one (sign of sum_i v_i, 0
+ * counting as +, or of the count of signs), divided by their weights' sum when normalized. With
+ * `unweighted`, v_i = q_i and p_i = q_i * w_i. The order of the float32 operations is the SIMD loops'.
+ */
+// @ts-ignore: decorator
+@inline
+function mergeOne(
+  inputs: usize, tasks: i32, p: usize, stride: usize, b: f32,
+  consensus: bool, countVote: bool, unweighted: bool, normalize: bool, divisor: f32, lambda: f32,
+): f32 {
+  let mixed: f32 = 0;
+  for (let i = 0; i < tasks; i++) {
+    const v = load<f32>(p + <usize>i * stride);
+    mixed = i == 0 ? v : mixed + v;
+  }
+  if (consensus) {
+    let positive = mixed >= 0;
+    if (countVote) {
+      let votes = 0;
+      for (let i = 0; i < tasks; i++) {
+        const v = load<f32>(p + <usize>i * stride);
+        votes += <i32>(v > 0) - <i32>(v < 0);
+      }
+      positive = votes >= 0;
+    }
+    let weights: f32 = 0;
+    for (let i = 0; i < tasks; i++) {
+      const v = load<f32>(p + <usize>i * stride);
+      const agree = positive ? v > 0 : v < 0;
+      const w = load<f32>(inputs + (<usize>(i + 1) << 5), 16);
+      const term: f32 = agree ? (unweighted ? v * w : v) : 0, weight: f32 = agree ? w : 0;
+      if (i == 0) { mixed = term; weights = weight; } else { mixed += term; weights += weight; }
+    }
+    if (normalize) mixed /= weights == 0 ? <f32>1 : weights;
+  } else if (normalize) {
+    mixed /= divisor;
+  }
+  if (lambda != 1) mixed *= lambda;
+  return b + mixed;
+}
+
+/**
+ * mergeOne over the four lanes at byte offset o of the staged sub-block, for any flags and task count
+ * (the general loop; the common TIES cases run sumVoteLanes).
+ */
+// @ts-ignore: decorator
+@inline
+function mergeLanes(
+  inputs: usize, tasks: i32, p: usize, stride: usize, vb: v128,
+  consensus: bool, countVote: bool, unweighted: bool, normalize: bool, vdivisor: v128, lambda: f32,
+): v128 {
+  const zero = f32x4.splat(0);
+  let mixed = zero;
+  for (let i = 0; i < tasks; i++) {
+    const v = v128.load(p + <usize>i * stride);
+    mixed = i == 0 ? v : f32x4.add(mixed, v);
+  }
+  if (consensus) {
+    let positive = f32x4.ge(mixed, zero);
+    if (countVote) {
+      let votes = i32x4.splat(0);
+      for (let i = 0; i < tasks; i++) {
+        const v = v128.load(p + <usize>i * stride);
+        votes = i32x4.add(i32x4.sub(votes, f32x4.gt(v, zero)), f32x4.lt(v, zero));
+      }
+      positive = i32x4.ge_s(votes, i32x4.splat(0));
+    }
+    let weights = zero;
+    for (let i = 0; i < tasks; i++) {
+      const v = v128.load(p + <usize>i * stride);
+      const agree = v128.bitselect(f32x4.gt(v, zero), f32x4.lt(v, zero), positive);
+      const w = v128.load(inputs + (<usize>(i + 1) << 5), 16);
+      const term = v128.and(unweighted ? f32x4.mul(v, w) : v, agree);
+      if (i == 0) {
+        mixed = term;
+        weights = v128.and(w, agree);
+      } else {
+        mixed = f32x4.add(mixed, term);
+        weights = f32x4.add(weights, v128.and(w, agree));
+      }
+    }
+    if (normalize) mixed = f32x4.div(mixed, v128.bitselect(f32x4.splat(1), weights, f32x4.eq(weights, zero)));
+  } else if (normalize) {
+    mixed = f32x4.div(mixed, vdivisor);
+  }
+  if (lambda != 1) mixed = f32x4.mul(mixed, f32x4.splat(lambda));
+  return f32x4.add(vb, mixed);
+}
+
+/**
+ * TIES's usual consensus (the sign of the sum of the p_i, 2 to 4 task inputs: `tasks` and `normalize`
+ * are constants at every call) over the four lanes at p: the same operations as mergeLanes with the
+ * task loop unrolled. A p_i agrees with the elected sign when p_i * (-1 if the sign is -) > 0: flipping
+ * the sign bit of p_i where - is elected turns "p_i < 0" into "> 0" (false for zeros and NaN alike).
+ */
+// @ts-ignore: decorator
+@inline
+function sumVoteLanes(
+  tasks: i32, normalize: bool, p: usize, stride: usize, vb: v128,
+  w0: v128, w1: v128, w2: v128, w3: v128, lambda: f32, vlambda: v128,
+): v128 {
+  const zero = f32x4.splat(0);
+  const p0 = v128.load(p), p1 = v128.load(p + stride);
+  const p2 = tasks > 2 ? v128.load(p + 2 * stride) : zero, p3 = tasks > 3 ? v128.load(p + 3 * stride) : zero;
+  let sum = f32x4.add(p0, p1);
+  if (tasks > 2) sum = f32x4.add(sum, p2);
+  if (tasks > 3) sum = f32x4.add(sum, p3);
+  const flip = v128.andnot(i32x4.splat(SIGN), f32x4.ge(sum, zero)); // the sign bit where - is elected
+  const a0 = f32x4.gt(v128.xor(p0, flip), zero), a1 = f32x4.gt(v128.xor(p1, flip), zero);
+  const a2 = tasks > 2 ? f32x4.gt(v128.xor(p2, flip), zero) : zero, a3 = tasks > 3 ? f32x4.gt(v128.xor(p3, flip), zero) : zero;
+  let mixed = f32x4.add(v128.and(p0, a0), v128.and(p1, a1));
+  if (tasks > 2) mixed = f32x4.add(mixed, v128.and(p2, a2));
+  if (tasks > 3) mixed = f32x4.add(mixed, v128.and(p3, a3));
+  if (normalize) {
+    let weights = f32x4.add(v128.and(w0, a0), v128.and(w1, a1));
+    if (tasks > 2) weights = f32x4.add(weights, v128.and(w2, a2));
+    if (tasks > 3) weights = f32x4.add(weights, v128.and(w3, a3));
+    mixed = f32x4.div(mixed, v128.bitselect(f32x4.splat(1), weights, f32x4.eq(weights, zero)));
+  }
+  if (isNotOne(lambda)) mixed = f32x4.mul(mixed, vlambda);
+  return f32x4.add(vb, mixed);
+}
+
+/**
+ * One staged sub-block of `len` elements merged with sumVoteLanes, eight elements at a time, and
+ * written to `out` (element 0 of the sub-block) in its dtype; the tail goes through mergeOne.
+ */
+// @ts-ignore: decorator
+@inline
+function sumVoteBlock(
+  tasks: i32, normalize: bool, inputs: usize, p: usize, stride: usize, b: usize, bd: i32, len: i32, lambda: f32, out: usize, outDtype: i32,
+): void {
+  const w0 = v128.load(inputs + 32, 16), w1 = v128.load(inputs + 64, 16);
+  const w2 = tasks > 2 ? v128.load(inputs + 96, 16) : f32x4.splat(0), w3 = tasks > 3 ? v128.load(inputs + 128, 16) : f32x4.splat(0);
+  const vlambda = f32x4.splat(lambda);
+  let j = 0;
+  for (; j + 8 <= len; j += 8) {
+    const o = <usize>j << 2;
+    const lo = sumVoteLanes(tasks, normalize, p + o, stride, loadLanes(b, bd, j), w0, w1, w2, w3, lambda, vlambda);
+    const hi = sumVoteLanes(tasks, normalize, p + o + 16, stride, loadLanes(b, bd, j + 4), w0, w1, w2, w3, lambda, vlambda);
+    storeEight(out, outDtype, j, lo, hi);
+  }
+  for (; j < len; j++) {
+    storeOne(out, outDtype, j, mergeOne(inputs, tasks, p + (<usize>j << 2), stride, loadOne(b, bd, j), true, false, false, normalize, 1, lambda));
+  }
+}
+
+/** sumVoteBlock with the base and output both BF16, both F32, or anything else. */
+// @ts-ignore: decorator
+@inline
+function sumVoteDtypes(tasks: i32, normalize: bool, inputs: usize, p: usize, stride: usize, b: usize, bd: i32, len: i32, lambda: f32, out: usize, outDtype: i32): void {
+  if (bd == DTYPE_BF16 && outDtype == DTYPE_BF16) sumVoteBlock(tasks, normalize, inputs, p, stride, b, DTYPE_BF16, len, lambda, out, DTYPE_BF16);
+  else if (bd == DTYPE_F32 && outDtype == DTYPE_F32) sumVoteBlock(tasks, normalize, inputs, p, stride, b, DTYPE_F32, len, lambda, out, DTYPE_F32);
+  else sumVoteBlock(tasks, normalize, inputs, p, stride, b, bd, len, lambda, out, outDtype);
+}
+
+// One function per task count and normalization: the optimizer would merge loops that differ only in
+// these constants back into one loop that tests them at run time.
+function sumVote2(inputs: usize, p: usize, stride: usize, b: usize, bd: i32, len: i32, lambda: f32, out: usize, outDtype: i32): void {
+  sumVoteDtypes(2, false, inputs, p, stride, b, bd, len, lambda, out, outDtype);
+}
+function sumVote3(inputs: usize, p: usize, stride: usize, b: usize, bd: i32, len: i32, lambda: f32, out: usize, outDtype: i32): void {
+  sumVoteDtypes(3, false, inputs, p, stride, b, bd, len, lambda, out, outDtype);
+}
+function sumVote4(inputs: usize, p: usize, stride: usize, b: usize, bd: i32, len: i32, lambda: f32, out: usize, outDtype: i32): void {
+  sumVoteDtypes(4, false, inputs, p, stride, b, bd, len, lambda, out, outDtype);
+}
+function sumVoteNormalized2(inputs: usize, p: usize, stride: usize, b: usize, bd: i32, len: i32, lambda: f32, out: usize, outDtype: i32): void {
+  sumVoteDtypes(2, true, inputs, p, stride, b, bd, len, lambda, out, outDtype);
+}
+function sumVoteNormalized3(inputs: usize, p: usize, stride: usize, b: usize, bd: i32, len: i32, lambda: f32, out: usize, outDtype: i32): void {
+  sumVoteDtypes(3, true, inputs, p, stride, b, bd, len, lambda, out, outDtype);
+}
+function sumVoteNormalized4(inputs: usize, p: usize, stride: usize, b: usize, bd: i32, len: i32, lambda: f32, out: usize, outDtype: i32): void {
+  sumVoteDtypes(4, true, inputs, p, stride, b, bd, len, lambda, out, outDtype);
+}
+
+/** sumVoteBlock for 2, 3 or 4 task inputs, normalized or not. */
+function sumVote(normalize: bool, inputs: usize, tasks: i32, p: usize, stride: usize, b: usize, bd: i32, len: i32, lambda: f32, out: usize, outDtype: i32): void {
+  if (normalize) {
+    if (tasks == 2) sumVoteNormalized2(inputs, p, stride, b, bd, len, lambda, out, outDtype);
+    else if (tasks == 3) sumVoteNormalized3(inputs, p, stride, b, bd, len, lambda, out, outDtype);
+    else sumVoteNormalized4(inputs, p, stride, b, bd, len, lambda, out, outDtype);
+  } else {
+    if (tasks == 2) sumVote2(inputs, p, stride, b, bd, len, lambda, out, outDtype);
+    else if (tasks == 3) sumVote3(inputs, p, stride, b, bd, len, lambda, out, outDtype);
+    else sumVote4(inputs, p, stride, b, bd, len, lambda, out, outDtype);
+  }
+}
+
 /**
  * The merge: out = b + lambda * mixed over n elements of a chunk whose first flat element index is
  * (startHi << 32 | startLo). `table` holds nInputs TV_RECORDs, record 0 being the base model.
- * flags: TV_NORMALIZE divides by the (agreeing) weight sum, TV_CONSENSUS elects signs. `divisor` is the
- * weight sum used without consensus (already replaced by 1 when |sum| < 1e-8).
+ * flags: TV_NORMALIZE divides by the (agreeing) weight sum, TV_CONSENSUS elects signs, TV_COUNT_VOTE
+ * and TV_UNWEIGHTED_VOTE choose the vote (see mergeOne). `divisor` is the weight sum used without
+ * consensus (already replaced by 1 when |sum| < 1e-8).
+ *
+ * Inputs are read in place (decoded only when the recipe's load dtype rounds them). Each sub-block's
+ * task inputs are staged (stageBlock) into L1, then merged and written in the output's dtype.
  */
 export function taskVectorMerge(
   table: usize, nInputs: i32, n: i32, startLo: u32, startHi: u32, quant: i32,
@@ -264,8 +622,6 @@ export function taskVectorMerge(
   const outBytes = <usize>elementBytes(outDtype);
   const consensus = (flags & TV_CONSENSUS) != 0;
   const normalize = (flags & TV_NORMALIZE) != 0;
-  // Vote variants: the sign is elected from v_i, the staged values (p_i, or the unweighted q_i), by
-  // their sum or by counting signs; p_i = q_i * w_i is then formed for the agreeing sum.
   const countVote = consensus && (flags & TV_COUNT_VOTE) != 0;
   const unweighted = consensus && (flags & TV_UNWEIGHTED_VOTE) != 0;
   const tasks = nInputs - 1;
@@ -279,167 +635,84 @@ export function taskVectorMerge(
     plainTaskArithmetic(table, nInputs, n, quant, normalize, divisor, lambda, out, outDtype);
     return;
   }
-  const ptrs = slot(MAX_INPUTS + 2);
-  const splatted = ptrs + (<usize>MAX_INPUTS << 2); // each task's weight in all four lanes
-  const pbase = slot(MAX_INPUTS + 3);
-  for (let i = 0; i < tasks; i++) v128.store(splatted + (<usize>i << 4), f32x4.splat(load<f32>(table + <usize>(i + 1) * TV_RECORD, TV_WEIGHT)));
-  const vdiv = f32x4.splat(divisor), vlambda = f32x4.splat(lambda), zero = f32x4.splat(0), one = f32x4.splat(1);
+  const sumVoted = consensus && !countVote && !unweighted && tasks >= 2 && tasks <= 4;
+  const inputs = slot(MAX_INPUTS + 1); // per input: pointer, dtype, weight splatted (32 bytes)
+  const staged = slot(MAX_INPUTS + 2); // two slots: each task's v for a sub-block, `stride` bytes apart
+  const sub = min(SUB, (TILE * 2 / max(tasks, 1)) & ~7);
+  const stride = <usize>sub << 2;
+  const acc = slot(MAX_INPUTS); // the general loop's float32 results, before encoding
+  const vdivisor = f32x4.splat(divisor);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    const index = start + <u64>t;
-    const b = tileOf(load<u32>(table), load<u32>(table, 4), t, count, quant, 0);
-    for (let i = 1; i < nInputs; i++) {
-      const rec = table + <usize>i * TV_RECORD;
-      store<u32>(ptrs + (<usize>(i - 1) << 2), <u32>tileOf(load<u32>(rec), load<u32>(rec, 4), t, count, quant, i));
-    }
-    const acc = outBytes == 4 ? out + (<usize>t << 2) : slot(MAX_INPUTS);
-    for (let s = 0; s < count; s += SUB) {
-      const len = min(SUB, count - s);
-      const so = <usize>s << 2;
-      if (!plain) {
-        // p_i for this sub-block, task by task, at pbase + i * SUB floats.
-        for (let i = 0; i < tasks; i++) {
-          const sub = index + <u64>s;
-          stageTask(table + <usize>(i + 1) * TV_RECORD, <usize>load<u32>(ptrs + (<usize>i << 2)) + so, b + so, len, <u32>sub, <u32>(sub >>> 32), t + s, pbase + <usize>i * (SUB << 2), unweighted);
-        }
+    readableInputs(table, TV_RECORD, TV_WEIGHT, nInputs, t, count, quant, inputs);
+    const bp = <usize>load<u32>(inputs), bd = load<i32>(inputs, 4), bBytes = <usize>elementBytes(bd);
+    for (let s = 0; s < count; s += sub) {
+      const len = min(sub, count - s);
+      const index = start + <u64>(t + s);
+      for (let i = 1; i < nInputs; i++) {
+        const at = inputs + (<usize>i << 5);
+        const xd = load<i32>(at, 4);
+        const x = <usize>load<u32>(at) + <usize>s * <usize>elementBytes(xd);
+        stageBlock(table + <usize>i * TV_RECORD, x, xd, bp + <usize>s * bBytes, bd, len, <u32>index, <u32>(index >>> 32), t + s, staged + <usize>(i - 1) * stride, unweighted);
       }
+      const b = bp + <usize>s * bBytes, dst = out + <usize>(t + s) * outBytes;
+      if (sumVoted) {
+        sumVote(normalize, inputs, tasks, staged, stride, b, bd, len, lambda, dst, outDtype);
+        continue;
+      }
+      const results = outBytes == 4 ? dst : acc;
       let j = 0;
       for (; j + 4 <= len; j += 4) {
         const o = <usize>j << 2;
-        const vb = v128.load(b + so + o);
-        let mixed = zero;
-        if (plain) {
-          for (let i = 0; i < tasks; i++) {
-            const p = f32x4.mul(f32x4.sub(v128.load(<usize>load<u32>(ptrs + (<usize>i << 2)) + so + o), vb), v128.load(splatted + (<usize>i << 4)));
-            mixed = i == 0 ? p : f32x4.add(mixed, p);
-          }
-        } else {
-          for (let i = 0; i < tasks; i++) {
-            const p = v128.load(pbase + <usize>i * (SUB << 2) + o);
-            mixed = i == 0 ? p : f32x4.add(mixed, p);
-          }
-        }
-        if (consensus) {
-          // `mixed` holds sum_i v_i: its sign is the elected one (0 counts as +), unless signs are counted.
-          let positive = f32x4.ge(mixed, zero);
-          if (countVote) {
-            let votes = i32x4.splat(0);
-            for (let i = 0; i < tasks; i++) {
-              const v = v128.load(pbase + <usize>i * (SUB << 2) + o);
-              votes = i32x4.add(i32x4.sub(votes, f32x4.gt(v, zero)), f32x4.lt(v, zero));
-            }
-            positive = i32x4.ge_s(votes, i32x4.splat(0));
-          }
-          let weights = zero;
-          for (let i = 0; i < tasks; i++) {
-            const v = v128.load(pbase + <usize>i * (SUB << 2) + o);
-            const agree = v128.bitselect(f32x4.gt(v, zero), f32x4.lt(v, zero), positive);
-            const w = v128.load(splatted + (<usize>i << 4));
-            const p = unweighted ? f32x4.mul(v, w) : v;
-            if (i == 0) {
-              mixed = v128.and(p, agree);
-              weights = v128.and(w, agree);
-            } else {
-              mixed = f32x4.add(mixed, v128.and(p, agree));
-              weights = f32x4.add(weights, v128.and(w, agree));
-            }
-          }
-          if (normalize) mixed = f32x4.div(mixed, v128.bitselect(one, weights, f32x4.eq(weights, zero)));
-        } else if (normalize) {
-          mixed = f32x4.div(mixed, vdiv);
-        }
-        if (lambda != 1) mixed = f32x4.mul(mixed, vlambda);
-        v128.store(acc + so + o, f32x4.add(vb, mixed));
+        v128.store(results + o, mergeLanes(inputs, tasks, staged + o, stride, loadLanes(b, bd, j), consensus, countVote, unweighted, normalize, vdivisor, lambda));
       }
       for (; j < len; j++) {
-        const o = <usize>j << 2;
-        const vb = load<f32>(b + so + o);
-        let mixed: f32 = 0;
-        for (let i = 0; i < tasks; i++) {
-          const p = plain
-            ? (load<f32>(<usize>load<u32>(ptrs + (<usize>i << 2)) + so + o) - vb) * load<f32>(table + <usize>(i + 1) * TV_RECORD, TV_WEIGHT)
-            : load<f32>(pbase + <usize>i * (SUB << 2) + o);
-          mixed = i == 0 ? p : mixed + p;
-        }
-        if (consensus) {
-          let positive = mixed >= 0;
-          if (countVote) {
-            let votes = 0;
-            for (let i = 0; i < tasks; i++) {
-              const v = load<f32>(pbase + <usize>i * (SUB << 2) + o);
-              votes += <i32>(v > 0) - <i32>(v < 0);
-            }
-            positive = votes >= 0;
-          }
-          let weights: f32 = 0;
-          for (let i = 0; i < tasks; i++) {
-            const v = load<f32>(pbase + <usize>i * (SUB << 2) + o);
-            const agree = positive ? v > 0 : v < 0;
-            const w = load<f32>(table + <usize>(i + 1) * TV_RECORD, TV_WEIGHT);
-            const p = unweighted ? v * w : v;
-            const pm: f32 = agree ? p : 0, wm: f32 = agree ? w : 0;
-            if (i == 0) { mixed = pm; weights = wm; } else { mixed += pm; weights += wm; }
-          }
-          if (normalize) mixed /= weights == 0 ? <f32>1 : weights;
-        } else if (normalize) {
-          mixed /= divisor;
-        }
-        if (lambda != 1) mixed *= lambda;
-        store<f32>(acc + so + o, vb + mixed);
+        store<f32>(results + (<usize>j << 2), mergeOne(inputs, tasks, staged + (<usize>j << 2), stride, loadOne(b, bd, j), consensus, countVote, unweighted, normalize, divisor, lambda));
       }
+      if (outBytes != 4) encode(acc, outDtype, dst, len);
     }
-    if (outBytes != 4) encode(acc, outDtype, out + <usize>t * outBytes, count);
   }
 }
 
 /**
  * The L1 norms rescaling needs, per tile and task input: sum |tau_i| and sum |masked tau_i| in float64,
- * written as 2 f64 per (tile, task input) at `partials` (tile-major). Uses the same masks as the merge,
- * so it consumes magnitude tie budgets the same way: give it a fresh table.
+ * written as 2 f64 per (tile, task input) at `partials` (tile-major). Uses the merge's own masks
+ * (stageBlock, unweighted), so it consumes magnitude tie budgets the same way: give it a fresh table
+ * (rescale 1).
  */
 export function maskedL1(table: usize, nInputs: i32, n: i32, startLo: u32, startHi: u32, quant: i32, partials: usize): void {
   const start = (<u64>startHi << 32) | <u64>startLo;
   const magnitude = i32x4.splat(0x7fffffff);
   const tasks = nInputs - 1;
+  const inputs = slot(MAX_INPUTS + 1), kept = slot(MAX_INPUTS + 2);
   let tile = 0;
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    const index = start + <u64>t;
-    const lo = <u32>index, hi = <u32>(index >>> 32);
-    const b = tileOf(load<u32>(table), load<u32>(table, 4), t, count, quant, 0);
+    readableInputs(table, TV_RECORD, -1, nInputs, t, count, quant, inputs);
+    const bp = <usize>load<u32>(inputs), bd = load<i32>(inputs, 4);
     for (let i = 1; i < nInputs; i++) {
-      const rec = table + <usize>i * TV_RECORD;
-      const x = tileOf(load<u32>(rec), load<u32>(rec, 4), t, count, quant, 1);
-      const mode = load<u32>(rec, TV_MODE), threshold = load<u32>(rec, TV_THRESHOLD), key = load<u32>(rec, TV_KEY);
-      const threshold2 = load<u32>(rec, TV_THRESHOLD2), bits = <usize>load<u32>(rec, TV_MASK);
-      const high = hi + 0x9e3779b9;
-      const vthreshold = i32x4.splat(threshold), vthreshold2 = i32x4.splat(threshold2), vkey = i32x4.splat(key), vhigh = i32x4.splat(high);
-      tiesLeft = load<u32>(rec, TV_TIES);
-      outliersLeft = load<u32>(rec, TV_TIES2);
+      const at = inputs + (<usize>i << 5);
+      const x = <usize>load<u32>(at), xd = load<i32>(at, 4);
+      const index = start + <u64>t;
+      stageBlock(table + <usize>i * TV_RECORD, x, xd, bp, bd, count, <u32>index, <u32>(index >>> 32), t, kept, true);
       let aLo = f64x2.splat(0), aHi = f64x2.splat(0), mLo = f64x2.splat(0), mHi = f64x2.splat(0);
       let j = 0;
       for (; j + 4 <= count; j += 4) {
-        const o = <usize>j << 2;
-        const tau = f32x4.sub(v128.load(x + o), v128.load(b + o));
-        const all = v128.and(tau, magnitude);
-        const kept = v128.and(maskLanes(mode, vthreshold, vthreshold2, vkey, vhigh, bits, tau, indexLanes(lo + <u32>j), t + j), magnitude);
+        const all = v128.and(f32x4.sub(loadLanes(x, xd, j), loadLanes(bp, bd, j)), magnitude);
+        const m = v128.and(v128.load(kept + (<usize>j << 2)), magnitude);
         aLo = f64x2.add(aLo, f64x2.promote_low_f32x4(all));
         aHi = f64x2.add(aHi, promoteHigh(all));
-        mLo = f64x2.add(mLo, f64x2.promote_low_f32x4(kept));
-        mHi = f64x2.add(mHi, promoteHigh(kept));
+        mLo = f64x2.add(mLo, f64x2.promote_low_f32x4(m));
+        mHi = f64x2.add(mHi, promoteHigh(m));
       }
-      let all = sumLanes(aLo, aHi), kept = sumLanes(mLo, mHi);
+      let sumAll = sumLanes(aLo, aHi), sumKept = sumLanes(mLo, mHi);
       for (; j < count; j++) {
-        const o = <usize>j << 2;
-        const tau = load<f32>(x + o) - load<f32>(b + o);
-        all += <f64>abs<f32>(tau);
-        kept += <f64>abs<f32>(maskOne(mode, threshold, threshold2, key, high, bits, tau, lo + <u32>j, t + j));
+        sumAll += <f64>abs<f32>(loadOne(x, xd, j) - loadOne(bp, bd, j));
+        sumKept += <f64>abs<f32>(load<f32>(kept + (<usize>j << 2)));
       }
-      store<u32>(rec, tiesLeft, TV_TIES);
-      store<u32>(rec, outliersLeft, TV_TIES2);
       const p = partials + (<usize>tile * <usize>tasks + <usize>(i - 1)) * 16;
-      store<f64>(p, all);
-      store<f64>(p, kept, 8);
+      store<f64>(p, sumAll);
+      store<f64>(p, sumKept, 8);
     }
     tile++;
   }

@@ -13,13 +13,14 @@
 //      whole CLI processes, next to reading the inputs and writing the output with the engine's I/O calls, computing nothing
 // Options: --quick (smaller sizes, for a smoke run), --keep (keep the generated models), --skip-e2e, --skip-floor (3b),
 // --skip-kernels, --skip-assignment (5, 6), --skip-alignment (7), --skip-gemm (8), --skip-forward (9), --skip-sweep (10), --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
-// Environment: BENCH_ONLY=name[,name] limits section 2 to those methods.
+// Environment: BENCH_ONLY=name[,name] limits section 2 to those methods; BENCH_BASELINE_WASM=path/to/kernels.wasm
+// times section 2's cases with that (older) build of the kernels too, alternating with this one.
 //   9. the evaluation forward pass (bench/forward.ts): prefill and generation tokens/s on a SmolLM-135M-shaped model, next to PyTorch
 //  10. a parameter sweep (bench/sweep.ts): 11 points of a SmolLM-135M-shaped slerp, against 11 × (merge + eval) by hand
 //  11. fixed costs (bench/fixed-costs.ts, --skip-fixed): whole `weightsoup merge` processes of the example (~100 MB) and of a
 //      2 MB model next to `node -e 0`, and a --profile timeline of the small one
 import { spawnSync } from "node:child_process";
-import { mkdir, mkdtemp, open, rm, writeFile, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readFile, rm, writeFile, stat } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -110,6 +111,8 @@ function job(op: TensorOp, inputs: number): TensorJob {
 
 const kernels = await loadKernels(2048 * MiB - 65536);
 const ws = new ChunkWorkspace(kernels);
+const baselineWasm = process.env.BENCH_BASELINE_WASM;
+const baselineWs = baselineWasm ? new ChunkWorkspace(await loadKernels(2048 * MiB - 65536, new Uint8Array(await readFile(baselineWasm)))) : undefined;
 const w3 = [Math.fround(0.4), Math.fround(0.3), Math.fround(0.3)];
 const cases: { name: string; inputs: number; op: TensorOp; plain: () => void }[] = [
   { name: "linear", inputs: 3, op: { kind: "sum", weights: w3, normalize: true, divisor: 1 }, plain: () => plain.linear(arrays, w3, dst) },
@@ -136,8 +139,8 @@ const geometric = geometricBenchCases({ arrays, dst });
 cases.push(...geometric);
 
 line(`2. Kernel throughput, one core, float32 inputs already in memory (${names.length} x ${TENSOR_BYTES / MiB} MiB; slerp uses 2)`);
-line(`   GB/s of input; "of memcpy" compares with the memcpy bandwidth above`);
-line(`   ${"method".padEnd(16)} ${"wasm SIMD".padStart(10)} ${"plain TS".padStart(10)} ${"speed-up".padStart(9)} ${"of memcpy".padStart(10)}`);
+line(`   GB/s of input; "of memcpy" compares with the memcpy bandwidth above${baselineWs ? `; "baseline": ${baselineWasm}, timed alternately` : ""}`);
+line(`   ${"method".padEnd(16)} ${"wasm SIMD".padStart(10)} ${"plain TS".padStart(10)} ${"speed-up".padStart(9)} ${"of memcpy".padStart(10)}${baselineWs ? `${"baseline".padStart(10)} ${"ratio".padStart(6)}` : ""}`);
 const kernelResults: Record<string, number> = {};
 // BENCH_ONLY=name[,name...] times only those methods (to measure one kernel quickly).
 const only = process.env.BENCH_ONLY?.split(",");
@@ -145,15 +148,22 @@ for (const c of cases) {
   if (only && !only.includes(c.name)) continue;
   const j = job(c.op, c.inputs);
   await ws.load(j, 0);
+  if (baselineWs) await baselineWs.load(j, 0);
   const bytes = c.inputs * TENSOR_BYTES;
-  const wasm = gb(bytes, await best(QUICK ? 3 : 5, async () => { await runTensor(j, new ResidentExecutor(ws)); }));
+  let wasmSeconds = Infinity, baseSeconds = Infinity;
+  for (let r = 0; r < (QUICK ? 3 : 5); r++) {
+    wasmSeconds = Math.min(wasmSeconds, await best(1, async () => { await runTensor(j, new ResidentExecutor(ws)); }));
+    if (baselineWs) baseSeconds = Math.min(baseSeconds, await best(1, async () => { await runTensor(j, new ResidentExecutor(baselineWs)); }));
+  }
+  const wasm = gb(bytes, wasmSeconds), base = gb(bytes, baseSeconds);
   const ts = gb(bytes, await best(QUICK ? 1 : 2, c.plain));
   kernelResults[c.name] = wasm;
-  line(`   ${c.name.padEnd(16)} ${fmt(wasm).padStart(10)} ${fmt(ts).padStart(10)} ${(fmt(wasm / ts, 1) + "x").padStart(9)} ${(fmt((100 * wasm) / memcpy, 0) + "%").padStart(10)}`);
+  line(`   ${c.name.padEnd(16)} ${fmt(wasm).padStart(10)} ${fmt(ts).padStart(10)} ${(fmt(wasm / ts, 1) + "x").padStart(9)} ${(fmt((100 * wasm) / memcpy, 0) + "%").padStart(10)}${baselineWs ? `${fmt(base).padStart(10)} ${(fmt(wasm / base) + "x").padStart(6)}` : ""}`);
 }
 if (!only) line(`   targets: linear and task_arithmetic >= 50% of memcpy (${fmt(kernelResults.linear! / memcpy * 100, 0)}%, ${fmt(kernelResults.task_arithmetic! / memcpy * 100, 0)}%); ties >= 3 GB/s (${fmt(kernelResults.ties!)})`);
 if (!only) line(`   target: geometric methods except karcher >= 1 GB/s (${geometric.filter((c) => c.name !== "karcher").map((c) => `${c.name} ${fmt(kernelResults[c.name]!)}`).join(", ")})`);
 await ws.release();
+await baselineWs?.release();
 arrays.length = 0;
 line();
 }
