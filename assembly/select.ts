@@ -12,14 +12,19 @@
 
 import {
   RANGE_ABOVE, RANGE_INSIDE, RANGE_KEPT, SAMPLE_RUN, SAMPLE_SHIFT, SAMPLE_STRIDE, TASK_RANGE_CAND, TASK_RANGE_CAPACITY, TASK_RANGE_DTYPE,
-  TASK_RANGE_HI, TASK_RANGE_HIST, TASK_RANGE_LO, TASK_RANGE_RECORD, TASK_RANGE_SHIFT, TASK_RANGE_STATS, TASK_RANGE_X, TILE,
+  DTYPE_BF16, DTYPE_F32, TASK_RANGE_HI, TASK_RANGE_HIST, TASK_RANGE_LO, TASK_RANGE_RECORD, TASK_RANGE_SHIFT, TASK_RANGE_STATS, TASK_RANGE_X, TILE,
 } from "./layout";
-import { tileOf } from "./tile";
+import { loadLanes, loadOne } from "./convert";
+import { readable, readableDtype, tileOf } from "./tile";
+
+/** |x| of four float32 lanes: clear the sign bits. Loaded before a loop (V8 re-creates a v128 constant at every use inside one). */
+const MAGNITUDE = memory.data<u32>([0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff], 16);
 
 /**
  * Sample histogram: for the first SAMPLE_RUN elements of every SAMPLE_STRIDE (counted from the chunk's
  * first element, which is tile-aligned, so from a fixed global pattern) add 1 to hist[key >>> SAMPLE_SHIFT].
- * `hist` holds SAMPLE_BUCKETS u32 counters. Returns the number of sampled elements.
+ * `hist` holds SAMPLE_BUCKETS u32 counters. Returns the number of sampled elements. The runs are short
+ * (a sixty-fourth of the chunk): decoding them costs less than branching on the dtypes per element.
  */
 export function absDeltaSample(x: usize, xDtype: i32, b: usize, bDtype: i32, n: i32, quant: i32, hist: usize): i32 {
   let sampled = 0;
@@ -80,25 +85,27 @@ export function absDeltaRange(
   writeStats(stats, 0, 0, 0);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    rangeTile(tileOf(x, xDtype, t, count, quant, 0), tileOf(b, bDtype, t, count, quant, 1), count, lo, hi, shift, hist, cand, capacity, stats);
+    const bp = readable(b, bDtype, t, count, quant, 0), bd = readableDtype;
+    const xp = readable(x, xDtype, t, count, quant, 1), xd = readableDtype;
+    rangeBlock(xp, xd, bp, bd, count, lo, hi, shift, hist, cand, capacity, stats);
   }
 }
 
 /**
  * The same pass for several task inputs x_i against one base at once (`tasks` TASK_RANGE_RECORDs at
- * `table`, each with its own range, histogram, candidates and stats): each tile of the base is decoded
- * once for all of them, and the tensor is walked once.
+ * `table`, each with its own range, histogram, candidates and stats): the tensor is walked once, a tile
+ * at a time, every task's keys of a tile computed while the base's tile is in cache.
  */
 export function absDeltaRanges(table: usize, tasks: i32, b: usize, bDtype: i32, n: i32, quant: i32): void {
   for (let i = 0; i < tasks; i++) writeStats(load<u32>(table + <usize>i * TASK_RANGE_RECORD, TASK_RANGE_STATS), 0, 0, 0);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    const bv = tileOf(b, bDtype, t, count, quant, 0);
+    const bp = readable(b, bDtype, t, count, quant, 0), bd = readableDtype;
     for (let i = 0; i < tasks; i++) {
       const rec = table + <usize>i * TASK_RANGE_RECORD;
-      const xv = tileOf(load<u32>(rec, TASK_RANGE_X), load<i32>(rec, TASK_RANGE_DTYPE), t, count, quant, 1);
-      rangeTile(
-        xv, bv, count, load<u32>(rec, TASK_RANGE_LO), load<u32>(rec, TASK_RANGE_HI), load<u32>(rec, TASK_RANGE_SHIFT),
+      const xp = readable(load<u32>(rec, TASK_RANGE_X), load<i32>(rec, TASK_RANGE_DTYPE), t, count, quant, 1), xd = readableDtype;
+      rangeBlock(
+        xp, xd, bp, bd, count, load<u32>(rec, TASK_RANGE_LO), load<u32>(rec, TASK_RANGE_HI), load<u32>(rec, TASK_RANGE_SHIFT),
         load<u32>(rec, TASK_RANGE_HIST), load<u32>(rec, TASK_RANGE_CAND), load<i32>(rec, TASK_RANGE_CAPACITY), load<u32>(rec, TASK_RANGE_STATS),
       );
     }
@@ -106,8 +113,22 @@ export function absDeltaRanges(table: usize, tasks: i32, b: usize, bDtype: i32, 
 }
 
 /**
- * One tile (`count` float32 values of x and b) of a range pass, added to the RANGE_* record at `stats`
- * (candidates go on after the ones already kept).
+ * rangeTile with the dtypes as constants for the common pairs (BF16 and F32 inputs), so those loops
+ * carry no branch on them.
+ */
+function rangeBlock(xv: usize, xd: i32, bv: usize, bd: i32, count: i32, lo: u32, hi: u32, shift: u32, hist: usize, cand: usize, capacity: i32, stats: usize): void {
+  if (xd == DTYPE_BF16 && bd == DTYPE_BF16) rangeTile(xv, DTYPE_BF16, bv, DTYPE_BF16, count, lo, hi, shift, hist, cand, capacity, stats);
+  else if (xd == DTYPE_F32 && bd == DTYPE_F32) rangeTile(xv, DTYPE_F32, bv, DTYPE_F32, count, lo, hi, shift, hist, cand, capacity, stats);
+  else rangeTile(xv, xd, bv, bd, count, lo, hi, shift, hist, cand, capacity, stats);
+}
+
+/**
+ * One block (`count` elements of x and b, stored as xd and bd: F32, BF16 or F16, read in place) of a
+ * range pass, added to the RANGE_* record at `stats` (candidates go on after the ones already kept).
+ *
+ * Keys are below 2^31 (the sign bit is masked off), so the range tests are signed compares (x64 has no
+ * unsigned lane compare; V8 emulates one): key >= hi is key > hi - 1, where hi = 2^31 ("no upper bound")
+ * gives 2^31 - 1, which no key exceeds, and hi = 0 gives -1, which every key does; likewise for lo.
  *
  * When many keys fall inside the range (bf16 checkpoints repeat the same |tau| a lot), per-lane
  * branches mispredict; so a vector with any key inside updates all four lanes, sending the lanes
@@ -116,9 +137,10 @@ export function absDeltaRanges(table: usize, tasks: i32, b: usize, bDtype: i32, 
  */
 // @ts-ignore: decorator
 @inline
-function rangeTile(xv: usize, bv: usize, count: i32, lo: u32, hi: u32, shift: u32, hist: usize, cand: usize, capacity: i32, stats: usize): void {
-  const magnitude = i32x4.splat(0x7fffffff);
-  const vlo = i32x4.splat(lo), vhi = i32x4.splat(hi);
+function rangeTile(xv: usize, xd: i32, bv: usize, bd: i32, count: i32, lo: u32, hi: u32, shift: u32, hist: usize, cand: usize, capacity: i32, stats: usize): void {
+  const magnitude = v128.load(MAGNITUDE);
+  const vbelow = i32x4.splat(min<u32>(lo, 0x80000000) - 1), vtop = i32x4.splat(min<u32>(hi, 0x80000000) - 1);
+  const vlo = i32x4.splat(lo);
   const spare = ((hi - lo - 1) >>> shift) + 1;
   const vspare = i32x4.splat(spare);
   let above: i64 = 0, inside: i64 = 0;
@@ -126,11 +148,10 @@ function rangeTile(xv: usize, bv: usize, count: i32, lo: u32, hi: u32, shift: u3
   let aboveLanes = i32x4.splat(0), insideLanes = i32x4.splat(0);
   let j = 0;
   for (; j + 4 <= count; j += 4) {
-    const o = <usize>j << 2;
-    const key = v128.and(f32x4.sub(v128.load(xv + o), v128.load(bv + o)), magnitude);
-    const atOrAbove = i32x4.ge_u(key, vhi);
+    const key = v128.and(f32x4.sub(loadLanes(xv, xd, j), loadLanes(bv, bd, j)), magnitude);
+    const atOrAbove = i32x4.gt_s(key, vtop);
     aboveLanes = i32x4.sub(aboveLanes, atOrAbove);
-    const within = v128.andnot(i32x4.ge_u(key, vlo), atOrAbove);
+    const within = v128.andnot(i32x4.gt_s(key, vbelow), atOrAbove);
     if (!v128.any_true(within)) continue;
     insideLanes = i32x4.sub(insideLanes, within);
     const bucket = v128.bitselect(i32x4.shr_u(i32x4.sub(key, vlo), shift), vspare, within);
@@ -158,8 +179,7 @@ function rangeTile(xv: usize, bv: usize, count: i32, lo: u32, hi: u32, shift: u3
   above += <i64>(i32x4.extract_lane(aboveLanes, 0) + i32x4.extract_lane(aboveLanes, 1) + i32x4.extract_lane(aboveLanes, 2) + i32x4.extract_lane(aboveLanes, 3));
   inside += <i64>(i32x4.extract_lane(insideLanes, 0) + i32x4.extract_lane(insideLanes, 1) + i32x4.extract_lane(insideLanes, 2) + i32x4.extract_lane(insideLanes, 3));
   for (; j < count; j++) {
-    const o = <usize>j << 2;
-    const key = reinterpret<u32>(load<f32>(xv + o) - load<f32>(bv + o)) & 0x7fffffff;
+    const key = reinterpret<u32>(loadOne(xv, xd, j) - loadOne(bv, bd, j)) & 0x7fffffff;
     if (key >= hi) above++;
     else if (key >= lo) { kept = takeKey(key, lo, shift, hist, cand, capacity, kept); inside++; }
   }

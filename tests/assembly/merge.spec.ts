@@ -5,7 +5,7 @@ import { taskVectorMerge, maskedL1 } from "../../assembly/taskvector";
 import { absDeltaRange, keyRange } from "../../assembly/select";
 import { setScratch } from "../../assembly/tile";
 import {
-  DTYPE_BF16, DTYPE_F32, DTYPE_NONE, SCRATCH_BYTES, SUM_RECORD, TRIM_MAGNITUDE, TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS,
+  DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_NONE, SCRATCH_BYTES, SUM_RECORD, TRIM_MAGNITUDE, TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS,
   TV_KEY, TV_MODE, TV_NORMALIZE, TV_RECORD, TV_RESCALE, TV_THRESHOLD, TV_TIES, TV_WEIGHT, RANGE_ABOVE, RANGE_INSIDE, RANGE_KEPT,
 } from "../../assembly/layout";
 
@@ -15,6 +15,34 @@ function f32s(values: f32[]): usize {
   const p = heap.alloc(values.length * 4);
   for (let i = 0; i < values.length; i++) store<f32>(p + (<usize>i << 2), values[i]);
   return p;
+}
+
+function u16s(values: u16[]): usize {
+  const p = heap.alloc(values.length * 2);
+  for (let i = 0; i < values.length; i++) store<u16>(p + (<usize>i << 1), values[i]);
+  return p;
+}
+
+/**
+ * A range pass from lo = 2.0 with no upper bound (hi = 2^31) over |x - 0| for x = 1, -2, 3, -4, 0.5, 8, 2
+ * (stored as xDtype, the zero base as bDtype): a key equal to lo is inside, nothing is above.
+ */
+function expectOpenRange(x: usize, xDtype: i32, base: usize, bDtype: i32): void {
+  const lo = reinterpret<u32>(<f32>2.0), shift: u32 = 20;
+  const hist = heap.alloc(4 * 1025);
+  memory.fill(hist, 0, 4 * 1025);
+  const cand = heap.alloc(64), stats = heap.alloc(24);
+  absDeltaRange(x, xDtype, base, bDtype, 7, DTYPE_NONE, lo, 0x80000000, shift, hist, cand, 16, stats);
+  expect(load<f64>(stats, RANGE_ABOVE)).toBe(0.0);
+  expect(load<f64>(stats, RANGE_INSIDE)).toBe(5.0); // 2, 3, 4, 8, 2
+  expect(load<f64>(stats, RANGE_KEPT)).toBe(5.0);
+  expect(load<u32>(cand)).toBe(lo);
+  expect(load<u32>(cand + 16)).toBe(lo); // the last element, from the scalar tail
+  // Buckets of 2^20 key steps from 2.0: 3.0 is 2^22 steps up, 4.0 2^23, 8.0 2^24.
+  expect(load<u32>(hist)).toBe(2);
+  expect(load<u32>(hist + (4 << 2))).toBe(1);
+  expect(load<u32>(hist + (8 << 2))).toBe(1);
+  expect(load<u32>(hist + (16 << 2))).toBe(1);
 }
 
 function tvRecord(table: usize, i: i32, ptr: usize, weight: f32, mode: u32, threshold: u32, ties: u32): void {
@@ -168,5 +196,16 @@ describe("radix select passes", () => {
     expect(load<f64>(stats, RANGE_INSIDE)).toBe(1.0);
     expect(load<u32>(cand)).toBe(reinterpret<u32>(<f32>3.0));
     expect(load<u32>(hist)).toBe(1);
+  });
+
+  it("reads BF16 and F16 inputs in place, with lo inclusive and hi = 2^31 as no upper bound", () => {
+    // The same values as bf16 (the top half of the float32 bits) and as f16 patterns.
+    const xb = u16s([0x3f80, 0xc000, 0x4040, 0xc080, 0x3f00, 0x4100, 0x4000]);
+    const xh = u16s([0x3c00, 0xc000, 0x4200, 0xc400, 0x3800, 0x4800, 0x4000]);
+    const zeros16 = u16s([0, 0, 0, 0, 0, 0, 0]), zeros32 = f32s([0, 0, 0, 0, 0, 0, 0]);
+    expectOpenRange(xb, DTYPE_BF16, zeros16, DTYPE_BF16);
+    expectOpenRange(xh, DTYPE_F16, zeros16, DTYPE_F16);
+    expectOpenRange(xb, DTYPE_BF16, zeros32, DTYPE_F32);
+    expectOpenRange(f32s([1, -2, 3, -4, 0.5, 8, 2]), DTYPE_F32, zeros16, DTYPE_BF16);
   });
 });
