@@ -1,4 +1,4 @@
-// Bench section: fixed costs. The whole `weightsoup merge` process (dist/cli.js) of the built-in
+// Bench section: fixed costs. The whole `weightsoup merge` process (dist/cli.cjs) of the built-in
 // example's TIES recipe on two sizes of models, next to `node -e 0` (Node's own start-up and exit) in
 // the same run, best of N runs in alternation (the machine's speed drifts between runs):
 //   - the example's models (`npm start`: a base and three fine-tunes, BF16, ~26 MB each);
@@ -8,7 +8,7 @@
 // --force is a cost of its own), with the CLI's code cache made by a first run (in a folder of the
 // bench's), and the small merge once more without it (WEIGHTSOUP_NO_CACHE=1: a first run's start-up).
 // Then one `--profile` run of the small merge shows where the time goes.
-// BENCH_BASELINE_CLI=path/to/an/older/dist/cli.js adds that build's two merges to the same alternation,
+// BENCH_BASELINE_CLI=path/to/an/older/dist/cli.cjs (dist/cli.js in builds before the entry was CommonJS) adds that build's two merges to the same alternation,
 // to measure a change before and after in one run.
 import { spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { EXAMPLE_SKILLS, writeExampleFolder, writeLlamaModel, type LlamaShape } from "../src/example/models";
 import exampleRecipe from "../src/example/recipe.yml";
 
-const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+const CLI = fileURLToPath(new URL("../../dist/cli.cjs", import.meta.url));
 
 /** About 1 M parameters: a 2 MB BF16 checkpoint. */
 export const SMALL_SHAPE: LlamaShape = { vocab: 1536, hidden: 128, intermediate: 256, layers: 4, heads: 4, kvHeads: 4 };
@@ -37,7 +37,7 @@ export async function fixedCostSection(dir: string, quick: boolean, line: (s?: s
   const sizeOf = async (folder: string) => (await stat(join(folder, "base", "model.safetensors"))).size;
   // BENCH_FIXED_REPS: more alternations, when the machine is too busy for the best of 9 to settle.
   const reps = Number(process.env.BENCH_FIXED_REPS) || (quick ? 3 : 9);
-  line(`11. Fixed costs: the whole \`weightsoup merge\` process (dist/cli.js, the example's TIES recipe, 4 inputs) next to \`node -e 0\`, best of ${reps} alternating runs`);
+  line(`11. Fixed costs: the whole \`weightsoup merge\` process (dist/cli.cjs, the example's TIES recipe, 4 inputs) next to \`node -e 0\`, best of ${reps} alternating runs`);
 
   // The CLI's code cache in a folder of this run's (made by the warm-up runs below): what a user's second
   // and later runs of a command see. "no code cache" is every run compiling from scratch (a first run).

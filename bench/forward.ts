@@ -16,7 +16,7 @@ import { evaluate, generate } from "../src/node";
 
 export const SMOLLM_SHAPE: LlamaShape = { vocab: 49152, hidden: 576, intermediate: 1536, layers: 30, heads: 9, kvHeads: 3 };
 
-const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+const CLI = fileURLToPath(new URL("../../dist/cli.cjs", import.meta.url));
 
 export async function forwardSection(dir: string, quick: boolean, line: (s?: string) => void, workerUrl: URL): Promise<void> {
   const shape = quick ? { ...SMOLLM_SHAPE, layers: 4, vocab: 8192 } : SMOLLM_SHAPE;

@@ -1,12 +1,12 @@
 /**
  * @file Bench section "against the I/O floor": each method's merge of the end-to-end models as a whole
- * CLI process (`node dist/cli.js merge`, start-up and commit included), next to the floor measured in
+ * CLI process (`node dist/cli.cjs merge`, start-up and commit included), next to the floor measured in
  * the same run: reading every input and writing an output of the same size with the engine's own I/O
  * calls and sizes (bench/io-floor-child.ts). Floor and merge alternate, three pairs, each after `sync`
  * and with the output folder removed first; best against best. Peak RSS is the merge process's, from
  * /usr/bin/time -v (its rusage, so the worker threads' memory is in it).
  *
- * BENCH_BASELINE_CLI=path/to/an/older/dist/cli.js adds that build's merge to the same alternation
+ * BENCH_BASELINE_CLI=path/to/an/older/dist/cli.cjs (dist/cli.js in builds before the entry was CommonJS) adds that build's merge to the same alternation
  * (floor, baseline, this build), to measure a change before and after in one run.
  */
 import { spawnSync } from "node:child_process";
@@ -24,7 +24,7 @@ export interface FloorRow { method: string; merge: number; floor: number; peakRs
 /** Runs the section and prints it; returns the rows (best seconds of each). */
 export function ioFloorSection(m: E2eModels, line: (s?: string) => void, pairs = 3): FloorRow[] {
   const out = join(m.dir, "out-floor");
-  const cli = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+  const cli = fileURLToPath(new URL("../../dist/cli.cjs", import.meta.url));
   const floorChild = fileURLToPath(new URL("./io-floor-child.js", import.meta.url));
   const workers = availableParallelism();
   const fresh = () => {
@@ -48,7 +48,7 @@ export function ioFloorSection(m: E2eModels, line: (s?: string) => void, pairs =
     return { seconds, peakRss: kb ? Number(kb[1]) * 1024 : NaN };
   };
 
-  line(`3b. Against the I/O floor: the merge as a whole CLI process (node dist/cli.js merge RECIPE OUT --quiet) next to the floor`);
+  line(`3b. Against the I/O floor: the merge as a whole CLI process (node dist/cli.cjs merge RECIPE OUT --quiet) next to the floor`);
   line(`   (every input range the merge reads, read once, and its output written, with the engine's own I/O calls, chunks,`);
   line(`   jobs in flight and write+rename, nothing computed, in-process time); alternating, best of ${pairs}, \`sync\` before each; workers = ${workers}`);
   if (baseline) line(`   "baseline" is ${baseline}, run in the same alternation (floor, baseline, this build)`);

@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { evaluate, merge, sweep } from "../src/node";
 import { SMOLLM_SHAPE, writeTiedLlama } from "./forward";
 
-const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+const CLI = fileURLToPath(new URL("../../dist/cli.cjs", import.meta.url));
 
 export async function sweepSection(dir: string, quick: boolean, line: (s?: string) => void, workerUrl: URL): Promise<void> {
   const shape = quick ? { ...SMOLLM_SHAPE, layers: 4, vocab: 8192 } : SMOLLM_SHAPE;

@@ -969,7 +969,7 @@ test("embed.html: the element renders and the library API inspects a picked file
 });
 
 // ------------------------------------------------------------------------------------------------
-// Issue 9, the page's Evaluate panel. The CLI (dist/cli.js eval / generate --json) is the reference:
+// Issue 9, the page's Evaluate panel. The CLI (dist/cli.cjs eval / generate --json) is the reference:
 // the page must show its numbers to the precision its table prints, and its greedy tokens.
 
 const MERGED_LABEL = (name: string) => `${name} (merged)`;

@@ -65,9 +65,9 @@ describe("workers that cannot start", { timeout: 60_000 }, () => {
   test("`weightsoup example` without its worker script fails with exit 1, not a silent 0", async () => {
     const lonely = join(root, "lonely");
     await mkdir(lonely);
-    // dist/cli.js and the chunks it loads (dist/cli-*.js) bundle everything but worker.js.
-    for (const file of (await readdir(dirname(CLI))).filter((f) => /^cli(-.*)?\.js$/.test(f))) await copyFile(join(dirname(CLI), file), join(lonely, file));
-    const r = spawnSync(process.execPath, [join(lonely, "cli.js"), "example", join(root, "example-out")], { encoding: "utf8", timeout: 120_000, killSignal: "SIGKILL" });
+    // dist/cli.cjs and the scripts it loads (dist/cli-*.js) bundle everything but worker.js.
+    for (const file of (await readdir(dirname(CLI))).filter((f) => /^cli(-.*\.js|\.cjs)$/.test(f))) await copyFile(join(dirname(CLI), file), join(lonely, file));
+    const r = spawnSync(process.execPath, [join(lonely, "cli.cjs"), "example", join(root, "example-out")], { encoding: "utf8", timeout: 120_000, killSignal: "SIGKILL" });
     assert.equal(r.status, 1, r.stdout + r.stderr);
     assert.match(r.stderr, /\[E_WORKER\]/);
     assert.ok(!existsSync(join(root, "example-out", "merged")));

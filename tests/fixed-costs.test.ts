@@ -152,10 +152,10 @@ describe("--profile and WEIGHTSOUP_PROFILE", { timeout: 120_000 }, () => {
 describe("the built CLI", { timeout: 120_000 }, () => {
   const LAZY = ["align", "barrier", "eval", "generate", "extract-lora", "path", "soup", "diagnose", "sweep"] as const;
 
-  test("dist/cli.js is a small entry (no wasm build, no command's code): the commands are in the script beside it, the wasm builds in scripts of their own", async () => {
+  test("dist/cli.cjs is a small entry (no wasm build, no command's code): the commands are in the script beside it, the wasm builds in scripts of their own", async () => {
     const entry = await readFile(CLI, "utf8"), script = await readFile(join(dirname(CLI), "cli-script.js"), "utf8");
-    assert.ok(!entry.includes("AGFzbQ"), "dist/cli.js embeds a wasm build (base64 of \"\\0asm\")");
-    assert.ok(!entry.includes("weightsoup merge RECIPE.yml"), "dist/cli.js holds command code");
+    assert.ok(!entry.includes("AGFzbQ"), "dist/cli.cjs embeds a wasm build (base64 of \"\\0asm\")");
+    assert.ok(!entry.includes("weightsoup merge RECIPE.yml"), "dist/cli.cjs holds command code");
     assert.ok(script.includes("weightsoup merge RECIPE.yml"), "the script holds the commands");
     assert.ok(!script.includes("AGFzbQ"), "the script embeds a wasm build");
     for (const file of ["cli-embedded.js", "cli-embedded-relaxed.js"]) assert.ok((await readFile(join(dirname(CLI), file), "utf8")).includes("AGFzbQ"), `${file} holds its build`);
@@ -185,9 +185,9 @@ describe("the built CLI", { timeout: 120_000 }, () => {
   test("the CLI compiles the kernels from the kernels.wasm beside it, and from its embedded copy where there is none", async () => {
     const lone = join(root, "cli-without-wasm");
     await mkdir(lone);
-    for (const file of (await readdir(dirname(CLI))).filter((f) => /^(cli(-.*)?|worker)\.js$/.test(f))) await copyFile(join(dirname(CLI), file), join(lone, file));
+    for (const file of (await readdir(dirname(CLI))).filter((f) => /^(cli-.*\.js|cli\.cjs|worker\.js)$/.test(f))) await copyFile(join(dirname(CLI), file), join(lone, file));
     const mergeWith = (cli: string, out: string) => spawnSync(process.execPath, [cli, "merge", recipe, out, "--quiet"], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
-    const beside = mergeWith(CLI, join(root, "wasm-beside")), embedded = mergeWith(join(lone, "cli.js"), join(root, "wasm-embedded"));
+    const beside = mergeWith(CLI, join(root, "wasm-beside")), embedded = mergeWith(join(lone, "cli.cjs"), join(root, "wasm-embedded"));
     assert.equal(beside.status, 0, beside.stderr);
     assert.equal(embedded.status, 0, embedded.stderr);
     const [a, b] = [await weights(join(root, "wasm-beside")), await weights(join(root, "wasm-embedded"))];
@@ -195,7 +195,7 @@ describe("the built CLI", { timeout: 120_000 }, () => {
     for (const [file, bytes] of a) assert.ok(bytes.equals(b.get(file)!), `${file} differs between the file beside and the embedded copy`);
     // The file beside is the one compiled: one that is not wasm fails the merge (a broken install).
     await writeFile(join(lone, "kernels.wasm"), "not wasm");
-    const broken = mergeWith(join(lone, "cli.js"), join(root, "wasm-broken"));
+    const broken = mergeWith(join(lone, "cli.cjs"), join(root, "wasm-broken"));
     assert.equal(broken.status, 1);
     assert.match(broken.stderr, /WebAssembly\.compile\(\): expected magic word/);
   });
@@ -211,7 +211,7 @@ describe("the built CLI", { timeout: 120_000 }, () => {
   });
 });
 
-// The CLI's code cache (src/cli/code-cache.ts): V8's code for the script beside dist/cli.js, one entry per
+// The CLI's code cache (src/cli/code-cache.ts): V8's code for the script beside dist/cli.cjs, one entry per
 // command in $XDG_CACHE_HOME/weightsoup (each test has a folder of its own). Whatever the cache holds or
 // whether it can be written, a merge writes the same bytes and nothing about the cache on stderr.
 describe("the CLI's code cache", { timeout: 300_000 }, () => {
@@ -314,8 +314,8 @@ describe("the CLI's code cache", { timeout: 300_000 }, () => {
     const home = join(root, "cache-stale"), folder = join(home, "weightsoup");
     const build = join(root, "cli-rebuilt");
     await mkdir(build);
-    for (const file of (await readdir(dirname(CLI))).filter((f) => /^(cli(-.*)?|worker)\.js$|\.wasm$/.test(f))) await copyFile(join(dirname(CLI), file), join(build, file));
-    const cli = join(build, "cli.js");
+    for (const file of (await readdir(dirname(CLI))).filter((f) => /^(cli-.*\.js|cli\.cjs|worker\.js)$|\.wasm$/.test(f))) await copyFile(join(dirname(CLI), file), join(build, file));
+    const cli = join(build, "cli.cjs");
     await mergeWith(cacheEnv(home), cli);
     const [before] = [...(await entries(folder)).keys()];
     // Another build: the same script with a comment more (another length, another file on disk).

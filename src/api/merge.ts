@@ -83,17 +83,21 @@ export async function prepare(recipe: Recipe | string, models: MergeOptions["mod
   checkParameterNames(parsed, methodOf(parsed));
   const opened = new Map<string, LoadedModel>();
   const problems: WeightsoupError[] = [];
-  for (const name of referencedModels(parsed)) {
-    signal?.throwIfAborted();
-    try {
-      const model = await openModelReference(name, models);
-      opened.set(name, model);
-      options.onModel?.(model);
-    } catch (e) {
-      if (!(e instanceof WeightsoupError)) throw e;
-      problems.push(e);
-    }
+  // Every model's files are opened and its headers read at once (each is a few small reads, waited on
+  // one after another), then taken in the recipe's order.
+  signal?.throwIfAborted();
+  const names = referencedModels(parsed);
+  const results = await Promise.allSettled(names.map(async (name) => {
+    const model = await openModelReference(name, models);
+    options.onModel?.(model);
+    return model;
+  }));
+  for (const [i, result] of results.entries()) {
+    if (result.status === "fulfilled") opened.set(names[i]!, result.value);
+    else if (result.reason instanceof WeightsoupError) problems.push(result.reason);
+    else throw result.reason;
   }
+  signal?.throwIfAborted();
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) throw new ValidationError(problems);
   if (parsed.align && options.align !== false) await alignInputs(parsed, parsed.align, opened, signal, options);

@@ -7,6 +7,7 @@ import { TILE } from "../../assembly/layout";
 import { AbortError, OptionError, WorkerError } from "../errors";
 import type { MergeEvent, ProgressCallback } from "../events";
 import { DTYPES } from "../format/dtypes";
+import { sha256Hex } from "../format/sha256";
 import type { OutputFolder } from "../io/output";
 import { KERNEL_OVERHEAD_BYTES } from "../kernels/budget";
 import { isWeightFile } from "../model/model";
@@ -128,11 +129,6 @@ function rowChunk(elements: number, rows: { cols: number; powerOfTwo: boolean })
  */
 export const JOBS_PER_WORKER = 2;
 
-async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 export async function runPlan(plan: MergePlan, out: OutputFolder, options: EngineOptions): Promise<MergeSummary> {
   const started = performance.now();
   const { signal } = options;
@@ -141,7 +137,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
     format: "pt",
     weightsoup_version: VERSION,
     merge_method: plan.method.name,
-    recipe_sha256: await sha256Hex(plan.recipe.text),
+    recipe_sha256: sha256Hex(plan.recipe.text),
   };
   const shards = planShards(plan.tensors, options.outShardSize, metadata);
   const jobs: { job: TensorJob; tensor: PlannedTensor; shard: number }[] = [];

@@ -14,7 +14,7 @@
  * however the tensor is chunked.
  */
 import { SAMPLE_SHIFT } from "../../assembly/layout";
-import type { Counts, KeySource, RangeResult, SampleResult, SelectKey, TensorExecutor } from "./job";
+import type { Counts, KeySource, RangeResult, SelectKey, TensorExecutor } from "./job";
 
 export interface Selection {
   /** Bits of the k-th largest |tau|. */
@@ -36,8 +36,12 @@ const KEY_END = 0x80000000; // one past the largest 31-bit key
  */
 const BUCKETS_LOG2_RESIDENT = 11;
 const BUCKETS_LOG2_CHUNKED = 16;
-/** Below this many elements a sample does not pay for itself. */
-const SAMPLE_MIN = 1 << 15;
+/**
+ * Below this many elements a sample does not pay for itself: it costs a 65536-bucket histogram per task
+ * (and, in a short process, the first touch of that memory: ~12 us a page on this bench's VM), and it
+ * saves two of the three radix rounds over the tensor.
+ */
+const SAMPLE_MIN = 1 << 18;
 /**
  * A chunked tensor's sample: the runs [i * SPARSE_SAMPLE_STRIDE, + SPARSE_SAMPLE_RUN) of elements, 1/64
  * of the tensor in runs long enough to read cheaply and many enough (one every 32768 elements) to spread
@@ -149,23 +153,27 @@ interface SummedRange { nonzero: [number, number][]; above: number; inside: numb
  */
 function sumRanges(parts: RangeResult[]): SummedRange {
   const above = parts.reduce((sum, p) => sum + p.above, 0), inside = parts.reduce((sum, p) => sum + p.inside, 0);
+  return { nonzero: nonzeroBuckets(parts), above, inside };
+}
+
+/**
+ * The nonzero buckets of the sum of histograms of one size (dense or sparse, see Counts), largest
+ * bucket first, as [bucket, count]. Walks skip the empty buckets this way: a sample histogram of |tau|
+ * has 65536 buckets, of which small weights' deltas fill a few thousand near the bottom.
+ */
+function nonzeroBuckets(parts: Counts[]): [number, number][] {
   const nonzero: [number, number][] = [];
   if (parts.some((p) => "hist" in p)) {
     const hist = sumCounts(parts);
     for (let b = hist.length - 1; b >= 0; b--) if (hist[b]! !== 0) nonzero.push([b, hist[b]!]);
-    return { nonzero, above, inside };
+    return nonzero;
   }
   const counts = new Map<number, number>();
   for (const p of parts as { pairs: Uint32Array }[]) {
     for (let i = 0; i < p.pairs.length; i += 2) counts.set(p.pairs[i]!, (counts.get(p.pairs[i]!) ?? 0) + p.pairs[i + 1]!);
   }
   for (const [b, count] of counts) nonzero.push([b, count]);
-  return { nonzero: nonzero.sort((x, y) => y[0] - x[0]), above, inside };
-}
-
-/** Sum of per-chunk sample histograms, dense. */
-function sumSamples(parts: SampleResult[]): { hist: Uint32Array; sampled: number } {
-  return { hist: sumCounts(parts), sampled: parts.reduce((s, p) => s + p.sampled, 0) };
+  return nonzero.sort((x, y) => y[0] - x[0]);
 }
 
 /** The dense sum of histograms of one size, dense or sparse (see Counts). */
@@ -203,7 +211,8 @@ function countAt(r: RangeResult, b: number): number {
 async function bracketFromSample(exec: TensorExecutor, numel: number, states: State[]): Promise<void> {
   const results = await exec.pass({ kind: "sample", tasks: states.map((s) => s.task) });
   states.forEach((s, i) => {
-    const { hist, sampled: m } = sumSamples(results.map((r) => (r.kind === "sample" ? r.samples[i]! : unexpected())));
+    const parts = results.map((r) => (r.kind === "sample" ? r.samples[i]! : unexpected()));
+    const m = parts.reduce((sum, p) => sum + p.sampled, 0);
     if (m === 0) return;
     const q = s.k / numel;
     const rank = q * m;
@@ -212,18 +221,21 @@ async function bracketFromSample(exec: TensorExecutor, numel: number, states: St
     const margin = exec.resident ? 4 * Math.sqrt(m * q * (1 - q)) + 0.002 * m + 8 : 4 * Math.sqrt(2 * m * q * (1 - q)) + 0.003 * m + 8;
     const topRank = rank - margin, bottomRank = rank + margin;
     if (bottomRank >= m) return; // the bracket would reach the smallest keys: no gain
-    let cum = 0, hiBucket = -1, loBucket = -1;
-    for (let b = hist.length - 1; b >= 0; b--) {
-      if (hiBucket < 0 && cum + hist[b]! > topRank) hiBucket = b;
-      cum += hist[b]!;
+    // Walking down the nonzero buckets: the bracket's top is the bucket where the count passes topRank,
+    // its bottom the one where it reaches bottomRank (both nonzero, since both ranks are passed by adding
+    // a bucket's count; topRank <= 0 leaves the bracket open upwards).
+    const nonzero = nonzeroBuckets(parts);
+    let cum = 0, hiBucket = -1, loBucket = -1, inBracket = 0;
+    for (const [b, count] of nonzero) {
+      if (hiBucket < 0 && cum + count > topRank) hiBucket = b;
+      if (hiBucket >= 0) inBracket += count;
+      cum += count;
       if (cum >= bottomRank) {
         loBucket = b;
         break;
       }
     }
     if (loBucket < 0) return;
-    let inBracket = 0;
-    for (let b = loBucket; b <= (topRank <= 0 ? hist.length - 1 : hiBucket); b++) inBracket += hist[b]!;
     s.expected = (inBracket * numel) / m;
     s.lo = loBucket * 2 ** SAMPLE_SHIFT;
     s.hi = topRank <= 0 ? s.end : (hiBucket + 1) * 2 ** SAMPLE_SHIFT;

@@ -209,7 +209,8 @@ export class ChunkWorkspace {
           return { kind: "slerpStats", partials: f64(this.slerpStats()) };
         case "sample": {
           const samples = request.tasks.map((t) => this.sample(t));
-          return { kind: "sample", samples: samples.map((s) => ({ ...(copy ? this.countsOut(s.hist, SAMPLE_BUCKETS, s.sampled) : { hist: u32(s.hist, SAMPLE_BUCKETS) }), sampled: s.sampled })) };
+          // As nonzero buckets even for a caller in this worker: the select walks them, not 65536 buckets.
+          return { kind: "sample", samples: samples.map((s) => ({ ...this.countsOut(s.hist, SAMPLE_BUCKETS, s.sampled), sampled: s.sampled })) };
         }
         case "range": {
           const ranges = request.keys ? this.fusionRanges(request.ranges, request.keys) : this.ranges(request.ranges);

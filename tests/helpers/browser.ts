@@ -382,7 +382,7 @@ export async function compareOutputs(
   assert.equal(differ.length, 0, `files differ between the page and the CLI:\n${differ.join("\n")}`);
 }
 
-/** `node dist/cli.js merge RECIPE OUT --seed N --quiet`; rejects with the CLI's stderr. */
+/** `node dist/cli.cjs merge RECIPE OUT --seed N --quiet`; rejects with the CLI's stderr. */
 export async function runCli(recipePath: string, outDir: string, seed = 0): Promise<void> {
   await new Promise<void>((ok, fail) => {
     execFile(process.execPath, [CLI, "merge", recipePath, outDir, "--seed", String(seed), "--quiet"], { timeout: 5 * WAIT_MS }, (error, _stdout, stderr) => {
@@ -392,7 +392,7 @@ export async function runCli(recipePath: string, outDir: string, seed = 0): Prom
   });
 }
 
-/** `node dist/cli.js ARGS... --json` (eval, generate): the parsed JSON it prints; rejects with its stderr. */
+/** `node dist/cli.cjs ARGS... --json` (eval, generate): the parsed JSON it prints; rejects with its stderr. */
 export async function runCliJson<T>(args: string[]): Promise<T> {
   return new Promise<T>((ok, fail) => {
     execFile(process.execPath, [CLI, ...args, "--json"], { timeout: 5 * WAIT_MS, maxBuffer: 16 * 2 ** 20 }, (error, stdout, stderr) => {

@@ -12,7 +12,7 @@ import { llamaTensors, type LlamaShape } from "../../src/example/models";
 
 /** The built worker (npm test builds dist/ first). */
 export const WORKER_URL = new URL("../../dist/worker.js", import.meta.url);
-export const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+export const CLI = fileURLToPath(new URL("../../dist/cli.cjs", import.meta.url));
 
 export async function tempDir(prefix = "ws-test-"): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));

@@ -12,7 +12,7 @@ import { mutateModelFolder, type FileMutations } from "./fuzz-safetensors";
 
 /**
  * plan: parse and plan only (prepare), the fast path most cases take; merge: the whole merge through
- * the library; cli: the whole merge through dist/cli.js; inspect: weightsoup's inspect on the models.
+ * the library; cli: the whole merge through dist/cli.cjs; inspect: weightsoup's inspect on the models.
  */
 export type RunMode = "plan" | "merge" | "cli" | "inspect";
 
