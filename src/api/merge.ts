@@ -179,7 +179,10 @@ async function mergeOnce(recipe: Recipe, options: MergeOptions): Promise<MergeSu
       startPool: async (size) => {
         phases.since("plan shards, create the output files", mark);
         const ready = await phases.time(inThread ? "load the kernels in this thread" : `workers ready (${size})`, inThread
-          ? WorkerPool.inThisThread({ memoryBudget: engine.memoryBudget, jobsPerWorker: JOBS_PER_WORKER, kernels })
+          // One kernel instance: this thread computes one tensor at a time anyway (reads wait on Node's
+          // thread pool either way), and a second instance's memory would cost its first touch again
+          // (~12 us a page on the bench's VM: a few ms of a small merge).
+          ? WorkerPool.inThisThread({ memoryBudget: engine.memoryBudget, jobsPerWorker: 1, kernels })
           : pool.grow(size).then(() => pool));
         mark = performance.now();
         return ready;
