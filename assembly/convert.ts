@@ -139,6 +139,20 @@ export function loadLanes(ptr: usize, dtype: i32, i: i32): v128 {
   return dtype == DTYPE_BF16 ? i32x4.shl(h, 16) : f16ToF32x4(h);
 }
 
+/** Lanes 0-3 of eight BF16 values (one 16-byte load) as float32: a BF16 value is its float32's high half. */
+// @ts-ignore: decorator
+@inline
+export function bf16Low(h: v128): v128 {
+  return i32x4.shl(i32x4.extend_low_i16x8_u(h), 16);
+}
+
+/** Lanes 4-7 of eight BF16 values as float32. */
+// @ts-ignore: decorator
+@inline
+export function bf16High(h: v128): v128 {
+  return i32x4.shl(i32x4.extend_high_i16x8_u(h), 16);
+}
+
 /** Element i of an F32, BF16 or F16 array, as float32. */
 // @ts-ignore: decorator
 @inline

@@ -7,7 +7,7 @@
 // Finally out = b + lambda * mixed. Every step rounds to float32 in the order mergekit's float32 torch
 // code does, so the same inputs give the same bits.
 
-import { elementBytes, encode, loadLanes, loadOne, storeEight, storeOne } from "./convert";
+import { bf16High, bf16Low, elementBytes, encode, loadLanes, loadOne, storeEight, storeOne } from "./convert";
 import {
   DTYPE_BF16, DTYPE_F32, MAX_INPUTS, TILE, TRIM_BAND, TRIM_BITS, TRIM_MAGNITUDE, TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_COUNT_VOTE, TV_KEY, TV_MASK,
   TV_MODE, TV_NORMALIZE, TV_RECORD, TV_RESCALE, TV_THRESHOLD, TV_THRESHOLD2, TV_TIES, TV_TIES2, TV_UNWEIGHTED_VOTE, TV_WEIGHT,
@@ -377,7 +377,7 @@ function plainTaskArithmetic(
     readableInputs(table, TV_RECORD, TV_WEIGHT, nInputs, t, count, quant, inputs);
     const bp = <usize>load<u32>(inputs), bd = load<i32>(inputs, 4);
     const dst = out + <usize>t * outBytes;
-    let j = 0;
+    let j = bf16TaskArithmetic(inputs, nInputs, count, normalize, vdiv, lambda, vlambda, dst, outDtype);
     for (; j + 8 <= count; j += 8) {
       const b0 = loadLanes(bp, bd, j), b1 = loadLanes(bp, bd, j + 4);
       let m0 = f32x4.splat(0), m1 = f32x4.splat(0);
@@ -407,6 +407,43 @@ function plainTaskArithmetic(
   }
 }
 
+/**
+ * The common case of plainTaskArithmetic's vector loop: one to three task models and the base, all
+ * stored as BF16 (read in place, eight values per 16-byte load, pointers and weights in locals, no
+ * per-load dtype test). The float32 operations are the general loop's, in its order. Returns how many
+ * elements it did (a multiple of 8; 0 when the case does not apply).
+ */
+// @ts-ignore: decorator
+@inline
+function bf16TaskArithmetic(inputs: usize, nInputs: i32, count: i32, normalize: bool, vdiv: v128, lambda: f32, vlambda: v128, dst: usize, outDtype: i32): i32 {
+  if (nInputs < 2 || nInputs > 4) return 0;
+  for (let i = 0; i < nInputs; i++) if (load<i32>(inputs + (<usize>i << 5), 4) != DTYPE_BF16) return 0;
+  const pb = <usize>load<u32>(inputs), p1 = <usize>load<u32>(inputs + 32);
+  const p2 = nInputs > 2 ? <usize>load<u32>(inputs + 64) : p1, p3 = nInputs > 3 ? <usize>load<u32>(inputs + 96) : p1;
+  const w1 = v128.load(inputs + 32, 16);
+  const w2 = nInputs > 2 ? v128.load(inputs + 64, 16) : w1, w3 = nInputs > 3 ? v128.load(inputs + 96, 16) : w1;
+  let j = 0;
+  for (; j + 8 <= count; j += 8) {
+    const at = <usize>j << 1;
+    const hb = v128.load(pb + at), h1 = v128.load(p1 + at);
+    const b0 = bf16Low(hb), b1 = bf16High(hb);
+    let m0 = f32x4.mul(f32x4.sub(bf16Low(h1), b0), w1), m1 = f32x4.mul(f32x4.sub(bf16High(h1), b1), w1);
+    if (nInputs > 2) {
+      const h2 = v128.load(p2 + at);
+      m0 = f32x4.add(m0, f32x4.mul(f32x4.sub(bf16Low(h2), b0), w2));
+      m1 = f32x4.add(m1, f32x4.mul(f32x4.sub(bf16High(h2), b1), w2));
+    }
+    if (nInputs > 3) {
+      const h3 = v128.load(p3 + at);
+      m0 = f32x4.add(m0, f32x4.mul(f32x4.sub(bf16Low(h3), b0), w3));
+      m1 = f32x4.add(m1, f32x4.mul(f32x4.sub(bf16High(h3), b1), w3));
+    }
+    if (normalize) { m0 = f32x4.div(m0, vdiv); m1 = f32x4.div(m1, vdiv); }
+    if (lambda != 1) { m0 = f32x4.mul(m0, vlambda); m1 = f32x4.mul(m1, vlambda); }
+    storeEight(dst, outDtype, j, f32x4.add(b0, m0), f32x4.add(b1, m1));
+  }
+  return j;
+}
 
 /** Elements per sub-block of the staged merge: every task's p for a sub-block fits in L1 together. */
 const SUB = 512;

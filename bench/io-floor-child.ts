@@ -4,7 +4,8 @@
 // chunks (chunkElementsFor of the recipe's own plan) with as many chunks in flight as the engine holds
 // jobs (workers × JOBS_PER_WORKER). Nothing is computed (the output is the first input's bytes) and no
 // worker or wasm is started. Plain input ranges only (no blocks, row maps or LoRA: not in the bench).
-// argv: RECIPE.yml OUT_DIR WORKERS; prints {"seconds": time from start to commit} as JSON.
+// argv: RECIPE.yml OUT_DIR WORKERS; prints {"seconds": time from start to commit, "cpu": CPU seconds of every thread
+// (Node's thread pool does the copies) over that time} as JSON.
 import { dirname, join } from "node:path";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, DEFAULT_SHARD_SIZE, prepare } from "../src/api/merge";
 import { DTYPES } from "../src/format/dtypes";
@@ -18,6 +19,7 @@ import { readRecipe } from "../src/node";
 
 const [recipe, outDir, workers] = process.argv.slice(2);
 const started = performance.now();
+const cpuAtStart = process.cpuUsage();
 const plan = await prepare(await readRecipe(recipe!), (name) => NodeFolder.open(join(dirname(recipe!), name)));
 const out = await NodeOutputFolder.open(outDir!);
 const sources = new Map<string, NodeFileSource>();
@@ -62,4 +64,5 @@ const lane = async () => {
 await Promise.all(Array.from({ length: Number(workers) * JOBS_PER_WORKER }, lane));
 await Promise.all([...sources.values()].map((s) => s.close()));
 await out.commit();
-process.stdout.write(JSON.stringify({ seconds: (performance.now() - started) / 1000 }) + "\n");
+const cpu = process.cpuUsage(cpuAtStart);
+process.stdout.write(JSON.stringify({ seconds: (performance.now() - started) / 1000, cpu: (cpu.user + cpu.system) / 1e6 }) + "\n");

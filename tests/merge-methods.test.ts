@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { merge } from "../src/node";
 import { referenceMerge } from "./reference/merge";
 import type { RefModel } from "./reference/merge";
-import { baseModel, compareTensor, fineTune, readOutput, removeDir, tempDir, TINY, WORKER_URL, writeCase } from "./helpers/fixtures";
+import { baseModel, compareTensor, fineTune, readOutput, removeDir, tempDir, TINY, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
 
 let root: string;
 before(async () => { root = await tempDir(); });
@@ -143,6 +143,38 @@ describe("task arithmetic family", () => {
       models: [m("a", { weight: 0.5, density: 0.5 }), m("c", { weight: 0.5, density: 0.5 })],
     },
   }));
+});
+
+// The kernels' loops for checkpoints stored all in BF16 (linear of 2-4 models, task_arithmetic of 1-3
+// task models: inputs read in place, eight values a load), against the reference with distinct weights
+// so that a weight given to the wrong input shows; tensors whose sizes are not multiples of 8 reach the
+// general loop's tail too.
+describe("all-bf16 checkpoints", () => {
+  const ODD: Shape = { vocab: 37, hidden: 12, intermediate: 20, layers: 2, heads: 3, kvHeads: 1 };
+  const base = baseModel(41, "BF16", ODD);
+  const ft = [fineTune(base, 42, 0.1), fineTune(base, 43, 0.2), fineTune(base, 44, 0.3), fineTune(base, 45, 0.15)];
+  const all = models(["base", base], ["a", ft[0]!], ["b", ft[1]!], ["c", ft[2]!], ["d", ft[3]!]);
+  const weights = [0.7, -0.35, 0.45, 1.1];
+  const names = ["a", "b", "c", "d"];
+  for (const count of [2, 3, 4]) {
+    for (const [normalize, outDtype] of [[true, "bfloat16"], [false, "float32"], [true, "float16"]] as const) {
+      test(`linear of ${count} bf16 models, normalize ${normalize}, ${outDtype} output`, () => check({
+        name: `linear-bf16-${count}`, models: all,
+        recipe: { merge_method: "linear", parameters: { normalize }, models: names.slice(0, count).map((n, i) => m(n, { weight: weights[i] })), out_dtype: outDtype },
+      }));
+    }
+  }
+  for (const tasks of [1, 2, 3]) {
+    for (const [normalize, lambda, outDtype] of [[false, 1, "bfloat16"], [true, 0.8, "float32"], [false, 1.25, "float16"]] as const) {
+      test(`task_arithmetic with ${tasks} bf16 task models, normalize ${normalize}, lambda ${lambda}, ${outDtype} output`, () => check({
+        name: `ta-bf16-${tasks}`, models: all,
+        recipe: {
+          merge_method: "task_arithmetic", base_model: "./base", parameters: { normalize, lambda },
+          models: names.slice(0, tasks).map((n, i) => m(n, { weight: weights[i] })), out_dtype: outDtype,
+        },
+      }));
+    }
+  }
 });
 
 describe("slices and passthrough", () => {
