@@ -193,8 +193,8 @@ export function decode(src: usize, dtype: i32, dst: usize, n: i32): void {
   if (dtype == DTYPE_BF16) {
     for (; i + 8 <= n; i += 8) {
       const h = v128.load(src + (<usize>i << 1));
-      v128.store(dst + (<usize>i << 2), i32x4.shl(i32x4.extend_low_i16x8_u(h), 16));
-      v128.store(dst + (<usize>i << 2), i32x4.shl(i32x4.extend_high_i16x8_u(h), 16), 16);
+      v128.store(dst + (<usize>i << 2), bf16Low(h));
+      v128.store(dst + (<usize>i << 2), bf16High(h), 16);
     }
     for (; i < n; i++) store<u32>(dst + (<usize>i << 2), bf16ToF32Scalar(load<u16>(src + (<usize>i << 1))));
   } else if (dtype == DTYPE_F16) {

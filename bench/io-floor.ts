@@ -73,8 +73,7 @@ export function ioFloorSection(m: E2eModels, line: (s?: string) => void, pairs =
       if (baseline) before.push(merge(method, baseline));
       merges.push(merge(method));
     }
-    const best = <T extends Run>(runs: T[]) => runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-    const bestMerge = best(merges), bestFloor = best(floors);
+    const bestMerge = fastest(merges), bestFloor = fastest(floors);
     const row = { method, merge: bestMerge.seconds, floor: bestFloor.seconds, peakRss: Math.max(...merges.map((r) => r.peakRss)), mergeCpu: bestMerge.cpu, floorCpu: bestFloor.cpu };
     rows.push(row);
     const ratio = row.merge / row.floor;
@@ -85,7 +84,7 @@ export function ioFloorSection(m: E2eModels, line: (s?: string) => void, pairs =
   // What the machine allows: the floor's copies keep its cores busy, so whatever a merge adds to them (Node's
   // start, the kernels' passes) runs on the same cores. Even computing nothing more than the floor, a whole
   // process cannot beat Node's start plus the floor.
-  const nodeRun = node.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+  const nodeRun = fastest(node);
   line(`   node -e 0: ${nodeRun.seconds.toFixed(3)} s, ${nodeRun.cpu.toFixed(2)} s CPU (best of ${node.length}); cores ${workers}`);
   for (const r of rows) {
     const busy = r.floorCpu / r.floor;
@@ -98,6 +97,11 @@ export function ioFloorSection(m: E2eModels, line: (s?: string) => void, pairs =
 }
 
 interface Run { seconds: number; cpu: number }
+
+/** The run with the least wall time (its CPU goes with it). */
+function fastest<T extends Run>(runs: T[]): T {
+  return runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+}
 
 function baselineColumns(runs: { seconds: number; peakRss: number }[], floor: number): string {
   const seconds = Math.min(...runs.map((r) => r.seconds)), rss = Math.max(...runs.map((r) => r.peakRss));
