@@ -15,7 +15,7 @@ import {
   DTYPE_BF16, DTYPE_F32, TASK_RANGE_HI, TASK_RANGE_HIST, TASK_RANGE_LO, TASK_RANGE_RECORD, TASK_RANGE_SHIFT, TASK_RANGE_STATS, TASK_RANGE_X, TILE,
 } from "./layout";
 import { loadLanes, loadOne } from "./convert";
-import { readable, readableDtype, tileOf } from "./tile";
+import { readable, readableDtype, slot, tileOf } from "./tile";
 
 /** |x| of four float32 lanes: clear the sign bits. Loaded before a loop (V8 re-creates a v128 constant at every use inside one). */
 const MAGNITUDE = memory.data<u32>([0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff], 16);
@@ -75,7 +75,7 @@ function bump(hist: usize, bucket: u32): void {
 /**
  * One radix pass over |x - b|: keys >= hi are counted, keys in [lo, hi) are added to
  * hist[(key - lo) >>> shift] and, while `capacity` allows, copied to `cand` (in element order).
- * hi may be 2^31 (no key is that large). `hist` needs one spare counter after the last bucket.
+ * hi may be 2^31 (no key is that large). Uses scratch slot 2.
  * Fills the RANGE_* record at `stats`.
  */
 export function absDeltaRange(
@@ -123,6 +123,29 @@ function rangeBlock(xv: usize, xd: i32, bv: usize, bd: i32, count: i32, lo: u32,
 }
 
 /**
+ * PACK + 16 m: the byte shuffle (i8x16.swizzle) that moves the lanes of a vector selected by the 4-bit
+ * mask m to its front, in lane order (the other bytes are don't-cares).
+ */
+const PACK = memory.data<u8>([
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  4, 5, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 1, 2, 3, 4, 5, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0,
+  8, 9, 10, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 1, 2, 3, 8, 9, 10, 11, 0, 0, 0, 0, 0, 0, 0, 0,
+  4, 5, 6, 7, 8, 9, 10, 11, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0, 0, 0, 0,
+  12, 13, 14, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 1, 2, 3, 12, 13, 14, 15, 0, 0, 0, 0, 0, 0, 0, 0,
+  4, 5, 6, 7, 12, 13, 14, 15, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15, 0, 0, 0, 0,
+  8, 9, 10, 11, 12, 13, 14, 15, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 0, 0, 0, 0,
+  4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 0, 0, 0,
+  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+], 16);
+
+/**
  * One block (`count` elements of x and b, stored as xd and bd: F32, BF16 or F16, read in place) of a
  * range pass, added to the RANGE_* record at `stats` (candidates go on after the ones already kept).
  *
@@ -130,60 +153,58 @@ function rangeBlock(xv: usize, xd: i32, bv: usize, bd: i32, count: i32, lo: u32,
  * unsigned lane compare; V8 emulates one): key >= hi is key > hi - 1, where hi = 2^31 ("no upper bound")
  * gives 2^31 - 1, which no key exceeds, and hi = 0 gives -1, which every key does; likewise for lo.
  *
- * When many keys fall inside the range (bf16 checkpoints repeat the same |tau| a lot), per-lane
- * branches mispredict; so a vector with any key inside updates all four lanes, sending the lanes
- * outside to the spare counter, and stores all four keys while advancing the write position only
- * past the ones inside.
+ * A few percent of the keys fall inside a bracket, scattered: a branch per vector on them mispredicts
+ * often, and bf16 checkpoints repeat the same |tau| a lot (histogram updates to one counter wait on each
+ * other). So the loop has no branch on the keys: each vector's keys inside the range are packed to its
+ * front and stored at the end of a buffer (slot 2) that advances by their number; a second, short loop
+ * then counts them in the histogram and appends them to the candidates, in element order.
  */
 // @ts-ignore: decorator
 @inline
 function rangeTile(xv: usize, xd: i32, bv: usize, bd: i32, count: i32, lo: u32, hi: u32, shift: u32, hist: usize, cand: usize, capacity: i32, stats: usize): void {
   const magnitude = v128.load(MAGNITUDE);
   const vbelow = i32x4.splat(min<u32>(lo, 0x80000000) - 1), vtop = i32x4.splat(min<u32>(hi, 0x80000000) - 1);
-  const vlo = i32x4.splat(lo);
-  const spare = ((hi - lo - 1) >>> shift) + 1;
-  const vspare = i32x4.splat(spare);
-  let above: i64 = 0, inside: i64 = 0;
+  const packed = slot(2);
+  let above: i64 = 0;
   let kept = <i32>load<f64>(stats, RANGE_KEPT);
-  let aboveLanes = i32x4.splat(0), insideLanes = i32x4.splat(0);
+  let aboveLanes = i32x4.splat(0);
+  let inside = 0;
   let j = 0;
+  // A store at packed + 4 inside writes 16 bytes, and inside <= j: it ends by packed + 4 (j + 4), within the
+  // slot's TILE keys. Eight keys per iteration: two vectors' work interleaves.
+  for (; j + 8 <= count; j += 8) {
+    const key0 = v128.and(f32x4.sub(loadLanes(xv, xd, j), loadLanes(bv, bd, j)), magnitude);
+    const key1 = v128.and(f32x4.sub(loadLanes(xv, xd, j + 4), loadLanes(bv, bd, j + 4)), magnitude);
+    const atOrAbove0 = i32x4.gt_s(key0, vtop), atOrAbove1 = i32x4.gt_s(key1, vtop);
+    aboveLanes = i32x4.sub(i32x4.sub(aboveLanes, atOrAbove0), atOrAbove1);
+    const within0 = <u32>i32x4.bitmask(v128.andnot(i32x4.gt_s(key0, vbelow), atOrAbove0));
+    const within1 = <u32>i32x4.bitmask(v128.andnot(i32x4.gt_s(key1, vbelow), atOrAbove1));
+    v128.store(packed + (<usize>inside << 2), i8x16.swizzle(key0, v128.load(PACK + (<usize>within0 << 4))));
+    inside += <i32>popcnt(within0);
+    v128.store(packed + (<usize>inside << 2), i8x16.swizzle(key1, v128.load(PACK + (<usize>within1 << 4))));
+    inside += <i32>popcnt(within1);
+  }
   for (; j + 4 <= count; j += 4) {
     const key = v128.and(f32x4.sub(loadLanes(xv, xd, j), loadLanes(bv, bd, j)), magnitude);
     const atOrAbove = i32x4.gt_s(key, vtop);
     aboveLanes = i32x4.sub(aboveLanes, atOrAbove);
-    const within = v128.andnot(i32x4.gt_s(key, vbelow), atOrAbove);
-    if (!v128.any_true(within)) continue;
-    insideLanes = i32x4.sub(insideLanes, within);
-    const bucket = v128.bitselect(i32x4.shr_u(i32x4.sub(key, vlo), shift), vspare, within);
-    bump(hist, i32x4.extract_lane(bucket, 0));
-    bump(hist, i32x4.extract_lane(bucket, 1));
-    bump(hist, i32x4.extract_lane(bucket, 2));
-    bump(hist, i32x4.extract_lane(bucket, 3));
-    if (kept + 4 <= capacity) {
-      store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 0));
-      kept -= i32x4.extract_lane(within, 0);
-      store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 1));
-      kept -= i32x4.extract_lane(within, 1);
-      store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 2));
-      kept -= i32x4.extract_lane(within, 2);
-      store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 3));
-      kept -= i32x4.extract_lane(within, 3);
-    } else if (kept < capacity) {
-      // The last few free places: one lane at a time.
-      if (i32x4.extract_lane(within, 0) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 0)); kept++; }
-      if (i32x4.extract_lane(within, 1) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 1)); kept++; }
-      if (i32x4.extract_lane(within, 2) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 2)); kept++; }
-      if (i32x4.extract_lane(within, 3) != 0 && kept < capacity) { store<u32>(cand + (<usize>kept << 2), i32x4.extract_lane(key, 3)); kept++; }
-    }
+    const within = <u32>i32x4.bitmask(v128.andnot(i32x4.gt_s(key, vbelow), atOrAbove));
+    v128.store(packed + (<usize>inside << 2), i8x16.swizzle(key, v128.load(PACK + (<usize>within << 4))));
+    inside += <i32>popcnt(within);
   }
-  above += <i64>(i32x4.extract_lane(aboveLanes, 0) + i32x4.extract_lane(aboveLanes, 1) + i32x4.extract_lane(aboveLanes, 2) + i32x4.extract_lane(aboveLanes, 3));
-  inside += <i64>(i32x4.extract_lane(insideLanes, 0) + i32x4.extract_lane(insideLanes, 1) + i32x4.extract_lane(insideLanes, 2) + i32x4.extract_lane(insideLanes, 3));
   for (; j < count; j++) {
     const key = reinterpret<u32>(loadOne(xv, xd, j) - loadOne(bv, bd, j)) & 0x7fffffff;
     if (key >= hi) above++;
-    else if (key >= lo) { kept = takeKey(key, lo, shift, hist, cand, capacity, kept); inside++; }
+    else if (key >= lo) { store<u32>(packed + (<usize>inside << 2), key); inside++; }
   }
-  writeStats(stats, <i64>load<f64>(stats, RANGE_ABOVE) + above, <i64>load<f64>(stats, RANGE_INSIDE) + inside, kept);
+  above += <i64>(i32x4.extract_lane(aboveLanes, 0) + i32x4.extract_lane(aboveLanes, 1) + i32x4.extract_lane(aboveLanes, 2) + i32x4.extract_lane(aboveLanes, 3));
+  for (let i = 0; i < inside; i++) bump(hist, (load<u32>(packed + (<usize>i << 2)) - lo) >>> shift);
+  const copied = min(inside, capacity - kept);
+  if (copied > 0) {
+    memory.copy(cand + (<usize>kept << 2), packed, <usize>copied << 2);
+    kept += copied;
+  }
+  writeStats(stats, <i64>load<f64>(stats, RANGE_ABOVE) + above, <i64>load<f64>(stats, RANGE_INSIDE) + <i64>inside, kept);
 }
 
 /**

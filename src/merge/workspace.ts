@@ -88,7 +88,7 @@ export class ChunkWorkspace {
     const sampled = runs.reduce((sum, [a, b]) => sum + b - a, 0);
     const wanted = [0, ...tasks.map((t) => t + 1)];
     const ptrs = new Map(wanted.map((i) => [i, arena.alloc(Math.max(1, sampled) * (DTYPES[job.inputs[i]!.dtype]!.bits / 8))]));
-    const hists = tasks.map(() => arena.alloc((SAMPLE_BUCKETS + 1) * 4));
+    const hists = tasks.map(() => arena.alloc(SAMPLE_BUCKETS * 4));
     const stats = arena.alloc(RANGE_BYTES);
     // Every region exists before the first read starts (see load).
     await Promise.all([...ptrs].map(async ([i, ptr]) => {
@@ -107,8 +107,8 @@ export class ChunkWorkspace {
     const code = (i: number) => DTYPES[job.inputs[i]!.dtype]!.code ?? DTYPE_NONE;
     const quant = job.loadDtype ? DTYPES[job.loadDtype]!.code! : DTYPE_NONE;
     tasks.forEach((t, i) => {
-      arena.u32(hists[i]!, SAMPLE_BUCKETS + 1).fill(0);
-      // A radix pass over every key at the sample's resolution is the sample histogram (plus a spare counter).
+      arena.u32(hists[i]!, SAMPLE_BUCKETS).fill(0);
+      // A radix pass over every key at the sample's resolution is the sample histogram.
       exports.absDeltaRange(ptrs.get(t + 1)!, code(t + 1), ptrs.get(0)!, code(0), sampled, quant, 0, KEY_END, SAMPLE_SHIFT, hists[i]!, 0, 0, stats);
     });
     return { kind: "sample", samples: hists.map((hist) => ({ ...this.countsOut(hist, SAMPLE_BUCKETS, sampled), sampled })) };
@@ -336,9 +336,9 @@ export class ChunkWorkspace {
       if (r.key && r.key.kind !== "absTau") return sceRange(this.k, this.variances, count, r.key, lo, hi, shift);
       const buckets = Math.max(1, Math.ceil((hi - lo) / 2 ** shift));
       const cand = this.candidates.get(r.id ?? task);
-      if (!cand && arena.budget - arena.mark() < (buckets + 1) * 4 + PASS_ROOM) return this.rangeInPieces(task, lo, hi, shift, buckets);
-      const hist = arena.alloc((buckets + 1) * 4); // + the kernel's spare counter
-      arena.u32(hist, buckets + 1).fill(0);
+      if (!cand && arena.budget - arena.mark() < buckets * 4 + PASS_ROOM) return this.rangeInPieces(task, lo, hi, shift, buckets);
+      const hist = arena.alloc(buckets * 4);
+      arena.u32(hist, buckets).fill(0);
       const stats = arena.alloc(RANGE_BYTES);
       if (cand?.complete && lo >= cand.lo && hi <= cand.hi) {
         // Every key of [lo, hi) is among the candidates: scan them instead of the tensor, and keep only these.
@@ -382,15 +382,15 @@ export class ChunkWorkspace {
     const { arena, exports } = this.k;
     const { inputs, count } = this.chunk;
     const x = inputs[task + 1]!, b = inputs[0]!;
-    const piece = Math.floor((arena.budget - arena.mark() - PASS_ROOM) / 4) - 1;
+    const piece = Math.floor((arena.budget - arena.mark() - PASS_ROOM) / 4);
     if (piece < 1) throw new Error(`no memory left for a select pass over "${this.chunk.job.name}"`);
     const hist = new Uint32Array(buckets);
-    const stats = arena.alloc(RANGE_BYTES), part = arena.alloc((piece + 1) * 4);
+    const stats = arena.alloc(RANGE_BYTES), part = arena.alloc(piece * 4);
     let above = 0, inside = 0;
     for (let first = 0; first < buckets; first += piece) {
       const n = Math.min(piece, buckets - first);
       const pieceLo = lo + first * 2 ** shift, pieceHi = Math.min(hi, pieceLo + n * 2 ** shift);
-      arena.u32(part, n + 1).fill(0);
+      arena.u32(part, n).fill(0);
       exports.absDeltaRange(x.ptr, x.code, b.ptr, b.code, count, this.quant(), pieceLo, pieceHi, shift, part, 0, 0, stats);
       const v = arena.f64(stats, 3);
       inside += v[RANGE_INSIDE / 8]!;
