@@ -38,8 +38,11 @@ test("one-pass tensors are cut into chunks of at most 8 MiB of inputs and output
 test("multi-pass tensors keep the larger resident chunk (each chunk is read once per pass)", () => {
   // TIES: 1.2M x (16 + 2 trimmed models x 0.5 candidate bytes) = 20.4 MB <= 1.5 x 64 MiB: whole.
   assert.equal(chunkElementsFor(planned(ties, 1_200_000, "F32", 3), DEFAULTS), 1_200_000);
-  // 8M x 17 = 136 MB > 96 MiB: chunked at the 64 MiB --chunk-size, 64 MiB / 16 = 4194304 (candidates are not counted there), not at 8 MiB.
-  assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), DEFAULTS), 4194304);
+  // 8M x 17 = 136 MB > 96 MiB: chunked at MULTI_PASS_CHUNK_BYTES (32 MiB, under the 64 MiB --chunk-size),
+  // 32 MiB / 16 = 2097152 (candidates are not counted there), not at 8 MiB.
+  assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), DEFAULTS), 2097152);
+  // A smaller --chunk-size still wins: 16 MiB / 16 = 1048576.
+  assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), { ...DEFAULTS, chunkBytes: 16 * MiB }), 1048576);
 });
 
 const ROWS = 1200, COLS = 1000, NAME = "big.weight";
