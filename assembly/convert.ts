@@ -122,10 +122,17 @@ function f32ToF16x4(x: v128): v128 {
 @inline
 function f32ToBf16x4(x: v128): v128 {
   const high = i32x4.shr_u(x, 16);
-  const rounded = i32x4.shr_u(i32x4.add(x, i32x4.add(v128.and(high, i32x4.splat(1)), i32x4.splat(0x7fff))), 16);
-  const quiet = v128.or(v128.and(high, i32x4.splat(0x8000)), i32x4.splat(0x7fc0));
+  const rounded = i32x4.shr_u(i32x4.add(x, i32x4.add(v128.and(high, v128.load(BF16_ROUNDING)), v128.load(BF16_ROUNDING, 16))), 16);
+  const quiet = v128.or(v128.and(high, v128.load(BF16_ROUNDING, 32)), v128.load(BF16_ROUNDING, 48));
   return v128.bitselect(quiet, rounded, f32x4.ne(x, x));
 }
+
+/**
+ * f32ToBf16x4's constants (1, 0x7fff, 0x8000 and 0x7fc0 in every lane), read from memory: inside a loop
+ * V8 materializes a v128 constant at every use (three instructions), a load is one. encode to BF16 13%
+ * faster (16M elements, in alternation: 4.40 -> 3.82 ms).
+ */
+const BF16_ROUNDING = memory.data<u32>([1, 1, 1, 1, 0x7fff, 0x7fff, 0x7fff, 0x7fff, 0x8000, 0x8000, 0x8000, 0x8000, 0x7fc0, 0x7fc0, 0x7fc0, 0x7fc0], 16);
 
 // ---------------------------------------------------------------------------------------------------
 // Element access in place, for kernels that read stored values directly instead of decoding a tile.

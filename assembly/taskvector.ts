@@ -59,8 +59,9 @@ const CONSTANTS = memory.data<u32>([
   0x21f0aaad, 0x21f0aaad, 0x21f0aaad, 0x21f0aaad, // MIX1, MIX2: mix's multipliers
   0x735a2d97, 0x735a2d97, 0x735a2d97, 0x735a2d97,
   SIGN, SIGN, SIGN, SIGN, // SIGNS
+  0x3f800000, 0x3f800000, 0x3f800000, 0x3f800000, // ONES: 1.0f
 ], 16);
-const LANES = 0, MIX1 = 1, MIX2 = 2, SIGNS = 3;
+const LANES = 0, MIX1 = 1, MIX2 = 2, SIGNS = 3, ONES = 4;
 
 // @ts-ignore: decorator
 @inline
@@ -550,7 +551,7 @@ function mergeLanes(
 @inline
 function sumVoteLanes(
   tasks: i32, normalize: bool, p: usize, stride: usize, vb: v128,
-  w0: v128, w1: v128, w2: v128, w3: v128, lambda: f32, vlambda: v128,
+  w0: v128, w1: v128, w2: v128, w3: v128, lambda: f32, vlambda: v128, signs: v128, ones: v128,
 ): v128 {
   const zero = f32x4.splat(0);
   const p0 = v128.load(p), p1 = v128.load(p + stride);
@@ -558,7 +559,7 @@ function sumVoteLanes(
   let sum = f32x4.add(p0, p1);
   if (tasks > 2) sum = f32x4.add(sum, p2);
   if (tasks > 3) sum = f32x4.add(sum, p3);
-  const flip = v128.andnot(i32x4.splat(SIGN), f32x4.ge(sum, zero)); // the sign bit where - is elected
+  const flip = v128.andnot(signs, f32x4.ge(sum, zero)); // the sign bit where - is elected
   const a0 = f32x4.gt(v128.xor(p0, flip), zero), a1 = f32x4.gt(v128.xor(p1, flip), zero);
   const a2 = tasks > 2 ? f32x4.gt(v128.xor(p2, flip), zero) : zero, a3 = tasks > 3 ? f32x4.gt(v128.xor(p3, flip), zero) : zero;
   let mixed = f32x4.add(v128.and(p0, a0), v128.and(p1, a1));
@@ -568,7 +569,7 @@ function sumVoteLanes(
     let weights = f32x4.add(v128.and(w0, a0), v128.and(w1, a1));
     if (tasks > 2) weights = f32x4.add(weights, v128.and(w2, a2));
     if (tasks > 3) weights = f32x4.add(weights, v128.and(w3, a3));
-    mixed = f32x4.div(mixed, v128.bitselect(f32x4.splat(1), weights, f32x4.eq(weights, zero)));
+    mixed = f32x4.div(mixed, v128.bitselect(ones, weights, f32x4.eq(weights, zero)));
   }
   if (isNotOne(lambda)) mixed = f32x4.mul(mixed, vlambda);
   return f32x4.add(vb, mixed);
@@ -585,12 +586,12 @@ function sumVoteBlock(
 ): void {
   const w0 = v128.load(inputs + 32, 16), w1 = v128.load(inputs + 64, 16);
   const w2 = tasks > 2 ? v128.load(inputs + 96, 16) : f32x4.splat(0), w3 = tasks > 3 ? v128.load(inputs + 128, 16) : f32x4.splat(0);
-  const vlambda = f32x4.splat(lambda);
+  const vlambda = f32x4.splat(lambda), signs = laneConstant(SIGNS), ones = laneConstant(ONES);
   let j = 0;
   for (; j + 8 <= len; j += 8) {
     const o = <usize>j << 2;
-    const lo = sumVoteLanes(tasks, normalize, p + o, stride, loadLanes(b, bd, j), w0, w1, w2, w3, lambda, vlambda);
-    const hi = sumVoteLanes(tasks, normalize, p + o + 16, stride, loadLanes(b, bd, j + 4), w0, w1, w2, w3, lambda, vlambda);
+    const lo = sumVoteLanes(tasks, normalize, p + o, stride, loadLanes(b, bd, j), w0, w1, w2, w3, lambda, vlambda, signs, ones);
+    const hi = sumVoteLanes(tasks, normalize, p + o + 16, stride, loadLanes(b, bd, j + 4), w0, w1, w2, w3, lambda, vlambda, signs, ones);
     storeEight(out, outDtype, j, lo, hi);
   }
   for (; j < len; j++) {
