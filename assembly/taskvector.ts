@@ -60,8 +60,9 @@ const CONSTANTS = memory.data<u32>([
   0x735a2d97, 0x735a2d97, 0x735a2d97, 0x735a2d97,
   SIGN, SIGN, SIGN, SIGN, // SIGNS
   0x3f800000, 0x3f800000, 0x3f800000, 0x3f800000, // ONES: 1.0f
+  0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, // MAGNITUDES: clears the sign bits
 ], 16);
-const LANES = 0, MIX1 = 1, MIX2 = 2, SIGNS = 3, ONES = 4;
+const LANES = 0, MIX1 = 1, MIX2 = 2, SIGNS = 3, ONES = 4, MAGNITUDES = 5;
 
 // @ts-ignore: decorator
 @inline
@@ -720,7 +721,6 @@ export function taskVectorMerge(
  */
 export function maskedL1(table: usize, nInputs: i32, n: i32, startLo: u32, startHi: u32, quant: i32, partials: usize): void {
   const start = (<u64>startHi << 32) | <u64>startLo;
-  const magnitude = i32x4.splat(0x7fffffff);
   const tasks = nInputs - 1;
   const inputs = slot(MAX_INPUTS + 1), kept = slot(MAX_INPUTS + 2);
   let tile = 0;
@@ -732,26 +732,55 @@ export function maskedL1(table: usize, nInputs: i32, n: i32, startLo: u32, start
       const at = inputs + (<usize>i << 5);
       const x = <usize>load<u32>(at), xd = load<i32>(at, 4);
       const index = start + <u64>t;
-      stageBlock(table + <usize>i * TV_RECORD, x, xd, bp, bd, count, <u32>index, <u32>(index >>> 32), t, kept, true);
-      let aLo = f64x2.splat(0), aHi = f64x2.splat(0), mLo = f64x2.splat(0), mHi = f64x2.splat(0);
-      let j = 0;
-      for (; j + 4 <= count; j += 4) {
-        const all = v128.and(f32x4.sub(loadLanes(x, xd, j), loadLanes(bp, bd, j)), magnitude);
-        const m = v128.and(v128.load(kept + (<usize>j << 2)), magnitude);
-        aLo = f64x2.add(aLo, f64x2.promote_low_f32x4(all));
-        aHi = f64x2.add(aHi, promoteHigh(all));
-        mLo = f64x2.add(mLo, f64x2.promote_low_f32x4(m));
-        mHi = f64x2.add(mHi, promoteHigh(m));
-      }
-      let sumAll = sumLanes(aLo, aHi), sumKept = sumLanes(mLo, mHi);
-      for (; j < count; j++) {
-        sumAll += <f64>abs<f32>(loadOne(x, xd, j) - loadOne(bp, bd, j));
-        sumKept += <f64>abs<f32>(load<f32>(kept + (<usize>j << 2)));
-      }
+      const rec = table + <usize>i * TV_RECORD;
       const p = partials + (<usize>tile * <usize>tasks + <usize>(i - 1)) * 16;
-      store<f64>(p, sumAll);
-      store<f64>(p, sumKept, 8);
+      if (load<u32>(rec, TV_MODE) == TRIM_RANDOM && !isNotOne(load<f32>(rec, TV_RESCALE))) {
+        // DARE: the keep lanes drawn in the same walk (staging the kept values and reading them back costs a third more).
+        const threshold = load<u32>(rec, TV_THRESHOLD), key = load<u32>(rec, TV_KEY), high = <u32>(index >>> 32) + 0x9e3779b9;
+        if (xd == DTYPE_BF16 && bd == DTYPE_BF16) l1Block(x, DTYPE_BF16, bp, DTYPE_BF16, count, true, 0, <u32>index, threshold, key, high, p);
+        else if (xd == DTYPE_F32 && bd == DTYPE_F32) l1Block(x, DTYPE_F32, bp, DTYPE_F32, count, true, 0, <u32>index, threshold, key, high, p);
+        else l1Block(x, xd, bp, bd, count, true, 0, <u32>index, threshold, key, high, p);
+        continue;
+      }
+      stageBlock(rec, x, xd, bp, bd, count, <u32>index, <u32>(index >>> 32), t, kept, true);
+      l1Block(x, xd, bp, bd, count, false, kept, 0, 0, 0, 0, p);
     }
     tile++;
   }
+}
+
+/**
+ * maskedL1's two sums over one block of a task input, written as 2 f64 at p: sum |tau| and sum |tau|
+ * over the kept elements, four lanes into two float64 pairs each, then the tail one by one. With
+ * `random` (a constant at every call) DARE's keep lanes are drawn here as stageRandom draws them (counter
+ * lo + j, stream key, high word, threshold); otherwise the kept values were staged at `kept`. Either
+ * way the same values in the same order, so the same bits.
+ */
+// @ts-ignore: decorator
+@inline
+function l1Block(x: usize, xd: i32, b: usize, bd: i32, count: i32, random: bool, kept: usize, lo: u32, threshold: u32, key: u32, high: u32, p: usize): void {
+  const flipped = i32x4.splat(threshold ^ SIGN), vkey = i32x4.splat(key), vhigh = i32x4.splat(high);
+  const lanes = laneConstant(LANES), m1 = laneConstant(MIX1), m2 = laneConstant(MIX2), signs = laneConstant(SIGNS);
+  const magnitude = laneConstant(MAGNITUDES);
+  let aLo = f64x2.splat(0), aHi = f64x2.splat(0), mLo = f64x2.splat(0), mHi = f64x2.splat(0);
+  let j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const all = v128.and(f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), magnitude);
+    const m = random
+      ? v128.and(all, randomLanes(lo + <u32>j, lanes, m1, m2, signs, vkey, vhigh, flipped))
+      : v128.and(v128.load(kept + (<usize>j << 2)), magnitude);
+    aLo = f64x2.add(aLo, f64x2.promote_low_f32x4(all));
+    aHi = f64x2.add(aHi, promoteHigh(all));
+    mLo = f64x2.add(mLo, f64x2.promote_low_f32x4(m));
+    mHi = f64x2.add(mHi, promoteHigh(m));
+  }
+  let sumAll = sumLanes(aLo, aHi), sumKept = sumLanes(mLo, mHi);
+  for (; j < count; j++) {
+    const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
+    sumAll += <f64>abs<f32>(tau);
+    if (random) sumKept += <f64>abs<f32>(mix(mix((lo + <u32>j) ^ key) ^ high) < threshold ? tau : 0);
+    else sumKept += <f64>abs<f32>(load<f32>(kept + (<usize>j << 2)));
+  }
+  store<f64>(p, sumAll);
+  store<f64>(p, sumKept, 8);
 }
