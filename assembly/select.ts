@@ -170,8 +170,9 @@ function rangeTile(xv: usize, xd: i32, bv: usize, bd: i32, count: i32, lo: u32, 
   let aboveLanes = i32x4.splat(0);
   let inside = 0;
   let j = 0;
-  // A store at packed + 4 inside writes 16 bytes, and inside <= j: it ends by packed + 4 (j + 4), within the
-  // slot's TILE keys. Eight keys per iteration: two vectors' work interleaves.
+  // Each store writes a whole vector (16 bytes) at packed + 4 inside, where inside is at most the number of
+  // keys read before that vector: it ends by packed + 4 count, within the slot's TILE keys. Eight keys
+  // per iteration: two vectors' work interleaves.
   for (; j + 8 <= count; j += 8) {
     const key0 = v128.and(f32x4.sub(loadLanes(xv, xd, j), loadLanes(bv, bd, j)), magnitude);
     const key1 = v128.and(f32x4.sub(loadLanes(xv, xd, j + 4), loadLanes(bv, bd, j + 4)), magnitude);
