@@ -9,6 +9,7 @@ import { after, before, test } from "node:test";
 import { merge } from "../src/node";
 import { chunkElementsFor } from "../src/merge/engine";
 import type { PlannedTensor, TensorOp } from "../src/plan/plan";
+import type { SourceRef } from "../src/io/source";
 import type { MergeEvent } from "../src/events";
 import { decodeFloat } from "./reference/safetensors";
 import type { RefModel } from "./reference/merge";
@@ -20,8 +21,11 @@ const taskArithmetic: TensorOp = { kind: "taskVector", consensus: false, sparsif
 const ties: TensorOp = { ...taskArithmetic, consensus: true, sparsify: "magnitude", tasks: [{ weight: 1, density: 0.5 }, { weight: 0.5, density: 0.5 }] };
 const linear: TensorOp = { kind: "sum", weights: [1, 1, 1, 1], normalize: true, divisor: 1 };
 
-function planned(op: TensorOp, numel: number, dtype: string, inputs: number): PlannedTensor {
-  return { name: "t", shape: [numel], numel, dtype, op, inputs: Array.from({ length: inputs }, () => ({ tensor: { dtype } })), inputBytes: 0, outputBytes: 0 } as unknown as PlannedTensor;
+const onDisk: SourceRef = { kind: "path", path: "model.safetensors" };
+const blob = new Blob([new Uint8Array(8)]);
+
+function planned(op: TensorOp, numel: number, dtype: string, inputs: number, source: SourceRef = onDisk): PlannedTensor {
+  return { name: "t", shape: [numel], numel, dtype, op, inputs: Array.from({ length: inputs }, () => ({ tensor: { dtype, source } })), inputBytes: 0, outputBytes: 0 } as unknown as PlannedTensor;
 }
 
 test("one-pass tensors are cut into chunks of at most 8 MiB of inputs and output, in whole 4096-element tiles", () => {
@@ -43,6 +47,23 @@ test("multi-pass tensors keep the larger resident chunk (each chunk is read once
   assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), DEFAULTS), 2097152);
   // A smaller --chunk-size still wins: 16 MiB / 16 = 1048576.
   assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), { ...DEFAULTS, chunkBytes: 16 * MiB }), 1048576);
+});
+
+test("tensors read from picked files (Blobs) take chunks up to the chunk limit, one pass or several", () => {
+  const picked: SourceRef = { kind: "blob", blob, name: "picked/model.safetensors" };
+  // BF16, 4 inputs + output = 10 bytes per element: 64 MiB / 10 = 6710886.4, 1638 whole tiles = 6709248.
+  assert.equal(chunkElementsFor(planned(linear, 20_000_000, "BF16", 4, picked), DEFAULTS), 6709248);
+  // TIES, 8M F32 elements: over the resident bound as before, chunked at 64 MiB / 16 = 4194304.
+  assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3, picked), DEFAULTS), 4194304);
+  // A smaller --chunk-size still wins: 16 MiB / 10 = 1677721.6, 409 tiles.
+  assert.equal(chunkElementsFor(planned(linear, 20_000_000, "BF16", 4, picked), { ...DEFAULTS, chunkBytes: 16 * MiB }), 1675264);
+  // Library files (a Blob with its file handle: workers read them through sync access handles) stream at 8 MiB.
+  const library = { kind: "blob", blob, name: "library/model.safetensors", handle: {} as FileSystemFileHandle } as SourceRef;
+  assert.equal(chunkElementsFor(planned(linear, 20_000_000, "BF16", 4, library), DEFAULTS), 835584);
+  // One picked input among files on disk is enough.
+  const mixed = planned(linear, 20_000_000, "BF16", 4);
+  mixed.inputs[2] = { ...mixed.inputs[2]!, tensor: { ...mixed.inputs[2]!.tensor, source: picked } };
+  assert.equal(chunkElementsFor(mixed, DEFAULTS), 6709248);
 });
 
 const ROWS = 1200, COLS = 1000, NAME = "big.weight";

@@ -7,6 +7,7 @@ import { expose, transfer } from "comlink";
 import { loadKernels } from "../src/kernels/kernels";
 import { nodeEndpoint } from "../src/pool/endpoint";
 import { installErrorTransfer } from "../src/pool/protocol";
+import { receivingEndpoint } from "../src/pool/shared-handles";
 import type { WorkerApi } from "../src/pool/worker-api";
 import type { CompiledKernels, Kernels } from "../src/kernels/kernels";
 import type { PassResult } from "../src/merge/job";
@@ -184,7 +185,7 @@ const api: WorkerApi = {
 };
 
 if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== "undefined") {
-  expose(api, globalThis as unknown as Worker);
+  expose(api, receivingEndpoint(globalThis as unknown as Worker));
 } else {
   // Node: the import stays dynamic so browsers never see a node: module.
   void import("node:worker_threads").then(({ parentPort }) => {

@@ -9,6 +9,7 @@ import type { MergeEvent, ProgressCallback } from "../events";
 import { DTYPES } from "../format/dtypes";
 import { sha256Hex } from "../format/sha256";
 import type { OutputFolder } from "../io/output";
+import type { SourceRef } from "../io/source";
 import { KERNEL_OVERHEAD_BYTES } from "../kernels/budget";
 import { isWeightFile } from "../model/model";
 import type { MergePlan, PlannedTensor } from "../plan/plan";
@@ -79,8 +80,9 @@ export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, 
   const candidates = (op.kind === "taskVector" && op.sparsify === "magnitude" ? trimmed * 0.5 : 0) + geometricExtraBytes(op);
   const available = instanceBudget - KERNEL_OVERHEAD_BYTES;
   // One pass over the data: stream it in cache-sized blocks (see STREAM_CHUNK_BYTES); several passes:
-  // chunks of at most MULTI_PASS_CHUNK_BYTES; rows keep the chunk they had. A chunk holds at least one unit.
-  const cap = rows ? Infinity : multiPass ? MULTI_PASS_CHUNK_BYTES : STREAM_CHUNK_BYTES;
+  // chunks of at most MULTI_PASS_CHUNK_BYTES; rows, and tensors read from picked files (readsInPieces),
+  // keep the chunk limit. A chunk holds at least one unit.
+  const cap = rows || t.inputs.some((i) => readsInPieces(i.tensor.source)) ? Infinity : multiPass ? MULTI_PASS_CHUNK_BYTES : STREAM_CHUNK_BYTES;
   const stream = Math.min(options.chunkBytes, available, Math.max(cap, unit * perElement));
   const resident = multiPass ? Math.min(1.5 * options.chunkBytes, available) : stream;
   if (t.numel * (perElement + candidates) <= resident) return Math.max(t.numel, 1);
@@ -113,6 +115,17 @@ export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, 
  * larger chunks (MULTI_PASS_CHUNK_BYTES): each of their chunks is read once per pass.
  */
 export const STREAM_CHUNK_BYTES = 8 * 1048576;
+
+/**
+ * A picked file (a Blob with no sync access handle behind it) is read through Blob.slice, and Chromium
+ * hands a slice's bytes over at a rate that grows with the slice: on bench section 4's four 1 GiB
+ * models, two workers reading them whole took 28-29 s in 1.6 MiB slices (what 8 MiB chunks of four
+ * inputs and an output ask for), 18 s in 8 MiB ones and 13.4-14.7 s in 16-64 MiB ones. Tensors read
+ * from one take chunks up to the chunk limit, whatever their passes.
+ */
+function readsInPieces(source: SourceRef): boolean {
+  return source.kind === "blob" && !source.handle;
+}
 
 /**
  * Largest chunk of a multi-pass tensor too large to stay resident (TIES's select, DARE's rescaling,

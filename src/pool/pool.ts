@@ -11,6 +11,7 @@ import { AbortError, WeightsoupError, WorkerError } from "../errors";
 import { compileKernels, type CompiledKernels } from "../kernels/kernels";
 import { IS_NODE } from "../env";
 import { nodeEndpoint } from "./endpoint";
+import { sharingEndpoint } from "./shared-handles";
 import { installErrorTransfer } from "./protocol";
 import type { WorkerApi } from "./worker-api";
 
@@ -252,5 +253,5 @@ async function startWorker(url: URL | string, onFailure: (detail: unknown) => vo
   const worker = new Worker(url, { type: "module" });
   worker.addEventListener("error", (e) => onFailure(e.message || "the worker script could not be loaded"));
   worker.addEventListener("messageerror", () => onFailure("a message from the worker could not be read"));
-  return { api: wrap<WorkerApi>(worker), terminate: async () => worker.terminate(), running: new Set() };
+  return { api: wrap<WorkerApi>(sharingEndpoint(worker)), terminate: async () => worker.terminate(), running: new Set() };
 }
