@@ -120,7 +120,7 @@ export const STREAM_CHUNK_BYTES = 8 * 1048576;
  * A picked file (a Blob with no sync access handle behind it) is read through Blob.slice, and Chromium
  * hands a slice's bytes over at a rate that grows with the slice: on bench section 4's four 1 GiB
  * models, two workers reading them whole took 28-29 s in 1.6 MiB slices (what 8 MiB chunks of four
- * inputs and an output ask for), 18 s in 8 MiB ones and 13.4-14.7 s in 16-64 MiB ones. Tensors read
+ * inputs and an output ask for), 18 s in 8 MiB ones and 13.4-15.2 s in 16-64 MiB ones. Tensors read
  * from one take chunks up to the chunk limit, whatever their passes.
  */
 function readsInPieces(source: SourceRef): boolean {
