@@ -86,13 +86,16 @@ const api: WorkerApi = {
     const output = await merges.runTensor(job);
     return output ? transfer(output, [output.buffer as ArrayBuffer]) : undefined;
   },
-  async runPass(job, chunk, request) {
-    const result = await merges.runPass(job, chunk, request);
+  async runPass(job, chunk, request, hold) {
+    const result = await merges.runPass(job, chunk, request, hold);
     return transfer(result, buffersOf(result));
   },
-  async runFinal(job, chunk, request) {
-    const bytes = await merges.runFinal(job, chunk, request);
+  async runFinal(job, chunk, request, hold) {
+    const bytes = await merges.runFinal(job, chunk, request, hold);
     return bytes ? transfer(bytes, [bytes.buffer as ArrayBuffer]) : undefined;
+  },
+  releaseHold(hold) {
+    merges.releaseHold(hold);
   },
   async release() {
     await merges.release();
@@ -180,7 +183,7 @@ const api: WorkerApi = {
     return typed(`${name}: copying it into the model library`, () => copyBlobToFile(blob, target, name, (bytes) => void onProgress(bytes)));
   },
   stats() {
-    return { peakMemory: merges.peakMemory() + (evaluation?.kernels.arena.peak ?? 0) };
+    return { peakMemory: merges.peakMemory() + (evaluation?.kernels.arena.peak ?? 0), bytesRead: merges.bytesRead() };
   },
 };
 

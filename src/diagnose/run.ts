@@ -9,7 +9,8 @@ import { AbortError, RecipeError } from "../errors";
 import type { MergePlan, PlannedTensor } from "../plan/plan";
 import { WorkerPool } from "../pool/pool";
 import { chunkElementsFor, JOBS_PER_WORKER, tensorJob, type EngineOptions } from "../merge/engine";
-import { chunkCount, type FinalRequest, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "../merge/job";
+import type { FinalRequest, PassResult, TensorJob } from "../merge/job";
+import { PoolExecutor } from "../merge/pool-executor";
 import { runTensor } from "../merge/run-tensor";
 import type { DiagnoseRequest } from "./chunk-stats";
 import { recordLength } from "./layout";
@@ -42,18 +43,16 @@ export function checkDiagnosable(plan: MergePlan): void {
     { file, key: "merge_method", method: plan.method.name });
 }
 
-/** Captures the merge's final request instead of writing output; passes run chunk by chunk on the pool. */
-class CaptureExecutor implements TensorExecutor {
-  readonly resident = false;
-  readonly chunks: number;
+/**
+ * Captures the merge's final request instead of writing output; passes run chunk by chunk on the pool,
+ * the chunks held between them when the pool can (the diagnostics pass then reads nothing again).
+ */
+class CaptureExecutor extends PoolExecutor {
   request: FinalRequest | undefined;
-  constructor(private readonly pool: WorkerPool, private readonly job: TensorJob) {
-    this.chunks = chunkCount(job);
+  constructor(pool: WorkerPool, job: TensorJob) {
+    super(pool, job, async () => undefined, () => undefined);
   }
-  pass(request: PassRequest): Promise<PassResult[]> {
-    return Promise.all(Array.from({ length: this.chunks }, (_, c) => this.pool.run((w) => w.runPass(this.job, c, request) as Promise<PassResult>)));
-  }
-  async final(request: FinalRequest): Promise<void> {
+  override async final(request: FinalRequest): Promise<void> {
     this.request = request;
   }
 }
@@ -66,16 +65,21 @@ async function tensorSums(pool: WorkerPool, plan: MergePlan, tensor: PlannedTens
     kind: "diagnose", trims: [], weights: Array<number>(tasks).fill(1), rescales: Array<number>(tasks).fill(1), consensus: false, countVote: false, unweightedVote: false,
   };
   const op = tensor.op;
-  if (op.kind === "taskVector") {
-    await runTensor(job, exec);
-    const final = exec.request;
-    if (final?.kind !== "taskVector") throw new Error(`tensor "${tensor.name}": the task-vector driver returned no task-vector request`);
-    request = {
-      kind: "diagnose", trims: final.trims, weights: final.weights, rescales: final.rescales, consensus: final.consensus,
-      countVote: final.countVote === true, unweightedVote: final.unweightedVote === true,
-    };
+  let results: PassResult[];
+  try {
+    if (op.kind === "taskVector") {
+      await runTensor(job, exec);
+      const final = exec.request;
+      if (final?.kind !== "taskVector") throw new Error(`tensor "${tensor.name}": the task-vector driver returned no task-vector request`);
+      request = {
+        kind: "diagnose", trims: final.trims, weights: final.weights, rescales: final.rescales, consensus: final.consensus,
+        countVote: final.countVote === true, unweightedVote: final.unweightedVote === true,
+      };
+    }
+    results = await exec.pass(request);
+  } finally {
+    exec.close();
   }
-  const results = await exec.pass(request);
   const stride = recordLength(tasks);
   const sums = new Float64Array(stride);
   // Chunk order, then tile order within each chunk: the same additions for any chunking (chunks hold whole tiles).

@@ -15,6 +15,7 @@ import { isWeightFile } from "../model/model";
 import type { MergePlan, PlannedTensor } from "../plan/plan";
 import { indexJson, INDEX_FILE, planShards } from "../plan/shards";
 import { WorkerPool } from "../pool/pool";
+import { PoolExecutor } from "./pool-executor";
 import { modelCard, outputConfig, VERSION } from "./card";
 import { chunkCount, chunkRange, storedTensor, type FinalRequest, type OutputTarget, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "./job";
 import { runTensor } from "./run-tensor";
@@ -55,6 +56,8 @@ export interface MergeSummary {
   workers: number;
   /** Largest wasm memory any worker reached (bytes). */
   peakWorkerMemory: number;
+  /** Bytes the workers read from input files: inputBytes when every input is read once. */
+  bytesRead: number;
   /** Multi-stage recipes: each stage's own summary, in the order they ran (the rest describes the final one). */
   stages?: { name: string | undefined; method: string; tensors: number; inputBytes: number; outputBytes: number; seconds: number }[];
 }
@@ -64,7 +67,8 @@ export interface MergeSummary {
  * whose operation needs several passes (statistics, TIES's select, rescaling) may stay resident in one
  * worker up to 1.5 times the streaming chunk size: reading it once beats reading it once per pass, and
  * the bound keeps a worker's memory, and so the process's, independent of the model's size (with the
- * defaults, 2 jobs per worker of at most 96 MiB each).
+ * defaults, 2 jobs per worker of at most 96 MiB each). A larger one is read once per pass, unless the
+ * pool can hold all its chunks at once (see PoolExecutor).
  */
 export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements">): number {
   const instanceBudget = Math.floor(options.memoryBudget / JOBS_PER_WORKER / 65536) * 65536;
@@ -129,7 +133,8 @@ function readsInPieces(source: SourceRef): boolean {
 
 /**
  * Largest chunk of a multi-pass tensor too large to stay resident (TIES's select, DARE's rescaling,
- * ...): its chunks are read once per pass, so they stay large, but not as large as the chunk limit. On
+ * ...): unless the pool holds them all (PoolExecutor), its chunks are read once per pass, so they stay
+ * large, but not as large as the chunk limit. On
  * the bench's four 1 GiB models (bench section 3b) 32 MiB chunks against 64 MiB ones took TIES from
  * 3.85-4.00 s to 3.47-3.70 s and DARE-TIES from 4.43-4.60 s to 4.16-4.24 s (five alternations each),
  * with less system time (page-cache copies into smaller, reused buffers) and a third fewer page faults.
@@ -180,7 +185,10 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
       }
     }
     jobs.sort((a, b) => a.job.index - b.job.index);
-    const work = jobs.filter((j) => j.tensor.outputBytes > 0);
+    // Tensors of several chunks start first, the most chunks first: they take longest (a picked file's
+    // lm_head ran alone for its last 9 s when it came last), and single-chunk tensors fill the
+    // instances around them. Each output lands at its own offset, so the order changes no byte.
+    const work = jobs.filter((j) => j.tensor.outputBytes > 0).sort((a, b) => chunkCount(b.job) - chunkCount(a.job));
     const inputBytes = plan.tensors.reduce((s, t) => s + t.inputBytes, 0);
     const outputBytes = plan.tensors.reduce((s, t) => s + t.outputBytes, 0);
     const size = Math.max(1, Math.min(options.workers, work.length));
@@ -236,7 +244,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
     emit({ type: "done", seconds, tensors: plan.tensors.length, inputBytes, outputBytes, files });
     return {
       method: plan.method.name, tensors: plan.tensors.length, inputBytes, outputBytes, seconds, files, workers: size,
-      peakWorkerMemory: Math.max(0, ...stats.map((s) => s.peakMemory)),
+      peakWorkerMemory: Math.max(0, ...stats.map((s) => s.peakMemory)), bytesRead: stats.reduce((sum, s) => sum + s.bytesRead, 0),
     };
   } catch (error) {
     pool?.abort(error);
@@ -320,23 +328,4 @@ export async function computeTensorBytes(pool: WorkerPool, job: TensorJob, byteL
   const bytes = new Uint8Array(byteLength);
   await computeTensor(pool, { ...job, output: { ...job.output, target: { kind: "return" }, offset: 0 } }, async (offset, chunk) => bytes.set(chunk, offset), () => undefined);
   return bytes;
-}
-
-/** Runs a multi-chunk tensor's passes with one pool job per chunk; results come back in chunk order. */
-class PoolExecutor implements TensorExecutor {
-  readonly resident = false;
-  readonly chunks: number;
-  constructor(private readonly pool: WorkerPool, private readonly job: TensorJob, private readonly deliver: (offset: number, bytes: Uint8Array) => Promise<void>, private readonly onChunk: (c: number) => void) {
-    this.chunks = chunkCount(job);
-  }
-  pass(request: PassRequest): Promise<PassResult[]> {
-    return Promise.all(Array.from({ length: this.chunks }, (_, c) => this.pool.run((w) => w.runPass(this.job, c, request) as Promise<PassResult>)));
-  }
-  async final(request: FinalRequest): Promise<void> {
-    await Promise.all(Array.from({ length: this.chunks }, async (_, c) => {
-      const bytes = await this.pool.run((w) => w.runFinal(this.job, c, request));
-      if (bytes) await this.deliver(this.job.output.offset + chunkRange(this.job, c)[0] * (DTYPES[this.job.output.dtype]!.bits / 8), bytes);
-      this.onChunk(c);
-    }));
-  }
 }

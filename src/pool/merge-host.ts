@@ -17,6 +17,8 @@ export class MergeHost {
    */
   private readonly instances: { kernels: Kernels; workspace: ChunkWorkspace }[] = [];
   private readonly free: ChunkWorkspace[] = [];
+  /** Instances reserved by the pool between calls (WorkerPool.hold), by hold id, with the chunk they hold. */
+  private readonly held = new Map<number, ChunkWorkspace>();
 
   /** Loads `jobs` kernel instances, each with an equal share of `memoryBudget` bytes. */
   async init(memoryBudget: number, jobs: number, code?: Uint8Array | CompiledKernels): Promise<void> {
@@ -43,22 +45,46 @@ export class MergeHost {
     });
   }
 
-  /** One pass over one chunk of a larger tensor. */
-  runPass(job: TensorJob, chunk: number, request: PassRequest): Promise<PassResult> {
-    return this.withWorkspace(job, (ws) => ws.chunkPass(job, chunk, request));
+  /**
+   * One pass over one chunk of a larger tensor. With `hold`, the chunk stays loaded in the instance
+   * kept under that id: loaded by the hold's first call, read by its later passes as they are.
+   */
+  runPass(job: TensorJob, chunk: number, request: PassRequest, hold?: number): Promise<PassResult> {
+    if (hold === undefined) return this.withWorkspace(job, (ws) => ws.chunkPass(job, chunk, request));
+    return this.withWorkspace(job, async (ws, fresh) => {
+      if (fresh) await ws.load(job, chunk);
+      return ws.pass(request);
+    }, hold);
   }
 
-  /** The final pass over one chunk: computes and writes (or returns) its output. */
-  runFinal(job: TensorJob, chunk: number, request: FinalRequest): Promise<Uint8Array | undefined> {
-    return this.withWorkspace(job, async (ws) => {
-      await ws.load(job, chunk);
-      return ws.final(request);
-    });
+  /** The final pass over one chunk: computes and writes (or returns) its output; a hold's instance is then free. */
+  async runFinal(job: TensorJob, chunk: number, request: FinalRequest, hold?: number): Promise<Uint8Array | undefined> {
+    try {
+      return await this.withWorkspace(job, async (ws, fresh) => {
+        if (fresh) await ws.load(job, chunk);
+        return ws.final(request);
+      }, hold);
+    } finally {
+      if (hold !== undefined) this.releaseHold(hold);
+    }
+  }
+
+  /** Frees the instance kept under `hold` (nothing if there is none). */
+  releaseHold(hold: number): void {
+    const ws = this.held.get(hold);
+    if (!ws) return;
+    this.held.delete(hold);
+    this.free.push(ws);
   }
 
   /** Closes every file the instances opened. */
   async release(): Promise<void> {
     await Promise.all(this.instances.map((i) => i.workspace.release()));
+  }
+
+  /** Bytes the instances have read from input files. */
+  bytesRead(): number {
+    return this.instances.reduce((sum, i) => sum + i.workspace.bytesRead, 0);
   }
 
   /** Largest wasm memory the instances have had, together (bytes). */
@@ -67,22 +93,25 @@ export class MergeHost {
   }
 
   /**
-   * Runs `fn` for a job with a workspace of its own (the pool never sends more jobs than there are).
+   * Runs `fn` for a job with a workspace of its own (the pool never sends more jobs than there are):
+   * with `hold`, the one kept under it, taken from the free ones on the hold's first call (`fresh`).
    * Whatever fails comes back typed: an error that is not already a WeightsoupError is a bug, reported
    * as E_WORKER with the tensor it happened on and its own stack (for --debug).
    */
-  private async withWorkspace<T>(job: TensorJob, fn: (ws: ChunkWorkspace) => Promise<T>): Promise<T> {
-    const ws = this.free.pop();
+  private async withWorkspace<T>(job: TensorJob, fn: (ws: ChunkWorkspace, fresh: boolean) => Promise<T>, hold?: number): Promise<T> {
+    const kept = hold === undefined ? undefined : this.held.get(hold);
+    const ws = kept ?? this.free.pop();
     try {
       if (!ws) throw new Error(this.instances.length ? "more jobs in flight than workspaces" : "worker used before init()");
-      return await fn(ws);
+      if (hold !== undefined) this.held.set(hold, ws);
+      return await fn(ws, !kept);
     } catch (e) {
       if (e instanceof WeightsoupError) throw e;
       const error = new WorkerError("E_WORKER", `tensor "${job.name}": the worker failed: ${e instanceof Error ? e.message : String(e)}`, { tensor: job.name }, { cause: e });
       if (e instanceof Error && e.stack) error.stack = e.stack;
       throw error;
     } finally {
-      if (ws) this.free.push(ws);
+      if (ws && hold === undefined) this.free.push(ws);
     }
   }
 }

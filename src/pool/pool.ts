@@ -32,6 +32,26 @@ interface Pending {
   reject: (reason: unknown) => void;
 }
 
+/** A request for `count` kernel instances held together (see WorkerPool.hold). */
+interface PendingHold {
+  count: number;
+  resolve: (holds: Hold[]) => void;
+  reject: (reason: unknown) => void;
+}
+
+/**
+ * One kernel instance reserved between calls: the chunk a merge loads into it stays there for every
+ * pass over it, so it is read once. It counts as a job in flight on its worker until released.
+ */
+export interface Hold {
+  /** Unique in its pool: the name the worker keeps the instance under. */
+  readonly id: number;
+  /** Runs `task` on the hold's worker at once (the instance is already reserved). */
+  run<T>(task: (api: Remote<WorkerApi>) => Promise<T>): Promise<T>;
+  /** Gives the instance back to the pool (the worker must have let it go, see MergeApi.releaseHold). */
+  release(): void;
+}
+
 interface Slot {
   api: Remote<WorkerApi>;
   terminate: () => Promise<unknown>;
@@ -39,10 +59,13 @@ interface Slot {
 }
 
 /** The calls a merge makes, which a kernel host on the calling thread answers too. */
-type MergeApi = Pick<WorkerApi, "runTensor" | "runPass" | "runFinal" | "release" | "stats">;
+type MergeApi = Pick<WorkerApi, "runTensor" | "runPass" | "runFinal" | "releaseHold" | "release" | "stats">;
 
 export class WorkerPool {
-  private readonly queue: Pending[] = [];
+  private readonly queue: (Pending | PendingHold)[] = [];
+  private nextHold = 0;
+  /** Calls on held instances in flight: a failure rejects them with everything else. */
+  private readonly holdCalls = new Set<Pending>();
   private failure: Error | undefined;
   /** Workers that have loaded their kernels: the ones jobs go to. */
   private readonly slots: Slot[] = [];
@@ -97,10 +120,11 @@ export class WorkerPool {
     await host.init(options.memoryBudget, options.jobsPerWorker, await pool.kernels);
     const api: MergeApi = {
       runTensor: (job) => host.runTensor(job),
-      runPass: (job, chunk, request) => host.runPass(job, chunk, request),
-      runFinal: (job, chunk, request) => host.runFinal(job, chunk, request),
+      runPass: (job, chunk, request, hold) => host.runPass(job, chunk, request, hold),
+      runFinal: (job, chunk, request, hold) => host.runFinal(job, chunk, request, hold),
+      releaseHold: (hold) => host.releaseHold(hold),
       release: () => host.release(),
-      stats: () => ({ peakMemory: host.peakMemory() }),
+      stats: () => ({ peakMemory: host.peakMemory(), bytesRead: host.bytesRead() }),
     };
     // Nothing to stop, but the files the host opened are closed however the merge ends.
     const slot: Slot = { api: api as unknown as Remote<WorkerApi>, terminate: () => host.release(), running: new Set() };
@@ -180,19 +204,67 @@ export class WorkerPool {
     return Promise.all(this.slots.map((s) => task(s.api)));
   }
 
+  /** Jobs that can be in flight at once once every started worker is ready (holds included). */
+  get capacity(): number {
+    return this.started.length * this.options.jobsPerWorker;
+  }
+
+  /**
+   * Reserves `count` kernel instances (at most `capacity`) until each is released; they are granted
+   * together, spread over the least busy workers. A request waits at the head of the queue, jobs
+   * behind it included, until that many are free: holds taken all at once cannot deadlock each other,
+   * and one waiting is never starved by single jobs.
+   */
+  hold(count: number): Promise<Hold[]> {
+    if (count > this.capacity) throw new Error(`hold of ${count} instances in a pool of ${this.capacity}`);
+    return new Promise<Hold[]>((resolve, reject) => {
+      if (this.failure) return reject(this.failure);
+      this.queue.push({ count, resolve, reject });
+      this.pump();
+    });
+  }
+
   private pump(): void {
-    // Fill the least busy worker first, so jobs spread over workers before they double up.
-    for (let depth = 1; depth <= this.options.jobsPerWorker; depth++) {
-      for (const slot of this.slots) {
-        if (slot.running.size >= depth || this.queue.length === 0 || this.failure) continue;
-        const job = this.queue.shift()!;
-        slot.running.add(job);
-        job.task(slot.api).then(job.resolve, job.reject).finally(() => {
-          slot.running.delete(job);
-          this.pump();
-        });
-      }
+    while (this.queue.length > 0 && !this.failure) {
+      const head = this.queue[0]!;
+      const wanted = "count" in head ? head.count : 1;
+      const free = this.slots.reduce((sum, s) => sum + Math.max(0, this.options.jobsPerWorker - s.running.size), 0);
+      if (free < wanted) return;
+      this.queue.shift();
+      if ("count" in head) head.resolve(Array.from({ length: wanted }, () => this.holdOn(this.leastBusy())));
+      else this.start(head, this.leastBusy());
     }
+  }
+
+  /** The worker with the fewest jobs in flight (the first of them): jobs spread over workers before they double up. */
+  private leastBusy(): Slot {
+    return this.slots.reduce((best, s) => (s.running.size < best.running.size ? s : best));
+  }
+
+  private start(job: Pending, slot: Slot): void {
+    slot.running.add(job);
+    job.task(slot.api).then(job.resolve, job.reject).finally(() => {
+      slot.running.delete(job);
+      this.pump();
+    });
+  }
+
+  private holdOn(slot: Slot): Hold {
+    // A placeholder job keeps the instance counted on its worker until release.
+    const placeholder: Pending = { task: async () => undefined, resolve: () => undefined, reject: () => undefined };
+    slot.running.add(placeholder);
+    return {
+      id: this.nextHold++,
+      run: <T>(task: (api: Remote<WorkerApi>) => Promise<T>) => new Promise<T>((resolve, reject) => {
+        if (this.failure) return reject(this.failure);
+        const call: Pending = { task, resolve: resolve as (v: unknown) => void, reject };
+        this.holdCalls.add(call);
+        task(slot.api).then(resolve, reject).finally(() => this.holdCalls.delete(call));
+      }),
+      release: () => {
+        if (slot.running.delete(placeholder)) this.pump();
+      },
+    };
   }
 
   /** Rejects every queued and running job with `error`; later runs reject at once. */
@@ -201,6 +273,8 @@ export class WorkerPool {
     this.failure = error;
     this.rejectFailed(error);
     for (const job of this.queue.splice(0)) job.reject(error);
+    for (const call of this.holdCalls) call.reject(error);
+    this.holdCalls.clear();
     for (const slot of this.slots) {
       for (const job of slot.running) job.reject(error);
       slot.running.clear();

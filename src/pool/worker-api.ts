@@ -15,6 +15,8 @@ import type { AlignmentStats, AlignmentTensors } from "../align/worker-tensors";
 export interface WorkerStats {
   /** Largest wasm memory this worker has had (all its instances together), in bytes. */
   peakMemory: number;
+  /** Bytes its merge jobs have read from input files. */
+  bytesRead: number;
 }
 
 export interface WorkerApi {
@@ -26,10 +28,16 @@ export interface WorkerApi {
   init(memoryBudget: number, jobs: number, wasm?: Uint8Array | CompiledKernels): Promise<void>;
   /** Computes a whole single-chunk tensor: every pass on data read once. */
   runTensor(job: TensorJob): Promise<Uint8Array | undefined>;
-  /** One pass over one chunk of a larger tensor (the chunk is read again). */
-  runPass(job: TensorJob, chunk: number, request: PassRequest): Promise<PassResult>;
-  /** The final pass over one chunk: computes and writes (or returns) its output. */
-  runFinal(job: TensorJob, chunk: number, request: FinalRequest): Promise<Uint8Array | undefined>;
+  /**
+   * One pass over one chunk of a larger tensor: the chunk is read again, unless `hold` names the
+   * instance it was loaded into by an earlier call with that hold (the pool reserved it, see
+   * WorkerPool.hold), where it stays until the final pass or releaseHold.
+   */
+  runPass(job: TensorJob, chunk: number, request: PassRequest, hold?: number): Promise<PassResult>;
+  /** The final pass over one chunk: computes and writes (or returns) its output, then lets `hold` go. */
+  runFinal(job: TensorJob, chunk: number, request: FinalRequest, hold?: number): Promise<Uint8Array | undefined>;
+  /** Lets a hold's instance go without a final pass (a tensor that failed or needs no output). */
+  releaseHold(hold: number): void;
   /** Closes every file the worker opened. */
   release(): Promise<void>;
 
