@@ -8,7 +8,8 @@
 //
 // Needs a system Chromium (CHROMIUM_PATH, default /usr/bin/chromium) and the built site (`npm run build`).
 import assert from "node:assert/strict";
-import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Page } from "playwright-core";
@@ -176,5 +177,22 @@ test("the model library: an addition that fails leaves nothing that looks like a
     assert.deepEqual(await libraryFolders(page), [], "the unfinished copy was removed at start-up");
     assert.deepEqual(await shownLibrary(page), []);
     await screenshot(page, "library-failures");
+  });
+});
+
+test("the model library: a file larger than a copy piece is copied by two workers, a part each, byte for byte", { timeout: TEST_TIMEOUT }, async () => {
+  // About 54 MB in one file: parts [0, 32 MiB) and [32 MiB, end), each of two 16 MiB pieces or more.
+  const big = join(root, "big");
+  await writeModel(big, baseModel(811, "F32", { vocab: 4600, hidden: 1024, intermediate: 64, layers: 1, heads: 4, kvHeads: 2 }));
+  const files = (await readdir(big)).filter((f) => f.endsWith(".safetensors"));
+  assert.equal(files.length, 1);
+  const bytes = await readFile(join(big, files[0]!));
+  assert.ok(bytes.length > 48 * 2 ** 20, `the file (${bytes.length} bytes) spans more than three pieces`);
+  await inPage(env, "library-parts", "index.html", async (page) => {
+    await addToLibrary(page, ["big"]);
+    assert.deepEqual(await shownLibrary(page), [{ name: "big", bytes: await folderBytes(big) }]);
+    const [folder] = await libraryFolders(page);
+    const copied = await opfsDigests(page, folder!.slice(0, -1));
+    assert.deepEqual(copied[files[0]!], { size: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex") }, "the copy has the picked file's bytes");
   });
 });

@@ -16,7 +16,7 @@ import { EvalSession } from "../src/eval/session";
 import { Generator } from "../src/eval/generator";
 import { MergeHost } from "../src/pool/merge-host";
 import { AlignmentWorker } from "../src/align/worker-tensors";
-import { copyBlobToFile } from "../src/io/library-copy";
+import { copyBlobToFile, sharesWrites } from "../src/io/library-copy";
 
 installErrorTransfer();
 
@@ -179,8 +179,11 @@ const api: WorkerApi = {
   async alignClose() {
     alignment = undefined;
   },
-  copyToLibrary(blob, target, name, onProgress) {
-    return typed(`${name}: copying it into the model library`, () => copyBlobToFile(blob, target, name, (bytes) => void onProgress(bytes)));
+  copyToLibrary(blob, target, name, onProgress, part) {
+    return typed(`${name}: copying it into the model library`, () => copyBlobToFile(blob, target, name, (bytes) => void onProgress(bytes), part));
+  },
+  librarySharesWrites(target) {
+    return typed("probing the model library", () => sharesWrites(target));
   },
   stats() {
     return { peakMemory: merges.peakMemory() + (evaluation?.kernels.arena.peak ?? 0), bytesRead: merges.bytesRead() };

@@ -1,9 +1,9 @@
 /**
- * @file The diagnostics pass over a merge plan: every task-vector tensor read once more per chunk by the
- * worker pool, with the merge's own chunking (chunkElementsFor) and the method's own statistics passes
- * (runTensor up to its final request: TIES's exact top-k, DARE's and DELLA's seeded masks, rescales),
- * then one diagnostics pass whose per-tile float64 sums are added in tile order, so the sums do not
- * depend on worker count or chunk size.
+ * @file The diagnostics pass over a merge plan: every task-vector tensor read by the worker pool (once
+ * when the pool holds its chunks between passes, else once per pass), with the merge's own chunking
+ * (chunkElementsFor) and the method's own statistics passes (runTensor up to its final request: TIES's
+ * exact top-k, DARE's and DELLA's seeded masks, rescales), then one diagnostics pass whose per-tile
+ * float64 sums are added in tile order, so the sums do not depend on worker count or chunk size.
  */
 import { AbortError, RecipeError } from "../errors";
 import type { MergePlan, PlannedTensor } from "../plan/plan";

@@ -13,11 +13,14 @@ import { AbortError, OutputError } from "../errors";
 import type { WorkerApi } from "../pool/worker-api";
 import { formatBytes } from "../units";
 import { BlobFolder } from "./folder";
+import { COPY_PIECE } from "./library-copy";
 
 const LIBRARY_DIR = ".weightsoup-library";
 /** Written last: what makes a folder of the library a complete model. */
 const MANIFEST = "weightsoup-library.json";
 const COPY_LOCK = "weightsoup-library-copy:";
+/** Workers copying a file by default. */
+const COPY_WORKERS = 2;
 
 export interface LibraryModel {
   /** The folder's name inside the library (stable; the name shown may repeat across visits). */
@@ -30,6 +33,11 @@ export interface LibraryModel {
 export interface AddOptions {
   /** The worker script (dist/worker.js next to the page's bundle). */
   workerUrl: URL | string;
+  /**
+   * Workers copying each file, a part each (default 2; 1 where the browser cannot share a file's
+   * writes between them): Chromium hands each worker a picked file's bytes at its own rate.
+   */
+  copyWorkers?: number;
   /** Bytes copied so far of `total`. */
   onProgress?(copied: number, total: number): void;
   signal?: AbortSignal;
@@ -110,8 +118,8 @@ export async function addToLibrary(name: string, files: ReadonlyMap<string, Blob
   const id = `m-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   return navigator.locks.request(COPY_LOCK + id, async () => {
     const dir = await root.getDirectoryHandle(id, { create: true });
-    const worker = new Worker(options.workerUrl, { type: "module" });
-    const api: Remote<WorkerApi> = wrap<WorkerApi>(worker);
+    const workers = Array.from({ length: Math.max(1, options.copyWorkers ?? COPY_WORKERS) }, () => new Worker(options.workerUrl, { type: "module" }));
+    const apis: Remote<WorkerApi>[] = workers.map((w) => wrap<WorkerApi>(w));
     let failed = true;
     try {
       const aborted = new Promise<never>((_, reject) => {
@@ -119,11 +127,20 @@ export async function addToLibrary(name: string, files: ReadonlyMap<string, Blob
         if (options.signal?.aborted) stop();
         options.signal?.addEventListener("abort", stop, { once: true });
       });
-      let before = 0;
+      let before = 0, shared: boolean | undefined;
       for (const [file, blob] of files) {
         const target = await dir.getFileHandle(file, { create: true });
+        const label = `${name}/${file}`;
+        // Parts of whole pieces, one per worker, where the browser lets handles share the file.
+        const step = Math.ceil(blob.size / apis.length / COPY_PIECE) * COPY_PIECE;
+        if (apis.length > 1 && step < blob.size) shared ??= await Promise.race([apis[0]!.librarySharesWrites(target), aborted]);
+        const parts = shared && step < blob.size ? apis.map((_, w) => ({ start: Math.min(blob.size, w * step), end: Math.min(blob.size, (w + 1) * step) })).filter((p) => p.start < p.end) : [undefined];
+        const copied = parts.map(() => 0);
         const at = before;
-        await Promise.race([api.copyToLibrary(blob, target, `${name}/${file}`, proxy((bytes: number) => options.onProgress?.(at + bytes, total))), aborted]);
+        await Promise.race([Promise.all(parts.map((part, w) => apis[w]!.copyToLibrary(blob, target, label, proxy((bytes: number) => {
+          copied[w] = bytes;
+          options.onProgress?.(at + copied.reduce((a, b) => a + b, 0), total);
+        }), part))), aborted]);
         before += blob.size;
       }
       const entry: Omit<LibraryModel, "id"> = { name: shown, bytes: total, files: [...files].map(([f, b]) => ({ name: f, bytes: b.size })) };
@@ -133,8 +150,8 @@ export async function addToLibrary(name: string, files: ReadonlyMap<string, Blob
       failed = false;
       return { id, ...entry };
     } finally {
-      // Terminating the worker ends a copy in flight and releases its handle, so the folder can go.
-      worker.terminate();
+      // Terminating the workers ends the copies in flight and releases their handles, so the folder can go.
+      for (const w of workers) w.terminate();
       if (failed) await removeFolder(root, id);
     }
   });

@@ -63,8 +63,13 @@ export interface WorkerApi {
   stats(): WorkerStats;
 
   // The model library (src/io/model-library.ts): a picked file copied into the origin-private file system.
-  /** Copies `blob` into `target` through a sync access handle; `onProgress` (a comlink proxy) hears the bytes copied. */
-  copyToLibrary(blob: Blob, target: FileSystemFileHandle, name: string, onProgress: (bytes: number) => void): Promise<void>;
+  /**
+   * Copies `blob` into `target` through a sync access handle, or with `part` its bytes [start, end)
+   * into a new file other workers write the rest of; `onProgress` (a comlink proxy) hears the bytes copied.
+   */
+  copyToLibrary(blob: Blob, target: FileSystemFileHandle, name: string, onProgress: (bytes: number) => void, part?: { start: number; end: number }): Promise<void>;
+  /** Whether several workers can write `target` at once (see io/library-copy.ts). */
+  librarySharesWrites(target: FileSystemFileHandle): Promise<boolean>;
 
   // Alignment (src/align/pool-engine.ts): one more kernel instance, reading the models' tensors itself.
   /** Creates the alignment instance (`memoryBudget` bytes of wasm memory) over these tensors, keeping up to `cacheBytes` of them decoded. */
