@@ -4,12 +4,14 @@
 // head of the queue, counted as jobs in flight, failed with the pool), and merges whose tensors are held
 // reading each input byte exactly once and giving the bytes of the unchunked merge.
 import assert from "node:assert/strict";
-import { readFile, readdir, writeFile } from "node:fs/promises";
+import { existsSync, truncateSync } from "node:fs";
+import { cp, readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { merge } from "../src/node";
 import { WorkerPool } from "../src/pool/pool";
 import type { MergeEvent } from "../src/events";
+import { AbortError, WeightsoupError } from "../src/errors";
 import { baseModel, fineTune, removeDir, tempDir, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
 
 function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
@@ -124,4 +126,27 @@ test("tensors of several chunks start before single-chunk ones, the most chunks 
   const singles = starts.slice(8);
   assert.ok(singles.every((s) => s.chunks === 1), "single-chunk tensors after every chunked one");
   assert.deepEqual(singles.map((s) => s.index), singles.map((s) => s.index).sort((a, b) => a - b), "single-chunk tensors in file order");
+});
+
+test("a merge aborted or failing while its chunks are held ends at once with its typed error and no output", async () => {
+  // Abort once the first tensor is done: every chunked tensor (started first) holds the whole pool.
+  const controller = new AbortController();
+  const aborted = join(dir, "out-aborted");
+  await assert.rejects(merge(join(dir, "ties.yml"), {
+    out: aborted, seed: 5, workerUrl: WORKER_URL, workers: 2, chunkElements: 4096, signal: controller.signal,
+    onProgress: (e) => { if (e.type === "tensor-done") controller.abort(); },
+  }), (e: unknown) => e instanceof AbortError && e.code === "E_ABORTED");
+  assert.ok(!existsSync(aborted) || (await readdir(aborted)).length === 0, "nothing left in the output folder");
+
+  // An input cut short once the merge has planned: the held chunks' first read fails.
+  const cut = await tempDir();
+  after(() => removeDir(cut));
+  await cp(dir, cut, { recursive: true, filter: (p) => !p.includes("/out-") && !p.includes("/wide") });
+  const file = join(cut, "b", "model.safetensors");
+  const failing = join(cut, "out");
+  await assert.rejects(merge(join(cut, "ties.yml"), {
+    out: failing, seed: 5, workerUrl: WORKER_URL, workers: 2, chunkElements: 4096,
+    onProgress: (e) => { if (e.type === "plan") truncateSync(file, 1000); },
+  }), (e: unknown) => e instanceof WeightsoupError && e.code === "E_IO" && e.message.includes("model.safetensors"));
+  assert.ok(!existsSync(failing) || (await readdir(failing)).length === 0, "nothing left in the output folder");
 });
