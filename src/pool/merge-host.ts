@@ -1,8 +1,8 @@
 /**
  * @file What runs merge jobs: kernel instances, each with its chunk workspace, and the calls the pool
- * sends (whole tensors, passes over chunks, final passes), some on instances it holds between calls. A worker (web-worker/worker.ts) hosts one;
- * a merge small enough to finish before a worker could start hosts one on the calling thread
- * (WorkerPool.inThisThread): the same kernels and code, so the same bytes.
+ * sends (whole tensors, passes over chunks, final passes), some on instances it holds between calls.
+ * A worker (web-worker/worker.ts) hosts one; a merge small enough to finish before a worker could start
+ * hosts one on the calling thread (WorkerPool.inThisThread): the same kernels and code, so the same bytes.
  */
 import { loadKernels, type CompiledKernels, type Kernels } from "../kernels/kernels";
 import { runTensor } from "../merge/run-tensor";

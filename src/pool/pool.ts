@@ -1,9 +1,9 @@
 /**
  * @file A pool of kernel workers (Web Workers or worker_threads, the same script) driven through
  * comlink. Jobs queue in order and go to whichever worker is free; a caller can also hold kernel
- * instances across calls (hold), taken together when enough are free. A worker that dies fails the pool;
- * abort() rejects everything at once and terminates the workers, since wasm cannot be interrupted
- * mid-kernel (squoosh does the same). The kernels are compiled once, on this thread, and each worker
+ * instances across calls (hold), taken together when enough are free. A worker that dies fails the
+ * pool; abort() rejects everything at once and terminates the workers, since wasm cannot be
+ * interrupted mid-kernel (squoosh does the same). The kernels are compiled once, on this thread, and each worker
  * is sent the compiled module; a pool can grow (a merge starts its first worker while it plans) or,
  * for a merge too small to repay a worker's start-up, be one kernel host on this thread.
  */
