@@ -19,7 +19,10 @@ const LIBRARY_DIR = ".weightsoup-library";
 /** Written last: what makes a folder of the library a complete model. */
 const MANIFEST = "weightsoup-library.json";
 const COPY_LOCK = "weightsoup-library-copy:";
-/** Workers copying a file by default. */
+/**
+ * Workers copying each file, a part each (one copies it whole where the browser cannot share a file's
+ * writes): Chromium hands each worker a picked file's bytes at its own rate.
+ */
 const COPY_WORKERS = 2;
 
 export interface LibraryModel {
@@ -33,11 +36,6 @@ export interface LibraryModel {
 export interface AddOptions {
   /** The worker script (dist/worker.js next to the page's bundle). */
   workerUrl: URL | string;
-  /**
-   * Workers copying each file, a part each (default 2; 1 where the browser cannot share a file's
-   * writes between them): Chromium hands each worker a picked file's bytes at its own rate.
-   */
-  copyWorkers?: number;
   /** Bytes copied so far of `total`. */
   onProgress?(copied: number, total: number): void;
   signal?: AbortSignal;
@@ -118,7 +116,7 @@ export async function addToLibrary(name: string, files: ReadonlyMap<string, Blob
   const id = `m-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   return navigator.locks.request(COPY_LOCK + id, async () => {
     const dir = await root.getDirectoryHandle(id, { create: true });
-    const workers = Array.from({ length: Math.max(1, options.copyWorkers ?? COPY_WORKERS) }, () => new Worker(options.workerUrl, { type: "module" }));
+    const workers = Array.from({ length: COPY_WORKERS }, () => new Worker(options.workerUrl, { type: "module" }));
     const apis: Remote<WorkerApi>[] = workers.map((w) => wrap<WorkerApi>(w));
     let failed = true;
     try {
