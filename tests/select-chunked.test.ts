@@ -191,3 +191,36 @@ test("nonzeroBuckets lists exactly the nonzero counts of a histogram, in bucket 
     k.arena.reset();
   }
 });
+
+test("a chunked tensor's sample reads each input in a few long runs, one read per run (a picked file's read costs about a millisecond however small)", async () => {
+  const ws = new ChunkWorkspace(await loadKernels(256 << 20));
+  const slices: number[][] = [];
+  /** A Blob whose reads (slices) are recorded, as the page's picked files are read. */
+  class CountingBlob extends Blob {
+    constructor(parts: BlobPart[], private readonly log: number[]) { super(parts); }
+    override slice(start?: number, end?: number): Blob {
+      this.log.push((end ?? this.size) - (start ?? 0));
+      return super.slice(start, end);
+    }
+  }
+  const models = arrays.get("smooth")!;
+  for (const chunkElements of [65536, N / 2]) {
+    slices.length = 0;
+    const j = job("smooth", chunkElements);
+    j.inputs = j.inputs.map((input, m) => {
+      const log: number[] = [];
+      slices.push(log);
+      return { ...input, source: { kind: "blob" as const, name: `m${m}`, blob: new CountingBlob([models[m]!.buffer as ArrayBuffer], log) } };
+    });
+    const exec = new ChunkExecutor(ws, j);
+    const results = await exec.pass({ kind: "sample", tasks: [0, 1, 2] });
+    const sampled = results.reduce((s, r) => s + (r.kind === "sample" ? r.samples[0]!.sampled : 0), 0);
+    assert.equal(sampled, N / 64, `${chunkElements}-element chunks: a 64th of the elements sampled`);
+    for (const [m, log] of slices.entries()) {
+      // The bench's 65.5M-element embedding was 500 reads per input in 2048-element runs; now 125.
+      assert.ok(log.length <= N / 524288, `${chunkElements}-element chunks, input ${m}: ${log.length} reads, at most one per 524288 elements`);
+      assert.ok(log.every((bytes) => bytes === SPARSE_SAMPLE_RUN * 4 && bytes >= 32768), `${chunkElements}-element chunks, input ${m}: whole runs of 32 KiB of float32 or more (${log.join(", ")} bytes)`);
+    }
+  }
+  await ws.release();
+});

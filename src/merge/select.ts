@@ -44,11 +44,13 @@ const BUCKETS_LOG2_CHUNKED = 16;
 const SAMPLE_MIN = 1 << 18;
 /**
  * A chunked tensor's sample: the runs [i * SPARSE_SAMPLE_STRIDE, + SPARSE_SAMPLE_RUN) of elements, 1/64
- * of the tensor in runs long enough to read cheaply and many enough (one every 32768 elements) to spread
- * over the whole tensor.
+ * of the tensor in runs long enough to read cheaply and many enough (one every 524288 elements: 125 in
+ * the bench's embedding) to spread over the whole tensor. Every run is one read per input, and a read
+ * of a picked file in Chromium costs about a millisecond however small: runs of 2048 elements every
+ * 131072 made the bench's embedding and lm_head 2000 reads each, 2.3-3.4 s of a TIES merge.
  */
-export const SPARSE_SAMPLE_RUN = 2048;
-export const SPARSE_SAMPLE_STRIDE = 131072;
+export const SPARSE_SAMPLE_RUN = 8192;
+export const SPARSE_SAMPLE_STRIDE = 524288;
 /** A chunked tensor's bracket pass histograms at most 2^20 keys per selection... */
 const BRACKET_BUCKETS_LOG2 = 20;
 /** ...and at most this many buckets in all the chunks' results of one pass (the caller holds them all at once). */
