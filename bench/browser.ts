@@ -3,9 +3,11 @@
  * from disk and with inputs in the page's model library (origin-private file system), next to the Node
  * merge and to the read floors measured in the same run: how fast Chromium can read every input at all,
  * from picked files (Blob.slice().arrayBuffer(), the best of the patterns below) and from the library
- * (read-only sync access handles in workers), and Node's FileHandle.read.
+ * (read-only sync access handles in workers), and Node's FileHandle.read. Each floor and each merge's
+ * best run also reports how many cores the machine had busy meanwhile.
  */
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +19,31 @@ const MiB = 1048576;
 const PIECE = 16 * MiB;
 const fmt = (x: number, d = 2) => x.toFixed(d);
 const load = () => loadavg().map((x) => x.toFixed(1)).join(" ");
+
+/**
+ * The machine's busy and total CPU time so far (/proc/stat's first line, in clock ticks; busy is all but
+ * idle and iowait), or undefined off Linux. Chromium is a tree of processes that come and go (browser,
+ * renderer, workers' threads, the network and storage services), so its CPU is measured machine-wide.
+ */
+function machineCpu(): { busy: number; total: number; cores: number } | undefined {
+  try {
+    const lines = readFileSync("/proc/stat", "utf8").split("\n");
+    const ticks = lines[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = ticks.reduce((a, b) => a + b, 0);
+    return { busy: total - ticks[3]! - (ticks[4] ?? 0), total, cores: lines.filter((l) => /^cpu\d/.test(l)).length };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs `fn` and returns its result with how many of the machine's cores were busy on average meanwhile (NaN off Linux). */
+async function withCoresBusy<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const before = machineCpu();
+  const result = await fn();
+  const after = machineCpu();
+  const busy = before && after && after.total > before.total ? ((after.busy - before.busy) / (after.total - before.total)) * after.cores : NaN;
+  return [result, busy];
+}
 
 /**
  * The read floors' worker (served by the bench at the page's origin: the page's CSP allows workers from
@@ -88,7 +115,7 @@ export async function browserSection(e2e: string, models: string[], recipes: Rec
     return withPage(undefined, async (page) => {
       for (const m of models) await page.locator("input[data-testid=add-folder]").setInputFiles(join(e2e, m));
       await page.locator("[data-testid=model]").nth(models.length - 1).waitFor();
-      return runMerge(page, name, "merged");
+      return withCoresBusy(() => runMerge(page, name, "merged"));
     });
   };
   const fromLibrary = (name: string) => {
@@ -97,7 +124,7 @@ export async function browserSection(e2e: string, models: string[], recipes: Rec
       await page.locator("[data-testid=library-model]").nth(models.length - 1).waitFor();
       for (const m of models) await page.locator(`[data-testid=library-model][data-name="${m}"] [data-testid=library-use]`).click();
       await page.locator("[data-testid=model]").nth(models.length - 1).waitFor();
-      return runMerge(page, name, "merged");
+      return withCoresBusy(() => runMerge(page, name, "merged"));
     });
   };
   /** Seconds to read every input once with `o`'s pattern (best of two), from picked files or the library. */
@@ -152,12 +179,12 @@ export async function browserSection(e2e: string, models: string[], recipes: Rec
     const floors = await withPage(libraryProfile, async (page) => {
       await page.evaluate(() => document.body.append(Object.assign(document.createElement("input"), { type: "file", multiple: true, id: "bench-inputs", hidden: true })));
       await page.locator("#bench-inputs").setInputFiles(inputs);
-      const picked: [string, number][] = [];
+      const picked: [string, number, number][] = [];
       for (const o of [{ inFlight: 1, workers: 0 }, { inFlight: 4, workers: 0 }, { inFlight: 2, workers: 2 }, { inFlight: 4, workers: 2 }]) {
-        picked.push([o.workers ? `${o.workers} workers x ${o.inFlight} in flight` : `the page, ${o.inFlight} in flight`, await readFloor(page, { ...o, library: false })]);
+        picked.push([o.workers ? `${o.workers} workers x ${o.inFlight} in flight` : `the page, ${o.inFlight} in flight`, ...(await withCoresBusy(() => readFloor(page, { ...o, library: false })))]);
       }
       const bestPicked = picked.sort((a, b) => a[1] - b[1])[0]!;
-      return { picked: bestPicked, library: await readFloor(page, { inFlight: 1, workers: 2, library: true }) };
+      return { picked: bestPicked, library: await withCoresBusy(() => readFloor(page, { inFlight: 1, workers: 2, library: true })) };
     });
     const fh = await Promise.all(inputs.map((f) => open(f, "r")));
     const buf = new Uint8Array(PIECE);
@@ -170,19 +197,26 @@ export async function browserSection(e2e: string, models: string[], recipes: Rec
     await Promise.all(fh.map((f) => f.close()));
     const gbs = (s: number) => `${fmt(s)} s (${fmt(inputBytes / s / 1e9)} GB/s)`;
     line(`   reading the ${fmt(inputBytes / 1e9)} GB of inputs once, ${PIECE / MiB} MiB reads: Chromium from picked files ${gbs(floors.picked[1])} at best (${floors.picked[0]}),`);
-    line(`   Chromium from the library ${gbs(floors.library)} (2 workers, sync access handles), Node FileHandle.read ${gbs(nodeRead)}`);
+    line(`   Chromium from the library ${gbs(floors.library[0])} (2 workers, sync access handles), Node FileHandle.read ${gbs(nodeRead)}`);
+    // Cores busy says whether a merge can hide its computing behind the reads: where the floor alone
+    // keeps the machine busy, every CPU second the merge adds lengthens it.
+    const cpu = (seconds: number, cores: number) => `${fmt(cores, 1)} cores busy, ${fmt(seconds * cores, 1)} CPU s`;
+    const cpuLines = [`   CPU, machine-wide (/proc/stat: Chromium's processes and whatever else ran): picked floor ${cpu(floors.picked[1], floors.picked[2])}; library floor ${cpu(...floors.library)}`];
 
     line(`   ${"method".padEnd(10)} ${"Node s".padStart(7)} ${"picked s".padStart(9)} ${"/read floor".padStart(12)} ${"/Node".padStart(6)} ${"library s".padStart(10)} ${"/Node".padStart(6)} ${"/its floor".padStart(11)}  load`);
     for (const name of ["linear", "ties"]) {
-      const node: number[] = [], picked: number[] = [], library: number[] = [];
+      const node: number[] = [], picked: [number, number][] = [], library: [number, number][] = [];
       for (let pair = 0; pair < 2; pair++) {
         node.push(nodeSeconds(name));
         picked.push(await fromPicked(name));
         library.push(await fromLibrary(name));
       }
-      const n = Math.min(...node), p = Math.min(...picked), l = Math.min(...library);
-      line(`   ${name.padEnd(10)} ${fmt(n).padStart(7)} ${fmt(p).padStart(9)} ${(fmt(p / floors.picked[1]) + "x").padStart(12)} ${(fmt(p / n) + "x").padStart(6)} ${fmt(l).padStart(10)} ${(fmt(l / n) + "x").padStart(6)} ${(fmt(l / floors.library) + "x").padStart(11)}  ${load()}`);
+      const best = (runs: [number, number][]) => runs.reduce((a, b) => (b[0] < a[0] ? b : a));
+      const [p, pCores] = best(picked), [l, lCores] = best(library), n = Math.min(...node);
+      cpuLines.push(`   ${name}: picked ${cpu(p, pCores)}; library ${cpu(l, lCores)} (each method's best run)`);
+      line(`   ${name.padEnd(10)} ${fmt(n).padStart(7)} ${fmt(p).padStart(9)} ${(fmt(p / floors.picked[1]) + "x").padStart(12)} ${(fmt(p / n) + "x").padStart(6)} ${fmt(l).padStart(10)} ${(fmt(l / n) + "x").padStart(6)} ${(fmt(l / floors.library[0]) + "x").padStart(11)}  ${load()}`);
     }
+    for (const l of cpuLines) line(l);
     line(`   targets: picked files within 1.3x of Chromium's read floor; the library within 1.5x of Node`);
     line();
   } finally {
