@@ -5,7 +5,7 @@
 //   3. an end-to-end file-to-file merge of three ~1 GiB bf16 fine-tunes and a base, next to reading the
 //      inputs and writing an output of the same size with the same I/O code, with peak RSS
 //   4. the same merges in headless Chromium, from picked files and from the page's model library, next to
-//      Node and to Chromium's read floors (bench/browser.ts);  5. the assignment solver against munkres;
+//      Node and to Chromium's read floors, with the cores busy meanwhile (bench/browser.ts);  5. the assignment solver against munkres;
 //   6. similarity GEMM GFLOP/s;  7. weight matching wall time (3 x 1024 MLP in memory; ~100M-parameter Llama
 //      file to file on 1 and 2 workers, with peak RSS: bench/alignment.ts)
 //   8. the forward pass's GEMM (linear): GFLOP/s in prefill, GB/s of weights in decode, both builds
