@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { loadKernels } from "../src/kernels/kernels";
 import { ChunkWorkspace, ResidentExecutor } from "../src/merge/workspace";
-import { selectTopK, SPARSE_SAMPLE_RUN, SPARSE_SAMPLE_STRIDE } from "../src/merge/select";
+import { selectTopK, SPARSE_SAMPLE_SHARE, sparseSampleStride } from "../src/merge/select";
 import { runTensor } from "../src/merge/run-tensor";
 import { chunkCount, chunkRange, type FinalRequest, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "../src/merge/job";
 import type { TensorOp } from "../src/plan/plan";
@@ -39,7 +39,8 @@ const DATA: Record<string, (m: number, i: number) => number> = {
   miss: (m, i) => {
     const b = uniform(1, i) - 0.5;
     if (m === 0) return b;
-    const sampled = i % SPARSE_SAMPLE_STRIDE < SPARSE_SAMPLE_RUN;
+    const stride = sparseSampleStride(N);
+    const sampled = i % stride < stride / SPARSE_SAMPLE_SHARE;
     return b + (sampled ? 1e-6 : 0.1) * (uniform(m + 10, i) - 0.5);
   },
 };
@@ -204,6 +205,7 @@ test("a chunked tensor's sample reads each input in a few long runs, one read pe
     }
   }
   const models = arrays.get("smooth")!;
+  const stride = sparseSampleStride(N), run = stride / SPARSE_SAMPLE_SHARE;
   for (const chunkElements of [65536, N / 2]) {
     slices.length = 0;
     const j = job("smooth", chunkElements);
@@ -217,10 +219,21 @@ test("a chunked tensor's sample reads each input in a few long runs, one read pe
     const sampled = results.reduce((s, r) => s + (r.kind === "sample" ? r.samples[0]!.sampled : 0), 0);
     assert.equal(sampled, N / 64, `${chunkElements}-element chunks: a 64th of the elements sampled`);
     for (const [m, log] of slices.entries()) {
-      // The bench's 65.5M-element embedding was 500 reads per input in 2048-element runs; now 125.
-      assert.ok(log.length <= N / 524288, `${chunkElements}-element chunks, input ${m}: ${log.length} reads, at most one per 524288 elements`);
-      assert.ok(log.every((bytes) => bytes === SPARSE_SAMPLE_RUN * 4 && bytes >= 32768), `${chunkElements}-element chunks, input ${m}: whole runs of 32 KiB of float32 or more (${log.join(", ")} bytes)`);
+      assert.equal(log.length, N / stride, `${chunkElements}-element chunks, input ${m}: one read per run`);
+      assert.ok(log.every((bytes) => bytes === run * 4), `${chunkElements}-element chunks, input ${m}: whole runs of ${run} elements (${log.join(", ")} bytes)`);
     }
   }
   await ws.release();
+});
+
+test("the sample's runs: a 64th of the tensor in at least 64 runs where runs of 2048 allow it, and longer runs only where there are 64 of them", () => {
+  // The bench's embedding and lm_head (65.5M elements) were 500 runs of 2048 elements per input; now 125 of 8192.
+  const cases: [numel: number, runs: number, run: number][] = [[1 << 18, 2, 2048], [1 << 20, 8, 2048], [11534336, 88, 2048], [1 << 24, 64, 4096], [1 << 25, 64, 8192], [65536000, 125, 8192], [525336576, 1002, 8192]];
+  for (const [numel, runs, run] of cases) {
+    const stride = sparseSampleStride(numel);
+    assert.equal(stride / SPARSE_SAMPLE_SHARE, run, `${numel} elements: runs of ${run}`);
+    assert.equal(Math.ceil(numel / stride), runs, `${numel} elements: ${runs} runs`);
+    assert.ok(Math.ceil(numel / stride) >= Math.min(64, Math.ceil(numel / 131072)), `${numel} elements: 64 runs, or as many as runs of 2048 give`);
+    assert.ok(run === 2048 || numel / stride >= 64, `${numel} elements: runs longer than 2048 only with 64 of them`);
+  }
 });

@@ -43,14 +43,21 @@ const BUCKETS_LOG2_CHUNKED = 16;
  */
 const SAMPLE_MIN = 1 << 18;
 /**
- * A chunked tensor's sample: the runs [i * SPARSE_SAMPLE_STRIDE, + SPARSE_SAMPLE_RUN) of elements, 1/64
- * of the tensor in runs long enough to read cheaply and many enough (one every 524288 elements: 125 in
- * the bench's embedding) to spread over the whole tensor. Every run is one read per input, and a read
- * of a picked file in Chromium costs about a millisecond however small: runs of 2048 elements every
- * 131072 made the bench's embedding and lm_head 2000 reads each, 2.3-3.4 s of a TIES merge.
+ * A chunked tensor's sample: the runs [i * stride, + stride / 64) of elements, a 64th of the tensor, with
+ * `stride` the largest power of two that still gives 64 runs, from 131072 (runs of 2048 elements) to
+ * 524288 (runs of 8192). Every run is one read per input, and a read of a picked file in Chromium costs
+ * about a millisecond however small: runs of 2048 every 131072 made the bench's embedding and `lm_head`
+ * (65.5M elements) 2000 reads each, 2.3-3.4 s of a TIES merge; they take 125 runs of 8192 now. Smaller
+ * tensors keep more, shorter runs (neighbouring elements vary together: the more places sampled, the
+ * tighter the bracket).
  */
-export const SPARSE_SAMPLE_RUN = 8192;
-export const SPARSE_SAMPLE_STRIDE = 524288;
+export function sparseSampleStride(numel: number): number {
+  return Math.min(SPARSE_STRIDE_MAX, Math.max(SPARSE_STRIDE_MIN, 2 ** Math.floor(Math.log2(Math.max(1, numel / 64)))));
+}
+/** The sample's share of a chunked tensor: a run of stride / SPARSE_SAMPLE_SHARE elements per stride. */
+export const SPARSE_SAMPLE_SHARE = 64;
+const SPARSE_STRIDE_MIN = 131072;
+const SPARSE_STRIDE_MAX = 524288;
 /** A chunked tensor's bracket pass histograms at most 2^20 keys per selection... */
 const BRACKET_BUCKETS_LOG2 = 20;
 /** ...and at most this many buckets in all the chunks' results of one pass (the caller holds them all at once). */

@@ -19,7 +19,7 @@ import { readMappedRows } from "../vocab/row-map";
 import { applyLoraDelta } from "../lora/apply";
 import { diagnoseChunk } from "../diagnose/chunk-stats";
 import { chunkRange, type Counts, type FinalRequest, type JobInput, type KeySource, type PassRequest, type PassResult, type SelectKey, type TensorExecutor, type TensorJob, type Trim } from "./job";
-import { SPARSE_SAMPLE_RUN, SPARSE_SAMPLE_STRIDE } from "./select";
+import { SPARSE_SAMPLE_SHARE, sparseSampleStride } from "./select";
 
 export interface LoadedChunk {
   job: TensorJob;
@@ -72,8 +72,8 @@ export class ChunkWorkspace {
 
   /**
    * Sample histograms of |tau| (as the "sample" pass) from the elements of chunk `chunk` in the runs
-   * [i * SPARSE_SAMPLE_STRIDE, + SPARSE_SAMPLE_RUN): a fixed pattern of the whole tensor, read run by
-   * run into wasm memory (the base and the wanted tasks only).
+   * of sparseSampleStride (select.ts): a fixed pattern of the whole tensor, read run by run into wasm
+   * memory (the base and the wanted tasks only).
    */
   private async sparseSample(job: TensorJob, chunk: number, tasks: number[]): Promise<PassResult> {
     const { arena, exports } = this.k;
@@ -84,7 +84,8 @@ export class ChunkWorkspace {
     this.variances.clear();
     const [start, end] = chunkRange(job, chunk);
     const runs: [number, number][] = [];
-    for (let s = Math.ceil(start / SPARSE_SAMPLE_STRIDE) * SPARSE_SAMPLE_STRIDE; s < end; s += SPARSE_SAMPLE_STRIDE) runs.push([s, Math.min(end, s + SPARSE_SAMPLE_RUN)]);
+    const stride = sparseSampleStride(job.numel), run = stride / SPARSE_SAMPLE_SHARE;
+    for (let s = Math.ceil(start / stride) * stride; s < end; s += stride) runs.push([s, Math.min(end, s + run)]);
     const sampled = runs.reduce((sum, [a, b]) => sum + b - a, 0);
     const wanted = [0, ...tasks.map((t) => t + 1)];
     const ptrs = new Map(wanted.map((i) => [i, arena.alloc(Math.max(1, sampled) * (DTYPES[job.inputs[i]!.dtype]!.bits / 8))]));
