@@ -61,8 +61,10 @@ const CONSTANTS = memory.data<u32>([
   SIGN, SIGN, SIGN, SIGN, // SIGNS
   0x3f800000, 0x3f800000, 0x3f800000, 0x3f800000, // ONES: 1.0f
   0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, // MAGNITUDES: clears the sign bits
+  1, 2, 4, 8, // BITS_LOW, BITS_HIGH: the bit of each lane in a byte of keep bits
+  16, 32, 64, 128,
 ], 16);
-const LANES = 0, MIX1 = 1, MIX2 = 2, SIGNS = 3, ONES = 4, MAGNITUDES = 5;
+const LANES = 0, MIX1 = 1, MIX2 = 2, SIGNS = 3, ONES = 4, MAGNITUDES = 5, BITS_LOW = 6, BITS_HIGH = 7;
 
 // @ts-ignore: decorator
 @inline
@@ -153,7 +155,8 @@ function scaleOne(m: f32, rescaled: bool, r: f32, w: f32): f32 {
  * - TRIM_BAND: the top (keep + top) |tau| except the top `top` (breadcrumbs' outliers: a second cut at
  *   TV_THRESHOLD2, TV_TIES2);
  * - TRIM_RANDOM: element j is kept iff u(j) < threshold, u from the counter-based generator;
- * - TRIM_BITS: the keep bits at TV_MASK (della's mask, computed beforehand for the chunk).
+ * - TRIM_BITS: the keep bits at TV_MASK (della's mask, or DARE's as maskedL1 drew them, computed
+ *   beforehand for the chunk).
  * The cuts' budgets are consumed in element order and written back, so consecutive blocks of a chunk
  * continue where the last one stopped. `unweighted` stages q = mask(x - b) * r (w taken as 1).
  * One loop per mode, and for the magnitude, random and no-trim modes one per input dtype pair (BF16, F32,
@@ -190,6 +193,10 @@ function stageBlock(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32
   } else if (mode == TRIM_BITS) {
     const bits = <usize>load<u32>(rec, TV_MASK);
     let j = 0;
+    if ((local & 7) == 0) {
+      if (xd == DTYPE_BF16 && bd == DTYPE_BF16) j = stageBits(x, DTYPE_BF16, b, DTYPE_BF16, count, bits + (<usize>local >>> 3), p, rescaled, vr, vw);
+      else if (xd == DTYPE_F32 && bd == DTYPE_F32) j = stageBits(x, DTYPE_F32, b, DTYPE_F32, count, bits + (<usize>local >>> 3), p, rescaled, vr, vw);
+    }
     for (; j < quads; j += 4) {
       const at = local + j; // a multiple of 4: its four bits are one nibble of a byte
       const nibble = (<u32>load<u8>(bits + (<usize>at >>> 3)) >>> (<u32>at & 4)) & 0xf;
@@ -206,6 +213,26 @@ function stageBlock(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32
     const zero = scaleOne(0, rescaled, r, w); // TRIM_ZERO
     for (let j = 0; j < count; j++) store<f32>(p + (<usize>j << 2), zero);
   }
+}
+
+/**
+ * The keep-bits loop for BF16 and F32 inputs (dtypes constant at the calls), eight elements per
+ * iteration from one byte of bits (`bits` is the byte of the block's first element): the general loop's
+ * operations without its per-load dtype tests. Returns how many elements it did (a multiple of 8).
+ */
+// @ts-ignore: decorator
+@inline
+function stageBits(x: usize, xd: i32, b: usize, bd: i32, count: i32, bits: usize, p: usize, rescaled: bool, vr: v128, vw: v128): i32 {
+  const low = laneConstant(BITS_LOW), high = laneConstant(BITS_HIGH);
+  let j = 0;
+  for (; j + 8 <= count; j += 8) {
+    const byte = i32x4.splat(load<u8>(bits + (<usize>j >>> 3)));
+    const keep0 = i32x4.ne(v128.and(byte, low), i32x4.splat(0)), keep1 = i32x4.ne(v128.and(byte, high), i32x4.splat(0));
+    const tau0 = f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), tau1 = f32x4.sub(loadLanes(x, xd, j + 4), loadLanes(b, bd, j + 4));
+    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau0, keep0), rescaled, vr, vw));
+    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau1, keep1), rescaled, vr, vw), 16);
+  }
+  return j;
 }
 
 /**
@@ -717,7 +744,8 @@ export function taskVectorMerge(
  * The L1 norms rescaling needs, per tile and task input: sum |tau_i| and sum |masked tau_i| in float64,
  * written as 2 f64 per (tile, task input) at `partials` (tile-major). Uses the merge's own masks
  * (stageBlock, unweighted), so it consumes magnitude tie budgets the same way: give it a fresh table
- * (rescale 1).
+ * (rescale 1). A TRIM_RANDOM record whose TV_MASK is set gets the keep bits it drew written there
+ * (TRIM_BITS' layout, ceil(n / 8) bytes): the merge can then stage the chunk with TRIM_BITS instead.
  */
 export function maskedL1(table: usize, nInputs: i32, n: i32, startLo: u32, startHi: u32, quant: i32, partials: usize): void {
   const start = (<u64>startHi << 32) | <u64>startLo;
@@ -735,15 +763,17 @@ export function maskedL1(table: usize, nInputs: i32, n: i32, startLo: u32, start
       const rec = table + <usize>i * TV_RECORD;
       const p = partials + (<usize>tile * <usize>tasks + <usize>(i - 1)) * 16;
       if (load<u32>(rec, TV_MODE) == TRIM_RANDOM && !isNotOne(load<f32>(rec, TV_RESCALE))) {
-        // DARE: the keep lanes drawn in the same walk (staging the kept values and reading them back costs a third more).
+        // DARE: the keep lanes drawn in the same walk (staging the kept values and reading them back costs a
+        // third more), and kept as bits at TV_MASK when it is set, for the merge to read instead of drawing.
         const threshold = load<u32>(rec, TV_THRESHOLD), key = load<u32>(rec, TV_KEY), high = <u32>(index >>> 32) + 0x9e3779b9;
-        if (xd == DTYPE_BF16 && bd == DTYPE_BF16) l1Block(x, DTYPE_BF16, bp, DTYPE_BF16, count, true, 0, <u32>index, threshold, key, high, p);
-        else if (xd == DTYPE_F32 && bd == DTYPE_F32) l1Block(x, DTYPE_F32, bp, DTYPE_F32, count, true, 0, <u32>index, threshold, key, high, p);
-        else l1Block(x, xd, bp, bd, count, true, 0, <u32>index, threshold, key, high, p);
+        const mask = <usize>load<u32>(rec, TV_MASK), bits: usize = mask == 0 ? 0 : mask + (<usize>t >>> 3);
+        if (xd == DTYPE_BF16 && bd == DTYPE_BF16) l1Block(x, DTYPE_BF16, bp, DTYPE_BF16, count, true, 0, <u32>index, threshold, key, high, bits, p);
+        else if (xd == DTYPE_F32 && bd == DTYPE_F32) l1Block(x, DTYPE_F32, bp, DTYPE_F32, count, true, 0, <u32>index, threshold, key, high, bits, p);
+        else l1Block(x, xd, bp, bd, count, true, 0, <u32>index, threshold, key, high, bits, p);
         continue;
       }
       stageBlock(rec, x, xd, bp, bd, count, <u32>index, <u32>(index >>> 32), t, kept, true);
-      l1Block(x, xd, bp, bd, count, false, kept, 0, 0, 0, 0, p);
+      l1Block(x, xd, bp, bd, count, false, kept, 0, 0, 0, 0, 0, p);
     }
     tile++;
   }
@@ -753,22 +783,33 @@ export function maskedL1(table: usize, nInputs: i32, n: i32, startLo: u32, start
  * maskedL1's two sums over one block of a task input, written as 2 f64 at p: sum |tau| and sum |tau|
  * over the kept elements, four lanes into two float64 pairs each, then the tail one by one. With
  * `random` (a constant at every call) DARE's keep lanes are drawn here as stageRandom draws them (counter
- * lo + j, stream key, high word, threshold); otherwise the kept values were staged at `kept`. Either
- * way the same values in the same order, so the same bits.
+ * lo + j, stream key, high word, threshold), and written as keep bits at `bits` (TRIM_BITS' layout from
+ * the block's first element, which starts a byte) unless it is 0; otherwise the kept values were staged
+ * at `kept`. Either way the same values in the same order, so the same bits.
  */
 // @ts-ignore: decorator
 @inline
-function l1Block(x: usize, xd: i32, b: usize, bd: i32, count: i32, random: bool, kept: usize, lo: u32, threshold: u32, key: u32, high: u32, p: usize): void {
+function l1Block(x: usize, xd: i32, b: usize, bd: i32, count: i32, random: bool, kept: usize, lo: u32, threshold: u32, key: u32, high: u32, bits: usize, p: usize): void {
   const flipped = i32x4.splat(threshold ^ SIGN), vkey = i32x4.splat(key), vhigh = i32x4.splat(high);
   const lanes = laneConstant(LANES), m1 = laneConstant(MIX1), m2 = laneConstant(MIX2), signs = laneConstant(SIGNS);
   const magnitude = laneConstant(MAGNITUDES);
   let aLo = f64x2.splat(0), aHi = f64x2.splat(0), mLo = f64x2.splat(0), mHi = f64x2.splat(0);
+  // The keep bits of the elements since the last whole byte (a nibble after an odd number of vectors).
+  let pending: u32 = 0;
   let j = 0;
   for (; j + 4 <= count; j += 4) {
     const all = v128.and(f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), magnitude);
-    const m = random
-      ? v128.and(all, randomLanes(lo + <u32>j, lanes, m1, m2, signs, vkey, vhigh, flipped))
-      : v128.and(v128.load(kept + (<usize>j << 2)), magnitude);
+    let m: v128;
+    if (random) {
+      const keep = randomLanes(lo + <u32>j, lanes, m1, m2, signs, vkey, vhigh, flipped);
+      m = v128.and(all, keep);
+      if (bits != 0) {
+        pending |= <u32>i32x4.bitmask(keep) << (<u32>j & 4);
+        if ((j & 4) != 0) { store<u8>(bits + (<usize>j >>> 3), pending); pending = 0; }
+      }
+    } else {
+      m = v128.and(v128.load(kept + (<usize>j << 2)), magnitude);
+    }
     aLo = f64x2.add(aLo, f64x2.promote_low_f32x4(all));
     aHi = f64x2.add(aHi, promoteHigh(all));
     mLo = f64x2.add(mLo, f64x2.promote_low_f32x4(m));
@@ -778,9 +819,15 @@ function l1Block(x: usize, xd: i32, b: usize, bd: i32, count: i32, random: bool,
   for (; j < count; j++) {
     const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
     sumAll += <f64>abs<f32>(tau);
-    if (random) sumKept += <f64>abs<f32>(mix(mix((lo + <u32>j) ^ key) ^ high) < threshold ? tau : 0);
-    else sumKept += <f64>abs<f32>(load<f32>(kept + (<usize>j << 2)));
+    if (random) {
+      const keep = mix(mix((lo + <u32>j) ^ key) ^ high) < threshold;
+      sumKept += <f64>abs<f32>(keep ? tau : 0);
+      if (keep) pending |= <u32>1 << (<u32>j & 7); // the tail (under 4 elements) ends in the byte it starts in
+    } else {
+      sumKept += <f64>abs<f32>(load<f32>(kept + (<usize>j << 2)));
+    }
   }
+  if (random && bits != 0 && (count & 7) != 0) store<u8>(bits + (<usize>(count - 1) >>> 3), pending);
   store<f64>(p, sumAll);
   store<f64>(p, sumKept, 8);
 }

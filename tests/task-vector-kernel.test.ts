@@ -364,6 +364,8 @@ describe("task-vector merge kernel against the scalar reference", () => {
       const della = makeCase({ tasks: 3, dtypes: ["BF16"], outDtype: "BF16", n: N }, seed += 5, bits, {});
       della.tasks.forEach((t, i) => { t.rescale = 2.5 - i / 3; });
       check(k, della, "keep bits (della), rescaled");
+      check(k, makeCase({ tasks: 2, dtypes: ["F32"], outDtype: "F32", n: N }, seed += 5, bits, {}), "keep bits, F32 inputs");
+      check(k, makeCase({ tasks: 4, dtypes: ["F32", "BF16"], outDtype: "BF16", n: N }, seed += 5, bits, { normalize: false, lambda: 0.6 }), "keep bits, F32 base and BF16 tasks");
       check(k, makeCase({ tasks: 3, dtypes: ["F32"], outDtype: "F32", n: N }, seed += 5, magnitude(seed), { quant: "BF16" }), "F32 inputs rounded to BF16 on load");
     });
   }

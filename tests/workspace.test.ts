@@ -1,10 +1,13 @@
-// The worker-side workspace: pass results stay valid when a pass grows wasm memory, and the exact
-// top-k select (sample bracket, compaction, radix rounds) agrees with a brute-force sort.
+// The worker-side workspace: pass results stay valid when a pass grows wasm memory, the exact top-k
+// select (sample bracket, compaction, radix rounds) agrees with a brute-force sort, and DARE's merge
+// reads the keep bits its L1 pass drew instead of drawing them again.
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { TRIM_BITS, TRIM_RANDOM, TV_MASK, TV_MODE, TV_RECORD } from "../assembly/layout";
 import { loadKernels } from "../src/kernels/kernels";
+import { runTensor } from "../src/merge/run-tensor";
 import { ChunkWorkspace, ResidentExecutor } from "../src/merge/workspace";
 import { selectTopK } from "../src/merge/select";
 import type { TensorJob } from "../src/merge/job";
@@ -84,4 +87,52 @@ test("the k-th largest |tau| and its tie count match a sort, for several k, run 
     }
   }
   await ws.release();
+});
+
+test("DARE's merge stages the keep bits its L1 pass drew: each bit decides its element's output", async () => {
+  assert.ok([0, 7, 8, 4099, N - 1].every((e) => arrays[1]![e] !== arrays[0]![e]), "the first task moves every flipped element");
+  const loaded = await loadKernels(512 << 20);
+  const merge = loaded.exports.taskVectorMerge;
+  let modes: number[] = [];
+  let flip: number | undefined; // an element whose first task's keep bit is flipped before the merge
+  const spy: typeof merge = (table, nInputs, ...rest) => {
+    const v = loaded.arena.view();
+    modes = Array.from({ length: nInputs - 1 }, (_, i) => v.getUint32(table + (i + 1) * TV_RECORD + TV_MODE, true));
+    if (flip !== undefined) {
+      const at = v.getUint32(table + TV_RECORD + TV_MASK, true) + (flip >> 3);
+      v.setUint8(at, v.getUint8(at) ^ (1 << (flip & 7)));
+    }
+    merge(table, nInputs, ...rest);
+  };
+  // The workspace's kernels with the merge seen through the spy (wasm exports are read-only: the spy
+  // shadows the export in an object that inherits every other one).
+  const k = { ...loaded, exports: Object.create(loaded.exports, { taskVectorMerge: { value: spy } }) as typeof loaded.exports };
+  const ws = new ChunkWorkspace(k);
+  const tasks = [{ weight: 1, density: 0.4 }, { weight: 0.6, density: 0.7 }, { weight: 0.8, density: 0.5 }];
+  // dare_linear (no vote, so a kept value always counts) with its usual L1 rescaling, or without.
+  const dare = (rescale: boolean): TensorJob => ({
+    ...job, seed: 5, output: { target: { kind: "return" }, offset: 0, dtype: "F32" },
+    op: { kind: "taskVector", consensus: false, sparsify: "random", normalize: false, rescale, lambda: 1, divisor: 1, tasks },
+  });
+  const run = async (j: TensorJob) => {
+    await ws.load(j, 0);
+    const exec = new ResidentExecutor(ws);
+    await runTensor(j, exec);
+    return new Float32Array(exec.output!.slice().buffer);
+  };
+  try {
+    const drawn = await run(dare(true));
+    assert.deepEqual(modes, [TRIM_BITS, TRIM_BITS, TRIM_BITS], "rescaled DARE: the merge reads keep bits");
+    const differing = (a: Float32Array, b: Float32Array) => Array.from(a.keys()).filter((i) => !Object.is(a[i], b[i]));
+    for (const e of [0, 7, 8, 4099, N - 1]) {
+      flip = e;
+      const flipped = await run(dare(true));
+      assert.deepEqual(differing(flipped, drawn), [e], `flipping element ${e}'s bit changes that element only`);
+    }
+    flip = undefined;
+    await run(dare(false));
+    assert.deepEqual(modes, [TRIM_RANDOM, TRIM_RANDOM, TRIM_RANDOM], "without rescaling there is no L1 pass: the merge draws");
+  } finally {
+    await ws.release();
+  }
 });

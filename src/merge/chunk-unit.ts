@@ -1,7 +1,7 @@
 /**
  * @file What the task-vector family's newer operations need of chunking: DELLA ranks within rows, so
- * its chunks hold whole rows as well as whole tiles (a multiple of lcm(TILE, row length)); DELLA's keep
- * bits and sce's variances add to the memory per element a chunk needs.
+ * its chunks hold whole rows as well as whole tiles (a multiple of lcm(TILE, row length)); DELLA's and
+ * DARE's keep bits and sce's variances add to the memory per element a chunk needs.
  */
 import { TILE } from "../../assembly/layout";
 import type { TensorOp } from "../plan/plan";
@@ -21,6 +21,8 @@ export function chunkUnit(op: TensorOp): number {
 export function extraBytesPerElement(op: TensorOp): number {
   if (op.kind === "sce") return op.selectTopk < 1 ? 8 : 0;
   if (op.kind === "taskVector" && op.sparsify === "della") return op.tasks.filter((x) => x.density > 0 && x.density < 1).length / 8;
+  // DARE's keep bits as its L1 pass draws them, kept for the merge.
+  if (op.kind === "taskVector" && op.sparsify === "random" && op.rescale) return op.tasks.filter((x) => x.density < 1).length / 8;
   return 0;
 }
 

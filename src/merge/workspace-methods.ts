@@ -1,7 +1,7 @@
 /**
- * @file The worker side of the task-vector family's newer methods (issue 10): DELLA's keep bits and
- * sce's variances, each computed once per loaded chunk and kept for its later passes, sce's select
- * passes and merge, ram's counts and merge, and the operand-table fields of the newer trim modes.
+ * @file The worker side of the task-vector family's newer methods (issue 10): DELLA's (and DARE's) keep
+ * bits and sce's variances, each computed once per loaded chunk and kept for its later passes, sce's
+ * select passes and merge, ram's counts and merge, and the operand-table fields of the newer trim modes.
  * ChunkWorkspace (workspace.ts) calls these with its loaded chunk.
  */
 import {
@@ -13,13 +13,37 @@ import type { Kernels } from "../kernels/kernels";
 import type { FinalRequest, SceSelection, SelectKey, Trim } from "./job";
 import type { LoadedChunk } from "./workspace";
 
-/** DELLA's keep bits of the loaded chunk, per task input. */
-export class DellaMasks {
+/**
+ * Keep bits of the loaded chunk, per task input: DELLA's, and DARE's as its L1 pass draws them (the
+ * merge then reads the bits instead of drawing every element's number again).
+ */
+export class KeepBits {
   private readonly masks = new Map<number, number>();
+  private readonly draws = new Map<number, { ptr: number; key: number; threshold: number; drawn: boolean }>();
   constructor(private readonly k: Kernels) {}
 
   clear(): void {
     this.masks.clear();
+    this.draws.clear();
+  }
+
+  /** Room for the bits of every DARE-trimmed task, which the L1 pass about to run fills (see drawn). */
+  reserveDraws(chunk: LoadedChunk, trims: Trim[]): void {
+    trims.forEach((trim, i) => {
+      if (trim.mode !== "random" || this.draws.has(i)) return;
+      this.draws.set(i, { ptr: this.k.arena.alloc(Math.ceil(chunk.count / 8)), key: trim.key, threshold: trim.threshold, drawn: false });
+    });
+  }
+
+  /** The L1 pass has filled every reserved draw. */
+  drawn(): void {
+    for (const d of this.draws.values()) d.drawn = true;
+  }
+
+  /** Task `task`'s draw for this random trim: its bits and whether they are filled (undefined without room). */
+  draw(task: number, trim: Extract<Trim, { mode: "random" }>): { ptr: number; drawn: boolean } | undefined {
+    const d = this.draws.get(task);
+    return d && d.key === trim.key && d.threshold === trim.threshold ? d : undefined;
   }
 
   /** The keep bits of task `task` (0 when it has none). */

@@ -4,12 +4,12 @@
  * the plan gave them.
  */
 import {
-  DTYPE_NONE, RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, RANGE_KEPT, SAMPLE_BUCKETS, SAMPLE_SHIFT, SUM_RECORD, TILE, TRIM_MAGNITUDE,
-  TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_DTYPE, TV_KEY, TV_MODE, TV_NORMALIZE, TV_PTR, TV_RECORD, TV_RESCALE, TV_THRESHOLD,
+  DTYPE_NONE, RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, RANGE_KEPT, SAMPLE_BUCKETS, SAMPLE_SHIFT, SUM_RECORD, TILE, TRIM_BITS, TRIM_MAGNITUDE,
+  TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_DTYPE, TV_KEY, TV_MASK, TV_MODE, TV_NORMALIZE, TV_PTR, TV_RECORD, TV_RESCALE, TV_THRESHOLD,
   TV_TIES, TV_WEIGHT, TASK_RANGE_CAND, TASK_RANGE_CAPACITY, TASK_RANGE_DTYPE, TASK_RANGE_HI, TASK_RANGE_HIST, TASK_RANGE_LO,
   TASK_RANGE_RECORD, TASK_RANGE_SHIFT, TASK_RANGE_STATS, TASK_RANGE_X,
 } from "../../assembly/layout";
-import { DellaMasks, SceVariances, ramCounts, ramFinal, sceFinal, sceRange, sceSelect, sceSquares, trimFields, voteFlags } from "./workspace-methods";
+import { KeepBits, SceVariances, ramCounts, ramFinal, sceFinal, sceRange, sceSelect, sceSquares, trimFields, voteFlags } from "./workspace-methods";
 import { DTYPES } from "../format/dtypes";
 import { openSink, sinkKey, type OutputSink, type SinkTarget } from "../io/sink";
 import { openSource, sourceKey, type ByteSource, type SourceRef } from "../io/source";
@@ -49,14 +49,14 @@ export class ChunkWorkspace {
   private candidates = new Map<number, Candidates>();
   /** Arena top after the chunk's data: candidate buffers start here. */
   private dataTop = 0;
-  /** DELLA's keep bits and sce's variances of the loaded chunk, computed once for all its passes. */
-  private readonly della: DellaMasks;
+  /** DELLA's and DARE's keep bits and sce's variances of the loaded chunk, computed once for all its passes. */
+  private readonly keepBits: KeepBits;
   /** Bytes read from input files so far (tests count them to bound the reads per tensor). */
   bytesRead = 0;
   private readonly variances: SceVariances;
 
   constructor(private readonly k: Kernels) {
-    this.della = new DellaMasks(k);
+    this.keepBits = new KeepBits(k);
     this.variances = new SceVariances(k);
   }
 
@@ -80,7 +80,7 @@ export class ChunkWorkspace {
     arena.reset();
     this.loaded = undefined;
     this.candidates.clear();
-    this.della.clear();
+    this.keepBits.clear();
     this.variances.clear();
     const [start, end] = chunkRange(job, chunk);
     const runs: [number, number][] = [];
@@ -120,7 +120,7 @@ export class ChunkWorkspace {
     const { arena } = this.k;
     arena.reset();
     this.candidates.clear();
-    this.della.clear();
+    this.keepBits.clear();
     this.variances.clear();
     const [start, end] = chunkRange(job, chunk);
     const count = end - start;
@@ -142,7 +142,7 @@ export class ChunkWorkspace {
   /** Starts a new computation over the loaded chunk: select candidates of an earlier one are dropped. */
   beginTensor(): void {
     this.candidates.clear();
-    this.della.clear();
+    this.keepBits.clear();
     this.variances.clear();
     this.k.arena.release(this.dataTop);
   }
@@ -195,7 +195,8 @@ export class ChunkWorkspace {
     const { arena } = this.k;
     if (request.kind === "range") this.reserveCandidates(request.ranges.filter((r) => !r.key || r.key.kind === "absTau"));
     // Buffers kept for the chunk's later passes are made below this pass's temporaries.
-    if (request.kind === "maskedL1" || request.kind === "diagnose") this.della.ensure(this.chunk, request.trims, this.quant());
+    if (request.kind === "maskedL1" || request.kind === "diagnose") this.keepBits.ensure(this.chunk, request.trims, this.quant());
+    if (request.kind === "maskedL1") this.keepBits.reserveDraws(this.chunk, request.trims);
     if (request.kind === "sceNonzero" || request.kind === "sceSelect" || (request.kind === "sceSquares" && request.selection.mode === "top") || (request.kind === "range" && request.ranges.some((r) => r.key && r.key.kind !== "absTau"))) {
       this.variances.ensure(this.chunk, this.quant());
     }
@@ -415,13 +416,18 @@ export class ChunkWorkspace {
       const trim = trims[i - 1] ?? { mode: "none" };
       v.setFloat32(rec + TV_WEIGHT, weights?.[i - 1] ?? 1, true);
       v.setFloat32(rec + TV_RESCALE, rescales?.[i - 1] ?? 1, true);
-      if (trim.mode === "none" || trim.mode === "magnitude" || trim.mode === "random") {
+      const draw = trim.mode === "random" ? this.keepBits.draw(i - 1, trim) : undefined;
+      if (draw?.drawn) {
+        v.setUint32(rec + TV_MODE, TRIM_BITS, true);
+        v.setUint32(rec + TV_MASK, draw.ptr, true);
+      } else if (trim.mode === "none" || trim.mode === "magnitude" || trim.mode === "random") {
         v.setUint32(rec + TV_MODE, trim.mode === "none" ? TRIM_NONE : trim.mode === "magnitude" ? TRIM_MAGNITUDE : TRIM_RANDOM, true);
         v.setUint32(rec + TV_THRESHOLD, trim.mode === "none" ? 0 : trim.threshold, true);
         v.setUint32(rec + TV_TIES, trim.mode === "magnitude" ? trim.ties[chunk]! : 0, true);
         v.setUint32(rec + TV_KEY, trim.mode === "random" ? trim.key : 0, true);
+        v.setUint32(rec + TV_MASK, draw?.ptr ?? 0, true); // random: maskedL1 draws into it
       } else {
-        trimFields(v, rec, trim, chunk, this.della.mask(i - 1));
+        trimFields(v, rec, trim, chunk, this.keepBits.mask(i - 1));
       }
     });
     return table;
@@ -433,6 +439,7 @@ export class ChunkWorkspace {
     const n = this.tiles() * (inputs.length - 1) * 2;
     const partials = this.k.arena.alloc(n * 8);
     this.k.exports.maskedL1(table, inputs.length, count, start >>> 0, Math.floor(start / 2 ** 32), this.quant(), partials);
+    this.keepBits.drawn();
     return [partials, n];
   }
 
@@ -462,7 +469,7 @@ export class ChunkWorkspace {
     } else if (request.kind === "combine" || request.kind === "nearswap" || request.kind === "fusion") {
       geometricFinal(this.k, this.view(), request, out, outCode);
     } else {
-      this.della.ensure(this.chunk, request.trims, this.quant());
+      this.keepBits.ensure(this.chunk, request.trims, this.quant());
       const table = this.taskTable(request.trims, request.weights, request.rescales);
       const flags = (request.normalize ? TV_NORMALIZE : 0) | (request.consensus ? TV_CONSENSUS : 0) | voteFlags(request);
       exports.taskVectorMerge(table, inputs.length, count, start >>> 0, Math.floor(start / 2 ** 32), this.quant(), flags, request.divisor, Math.fround(request.lambda), out, outCode);
