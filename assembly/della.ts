@@ -9,8 +9,11 @@
 // `shift`, relative to the row's smallest key) places each element's rank in its bucket's range
 // [start, end): u < min(T(start), T(end - 1)) keeps it and u >= max(T(start), T(end - 1)) drops it
 // whatever its rank within the bucket. Only the elements with u in between (a fraction about
-// 2 epsilon (bucket size) / n) are ranked exactly: each by counting the smaller keys of the row, or,
-// when there are many (a row of mostly equal keys), all of them by a stable radix sort of the row.
+// 2 epsilon (bucket size) / n) are ranked exactly: the first few by counting the smaller keys of the
+// row; more by counting within their bucket once the row's keys are laid out bucket by bucket (a
+// stable scatter by the digit, so each bucket's keys keep their row order and equal keys their index
+// order); and when that would count too much (a row whose undecided elements sit in huge buckets, as in
+// a row of mostly equal keys), all of them by a stable radix sort of the row.
 
 import { TILE } from "./layout";
 import { mix, mix4 } from "./taskvector";
@@ -23,6 +26,14 @@ const MAX_BUCKETS = 1 << MAX_DIGIT_BITS;
 /** Radix digits of the row sort: three passes of 11 bits cover the 31-bit |tau| keys. */
 const SORT_BITS = 11;
 const SORT_BUCKETS = 1 << SORT_BITS;
+
+/** Up to this many undecided elements of a row are ranked by counting over the whole row. */
+const ROW_RANKS = 3;
+/**
+ * Undecided elements are ranked within their buckets while the keys counted (their buckets' sizes,
+ * summed) stay under this many per element of the row: about where the row's sort costs less.
+ */
+const BUCKET_RANK_LIMIT = 64;
 
 /** Bytes of `work` dellaMask needs for rows of `rowLen` elements. */
 export function dellaWorkBytes(rowLen: i32): i32 {
@@ -124,8 +135,6 @@ export function dellaMask(
   }
   // About one bucket per two elements: few undecided elements, and bucket tables that stay in cache.
   const digitBits = rowLen <= 2 ? 1 : min(MAX_DIGIT_BITS, 31 - clz(<u32>(rowLen - 1)));
-  // Ranking r undecided elements one by one costs about r n, sorting the row about 24 n plus its tables.
-  const rankLimit = 24 + 8192 / rowLen;
   memory.fill(mask, 0, (<usize>n + 7) >>> 3);
   for (let row = 0; row < n; row += rowLen) {
     // Keys |tau| as their float32 bits (ordered as the values; NaN above infinity), and the row's range.
@@ -189,13 +198,14 @@ export function dellaMask(
       const c = counts + (<usize>((load<u32>(keys + (<usize>i << 2)) - kmin) >>> shift) << 2);
       store<u32>(c, load<u32>(c) + 1);
     }
-    // The least and greatest threshold over each bucket's ranks [sum, sum + c) (junk for an empty
-    // bucket, which no element reads; its index is clamped to stay inside the row).
+    // The least and greatest threshold over each bucket's ranks [sum, sum + c) (none for an empty
+    // bucket, which no element reads). `counts` is kept.
     let sum: u32 = 0;
     for (let d: u32 = 0; d <= top; d++) {
       const c = load<u32>(counts + (<usize>d << 2));
+      if (c == 0) continue; // most buckets of a row are empty: a branch that predicts well
       const t0 = load<u32>(thresholds + (<usize>sum << 2));
-      const t1 = load<u32>(thresholds + (<usize>(sum + c - <u32>(c != 0)) << 2));
+      const t1 = load<u32>(thresholds + (<usize>(sum + c - 1) << 2));
       store<u64>(bounds + (<usize>d << 3), <u64>min(t0, t1) | (<u64>max(t0, t1) << 32));
       sum += c;
     }
@@ -259,10 +269,44 @@ export function dellaMask(
       store<u8>(at, load<u8>(at) | <u8>(acc >>> <u64>(bit - accBase)));
     }
     if (pending == 0) continue;
-    if (pending <= rankLimit) {
+    if (pending <= ROW_RANKS) {
       for (let q = 0; q < pending; q++) {
         const j = load<i32>(undecided + (<usize>q << 2));
         const rank = rankOf(keys, rowLen, j, load<u32>(keys + (<usize>j << 2)));
+        const u = drawOf(first + <u64>j, key);
+        setBit(mask, <usize>(row + j), <u32>(u < load<u32>(thresholds + (<usize>rank << 2))));
+      }
+      continue;
+    }
+    let counted: u64 = 0;
+    for (let q = 0; q < pending; q++) {
+      const j = load<i32>(undecided + (<usize>q << 2));
+      counted += <u64>load<u32>(counts + (<usize>((load<u32>(keys + (<usize>j << 2)) - kmin) >>> shift) << 2));
+    }
+    if (counted <= <u64>BUCKET_RANK_LIMIT * <u64>rowLen) {
+      // The keys bucket by bucket (in `pairs`: the keys, then each element's place among them); `tmp`
+      // holds each bucket's next place, which ends as the start of the next bucket.
+      const byBucket = pairs, placeOf = pairs + (len << 2), next = tmp;
+      let at: u32 = 0;
+      for (let d: u32 = 0; d <= top; d++) {
+        store<u32>(next + (<usize>d << 2), at);
+        at += load<u32>(counts + (<usize>d << 2));
+      }
+      for (let q = 0; q < rowLen; q++) {
+        const k = load<u32>(keys + (<usize>q << 2));
+        const slot = next + (<usize>((k - kmin) >>> shift) << 2);
+        const place = load<u32>(slot);
+        store<u32>(slot, place + 1);
+        store<u32>(byBucket + (<usize>place << 2), k);
+        store<u32>(placeOf + (<usize>q << 2), place);
+      }
+      for (let q = 0; q < pending; q++) {
+        const j = load<i32>(undecided + (<usize>q << 2));
+        const k = load<u32>(keys + (<usize>j << 2));
+        const d = (k - kmin) >>> shift;
+        const c = load<u32>(counts + (<usize>d << 2)), begin = load<u32>(next + (<usize>d << 2)) - c;
+        // Every key of a lower bucket is smaller; inside the bucket, the row order is the index order.
+        const rank = begin + <u32>rankOf(byBucket + (<usize>begin << 2), <i32>c, <i32>(load<u32>(placeOf + (<usize>j << 2)) - begin), k);
         const u = drawOf(first + <u64>j, key);
         setBit(mask, <usize>(row + j), <u32>(u < load<u32>(thresholds + (<usize>rank << 2))));
       }

@@ -2,8 +2,10 @@
 // section 5 (ascending |tau|, NaN last, equal values by lower index; p from the reference's
 // dellaProbability; u and T from the reference generator), on the cases where a bucketed or sorted
 // ranking could go wrong: awkward row lengths (rows not starting on a byte or word of the mask), many
-// equal keys, whole rows of one value, zeros, NaN, infinities and subnormals, epsilon 0 and negative,
-// and flat indices whose high word changes inside a row.
+// equal keys, whole rows of one value, quantized deltas (as BF16 fine-tunes have), zeros, NaN,
+// infinities and subnormals, epsilon 0 and negative, and flat indices whose high word changes inside a
+// row. Rows of a few thousand elements reach every way the kernel ranks undecided elements (over the
+// row, within buckets, by sorting the row).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { DTYPE_F32, DTYPE_NONE } from "../assembly/layout";
@@ -55,13 +57,15 @@ function values(kind: string, n: number, s: number): number[] {
       case "binades": return (u - 0.5) * 2 ** Math.floor(40 * v - 30);
       case "few levels": return [0, 0.25, -0.25, 0.5, -1][Math.floor(u * 5)]!;
       case "one value": return 0.125;
+      // A BF16 fine-tune's deltas: whole steps of a small quantum, so each row holds a few dozen values, each many times.
+      case "quantized": return Math.round((u - 0.5) * 48) * 2 ** -14 * (v < 0.9 ? 1 : 4);
       case "zeros": return v < 0.5 ? 0 : -0;
       default: return [NaN, Infinity, -Infinity, 1e-40, -3e-45, 0, -0, 2, -2][Math.floor(u * 9)]! * (v < 0.8 ? 1 : v);
     }
   });
 }
 
-const KINDS = ["binades", "few levels", "one value", "zeros", "special"];
+const KINDS = ["binades", "few levels", "quantized", "one value", "zeros", "special"];
 const PARAMS: [number, number][] = [[0.5, 0.15], [0.5, 0], [0.3, -0.2], [0.6, 0.39]];
 
 describe("della keep mask kernel", () => {
