@@ -10,6 +10,7 @@
 
 import { elementBytes, encode } from "./convert";
 import { MAX_INPUTS, RANGE_ABOVE, SCE_CUT, SCE_CUT_ABOVE, SCE_CUT_EQUAL, RANGE_INSIDE, RANGE_KEPT, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_TIES, SCE_MODE, SCE_TOP, TILE, TV_RECORD, TV_WEIGHT, SCE_SAMPLE_BITS, SCE_SAMPLE_STRIDE } from "./layout";
+import { promoteHigh } from "./reduce";
 import { inputTiles, slot } from "./tile";
 
 /** Per-position variance of the n elements of a chunk, as f64 at `vars`; returns how many are not zero. */
@@ -24,6 +25,10 @@ export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars
     const b = <usize>load<u32>(ptrs);
     const dst = vars + (<usize>t << 3);
     let j = 0;
+    if (tasks == 2) j = varianceQuads2(ptrs, count, dst);
+    else if (tasks == 3) j = varianceQuads3(ptrs, count, dst);
+    else if (tasks == 4) j = varianceQuads4(ptrs, count, dst);
+    for (let q = 0; q < j; q += 2) zeros += <i32>(i64x2.extract_lane(v128.load(dst + (<usize>q << 3)), 0) == 0) + <i32>(i64x2.extract_lane(v128.load(dst + (<usize>q << 3)), 1) == 0);
     for (; j + 2 <= count; j += 2) {
       const vb = v128.load64_zero(b + (<usize>j << 2));
       let sum = f64x2.splat(0);
@@ -58,6 +63,59 @@ export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars
     }
   }
   return n - zeros;
+}
+
+/**
+ * sceVariance's loop for 2 to 4 task inputs (`tasks` a constant at every call), four positions at a
+ * time: each tau_i is computed once and kept in registers for both sums, which are the general loop's
+ * float64 operations in its order (so the same bits). Returns how many positions it did (a multiple of 4).
+ */
+// @ts-ignore: decorator
+@inline
+function varianceQuads(tasks: i32, ptrs: usize, count: i32, dst: usize): i32 {
+  const b = <usize>load<u32>(ptrs), x0 = <usize>load<u32>(ptrs, 4), x1 = <usize>load<u32>(ptrs, 8);
+  const x2 = tasks > 2 ? <usize>load<u32>(ptrs, 12) : x1, x3 = tasks > 3 ? <usize>load<u32>(ptrs, 16) : x1;
+  const n64 = f64x2.splat(<f64>tasks), zero = f64x2.splat(0);
+  let j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const o = <usize>j << 2;
+    const vb = v128.load(b + o);
+    const t0 = f32x4.sub(v128.load(x0 + o), vb), t1 = f32x4.sub(v128.load(x1 + o), vb);
+    const t2 = tasks > 2 ? f32x4.sub(v128.load(x2 + o), vb) : vb, t3 = tasks > 3 ? f32x4.sub(v128.load(x3 + o), vb) : vb;
+    const l0 = f64x2.promote_low_f32x4(t0), h0 = promoteHigh(t0), l1 = f64x2.promote_low_f32x4(t1), h1 = promoteHigh(t1);
+    const l2 = tasks > 2 ? f64x2.promote_low_f32x4(t2) : zero, h2 = tasks > 2 ? promoteHigh(t2) : zero;
+    const l3 = tasks > 3 ? f64x2.promote_low_f32x4(t3) : zero, h3 = tasks > 3 ? promoteHigh(t3) : zero;
+    let sumL = f64x2.add(f64x2.add(zero, l0), l1), sumH = f64x2.add(f64x2.add(zero, h0), h1);
+    if (tasks > 2) { sumL = f64x2.add(sumL, l2); sumH = f64x2.add(sumH, h2); }
+    if (tasks > 3) { sumL = f64x2.add(sumL, l3); sumH = f64x2.add(sumH, h3); }
+    const muL = f64x2.div(sumL, n64), muH = f64x2.div(sumH, n64);
+    let dL = f64x2.sub(l0, muL), dH = f64x2.sub(h0, muH);
+    let sqL = f64x2.add(zero, f64x2.mul(dL, dL)), sqH = f64x2.add(zero, f64x2.mul(dH, dH));
+    dL = f64x2.sub(l1, muL); dH = f64x2.sub(h1, muH);
+    sqL = f64x2.add(sqL, f64x2.mul(dL, dL)); sqH = f64x2.add(sqH, f64x2.mul(dH, dH));
+    if (tasks > 2) {
+      dL = f64x2.sub(l2, muL); dH = f64x2.sub(h2, muH);
+      sqL = f64x2.add(sqL, f64x2.mul(dL, dL)); sqH = f64x2.add(sqH, f64x2.mul(dH, dH));
+    }
+    if (tasks > 3) {
+      dL = f64x2.sub(l3, muL); dH = f64x2.sub(h3, muH);
+      sqL = f64x2.add(sqL, f64x2.mul(dL, dL)); sqH = f64x2.add(sqH, f64x2.mul(dH, dH));
+    }
+    v128.store(dst + (<usize>j << 3), f64x2.div(sqL, n64));
+    v128.store(dst + (<usize>j << 3), f64x2.div(sqH, n64), 16);
+  }
+  return j;
+}
+
+// One function per task count: the optimizer would merge loops that differ only in it.
+function varianceQuads2(ptrs: usize, count: i32, dst: usize): i32 {
+  return varianceQuads(2, ptrs, count, dst);
+}
+function varianceQuads3(ptrs: usize, count: i32, dst: usize): i32 {
+  return varianceQuads(3, ptrs, count, dst);
+}
+function varianceQuads4(ptrs: usize, count: i32, dst: usize): i32 {
+  return varianceQuads(4, ptrs, count, dst);
 }
 
 /**

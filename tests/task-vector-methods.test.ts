@@ -369,6 +369,12 @@ describe("sce", () => {
     method: "sce", models: { base: b16, a: q16(86), b: q16(87), c: q16(88) }, tasks: { a: {}, b: {}, c: {} }, globals: { select_topk: 0.3 },
   }));
   test("select_topk 0.5 on float32 checkpoints", () => check({ method: "sce", models: three, tasks: { a: {}, b: {}, c: {} }, globals: { select_topk: 0.5 } }));
+  test("select_topk 0.4, four bf16 models", () => check({
+    method: "sce", models: { base: b16, a: q16(89), b: q16(90), c: q16(91), d: q16(92) }, tasks: { a: {}, b: {}, c: {}, d: {} }, globals: { select_topk: 0.4 },
+  }));
+  test("select_topk 0.4, five bf16 models (the variance's general loop)", () => check({
+    method: "sce", models: { base: b16, a: q16(93), b: q16(94), c: q16(95), d: q16(96), e: q16(97) }, tasks: { a: {}, b: {}, c: {}, d: {}, e: {} }, globals: { select_topk: 0.4 },
+  }));
   // 2 * TILE + 3 positions; most variances take one of three values, so the cut falls among thousands of
   // equal variances spread over every tile and chunk (and over partial groups of four at the end).
   const tied = (() => {
