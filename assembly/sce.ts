@@ -8,10 +8,10 @@
 // out = b + sum_i c_i m_i tau_i / max(sum_i c_i m_i, 1e-6), per element, in float32.
 // `table` is a task-vector operand table (TV_RECORD; record 0 the base), TV_WEIGHT holding c_i.
 
-import { elementBytes, encode } from "./convert";
-import { MAX_INPUTS, RANGE_ABOVE, SCE_CUT, SCE_CUT_ABOVE, SCE_CUT_EQUAL, RANGE_INSIDE, RANGE_KEPT, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_TIES, SCE_MODE, SCE_TOP, TILE, TV_RECORD, TV_WEIGHT, SCE_SAMPLE_BITS, SCE_SAMPLE_STRIDE } from "./layout";
+import { elementBytes, encode, loadLanes } from "./convert";
+import { DTYPE_BF16, DTYPE_F32, MAX_INPUTS, RANGE_ABOVE, SCE_CUT, SCE_CUT_ABOVE, SCE_CUT_EQUAL, RANGE_INSIDE, RANGE_KEPT, SCE_ALL, SCE_HIGH, SCE_LOW, SCE_TIES, SCE_MODE, SCE_TOP, TILE, TV_RECORD, TV_WEIGHT, SCE_SAMPLE_BITS, SCE_SAMPLE_STRIDE } from "./layout";
 import { promoteHigh } from "./reduce";
-import { inputTiles, slot } from "./tile";
+import { inputTiles, readable, readableDtype, slot } from "./tile";
 
 /** Per-position variance of the n elements of a chunk, as f64 at `vars`; returns how many are not zero. */
 export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars: usize): i32 {
@@ -21,14 +21,20 @@ export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars
   const count64 = f64x2.splat(<f64>tasks);
   for (let t = 0; t < n; t += TILE) {
     const count = min(TILE, n - t);
-    inputTiles(table, TV_RECORD, nInputs, t, count, quant, ptrs);
-    const b = <usize>load<u32>(ptrs);
     const dst = vars + (<usize>t << 3);
     let j = 0;
-    if (tasks == 2) j = varianceQuads2(ptrs, count, dst);
-    else if (tasks == 3) j = varianceQuads3(ptrs, count, dst);
-    else if (tasks == 4) j = varianceQuads4(ptrs, count, dst);
+    // BF16 inputs (the usual checkpoints) are read in place by the 2-4 task loops: no decoding pass.
+    let bf16 = tasks >= 2 && tasks <= 4;
+    for (let i = 0; bf16 && i < nInputs; i++) {
+      const rec = table + <usize>i * TV_RECORD;
+      store<u32>(ptrs + (<usize>i << 2), <u32>readable(load<u32>(rec), load<i32>(rec, 4), t, count, quant, i));
+      bf16 = readableDtype == DTYPE_BF16;
+    }
+    if (bf16) j = varianceQuadsOf(tasks, true, ptrs, count, dst);
+    if (j < count) inputTiles(table, TV_RECORD, nInputs, t, count, quant, ptrs);
+    if (!bf16 && tasks >= 2 && tasks <= 4) j = varianceQuadsOf(tasks, false, ptrs, count, dst);
     for (let q = 0; q < j; q += 2) zeros += <i32>(i64x2.extract_lane(v128.load(dst + (<usize>q << 3)), 0) == 0) + <i32>(i64x2.extract_lane(v128.load(dst + (<usize>q << 3)), 1) == 0);
+    const b = <usize>load<u32>(ptrs);
     for (; j + 2 <= count; j += 2) {
       const vb = v128.load64_zero(b + (<usize>j << 2));
       let sum = f64x2.splat(0);
@@ -66,22 +72,22 @@ export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars
 }
 
 /**
- * sceVariance's loop for 2 to 4 task inputs (`tasks` a constant at every call), four positions at a
- * time: each tau_i is computed once and kept in registers for both sums, which are the general loop's
- * float64 operations in its order (so the same bits). Returns how many positions it did (a multiple of 4).
+ * sceVariance's loop for 2 to 4 task inputs (`tasks` and `dtype`, F32 or BF16, constants at every
+ * call), four positions at a time: each tau_i is computed once and kept in registers for both sums,
+ * which are the general loop's float64 operations in its order (so the same bits). Returns how many
+ * positions it did (a multiple of 4).
  */
 // @ts-ignore: decorator
 @inline
-function varianceQuads(tasks: i32, ptrs: usize, count: i32, dst: usize): i32 {
+function varianceQuads(tasks: i32, dtype: i32, ptrs: usize, count: i32, dst: usize): i32 {
   const b = <usize>load<u32>(ptrs), x0 = <usize>load<u32>(ptrs, 4), x1 = <usize>load<u32>(ptrs, 8);
   const x2 = tasks > 2 ? <usize>load<u32>(ptrs, 12) : x1, x3 = tasks > 3 ? <usize>load<u32>(ptrs, 16) : x1;
   const n64 = f64x2.splat(<f64>tasks), zero = f64x2.splat(0);
   let j = 0;
   for (; j + 4 <= count; j += 4) {
-    const o = <usize>j << 2;
-    const vb = v128.load(b + o);
-    const t0 = f32x4.sub(v128.load(x0 + o), vb), t1 = f32x4.sub(v128.load(x1 + o), vb);
-    const t2 = tasks > 2 ? f32x4.sub(v128.load(x2 + o), vb) : vb, t3 = tasks > 3 ? f32x4.sub(v128.load(x3 + o), vb) : vb;
+    const vb = loadLanes(b, dtype, j);
+    const t0 = f32x4.sub(loadLanes(x0, dtype, j), vb), t1 = f32x4.sub(loadLanes(x1, dtype, j), vb);
+    const t2 = tasks > 2 ? f32x4.sub(loadLanes(x2, dtype, j), vb) : vb, t3 = tasks > 3 ? f32x4.sub(loadLanes(x3, dtype, j), vb) : vb;
     const l0 = f64x2.promote_low_f32x4(t0), h0 = promoteHigh(t0), l1 = f64x2.promote_low_f32x4(t1), h1 = promoteHigh(t1);
     const l2 = tasks > 2 ? f64x2.promote_low_f32x4(t2) : zero, h2 = tasks > 2 ? promoteHigh(t2) : zero;
     const l3 = tasks > 3 ? f64x2.promote_low_f32x4(t3) : zero, h3 = tasks > 3 ? promoteHigh(t3) : zero;
@@ -107,15 +113,16 @@ function varianceQuads(tasks: i32, ptrs: usize, count: i32, dst: usize): i32 {
   return j;
 }
 
-// One function per task count: the optimizer would merge loops that differ only in it.
-function varianceQuads2(ptrs: usize, count: i32, dst: usize): i32 {
-  return varianceQuads(2, ptrs, count, dst);
-}
-function varianceQuads3(ptrs: usize, count: i32, dst: usize): i32 {
-  return varianceQuads(3, ptrs, count, dst);
-}
-function varianceQuads4(ptrs: usize, count: i32, dst: usize): i32 {
-  return varianceQuads(4, ptrs, count, dst);
+/** varianceQuads for 2, 3 or 4 task inputs, float32 tiles or BF16 read in place: one loop per case. */
+function varianceQuadsOf(tasks: i32, bf16: bool, ptrs: usize, count: i32, dst: usize): i32 {
+  if (bf16) {
+    if (tasks == 2) return varianceQuads(2, DTYPE_BF16, ptrs, count, dst);
+    if (tasks == 3) return varianceQuads(3, DTYPE_BF16, ptrs, count, dst);
+    return varianceQuads(4, DTYPE_BF16, ptrs, count, dst);
+  }
+  if (tasks == 2) return varianceQuads(2, DTYPE_F32, ptrs, count, dst);
+  if (tasks == 3) return varianceQuads(3, DTYPE_F32, ptrs, count, dst);
+  return varianceQuads(4, DTYPE_F32, ptrs, count, dst);
 }
 
 /**
