@@ -2,8 +2,9 @@
 // tau_i = x_i - b (population variance in float64, mean((tau_i - mu)^2)), ranked by their float64 bits
 // (non-negative doubles order like their bits), so the cut is exact. A resident tensor brackets the cut
 // from a sample, copies out the variances inside the bracket in one pass and ranks those (sceSample,
-// sceCollect, sceSelectCandidates); a chunked one, or a missed bracket, uses the radix passes of TIES's
-// select (sceRange). Calculate: c_i from the mean of tau_i^2 over the kept positions (the
+// sceCollect, sceSelectCandidates); a chunked one does the same across its chunks (src/merge/sce-cut.ts:
+// each chunk's sceSample, then sceCollect); a missed bracket uses the radix passes of TIES's select
+// (sceRange). Calculate: c_i from the mean of tau_i^2 over the kept positions (the
 // caller normalises them). Erase: a sum-consensus sign mask on the unweighted tau. Then
 // out = b + sum_i c_i m_i tau_i / max(sum_i c_i m_i, 1e-6), per element, in float32.
 // `table` is a task-vector operand table (TV_RECORD; record 0 the base), TV_WEIGHT holding c_i.
@@ -49,7 +50,7 @@ export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars
         const d = f64x2.sub(f64x2.promote_low_f32x4(tau), mu);
         sq = f64x2.add(sq, f64x2.mul(d, d));
       }
-      const v = f64x2.div(sq, count64);
+      const v = canonicalNaN(f64x2.div(sq, count64));
       v128.store(dst + (<usize>j << 3), v);
       zeros += <i32>(i64x2.extract_lane(v, 0) == 0) + <i32>(i64x2.extract_lane(v, 1) == 0);
     }
@@ -64,11 +65,24 @@ export function sceVariance(table: usize, nInputs: i32, n: i32, quant: i32, vars
         sq += d * d;
       }
       const v = sq / <f64>tasks;
-      store<f64>(dst + (<usize>j << 3), v);
+      store<u64>(dst + (<usize>j << 3), v != v ? NAN_BITS : reinterpret<u64>(v));
       zeros += <i32>(reinterpret<u64>(v) == 0);
     }
   }
   return n - zeros;
+}
+
+/**
+ * A variance is NaN where a task's input is NaN or infinite, with a sign the hardware picks (x86 makes
+ * inf - inf negative). Stored as the one positive quiet NaN, every such position ranks above every
+ * number (as torch's topk puts NaN first) and equal to the others, ties by position, and its high word
+ * stays within the radix select's 31-bit keys.
+ */
+const NAN_BITS: u64 = 0x7ff8000000000000;
+// @ts-ignore: decorator
+@inline
+function canonicalNaN(v: v128): v128 {
+  return v128.bitselect(i64x2.splat(NAN_BITS), v, f64x2.ne(v, v));
 }
 
 /**
@@ -107,8 +121,8 @@ function varianceQuads(tasks: i32, dtype: i32, ptrs: usize, count: i32, dst: usi
       dL = f64x2.sub(l3, muL); dH = f64x2.sub(h3, muH);
       sqL = f64x2.add(sqL, f64x2.mul(dL, dL)); sqH = f64x2.add(sqH, f64x2.mul(dH, dH));
     }
-    v128.store(dst + (<usize>j << 3), f64x2.div(sqL, n64));
-    v128.store(dst + (<usize>j << 3), f64x2.div(sqH, n64), 16);
+    v128.store(dst + (<usize>j << 3), canonicalNaN(f64x2.div(sqL, n64)));
+    v128.store(dst + (<usize>j << 3), canonicalNaN(f64x2.div(sqH, n64)), 16);
   }
   return j;
 }

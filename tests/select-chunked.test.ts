@@ -11,6 +11,7 @@ import { loadKernels } from "../src/kernels/kernels";
 import { ChunkWorkspace, ResidentExecutor } from "../src/merge/workspace";
 import { selectTopK, SPARSE_SAMPLE_SHARE, sparseSampleStride } from "../src/merge/select";
 import { runTensor } from "../src/merge/run-tensor";
+import { sampledCut } from "../src/merge/sce-cut";
 import { chunkCount, chunkRange, type FinalRequest, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "../src/merge/job";
 import type { TensorOp } from "../src/plan/plan";
 import { removeDir, tempDir, uniform } from "./helpers/fixtures";
@@ -236,4 +237,81 @@ test("the sample's runs: a 64th of the tensor in at least 64 runs where runs of 
     assert.ok(Math.ceil(numel / stride) >= Math.min(64, Math.ceil(numel / 131072)), `${numel} elements: 64 runs, or as many as runs of 2048 give`);
     assert.ok(run === 2048 || numel / stride >= 64, `${numel} elements: runs longer than 2048 only with 64 of them`);
   }
+});
+
+/** sce's variance of every position, as the scalar reference computes it (float32 tau, float64 mean and squares). */
+function variancesOf(data: string): Float64Array {
+  const [b, ...xs] = arrays.get(data)!;
+  return Float64Array.from({ length: N }, (_, j) => {
+    const taus = xs.map((x) => Math.fround(x[j]! - b![j]!));
+    const mu = taus.reduce((s, t) => s + t, 0) / taus.length;
+    return taus.reduce((s, t) => s + (t - mu) * (t - mu), 0) / taus.length;
+  });
+}
+
+/** Drops every chunk's copied variances, as a chunk whose bracket holds more than its memory would. */
+class OverflowingExecutor extends ChunkExecutor {
+  override async pass(request: PassRequest): Promise<PassResult[]> {
+    const results = await super.pass(request);
+    return results.map((r) => (r.kind === "sceBracket" ? { kind: "sceBracket", above: r.above, inside: r.inside } : r));
+  }
+}
+
+test("sce chunked: the cut from the chunks' samples matches a sort of the variances, ties split by chunk", async () => {
+  const ws = new ChunkWorkspace(await loadKernels(256 << 20));
+  const view = new DataView(new ArrayBuffer(8));
+  for (const data of ["bf16", "smooth", "ties"]) {
+    const vars = variancesOf(data);
+    const sorted = vars.slice().sort();
+    const nonzero = vars.reduce((n, v) => n + (v !== 0 ? 1 : 0), 0);
+    for (const chunkElements of [16384, 4096 * 37]) {
+      for (const k of [1, Math.floor(0.3 * nonzero), nonzero]) {
+        const exec = new ChunkExecutor(ws, job(data, chunkElements, { kind: "sce", selectTopk: 0.3 }));
+        const counts = await exec.pass({ kind: "sceNonzero", sample: true });
+        assert.equal(counts.reduce((s, r) => s + (r.kind === "sceNonzero" ? r.count : 0), 0), nonzero, `${data}: nonzero variances`);
+        const got = await sampledCut(exec, N, k, counts);
+        const cut = sorted[N - k]!;
+        const above = vars.reduce((n, v) => n + (v > cut ? 1 : 0), 0);
+        const equalByChunk = Array.from({ length: exec.chunks }, (_, c) => vars.subarray(c * chunkElements, (c + 1) * chunkElements).reduce((n, v) => n + (v === cut ? 1 : 0), 0));
+        const equal = equalByChunk.reduce((a, b) => a + b, 0);
+        // The first k - above positions equal to the cut, in position order; every chunk may keep all when all are kept.
+        let left = k - above;
+        const ties = equalByChunk.map((e) => {
+          if (k - above === equal) return equal;
+          const take = Math.min(left, e);
+          left -= take;
+          return take;
+        });
+        view.setFloat64(0, cut, true);
+        assert.deepEqual(got, { mode: "top", high: view.getUint32(4, true), low: view.getUint32(0, true), ties }, `${data}, ${chunkElements}-element chunks, k ${k}`);
+      }
+    }
+  }
+  await ws.release();
+});
+
+test("sce chunked: the bytes of the whole tensor in one worker, in four reads of each chunk (count, bracket, squares, merge); radix passes when the bracket's copies do not fit (and for NaN variances)", async () => {
+  const ws = new ChunkWorkspace(await loadKernels(256 << 20));
+  // select_topk 0.001 on the special data puts the cut among the NaN variances (NaN bits rank above every number).
+  for (const [data, selectTopk] of [["bf16", 0.3], ["smooth", 0.3], ["ties", 0.3], ["special", 0.3], ["special", 0.001]] as const) {
+    const op: TensorOp = { kind: "sce", selectTopk };
+    const whole = job(data, N, op);
+    await ws.load(whole, 0);
+    const resident = new ResidentExecutor(ws);
+    await runTensor(whole, resident);
+    for (const chunkElements of [16384, N / 2]) {
+      for (const Executor of [ChunkExecutor, OverflowingExecutor]) {
+        const exec: ChunkExecutor = new Executor(ws, job(data, chunkElements, op));
+        await runTensor(job(data, chunkElements, op), exec);
+        const what = `${data}, select_topk ${selectTopk}, ${chunkElements}-element chunks${Executor === OverflowingExecutor ? ", copies dropped" : ""}`;
+        assert.ok(Buffer.from(exec.output).equals(Buffer.from(resident.output!)), `${what}: the same bytes as the whole tensor`);
+        if (Executor === OverflowingExecutor) assert.ok(exec.rangePasses > 0, `${what}: radix passes`);
+        else if (data !== "special") {
+          assert.equal(exec.rangePasses, 0, `${what}: no radix passes`);
+          assert.equal(exec.loads, 4 * exec.chunks, `${what}: each chunk read four times`);
+        }
+      }
+    }
+  }
+  await ws.release();
 });

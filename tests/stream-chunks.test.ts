@@ -49,6 +49,23 @@ test("multi-pass tensors keep the larger resident chunk (each chunk is read once
   assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), { ...DEFAULTS, chunkBytes: 16 * MiB }), 1048576);
 });
 
+test("a multi-pass tensor needing more chunks than the pool's instances takes as many chunks as they hold, when those fit the resident bound", () => {
+  const sce: TensorOp = { kind: "sce", selectTopk: 0.3 };
+  // sce on the bench's MLP weights: 11534336 BF16 elements x (4 inputs + output) x 2 bytes + 8 bytes of
+  // variance = 18 bytes each. At 32 MiB: 1864135.1, 455 tiles = 1863680 elements, 7 chunks.
+  assert.equal(chunkElementsFor(planned(sce, 11534336, "BF16", 4), DEFAULTS), 1863680);
+  // 2 workers hold 4 chunks: 11534336 / 4 = 2883584 (704 tiles), 51.9 MB each <= 96 MiB.
+  assert.equal(chunkElementsFor(planned(sce, 11534336, "BF16", 4), { ...DEFAULTS, workers: 2 }), 2883584);
+  // 1 worker holds 2: 5767168 x 18 = 103.8 MB > 96 MiB (100.7 MB), so the 32 MiB chunks stay.
+  assert.equal(chunkElementsFor(planned(sce, 11534336, "BF16", 4), { ...DEFAULTS, workers: 1 }), 1863680);
+  // 11534337 elements: 2883585 per instance rounds up to 705 tiles (2887680), still 4 chunks.
+  assert.equal(chunkElementsFor(planned(sce, 11534337, "BF16", 4), { ...DEFAULTS, workers: 2 }), 2887680);
+  // TIES on 8M F32 elements already fits in 4 chunks of 32 MiB (2097152): unchanged.
+  assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), { ...DEFAULTS, workers: 2 }), 2097152);
+  // One-pass tensors stream whatever the pool: 8 MiB chunks.
+  assert.equal(chunkElementsFor(planned(linear, 4_000_000, "BF16", 4), { ...DEFAULTS, workers: 2 }), 835584);
+});
+
 test("tensors read from picked files (Blobs) take chunks up to the chunk limit, one pass or several", () => {
   const picked: SourceRef = { kind: "blob", blob, name: "picked/model.safetensors" };
   // BF16, 4 inputs + output = 10 bytes per element: 64 MiB / 10 = 6710886.4, 1638 whole tiles = 6709248.

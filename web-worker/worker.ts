@@ -63,6 +63,9 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
     case "ramCounts":
       return [result.partials.buffer as ArrayBuffer];
     case "sceNonzero":
+      return result.sample ? [result.sample.buffer as ArrayBuffer] : [];
+    case "sceBracket":
+      return result.candidates ? [result.candidates.buffer as ArrayBuffer] : [];
     case "sceSelect":
       return [];
     case "gram":

@@ -65,6 +65,8 @@ export function estimatePlan(plan: MergePlan, options: { workers: number; memory
   // (its chunks go to every instance).
   const sizes: number[] = [];
   let chunked = 0;
+  const work = plan.tensors.filter((t) => t.outputBytes > 0).length;
+  const workers = Math.max(1, Math.min(options.workers, work));
   const families = new Map<RateFamily, { tensors: number; inputBytes: number }>();
   for (const t of plan.tensors) {
     const f = families.get(rateFamily(t)) ?? { tensors: 0, inputBytes: 0 };
@@ -72,7 +74,7 @@ export function estimatePlan(plan: MergePlan, options: { workers: number; memory
     f.inputBytes += t.inputBytes;
     families.set(rateFamily(t), f);
     if (t.outputBytes === 0) continue;
-    const elements = chunkElementsFor(t, options);
+    const elements = chunkElementsFor(t, { ...options, workers });
     const perElement = t.inputs.reduce((s, i) => s + DTYPES[i.tensor.dtype]!.bits / 8, 0) + DTYPES[t.dtype]!.bits / 8;
     const op = t.op;
     const candidates = op.kind === "taskVector" && op.sparsify === "magnitude" ? 0.5 * op.tasks.filter((x) => x.density < 1).length : 0;
@@ -81,8 +83,6 @@ export function estimatePlan(plan: MergePlan, options: { workers: number; memory
     if (elements < t.numel) chunked = Math.max(chunked, bytes);
   }
   sizes.sort((a, b) => b - a);
-  const work = plan.tensors.filter((t) => t.outputBytes > 0).length;
-  const workers = Math.max(1, Math.min(options.workers, work));
   const held = Array.from({ length: JOBS_PER_WORKER }, (_, i) => Math.max(chunked, sizes[i] ?? 0)).filter((b) => b > 0);
   const instance = (bytes: number) => Math.ceil(Math.min(options.memoryBudget / JOBS_PER_WORKER, KERNEL_OVERHEAD_BYTES + bytes) / 65536) * 65536;
   const peakWorkerMemory = held.reduce((s, b) => s + instance(b), 0);

@@ -68,9 +68,10 @@ export interface MergeSummary {
  * worker up to 1.5 times the streaming chunk size: reading it once beats reading it once per pass, and
  * the bound keeps a worker's memory, and so the process's, independent of the model's size (with the
  * defaults, 2 jobs per worker of at most 96 MiB each). A larger one is read once per pass, unless the
- * pool can hold all its chunks at once (see PoolExecutor).
+ * pool can hold all its chunks at once (see PoolExecutor); given `workers`, one that needs more chunks
+ * than the pool holds takes that many, when they fit the resident bound (heldChunk).
  */
-export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements">): number {
+export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements"> & { workers?: number }): number {
   const instanceBudget = Math.floor(options.memoryBudget / JOBS_PER_WORKER / 65536) * 65536;
   const rows = geometricRowAlignment(t.op);
   const unit = rows ? rows.cols : chunkUnit(t.op);
@@ -92,6 +93,8 @@ export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, 
   if (t.numel * (perElement + candidates) <= resident) return Math.max(t.numel, 1);
   const fit = Math.floor(stream / (perElement + candidates));
   const elements = rows ? (fit < rows.cols ? 0 : rowChunk(fit, rows)) : Math.floor(stream / perElement / unit) * unit;
+  const held = multiPass && !rows && options.workers ? heldChunk(t.numel, elements, unit, options.workers * JOBS_PER_WORKER) : 0;
+  if (held * perElement <= resident && held > 0) return held;
   if (elements < unit && !rows && unit > TILE) {
     throw new OptionError("E_OPTION", `tensor "${t.name}": della ranks within rows, so a chunk holds whole rows: ${unit} elements (${Math.ceil(unit * perElement)} bytes) at least, more than the chunk size of ${options.chunkBytes} bytes (--chunk-size, option chunkBytes) and the memory budget allow; raise them`,
       { tensor: t.name, key: "chunkBytes", value: options.chunkBytes, needed: Math.ceil(unit * perElement) });
@@ -108,6 +111,19 @@ export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, 
       { tensor: t.name, key: "memoryBudget", value: options.memoryBudget, needed });
   }
   return elements;
+}
+
+/**
+ * A multi-pass tensor cut into more chunks than the pool holds at once is read once per pass (see
+ * PoolExecutor); cut into as many chunks as it holds (`holdable` kernel instances), it is read once.
+ * sce's chunks carry 8 bytes of variance per element, so on the bench's models its MLP weights (11.5M
+ * BF16 elements) took 7 chunks of 32 MiB and seven reads each (the nonzero count, four radix rounds,
+ * the squares, the merge). The chunks this returns (0: none) are as large as the resident bound allows
+ * (checked by the caller), so a worker's memory stays within what a resident tensor may use.
+ */
+function heldChunk(numel: number, streamed: number, unit: number, holdable: number): number {
+  if (streamed <= 0 || Math.ceil(numel / streamed) <= holdable) return 0;
+  return Math.ceil(numel / holdable / unit) * unit;
 }
 
 /**
@@ -175,7 +191,9 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
   try {
     signal?.throwIfAborted();
     // Chunk sizes first: a budget too small for some tensor fails before any file is created.
-    const chunking = new Map(plan.tensors.map((t) => [t, chunkElementsFor(t, options)]));
+    // The pool's size (below) bounds how many chunks it can hold at once.
+    const workers = Math.max(1, Math.min(options.workers, plan.tensors.filter((t) => t.outputBytes > 0).length));
+    const chunking = new Map(plan.tensors.map((t) => [t, chunkElementsFor(t, { ...options, workers })]));
     const indexOf = new Map(plan.tensors.map((t, i) => [t, i]));
     for (const [s, shard] of shards.entries()) {
       const target: OutputTarget = await out.createFile(shard.file, shard.layout.size, shard.layout.head);

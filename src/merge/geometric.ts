@@ -10,7 +10,7 @@
 import { RecipeError } from "../errors";
 import { scalarMath, type ScalarMath } from "../kernels/scalar-math";
 import type { GeometricOp, VectorLayout } from "../plan/geometric";
-import type { FinalRequest, TensorExecutor, TensorJob } from "./job";
+import { concatChunks, type FinalRequest, type TensorExecutor, type TensorJob } from "./job";
 import { selectTopK } from "./select";
 
 export async function geometricRequest(job: TensorJob, op: GeometricOp, exec: TensorExecutor): Promise<FinalRequest> {
@@ -80,15 +80,7 @@ export function gramTotals(parts: Float64Array[], layout: VectorLayout, cols: nu
     for (const partials of parts) for (let p = 0; p < partials.length; p++) sums[p % pairs] += partials[p]!;
     return sums;
   }
-  if (layout === "rows") {
-    const all = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
-    let offset = 0;
-    for (const partials of parts) {
-      all.set(partials, offset);
-      offset += partials.length;
-    }
-    return all;
-  }
+  if (layout === "rows") return concatChunks(parts);
   return treeSum(parts);
 }
 

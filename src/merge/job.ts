@@ -112,8 +112,16 @@ export type PassRequest =
   | { kind: "range"; ranges: { task: number; id?: number; key?: SelectKey; lo: number; hi: number; shift: number; compact: number }[]; keys?: KeySource }
   /** Per tile and task: sum |tau| and sum |masked tau|. */
   | { kind: "maskedL1"; trims: Trim[] }
-  /** sce: positions whose variance across the task vectors is not zero (one count per chunk). */
-  | { kind: "sceNonzero" }
+  /**
+   * sce: positions whose variance across the task vectors is not zero (one count per chunk); with
+   * `sample`, also the chunk's sample of the variances (see assembly/sce.ts sceSample).
+   */
+  | { kind: "sceNonzero"; sample?: boolean }
+  /**
+   * sce: the variances in [lo, hi] ([high, low] words of their bits, both ends included), counted, and
+   * in position order when at most `capacity` (and the chunk's memory allows); those above, counted.
+   */
+  | { kind: "sceBracket"; lo: [number, number]; hi: [number, number]; capacity: number }
   /** sce, resident chunk only: the exact k-th largest variance, bracketed by a sample. */
   | { kind: "sceSelect"; k: number }
   /** sce: per tile and task, sum tau^2 over the selected positions. */
@@ -148,7 +156,8 @@ export type PassResult =
   | { kind: "sample"; samples: SampleResult[] }
   | { kind: "range"; ranges: RangeResult[] }
   | { kind: "maskedL1"; partials: Float64Array }
-  | { kind: "sceNonzero"; count: number }
+  | { kind: "sceNonzero"; count: number; sample?: Float64Array }
+  | { kind: "sceBracket"; above: number; inside: number; candidates?: Float64Array }
   /** The cut's bits (high, low words) and the variances above it; none when the sample's bracket missed or memory was short. */
   | { kind: "sceSelect"; cut?: { high: number; low: number; above: number } }
   | { kind: "sceSquares"; partials: Float64Array }
@@ -186,4 +195,15 @@ export interface TensorExecutor {
   readonly resident: boolean;
   pass(request: PassRequest): Promise<PassResult[]>;
   final(request: FinalRequest): Promise<void>;
+}
+
+/** Per-chunk arrays of a pass's results, one after the other in chunk order. */
+export function concatChunks(parts: Float64Array[]): Float64Array {
+  const all = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    all.set(p, offset);
+    offset += p.length;
+  }
+  return all;
 }

@@ -10,7 +10,8 @@ import { dareStreamKey, dareThreshold } from "./dare";
 import { geometricRequest } from "./geometric";
 import type { FinalRequest, PassResult, SceSelection, TensorExecutor, TensorJob, Trim } from "./job";
 import { chunkCount } from "./job";
-import { selectTopK, type Selection } from "./select";
+import { selectTopK, tiesPerChunk, unexpected } from "./select";
+import { radixCut, residentCut, sampledCut } from "./sce-cut";
 
 export async function runTensor(job: TensorJob, exec: TensorExecutor): Promise<void> {
   await exec.final(await finalRequest(job, job.op, exec));
@@ -133,22 +134,6 @@ export function breadcrumbsCounts(n: number, density: number, gamma: number): { 
 }
 
 /**
- * Elements equal to a selection's threshold each chunk keeps: they are kept lowest index first, so a
- * chunk needs to know how many of them the chunks before it hold (the select's last round counted them
- * per chunk).
- */
-function tiesPerChunk(s: Selection, chunks: number): number[] {
-  let left = s.ties;
-  return Array.from({ length: chunks }, (_, c) => {
-    if (s.ties === s.equal) return s.equal; // every equal element is kept
-    if (chunks === 1) return s.ties;
-    const take = Math.min(left, s.equalByChunk![c]!);
-    left -= take;
-    return take;
-  });
-}
-
-/**
  * sce: select the positions of largest variance across the task vectors (an exact top-k over the
  * float64 variance bits), weight each task by its mean square over the kept positions, and merge with
  * a sum-consensus sign mask.
@@ -158,11 +143,11 @@ async function sce(job: TensorJob, op: Extract<TensorOp, { kind: "sce" }>, exec:
   const tasks = job.inputs.length - 1;
   let selection: SceSelection = { mode: "all" };
   if (op.selectTopk < 1) {
-    const counts = await exec.pass({ kind: "sceNonzero" });
+    const counts = await exec.pass({ kind: "sceNonzero", sample: !exec.resident });
     const nonzero = counts.reduce((sum, r) => sum + (r.kind === "sceNonzero" ? r.count : unexpected()), 0);
     const k = Math.floor(nonzero * op.selectTopk);
     if (k <= 0) selection = { mode: "none" };
-    else selection = (exec.resident ? await residentCut(exec, k) : undefined) ?? await radixCut(exec, job, k, chunks);
+    else selection = (exec.resident ? await residentCut(exec, k) : await sampledCut(exec, job.numel, k, counts)) ?? await radixCut(exec, job, k, chunks);
   }
   let coefficients = Array.from({ length: tasks }, () => 1 / tasks);
   if (selection.mode !== "none") {
@@ -172,25 +157,6 @@ async function sce(job: TensorJob, op: Extract<TensorOp, { kind: "sce" }>, exec:
     if (total >= 1e-6) coefficients = means.map((m) => m / total);
   }
   return { kind: "sce", coefficients: coefficients.map(Math.fround), selection };
-}
-
-/** The cut of a resident tensor, found in the worker from the variance histogram (undefined when it lacks the memory). */
-async function residentCut(exec: TensorExecutor, k: number): Promise<SceSelection | undefined> {
-  const [result] = await exec.pass({ kind: "sceSelect", k });
-  if (result?.kind !== "sceSelect") unexpected();
-  const cut = result.cut;
-  return cut && { mode: "top", high: cut.high, low: cut.low, ties: [k - cut.above] };
-}
-
-/** The cut by radix passes over the variances: the high word first, then the low word among equal high words. */
-async function radixCut(exec: TensorExecutor, job: TensorJob, k: number, chunks: number): Promise<SceSelection> {
-  const high = (await selectTopK(exec, job.numel, [{ id: 0, task: 0, k, key: { kind: "varianceHigh" } }])).get(0)!;
-  if (high.ties === high.equal) {
-    // Every position sharing the cut's high word is kept: no need to look at low words.
-    return { mode: "top", high: high.threshold, low: 0, ties: Array.from({ length: chunks }, () => 0xffffffff) };
-  }
-  const low = (await selectTopK(exec, job.numel, [{ id: 0, task: 0, k, key: { kind: "varianceLow", high: high.threshold } }])).get(0)!;
-  return { mode: "top", high: high.threshold, low: low.threshold, ties: tiesPerChunk(low, chunks) };
 }
 
 /** ram / ramplus_tl: ramplus_tl's per-model lambda comes from counts over the whole tensor. */
@@ -208,8 +174,4 @@ async function ram(job: TensorJob, op: Extract<TensorOp, { kind: "ram" }>, exec:
     }
   }
   return { kind: "ram", epsilon, lambdas };
-}
-
-function unexpected(): never {
-  throw new Error("executor returned a result of the wrong kind");
 }

@@ -252,6 +252,22 @@ async function bracketFromSample(exec: TensorExecutor, numel: number, states: St
   });
 }
 
-function unexpected(): never {
+export function unexpected(): never {
   throw new Error("executor returned a result of the wrong kind");
+}
+
+/**
+ * Elements equal to a selection's threshold each chunk keeps: they are kept lowest index first, so a
+ * chunk needs to know how many of them the chunks before it hold (the select's last round counted them
+ * per chunk).
+ */
+export function tiesPerChunk(s: Selection, chunks: number): number[] {
+  let left = s.ties;
+  return Array.from({ length: chunks }, (_, c) => {
+    if (s.ties === s.equal) return s.equal; // every equal element is kept
+    if (chunks === 1) return s.ties;
+    const take = Math.min(left, s.equalByChunk![c]!);
+    left -= take;
+    return take;
+  });
 }

@@ -12,6 +12,7 @@ import {
 import type { Kernels } from "../kernels/kernels";
 import type { FinalRequest, SceSelection, SelectKey, Trim } from "./job";
 import type { LoadedChunk } from "./workspace";
+import { ALL_BITS, bracketRanks, NO_BITS, type Bits } from "./sce-cut";
 
 /**
  * Keep bits of the loaded chunk, per task input: DELLA's, and DARE's as its L1 pass draws them (the
@@ -106,15 +107,33 @@ export class SceVariances {
 /** Below this many positions a sample does not pay for itself: every variance is a candidate. */
 const SCE_SAMPLE_MIN = 1 << 15;
 
-/** Variance bits as [high, low] words. */
-type Bits = [number, number];
-const NO_BITS: Bits = [0, 0], ALL_BITS: Bits = [0xffffffff, 0xffffffff];
+/** The loaded chunk's sample of its variances (see sceSample): [pointer, count of f64]. */
+export function sceVarianceSample(k: Kernels, variances: SceVariances, n: number): [number, number] {
+  const sample = k.arena.alloc((Math.ceil(n / SCE_SAMPLE_STRIDE) + 1) * 8);
+  return [sample, k.exports.sceSample(variances.ptr, n, sample)];
+}
 
 /**
- * The exact k-th largest variance of a resident chunk (k >= 1). A sample brackets it (the sample rank
- * k * m / n, widened by four standard deviations of that rank plus a small fixed slack, as TIES's
- * select does), one pass copies out the variances inside the bracket and counts those above, and the
- * k-th is ranked among the copies. Undefined when the bracket misses or the memory left cannot hold the
+ * The loaded chunk's variances in [lo, hi] (bits, ends included), counted, and copied out in position
+ * order ([pointer, count of f64]) when there are at most `capacity` and the memory left holds them; the
+ * variances above the bracket, counted.
+ */
+export function sceBracket(k: Kernels, variances: SceVariances, n: number, lo: Bits, hi: Bits, capacity: number): { above: number; inside: number; candidates?: [number, number] } {
+  const { arena, exports } = k;
+  const result = arena.alloc(SCE_CUT_BYTES);
+  const room = Math.floor((arena.budget - arena.mark() - (1 << 20)) / 8) - 1;
+  const fits = Math.max(0, Math.min(n, capacity, room));
+  const cand = arena.alloc((fits + 1) * 8);
+  exports.sceCollect(variances.ptr, n, lo[0], lo[1], hi[0], hi[1], cand, fits, result);
+  const v = arena.view();
+  const inside = v.getFloat64(result + SCE_CUT_EQUAL, true), above = v.getFloat64(result + SCE_CUT_ABOVE, true);
+  return { above, inside, ...(inside <= fits ? { candidates: [cand, inside] as [number, number] } : {}) };
+}
+
+/**
+ * The exact k-th largest variance of a resident chunk (k >= 1): a sample brackets it (bracketRanks),
+ * one pass copies out the variances inside the bracket and counts those above (sceBracket), and the k-th
+ * is ranked among the copies. Undefined when the bracket misses or the memory left cannot hold the
  * copies: the caller then uses the radix passes, which give the same cut.
  */
 export function sceSelect(k: Kernels, variances: SceVariances, n: number, rank: number): { high: number; low: number; above: number } | undefined {
@@ -129,24 +148,18 @@ export function sceSelect(k: Kernels, variances: SceVariances, n: number, rank: 
   };
   let lo = NO_BITS, hi = ALL_BITS, expected = n;
   if (n >= SCE_SAMPLE_MIN) {
-    const sample = arena.alloc((Math.ceil(n / SCE_SAMPLE_STRIDE) + 1) * 8);
-    const m = exports.sceSample(variances.ptr, n, sample);
-    const q = rank / n, at = q * m, margin = 4 * Math.sqrt(m * q * (1 - q)) + 0.002 * m + 8;
-    const top = Math.floor(at - margin), bottom = Math.ceil(at + margin);
-    if (top >= 1) hi = nth(sample, m, top);
-    if (bottom <= m) {
+    const [sample, m] = sceVarianceSample(k, variances, n);
+    const ranks = bracketRanks(rank, n, m);
+    if (ranks.top >= 1) hi = nth(sample, m, ranks.top);
+    if (ranks.bottom <= m) {
       exports.sceSample(variances.ptr, n, sample); // nth reordered it
-      lo = nth(sample, m, bottom);
+      lo = nth(sample, m, ranks.bottom);
     }
-    expected = ((Math.min(bottom, m) - Math.max(top, 0) + 1) * n) / m;
+    expected = ranks.expected;
   }
-  const capacity = Math.min(n, Math.ceil(expected * 1.25) + 4096);
-  if (arena.budget - arena.mark() - (capacity + 1) * 8 < 1 << 20) return undefined;
-  const cand = arena.alloc((capacity + 1) * 8);
-  exports.sceCollect(variances.ptr, n, lo[0], lo[1], hi[0], hi[1], cand, capacity, result);
-  const inside = v().getFloat64(result + SCE_CUT_EQUAL, true), above = v().getFloat64(result + SCE_CUT_ABOVE, true);
-  if (inside > capacity || rank <= above || rank > above + inside) return undefined;
-  const [high, low] = nth(cand, inside, rank - above);
+  const { above, inside, candidates } = sceBracket(k, variances, n, lo, hi, Math.ceil(expected * 1.25) + 4096);
+  if (!candidates || rank <= above || rank > above + inside) return undefined;
+  const [high, low] = nth(candidates[0], inside, rank - above);
   return { high, low, above: above + v().getFloat64(result + SCE_CUT_ABOVE, true) };
 }
 

@@ -9,7 +9,7 @@ import {
   TV_TIES, TV_WEIGHT, TASK_RANGE_CAND, TASK_RANGE_CAPACITY, TASK_RANGE_DTYPE, TASK_RANGE_HI, TASK_RANGE_HIST, TASK_RANGE_LO,
   TASK_RANGE_RECORD, TASK_RANGE_SHIFT, TASK_RANGE_STATS, TASK_RANGE_X,
 } from "../../assembly/layout";
-import { KeepBits, SceVariances, ramCounts, ramFinal, sceFinal, sceRange, sceSelect, sceSquares, trimFields, voteFlags } from "./workspace-methods";
+import { KeepBits, SceVariances, ramCounts, ramFinal, sceBracket, sceFinal, sceRange, sceSelect, sceSquares, sceVarianceSample, trimFields, voteFlags } from "./workspace-methods";
 import { DTYPES } from "../format/dtypes";
 import { openSink, sinkKey, type OutputSink, type SinkTarget } from "../io/sink";
 import { openSource, sourceKey, type ByteSource, type SourceRef } from "../io/source";
@@ -197,7 +197,7 @@ export class ChunkWorkspace {
     // Buffers kept for the chunk's later passes are made below this pass's temporaries.
     if (request.kind === "maskedL1" || request.kind === "diagnose") this.keepBits.ensure(this.chunk, request.trims, this.quant());
     if (request.kind === "maskedL1") this.keepBits.reserveDraws(this.chunk, request.trims);
-    if (request.kind === "sceNonzero" || request.kind === "sceSelect" || (request.kind === "sceSquares" && request.selection.mode === "top") || (request.kind === "range" && request.ranges.some((r) => r.key && r.key.kind !== "absTau"))) {
+    if (request.kind === "sceNonzero" || request.kind === "sceSelect" || request.kind === "sceBracket" || (request.kind === "sceSquares" && request.selection.mode === "top") || (request.kind === "range" && request.ranges.some((r) => r.key && r.key.kind !== "absTau"))) {
       this.variances.ensure(this.chunk, this.quant());
     }
     const mark = arena.mark();
@@ -227,7 +227,11 @@ export class ChunkWorkspace {
         case "maskedL1":
           return { kind: "maskedL1", partials: f64(this.maskedL1(request.trims)) };
         case "sceNonzero":
-          return { kind: "sceNonzero", count: this.variances.nonzero };
+          return { kind: "sceNonzero", count: this.variances.nonzero, ...(request.sample ? { sample: f64(sceVarianceSample(this.k, this.variances, this.chunk.count)) } : {}) };
+        case "sceBracket": {
+          const { above, inside, candidates } = sceBracket(this.k, this.variances, this.chunk.count, request.lo, request.hi, request.capacity);
+          return { kind: "sceBracket", above, inside, ...(candidates ? { candidates: f64(candidates) } : {}) };
+        }
         case "sceSelect":
           return { kind: "sceSelect", cut: sceSelect(this.k, this.variances, this.chunk.count, request.k) };
         case "sceSquares":
