@@ -29,6 +29,8 @@ const DATA: Record<string, (m: number, i: number) => number> = {
   bf16: (m, i) => roundToDtype(m === 0 ? 0.05 * (uniform(1, i) - 0.5) : roundToDtype(0.05 * (uniform(1, i) - 0.5), "BF16") + 0.004 * (uniform(m + 10, i) - 0.5), "BF16"),
   // Deltas in steps of 1/256 from a base in steps of 1/2: most |tau| are equal (as in bf16 checkpoints).
   ties: (m, i) => (m === 0 ? Math.round(uniform(1, i) * 8) / 2 : Math.round(uniform(1, i) * 8) / 2 + Math.round((uniform(m + 10, i) - 0.5) * 6) / 256),
+  // Two positions in five unchanged by every task model: sce's variance is zero there, and its k counts the rest.
+  unchanged: (m, i) => (m === 0 || uniform(30, i) < 0.4 ? uniform(1, i) - 0.5 : uniform(1, i) - 0.5 + 0.01 * (uniform(m + 10, i) - 0.5)),
   // NaN and infinities in the task models (NaN ranks above every number, as torch's descending sort).
   special: (m, i) => {
     const b = uniform(1, i) - 0.5;
@@ -73,7 +75,7 @@ function job(data: string, chunkElements: number, op: TensorOp = { kind: "copy" 
 class ChunkExecutor implements TensorExecutor {
   readonly resident = false;
   readonly chunks: number;
-  /** Full reads of a chunk's inputs (every pass but the sparse sample, and the merge). */
+  /** Full reads of a chunk's inputs (every pass but the sparse samples, and the merge). */
   loads = 0;
   rangePasses = 0;
   output: Uint8Array;
@@ -82,7 +84,7 @@ class ChunkExecutor implements TensorExecutor {
     this.output = new Uint8Array(job.numel * 4);
   }
   async pass(request: PassRequest): Promise<PassResult[]> {
-    if (request.kind !== "sample") this.loads += this.chunks;
+    if (request.kind !== "sample" && request.kind !== "sceSample") this.loads += this.chunks;
     if (request.kind === "range") this.rangePasses++;
     const results: PassResult[] = [];
     for (let c = 0; c < this.chunks; c++) results.push(await this.ws.chunkPass(this.job, c, request));
@@ -253,23 +255,24 @@ function variancesOf(data: string): Float64Array {
 class OverflowingExecutor extends ChunkExecutor {
   override async pass(request: PassRequest): Promise<PassResult[]> {
     const results = await super.pass(request);
-    return results.map((r) => (r.kind === "sceBracket" ? { kind: "sceBracket", above: r.above, inside: r.inside } : r));
+    return results.map((r) => (r.kind === "sceBracket" ? { kind: "sceBracket", nonzero: r.nonzero, above: r.above, inside: r.inside } : r));
   }
 }
 
-test("sce chunked: the cut from the chunks' samples matches a sort of the variances, ties split by chunk", async () => {
+test("sce chunked: k and the cut from the chunks' sampled runs match a count and a sort of the variances, ties split by chunk", async () => {
   const ws = new ChunkWorkspace(await loadKernels(256 << 20));
   const view = new DataView(new ArrayBuffer(8));
-  for (const data of ["bf16", "smooth", "ties"]) {
+  for (const data of ["bf16", "smooth", "ties", "unchanged"]) {
     const vars = variancesOf(data);
     const sorted = vars.slice().sort();
     const nonzero = vars.reduce((n, v) => n + (v !== 0 ? 1 : 0), 0);
     for (const chunkElements of [16384, 4096 * 37]) {
-      for (const k of [1, Math.floor(0.3 * nonzero), nonzero]) {
-        const exec = new ChunkExecutor(ws, job(data, chunkElements, { kind: "sce", selectTopk: 0.3 }));
-        const counts = await exec.pass({ kind: "sceNonzero", sample: true });
-        assert.equal(counts.reduce((s, r) => s + (r.kind === "sceNonzero" ? r.count : 0), 0), nonzero, `${data}: nonzero variances`);
-        const got = await sampledCut(exec, N, k, counts);
+      for (const selectTopk of [2 / N, 0.3, 1]) {
+        const k = Math.floor(selectTopk * nonzero);
+        const exec = new ChunkExecutor(ws, job(data, chunkElements, { kind: "sce", selectTopk }));
+        const { k: gotK, cut: got } = await sampledCut(exec, N, selectTopk);
+        assert.equal(gotK, k, `${data}: k from the nonzero variances`);
+        assert.equal(exec.rangePasses, 0, `${data}, ${chunkElements}-element chunks, k ${k}: the bracket held the cut`);
         const cut = sorted[N - k]!;
         const above = vars.reduce((n, v) => n + (v > cut ? 1 : 0), 0);
         const equalByChunk = Array.from({ length: exec.chunks }, (_, c) => vars.subarray(c * chunkElements, (c + 1) * chunkElements).reduce((n, v) => n + (v === cut ? 1 : 0), 0));
@@ -290,10 +293,10 @@ test("sce chunked: the cut from the chunks' samples matches a sort of the varian
   await ws.release();
 });
 
-test("sce chunked: the bytes of the whole tensor in one worker, in four reads of each chunk (count, bracket, squares, merge); radix passes when the bracket's copies do not fit (and for NaN variances)", async () => {
+test("sce chunked: the bytes of the whole tensor in one worker, in three reads of each chunk (bracket, squares, merge) and a 64th; radix passes when the bracket's copies do not fit (and for NaN variances)", async () => {
   const ws = new ChunkWorkspace(await loadKernels(256 << 20));
   // select_topk 0.001 on the special data puts the cut among the NaN variances (NaN bits rank above every number).
-  for (const [data, selectTopk] of [["bf16", 0.3], ["smooth", 0.3], ["ties", 0.3], ["special", 0.3], ["special", 0.001]] as const) {
+  for (const [data, selectTopk] of [["bf16", 0.3], ["smooth", 0.3], ["ties", 0.3], ["unchanged", 0.3], ["special", 0.3], ["special", 0.001]] as const) {
     const op: TensorOp = { kind: "sce", selectTopk };
     const whole = job(data, N, op);
     await ws.load(whole, 0);
@@ -302,13 +305,16 @@ test("sce chunked: the bytes of the whole tensor in one worker, in four reads of
     for (const chunkElements of [16384, N / 2]) {
       for (const Executor of [ChunkExecutor, OverflowingExecutor]) {
         const exec: ChunkExecutor = new Executor(ws, job(data, chunkElements, op));
+        const before = ws.bytesRead;
         await runTensor(job(data, chunkElements, op), exec);
+        const read = ws.bytesRead - before;
         const what = `${data}, select_topk ${selectTopk}, ${chunkElements}-element chunks${Executor === OverflowingExecutor ? ", copies dropped" : ""}`;
         assert.ok(Buffer.from(exec.output).equals(Buffer.from(resident.output!)), `${what}: the same bytes as the whole tensor`);
         if (Executor === OverflowingExecutor) assert.ok(exec.rangePasses > 0, `${what}: radix passes`);
         else if (data !== "special") {
           assert.equal(exec.rangePasses, 0, `${what}: no radix passes`);
-          assert.equal(exec.loads, 4 * exec.chunks, `${what}: each chunk read four times`);
+          assert.equal(exec.loads, 3 * exec.chunks, `${what}: each chunk read three times`);
+          assert.equal(read, 3 * N * 4 * (TASKS + 1) + N * 4 * (TASKS + 1) / SPARSE_SAMPLE_SHARE, `${what}: bytes read`);
         }
       }
     }

@@ -62,10 +62,11 @@ function buffersOf(result: PassResult): ArrayBuffer[] {
     case "sceSquares":
     case "ramCounts":
       return [result.partials.buffer as ArrayBuffer];
-    case "sceNonzero":
-      return result.sample ? [result.sample.buffer as ArrayBuffer] : [];
+    case "sceSample":
+      return [result.sample.buffer as ArrayBuffer];
     case "sceBracket":
       return result.candidates ? [result.candidates.buffer as ArrayBuffer] : [];
+    case "sceNonzero":
     case "sceSelect":
       return [];
     case "gram":

@@ -112,14 +112,18 @@ export type PassRequest =
   | { kind: "range"; ranges: { task: number; id?: number; key?: SelectKey; lo: number; hi: number; shift: number; compact: number }[]; keys?: KeySource }
   /** Per tile and task: sum |tau| and sum |masked tau|. */
   | { kind: "maskedL1"; trims: Trim[] }
+  /** sce: positions whose variance across the task vectors is not zero (one count per chunk). */
+  | { kind: "sceNonzero" }
   /**
-   * sce: positions whose variance across the task vectors is not zero (one count per chunk); with
-   * `sample`, also the chunk's sample of the variances (see assembly/sce.ts sceSample).
+   * sce, chunked tensors: a sample of the variances, and how many of the sampled positions are not
+   * zero. A chunk read run by run gives every position of its sampled runs (a 64th, see select.ts's
+   * sparse sample); a loaded chunk, one position in SCE_SAMPLE_STRIDE and its whole nonzero count.
    */
-  | { kind: "sceNonzero"; sample?: boolean }
+  | { kind: "sceSample" }
   /**
    * sce: the variances in [lo, hi] ([high, low] words of their bits, both ends included), counted, and
-   * in position order when at most `capacity` (and the chunk's memory allows); those above, counted.
+   * in position order when at most `capacity` (and the chunk's memory allows); those above, and those
+   * not zero, counted.
    */
   | { kind: "sceBracket"; lo: [number, number]; hi: [number, number]; capacity: number }
   /** sce, resident chunk only: the exact k-th largest variance, bracketed by a sample. */
@@ -156,8 +160,9 @@ export type PassResult =
   | { kind: "sample"; samples: SampleResult[] }
   | { kind: "range"; ranges: RangeResult[] }
   | { kind: "maskedL1"; partials: Float64Array }
-  | { kind: "sceNonzero"; count: number; sample?: Float64Array }
-  | { kind: "sceBracket"; above: number; inside: number; candidates?: Float64Array }
+  | { kind: "sceNonzero"; count: number }
+  | { kind: "sceSample"; sampled: number; nonzero: number; sample: Float64Array }
+  | { kind: "sceBracket"; nonzero: number; above: number; inside: number; candidates?: Float64Array }
   /** The cut's bits (high, low words) and the variances above it; none when the sample's bracket missed or memory was short. */
   | { kind: "sceSelect"; cut?: { high: number; low: number; above: number } }
   | { kind: "sceSquares"; partials: Float64Array }

@@ -11,7 +11,7 @@ import { geometricRequest } from "./geometric";
 import type { FinalRequest, PassResult, SceSelection, TensorExecutor, TensorJob, Trim } from "./job";
 import { chunkCount } from "./job";
 import { selectTopK, tiesPerChunk, unexpected } from "./select";
-import { radixCut, residentCut, sampledCut } from "./sce-cut";
+import { radixCut, residentCut, sampledCut, topCount } from "./sce-cut";
 
 export async function runTensor(job: TensorJob, exec: TensorExecutor): Promise<void> {
   await exec.final(await finalRequest(job, job.op, exec));
@@ -143,11 +143,13 @@ async function sce(job: TensorJob, op: Extract<TensorOp, { kind: "sce" }>, exec:
   const tasks = job.inputs.length - 1;
   let selection: SceSelection = { mode: "all" };
   if (op.selectTopk < 1) {
-    const counts = await exec.pass({ kind: "sceNonzero", sample: !exec.resident });
-    const nonzero = counts.reduce((sum, r) => sum + (r.kind === "sceNonzero" ? r.count : unexpected()), 0);
-    const k = Math.floor(nonzero * op.selectTopk);
-    if (k <= 0) selection = { mode: "none" };
-    else selection = (exec.resident ? await residentCut(exec, k) : await sampledCut(exec, job.numel, k, counts)) ?? await radixCut(exec, job, k, chunks);
+    let k: number, cut: SceSelection | undefined;
+    if (exec.resident) {
+      const counts = await exec.pass({ kind: "sceNonzero" });
+      k = topCount(counts.reduce((sum, r) => sum + (r.kind === "sceNonzero" ? r.count : unexpected()), 0), op.selectTopk);
+      cut = k > 0 ? await residentCut(exec, k) : undefined;
+    } else ({ k, cut } = await sampledCut(exec, job.numel, op.selectTopk));
+    selection = k <= 0 ? { mode: "none" } : cut ?? await radixCut(exec, job, k, chunks);
   }
   let coefficients = Array.from({ length: tasks }, () => 1 / tasks);
   if (selection.mode !== "none") {

@@ -3,14 +3,14 @@
  * order like their bits), how many positions equal to it are kept, and in which chunks.
  *
  * A resident tensor finds it inside its worker (sceSelect in workspace-methods.ts). A chunked one (or
- * one held in several kernel instances) brackets it from the chunks' samples of the variances, which
- * come with the nonzero count's pass; one pass then counts the variances above the bracket and sends
- * back those inside, and the k-th is ranked among them here: its tensor is read for the count, the
- * bracket, the squares and the merge. A bracket that misses, or holds more variances than a chunk's
+ * one held in several kernel instances) brackets it from a sample of the variances read run by run (a
+ * 64th of the tensor); one pass then counts the nonzero variances and those above the bracket and sends
+ * back those inside, and the k-th is ranked among them here: the tensor is read for the bracket, the
+ * squares and the merge, plus the 64th. A bracket that misses, or holds more variances than a chunk's
  * memory allows, falls back to radix passes over the high words, then the low words (TIES's select),
  * which give the same cut in more reads. Exact either way, whatever the chunking.
  */
-import { concatChunks, type PassResult, type SceSelection, type TensorExecutor, type TensorJob } from "./job";
+import { concatChunks, type SceSelection, type TensorExecutor, type TensorJob } from "./job";
 import { selectTopK, tiesPerChunk, unexpected } from "./select";
 
 /** Variance bits as [high, low] words. */
@@ -36,25 +36,46 @@ function bitsOf(x: number): Bits {
   return [scratch.getUint32(4, true), scratch.getUint32(0, true)];
 }
 
+/** sce's k: the share `selectTopk` of the positions whose variance is not zero. */
+export function topCount(nonzero: number, selectTopk: number): number {
+  return Math.floor(nonzero * selectTopk);
+}
+
 /**
- * The cut from the chunks' samples (the results of an `sceNonzero` pass with `sample`), or undefined
- * when the bracket misses or a chunk could not send the variances inside it. Variances are compared
- * as doubles here; a NaN (from a NaN or infinite input) among the samples or candidates leaves it to
- * the radix passes, which rank bits.
+ * k and the cut of a chunked (or held) tensor. The chunks' variance samples (their sampled runs: a
+ * 64th of the tensor, read run by run) bound k, through the sample's share of nonzero variances (four
+ * standard deviations each way), and the ranks around it bracket the cut; one pass then counts the
+ * nonzero variances (the exact k) and those above the bracket, and sends back those inside it, among
+ * which the k-th is ranked. No cut when the bracket misses or a chunk could not send its variances:
+ * the caller then runs the radix passes. Variances are compared as doubles here, so a NaN among the
+ * samples (from a NaN or infinite input) leaves the cut to the radix passes, which rank bits.
  */
-export async function sampledCut(exec: TensorExecutor, numel: number, k: number, counted: PassResult[]): Promise<SceSelection | undefined> {
-  const sample = concatChunks(counted.map((r) => (r.kind === "sceNonzero" && r.sample ? r.sample : unexpected())));
-  const m = sample.length;
-  if (m === 0 || hasNaN(sample)) return undefined;
-  sample.sort();
-  const { top, bottom, expected } = bracketRanks(k, numel, m);
-  const hi = top >= 1 ? bitsOf(sample[m - top]!) : ALL_BITS, lo = bottom <= m ? bitsOf(sample[m - bottom]!) : NO_BITS;
-  const results = await exec.pass({ kind: "sceBracket", lo, hi, capacity: Math.ceil(expected * 1.25) + 4096 });
+export async function sampledCut(exec: TensorExecutor, numel: number, selectTopk: number): Promise<{ k: number; cut?: SceSelection }> {
+  const samples = (await exec.pass({ kind: "sceSample" })).map((r) => (r.kind === "sceSample" ? r : unexpected()));
+  const sample = concatChunks(samples.map((r) => r.sample));
+  const m = sample.length, sampled = samples.reduce((s, r) => s + r.sampled, 0);
+  if (m === 0 || hasNaN(sample)) {
+    const counts = await exec.pass({ kind: "sceNonzero" });
+    return { k: topCount(counts.reduce((s, r) => s + (r.kind === "sceNonzero" ? r.count : unexpected()), 0), selectTopk) };
+  }
+  const p = samples.reduce((s, r) => s + r.nonzero, 0) / sampled;
+  const sd = numel * Math.sqrt(((p * (1 - p)) / sampled) * (1 - sampled / numel));
+  const kLo = Math.max(1, Math.floor(selectTopk * (p * numel - 4 * sd - 1)));
+  const kHi = Math.max(kLo, Math.min(numel, Math.ceil(selectTopk * (p * numel + 4 * sd + 1))));
+  const { top } = bracketRanks(kLo, numel, m), { bottom } = bracketRanks(kHi, numel, m);
+  const hiValue = top >= 1 ? nthSmallest(sample, m - top) : Infinity, loValue = bottom <= m ? nthSmallest(sample, m - bottom) : 0;
+  // How many variances the bracket should hold, from the sample values inside it: with quantized
+  // checkpoints its ends can be values that many positions share.
+  let insideSample = 0;
+  for (let i = 0; i < m; i++) insideSample += sample[i]! >= loValue && sample[i]! <= hiValue ? 1 : 0;
+  const capacity = Math.ceil(((insideSample + 1) * numel / m) * 1.25) + 4096;
+  const results = await exec.pass({ kind: "sceBracket", lo: bitsOf(loValue), hi: top >= 1 ? bitsOf(hiValue) : ALL_BITS, capacity });
   const chunks = results.map((r) => (r.kind === "sceBracket" ? r : unexpected()));
+  const k = topCount(chunks.reduce((s, r) => s + r.nonzero, 0), selectTopk);
   const above = chunks.reduce((s, r) => s + r.above, 0), inside = chunks.reduce((s, r) => s + r.inside, 0);
-  if (k <= above || k > above + inside || chunks.some((r) => !r.candidates)) return undefined;
+  if (k <= above || k > above + inside || chunks.some((r) => !r.candidates)) return { k };
   const candidates = concatChunks(chunks.map((r) => r.candidates!));
-  if (hasNaN(candidates)) return undefined;
+  if (hasNaN(candidates)) return { k };
   const cut = nthSmallest(candidates, inside - (k - above));
   let kept = above, equal = 0;
   const equalByChunk = chunks.map((r) => {
@@ -68,7 +89,7 @@ export async function sampledCut(exec: TensorExecutor, numel: number, k: number,
     return e;
   });
   const [high, low] = bitsOf(cut);
-  return { mode: "top", high, low, ties: tiesPerChunk({ threshold: 0, above: kept, equal, ties: k - kept, equalByChunk }, chunks.length) };
+  return { k, cut: { mode: "top", high, low, ties: tiesPerChunk({ threshold: 0, above: kept, equal, ties: k - kept, equalByChunk }, chunks.length) } };
 }
 
 /** The cut of a resident tensor, found in the worker from the variance histogram (undefined when it lacks the memory). */

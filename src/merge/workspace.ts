@@ -61,22 +61,26 @@ export class ChunkWorkspace {
   }
 
   /**
-   * One pass over chunk `chunk` of a tensor too large for one worker. A sample pass reads only the
-   * sampled runs of its inputs (a 64th of them): the select's bracket then costs no full read.
+   * One pass over chunk `chunk` of a tensor too large for one worker. A sample pass (TIES's, sce's)
+   * reads only the sampled runs of its inputs (a 64th of them): the select's bracket then costs no
+   * full read.
    */
   async chunkPass(job: TensorJob, chunk: number, request: PassRequest): Promise<PassResult> {
-    if (request.kind === "sample" && job.inputs.every(readsAsPrefix)) return this.sparseSample(job, chunk, request.tasks);
+    if ((request.kind === "sample" || request.kind === "sceSample") && job.inputs.every(readsAsPrefix)) {
+      const wanted = request.kind === "sample" ? [0, ...request.tasks.map((t) => t + 1)] : job.inputs.map((_, i) => i);
+      const runs = await this.readSampleRuns(job, chunk, wanted);
+      return request.kind === "sample" ? this.sparseSample(job, runs, request.tasks) : this.sparseSceSample(job, chunk, runs);
+    }
     await this.load(job, chunk);
     return this.pass(request);
   }
 
   /**
-   * Sample histograms of |tau| (as the "sample" pass) from the elements of chunk `chunk` in the runs
-   * of sparseSampleStride (select.ts): a fixed pattern of the whole tensor, read run by run into wasm
-   * memory (the base and the wanted tasks only).
+   * The elements of chunk `chunk` in the runs of sparseSampleStride (select.ts), a fixed pattern of the
+   * whole tensor, read run by run into wasm memory, one packed region per wanted input.
    */
-  private async sparseSample(job: TensorJob, chunk: number, tasks: number[]): Promise<PassResult> {
-    const { arena, exports } = this.k;
+  private async readSampleRuns(job: TensorJob, chunk: number, wanted: number[]): Promise<{ ptrs: Map<number, number>; sampled: number }> {
+    const { arena } = this.k;
     arena.reset();
     this.loaded = undefined;
     this.candidates.clear();
@@ -87,10 +91,7 @@ export class ChunkWorkspace {
     const stride = sparseSampleStride(job.numel), run = stride / SPARSE_SAMPLE_SHARE;
     for (let s = Math.ceil(start / stride) * stride; s < end; s += stride) runs.push([s, Math.min(end, s + run)]);
     const sampled = runs.reduce((sum, [a, b]) => sum + b - a, 0);
-    const wanted = [0, ...tasks.map((t) => t + 1)];
     const ptrs = new Map(wanted.map((i) => [i, arena.alloc(Math.max(1, sampled) * (DTYPES[job.inputs[i]!.dtype]!.bits / 8))]));
-    const hists = tasks.map(() => arena.alloc(SAMPLE_BUCKETS * 4));
-    const stats = arena.alloc(RANGE_BYTES);
     // Every region exists before the first read starts (see load).
     await Promise.all([...ptrs].map(async ([i, ptr]) => {
       const input = job.inputs[i]!;
@@ -105,6 +106,14 @@ export class ChunkWorkspace {
       await Promise.all(reads);
       this.bytesRead += sampled * eb;
     }));
+    return { ptrs, sampled };
+  }
+
+  /** Sample histograms of |tau| (as the "sample" pass) from the sampled runs of the base and the wanted tasks. */
+  private sparseSample(job: TensorJob, { ptrs, sampled }: { ptrs: Map<number, number>; sampled: number }, tasks: number[]): PassResult {
+    const { arena, exports } = this.k;
+    const hists = tasks.map(() => arena.alloc(SAMPLE_BUCKETS * 4));
+    const stats = arena.alloc(RANGE_BYTES);
     const code = (i: number) => DTYPES[job.inputs[i]!.dtype]!.code ?? DTYPE_NONE;
     const quant = job.loadDtype ? DTYPES[job.loadDtype]!.code! : DTYPE_NONE;
     tasks.forEach((t, i) => {
@@ -113,6 +122,14 @@ export class ChunkWorkspace {
       exports.absDeltaRange(ptrs.get(t + 1)!, code(t + 1), ptrs.get(0)!, code(0), sampled, quant, 0, KEY_END, SAMPLE_SHIFT, hists[i]!, 0, 0, stats);
     });
     return { kind: "sample", samples: hists.map((hist) => ({ ...this.countsOut(hist, SAMPLE_BUCKETS, sampled), sampled })) };
+  }
+
+  /** sce's variances at every sampled position (and how many are not zero), from the sampled runs of every input. */
+  private sparseSceSample(job: TensorJob, chunk: number, { ptrs, sampled }: { ptrs: Map<number, number>; sampled: number }): PassResult {
+    const inputs = job.inputs.map((input, i) => ({ ptr: ptrs.get(i)!, code: DTYPES[input.dtype]!.code ?? DTYPE_NONE, bytes: 0 }));
+    const variances = new SceVariances(this.k);
+    variances.ensure({ job, chunk, start: 0, count: sampled, inputs, out: 0 }, job.loadDtype ? DTYPES[job.loadDtype]!.code! : DTYPE_NONE);
+    return { kind: "sceSample", sampled, nonzero: variances.nonzero, sample: this.k.arena.copyF64(variances.ptr, sampled) };
   }
 
   /** Reads chunk `chunk` of a job's inputs into wasm memory. */
@@ -197,7 +214,7 @@ export class ChunkWorkspace {
     // Buffers kept for the chunk's later passes are made below this pass's temporaries.
     if (request.kind === "maskedL1" || request.kind === "diagnose") this.keepBits.ensure(this.chunk, request.trims, this.quant());
     if (request.kind === "maskedL1") this.keepBits.reserveDraws(this.chunk, request.trims);
-    if (request.kind === "sceNonzero" || request.kind === "sceSelect" || request.kind === "sceBracket" || (request.kind === "sceSquares" && request.selection.mode === "top") || (request.kind === "range" && request.ranges.some((r) => r.key && r.key.kind !== "absTau"))) {
+    if (request.kind === "sceNonzero" || request.kind === "sceSample" || request.kind === "sceSelect" || request.kind === "sceBracket" || (request.kind === "sceSquares" && request.selection.mode === "top") || (request.kind === "range" && request.ranges.some((r) => r.key && r.key.kind !== "absTau"))) {
       this.variances.ensure(this.chunk, this.quant());
     }
     const mark = arena.mark();
@@ -227,10 +244,12 @@ export class ChunkWorkspace {
         case "maskedL1":
           return { kind: "maskedL1", partials: f64(this.maskedL1(request.trims)) };
         case "sceNonzero":
-          return { kind: "sceNonzero", count: this.variances.nonzero, ...(request.sample ? { sample: f64(sceVarianceSample(this.k, this.variances, this.chunk.count)) } : {}) };
+          return { kind: "sceNonzero", count: this.variances.nonzero };
+        case "sceSample":
+          return { kind: "sceSample", sampled: this.chunk.count, nonzero: this.variances.nonzero, sample: f64(sceVarianceSample(this.k, this.variances, this.chunk.count)) };
         case "sceBracket": {
           const { above, inside, candidates } = sceBracket(this.k, this.variances, this.chunk.count, request.lo, request.hi, request.capacity);
-          return { kind: "sceBracket", above, inside, ...(candidates ? { candidates: f64(candidates) } : {}) };
+          return { kind: "sceBracket", nonzero: this.variances.nonzero, above, inside, ...(candidates ? { candidates: f64(candidates) } : {}) };
         }
         case "sceSelect":
           return { kind: "sceSelect", cut: sceSelect(this.k, this.variances, this.chunk.count, request.k) };
