@@ -378,3 +378,19 @@ describe("weightsoup plan", () => {
     assert.deepEqual(written, { counts: report.ledger.counts, entries: report.ledger.entries });
   });
 });
+
+describe("plan's memory estimate for sce", () => {
+  test("bounds the merge's peak wasm memory with sce's variances and bracket copies (a resident tensor, and chunked)", async () => {
+    // One 1024 x 512 float32 tensor (524288 elements), three models: one kernel instance holds it whole
+    // with the defaults (28 bytes an element with its variances), 1 MiB chunks with a 1 MiB --chunk-size.
+    const dir = join(root, `case-${n++}`);
+    const model = (seed: number): RefModel => ({ config: null, tensors: new Map([["model.layers.0.mlp.weight", { dtype: "F32", shape: [1024, 512], values: Float32Array.from({ length: 1024 * 512 }, (_, i) => uniform(61, i) - 0.5 + (seed ? 0.05 * (uniform(seed, i) - 0.5) : 0)) }]]) });
+    await writeCase(dir, { base: model(0), a: model(62), b: model(63), c: model(64) }, {}, {});
+    await writeFile(join(dir, "sce.yml"), "merge_method: sce\nbase_model: ./base\nmodels:\n  - {model: ./a}\n  - {model: ./b}\n  - {model: ./c}\nparameters: {select_topk: 0.3}\n");
+    for (const options of [{ workers: 1 }, { workers: 1, chunkBytes: 1 << 20 }]) {
+      const report = await plan(join(dir, "sce.yml"), options);
+      const merged = await merge(join(dir, "sce.yml"), { out: join(dir, `out-${options.chunkBytes ?? 0}`), workerUrl: WORKER_URL, ...options });
+      assert.ok(report.estimate.peakWorkerMemory >= merged.peakWorkerMemory, `${JSON.stringify(options)}: the estimate (${report.estimate.peakWorkerMemory}) bounds the merge's peak (${merged.peakWorkerMemory})`);
+    }
+  });
+});

@@ -7,6 +7,8 @@
 import { DTYPES } from "../format/dtypes";
 import { KERNEL_OVERHEAD_BYTES } from "../kernels/budget";
 import { chunkElementsFor, JOBS_PER_WORKER } from "../merge/engine";
+import { extraBytesPerElement } from "../merge/chunk-unit";
+import { sceSelectBytes } from "../merge/workspace-methods";
 import type { MergePlan, PlannedTensor } from "../plan/plan";
 
 /**
@@ -75,10 +77,13 @@ export function estimatePlan(plan: MergePlan, options: { workers: number; memory
     families.set(rateFamily(t), f);
     if (t.outputBytes === 0) continue;
     const elements = chunkElementsFor(t, { ...options, workers });
-    const perElement = t.inputs.reduce((s, i) => s + DTYPES[i.tensor.dtype]!.bits / 8, 0) + DTYPES[t.dtype]!.bits / 8;
+    // DARE's and della's keep bits and sce's variances, as chunkElementsFor counts them.
+    const perElement = t.inputs.reduce((s, i) => s + DTYPES[i.tensor.dtype]!.bits / 8, 0) + DTYPES[t.dtype]!.bits / 8 + extraBytesPerElement(t.op);
     const op = t.op;
     const candidates = op.kind === "taskVector" && op.sparsify === "magnitude" ? 0.5 * op.tasks.filter((x) => x.density < 1).length : 0;
-    const bytes = elements * (perElement + candidates);
+    // sce's bracket copies: a resident tensor's as sceSelect sizes them; a chunk's never more than its variances.
+    const sce = op.kind === "sce" && op.selectTopk < 1 ? (elements < t.numel ? elements * 8 : sceSelectBytes(elements)) : 0;
+    const bytes = elements * (perElement + candidates) + sce;
     sizes.push(bytes);
     if (elements < t.numel) chunked = Math.max(chunked, bytes);
   }

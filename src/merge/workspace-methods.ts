@@ -131,6 +131,16 @@ export function sceBracket(k: Kernels, variances: SceVariances, n: number, lo: B
 }
 
 /**
+ * The most memory sceSelect takes for a resident chunk of n positions (its 65536-bucket work area, the
+ * sample and the bracket's copies), at the widest bracket (the median: the rank's spread is largest there).
+ */
+export function sceSelectBytes(n: number): number {
+  const m = n >= SCE_SAMPLE_MIN ? Math.ceil(n / SCE_SAMPLE_STRIDE) : 0;
+  const expected = m > 0 ? bracketRanks(Math.ceil(n / 2), n, m).expected : n;
+  return 65536 * 4 + SCE_CUT_BYTES * 2 + (m + 1) * 8 + (Math.min(n, Math.ceil(expected * 1.25) + 4096) + 1) * 8 + 64;
+}
+
+/**
  * The exact k-th largest variance of a resident chunk (k >= 1): a sample brackets it (bracketRanks),
  * one pass copies out the variances inside the bracket and counts those above (sceBracket), and the k-th
  * is ranked among the copies. Undefined when the bracket misses or the memory left cannot hold the
