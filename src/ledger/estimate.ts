@@ -6,7 +6,7 @@
  */
 import { DTYPES } from "../format/dtypes";
 import { KERNEL_OVERHEAD_BYTES } from "../kernels/budget";
-import { chunkElementsFor, JOBS_PER_WORKER } from "../merge/engine";
+import { chunkElementsFor, JOBS_PER_WORKER, poolSize } from "../merge/engine";
 import { extraBytesPerElement } from "../merge/chunk-unit";
 import { sceSelectBytes } from "../merge/workspace-methods";
 import type { MergePlan, PlannedTensor } from "../plan/plan";
@@ -67,8 +67,7 @@ export function estimatePlan(plan: MergePlan, options: { workers: number; memory
   // (its chunks go to every instance).
   const sizes: number[] = [];
   let chunked = 0;
-  const work = plan.tensors.filter((t) => t.outputBytes > 0).length;
-  const workers = Math.max(1, Math.min(options.workers, work));
+  const workers = poolSize(plan, options.workers);
   const families = new Map<RateFamily, { tensors: number; inputBytes: number }>();
   for (const t of plan.tensors) {
     const f = families.get(rateFamily(t)) ?? { tensors: 0, inputBytes: 0 };

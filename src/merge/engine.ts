@@ -113,6 +113,11 @@ export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, 
   return elements;
 }
 
+/** Workers a merge starts: as asked, but no more than there are tensors to compute. */
+export function poolSize(plan: MergePlan, workers: number): number {
+  return Math.max(1, Math.min(workers, plan.tensors.filter((t) => t.outputBytes > 0).length));
+}
+
 /**
  * A multi-pass tensor cut into more chunks than the pool holds at once is read once per pass (see
  * PoolExecutor); cut into as many chunks as it holds (`holdable` kernel instances), it is read once.
@@ -191,9 +196,9 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
   try {
     signal?.throwIfAborted();
     // Chunk sizes first: a budget too small for some tensor fails before any file is created.
-    // The pool's size (below) bounds how many chunks it can hold at once.
-    const workers = Math.max(1, Math.min(options.workers, plan.tensors.filter((t) => t.outputBytes > 0).length));
-    const chunking = new Map(plan.tensors.map((t) => [t, chunkElementsFor(t, { ...options, workers })]));
+    // The pool's size bounds how many chunks it can hold at once.
+    const size = poolSize(plan, options.workers);
+    const chunking = new Map(plan.tensors.map((t) => [t, chunkElementsFor(t, { ...options, workers: size })]));
     const indexOf = new Map(plan.tensors.map((t, i) => [t, i]));
     for (const [s, shard] of shards.entries()) {
       const target: OutputTarget = await out.createFile(shard.file, shard.layout.size, shard.layout.head);
@@ -209,7 +214,6 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
     const work = jobs.filter((j) => j.tensor.outputBytes > 0).sort((a, b) => chunkCount(b.job) - chunkCount(a.job));
     const inputBytes = plan.tensors.reduce((s, t) => s + t.inputBytes, 0);
     const outputBytes = plan.tensors.reduce((s, t) => s + t.outputBytes, 0);
-    const size = Math.max(1, Math.min(options.workers, work.length));
     emit({
       type: "plan", method: plan.method.name, tensors: plan.tensors.length, shards: shards.length, inputBytes, outputBytes, workers: size,
       chunkedTensors: work.filter((j) => chunkCount(j.job) > 1).length,
