@@ -277,11 +277,12 @@ export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
 
 /**
  * The importances of one tile (elements t.. of the chunk), I = |b - a| * kl[row] in float32, written
- * to `dst`. `kl` holds one float32 per row of the chunk.
+ * to `dst` as they are or, with `keys` (a constant at each call), as their select keys. `kl` holds one
+ * float32 per row of the chunk.
  */
 // @ts-ignore: decorator
 @inline
-function importanceTile(va: usize, vb: usize, t: i32, count: i32, cols: i32, kl: usize, dst: usize): void {
+function importanceTile(va: usize, vb: usize, t: i32, count: i32, cols: i32, kl: usize, dst: usize, keys: bool): void {
   for (let s = 0; s < count;) {
     const k = (t + s) / cols;
     const e = min(count, (k + 1) * cols - t);
@@ -290,14 +291,39 @@ function importanceTile(va: usize, vb: usize, t: i32, count: i32, cols: i32, kl:
     let j = s;
     for (; j + 4 <= e; j += 4) {
       const o = <usize>j << 2;
-      v128.store(dst + o, f32x4.mul(f32x4.abs(f32x4.sub(v128.load(vb + o), v128.load(va + o))), vw));
+      const v = f32x4.mul(f32x4.abs(f32x4.sub(v128.load(vb + o), v128.load(va + o))), vw);
+      v128.store(dst + o, keys ? importanceKeys(v) : v);
     }
     for (; j < e; j++) {
       const o = <usize>j << 2;
-      store<f32>(dst + o, abs<f32>(load<f32>(vb + o) - load<f32>(va + o)) * w);
+      const v = abs<f32>(load<f32>(vb + o) - load<f32>(va + o)) * w;
+      if (keys) store<i32>(dst + o, importanceKey(v));
+      else store<f32>(dst + o, v);
     }
     s = e;
   }
+}
+
+/**
+ * An importance's select key: its float bits, which order like the values for I >= 0; a negative I (a
+ * KL a hair below 0) is key 0; every NaN (a row with a NaN or infinite input, whatever its sign bit) is
+ * 0x7fc00000, above +inf's bits, so NaNs rank above every number and equal among themselves, as in the
+ * sorted copy mergekit takes its quantiles from (torch sorts NaN last). A quartile that falls among
+ * them is NaN, and so is the fence: nothing reaches it.
+ */
+// @ts-ignore: decorator
+@inline
+function importanceKey(v: f32): i32 {
+  const bits = reinterpret<i32>(v);
+  return (bits & 0x7fffffff) > 0x7f800000 ? 0x7fc00000 : max(bits, 0);
+}
+
+/** importanceKey of four importances. */
+// @ts-ignore: decorator
+@inline
+function importanceKeys(v: v128): v128 {
+  const nan = i32x4.gt_s(v128.and(v, i32x4.splat(0x7fffffff)), i32x4.splat(0x7f800000));
+  return v128.bitselect(i32x4.splat(0x7fc00000), i32x4.max_s(v, i32x4.splat(0)), nan);
 }
 
 /** Adds 1 to hist[d >> shift] if d < span (a key's offset from its range's lo, unsigned); returns 1 if it did. */
@@ -319,9 +345,8 @@ function laneSum(v: v128): i32 {
 
 /**
  * One radix-select round (see select.ts) over the chunk's importances for `m` (1-3) key ranges at once,
- * the quartiles' ranges: each importance is computed once, turned into its key (the float bits of I,
- * which order like the values for I >= 0; a negative I, from a KL a hair below 0, is key 0), and counted
- * into every range: above if key >= hi, else into hist[(key - lo) >> shift] if key >= lo. `ranges`
+ * the quartiles' ranges: each importance is computed once, turned into its key (`importanceKey`), and
+ * counted into every range: above if key >= hi, else into hist[(key - lo) >> shift] if key >= lo. `ranges`
  * holds 3 records of FUSION_RANGE_RECORD (16) bytes, the ones past m a range no key reaches (lo = hi =
  * 0xffffffff). `stats`: m RANGE_BYTES records.
  */
@@ -340,11 +365,11 @@ export function fusionRange(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
     const count = min(TILE, n - t);
     const va = tileOf(a, aDtype, t, count, quant, 0);
     const vb = tileOf(b, bDtype, t, count, quant, 1);
-    importanceTile(va, vb, t, count, cols, kl, imp);
+    importanceTile(va, vb, t, count, cols, kl, imp, true);
     if (m == 1) { // the first round: one range for all three quartiles, which usually holds every key
       let j = 0;
       for (; j + 4 <= count; j += 4) { // keys and buckets four at a time; only the counting is per key
-        const key = i32x4.max_s(v128.load(imp + (<usize>j << 2)), i32x4.splat(0));
+        const key = v128.load(imp + (<usize>j << 2));
         va0 = i32x4.sub(va0, i32x4.ge_u(key, vhi0));
         const d = i32x4.sub(key, vlo0);
         if (i32x4.all_true(i32x4.lt_u(d, vspan0))) {
@@ -362,8 +387,7 @@ export function fusionRange(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
         inside0 += countKey(<u32>i32x4.extract_lane(d, 2), span0, sh0, h0) + countKey(<u32>i32x4.extract_lane(d, 3), span0, sh0, h0);
       }
       for (; j < count; j++) {
-        const v = load<i32>(imp + (<usize>j << 2));
-        const key = <u32>(v < 0 ? 0 : v);
+        const key = load<u32>(imp + (<usize>j << 2));
         above0 += <i32>(key >= hi0);
         inside0 += countKey(key - lo0, span0, sh0, h0);
       }
@@ -373,23 +397,21 @@ export function fusionRange(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
     // branch; the histograms are visited only for a vector with a key inside a range.
     let j = 0;
     for (; j + 4 <= count; j += 4) {
-      const key = i32x4.max_s(v128.load(imp + (<usize>j << 2)), i32x4.splat(0));
+      const key = v128.load(imp + (<usize>j << 2));
       va0 = i32x4.sub(va0, i32x4.ge_u(key, vhi0));
       va1 = i32x4.sub(va1, i32x4.ge_u(key, vhi1));
       va2 = i32x4.sub(va2, i32x4.ge_u(key, vhi2));
       const in0 = i32x4.lt_u(i32x4.sub(key, vlo0), vspan0), in1 = i32x4.lt_u(i32x4.sub(key, vlo1), vspan1), in2 = i32x4.lt_u(i32x4.sub(key, vlo2), vspan2);
       if (!v128.any_true(v128.or(v128.or(in0, in1), in2))) continue;
       for (let l = 0; l < 4; l++) {
-        const k = load<u32>(imp + (<usize>(j + l) << 2));
-        const kk = <i32>k < 0 ? 0 : k;
+        const kk = load<u32>(imp + (<usize>(j + l) << 2));
         inside0 += countKey(kk - lo0, span0, sh0, h0);
         inside1 += countKey(kk - lo1, span1, sh1, h1);
         inside2 += countKey(kk - lo2, span2, sh2, h2);
       }
     }
     for (; j < count; j++) {
-      const v = load<i32>(imp + (<usize>j << 2));
-      const key = <u32>(v < 0 ? 0 : v);
+      const key = load<u32>(imp + (<usize>j << 2));
       above0 += <i32>(key >= hi0);
       above1 += <i32>(key >= hi1);
       above2 += <i32>(key >= hi2);
@@ -422,7 +444,7 @@ export function fusionMerge(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
     const count = min(TILE, n - t);
     const va = tileOf(a, aDtype, t, count, quant, 0);
     const vb = tileOf(b, bDtype, t, count, quant, 1);
-    importanceTile(va, vb, t, count, cols, kl, imp);
+    importanceTile(va, vb, t, count, cols, kl, imp, false);
     let j = 0;
     for (; j + 4 <= count; j += 4) {
       const o = <usize>j << 2;

@@ -260,7 +260,34 @@ describe("arcee_fusion", () => {
     name: "arcee-chunked", models, inputs: ["base", "a"], rule: arceeRule, options: chunked,
     recipe: { merge_method: "arcee_fusion", base_model: "./base", models: [m("a")] },
   }));
+  // A +inf in a row makes its KL NaN (inf - inf in the softmax) and so every importance of the row: the
+  // sorted copy puts them last, above every number. One row in eight leaves the quartiles finite but
+  // moved up by the NaNs; five in eight put Q(0.75) among them, so the fence is NaN and nothing passes it.
+  for (const [every, of] of [[1, 8], [5, 8]] as const) {
+    const infinite = withInfiniteRows(ft[2]!, every, of);
+    for (const [how, options] of [["whole", undefined], ["chunked", chunked]] as const) {
+      test(`rows with an infinite value (${every} in ${of}) rank their NaN importances above every number, ${how}`, () => check({
+        name: `arcee-inf-${every}-${how}`, models: { base, c: infinite }, inputs: ["base", "c"], rule: arceeRule, ...(options ? { options } : {}),
+        recipe: { merge_method: "arcee_fusion", base_model: "./base", models: [m("c")] },
+      }));
+    }
+  }
 });
+
+/** A copy of `model` whose 2-D tensors have +inf as the first value of `every` rows in each `of`. */
+function withInfiniteRows(model: RefModel, every: number, of: number): RefModel {
+  const tensors = new Map<string, RefTensor>();
+  for (const [name, t] of model.tensors) {
+    if (!t.values || t.shape.length !== 2) {
+      tensors.set(name, t);
+      continue;
+    }
+    const values = t.values.slice(), cols = t.shape[1]!;
+    for (let r = 0; r < t.shape[0]!; r++) if (r % of < every) values[r * cols] = Infinity;
+    tensors.set(name, { ...t, values });
+  }
+  return { ...model, tensors };
+}
 
 describe("inputs a method does not accept are typed errors", () => {
   const refused = async (recipe: Record<string, unknown>, code: string, pattern: RegExp, list: Record<string, RefModel> = models) => {
