@@ -26,6 +26,7 @@ interface Case {
   recipe: Record<string, unknown>;
   seed?: number;
   workers?: number;
+  chunkElements?: number;
 }
 
 let counter = 0;
@@ -35,7 +36,7 @@ async function check(c: Case): Promise<void> {
   const recipePath = await writeCase(dir, c.models, c.recipe);
   const out = join(dir, "out");
   const expected = referenceMerge(c.recipe, new Map(Object.entries(c.models).map(([k, v]) => [`./${k}`, v])), { seed: c.seed ?? 0 });
-  const summary = await merge(recipePath, { out, workers: c.workers ?? 2, seed: c.seed ?? 0, workerUrl: WORKER_URL });
+  const summary = await merge(recipePath, { out, workers: c.workers ?? 2, seed: c.seed ?? 0, workerUrl: WORKER_URL, ...(c.chunkElements ? { chunkElements: c.chunkElements } : {}) });
   const ours = await readOutput(out);
   assert.deepEqual([...ours.tensors.keys()].sort(), [...expected.tensors.keys()].sort(), "the same tensors");
   assert.equal(summary.tensors, expected.tensors.size);
@@ -529,4 +530,55 @@ describe("arcee_fusion", () => {
     console.log(`arcee_fusion: ${arceeBandElements} element(s) within ${ARCEE_BAND} of the reference threshold`);
     assert.ok(arceeBandElements < 50, `${arceeBandElements} elements in the band`);
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+// NaN and infinite inputs: every method against the reference, which takes them through the same
+// arithmetic (NaN first in rank orders; sce's mask multiplied in, as mergekit does).
+
+/** A copy of `model` with about 1% NaN, 1% +inf and 1% -inf among its float values. */
+function withNonFinite(model: RefModel, seed: number): RefModel {
+  const tensors = new Map<string, RefTensor>();
+  for (const [name, t] of model.tensors) {
+    if (!t.values) { tensors.set(name, t); continue; }
+    const values = t.values.map((v, i) => {
+      const u = uniform(seed, i + name.length * 1000);
+      return u < 0.01 ? NaN : u < 0.02 ? Infinity : u < 0.03 ? -Infinity : v;
+    });
+    tensors.set(name, { ...t, values });
+  }
+  return { ...model, tensors };
+}
+
+describe("NaN and infinite inputs", () => {
+  const nonFinite = models(["base", base32], ["a", withNonFinite(ft32[0]!, 5)], ["b", ft32[1]!], ["c", withNonFinite(ft32[2]!, 6)]);
+  const weighted = (params: Record<string, unknown>) => [m("a", { weight: 1, ...params }), m("b", { weight: 0.5, ...params }), m("c", { weight: 0.7, ...params })];
+  for (const [method, params] of [
+    ["task_arithmetic", {}], ["ties", { density: 0.5 }], ["dare_ties", { density: 0.5 }], ["dare_linear", { density: 0.5 }],
+    ["breadcrumbs", { density: 0.8 }], ["breadcrumbs_ties", { density: 0.8 }], ["della", { density: 0.5 }], ["della_linear", { density: 0.5 }],
+    ["multislerp", {}], ["karcher", {}],
+  ] as const) {
+    test(method, () => check({ name: `nonfinite-${method}`, models: nonFinite, recipe: { merge_method: method, base_model: "./base", models: weighted(params) } }));
+  }
+  test("linear", () => check({ name: "nonfinite-linear", models: nonFinite, recipe: { merge_method: "linear", models: [m("base", { weight: 0.2 }), ...weighted({})] } }));
+  test("slerp", () => check({ name: "nonfinite-slerp", models: nonFinite, recipe: { merge_method: "slerp", base_model: "./base", parameters: { t: 0.3 }, models: [m("base"), m("a")] } }));
+  test("nearswap", () => check({ name: "nonfinite-nearswap", models: nonFinite, recipe: { merge_method: "nearswap", base_model: "./base", parameters: { t: 0.05 }, models: [m("a")] } }));
+  test("nuslerp", () => check({ name: "nonfinite-nuslerp", models: nonFinite, recipe: { merge_method: "nuslerp", models: [m("a", { weight: 1 }), m("c", { weight: 2 })] } }));
+  test("arcee_fusion", () => check({ name: "nonfinite-arcee", models: nonFinite, recipe: { merge_method: "arcee_fusion", base_model: "./base", models: [m("a")] } }));
+  for (const method of ["ram", "ramplus_tl", "model_stock"]) {
+    test(method, () => check({ name: `nonfinite-${method}`, models: nonFinite, recipe: { merge_method: method, base_model: "./base", models: [m("a"), m("b"), m("c")] } }));
+  }
+  // sce: a NaN or infinite tau makes the whole tensor NaN, whether it is kept (select_topk 1, 0.5), the cut
+  // falls among the NaN variances (0.01) or nothing is kept (0: k = 0 with nonzero variances); the tensors
+  // whose inputs are all finite merge as usual. Whole tensors, and BIG's tensors in 4096-element chunks.
+  const bigBase = baseModel(61, "F32", BIG);
+  const bigNonFinite = models(["base", bigBase], ["a", withNonFinite(fineTune(bigBase, 62, 0.05), 7)], ["b", fineTune(bigBase, 63, 0.05)], ["c", fineTune(bigBase, 64, 0.05)]);
+  for (const selectTopk of [1, 0.5, 0.01, 0]) {
+    for (const [how, list, options] of [["whole", nonFinite, {}], ["chunked", bigNonFinite, { chunkElements: 4096 }]] as const) {
+      test(`sce, select_topk ${selectTopk}, ${how}`, () => check({
+        name: `nonfinite-sce-${selectTopk}-${how}`, models: list, ...options,
+        recipe: { merge_method: "sce", base_model: "./base", parameters: { select_topk: selectTopk }, models: [m("a"), m("b"), m("c")] },
+      }));
+    }
+  }
 });

@@ -11,7 +11,7 @@ import { geometricRequest } from "./geometric";
 import type { FinalRequest, PassResult, SceSelection, TensorExecutor, TensorJob, Trim } from "./job";
 import { chunkCount } from "./job";
 import { selectTopK, tiesPerChunk, unexpected } from "./select";
-import { radixCut, residentCut, sampledCut, topCount } from "./sce-cut";
+import { nonzeroVariances, radixCut, residentCut, sampledCut, topCount } from "./sce-cut";
 
 export async function runTensor(job: TensorJob, exec: TensorExecutor): Promise<void> {
   await exec.final(await finalRequest(job, job.op, exec));
@@ -136,29 +136,42 @@ export function breadcrumbsCounts(n: number, density: number, gamma: number): { 
 /**
  * sce: select the positions of largest variance across the task vectors (an exact top-k over the
  * float64 variance bits), weight each task by its mean square over the kept positions, and merge with
- * a sum-consensus sign mask.
+ * a sum-consensus sign mask. A NaN or infinite tau anywhere in the tensor (its variance is NaN, which
+ * ranks above every number) makes the whole output NaN, as in mergekit: it multiplies the task vectors
+ * by the 0/1 selection (NaN * 0 is NaN), so such a tau reaches some c_i's mean square whether it is
+ * kept or not, and a NaN c_i reaches every element through the erased weights.
  */
 async function sce(job: TensorJob, op: Extract<TensorOp, { kind: "sce" }>, exec: TensorExecutor): Promise<FinalRequest> {
   const chunks = chunkCount(job);
   const tasks = job.inputs.length - 1;
   let selection: SceSelection = { mode: "all" };
+  let nonzero = job.numel; // unknown without a selection: the squares pass looks at every position anyway
   if (op.selectTopk < 1) {
     let k: number, cut: SceSelection | undefined;
     if (exec.resident) {
-      const counts = await exec.pass({ kind: "sceNonzero" });
-      k = topCount(counts.reduce((sum, r) => sum + (r.kind === "sceNonzero" ? r.count : unexpected()), 0), op.selectTopk);
+      nonzero = await nonzeroVariances(exec);
+      k = topCount(nonzero, op.selectTopk);
       cut = k > 0 ? await residentCut(exec, k) : undefined;
-    } else ({ k, cut } = await sampledCut(exec, job.numel, op.selectTopk));
+    } else ({ k, nonzero, cut } = await sampledCut(exec, job.numel, op.selectTopk));
     selection = k <= 0 ? { mode: "none" } : cut ?? await radixCut(exec, job, k, chunks);
   }
+  // A NaN variance ranks above every number, so one is kept if any is (k > 0), and its tau puts a NaN or
+  // an infinity in the kept squares' sums; with nothing kept, the squares of every position are summed
+  // to look for one. No variance other than 0 (finite, equal task vectors): nothing to look for.
   let coefficients = Array.from({ length: tasks }, () => 1 / tasks);
-  if (selection.mode !== "none") {
-    const squares = await exec.pass({ kind: "sceSquares", selection });
+  if (nonzero > 0) {
+    const squares = await exec.pass({ kind: "sceSquares", selection: selection.mode === "none" ? { mode: "all" } : selection });
     const means = coefficients.map((_, i) => tileSum(squares, tasks, i) / job.numel);
+    if (means.some((m) => !Number.isFinite(m))) return allNaN(job);
     const total = means.reduce((a, b) => a + b, 0);
-    if (total >= 1e-6) coefficients = means.map((m) => m / total);
+    if (selection.mode !== "none" && total >= 1e-6) coefficients = means.map((m) => m / total);
   }
   return { kind: "sce", coefficients: coefficients.map(Math.fround), selection };
+}
+
+/** Every element NaN: a weighted sum whose weights are all NaN (NaN * x is NaN for every x). */
+function allNaN(job: TensorJob): FinalRequest {
+  return { kind: "sum", weights: job.inputs.map(() => NaN), normalize: false, divisor: 1 };
 }
 
 /** ram / ramplus_tl: ramplus_tl's per-model lambda comes from counts over the whole tensor. */

@@ -50,13 +50,13 @@ export function topCount(nonzero: number, selectTopk: number): number {
  * the caller then runs the radix passes. Variances are compared as doubles here, so a NaN among the
  * samples (from a NaN or infinite input) leaves the cut to the radix passes, which rank bits.
  */
-export async function sampledCut(exec: TensorExecutor, numel: number, selectTopk: number): Promise<{ k: number; cut?: SceSelection }> {
+export async function sampledCut(exec: TensorExecutor, numel: number, selectTopk: number): Promise<{ k: number; nonzero: number; cut?: SceSelection }> {
   const samples = (await exec.pass({ kind: "sceSample" })).map((r) => (r.kind === "sceSample" ? r : unexpected()));
   const sample = concatChunks(samples.map((r) => r.sample));
   const m = sample.length, sampled = samples.reduce((s, r) => s + r.sampled, 0);
   if (m === 0 || hasNaN(sample)) {
-    const counts = await exec.pass({ kind: "sceNonzero" });
-    return { k: topCount(counts.reduce((s, r) => s + (r.kind === "sceNonzero" ? r.count : unexpected()), 0), selectTopk) };
+    const nonzero = await nonzeroVariances(exec);
+    return { k: topCount(nonzero, selectTopk), nonzero };
   }
   const p = samples.reduce((s, r) => s + r.nonzero, 0) / sampled;
   const sd = numel * Math.sqrt(((p * (1 - p)) / sampled) * (1 - sampled / numel));
@@ -71,11 +71,11 @@ export async function sampledCut(exec: TensorExecutor, numel: number, selectTopk
   const capacity = Math.ceil(((insideSample + 1) * numel / m) * 1.25) + 4096;
   const results = await exec.pass({ kind: "sceBracket", lo: bitsOf(loValue), hi: top >= 1 ? bitsOf(hiValue) : ALL_BITS, capacity });
   const chunks = results.map((r) => (r.kind === "sceBracket" ? r : unexpected()));
-  const k = topCount(chunks.reduce((s, r) => s + r.nonzero, 0), selectTopk);
+  const nonzero = chunks.reduce((s, r) => s + r.nonzero, 0), k = topCount(nonzero, selectTopk);
   const above = chunks.reduce((s, r) => s + r.above, 0), inside = chunks.reduce((s, r) => s + r.inside, 0);
-  if (k <= above || k > above + inside || chunks.some((r) => !r.candidates)) return { k };
+  if (k <= above || k > above + inside || chunks.some((r) => !r.candidates)) return { k, nonzero };
   const candidates = concatChunks(chunks.map((r) => r.candidates!));
-  if (hasNaN(candidates)) return { k };
+  if (hasNaN(candidates)) return { k, nonzero };
   const cut = nthSmallest(candidates, inside - (k - above));
   let kept = above, equal = 0;
   const equalByChunk = chunks.map((r) => {
@@ -89,7 +89,13 @@ export async function sampledCut(exec: TensorExecutor, numel: number, selectTopk
     return e;
   });
   const [high, low] = bitsOf(cut);
-  return { k, cut: { mode: "top", high, low, ties: tiesPerChunk({ threshold: 0, above: kept, equal, ties: k - kept, equalByChunk }, chunks.length) } };
+  return { k, nonzero, cut: { mode: "top", high, low, ties: tiesPerChunk({ threshold: 0, above: kept, equal, ties: k - kept, equalByChunk }, chunks.length) } };
+}
+
+/** How many positions of the tensor have a nonzero variance (a NaN one counts, as in torch's count_nonzero). */
+export async function nonzeroVariances(exec: TensorExecutor): Promise<number> {
+  const counts = await exec.pass({ kind: "sceNonzero" });
+  return counts.reduce((s, r) => s + (r.kind === "sceNonzero" ? r.count : unexpected()), 0);
 }
 
 /** The cut of a resident tensor, found in the worker from the variance histogram (undefined when it lacks the memory). */

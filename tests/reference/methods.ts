@@ -325,7 +325,8 @@ export function sceSelectMask(taus: Float32Array[], selectTopk: number): Uint8Ar
   const keep = new Uint8Array(n);
   if (k <= 0) return keep;
   const idx = Array.from({ length: n }, (_, j) => j);
-  idx.sort((a, b) => (variance[a]! > variance[b]! ? -1 : variance[a]! < variance[b]! ? 1 : a - b));
+  const nan = (j: number) => Number.isNaN(variance[j]!);
+  idx.sort((a, b) => (nan(a) || nan(b) ? (nan(a) && nan(b) ? a - b : nan(a) ? -1 : 1) : variance[a]! > variance[b]! ? -1 : variance[a]! < variance[b]! ? 1 : a - b));
   for (let r = 0; r < Math.min(k, n); r++) keep[idx[r]!] = 1;
   return keep;
 }
@@ -339,7 +340,8 @@ function mergeSce(ctx: Ctx, p: PlannedTensor, vals: Float32Array[], baseIdx: num
   const selectTopk = topRaw === undefined ? 1 : asNumber(topRaw, "select_topk");
   if (selectTopk < 1) {
     const keep = sceSelectMask(taus, selectTopk);
-    for (const tau of taus) for (let j = 0; j < n; j++) if (!keep[j]) tau[j] = 0;
+    // Times the 0/1 mask, as mergekit does: a NaN or infinite tau is NaN where it is not kept.
+    for (const tau of taus) for (let j = 0; j < n; j++) if (!keep[j]) tau[j] = tau[j]! * 0;
   }
   // Calculate
   const c = taus.map((tau) => {
@@ -360,10 +362,9 @@ function mergeSce(ctx: Ctx, p: PlannedTensor, vals: Float32Array[], baseIdx: num
     let den = 0;
     for (let i = 0; i < K; i++) {
       const v = taus[i]![j]!;
-      if (positive ? v > 0 : v < 0) {
-        num += weights[i]! * v;
-        den += weights[i]!;
-      }
+      const erased = weights[i]! * ((positive ? v > 0 : v < 0) ? 1 : 0); // a NaN weight stays NaN
+      num += v * erased;
+      den += erased;
     }
     out[j] = fr(b[j]! + num / Math.max(den, 1e-6));
   }
