@@ -536,13 +536,14 @@ describe("arcee_fusion", () => {
 // NaN and infinite inputs: every method against the reference, which takes them through the same
 // arithmetic (NaN first in rank orders; sce's mask multiplied in, as mergekit does).
 
-/** A copy of `model` with about 1% NaN, 1% +inf and 1% -inf among its float values. */
-function withNonFinite(model: RefModel, seed: number): RefModel {
+/** A copy of `model` with about 1% NaN, 1% +inf and 1% -inf among its float values (`infinities`: +inf at one element in 50 only, from the 8th). */
+function withNonFinite(model: RefModel, seed: number, infinities = false): RefModel {
   const tensors = new Map<string, RefTensor>();
   for (const [name, t] of model.tensors) {
     if (!t.values) { tensors.set(name, t); continue; }
     const values = t.values.map((v, i) => {
       const u = uniform(seed, i + name.length * 1000);
+      if (infinities) return i % 50 === 7 ? Infinity : v;
       return u < 0.01 ? NaN : u < 0.02 ? Infinity : u < 0.03 ? -Infinity : v;
     });
     tensors.set(name, { ...t, values });
@@ -559,6 +560,15 @@ describe("NaN and infinite inputs", () => {
     ["multislerp", {}], ["karcher", {}],
   ] as const) {
     test(method, () => check({ name: `nonfinite-${method}`, models: nonFinite, recipe: { merge_method: method, base_model: "./base", models: weighted(params) } }));
+  }
+  // Rescaled trims: a NaN or infinite tau makes the whole tensor NaN (SPEC step 1), infinities alone too
+  // (their ratio is inf or NaN); breadcrumbs keeping nothing (density 0.05 of a 16-element norm) gives zeros, unscaled.
+  const infinite = models(["base", base32], ["a", withNonFinite(ft32[0]!, 8, true)], ["b", ft32[1]!], ["c", ft32[2]!]);
+  for (const [method, density, rescale] of [["dare_ties", 0.5, undefined], ["dare_linear", 0.5, undefined], ["della", 0.5, undefined], ["ties", 0.5, true], ["breadcrumbs", 0.05, true]] as const) {
+    test(`${method}${rescale ? " with rescale" : ""}, infinities only`, () => check({
+      name: `infinite-${method}`, models: infinite,
+      recipe: { merge_method: method, base_model: "./base", ...(rescale ? { parameters: { rescale } } : {}), models: weighted({ density }) },
+    }));
   }
   test("linear", () => check({ name: "nonfinite-linear", models: nonFinite, recipe: { merge_method: "linear", models: [m("base", { weight: 0.2 }), ...weighted({})] } }));
   test("slerp", () => check({ name: "nonfinite-slerp", models: nonFinite, recipe: { merge_method: "slerp", base_model: "./base", parameters: { t: 0.3 }, models: [m("base"), m("a")] } }));

@@ -1,7 +1,7 @@
 /**
  * @file The diagnostics pass over a merge plan: every task-vector tensor read by the worker pool (once
  * when the pool holds its chunks between passes, else once per pass), with the merge's own chunking
- * (chunkElementsFor) and the method's own statistics passes (runTensor up to its final request: TIES's
+ * (chunkElementsFor) and the method's own statistics passes (taskVectorRequest: TIES's
  * exact top-k, DARE's and DELLA's seeded masks, rescales), then one diagnostics pass whose per-tile
  * float64 sums are added in tile order, so the sums do not depend on worker count or chunk size.
  */
@@ -9,9 +9,9 @@ import { AbortError, RecipeError } from "../errors";
 import type { MergePlan, PlannedTensor } from "../plan/plan";
 import { WorkerPool } from "../pool/pool";
 import { chunkElementsFor, JOBS_PER_WORKER, tensorJob, type EngineOptions } from "../merge/engine";
-import type { FinalRequest, PassResult, TensorJob } from "../merge/job";
+import type { PassResult } from "../merge/job";
 import { PoolExecutor } from "../merge/pool-executor";
-import { runTensor } from "../merge/run-tensor";
+import { taskVectorRequest } from "../merge/run-tensor";
 import type { DiagnoseRequest } from "./chunk-stats";
 import { recordLength } from "./layout";
 
@@ -43,23 +43,9 @@ export function checkDiagnosable(plan: MergePlan): void {
     { file, key: "merge_method", method: plan.method.name });
 }
 
-/**
- * Captures the merge's final request instead of writing output; passes run chunk by chunk on the pool,
- * the chunks held between them when the pool can (the diagnostics pass then reads nothing again).
- */
-class CaptureExecutor extends PoolExecutor {
-  request: FinalRequest | undefined;
-  constructor(pool: WorkerPool, job: TensorJob) {
-    super(pool, job, async () => undefined, () => undefined);
-  }
-  override async final(request: FinalRequest): Promise<void> {
-    this.request = request;
-  }
-}
-
 async function tensorSums(pool: WorkerPool, plan: MergePlan, tensor: PlannedTensor, index: number, options: DiagnoseEngineOptions): Promise<TensorSums> {
   const job = tensorJob(plan, tensor, index, { target: { kind: "memory" }, offset: 0 }, chunkElementsFor(tensor, options), options.seed);
-  const exec = new CaptureExecutor(pool, job);
+  const exec = new PoolExecutor(pool, job, async () => undefined, () => undefined);
   const tasks = tensor.inputs.length - 1;
   let request: DiagnoseRequest = {
     kind: "diagnose", trims: [], weights: Array<number>(tasks).fill(1), rescales: Array<number>(tasks).fill(1), consensus: false, countVote: false, unweightedVote: false,
@@ -68,9 +54,7 @@ async function tensorSums(pool: WorkerPool, plan: MergePlan, tensor: PlannedTens
   let results: PassResult[];
   try {
     if (op.kind === "taskVector") {
-      await runTensor(job, exec);
-      const final = exec.request;
-      if (final?.kind !== "taskVector") throw new Error(`tensor "${tensor.name}": the task-vector driver returned no task-vector request`);
+      const final = await taskVectorRequest(job, op, exec);
       request = {
         kind: "diagnose", trims: final.trims, weights: final.weights, rescales: final.rescales, consensus: final.consensus,
         countVote: final.countVote === true, unweightedVote: final.unweightedVote === true,

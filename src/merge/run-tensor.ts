@@ -25,8 +25,13 @@ async function finalRequest(job: TensorJob, op: TensorOp, exec: TensorExecutor):
       return { kind: "sum", weights: op.weights, normalize: op.normalize, divisor: op.divisor };
     case "slerp":
       return slerp(op.t, await exec.pass({ kind: "slerpStats" }), await scalarMath());
-    case "taskVector":
-      return taskVector(job, op, exec);
+    case "taskVector": {
+      // A rescale by a NaN or infinite ratio (a NaN or infinite tau) reaches every element of the task
+      // vector in mergekit (NaN * 0 is NaN where it is masked), and through the weighted sum or the
+      // vote every element of the output.
+      const request = await taskVectorRequest(job, op, exec);
+      return request.rescales.every(Number.isFinite) ? request : allNaN(job);
+    }
     case "sce":
       return sce(job, op, exec);
     case "ram":
@@ -69,7 +74,8 @@ function slerp(t: number, stats: PassResult[], math: ScalarMath): FinalRequest {
   return { kind: "sum", weights: [Math.fround(s0), Math.fround(s1)], normalize: false, divisor: 1 };
 }
 
-async function taskVector(job: TensorJob, op: Extract<TensorOp, { kind: "taskVector" }>, exec: TensorExecutor): Promise<FinalRequest> {
+/** The task-vector family's final request: each task's trim (exact cuts, seeded masks) and rescale. */
+export async function taskVectorRequest(job: TensorJob, op: Extract<TensorOp, { kind: "taskVector" }>, exec: TensorExecutor): Promise<Extract<FinalRequest, { kind: "taskVector" }>> {
   const chunks = chunkCount(job);
   // Magnitude cuts to find: selection 2i is task i's top-k (k = keep + top for breadcrumbs), 2i + 1 its
   // breadcrumbs outliers (the top `top`).
@@ -108,9 +114,12 @@ async function taskVector(job: TensorJob, op: Extract<TensorOp, { kind: "taskVec
     const norms = await exec.pass({ kind: "maskedL1", trims });
     const tasks = op.tasks.length;
     trims.forEach((trim, i) => {
-      if (trim.mode === "none") return;
+      if (trim.mode === "none" || trim.mode === "zero") return; // mergekit returns zeros there, unscaled
       const all = tileSum(norms, 2 * tasks, 2 * i), kept = tileSum(norms, 2 * tasks, 2 * i + 1);
-      if (all >= 1e-7 && kept >= 1e-7) rescales[i] = Math.fround(all / kept);
+      // mergekit skips the rescale when either norm is below 1e-7; a NaN or infinite tau makes both
+      // non-finite there (its masked norm counts NaN * 0 = NaN where the tau is masked), so it rescales.
+      if (!Number.isFinite(all)) rescales[i] = NaN;
+      else if (all >= 1e-7 && kept >= 1e-7) rescales[i] = Math.fround(all / kept);
     });
   }
 

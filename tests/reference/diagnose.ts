@@ -112,14 +112,14 @@ function keepMask(method: RefMethod, t: RefTensorInput, tau: Float32Array, i: nu
   }
 }
 
-/** r = fround(‖τ‖₁ / ‖m‖₁) (float64 sums), 1 when either is below 1e-7 (SPEC step 1). */
+/** r = fround(‖τ‖₁ / ‖m‖₁) (float64 sums), 1 when either is below 1e-7, NaN when ‖τ‖₁ is not finite (SPEC step 1). */
 function rescaleOf(tau: Float32Array, m: Float32Array): number {
   let a = 0, b = 0;
   for (let j = 0; j < tau.length; j++) {
     a += Math.abs(tau[j]!);
     b += Math.abs(m[j]!);
   }
-  return a >= 1e-7 && b >= 1e-7 ? fr(a / b) : 1;
+  return !Number.isFinite(a) ? NaN : a >= 1e-7 && b >= 1e-7 ? fr(a / b) : 1;
 }
 
 export function refTensorSums(t: RefTensorInput, method: RefMethod, options: RefOptions = {}): RefSums {

@@ -170,6 +170,7 @@ export function mergeTaskVectorFamily(
   const w: number[] = [];
   const qs: Float32Array[] = [];
   const ps: Float32Array[] = [];
+  let poisoned = false; // a rescale by a NaN or infinite ratio: every output element is NaN (SPEC step 1)
   for (let k = 0; k < others.length; k++) {
     const x = inputs[others[k]!]!;
     const xv = vals[others[k]!]!;
@@ -217,15 +218,19 @@ export function mergeTaskVectorFamily(
         }
         m = new Float32Array(n);
         for (let j = 0; j < n; j++) m[j] = keep[j] ? tau[j]! : 0;
-        if (rescale) {
+        // della at density <= 0 and breadcrumbs keeping floor(d*N) = 0 give zeros, never rescaled.
+        const zeroed = (member.sparsifier === "della" && d <= 0) || (member.sparsifier === "breadcrumbs" && Math.floor(d * n) === 0);
+        if (rescale && !zeroed) {
           let A = 0;
           let B = 0;
           for (let j = 0; j < n; j++) {
             A += Math.abs(tau[j]!);
             B += Math.abs(m[j]!);
           }
-          if (A >= 1e-7 && B >= 1e-7) {
+          if (!Number.isFinite(A)) poisoned = true;
+          else if (A >= 1e-7 && B >= 1e-7) {
             const r = fr(A / B);
+            if (!Number.isFinite(r)) poisoned = true;
             for (let j = 0; j < n; j++) m[j] = fr(m[j]! * r);
           }
         }
@@ -239,6 +244,7 @@ export function mergeTaskVectorFamily(
     ps.push(pi);
   }
 
+  if (poisoned) return new Float32Array(n).fill(NaN);
   const lambda32 = fr(lambda);
   let divPlain = w[0]!;
   for (let i = 1; i < w.length; i++) divPlain = fr(divPlain + w[i]!);
