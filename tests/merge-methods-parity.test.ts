@@ -570,6 +570,30 @@ describe("NaN and infinite inputs", () => {
       recipe: { merge_method: method, base_model: "./base", ...(rescale ? { parameters: { rescale } } : {}), models: weighted({ density }) },
     }));
   }
+  // Not silent: each tensor written NaN throughout is a warning naming the model's file and tensor.
+  for (const [method, parameters, list, options] of [
+    ["sce", { select_topk: 0.5 }, "whole", {}], ["sce", { select_topk: 0.5 }, "chunked", { chunkElements: 4096 }], ["dare_ties", {}, "whole", {}], ["dare_ties", {}, "chunked", { chunkElements: 4096 }],
+  ] as const) {
+    test(`${method}, ${list}: a tensor written NaN throughout is a warning naming the file and tensor`, async () => {
+      const dir = join(root, `case-${counter++}`);
+      const recipe = { merge_method: method, base_model: "./base", parameters, models: method === "sce" ? [m("a"), m("b")] : [m("a", { weight: 1, density: 0.5 }), m("b", { weight: 1, density: 0.5 })] };
+      const big = list === "chunked";
+      const bigBase = baseModel(61, "F32", BIG);
+      const inputs = big ? models(["base", bigBase], ["a", fineTune(bigBase, 62, 0.05)], ["b", withNonFinite(fineTune(bigBase, 63, 0.05), 9, true)]) : models(["base", base32], ["a", ft32[0]!], ["b", withNonFinite(ft32[1]!, 9, true)]);
+      const recipePath = await writeCase(dir, inputs, recipe);
+      const warnings: string[] = [];
+      await merge(recipePath, { out: join(dir, "out"), workers: 2, workerUrl: WORKER_URL, ...options, onProgress: (e) => { if (e.type === "warning") warnings.push(e.message); } });
+      const out = await readOutput(join(dir, "out"));
+      const allNaN = [...out.tensors].filter(([, t]) => t.dtype === "F32" && new Float32Array(t.data.slice().buffer).every(Number.isNaN)).map(([name]) => name);
+      assert.ok(allNaN.length > 0, "some tensors are NaN throughout");
+      assert.equal(warnings.length, allNaN.length, warnings.join("\n"));
+      for (const name of allNaN) {
+        const w = warnings.find((message) => message.startsWith(`${name}:`));
+        assert.ok(w, `a warning for ${name}`);
+        assert.match(w, new RegExp(`NaN or infinite values in \\S*b\\S*model\\.safetensors \\(tensor ${name.replaceAll(".", "\\.")}\\) minus the base \\S*base\\S*`));
+      }
+    });
+  }
   test("linear", () => check({ name: "nonfinite-linear", models: nonFinite, recipe: { merge_method: "linear", models: [m("base", { weight: 0.2 }), ...weighted({})] } }));
   test("slerp", () => check({ name: "nonfinite-slerp", models: nonFinite, recipe: { merge_method: "slerp", base_model: "./base", parameters: { t: 0.3 }, models: [m("base"), m("a")] } }));
   test("nearswap", () => check({ name: "nonfinite-nearswap", models: nonFinite, recipe: { merge_method: "nearswap", base_model: "./base", parameters: { t: 0.05 }, models: [m("a")] } }));

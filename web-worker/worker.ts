@@ -87,8 +87,8 @@ const api: WorkerApi = {
     return merges.init(memoryBudget, jobs, wasm);
   },
   async runTensor(job) {
-    const output = await merges.runTensor(job);
-    return output ? transfer(output, [output.buffer as ArrayBuffer]) : undefined;
+    const outcome = await merges.runTensor(job);
+    return outcome.bytes ? transfer(outcome, [outcome.bytes.buffer as ArrayBuffer]) : outcome;
   },
   async runPass(job, chunk, request, hold) {
     const result = await merges.runPass(job, chunk, request, hold);

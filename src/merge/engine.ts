@@ -235,7 +235,8 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
       const chunks = chunkCount(job);
       emit({ type: "tensor-start", index: job.index, name: job.name, inputBytes: tensor.inputBytes, chunks });
       const file = shards[shard]!.file;
-      await computeTensor(pool!, job, (offset, bytes) => out.write(file, offset, bytes), (fraction) => progress(tensor.inputBytes * fraction));
+      const warning = await computeTensor(pool!, job, (offset, bytes) => out.write(file, offset, bytes), (fraction) => progress(tensor.inputBytes * fraction));
+      if (warning) emit({ type: "warning", message: warning });
       tensorsDone++;
       emit({ type: "tensor-done", index: job.index, name: job.name, tensorsDone, tensorsTotal: jobs.length, bytesDone, bytesTotal: inputBytes });
       if (--shardLeft[shard]! === 0) emit({ type: "shard-written", file, index: shard, shards: shards.length, bytes: shards[shard]!.layout.size });
@@ -321,15 +322,16 @@ export function tensorJob(plan: MergePlan, tensor: PlannedTensor, index: number,
  * Computes one tensor on the pool: in one worker when it is one chunk, else chunk by chunk across all
  * of them. Bytes that come back (targets of kind "return") go to `deliver` at their absolute offset
  * (job.output.offset + the chunk's start); `onDone` hears what fraction of the tensor each step covered.
+ * Returns the tensor's warning, if any (runTensor).
  */
-export async function computeTensor(pool: WorkerPool, job: TensorJob, deliver: (offset: number, bytes: Uint8Array) => Promise<void>, onDone: (fraction: number) => void): Promise<void> {
+export async function computeTensor(pool: WorkerPool, job: TensorJob, deliver: (offset: number, bytes: Uint8Array) => Promise<void>, onDone: (fraction: number) => void): Promise<string | undefined> {
   if (chunkCount(job) === 1) {
-    const bytes = await pool.run((w) => w.runTensor(job));
+    const { bytes, warning } = await pool.run((w) => w.runTensor(job));
     if (bytes) await deliver(job.output.offset, bytes);
     onDone(1);
-    return;
+    return warning;
   }
-  await runTensor(job, new PoolExecutor(pool, job, deliver, (c) => onDone((chunkRange(job, c)[1] - chunkRange(job, c)[0]) / job.numel)));
+  return runTensor(job, new PoolExecutor(pool, job, deliver, (c) => onDone((chunkRange(job, c)[1] - chunkRange(job, c)[0]) / job.numel)));
 }
 
 /** SharedArrayBuffer exists here (Node; a cross-origin-isolated page) and can go to workers. */

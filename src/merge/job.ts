@@ -173,7 +173,8 @@ export type PassResult =
 
 export type FinalRequest =
   | { kind: "copy" }
-  | { kind: "sum"; weights: number[]; normalize: boolean; divisor: number }
+  /** `warning`: why the merge wrote this instead of the method's result (NaN inputs), for the person. */
+  | { kind: "sum"; weights: number[]; normalize: boolean; divisor: number; warning?: string }
   | {
       kind: "taskVector"; trims: Trim[]; rescales: number[]; weights: number[]; consensus: boolean;
       normalize: boolean; divisor: number; lambda: number;

@@ -13,8 +13,11 @@ import { chunkCount } from "./job";
 import { selectTopK, tiesPerChunk, unexpected } from "./select";
 import { nonzeroVariances, radixCut, residentCut, sampledCut, topCount } from "./sce-cut";
 
-export async function runTensor(job: TensorJob, exec: TensorExecutor): Promise<void> {
-  await exec.final(await finalRequest(job, job.op, exec));
+/** Computes the tensor; returns a warning for the person when its output is not the method's usual result. */
+export async function runTensor(job: TensorJob, exec: TensorExecutor): Promise<string | undefined> {
+  const request = await finalRequest(job, job.op, exec);
+  await exec.final(request);
+  return request.kind === "sum" ? request.warning : undefined;
 }
 
 async function finalRequest(job: TensorJob, op: TensorOp, exec: TensorExecutor): Promise<FinalRequest> {
@@ -30,7 +33,8 @@ async function finalRequest(job: TensorJob, op: TensorOp, exec: TensorExecutor):
       // vector in mergekit (NaN * 0 is NaN where it is masked), and through the weighted sum or the
       // vote every element of the output.
       const request = await taskVectorRequest(job, op, exec);
-      return request.rescales.every(Number.isFinite) ? request : allNaN(job);
+      const task = request.rescales.findIndex((r) => !Number.isFinite(r));
+      return task < 0 ? request : allNaN(job, task);
     }
     case "sce":
       return sce(job, op, exec);
@@ -171,16 +175,23 @@ async function sce(job: TensorJob, op: Extract<TensorOp, { kind: "sce" }>, exec:
   if (nonzero > 0) {
     const squares = await exec.pass({ kind: "sceSquares", selection: selection.mode === "none" ? { mode: "all" } : selection });
     const means = coefficients.map((_, i) => tileSum(squares, tasks, i) / job.numel);
-    if (means.some((m) => !Number.isFinite(m))) return allNaN(job);
+    const nonFinite = means.findIndex((m) => !Number.isFinite(m));
+    if (nonFinite >= 0) return allNaN(job, nonFinite);
     const total = means.reduce((a, b) => a + b, 0);
     if (selection.mode !== "none" && total >= 1e-6) coefficients = means.map((m) => m / total);
   }
   return { kind: "sce", coefficients: coefficients.map(Math.fround), selection };
 }
 
-/** Every element NaN: a weighted sum whose weights are all NaN (NaN * x is NaN for every x). */
-function allNaN(job: TensorJob): FinalRequest {
-  return { kind: "sum", weights: job.inputs.map(() => NaN), normalize: false, divisor: 1 };
+/**
+ * Every element NaN, because task `task` (inputs[task + 1] minus the base, inputs[0]) has a NaN or
+ * infinite value: a weighted sum whose weights are all NaN (NaN * x is NaN for every x).
+ */
+function allNaN(job: TensorJob, task: number): FinalRequest {
+  const model = job.inputs[task + 1]!, base = job.inputs[0]!;
+  const warning = `${job.name}: NaN or infinite values in ${model.file} (tensor ${model.tensor}) minus the base ${base.file} (tensor ${base.tensor}); ` +
+    `the merged tensor is NaN throughout, as mergekit's would be`;
+  return { kind: "sum", weights: job.inputs.map(() => NaN), normalize: false, divisor: 1, warning };
 }
 
 /** ram / ramplus_tl: ramplus_tl's per-model lambda comes from counts over the whole tensor. */

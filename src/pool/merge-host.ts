@@ -9,6 +9,7 @@ import { runTensor } from "../merge/run-tensor";
 import { ChunkWorkspace, ResidentExecutor } from "../merge/workspace";
 import type { FinalRequest, PassRequest, PassResult, TensorJob } from "../merge/job";
 import { WeightsoupError, WorkerError } from "../errors";
+import type { TensorOutcome } from "./worker-api";
 
 export class MergeHost {
   /**
@@ -36,12 +37,12 @@ export class MergeHost {
   }
 
   /** Computes a whole single-chunk tensor: every pass on data read once. */
-  runTensor(job: TensorJob): Promise<Uint8Array | undefined> {
+  runTensor(job: TensorJob): Promise<TensorOutcome> {
     return this.withWorkspace(job, async (ws) => {
       await ws.load(job, 0);
       const exec = new ResidentExecutor(ws);
-      await runTensor(job, exec);
-      return exec.output;
+      const warning = await runTensor(job, exec);
+      return { ...(exec.output ? { bytes: exec.output } : {}), ...(warning ? { warning } : {}) };
     });
   }
 

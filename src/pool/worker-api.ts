@@ -19,6 +19,12 @@ export interface WorkerStats {
   bytesRead: number;
 }
 
+/** A whole tensor computed in a worker: its bytes when they come back, and a warning for the person (runTensor). */
+export interface TensorOutcome {
+  bytes?: Uint8Array;
+  warning?: string;
+}
+
 export interface WorkerApi {
   /**
    * Loads `jobs` kernel instances, each with an equal share of the worker's wasm memory budget (bytes),
@@ -27,7 +33,7 @@ export interface WorkerApi {
    */
   init(memoryBudget: number, jobs: number, wasm?: Uint8Array | CompiledKernels): Promise<void>;
   /** Computes a whole single-chunk tensor: every pass on data read once. */
-  runTensor(job: TensorJob): Promise<Uint8Array | undefined>;
+  runTensor(job: TensorJob): Promise<TensorOutcome>;
   /**
    * One pass over one chunk of a larger tensor: the chunk is read again, unless `hold` names the
    * instance it was loaded into by an earlier call with that hold (the pool reserved it, see
