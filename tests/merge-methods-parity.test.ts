@@ -578,7 +578,6 @@ describe("NaN and infinite inputs", () => {
       const dir = join(root, `case-${counter++}`);
       const recipe = { merge_method: method, base_model: "./base", parameters, models: method === "sce" ? [m("a"), m("b")] : [m("a", { weight: 1, density: 0.5 }), m("b", { weight: 1, density: 0.5 })] };
       const big = list === "chunked";
-      const bigBase = baseModel(61, "F32", BIG);
       const inputs = big ? models(["base", bigBase], ["a", fineTune(bigBase, 62, 0.05)], ["b", withNonFinite(fineTune(bigBase, 63, 0.05), 9, true)]) : models(["base", base32], ["a", ft32[0]!], ["b", withNonFinite(ft32[1]!, 9, true)]);
       const recipePath = await writeCase(dir, inputs, recipe);
       const warnings: string[] = [];
