@@ -121,6 +121,22 @@ describe("recipes evaluated without writing them", () => {
       evaluate([subject], { ids, context: 10, against: [join(dir, "base")], workers, workerUrl: WORKER_URL }))));
     for (const s of scores.slice(1)) assert.deepEqual(s.results.map((r) => ({ ...r, model: "" })), scores[0]!.results.map((r) => ({ ...r, model: "" })));
   });
+
+  test("a tensor merged NaN throughout (an infinite input) is the written merge's warning", async () => {
+    const dir = join(root, `recipe-${n++}`);
+    const base = decoderModel("llama-gqa-untied", { seed: 11 }), a = decoderModel("llama-gqa-untied", { seed: 12 }), b = decoderModel("llama-gqa-untied", { seed: 13 });
+    const name = "model.layers.0.mlp.up_proj.weight";
+    b.tensors.get(name)!.values[5] = Infinity; // dare_ties' L1 rescale of b's task vector is then NaN: the tensor is NaN
+    for (const [folder, model] of [["base", base], ["a", a], ["b", b]] as const) await writeDecoderModel(join(dir, folder), model);
+    const recipe = join(dir, "recipe.yml");
+    await writeFile(recipe, "merge_method: dare_ties\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1, density: 0.5}}\n  - {model: ./b, parameters: {weight: 1, density: 0.5}}\n");
+    const written: string[] = [], evaluated: string[] = [];
+    await merge(recipe, { out: join(dir, "merged"), workerUrl: WORKER_URL, onProgress: (e) => { if (e.type === "warning") written.push(e.message); } });
+    await evaluate([recipe], { ids: decoderIds(160, 45, 13), context: 10, workerUrl: WORKER_URL, onProgress: (e) => { if (e.type === "warning") evaluated.push(e.message); } });
+    assert.equal(written.length, 1, written.join("\n"));
+    assert.match(written[0]!, new RegExp(`^${name.replaceAll(".", "\\.")}: NaN or infinite values in \\S*b\\S* \\(tensor ${name.replaceAll(".", "\\.")}\\)`));
+    assert.deepEqual(evaluated, written);
+  });
 });
 
 describe("generation", () => {

@@ -76,11 +76,12 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
   const anyRecipe = [...subjects, ...(options.against ?? [])].some((s) => "recipe" in s);
   const mergeBudget = mergeBudgetOf(budget, anyRecipe);
   const mergeOptions = { memoryBudget: mergeBudget, chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 };
+  const onWarning = (message: string) => options.onProgress?.({ type: "warning", message });
   return abortable(signal, async (slot) => {
     const open = async (s: EvalSubject, i: number): Promise<DecoderSource> => {
       if ("model" in s) return checkpointSource(s.name ?? s.model.name, await openModel(s.model));
       const plan = await prepare(s.recipe, s.models, signal, { workers: options.workers, workerUrl: options.workerUrl });
-      return recipeSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, () => slot.pool!, mergeOptions);
+      return recipeSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, () => slot.pool!, mergeOptions, onWarning);
     };
     // A subject both evaluated and compared against (a parent scored beside the merge) runs once.
     const opened = new Map<unknown, Promise<DecoderSource>>();

@@ -89,6 +89,7 @@ function evalProgress(stream: NodeJS.WriteStream): (e: EvalEvent) => void {
     else if (e.type === "layer-done" && interactive) stream.write(`\r\x1b[K${e.model}: layer ${e.layer + 1}/${e.layers}`);
     else if (e.type === "scoring" && interactive) stream.write(`\r\x1b[Kscoring ${e.model}`);
     else if (e.type === "eval-done" && interactive) stream.write("\r\x1b[K");
+    else if (e.type === "warning") stream.write(`${interactive ? "\r\x1b[K" : ""}weightsoup: warning: ${e.message}\n`);
   };
 }
 

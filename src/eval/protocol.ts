@@ -29,4 +29,6 @@ export type EvalEvent =
   | { type: "model-start"; model: string; layers: number }
   | { type: "layer-done"; model: string; layer: number; layers: number }
   | { type: "scoring"; model: string; against: string[] }
-  | { type: "eval-done"; seconds: number };
+  | { type: "eval-done"; seconds: number }
+  /** A recipe's tensor merged for the evaluation came out NaN throughout (a NaN or infinite input). */
+  | { type: "warning"; message: string };

@@ -42,7 +42,7 @@ export function checkpointSource(name: string, model: LoadedModel): DecoderSourc
  * A recipe, merged tensor by tensor on `pool` when its weights are asked for. The merge's options
  * (seed, memory budget, chunk size) are the merge's own, so the bytes equal the written file's.
  */
-export function recipeSource(name: string, plan: MergePlan, pool: () => WorkerPool, options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements" | "seed">): DecoderSource {
+export function recipeSource(name: string, plan: MergePlan, pool: () => WorkerPool, options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements" | "seed">, onWarning?: (message: string) => void): DecoderSource {
   const configText = outputConfig(plan);
   const tensors = new Map<string, PlannedTensor>(plan.tensors.map((t) => [t.name, t]));
   const shapes = new Map([...tensors].map(([n, t]) => [n, { shape: t.shape, dtype: t.dtype }]));
@@ -58,7 +58,7 @@ export function recipeSource(name: string, plan: MergePlan, pool: () => WorkerPo
         const t = tensors.get(n);
         if (!t) throw new ModelError("E_TENSOR_MISSING", `${plan.recipe.file}: the merged model has no tensor "${n}"`, { file: plan.recipe.file, tensor: n });
         const job = tensorJob(plan, t, indexOf.get(t)!, { target: { kind: "return" }, offset: 0 }, chunkElementsFor(t, options), options.seed);
-        out.set(n, { name: n, dtype: t.dtype, shape: t.shape, bytes: await computeTensorBytes(pool(), job, t.outputBytes) });
+        out.set(n, { name: n, dtype: t.dtype, shape: t.shape, bytes: await computeTensorBytes(pool(), job, t.outputBytes, onWarning) });
       }));
       return out;
     },

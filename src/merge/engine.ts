@@ -341,15 +341,18 @@ const sharedMemory = typeof SharedArrayBuffer === "function" && (typeof crossOri
  * A tensor computed on the pool into memory the caller keeps (`job`'s own output target is ignored;
  * offset 0 is the tensor's first byte). Where memory can be shared with workers, they write their
  * chunks straight into it, and the bytes then go on to other workers (an evaluation's) without a
- * copy; elsewhere each chunk comes back and is copied in.
+ * copy; elsewhere each chunk comes back and is copied in. The tensor's warning (computeTensor) goes
+ * to `onWarning`.
  */
-export async function computeTensorBytes(pool: WorkerPool, job: TensorJob, byteLength: number): Promise<Uint8Array> {
+export async function computeTensorBytes(pool: WorkerPool, job: TensorJob, byteLength: number, onWarning?: (message: string) => void): Promise<Uint8Array> {
+  let bytes: Uint8Array, warning: string | undefined;
   if (sharedMemory) {
-    const bytes = new Uint8Array(new SharedArrayBuffer(byteLength));
-    await computeTensor(pool, { ...job, output: { ...job.output, target: { kind: "shared", bytes }, offset: 0 } }, async () => undefined, () => undefined);
-    return bytes;
+    bytes = new Uint8Array(new SharedArrayBuffer(byteLength));
+    warning = await computeTensor(pool, { ...job, output: { ...job.output, target: { kind: "shared", bytes }, offset: 0 } }, async () => undefined, () => undefined);
+  } else {
+    const into = bytes = new Uint8Array(byteLength);
+    warning = await computeTensor(pool, { ...job, output: { ...job.output, target: { kind: "return" }, offset: 0 } }, async (offset, chunk) => into.set(chunk, offset), () => undefined);
   }
-  const bytes = new Uint8Array(byteLength);
-  await computeTensor(pool, { ...job, output: { ...job.output, target: { kind: "return" }, offset: 0 } }, async (offset, chunk) => bytes.set(chunk, offset), () => undefined);
+  if (warning) onWarning?.(warning);
   return bytes;
 }
