@@ -55,7 +55,7 @@ export interface PageState {
   /** The last merge stopped at an output folder that holds files: offer to overwrite it. */
   overwrite: OverwriteOffer | null;
   /** The last merge's output, its ledger (every input tensor: merged, copied or refused) and its time (the host's data-seconds). */
-  result: { target: SaveTarget; name: string; files: string[]; ledger?: Ledger; seconds?: number } | null;
+  result: { target: SaveTarget; name: string; files: string[]; ledger?: Ledger; seconds?: number; /** The merge's warning events. */ warnings?: string[] } | null;
   saved: readonly SavedOutput[];
   /** The last successful merge's output and the models it was made from (the Evaluate panel reads it back). */
   merged: MergedOutput | null;

@@ -8,6 +8,7 @@
 // Needs a system Chromium (CHROMIUM_PATH, default /usr/bin/chromium; never downloaded) and the built
 // site (`npm run build`). Screenshots of the main states go to .build/test-artifacts/browser/.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -23,7 +24,7 @@ import { DEFAULT_TEXT } from "../src/eval/default-text";
 import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeLlamaModel } from "../src/example/models";
 import exampleRecipe from "../src/example/recipe.yml";
 import { METHODS, type ParameterSpec } from "../src/merge/methods";
-import { baseModel, fineTune, tempDir, TINY, writeModel, type Shape } from "./helpers/fixtures";
+import { baseModel, CLI, fineTune, tempDir, TINY, writeModel, type Shape } from "./helpers/fixtures";
 import type { RefModel } from "./reference/merge";
 
 /** A little larger than TINY, so outputs hold a few hundred KB. */
@@ -39,7 +40,7 @@ let f32Base: RefModel;
 const WIDE: Shape = { ...SMALL, hidden: 48 };
 let wideBase: RefModel;
 const dirs = {
-  f32: "", bf16: "", large: "", broken: "", loose: "", tmp: "", cli: "", wide: "", unusable: "", nomodel: "", example: "", noeval: "",
+  f32: "", bf16: "", large: "", broken: "", loose: "", tmp: "", cli: "", wide: "", unusable: "", nomodel: "", example: "", noeval: "", nonfinite: "",
 };
 
 before(async () => {
@@ -53,6 +54,12 @@ before(async () => {
   await writeModel(join(dirs.f32, "base"), f32Base);
   await writeModel(join(dirs.f32, "math"), fineTune(f32Base, 102, 0.2));
   await writeModel(join(dirs.f32, "code"), fineTune(f32Base, 103, 0.2, { quantum: 1 / 64 }));
+
+  // A fine-tune with +inf at one element in 50 of every tensor: dare_ties writes each of its tensors NaN, with a warning.
+  const infinite = fineTune(f32Base, 104, 0.2);
+  for (const t of infinite.tensors.values()) t.values?.forEach((_, i, values) => { if (i % 50 === 7) values[i] = Infinity; });
+  await writeModel(join(dirs.nonfinite, "base"), f32Base);
+  await writeModel(join(dirs.nonfinite, "infinite"), infinite);
 
   const bf16Base = baseModel(201, "BF16", SMALL);
   await writeModel(join(dirs.bf16, "base"), bf16Base);
@@ -719,6 +726,25 @@ test("issue 10: pasted recipes of the new methods (della with a count vote, mode
       const cli = await cliMerge(dirs.f32, name, recipe, name, await seedOf(page));
       await compareOutputs(page, name, cli);
     }
+  });
+});
+
+test("a tensor written NaN throughout because of an infinite input is listed in the result as the CLI's warning", { timeout: TEST_TIMEOUT }, async () => {
+  await withPage("nonfinite", "index.html", async (page) => {
+    await addFolders(page, [dirs.nonfinite], ["base", "infinite"]);
+    const recipe = "merge_method: dare_ties\nbase_model: base\nmodels:\n  - {model: infinite, parameters: {weight: 1, density: 0.5}}\n";
+    await setRecipeYaml(page, recipe);
+    await runToDone(page, "nonfinite", "nonfinite-warnings");
+    const shown = (await byTestId(page, "merge-warning").allTextContents()).map((w) => w.replace(/^⚠ /, ""));
+    const recipePath = join(dirs.cli, "nonfinite.yml");
+    await writeFile(recipePath, recipe.replace("base_model: base", `base_model: ${join(dirs.nonfinite, "base")}`).replace("model: infinite", `model: ${join(dirs.nonfinite, "infinite")}`));
+    const cli = spawnSync(process.execPath, [CLI, "merge", recipePath, join(dirs.cli, "nonfinite-out")], { encoding: "utf8" });
+    assert.equal(cli.status, 0, cli.stderr);
+    const printed = cli.stderr.split("\n").filter((l) => l.startsWith("weightsoup: warning: ")).map((l) => l.slice("weightsoup: warning: ".length));
+    const tensors = (w: string[]) => w.map((m) => m.slice(0, m.indexOf(":"))).sort();
+    assert.ok(printed.length > 0, "the CLI warns");
+    assert.deepEqual(tensors(shown), tensors(printed), "one warning per tensor, as the CLI's");
+    for (const w of shown) assert.match(w, /NaN or infinite values in \S*infinite\S* \(tensor [\w.]+\) minus the base .*NaN throughout/);
   });
 });
 

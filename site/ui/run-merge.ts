@@ -45,7 +45,12 @@ export async function runMerge(store: Store, options: RunOptions): Promise<void>
   const started = performance.now();
   let lastStatus = 0, halfway = false, tensors = "";
   let stage = "";
+  const warnings: string[] = [];
   const onProgress = (e: MergeEvent) => {
+    if (e.type === "warning") {
+      warnings.push(e.message);
+      return;
+    }
     if (e.type === "stage") {
       // A multi-stage recipe: each stage's progress runs from 0 again, under its name.
       stage = `Stage ${e.index + 1} of ${e.stages}${e.name === undefined ? "" : ` (${e.name})`}: `;
@@ -81,7 +86,7 @@ export async function runMerge(store: Store, options: RunOptions): Promise<void>
       ...(options.workers ? { workers: options.workers } : {}), ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
     });
     const done = `Done: ${summary.method} merged ${summary.tensors} tensors (${formatBytes(summary.inputBytes)} read, ${formatBytes(summary.outputBytes)} written) in ${formatSeconds(summary.seconds)}.`;
-    store.update({ progress: 1, status: done, result: { target, name, files: summary.files, ledger: summary.ledger, seconds: summary.seconds } });
+    store.update({ progress: 1, status: done, result: { target, name, files: summary.files, ledger: summary.ledger, seconds: summary.seconds, ...(warnings.length ? { warnings } : {}) } });
     // The announcement and "done" last: a host page reacting to data-state finds the result listed.
     store.update({ announcement: `${done} Saved as “${name}”.`, run: "done" });
   } catch (e) {
