@@ -4,12 +4,14 @@
 // as each point is scored, and it ends with `weightsoup sweep --json`'s numbers (every value, NLL,
 // perplexity and KL exactly) and `weightsoup sweep --svg`'s very chart. Cancel stops a sweep while
 // its layers run; a SPEC that is no SPEC is refused at its row, and a KEY the recipe does not have
-// shows sweep()'s typed problem.
+// shows sweep()'s typed problem. A tensor merged NaN throughout is listed as the CLI's warning in the
+// Evaluate, Sweep and Generate panels.
 //
 // Needs a system Chromium (CHROMIUM_PATH, default /usr/bin/chromium) and the built site (`npm run build`).
 // Screenshots go to .build/test-artifacts/browser/.
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { cp, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { BrowserContext, Page } from "playwright-core";
@@ -21,7 +23,7 @@ import {
 import { DEFAULT_TEXT } from "../src/eval/default-text";
 import { writeExampleFolder } from "../src/example/models";
 import exampleRecipe from "../src/example/recipe.yml";
-import { tempDir } from "./helpers/fixtures";
+import { CLI, tempDir } from "./helpers/fixtures";
 
 const TEST_TIMEOUT = 5 * WAIT_MS;
 /** The chat model's weight in the example recipe, at four values (0 leaves chat out of the merge). */
@@ -144,6 +146,66 @@ test("issue 11: the Sweep panel sweeps the example recipe, its chart growing poi
     const original = parse(exampleRecipe) as typeof best;
     original.models[2]!.parameters.weight = cli.points[cli.best]!.values[KEY];
     assert.deepEqual(best, original);
+  });
+});
+
+/** +inf at element 5 of one BF16 tensor of a safetensors file (8-byte header length, JSON header, data). */
+async function plantInfinity(file: string, tensor: string): Promise<void> {
+  const bytes = await readFile(file);
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString("utf8")) as Record<string, { dtype: string; data_offsets: [number, number] }>;
+  assert.equal(header[tensor]!.dtype, "BF16");
+  bytes.writeUInt16LE(0x7f80, 8 + headerLength + header[tensor]!.data_offsets[0] + 2 * 5);
+  await writeFile(file, bytes);
+}
+
+test("a recipe's tensor merged NaN throughout (an infinite input) is listed in the Evaluate, Sweep and Generate panels as the CLI's warning", { timeout: TEST_TIMEOUT }, async () => {
+  // The example's base, and its math model with one +inf: dare_ties' L1 rescale of math's task vector
+  // is then NaN, so the tensor is merged NaN throughout at every point.
+  const dir = join(root, "nonfinite");
+  const tensor = "model.layers.0.mlp.up_proj.weight";
+  await cp(join(root, "base"), join(dir, "base"), { recursive: true });
+  await cp(join(root, "math"), join(dir, "infinite"), { recursive: true });
+  await plantInfinity(join(dir, "infinite", "model.safetensors"), tensor);
+  const recipe = "merge_method: dare_ties\nbase_model: base\nmodels:\n  - model: infinite\n    parameters: {weight: 1, density: 0.5}\ndtype: bfloat16\n";
+  await writeFile(join(dir, "recipe.yml"), recipe);
+  const cli = spawnSync(process.execPath, [CLI, "merge", join(dir, "recipe.yml"), join(root, "nonfinite-merged"), "--quiet"], { encoding: "utf8" });
+  assert.equal(cli.status, 0, cli.stderr);
+  // The page names a picked folder's files from the folder down; the CLI by their paths.
+  const printed = cli.stderr.split("\n").filter((l) => l.startsWith("weightsoup: warning: ")).map((l) => l.slice("weightsoup: warning: ".length).replaceAll(`${dir}/`, ""));
+  assert.equal(printed.length, 1, cli.stderr);
+  assert.ok(printed[0]!.startsWith(`${tensor}: `), printed[0]);
+  const shown = async (prefix: string) => (await byTestId(page!, `${prefix}-warning`).allTextContents()).map((w) => w.replace(/^⚠ /, ""));
+  let page: Page | undefined;
+  await withPage("nonfinite-panels", async (p) => {
+    page = p;
+    await addFolders(p, [dir], ["base", "infinite"]);
+    await setRecipeYaml(p, recipe);
+    await setField(p, `input[data-testid="eval-context"]`, "32");
+    await setField(p, `input[data-testid="eval-max-tokens"]`, "32");
+    await byTestId(p, "eval-builtin", "button").click();
+    // Evaluate: the recipe merged in memory, nothing else.
+    for (const id of ["model:base", "model:infinite"]) await p.locator(`[data-testid="eval-candidate"][data-id="${id}"] input[data-testid="eval-score"]`).uncheck();
+    await p.locator(`[data-testid="eval-candidate"][data-id="recipe"] input[data-testid="eval-score"]`).check();
+    await byTestId(p, "eval-run", "button").click();
+    await waitForAttribute(p, "data-eval-state", "done");
+    assert.deepEqual(await shown("eval"), printed, "Evaluate");
+    // Sweep: two points, each merging the tensor NaN; the message once.
+    await setField(p, `input[data-testid="sweep-key"]`, "models[0].parameters.weight");
+    await setField(p, `input[data-testid="sweep-spec"]`, "0.5,1");
+    await waitForSweepEnabled(p);
+    await byTestId(p, "sweep-run", "button").click();
+    await waitForAttribute(p, "data-sweep-state", "done");
+    assert.deepEqual(await shown("sweep"), printed, "Sweep");
+    // Generate from the recipe row.
+    await byTestId(p, "gen-model", "select").selectOption("recipe");
+    await byTestId(p, "gen-other", "select").selectOption("none");
+    await setField(p, `input[data-testid="gen-max-new"]`, "2");
+    await setField(p, `textarea[data-testid="gen-prompt"]`, "Four score");
+    await byTestId(p, "gen-run", "button").click();
+    await waitForAttribute(p, "data-generate-state", "done");
+    assert.deepEqual(await shown("gen"), printed, "Generate");
+    await screenshot(p, "nonfinite-panel-warnings");
   });
 });
 

@@ -4,12 +4,13 @@
 // a hand-checked perplexity; recipes evaluated without writing them equal to the written merge, bit for
 // bit, for any number of workers; greedy generation equal to the reference's argmax path.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { writeFile } from "node:fs/promises";
 import { evaluate, generate, logits, merge } from "../src/node";
 import { NodeFolder } from "../src/io/node-folder";
-import { removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
+import { CLI, removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
 import { DECODER_VARIANTS, decoderIds, decoderModel, goldenCases, goldenRoot, readGoldenCase, writeDecoderModel, type DecoderModel } from "./helpers/decoder-models";
 import { referenceEvaluation, referenceLogits } from "./reference/decoder";
 
@@ -122,7 +123,7 @@ describe("recipes evaluated without writing them", () => {
     for (const s of scores.slice(1)) assert.deepEqual(s.results.map((r) => ({ ...r, model: "" })), scores[0]!.results.map((r) => ({ ...r, model: "" })));
   });
 
-  test("a tensor merged NaN throughout (an infinite input) is the written merge's warning", async () => {
+  test("a tensor merged NaN throughout (an infinite input) is the written merge's warning: evaluate(), generate() and the CLI, --quiet or not", async () => {
     const dir = join(root, `recipe-${n++}`);
     const base = decoderModel("llama-gqa-untied", { seed: 11 }), a = decoderModel("llama-gqa-untied", { seed: 12 }), b = decoderModel("llama-gqa-untied", { seed: 13 });
     const name = "model.layers.0.mlp.up_proj.weight";
@@ -136,6 +137,22 @@ describe("recipes evaluated without writing them", () => {
     assert.equal(written.length, 1, written.join("\n"));
     assert.match(written[0]!, new RegExp(`^${name.replaceAll(".", "\\.")}: NaN or infinite values in \\S*b\\S* \\(tensor ${name.replaceAll(".", "\\.")}\\)`));
     assert.deepEqual(evaluated, written);
+    const generating: string[] = [];
+    await generate(recipe, { ids: decoderIds(160, 4, 3), maxNewTokens: 2, workerUrl: WORKER_URL, onWarning: (m) => generating.push(m) });
+    assert.deepEqual(generating, written, "generate() of the recipe");
+    // The CLI prints each as `weightsoup: warning: ...` on stderr and exits 0; --quiet drops progress, not warnings.
+    const ids = join(dir, "ids.json");
+    await writeFile(ids, JSON.stringify(decoderIds(160, 12, 3)));
+    for (const command of [
+      ["merge", recipe, join(dir, "merged-cli"), "--quiet"],
+      ["eval", recipe, "--ids", ids, "--context", "6", "--quiet", "--json"],
+      ["generate", recipe, "--ids", ids, "--max-new-tokens", "2", "--json"],
+    ]) {
+      const run = spawnSync(process.execPath, [CLI, ...command], { encoding: "utf8", timeout: 120_000, killSignal: "SIGKILL" });
+      assert.equal(run.status, 0, `${command[0]}: ${run.stderr}`);
+      const printed = run.stderr.split("\n").filter((l) => l.startsWith("weightsoup: warning: ")).map((l) => l.slice("weightsoup: warning: ".length));
+      assert.deepEqual(printed, written, `weightsoup ${command.join(" ")}`);
+    }
   });
 });
 

@@ -171,6 +171,29 @@ describe("events and abort", () => {
   });
 });
 
+describe("warnings", () => {
+  test("a tensor merged NaN throughout (an infinite input) is the written merge's warning, once per sweep however many points merge it", async () => {
+    const dir = await family();
+    const name = "model.layers.1.self_attn.o_proj.weight";
+    const b = decoderModel("llama-gqa-untied", { seed: 23, dtype: "BF16" });
+    b.tensors.get(name)!.values[3] = Infinity; // dare_ties' L1 rescale of b's task vector is NaN at every point
+    await writeDecoderModel(join(dir, "b"), b);
+    const recipe = join(dir, "recipe.yml");
+    await writeFile(recipe, "merge_method: dare_ties\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1, density: 0.5}}\n  - {model: ./b, parameters: {weight: 1, density: 0.5}}\ndtype: bfloat16\n");
+    const written: string[] = [], swept: string[] = [];
+    await merge(recipe, { out: join(dir, "merged"), workerUrl: WORKER_URL, onProgress: (e) => { if (e.type === "warning") written.push(e.message); } });
+    assert.equal(written.length, 1, written.join("\n"));
+    // Three points, each with its own job for the tensor (b's weight differs): three NaN tensors, one message.
+    await sweep(recipe, ["models[1].parameters.weight=0.5,1,2"], { ids, context: 16, workerUrl: WORKER_URL, onProgress: (e) => { if (e.type === "warning") swept.push(e.message); } });
+    assert.deepEqual(swept, written);
+    // `weightsoup sweep` prints it on stderr, --quiet or not, and exits 0.
+    await writeFile(join(dir, "ids.json"), JSON.stringify(ids));
+    const run = spawnSync(process.execPath, [CLI, "sweep", recipe, "--vary", "models[1].parameters.weight=0.5,1", "--ids", join(dir, "ids.json"), "--context", "16", "--quiet"], { encoding: "utf8", timeout: 120_000, killSignal: "SIGKILL" });
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(run.stderr.split("\n").filter((l) => l.startsWith("weightsoup: warning: ")).map((l) => l.slice("weightsoup: warning: ".length)), written);
+  });
+});
+
 describe("keys and SPECs", () => {
   test("ranges include both ends; lists keep their order", () => {
     assert.deepEqual(parseVary("parameters.t=0:1:5").values, [0, 0.25, 0.5, 0.75, 1]);

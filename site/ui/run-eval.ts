@@ -36,6 +36,8 @@ export interface EvalRun {
   /** Milestones for screen readers: started, finished. */
   announcement: string;
   problems: readonly Problem[];
+  /** What the run warned about (a recipe's tensor merged NaN throughout), as the CLI prints it. */
+  warnings: readonly string[];
   results: EvalResults | null;
 }
 
@@ -43,7 +45,7 @@ export const BUILTIN_SOURCE = "builtin";
 export const DEFAULT_EVAL_CONTEXT = "512";
 
 export const initialEvalForm = (): EvalForm => ({ text: "", source: "", context: DEFAULT_EVAL_CONTEXT, maxTokens: "" });
-export const initialEvalRun = (): EvalRun => ({ run: "idle", progress: 0, status: "", announcement: "", problems: [], results: null });
+export const initialEvalRun = (): EvalRun => ({ run: "idle", progress: 0, status: "", announcement: "", problems: [], warnings: [], results: null });
 
 /** A whole number of at least `min`, or "" for the default; otherwise what is wrong, in words. */
 function countProblem(label: string, text: string, min: number, emptyMeans: string): string {
@@ -77,13 +79,15 @@ export async function runEvaluation(store: Store, options: PanelRunOptions): Pro
   const context = Number(s.evalForm.context.trim() || DEFAULT_EVAL_CONTEXT);
   const maxTokens = s.evalForm.maxTokens.trim() === "" ? undefined : Number(s.evalForm.maxTokens.trim());
   const set = (patch: Partial<EvalRun>) => store.update({ evaluation: { ...store.state.evaluation, ...patch } });
-  set({ run: "running", progress: 0, status: "Opening the models…", announcement: "", problems: [], results: null });
+  set({ run: "running", progress: 0, status: "Opening the models…", announcement: "", problems: [], warnings: [], results: null });
 
   const started = performance.now();
   // Each model is one pass over its layers; passes run one after another.
   let passes = 1, pass = -1, lastStatus = 0;
   const onProgress = (e: EvalEvent) => {
-    if (e.type === "eval-plan") {
+    if (e.type === "warning") {
+      set({ warnings: [...store.state.evaluation.warnings, e.message] });
+    } else if (e.type === "eval-plan") {
       passes = Math.max(1, e.models.length);
       const text = `Evaluating ${scored.length} model${scored.length === 1 ? "" : "s"} on ${e.tokens} tokens (${e.sequences} window${e.sequences === 1 ? "" : "s"}, ${e.workers} worker${e.workers === 1 ? "" : "s"})…`;
       set({ status: text, announcement: text });

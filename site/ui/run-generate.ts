@@ -32,6 +32,8 @@ export interface GenRun {
   status: string;
   announcement: string;
   problems: readonly Problem[];
+  /** What the run warned about (the recipe row's tensor merged NaN throughout), as the CLI prints it. */
+  warnings: readonly string[];
   outputs: readonly GenOutput[];
 }
 
@@ -39,7 +41,7 @@ export const DEFAULT_NEW_TOKENS = "32";
 export const NO_OTHER = "none";
 
 export const initialGenForm = (): GenForm => ({ prompt: "", maxNew: DEFAULT_NEW_TOKENS, model: "", other: "", chat: false });
-export const initialGenRun = (): GenRun => ({ run: "idle", status: "", announcement: "", problems: [], outputs: [] });
+export const initialGenRun = (): GenRun => ({ run: "idle", status: "", announcement: "", problems: [], warnings: [], outputs: [] });
 
 export function newTokensProblem(text: string): string {
   const t = text.trim();
@@ -93,7 +95,7 @@ export async function runGeneration(store: Store, options: GenRunOptions): Promi
     set({ outputs });
   };
   const started = `Generating up to ${maxNewTokens} tokens with ${chosen.map((c) => c.label).join(", then ")}…`;
-  set({ run: "running", status: started, announcement: started, problems: [], outputs });
+  set({ run: "running", status: started, announcement: started, problems: [], warnings: [], outputs });
   try {
     for (const [i, c] of chosen.entries()) {
       setOutput(i, { status: "loading the model…" });
@@ -104,6 +106,7 @@ export async function runGeneration(store: Store, options: GenRunOptions): Promi
         ...(c.kind === "recipe" ? { seed: Number(s.seed.trim() || 0) } : {}),
         ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
         onToken: (t) => setOutput(i, { text: outputs[i]!.text + t.text, ids: [...outputs[i]!.ids, t.id], status: "generating…" }),
+        onWarning: (message) => set({ warnings: [...store.state.generation.warnings, message] }),
       });
       // The result is the whole answer (the stream may hold back the end of a multi-byte character).
       setOutput(i, { text: result.text, ids: result.ids, status: `${result.ids.length} token${result.ids.length === 1 ? "" : "s"} after a prompt of ${result.promptTokens}, ${result.tokensPerSecond.toFixed(1)} tokens/s` });

@@ -46,6 +46,8 @@ export interface SweepRun {
   /** Milestones for screen readers: started, finished. */
   announcement: string;
   problems: readonly Problem[];
+  /** What the sweep warned about (a point's tensor merged NaN throughout), each message once. */
+  warnings: readonly string[];
   /** The varied keys and the grid's size, as the sweep started. */
   keys: readonly string[];
   total: number;
@@ -56,7 +58,7 @@ export interface SweepRun {
 }
 
 export const initialSweepForm = (): SweepForm => ({ vary: [{ key: "", spec: "" }] });
-export const initialSweepRun = (): SweepRun => ({ run: "idle", progress: 0, status: "", announcement: "", problems: [], keys: [], total: 0, points: [], result: null });
+export const initialSweepRun = (): SweepRun => ({ run: "idle", progress: 0, status: "", announcement: "", problems: [], warnings: [], keys: [], total: 0, points: [], result: null });
 
 /** What is wrong with a row's KEY or SPEC, in sweep()'s own words ("" when nothing, or when the row is untouched). */
 export function varyProblem(row: VaryRow): string {
@@ -114,13 +116,15 @@ export async function runSweep(store: Store, options: PanelRunOptions): Promise<
   const context = Number(s.evalForm.context.trim() || DEFAULT_EVAL_CONTEXT);
   const maxTokens = s.evalForm.maxTokens.trim() === "" ? undefined : Number(s.evalForm.maxTokens.trim());
   const set = (patch: Partial<SweepRun>) => store.update({ sweep: { ...store.state.sweep, ...patch } });
-  set({ run: "running", progress: 0, status: "Planning the points…", announcement: "Sweep started.", problems: [], keys: [], total: 0, points: [], result: null });
+  set({ run: "running", progress: 0, status: "Planning the points…", announcement: "Sweep started.", problems: [], warnings: [], keys: [], total: 0, points: [], result: null });
 
   const started = performance.now();
   let keys: string[] = [], total = 1, lastStatus = 0;
   const points: ShownPoint[] = [];
   const onProgress = (e: SweepEvent) => {
-    if (e.type === "sweep-plan") {
+    if (e.type === "warning") {
+      set({ warnings: [...store.state.sweep.warnings, e.message] });
+    } else if (e.type === "sweep-plan") {
       keys = e.keys;
       total = e.points;
       set({ keys, total, status: `${e.points} point${e.points === 1 ? "" : "s"} on ${e.tokens} tokens (${e.sequences} window${e.sequences === 1 ? "" : "s"}, ${e.workers} worker${e.workers === 1 ? "" : "s"})…` });

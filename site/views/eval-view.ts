@@ -115,7 +115,7 @@ export function evalView(store: Store, actions: EvalActions, promptBox: HTMLElem
       h("label", { for: "eval-max-tokens" }, "Tokens at most"), maxTokens, maxTokensError),
     h("div", { class: "table-scroll", "data-scroll": "" }, candidatesTable), noCandidates,
     h("div", { class: "row" }, run, cancel, progress),
-    blocked, status, announce, error, results,
+    blocked, status, announce, error, panel.warnings, results,
     promptBox);
 }
 

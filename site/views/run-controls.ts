@@ -1,11 +1,13 @@
 /**
  * @file The controls every measuring panel (Evaluate, Diagnose, Loss path, Sweep, Greedy soup) shares:
  * its Run and Cancel buttons, the line saying why Run is blocked, a progress bar, a status line, a
- * screen-reader announcement and the problem box, with test ids `${prefix}-run`, `${prefix}-cancel`, ...
+ * screen-reader announcement, the problem box and the run's warnings, with test ids `${prefix}-run`,
+ * `${prefix}-cancel`, ...
  */
 import type { Problem } from "../ui/recipe-check";
 import { h, replace } from "../ui/dom";
 import { renderProblems } from "./problems";
+import { warningsList } from "./warnings";
 
 export interface RunControls {
   run: HTMLButtonElement;
@@ -15,10 +17,12 @@ export interface RunControls {
   status: HTMLParagraphElement;
   announce: HTMLParagraphElement;
   error: HTMLDivElement;
+  /** What the run warned about (a recipe's tensor merged NaN throughout, ...), listed as it is heard. */
+  warnings: HTMLDivElement;
   /** Run is enabled only when nothing blocks it (`why` is "") and nothing runs; Cancel only while running. */
   gate(why: string, running: boolean, cancellable?: boolean): void;
-  /** Shows a run's progress, status and announcement, and its problems when they changed. */
-  show(run: { progress: number; status: string; announcement: string; problems: readonly Problem[] }): void;
+  /** Shows a run's progress, status and announcement, and its problems and warnings when they changed. */
+  show(run: { progress: number; status: string; announcement: string; problems: readonly Problem[]; warnings?: readonly string[] }): void;
 }
 
 export function runControls(prefix: string, labels: { run: string; progress: string }, actions: { run(): void; cancel(): void }): RunControls {
@@ -31,9 +35,11 @@ export function runControls(prefix: string, labels: { run: string; progress: str
   const status = h("p", { class: "status", "data-testid": `${prefix}-status` });
   const announce = h("p", { class: "visually-hidden", role: "status", "data-testid": `${prefix}-announce` });
   const error = h("div", { class: "problem-box", "data-testid": `${prefix}-error`, role: "alert", hidden: true });
+  const warnings = h("div", { class: "run-warnings", hidden: true });
   let shownProblems: readonly Problem[] = [];
+  let shownWarnings: readonly string[] | undefined;
   return {
-    run, cancel, blocked, progress, status, announce, error,
+    run, cancel, blocked, progress, status, announce, error, warnings,
     gate(why, running, cancellable = running) {
       run.disabled = why !== "" || running;
       cancel.disabled = !cancellable;
@@ -49,6 +55,12 @@ export function runControls(prefix: string, labels: { run: string; progress: str
         else replace(error);
         error.hidden = r.problems.length === 0;
         shownProblems = r.problems;
+      }
+      if (shownWarnings !== r.warnings) {
+        if (r.warnings?.length) replace(warnings, warningsList(prefix, r.warnings));
+        else replace(warnings);
+        warnings.hidden = !r.warnings?.length;
+        shownWarnings = r.warnings;
       }
     },
   };

@@ -11,6 +11,7 @@ import { h, replace } from "../ui/dom";
 import { canPickFolder, hasOpfs, outputNameProblem } from "../ui/save";
 import { overwriteOffer, type OverwriteActions } from "./overwrite-view";
 import { renderProblems } from "./problems";
+import { warningsList } from "./warnings";
 
 export interface RunActions extends OverwriteActions {
   set(patch: Partial<PageState>): void;
@@ -126,15 +127,6 @@ function ledgerView(ledger: Ledger): HTMLElement {
     ...(notMerged.length > shown.length ? [h("p", {}, `and ${notMerged.length - shown.length} more`)] : []));
 }
 
-/** What the merge warned about (a token no model has, a tensor written NaN because of a NaN input, ...), as the CLI prints it. */
-function warningsView(warnings: readonly string[]): HTMLElement {
-  const shown = warnings.slice(0, 200);
-  return h("div", { "data-testid": "warnings" },
-    h("p", {}, `${warnings.length === 1 ? "A warning" : `${warnings.length} warnings`}:`),
-    h("ul", { class: "warnings" }, ...shown.map((w) => h("li", { class: "warning", "data-testid": "merge-warning" }, `⚠ ${w}`))),
-    ...(warnings.length > shown.length ? [h("p", {}, `and ${warnings.length - shown.length} more`)] : []));
-}
-
 async function showResult(el: HTMLElement, result: PageState["result"]): Promise<void> {
   if (!result) {
     el.hidden = true;
@@ -151,7 +143,7 @@ async function showResult(el: HTMLElement, result: PageState["result"]): Promise
   replace(el,
     h("p", {}, dir ? `Saved in this browser as “${name}”. Download each file into one folder to load it with transformers:` : `Saved in the folder “${name}”:`),
     h("ul", {}, ...items),
-    ...(result.warnings ? [warningsView(result.warnings)] : []),
+    ...(result.warnings ? [warningsList("merge", result.warnings)] : []),
     ...(result.ledger ? [ledgerView(result.ledger)] : []));
   el.hidden = false;
 }

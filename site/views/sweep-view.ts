@@ -114,7 +114,7 @@ export function sweepView(store: Store, actions: SweepActions): HTMLElement {
     h("div", { class: "row" }, add),
     source,
     h("div", { class: "row" }, run, cancel, progress),
-    blocked, status, announce, error,
+    blocked, status, announce, error, panel.warnings,
     h("div", { class: "table-scroll", "data-scroll": "" }, chart), results);
 }
 

@@ -36,6 +36,8 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Each new token as it is chosen, with the text it completes (possibly "" inside a multi-byte character). */
   onToken?: (token: { id: number; text: string }) => void;
+  /** A recipe's tensor merged NaN throughout (a NaN or infinite input), as the written merge warns. */
+  onWarning?: (message: string) => void;
 }
 
 export interface GenerationResult {
@@ -52,6 +54,7 @@ export const DEFAULT_GENERATE_BUDGET = 2 ** 30;
 export async function generate(subject: EvalSubject, options: GenerateOptions): Promise<GenerationResult> {
   checkIntegerOptions(options, ["seed", "memoryBudget", "maxNewTokens"]);
   checkCallbackOption(options, "onToken");
+  checkCallbackOption(options, "onWarning");
   const temperature = options.temperature ?? 0;
   if (typeof temperature !== "number" || !Number.isFinite(temperature) || temperature < 0) {
     throw new OptionError("E_OPTION", `option temperature must be a number of at least 0, got ${describeValue(temperature)}`, { key: "temperature" });
@@ -65,7 +68,7 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
   return abortable(signal, async (slot) => {
     let source: DecoderSource;
     if ("model" in subject) source = checkpointSource(subject.name ?? subject.model.name, await openModel(subject.model));
-    else source = recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, signal, { workerUrl: options.workerUrl }), () => slot.pool!, { memoryBudget: budget, chunkBytes: DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 });
+    else source = recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, signal, { workerUrl: options.workerUrl }), () => slot.pool!, { memoryBudget: budget, chunkBytes: DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 }, options.onWarning);
     const { spec } = source;
     const tokenizer = await loadTokenizer(source.folder);
     let prompt: number[];

@@ -71,7 +71,9 @@ export type SweepEvent =
   | { type: "sweep-plan"; keys: string[]; points: number; pointsPerPass: number; sequences: number; tokens: number; workers: number }
   | { type: "sweep-layer"; layer: number; layers: number; points: number[] }
   | { type: "sweep-point"; index: number; values: Record<string, number>; nll: number; perplexity: number; against: { model: string; kl: number }[] }
-  | { type: "sweep-done"; seconds: number; tensorsComputed: number; tensorsShared: number };
+  | { type: "sweep-done"; seconds: number; tensorsComputed: number; tensorsShared: number }
+  /** A merged tensor is NaN throughout (a NaN or infinite input), as the written merge warns; each message once per sweep. */
+  | { type: "warning"; message: string };
 
 export async function sweep(recipe: Recipe | string, vary: readonly (Vary | string)[], options: SweepOptions): Promise<SweepResult> {
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "context", "maxTokens"]);
@@ -93,6 +95,13 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
   const mergeBudget = mergeBudgetOf(budget, true);
   const mergeOptions = { memoryBudget: mergeBudget, chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 };
   const shared = new SharedTensors();
+  // Points whose jobs differ can warn the same (the message names the tensor and the input files): heard once.
+  const warned = new Set<string>();
+  const onWarning = (message: string) => {
+    if (warned.has(message)) return;
+    warned.add(message);
+    emit({ type: "warning", message });
+  };
   const phases = new Phases("sweep");
   return abortable(signal, async (slot) => {
     // Every point planned (headers only) before anything runs: a bad value fails before any work.
@@ -104,14 +113,14 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
       const plan = await prepare(parseRecipe(text, base.file), options.models, signal, { workers: options.workers, workerUrl: options.workerUrl });
       const record: Record<string, number> = Object.create(null);
       for (const [k, v] of values) record[k] = v;
-      points.push({ values: record, text, source: pointSource(`point ${i + 1}`, plan, new PointTensors(plan, () => slot.pool!, mergeOptions, shared)) });
+      points.push({ values: record, text, source: pointSource(`point ${i + 1}`, plan, new PointTensors(plan, () => slot.pool!, mergeOptions, shared, onWarning)) });
     }
     const against: DecoderSource[] = [];
     for (const [i, s] of (options.against ?? []).entries()) {
       if ("model" in s) against.push(checkpointSource(s.name ?? s.model.name, await openModel(s.model)));
       else {
         const plan = await prepare(s.recipe, s.models, signal, { workers: options.workers, workerUrl: options.workerUrl });
-        against.push(pointSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, new PointTensors(plan, () => slot.pool!, mergeOptions, shared)));
+        against.push(pointSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, new PointTensors(plan, () => slot.pool!, mergeOptions, shared, onWarning)));
       }
     }
 

@@ -12,6 +12,7 @@ import { readTokenIds } from "../tokenizer/token-ids";
 import { formatSeconds } from "../units";
 import { args, defined, integer, size, type Io } from "./args";
 import { commandHelp, type Command } from "./commands";
+import { printWarning } from "./progress";
 
 /** Token ids from a file: a JSON list, or a .safetensors file with one integer tensor. */
 export async function idsFrom(path: string): Promise<number[]> {
@@ -58,9 +59,9 @@ export async function evalCommand(argv: string[], io: Io): Promise<number> {
   if (!parsed) return 0;
   const { values, positionals } = parsed;
   const options = await evalInput("eval", values);
-  const progress = values.quiet ? undefined : evalProgress(io.stderr);
-  const { results } = await interruptible((signal) => evaluate(positionals, { ...options, against: values.against ?? [], signal, ...(progress ? { onProgress: progress } : {}) }));
-  progress?.({ type: "eval-done", seconds: 0 });
+  const progress = evalProgress(io.stderr, values.quiet ?? false);
+  const { results } = await interruptible((signal) => evaluate(positionals, { ...options, against: values.against ?? [], signal, onProgress: progress }));
+  progress({ type: "eval-done", seconds: 0 });
   if (values.json) {
     io.stdout.write(JSON.stringify({ results }) + "\n");
     return 0;
@@ -81,15 +82,16 @@ export function table(rows: string[][]): string[] {
   return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  "));
 }
 
-/** A progress line on stderr: redrawn on a terminal, a line per model otherwise. */
-function evalProgress(stream: NodeJS.WriteStream): (e: EvalEvent) => void {
-  const interactive = stream.isTTY === true;
+/** A progress line on stderr (none when quiet): redrawn on a terminal, a line per model otherwise. Warnings are printed either way. */
+function evalProgress(stream: NodeJS.WriteStream, quiet: boolean): (e: EvalEvent) => void {
+  const interactive = stream.isTTY === true && !quiet;
   return (e) => {
-    if (e.type === "model-start" && !interactive) stream.write(`running ${e.model} (${e.layers} layers)\n`);
+    if (e.type === "warning") printWarning(stream, e.message, interactive);
+    else if (quiet) return;
+    else if (e.type === "model-start" && !interactive) stream.write(`running ${e.model} (${e.layers} layers)\n`);
     else if (e.type === "layer-done" && interactive) stream.write(`\r\x1b[K${e.model}: layer ${e.layer + 1}/${e.layers}`);
     else if (e.type === "scoring" && interactive) stream.write(`\r\x1b[Kscoring ${e.model}`);
     else if (e.type === "eval-done" && interactive) stream.write("\r\x1b[K");
-    else if (e.type === "warning") stream.write(`${interactive ? "\r\x1b[K" : ""}weightsoup: warning: ${e.message}\n`);
   };
 }
 
@@ -117,6 +119,8 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
   const result = await interruptible((signal) => generate(positionals[0]!, {
     ...prompt, ...numeric, chat: values.chat ?? false, signal,
     ...(stream ? { onToken: (t: { id: number; text: string }) => io.stdout.write(t.text) } : {}),
+    // Warnings come while the recipe merges, before the first token.
+    onWarning: (message: string) => printWarning(io.stderr, message, false),
   }));
   if (values.json) {
     io.stdout.write(JSON.stringify(result) + "\n");

@@ -23,7 +23,7 @@ import { ledgerSummary, planLines } from "./ledger-output";
 import { writeFile } from "node:fs/promises";
 import { outputFailure } from "../io/io-error";
 import { VERSION } from "../merge/card";
-import { ProgressBar } from "./progress";
+import { printWarning, ProgressBar } from "./progress";
 import { formatBytes, formatSeconds, formatWorkers } from "../units";
 import { enableProfiling } from "../eval/profile";
 
@@ -106,7 +106,7 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
   try {
     const summary = await merge(recipe, {
       out, force: values.force ?? false, signal: controller.signal, ...numeric,
-      onProgress: (e: MergeEvent) => bar?.update(e),
+      onProgress: (e: MergeEvent) => (bar ? bar.update(e) : e.type === "warning" && printWarning(io.stderr, e.message, false)),
     });
     bar?.finish();
     const rss = process.resourceUsage().maxRSS * 1024;

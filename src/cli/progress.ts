@@ -19,7 +19,7 @@ export class ProgressBar {
   update(e: MergeEvent): void {
     if (e.type === "warning") {
       this.finish();
-      this.stream.write(`weightsoup: warning: ${e.message}\n`);
+      printWarning(this.stream, e.message, false);
       return;
     }
     if (e.type === "stage") {
@@ -70,6 +70,11 @@ export class ProgressBar {
     if (this.interactive && this.drawn) this.stream.write("\n");
     this.drawn = false;
   }
+}
+
+/** A warning on a line of its own (`clearLine`: over a progress line redrawn in place). --quiet silences progress, never warnings. */
+export function printWarning(stream: NodeJS.WriteStream, message: string, clearLine: boolean): void {
+  stream.write(`${clearLine ? "\r\x1b[K" : ""}weightsoup: warning: ${message}\n`);
 }
 
 /** "  ETA 10s" once the time left means something (see timeLeft), else nothing. */

@@ -15,6 +15,7 @@ import type { SweepEvent } from "../api/sweep";
 import { sweepChart, sweepCsv, sweepReport, sweepTable } from "../sweep/present";
 import { args, defined, type Io } from "./args";
 import { commandHelp } from "./commands";
+import { printWarning } from "./progress";
 import { writeFileAtomically } from "./write-file";
 import { evalInput, interruptible } from "./eval-commands";
 
@@ -32,6 +33,7 @@ export async function sweepCommand(argv: string[], io: Io): Promise<number> {
   const recipePath = positionals[0]!;
   const interactive = io.stderr.isTTY === true && !values.quiet;
   const onProgress = (e: SweepEvent) => {
+    if (e.type === "warning") printWarning(io.stderr, e.message, interactive);
     if (!interactive) return;
     if (e.type === "sweep-layer") io.stderr.write(`\r\x1b[Kpoints ${e.points[0]! + 1}-${e.points[e.points.length - 1]! + 1}: layer ${e.layer + 1}/${e.layers}`);
     else if (e.type === "sweep-point") io.stderr.write(`\r\x1b[Kpoint ${e.index + 1}: NLL ${e.nll.toFixed(4)}\n`);

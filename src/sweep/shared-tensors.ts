@@ -65,7 +65,8 @@ export class PointTensors {
   private readonly keys = new Map<string, string>();
   private readonly jobs = new Map<string, TensorJob>();
 
-  constructor(private readonly plan: MergePlan, private readonly pool: () => WorkerPool, private readonly options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements" | "seed">, private readonly shared: SharedTensors) {
+  /** `onWarning` hears a tensor's warning (merged NaN throughout) when this point computes it; a point served the same job's bytes does not hear it again. */
+  constructor(private readonly plan: MergePlan, private readonly pool: () => WorkerPool, private readonly options: Pick<EngineOptions, "memoryBudget" | "chunkBytes" | "chunkElements" | "seed">, private readonly shared: SharedTensors, private readonly onWarning?: (message: string) => void) {
     this.tensors = new Map(plan.tensors.map((t) => [t.name, t]));
     this.indexOf = new Map(plan.tensors.map((t, i) => [t, i]));
   }
@@ -94,6 +95,6 @@ export class PointTensors {
 
   bytes(name: string): Promise<Uint8Array> {
     const job = this.job(name);
-    return this.shared.take(this.key(name), () => computeTensorBytes(this.pool(), job, this.tensors.get(name)!.outputBytes));
+    return this.shared.take(this.key(name), () => computeTensorBytes(this.pool(), job, this.tensors.get(name)!.outputBytes, this.onWarning));
   }
 }

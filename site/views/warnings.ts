@@ -1,0 +1,16 @@
+/**
+ * @file A run's warnings (a token no model has, a tensor merged NaN throughout because an input is
+ * NaN or infinite, ...), as the CLI prints them: at most 200 listed, then how many more.
+ */
+import { h } from "../ui/dom";
+
+const SHOWN = 200;
+
+/** The list, with test ids `${prefix}-warnings` (the box) and `${prefix}-warning` (each one). */
+export function warningsList(prefix: string, warnings: readonly string[]): HTMLElement {
+  const shown = warnings.slice(0, SHOWN);
+  return h("div", { "data-testid": `${prefix}-warnings` },
+    h("p", {}, `${warnings.length === 1 ? "A warning" : `${warnings.length} warnings`}:`),
+    h("ul", { class: "warnings" }, ...shown.map((w) => h("li", { class: "warning", "data-testid": `${prefix}-warning` }, `⚠ ${w}`))),
+    ...(warnings.length > shown.length ? [h("p", {}, `and ${warnings.length - shown.length} more`)] : []));
+}
