@@ -191,9 +191,13 @@ export function mergeTaskVectorFamily(
       if (d < 1) {
         let keep: Uint8Array;
         switch (member.sparsifier) {
-          case "magnitude":
-            keep = magnitudeKeepMask(tau, Math.floor(d * n));
+          case "magnitude": {
+            const kept = Math.floor(d * n);
+            // mergekit's magnitude sparsifier asserts k > 0 ("not gonna zero out the whole tensor").
+            if (kept <= 0) throw new Error(`${method}: density ${d} of ${x.model} keeps ${kept} of the ${n} elements of ${x.name}`);
+            keep = magnitudeKeepMask(tau, kept);
             break;
+          }
           case "random":
             keep = dareKeepMask(n, d, ctx.seed, p.outName, k);
             break;
@@ -488,6 +492,7 @@ export function nuslerpCoefficients(v1: ArrayLike<number>, v2: ArrayLike<number>
 function mergeNuslerp(ctx: Ctx, p: PlannedTensor, inputs: FloatInput[], vals: Float32Array[], baseIdx: number, shape: readonly number[]): Float32Array {
   const xs = nonBase(vals, baseIdx);
   const xin = nonBaseInputs(inputs, baseIdx);
+  if (inputs.length === 1) return vals[0]!.slice(); // mergekit returns a lone input as it is
   if (xs.length !== 2) throw new Error(`nuslerp: needs exactly two non-base models, ${p.outName} has ${xs.length}`);
   const w1 = requiredWeight(ctx, p, xin[0]!);
   const w2 = requiredWeight(ctx, p, xin[1]!);

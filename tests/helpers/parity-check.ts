@@ -1,0 +1,118 @@
+/**
+ * @file One merge case run by weightsoup and by the independent scalar reference (tests/reference),
+ * every output tensor compared: float32 within 1e-6 (relative above magnitude 1), bf16/f16 within 1
+ * ulp, integer tensors byte-equal; arcee_fusion outside its threshold band (SPEC) exactly. Used by the
+ * methods' parity tests and by the randomized parity suite.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { merge } from "../../src/node";
+import { referenceMerge, type RefModel } from "../reference/merge";
+import { bf16BitsToF32, f16BitsToF32, roundToDtype, type FloatDtype } from "../reference/float16";
+import { arceeFusionMask } from "../reference/methods";
+import { compareTensor, readOutput, WORKER_URL, writeCase, type OutputTensor } from "./fixtures";
+
+export interface Case {
+  name: string;
+  models: Record<string, RefModel>;
+  recipe: Record<string, unknown>;
+  seed?: number;
+  workers?: number;
+  chunkElements?: number;
+}
+
+/** Relative difference (absolute below magnitude 1) float32 arithmetic may leave: the float32 outputs' bound, and bf16/f16 outputs' near 0. */
+const FLOAT32_SLACK = 1e-6;
+
+let counter = 0;
+/** Runs weightsoup and the reference on one case (in a new folder under `root`) and checks every output tensor. */
+export async function check(root: string, c: Case): Promise<void> {
+  const dir = join(root, `case-${counter++}`);
+  const recipePath = await writeCase(dir, c.models, c.recipe);
+  const out = join(dir, "out");
+  const expected = referenceMerge(c.recipe, new Map(Object.entries(c.models).map(([k, v]) => [`./${k}`, v])), { seed: c.seed ?? 0 });
+  const summary = await merge(recipePath, { out, workers: c.workers ?? 2, seed: c.seed ?? 0, workerUrl: WORKER_URL, ...(c.chunkElements ? { chunkElements: c.chunkElements } : {}) });
+  const ours = await readOutput(out);
+  assert.deepEqual([...ours.tensors.keys()].sort(), [...expected.tensors.keys()].sort(), "the same tensors");
+  assert.equal(summary.tensors, expected.tensors.size);
+  for (const [name, ref] of expected.tensors) {
+    const got = ours.tensors.get(name)!;
+    if (c.recipe.merge_method === "arcee_fusion" && ref.values && c.models.base!.tensors.has(name)) {
+      arceeAgrees(c, name, got, ref.values, ref.shape);
+      continue;
+    }
+    const { maxUlp, at } = compareTensor(got, ref, FLOAT32_SLACK);
+    if (got.dtype === "F32") {
+      const { worst, where } = worstRelative(got.data, ref.values!);
+      assert.ok(worst <= FLOAT32_SLACK, `${c.name}: ${name}: difference ${worst} (absolute, relative above 1) at ${where}`);
+    } else if (got.dtype === "BF16" || got.dtype === "F16") assert.ok(maxUlp <= 1, `${c.name}: ${name}: ${maxUlp} ulps apart at ${at}`);
+    else assert.equal(compareTensor(got, ref).maxAbs, 0, `${c.name}: ${name}: integer tensor differs`);
+  }
+}
+
+/** Relative band around the reference's threshold where the engine's importance may fall on the other side (SPEC, arcee_fusion). */
+export const ARCEE_BAND = 1e-4;
+/** SPEC, arcee_fusion: the absolute part of the KL tolerance. */
+const KL_ABSOLUTE = 1e-12;
+/** Elements inside the band, over all arcee_fusion cases (reported by the last test). */
+export const arceeBand = { elements: 0 };
+
+/** The output's values decoded to numbers (F32, BF16 or F16). */
+function decoded(t: OutputTensor): number[] {
+  const v = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  if (t.dtype === "F32") return Array.from({ length: t.data.byteLength / 4 }, (_, i) => v.getFloat32(i * 4, true));
+  const bits = (i: number) => v.getUint16(i * 2, true);
+  return Array.from({ length: t.data.byteLength / 2 }, (_, i) => (t.dtype === "BF16" ? bf16BitsToF32(bits(i)) : f16BitsToF32(bits(i))));
+}
+
+/** Rows x cols top-left block of a tensor's values (arcee_fusion's embedding rectification). */
+function block(values: Float32Array, shape: number[], out: number[]): Float32Array {
+  if (shape.length !== 2 || (shape[0] === out[0] && shape[1] === out[1])) return values;
+  const [rows, cols] = out as [number, number];
+  return Float32Array.from({ length: rows * cols }, (_, i) => values[Math.floor(i / cols) * shape[1]! + (i % cols)]!);
+}
+
+/**
+ * arcee_fusion's output against the reference (SPEC: KL to a relative tolerance, so an element whose
+ * reference importance lies within ARCEE_BAND of the reference threshold may take the other input):
+ * every element outside the band equals the reference's (its output dtype's rounding), elements inside
+ * are counted. The SPEC's absolute KL tolerance (1e-12, for rows so alike that KL is about 0) widens the
+ * band by 1e-12 times the element's |b - a| (its importance's share) and the tensor's largest (the
+ * threshold's, a quantile of such importances): where the threshold is 0, a relative band is empty.
+ */
+function arceeAgrees(c: Case, name: string, got: OutputTensor, ref: Float32Array, shape: number[]): void {
+  // The one other model the recipe names (in `models:` or in slices' sources).
+  const named = JSON.stringify(c.recipe);
+  const other = Object.keys(c.models).find((k) => k !== "base" && named.includes(`"./${k}"`))!;
+  const a0 = c.models.base!.tensors.get(name)!, b0 = c.models[other]!.tensors.get(name)!;
+  // The recipe's `dtype` rounds every input before the merge, as it does in the reference.
+  const load = ({ bfloat16: "BF16", float16: "F16", float32: "F32" } as Record<string, FloatDtype>)[String(c.recipe.dtype)];
+  const loaded = (v: Float32Array) => (load ? v.map((x) => roundToDtype(x, load)) : v);
+  const a = loaded(block(a0.values!, a0.shape, shape)), b = loaded(block(b0.values!, b0.shape, shape));
+  const { importance, threshold } = arceeFusionMask(a, b, shape);
+  const ours = decoded(got);
+  let largest = 0;
+  for (let j = 0; j < a.length; j++) largest = Math.max(largest, Math.abs(b[j]! - a[j]!));
+  for (let j = 0; j < ref.length; j++) {
+    if (Math.abs(importance[j]! - threshold) <= ARCEE_BAND * Math.abs(threshold) + KL_ABSOLUTE * (Math.abs(b[j]! - a[j]!) + largest)) {
+      arceeBand.elements++;
+      continue;
+    }
+    const want = roundToDtype(ref[j]!, got.dtype as FloatDtype);
+    assert.ok(Object.is(ours[j], want) || (Number.isNaN(ours[j]) && Number.isNaN(want)), `${c.name}: ${name}[${j}]: ${ours[j]} where the reference has ${want} (importance ${importance[j]}, threshold ${threshold})`);
+  }
+}
+
+/** Largest |a - b| / max(1, |b|) between float32 output bytes and reference values. */
+function worstRelative(data: Uint8Array, ref: Float32Array): { worst: number; where: number } {
+  const got = new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+  let worst = 0, where = -1;
+  for (let i = 0; i < ref.length; i++) {
+    const a = got[i]!, b = ref[i]!;
+    if (Number.isNaN(a) !== Number.isNaN(b)) return { worst: Infinity, where: i };
+    const d = Math.abs(a - b) / Math.max(1, Math.abs(b));
+    if (d > worst) { worst = d; where = i; }
+  }
+  return { worst, where };
+}
+

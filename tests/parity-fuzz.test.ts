@@ -1,0 +1,203 @@
+// Randomized parity: recipes drawn at random over every merge method (their parameters as scalars,
+// gradients and filter lists, global, per slice or per model; `models:`, or `slices:` whole or split at a
+// layer; input, load and output dtypes; fine-tunes that move
+// everything, only the MLP, nothing at all, or by quantized steps so that many |τ| tie), merged by
+// weightsoup with 1 or 2 workers, whole or in 4096-element chunks, and checked tensor by tensor against
+// the independent scalar reference (tests/reference, helpers/parity-check.ts). A recipe the reference
+// refuses must be refused by weightsoup with a typed error. The hand-picked cases of
+// merge-methods-parity.test.ts check each rule once; this suite looks for the combinations nobody picked.
+// Runs and seeds as the fuzz suite (helpers/fuzz-settings.ts): FUZZ_LONG=1 for ten times the runs and a
+// random seed, FUZZ_SEED and FUZZ_PATH to replay a failure.
+import assert from "node:assert/strict";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import fc from "fast-check";
+import { merge } from "../src/node";
+import { WeightsoupError } from "../src/errors";
+import { referenceMerge, type RefModel } from "./reference/merge";
+import { baseModel, fineTune, removeDir, tempDir, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
+import { check, type Case } from "./helpers/parity-check";
+import { fuzzSettings } from "./helpers/fuzz-settings";
+
+let root: string;
+before(async () => { root = await tempDir("ws-parity-fuzz-"); });
+after(async () => { await removeDir(root); });
+
+// Embeddings and lm_head of 300 x 32 = 9600 elements (three 4096-element chunks, the last partial) or
+// of 700 x 32 (six: more than two workers hold at once, so multi-pass tensors are read again), MLP
+// weights of 5120 (two), attention weights and norms in one; three layers, for gradients and splits.
+const SHAPE: Shape = { vocab: 300, hidden: 32, intermediate: 160, layers: 3, heads: 4, kvHeads: 2 };
+/** Rows the last fine-tune's embeddings have beyond the base's when it has a larger vocabulary. */
+const EXTRA_ROWS = 8;
+type Dtype = "F32" | "BF16" | "F16";
+const DTYPES: Dtype[] = ["F32", "BF16", "F16"];
+const TORCH = { F32: "float32", BF16: "bfloat16", F16: "float16" } as const;
+
+/** How a fine-tune moves away from the base. */
+interface Move { seed: number; scale: number; dtype: Dtype; quantum: boolean; only?: "mlp" | "self_attn" }
+const moveArb: fc.Arbitrary<Move> = fc.record({
+  seed: fc.integer({ min: 1, max: 10_000 }),
+  scale: fc.constantFrom(0, 0.01, 0.1, 0.3),
+  dtype: fc.constantFrom(...DTYPES),
+  quantum: fc.boolean(),
+  only: fc.option(fc.constantFrom("mlp" as const, "self_attn" as const), { nil: undefined }),
+});
+
+/** A parameter's setting: a scalar, a gradient over the layers, or a filter list with a fallback. */
+function settingArb<T>(value: fc.Arbitrary<T>): fc.Arbitrary<unknown> {
+  return fc.oneof(
+    { weight: 6, arbitrary: value },
+    { weight: 2, arbitrary: fc.array(value, { minLength: 2, maxLength: 5 }) },
+    { weight: 1, arbitrary: fc.tuple(fc.constantFrom("mlp", "self_attn", "embed"), value, value).map(([filter, a, b]) => [{ filter, value: a }, { value: b }]) },
+  );
+}
+/** Numbers that float32 and the YAML both keep exactly enough: a few decimals. */
+const num = (min: number, max: number) => fc.integer({ min: Math.round(min * 100), max: Math.round(max * 100) }).map((i) => i / 100);
+const someOf = (entries: Record<string, fc.Arbitrary<unknown>>) => fc.record(entries, { requiredKeys: [] });
+
+interface MethodRule {
+  /** Non-base models: fewest and most (some methods refuse some of these counts, as the reference does). */
+  models: [number, number];
+  base: "required" | "optional" | "none";
+  global: fc.Arbitrary<Record<string, unknown>>;
+  perModel: fc.Arbitrary<Record<string, unknown>>;
+}
+
+const weight = settingArb(num(-0.5, 1.5));
+const positiveWeight = settingArb(num(0.1, 1.5));
+const density = settingArb(num(0, 1));
+const lambda = settingArb(num(0.5, 1.5));
+const consensus = { consensus_method: fc.constantFrom("sum", "count"), vote_weighted: fc.boolean(), int8_mask: fc.boolean() };
+const normalize = fc.boolean();
+
+const RULES: Record<string, MethodRule> = {
+  linear: { models: [1, 4], base: "none", global: someOf({ normalize }), perModel: fc.record({ weight: positiveWeight }) },
+  task_arithmetic: { models: [1, 3], base: "required", global: someOf({ normalize, lambda, int8_mask: fc.boolean() }), perModel: fc.record({ weight }) },
+  ties: { models: [1, 3], base: "required", global: someOf({ normalize, lambda, rescale: fc.boolean(), ...consensus }), perModel: fc.record({ weight, density }) },
+  dare_ties: { models: [1, 3], base: "required", global: someOf({ normalize, lambda, rescale: fc.boolean(), ...consensus }), perModel: fc.record({ weight, density }) },
+  dare_linear: { models: [1, 3], base: "required", global: someOf({ normalize, lambda, rescale: fc.boolean() }), perModel: fc.record({ weight, density }) },
+  breadcrumbs: { models: [1, 3], base: "required", global: someOf({ normalize, lambda, rescale: fc.boolean() }), perModel: someOf({ weight, density, gamma: settingArb(num(0, 0.1)) }).map((p) => ({ weight: 1, ...p })) },
+  breadcrumbs_ties: { models: [1, 3], base: "required", global: someOf({ normalize, lambda, rescale: fc.boolean(), ...consensus }), perModel: someOf({ weight, density, gamma: settingArb(num(0, 0.1)) }).map((p) => ({ weight: 1, ...p })) },
+  // della: density ± epsilon must lie strictly inside (0, 1); some draws do not.
+  della: { models: [1, 3], base: "required", global: someOf({ normalize, lambda, rescale: fc.boolean(), ...consensus }), perModel: fc.record({ weight, density: num(0.05, 0.95), epsilon: num(0, 0.5) }) },
+  della_linear: { models: [1, 3], base: "required", global: someOf({ normalize, lambda, rescale: fc.boolean() }), perModel: fc.record({ weight, density: num(0.05, 0.95), epsilon: num(0, 0.5) }) },
+  sce: { models: [1, 3], base: "required", global: someOf({ select_topk: settingArb(num(0, 1)), int8_mask: fc.boolean() }), perModel: fc.constant({}) },
+  ram: { models: [1, 3], base: "required", global: someOf({ epsilon: fc.constantFrom(1e-5, 0.001, 0.01) }), perModel: fc.constant({}) },
+  ramplus_tl: { models: [1, 3], base: "required", global: someOf({ epsilon: fc.constantFrom(1e-5, 0.001, 0.01), r: num(0, 0.5), alpha: num(0, 1) }), perModel: fc.constant({}) },
+  slerp: { models: [1, 2], base: "required", global: fc.record({ t: settingArb(num(0, 1)) }), perModel: fc.constant({}) },
+  nuslerp: { models: [1, 3], base: "optional", global: someOf({ nuslerp_flatten: fc.boolean(), nuslerp_row_wise: fc.boolean() }), perModel: fc.record({ weight: positiveWeight }) },
+  multislerp: { models: [1, 3], base: "optional", global: someOf({ normalize_weights: fc.boolean() }), perModel: fc.record({ weight: positiveWeight }) },
+  karcher: { models: [1, 3], base: "optional", global: someOf({ max_iter: fc.integer({ min: 1, max: 10 }), tol: fc.constantFrom(1e-5, 1e-3) }), perModel: fc.constant({}) },
+  model_stock: { models: [1, 3], base: "required", global: someOf({ filter_wise: fc.boolean() }), perModel: fc.constant({}) },
+  nearswap: { models: [1, 2], base: "required", global: fc.record({ t: settingArb(num(0.001, 0.1)) }), perModel: fc.constant({}) },
+  arcee_fusion: { models: [1, 2], base: "required", global: fc.constant({}), perModel: fc.constant({}) },
+};
+
+interface Drawn {
+  method: string;
+  base: Move & { withBase: boolean };
+  moves: Move[];
+  global: Record<string, unknown>;
+  perModel: Record<string, unknown>[];
+  /** `models:`; one slice over every layer; or two slices split after layer `split`, the second with its own parameters. */
+  form: "models" | "slice" | "split";
+  vocab: number;
+  /** The last fine-tune has EXTRA_ROWS more embedding rows (the same first rows): the methods' rectification rules. */
+  largerVocab: boolean;
+  split: number;
+  sliceParameters: Record<string, unknown>;
+  loadDtype?: Dtype;
+  outDtype?: Dtype;
+  workers: 1 | 2;
+  chunked: boolean;
+  seed: number;
+}
+
+const drawnArb: fc.Arbitrary<Drawn> = fc.constantFrom(...Object.keys(RULES)).chain((method) => {
+  const rule = RULES[method]!;
+  return fc.integer({ min: rule.models[0], max: rule.models[1] }).chain((count) => fc.record({
+    method: fc.constant(method),
+    base: fc.record({ seed: fc.integer({ min: 1, max: 10_000 }), scale: fc.constant(0), dtype: fc.constantFrom(...DTYPES), quantum: fc.constant(false), withBase: rule.base === "optional" ? fc.boolean() : fc.constant(rule.base === "required") }),
+    moves: fc.array(moveArb, { minLength: count, maxLength: count }),
+    global: rule.global,
+    perModel: fc.array(rule.perModel, { minLength: count, maxLength: count }),
+    form: fc.constantFrom("models" as const, "models" as const, "slice" as const, "split" as const),
+    split: fc.integer({ min: 1, max: SHAPE.layers - 1 }),
+    vocab: fc.constantFrom(SHAPE.vocab, SHAPE.vocab, 700),
+    largerVocab: fc.oneof({ weight: 4, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+    sliceParameters: rule.global,
+    loadDtype: fc.option(fc.constantFrom(...DTYPES), { nil: undefined }),
+    outDtype: fc.option(fc.constantFrom(...DTYPES), { nil: undefined }),
+    workers: fc.constantFrom(1 as const, 2 as const),
+    chunked: fc.boolean(),
+    seed: fc.integer({ min: 0, max: 1000 }),
+  }));
+});
+
+/** The case: models written from their moves, and the recipe. */
+function caseOf(d: Drawn, index: number): Case {
+  const shape = { ...SHAPE, vocab: d.vocab };
+  const base = baseModel(d.base.seed, d.base.dtype, shape);
+  // The same seed gives the same values at the same flat index: the larger base's first rows are the base's.
+  const larger = baseModel(d.base.seed, d.base.dtype, { ...shape, vocab: d.vocab + EXTRA_ROWS });
+  const models: Record<string, RefModel> = { base };
+  const names = d.moves.map((_, i) => `m${i}`);
+  d.moves.forEach((mv, i) => {
+    const from = d.largerVocab && i === d.moves.length - 1 ? larger : base;
+    models[names[i]!] = fineTune(from, mv.seed, mv.scale, { dtype: mv.dtype, ...(mv.quantum ? { quantum: 2 ** -7 } : {}), ...(mv.only ? { only: mv.only } : {}) });
+  });
+  const entries = names.map((n, i) => ({ model: `./${n}`, ...(Object.keys(d.perModel[i]!).length ? { parameters: d.perModel[i] } : {}) }));
+  // linear takes the base as one of its models; the others list only the fine-tunes.
+  const list = d.method === "linear" ? [{ model: "./base", parameters: { weight: 1 } }, ...entries] : entries;
+  // In slices, the base is one of the sources (mergekit's rule); `models:` adds it itself.
+  const sources = (from: number, to: number) => [...list, ...(d.base.withBase && d.method !== "linear" ? [{ model: "./base" }] : [])]
+    .map((s) => ({ ...s, layer_range: [from, to] }));
+  const layers = d.form === "models" ? { models: list }
+    : d.form === "slice" ? { slices: [{ sources: sources(0, SHAPE.layers) }] }
+      : { slices: [{ sources: sources(0, d.split) }, { sources: sources(d.split, SHAPE.layers), ...(Object.keys(d.sliceParameters).length ? { parameters: d.sliceParameters } : {}) }] };
+  const recipe: Record<string, unknown> = {
+    merge_method: d.method,
+    ...(d.base.withBase ? { base_model: "./base" } : {}),
+    ...(Object.keys(d.global).length ? { parameters: d.global } : {}),
+    ...layers,
+    ...(d.loadDtype ? { dtype: TORCH[d.loadDtype] } : {}),
+    ...(d.outDtype ? { out_dtype: TORCH[d.outDtype] } : {}),
+  };
+  return { name: `random case ${index} (${d.method})`, models, recipe, seed: d.seed, workers: d.workers, ...(d.chunked ? { chunkElements: 4096 } : {}) };
+}
+
+const settings = fuzzSettings();
+let cases = 0, refusals = 0;
+const byMethod = new Map<string, number>();
+
+test("random recipes of every method merge as the reference computes them, or are refused as it refuses them", { timeout: 30 * 60_000 }, async (t) => {
+  const numRuns = settings.runs(60);
+  t.diagnostic(`seed ${settings.seed}, ${numRuns} runs (again: FUZZ_SEED=${settings.seed}; one failure: add FUZZ_PATH=<its path>)`);
+  await fc.assert(fc.asyncProperty(drawnArb, async (d) => {
+    const c = caseOf(d, cases++);
+    byMethod.set(d.method, (byMethod.get(d.method) ?? 0) + 1);
+    const dir = join(root, `case-${cases}`);
+    let reference: unknown;
+    try {
+      referenceMerge(c.recipe, new Map(Object.entries(c.models).map(([k, v]) => [`./${k}`, v])), { seed: c.seed ?? 0 });
+    } catch (e) {
+      reference = e;
+    }
+    if (reference !== undefined) {
+      refusals++;
+      const recipePath = await writeCase(dir, c.models, c.recipe);
+      await assert.rejects(merge(recipePath, { out: join(dir, "out"), workers: c.workers, workerUrl: WORKER_URL }), (e: unknown) => {
+        assert.ok(e instanceof WeightsoupError, `${c.name}: the reference refuses (${String(reference)}); weightsoup threw ${String(e)}`);
+        return true;
+      }, `${c.name}: the reference refuses it (${String(reference)}); weightsoup merged it`);
+    } else {
+      await check(dir, c);
+    }
+    await rm(dir, { recursive: true, force: true });
+  }), {
+    seed: settings.seed, numRuns, ...(settings.path ? { path: settings.path } : {}),
+    ...(settings.timeLimitMs(numRuns) ? { interruptAfterTimeLimit: settings.timeLimitMs(numRuns) } : {}),
+  });
+  t.diagnostic(`${cases} cases (${refusals} refused by both): ${[...byMethod].map(([m, n]) => `${m} ${n}`).join(", ")}`);
+});
