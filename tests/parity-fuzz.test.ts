@@ -92,7 +92,16 @@ const RULES: Record<string, MethodRule> = {
   model_stock: { models: [1, 3], base: "required", global: someOf({ filter_wise: fc.boolean() }), perModel: fc.constant({}) },
   nearswap: { models: [1, 2], base: "required", global: fc.record({ t: settingArb(num(0.001, 0.1)) }), perModel: fc.constant({}) },
   arcee_fusion: { models: [1, 2], base: "required", global: fc.constant({}), perModel: fc.constant({}) },
+  // Layers stacked from slices of one source each (a "frankenmerge"): see `stack`.
+  passthrough: { models: [1, 3], base: "none", global: fc.constant({}), perModel: fc.constant({}) },
 };
+
+/** passthrough's slices: which model (0 = the base, i = the i-th fine-tune), its layers, and a `scale`. */
+interface StackSlice { model: number; from: number; to: number; scale?: unknown }
+const stackArb: fc.Arbitrary<StackSlice[]> = fc.array(
+  fc.tuple(fc.nat(3), fc.integer({ min: 0, max: SHAPE.layers - 1 }), fc.integer({ min: 1, max: SHAPE.layers }), fc.option(settingArb(num(0, 2)), { nil: undefined }))
+    .map(([model, a, b, scale]) => ({ model, from: Math.min(a, b - 1), to: Math.max(a + 1, b), ...(scale !== undefined ? { scale } : {}) })),
+  { minLength: 1, maxLength: 3 });
 
 interface Drawn {
   method: string;
@@ -105,6 +114,7 @@ interface Drawn {
   vocab: number;
   /** The last fine-tune has EXTRA_ROWS more embedding rows (the same first rows): the methods' rectification rules. */
   largerVocab: boolean;
+  stack: StackSlice[];
   split: number;
   sliceParameters: Record<string, unknown>;
   loadDtype?: Dtype;
@@ -125,6 +135,7 @@ const drawnArb: fc.Arbitrary<Drawn> = fc.constantFrom(...Object.keys(RULES)).cha
     form: fc.constantFrom("models" as const, "models" as const, "slice" as const, "split" as const),
     split: fc.integer({ min: 1, max: SHAPE.layers - 1 }),
     vocab: fc.constantFrom(SHAPE.vocab, SHAPE.vocab, 700),
+    stack: stackArb,
     largerVocab: fc.oneof({ weight: 4, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
     sliceParameters: rule.global,
     loadDtype: fc.option(fc.constantFrom(...DTYPES), { nil: undefined }),
@@ -153,7 +164,12 @@ function caseOf(d: Drawn, index: number): Case {
   // In slices, the base is one of the sources (mergekit's rule); `models:` adds it itself.
   const sources = (from: number, to: number) => [...list, ...(d.base.withBase && d.method !== "linear" ? [{ model: "./base" }] : [])]
     .map((s) => ({ ...s, layer_range: [from, to] }));
-  const layers = d.form === "models" ? { models: list }
+  const stacked = d.stack.map((s) => {
+    const model = s.model === 0 ? "./base" : `./${names[(s.model - 1) % names.length]}`;
+    return { sources: [{ model, layer_range: [s.from, s.to], ...(s.scale !== undefined ? { parameters: { scale: s.scale } } : {}) }] };
+  });
+  const layers = d.method === "passthrough" ? { slices: stacked }
+    : d.form === "models" ? { models: list }
     : d.form === "slice" ? { slices: [{ sources: sources(0, SHAPE.layers) }] }
       : { slices: [{ sources: sources(0, d.split) }, { sources: sources(d.split, SHAPE.layers), ...(Object.keys(d.sliceParameters).length ? { parameters: d.sliceParameters } : {}) }] };
   const recipe: Record<string, unknown> = {
@@ -169,14 +185,16 @@ function caseOf(d: Drawn, index: number): Case {
 
 const settings = fuzzSettings();
 let cases = 0, refusals = 0;
-const byMethod = new Map<string, number>();
+const byMethod = new Map<string, { cases: number; refused: number }>();
 
 test("random recipes of every method merge as the reference computes them, or are refused as it refuses them", { timeout: 30 * 60_000 }, async (t) => {
   const numRuns = settings.runs(60);
   t.diagnostic(`seed ${settings.seed}, ${numRuns} runs (again: FUZZ_SEED=${settings.seed}; one failure: add FUZZ_PATH=<its path>)`);
   await fc.assert(fc.asyncProperty(drawnArb, async (d) => {
     const c = caseOf(d, cases++);
-    byMethod.set(d.method, (byMethod.get(d.method) ?? 0) + 1);
+    const counts = byMethod.get(d.method) ?? { cases: 0, refused: 0 };
+    byMethod.set(d.method, counts);
+    counts.cases++;
     const dir = join(root, `case-${cases}`);
     let reference: unknown;
     try {
@@ -186,6 +204,7 @@ test("random recipes of every method merge as the reference computes them, or ar
     }
     if (reference !== undefined) {
       refusals++;
+      counts.refused++;
       const recipePath = await writeCase(dir, c.models, c.recipe);
       await assert.rejects(merge(recipePath, { out: join(dir, "out"), workers: c.workers, workerUrl: WORKER_URL }), (e: unknown) => {
         assert.ok(e instanceof WeightsoupError, `${c.name}: the reference refuses (${String(reference)}); weightsoup threw ${String(e)}`);
@@ -199,5 +218,5 @@ test("random recipes of every method merge as the reference computes them, or ar
     seed: settings.seed, numRuns, ...(settings.path ? { path: settings.path } : {}),
     ...(settings.timeLimitMs(numRuns) ? { interruptAfterTimeLimit: settings.timeLimitMs(numRuns) } : {}),
   });
-  t.diagnostic(`${cases} cases (${refusals} refused by both): ${[...byMethod].map(([m, n]) => `${m} ${n}`).join(", ")}`);
+  t.diagnostic(`${cases} cases (${refusals} refused by both): ${[...byMethod].map(([m, n]) => `${m} ${n.cases} (${n.refused} refused)`).join(", ")}`);
 });
