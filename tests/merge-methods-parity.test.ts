@@ -1,6 +1,7 @@
 // The issue 10 merge methods against the independent scalar reference (tests/reference/methods.ts,
 // tests/reference/SPEC.md section 5) on small random checkpoints: float32 outputs within 1e-6 (relative
-// above magnitude 1), bf16/f16 outputs within 1 ulp, integer tensors byte-equal. Each method also gives
+// to the largest of 1, the value and the inputs there), bf16/f16 outputs within 1 ulp, integer tensors
+// byte-equal (helpers/parity-check.ts). Each method also gives
 // bit-identical files for 1 or 2 workers and for several chunks per tensor, and refuses the inputs its
 // contract refuses with a typed error. One describe() per method: run one with
 // `node --test --test-name-pattern='^nuslerp$' .build/tests/merge-methods-parity.test.js`.

@@ -1,7 +1,8 @@
 // Randomized parity: recipes drawn at random over every merge method (their parameters as scalars,
 // gradients and filter lists, global, per slice or per model; `models:`, or `slices:` whole or split at a
-// layer; input, load and output dtypes; fine-tunes that move
-// everything, only the MLP, nothing at all, or by quantized steps so that many |τ| tie), merged by
+// layer; passthrough stacks of layer ranges; input, load and output dtypes; values of magnitude 1 to
+// 30000; a fine-tune with a larger vocabulary; fine-tunes that move everything, only the MLP or
+// attention, nothing at all, or by quantized steps so that many |τ| tie), merged by
 // weightsoup with 1 or 2 workers, whole or in 4096-element chunks, and checked tensor by tensor against
 // the independent scalar reference (tests/reference, helpers/parity-check.ts). A recipe the reference
 // refuses must be refused by weightsoup with a typed error. The hand-picked cases of
@@ -16,6 +17,7 @@ import fc from "fast-check";
 import { merge } from "../src/node";
 import { WeightsoupError } from "../src/errors";
 import { referenceMerge, type RefModel } from "./reference/merge";
+import { roundToDtype } from "./reference/float16";
 import { baseModel, fineTune, removeDir, tempDir, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
 import { check, type Case } from "./helpers/parity-check";
 import { fuzzSettings } from "./helpers/fuzz-settings";
@@ -115,6 +117,8 @@ interface Drawn {
   /** The last fine-tune has EXTRA_ROWS more embedding rows (the same first rows): the methods' rectification rules. */
   largerVocab: boolean;
   stack: StackSlice[];
+  /** Every value (and every move) times this: F16's range (65504) is within reach of large sums at 3e4. */
+  magnitude: number;
   split: number;
   sliceParameters: Record<string, unknown>;
   loadDtype?: Dtype;
@@ -136,6 +140,7 @@ const drawnArb: fc.Arbitrary<Drawn> = fc.constantFrom(...Object.keys(RULES)).cha
     split: fc.integer({ min: 1, max: SHAPE.layers - 1 }),
     vocab: fc.constantFrom(SHAPE.vocab, SHAPE.vocab, 700),
     stack: stackArb,
+    magnitude: fc.constantFrom(1, 1, 1, 100, 30_000),
     largerVocab: fc.oneof({ weight: 4, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
     sliceParameters: rule.global,
     loadDtype: fc.option(fc.constantFrom(...DTYPES), { nil: undefined }),
@@ -146,17 +151,24 @@ const drawnArb: fc.Arbitrary<Drawn> = fc.constantFrom(...Object.keys(RULES)).cha
   }));
 });
 
+/** The model with every float value times `factor`, rounded to its dtype. */
+function scaled(model: RefModel, factor: number): RefModel {
+  if (factor === 1) return model;
+  const tensors = new Map([...model.tensors].map(([name, t]) => [name, t.values ? { ...t, values: t.values.map((v) => roundToDtype(v * factor, t.dtype as Dtype)) } : t]));
+  return { ...model, tensors };
+}
+
 /** The case: models written from their moves, and the recipe. */
 function caseOf(d: Drawn, index: number): Case {
   const shape = { ...SHAPE, vocab: d.vocab };
-  const base = baseModel(d.base.seed, d.base.dtype, shape);
+  const base = scaled(baseModel(d.base.seed, d.base.dtype, shape), d.magnitude);
   // The same seed gives the same values at the same flat index: the larger base's first rows are the base's.
-  const larger = baseModel(d.base.seed, d.base.dtype, { ...shape, vocab: d.vocab + EXTRA_ROWS });
+  const larger = scaled(baseModel(d.base.seed, d.base.dtype, { ...shape, vocab: d.vocab + EXTRA_ROWS }), d.magnitude);
   const models: Record<string, RefModel> = { base };
   const names = d.moves.map((_, i) => `m${i}`);
   d.moves.forEach((mv, i) => {
     const from = d.largerVocab && i === d.moves.length - 1 ? larger : base;
-    models[names[i]!] = fineTune(from, mv.seed, mv.scale, { dtype: mv.dtype, ...(mv.quantum ? { quantum: 2 ** -7 } : {}), ...(mv.only ? { only: mv.only } : {}) });
+    models[names[i]!] = fineTune(from, mv.seed, mv.scale * d.magnitude, { dtype: mv.dtype, ...(mv.quantum ? { quantum: 2 ** -7 * d.magnitude } : {}), ...(mv.only ? { only: mv.only } : {}) });
   });
   const entries = names.map((n, i) => ({ model: `./${n}`, ...(Object.keys(d.perModel[i]!).length ? { parameters: d.perModel[i] } : {}) }));
   // linear takes the base as one of its models; the others list only the fine-tunes.

@@ -1,7 +1,7 @@
 /**
  * @file One merge case run by weightsoup and by the independent scalar reference (tests/reference),
- * every output tensor compared: float32 within 1e-6 (relative above magnitude 1), bf16/f16 within 1
- * ulp, integer tensors byte-equal; arcee_fusion outside its threshold band (SPEC) exactly. Used by the
+ * every output tensor compared: float32 within 1e-6 (relative to the largest of 1, the value and the
+ * inputs at that element), bf16/f16 within 1 ulp or that bound, integer tensors byte-equal; arcee_fusion outside its threshold band (SPEC) exactly. Used by the
  * methods' parity tests and by the randomized parity suite.
  */
 import assert from "node:assert/strict";
@@ -21,8 +21,23 @@ export interface Case {
   chunkElements?: number;
 }
 
-/** Relative difference (absolute below magnitude 1) float32 arithmetic may leave: the float32 outputs' bound, and bf16/f16 outputs' near 0. */
+/**
+ * The difference float32 arithmetic may leave, relative to the largest of 1, the value and the inputs at
+ * that element (a sum of large terms that cancels keeps their rounding): the float32 outputs' bound,
+ * and bf16/f16 outputs' where that is more than their ulp (near 0).
+ */
 const FLOAT32_SLACK = 1e-6;
+
+/** Per element: max(1, |reference|, |every finite input value at that flat index|) over the same-named input tensors (never infinite: an infinity must match exactly). */
+function scaleOf(c: Case, name: string, ref: Float32Array): Float32Array {
+  const scale = ref.map((v) => (Number.isFinite(v) ? Math.max(1, Math.abs(v)) : 1));
+  for (const model of Object.values(c.models)) {
+    const values = model.tensors.get(name)?.values;
+    if (!values) continue;
+    for (let i = 0; i < Math.min(values.length, scale.length); i++) if (Number.isFinite(values[i]!) && Math.abs(values[i]!) > scale[i]!) scale[i] = Math.abs(values[i]!);
+  }
+  return scale;
+}
 
 let counter = 0;
 /** Runs weightsoup and the reference on one case (in a new folder under `root`) and checks every output tensor. */
@@ -41,10 +56,11 @@ export async function check(root: string, c: Case): Promise<void> {
       arceeAgrees(c, name, got, ref.values, ref.shape);
       continue;
     }
-    const { maxUlp, at } = compareTensor(got, ref, FLOAT32_SLACK);
+    const scale = ref.values && scaleOf(c, name, ref.values);
+    const { maxUlp, at } = compareTensor(got, ref, scale && ((i) => FLOAT32_SLACK * scale[i]!));
     if (got.dtype === "F32") {
-      const { worst, where } = worstRelative(got.data, ref.values!);
-      assert.ok(worst <= FLOAT32_SLACK, `${c.name}: ${name}: difference ${worst} (absolute, relative above 1) at ${where}`);
+      const { worst, where } = worstRelative(got.data, ref.values!, scale!);
+      assert.ok(worst <= FLOAT32_SLACK, `${c.name}: ${name}: difference ${worst} (relative to the largest of 1, the value and the inputs there) at ${where}`);
     } else if (got.dtype === "BF16" || got.dtype === "F16") assert.ok(maxUlp <= 1, `${c.name}: ${name}: ${maxUlp} ulps apart at ${at}`);
     else assert.equal(compareTensor(got, ref).maxAbs, 0, `${c.name}: ${name}: integer tensor differs`);
   }
@@ -103,14 +119,14 @@ function arceeAgrees(c: Case, name: string, got: OutputTensor, ref: Float32Array
   }
 }
 
-/** Largest |a - b| / max(1, |b|) between float32 output bytes and reference values. */
-function worstRelative(data: Uint8Array, ref: Float32Array): { worst: number; where: number } {
+/** Largest |a - b| / scale between float32 output bytes and reference values. */
+function worstRelative(data: Uint8Array, ref: Float32Array, scale: Float32Array): { worst: number; where: number } {
   const got = new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
   let worst = 0, where = -1;
   for (let i = 0; i < ref.length; i++) {
     const a = got[i]!, b = ref[i]!;
     if (Number.isNaN(a) !== Number.isNaN(b)) return { worst: Infinity, where: i };
-    const d = Math.abs(a - b) / Math.max(1, Math.abs(b));
+    const d = Math.abs(a - b) / scale[i]!;
     if (d > worst) { worst = d; where = i; }
   }
   return { worst, where };
