@@ -147,6 +147,12 @@ describe("bad input: typed errors naming the file or key, exit status 1", () => 
     assert.equal(plain.promptTokens, 3, "without chat the same ids are the prompt");
   });
 
+  test("generate()'s callbacks must be functions: anything else is E_OPTION naming the option", async () => {
+    for (const key of ["onToken", "onWarning"]) {
+      await expectFailure(() => generate(model, { ids: [1, 2, 3], maxNewTokens: 2, workerUrl: WORKER_URL, [key]: "print" }), "E_OPTION", [key, "function"]);
+    }
+  });
+
   test("a model with no tokenizer and no ids file", async () => {
     const bare = join(root, "bare");
     await writeDecoderModel(bare, decoderModel("qwen3-qknorm"));

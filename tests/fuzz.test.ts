@@ -199,6 +199,7 @@ function defineSuite(): void {
       assert.match(idsRefusal([1, 2, 3], { vocabs: [160], positions: 2, longest: 3, minimum: 1 })!, /positions/);
       assert.match(optionRefusal("evaluate", { context: 1 })!, /context/);
       assert.match(optionRefusal("generate", { temperature: -1 })!, /temperature/);
+      assert.match(optionRefusal("generate", { onWarning: "print" })!, /onWarning/);
     });
 
     test("the evaluation oracle's success path: every fixture evaluates to the reference's numbers; each way of running once", async () => {

@@ -73,7 +73,7 @@ const lambda = settingArb(num(0.5, 1.5));
 const consensus = { consensus_method: fc.constantFrom("sum", "count"), vote_weighted: fc.boolean(), int8_mask: fc.boolean() };
 const normalize = fc.boolean();
 
-const RULES: Record<string, MethodRule> = {
+const RULES = new Map<string, MethodRule>(Object.entries({
   linear: { models: [1, 4], base: "none", global: someOf({ normalize }), perModel: fc.record({ weight: positiveWeight }) },
   task_arithmetic: { models: [1, 3], base: "required", global: someOf({ normalize, lambda, int8_mask: fc.boolean() }), perModel: fc.record({ weight }) },
   ties: { models: [1, 3], base: "required", global: someOf({ normalize, lambda, rescale: fc.boolean(), ...consensus }), perModel: fc.record({ weight, density }) },
@@ -96,7 +96,7 @@ const RULES: Record<string, MethodRule> = {
   arcee_fusion: { models: [1, 2], base: "required", global: fc.constant({}), perModel: fc.constant({}) },
   // Layers stacked from slices of one source each (a "frankenmerge"): see `stack`.
   passthrough: { models: [1, 3], base: "none", global: fc.constant({}), perModel: fc.constant({}) },
-};
+} satisfies Record<string, MethodRule>));
 
 /** passthrough's slices: which model (0 = the base, i = the i-th fine-tune), its layers, and a `scale`. */
 interface StackSlice { model: number; from: number; to: number; scale?: unknown }
@@ -128,8 +128,8 @@ interface Drawn {
   seed: number;
 }
 
-const drawnArb: fc.Arbitrary<Drawn> = fc.constantFrom(...Object.keys(RULES)).chain((method) => {
-  const rule = RULES[method]!;
+const drawnArb: fc.Arbitrary<Drawn> = fc.constantFrom(...RULES.keys()).chain((method) => {
+  const rule = RULES.get(method)!;
   return fc.integer({ min: rule.models[0], max: rule.models[1] }).chain((count) => fc.record({
     method: fc.constant(method),
     base: fc.record({ seed: fc.integer({ min: 1, max: 10_000 }), scale: fc.constant(0), dtype: fc.constantFrom(...DTYPES), quantum: fc.constant(false), withBase: rule.base === "optional" ? fc.boolean() : fc.constant(rule.base === "required") }),

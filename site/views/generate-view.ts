@@ -9,7 +9,7 @@ import { h, replace } from "../ui/dom";
 import type { EvalCandidate } from "../ui/eval-candidates";
 import { genChoices, newTokensProblem, NO_OTHER, whyGenBlocked, type GenForm, type GenOutput } from "../ui/run-generate";
 import { renderProblems } from "./problems";
-import { warningsList } from "./warnings";
+import { warningsBox } from "./warnings";
 
 export interface GenerateActions {
   form(patch: Partial<GenForm>): void;
@@ -38,7 +38,7 @@ export function generateView(store: Store, actions: GenerateActions): HTMLElemen
   const status = h("p", { class: "status", "data-testid": "gen-status" });
   const announce = h("p", { class: "visually-hidden", role: "status", "data-testid": "gen-announce" });
   const error = h("div", { class: "problem-box", "data-testid": "gen-error", role: "alert", hidden: true });
-  const warnings = h("div", { class: "run-warnings", hidden: true });
+  const warnings = warningsBox("gen");
   const outputs = h("div", { class: "gen-outputs", "data-testid": "gen-outputs" });
 
   store.watch(["genForm"], (s) => {
@@ -78,7 +78,6 @@ export function generateView(store: Store, actions: GenerateActions): HTMLElemen
   });
 
   let shownProblems: unknown = undefined;
-  let shownWarnings: unknown = undefined;
   const panels: OutputPanel[] = [];
   store.watch(["generation"], (s) => {
     const g = s.generation;
@@ -90,12 +89,7 @@ export function generateView(store: Store, actions: GenerateActions): HTMLElemen
       else replace(error);
       error.hidden = g.problems.length === 0;
     }
-    if (shownWarnings !== g.warnings) {
-      shownWarnings = g.warnings;
-      if (g.warnings.length) replace(warnings, warningsList("gen", g.warnings));
-      else replace(warnings);
-      warnings.hidden = g.warnings.length === 0;
-    }
+    warnings.show(g.warnings);
     // A new run (other models) gets new panels; tokens of a running one update them in place.
     if (panels.length !== g.outputs.length || panels.some((p, i) => p.label !== g.outputs[i]!.label)) {
       panels.length = 0;
@@ -116,7 +110,7 @@ export function generateView(store: Store, actions: GenerateActions): HTMLElemen
       h("label", { for: "gen-max-new" }, "New tokens"), maxNew, maxNewError,
       h("span", {}, chat, " ", h("label", { for: "gen-chat" }, "Wrap the prompt in the model's chat template"))),
     h("div", { class: "row" }, run, cancel),
-    blocked, status, announce, error, warnings, outputs);
+    blocked, status, announce, error, warnings.el, outputs);
 }
 
 const option = (c: EvalCandidate) => h("option", { value: c.id }, c.label);

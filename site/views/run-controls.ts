@@ -7,7 +7,7 @@
 import type { Problem } from "../ui/recipe-check";
 import { h, replace } from "../ui/dom";
 import { renderProblems } from "./problems";
-import { warningsList } from "./warnings";
+import { warningsBox } from "./warnings";
 
 export interface RunControls {
   run: HTMLButtonElement;
@@ -35,11 +35,10 @@ export function runControls(prefix: string, labels: { run: string; progress: str
   const status = h("p", { class: "status", "data-testid": `${prefix}-status` });
   const announce = h("p", { class: "visually-hidden", role: "status", "data-testid": `${prefix}-announce` });
   const error = h("div", { class: "problem-box", "data-testid": `${prefix}-error`, role: "alert", hidden: true });
-  const warnings = h("div", { class: "run-warnings", hidden: true });
+  const warnings = warningsBox(prefix);
   let shownProblems: readonly Problem[] = [];
-  let shownWarnings: readonly string[] | undefined;
   return {
-    run, cancel, blocked, progress, status, announce, error, warnings,
+    run, cancel, blocked, progress, status, announce, error, warnings: warnings.el,
     gate(why, running, cancellable = running) {
       run.disabled = why !== "" || running;
       cancel.disabled = !cancellable;
@@ -56,12 +55,7 @@ export function runControls(prefix: string, labels: { run: string; progress: str
         error.hidden = r.problems.length === 0;
         shownProblems = r.problems;
       }
-      if (shownWarnings !== r.warnings) {
-        if (r.warnings?.length) replace(warnings, warningsList(prefix, r.warnings));
-        else replace(warnings);
-        warnings.hidden = !r.warnings?.length;
-        shownWarnings = r.warnings;
-      }
+      warnings.show(r.warnings);
     },
   };
 }

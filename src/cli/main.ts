@@ -106,7 +106,10 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
   try {
     const summary = await merge(recipe, {
       out, force: values.force ?? false, signal: controller.signal, ...numeric,
-      onProgress: (e: MergeEvent) => (bar ? bar.update(e) : e.type === "warning" && printWarning(io.stderr, e.message, false)),
+      onProgress: (e: MergeEvent) => {
+        if (bar) bar.update(e);
+        else if (e.type === "warning") printWarning(io.stderr, e.message, false); // --quiet: no bar, warnings still
+      },
     });
     bar?.finish();
     const rss = process.resourceUsage().maxRSS * 1024;

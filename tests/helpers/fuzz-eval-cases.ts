@@ -77,11 +77,15 @@ const evaluateOptionsArb = fc.record({
 
 const logitsOptionsArb = fc.record({ workers: optionArb(1, 2), memoryBudget: optionArb(64 * MiB, MiB), seed: optionArb(0, 3) }, { requiredKeys: [] });
 
+/** A callback option given a value that is no function, now and then (a function cannot cross to the runner thread). */
+const notACallbackArb = fc.option(fc.constantFrom<OptionValue>("print", 1, true, null), { freq: 20, nil: undefined });
+
 /** maxNewTokens is given most of the time: the default (64) makes slow cases. */
 const generateOptionsArb = fc.record({
   maxNewTokens: optionArb(1, 2, 3), temperature: optionArb(0, 0.7, 1.5), seed: optionArb(0, 9),
-  memoryBudget: optionArb(64 * MiB, 256 * MiB, MiB), chat: fc.boolean(),
-}, { requiredKeys: ["maxNewTokens"] });
+  memoryBudget: optionArb(64 * MiB, 256 * MiB, MiB), chat: fc.boolean(), onToken: notACallbackArb, onWarning: notACallbackArb,
+}, { requiredKeys: ["maxNewTokens", "onToken", "onWarning"] })
+  .map((o) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Record<string, OptionValue>);
 
 /** Flag values: plain ones, and strings no numeric flag accepts or only some do. */
 function flagArb(...plain: string[]): fc.Arbitrary<string> {

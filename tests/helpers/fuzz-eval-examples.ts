@@ -28,6 +28,9 @@ export const EVAL_EXAMPLES: EvalCase[] = [
   with_({ against: ["llama-llama3", "qwen3-qknorm"], model: "mistral-sliding", input: { ids: [5, 6, 7, 8, 9, 10, 11, 12, 13] } }),
   with_({ recipe: true, model: "qwen2-sliding", options: { context: 5, workers: 2 } }),
   with_({ run: "generate", model: "gpt2-unprefixed", options: { maxNewTokens: 3 } }),
+  // A callback option that is no function, on an otherwise valid generation (the warning callback is
+  // called only when a recipe's tensor comes out NaN, so only the option check can catch it).
+  with_({ run: "generate", model: "gpt2-unprefixed", options: { maxNewTokens: 3, onWarning: "print" } }),
   with_({ run: "generate", model: TOKENIZER_MODEL, input: { text: "We hold" }, options: { maxNewTokens: 3 } }),
   with_({ run: "cli-eval", model: TOKENIZER_MODEL, input: { text: "Four score and seven years ago" }, options: { context: "5" } }),
   with_({ run: "cli-generate", model: "qwen3-qknorm", input: { ids: [1, 2, 3] }, options: { maxNewTokens: "2" } }),

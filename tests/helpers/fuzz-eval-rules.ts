@@ -158,6 +158,8 @@ export function optionRefusal(run: "evaluate" | "logits" | "generate", options: 
   if (run === "generate") {
     const t = options.temperature;
     if (t !== undefined && t !== null && (typeof t !== "number" || !Number.isFinite(t) || t < 0)) return `option temperature is ${show(t)}`;
+    // The callbacks: any value but undefined must be a function (the cases carry none).
+    for (const key of ["onToken", "onWarning"]) if (options[key] !== undefined) return `option ${key} is ${show(options[key])}, not a function`;
   }
   return undefined;
 }

@@ -68,6 +68,8 @@ export async function check(root: string, c: Case): Promise<void> {
 
 /** Relative band around the reference's threshold where the engine's importance may fall on the other side (SPEC, arcee_fusion). */
 export const ARCEE_BAND = 1e-4;
+/** A recipe's `dtype` as the dtype its inputs are rounded to. */
+const LOAD_DTYPES = new Map<string, FloatDtype>([["bfloat16", "BF16"], ["float16", "F16"], ["float32", "F32"]]);
 /** SPEC, arcee_fusion: the absolute part of the KL tolerance. */
 const KL_ABSOLUTE = 1e-12;
 /** Elements inside the band, over all arcee_fusion cases (reported by the last test). */
@@ -102,7 +104,7 @@ function arceeAgrees(c: Case, name: string, got: OutputTensor, ref: Float32Array
   const other = Object.keys(c.models).find((k) => k !== "base" && named.includes(`"./${k}"`))!;
   const a0 = c.models.base!.tensors.get(name)!, b0 = c.models[other]!.tensors.get(name)!;
   // The recipe's `dtype` rounds every input before the merge, as it does in the reference.
-  const load = ({ bfloat16: "BF16", float16: "F16", float32: "F32" } as Record<string, FloatDtype>)[String(c.recipe.dtype)];
+  const load = LOAD_DTYPES.get(String(c.recipe.dtype));
   const loaded = (v: Float32Array) => (load ? v.map((x) => roundToDtype(x, load)) : v);
   const a = loaded(block(a0.values!, a0.shape, shape)), b = loaded(block(b0.values!, b0.shape, shape));
   const { importance, threshold } = arceeFusionMask(a, b, shape);
