@@ -13,8 +13,18 @@
 // with P = e^(x - m) (the row's max m), S = sum P and e = 1e-8 S,
 //   p = P/S + 1e-8 = (P/S)(1 + e/P),  log p = (x - m) - ln S + log1p(e/P)   where P >= e,
 //                  = 1e-8 (1 + P/e),  log p = ln 1e-8 + log1p(P/e)           elsewhere,
-// so where both p and q are of the first kind, t = (b - a) - K + (log1p parts), K = (m_b - m_a) +
-// ln(S_b/S_a): b - a is exact for close values and t keeps float32's relative accuracy.
+// so where both p and q are of the first kind, t = (x_b - x_a) - K + (log1p parts), with x = value - s
+// and K = (m_b - s_b) - (m_a - s_a) + ln(S_b/S_a) for a shift s per row, chosen by the rows' K with no
+// shift, K0 = (m_b - m_a) + ln(S_b/S_a):
+// - |K0| < 1 (close rows, the common case): s = 0, so x_b - x_a = b - a is exact for close values
+//   (Sterbenz) and K is small: t keeps float32's relative accuracy however small it is.
+// - |K0| >= 1 (rows far apart): s = the row's max, so x lies in [ln 1e-8, 0] for elements of the first
+//   kind (one rounding of a number below 18.5, none where the values are large: the difference of two
+//   nearby large floats is exact) and K = ln(S_b/S_a) is small. Without the shift, rows whose values are
+//   in the thousands made t a difference of large float32 terms, each rounded to an ulp of the values
+//   (KL off by 4e-4 for a row of b near 18000 against one of a near 0.5).
+// Where only one of p, q is of the first kind, t = (b - m_b) - (ln S_b + ln 1e-8), or the opposite:
+// always shifted by the max, so that no large term enters whatever the rows' K0.
 
 import { elementBytes, encode } from "./convert";
 import { MAX_INPUTS, RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, TILE } from "./layout";
@@ -152,11 +162,12 @@ function phi(t: v128): v128 {
  */
 // @ts-ignore: decorator
 @inline
-function klTerms(wa: v128, wb: v128, P: v128, Q: v128, eA: v128, eB: v128, fastA: v128, fastB: v128, K: v128, offA: v128, offB: v128, invB: v128): v128 {
+function klTerms(wa: v128, wb: v128, P: v128, Q: v128, vmA: v128, vmB: v128, vsA: v128, vsB: v128, eA: v128, eB: v128, fastA: v128, fastB: v128, K: v128, offA: v128, offB: v128, invB: v128): v128 {
   const largeB = f32x4.ge(P, eB), largeA = f32x4.ge(Q, eA);
-  // Both large: (b - a) - K; only b's: (b - m_b - ln S_b) - ln 1e-8; only a's: the opposite; neither: 0.
-  let t = v128.bitselect(f32x4.sub(f32x4.sub(wb, wa), K), f32x4.sub(wb, offB), largeA);
-  t = v128.bitselect(t, v128.and(f32x4.sub(offA, wa), largeA), largeB);
+  // Both large: (x_b - x_a) - K with the row's shift; only b's: (b - m_b) - offB; only a's: offA - (a - m_a); neither: 0.
+  const both = f32x4.sub(f32x4.sub(f32x4.sub(wb, vsB), f32x4.sub(wa, vsA)), K);
+  let t = v128.bitselect(both, f32x4.sub(f32x4.sub(wb, vmB), offB), largeA);
+  t = v128.bitselect(t, v128.and(f32x4.sub(offA, f32x4.sub(wa, vmA)), largeA), largeB);
   // + log1p(c_b) - log1p(c_a). Where every c = e/P < 2^-8 (the common case) that is, to a relative
   // 2^-16 of itself, (c_b - c_a)(1 - (c_b + c_a)/2), with one division for both.
   if (i32x4.all_true(v128.and(f32x4.ge(P, fastB), f32x4.ge(Q, fastA)))) {
@@ -192,9 +203,13 @@ function rowPass(kl: bool, a: usize, aDtype: i32, b: usize, bDtype: i32, start: 
   const invB = f32x4.splat(<f32>(1 / sumB));
   const eA = f32x4.splat(<f32>(1e-8 * sumA)), eB = f32x4.splat(<f32>(1e-8 * sumB));
   const fastA = f32x4.mul(eA, f32x4.splat(256)), fastB = f32x4.mul(eB, f32x4.splat(256)); // c = e/P < 2^-8
-  // The parts of t that do not depend on the element, per case of (P >= e, Q >= e).
-  const K = f32x4.splat(<f32>((<f64>maxB - <f64>maxA) + (lnB - lnA)));
-  const offA = f32x4.splat(<f32>(<f64>maxA + lnA + LN_1EM8)), offB = f32x4.splat(<f32>(<f64>maxB + lnB + LN_1EM8));
+  // The shift (see the file's head) and the parts of t that do not depend on the element, per case of
+  // (P >= e, Q >= e).
+  const far = Math.abs((<f64>maxB - <f64>maxA) + (lnB - lnA)) >= 1;
+  const shiftA: f64 = far ? maxA : 0, shiftB: f64 = far ? maxB : 0;
+  const vsA = f32x4.splat(<f32>shiftA), vsB = f32x4.splat(<f32>shiftB);
+  const K = f32x4.splat(<f32>(((<f64>maxB - shiftB) - (<f64>maxA - shiftA)) + (lnB - lnA)));
+  const offA = f32x4.splat(<f32>(lnA + LN_1EM8)), offB = f32x4.splat(<f32>(lnB + LN_1EM8));
   // KL's partials in sa0 and sa1; the exps pass's a sums there, b's in sb0 and sb1.
   let sa0 = f64x2.splat(0), sa1 = f64x2.splat(0), sb0 = f64x2.splat(0), sb1 = f64x2.splat(0);
   for (let s = 0; s < cols; s += TILE) {
@@ -206,10 +221,10 @@ function rowPass(kl: bool, a: usize, aDtype: i32, b: usize, bDtype: i32, start: 
     for (; j + 16 <= count; j += 16) { // four vectors' exps or terms added in float32 (three roundings), then promoted
       const o = <usize>j << 2;
       if (kl) {
-        const t0 = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), eA, eB, fastA, fastB, K, offA, offB, invB);
-        const t1 = klTerms(v128.load(va + o, 16), v128.load(vb + o, 16), v128.load(db + o, 16), v128.load(da + o, 16), eA, eB, fastA, fastB, K, offA, offB, invB);
-        const t2 = klTerms(v128.load(va + o, 32), v128.load(vb + o, 32), v128.load(db + o, 32), v128.load(da + o, 32), eA, eB, fastA, fastB, K, offA, offB, invB);
-        const t3 = klTerms(v128.load(va + o, 48), v128.load(vb + o, 48), v128.load(db + o, 48), v128.load(da + o, 48), eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t0 = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), vmA, vmB, vsA, vsB, eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t1 = klTerms(v128.load(va + o, 16), v128.load(vb + o, 16), v128.load(db + o, 16), v128.load(da + o, 16), vmA, vmB, vsA, vsB, eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t2 = klTerms(v128.load(va + o, 32), v128.load(vb + o, 32), v128.load(db + o, 32), v128.load(da + o, 32), vmA, vmB, vsA, vsB, eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t3 = klTerms(v128.load(va + o, 48), v128.load(vb + o, 48), v128.load(db + o, 48), v128.load(da + o, 48), vmA, vmB, vsA, vsB, eA, eB, fastA, fastB, K, offA, offB, invB);
         const term = f32x4.add(f32x4.add(t0, t1), f32x4.add(t2, t3));
         sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(term));
         sa1 = f64x2.add(sa1, promoteHigh(term));
@@ -238,7 +253,7 @@ function rowPass(kl: bool, a: usize, aDtype: i32, b: usize, bDtype: i32, start: 
       const wa = left >= 4 ? v128.load(va + o) : lastValues(va + o, left), wb = left >= 4 ? v128.load(vb + o) : lastValues(vb + o, left);
       const keep = i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(left));
       if (kl) { // the padding lanes (P = Q = 0, a = b = 0) give t = 0 and phi = 0; masked anyway
-        const term = v128.and(klTerms(wa, wb, v128.load(db + o), v128.load(da + o), eA, eB, fastA, fastB, K, offA, offB, invB), keep);
+        const term = v128.and(klTerms(wa, wb, v128.load(db + o), v128.load(da + o), vmA, vmB, vsA, vsB, eA, eB, fastA, fastB, K, offA, offB, invB), keep);
         sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(term));
         sa1 = f64x2.add(sa1, promoteHigh(term));
       } else { // the padding's exps become 0 and change no sum

@@ -70,6 +70,25 @@ test("far-apart rows (p/q far from 1, p or q near the 1e-8 floor), wide value ra
   assertAgrees(a, b, cols, await kernelKl(a, b, cols), "far");
 });
 
+test("rows whose maxima lie thousands apart: a large-valued row against one near 1, both ways, and a row shifted by a constant", async () => {
+  // The row constants (maxima, log-sums) are large here while t = log(p/q) is not: t must not be a
+  // difference of large float32 terms. Found by the two-document parity fuzz (arcee_fusion of a
+  // magnitude-30000 bf16 model onto a base near 1, KL off by 4e-4).
+  const cols = 32, rows = 64, n = rows * cols;
+  const near = (seed: number) => Float32Array.from({ length: n }, (_, i) => uniform(seed, i) - 0.5);
+  const large = (seed: number, scale: number) => Float32Array.from({ length: n }, (_, i) => Math.fround((uniform(seed, i) - 0.5) * scale));
+  const small = near(21);
+  // b one-hot (p of every other element at the 1e-8 floor), a spread.
+  assertAgrees(small, large(22, 30000), cols, await kernelKl(small, large(22, 30000), cols), "large b");
+  // a one-hot, b spread.
+  assertAgrees(large(23, 3000), small, cols, await kernelKl(large(23, 3000), small, cols), "large a");
+  // Both large and unrelated.
+  assertAgrees(large(24, 1e4), large(25, 1e4), cols, await kernelKl(large(24, 1e4), large(25, 1e4), cols), "both large");
+  // b = a + 1000 plus a small change: nearly the same softmax, every value ~1000.
+  const shifted = Float32Array.from(small, (v, i) => Math.fround(v + 1000 + (uniform(26, i) - 0.5) * 0.01));
+  assertAgrees(small, shifted, cols, await kernelKl(small, shifted, cols), "shifted");
+});
+
 test("ties, zeros, equal rows, -Infinity and NaN", async () => {
   const cols = 9;
   const rows: [number[], number[]][] = [
