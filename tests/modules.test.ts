@@ -13,32 +13,13 @@ import { ValidationError, WeightsoupError } from "../src/errors";
 import { referenceMerge, type RefModel, type RefTensor } from "./reference/merge";
 import { roundToDtype } from "./reference/float16";
 import { compareTensor, readOutput, removeDir, tempDir, toYaml, uniform, WORKER_URL, writeModel } from "./helpers/fixtures";
+import { HIDDEN, only, TEXT_LAYERS, tensorShapes, vlmConfig } from "./helpers/vlm";
 
 let root: string;
 before(async () => { root = await tempDir("ws-modules-"); });
 after(async () => { await removeDir(root); });
 
-const TEXT_LAYERS = 3, VISION_LAYERS = 2, VOCAB = 32, HIDDEN = 8;
-
-/** The made-up model's tensors: 3 text layers and 2 vision layers, so each module has its own depth. */
-function tensorShapes(extra: Record<string, number[]> = {}): [string, number[]][] {
-  const shapes: [string, number[]][] = [["language_model.model.embed_tokens.weight", [VOCAB, HIDDEN]]];
-  for (let i = 0; i < TEXT_LAYERS; i++) {
-    shapes.push([`language_model.model.layers.${i}.input_layernorm.weight`, [HIDDEN]]);
-    shapes.push([`language_model.model.layers.${i}.self_attn.q_proj.weight`, [HIDDEN, HIDDEN]]);
-    shapes.push([`language_model.model.layers.${i}.mlp.up_proj.weight`, [12, HIDDEN]]);
-  }
-  shapes.push(["language_model.model.norm.weight", [HIDDEN]], ["language_model.lm_head.weight", [VOCAB, HIDDEN]]);
-  shapes.push(["model.vision_tower.embeddings.patch_embedding.weight", [HIDDEN, 12]]);
-  for (let i = 0; i < VISION_LAYERS; i++) {
-    shapes.push([`model.vision_tower.encoder.layers.${i}.layer_norm1.weight`, [HIDDEN]]);
-    shapes.push([`model.vision_tower.encoder.layers.${i}.mlp.fc1.weight`, [16, HIDDEN]]);
-  }
-  shapes.push(["model.vision_tower.post_layernorm.weight", [HIDDEN]]);
-  return [...shapes, ...Object.entries(extra)];
-}
-
-/** A model of those tensors: seed 0 is the base, other seeds move it by `scale` times U(-0.5, 0.5). */
+/** A model of the made-up tensors (helpers/vlm.ts): seed 0 is the base, other seeds move it by `scale` times U(-0.5, 0.5). */
 function vlm(seed: number, base?: RefModel, extra: Record<string, number[]> = {}): RefModel {
   const tensors = new Map<string, RefTensor>();
   tensorShapes(extra).forEach(([name, shape], k) => {
@@ -50,15 +31,10 @@ function vlm(seed: number, base?: RefModel, extra: Record<string, number[]> = {}
     }
     tensors.set(name, { dtype: "BF16", shape, values });
   });
-  return { config: { architectures: ["MadeUpVLM"], model_type: "made_up_vlm", text_config: { num_hidden_layers: TEXT_LAYERS }, vision_config: { num_hidden_layers: VISION_LAYERS } }, tensors };
+  return { config: vlmConfig(), tensors };
 }
 
 const base = vlm(0), a = vlm(1, base), b = vlm(2, base);
-
-/** A model cut down to the tensors under `prefix`. */
-function only(model: RefModel, prefix: string): RefModel {
-  return { config: null, tensors: new Map([...model.tensors].filter(([name]) => name.startsWith(prefix))) };
-}
 
 async function writeCase(name: string, recipe: object, models: Record<string, RefModel> = { base, a, b }): Promise<string> {
   const dir = join(root, name);

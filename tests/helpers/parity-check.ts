@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { merge } from "../../src/node";
-import { referenceMerge, type RefModel } from "../reference/merge";
+import { referenceMerge, type RefModel, type RefOutput } from "../reference/merge";
 import { bf16BitsToF32, f16BitsToF32, roundToDtype, type FloatDtype } from "../reference/float16";
 import { arceeFusionMask } from "../reference/methods";
 import { compareTensor, readOutput, WORKER_URL, writeCase, type OutputTensor } from "./fixtures";
@@ -39,21 +39,39 @@ function scaleOf(c: Case, name: string, ref: Float32Array): Float32Array {
   return scale;
 }
 
+/** A model's key in `Case.models` from the recipe's reference to it (`./name` for a folder beside the recipe, or a bare name). */
+const keyOf = (reference: unknown) => String(reference).replace(/^\.\//, "");
+
 let counter = 0;
 /** Runs weightsoup and the reference on one case (in a new folder under `root`) and checks every output tensor. */
 export async function check(root: string, c: Case): Promise<void> {
+  await checkedMerge(root, c);
+}
+
+/** `check`, returning the case's folder (its models under their keys, the recipe as recipe.yml) and the output's. */
+export async function checkedMerge(root: string, c: Case): Promise<{ dir: string; out: string }> {
   const dir = join(root, `case-${counter++}`);
   const recipePath = await writeCase(dir, c.models, c.recipe);
   const out = join(dir, "out");
   const expected = referenceMerge(c.recipe, new Map(Object.entries(c.models).map(([k, v]) => [`./${k}`, v])), { seed: c.seed ?? 0 });
   const summary = await merge(recipePath, { out, workers: c.workers ?? 2, seed: c.seed ?? 0, workerUrl: WORKER_URL, ...(c.chunkElements ? { chunkElements: c.chunkElements } : {}) });
-  const ours = await readOutput(out);
-  assert.deepEqual([...ours.tensors.keys()].sort(), [...expected.tensors.keys()].sort(), "the same tensors");
   assert.equal(summary.tensors, expected.tensors.size);
+  await checkOutput(c, out, expected);
+  return { dir, out };
+}
+
+/**
+ * Every tensor of weightsoup's output folder `out` against the reference's output for case `c`, whose
+ * `models` are the inputs the recipe names (keyed as `keyOf` reads its references).
+ */
+export async function checkOutput(c: Case, out: string, expected: Pick<RefOutput, "tensors">): Promise<void> {
+  const ours = await readOutput(out);
+  assert.deepEqual([...ours.tensors.keys()].sort(), [...expected.tensors.keys()].sort(), `${c.name}: the same tensors`);
+  const base = c.recipe.base_model === undefined ? undefined : c.models[keyOf(c.recipe.base_model)];
   for (const [name, ref] of expected.tensors) {
     const got = ours.tensors.get(name)!;
-    if (c.recipe.merge_method === "arcee_fusion" && ref.values && c.models.base!.tensors.has(name)) {
-      arceeAgrees(c, name, got, ref.values, ref.shape);
+    if (c.recipe.merge_method === "arcee_fusion" && ref.values && base?.tensors.has(name)) {
+      arceeAgrees(c, base, name, got, ref.values, ref.shape);
       continue;
     }
     const scale = ref.values && scaleOf(c, name, ref.values);
@@ -98,11 +116,11 @@ function block(values: Float32Array, shape: number[], out: number[]): Float32Arr
  * band by 1e-12 times the element's |b - a| (its importance's share) and the tensor's largest (the
  * threshold's, a quantile of such importances): where the threshold is 0, a relative band is empty.
  */
-function arceeAgrees(c: Case, name: string, got: OutputTensor, ref: Float32Array, shape: number[]): void {
+function arceeAgrees(c: Case, base: RefModel, name: string, got: OutputTensor, ref: Float32Array, shape: number[]): void {
   // The one other model the recipe names (in `models:` or in slices' sources).
   const named = JSON.stringify(c.recipe);
-  const other = Object.keys(c.models).find((k) => k !== "base" && named.includes(`"./${k}"`))!;
-  const a0 = c.models.base!.tensors.get(name)!, b0 = c.models[other]!.tensors.get(name)!;
+  const other = Object.keys(c.models).find((k) => c.models[k] !== base && (named.includes(`"./${k}"`) || named.includes(`"${k}"`)))!;
+  const a0 = base.tensors.get(name)!, b0 = c.models[other]!.tensors.get(name)!;
   // The recipe's `dtype` rounds every input before the merge, as it does in the reference.
   const load = LOAD_DTYPES.get(String(c.recipe.dtype));
   const loaded = (v: Float32Array) => (load ? v.map((x) => roundToDtype(x, load)) : v);

@@ -220,7 +220,7 @@ export function paramValue(
   name: string,
   model: string | undefined,
   slice: Slice,
-  top: Record<string, unknown> | undefined,
+  top: readonly (Record<string, unknown> | undefined)[],
   tensorName: string,
   t: number,
 ): unknown {
@@ -235,8 +235,9 @@ export function paramValue(
     const v = evaluateSetting(slice.parameters[name], tensorName, t);
     if (v !== undefined) return v;
   }
-  if (top !== undefined && hasOwn(top, name)) {
-    const v = evaluateSetting(top[name], tensorName, t);
+  for (const block of top) {
+    if (block === undefined || !hasOwn(block, name)) continue;
+    const v = evaluateSetting(block[name], tensorName, t);
     if (v !== undefined) return v;
   }
   return undefined;
@@ -461,7 +462,8 @@ function rectify(method: string, outName: string, inputs: FloatInput[], baseIdx:
 
 export interface Ctx {
   method: RefMethod;
-  top: Record<string, unknown> | undefined;
+  /** The recipe's `parameters`, then (for a module of a `modules:` recipe) the top level's. */
+  top: readonly (Record<string, unknown> | undefined)[];
   seed: number;
 }
 
@@ -625,7 +627,11 @@ function floatValuesOf(t: RefTensor, where: string): Float32Array {
  * Merge `models` (keyed by the model strings exactly as the recipe writes them) following `recipe`
  * (an already-parsed YAML object). `opts.seed` seeds DARE (default 0).
  */
-export function referenceMerge(recipe: any, models: Map<string, RefModel>, opts?: { seed?: number }): RefOutput {
+/**
+ * `opts.outerParameters`: a parameter block looked up after the recipe's own, for one module of a
+ * `modules:` recipe run as its own recipe (its `parameters` the module's block; SPEC section 4).
+ */
+export function referenceMerge(recipe: any, models: Map<string, RefModel>, opts?: { seed?: number; outerParameters?: Record<string, unknown> }): RefOutput {
   if (!isPlainObject(recipe)) throw new Error("recipe must be a mapping");
   const methodName = recipe.merge_method;
   if (typeof methodName !== "string") throw new Error("merge_method is required");
@@ -646,7 +652,7 @@ export function referenceMerge(recipe: any, models: Map<string, RefModel>, opts?
   for (const s of slices) if (s.base !== undefined) getModel(models, s.base);
 
   const { planned, layers } = plan(slices, models);
-  const ctx: Ctx = { method, top, seed };
+  const ctx: Ctx = { method, top: [top, paramsBlock(opts?.outerParameters, "outer parameters")], seed };
   const outTensors = new Map<string, RefOutputTensor>();
   const order: string[] = [];
 
