@@ -4,15 +4,20 @@
 // difference of large terms), ties, zeros, far-apart rows (the general log1p and phi), -Infinity and NaN.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import fc from "fast-check";
 import { DTYPE_BF16, DTYPE_F32, DTYPE_NONE, TILE } from "../assembly/layout";
 import { loadKernels } from "../src/kernels/kernels";
 import { rowKl } from "./reference/methods";
 import { uniform } from "./helpers/fixtures";
+import { roundToDtype } from "./reference/float16";
+import { fuzzSettings } from "./helpers/fuzz-settings";
 
 
 /** The kernel's KL of each row of `cols` of a (base) and b, read as `dtype` (F32 or BF16 bits). */
+let loaded: ReturnType<typeof loadKernels> | undefined;
 async function kernelKl(a: Float32Array, b: Float32Array, cols: number, dtype = DTYPE_F32): Promise<Float64Array> {
-  const { exports, arena } = await loadKernels(256 * 2 ** 20);
+  const { exports, arena } = await (loaded ??= loadKernels(256 * 2 ** 20));
+  arena.reset();
   const n = a.length, bytes = dtype === DTYPE_BF16 ? 2 : 4;
   const pa = arena.alloc(n * bytes), pb = arena.alloc(n * bytes);
   for (const [p, x] of [[pa, a], [pb, b]] as const) {
@@ -70,7 +75,7 @@ test("far-apart rows (p/q far from 1, p or q near the 1e-8 floor), wide value ra
   assertAgrees(a, b, cols, await kernelKl(a, b, cols), "far");
 });
 
-test("rows whose maxima lie thousands apart: a large-valued row against one near 1, both ways, and a row shifted by a constant", async () => {
+test("rows whose maxima lie far apart: a large-valued row against one near 1, both ways, and rows offset by a constant", async () => {
   // The row constants (maxima, log-sums) are large here while t = log(p/q) is not: t must not be a
   // difference of large float32 terms. Found by the two-document parity fuzz (arcee_fusion of a
   // magnitude-30000 bf16 model onto a base near 1, KL off by 4e-4).
@@ -87,6 +92,10 @@ test("rows whose maxima lie thousands apart: a large-valued row against one near
   // b = a + 1000 plus a small change: nearly the same softmax, every value ~1000.
   const shifted = Float32Array.from(small, (v, i) => Math.fround(v + 1000 + (uniform(26, i) - 0.5) * 0.01));
   assertAgrees(small, shifted, cols, await kernelKl(small, shifted, cols), "shifted");
+  // b = a - 50 plus a change of 1e-3: a's values are small, so a's values minus its max round at their
+  // own scale unless that rounding is added back (the random rows below found this one).
+  const offset = Float32Array.from(small, (v, i) => Math.fround(v - 50 + (uniform(27, i) - 0.5) * 1e-3));
+  assertAgrees(small, offset, cols, await kernelKl(small, offset, cols), "offset");
 });
 
 test("ties, zeros, equal rows, -Infinity and NaN", async () => {
@@ -115,4 +124,43 @@ test("bfloat16 inputs are decoded per tile, across a row longer than a tile", as
   const toBf16 = (x: Float32Array) => { const u = new Uint32Array(x.buffer, x.byteOffset, x.length); for (let i = 0; i < u.length; i++) u[i]! &= 0xffff0000; return x; };
   const a = toBf16(a0), b = toBf16(b0);
   assertAgrees(a, b, cols, await kernelKl(a, b, cols, DTYPE_BF16), "bf16");
+});
+
+/** Rows drawn at random: sizes, magnitudes, offsets, a's row and b's near each other or not, F32 or BF16. */
+interface DrawnRows {
+  cols: number;
+  rows: number;
+  seed: number;
+  scaleA: number;
+  shiftA: number;
+  /** b = a + shiftB + closeness * scaleA * noise (a fine-tune, perhaps offset) when set; otherwise b is drawn like a, on its own. */
+  closeness?: number;
+  scaleB: number;
+  shiftB: number;
+  bf16: boolean;
+}
+const magnitude = fc.constantFrom(1e-3, 0.1, 1, 30, 1000, 30000);
+const offset = fc.constantFrom(0, 0, 1, -50, 10_000, -20_000);
+const rowsArb: fc.Arbitrary<DrawnRows> = fc.record({
+  cols: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.constantFrom(TILE - 1, TILE + 3)),
+  rows: fc.integer({ min: 1, max: 4 }),
+  seed: fc.integer({ min: 0, max: 100_000 }),
+  scaleA: magnitude, shiftA: offset,
+  closeness: fc.option(fc.constantFrom(1e-6, 1e-3, 0.1), { nil: undefined }),
+  scaleB: magnitude, shiftB: offset,
+  bf16: fc.boolean(),
+});
+
+test("random rows of any size, magnitude and offset, near each other or not, F32 or BF16: KL within the tolerance", async (t) => {
+  const settings = fuzzSettings();
+  const numRuns = settings.runs(150);
+  t.diagnostic(`seed ${settings.seed}, ${numRuns} runs`);
+  await fc.assert(fc.asyncProperty(rowsArb, async (d) => {
+    const n = d.rows * d.cols, dtype = d.bf16 ? "BF16" : "F32";
+    const a = Float32Array.from({ length: n }, (_, i) => roundToDtype(d.shiftA + d.scaleA * (uniform(d.seed, i) - 0.5), dtype));
+    const b = Float32Array.from({ length: n }, (_, i) => roundToDtype(d.closeness !== undefined
+      ? a[i]! + d.shiftB + d.closeness * d.scaleA * (uniform(d.seed + 1, i) - 0.5)
+      : d.shiftB + d.scaleB * (uniform(d.seed + 1, i) - 0.5), dtype));
+    assertAgrees(a, b, d.cols, await kernelKl(a, b, d.cols, d.bf16 ? DTYPE_BF16 : DTYPE_F32), JSON.stringify(d));
+  }), { seed: settings.seed, numRuns, ...(settings.path ? { path: settings.path } : {}) });
 });
