@@ -13,20 +13,14 @@
 // with P = e^(x - m) (the row's max m), S = sum P and e = 1e-8 S,
 //   p = P/S + 1e-8 = (P/S)(1 + e/P),  log p = (x - m) - ln S + log1p(e/P)   where P >= e,
 //                  = 1e-8 (1 + P/e),  log p = ln 1e-8 + log1p(P/e)           elsewhere,
-// so where both p and q are of the first kind, t = (x_b - x_a) - K + (log1p parts), with x = value - s
-// and K = (m_b - s_b) - (m_a - s_a) + ln(S_b/S_a) for a shift s per row, chosen by the rows' K with no
-// shift, K0 = (m_b - m_a) + ln(S_b/S_a):
-// - |K0| < 1 (close rows, the common case): s = 0, so x_b - x_a = b - a is exact for close values
-//   (Sterbenz) and K is small: t keeps float32's relative accuracy however small it is.
-// - |K0| >= 1 (rows far apart): s = the row's max, so x lies in [ln 1e-8, 0] for elements of the first
-//   kind and K = ln(S_b/S_a) is small. x's one rounding (none where the values are large: the
-//   difference of two nearby large floats is exact) is added back exactly (TwoSum), since where a's
-//   values are small and b's row is a's offset by a constant, t is far smaller than x. Without the
-//   shift, rows whose values are in the thousands made t a difference of large float32 terms, each
-//   rounded to an ulp of the values (KL off by 4e-4 for a row of b near 18000 against one of a near
-//   0.5); without the rounding added back, a row offset by -50 with changes of 1e-3 was 5e-5 off.
-// Where only one of p, q is of the first kind, t = (b - m_b) - (ln S_b + ln 1e-8), or the opposite:
-// always shifted by the max, so that no large term enters whatever the rows' K0.
+// so where both p and q are of the first kind, t = (x_b - x_a) - K + (log1p parts), with x = value - m
+// and K = ln(S_b/S_a); where only one is, t = x_b - (ln S_b + ln 1e-8), or the opposite. x is formed
+// with its rounding kept (TwoSum: x = hi + lo exactly), and hi_b - hi_a is exact for close rows
+// (Sterbenz), so t is the difference of two exact numbers and a small K: it keeps float32's relative
+// accuracy however small it is, whatever the rows' magnitudes or offsets. (The first form, (b - a) -
+// ((m_b - m_a) + K) in float32, rounded each term to an ulp of the values: KL was 4e-4 off for a row of
+// b near 18000 against one of a near 0.5. Shifting without keeping the rounding left a row offset by
+// -50 with changes of 1e-3 5e-5 off, and near rows of 2-3 columns outside the tolerance.)
 
 import { elementBytes, encode } from "./convert";
 import { MAX_INPUTS, RANGE_ABOVE, RANGE_BYTES, RANGE_INSIDE, TILE } from "./layout";
@@ -174,17 +168,15 @@ function sumError(x: v128, s: v128, sum: v128): v128 {
  */
 // @ts-ignore: decorator
 @inline
-function klTerms(far: bool, wa: v128, wb: v128, P: v128, Q: v128, vmA: v128, vmB: v128, nsA: v128, nsB: v128, eA: v128, eB: v128, fastA: v128, fastB: v128, K: v128, offA: v128, offB: v128, invB: v128): v128 {
+function klTerms(wa: v128, wb: v128, P: v128, Q: v128, nmA: v128, nmB: v128, eA: v128, eB: v128, fastA: v128, fastB: v128, K: v128, offA: v128, offB: v128, invB: v128): v128 {
   const largeB = f32x4.ge(P, eB), largeA = f32x4.ge(Q, eA);
-  // Both large: (x_b - x_a) - K with the row's shift; only b's: (b - m_b) - offB; only a's: offA - (a - m_a); neither: 0.
-  // x = w - s with the rounding of each x added back (exactly, by sumError): where a's values are small
-  // and its row lies offset from b's, x_a - x_b would otherwise round at the scale of the values, not t's.
-  // Close rows have no shift (x = w) and nothing to add back.
-  const xb = far ? f32x4.add(wb, nsB) : wb, xa = far ? f32x4.add(wa, nsA) : wa;
-  let both = f32x4.sub(f32x4.sub(xb, xa), K);
-  if (far) both = f32x4.add(both, f32x4.sub(sumError(wb, nsB, xb), sumError(wa, nsA, xa)));
-  let t = v128.bitselect(both, f32x4.sub(f32x4.sub(wb, vmB), offB), largeA);
-  t = v128.bitselect(t, v128.and(f32x4.sub(offA, f32x4.sub(wa, vmA)), largeA), largeB);
+  // x = w - m as hi + lo exactly (see the file's head). Both large: (x_b - x_a) - K; only b's: x_b - offB;
+  // only a's: offA - x_a; neither: 0. Each from the hi parts, the lo parts added last.
+  const xb = f32x4.add(wb, nmB), xa = f32x4.add(wa, nmA);
+  const lb = sumError(wb, nmB, xb), la = sumError(wa, nmA, xa);
+  const both = f32x4.add(f32x4.sub(f32x4.sub(xb, xa), K), f32x4.sub(lb, la));
+  let t = v128.bitselect(both, f32x4.add(f32x4.sub(xb, offB), lb), largeA);
+  t = v128.bitselect(t, v128.and(f32x4.sub(f32x4.sub(offA, xa), la), largeA), largeB);
   // + log1p(c_b) - log1p(c_a). Where every c = e/P < 2^-8 (the common case) that is, to a relative
   // 2^-16 of itself, (c_b - c_a)(1 - (c_b + c_a)/2), with one division for both.
   if (i32x4.all_true(v128.and(f32x4.ge(P, fastB), f32x4.ge(Q, fastA)))) {
@@ -203,10 +195,8 @@ let sumA: f64 = 0, sumB: f64 = 0;
 /**
  * One of the two passes over a row (elements start.. of a and b, `cols` of them), which walk it alike:
  * tile by tile, sixteen elements at a time, then one vector at a time (a row's last 1-3 values loaded
- * alone, the padding lanes masked off). `kl` and `far` are constants at each call, so each inlined copy
- * keeps only its own branches.
- * - `far` (KL pass only): the rows' K0 is at least 1, so their values are shifted by their max (see the
- *   file's head).
+ * alone, the padding lanes masked off). `kl` is a constant at each call, so each inlined copy keeps
+ * only its own branches.
  * - The exps pass (kl false): e^(x - max) in float32 of a's row at `ea` and of b's at `eb` (padded with
  *   0 to whole f32x4 loads), and their float64 sums in sumA and sumB; returns 0.
  * - The KL pass (kl true, after the exps pass of the same row): returns KL_row, sum p phi(t) (see the
@@ -215,18 +205,17 @@ let sumA: f64 = 0, sumB: f64 = 0;
  */
 // @ts-ignore: decorator
 @inline
-function rowPass(kl: bool, far: bool, a: usize, aDtype: i32, b: usize, bDtype: i32, start: i32, cols: i32, quant: i32, maxA: f32, maxB: f32, ea: usize, eb: usize): f64 {
+function rowPass(kl: bool, a: usize, aDtype: i32, b: usize, bDtype: i32, start: i32, cols: i32, quant: i32, maxA: f32, maxB: f32, ea: usize, eb: usize): f64 {
   const vmA = f32x4.splat(maxA), vmB = f32x4.splat(maxB);
   // The KL pass's row constants (the exps pass leaves them unused).
   const lnA = kl ? Math.log(sumA) : 0, lnB = kl ? Math.log(sumB) : 0;
   const invB = f32x4.splat(<f32>(1 / sumB));
   const eA = f32x4.splat(<f32>(1e-8 * sumA)), eB = f32x4.splat(<f32>(1e-8 * sumB));
   const fastA = f32x4.mul(eA, f32x4.splat(256)), fastB = f32x4.mul(eB, f32x4.splat(256)); // c = e/P < 2^-8
-  // The shift (see the file's head) and the parts of t that do not depend on the element, per case of
-  // (P >= e, Q >= e).
-  const shiftA: f64 = far ? maxA : 0, shiftB: f64 = far ? maxB : 0;
-  const nsA = f32x4.splat(<f32>-shiftA), nsB = f32x4.splat(<f32>-shiftB);
-  const K = f32x4.splat(<f32>(((<f64>maxB - shiftB) - (<f64>maxA - shiftA)) + (lnB - lnA)));
+  // The parts of t that do not depend on the element, per case of (P >= e, Q >= e): small numbers, never
+  // the rows' maxima (see the file's head).
+  const nmA = f32x4.splat(-maxA), nmB = f32x4.splat(-maxB);
+  const K = f32x4.splat(<f32>(lnB - lnA));
   const offA = f32x4.splat(<f32>(lnA + LN_1EM8)), offB = f32x4.splat(<f32>(lnB + LN_1EM8));
   // KL's partials in sa0 and sa1; the exps pass's a sums there, b's in sb0 and sb1.
   let sa0 = f64x2.splat(0), sa1 = f64x2.splat(0), sb0 = f64x2.splat(0), sb1 = f64x2.splat(0);
@@ -239,10 +228,10 @@ function rowPass(kl: bool, far: bool, a: usize, aDtype: i32, b: usize, bDtype: i
     for (; j + 16 <= count; j += 16) { // four vectors' exps or terms added in float32 (three roundings), then promoted
       const o = <usize>j << 2;
       if (kl) {
-        const t0 = klTerms(far, v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), vmA, vmB, nsA, nsB, eA, eB, fastA, fastB, K, offA, offB, invB);
-        const t1 = klTerms(far, v128.load(va + o, 16), v128.load(vb + o, 16), v128.load(db + o, 16), v128.load(da + o, 16), vmA, vmB, nsA, nsB, eA, eB, fastA, fastB, K, offA, offB, invB);
-        const t2 = klTerms(far, v128.load(va + o, 32), v128.load(vb + o, 32), v128.load(db + o, 32), v128.load(da + o, 32), vmA, vmB, nsA, nsB, eA, eB, fastA, fastB, K, offA, offB, invB);
-        const t3 = klTerms(far, v128.load(va + o, 48), v128.load(vb + o, 48), v128.load(db + o, 48), v128.load(da + o, 48), vmA, vmB, nsA, nsB, eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t0 = klTerms(v128.load(va + o), v128.load(vb + o), v128.load(db + o), v128.load(da + o), nmA, nmB, eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t1 = klTerms(v128.load(va + o, 16), v128.load(vb + o, 16), v128.load(db + o, 16), v128.load(da + o, 16), nmA, nmB, eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t2 = klTerms(v128.load(va + o, 32), v128.load(vb + o, 32), v128.load(db + o, 32), v128.load(da + o, 32), nmA, nmB, eA, eB, fastA, fastB, K, offA, offB, invB);
+        const t3 = klTerms(v128.load(va + o, 48), v128.load(vb + o, 48), v128.load(db + o, 48), v128.load(da + o, 48), nmA, nmB, eA, eB, fastA, fastB, K, offA, offB, invB);
         const term = f32x4.add(f32x4.add(t0, t1), f32x4.add(t2, t3));
         sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(term));
         sa1 = f64x2.add(sa1, promoteHigh(term));
@@ -271,7 +260,7 @@ function rowPass(kl: bool, far: bool, a: usize, aDtype: i32, b: usize, bDtype: i
       const wa = left >= 4 ? v128.load(va + o) : lastValues(va + o, left), wb = left >= 4 ? v128.load(vb + o) : lastValues(vb + o, left);
       const keep = i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(left));
       if (kl) { // the padding lanes (P = Q = 0, a = b = 0) give t = 0 and phi = 0; masked anyway
-        const term = v128.and(klTerms(far, wa, wb, v128.load(db + o), v128.load(da + o), vmA, vmB, nsA, nsB, eA, eB, fastA, fastB, K, offA, offB, invB), keep);
+        const term = v128.and(klTerms(wa, wb, v128.load(db + o), v128.load(da + o), nmA, nmB, eA, eB, fastA, fastB, K, offA, offB, invB), keep);
         sa0 = f64x2.add(sa0, f64x2.promote_low_f32x4(term));
         sa1 = f64x2.add(sa1, promoteHigh(term));
       } else { // the padding's exps become 0 and change no sum
@@ -301,9 +290,8 @@ export function fusionRowKL(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
   let row = 0;
   for (let r = 0; r < n; r += cols) {
     const maxA = rowMax(a, aDtype, r, cols, quant, 0), maxB = rowMax(b, bDtype, r, cols, quant, 1);
-    rowPass(false, false, a, aDtype, b, bDtype, r, cols, quant, maxA, maxB, ea, eb);
-    const far = Math.abs((<f64>maxB - <f64>maxA) + (Math.log(sumB) - Math.log(sumA))) >= 1;
-    const kl = far ? rowPass(true, true, a, aDtype, b, bDtype, r, cols, quant, maxA, maxB, ea, eb) : rowPass(true, false, a, aDtype, b, bDtype, r, cols, quant, maxA, maxB, ea, eb);
+    rowPass(false, a, aDtype, b, bDtype, r, cols, quant, maxA, maxB, ea, eb);
+    const kl = rowPass(true, a, aDtype, b, bDtype, r, cols, quant, maxA, maxB, ea, eb);
     store<f64>(out + (<usize>row << 3), kl);
     row++;
   }
