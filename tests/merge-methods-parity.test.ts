@@ -481,6 +481,23 @@ describe("NaN and infinite inputs", () => {
       recipe: { merge_method: method, base_model: "./base", ...(rescale ? { parameters: { rescale } } : {}), models: weighted({ density }) },
     }));
   }
+  // The geometric means with infinities alone (no NaN to carry them): a's unit vector is NaN at its
+  // infinities, so mergekit's mean and output are NaN throughout, with two or three models, and with a
+  // second model equal to the base (a zero task vector: the mean's norm is then below eps, multislerp's
+  // linear fallback, where a coefficient of 0 for a would have dropped its NaN).
+  const zeroTau = models(["base", base32], ["a", withNonFinite(ft32[0]!, 8, true)], ["z", base32]);
+  for (const method of ["multislerp", "karcher"] as const) {
+    for (const count of [2, 3]) {
+      test(`${method} of ${count} models, infinities only`, () => check(root, {
+        name: `infinite-${method}-${count}`, models: infinite,
+        recipe: { merge_method: method, base_model: "./base", models: weighted({}).slice(0, count) },
+      }));
+    }
+    test(`${method}, infinities only, with a zero task vector`, () => check(root, {
+      name: `infinite-${method}-zero`, models: zeroTau,
+      recipe: { merge_method: method, base_model: "./base", models: [m("a", { weight: 1 }), m("z", { weight: 0.5 })] },
+    }));
+  }
   // Not silent: each tensor written NaN throughout is a warning naming the model's file and tensor.
   for (const [method, parameters, list, options] of [
     ["sce", { select_topk: 0.5 }, "whole", {}], ["sce", { select_topk: 0.5 }, "chunked", { chunkElements: 4096 }], ["dare_ties", {}, "whole", {}], ["dare_ties", {}, "chunked", { chunkElements: 4096 }],

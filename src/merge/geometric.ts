@@ -155,6 +155,11 @@ export function multislerpCoefficients(weights: number[], normalize: boolean, ep
     w = w.map((x) => x / sum);
   }
   const norms = w.map((_, i) => sqrt0(g(i, i)));
+  // A task vector with an infinite or NaN value has a non-finite norm; mergekit's unit vector v/|v| is
+  // then NaN at that value, and so its mean, the mean's norm and the whole output. (As coefficients, w/|v|
+  // would be 0 and drop the model, or send two models to the linear fallback: finite numbers where
+  // mergekit writes NaN.)
+  if (norms.some((x) => !Number.isFinite(x))) return new Array<number>(m).fill(NaN);
   const mean = w.map((wi, i) => wi / (norms[i]! + eps)); // sum_i w_i u_i, u_i = v_i / (|v_i| + eps)
   const meanNorm = sqrt0(quadratic(g, mean));
   if (meanNorm < eps) {
