@@ -4,18 +4,19 @@
 // checked against expectations worked out by hand below (which model's row each output token takes),
 // with the values computed by a plain scalar loop here, not by the code under test.
 import assert from "node:assert/strict";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
-import { RecipeError, WeightsoupError } from "../src/errors";
+import { RecipeError, ValidationError, WeightsoupError } from "../src/errors";
 import { NodeFolder } from "../src/io/node-folder";
 import { merge } from "../src/node";
 import { parseRecipe } from "../src/recipe/recipe";
 import { loadTokenizer } from "../src/tokenizer/tokenizer";
 import { BUILTIN_CHAT_TEMPLATES } from "../src/vocab/chat-templates";
 import { baseModel, readOutput, removeDir, tempDir, TINY, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
+import { special, wordLevel, writeTokenizer } from "./helpers/tokenizer-files";
 import { decodeFloat } from "./reference/safetensors";
 import { roundToDtype } from "./reference/float16";
 import type { RefModel } from "./reference/merge";
@@ -27,18 +28,6 @@ after(async () => { await removeDir(root); });
 // Hidden size 184 (head size 46) makes the padded 24-row embedding 4416 elements: with chunks of 4096 elements, the
 // chunk boundary falls inside row 22.
 const SHAPE: Shape = { ...TINY, hidden: 184, heads: 4, kvHeads: 2, intermediate: 8, layers: 1 };
-
-const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
-
-/** A WordLevel tokenizer.json: `tokens` in id order, `added` the ids that are added (special) tokens. */
-function wordLevel(tokens: string[], added: number[]): Record<string, unknown> {
-  return {
-    version: "1.0", truncation: null, padding: null,
-    added_tokens: added.map((id) => special(id, tokens[id]!)),
-    normalizer: null, pre_tokenizer: { type: "Whitespace" }, post_processor: null, decoder: null,
-    model: { type: "WordLevel", vocab: Object.fromEntries(tokens.map((t, i) => [t, i])), unk_token: "<unk>" },
-  };
-}
 
 const BASE_TOKENS = ["<unk>", "<s>", "</s>", "the", "cat", "sat", "on", "mat", "a", "dog"];
 const B_TOKENS = ["<unk>", "<s>", "</s>", "a", "dog", "ran", "fast", "the", "bird", "cat", "<|im_start|>", "<|im_end|>"];
@@ -52,11 +41,6 @@ function model(seed: number, dtype: "F32" | "BF16", vocab: number, tied = false)
     m.config = { ...m.config, tie_word_embeddings: true };
   }
   return m;
-}
-
-async function writeTokenizer(dir: string, tokenizer: Record<string, unknown>, config: Record<string, unknown> = {}): Promise<void> {
-  await writeFile(join(dir, "tokenizer.json"), JSON.stringify(tokenizer));
-  await writeFile(join(dir, "tokenizer_config.json"), JSON.stringify({ bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>", tokenizer_class: "PreTrainedTokenizerFast", ...config }));
 }
 
 interface Case { dir: string; recipe: string; models: Record<string, RefModel> }
@@ -387,6 +371,22 @@ describe("typed errors", () => {
       });
       await rm(out, { recursive: true, force: true });
     }
+  });
+
+  test("a token_id past the named model's rows is refused even where no model needs the source (every model has the token)", async () => {
+    const c = await threeModels({ merge_method: "linear", base_model: "./base", models: ["./base", "./b", "./c"].map((model) => ({ model, parameters: { weight: 1 } })), tokenizer: { tokens: { the: { source: { kind: "model_token", model: "./b", token_id: 40 } } } } });
+    const out = join(c.dir, "out");
+    // Planning collects its problems: one per rebuilt tensor (embedding and lm_head).
+    await assert.rejects(merge(c.recipe, { out, workers: 1, workerUrl: WORKER_URL }), (e: ValidationError) => {
+      assert.equal(e.code, "E_VALIDATION");
+      assert.deepEqual(e.problems.map((p) => [p.code, p.details.key, p.details.tensor]), [
+        ["E_RECIPE", 'tokenizer.tokens."the".source', "model.embed_tokens.weight"],
+        ["E_RECIPE", 'tokenizer.tokens."the".source', "lm_head.weight"],
+      ]);
+      assert.match(e.message, /row 40 is outside \.\/b's tensor "model\.embed_tokens\.weight" \(12 rows\)/);
+      return true;
+    });
+    await assert.rejects(stat(join(out, "model.safetensors")));
   });
 
   test("a model without tokenizer.json", async () => {

@@ -80,6 +80,29 @@ export function rebuildEmbeddingInputs(ctx: EmbeddingContext, outName: string, i
   const rowFill = (pairs: number[]) => fills.push({ kind: "mean", from: pairs }) - 1;
   const unfilled: string[] = [];
 
+  // The rows the recipe's `source`s name (by output id), each checked whether or not a model needs it
+  // (mergekit computes every configured default), so a bad source fails the same way in every recipe.
+  const sourced = new Map<number, [TensorInfo, number]>();
+  for (const [token, { source }] of vocab.settings.tokens) {
+    if (!source || source.kind === "zero") continue;
+    const model = ctx.models.get(source.model)!;
+    const tensor = ctx.findTensor(model, outName);
+    const key = `${tokenKey(token)}.source`;
+    let row: number;
+    if (source.kind === "model") row = vocab.idMaps.get(source.model)![vocab.ids.get(token)!]!;
+    else if ("tokenId" in source) row = source.tokenId;
+    else row = vocab.models.get(source.model)!.originalIds.get(source.token)!;
+    if (!tensor) {
+      report("E_TENSOR_MISSING", `${ctx.file}: ${key}: model ${source.model} has no tensor "${outName}" to take the row of ${JSON.stringify(token)} from`, { file: ctx.file, key, model: source.model, tensor: outName });
+      return undefined;
+    }
+    if (row < 0 || row >= rowsOf(tensor)) {
+      report("E_RECIPE", `${ctx.file}: ${key}: row ${row} is outside ${source.model}'s tensor "${tensor.name}" (${rowsOf(tensor)} rows)`, { file: ctx.file, key, model: source.model, tensor: tensor.name });
+      return undefined;
+    }
+    sourced.set(vocab.ids.get(token)!, [tensor, row]);
+  }
+
   /** The default row of output id `id`: an index into fills, or undefined after a reported problem. */
   const defaultFill = (id: number): number | undefined => {
     const known = defaults.get(id);
@@ -93,21 +116,7 @@ export function rebuildEmbeddingInputs(ctx: EmbeddingContext, outName: string, i
     } else if (source?.kind === "zero") {
       fill = zeroFill();
     } else if (source) {
-      const model = ctx.models.get(source.model)!;
-      const tensor = ctx.findTensor(model, outName);
-      const key = `${tokenKey(token)}.source`;
-      let row: number;
-      if (source.kind === "model") row = vocab.idMaps.get(source.model)![id]!;
-      else if ("tokenId" in source) row = source.tokenId;
-      else row = vocab.models.get(source.model)!.originalIds.get(source.token)!;
-      if (!tensor) {
-        report("E_TENSOR_MISSING", `${ctx.file}: ${key}: model ${source.model} has no tensor "${outName}" to take the row of ${JSON.stringify(token)} from`, { file: ctx.file, key, model: source.model, tensor: outName });
-        return undefined;
-      }
-      if (row < 0 || row >= rowsOf(tensor)) {
-        report("E_RECIPE", `${ctx.file}: ${key}: row ${row} is outside ${source.model}'s tensor "${tensor.name}" (${rowsOf(tensor)} rows)`, { file: ctx.file, key, model: source.model, tensor: tensor.name });
-        return undefined;
-      }
+      const [tensor, row] = sourced.get(id)!;
       fill = rowFill([indexOf(tensor), row]);
     } else {
       const have = inputs.filter((i) => vocab.idMaps.get(i.model)![id]! >= 0);
