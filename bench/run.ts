@@ -11,6 +11,7 @@
 //   8. the forward pass's GEMM (linear): GFLOP/s in prefill, GB/s of weights in decode, both builds
 //   3b. against the I/O floor (bench/io-floor.ts): linear, task_arithmetic, ties, dare_ties on the same models as
 //      whole CLI processes, next to reading the inputs and writing the output with the engine's I/O calls, computing nothing
+//   3c. against the disk floor (bench/io-floor.ts, --skip-cold): 3b with the inputs evicted from the page cache before each run
 // Options: --quick (smaller sizes, for a smoke run), --keep (keep the generated models), --skip-e2e, --skip-floor (3b),
 // --skip-kernels, --skip-assignment (5, 6), --skip-alignment (7), --skip-gemm (8), --skip-forward (9), --skip-sweep (10), --skip-browser (section 4 needs Debian's chromium: CHROMIUM_PATH overrides /usr/bin/chromium).
 // Environment: BENCH_ONLY=name[,name] limits section 2 to those methods; BENCH_BASELINE_WASM=path/to/kernels.wasm
@@ -203,6 +204,7 @@ if (e2eSet && !args.has("--skip-e2e")) {
   if (!args.has("--skip-browser")) await browserSection(e2e, models, recipes, (name) => run(name, false).seconds, line);
 }
 if (e2eSet && !args.has("--skip-floor")) ioFloorSection(e2eSet, line);
+if (e2eSet && !args.has("--skip-floor") && !args.has("--skip-cold")) ioFloorSection(e2eSet, line, { cold: true });
 if (e2eSet && !args.has("--keep")) await rm(e2eSet.dir, { recursive: true, force: true });
 if (!args.has("--skip-assignment")) await assignmentSection();
 
