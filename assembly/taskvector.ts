@@ -4,6 +4,7 @@
 // a pseudo-random subset), optionally rescaled to keep its L1 norm, then weighted: p_i = m_i * r_i * w_i.
 // TIES-style consensus elects a sign per element from sum_i p_i and keeps only the p_i that agree with
 // it (a disjoint mean when normalized by the agreeing weights); plain task arithmetic sums every p_i.
+// Masks are multiplied in, as mergekit's are (maskLanes): a trimmed or outvoted NaN or infinity is NaN.
 // Finally out = b + lambda * mixed. Every step rounds to float32 in the order mergekit's float32 torch
 // code does, so the same inputs give the same bits.
 
@@ -147,10 +148,28 @@ function scaleOne(m: f32, rescaled: bool, r: f32, w: f32): f32 {
 }
 
 /**
+ * tau times the 0/1 mask whose all-ones lanes are `keep` (`ones` is ONES): mergekit multiplies its masks
+ * in, so a dropped NaN or infinite tau is NaN (and a dropped negative tau -0), where and-ing with the mask
+ * would give 0. Kept lanes are tau exactly.
+ */
+// @ts-ignore: decorator
+@inline
+function maskLanes(tau: v128, keep: v128, ones: v128): v128 {
+  return f32x4.mul(tau, v128.and(keep, ones));
+}
+
+/** One element of maskLanes. */
+// @ts-ignore: decorator
+@inline
+function maskOne(tau: f32, keep: bool): f32 {
+  return tau * (keep ? <f32>1 : <f32>0);
+}
+
+/**
  * p = ((mask(x - b)) * r) * w over `count` elements of a task input, x and b read in place (F32, BF16 or
  * F16, element 0 at the pointers), written as float32 at `p`; (hi:lo) is the first element's flat index
  * and `local` its index in the chunk. The record's trim mode decides the mask:
- * - TRIM_NONE: everything is kept; TRIM_ZERO: nothing;
+ * - TRIM_NONE: everything is kept; TRIM_ZERO: zeros, whatever tau is;
  * - TRIM_MAGNITUDE: the top k |tau| (a top-k cut: threshold TV_THRESHOLD, budget TV_TIES);
  * - TRIM_BAND: the top (keep + top) |tau| except the top `top` (breadcrumbs' outliers: a second cut at
  *   TV_THRESHOLD2, TV_TIES2);
@@ -201,16 +220,16 @@ function stageBlock(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32
       const at = local + j; // a multiple of 4: its four bits are one nibble of a byte
       const nibble = (<u32>load<u8>(bits + (<usize>at >>> 3)) >>> (<u32>at & 4)) & 0xf;
       const keep = i32x4.ne(v128.and(i32x4.splat(nibble), i32x4(1, 2, 4, 8)), i32x4.splat(0));
-      v128.store(p + (<usize>j << 2), scaleLanes(v128.and(f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), keep), rescaled, vr, vw));
+      v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), keep, laneConstant(ONES)), rescaled, vr, vw));
     }
     for (; j < count; j++) {
       const at = local + j;
       const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
       const keep = ((<u32>load<u8>(bits + (<usize>at >>> 3)) >>> (<u32>at & 7)) & 1) != 0;
-      store<f32>(p + (<usize>j << 2), scaleOne(keep ? tau : 0, rescaled, r, w));
+      store<f32>(p + (<usize>j << 2), scaleOne(maskOne(tau, keep), rescaled, r, w));
     }
   } else {
-    const zero = scaleOne(0, rescaled, r, w); // TRIM_ZERO
+    const zero = scaleOne(0, rescaled, r, w); // TRIM_ZERO: zeros whatever tau is (della at density <= 0: mergekit's zeros_like)
     for (let j = 0; j < count; j++) store<f32>(p + (<usize>j << 2), zero);
   }
 }
@@ -223,14 +242,14 @@ function stageBlock(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32
 // @ts-ignore: decorator
 @inline
 function stageBits(x: usize, xd: i32, b: usize, bd: i32, count: i32, bits: usize, p: usize, rescaled: bool, vr: v128, vw: v128): i32 {
-  const low = laneConstant(BITS_LOW), high = laneConstant(BITS_HIGH);
+  const low = laneConstant(BITS_LOW), high = laneConstant(BITS_HIGH), ones = laneConstant(ONES);
   let j = 0;
   for (; j + 8 <= count; j += 8) {
     const byte = i32x4.splat(load<u8>(bits + (<usize>j >>> 3)));
     const keep0 = i32x4.ne(v128.and(byte, low), i32x4.splat(0)), keep1 = i32x4.ne(v128.and(byte, high), i32x4.splat(0));
     const tau0 = f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), tau1 = f32x4.sub(loadLanes(x, xd, j + 4), loadLanes(b, bd, j + 4));
-    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau0, keep0), rescaled, vr, vw));
-    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau1, keep1), rescaled, vr, vw), 16);
+    v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau0, keep0, ones), rescaled, vr, vw));
+    v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau1, keep1, ones), rescaled, vr, vw), 16);
   }
   return j;
 }
@@ -245,7 +264,7 @@ function stageBits(x: usize, xd: i32, b: usize, bd: i32, count: i32, bits: usize
 @inline
 function stageCut(x: usize, xd: i32, b: usize, bd: i32, count: i32, cut: i32, threshold: u32, p: usize, rescaled: bool, r: f32, w: f32): u32 {
   const vcut = i32x4.splat(cut), vthreshold = i32x4.splat(threshold), vr = f32x4.splat(r), vw = f32x4.splat(w);
-  const magnitude = i32x4.splat(0x7fffffff);
+  const magnitude = i32x4.splat(0x7fffffff), ones = laneConstant(ONES);
   let equal0 = i32x4.splat(0), equal1 = i32x4.splat(0);
   let j = 0;
   for (; j + 8 <= count; j += 8) {
@@ -253,15 +272,15 @@ function stageCut(x: usize, xd: i32, b: usize, bd: i32, count: i32, cut: i32, th
     const m0 = v128.and(tau0, magnitude), m1 = v128.and(tau1, magnitude);
     equal0 = i32x4.sub(equal0, i32x4.eq(m0, vthreshold));
     equal1 = i32x4.sub(equal1, i32x4.eq(m1, vthreshold));
-    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau0, i32x4.gt_s(m0, vcut)), rescaled, vr, vw));
-    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau1, i32x4.gt_s(m1, vcut)), rescaled, vr, vw), 16);
+    v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau0, i32x4.gt_s(m0, vcut), ones), rescaled, vr, vw));
+    v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau1, i32x4.gt_s(m1, vcut), ones), rescaled, vr, vw), 16);
   }
   let tail: u32 = 0;
   for (; j < count; j++) {
     const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
     const m = reinterpret<u32>(tau) & 0x7fffffff;
     if (m == threshold) tail++;
-    store<f32>(p + (<usize>j << 2), scaleOne(<i32>m > cut ? tau : 0, rescaled, r, w));
+    store<f32>(p + (<usize>j << 2), scaleOne(maskOne(tau, <i32>m > cut), rescaled, r, w));
   }
   return laneSum(i32x4.add(equal0, equal1)) + tail;
 }
@@ -280,14 +299,14 @@ function stageTies(x: usize, xd: i32, b: usize, bd: i32, count: i32, threshold: 
     const magnitude = v128.and(tau, i32x4.splat(0x7fffffff));
     const ties = keptTies(i32x4.eq(magnitude, vthreshold), left);
     left -= laneCount(ties);
-    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau, v128.or(i32x4.gt_s(magnitude, vabove), ties)), rescaled, vr, vw));
+    v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau, v128.or(i32x4.gt_s(magnitude, vabove), ties), laneConstant(ONES)), rescaled, vr, vw));
   }
   for (; j < count; j++) {
     const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
     const magnitude = reinterpret<u32>(tau) & 0x7fffffff;
     const keep = aboveOrKeptTie(magnitude, threshold, left);
     if (keep && magnitude == threshold) left--;
-    store<f32>(p + (<usize>j << 2), scaleOne(keep ? tau : 0, rescaled, r, w));
+    store<f32>(p + (<usize>j << 2), scaleOne(maskOne(tau, keep), rescaled, r, w));
   }
   return left;
 }
@@ -309,19 +328,19 @@ function randomLanes(lo: u32, lanes: v128, m1: v128, m2: v128, signs: v128, vkey
 @inline
 function stageRandom(x: usize, xd: i32, b: usize, bd: i32, count: i32, lo: u32, threshold: u32, key: u32, high: u32, p: usize, rescaled: bool, r: f32, w: f32): void {
   const flipped = i32x4.splat(threshold ^ SIGN), vkey = i32x4.splat(key), vhigh = i32x4.splat(high), vr = f32x4.splat(r), vw = f32x4.splat(w);
-  const lanes = laneConstant(LANES), m1 = laneConstant(MIX1), m2 = laneConstant(MIX2), signs = laneConstant(SIGNS);
+  const lanes = laneConstant(LANES), m1 = laneConstant(MIX1), m2 = laneConstant(MIX2), signs = laneConstant(SIGNS), ones = laneConstant(ONES);
   let j = 0;
   for (; j + 8 <= count; j += 8) {
     const keep0 = randomLanes(lo + <u32>j, lanes, m1, m2, signs, vkey, vhigh, flipped);
     const keep1 = randomLanes(lo + <u32>j + 4, lanes, m1, m2, signs, vkey, vhigh, flipped);
     const tau0 = f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), tau1 = f32x4.sub(loadLanes(x, xd, j + 4), loadLanes(b, bd, j + 4));
-    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau0, keep0), rescaled, vr, vw));
-    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau1, keep1), rescaled, vr, vw), 16);
+    v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau0, keep0, ones), rescaled, vr, vw));
+    v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau1, keep1, ones), rescaled, vr, vw), 16);
   }
   for (; j < count; j++) {
     const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
     const keep = mix(mix((lo + <u32>j) ^ key) ^ high) < threshold;
-    store<f32>(p + (<usize>j << 2), scaleOne(keep ? tau : 0, rescaled, r, w));
+    store<f32>(p + (<usize>j << 2), scaleOne(maskOne(tau, keep), rescaled, r, w));
   }
 }
 
@@ -345,7 +364,7 @@ function stageBand(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32,
     equal = i32x4.sub(equal, i32x4.eq(magnitude, vthreshold));
     equal2 = i32x4.sub(equal2, i32x4.eq(magnitude, vthreshold2));
     const keep = v128.andnot(i32x4.gt_s(magnitude, vcut), i32x4.gt_s(magnitude, vcut2));
-    v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau, keep), rescaled, vr, vw));
+    v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau, keep, laneConstant(ONES)), rescaled, vr, vw));
   }
   let tail: u32 = 0, tail2: u32 = 0;
   for (; j < count; j++) {
@@ -353,7 +372,7 @@ function stageBand(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32,
     const magnitude = reinterpret<u32>(tau) & 0x7fffffff;
     if (magnitude == threshold) tail++;
     if (magnitude == threshold2) tail2++;
-    store<f32>(p + (<usize>j << 2), scaleOne(<i32>magnitude > cut && !(<i32>magnitude > cut2) ? tau : 0, rescaled, r, w));
+    store<f32>(p + (<usize>j << 2), scaleOne(maskOne(tau, <i32>magnitude > cut && !(<i32>magnitude > cut2)), rescaled, r, w));
   }
   const used = laneSum(equal) + tail, used2 = laneSum(equal2) + tail2;
   if ((left == 0 || used <= left) && (left2 == 0 || used2 <= left2)) {
@@ -368,7 +387,7 @@ function stageBand(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32,
       left -= laneCount(ties);
       left2 -= laneCount(ties2);
       const inner = v128.or(i32x4.gt_s(magnitude, vabove), ties), outliers = v128.or(i32x4.gt_s(magnitude, vabove2), ties2);
-      v128.store(p + (<usize>j << 2), scaleLanes(v128.and(tau, v128.andnot(inner, outliers)), rescaled, vr, vw));
+      v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau, v128.andnot(inner, outliers), laneConstant(ONES)), rescaled, vr, vw));
     }
     for (; j < count; j++) {
       const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
@@ -376,7 +395,7 @@ function stageBand(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32,
       const inner = aboveOrKeptTie(magnitude, threshold, left), outlier = aboveOrKeptTie(magnitude, threshold2, left2);
       if (inner && magnitude == threshold) left--;
       if (outlier && magnitude == threshold2) left2--;
-      store<f32>(p + (<usize>j << 2), scaleOne(inner && !outlier ? tau : 0, rescaled, r, w));
+      store<f32>(p + (<usize>j << 2), scaleOne(maskOne(tau, inner && !outlier), rescaled, r, w));
     }
   }
   store<u32>(rec, left, TV_TIES);
@@ -480,8 +499,9 @@ const SUB = 512;
 /**
  * The merged value of one element from its staged v_i (at p + i * stride) and its base value b:
  * b + lambda * mixed, where mixed is the sum of the v_i (plain, divided by `divisor` when normalized),
- * or with consensus the sum of the p_i whose sign agrees with the elected one (sign of sum_i v_i, 0
- * counting as +, or of the count of signs), divided by their weights' sum when normalized. With
+ * or with consensus the sum of the p_i times 1 where their sign agrees with the elected one (sign of
+ * sum_i v_i, 0 counting as +, or of the count of signs) and 0 elsewhere, divided by the agreeing
+ * weights' sum when normalized. With
  * `unweighted`, v_i = q_i and p_i = q_i * w_i. The order of the float32 operations is the SIMD loops'.
  */
 // @ts-ignore: decorator
@@ -510,7 +530,7 @@ function mergeOne(
       const v = load<f32>(p + <usize>i * stride);
       const agree = positive ? v > 0 : v < 0;
       const w = load<f32>(inputs + (<usize>(i + 1) << 5), 16);
-      const term: f32 = agree ? (unweighted ? v * w : v) : 0, weight: f32 = agree ? w : 0;
+      const term: f32 = maskOne(unweighted ? v * w : v, agree), weight: f32 = agree ? w : 0;
       if (i == 0) { mixed = term; weights = weight; } else { mixed += term; weights += weight; }
     }
     if (normalize) mixed /= weights == 0 ? <f32>1 : weights;
@@ -552,7 +572,7 @@ function mergeLanes(
       const v = v128.load(p + <usize>i * stride);
       const agree = v128.bitselect(f32x4.gt(v, zero), f32x4.lt(v, zero), positive);
       const w = v128.load(inputs + (<usize>(i + 1) << 5), 16);
-      const term = v128.and(unweighted ? f32x4.mul(v, w) : v, agree);
+      const term = maskLanes(unweighted ? f32x4.mul(v, w) : v, agree, laneConstant(ONES));
       if (i == 0) {
         mixed = term;
         weights = v128.and(w, agree);
@@ -590,9 +610,9 @@ function sumVoteLanes(
   const flip = v128.andnot(signs, f32x4.ge(sum, zero)); // the sign bit where - is elected
   const a0 = f32x4.gt(v128.xor(p0, flip), zero), a1 = f32x4.gt(v128.xor(p1, flip), zero);
   const a2 = tasks > 2 ? f32x4.gt(v128.xor(p2, flip), zero) : zero, a3 = tasks > 3 ? f32x4.gt(v128.xor(p3, flip), zero) : zero;
-  let mixed = f32x4.add(v128.and(p0, a0), v128.and(p1, a1));
-  if (tasks > 2) mixed = f32x4.add(mixed, v128.and(p2, a2));
-  if (tasks > 3) mixed = f32x4.add(mixed, v128.and(p3, a3));
+  let mixed = f32x4.add(maskLanes(p0, a0, ones), maskLanes(p1, a1, ones));
+  if (tasks > 2) mixed = f32x4.add(mixed, maskLanes(p2, a2, ones));
+  if (tasks > 3) mixed = f32x4.add(mixed, maskLanes(p3, a3, ones));
   if (normalize) {
     let weights = f32x4.add(v128.and(w0, a0), v128.and(w1, a1));
     if (tasks > 2) weights = f32x4.add(weights, v128.and(w2, a2));

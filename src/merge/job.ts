@@ -79,6 +79,7 @@ export function chunkRange(job: TensorJob, c: number): [number, number] {
 /** How one task vector is sparsified. `ties` gives, per chunk, how many elements equal to the threshold to keep. */
 export type Trim =
   | { mode: "none" }
+  /** Zeros whatever tau is (della at density <= 0, where mergekit returns zeros_like). */
   | { mode: "zero" }
   | { mode: "magnitude"; threshold: number; ties: number[] }
   | { mode: "random"; threshold: number; key: number }

@@ -13,6 +13,12 @@ import { chunkCount } from "./job";
 import { selectTopK, tiesPerChunk, unexpected } from "./select";
 import { nonzeroVariances, radixCut, residentCut, sampledCut, topCount } from "./sce-cut";
 
+/**
+ * A magnitude cut's threshold that keeps nothing: above every |tau| bit pattern (the kernels clamp
+ * thresholds of 2^31 and above so that no magnitude, NaN's included, passes them).
+ */
+const NOTHING_KEPT = 0xffffffff;
+
 /** Computes the tensor; returns a warning for the person when its output is not the method's usual result. */
 export async function runTensor(job: TensorJob, exec: TensorExecutor): Promise<string | undefined> {
   const request = await finalRequest(job, job.op, exec);
@@ -93,7 +99,9 @@ export async function taskVectorRequest(job: TensorJob, op: Extract<TensorOp, { 
     }
     if (op.sparsify === "breadcrumbs") {
       const { keep, top } = breadcrumbsCounts(job.numel, task.density, task.gamma ?? 0.01);
-      if (keep === 0) return { mode: "zero" };
+      // Nothing kept: mergekit's mask is all zeros, and it multiplies it in (a NaN or infinite tau stays NaN
+      // there, and its L1 rescale sees it): a magnitude cut above every |tau|.
+      if (keep === 0) return { mode: "magnitude", threshold: NOTHING_KEPT, ties: new Array<number>(chunks).fill(0) };
       cuts.push({ id: 2 * i, task: i, k: keep + top });
       if (top > 0) cuts.push({ id: 2 * i + 1, task: i, k: top });
       return { mode: "magnitude", threshold: 0, ties: [] }; // filled in below
@@ -105,7 +113,7 @@ export async function taskVectorRequest(job: TensorJob, op: Extract<TensorOp, { 
   if (cuts.length > 0) {
     const selections = await selectTopK(exec, job.numel, cuts);
     trims.forEach((trim, i) => {
-      if (trim.mode !== "magnitude") return;
+      if (trim.mode !== "magnitude" || trim.threshold === NOTHING_KEPT) return;
       const inner = selections.get(2 * i)!, outer = selections.get(2 * i + 1);
       trims[i] = outer
         ? { mode: "band", threshold: inner.threshold, ties: tiesPerChunk(inner, chunks), outlierThreshold: outer.threshold, outlierTies: tiesPerChunk(outer, chunks) }

@@ -220,10 +220,11 @@ export function mergeTaskVectorFamily(
             break;
           }
         }
+        // Times the 0/1 mask, as mergekit does: a NaN or infinite tau stays NaN where it is dropped. della at
+        // density <= 0 is mergekit's zeros_like instead: zeros whatever tau is, never rescaled.
+        const zeroed = member.sparsifier === "della" && d <= 0;
         m = new Float32Array(n);
-        for (let j = 0; j < n; j++) m[j] = keep[j] ? tau[j]! : 0;
-        // della at density <= 0 and breadcrumbs keeping floor(d*N) = 0 give zeros, never rescaled.
-        const zeroed = (member.sparsifier === "della" && d <= 0) || (member.sparsifier === "breadcrumbs" && Math.floor(d * n) === 0);
+        if (!zeroed) for (let j = 0; j < n; j++) m[j] = fr(tau[j]! * (keep[j] ? 1 : 0));
         if (rescale && !zeroed) {
           let A = 0;
           let B = 0;
@@ -268,7 +269,7 @@ export function mergeTaskVectorFamily(
         positive = S >= 0;
       } else {
         let count = 0;
-        for (let i = 0; i < N; i++) count += votes[i]![j]! > 0 ? 1 : votes[i]![j]! < 0 ? -1 : 0;
+        for (let i = 0; i < N; i++) count += Math.sign(votes[i]![j]!); // torch.sign: NaN for NaN, so the count is NaN and - is elected
         positive = count >= 0;
       }
       mixed = 0;
@@ -276,7 +277,7 @@ export function mergeTaskVectorFamily(
       for (let i = 0; i < N; i++) {
         const v = votes[i]![j]!;
         const agree = positive ? v > 0 : v < 0;
-        const term = agree ? ps[i]![j]! : 0;
+        const term = fr(ps[i]![j]! * (agree ? 1 : 0)); // times the 0/1 mask: an outvoted NaN or infinity is NaN
         const wterm = agree ? w[i]! : 0;
         if (i === 0) {
           mixed = term;

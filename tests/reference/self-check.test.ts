@@ -554,6 +554,36 @@ test("dare_ties vs ties at density 1: consensus with and without normalize", () 
   close(vals(referenceMerge(r("dare_linear"), models), "w"), [4, 1], 0);
 });
 
+test("non-finite task vectors: a dropped or outvoted NaN or infinity is NaN at its position (mergekit multiplies its masks in)", () => {
+  // base 0. ties at density 1 (no trim): tau1 = [NaN, 1, +inf, 2], tau2 = [-2, 1, -inf, -1], weights 1.
+  // j0: S = NaN -> - elected; tau1 not agreeing: NaN * 0 = NaN -> NaN (a mean of the agreeing -2 would be -2).
+  // j1: both +, mean 1. j2: S = inf - inf = NaN -> -; +inf outvoted: inf * 0 = NaN -> NaN.
+  // j3: S = 1 -> +; tau2 outvoted (-1 * 0 = -0), mean of tau1 = 2.
+  const models = new Map([
+    ["base", model(null, [["w", [0, 0, 0, 0]]])],
+    ["m1", model(null, [["w", [NaN, 1, Infinity, 2]]])],
+    ["m2", model(null, [["w", [-2, 1, -Infinity, -1]]])],
+  ]);
+  const recipe = (method: string, density: number, extra: Record<string, unknown> = {}): unknown => ({
+    merge_method: method,
+    base_model: "base",
+    models: [
+      { model: "m1", parameters: { weight: 1, density, ...extra } },
+      { model: "m2", parameters: { weight: 1, density: 1, ...extra } },
+    ],
+  });
+  const ties = vals(referenceMerge(recipe("ties", 1), models), "w");
+  assert.ok(Number.isNaN(ties[0]) && Number.isNaN(ties[2]), `ties: ${ties}`);
+  close([ties[1]!, ties[3]!], [1, 2], 0);
+  // breadcrumbs_ties, m1 at density 0.5 and gamma 0.25 (keep 2, top 1): |tau1| ranks NaN, inf, 2, 1, so
+  // NaN is the dropped outlier and inf, 2 are kept; 1 is dropped (1 * 0 = 0). j0: NaN * 0 = NaN.
+  // j1: tau1 dropped, tau2 = 1 alone: 1. j2: inf kept, -inf: S NaN, - elected, inf outvoted -> NaN.
+  // j3: tau1 = 2 kept: S = 1 -> +, mean 2 (breadcrumbs_ties does not normalize: 2).
+  const crumbs = vals(referenceMerge(recipe("breadcrumbs_ties", 0.5, { gamma: 0.25 }), models), "w");
+  assert.ok(Number.isNaN(crumbs[0]) && Number.isNaN(crumbs[2]), `breadcrumbs_ties: ${crumbs}`);
+  close([crumbs[1]!, crumbs[3]!], [1, 2], 0);
+});
+
 test("ties: fast top-k equals the literal sort definition (ties, NaN)", () => {
   let s = 1;
   const rnd = (): number => {
