@@ -28,9 +28,13 @@ export interface Case {
  */
 const FLOAT32_SLACK = 1e-6;
 
-/** Per element: max(1, |reference|, |every finite input value at that flat index|) over the same-named input tensors (never infinite: an infinity must match exactly). */
-function scaleOf(c: Case, name: string, ref: Float32Array): Float32Array {
-  const scale = ref.map((v) => (Number.isFinite(v) ? Math.max(1, Math.abs(v)) : 1));
+/**
+ * Per element: max(1, |reference|, |every finite input value at that flat index|) over the same-named
+ * input tensors, and the largest term of the linear combination the output is where the reference gives
+ * it (multislerp's coefficients can be far over 1) (never infinite: an infinity must match exactly).
+ */
+function scaleOf(c: Case, name: string, ref: Float32Array, termScale?: Float64Array): Float32Array {
+  const scale = ref.map((v, i) => Math.max(Number.isFinite(v) ? Math.max(1, Math.abs(v)) : 1, Number.isFinite(termScale?.[i]) ? termScale![i]! : 0));
   for (const model of Object.values(c.models)) {
     const values = model.tensors.get(name)?.values;
     if (!values) continue;
@@ -74,7 +78,7 @@ export async function checkOutput(c: Case, out: string, expected: Pick<RefOutput
       arceeAgrees(c, base, name, got, ref.values, ref.shape);
       continue;
     }
-    const scale = ref.values && scaleOf(c, name, ref.values);
+    const scale = ref.values && scaleOf(c, name, ref.values, ref.termScale);
     const { maxUlp, at } = compareTensor(got, ref, scale && ((i) => FLOAT32_SLACK * scale[i]!));
     if (got.dtype === "F32") {
       const { worst, where } = worstRelative(got.data, ref.values!, scale!);

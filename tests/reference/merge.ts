@@ -5,7 +5,7 @@
 import { roundToDtype, type FloatDtype } from "./float16";
 import { decodeFloat, isFloatDtype, numelOf } from "./safetensors";
 import { dareKeepThreshold, dareStreamKey, dareU } from "./rng";
-import { CUT_TO_BASE_METHODS, CUT_TO_COMMON_METHODS, mergeNewMethod, mergeTaskVectorFamily } from "./methods";
+import { CUT_TO_BASE_METHODS, CUT_TO_COMMON_METHODS, mergeNewMethod, mergeTaskVectorFamily, TERM_SCALES } from "./methods";
 
 const fr = Math.fround;
 
@@ -32,6 +32,8 @@ export interface RefOutputTensor {
   values?: Float32Array;
   /** Integer/bool outputs: the bytes copied from the base (or first) input. */
   raw?: Uint8Array;
+  /** Per element, the largest term of the linear combination the output is, where that can exceed the inputs (methods.ts TERM_SCALES). */
+  termScale?: Float64Array;
 }
 
 export interface RefOutput {
@@ -714,7 +716,7 @@ export function referenceMerge(recipe: any, models: Map<string, RefModel>, opts?
     if (dtype === "F16" || dtype === "BF16") {
       for (let j = 0; j < out.length; j++) out[j] = roundToDtype(out[j]!, dtype);
     }
-    outTensors.set(p.outName, { dtype, shape, values: out });
+    outTensors.set(p.outName, { dtype, shape, values: out, termScale: TERM_SCALES.get(out) });
     order.push(p.outName);
   }
 

@@ -431,6 +431,13 @@ function mergeRam(ctx: Ctx, p: PlannedTensor, vals: Float32Array[], baseIdx: num
 // ---------------------------------------------------------------------------------------------
 // Geometric methods: nuslerp, multislerp, karcher, model_stock, nearswap, arcee_fusion
 
+/**
+ * Per output element, the largest magnitude among the terms of the linear combination a method's output
+ * is (for methods whose coefficients can exceed 1 by far): merge.ts hands it on as the output tensor's
+ * `termScale`, which the float32 tolerance is relative to as well.
+ */
+export const TERM_SCALES = new WeakMap<Float32Array, Float64Array>();
+
 function nonBase(vals: Float32Array[], baseIdx: number): Float32Array[] {
   return vals.filter((_, i) => i !== baseIdx);
 }
@@ -555,6 +562,13 @@ function mergeMultislerp(ctx: Ctx, p: PlannedTensor, inputs: FloatInput[], vals:
   let scale = 0;
   for (let i = 0; i < K; i++) scale += w[i]! * norms[i]!;
   for (let j = 0; j < n; j++) out[j] = fr(scale * (mh[j]! * ca + g[j]! * sa) + base(j));
+  // g is 0 but for rounding (sum_i w_i d_i = |m|), so out - b = sum_i k_i y_i with k_i = scale w_i /
+  // ((n_i + eps) |m|): a linear combination whose terms can be far larger than the inputs and the output
+  // where the directions nearly cancel (small |m|). float32 evaluation of it is accurate to its terms.
+  const k = w.map((wi, i) => (scale * wi) / ((norms[i]! + eps) * mNorm));
+  const terms = new Float64Array(n);
+  for (let i = 0; i < K; i++) for (let j = 0; j < n; j++) terms[j] = Math.max(terms[j]!, Math.abs(k[i]! * ys[i]![j]!));
+  TERM_SCALES.set(out, terms);
   return out;
 }
 
