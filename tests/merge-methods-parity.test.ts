@@ -473,7 +473,8 @@ describe("NaN and infinite inputs", () => {
     test(method, () => check(root, { name: `nonfinite-${method}`, models: nonFinite, recipe: { merge_method: method, base_model: "./base", models: weighted(params) } }));
   }
   // Rescaled trims: a NaN or infinite tau makes the whole tensor NaN (SPEC step 1), infinities alone too
-  // (their ratio is inf or NaN); breadcrumbs keeping nothing (density 0.05 of a 16-element norm) gives zeros, unscaled.
+  // (their ratio is inf or NaN); breadcrumbs keeping nothing (density 0.05 of a 16-element norm) too, as its
+  // all-zero mask is multiplied in and its rescale sees the infinite norm (mergekit's sparsify.py).
   const infinite = models(["base", base32], ["a", withNonFinite(ft32[0]!, 8, true)], ["b", ft32[1]!], ["c", ft32[2]!]);
   for (const [method, density, rescale] of [["dare_ties", 0.5, undefined], ["dare_linear", 0.5, undefined], ["della", 0.5, undefined], ["ties", 0.5, true], ["breadcrumbs", 0.05, true]] as const) {
     test(`${method}${rescale ? " with rescale" : ""}, infinities only`, () => check(root, {
