@@ -148,11 +148,23 @@ function llamaFamily(family: Exclude<Family, "gpt2">, config: Record<string, unk
     const w = config.sliding_window === undefined ? 4096 : config.sliding_window === null ? 0 : int(config, "sliding_window", file);
     windows = windows.fill(w);
   } else if (family === "qwen2" || family === "qwen3") {
-    if (bool(config, "use_sliding_window", file, false) && config.sliding_window !== null) {
+    const windowed = bool(config, "use_sliding_window", file, false) && config.sliding_window !== null;
+    // transformers validates layer_types whether or not sliding is on, and a sliding layer with no window
+    // (sliding off) fails in its attention mask.
+    const types = config.layer_types;
+    if (types !== undefined && types !== null) {
+      if (!Array.isArray(types) || types.length !== layers) {
+        throw fail("E_CONFIG", file, `layer_types must list one entry per layer (${layers}), found ${describeValue(types)}`, { key: "layer_types" });
+      }
+      const odd = types.find((t) => t !== "full_attention" && t !== "sliding_attention");
+      if (odd !== undefined) throw fail("E_CONFIG", file, `layer_types holds ${describeValue(odd)} (full_attention or sliding_attention)`, { key: "layer_types" });
+      if (!windowed && types.includes("sliding_attention")) {
+        throw fail("E_CONFIG", file, "layer_types has a sliding_attention layer, but sliding windows are off (use_sliding_window false or sliding_window null)", { key: "layer_types" });
+      }
+    }
+    if (windowed) {
       const w = int(config, "sliding_window", file, 4096);
-      const types = config.layer_types;
       if (Array.isArray(types)) {
-        if (types.length !== layers) throw fail("E_CONFIG", file, `layer_types has ${types.length} entries for ${layers} layers`, { key: "layer_types" });
         windows = types.map((t) => (t === "sliding_attention" ? w : 0));
       } else {
         const from = int(config, "max_window_layers", file, 28);

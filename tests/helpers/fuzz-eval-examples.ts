@@ -38,4 +38,8 @@ export const EVAL_EXAMPLES: EvalCase[] = [
   // flag it is given to (exit 2), and ids given to a model with a tokenizer (its text is the decoded ids).
   with_({ run: "cli-eval", model: "llama-tied-headdim", input: { ids: [74, 91, 37, 87, 123, 125, 100, 1] }, options: { context: "64MiB", maxTokens: "6", workers: "2" } }),
   with_({ run: "generate", model: TOKENIZER_MODEL, input: { ids: [170, 22, 286, 105, 65] }, options: { maxNewTokens: 3, temperature: 0, seed: 9 } }),
+  // Found by `npm run fuzz` (stop 29): a Qwen config's layer_types that is no list (or lists sliding
+  // layers while sliding is off) was only read when sliding was on, so evaluate() ran on it.
+  with_({ model: "qwen3-qknorm", input: { ids: [0, 0] }, config: [set("layer_types", false)] }),
+  with_({ model: "qwen3-qknorm", input: { ids: [0, 0] }, config: [set("use_sliding_window", false), set("layer_types", ["sliding_attention", "sliding_attention"])] }),
 ];
