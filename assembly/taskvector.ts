@@ -216,11 +216,12 @@ function stageBlock(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32
       if (xd == DTYPE_BF16 && bd == DTYPE_BF16) j = stageBits(x, DTYPE_BF16, b, DTYPE_BF16, count, bits + (<usize>local >>> 3), p, rescaled, vr, vw);
       else if (xd == DTYPE_F32 && bd == DTYPE_F32) j = stageBits(x, DTYPE_F32, b, DTYPE_F32, count, bits + (<usize>local >>> 3), p, rescaled, vr, vw);
     }
+    const ones = laneConstant(ONES);
     for (; j < quads; j += 4) {
       const at = local + j; // a multiple of 4: its four bits are one nibble of a byte
       const nibble = (<u32>load<u8>(bits + (<usize>at >>> 3)) >>> (<u32>at & 4)) & 0xf;
       const keep = i32x4.ne(v128.and(i32x4.splat(nibble), i32x4(1, 2, 4, 8)), i32x4.splat(0));
-      v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), keep, laneConstant(ONES)), rescaled, vr, vw));
+      v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), keep, ones), rescaled, vr, vw));
     }
     for (; j < count; j++) {
       const at = local + j;
@@ -292,14 +293,14 @@ function stageCut(x: usize, xd: i32, b: usize, bd: i32, count: i32, cut: i32, th
  */
 function stageTies(x: usize, xd: i32, b: usize, bd: i32, count: i32, threshold: u32, left: u32, p: usize, rescaled: bool, r: f32, w: f32): u32 {
   const vabove = i32x4.splat(<i32>min<u32>(threshold, 0x7fffffff)), vthreshold = i32x4.splat(threshold);
-  const vr = f32x4.splat(r), vw = f32x4.splat(w);
+  const vr = f32x4.splat(r), vw = f32x4.splat(w), ones = laneConstant(ONES);
   let j = 0;
   for (; j + 4 <= count; j += 4) {
     const tau = f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j));
     const magnitude = v128.and(tau, i32x4.splat(0x7fffffff));
     const ties = keptTies(i32x4.eq(magnitude, vthreshold), left);
     left -= laneCount(ties);
-    v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau, v128.or(i32x4.gt_s(magnitude, vabove), ties), laneConstant(ONES)), rescaled, vr, vw));
+    v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau, v128.or(i32x4.gt_s(magnitude, vabove), ties), ones), rescaled, vr, vw));
   }
   for (; j < count; j++) {
     const tau = loadOne(x, xd, j) - loadOne(b, bd, j);
@@ -352,7 +353,7 @@ function stageRandom(x: usize, xd: i32, b: usize, bd: i32, count: i32, lo: u32, 
 function stageBand(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32, p: usize, rescaled: bool, r: f32, w: f32): void {
   const threshold = load<u32>(rec, TV_THRESHOLD), threshold2 = load<u32>(rec, TV_THRESHOLD2);
   let left = load<u32>(rec, TV_TIES), left2 = load<u32>(rec, TV_TIES2);
-  const vr = f32x4.splat(r), vw = f32x4.splat(w);
+  const vr = f32x4.splat(r), vw = f32x4.splat(w), ones = laneConstant(ONES);
   const vthreshold = i32x4.splat(threshold), vthreshold2 = i32x4.splat(threshold2);
   const cut = blockCut(threshold, left), cut2 = blockCut(threshold2, left2);
   const vcut = i32x4.splat(cut), vcut2 = i32x4.splat(cut2);
@@ -364,7 +365,7 @@ function stageBand(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32,
     equal = i32x4.sub(equal, i32x4.eq(magnitude, vthreshold));
     equal2 = i32x4.sub(equal2, i32x4.eq(magnitude, vthreshold2));
     const keep = v128.andnot(i32x4.gt_s(magnitude, vcut), i32x4.gt_s(magnitude, vcut2));
-    v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau, keep, laneConstant(ONES)), rescaled, vr, vw));
+    v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau, keep, ones), rescaled, vr, vw));
   }
   let tail: u32 = 0, tail2: u32 = 0;
   for (; j < count; j++) {
@@ -387,7 +388,7 @@ function stageBand(rec: usize, x: usize, xd: i32, b: usize, bd: i32, count: i32,
       left -= laneCount(ties);
       left2 -= laneCount(ties2);
       const inner = v128.or(i32x4.gt_s(magnitude, vabove), ties), outliers = v128.or(i32x4.gt_s(magnitude, vabove2), ties2);
-      v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau, v128.andnot(inner, outliers), laneConstant(ONES)), rescaled, vr, vw));
+      v128.store(p + (<usize>j << 2), scaleLanes(maskLanes(tau, v128.andnot(inner, outliers), ones), rescaled, vr, vw));
     }
     for (; j < count; j++) {
       const tau = loadOne(x, xd, j) - loadOne(b, bd, j);

@@ -135,7 +135,7 @@ const drawnArb: fc.Arbitrary<Drawn> = fc.record({
 /** A drawn case made concrete: the models (reference view and checkpoint), the recipe, and the reference's inputs. */
 interface Case {
   checkpoints: Record<string, RefModel>;
-  tokenizers: Record<string, { tokens: string[]; added: number[]; notSpecial: number[] }>;
+  tokenizers: Map<string, { tokens: string[]; added: number[]; notSpecial: number[] }>;
   recipe: Record<string, unknown>;
   inputs: VocabInputs;
   /** Recipe-order names as merged: linear's models, or task_arithmetic's base then the others. */
@@ -151,7 +151,7 @@ function concrete(d: Drawn): Case {
   const n = d.models.length;
   const names = d.models.map((_, i) => `./m${i}`);
   const checkpoints: Record<string, RefModel> = {};
-  const tokenizers: Case["tokenizers"] = {};
+  const tokenizers: Case["tokenizers"] = new Map();
   const refModels: VocabModel[] = d.models.map((m, i) => {
     const tokens = ["<unk>", ...m.picks];
     const added = tokens.map((t, id) => (t === "<unk>" || SPECIALS.includes(t) ? id : -1)).filter((id) => id >= 0);
@@ -163,7 +163,7 @@ function concrete(d: Drawn): Case {
       ckpt.config = { ...ckpt.config, tie_word_embeddings: true };
     }
     checkpoints[`m${i}`] = ckpt;
-    tokenizers[`m${i}`] = { tokens, added, notSpecial };
+    tokenizers.set(`m${i}`, { tokens, added, notSpecial });
     const embed = ckpt.tensors.get("model.embed_tokens.weight")!.values!;
     const head = ckpt.tensors.get("lm_head.weight")?.values;
     return {
@@ -302,9 +302,9 @@ async function runCase(d: Drawn): Promise<void> {
   const c = concrete(d);
   const dir = join(root, `case-${index}`);
   const recipePath = await writeCase(dir, c.checkpoints, c.recipe);
-  for (const [name, t] of Object.entries(c.tokenizers)) await writeTokenizer(join(dir, name), wordLevel(t.tokens, t.added, t.notSpecial), { bos_token: "<unk>", eos_token: "<unk>" });
+  for (const [name, t] of c.tokenizers) await writeTokenizer(join(dir, name), wordLevel(t.tokens, t.added, t.notSpecial), { bos_token: "<unk>", eos_token: "<unk>" });
   const out = join(dir, "out");
-  const label = `case ${index}: recipe ${JSON.stringify(c.recipe)}\n  tokenizers ${JSON.stringify(Object.fromEntries(Object.entries(c.tokenizers).map(([k, t]) => [k, { tokens: t.tokens, added: t.added, notSpecial: t.notSpecial, vocab_size: c.checkpoints[k]!.config!.vocab_size, tied: !c.checkpoints[k]!.tensors.has("lm_head.weight"), dtype: c.checkpoints[k]!.tensors.get("model.embed_tokens.weight")!.dtype }]))) }`;
+  const label = `case ${index}: recipe ${JSON.stringify(c.recipe)}\n  tokenizers ${JSON.stringify(Object.fromEntries([...c.tokenizers].map(([k, t]) => [k, { tokens: t.tokens, added: t.added, notSpecial: t.notSpecial, vocab_size: c.checkpoints[k]!.config!.vocab_size, tied: !c.checkpoints[k]!.tensors.has("lm_head.weight"), dtype: c.checkpoints[k]!.tensors.get("model.embed_tokens.weight")!.dtype }]))) }`;
   const sourceKey = `${d.form}:${d.source}`;
   counts.bySource.set(sourceKey, (counts.bySource.get(sourceKey) ?? 0) + 1);
 
