@@ -219,6 +219,16 @@ describe("hostile YAML and JSON", () => {
   test("an alias to no anchor names its line and column", () => {
     assert.throws(recipe("merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: *w}\n"), syntax(/^r\.yml:4:\d+: .*\bw\b/));
   });
+  // PyYAML, mergekit's loader, refuses these ("found unhashable key"); the yaml package would have made
+  // the key text ("[ a, b ]") with a console warning, and a `tokens:` or `parameters:` name it became could run.
+  test("a list or mapping as a mapping key is refused, naming where, directly or through an alias", () => {
+    assert.throws(recipe("merge_method: linear\nmodels:\n  - model: a\n    parameters: {[x, y]: 1, weight: 1}\n"), syntax(/^r\.yml:4:18: a mapping key is a list or mapping/));
+    assert.throws(recipe("merge_method: linear\nparameters:\n  ? {weight: 1}\n  : 2\n"), syntax(/^r\.yml:3:5: a mapping key is a list or mapping/));
+    assert.throws(recipe("merge_method: linear\nname: &k [a]\nparameters:\n  *k : 1\n"), syntax(/^r\.yml:4:3: a mapping key is a list or mapping/));
+    // Scalar keys, aliased or not, are still keys.
+    const r = parseRecipe("merge_method: linear\nname: &k weight\nmodels:\n  - model: a\n    parameters: {*k : 0.5}\n", "r.yml");
+    assert.equal(r.models?.[0]?.parameters?.weight, 0.5);
+  });
   test("an alias bomb is refused, not expanded", () => {
     const bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e]\nmerge_method: linear\n";
     assert.throws(recipe(bomb), syntax(/alias/));

@@ -7,6 +7,7 @@ import { isMap, isSeq, parseDocument } from "yaml";
 import { splitLoraReference } from "../../src/lora/model-ref";
 import { parseRecipe } from "../../src/recipe/recipe";
 import { externalModels } from "../../src/recipe/stages";
+import { RECIPE_YAML } from "../../src/recipe/yaml-schema";
 
 /** Every model name the recipe refers to, base first; read leniently when the recipe does not parse. */
 export function recipeModelNames(text: string): string[] {
@@ -16,7 +17,7 @@ export function recipeModelNames(text: string): string[] {
     return externalModels(parseRecipe(text));
   } catch {
     // An invalid recipe still shows which names it uses, so they can be mapped while it is fixed.
-    const doc = parseDocument(text);
+    const doc = parseDocument(text, RECIPE_YAML);
     if (doc.errors.length || !isMap(doc.contents)) return [];
     const names = new Set<string>();
     const add = (v: unknown) => { if (typeof v === "string" && v.trim()) names.add(v.trim()); };

@@ -10,6 +10,7 @@ import { Document, isMap, isScalar, isSeq, parse, parseDocument, type YAMLMap } 
 import { METHODS, type MethodSpec, type ParameterSpec } from "../../src/merge/methods";
 import { describeParameter } from "../../src/merge/parameter-descriptions";
 import type { Setting } from "../../src/recipe/recipe";
+import { RECIPE_YAML } from "../../src/recipe/yaml-schema";
 import { table } from "../../src/table";
 
 /** Recipe model name -> loaded model name, undefined when it maps to none. */
@@ -70,7 +71,7 @@ export function fieldSetting(field: FormField, control: string | boolean, what: 
 export function settingFromText(text: string, what: string): number | number[] {
   let v: unknown;
   try {
-    v = parse(text);
+    v = parse(text, RECIPE_YAML);
   } catch {
     v = undefined;
   }
@@ -123,7 +124,7 @@ const SHOWN_TOP = new Set(["merge_method", "base_model", "models", "parameters",
 export function readForm(text: string, loaded: readonly string[], resolve: Resolve): FormModel {
   const form: FormModel = { readOnly: "", method: "linear", base: "", rows: new Map(), globals: new Map(), normalize: undefined, dtype: "", kept: [] };
   for (const name of loaded) form.rows.set(name, { included: false, fields: new Map() });
-  const doc = parseDocument(text);
+  const doc = parseDocument(text, RECIPE_YAML);
   if (doc.errors.some((e) => e.code === "MULTIPLE_DOCS")) return { ...form, readOnly: "several YAML documents (a multi-stage recipe)" };
   if (doc.errors.length) return { ...form, readOnly: "the YAML has a syntax error" };
   let raw: unknown;
@@ -181,7 +182,7 @@ export interface EditContext {
  * the change cannot work with (a list where a mapping belongs), is returned as is.
  */
 function edit(text: string, change: (doc: Document) => void): string {
-  const doc = parseDocument(text);
+  const doc = parseDocument(text, RECIPE_YAML);
   if (doc.errors.length || !isMap(doc.contents)) return text;
   try {
     change(doc);
@@ -288,7 +289,7 @@ export function starterRecipe(loaded: readonly string[]): string {
     models: loaded.map((model) => ({ model, parameters: { weight: FORM_START.weight } })),
     parameters: { normalize: METHODS.linear!.global.normalize!.default },
   };
-  return new Document(recipe).toString(PRINT);
+  return new Document(recipe, RECIPE_YAML).toString(PRINT);
 }
 
 /**
@@ -423,7 +424,7 @@ export function removeRecipeModel(text: string, recipeName: string): string {
 
 /** True when `recipeName` is listed in `models:` and is not the base (so removing it is a plain edit). */
 export function isRemovableEntry(text: string, recipeName: string): boolean {
-  const doc = parseDocument(text);
+  const doc = parseDocument(text, RECIPE_YAML);
   if (doc.errors.length || !isMap(doc.contents) || doc.get("base_model") === recipeName) return false;
   const models = doc.get("models");
   return isSeq(models) && models.items.some((item) => isMap(item) && item.get("model") === recipeName);

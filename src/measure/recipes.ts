@@ -4,6 +4,7 @@
  * bit for bit (evaluate's guarantee). The YAML text is kept, so a point can be reproduced by hand.
  */
 import { stringify } from "yaml";
+import { RECIPE_YAML } from "../recipe/yaml-schema";
 import { parseRecipe, type Recipe } from "../recipe/recipe";
 
 /**
@@ -35,7 +36,7 @@ export function uniformSoupRecipe(models: readonly string[]): Recipe {
 }
 
 function recipe(object: object, file: string): Recipe {
-  return parseRecipe(stringify(object), file);
+  return parseRecipe(stringify(object, RECIPE_YAML), file);
 }
 
 /** λ_i = i / (n − 1), i = 0 … n − 1: both endpoints included. */

@@ -6,6 +6,7 @@ import { isAlias, isCollection, isNode, isPair, isScalar, LineCounter, parseAllD
 import { describeValue, RecipeError } from "../errors";
 import { MAX_JSON_DEPTH } from "../format/json";
 import { flowDepthExceeded } from "./yaml-depth";
+import { RECIPE_YAML } from "./yaml-schema";
 import { dtypeFromRecipeName, type FloatDtype } from "../format/dtypes";
 import type { ChatTemplateSetting } from "../vocab/chat-templates";
 import { readTokenizerKeys, type TokenizerSettings } from "../vocab/settings";
@@ -85,7 +86,7 @@ export function parseRecipe(text: string, file = "recipe"): Recipe {
   if (tooDeep !== undefined) throw syntax(`nests deeper than ${MAX_JSON_DEPTH} levels`, tooDeep);
   let docs: ReturnType<typeof parseAllDocuments>;
   try {
-    docs = parseAllDocuments(text, { lineCounter });
+    docs = parseAllDocuments(text, { ...RECIPE_YAML, lineCounter });
   } catch (cause) {
     throw syntax(`not readable as YAML (${(cause as Error).message.split("\n")[0]})`);
   }
@@ -148,7 +149,7 @@ function toPlainValue(doc: Document, syntax: (what: string, offset?: number) => 
  * document order, without recursion (the tree may be 100,000 levels deep).
  */
 function treeProblem(doc: Document): { what: string; offset: number | undefined } | undefined {
-  const anchors = new Set<string>();
+  const anchors = new Map<string, unknown>();
   let aliases = 0;
   const stack: [unknown, number][] = [[doc.contents, 0]];
   while (stack.length) {
@@ -159,8 +160,12 @@ function treeProblem(doc: Document): { what: string; offset: number | undefined 
       if (!anchors.has(node.source)) return { what: `alias *${node.source} refers to no anchor &${node.source} before it`, offset };
       continue;
     }
-    if (isNode(node) && node.anchor) anchors.add(node.anchor);
+    if (isNode(node) && node.anchor) anchors.set(node.anchor, node);
     if (isPair(node)) {
+      // mergekit's YAML loader (PyYAML) refuses a list or mapping as a key ("unhashable key"); the yaml
+      // package would turn it into text with a console warning, and the recipe could run on that text.
+      const key = isAlias(node.key) ? anchors.get(node.key.source) : node.key;
+      if (isCollection(key)) return { what: "a mapping key is a list or mapping; keys must be plain scalars", offset: (node.key as { range?: [number, number, number] } | null)?.range?.[0] };
       stack.push([node.value, depth], [node.key, depth]);
     } else if (isCollection(node)) {
       if (depth >= MAX_JSON_DEPTH) return { what: `nests deeper than ${MAX_JSON_DEPTH} levels`, offset };

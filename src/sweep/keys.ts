@@ -9,9 +9,10 @@
  * replaces must be a number, so a whole gradient or filter list cannot be swapped for one value by
  * accident (address one anchor, `parameters.t[2]`, or a filter entry's `value`).
  */
-import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, parseDocument, type Document, type Node } from "yaml";
+import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseAllDocuments, parseDocument, visit, type Document, type Node } from "yaml";
 import { OptionError, RecipeError } from "../errors";
 import { isEmptyDocument } from "../recipe/recipe";
+import { RECIPE_YAML } from "../recipe/yaml-schema";
 
 export type KeyStep = string | number;
 
@@ -46,7 +47,7 @@ export function keyError(key: string, what: string, details: Record<string, unkn
 export function assignValues(text: string, file: string, values: ReadonlyMap<string, number>): string {
   const lines = new LineCounter();
   // Documents as parseRecipe reads them: empty ones (a stray `---`) are no stage.
-  const docs = parseAllDocuments(text, { lineCounter: lines, keepSourceTokens: false });
+  const docs = parseAllDocuments(text, { ...RECIPE_YAML, lineCounter: lines, keepSourceTokens: false });
   if (!Array.isArray(docs)) throw new RecipeError("E_RECIPE_SYNTAX", `${file}: not a YAML document`, { file });
   const error = docs.flatMap((d) => d.errors)[0];
   if (error) throw new RecipeError("E_RECIPE_SYNTAX", `${file}: ${error.message.split("\n")[0]}`, { file });
@@ -54,7 +55,7 @@ export function assignValues(text: string, file: string, values: ReadonlyMap<str
   if (filled.length > 1) {
     throw new RecipeError("E_METHOD_UNSUPPORTED", `${file}: a multi-stage recipe (${filled.length} documents) cannot be swept: a key would not say which document it means; sweep one stage's recipe`, { file });
   }
-  const doc = filled[0] ?? docs[0] ?? parseDocument("");
+  const doc = filled[0] ?? docs[0] ?? parseDocument("", RECIPE_YAML);
   for (const [key, value] of values) setNumber(doc, lines, file, key, value);
   return doc.toString();
 }
@@ -72,11 +73,16 @@ function setNumber(doc: Document, lines: LineCounter, file: string, key: string,
     const { line, col } = lines.linePos(offset);
     return { text: `${file}:${line}:${col}`, details: { file, line, column: col } };
   };
+  // A number inside an anchored node that an alias (or a `<<` merge) repeats elsewhere is shared: setting
+  // it would vary every place that uses the anchor, not only the one the key names.
+  const aliased = new Set<string>();
+  visit(doc, { Alias: (_, alias) => { aliased.add(alias.source); } });
   let node: unknown = doc.contents;
   for (let i = 0; i < steps.length; i++) {
     const step = steps[i]!, last = i === steps.length - 1;
     const path = pathText(steps.slice(0, i + 1));
     const parent = node as Node | null;
+    if (isNode(parent) && (isAlias(parent) || (parent.anchor && aliased.has(parent.anchor)))) throw sharedError(key, parent, pathText(steps.slice(0, i)), where(parent));
     if (typeof step === "string") {
       if (!isMap(parent)) throw keyError(key, `${where(parent).text}: ${i === 0 ? "the recipe" : pathText(steps.slice(0, i))} is not a mapping, so it has no "${step}"`, where(parent).details);
       node = parent.get(step, true);
@@ -94,6 +100,7 @@ function setNumber(doc: Document, lines: LineCounter, file: string, key: string,
       node = parent.items[step];
     }
     if (last) {
+      if (isNode(node) && (isAlias(node) || (node.anchor && aliased.has(node.anchor)))) throw sharedError(key, node, path, where(node));
       if (!isScalar(node) || typeof node.value !== "number") {
         const what = isSeq(node) ? "a list (a gradient or filter list): address one entry, e.g. " + `${key}[0]` : isMap(node) ? "a mapping" : `${JSON.stringify(isScalar(node) ? node.value : null)}`;
         throw keyError(key, `${where(node as Node).text}: ${path} is ${what}, not a number to vary`, where(node as Node).details);
@@ -101,6 +108,13 @@ function setNumber(doc: Document, lines: LineCounter, file: string, key: string,
       node.value = value;
     }
   }
+}
+
+/** A key through an anchor that is used again, or through an alias of one: the value it names is shared. */
+function sharedError(key: string, node: Node, path: string, at: { text: string; details: Record<string, unknown> }): OptionError {
+  const anchor = isAlias(node) ? node.source : node.anchor!;
+  const how = isAlias(node) ? `is *${anchor}, an alias of a value anchored as &${anchor}` : `is anchored as &${anchor} and used again through *${anchor}`;
+  return keyError(key, `${at.text}: ${path || "the recipe"} ${how}, so its numbers are shared and varying one would vary every use; write the value out where it is varied`, { ...at.details, anchor });
 }
 
 function pathText(steps: readonly KeyStep[]): string {

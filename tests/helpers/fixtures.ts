@@ -9,6 +9,7 @@ import { readSafetensors, decodeFloat, encodeTensor, writeShardedModel, type Ref
 import { roundToDtype } from "../reference/float16";
 import type { RefModel, RefTensor } from "../reference/merge";
 import { llamaTensors, type LlamaShape } from "../../src/example/models";
+import { RECIPE_YAML } from "../../src/recipe/yaml-schema";
 
 /** The built worker (npm test builds dist/ first). */
 export const WORKER_URL = new URL("../../dist/worker.js", import.meta.url);
@@ -115,7 +116,7 @@ export async function writeModel(dir: string, model: RefModel, options: { shards
 export async function writeCase(dir: string, models: Record<string, RefModel>, recipe: object, shards: Record<string, number> = {}): Promise<string> {
   for (const [name, model] of Object.entries(models)) await writeModel(join(dir, name), model, { shards: shards[name] ?? 1 });
   const path = join(dir, "recipe.yml");
-  await writeFile(path, stringify(recipe));
+  await writeFile(path, toYaml(recipe));
   return path;
 }
 
@@ -182,4 +183,5 @@ export function compareTensor(ours: OutputTensor, ref: { dtype: string; shape: n
   return { maxAbs, maxUlp, at };
 }
 
-export { stringify as toYaml };
+/** Recipe text for an object, quoted where mergekit's YAML 1.1 reading would take a string for another type. */
+export const toYaml = (value: unknown): string => stringify(value, RECIPE_YAML);

@@ -3,7 +3,7 @@
 // `materialize` turns one into a folder of models and a recipe.
 import { cp, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { stringify } from "yaml";
+import { toYaml } from "./fixtures";
 import { MODEL_NAMES, RECIPES } from "./fuzz-fixtures";
 import { mutateConfig, type ConfigMutations } from "./fuzz-model-config";
 import type { FlagsCase, OptionsCase } from "./fuzz-options";
@@ -42,20 +42,20 @@ export async function materialize(c: FuzzCase, root: string, dir: string): Promi
   switch (c.kind) {
     case "files":
       for (const name of mutated) await mutateModelFolder(join(dir, name), c.files);
-      text = stringify(RECIPES[c.template]!.recipe);
+      text = toYaml(RECIPES[c.template]!.recipe);
       break;
     case "config":
       for (const name of mutated) await mutateConfig(join(dir, name), c.config.ops);
-      text = stringify(RECIPES[c.template]!.recipe);
+      text = toYaml(RECIPES[c.template]!.recipe);
       break;
     case "recipe":
       text = recipeText(c.recipe);
       break;
     case "options":
-      text = stringify(RECIPES[c.options.template]!.recipe);
+      text = toYaml(RECIPES[c.options.template]!.recipe);
       break;
     case "flags":
-      text = stringify(RECIPES[c.flags.template]!.recipe);
+      text = toYaml(RECIPES[c.flags.template]!.recipe);
       break;
   }
   const path = join(dir, "recipe.yml");

@@ -4,6 +4,7 @@
 // unknown flags, numbers that are not whole numbers or below an option's minimum, sizes under the
 // documented bounds, regexes JavaScript cannot compile, outputs that cannot be written).
 import { parseAllDocuments } from "yaml";
+import { RECIPE_YAML } from "../../src/recipe/yaml-schema";
 import type { FlagEdit, MeasureCliCase } from "./fuzz-measure-cases";
 
 /** The most points a sweep may have (README: a typed error past it, never an out-of-memory crash). */
@@ -77,7 +78,7 @@ function setAt(data: unknown, key: string, value: number): void {
 
 /** The recipe's non-empty YAML documents as plain data. */
 export function recipeDocuments(text: string): unknown[] {
-  return parseAllDocuments(text as string).map((d) => d.toJS()).filter((v) => v !== null && v !== undefined);
+  return parseAllDocuments(text as string, RECIPE_YAML).map((d) => d.toJS()).filter((v) => v !== null && v !== undefined);
 }
 
 /** What sweep must do with these --vary arguments on this recipe text. */
