@@ -43,6 +43,10 @@ describe("scalars resolve as PyYAML resolves them", () => {
       assert.equal(linear(`parameters: {t: ${text}}\n`).parameters?.t, value, text);
     }
   });
+  test("a %YAML 1.2 directive changes nothing: PyYAML reads every document by its 1.1 rules", () => {
+    assert.equal(parseRecipe("%YAML 1.2\n---\nmerge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 010}\nparameters: {normalize: off}\n", "r.yml").parameters?.normalize, false);
+    assert.equal(parseRecipe("%YAML 1.2\n---\nmerge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 010}\n", "r.yml").models?.[0]?.parameters?.weight, 8);
+  });
   test("a date stays text", () => {
     assert.equal(linear("name: 2024-01-31\n").name, "2024-01-31");
   });

@@ -38,5 +38,9 @@ function pyyamlTags(tags: Tags): Tags {
 /** Options for every parse and stringify of recipe text. */
 export const RECIPE_YAML: ParseOptions & DocumentOptions & SchemaOptions = Object.freeze({
   version: "1.1",
+  // Named as well as implied by the version: a `%YAML 1.2` directive would otherwise switch a document
+  // to the 1.2 core schema, where PyYAML reads every document by its 1.1 rules.
+  schema: "yaml-1.1",
+  merge: true,
   customTags: pyyamlTags,
 });
