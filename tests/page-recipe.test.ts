@@ -170,6 +170,12 @@ test("the form reads what it can show; filters, slices and other keys are report
   assert.equal(filtered.globals.get("t")?.editable, false);
   assert.match(readForm("merge_method: slerp\nslices:\n  - sources:\n      - model: base\n        layer_range: [0, 2]\n", names, byLastSegment).readOnly, /slices/);
   assert.match(readForm("merge_method: [\n", names, byLastSegment).readOnly, /syntax/);
+  // An edit of one model's weight would change the shared node, and so the other model's weight too.
+  for (const shared of ["models:\n  - model: base\n    parameters: &p {weight: 1}\n  - model: math\n    parameters: {<<: *p}\n",
+    "models:\n  - model: base\n    parameters: {weight: &w 1}\n  - model: math\n    parameters: {weight: *w}\n"]) {
+    assert.match(readForm(`merge_method: linear\n${shared}`, names, byLastSegment).readOnly, /aliases/, shared);
+  }
+  assert.equal(readForm("merge_method: linear\nmodels:\n  - model: base\n    parameters: &p {weight: 1}\n", names, byLastSegment).readOnly, "", "an anchor nothing uses");
 });
 
 test("recipe names map to loaded models by choice, exact name or last segment", () => {

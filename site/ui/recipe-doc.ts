@@ -6,7 +6,7 @@
  *
  * Every function is pure (text in, text out), so it runs and is tested without a browser.
  */
-import { Document, isMap, isScalar, isSeq, parse, parseDocument, type YAMLMap } from "yaml";
+import { Document, isMap, isScalar, isSeq, parse, parseDocument, visit, type YAMLMap } from "yaml";
 import { METHODS, type MethodSpec, type ParameterSpec } from "../../src/merge/methods";
 import { describeParameter } from "../../src/merge/parameter-descriptions";
 import type { Setting } from "../../src/recipe/recipe";
@@ -134,6 +134,9 @@ export function readForm(text: string, loaded: readonly string[], resolve: Resol
     // An alias to no anchor, or an alias bomb: the recipe check reports it with its line.
     return { ...form, readOnly: "the YAML has an alias that cannot be expanded" };
   }
+  // An edit through the Document API changes a node in place, and an anchored node is every place that
+  // names it with *alias or `<<`: a weight set for one model would change another's too.
+  if (usesAliases(doc)) return { ...form, readOnly: "YAML aliases (*name, <<: *name) that share values between places" };
   if (raw === null || raw === undefined) return form;
   if (typeof raw !== "object" || Array.isArray(raw)) return { ...form, readOnly: "the YAML is not a recipe (a mapping of keys)" };
   const r = raw as Record<string, unknown>;
@@ -166,6 +169,12 @@ export function readForm(text: string, loaded: readonly string[], resolve: Resol
   }
   form.dtype = typeof r.dtype === "string" ? r.dtype : "";
   return form;
+}
+
+function usesAliases(doc: Document): boolean {
+  let found = false;
+  visit(doc, { Alias: () => { found = true; return visit.BREAK; } });
+  return found;
 }
 
 // -------------------------------------------------------------------------------------------------
