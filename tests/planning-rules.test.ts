@@ -311,6 +311,20 @@ describe("messages name the real value and the real option", () => {
     assert.doesNotMatch(e.message, /null/);
   });
 
+  test("a quoted number or boolean is refused as text, saying to write it without quotes", async () => {
+    const dir = join(root, `case-${n++}`);
+    const base = baseModel(65);
+    await writeModel(join(dir, "a"), base);
+    await writeModel(join(dir, "b"), fineTune(base, 66, 0.1));
+    await writeFile(join(dir, "w.yml"), "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: \"0.5\"}}\n  - {model: ./b, parameters: {weight: 1}}\n");
+    assert.match((await failure(join(dir, "w.yml"))).message, /model \.\/a: parameter "weight" must be a number, got "0\.5", which is text: write it without quotes/);
+    await writeFile(join(dir, "n.yml"), "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: 1}}\n  - {model: ./b, parameters: {weight: 1}}\nparameters: {normalize: 'true'}\n");
+    assert.match((await failure(join(dir, "n.yml"))).message, /parameter "normalize" must be a boolean, got "true", which is text: write it without quotes/);
+    // Other text gets no such advice.
+    await writeFile(join(dir, "s.yml"), "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: heavy}}\n  - {model: ./b, parameters: {weight: 1}}\n");
+    assert.doesNotMatch((await failure(join(dir, "s.yml"))).message, /without quotes/);
+  });
+
   test("a weight beyond float32's range is refused naming it; the largest float32 is accepted", async () => {
     const dir = join(root, `case-${n++}`);
     const base = baseModel(63);

@@ -486,7 +486,10 @@ function parameter(
   // The kernels compute in float32: a number beyond its range (about ±3.4e38) would become infinite
   // there and make the merged weights infinite or NaN without a word, so it is refused here.
   if (typeof value !== spec.type || (typeof value === "number" && !Number.isFinite(Math.fround(value))) || (spec.values && !spec.values.includes(value as string))) {
-    report("E_PARAMETER_INVALID", `${recipe.file}: ${whose}parameter "${name}" must be ${spec.values ? `one of ${spec.values.join(", ")}` : `a ${typeof value === "number" ? "finite number within float32's range (±3.4e38)" : spec.type}`}, got ${describeValue(value)} (tensor "${outName}")`,
+    // A quoted number or boolean is text in YAML; mergekit's pydantic would convert some such texts by
+    // rules of its own, so weightsoup refuses them, saying what to write instead.
+    const quoted = typeof value === "string" && ((spec.type === "number" && value.trim() !== "" && Number.isFinite(Number(value))) || (spec.type === "boolean" && /^(true|false)$/i.test(value.trim())));
+    report("E_PARAMETER_INVALID", `${recipe.file}: ${whose}parameter "${name}" must be ${spec.values ? `one of ${spec.values.join(", ")}` : `a ${typeof value === "number" ? "finite number within float32's range (±3.4e38)" : spec.type}`}, got ${describeValue(value)}${quoted ? ", which is text: write it without quotes" : ""} (tensor "${outName}")`,
       { file: recipe.file, tensor: outName, model, key: name }, `invalid:${model}:${name}`);
     return null;
   }
