@@ -5,6 +5,7 @@
 import { DTYPES } from "../format/dtypes";
 import type { ModelFolder } from "../io/folder";
 import { openModel } from "../model/model";
+import type { Quantization } from "../model/quantized";
 
 export interface InspectReport {
   location: string;
@@ -14,12 +15,14 @@ export interface InspectReport {
   bytes: number;
   byDtype: Record<string, { tensors: number; parameters: number; bytes: number }>;
   layers: number;
+  /** How the weights are quantized (GPTQ, AWQ, bitsandbytes, FP8), when they are: such a model is listed here but refused by merges (E_QUANTIZED). */
+  quantization?: Quantization;
   /** config.json's facts that matter for merging; dtype is whichever of `dtype` (transformers 5) and `torch_dtype` it has. */
   config: { architectures?: unknown; model_type?: unknown; dtype?: unknown; vocab_size?: unknown; hidden_size?: unknown } | null;
 }
 
 export async function inspect(folder: ModelFolder): Promise<InspectReport> {
-  const model = await openModel(folder);
+  const model = await openModel(folder, { allowQuantized: true });
   const tensors = [...model.tensors.values()]
     .sort((a, b) => (a.name < b.name ? -1 : 1))
     .map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, parameters: t.numel, bytes: t.end - t.begin, file: t.file }));
@@ -39,6 +42,7 @@ export async function inspect(folder: ModelFolder): Promise<InspectReport> {
     bytes: tensors.reduce((s, t) => s + t.bytes, 0),
     byDtype,
     layers: model.layers,
+    ...(model.quantization ? { quantization: model.quantization } : {}),
     config: c && { architectures: c.architectures, model_type: c.model_type, dtype: c.dtype ?? c.torch_dtype, vocab_size: c.vocab_size, hidden_size: c.hidden_size },
   };
 }

@@ -171,6 +171,7 @@ async function inspectCommand(argv: string[], io: Io): Promise<number> {
     return 0;
   }
   const lines = [`${r.location}: ${r.tensors.length} tensors, ${r.parameters.toLocaleString("en-US")} parameters, ${formatBytes(r.bytes)}, ${r.layers} layers`];
+  if (r.quantization) lines.push(`quantized (${r.quantization.method}, from ${r.quantization.key ? `config.json's ${r.quantization.key}` : `tensor "${r.quantization.tensor}"`}): merges refuse it (E_QUANTIZED); use the unquantized checkpoint`);
   if (r.config) lines.push(`config: ${Object.entries(r.config).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${describeValue(v)}`).join(" ")}`);
   for (const [dtype, d] of Object.entries(r.byDtype)) lines.push(`  ${dtype}: ${d.tensors} tensors, ${d.parameters.toLocaleString("en-US")} parameters, ${formatBytes(d.bytes)}`);
   for (const f of r.weightFiles) lines.push(`  ${f.file}: ${f.tensors} tensors${f.metadata ? `, metadata ${Object.entries(f.metadata).map(([k, v]) => `${k}=${describeValue(v)}`).join(" ")}` : ""}`);

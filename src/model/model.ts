@@ -8,6 +8,7 @@ import { isJsonObject, parseBoundedJson } from "../format/json";
 import { headerLength, parseHeader, type TensorEntry } from "../format/safetensors";
 import type { ModelFolder } from "../io/folder";
 import { openSource, type SourceRef } from "../io/source";
+import { quantizationOf, type Quantization } from "./quantized";
 import { decoderStack, layerStacks } from "./stacks";
 
 export interface TensorInfo extends TensorEntry {
@@ -30,6 +31,8 @@ export interface LoadedModel {
   weightFiles: WeightFile[];
   /** Layers, from the tensors present (config.json, where it says, agrees). */
   layers: number;
+  /** How its weights are quantized; only a model opened with `allowQuantized` (inspect) can have one. */
+  quantization?: Quantization;
 }
 
 export interface WeightFile {
@@ -45,7 +48,11 @@ export function isWeightFile(name: string): boolean {
   return /\.(safetensors|bin|pt|pth|ckpt|gguf|onnx|h5|msgpack|npz)$/i.test(name) || /\.index\.json$/i.test(name);
 }
 
-export async function openModel(folder: ModelFolder): Promise<LoadedModel> {
+/**
+ * Opens a model folder: its weight files' headers, the index, config.json. A quantized checkpoint is
+ * refused (E_QUANTIZED, see quantized.ts) unless `allowQuantized`, for reports that only list it.
+ */
+export async function openModel(folder: ModelFolder, options: { allowQuantized?: boolean } = {}): Promise<LoadedModel> {
   const files = await folder.list();
   const names = new Set(files);
   let shardFiles: string[];
@@ -106,8 +113,15 @@ export async function openModel(folder: ModelFolder): Promise<LoadedModel> {
     if (!isJsonObject(parsed.value)) throw new ModelError("E_CONFIG", `${file}: must hold a JSON object, found ${describeValue(parsed.value)}`, { file });
     config = parsed.value;
   }
+  const quantization = quantizationOf(config, tensors.keys());
+  if (quantization && !options.allowQuantized) {
+    const how = quantization.key ? `config.json's quantization_config (quant_method ${JSON.stringify(quantization.method)})` : `tensor "${quantization.tensor}" (${quantization.method})`;
+    const file = quantization.key ? `${folder.name}/config.json` : `${folder.name}/${tensors.get(quantization.tensor!)!.file}`;
+    throw new ModelError("E_QUANTIZED", `${folder.name}: a quantized checkpoint, as ${how} shows: its weights are packed integers with scales, which a merge would combine as numbers and get wrong; use the unquantized (float) checkpoint, or dequantize it first`,
+      { file, ...(quantization.key ? { key: quantization.key } : { tensor: quantization.tensor }) });
+  }
   const layers = checkedLayerCount(folder.name, config, tensors.keys());
-  return { location: folder.name, folder, tensors, config, configText, weightFiles, layers };
+  return { location: folder.name, folder, tensors, config, configText, weightFiles, layers, ...(quantization ? { quantization } : {}) };
 }
 
 /**
