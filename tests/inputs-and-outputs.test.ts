@@ -14,6 +14,7 @@ import { WeightsoupError } from "../src/errors";
 import { BlobFolder, type ModelFolder } from "../src/io/folder";
 import { NodeFolder } from "../src/io/node-folder";
 import { baseModel, CLI, fineTune, removeDir, tempDir, TINY, WORKER_URL, writeCase, writeModel } from "./helpers/fixtures";
+import { encodeTensor, writeSafetensors } from "./reference/safetensors";
 
 let root: string, recipe: string;
 let n = 0;
@@ -153,6 +154,31 @@ describe("files that are not what they seem", () => {
       for (const w of ["pytorch_model.bin", "config.json", "tokenizer.json", "safetensors only"]) assert.ok(e.message.includes(w), `${w}: ${e.message}`);
       return true;
     });
+  });
+});
+
+describe("which .safetensors files are the model", () => {
+  // Mistral's repositories carry consolidated.safetensors (the same weights under Mistral's own names)
+  // beside the transformers files; read as part of the model, its tensors went into the output too, and
+  // its `layers.N` stack could be taken for the decoder's.
+  test("beside model.safetensors (no index), another .safetensors file is not read, as transformers does not load it; inspect names it", async () => {
+    const dir = join(root, `consolidated-${n++}`);
+    const base = baseModel(131);
+    await writeModel(dir, base);
+    const mistral = new Map([["layers.0.attention.wq.weight", base.tensors.get("model.layers.0.self_attn.q_proj.weight")!], ["tok_embeddings.weight", base.tensors.get("model.embed_tokens.weight")!]]);
+    await writeFile(join(dir, "consolidated.safetensors"), writeSafetensors([...mistral].map(([name, t]) => ({ name, dtype: "F32", shape: t.shape, data: encodeTensor("F32", t.values!) }))));
+    const report = await inspect(dir);
+    assert.deepEqual(report.tensors.map((t) => t.name).sort(), [...base.tensors.keys()].sort());
+    assert.deepEqual(report.unreadWeightFiles, ["consolidated.safetensors"]);
+    assert.deepEqual(report.weightFiles.map((f) => f.file), ["model.safetensors"]);
+    const shown = cli("inspect", dir);
+    assert.equal(shown.status, 0, shown.stderr);
+    assert.match(shown.stdout, /not read, as transformers does not load them either: consolidated\.safetensors/);
+    const recipePath = join(dir, "..", `consolidated-${n++}.yml`);
+    await writeFile(recipePath, `merge_method: passthrough\nmodels:\n  - model: ./${dir.split("/").pop()}\n`);
+    const out = join(root, `out-${n++}`);
+    await merge(recipePath, { out, workerUrl: WORKER_URL, workers: 1 });
+    assert.deepEqual((await inspect(out)).tensors.map((t) => t.name).sort(), [...base.tensors.keys()].sort(), "the output holds the model's tensors only");
   });
 });
 

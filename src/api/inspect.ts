@@ -10,6 +10,8 @@ import type { Quantization } from "../model/quantized";
 export interface InspectReport {
   location: string;
   weightFiles: { file: string; tensors: number; metadata: Record<string, string> | undefined }[];
+  /** .safetensors files beside the model's own that it does not consist of (not in its index; beside model.safetensors). */
+  unreadWeightFiles: string[];
   tensors: { name: string; dtype: string; shape: number[]; parameters: number; bytes: number; file: string }[];
   parameters: number;
   bytes: number;
@@ -37,6 +39,7 @@ export async function inspect(folder: ModelFolder): Promise<InspectReport> {
   return {
     location: model.location,
     weightFiles: model.weightFiles,
+    unreadWeightFiles: model.unreadWeightFiles,
     tensors,
     parameters: tensors.reduce((s, t) => s + t.parameters, 0),
     bytes: tensors.reduce((s, t) => s + t.bytes, 0),

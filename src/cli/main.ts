@@ -175,6 +175,7 @@ async function inspectCommand(argv: string[], io: Io): Promise<number> {
   if (r.config) lines.push(`config: ${Object.entries(r.config).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${describeValue(v)}`).join(" ")}`);
   for (const [dtype, d] of Object.entries(r.byDtype)) lines.push(`  ${dtype}: ${d.tensors} tensors, ${d.parameters.toLocaleString("en-US")} parameters, ${formatBytes(d.bytes)}`);
   for (const f of r.weightFiles) lines.push(`  ${f.file}: ${f.tensors} tensors${f.metadata ? `, metadata ${Object.entries(f.metadata).map(([k, v]) => `${k}=${describeValue(v)}`).join(" ")}` : ""}`);
+  if (r.unreadWeightFiles.length) lines.push(`  not read, as transformers does not load them either: ${r.unreadWeightFiles.join(", ")}`);
   const width = Math.max(...r.tensors.map((t) => t.name.length), 4);
   lines.push("", `${"name".padEnd(width)}  dtype  shape`);
   for (const t of r.tensors) lines.push(`${t.name.padEnd(width)}  ${t.dtype.padEnd(5)}  [${t.shape.join(", ")}]`);

@@ -31,6 +31,8 @@ export interface LoadedModel {
   weightFiles: WeightFile[];
   /** Layers, from the tensors present (config.json, where it says, agrees). */
   layers: number;
+  /** .safetensors files in the folder that are not the model's (beside its index, or beside model.safetensors). */
+  unreadWeightFiles: string[];
   /** How its weights are quantized; only a model opened with `allowQuantized` (inspect) can have one. */
   quantization?: Quantization;
 }
@@ -42,6 +44,8 @@ export interface WeightFile {
 }
 
 export const INDEX_FILE = "model.safetensors.index.json";
+/** The weights of an unsharded model, as transformers names them. */
+const SINGLE_FILE = "model.safetensors";
 
 /** Files that are weights or weight indexes: never copied from a donor model to an output. */
 export function isWeightFile(name: string): boolean {
@@ -67,6 +71,11 @@ export async function openModel(folder: ModelFolder, options: { allowQuantized?:
           { file: `${folder.name}/${shard}`, tensor: example });
       }
     }
+  } else if (names.has(SINGLE_FILE)) {
+    // What transformers loads from a folder without an index: model.safetensors alone. Other weight
+    // files beside it (Mistral's consolidated.safetensors, the same weights under other names; an
+    // adapter's) are not part of the model, and read as part of it they would be merged into the output.
+    shardFiles = [SINGLE_FILE];
   } else {
     shardFiles = files.filter((f) => f.endsWith(".safetensors")).sort();
     if (shardFiles.length === 0) {
@@ -121,7 +130,8 @@ export async function openModel(folder: ModelFolder, options: { allowQuantized?:
       { file, ...(quantization.key ? { key: quantization.key } : { tensor: quantization.tensor }) });
   }
   const layers = checkedLayerCount(folder.name, config, tensors.keys());
-  return { location: folder.name, folder, tensors, config, configText, weightFiles, layers, ...(quantization ? { quantization } : {}) };
+  const unreadWeightFiles = files.filter((f) => f.endsWith(".safetensors") && !shardFiles.includes(f)).sort();
+  return { location: folder.name, folder, tensors, config, configText, weightFiles, unreadWeightFiles, layers, ...(quantization ? { quantization } : {}) };
 }
 
 /**
