@@ -24,7 +24,7 @@ const ints = (shape: number[], seed: number): RefTensor => ({ dtype: "I32", shap
 const floats = (shape: number[], dtype: "F16" | "F32", v: number): RefTensor => ({ dtype, shape, values: new Float32Array(shape[0]! * (shape[1] ?? 1)).fill(v) });
 
 /** The base with layer 0's q_proj stored as `layout` stores a quantized linear layer. */
-function quantized(seed: number, layout: "gptq" | "bnb4" | "fp8"): RefModel {
+function quantized(seed: number, layout: "gptq" | "bnb4" | "fp8" | "mlx"): RefModel {
   const base = baseModel(seed, "F16");
   const tensors = new Map(base.tensors);
   const p = "model.layers.0.self_attn.q_proj";
@@ -39,6 +39,10 @@ function quantized(seed: number, layout: "gptq" | "bnb4" | "fp8"): RefModel {
     tensors.set(`${p}.weight.absmax`, floats([4], "F32", 0.5 * seed));
     tensors.set(`${p}.weight.quant_map`, floats([16], "F32", 0.1));
     tensors.set(`${p}.weight.quant_state.bitsandbytes__nf4`, { dtype: "U8", shape: [8], raw: new Uint8Array(8) });
+  } else if (layout === "mlx") {
+    tensors.set(`${p}.weight`, { dtype: "U32", shape: [16, 2], raw: encodeTensor("U32", Array.from({ length: 32 }, (_, i) => (i * 2654435761 + seed) >>> 0)) });
+    tensors.set(`${p}.scales`, floats([16, 1], "F16", 0.01 * seed));
+    tensors.set(`${p}.biases`, floats([16, 1], "F16", -0.02 * seed));
   } else {
     tensors.set(`${p}.weight`, floats([16, 16], "F16", 0.1));
     tensors.set(`${p}.weight_scale_inv`, floats([1, 1], "F32", 0.5));
@@ -46,10 +50,10 @@ function quantized(seed: number, layout: "gptq" | "bnb4" | "fp8"): RefModel {
   return { config: base.config, tensors };
 }
 
-/** A folder under root holding `model`, with config.json's quantization_config set (or left out). */
-async function folder(model: RefModel, quantizationConfig?: unknown): Promise<string> {
+/** A folder under root holding `model`, with config.json's `key` (quantization_config) set, or left out. */
+async function folder(model: RefModel, quantizationConfig?: unknown, key = "quantization_config"): Promise<string> {
   const dir = join(root, `m-${n++}`);
-  await writeModel(dir, { ...model, config: quantizationConfig === undefined ? model.config : { ...model.config, quantization_config: quantizationConfig } });
+  await writeModel(dir, { ...model, config: quantizationConfig === undefined ? model.config : { ...model.config, [key]: quantizationConfig } });
   return dir;
 }
 
@@ -73,11 +77,14 @@ describe("merging a quantized checkpoint is refused, naming how it is quantized"
     ["bitsandbytes 4-bit, from its absmax", "bnb4", undefined, /\.weight\.absmax" \(bitsandbytes\)/, /\.safetensors$/],
     ["FP8, from config.json", "fp8", { quant_method: "fp8", weight_block_size: [128, 128] }, /quant_method "fp8"/, /config\.json$/],
     ["FP8 without a quantization_config, from its weight_scale_inv", "fp8", undefined, /weight_scale_inv" \(FP8 or compressed-tensors\)/, /\.safetensors$/],
+    ["MLX, from config.json's quantization", "mlx", { group_size: 64, bits: 4 }, /config\.json's quantization \(quant_method "mlx"\)/, /config\.json$/],
+    ["MLX without a config key, from its packed weight beside scales", "mlx", undefined, /tensor "model\.layers\.0\.self_attn\.q_proj\.weight" \(MLX or another group-wise format\)/, /\.safetensors$/],
   ] as const) {
     test(`${label}: E_QUANTIZED names it and the file, and nothing is written`, async () => {
-      const q = await folder(quantized(3, layout), config);
+      const key = layout === "mlx" ? "quantization" : "quantization_config"; // MLX's own key
+      const q = await folder(quantized(3, layout), config, key);
       // Two quantized fine-tunes of one base, as a user would merge them: before E_QUANTIZED this merged.
-      const other = await folder(quantized(4, layout), config);
+      const other = await folder(quantized(4, layout), config, key);
       const recipe = join(root, `r-${n++}.yml`);
       await writeFile(recipe, toYaml({ merge_method: "linear", models: [{ model: q, parameters: { weight: 0.5 } }, { model: other, parameters: { weight: 0.5 } }] }));
       const out = join(root, `out-${n++}`);

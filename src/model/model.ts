@@ -122,9 +122,9 @@ export async function openModel(folder: ModelFolder, options: { allowQuantized?:
     if (!isJsonObject(parsed.value)) throw new ModelError("E_CONFIG", `${file}: must hold a JSON object, found ${describeValue(parsed.value)}`, { file });
     config = parsed.value;
   }
-  const quantization = quantizationOf(config, tensors.keys());
+  const quantization = quantizationOf(config, tensors);
   if (quantization && !options.allowQuantized) {
-    const how = quantization.key ? `config.json's quantization_config (quant_method ${JSON.stringify(quantization.method)})` : `tensor "${quantization.tensor}" (${quantization.method})`;
+    const how = quantization.key ? `config.json's ${quantization.key} (quant_method ${JSON.stringify(quantization.method)})` : `tensor "${quantization.tensor}" (${quantization.method})`;
     const file = quantization.key ? `${folder.name}/config.json` : `${folder.name}/${tensors.get(quantization.tensor!)!.file}`;
     throw new ModelError("E_QUANTIZED", `${folder.name}: a quantized checkpoint, as ${how} shows: its weights are packed integers with scales, which a merge would combine as numbers and get wrong; use the unquantized (float) checkpoint, or dequantize it first`,
       { file, ...(quantization.key ? { key: quantization.key } : { tensor: quantization.tensor }) });

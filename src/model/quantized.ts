@@ -1,5 +1,5 @@
 /**
- * @file Quantized checkpoints (GPTQ, AWQ, bitsandbytes, FP8, compressed-tensors). Their linear weights
+ * @file Quantized checkpoints (GPTQ, AWQ, bitsandbytes, FP8, compressed-tensors, MLX). Their linear weights
  * are packed integers (or 8-bit floats) with per-group scales, stored under other names (`qweight`,
  * `scales`, `absmax`, `weight_scale`). Taken as tensors, they would merge without a word and wrong: the
  * rule for integer tensors copies the base's packed weights while the float scales are averaged, a
@@ -19,16 +19,25 @@ export interface Quantization {
   tensor?: string;
 }
 
-/** How a checkpoint is quantized, from config.json's `quantization_config` or else its tensor names; undefined for float checkpoints. */
-export function quantizationOf(config: Record<string, unknown> | null, names: Iterable<string>): Quantization | undefined {
-  const q = config?.quantization_config;
-  if (q !== undefined && q !== null) {
+/** Integer dtypes a packed weight is stored in. */
+const PACKED = new Set(["U8", "I8", "U16", "I16", "U32", "I32"]);
+
+/**
+ * How a checkpoint is quantized, from config.json (transformers' `quantization_config`, MLX's
+ * `quantization`) or else its tensors; undefined for float checkpoints.
+ */
+export function quantizationOf(config: Record<string, unknown> | null, tensors: ReadonlyMap<string, { dtype: string }>): Quantization | undefined {
+  for (const key of ["quantization_config", "quantization"]) {
+    const q = config?.[key];
+    if (q === undefined || q === null || (key === "quantization" && (typeof q !== "object" || Array.isArray(q)))) continue;
     const method = typeof q === "object" && !Array.isArray(q) ? (q as Record<string, unknown>).quant_method : undefined;
-    return { method: typeof method === "string" && method ? method : "unnamed", key: "quantization_config" };
+    return { method: typeof method === "string" && method ? method : key === "quantization" ? "mlx" : "unnamed", key };
   }
-  for (const name of names) {
+  for (const [name, t] of tensors) {
     const m = QUANTIZED_SUFFIX.exec(name);
     if (m) return { method: methodFromTensor(m[1] ?? "quant_state"), tensor: name };
+    // MLX (and other group-wise formats): an integer `weight` packing the values, with float `scales` beside it.
+    if (name.endsWith(".weight") && PACKED.has(t.dtype) && tensors.has(`${name.slice(0, -".weight".length)}.scales`)) return { method: "MLX or another group-wise format", tensor: name };
   }
   return undefined;
 }
