@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { inspect, merge, openModel } from "../src/node";
@@ -179,6 +179,21 @@ describe("which .safetensors files are the model", () => {
     const out = join(root, `out-${n++}`);
     await merge(recipePath, { out, workerUrl: WORKER_URL, workers: 1 });
     assert.deepEqual((await inspect(out)).tensors.map((t) => t.name).sort(), [...base.tensors.keys()].sort(), "the output holds the model's tensors only");
+  });
+});
+
+describe("files an output does not take from its donor model", () => {
+  // transformers, finding adapter_config.json in a folder (with peft installed), loads the base model the
+  // config names with that adapter, not the weights beside it: a merge carrying one would load as something else.
+  test("a PEFT adapter_config.json beside a model's weights is not copied into the merge; its other files are", async () => {
+    const dir = join(root, `adapter-beside-${n++}`);
+    await writeModel(join(dir, "base"), baseModel(141), { extraFiles: { "adapter_config.json": JSON.stringify({ peft_type: "LORA", base_model_name_or_path: "org/other", r: 8 }) } });
+    await writeFile(join(dir, "r.yml"), "merge_method: passthrough\nmodels:\n  - model: ./base\n");
+    const out = join(dir, "out");
+    await merge(join(dir, "r.yml"), { out, workerUrl: WORKER_URL, workers: 1 });
+    const files = await readdir(out);
+    assert.ok(!files.includes("adapter_config.json"), files.join(", "));
+    for (const f of ["tokenizer.json", "generation_config.json", "config.json", "model.safetensors"]) assert.ok(files.includes(f), `${f} in ${files.join(", ")}`);
   });
 });
 

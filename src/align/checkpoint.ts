@@ -8,7 +8,7 @@ import { AlignmentError } from "../errors";
 import { DTYPES, elementBytes } from "../format/dtypes";
 import type { OutputFolder } from "../io/output";
 import { openSource } from "../io/source";
-import { INDEX_FILE, isWeightFile, type LoadedModel, type TensorInfo } from "../model/model";
+import { INDEX_FILE, isNotCopiedToOutput, type LoadedModel, type TensorInfo } from "../model/model";
 import type { Kernels } from "../kernels/kernels";
 import { alignmentKernels } from "./kernels";
 import { checkSpec, gather, tensorMaps, type Elements, type PermutationSpec, type Permutations } from "./spec";
@@ -120,7 +120,7 @@ export async function writePermutedModel(model: LoadedModel, spec: PermutationSp
     }
   }
   for (const file of await model.folder.list()) {
-    if (file === INDEX_FILE || !isWeightFile(file)) await out.copyFrom(file, model.folder.source(file));
+    if (file === INDEX_FILE || !isNotCopiedToOutput(file)) await out.copyFrom(file, model.folder.source(file));
   }
 }
 

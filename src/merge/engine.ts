@@ -11,7 +11,7 @@ import { sha256Hex } from "../format/sha256";
 import type { OutputFolder } from "../io/output";
 import type { SourceRef } from "../io/source";
 import { KERNEL_OVERHEAD_BYTES } from "../kernels/budget";
-import { isWeightFile } from "../model/model";
+import { isNotCopiedToOutput } from "../model/model";
 import type { MergePlan, PlannedTensor } from "../plan/plan";
 import { indexJson, INDEX_FILE, planShards } from "../plan/shards";
 import { WorkerPool } from "../pool/pool";
@@ -254,7 +254,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
     if (config !== null) await out.writeText("config.json", config);
     const donor = plan.models.get(plan.donor)!;
     for (const file of await donor.folder.list()) {
-      if (isWeightFile(file) || file.startsWith(".") || ["config.json", "README.md", "mergekit_config.yml"].includes(file)) continue;
+      if (isNotCopiedToOutput(file) || file.startsWith(".") || ["config.json", "README.md", "mergekit_config.yml"].includes(file)) continue;
       if (plan.tokenizerOutput?.omit.has(file)) continue;
       await out.copyFrom(file, donor.folder.source(file));
     }

@@ -47,9 +47,18 @@ export const INDEX_FILE = "model.safetensors.index.json";
 /** The weights of an unsharded model, as transformers names them. */
 const SINGLE_FILE = "model.safetensors";
 
-/** Files that are weights or weight indexes: never copied from a donor model to an output. */
+/** Files that are weights or weight indexes. */
 export function isWeightFile(name: string): boolean {
   return /\.(safetensors|bin|pt|pth|ckpt|gguf|onnx|h5|msgpack|npz)$/i.test(name) || /\.index\.json$/i.test(name);
+}
+
+/**
+ * Files of a model folder that an output written from it never takes: its weights and their indexes,
+ * and a PEFT adapter's config, finding which transformers loads the folder as that adapter over the
+ * base model the config names instead of the weights beside it.
+ */
+export function isNotCopiedToOutput(name: string): boolean {
+  return isWeightFile(name) || name === "adapter_config.json";
 }
 
 /**
