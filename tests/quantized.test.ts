@@ -123,6 +123,34 @@ describe("merging a quantized checkpoint is refused, naming how it is quantized"
     await assert.rejects(extractLora(q, plain, { out: join(root, `lora-${n++}`), rank: 2 }), refusal(/quant_method "bitsandbytes"/));
   });
 
+  test("a config.json that says quantized over float weights is refused with how to fix it; 8-bit float weights are FP8 without any config", async () => {
+    const stale = await folder(baseModel(11, "F16"), { quant_method: "bitsandbytes", load_in_4bit: true });
+    const recipe = join(root, `r-${n++}.yml`);
+    await writeFile(recipe, toYaml({ merge_method: "passthrough", models: [{ model: stale }] }));
+    await assert.rejects(merge(recipe, { out: join(root, `out-${n++}`), workerUrl: WORKER_URL, workers: 1 }),
+      refusal(/no tensor looks quantized: if the weights are float and config\.json was left from a quantized model, remove its quantization_config/));
+
+    // An F16 tensor whose header entry is rewritten to F8_E4M3 with twice the columns: the same bytes.
+    const fp8 = await folder(baseModel(12, "F16"));
+    const file = join(fp8, "model.safetensors");
+    const bytes = new Uint8Array(await readFile(file));
+    const length = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + length))) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+    const q = header["model.layers.0.self_attn.q_proj.weight"]!;
+    header["model.layers.0.self_attn.q_proj.weight"] = { dtype: "F8_E4M3", shape: [q.shape[0]!, 2 * q.shape[1]!], data_offsets: q.data_offsets };
+    let text = JSON.stringify(header);
+    text += " ".repeat((8 - ((8 + text.length) % 8)) % 8);
+    const out = new Uint8Array(8 + text.length + bytes.length - 8 - length);
+    new DataView(out.buffer).setBigUint64(0, BigInt(text.length), true);
+    out.set(new TextEncoder().encode(text), 8);
+    out.set(bytes.subarray(8 + length), 8 + text.length);
+    await writeFile(file, out);
+    const fp8Recipe = join(root, `r-${n++}.yml`);
+    await writeFile(fp8Recipe, toYaml({ merge_method: "passthrough", models: [{ model: fp8 }] }));
+    await assert.rejects(merge(fp8Recipe, { out: join(root, `out-${n++}`), workerUrl: WORKER_URL, workers: 1 }),
+      refusal(/tensor "model\.layers\.0\.self_attn\.q_proj\.weight" \(FP8\)/));
+  });
+
   test("a float checkpoint whose config says quantization_config: null merges as usual", async () => {
     const base = baseModel(9, "F16");
     const q = await folder(base, null);

@@ -135,7 +135,7 @@ export async function openModel(folder: ModelFolder, options: { allowQuantized?:
   if (quantization && !options.allowQuantized) {
     const how = quantization.key ? `config.json's ${quantization.key} (quant_method ${JSON.stringify(quantization.method)})` : `tensor "${quantization.tensor}" (${quantization.method})`;
     const file = quantization.key ? `${folder.name}/config.json` : `${folder.name}/${tensors.get(quantization.tensor!)!.file}`;
-    throw new ModelError("E_QUANTIZED", `${folder.name}: a quantized checkpoint, as ${how} shows: its weights are packed integers with scales, which a merge would combine as numbers and get wrong; use the unquantized (float) checkpoint, or dequantize it first`,
+    throw new ModelError("E_QUANTIZED", `${folder.name}: a quantized checkpoint, as ${how} shows: its weights are packed integers with scales, which a merge would combine as numbers and get wrong; use the unquantized (float) checkpoint, or dequantize it first${quantization.onlyConfig ? ` (no tensor looks quantized: if the weights are float and config.json was left from a quantized model, remove its ${quantization.key})` : ""}`,
       { file, ...(quantization.key ? { key: quantization.key } : { tensor: quantization.tensor }) });
   }
   const layers = checkedLayerCount(folder.name, config, tensors.keys());

@@ -17,6 +17,8 @@ export interface Quantization {
   /** config.json's key, or the tensor that shows it. */
   key?: string;
   tensor?: string;
+  /** config.json says so but no tensor does: float weights under a config left from a quantized model? */
+  onlyConfig?: boolean;
 }
 
 /** Integer dtypes a packed weight is stored in. */
@@ -27,15 +29,22 @@ const PACKED = new Set(["U8", "I8", "U16", "I16", "U32", "I32"]);
  * `quantization`) or else its tensors; undefined for float checkpoints.
  */
 export function quantizationOf(config: Record<string, unknown> | null, tensors: ReadonlyMap<string, { dtype: string }>): Quantization | undefined {
+  const shown = fromTensors(tensors);
   for (const key of ["quantization_config", "quantization"]) {
     const q = config?.[key];
     if (q === undefined || q === null || (key === "quantization" && (typeof q !== "object" || Array.isArray(q)))) continue;
     const method = typeof q === "object" && !Array.isArray(q) ? (q as Record<string, unknown>).quant_method : undefined;
-    return { method: typeof method === "string" && method ? method : key === "quantization" ? "mlx" : "unnamed", key };
+    return { method: typeof method === "string" && method ? method : key === "quantization" ? "mlx" : "unnamed", key, ...(shown ? {} : { onlyConfig: true }) };
   }
+  return shown;
+}
+
+/** A tensor that only quantized checkpoints hold: a quantization name, an 8-bit float, or a packed integer weight with scales. */
+function fromTensors(tensors: ReadonlyMap<string, { dtype: string }>): Quantization | undefined {
   for (const [name, t] of tensors) {
     const m = QUANTIZED_SUFFIX.exec(name);
     if (m) return { method: methodFromTensor(m[1] ?? "quant_state"), tensor: name };
+    if (name.endsWith(".weight") && t.dtype.startsWith("F8")) return { method: "FP8", tensor: name };
     // MLX (and other group-wise formats): an integer `weight` packing the values, with float `scales` beside it.
     if (name.endsWith(".weight") && PACKED.has(t.dtype) && tensors.has(`${name.slice(0, -".weight".length)}.scales`)) return { method: "MLX or another group-wise format", tensor: name };
   }
