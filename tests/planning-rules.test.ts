@@ -299,11 +299,17 @@ describe("hostile YAML and JSON", () => {
 });
 
 describe("messages name the real value and the real option", () => {
-  test("a NaN weight says NaN, not null", async () => {
+  /** A case folder with models a (a base from `seed`) and b (a fine-tune of it). */
+  const twoModels = async (seed: number) => {
     const dir = join(root, `case-${n++}`);
-    const base = baseModel(61);
+    const base = baseModel(seed);
     await writeModel(join(dir, "a"), base);
-    await writeModel(join(dir, "b"), fineTune(base, 62, 0.1));
+    await writeModel(join(dir, "b"), fineTune(base, seed + 1, 0.1));
+    return dir;
+  };
+
+  test("a NaN weight says NaN, not null", async () => {
+    const dir = await twoModels(61);
     await writeFile(join(dir, "r.yml"), "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: .nan}}\n  - {model: ./b, parameters: {weight: 1}}\n");
     const e = await failure(join(dir, "r.yml"));
     assert.ok(codes(e).includes("E_PARAMETER_INVALID"));
@@ -312,10 +318,7 @@ describe("messages name the real value and the real option", () => {
   });
 
   test("a quoted number or boolean is refused as text, saying to write it without quotes", async () => {
-    const dir = join(root, `case-${n++}`);
-    const base = baseModel(65);
-    await writeModel(join(dir, "a"), base);
-    await writeModel(join(dir, "b"), fineTune(base, 66, 0.1));
+    const dir = await twoModels(65);
     await writeFile(join(dir, "w.yml"), "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: \"0.5\"}}\n  - {model: ./b, parameters: {weight: 1}}\n");
     assert.match((await failure(join(dir, "w.yml"))).message, /model \.\/a: parameter "weight" must be a number, got "0\.5", which is text: write it without quotes/);
     await writeFile(join(dir, "n.yml"), "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: 1}}\n  - {model: ./b, parameters: {weight: 1}}\nparameters: {normalize: 'true'}\n");
@@ -326,10 +329,7 @@ describe("messages name the real value and the real option", () => {
   });
 
   test("a weight beyond float32's range is refused naming it; the largest float32 is accepted", async () => {
-    const dir = join(root, `case-${n++}`);
-    const base = baseModel(63);
-    await writeModel(join(dir, "a"), base);
-    await writeModel(join(dir, "b"), fineTune(base, 64, 0.1));
+    const dir = await twoModels(63);
     // 3.4028236e38 rounds up past float32's largest value (3.4028234663852886e38) to infinity.
     await writeFile(join(dir, "r.yml"), "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: 3.4028236e38}}\n  - {model: ./b, parameters: {weight: 1}}\nparameters: {normalize: false}\n");
     const e = await failure(join(dir, "r.yml"));

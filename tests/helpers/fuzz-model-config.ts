@@ -27,7 +27,15 @@ const layerCountArb: fc.Arbitrary<Json> = fc.oneof(
   hostileNumberArb,
 );
 
+/** How quantized checkpoints say so: transformers' quantization_config, MLX's quantization; null and odd values. */
+const quantizationArb: fc.Arbitrary<ConfigOp> = fc.record({
+  op: fc.constant("set" as const),
+  key: fc.constantFrom("quantization_config", "quantization"),
+  value: fc.constantFrom<Json | undefined>({ pairs: [["quant_method", "gptq"], ["bits", 4]] }, { pairs: [["group_size", 64], ["bits", 4]] }, { pairs: [] }, null, "gptq", false, [1], undefined),
+});
+
 const configOpArb: fc.Arbitrary<ConfigOp> = fc.oneof(
+  { weight: 1, arbitrary: quantizationArb },
   { weight: 3, arbitrary: fc.record({ op: fc.constant("set" as const), key: fc.constantFrom("num_hidden_layers", "n_layer", "num_layers"), value: fc.option(layerCountArb, { nil: undefined }) }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant("set" as const), key: fc.constantFrom(...KEYS), value: fc.option(hostileJsonArb, { nil: undefined }) }) },
   {

@@ -44,7 +44,7 @@ const PARAMETER_NAMES = [...new Set(Object.values(METHODS).flatMap((m) => [...Ob
 /** YAML-specific values: aliases (defined or not), anchors, tags, YAML 1.1 literals, an alias bomb. */
 const yamlRawArb: fc.Arbitrary<Json> = fc.constantFrom(
   "*w", "&w 0.5", "&w [0.1, 0.9]", "&w {filter: mlp, value: 0.5}", "!!str 0.5", "!!float 1", "!!binary aGVsbG8=", "!!js/function 'f'",
-  "!!set {a, b}", "!!omap [{a: 1}]", "!!int 0x10", "!custom 1", "0x10", "0o17", "1_000", "+.inf", ".NaN", "~", "yes", "on", "2001-12-14", "|\n  text",
+  "!!set {a, b}", "!!omap [{a: 1}]", "!!int 0x10", "!custom 1", "0x10", "0o17", "1_000", "+.inf", ".NaN", "~", "yes", "on", "2001-12-14", "|\n  text", "{[a, b]: 1}", "{<<: {weight: 0.5}}", "010", "1:30",
 ).map((raw): Json => ({ raw }));
 
 const aliasBombArb: fc.Arbitrary<Json> = fc.constantFrom<Json>({ aliasBomb: [9, 9] }, { aliasBomb: [20, 2] }, { aliasBomb: [3, 3] });

@@ -25,7 +25,7 @@ export async function requiredRejection(c: FuzzCase, dir: string, inspected?: st
   const names = inspected ? [inspected] : referencedModels(recipe);
   const counts = new Map<string, number>();
   for (const name of names) {
-    const problem = await layerCountProblem(join(dir, name.replace(/^\.\//, "")), counts, name);
+    const problem = await configProblem(join(dir, name.replace(/^\.\//, "")), counts, name, inspected !== undefined);
     if (problem) return problem;
   }
   // mergekit: every source of a slice spans the same number of layers; `models:` gives each its own count.
@@ -35,10 +35,6 @@ export async function requiredRejection(c: FuzzCase, dir: string, inspected?: st
   return undefined;
 }
 
-/**
- * A model's config.json must be a JSON object, and a layer count it states must be a whole number from
- * 0 to the layers its weights have (more would name tensors that do not exist). Records the count.
- */
 /** A config value in a few words; a container is named, not stringified (it may nest deeper than the stack). */
 function describeJson(value: unknown): string {
   if (Array.isArray(value)) return "an array";
@@ -46,7 +42,12 @@ function describeJson(value: unknown): string {
   return typeof value === "number" ? String(value) : JSON.stringify(value).slice(0, 40);
 }
 
-async function layerCountProblem(folder: string, counts: Map<string, number>, name: string): Promise<string | undefined> {
+/**
+ * A model's config.json must be a JSON object, and a layer count it states must be a whole number from
+ * 0 to the layers its weights have (more would name tensors that do not exist); unless the model is only
+ * inspected, it must not say the model is quantized. Records the count.
+ */
+async function configProblem(folder: string, counts: Map<string, number>, name: string, inspecting: boolean): Promise<string | undefined> {
   let config: unknown;
   try {
     config = JSON.parse(await readFile(join(folder, "config.json"), "utf8"));
@@ -64,6 +65,12 @@ async function layerCountProblem(folder: string, counts: Map<string, number>, na
     stated ??= value;
   }
   counts.set(name, stated ?? TINY.layers);
+  // transformers writes quantization_config for every quantized checkpoint, MLX an object under
+  // `quantization`: packed weights that must not be merged as numbers (inspect still lists them).
+  const c = config as Record<string, unknown>;
+  if (inspecting) return undefined;
+  if (Object.hasOwn(c, "quantization_config") && c.quantization_config !== null) return `${name}/config.json says the model is quantized (quantization_config)`;
+  if (Object.hasOwn(c, "quantization") && c.quantization !== null && typeof c.quantization === "object" && !Array.isArray(c.quantization)) return `${name}/config.json says the model is quantized (quantization)`;
   return undefined;
 }
 

@@ -58,7 +58,7 @@ const tensorArb = fc.constantFrom(...TENSOR_NAMES);
 export const tensorNameArb: fc.Arbitrary<string> = fc.oneof(
   fc.constantFrom(...PROTOTYPE_NAMES),
   fc.constantFrom("__metadata__", "", "model.layers.0.mlp.up_proj.weight", "lm_head.weight", "model.layers.7.mlp.up_proj.weight",
-    "model.layers.-1.mlp.up_proj.weight", "model.layers.1e3.mlp.up_proj.weight", "model.embed_tokens.weight.", "модель.🦙.weight", "a\u0000b", "x".repeat(5_000)),
+    "model.layers.-1.mlp.up_proj.weight", "model.layers.0.self_attn.q_proj.qweight", "lm_head.weight.absmax", "model.layers.1e3.mlp.up_proj.weight", "model.embed_tokens.weight.", "модель.🦙.weight", "a\u0000b", "x".repeat(5_000)),
   hostileStringArb,
 );
 
