@@ -17,7 +17,7 @@ export interface InspectReport {
   bytes: number;
   byDtype: Record<string, { tensors: number; parameters: number; bytes: number }>;
   layers: number;
-  /** How the weights are quantized (GPTQ, AWQ, bitsandbytes, FP8), when they are: such a model is listed here but refused by merges (E_QUANTIZED). */
+  /** How the weights are quantized (GPTQ, AWQ, bitsandbytes, FP8, MLX), when they are: such a model is listed here but refused by merges (E_QUANTIZED). */
   quantization?: Quantization;
   /** config.json's facts that matter for merging; dtype is whichever of `dtype` (transformers 5) and `torch_dtype` it has. */
   config: { architectures?: unknown; model_type?: unknown; dtype?: unknown; vocab_size?: unknown; hidden_size?: unknown } | null;
