@@ -13,7 +13,7 @@ import { inspect as inspectFolder } from "../src/api/inspect";
 import { WeightsoupError } from "../src/errors";
 import { BlobFolder, type ModelFolder } from "../src/io/folder";
 import { NodeFolder } from "../src/io/node-folder";
-import { baseModel, CLI, fineTune, removeDir, tempDir, TINY, WORKER_URL, writeCase, writeModel } from "./helpers/fixtures";
+import { baseModel, CLI, fineTune, readOutput, removeDir, tempDir, TINY, WORKER_URL, writeCase, writeModel } from "./helpers/fixtures";
 import { encodeTensor, writeSafetensors } from "./reference/safetensors";
 
 let root: string, recipe: string;
@@ -179,6 +179,44 @@ describe("which .safetensors files are the model", () => {
     const out = join(root, `out-${n++}`);
     await merge(recipePath, { out, workerUrl: WORKER_URL, workers: 1 });
     assert.deepEqual((await inspect(out)).tensors.map((t) => t.name).sort(), [...base.tensors.keys()].sort(), "the output holds the model's tensors only");
+  });
+
+  // transformers loads model.safetensors when a folder has one, even beside an index; mergekit reads the
+  // index's shards. Where the two hold different tensors, which one is the model cannot be told.
+  test("beside an index naming other shards, a model.safetensors with the same tensors is not read (the shards are, as mergekit reads them); one with other tensors is E_INDEX naming the tensor", async () => {
+    const dir = join(root, `both-${n++}`);
+    const base = baseModel(151), other = fineTune(base, 152, 0.5);
+    await writeModel(join(dir, "same"), base, { shards: 2 });
+    const stale = (model: typeof base) => writeSafetensors([...model.tensors].map(([name, t]) => ({ name, dtype: "F32", shape: t.shape, data: encodeTensor("F32", t.values!) })));
+    await writeFile(join(dir, "same", "model.safetensors"), stale(other));
+    const report = await inspect(join(dir, "same"));
+    assert.deepEqual(report.unreadWeightFiles, ["model.safetensors"]);
+    assert.deepEqual(report.weightFiles.map((f) => f.file), ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]);
+    const shown = cli("inspect", join(dir, "same"));
+    assert.equal(shown.status, 0, shown.stderr);
+    assert.match(shown.stdout, /not read: model\.safetensors, beside an index/);
+    assert.doesNotMatch(shown.stdout, /as transformers does not load them either/);
+    await writeFile(join(dir, "r.yml"), "merge_method: passthrough\nmodels:\n  - model: ./same\n");
+    const out = join(dir, "out");
+    await merge(join(dir, "r.yml"), { out, workerUrl: WORKER_URL, workers: 1 });
+    const merged = (await readOutput(out)).tensors;
+    for (const [name, t] of base.tensors) {
+      assert.deepEqual(merged.get(name)?.data, encodeTensor("F32", t.values!), `${name} is the shards' (the base's), not model.safetensors'`);
+    }
+
+    const dropped = [...base.tensors.keys()].sort()[0]!;
+    const fewer = { ...base, tensors: new Map([...base.tensors].filter(([name]) => name !== dropped)) };
+    for (const [label, single, tensor] of [["a tensor missing", fewer, dropped], ["an extra tensor", { ...base, tensors: new Map([...base.tensors, ["extra.weight", base.tensors.get(dropped)!]]) }, "extra.weight"]] as const) {
+      const folder = join(dir, `differ-${n++}`);
+      await writeModel(folder, base, { shards: 2 });
+      await writeFile(join(folder, "model.safetensors"), stale(single));
+      await assert.rejects(NodeFolder.open(folder).then((f) => openModel(f)), (e: unknown) => {
+        assert.ok(e instanceof WeightsoupError && e.code === "E_INDEX", `${label}: ${String(e)}`);
+        assert.equal(e.details.tensor, tensor, label);
+        assert.match(e.message, /holds both model\.safetensors and model\.safetensors\.index\.json.*transformers loads model\.safetensors/, label);
+        return true;
+      });
+    }
   });
 });
 

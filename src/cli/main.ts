@@ -175,7 +175,11 @@ async function inspectCommand(argv: string[], io: Io): Promise<number> {
   if (r.config) lines.push(`config: ${Object.entries(r.config).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${describeValue(v)}`).join(" ")}`);
   for (const [dtype, d] of Object.entries(r.byDtype)) lines.push(`  ${dtype}: ${d.tensors} tensors, ${d.parameters.toLocaleString("en-US")} parameters, ${formatBytes(d.bytes)}`);
   for (const f of r.weightFiles) lines.push(`  ${f.file}: ${f.tensors} tensors${f.metadata ? `, metadata ${Object.entries(f.metadata).map(([k, v]) => `${k}=${describeValue(v)}`).join(" ")}` : ""}`);
-  if (r.unreadWeightFiles.length) lines.push(`  not read, as transformers does not load them either: ${r.unreadWeightFiles.join(", ")}`);
+  // model.safetensors goes unread only beside an index naming other shards, with the same tensors (see openModel).
+  const besideIndex = r.unreadWeightFiles.filter((f) => f === "model.safetensors");
+  const others = r.unreadWeightFiles.filter((f) => f !== "model.safetensors");
+  if (besideIndex.length) lines.push(`  not read: model.safetensors, beside an index that names other shards (read, as mergekit does; transformers would load model.safetensors, whose tensors have the same names, dtypes and shapes)`);
+  if (others.length) lines.push(`  not read, as transformers does not load them either: ${others.join(", ")}`);
   const width = Math.max(...r.tensors.map((t) => t.name.length), 4);
   lines.push("", `${"name".padEnd(width)}  dtype  shape`);
   for (const t of r.tensors) lines.push(`${t.name.padEnd(width)}  ${t.dtype.padEnd(5)}  [${t.shape.join(", ")}]`);

@@ -121,6 +121,10 @@ export async function openModel(folder: ModelFolder, options: { allowQuantized?:
     }
   }
 
+  if (weightMap && names.has(SINGLE_FILE) && !shardFiles.includes(SINGLE_FILE)) {
+    await checkSingleFileAgrees(folder, tensors);
+  }
+
   let config: Record<string, unknown> | null = null;
   let configText: string | null = null;
   if (names.has("config.json")) {
@@ -150,6 +154,35 @@ export async function openModel(folder: ModelFolder, options: { allowQuantized?:
  */
 function checkedLayerCount(location: string, config: Record<string, unknown> | null, names: Iterable<string>): number {
   return decoderStack(layerStacks(names), config, location)?.count ?? 0;
+}
+
+/**
+ * A folder with both an index and a model.safetensors that the index does not name is two models to
+ * the tools that read it: transformers loads model.safetensors, mergekit the shards the index names.
+ * When the two headers hold the same tensors (names, dtypes, shapes) the index is read, as mergekit
+ * does; when they differ, which is the model cannot be told, and guessing would merge the wrong one.
+ */
+async function checkSingleFileAgrees(folder: ModelFolder, tensors: Map<string, TensorInfo>): Promise<void> {
+  const display = `${folder.name}/${SINGLE_FILE}`;
+  const single = (await readHeader(folder.source(SINGLE_FILE), display)).tensors;
+  const entryText = (e: TensorEntry) => `${e.dtype}[${e.shape.join(", ")}]`;
+  let difference: { tensor: string; problem: string } | undefined;
+  for (const [name, entry] of single) {
+    const sharded = tensors.get(name);
+    if (!sharded) { difference = { tensor: name, problem: `"${name}" is in ${SINGLE_FILE} but not in the index` }; break; }
+    if (entryText(sharded) !== entryText(entry)) {
+      difference = { tensor: name, problem: `"${name}" is ${entryText(entry)} in ${SINGLE_FILE} and ${entryText(sharded)} in ${sharded.file}` };
+      break;
+    }
+  }
+  if (!difference) {
+    const missing = [...tensors.keys()].find((name) => !single.has(name));
+    if (missing !== undefined) difference = { tensor: missing, problem: `"${missing}" is in the index but not in ${SINGLE_FILE}` };
+  }
+  if (difference) {
+    throw new ModelError("E_INDEX", `${folder.name}: holds both ${SINGLE_FILE} and ${INDEX_FILE}, which names other files, and they hold different tensors (${difference.problem}): transformers loads ${SINGLE_FILE}, mergekit the index's shards; remove the one that is not the model`,
+      { file: display, tensor: difference.tensor });
+  }
 }
 
 async function readIndex(folder: ModelFolder): Promise<Map<string, string>> {
