@@ -88,7 +88,12 @@ export function isRecipePath(name: string): boolean {
  */
 export async function evaluate(subjects: readonly string[], options: NodeEvaluateOptions): Promise<{ results: EvaluationResult[] }> {
   const baseDir = resolve(options.baseDir ?? ".");
-  const subject = (name: string) => evalSubject(name, baseDir);
+  // One subject per name: a model both evaluated and compared against is one folder, opened and run once.
+  const named = new Map<string, Promise<EvalSubject>>();
+  const subject = (name: string) => {
+    if (!named.has(name)) named.set(name, evalSubject(name, baseDir));
+    return named.get(name)!;
+  };
   const { against, baseDir: _, ...rest } = options;
   return evaluateWith(await Promise.all(subjects.map(subject)), { ...rest, against: await Promise.all((against ?? []).map(subject)) });
 }

@@ -4,7 +4,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { evaluate, logits } from "../src/node";
+import { evaluate, greedySoup, logits, lossPath } from "../src/node";
+import { evaluate as evaluateSubjects } from "../src/api/evaluate";
+import type { ModelFolder } from "../src/io/folder";
 import { NodeFolder } from "../src/io/node-folder";
 import { WeightsoupError } from "../src/errors";
 import { removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
@@ -57,6 +59,17 @@ describe("config.json values transformers cannot load", () => {
     for (const [key, value] of [["rope_parameters", "x"], ["rope_parameters", [3, ""]], ["rope_scaling", "linear"], ["rope_scaling", 5]] as const) {
       await refused(await written("llama-gqa-untied", { [key]: value }, `rope-${key}-${JSON.stringify(value)}`), "E_CONFIG", [key]);
     }
+  });
+
+  test("keys transformers reads without a default are required: llama3's band factors, qwen3's head_dim (null)", async () => {
+    // weightsoup took 1 and 4 for missing low/high_freq_factor and 128 for qwen3's head_dim: null, where
+    // transformers raises (decoder-forward.md 2 and 3.4): numbers for a config no client can load.
+    const llama3 = decoderModel("llama-llama3").config.rope_scaling as Record<string, unknown>;
+    for (const key of ["low_freq_factor", "high_freq_factor"]) {
+      const { [key]: _, ...rest } = llama3;
+      await refused(await written("llama-llama3", { rope_scaling: rest }, `llama3-without-${key}`), "E_CONFIG", [key, "llama3"]);
+    }
+    await refused(await written("qwen3-qknorm", { head_dim: null }, "qwen3-head-dim-null"), "E_CONFIG", ["head_dim", "qwen3"]);
   });
 
   test("GPT-2's alias keys (max_position_embeddings, hidden_size, ...) win over n_positions, n_embd, ...: a contradiction is refused, an alias alone is read", async () => {
@@ -125,5 +138,55 @@ describe("memory", () => {
     assert.equal(tight.againstRuns, 3, "one pass per evaluated model, each running the against model again");
     assert.deepEqual(tight.results, roomy.results);
     for (const r of tight.results) assert.ok(Number.isFinite(r.nll) && Number.isFinite(r.against[0]!.kl), JSON.stringify(r));
+  });
+});
+
+describe("measurements between models that must be told apart", () => {
+  // Found by reading the measurement layer against rebasin-and-evaluation.md: a path's points (λ = 1
+  // included) and a soup run with one model's config.json, and evaluate told folders apart by name.
+  test("a loss path or soup between models whose configs compute differently is E_CONFIG naming what differs; alike configs run", async () => {
+    const a = await written("llama-gqa-untied", {}, "path-a");
+    const theta = await written("llama-gqa-untied", { rope_parameters: { rope_type: "default", rope_theta: 10000.0 } }, "path-b-theta");
+    const eps = await written("llama-gqa-untied", { rms_norm_eps: 0.5 }, "path-b-eps");
+    const same = join(root, "path-b-same");
+    await writeDecoderModel(same, decoderModel("llama-gqa-untied", { seed: 2 }));
+    for (const [b, what] of [[theta, "rotary embedding"], [eps, "norm epsilon"]] as const) {
+      await assert.rejects(lossPath(a, b, { ids: IDS, points: 3, workers: 1, workerUrl: WORKER_URL }), (e: unknown) => {
+        assert.ok(e instanceof WeightsoupError && e.code === "E_CONFIG", String(e));
+        assert.ok(e.message.includes(what) && e.message.includes("λ = 1 would not be B"), e.message);
+        assert.equal(e.details.model, b);
+        return true;
+      });
+      await assert.rejects(greedySoup([a, same, b], { ids: IDS, workers: 1, workerUrl: WORKER_URL }), (e: unknown) => {
+        assert.ok(e instanceof WeightsoupError && e.code === "E_CONFIG" && e.message.includes(what), String(e));
+        return true;
+      });
+    }
+    const path = await lossPath(a, same, { ids: IDS, points: 3, workers: 1, workerUrl: WORKER_URL });
+    const reference = (model: ReturnType<typeof decoderModel>) => referenceEvaluation(model, IDS, { context: 512 }).nllMean;
+    assert.ok(Math.abs(path.points[2]!.nll - reference(decoderModel("llama-gqa-untied", { seed: 2 }))) < 1e-5, "λ = 1 is B");
+  });
+
+  test("two folders with one name are two models: evaluated apart (named), refused unnamed (E_DATA)", async () => {
+    // Library callers (the browser's picked folders) can hand over two folders both called "model".
+    const first = await written("mistral-sliding", {}, "same-name-1"), second = await written("llama-llama3", {}, "same-name-2");
+    const named = async (dir: string): Promise<ModelFolder> => {
+      const inner = await NodeFolder.open(dir);
+      return { name: "model", list: () => inner.list(), readText: (f) => inner.readText(f), source: (f) => inner.source(f) };
+    };
+    const [x, y] = [await named(first), await named(second)];
+    const ids = [5, 6, 7, 8, 9, 10, 11, 12, 13];
+    const { results } = await evaluateSubjects([{ name: "x", model: x }, { name: "y", model: y }], { ids, context: 4, workers: 1, workerUrl: WORKER_URL });
+    for (const [r, variant] of [[results[0]!, "mistral-sliding"], [results[1]!, "llama-llama3"]] as const) {
+      const expected = referenceEvaluation(decoderModel(variant), ids, { context: 4 }).nllMean;
+      assert.ok(Math.abs(r.nll - expected) < 1e-5, `${r.model}: ${r.nll} against the reference's ${expected} for ${variant}`);
+    }
+    const kl = (await evaluateSubjects([{ name: "x", model: x }], { ids, context: 4, workers: 1, workerUrl: WORKER_URL, against: [{ name: "y", model: y }] })).results[0]!.against[0]!;
+    const expectedKl = referenceEvaluation(decoderModel("mistral-sliding"), ids, { context: 4, against: [decoderModel("llama-llama3")] }).against[0]!.kl;
+    assert.ok(Math.abs(kl.kl - expectedKl) < 1e-4 && kl.kl > 0.01, `KL ${kl.kl}, reference ${expectedKl}`);
+    await assert.rejects(evaluateSubjects([{ model: x }, { model: y }], { ids, workers: 1, workerUrl: WORKER_URL }), (e: unknown) => {
+      assert.ok(e instanceof WeightsoupError && e.code === "E_DATA" && e.message.includes('both named "model"'), String(e));
+      return true;
+    });
   });
 });

@@ -83,15 +83,29 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
       const plan = await prepare(s.recipe, s.models, signal, { workers: options.workers, workerUrl: options.workerUrl });
       return recipeSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, () => slot.pool!, mergeOptions, onWarning);
     };
-    // A subject both evaluated and compared against (a parent scored beside the merge) runs once.
+    // A subject both evaluated and compared against (a parent scored beside the merge) runs once: the
+    // same folder object, or the same recipe. Folders are told apart by identity, not name (two picked
+    // folders can share a name and hold different models).
     const opened = new Map<unknown, Promise<DecoderSource>>();
+    const recipeTexts = new Map<unknown, Map<string, object>>(); // models resolver → recipe text → key
+    const textKey = (models: unknown, text: string) => {
+      const texts = recipeTexts.get(models) ?? recipeTexts.set(models, new Map()).get(models)!;
+      return texts.get(text) ?? texts.set(text, {}).get(text)!;
+    };
     const once = (s: EvalSubject, i: number) => {
-      const key = "model" in s ? `model:${s.model.name}` : typeof s.recipe === "string" ? `recipe:${s.recipe}` : s.recipe;
+      const key = "model" in s ? s.model : typeof s.recipe === "string" ? textKey(s.models, s.recipe) : s.recipe;
       if (!opened.has(key)) opened.set(key, open(s, i));
       return opened.get(key)!;
     };
     const evaluated = await Promise.all(subjects.map(once));
     const against = await Promise.all((options.against ?? []).map((s, i) => once(s, subjects.length + i)));
+    // Results are labelled by name: two different subjects under one name could not be told apart.
+    const byName = new Map<string, DecoderSource>();
+    for (const source of [...evaluated, ...against]) {
+      const seen = byName.get(source.name);
+      if (seen && seen !== source) throw new DataError("E_DATA", `two different models or recipes are both named "${source.name}": give each its own name`, { model: source.name });
+      byName.set(source.name, source);
+    }
 
     // Tokens, per evaluated model (its own tokenizer); models that tokenize alike are run together.
     const groups = new Map<string, { ids: Int32Array; bytes: number | null; models: DecoderSource[] }>();

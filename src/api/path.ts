@@ -8,7 +8,7 @@
  */
 import { DataError } from "../errors";
 import type { ModelFolder } from "../io/folder";
-import { alignedEndpoint, endpointFolder, subjectName, type Alignment } from "../measure/endpoints";
+import { alignedEndpoint, checkSameComputation, endpointFolder, subjectName, type Alignment } from "../measure/endpoints";
 import { lambdas, linearPointRecipe, slerpPointRecipe } from "../measure/recipes";
 import { evaluate, type EvalSubject, type EvaluateOptions } from "./evaluate";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
@@ -91,6 +91,7 @@ export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPath
   };
   const folderA = await folder(a, "A", nameA);
   const folderB = await folder(b, "B", nameB);
+  await checkSameComputation([{ name: nameA, folder: folderA }, { name: nameB, folder: folderB }], "every point of the path runs with A's config.json, so λ = 1 would not be B");
 
   let counts = { tokens: 0, predicted: 0 };
   // By default one evaluate call per curve, every point a subject of it: the text is tokenized once and

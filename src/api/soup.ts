@@ -9,7 +9,7 @@
  */
 import { DataError } from "../errors";
 import type { OutputFolder } from "../io/output";
-import { subjectName } from "../measure/endpoints";
+import { checkSameComputation, subjectName } from "../measure/endpoints";
 import { uniformSoupRecipe } from "../measure/recipes";
 import type { MergePlan } from "../plan/plan";
 import type { Recipe } from "../recipe/recipe";
@@ -84,6 +84,7 @@ export async function greedySoup(ingredients: readonly SoupIngredient[], options
     if (folders.has(name)) throw new DataError("E_DATA", `"${name}" is given twice as a soup ingredient`, { model: name });
     folders.set(name, ingredients[i]!.model);
   }
+  await checkSameComputation(names.map((name) => ({ name, folder: folders.get(name)! })), "a soup of them runs with one ingredient's config.json, so it would be scored under settings the others were not");
   const resolve = (name: string) => folders.get(name)!;
   const soupLoss = async (members: readonly string[], label: string) => {
     const { results } = await evaluate([{ name: label, recipe: uniformSoupRecipe(members), models: resolve }], evalOptions);

@@ -136,6 +136,8 @@ function llamaFamily(family: Exclude<Family, "gpt2">, config: Record<string, unk
   // An explicit null means "as many as query heads" in every family here.
   const kvHeads = config.num_key_value_heads === null ? heads : int(config, "num_key_value_heads", file, kvDefault === "heads" ? heads : kvDefault);
   if (heads % kvHeads !== 0) throw fail("E_CONFIG", file, `num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`, { key: "num_key_value_heads" });
+  // Qwen3's head_dim has no derived default: null there crashes transformers (decoder-forward.md 2).
+  if (family === "qwen3" && config.head_dim === null) throw fail("E_CONFIG", file, "head_dim: null is not loadable for qwen3 (transformers has no default to derive); give the number or leave the key out (128)", { key: "head_dim" });
   const headDim = family === "qwen3" ? int(config, "head_dim", file, 128) : config.head_dim === null ? hidden / heads : int(config, "head_dim", file, hidden / heads);
   if (!Number.isInteger(headDim)) throw fail("E_CONFIG", file, `hidden_size (${hidden}) is not a multiple of num_attention_heads (${heads}); give head_dim`, { key: "head_dim" });
   const act = config.hidden_act ?? "silu";
@@ -326,4 +328,24 @@ function checkShapes(spec: DecoderSpec, tensors: TensorShapes): void {
 export function specTensorNames(spec: DecoderSpec): string[] {
   const names = [spec.embed, spec.positions, spec.finalNorm, spec.finalNormBias, spec.lmHead, ...spec.layerNames.flatMap((n) => Object.values(n))];
   return [...new Set(names.filter((n): n is string => n !== undefined))];
+}
+
+/**
+ * The first way two decoders compute differently, or undefined when they compute alike (tensor names
+ * and the config's file aside): a point between them (a loss path's, a soup's) runs with one config,
+ * so comparing points between models whose configs differ measures something else than the path.
+ */
+export function computationDifference(a: DecoderSpec, b: DecoderSpec): { what: string; a: unknown; b: unknown } | undefined {
+  const aspects: [string, (s: DecoderSpec) => unknown][] = [
+    ["family (model_type)", (s) => s.family], ["vocab_size", (s) => s.vocab], ["hidden size", (s) => s.hidden], ["layers", (s) => s.layers],
+    ["attention heads", (s) => s.heads], ["key/value heads", (s) => s.kvHeads], ["head_dim", (s) => s.headDim], ["intermediate size", (s) => s.intermediate],
+    ["norm", (s) => s.norm], ["norm epsilon (rms_norm_eps, layer_norm_epsilon)", (s) => s.eps], ["MLP activation", (s) => s.mlp], ["weight layout (Conv1D)", (s) => s.conv1d],
+    ["rotary embedding (rope_theta, rope_scaling)", (s) => s.rope ?? null], ["max positions", (s) => s.maxPositions ?? null],
+    ["sliding windows (sliding_window, layer_types)", (s) => s.windows], ["attention score scales", (s) => s.scales],
+    ["tied output projection (tie_word_embeddings)", (s) => s.lmHead === s.embed],
+  ];
+  for (const [what, of] of aspects) {
+    if (JSON.stringify(of(a)) !== JSON.stringify(of(b))) return { what, a: of(a), b: of(b) };
+  }
+  return undefined;
 }

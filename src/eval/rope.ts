@@ -70,14 +70,16 @@ export function ropeFrequencies(config: Record<string, unknown>, headDim: number
 /** The llama3 band parameters of a config (checked when the config is read, used when tables are made). */
 function llama3Parameters(params: Record<string, unknown>, config: Record<string, unknown>, maxPositions: number | undefined, key: string,
   bad: (key: string, what: string) => ModelError): Extract<RopeSpec["scaling"], { type: "llama3" }> {
+  // transformers indexes the band keys without a default: a config missing one cannot be loaded there.
   const get = (name: string, fallback?: number): number => {
     const v = params[name] ?? fallback;
+    if (v === undefined) throw bad(`${key}.${name}`, "is required by llama3 scaling (transformers cannot load the config without it)");
     if (typeof v !== "number" || !Number.isFinite(v)) throw bad(`${key}.${name}`, `must be a number, found ${describeValue(v)}`);
     return v;
   };
   const factor = get("factor");
-  const lowFreqFactor = get("low_freq_factor", 1);
-  const highFreqFactor = get("high_freq_factor", 4);
+  const lowFreqFactor = get("low_freq_factor");
+  const highFreqFactor = get("high_freq_factor");
   const topLevel = config.original_max_position_embeddings;
   const originalMaxPositions = typeof topLevel === "number" ? topLevel : get("original_max_position_embeddings", maxPositions);
   return { type: "llama3", factor, lowFreqFactor, highFreqFactor, originalMaxPositions };

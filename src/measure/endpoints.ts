@@ -11,6 +11,8 @@ import type { EvalSubject } from "../api/evaluate";
 import { merge } from "../api/merge";
 import type { ModelFolder } from "../io/folder";
 import { MemoryOutputFolder } from "../io/memory-output";
+import { describeValue, ModelError } from "../errors";
+import { computationDifference, decoderSpec } from "../eval/architecture";
 import { openModel } from "../model/model";
 
 export interface EndpointOptions {
@@ -54,6 +56,25 @@ export async function alignedEndpoint(a: ModelFolder, b: ModelFolder, options: {
   await writePermutedModel(model, matched.spec, matched.permutations, memory, options.signal);
   await memory.commit();
   return { folder: memory.folder(), sweeps: matched.sweeps, groups: matched.groups, workerAssignments: matched.workerStats.map((s) => s.assignments) };
+}
+
+/**
+ * Refuses models that compute differently (config.json settings the forward pass reads): a point
+ * between them (a path's, a soup's) runs with one model's config, so at the far end it would not be
+ * the other model, and the comparison `why` names would measure the configs, not the weights.
+ */
+export async function checkSameComputation(models: readonly { name: string; folder: ModelFolder }[], why: string): Promise<void> {
+  const specs = await Promise.all(models.map(async (m) => {
+    const model = await openModel(m.folder);
+    return decoderSpec(model.config, model.tensors, model.location);
+  }));
+  for (let i = 1; i < models.length; i++) {
+    const difference = computationDifference(specs[0]!, specs[i]!);
+    if (!difference) continue;
+    const [first, other] = [models[0]!.name, models[i]!.name];
+    throw new ModelError("E_CONFIG", `${first} and ${other} compute differently: ${difference.what} is ${describeValue(difference.a)} in ${first} and ${describeValue(difference.b)} in ${other}; ${why}, so make their config.json agree`,
+      { file: specs[i]!.file, model: other });
+  }
 }
 
 function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Partial<Pick<T, K>> {
