@@ -16,7 +16,7 @@ import type { Recipe } from "../recipe/recipe";
 import { modelLogits, scoreModels } from "../eval/engine";
 import type { EvalEvent } from "../eval/protocol";
 import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sources";
-import { loadTokenizer } from "../tokenizer/tokenizer";
+import { loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
 import { abortable } from "./abortable";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
@@ -225,5 +225,28 @@ export async function tokens(model: DecoderSource, options: EvaluateOptions): Pr
   if (ids.length < 2) {
     throw new DataError("E_DATA", `${model.name}: the text is ${ids.length} token${ids.length === 1 ? "" : "s"} long; at least 2 are needed (every token but a window's first is predicted)`, { model: model.name });
   }
+  if (bytes !== null && tokenizer) bytes -= unscoredBytes(tokenizer, ids, options.context ?? DEFAULT_CONTEXT);
   return { ids: Int32Array.from(ids), bytes };
 }
+
+/**
+ * The UTF-8 bytes of the tokens no window predicts (each window's first): bits per byte divides the
+ * scored tokens' NLL by the bytes of the same tokens (decoder-forward.md 10.2), else it would come out
+ * low by about 1/context, and by different amounts for tokenizers that cut the windows differently.
+ * A token's bytes are what a stream decoder emits when it arrives, a few tokens of left context
+ * included (a leading space kept, a character split across byte tokens counted where it completes).
+ */
+function unscoredBytes(tokenizer: Tokenizer, ids: readonly number[], context: number): number {
+  const encoder = new TextEncoder();
+  let bytes = 0;
+  for (let start = 0; start < ids.length; start += context) {
+    const decoder = tokenizer.streamDecoder({ skipSpecialTokens: true });
+    for (let i = Math.max(0, start - UNSCORED_LEFT_CONTEXT); i <= start; i++) {
+      const text = decoder.push(ids[i]!);
+      if (i === start) bytes += encoder.encode(text).length;
+    }
+  }
+  return bytes;
+}
+
+const UNSCORED_LEFT_CONTEXT = 8;
