@@ -9,11 +9,11 @@ import { after, before, describe, test } from "node:test";
 import { evaluate, generate, loadTokenizer } from "../src/node";
 import { WeightsoupError } from "../src/errors";
 import { NodeFolder } from "../src/io/node-folder";
-import type { Tokenizer } from "../src/tokenizer/tokenizer";
 import { writeLlamaModel } from "../src/example/models";
 import { CLI, removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
 import { decoderIds, decoderModel, readDecoderModel, writeDecoderModel } from "./helpers/decoder-models";
 import { referenceEvaluation } from "./reference/decoder";
+import { windowStartBytes } from "./helpers/window-bytes";
 
 let root: string, model: string;
 const TEXT = "We hold these truths to be self-evident, that all men are created equal.\nFour score and seven years ago… ünïcödé ✓\n";
@@ -28,18 +28,6 @@ before(async () => {
   await writeFile(join(root, "three.json"), "[1, 2, 3]");
 });
 after(async () => { await removeDir(root); });
-
-/**
- * The UTF-8 bytes of each window's first token (never predicted), from decodes of the whole prefix
- * before and through it; a character split across tokens counts toward the token that completes it
- * (a prefix ending inside one decodes with a U+FFFD tail, which is not yet text).
- */
-function windowStartBytes(tokenizer: Tokenizer, ids: readonly number[], context: number): number {
-  const complete = (ids: readonly number[]) => new TextEncoder().encode(tokenizer.decode(ids, { skipSpecialTokens: true }).replace(/\uFFFD+$/, "")).length;
-  let bytes = 0;
-  for (let start = 0; start < ids.length; start += context) bytes += complete(ids.slice(0, start + 1)) - complete(ids.slice(0, start));
-  return bytes;
-}
 
 describe("text in, numbers out", () => {
   test("the text is tokenized once by the model's tokenizer (BOS included), windowed, and bits per byte counts the UTF-8 bytes of the predicted tokens", async () => {

@@ -25,6 +25,7 @@ import { fixtureDir, fixtureVocab } from "./fuzz-eval-fixtures";
 import { mergedReferenceModel, readReferenceModel, referenceOutcome, type ReferenceModel } from "./fuzz-eval-reference";
 import { configRefusal, flagRefusal, idsRefusal, inputShapeRefusal, libraryRun, optionRefusal } from "./fuzz-eval-rules";
 import { rejectionProblem, type Verdict } from "./fuzz-oracle";
+import { windowStartBytes } from "./window-bytes";
 
 export interface EvalOracleContext {
   /** Cases are written in folders under it. */
@@ -471,8 +472,8 @@ async function valuesProblem(c: EvalCase, files: EvalCaseFiles, plan: CasePlan, 
     if (diff > ambiguous + 1e-6) return { checked: true, problem: `top-1 agreement with ${a.model} ${a.top1Agreement}, the reference ${ref.against[i]!.top1Agreement}, beyond the ${ambiguous} near-tied positions` };
   }
   if (r.bitsPerByte !== null && plan.text !== undefined && plan.ids!.length === (plan.tokenizer?.encode(plan.text).length ?? -1)) {
-    // The whole text was evaluated: bits per byte counts its UTF-8 bytes.
-    const expected = ref.nllSum / Math.LN2 / new TextEncoder().encode(plan.text).length;
+    // The whole text was evaluated: bits per byte counts its UTF-8 bytes but those of each window's first token.
+    const expected = ref.nllSum / Math.LN2 / (new TextEncoder().encode(plan.text).length - windowStartBytes(plan.tokenizer!, plan.ids! as number[], plan.context));
     if (Math.abs(r.bitsPerByte - expected) > tol) return { checked: true, problem: `bitsPerByte ${r.bitsPerByte}, the reference ${expected}` };
   }
   return CHECKED;
