@@ -61,6 +61,20 @@ describe("linear", () => {
       out_dtype: "bfloat16",
     },
   }));
+  test("normalize as a list of booleans is a gradient of 0s and 1s (Python's bool is an int): on from halfway, where it is 0.5", async () => {
+    // weightsoup stepped such a list, so layer 1 (t = 0.5) took false and came out unnormalized, 4x too large.
+    await check({
+      name: "linear-bool-gradient", models: models(["a", a], ["b", b]),
+      recipe: { merge_method: "linear", parameters: { normalize: [false, true] }, models: [m("a", { weight: 1 }), m("b", { weight: 3 })] },
+    });
+    const out = (await readOutput(join(root, `case-${counter - 1}`, "out"))).tensors;
+    const name = (layer: number) => `model.layers.${layer}.mlp.up_proj.weight`;
+    for (const [layer, divisor] of [[0, 1], [1, 4], [2, 4]] as const) {
+      const got = new Float32Array(out.get(name(layer))!.data.slice().buffer);
+      const [x, y] = [a.tensors.get(name(layer))!.values!, b.tensors.get(name(layer))!.values!];
+      for (let i = 0; i < got.length; i += 7) assert.ok(Math.abs(got[i]! - (x[i]! + 3 * y[i]!) / divisor) < 1e-6, `layer ${layer}, element ${i}: ${got[i]} against (a + 3b) / ${divisor}`);
+    }
+  });
   test("a declared base listed with its own weight, bf16 inputs", () => {
     const base16 = baseModel(5, "BF16");
     return check({

@@ -482,7 +482,8 @@ function parameter(
     }
     return spec.default;
   }
-  if (spec.type === "boolean" && typeof value === "number" && (value === 0 || value === 1)) value = value === 1;
+  // A number where a boolean goes is true unless 0, as mergekit's `if normalize:` reads it (a gradient of booleans gives such numbers).
+  if (spec.type === "boolean" && typeof value === "number" && Number.isFinite(value)) value = value !== 0;
   // The kernels compute in float32: a number beyond its range (about ±3.4e38) would become infinite
   // there and make the merged weights infinite or NaN without a word, so it is refused here.
   if (typeof value !== spec.type || (typeof value === "number" && !Number.isFinite(Math.fround(value))) || (spec.values && !spec.values.includes(value as string))) {

@@ -9,7 +9,7 @@ import type { OutputSlice, Parameters, Recipe, Setting } from "./recipe";
 export type Value = number | string | boolean;
 
 /**
- * One setting at relative position t in [0, 1]: a scalar is itself; a list of numbers is a gradient,
+ * One setting at relative position t in [0, 1]: a scalar is itself; a list of numbers (booleans as 0 and 1) is a gradient,
  * interpolated piecewise-linearly between evenly spaced anchors; a list of other scalars is stepped; a
  * list of {filter, value} picks the first entry whose filter is absent, "*", or a substring of the name.
  * Returns undefined when no filter matches.
@@ -19,8 +19,10 @@ export function evaluateSetting(setting: Setting, tensorName: string, t: number)
     if (typeof setting === "object") return matches(setting.filter, tensorName) ? evaluateSetting(setting.value, tensorName, t) : undefined;
     return setting;
   }
-  if (setting.every((e) => typeof e === "number")) {
-    const v = setting as number[];
+  // Python's bool is an int, so mergekit interpolates a list of booleans (and of numbers and booleans)
+  // as a gradient of 0s and 1s: [false, true] is 0.5 halfway, which its `if normalize:` takes as true.
+  if (setting.every((e) => typeof e === "number" || typeof e === "boolean")) {
+    const v = (setting as (number | boolean)[]).map(Number);
     const scaled = t * (v.length - 1);
     const i0 = Math.trunc(scaled);
     const i1 = Math.min(v.length - 1, i0 + 1);

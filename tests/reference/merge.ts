@@ -166,7 +166,7 @@ function filterMatches(filter: unknown, tensorName: string): boolean {
 
 /**
  * Evaluate a parameter setting for a tensor at relative position t:
- * scalar -> itself; list of numbers -> piecewise-linear gradient (float64); list of non-numeric
+ * scalar -> itself; list of numbers (booleans as 0/1) -> piecewise-linear gradient (float64); list of non-numeric
  * scalars -> v[floor(t*(n-1))]; list of {filter?, value} (or one such object) -> first match's value,
  * evaluated recursively, or undefined if none matches. null/undefined -> undefined.
  */
@@ -176,15 +176,16 @@ export function evaluateSetting(setting: unknown, tensorName: string, t: number)
   if (Array.isArray(setting)) {
     const n = setting.length;
     if (n === 0) throw new Error("parameter setting is an empty list");
-    if (setting.every((v) => typeof v === "number")) {
-      const v = setting as number[];
+    if (setting.every((v) => typeof v === "number" || typeof v === "boolean")) {
+      // Python's bool is an int: mergekit interpolates booleans as 0 and 1.
+      const v = (setting as (number | boolean)[]).map((x) => (x === true ? 1 : x === false ? 0 : x));
       const s = t * (n - 1);
       const i0 = Math.floor(s);
       const i1 = Math.min(n - 1, i0 + 1);
       const f = s - i0;
       return (1 - f) * v[i0]! + f * v[i1]!;
     }
-    if (setting.every((v) => typeof v === "string" || typeof v === "boolean")) {
+    if (setting.every((v) => typeof v === "string" || typeof v === "boolean" || typeof v === "number")) {
       return setting[Math.floor(t * (n - 1))];
     }
     if (setting.every((v) => isPlainObject(v))) {
