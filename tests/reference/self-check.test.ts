@@ -398,6 +398,12 @@ test("names: layer index, templates, roles", () => {
   assert.ok(isEmbeddingName("output.weight"));
   assert.ok(!isEmbeddingName("transformer.wpe.weight"));
   assert.ok(!isEmbeddingName("model.layers.0.output.weight"));
+  assert.ok(!isPreLayerName("embed_out.weight"), "GPT-NeoX's output head comes after the layers");
+  assert.ok(isPreLayerName("gpt_neox.embed_in.weight"));
+  assert.ok(isPreLayerName("transformer.rotary_pos_emb.inv_freq"));
+  assert.ok(isEmbeddingName("backbone.embeddings.weight"), "Mamba's embedding");
+  assert.ok(!isEmbeddingName("embeddings.position_embeddings.weight"));
+  assert.ok(!isEmbeddingName("transformer.attn_output.weight"));
 });
 
 test("parameters: gradients, stepped lists, filter lists", () => {
@@ -413,7 +419,10 @@ test("parameters: gradients, stepped lists, filter lists", () => {
   assert.equal(evaluateSetting([0.2, 0.8, 0.4, 1], "x", 2 / 3), 0.4);
   // non-numeric: step v[floor(t*(n-1))]: t = 0.9, n = 3 -> floor(1.8) = 1
   assert.equal(evaluateSetting(["a", "b", "c"], "x", 0.9), "b");
-  assert.equal(evaluateSetting([true, false], "x", 0.99), true);
+  // booleans are Python ints to mergekit: [true, false] at t = 0.99 -> 0.01*1 + 0.99*0 (true, as a number)
+  assert.ok(Math.abs((evaluateSetting([true, false], "x", 0.99) as number) - 0.01) < 1e-15);
+  assert.equal(evaluateSetting([false, true], "x", 0), 0);
+  assert.equal(evaluateSetting(["a", true], "x", 0.99), "a");
   // filter list: the first match wins
   const f = [{ filter: "self_attn", value: 0.25 }, { filter: "attn", value: 0.5 }, { value: 1 }];
   assert.equal(evaluateSetting(f, "model.layers.0.self_attn.q_proj.weight", 0), 0.25);
