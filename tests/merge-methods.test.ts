@@ -205,6 +205,18 @@ describe("slices and passthrough", () => {
       },
     });
   });
+  test("GPT-NeoX's embed_out is the output head: a frankenmerge takes it from the last slice, with the final norm", async () => {
+    // It was taken for an input embedding (its name holds "embed"), so it came from the first slice's model.
+    const neox = (m: RefModel): RefModel => ({ ...m, tensors: new Map([...m.tensors].map(([name, t]) => [name === "lm_head.weight" ? "embed_out.weight" : name, t])) });
+    await check({
+      name: "neox-embed-out", models: models(["a", neox(a)], ["b", neox(b)]),
+      recipe: { merge_method: "passthrough", slices: [{ sources: [{ model: "./a", layer_range: [0, 2] }] }, { sources: [{ model: "./b", layer_range: [0, 2] }] }] },
+    });
+    const out = (await readOutput(join(root, `case-${counter - 1}`, "out"))).tensors;
+    for (const [name, from] of [["embed_out.weight", b.tensors.get("lm_head.weight")!], ["model.norm.weight", b.tensors.get("model.norm.weight")!], ["model.embed_tokens.weight", a.tensors.get("model.embed_tokens.weight")!]] as const) {
+      assert.deepEqual(new Float32Array(out.get(name)!.data.slice().buffer), from.values, `${name} is ${from === a.tensors.get("model.embed_tokens.weight") ? "a" : "b"}'s`);
+    }
+  });
   test("slerp over two slices: gradients restart in each slice, slice parameters win over top-level", () => {
     const base = baseModel(43), other = fineTune(base, 44, 0.5);
     return check({

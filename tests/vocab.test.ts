@@ -285,6 +285,31 @@ describe("tokenizer_source: model:X, with a BPE tokenizer stripped to its vocab_
   });
 });
 
+describe("embeddings under other architectures' names", () => {
+  // Found by an audit: isEmbedding knew transformers' names only, so Mamba's backbone.embeddings was cut
+  // to the common top-left block (ids mixed across tokenizers) while config.json said the new vocab_size.
+  test("Mamba's backbone.embeddings (by name) and an RWKV-style head.weight (by shape) are rebuilt to the output vocabulary", async () => {
+    const dir = join(root, `case-${counter++}`);
+    const models = { base: model(1, "F32", 10), x: model(4, "F32", 6) };
+    const renamed = (m: RefModel): RefModel => ({ ...m, tensors: new Map([...m.tensors].map(([name, t]) => [name === "model.embed_tokens.weight" ? "backbone.embeddings.weight" : name === "lm_head.weight" ? "head.weight" : name, t])) });
+    const recipe = { merge_method: "linear", base_model: "./base", models: [{ model: "./base", parameters: { weight: 1 } }, { model: "./x", parameters: { weight: 1 } }], tokenizer_source: "model:./x" };
+    const path = await writeCase(dir, { base: renamed(models.base), x: renamed(models.x) }, recipe);
+    await writeTokenizer(join(dir, "base"), wordLevel(["<unk>", "<s>", "</s>", "b", "zzz", "q", "r", "s", "t", "u"], [0, 1, 2]));
+    await writeTokenizer(join(dir, "x"), bpe(), { bos_token: "<unk>", eos_token: "<unk>" });
+    const out = join(dir, "out");
+    await merge(path, { out, workers: 1, workerUrl: WORKER_URL });
+    const got = (await readOutput(out)).tensors;
+    // As in the model:X case above: base takes x's rows for a, c, ab, abc.
+    for (const [tensor, as] of [["backbone.embeddings.weight", "model.embed_tokens.weight"], ["head.weight", "lm_head.weight"]] as const) {
+      const rebuiltBase = rebuild(models, "base", as, [{ own: 0 }, { mean: [["x", 1]] }, { own: 3 }, { mean: [["x", 3]] }, { mean: [["x", 4]] }, { mean: [["x", 5]] }], 6);
+      const rebuiltX = rebuild(models, "x", as, [0, 1, 2, 3, 4, 5].map((r) => ({ own: r })), 6);
+      const t = got.get(tensor)!;
+      assert.deepEqual(t.shape, [6, SHAPE.hidden], tensor);
+      assertClose(decodeFloat(t.dtype, t.data), linear([rebuiltBase, rebuiltX], [1, 1]), tensor);
+    }
+  });
+});
+
 describe("chat_template", () => {
   test("a literal template is written into tokenizer_config.json; the tokenizer is re-serialised, the vocabulary unchanged", async () => {
     const literal = "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}";

@@ -23,7 +23,8 @@ export function tensorRole(name: string): TensorRole {
     const template = [...parts.slice(0, i), "{}", ...parts.slice(i + 1)].join(".");
     return { layer: Number(parts[i]), template, stack: parts.slice(0, i).join("."), position: "layer" };
   }
-  return { layer: undefined, template: undefined, stack: undefined, position: /embed|wte|wpe/.test(name) ? "pre" : "post" };
+  // Embeddings (and ChatGLM's rotary_pos_emb) come before the layers; GPT-NeoX's embed_out is its output head, after them.
+  return { layer: undefined, template: undefined, stack: undefined, position: /embed|wte|wpe|pos_emb/.test(name) && !/(^|\.)embed_out\./.test(name) ? "pre" : "post" };
 }
 
 export function layerName(template: string, layer: number): string {
@@ -32,7 +33,7 @@ export function layerName(template: string, layer: number): string {
 
 /** Tensors outside the layers whose first dimension is the vocabulary (mergekit's is_embed). */
 export function isEmbedding(name: string): boolean {
-  return tensorRole(name).layer === undefined && /(^|\.)(embed_tokens|lm_head|wte|word_embeddings|embed_out|tok_embeddings|output)\.weight$/.test(name);
+  return tensorRole(name).layer === undefined && /(^|\.)(embed_tokens|lm_head|wte|word_embeddings|embeddings|embed_out|tok_embeddings|output)\.weight$/.test(name);
 }
 
 /** The vocabulary size config.json states: top level, else in a multimodal model's text section. */

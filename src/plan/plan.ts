@@ -358,8 +358,9 @@ function planTensor(
 
   // With tokenizer keys, embeddings are rebuilt to the output vocabulary instead of rectified (without
   // the vocabulary, as in the page's header-only check, their shapes are not compared).
-  const shape = vocabulary && isEmbedding(outName) ? rebuildEmbeddingInputs({ vocabulary, file: recipe.file, base, models, findTensor, report }, outName, inputs)
-    : recipe.tokenizer && isEmbedding(outName) ? inputs[0]!.tensor.shape
+  const vocabularyRows = hasVocabularyRows(outName, inputs, models);
+  const shape = vocabulary && vocabularyRows ? rebuildEmbeddingInputs({ vocabulary, file: recipe.file, base, models, findTensor, report }, outName, inputs)
+    : recipe.tokenizer && vocabularyRows ? inputs[0]!.tensor.shape
     : rectify(method, outName, inputs, base, report, models);
   if (!shape) return undefined;
   const numel = shape.reduce((a, b) => a * b, 1);
@@ -502,6 +503,15 @@ function parameter(
  * the largest common top-left block, the task-vector family cuts every other model to the base's shape.
  * Any other difference is an error. Inputs that are larger than the output get a `block` to read.
  */
+/**
+ * An embedding or output head (mergekit's is_embed): by name, or by shape in every input (one row per
+ * token of its model's vocabulary, whatever the name: Mamba's backbone.embeddings, RWKV's head), so a
+ * tokenizer rebuild and the embedding shape rules reach every architecture's, not only the names listed.
+ */
+function hasVocabularyRows(outName: string, inputs: readonly PlannedInput[], models: ReadonlyMap<string, LoadedModel>): boolean {
+  return isEmbedding(outName) || inputs.every((i) => isVocabShaped(i.tensor.name, i.tensor.shape, models.get(i.model)!.config));
+}
+
 function rectify(method: MethodSpec, outName: string, inputs: PlannedInput[], base: string | undefined, report: Report, models: ReadonlyMap<string, LoadedModel>): number[] | undefined {
   const first = inputs[0]!.tensor.shape;
   const same = (s: number[]) => s.length === first.length && s.every((d, i) => d === first[i]);
@@ -515,8 +525,7 @@ function rectify(method: MethodSpec, outName: string, inputs: PlannedInput[], ba
   };
   // mergekit's decorator-defined methods (sce, ram*) do no rectification and fail on any mismatch.
   if (method.kind === "sce" || method.kind === "ram") return mismatch();
-  const embedding = isEmbedding(outName) || inputs.every((i) => isVocabShaped(i.tensor.name, i.tensor.shape, models.get(i.model)!.config));
-  if (!embedding || !inputs.every((i) => i.tensor.shape.length === 2) || method.strictShapes) return mismatch();
+  if (!hasVocabularyRows(outName, inputs, models) || !inputs.every((i) => i.tensor.shape.length === 2) || method.strictShapes) return mismatch();
   let rows: number, cols: number;
   if (method.kind === "taskVector") {
     const b = inputs.find((i) => i.model === base)!.tensor.shape;

@@ -99,9 +99,13 @@ export function layerNameOf(name: string): LayerName | null {
   return null;
 }
 
-/** A tensor with no layer index is pre-layer if its name contains embed, wte or wpe. */
+/**
+ * A tensor with no layer index is pre-layer if its name contains embed, wte, wpe or pos_emb, except
+ * GPT-NeoX's output head embed_out (mergekit's gpt-neox.json lists it among the post-layer weights).
+ */
 export function isPreLayerName(name: string): boolean {
-  return layerNameOf(name) === null && (name.includes("embed") || name.includes("wte") || name.includes("wpe"));
+  if (layerNameOf(name) !== null || name.split(".").includes("embed_out")) return false;
+  return ["embed", "wte", "wpe", "pos_emb"].some((part) => name.includes(part));
 }
 
 const EMBED_SUFFIXES = [
@@ -111,12 +115,13 @@ const EMBED_SUFFIXES = [
   "word_embeddings.weight",
   "embed_out.weight",
   "tok_embeddings.weight",
+  "embeddings.weight",
   "output.weight",
 ];
 
-/** Embedding tensors (for shape rectification): no layer index and one of the known suffixes. */
+/** Embedding tensors (for shape rectification): no layer index and one of the known names as its last two parts. */
 export function isEmbeddingName(name: string): boolean {
-  return layerNameOf(name) === null && EMBED_SUFFIXES.some((s) => name.endsWith(s));
+  return layerNameOf(name) === null && EMBED_SUFFIXES.some((s) => name === s || name.endsWith(`.${s}`));
 }
 
 /**
