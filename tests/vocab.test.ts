@@ -261,27 +261,41 @@ describe("a named token no model has", () => {
   });
 });
 
+/**
+ * base (10 WordLevel tokens) and x (a BPE tokenizer, 7 tokens for 6 rows) merged linearly, weight 1 each,
+ * with x's vocabulary (tokenizer_source: model:./x); `as` changes how the two are written (names, config).
+ * Returns the models as computed with and the output folder.
+ */
+async function mergeOntoX(as: (m: RefModel) => RefModel = (m) => m): Promise<{ models: Record<"base" | "x", RefModel>; out: string }> {
+  const dir = join(root, `case-${counter++}`);
+  const models = { base: model(1, "F32", 10), x: model(4, "F32", 6) };
+  const recipe = { merge_method: "linear", base_model: "./base", models: [{ model: "./base", parameters: { weight: 1 } }, { model: "./x", parameters: { weight: 1 } }], tokenizer_source: "model:./x" };
+  const path = await writeCase(dir, { base: as(models.base), x: as(models.x) }, recipe);
+  await writeTokenizer(join(dir, "base"), wordLevel(["<unk>", "<s>", "</s>", "b", "zzz", "q", "r", "s", "t", "u"], [0, 1, 2]));
+  await writeTokenizer(join(dir, "x"), bpe(), { bos_token: "<unk>", eos_token: "<unk>" });
+  const out = join(dir, "out");
+  await merge(path, { out, workers: 1, workerUrl: WORKER_URL });
+  return { models, out };
+}
+
+/** mergeOntoX's expected matrix: base has <unk> (0) and b (its 3); x's a, c, ab, abc exist only in x, so base takes x's rows. */
+function ontoX(models: Record<"base" | "x", RefModel>, tensor: string): number[] {
+  const rebuiltBase = rebuild(models, "base", tensor, [{ own: 0 }, { mean: [["x", 1]] }, { own: 3 }, { mean: [["x", 3]] }, { mean: [["x", 4]] }, { mean: [["x", 5]] }], 6);
+  const rebuiltX = rebuild(models, "x", tensor, [0, 1, 2, 3, 4, 5].map((r) => ({ own: r })), 6);
+  return linear([rebuiltBase, rebuiltX], [1, 1]);
+}
+
 describe("tokenizer_source: model:X, with a BPE tokenizer stripped to its vocab_size", () => {
   test("the output takes X's vocabulary (id 6 'ca' past X's vocab_size is stripped with its merge), other models' rows rebuilt to it", async () => {
-    const dir = join(root, `case-${counter++}`);
-    const models = { base: model(1, "F32", 10), x: model(4, "F32", 6) };
-    const recipe = { merge_method: "linear", base_model: "./base", models: [{ model: "./base", parameters: { weight: 1 } }, { model: "./x", parameters: { weight: 1 } }], tokenizer_source: "model:./x" };
-    const path = await writeCase(dir, models, recipe);
-    await writeTokenizer(join(dir, "base"), wordLevel(["<unk>", "<s>", "</s>", "b", "zzz", "q", "r", "s", "t", "u"], [0, 1, 2]));
-    await writeTokenizer(join(dir, "x"), bpe(), { bos_token: "<unk>", eos_token: "<unk>" });
-    const out = join(dir, "out");
-    await merge(path, { out, workers: 1, workerUrl: WORKER_URL });
+    const { models, out } = await mergeOntoX();
     const tj = JSON.parse(await readFile(join(out, "tokenizer.json"), "utf8"));
     assert.deepEqual(tj.model.vocab, { "<unk>": 0, a: 1, b: 2, c: 3, ab: 4, abc: 5 });
     assert.deepEqual(tj.model.merges, ["a b", "ab c"]);
     const hf = new HfTokenizer(tj, {});
     assert.deepEqual(hf.encode("abc ab ca").ids, [5, 4, 3, 1]);
     assert.equal(JSON.parse(await readFile(join(out, "config.json"), "utf8")).vocab_size, 6);
-    // base has <unk> (0) and b (its 3); x's a, c, ab, abc exist only in x, so base takes x's rows.
     const got = (await readOutput(out)).tensors.get("model.embed_tokens.weight")!;
-    const rebuiltBase = rebuild(models, "base", "model.embed_tokens.weight", [{ own: 0 }, { mean: [["x", 1]] }, { own: 3 }, { mean: [["x", 3]] }, { mean: [["x", 4]] }, { mean: [["x", 5]] }], 6);
-    const rebuiltX = rebuild(models, "x", "model.embed_tokens.weight", [0, 1, 2, 3, 4, 5].map((r) => ({ own: r })), 6);
-    assertClose(decodeFloat(got.dtype, got.data), linear([rebuiltBase, rebuiltX], [1, 1]), "embed");
+    assertClose(decodeFloat(got.dtype, got.data), ontoX(models, "model.embed_tokens.weight"), "embed");
   });
 });
 
@@ -289,24 +303,32 @@ describe("embeddings under other architectures' names", () => {
   // Found by an audit: isEmbedding knew transformers' names only, so Mamba's backbone.embeddings was cut
   // to the common top-left block (ids mixed across tokenizers) while config.json said the new vocab_size.
   test("Mamba's backbone.embeddings (by name) and an RWKV-style head.weight (by shape) are rebuilt to the output vocabulary", async () => {
-    const dir = join(root, `case-${counter++}`);
-    const models = { base: model(1, "F32", 10), x: model(4, "F32", 6) };
     const renamed = (m: RefModel): RefModel => ({ ...m, tensors: new Map([...m.tensors].map(([name, t]) => [name === "model.embed_tokens.weight" ? "backbone.embeddings.weight" : name === "lm_head.weight" ? "head.weight" : name, t])) });
-    const recipe = { merge_method: "linear", base_model: "./base", models: [{ model: "./base", parameters: { weight: 1 } }, { model: "./x", parameters: { weight: 1 } }], tokenizer_source: "model:./x" };
-    const path = await writeCase(dir, { base: renamed(models.base), x: renamed(models.x) }, recipe);
-    await writeTokenizer(join(dir, "base"), wordLevel(["<unk>", "<s>", "</s>", "b", "zzz", "q", "r", "s", "t", "u"], [0, 1, 2]));
-    await writeTokenizer(join(dir, "x"), bpe(), { bos_token: "<unk>", eos_token: "<unk>" });
-    const out = join(dir, "out");
-    await merge(path, { out, workers: 1, workerUrl: WORKER_URL });
+    const { models, out } = await mergeOntoX(renamed);
     const got = (await readOutput(out)).tensors;
-    // As in the model:X case above: base takes x's rows for a, c, ab, abc.
     for (const [tensor, as] of [["backbone.embeddings.weight", "model.embed_tokens.weight"], ["head.weight", "lm_head.weight"]] as const) {
-      const rebuiltBase = rebuild(models, "base", as, [{ own: 0 }, { mean: [["x", 1]] }, { own: 3 }, { mean: [["x", 3]] }, { mean: [["x", 4]] }, { mean: [["x", 5]] }], 6);
-      const rebuiltX = rebuild(models, "x", as, [0, 1, 2, 3, 4, 5].map((r) => ({ own: r })), 6);
       const t = got.get(tensor)!;
       assert.deepEqual(t.shape, [6, SHAPE.hidden], tensor);
-      assertClose(decodeFloat(t.dtype, t.data), linear([rebuiltBase, rebuiltX], [1, 1]), tensor);
+      assertClose(decodeFloat(t.dtype, t.data), ontoX(models, as), tensor);
     }
+  });
+});
+
+describe("a multimodal config (text_config)", () => {
+  // Found by an audit: the new vocab_size went to a new top-level key while text_config.vocab_size, which
+  // transformers builds the language model from, kept the old count (loading then fails on the shapes).
+  test("the rebuilt vocabulary's size is written where the config states it, text_config.vocab_size, and the strip limit is read there", async () => {
+    const multimodal = (m: RefModel): RefModel => {
+      const { vocab_size, ...rest } = m.config as Record<string, unknown>;
+      return { ...m, config: { ...rest, model_type: "llava", text_config: { model_type: "llama", vocab_size }, vision_config: { hidden_size: 8 } } };
+    };
+    const { out } = await mergeOntoX(multimodal);
+    const config = JSON.parse(await readFile(join(out, "config.json"), "utf8"));
+    assert.equal(config.text_config.vocab_size, 6);
+    assert.equal(config.vocab_size, undefined, "no new top-level key");
+    // x's tokenizer has 7 tokens for 6 rows: "ca" (id 6) is stripped by text_config's limit.
+    assert.deepEqual(JSON.parse(await readFile(join(out, "tokenizer.json"), "utf8")).model.vocab, { "<unk>": 0, a: 1, b: 2, c: 3, ab: 4, abc: 5 });
+    assert.deepEqual((await readOutput(out)).tensors.get("model.embed_tokens.weight")!.shape, [6, SHAPE.hidden]);
   });
 });
 

@@ -33,8 +33,15 @@ export function outputConfig(plan: MergePlan): string | null {
     if (Object.hasOwn(config, "dtype")) changes.set("dtype", name);
     if (Object.hasOwn(config, "torch_dtype") || !Object.hasOwn(config, "dtype")) changes.set("torch_dtype", name);
   }
-  if (plan.tokenizerOutput?.vocabSize !== undefined) changes.set("vocab_size", plan.tokenizerOutput.vocabSize);
   const sectionChanges = new Map<string, Map<string, unknown>>();
+  const vocabSize = plan.tokenizerOutput?.vocabSize;
+  if (vocabSize !== undefined) {
+    // Where the config states it: a multimodal model's text section (text_config.vocab_size, which
+    // transformers builds the language model from), the top level, or both; the top level if nowhere.
+    const sections = TEXT_SECTIONS.filter((section) => sectionOf(config, section) && Object.hasOwn(sectionOf(config, section)!, "vocab_size"));
+    for (const section of sections) sectionChanges.set(section, new Map([["vocab_size", vocabSize]]));
+    if (Object.hasOwn(config, "vocab_size") || sections.length === 0) changes.set("vocab_size", vocabSize);
+  }
   if (plan.outputLayers !== undefined) {
     for (const key of layerCountKeys(config)) changes.set(key, plan.outputLayers);
     layerChanges(plan, null, changes);
@@ -49,6 +56,7 @@ export function outputConfig(plan: MergePlan): string | null {
         stated = true;
       }
       layerChanges(plan, section, edits);
+      for (const [key, value] of sectionChanges.get(section) ?? []) edits.set(key, value);
       if (edits.size) sectionChanges.set(section, edits);
     }
     // A config that states no count anywhere gets the common key, so it describes the new depth.

@@ -15,6 +15,7 @@
  */
 import { ModelError, RecipeError } from "../errors";
 import type { LoadedModel } from "../model/model";
+import { vocabSize } from "../model/roles";
 import { readTokenizerFiles, type JsonObject, type TokenizerFiles } from "../tokenizer/files";
 import { tokenKey, type TokenizerSettings } from "./settings";
 
@@ -170,7 +171,7 @@ async function readModelVocabulary(name: string, model: LoadedModel): Promise<Mo
   const { tokenizerFromFiles } = await import("../tokenizer/tokenizer");
   const originalIds = new Map<string, number>();
   for (const [token, id] of tokenizerFromFiles(files).vocabulary()) if (typeof token === "string") originalIds.set(token, id);
-  const limit = vocabLimit(model);
+  const limit = vocabSize(model.config); // the embedding's rows (a multimodal model's in its text section)
   const ids = new Map([...originalIds].filter(([, id]) => limit === undefined || id < limit));
   const added = new Map<string, JsonObject>();
   const list = files.tokenizer.added_tokens;
@@ -184,10 +185,4 @@ async function readModelVocabulary(name: string, model: LoadedModel): Promise<Mo
     }
   }
   return { model: name, files, ids, originalIds, added, limit };
-}
-
-/** config.json's vocab_size (the embedding's rows), when it states a positive integer. */
-function vocabLimit(model: LoadedModel): number | undefined {
-  const v = model.config?.vocab_size;
-  return typeof v === "number" && Number.isSafeInteger(v) && v > 0 ? v : undefined;
 }
