@@ -37,8 +37,9 @@ after(async () => { await removeDir(root); });
 
 const settings = fuzzSettings();
 
-// The token pool. Words are always regular tokens, the bracketed ones always added tokens; every model
-// has <unk> at id 0 (WordLevel's unk_token). NOVEL tokens are in no model: only `tokens:` names them.
+// The token pool. Words are always regular tokens, the bracketed ones added tokens, except in a model
+// that draws one as regular (so a token can be added in one model and regular in another, as union's
+// rule for such tokens needs); every model has <unk> at id 0 (WordLevel's unk_token). NOVEL tokens are in no model: only `tokens:` names them.
 const WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran", "fast", "bird", "sky", "blue", "red"];
 const SPECIALS = ["<s>", "</s>", "<|im_start|>", "<|im_end|>", "<pad>", "<sep>"];
 const NOVEL = ["<extra_0>", "zebra"];
@@ -50,6 +51,8 @@ interface ModelDraw {
   picks: string[];
   /** `special: false` for these pool tokens when the model has them as added tokens. */
   notSpecial: boolean[];
+  /** Bracketed tokens (SPECIALS, by index) this model has as regular tokens. */
+  regular: boolean[];
   /** vocab_size minus the tokenizer's length: < 0 strips tokens, > 0 pads the checkpoint. */
   sizeDelta: number;
   dtype: VocabDtype;
@@ -60,6 +63,7 @@ interface ModelDraw {
 const modelArb: fc.Arbitrary<ModelDraw> = fc.record({
   picks: fc.shuffledSubarray(POOL, { minLength: 3, maxLength: 11 }),
   notSpecial: fc.array(fc.boolean(), { minLength: POOL.length, maxLength: POOL.length }),
+  regular: fc.array(fc.constantFrom(false, false, false, true), { minLength: SPECIALS.length, maxLength: SPECIALS.length }),
   sizeDelta: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: -3, max: -1 }) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 4 }) }),
   dtype: fc.constantFrom<VocabDtype>("F32", "BF16"),
   tied: fc.boolean(),
@@ -154,7 +158,7 @@ function concrete(d: Drawn): Case {
   const tokenizers: Case["tokenizers"] = new Map();
   const refModels: VocabModel[] = d.models.map((m, i) => {
     const tokens = ["<unk>", ...m.picks];
-    const added = tokens.map((t, id) => (t === "<unk>" || SPECIALS.includes(t) ? id : -1)).filter((id) => id >= 0);
+    const added = tokens.map((t, id) => (t === "<unk>" || (SPECIALS.includes(t) && !m.regular[SPECIALS.indexOf(t)]) ? id : -1)).filter((id) => id >= 0);
     const notSpecial = added.filter((id) => id > 0 && m.notSpecial[POOL.indexOf(tokens[id]!)]);
     const vocabSize = Math.max(2, tokens.length + m.sizeDelta);
     const ckpt = baseModel(m.seed, m.dtype, { ...shape, vocab: vocabSize });

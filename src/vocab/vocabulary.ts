@@ -85,20 +85,32 @@ export async function buildVocabulary(
   let next = tokens.length;
 
   if (settings.source.kind === "union") {
-    const others = order.map((n) => vocabularies.get(n)!);
-    for (const v of others) {
+    const all = order.map((n) => vocabularies.get(n)!);
+    // mergekit checks a token against every model's added tokens, not only its own model's: a token any
+    // model lists as added goes with the added tokens, with the first such model's settings, even where
+    // another model has it as a regular token; one the base has as a regular token is registered as
+    // added at the base's id (what transformers' add_tokens does with a token already in the vocabulary).
+    const addedAnywhere = new Map<string, JsonObject>();
+    for (const v of all) {
       for (const [token] of byId(v.ids)) {
-        if (v.added.has(token) || ids.has(token)) continue;
+        const entry = v.added.get(token);
+        if (entry && !addedAnywhere.has(token)) addedAnywhere.set(token, entry);
+      }
+    }
+    for (const v of all) {
+      for (const [token] of byId(v.ids)) {
+        if (addedAnywhere.has(token) || ids.has(token)) continue;
         appended.set(next, token);
         put(token, next++);
       }
     }
-    for (const v of others) {
-      for (const [token] of byId(v.ids)) {
-        const entry = v.added.get(token);
-        if (!entry || ids.has(token)) continue;
+    for (const [token, entry] of addedAnywhere) {
+      const id = ids.get(token);
+      if (id === undefined) {
         added.set(next, { ...entry });
         put(token, next++);
+      } else if (!added.has(id)) {
+        added.set(id, { ...entry });
       }
     }
   }

@@ -22,9 +22,11 @@
 //     fails too). (weightsoup used to accept an out-of-range token_id when every model had the token and
 //     it was not forced, since the source was then never read; this property found it.)
 //  4. Union order: the base's kept tokens at their ids; then the regular tokens of the other models
-//     (recipe order, each in id order); then their added tokens (recipe order, each in id order); then
-//     `tokens:` names still missing, in the order the recipe lists them. An appended added token keeps
-//     the `special` flag of the first model (recipe order) that has it as an added token.
+//     (recipe order, each in id order) that no model lists as added; then the added tokens (recipe order,
+//     each in id order: a token any model lists as added, even one another model has as regular); then
+//     `tokens:` names still missing, in the order the recipe lists them. An added token keeps the
+//     `special` flag of the first model (base first, then recipe order) that has it as an added token;
+//     a regular token of the base that another model lists as added becomes added at the base's id.
 //  5. Every copied or averaged row that is not the model's own row (another model's row, a
 //     model_token row, a mean, a padding mean) is rounded through float32 to the *rebuilt* model's
 //     dtype, as tests/vocab.test.ts's hand-worked rows do (b's BF16 row copied into F32 base is exact;
@@ -133,21 +135,27 @@ function buildVocabulary(inputs: VocabInputs, kept: Map<string, Map<string, numb
   if (src.kind === "union") {
     let next = vocab.size; // kept ids are 0..k-1
     const others = inputs.models.filter((m) => m.name !== baseName);
-    for (const m of others) {
-      const mine = kept.get(m.name)!;
-      for (let id = 0; id < mine.size; id++) {
-        const token = m.tokens[id]!;
-        if (!isAdded(m, id) && !vocab.has(token)) vocab.set(token, next++);
+    // Added anywhere: the special flag of the first model (base first) listing the token as added.
+    const addedAnywhere = new Map<string, boolean>();
+    for (const m of [byName.get(baseName)!, ...others]) {
+      for (let id = 0; id < kept.get(m.name)!.size; id++) {
+        if (isAdded(m, id) && !addedAnywhere.has(m.tokens[id]!)) addedAnywhere.set(m.tokens[id]!, m.added.get(id)!);
       }
     }
     for (const m of others) {
       const mine = kept.get(m.name)!;
       for (let id = 0; id < mine.size; id++) {
         const token = m.tokens[id]!;
-        if (isAdded(m, id) && !vocab.has(token)) {
-          added.set(next, { content: token, special: m.added.get(id)! });
-          vocab.set(token, next++);
-        }
+        if (!addedAnywhere.has(token) && !vocab.has(token)) vocab.set(token, next++);
+      }
+    }
+    for (const [token, special] of addedAnywhere) {
+      const id = vocab.get(token);
+      if (id === undefined) {
+        added.set(next, { content: token, special });
+        vocab.set(token, next++);
+      } else if (!added.has(id)) {
+        added.set(id, { content: token, special }); // the base's regular token, added elsewhere: added at the base's id
       }
     }
   }
