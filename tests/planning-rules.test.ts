@@ -317,6 +317,24 @@ describe("messages name the real value and the real option", () => {
     assert.doesNotMatch(e.message, /null/);
   });
 
+  test("parameter values outside mergekit's ParameterSetting forms are refused (E_RECIPE naming the key), not read some way", async () => {
+    // A conditional inside a conditional merged with its inner value; mergekit's pydantic refuses it.
+    const dir = await twoModels(67);
+    for (const [label, weight, key] of [
+      ["a conditional's value that is a filter list", "[{filter: mlp, value: [{filter: up, value: 3}]}, {value: 1}]", /weight\[0\]\.value: a conditional's value must be/],
+      ["a conditional's value that is a conditional", "{filter: mlp, value: {value: 3}}", /weight\.value/],
+      ["a list mixing values and conditionals", "[0.5, {filter: mlp, value: 3}]", /weight: a list must hold only values/],
+      ["a list of lists", "[[0.5, 1], 1]", /weight: a list must hold only values/],
+    ] as const) {
+      await writeFile(join(dir, "p.yml"), `merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: ${weight}}}\n  - {model: ./b, parameters: {weight: 1}}\n`);
+      const e = await failure(join(dir, "p.yml"));
+      assert.ok(codes(e).includes("E_RECIPE"), `${label}: ${e.message}`);
+      assert.match(e.message, key, label);
+    }
+    await writeFile(join(dir, "ok.yml"), "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: [{filter: mlp, value: [0.2, 0.8]}, {value: 1}]}}\n  - {model: ./b, parameters: {weight: 1}}\n");
+    await merge(join(dir, "ok.yml"), { out: join(root, `out-${n++}`), workerUrl: WORKER_URL, workers: 1 });
+  });
+
   test("a quoted number or boolean is refused as text, saying to write it without quotes", async () => {
     const dir = await twoModels(65);
     await writeFile(join(dir, "w.yml"), "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: \"0.5\"}}\n  - {model: ./b, parameters: {weight: 1}}\n");

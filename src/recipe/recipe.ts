@@ -320,17 +320,28 @@ function parameters(v: unknown, key: string, fail: Fail): Parameters {
   return out;
 }
 
-function setting(v: unknown, key: string, fail: Fail): Setting {
+/**
+ * A parameter value in the forms mergekit's ParameterSetting type takes: a scalar, a list of scalars (a
+ * gradient), a {filter, value} entry or a list of them, whose value is a scalar or a gradient. pydantic
+ * refuses anything else (a list mixing the two kinds, a conditional inside a conditional, nested lists).
+ */
+function setting(v: unknown, key: string, fail: Fail, inConditional = false): Setting {
   if (typeof v === "number" || typeof v === "string" || typeof v === "boolean") return v;
   if (Array.isArray(v)) {
     if (v.length === 0) throw fail(key, "an empty list is not a value");
-    return v.map((e, i) => setting(e, `${key}[${i}]`, fail));
+    const scalars = v.every((e) => typeof e === "number" || typeof e === "string" || typeof e === "boolean");
+    const conditionals = !inConditional && v.every((e) => e !== null && typeof e === "object" && !Array.isArray(e));
+    if (!scalars && !conditionals) {
+      throw fail(key, inConditional ? "a conditional's value must be a value or a list of values (a gradient)" : "a list must hold only values (a gradient) or only {filter, value} entries");
+    }
+    return v.map((e, i) => setting(e, `${key}[${i}]`, fail, inConditional));
   }
   if (v !== null && typeof v === "object") {
+    if (inConditional) throw fail(key, "a conditional's value must be a value or a list of values (a gradient), not another {filter, value}");
     const c = mapping(v, key, fail, ["filter", "value"]);
     if (!("value" in c)) throw fail(key, "a conditional value needs 'value' (and optionally 'filter')");
     if (c.filter !== undefined && c.filter !== null && typeof c.filter !== "string") throw fail(`${key}.filter`, "must be a string");
-    const out: ConditionalSetting = { value: setting(c.value, `${key}.value`, fail) };
+    const out: ConditionalSetting = { value: setting(c.value, `${key}.value`, fail, true) };
     if (typeof c.filter === "string") out.filter = c.filter;
     return out;
   }
