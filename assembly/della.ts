@@ -15,7 +15,7 @@
 // order); and when that would count too much (a row whose undecided elements sit in huge buckets, as in
 // a row of mostly equal keys), all of them by a stable radix sort of the row.
 
-import { TILE } from "./layout";
+import { DTYPE_F32, DTYPE_F64, TILE } from "./layout";
 import { mix, mix4 } from "./taskvector";
 import { tileOf } from "./tile";
 
@@ -323,6 +323,60 @@ export function dellaMask(
       // Branch-free: the draws are random, so a branch on them would mispredict half the time.
       const u = drawOf(first + <u64>idx, key);
       setBit(mask, <usize>row + <usize>idx, <u32>(u < load<u32>(thresholds + (<usize>r << 2))));
+    }
+  }
+}
+
+/** Bytes of one element of a raw input by dtype code (F16 and BF16 2, F32 4, F64 8). */
+function elementBytes(dtype: i32): usize {
+  return dtype == DTYPE_F64 ? 8 : dtype == DTYPE_F32 ? 4 : 2;
+}
+
+/**
+ * Each block [fiberLen x inner] of n raw elements of `bytes` each, from `src` into `dst` as [inner x
+ * fiberLen]: element (j, k) of a block moves to (k, j), so the dim-1 fibers lie contiguous.
+ */
+function transposeBlocks(src: usize, dst: usize, bytes: usize, n: i32, fiberLen: i32, inner: i32): void {
+  const block = fiberLen * inner;
+  for (let at = 0; at < n; at += block) {
+    for (let j = 0; j < fiberLen; j++) {
+      for (let k = 0; k < inner; k++) {
+        memory.copy(dst + <usize>(at + k * fiberLen + j) * bytes, src + <usize>(at + j * inner + k) * bytes, bytes);
+      }
+    }
+  }
+}
+
+/** Bytes of `scratch` dellaMaskFibers needs for n elements of the two dtypes. */
+export function dellaFiberScratchBytes(n: i32, xDtype: i32, bDtype: i32): i32 {
+  return <i32>((<usize>n * (elementBytes(xDtype) + elementBytes(bDtype))) + ((<usize>n + 7) >>> 3));
+}
+
+/**
+ * DELLA's keep bits for tensors of three or more dimensions, ranked as mergekit ranks them: along dim 1
+ * (fibers of fiberLen elements, `inner` apart) for every index of the other dimensions, where dellaMask
+ * ranks contiguous rows. The chunk's blocks [fiberLen x inner] (whole: the caller chunks on them) are
+ * transposed into `scratch` so each fiber is a row, masked there, and the bits moved back. A fiber's
+ * draws are those of its transposed places (start + block + k fiberLen + j): fixed by the tensor, the
+ * model and the element, whatever the chunking.
+ */
+export function dellaMaskFibers(
+  x: usize, xDtype: i32, b: usize, bDtype: i32, n: i32, quant: i32, fiberLen: i32, inner: i32, startLo: u32, startHi: u32,
+  key: u32, density: f64, epsilon: f64, mask: usize, work: usize, scratch: usize,
+): void {
+  const xt = scratch, bt = xt + <usize>n * elementBytes(xDtype), bits = bt + <usize>n * elementBytes(bDtype);
+  transposeBlocks(x, xt, elementBytes(xDtype), n, fiberLen, inner);
+  transposeBlocks(b, bt, elementBytes(bDtype), n, fiberLen, inner);
+  dellaMask(xt, xDtype, bt, bDtype, n, quant, fiberLen, startLo, startHi, key, density, epsilon, bits, work);
+  memory.fill(mask, 0, (<usize>n + 7) >>> 3);
+  const block = fiberLen * inner;
+  for (let at = 0; at < n; at += block) {
+    for (let k = 0; k < inner; k++) {
+      for (let j = 0; j < fiberLen; j++) {
+        const from = <usize>(at + k * fiberLen + j);
+        const keep = (<u32>load<u8>(bits + (from >>> 3)) >>> <u32>(from & 7)) & 1;
+        setBit(mask, <usize>(at + j * inner + k), keep);
+      }
     }
   }
 }

@@ -20,7 +20,7 @@ export { addBias, crossEntropy } from "./evaluate";
 export { rmsNorm, layerNorm, addRowVector, addInPlace, rope, attention, siluMul, geluTanh } from "./transformer";
 export { scoreReset, scoreChunk } from "./scoring";
 export { linear, linearKN } from "./matmul";
-export { dellaMask, dellaWorkBytes } from "./della";
+export { dellaFiberScratchBytes, dellaMask, dellaMaskFibers, dellaWorkBytes } from "./della";
 export { ramCounts, ramMerge } from "./ram";
 export { sceVariance, sceSample, sceCollect, sceSelectCandidates, sceRange, sceSquares, sceMerge } from "./sce";
 export { gramTiles, gramRows, gramColumns, combine, nearswap } from "./geometry";

@@ -47,17 +47,23 @@ function breadcrumbs(tau: Float32Array, density: number, gamma: number): Float32
 function della(tau: Float32Array, shape: number[], density: number, epsilon: number, key: number): Float32Array {
   const m = new Float32Array(tau.length);
   if (density <= 0) return m;
-  const rowLen = shape.length <= 1 ? tau.length : tau.length / shape[0]!;
-  for (let row = 0; row < tau.length; row += rowLen) {
-    const ascending = byMagnitudeDesc(tau, row, rowLen).reverse();
-    // reverse() of a descending order with index ties ascending gives index ties descending: re-sort ties.
-    ascending.sort((a, b) => Math.abs(tau[a]!) - Math.abs(tau[b]!) || a - b);
-    ascending.forEach((j, pos) => {
-      const rank = pos + 1;
-      const p = rowLen === 1 ? density : (density - epsilon) + 2 * epsilon * (rank - 1) / (rowLen - 1);
-      const threshold = Math.min(Math.floor(p * 2 ** 32), 2 ** 32 - 1);
-      if (dareU(key, j) < threshold) m[j] = tau[j]!;
-    });
+  // Ranked along dim 1 (mergekit's argsort(dim=1)): rows of a matrix; with more dimensions, fibers of
+  // shape[1] elements `inner` apart in each block under one index of dim 0.
+  const block = shape.length <= 1 ? tau.length : tau.length / shape[0]!;
+  const fiber = shape.length <= 2 || block <= 1 ? block : shape[1]!;
+  const inner = block / fiber;
+  for (let start = 0; start < tau.length; start += block) {
+    for (let k = 0; k < inner; k++) {
+      const flat = (j: number) => start + j * inner + k;
+      const ascending = Array.from({ length: fiber }, (_, j) => j).sort((a, b) => Math.abs(tau[flat(a)]!) - Math.abs(tau[flat(b)]!) || a - b);
+      ascending.forEach((j, pos) => {
+        const rank = pos + 1;
+        const p = fiber === 1 ? density : (density - epsilon) + 2 * epsilon * (rank - 1) / (fiber - 1);
+        const threshold = Math.min(Math.floor(p * 2 ** 32), 2 ** 32 - 1);
+        // The draw of the element's place in fiber-major order (its flat index when inner is 1).
+        if (dareU(key, start + k * fiber + j) < threshold) m[flat(j)] = tau[flat(j)]!;
+      });
+    }
   }
   return m;
 }
@@ -305,6 +311,30 @@ describe("della", () => {
     const models = { base: rows(1, 0.5), a: rows(2, 0.6), b: rows(3, 0.55) };
     for (const chunkElements of [4096, 30000]) {
       await check({ method: "della", models, seed: 11, chunkElements, workers: 3, tasks: { a: { weight: 1, density: 0.5 }, b: { weight: 0.7, density: 0.3, epsilon: 0.2 } } });
+    }
+  });
+  test("hand-worked: a 3-D tensor is ranked along dim 1, as mergekit's argsort(dim=1), not over its flattened rows", async () => {
+    // [1, 2, 16]: fiber k holds flat k (dim-1 index 0, |tau| about 0.25) and flat 16 + k (about 2), so in
+    // every fiber the first is rank 1 (p = 0.1 at density 0.5, epsilon 0.4) and the second rank 2
+    // (p = 0.9); ranked as one flattened row of 32, p would spread over 0.1 ... 0.9 by global rank.
+    // Draws are those of the fiber-major places: flat j*16 + k -> k*2 + j.
+    const key = dareStreamKey(3, "model.layers.0.mlp.weight", 0);
+    const tau = Array.from({ length: 32 }, (_, i) => (i < 16 ? 0.25 + i / 1024 : -(2 + i / 1024)));
+    const expected = tau.map((v, flat) => {
+      const [j, k] = [Math.floor(flat / 16), flat % 16];
+      return dareU(key, k * 2 + j) < Math.floor((j === 0 ? 0.1 : 0.9) * 2 ** 32) ? v : 0;
+    });
+    const out = await mergeOne("della_linear", { base: single([1, 2, 16], new Array(32).fill(0)), a: single([1, 2, 16], tau) }, { a: { weight: 1, density: 0.5, epsilon: 0.4 } }, { rescale: false }, 3);
+    assert.deepEqual([...out], expected.map(Math.fround));
+  });
+  test("3-D and 4-D tensors: fibers along dim 1 match the reference for any chunking and worker count", async () => {
+    for (const shape of [[256, 24, 3], [64, 5, 3, 7], [40, 1, 9]]) {
+      const numel = shape.reduce((a, b) => a * b, 1);
+      const fill = (seed: number, scale: number) => single(shape, Array.from({ length: numel }, (_, i) => scale * (Math.sin(seed * 1000 + i * 0.37) + ((i * seed) % 7) / 7)));
+      const models = { base: fill(1, 0.5), a: fill(2, 0.6), b: fill(3, 0.55) };
+      for (const [chunkElements, workers] of [[undefined, 1], [4096, 3], [30000, 2]] as const) {
+        await check({ method: "della", models, seed: 11, ...(chunkElements ? { chunkElements } : {}), workers, tasks: { a: { weight: 1, density: 0.5 }, b: { weight: 0.7, density: 0.3, epsilon: 0.2 } } });
+      }
     }
   });
   test("a row too long for a chunk (lcm of the tile and a 4099-element row) is a typed option error naming the tensor", async () => {

@@ -31,6 +31,8 @@ export type KernelExports = {
   keyRange(keys: number, n: number, lo: number, hi: number, shift: number, hist: number, compact: number, stats: number): void;
   nonzeroBuckets(hist: number, buckets: number, pairs: number): number;
   dellaWorkBytes(rowLen: number): number;
+  dellaFiberScratchBytes(n: number, xDtype: number, bDtype: number): number;
+  dellaMaskFibers(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, fiberLen: number, inner: number, startLo: number, startHi: number, key: number, density: number, epsilon: number, mask: number, work: number, scratch: number): void;
   dellaMask(x: number, xDtype: number, b: number, bDtype: number, n: number, quant: number, rowLen: number, startLo: number, startHi: number, key: number, density: number, epsilon: number, mask: number, work: number): void;
   ramCounts(table: number, nInputs: number, n: number, quant: number, epsilon: number, partials: number): void;
   ramMerge(table: number, nInputs: number, n: number, quant: number, epsilon: number, out: number, outDtype: number): void;

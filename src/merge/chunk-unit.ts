@@ -20,7 +20,8 @@ export function chunkUnit(op: TensorOp): number {
 /** Bytes per element a chunk keeps besides its inputs and output. */
 export function extraBytesPerElement(op: TensorOp): number {
   if (op.kind === "sce") return op.selectTopk < 1 ? 8 : 0;
-  if (op.kind === "taskVector" && op.sparsify === "della") return op.tasks.filter((x) => x.density > 0 && x.density < 1).length / 8;
+  // della's keep bits; with fibers (three or more dimensions), the transposed copies of a task and the base (up to 8 bytes each) and their bits.
+  if (op.kind === "taskVector" && op.sparsify === "della") return op.tasks.filter((x) => x.density > 0 && x.density < 1).length / 8 + (op.fiber !== undefined && op.fiber !== op.rowLength ? 16.125 : 0);
   // DARE's keep bits as its L1 pass draws them, kept for the merge.
   if (op.kind === "taskVector" && op.sparsify === "random" && op.rescale) return op.tasks.filter((x) => x.density < 1).length / 8;
   return 0;

@@ -85,8 +85,8 @@ export type Trim =
   | { mode: "random"; threshold: number; key: number }
   /** Breadcrumbs: the top-k set of (threshold, ties) minus the top-k set of (outlierThreshold, outlierTies). */
   | { mode: "band"; threshold: number; ties: number[]; outlierThreshold: number; outlierTies: number[] }
-  /** DELLA: per-row ranked keep probabilities, drawn with DARE's generator (stream `key`). */
-  | { mode: "della"; key: number; density: number; epsilon: number; rowLength: number };
+  /** DELLA: ranked keep probabilities per row (fibers along dim 1 of blocks of rowLength), drawn with DARE's generator (stream `key`). */
+  | { mode: "della"; key: number; density: number; epsilon: number; rowLength: number; fiber: number };
 
 /** What a radix-select pass ranks: |tau| of a task input, or sce's variance bits (high word, or low word among equal high words). */
 export type SelectKey =

@@ -95,7 +95,7 @@ export async function taskVectorRequest(job: TensorJob, op: Extract<TensorOp, { 
     if (op.sparsify === "random") return { mode: "random", threshold: dareThreshold(task.density), key: dareStreamKey(job.seed, job.name, i) };
     if (op.sparsify === "della") {
       if (task.density <= 0) return { mode: "zero" };
-      return { mode: "della", key: dareStreamKey(job.seed, job.name, i), density: task.density, epsilon: task.epsilon ?? 0.15, rowLength: op.rowLength ?? job.numel };
+      return { mode: "della", key: dareStreamKey(job.seed, job.name, i), density: task.density, epsilon: task.epsilon ?? 0.15, rowLength: op.rowLength ?? job.numel, fiber: op.fiber ?? op.rowLength ?? job.numel };
     }
     if (op.sparsify === "breadcrumbs") {
       const { keep, top } = breadcrumbsCounts(job.numel, task.density, task.gamma ?? 0.01);

@@ -62,10 +62,16 @@ export class KeepBits {
       }
       const mask = arena.alloc(Math.ceil(chunk.count / 8));
       const mark = arena.mark();
-      const work = arena.alloc(exports.dellaWorkBytes(trim.rowLength));
+      const work = arena.alloc(exports.dellaWorkBytes(trim.fiber));
       const x = chunk.inputs[i + 1]!, b = chunk.inputs[0]!;
-      exports.dellaMask(x.ptr, x.code, b.ptr, b.code, chunk.count, quant, trim.rowLength, chunk.start >>> 0, Math.floor(chunk.start / 2 ** 32),
-        trim.key, trim.density, trim.epsilon, mask, work);
+      const [startLo, startHi] = [chunk.start >>> 0, Math.floor(chunk.start / 2 ** 32)];
+      if (trim.fiber === trim.rowLength) {
+        exports.dellaMask(x.ptr, x.code, b.ptr, b.code, chunk.count, quant, trim.rowLength, startLo, startHi, trim.key, trim.density, trim.epsilon, mask, work);
+      } else {
+        const scratch = arena.alloc(exports.dellaFiberScratchBytes(chunk.count, x.code, b.code));
+        exports.dellaMaskFibers(x.ptr, x.code, b.ptr, b.code, chunk.count, quant, trim.fiber, trim.rowLength / trim.fiber, startLo, startHi,
+          trim.key, trim.density, trim.epsilon, mask, work, scratch);
+      }
       arena.release(mark);
       this.masks.set(i, mask);
     });

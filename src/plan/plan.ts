@@ -13,7 +13,7 @@ import { buildLedger, type Ledger } from "../ledger/ledger";
 import { layoutOf, type ModelLayout } from "./layout";
 import { lookupParameter, type ParameterScope, type Value } from "../recipe/parameters";
 import type { OutputSlice, Recipe } from "../recipe/recipe";
-import { rowLength, sparsifierProblem, voteOptions } from "./task-family";
+import { dellaRows, sparsifierProblem, voteOptions } from "./task-family";
 import { planGeometric, type GeometricOp } from "./geometric";
 import { rebuildEmbeddingInputs } from "../vocab/embeddings";
 import type { RowMap } from "../vocab/row-map";
@@ -58,8 +58,10 @@ export type TensorOp =
       rescale: boolean; lambda: number; divisor: number; tasks: TaskSpec[];
       /** TIES vote variants (consensus only; defaults "sum" and true). */
       consensusMethod?: "sum" | "count"; voteWeighted?: boolean;
-      /** della: elements per row (ranks are within rows; chunks hold whole rows). */
+      /** della: elements per block under one index of dim 0 (chunks hold whole blocks). */
       rowLength?: number;
+      /** della: elements ranked together (a row; with three or more dimensions, a fiber along dim 1). */
+      fiber?: number;
     }
   /** inputs = [base, ...tasks]: sce (select_topk >= 1 selects every position). */
   | { kind: "sce"; selectTopk: number }
@@ -426,7 +428,7 @@ function planTensor(
       return finish(outName, shape, outDtype, {
         kind: "taskVector", consensus: method.consensus ?? false, sparsify: method.sparsify, normalize: globals.normalize as boolean,
         rescale: globals.rescale as boolean, lambda: globals.lambda as number, divisor, tasks,
-        ...voteOptions(method.consensus ?? false, globals), ...(method.sparsify === "della" ? { rowLength: rowLength(shape) } : {}),
+        ...voteOptions(method.consensus ?? false, globals), ...(method.sparsify === "della" ? dellaRows(shape) : {}),
       }, [baseInput, ...others]);
     }
     case "sce":

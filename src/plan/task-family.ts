@@ -27,9 +27,15 @@ export function voteOptions(consensus: boolean, globals: Record<string, Value | 
   return { consensusMethod: globals.consensus_method === "count" ? "count" : "sum", voteWeighted: globals.vote_weighted !== false };
 }
 
-/** DELLA's row length: a 1-D tensor is one row; more dimensions are flattened to [shape[0], rest]. */
-export function rowLength(shape: number[]): number {
+/**
+ * DELLA's ranking units, as mergekit's argsort along dim 1: a 1-D tensor is one row; a 2-D tensor's rows;
+ * with more dimensions, the fibers along dim 1 (shape[1] elements, `inner` = shape[2] x ... apart) of
+ * each block [shape[1] x inner] under one index of dim 0. `rowLength` is the block (chunks hold whole
+ * blocks), `fiber` the elements ranked together.
+ */
+export function dellaRows(shape: number[]): { rowLength: number; fiber: number } {
   const numel = shape.reduce((a, b) => a * b, 1);
-  if (shape.length <= 1) return Math.max(numel, 1);
-  return shape[0]! === 0 ? 1 : numel / shape[0]!;
+  if (shape.length <= 1) return { rowLength: Math.max(numel, 1), fiber: Math.max(numel, 1) };
+  const rowLength = shape[0]! === 0 ? 1 : numel / shape[0]!;
+  return { rowLength, fiber: shape.length === 2 || rowLength <= 1 ? rowLength : Math.max(shape[1]!, 1) };
 }

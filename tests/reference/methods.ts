@@ -45,10 +45,17 @@ function rankOrderAscending(get: (i: number) => number, n: number): number[] {
   return idx;
 }
 
-/** della's rows: 1-D/0-D one row; 2-D [r, c]; more dimensions [shape[0], numel/shape[0]]. */
-export function dellaRows(shape: readonly number[], numel: number): { rows: number; cols: number } {
-  if (shape.length <= 1) return { rows: 1, cols: numel };
-  return { rows: shape[0]!, cols: shape[0]! === 0 ? 0 : numel / shape[0]! };
+/**
+ * della's ranking units, mergekit's argsort along dim 1: 1-D/0-D one row; 2-D [r, c] r rows of c; more
+ * dimensions: under each index of dim 0 a block of shape[1] x inner elements, ranked along dim 1 (fibers
+ * of shape[1] elements, `inner` apart).
+ */
+export function dellaFibers(shape: readonly number[], numel: number): { blocks: number; fiber: number; inner: number } {
+  if (shape.length <= 1) return { blocks: 1, fiber: numel, inner: 1 };
+  if (shape[0]! === 0) return { blocks: 0, fiber: 0, inner: 1 };
+  const block = numel / shape[0]!;
+  if (shape.length === 2 || block <= 1) return { blocks: shape[0]!, fiber: block, inner: 1 };
+  return { blocks: shape[0]!, fiber: shape[1]!, inner: block / shape[1]! };
 }
 
 /** Rows along the last axis: [numel/shape[-1], shape[-1]]; 1-D/0-D one row. */
@@ -100,14 +107,17 @@ export function dellaKeepMask(
   const n = tau.length;
   const keep = new Uint8Array(n);
   const key = dareStreamKey(seed, outName, nonBaseIndex);
-  const { rows, cols } = dellaRows(shape, n);
-  for (let r = 0; r < rows; r++) {
-    const off = r * cols;
-    const order = rankOrderAscending((i) => tau[off + i]!, cols);
-    for (let pos = 0; pos < cols; pos++) {
-      const j = off + order[pos]!;
-      const p = dellaProbability(density, epsilon, pos + 1, cols);
-      keep[j] = dareU(key, j) < dareKeepThreshold(p) ? 1 : 0;
+  const { blocks, fiber, inner } = dellaFibers(shape, n);
+  for (let r = 0; r < blocks; r++) {
+    const off = r * fiber * inner;
+    for (let k = 0; k < inner; k++) {
+      const order = rankOrderAscending((i) => tau[off + i * inner + k]!, fiber);
+      for (let pos = 0; pos < fiber; pos++) {
+        const j = order[pos]!;
+        const p = dellaProbability(density, epsilon, pos + 1, fiber);
+        // The draw of the element's place in its fiber order (off + k*fiber + j): SPEC section 5.
+        keep[off + j * inner + k] = dareU(key, off + k * fiber + j) < dareKeepThreshold(p) ? 1 : 0;
+      }
     }
   }
   return keep;
