@@ -457,7 +457,11 @@ export function fusionRange(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
   }
 }
 
-/** out = I >= threshold ? b : a, element by element (a bit copy of the float32-decoded value). */
+/**
+ * out = I >= threshold ? b : a, element by element (a bit copy of the float32-decoded value), except
+ * where b - a is not finite: mergekit's a + mask (b - a) is NaN there, unless the element is taken and
+ * b - a is infinite (then it is b).
+ */
 export function fusionMerge(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32, cols: i32, quant: i32, kl: usize, threshold: f32, out: usize, outDtype: i32): void {
   const outBytes = <usize>elementBytes(outDtype);
   const imp = slot(MAX_INPUTS + 2);
@@ -468,13 +472,20 @@ export function fusionMerge(a: usize, aDtype: i32, b: usize, bDtype: i32, n: i32
     const vb = tileOf(b, bDtype, t, count, quant, 1);
     importanceTile(va, vb, t, count, cols, kl, imp, false);
     let j = 0;
+    const zero = f32x4.splat(0), nan = f32x4.splat(NaN);
     for (; j + 4 <= count; j += 4) {
       const o = <usize>j << 2;
-      v128.store(imp + o, v128.bitselect(v128.load(vb + o), v128.load(va + o), f32x4.ge(v128.load(imp + o), vthreshold)));
+      const x = v128.load(va + o), y = v128.load(vb + o), d = f32x4.sub(y, x);
+      const taken = f32x4.ge(v128.load(imp + o), vthreshold);
+      // d - d is NaN where d is infinite or NaN; d != d where it is NaN.
+      const poisoned = v128.and(f32x4.ne(f32x4.sub(d, d), zero), v128.or(f32x4.ne(d, d), v128.not(taken)));
+      v128.store(imp + o, v128.bitselect(nan, v128.bitselect(y, x, taken), poisoned));
     }
     for (; j < count; j++) {
       const o = <usize>j << 2;
-      store<f32>(imp + o, load<f32>(imp + o) >= threshold ? load<f32>(vb + o) : load<f32>(va + o));
+      const x = load<f32>(va + o), y = load<f32>(vb + o), d = y - x;
+      const taken = load<f32>(imp + o) >= threshold;
+      store<f32>(imp + o, !isFinite<f32>(d) && (isNaN<f32>(d) || !taken) ? <f32>NaN : taken ? y : x);
     }
     encode(imp, outDtype, out + <usize>t * outBytes, count);
   }

@@ -84,29 +84,33 @@ export function ramMerge(table: usize, nInputs: i32, n: i32, quant: i32, epsilon
       const c = activeCount(ptrs, tasks, o, veps);
       const unique = i32x4.eq(c, one), vc = f32x4.convert_i32x4_s(c);
       const vb = v128.load(b + o);
-      let sum = zero;
+      let sum = zero, nonFinite = zero;
       for (let i = 0; i < tasks; i++) {
         const tau = f32x4.sub(v128.load(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + o), vb);
         const active = f32x4.gt(f32x4.abs(tau), veps);
         // Lanes with c = 0 divide by 0 but are masked out (no model is active there).
         const term = v128.and(v128.bitselect(f32x4.mul(tau, v128.load(lambdas + (<usize>i << 4))), f32x4.div(tau, vc), unique), active);
         sum = i == 0 ? term : f32x4.add(sum, term);
+        // tau - tau is NaN exactly where tau is infinite or NaN.
+        nonFinite = v128.or(nonFinite, f32x4.ne(f32x4.sub(tau, tau), zero));
       }
-      v128.store(acc + o, f32x4.add(vb, sum));
+      // mergekit multiplies tau by its 0/1 masks, so a non-finite tau (which one of them zeroes) makes the element NaN.
+      v128.store(acc + o, v128.bitselect(f32x4.splat(NaN), f32x4.add(vb, sum), nonFinite));
     }
     for (; j < count; j++) {
       const o = <usize>j << 2;
       const vb = load<f32>(b + o);
       let c = 0;
       for (let i = 0; i < tasks; i++) c += <i32>(abs<f32>(load<f32>(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + o) - vb) > epsilon);
-      let sum: f32 = 0;
+      let sum: f32 = 0, nonFinite = false;
       for (let i = 0; i < tasks; i++) {
         const tau = load<f32>(<usize>load<u32>(ptrs + (<usize>(i + 1) << 2)) + o) - vb;
         let term: f32 = 0;
         if (abs<f32>(tau) > epsilon) term = c == 1 ? tau * load<f32>(lambdas + (<usize>i << 4)) : tau / <f32>c;
         sum = i == 0 ? term : sum + term;
+        nonFinite = nonFinite || !isFinite<f32>(tau);
       }
-      store<f32>(acc + o, vb + sum);
+      store<f32>(acc + o, nonFinite ? <f32>NaN : vb + sum);
     }
     if (outBytes != 4) encode(acc, outDtype, out + <usize>t * outBytes, count);
   }

@@ -198,7 +198,11 @@ const arceeRule: TensorRule = ([a, b]) => {
   const sorted = Float32Array.from(importance).sort();
   const q = (x: number) => sorted[Math.floor(x * (sorted.length - 1))]!;
   const threshold = f32(q(0.5) + 1.5 * (q(0.75) - q(0.25)));
-  return Float32Array.from(av, (x, i) => (importance[i]! >= threshold ? bv[i]! : x));
+  // mergekit's a + mask (b - a): NaN where b - a is not finite, unless taken and infinite (then b).
+  return Float32Array.from(av, (x, i) => {
+    const d = f32(bv[i]! - x), taken = importance[i]! >= threshold;
+    return !Number.isFinite(d) && (Number.isNaN(d) || !taken) ? NaN : taken ? bv[i]! : x;
+  });
 };
 
 const base = baseModel(71);

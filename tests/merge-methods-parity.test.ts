@@ -462,6 +462,21 @@ function withNonFinite(model: RefModel, seed: number, infinities = false): RefMo
   return { ...model, tensors };
 }
 
+/**
+ * Every F32 tensor of the output NaN throughout (at least one) has exactly one warning, naming b's file
+ * and the tensor, and the base when the method works on task vectors.
+ */
+async function assertNaNWarnings(out: string, warnings: string[], minusBase: boolean): Promise<void> {
+  const allNaN = [...(await readOutput(out)).tensors].filter(([, t]) => t.dtype === "F32" && new Float32Array(t.data.slice().buffer).every(Number.isNaN)).map(([name]) => name);
+  assert.ok(allNaN.length > 0, "some tensors are NaN throughout");
+  assert.equal(warnings.length, allNaN.length, warnings.join("\n"));
+  for (const name of allNaN) {
+    const w = warnings.find((message) => message.startsWith(`${name}:`));
+    assert.ok(w, `a warning for ${name}`);
+    assert.match(w, new RegExp(`NaN or infinite values in \\S*b\\S*model\\.safetensors \\(tensor ${name.replaceAll(".", "\\.")}\\)${minusBase ? " minus the base \\S*base\\S*" : "; the merged"}`));
+  }
+}
+
 describe("NaN and infinite inputs", () => {
   const nonFinite = models(["base", base32], ["a", withNonFinite(ft32[0]!, 5)], ["b", ft32[1]!], ["c", withNonFinite(ft32[2]!, 6)]);
   const weighted = (params: Record<string, unknown>) => [m("a", { weight: 1, ...params }), m("b", { weight: 0.5, ...params }), m("c", { weight: 0.7, ...params })];
@@ -511,15 +526,25 @@ describe("NaN and infinite inputs", () => {
       const recipePath = await writeCase(dir, inputs, recipe);
       const warnings: string[] = [];
       await merge(recipePath, { out: join(dir, "out"), workers: 2, workerUrl: WORKER_URL, ...options, onProgress: (e) => { if (e.type === "warning") warnings.push(e.message); } });
-      const out = await readOutput(join(dir, "out"));
-      const allNaN = [...out.tensors].filter(([, t]) => t.dtype === "F32" && new Float32Array(t.data.slice().buffer).every(Number.isNaN)).map(([name]) => name);
-      assert.ok(allNaN.length > 0, "some tensors are NaN throughout");
-      assert.equal(warnings.length, allNaN.length, warnings.join("\n"));
-      for (const name of allNaN) {
-        const w = warnings.find((message) => message.startsWith(`${name}:`));
-        assert.ok(w, `a warning for ${name}`);
-        assert.match(w, new RegExp(`NaN or infinite values in \\S*b\\S*model\\.safetensors \\(tensor ${name.replaceAll(".", "\\.")}\\) minus the base \\S*base\\S*`));
-      }
+      await assertNaNWarnings(join(dir, "out"), warnings, true);
+    });
+  }
+  // The geometric methods too (they wrote NaN throughout without a word): the warning names b, whose
+  // infinities reach every element through the coefficients, minus the base where the method works on
+  // task vectors.
+  for (const [method, recipe, minusBase] of [
+    ["slerp", { base_model: "./base", parameters: { t: 0.3 }, models: [m("base"), m("b")] }, false],
+    ["multislerp", { base_model: "./base", models: [m("a", { weight: 1 }), m("b", { weight: 1 })] }, true],
+    ["karcher", { models: [m("a"), m("b")] }, false],
+    ["nuslerp", { base_model: "./base", models: [m("a", { weight: 1 }), m("b", { weight: 2 })] }, true],
+    ["model_stock", { base_model: "./base", models: [m("a"), m("b")] }, true],
+  ] as const) {
+    test(`${method}: a tensor written NaN throughout is a warning naming the file and tensor`, async () => {
+      const dir = join(root, `local-${counter++}`);
+      const recipePath = await writeCase(dir, models(["base", base32], ["a", ft32[0]!], ["b", withNonFinite(ft32[1]!, 9, true)]), { merge_method: method, ...recipe });
+      const warnings: string[] = [];
+      await merge(recipePath, { out: join(dir, "out"), workers: 2, workerUrl: WORKER_URL, onProgress: (e) => { if (e.type === "warning") warnings.push(e.message); } });
+      await assertNaNWarnings(join(dir, "out"), warnings, minusBase);
     });
   }
   test("linear", () => check(root, { name: "nonfinite-linear", models: nonFinite, recipe: { merge_method: "linear", models: [m("base", { weight: 0.2 }), ...weighted({})] } }));

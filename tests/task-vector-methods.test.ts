@@ -184,7 +184,7 @@ function ram(b: Float32Array, xs: Float32Array[], epsilon: number, plus?: { r: n
       const term = !active ? 0 : c === 1 ? fr(t[j]! * lambdas[i]!) : fr(t[j]! / c);
       sum = i === 0 ? term : fr(sum + term);
     });
-    out[j] = fr(b[j]! + sum);
+    out[j] = taus.some((t) => !Number.isFinite(t[j]!)) ? NaN : fr(b[j]! + sum); // mergekit's tau x 0/1 mask
   }
   return out;
 }

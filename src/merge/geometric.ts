@@ -10,7 +10,7 @@
 import { RecipeError } from "../errors";
 import { scalarMath, type ScalarMath } from "../kernels/scalar-math";
 import type { GeometricOp, VectorLayout } from "../plan/geometric";
-import { concatChunks, type FinalRequest, type TensorExecutor, type TensorJob } from "./job";
+import { concatChunks, nanThroughout, type FinalRequest, type TensorExecutor, type TensorJob } from "./job";
 import { selectTopK } from "./select";
 
 export async function geometricRequest(job: TensorJob, op: GeometricOp, exec: TensorExecutor): Promise<FinalRequest> {
@@ -22,24 +22,24 @@ export async function geometricRequest(job: TensorJob, op: GeometricOp, exec: Te
     case "nuslerp": {
       const grams = await gramPass(job, exec, op.layout, op.cols, op.offsets, 2);
       const math = await scalarMath();
-      return combine(op.layout, op.cols, op.offsets, 2, grams, (g) => nuslerpCoefficients(op.t, g, math));
+      return combine(job, op.layout, op.cols, op.offsets, 2, grams, (g) => nuslerpCoefficients(op.t, g, math));
     }
     case "multislerp": {
       const m = op.weights.length;
       const grams = await gramPass(job, exec, "flat", 1, op.offsets, m);
       const math = await scalarMath();
-      return combine("flat", 1, op.offsets, m, grams, (g) => multislerpCoefficients(op.weights, op.normalizeWeights, op.eps, g, job.name, math));
+      return combine(job, "flat", 1, op.offsets, m, grams, (g) => multislerpCoefficients(op.weights, op.normalizeWeights, op.eps, g, job.name, math));
     }
     case "karcher": {
       const m = job.inputs.length;
       const grams = await gramPass(job, exec, "flat", 1, false, m);
       const math = await scalarMath();
-      return combine("flat", 1, false, m, grams, (g) => karcherCoefficients(op.maxIter, op.tol, g, m, math));
+      return combine(job, "flat", 1, false, m, grams, (g) => karcherCoefficients(op.maxIter, op.tol, g, m, math));
     }
     case "modelStock": {
       const m = job.inputs.length - 1;
       const grams = await gramPass(job, exec, op.layout, op.cols, true, m);
-      return combine(op.layout, op.cols, true, m, grams, modelStockCoefficients);
+      return combine(job, op.layout, op.cols, true, m, grams, modelStockCoefficients);
     }
   }
 }
@@ -105,13 +105,22 @@ function addInto(stack: Float64Array[], top: Float64Array): void {
 }
 
 /** The final request: coefficients per vector from `solve`, rounded to float32. */
-function combine(layout: VectorLayout, cols: number, offsets: boolean, m: number, grams: Grams, solve: (g: Gram, m: number) => number[]): FinalRequest {
+function combine(job: TensorJob, layout: VectorLayout, cols: number, offsets: boolean, m: number, grams: Grams, solve: (g: Gram, m: number) => number[]): FinalRequest {
   const coefs = Array.from({ length: m }, () => new Float32Array(grams.groups));
+  let nanGroups = 0, culprit = -1;
   for (let k = 0; k < grams.groups; k++) {
-    const c = solve(grams.at(k), m);
+    const g = grams.at(k);
+    const c = solve(g, m);
     for (let i = 0; i < m; i++) coefs[i]![k] = c[i]!;
+    if (!c.some(Number.isNaN)) continue;
+    nanGroups++;
+    if (culprit < 0) culprit = Array.from({ length: m }, (_, i) => i).find((i) => !Number.isFinite(g(i, i))) ?? 0;
   }
-  return { kind: "combine", layout, cols, offsets, coefs };
+  // Every vector's coefficients NaN (a non-finite input value in each, as one flat vector has): the
+  // output is NaN throughout, which the person is told, naming the input (vector i: inputs[i + 1] minus
+  // the base with offsets, else inputs[i]).
+  const warning = grams.groups > 0 && nanGroups === grams.groups ? nanThroughout(job, offsets ? culprit + 1 : culprit, offsets) : undefined;
+  return { kind: "combine", layout, cols, offsets, coefs, ...(warning ? { warning } : {}) };
 }
 
 const sqrt0 = (x: number) => Math.sqrt(Math.max(0, x));

@@ -190,7 +190,7 @@ export type FinalRequest =
    * out = [base +] sum_i coefs[i][k] * v_i: k is 0 (flat), the row, or the column of the element; a
    * vector's coefficients cover the whole tensor (each chunk takes its rows).
    */
-  | { kind: "combine"; layout: VectorLayout; cols: number; offsets: boolean; coefs: Float32Array[] }
+  | { kind: "combine"; layout: VectorLayout; cols: number; offsets: boolean; coefs: Float32Array[]; warning?: string }
   | { kind: "nearswap"; t: number }
   /** arcee_fusion: inputs[1] where |x1 - x0| * kl[row] >= threshold, else inputs[0]. */
   | { kind: "fusion"; cols: number; kl: Float32Array; threshold: number };
@@ -213,4 +213,14 @@ export function concatChunks(parts: Float64Array[]): Float64Array {
     offset += p.length;
   }
   return all;
+}
+
+/**
+ * The warning for a tensor merged NaN throughout because input `input` (minus the base, inputs[0], when
+ * `minusBase`) holds a NaN or infinite value that the method's coefficients carry to every element.
+ */
+export function nanThroughout(job: TensorJob, input: number, minusBase: boolean): string {
+  const model = job.inputs[input]!, base = job.inputs[0]!;
+  return `${job.name}: NaN or infinite values in ${model.file} (tensor ${model.tensor})${minusBase ? ` minus the base ${base.file} (tensor ${base.tensor})` : ""}; ` +
+    `the merged tensor is NaN throughout, as mergekit's would be`;
 }

@@ -9,7 +9,7 @@ import type { TaskSpec, TensorOp } from "../plan/plan";
 import { dareStreamKey, dareThreshold } from "./dare";
 import { geometricRequest } from "./geometric";
 import type { FinalRequest, PassResult, SceSelection, TensorExecutor, TensorJob, Trim } from "./job";
-import { chunkCount } from "./job";
+import { chunkCount, nanThroughout } from "./job";
 import { selectTopK, tiesPerChunk, unexpected } from "./select";
 import { nonzeroVariances, radixCut, residentCut, sampledCut, topCount } from "./sce-cut";
 
@@ -23,7 +23,7 @@ const NOTHING_KEPT = 0xffffffff;
 export async function runTensor(job: TensorJob, exec: TensorExecutor): Promise<string | undefined> {
   const request = await finalRequest(job, job.op, exec);
   await exec.final(request);
-  return request.kind === "sum" ? request.warning : undefined;
+  return request.kind === "sum" || request.kind === "combine" ? request.warning : undefined;
 }
 
 async function finalRequest(job: TensorJob, op: TensorOp, exec: TensorExecutor): Promise<FinalRequest> {
@@ -33,7 +33,7 @@ async function finalRequest(job: TensorJob, op: TensorOp, exec: TensorExecutor):
     case "sum":
       return { kind: "sum", weights: op.weights, normalize: op.normalize, divisor: op.divisor };
     case "slerp":
-      return slerp(op.t, await exec.pass({ kind: "slerpStats" }), await scalarMath());
+      return slerp(job, op.t, await exec.pass({ kind: "slerpStats" }), await scalarMath());
     case "taskVector": {
       // A rescale by a NaN or infinite ratio (a NaN or infinite tau) reaches every element of the task
       // vector in mergekit (NaN * 0 is NaN where it is masked), and through the weighted sum or the
@@ -67,7 +67,7 @@ export function tileSum(results: PassResult[], stride: number, i: number): numbe
  * is below 1e-8) decides the coefficients; nearly colinear tensors (|cos| > 0.9995) are lerped. acos
  * and sin are the kernels' (the same bits in every runtime).
  */
-function slerp(t: number, stats: PassResult[], math: ScalarMath): FinalRequest {
+function slerp(job: TensorJob, t: number, stats: PassResult[], math: ScalarMath): FinalRequest {
   const n0 = Math.sqrt(tileSum(stats, 3, 0));
   const n1 = Math.sqrt(tileSum(stats, 3, 1));
   const dot = tileSum(stats, 3, 2);
@@ -81,7 +81,10 @@ function slerp(t: number, stats: PassResult[], math: ScalarMath): FinalRequest {
     const sinTheta = math.sin(theta);
     [s0, s1] = [math.sin(theta - thetaT) / sinTheta, math.sin(thetaT) / sinTheta];
   }
-  return { kind: "sum", weights: [Math.fround(s0), Math.fround(s1)], normalize: false, divisor: 1 };
+  const weights = [Math.fround(s0), Math.fround(s1)];
+  // A non-finite norm (an infinite or NaN input) makes both coefficients NaN, so every element.
+  const culprit = weights.some(Number.isNaN) ? (Number.isFinite(n0) ? 1 : 0) : undefined;
+  return { kind: "sum", weights, normalize: false, divisor: 1, ...(culprit !== undefined ? { warning: nanThroughout(job, culprit, false) } : {}) };
 }
 
 /** The task-vector family's final request: each task's trim (exact cuts, seeded masks) and rescale. */
@@ -196,10 +199,7 @@ async function sce(job: TensorJob, op: Extract<TensorOp, { kind: "sce" }>, exec:
  * infinite value: a weighted sum whose weights are all NaN (NaN * x is NaN for every x).
  */
 function allNaN(job: TensorJob, task: number): FinalRequest {
-  const model = job.inputs[task + 1]!, base = job.inputs[0]!;
-  const warning = `${job.name}: NaN or infinite values in ${model.file} (tensor ${model.tensor}) minus the base ${base.file} (tensor ${base.tensor}); ` +
-    `the merged tensor is NaN throughout, as mergekit's would be`;
-  return { kind: "sum", weights: job.inputs.map(() => NaN), normalize: false, divisor: 1, warning };
+  return { kind: "sum", weights: job.inputs.map(() => NaN), normalize: false, divisor: 1, warning: nanThroughout(job, task + 1, true) };
 }
 
 /** ram / ramplus_tl: ramplus_tl's per-model lambda comes from counts over the whole tensor. */

@@ -433,7 +433,8 @@ function mergeRam(ctx: Ctx, p: PlannedTensor, vals: Float32Array[], baseIdx: num
       if (count[j] === 1) uniqueSum += lambdas[i]! * v;
       else sharedSum += v;
     }
-    out[j] = fr(b[j]! + uniqueSum + (count[j]! > 1 ? sharedSum / count[j]! : 0));
+    // mergekit multiplies tau by its 0/1 masks: a non-finite tau makes the element NaN, zeroed or not.
+    out[j] = taus.some((tau) => !Number.isFinite(tau[j]!)) ? NaN : fr(b[j]! + uniqueSum + (count[j]! > 1 ? sharedSum / count[j]! : 0));
   }
   return out;
 }
@@ -729,7 +730,11 @@ export function arceeFusionMask(a: Float32Array, b: Float32Array, shape: readonl
 function mergeArceeFusion(p: PlannedTensor, vals: Float32Array[], baseIdx: number, shape: readonly number[]): Float32Array {
   const { a, b } = baseAndOther("arcee_fusion", p, vals, baseIdx);
   const { mask } = arceeFusionMask(a, b, shape);
-  return a.map((v, j) => (mask[j] ? b[j]! : v));
+  // mergekit's a + mask (b - a): NaN where b - a is not finite, unless taken and infinite (then b).
+  return a.map((v, j) => {
+    const d = fr(b[j]! - v);
+    return !Number.isFinite(d) && (Number.isNaN(d) || !mask[j]) ? NaN : mask[j] ? b[j]! : v;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
