@@ -5,13 +5,14 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile, readdir } from "node:fs/promises";
+import { readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { extractLora, WeightsoupError } from "../src/node";
+import { extractLora, merge, WeightsoupError } from "../src/node";
 import type { RefModel, RefTensor } from "./reference/merge";
 import { decodeFloat, readSafetensors } from "./reference/safetensors";
-import { CLI, removeDir, tempDir, uniform, writeModel } from "./helpers/fixtures";
+import { CLI, removeDir, tempDir, uniform, WORKER_URL, writeModel } from "./helpers/fixtures";
+import { decoderModel, writeDecoderModel } from "./helpers/decoder-models";
 
 let root: string;
 before(async () => { root = await tempDir("ws-lora-"); });
@@ -431,6 +432,53 @@ describe("extract-lora: PEFT format", () => {
     assert.equal(reason.get("model.norm.weight"), "unchanged/false");
     assert.equal(reason.get("lm_head.weight"), "unchanged/false");
     assert.deepEqual(result.modules.map((m) => m.module).sort(), Object.keys(SPECTRA).map((n) => n.slice(0, -".weight".length)).sort());
+  });
+});
+
+describe("extract-lora: GPT-2 (Conv1D projections, OpenAI's unprefixed layout)", () => {
+  // Found by an audit: GPT-2's c_attn / c_proj / c_fc are Conv1D, stored [in, out]; their factors were
+  // written as nn.Linear's, which PEFT cannot load (or, for the square attn.c_proj, applies transposed),
+  // and wpe (an nn.Embedding) was written as a Linear LoRA.
+  test("factors have PEFT's Conv1D shapes and (B·A)ᵀ is the task vector; fan_in_fan_out is true, keys carry transformer., wpe is an Embedding LoRA; base+adapter is the fine-tune", async () => {
+    const dir = join(root, `gpt2-${counter++}`);
+    const base = decoderModel("gpt2-unprefixed");
+    const deltas = new Map([...base.tensors].filter(([name, t]) => t.shape.length === 2 && name !== "wte.weight").map(([name, t], i) =>
+      [name, Float32Array.from(t.values, (_, j) => 0.02 * (uniform(1000 + i, j) - 0.5))]));
+    const ft = { ...base, tensors: new Map([...base.tensors].map(([name, t]) => [name, deltas.has(name) ? { ...t, values: Float32Array.from(t.values, (x, j) => Math.fround(x + deltas.get(name)![j]!)) } : t])) };
+    await writeDecoderModel(join(dir, "base"), base);
+    await writeDecoderModel(join(dir, "ft"), ft);
+    const out = join(dir, "lora");
+    await extractLora(join(dir, "ft"), join(dir, "base"), { out, rank: 256, embedLora: true, powerIterations: 0, oversample: 0 });
+    const adapter = await readAdapter(out);
+    assert.equal(adapter.config.fan_in_fan_out, true);
+    let conv1d = 0;
+    for (const name of deltas.keys()) {
+      const [rows, cols] = base.tensors.get(name)!.shape as [number, number];
+      const stored = Float64Array.from(ft.tensors.get(name)!.values, (x, j) => x - base.tensors.get(name)!.values[j]!);
+      const module = `transformer.${name.slice(0, -".weight".length)}`;
+      if (name === "wpe.weight") {
+        assert.ok(adapter.tensors.has(`base_model.model.${module}.lora_embedding_A`), "wpe is an Embedding LoRA");
+        continue;
+      }
+      assert.ok(/c_attn|c_proj|c_fc/.test(name), name);
+      conv1d++;
+      // PEFT's Conv1D: in = rows, out = cols of the [in, out] weight; lora_A [r, in], lora_B [out, r].
+      const { m, n, w } = product(adapter, module);
+      assert.deepEqual([m, n], [cols, rows], `${module}: lora_B·lora_A is [out, in]`);
+      const transposed = new Float64Array(rows * cols);
+      for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) transposed[i * cols + j] = w[j * rows + i]!;
+      assert.ok(relativeError(stored, transposed) < 1e-5, `${module}: (B·A)ᵀ is the task vector`);
+    }
+    assert.ok(conv1d >= 8, `${conv1d} Conv1D modules`);
+    // The adapter applied by weightsoup (its own PEFT rules) gives the fine-tune back.
+    await writeFile(join(dir, "r.yml"), "merge_method: passthrough\nmodels:\n  - model: ./base+./lora\n");
+    await merge(join(dir, "r.yml"), { out: join(dir, "applied"), workers: 1, workerUrl: WORKER_URL });
+    const applied = readSafetensors(new Uint8Array(await readFile(join(dir, "applied", "model.safetensors")))).tensors;
+    for (const [name, t] of ft.tensors) {
+      const got = decodeFloat(applied.get(name)!.dtype, applied.get(name)!.data);
+      const worst = got.reduce((mx, x, j) => Math.max(mx, Math.abs(x - t.values[j]!)), 0);
+      assert.ok(worst < 1e-5, `${name}: base+adapter is the fine-tune (max difference ${worst})`);
+    }
   });
 });
 

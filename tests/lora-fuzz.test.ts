@@ -3,7 +3,8 @@
 // Embedding LoRA), each module's rank (1-12) and factor dtype, adapter_config.json's r and lora_alpha
 // (or PEFT's defaults, 8 and 8, when absent), rank_pattern / alpha_pattern keys written as full module
 // names, partial suffixes or regexes (some generic keys ahead of specific ones, where PEFT's first match
-// wins), use_rslora, fan_in_fan_out, and a modules_to_save module. The recipe takes the adapted model
+// wins), use_rslora, fan_in_fan_out (which PEFT, and so weightsoup, ignores for nn.Linear modules), and a
+// modules_to_save module. The recipe takes the adapted model
 // whole (passthrough, or linear with weight 1), merged whole or in chunks that start mid-row, on 1 or 2
 // workers. Every output element must be the base plus scale·B·A computed in float64 here and rounded
 // once to the base's dtype (PEFT's scale rules, from its documentation and the README's "Applying a LoRA
@@ -141,9 +142,9 @@ function buildCase(d: Draw, base: RefModel): Case {
     const w = base.tensors.get(`${module}.weight`)!;
     const [rows, cols] = w.shape as [number, number];
     const embedding = module === "model.embed_tokens";
-    // nn.Linear: A [r, in], B [out, r], ΔW = B·A. An Embedding, or a Linear with fan_in_fan_out (a weight
-    // stored [in, out]): A [r, rows], B [cols, r], ΔW = (B·A)ᵀ.
-    const transposed = embedding || d.fanInFanOut;
+    // nn.Linear: A [r, in], B [out, r], ΔW = B·A, whatever fan_in_fan_out says (PEFT overrides it by module
+    // type: only Conv1D weights, stored [in, out], are transposed). An Embedding: A [r, rows], B [cols, r], ΔW = (B·A)ᵀ.
+    const transposed = embedding;
     const aShape = [f.rank, transposed ? rows : cols], bShape = [transposed ? cols : rows, f.rank];
     const a = values(aShape[0]! * aShape[1]!, d.seed + 2 * i, f.dtype), b = values(bShape[0]! * bShape[1]!, d.seed + 2 * i + 1, f.dtype);
     const prefix = `base_model.model.${module}`;

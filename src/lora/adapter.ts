@@ -8,7 +8,7 @@ import { DTYPES } from "../format/dtypes";
 import { isJsonObject, parseBoundedJson } from "../format/json";
 import type { ModelFolder } from "../io/folder";
 import { readHeader, type LoadedModel, type TensorInfo } from "../model/model";
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, KEY_PREFIX, patternKey, PICKLED_WEIGHTS_FILE } from "./peft-format";
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, isConv1D, KEY_PREFIX, patternKey, peftModuleName, PICKLED_WEIGHTS_FILE } from "./peft-format";
 import { storedTensor } from "../merge/job";
 import type { LoraDelta } from "./delta";
 
@@ -75,7 +75,7 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
   if (config.use_dora === true) throw fail(configFile, "use_dora is true: DoRA adapters (a magnitude vector per module) are not applied by weightsoup", { key: "use_dora" });
   const r = positive(config, "r", 8, configFile), alpha = positive(config, "lora_alpha", 8, configFile);
   const rankPattern = patterns(config, "rank_pattern", configFile), alphaPattern = patterns(config, "alpha_pattern", configFile);
-  const rslora = config.use_rslora === true, fanInFanOut = config.fan_in_fan_out === true;
+  const rslora = config.use_rslora === true; // fan_in_fan_out is not read: PEFT decides it by module type (isConv1D)
   const toSave = moduleNames(config, configFile);
 
   const weightsFile = `${folder.name}/${ADAPTER_WEIGHTS_FILE}`;
@@ -90,7 +90,8 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
     // PEFT saves a modules_to_save module's parameters under the module's own name, and wraps every
     // module whose name ends with a listed name (a plain string suffix, as PEFT's _set_trainable checks).
     if (!m && whole && toSave.some((s) => whole[1]!.endsWith(s))) {
-      replacements.set(name, replacement(t, name, base, weightsFile));
+      const target = checkpointTensor(base, name);
+      replacements.set(target, replacement(t, target, base, weightsFile));
       continue;
     }
     if (!m) {
@@ -107,14 +108,14 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
     for (const t of [a, b]) {
       if (t.shape.length !== 2 || DTYPES[t.dtype]?.kind !== "float") throw fail(weightsFile, `tensor "${t.name}" must be a 2-D F32, F16 or BF16 matrix, found ${t.dtype} [${t.shape.join(", ")}]`, { tensor: t.name });
     }
-    const target = `${module}.weight`;
+    const target = checkpointTensor(base, `${module}.weight`);
     if (replacements.has(target)) throw fail(weightsFile, `module "${module}" has both LoRA factors and a whole weight (modules_to_save)`, { tensor: target });
     const w = base.tensors.get(target);
     if (!w) throw fail(weightsFile, `module "${module}" changes tensor "${target}", which the base model ${base.location} does not have`, { tensor: target, model: base.location });
     if (w.shape.length !== 2 || DTYPES[w.dtype]?.kind !== "float") throw fail(weightsFile, `module "${module}": base tensor "${target}" is ${w.dtype} [${w.shape.join(", ")}], not a float matrix`, { tensor: target });
-    // Linear: A [r, in], B [out, r], W [out, in] (fan_in_fan_out: W [in, out], ΔW = (BA)ᵀ).
+    // Linear: A [r, in], B [out, r], W [out, in]; Conv1D: W [in, out], ΔW = (BA)ᵀ.
     // Embedding: A [r, vocab], B [dim, r], W [vocab, dim], ΔW = (BA)ᵀ.
-    const transposed = embedding || fanInFanOut;
+    const transposed = embedding || isConv1D(base.config, target);
     const rank = a.shape[0]!;
     const [rows, cols] = transposed ? [a.shape[1]!, b.shape[0]!] : [b.shape[0]!, a.shape[1]!];
     if (b.shape[1] !== rank || rows !== w.shape[0] || cols !== w.shape[1]) {
@@ -143,4 +144,11 @@ function replacement(t: TensorInfo, name: string, base: LoadedModel, weightsFile
     throw fail(weightsFile, `modules_to_save tensor "${t.name}" is [${t.shape.join(", ")}] but the base tensor "${name}" it replaces is [${w.shape.join(", ")}]`, { tensor: name });
   }
   return { ...t, name };
+}
+
+/** The base's tensor a PEFT module's weight is: its own name, or the checkpoint's name of it (peftModuleName's inverse). */
+function checkpointTensor(base: LoadedModel, weight: string): string {
+  if (base.tensors.has(weight)) return weight;
+  const bare = weight.startsWith("transformer.") ? weight.slice("transformer.".length) : undefined;
+  return bare !== undefined && base.tensors.has(bare) && peftModuleName(base.config, bare) === weight ? bare : weight;
 }

@@ -29,7 +29,7 @@ import { VERSION } from "../merge/card";
 import type { LoadedModel, TensorInfo } from "../model/model";
 import { isEmbedding } from "../model/roles";
 import { moduleFilter, moduleOf } from "./module-filter";
-import { adapterConfig, adapterReadme, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, KEY_PREFIX, loraKeys } from "./peft-format";
+import { adapterConfig, adapterReadme, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, isConv1D, KEY_PREFIX, loraKeys, peftModuleName } from "./peft-format";
 import { truncatedSvd, type RowReader } from "./rsvd";
 
 export interface ExtractLoraOptions {
@@ -115,8 +115,9 @@ export const DEFAULT_OVERSAMPLE = 16;
 export const DEFAULT_POWER_ITERATIONS = 4;
 export const DEFAULT_BLOCK_BYTES = 64 * 1048576;
 
+/** An nn.Embedding: the token embedding, or learned positions (GPT-2's wpe), which PEFT adapts as Embeddings. */
 function isInputEmbedding(name: string): boolean {
-  return isEmbedding(name) && !/(^|\.)(lm_head|embed_out|output)\.weight$/.test(name);
+  return (isEmbedding(name) && !/(^|\.)(lm_head|embed_out|output)\.weight$/.test(name)) || /(^|\.)(wpe|position_embeddings|embed_positions)\.weight$/.test(name);
 }
 
 /** FNV-1a of a string: each module gets its own Ω from the one seed. */
@@ -190,8 +191,9 @@ export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base
       signal?.throwIfAborted();
       const t = finetuned.tensors.get(name)!, b = base.tensors.get(name)!;
       if (filter.saves(name)) {
-        saved.push({ module: moduleOf(name), tensor: name, shape: t.shape, dtype: t.dtype, differs: !(await sameBytes(t, b)) });
-        tensors.push({ name: KEY_PREFIX + name, dtype: t.dtype, shape: t.shape, data: await readTensorBytes(t) });
+        const module = peftModuleName(finetuned.config, moduleOf(name));
+        saved.push({ module, tensor: name, shape: t.shape, dtype: t.dtype, differs: !(await sameBytes(t, b)) });
+        tensors.push({ name: KEY_PREFIX + module + name.slice(moduleOf(name).length), dtype: t.dtype, shape: t.shape, data: await readTensorBytes(t) });
         continue;
       }
       if (!work.has(name)) {
@@ -220,10 +222,11 @@ export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base
         skipped.push({ tensor: name, reason: result.norm === 0 ? "unchanged" : "zero rank", differs: result.norm > 0 });
         continue;
       }
-      const module = name.slice(0, -".weight".length);
+      const module = peftModuleName(finetuned.config, name.slice(0, -".weight".length));
       const embedding = isInputEmbedding(name);
       const keys = loraKeys(module, embedding);
-      if (embedding) {
+      // An Embedding's and a Conv1D's ΔW [rows, cols] is (B·A)ᵀ: A = (U·√S)ᵀ [r, rows], B = (√S·Vᵀ)ᵀ [cols, r].
+      if (embedding || isConv1D(finetuned.config, name)) {
         const eb = DTYPES[dtype]!.bits / 8;
         tensors.push({ name: keys.a, dtype, shape: [result.rank, m], data: transposeBytes(result.b, m, result.rank, eb) });
         tensors.push({ name: keys.b, dtype, shape: [n, result.rank], data: transposeBytes(result.a, result.rank, n, eb) });
@@ -252,7 +255,7 @@ export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base
     }
     const baseName = options.baseModelName ?? base.folder.repoId ?? base.location;
     const savedModules = [...new Set(saved.map((x) => x.module))];
-    await out.writeText(ADAPTER_CONFIG_FILE, adapterConfig(modules, rank, baseName, savedModules));
+    await out.writeText(ADAPTER_CONFIG_FILE, adapterConfig(modules, rank, baseName, savedModules, modules.some((m) => isConv1D(finetuned.config, m.tensor))));
     await out.writeText("README.md", adapterReadme(modules, rank, baseName, finetuned.location, savedModules));
     const files = await out.commit();
     return { modules, saved, skipped, rank, files, seconds: (performance.now() - started) / 1000 };

@@ -18,6 +18,24 @@ export const KEY_PREFIX = "base_model.model.";
 /** Older PEFT's (and torch.save's) pickled weights: refused with a conversion hint, never unpickled. */
 export const PICKLED_WEIGHTS_FILE = "adapter_model.bin";
 
+/**
+ * GPT-2's projections are transformers' Conv1D modules, whose weights are stored [in, out]. PEFT gives
+ * each module the layout of its type, whatever adapter_config.json's fan_in_fan_out says (it warns and
+ * overrides it): a Conv1D's ΔW is (B·A)ᵀ, an nn.Linear's B·A.
+ */
+export function isConv1D(config: Record<string, unknown> | null, weight: string): boolean {
+  return config?.model_type === "gpt2" && /(^|\.)(c_attn|q_attn|c_proj|c_fc)\.weight$/.test(weight);
+}
+
+/**
+ * A module's name in the model transformers builds from a checkpoint (what PEFT keys and matches): a
+ * GPT-2 checkpoint in OpenAI's layout (`h.0.attn.c_attn`, no `transformer.`) loads under
+ * GPT2LMHeadModel's `transformer.`; lm_head stays where it is.
+ */
+export function peftModuleName(config: Record<string, unknown> | null, module: string): string {
+  return config?.model_type === "gpt2" && !module.startsWith("transformer.") && module !== "lm_head" ? `transformer.${module}` : module;
+}
+
 export function loraKeys(module: string, embedding: boolean): { a: string; b: string } {
   const p = KEY_PREFIX + module;
   return embedding ? { a: `${p}.lora_embedding_A`, b: `${p}.lora_embedding_B` } : { a: `${p}.lora_A.weight`, b: `${p}.lora_B.weight` };
@@ -44,7 +62,7 @@ export function patternKey(patterns: Iterable<string>, module: string): string |
  * scale is 1. Module names are written as regular expressions matching exactly that module (dots
  * escaped), and target_modules lists the full names; so does modules_to_save (modules saved whole).
  */
-export function adapterConfig(modules: ModuleReport[], rank: number, baseModel: string, saved: string[] = []): string {
+export function adapterConfig(modules: ModuleReport[], rank: number, baseModel: string, saved: string[] = [], conv1d = false): string {
   const exact = (name: string) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   const rankPattern: Record<string, number> = Object.create(null);
   const alphaPattern: Record<string, number> = Object.create(null);
@@ -64,7 +82,7 @@ export function adapterConfig(modules: ModuleReport[], rank: number, baseModel: 
     alpha_pattern: alphaPattern,
     lora_dropout: 0.0,
     bias: "none",
-    fan_in_fan_out: false,
+    fan_in_fan_out: conv1d, // PEFT sets it per module type anyway; true says the factors are Conv1D's
     use_rslora: false,
     use_dora: false,
     init_lora_weights: true,
