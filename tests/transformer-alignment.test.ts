@@ -81,6 +81,18 @@ test("Llama: a random permutation of every group leaves the logits unchanged (GQ
   }
 });
 
+test("Qwen3 without head_dim in config.json: the spec takes Qwen3's default, 128, not hidden / heads", () => {
+  // hidden 16 with 2 heads: hidden / heads is 8, so the spec failed on q_proj's 256 rows (2 x 128).
+  const c: LlamaConfig = { vocab: 20, hidden: 16, layers: 1, heads: 2, kvHeads: 1, headDim: 128, intermediate: 12, tied: false };
+  const model = randomLlama(c, 31);
+  const { head_dim: _, ...config } = { ...llamaConfigJson(c), model_type: "qwen3" };
+  const spec = llamaSpec(config, shapesOf(model));
+  const permuted = applyPermutations(spec, model, randomPermutations(spec, model, 7));
+  const d = maxDifference(llamaForward(c, model, TOKENS), llamaForward(c, permuted, TOKENS));
+  assert.ok(d < 1e-4, `logits moved by ${d}`);
+  assert.equal(checkSpec(spec, shapesOf(model)).sizes.get("layers.0.P_vo.0"), 128);
+});
+
 test("Llama: permutations the spec leaves out (Q/K dims under RoPE, heads across KV groups) do change the logits", () => {
   const c = LLAMAS[0]!;
   const model = randomLlama(c, 5);

@@ -109,6 +109,19 @@ test("the same inputs and seed give the same permutations", async () => {
 });
 
 test("tensors that are not a chain of linear layers get a clear error", () => {
-  assert.throws(() => mlpSpec(new Map([["a.weight", [4, 3]], ["b.weight", [2, 5]]])), (e: Error & { code?: string }) => e.code === "E_SPEC" && /b\.weight takes 5 inputs/.test(e.message));
-  assert.throws(() => mlpSpec(new Map([["a.weight", [4, 3]], ["b.weight", [2, 4]], ["norm.scale", [4]]])), (e: Error & { code?: string }) => e.code === "E_SPEC" && /norm\.scale/.test(e.message));
+  assert.throws(() => mlpSpec(new Map([["fc1.weight", [4, 3]], ["fc2.weight", [2, 5]]])), (e: Error & { code?: string }) => e.code === "E_SPEC" && /fc2\.weight takes 5 inputs/.test(e.message));
+  assert.throws(() => mlpSpec(new Map([["fc1.weight", [4, 3]], ["fc2.weight", [2, 4]], ["norm.scale", [4]]])), (e: Error & { code?: string }) => e.code === "E_SPEC" && /norm\.scale/.test(e.message));
+});
+
+test("layers whose order their names do not give (not numbered alike) are refused, not chained in name order", () => {
+  // input / hidden / output sort as hidden, input, output: with square layers every shape check passed
+  // and B was permuted as a different network (its function changed).
+  const square = (names: string[]) => new Map(names.map((n) => [`${n}.weight`, [8, 8]] as [string, number[]]));
+  for (const names of [["input", "hidden", "output"], ["fc1", "fc2", "head"], ["encoder.0", "decoder.0"]]) {
+    assert.throws(() => mlpSpec(square(names)), (e: Error & { code?: string }) => e.code === "E_SPEC" && /not numbered alike/.test(e.message), names.join(", "));
+  }
+  // Numbered alike, in number order (10 after 9), gaps allowed (nn.Sequential's net.0, net.2, net.4).
+  const spec = mlpSpec(square(["net.0", "net.2", "net.4", "net.10", "net.9"]));
+  assert.deepEqual(spec["net.4.weight"], ["P_2", "P_1"]);
+  assert.deepEqual(spec["net.10.weight"], [null, "P_3"]);
 });

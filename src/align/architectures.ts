@@ -79,8 +79,8 @@ function requireCovered(spec: PermutationSpec, shapes: Shapes, leftAlone: (name:
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /**
- * A plain MLP: tensors `<layer>.weight` [out, in] with optional `<layer>.bias` [out], chained in name
- * order (natural number order) where each layer's out matches the next one's in. Hidden layer i's
+ * A plain MLP: tensors `<layer>.weight` [out, in] with optional `<layer>.bias` [out], named alike but for
+ * their numbers and chained in number order, where each layer's out matches the next one's in. Hidden layer i's
  * units form group `P_i`; the input and output layers' outer axes are not permuted.
  */
 export function mlpSpec(shapes: Shapes): PermutationSpec {
@@ -88,6 +88,13 @@ export function mlpSpec(shapes: Shapes): PermutationSpec {
     .map((n) => n.slice(0, -".weight".length))
     .sort((x, y) => x.localeCompare(y, "en", { numeric: true }));
   if (layers.length < 2) throw new AlignmentError("E_SPEC", `an MLP needs at least two linear layers (<name>.weight of shape [out, in]); found ${layers.length}`, {});
+  // Names give the order only through their numbers (fc1 fc2 fc3, layers.0 layers.1, net.0 net.2): names
+  // that differ otherwise (input, hidden, output) sort in an order that need not be the network's, and
+  // with square layers the shape check below cannot tell.
+  const templates = new Set(layers.map((layer) => layer.replace(/\d+/g, "#")));
+  if (templates.size > 1 || !/\d/.test(layers[0]!)) {
+    throw new AlignmentError("E_SPEC", `the MLP's layers (${layers.slice(0, 6).join(", ")}${layers.length > 6 ? ", ..." : ""}) are not numbered alike, so their order cannot be told from their names: name them by position (fc1, fc2, ... or layers.0, layers.1, ...) or give the permutation spec (--spec FILE)`, {});
+  }
   const spec: Record<string, (string | null)[]> = Object.create(null); // tensor names are keys: "__proto__" too
   layers.forEach((layer, i) => {
     const [out, inp] = shapes.get(`${layer}.weight`)! as [number, number];
@@ -116,7 +123,8 @@ export function llamaSpec(config: Record<string, unknown>, shapes: Shapes): Perm
   const p = prefixOf(shapes, "embed_tokens.weight", "Llama-style");
   const heads = integer(config, "num_attention_heads"), kvHeads = integer(config, "num_key_value_heads", heads);
   const hidden = integer(config, "hidden_size"), layers = integer(config, "num_hidden_layers");
-  const headDim = integer(config, "head_dim", hidden / heads);
+  // Qwen3's head_dim defaults to 128, not hidden / heads (decoder-forward.md 2); null means derived elsewhere.
+  const headDim = integer(config, "head_dim", config.model_type === "qwen3" ? 128 : hidden / heads);
   if (heads % kvHeads !== 0) throw new AlignmentError("E_SPEC", `config.json: ${heads} attention heads do not split into ${kvHeads} KV groups`, {});
   const perGroup = heads / kvHeads;
   const spec: Record<string, AxisSpec[]> = {
