@@ -89,8 +89,8 @@ for (const style of STYLES) {
     assert.equal(tokenizer.vocabSize, expected.vocabSize);
     assert.equal(tokenizer.transformersClass, expected.tokenizerClass);
     assert.equal(tokenizer.bosTokenId, expected.bosTokenId ?? undefined);
-    if (expected.eosTokenId !== null) assert.ok(tokenizer.eosTokenIds.includes(expected.eosTokenId), `eos ${expected.eosTokenId} in ${tokenizer.eosTokenIds}`);
-    for (const id of expected.generationEosTokenIds) assert.ok(tokenizer.eosTokenIds.includes(id), `generation eos ${id} in ${tokenizer.eosTokenIds}`);
+    // What generate() stops on: the generation config's eos ids (transformers' GenerationConfig from generation_config.json).
+    assert.deepEqual([...tokenizer.eosTokenIds], expected.generationEosTokenIds);
   });
 
   test(`${style}: the streaming decoder's pieces join to decode() of all the ids`, async () => {
@@ -153,6 +153,33 @@ test("a template that refuses the conversation is a typed error naming the file"
     assert.match(e.message, /Conversation roles must alternate/);
     return true;
   });
+});
+
+test("generation stops where transformers' generate() does: generation_config.json's eos ids, else config.json's, else the tokenizer's eos", async () => {
+  // They were the union of all three: a tokenizer eos that generation_config.json leaves out stopped weightsoup early.
+  const dir = join(FIXTURES, "llama3");
+  const files = async (generation: object | undefined, model: object) => new BlobFolder("eos", new Map([
+    ["tokenizer.json", new Blob([await readFile(join(dir, "tokenizer.json"))])],
+    ["tokenizer_config.json", new Blob([await readFile(join(dir, "tokenizer_config.json"))])],
+    ["config.json", new Blob([JSON.stringify(model)])],
+    ...(generation ? [["generation_config.json", new Blob([JSON.stringify(generation)])] as [string, Blob]] : []),
+  ]));
+  const eos = async (generation: object | undefined, model: object) => [...(await loadTokenizer(await files(generation, model)))!.eosTokenIds];
+  const tokenizerEos = (await fixture("llama3")).expected.eosTokenId!;
+  assert.deepEqual(await eos({ eos_token_id: [557, 564] }, { eos_token_id: 1 }), [557, 564]);
+  assert.deepEqual(await eos({ eos_token_id: 564 }, {}), [564]);
+  assert.deepEqual(await eos({ max_new_tokens: 8 }, { eos_token_id: [3, 3] }), [3]);
+  assert.deepEqual(await eos(undefined, {}), [tokenizerEos]);
+});
+
+test("a chat template sees tools and documents as None, as transformers passes them: defined, and none", async () => {
+  // They were undefined here, so `tools is not none` was true and `tools is defined` false.
+  const dir = join(FIXTURES, "mistral");
+  const config = JSON.parse(await readFile(join(dir, "tokenizer_config.json"), "utf8"));
+  config.chat_template = "{% if tools is not none %}[tools]{% endif %}{% if tools is defined %}D{% endif %}{% if documents is none %}N{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}";
+  const folder = new BlobFolder("tools", new Map([["tokenizer.json", new Blob([await readFile(join(dir, "tokenizer.json"))])], ["tokenizer_config.json", new Blob([JSON.stringify(config)])]]));
+  const tokenizer = (await loadTokenizer(folder))!;
+  assert.equal(tokenizer.chatPrompt([{ role: "user", content: "hi" }]), "DNhi");
 });
 
 test("ids outside the vocabulary are skipped when decoding, as the Rust library does", async () => {

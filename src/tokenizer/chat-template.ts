@@ -54,6 +54,10 @@ export function chatRenderer(files: TokenizerFiles): ((messages: readonly ChatMe
         ...variables,
         messages: messages.map((m) => ({ role: m.role, content: m.content })),
         add_generation_prompt: true,
+        // transformers always passes these, None without tools or documents: `tools is defined` is true
+        // and `tools is not none` false in its templates, as they are here.
+        tools: null,
+        documents: null,
       });
     } catch (cause) {
       // raise_exception() in a template (roles that do not alternate, a system message it refuses) lands here.

@@ -44,14 +44,17 @@ export function bosTokenId(tokenizerConfig: JsonObject, modelConfig: JsonObject,
 }
 
 /**
- * Every id that ends generation: generation_config.json's eos_token_id (what generate() stops on),
- * config.json's, and the tokenizer's eos_token, in that order, without repeats. Instruct models list
- * several (Llama-3: <|end_of_text|>, <|eom_id|>, <|eot_id|>).
+ * The ids that end generation, as transformers' generate() takes them: generation_config.json's
+ * eos_token_id where it states one (instruct models list several: Llama-3's <|end_of_text|>,
+ * <|eom_id|>, <|eot_id|>), else config.json's (the generation config transformers builds from it),
+ * else the tokenizer's eos_token. A token the tokenizer calls eos that these leave out does not stop
+ * transformers, so it does not stop weightsoup either.
  */
 export function eosTokenIds(tokenizerConfig: JsonObject, modelConfig: JsonObject, generationConfig: JsonObject, idOf: (token: string) => number | undefined): number[] {
-  const ids = [...tokenIdList(generationConfig.eos_token_id), ...tokenIdList(modelConfig.eos_token_id)];
+  for (const stated of [tokenIdList(generationConfig.eos_token_id), tokenIdList(modelConfig.eos_token_id)]) {
+    if (stated.length) return [...new Set(stated)];
+  }
   const text = specialTokenText(tokenizerConfig.eos_token);
   const id = typeof text === "string" ? idOf(text) : undefined;
-  if (id !== undefined) ids.push(id);
-  return [...new Set(ids)];
+  return id === undefined ? [] : [id];
 }
