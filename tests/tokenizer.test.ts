@@ -155,6 +155,24 @@ test("a template that refuses the conversation is a typed error naming the file"
   });
 });
 
+test("GPT-2's byte-level split takes Rust's whitespace: a BOM is not whitespace, U+0085 is", async () => {
+  // JavaScript's \s holds U+FEFF and not U+0085; Rust's regex \s is Unicode's White_Space (the other way
+  // round). So Rust splits "\uFEFF's" as "\uFEFF'" + "s" and "a\u0085's" as "a" + "\u0085" + "'s".
+  const { tokenizer } = await fixture("gpt2");
+  const ids = (text: string) => tokenizer.encode(text, { addSpecialTokens: false });
+  assert.deepEqual(ids("\uFEFF's"), [...ids("\uFEFF'"), ...ids("s")]);
+  assert.notDeepEqual(ids("\uFEFF's"), [...ids("\uFEFF"), ...ids("'s")]);
+  assert.deepEqual(ids("a\u0085's"), [...ids("a"), ...ids("\u0085"), ...ids("'s")]);
+});
+
+test("a Metaspace decoder drops every ▁ of the first token, as Rust's does, and turns later ones into spaces", async () => {
+  // The JS decoder turned them into spaces and dropped one: a generation starting "▁▁" decoded to " ".
+  const { tokenizer } = await fixture("metaspace-split");
+  const twoSpaces = tokenizer.vocabulary().get("▁▁")!;
+  assert.equal(tokenizer.decode([twoSpaces]), "");
+  assert.equal(tokenizer.decode([twoSpaces, twoSpaces]), "  ");
+});
+
 test("generation stops where transformers' generate() does: generation_config.json's eos ids, else config.json's, else the tokenizer's eos", async () => {
   // They were the union of all three: a tokenizer eos that generation_config.json leaves out stopped weightsoup early.
   const dir = join(FIXTURES, "llama3");

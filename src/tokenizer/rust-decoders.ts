@@ -7,8 +7,14 @@
  *   otherwise writes one U+FFFD per byte; the JS decoder keeps the valid parts of the run.
  * - ByteLevel: Rust spells a token with a character outside the byte alphabet by its own UTF-8 bytes;
  *   the JS decoder turns such characters into zero bytes.
+ * - Metaspace (prepend_scheme always or first; "never" is rewritten in library-compat.ts): Rust drops
+ *   every replacement character of the first token (a generation starting "▁▁" decodes to ""), the JS
+ *   decoder turns them into spaces and drops one.
+ *
+ * And one pre-tokenizer: ByteLevel's GPT-2 regex spells whitespace `\s`, which in JavaScript takes in
+ * U+FEFF (a BOM) and leaves out U+0085, where Rust's `\s` is Unicode's White_Space.
  */
-import { ByteFallbackDecoder, ByteLevelDecoder, type Decoder, SequenceDecoder } from "@huggingface/tokenizers";
+import { ByteFallbackDecoder, ByteLevelDecoder, ByteLevelPreTokenizer, type Decoder, MetaspaceDecoder, type PreTokenizer, SequenceDecoder, SequencePreTokenizer } from "@huggingface/tokenizers";
 import { byteAlphabet } from "./train-byte-bpe";
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -24,6 +30,21 @@ export function useRustDecoding(decoder: Decoder | null): void {
   } else if (decoder instanceof ByteLevelDecoder) {
     const byteLevel = decoder;
     byteLevel.decode_chain = (tokens) => byteLevelChain(tokens, (byteLevel.added_tokens ?? []).map((t) => t.content));
+  } else if (decoder instanceof MetaspaceDecoder) {
+    const replacement = decoder.replacement;
+    decoder.decode_chain = (tokens) => tokens.map((token, i) => token.replaceAll(replacement, i === 0 ? "" : " "));
+  }
+}
+
+/** GPT-2's split regex (the Rust library's), with Rust's `\s`: Unicode's White_Space. */
+const GPT2_SPLIT = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+/gu;
+
+/** Gives every ByteLevel pre-tokenizer in the tree the Rust library's whitespace. */
+export function useRustPreTokenizing(preTokenizer: PreTokenizer | null): void {
+  if (preTokenizer instanceof SequencePreTokenizer) {
+    for (const inner of preTokenizer.tokenizers) useRustPreTokenizing(inner);
+  } else if (preTokenizer instanceof ByteLevelPreTokenizer) {
+    preTokenizer.pattern = GPT2_SPLIT;
   }
 }
 

@@ -11,7 +11,7 @@ import type { ModelFolder } from "../io/folder";
 import { type ChatMessage, chatRenderer } from "./chat-template";
 import { type JsonObject, readTokenizerFiles, tokenizerError, type TokenizerFiles } from "./files";
 import { forJsLibrary, UnsupportedTokenizer } from "./library-compat";
-import { useRustDecoding } from "./rust-decoders";
+import { useRustDecoding, useRustPreTokenizing } from "./rust-decoders";
 import { bosTokenId, eosTokenIds } from "./special-tokens";
 import { type StreamDecoder, streamDecoder } from "./stream-decoder";
 import { applyTransformersClass, type TransformersClass, transformersClass } from "./transformers-class";
@@ -77,6 +77,7 @@ export function tokenizerFromFiles(files: TokenizerFiles): Tokenizer {
     const json = forJsLibrary(applyTransformersClass(files.tokenizer, cls, files.tokenizerConfig));
     hf = new HfTokenizer(json, libraryConfig(files.tokenizerConfig, m));
     useRustDecoding(hf.decoder);
+    useRustPreTokenizing(hf.pre_tokenizer);
   } catch (cause) {
     throw tokenizerError(files.tokenizerPath, describeFailure(cause), {}, cause);
   }
