@@ -5,14 +5,15 @@
 // ways a module recipe can go wrong are typed errors naming the module, model and tensor.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { merge } from "../src/node";
 import { parseRecipe } from "../src/recipe/recipe";
 import { ValidationError, WeightsoupError } from "../src/errors";
 import { referenceMerge, type RefModel, type RefTensor } from "./reference/merge";
 import { roundToDtype } from "./reference/float16";
-import { compareTensor, readOutput, removeDir, tempDir, toYaml, uniform, WORKER_URL, writeModel } from "./helpers/fixtures";
+import { baseModel, compareTensor, fineTune, readOutput, removeDir, tempDir, TINY, toYaml, uniform, WORKER_URL, writeModel } from "./helpers/fixtures";
+import { wordLevel, writeTokenizer } from "./helpers/tokenizer-files";
 import { HIDDEN, only, TEXT_LAYERS, tensorShapes, vlmConfig } from "./helpers/vlm";
 
 let root: string;
@@ -186,5 +187,31 @@ describe("modules: errors", () => {
       (e: WeightsoupError) => e.code === "E_RECIPE" && /r\.yml: modules\.vision_tower\.merge_method: unknown key/.test(e.message));
     assert.throws(() => parseRecipe(toYaml({ merge_method: "linear", models: [{ model: "a" }], modules: { v: { models: [{ model: "a" }] } } }), "r.yml"),
       (e: WeightsoupError) => e.code === "E_RECIPE" && /exactly one of 'models', 'slices' or 'modules'/.test(e.message));
+  });
+});
+
+describe("modules: with a Llama checkpoint and tokenizer keys", () => {
+  // Found by an audit: each module was planned without the output vocabulary, so embed_tokens and
+  // lm_head kept their rows (ids mixed across tokenizers) under a tokenizer.json and vocab_size of the
+  // union; and an lm_head module (no layers) was held to num_hidden_layers and refused.
+  test("a model module and an lm_head module give the merge the same recipe as models: gives, vocabulary rebuilt", async () => {
+    const dir = join(root, "llama-vocab");
+    const llamaBase = baseModel(301, "F32", { ...TINY, vocab: 10 }), other = fineTune(llamaBase, 302, 0.2);
+    for (const [name, model] of [["base", llamaBase], ["a", other]] as const) await writeModel(join(dir, name), model);
+    await writeTokenizer(join(dir, "base"), wordLevel(["<unk>", "<s>", "</s>", "the", "cat", "sat", "on", "mat", "a", "dog"], [0, 1, 2]));
+    await writeTokenizer(join(dir, "a"), wordLevel(["<unk>", "<s>", "</s>", "a", "dog", "ran", "fast", "the", "bird", "cat"], [0, 1, 2]));
+    const models = [{ model: "./base", parameters: { weight: 1 } }, { model: "./a", parameters: { weight: 3 } }];
+    const common = { merge_method: "linear", base_model: "./base", tokenizer_source: "union" };
+    await writeFile(join(dir, "plain.yml"), toYaml({ ...common, models }));
+    await writeFile(join(dir, "modules.yml"), toYaml({ ...common, modules: { model: { models }, lm_head: { models } } }));
+    await merge(join(dir, "plain.yml"), { out: join(dir, "plain"), workers: 1, workerUrl: WORKER_URL });
+    await merge(join(dir, "modules.yml"), { out: join(dir, "modules"), workers: 1, workerUrl: WORKER_URL });
+    const [plain, modules] = [await readOutput(join(dir, "plain")), await readOutput(join(dir, "modules"))];
+    assert.deepEqual(plain.tensors.get("model.embed_tokens.weight")!.shape, [13, TINY.hidden], "the union: 10 + ran, fast, bird");
+    assert.deepEqual([...modules.tensors.keys()].sort(), [...plain.tensors.keys()].sort());
+    for (const [name, t] of plain.tensors) assert.deepEqual(modules.tensors.get(name), t, name);
+    for (const file of ["tokenizer.json", "config.json"]) {
+      assert.equal(await readFile(join(dir, "modules", file), "utf8"), await readFile(join(dir, "plain", file), "utf8"), file);
+    }
   });
 });

@@ -14,10 +14,11 @@
  */
 import { RecipeError, ValidationError, WeightsoupError } from "../errors";
 import type { LoadedModel, TensorInfo } from "../model/model";
-import { layerCount } from "../model/roles";
+import { layerCount, layerCountKeys } from "../model/roles";
 import type { RecipeModule } from "../recipe/modules";
 import type { Parameters, Recipe, Setting } from "../recipe/recipe";
 import type { Ledger, LedgerEntry } from "../ledger/ledger";
+import type { OutputVocabulary } from "../vocab/vocabulary";
 import type { MergePlan } from "./plan";
 
 /** mergekit's module names whose tensors sit under another word (its modular architecture files). */
@@ -37,7 +38,8 @@ const SHOWN = 5;
  */
 export function planModules(
   recipe: Recipe, modules: readonly RecipeModule[], models: ReadonlyMap<string, LoadedModel>,
-  planOne: (recipe: Recipe, models: ReadonlyMap<string, LoadedModel>) => MergePlan,
+  planOne: (recipe: Recipe, models: ReadonlyMap<string, LoadedModel>, vocabulary?: OutputVocabulary) => MergePlan,
+  vocabulary?: OutputVocabulary,
 ): MergePlan {
   const problems: WeightsoupError[] = [];
   const fail = (code: "E_MODULE_EMPTY" | "E_MODULE_OVERLAP" | "E_MODULE_UNASSIGNED" | "E_METHOD_UNSUPPORTED", message: string, details: Record<string, unknown>) =>
@@ -81,7 +83,9 @@ export function planModules(
       if (tensors.size === 0) {
         fail("E_MODULE_EMPTY", `modules.${m.name}: model ${name} has no tensor under ${prefixes[k]!.join(", ")}`, { model: name, key: `modules.${m.name}` });
       }
-      view.set(name, { ...model, tensors, layers: layerCount(tensors.keys()) });
+      // A module without layers (lm_head alone) is not held to config.json's layer count, which is the decoder's.
+      const layers = layerCount(tensors.keys());
+      view.set(name, { ...model, tensors, layers, config: layers === 0 ? withoutLayerCounts(model.config) : model.config });
     }
     return view;
   });
@@ -95,11 +99,13 @@ export function planModules(
       ...(own.models ? { models: own.models } : {}), ...(own.slices ? { slices: own.slices } : {}),
       ...(recipe.baseModel ? { baseModel: recipe.baseModel } : {}),
       ...(recipe.dtype ? { dtype: recipe.dtype } : {}), ...(recipe.outDtype ? { outDtype: recipe.outDtype } : {}),
+      // The output vocabulary reaches every module's embeddings, as mergekit rebuilds every embed input.
+      ...(recipe.tokenizer ? { tokenizer: recipe.tokenizer } : {}),
     };
     const parameters = layered(own.parameters, recipe.parameters);
     if (parameters) moduleRecipe.parameters = parameters;
     try {
-      const plan = planOne(moduleRecipe, views[k]!);
+      const plan = planOne(moduleRecipe, views[k]!, vocabulary);
       const kept = views[k]!.get(plan.donor)!.layers;
       if (plan.outputLayers !== undefined && plan.outputLayers !== kept) {
         fail("E_METHOD_UNSUPPORTED", `modules.${m.name}: the slices make ${plan.outputLayers} layers of a module that has ${kept} in ${plan.donor}; changing a module's layer count is not supported (config.json states each module's count)`,
@@ -174,4 +180,11 @@ function entries(setting: Setting): Setting[] {
 function throwAll(problems: WeightsoupError[]): void {
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) throw new ValidationError(problems);
+}
+
+/** config.json without its top-level layer counts (num_hidden_layers, n_layer, num_layers). */
+function withoutLayerCounts(config: Record<string, unknown> | null): Record<string, unknown> | null {
+  if (!config) return config;
+  const keys = layerCountKeys(config);
+  return keys.length ? Object.fromEntries(Object.entries(config).filter(([key]) => !keys.includes(key))) : config;
 }

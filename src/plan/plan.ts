@@ -162,7 +162,7 @@ function throwProblems(problems: WeightsoupError[]): void {
 export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedModel>, vocabulary?: OutputVocabulary): MergePlan {
   const method = methodOf(recipe);
   checkParameterNames(recipe, method);
-  if (recipe.modules) return planModules(recipe, recipe.modules, models, planMerge);
+  if (recipe.modules) return planModules(recipe, recipe.modules, models, planMerge, vocabulary);
   const problems: WeightsoupError[] = [];
   const seen = new Map<string, number>();
   const report = (code: ErrorCode, message: string, details: Record<string, unknown>, dedupe?: string) => {
