@@ -22,6 +22,10 @@ export const FILE_EXAMPLES: FuzzCase[] = [
   // A header of very many empty tensors, in every model, planned and merged.
   { kind: "files", run: "plan", template: 0, files: { ...noFiles, target: "all", header: [{ op: "empties", count: 10_000, dtype: "F32" }] } },
   { kind: "files", run: "merge", template: 0, files: { ...noFiles, target: "all", header: [{ op: "empties", count: 2_000, dtype: "F32" }] } },
+  // A model.safetensors beside sharded b that its index does not name: other tensors (refused), the same ones (read by the index).
+  { kind: "files", run: "merge", template: 0, files: { ...noFiles, target: "b", stray: "shard" } },
+  { kind: "files", run: "inspect", template: 0, files: { ...noFiles, target: "b", stray: "whole" } },
+  { kind: "files", run: "merge", template: 0, files: { ...noFiles, target: "b", stray: "whole" } },
 ];
 
 const layers = (value: unknown, target: "a" | "all" = "a", run: "plan" | "inspect" = "plan"): FuzzCase =>

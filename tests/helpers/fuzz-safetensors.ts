@@ -6,6 +6,7 @@
 import fc from "fast-check";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { readSafetensors, writeSafetensors } from "../reference/safetensors";
 import { TENSOR_NAMES } from "./fuzz-fixtures";
 import { deepJsonArb, emitJson, getPair, hostileJsonArb, hostileNumberArb, hostileStringArb, isPairs, PROTOTYPE_NAMES, setPair, toJson, type Json } from "./fuzz-json";
 
@@ -47,6 +48,11 @@ export interface FileMutations {
   bytes: ByteOp[];
   /** Edits of b's model.safetensors.index.json (b is sharded), applied when b is a target. */
   index: IndexOp[];
+  /**
+   * A model.safetensors the index does not name, beside b's shards (after the edits): a copy of the
+   * first shard (other tensors than the index's), or every shard's tensors in one file (the same ones).
+   */
+  stray?: "none" | "shard" | "whole";
 }
 
 /** Bits per element of the dtypes the fuzzer retypes to (independent of src/format/dtypes.ts). */
@@ -139,6 +145,7 @@ export const fileMutationsArb: fc.Arbitrary<FileMutations> = fc.record({
   header: fc.array(headerOpArb, { minLength: 0, maxLength: 3 }),
   bytes: sometimes(byteOpArb),
   index: sometimes(indexOpArb),
+  stray: fc.constantFrom("none" as const, "none" as const, "none" as const, "shard" as const, "whole" as const),
 });
 
 // ---------------------------------------------------------------------------------------------------
@@ -163,6 +170,22 @@ export async function mutateModelFolder(dir: string, m: FileMutations): Promise<
   }
   const indexPath = join(dir, "model.safetensors.index.json");
   if (files.length > 1) await writeFile(indexPath, mutateIndex(await readFile(indexPath, "utf8"), files[0]!, sync, m.index));
+  if (files.length > 1 && m.stray !== undefined && m.stray !== "none") await writeFile(join(dir, "model.safetensors"), await strayWeights(dir, files, m.stray));
+}
+
+/** The stray model.safetensors: the first shard's bytes, or the shards' tensors in one file (the first shard's bytes when they do not all parse). */
+async function strayWeights(dir: string, shards: string[], kind: "shard" | "whole"): Promise<Uint8Array> {
+  const first = new Uint8Array(await readFile(join(dir, shards[0]!)));
+  if (kind === "shard") return first;
+  try {
+    const all: { name: string; dtype: string; shape: number[]; data: Uint8Array }[] = [];
+    for (const shard of shards) {
+      for (const [name, t] of readSafetensors(new Uint8Array(await readFile(join(dir, shard)))).tensors) all.push({ name, dtype: t.dtype, shape: t.shape, data: t.data });
+    }
+    return writeSafetensors(all as Parameters<typeof writeSafetensors>[0]);
+  } catch {
+    return first;
+  }
 }
 
 /** Applies header edits to a valid file; returns the rewritten file (same data buffer, grown for empties). */
