@@ -5,6 +5,7 @@
 // numbers; the written soup holds exactly that average; the tie rule; the CLI and its exit codes.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -153,5 +154,10 @@ describe("weightsoup soup", () => {
     const twice = run("soup", "c", "c", "--ids", "ids.json");
     assert.equal(twice.status, 1);
     assert.match(twice.stderr, /\[E_DATA\]/);
+    // A report that cannot be written is refused before the soup is made, so no --out folder is left behind.
+    const noFolder = run("soup", "c", "d", "--ids", "ids.json", "--out", "soup-kept", "--report", join("no", "such", "r.html"));
+    assert.equal(noFolder.status, 1);
+    assert.match(noFolder.stderr, /\[E_IO\] .*r\.html: cannot write it: no such file or folder/);
+    assert.ok(!existsSync(join(root, "soup-kept")), "the soup folder is not written");
   });
 });

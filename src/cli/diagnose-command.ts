@@ -12,7 +12,7 @@ import { formatValue } from "../chart/text";
 import { lineChartText } from "../chart/terminal";
 import { conflictHeatmap, diagnosisReport, percent } from "../diagnose/present";
 import { args, defined, integer, size, type Io } from "./args";
-import { writeFileAtomically } from "./write-file";
+import { checkFileTargets, writeFileAtomically } from "./write-file";
 
 
 export async function diagnoseCommand(argv: string[], io: Io): Promise<number> {
@@ -28,6 +28,7 @@ export async function diagnoseCommand(argv: string[], io: Io): Promise<number> {
     memoryBudget: size(values["memory-budget"], "memory-budget", "memoryBudget"),
     chunkBytes: size(values["chunk-size"], "chunk-size", "chunkBytes"),
   });
+  await checkFileTargets([values.svg, values.report]);
   const controller = new AbortController();
   const onSignal = () => controller.abort(new AbortError("interrupted"));
   process.once("SIGINT", onSignal);

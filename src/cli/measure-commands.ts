@@ -14,7 +14,7 @@ import type { SoupEvent } from "../api/soup";
 import { args, defined, integer, type Io } from "./args";
 import { commandHelp, type Command } from "./commands";
 import { evalInput, interruptible, table } from "./eval-commands";
-import { writeFileAtomically } from "./write-file";
+import { checkFileTargets, writeFileAtomically } from "./write-file";
 
 
 const EVAL_FLAGS = {
@@ -44,6 +44,7 @@ export async function pathCommand(argv: string[], io: Io): Promise<number> {
     ...defined({ points: integer(values.points, "points", "points"), maxSweeps: integer(values["max-sweeps"], "max-sweeps", "maxSweeps") }),
     slerp: values.slerp ?? false, align: values.align ?? false,
   };
+  await checkFileTargets([values.svg, values.report]);
   const progress = progressLine(io.stderr, values.quiet);
   const onProgress = (e: LossPathEvent) => {
     if (e.type === "path-endpoint") progress(`merging ${e.name} (${e.endpoint}) in memory`);
@@ -90,6 +91,7 @@ export async function soupCommand(argv: string[], io: Io): Promise<number> {
   if (values.svg !== undefined && !values.greedy) throw new UsageError("E_USAGE", `soup: --svg draws the greedy trajectory; give --greedy\n\n${commandHelp("soup")}`);
   if (values.force && values.out === undefined) throw new UsageError("E_USAGE", `soup: --force applies to --out DIR, which is not given\n\n${commandHelp("soup")}`);
   const options = { ...(await evalInput("soup", values)), greedy: values.greedy ?? false };
+  await checkFileTargets([values.svg, values.report]);
   const progress = progressLine(io.stderr, values.quiet);
   const onProgress = (e: SoupEvent) => {
     if (e.type === "soup-ingredients") progress(`scoring ${e.ingredients.length} ingredients`);

@@ -16,7 +16,7 @@ import { sweepChart, sweepCsv, sweepReport, sweepTable } from "../sweep/present"
 import { args, defined, type Io } from "./args";
 import { commandHelp } from "./commands";
 import { printWarning } from "./progress";
-import { writeFileAtomically } from "./write-file";
+import { checkFileTargets, writeFileAtomically } from "./write-file";
 import { evalInput, interruptible } from "./eval-commands";
 
 export async function sweepCommand(argv: string[], io: Io): Promise<number> {
@@ -30,6 +30,7 @@ export async function sweepCommand(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parsed;
   if (!values.vary?.length) throw new UsageError("E_USAGE", `sweep: give at least one --vary KEY=SPEC\n\n${commandHelp("sweep")}`);
   const options = await evalInput("sweep", values);
+  await checkFileTargets([values.csv, values.svg, values.report]);
   const recipePath = positionals[0]!;
   const interactive = io.stderr.isTTY === true && !values.quiet;
   const onProgress = (e: SweepEvent) => {

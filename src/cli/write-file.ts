@@ -2,7 +2,7 @@
  * @file Writing a report, chart or table file so that it is never seen half-written: the CLI's
  * measuring commands (diagnose, path, soup, sweep) all write theirs through here.
  */
-import { rename, rm, writeFile } from "node:fs/promises";
+import { rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { outputFailure } from "../io/io-error";
 import { uniqueSuffix } from "../io/temp-name";
@@ -17,5 +17,21 @@ export async function writeFileAtomically(path: string, text: string): Promise<v
     // The clean-up must not replace the cause: under a regular file even rm fails (ENOTDIR).
     await rm(temp, { force: true }).catch(() => undefined);
     throw outputFailure(path, "write it", cause);
+  }
+}
+
+/**
+ * Refuses, before any work, file outputs that could not be written at the end: a folder that does not
+ * exist (its parents are not created, unlike an output model folder's) or a folder at the path. Else a
+ * long run would fail last, after writing its other outputs (a soup's --out folder).
+ */
+export async function checkFileTargets(paths: readonly (string | undefined)[]): Promise<void> {
+  for (const path of paths) {
+    if (path === undefined) continue;
+    const parent = await stat(dirname(path)).catch((cause: unknown) => {
+      throw outputFailure(path, "write it", cause);
+    });
+    const code = !parent.isDirectory() ? "ENOTDIR" : (await stat(path).catch(() => undefined))?.isDirectory() ? "EISDIR" : undefined;
+    if (code) throw outputFailure(path, "write it", Object.assign(new Error(code), { code })); // worded by io-error's table
   }
 }

@@ -38,6 +38,9 @@ export const MEASURE_CLI_EXAMPLES: MeasureCliCase[] = [
   // Outputs that cannot be written: a name inside a file (found by the fuzzer: an untyped ENOTDIR), an input as the soup's folder.
   cli("diagnose", { op: "set", flag: "--svg", value: "@under-file" }),
   cli("soup", { op: "set", flag: "--out", value: "@input" }),
+  // A report whose folder does not exist, beside a soup's --out (found by the fuzzer: the soup was written, then the report failed).
+  cli("soup", { op: "set", flag: "--out", value: "@fresh" }, { op: "set", flag: "--report", value: "@no-parent" }),
+  cli("sweep", { op: "set", flag: "--write-best", value: "@fresh" }, { op: "set", flag: "--csv", value: "@no-parent" }),
   // align: as given (2 workers, checked against 1), with 3 workers and a timeline; a file that is no spec.
   // A model folder whose parent folders do not exist yet: created (found by the fuzzer: the rule said refused).
   cli("sweep", { op: "set", flag: "--write-best", value: "@no-parent" }),
