@@ -15,7 +15,8 @@
 // order); and when that would count too much (a row whose undecided elements sit in huge buckets, as in
 // a row of mostly equal keys), all of them by a stable radix sort of the row.
 
-import { DTYPE_F32, DTYPE_F64, TILE } from "./layout";
+import { elementBytes } from "./convert";
+import { TILE } from "./layout";
 import { mix, mix4 } from "./taskvector";
 import { tileOf } from "./tile";
 
@@ -327,11 +328,6 @@ export function dellaMask(
   }
 }
 
-/** Bytes of one element of a raw input by dtype code (F16 and BF16 2, F32 4, F64 8). */
-function elementBytes(dtype: i32): usize {
-  return dtype == DTYPE_F64 ? 8 : dtype == DTYPE_F32 ? 4 : 2;
-}
-
 /**
  * Each block [fiberLen x inner] of n raw elements of `bytes` each, from `src` into `dst` as [inner x
  * fiberLen]: element (j, k) of a block moves to (k, j), so the dim-1 fibers lie contiguous.
@@ -340,16 +336,18 @@ function transposeBlocks(src: usize, dst: usize, bytes: usize, n: i32, fiberLen:
   const block = fiberLen * inner;
   for (let at = 0; at < n; at += block) {
     for (let j = 0; j < fiberLen; j++) {
-      for (let k = 0; k < inner; k++) {
-        memory.copy(dst + <usize>(at + k * fiberLen + j) * bytes, src + <usize>(at + j * inner + k) * bytes, bytes);
-      }
+      const from = src + <usize>(at + j * inner) * bytes, to = dst + <usize>(at + j) * bytes, stride = <usize>fiberLen * bytes;
+      // One load and store of the element's width (a call to memory.copy per element costs more than the move).
+      if (bytes == 2) for (let k = 0; k < inner; k++) store<u16>(to + <usize>k * stride, load<u16>(from + (<usize>k << 1)));
+      else if (bytes == 4) for (let k = 0; k < inner; k++) store<u32>(to + <usize>k * stride, load<u32>(from + (<usize>k << 2)));
+      else for (let k = 0; k < inner; k++) store<u64>(to + <usize>k * stride, load<u64>(from + (<usize>k << 3)));
     }
   }
 }
 
 /** Bytes of `scratch` dellaMaskFibers needs for n elements of the two dtypes. */
 export function dellaFiberScratchBytes(n: i32, xDtype: i32, bDtype: i32): i32 {
-  return <i32>((<usize>n * (elementBytes(xDtype) + elementBytes(bDtype))) + ((<usize>n + 7) >>> 3));
+  return n * (elementBytes(xDtype) + elementBytes(bDtype)) + ((n + 7) >>> 3);
 }
 
 /**
@@ -364,9 +362,9 @@ export function dellaMaskFibers(
   x: usize, xDtype: i32, b: usize, bDtype: i32, n: i32, quant: i32, fiberLen: i32, inner: i32, startLo: u32, startHi: u32,
   key: u32, density: f64, epsilon: f64, mask: usize, work: usize, scratch: usize,
 ): void {
-  const xt = scratch, bt = xt + <usize>n * elementBytes(xDtype), bits = bt + <usize>n * elementBytes(bDtype);
-  transposeBlocks(x, xt, elementBytes(xDtype), n, fiberLen, inner);
-  transposeBlocks(b, bt, elementBytes(bDtype), n, fiberLen, inner);
+  const xt = scratch, bt = xt + <usize>n * <usize>elementBytes(xDtype), bits = bt + <usize>n * <usize>elementBytes(bDtype);
+  transposeBlocks(x, xt, <usize>elementBytes(xDtype), n, fiberLen, inner);
+  transposeBlocks(b, bt, <usize>elementBytes(bDtype), n, fiberLen, inner);
   dellaMask(xt, xDtype, bt, bDtype, n, quant, fiberLen, startLo, startHi, key, density, epsilon, bits, work);
   memory.fill(mask, 0, (<usize>n + 7) >>> 3);
   const block = fiberLen * inner;

@@ -363,7 +363,7 @@ function planTensor(
   const vocabularyRows = hasVocabularyRows(outName, inputs, models);
   const shape = vocabulary && vocabularyRows ? rebuildEmbeddingInputs({ vocabulary, file: recipe.file, base, models, findTensor, report }, outName, inputs)
     : recipe.tokenizer && vocabularyRows ? inputs[0]!.tensor.shape
-    : rectify(method, outName, inputs, base, report, models);
+    : rectify(method, inputs, base, report, vocabularyRows);
   if (!shape) return undefined;
   const numel = shape.reduce((a, b) => a * b, 1);
   const where = { file: recipe.file, tensor: outName };
@@ -501,11 +501,6 @@ function parameter(
 }
 
 /**
- * The output shape, applying mergekit's embedding rules when input shapes differ: linear and slerp keep
- * the largest common top-left block, the task-vector family cuts every other model to the base's shape.
- * Any other difference is an error. Inputs that are larger than the output get a `block` to read.
- */
-/**
  * An embedding or output head (mergekit's is_embed): by name, or by shape in every input (one row per
  * token of its model's vocabulary, whatever the name: Mamba's backbone.embeddings, RWKV's head), so a
  * tokenizer rebuild and the embedding shape rules reach every architecture's, not only the names listed.
@@ -514,7 +509,12 @@ function hasVocabularyRows(outName: string, inputs: readonly PlannedInput[], mod
   return isEmbedding(outName) || inputs.every((i) => isVocabShaped(i.tensor.name, i.tensor.shape, models.get(i.model)!.config));
 }
 
-function rectify(method: MethodSpec, outName: string, inputs: PlannedInput[], base: string | undefined, report: Report, models: ReadonlyMap<string, LoadedModel>): number[] | undefined {
+/**
+ * The output shape, applying mergekit's embedding rules when input shapes differ: linear and slerp keep
+ * the largest common top-left block, the task-vector family cuts every other model to the base's shape.
+ * Any other difference is an error. Inputs that are larger than the output get a `block` to read.
+ */
+function rectify(method: MethodSpec, inputs: PlannedInput[], base: string | undefined, report: Report, vocabularyRows: boolean): number[] | undefined {
   const first = inputs[0]!.tensor.shape;
   const same = (s: number[]) => s.length === first.length && s.every((d, i) => d === first[i]);
   if (inputs.every((i) => same(i.tensor.shape))) return first;
@@ -527,7 +527,7 @@ function rectify(method: MethodSpec, outName: string, inputs: PlannedInput[], ba
   };
   // mergekit's decorator-defined methods (sce, ram*) do no rectification and fail on any mismatch.
   if (method.kind === "sce" || method.kind === "ram") return mismatch();
-  if (!hasVocabularyRows(outName, inputs, models) || !inputs.every((i) => i.tensor.shape.length === 2) || method.strictShapes) return mismatch();
+  if (!vocabularyRows || !inputs.every((i) => i.tensor.shape.length === 2) || method.strictShapes) return mismatch();
   let rows: number, cols: number;
   if (method.kind === "taskVector") {
     const b = inputs.find((i) => i.model === base)!.tensor.shape;
