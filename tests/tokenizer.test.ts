@@ -124,6 +124,57 @@ test("each fixture was made by the transformers version the tokenizers follow", 
   for (const style of STYLES) assert.equal((await fixture(style)).expected.transformers, "5.18.0", style);
 });
 
+interface AddedTokensVariant {
+  base: string;
+  name: string;
+  addedTokens: Record<string, unknown>[];
+  configSet: Record<string, unknown>;
+  configRemove: string[];
+  vocabSize: number;
+  cases: { text: string; ids: number[]; idsNoSpecial: number[]; decoded: string; decodedSkipSpecial: string }[];
+  decodes: { ids: number[]; decoded: string; decodedSkipSpecial: string }[];
+}
+
+// added-tokens.json (make_added_tokens.py): variants of the fixtures above with added tokens of every
+// kind and tokenizer_config.json special tokens, and what transformers 5.18's AutoTokenizer made of them.
+test("added tokens split, number and decode as transformers' do: single_word, lstrip/rstrip, normalized, ids, config special tokens", async () => {
+  const { transformers, variants } = JSON.parse(await readFile(join(FIXTURES, "added-tokens.json"), "utf8")) as { transformers: string; variants: AddedTokensVariant[] };
+  assert.equal(transformers, "5.18.0");
+  assert.ok(variants.length >= 30);
+  const mismatches: string[] = [];
+  for (const v of variants) {
+    const dir = await tempDir("ws-added-");
+    try {
+      const base = join(FIXTURES, v.base);
+      const tokenizerJson = JSON.parse(await readFile(join(base, "tokenizer.json"), "utf8")) as { added_tokens: unknown[] };
+      const config = JSON.parse(await readFile(join(base, "tokenizer_config.json"), "utf8")) as Record<string, unknown>;
+      for (const key of v.configRemove) delete config[key];
+      await writeFile(join(dir, "tokenizer.json"), JSON.stringify({ ...tokenizerJson, added_tokens: [...tokenizerJson.added_tokens, ...v.addedTokens] }));
+      await writeFile(join(dir, "tokenizer_config.json"), JSON.stringify({ ...config, ...v.configSet }));
+      for (const file of ["config.json", "generation_config.json"]) await writeFile(join(dir, file), await readFile(join(base, file)));
+      const tokenizer = (await loadTokenizer(await NodeFolder.open(dir)))!;
+      const where = `${v.base}/${v.name}`;
+      if (tokenizer.vocabSize !== v.vocabSize) mismatches.push(`${where}: len ${tokenizer.vocabSize}, transformers ${v.vocabSize}`);
+      const check = (what: string, got: unknown, want: unknown) => {
+        if (JSON.stringify(got) !== JSON.stringify(want)) mismatches.push(`${where} ${what}: ${JSON.stringify(got)}, transformers ${JSON.stringify(want)}`);
+      };
+      for (const c of v.cases) {
+        check(`encode ${JSON.stringify(c.text)}`, tokenizer.encode(c.text), c.ids);
+        check(`encode ${JSON.stringify(c.text)} without special tokens`, tokenizer.encode(c.text, { addSpecialTokens: false }), c.idsNoSpecial);
+        check(`decode ${JSON.stringify(c.ids)}`, tokenizer.decode(c.ids), c.decoded);
+        check(`decode ${JSON.stringify(c.ids)} skipping special tokens`, tokenizer.decode(c.ids, { skipSpecialTokens: true }), c.decodedSkipSpecial);
+      }
+      for (const d of v.decodes) {
+        check(`decode ${JSON.stringify(d.ids)}`, tokenizer.decode(d.ids), d.decoded);
+        check(`decode ${JSON.stringify(d.ids)} skipping special tokens`, tokenizer.decode(d.ids, { skipSpecialTokens: true }), d.decodedSkipSpecial);
+      }
+    } finally {
+      await removeDir(dir);
+    }
+  }
+  assert.deepEqual(mismatches, [], `${mismatches.length} differences from transformers:\n${mismatches.slice(0, 40).join("\n")}`);
+});
+
 test("the streaming decoder never emits part of a character split over byte tokens", async () => {
   for (const style of ["llama2", "gpt2", "qwen2", "llama3"]) {
     const { tokenizer } = await fixture(style);

@@ -28,8 +28,7 @@ export function useRustDecoding(decoder: Decoder | null): void {
   } else if (decoder instanceof ByteFallbackDecoder) {
     decoder.decode_chain = byteFallbackChain;
   } else if (decoder instanceof ByteLevelDecoder) {
-    const byteLevel = decoder;
-    byteLevel.decode_chain = (tokens) => byteLevelChain(tokens, (byteLevel.added_tokens ?? []).map((t) => t.content));
+    decoder.decode_chain = byteLevelChain;
   } else if (decoder instanceof MetaspaceDecoder) {
     const replacement = decoder.replacement;
     decoder.decode_chain = (tokens) => tokens.map((token, i) => token.replaceAll(replacement, i === 0 ? "" : " "));
@@ -75,9 +74,9 @@ function byteFallbackChain(tokens: string[]): string[] {
 
 let byteOfChar: Map<string, number> | undefined;
 
-function byteLevelChain(tokens: string[], addedTokens: readonly string[]): string[] {
+/** Added tokens too: Rust maps their characters back to bytes like any other token's ("Ü" is byte 0xDC). */
+function byteLevelChain(tokens: string[]): string[] {
   byteOfChar ??= new Map(byteAlphabet().map((c, b) => [c, b]));
-  const added = new Set(addedTokens);
   const out: string[] = [];
   let bytes: number[] = [];
   const flush = () => {
@@ -85,11 +84,6 @@ function byteLevelChain(tokens: string[], addedTokens: readonly string[]): strin
     bytes = [];
   };
   for (const token of tokens) {
-    if (added.has(token)) {
-      flush();
-      out.push(token);
-      continue;
-    }
     const mapped: number[] = [];
     for (const c of token) {
       const b = byteOfChar.get(c);

@@ -1,13 +1,15 @@
 /**
  * @file A model's tokenizer: tokenizer.json + tokenizer_config.json read by @huggingface/tokenizers
- * (pure JS, the same in Node and browsers), giving the ids transformers' AutoTokenizer gives. Two
+ * (pure JS, the same in Node and browsers), giving the ids transformers' AutoTokenizer gives. Three
  * adjustments make that so: the pipeline rebuild transformers' model-specific classes do
- * (transformers-class.ts), and settings the JS library reads differently from the Rust one
- * (library-compat.ts, rust-decoders.ts). Decoding follows transformers 5 too: ids outside the vocabulary are skipped, and
- * clean_up_tokenization_spaces is ignored for BPE models.
+ * (transformers-class.ts), settings the JS library reads differently from the Rust one
+ * (library-compat.ts, rust-decoders.ts), and added tokens as Rust and transformers have them
+ * (added-vocabulary.ts). Decoding follows transformers 5 too: ids outside the vocabulary are skipped,
+ * and clean_up_tokenization_spaces is ignored for BPE models.
  */
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import type { ModelFolder } from "../io/folder";
+import { type AddedToken, AddedTokenMatcher, addedVocabulary } from "./added-vocabulary";
 import { type ChatMessage, chatRenderer } from "./chat-template";
 import { type JsonObject, readTokenizerFiles, tokenizerError, type TokenizerFiles } from "./files";
 import { forJsLibrary, UnsupportedTokenizer } from "./library-compat";
@@ -45,8 +47,10 @@ export interface Tokenizer {
   chatPrompt(messages: readonly ChatMessage[]): string | undefined;
   /** Whether the model has a chat template. */
   readonly hasChatTemplate: boolean;
-  /** Every token (added ones included) and its id, as the library reads tokenizer.json. */
+  /** Every token (added ones included) and its id, as transformers has them. */
   vocabulary(): ReadonlyMap<string, number>;
+  /** The added tokens with their ids and settings, as transformers has them (added-vocabulary.ts). */
+  addedTokens(): readonly AddedToken[];
 }
 
 const MODEL_TYPES = new Set(["BPE", "Unigram", "WordPiece", "WordLevel"]);
@@ -73,15 +77,18 @@ export function tokenizerFromFiles(files: TokenizerFiles): Tokenizer {
   if (type === "BPE" && !Array.isArray(m.merges)) throw tokenizerError(files.tokenizerPath, "the BPE model has no list of merges", { key: "model.merges" });
   const cls = transformersClass(files.tokenizerConfig, files.modelConfig);
   let hf: HfTokenizer;
+  let added: AddedToken[];
   try {
     const json = forJsLibrary(applyTransformersClass(files.tokenizer, cls, files.tokenizerConfig));
-    hf = new HfTokenizer(json, libraryConfig(files.tokenizerConfig, m));
+    added = addedVocabulary(json, files.tokenizerConfig);
+    hf = new HfTokenizer({ ...json, added_tokens: added }, libraryConfig(files.tokenizerConfig, m));
+    useRustAddedTokens(hf, added, files.tokenizerConfig.split_special_tokens === true);
     useRustDecoding(hf.decoder);
     useRustPreTokenizing(hf.pre_tokenizer);
   } catch (cause) {
     throw tokenizerError(files.tokenizerPath, describeFailure(cause), {}, cause);
   }
-  return new HfBackedTokenizer(hf, files, cls, type);
+  return new HfBackedTokenizer(hf, files, cls, type, added);
 }
 
 /** Why the library refused the file, in words ("Unknown PreTokenizer type: X" becomes "... is not supported"). */
@@ -91,6 +98,57 @@ function describeFailure(cause: unknown): string {
   const unknown = /^Unknown (\w+) type: (.*)$/.exec(message);
   if (unknown) return `its ${unknown[1]} type ${JSON.stringify(unknown[2])} is not supported`;
   return `cannot be used: ${message}`;
+}
+
+/** The library's internals this file replaces (not in its typings). */
+interface LibraryInternals {
+  encode_text(text: string | null): string[] | null;
+  normalizer: ((text: string) => string) | null;
+  pre_tokenizer: ((text: string, options: { section_index: number }) => string[]) | null;
+  model: (words: string[]) => string[];
+  added_tokens_map: Map<string, unknown>;
+  special_tokens: string[];
+}
+
+/**
+ * Gives the library transformers' added tokens (added-vocabulary.ts): they are cut out of the text the
+ * Rust way, ids are looked up by content only (the library also maps normalized contents, which a
+ * model token can spell), and the special ones, and only they, are skipped in decoding.
+ */
+function useRustAddedTokens(hf: HfTokenizer, added: readonly AddedToken[], splitSpecialTokens: boolean): void {
+  const lib = hf as unknown as LibraryInternals;
+  const byContent = new Map(added.map((t) => [t.content, lib.added_tokens_map.get(t.content)]));
+  lib.added_tokens_map = byContent;
+  lib.special_tokens = added.filter((t) => t.special).map((t) => t.content);
+  // Rust's tries list special tokens first, then the others, each in the order they were added.
+  const usable = added.filter((t) => !(splitSpecialTokens && t.special));
+  const ordered = [...usable.filter((t) => t.special), ...usable.filter((t) => !t.special)];
+  const normalizer = lib.normalizer;
+  const normalize = normalizer === null ? (text: string) => text : (text: string) => normalizer(text);
+  const raw = new AddedTokenMatcher(ordered.filter((t) => !t.normalized).map((t) => [t.content, t] as const));
+  const normalized = new AddedTokenMatcher(ordered.filter((t) => t.normalized).map((t) => [normalize(t.content), t] as const));
+  lib.encode_text = (text) => {
+    if (text === null) return null;
+    const tokens: string[] = [];
+    for (const piece of raw.split(text)) {
+      if (piece.token) {
+        tokens.push(piece.token.content);
+        continue;
+      }
+      if (piece.text === "") continue;
+      for (const part of normalized.split(normalize(piece.text))) {
+        if (part.token) {
+          tokens.push(part.token.content);
+        } else if (part.text !== "") {
+          // Metaspace's "first" scheme prepends only to the text that starts the input.
+          const sectionIndex = piece.start === 0 && part.start === 0 ? 0 : 1;
+          const words = lib.pre_tokenizer === null ? [part.text] : lib.pre_tokenizer(part.text, { section_index: sectionIndex });
+          tokens.push(...lib.model(words));
+        }
+      }
+    }
+    return tokens;
+  };
 }
 
 /**
@@ -117,7 +175,7 @@ class HfBackedTokenizer implements Tokenizer {
   /** Byte-fallback tokens (<0x41>), when the decoder turns them back into bytes. */
   private readonly isByteToken: (id: number) => boolean;
 
-  constructor(private readonly hf: HfTokenizer, files: TokenizerFiles, readonly transformersClass: TransformersClass, modelType: string) {
+  constructor(private readonly hf: HfTokenizer, files: TokenizerFiles, readonly transformersClass: TransformersClass, modelType: string, private readonly added: readonly AddedToken[]) {
     const vocab = hf.get_vocab(true);
     let top = -1;
     for (const id of vocab.values()) if (id > top) top = id;
@@ -156,5 +214,9 @@ class HfBackedTokenizer implements Tokenizer {
 
   vocabulary(): ReadonlyMap<string, number> {
     return this.hf.get_vocab(true);
+  }
+
+  addedTokens(): readonly AddedToken[] {
+    return this.added;
   }
 }

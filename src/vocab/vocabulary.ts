@@ -181,20 +181,15 @@ async function readModelVocabulary(name: string, model: LoadedModel): Promise<Mo
   }
   // The tokenizer loader (with @huggingface/tokenizers) is imported by the merges that build a vocabulary only.
   const { tokenizerFromFiles } = await import("../tokenizer/tokenizer");
+  const tokenizer = tokenizerFromFiles(files);
   const originalIds = new Map<string, number>();
-  for (const [token, id] of tokenizerFromFiles(files).vocabulary()) if (typeof token === "string") originalIds.set(token, id);
+  for (const [token, id] of tokenizer.vocabulary()) if (typeof token === "string") originalIds.set(token, id);
   const limit = vocabSize(model.config); // the embedding's rows (a multimodal model's in its text section)
   const ids = new Map([...originalIds].filter(([, id]) => limit === undefined || id < limit));
+  // The added tokens transformers has (tokenizer.json's, and the special tokens tokenizer_config.json names).
   const added = new Map<string, JsonObject>();
-  const list = files.tokenizer.added_tokens;
-  if (Array.isArray(list)) {
-    for (const entry of list) {
-      if (entry === null || typeof entry !== "object" || typeof (entry as JsonObject).content !== "string") continue;
-      const content = (entry as JsonObject).content as string;
-      if (!ids.has(content) || added.has(content)) continue;
-      const { id: _id, ...settings } = entry as JsonObject;
-      added.set(content, settings);
-    }
+  for (const { id: _id, ...settings } of tokenizer.addedTokens()) {
+    if (ids.has(settings.content) && !added.has(settings.content)) added.set(settings.content, settings);
   }
   return { model: name, files, ids, originalIds, added, limit };
 }
