@@ -5,12 +5,12 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { inspect, merge, openModel } from "../src/node";
 import { inspect as inspectFolder } from "../src/api/inspect";
-import { WeightsoupError } from "../src/errors";
+import { ModelError, WeightsoupError } from "../src/errors";
 import { BlobFolder, type ModelFolder } from "../src/io/folder";
 import { NodeFolder } from "../src/io/node-folder";
 import { baseModel, CLI, fineTune, readOutput, removeDir, tempDir, TINY, WORKER_URL, writeCase, writeModel } from "./helpers/fixtures";
@@ -307,5 +307,73 @@ describe("config.json", () => {
     assert.equal(out.num_hidden_layers, 4);
     assert.deepEqual(out.layer_types, [types[0], types[1], types[1], types[2]]);
     assert.deepEqual(out.architectures, ["Qwen2ForCausalLM"]);
+  });
+
+  // Configs that give a layer its kind by its position (transformers recomputes it from the output
+  // layer's index). The slices [0, 2) + [1, 3) of a 3-layer model give the output layers 0, 1, 1, 2.
+  const F = "full_attention", S = "sliding_attention";
+  const movedLayers = async (extra: Record<string, unknown>) => {
+    const dir = join(root, `positional-${n++}`);
+    const base = baseModel(114, "F32", { ...TINY, layers: 3 });
+    const recipePath = await writeCase(dir, { m: { ...base, config: { ...base.config, ...extra } } }, {
+      merge_method: "passthrough",
+      slices: [{ sources: [{ model: "./m", layer_range: [0, 2] }] }, { sources: [{ model: "./m", layer_range: [1, 3] }] }],
+    });
+    return { recipePath, out: join(dir, "out") };
+  };
+  const mergedConfig = async (extra: Record<string, unknown>) => {
+    const { recipePath, out } = await movedLayers(extra);
+    await merge(recipePath, { out, workerUrl: WORKER_URL });
+    return JSON.parse(await readFile(join(out, "config.json"), "utf8")) as Record<string, unknown>;
+  };
+
+  test("moved layers keep the attention kind their position gave them, stated in layer_types where the config left it implied", async () => {
+    // Qwen2: layers from max_window_layers on slide. Source [F, F, S]; output [F, F, F, S], where
+    // transformers' rule for 4 layers would give [F, F, S, S].
+    assert.deepEqual((await mergedConfig({ model_type: "qwen2", use_sliding_window: true, max_window_layers: 2 })).layer_types, [F, F, F, S]);
+    // Gemma 2: odd positions slide. Source [S, F, S]; output [S, F, F, S] (the rule: [S, F, S, F]).
+    assert.deepEqual((await mergedConfig({ model_type: "gemma2" })).layer_types, [S, F, F, S]);
+    // Gemma 3: every sliding_window_pattern-th is full. Source [S, S, F]; output [S, S, S, F] (rule: [S, S, F, S]).
+    assert.deepEqual((await mergedConfig({ model_type: "gemma3_text", sliding_window_pattern: 3 })).layer_types, [S, S, S, F]);
+    // Where the rule gives the output the same kinds, the config is left as it was.
+    assert.ok(!("layer_types" in (await mergedConfig({ model_type: "qwen2", use_sliding_window: false, max_window_layers: 2 }))));
+    assert.ok(!("layer_types" in (await mergedConfig({ model_type: "gemma3_text" }))), "pattern 6: all four slide either way");
+  });
+
+  test("moved layers keep their MLP kind in a Qwen-MoE config: mlp_only_layers restated from the sources, decoder_sparse_step 1", async () => {
+    // mlp_only_layers [1]: source kinds [moe, dense, moe]; output [moe, dense, dense, moe].
+    const out = await mergedConfig({ model_type: "qwen3_moe", mlp_only_layers: [1], decoder_sparse_step: 1, num_experts: 4 });
+    assert.deepEqual(out.mlp_only_layers, [1, 2]);
+    assert.equal(out.decoder_sparse_step, 1);
+    // decoder_sparse_step 2: source [dense, moe, dense]; output [dense, moe, moe, dense].
+    const stepped = await mergedConfig({ model_type: "qwen2_moe", decoder_sparse_step: 2, num_experts: 4 });
+    assert.deepEqual(stepped.mlp_only_layers, [0, 3]);
+    assert.equal(stepped.decoder_sparse_step, 1);
+  });
+
+  test("moving layers of a config whose positional rule is not known, or of a GPT-2 that scales attention by layer index, is refused", async () => {
+    for (const [extra, key] of [
+      [{ model_type: "gpt2", scale_attn_by_inverse_layer_idx: true }, /scale_attn_by_inverse_layer_idx/],
+      [{ model_type: "deepseek_v3", first_k_dense_replace: 1 }, /first_k_dense_replace: 1/],
+      [{ model_type: "exaone4", sliding_window_pattern: 4 }, /sliding_window_pattern: 4/],
+    ] as const) {
+      const { recipePath, out } = await movedLayers(extra);
+      await assert.rejects(merge(recipePath, { out, workerUrl: WORKER_URL }), (e: unknown) => {
+        assert.ok(e instanceof ModelError, String(e));
+        assert.equal(e.code, "E_CONFIG");
+        assert.match(e.message, key);
+        assert.match(e.message, /m\/config\.json/);
+        return true;
+      });
+      await assert.rejects(stat(out), "nothing is written");
+    }
+    // Layers that stay at their index are fine: slices [0, 2) + [2, 3) of the same model.
+    const dir = join(root, `positional-${n++}`);
+    const base = baseModel(115, "F32", { ...TINY, layers: 3 });
+    const recipePath = await writeCase(dir, { m: { ...base, config: { ...base.config, model_type: "deepseek_v3", first_k_dense_replace: 1 } } }, {
+      merge_method: "passthrough",
+      slices: [{ sources: [{ model: "./m", layer_range: [0, 2] }] }, { sources: [{ model: "./m", layer_range: [2, 3] }] }],
+    });
+    await merge(recipePath, { out: join(dir, "out"), workerUrl: WORKER_URL });
   });
 });

@@ -9,6 +9,7 @@ import type { LoadedModel } from "../model/model";
 import { parseRepoId } from "../model/repo-id";
 import { layerCountKeys } from "../model/roles";
 import { TEXT_SECTIONS } from "../model/stacks";
+import { impliedLayerTypes, impliedSparseLayers } from "../plan/layer-config";
 import type { MergePlan } from "../plan/plan";
 import { version } from "../../package.json";
 
@@ -84,10 +85,33 @@ function layerChanges(plan: MergePlan, section: string | null, changes: Map<stri
     });
     if (rebuilt.every((v) => v !== undefined)) changes.set(key, rebuilt);
   }
+  // Kinds the donor's config gives by position (layer-config.ts): stated per layer, from each layer's
+  // source, where transformers' rule for the output's positions would give other kinds.
+  const config = at(donor);
+  const layers = plan.outputLayers!;
+  const fromSources = <T>(rule: (c: Record<string, unknown>, n: number) => T[] | undefined): T[] | undefined => {
+    const kinds = plan.layerSources.map(({ model, layer }) => {
+      const source = plan.models.get(model)!;
+      const c = at(source);
+      return c ? rule(c, source.layers)?.[layer] : undefined;
+    });
+    return kinds.every((k) => k !== undefined) ? (kinds as T[]) : undefined;
+  };
+  if (config && !Array.isArray(config.layer_types) && !changes.has("layer_types")) {
+    const types = fromSources(impliedLayerTypes);
+    if (types && JSON.stringify(types) !== JSON.stringify(impliedLayerTypes(config, layers))) changes.set("layer_types", types);
+  }
+  if (config) {
+    const sparse = fromSources(impliedSparseLayers);
+    if (sparse && JSON.stringify(sparse) !== JSON.stringify(impliedSparseLayers(config, layers))) {
+      changes.set("decoder_sparse_step", 1);
+      changes.set("mlp_only_layers", sparse.flatMap((isSparse, i) => (isSparse ? [] : [i])));
+    }
+  }
 }
 
 /** Top-level lists that may hold one entry per layer but never do. */
-const NOT_PER_LAYER = new Set(["architectures"]);
+const NOT_PER_LAYER = new Set(["architectures", "mlp_only_layers"]);
 
 /**
  * Keys of a config (or section) holding one entry per layer: `layer_types`, and any other list as long

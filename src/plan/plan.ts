@@ -11,6 +11,7 @@ import type { LoadedModel, TensorInfo } from "../model/model";
 import { isEmbedding, isVocabShaped, layerName, tensorRole } from "../model/roles";
 import { buildLedger, type Ledger } from "../ledger/ledger";
 import { layoutOf, type ModelLayout } from "./layout";
+import { checkMovedLayers, decoderConfigs } from "./layer-config";
 import { lookupParameter, type ParameterScope, type Value } from "../recipe/parameters";
 import type { OutputSlice, Recipe } from "../recipe/recipe";
 import { dellaRows, sparsifierProblem, voteOptions } from "./task-family";
@@ -260,6 +261,7 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
 
   throwProblems(problems);
   if (tensors.length === 0) throw new RecipeError("E_RECIPE", `${recipe.file}: the recipe selects no tensors`, { file: recipe.file });
+  if (recipe.slices) checkMovedLayers(recipe.file, layerSources, (name) => decoderConfigs(models.get(name)!));
   const donor = recipe.baseModel ?? first.sources[0]!.model;
   const ledger = buildLedger({ recipeFile: recipe.file, method: method.name, models, layouts, slices, tensors, offered, donor });
   return {
