@@ -222,6 +222,42 @@ function bpe(): Record<string, unknown> {
   };
 }
 
+describe("union over a base whose added tokens lie past its model vocabulary (Llama-3, Qwen2 layout)", () => {
+  // base: model vocabulary <unk> the cat (0-2), added <|eot|> at 3 outside it. ft: the same plus a
+  // regular "dog" at 3 and <|eot|> at 4. The union plans dog at 4. Written into the model vocabulary,
+  // "dog" would make the Rust library number <|eot|> from the vocabulary's size (4: the same id as dog),
+  // so it is written as an added token, as mergekit's add_tokens does: not special, normalized.
+  test("a new regular token becomes an added token, and every id reads back as planned", async () => {
+    const dir = join(root, `case-${counter++}`);
+    const path = await writeCase(dir, { base: model(11, "F32", 4), ft: model(12, "F32", 5) }, {
+      merge_method: "linear", tokenizer_source: "union", models: [{ model: "./base", parameters: { weight: 1 } }, { model: "./ft", parameters: { weight: 1 } }],
+    });
+    const file = (vocab: string[], eot: number) => ({
+      version: "1.0", truncation: null, padding: null, normalizer: null, pre_tokenizer: { type: "Whitespace" }, post_processor: null, decoder: null,
+      added_tokens: [special(eot, "<|eot|>")],
+      model: { type: "WordLevel", vocab: Object.fromEntries(vocab.map((t, i) => [t, i])), unk_token: "<unk>" },
+    });
+    await writeTokenizer(join(dir, "base"), file(["<unk>", "the", "cat"], 3));
+    await writeTokenizer(join(dir, "ft"), file(["<unk>", "the", "cat", "dog"], 4));
+    await merge(path, { out: join(dir, "out"), workerUrl: WORKER_URL });
+    const tj = JSON.parse(await readFile(join(dir, "out", "tokenizer.json"), "utf8"));
+    assert.deepEqual(tj.model.vocab, { "<unk>": 0, the: 1, cat: 2 });
+    assert.deepEqual(tj.added_tokens.map((t: { id: number; content: string; special: boolean; normalized: boolean }) => [t.id, t.content, t.special, t.normalized]),
+      [[0, "<unk>", true, false], [3, "<|eot|>", true, false], [4, "dog", false, true]]); // tokenizer_config.json's unk_token is special
+    const tokenizer = (await loadTokenizer(await NodeFolder.open(join(dir, "out"))))!;
+    assert.deepEqual(tokenizer.encode("the cat <|eot|> dog"), [1, 2, 3, 4]);
+    // The rows follow: dog's row is ft's row 3, <|eot|>'s the mean of base row 3 and ft row 4.
+    const got = decodeFloat("F32", (await readOutput(join(dir, "out"))).tensors.get("model.embed_tokens.weight")!.data);
+    const h = SHAPE.hidden;
+    const base = (await readOutput(join(dir, "base"))).tensors.get("model.embed_tokens.weight")!, ft = (await readOutput(join(dir, "ft"))).tensors.get("model.embed_tokens.weight")!;
+    const [b, f] = [decodeFloat("F32", base.data), decodeFloat("F32", ft.data)];
+    for (let i = 0; i < h; i++) {
+      assert.ok(Math.abs(got[4 * h + i]! - f[3 * h + i]!) <= 1e-6, "dog");
+      assert.ok(Math.abs(got[3 * h + i]! - (b[3 * h + i]! + f[4 * h + i]!) / 2) <= 1e-6, "<|eot|>");
+    }
+  });
+});
+
 describe("task_arithmetic over rebuilt embeddings", () => {
   test("the base is rebuilt too: out = base' + w (b' - base') row by row", async () => {
     const c = await threeModels({ merge_method: "task_arithmetic", base_model: "./base", models: [{ model: "./b", parameters: { weight: 0.75 } }], tokenizer_source: "union" });

@@ -140,7 +140,7 @@ async function checkLoads(files: TokenizerFiles, vocabulary: OutputVocabulary | 
   for (const [token, id] of vocabulary.ids) {
     const got = loaded.get(token);
     if (got !== id) {
-      throw tokenizerError(files.tokenizerPath, `the rebuilt tokenizer gives ${JSON.stringify(token)} id ${got ?? "none"}, not the planned ${id} (a token the file holds twice?)`, { token });
+      throw tokenizerError(files.tokenizerPath, `the rebuilt tokenizer gives ${JSON.stringify(token)} id ${got ?? "none"}, not the planned ${id} (the ids transformers would give)`, { token });
     }
   }
 }

@@ -6,6 +6,8 @@
  * - `union`: the base's tokens at their own ids, then every token of the other inputs that the base
  *   lacks, appended: first the regular tokens of every model (models in recipe order, each in id
  *   order), then their added tokens (an added token's settings come from the first model that has it).
+ *   The regular ones are written into the tokenizer model's vocabulary where that keeps every id, else
+ *   as added tokens (mergekit's add_tokens).
  * - A model's tokens whose id is at or past its config.json `vocab_size` are stripped first: they have
  *   no embedding row (mergekit does the same).
  * - Tokens named under `tokens:` that the vocabulary lacks are appended as added tokens.
@@ -16,6 +18,7 @@
 import { ModelError, RecipeError } from "../errors";
 import type { LoadedModel } from "../model/model";
 import { vocabSize } from "../model/roles";
+import { isJsonObject } from "../format/json";
 import { readTokenizerFiles, type JsonObject, type TokenizerFiles } from "../tokenizer/files";
 import { tokenKey, type TokenizerSettings } from "./settings";
 
@@ -42,7 +45,7 @@ export interface OutputVocabulary {
   ids: Map<string, number>;
   /** Output ids of tokens that the output tokenizer holds as added tokens, with their settings. */
   added: Map<number, JsonObject>;
-  /** Regular tokens appended to the source's model vocabulary (union), by output id. */
+  /** Regular tokens appended to the source's model vocabulary (union, where that keeps ids), by output id. */
   appended: Map<number, string>;
   /** Source ids stripped (at or past its vocab_size). */
   stripped: Set<string>;
@@ -97,10 +100,18 @@ export async function buildVocabulary(
         if (entry && !addedAnywhere.has(token)) addedAnywhere.set(token, entry);
       }
     }
+    // A regular token written into the tokenizer model's own vocabulary keeps its id only where every
+    // added token of the source is in that vocabulary too (GPT-2, WordLevel): the Rust library numbers
+    // the other added tokens from the vocabulary's size, so past a Llama-3 or Qwen2 vocabulary its
+    // <|eot_id|> would take the first new token's id. There the new tokens are added tokens, as
+    // mergekit's add_tokens makes them.
+    const modelVocab = (source.files.tokenizer.model as JsonObject | undefined)?.vocab;
+    const intoModelVocab = isJsonObject(modelVocab) && [...source.added.keys()].every((t) => Object.hasOwn(modelVocab, t));
     for (const v of all) {
       for (const [token] of byId(v.ids)) {
         if (addedAnywhere.has(token) || ids.has(token)) continue;
-        appended.set(next, token);
+        if (intoModelVocab) appended.set(next, token);
+        else added.set(next, addedByAddTokens(token));
         put(token, next++);
       }
     }
@@ -117,7 +128,7 @@ export async function buildVocabulary(
   // Tokens the recipe names are added if absent (transformers' add_tokens: not special, normalized).
   for (const token of settings.tokens.keys()) {
     if (ids.has(token)) continue;
-    added.set(next, { content: token, single_word: false, lstrip: false, rstrip: false, normalized: true, special: false });
+    added.set(next, addedByAddTokens(token));
     put(token, next++);
   }
 
@@ -167,6 +178,11 @@ function checkTokenSources(settings: TokenizerSettings, file: string, vocabulari
       throw new RecipeError("E_RECIPE", `${file}: ${key}.token: model ${s.model} has no token ${JSON.stringify(s.token)} (${v.files.tokenizerPath})`, { file, key: `${key}.token`, model: s.model });
     }
   }
+}
+
+/** A token as transformers' add_tokens adds a string: not special, normalized. */
+function addedByAddTokens(token: string): JsonObject {
+  return { content: token, single_word: false, lstrip: false, rstrip: false, normalized: true, special: false };
 }
 
 /** Entries sorted by id. */
