@@ -486,4 +486,23 @@ describe("without tokenizer keys", () => {
     await merge(c.recipe, { out, workers: 1, workerUrl: WORKER_URL });
     for (const file of ["tokenizer.json", "tokenizer_config.json"]) assert.equal(await readFile(join(out, file), "utf8"), await readFile(join(c.dir, "base", file), "utf8"));
   });
+
+  test("vocabularies of different sizes keep the rows every model has, and config.json says so (with a warning), so transformers loads the folder", async () => {
+    // b (12 rows, first, the donor) and base (10 rows): mergekit's rule keeps the top 10 rows of both.
+    const c = await threeModels({ merge_method: "linear", models: ["./b", "./base"].map((model) => ({ model, parameters: { weight: 1 } })) });
+    const out = join(c.dir, "out");
+    const warnings: string[] = [];
+    await merge(c.recipe, { out, workers: 1, workerUrl: WORKER_URL, onProgress: (e) => { if (e.type === "warning") warnings.push(e.message); } });
+    const tensors = (await readOutput(out)).tensors;
+    assert.deepEqual(tensors.get("model.embed_tokens.weight")!.shape, [10, SHAPE.hidden]);
+    assert.deepEqual(tensors.get("lm_head.weight")!.shape, [10, SHAPE.hidden]);
+    assert.equal(JSON.parse(await readFile(join(out, "config.json"), "utf8")).vocab_size, 10);
+    assert.ok(warnings.some((w) => /vocabularies differ in size/.test(w) && /vocab_size is set to 10/.test(w) && /tokenizer_source/.test(w)), warnings.join("; "));
+    // The same models with the smaller one first keep its config as it was: nothing was cut from it.
+    const d = await threeModels({ merge_method: "linear", models: ["./base", "./b"].map((model) => ({ model, parameters: { weight: 1 } })) });
+    const quiet: string[] = [];
+    await merge(d.recipe, { out: join(d.dir, "out"), workers: 1, workerUrl: WORKER_URL, onProgress: (e) => { if (e.type === "warning") quiet.push(e.message); } });
+    assert.deepEqual(JSON.parse(await readFile(join(d.dir, "out", "config.json"), "utf8")), JSON.parse(await readFile(join(d.dir, "base", "config.json"), "utf8")));
+    assert.deepEqual(quiet, []);
+  });
 });

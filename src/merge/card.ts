@@ -7,7 +7,7 @@ import { editSection, editTopLevel } from "../format/json";
 import { torchDtypeName } from "../format/dtypes";
 import type { LoadedModel } from "../model/model";
 import { parseRepoId } from "../model/repo-id";
-import { layerCountKeys } from "../model/roles";
+import { isEmbedding, layerCountKeys, vocabSize as statedVocabSize } from "../model/roles";
 import { TEXT_SECTIONS } from "../model/stacks";
 import { impliedLayerTypes, impliedSparseLayers } from "../plan/layer-config";
 import type { MergePlan } from "../plan/plan";
@@ -35,7 +35,7 @@ export function outputConfig(plan: MergePlan): string | null {
     if (Object.hasOwn(config, "torch_dtype") || !Object.hasOwn(config, "dtype")) changes.set("torch_dtype", name);
   }
   const sectionChanges = new Map<string, Map<string, unknown>>();
-  const vocabSize = plan.tokenizerOutput?.vocabSize;
+  const vocabSize = plan.tokenizerOutput?.vocabSize ?? cutVocabularyRows(plan);
   if (vocabSize !== undefined) {
     // Where the config states it: a multimodal model's text section (text_config.vocab_size, which
     // transformers builds the language model from), the top level, or both; the top level if nowhere.
@@ -66,6 +66,23 @@ export function outputConfig(plan: MergePlan): string | null {
   let text = editTopLevel(donor.configText, changes);
   for (const [section, edits] of sectionChanges) text = editSection(text, section, edits);
   return text.endsWith("\n") ? text : text + "\n";
+}
+
+/**
+ * The output embedding's row count where mergekit's shape rule (the rows every model has) cut it below
+ * the donor's config.json vocab_size: models with vocabularies of different sizes merged without a
+ * tokenizer key. config.json then states the rows written, so that transformers loads the folder.
+ */
+export function cutVocabularyRows(plan: MergePlan): number | undefined {
+  if (plan.tokenizerOutput) return undefined;
+  const stated = statedVocabSize(plan.models.get(plan.donor)!.config);
+  if (stated === undefined) return undefined;
+  for (const t of plan.tensors) {
+    if (!isEmbedding(t.name) || t.shape.length !== 2) continue;
+    const own = t.inputs.find((i) => i.model === plan.donor);
+    if (own?.tensor.shape[0] === stated && t.shape[0]! < stated) return t.shape[0];
+  }
+  return undefined;
 }
 
 /** A section of config.json that is an object, or undefined. */

@@ -16,7 +16,7 @@ import type { MergePlan, PlannedTensor } from "../plan/plan";
 import { indexJson, INDEX_FILE, planShards } from "../plan/shards";
 import { WorkerPool } from "../pool/pool";
 import { PoolExecutor } from "./pool-executor";
-import { modelCard, outputConfig, VERSION } from "./card";
+import { cutVocabularyRows, modelCard, outputConfig, VERSION } from "./card";
 import { chunkCount, chunkRange, storedTensor, type FinalRequest, type OutputTarget, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "./job";
 import { runTensor } from "./run-tensor";
 import { chunkUnit, extraBytesPerElement, needsPasses } from "./chunk-unit";
@@ -219,6 +219,10 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
       chunkedTensors: work.filter((j) => chunkCount(j.job) > 1).length,
     });
     for (const message of plan.tokenizerOutput?.warnings ?? []) emit({ type: "warning", message });
+    const cutRows = cutVocabularyRows(plan);
+    if (cutRows !== undefined) {
+      emit({ type: "warning", message: `the models' vocabularies differ in size and the recipe has no tokenizer key: the embedding and output head keep the ${cutRows} rows every model has (mergekit's rule), config.json's vocab_size is set to ${cutRows}, and ${plan.donor}'s tokenizer is copied as it is, so ids from ${cutRows} on have no row; give tokenizer_source (base or union) to rebuild the vocabulary` });
+    }
 
     signal?.throwIfAborted();
     signal?.addEventListener("abort", onAbort, { once: true });
