@@ -106,18 +106,21 @@ let counter = 0;
  * Merges `recipe(modelName)` twice, once naming the base+adapter reference and once a model holding the
  * reference's merged weights, and compares every output tensor.
  */
-async function sameAsMergedFirst(dtype: "F32" | "BF16", spec: AdapterSpec, recipe: (m: string) => Record<string, unknown>, options: { chunkElements?: number } = {}): Promise<void> {
+async function sameAsMergedFirst(dtype: "F32" | "BF16", spec: AdapterSpec, recipe: (m: string) => Record<string, unknown>, options: { chunkElements?: number; savedBaseLayer?: boolean } = {}): Promise<void> {
   const dir = join(root, `case-${counter++}`);
   const base = baseModel(31, dtype, SHAPE);
   const other = fineTune(base, 32, 0.1);
   const tensors = adapterTensors(base, spec, 700 + counter);
+  const merged = mergedReference(base, spec, tensors);
+  // PEFT's save_embedding_layers: the targeted embedding's base weight, as the base has it.
+  if (options.savedBaseLayer) tensors.set("base_model.model.model.embed_tokens.base_layer.weight", base.tensors.get("model.embed_tokens.weight")! as { dtype: RefDtype; shape: number[]; values: Float32Array });
   await writeModel(join(dir, "base"), base);
   await writeModel(join(dir, "other"), other);
-  await writeModel(join(dir, "merged-first"), mergedReference(base, spec, tensors));
+  await writeModel(join(dir, "merged-first"), merged);
   await writeAdapter(join(dir, "lora"), tensors, spec.config);
   await writeFile(join(dir, "with-lora.yml"), toYaml(recipe("./base+./lora")));
   await writeFile(join(dir, "by-hand.yml"), toYaml(recipe("./merged-first")));
-  const common = { workers: 2, workerUrl: WORKER_URL, ...options };
+  const common = { workers: 2, workerUrl: WORKER_URL, chunkElements: options.chunkElements };
   await merge(join(dir, "with-lora.yml"), { out: join(dir, "out-lora"), ...common });
   await merge(join(dir, "by-hand.yml"), { out: join(dir, "out-hand"), ...common });
   const [ours, ref] = [await readOutput(join(dir, "out-lora")), await readOutput(join(dir, "out-hand"))];
@@ -139,6 +142,9 @@ function decode(t: { dtype: string; data: Uint8Array }): Float32Array {
 describe("base+adapter inputs equal merging the LoRA into the base first", () => {
   test("linear merge, float32 base, ranks and alphas from rank_pattern / alpha_pattern, an Embedding LoRA", () =>
     sameAsMergedFirst("F32", SPEC, (m) => ({ merge_method: "linear", models: [{ model: m, parameters: { weight: 0.7 } }, { model: "./other", parameters: { weight: 0.3 } }] })));
+
+  test("an adapter holding PEFT's saved base weight of its targeted embedding (save_embedding_layers), the base's own, gives the same", () =>
+    sameAsMergedFirst("F32", SPEC, (m) => ({ merge_method: "linear", models: [{ model: m, parameters: { weight: 0.7 } }, { model: "./other", parameters: { weight: 0.3 } }] }), { savedBaseLayer: true }));
 
   test("the same, chunks of 4096 elements that start mid-row", () =>
     sameAsMergedFirst("F32", SPEC, (m) => ({ merge_method: "linear", models: [{ model: m, parameters: { weight: 0.7 } }, { model: "./other", parameters: { weight: 0.3 } }] }), { chunkElements: 4096 }));
@@ -235,6 +241,10 @@ describe("adapter errors", () => {
         t.set("base_model.model.lm_head.weight", { dtype: "F32", shape: [1, 1], values: new Float32Array(1) });
       }, /"base_model\.model\.lm_head\.weight" is not a LoRA factor/],
       ["not lora", { peft_type: "IA3" }, () => {}, /peft_type is "IA3"/],
+      ["changed base layer", { peft_type: "LORA", r: 2, lora_alpha: 2 }, (t) => {
+        const w = base.tensors.get("model.embed_tokens.weight")!;
+        t.set("base_model.model.model.embed_tokens.base_layer.weight", { dtype: "F32", shape: w.shape, values: w.values!.map((v, i) => (i === 7 ? v + 1 : v)) });
+      }, /base_layer\.weight" is a base weight for "model\.embed_tokens\.weight" that differs from the base model/],
     ];
     for (const [label, config, mutate, message] of cases) {
       const tensors = adapterTensors(base, { factors: [{ module: "model.layers.0.self_attn.q_proj", rank: 2 }], config }, 5);

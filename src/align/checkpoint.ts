@@ -28,6 +28,24 @@ export async function readTensorBytes(info: TensorInfo): Promise<Uint8Array> {
   }
 }
 
+/** Whether two tensors hold the same dtype and bytes (read in 16 MiB steps). */
+export async function sameTensorBytes(a: TensorInfo, b: TensorInfo): Promise<boolean> {
+  if (a.dtype !== b.dtype) return false;
+  const [sa, sb] = [openSource(a.source), openSource(b.source)];
+  try {
+    const size = a.end - a.begin, step = 1 << 24;
+    for (let at = 0; at < size; at += step) {
+      const n = Math.min(step, size - at);
+      const [x, y] = [new Uint8Array(n), new Uint8Array(n)];
+      await Promise.all([sa.readInto(a.offset + at, x), sb.readInto(b.offset + at, y)]);
+      for (let i = 0; i < n; i++) if (x[i] !== y[i]) return false;
+    }
+    return true;
+  } finally {
+    await Promise.allSettled([sa.close(), sb.close()]);
+  }
+}
+
 /** Elements read and widened at a time: wasm memory holds this much of a tensor, whatever its size. */
 const DECODE_ELEMENTS = 1 << 20;
 

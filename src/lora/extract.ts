@@ -18,7 +18,7 @@
  * `include` (when any are given) and none of `exclude`, each a regular expression searched for
  * anywhere in the module name (Python's re.search; here RegExp.test).
  */
-import { readTensorBytes } from "../align/checkpoint";
+import { readTensorBytes, sameTensorBytes } from "../align/checkpoint";
 import { ModelError, ValidationError, WeightsoupError } from "../errors";
 import { DTYPES, type FloatDtype } from "../format/dtypes";
 import { planFile } from "../format/safetensors";
@@ -132,23 +132,6 @@ function rowReader(info: TensorInfo, source: ByteSource): RowReader {
   return { dtype: info.dtype, readRows: (row, _rows, into) => source.readInto(info.offset + row * rowBytes, into) };
 }
 
-async function sameBytes(a: TensorInfo, b: TensorInfo): Promise<boolean> {
-  if (a.dtype !== b.dtype) return false;
-  const [sa, sb] = [openSource(a.source), openSource(b.source)];
-  try {
-    const size = a.end - a.begin, step = 1 << 24;
-    for (let at = 0; at < size; at += step) {
-      const n = Math.min(step, size - at);
-      const [x, y] = [new Uint8Array(n), new Uint8Array(n)];
-      await Promise.all([sa.readInto(a.offset + at, x), sb.readInto(b.offset + at, y)]);
-      for (let i = 0; i < n; i++) if (x[i] !== y[i]) return false;
-    }
-    return true;
-  } finally {
-    await Promise.allSettled([sa.close(), sb.close()]);
-  }
-}
-
 /** Tensors of both models checked against each other: every problem at once, before any computation. */
 function checkModels(ft: LoadedModel, base: LoadedModel): void {
   const problems: WeightsoupError[] = [];
@@ -192,12 +175,12 @@ export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base
       const t = finetuned.tensors.get(name)!, b = base.tensors.get(name)!;
       if (filter.saves(name)) {
         const module = peftModuleName(finetuned.config, moduleOf(name));
-        saved.push({ module, tensor: name, shape: t.shape, dtype: t.dtype, differs: !(await sameBytes(t, b)) });
+        saved.push({ module, tensor: name, shape: t.shape, dtype: t.dtype, differs: !(await sameTensorBytes(t, b)) });
         tensors.push({ name: KEY_PREFIX + module + name.slice(moduleOf(name).length), dtype: t.dtype, shape: t.shape, data: await readTensorBytes(t) });
         continue;
       }
       if (!work.has(name)) {
-        const differs = !(await sameBytes(t, b));
+        const differs = !(await sameTensorBytes(t, b));
         const kind = DTYPES[t.dtype]!.kind;
         const verdict = filter.verdict(name);
         const reason: SkippedTensor["reason"] = !verdict.extract ? verdict.reason : !differs ? "unchanged" : kind !== "float" ? "not a float tensor" : decomposable(name) ? "embedding" : "not decomposable";
