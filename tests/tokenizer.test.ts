@@ -130,6 +130,8 @@ interface AddedTokensVariant {
   addedTokens: Record<string, unknown>[];
   configSet: Record<string, unknown>;
   configRemove: string[];
+  /** Other files the variant has (special_tokens_map.json), by name. */
+  files: Record<string, unknown>;
   vocabSize: number;
   cases: { text: string; ids: number[]; idsNoSpecial: number[]; decoded: string; decodedSkipSpecial: string }[];
   decodes: { ids: number[]; decoded: string; decodedSkipSpecial: string }[];
@@ -137,7 +139,7 @@ interface AddedTokensVariant {
 
 // added-tokens.json (make_added_tokens.py): variants of the fixtures above with added tokens of every
 // kind and tokenizer_config.json special tokens, and what transformers 5.18's AutoTokenizer made of them.
-test("added tokens split, number and decode as transformers' do: single_word, lstrip/rstrip, normalized, ids, config special tokens", async () => {
+test("added tokens split, number and decode as transformers' do: single_word, lstrip/rstrip, normalized, ids, config special tokens, special_tokens_map.json", async () => {
   const { transformers, variants } = JSON.parse(await readFile(join(FIXTURES, "added-tokens.json"), "utf8")) as { transformers: string; variants: AddedTokensVariant[] };
   assert.equal(transformers, "5.18.0");
   assert.ok(variants.length >= 30);
@@ -152,6 +154,7 @@ test("added tokens split, number and decode as transformers' do: single_word, ls
       await writeFile(join(dir, "tokenizer.json"), JSON.stringify({ ...tokenizerJson, added_tokens: [...tokenizerJson.added_tokens, ...v.addedTokens] }));
       await writeFile(join(dir, "tokenizer_config.json"), JSON.stringify({ ...config, ...v.configSet }));
       for (const file of ["config.json", "generation_config.json"]) await writeFile(join(dir, file), await readFile(join(base, file)));
+      for (const [file, content] of Object.entries(v.files)) await writeFile(join(dir, file), JSON.stringify(content));
       const tokenizer = (await loadTokenizer(await NodeFolder.open(dir)))!;
       const where = `${v.base}/${v.name}`;
       if (tokenizer.vocabSize !== v.vocabSize) mismatches.push(`${where}: len ${tokenizer.vocabSize}, transformers ${v.vocabSize}`);

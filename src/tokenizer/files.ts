@@ -11,6 +11,8 @@ export const TOKENIZER_FILE = "tokenizer.json";
 export const TOKENIZER_CONFIG_FILE = "tokenizer_config.json";
 export const MODEL_CONFIG_FILE = "config.json";
 export const GENERATION_CONFIG_FILE = "generation_config.json";
+/** Older repositories name their special tokens here; transformers reads it when tokenizer_config.json has no added_tokens_decoder. */
+export const SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json";
 /** transformers 5 saves a single chat template here rather than in tokenizer_config.json. */
 export const CHAT_TEMPLATE_FILE = "chat_template.jinja";
 
@@ -23,6 +25,8 @@ export interface TokenizerFiles {
   tokenizer: JsonObject;
   /** Empty when the folder has no tokenizer_config.json. */
   tokenizerConfig: JsonObject;
+  /** special_tokens_map.json; empty when the folder has none. */
+  specialTokensMap: JsonObject;
   modelConfig: JsonObject;
   generationConfig: JsonObject;
   /** The text of chat_template.jinja, when the folder has one. */
@@ -54,6 +58,7 @@ export async function readTokenizerFiles(folder: ModelFolder): Promise<Tokenizer
     tokenizerConfigPath: path(TOKENIZER_CONFIG_FILE),
     tokenizer: await json(TOKENIZER_FILE, true),
     tokenizerConfig: await json(TOKENIZER_CONFIG_FILE, false),
+    specialTokensMap: await json(SPECIAL_TOKENS_MAP_FILE, false),
     modelConfig: await json(MODEL_CONFIG_FILE, false),
     generationConfig: await json(GENERATION_CONFIG_FILE, false),
     chatTemplateFile: present.has(CHAT_TEMPLATE_FILE) ? await readText(folder, CHAT_TEMPLATE_FILE, path(CHAT_TEMPLATE_FILE)) : undefined,

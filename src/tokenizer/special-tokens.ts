@@ -58,3 +58,29 @@ export function eosTokenIds(tokenizerConfig: JsonObject, modelConfig: JsonObject
   const id = typeof text === "string" ? idOf(text) : undefined;
   return id === undefined ? [] : [id];
 }
+
+/**
+ * tokenizer_config.json as transformers reads it: when it has no added_tokens_decoder (older
+ * repositories), special_tokens_map.json's entries are taken over it, each named token special, its
+ * extra_special_tokens list merged in, and its additional_special_tokens taken where the config has no
+ * list of either name.
+ */
+export function withSpecialTokensMap(config: JsonObject, map: JsonObject): JsonObject {
+  if (config.added_tokens_decoder !== undefined || Object.keys(map).length === 0) return config;
+  const out: JsonObject = { ...config };
+  for (const [key, value] of Object.entries(map)) {
+    if (key === "additional_special_tokens") {
+      // transformers takes the older name only where the config has neither list.
+      if (config.additional_special_tokens === undefined && config.extra_special_tokens === undefined) out.extra_special_tokens = value;
+    } else if (key === "extra_special_tokens" && Array.isArray(value)) {
+      const existing = Array.isArray(out.extra_special_tokens) ? out.extra_special_tokens : Array.isArray(out.additional_special_tokens) ? out.additional_special_tokens : [];
+      const texts = new Set(existing.map(specialTokenText));
+      out.extra_special_tokens = [...existing, ...value.filter((t) => !texts.has(specialTokenText(t)))];
+    } else if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+      out[key] = { ...(value as JsonObject), special: true };
+    } else {
+      out[key] = value;
+    }
+  }
+  return out;
+}

@@ -14,7 +14,7 @@ import { type ChatMessage, chatRenderer } from "./chat-template";
 import { type JsonObject, readTokenizerFiles, tokenizerError, type TokenizerFiles } from "./files";
 import { forJsLibrary, UnsupportedTokenizer } from "./library-compat";
 import { useRustDecoding, useRustPreTokenizing } from "./rust-decoders";
-import { bosTokenId, eosTokenIds } from "./special-tokens";
+import { bosTokenId, eosTokenIds, withSpecialTokensMap } from "./special-tokens";
 import { type StreamDecoder, streamDecoder } from "./stream-decoder";
 import { applyTransformersClass, type TransformersClass, transformersClass } from "./transformers-class";
 
@@ -76,11 +76,12 @@ export function tokenizerFromFiles(files: TokenizerFiles): Tokenizer {
   if (m.vocab === null || typeof m.vocab !== "object") throw tokenizerError(files.tokenizerPath, "the model has no vocabulary", { key: "model.vocab" });
   if (type === "BPE" && !Array.isArray(m.merges)) throw tokenizerError(files.tokenizerPath, "the BPE model has no list of merges", { key: "model.merges" });
   const cls = transformersClass(files.tokenizerConfig, files.modelConfig);
+  const specials = withSpecialTokensMap(files.tokenizerConfig, files.specialTokensMap);
   let hf: HfTokenizer;
   let added: AddedToken[];
   try {
     const json = forJsLibrary(applyTransformersClass(files.tokenizer, cls, files.tokenizerConfig));
-    added = addedVocabulary(json, files.tokenizerConfig);
+    added = addedVocabulary(json, specials);
     hf = new HfTokenizer({ ...json, added_tokens: added }, libraryConfig(files.tokenizerConfig, m));
     useRustAddedTokens(hf, added, files.tokenizerConfig.split_special_tokens === true);
     useRustDecoding(hf.decoder);
@@ -88,7 +89,7 @@ export function tokenizerFromFiles(files: TokenizerFiles): Tokenizer {
   } catch (cause) {
     throw tokenizerError(files.tokenizerPath, describeFailure(cause), {}, cause);
   }
-  return new HfBackedTokenizer(hf, files, cls, type, added);
+  return new HfBackedTokenizer(hf, { ...files, tokenizerConfig: specials }, cls, type, added);
 }
 
 /** Why the library refused the file, in words ("Unknown PreTokenizer type: X" becomes "... is not supported"). */

@@ -14,11 +14,9 @@ import { ModelError } from "../errors";
 import { isJsonObject, parseBoundedJson } from "../format/json";
 import type { LoadedModel } from "../model/model";
 import { chatTemplateSource } from "../tokenizer/chat-template";
-import { CHAT_TEMPLATE_FILE, readTokenizerFiles, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, tokenizerError, type JsonObject, type TokenizerFiles } from "../tokenizer/files";
+import { CHAT_TEMPLATE_FILE, readTokenizerFiles, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, tokenizerError, type JsonObject, type TokenizerFiles } from "../tokenizer/files";
 import type { ChatTemplateSetting } from "./chat-templates";
 import type { OutputVocabulary } from "./vocabulary";
-
-export const SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json";
 
 /** Donor files that describe a tokenizer: not copied when the tokenizer is re-serialised. */
 const TOKENIZER_FILES = [
@@ -67,7 +65,7 @@ export async function buildTokenizerOutput(
   if (template !== undefined) out.set(CHAT_TEMPLATE_FILE, template);
   out.set(TOKENIZER_FILE, JSON.stringify(tokenizer, null, 2) + "\n");
   out.set(TOKENIZER_CONFIG_FILE, JSON.stringify(config, null, 2) + "\n");
-  out.set(SPECIAL_TOKENS_MAP_FILE, JSON.stringify(await specialTokensMap(sourceModel, config), null, 2) + "\n");
+  out.set(SPECIAL_TOKENS_MAP_FILE, JSON.stringify(specialTokensMap(files, config), null, 2) + "\n");
 
   await checkLoads({ ...files, tokenizer, tokenizerConfig: config, chatTemplateFile: template }, vocabulary);
   return { files: out, omit: new Set(TOKENIZER_FILES), vocabSize: vocabulary?.paddedSize, warnings: vocabulary?.warnings ?? [] };
@@ -116,14 +114,8 @@ async function chooseTemplate(setting: ChatTemplateSetting, vocabulary: OutputVo
 }
 
 /** special_tokens_map.json: the source's, re-serialised, else made from tokenizer_config.json's special tokens. */
-async function specialTokensMap(model: LoadedModel, config: JsonObject): Promise<JsonObject> {
-  if ((await model.folder.list()).includes(SPECIAL_TOKENS_MAP_FILE)) {
-    const file = `${model.location}/${SPECIAL_TOKENS_MAP_FILE}`;
-    const parsed = parseBoundedJson(await model.folder.readText(SPECIAL_TOKENS_MAP_FILE));
-    if ("problem" in parsed) throw tokenizerError(file, parsed.problem);
-    if (!isJsonObject(parsed.value)) throw tokenizerError(file, "must hold a JSON object");
-    return parsed.value;
-  }
+function specialTokensMap(files: TokenizerFiles, config: JsonObject): JsonObject {
+  if (Object.keys(files.specialTokensMap).length > 0) return files.specialTokensMap;
   const map: JsonObject = {};
   for (const key of SPECIAL_KEYS) if (config[key] !== undefined && config[key] !== null) map[key] = config[key];
   return map;
