@@ -2,9 +2,11 @@
 // each pinned by the smallest case that showed it, checked against the independent reference
 // (tests/reference/decoder.ts) or the rule it broke.
 import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { evaluate, greedySoup, logits, lossPath } from "../src/node";
+import { evaluate, generate, greedySoup, logits, lossPath } from "../src/node";
+import { ropeFrequencies } from "../src/eval/rope";
 import { evaluate as evaluateSubjects } from "../src/api/evaluate";
 import type { ModelFolder } from "../src/io/folder";
 import { NodeFolder } from "../src/io/node-folder";
@@ -84,6 +86,52 @@ describe("config.json values transformers cannot load", () => {
     const { results } = await evaluate([dir], { ids: IDS, workers: 1, workerUrl: WORKER_URL });
     const reference = referenceEvaluation({ ...model, config: { ...config, max_position_embeddings: positions, num_attention_heads: heads } }, IDS, { context: 512 });
     assert.ok(Math.abs(results[0]!.nll - reference.nllMean) < 1e-5, `${results[0]!.nll} vs ${reference.nllMean}`);
+  });
+});
+
+describe("found against transformers 5.18 (stop 32 audit)", () => {
+  test("dynamic RoPE without a factor is refused (transformers raises); without max_position_embeddings the family's default applies", async () => {
+    const scaling = { rope_type: "dynamic", factor: 2 };
+    const { factor: _, ...noFactor } = scaling;
+    await refused(await written("llama-gqa-untied", { rope_scaling: noFactor }, "dynamic-no-factor"), "E_CONFIG", ["factor"]);
+    // transformers' config classes default max_position_embeddings to 2048 (llama), 131072 (mistral),
+    // 32768 (qwen2, qwen3); dynamic scaling starts past it, llama3's bands take it as the original length.
+    for (const [family, positions] of [["llama", 2048], ["mistral", 131072], ["qwen2", 32768], ["qwen3", 32768]] as const) {
+      assert.equal(ropeFrequencies({ model_type: family, rope_scaling: scaling }, 8, "c").maxPositions, positions, family);
+      const llama3 = ropeFrequencies({ model_type: family, rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4 } }, 8, "c");
+      assert.deepEqual(llama3.scaling, { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: positions }, family);
+    }
+  });
+
+  test("generation without a tokenizer stops at config.json's or generation_config.json's eos id", async () => {
+    const model = decoderModel("llama-gqa-untied");
+    const dir = join(root, "eos-no-tokenizer");
+    await writeDecoderModel(dir, model);
+    const prompt = [3, 14, 15];
+    const free = (await generate(dir, { ids: prompt, maxNewTokens: 10, workerUrl: WORKER_URL })).ids;
+    assert.equal(free.length, 10, "no eos id anywhere: all 10");
+    // An id generated at step k >= 1 that did not come earlier: stopping there leaves k + 1 tokens.
+    const k = free.findIndex((id, i) => i >= 1 && !free.slice(0, i).includes(id));
+    assert.ok(k >= 1, `a fresh id among ${free}`);
+    await writeDecoderModel(dir, { ...model, config: { ...model.config, eos_token_id: free[k] } });
+    assert.deepEqual((await generate(dir, { ids: prompt, maxNewTokens: 10, workerUrl: WORKER_URL })).ids, free.slice(0, k + 1));
+    await writeDecoderModel(dir, { ...model, config: { ...model.config, eos_token_id: null } });
+    await writeFile(join(dir, "generation_config.json"), JSON.stringify({ eos_token_id: [free[k], 100_000] }));
+    assert.deepEqual((await generate(dir, { ids: prompt, maxNewTokens: 10, workerUrl: WORKER_URL })).ids, free.slice(0, k + 1));
+  });
+
+  test("generation may fill the last position: the last new token is never fed back, so it needs none", async () => {
+    const model = decoderModel("gpt2-unprefixed");
+    const dir = await written("gpt2-unprefixed", {}, "positions-limit");
+    const positions = model.config.n_positions as number;
+    const prompt = Array.from({ length: positions - 3 }, (_, i) => (i * 7) % 50);
+    assert.equal((await generate(dir, { ids: prompt, maxNewTokens: 4, workerUrl: WORKER_URL })).ids.length, 4);
+    await assert.rejects(generate(dir, { ids: prompt, maxNewTokens: 5, workerUrl: WORKER_URL }), (e: unknown) => {
+      assert.ok(e instanceof WeightsoupError, String(e));
+      assert.equal(e.code, "E_DATA");
+      assert.match(e.message, new RegExp(`need ${positions + 1} positions; the model has ${positions}`));
+      return true;
+    });
   });
 });
 

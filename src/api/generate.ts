@@ -13,6 +13,8 @@ import { specTensorNames } from "../eval/architecture";
 import type { GenerationWeights } from "../eval/generator";
 import type { LayerWeights } from "../eval/protocol";
 import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sources";
+import { readGenerationConfigs } from "../tokenizer/files";
+import { eosTokenIds } from "../tokenizer/special-tokens";
 import { loadTokenizer } from "../tokenizer/tokenizer";
 import type { EvalSubject } from "./evaluate";
 import { DEFAULT_CHUNK_BYTES, prepare } from "./merge";
@@ -83,10 +85,17 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
     if (prompt.length === 0) throw new DataError("E_DATA", "the prompt is empty: give at least one token to continue", {});
     if (prompt.some((id) => !Number.isSafeInteger(id) || id < 0 || id >= spec.vocab)) throw new DataError("E_DATA", `prompt ids must be integers from 0 to ${spec.vocab - 1}`, {});
     const maxLength = prompt.length + maxNew;
+    // The last new token is never fed back, so it needs no position of its own.
+    const positions = maxLength - 1;
     const limit = spec.maxPositions ?? spec.rope?.maxPositions;
-    if (limit !== undefined && maxLength > limit) throw new DataError("E_DATA", `${source.name}: a prompt of ${prompt.length} tokens and ${maxNew} new ones need ${maxLength} positions; the model has ${limit}`, { model: source.name });
-    // Without a tokenizer there is no end-of-sequence token to stop at: generation runs maxNewTokens.
-    const stop = tokenizer ? [...tokenizer.eosTokenIds] : [];
+    if (limit !== undefined && positions > limit) throw new DataError("E_DATA", `${source.name}: a prompt of ${prompt.length} tokens and ${maxNew} new ones need ${positions} positions; the model has ${limit}`, { model: source.name });
+    // End-of-sequence ids: the tokenizer's reading of the configs, or the configs alone without one.
+    let stop: number[];
+    if (tokenizer) stop = [...tokenizer.eosTokenIds];
+    else {
+      const { modelConfig, generationConfig } = await readGenerationConfigs(source.folder);
+      stop = eosTokenIds({}, modelConfig, generationConfig, () => undefined);
+    }
 
     const pool = await slot.start({ size: 1, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: 64 * 2 ** 20, jobsPerWorker: JOBS_PER_WORKER });
     const refs = await source.weights(specTensorNames(spec));

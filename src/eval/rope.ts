@@ -25,6 +25,9 @@ export interface RopeSpec {
 
 const f32 = Math.fround;
 
+/** transformers' max_position_embeddings when a config leaves it out, by family (its config classes' defaults). */
+const DEFAULT_MAX_POSITIONS: Record<string, number> = { llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768 };
+
 /**
  * The rope settings of a config in either layout: transformers 4's top-level `rope_theta` with an
  * optional `rope_scaling`, or transformers 5's `rope_parameters` (rope_scaling wins when both exist).
@@ -46,15 +49,19 @@ export function ropeFrequencies(config: Record<string, unknown>, headDim: number
   if (typeof theta !== "number" || !(theta > 0)) throw bad("rope_theta", `must be a positive number, found ${describeValue(theta)}`);
   const partial = params.partial_rotary_factor ?? config.partial_rotary_factor ?? 1;
   if (partial !== 1) throw bad("partial_rotary_factor", `${describeValue(partial)} is not supported (only 1)`);
-  const maxPositions = typeof config.max_position_embeddings === "number" ? config.max_position_embeddings : undefined;
+  const maxPositions = typeof config.max_position_embeddings === "number" ? config.max_position_embeddings : DEFAULT_MAX_POSITIONS[String(config.model_type)];
 
   const rot = headDim;
   switch (type) {
     case "default":
       return { rot, theta, scaling: { type: "none" }, attentionFactor: 1, maxPositions: undefined };
-    case "dynamic":
-      // NTK scaling starts only past max_position_embeddings; below it the frequencies are default.
+    case "dynamic": {
+      // NTK scaling starts only past max_position_embeddings; below it the frequencies are default. The
+      // factor is not used there, but transformers refuses a config without one.
+      const s = params.factor;
+      if (typeof s !== "number" || !(s > 0)) throw bad(`${key}.factor`, `must be a positive number, found ${describeValue(s)}`);
       return { rot, theta, scaling: { type: "none" }, attentionFactor: 1, maxPositions: maxPositions ?? 2048 };
+    }
     case "linear": {
       const s = params.factor;
       if (typeof s !== "number" || !(s > 0)) throw bad(`${key}.factor`, `must be a positive number, found ${describeValue(s)}`);

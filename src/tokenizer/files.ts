@@ -43,27 +43,35 @@ export function tokenizerError(file: string, message: string, details: Record<st
 export async function readTokenizerFiles(folder: ModelFolder): Promise<TokenizerFiles | undefined> {
   const present = new Set(await folder.list());
   if (!present.has(TOKENIZER_FILE)) return undefined;
-  const path = (file: string) => `${folder.name}/${file}`;
-  const json = async (file: string, required: boolean): Promise<JsonObject> => {
-    if (!present.has(file)) return {};
-    const text = await readText(folder, file, path(file));
-    const parsed = parseBoundedJson(text);
-    if ("problem" in parsed) throw tokenizerError(path(file), parsed.problem);
-    if (!isJsonObject(parsed.value)) throw tokenizerError(path(file), `must hold a JSON object, not ${Array.isArray(parsed.value) ? "a list" : String(parsed.value === null ? "null" : typeof parsed.value)}`);
-    if (required && Object.keys(parsed.value).length === 0) throw tokenizerError(path(file), "is an empty object");
-    return parsed.value;
-  };
+  const json = (file: string, required = false) => readJsonObject(folder, present, file, required);
   return {
-    tokenizerPath: path(TOKENIZER_FILE),
-    tokenizerConfigPath: path(TOKENIZER_CONFIG_FILE),
+    tokenizerPath: `${folder.name}/${TOKENIZER_FILE}`,
+    tokenizerConfigPath: `${folder.name}/${TOKENIZER_CONFIG_FILE}`,
     tokenizer: await json(TOKENIZER_FILE, true),
-    tokenizerConfig: await json(TOKENIZER_CONFIG_FILE, false),
-    specialTokensMap: await json(SPECIAL_TOKENS_MAP_FILE, false),
-    modelConfig: await json(MODEL_CONFIG_FILE, false),
-    generationConfig: await json(GENERATION_CONFIG_FILE, false),
-    chatTemplateFile: present.has(CHAT_TEMPLATE_FILE) ? await readText(folder, CHAT_TEMPLATE_FILE, path(CHAT_TEMPLATE_FILE)) : undefined,
-    chatTemplatePath: path(CHAT_TEMPLATE_FILE),
+    tokenizerConfig: await json(TOKENIZER_CONFIG_FILE),
+    specialTokensMap: await json(SPECIAL_TOKENS_MAP_FILE),
+    modelConfig: await json(MODEL_CONFIG_FILE),
+    generationConfig: await json(GENERATION_CONFIG_FILE),
+    chatTemplateFile: present.has(CHAT_TEMPLATE_FILE) ? await readText(folder, CHAT_TEMPLATE_FILE, `${folder.name}/${CHAT_TEMPLATE_FILE}`) : undefined,
+    chatTemplatePath: `${folder.name}/${CHAT_TEMPLATE_FILE}`,
   };
+}
+
+/** config.json and generation_config.json (empty where absent): what generation reads without a tokenizer. */
+export async function readGenerationConfigs(folder: ModelFolder): Promise<{ modelConfig: JsonObject; generationConfig: JsonObject }> {
+  const present = new Set(await folder.list());
+  return { modelConfig: await readJsonObject(folder, present, MODEL_CONFIG_FILE, false), generationConfig: await readJsonObject(folder, present, GENERATION_CONFIG_FILE, false) };
+}
+
+/** A JSON object file of the folder; {} when absent (an error when `required` and empty). */
+async function readJsonObject(folder: ModelFolder, present: ReadonlySet<string>, file: string, required: boolean): Promise<JsonObject> {
+  if (!present.has(file)) return {};
+  const path = `${folder.name}/${file}`;
+  const parsed = parseBoundedJson(await readText(folder, file, path));
+  if ("problem" in parsed) throw tokenizerError(path, parsed.problem);
+  if (!isJsonObject(parsed.value)) throw tokenizerError(path, `must hold a JSON object, not ${Array.isArray(parsed.value) ? "a list" : String(parsed.value === null ? "null" : typeof parsed.value)}`);
+  if (required && Object.keys(parsed.value).length === 0) throw tokenizerError(path, "is an empty object");
+  return parsed.value;
 }
 
 async function readText(folder: ModelFolder, file: string, display: string): Promise<string> {
