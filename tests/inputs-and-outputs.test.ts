@@ -356,6 +356,9 @@ describe("config.json", () => {
       [{ model_type: "gpt2", scale_attn_by_inverse_layer_idx: true }, /scale_attn_by_inverse_layer_idx/],
       [{ model_type: "deepseek_v3", first_k_dense_replace: 1 }, /first_k_dense_replace: 1/],
       [{ model_type: "exaone4", sliding_window_pattern: 4 }, /sliding_window_pattern: 4/],
+      [{ model_type: "lfm2_moe", num_dense_layers: 1 }, /num_dense_layers: 1/],
+      [{ model_type: "jamba", attn_layer_period: 2, attn_layer_offset: 1 }, /attn_layer_period: 2/],
+      [{ model_type: "recurrent_gemma", block_types: ["recurrent", "attention"] }, /block_types: .*repeats over the layers/],
     ] as const) {
       const { recipePath, out } = await movedLayers(extra);
       await assert.rejects(merge(recipePath, { out, workerUrl: WORKER_URL }), (e: unknown) => {
@@ -367,6 +370,22 @@ describe("config.json", () => {
       });
       await assert.rejects(stat(out), "nothing is written");
     }
+    // Whatever the keys: where the donor's layers differ in their tensors (here layer 0 has no gate_proj,
+    // as a dense layer among expert ones has other tensors), an output layer must hold what the donor's
+    // layer at its index holds. Slices [1, 2) + [0, 1) + [2, 3) put layer 1 first.
+    const mixedDir = join(root, `positional-${n++}`);
+    const mixed = baseModel(116, "F32", { ...TINY, layers: 3 });
+    mixed.tensors.delete("model.layers.0.mlp.gate_proj.weight");
+    const mixedRecipe = await writeCase(mixedDir, { m: mixed }, {
+      merge_method: "passthrough",
+      slices: [[1, 2], [0, 1], [2, 3]].map((range) => ({ sources: [{ model: "./m", layer_range: range }] })),
+    });
+    await assert.rejects(merge(mixedRecipe, { out: join(mixedDir, "out"), workerUrl: WORKER_URL }), (e: unknown) => {
+      assert.ok(e instanceof ModelError, String(e));
+      assert.equal(e.code, "E_CONFIG");
+      assert.match(e.message, /output layer 0 is layer 1 of \.\/m, whose tensors differ from those of layer 0/);
+      return true;
+    });
     // Layers that stay at their index are fine: slices [0, 2) + [2, 3) of the same model.
     const dir = join(root, `positional-${n++}`);
     const base = baseModel(115, "F32", { ...TINY, layers: 3 });

@@ -106,14 +106,16 @@ let counter = 0;
  * Merges `recipe(modelName)` twice, once naming the base+adapter reference and once a model holding the
  * reference's merged weights, and compares every output tensor.
  */
-async function sameAsMergedFirst(dtype: "F32" | "BF16", spec: AdapterSpec, recipe: (m: string) => Record<string, unknown>, options: { chunkElements?: number; savedBaseLayer?: boolean } = {}): Promise<void> {
+async function sameAsMergedFirst(dtype: "F32" | "BF16", spec: AdapterSpec, recipe: (m: string) => Record<string, unknown>, options: { chunkElements?: number; savedBaseLayer?: "as stored" | "as F32" } = {}): Promise<void> {
   const dir = join(root, `case-${counter++}`);
   const base = baseModel(31, dtype, SHAPE);
   const other = fineTune(base, 32, 0.1);
   const tensors = adapterTensors(base, spec, 700 + counter);
   const merged = mergedReference(base, spec, tensors);
   // PEFT's save_embedding_layers: the targeted embedding's base weight, as the base has it.
-  if (options.savedBaseLayer) tensors.set("base_model.model.model.embed_tokens.base_layer.weight", base.tensors.get("model.embed_tokens.weight")! as { dtype: RefDtype; shape: number[]; values: Float32Array });
+  // Training in float32 saves a BF16 base's weight as F32: the same values.
+  const embed = base.tensors.get("model.embed_tokens.weight")! as { dtype: RefDtype; shape: number[]; values: Float32Array };
+  if (options.savedBaseLayer) tensors.set("base_model.model.model.embed_tokens.base_layer.weight", options.savedBaseLayer === "as F32" ? { ...embed, dtype: "F32" } : embed);
   await writeModel(join(dir, "base"), base);
   await writeModel(join(dir, "other"), other);
   await writeModel(join(dir, "merged-first"), merged);
@@ -144,7 +146,10 @@ describe("base+adapter inputs equal merging the LoRA into the base first", () =>
     sameAsMergedFirst("F32", SPEC, (m) => ({ merge_method: "linear", models: [{ model: m, parameters: { weight: 0.7 } }, { model: "./other", parameters: { weight: 0.3 } }] })));
 
   test("an adapter holding PEFT's saved base weight of its targeted embedding (save_embedding_layers), the base's own, gives the same", () =>
-    sameAsMergedFirst("F32", SPEC, (m) => ({ merge_method: "linear", models: [{ model: m, parameters: { weight: 0.7 } }, { model: "./other", parameters: { weight: 0.3 } }] }), { savedBaseLayer: true }));
+    sameAsMergedFirst("F32", SPEC, (m) => ({ merge_method: "linear", models: [{ model: m, parameters: { weight: 0.7 } }, { model: "./other", parameters: { weight: 0.3 } }] }), { savedBaseLayer: "as stored" }));
+
+  test("the same with a bf16 base whose embedding the adapter saved as F32 (trained in float32)", () =>
+    sameAsMergedFirst("BF16", SPEC, (m) => ({ merge_method: "linear", models: [{ model: m, parameters: { weight: 0.7 } }, { model: "./other", parameters: { weight: 0.3 } }] }), { savedBaseLayer: "as F32" }));
 
   test("the same, chunks of 4096 elements that start mid-row", () =>
     sameAsMergedFirst("F32", SPEC, (m) => ({ merge_method: "linear", models: [{ model: m, parameters: { weight: 0.7 } }, { model: "./other", parameters: { weight: 0.3 } }] }), { chunkElements: 4096 }));

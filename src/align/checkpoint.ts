@@ -8,6 +8,7 @@ import { AlignmentError } from "../errors";
 import { DTYPES, elementBytes } from "../format/dtypes";
 import type { OutputFolder } from "../io/output";
 import { openSource } from "../io/source";
+import { addRow } from "../vocab/row-codec";
 import { INDEX_FILE, isNotCopiedToOutput, type LoadedModel, type TensorInfo } from "../model/model";
 import type { Kernels } from "../kernels/kernels";
 import { alignmentKernels } from "./kernels";
@@ -25,6 +26,35 @@ export async function readTensorBytes(info: TensorInfo): Promise<Uint8Array> {
     return bytes;
   } finally {
     await source.close();
+  }
+}
+
+/**
+ * Whether two float tensors of one shape hold the same values, in any dtypes (a BF16 weight saved again
+ * as F32 is the same weight): compared widened to float64, rows at a time.
+ */
+export async function sameTensorValues(a: TensorInfo, b: TensorInfo): Promise<boolean> {
+  if (a.dtype === b.dtype) return sameTensorBytes(a, b);
+  if (a.shape.join(",") !== b.shape.join(",") || DTYPES[a.dtype]?.kind !== "float" || DTYPES[b.dtype]?.kind !== "float") return false;
+  const cols = a.shape[a.shape.length - 1] ?? 1;
+  const total = a.shape.reduce((x, y) => x * y, 1);
+  if (cols === 0 || total === 0) return true;
+  const [sa, sb] = [openSource(a.source), openSource(b.source)];
+  try {
+    const [ea, eb] = [elementBytes(a.dtype), elementBytes(b.dtype)];
+    const rowsPerRead = Math.max(1, Math.floor(2 ** 22 / cols));
+    for (let row = 0; row < total / cols; row += rowsPerRead) {
+      const rows = Math.min(rowsPerRead, total / cols - row);
+      const [x, y] = [new Uint8Array(rows * cols * ea), new Uint8Array(rows * cols * eb)];
+      await Promise.all([sa.readInto(a.offset + row * cols * ea, x), sb.readInto(b.offset + row * cols * eb, y)]);
+      const [va, vb] = [new Float64Array(rows * cols), new Float64Array(rows * cols)];
+      addRow(a.dtype, x, rows * cols, va);
+      addRow(b.dtype, y, rows * cols, vb);
+      for (let i = 0; i < va.length; i++) if (va[i] !== vb[i] && !(Number.isNaN(va[i]) && Number.isNaN(vb[i]))) return false;
+    }
+    return true;
+  } finally {
+    await Promise.allSettled([sa.close(), sb.close()]);
   }
 }
 

@@ -7,7 +7,7 @@ import { describeValue, ModelError } from "../errors";
 import { DTYPES } from "../format/dtypes";
 import { isJsonObject, parseBoundedJson } from "../format/json";
 import type { ModelFolder } from "../io/folder";
-import { sameTensorBytes } from "../align/checkpoint";
+import { sameTensorValues } from "../align/checkpoint";
 import { readHeader, type LoadedModel, type TensorInfo } from "../model/model";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, isConv1D, KEY_PREFIX, patternKey, peftModuleName, PICKLED_WEIGHTS_FILE } from "./peft-format";
 import { storedTensor } from "../merge/job";
@@ -92,12 +92,13 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
     // module whose name ends with a listed name (a plain string suffix, as PEFT's _set_trainable checks).
     // PEFT saves the base weight of a targeted embedding too (save_embedding_layers, on by default then),
     // as `<module>.base_layer.weight`; loaded, it replaces the base's weight. Unchanged, it is the
-    // base's own and changes nothing; changed (a resized vocabulary), weightsoup does not apply it.
+    // base's own (in any dtype: training in float32 saves a BF16 base as F32) and changes nothing;
+    // changed (a resized vocabulary), weightsoup does not apply it.
     const baseLayer = /^(.+)\.base_layer\.weight$/.exec(name);
     if (baseLayer) {
       const target = checkpointTensor(base, `${baseLayer[1]}.weight`);
       const w = base.tensors.get(target);
-      if (w && w.shape.join(",") === t.shape.join(",") && (await sameTensorBytes(t, w))) continue;
+      if (w && (await sameTensorValues(t, w))) continue;
       throw fail(weightsFile, `tensor "${key}" is a base weight for "${target}" that differs from the base model ${base.location}'s (PEFT saves one when the vocabulary was resized); weightsoup applies an adapter over the base's own weights only`, { tensor: key });
     }
     if (!m && whole && toSave.some((s) => whole[1]!.endsWith(s))) {

@@ -79,14 +79,20 @@ const HANDLED: Record<string, readonly string[]> = {
  * an attention kind, which an explicit `layer_types` overrides, or an MLP kind, which it does not.
  */
 const POSITIONAL_ATTENTION_KEYS = ["max_window_layers", "sliding_window_pattern", "global_attn_every_n_layers", "full_attn_idxs", "local_layer_ids"];
-const POSITIONAL_MLP_KEYS = ["mlp_only_layers", "decoder_sparse_step", "first_k_dense_replace", "moe_layer_freq", "dense_layers", "moe_layers"];
+const POSITIONAL_MLP_KEYS = [
+  "mlp_only_layers", "decoder_sparse_step", "first_k_dense_replace", "moe_layer_freq", "dense_layers", "moe_layers",
+  "moe_layer_start_index", "moe_layer_end_index", "moe_layer_interval", "num_dense_layers", "expert_layer_period", "expert_layer_offset",
+  // Hybrids: which layers are attention and which recurrent (Jamba, Bamba, Zamba2, Nemotron-H).
+  "attn_layer_period", "attn_layer_offset", "attn_layer_indices", "hybrid_layer_ids", "hybrid_override_pattern",
+];
 
 /**
  * Refuses slices that move a layer (put the layer from position k at another position) in a config
  * whose position-dependent settings cannot be restated per layer. `configsOf` gives a model's config
  * and its text sections (a multimodal model's decoder settings), each with where it is, for messages.
  */
-export function checkMovedLayers(file: string, sources: readonly { model: string; layer: number }[], configsOf: (model: string) => { path: string; config: Config }[]): void {
+export function checkMovedLayers(file: string, sources: readonly { model: string; layer: number }[], configsOf: (model: string) => { path: string; config: Config }[], layers: LayerTensors): void {
+  checkLayerTensors(file, sources, configsOf, layers);
   const moved = new Set(sources.filter((s, i) => s.layer !== i).map((s) => s.model));
   for (const model of moved) for (const { path, config } of configsOf(model)) {
     const fail = (key: string, rule: string) => {
@@ -99,7 +105,40 @@ export function checkMovedLayers(file: string, sources: readonly { model: string
       if (config[key] === undefined || config[key] === null || handled.includes(key)) continue;
       fail(`${key}: ${JSON.stringify(config[key])}`, `a ${JSON.stringify(config.model_type ?? "unknown")} config gives a layer its kind by its position there, and weightsoup does not know the rule to restate it per layer`);
     }
+    // A list that cycles over the layers (RecurrentGemma's block_types) rather than naming each.
+    if (Array.isArray(config.block_types) && config.block_types.length !== sources.length) {
+      fail(`block_types: ${JSON.stringify(config.block_types)}`, "the list repeats over the layers, so a layer's kind is its position in the cycle");
+    }
   }
+}
+
+/** The layer templates ("model.layers.{}.mlp.up_proj.weight") of a model's layer, and the donor's name. */
+export interface LayerTensors {
+  donor: string;
+  templates(model: string, layer: number): readonly string[] | undefined;
+}
+
+/**
+ * The rule behind the keys above, checked on the tensors themselves: where the donor's layers are not
+ * all alike (dense and expert MLPs, attention and recurrent blocks), an output layer must hold the
+ * tensors the donor's layer at that index holds, since the donor's config.json is what transformers
+ * builds the output from. Families whose kinds are restated per layer (a per-layer list, or
+ * layer-config's rules) are left to that.
+ */
+function checkLayerTensors(file: string, sources: readonly { model: string; layer: number }[], configsOf: (model: string) => { path: string; config: Config }[], layers: LayerTensors): void {
+  const key = (t: readonly string[] | undefined) => (t ? [...t].sort().join("\n") : "");
+  const donorKinds = new Set<string>();
+  let count = 0;
+  for (; layers.templates(layers.donor, count) !== undefined; count++) donorKinds.add(key(layers.templates(layers.donor, count)));
+  if (donorKinds.size < 2) return;
+  // Lists with one entry per layer are rebuilt from the sources (card.ts), and so are Qwen-MoE's kinds.
+  const restated = configsOf(layers.donor).some(({ config }) => impliedSparseLayers(config, 1) !== undefined || Object.values(config).some((v) => Array.isArray(v) && v.length >= 2 && v.length === count));
+  if (restated) return;
+  sources.forEach(({ model, layer }, i) => {
+    const at = layers.templates(layers.donor, i);
+    if (at === undefined || key(at) === key(layers.templates(model, layer))) return;
+    throw new ModelError("E_CONFIG", `${file}: output layer ${i} is layer ${layer} of ${model}, whose tensors differ from those of layer ${i} of ${layers.donor} (the donor of config.json): the donor's layers are not all alike (dense and expert MLPs, attention and recurrent blocks), and transformers would build layer ${i} as the donor's layer ${i}, leaving its weights missing. Keep each layer where a layer of its kind is`, { file, model, layer: i });
+  });
 }
 
 /** A model's config.json and its text sections (text_config ...), each with where it is, for messages. */

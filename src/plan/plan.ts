@@ -261,8 +261,10 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
 
   throwProblems(problems);
   if (tensors.length === 0) throw new RecipeError("E_RECIPE", `${recipe.file}: the recipe selects no tensors`, { file: recipe.file });
-  if (recipe.slices) checkMovedLayers(recipe.file, layerSources, (name) => decoderConfigs(models.get(name)!));
   const donor = recipe.baseModel ?? first.sources[0]!.model;
+  if (recipe.slices) {
+    checkMovedLayers(recipe.file, layerSources, (name) => decoderConfigs(models.get(name)!), { donor, templates: (name, layer) => layouts.get(name)!.layers.get(layer) });
+  }
   const ledger = buildLedger({ recipeFile: recipe.file, method: method.name, models, layouts, slices, tensors, offered, donor });
   return {
     recipe, method, tensors, donor, models, ledger,
