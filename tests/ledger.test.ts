@@ -44,6 +44,7 @@ function frobnicatorShapes(vocab: number): [string, number[]][] {
   }
   for (let l = 0; l < 5; l++) out.push([`vision_model.encoder.layers.${l}.fc.weight`, [HIDDEN, HIDDEN]]);
   out.push(["vision_model.post_layernorm.weight", [HIDDEN]], ["mm_projector.0.weight", [HIDDEN, HIDDEN]], ["mm_projector.2.weight", [HIDDEN, HIDDEN]]);
+  out.push(["multi_modal_projector.norm.weight", [HIDDEN]]); // a projector part without a layer index
   out.push(["model.final_norm.weight", [HIDDEN]], ["head.weight", [vocab, HIDDEN]]);
   return out;
 }
@@ -51,7 +52,9 @@ function frobnicatorShapes(vocab: number): [string, number[]][] {
 function frobnicatorConfig(vocab: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     architectures: ["FrobnicatorForCausalLM"], model_type: "frobnicator", vocab_size: vocab, hidden_size: HIDDEN,
-    num_hidden_layers: 3, vision_config: { num_hidden_layers: 5, hidden_size: HIDDEN }, tie_word_embeddings: false, ...extra,
+    num_hidden_layers: 3, vision_config: { num_hidden_layers: 5, hidden_size: HIDDEN }, tie_word_embeddings: false,
+    // Each layer's kind, as hybrid configs state it (layer 1 attends; the others are linear attention).
+    layer_types: ["linear_attention", "full_attention", "linear_attention"], ...extra,
   };
 }
 
@@ -251,7 +254,8 @@ describe("an unknown architecture (model_type frobnicator) with a vision tower a
     assert.match(status("./a", "model.layers.2.norm.weight")[1], /layer 2 is outside every layer_range taken from \.\/a \(\[0, 2\]\)/);
     assert.match(status("./c", "model.layers.0.mlp.experts.1.w.weight")[1], /layer 0 is outside every layer_range taken from \.\/c \(\[1, 3\]\)/);
     assert.deepEqual(entry(ledger, "./c", "model.layers.2.linear_attn.A_log").into, ["model.layers.3.linear_attn.A_log"]);
-    for (const tensor of ["model.tok.weight", "vision_model.encoder.layers.0.fc.weight", "mm_projector.2.weight"]) {
+    assert.deepEqual(config.layer_types, ["linear_attention", "full_attention", "full_attention", "linear_attention"], "each output layer's kind is its source's");
+    for (const tensor of ["model.tok.weight", "vision_model.encoder.layers.0.fc.weight", "mm_projector.2.weight", "multi_modal_projector.norm.weight"]) {
       assert.deepEqual(status("./a", tensor), ["copied", "passthrough"], tensor);
       assert.equal(status("./c", tensor)[0], "refused");
       assert.match(status("./c", tensor)[1], /come from the first slice's sources \(\.\/a\), and \.\/c is not one/);

@@ -31,6 +31,13 @@ export interface ModelLayout {
   side: Map<string, SideTensor>;
 }
 
+/**
+ * A multimodal projector without a layer index (Gemma 3's `model.multi_modal_projector.mm_input_projection_weight`,
+ * LLaVA's `multi_modal_projector.linear_1.weight`): it belongs with the vision tower, from the first slice,
+ * not with the decoder's final norm and head, from the last.
+ */
+const PROJECTOR = /^(.*\.)?(multi_modal_projector|mm_projector|visual_projection|vision_projection)\./;
+
 export function layoutOf(model: LoadedModel): ModelLayout {
   const names = [...model.tensors.keys()].sort();
   const stacks = layerStacks(names);
@@ -41,7 +48,7 @@ export function layoutOf(model: LoadedModel): ModelLayout {
   const side = new Map<string, SideTensor>();
   for (const name of names) {
     const role = tensorRole(name);
-    const module = role.position === "layer" ? undefined : modules.find((m) => name.startsWith(`${m}.`));
+    const module = role.position === "layer" ? undefined : modules.find((m) => name.startsWith(`${m}.`)) ?? PROJECTOR.exec(name)?.[0].slice(0, -1);
     if (module !== undefined) side.set(name, { stack: module, t: 0 });
     else if (role.position === "pre" || (role.position === "post" && isInputEmbedding(name, model))) pre.push(name);
     else if (role.position === "post") post.push(name);
