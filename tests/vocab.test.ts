@@ -11,7 +11,7 @@ import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { RecipeError, ValidationError, WeightsoupError } from "../src/errors";
 import { NodeFolder } from "../src/io/node-folder";
-import { merge } from "../src/node";
+import { evaluate, merge } from "../src/node";
 import { parseRecipe } from "../src/recipe/recipe";
 import { loadTokenizer } from "../src/tokenizer/tokenizer";
 import { BUILTIN_CHAT_TEMPLATES } from "../src/vocab/chat-templates";
@@ -202,6 +202,14 @@ describe("tokenizer: union of three tokenizers with forced tokens", () => {
     assert.deepEqual(ours.encode(text), ids);
     assert.equal(ours.decode(ids), text);
     assert.equal(ours.chatPrompt([{ role: "user", content: "hi" }]), "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+  });
+
+  test("the recipe evaluated without writing it tokenizes with the rebuilt tokenizer, as the written merge does", async () => {
+    // "ran fast bird" are <unk> to the base's tokenizer and tokens 10-12 of the union's.
+    const text = "the cat ran fast <|im_start|> blue sky <|im_end|> a bird";
+    const [fromRecipe, fromFolder] = [await evaluate([c.recipe], { text, workers: 1, workerUrl: WORKER_URL }), await evaluate([out], { text, workers: 1, workerUrl: WORKER_URL })];
+    assert.equal(fromFolder.results[0]!.tokens, 10);
+    assert.deepEqual(fromRecipe.results.map((r) => ({ ...r, model: "" })), fromFolder.results.map((r) => ({ ...r, model: "" })));
   });
 
   test("results do not depend on chunking: chunks of 4096 elements (a boundary inside row 22) give the same bytes", async () => {

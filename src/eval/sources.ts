@@ -5,7 +5,7 @@
  * same numbers as evaluating its written output, without writing it).
  */
 import { ModelError } from "../errors";
-import type { ModelFolder } from "../io/folder";
+import { OverlayFolder, type ModelFolder } from "../io/folder";
 import { outputConfig } from "../merge/card";
 import { chunkElementsFor, computeTensorBytes, tensorJob, type EngineOptions } from "../merge/engine";
 import type { LoadedModel } from "../model/model";
@@ -50,8 +50,13 @@ export function recipeSource(name: string, plan: MergePlan, pool: () => WorkerPo
   const donor = plan.models.get(plan.donor)!;
   const spec = decoderSpec(config, shapes, `${plan.recipe.file} (the merged model)`);
   const indexOf = new Map(plan.tensors.map((t, i) => [t, i]));
+  // The folder the merge would write: its config.json, and the rebuilt tokenizer files where the
+  // recipe has tokenizer keys, so the text is tokenized as the written merge's would be.
+  const texts = new Map(plan.tokenizerOutput?.files ?? []);
+  if (configText !== null) texts.set("config.json", configText);
+  const folder = new OverlayFolder(donor.folder.name, donor.folder, texts, plan.tokenizerOutput?.omit);
   return {
-    name, spec, folder: donor.folder,
+    name, spec, folder,
     async weights(names) {
       const out = new Map<string, WeightRef>();
       await Promise.all(names.map(async (n) => {

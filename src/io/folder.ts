@@ -37,3 +37,25 @@ export class BlobFolder implements ModelFolder {
     return blob.text();
   }
 }
+
+/**
+ * A folder as a merge would write it, without writing it: `base`'s files, less `omit`, with `texts`
+ * in place of or beside them (an evaluated recipe's config.json and rebuilt tokenizer files).
+ */
+export class OverlayFolder implements ModelFolder {
+  constructor(readonly name: string, private readonly base: ModelFolder, private readonly texts: ReadonlyMap<string, string>, private readonly omit: ReadonlySet<string> = new Set()) {}
+  async list(): Promise<string[]> {
+    const kept = (await this.base.list()).filter((f) => !this.omit.has(f) && !this.texts.has(f));
+    return [...kept, ...this.texts.keys()];
+  }
+  source(file: string): SourceRef {
+    const text = this.texts.get(file);
+    return text === undefined ? this.base.source(file) : { kind: "blob", blob: new Blob([text]), name: `${this.name}/${file}` };
+  }
+  async readText(file: string): Promise<string> {
+    const text = this.texts.get(file);
+    if (text !== undefined) return text;
+    if (this.omit.has(file)) throw new Error(`${this.name}: no file ${file}`);
+    return this.base.readText(file);
+  }
+}

@@ -35,24 +35,25 @@ export interface AddedToken {
 
 type Settings = Omit<AddedToken, "id">;
 
+/** A token as Python's AddedToken holds it: `normalized` may be unset, and is then the opposite of `special` when used. */
+type Entry = Omit<Settings, "normalized"> & { normalized: boolean | undefined };
+
 const NAMED_SPECIAL_KEYS = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
 
-/** A token from a JSON entry (tokenizer.json's or tokenizer_config.json's); undefined if it has no content. */
-function settingsOf(entry: unknown, special?: boolean): Settings | undefined {
-  if (typeof entry === "string") return { content: entry, single_word: false, lstrip: false, rstrip: false, normalized: special === true ? false : true, special: special ?? false };
-  if (entry === null || typeof entry !== "object" || Array.isArray(entry)) return undefined;
-  const e = entry as JsonObject;
+/** An entry of tokenizer.json or tokenizer_config.json; a string is AddedToken(text, special=`special`). */
+function entryOf(value: unknown, special = false): Entry | undefined {
+  if (typeof value === "string") return { content: value, single_word: false, lstrip: false, rstrip: false, normalized: undefined, special };
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return undefined;
+  const e = value as JsonObject;
   if (typeof e.content !== "string") return undefined;
-  const isSpecial = special ?? e.special === true;
   return {
-    content: e.content,
-    single_word: e.single_word === true,
-    lstrip: e.lstrip === true,
-    rstrip: e.rstrip === true,
-    // Python's AddedToken defaults `normalized` to the opposite of `special` as given in the entry.
-    normalized: typeof e.normalized === "boolean" ? e.normalized : e.special !== true,
-    special: isSpecial,
+    content: e.content, single_word: e.single_word === true, lstrip: e.lstrip === true, rstrip: e.rstrip === true,
+    normalized: typeof e.normalized === "boolean" ? e.normalized : undefined, special: e.special === true,
   };
+}
+
+function settled(e: Entry): Settings {
+  return { ...e, normalized: e.normalized ?? !e.special };
 }
 
 function sameToken(a: Settings, b: Settings): boolean {
@@ -60,7 +61,7 @@ function sameToken(a: Settings, b: Settings): boolean {
 }
 
 /** The model's own vocabulary (token -> id) and its size as the Rust model reports it. */
-function modelVocabulary(model: JsonObject): { ids: Map<string, number>; size: number } {
+export function modelVocabulary(model: JsonObject): { ids: Map<string, number>; size: number } {
   const ids = new Map<string, number>();
   if (Array.isArray(model.vocab)) {
     // Unigram: [piece, score] pairs, the id is the position.
@@ -76,15 +77,23 @@ function modelVocabulary(model: JsonObject): { ids: Map<string, number>; size: n
 }
 
 /**
- * The added tokens transformers' AutoTokenizer has for these files, in the order they were added
- * (a later entry for the same content replaces the earlier one's settings and keeps its id).
+ * The added tokens transformers' AutoTokenizer has for these files, each with its latest settings and
+ * `special` if it was ever added as special (Rust's special-token set only grows). `rebuilt`: the
+ * class builds its backend from the vocabulary and merges (LlamaTokenizer, GPT2Tokenizer,
+ * Qwen2Tokenizer), keeping none of tokenizer.json's added tokens; `resetsSpecials`: it ends by adding
+ * every special token again as a plain special token (Qwen2Tokenizer), which clears their other settings.
+ * `classDefaults`: the class's own special tokens where the config names none (GPT2Tokenizer's
+ * "<|endoftext|>" ...).
  */
-export function addedVocabulary(tokenizer: JsonObject, config: JsonObject): AddedToken[] {
+export function addedVocabulary(tokenizer: JsonObject, config: JsonObject, rebuilt: boolean, resetsSpecials: boolean, classDefaults: Readonly<Record<string, string>> = {}): AddedToken[] {
   const model = modelVocabulary((tokenizer.model ?? {}) as JsonObject);
   const idOf = new Map<string, number>();
-  const byId = new Map<number, AddedToken>();
-  const add = (token: Settings | undefined) => {
-    if (token === undefined || token.content === "") return;
+  const byId = new Map<number, Settings>();
+  const specialEver = new Set<string>();
+  const add = (entry: Entry) => {
+    const token = settled(entry);
+    if (token.content === "") return;
+    if (token.special) specialEver.add(token.content);
     for (const t of byId.values()) if (sameToken(t, token)) return;
     let id = idOf.get(token.content) ?? model.ids.get(token.content);
     if (id === undefined) {
@@ -93,41 +102,47 @@ export function addedVocabulary(tokenizer: JsonObject, config: JsonObject): Adde
       id = max < 0 ? model.size : max >= model.size || model.size === 0 ? max + 1 : model.size;
     }
     idOf.set(token.content, id);
-    byId.set(id, { id, ...token });
+    byId.set(id, token);
   };
 
-  for (const entry of Array.isArray(tokenizer.added_tokens) ? tokenizer.added_tokens : []) add(settingsOf(entry));
+  const fileEntries = (Array.isArray(tokenizer.added_tokens) ? tokenizer.added_tokens : [])
+    .map((e) => ({ id: Number((e as JsonObject | null)?.id), entry: entryOf(e) }))
+    .filter((e): e is { id: number; entry: Entry } => e.entry !== undefined);
+  if (!rebuilt) for (const { entry } of fileEntries) add(entry);
 
-  // transformers' TokenizersBackend: added_tokens_decoder entries, then the named and extra special
-  // tokens it does not have yet; then (_post_init) all named and extra special tokens again, as special.
+  // from_pretrained's added_tokens_decoder: tokenizer_config.json's, or (older files) tokenizer.json's list.
   const decoder = config.added_tokens_decoder;
-  const fromDecoder = new Map<string, Settings>();
-  if (decoder !== null && typeof decoder === "object" && !Array.isArray(decoder)) {
-    const entries = Object.entries(decoder as JsonObject).filter(([k]) => /^\d+$/.test(k)).sort((a, b) => Number(a[0]) - Number(b[0]));
-    for (const [, entry] of entries) {
-      const token = settingsOf(entry);
-      if (token === undefined) continue;
-      fromDecoder.set(token.content, token);
-      add(token);
-    }
-  }
-  const named: Settings[] = [];
+  const decoderEntries = decoder !== null && typeof decoder === "object" && !Array.isArray(decoder)
+    ? Object.entries(decoder as JsonObject).filter(([k]) => /^\d+$/.test(k)).sort((a, b) => Number(a[0]) - Number(b[0])).map(([, e]) => entryOf(e)).filter((e): e is Entry => e !== undefined)
+    : [...fileEntries].sort((a, b) => a.id - b.id).map((e) => e.entry);
+  const fromDecoder = new Map(decoderEntries.map((e) => [e.content, e]));
+
+  // The named special tokens (bos ... mask, any other *_token text, a dict of extra_special_tokens) and
+  // the extra ones (a list), as the config gives them; a named one is the decoder's entry of its text.
+  const named: Entry[] = [];
   const namedKeys = [...NAMED_SPECIAL_KEYS, ...Object.keys(config).filter((k) => k.endsWith("_token") && !NAMED_SPECIAL_KEYS.includes(k))];
-  for (const key of namedKeys) {
-    const token = settingsOf(config[key], true);
-    if (token !== undefined) named.push(fromDecoder.get(token.content) ?? token);
-  }
   const extraList = config.extra_special_tokens ?? config.additional_special_tokens;
-  if (extraList !== null && typeof extraList === "object" && !Array.isArray(extraList)) {
-    for (const value of Object.values(extraList as JsonObject)) {
-      const token = settingsOf(value, true);
-      if (token !== undefined) named.push(fromDecoder.get(token.content) ?? token);
-    }
+  const namedValues = [...namedKeys.map((k) => (config[k] === undefined ? classDefaults[k] : config[k])), ...(extraList !== null && typeof extraList === "object" && !Array.isArray(extraList) ? Object.values(extraList as JsonObject) : [])];
+  for (const value of namedValues) {
+    const e = entryOf(value, true);
+    if (e !== undefined) named.push(fromDecoder.get(e.content) ?? e);
   }
-  const extras = Array.isArray(extraList) ? extraList.map((e) => settingsOf(e, typeof e === "string" ? true : undefined)).filter((t): t is Settings => t !== undefined) : [];
-  for (const token of [...named, ...extras]) if (!idOf.has(token.content)) add(token);
-  for (const token of [...named, ...extras]) add(token);
-  return [...byId.values()];
+  const extras = (Array.isArray(extraList) ? extraList : []).map((e) => entryOf(e, true)).filter((e): e is Entry => e !== undefined);
+  const namedTexts = new Set(named.map((e) => e.content));
+
+  // TokenizersBackend.__init__: every decoder entry (its check for entries the backend already has
+  // compares ids with tokens, so none is left out; identical ones change nothing), then the named and
+  // extra tokens whose text it has nowhere yet; a named one among them is made special.
+  const toAdd = [...decoderEntries];
+  const seen = new Set([...idOf.keys(), ...toAdd.map((e) => e.content)]);
+  for (const e of [...named, ...extras]) {
+    if (seen.has(e.content)) continue;
+    seen.add(e.content);
+    toAdd.push(e);
+  }
+  for (const e of toAdd) add(!e.special && namedTexts.has(e.content) ? { ...e, special: true } : e);
+  if (resetsSpecials) for (const text of new Set([...named, ...extras].map((e) => e.content))) add({ content: text, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  return [...byId].map(([id, t]) => ({ id, ...t, special: specialEver.has(t.content) }));
 }
 
 /** Rust's `\w` (regex-syntax's Unicode word class) and `\s` (White_Space), for one character. */

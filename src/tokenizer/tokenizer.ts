@@ -9,7 +9,7 @@
  */
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import type { ModelFolder } from "../io/folder";
-import { type AddedToken, AddedTokenMatcher, addedVocabulary } from "./added-vocabulary";
+import { type AddedToken, AddedTokenMatcher, addedVocabulary, modelVocabulary } from "./added-vocabulary";
 import { type ChatMessage, chatRenderer } from "./chat-template";
 import { type JsonObject, readTokenizerFiles, tokenizerError, type TokenizerFiles } from "./files";
 import { forJsLibrary, UnsupportedTokenizer } from "./library-compat";
@@ -81,9 +81,10 @@ export function tokenizerFromFiles(files: TokenizerFiles): Tokenizer {
   let added: AddedToken[];
   try {
     const json = forJsLibrary(applyTransformersClass(files.tokenizer, cls, files.tokenizerConfig));
-    added = addedVocabulary(json, specials);
+    added = addedVocabulary(json, specials, cls !== "TokenizersBackend", cls === "Qwen2Tokenizer", CLASS_SPECIAL_TOKENS[cls]);
     hf = new HfTokenizer({ ...json, added_tokens: added }, libraryConfig(files.tokenizerConfig, m));
-    useRustAddedTokens(hf, added, files.tokenizerConfig.split_special_tokens === true);
+    const modelJson = json.model as JsonObject;
+    useRustAddedTokens(hf, added, modelVocabulary(modelJson).ids, typeof modelJson.unk_token === "string" ? modelJson.unk_token : undefined, specials.split_special_tokens === true);
     useRustDecoding(hf.decoder);
     useRustPreTokenizing(hf.pre_tokenizer);
   } catch (cause) {
@@ -101,12 +102,20 @@ function describeFailure(cause: unknown): string {
   return `cannot be used: ${message}`;
 }
 
+/** The special tokens a transformers class names when tokenizer_config.json does not (its __init__ defaults). */
+const CLASS_SPECIAL_TOKENS: Record<TransformersClass, Record<string, string>> = {
+  GPT2Tokenizer: { unk_token: "<|endoftext|>", bos_token: "<|endoftext|>", eos_token: "<|endoftext|>" },
+  LlamaTokenizer: { unk_token: "<unk>", bos_token: "<s>", eos_token: "</s>" },
+  Qwen2Tokenizer: { unk_token: "<|endoftext|>", eos_token: "<|endoftext|>", pad_token: "<|endoftext|>" },
+  TokenizersBackend: {},
+};
+
 /** The library's internals this file replaces (not in its typings). */
 interface LibraryInternals {
   encode_text(text: string | null): string[] | null;
   normalizer: ((text: string) => string) | null;
   pre_tokenizer: ((text: string, options: { section_index: number }) => string[]) | null;
-  model: (words: string[]) => string[];
+  model: ((words: string[]) => string[]) & { tokens_to_ids: Map<string, number> };
   added_tokens_map: Map<string, unknown>;
   special_tokens: string[];
 }
@@ -116,8 +125,12 @@ interface LibraryInternals {
  * Rust way, ids are looked up by content only (the library also maps normalized contents, which a
  * model token can spell), and the special ones, and only they, are skipped in decoding.
  */
-function useRustAddedTokens(hf: HfTokenizer, added: readonly AddedToken[], splitSpecialTokens: boolean): void {
+function useRustAddedTokens(hf: HfTokenizer, added: readonly AddedToken[], modelIds: ReadonlyMap<string, number>, unkToken: string | undefined, splitSpecialTokens: boolean): void {
   const lib = hf as unknown as LibraryInternals;
+  // The library also gives the model every added token; Rust's model knows only its own vocabulary
+  // (a Llama-3 word equal to an added token's text must not become that token through ignore_merges,
+  // nor a byte-fallback character an added one).
+  for (const t of added) if (!modelIds.has(t.content)) lib.model.tokens_to_ids.delete(t.content);
   const byContent = new Map(added.map((t) => [t.content, lib.added_tokens_map.get(t.content)]));
   lib.added_tokens_map = byContent;
   lib.special_tokens = added.filter((t) => t.special).map((t) => t.content);
@@ -144,7 +157,8 @@ function useRustAddedTokens(hf: HfTokenizer, added: readonly AddedToken[], split
           // Metaspace's "first" scheme prepends only to the text that starts the input.
           const sectionIndex = piece.start === 0 && part.start === 0 ? 0 : 1;
           const words = lib.pre_tokenizer === null ? [part.text] : lib.pre_tokenizer(part.text, { section_index: sectionIndex });
-          tokens.push(...lib.model(words));
+          // A word the model does not know is its unknown token, whatever added token it spells.
+          for (const token of lib.model(words)) tokens.push(modelIds.has(token) || unkToken === undefined ? token : unkToken);
         }
       }
     }
@@ -181,7 +195,8 @@ class HfBackedTokenizer implements Tokenizer {
     let top = -1;
     for (const id of vocab.values()) if (id > top) top = id;
     this.vocabSize = top + 1;
-    this.idOf = (token) => hf.token_to_id(token);
+    const addedIds = new Map(added.map((t) => [t.content, t.id]));
+    this.idOf = (token) => addedIds.get(token) ?? hf.token_to_id(token);
     this.known = (id) => Number.isInteger(id) && id >= 0 && id < this.vocabSize && hf.id_to_token(id) !== undefined;
     this.bosTokenId = bosTokenId(files.tokenizerConfig, files.modelConfig, this.idOf);
     this.eosTokenIds = Object.freeze(eosTokenIds(files.tokenizerConfig, files.modelConfig, files.generationConfig, this.idOf));
