@@ -114,7 +114,7 @@ export function addedVocabulary(tokenizer: JsonObject, config: JsonObject, rebui
   const decoder = config.added_tokens_decoder;
   const decoderEntries = decoder !== null && typeof decoder === "object" && !Array.isArray(decoder)
     ? Object.entries(decoder as JsonObject).filter(([k]) => /^\d+$/.test(k)).sort((a, b) => Number(a[0]) - Number(b[0])).map(([, e]) => entryOf(e)).filter((e): e is Entry => e !== undefined)
-    : [...fileEntries].sort((a, b) => a.id - b.id).map((e) => e.entry);
+    : [...new Map(fileEntries.map((e) => [e.id, e.entry]))].sort((a, b) => a[0] - b[0]).map(([, e]) => e); // by id, the last entry of an id kept
   const fromDecoder = new Map(decoderEntries.map((e) => [e.content, e]));
 
   // The named special tokens (bos ... mask, any other *_token text, a dict of extra_special_tokens) and
@@ -240,7 +240,9 @@ export class AddedTokenMatcher {
       if (token.lstrip) start = Math.max(spaceRunStart(text, start), done);
       if (token.rstrip) stop = spaceRunEnd(text, stop);
       if (done < start) pieces.push({ text: text.slice(done, start), start: done });
-      pieces.push({ text: text.slice(start, stop), token, start });
+      // A match whose text the whitespace taken by the one before used up is an empty split, which the
+      // Rust library drops, token and all.
+      if (start < stop) pieces.push({ text: text.slice(start, stop), token, start });
       done = stop;
     }
     if (done !== text.length) pieces.push({ text: text.slice(done), start: done });
