@@ -115,7 +115,8 @@ interface LibraryInternals {
   encode_text(text: string | null): string[] | null;
   normalizer: ((text: string) => string) | null;
   pre_tokenizer: ((text: string, options: { section_index: number }) => string[]) | null;
-  model: ((words: string[]) => string[]) & { tokens_to_ids: Map<string, number> };
+  model: ((words: string[]) => string[]) & { tokens_to_ids: Map<string, number>; vocab: string[] };
+  get_vocab(withAddedTokens?: boolean): Map<string, number>;
   added_tokens_map: Map<string, unknown>;
   special_tokens: string[];
 }
@@ -134,6 +135,14 @@ function useRustAddedTokens(hf: HfTokenizer, added: readonly AddedToken[], model
   const byContent = new Map(added.map((t) => [t.content, lib.added_tokens_map.get(t.content)]));
   lib.added_tokens_map = byContent;
   lib.special_tokens = added.filter((t) => t.special).map((t) => t.content);
+  // Rust gives a normalized added token's id its normalized text when decoding ("Cafe\u0301" under NFC
+  // decodes as "Café"; a special one so spelled is no longer found among the special tokens to skip),
+  // while the vocabulary keeps the text as written.
+  const vocabulary = hf.get_vocab(true);
+  if (lib.normalizer !== null) {
+    for (const t of added) if (t.normalized) lib.model.vocab[t.id] = lib.normalizer(t.content);
+  }
+  lib.get_vocab = () => vocabulary;
   // Rust's tries list special tokens first, then the others, each in the order they were added.
   const usable = added.filter((t) => !(splitSpecialTokens && t.special));
   const ordered = [...usable.filter((t) => t.special), ...usable.filter((t) => !t.special)];
