@@ -359,6 +359,8 @@ describe("config.json", () => {
       [{ model_type: "lfm2_moe", num_dense_layers: 1 }, /num_dense_layers: 1/],
       [{ model_type: "jamba", attn_layer_period: 2, attn_layer_offset: 1 }, /attn_layer_period: 2/],
       [{ model_type: "recurrent_gemma", block_types: ["recurrent", "attention"] }, /block_types: .*repeats over the layers/],
+      // A model_type that names an Object.prototype member is a family like any unknown one.
+      [{ model_type: "constructor", max_window_layers: 2 }, /max_window_layers: 2/],
     ] as const) {
       const { recipePath, out } = await movedLayers(extra);
       await assert.rejects(merge(recipePath, { out, workerUrl: WORKER_URL }), (e: unknown) => {

@@ -9,6 +9,7 @@
 import { describeValue, ModelError } from "../errors";
 import type { Kernels } from "../kernels/kernels";
 import { scalarMathOf, type ScalarMath } from "../kernels/scalar-math";
+import { table } from "../table";
 
 export interface RopeSpec {
   /** Rotated dims per head (the whole head here: partial rotation is not supported). */
@@ -26,7 +27,7 @@ export interface RopeSpec {
 const f32 = Math.fround;
 
 /** transformers' max_position_embeddings when a config leaves it out, by family (its config classes' defaults). */
-const DEFAULT_MAX_POSITIONS: Record<string, number> = { llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768 };
+const DEFAULT_MAX_POSITIONS = table<number>({ llama: 2048, mistral: 131072, qwen2: 32768, qwen3: 32768 });
 
 /**
  * The rope settings of a config in either layout: transformers 4's top-level `rope_theta` with an

@@ -11,6 +11,7 @@
 import { ModelError } from "../errors";
 import type { LoadedModel } from "../model/model";
 import { TEXT_SECTIONS } from "../model/stacks";
+import { table } from "../table";
 
 type Config = Record<string, unknown>;
 
@@ -65,14 +66,14 @@ export function impliedSparseLayers(config: Config, layers: number): boolean[] |
 }
 
 /** The keys each known family's rules above read (and so rebuild). */
-const HANDLED: Record<string, readonly string[]> = {
+const HANDLED = table<readonly string[]>({
   qwen2: ["max_window_layers"],
   qwen3: ["max_window_layers"],
   qwen2_moe: ["max_window_layers", "mlp_only_layers", "decoder_sparse_step"],
   qwen3_moe: ["max_window_layers", "mlp_only_layers", "decoder_sparse_step"],
   gemma3_text: ["sliding_window_pattern"],
   cohere2: ["sliding_window_pattern"],
-};
+});
 
 /**
  * Settings of other families that give layers a kind by position (DeepSeek, Exaone 4, AFMoE, LFM2 ...):

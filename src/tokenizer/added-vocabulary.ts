@@ -94,8 +94,10 @@ export function addedVocabulary(tokenizer: JsonObject, config: JsonObject, rebui
     const token = settled(entry);
     if (token.content === "") return;
     if (token.special) specialEver.add(token.content);
-    for (const t of byId.values()) if (sameToken(t, token)) return;
-    let id = idOf.get(token.content) ?? model.ids.get(token.content);
+    // An identical token can only be the one holding this content (each content has one id).
+    const held = idOf.get(token.content);
+    if (held !== undefined && sameToken(byId.get(held)!, token)) return;
+    let id = held ?? model.ids.get(token.content);
     if (id === undefined) {
       let max = -1;
       for (const v of idOf.values()) if (v > max) max = v;

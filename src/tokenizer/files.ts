@@ -57,10 +57,18 @@ export async function readTokenizerFiles(folder: ModelFolder): Promise<Tokenizer
   };
 }
 
-/** config.json and generation_config.json (empty where absent): what generation reads without a tokenizer. */
+/**
+ * config.json and generation_config.json (empty where absent): what generation reads without a
+ * tokenizer. A generation_config.json that is not a JSON object is passed over, as transformers'
+ * from_pretrained falls back to the model's config then.
+ */
 export async function readGenerationConfigs(folder: ModelFolder): Promise<{ modelConfig: JsonObject; generationConfig: JsonObject }> {
   const present = new Set(await folder.list());
-  return { modelConfig: await readJsonObject(folder, present, MODEL_CONFIG_FILE, false), generationConfig: await readJsonObject(folder, present, GENERATION_CONFIG_FILE, false) };
+  const generationConfig = await readJsonObject(folder, present, GENERATION_CONFIG_FILE, false).catch((e: unknown) => {
+    if (e instanceof ModelError && e.code === "E_TOKENIZER") return {};
+    throw e;
+  });
+  return { modelConfig: await readJsonObject(folder, present, MODEL_CONFIG_FILE, false), generationConfig };
 }
 
 /** A JSON object file of the folder; {} when absent (an error when `required` and empty). */

@@ -9,6 +9,7 @@
  */
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import type { ModelFolder } from "../io/folder";
+import { table } from "../table";
 import { type AddedToken, AddedTokenMatcher, addedVocabulary, modelVocabulary } from "./added-vocabulary";
 import { type ChatMessage, chatRenderer } from "./chat-template";
 import { type JsonObject, readTokenizerFiles, tokenizerError, type TokenizerFiles } from "./files";
@@ -103,11 +104,11 @@ function describeFailure(cause: unknown): string {
 }
 
 /** The special tokens a transformers class names when tokenizer_config.json does not (its __init__ defaults). */
-const CLASS_SPECIAL_TOKENS: Record<TransformersClass, Record<string, string>> = {
-  GPT2Tokenizer: { unk_token: "<|endoftext|>", bos_token: "<|endoftext|>", eos_token: "<|endoftext|>" },
-  LlamaTokenizer: { unk_token: "<unk>", bos_token: "<s>", eos_token: "</s>" },
-  Qwen2Tokenizer: { unk_token: "<|endoftext|>", eos_token: "<|endoftext|>", pad_token: "<|endoftext|>" },
-  TokenizersBackend: {},
+const CLASS_SPECIAL_TOKENS: Record<TransformersClass, Readonly<Record<string, string>>> = {
+  GPT2Tokenizer: table({ unk_token: "<|endoftext|>", bos_token: "<|endoftext|>", eos_token: "<|endoftext|>" }),
+  LlamaTokenizer: table({ unk_token: "<unk>", bos_token: "<s>", eos_token: "</s>" }),
+  Qwen2Tokenizer: table({ unk_token: "<|endoftext|>", eos_token: "<|endoftext|>", pad_token: "<|endoftext|>" }),
+  TokenizersBackend: table({}),
 };
 
 /** The library's internals this file replaces (not in its typings). */

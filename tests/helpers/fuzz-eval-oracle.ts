@@ -73,6 +73,8 @@ interface CasePlan {
   vocab: number | undefined;
   context: number;
   maxNew: number;
+  /** Without a tokenizer, the end-of-sequence ids the configs state (generation_config.json's, else config.json's). */
+  configEosIds: number[];
 }
 
 const validInteger = (v: OptionValue | undefined, min: number): number | undefined => (typeof v === "number" && Number.isSafeInteger(v) && v >= min ? v : undefined);
@@ -152,12 +154,13 @@ async function planCase(c: EvalCase, files: EvalCaseFiles, ctx: EvalOracleContex
     const againstVocabs = c.against.map(fixtureVocab);
     const againstPositions = await Promise.all(c.against.map(async (a) => resolveDecoderConfig(JSON.parse(await readFile(join(fixtureDir(ctx.pristine, a), "config.json"), "utf8"))).maxPositions));
     const limits = [positions, ...againstPositions].filter((p): p is number => typeof p === "number");
-    const longest = run === "evaluate" ? Math.min(context, ids.length) : run === "generate" ? ids.length + maxNew : ids.length;
+    // Generation feeds the prompt and every new token but the last: P + N - 1 positions.
+    const longest = run === "evaluate" ? Math.min(context, ids.length) : run === "generate" ? ids.length + maxNew - 1 : ids.length;
     reasons.push(idsRefusal(ids, { vocabs: [vocab, ...againstVocabs], positions: limits.length ? Math.min(...limits) : undefined, longest, minimum: run === "evaluate" ? 2 : 1 }));
     const other = againstVocabs.find((v) => v !== vocab);
     if (other !== undefined) reasons.push(`an against model has a vocabulary of ${other}, the evaluated model ${vocab}`);
   }
-  return { refuse: reasons.find((r) => r !== undefined), options, text, ids, tokenizer, vocab, context, maxNew };
+  return { refuse: reasons.find((r) => r !== undefined), options, text, ids, tokenizer, vocab, context, maxNew, configEosIds: await configEosIds(files.model) };
 }
 
 /** The text as the run receives it: argv cannot carry NUL and turns lone surrogates into U+FFFD, as a UTF-8 file does. */
@@ -165,6 +168,20 @@ function cliText(c: EvalCase, text: string): string {
   if (c.run === "cli-generate") return Buffer.from(text.replaceAll("\0", ""), "utf8").toString("utf8");
   if (c.run === "cli-eval") return Buffer.from(text, "utf8").toString("utf8");
   return text;
+}
+
+async function configEosIds(dir: string): Promise<number[]> {
+  for (const file of ["generation_config.json", "config.json"]) {
+    let stated: unknown;
+    try {
+      stated = (JSON.parse(await readFile(join(dir, file), "utf8")) as Record<string, unknown> | null)?.eos_token_id;
+    } catch {
+      continue;
+    }
+    const ids = (Array.isArray(stated) ? stated : [stated]).filter((v): v is number => Number.isSafeInteger(v) && (v as number) >= 0);
+    if (ids.length) return ids;
+  }
+  return [];
 }
 
 async function hasChatTemplate(dir: string): Promise<boolean> {
@@ -382,7 +399,7 @@ function generationProblem(plan: CasePlan, result: unknown): string | undefined 
   if (plan.ids !== undefined && r.promptTokens !== plan.ids.length) return `promptTokens ${r.promptTokens} for a prompt of ${plan.ids.length} ids`;
   if (r.ids.length < 1 || r.ids.length > plan.maxNew) return `${r.ids.length} new tokens; between 1 and ${plan.maxNew} were asked for`;
   if (plan.vocab !== undefined && !r.ids.every((id) => Number.isSafeInteger(id) && id >= 0 && id < plan.vocab!)) return `generated ids ${r.ids} are not all inside the vocabulary of ${plan.vocab}`;
-  const eos = new Set(plan.tokenizer?.eosTokenIds ?? []);
+  const eos = new Set(plan.tokenizer?.eosTokenIds ?? plan.configEosIds);
   const early = r.ids.findIndex((id) => eos.has(id));
   if (early !== -1 && early !== r.ids.length - 1) return `generation went on after the end-of-sequence id ${r.ids[early]} (ids ${r.ids})`;
   if (r.ids.length < plan.maxNew && !eos.has(r.ids.at(-1)!)) return `generation stopped after ${r.ids.length} of ${plan.maxNew} tokens without an end-of-sequence id (ids ${r.ids})`;
