@@ -11,7 +11,7 @@ import { WeightsoupError } from "../src/errors";
 import { NodeFolder } from "../src/io/node-folder";
 import { writeLlamaModel } from "../src/example/models";
 import { CLI, removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
-import { decoderIds, decoderModel, readDecoderModel, writeDecoderModel } from "./helpers/decoder-models";
+import { type DecoderModel, decoderIds, decoderModel, readDecoderModel, writeDecoderModel } from "./helpers/decoder-models";
 import { referenceEvaluation } from "./reference/decoder";
 import { windowStartBytes } from "./helpers/window-bytes";
 
@@ -96,6 +96,39 @@ describe("text in, numbers out", () => {
     const r = cli("generate", model, "--prompt", "We hold these", "--max-new-tokens", "10", "--json");
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout).ids, out.ids, "the CLI's greedy tokens are the library's");
+  });
+});
+
+describe("streamed text", () => {
+  test("text the decoder still holds when generation stops reaches onToken: the pieces told add up to the result's text", async () => {
+    // generate() added the decoder's last held-back text to the result but never told onToken, so the
+    // CLI's streamed output lost the end of a character cut short by --max-new-tokens.
+    const dir = join(root, "held-back");
+    await writeLlamaModel(dir, { vocab: 1200, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2 });
+    // A zero final norm gives every logit 0, so greedy decoding takes id 0 every time (ties go to the
+    // first, as torch's argmax gives them); id 0 is made the byte-level token of byte 0xE2, which starts a
+    // three-byte character that never ends: each such byte decodes as one U+FFFD.
+    const { config, tensors } = await readDecoderModel(dir);
+    tensors.get("model.norm.weight")!.values.fill(0);
+    await writeDecoderModel(dir, { variant: "llama", family: "llama", dtype: "BF16", config, tensors } as unknown as DecoderModel);
+    const tokenizer = JSON.parse(await readFile(join(dir, "tokenizer.json"), "utf8"));
+    const lead = "\u00e2"; // byte 0xE2 in the byte-level alphabet
+    const leadId = tokenizer.model.vocab[lead];
+    assert.equal(typeof leadId, "number");
+    tokenizer.model.vocab[lead] = 0;
+    tokenizer.model.vocab["<unk>"] = leadId;
+    for (const t of tokenizer.added_tokens) if (t.content === "<unk>") t.id = leadId;
+    await writeFile(join(dir, "tokenizer.json"), JSON.stringify(tokenizer));
+    const streamed: string[] = [];
+    const told: number[] = [];
+    const out = await generate(dir, { prompt: "We hold", maxNewTokens: 3, workerUrl: WORKER_URL, onToken: (t) => { streamed.push(t.text); told.push(t.id); } });
+    assert.deepEqual(out.ids, [0, 0, 0]);
+    assert.equal(out.text, "\uFFFD\uFFFD\uFFFD");
+    assert.equal(streamed.join(""), out.text);
+    assert.deepEqual(told, out.ids, "every id told once, in order");
+    const r = cli("generate", dir, "--prompt", "We hold", "--max-new-tokens", "3");
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(r.stdout.includes("\uFFFD\uFFFD\uFFFD"), JSON.stringify(r.stdout));
   });
 });
 

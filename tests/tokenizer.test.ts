@@ -254,6 +254,41 @@ test("a chat template sees tools and documents as None, as transformers passes t
   assert.equal(tokenizer.chatPrompt([{ role: "user", content: "hi" }]), "DNhi");
 });
 
+test("a chat template sees the named special tokens transformers passes: the class's defaults where the config names none, other *_token keys, no list of extra ones", async () => {
+  // GPT2Tokenizer names <|endoftext|> and LlamaTokenizer <s>, </s>, <unk> in their __init__; the
+  // template saw them undefined (a Llama-2 template refused the conversation), and saw
+  // additional_special_tokens, which transformers 5 does not pass.
+  const template = "{{ bos_token }}|{{ eos_token }}|{{ unk_token }}|{{ pad_token }}|{{ image_token }}|{% if additional_special_tokens is defined %}A{% endif %}{% if extra_special_tokens is defined %}E{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}";
+  const prompt = async (base: string, edit: (config: Record<string, unknown>) => void) => {
+    const dir = join(FIXTURES, base);
+    const config = JSON.parse(await readFile(join(dir, "tokenizer_config.json"), "utf8"));
+    edit(config);
+    config.chat_template = template;
+    const folder = new BlobFolder(base, new Map([["tokenizer.json", new Blob([await readFile(join(dir, "tokenizer.json"))])], ["tokenizer_config.json", new Blob([JSON.stringify(config)])]]));
+    return (await loadTokenizer(folder))!.chatPrompt([{ role: "user", content: "hi" }]);
+  };
+  assert.equal(await prompt("gpt2", (c) => Object.assign(c, { tokenizer_class: "GPT2Tokenizer", image_token: "<img>", additional_special_tokens: ["<x>"] })), "<|endoftext|>|<|endoftext|>|<|endoftext|>||<img>|hi");
+  assert.equal(await prompt("llama2", (c) => { for (const k of ["bos_token", "eos_token", "unk_token", "pad_token"]) delete c[k]; }), "<s>|</s>|<unk>|||hi");
+  assert.equal(await prompt("llama2", (c) => { c.bos_token = null; }), "|</s>|<unk>|||hi", "an explicit null is no token, not the class's default");
+});
+
+test("a special token skipped in streamed decoding does not cut a run of byte tokens that decoding joins across it", async () => {
+  // The stream emitted the run's first bytes when the skipped token came, and decode() of all the ids
+  // then joined them with the bytes after it into other text.
+  const { tokenizer } = await fixture("llama2");
+  const vocab = tokenizer.vocabulary();
+  const id = (token: string) => vocab.get(token)!;
+  const e2 = id("<0xE2>"), x9c = id("<0x9C>"), x93 = id("<0x93>"), eos = id("</s>");
+  assert.ok([e2, x9c, x93, eos].every((i) => Number.isInteger(i)));
+  const ids = [e2, x9c, eos, x93, id("▁the")]; // U+2713 "✓" is E2 9C 93, cut by </s>
+  const whole = tokenizer.decode(ids, { skipSpecialTokens: true });
+  assert.equal(whole, "\u2713 the");
+  const stream = tokenizer.streamDecoder({ skipSpecialTokens: true });
+  const pieces = ids.map((i) => stream.push(i));
+  pieces.push(stream.flush());
+  assert.equal(pieces.join(""), whole, JSON.stringify(pieces));
+});
+
 test("ids outside the vocabulary are skipped when decoding, as the Rust library does", async () => {
   const { tokenizer } = await fixture("gpt2");
   const hello = tokenizer.encode("Hello world");

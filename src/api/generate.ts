@@ -36,7 +36,11 @@ export interface GenerateOptions {
   memoryBudget?: number;
   workerUrl?: URL | string;
   signal?: AbortSignal;
-  /** Each new token as it is chosen, with the text it completes (possibly "" inside a multi-byte character). */
+  /**
+   * Each new token with the text it completes; a token that completes none yet (part of a multi-byte
+   * character) is told, with "", just before the one that does, or at the end. The texts told, joined,
+   * are the result's text.
+   */
   onToken?: (token: { id: number; text: string }) => void;
   /** A recipe's tensor merged NaN throughout (a NaN or infinite input), as the written merge warns. */
   onWarning?: (message: string) => void;
@@ -114,10 +118,18 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
     let text = "", heard = 0;
     // Tokens arrive on the callback's own channel, which may lag the call's answer: wait for all of them.
     let caughtUp: (() => void) | undefined, expected = Infinity;
+    // Ids whose text the decoder still holds back (part of a character): told with the id that completes
+    // it, or at the end with what the decoder then gives up, so the pieces told add up to the text.
+    let held: number[] = [];
+    const tell = (ids: readonly number[], last: string) => ids.forEach((id, i) => options.onToken?.({ id, text: i === ids.length - 1 ? last : "" }));
     const onToken = (id: number) => {
       const piece = decoder ? decoder.push(id) : "";
       text += piece;
-      options.onToken?.({ id, text: piece });
+      held.push(id);
+      if (!decoder || piece !== "") {
+        tell(held, piece);
+        held = [];
+      }
       if (++heard >= expected) caughtUp?.();
     };
     const started = performance.now();
@@ -125,7 +137,9 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
     expected = ids.length;
     if (heard < expected) await new Promise<void>((ok) => (caughtUp = ok));
     const seconds = (performance.now() - started) / 1000;
-    if (decoder) text += decoder.flush();
+    const rest = decoder ? decoder.flush() : "";
+    text += rest;
+    tell(held, rest);
     return { model: source.name, promptTokens: prompt.length, ids: [...ids], text, seconds, tokensPerSecond: ids.length / seconds };
   });
 }

@@ -19,9 +19,11 @@
  * is normalized, and tokens with `normalized: true` are found in it by their normalized content. In
  * both passes matches are leftmost-longest and do not overlap; a `single_word` token is passed over
  * where a word character (Rust's Unicode `\w`) touches it; `lstrip` / `rstrip` take in the whitespace
- * (Unicode White_Space) on that side; with `split_special_tokens`, special tokens are not split on.
+ * (Unicode White_Space) on that side; with `split_special_tokens`, a special token's match is passed
+ * over (its text goes to the model).
  */
 import type { JsonObject } from "./files";
+import { namedSpecialTokens } from "./special-tokens";
 
 export interface AddedToken {
   id: number;
@@ -35,10 +37,18 @@ export interface AddedToken {
 
 type Settings = Omit<AddedToken, "id">;
 
+export interface AddedVocabulary {
+  tokens: AddedToken[];
+  /**
+   * The tokens Rust decodes as their normalized text: those ever added with `normalized: true`, even if
+   * added again without it ("Cafe\u0301" under NFC decodes as "Café", which byte-level decoding makes
+   * "Caf\ufffd").
+   */
+  decodedNormalized: AddedToken[];
+}
+
 /** A token as Python's AddedToken holds it: `normalized` may be unset, and is then the opposite of `special` when used. */
 type Entry = Omit<Settings, "normalized"> & { normalized: boolean | undefined };
-
-const NAMED_SPECIAL_KEYS = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
 
 /** An entry of tokenizer.json or tokenizer_config.json; a string is AddedToken(text, special=`special`). */
 function entryOf(value: unknown, special = false): Entry | undefined {
@@ -50,6 +60,22 @@ function entryOf(value: unknown, special = false): Entry | undefined {
     content: e.content, single_word: e.single_word === true, lstrip: e.lstrip === true, rstrip: e.rstrip === true,
     normalized: typeof e.normalized === "boolean" ? e.normalized : undefined, special: e.special === true,
   };
+}
+
+/** A special token as tokenizer_config.json gives it: a plain string (`text`) or an AddedToken. */
+interface Candidate {
+  entry: Entry;
+  text: boolean;
+}
+
+function candidateOf(value: unknown): Candidate | undefined {
+  const entry = entryOf(value, typeof value === "string");
+  return entry && { entry, text: typeof value === "string" };
+}
+
+function samePythonToken(a: Candidate, b: Candidate): boolean {
+  if (a.text || b.text) return a.text && b.text && a.entry.content === b.entry.content;
+  return sameToken(settled(a.entry), settled(b.entry));
 }
 
 function settled(e: Entry): Settings {
@@ -82,18 +108,19 @@ export function modelVocabulary(model: JsonObject): { ids: Map<string, number>; 
  * class builds its backend from the vocabulary and merges (LlamaTokenizer, GPT2Tokenizer,
  * Qwen2Tokenizer), keeping none of tokenizer.json's added tokens; `resetsSpecials`: it ends by adding
  * every special token again as a plain special token (Qwen2Tokenizer), which clears their other settings.
- * `classDefaults`: the class's own special tokens where the config names none (GPT2Tokenizer's
- * "<|endoftext|>" ...).
+ * `config`: tokenizer_config.json as the class reads it (its own special tokens where the file names none).
  */
-export function addedVocabulary(tokenizer: JsonObject, config: JsonObject, rebuilt: boolean, resetsSpecials: boolean, classDefaults: Readonly<Record<string, string>> = {}): AddedToken[] {
+export function addedVocabulary(tokenizer: JsonObject, config: JsonObject, rebuilt: boolean, resetsSpecials: boolean): AddedVocabulary {
   const model = modelVocabulary((tokenizer.model ?? {}) as JsonObject);
   const idOf = new Map<string, number>();
   const byId = new Map<number, Settings>();
   const specialEver = new Set<string>();
+  const normalizedEver = new Set<string>();
   const add = (entry: Entry) => {
     const token = settled(entry);
     if (token.content === "") return;
     if (token.special) specialEver.add(token.content);
+    if (token.normalized) normalizedEver.add(token.content);
     // An identical token can only be the one holding this content (each content has one id).
     const held = idOf.get(token.content);
     if (held !== undefined && sameToken(byId.get(held)!, token)) return;
@@ -110,41 +137,54 @@ export function addedVocabulary(tokenizer: JsonObject, config: JsonObject, rebui
   const fileEntries = (Array.isArray(tokenizer.added_tokens) ? tokenizer.added_tokens : [])
     .map((e) => ({ id: Number((e as JsonObject | null)?.id), entry: entryOf(e) }))
     .filter((e): e is { id: number; entry: Entry } => e.entry !== undefined);
-  if (!rebuilt) for (const { entry } of fileEntries) add(entry);
+  if (!rebuilt) {
+    for (const { entry } of fileEntries) add(entry);
+    // TokenizersBackend works on a deep copy of the loaded backend: a round trip through tokenizer.json,
+    // which keeps one token per id with its last settings, so a text added as special and then again as
+    // a plain token is special no more.
+    specialEver.clear();
+    normalizedEver.clear();
+    for (const token of byId.values()) {
+      if (token.special) specialEver.add(token.content);
+      if (token.normalized) normalizedEver.add(token.content);
+    }
+  }
 
   // from_pretrained's added_tokens_decoder: tokenizer_config.json's, or (older files) tokenizer.json's list.
   const decoder = config.added_tokens_decoder;
   const decoderEntries = decoder !== null && typeof decoder === "object" && !Array.isArray(decoder)
     ? Object.entries(decoder as JsonObject).filter(([k]) => /^\d+$/.test(k)).sort((a, b) => Number(a[0]) - Number(b[0])).map(([, e]) => entryOf(e)).filter((e): e is Entry => e !== undefined)
     : [...new Map(fileEntries.map((e) => [e.id, e.entry]))].sort((a, b) => a[0] - b[0]).map(([, e]) => e); // by id, the last entry of an id kept
-  const fromDecoder = new Map(decoderEntries.map((e) => [e.content, e]));
+  const fromDecoder = new Map(decoderEntries.map((entry): [string, Candidate] => [entry.content, { entry, text: false }]));
 
   // The named special tokens (bos ... mask, any other *_token text, a dict of extra_special_tokens) and
-  // the extra ones (a list), as the config gives them; a named one is the decoder's entry of its text.
-  const named: Entry[] = [];
-  const namedKeys = [...NAMED_SPECIAL_KEYS, ...Object.keys(config).filter((k) => k.endsWith("_token") && !NAMED_SPECIAL_KEYS.includes(k))];
-  const extraList = config.extra_special_tokens ?? config.additional_special_tokens;
-  const namedValues = [...namedKeys.map((k) => (config[k] === undefined ? classDefaults[k] : config[k])), ...(extraList !== null && typeof extraList === "object" && !Array.isArray(extraList) ? Object.values(extraList as JsonObject) : [])];
-  for (const value of namedValues) {
-    const e = entryOf(value, true);
-    if (e !== undefined) named.push(fromDecoder.get(e.content) ?? e);
+  // the extra ones (a list), as the config gives them: a string stays a string until it is added (as a
+  // special token), a dict is an AddedToken; a named one is the decoder's entry of its text.
+  const named: Candidate[] = [];
+  for (const [, value] of namedSpecialTokens(config)) {
+    const c = candidateOf(value);
+    if (c !== undefined) named.push(fromDecoder.get(c.entry.content) ?? c);
   }
-  const extras = (Array.isArray(extraList) ? extraList : []).map((e) => entryOf(e, true)).filter((e): e is Entry => e !== undefined);
-  const namedTexts = new Set(named.map((e) => e.content));
+  const extraList = config.extra_special_tokens ?? config.additional_special_tokens;
+  const extras = (Array.isArray(extraList) ? extraList : []).map(candidateOf).filter((c): c is Candidate => c !== undefined);
+  const namedTexts = new Set(named.map((c) => c.entry.content));
 
   // TokenizersBackend.__init__: every decoder entry (its check for entries the backend already has
-  // compares ids with tokens, so none is left out; identical ones change nothing), then the named and
-  // extra tokens whose text it has nowhere yet; a named one among them is made special.
-  const toAdd = [...decoderEntries];
-  const seen = new Set([...idOf.keys(), ...toAdd.map((e) => e.content)]);
-  for (const e of [...named, ...extras]) {
-    if (seen.has(e.content)) continue;
-    seen.add(e.content);
-    toAdd.push(e);
+  // compares ids with tokens, so none is left out; identical ones change nothing), then each named and
+  // extra token whose text neither the backend nor the decoder has and that is not equal to one already
+  // queued (Python's equality: strings by text, AddedTokens by every setting, never a string with an
+  // AddedToken; so a text given both ways is added twice, the later settings winning). A string is added
+  // as a special token, an AddedToken among the named texts is made special.
+  const toAdd: Candidate[] = decoderEntries.map((entry) => ({ entry, text: false }));
+  const known = new Set([...idOf.keys(), ...decoderEntries.map((e) => e.content)]);
+  for (const c of [...named, ...extras]) {
+    if (known.has(c.entry.content) || toAdd.some((q) => samePythonToken(q, c))) continue;
+    toAdd.push(c);
   }
-  for (const e of toAdd) add(!e.special && namedTexts.has(e.content) ? { ...e, special: true } : e);
-  if (resetsSpecials) for (const text of new Set([...named, ...extras].map((e) => e.content))) add({ content: text, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
-  return [...byId].map(([id, t]) => ({ id, ...t, special: specialEver.has(t.content) }));
+  for (const { entry: e, text } of toAdd) add(text ? { ...e, special: true } : !e.special && namedTexts.has(e.content) ? { ...e, special: true } : e);
+  if (resetsSpecials) for (const text of new Set([...named, ...extras].map((c) => c.entry.content))) add({ content: text, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const tokens = [...byId].map(([id, t]) => ({ id, ...t, special: specialEver.has(t.content) }));
+  return { tokens, decodedNormalized: tokens.filter((t) => normalizedEver.has(t.content)) };
 }
 
 /** Rust's `\w` (regex-syntax's Unicode word class) and `\s` (White_Space), for one character. */
@@ -199,8 +239,12 @@ export class AddedTokenMatcher {
   private readonly root: TrieNode = { next: new Map() };
   readonly empty: boolean;
 
-  /** `patterns`: each token with the text it is matched by (its content, or its normalized content). */
-  constructor(patterns: readonly (readonly [string, AddedToken])[]) {
+  /**
+   * `patterns`: each token with the text it is matched by (its content, or its normalized content).
+   * `skipSpecial` (split_special_tokens): a special token's match is passed over, text and all, as Rust
+   * passes it over (the special "<a><b>" still hides the "<a" inside it).
+   */
+  constructor(patterns: readonly (readonly [string, AddedToken])[], private readonly skipSpecial = false) {
     for (const [pattern, token] of patterns) {
       if (pattern === "") continue;
       let node = this.root;
@@ -238,6 +282,7 @@ export class AddedTokenMatcher {
       let stop = found.end;
       i = found.end;
       const token = found.token;
+      if (this.skipSpecial && token.special) continue;
       if (token.single_word && ((start > 0 && WORD.test(charBefore(text, start))) || (stop < text.length && WORD.test(charAt(text, stop))))) continue;
       if (token.lstrip) start = Math.max(spaceRunStart(text, start), done);
       if (token.rstrip) stop = spaceRunEnd(text, stop);

@@ -3,20 +3,19 @@
  * apply_chat_template(messages, tokenize=False, add_generation_prompt=True) renders it: the template
  * from chat_template.jinja (transformers 5's layout) or else tokenizer_config.json's chat_template (a
  * string, or a list of named templates of which "default" is used), rendered by @huggingface/jinja with
- * the special tokens' text (bos_token, eos_token, ...) as variables. The rendered text already holds
+ * the special tokens' text (bos_token, eos_token, ...; the class's defaults where tokenizer_config.json
+ * names none) as variables. The rendered text already holds
  * whatever special tokens the template writes, so it is encoded without adding more.
  */
 import { Template } from "@huggingface/jinja";
 import type { TokenizerFiles } from "./files";
 import { tokenizerError } from "./files";
-import { specialTokenText } from "./special-tokens";
+import { namedSpecialTokens, specialTokenText } from "./special-tokens";
 
 export interface ChatMessage {
   role: string;
   content: string;
 }
-
-const SPECIAL_TOKEN_KEYS = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
 
 /** The template source and the file it came from, or undefined when the model has none. */
 export function chatTemplateSource(files: TokenizerFiles): { source: string; file: string } | undefined {
@@ -34,13 +33,12 @@ export function chatTemplateSource(files: TokenizerFiles): { source: string; fil
 export function chatRenderer(files: TokenizerFiles): ((messages: readonly ChatMessage[]) => string) | undefined {
   const found = chatTemplateSource(files);
   if (found === undefined) return undefined;
+  // The named special tokens' text, as transformers passes its special_tokens_map (no list of extra ones).
   const variables: Record<string, unknown> = Object.create(null);
-  for (const key of SPECIAL_TOKEN_KEYS) {
-    const text = specialTokenText(files.tokenizerConfig[key]);
+  for (const [key, value] of namedSpecialTokens(files.tokenizerConfig)) {
+    const text = specialTokenText(value);
     if (typeof text === "string") variables[key] = text;
   }
-  const extra = files.tokenizerConfig.additional_special_tokens;
-  if (Array.isArray(extra)) variables.additional_special_tokens = extra.map(specialTokenText).filter((t) => typeof t === "string");
   let template: Template | undefined;
   return (messages) => {
     if (messages.length === 0) throw tokenizerError(found.file, "a chat prompt needs at least one message");

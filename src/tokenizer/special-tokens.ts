@@ -20,6 +20,22 @@ export function specialTokenText(value: unknown): string | null | undefined {
   return undefined;
 }
 
+/** The named special tokens transformers keeps for each tokenizer, first these, in this order. */
+const NAMED_SPECIAL_KEYS = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
+
+/**
+ * The named special tokens of a tokenizer_config.json as transformers 5 keeps them (its
+ * `special_tokens_map`, which chat templates see too), as [name, value as written] pairs: bos_token ...
+ * mask_token, any other `*_token` key, then the names of a dict of `extra_special_tokens`.
+ */
+export function namedSpecialTokens(config: JsonObject): [string, unknown][] {
+  const keys = [...NAMED_SPECIAL_KEYS, ...Object.keys(config).filter((k) => k.endsWith("_token") && !NAMED_SPECIAL_KEYS.includes(k))];
+  const named: [string, unknown][] = keys.map((k) => [k, config[k]]);
+  const extra = config.extra_special_tokens;
+  if (extra !== null && typeof extra === "object" && !Array.isArray(extra)) named.push(...Object.entries(extra as JsonObject));
+  return named.filter(([, v]) => v !== undefined);
+}
+
 /** Ids written as an int or a list of ints (config.json's eos_token_id); anything else gives none. */
 export function tokenIdList(value: unknown): number[] {
   const list = Array.isArray(value) ? value : [value];

@@ -10,7 +10,7 @@
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import type { ModelFolder } from "../io/folder";
 import { table } from "../table";
-import { type AddedToken, AddedTokenMatcher, addedVocabulary, modelVocabulary } from "./added-vocabulary";
+import { type AddedToken, AddedTokenMatcher, type AddedVocabulary, addedVocabulary, modelVocabulary } from "./added-vocabulary";
 import { type ChatMessage, chatRenderer } from "./chat-template";
 import { type JsonObject, readTokenizerFiles, tokenizerError, type TokenizerFiles } from "./files";
 import { forJsLibrary, UnsupportedTokenizer } from "./library-compat";
@@ -77,15 +77,18 @@ export function tokenizerFromFiles(files: TokenizerFiles): Tokenizer {
   if (m.vocab === null || typeof m.vocab !== "object") throw tokenizerError(files.tokenizerPath, "the model has no vocabulary", { key: "model.vocab" });
   if (type === "BPE" && !Array.isArray(m.merges)) throw tokenizerError(files.tokenizerPath, "the BPE model has no list of merges", { key: "model.merges" });
   const cls = transformersClass(files.tokenizerConfig, files.modelConfig);
-  const specials = withSpecialTokensMap(files.tokenizerConfig, files.specialTokensMap);
+  // tokenizer_config.json as the class reads it: special_tokens_map.json over it in an older repository,
+  // and the class's own special tokens where neither names one (GPT2Tokenizer's "<|endoftext|>").
+  const specials: JsonObject = { ...CLASS_SPECIAL_TOKENS[cls], ...withSpecialTokensMap(files.tokenizerConfig, files.specialTokensMap) };
   let hf: HfTokenizer;
   let added: AddedToken[];
   try {
     const json = forJsLibrary(applyTransformersClass(files.tokenizer, cls, files.tokenizerConfig));
-    added = addedVocabulary(json, specials, cls !== "TokenizersBackend", cls === "Qwen2Tokenizer", CLASS_SPECIAL_TOKENS[cls]);
+    const vocabulary = addedVocabulary(json, specials, cls !== "TokenizersBackend", cls === "Qwen2Tokenizer");
+    added = vocabulary.tokens;
     hf = new HfTokenizer({ ...json, added_tokens: added }, libraryConfig(files.tokenizerConfig, m));
     const modelJson = json.model as JsonObject;
-    useRustAddedTokens(hf, added, modelVocabulary(modelJson).ids, typeof modelJson.unk_token === "string" ? modelJson.unk_token : undefined, specials.split_special_tokens === true);
+    useRustAddedTokens(hf, vocabulary, modelVocabulary(modelJson).ids, typeof modelJson.unk_token === "string" ? modelJson.unk_token : undefined, specials.split_special_tokens === true);
     useRustDecoding(hf.decoder);
     useRustPreTokenizing(hf.pre_tokenizer);
   } catch (cause) {
@@ -127,7 +130,7 @@ interface LibraryInternals {
  * Rust way, ids are looked up by content only (the library also maps normalized contents, which a
  * model token can spell), and the special ones, and only they, are skipped in decoding.
  */
-function useRustAddedTokens(hf: HfTokenizer, added: readonly AddedToken[], modelIds: ReadonlyMap<string, number>, unkToken: string | undefined, splitSpecialTokens: boolean): void {
+function useRustAddedTokens(hf: HfTokenizer, { tokens: added, decodedNormalized }: AddedVocabulary, modelIds: ReadonlyMap<string, number>, unkToken: string | undefined, splitSpecialTokens: boolean): void {
   const lib = hf as unknown as LibraryInternals;
   // The library also gives the model every added token; Rust's model knows only its own vocabulary
   // (a Llama-3 word equal to an added token's text must not become that token through ignore_merges,
@@ -136,21 +139,19 @@ function useRustAddedTokens(hf: HfTokenizer, added: readonly AddedToken[], model
   const byContent = new Map(added.map((t) => [t.content, lib.added_tokens_map.get(t.content)]));
   lib.added_tokens_map = byContent;
   lib.special_tokens = added.filter((t) => t.special).map((t) => t.content);
-  // Rust gives a normalized added token's id its normalized text when decoding ("Cafe\u0301" under NFC
-  // decodes as "Café"; a special one so spelled is no longer found among the special tokens to skip),
-  // while the vocabulary keeps the text as written.
+  // Rust decodes a normalized added token's id as its normalized text (a special one so spelled is no
+  // longer found among the special tokens to skip), while the vocabulary keeps the text as written.
   const vocabulary = hf.get_vocab(true);
   if (lib.normalizer !== null) {
-    for (const t of added) if (t.normalized) lib.model.vocab[t.id] = lib.normalizer(t.content);
+    for (const t of decodedNormalized) lib.model.vocab[t.id] = lib.normalizer(t.content);
   }
   lib.get_vocab = () => vocabulary;
   // Rust's tries list special tokens first, then the others, each in the order they were added.
-  const usable = added.filter((t) => !(splitSpecialTokens && t.special));
-  const ordered = [...usable.filter((t) => t.special), ...usable.filter((t) => !t.special)];
+  const ordered = [...added.filter((t) => t.special), ...added.filter((t) => !t.special)];
   const normalizer = lib.normalizer;
   const normalize = normalizer === null ? (text: string) => text : (text: string) => normalizer(text);
-  const raw = new AddedTokenMatcher(ordered.filter((t) => !t.normalized).map((t) => [t.content, t] as const));
-  const normalized = new AddedTokenMatcher(ordered.filter((t) => t.normalized).map((t) => [normalize(t.content), t] as const));
+  const raw = new AddedTokenMatcher(ordered.filter((t) => !t.normalized).map((t) => [t.content, t] as const), splitSpecialTokens);
+  const normalized = new AddedTokenMatcher(ordered.filter((t) => t.normalized).map((t) => [normalize(t.content), t] as const), splitSpecialTokens);
   lib.encode_text = (text) => {
     if (text === null) return null;
     const tokens: string[] = [];
@@ -231,7 +232,10 @@ class HfBackedTokenizer implements Tokenizer {
   }
 
   streamDecoder(options: DecodeOptions = {}): StreamDecoder {
-    return streamDecoder((ids) => this.decode(ids, options), this.isByteToken);
+    // A special token skipped in decoding gives no text, and must not end a run of byte tokens that the
+    // decoder then joins across it.
+    const skipped = options.skipSpecialTokens ? new Set(this.added.filter((t) => t.special).map((t) => t.id)) : new Set<number>();
+    return streamDecoder((ids) => this.decode(ids, options), (id) => this.isByteToken(id) || skipped.has(id));
   }
 
   chatPrompt(messages: readonly ChatMessage[]): string | undefined {
