@@ -244,14 +244,20 @@ test("generation stops where transformers' generate() does: generation_config.js
   assert.deepEqual(await eos(undefined, {}), [tokenizerEos]);
 });
 
+/** The fixture tokenizer `base` with its tokenizer_config.json edited and this chat template, prompted with one user message. */
+async function templatePrompt(base: string, template: string, content = "hi", edit: (config: Record<string, unknown>) => void = () => {}): Promise<string | undefined> {
+  const dir = join(FIXTURES, base);
+  const config = JSON.parse(await readFile(join(dir, "tokenizer_config.json"), "utf8"));
+  edit(config);
+  config.chat_template = template;
+  const folder = new BlobFolder(base, new Map([["tokenizer.json", new Blob([await readFile(join(dir, "tokenizer.json"))])], ["tokenizer_config.json", new Blob([JSON.stringify(config)])]]));
+  return (await loadTokenizer(folder))!.chatPrompt([{ role: "user", content }]);
+}
+
 test("a chat template sees tools and documents as None, as transformers passes them: defined, and none", async () => {
   // They were undefined here, so `tools is not none` was true and `tools is defined` false.
-  const dir = join(FIXTURES, "mistral");
-  const config = JSON.parse(await readFile(join(dir, "tokenizer_config.json"), "utf8"));
-  config.chat_template = "{% if tools is not none %}[tools]{% endif %}{% if tools is defined %}D{% endif %}{% if documents is none %}N{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}";
-  const folder = new BlobFolder("tools", new Map([["tokenizer.json", new Blob([await readFile(join(dir, "tokenizer.json"))])], ["tokenizer_config.json", new Blob([JSON.stringify(config)])]]));
-  const tokenizer = (await loadTokenizer(folder))!;
-  assert.equal(tokenizer.chatPrompt([{ role: "user", content: "hi" }]), "DNhi");
+  const template = "{% if tools is not none %}[tools]{% endif %}{% if tools is defined %}D{% endif %}{% if documents is none %}N{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}";
+  assert.equal(await templatePrompt("mistral", template), "DNhi");
 });
 
 test("a chat template sees the named special tokens transformers passes: the class's defaults where the config names none, other *_token keys, no list of extra ones", async () => {
@@ -259,17 +265,16 @@ test("a chat template sees the named special tokens transformers passes: the cla
   // template saw them undefined (a Llama-2 template refused the conversation), and saw
   // additional_special_tokens, which transformers 5 does not pass.
   const template = "{{ bos_token }}|{{ eos_token }}|{{ unk_token }}|{{ pad_token }}|{{ image_token }}|{% if additional_special_tokens is defined %}A{% endif %}{% if extra_special_tokens is defined %}E{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}";
-  const prompt = async (base: string, edit: (config: Record<string, unknown>) => void) => {
-    const dir = join(FIXTURES, base);
-    const config = JSON.parse(await readFile(join(dir, "tokenizer_config.json"), "utf8"));
-    edit(config);
-    config.chat_template = template;
-    const folder = new BlobFolder(base, new Map([["tokenizer.json", new Blob([await readFile(join(dir, "tokenizer.json"))])], ["tokenizer_config.json", new Blob([JSON.stringify(config)])]]));
-    return (await loadTokenizer(folder))!.chatPrompt([{ role: "user", content: "hi" }]);
-  };
-  assert.equal(await prompt("gpt2", (c) => Object.assign(c, { tokenizer_class: "GPT2Tokenizer", image_token: "<img>", additional_special_tokens: ["<x>"] })), "<|endoftext|>|<|endoftext|>|<|endoftext|>||<img>|hi");
-  assert.equal(await prompt("llama2", (c) => { for (const k of ["bos_token", "eos_token", "unk_token", "pad_token"]) delete c[k]; }), "<s>|</s>|<unk>|||hi");
-  assert.equal(await prompt("llama2", (c) => { c.bos_token = null; }), "|</s>|<unk>|||hi", "an explicit null is no token, not the class's default");
+  assert.equal(await templatePrompt("gpt2", template, "hi", (c) => Object.assign(c, { tokenizer_class: "GPT2Tokenizer", image_token: "<img>", additional_special_tokens: ["<x>"] })), "<|endoftext|>|<|endoftext|>|<|endoftext|>||<img>|hi");
+  assert.equal(await templatePrompt("llama2", template, "hi", (c) => { for (const k of ["bos_token", "eos_token", "unk_token", "pad_token"]) delete c[k]; }), "<s>|</s>|<unk>|||hi");
+  assert.equal(await templatePrompt("llama2", template, "hi", (c) => { c.bos_token = null; }), "|</s>|<unk>|||hi", "an explicit null is no token, not the class's default");
+});
+
+test("a chat template's string methods are Python's: strip/lstrip/rstrip take the characters to remove, capitalize lowers the rest", async () => {
+  // @huggingface/jinja ignored the argument and stripped all whitespace, so Qwen3's template rendered
+  // an earlier assistant turn's reasoning without its spaces. Expected: jinja2's rendering.
+  const template = "{{ ' hmm \n'.strip('\n') }}|{{ 'xxhixx'.rstrip('x') }}|{{ 'xxhixx'.lstrip('x') }}|{{ '\x1c a \ufeff'.strip() }}|{{ ' a '.strip(none) }}|{{ 'hELLO wORLD'.capitalize() }}|{{ 'ab\n '.rstrip() }}|{{ 'abcba'.strip('ab') }}|{% for m in messages %}{{ m.content.split('</think>')[-1].lstrip('\n') }}{% endfor %}";
+  assert.equal(await templatePrompt("mistral", template, "<think>x</think>\n\n hi"), " hmm |xxhi|hixx|a \ufeff|a|Hello world|ab|c| hi");
 });
 
 test("a special token skipped in streamed decoding does not cut a run of byte tokens that decoding joins across it", async () => {

@@ -10,6 +10,7 @@
 import { Template } from "@huggingface/jinja";
 import type { TokenizerFiles } from "./files";
 import { tokenizerError } from "./files";
+import { usePythonStringMethods } from "./jinja-compat";
 import { namedSpecialTokens, specialTokenText } from "./special-tokens";
 
 export interface ChatMessage {
@@ -43,6 +44,7 @@ export function chatRenderer(files: TokenizerFiles): ((messages: readonly ChatMe
   return (messages) => {
     if (messages.length === 0) throw tokenizerError(found.file, "a chat prompt needs at least one message");
     try {
+      usePythonStringMethods();
       template ??= new Template(found.source);
     } catch (cause) {
       throw tokenizerError(found.file, `the chat template cannot be parsed: ${(cause as Error).message}`, { key: "chat_template" }, cause);

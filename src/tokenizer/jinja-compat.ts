@@ -1,0 +1,63 @@
+/**
+ * @file Python's string methods for @huggingface/jinja, whose `strip`, `lstrip` and `rstrip` ignore
+ * their argument and take JavaScript's whitespace, and whose `capitalize` leaves the rest of the string
+ * as it is. transformers renders templates with jinja2, where they are Python's `str` methods:
+ * `s.rstrip("\n")` removes newlines only, which Qwen3's template relies on for a multi-turn
+ * conversation's reasoning. The library does not export its value classes, so they are reached through
+ * a rendered value, and the string methods it builds are replaced with Python's.
+ */
+import { Environment, Interpreter, parse, tokenize } from "@huggingface/jinja";
+
+interface RuntimeValue {
+  type: string;
+  value: unknown;
+}
+type Method = (args: RuntimeValue[]) => RuntimeValue;
+type ValueClass = new (value: unknown) => RuntimeValue;
+type FunctionClass = new (call: Method) => RuntimeValue;
+
+/** Python's str.isspace(): Unicode's White_Space and the four ASCII separators \x1c-\x1f (no BOM). */
+const PYTHON_SPACE = /^[\t\n\v\f\r\x1c-\x1f\x85\p{Zs}\u2028\u2029]$/u;
+
+/** Python's str.strip / lstrip / rstrip: `chars` (a string) or whitespace when None or not given. */
+export function pythonStrip(text: string, chars: string | undefined, left: boolean, right: boolean): string {
+  const points = [...text];
+  const set = chars === undefined ? undefined : new Set(chars);
+  const strips = (c: string) => (set ? set.has(c) : PYTHON_SPACE.test(c));
+  let start = 0, end = points.length;
+  if (left) while (start < end && strips(points[start]!)) start++;
+  if (right) while (end > start && strips(points[end - 1]!)) end--;
+  return points.slice(start, end).join("");
+}
+
+let installed = false;
+
+/** Gives the library's string values Python's strip, lstrip, rstrip and capitalize (once per process). */
+export function usePythonStringMethods(): void {
+  if (installed) return;
+  installed = true;
+  const sample = new Interpreter(new Environment()).run(parse(tokenize("{{ 'x' }}"))) as unknown as RuntimeValue;
+  const prototype = Object.getPrototypeOf(sample) as object;
+  const builtins = Object.getOwnPropertyDescriptor(prototype, "builtins")?.get;
+  if (sample.type !== "StringValue" || builtins === undefined) return; // another layout: left as it is
+  const StringValue = sample.constructor as ValueClass;
+  const FunctionValue = (builtins.call(sample) as Map<string, RuntimeValue>).get("upper")!.constructor as FunctionClass;
+  const patched = new WeakSet<Map<string, RuntimeValue>>();
+  const charsOf = (args: RuntimeValue[]) => (args[0]?.type === "StringValue" ? (args[0].value as string) : undefined);
+  Object.defineProperty(prototype, "builtins", {
+    configurable: true,
+    get(this: RuntimeValue) {
+      const methods = builtins.call(this) as Map<string, RuntimeValue>;
+      if (patched.has(methods)) return methods;
+      patched.add(methods);
+      const text = this.value as string;
+      const strip = (left: boolean, right: boolean) => new FunctionValue((args) => new StringValue(pythonStrip(text, charsOf(args), left, right)));
+      methods.set("strip", strip(true, true));
+      methods.set("lstrip", strip(true, false));
+      methods.set("rstrip", strip(false, true));
+      const [first = "", ...rest] = text;
+      methods.set("capitalize", new FunctionValue(() => new StringValue(first.toUpperCase() + rest.join("").toLowerCase())));
+      return methods;
+    },
+  });
+}
