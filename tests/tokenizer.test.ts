@@ -275,6 +275,8 @@ test("a chat template's string methods are Python's: strip/lstrip/rstrip take th
   // an earlier assistant turn's reasoning without its spaces. Expected: jinja2's rendering.
   const template = "{{ ' hmm \n'.strip('\n') }}|{{ 'xxhixx'.rstrip('x') }}|{{ 'xxhixx'.lstrip('x') }}|{{ '\x1c a \ufeff'.strip() }}|{{ ' a '.strip(none) }}|{{ 'hELLO wORLD'.capitalize() }}|{{ 'ab\n '.rstrip() }}|{{ 'abcba'.strip('ab') }}|{% for m in messages %}{{ m.content.split('</think>')[-1].lstrip('\n') }}{% endfor %}";
   assert.equal(await templatePrompt("mistral", template, "<think>x</think>\n\n hi"), " hmm |xxhi|hixx|a \ufeff|a|Hello world|ab|c| hi");
+  // Python's strip takes a str or None: anything else is jinja2's TypeError, a typed error here.
+  await assert.rejects(templatePrompt("mistral", "{{ 'ab'.strip(1) }}"), (e: unknown) => e instanceof ModelError && e.code === "E_TOKENIZER" && /strip/.test(e.message));
 });
 
 test("a special token skipped in streamed decoding does not cut a run of byte tokens that decoding joins across it", async () => {

@@ -177,8 +177,11 @@ export function addedVocabulary(tokenizer: JsonObject, config: JsonObject, rebui
   // as a special token, an AddedToken among the named texts is made special.
   const toAdd: Candidate[] = decoderEntries.map((entry) => ({ entry, text: false }));
   const known = new Set([...idOf.keys(), ...decoderEntries.map((e) => e.content)]);
+  const queued = new Map<string, Candidate[]>(); // the named and extra tokens queued, by text (equal ones share it)
   for (const c of [...named, ...extras]) {
-    if (known.has(c.entry.content) || toAdd.some((q) => samePythonToken(q, c))) continue;
+    const sameText = queued.get(c.entry.content) ?? [];
+    if (known.has(c.entry.content) || sameText.some((q) => samePythonToken(q, c))) continue;
+    queued.set(c.entry.content, [...sameText, c]);
     toAdd.push(c);
   }
   for (const { entry: e, text } of toAdd) add(text ? { ...e, special: true } : !e.special && namedTexts.has(e.content) ? { ...e, special: true } : e);

@@ -43,8 +43,8 @@ export function chatRenderer(files: TokenizerFiles): ((messages: readonly ChatMe
   let template: Template | undefined;
   return (messages) => {
     if (messages.length === 0) throw tokenizerError(found.file, "a chat prompt needs at least one message");
+    usePythonStringMethods();
     try {
-      usePythonStringMethods();
       template ??= new Template(found.source);
     } catch (cause) {
       throw tokenizerError(found.file, `the chat template cannot be parsed: ${(cause as Error).message}`, { key: "chat_template" }, cause);

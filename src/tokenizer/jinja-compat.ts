@@ -41,9 +41,16 @@ export function usePythonStringMethods(): void {
   const builtins = Object.getOwnPropertyDescriptor(prototype, "builtins")?.get;
   if (sample.type !== "StringValue" || builtins === undefined) return; // another layout: left as it is
   const StringValue = sample.constructor as ValueClass;
-  const FunctionValue = (builtins.call(sample) as Map<string, RuntimeValue>).get("upper")!.constructor as FunctionClass;
+  const FunctionValue = (builtins.call(sample) as Map<string, RuntimeValue>).get("upper")?.constructor as FunctionClass | undefined;
+  if (FunctionValue === undefined) return;
   const patched = new WeakSet<Map<string, RuntimeValue>>();
-  const charsOf = (args: RuntimeValue[]) => (args[0]?.type === "StringValue" ? (args[0].value as string) : undefined);
+  // Python's strip takes a str or None; anything else is a TypeError, which refuses the conversation.
+  const charsOf = (args: RuntimeValue[]) => {
+    const arg = args[0];
+    if (arg === undefined || arg.type === "NullValue") return undefined;
+    if (arg.type !== "StringValue") throw new TypeError(`strip arg must be None or str, not ${arg.type}`);
+    return arg.value as string;
+  };
   Object.defineProperty(prototype, "builtins", {
     configurable: true,
     get(this: RuntimeValue) {
