@@ -15,7 +15,7 @@ import {
   DTYPE_BF16, DTYPE_F32, TASK_RANGE_HI, TASK_RANGE_HIST, TASK_RANGE_LO, TASK_RANGE_RECORD, TASK_RANGE_SHIFT, TASK_RANGE_STATS, TASK_RANGE_X, TILE,
 } from "./layout";
 import { loadLanes, loadOne } from "./convert";
-import { readable, readableDtype, slot, tileOf } from "./tile";
+import { readable, readableDtype, slot } from "./tile";
 
 /** |x| of four float32 lanes: clear the sign bits. Loaded before a loop (V8 re-creates a v128 constant at every use inside one). */
 const MAGNITUDE = memory.data<u32>([0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff], 16);
@@ -23,24 +23,37 @@ const MAGNITUDE = memory.data<u32>([0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffff
 /**
  * Sample histogram: for the first SAMPLE_RUN elements of every SAMPLE_STRIDE (counted from the chunk's
  * first element, which is tile-aligned, so from a fixed global pattern) add 1 to hist[key >>> SAMPLE_SHIFT].
- * `hist` holds SAMPLE_BUCKETS u32 counters. Returns the number of sampled elements. The runs are short
- * (a sixty-fourth of the chunk): decoding them costs less than branching on the dtypes per element.
+ * `hist` holds SAMPLE_BUCKETS u32 counters. Returns the number of sampled elements. F32, BF16 and F16
+ * inputs are read in place (a run is 16 elements: a call to decode them cost more than the histogram).
  */
 export function absDeltaSample(x: usize, xDtype: i32, b: usize, bDtype: i32, n: i32, quant: i32, hist: usize): i32 {
   let sampled = 0;
   for (let s = 0; s < n; s += SAMPLE_STRIDE) {
     const run = min(SAMPLE_RUN, n - s);
-    const xv = tileOf(x, xDtype, s, run, quant, 0);
-    const bv = tileOf(b, bDtype, s, run, quant, 1);
-    for (let j = 0; j < run; j++) {
-      const o = <usize>j << 2;
-      const key = reinterpret<u32>(load<f32>(xv + o) - load<f32>(bv + o)) & 0x7fffffff;
-      const h = hist + (<usize>(key >>> SAMPLE_SHIFT) << 2);
-      store<u32>(h, load<u32>(h) + 1);
-    }
+    const bp = readable(b, bDtype, s, run, quant, 0), bd = readableDtype;
+    const xp = readable(x, xDtype, s, run, quant, 1), xd = readableDtype;
+    if (xd == DTYPE_BF16 && bd == DTYPE_BF16) sampleRun(xp, DTYPE_BF16, bp, DTYPE_BF16, run, hist);
+    else if (xd == DTYPE_F32 && bd == DTYPE_F32) sampleRun(xp, DTYPE_F32, bp, DTYPE_F32, run, hist);
+    else sampleRun(xp, xd, bp, bd, run, hist);
     sampled += run;
   }
   return sampled;
+}
+
+/** One run of the sample: keys of four lanes at a time, each counted in its bucket. */
+// @ts-ignore: decorator
+@inline
+function sampleRun(xv: usize, xd: i32, bv: usize, bd: i32, run: i32, hist: usize): void {
+  const magnitude = v128.load(MAGNITUDE);
+  let j = 0;
+  for (; j + 4 <= run; j += 4) {
+    const buckets = i32x4.shr_u(v128.and(f32x4.sub(loadLanes(xv, xd, j), loadLanes(bv, bd, j)), magnitude), SAMPLE_SHIFT);
+    bump(hist, i32x4.extract_lane(buckets, 0));
+    bump(hist, i32x4.extract_lane(buckets, 1));
+    bump(hist, i32x4.extract_lane(buckets, 2));
+    bump(hist, i32x4.extract_lane(buckets, 3));
+  }
+  for (; j < run; j++) bump(hist, (reinterpret<u32>(loadOne(xv, xd, j) - loadOne(bv, bd, j)) & 0x7fffffff) >>> SAMPLE_SHIFT);
 }
 
 /** Count/histogram/compact one key that is known to lie in [lo, hi). */

@@ -13,6 +13,7 @@ import {
   DTYPE_BF16, DTYPE_F32, MAX_INPUTS, TILE, TRIM_BAND, TRIM_BITS, TRIM_MAGNITUDE, TRIM_NONE, TRIM_RANDOM, TV_CONSENSUS, TV_COUNT_VOTE, TV_KEY, TV_MASK,
   TV_MODE, TV_NORMALIZE, TV_RECORD, TV_RESCALE, TV_THRESHOLD, TV_THRESHOLD2, TV_TIES, TV_TIES2, TV_UNWEIGHTED_VOTE, TV_WEIGHT,
 } from "./layout";
+import { exactReciprocal } from "./blend";
 import { promoteHigh, sumLanes } from "./reduce";
 import { readableInputs, slot } from "./tile";
 
@@ -426,7 +427,7 @@ function plainTaskArithmetic(
     readableInputs(table, TV_RECORD, TV_WEIGHT, nInputs, t, count, quant, inputs);
     const bp = <usize>load<u32>(inputs), bd = load<i32>(inputs, 4);
     const dst = out + <usize>t * outBytes;
-    let j = bf16TaskArithmetic(inputs, nInputs, count, normalize, vdiv, lambda, vlambda, dst, outDtype);
+    let j = bf16TaskArithmetic(inputs, nInputs, count, normalize, divisor, lambda, dst, outDtype);
     for (; j + 8 <= count; j += 8) {
       const b0 = loadLanes(bp, bd, j), b1 = loadLanes(bp, bd, j + 4);
       let m0 = f32x4.splat(0), m1 = f32x4.splat(0);
@@ -458,15 +459,53 @@ function plainTaskArithmetic(
 
 /**
  * The common case of plainTaskArithmetic's vector loop: one to three task models and the base, all
- * stored as BF16 (read in place, eight values per 16-byte load, pointers and weights in locals, no
- * per-load dtype test). The float32 operations are the general loop's, in its order. Returns how many
- * elements it did (a multiple of 8; 0 when the case does not apply).
+ * stored as BF16. Returns how many elements it did (a multiple of 8; 0 when the case does not apply).
+ * One loop per input count, output dtype and division, as blend.ts's bf16Sum and for the same reason.
+ */
+function bf16TaskArithmetic(inputs: usize, nInputs: i32, count: i32, normalize: bool, divisor: f32, lambda: f32, dst: usize, outDtype: i32): i32 {
+  if (nInputs < 2 || nInputs > 4) return 0;
+  for (let i = 0; i < nInputs; i++) if (load<i32>(inputs + (<usize>i << 5), 4) != DTYPE_BF16) return 0;
+  const divide = normalize && !exactReciprocal(divisor);
+  const vscale = f32x4.splat(divide ? divisor : normalize ? 1 / divisor : 1), vlambda = f32x4.splat(lambda);
+  if (nInputs == 2) return bf16TaskArithmetic1(inputs, count, divide, vscale, vlambda, dst, outDtype);
+  if (nInputs == 3) return bf16TaskArithmetic2(inputs, count, divide, vscale, vlambda, dst, outDtype);
+  return bf16TaskArithmetic3(inputs, count, divide, vscale, vlambda, dst, outDtype);
+}
+
+function bf16TaskArithmetic1(inputs: usize, count: i32, divide: bool, vscale: v128, vlambda: v128, dst: usize, outDtype: i32): i32 {
+  return bf16TaskArithmeticDivided(2, inputs, count, divide, vscale, vlambda, dst, outDtype);
+}
+function bf16TaskArithmetic2(inputs: usize, count: i32, divide: bool, vscale: v128, vlambda: v128, dst: usize, outDtype: i32): i32 {
+  return bf16TaskArithmeticDivided(3, inputs, count, divide, vscale, vlambda, dst, outDtype);
+}
+function bf16TaskArithmetic3(inputs: usize, count: i32, divide: bool, vscale: v128, vlambda: v128, dst: usize, outDtype: i32): i32 {
+  return bf16TaskArithmeticDivided(4, inputs, count, divide, vscale, vlambda, dst, outDtype);
+}
+
+// @ts-ignore: decorator
+@inline
+function bf16TaskArithmeticDivided(nInputs: i32, inputs: usize, count: i32, divide: bool, vscale: v128, vlambda: v128, dst: usize, outDtype: i32): i32 {
+  if (divide) return bf16TaskArithmeticStored(nInputs, true, inputs, count, vscale, vlambda, dst, outDtype);
+  return bf16TaskArithmeticStored(nInputs, false, inputs, count, vscale, vlambda, dst, outDtype);
+}
+
+// @ts-ignore: decorator
+@inline
+function bf16TaskArithmeticStored(nInputs: i32, divide: bool, inputs: usize, count: i32, vscale: v128, vlambda: v128, dst: usize, outDtype: i32): i32 {
+  if (outDtype == DTYPE_BF16) return bf16TaskArithmeticLoop(nInputs, divide, inputs, count, vscale, vlambda, dst, DTYPE_BF16);
+  if (outDtype == DTYPE_F32) return bf16TaskArithmeticLoop(nInputs, divide, inputs, count, vscale, vlambda, dst, DTYPE_F32);
+  return bf16TaskArithmeticLoop(nInputs, divide, inputs, count, vscale, vlambda, dst, outDtype);
+}
+
+/**
+ * The loop, with nInputs, divide and (for BF16 and F32) outDtype constant: pointers and weights in
+ * locals, eight values per 16-byte load, the general loop's float32 operations in its order. Dividing
+ * by the weight sum is multiplying by `vscale` unless `divide` (see blend.ts's bf16SumLoop), and lambda
+ * multiplies always: by 1 it changes no bits.
  */
 // @ts-ignore: decorator
 @inline
-function bf16TaskArithmetic(inputs: usize, nInputs: i32, count: i32, normalize: bool, vdiv: v128, lambda: f32, vlambda: v128, dst: usize, outDtype: i32): i32 {
-  if (nInputs < 2 || nInputs > 4) return 0;
-  for (let i = 0; i < nInputs; i++) if (load<i32>(inputs + (<usize>i << 5), 4) != DTYPE_BF16) return 0;
+function bf16TaskArithmeticLoop(nInputs: i32, divide: bool, inputs: usize, count: i32, vscale: v128, vlambda: v128, dst: usize, outDtype: i32): i32 {
   const pb = <usize>load<u32>(inputs), p1 = <usize>load<u32>(inputs + 32);
   const p2 = nInputs > 2 ? <usize>load<u32>(inputs + 64) : p1, p3 = nInputs > 3 ? <usize>load<u32>(inputs + 96) : p1;
   const w1 = v128.load(inputs + 32, 16);
@@ -487,9 +526,9 @@ function bf16TaskArithmetic(inputs: usize, nInputs: i32, count: i32, normalize: 
       m0 = f32x4.add(m0, f32x4.mul(f32x4.sub(bf16Low(h3), b0), w3));
       m1 = f32x4.add(m1, f32x4.mul(f32x4.sub(bf16High(h3), b1), w3));
     }
-    if (normalize) { m0 = f32x4.div(m0, vdiv); m1 = f32x4.div(m1, vdiv); }
-    if (lambda != 1) { m0 = f32x4.mul(m0, vlambda); m1 = f32x4.mul(m1, vlambda); }
-    storeEight(dst, outDtype, j, f32x4.add(b0, m0), f32x4.add(b1, m1));
+    if (divide) { m0 = f32x4.div(m0, vscale); m1 = f32x4.div(m1, vscale); }
+    else { m0 = f32x4.mul(m0, vscale); m1 = f32x4.mul(m1, vscale); }
+    storeEight(dst, outDtype, j, f32x4.add(b0, f32x4.mul(m0, vlambda)), f32x4.add(b1, f32x4.mul(m1, vlambda)));
   }
   return j;
 }

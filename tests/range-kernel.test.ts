@@ -3,12 +3,13 @@
 // the range, the histogram of the keys inside it and the candidates kept (in element order, up to the
 // capacity, continuing after the ones already kept), for every dtype the kernel reads in place, ranges
 // that hold a few percent of the keys (a TIES bracket), all of them or none, and lengths that end in a
-// partial vector.
+// partial vector. And the sample the select brackets from (absDeltaSample): the keys of the first 16 of
+// every 1024 elements, counted by their top 16 bits.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { loadKernels, type Kernels } from "../src/kernels/kernels";
 import {
-  DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_NONE, RANGE_ABOVE, RANGE_INSIDE, RANGE_KEPT, TASK_RANGE_CAND, TASK_RANGE_CAPACITY,
+  DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_NONE, RANGE_ABOVE, SAMPLE_BUCKETS, RANGE_INSIDE, RANGE_KEPT, TASK_RANGE_CAND, TASK_RANGE_CAPACITY,
   TASK_RANGE_DTYPE, TASK_RANGE_HI, TASK_RANGE_HIST, TASK_RANGE_LO, TASK_RANGE_RECORD, TASK_RANGE_SHIFT, TASK_RANGE_STATS, TASK_RANGE_X,
 } from "../assembly/layout";
 import { uniform } from "./helpers/fixtures";
@@ -151,4 +152,38 @@ test("absDeltaRanges: several task inputs in one walk, each with its own range, 
     assert.deepEqual(k.arena.copyU32(r.hist, r.buckets), expected.hist, `task ${t}: histogram`);
     assert.deepEqual(Array.from(k.arena.u32(r.cand, expected.cand.length)), expected.cand, `task ${t}: candidates`);
   });
+});
+
+test("absDeltaSample: the first 16 keys of every 1024 elements, counted by key >>> 15, for every dtype pair and a recipe dtype", async () => {
+  const k = await loadKernels(64 << 20);
+  const cases: [Dtype, Dtype, "BF16" | "F16" | undefined][] = [
+    ["BF16", "BF16", undefined], ["F32", "F32", undefined], ["F16", "F16", undefined], ["BF16", "F32", undefined], ["F32", "BF16", undefined],
+    ["F32", "F32", "BF16"], ["BF16", "BF16", "F16"],
+  ];
+  for (const [xd, bd, quant] of cases) {
+    // A last run cut short (n mod 1024 under 16) and one that is not.
+    for (const n of [7, 3 * 1024 + 5, 4 * 1024 + 40]) {
+      // F32 inputs get values a bf16 cannot hold, so that rounding them to the recipe dtype matters.
+      const { x: x0, b: b0 } = values(n, n + 3 * xd.length + bd.length, xd === "F16" || bd === "F16" ? "F16" : "BF16");
+      const wide = (v: number, i: number, d: Dtype) => (d === "F32" ? Math.fround(v * (1 + 1e-5 * uniform(n + 9, i))) : v);
+      const x = x0.map((v, i) => wide(v, i, xd)), b = b0.map((v, i) => wide(v, i, bd));
+      const expected = new Uint32Array(SAMPLE_BUCKETS);
+      let sampled = 0;
+      for (let s = 0; s < n; s += 1024) {
+        for (let j = s; j < Math.min(s + 16, n); j++) {
+          const [xq, bq] = quant ? [roundToDtype(x[j]!, quant), roundToDtype(b[j]!, quant)] : [x[j]!, b[j]!];
+          expected[keysOf([xq], [bq])[0]! >>> 15]!++;
+          sampled++;
+        }
+      }
+      const mark = k.arena.mark();
+      const xp = place(k, encode(x, xd)), bp = place(k, encode(b, bd)), hist = k.arena.alloc(SAMPLE_BUCKETS * 4);
+      k.arena.u32(hist, SAMPLE_BUCKETS).fill(0);
+      const got = k.exports.absDeltaSample(xp, CODE[xd], bp, CODE[bd], n, quant ? CODE[quant] : DTYPE_NONE, hist);
+      const label = `${xd}/${bd}${quant ? ` as ${quant}` : ""} n=${n}`;
+      assert.equal(got, sampled, `${label}: elements sampled`);
+      assert.deepEqual(k.arena.copyU32(hist, SAMPLE_BUCKETS), expected, `${label}: histogram`);
+      k.arena.release(mark);
+    }
+  }
 });

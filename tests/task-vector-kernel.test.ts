@@ -1,5 +1,6 @@
 // The task-vector merge kernel (assembly/taskvector.ts taskVectorMerge) on every path of its final pass:
-// TIES's loops for 2, 3 and 4 task vectors (sum vote, normalized or not), the general loop (count and
+// TIES's loops for 2, 3 and 4 task vectors (sum vote, normalized or not), plain task arithmetic's BF16
+// loops (divisors that are powers of two and not), the general loop (count and
 // unweighted votes, no consensus, 5 and 10 task vectors), each trim mode (magnitude, band, random, keep
 // bits, none, zero), inputs read in place as BF16, F16 and F32 (mixed too) or rounded on load, outputs
 // in each dtype, against a plain scalar implementation written here from the method's definition: keep
@@ -341,6 +342,21 @@ describe("task-vector merge kernel against the scalar reference", () => {
           c.tasks.forEach((t, i) => { t.rescale = [2.0123, 1, 3.3, 0.8][i % 4]!; });
           check(k, c, `dare_ties, ${tasks} tasks, ${dtypes.join("/")} -> ${outDtype}`);
           check(k, { ...c, start: 2 ** 32 - 4096, consensus: false, normalize: true, divisor: 2.2 }, `dare_linear past 2^32, ${tasks} tasks`);
+        }
+      }
+    });
+
+    test(`${simd} build: plain task arithmetic, the BF16 loops for 1 to 3 task vectors and the general loop, divided by powers of two and other sums`, async () => {
+      const k = await loadKernels(256 * 2 ** 20, undefined, { simd });
+      let seed = 900;
+      const none = (): Trim => ({ mode: "none" });
+      for (const tasks of [1, 2, 3, 4]) {
+        for (const [dtypes, outDtype] of [[["BF16"], "BF16"], [["BF16"], "F32"], [["BF16"], "F16"], [["F32"], "F32"], [["F32", "BF16"], "BF16"]] as [FloatDtype[], FloatDtype][]) {
+          // 1, 4 and 2^-3 divide exactly as multiplications by their reciprocals; 3, 1.7 and 2.2 do not.
+          for (const [normalize, divisor, lambda] of [[true, 1, 1], [true, 4, 0.75], [true, 0.125, 1], [true, 3, 1], [true, 1.7, 0.6], [true, 2.2, 1], [false, 1, 1], [false, 1, 1.5]] as const) {
+            const c = makeCase({ tasks, dtypes, outDtype, n: N }, seed += 3, none, { consensus: false, normalize, divisor, lambda });
+            check(k, c, `task_arithmetic, ${tasks} tasks, ${dtypes.join("/")} -> ${outDtype}, ${normalize ? `divided by ${divisor}` : "not normalized"}, lambda ${lambda}`);
+          }
         }
       }
     });
