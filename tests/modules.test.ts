@@ -215,3 +215,62 @@ describe("modules: with a Llama checkpoint and tokenizer keys", () => {
     }
   });
 });
+
+describe("modules: tied models and a base a module does not use (found against a transcription of mergekit's planner)", () => {
+  const EMBED = "language_model.model.embed_tokens.weight", HEAD = "language_model.lm_head.weight";
+  /** b without its output head: tied to its input embedding. */
+  const tied = (m: RefModel): RefModel => ({ ...m, tensors: new Map([...m.tensors].filter(([name]) => name !== HEAD)) });
+  /** What a tied model means: its embedding serves as lm_head. */
+  const untied = (m: RefModel): RefModel => ({ ...m, tensors: new Map([...m.tensors, [HEAD, m.tensors.get(EMBED)!]]) });
+  /** transformers 5's layout of the text decoder: `model.language_model.…`, and `lm_head.weight` at the top. */
+  const t5Name = (name: string) => (name === HEAD ? "lm_head.weight" : name.replace(/^language_model\.model\./, "model.language_model."));
+  const t5 = (m: RefModel): RefModel => ({ ...m, tensors: new Map([...m.tensors].map(([name, t]) => [t5Name(name), t])) });
+  const linear = (entries: object) => ({ merge_method: "linear", parameters: { weight: 0.5 }, ...entries });
+  const pair = [{ model: "./a" }, { model: "./b" }];
+
+  function expectClose(ours: Awaited<ReturnType<typeof readOutput>>, expected: Map<string, RefTensor>, rename: (n: string) => string = (n) => n): void {
+    assert.deepEqual([...ours.tensors.keys()].sort(), [...expected.keys()].map(rename).sort());
+    for (const [name, ref] of expected) {
+      const { maxUlp, maxAbs, at } = compareTensor(ours.tensors.get(rename(name))!, ref);
+      assert.ok(maxUlp <= 1, `${rename(name)}: ${maxUlp} ulps apart (abs ${maxAbs}) at ${at}`);
+    }
+  }
+
+  test("a tied model's embedding is its lm_head under a prefix (language_model.lm_head.weight), in models: and in modules:", async () => {
+    const expected = referenceMerge(linear({ models: pair }), new Map([["./a", a], ["./b", untied(b)]])).tensors;
+    const plainDir = await writeCase("tied-prefixed-plain", linear({ models: pair }), { a, b: tied(b) });
+    const plain = await merge(join(plainDir, "recipe.yml"), { out: join(plainDir, "out"), workers: 1, workerUrl: WORKER_URL });
+    expectClose(await readOutput(join(plainDir, "out")), expected);
+    assert.deepEqual(plain.ledger.entries.find((e) => e.model === "./b" && e.tensor === EMBED)!.into.sort(), [EMBED, HEAD].sort());
+
+    const dir = await writeCase("tied-prefixed-modules", linear({ modules: { text_decoder: { models: pair }, vision_tower: { models: pair } } }), { a, b: tied(b) });
+    const summary = await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workers: 2, workerUrl: WORKER_URL });
+    expectClose(await readOutput(join(dir, "out")), expected);
+    assert.deepEqual(summary.ledger.counts, plain.ledger.counts, "the same ledger as the one-module recipe");
+  });
+
+  test("transformers 5's layout: a module `lm_head` takes a tied model's embedding, listed once in the ledger", async () => {
+    const expected = referenceMerge(linear({ models: pair }), new Map([["./a", a], ["./b", untied(b)]])).tensors;
+    const modules = { text_decoder: { models: pair }, lm_head: { models: pair }, vision_tower: { models: pair } };
+    const dir = await writeCase("tied-t5-modules", linear({ modules }), { a: t5(a), b: t5(tied(b)) });
+    const summary = await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workers: 2, workerUrl: WORKER_URL });
+    expectClose(await readOutput(join(dir, "out")), expected, t5Name);
+    const embedding = summary.ledger.entries.filter((e) => e.model === "./b" && e.tensor === t5Name(EMBED));
+    assert.equal(embedding.length, 1, "b's embedding: one entry");
+    assert.deepEqual(embedding[0]!.into.sort(), ["lm_head.weight", t5Name(EMBED)].sort());
+    assert.equal(summary.ledger.counts.inputs, a.tensors.size + b.tensors.size - 1);
+  });
+
+  test("a module of slices that does not use the recipe's base needs nothing of it (the base may lack the module)", async () => {
+    const noTower: RefModel = { ...base, tensors: new Map([...base.tensors].filter(([name]) => !name.startsWith("model.vision_tower."))) };
+    const vision = { slices: [{ base_model: "./a", sources: [{ model: "./a", layer_range: [0, 2] }, { model: "./b", layer_range: [0, 2] }] }] };
+    const recipe = { merge_method: "task_arithmetic", base_model: "./base", parameters: { weight: 0.5 }, modules: { text_decoder: { models: pair }, vision_tower: vision } };
+    const dir = await writeCase("base-unused", recipe, { base: noTower, a, b });
+    await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workers: 1, workerUrl: WORKER_URL });
+    const text = referenceMerge({ merge_method: "task_arithmetic", base_model: "./base", parameters: { weight: 0.5 }, models: pair },
+      new Map([["./base", only(base, "language_model.")], ["./a", only(a, "language_model.")], ["./b", only(b, "language_model.")]]));
+    const tower = referenceMerge({ merge_method: "task_arithmetic", parameters: { weight: 0.5 }, ...vision },
+      new Map([["./a", only(a, "model.vision_tower.")], ["./b", only(b, "model.vision_tower.")]]));
+    expectClose(await readOutput(join(dir, "out")), new Map([...text.tensors, ...tower.tensors]));
+  });
+});

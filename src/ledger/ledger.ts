@@ -86,7 +86,9 @@ export function buildLedger(input: LedgerInput): Ledger {
   const entries: LedgerEntry[] = [];
   const problems: WeightsoupError[] = [];
   for (const [name, model] of input.models) {
-    for (const [tensor, info] of [...model.tensors].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    for (const [listed, info] of [...model.tensors].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      // A module's view may list a tied model's embedding under the lm_head's name (plan/modules.ts).
+      const tensor = info.name;
       const used = uses.get(key(name, tensor));
       if (used) {
         const merged = used.some((u) => u.status === "merged");
@@ -94,7 +96,7 @@ export function buildLedger(input: LedgerInput): Ledger {
         entries.push({ model: name, file: info.file, tensor, status: merged ? "merged" : "copied", into: used.map((u) => u.into), ...(whys.length ? { why: whys.join("; ") } : {}) });
         continue;
       }
-      const why = offeredTo.get(key(name, tensor)) ?? refusalReason(input, outer.get(name), name, tensor);
+      const why = offeredTo.get(key(name, tensor)) ?? refusalReason(input, outer.get(name), name, listed);
       if (why !== undefined) {
         entries.push({ model: name, file: info.file, tensor, status: "refused", into: [], why });
         continue;

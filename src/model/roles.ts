@@ -4,6 +4,7 @@
  * from per-architecture JSON files; weightsoup infers it from names the way mergekit does for unknown
  * architectures: a layer tensor has a purely numeric path component (model.layers.12.mlp.up_proj.weight).
  */
+import type { LoadedModel, TensorInfo } from "./model";
 
 export interface TensorRole {
   /** Layer index, or undefined for tensors outside the layer stack. */
@@ -77,3 +78,19 @@ export function layerCount(names: Iterable<string>): number {
   }
   return max + 1;
 }
+
+/**
+ * A model's tensor by name; a tied model supplies its input embedding as lm_head: its one embedding under
+ * the same prefix (`language_model.lm_head.weight` is `language_model.model.embed_tokens.weight` in a
+ * vision-language model of transformers 4's layout, as mergekit's `tied_names` read it).
+ */
+export function findTensor(model: LoadedModel, name: string): TensorInfo | undefined {
+  const direct = model.tensors.get(name);
+  if (direct || !LM_HEAD.test(name)) return direct;
+  const prefix = name.slice(0, name.length - "lm_head.weight".length);
+  const tied = [...model.tensors.keys()].filter((n) => n.startsWith(prefix) && tensorRole(n).position === "pre" && isEmbedding(n));
+  return tied.length === 1 ? model.tensors.get(tied[0]!) : undefined;
+}
+
+/** An output head's name, at the top level or under a prefix. */
+export const LM_HEAD = /(^|\.)lm_head\.weight$/;

@@ -14,7 +14,7 @@
  */
 import { RecipeError, ValidationError, WeightsoupError } from "../errors";
 import type { LoadedModel, TensorInfo } from "../model/model";
-import { layerCount, layerCountKeys } from "../model/roles";
+import { findTensor, layerCount, layerCountKeys, LM_HEAD } from "../model/roles";
 import type { RecipeModule } from "../recipe/modules";
 import type { Parameters, Recipe, Setting } from "../recipe/recipe";
 import type { Ledger, LedgerEntry } from "../ledger/ledger";
@@ -70,12 +70,25 @@ export function planModules(
     }
     split.set(modelName, parts);
   }
+  // A tied model supplies its input embedding as lm_head (findTensor), also to a module that holds the
+  // lm_head other models have but not the embedding (transformers 5's top-level `lm_head.weight` in a
+  // module of its own): that module's view lists the embedding under the head's name.
+  const heads = new Set([...models.values()].flatMap((m) => [...m.tensors.keys()].filter((n) => LM_HEAD.test(n))));
+  for (const [modelName, model] of models) {
+    for (const head of heads) {
+      const k = modules.findIndex((_, i) => prefixes[i]!.some((p) => head.startsWith(p)));
+      const parts = split.get(modelName)!;
+      const embedding = k >= 0 && !model.tensors.has(head) ? findTensor(model, head) : undefined;
+      if (embedding && !parts[k]!.has(embedding.name)) parts[k]!.set(head, embedding);
+    }
+  }
   throwAll(problems);
 
   // The models each module uses, seen through views holding only its tensors.
   const views = modules.map((m, k) => {
+    // The recipe's base joins a module's `models:` (as in mergekit); a module of `slices:` uses its sources.
     const names = new Set(modelsOf(m.recipe));
-    if (recipe.baseModel) names.add(recipe.baseModel);
+    if (recipe.baseModel && m.recipe.models) names.add(recipe.baseModel);
     const view = new Map<string, LoadedModel>();
     for (const name of names) {
       const model = models.get(name)!;
@@ -97,7 +110,8 @@ export function planModules(
     const moduleRecipe: Recipe = {
       text: recipe.text, file: own.file, mergeMethod: recipe.mergeMethod,
       ...(own.models ? { models: own.models } : {}), ...(own.slices ? { slices: own.slices } : {}),
-      ...(recipe.baseModel ? { baseModel: recipe.baseModel } : {}),
+      // A module of slices that does not use the recipe's base plans without it (its slices may name their own).
+      ...(recipe.baseModel && views[k]!.has(recipe.baseModel) ? { baseModel: recipe.baseModel } : {}),
       ...(recipe.dtype ? { dtype: recipe.dtype } : {}), ...(recipe.outDtype ? { outDtype: recipe.outDtype } : {}),
       // The output vocabulary reaches every module's embeddings, as mergekit rebuilds every embed input.
       ...(recipe.tokenizer ? { tokenizer: recipe.tokenizer } : {}),
@@ -143,11 +157,21 @@ export function planModules(
   };
 }
 
-/** One ledger from the modules' own (each lists the tensors of its module) and the tensors no module used. */
+/**
+ * One ledger from the modules' own (each lists the tensors of its module) and the tensors no module used.
+ * A tied model's embedding appears in two modules' ledgers (as itself, and as another module's lm_head):
+ * one entry, into both outputs, as a one-module plan lists it.
+ */
 function joinLedgers(ledgers: Ledger[], unused: LedgerEntry[]): Ledger {
-  const counts = { inputs: unused.length, merged: 0, copied: 0, refused: unused.length, outputs: 0 };
-  for (const l of ledgers) for (const key of Object.keys(counts) as (keyof typeof counts)[]) counts[key] += l.counts[key];
-  return { entries: [...ledgers.flatMap((l) => l.entries), ...unused], counts };
+  const byTensor = new Map<string, LedgerEntry>();
+  for (const entry of [...ledgers.flatMap((l) => l.entries), ...unused]) {
+    const id = `${entry.model}\u0000${entry.tensor}`, seen = byTensor.get(id);
+    if (!seen) byTensor.set(id, entry);
+    else if (entry.status !== "refused") byTensor.set(id, seen.status === "refused" ? entry : { ...seen, status: seen.status === "merged" ? "merged" : entry.status, into: [...seen.into, ...entry.into] });
+  }
+  const entries = [...byTensor.values()];
+  const count = (status: LedgerEntry["status"]) => entries.filter((e) => e.status === status).length;
+  return { entries, counts: { inputs: entries.length, merged: count("merged"), copied: count("copied"), refused: count("refused"), outputs: ledgers.reduce((n, l) => n + l.counts.outputs, 0) } };
 }
 
 const counted = (names: string[]) => `${names.length} tensor${names.length === 1 ? "" : "s"}`;

@@ -8,7 +8,7 @@ import { describeValue, RecipeError, ValidationError, WeightsoupError, type Erro
 import { DTYPES, type FloatDtype } from "../format/dtypes";
 import { METHODS, MERGEKIT_ONLY_METHODS, type MethodSpec, type Sparsifier } from "../merge/methods";
 import type { LoadedModel, TensorInfo } from "../model/model";
-import { isEmbedding, isVocabShaped, layerName, tensorRole } from "../model/roles";
+import { findTensor, isEmbedding, isVocabShaped, layerName, tensorRole } from "../model/roles";
 import { buildLedger, type Ledger } from "../ledger/ledger";
 import { layoutOf, type ModelLayout } from "./layout";
 import { checkMovedLayers, decoderConfigs } from "./layer-config";
@@ -289,14 +289,6 @@ function union(lists: string[][]): string[] {
 }
 
 type Report = (code: ErrorCode, message: string, details: Record<string, unknown>, dedupe?: string) => void;
-
-/** A model's tensor by name; a tied model supplies its input embedding as lm_head. */
-export function findTensor(model: LoadedModel, name: string): TensorInfo | undefined {
-  const direct = model.tensors.get(name);
-  if (direct || name !== "lm_head.weight") return direct;
-  const tied = [...model.tensors.keys()].filter((n) => tensorRole(n).position === "pre" && isEmbedding(n));
-  return tied.length === 1 ? model.tensors.get(tied[0]!) : undefined;
-}
 
 function planTensor(
   recipe: Recipe, method: MethodSpec, slice: OutputSlice, outName: string, inNames: string[], t: number,
