@@ -148,8 +148,8 @@ export function loadLanes(ptr: usize, dtype: i32, i: i32): v128 {
 
 /**
  * Lanes 0-3 of eight BF16 values (one 16-byte load) as float32: a BF16 value is its float32's high half,
- * so the values interleaved with zeros below them are the float32s. One instruction (punpcklwd), where
- * widening then shifting took two, and three for the high lanes: a third off BF16 loops such as linear's.
+ * so the values interleaved with zeros below them are the float32s: one instruction (punpcklwd), where
+ * widening then shifting took two, and three for the high lanes.
  */
 // @ts-ignore: decorator
 @inline
