@@ -259,6 +259,13 @@ describe("modules: tied models and a base a module does not use (found against a
     assert.equal(embedding.length, 1, "b's embedding: one entry");
     assert.deepEqual(embedding[0]!.into.sort(), ["lm_head.weight", t5Name(EMBED)].sort());
     assert.equal(summary.ledger.counts.inputs, a.tensors.size + b.tensors.size - 1);
+
+    // An lm_head module that does not use b: b's embedding is merged by text_decoder alone, and listed once.
+    await writeFile(join(dir, "recipe.yml"), toYaml(linear({ modules: { ...modules, lm_head: { models: [{ model: "./a", parameters: { weight: 1 } }] } } })));
+    const narrow = await merge(join(dir, "recipe.yml"), { out: join(dir, "out2"), workers: 1, workerUrl: WORKER_URL });
+    assert.deepEqual(narrow.ledger.entries.filter((e) => e.model === "./b").map((e) => e.tensor).sort(), [...t5(tied(b)).tensors.keys()].sort());
+    assert.deepEqual(narrow.ledger.entries.find((e) => e.model === "./b" && e.tensor === t5Name(EMBED))!.into, [t5Name(EMBED)]);
+    assert.equal(narrow.ledger.counts.inputs, a.tensors.size + b.tensors.size - 1);
   });
 
   test("a module of slices that does not use the recipe's base needs nothing of it (the base may lack the module)", async () => {

@@ -139,6 +139,7 @@ export function planModules(
     for (const [modelName, parts] of split) {
       if (views[k]!.has(modelName)) continue;
       for (const [tensor, info] of parts[k]!) {
+        if (tensor !== info.name) continue; // a tied model's embedding listed as lm_head: its own module accounts for it
         unused.push({ model: modelName, file: info.file, tensor, status: "refused", into: [], why: `module ${m.name} does not use this model` });
       }
     }
