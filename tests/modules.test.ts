@@ -14,7 +14,7 @@ import { referenceMerge, type RefModel, type RefTensor } from "./reference/merge
 import { roundToDtype } from "./reference/float16";
 import { baseModel, compareTensor, fineTune, readOutput, removeDir, tempDir, TINY, toYaml, uniform, WORKER_URL, writeModel } from "./helpers/fixtures";
 import { wordLevel, writeTokenizer } from "./helpers/tokenizer-files";
-import { HIDDEN, only, TEXT_LAYERS, tensorShapes, vlmConfig } from "./helpers/vlm";
+import { HIDDEN, only, TEXT_LAYERS, tensorShapes, VOCAB, vlmConfig } from "./helpers/vlm";
 
 let root: string;
 before(async () => { root = await tempDir("ws-modules-"); });
@@ -279,5 +279,46 @@ describe("modules: tied models and a base a module does not use (found against a
     const tower = referenceMerge({ merge_method: "task_arithmetic", parameters: { weight: 0.5 }, ...vision },
       new Map([["./a", only(a, "model.vision_tower.")], ["./b", only(b, "model.vision_tower.")]]));
     expectClose(await readOutput(join(dir, "out")), new Map([...text.tensors, ...tower.tensors]));
+  });
+});
+
+describe("modules: tokenizer keys on a multimodal model (found against a transcription of mergekit's tokenizer and module planner)", () => {
+  // Text vocabulary of VOCAB tokens, stated in text_config as multimodal configs do; b's tokenizer has
+  // three words a lacks, so the union has VOCAB + 3 rows.
+  const words = (extra: string[]) => ["<unk>", "<s>", "</s>", ...Array.from({ length: VOCAB - 3 - extra.length }, (_, i) => `w${i}`), ...extra];
+  const PROJECTOR = "multi_modal_projector.mm_input_projection_weight";
+  const withVocab = (m: RefModel): RefModel => ({ ...m, config: { ...vlmConfig(), text_config: { num_hidden_layers: TEXT_LAYERS, vocab_size: VOCAB } } });
+  const pa = withVocab(vlm(1, base, { [PROJECTOR]: [VOCAB, HIDDEN] })), pb = withVocab(vlm(2, base, { [PROJECTOR]: [VOCAB, HIDDEN] }));
+
+  async function write(name: string, recipe: object): Promise<string> {
+    const dir = await writeCase(name, recipe, { a: pa, b: pb });
+    await writeTokenizer(join(dir, "a"), wordLevel(words([]), [0, 1, 2]));
+    await writeTokenizer(join(dir, "b"), wordLevel(words(["red", "green", "blue"]), [0, 1, 2]));
+    return dir;
+  }
+
+  test("a projector with as many rows as the text vocabulary is merged as it is, not rebuilt as an embedding", async () => {
+    const pair = [{ model: "./a" }, { model: "./b" }];
+    const recipe = { merge_method: "linear", parameters: { weight: 0.5 }, tokenizer_source: "union", models: pair };
+    const dir = await write("projector-rows", recipe);
+    await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workers: 1, workerUrl: WORKER_URL });
+    const ours = await readOutput(join(dir, "out"));
+    assert.deepEqual(ours.tensors.get("language_model.model.embed_tokens.weight")!.shape, [VOCAB + 3, HIDDEN], "the embedding is rebuilt to the union");
+    assert.deepEqual(ours.tensors.get(PROJECTOR)!.shape, [VOCAB, HIDDEN], "the projector keeps its shape");
+    const expected = referenceMerge({ merge_method: "linear", parameters: { weight: 0.5 }, models: pair },
+      new Map([["./a", only(pa, PROJECTOR)], ["./b", only(pb, PROJECTOR)]])).tensors.get(PROJECTOR)!;
+    assert.equal(compareTensor(ours.tensors.get(PROJECTOR)!, expected).maxUlp, 0, "the projector is the plain linear merge");
+  });
+
+  test("a token's source that the module holding the embeddings does not use is refused, once, naming the module (was an internal error)", async () => {
+    const recipe = {
+      merge_method: "linear", parameters: { weight: 0.5 },
+      tokenizer: { source: "union", tokens: { w1: { source: "./a" } } },
+      modules: { text_decoder: { models: [{ model: "./b" }] }, vision_tower: { models: [{ model: "./a" }] }, multi_modal_projector: { models: [{ model: "./a" }] } },
+    };
+    const dir = await write("token-source-module", recipe);
+    const problems = await errorOf(merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workers: 1, workerUrl: WORKER_URL }));
+    assert.deepEqual(problems.map((p) => p.code), ["E_RECIPE"]);
+    assert.match(problems[0]!.message, /modules\.text_decoder: tokenizer\.tokens\."w1"\.source: model \.\/a is not one of the models merged here \(\.\/b\)/);
   });
 });

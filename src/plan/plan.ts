@@ -222,7 +222,7 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
     if (planned.has(outName)) return;
     planned.add(outName);
     offered.set(outName, slice.sources.map((src, i) => ({ model: src.model, tensor: findTensor(models.get(src.model)!, inNames[i]!)?.name ?? inNames[i]! })));
-    const p = planTensor(recipe, method, slice, outName, inNames, t, models, report, vocabulary);
+    const p = planTensor(recipe, method, slice, outName, inNames, t, models, layouts, report, vocabulary);
     if (p) tensors.push(p);
   };
 
@@ -292,7 +292,7 @@ type Report = (code: ErrorCode, message: string, details: Record<string, unknown
 
 function planTensor(
   recipe: Recipe, method: MethodSpec, slice: OutputSlice, outName: string, inNames: string[], t: number,
-  models: ReadonlyMap<string, LoadedModel>, report: Report, vocabulary?: OutputVocabulary,
+  models: ReadonlyMap<string, LoadedModel>, layouts: ReadonlyMap<string, ModelLayout>, report: Report, vocabulary?: OutputVocabulary,
 ): PlannedTensor | undefined {
   const base = slice.baseModel ?? recipe.baseModel;
   const scope: ParameterScope = { recipe, slice, t };
@@ -356,7 +356,7 @@ function planTensor(
 
   // With tokenizer keys, embeddings are rebuilt to the output vocabulary instead of rectified (without
   // the vocabulary, as in the page's header-only check, their shapes are not compared).
-  const vocabularyRows = hasVocabularyRows(outName, inputs, models);
+  const vocabularyRows = hasVocabularyRows(outName, inputs, models, layouts);
   const shape = vocabulary && vocabularyRows ? rebuildEmbeddingInputs({ vocabulary, file: recipe.file, base, models, findTensor, report }, outName, inputs)
     : recipe.tokenizer && vocabularyRows ? inputs[0]!.tensor.shape
     : rectify(method, inputs, base, report, vocabularyRows);
@@ -500,9 +500,11 @@ function parameter(
  * An embedding or output head (mergekit's is_embed): by name, or by shape in every input (one row per
  * token of its model's vocabulary, whatever the name: Mamba's backbone.embeddings, RWKV's head), so a
  * tokenizer rebuild and the embedding shape rules reach every architecture's, not only the names listed.
+ * Not a tensor of a vision tower or projector (layout.ts's side tensors): Gemma 3's
+ * `multi_modal_projector.mm_input_projection_weight` may have as many rows as the text vocabulary.
  */
-function hasVocabularyRows(outName: string, inputs: readonly PlannedInput[], models: ReadonlyMap<string, LoadedModel>): boolean {
-  return isEmbedding(outName) || inputs.every((i) => isVocabShaped(i.tensor.name, i.tensor.shape, models.get(i.model)!.config));
+function hasVocabularyRows(outName: string, inputs: readonly PlannedInput[], models: ReadonlyMap<string, LoadedModel>, layouts: ReadonlyMap<string, ModelLayout>): boolean {
+  return isEmbedding(outName) || inputs.every((i) => !layouts.get(i.model)!.side.has(i.tensor.name) && isVocabShaped(i.tensor.name, i.tensor.shape, models.get(i.model)!.config));
 }
 
 /**

@@ -85,9 +85,15 @@ export function rebuildEmbeddingInputs(ctx: EmbeddingContext, outName: string, i
   const sourced = new Map<number, [TensorInfo, number]>();
   for (const [token, { source }] of vocab.settings.tokens) {
     if (!source || source.kind === "zero") continue;
-    const model = ctx.models.get(source.model)!;
-    const tensor = ctx.findTensor(model, outName);
     const key = `${tokenKey(token)}.source`;
+    const model = ctx.models.get(source.model);
+    if (!model) {
+      // A modules: recipe plans each module over its own models (mergekit refuses such a token too).
+      report("E_RECIPE", `${ctx.file}: ${key}: model ${source.model} is not one of the models merged here (${[...ctx.models.keys()].join(", ")}), so the embeddings here cannot take the row of ${JSON.stringify(token)} from it; name a model of the module that holds them`,
+        { file: ctx.file, key, model: source.model, tensor: outName }, `${ctx.file}: ${key}`);
+      return undefined;
+    }
+    const tensor = ctx.findTensor(model, outName);
     let row: number;
     if (source.kind === "model") row = vocab.idMaps.get(source.model)![vocab.ids.get(token)!]!;
     else if ("tokenId" in source) row = source.tokenId;
