@@ -45,6 +45,8 @@ function frobnicatorShapes(vocab: number): [string, number[]][] {
   for (let l = 0; l < 5; l++) out.push([`vision_model.encoder.layers.${l}.fc.weight`, [HIDDEN, HIDDEN]]);
   out.push(["vision_model.post_layernorm.weight", [HIDDEN]], ["mm_projector.0.weight", [HIDDEN, HIDDEN]], ["mm_projector.2.weight", [HIDDEN, HIDDEN]]);
   out.push(["multi_modal_projector.norm.weight", [HIDDEN]]); // a projector part without a layer index
+  // Other image-side tensors without a layer index (Idefics3's connector, BLIP-2's, LLaVA-NeXT's).
+  out.push(["model.connector.modality_projection.proj.weight", [HIDDEN, HIDDEN]], ["language_projection.weight", [HIDDEN, HIDDEN]], ["query_tokens", [1, 2, HIDDEN]], ["image_newline", [HIDDEN]]);
   out.push(["model.final_norm.weight", [HIDDEN]], ["head.weight", [vocab, HIDDEN]]);
   return out;
 }
@@ -243,6 +245,9 @@ describe("an unknown architecture (model_type frobnicator) with a vision tower a
     assert.deepEqual(tensors.get("model.layers.2.self_attn.qkv.weight")!.data, encodeTensor("F32", models.c.tensors.get("model.layers.1.self_attn.qkv.weight")!.values!));
     assert.deepEqual(tensors.get("vision_model.encoder.layers.4.fc.weight")!.data, encodeTensor("F32", models.a.tensors.get("vision_model.encoder.layers.4.fc.weight")!.values!));
     assert.deepEqual(tensors.get("head.weight")!.data, encodeTensor("F32", models.c.tensors.get("head.weight")!.values!));
+    for (const tensor of ["model.connector.modality_projection.proj.weight", "image_newline", "query_tokens"]) {
+      assert.deepEqual(tensors.get(tensor)!.data, encodeTensor("F32", models.a.tensors.get(tensor)!.values!), `${tensor}: a's, with the vision tower`);
+    }
 
     const status = (model: string, tensor: string) => { const e = entry(ledger, model, tensor); return [e.status, e.why ?? ""] as const; };
     for (const tensor of models.base.tensors.keys()) {
@@ -255,7 +260,8 @@ describe("an unknown architecture (model_type frobnicator) with a vision tower a
     assert.match(status("./c", "model.layers.0.mlp.experts.1.w.weight")[1], /layer 0 is outside every layer_range taken from \.\/c \(\[1, 3\]\)/);
     assert.deepEqual(entry(ledger, "./c", "model.layers.2.linear_attn.A_log").into, ["model.layers.3.linear_attn.A_log"]);
     assert.deepEqual(config.layer_types, ["linear_attention", "full_attention", "full_attention", "linear_attention"], "each output layer's kind is its source's");
-    for (const tensor of ["model.tok.weight", "vision_model.encoder.layers.0.fc.weight", "mm_projector.2.weight", "multi_modal_projector.norm.weight"]) {
+    const imageSide = ["model.connector.modality_projection.proj.weight", "language_projection.weight", "query_tokens", "image_newline"];
+    for (const tensor of ["model.tok.weight", "vision_model.encoder.layers.0.fc.weight", "mm_projector.2.weight", "multi_modal_projector.norm.weight", ...imageSide]) {
       assert.deepEqual(status("./a", tensor), ["copied", "passthrough"], tensor);
       assert.equal(status("./c", tensor)[0], "refused");
       assert.match(status("./c", tensor)[1], /come from the first slice's sources \(\.\/a\), and \.\/c is not one/);

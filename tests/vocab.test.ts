@@ -4,6 +4,7 @@
 // checked against expectations worked out by hand below (which model's row each output token takes),
 // with the values computed by a plain scalar loop here, not by the code under test.
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -300,7 +301,7 @@ describe("a named token no model has", () => {
       const t = got.get(name)!;
       assert.deepEqual(t.shape, [16, SHAPE.hidden]);
       assert.ok(decodeFloat(t.dtype, t.data).subarray(15 * SHAPE.hidden).every((v) => v === 0), name);
-      assert.ok(warnings.some((w) => w.startsWith(`${name}: no model has token "<extra>"`)), warnings.join("; "));
+      assert.ok(warnings.some((w) => w.startsWith(`${name}: none of the models it is merged from has token "<extra>"`)), warnings.join("; "));
     }
   });
 });
@@ -406,6 +407,31 @@ describe("chat_template", () => {
     assert.equal(render("mistral"), "<s>[INST] Hi [/INST]");
     assert.equal(render("alpaca"), "### Instruction:\nHi\n\n### Response:\n");
     assert.equal(render("exaone"), "[|system|][|endofturn|]\n[|user|]Hi\n[|assistant|]");
+  });
+});
+
+describe("an embedding with rows past config.json's vocab_size (Mllama's 8 image-token rows)", () => {
+  // Found by an audit: a union rebuilt embed_tokens to the tokenizer's rows, dropping the 8 rows
+  // transformers builds from the config beyond vocab_size, and the folder did not load.
+  test("tokenizer keys are refused naming the tensor, the model and the count, before anything is written", async () => {
+    const dir = join(root, `case-${counter++}`);
+    const extraRows = (m: RefModel): RefModel => {
+      const t = m.tensors.get("model.embed_tokens.weight")!, cols = t.shape[1]!;
+      const values = new Float32Array((t.shape[0]! + 8) * cols);
+      values.set(t.values!);
+      return { ...m, tensors: new Map([...m.tensors, ["model.embed_tokens.weight", { ...t, shape: [t.shape[0]! + 8, cols], values }]]) };
+    };
+    const recipe = { merge_method: "linear", base_model: "./base", models: [{ model: "./base", parameters: { weight: 1 } }, { model: "./x", parameters: { weight: 1 } }], tokenizer_source: "union" };
+    const path = await writeCase(dir, { base: extraRows(model(1, "F32", 10)), x: extraRows(model(4, "F32", 6)) }, recipe);
+    await writeTokenizer(join(dir, "base"), wordLevel(["<unk>", "<s>", "</s>", "b", "zzz", "q", "r", "s", "t", "u"], [0, 1, 2]));
+    await writeTokenizer(join(dir, "x"), bpe(), { bos_token: "<unk>", eos_token: "<unk>" });
+    await assert.rejects(merge(path, { out: join(dir, "out"), workers: 1, workerUrl: WORKER_URL }), (e: unknown) => {
+      const problems = e instanceof ValidationError ? e.problems : [e as WeightsoupError];
+      assert.ok(problems.length > 0 && problems.every((p) => p.code === "E_SHAPE_MISMATCH"), problems.map((p) => p.message).join("; "));
+      assert.match(problems[0]!.message, /tensor "model\.embed_tokens\.weight" has 18 rows, 8 more than model \.\/base's config\.json vocab_size \(10\)/);
+      return true;
+    });
+    assert.ok(!existsSync(join(dir, "out")), "nothing written");
   });
 });
 

@@ -33,10 +33,12 @@ export interface ModelLayout {
 
 /**
  * A multimodal projector without a layer index (Gemma 3's `model.multi_modal_projector.mm_input_projection_weight`,
- * LLaVA's `multi_modal_projector.linear_1.weight`): it belongs with the vision tower, from the first slice,
- * not with the decoder's final norm and head, from the last.
+ * LLaVA's `multi_modal_projector.linear_1.weight`, Idefics3's and SmolVLM's `model.connector.…`, BLIP-2's
+ * `language_projection.…`), or an image-side parameter beside one (LLaVA-NeXT's `image_newline`, BLIP-2's
+ * `query_tokens`): it belongs with the vision tower, from the first slice, not with the decoder's final
+ * norm and head, from the last.
  */
-const PROJECTOR = /^(.*\.)?(multi_modal_projector|mm_projector|visual_projection|vision_projection)\./;
+const PROJECTOR = /^(.*\.)?(multi_modal_projector|mm_projector|visual_projection|vision_projection|connector|language_projection)\.|^(.*\.)?(image_newline|query_tokens)$/;
 
 export function layoutOf(model: LoadedModel): ModelLayout {
   const names = [...model.tensors.keys()].sort();
@@ -48,7 +50,7 @@ export function layoutOf(model: LoadedModel): ModelLayout {
   const side = new Map<string, SideTensor>();
   for (const name of names) {
     const role = tensorRole(name);
-    const module = role.position === "layer" ? undefined : modules.find((m) => name.startsWith(`${m}.`)) ?? PROJECTOR.exec(name)?.[0].slice(0, -1);
+    const module = role.position === "layer" ? undefined : modules.find((m) => name.startsWith(`${m}.`)) ?? projectorOf(name);
     if (module !== undefined) side.set(name, { stack: module, t: 0 });
     else if (role.position === "pre" || (role.position === "post" && isInputEmbedding(name, model))) pre.push(name);
     else if (role.position === "post") post.push(name);
@@ -62,6 +64,12 @@ export function layoutOf(model: LoadedModel): ModelLayout {
     }
   }
   return { pre, post, layers, count: model.layers, decoder, side };
+}
+
+/** The projector (or image-side parameter) a tensor is or belongs to, by PROJECTOR: its name up to that word. */
+function projectorOf(name: string): string | undefined {
+  const m = PROJECTOR.exec(name);
+  return m ? (m[2] !== undefined ? m[0].slice(0, -1) : m[0]) : undefined;
 }
 
 /**

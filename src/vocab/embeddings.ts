@@ -6,7 +6,8 @@
  * - otherwise the token's default row, the same for every model: the `source` the recipe gives
  *   (`{kind: zero}`, a model's row for that token, or a model's row for another token), else the
  *   automatic one: the row of the only model that has the token; the base's row if the base has it;
- *   zero (with a warning) if no model has it; the mean of the rows of all models that have it;
+ *   zero (with a warning) if none of the tensor's models has it (in a frankenmerge, those of the slice
+ *   it comes from); the mean of the rows of all models that have it;
  * - padding rows (pad_to_multiple_of): the mean of the model's rebuilt real rows (padding.ts).
  *
  * The models are the tensor's inputs. A tied model (no lm_head) gives its input embedding as lm_head,
@@ -14,6 +15,7 @@
  */
 import type { ErrorCode } from "../errors";
 import type { LoadedModel, TensorInfo } from "../model/model";
+import { vocabSize } from "../model/roles";
 import type { PlannedInput } from "../plan/plan";
 import type { RowFill, RowMap, RowTensor } from "./row-map";
 import { tokenKey } from "./settings";
@@ -61,6 +63,16 @@ export function rebuildEmbeddingInputs(ctx: EmbeddingContext, outName: string, i
   const rowsOf = (t: TensorInfo) => t.shape[0]!;
   let problem = false;
   for (const input of inputs) {
+    // Rows past config.json's vocab_size are not tokens (Mllama's embed_tokens has 8 more, for image
+    // tokens, that transformers builds from the config): a rebuilt vocabulary would drop them, and the
+    // folder would not load.
+    const stated = vocabSize(ctx.models.get(input.model)?.config ?? null);
+    if (stated !== undefined && rowsOf(input.tensor) > stated) {
+      report("E_SHAPE_MISMATCH", `${input.tensor.file}: tensor "${input.tensor.name}" has ${rowsOf(input.tensor)} rows, ${rowsOf(input.tensor) - stated} more than model ${input.model}'s config.json vocab_size (${stated}); tokenizer keys rebuild rows per token and cannot say what the others are, so they cannot be used with this model`,
+        { file: input.tensor.file, tensor: input.tensor.name, model: input.model }, `${input.model}: rows past vocab_size`);
+      problem = true;
+      continue;
+    }
     const map = vocab.idMaps.get(input.model)!;
     let top = -1;
     for (const id of map) if (id > top) top = id;
@@ -157,7 +169,7 @@ export function rebuildEmbeddingInputs(ctx: EmbeddingContext, outName: string, i
     own.push(rows);
   }
   if (unfilled.length > 0) {
-    vocab.warnings.push(`${outName}: no model has ${unfilled.length === 1 ? "token" : `${unfilled.length} tokens:`} ${unfilled.slice(0, 5).map((t) => JSON.stringify(t)).join(", ")}${unfilled.length > 5 ? ", ..." : ""}; ${unfilled.length === 1 ? "its row is" : "their rows are"} zero`);
+    vocab.warnings.push(`${outName}: none of the models it is merged from has ${unfilled.length === 1 ? "token" : `${unfilled.length} tokens:`} ${unfilled.slice(0, 5).map((t) => JSON.stringify(t)).join(", ")}${unfilled.length > 5 ? ", ..." : ""}; ${unfilled.length === 1 ? "its row is" : "their rows are"} zero`);
   }
   inputs.forEach((input, i) => {
     const rows = own[i]!;
