@@ -1,7 +1,7 @@
 // Randomized vocabulary merges: 2-3 tiny models with WordLevel tokenizers drawn from one small pool of
 // token strings (so their vocabularies overlap in part), some added tokens (special or not), a
 // config.json vocab_size below the tokenizer's length (its last tokens are stripped) or above it (the
-// checkpoint has padding rows), F32 or BF16, tied or not; a recipe with `tokenizer_source:` (base, union,
+// checkpoint has padding rows), now and then an embedding with rows past vocab_size (refused), F32 or BF16, tied or not; a recipe with `tokenizer_source:` (base, union,
 // model:NAME, a bare NAME) or a `tokenizer:` block (source, `tokens:` entries with force and every kind
 // of source, some naming a token no model has, pad_to_multiple_of), merged with linear or
 // task_arithmetic by weightsoup's merge(), whole or in chunks that end inside a row. The output
@@ -58,6 +58,8 @@ interface ModelDraw {
   dtype: VocabDtype;
   tied: boolean;
   seed: number;
+  /** Embedding rows past vocab_size (Mllama's image tokens): tokenizer keys must be refused. */
+  extraRows: number;
 }
 
 const modelArb: fc.Arbitrary<ModelDraw> = fc.record({
@@ -68,6 +70,7 @@ const modelArb: fc.Arbitrary<ModelDraw> = fc.record({
   dtype: fc.constantFrom<VocabDtype>("F32", "BF16"),
   tied: fc.boolean(),
   seed: fc.integer({ min: 1, max: 100_000 }),
+  extraRows: fc.oneof({ weight: 15, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) }),
 });
 
 type SourceDraw =
@@ -166,12 +169,18 @@ function concrete(d: Drawn): Case {
       ckpt.tensors.delete("lm_head.weight");
       ckpt.config = { ...ckpt.config, tie_word_embeddings: true };
     }
+    if (m.extraRows > 0) {
+      const t = ckpt.tensors.get("model.embed_tokens.weight")!;
+      const values = new Float32Array((vocabSize + m.extraRows) * d.hidden);
+      values.set(t.values!);
+      ckpt.tensors.set("model.embed_tokens.weight", { ...t, shape: [vocabSize + m.extraRows, d.hidden], values });
+    }
     checkpoints[`m${i}`] = ckpt;
     tokenizers.set(`m${i}`, { tokens, added, notSpecial });
     const embed = ckpt.tensors.get("model.embed_tokens.weight")!.values!;
     const head = ckpt.tensors.get("lm_head.weight")?.values;
     return {
-      name: names[i]!, tokens, added: new Map(added.map((id) => [id, !notSpecial.includes(id)])), vocabSize, dtype: m.dtype,
+      name: names[i]!, tokens, added: new Map(added.map((id) => [id, !notSpecial.includes(id)])), vocabSize, embedRows: vocabSize + m.extraRows, dtype: m.dtype,
       embed: rowsOf(embed, vocabSize, d.hidden), lmHead: head ? rowsOf(head, vocabSize, d.hidden) : undefined,
     };
   });

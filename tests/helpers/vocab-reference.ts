@@ -51,6 +51,8 @@ export interface VocabModel {
   added: Map<number, boolean>;
   /** config.json vocab_size: the number of embedding (and lm_head) rows. */
   vocabSize: number;
+  /** The embedding's stored rows, when more than vocab_size (README: tokenizer keys are then refused). */
+  embedRows?: number;
   dtype: VocabDtype;
   /** Embedding rows, as stored (float64 copies of the checkpoint's values). */
   embed: number[][];
@@ -171,6 +173,9 @@ function buildVocabulary(inputs: VocabInputs, kept: Map<string, Map<string, numb
 /** Throws VocabRefusal when the recipe's tokenizer settings name models or tokens that are not there. */
 function validate(inputs: VocabInputs, kept: Map<string, Map<string, number>>): void {
   const names = new Set(inputs.models.map((m) => m.name));
+  for (const m of inputs.models) {
+    if ((m.embedRows ?? m.vocabSize) > m.vocabSize) throw new VocabRefusal(`${m.name}'s embedding has rows past its vocab_size`);
+  }
   const src = inputs.settings.source;
   if (src.kind === "model" && !names.has(src.model)) throw new VocabRefusal(`tokenizer source ${src.model} is not one of the recipe's models`);
   for (const entry of inputs.settings.tokens) {
