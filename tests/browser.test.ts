@@ -535,6 +535,7 @@ test("items 28 and 29: problems show while editing, Merge says why it is disable
     await waitForRunBlocked(page, /shape/i);
     const group = page.locator(`[data-testid="recipe-error"] [data-testid="problem-group"][data-code="E_SHAPE_MISMATCH"]`);
     await group.first().waitFor({ state: "visible" });
+    assert.equal(await group.locator(`[data-testid="problem-code"]`).textContent(), "E_SHAPE_MISMATCH", "the group shows its error code, as the CLI prints it");
     const ofWide = group.locator(`[data-testid="problem-model"][data-model="wide"]`);
     assert.match((await ofWide.locator(`[data-testid="problem-count"]`).first().textContent()) ?? "", new RegExp(`\\b${differing}\\b`), "the group counts every problem");
     const shown = await ofWide.locator(`[data-testid="problem"]:visible`).count();

@@ -46,6 +46,46 @@ test("an edit changes only its key: comments, other keys, flow style and recipe 
   assert.equal(setGlobal(CARD, "lambda", undefined), CARD.replace("  lambda: 0.9\n", ""));
 });
 
+/** Layout the yaml library's printer would change: comments after `key:`, aligned comments, indentless lists, padded flow maps, quotes. */
+const LAID_OUT = `# header
+merge_method: ties # the method
+base_model: base   # base
+models: # the list
+# first
+- model: math # m
+  parameters: # p
+    weight: 0.5 # w
+    density: [0, 0.5,   1]
+# between
+
+- model: code
+  parameters: { weight: 0.5, density: 0.5 }
+parameters: # globals
+  normalize: yes
+dtype: 'bfloat16' # trailing
+# footer
+`;
+
+test("an edit of values changes those characters only, so setting a value back gives back the text", () => {
+  const to32 = setDtype(LAID_OUT, "float32");
+  assert.equal(to32, LAID_OUT.replace("'bfloat16'", "float32"));
+  assert.equal(setDtype(to32, "bfloat16"), LAID_OUT.replace("'bfloat16'", "bfloat16"));
+  assert.equal(setModelParameter(LAID_OUT, "code", "weight", 0.25, ctx), LAID_OUT.replace("{ weight: 0.5,", "{ weight: 0.25,"));
+  assert.equal(setModelParameter(LAID_OUT, "math", "density", [0.1, 0.9], ctx), LAID_OUT.replace("[0, 0.5,   1]", "[0.1, 0.9]"));
+  assert.equal(setModelParameter(LAID_OUT, "math", "density", [0, 0.7, 1], ctx), LAID_OUT.replace("[0, 0.5,   1]", "[0, 0.7,   1]"));
+  assert.equal(setModelParameter(LAID_OUT, "math", "weight", [0, 1], ctx), LAID_OUT.replace("weight: 0.5 # w", "weight: [0, 1] # w"));
+  assert.equal(setGlobal(LAID_OUT, "normalize", false), LAID_OUT.replace("normalize: yes", "normalize: false"));
+  assert.equal(setGlobal(LAID_OUT, "normalize", true), LAID_OUT, "yes is already true");
+  assert.equal(setBase(setBase(LAID_OUT, "chat", ctx), "base", ctx), LAID_OUT);
+  // A model name YAML would read as something else is quoted where it is written.
+  assert.equal(setBase(LAID_OUT, "010", { ...ctx, resolve: (n) => n }), LAID_OUT.replace("base_model: base ", 'base_model: "010" '));
+  // A change of structure prints the document again: the keys, values and comments are all still there.
+  const added = setGlobal(LAID_OUT, "lambda", 0.5);
+  const before = parse(LAID_OUT) as { parameters: object };
+  assert.deepEqual(parse(added), { ...before, parameters: { ...before.parameters, lambda: 0.5 } });
+  for (const comment of ["# header", "# the method", "# the list", "# first", "# m", "# p", "# w", "# between", "# globals", "# trailing", "# footer"]) assert.ok(added.includes(comment), comment);
+});
+
 test("an edit into an empty `parameters:` fills it in", () => {
   const empty = "merge_method: linear\nmodels:\n  - model: base\n    parameters:\n  - model: math\nparameters:\n";
   assert.equal(setGlobal(empty, "normalize", false), "merge_method: linear\nmodels:\n  - model: base\n    parameters:\n  - model: math\nparameters:\n  normalize: false\n");
@@ -136,7 +176,17 @@ test("including, excluding and choosing the base edit the models list", () => {
   assert.equal(setIncluded(withCode, "code", false, ctx), ties);
   const rebased = parse(setBase(withCode, "math", ctx)) as { base_model: string; models: unknown[] };
   assert.equal(rebased.base_model, "math");
-  assert.deepEqual(rebased.models, [{ model: "base", parameters: { weight: 1, density: 0.5 } }, { model: "math" }, { model: "code", parameters: { weight: 1, density: 0.5 } }]);
+  // The old base, listed, joins the merged models with starting values; the new base keeps its own (ignored while it is the base).
+  assert.deepEqual(rebased.models, [{ model: "base", parameters: { weight: 1, density: 0.5 } }, { model: "math", parameters: { weight: 1, density: 0.5 } }, { model: "code", parameters: { weight: 1, density: 0.5 } }]);
+  // Another base and back: the recipe means what it meant. A base the recipe does not list is not added to
+  // models (it would be merged as a model once the base moves on), and a model's own values survive being the base.
+  const unlisted = "merge_method: ties\nbase_model: base\nmodels:\n  - model: math\n    parameters: {weight: 0.7, density: 0.5}\n  - model: code\n    parameters: {weight: 0.3, density: 0.5}\n";
+  assert.equal(setBase(setBase(unlisted, "chat", ctx), "base", ctx), unlisted);
+  const viaMath = setBase(setBase(unlisted, "math", ctx), "base", ctx);
+  assert.deepEqual(parse(viaMath), parse(unlisted));
+  const carded = parse(setBase(setBase(CARD, "math", ctx), "base", ctx)) as { base_model: string; models: { model: string; parameters?: unknown }[] };
+  assert.equal(carded.base_model, "someorg/base", "the base is named as the recipe's entry names it");
+  assert.deepEqual(carded.models.find((m) => m.model === "someorg/math")?.parameters, { weight: 0.6, density: 0.5 });
   assert.equal(removeRecipeModel(CARD, "someorg/code"), CARD.replace("  - model: someorg/code\n    parameters: {weight: 0.4, density: 0.7}\n", ""));
 });
 
@@ -168,6 +218,11 @@ test("the form reads what it can show; filters, slices and other keys are report
   const filtered = readForm("merge_method: slerp\nbase_model: base\nmodels:\n  - model: base\n  - model: math\nparameters:\n  t:\n    - filter: self_attn\n      value: 0.2\n    - value: 0.7\n", names, byLastSegment);
   assert.equal(filtered.readOnly, "");
   assert.equal(filtered.globals.get("t")?.editable, false);
+  // One model listed twice ("math", "./math": one folder) is merged twice with two weights: its fields are
+  // read-only, so that an edit cannot set both entries to one value.
+  const twice = readForm("merge_method: linear\nmodels:\n  - model: math\n    parameters: {weight: 0.2}\n  - model: ./math\n    parameters: {weight: 0.8}\n  - model: code\n    parameters: {weight: 0.5}\n", names, byLastSegment);
+  assert.deepEqual([twice.rows.get("math")?.fields.get("weight"), twice.rows.get("code")?.fields.get("weight")],
+    [{ text: "(listed 2 times: edit in YAML)", editable: false }, { text: "0.5", editable: true }]);
   assert.match(readForm("merge_method: slerp\nslices:\n  - sources:\n      - model: base\n        layer_range: [0, 2]\n", names, byLastSegment).readOnly, /slices/);
   assert.match(readForm("merge_method: [\n", names, byLastSegment).readOnly, /syntax/);
   // An edit of one model's weight would change the shared node, and so the other model's weight too.
@@ -183,6 +238,12 @@ test("recipe names map to loaded models by choice, exact name or last segment", 
   assert.deepEqual([...autoMap(["other"], ["base", "code"], new Map([["other", "code"]]))], [["other", "code"]]);
   // Two loaded models of the same last segment: a person must choose.
   assert.deepEqual([...autoMap(["org/Math"], ["math", "MATH"], new Map())], []);
+  // Two paths with one last segment are two models: neither is guessed, and a loaded model another path
+  // took by its exact name is not guessed for a different path either. One path written two ways is one model.
+  assert.deepEqual([...autoMap(["orgA/model", "orgB/model"], ["model", "model-2"], new Map())], []);
+  assert.deepEqual([...autoMap(["model", "orgB/model"], ["model", "model-2"], new Map())], [["model", "model"]]);
+  assert.deepEqual([...autoMap(["orgA/model", "orgB/model"], ["model", "model-2"], new Map([["orgB/model", "model-2"]]))], [["orgB/model", "model-2"]]);
+  assert.deepEqual([...autoMap(["math", "./math/", "code"], ["math", "code"], new Map())], [["math", "math"], ["code", "code"], ["./math/", "math"]]);
   // An invalid recipe still tells which names it uses.
   assert.deepEqual(recipeModelNames("merge_method: ties\nbase_model: a\nmodels:\n  - model: b\n    parameters: {desnity: 1}\nbogus: 1\n"), ["a", "b"]);
   assert.deepEqual(mappingOf("merge_method: linear\nmodels:\n  - model: x/y\n", ["y", "z"], new Map()).unmapped, []);

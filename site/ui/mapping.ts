@@ -40,20 +40,38 @@ export function recipeModelNames(text: string): string[] {
 /**
  * Maps recipe model names to loaded models: a person's choice, else an exact name, else the one loaded
  * model named like the last path segment ("org/math", "./math" -> "math"). Names left out need a choice.
+ * The last segment is a guess, so it is made only where it cannot confuse two models: not when another
+ * name the recipe uses has the same last segment and a different path ("orgA/model", "orgB/model"), nor
+ * onto a loaded model that another path already took by its exact name or a choice. Two names of one
+ * path ("math", "./math") are the same folder, as the command line reads them.
  */
 export function autoMap(recipeNames: readonly string[], loaded: readonly string[], chosen: ReadonlyMap<string, string>): Map<string, string> {
   const out = new Map<string, string>();
+  const guesses: string[] = [];
   for (const name of recipeNames) {
     const pick = chosen.get(name);
     if (pick && loaded.includes(pick)) out.set(name, pick);
     else if (loaded.includes(name)) out.set(name, name);
-    else {
-      const last = name.replace(/@.*$/, "").split("/").filter((p) => p && p !== ".").pop() ?? name;
-      const hits = loaded.filter((l) => l === last || l.toLowerCase() === last.toLowerCase());
-      if (hits.length === 1) out.set(name, hits[0]!);
-    }
+    else guesses.push(name);
+  }
+  for (const name of guesses) {
+    const last = lastSegment(name);
+    const path = pathOf(name);
+    const ambiguous = recipeNames.some((other) => pathOf(other) !== path && lastSegment(other).toLowerCase() === last.toLowerCase());
+    const hits = loaded.filter((l) => l === last || l.toLowerCase() === last.toLowerCase());
+    const taken = [...out].some(([other, to]) => to === hits[0] && pathOf(other) !== path);
+    if (hits.length === 1 && !ambiguous && !taken) out.set(name, hits[0]!);
   }
   return out;
+}
+
+/** A recipe name's path without a revision, "./" parts and trailing slashes: "./org/math/" -> "org/math". */
+function pathOf(name: string): string {
+  return name.replace(/@.*$/, "").split("/").filter((p) => p && p !== ".").join("/");
+}
+
+function lastSegment(name: string): string {
+  return pathOf(name).split("/").pop() || name;
 }
 
 export interface Mapping {

@@ -101,6 +101,11 @@ function fieldValue(v: unknown, kind: FieldKind): FieldValue {
   return { text: String(v), editable: true };
 }
 
+export interface FormRow {
+  included: boolean;
+  fields: Map<string, FieldValue>;
+}
+
 export interface FormModel {
   /** Why the form cannot edit this recipe at all ("" when it can): syntax errors, slices. */
   readOnly: string;
@@ -108,7 +113,7 @@ export interface FormModel {
   /** Loaded name of the base model ("" for none or unmapped). */
   base: string;
   /** By loaded model name: whether the recipe's `models:` lists it, and its per-model fields. */
-  rows: Map<string, { included: boolean; fields: Map<string, FieldValue> }>;
+  rows: Map<string, FormRow>;
   /** Every method-wide parameter of the method ("" when unset). */
   globals: Map<string, FieldValue>;
   /** normalize as it applies (the method's default when unset); undefined when the method has none. */
@@ -149,6 +154,7 @@ export function readForm(text: string, loaded: readonly string[], resolve: Resol
   else if (r.models !== undefined && !Array.isArray(r.models)) form.readOnly = "a 'models' value that is not a list";
   for (const key of Object.keys(r)) if (!SHOWN_TOP.has(key)) form.kept.push(key);
 
+  const listed = new Map<FormRow, number>();
   for (const entry of Array.isArray(r.models) ? r.models : []) {
     const e = entry as { model?: unknown; parameters?: unknown } | null;
     if (typeof e?.model !== "string") continue;
@@ -156,8 +162,14 @@ export function readForm(text: string, loaded: readonly string[], resolve: Resol
     for (const key of Object.keys(params)) if (!shown.perModel.some((f) => f.key === key)) form.kept.push(`${e.model}: ${key}`);
     const row = form.rows.get(resolve(e.model) ?? "");
     if (!row) continue;
+    listed.set(row, (listed.get(row) ?? 0) + 1);
     row.included = true;
     for (const f of shown.perModel) row.fields.set(f.key, fieldValue(params[f.key], f.kind));
+  }
+  // A model listed more than once is merged once per entry, each with its own values: one field cannot
+  // show or set them all, so they are edited in the YAML.
+  for (const [row, count] of listed) {
+    if (count > 1) for (const f of shown.perModel) row.fields.set(f.key, { text: `(listed ${count} times: edit in YAML)`, editable: false });
   }
   for (const row of form.rows.values()) for (const f of shown.perModel) if (!row.fields.has(f.key)) row.fields.set(f.key, { text: "", editable: true });
 
@@ -187,8 +199,12 @@ export interface EditContext {
 }
 
 /**
- * Parses, applies `change` and prints the document again. A text that does not parse, or whose shape
- * the change cannot work with (a list where a mapping belongs), is returned as is.
+ * Parses, applies `change` and writes the result. A change of values only (a weight, the dtype, the
+ * base) replaces those values' characters in the text and nothing else, so layout and comments stay
+ * byte for byte and setting a value back gives back the text. A change of structure (a key or model
+ * added or removed) prints the document again, which keeps keys, comments and names but may move a
+ * comment or re-indent. A text that does not parse, or whose shape the change cannot work with (a list
+ * where a mapping belongs), is returned as is.
  */
 function edit(text: string, change: (doc: Document) => void): string {
   const doc = parseDocument(text, RECIPE_YAML);
@@ -198,7 +214,46 @@ function edit(text: string, change: (doc: Document) => void): string {
   } catch {
     return text;
   }
-  return doc.toString(PRINT);
+  const spliced = replaceValues(text, parseDocument(text, RECIPE_YAML).contents, doc.contents);
+  return spliced ?? doc.toString(PRINT);
+}
+
+/**
+ * `text` with the values that differ between `before` (its own nodes, with source ranges) and `after`
+ * (the edited document) replaced in place, or undefined when the two differ in structure: a key or list
+ * item added, removed or moved, or a value replaced by a block collection.
+ */
+function replaceValues(text: string, before: unknown, after: unknown): string | undefined {
+  const changes: { from: number; to: number; text: string }[] = [];
+  const walk = (a: unknown, b: unknown): boolean => {
+    if (isMap(a) && isMap(b)) {
+      return a.items.length === b.items.length && a.items.every((pair, i) => {
+        const other = b.items[i]!;
+        return isScalar(pair.key) && isScalar(other.key) && pair.key.value === other.key.value && walk(pair.value, other.value);
+      });
+    }
+    if (isSeq(a) && isSeq(b) && a.items.length === b.items.length && a.items.every((item, i) => walk(item, b.items[i]))) return true;
+    const range = (isScalar(a) || (isSeq(a) && a.flow)) ? a.range : undefined;
+    if (!range) return false;
+    const value = isScalar(b) ? b.value : isSeq(b) && b.flow && b.items.every(isScalar) ? b.toJSON() : b;
+    if (isScalar(a) && !isScalar(b) && !isSeq(b) && value === a.value) return true;
+    if (isScalar(a) && isScalar(b) && b.value === a.value) return true;
+    if (typeof value === "object" && value !== null && !Array.isArray(value)) return false;
+    if (Array.isArray(value) && !value.every((v) => typeof v === "number")) return false;
+    changes.push({ from: range[0], to: range[1], text: flowText(value) });
+    return true;
+  };
+  if (!walk(before, after)) return undefined;
+  let out = text;
+  for (const c of changes.sort((x, y) => y.from - x.from)) out = out.slice(0, c.from) + c.text + out.slice(c.to);
+  return out;
+}
+
+/** A value as it is written inline: quoted where YAML would misread it, a list as `[0, 0.5, 1]`. */
+function flowText(value: unknown): string {
+  const doc = new Document(null, RECIPE_YAML);
+  doc.contents = doc.createNode(value, { flow: true }) as typeof doc.contents;
+  return doc.toString(PRINT).trimEnd();
 }
 
 /** No line folding (recipes are read line by line); `{weight: 1}` as model cards write it. */
@@ -354,8 +409,12 @@ export function setMethod(text: string, method: string, ctx: EditContext): strin
 }
 
 /**
- * Makes `loadedName` the base: base_model names it, it is listed in models (without the per-model
- * fields the form shows for the base: none), and the previous base gets the others' starting values.
+ * Makes `loadedName` the base: base_model names it (as a `models:` entry names it, if one does), and
+ * nothing else about it changes. It is not added to `models:` (mergekit does not need the base listed)
+ * and its entries keep their parameters, which the method ignores while it is the base and which apply
+ * again if it stops being one: choosing another base and then this one again gives back the recipe's
+ * meaning. The previous base's entries that are listed get the method's starting values they lack (it
+ * stays ticked in the form, as a model merged like the others).
  */
 export function setBase(text: string, loadedName: string, ctx: EditContext): string {
   return edit(text, (doc) => {
@@ -366,10 +425,9 @@ export function setBase(text: string, loadedName: string, ctx: EditContext): str
       doc.delete("base_model");
       return;
     }
-    setValue(doc, ["base_model"], loadedName);
     const mine = entriesOf(doc, loadedName, ctx.resolve);
-    if (mine.length === 0) addEntry(doc, loadedName, {});
-    for (const i of mine) for (const key of Object.keys(spec?.perModel ?? {})) remove(doc, ["models", i, "parameters", key]);
+    const written = mine.length ? str((doc.getIn(["models", mine[0]!]) as YAMLMap).get("model")) : undefined;
+    setValue(doc, ["base_model"], written ?? loadedName);
     const old = previous === undefined ? undefined : ctx.resolve(previous);
     for (const i of old === undefined ? [] : entriesOf(doc, old, ctx.resolve)) fillStart(doc, spec, i);
   });

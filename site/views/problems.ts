@@ -69,7 +69,9 @@ export function renderProblems(problems: readonly Problem[]): DocumentFragment {
   for (const [code, byModel] of groupProblems(problems)) {
     const total = [...byModel.values()].flat().reduce((n, x) => n + x.times, 0);
     const group = h("div", { class: "problem-group", "data-testid": "problem-group", "data-code": code },
-      h("p", { class: "problem-kind" }, `${KINDS[code] ?? code} `, h("span", { class: "count" }, `(${total})`)));
+      h("p", { class: "problem-kind" }, `${KINDS[code] ?? code} `, h("span", { class: "count" }, `(${total})`),
+        // The code as the command line and the library report it, to search for or quote.
+        KINDS[code] ? h("code", { class: "problem-code", "data-testid": "problem-code" }, code) : null));
     for (const [model, list] of byModel) {
       const count = list.reduce((n, x) => n + x.times, 0);
       const items = list.map((x, i) => h("li", { "data-testid": "problem", hidden: i >= FIRST }, x.times > 1 ? `${x.message} (${x.times} times)` : x.message));
