@@ -20,6 +20,8 @@ interface Case {
   seed?: number;
   outShardSize?: number;
   workers?: number;
+  /** The recipe the reference computes, where weightsoup's is another spelling of it. */
+  reference?: Record<string, unknown>;
 }
 
 let counter = 0;
@@ -29,7 +31,7 @@ async function check(c: Case, onFiles?: (files: string[]) => void): Promise<void
   const recipePath = await writeCase(dir, c.models, c.recipe, c.shards);
   const out = join(dir, "out");
   const summary = await merge(recipePath, { out, workers: c.workers ?? 2, seed: c.seed ?? 0, workerUrl: WORKER_URL, ...(c.outShardSize ? { outShardSize: c.outShardSize } : {}) });
-  const expected = referenceMerge(c.recipe, new Map(Object.entries(c.models).map(([k, v]) => [`./${k}`, v])), { seed: c.seed ?? 0 });
+  const expected = referenceMerge(c.reference ?? c.recipe, new Map(Object.entries(c.models).map(([k, v]) => [`./${k}`, v])), { seed: c.seed ?? 0 });
   const ours = await readOutput(out);
   assert.deepEqual([...ours.tensors.keys()].sort(), [...expected.tensors.keys()].sort(), "the same tensors");
   assert.equal(summary.tensors, expected.tensors.size);
@@ -75,6 +77,11 @@ describe("linear", () => {
       for (let i = 0; i < got.length; i += 7) assert.ok(Math.abs(got[i]! - (x[i]! + 3 * y[i]!) / divisor) < 1e-6, `layer ${layer}, element ${i}: ${got[i]} against (a + 3b) / ${divisor}`);
     }
   });
+  test("a boolean where a number goes is 1 or 0, as mergekit's pydantic reads it (weight: true, a filter's value: false)", () => check({
+    name: "linear-bool-weight", models: models(["a", a], ["b", b], ["c", c]),
+    recipe: { merge_method: "linear", models: [m("a", { weight: true }), m("b", { weight: [{ filter: "mlp", value: false }, { value: 0.5 }] }), m("c", { weight: 0.5 })] },
+    reference: { merge_method: "linear", models: [m("a", { weight: 1 }), m("b", { weight: [{ filter: "mlp", value: 0 }, { value: 0.5 }] }), m("c", { weight: 0.5 })] },
+  }));
   test("a declared base listed with its own weight, bf16 inputs", () => {
     const base16 = baseModel(5, "BF16");
     return check({

@@ -483,6 +483,9 @@ function parameter(
   }
   // A number where a boolean goes is true unless 0, as mergekit's `if normalize:` reads it (a gradient of booleans gives such numbers).
   if (spec.type === "boolean" && typeof value === "number" && Number.isFinite(value)) value = value !== 0;
+  // A boolean where a number goes is 1 or 0, as mergekit's pydantic reads it (a float field takes a bool
+  // in lax mode), and as a list of booleans already gives a gradient of 1s and 0s.
+  if (spec.type === "number" && typeof value === "boolean") value = value ? 1 : 0;
   // The kernels compute in float32: a number beyond its range (about ±3.4e38) would become infinite
   // there and make the merged weights infinite or NaN without a word, so it is refused here.
   if (typeof value !== spec.type || (typeof value === "number" && !Number.isFinite(Math.fround(value))) || (spec.values && !spec.values.includes(value as string))) {
