@@ -344,6 +344,30 @@ describe("tokenizer_source: model:X, with a BPE tokenizer stripped to its vocab_
   });
 });
 
+describe("a post_processor token the output vocabulary does not have", () => {
+  // Found by an audit: a tokenizer whose BOS (added by its post_processor to every encoding) was stripped
+  // as past vocab_size gave an output whose tokenizer still added that id, which no embedding row had.
+  async function withTemplate(bos: string, id: number): Promise<unknown> {
+    const dir = join(root, `case-${counter++}`);
+    const models = { base: model(1, "F32", 10), x: model(4, "F32", 6) };
+    const recipe = { merge_method: "linear", base_model: "./base", models: [{ model: "./base", parameters: { weight: 1 } }, { model: "./x", parameters: { weight: 1 } }], tokenizer_source: "model:./x" };
+    const path = await writeCase(dir, models, recipe);
+    await writeTokenizer(join(dir, "base"), wordLevel(["<unk>", "<s>", "</s>", "b", "zzz", "q", "r", "s", "t", "u"], [0, 1, 2]));
+    const processor = { type: "TemplateProcessing", single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }], pair: [{ Sequence: { id: "A", type_id: 0 } }, { Sequence: { id: "B", type_id: 1 } }], special_tokens: { [bos]: { id: bos, ids: [id], tokens: [bos] } } };
+    await writeTokenizer(join(dir, "x"), { ...bpe(), post_processor: { type: "Sequence", processors: [{ type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true }, processor] } }, { bos_token: "<unk>", eos_token: "<unk>" });
+    return merge(path, { out: join(dir, "out"), workers: 1, workerUrl: WORKER_URL }).then(() => undefined, (e: unknown) => e);
+  }
+  test("a stripped one (past vocab_size) or one at another id is refused, naming the file and token; one at its id merges", async () => {
+    const stripped = await withTemplate("ca", 6);
+    assert.ok(stripped instanceof WeightsoupError && stripped.code === "E_TOKENIZER", String(stripped));
+    assert.match(stripped.message, /x\/tokenizer\.json.*post_processor adds "ca" as id 6.*its id here, 6, is at or past config\.json's vocab_size \(6\)/);
+    const moved = await withTemplate("ab", 3);
+    assert.ok(moved instanceof WeightsoupError && moved.code === "E_TOKENIZER", String(moved));
+    assert.match(moved.message, /post_processor adds "ab" as id 3 .*gives it id 4/);
+    assert.equal(await withTemplate("ab", 4), undefined);
+  });
+});
+
 describe("embeddings under other architectures' names", () => {
   // Found by an audit: isEmbedding knew transformers' names only, so Mamba's backbone.embeddings was cut
   // to the common top-left block (ids mixed across tokenizers) while config.json said the new vocab_size.

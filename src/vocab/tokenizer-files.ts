@@ -135,4 +135,36 @@ async function checkLoads(files: TokenizerFiles, vocabulary: OutputVocabulary | 
       throw tokenizerError(files.tokenizerPath, `the rebuilt tokenizer gives ${JSON.stringify(token)} id ${got ?? "none"}, not the planned ${id} (the ids transformers would give)`, { token });
     }
   }
+  // The post-processor writes its tokens' ids into every encoding as they are in the file (a BOS); an id
+  // the output vocabulary does not give that token would index another row, or none.
+  const source = vocabulary.models.get(vocabulary.sourceModel)!;
+  for (const [token, id] of postProcessorTokens(files.tokenizer.post_processor)) {
+    const own = vocabulary.ids.get(token);
+    if (own === id) continue;
+    const why = own !== undefined ? `the output vocabulary gives it id ${own}`
+      : vocabulary.stripped.has(token) ? `the output vocabulary has no such token: its id here, ${source.originalIds.get(token)}, is at or past config.json's vocab_size (${source.limit}), so it has no embedding row`
+      : "the output vocabulary has no such token";
+    throw tokenizerError(files.tokenizerPath, `its post_processor adds ${JSON.stringify(token)} as id ${id} to every encoding, but ${why}; the output's tokenizer would give ids its embeddings do not have`, { token, key: "post_processor" });
+  }
+}
+
+/** The (token, id) pairs a post-processor adds to every encoding: TemplateProcessing's special tokens, Bert's and RoBERTa's cls and sep, a Sequence's. */
+function postProcessorTokens(processor: unknown): [string, number][] {
+  if (!isJsonObject(processor)) return [];
+  if (Array.isArray(processor.processors)) return processor.processors.flatMap(postProcessorTokens);
+  const pairs: [string, number][] = [];
+  for (const key of ["cls", "sep"]) {
+    const pair = processor[key];
+    if (Array.isArray(pair) && typeof pair[0] === "string" && typeof pair[1] === "number") pairs.push([pair[0], pair[1]]);
+  }
+  if (isJsonObject(processor.special_tokens)) {
+    for (const entry of Object.values(processor.special_tokens)) {
+      if (!isJsonObject(entry) || !Array.isArray(entry.tokens) || !Array.isArray(entry.ids)) continue;
+      const ids = entry.ids;
+      entry.tokens.forEach((token, i) => {
+        if (typeof token === "string" && typeof ids[i] === "number") pairs.push([token, ids[i] as number]);
+      });
+    }
+  }
+  return pairs;
 }
