@@ -29,6 +29,7 @@ export type ErrorCode =
   | "E_CONFIG" // config.json unreadable, not an object, or contradicting the tensors
   | "E_NOT_REGULAR_FILE" // a FIFO, device or socket where a file was expected
   | "E_QUANTIZED" // a quantized checkpoint (GPTQ, AWQ, bitsandbytes, FP8, MLX): packed weights that cannot be merged or evaluated as numbers
+  | "E_NONFINITE" // NaN or infinite weights where the result cannot carry them (a difference extract-lora would factor)
   | "E_ADAPTER" // a PEFT LoRA adapter (base+adapter) that is malformed, does not fit its base, or uses a feature weightsoup does not apply
   // recipes and plans
   | "E_RECIPE_SYNTAX"

@@ -510,6 +510,24 @@ describe("extract-lora: errors", () => {
     assert.equal(existsSync(out), false);
     assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith(".lora")), [], "no staging folder left");
   });
+
+  test("a NaN or infinity in a linear weight is E_NONFINITE naming the tensor, not a module left out as unchanged", async () => {
+    // Found by an audit: the NaN task vector had no singular values above 0, so the module was reported
+    // as "equal in both models" and the adapter silently lacked it.
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY]) {
+      const { dir, ft } = await setup();
+      const name = "model.layers.0.mlp.up_proj.weight";
+      const values = Float32Array.from(ft.tensors.get(name)!.values!);
+      values[5] = bad;
+      ft.tensors.set(name, { ...ft.tensors.get(name)!, values });
+      await writeModel(join(dir, "ft"), ft);
+      const out = join(dir, "lora");
+      const e = await code(extractLora(join(dir, "ft"), join(dir, "base"), { out, rank: 2 }));
+      assert.equal(e.code, "E_NONFINITE", e.message);
+      assert.match(e.message, /ft: tensor "model\.layers\.0\.mlp\.up_proj\.weight" minus the base's .* NaN or infinite/);
+      assert.equal(existsSync(out), false);
+    }
+  });
 });
 
 describe("extract-lora: command line", () => {

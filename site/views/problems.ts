@@ -22,6 +22,7 @@ const KINDS: Readonly<Record<string, string>> = {
   E_SHAPE_MISMATCH: "Tensor shapes that differ",
   E_DTYPE_UNSUPPORTED: "Tensor types that cannot be merged",
   E_ADAPTER: "LoRA adapters",
+  E_NONFINITE: "NaN or infinite weights",
   E_STAGE_DUPLICATE: "Documents with the same name",
   E_STAGE_CYCLE: "Documents that use each other",
   E_STAGE_FINAL: "Which document is the output",

@@ -201,6 +201,11 @@ export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base
         await Promise.allSettled([sf.close(), sb.close()]);
       }
       done++;
+      if (!Number.isFinite(result.norm)) {
+        // A NaN or infinite ΔW has no low-rank factors (its singular values are NaN): leaving the module
+        // out as unchanged would be a silent hole in the adapter.
+        throw new ModelError("E_NONFINITE", `${finetuned.location}: tensor "${name}" minus the base's (${base.location}) has NaN or infinite values, so no LoRA factors can approximate it; exclude it (--exclude-regex) or fix the weights`, { file: finetuned.location, tensor: name });
+      }
       if (result.rank === 0) {
         skipped.push({ tensor: name, reason: result.norm === 0 ? "unchanged" : "zero rank", differs: result.norm > 0 });
         continue;
