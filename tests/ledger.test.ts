@@ -386,6 +386,18 @@ describe("weightsoup plan", () => {
     assert.match(r.stdout, new RegExp(`ledger: ${3 * names.length} input tensors: ${3 * names.length - 3} merged, 1 copied, 2 refused \\(not written\\); ${names.length} output tensors`));
     const written = JSON.parse(await readFile(ledgerFile, "utf8"));
     assert.deepEqual(written, { counts: report.ledger.counts, entries: report.ledger.entries });
+
+    // Found by an audit: the ledger was written after the output was published, so a path it could not
+    // be written to failed the run with a complete output left behind; and it replaced input files.
+    for (const [ledger, code, what] of [[join(dir, "no", "such", "ledger.json"), "E_IO", /no such/i], [join(dir, "base", "model.safetensors"), "E_OUTPUT_EXISTS", /model folder/], [join(dir, "base", "config.json"), "E_OUTPUT_EXISTS", /beside its config\.json/]] as const) {
+      const before = existsSync(ledger) ? await readFile(ledger) : undefined;
+      const failed = cli("merge", recipe, join(dir, "out2"), "--quiet", "--ledger", ledger);
+      assert.equal(failed.status, 1, failed.stderr);
+      assert.match(failed.stderr, new RegExp(`\\[${code}\\] ${ledger.replaceAll(".", "\\.")}`));
+      assert.match(failed.stderr, what);
+      assert.equal(existsSync(join(dir, "out2")), false, "nothing is merged");
+      if (before) assert.deepEqual(await readFile(ledger), before, "the file is untouched");
+    }
   });
 });
 

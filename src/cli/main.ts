@@ -20,8 +20,7 @@ import { HELP } from "./commands";
 import type { MergeEvent } from "../events";
 import { merge, inspect, plan } from "../node-merge";
 import { ledgerSummary, planLines } from "./ledger-output";
-import { writeFile } from "node:fs/promises";
-import { outputFailure } from "../io/io-error";
+import { checkFileTargets, writeFileAtomically } from "./write-file";
 import { VERSION } from "../merge/card";
 import { printWarning, ProgressBar } from "./progress";
 import { formatBytes, formatSeconds, formatWorkers } from "../units";
@@ -98,6 +97,9 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
     chunkBytes: size(values["chunk-size"], "chunk-size", "chunkBytes"),
   });
   const [recipe, out] = positionals as [string, string];
+  // The ledger is written after the output folder is published: a path it could not be written to is
+  // refused first, so that a failed run never leaves a complete-looking output behind.
+  await checkFileTargets([values.ledger]);
   const controller = new AbortController();
   const onSignal = () => controller.abort(new AbortError("interrupted"));
   process.once("SIGINT", onSignal);
@@ -135,12 +137,8 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
 }
 
 /** Writes the whole ledger as JSON ({counts, entries}). */
-async function writeLedger(path: string, ledger: { counts: unknown; entries: unknown }): Promise<void> {
-  try {
-    await writeFile(path, JSON.stringify({ counts: ledger.counts, entries: ledger.entries }, null, 1) + "\n");
-  } catch (cause) {
-    throw outputFailure(path, "write the ledger", cause);
-  }
+function writeLedger(path: string, ledger: { counts: unknown; entries: unknown }): Promise<void> {
+  return writeFileAtomically(path, JSON.stringify({ counts: ledger.counts, entries: ledger.entries }, null, 1) + "\n");
 }
 
 async function planCommand(argv: string[], io: Io): Promise<number> {

@@ -4,6 +4,7 @@
  */
 import { rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { OutputError } from "../errors";
 import { outputFailure } from "../io/io-error";
 import { uniqueSuffix } from "../io/temp-name";
 
@@ -23,7 +24,9 @@ export async function writeFileAtomically(path: string, text: string): Promise<v
 /**
  * Refuses, before any work, file outputs that could not be written at the end: a folder that does not
  * exist (its parents are not created, unlike an output model folder's) or a folder at the path. Else a
- * long run would fail last, after writing its other outputs (a soup's --out folder).
+ * long run would fail last, after writing its other outputs (a soup's --out folder, a merge's folder).
+ * Nor is a report written over a model's own files: an existing .safetensors file, or an existing file
+ * in a folder holding a config.json (a model folder, perhaps one the command reads).
  */
 export async function checkFileTargets(paths: readonly (string | undefined)[]): Promise<void> {
   for (const path of paths) {
@@ -31,7 +34,11 @@ export async function checkFileTargets(paths: readonly (string | undefined)[]): 
     const parent = await stat(dirname(path)).catch((cause: unknown) => {
       throw outputFailure(path, "write it", cause);
     });
-    const code = !parent.isDirectory() ? "ENOTDIR" : (await stat(path).catch(() => undefined))?.isDirectory() ? "EISDIR" : undefined;
+    const existing = await stat(path).catch(() => undefined);
+    const code = !parent.isDirectory() ? "ENOTDIR" : existing?.isDirectory() ? "EISDIR" : undefined;
     if (code) throw outputFailure(path, "write it", Object.assign(new Error(code), { code })); // worded by io-error's table
+    if (existing && (path.endsWith(".safetensors") || (await stat(join(dirname(path), "config.json")).catch(() => undefined))?.isFile())) {
+      throw new OutputError("E_OUTPUT_EXISTS", `${path}: is a file of a model folder (${path.endsWith(".safetensors") ? "a .safetensors file" : "beside its config.json"}), which a report never replaces; choose another path`, { file: path });
+    }
   }
 }
