@@ -389,7 +389,7 @@ describe("weightsoup plan", () => {
 
     // Found by an audit: the ledger was written after the output was published, so a path it could not
     // be written to failed the run with a complete output left behind; and it replaced input files.
-    for (const [ledger, code, what] of [[join(dir, "no", "such", "ledger.json"), "E_IO", /no such/i], [join(dir, "base", "model.safetensors"), "E_OUTPUT_EXISTS", /model folder/], [join(dir, "base", "config.json"), "E_OUTPUT_EXISTS", /beside its config\.json/]] as const) {
+    for (const [ledger, code, what] of [[join(dir, "no", "such", "ledger.json"), "E_IO", /no such/i], [join(dir, "base", "model.safetensors"), "E_OUTPUT_EXISTS", /a model's own file/], [join(dir, "base", "config.json"), "E_OUTPUT_EXISTS", /a model's own file/]] as const) {
       const before = existsSync(ledger) ? await readFile(ledger) : undefined;
       const failed = cli("merge", recipe, join(dir, "out2"), "--quiet", "--ledger", ledger);
       assert.equal(failed.status, 1, failed.stderr);

@@ -25,8 +25,8 @@ export async function writeFileAtomically(path: string, text: string): Promise<v
  * Refuses, before any work, file outputs that could not be written at the end: a folder that does not
  * exist (its parents are not created, unlike an output model folder's) or a folder at the path. Else a
  * long run would fail last, after writing its other outputs (a soup's --out folder, a merge's folder).
- * Nor is a report written over a model's own files: an existing .safetensors file, or an existing file
- * in a folder holding a config.json (a model folder, perhaps one the command reads).
+ * Nor is a report written over a model's own files (weights, config, tokenizer: perhaps a model the
+ * command reads), whatever folder they are in.
  */
 export async function checkFileTargets(paths: readonly (string | undefined)[]): Promise<void> {
   for (const path of paths) {
@@ -37,8 +37,18 @@ export async function checkFileTargets(paths: readonly (string | undefined)[]): 
     const existing = await stat(path).catch(() => undefined);
     const code = !parent.isDirectory() ? "ENOTDIR" : existing?.isDirectory() ? "EISDIR" : undefined;
     if (code) throw outputFailure(path, "write it", Object.assign(new Error(code), { code })); // worded by io-error's table
-    if (existing && (path.endsWith(".safetensors") || (await stat(join(dirname(path), "config.json")).catch(() => undefined))?.isFile())) {
-      throw new OutputError("E_OUTPUT_EXISTS", `${path}: is a file of a model folder (${path.endsWith(".safetensors") ? "a .safetensors file" : "beside its config.json"}), which a report never replaces; choose another path`, { file: path });
+    if (existing && isModelFile(basename(path))) {
+      throw new OutputError("E_OUTPUT_EXISTS", `${path}: is a model's own file (weights, config or tokenizer), which a report never replaces; choose another path`, { file: path });
     }
   }
+}
+
+/** Files a model or adapter folder is read for. */
+const MODEL_FILES = new Set([
+  "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+  "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "adapter_config.json", "preprocessor_config.json",
+]);
+
+function isModelFile(name: string): boolean {
+  return MODEL_FILES.has(name) || /\.(safetensors|bin|pt|pth|gguf)$/.test(name) || name.endsWith(".safetensors.index.json");
 }
