@@ -224,6 +224,8 @@ describe("bad input: typed errors naming the file or key, exit status 1", () => 
     const small = join(root, "ids-model");
     await writeDecoderModel(small, decoderModel("gpt2-prefixed"));
     await expectFailure(() => evaluate([small], { ids: [1, 2, 100_000], workerUrl: WORKER_URL }), "E_DATA", ["100000"]);
+    // Found by an audit: 2^32 + 3 wrapped round to token 3 and was scored as it.
+    await expectFailure(() => evaluate([small], { ids: [1, 2, 2 ** 32 + 3], workerUrl: WORKER_URL }), "E_DATA", ["4294967299"]);
     await writeFile(join(root, "bad-ids.json"), '[1, "two", 3]');
     const r = cli("eval", small, "--ids", join(root, "bad-ids.json"));
     assert.equal(r.status, 1);

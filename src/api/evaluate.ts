@@ -155,7 +155,7 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
  */
 export async function logits(subject: EvalSubject, ids: readonly number[], options: Omit<EvaluateOptions, "text" | "ids" | "against" | "context" | "maxTokens"> = {}): Promise<Float32Array> {
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes"]);
-  if (ids.length === 0 || ids.some((id) => !Number.isSafeInteger(id) || id < 0)) throw new DataError("E_DATA", "token ids must be a non-empty list of non-negative integers", {});
+  if (ids.length === 0 || ids.some((id) => !Number.isSafeInteger(id) || id < 0 || id > 0x7fffffff)) throw new DataError("E_DATA", "token ids must be a non-empty list of non-negative integers below 2^31", {});
   const budget = options.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
   const mergeBudget = mergeBudgetOf(budget, "recipe" in subject);
   let pool: WorkerPool | undefined;
@@ -209,6 +209,9 @@ export async function tokens(model: DecoderSource, options: EvaluateOptions): Pr
   if (options.ids !== undefined) {
     ids = [...options.ids];
     if (ids.some((id) => !Number.isSafeInteger(id) || id < 0)) throw new DataError("E_DATA", "token ids must be non-negative integers", {});
+    // Ids are held as int32 from here on: a larger one would wrap round to another token's id.
+    const huge = ids.find((id) => id > 0x7fffffff);
+    if (huge !== undefined) throw new DataError("E_DATA", `${model.name}: token id ${huge} is outside its vocabulary of ${model.spec.vocab}`, { model: model.name });
   } else {
     if (!tokenizer) {
       throw new ModelError("E_TOKENIZER", `${model.folder.name}: has no tokenizer.json, so the text cannot be tokenized; give pre-tokenized ids instead (--ids FILE)`, { file: model.folder.name });
