@@ -5,7 +5,8 @@
 import { dirname, resolve } from "node:path";
 import { merge as mergeWith, type MergeOptions, type MergeSummary } from "./api/merge";
 import { inspect as inspectFolder, type InspectReport } from "./api/inspect";
-import { ModelError, WeightsoupError } from "./errors";
+import { describeValue, ModelError, OptionError, WeightsoupError } from "./errors";
+import { checkOptionKinds, checkRecipeArgument } from "./api/options";
 import { NodeFolder, readTextFile } from "./io/node-folder";
 import type { ModelFolder } from "./io/folder";
 import { NodeOutputFolder } from "./io/node-output";
@@ -45,6 +46,11 @@ export function pathsOf(folder: ModelFolder, weightFiles: readonly string[] = []
 
 /** Merges the models of a recipe (a file path, or a parsed Recipe) into `options.out`. */
 export async function merge(recipe: string | Recipe, options: NodeMergeOptions): Promise<MergeSummary> {
+  checkRecipeArgument("merge", recipe);
+  checkOptionKinds("merge", options, { force: "boolean", baseDir: "string" });
+  if (typeof options.out !== "string" && typeof options.out !== "function") {
+    throw new OptionError("E_OPTION", `merge: option out must be the output folder's path, got ${describeValue(options.out)}`, { key: "out" });
+  }
   const parsed = typeof recipe === "string" ? await readRecipe(recipe) : recipe;
   const baseDir = typeof recipe === "string" ? dirname(resolve(recipe)) : resolve(options.baseDir ?? ".");
   const { out, force, models, ...rest } = options;
@@ -69,6 +75,8 @@ export async function merge(recipe: string | Recipe, options: NodeMergeOptions):
  * every input tensor, the output size, peak memory and estimated time (see api/plan.ts).
  */
 export async function plan(recipe: string | Recipe, options: Omit<PlanOptions, "models"> & { models?: PlanOptions["models"]; baseDir?: string } = {}): Promise<PlanReport> {
+  checkRecipeArgument("plan", recipe);
+  checkOptionKinds("plan", options, { baseDir: "string" });
   const parsed = typeof recipe === "string" ? await readRecipe(recipe) : recipe;
   const baseDir = typeof recipe === "string" ? dirname(resolve(recipe)) : resolve(options.baseDir ?? ".");
   const { models, baseDir: _, ...rest } = options;

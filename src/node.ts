@@ -7,9 +7,9 @@
  * const summary = await merge("recipe.yml", { out: "merged", onProgress: (e) => console.log(e.type) });
  */
 import { dirname, resolve } from "node:path";
-import { DataError } from "./errors";
+import { DataError, describeValue, OptionError } from "./errors";
 import { NodeFolder } from "./io/node-folder";
-import { checkIntegerOptions } from "./api/options";
+import { checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./api/options";
 import { NodeOutputFolder } from "./io/node-output";
 import type { OutputFolder } from "./io/output";
 import { resolveModel } from "./model/resolve";
@@ -87,6 +87,8 @@ export function isRecipePath(name: string): boolean {
  * on a text: perplexity, bits per byte, and KL divergence and top-1 agreement against other models.
  */
 export async function evaluate(subjects: readonly string[], options: NodeEvaluateOptions): Promise<{ results: EvaluationResult[] }> {
+  checkOptionKinds("evaluate", options, { baseDir: "string", against: "array" });
+  if (!Array.isArray(subjects)) throw new OptionError("E_OPTION", `evaluate: the models to evaluate must be an array, got ${describeValue(subjects)}`, { key: "subjects" });
   const baseDir = resolve(options.baseDir ?? ".");
   // One subject per name: a model both evaluated and compared against is one folder, opened and run once.
   const named = new Map<string, Promise<EvalSubject>>();
@@ -150,6 +152,8 @@ export interface NodeSweepOptions extends Omit<SweepOptions, "against" | "models
  * writing any merge: NLL, perplexity and KL to each `against` model per point (see api/sweep.ts).
  */
 export async function sweep(recipe: string, vary: readonly (Vary | string)[], options: NodeSweepOptions): Promise<SweepResult> {
+  checkRecipeArgument("sweep", recipe);
+  checkOptionKinds("sweep", options, { baseDir: "string", against: "array" });
   const parsed = await readRecipe(recipe);
   const baseDir = resolve(options.baseDir ?? ".");
   const { against, baseDir: _, models, ...rest } = options;

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { inspect, merge, openModel } from "../src/node";
+import { evaluate, inspect, merge, openModel, parseRecipe, plan, sweep } from "../src/node";
 import { inspect as inspectFolder } from "../src/api/inspect";
 import { ModelError, WeightsoupError } from "../src/errors";
 import { BlobFolder, type ModelFolder } from "../src/io/folder";
@@ -44,6 +44,29 @@ describe("library options are checked before anything runs", () => {
       assert.ok(!existsSync(out));
     });
   }
+  // Found by an audit: from plain JavaScript these failed deep inside as TypeErrors with no code.
+  test("arguments and options of the wrong kind are OptionErrors naming them, from merge, plan, evaluate, sweep and parseRecipe", async () => {
+    const out = join(root, `opt-${n++}`);
+    for (const [call, key] of [
+      [() => merge(recipe, undefined as never), "options"],
+      [() => merge(recipe, { out: 42 as never }), "out"],
+      [() => merge(recipe, { out, signal: {} as never }), "signal"],
+      [() => merge(recipe, { out, force: "yes" as never }), "force"],
+      [() => merge(null as never, { out }), "recipe"],
+      [() => plan(null as never), "recipe"],
+      [() => evaluate([join(root, "case", "base")], { text: 5 as never }), "text"],
+      [() => evaluate([join(root, "case", "base")], { ids: { length: 3 } as never }), "ids"],
+      [() => evaluate(join(root, "case", "base") as never, { text: "the cat" }), "subjects"],
+      [() => sweep(recipe, null as never, { text: "the cat" }), "vary"],
+      [async () => parseRecipe(null as never), "text"],
+    ] as const) {
+      await assert.rejects(call(), (e: unknown) => {
+        assert.ok(e instanceof WeightsoupError && e.code === "E_OPTION" && e.details.key === key, String(e));
+        return true;
+      });
+    }
+    assert.ok(!existsSync(out));
+  });
   test("out-of-range CLI flags are usage errors (exit 2) before anything is read", () => {
     for (const flags of [["--workers", "0"], ["--workers", "1000"], ["--memory-budget", "8GiB"], ["--memory-budget", "1000"], ["--chunk-size", "0.5"], ["--seed", "4294967296"], ["--out-shard-size", "0"]]) {
       const r = cli("merge", join(root, "no-such-recipe.yml"), join(root, "never"), ...flags);

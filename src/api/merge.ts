@@ -20,7 +20,7 @@ import { MemoryOutputFolder } from "../io/memory-output";
 import { checkParameterNames, methodOf, planMerge, referencedModels, type MergePlan } from "../plan/plan";
 import { parseRecipe, type AlignStep, type Recipe } from "../recipe/recipe";
 import { finishTokenizerPlan, recipeVocabulary } from "../vocab/prepare";
-import { checkCallbackOption, checkIntegerOptions } from "./options";
+import { checkCallbackOption, checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./options";
 import { mergeStages, refuseStages } from "./stages";
 
 export interface MergeOptions {
@@ -130,6 +130,8 @@ async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, 
 }
 
 export async function merge(recipe: Recipe | string, options: MergeOptions): Promise<MergeSummary> {
+  checkRecipeArgument("merge", recipe);
+  checkOptionKinds("merge", options, { signal: "signal" });
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "chunkElements", "outShardSize"]);
   checkCallbackOption(options, "onProgress");
   return abortable(options.signal, async () => {

@@ -46,3 +46,33 @@ export function checkCallbackOption(options: object, key: string): void {
     throw new OptionError("E_OPTION", `option ${key} must be a function, got ${describeValue(value)}`, { key });
   }
 }
+
+/** What a non-numeric option must be, for callers from plain JavaScript (TypeScript's types say the same). */
+export type OptionKind = "string" | "boolean" | "array" | "signal";
+
+const KIND_WORDS: Readonly<Record<OptionKind, string>> = { string: "a string", boolean: "true or false", array: "an array", signal: "an AbortSignal" };
+
+/**
+ * Throws OptionError unless `options` is an object whose given `kinds` of option, where set, are of
+ * that kind: a wrong one would otherwise fail deep inside as a TypeError, with no code and no name.
+ */
+export function checkOptionKinds(call: string, options: unknown, kinds: Readonly<Record<string, OptionKind>> = {}): void {
+  if (options === null || typeof options !== "object") {
+    throw new OptionError("E_OPTION", `${call}: the options must be an object, got ${describeValue(options)}`, { key: "options" });
+  }
+  for (const [key, kind] of Object.entries(kinds)) {
+    const value = (options as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    const ok = kind === "array" ? Array.isArray(value)
+      : kind === "signal" ? typeof (value as AbortSignal | null)?.aborted === "boolean" && typeof (value as AbortSignal).addEventListener === "function"
+      : typeof value === kind;
+    if (!ok) throw new OptionError("E_OPTION", `${call}: option ${key} must be ${KIND_WORDS[kind]}, got ${describeValue(value)}`, { key });
+  }
+}
+
+/** Throws OptionError unless `recipe` is recipe text or a file path (a string) or a parsed Recipe (an object). */
+export function checkRecipeArgument(call: string, recipe: unknown): void {
+  if (typeof recipe !== "string" && (recipe === null || typeof recipe !== "object")) {
+    throw new OptionError("E_OPTION", `${call}: the recipe must be a string or a parsed recipe, got ${describeValue(recipe)}`, { key: "recipe" });
+  }
+}

@@ -3,7 +3,7 @@
  * else happens. Every problem names the recipe file and the key path (slices[1].sources[0].layer_range).
  */
 import { isAlias, isCollection, isNode, isPair, isScalar, LineCounter, parseAllDocuments, type Document } from "yaml";
-import { describeValue, RecipeError } from "../errors";
+import { describeValue, OptionError, RecipeError } from "../errors";
 import { MAX_JSON_DEPTH } from "../format/json";
 import { flowDepthExceeded } from "./yaml-depth";
 import { RECIPE_YAML } from "./yaml-schema";
@@ -76,6 +76,7 @@ const TOP_KEYS = ["merge_method", "models", "slices", "base_model", "parameters"
 
 /** Parses recipe YAML text. `file` names it in messages. */
 export function parseRecipe(text: string, file = "recipe"): Recipe {
+  if (typeof text !== "string") throw new OptionError("E_OPTION", `parseRecipe: the recipe text must be a string, got ${describeValue(text)}`, { key: "text" });
   const lineCounter = new LineCounter();
   const syntax = (what: string, offset?: number) => {
     const at = offset === undefined ? undefined : lineCounter.lineStarts.length > 0 ? lineCounter.linePos(offset) : textPosition(text, offset);
