@@ -209,6 +209,23 @@ test("a template that refuses the conversation is a typed error naming the file"
   });
 });
 
+test("a malformed part the library reads only when used (a post-processor template that is no list) is E_TOKENIZER naming the file", async () => {
+  // Found by an audit: encoding failed with a TypeError from inside the library, reported as E_INTERNAL.
+  const dir = join(FIXTURES, "llama3");
+  const json = JSON.parse(await readFile(join(dir, "tokenizer.json"), "utf8"));
+  const processors = json.post_processor.type === "Sequence" ? json.post_processor.processors : [json.post_processor];
+  const template = processors.find((p: { type: string }) => p.type === "TemplateProcessing");
+  assert.ok(template, "the fixture has a TemplateProcessing post-processor");
+  template.single = "x";
+  const folder = new BlobFolder("broken", new Map([["tokenizer.json", new Blob([JSON.stringify(json)])], ["tokenizer_config.json", new Blob([await readFile(join(dir, "tokenizer_config.json"))])]]));
+  const tokenizer = await loadTokenizer(folder);
+  assert.throws(() => tokenizer!.encode("the cat"), (e: unknown) => {
+    assert.ok(e instanceof ModelError && e.code === "E_TOKENIZER", String(e));
+    assert.match(e.message, /^broken\/tokenizer\.json: /);
+    return true;
+  });
+});
+
 test("GPT-2's byte-level split takes Rust's whitespace: a BOM is not whitespace, U+0085 is", async () => {
   // JavaScript's \s holds U+FEFF and not U+0085; Rust's regex \s is Unicode's White_Space (the other way
   // round). So Rust splits "\uFEFF's" as "\uFEFF'" + "s" and "a\u0085's" as "a" + "\u0085" + "'s".

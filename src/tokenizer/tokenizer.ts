@@ -201,7 +201,10 @@ class HfBackedTokenizer implements Tokenizer {
   /** Byte-fallback tokens (<0x41>), when the decoder turns them back into bytes. */
   private readonly isByteToken: (id: number) => boolean;
 
+  private readonly path: string;
+
   constructor(private readonly hf: HfTokenizer, files: TokenizerFiles, readonly transformersClass: TransformersClass, modelType: string, private readonly added: readonly AddedToken[]) {
+    this.path = files.tokenizerPath;
     const vocab = hf.get_vocab(true);
     let top = -1;
     for (const id of vocab.values()) if (id > top) top = id;
@@ -220,7 +223,7 @@ class HfBackedTokenizer implements Tokenizer {
 
   encode(text: string, options: EncodeOptions = {}): number[] {
     if (text.length === 0 && options.addSpecialTokens === false) return [];
-    return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+    return this.library(() => this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids);
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
@@ -228,7 +231,19 @@ class HfBackedTokenizer implements Tokenizer {
     // more rows than the tokenizer has tokens).
     const known = ids.filter(this.known);
     if (known.length === 0) return "";
-    return this.hf.decode(known, { skip_special_tokens: options.skipSpecialTokens ?? false, clean_up_tokenization_spaces: this.cleanUp });
+    return this.library(() => this.hf.decode(known, { skip_special_tokens: options.skipSpecialTokens ?? false, clean_up_tokenization_spaces: this.cleanUp }));
+  }
+
+  /**
+   * A call into the library, whose parts of a malformed file (a post-processor template that is no list)
+   * load without complaint and fail only when used: E_TOKENIZER naming the file, not a TypeError.
+   */
+  private library<T>(call: () => T): T {
+    try {
+      return call();
+    } catch (cause) {
+      throw tokenizerError(this.path, describeFailure(cause), {}, cause);
+    }
   }
 
   streamDecoder(options: DecodeOptions = {}): StreamDecoder {

@@ -127,7 +127,9 @@ function specialTokensMap(files: TokenizerFiles, config: JsonObject): JsonObject
  */
 async function checkLoads(files: TokenizerFiles, vocabulary: OutputVocabulary | undefined): Promise<void> {
   const { tokenizerFromFiles } = await import("../tokenizer/tokenizer");
-  const loaded = tokenizerFromFiles(files).vocabulary();
+  const tokenizer = tokenizerFromFiles(files);
+  tokenizer.encode("Hello world"); // parts the library reads only when used (a post-processor) fail here, typed
+  const loaded = tokenizer.vocabulary();
   if (!vocabulary) return;
   for (const [token, id] of vocabulary.ids) {
     const got = loaded.get(token);
