@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { evaluate, merge } from "../src/node";
+import { evaluate, merge, plan } from "../src/node";
 import { merge as mergeWith } from "../src/api/merge";
 import { MemoryOutputFolder } from "../src/io/memory-output";
 import { NodeFolder } from "../src/io/node-folder";
@@ -254,7 +254,18 @@ describe("multi-stage recipe errors", () => {
     await writeFile(join(dir, "staged", "recipe.yml"), docs(stage1, stage2("mid")));
     const e = await codeOf(evaluate([join(dir, "staged", "recipe.yml")], { ids: [1, 2, 3, 4], workerUrl: WORKER_URL }));
     assert.equal(e.code, "E_METHOD_UNSUPPORTED");
-    assert.match(e.message, /multi-stage recipe of 2 documents; evaluation and generation take one-document recipes/);
+    assert.match(e.message, /multi-stage recipe of 2 documents; only a merge runs those .*evaluation.* take one-document recipes/);
+  });
+
+  test("plan refuses one too, saying that only a merge runs it", async () => {
+    // Found by an audit: the message spoke of evaluation and generation only.
+    const dir = join(root, "plan");
+    await writeInputs(dir);
+    await mkdir(join(dir, "staged"));
+    await writeFile(join(dir, "staged", "recipe.yml"), docs(stage1, stage2("mid")));
+    const e = await codeOf(plan(join(dir, "staged", "recipe.yml")));
+    assert.equal(e.code, "E_METHOD_UNSUPPORTED");
+    assert.match(e.message, /only a merge runs those .*planning/);
   });
 });
 

@@ -28,7 +28,7 @@ export type Prepare = (recipe: Recipe, models: MergeOptions["models"], signal?: 
  */
 export function refuseStages(recipe: Recipe): void {
   if (!recipe.stages?.length) return;
-  throw new RecipeError("E_METHOD_UNSUPPORTED", `${recipe.file}: ends a multi-stage recipe of ${recipe.stages.length + 1} documents; evaluation and generation take one-document recipes. Merge it first (weightsoup merge) and evaluate the merged folder`,
+  throw new RecipeError("E_METHOD_UNSUPPORTED", `${recipe.file}: ends a multi-stage recipe of ${recipe.stages.length + 1} documents; only a merge runs those (each later document reads what an earlier one merged), while planning, evaluation, generation, diagnosis and sweeps take one-document recipes. Merge it first (weightsoup merge) and use the merged folder, or give one document on its own`,
     { file: recipe.file, key: "stages" });
 }
 
