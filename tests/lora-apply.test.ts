@@ -242,6 +242,9 @@ describe("adapter errors", () => {
       }, /layers\.9\.self_attn\.q_proj\.weight.*does not have/],
       ["rank disagrees", { peft_type: "LORA", r: 3, lora_alpha: 2 }, () => {}, /rank 2 but adapter_config\.json gives it r = 3/],
       ["dora", { peft_type: "LORA", r: 2, lora_alpha: 2, use_dora: true }, () => {}, /DoRA/],
+      // Found by an audit: read as false, where PEFT's `if use_rslora:` takes "true" (and 1) as true.
+      ["rslora as text", { peft_type: "LORA", r: 2, lora_alpha: 2, use_rslora: "true" }, () => {}, /use_rslora must be true or false, got "true"/],
+      ["dora as a number", { peft_type: "LORA", r: 2, lora_alpha: 2, use_dora: 1 }, () => {}, /use_dora must be true or false, got 1/],
       ["stray tensor", { peft_type: "LORA", r: 2, lora_alpha: 2 }, (t) => {
         t.set("base_model.model.lm_head.weight", { dtype: "F32", shape: [1, 1], values: new Float32Array(1) });
       }, /"base_model\.model\.lm_head\.weight" is not a LoRA factor/],

@@ -73,6 +73,12 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
   if (!isJsonObject(parsed.value)) throw fail(configFile, `must hold a JSON object, found ${describeValue(parsed.value)}`);
   const config = parsed.value;
   if (config.peft_type !== "LORA") throw fail(configFile, `peft_type is ${describeValue(config.peft_type)}; weightsoup applies LoRA adapters (peft_type "LORA") only`, { key: "peft_type" });
+  // PEFT tests these with `if use_rslora:`, so any truthy value is true there: a non-boolean is refused
+  // rather than read as false (a string "true" would change the scale from alpha / r to alpha / √r).
+  for (const key of ["use_dora", "use_rslora"]) {
+    const v = config[key];
+    if (v !== undefined && v !== null && typeof v !== "boolean") throw fail(configFile, `${key} must be true or false, got ${describeValue(v)}`, { key });
+  }
   if (config.use_dora === true) throw fail(configFile, "use_dora is true: DoRA adapters (a magnitude vector per module) are not applied by weightsoup", { key: "use_dora" });
   const r = positive(config, "r", 8, configFile), alpha = positive(config, "lora_alpha", 8, configFile);
   const rankPattern = patterns(config, "rank_pattern", configFile), alphaPattern = patterns(config, "alpha_pattern", configFile);
