@@ -8,7 +8,8 @@ import { existsSync } from "node:fs";
 import { copyFile, mkdir, readdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { merge } from "../src/node";
+import { inspect, merge } from "../src/node";
+import { writeExampleFolder } from "../src/example/models";
 import { WeightsoupError } from "../src/errors";
 import { etaText } from "../src/cli/progress";
 import { baseModel, CLI, fineTune, removeDir, tempDir, WORKER_URL, writeCase } from "./helpers/fixtures";
@@ -112,6 +113,32 @@ describe("I/O failures are typed, name the path and say the real cause", () => {
     assert.match(r.stderr, /\n\s+at /);
     const plain = cli("merge", join(root, "missing.yml"), join(root, "never"));
     assert.doesNotMatch(plain.stderr, /\n\s+at /);
+  });
+});
+
+describe("weightsoup example's folder", () => {
+  // Found by an audit: it wrote into any folder (an input model's too), left half-written models on
+  // Ctrl-C, crashed untyped on a file or an unwritable place, and spun forever under /proc.
+  const codeOf = (p: Promise<unknown>) => p.then(() => "resolved", (e: unknown) => (e instanceof WeightsoupError ? e.code : `untyped ${String(e)}`));
+  test("a file, a folder it did not write and a place it cannot create are typed errors, and nothing is written there", async () => {
+    const dir = join(root, "example-refusals");
+    await mkdir(join(dir, "model"), { recursive: true });
+    await writeFile(join(dir, "model", "config.json"), "{}");
+    await writeFile(join(dir, "file"), "x");
+    assert.equal(await codeOf(writeExampleFolder(join(dir, "file"))), "E_OUTPUT_EXISTS");
+    assert.equal(await codeOf(writeExampleFolder(join(dir, "model"))), "E_OUTPUT_EXISTS");
+    assert.deepEqual(await readdir(join(dir, "model")), ["config.json"]);
+    assert.equal(await codeOf(writeExampleFolder(join(dir, "file", "inside"))), "E_IO");
+    if (existsSync("/proc/self")) assert.equal(await codeOf(writeExampleFolder("/proc/weightsoup-example/x")), "E_IO");
+  });
+  test("an earlier example's folder is written again, and what an interrupted run left is removed", async () => {
+    const dir = join(root, "example-again", "nested");
+    assert.equal(await codeOf(writeExampleFolder(dir)), "resolved", "missing parents are created");
+    await mkdir(join(dir, ".math.weightsoup-0badc0de.tmp"));
+    await writeFile(join(dir, "base", "model.safetensors"), "cut short");
+    await writeExampleFolder(dir);
+    assert.deepEqual((await readdir(dir)).sort(), ["base", "chat", "code", "math", "recipe.yml"].sort());
+    assert.equal((await inspect(join(dir, "base"))).tensors.length > 0, true, "the base is whole again");
   });
 });
 

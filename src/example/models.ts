@@ -3,8 +3,11 @@
  * structured task vectors (each "skill" moves its own part of the network). Used by the built-in example
  * and the benchmarks; the tests build their own fixtures independently.
  */
-import { mkdir, open, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, open, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { OutputError, WeightsoupError } from "../errors";
+import { outputFailure } from "../io/io-error";
+import { uniqueSuffix } from "../io/temp-name";
 import { DEFAULT_TEXT } from "../eval/default-text";
 import { planFile } from "../format/safetensors";
 import { trainByteBpe } from "../tokenizer/train-byte-bpe";
@@ -156,10 +159,67 @@ async function writeExampleTokenizer(dir: string, vocab: number): Promise<void> 
   for (const [name, text] of exampleTokenizerFiles(vocab)) await writeFile(join(dir, name), text);
 }
 
-/** What `weightsoup example` writes into `dir`: the base model, the fine-tunes and recipe.yml. Returns the checkpoints' bytes. */
+/**
+ * What `weightsoup example` writes into `dir`: the base model, the fine-tunes and recipe.yml. Returns the
+ * checkpoints' bytes. Each model is written under a temporary name and renamed when complete, so an
+ * interrupted run leaves no model that looks whole; `dir` must be new, empty or an earlier example.
+ */
 export async function writeExampleFolder(dir: string): Promise<number> {
-  let bytes = await writeLlamaModel(join(dir, "base"), EXAMPLE_SHAPE);
-  for (const skill of EXAMPLE_SKILLS) bytes += await writeLlamaModel(join(dir, skill.name), EXAMPLE_SHAPE, skill);
-  await writeFile(join(dir, "recipe.yml"), exampleRecipe);
+  await prepareExampleFolder(dir);
+  let bytes = 0;
+  for (const skill of [undefined, ...EXAMPLE_SKILLS]) {
+    const name = skill?.name ?? "base";
+    const temp = join(dir, `.${name}.weightsoup-${uniqueSuffix()}.tmp`);
+    try {
+      bytes += await writeLlamaModel(temp, EXAMPLE_SHAPE, skill);
+      await rm(join(dir, name), { recursive: true, force: true });
+      await rename(temp, join(dir, name));
+    } catch (cause) {
+      await rm(temp, { recursive: true, force: true }).catch(() => undefined);
+      throw cause instanceof WeightsoupError ? cause : outputFailure(join(dir, name), "write the example model", cause);
+    }
+  }
+  const recipe = join(dir, "recipe.yml"), temp = join(dir, `.recipe.yml.weightsoup-${uniqueSuffix()}.tmp`);
+  await writeFile(temp, exampleRecipe).then(() => rename(temp, recipe)).catch((cause: unknown) => {
+    throw outputFailure(recipe, "write it", cause);
+  });
   return bytes;
+}
+
+/** What an earlier example left in its folder (the merge's own staging names start with a dot). */
+const EXAMPLE_ENTRIES = new Set(["base", ...EXAMPLE_SKILLS.map((k) => k.name), "recipe.yml", "merged"]);
+const STALE = /^\..*\.weightsoup-[0-9a-f]{8}\.tmp$/;
+
+/**
+ * Creates `dir` (and missing parents, one level at a time: Node's recursive mkdir spins forever under
+ * /proc), or checks that an existing one is empty or an earlier example, and removes what an interrupted
+ * example left.
+ */
+async function prepareExampleFolder(dir: string): Promise<void> {
+  const info = await stat(dir).catch(() => undefined);
+  if (info && !info.isDirectory()) throw new OutputError("E_OUTPUT_EXISTS", `${dir}: is a file, not a folder; weightsoup example writes its models into a folder`, { file: dir });
+  if (info) {
+    const entries = await readdir(dir).catch((cause: unknown) => { throw outputFailure(dir, "list it", cause); });
+    for (const stale of entries.filter((e) => STALE.test(e))) await rm(join(dir, stale), { recursive: true, force: true });
+    const other = entries.filter((e) => !STALE.test(e) && !EXAMPLE_ENTRIES.has(e) && !e.startsWith("."));
+    if (other.length) {
+      throw new OutputError("E_OUTPUT_EXISTS", `${dir}: holds ${other.slice(0, 3).join(", ")}${other.length > 3 ? ", ..." : ""}, which no earlier example wrote; weightsoup example writes into a new or empty folder, or its own earlier one`, { file: dir });
+    }
+    return;
+  }
+  const missing: string[] = [];
+  for (let at = dir; ; at = dirname(at)) {
+    const here = await stat(at).catch(() => undefined);
+    if (here) {
+      if (!here.isDirectory()) throw outputFailure(dir, "create it", Object.assign(new Error("ENOTDIR"), { code: "ENOTDIR" }));
+      break;
+    }
+    missing.unshift(at);
+    if (dirname(at) === at) break;
+  }
+  for (const level of missing) {
+    await mkdir(level).catch((cause: unknown) => {
+      if ((cause as NodeJS.ErrnoException).code !== "EEXIST") throw outputFailure(dir, "create it", cause);
+    });
+  }
 }
