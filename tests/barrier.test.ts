@@ -139,6 +139,15 @@ test("weightsoup barrier: a permuted copy has a barrier that --align removes; ba
   let bad = run("barrier", join(dir, "a.safetensors"), join(dir, "b.safetensors"), "--data", join(dir, "bad-labels.safetensors"));
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /E_DATA.*bad-labels\.safetensors.*label 9/);
+  // Found by an audit: 2^32 + 1 wrapped round to class 1 and was scored as it; an empty dataset gave null losses.
+  await writeTensors(join(dir, "huge-label.safetensors"), [["inputs", "F32", [2, 7], new Float32Array(14)], ["labels", "I64", [2], [1, 2 ** 32 + 1]]]);
+  bad = run("barrier", join(dir, "a.safetensors"), join(dir, "b.safetensors"), "--data", join(dir, "huge-label.safetensors"));
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /E_DATA.*huge-label\.safetensors.*label 4294967297/);
+  await writeTensors(join(dir, "empty.safetensors"), [["inputs", "F32", [0, 7], new Float32Array(0)], ["labels", "I64", [0], []]]);
+  bad = run("barrier", join(dir, "a.safetensors"), join(dir, "b.safetensors"), "--data", join(dir, "empty.safetensors"));
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /E_DATA.*empty\.safetensors.*no examples/);
   await writeTensors(join(dir, "no-labels.safetensors"), [["inputs", "F32", [2, 7], new Float32Array(14)]]);
   bad = run("barrier", join(dir, "a.safetensors"), join(dir, "b.safetensors"), "--data", join(dir, "no-labels.safetensors"));
   assert.match(bad.stderr, /E_DATA.*no-labels\.safetensors.*"labels"/);

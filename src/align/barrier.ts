@@ -67,7 +67,14 @@ export async function loadDataset(file: LoadedModel): Promise<Dataset> {
   };
   const get = read[labelsInfo.dtype];
   if (!get) throw fail("labels", `"labels" is ${labelsInfo.dtype}; expected an integer dtype (I64, I32, I16, I8, U8)`);
-  const labels = Int32Array.from({ length: count }, (_, i) => get(i));
+  if (count === 0) throw fail("inputs", "holds no examples (\"inputs\" has 0 rows), so there is no loss to measure");
+  const labels = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    const label = get(i);
+    // Held as int32 from here on: a larger label would wrap round to another class.
+    if (label < 0 || label > 0x7fffffff) throw fail("labels", `label ${label} (example ${i}) is not a class index`);
+    labels[i] = label;
+  }
   return { inputs, labels, count, features, name: file.location };
 }
 
