@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { evaluate, inspect, merge, openModel, parseRecipe, plan, sweep } from "../src/node";
+import { align, evaluate, inspect, merge, openModel, parseRecipe, plan, sweep } from "../src/node";
 import { inspect as inspectFolder } from "../src/api/inspect";
 import { ModelError, WeightsoupError } from "../src/errors";
 import { BlobFolder, type ModelFolder } from "../src/io/folder";
@@ -45,7 +45,7 @@ describe("library options are checked before anything runs", () => {
     });
   }
   // Found by an audit: from plain JavaScript these failed deep inside as TypeErrors with no code.
-  test("arguments and options of the wrong kind are OptionErrors naming them, from merge, plan, evaluate, sweep and parseRecipe", async () => {
+  test("arguments and options of the wrong kind are OptionErrors naming them, from merge, plan, evaluate, sweep, align and parseRecipe", async () => {
     const out = join(root, `opt-${n++}`);
     for (const [call, key] of [
       [() => merge(recipe, undefined as never), "options"],
@@ -59,6 +59,8 @@ describe("library options are checked before anything runs", () => {
       [() => evaluate(join(root, "case", "base") as never, { text: "the cat" }), "subjects"],
       [() => sweep(recipe, null as never, { text: "the cat" }), "vary"],
       [async () => parseRecipe(null as never), "text"],
+      [() => align(join(root, "case", "base"), join(root, "case", "a"), { out, spec: "Llama" as never }), "spec"],
+      [() => align(join(root, "case", "base"), join(root, "case", "a"), { out, spec: null as never }), "spec"],
     ] as const) {
       await assert.rejects(call(), (e: unknown) => {
         assert.ok(e instanceof WeightsoupError && e.code === "E_OPTION" && e.details.key === key, String(e));

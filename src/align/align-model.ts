@@ -6,11 +6,11 @@
  * the spec used, the permutations and how to read them, and per-group similarity.
  */
 import { availableCores, defaultWorkerUrl } from "../env";
-import { AbortError, AlignmentError } from "../errors";
+import { AbortError, AlignmentError, describeValue, OptionError } from "../errors";
 import type { OutputFolder } from "../io/output";
 import type { LoadedModel } from "../model/model";
 import { WorkerPool } from "../pool/pool";
-import { inferSpec, resolveSpecKind, type SpecKind } from "./architectures";
+import { inferSpec, resolveSpecKind, SPEC_KINDS, type SpecKind } from "./architectures";
 import { writePermutedModel } from "./checkpoint";
 import { openPoolEngine } from "./pool-engine";
 import { checkSpec, type PermutationSpec, type Permutations } from "./spec";
@@ -62,6 +62,9 @@ export interface AlignResult {
 /** Permutations that align `model` to `reference` (nothing written). */
 export async function matchModels(reference: LoadedModel, model: LoadedModel, options: AlignOptions = {}): Promise<Omit<AlignResult, "seconds"> & { readSeconds: number; matchSeconds: number; workerStats: AlignmentStats[] }> {
   const shapes = new Map([...reference.tensors].map(([name, t]) => [name, t.shape]));
+  if (options.spec !== undefined && (options.spec === null || (typeof options.spec !== "object" && !SPEC_KINDS.includes(options.spec)))) {
+    throw new OptionError("E_OPTION", `option spec must be one of ${SPEC_KINDS.join(", ")} or a permutation spec (an object), got ${describeValue(options.spec)}`, { key: "spec" });
+  }
   const specKind: UsedSpecKind = typeof options.spec === "object" ? "explicit" : resolveSpecKind(options.spec ?? "auto", reference.config ?? undefined);
   const spec = typeof options.spec === "object" ? options.spec : inferSpec(specKind as SpecKind, reference.config ?? undefined, shapes);
   const checked = checkSpec(spec, shapes);
