@@ -361,6 +361,12 @@ test("an unsupported model type or pipeline component is refused, naming it", as
   await rejectsTokenizer({
     "tokenizer.json": JSON.stringify({ ...json, pre_tokenizer: { type: "Split", pattern: { Regex: "\\s+" }, behavior: "MergedWithNext", invert: false } }),
   }, /pre_tokenizer: a Split with behavior "MergedWithNext" is not supported/);
+  // Found by an audit: the library warned and split on nothing, so the text tokenized differently.
+  for (const pattern of ["x", { Regexp: "\\s" }, { String: 5 }, null]) {
+    await rejectsTokenizer({
+      "tokenizer.json": JSON.stringify({ ...json, pre_tokenizer: { type: "Sequence", pretokenizers: [{ type: "Split", pattern, behavior: "Isolated", invert: false }] } }),
+    }, /pre_tokenizer\.pretokenizers\[0\]: a Split's pattern must be \{"String": text\} or \{"Regex": text\}/);
+  }
   await rejectsTokenizer({ "tokenizer.json": JSON.stringify({ ...json, model: { type: "BPE", vocab: { a: 0 } } }) }, /no list of merges/);
 });
 

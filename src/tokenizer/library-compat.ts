@@ -14,7 +14,8 @@
  * - Whitespace: the JS pre-tokenizer's \w is ASCII-only ("Café" -> "Caf", "é"); Rust's regex is
  *   Unicode-aware. Rewritten as a Split with Rust's \w and \s spelled as Unicode properties.
  * - Split behaviours MergedWithPrevious, MergedWithNext and Contiguous, and `invert: true` with a
- *   behaviour other than Removed: the JS Split treats them all as Isolated. Refused.
+ *   behaviour other than Removed: the JS Split treats them all as Isolated. Refused. So is a Split
+ *   pattern that is neither {"String": ...} nor {"Regex": ...}, which Rust refuses to load.
  *
  * Node 20's RegExp rejects the inline `(?i:...)` groups of the Llama-3 and Qwen2 split regexes; the
  * library (from 0.2) rewrites those into case-insensitive character classes itself, checked by the
@@ -71,6 +72,11 @@ function preTokenizer(value: unknown, where: string): unknown {
       return { type: "Split", pattern: { Regex: `[${word}]+|[^${word}\\p{White_Space}]+` }, behavior: "Removed", invert: true };
     }
     case "Split": {
+      // Rust reads only {"String": ...} or {"Regex": ...}; the JS library warns at anything else and splits on nothing.
+      const pattern = asObject(config.pattern);
+      if (!pattern || Object.keys(pattern).length !== 1 || !(typeof pattern.String === "string" || typeof pattern.Regex === "string")) {
+        throw new UnsupportedTokenizer(`${where}: a Split's pattern must be {"String": text} or {"Regex": text}, not ${JSON.stringify(config.pattern ?? null)}`);
+      }
       const behavior = typeof config.behavior === "string" ? config.behavior.toLowerCase() : "isolated";
       const invert = config.invert === true;
       if (invert ? behavior !== "removed" : behavior !== "isolated" && behavior !== "removed") {
