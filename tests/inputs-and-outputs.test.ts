@@ -15,6 +15,7 @@ import { BlobFolder, type ModelFolder } from "../src/io/folder";
 import { NodeFolder } from "../src/io/node-folder";
 import { baseModel, CLI, fineTune, readOutput, removeDir, tempDir, TINY, WORKER_URL, writeCase, writeModel } from "./helpers/fixtures";
 import { encodeTensor, writeSafetensors } from "./reference/safetensors";
+import type { RefModel } from "./reference/merge";
 
 let root: string, recipe: string;
 let n = 0;
@@ -299,6 +300,27 @@ describe("config.json", () => {
     await writeFile(join(dir, "base", "config.json"), text);
     await merge(recipePath, { out: join(dir, "out"), workerUrl: WORKER_URL });
     assert.equal(await readFile(join(dir, "out", "config.json"), "utf8"), text.replace('"torch_dtype": "float32"', '"torch_dtype": "bfloat16"'));
+  });
+
+  // From an audit: a tied base and untied fine-tunes gave a written lm_head under the base's
+  // tie_word_embeddings: true; transformers 4 replaces such a head by the embedding (5 keeps it and warns).
+  test("a head merged from untied models under a tied base's config is stated untied; all tied, the config is kept", async () => {
+    const tiedOf = (m: RefModel): RefModel => {
+      const tensors = new Map(m.tensors);
+      tensors.delete("lm_head.weight");
+      return { config: { ...m.config, tie_word_embeddings: true }, tensors };
+    };
+    const base = baseModel(115);
+    const untied = { ...fineTune(base, 116, 0.1) };
+    untied.config = { ...untied.config, tie_word_embeddings: false };
+    for (const [label, a, expected] of [["untied fine-tune", untied, false], ["tied fine-tune", tiedOf(fineTune(base, 117, 0.1)), true]] as const) {
+      const dir = join(root, `config-${n++}`);
+      const recipePath = await writeCase(dir, { base: tiedOf(base), a }, { merge_method: "linear", models: [{ model: "./base", parameters: { weight: 0.5 } }, { model: "./a", parameters: { weight: 0.5 } }] });
+      await merge(recipePath, { out: join(dir, "out"), workerUrl: WORKER_URL });
+      const config = JSON.parse(await readFile(join(dir, "out", "config.json"), "utf8"));
+      assert.equal(config.tie_word_embeddings, expected, label);
+      assert.equal((await readOutput(join(dir, "out"))).tensors.has("lm_head.weight"), !expected, `${label}: the head is written where a model has its own`);
+    }
   });
 
   test("a transformers 5 config with only `dtype` gets `dtype` set, and inspect reports it as dtype", async () => {

@@ -7,7 +7,7 @@ import { editSection, editTopLevel } from "../format/json";
 import { torchDtypeName } from "../format/dtypes";
 import type { LoadedModel } from "../model/model";
 import { parseRepoId } from "../model/repo-id";
-import { isEmbedding, layerCountKeys, vocabSize as statedVocabSize } from "../model/roles";
+import { isEmbedding, layerCountKeys, LM_HEAD, vocabSize as statedVocabSize } from "../model/roles";
 import { TEXT_SECTIONS } from "../model/stacks";
 import { impliedLayerTypes, impliedSparseLayers } from "../plan/layer-config";
 import type { MergePlan } from "../plan/plan";
@@ -43,6 +43,14 @@ export function outputConfig(plan: MergePlan): string | null {
     for (const section of sections) sectionChanges.set(section, new Map([["vocab_size", vocabSize]]));
     if (Object.hasOwn(config, "vocab_size") || sections.length === 0) changes.set("vocab_size", vocabSize);
   }
+  if (untiesHead(plan)) {
+    // The head is written, merged from a model's own untied head, under a config that ties it to the
+    // embedding: transformers 5 keeps both and warns, transformers 4 replaces the head by the embedding.
+    // Stated untied, both load as written.
+    const tied = TEXT_SECTIONS.filter((section) => sectionOf(config, section)?.tie_word_embeddings === true);
+    for (const section of tied) sectionChanges.set(section, new Map([...(sectionChanges.get(section) ?? []), ["tie_word_embeddings", false]]));
+    if (config.tie_word_embeddings === true || (tied.length === 0 && !Object.hasOwn(config, "tie_word_embeddings"))) changes.set("tie_word_embeddings", false);
+  }
   if (plan.outputLayers !== undefined) {
     for (const key of layerCountKeys(config)) changes.set(key, plan.outputLayers);
     layerChanges(plan, null, changes);
@@ -66,6 +74,18 @@ export function outputConfig(plan: MergePlan): string | null {
   let text = editTopLevel(donor.configText, changes);
   for (const [section, edits] of sectionChanges) text = editSection(text, section, edits);
   return text.endsWith("\n") ? text : text + "\n";
+}
+
+/**
+ * Whether the output's config must say its head is untied: it writes an lm_head that at least one model
+ * gives from an lm_head of its own under a config that does not tie it, while the config's donor ties
+ * its head (states so, or has no lm_head and gives its embedding).
+ */
+function untiesHead(plan: MergePlan): boolean {
+  const donor = plan.models.get(plan.donor)!;
+  const statesTied = (config: Record<string, unknown> | null) => [config, ...TEXT_SECTIONS.map((section) => sectionOf(config, section))].some((c) => c?.tie_word_embeddings === true);
+  return plan.tensors.some((t) => LM_HEAD.test(t.name) && t.inputs.some((i) => LM_HEAD.test(i.tensor.name) && !statesTied(plan.models.get(i.model)!.config))
+    && (statesTied(donor.config) || !t.inputs.some((i) => i.model === plan.donor && LM_HEAD.test(i.tensor.name))));
 }
 
 /**
