@@ -169,6 +169,10 @@ describe("bad input: typed errors naming the file or key, exit status 1", () => 
   test("a text shorter than one token (and one of a single token: nothing to predict)", async () => {
     await writeFile(join(root, "empty.txt"), "");
     await expectFailure(() => evaluate([model], { text: "", workerUrl: WORKER_URL }), "E_DATA", ["token"], ["eval", model, "--text", join(root, "empty.txt")]);
+    // Found by an audit: a --text file that is not there was reported as a missing model.
+    const missing = cli("eval", model, "--text", join(root, "no-such-text.txt"));
+    assert.equal(missing.status, 1, missing.stderr);
+    assert.match(missing.stderr, /\[E_DATA\] .*no-such-text\.txt: cannot read the text to evaluate on/);
     const gpt = join(root, "gpt-no-bos");
     await writeDecoderModel(gpt, decoderModel("gpt2-prefixed"));
     await expectFailure(() => evaluate([gpt], { ids: [5], workerUrl: WORKER_URL }), "E_DATA", ["1 token"]);

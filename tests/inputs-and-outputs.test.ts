@@ -110,6 +110,19 @@ describe("the Hugging Face cache, as huggingface_hub lays it out", () => {
     assert.ok(card.includes("./local-ft (a local model)"), "local models are named in the text");
   });
 
+  // Found by an audit: a weight file's link into a blob never downloaded was passed over, and the model
+  // reported as having no weights ("it holds config.json") without naming the link.
+  test("a .safetensors link to a missing blob is E_MODEL_NOT_FOUND naming the link", async () => {
+    const dir = join(root, `dangling-${n++}`);
+    const base = baseModel(107);
+    await writeModel(join(dir, "m"), base);
+    await rename(join(dir, "m", "model.safetensors"), join(dir, "blob"));
+    await symlink(join(dir, "missing-blob"), join(dir, "m", "model.safetensors"));
+    const r = cli("inspect", join(dir, "m"));
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`\\[E_MODEL_NOT_FOUND\\] ${join(dir, "m", "model.safetensors").replaceAll(".", "\\.")}: cannot follow its symbolic link: no such file`));
+  });
+
   test('a local path that does not exist ("./nope") is reported as such, not looked up in the cache', async () => {
     const dir = join(root, `nope-${n++}`);
     await mkdir(dir);

@@ -3,7 +3,7 @@
  * on stderr, a table or JSON on stdout, and tokens streamed as they are generated.
  */
 import { basename, dirname } from "node:path";
-import { AbortError, UsageError } from "../errors";
+import { AbortError, DataError, UsageError, WeightsoupError } from "../errors";
 import type { EvalEvent } from "../eval/protocol";
 import { DEFAULT_TEXT } from "../eval/default-text";
 import { NodeFolder, readTextFile } from "../io/node-folder";
@@ -17,6 +17,16 @@ import { printWarning } from "./progress";
 /** Token ids from a file: a JSON list, or a .safetensors file with one integer tensor. */
 export async function idsFrom(path: string): Promise<number[]> {
   return readTokenIds(await NodeFolder.open(dirname(path)), basename(path));
+}
+
+/** A --text file: one that is not there is a missing text (E_DATA), not a missing model. */
+async function readEvalText(path: string): Promise<string> {
+  try {
+    return await readTextFile(path);
+  } catch (e) {
+    if (e instanceof WeightsoupError && e.code === "E_MODEL_NOT_FOUND") throw new DataError("E_DATA", `${path}: cannot read the text to evaluate on (no such file)`, { file: path }, { cause: e });
+    throw e;
+  }
 }
 
 /** Runs `fn` with an AbortSignal that Ctrl-C (or SIGTERM) fires. */
@@ -46,7 +56,7 @@ export async function evalInput(command: Command, values: EvalFlags) {
     memoryBudget: size(values["memory-budget"], "memory-budget", "memoryBudget"),
     seed: integer(values.seed, "seed", "seed"),
   });
-  const input = values.ids !== undefined ? { ids: await idsFrom(values.ids) } : { text: values.text !== undefined ? await readTextFile(values.text) : DEFAULT_TEXT };
+  const input = values.ids !== undefined ? { ids: await idsFrom(values.ids) } : { text: values.text !== undefined ? await readEvalText(values.text) : DEFAULT_TEXT };
   return { ...input, ...numeric };
 }
 

@@ -46,7 +46,10 @@ export class NodeFolder implements ModelFolder {
     for (const e of entries) {
       if (e.isFile()) files.push(e.name);
       else if (e.isSymbolicLink()) {
-        const target = await stat(join(this.dir, e.name)).catch(() => undefined);
+        let missing: unknown;
+        const target = await stat(join(this.dir, e.name)).catch((cause: unknown) => { missing = cause; return undefined; });
+        // A weight file's link to nothing (a Hugging Face cache blob never downloaded) is named, not passed over.
+        if (!target && e.name.endsWith(".safetensors")) throw inputFailure(join(this.dir, e.name), "follow its symbolic link", missing);
         if (target?.isFile()) files.push(e.name);
         else if (target && !target.isDirectory() && isModelFileName(e.name)) throw notRegular(join(this.dir, e.name));
       } else if (!e.isDirectory() && isModelFileName(e.name)) {
