@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, stat, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { align, evaluate, inspect, merge, openModel, parseRecipe, plan, sweep } from "../src/node";
@@ -165,6 +165,21 @@ describe("files that are not what they seem", () => {
     assert.notEqual(r.signal, "SIGKILL", "blocked on the FIFO");
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /\[E_NOT_REGULAR_FILE\]/);
+  });
+
+  // Found by an audit: a folder named config.json counted as no config, and the merge wrote an output without one.
+  test("a folder named config.json is refused, naming it, and nothing is written", async () => {
+    const dir = join(root, `folder-config-${n++}`);
+    const base = baseModel(108);
+    await writeModel(join(dir, "base"), base);
+    await writeModel(join(dir, "a"), fineTune(base, 109, 0.1));
+    await rm(join(dir, "a", "config.json"));
+    await mkdir(join(dir, "a", "config.json"));
+    await writeFile(join(dir, "r.yml"), "merge_method: task_arithmetic\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1}}\n");
+    const r = cli("merge", join(dir, "r.yml"), join(dir, "out"));
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`\\[E_NOT_REGULAR_FILE\\] ${join(dir, "a", "config.json").replaceAll(".", "\\.")}: is a folder`));
+    assert.equal(existsSync(join(dir, "out")), false);
   });
 
   for (const [label, content, code, words] of [

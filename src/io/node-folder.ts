@@ -51,9 +51,10 @@ export class NodeFolder implements ModelFolder {
         // A weight file's link to nothing (a Hugging Face cache blob never downloaded) is named, not passed over.
         if (!target && e.name.endsWith(".safetensors")) throw inputFailure(join(this.dir, e.name), "follow its symbolic link", missing);
         if (target?.isFile()) files.push(e.name);
-        else if (target && !target.isDirectory() && isModelFileName(e.name)) throw notRegular(join(this.dir, e.name));
-      } else if (!e.isDirectory() && isModelFileName(e.name)) {
-        throw notRegular(join(this.dir, e.name));
+        else if (target && isModelFileName(e.name)) throw notRegular(join(this.dir, e.name), target.isDirectory());
+      } else if (isModelFileName(e.name)) {
+        // A folder named config.json would otherwise count as no config at all, and the output would lack one.
+        throw notRegular(join(this.dir, e.name), e.isDirectory());
       }
     }
     return files.sort();
@@ -73,8 +74,8 @@ function isModelFileName(name: string): boolean {
   return name.endsWith(".safetensors") || name.endsWith(".json");
 }
 
-function notRegular(path: string): ModelError {
-  return new ModelError("E_NOT_REGULAR_FILE", `${path}: is not a regular file (a FIFO, socket or device); weightsoup reads only regular files`, { file: path });
+function notRegular(path: string, folder = false): ModelError {
+  return new ModelError("E_NOT_REGULAR_FILE", `${path}: is ${folder ? "a folder" : "not a regular file (a FIFO, socket or device)"}; weightsoup reads only regular files`, { file: path });
 }
 
 /** Reads a small text file given by path (a recipe), refusing FIFOs and devices. */
