@@ -1,6 +1,6 @@
 // Mutations of how a merge is run: the library options (workers, seed, memoryBudget, chunkBytes,
-// chunkElements, outShardSize) as NaN, negative, fractional, infinite, huge, strings or null; and the
-// same settings as command-line flags.
+// chunkElements, outShardSize) as NaN, negative, fractional, infinite, huge, strings or null; `force` and
+// `signal` of the wrong kind; and the same settings as command-line flags.
 import fc from "fast-check";
 import { RECIPES } from "./fuzz-fixtures";
 
@@ -13,6 +13,8 @@ export interface LibraryOptions {
   chunkBytes?: OptionValue;
   chunkElements?: OptionValue;
   outShardSize?: OptionValue;
+  force?: OptionValue;
+  signal?: OptionValue;
 }
 
 export interface OptionsCase {
@@ -41,6 +43,9 @@ export const libraryOptionsArb: fc.Arbitrary<LibraryOptions> = fc.record({
   chunkBytes: optionArb(4096, 65536, MiB),
   chunkElements: optionArb(4096, 8192, 1, 100),
   outShardSize: optionArb(1, 3000, 20_000, 5e9),
+  force: fc.constantFrom<OptionValue>(true, false, "yes", 1),
+  // Never an AbortSignal: from plain JavaScript, a value of the wrong kind.
+  signal: fc.constantFrom<OptionValue>("abort", 5, true),
 }, { requiredKeys: [] });
 
 export const optionsCaseArb: fc.Arbitrary<OptionsCase> = fc.record({
@@ -66,6 +71,8 @@ export const flagsCaseArb: fc.Arbitrary<FlagsCase> = fc.record({
 export function invalidOption(name: keyof LibraryOptions, value: OptionValue | undefined): boolean {
   if (name === "chunkElements") return false; // internal testing knob: no contract beyond "typed error or correct output"
   if (value === null || value === undefined) return false;
+  if (name === "force") return typeof value !== "boolean";
+  if (name === "signal") return true;
   if (typeof value !== "number" || !Number.isInteger(value)) return true;
   if (name === "seed") return value < 0 || value >= 2 ** 32;
   return value < 1;
