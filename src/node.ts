@@ -7,9 +7,9 @@
  * const summary = await merge("recipe.yml", { out: "merged", onProgress: (e) => console.log(e.type) });
  */
 import { dirname, resolve } from "node:path";
-import { DataError, describeValue, OptionError } from "./errors";
+import { DataError } from "./errors";
 import { NodeFolder } from "./io/node-folder";
-import { checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./api/options";
+import { checkArrayArgument, checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./api/options";
 import { NodeOutputFolder } from "./io/node-output";
 import type { OutputFolder } from "./io/output";
 import { resolveModel } from "./model/resolve";
@@ -88,7 +88,7 @@ export function isRecipePath(name: string): boolean {
  */
 export async function evaluate(subjects: readonly string[], options: NodeEvaluateOptions): Promise<{ results: EvaluationResult[] }> {
   checkOptionKinds("evaluate", options, { baseDir: "string", against: "array" });
-  if (!Array.isArray(subjects)) throw new OptionError("E_OPTION", `evaluate: the models to evaluate must be an array, got ${describeValue(subjects)}`, { key: "subjects" });
+  checkArrayArgument("evaluate", "subjects", subjects, "the models to evaluate");
   const baseDir = resolve(options.baseDir ?? ".");
   // One subject per name: a model both evaluated and compared against is one folder, opened and run once.
   const named = new Map<string, Promise<EvalSubject>>();

@@ -6,7 +6,7 @@
  * same positions are scored by other models (a merge's parents, say) and compared with KL divergence
  * and top-1 agreement. Same worker pool, AbortSignal and typed events as merge().
  */
-import { DataError, describeValue, ModelError, OptionError, WorkerError } from "../errors";
+import { DataError, ModelError, WorkerError } from "../errors";
 import { availableCores, defaultWorkerUrl } from "../env";
 import type { ModelFolder } from "../io/folder";
 import { JOBS_PER_WORKER } from "../merge/engine";
@@ -19,7 +19,7 @@ import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sour
 import { loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
 import { abortable } from "./abortable";
-import { checkCallbackOption, checkIntegerOptions, checkOptionKinds } from "./options";
+import { checkArrayArgument, checkCallbackOption, checkIntegerOptions, checkOptionKinds } from "./options";
 import { formatBytes } from "../units";
 import { scalarMath } from "../kernels/scalar-math";
 
@@ -67,7 +67,7 @@ export const DEFAULT_CONTEXT = 512;
 
 export async function evaluate(subjects: readonly EvalSubject[], options: EvaluateOptions): Promise<{ results: EvaluationResult[] }> {
   checkOptionKinds("evaluate", options, { text: "string", ids: "array", against: "array", signal: "signal" });
-  if (!Array.isArray(subjects)) throw new OptionError("E_OPTION", `evaluate: the models to evaluate must be an array, got ${describeValue(subjects)}`, { key: "subjects" });
+  checkArrayArgument("evaluate", "subjects", subjects, "the models to evaluate");
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "context", "maxTokens"]);
   checkCallbackOption(options, "onProgress");
   if (subjects.length === 0) throw new DataError("E_DATA", "nothing to evaluate: name at least one model or recipe", {});

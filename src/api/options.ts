@@ -70,6 +70,11 @@ export function checkOptionKinds(call: string, options: unknown, kinds: Readonly
   }
 }
 
+/** Throws OptionError unless the argument `key` of `call` is an array (`what` says of what). */
+export function checkArrayArgument(call: string, key: string, value: unknown, what: string): void {
+  if (!Array.isArray(value)) throw new OptionError("E_OPTION", `${call}: ${what} must be an array, got ${describeValue(value)}`, { key });
+}
+
 /** Throws OptionError unless `recipe` is recipe text or a file path (a string) or a parsed Recipe (an object). */
 export function checkRecipeArgument(call: string, recipe: unknown): void {
   if (typeof recipe !== "string" && (recipe === null || typeof recipe !== "object")) {

@@ -24,7 +24,7 @@ import { runLayerMajor, type RunEntry } from "../sweep/layer-major";
 import { abortable } from "./abortable";
 import { DEFAULT_CONTEXT, forwardBudget, mean, mergeBudgetOf, tokens, windowsOf, type EvalSubject, type EvaluateOptions } from "./evaluate";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
-import { checkCallbackOption, checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./options";
+import { checkArrayArgument, checkCallbackOption, checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./options";
 import type { ModelFolder } from "../io/folder";
 import { scalarMath } from "../kernels/scalar-math";
 
@@ -78,7 +78,7 @@ export type SweepEvent =
 export async function sweep(recipe: Recipe | string, vary: readonly (Vary | string)[], options: SweepOptions): Promise<SweepResult> {
   checkRecipeArgument("sweep", recipe);
   checkOptionKinds("sweep", options, { text: "string", ids: "array", signal: "signal" });
-  if (!Array.isArray(vary)) throw new OptionError("E_OPTION", `sweep: vary must be an array of keys and values, got ${describeValue(vary)}`, { key: "vary" });
+  checkArrayArgument("sweep", "vary", vary, "vary (keys and their values)");
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "context", "maxTokens"]);
   if (options.maxPointsPerPass !== undefined && (!Number.isSafeInteger(options.maxPointsPerPass) || options.maxPointsPerPass < 1)) {
     throw new OptionError("E_OPTION", `option maxPointsPerPass must be an integer of at least 1, got ${describeValue(options.maxPointsPerPass)}`, { key: "maxPointsPerPass" });

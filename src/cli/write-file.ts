@@ -7,6 +7,7 @@ import { basename, dirname, join } from "node:path";
 import { OutputError } from "../errors";
 import { outputFailure } from "../io/io-error";
 import { uniqueSuffix } from "../io/temp-name";
+import { GENERATION_CONFIG_FILE, MODEL_CONFIG_FILE, TOKENIZER_FILES } from "../tokenizer/files";
 
 /** Writes `text` to `path` through a temporary file beside it, so `path` is never seen half-written. */
 export async function writeFileAtomically(path: string, text: string): Promise<void> {
@@ -44,10 +45,7 @@ export async function checkFileTargets(paths: readonly (string | undefined)[]): 
 }
 
 /** Files a model or adapter folder is read for. */
-const MODEL_FILES = new Set([
-  "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-  "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "adapter_config.json", "preprocessor_config.json",
-]);
+const MODEL_FILES = new Set([MODEL_CONFIG_FILE, GENERATION_CONFIG_FILE, "adapter_config.json", "preprocessor_config.json", ...TOKENIZER_FILES]);
 
 function isModelFile(name: string): boolean {
   return MODEL_FILES.has(name) || /\.(safetensors|bin|pt|pth|gguf)$/.test(name) || name.endsWith(".safetensors.index.json");

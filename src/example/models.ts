@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { OutputError, WeightsoupError } from "../errors";
 import { outputFailure } from "../io/io-error";
 import { uniqueSuffix } from "../io/temp-name";
+import { writeFileAtomically } from "../cli/write-file";
 import { DEFAULT_TEXT } from "../eval/default-text";
 import { planFile } from "../format/safetensors";
 import { trainByteBpe } from "../tokenizer/train-byte-bpe";
@@ -179,10 +180,7 @@ export async function writeExampleFolder(dir: string): Promise<number> {
       throw cause instanceof WeightsoupError ? cause : outputFailure(join(dir, name), "write the example model", cause);
     }
   }
-  const recipe = join(dir, "recipe.yml"), temp = join(dir, `.recipe.yml.weightsoup-${uniqueSuffix()}.tmp`);
-  await writeFile(temp, exampleRecipe).then(() => rename(temp, recipe)).catch((cause: unknown) => {
-    throw outputFailure(recipe, "write it", cause);
-  });
+  await writeFileAtomically(join(dir, "recipe.yml"), exampleRecipe);
   return bytes;
 }
 

@@ -16,6 +16,12 @@ export const SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json";
 /** transformers 5 saves a single chat template here rather than in tokenizer_config.json. */
 export const CHAT_TEMPLATE_FILE = "chat_template.jinja";
 
+/** Every file of a model folder that describes its tokenizer, fast or slow. */
+export const TOKENIZER_FILES: readonly string[] = [
+  TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE, CHAT_TEMPLATE_FILE, "chat_template.json", "added_tokens.json",
+  "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "merges.txt", "vocab.txt",
+];
+
 export type JsonObject = Record<string, unknown>;
 
 export interface TokenizerFiles {

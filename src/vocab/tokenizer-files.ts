@@ -14,15 +14,9 @@ import { ModelError } from "../errors";
 import { isJsonObject, parseBoundedJson } from "../format/json";
 import type { LoadedModel } from "../model/model";
 import { chatTemplateSource } from "../tokenizer/chat-template";
-import { CHAT_TEMPLATE_FILE, readTokenizerFiles, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, tokenizerError, type JsonObject, type TokenizerFiles } from "../tokenizer/files";
+import { CHAT_TEMPLATE_FILE, readTokenizerFiles, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, TOKENIZER_FILES, tokenizerError, type JsonObject, type TokenizerFiles } from "../tokenizer/files";
 import type { ChatTemplateSetting } from "./chat-templates";
 import type { OutputVocabulary } from "./vocabulary";
-
-/** Donor files that describe a tokenizer: not copied when the tokenizer is re-serialised. */
-const TOKENIZER_FILES = [
-  TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE, CHAT_TEMPLATE_FILE, "chat_template.json", "added_tokens.json",
-  "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "merges.txt", "vocab.txt",
-];
 
 const SPECIAL_KEYS = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token", "additional_special_tokens"];
 
@@ -68,7 +62,7 @@ export async function buildTokenizerOutput(
   out.set(SPECIAL_TOKENS_MAP_FILE, JSON.stringify(specialTokensMap(files, config), null, 2) + "\n");
 
   await checkLoads({ ...files, tokenizer, tokenizerConfig: config, chatTemplateFile: template }, vocabulary);
-  return { files: out, omit: new Set(TOKENIZER_FILES), vocabSize: vocabulary?.paddedSize, warnings: vocabulary?.warnings ?? [] };
+  return { files: out, omit: new Set(TOKENIZER_FILES) /* the donor's: not copied beside the re-serialised ones */, vocabSize: vocabulary?.paddedSize, warnings: vocabulary?.warnings ?? [] };
 }
 
 /** The model's own vocabulary without stripped tokens and with the union's appended ones. */
