@@ -80,3 +80,21 @@ test("a stale staging folder from an interrupted run does not count as output", 
   assert.equal(r.status, 0, r.stderr);
   assert.ok(!(await readdir(out)).some((f) => f.startsWith(".weightsoup")));
 });
+
+test("an OUT_DIR or report name near the file system's 255-byte limit merges: the names kept beside it are shortened", async () => {
+  // 250 bytes: "." + name + ".weightsoup-partial-XXXXXXXX" would be 279, past NAME_MAX.
+  const long = "m".repeat(240) + "é".repeat(5);
+  assert.equal(Buffer.byteLength(long), 250);
+  const out = join(dir, long);
+  const r = run("merge", join(dir, "recipe.yml"), out, "--quiet", "--ledger", join(dir, long.slice(0, 240) + ".json"));
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok((await readdir(out)).includes("model.safetensors"));
+  assert.deepEqual((await readdir(dir)).filter((f) => f.includes("weightsoup")), [], "no lock, staging or temporary file is left beside it");
+  // A second merge with --force replaces it (the old folder is set aside under a shortened name too).
+  const again = run("merge", join(dir, "recipe.yml"), out, "--quiet", "--force");
+  assert.equal(again.status, 0, again.stderr);
+  assert.deepEqual((await readdir(dir)).filter((f) => f.includes("weightsoup")), []);
+  // A name that differs from it only past the shortened part is another output: it gets its own lock.
+  const twin = run("merge", join(dir, "recipe.yml"), join(dir, "m".repeat(240) + "é".repeat(4) + "e"), "--quiet");
+  assert.equal(twin.status, 0, twin.stderr);
+});

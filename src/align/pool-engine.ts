@@ -10,15 +10,14 @@ import type { LoadedModel } from "../model/model";
 import type { WorkerApi } from "../pool/worker-api";
 import type { WorkerPool } from "../pool/pool";
 import { IS_NODE } from "../env";
+import { nameHash } from "../name-hash";
 import { assignMax, responseOf, type SimilarityEngine } from "./engine";
 import type { BlockRef } from "./group-similarity";
 import type { AlignmentStats, AlignmentTensors } from "./worker-tensors";
 
-/** A worker for a tensor name (FNV-1a), the same every time. */
+/** A worker for a tensor name, the same every time. */
 function workerOf(name: string, workers: number): number {
-  let h = 2166136261;
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
-  return (h >>> 0) % workers;
+  return nameHash(name) % workers;
 }
 
 /** Below this many rows a matrix is not split: the product is too small to pay for reading B twice. */

@@ -24,6 +24,7 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { Script } from "node:vm";
 import { crc32 } from "node:zlib";
+import { nameHash } from "../name-hash";
 
 /** What became of the cache in this run. */
 type CacheState = "off" | "none" | "used" | "rejected" | "saved";
@@ -50,7 +51,7 @@ function cacheFolder(env: NodeJS.ProcessEnv = process.env): string {
 
 /** The part of an entry's name that says which script (where it is, and which Node runs it) and which command. */
 function entryPrefix(script: string, command: string): string {
-  return `${command}-${fnv1a(`${script}\0${process.version}\0${process.arch}`)}-`;
+  return `${command}-${nameHash(`${script}\0${process.version}\0${process.arch}`).toString(36)}-`;
 }
 
 /** The file that holds the cache of `command` for the script at `script` (in `folder`), as it is on disk now. */
@@ -63,13 +64,6 @@ function cacheEntry(script: string, command: string, folder = cacheFolder()): st
 export function cacheCommand(argv: readonly string[]): string {
   const command = argv.find((a) => a !== "--debug" && a !== "--profile");
   return command !== undefined && /^[a-z][a-z-]{0,31}$/.test(command) ? command : "other";
-}
-
-/** 32-bit FNV-1a of a short string (a name, not a content hash: the identity of content is the file's stat). */
-function fnv1a(text: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return (h >>> 0).toString(36);
 }
 
 /** Owned by this user and writable by nobody else (no owners on Windows: there os.tmpdir() is the user's own). */

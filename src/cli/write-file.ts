@@ -6,12 +6,12 @@ import { rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { OutputError } from "../errors";
 import { outputFailure } from "../io/io-error";
-import { uniqueSuffix } from "../io/temp-name";
+import { sideStem, uniqueSuffix } from "../io/temp-name";
 import { GENERATION_CONFIG_FILE, MODEL_CONFIG_FILE, TOKENIZER_FILES } from "../tokenizer/files";
 
 /** Writes `text` to `path` through a temporary file beside it, so `path` is never seen half-written. */
 export async function writeFileAtomically(path: string, text: string): Promise<void> {
-  const temp = join(dirname(path), `.${basename(path)}.weightsoup-${uniqueSuffix()}.tmp`);
+  const temp = join(dirname(path), `.${sideStem(basename(path))}.weightsoup-${uniqueSuffix()}.tmp`);
   try {
     await writeFile(temp, text);
     await rename(temp, path);

@@ -17,7 +17,7 @@ import { outputFailure } from "./io-error";
 import { NodeFolder } from "./node-folder";
 import type { OutputFolder, ScratchFolder } from "./output";
 import { openSource, type SourceRef } from "./source";
-import { uniqueSuffix } from "./temp-name";
+import { sideStem, uniqueSuffix } from "./temp-name";
 
 /** Staging folders of older versions lived inside OUT_DIR under this prefix. */
 const LEGACY_STAGING_PREFIX = ".weightsoup-partial-";
@@ -46,17 +46,18 @@ export class NodeOutputFolder implements OutputFolder {
     }
     await makeDirectory(parent);
     await refuseInputs(dir, target, options.inputs ?? []);
-    const lock = join(parent, `.${base}.weightsoup-lock`);
+    const stem = sideStem(base);
+    const lock = join(parent, `.${stem}.weightsoup-lock`);
     await takeLock(dir, lock);
     try {
       await checkTarget(dir, target, options.force ?? false);
       // Staging and set-aside folders left by a merge that was killed: ours now (we hold the lock).
       for (const entry of await readdir(parent)) {
-        if (entry.startsWith(`.${base}.weightsoup-partial-`) || entry.startsWith(`.${base}.weightsoup-old-`)) {
+        if (entry.startsWith(`.${stem}.weightsoup-partial-`) || entry.startsWith(`.${stem}.weightsoup-old-`)) {
           await rm(join(parent, entry), { recursive: true, force: true });
         }
       }
-      const staging = join(parent, `.${base}.weightsoup-partial-${uniqueSuffix()}`);
+      const staging = join(parent, `.${stem}.weightsoup-partial-${uniqueSuffix()}`);
       await mkdir(staging).catch((cause: unknown) => { throw outputFailure(staging, "create the staging folder", cause); });
       return new NodeOutputFolder(dir, target, staging, lock);
     } catch (e) {
@@ -123,7 +124,7 @@ export class NodeOutputFolder implements OutputFolder {
 
   async commit(): Promise<string[]> {
     const old = await lstat(this.target).then(() => true, () => false);
-    const aside = `${dirname(this.target)}${sep}.${basename(this.target)}.weightsoup-old-${uniqueSuffix()}`;
+    const aside = `${dirname(this.target)}${sep}.${sideStem(basename(this.target))}.weightsoup-old-${uniqueSuffix()}`;
     let movedAside = false;
     try {
       if (old) {

@@ -28,6 +28,7 @@ import type { Kernels } from "../kernels/kernels";
 import { VERSION } from "../merge/card";
 import type { LoadedModel, TensorInfo } from "../model/model";
 import { isEmbedding } from "../model/roles";
+import { nameHash } from "../name-hash";
 import { moduleFilter, moduleOf } from "./module-filter";
 import { adapterConfig, adapterReadme, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, isConv1D, KEY_PREFIX, loraKeys, peftModuleName } from "./peft-format";
 import { truncatedSvd, type RowReader } from "./rsvd";
@@ -120,12 +121,6 @@ function isInputEmbedding(name: string): boolean {
   return (isEmbedding(name) && !/(^|\.)(lm_head|embed_out|output)\.weight$/.test(name)) || /(^|\.)(wpe|position_embeddings|embed_positions)\.weight$/.test(name);
 }
 
-/** FNV-1a of a string: each module gets its own Ω from the one seed. */
-function nameHash(s: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
 
 function rowReader(info: TensorInfo, source: ByteSource): RowReader {
   const rowBytes = (info.shape[1]! * DTYPES[info.dtype]!.bits) / 8;
