@@ -296,6 +296,18 @@ test("a chat template's string methods are Python's: strip/lstrip/rstrip take th
   await assert.rejects(templatePrompt("mistral", "{{ 'ab'.strip(1) }}"), (e: unknown) => e instanceof ModelError && e.code === "E_TOKENIZER" && /strip/.test(e.message));
 });
 
+test("a chat template's range() is jinja2's sandboxed one: Python's arguments, and more than 100000 items refused as transformers refuses them", async () => {
+  // Expected values: jinja2 3's ImmutableSandboxedEnvironment, which transformers renders templates in.
+  const template = "{% for i in range(3) %}{{ i }}{% endfor %}|{{ range(10, 0, -3)|list }}|{{ range(5, 5)|length }}|{{ range(100000)|length }}|{{ range(True)|list }}|{% for m in messages %}{{ m.content }}{% endfor %}";
+  assert.equal(await templatePrompt("mistral", template), "012|[10, 7, 4, 1]|0|100000|[0]|hi");
+  // range(10**8) filled the heap (V8's fatal out-of-memory abort, no error); jinja2 raises OverflowError.
+  for (const huge of ["range(100000000)", "range(0, 200001, 2)", "range(100001)"]) {
+    await assert.rejects(templatePrompt("mistral", `{% for i in ${huge} %}x{% endfor %}`), (e: unknown) =>
+      e instanceof ModelError && e.code === "E_TOKENIZER" && /tokenizer_config\.json/.test(e.message) && /Range too big/.test(e.message));
+  }
+  await assert.rejects(templatePrompt("mistral", "{{ range(1, 2, 0)|list }}"), (e: unknown) => e instanceof ModelError && e.code === "E_TOKENIZER");
+});
+
 test("a special token skipped in streamed decoding does not cut a run of byte tokens that decoding joins across it", async () => {
   // The stream emitted the run's first bytes when the skipped token came, and decode() of all the ids
   // then joined them with the bytes after it into other text.

@@ -4,7 +4,9 @@
  * as it is. transformers renders templates with jinja2, where they are Python's `str` methods:
  * `s.rstrip("\n")` removes newlines only, which Qwen3's template relies on for a multi-turn
  * conversation's reasoning. The library does not export its value classes, so they are reached through
- * a rendered value, and the string methods it builds are replaced with Python's.
+ * a rendered value, and the string methods it builds are replaced with Python's. Its `range` global is
+ * replaced by jinja2's sandboxed one (transformers renders in jinja2's sandbox), which refuses a range of
+ * more than 100000 items where the library's filled the heap.
  */
 import { Environment, Interpreter, parse, tokenize } from "@huggingface/jinja";
 
@@ -32,10 +34,15 @@ export function pythonStrip(text: string, chars: string | undefined, left: boole
 
 let installed = false;
 
-/** Gives the library's string values Python's strip, lstrip, rstrip and capitalize (once per process). */
+/** Gives the library's string values Python's strip, lstrip, rstrip and capitalize, and templates the sandbox's range() (once per process). */
 export function usePythonStringMethods(): void {
   if (installed) return;
   installed = true;
+  // The library declares its `range` global in every template's environment through `set`.
+  const set = Environment.prototype.set;
+  Environment.prototype.set = function (this: Environment, name: string, value: unknown) {
+    return set.call(this, name, name === "range" ? sandboxRange : value);
+  };
   const sample = new Interpreter(new Environment()).run(parse(tokenize("{{ 'x' }}"))) as unknown as RuntimeValue;
   const prototype = Object.getPrototypeOf(sample) as object;
   const builtins = Object.getOwnPropertyDescriptor(prototype, "builtins")?.get;
@@ -67,4 +74,29 @@ export function usePythonStringMethods(): void {
       return methods;
     },
   });
+}
+
+/**
+ * jinja2's sandbox refuses a range of more than this many items; transformers renders chat templates in
+ * its ImmutableSandboxedEnvironment. Without the limit, a template's range(10**8) filled the heap.
+ */
+export const SANDBOX_MAX_RANGE = 100_000;
+
+/**
+ * Python's range() as jinja2's sandbox gives it to a template: a list of integers, its length worked out
+ * before any item is made, refused past SANDBOX_MAX_RANGE with jinja2's message. It replaces the
+ * library's, which builds the whole list first.
+ */
+export function sandboxRange(...args: unknown[]): number[] {
+  if (args.length < 1 || args.length > 3) throw new TypeError(`range expected at least 1 argument and at most 3, got ${args.length}`);
+  const ints = args.map((a) => {
+    const n = typeof a === "boolean" ? Number(a) : a;
+    if (typeof n !== "number" || !Number.isSafeInteger(n)) throw new TypeError(`'${typeof a === "number" ? "float" : typeof a}' object cannot be interpreted as an integer`);
+    return n;
+  });
+  const [start, stop, step] = ints.length === 1 ? [0, ints[0]!, 1] : [ints[0]!, ints[1]!, ints[2] ?? 1];
+  if (step === 0) throw new RangeError("range() arg 3 must not be zero");
+  const length = Math.max(0, Math.ceil((stop - start) / step));
+  if (length > SANDBOX_MAX_RANGE) throw new RangeError(`Range too big. The sandbox blocks ranges larger than MAX_RANGE (${SANDBOX_MAX_RANGE}).`);
+  return Array.from({ length }, (_, i) => start + i * step);
 }
