@@ -178,6 +178,23 @@ describe("bad input: typed errors naming the file or key, exit status 1", () => 
     await expectFailure(() => evaluate([gpt], { ids: [5], workerUrl: WORKER_URL }), "E_DATA", ["1 token"]);
   });
 
+  test("a tokenizer with tokens past the model's vocab_size: the text or prompt is refused naming tokenizer.json and the token", async () => {
+    // Found by an audit: "prompt ids must be integers from 0 to 599", with no file, for a text prompt.
+    const short = join(root, "short-vocab");
+    await writeLlamaModel(short, { vocab: 600, hidden: 32, intermediate: 64, layers: 1, heads: 4, kvHeads: 2 });
+    for (const file of ["tokenizer.json", "tokenizer_config.json"]) await writeFile(join(short, file), await readFile(join(model, file)));
+    const tokenizer = (await loadTokenizer(await NodeFolder.open(short)))!;
+    const ids = tokenizer.encode(TEXT);
+    const past = ids.find((id) => id >= 600)!;
+    assert.ok(past !== undefined, "the text has a token past 600");
+    const token = [...tokenizer.vocabulary()].find(([, id]) => id === past)![0];
+    const mentions = [join(short, "tokenizer.json"), `token id ${past}`, JSON.stringify(token), "600"];
+    await expectFailure(() => evaluate([short], { text: TEXT, workerUrl: WORKER_URL }), "E_TOKENIZER", mentions, ["eval", short, "--text", join(root, "text.txt")]);
+    await expectFailure(() => generate(short, { prompt: TEXT, maxNewTokens: 2, workerUrl: WORKER_URL }), "E_TOKENIZER", mentions, ["generate", short, "--prompt", TEXT, "--max-new-tokens", "2"]);
+    // Ids given as ids are the caller's: still E_DATA.
+    await expectFailure(() => generate(short, { ids: [1, past], maxNewTokens: 2, workerUrl: WORKER_URL }), "E_DATA", ["599"]);
+  });
+
   test("chat with prompt ids: the template wraps a text, so the library and the CLI refuse the pair", async () => {
     await writeFile(join(root, "chat-ids.json"), "[1, 2, 3]");
     await expectFailure(() => generate(model, { ids: [1, 2, 3], chat: true, maxNewTokens: 2, workerUrl: WORKER_URL }), "E_OPTION", ["chat", "ids"]);

@@ -16,7 +16,7 @@ import type { Recipe } from "../recipe/recipe";
 import { modelLogits, scoreModels } from "../eval/engine";
 import type { EvalEvent } from "../eval/protocol";
 import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sources";
-import { loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer";
+import { checkEncodedIds, loadTokenizer, type Tokenizer } from "../tokenizer/tokenizer";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
 import { abortable } from "./abortable";
 import { checkArrayArgument, checkCallbackOption, checkIntegerOptions, checkOptionKinds } from "./options";
@@ -219,6 +219,7 @@ export async function tokens(model: DecoderSource, options: EvaluateOptions): Pr
       throw new ModelError("E_TOKENIZER", `${model.folder.name}: has no tokenizer.json, so the text cannot be tokenized; give pre-tokenized ids instead (--ids FILE)`, { file: model.folder.name });
     }
     ids = tokenizer.encode(options.text!);
+    checkEncodedIds(tokenizer, model.folder.name, ids, model.spec.vocab, "the text");
     bytes = new TextEncoder().encode(options.text!).length;
   }
   if (options.maxTokens !== undefined && ids.length > options.maxTokens) {

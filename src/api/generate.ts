@@ -15,7 +15,7 @@ import type { LayerWeights } from "../eval/protocol";
 import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sources";
 import { readGenerationConfigs } from "../tokenizer/files";
 import { eosTokenIds } from "../tokenizer/special-tokens";
-import { loadTokenizer } from "../tokenizer/tokenizer";
+import { checkEncodedIds, loadTokenizer } from "../tokenizer/tokenizer";
 import type { EvalSubject } from "./evaluate";
 import { DEFAULT_CHUNK_BYTES, prepare } from "./merge";
 import { abortable } from "./abortable";
@@ -85,6 +85,7 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
       const chat = options.chat ? tokenizer.chatPrompt([{ role: "user", content: options.prompt! }]) : undefined;
       if (options.chat && chat === undefined) throw new ModelError("E_TOKENIZER", `${source.folder.name}: has no chat template`, { file: source.folder.name });
       prompt = chat !== undefined ? tokenizer.encode(chat, { addSpecialTokens: false }) : tokenizer.encode(options.prompt!);
+      checkEncodedIds(tokenizer, source.folder.name, prompt, spec.vocab, options.chat ? "the chat prompt" : "the prompt");
     }
     if (prompt.length === 0) throw new DataError("E_DATA", "the prompt is empty: give at least one token to continue", {});
     if (prompt.some((id) => !Number.isSafeInteger(id) || id < 0 || id >= spec.vocab)) throw new DataError("E_DATA", `prompt ids must be integers from 0 to ${spec.vocab - 1}`, {});

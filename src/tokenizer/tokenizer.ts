@@ -12,7 +12,7 @@ import type { ModelFolder } from "../io/folder";
 import { table } from "../table";
 import { type AddedToken, AddedTokenMatcher, type AddedVocabulary, addedVocabulary, modelVocabulary } from "./added-vocabulary";
 import { type ChatMessage, chatRenderer } from "./chat-template";
-import { type JsonObject, readTokenizerFiles, tokenizerError, type TokenizerFiles } from "./files";
+import { type JsonObject, readTokenizerFiles, TOKENIZER_FILE, tokenizerError, type TokenizerFiles } from "./files";
 import { forJsLibrary, UnsupportedTokenizer } from "./library-compat";
 import { useRustDecoding, useRustPreTokenizing } from "./rust-decoders";
 import { bosTokenId, eosTokenIds, withSpecialTokensMap } from "./special-tokens";
@@ -52,6 +52,19 @@ export interface Tokenizer {
   vocabulary(): ReadonlyMap<string, number>;
   /** The added tokens with their ids and settings, as transformers has them (added-vocabulary.ts). */
   addedTokens(): readonly AddedToken[];
+}
+
+/**
+ * Refuses ids the folder's tokenizer gave (`what`: "the prompt", "the text") past the model's vocab_size
+ * (its embedding rows): its tokenizer.json holds tokens past the checkpoint's vocabulary, so the two do not
+ * belong together. Named by the file and the token, before any layer runs.
+ */
+export function checkEncodedIds(tokenizer: Tokenizer, folder: string, ids: readonly number[], vocab: number, what: string): void {
+  const id = ids.find((i) => i >= vocab);
+  if (id === undefined) return;
+  let token: string | undefined;
+  for (const [text, i] of tokenizer.vocabulary()) if (i === id) { token = text; break; }
+  throw tokenizerError(`${folder}/${TOKENIZER_FILE}`, `${what} encodes to token id ${id} (${JSON.stringify(token)}), but the model's vocab_size is ${vocab}: the tokenizer has tokens the weights do not`, { token, id });
 }
 
 const MODEL_TYPES = new Set(["BPE", "Unigram", "WordPiece", "WordLevel"]);
