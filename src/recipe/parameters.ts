@@ -21,13 +21,13 @@ export function evaluateSetting(setting: Setting, tensorName: string, t: number)
   }
   // Python's bool is an int, so mergekit interpolates a list of booleans (and of numbers and booleans)
   // as a gradient of 0s and 1s: [false, true] is 0.5 halfway, which its `if normalize:` takes as true.
+  // Read in place: a gradient may have a million entries and is looked up for every tensor.
   if (setting.every((e) => typeof e === "number" || typeof e === "boolean")) {
-    const v = (setting as (number | boolean)[]).map(Number);
-    const scaled = t * (v.length - 1);
+    const scaled = t * (setting.length - 1);
     const i0 = Math.trunc(scaled);
-    const i1 = Math.min(v.length - 1, i0 + 1);
+    const i1 = Math.min(setting.length - 1, i0 + 1);
     const frac = scaled - i0;
-    return (1 - frac) * v[i0]! + frac * v[i1]!;
+    return (1 - frac) * Number(setting[i0]) + frac * Number(setting[i1]);
   }
   if (setting.every((e) => typeof e !== "object")) return setting[Math.trunc(t * (setting.length - 1))] as Value;
   for (const entry of setting) {
