@@ -11,6 +11,7 @@ import {
 } from "../../assembly/layout";
 import { KeepBits, SceVariances, ramCounts, ramFinal, sceBracket, sceFinal, sceRange, sceSelect, sceSquares, sceVarianceSample, trimFields, voteFlags } from "./workspace-methods";
 import { DTYPES } from "../format/dtypes";
+import { WorkerError } from "../errors";
 import { openSink, sinkKey, type OutputSink, type SinkTarget } from "../io/sink";
 import { openSource, sourceKey, type ByteSource, type SourceRef } from "../io/source";
 import type { Kernels } from "../kernels/kernels";
@@ -407,9 +408,16 @@ export class ChunkWorkspace {
     const { arena, exports } = this.k;
     const { inputs, count } = this.chunk;
     const x = inputs[task + 1]!, b = inputs[0]!;
-    const piece = Math.floor((arena.budget - arena.mark() - PASS_ROOM) / 4);
-    if (piece < 1) throw new Error(`no memory left for a select pass over "${this.chunk.job.name}"`);
+    // This pass's only other temporary is its stats record (each allocation rounds up to 16 bytes). The
+    // chunk may leave less than PASS_ROOM: a budget of 16 MiB left 1 MiB, which did for 4 pieces.
+    const piece = Math.floor((arena.budget - align16(arena.mark()) - align16(RANGE_BYTES) - 16) / 4);
+    if (piece < MIN_PIECE_BUCKETS) {
+      throw new WorkerError("E_MEMORY_BUDGET", `tensor "${this.chunk.job.name}": no memory left for a select pass over its chunk of ${count} elements (${arena.budget - arena.mark()} bytes free of ${arena.budget}); raise the memory budget or lower the chunk size`,
+        { tensor: this.chunk.job.name, budget: arena.budget });
+    }
     const hist = new Uint32Array(buckets);
+    // The counts leave wasm memory piece by piece, so the next task's pass gets this memory back.
+    const mark = arena.mark();
     const stats = arena.alloc(RANGE_BYTES), part = arena.alloc(piece * 4);
     let above = 0, inside = 0;
     for (let first = 0; first < buckets; first += piece) {
@@ -422,6 +430,7 @@ export class ChunkWorkspace {
       if (pieceHi === hi) above = v[RANGE_ABOVE / 8]!;
       hist.set(arena.u32(part, n), first);
     }
+    arena.release(mark);
     return { hist, buckets, above, inside };
   }
 
@@ -535,6 +544,9 @@ type RangeCounts = { hist: number | Uint32Array; buckets: number; above: number;
 const SPARSE_MIN_BUCKETS = 4096;
 /** Memory kept free for a pass's other temporaries. */
 const PASS_ROOM = 1 << 20;
+/** The fewest buckets a piece of a range pass counts: below that, the scans of the chunk would be too many. */
+const MIN_PIECE_BUCKETS = 4096;
+const align16 = (n: number) => Math.ceil(n / 16) * 16;
 /** One past the largest 31-bit |tau| key. */
 const KEY_END = 0x80000000;
 
