@@ -75,3 +75,47 @@ describe("abortable", () => {
     assert.equal(getEventListeners(controller.signal, "abort").length, 0);
   });
 });
+
+describe("every library call under an aborted signal", () => {
+  test("rejects with AbortError (E_ABORTED), not the signal's DOMException, and writes nothing", async () => {
+    // Found by an audit: plan, align and extractLora rejected with the DOMException itself.
+    const { writeLlamaModel } = await import("../src/example/models");
+    const ws = await import("../src/node");
+    const { readdir, writeFile } = await import("node:fs/promises");
+    const { join } = await import("node:path");
+    const { removeDir, tempDir } = await import("./helpers/fixtures");
+    const dir = await tempDir();
+    try {
+      const shape = { vocab: 600, hidden: 32, intermediate: 64, layers: 1, heads: 4, kvHeads: 2 };
+      await writeLlamaModel(join(dir, "base"), shape);
+      await writeLlamaModel(join(dir, "tuned"), shape, { name: "tuned", seed: 3, touches: ["mlp"], strength: 0.05, background: 0.005 });
+      const recipe = join(dir, "recipe.yml");
+      await writeFile(recipe, "merge_method: task_arithmetic\nbase_model: ./base\nmodels:\n  - {model: ./tuned, parameters: {weight: 0.5}}\n");
+      const controller = new AbortController();
+      controller.abort();
+      const signal = controller.signal, text = "hello world, hello world, hello world";
+      const calls: Record<string, () => Promise<unknown>> = {
+        plan: () => ws.plan(recipe, { signal }),
+        merge: () => ws.merge(recipe, { out: join(dir, "out-merge"), signal, workerUrl: WORKER_URL }),
+        evaluate: () => ws.evaluate([join(dir, "base")], { text, signal, workerUrl: WORKER_URL }),
+        generate: () => ws.generate(join(dir, "base"), { prompt: "hello", maxNewTokens: 2, signal, workerUrl: WORKER_URL }),
+        sweep: () => ws.sweep(recipe, ["models[0].parameters.weight=0.1,0.2"], { text, signal, workerUrl: WORKER_URL }),
+        diagnose: () => ws.diagnose(recipe, { signal, workerUrl: WORKER_URL }),
+        lossPath: () => ws.lossPath(join(dir, "base"), join(dir, "tuned"), { text, points: 3, signal, workerUrl: WORKER_URL }),
+        greedySoup: () => ws.greedySoup([join(dir, "base"), join(dir, "tuned")], { text, signal, workerUrl: WORKER_URL }),
+        align: () => ws.align(join(dir, "base"), join(dir, "tuned"), { out: join(dir, "out-align"), signal, workerUrl: WORKER_URL }),
+        extractLora: () => ws.extractLora(join(dir, "tuned"), join(dir, "base"), { out: join(dir, "out-lora"), rank: 2, signal }),
+      };
+      for (const [name, call] of Object.entries(calls)) {
+        await assert.rejects(call(), (e: unknown) => {
+          assert.ok(e instanceof AbortError, `${name}: ${String(e)}`);
+          assert.equal(e.code, "E_ABORTED");
+          return true;
+        });
+      }
+      assert.deepEqual((await readdir(dir)).sort(), ["base", "recipe.yml", "tuned"], "no output, staging folder or lock is left");
+    } finally {
+      await removeDir(dir);
+    }
+  });
+});

@@ -5,11 +5,11 @@
  * write the permuted model a tensor at a time with the input's layout plus `weightsoup_alignment.json`:
  * the spec used, the permutations and how to read them, and per-group similarity.
  */
+import { abortable } from "../api/abortable";
 import { availableCores, defaultWorkerUrl } from "../env";
-import { AbortError, AlignmentError, describeValue, OptionError } from "../errors";
+import { AlignmentError, describeValue, OptionError } from "../errors";
 import type { OutputFolder } from "../io/output";
 import type { LoadedModel } from "../model/model";
-import { WorkerPool } from "../pool/pool";
 import { inferSpec, resolveSpecKind, SPEC_KINDS, type SpecKind } from "./architectures";
 import { writePermutedModel } from "./checkpoint";
 import { openPoolEngine } from "./pool-engine";
@@ -76,13 +76,10 @@ export async function matchModels(reference: LoadedModel, model: LoadedModel, op
     }
   }
   const { signal } = options;
-  signal?.throwIfAborted();
-  const t0 = performance.now();
-  const workers = options.workers ?? (await availableCores());
-  const pool = await WorkerPool.create({ size: Math.max(1, workers), workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: UNUSED_MERGE_BUDGET, jobsPerWorker: 1 });
-  const onAbort = () => pool.abort(signal?.reason);
-  signal?.addEventListener("abort", onAbort, { once: true });
-  try {
+  return abortable(signal, async (slot) => {
+    const t0 = performance.now();
+    const workers = options.workers ?? (await availableCores());
+    const pool = await slot.start({ size: Math.max(1, workers), workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: UNUSED_MERGE_BUDGET, jobsPerWorker: 1 });
     // The workers read the tensors themselves, per matrix: "read" is starting them.
     const engine = await openPoolEngine(pool, reference, model, checked.tensors.keys(), { memoryBudget: ALIGN_WASM_BUDGET, cacheBytes: options.memoryBudget ?? DEFAULT_ALIGN_CACHE });
     const t1 = performance.now();
@@ -90,17 +87,15 @@ export async function matchModels(reference: LoadedModel, model: LoadedModel, op
     const workerStats = await engine.stats();
     const groups = [...result.similarity].map(([name, s]) => ({ name, size: checked.sizes.get(name)!, ...s }));
     return { spec, specKind, permutations: result.permutations, sweeps: result.sweeps, groups, readSeconds: (t1 - t0) / 1000, matchSeconds: (performance.now() - t1) / 1000, workerStats };
-  } catch (e) {
-    if (signal?.aborted && !(e instanceof AbortError)) throw new AbortError(undefined, { cause: signal.reason });
-    throw e;
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
-    await pool.terminate();
-  }
+  });
 }
 
 /** Aligns `model` to `reference` and writes the permuted model into `out` (committed at the end). */
 export async function alignModel(reference: LoadedModel, model: LoadedModel, out: OutputFolder, options: AlignOptions = {}): Promise<AlignResult> {
+  return abortable(options.signal, () => writeAligned(reference, model, out, options));
+}
+
+async function writeAligned(reference: LoadedModel, model: LoadedModel, out: OutputFolder, options: AlignOptions): Promise<AlignResult> {
   try {
     const matched = await matchModels(reference, model, options);
     const t0 = performance.now();

@@ -9,6 +9,7 @@ import type { Ledger } from "../ledger/ledger";
 import { planShards } from "../plan/shards";
 import type { Recipe } from "../recipe/recipe";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, DEFAULT_SHARD_SIZE, prepare, type MergeOptions } from "./merge";
+import { abortable } from "./abortable";
 import { checkIntegerOptions } from "./options";
 
 export interface PlanOptions extends Pick<MergeOptions, "models" | "workers" | "memoryBudget" | "chunkBytes" | "outShardSize" | "signal"> {}
@@ -25,13 +26,15 @@ export interface PlanReport {
 
 export async function plan(recipe: Recipe | string, options: PlanOptions): Promise<PlanReport> {
   checkIntegerOptions(options, ["workers", "memoryBudget", "chunkBytes", "outShardSize"]);
-  // An align: step would read every weight it permutes; the plan is the same without it (same names, shapes, dtypes).
-  const merge = await prepare(recipe, options.models, options.signal, { align: false });
-  const shards = planShards(merge.tensors, options.outShardSize ?? DEFAULT_SHARD_SIZE, {});
-  const estimate = estimatePlan(merge, {
-    workers: options.workers ?? (await availableCores()),
-    memoryBudget: options.memoryBudget ?? DEFAULT_MEMORY_BUDGET,
-    chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+  return abortable(options.signal, async () => {
+    // An align: step would read every weight it permutes; the plan is the same without it (same names, shapes, dtypes).
+    const merge = await prepare(recipe, options.models, options.signal, { align: false });
+    const shards = planShards(merge.tensors, options.outShardSize ?? DEFAULT_SHARD_SIZE, {});
+    const estimate = estimatePlan(merge, {
+      workers: options.workers ?? (await availableCores()),
+      memoryBudget: options.memoryBudget ?? DEFAULT_MEMORY_BUDGET,
+      chunkBytes: options.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+    });
+    return { method: merge.method.name, tensors: merge.tensors.length, shards: shards.map((s) => s.file), ledger: merge.ledger, estimate };
   });
-  return { method: merge.method.name, tensors: merge.tensors.length, shards: shards.map((s) => s.file), ledger: merge.ledger, estimate };
 }

@@ -19,6 +19,7 @@
  * anywhere in the module name (Python's re.search; here RegExp.test).
  */
 import { readTensorBytes, sameTensorBytes } from "../align/checkpoint";
+import { abortable } from "../api/abortable";
 import { ModelError, ValidationError, WeightsoupError } from "../errors";
 import { DTYPES, type FloatDtype } from "../format/dtypes";
 import { planFile } from "../format/safetensors";
@@ -148,6 +149,10 @@ function checkModels(ft: LoadedModel, base: LoadedModel): void {
 
 /** Extracts a LoRA adapter of `finetuned` relative to `base` into `out` (committed at the end). */
 export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base: LoadedModel, out: OutputFolder, options: ExtractLoraOptions): Promise<ExtractLoraResult> {
+  return abortable(options.signal, () => extract(k, finetuned, base, out, options));
+}
+
+async function extract(k: Kernels, finetuned: LoadedModel, base: LoadedModel, out: OutputFolder, options: ExtractLoraOptions): Promise<ExtractLoraResult> {
   const started = performance.now();
   const { signal } = options;
   const dtype = options.dtype ?? "F32";
