@@ -6,7 +6,7 @@
 // the .wasm files beside it (its embedded copies only without them).
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { appendFile, chmod, copyFile, mkdir, readFile, readdir, stat, symlink, writeFile } from "node:fs/promises";
+import { appendFile, chmod, copyFile, mkdir, readFile, readdir, readlink, stat, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { merge } from "../src/node";
@@ -15,6 +15,8 @@ import { compileKernels, loadKernels } from "../src/kernels/kernels";
 import { DTYPE_BF16 } from "../assembly/layout";
 import { WeightsoupError } from "../src/errors";
 import type { MergeEvent } from "../src/events";
+import { EXAMPLE_SKILLS, writeLlamaModel } from "../src/example/models";
+import exampleRecipe from "../src/example/recipe.yml";
 import { referenceMerge, type RefModel } from "./reference/merge";
 import { baseModel, CLI, compareTensor, fineTune, readOutput, removeDir, tempDir, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
 
@@ -104,6 +106,33 @@ describe("a small merge runs in this thread", { timeout: 120_000 }, () => {
     assert.deepEqual(running(), before, "after a merge in this thread");
     await merge(recipe, { out: join(root, "leftovers-workers"), workers: 2, workerUrl: WORKER_URL });
     assert.deepEqual(running(), before, "after a merge with 2 workers");
+  });
+
+  test("a merge in this thread aborted mid-way leaves no file open (the job in flight finishes before the files close)", async () => {
+    // Found by an audit: the job running when the pool was aborted went on, opened the staging output
+    // after the host had closed its files, and left it open (closed only by garbage collection). The
+    // example's recipe on four 10 MB models (in this thread: below IN_THREAD_BYTES), as the audit ran it.
+    const dir = join(root, "abort-in-thread");
+    const shape = { vocab: 4096, hidden: 256, intermediate: 512, layers: 4, heads: 4, kvHeads: 4 };
+    await writeLlamaModel(join(dir, "base"), shape);
+    for (const skill of EXAMPLE_SKILLS) await writeLlamaModel(join(dir, skill.name), shape, skill);
+    await writeFile(join(dir, "recipe.yml"), exampleRecipe);
+    const open = async () => {
+      const links = await Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")));
+      return links.filter((l) => l.startsWith(dir));
+    };
+    for (const k of [5, 10, 20, 30]) {
+      const controller = new AbortController();
+      let started = 0;
+      const run = merge(join(dir, "recipe.yml"), {
+        out: join(dir, `aborted-${k}`), workerUrl: NO_WORKER, signal: controller.signal,
+        onProgress: (e) => { if (e.type === "tensor-start" && ++started === k) controller.abort(); },
+      });
+      await assert.rejects(run, (e: unknown) => e instanceof WeightsoupError && e.code === "E_ABORTED");
+      // Time for a job still running to reach its write (with the fix, none is left running).
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(await open(), [], `aborted at tensor ${k}: no file of the fixture is open`);
+    }
   });
 });
 

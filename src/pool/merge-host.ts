@@ -20,6 +20,8 @@ export class MergeHost {
   private readonly free: ChunkWorkspace[] = [];
   /** Instances reserved by the pool between calls (WorkerPool.hold), by hold id, with the chunk they hold. */
   private readonly held = new Map<number, ChunkWorkspace>();
+  /** The jobs in flight (see release). */
+  private readonly running = new Set<Promise<unknown>>();
 
   /** Loads `jobs` kernel instances, each with an equal share of `memoryBudget` bytes. */
   async init(memoryBudget: number, jobs: number, code?: Uint8Array | CompiledKernels): Promise<void> {
@@ -78,8 +80,13 @@ export class MergeHost {
     this.free.push(ws);
   }
 
-  /** Closes every file the instances opened. */
+  /**
+   * Closes every file the instances opened, once the jobs in flight have settled. On the calling thread a
+   * pool's abort cannot stop a job that is running (there is no worker to terminate): it goes on to its
+   * end, and a file it opened after the close would stay open.
+   */
   async release(): Promise<void> {
+    await Promise.allSettled(this.running);
     await Promise.all(this.instances.map((i) => i.workspace.release()));
   }
 
@@ -99,7 +106,14 @@ export class MergeHost {
    * Whatever fails comes back typed: an error that is not already a WeightsoupError is a bug, reported
    * as E_WORKER with the tensor it happened on and its own stack (for --debug).
    */
-  private async withWorkspace<T>(job: TensorJob, fn: (ws: ChunkWorkspace, fresh: boolean) => Promise<T>, hold?: number): Promise<T> {
+  private withWorkspace<T>(job: TensorJob, fn: (ws: ChunkWorkspace, fresh: boolean) => Promise<T>, hold?: number): Promise<T> {
+    const run = this.runInWorkspace(job, fn, hold);
+    this.running.add(run);
+    void run.catch(() => undefined).finally(() => this.running.delete(run));
+    return run;
+  }
+
+  private async runInWorkspace<T>(job: TensorJob, fn: (ws: ChunkWorkspace, fresh: boolean) => Promise<T>, hold?: number): Promise<T> {
     const kept = hold === undefined ? undefined : this.held.get(hold);
     const ws = kept ?? this.free.pop();
     try {
