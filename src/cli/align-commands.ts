@@ -3,13 +3,14 @@
  * parse the alignment code).
  */
 import { readFile } from "node:fs/promises";
-import { AbortError, UsageError } from "../errors";
+import { UsageError } from "../errors";
 import { align, barrier } from "../node";
 import { SPEC_KINDS, type SpecKind } from "../align/architectures";
 import { parseSpec, type PermutationSpec } from "../align/spec";
 import { formatSeconds } from "../units";
 import { args, defined, integer, type Io } from "./args";
 import { commandHelp } from "./commands";
+import { interruptible } from "./interrupt";
 
 export async function alignCommand(argv: string[], io: Io): Promise<number> {
   const parsed = args("align", argv, {
@@ -29,43 +30,34 @@ export async function alignCommand(argv: string[], io: Io): Promise<number> {
     });
     spec = parseSpec(text, specArg);
   }
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new AbortError("interrupted"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   let lastLine = 0;
-  try {
-    const result = await align(reference, model, {
-      out, force: values.force ?? false, spec, signal: controller.signal, ...numeric,
-      onGroup: (e) => {
-        const now = performance.now();
-        if (values.quiet || !io.stderr.isTTY || now - lastLine < 100) return;
-        lastLine = now;
-        io.stderr.write(`\r\x1b[Ksweep ${e.sweep}: ${e.done}/${e.groups} groups (${e.group})`);
-      },
-    });
-    if (!values.quiet && io.stderr.isTTY) io.stderr.write("\r\x1b[K");
-    if (values.json) {
-      io.stdout.write(JSON.stringify({ out, spec: result.specKind, sweeps: result.sweeps, seconds: result.seconds, groups: result.groups }) + "\n");
-      return 0;
-    }
-    const width = Math.max(5, ...result.groups.map((g) => g.name.length));
-    const lines = [
-      `aligned ${model} to ${reference} into ${out}: ${result.groups.length} permutation groups, ${result.sweeps} sweeps`,
-      `  read ${formatSeconds(result.seconds.read)}, matched ${formatSeconds(result.seconds.match)}, wrote ${formatSeconds(result.seconds.write)}`,
-      "", `${"group".padEnd(width)}  ${"units".padStart(6)}  ${"cosine before".padStart(13)}  ${"after".padStart(8)}  ${"moved".padStart(6)}`,
-    ];
-    for (const g of result.groups) {
-      const perm = result.permutations.get(g.name)!;
-      const moved = perm.reduce((n, p, i) => n + (p === i ? 0 : 1), 0);
-      lines.push(`${g.name.padEnd(width)}  ${String(g.size).padStart(6)}  ${g.cosineBefore.toFixed(4).padStart(13)}  ${g.cosineAfter.toFixed(4).padStart(8)}  ${String(moved).padStart(6)}`);
-    }
-    io.stdout.write(lines.join("\n") + "\n");
+  const result = await interruptible((signal) => align(reference, model, {
+    out, force: values.force ?? false, spec, signal, ...numeric,
+    onGroup: (e) => {
+      const now = performance.now();
+      if (values.quiet || !io.stderr.isTTY || now - lastLine < 100) return;
+      lastLine = now;
+      io.stderr.write(`\r\x1b[Ksweep ${e.sweep}: ${e.done}/${e.groups} groups (${e.group})`);
+    },
+  }));
+  if (!values.quiet && io.stderr.isTTY) io.stderr.write("\r\x1b[K");
+  if (values.json) {
+    io.stdout.write(JSON.stringify({ out, spec: result.specKind, sweeps: result.sweeps, seconds: result.seconds, groups: result.groups }) + "\n");
     return 0;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
   }
+  const width = Math.max(5, ...result.groups.map((g) => g.name.length));
+  const lines = [
+    `aligned ${model} to ${reference} into ${out}: ${result.groups.length} permutation groups, ${result.sweeps} sweeps`,
+    `  read ${formatSeconds(result.seconds.read)}, matched ${formatSeconds(result.seconds.match)}, wrote ${formatSeconds(result.seconds.write)}`,
+    "", `${"group".padEnd(width)}  ${"units".padStart(6)}  ${"cosine before".padStart(13)}  ${"after".padStart(8)}  ${"moved".padStart(6)}`,
+  ];
+  for (const g of result.groups) {
+    const perm = result.permutations.get(g.name)!;
+    const moved = perm.reduce((n, p, i) => n + (p === i ? 0 : 1), 0);
+    lines.push(`${g.name.padEnd(width)}  ${String(g.size).padStart(6)}  ${g.cosineBefore.toFixed(4).padStart(13)}  ${g.cosineAfter.toFixed(4).padStart(8)}  ${String(moved).padStart(6)}`);
+  }
+  io.stdout.write(lines.join("\n") + "\n");
+  return 0;
 }
 
 export async function barrierCommand(argv: string[], io: Io): Promise<number> {

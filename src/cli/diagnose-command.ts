@@ -3,7 +3,6 @@
  * written but the files asked for): a summary, a per-layer table and a terminal chart on stdout, or
  * JSON; the layer × tensor heatmap as SVG and an HTML report on request.
  */
-import { AbortError } from "../errors";
 import { diagnose } from "../node";
 import type { DiagnoseEvent } from "../api/diagnose";
 import { htmlReport } from "../chart/report";
@@ -13,6 +12,7 @@ import { lineChartText } from "../chart/terminal";
 import { conflictHeatmap, diagnosisReport, percent } from "../diagnose/present";
 import { args, defined, integer, size, type Io } from "./args";
 import { checkFileTargets, writeFileAtomically } from "./write-file";
+import { interruptible } from "./interrupt";
 
 
 export async function diagnoseCommand(argv: string[], io: Io): Promise<number> {
@@ -29,50 +29,41 @@ export async function diagnoseCommand(argv: string[], io: Io): Promise<number> {
     chunkBytes: size(values["chunk-size"], "chunk-size", "chunkBytes"),
   });
   await checkFileTargets([values.svg, values.report]);
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new AbortError("interrupted"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   const interactive = io.stderr.isTTY === true && !values.quiet;
   const onProgress = (e: DiagnoseEvent) => {
     if (e.type === "tensor-done" && interactive) io.stderr.write(`\r\x1b[K${e.pass === "aligned" ? "aligned: " : ""}${e.tensorsDone}/${e.tensorsTotal} tensors`);
     if (e.type === "diagnose-done" && interactive) io.stderr.write(`\r\x1b[K`);
   };
-  try {
-    const d = await diagnose(positionals[0]!, { ...numeric, signal: controller.signal, onProgress });
-    if (values.svg) await writeFileAtomically(values.svg, heatmapSvg(conflictHeatmap(d)));
-    if (values.report) await writeFileAtomically(values.report, htmlReport(diagnosisReport(d)));
-    if (values.json) {
-      io.stdout.write(JSON.stringify(d) + "\n");
-      return 0;
-    }
-    const out: string[] = [`${d.recipe}: ${d.method}, base ${d.base}, task models ${d.models.join(", ")}`];
-    out.push(...d.summary.map((s) => `  ${s}`));
-    out.push(...d.warnings.map((w) => `  warning: ${w}`));
-    if (d.alignment) {
-      for (const m of d.alignment.models) {
-        out.push(`  align: ${m.model} vs ${d.alignment.reference}: task-vector cosine ${show(m.cosineBefore)} -> ${show(m.cosineAfter)}, ‖τ‖ ${formatValue(m.normBefore)} -> ${formatValue(m.normAfter)}`);
-      }
-    }
-    if (d.layers.length > 0) {
-      const pairs = d.total.pairs.map((p) => `cos ${p.a}/${p.b}`);
-      const head = ["layer", "conflict coords", "conflict mass", ...d.models.map((m) => `‖τ‖/‖b‖ ${m}`), ...pairs];
-      const rows = d.layers.map((l) => [String(l.layer), pct(l.conflict.coordinates), pct(l.conflict.mass),
-        ...d.models.map((m) => pct(l.tasks.find((t) => t.model === m)?.baseRatio ?? null)), ...l.pairs.map((p) => show(p.cosine))]);
-      out.push("", ...columns([head, ...rows]), "");
-      out.push(lineChartText({
-        title: "conflicting mass by layer", xLabel: "layer", yLabel: "fraction of kept task-vector mass",
-        series: [{ name: "conflict", points: d.layers.map((l) => [l.layer, l.conflict.mass ?? NaN] as [number, number]) }],
-      }).trimEnd());
-    }
-    if (values.svg) out.push(`heatmap: ${values.svg}`);
-    if (values.report) out.push(`report: ${values.report}`);
-    io.stdout.write(out.join("\n") + "\n");
+  const d = await interruptible((signal) => diagnose(positionals[0]!, { ...numeric, signal, onProgress }));
+  if (values.svg) await writeFileAtomically(values.svg, heatmapSvg(conflictHeatmap(d)));
+  if (values.report) await writeFileAtomically(values.report, htmlReport(diagnosisReport(d)));
+  if (values.json) {
+    io.stdout.write(JSON.stringify(d) + "\n");
     return 0;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
   }
+  const out: string[] = [`${d.recipe}: ${d.method}, base ${d.base}, task models ${d.models.join(", ")}`];
+  out.push(...d.summary.map((s) => `  ${s}`));
+  out.push(...d.warnings.map((w) => `  warning: ${w}`));
+  if (d.alignment) {
+    for (const m of d.alignment.models) {
+      out.push(`  align: ${m.model} vs ${d.alignment.reference}: task-vector cosine ${show(m.cosineBefore)} -> ${show(m.cosineAfter)}, ‖τ‖ ${formatValue(m.normBefore)} -> ${formatValue(m.normAfter)}`);
+    }
+  }
+  if (d.layers.length > 0) {
+    const pairs = d.total.pairs.map((p) => `cos ${p.a}/${p.b}`);
+    const head = ["layer", "conflict coords", "conflict mass", ...d.models.map((m) => `‖τ‖/‖b‖ ${m}`), ...pairs];
+    const rows = d.layers.map((l) => [String(l.layer), pct(l.conflict.coordinates), pct(l.conflict.mass),
+      ...d.models.map((m) => pct(l.tasks.find((t) => t.model === m)?.baseRatio ?? null)), ...l.pairs.map((p) => show(p.cosine))]);
+    out.push("", ...columns([head, ...rows]), "");
+    out.push(lineChartText({
+      title: "conflicting mass by layer", xLabel: "layer", yLabel: "fraction of kept task-vector mass",
+      series: [{ name: "conflict", points: d.layers.map((l) => [l.layer, l.conflict.mass ?? NaN] as [number, number]) }],
+    }).trimEnd());
+  }
+  if (values.svg) out.push(`heatmap: ${values.svg}`);
+  if (values.report) out.push(`report: ${values.report}`);
+  io.stdout.write(out.join("\n") + "\n");
+  return 0;
 }
 
 const show = (x: number | null) => (x === null ? "n/a" : formatValue(x, 3));

@@ -3,7 +3,7 @@
  * on stderr, a table or JSON on stdout, and tokens streamed as they are generated.
  */
 import { basename, dirname } from "node:path";
-import { AbortError, DataError, UsageError, WeightsoupError } from "../errors";
+import { DataError, UsageError, WeightsoupError } from "../errors";
 import type { EvalEvent } from "../eval/protocol";
 import { DEFAULT_TEXT } from "../eval/default-text";
 import { NodeFolder, readTextFile } from "../io/node-folder";
@@ -12,6 +12,7 @@ import { readTokenIds } from "../tokenizer/token-ids";
 import { formatSeconds } from "../units";
 import { args, defined, integer, size, type Io } from "./args";
 import { commandHelp, type Command } from "./commands";
+import { interruptible } from "./interrupt";
 import { printWarning } from "./progress";
 
 /** Token ids from a file: a JSON list, or a .safetensors file with one integer tensor. */
@@ -26,20 +27,6 @@ async function readEvalText(path: string): Promise<string> {
   } catch (e) {
     if (e instanceof WeightsoupError && e.code === "E_MODEL_NOT_FOUND") throw new DataError("E_DATA", `${path}: cannot read the text to evaluate on (no such file)`, { file: path }, { cause: e });
     throw e;
-  }
-}
-
-/** Runs `fn` with an AbortSignal that Ctrl-C (or SIGTERM) fires. */
-export async function interruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new AbortError("interrupted"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  try {
-    return await fn(controller.signal);
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
   }
 }
 

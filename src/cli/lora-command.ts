@@ -2,12 +2,13 @@
  * @file `weightsoup extract-lora FINETUNED BASE OUT_DIR --rank R`: a PEFT LoRA adapter from a
  * fine-tune's task vectors, with a table of each module's rank and relative reconstruction error.
  */
-import { AbortError, UsageError } from "../errors";
+import { UsageError } from "../errors";
 import { dtypeFromRecipeName } from "../format/dtypes";
 import { extractLora } from "../node";
 import { formatSeconds } from "../units";
 import { args, defined, integer, size, type Io } from "./args";
 import { commandHelp } from "./commands";
+import { interruptible } from "./interrupt";
 
 export async function extractLoraCommand(argv: string[], io: Io): Promise<number> {
   const parsed = args("extract-lora", argv, {
@@ -48,50 +49,41 @@ export async function extractLoraCommand(argv: string[], io: Io): Promise<number
   }
   const filters = defined({ include: values["include-regex"], exclude: values["exclude-regex"], saveModules: values["save-module"] });
   const [finetuned, base, out] = positionals as [string, string, string];
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new AbortError("interrupted"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   const live = !values.quiet && io.stderr.isTTY;
-  try {
-    const result = await extractLora(finetuned, base, {
-      ...numeric, ...filters, rank: numeric.rank!, out, distributeScale: !values["no-distribute-scale"], force: values.force ?? false, embedLora: values["embed-lora"] ?? false, signal: controller.signal,
-      onModule: (m, done, total) => { if (live) io.stderr.write(`\r\x1b[K${done}/${total} ${m.module} (rank ${m.rank})`); },
-    });
-    if (live) io.stderr.write("\r\x1b[K");
-    if (values.json) {
-      io.stdout.write(JSON.stringify({ out, ...result }) + "\n");
-      return 0;
-    }
-    const width = Math.max(6, ...result.modules.map((m) => m.module.length));
-    const lines = [
-      `extracted a rank-${result.rank} LoRA of ${finetuned} against ${base} into ${out}: ${result.modules.length} modules in ${formatSeconds(result.seconds)}`,
-      "", `${"module".padEnd(width)}  ${"shape".padStart(13)}  ${"rank".padStart(5)}  ${"rel. error".padStart(10)}`,
-    ];
-    for (const m of result.modules) {
-      lines.push(`${m.module.padEnd(width)}  ${m.shape.join(" x ").padStart(13)}  ${String(m.rank).padStart(5)}  ${m.relativeError.toExponential(3).padStart(10)}`);
-    }
-    if (result.saved.length) {
-      lines.push("", `saved whole (modules_to_save, from the fine-tune) (${result.saved.length}):`);
-      for (const s of result.saved) lines.push(`  ${s.tensor}  ${s.shape.join(" x ")}  ${s.dtype}${s.differs ? "" : "  (equal in both models)"}`);
-    }
-    const filtered = result.skipped.filter((s) => s.reason === "excluded" || s.reason === "not included");
-    if (filtered.length) {
-      lines.push("", `left out by --include-regex / --exclude-regex (${filtered.length}):`);
-      for (const s of filtered) lines.push(`  ${s.tensor}: ${s.reason === "excluded" ? `matches --exclude-regex ${s.pattern}` : "matches no --include-regex"}${s.differs ? " (changed by the fine-tune)" : ""}`);
-    }
-    const missed = result.skipped.filter((s) => s.differs && !filtered.includes(s));
-    if (missed.length) {
-      lines.push("", `changed by the fine-tune but not in the adapter (${missed.length}):`);
-      for (const s of missed) lines.push(`  ${s.tensor}: ${s.reason === "embedding" ? "an input embedding (use --embed-lora or --save-module)" : s.reason === "zero rank" ? `no singular value above --sv-epsilon` : s.reason}`);
-    }
-    const same = result.skipped.filter((s) => !s.differs && !filtered.includes(s)).length;
-    if (same) lines.push("", `${same} tensors are equal in both models`);
-    lines.push(`files: ${result.files.join(", ")}`);
-    io.stdout.write(lines.join("\n") + "\n");
+  const result = await interruptible((signal) => extractLora(finetuned, base, {
+    ...numeric, ...filters, rank: numeric.rank!, out, distributeScale: !values["no-distribute-scale"], force: values.force ?? false, embedLora: values["embed-lora"] ?? false, signal,
+    onModule: (m, done, total) => { if (live) io.stderr.write(`\r\x1b[K${done}/${total} ${m.module} (rank ${m.rank})`); },
+  }));
+  if (live) io.stderr.write("\r\x1b[K");
+  if (values.json) {
+    io.stdout.write(JSON.stringify({ out, ...result }) + "\n");
     return 0;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
   }
+  const width = Math.max(6, ...result.modules.map((m) => m.module.length));
+  const lines = [
+    `extracted a rank-${result.rank} LoRA of ${finetuned} against ${base} into ${out}: ${result.modules.length} modules in ${formatSeconds(result.seconds)}`,
+    "", `${"module".padEnd(width)}  ${"shape".padStart(13)}  ${"rank".padStart(5)}  ${"rel. error".padStart(10)}`,
+  ];
+  for (const m of result.modules) {
+    lines.push(`${m.module.padEnd(width)}  ${m.shape.join(" x ").padStart(13)}  ${String(m.rank).padStart(5)}  ${m.relativeError.toExponential(3).padStart(10)}`);
+  }
+  if (result.saved.length) {
+    lines.push("", `saved whole (modules_to_save, from the fine-tune) (${result.saved.length}):`);
+    for (const s of result.saved) lines.push(`  ${s.tensor}  ${s.shape.join(" x ")}  ${s.dtype}${s.differs ? "" : "  (equal in both models)"}`);
+  }
+  const filtered = result.skipped.filter((s) => s.reason === "excluded" || s.reason === "not included");
+  if (filtered.length) {
+    lines.push("", `left out by --include-regex / --exclude-regex (${filtered.length}):`);
+    for (const s of filtered) lines.push(`  ${s.tensor}: ${s.reason === "excluded" ? `matches --exclude-regex ${s.pattern}` : "matches no --include-regex"}${s.differs ? " (changed by the fine-tune)" : ""}`);
+  }
+  const missed = result.skipped.filter((s) => s.differs && !filtered.includes(s));
+  if (missed.length) {
+    lines.push("", `changed by the fine-tune but not in the adapter (${missed.length}):`);
+    for (const s of missed) lines.push(`  ${s.tensor}: ${s.reason === "embedding" ? "an input embedding (use --embed-lora or --save-module)" : s.reason === "zero rank" ? `no singular value above --sv-epsilon` : s.reason}`);
+  }
+  const same = result.skipped.filter((s) => !s.differs && !filtered.includes(s)).length;
+  if (same) lines.push("", `${same} tensors are equal in both models`);
+  lines.push(`files: ${result.files.join(", ")}`);
+  io.stdout.write(lines.join("\n") + "\n");
+  return 0;
 }

@@ -25,6 +25,7 @@ import { VERSION } from "../merge/card";
 import { printWarning, ProgressBar } from "./progress";
 import { formatBytes, formatSeconds, formatWorkers } from "../units";
 import { enableProfiling } from "../eval/profile";
+import { interruptible } from "./interrupt";
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const debug = argv.includes("--debug");
@@ -100,19 +101,15 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
   // The ledger is written after the output folder is published: a path it could not be written to is
   // refused first, so that a failed run never leaves a complete-looking output behind.
   await checkFileTargets([values.ledger]);
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new AbortError("interrupted"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   const bar = values.quiet ? undefined : new ProgressBar(io.stderr);
   try {
-    const summary = await merge(recipe, {
-      out, force: values.force ?? false, signal: controller.signal, ...numeric,
+    const summary = await interruptible((signal) => merge(recipe, {
+      out, force: values.force ?? false, signal, ...numeric,
       onProgress: (e: MergeEvent) => {
         if (bar) bar.update(e);
         else if (e.type === "warning") printWarning(io.stderr, e.message, false); // --quiet: no bar, warnings still
       },
-    });
+    }));
     bar?.finish();
     const rss = process.resourceUsage().maxRSS * 1024;
     const { ledger, ...rest } = summary;
@@ -131,8 +128,6 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
     return 0;
   } finally {
     bar?.finish();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
   }
 }
 

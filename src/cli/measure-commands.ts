@@ -13,7 +13,8 @@ import type { LossPathEvent } from "../api/path";
 import type { SoupEvent } from "../api/soup";
 import { args, defined, integer, type Io } from "./args";
 import { commandHelp, type Command } from "./commands";
-import { evalInput, interruptible, table } from "./eval-commands";
+import { evalInput, table } from "./eval-commands";
+import { interruptible } from "./interrupt";
 import { checkFileTargets, writeFileAtomically } from "./write-file";
 
 

@@ -17,7 +17,8 @@ import { args, defined, type Io } from "./args";
 import { commandHelp } from "./commands";
 import { printWarning } from "./progress";
 import { checkFileTargets, writeFileAtomically } from "./write-file";
-import { evalInput, interruptible } from "./eval-commands";
+import { evalInput } from "./eval-commands";
+import { interruptible } from "./interrupt";
 
 export async function sweepCommand(argv: string[], io: Io): Promise<number> {
   const parsed = args("sweep", argv, {
