@@ -31,7 +31,7 @@ async function interrupt(outName: string, signals: NodeJS.Signals[]): Promise<{ 
   // Once the weights are being written (the workers are busy), so the clean-up has workers to stop.
   for (;;) {
     const staging = (await readdir(dir)).find((f) => f.startsWith(`.${outName}.weightsoup-partial-`));
-    if (staging && (await readdir(join(dir, staging)).catch(() => [])).includes("model.safetensors")) break;
+    if (staging && (await readdir(join(dir, staging)).catch((): string[] => [])).includes("model.safetensors")) break;
     await new Promise((r) => setTimeout(r, 5));
   }
   await new Promise((r) => setTimeout(r, 100));

@@ -169,6 +169,79 @@ describe("one writer per output", () => {
   });
 });
 
+describe("clean-up after a failure", () => {
+  test("a clean-up the file system refuses (read-only) does not replace the failure: the merge rejects with its typed error", async () => {
+    // Found by an audit: the output's file system turned read-only mid-merge; the write failed with
+    // E_IO, then removing the staging folder failed too, and that raw error (no code) was reported as
+    // a bug in weightsoup. Here the commit's rename and every rm fail with EROFS.
+    const faults = join(root, "read-only.mjs");
+    await writeFile(faults, `
+import { createRequire, syncBuiltinESMExports } from "node:module";
+const require = createRequire(import.meta.url);
+const fs = require("node:fs");
+const erofs = (path) => Object.assign(new Error("EROFS: read-only file system, " + path), { code: "EROFS" });
+fs.promises.rename = async (from) => { throw erofs(from); };
+fs.promises.rm = async (path) => { throw erofs(path); };
+syncBuiltinESMExports();
+const { merge, WeightsoupError } = await import(${JSON.stringify(LIBRARY)});
+const e = await merge(process.argv[2], { out: process.argv[3], workerUrl: new URL(${JSON.stringify(WORKER_URL.href)}) }).then(() => undefined, (e) => e);
+console.log(JSON.stringify({ typed: e instanceof WeightsoupError, code: e?.code, message: e?.message }));
+`);
+    const r = spawnSync(process.execPath, [faults, recipe, join(root, "read-only")], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+    assert.equal(r.status, 0, r.stderr);
+    const result = JSON.parse(r.stdout) as { typed: boolean; code: string; message: string };
+    assert.equal(result.typed, true, result.message);
+    assert.equal(result.code, "E_IO");
+    assert.match(result.message, /read-only \(EROFS\)/);
+    assert.ok(!existsSync(join(root, ".read-only.weightsoup-lock")), "the lock was removed (unlink still worked)");
+  });
+
+  test("a lock file created on a full disk (its pid not written) is closed and removed: E_IO names it", async () => {
+    // Found by an audit: the empty lock file stayed beside OUT_DIR and its handle stayed open.
+    const faults = join(root, "full-disk.mjs");
+    await writeFile(faults, `
+import { createRequire, syncBuiltinESMExports } from "node:module";
+const require = createRequire(import.meta.url);
+const fs = require("node:fs");
+const open = fs.promises.open;
+let closed = 0;
+fs.promises.open = async (path, flags, mode) => {
+  const fh = await open(path, flags, mode);
+  if (!String(path).endsWith(".weightsoup-lock")) return fh;
+  fh.writeFile = async () => { throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" }); };
+  const close = fh.close.bind(fh);
+  fh.close = async () => { closed++; return close(); };
+  return fh;
+};
+syncBuiltinESMExports();
+const { merge } = await import(${JSON.stringify(LIBRARY)});
+const e = await merge(process.argv[2], { out: process.argv[3], workerUrl: new URL(${JSON.stringify(WORKER_URL.href)}) }).then(() => undefined, (e) => e);
+console.log(JSON.stringify({ code: e?.code, message: e?.message, closed }));
+`);
+    const r = spawnSync(process.execPath, [faults, recipe, join(root, "full-disk")], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+    assert.equal(r.status, 0, r.stderr);
+    const result = JSON.parse(r.stdout) as { code: string; message: string; closed: number };
+    assert.equal(result.code, "E_IO");
+    assert.match(result.message, /weightsoup-lock: cannot create the output's lock file: the disk is full \(ENOSPC\)/);
+    assert.equal(result.closed, 1, "the lock file's handle was closed");
+    assert.deepEqual((await readdir(root)).filter((f) => f.includes("full-disk") && !f.endsWith(".mjs")), [], "no lock file or staging folder is left");
+  });
+
+  test("a lock naming this process that this process does not hold (an earlier merge could not remove it) is taken over; one it holds is not", async () => {
+    const stale = join(root, "own-stale");
+    await writeFile(join(root, ".own-stale.weightsoup-lock"), `${process.pid}\n`);
+    await merge(recipe, { out: stale, workerUrl: WORKER_URL });
+    assert.ok(!existsSync(join(root, ".own-stale.weightsoup-lock")));
+    const twice = join(root, "own-twice");
+    const results = await Promise.allSettled([merge(recipe, { out: twice, workerUrl: WORKER_URL }), merge(recipe, { out: twice, workerUrl: WORKER_URL })]);
+    assert.deepEqual(results.map((r) => r.status).sort(), ["fulfilled", "rejected"]);
+    const refused = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+    assert.equal(refused.reason.code, "E_OUTPUT_LOCKED");
+    assert.match(refused.reason.message, /another merge in this process/);
+    await snapshot(twice);
+  });
+});
+
 describe("the output is never an input", () => {
   const hashes = async (dir: string) => {
     const out = new Map<string, string>();

@@ -9,7 +9,7 @@
  * from writing the same output (or clearing the first's staging folder); a lock whose process is
  * gone is stale and taken over, with the staging folders it left.
  */
-import { copyFile, lstat, mkdir, open, readdir, readFile, realpath, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { copyFile, lstat, mkdir, open, readdir, readFile, realpath, rename, rm, stat, unlink, writeFile, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { OutputError } from "../errors";
 import type { OutputTarget } from "../merge/job";
@@ -61,7 +61,7 @@ export class NodeOutputFolder implements OutputFolder {
       await mkdir(staging).catch((cause: unknown) => { throw outputFailure(staging, "create the staging folder", cause); });
       return new NodeOutputFolder(dir, target, staging, lock);
     } catch (e) {
-      await unlink(lock).catch(() => undefined);
+      await releaseLock(lock);
       throw e;
     }
   }
@@ -138,15 +138,20 @@ export class NodeOutputFolder implements OutputFolder {
     }
     this.closed = true;
     if (old) await rm(aside, { recursive: true, force: true }).catch(() => undefined);
-    if (this.lock) await unlink(this.lock).catch(() => undefined);
+    if (this.lock) await releaseLock(this.lock);
     return [...this.files].sort();
   }
 
+  /**
+   * Removes the staging folder and the lock, as far as the file system lets it: discard runs after a
+   * failure, which is what the caller reports; a file system that has turned read-only (or a disk error)
+   * must not replace it with the clean-up's own error. What is left, the next run into OUT_DIR removes.
+   */
   async discard(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await rm(this.staging, { recursive: true, force: true });
-    if (this.lock) await unlink(this.lock).catch(() => undefined);
+    await rm(this.staging, { recursive: true, force: true }).catch(() => undefined);
+    if (this.lock) await releaseLock(this.lock);
   }
 
   /**
@@ -215,24 +220,45 @@ async function refuseInputs(dir: string, target: string, inputs: readonly string
   }
 }
 
+/**
+ * The locks this process holds. A lock file naming this process's pid that is not among them was left
+ * by an earlier merge of this process that could not remove it (its file system had turned read-only):
+ * stale, like the lock of a process that has exited.
+ */
+const heldLocks = new Set<string>();
+
 /** Takes the lock, or says who holds it. A lock whose process has exited is stale and taken over. */
 async function takeLock(dir: string, lock: string): Promise<void> {
   for (let attempt = 0; attempt < 2; attempt++) {
+    let fh: FileHandle | undefined;
     try {
-      const fh = await open(lock, "wx");
+      fh = await open(lock, "wx");
       await fh.writeFile(`${process.pid}\n`);
       await fh.close();
+      heldLocks.add(lock);
       return;
     } catch (cause) {
+      if (fh) {
+        // Created but not written (a full disk): closed and removed, not left behind.
+        await fh.close().catch(() => undefined);
+        await unlink(lock).catch(() => undefined);
+      }
       if ((cause as NodeJS.ErrnoException).code !== "EEXIST") throw outputFailure(lock, "create the output's lock file", cause);
     }
     const pid = Number.parseInt(await readFile(lock, "utf8").catch(() => ""), 10);
-    if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) {
-      throw new OutputError("E_OUTPUT_LOCKED", `${dir}: another weightsoup process (pid ${pid}) is writing this output folder; wait for it to finish, or delete ${lock} if no merge is running`, { file: dir, pid, lock });
+    const staleOfOurs = pid === process.pid && !heldLocks.has(lock);
+    if (Number.isInteger(pid) && pid > 0 && !staleOfOurs && processAlive(pid)) {
+      const who = pid === process.pid ? `another merge in this process (pid ${pid})` : `another weightsoup process (pid ${pid})`;
+      throw new OutputError("E_OUTPUT_LOCKED", `${dir}: ${who} is writing this output folder; wait for it to finish, or delete ${lock} if no merge is running`, { file: dir, pid, lock });
     }
     await unlink(lock).catch(() => undefined);
   }
   throw new OutputError("E_OUTPUT_LOCKED", `${dir}: could not take the output's lock ${lock}`, { file: dir, lock });
+}
+
+async function releaseLock(lock: string): Promise<void> {
+  heldLocks.delete(lock);
+  await unlink(lock).catch(() => undefined);
 }
 
 function processAlive(pid: number): boolean {
