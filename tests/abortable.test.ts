@@ -50,6 +50,21 @@ describe("abortable", () => {
     assert.equal(started, false);
   });
 
+  test("a signal aborted while the pool starts: the start rejects, and the pool is terminated", async () => {
+    // Found by an audit: the abort came while the workers started, found no pool to abort, and
+    // generate() went on to produce every token.
+    const controller = new AbortController();
+    let started = false;
+    const call = abortable(controller.signal, async (slot) => {
+      const starting = slot.start(POOL);
+      controller.abort();
+      await starting;
+      started = true;
+    });
+    await assert.rejects(call, (e: unknown) => e instanceof AbortError);
+    assert.equal(started, false, "the call did not go on with the pool");
+  });
+
   test("aborting the signal aborts a running pool job, and no listener stays on the signal", async () => {
     const controller = new AbortController();
     let poolSeen = false;

@@ -28,6 +28,8 @@ export async function abortable<T>(signal: AbortSignal | undefined, call: (slot:
       signal?.throwIfAborted();
       signal?.addEventListener("abort", onAbort, { once: true });
       pool = await WorkerPool.create(options);
+      // Aborted while the workers started: onAbort found no pool to abort then.
+      signal?.throwIfAborted();
       return pool;
     },
   };
