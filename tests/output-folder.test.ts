@@ -9,11 +9,12 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { cp, mkdir, readdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { merge } from "../src/node";
+import { WeightsoupError } from "../src/errors";
 import { baseModel, CLI, fineTune, readOutput, removeDir, tempDir, WORKER_URL, writeCase } from "./helpers/fixtures";
 
 const LIBRARY = new URL("../../dist/index.js", import.meta.url).href;
@@ -239,6 +240,30 @@ console.log(JSON.stringify({ code: e?.code, message: e?.message, closed }));
     assert.equal(refused.reason.code, "E_OUTPUT_LOCKED");
     assert.match(refused.reason.message, /another merge in this process/);
     await snapshot(twice);
+  });
+});
+
+describe("an input that changes during the merge", () => {
+  test("a weights file replaced after its header was read is refused (E_IO naming it), not read at the old offsets; nothing is published", async () => {
+    // Found by an audit: an unlink and a new file of the same size (a re-download, an rsync) between
+    // planning and reading gave a published output computed from the new file's bytes.
+    for (const workers of [1, 2]) {
+      const dir = join(root, `replaced-${workers}`);
+      await cp(join(root, "case"), dir, { recursive: true });
+      const victim = join(dir, "a", "model.safetensors");
+      const size = (await stat(victim)).size;
+      const out = join(dir, "out");
+      const run = merge(join(dir, "recipe.yml"), {
+        out, workers, workerUrl: WORKER_URL,
+        onProgress: (e) => {
+          if (e.type !== "plan") return;
+          rmSync(victim);
+          writeFileSync(victim, Buffer.alloc(size));
+        },
+      });
+      await assert.rejects(run, (e: unknown) => e instanceof WeightsoupError && e.code === "E_IO" && e.message.includes(victim) && /changed since its header was read/.test(e.message));
+      assert.ok(!existsSync(out), "nothing published");
+    }
   });
 });
 

@@ -13,8 +13,19 @@ import { ModelError } from "../errors";
 import { inputFailure } from "./io-error";
 
 export type SourceRef =
-  | { kind: "path"; path: string }
+  | { kind: "path"; path: string; identity?: FileIdentity }
   | { kind: "blob"; blob: Blob; name: string; handle?: FileSystemFileHandle };
+
+/**
+ * A file as its header was read: a later open of the path that finds another file (replaced by a
+ * download or a sync, or rewritten) is refused, not read at the old header's offsets.
+ */
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
 
 export interface ByteSource {
   /** Name for messages. */
@@ -39,7 +50,7 @@ export function sourceKey(ref: SourceRef): string | undefined {
 }
 
 export function openSource(ref: SourceRef): ByteSource {
-  if (ref.kind === "path") return new NodeFileSource(ref.path);
+  if (ref.kind === "path") return new NodeFileSource(ref.path, ref.identity);
   return ref.handle && canReadSync() ? new OpfsSource(ref.handle, ref.blob, ref.name) : new BlobSource(ref.blob, ref.name);
 }
 
@@ -156,11 +167,12 @@ function workerReadSync(): Promise<typeof import("node:fs").readSync | undefined
  */
 export class NodeFileSource implements ByteSource {
   private handle: Promise<import("node:fs/promises").FileHandle> | undefined;
-  constructor(readonly name: string) {}
+  /** `identity`: the file the path must still be (see FileIdentity). */
+  constructor(readonly name: string, private readonly expected?: FileIdentity) {}
 
   private open(): Promise<import("node:fs/promises").FileHandle> {
     // The node: import stays dynamic so this module also loads in browsers (where it is never called).
-    this.handle ??= import("node:fs/promises").then((fs) => openRegularFile(fs, this.name)).catch((cause: unknown) => {
+    this.handle ??= import("node:fs/promises").then((fs) => openRegularFile(fs, this.name, this.expected)).catch((cause: unknown) => {
       this.handle = undefined;
       throw cause;
     });
@@ -171,6 +183,16 @@ export class NodeFileSource implements ByteSource {
     const fh = await this.open();
     try {
       return (await fh.stat()).size;
+    } catch (cause) {
+      throw inputFailure(this.name, "read its size", cause);
+    }
+  }
+
+  /** The open file's identity, to stamp on the references made from what was read of it. */
+  async identity(): Promise<FileIdentity> {
+    const fh = await this.open();
+    try {
+      return identityOf(await fh.stat());
     } catch (cause) {
       throw inputFailure(this.name, "read its size", cause);
     }
@@ -205,7 +227,7 @@ export class NodeFileSource implements ByteSource {
  * makes opening a FIFO return at once instead of waiting, beyond the reach of Ctrl-C, for a writer
  * that never comes; on regular files it changes nothing.
  */
-export async function openRegularFile(fs: typeof import("node:fs/promises"), path: string): Promise<import("node:fs/promises").FileHandle> {
+export async function openRegularFile(fs: typeof import("node:fs/promises"), path: string, expected?: FileIdentity): Promise<import("node:fs/promises").FileHandle> {
   const { constants } = await import("node:fs");
   let fh: import("node:fs/promises").FileHandle;
   try {
@@ -221,7 +243,18 @@ export async function openRegularFile(fs: typeof import("node:fs/promises"), pat
     await fh.close();
     throw new ModelError("E_NOT_REGULAR_FILE", `${path}: is ${info.isDirectory() ? "a folder" : info.isFIFO() ? "a FIFO (named pipe)" : info.isSocket() ? "a socket" : "a device"}, not a regular file`, { file: path });
   }
+  if (expected) {
+    const now = identityOf(info);
+    if (now.dev !== expected.dev || now.ino !== expected.ino || now.size !== expected.size || now.mtimeMs !== expected.mtimeMs) {
+      await fh.close();
+      throw new ModelError("E_IO", `${path}: changed since its header was read (replaced or rewritten during the merge); its tensors are not read at the old header's offsets`, { file: path });
+    }
+  }
   return fh;
+}
+
+function identityOf(info: import("node:fs").Stats): FileIdentity {
+  return { dev: info.dev, ino: info.ino, size: info.size, mtimeMs: info.mtimeMs };
 }
 
 function shortRead(name: string, offset: number, wanted: number, got: number): ModelError {

@@ -7,7 +7,7 @@ import { describeValue, ModelError } from "../errors";
 import { isJsonObject, parseBoundedJson } from "../format/json";
 import { headerLength, parseHeader, type TensorEntry } from "../format/safetensors";
 import type { ModelFolder } from "../io/folder";
-import { openSource, type SourceRef } from "../io/source";
+import { NodeFileSource, openSource, type SourceRef } from "../io/source";
 import { quantizationOf, type Quantization } from "./quantized";
 import { decoderStack, layerStacks } from "./stacks";
 
@@ -213,11 +213,13 @@ export async function readHeader(ref: SourceRef, display: string): Promise<{ ten
     const json = new Uint8Array(n);
     await source.readInto(8, json);
     const header = parseHeader(display, size, json);
+    // Every later read of the file checks that it is still the file this header came from.
+    const stamped: SourceRef = source instanceof NodeFileSource && ref.kind === "path" ? { ...ref, identity: await source.identity() } : ref;
     // The entries become TensorInfo in place: a header may list a million tensors, so no copies.
     for (const entry of header.tensors.values()) {
       const info = entry as TensorInfo;
       info.file = display;
-      info.source = ref;
+      info.source = stamped;
       info.offset = header.dataStart + entry.begin;
     }
     return { tensors: header.tensors as Map<string, TensorInfo>, metadata: header.metadata };
