@@ -15,6 +15,9 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { merge } from "../src/node";
 import { WeightsoupError } from "../src/errors";
+import { NodeOutputFolder } from "../src/io/node-output";
+import { NodeFolder } from "../src/io/node-folder";
+import { merge as mergeInto } from "../src/api/merge";
 import { baseModel, CLI, fineTune, readOutput, removeDir, tempDir, WORKER_URL, writeCase } from "./helpers/fixtures";
 
 const LIBRARY = new URL("../../dist/index.js", import.meta.url).href;
@@ -226,6 +229,22 @@ console.log(JSON.stringify({ code: e?.code, message: e?.message, closed }));
     assert.match(result.message, /weightsoup-lock: cannot create the output's lock file: the disk is full \(ENOSPC\)/);
     assert.equal(result.closed, 1, "the lock file's handle was closed");
     assert.deepEqual((await readdir(root)).filter((f) => f.includes("full-disk") && !f.endsWith(".mjs")), [], "no lock file or staging folder is left");
+  });
+
+  test("an output folder the caller opened is discarded when the merge fails before the engine runs (a missing model, an abort while planning)", async () => {
+    // Found by an audit (in browsers, where the caller opens the folder): the staging folder and its lock
+    // stayed for the rest of the page's life.
+    // The library's own merge(), which takes an opened folder (the Node entry takes a path).
+    const models = (name: string) => NodeFolder.open(join(root, "case", name));
+    const missing = "merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: 1}}\n  - {model: ./nope, parameters: {weight: 1}}\n";
+    const opened = await NodeOutputFolder.open(join(root, "caller-opened"));
+    await assert.rejects(mergeInto(missing, { out: opened, models, workerUrl: WORKER_URL }), (e: unknown) => e instanceof WeightsoupError && e.code === "E_MODEL_NOT_FOUND");
+    assert.deepEqual((await readdir(root)).filter((f) => f.includes("caller-opened")), [], "no staging folder or lock is left");
+    const controller = new AbortController();
+    controller.abort();
+    const again = await NodeOutputFolder.open(join(root, "caller-opened"));
+    await assert.rejects(mergeInto(await readFile(recipe, "utf8"), { out: again, models, signal: controller.signal, workerUrl: WORKER_URL }), (e: unknown) => e instanceof WeightsoupError && e.code === "E_ABORTED");
+    assert.deepEqual((await readdir(root)).filter((f) => f.includes("caller-opened")), []);
   });
 
   test("a lock naming this process that this process does not hold (an earlier merge could not remove it) is taken over; one it holds is not", async () => {

@@ -130,15 +130,24 @@ async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, 
 }
 
 export async function merge(recipe: Recipe | string, options: MergeOptions): Promise<MergeSummary> {
-  checkRecipeArgument("merge", recipe);
-  checkOptionKinds("merge", options, { signal: "signal" });
-  checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "chunkElements", "outShardSize"]);
-  checkCallbackOption(options, "onProgress");
-  return abortable(options.signal, async () => {
-    const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
-    if (parsed.stages?.length) return await mergeStages(parsed, options, await engineOptions(options), prepare);
-    return await mergeOnce(parsed, options);
-  });
+  try {
+    checkRecipeArgument("merge", recipe);
+    checkOptionKinds("merge", options, { signal: "signal" });
+    checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "chunkElements", "outShardSize"]);
+    checkCallbackOption(options, "onProgress");
+    return await abortable(options.signal, async () => {
+      const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
+      if (parsed.stages?.length) return await mergeStages(parsed, options, await engineOptions(options), prepare);
+      return await mergeOnce(parsed, options);
+    });
+  } catch (e) {
+    // An output folder the caller opened (the browser's pattern) is discarded however the merge fails:
+    // the engine discards it only once it runs, so a recipe refused, a model missing or an abort while
+    // planning left its staging folder, and in browsers its lock, for the rest of the page's life.
+    const out = (options as Partial<MergeOptions> | null | undefined)?.out;
+    if (out !== null && typeof out === "object" && typeof out.discard === "function") await out.discard().catch(() => undefined);
+    throw e;
+  }
 }
 
 /**
