@@ -3,7 +3,7 @@
  * so that the CLI's start-up for these commands runs only the modules they need.
  */
 import { dirname, resolve } from "node:path";
-import { merge as mergeWith, type MergeOptions, type MergeSummary } from "./api/merge";
+import { discardedOnFailure, merge as mergeWith, type MergeOptions, type MergeSummary } from "./api/merge";
 import { inspect as inspectFolder, type InspectReport } from "./api/inspect";
 import { describeValue, ModelError, OptionError, WeightsoupError } from "./errors";
 import { checkOptionKinds, checkRecipeArgument } from "./api/options";
@@ -46,27 +46,29 @@ export function pathsOf(folder: ModelFolder, weightFiles: readonly string[] = []
 
 /** Merges the models of a recipe (a file path, or a parsed Recipe) into `options.out`. */
 export async function merge(recipe: string | Recipe, options: NodeMergeOptions): Promise<MergeSummary> {
-  checkRecipeArgument("merge", recipe);
-  checkOptionKinds("merge", options, { force: "boolean", baseDir: "string" });
-  if (typeof options.out !== "string" && typeof options.out !== "function") {
-    throw new OptionError("E_OPTION", `merge: option out must be the output folder's path, got ${describeValue(options.out)}`, { key: "out" });
-  }
-  const parsed = typeof recipe === "string" ? await readRecipe(recipe) : recipe;
-  const baseDir = typeof recipe === "string" ? dirname(resolve(recipe)) : resolve(options.baseDir ?? ".");
-  const { out, force, models, ...rest } = options;
-  // Everything the merge reads, so that the output can never be one of them (--force would delete it).
-  const inputs = typeof recipe === "string" ? [recipe] : [];
-  const find = models ?? ((name: string) => resolveModel(name, baseDir));
-  return mergeWith(parsed, {
-    ...rest,
-    models: async (name) => {
-      const folder = await find(name);
-      inputs.push(...pathsOf(folder));
-      return folder;
-    },
-    out: typeof out === "string"
-      ? (plan) => NodeOutputFolder.open(out, { force: force ?? false, inputs: [...inputs, ...[...plan.models.values()].flatMap((m) => pathsOf(m.folder, m.weightFiles.map((w) => w.file)))] })
-      : out,
+  return discardedOnFailure(options, async () => {
+    checkRecipeArgument("merge", recipe);
+    checkOptionKinds("merge", options, { force: "boolean", baseDir: "string" });
+    if (typeof options.out !== "string" && typeof options.out !== "function" && !isOutputFolder(options.out)) {
+      throw new OptionError("E_OPTION", `merge: option out must be the output folder's path or an OutputFolder, got ${describeValue(options.out)}`, { key: "out" });
+    }
+    const parsed = typeof recipe === "string" ? await readRecipe(recipe) : recipe;
+    const baseDir = typeof recipe === "string" ? dirname(resolve(recipe)) : resolve(options.baseDir ?? ".");
+    const { out, force, models, ...rest } = options;
+    // Everything the merge reads, so that the output can never be one of them (--force would delete it).
+    const inputs = typeof recipe === "string" ? [recipe] : [];
+    const find = models ?? ((name: string) => resolveModel(name, baseDir));
+    return mergeWith(parsed, {
+      ...rest,
+      models: async (name) => {
+        const folder = await find(name);
+        inputs.push(...pathsOf(folder));
+        return folder;
+      },
+      out: typeof out === "string"
+        ? (plan) => NodeOutputFolder.open(out, { force: force ?? false, inputs: [...inputs, ...[...plan.models.values()].flatMap((m) => pathsOf(m.folder, m.weightFiles.map((w) => w.file)))] })
+        : out,
+    });
   });
 }
 
@@ -86,4 +88,11 @@ export async function plan(recipe: string | Recipe, options: Omit<PlanOptions, "
 /** Describes a .safetensors file or a model folder. */
 export async function inspect(path: string): Promise<InspectReport> {
   return inspectFolder(await NodeFolder.open(path));
+}
+
+/** An OutputFolder from plain JavaScript: an object with the methods a merge calls. */
+function isOutputFolder(v: unknown): v is OutputFolder {
+  if (v === null || typeof v !== "object") return false;
+  const o = v as Record<string, unknown>;
+  return ["createFile", "write", "writeText", "copyFrom", "commit", "discard"].every((m) => typeof o[m] === "function");
 }

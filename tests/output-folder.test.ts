@@ -245,6 +245,13 @@ console.log(JSON.stringify({ code: e?.code, message: e?.message, closed }));
     const again = await NodeOutputFolder.open(join(root, "caller-opened"));
     await assert.rejects(mergeInto(await readFile(recipe, "utf8"), { out: again, models, signal: controller.signal, workerUrl: WORKER_URL }), (e: unknown) => e instanceof WeightsoupError && e.code === "E_ABORTED");
     assert.deepEqual((await readdir(root)).filter((f) => f.includes("caller-opened")), []);
+    // The Node entry takes an opened folder too, as the README says ("a folder path, or any OutputFolder"):
+    // a merge into it publishes it; a failing one discards it.
+    const done = await merge(recipe, { out: await NodeOutputFolder.open(join(root, "caller-opened")), workerUrl: WORKER_URL });
+    assert.equal(done.method, "ties");
+    await snapshot(join(root, "caller-opened"));
+    await assert.rejects(merge(join(root, "case", "nope.yml"), { out: await NodeOutputFolder.open(join(root, "caller-failed")), workerUrl: WORKER_URL }), (e: unknown) => e instanceof WeightsoupError);
+    assert.deepEqual((await readdir(root)).filter((f) => f.includes("caller-failed")), []);
   });
 
   test("a lock naming this process that this process does not hold (an earlier merge could not remove it) is taken over; one it holds is not", async () => {

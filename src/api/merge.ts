@@ -130,7 +130,7 @@ async function alignInputs(recipe: Recipe, step: AlignStep, opened: Map<string, 
 }
 
 export async function merge(recipe: Recipe | string, options: MergeOptions): Promise<MergeSummary> {
-  try {
+  return discardedOnFailure(options, async () => {
     checkRecipeArgument("merge", recipe);
     checkOptionKinds("merge", options, { signal: "signal" });
     checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "chunkElements", "outShardSize"]);
@@ -140,11 +140,20 @@ export async function merge(recipe: Recipe | string, options: MergeOptions): Pro
       if (parsed.stages?.length) return await mergeStages(parsed, options, await engineOptions(options), prepare);
       return await mergeOnce(parsed, options);
     });
+  });
+}
+
+/**
+ * Runs a merge so that an output folder the caller opened (the browser's pattern, or an OutputFolder
+ * given in Node) is discarded however the merge fails: the engine discards it only once it runs, so a
+ * recipe refused, a model missing or an abort while planning left its staging folder, and in browsers
+ * its lock, for the rest of the page's life.
+ */
+export async function discardedOnFailure<T>(options: unknown, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
   } catch (e) {
-    // An output folder the caller opened (the browser's pattern) is discarded however the merge fails:
-    // the engine discards it only once it runs, so a recipe refused, a model missing or an abort while
-    // planning left its staging folder, and in browsers its lock, for the rest of the page's life.
-    const out = (options as Partial<MergeOptions> | null | undefined)?.out;
+    const out = (options as { out?: unknown } | null | undefined)?.out as Partial<OutputFolder> | null | undefined;
     if (out !== null && typeof out === "object" && typeof out.discard === "function") await out.discard().catch(() => undefined);
     throw e;
   }
