@@ -254,6 +254,36 @@ console.log(JSON.stringify({ code: e?.code, message: e?.message, closed }));
     assert.deepEqual((await readdir(root)).filter((f) => f.includes("caller-failed")), []);
   });
 
+  test("a progress callback that throws: before publishing, the merge stops with E_OPTION and publishes nothing; on done, the merge resolves and the error is thrown on its own", async () => {
+    // Found by an audit: a throw on "done" made merge() reject with the raw error after the output was
+    // published (a retry then met E_OUTPUT_EXISTS); a throw before it rejected with no code.
+    const script = join(root, "throwing-progress.mjs");
+    await writeFile(script, `
+const { merge } = await import(${JSON.stringify(LIBRARY)});
+const [recipe, out, on] = process.argv.slice(2);
+const seen = [];
+process.on("uncaughtException", (e) => seen.push(e.message));
+const r = await merge(recipe, { out, workerUrl: new URL(${JSON.stringify(WORKER_URL.href)}), onProgress: (e) => { if (e.type === on) throw new Error("callback bug on " + on); } })
+  .then((s) => ({ resolved: s.method }), (e) => ({ code: e.code, message: e.message, cause: e.cause?.message }));
+await new Promise((ok) => setTimeout(ok, 50));
+console.log(JSON.stringify({ ...r, uncaught: seen }));
+`);
+    const run = (on: string) => {
+      const r = spawnSync(process.execPath, [script, recipe, join(root, `throwing-${on}`), on], { encoding: "utf8", timeout: 60_000, killSignal: "SIGKILL" });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout) as { resolved?: string; code?: string; message?: string; cause?: string; uncaught: string[] };
+    };
+    const early = run("tensor-done");
+    assert.equal(early.code, "E_OPTION");
+    assert.match(early.message!, /option onProgress threw on a "tensor-done" event: callback bug on tensor-done/);
+    assert.equal(early.cause, "callback bug on tensor-done");
+    assert.ok(!existsSync(join(root, "throwing-tensor-done")), "nothing published");
+    const late = run("done");
+    assert.equal(late.resolved, "ties", "the published merge resolves");
+    assert.deepEqual(late.uncaught, ["callback bug on done"], "the callback's error is thrown on its own");
+    await snapshot(join(root, "throwing-done"));
+  });
+
   test("a lock naming this process that this process does not hold (an earlier merge could not remove it) is taken over; one it holds is not", async () => {
     const stale = join(root, "own-stale");
     await writeFile(join(root, ".own-stale.weightsoup-lock"), `${process.pid}\n`);

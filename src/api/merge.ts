@@ -3,7 +3,7 @@
  * an OutputFolder, so the same call serves Node folders and browser files; src/node.ts fills in Node
  * defaults (recipe paths, model lookup, output folders on disk).
  */
-import { RecipeError, ValidationError, WeightsoupError } from "../errors";
+import { OptionError, RecipeError, ValidationError, WeightsoupError } from "../errors";
 import { abortable } from "./abortable";
 import { availableCores, defaultWorkerUrl, IS_NODE } from "../env";
 import type { ProgressCallback } from "../events";
@@ -135,12 +135,34 @@ export async function merge(recipe: Recipe | string, options: MergeOptions): Pro
     checkOptionKinds("merge", options, { signal: "signal" });
     checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "chunkElements", "outShardSize"]);
     checkCallbackOption(options, "onProgress");
+    const guarded = { ...options, ...(options.onProgress ? { onProgress: guardedProgress(options.onProgress) } : {}) };
     return await abortable(options.signal, async () => {
       const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
-      if (parsed.stages?.length) return await mergeStages(parsed, options, await engineOptions(options), prepare);
-      return await mergeOnce(parsed, options);
+      if (parsed.stages?.length) return await mergeStages(parsed, guarded, await engineOptions(guarded), prepare);
+      return await mergeOnce(parsed, guarded);
     });
   });
+}
+
+/**
+ * The caller's progress callback, so that what it throws is reported, not taken for a failure of the
+ * merge it cannot tell apart. Before the output is published, a throw stops the merge (nothing is
+ * published) with an OptionError naming the event, its cause the callback's error. The `done` event
+ * comes after the output is published: a throw there cannot undo that, so the merge resolves and the
+ * error is thrown on its own (an uncaught exception, as from any callback outside a promise's chain).
+ */
+function guardedProgress(onProgress: ProgressCallback): ProgressCallback {
+  return (event) => {
+    try {
+      onProgress(event);
+    } catch (cause) {
+      if (event.type === "done") {
+        queueMicrotask(() => { throw cause; });
+        return;
+      }
+      throw new OptionError("E_OPTION", `option onProgress threw on a "${event.type}" event: ${cause instanceof Error ? cause.message : String(cause)}`, { key: "onProgress" }, { cause });
+    }
+  };
 }
 
 /**
