@@ -98,3 +98,11 @@ test("an OUT_DIR or report name near the file system's 255-byte limit merges: th
   const twin = run("merge", join(dir, "recipe.yml"), join(dir, "m".repeat(240) + "é".repeat(4) + "e"), "--quiet");
   assert.equal(twin.status, 0, twin.stderr);
 });
+
+test("an OUT_DIR under a regular file is E_IO naming OUT_DIR and the file in its way", async () => {
+  await writeFile(join(dir, "a-file"), "x");
+  const out = join(dir, "a-file", "sub", "out");
+  const r = run("merge", join(dir, "recipe.yml"), out, "--quiet");
+  assert.equal(r.status, 1, r.stderr);
+  assert.ok(r.stderr.includes(`[E_IO] ${out}: cannot be created, since ${join(dir, "a-file")} is a file, not a folder`), r.stderr);
+});

@@ -44,7 +44,7 @@ export class NodeOutputFolder implements OutputFolder {
     if (parent === target || base === "" || base === "." || base === "..") {
       throw new OutputError("E_OUTPUT_NAME", `${dir}: cannot be an output folder (it is a file system root)`, { file: dir });
     }
-    await makeDirectory(parent);
+    await makeDirectory(parent, dir);
     await refuseInputs(dir, target, options.inputs ?? []);
     const stem = sideStem(base);
     const lock = join(parent, `.${stem}.weightsoup-lock`);
@@ -178,12 +178,12 @@ export class NodeOutputFolder implements OutputFolder {
  * Creates a folder and its missing parents one level at a time: Node's recursive mkdir reports a
  * read-only file system as ENOENT, and the real cause is what a person needs to read.
  */
-async function makeDirectory(path: string): Promise<void> {
+async function makeDirectory(path: string, forOutput: string): Promise<void> {
   const missing: string[] = [];
   for (let p = path; ; p = dirname(p)) {
     const info = await stat(p).catch(() => undefined);
     if (info) {
-      if (!info.isDirectory()) throw new OutputError("E_IO", `${p}: is a file, so ${path} cannot be created`, { file: p });
+      if (!info.isDirectory()) throw new OutputError("E_IO", `${forOutput}: cannot be created, since ${p} is a file, not a folder`, { file: forOutput, path: p });
       break;
     }
     missing.unshift(p);
