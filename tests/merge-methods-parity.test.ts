@@ -267,6 +267,15 @@ describe("sce", () => {
     recipe: { merge_method: "sce", base_model: "./base", parameters: { select_topk: 0.001 }, models: [m("a"), m("c")] },
   }));
   deterministic("sce", { merge_method: "sce", base_model: "./base", parameters: { select_topk: 0.4 }, models: [m("a"), m("b"), m("c")] });
+  test("k is mergekit's float32 product: select_topk 0.29 of 100 nonzero variances keeps 29 (float64: 28), 0.53 keeps 52 (float64: 53)", async () => {
+    // Found by an audit. Projections of 10 x 10: 100 positions, every variance nonzero.
+    const shape: Shape = { vocab: 20, hidden: 10, intermediate: 30, layers: 1, heads: 2, kvHeads: 1 };
+    const base = baseModel(131, "F32", shape);
+    const list = models(["base", base], ["a", fineTune(base, 132, 0.05)], ["b", fineTune(base, 133, 0.05)]);
+    for (const selectTopk of [0.29, 0.53]) {
+      await check(root, { name: `sce-k-${selectTopk}`, models: list, recipe: { merge_method: "sce", base_model: "./base", parameters: { select_topk: selectTopk }, models: [m("a"), m("b")] } });
+    }
+  });
 });
 
 describe("ram", () => {

@@ -36,9 +36,13 @@ function bitsOf(x: number): Bits {
   return [scratch.getUint32(4, true), scratch.getUint32(0, true)];
 }
 
-/** sce's k: the share `selectTopk` of the positions whose variance is not zero. */
+/**
+ * sce's k: the share `selectTopk` of the positions whose variance is not zero. mergekit multiplies the
+ * count (torch.count_nonzero, an int64 tensor) by the Python float, which torch computes in float32:
+ * 400003 nonzero at 0.3333 is float32 133321.0, one more than the float64 product's 133320.998.
+ */
 export function topCount(nonzero: number, selectTopk: number): number {
-  return Math.floor(nonzero * selectTopk);
+  return Math.trunc(Math.fround(Math.fround(nonzero) * Math.fround(selectTopk)));
 }
 
 /**

@@ -342,7 +342,8 @@ export function sceSelectMask(taus: Float32Array[], selectTopk: number): Uint8Ar
     variance[j] = q / K;
     if (variance[j] !== 0) nonzero++;
   }
-  const k = Math.floor(nonzero * selectTopk);
+  // mergekit: int(abs(density) * torch.count_nonzero(variance)), a float32 tensor product.
+  const k = Math.trunc(new Float32Array([new Float32Array([nonzero])[0]! * new Float32Array([selectTopk])[0]!])[0]!);
   const keep = new Uint8Array(n);
   if (k <= 0) return keep;
   const idx = Array.from({ length: n }, (_, j) => j);

@@ -1143,6 +1143,11 @@ test("sce: select by variance, weights from mean squares, sign erase", () => {
   close(vals(referenceMerge(r, tiny), "w"), [s, 3 * s, 3 * s, -s], 0);
   // equal variances are taken by lower index: [1, -1] at every position -> select 0.5 of 4 -> j0, j1
   assert.deepEqual(Array.from(sceSelectMask([Float32Array.from([1, 1, 1, 1]), Float32Array.from([-1, -1, -1, -1])], 0.5)), [1, 1, 0, 0]);
+  // k is mergekit's float32 product: 400003 nonzero variances at 0.3333 keep 133321 (float32 133321.0),
+  // not the float64 product's floor, 133320 (hand-worked: 400003 * 0.33329999446868896 = 133320.9978,
+  // whose nearest float32 is 133321.0; float32 steps are 1/64 there).
+  const wide = [new Float32Array(400003).map((_, i) => (i % 7) + 1), new Float32Array(400003)];
+  assert.equal(Array.from(sceSelectMask(wide, 0.3333)).reduce((a, b) => a + b, 0), 133321);
 });
 
 test("ram and ramplus_tl: unique changes summed, shared ones averaged, lambda from shared/unique counts", () => {
