@@ -366,4 +366,22 @@ describe("messages name the real value and the real option", () => {
     assert.match(r.stderr, /chunk size of 4097 bytes/);
     assert.doesNotMatch(r.stderr, /budget/);
   });
+
+  test("the least chunk size a refusal names is the one accepted (TIES of three F32 models: one tile of inputs and output)", async () => {
+    const dir = join(root, `case-${n++}`);
+    // 512 x 16 embeddings: 8192 elements, more than a 4096-element chunk holds resident.
+    const base = baseModel(65, "F32", { ...TINY, vocab: 512 });
+    const recipe = await writeCase(dir, { base, a: fineTune(base, 66, 0.1), b: fineTune(base, 67, 0.1), c: fineTune(base, 68, 0.1) },
+      { merge_method: "ties", base_model: "./base", models: ["a", "b", "c"].map((m) => ({ model: `./${m}`, parameters: { weight: 1, density: 0.5 } })) });
+    // Per element: base and three models (4 bytes each) and the output (4): 20 bytes, 81920 per 4096-element tile.
+    const least = 4096 * (4 * 4 + 4);
+    await assert.rejects(merge(recipe, { out: join(dir, "small"), workerUrl: WORKER_URL, workers: 1, chunkBytes: least - 1 }), (e: unknown) => {
+      assert.ok(e instanceof WeightsoupError && e.code === "E_OPTION", String(e));
+      assert.ok(e.message.includes(`${least} bytes of this tensor's inputs and output`), e.message);
+      assert.equal(e.details.needed, least);
+      return true;
+    });
+    await merge(recipe, { out: join(dir, "least"), workerUrl: WORKER_URL, workers: 1, chunkBytes: least });
+    assert.ok(existsSync(join(dir, "least", "model.safetensors")));
+  });
 });

@@ -337,14 +337,26 @@ describe("della", () => {
       }
     }
   });
-  test("a row too long for a chunk (lcm of the tile and a 4099-element row) is a typed option error naming the tensor", async () => {
-    const dir = join(root, `rows-${counter++}`);
-    const rows = (seed: number) => single([8, 4099], Array.from({ length: 8 * 4099 }, (_, i) => Math.sin(seed + i)));
+  test("rows too long for a chunk are a typed option error naming the tensor and the least chunk it needs", async () => {
+    // Base and one model in F32, an F32 output and one keep bit: 12.125 bytes per element.
     const recipe = { merge_method: "della", base_model: "./base", models: [{ model: "./a", parameters: { weight: 1, density: 0.5 } }] };
-    await assert.rejects(merge(await writeCase(dir, { base: rows(1), a: rows(2) }, recipe), { out: join(dir, "out"), workerUrl: WORKER_URL, chunkBytes: 200_000 }), (e: unknown) => {
-      assert.ok(e instanceof WeightsoupError && e.code === "E_OPTION" && e.details.tensor === "model.layers.0.mlp.weight" && /whole rows/.test(e.message), String(e));
-      return true;
-    });
+    const cases = [
+      // lcm(4096, 4099) = 16.8M elements, more than the tensor: the whole tensor (32792 elements) is the least chunk.
+      { shape: [8, 4099], chunkBytes: 200_000, words: "the whole tensor, 32792 elements (397603 bytes)", needed: Math.ceil(32792 * 12.125) },
+      // lcm(4096, 24) = 12288 elements, half the tensor.
+      { shape: [1024, 24], chunkBytes: 100_000, words: "12288 elements (148992 bytes)", needed: 12288 * 12.125 },
+    ];
+    for (const { shape, chunkBytes, words, needed } of cases) {
+      const dir = join(root, `rows-${counter++}`);
+      const numel = shape[0]! * shape[1]!;
+      const rows = (seed: number) => single(shape, Array.from({ length: numel }, (_, i) => Math.sin(seed + i)));
+      await assert.rejects(merge(await writeCase(dir, { base: rows(1), a: rows(2) }, recipe), { out: join(dir, "out"), workerUrl: WORKER_URL, chunkBytes }), (e: unknown) => {
+        assert.ok(e instanceof WeightsoupError && e.code === "E_OPTION" && e.details.tensor === "model.layers.0.mlp.weight" && /whole rows/.test(e.message), String(e));
+        assert.ok(e.message.includes(words), e.message);
+        assert.equal(e.details.needed, needed);
+        return true;
+      });
+    }
   });
   test("density - epsilon <= 0 is a typed recipe error naming the model and the parameter", async () => {
     const dir = join(root, `bad-${counter++}`);

@@ -96,12 +96,16 @@ export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, 
   const held = multiPass && !rows && options.workers ? heldChunk(t.numel, elements, unit, options.workers * JOBS_PER_WORKER) : 0;
   if (held * perElement <= resident && held > 0) return held;
   if (elements < unit && !rows && unit > TILE) {
-    throw new OptionError("E_OPTION", `tensor "${t.name}": della ranks within rows, so a chunk holds whole rows: ${unit} elements (${Math.ceil(unit * perElement)} bytes) at least, more than the chunk size of ${options.chunkBytes} bytes (--chunk-size, option chunkBytes) and the memory budget allow; raise them`,
-      { tensor: t.name, key: "chunkBytes", value: options.chunkBytes, needed: Math.ceil(unit * perElement) });
+    // A tensor smaller than one unit (rows of odd length make lcm(TILE, row) large) is one chunk.
+    const least = Math.min(unit, t.numel);
+    const what = least < unit ? `the whole tensor, ${least} elements` : `${unit} elements`;
+    throw new OptionError("E_OPTION", `tensor "${t.name}": della ranks within rows, so a chunk holds whole rows that also fill whole tiles: ${what} (${Math.ceil(least * perElement)} bytes) at least, more than the chunk size of ${options.chunkBytes} bytes (--chunk-size, option chunkBytes) and the memory budget allow; raise them`,
+      { tensor: t.name, key: "chunkBytes", value: options.chunkBytes, needed: Math.ceil(least * perElement) });
   }
   if (elements < unit) {
-    // Say which limit is too small: the chunk size when it is the smaller one, else the budget.
-    const tile = unit * (perElement + candidates);
+    // Say which limit is too small: the chunk size when it is the smaller one, else the budget. Only
+    // rows count the candidate keys (fit); a streamed chunk of tiles needs its inputs and output.
+    const tile = unit * (perElement + (rows ? candidates : 0));
     if (options.chunkBytes < available) {
       throw new OptionError("E_OPTION", `tensor "${t.name}": the chunk size of ${options.chunkBytes} bytes (--chunk-size, option chunkBytes) is too small; a chunk holds at least ${rows ? `one row of ${unit}` : unit} elements, ${tile} bytes of this tensor's inputs and output`,
         { tensor: t.name, key: "chunkBytes", value: options.chunkBytes, needed: tile });
