@@ -60,10 +60,24 @@ test("a multi-pass tensor needing more chunks than the pool's instances takes as
   assert.equal(chunkElementsFor(planned(sce, 11534336, "BF16", 4), { ...DEFAULTS, workers: 1 }), 1863680);
   // 11534337 elements: 2883585 per instance rounds up to 705 tiles (2887680), still 4 chunks.
   assert.equal(chunkElementsFor(planned(sce, 11534337, "BF16", 4), { ...DEFAULTS, workers: 2 }), 2887680);
-  // TIES on 8M F32 elements already fits in 4 chunks of 32 MiB (2097152): unchanged.
-  assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), { ...DEFAULTS, workers: 2 }), 2097152);
   // One-pass tensors stream whatever the pool: 8 MiB chunks.
   assert.equal(chunkElementsFor(planned(linear, 4_000_000, "BF16", 4), { ...DEFAULTS, workers: 2 }), 835584);
+});
+
+test("a multi-pass tensor takes one chunk per worker when that fits the resident bound, candidate keys counted", () => {
+  // TIES, 8M F32 elements, 16 bytes each and 1 of candidate keys: 2 workers, 4000000 per worker rounds up
+  // to 977 tiles (4001792), 68.0 MB <= 96 MiB; without workers, 32 MiB chunks (2097152).
+  assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), { ...DEFAULTS, workers: 2 }), 4001792);
+  // 3 workers: 2666666.7 rounds up to 652 tiles (2670592).
+  assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), { ...DEFAULTS, workers: 3 }), 2670592);
+  // 1 worker: nothing to share; four 32 MiB chunks are more than its 2 instances hold, so 2 held chunks
+  // (the rule above) of the same 4001792 elements, 64.0 MB each without candidate keys.
+  assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), { ...DEFAULTS, workers: 1 }), 4001792);
+  assert.equal(chunkElementsFor(planned(ties, 8_000_000, "F32", 3), DEFAULTS), 2097152);
+  // 12.2M elements on 2 workers: 6103040 per worker x 17 = 103.8 MB > 96 MiB (100.7 MB) with the candidate
+  // keys (x 16 alone would fit); 32 MiB chunks would be 6, more than the pool's 4 instances, so 4 held
+  // chunks of 745 tiles (3051520).
+  assert.equal(chunkElementsFor(planned(ties, 12_200_000, "F32", 3), { ...DEFAULTS, workers: 2 }), 3051520);
 });
 
 test("tensors read from picked files (Blobs) take chunks up to the chunk limit, one pass or several", () => {
