@@ -132,9 +132,9 @@ export function poolSize(plan: MergePlan, workers: number): number {
  * are free: a tensor held on the whole pool drains the pool before it starts, and each of its passes
  * ends with every instance waiting for the slowest chunk. Held on one instance per worker, it leaves
  * each worker's other instance to the next tensors meanwhile. On the bench's four 1 GiB models (MLP
- * weights of 11.5M elements, 2 workers: 2 chunks instead of 4 of 32 MiB) every alternated run of TIES
- * and of DARE-TIES was faster (medians 2.93 → 2.71 s and 3.58 → 3.15 s on a quiet machine, 3.73 → 3.15 s and
- * 3.74 → 3.55 s on a busier one), at a peak RSS of 350 MB instead of 282 MB.
+ * weights of 11.5M elements, 2 workers: 2 chunks instead of 4 of 32 MiB) alternated runs of TIES and
+ * DARE-TIES were 0.1–0.5 s faster in two series (medians 2.93 → 2.71 s, 3.58 → 3.15 s), DARE-TIES 0.1 s
+ * in a third, TIES no faster in a fourth; a peak RSS of 350 MB instead of 282 MB (README, stop 36).
  */
 function chunkPerWorker(numel: number, unit: number, workers: number): number {
   const chunk = Math.ceil(numel / workers / unit) * unit;
