@@ -2,7 +2,8 @@
 // dropped) during a merge end it with status 130, "aborted; no output was kept", and nothing beside
 // OUT_DIR: no lock file, no staging folder. A second Ctrl-C during that clean-up does not cut it short.
 // Found by an audit: SIGHUP killed the process (status 129) and left the lock and the staging folder
-// (hundreds of MB); so did a second Ctrl-C 30 ms after the first.
+// (hundreds of MB); so did a second Ctrl-C 30 ms after the first. `weightsoup example` (what `npm start`
+// runs) stops the same way; it had no handler, so Ctrl-C killed it wherever it was.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readdir, writeFile } from "node:fs/promises";
@@ -53,3 +54,42 @@ for (const signals of [["SIGINT"], ["SIGTERM"], ["SIGHUP"], ["SIGINT", "SIGINT"]
     assert.deepEqual((await readdir(dir)).filter((f) => f.includes(out)), [], "nothing of the merge is left");
   });
 }
+
+/** Runs `weightsoup example DIR`, sends SIGINT once `ready(stdout, entries of DIR)` holds; its status, stderr and DIR's entries. */
+async function interruptExample(name: string, ready: (stdout: string, entries: string[]) => boolean) {
+  const target = join(dir, name);
+  const child = spawn(process.execPath, [CLI, "example", target], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "", stderr = "";
+  child.stdout.on("data", (d) => (stdout += d));
+  child.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise<{ status: number | null; signal: NodeJS.Signals | null }>((r) => child.on("exit", (status, signal) => r({ status, signal })));
+  let sent = false;
+  while (!sent) {
+    const entries = await readdir(target).catch((): string[] => []);
+    if (ready(stdout, entries)) { child.kill("SIGINT"); sent = true; }
+    else if (child.exitCode !== null) break;
+    else await new Promise((r) => setTimeout(r, 5));
+  }
+  const result = await exited;
+  assert.ok(sent, `the example ended before the moment to interrupt it: ${stdout}${stderr}`);
+  return { ...result, stderr, entries: await readdir(target) };
+}
+
+test("SIGINT while the example writes its models: status 130, the model being written is finished or removed, no temporary left", async () => {
+  const r = await interruptExample("example-writing", (_, entries) => entries.some((f) => /^\.base\.weightsoup-[0-9a-f]{8}\.tmp$/.test(f)));
+  assert.equal(r.signal, null, "the process exited itself, not killed by SIGINT");
+  assert.equal(r.status, 130, r.stderr);
+  assert.deepEqual(r.entries.filter((f) => f.startsWith(".")), [], "no temporary model or staging folder left");
+  assert.ok(!r.entries.includes("merged"), "nothing merged");
+});
+
+test("SIGINT while the example evaluates: status 130, and it says the merged model is complete", async () => {
+  const r = await interruptExample("example-evaluating", (stdout) => stdout.includes("Evaluating the merge"));
+  assert.equal(r.signal, null, "the process exited itself, not killed by SIGINT");
+  assert.equal(r.status, 130, r.stderr);
+  assert.match(r.stderr, /interrupted while evaluating; the merged model in .*merged is complete/);
+  assert.ok(r.entries.includes("merged"));
+  assert.deepEqual(r.entries.filter((f) => f.startsWith(".")), [], "no staging folder left");
+  const merged = await readdir(join(dir, "example-evaluating", "merged"));
+  assert.ok(merged.includes("model.safetensors") && merged.includes("config.json"), merged.join(", "));
+});

@@ -5,19 +5,25 @@
 import { writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ProgressBar } from "../cli/progress";
+import { interruptible } from "../cli/interrupt";
+import { AbortError } from "../errors";
 import { formatBytes, formatSeconds, formatWorkers } from "../units";
 import { evaluate, merge } from "../node";
 import { DEFAULT_TEXT, DEFAULT_TEXT_NAME } from "../eval/default-text";
 import recipeText from "./recipe.yml";
 import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeExampleFolder } from "./models";
 
+/** Ctrl-C (or SIGTERM, SIGHUP) stops it as it stops `merge`: what is half-written is removed, exit 130. */
 export async function runExample(dirArg: string, io: { stdout: NodeJS.WriteStream; stderr: NodeJS.WriteStream }): Promise<number> {
-  const dir = resolve(dirArg);
+  return interruptible((signal) => writeMergeEvaluate(resolve(dirArg), io, signal));
+}
+
+async function writeMergeEvaluate(dir: string, io: { stdout: NodeJS.WriteStream; stderr: NodeJS.WriteStream }, signal: AbortSignal): Promise<number> {
   const say = (s: string) => io.stdout.write(s + "\n");
   const s = EXAMPLE_SHAPE;
   say(`Writing a Llama-shaped base model (${s.layers} layers, hidden ${s.hidden}, vocab ${s.vocab}, BF16) and fine-tunes ${EXAMPLE_SKILLS.map((k) => k.name).join(", ")} to ${dir}`);
   const t0 = performance.now();
-  const bytes = await writeExampleFolder(dir);
+  const bytes = await writeExampleFolder(dir, signal);
   const recipe = join(dir, "recipe.yml");
   say(`  wrote ${formatBytes(bytes)} of checkpoints in ${formatSeconds((performance.now() - t0) / 1000)}`);
 
@@ -25,8 +31,7 @@ export async function runExample(dirArg: string, io: { stdout: NodeJS.WriteStrea
   say(`Merging with ${recipe}:`);
   say(recipeText.split("\n").filter((l) => l && !l.startsWith("#")).map((l) => "    " + l).join("\n"));
   const bar = new ProgressBar(io.stderr);
-  const summary = await merge(recipe, { out, force: true, onProgress: (e) => bar.update(e) });
-  bar.finish();
+  const summary = await merge(recipe, { out, force: true, signal, onProgress: (e) => bar.update(e) }).finally(() => bar.finish());
   say(`Done: ${summary.method} merged ${summary.tensors} tensors (${formatBytes(summary.inputBytes)} read, ${formatBytes(summary.outputBytes)} written) ` +
     `in ${formatSeconds(summary.seconds)}, ${formatBytes(summary.inputBytes / summary.seconds)}/s with ${formatWorkers(summary.workers)}.`);
   say(`Output: ${out}`);
@@ -38,7 +43,15 @@ export async function runExample(dirArg: string, io: { stdout: NodeJS.WriteStrea
   const parents = ["base", ...EXAMPLE_SKILLS.map((k) => k.name)];
   say(`Evaluating the merge and its parents on the built-in text (${DEFAULT_TEXT_NAME}):`);
   const t1 = performance.now();
-  const { results } = await evaluate([out, ...parents.map((p) => join(dir, p))], { text: DEFAULT_TEXT, against: [join(dir, "base")], context: 256, maxTokens: 1024 });
+  let results;
+  try {
+    ({ results } = await evaluate([out, ...parents.map((p) => join(dir, p))], { text: DEFAULT_TEXT, against: [join(dir, "base")], context: 256, maxTokens: 1024, signal }));
+  } catch (e) {
+    if (!(e instanceof AbortError)) throw e;
+    // The merged model is whole by now: say so rather than the CLI's "no output was kept".
+    io.stderr.write(`weightsoup: interrupted while evaluating; the merged model in ${out} is complete\n`);
+    return 130;
+  }
   for (const r of results) {
     const kl = r.against.find((a) => a.model === join(dir, "base"));
     say(`  ${(r.model === out ? "merged" : r.model.slice(dir.length + 1)).padEnd(7)} perplexity ${r.perplexity.toFixed(2).padStart(8)}  bits/byte ${r.bitsPerByte?.toFixed(3) ?? "-"}  KL from base ${kl ? kl.kl.toFixed(4) : "-"}  (${r.predicted} tokens predicted)`);

@@ -165,10 +165,11 @@ async function writeExampleTokenizer(dir: string, vocab: number): Promise<void> 
  * checkpoints' bytes. Each model is written under a temporary name and renamed when complete, so an
  * interrupted run leaves no model that looks whole; `dir` must be new, empty or an earlier example.
  */
-export async function writeExampleFolder(dir: string): Promise<number> {
+export async function writeExampleFolder(dir: string, signal?: AbortSignal): Promise<number> {
   await prepareExampleFolder(dir);
   let bytes = 0;
   for (const skill of [undefined, ...EXAMPLE_SKILLS]) {
+    signal?.throwIfAborted();
     const name = skill?.name ?? "base";
     const temp = join(dir, `.${name}.weightsoup-${uniqueSuffix()}.tmp`);
     try {
