@@ -12,26 +12,45 @@ import { sceSelectBytes } from "../merge/workspace-methods";
 import type { MergePlan, PlannedTensor } from "../plan/plan";
 
 /**
- * Whole-merge throughput, bytes of input per second, with 2 workers on the 2-core development VM while
- * other jobs shared it: BF16, a base and three fine-tunes of 259 MB each (Llama-shaped, vocab 16000,
- * hidden 1024, 8 layers), `weightsoup merge RECIPE OUT --workers 2 --json`, the mean of two runs per
- * method (passthrough 38 MB/s, linear 71, task_arithmetic 78, slerp 43, ties 28.5, dare_ties 32.8).
- * Operations added later fall back to `other`, the slowest measured.
+ * Whole-merge throughput, bytes of input per second, with 2 workers on the 2-core development VM, the
+ * inputs in the page cache (stop 36, 2026-12-05): the bench's base and three 1.08 GB BF16 Llama-shaped
+ * fine-tunes, `weightsoup merge RECIPE OUT --workers 2 --json`, the median of three runs per method
+ * (seconds below; two-model methods read 2.17 GB, karcher 3.25, the rest 4.34), less the fixed costs
+ * below. Measured: passthrough 0.31 s, linear 0.93, task_arithmetic 0.78 (one rate for both), slerp
+ * 2.22, ties 2.43, dare_ties 2.99, breadcrumbs_ties 3.83, della 8.42, sce 5.23, ram 1.55, ramplus_tl
+ * 3.02, nuslerp 1.83, multislerp 2.38, karcher 3.38, model_stock 1.99, nearswap 1.03, arcee_fusion 3.98.
+ * Inputs read from a disk add its time (on that VM about 1.5 s for the 4.34 GB).
  */
 export const RATES = {
-  copy: 38e6,
-  sum: 71e6,
-  slerp: 43e6,
-  taskVector: 78e6,
-  magnitude: 28.5e6,
-  random: 32.8e6,
-  other: 28.5e6,
+  copy: 6.8e9,
+  sum: 7.8e9,
+  slerp: 1.1e9,
+  taskVector: 7.8e9,
+  magnitude: 2.0e9,
+  random: 1.6e9,
+  breadcrumbs: 1.2e9,
+  della: 0.53e9,
+  sce: 0.88e9,
+  ram: 3.5e9,
+  ramplus: 1.6e9,
+  nuslerp: 1.4e9,
+  multislerp: 2.1e9,
+  karcher: 1.1e9,
+  modelStock: 2.6e9,
+  nearswap: 3.0e9,
+  arceeFusion: 0.59e9,
 } as const;
 
 export type RateFamily = keyof typeof RATES;
 
-/** Seconds a merge spends besides its tensors (starting workers, writing config and card, committing). */
-export const FIXED_SECONDS = 0.5;
+/** Seconds a merge spends besides its tensors (headers, planning, config and card, committing). */
+export const FIXED_SECONDS = 0.15;
+
+/**
+ * Seconds a merge that computes spends starting its kernels and workers: the example's TIES merge (103 MB
+ * of inputs) took 0.385–0.401 s by its summary, of which its bytes at the ties rate are 0.05 s.
+ */
+export const KERNEL_START_SECONDS = 0.15;
 
 /** Memory of the process besides the workers' wasm memory (Node, the worker threads, headers), bytes. */
 export const BASELINE_BYTES = 90e6;
@@ -39,11 +58,9 @@ export const BASELINE_BYTES = 90e6;
 export function rateFamily(t: PlannedTensor): RateFamily {
   const op = t.op;
   switch (op.kind) {
-    case "copy": return "copy";
-    case "sum": return "sum";
-    case "slerp": return "slerp";
-    case "taskVector": return op.sparsify === "magnitude" ? "magnitude" : op.sparsify === "random" ? "random" : "taskVector";
-    default: return "other";
+    case "taskVector": return op.sparsify === undefined ? "taskVector" : op.sparsify;
+    case "ram": return op.plus ? "ramplus" : "ram";
+    default: return op.kind;
   }
 }
 
@@ -91,7 +108,8 @@ export function estimatePlan(plan: MergePlan, options: { workers: number; memory
   const instance = (bytes: number) => Math.ceil(Math.min(options.memoryBudget / JOBS_PER_WORKER, KERNEL_OVERHEAD_BYTES + bytes) / 65536) * 65536;
   const peakWorkerMemory = held.reduce((s, b) => s + instance(b), 0);
   const byFamily = [...families].map(([family, f]) => ({ family, ...f, rate: RATES[family] }));
-  const seconds = FIXED_SECONDS + byFamily.reduce((s, f) => s + f.inputBytes / f.rate, 0);
+  const computes = byFamily.some((f) => f.family !== "copy");
+  const seconds = FIXED_SECONDS + (computes ? KERNEL_START_SECONDS : 0) + byFamily.reduce((s, f) => s + f.inputBytes / f.rate, 0);
   return {
     workers,
     outputBytes: plan.tensors.reduce((s, t) => s + t.outputBytes, 0),
