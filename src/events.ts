@@ -6,7 +6,7 @@
 export type MergeEvent =
   | {
       type: "plan"; method: string; tensors: number; shards: number; inputBytes: number; outputBytes: number;
-      /** Worker threads; 0 when the merge runs on the calling thread (a small one, see IN_THREAD_BYTES). */
+      /** Worker threads; 0 when the merge runs on the calling thread (a small one, see IN_THREAD_SECONDS). */
       workers: number; chunkedTensors: number;
     }
   | { type: "tensor-start"; index: number; name: string; inputBytes: number; chunks: number }

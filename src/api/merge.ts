@@ -13,6 +13,7 @@ import { JOBS_PER_WORKER, runPlan, type EngineOptions, type MergeSummary as Engi
 import { WorkerPool } from "../pool/pool";
 import { compileKernels } from "../kernels/kernels";
 import { Phases } from "../eval/profile";
+import { FASTEST_RATE, tensorSeconds } from "../ledger/estimate";
 import type { Ledger } from "../ledger/ledger";
 import { openModel, type LoadedModel } from "../model/model";
 import { openModelReference } from "../lora/model-ref";
@@ -34,7 +35,8 @@ export interface MergeOptions {
   models: (name: string) => Promise<ModelFolder> | ModelFolder;
   /**
    * Worker count (default: the available cores, at most one per tensor, and in Node none for a merge
-   * of at most IN_THREAD_BYTES read and written, which then runs on the calling thread).
+   * whose tensors take at most IN_THREAD_SECONDS at the measured rates, which then runs on the calling
+   * thread).
    */
   workers?: number;
   /** DARE's seed, an integer in [0, 2^32) (default 0). */
@@ -60,12 +62,18 @@ export const DEFAULT_CHUNK_BYTES = 64 * 1048576;
 export const DEFAULT_SHARD_SIZE = 5e9;
 
 /**
- * A merge reading and writing at most this many bytes runs on the calling thread when the caller leaves
- * the worker count to weightsoup (Node only: a page's main thread must stay free). A worker costs about
- * 0.2 s of CPU to start (a Node thread, its bundle); one core merges TIES at about 160 MB/s of bytes
- * moved (linear much faster), so two workers pay for their start-up above about 2 × 0.2 × 160 MB.
+ * A merge whose tensors take at most this long with 2 workers (tensorSeconds: input bytes over each
+ * operation's measured rate) runs on the calling thread when the caller leaves the worker count to
+ * weightsoup (Node only: a page's main thread must stay free). Workers cost their start (a Node thread,
+ * its bundle, about 0.2 s of CPU) and their memory's first touch; one thread does the work of two in
+ * about twice the time, so workers pay once that work passes about 0.1 s. Whole CLI processes on the
+ * dev VM, alternating (stop 36): the example's TIES merge (103 MB read) took 0.41–0.53 s in this thread
+ * against 0.58–0.72 s with 2 workers; TIES on 173 MB 0.49–0.55 s against 0.63–0.73 s, on 322 MB
+ * (0.16 s of work) 0.73–0.79 s against 0.75–0.89 s, on 619 MB 1.33–1.56 s against 1.24–1.39 s; linear
+ * on 619 MB (0.08 s) 0.51–0.53 s against 0.56–0.58 s, on the bench's 4.34 GB 1.40–1.53 s against
+ * 0.94–0.98 s. Until then, merges of at most 64 MiB read and written ran here, whatever the method.
  */
-export const IN_THREAD_BYTES = 64 * 1048576;
+export const IN_THREAD_SECONDS = 0.1;
 
 /** What merge() resolves with: the engine's summary and the ledger of every input tensor. */
 export interface MergeSummary extends EngineSummary {
@@ -184,7 +192,7 @@ export async function discardedOnFailure<T>(options: unknown, run: () => Promise
 /**
  * A single-stage merge. Its fixed costs overlap: the kernels compile (off this thread) while the
  * headers are read and the plan is made, and the first worker starts as soon as the models are known
- * to be larger than IN_THREAD_BYTES (at once when the caller set the worker count); the rest start
+ * to hold more than a merge in this thread may read (at once when the caller set the worker count); the rest start
  * once the plan says how many tensors there are to share. WEIGHTSOUP_PROFILE=1 (--profile) prints
  * the timeline.
  */
@@ -205,14 +213,14 @@ async function mergeOnce(recipe: Recipe, options: MergeOptions): Promise<MergeSu
   let modelBytes = 0;
   const onModel = (model: LoadedModel) => {
     for (const t of model.tensors.values()) modelBytes += t.end - t.begin;
-    if (modelBytes > IN_THREAD_BYTES) startFirstWorker();
+    // Models this large hold more than any merge in this thread reads: start a worker while planning.
+    if (modelBytes > IN_THREAD_SECONDS * FASTEST_RATE) startFirstWorker();
   };
   let inThread = false;
   try {
     const plan = await phases.time("read headers, plan", prepare(recipe, options.models, options.signal, { onModel, workers: options.workers, workerUrl: options.workerUrl }));
     const out = await phases.time("open the output folder", typeof options.out === "function" ? options.out(plan) : Promise.resolve(options.out));
-    const bytes = plan.tensors.reduce((s, t) => s + t.inputBytes + t.outputBytes, 0);
-    inThread = mayRunInThread && !starting && bytes <= IN_THREAD_BYTES;
+    inThread = mayRunInThread && !starting && tensorSeconds(plan) <= IN_THREAD_SECONDS;
     // The engine's steps, timed from its calls and events: until it takes the pool, then the tensors
     // (to the last one done), then the rest (releasing workers, the other files, the commit).
     let mark = performance.now();

@@ -64,6 +64,14 @@ export function rateFamily(t: PlannedTensor): RateFamily {
   }
 }
 
+/** Seconds a plan's tensors take at RATES (with 2 workers), fixed costs left out. */
+export function tensorSeconds(plan: MergePlan): number {
+  return plan.tensors.reduce((s, t) => s + t.inputBytes / RATES[rateFamily(t)], 0);
+}
+
+/** The fastest of RATES: no plan's tensors take less per byte. */
+export const FASTEST_RATE = Math.max(...Object.values(RATES));
+
 export interface PlanEstimate {
   workers: number;
   /** Bytes the output's tensors take (headers excluded). */
@@ -109,7 +117,7 @@ export function estimatePlan(plan: MergePlan, options: { workers: number; memory
   const peakWorkerMemory = held.reduce((s, b) => s + instance(b), 0);
   const byFamily = [...families].map(([family, f]) => ({ family, ...f, rate: RATES[family] }));
   const computes = byFamily.some((f) => f.family !== "copy");
-  const seconds = FIXED_SECONDS + (computes ? KERNEL_START_SECONDS : 0) + byFamily.reduce((s, f) => s + f.inputBytes / f.rate, 0);
+  const seconds = FIXED_SECONDS + (computes ? KERNEL_START_SECONDS : 0) + tensorSeconds(plan);
   return {
     workers,
     outputBytes: plan.tensors.reduce((s, t) => s + t.outputBytes, 0),
