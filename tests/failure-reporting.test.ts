@@ -71,7 +71,11 @@ describe("workers that cannot start", { timeout: 60_000 }, () => {
     const r = spawnSync(process.execPath, [join(lonely, "cli.cjs"), "example", join(root, "example-out")], { encoding: "utf8", timeout: 120_000, killSignal: "SIGKILL" });
     assert.equal(r.status, 1, r.stdout + r.stderr);
     assert.match(r.stderr, /\[E_WORKER\]/);
-    assert.ok(!existsSync(join(root, "example-out", "merged")));
+    // Its merge has little work and runs in the CLI's own thread (stop 36), so it is whole; the
+    // evaluation after it needs the workers.
+    assert.match(r.stdout, /Done: ties merged .* no workers \(in this thread\)/);
+    assert.match(r.stdout, /Evaluating the merge/);
+    assert.ok(existsSync(join(root, "example-out", "merged", "model.safetensors")));
   });
 });
 
