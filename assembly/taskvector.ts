@@ -851,17 +851,42 @@ export function maskedL1(table: usize, nInputs: i32, n: i32, startLo: u32, start
 @inline
 function l1Block(x: usize, xd: i32, b: usize, bd: i32, count: i32, random: bool, kept: usize, lo: u32, threshold: u32, key: u32, high: u32, bits: usize, p: usize): void {
   const flipped = i32x4.splat(threshold ^ SIGN), vkey = i32x4.splat(key), vhigh = i32x4.splat(high);
-  const lanes = laneConstant(LANES), m1 = laneConstant(MIX1), m2 = laneConstant(MIX2), signs = laneConstant(SIGNS);
+  const lanes = laneConstant(LANES), m1c = laneConstant(MIX1), m2c = laneConstant(MIX2), signs = laneConstant(SIGNS);
   const magnitude = laneConstant(MAGNITUDES);
   let aLo = f64x2.splat(0), aHi = f64x2.splat(0), mLo = f64x2.splat(0), mHi = f64x2.splat(0);
   // The keep bits of the elements since the last whole byte (a nibble after an odd number of vectors).
   let pending: u32 = 0;
   let j = 0;
+  // Eight elements per iteration, the two vectors' sums added in element order (the same sums, bit for
+  // bit, as four at a time); their keep bits make one whole byte.
+  for (; j + 8 <= count; j += 8) {
+    const all0 = v128.and(f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), magnitude);
+    const all1 = v128.and(f32x4.sub(loadLanes(x, xd, j + 4), loadLanes(b, bd, j + 4)), magnitude);
+    let m0: v128, m1: v128;
+    if (random) {
+      const keep0 = randomLanes(lo + <u32>j, lanes, m1c, m2c, signs, vkey, vhigh, flipped);
+      const keep1 = randomLanes(lo + <u32>j + 4, lanes, m1c, m2c, signs, vkey, vhigh, flipped);
+      m0 = v128.and(all0, keep0);
+      m1 = v128.and(all1, keep1);
+      if (bits != 0) store<u8>(bits + (<usize>j >>> 3), <u32>i32x4.bitmask(keep0) | (<u32>i32x4.bitmask(keep1) << 4));
+    } else {
+      m0 = v128.and(v128.load(kept + (<usize>j << 2)), magnitude);
+      m1 = v128.and(v128.load(kept + (<usize>j << 2), 16), magnitude);
+    }
+    aLo = f64x2.add(aLo, f64x2.promote_low_f32x4(all0));
+    aHi = f64x2.add(aHi, promoteHigh(all0));
+    mLo = f64x2.add(mLo, f64x2.promote_low_f32x4(m0));
+    mHi = f64x2.add(mHi, promoteHigh(m0));
+    aLo = f64x2.add(aLo, f64x2.promote_low_f32x4(all1));
+    aHi = f64x2.add(aHi, promoteHigh(all1));
+    mLo = f64x2.add(mLo, f64x2.promote_low_f32x4(m1));
+    mHi = f64x2.add(mHi, promoteHigh(m1));
+  }
   for (; j + 4 <= count; j += 4) {
     const all = v128.and(f32x4.sub(loadLanes(x, xd, j), loadLanes(b, bd, j)), magnitude);
     let m: v128;
     if (random) {
-      const keep = randomLanes(lo + <u32>j, lanes, m1, m2, signs, vkey, vhigh, flipped);
+      const keep = randomLanes(lo + <u32>j, lanes, m1c, m2c, signs, vkey, vhigh, flipped);
       m = v128.and(all, keep);
       if (bits != 0) {
         pending |= <u32>i32x4.bitmask(keep) << (<u32>j & 4);
