@@ -137,7 +137,8 @@ function narrow(s: State, r: SummedRange, shift: number, perChunk: RangeResult[]
   }
   // Only a nonzero bucket can hold the k-th key (the keys above the range are fewer than k).
   let cum = r.above;
-  for (const [b, count] of r.nonzero) {
+  for (let i = 0; i < r.nonzero.length; i += 2) {
+    const b = r.nonzero[i]!, count = r.nonzero[i + 1]!;
     if (cum + count >= s.k) {
       const lo = s.lo + b * 2 ** shift;
       if (shift === 0) {
@@ -153,8 +154,8 @@ function narrow(s: State, r: SummedRange, shift: number, perChunk: RangeResult[]
   throw new Error(`radix select lost the k-th element (k=${s.k}, counted ${cum})`);
 }
 
-/** A range pass's counts summed over the chunks: the nonzero buckets, largest bucket first, as [bucket, count]. */
-interface SummedRange { nonzero: [number, number][]; above: number; inside: number }
+/** A range pass's counts summed over the chunks: the nonzero buckets, largest bucket first (see nonzeroBuckets). */
+interface SummedRange { nonzero: number[]; above: number; inside: number }
 
 /**
  * Sum of per-chunk results (integer counts: the order does not matter). Chunks that sent their nonzero
@@ -167,22 +168,25 @@ function sumRanges(parts: RangeResult[]): SummedRange {
 
 /**
  * The nonzero buckets of the sum of histograms of one size (dense or sparse, see Counts), largest
- * bucket first, as [bucket, count]. Walks skip the empty buckets this way: a sample histogram of |tau|
- * has 65536 buckets, of which small weights' deltas fill a few thousand near the bottom.
+ * bucket first, as one flat list: bucket, count, bucket, count, ... Walks skip the empty buckets this
+ * way: a sample histogram of |tau| has 65536 buckets, of which small weights' deltas fill a few thousand
+ * near the bottom. Flat, because a pair per bucket was an allocation per bucket: a small model's select
+ * (three rounds of 2048 buckets per task and tensor) spent more time collecting that garbage than
+ * scanning.
  */
-function nonzeroBuckets(parts: Counts[]): [number, number][] {
-  const nonzero: [number, number][] = [];
+function nonzeroBuckets(parts: Counts[]): number[] {
+  const nonzero: number[] = [];
   if (parts.some((p) => "hist" in p)) {
     const hist = sumCounts(parts);
-    for (let b = hist.length - 1; b >= 0; b--) if (hist[b]! !== 0) nonzero.push([b, hist[b]!]);
+    for (let b = hist.length - 1; b >= 0; b--) if (hist[b]! !== 0) nonzero.push(b, hist[b]!);
     return nonzero;
   }
   const counts = new Map<number, number>();
   for (const p of parts as { pairs: Uint32Array }[]) {
     for (let i = 0; i < p.pairs.length; i += 2) counts.set(p.pairs[i]!, (counts.get(p.pairs[i]!) ?? 0) + p.pairs[i + 1]!);
   }
-  for (const [b, count] of counts) nonzero.push([b, count]);
-  return nonzero.sort((x, y) => y[0] - x[0]);
+  for (const b of [...counts.keys()].sort((x, y) => y - x)) nonzero.push(b, counts.get(b)!);
+  return nonzero;
 }
 
 /** The dense sum of histograms of one size, dense or sparse (see Counts). */
@@ -235,7 +239,8 @@ async function bracketFromSample(exec: TensorExecutor, numel: number, states: St
     // a bucket's count; topRank <= 0 leaves the bracket open upwards).
     const nonzero = nonzeroBuckets(parts);
     let cum = 0, hiBucket = -1, loBucket = -1, inBracket = 0;
-    for (const [b, count] of nonzero) {
+    for (let i = 0; i < nonzero.length; i += 2) {
+      const b = nonzero[i]!, count = nonzero[i + 1]!;
       if (hiBucket < 0 && cum + count > topRank) hiBucket = b;
       if (hiBucket >= 0) inBracket += count;
       cum += count;
