@@ -17,6 +17,7 @@ import { Generator } from "../src/eval/generator";
 import { MergeHost } from "../src/pool/merge-host";
 import { AlignmentWorker } from "../src/align/worker-tensors";
 import { copyBlobToFile, sharesWrites } from "../src/io/library-copy";
+import { readSyncInWorker } from "../src/io/source";
 
 installErrorTransfer();
 
@@ -198,8 +199,9 @@ if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !==
   expose(api, receivingEndpoint(globalThis as unknown as Worker));
 } else {
   // Node: the import stays dynamic so browsers never see a node: module.
-  void import("node:worker_threads").then(({ parentPort }) => {
+  void Promise.all([import("node:worker_threads"), import("node:fs")]).then(([{ parentPort }, { readSync }]) => {
     if (!parentPort) throw new Error("weightsoup's worker script must run as a worker");
+    readSyncInWorker(readSync);
     expose(api, nodeEndpoint(parentPort));
   });
 }

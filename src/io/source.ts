@@ -153,16 +153,19 @@ export class OpfsSource implements ByteSource {
  * the disk (inputs evicted) nothing was lost (2.1-2.6 s against 2.5-3.5 s). A worker blocked in a read
  * computes nothing meanwhile, but the other worker does, and reads were never what a worker waited on
  * longest. On the main thread (the calling thread's small merges, the library's own reads) reads stay
- * asynchronous: its event loop must not block. Undefined there, and in browsers (never asked).
+ * asynchronous: its event loop must not block. Set by the worker script in Node (readSyncInWorker);
+ * undefined on the main thread and in browsers. (Set from there rather than asking node:worker_threads
+ * whether this is the main thread: loading that module took 3.4 ms of every small merge's start.)
  */
-let readSyncInWorkers: Promise<typeof import("node:fs").readSync | undefined> | undefined;
-function workerReadSync(): Promise<typeof import("node:fs").readSync | undefined> {
-  readSyncInWorkers ??= Promise.all([import("node:fs"), import("node:worker_threads")]).then(([fs, threads]) => (threads.isMainThread ? undefined : fs.readSync));
-  return readSyncInWorkers;
+let workerReadSync: typeof import("node:fs").readSync | undefined;
+
+/** Called once by the worker script in Node: this thread is a worker, and reads files with `readSync`. */
+export function readSyncInWorker(readSync: typeof import("node:fs").readSync): void {
+  workerReadSync = readSync;
 }
 
 /**
- * A file read with FileHandle.read (or readSync in a worker: workerReadSync), which fills the given view in place. (fs.openAsBlob is not used:
+ * A file read with FileHandle.read (or readSync in a worker: readSyncInWorker), which fills the given view in place. (fs.openAsBlob is not used:
  * Node 20 misreports files of 4 GiB and more, nodejs/node#52585.)
  */
 export class NodeFileSource implements ByteSource {
@@ -199,7 +202,7 @@ export class NodeFileSource implements ByteSource {
   }
 
   async readInto(offset: number, into: Uint8Array): Promise<void> {
-    const [fh, readSync] = await Promise.all([this.open(), workerReadSync()]);
+    const fh = await this.open(), readSync = workerReadSync;
     let done = 0;
     while (done < into.length) {
       // One read is capped below 2 GiB by Node; loop for short reads as well.
