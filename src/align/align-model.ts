@@ -16,6 +16,7 @@ import { openPoolEngine } from "./pool-engine";
 import { checkSpec, type PermutationSpec, type Permutations } from "./spec";
 import { matchGroups, type GroupSimilarity } from "./weight-matching";
 import type { AlignmentStats } from "./worker-tensors";
+import { nowMs } from "../clock";
 
 export const ALIGNMENT_FILE = "weightsoup_alignment.json";
 
@@ -77,16 +78,16 @@ export async function matchModels(reference: LoadedModel, model: LoadedModel, op
   }
   const { signal } = options;
   return abortable(signal, async (slot) => {
-    const t0 = performance.now();
+    const t0 = nowMs();
     const workers = options.workers ?? (await availableCores());
     const pool = await slot.start({ size: Math.max(1, workers), workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: UNUSED_MERGE_BUDGET, jobsPerWorker: 1 });
     // The workers read the tensors themselves, per matrix: "read" is starting them.
     const engine = await openPoolEngine(pool, reference, model, checked.tensors.keys(), { memoryBudget: ALIGN_WASM_BUDGET, cacheBytes: options.memoryBudget ?? DEFAULT_ALIGN_CACHE });
-    const t1 = performance.now();
+    const t1 = nowMs();
     const result = await matchGroups(checked, engine, { seed: options.seed, maxSweeps: options.maxSweeps, signal, onGroup: options.onGroup });
     const workerStats = await engine.stats();
     const groups = [...result.similarity].map(([name, s]) => ({ name, size: checked.sizes.get(name)!, ...s }));
-    return { spec, specKind, permutations: result.permutations, sweeps: result.sweeps, groups, readSeconds: (t1 - t0) / 1000, matchSeconds: (performance.now() - t1) / 1000, workerStats };
+    return { spec, specKind, permutations: result.permutations, sweeps: result.sweeps, groups, readSeconds: (t1 - t0) / 1000, matchSeconds: (nowMs() - t1) / 1000, workerStats };
   });
 }
 
@@ -98,7 +99,7 @@ export async function alignModel(reference: LoadedModel, model: LoadedModel, out
 async function writeAligned(reference: LoadedModel, model: LoadedModel, out: OutputFolder, options: AlignOptions): Promise<AlignResult> {
   try {
     const matched = await matchModels(reference, model, options);
-    const t0 = performance.now();
+    const t0 = nowMs();
     await writePermutedModel(model, matched.spec, matched.permutations, out, options.signal);
     await out.writeText(ALIGNMENT_FILE, JSON.stringify({
       reference: reference.location, model: model.location, seed: options.seed ?? 0, sweeps: matched.sweeps,
@@ -109,7 +110,7 @@ async function writeAligned(reference: LoadedModel, model: LoadedModel, out: Out
     }, null, 1) + "\n");
     await out.commit();
     const { readSeconds, matchSeconds, workerStats: _, ...rest } = matched;
-    return { ...rest, seconds: { read: readSeconds, match: matchSeconds, write: (performance.now() - t0) / 1000 } };
+    return { ...rest, seconds: { read: readSeconds, match: matchSeconds, write: (nowMs() - t0) / 1000 } };
   } catch (e) {
     await out.discard();
     throw e;

@@ -11,6 +11,7 @@ import { layerDiagnoses, tensorDiagnoses, totalDiagnosis, type GroupStats } from
 import { summarize, type Diagnosis } from "../diagnose/present";
 import { parseRecipe, type Recipe } from "../recipe/recipe";
 import { refuseStages } from "./stages";
+import { nowMs } from "../clock";
 
 export interface DiagnoseOptions extends Pick<MergeOptions, "models" | "workers" | "seed" | "memoryBudget" | "chunkBytes" | "chunkElements" | "workerUrl" | "signal"> {
   onProgress?: (event: DiagnoseEvent) => void;
@@ -53,7 +54,7 @@ function sameSums(a: TensorSums[], b: TensorSums[]): boolean {
 export async function diagnose(recipe: Recipe | string, options: DiagnoseOptions): Promise<DiagnosisResult> {
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "chunkElements"]);
   checkCallbackOption(options, "onProgress");
-  const started = performance.now();
+  const started = nowMs();
   const emit = (e: DiagnoseEvent) => options.onProgress?.(e);
   return abortable(options.signal, async () => {
     const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
@@ -88,7 +89,7 @@ export async function diagnose(recipe: Recipe | string, options: DiagnoseOptions
       }
     }
     for (const message of result.warnings) emit({ type: "warning", message });
-    emit({ type: "diagnose-done", seconds: (performance.now() - started) / 1000 });
+    emit({ type: "diagnose-done", seconds: (nowMs() - started) / 1000 });
     return result;
   });
 }

@@ -22,6 +22,7 @@ import { abortable } from "./abortable";
 import { checkArrayArgument, checkCallbackOption, checkIntegerOptions, checkOptionKinds } from "./options";
 import { formatBytes } from "../units";
 import { scalarMath } from "../kernels/scalar-math";
+import { nowMs } from "../clock";
 
 /** A model to evaluate or compare against: a checkpoint folder, or a recipe evaluated without writing it. */
 export type EvalSubject =
@@ -72,7 +73,7 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
   checkCallbackOption(options, "onProgress");
   if (subjects.length === 0) throw new DataError("E_DATA", "nothing to evaluate: name at least one model or recipe", {});
   if ((options.text === undefined) === (options.ids === undefined)) throw new DataError("E_DATA", "give either a text or token ids to evaluate on", {});
-  const started = performance.now();
+  const started = nowMs();
   const { signal } = options;
   const budget = options.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
   const anyRecipe = [...subjects, ...(options.against ?? [])].some((s) => "recipe" in s);
@@ -145,7 +146,7 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
     // Results in the order the subjects were given.
     results.sort((a, b) => evaluated.findIndex((e) => e.name === a.model) - evaluated.findIndex((e) => e.name === b.model));
     await pool.each((api) => api.release());
-    options.onProgress?.({ type: "eval-done", seconds: (performance.now() - started) / 1000 });
+    options.onProgress?.({ type: "eval-done", seconds: (nowMs() - started) / 1000 });
     return { results };
   });
 }

@@ -20,6 +20,7 @@ import type { EvalSubject } from "./evaluate";
 import { DEFAULT_CHUNK_BYTES, prepare } from "./merge";
 import { abortable } from "./abortable";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
+import { nowMs } from "../clock";
 
 export interface GenerateOptions {
   /** The prompt as text (tokenized by the model's tokenizer), or as token ids. */
@@ -133,11 +134,11 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
       }
       if (++heard >= expected) caughtUp?.();
     };
-    const started = performance.now();
+    const started = nowMs();
     const ids = await pool.on(0, (api) => api.genRun(Int32Array.from(prompt), maxNew, { temperature, seed: options.seed ?? 0 }, stop, proxy(onToken)));
     expected = ids.length;
     if (heard < expected) await new Promise<void>((ok) => (caughtUp = ok));
-    const seconds = (performance.now() - started) / 1000;
+    const seconds = (nowMs() - started) / 1000;
     const rest = decoder ? decoder.flush() : "";
     text += rest;
     tell(held, rest);

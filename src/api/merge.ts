@@ -23,6 +23,7 @@ import { parseRecipe, type AlignStep, type Recipe } from "../recipe/recipe";
 import { finishTokenizerPlan, recipeVocabulary } from "../vocab/prepare";
 import { checkCallbackOption, checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./options";
 import { mergeStages, refuseStages } from "./stages";
+import { nowMs } from "../clock";
 
 export interface MergeOptions {
   /**
@@ -223,7 +224,7 @@ async function mergeOnce(recipe: Recipe, options: MergeOptions): Promise<MergeSu
     inThread = mayRunInThread && !starting && tensorSeconds(plan) <= IN_THREAD_SECONDS;
     // The engine's steps, timed from its calls and events: until it takes the pool, then the tensors
     // (to the last one done), then the rest (releasing workers, the other files, the commit).
-    let mark = performance.now();
+    let mark = nowMs();
     const summary = await runPlan(plan, out, {
       ...engine,
       startPool: async (size) => {
@@ -234,14 +235,14 @@ async function mergeOnce(recipe: Recipe, options: MergeOptions): Promise<MergeSu
           // (~12 us a page on the bench's VM: a few ms of a small merge).
           ? WorkerPool.inThisThread({ memoryBudget: engine.memoryBudget, jobsPerWorker: 1, kernels })
           : pool.grow(size).then(() => pool));
-        mark = performance.now();
+        mark = nowMs();
         return ready;
       },
       onProgress: (e) => {
         if (e.type === "plan" && inThread) e = { ...e, workers: 0 };
         if (e.type === "tensor-done" && e.tensorsDone === e.tensorsTotal) {
           phases.since("merge the tensors", mark);
-          mark = performance.now();
+          mark = nowMs();
         }
         if (e.type === "done") phases.since("stop workers, other files, commit", mark);
         options.onProgress?.(e);

@@ -12,6 +12,7 @@ import { alignedEndpoint, checkSameComputation, endpointFolder, subjectName, typ
 import { lambdas, linearPointRecipe, slerpPointRecipe } from "../measure/recipes";
 import { evaluate, type EvalSubject, type EvaluateOptions } from "./evaluate";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
+import { nowMs } from "../clock";
 
 export type LossPathEvent =
   | { type: "path-endpoint"; endpoint: "A" | "B"; name: string }
@@ -81,7 +82,7 @@ export const DEFAULT_PATH_POINTS = 11;
 export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPathOptions): Promise<LossPathResult> {
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "context", "maxTokens", "points", "maxSweeps"]);
   checkCallbackOption(options, "onProgress");
-  const started = performance.now();
+  const started = nowMs();
   const { points = DEFAULT_PATH_POINTS, slerp = false, align = false, maxSweeps, pointByPoint = false, onProgress, ...evalOptions } = options;
   const [nameA, nameB] = [subjectName(a), subjectName(b)];
   if (nameA === nameB) throw new DataError("E_DATA", `A and B are both "${nameA}": a loss path needs two different models or recipes`, { model: nameA });
@@ -139,7 +140,7 @@ export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPath
     onProgress?.({ type: "path-aligned", reference: nameA, model: nameB, sweeps: alignment.sweeps, workerAssignments: alignment.workerAssignments });
     result.aligned = { ...(await curves(true, alignment.folder)), sweeps: alignment.sweeps, groups: alignment.groups };
   }
-  result.seconds = (performance.now() - started) / 1000;
+  result.seconds = (nowMs() - started) / 1000;
   onProgress?.({ type: "path-done", seconds: result.seconds });
   return result;
 }

@@ -17,6 +17,7 @@ import type { ModelFolder } from "../io/folder";
 import { evaluate, type EvaluateOptions } from "./evaluate";
 import { merge, type MergeSummary } from "./merge";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
+import { nowMs } from "../clock";
 
 export type SoupEvent =
   | { type: "soup-ingredients"; ingredients: string[] }
@@ -73,7 +74,7 @@ export interface SoupResult {
 export async function greedySoup(ingredients: readonly SoupIngredient[], options: SoupOptions): Promise<SoupResult> {
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "context", "maxTokens"]);
   checkCallbackOption(options, "onProgress");
-  const started = performance.now();
+  const started = nowMs();
   const { greedy = true, out, onProgress, ...evalOptions } = options;
   if (ingredients.length < 2) throw new DataError("E_DATA", `a soup needs at least two ingredients, got ${ingredients.length}`, {});
   const names = ingredients.map((i) => subjectName(i));
@@ -132,7 +133,7 @@ export async function greedySoup(ingredients: readonly SoupIngredient[], options
       ...(evalOptions.signal !== undefined ? { signal: evalOptions.signal } : {}),
     });
   }
-  result.seconds = (performance.now() - started) / 1000;
+  result.seconds = (nowMs() - started) / 1000;
   onProgress?.({ type: "soup-done", seconds: result.seconds });
   return result;
 }

@@ -18,6 +18,7 @@ import { openModel } from "../model/model";
 import { checkParameterNames, methodOf, referencedModels, type MergePlan } from "../plan/plan";
 import type { Recipe } from "../recipe/recipe";
 import type { MergeOptions, MergeSummary } from "./merge";
+import { nowMs } from "../clock";
 
 /** api/merge.ts's prepare: parse, open the models, plan (passed in, so the two files do not import each other). */
 export type Prepare = (recipe: Recipe, models: MergeOptions["models"], signal?: AbortSignal, options?: Pick<MergeOptions, "workers" | "workerUrl">) => Promise<MergePlan>;
@@ -33,7 +34,7 @@ export function refuseStages(recipe: Recipe): void {
 }
 
 export async function mergeStages(recipe: Recipe, options: MergeOptions, engine: EngineOptions, prepare: Prepare): Promise<MergeSummary> {
-  const started = performance.now();
+  const started = nowMs();
   const { signal } = options;
   // The final document is planned as a one-document recipe (its text stays the whole file's).
   const { stages: earlier, ...final } = recipe;
@@ -110,14 +111,14 @@ export async function mergeStages(recipe: Recipe, options: MergeOptions, engine:
       const onProgress = (e: MergeEvent) => {
         if (e.type !== "done") return emit(e);
         emit({ type: "stage-done", index: i, stages: stages.length, name: stage.name, tensors: e.tensors, seconds: e.seconds });
-        if (last) emit({ ...e, seconds: (performance.now() - started) / 1000 });
+        if (last) emit({ ...e, seconds: (nowMs() - started) / 1000 });
       };
       summary = await runPlan(plan, scratch?.output ?? new FinalOutput(out, () => removeRead(Infinity)), { ...engine, onProgress });
       done.push({ name: stage.name, method: summary.method, tensors: summary.tensors, inputBytes: summary.inputBytes, outputBytes: summary.outputBytes, seconds: summary.seconds });
       if (scratch) intermediates.set(stage.name!, { scratch, folder: await scratch.folder() });
       await removeRead(i);
     }
-    return { ...summary!, seconds: (performance.now() - started) / 1000, stages: done, ledger: ledger! };
+    return { ...summary!, seconds: (nowMs() - started) / 1000, stages: done, ledger: ledger! };
   } catch (e) {
     await removeRead(Infinity).catch(() => undefined);
     await out?.discard().catch(() => undefined);

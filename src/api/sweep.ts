@@ -27,6 +27,7 @@ import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
 import { checkArrayArgument, checkCallbackOption, checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./options";
 import type { ModelFolder } from "../io/folder";
 import { scalarMath } from "../kernels/scalar-math";
+import { nowMs } from "../clock";
 
 export interface SweepOptions extends Omit<EvaluateOptions, "against" | "onProgress"> {
   /** How the recipe's model names are found. */
@@ -85,7 +86,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
   }
   checkCallbackOption(options, "onProgress");
   if ((options.text === undefined) === (options.ids === undefined)) throw new DataError("E_DATA", "give either a text or token ids to evaluate on", {});
-  const started = performance.now();
+  const started = nowMs();
   const { signal } = options;
   const emit = (e: SweepEvent) => options.onProgress?.(e);
   const base = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
@@ -108,7 +109,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
   const phases = new Phases("sweep");
   return abortable(signal, async (slot) => {
     // Every point planned (headers only) before anything runs: a bad value fails before any work.
-    const planned = performance.now();
+    const planned = nowMs();
     const points: { values: Record<string, number>; text: string; source: PointSource }[] = [];
     for (const [i, values] of grid.entries()) {
       signal?.throwIfAborted();
@@ -140,7 +141,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     const forward = forwardBudget(budget, mergeBudget);
     const perPass = Math.min(points.length, options.maxPointsPerPass ?? points.length, statesThatFit(forward, dealt, first, against));
 
-    const starting = performance.now();
+    const starting = nowMs();
     const pool = await slot.start({ size: workers, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });
     await pool.each((api) => api.evalOpen(forward));
     phases.since("start workers", starting);
@@ -202,7 +203,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     // The lowest NLL, the first of equals; a NaN point (weights beyond float32's range) is never best unless all are.
     let best = 0;
     results.forEach((r, i) => { if (r.nll < results[best]!.nll || (Number.isNaN(results[best]!.nll) && !Number.isNaN(r.nll))) best = i; });
-    const seconds = (performance.now() - started) / 1000;
+    const seconds = (nowMs() - started) / 1000;
     phases.report();
     emit({ type: "sweep-done", seconds, tensorsComputed: shared.computed, tensorsShared: shared.shared });
     const predicted = sequences.reduce((n, s) => n + Math.max(0, s.length - 1), 0);

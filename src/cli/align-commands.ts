@@ -11,6 +11,7 @@ import { formatSeconds } from "../units";
 import { args, defined, integer, type Io } from "./args";
 import { commandHelp } from "./commands";
 import { interruptible } from "./interrupt";
+import { nowMs } from "../clock";
 
 export async function alignCommand(argv: string[], io: Io): Promise<number> {
   const parsed = args("align", argv, {
@@ -34,7 +35,7 @@ export async function alignCommand(argv: string[], io: Io): Promise<number> {
   const result = await interruptible((signal) => align(reference, model, {
     out, force: values.force ?? false, spec, signal, ...numeric,
     onGroup: (e) => {
-      const now = performance.now();
+      const now = nowMs();
       if (values.quiet || !io.stderr.isTTY || now - lastLine < 100) return;
       lastLine = now;
       io.stderr.write(`\r\x1b[Ksweep ${e.sweep}: ${e.done}/${e.groups} groups (${e.group})`);

@@ -4,9 +4,10 @@
  */
 import type { MergeEvent } from "../events";
 import { formatBytes, formatSeconds, timeLeft } from "../units";
+import { nowMs } from "../clock";
 
 export class ProgressBar {
-  private started = performance.now();
+  private started = nowMs();
   private lastDraw = 0;
   private tensors = 0;
   private tensorsTotal = 0;
@@ -31,7 +32,7 @@ export class ProgressBar {
       return;
     }
     if (e.type === "plan") {
-      this.started = performance.now();
+      this.started = nowMs();
       this.tensorsTotal = e.tensors;
       this.bytesTotal = e.inputBytes;
     } else if (e.type === "progress") {
@@ -42,7 +43,7 @@ export class ProgressBar {
     } else {
       return;
     }
-    const now = performance.now();
+    const now = nowMs();
     const final = this.tensorsTotal > 0 && this.tensors === this.tensorsTotal;
     if (!final && now - this.lastDraw < (this.interactive ? 100 : 5000)) return;
     this.lastDraw = now;

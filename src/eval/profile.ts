@@ -5,6 +5,7 @@
  * first started and last ended (seconds since this thread started: process start-up on the main
  * thread) and its total. Off (every call a no-op) otherwise and in browsers.
  */
+import { nowMs } from "../clock";
 
 /** Whether profiling is on: read at each run's start, since the CLI's --profile sets it after start-up. */
 export function profiling(): boolean {
@@ -19,20 +20,15 @@ export function enableProfiling(): void {
 /** When the CLI's code began to run (process start-up and loading the bundle before it), if it did. */
 let startedAt: number | undefined;
 
-/**
- * Notes that the program's code starts now (the CLI's entry calls it, after every module has loaded).
- * process.uptime() counts from the process's start as performance.now() does, and is native: the
- * first touch of the global `performance` loads node:perf_hooks, a cost a command that times nothing
- * (inspect, --version) should not pay.
- */
+/** Notes that the program's code starts now (the CLI's entry calls it, after every module has loaded). */
 export function noteStartup(): void {
-  startedAt = process.uptime() * 1000;
+  startedAt = nowMs();
 }
 
 interface Phase {
   ms: number;
   count: number;
-  /** First start and last end, performance.now() readings. */
+  /** First start and last end, nowMs() readings. */
   from: number;
   to: number;
 }
@@ -52,7 +48,7 @@ export class Phases {
   private readonly totals = new Map<string, Phase>();
   /** Every timed span, for the time no phase covers. */
   private readonly spans: [number, number][] = [];
-  private readonly started = performance.now();
+  private readonly started = nowMs();
   private readonly enabled = profiling();
 
   constructor(private readonly what: string) {
@@ -62,7 +58,7 @@ export class Phases {
   /** Awaits `work`, adding the wait to `phase`. */
   async time<T>(phase: string, work: Promise<T> | (() => Promise<T>)): Promise<T> {
     if (!this.enabled) return typeof work === "function" ? work() : work;
-    const t0 = performance.now();
+    const t0 = nowMs();
     try {
       return await (typeof work === "function" ? work() : work);
     } finally {
@@ -70,8 +66,8 @@ export class Phases {
     }
   }
 
-  /** Adds the time from `t0` to `t1` (performance.now() readings; `t1` defaults to now) to `phase`. */
-  since(phase: string, t0: number, t1 = performance.now()): void {
+  /** Adds the time from `t0` to `t1` (nowMs() readings; `t1` defaults to now) to `phase`. */
+  since(phase: string, t0: number, t1 = nowMs()): void {
     if (!this.enabled) return;
     this.spans.push([t0, t1]);
     const e = this.totals.get(phase);
@@ -87,7 +83,7 @@ export class Phases {
 
   report(): void {
     if (!this.enabled) return;
-    const now = performance.now();
+    const now = nowMs();
     const wall = now - this.started;
     const s = (ms: number) => (ms / 1000).toFixed(3).padStart(7);
     const rows = [`  ${"phase".padEnd(40)} ${"from".padStart(7)} ${"to".padStart(7)} ${"total".padStart(9)}  awaits`];

@@ -12,6 +12,7 @@ import { evaluate, merge } from "../node";
 import { DEFAULT_TEXT, DEFAULT_TEXT_NAME } from "../eval/default-text";
 import recipeText from "./recipe.yml";
 import { EXAMPLE_SHAPE, EXAMPLE_SKILLS, writeExampleFolder } from "./models";
+import { nowMs } from "../clock";
 
 /** Ctrl-C (or SIGTERM, SIGHUP) stops it as it stops `merge`: what is half-written is removed, exit 130. */
 export async function runExample(dirArg: string, io: { stdout: NodeJS.WriteStream; stderr: NodeJS.WriteStream }): Promise<number> {
@@ -22,10 +23,10 @@ async function writeMergeEvaluate(dir: string, io: { stdout: NodeJS.WriteStream;
   const say = (s: string) => io.stdout.write(s + "\n");
   const s = EXAMPLE_SHAPE;
   say(`Writing a Llama-shaped base model (${s.layers} layers, hidden ${s.hidden}, vocab ${s.vocab}, BF16) and fine-tunes ${EXAMPLE_SKILLS.map((k) => k.name).join(", ")} to ${dir}`);
-  const t0 = performance.now();
+  const t0 = nowMs();
   const bytes = await writeExampleFolder(dir, signal);
   const recipe = join(dir, "recipe.yml");
-  say(`  wrote ${formatBytes(bytes)} of checkpoints in ${formatSeconds((performance.now() - t0) / 1000)}`);
+  say(`  wrote ${formatBytes(bytes)} of checkpoints in ${formatSeconds((nowMs() - t0) / 1000)}`);
 
   const out = join(dir, "merged");
   say(`Merging with ${recipe}:`);
@@ -42,7 +43,7 @@ async function writeMergeEvaluate(dir: string, io: { stdout: NodeJS.WriteStream;
   // the measurement, not a good model).
   const parents = ["base", ...EXAMPLE_SKILLS.map((k) => k.name)];
   say(`Evaluating the merge and its parents on the built-in text (${DEFAULT_TEXT_NAME}):`);
-  const t1 = performance.now();
+  const t1 = nowMs();
   let results;
   try {
     ({ results } = await evaluate([out, ...parents.map((p) => join(dir, p))], { text: DEFAULT_TEXT, against: [join(dir, "base")], context: 256, maxTokens: 1024, signal }));
@@ -56,7 +57,7 @@ async function writeMergeEvaluate(dir: string, io: { stdout: NodeJS.WriteStream;
     const kl = r.against.find((a) => a.model === join(dir, "base"));
     say(`  ${(r.model === out ? "merged" : r.model.slice(dir.length + 1)).padEnd(7)} perplexity ${r.perplexity.toFixed(2).padStart(8)}  bits/byte ${r.bitsPerByte?.toFixed(3) ?? "-"}  KL from base ${kl ? kl.kl.toFixed(4) : "-"}  (${r.predicted} tokens predicted)`);
   }
-  say(`  evaluated in ${formatSeconds((performance.now() - t1) / 1000)}`);
+  say(`  evaluated in ${formatSeconds((nowMs() - t1) / 1000)}`);
   say(`Try: weightsoup inspect ${join(out, "model.safetensors")}`);
   say(`     weightsoup eval ${join(dir, "recipe.yml")} --against ${join(dir, "base")}   (a recipe is evaluated without writing it)`);
   return 0;

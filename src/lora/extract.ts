@@ -33,6 +33,7 @@ import { nameHash } from "../name-hash";
 import { moduleFilter, moduleOf } from "./module-filter";
 import { adapterConfig, adapterReadme, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, isConv1D, KEY_PREFIX, loraKeys, peftModuleName } from "./peft-format";
 import { truncatedSvd, type RowReader } from "./rsvd";
+import { nowMs } from "../clock";
 
 export interface ExtractLoraOptions {
   /** Largest rank of any module (mergekit's --max-rank). */
@@ -153,7 +154,7 @@ export async function extractLoraModels(k: Kernels, finetuned: LoadedModel, base
 }
 
 async function extract(k: Kernels, finetuned: LoadedModel, base: LoadedModel, out: OutputFolder, options: ExtractLoraOptions): Promise<ExtractLoraResult> {
-  const started = performance.now();
+  const started = nowMs();
   const { signal } = options;
   const dtype = options.dtype ?? "F32";
   try {
@@ -187,7 +188,7 @@ async function extract(k: Kernels, finetuned: LoadedModel, base: LoadedModel, ou
         skipped.push({ tensor: name, reason, differs, ...(verdict.extract ? {} : verdict.pattern !== undefined ? { pattern: verdict.pattern } : {}) });
         continue;
       }
-      const t0 = performance.now();
+      const t0 = nowMs();
       const [m, n] = t.shape as [number, number];
       const [sf, sb] = [openSource(t.source), openSource(b.source)];
       let result;
@@ -224,7 +225,7 @@ async function extract(k: Kernels, finetuned: LoadedModel, base: LoadedModel, ou
       }
       const report: ModuleReport = {
         module, tensor: name, kind: embedding ? "embedding" : "linear", shape: [m, n], rank: result.rank, relativeError: result.relativeError,
-        norm: result.norm, sigmaMax: result.sigma[0] ?? 0, seconds: (performance.now() - t0) / 1000,
+        norm: result.norm, sigmaMax: result.sigma[0] ?? 0, seconds: (nowMs() - t0) / 1000,
       };
       modules.push(report);
       options.onModule?.(report, done, work.size);
@@ -246,7 +247,7 @@ async function extract(k: Kernels, finetuned: LoadedModel, base: LoadedModel, ou
     await out.writeText(ADAPTER_CONFIG_FILE, adapterConfig(modules, rank, baseName, savedModules, modules.some((m) => isConv1D(finetuned.config, m.tensor))));
     await out.writeText("README.md", adapterReadme(modules, rank, baseName, finetuned.location, savedModules));
     const files = await out.commit();
-    return { modules, saved, skipped, rank, files, seconds: (performance.now() - started) / 1000 };
+    return { modules, saved, skipped, rank, files, seconds: (nowMs() - started) / 1000 };
   } catch (e) {
     await out.discard();
     throw e;

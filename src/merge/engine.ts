@@ -21,6 +21,7 @@ import { chunkCount, chunkRange, storedTensor, type FinalRequest, type OutputTar
 import { runTensor } from "./run-tensor";
 import { chunkUnit, extraBytesPerElement, needsPasses } from "./chunk-unit";
 import { geometricExtraBytes, isGeometricMultiPass, geometricRowAlignment } from "../plan/geometric";
+import { nowMs } from "../clock";
 
 export interface EngineOptions {
   /** Worker count. */
@@ -203,7 +204,7 @@ function rowChunk(elements: number, rows: { cols: number; powerOfTwo: boolean })
 export const JOBS_PER_WORKER = 2;
 
 export async function runPlan(plan: MergePlan, out: OutputFolder, options: EngineOptions): Promise<MergeSummary> {
-  const started = performance.now();
+  const started = nowMs();
   const { signal } = options;
   const emit = (e: MergeEvent) => options.onProgress?.(e);
   const metadata = {
@@ -290,7 +291,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
     await out.writeText("mergekit_config.yml", plan.recipe.text.endsWith("\n") ? plan.recipe.text : plan.recipe.text + "\n");
     signal?.throwIfAborted();
     const files = await out.commit();
-    const seconds = (performance.now() - started) / 1000;
+    const seconds = (nowMs() - started) / 1000;
     emit({ type: "done", seconds, tensors: plan.tensors.length, inputBytes, outputBytes, files });
     return {
       method: plan.method.name, tensors: plan.tensors.length, inputBytes, outputBytes, seconds, files, workers: size,
