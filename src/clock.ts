@@ -5,4 +5,5 @@
  * merge's start, for a clock it only reads.
  */
 export const nowMs: () => number =
-  typeof process !== "undefined" && typeof process.uptime === "function" ? () => process.uptime() * 1000 : () => performance.now();
+  // Node itself, not a bundler's `process` shim (whose uptime() may return 0).
+  typeof process !== "undefined" && typeof process.versions?.node === "string" ? () => process.uptime() * 1000 : () => performance.now();
