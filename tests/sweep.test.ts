@@ -154,6 +154,35 @@ dtype: bfloat16
   });
 });
 
+describe("points of different depths", () => {
+  // A point whose layers are the first layers of another's shares its hidden states up to its last
+  // layer; the deeper point must fork them there, not run its extra layers on them in place (the
+  // shallower point was scored on the deeper one's states: same NLL for both).
+  test("a point whose layers are another point's first layers keeps its own states, in either order, and both equal the written merges", async () => {
+    const dir = await family();
+    const recipe = join(dir, "recipe.yml");
+    await writeFile(recipe, `merge_method: passthrough
+slices:
+  - sources:
+      - {model: ./a, layer_range: [0, 1]}
+  - sources:
+      - {model: ./b, layer_range: [0, 1]}
+dtype: bfloat16
+`);
+    const against = [join(dir, "a")];
+    const refs = new Map<number, Awaited<ReturnType<typeof written>>>();
+    for (const order of ["1,2", "2,1"]) {
+      const { points } = await sweep(recipe, [`slices[1].sources[0].layer_range[1]=${order}`], { ids, context: 16, workerUrl: WORKER_URL, workers: 2, against });
+      assert.notEqual(points[0]!.nll, points[1]!.nll, `${order}: two and three layers score differently`);
+      for (const p of points) {
+        const end = p.values["slices[1].sources[0].layer_range[1]"]!;
+        if (!refs.has(end)) refs.set(end, await written(dir, p.recipe, against));
+        assert.deepEqual({ nll: p.nll, perplexity: p.perplexity, against: p.against }, refs.get(end), `order ${order}: layer_range end ${end}`);
+      }
+    }
+  });
+});
+
 describe("events and abort", () => {
   test("a sweep-point event per point with its numbers, in order; an aborted sweep rejects with AbortError", async () => {
     const dir = await family();

@@ -55,11 +55,23 @@ export async function runLayerMajor(pool: WorkerPool, workers: number, entries: 
       return p;
     };
     // Where each group's result goes, and every copy made before any group changes the states it copies.
+    // A group works on the states it comes from in place unless they are taken: by a group before it in
+    // this step, or by an entry without this step (a shallower model's, already through its last layer
+    // and kept for its final norm). Then it forks them into states no entry holds.
+    const stepping = new Set(runs.flatMap((r) => r.members));
     const taken = new Set<string>();
+    for (const e of entries) if (!stepping.has(e) && state.has(e)) taken.add(state.get(e)!);
+    const held = new Set(state.values());
+    const unheld = (id: string) => {
+      let name = id;
+      for (let n = 1; held.has(name); n++) name = `${id}~${n}`;
+      held.add(name);
+      return name;
+    };
     const intos: string[] = [];
     for (const { rep } of runs) {
       const from = state.get(rep);
-      const into = from === undefined || !taken.has(from) ? from ?? rep.id : rep.id; // the embedding step makes the states
+      const into = from === undefined ? unheld(rep.id) : taken.has(from) ? unheld(rep.id) : from; // the embedding step makes the states
       if (from !== undefined && into !== from) await (phases ? phases.time("fork", all((api) => api.evalFork(from, into, rep.source.spec.hidden))) : all((api) => api.evalFork(from, into, rep.source.spec.hidden)));
       taken.add(into);
       intos.push(into);
