@@ -12,7 +12,7 @@ import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { RecipeError, ValidationError, WeightsoupError } from "../src/errors";
 import { NodeFolder } from "../src/io/node-folder";
-import { evaluate, merge } from "../src/node";
+import { evaluate, merge, sweep } from "../src/node";
 import { parseRecipe } from "../src/recipe/recipe";
 import { loadTokenizer } from "../src/tokenizer/tokenizer";
 import { BUILTIN_CHAT_TEMPLATES } from "../src/vocab/chat-templates";
@@ -211,6 +211,14 @@ describe("tokenizer: union of three tokenizers with forced tokens", () => {
     const [fromRecipe, fromFolder] = [await evaluate([c.recipe], { text, workers: 1, workerUrl: WORKER_URL }), await evaluate([out], { text, workers: 1, workerUrl: WORKER_URL })];
     assert.equal(fromFolder.results[0]!.tokens, 10);
     assert.deepEqual(fromRecipe.results.map((r) => ({ ...r, model: "" })), fromFolder.results.map((r) => ({ ...r, model: "" })));
+  });
+
+  test("a sweep's points tokenize with the rebuilt tokenizer too: a point equal to the recipe scores as the written merge", async () => {
+    // As above: the base's tokenizer reads "ran fast bird" as <unk>; the sweep used to tokenize with it.
+    const text = "the cat ran fast <|im_start|> blue sky <|im_end|> a bird";
+    const { points } = await sweep(c.recipe, ["models[1].parameters.weight=0.5"], { text, workers: 1, workerUrl: WORKER_URL });
+    const [r] = (await evaluate([out], { text, workers: 1, workerUrl: WORKER_URL })).results;
+    assert.deepEqual({ nll: points[0]!.nll, perplexity: points[0]!.perplexity, bitsPerByte: points[0]!.bitsPerByte }, { nll: r!.nll, perplexity: r!.perplexity, bitsPerByte: r!.bitsPerByte });
   });
 
   test("results do not depend on chunking: chunks of 4096 elements (a boundary inside row 22) give the same bytes", async () => {

@@ -39,6 +39,18 @@ export function checkpointSource(name: string, model: LoadedModel): DecoderSourc
 }
 
 /**
+ * The folder a recipe's merge would write, as far as evaluating it reads one: the donor's files, with
+ * the merge's config.json (`configText`, outputConfig's) and, where the recipe has tokenizer keys, the
+ * rebuilt tokenizer files, so that text is tokenized as the written merge's would be.
+ */
+export function mergedFolder(plan: MergePlan, configText: string | null): ModelFolder {
+  const donor = plan.models.get(plan.donor)!;
+  const texts = new Map(plan.tokenizerOutput?.files ?? []);
+  if (configText !== null) texts.set("config.json", configText);
+  return new OverlayFolder(donor.folder.name, donor.folder, texts, plan.tokenizerOutput?.omit);
+}
+
+/**
  * A recipe, merged tensor by tensor on `pool` when its weights are asked for. The merge's options
  * (seed, memory budget, chunk size) are the merge's own, so the bytes equal the written file's.
  */
@@ -47,14 +59,9 @@ export function recipeSource(name: string, plan: MergePlan, pool: () => WorkerPo
   const tensors = new Map<string, PlannedTensor>(plan.tensors.map((t) => [t.name, t]));
   const shapes = new Map([...tensors].map(([n, t]) => [n, { shape: t.shape, dtype: t.dtype }]));
   const config = configText === null ? null : (JSON.parse(configText) as Record<string, unknown>);
-  const donor = plan.models.get(plan.donor)!;
   const spec = decoderSpec(config, shapes, `${plan.recipe.file} (the merged model)`);
   const indexOf = new Map(plan.tensors.map((t, i) => [t, i]));
-  // The folder the merge would write: its config.json, and the rebuilt tokenizer files where the
-  // recipe has tokenizer keys, so the text is tokenized as the written merge's would be.
-  const texts = new Map(plan.tokenizerOutput?.files ?? []);
-  if (configText !== null) texts.set("config.json", configText);
-  const folder = new OverlayFolder(donor.folder.name, donor.folder, texts, plan.tokenizerOutput?.omit);
+  const folder = mergedFolder(plan, configText);
   return {
     name, spec, folder,
     async weights(names) {

@@ -7,7 +7,7 @@ import { outputConfig } from "../merge/card";
 import type { MergePlan } from "../plan/plan";
 import { decoderSpec } from "../eval/architecture";
 import type { WeightRef } from "../eval/protocol";
-import type { DecoderSource } from "../eval/sources";
+import { mergedFolder, type DecoderSource } from "../eval/sources";
 import type { PointTensors } from "./shared-tensors";
 
 export interface PointSource extends DecoderSource {
@@ -26,7 +26,8 @@ export function pointSource(name: string, plan: MergePlan, tensors: PointTensors
   const spec = decoderSpec(config, shapes, `${plan.recipe.file} (the merged model)`);
   const planned = new Map(plan.tensors.map((t) => [t.name, t]));
   return {
-    name, spec, folder: plan.models.get(plan.donor)!.folder,
+    // The written merge's config.json and tokenizer files (a recipe with tokenizer keys rebuilds them).
+    name, spec, folder: mergedFolder(plan, configText),
     key: (n) => tensors.key(n),
     sizeOf: (n) => planned.get(n)!.outputBytes,
     expect(names) {
