@@ -239,6 +239,15 @@ describe("keys and SPECs", () => {
     assert.equal(out.parameters!.normalize, true);
   });
 
+  test("a point's recipe is the recipe's text with only the varied numbers rewritten: flow style, quotes and comments as written", () => {
+    const text = "merge_method: ties   # kept as written\nmodels:\n  - {model: 'a', parameters: {weight: [1, 2, 3], density: 0.5}}\n  - model: b\nparameters:\n  normalize: true\n";
+    const out = assignValues(text, "r.yml", new Map([["models[0].parameters.weight[2]", 0.25], ["models[0].parameters.density", 1e-7]]));
+    assert.equal(out, text.replace("3]", "0.25]").replace("0.5}", "1e-7}"));
+    assert.equal(parseRecipe(out, "r.yml").models![0]!.parameters!.density, 1e-7);
+    // -0 stays -0 (the merge tells it from 0: nuslerp's and ties' sign rules).
+    assert.ok(Object.is(parseRecipe(assignValues(text, "r.yml", new Map([["models[0].parameters.density", -0]])), "r.yml").models![0]!.parameters!.density, -0));
+  });
+
   const bad: [string, string, RegExp][] = [
     ["parameters.t=0:1:1", "parameters.t", /COUNT/],
     ["parameters.t=0:x:3", "parameters.t", /STOP "x"/],

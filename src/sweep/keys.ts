@@ -9,7 +9,7 @@
  * replaces must be a number, so a whole gradient or filter list cannot be swapped for one value by
  * accident (address one anchor, `parameters.t[2]`, or a filter entry's `value`).
  */
-import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseAllDocuments, parseDocument, visit, type Document, type Node } from "yaml";
+import { Document, isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseAllDocuments, parseDocument, visit, type Node } from "yaml";
 import { OptionError, RecipeError } from "../errors";
 import { isEmptyDocument } from "../recipe/recipe";
 import { RECIPE_YAML } from "../recipe/yaml-schema";
@@ -56,8 +56,26 @@ export function assignValues(text: string, file: string, values: ReadonlyMap<str
     throw new RecipeError("E_METHOD_UNSUPPORTED", `${file}: a multi-stage recipe (${filled.length} documents) cannot be swept: a key would not say which document it means; sweep one stage's recipe`, { file });
   }
   const doc = filled[0] ?? docs[0] ?? parseDocument("", RECIPE_YAML);
-  for (const [key, value] of values) setNumber(doc, lines, file, key, value);
-  return doc.toString();
+  const replaced: { start: number; end: number; value: number }[] = [];
+  let added = false;
+  for (const [key, value] of values) {
+    const at = setNumber(doc, lines, file, key, value);
+    if (at) replaced.push({ ...at, value });
+    else added = true;
+  }
+  // Each number is written over the one it replaces, every other byte as written: the document
+  // re-serialized would come out re-formatted ({weight: 1} as { weight: 1 }, long strings folded), so
+  // --write-best's mergekit_config.yml and recipe hash would differ from those of the same recipe
+  // written by hand. A new parameter has no place in the text yet: then the document is re-serialized.
+  if (added) return doc.toString();
+  let out = text;
+  for (const { start, end, value } of replaced.sort((a, b) => b.start - a.start)) out = out.slice(0, start) + yamlNumber(value) + out.slice(end);
+  return out;
+}
+
+/** A number as the recipe's YAML writes it (-0 stays -0; 1e-7 as the reader takes it back). */
+function yamlNumber(value: number): string {
+  return new Document(value, RECIPE_YAML).toString().trimEnd();
 }
 
 /** Checks that every key addresses a number (or a new parameter) of the recipe, before any work. */
@@ -65,7 +83,11 @@ export function checkKeys(text: string, file: string, keys: readonly string[]): 
   assignValues(text, file, new Map(keys.map((k) => [k, 0])));
 }
 
-function setNumber(doc: Document, lines: LineCounter, file: string, key: string, value: number): void {
+/**
+ * Sets `key` to `value` in `doc`: returns where the number it replaces is in the text, or nothing when
+ * the key is a new parameter, added to its mapping.
+ */
+function setNumber(doc: Document, lines: LineCounter, file: string, key: string, value: number): { start: number; end: number } | undefined {
   const steps = parseKey(key);
   const where = (node: Node | null | undefined) => {
     const offset = node?.range?.[0];
@@ -89,7 +111,7 @@ function setNumber(doc: Document, lines: LineCounter, file: string, key: string,
       if (node === undefined) {
         if (last && steps[i - 1] === "parameters") {
           parent.set(step, value);
-          return;
+          return undefined;
         }
         const known = parent.items.map((p) => String(isScalar(p.key) ? p.key.value : p.key)).join(", ");
         throw keyError(key, `${where(parent).text}: the recipe has no ${path} (${i === 0 ? "top-level keys" : pathText(steps.slice(0, i)) + " has"}: ${known || "nothing"})`, where(parent).details);
@@ -106,8 +128,10 @@ function setNumber(doc: Document, lines: LineCounter, file: string, key: string,
         throw keyError(key, `${where(node as Node).text}: ${path} is ${what}, not a number to vary`, where(node as Node).details);
       }
       node.value = value;
+      return { start: node.range![0], end: node.range![1] };
     }
   }
+  return undefined;
 }
 
 /** A key through an anchor that is used again, or through an alias of one: the value it names is shared. */
