@@ -3,7 +3,7 @@
 // input the issue names as a typed error naming the file or key, with exit status 1 from the CLI.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { evaluate, generate, loadTokenizer } from "../src/node";
@@ -66,6 +66,24 @@ describe("text in, numbers out", () => {
     const table = cli("eval", model, "--text", join(root, "text.txt"), "--context", "16", "--quiet");
     assert.equal(table.status, 0, table.stderr);
     assert.match(table.stdout, new RegExp(`${results[0]!.perplexity.toFixed(3)}`));
+  });
+
+  test("bits per byte are each model's own, whichever models share the run and in any order", async () => {
+    // Found by the stop 37 audit: models run together when they tokenize alike, and the group kept the
+    // first model's bytes; a model without a tokenizer (no bytes: null) gave its null to the next, or took
+    // the bytes the other decoded.
+    const bare = join(root, "small-no-tokenizer");
+    await mkdir(bare);
+    for (const file of ["config.json", "model.safetensors"]) await copyFile(join(model, file), join(bare, file));
+    const ids = Array.from({ length: 300 }, (_, i) => 3 + ((i * 7) % 1100));
+    const alone = new Map<string, unknown>();
+    for (const dir of [model, bare]) alone.set(dir, (await evaluate([dir], { ids, context: 64, workers: 1, workerUrl: WORKER_URL })).results[0]);
+    assert.equal((alone.get(bare) as { bitsPerByte: number | null }).bitsPerByte, null, "no tokenizer: no bytes");
+    assert.ok(Number.isFinite((alone.get(model) as { bitsPerByte: number | null }).bitsPerByte), "its tokenizer decodes the ids to bytes");
+    for (const order of [[model, bare], [bare, model]]) {
+      const { results } = await evaluate(order, { ids, context: 64, workers: 1, workerUrl: WORKER_URL });
+      for (const [i, dir] of order.entries()) assert.deepEqual(results[i], alone.get(dir), `${dir} after ${order.slice(0, i).join(", ") || "nothing"}`);
+    }
   });
 
   test("pre-tokenized ids from a JSON file and from a .safetensors file give the same numbers", async () => {

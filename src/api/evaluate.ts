@@ -111,11 +111,15 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
     }
 
     // Tokens, per evaluated model (its own tokenizer); models that tokenize alike are run together.
-    const groups = new Map<string, { ids: Int32Array; bytes: number | null; models: DecoderSource[] }>();
+    // Bytes are each model's own: the same ids can decode to other bytes with another tokenizer, or
+    // to none without one.
+    const groups = new Map<string, { ids: Int32Array; models: DecoderSource[] }>();
+    const bytesOf = new Map<DecoderSource, number | null>();
     for (const e of evaluated) {
       const { ids, bytes } = await tokens(e, options);
+      bytesOf.set(e, bytes);
       const key = ids.join(",");
-      const group = groups.get(key) ?? { ids, bytes, models: [] };
+      const group = groups.get(key) ?? { ids, models: [] };
       group.models.push(e);
       groups.set(key, group);
     }
@@ -132,13 +136,14 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
     for (const group of groups.values()) {
       const seqs = windowsOf(group.ids, context);
       const scores = await scoreModels(pool, seqs, group.models, against, { forwardBudget: forward, ...(signal ? { signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
-      for (const s of scores) {
+      for (const [i, s] of scores.entries()) {
         let sum = 0;
         for (const v of s.nll) sum += v;
         const predicted = s.nll.length;
+        const bytes = bytesOf.get(group.models[i]!)!;
         results.push({
           model: s.model, tokens: group.ids.length, predicted, nll: sum / predicted, perplexity: exp(sum / predicted),
-          bitsPerByte: group.bytes === null ? null : sum / Math.LN2 / group.bytes,
+          bitsPerByte: bytes === null ? null : sum / Math.LN2 / bytes,
           against: s.against.map((a) => ({ model: a.model, kl: mean(a.kl), top1Agreement: mean(a.agree) })),
         });
       }
