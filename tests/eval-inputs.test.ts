@@ -259,6 +259,17 @@ describe("bad input: typed errors naming the file or key, exit status 1", () => 
     await expectFailure(() => evaluate([a], { ids, against: [b], workerUrl: WORKER_URL }), "E_VOCAB_MISMATCH", [b, "160", "128"], ["eval", a, "--against", b, "--ids", join(root, "twelve.json")]);
   });
 
+  test("--against a model of another vocabulary than any evaluated model, not only the first", async () => {
+    // Found by the stop 37 audit: only the first evaluated model was compared, so the second's KL was
+    // computed over the first rows of the against model's output projection.
+    const a = join(root, "vocab-a2"), b = join(root, "vocab-b2"), c = join(root, "vocab-c2");
+    await writeDecoderModel(a, decoderModel("llama-gqa-untied", { seed: 3 }));
+    await writeDecoderModel(b, decoderModel("llama-tied-headdim"));
+    await writeDecoderModel(c, decoderModel("llama-gqa-untied", { seed: 4 }));
+    const ids = decoderIds(100, 12);
+    await expectFailure(() => evaluate([c, b], { ids, against: [a], workerUrl: WORKER_URL }), "E_VOCAB_MISMATCH", [a, b, "160", "128"]);
+  });
+
   test("ids outside the vocabulary, a bad ids file, a sequence longer than GPT-2's positions", async () => {
     const small = join(root, "ids-model");
     await writeDecoderModel(small, decoderModel("gpt2-prefixed"));

@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { evaluate, generate, greedySoup, logits, lossPath } from "../src/node";
 import { ropeFrequencies } from "../src/eval/rope";
+import { statesThatFit } from "../src/eval/engine";
+import type { DecoderSource } from "../src/eval/sources";
 import { evaluate as evaluateSubjects } from "../src/api/evaluate";
 import type { ModelFolder } from "../src/io/folder";
 import { NodeFolder } from "../src/io/node-folder";
@@ -186,6 +188,35 @@ describe("memory", () => {
     assert.equal(tight.againstRuns, 3, "one pass per evaluated model, each running the against model again");
     assert.deepEqual(tight.results, roomy.results);
     for (const r of tight.results) assert.ok(Number.isFinite(r.nll) && Number.isFinite(r.against[0]!.kl), JSON.stringify(r));
+  });
+});
+
+describe("passes sized by every model and by scoring's memory", () => {
+  // Hand-worked: one worker with two sequences of 1000 tokens (2000 rows, 1998 predicted), no against
+  // models. A model's states take (rows + longest) x hidden x 4 bytes; scoring takes its records
+  // (64 bytes per predicted position), targets, one vocabulary chunk of the output projection and two
+  // chunks of logits per sequence, 16 bytes of rounding each.
+  const dealt = [[new Int32Array(1000), new Int32Array(1000)]];
+  const model = (hidden: number, vocab: number) => ({ spec: { hidden, vocab } }) as unknown as DecoderSource;
+  const scoring = (vocab: number, hidden: number, longest: number) => {
+    const chunk = Math.min(2048, vocab);
+    return (1998 * 64 + 16) + (1998 * 4 + 16) + (chunk * hidden * 4 + 16) + 2 * (longest * chunk * 4 + 16);
+  };
+
+  test("the largest model's states size a pass, whatever the order (found by the stop 37 audit: the first model's did)", () => {
+    const small = model(32, 100), big = model(128, 100);
+    // Half of 16 MiB holds floor(8388608 / (3000 x 128 x 4)) = 5 of the big model's states.
+    assert.ok(16 * 2 ** 20 - scoring(100, 128, 1000) > 8 * 2 ** 20, "scoring leaves more than half");
+    assert.equal(statesThatFit(16 * 2 ** 20, dealt, [small, big], []), 5);
+    assert.equal(statesThatFit(16 * 2 ** 20, dealt, [big, small], []), 5);
+    assert.equal(statesThatFit(16 * 2 ** 20, dealt, [small], []), Math.floor(8 * 2 ** 20 / (3000 * 32 * 4)));
+  });
+
+  test("scoring's logit chunks of a long context leave less than half the budget to the states (found by the stop 37 audit)", () => {
+    // Vocabulary 8192: chunks of 2048 rows; two chunks of logits for a 1000-token sequence are 16 MB.
+    const m = model(64, 8192), budget = 24 * 2 ** 20, score = scoring(8192, 64, 1000);
+    assert.ok(budget - score < budget / 2, "scoring needs more than half");
+    assert.equal(statesThatFit(budget, dealt, [m], []), Math.floor((budget - score) / (3000 * 64 * 4)));
   });
 });
 

@@ -133,13 +133,13 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
     const { ids, bytes } = await tokens(first, options as EvaluateOptions);
     const context = options.context ?? DEFAULT_CONTEXT;
     const sequences = windowsOf(ids, context);
-    checkInputs(sequences, [...points.map((p) => p.source), ...against], first, against);
+    checkInputs(sequences, [...points.map((p) => p.source), ...against], points.map((p) => p.source), against);
     const workers = Math.max(1, Math.min(options.workers ?? (await availableCores()), sequences.length));
     const dealt = Array.from({ length: workers }, (_, w) => sequences.filter((_, i) => i % workers === w));
 
     // As many points per pass as the workers can hold the hidden states of.
     const forward = forwardBudget(budget, mergeBudget);
-    const perPass = Math.min(points.length, options.maxPointsPerPass ?? points.length, statesThatFit(forward, dealt, first, against));
+    const perPass = Math.min(points.length, options.maxPointsPerPass ?? points.length, statesThatFit(forward, dealt, points.map((p) => p.source), against));
 
     const starting = nowMs();
     const pool = await slot.start({ size: workers, workerUrl: options.workerUrl ?? defaultWorkerUrl(), memoryBudget: mergeBudget, jobsPerWorker: JOBS_PER_WORKER });

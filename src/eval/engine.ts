@@ -11,6 +11,7 @@ import type { DecoderSpec } from "./architecture";
 import type { EvalEvent, LayerWeights, SequenceScores } from "./protocol";
 import type { DecoderSource } from "./sources";
 import { Phases } from "./profile";
+import { scoreBytes } from "./session";
 
 /** Per predicted token of every sequence, in sequence order. */
 export interface ModelScores {
@@ -27,16 +28,21 @@ export interface ScoreOptions {
 }
 
 /**
- * How many models like `model` can keep their hidden states in the workers at once beside `against`'s,
- * within half of each worker's evaluation budget (the other half is a layer's working memory); at
+ * How many of `models` can keep their hidden states in the workers at once beside `against`'s; at
  * least one. A worker holds its sequences' rows, plus one sequence of room for a layer's temporaries.
+ * The states get half of each worker's evaluation budget (the other half is a layer's working memory),
+ * and less where scoring needs more than that half beside them (scoreBytes: a long context's logit
+ * chunks). Sized by the largest model's states and scoring, so the order models come in does not matter.
  */
-export function statesThatFit(forwardBudget: number, dealt: readonly (readonly Int32Array[])[], model: DecoderSource, against: readonly DecoderSource[]): number {
+export function statesThatFit(forwardBudget: number, dealt: readonly (readonly Int32Array[])[], models: readonly DecoderSource[], against: readonly DecoderSource[]): number {
   const rows = Math.max(...dealt.map((seqs) => seqs.reduce((n, s) => n + s.length, 0)));
   const longest = Math.max(...dealt.flat().map((s) => s.length));
+  const predicted = Math.max(...dealt.map((seqs) => seqs.reduce((n, s) => n + Math.max(0, s.length - 1), 0)));
   const stateBytes = (m: DecoderSource) => (rows + longest) * m.spec.hidden * 4;
   const againstBytes = against.reduce((n, a) => n + stateBytes(a), 0);
-  return Math.max(1, Math.floor((forwardBudget / 2 - againstBytes) / stateBytes(model)));
+  const scoring = Math.max(...models.map((m) => scoreBytes(predicted, longest, m.spec, against.map((a) => a.spec))));
+  const forStates = Math.min(forwardBudget / 2, forwardBudget - scoring) - againstBytes;
+  return Math.max(1, Math.floor(forStates / Math.max(...models.map(stateBytes))));
 }
 
 /**
@@ -48,11 +54,11 @@ export async function scoreModels(pool: WorkerPool, sequences: readonly Int32Arr
   const { signal } = options;
   const emit = (e: EvalEvent) => options.onProgress?.(e);
   const workers = Math.max(1, Math.min(pool.size, sequences.length));
-  checkInputs(sequences, [...evaluated, ...against], evaluated[0]!, against);
+  checkInputs(sequences, [...evaluated, ...against], evaluated, against);
   const dealt = Array.from({ length: workers }, (_, w) => sequences.filter((_, i) => i % workers === w));
   // Memory holds the hidden states of as many evaluated models as fit (every model, usually); more
   // models (a loss path of thousands of points) go in passes, each running the against models again.
-  const perPass = options.forwardBudget === undefined ? evaluated.length : statesThatFit(options.forwardBudget, dealt, evaluated[0]!, against);
+  const perPass = options.forwardBudget === undefined ? evaluated.length : statesThatFit(options.forwardBudget, dealt, evaluated, against);
   const phases = new Phases("evaluate");
   const out: ModelScores[] = [];
   for (let from = 0; from < evaluated.length; from += perPass) {
@@ -82,7 +88,7 @@ export async function scoreModels(pool: WorkerPool, sequences: readonly Int32Arr
 /** The logits of one model at every position of each sequence ([length × vocab] per sequence). */
 export async function modelLogits(pool: WorkerPool, sequences: readonly Int32Array[], m: DecoderSource, options: ScoreOptions = {}): Promise<Float32Array[]> {
   const workers = Math.max(1, Math.min(pool.size, sequences.length));
-  checkInputs(sequences, [m], m, []);
+  checkInputs(sequences, [m], [m], []);
   const dealt = Array.from({ length: workers }, (_, w) => sequences.filter((_, i) => i % workers === w));
   await Promise.all(dealt.map((seqs, w) => pool.on(w, (api) => api.evalSequences(seqs))));
   await runModel(pool, workers, "m0", m, (e) => options.onProgress?.(e), options.signal);
@@ -137,8 +143,11 @@ export function gather(model: string, againstNames: string[], sequences: readonl
   return { model, nll, against };
 }
 
-/** What must hold before any layer runs: ids within every vocabulary, lengths within position limits, equal vocabularies for KL. */
-export function checkInputs(sequences: readonly Int32Array[], models: readonly DecoderSource[], first: DecoderSource, against: readonly DecoderSource[]): void {
+/**
+ * What must hold before any layer runs: ids within every vocabulary, lengths within position limits,
+ * and for KL every model of `evaluated` with the vocabulary of every model of `against`.
+ */
+export function checkInputs(sequences: readonly Int32Array[], models: readonly DecoderSource[], evaluated: readonly DecoderSource[], against: readonly DecoderSource[]): void {
   let maxId = -1, longest = 0;
   for (const s of sequences) {
     longest = Math.max(longest, s.length);
@@ -153,9 +162,11 @@ export function checkInputs(sequences: readonly Int32Array[], models: readonly D
       throw new ModelError("E_DATA", `${m.name}: a sequence of ${longest} tokens is longer than the ${limit} positions the model has; use a shorter context`, { model: m.name, key: "context" });
     }
   }
-  for (const a of against) {
-    if (a.spec.vocab !== first.spec.vocab) {
-      throw new RecipeError("E_VOCAB_MISMATCH", `${a.name} has a vocabulary of ${a.spec.vocab} tokens but ${first.name} has ${first.spec.vocab}: KL divergence compares distributions over the same vocabulary`, { model: a.name });
+  for (const e of evaluated) {
+    for (const a of against) {
+      if (a.spec.vocab !== e.spec.vocab) {
+        throw new RecipeError("E_VOCAB_MISMATCH", `${a.name} has a vocabulary of ${a.spec.vocab} tokens but ${e.name} has ${e.spec.vocab}: KL divergence compares distributions over the same vocabulary`, { model: a.name });
+      }
     }
   }
 }

@@ -19,6 +19,25 @@ import { Phases } from "./profile";
 /** Vocabulary entries per scoring chunk: the output projection is read this many rows at a time. */
 export const VOCAB_CHUNK = 2048;
 
+/**
+ * At most the bytes score() takes from a worker's instance beside the hidden states: its records and
+ * targets for `predicted` positions, a vocabulary chunk of each output projection (taken as float32),
+ * and two chunks of logits for a sequence of `longest` tokens (16 bytes of rounding per allocation).
+ * For planning how many models' states fit with it (engine.ts statesThatFit).
+ */
+export function scoreBytes(predicted: number, longest: number, model: { vocab: number; hidden: number }, against: readonly { hidden: number }[]): number {
+  const chunk = Math.min(VOCAB_CHUNK, model.vocab);
+  const allocations = [
+    ...Array.from({ length: Math.max(1, against.length) }, () => predicted * SCORE_RECORD),
+    predicted * 4,
+    chunk * model.hidden * 4,
+    ...against.map((a) => chunk * a.hidden * 4),
+    longest * chunk * 4,
+    longest * chunk * 4,
+  ];
+  return allocations.reduce((n, b) => n + b + 16, 0);
+}
+
 interface Sequence {
   ids: Int32Array;
   /** First row of this sequence in the hidden-state buffers. */
