@@ -53,6 +53,27 @@ test("pool holds: granted together once enough instances are free, nothing overt
   }
 });
 
+test("pool holds: a call on one worker (pool.on: an evaluation's layer) counts while it runs, and a hold waiting behind it is granted when it ends", async () => {
+  // Found by the stop 37 audit: a sweep whose points' tensors are held in chunks hung for good after
+  // sweep-plan, its next point's holds waiting for instances the finished evaluation calls had freed.
+  const pool = await WorkerPool.inThisThread({ memoryBudget: 2 * (16 << 20), jobsPerWorker: 2 });
+  try {
+    const call = deferred<number>();
+    const running = pool.on(0, () => call.promise);
+    let holds: Awaited<ReturnType<WorkerPool["hold"]>> | undefined;
+    const held = pool.hold(2).then((h) => (holds = h));
+    await settle();
+    assert.equal(holds, undefined, "one instance taken by the call: a hold of two waits");
+    call.resolve(1);
+    assert.equal(await running, 1);
+    await Promise.race([held, new Promise((_, reject) => setTimeout(() => reject(new Error("the hold was never granted")), 5000))]);
+    assert.equal(holds!.length, 2);
+    for (const h of holds!) h.release();
+  } finally {
+    await pool.terminate();
+  }
+});
+
 test("pool holds: a failing pool rejects calls in flight on held instances, waiting holds and later calls", async () => {
   const pool = await WorkerPool.inThisThread({ memoryBudget: 2 * (16 << 20), jobsPerWorker: 2 });
   try {

@@ -196,7 +196,12 @@ export class WorkerPool {
       if (this.failure) return reject(this.failure);
       const job: Pending = { task, resolve: resolve as (v: unknown) => void, reject };
       slot.running.add(job);
-      task(slot.api).then(job.resolve, job.reject).finally(() => slot.running.delete(job));
+      // Ending, it frees its instance for what waits in the queue (a sweep's next point's held chunks
+      // waited there for good behind an evaluation's layer).
+      task(slot.api).then(job.resolve, job.reject).finally(() => {
+        slot.running.delete(job);
+        this.pump();
+      });
     });
   }
 
