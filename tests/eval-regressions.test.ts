@@ -8,6 +8,8 @@ import { after, before, describe, test } from "node:test";
 import { evaluate, generate, greedySoup, logits, lossPath } from "../src/node";
 import { ropeFrequencies } from "../src/eval/rope";
 import { statesThatFit } from "../src/eval/engine";
+import { writeLlamaModel } from "../src/example/models";
+import { SESSION_FIXED_BYTES } from "../src/eval/session";
 import type { DecoderSource } from "../src/eval/sources";
 import { evaluate as evaluateSubjects } from "../src/api/evaluate";
 import type { ModelFolder } from "../src/io/folder";
@@ -205,18 +207,35 @@ describe("passes sized by every model and by scoring's memory", () => {
 
   test("the largest model's states size a pass, whatever the order (found by the stop 37 audit: the first model's did)", () => {
     const small = model(32, 100), big = model(128, 100);
-    // Half of 16 MiB holds floor(8388608 / (3000 x 128 x 4)) = 5 of the big model's states.
+    // Half of 16 MiB less the instance's fixed bytes holds floor((8388608 - fixed) / (3000 x 128 x 4)) of
+    // the big model's states (4 here).
     assert.ok(16 * 2 ** 20 - scoring(100, 128, 1000) > 8 * 2 ** 20, "scoring leaves more than half");
-    assert.equal(statesThatFit(16 * 2 ** 20, dealt, [small, big], []), 5);
-    assert.equal(statesThatFit(16 * 2 ** 20, dealt, [big, small], []), 5);
-    assert.equal(statesThatFit(16 * 2 ** 20, dealt, [small], []), Math.floor(8 * 2 ** 20 / (3000 * 32 * 4)));
+    const big4 = Math.floor((8 * 2 ** 20 - SESSION_FIXED_BYTES) / (3000 * 128 * 4));
+    assert.equal(big4, 4);
+    assert.equal(statesThatFit(16 * 2 ** 20, dealt, [small, big], []), big4);
+    assert.equal(statesThatFit(16 * 2 ** 20, dealt, [big, small], []), big4);
+    assert.equal(statesThatFit(16 * 2 ** 20, dealt, [small], []), Math.floor((8 * 2 ** 20 - SESSION_FIXED_BYTES) / (3000 * 32 * 4)));
+  });
+
+  test("end to end: models whose states and scoring fill a tight budget run in passes, with the numbers of a roomy one", async () => {
+    // Vocabulary 4096 at context 512: scoring's two logit chunks take 8 MiB of the forward pass's 12 MiB
+    // (a 28 MiB budget); the audit's five models failed E_MEMORY_BUDGET with states in half of it.
+    const dirs: string[] = [];
+    for (const seed of [1, 2, 3]) {
+      const dir = join(root, `scoring-${seed}`);
+      await writeLlamaModel(dir, { vocab: 4096, hidden: 32, intermediate: 48, layers: 2, heads: 4, kvHeads: 2 });
+      dirs.push(dir);
+    }
+    const ids = Array.from({ length: 8000 }, (_, i) => (i * 2654435761) % 4093);
+    const run = (memoryBudget?: number) => evaluate(dirs, { ids, context: 512, workers: 1, workerUrl: WORKER_URL, ...(memoryBudget ? { memoryBudget } : {}) });
+    assert.deepEqual((await run(28 * 2 ** 20)).results, (await run()).results);
   });
 
   test("scoring's logit chunks of a long context leave less than half the budget to the states (found by the stop 37 audit)", () => {
     // Vocabulary 8192: chunks of 2048 rows; two chunks of logits for a 1000-token sequence are 16 MB.
     const m = model(64, 8192), budget = 24 * 2 ** 20, score = scoring(8192, 64, 1000);
     assert.ok(budget - score < budget / 2, "scoring needs more than half");
-    assert.equal(statesThatFit(budget, dealt, [m], []), Math.floor((budget - score) / (3000 * 64 * 4)));
+    assert.equal(statesThatFit(budget, dealt, [m], []), Math.floor((budget - score - SESSION_FIXED_BYTES) / (3000 * 64 * 4)));
   });
 });
 

@@ -11,7 +11,7 @@ import type { DecoderSpec } from "./architecture";
 import type { EvalEvent, LayerWeights, SequenceScores } from "./protocol";
 import type { DecoderSource } from "./sources";
 import { Phases } from "./profile";
-import { scoreBytes } from "./session";
+import { scoreBytes, SESSION_FIXED_BYTES } from "./session";
 
 /** Per predicted token of every sequence, in sequence order. */
 export interface ModelScores {
@@ -32,7 +32,7 @@ export interface ScoreOptions {
  * least one. A worker holds its sequences' rows, plus one sequence of room for a layer's temporaries.
  * The states get half of each worker's evaluation budget (the other half is a layer's working memory),
  * and less where scoring needs more than that half beside them (scoreBytes: a long context's logit
- * chunks). Sized by the largest model's states and scoring, so the order models come in does not matter.
+ * chunks), less what the instance holds anyway (SESSION_FIXED_BYTES). Sized by the largest model's states and scoring, so the order models come in does not matter.
  */
 export function statesThatFit(forwardBudget: number, dealt: readonly (readonly Int32Array[])[], models: readonly DecoderSource[], against: readonly DecoderSource[]): number {
   const rows = Math.max(...dealt.map((seqs) => seqs.reduce((n, s) => n + s.length, 0)));
@@ -41,7 +41,7 @@ export function statesThatFit(forwardBudget: number, dealt: readonly (readonly I
   const stateBytes = (m: DecoderSource) => (rows + longest) * m.spec.hidden * 4;
   const againstBytes = against.reduce((n, a) => n + stateBytes(a), 0);
   const scoring = Math.max(...models.map((m) => scoreBytes(predicted, longest, m.spec, against.map((a) => a.spec))));
-  const forStates = Math.min(forwardBudget / 2, forwardBudget - scoring) - againstBytes;
+  const forStates = Math.min(forwardBudget / 2, forwardBudget - scoring) - SESSION_FIXED_BYTES - againstBytes;
   return Math.max(1, Math.floor(forStates / Math.max(...models.map(stateBytes))));
 }
 

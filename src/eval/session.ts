@@ -6,7 +6,7 @@
  * a time. After the last layer and the final norm, the output projection is streamed in vocabulary
  * chunks and folded into per-token scores (assembly/scoring.ts), so no row of logits is ever whole.
  */
-import { MATMUL_SCRATCH_BYTES, SCORE_BEST_A, SCORE_BEST_E, SCORE_M_A, SCORE_M_E, SCORE_RECORD, SCORE_S_A, SCORE_S_E, SCORE_TARGET, SCORE_W_A } from "../../assembly/layout";
+import { MATMUL_SCRATCH_BYTES, SCRATCH_BYTES, SCORE_BEST_A, SCORE_BEST_E, SCORE_M_A, SCORE_M_E, SCORE_RECORD, SCORE_S_A, SCORE_S_E, SCORE_TARGET, SCORE_W_A } from "../../assembly/layout";
 import { WorkerError } from "../errors";
 import type { Kernels } from "../kernels/kernels";
 import type { DecoderSpec } from "./architecture";
@@ -18,6 +18,12 @@ import { Phases } from "./profile";
 
 /** Vocabulary entries per scoring chunk: the output projection is read this many rows at a time. */
 export const VOCAB_CHUNK = 2048;
+
+/**
+ * What an evaluation instance holds whatever it runs: the kernels' scratch (loadKernels), the session's
+ * matmul scratch, and 64 KiB for the kernels' static data below the arena (about 12 KiB).
+ */
+export const SESSION_FIXED_BYTES = 65536 + SCRATCH_BYTES + MATMUL_SCRATCH_BYTES;
 
 /**
  * At most the bytes score() takes from a worker's instance beside the hidden states: its records and
