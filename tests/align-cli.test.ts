@@ -155,6 +155,35 @@ test("errors: unsupported architecture, mismatched shapes, a bad spec file; exit
   for (const name of ["out-1", "out-2", "out-3"]) assert.ok(!left.includes(name), `${name} was not left behind`);
 });
 
+test("the model must be laid out as the reference: a tensor only it has, heads split otherwise; exit 1, no output folder (found by the stop 37 audit: written broken)", async () => {
+  // A tied reference (no lm_head.weight): the model's lm_head would have been copied unpermuted.
+  const { "lm_head.weight": _, ...rest } = Object.fromEntries(reference.tensors);
+  await writeModel(join(dir, "tied"), { config: { ...reference.config, tie_word_embeddings: true }, tensors: new Map(Object.entries(rest)) });
+  let r = run("align", join(dir, "tied"), join(dir, "b"), join(dir, "out-tied"));
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /E_SPEC.*b is not laid out as .*tied.*lm_head\.weight/);
+  // The same tensor shapes with 2 heads of 8 dims (1 KV head) where the reference has 4 of 4 (2 KV heads):
+  // the reference's head boundaries would cut the model's heads in half.
+  await writeModel(join(dir, "two-heads"), { config: { ...other.config, num_attention_heads: 2, num_key_value_heads: 1 }, tensors: other.tensors });
+  r = run("align", join(dir, "a"), join(dir, "two-heads"), join(dir, "out-heads"));
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /E_SPEC.*two-heads is not laid out as .*q_proj\.weight.*splits into other units/);
+  const left = await readdir(dir);
+  for (const name of ["out-tied", "out-heads"]) assert.ok(!left.includes(name), `${name} was not left behind`);
+});
+
+test("Mistral without num_key_value_heads has its class default, 8 KV heads, as eval reads it (found by the stop 37 audit: refused)", async () => {
+  // 16 heads of 1 dim: k_proj's 8 rows are 8 KV heads (the default), not 16; aligned to itself, nothing moves.
+  const config: Record<string, unknown> = { ...reference.config!, model_type: "mistral", architectures: ["MistralForCausalLM"], num_attention_heads: 16 };
+  delete config.num_key_value_heads;
+  await writeModel(join(dir, "mistral"), { config, tensors: reference.tensors });
+  const out = join(dir, "mistral-self");
+  const r = run("align", join(dir, "mistral"), join(dir, "mistral"), out);
+  assert.equal(r.status, 0, r.stderr);
+  const { tensors } = await readOutput(out);
+  for (const [name, t] of reference.tensors) assert.deepEqual(decodeFloat("BF16", tensors.get(name)!.data), t.values, name);
+});
+
 test("a recipe's align step permutes the other models onto align.to before the merge", async () => {
   // b is a permutation of a, so averaging a with aligned b gives a back; without the step it does not.
   const recipe = (align: boolean) => `merge_method: linear\nmodels:\n  - {model: ./a, parameters: {weight: 0.5}}\n  - {model: ./b, parameters: {weight: 0.5}}\ndtype: bfloat16\n${align ? "align: {to: ./a, seed: 1}\n" : ""}`;

@@ -68,6 +68,7 @@ export async function matchModels(reference: LoadedModel, model: LoadedModel, op
   }
   const specKind: UsedSpecKind = typeof options.spec === "object" ? "explicit" : resolveSpecKind(options.spec ?? "auto", reference.config ?? undefined);
   const spec = typeof options.spec === "object" ? options.spec : inferSpec(specKind as SpecKind, reference.config ?? undefined, shapes);
+  checkSameLayout(reference, model, spec, typeof options.spec === "object" ? undefined : specKind);
   const checked = checkSpec(spec, shapes);
   for (const [name, { shape }] of checked.tensors) {
     const other = model.tensors.get(name);
@@ -89,6 +90,36 @@ export async function matchModels(reference: LoadedModel, model: LoadedModel, op
     const groups = [...result.similarity].map(([name, s]) => ({ name, size: checked.sizes.get(name)!, ...s }));
     return { spec, specKind, permutations: result.permutations, sweeps: result.sweeps, groups, readSeconds: (t1 - t0) / 1000, matchSeconds: (nowMs() - t1) / 1000, workerStats };
   });
+}
+
+/**
+ * The permutations come from the reference's spec, and are written into the model: so the model must
+ * be laid out as the reference is. A tensor only the model has (an untied lm_head beside a tied
+ * reference, biases) would be copied unpermuted, and heads split by the reference's head counts would
+ * be cut at the wrong places: the model written would compute something else. With an inferred spec
+ * (`kind`), the model's own spec, read from its config.json and tensors, must equal the reference's;
+ * with an explicit one, the model may have no tensor the reference lacks.
+ */
+function checkSameLayout(reference: LoadedModel, model: LoadedModel, spec: PermutationSpec, kind: UsedSpecKind | undefined): void {
+  const fail = (what: string, code: "E_SPEC" | "E_TENSOR_MISSING" = "E_SPEC") => new AlignmentError(code, `${model.location} is not laid out as ${reference.location}: ${what}; align models of one architecture, with the same head counts and tensors`, { model: model.location });
+  if (kind === undefined || kind === "explicit") {
+    for (const name of model.tensors.keys()) if (!reference.tensors.has(name)) throw fail(`it has tensor "${name}", which the reference does not`);
+    return;
+  }
+  let own: PermutationSpec;
+  try {
+    own = inferSpec(kind, model.config ?? undefined, new Map([...model.tensors].map(([name, t]) => [name, t.shape])));
+  } catch (e) {
+    if (e instanceof AlignmentError) throw new AlignmentError(e.code, `${model.location}: ${e.message}`, { ...e.details, model: model.location }, { cause: e });
+    throw e;
+  }
+  for (const name of Object.keys(own)) if (!Object.hasOwn(spec, name)) throw fail(`it has tensor "${name}", which the reference does not`);
+  for (const name of Object.keys(spec)) {
+    if (!Object.hasOwn(own, name)) throw fail(`it has no tensor "${name}"`, "E_TENSOR_MISSING");
+    if (JSON.stringify(own[name]) !== JSON.stringify(spec[name])) {
+      throw fail(`"${name}" splits into other units (compare the head counts and head sizes in the two config.json files)`);
+    }
+  }
 }
 
 /** Aligns `model` to `reference` and writes the permuted model into `out` (committed at the end). */
