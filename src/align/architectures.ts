@@ -13,13 +13,14 @@
  *   has no RoPE, so q and k of a head share a within-head permutation there.
  */
 import { AlignmentError } from "../errors";
+import { defaultKvHeads } from "../eval/architecture";
 import type { AxisLevel, AxisSpec, PermutationSpec } from "./spec";
 
 export type SpecKind = "auto" | "mlp" | "llama" | "gpt2";
 export const SPEC_KINDS: readonly SpecKind[] = ["auto", "mlp", "llama", "gpt2"];
 
 /** model_type values that get the Llama spec. */
-const LLAMA_TYPES = ["llama", "mistral", "qwen2", "qwen3"];
+const LLAMA_TYPES = ["llama", "mistral", "qwen2", "qwen3"] as const;
 const SUPPORTED = `mlp (a chain of linear layers), llama (model_type ${LLAMA_TYPES.join(", ")}), gpt2; or an explicit JSON spec (--spec FILE)`;
 
 type Shapes = ReadonlyMap<string, readonly number[]>;
@@ -30,7 +31,7 @@ export function resolveSpecKind(kind: SpecKind, config: Config): Exclude<SpecKin
   if (kind !== "auto") return kind;
   const type = typeof config?.model_type === "string" ? config.model_type : undefined;
   if (type === undefined) return "mlp";
-  if (LLAMA_TYPES.includes(type)) return "llama";
+  if ((LLAMA_TYPES as readonly string[]).includes(type)) return "llama";
   if (type === "gpt2") return "gpt2";
   throw new AlignmentError("E_ARCHITECTURE_UNSUPPORTED", `no built-in permutation spec for model_type "${type}"; supported: ${SUPPORTED}`, { model_type: type });
 }
@@ -121,7 +122,10 @@ export function mlpSpec(shapes: Shapes): PermutationSpec {
 /** Llama-style decoders (Llama, Mistral, Qwen2 with q/k/v biases, Qwen3 with q/k norms). */
 export function llamaSpec(config: Record<string, unknown>, shapes: Shapes): PermutationSpec {
   const p = prefixOf(shapes, "embed_tokens.weight", "Llama-style");
-  const heads = integer(config, "num_attention_heads"), kvHeads = integer(config, "num_key_value_heads", heads);
+  const heads = integer(config, "num_attention_heads");
+  // Left out, it is the class default, as eval reads it (Mistral's 8 query heads' worth, not all of them).
+  const family = LLAMA_TYPES.find((t) => t === config.model_type);
+  const kvHeads = integer(config, "num_key_value_heads", family ? defaultKvHeads(family, config, heads) : heads);
   const hidden = integer(config, "hidden_size"), layers = integer(config, "num_hidden_layers");
   // Qwen3's head_dim defaults to 128, not hidden / heads (decoder-forward.md 2); null means derived elsewhere.
   const headDim = integer(config, "head_dim", config.model_type === "qwen3" ? 128 : hidden / heads);

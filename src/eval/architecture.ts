@@ -126,15 +126,22 @@ function bool(config: Record<string, unknown>, key: string, file: string, fallba
 /** Class defaults that differ between the llama-family configs (decoder-forward.md 2.2). */
 const KV_HEADS_DEFAULT: Record<Exclude<Family, "gpt2">, number | "heads"> = { llama: "heads", mistral: 8, qwen2: 32, qwen3: 32 };
 
+/**
+ * num_key_value_heads where config.json leaves it out, as the family's transformers class has it (Mistral
+ * 8, Qwen2 and Qwen3 32, Llama as many as query heads); an explicit null is as many as query heads.
+ */
+export function defaultKvHeads(family: Exclude<Family, "gpt2">, config: Record<string, unknown>, heads: number): number {
+  const kvDefault = KV_HEADS_DEFAULT[family];
+  return config.num_key_value_heads === null || kvDefault === "heads" ? heads : kvDefault;
+}
+
 function llamaFamily(family: Exclude<Family, "gpt2">, config: Record<string, unknown>, tensors: TensorShapes, file: string): DecoderSpec {
   const hidden = int(config, "hidden_size", file);
   const heads = int(config, "num_attention_heads", file);
   const layers = int(config, "num_hidden_layers", file);
   const vocab = int(config, "vocab_size", file);
   const intermediate = int(config, "intermediate_size", file);
-  const kvDefault = KV_HEADS_DEFAULT[family];
-  // An explicit null means "as many as query heads" in every family here.
-  const kvHeads = config.num_key_value_heads === null ? heads : int(config, "num_key_value_heads", file, kvDefault === "heads" ? heads : kvDefault);
+  const kvHeads = int(config, "num_key_value_heads", file, defaultKvHeads(family, config, heads));
   if (heads % kvHeads !== 0) throw fail("E_CONFIG", file, `num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`, { key: "num_key_value_heads" });
   // Qwen3's head_dim has no derived default: null there crashes transformers (decoder-forward.md 2).
   if (family === "qwen3" && config.head_dim === null) throw fail("E_CONFIG", file, "head_dim: null is not loadable for qwen3 (transformers has no default to derive); give the number or leave the key out (128)", { key: "head_dim" });
