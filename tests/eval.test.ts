@@ -123,6 +123,23 @@ describe("recipes evaluated without writing them", () => {
     for (const s of scores.slice(1)) assert.deepEqual(s.results.map((r) => ({ ...r, model: "" })), scores[0]!.results.map((r) => ({ ...r, model: "" })));
   });
 
+  test("generate() of a DARE recipe merges with mergeSeed, not the sampling seed: greedy tokens equal the written merge's at that merge seed, whatever seed is (found by the stop 37 audit)", async () => {
+    const dir = join(root, `dare-seed-${n++}`);
+    for (const [name, seed] of [["base", 11], ["a", 12], ["b", 13]] as const) await writeDecoderModel(join(dir, name), decoderModel("llama-gqa-untied", { seed, dtype: "BF16" }));
+    const recipe = join(dir, "recipe.yml");
+    await writeFile(recipe, "merge_method: dare_ties\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1, density: 0.5}}\n  - {model: ./b, parameters: {weight: 0.5, density: 0.5}}\ndtype: bfloat16\n");
+    const ids = decoderIds(160, 12, 7);
+    const tokens = async (subject: string, options: { seed?: number; mergeSeed?: number } = {}) => (await generate(subject, { ids, maxNewTokens: 12, workerUrl: WORKER_URL, ...options })).ids;
+    for (const mergeSeed of [0, 5]) {
+      const out = join(dir, `merged-${mergeSeed}`);
+      await merge(recipe, { out, seed: mergeSeed, workerUrl: WORKER_URL });
+      const written = await tokens(out);
+      assert.deepEqual(await tokens(recipe, { mergeSeed, seed: 9 }), written, `merge seed ${mergeSeed}, sampling seed 9 (greedy: unused)`);
+      assert.deepEqual(await tokens(recipe, { mergeSeed }), written, `merge seed ${mergeSeed}`);
+    }
+    assert.notDeepEqual(await tokens(join(dir, "merged-0")), await tokens(join(dir, "merged-5")), "the two merge seeds give two models that continue differently");
+  });
+
   test("a tensor merged NaN throughout (an infinite input) is the written merge's warning: evaluate(), generate() and the CLI, --quiet or not", async () => {
     const dir = join(root, `recipe-${n++}`);
     const base = decoderModel("llama-gqa-untied", { seed: 11 }), a = decoderModel("llama-gqa-untied", { seed: 12 }), b = decoderModel("llama-gqa-untied", { seed: 13 });

@@ -32,7 +32,10 @@ export interface GenerateOptions {
   chat?: boolean;
   /** 0 (default): greedy. Above 0: sampling from softmax(logits / temperature), seeded. */
   temperature?: number;
+  /** The sampling's seed (default 0). */
   seed?: number;
+  /** A recipe's merge seed (DARE's and DELLA's masks), as merge's `seed` (default 0): separate from sampling's. */
+  mergeSeed?: number;
   /** Wasm memory for the resident model (default 1 GiB). */
   memoryBudget?: number;
   workerUrl?: URL | string;
@@ -59,7 +62,7 @@ export interface GenerationResult {
 export const DEFAULT_GENERATE_BUDGET = 2 ** 30;
 
 export async function generate(subject: EvalSubject, options: GenerateOptions): Promise<GenerationResult> {
-  checkIntegerOptions(options, ["seed", "memoryBudget", "maxNewTokens"]);
+  checkIntegerOptions(options, ["seed", "mergeSeed", "memoryBudget", "maxNewTokens"]);
   checkCallbackOption(options, "onToken");
   checkCallbackOption(options, "onWarning");
   const temperature = options.temperature ?? 0;
@@ -75,7 +78,7 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
   return abortable(signal, async (slot) => {
     let source: DecoderSource;
     if ("model" in subject) source = checkpointSource(subject.name ?? subject.model.name, await openModel(subject.model));
-    else source = recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, signal, { workerUrl: options.workerUrl }), () => slot.pool!, { memoryBudget: budget, chunkBytes: DEFAULT_CHUNK_BYTES, seed: options.seed ?? 0 }, options.onWarning);
+    else source = recipeSource(subject.name ?? "recipe", await prepare(subject.recipe, subject.models, signal, { workerUrl: options.workerUrl }), () => slot.pool!, { memoryBudget: budget, chunkBytes: DEFAULT_CHUNK_BYTES, seed: options.mergeSeed ?? 0 }, options.onWarning);
     const { spec } = source;
     const tokenizer = await loadTokenizer(source.folder);
     let prompt: number[];

@@ -9,6 +9,7 @@ import { describeValue, OptionError } from "../errors";
 export const OPTION_RANGES = {
   workers: [1, 256],
   seed: [0, 2 ** 32 - 1],
+  mergeSeed: [0, 2 ** 32 - 1],
   /** wasm32 memory ends at 4 GiB; a worker below 1 MiB cannot hold its kernels. */
   memoryBudget: [2 ** 20, 2 ** 32],
   chunkBytes: [1, Number.MAX_SAFE_INTEGER],

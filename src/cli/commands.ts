@@ -76,6 +76,7 @@ export const COMMANDS = {
   --chat                wrap the --prompt text in the model's chat template as a user message (not with --ids)
   --temperature T       0: greedy, deterministic (default); above 0: sampling
   --seed N              seed of sampling (default 0)
+  --merge-seed N        recipes: DARE's and DELLA's seed, as merge's --seed (default 0)
   --memory-budget SIZE  wasm memory for the resident model (default 1GiB)
   --json                print the result as JSON on stdout instead of streaming`,
   },

@@ -95,7 +95,7 @@ function evalProgress(stream: NodeJS.WriteStream, quiet: boolean): (e: EvalEvent
 export async function generateCommand(argv: string[], io: Io): Promise<number> {
   const parsed = args("generate", argv, {
     prompt: { type: "string" }, ids: { type: "string" }, "max-new-tokens": { type: "string" }, chat: { type: "boolean" },
-    temperature: { type: "string" }, seed: { type: "string" }, "memory-budget": { type: "string" }, json: { type: "boolean" },
+    temperature: { type: "string" }, seed: { type: "string" }, "merge-seed": { type: "string" }, "memory-budget": { type: "string" }, json: { type: "boolean" },
   }, [1, 1], io);
   if (!parsed) return 0;
   const { values, positionals } = parsed;
@@ -108,6 +108,7 @@ export async function generateCommand(argv: string[], io: Io): Promise<number> {
   const numeric = defined({
     maxNewTokens: integer(values["max-new-tokens"], "max-new-tokens", "maxNewTokens"),
     seed: integer(values.seed, "seed", "seed"),
+    mergeSeed: integer(values["merge-seed"], "merge-seed", "mergeSeed"),
     memoryBudget: size(values["memory-budget"], "memory-budget", "memoryBudget"),
     temperature,
   });
