@@ -139,6 +139,22 @@ describe("found against transformers 5.18 (stop 32 audit)", () => {
   });
 });
 
+describe("Qwen2's max_window_layers", () => {
+  test("0 slides every layer, as transformers' layer_types (i >= 0) has it: the same numbers as layer_types stating it (found by the stop 37 audit: refused)", async () => {
+    const m = decoderModel("qwen2-sliding");
+    const ids = Array.from({ length: 40 }, (_, i) => (i * 37 + 5) % 128);
+    const run = async (name: string, config: Record<string, unknown>) => {
+      const dir = join(root, name);
+      await writeDecoderModel(dir, { ...m, config: { ...m.config, ...config } });
+      const { nll, against } = (await evaluate([dir], { ids, context: 20, workers: 1, workerUrl: WORKER_URL })).results[0]!;
+      return { nll, against };
+    };
+    const zero = await run("qwen2-mwl0", { max_window_layers: 0 });
+    assert.deepEqual(zero, await run("qwen2-all-sliding", { layer_types: ["sliding_attention", "sliding_attention"] }));
+    assert.notDeepEqual(zero, await run("qwen2-mwl1", { max_window_layers: 1 }), "layer 0 full instead: other numbers");
+  });
+});
+
 describe("options", () => {
   test("a memoryBudget too small to split between the merge kernels and the forward pass is E_MEMORY_BUDGET naming the option, not a worker failure with a negative budget", async () => {
     const dir = await written("llama-gqa-untied", {}, "budget");

@@ -176,7 +176,8 @@ function llamaFamily(family: Exclude<Family, "gpt2">, config: Record<string, unk
       if (Array.isArray(types)) {
         windows = types.map((t) => (t === "sliding_attention" ? w : 0));
       } else {
-        const from = int(config, "max_window_layers", file, 28);
+        // 0 is transformers' "every layer slides" (i >= 0); int() takes positive counts only.
+        const from = config.max_window_layers === 0 ? 0 : int(config, "max_window_layers", file, 28);
         windows = windows.map((_, l) => (l >= from ? w : 0));
       }
     }
