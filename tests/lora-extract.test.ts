@@ -439,9 +439,11 @@ describe("extract-lora: GPT-2 (Conv1D projections, OpenAI's unprefixed layout)",
   // Found by an audit: GPT-2's c_attn / c_proj / c_fc are Conv1D, stored [in, out]; their factors were
   // written as nn.Linear's, which PEFT cannot load (or, for the square attn.c_proj, applies transposed),
   // and wpe (an nn.Embedding) was written as a Linear LoRA.
-  test("factors have PEFT's Conv1D shapes and (B·A)ᵀ is the task vector; fan_in_fan_out is true, keys carry transformer., wpe is an Embedding LoRA; base+adapter is the fine-tune", async () => {
+  // OpenAI's GPT-1 has the same Conv1D projections (found by the stop 37 audit: only model_type gpt2 counted).
+  for (const modelType of ["gpt2", "openai-gpt"]) test(`${modelType}: factors have PEFT's Conv1D shapes and (B·A)ᵀ is the task vector; fan_in_fan_out is true, keys carry transformer., wpe is an Embedding LoRA; base+adapter is the fine-tune`, async () => {
     const dir = join(root, `gpt2-${counter++}`);
-    const base = decoderModel("gpt2-unprefixed");
+    const gpt2 = decoderModel("gpt2-unprefixed");
+    const base = { ...gpt2, config: { ...gpt2.config, model_type: modelType } };
     const deltas = new Map([...base.tensors].filter(([name, t]) => t.shape.length === 2 && name !== "wte.weight").map(([name, t], i) =>
       [name, Float32Array.from(t.values, (_, j) => 0.02 * (uniform(1000 + i, j) - 0.5))]));
     const ft = { ...base, tensors: new Map([...base.tensors].map(([name, t]) => [name, deltas.has(name) ? { ...t, values: Float32Array.from(t.values, (x, j) => Math.fround(x + deltas.get(name)![j]!)) } : t])) };

@@ -118,9 +118,9 @@ export const DEFAULT_OVERSAMPLE = 16;
 export const DEFAULT_POWER_ITERATIONS = 4;
 export const DEFAULT_BLOCK_BYTES = 64 * 1048576;
 
-/** An nn.Embedding: the token embedding, or learned positions (GPT-2's wpe), which PEFT adapts as Embeddings. */
+/** An nn.Embedding: the token embedding, or learned positions (GPT-2's wpe; OpenAI GPT's tokens_embed and positions_embed), which PEFT adapts as Embeddings. */
 function isInputEmbedding(name: string): boolean {
-  return (isEmbedding(name) && !/(^|\.)(lm_head|embed_out|output)\.weight$/.test(name)) || /(^|\.)(wpe|position_embeddings|embed_positions)\.weight$/.test(name);
+  return (isEmbedding(name) && !/(^|\.)(lm_head|embed_out|output)\.weight$/.test(name)) || /(^|\.)(wpe|position_embeddings|embed_positions|tokens_embed|positions_embed)\.weight$/.test(name);
 }
 
 

@@ -19,21 +19,32 @@ export const KEY_PREFIX = "base_model.model.";
 export const PICKLED_WEIGHTS_FILE = "adapter_model.bin";
 
 /**
- * GPT-2's projections are transformers' Conv1D modules, whose weights are stored [in, out]. PEFT gives
- * each module the layout of its type, whatever adapter_config.json's fan_in_fan_out says (it warns and
- * overrides it): a Conv1D's ΔW is (B·A)ᵀ, an nn.Linear's B·A.
+ * The families whose projections (c_attn, c_proj, c_fc) are transformers' Conv1D modules: GPT-2, OpenAI's
+ * GPT-1 and ImageGPT. Their models also sit under `transformer.` in the LM-head classes PEFT wraps.
+ */
+const CONV1D_FAMILIES = ["gpt2", "openai-gpt", "imagegpt"];
+
+function conv1dFamily(config: Record<string, unknown> | null): boolean {
+  return typeof config?.model_type === "string" && CONV1D_FAMILIES.includes(config.model_type);
+}
+
+/**
+ * Those projections' weights are stored [in, out]. PEFT gives each module the layout of its type,
+ * whatever adapter_config.json's fan_in_fan_out says (it warns and overrides it): a Conv1D's ΔW is
+ * (B·A)ᵀ, an nn.Linear's B·A. (Until stop 37 only model_type gpt2 counted: an OpenAI GPT adapter was
+ * applied untransposed, or refused where its projection is not square.)
  */
 export function isConv1D(config: Record<string, unknown> | null, weight: string): boolean {
-  return config?.model_type === "gpt2" && /(^|\.)(c_attn|q_attn|c_proj|c_fc)\.weight$/.test(weight);
+  return conv1dFamily(config) && /(^|\.)(c_attn|q_attn|c_proj|c_fc)\.weight$/.test(weight);
 }
 
 /**
  * A module's name in the model transformers builds from a checkpoint (what PEFT keys and matches): a
- * GPT-2 checkpoint in OpenAI's layout (`h.0.attn.c_attn`, no `transformer.`) loads under
- * GPT2LMHeadModel's `transformer.`; lm_head stays where it is.
+ * GPT-2-style checkpoint in OpenAI's layout (`h.0.attn.c_attn`, no `transformer.`) loads under the LM
+ * head class's `transformer.`; lm_head stays where it is.
  */
 export function peftModuleName(config: Record<string, unknown> | null, module: string): string {
-  return config?.model_type === "gpt2" && !module.startsWith("transformer.") && module !== "lm_head" ? `transformer.${module}` : module;
+  return conv1dFamily(config) && !module.startsWith("transformer.") && module !== "lm_head" ? `transformer.${module}` : module;
 }
 
 export function loraKeys(module: string, embedding: boolean): { a: string; b: string } {
