@@ -245,6 +245,10 @@ describe("adapter errors", () => {
       // Found by an audit: read as false, where PEFT's `if use_rslora:` takes "true" (and 1) as true.
       ["rslora as text", { peft_type: "LORA", r: 2, lora_alpha: 2, use_rslora: "true" }, () => {}, /use_rslora must be true or false, got "true"/],
       ["dora as a number", { peft_type: "LORA", r: 2, lora_alpha: 2, use_dora: 1 }, () => {}, /use_dora must be true or false, got 1/],
+      // Found by the stop 37 audit: applied as a plain LoRA of the base, where PEFT rewrites the base first.
+      ["pissa", { peft_type: "LORA", r: 2, lora_alpha: 2, init_lora_weights: "pissa_niter_4" }, () => {}, /init_lora_weights is "pissa_niter_4".*residual/],
+      ["olora", { peft_type: "LORA", r: 2, lora_alpha: 2, init_lora_weights: "olora" }, () => {}, /init_lora_weights is "olora"/],
+      ["loftq", { peft_type: "LORA", r: 2, lora_alpha: 2, init_lora_weights: "loftq" }, () => {}, /init_lora_weights is "loftq"/],
       ["stray tensor", { peft_type: "LORA", r: 2, lora_alpha: 2 }, (t) => {
         t.set("base_model.model.lm_head.weight", { dtype: "F32", shape: [1, 1], values: new Float32Array(1) });
       }, /"base_model\.model\.lm_head\.weight" is not a LoRA factor/],

@@ -80,6 +80,13 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
     if (v !== undefined && v !== null && typeof v !== "boolean") throw fail(configFile, `${key} must be true or false, got ${describeValue(v)}`, { key });
   }
   if (config.use_dora === true) throw fail(configFile, "use_dora is true: DoRA adapters (a magnitude vector per module) are not applied by weightsoup", { key: "use_dora" });
+  // PiSSA, OLoRA, CorDA and LoftQ initialise by rewriting the base weight into a residual, and PEFT does
+  // it again whenever it loads such an adapter: its factors are a delta of that residual, not of the
+  // base. PEFT converts them to a plain LoRA when saved with path_initial_model_for_weight_conversion.
+  const init = config.init_lora_weights;
+  if (typeof init === "string" && /^(pissa|olora|corda|loftq)/i.test(init)) {
+    throw fail(configFile, `init_lora_weights is ${describeValue(init)}: such an adapter is a delta of the residual PEFT makes of the base weight when it loads it, not of the base; save it converted to a plain LoRA (PEFT's path_initial_model_for_weight_conversion) and apply that`, { key: "init_lora_weights" });
+  }
   const r = positive(config, "r", 8, configFile), alpha = positive(config, "lora_alpha", 8, configFile);
   const rankPattern = patterns(config, "rank_pattern", configFile), alphaPattern = patterns(config, "alpha_pattern", configFile);
   const rslora = config.use_rslora === true; // fan_in_fan_out is not read: PEFT decides it by module type (isConv1D)
