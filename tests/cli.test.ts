@@ -56,6 +56,15 @@ test("merge writes a complete model folder, then refuses to overwrite it without
   assert.ok(after.includes("model.safetensors.index.json"));
 });
 
+test("Node started with V8 options (--max-old-space-size, --stack-size) still starts its workers, and merges the same bytes (found by the stop 37 audit: E_WORKER)", async () => {
+  const plain = join(dir, "out-plain"), flagged = join(dir, "out-v8-options");
+  assert.equal(run("merge", join(dir, "recipe.yml"), plain, "--workers", "2").status, 0);
+  const r = spawnSync(process.execPath, ["--max-old-space-size=2048", "--stack-size=2000", CLI, "merge", join(dir, "recipe.yml"), flagged, "--workers", "2", "--json"], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).workers, 2, "merged on two workers");
+  assert.deepEqual(await readFile(join(flagged, "model.safetensors")), await readFile(join(plain, "model.safetensors")));
+});
+
 test("inspect lists tensors, dtypes, shapes and totals", async () => {
   const r = run("inspect", join(dir, "base"), "--json");
   assert.equal(r.status, 0, r.stderr);

@@ -303,17 +303,21 @@ function describe(detail: unknown): string {
 }
 
 /**
- * Node options a worker must not inherit: a parent started with `node -e CODE` (or `--input-type`)
- * would have every worker evaluate that code instead of the worker script.
+ * The Node options a worker is started with, where the parent's must not all be inherited: a parent
+ * started with `node -e CODE` (or `--input-type`) would have every worker evaluate that code instead of
+ * the worker script. Undefined (inherit, as Node does by default) when there is nothing to leave out:
+ * given explicitly, a V8 or process-wide option (`--max-old-space-size`, `--stack-size`,
+ * `--experimental-wasm-*`) makes Node refuse the worker (ERR_WORKER_INVALID_EXEC_ARGV), where
+ * inherited it is simply the process's.
  */
-function workerExecArgv(parent: readonly string[]): string[] {
+function workerExecArgv(parent: readonly string[]): string[] | undefined {
   const out: string[] = [];
   for (let i = 0; i < parent.length; i++) {
     const arg = parent[i]!;
     if (["-e", "--eval", "-p", "--print", "--input-type"].includes(arg)) i++; // and its value
     else if (!/^(--eval|--print|--input-type)=/.test(arg) && arg !== "-i" && arg !== "--interactive") out.push(arg);
   }
-  return out;
+  return out.length === parent.length ? undefined : out;
 }
 
 async function startWorker(url: URL | string, onFailure: (detail: unknown) => void): Promise<Slot> {
@@ -321,7 +325,14 @@ async function startWorker(url: URL | string, onFailure: (detail: unknown) => vo
     const { Worker } = await import("node:worker_threads");
     let worker: import("node:worker_threads").Worker;
     try {
-      worker = new Worker(url, { execArgv: workerExecArgv(process.execArgv) });
+      const execArgv = workerExecArgv(process.execArgv);
+      try {
+        worker = new Worker(url, execArgv ? { execArgv } : {});
+      } catch (cause) {
+        // Left with a V8 or process-wide option beside `-e`: start the worker with no options instead.
+        if ((cause as { code?: unknown }).code !== "ERR_WORKER_INVALID_EXEC_ARGV" || !execArgv) throw cause;
+        worker = new Worker(url, { execArgv: [] });
+      }
     } catch (cause) {
       onFailure(cause);
       throw cause;
