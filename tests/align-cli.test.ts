@@ -9,7 +9,9 @@ import { after, before, test } from "node:test";
 import { llamaSpec } from "../src/align/architectures";
 import { checkSpec, type PermutationSpec, type Permutations } from "../src/align/spec";
 import { applyPermutations, type Tensor } from "../src/align/weight-matching";
-import { baseModel, CLI, readOutput, removeDir, tempDir, TINY, writeModel } from "./helpers/fixtures";
+import { baseModel, CLI, readOutput, removeDir, tempDir, TINY, WORKER_URL, writeModel } from "./helpers/fixtures";
+import { decoderIds, decoderModel, writeDecoderModel } from "./helpers/decoder-models";
+import { evaluate } from "../src/node";
 import { permuteByHand, type Axis } from "./reference/permutation-convention";
 import { decodeFloat } from "./reference/safetensors";
 
@@ -182,6 +184,21 @@ test("Mistral without num_key_value_heads has its class default, 8 KV heads, as 
   assert.equal(r.status, 0, r.stderr);
   const { tensors } = await readOutput(out);
   for (const [name, t] of reference.tensors) assert.deepEqual(decodeFloat("BF16", tensors.get(name)!.data), t.values, name);
+});
+
+test("Llama with mlp_bias: the MLP biases go with their units, so the aligned model computes what it came from (found by the stop 37 audit: refused)", async () => {
+  const a = join(dir, "mlp-bias-a"), b = join(dir, "mlp-bias-b"), out = join(dir, "mlp-bias-aligned");
+  await writeDecoderModel(a, decoderModel("llama-linear-bias", { seed: 31 }));
+  await writeDecoderModel(b, decoderModel("llama-linear-bias", { seed: 32 }));
+  const r = run("align", b, a, out, "--json");
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(JSON.parse(r.stdout).groups.some((g: { name: string; moved?: number }) => /P_ff/.test(g.name)), "an MLP group was matched");
+  const ids = decoderIds(128, 40, 3);
+  const [original] = (await evaluate([a], { ids, context: 20, workers: 1, workerUrl: WORKER_URL })).results;
+  const [aligned] = (await evaluate([out], { ids, context: 20, against: [a], workers: 1, workerUrl: WORKER_URL })).results;
+  assert.ok(Math.abs(aligned!.nll - original!.nll) < 1e-5 * original!.nll, `NLL ${aligned!.nll} against ${original!.nll}`);
+  assert.ok(aligned!.against[0]!.kl < 1e-6, `KL to the original ${aligned!.against[0]!.kl}`);
+  assert.equal(aligned!.against[0]!.top1Agreement, 1);
 });
 
 test("a recipe's align step permutes the other models onto align.to before the merge", async () => {

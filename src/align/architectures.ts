@@ -119,7 +119,7 @@ export function mlpSpec(shapes: Shapes): PermutationSpec {
   return spec;
 }
 
-/** Llama-style decoders (Llama, Mistral, Qwen2 with q/k/v biases, Qwen3 with q/k norms). */
+/** Llama-style decoders (Llama, with attention and MLP biases if any; Mistral; Qwen2 with q/k/v biases; Qwen3 with q/k norms). */
 export function llamaSpec(config: Record<string, unknown>, shapes: Shapes): PermutationSpec {
   const p = prefixOf(shapes, "embed_tokens.weight", "Llama-style");
   const heads = integer(config, "num_attention_heads");
@@ -157,6 +157,10 @@ export function llamaSpec(config: Record<string, unknown>, shapes: Shapes): Perm
     spec[`${at}mlp.gate_proj.weight`] = [`${g}P_ff`, "P_res"];
     spec[`${at}mlp.up_proj.weight`] = [`${g}P_ff`, "P_res"];
     spec[`${at}mlp.down_proj.weight`] = ["P_res", `${g}P_ff`];
+    // Llama's mlp_bias: the biases go with their outputs' units.
+    if (shapes.has(`${at}mlp.gate_proj.bias`)) spec[`${at}mlp.gate_proj.bias`] = [`${g}P_ff`];
+    if (shapes.has(`${at}mlp.up_proj.bias`)) spec[`${at}mlp.up_proj.bias`] = [`${g}P_ff`];
+    if (shapes.has(`${at}mlp.down_proj.bias`)) spec[`${at}mlp.down_proj.bias`] = ["P_res"];
   }
   // Rotary frequency buffers and per-head q/k norms (shared by all heads, dims never permuted) stay.
   return requireCovered(spec, shapes, (n) => /(rotary_emb\.inv_freq|self_attn\.[qk]_norm\.weight)$/.test(n), "Llama-style");
