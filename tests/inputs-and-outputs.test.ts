@@ -463,6 +463,23 @@ describe("config.json", () => {
       assert.match(e.message, /output layer 0 is layer 1 of \.\/m, whose tensors differ from those of layer 0/);
       return true;
     });
+    // The donor's layers all alike, a layer taken from a model whose layer lacks one of their tensors:
+    // transformers would build it with that tensor newly initialised (found by the stop 37 audit: written,
+    // exit 0, where the slices in the other order were refused).
+    const lackingDir = join(root, `positional-${n++}`);
+    const lacking = baseModel(117, "F32", { ...TINY, layers: 2 });
+    lacking.tensors.delete("model.layers.1.mlp.up_proj.weight");
+    const lackingRecipe = await writeCase(lackingDir, { full: baseModel(118, "F32", { ...TINY, layers: 2 }), lacking }, {
+      merge_method: "passthrough",
+      slices: [{ sources: [{ model: "./full", layer_range: [0, 1] }] }, { sources: [{ model: "./lacking", layer_range: [1, 2] }] }],
+    });
+    await assert.rejects(merge(lackingRecipe, { out: join(lackingDir, "out"), workerUrl: WORKER_URL }), (e: unknown) => {
+      assert.ok(e instanceof ModelError, String(e));
+      assert.equal(e.code, "E_CONFIG");
+      assert.match(e.message, /output layer 1 is layer 1 of \.\/lacking, which has no "model\.layers\.1\.mlp\.up_proj\.weight"/);
+      return true;
+    });
+    await assert.rejects(stat(join(lackingDir, "out")), "nothing is written");
     // Layers that stay at their index are fine: slices [0, 2) + [2, 3) of the same model.
     const dir = join(root, `positional-${n++}`);
     const base = baseModel(115, "F32", { ...TINY, layers: 3 });

@@ -131,6 +131,19 @@ function checkLayerTensors(file: string, sources: readonly { model: string; laye
   const donorKinds = new Set<string>();
   let count = 0;
   for (; layers.templates(layers.donor, count) !== undefined; count++) donorKinds.add(key(layers.templates(layers.donor, count)));
+  if (donorKinds.size === 1) {
+    // Every layer of the donor alike: transformers builds every output layer so, and a layer taken from
+    // a model whose layer lacks one of those tensors would be left with it newly initialised (random).
+    // Buffers transformers recomputes (RoPE frequencies, GPT-2's causal masks) may be missing.
+    const kind = layers.templates(layers.donor, 0)!.filter((t) => !/(rotary_emb\.inv_freq|attn\.(masked_)?bias)$/.test(t));
+    sources.forEach(({ model, layer }, i) => {
+      const have = new Set(layers.templates(model, layer) ?? []);
+      const missing = kind.find((t) => !have.has(t));
+      if (missing === undefined) return;
+      throw new ModelError("E_CONFIG", `${file}: output layer ${i} is layer ${layer} of ${model}, which has no "${missing.replace("{}", String(layer))}": every layer of ${layers.donor} (the donor of config.json) has one, so transformers would build output layer ${i} with it and fill it with random values. Take layers of one architecture`, { file, model, layer: i, tensor: missing });
+    });
+    return;
+  }
   if (donorKinds.size < 2) return;
   // Lists with one entry per layer are rebuilt from the sources (card.ts), and so are Qwen-MoE's kinds.
   const restated = configsOf(layers.donor).some(({ config }) => impliedSparseLayers(config, 1) !== undefined || Object.values(config).some((v) => Array.isArray(v) && v.length >= 2 && v.length === count));
