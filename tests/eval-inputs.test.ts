@@ -229,6 +229,15 @@ describe("bad input: typed errors naming the file or key, exit status 1", () => 
     }
   });
 
+  test("generate()'s seeds are integers from 0 to 2^32 - 1: anything else is E_OPTION naming the option, and --merge-seed out of range exits 2", async () => {
+    for (const [key, value] of [["seed", -1], ["mergeSeed", -1], ["mergeSeed", NaN], ["mergeSeed", 2 ** 32], ["mergeSeed", 1.5]] as const) {
+      await expectFailure(() => generate(model, { ids: [1, 2, 3], maxNewTokens: 2, workerUrl: WORKER_URL, [key]: value }), "E_OPTION", [key, String(value)]);
+    }
+    const r = cli("generate", model, "--ids", join(root, "three.json"), "--merge-seed", "-1");
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /--merge-seed/);
+  });
+
   test("a model with no tokenizer and no ids file", async () => {
     const bare = join(root, "bare");
     await writeDecoderModel(bare, decoderModel("qwen3-qknorm"));
