@@ -32,7 +32,8 @@ export interface ScoreOptions {
  * least one. A worker holds its sequences' rows, plus one sequence of room for a layer's temporaries.
  * The states get half of each worker's evaluation budget (the other half is a layer's working memory),
  * and less where scoring needs more than that half beside them (scoreBytes: a long context's logit
- * chunks), less what the instance holds anyway (SESSION_FIXED_BYTES). Sized by the largest model's states and scoring, so the order models come in does not matter.
+ * chunks), less what the instance holds anyway (SESSION_FIXED_BYTES). Sized by the largest model's
+ * states and scoring, so the order models come in does not matter.
  */
 export function statesThatFit(forwardBudget: number, dealt: readonly (readonly Int32Array[])[], models: readonly DecoderSource[], against: readonly DecoderSource[]): number {
   const rows = Math.max(...dealt.map((seqs) => seqs.reduce((n, s) => n + s.length, 0)));

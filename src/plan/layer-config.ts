@@ -10,6 +10,7 @@
  */
 import { ModelError } from "../errors";
 import type { LoadedModel } from "../model/model";
+import { layerName } from "../model/roles";
 import { TEXT_SECTIONS } from "../model/stacks";
 import { table } from "../table";
 
@@ -140,7 +141,7 @@ function checkLayerTensors(file: string, sources: readonly { model: string; laye
       const have = new Set(layers.templates(model, layer) ?? []);
       const missing = kind.find((t) => !have.has(t));
       if (missing === undefined) return;
-      throw new ModelError("E_CONFIG", `${file}: output layer ${i} is layer ${layer} of ${model}, which has no "${missing.replace("{}", String(layer))}": every layer of ${layers.donor} (the donor of config.json) has one, so transformers would build output layer ${i} with it and fill it with random values. Take layers of one architecture`, { file, model, layer: i, tensor: missing });
+      throw new ModelError("E_CONFIG", `${file}: output layer ${i} is layer ${layer} of ${model}, which has no "${layerName(missing, layer)}": every layer of ${layers.donor} (the donor of config.json) has one, so transformers would build output layer ${i} with it and fill it with random values. Take layers of one architecture`, { file, model, layer: i, tensor: missing });
     });
     return;
   }

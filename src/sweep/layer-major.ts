@@ -71,7 +71,7 @@ export async function runLayerMajor(pool: WorkerPool, workers: number, entries: 
     const intos: string[] = [];
     for (const { rep } of runs) {
       const from = state.get(rep);
-      const into = from === undefined ? unheld(rep.id) : taken.has(from) ? unheld(rep.id) : from; // the embedding step makes the states
+      const into = from !== undefined && !taken.has(from) ? from : unheld(rep.id); // the embedding step makes the states
       if (from !== undefined && into !== from) await (phases ? phases.time("fork", all((api) => api.evalFork(from, into, rep.source.spec.hidden))) : all((api) => api.evalFork(from, into, rep.source.spec.hidden)));
       taken.add(into);
       intos.push(into);
