@@ -384,6 +384,34 @@ describe("config.json", () => {
     assert.deepEqual(out.architectures, ["Qwen2ForCausalLM"]);
   });
 
+  test("a frankenmerge of a BF16 and an F16 model writes each layer in its donor's dtype, byte for byte; out_dtype makes them one", async () => {
+    const dir = join(root, `dtypes-${n++}`);
+    const b = baseModel(115, "BF16"), f = baseModel(116, "F16");
+    const slices = [{ sources: [{ model: "./b", layer_range: [0, 2] }] }, { sources: [{ model: "./f", layer_range: [1, 3] }] }];
+    const recipePath = await writeCase(dir, { b, f }, { merge_method: "passthrough", slices });
+    await merge(recipePath, { out: join(dir, "out"), workerUrl: WORKER_URL });
+    const { tensors } = await readOutput(join(dir, "out"));
+    // Output layers 0, 1 are b's 0, 1; output layers 2, 3 are f's 1, 2. Embeddings from the first slice's model, the head from the last's.
+    const donor = (name: string): [RefModel, string, string] => {
+      const m = /^model\.layers\.(\d+)\.(.*)$/.exec(name);
+      if (!m) return name.startsWith("model.embed_tokens") ? [b, name, "BF16"] : [f, name, "F16"];
+      const i = Number(m[1]);
+      return i < 2 ? [b, name, "BF16"] : [f, `model.layers.${i - 1}.${m[2]}`, "F16"];
+    };
+    assert.equal(tensors.size, b.tensors.size + 9, "4 layers of 9 tensors, plus embeddings, final norm and head");
+    for (const [name, t] of tensors) {
+      const [model, source, dtype] = donor(name);
+      assert.equal(t.dtype, dtype, name);
+      assert.deepEqual(t.data, encodeTensor(dtype as "BF16" | "F16", model.tensors.get(source)!.values!), `${name} is ${source} as stored`);
+    }
+    const one = await writeCase(join(dir, "one"), { b, f }, { merge_method: "passthrough", out_dtype: "float32", slices });
+    await merge(one, { out: join(dir, "one", "out"), workerUrl: WORKER_URL });
+    for (const [name, t] of (await readOutput(join(dir, "one", "out"))).tensors) {
+      const [model, source] = donor(name);
+      assert.deepEqual(t.data, encodeTensor("F32", model.tensors.get(source)!.values!), `${name} widened exactly to F32`);
+    }
+  });
+
   // Configs that give a layer its kind by its position (transformers recomputes it from the output
   // layer's index). The slices [0, 2) + [1, 3) of a 3-layer model give the output layers 0, 1, 1, 2.
   const F = "full_attention", S = "sliding_attention";
