@@ -12,6 +12,11 @@ export function formatBytes(n: number): string {
   return `${n.toFixed(i === 0 ? 0 : n < 10 ? 2 : 1)} ${units[i]}`;
 }
 
+/** Wasm memory in MiB, as budgets are given (--memory-budget 64MiB). */
+export function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
 /** A merge's worker count: 0 means it ran on the calling thread. */
 export function formatWorkers(n: number): string {
   return n === 0 ? "no workers (in this thread)" : n === 1 ? "1 worker" : `${n} workers`;

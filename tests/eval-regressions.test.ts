@@ -178,6 +178,26 @@ describe("options", () => {
       return true;
     });
   });
+
+  test("a layer that does not fit the forward pass's share is E_MEMORY_BUDGET naming the model, the layer and its weights' size (found by the stop 37 audit: 'a kernel needs ...; lower the chunk size')", async () => {
+    const dir = join(root, "wide-layer");
+    const shape = { vocab: 256, hidden: 1024, intermediate: 1024, layers: 1, heads: 8, kvHeads: 8 };
+    await writeLlamaModel(dir, shape);
+    // BF16 as stored: q, k, v, o (hidden × hidden each, kvHeads = heads), gate, up, down, two norms.
+    const stored = 2 * (4 * 1024 * 1024 + 3 * 1024 * 1024 + 2 * 1024);
+    const named = (e: unknown) => {
+      assert.ok(e instanceof WeightsoupError, String(e));
+      assert.equal(e.code, "E_MEMORY_BUDGET", e.message);
+      assert.equal(e.details.model, dir);
+      assert.ok(e.message.startsWith(`${dir}: layer 0 (its weights, ${(stored / 2 ** 20).toFixed(1)} MiB as stored`), e.message);
+      assert.match(e.message, /--memory-budget/);
+      assert.doesNotMatch(e.message, /chunk size/, "a forward pass has no chunk size to lower");
+      return true;
+    };
+    // 16 MiB go to the merge kernels, 8 MiB to the forward pass: the layer's 14 MiB do not fit.
+    await assert.rejects(evaluate([dir], { ids: IDS, memoryBudget: 24 * 2 ** 20, workers: 1, workerUrl: WORKER_URL }), named);
+    await assert.rejects(logits({ model: await NodeFolder.open(dir) }, IDS, { memoryBudget: 24 * 2 ** 20, workerUrl: WORKER_URL }), named);
+  });
 });
 
 describe("memory", () => {

@@ -12,7 +12,7 @@ import { availableCores, defaultWorkerUrl } from "../env";
 import { openModel } from "../model/model";
 import { JOBS_PER_WORKER } from "../merge/engine";
 import { parseRecipe, type Recipe } from "../recipe/recipe";
-import { checkInputs, gather, statesThatFit } from "../eval/engine";
+import { checkInputs, forModel, gather, statesThatFit } from "../eval/engine";
 import { checkpointSource, type DecoderSource } from "../eval/sources";
 import type { WeightRef } from "../eval/protocol";
 import { Phases } from "../eval/profile";
@@ -185,7 +185,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
         const index = from + i;
         const head = (await phases.time("wait for merged lm head", nextHead)).get(p.source.spec.lmHead)!;
         if (i + 1 < pass.length) nextHead = headOf(pass[i + 1]!);
-        const perWorker = await phases.time("scoring", () => Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalScore(stateOf(`p${index}`), head, againstHeads!.map((h) => ({ ...h, model: stateOf(h.model) })))))));
+        const perWorker = await phases.time("scoring", () => forModel(p.source.name, Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalScore(stateOf(`p${index}`), head, againstHeads!.map((h) => ({ ...h, model: stateOf(h.model) }))))))));
         const s = gather(p.source.name, against.map((a) => a.name), sequences, dealt, perWorker);
         // The same sums, in the same order, as evaluate().
         let sum = 0;

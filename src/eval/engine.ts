@@ -5,7 +5,7 @@
  * activations, whatever the model's size. A sequence is always computed whole in one worker, with the
  * same kernels, so its numbers do not depend on the number of workers.
  */
-import { ModelError, RecipeError } from "../errors";
+import { ModelError, RecipeError, WeightsoupError, WorkerError } from "../errors";
 import type { WorkerPool } from "../pool/pool";
 import type { DecoderSpec } from "./architecture";
 import type { EvalEvent, LayerWeights, SequenceScores } from "./protocol";
@@ -78,7 +78,7 @@ export async function scoreModels(pool: WorkerPool, sequences: readonly Int32Arr
       emit({ type: "scoring", model: e.name, against: against.map((a) => a.name) });
       const heads = await phases.time("wait for weights", e.weights([e.spec.lmHead]));
       const againstHeads = await Promise.all(against.map(async (a) => ({ model: id(a), lmHead: (await a.weights([a.spec.lmHead])).get(a.spec.lmHead)! })));
-      const perWorker = await phases.time("scoring", Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalScore(id(e), heads.get(e.spec.lmHead)!, againstHeads)))));
+      const perWorker = await phases.time("scoring", forModel(e.name, Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalScore(id(e), heads.get(e.spec.lmHead)!, againstHeads))))));
       out.push(gather(e.name, against.map((a) => a.name), sequences, dealt, perWorker));
     }
   }
@@ -94,7 +94,7 @@ export async function modelLogits(pool: WorkerPool, sequences: readonly Int32Arr
   await Promise.all(dealt.map((seqs, w) => pool.on(w, (api) => api.evalSequences(seqs))));
   await runModel(pool, workers, "m0", m, (e) => options.onProgress?.(e), options.signal);
   const head = (await m.weights([m.spec.lmHead])).get(m.spec.lmHead)!;
-  const perWorker = await Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalLogits("m0", head))));
+  const perWorker = await forModel(m.name, Promise.all(dealt.map((_, w) => pool.on(w, (api) => api.evalLogits("m0", head)))));
   const V = m.spec.vocab, cursor = new Array<number>(workers).fill(0);
   return sequences.map((s, i) => {
     const w = i % workers, from = cursor[w]!;
@@ -103,10 +103,20 @@ export async function modelLogits(pool: WorkerPool, sequences: readonly Int32Arr
   });
 }
 
+/** A call for `model` on the workers, which know models by ids ("m0", a sweep's states): a budget overflow is told with its name. */
+export async function forModel<T>(model: string, call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (e) {
+    if (e instanceof WeightsoupError && e.code === "E_MEMORY_BUDGET") throw new WorkerError(e.code, `${model}: ${e.message}`, { ...e.details, model }, { cause: e });
+    throw e;
+  }
+}
+
 /** Embeddings, every layer, the final norm: the model's hidden states end up in the workers. */
 async function runModel(pool: WorkerPool, workers: number, id: string, m: DecoderSource, emit: (e: EvalEvent) => void, signal?: AbortSignal, phases = new Phases("model")): Promise<void> {
   const { spec } = m;
-  const all = <T>(task: (api: Parameters<Parameters<WorkerPool["on"]>[1]>[0]) => Promise<T>) => Promise.all(Array.from({ length: workers }, (_, w) => pool.on(w, task)));
+  const all = <T>(task: (api: Parameters<Parameters<WorkerPool["on"]>[1]>[0]) => Promise<T>) => forModel(m.name, Promise.all(Array.from({ length: workers }, (_, w) => pool.on(w, task))));
   emit({ type: "model-start", model: m.name, layers: spec.layers });
   const outer = await phases.time("wait for weights", m.weights([spec.embed, ...(spec.positions ? [spec.positions] : [])]));
   await phases.time("forward (embed, layers, norm)", () => all((api) => api.evalEmbed(id, spec, outer.get(spec.embed)!, spec.positions ? outer.get(spec.positions) : undefined)));

@@ -15,6 +15,7 @@ import { ropeTables } from "./rope";
 import { decoderLayer, norm as normRows, type LayerContext, type LoadedLayer } from "./layer";
 import { dtypeCode, elementBytes, WeightReader } from "./weight-reader";
 import { Phases } from "./profile";
+import { mib } from "../units";
 
 /** Vocabulary entries per scoring chunk: the output projection is read this many rows at a time. */
 export const VOCAB_CHUNK = 2048;
@@ -95,14 +96,14 @@ export class EvalSession {
     const { arena, exports } = this.k;
     if (this.hidden.has(model)) throw new Error(`model ${model} is already embedded`);
     const H = spec.hidden;
-    const hidden = arena.alloc(this.rows * H * 4);
+    const hidden = this.sized("the hidden states", () => arena.alloc(this.rows * H * 4));
     if (spec.rope) {
       this.tables.set(model, ropeTables(spec.rope, Math.max(1, this.maxLength), this.k));
     }
     this.kept = arena.mark();
     this.hidden.set(model, hidden);
     try {
-      await this.gatherRows(embed, hidden);
+      await this.sized("the embedding", () => this.gatherRows(embed, hidden));
       if (positions) {
         const pb = elementBytes(positions.dtype);
         const table = arena.alloc(this.maxLength * H * Math.max(pb, 4));
@@ -160,14 +161,38 @@ export class EvalSession {
     const { arena } = this.k;
     const hidden = this.state(model);
     try {
-      // Vectors (norms, biases) are decoded to float32; matrices stay in their stored dtype.
-      const w: LoadedLayer = Object.fromEntries(await this.phases.time("layer weights into wasm", this.reader.loadAll(Object.entries(weights) as [keyof LayerWeights, WeightRef][])));
-      const ctx = this.context(model, spec);
-      await this.phases.time("layer compute", async () => {
-        for (const seq of this.sequences) decoderLayer(ctx, layer, w, hidden + seq.row * spec.hidden * 4, seq.ids.length, 0, undefined);
+      const stored = Object.values(weights).reduce((n, ref) => n + ref.shape.reduce((a, b) => a * b, 1) * elementBytes(ref.dtype), 0);
+      await this.sized(`layer ${layer} (its weights, ${mib(stored)} as stored, and its work for sequences of ${this.maxLength} tokens)`, async () => {
+        // Vectors (norms, biases) are decoded to float32; matrices stay in their stored dtype.
+        const w: LoadedLayer = Object.fromEntries(await this.phases.time("layer weights into wasm", this.reader.loadAll(Object.entries(weights) as [keyof LayerWeights, WeightRef][])));
+        const ctx = this.context(model, spec);
+        await this.phases.time("layer compute", async () => {
+          for (const seq of this.sequences) decoderLayer(ctx, layer, w, hidden + seq.row * spec.hidden * 4, seq.ids.length, 0, undefined);
+        });
       });
     } finally {
       arena.release(this.kept);
+    }
+  }
+
+  /**
+   * Runs `step`; where it overflows the budget, the error says which part of the forward pass needed
+   * the memory, and how much of it the hidden states held between calls take (the calling thread
+   * names the model: engine.ts forModel).
+   */
+  private sized<T>(part: string, step: () => T): T {
+    const fail = (e: unknown): never => {
+      if (!(e instanceof WorkerError) || e.code !== "E_MEMORY_BUDGET" || typeof e.details.needed !== "number") throw e;
+      const held = this.kept - this.base;
+      throw new WorkerError("E_MEMORY_BUDGET", `${part} needs more than ${mib(e.details.needed)} of wasm memory, ${mib(held)} of it the hidden states held between layers, `
+        + `but the forward pass has ${mib(this.k.arena.budget)} (what --memory-budget leaves per worker once the merge kernels have their share); `
+        + "raise --memory-budget (option memoryBudget), or evaluate shorter windows (--context)", e.details, { cause: e });
+    };
+    try {
+      const result = step();
+      return result instanceof Promise ? result.catch(fail) as T : result;
+    } catch (e) {
+      return fail(e);
     }
   }
 
@@ -200,37 +225,39 @@ export class EvalSession {
     const hA = against.map((a) => a.lmHead.shape[1]!);
     const predicted = this.sequences.reduce((n, s) => n + Math.max(0, s.ids.length - 1), 0);
     const records = Math.max(1, against.length);
+    const chunk = Math.min(VOCAB_CHUNK, V);
     try {
-      const states = Array.from({ length: records }, () => arena.alloc(predicted * SCORE_RECORD));
-      for (const s of states) k.scoreReset(s, predicted);
-      const targets = arena.alloc(predicted * 4);
-      const t32 = arena.u32(targets, predicted);
-      let r = 0;
-      for (const seq of this.sequences) for (let t = 1; t < seq.ids.length; t++) t32[r++] = seq.ids[t]!;
-      const chunk = Math.min(VOCAB_CHUNK, V);
-      const wE = arena.alloc(chunk * H * elementBytes(lmHead.dtype));
-      const wA = against.map((a, i) => arena.alloc(chunk * hA[i]! * elementBytes(a.lmHead.dtype)));
-      const ze = arena.alloc(this.maxLength * chunk * 4), za = arena.alloc(this.maxLength * chunk * 4);
-      for (let v0 = 0; v0 < V; v0 += chunk) {
-        const n = Math.min(chunk, V - v0);
-        await this.reader.read(lmHead, v0 * H * elementBytes(lmHead.dtype), arena.u8(wE, n * H * elementBytes(lmHead.dtype)));
-        for (const [i, a] of against.entries()) {
-          await this.reader.read(a.lmHead, v0 * hA[i]! * elementBytes(a.lmHead.dtype), arena.u8(wA[i]!, n * hA[i]! * elementBytes(a.lmHead.dtype)));
-        }
-        let row = 0;
-        for (const seq of this.sequences) {
-          const T = seq.ids.length - 1;
-          if (T <= 0) continue;
-          k.linear(he + seq.row * H * 4, T, H, wE, dtypeCode(lmHead.dtype), n, ze, 0, this.matmulScratch);
-          if (against.length === 0) k.scoreChunk(ze, 0, T, n, v0, targets + row * 4, states[0]! + row * SCORE_RECORD);
+      return await this.sized(`scoring (records of ${predicted} positions, ${chunk} rows of each output projection at a time and their logits)`, async () => {
+        const states = Array.from({ length: records }, () => arena.alloc(predicted * SCORE_RECORD));
+        for (const s of states) k.scoreReset(s, predicted);
+        const targets = arena.alloc(predicted * 4);
+        const t32 = arena.u32(targets, predicted);
+        let r = 0;
+        for (const seq of this.sequences) for (let t = 1; t < seq.ids.length; t++) t32[r++] = seq.ids[t]!;
+        const wE = arena.alloc(chunk * H * elementBytes(lmHead.dtype));
+        const wA = against.map((a, i) => arena.alloc(chunk * hA[i]! * elementBytes(a.lmHead.dtype)));
+        const ze = arena.alloc(this.maxLength * chunk * 4), za = arena.alloc(this.maxLength * chunk * 4);
+        for (let v0 = 0; v0 < V; v0 += chunk) {
+          const n = Math.min(chunk, V - v0);
+          await this.reader.read(lmHead, v0 * H * elementBytes(lmHead.dtype), arena.u8(wE, n * H * elementBytes(lmHead.dtype)));
           for (const [i, a] of against.entries()) {
-            k.linear(hs[i]! + seq.row * hA[i]! * 4, T, hA[i]!, wA[i]!, dtypeCode(a.lmHead.dtype), n, za, 0, this.matmulScratch);
-            k.scoreChunk(ze, za, T, n, v0, targets + row * 4, states[i]! + row * SCORE_RECORD);
+            await this.reader.read(a.lmHead, v0 * hA[i]! * elementBytes(a.lmHead.dtype), arena.u8(wA[i]!, n * hA[i]! * elementBytes(a.lmHead.dtype)));
           }
-          row += T;
+          let row = 0;
+          for (const seq of this.sequences) {
+            const T = seq.ids.length - 1;
+            if (T <= 0) continue;
+            k.linear(he + seq.row * H * 4, T, H, wE, dtypeCode(lmHead.dtype), n, ze, 0, this.matmulScratch);
+            if (against.length === 0) k.scoreChunk(ze, 0, T, n, v0, targets + row * 4, states[0]! + row * SCORE_RECORD);
+            for (const [i, a] of against.entries()) {
+              k.linear(hs[i]! + seq.row * hA[i]! * 4, T, hA[i]!, wA[i]!, dtypeCode(a.lmHead.dtype), n, za, 0, this.matmulScratch);
+              k.scoreChunk(ze, za, T, n, v0, targets + row * 4, states[i]! + row * SCORE_RECORD);
+            }
+            row += T;
+          }
         }
-      }
-      return this.results(states, predicted, against.length);
+        return this.results(states, predicted, against.length);
+      });
     } finally {
       arena.release(this.kept);
     }
@@ -242,14 +269,16 @@ export class EvalSession {
     const hidden = this.state(model);
     const [V, H] = lmHead.shape as [number, number];
     try {
-      const w = await this.reader.matrix(lmHead);
-      const out = new Float32Array(this.rows * V);
-      const z = arena.alloc(this.maxLength * V * 4);
-      for (const seq of this.sequences) {
-        k.linear(hidden + seq.row * H * 4, seq.ids.length, H, w.ptr, w.code, V, z, 0, this.matmulScratch);
-        out.set(arena.f32(z, seq.ids.length * V), seq.row * V);
-      }
-      return out;
+      return await this.sized(`the logits (the output projection, ${mib(V * H * elementBytes(lmHead.dtype))} as stored, and ${this.maxLength} rows of ${V} logits)`, async () => {
+        const w = await this.reader.matrix(lmHead);
+        const out = new Float32Array(this.rows * V);
+        const z = arena.alloc(this.maxLength * V * 4);
+        for (const seq of this.sequences) {
+          k.linear(hidden + seq.row * H * 4, seq.ids.length, H, w.ptr, w.code, V, z, 0, this.matmulScratch);
+          out.set(arena.f32(z, seq.ids.length * V), seq.row * V);
+        }
+        return out;
+      });
     } finally {
       arena.release(this.kept);
     }

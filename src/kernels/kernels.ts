@@ -12,6 +12,7 @@ import { SCRATCH_BYTES } from "../../assembly/layout";
 import { IS_NODE } from "../env";
 import { OptionError, WorkerError } from "../errors";
 import { adoptScalarMath } from "./scalar-math";
+import { mib } from "../units";
 
 export type KernelExports = {
   memory: WebAssembly.Memory;
@@ -301,8 +302,4 @@ function relaxedSupported(): Promise<boolean> {
 
 function align(n: number, to: number): number {
   return Math.ceil(n / to) * to;
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(1)} MiB`;
 }

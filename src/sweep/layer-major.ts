@@ -13,6 +13,7 @@ import type { WorkerPool } from "../pool/pool";
 import type { LayerWeights, WeightRef } from "../eval/protocol";
 import type { DecoderSource } from "../eval/sources";
 import type { Phases } from "../eval/profile";
+import { forModel } from "../eval/engine";
 
 export interface RunEntry {
   /** A name for its hidden states in the workers, unique among the entries. */
@@ -82,7 +83,8 @@ export async function runLayerMajor(pool: WorkerPool, workers: number, entries: 
       const { members, rep } = runs[i]!;
       const refs = await (phases ? phases.time(`${label}: wait for merged weights`, next!) : next!);
       next = i + 1 < runs.length ? fetch(i + 1) : undefined;
-      await (phases ? phases.time(`${label}: run`, () => run(rep, intos[i]!, refs)) : run(rep, intos[i]!, refs));
+      const ran = () => forModel(rep.source.name, run(rep, intos[i]!, refs));
+      await (phases ? phases.time(`${label}: run`, ran) : ran());
       for (const m of members) state.set(m, intos[i]!);
     }
     return runs.length;
