@@ -7,7 +7,8 @@
  * const summary = await merge("recipe.yml", { out: "merged", onProgress: (e) => console.log(e.type) });
  */
 import { dirname, resolve } from "node:path";
-import { DataError } from "./errors";
+import { DataError, WeightsoupError } from "./errors";
+import { splitLoraReference } from "./lora/model-ref";
 import { NodeFolder } from "./io/node-folder";
 import { checkArrayArgument, checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./api/options";
 import { NodeOutputFolder } from "./io/node-output";
@@ -100,11 +101,19 @@ export async function evaluate(subjects: readonly string[], options: NodeEvaluat
   return evaluateWith(await Promise.all(subjects.map(subject)), { ...rest, against: await Promise.all((against ?? []).map(subject)) });
 }
 
-/** A model path (folder, .safetensors file, Hugging Face cache name) or a recipe .yml, as evaluate names them. */
+/**
+ * A model path (folder, .safetensors file, Hugging Face cache name), a recipe .yml, or BASE+ADAPTER (a
+ * LoRA applied as in a recipe: the one-model passthrough recipe of that reference, merged in memory),
+ * as evaluate, generate and path name them. A path that exists is a model, "+" in its name or not.
+ */
 async function evalSubject(name: string, baseDir: string): Promise<EvalSubject> {
-  return isRecipePath(name)
-    ? { name, recipe: await readRecipe(name), models: (n: string) => resolveModel(n, dirname(resolve(name))) }
-    : { name, model: await resolveModel(name, baseDir) };
+  if (isRecipePath(name)) return { name, recipe: await readRecipe(name), models: (n: string) => resolveModel(n, dirname(resolve(name))) };
+  try {
+    return { name, model: await resolveModel(name, baseDir) };
+  } catch (e) {
+    if (!(e instanceof WeightsoupError && e.code === "E_MODEL_NOT_FOUND" && splitLoraReference(name))) throw e;
+    return { name, recipe: `merge_method: passthrough\nmodels:\n  - model: ${JSON.stringify(name)}\n`, models: (n: string) => resolveModel(n, baseDir) };
+  }
 }
 
 /**
@@ -163,10 +172,7 @@ export async function sweep(recipe: string, vary: readonly (Vary | string)[], op
 /** Generates text from a model (or a recipe, merged into memory): see GenerateOptions. */
 export async function generate(model: string, options: GenerateOptions & { baseDir?: string }): Promise<GenerationResult> {
   const { baseDir, ...rest } = options;
-  const subject: EvalSubject = isRecipePath(model)
-    ? { name: model, recipe: await readRecipe(model), models: (n: string) => resolveModel(n, dirname(resolve(model))) }
-    : { name: model, model: await resolveModel(model, resolve(baseDir ?? ".")) };
-  return generateWith(subject, rest);
+  return generateWith(await evalSubject(model, resolve(baseDir ?? ".")), rest);
 }
 
 export interface NodeExtractLoraOptions extends ExtractLoraOptions {

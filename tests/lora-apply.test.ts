@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { extractLora, merge, WeightsoupError } from "../src/node";
+import { evaluate, extractLora, generate, merge, WeightsoupError } from "../src/node";
 import type { RefModel, RefTensor } from "./reference/merge";
 import { roundToDtype } from "./reference/float16";
 import { encodeTensor, writeSafetensors, type RefDtype } from "./reference/safetensors";
@@ -277,5 +277,30 @@ describe("adapter errors", () => {
     const bad = await failure(dir, { merge_method: "linear", models: [{ model: "./base+./lora+./more", parameters: { weight: 1 } }] });
     assert.equal(bad.code, "E_RECIPE");
     assert.match(bad.message, /BASE\+ADAPTER/);
+  });
+});
+
+describe("BASE+ADAPTER outside a recipe", () => {
+  test("eval, generate and --against take it as the base with the adapter merged in: the numbers of a model holding the reference's merged weights; an existing folder with + in its name is that folder", async () => {
+    const dir = join(root, `case-${counter++}`);
+    const base = baseModel(35, "F32", SHAPE);
+    const tensors = adapterTensors(base, SPEC, 910);
+    await writeModel(join(dir, "base"), base);
+    await writeModel(join(dir, "merged-first"), mergedReference(base, SPEC, tensors));
+    await writeAdapter(join(dir, "lora"), tensors, SPEC.config);
+    const ids = [5, 17, 3, 99, 42, 8, 0, 61, 23];
+    const options = { ids, workers: 1, workerUrl: WORKER_URL, baseDir: dir };
+    const { results } = await evaluate(["./base+./lora", "./merged-first", "./base"], { ...options, against: ["./merged-first"] });
+    const [adapted, byHand, plain] = results;
+    assert.equal(adapted!.model, "./base+./lora");
+    assert.ok(Math.abs(adapted!.nll - byHand!.nll) <= 1e-6 * byHand!.nll, `${adapted!.nll} against ${byHand!.nll}`);
+    assert.ok(adapted!.against[0]!.kl < 1e-9, `KL ${adapted!.against[0]!.kl}`);
+    assert.ok(Math.abs(plain!.nll - byHand!.nll) > 1e-3, "the adapter changes the numbers: the base alone scores otherwise");
+    const greedy = { maxNewTokens: 4, temperature: 0, workerUrl: WORKER_URL, baseDir: dir, ids: ids.slice(0, 3) };
+    assert.deepEqual((await generate("./base+./lora", greedy)).ids, (await generate("./merged-first", greedy)).ids);
+    // A folder whose name has a "+" is a model, as it always was.
+    await writeModel(join(dir, "a+b"), base);
+    const [asFolder] = (await evaluate(["./a+b"], options)).results;
+    assert.equal(asFolder!.nll, plain!.nll);
   });
 });
