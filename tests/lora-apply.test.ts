@@ -160,6 +160,9 @@ describe("base+adapter inputs equal merging the LoRA into the base first", () =>
       models: [{ model: m, parameters: { weight: 0.8 } }, { model: "./other", parameters: { weight: 0.5 } }],
     }), { chunkElements: 4096 }));
 
+  test("a negative lora_alpha subtracts the delta and an alpha_pattern of 0 leaves a module as it was, as PEFT scales them (refused until stop 38)", () =>
+    sameAsMergedFirst("F32", { ...SPEC, config: { ...SPEC.config, lora_alpha: -8, alpha_pattern: { up_proj: 0 } } }, (m) => ({ merge_method: "passthrough", models: [{ model: m }] })));
+
   test("as the base model of ties, and through passthrough", async () => {
     await sameAsMergedFirst("F32", SPEC, (m) => ({
       merge_method: "ties", base_model: m,
@@ -242,6 +245,9 @@ describe("adapter errors", () => {
       }, /layers\.9\.self_attn\.q_proj\.weight.*does not have/],
       ["rank disagrees", { peft_type: "LORA", r: 3, lora_alpha: 2 }, () => {}, /rank 2 but adapter_config\.json gives it r = 3/],
       ["dora", { peft_type: "LORA", r: 2, lora_alpha: 2, use_dora: true }, () => {}, /DoRA/],
+      ["rank 0", { peft_type: "LORA", r: 0, lora_alpha: 2 }, () => {}, /"r" must be a positive number, found 0/],
+      ["alpha not a number", { peft_type: "LORA", r: 2, lora_alpha: "2" }, () => {}, /"lora_alpha" must be a finite number, found "2"/],
+      ["rank pattern 0", { peft_type: "LORA", r: 2, lora_alpha: 2, rank_pattern: { q_proj: 0 } }, () => {}, /"rank_pattern\.q_proj" must be a positive number, found 0/],
       // Found by an audit: read as false, where PEFT's `if use_rslora:` takes "true" (and 1) as true.
       ["rslora as text", { peft_type: "LORA", r: 2, lora_alpha: 2, use_rslora: "true" }, () => {}, /use_rslora must be true or false, got "true"/],
       ["dora as a number", { peft_type: "LORA", r: 2, lora_alpha: 2, use_dora: 1 }, () => {}, /use_dora must be true or false, got 1/],

@@ -25,10 +25,13 @@ function fail(file: string, message: string, details: Record<string, unknown> = 
   return new ModelError("E_ADAPTER", `${file}: ${message}`, { file, ...details });
 }
 
-/** A number field of adapter_config.json (PEFT's defaults when absent). */
-function positive(config: Record<string, unknown>, key: string, fallback: number, file: string): number {
-  const v = config[key] ?? fallback;
-  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw fail(file, `"${key}" must be a positive number, found ${describeValue(v)}`, { key });
+/**
+ * A number of adapter_config.json: a rank must be positive, as PEFT requires; an alpha may be any
+ * finite number, as PEFT takes it (0 scales the delta to nothing, a negative alpha subtracts it).
+ */
+function checkedNumber(v: unknown, what: "rank" | "alpha", key: string, file: string): number {
+  const positive = what === "rank";
+  if (typeof v !== "number" || !Number.isFinite(v) || (positive && v <= 0)) throw fail(file, `"${key}" must be a ${positive ? "positive" : "finite"} number, found ${describeValue(v)}`, { key });
   return v;
 }
 
@@ -39,14 +42,11 @@ function moduleNames(config: Record<string, unknown>, file: string): string[] {
   return v as string[];
 }
 
-function patterns(config: Record<string, unknown>, key: string, file: string): Map<string, number> {
+function patterns(config: Record<string, unknown>, key: string, what: "rank" | "alpha", file: string): Map<string, number> {
   const v = config[key] ?? {};
   if (!isJsonObject(v)) throw fail(file, `"${key}" must be a mapping of module patterns to numbers, found ${describeValue(v)}`, { key });
   const out = new Map<string, number>();
-  for (const [k, x] of Object.entries(v)) {
-    if (typeof x !== "number" || !Number.isFinite(x) || x <= 0) throw fail(file, `"${key}"."${k.slice(0, 60)}" must be a positive number, found ${describeValue(x)}`, { key: `${key}.${k}` });
-    out.set(k, x);
-  }
+  for (const [k, x] of Object.entries(v)) out.set(k, checkedNumber(x, what, `${key}.${k.slice(0, 60)}`, file));
   return out;
 }
 
@@ -87,8 +87,8 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
   if (typeof init === "string" && /^(pissa|olora|corda|loftq)/i.test(init)) {
     throw fail(configFile, `init_lora_weights is ${describeValue(init)}: such an adapter is a delta of the residual PEFT makes of the base weight when it loads it, not of the base; save it converted to a plain LoRA (PEFT's path_initial_model_for_weight_conversion) and apply that`, { key: "init_lora_weights" });
   }
-  const r = positive(config, "r", 8, configFile), alpha = positive(config, "lora_alpha", 8, configFile);
-  const rankPattern = patterns(config, "rank_pattern", configFile), alphaPattern = patterns(config, "alpha_pattern", configFile);
+  const r = checkedNumber(config.r ?? 8, "rank", "r", configFile), alpha = checkedNumber(config.lora_alpha ?? 8, "alpha", "lora_alpha", configFile);
+  const rankPattern = patterns(config, "rank_pattern", "rank", configFile), alphaPattern = patterns(config, "alpha_pattern", "alpha", configFile);
   const rslora = config.use_rslora === true; // fan_in_fan_out is not read: PEFT decides it by module type (isConv1D)
   const toSave = moduleNames(config, configFile);
 
