@@ -362,3 +362,49 @@ test("CLI: bad input gives typed errors and exit codes, and no files", async () 
   // The library checks its options the same way.
   await assert.rejects(run("ties", { workers: 0 }), { code: "E_OPTION" });
 });
+
+/**
+ * Cosines over the tensors both models are in, from the models' values: float32 τ, float64 sums over the
+ * concatenation (README "Diagnostics").
+ */
+function concatCosine(names: string[], x: string, y: string): number {
+  let dot = 0, sx = 0, sy = 0;
+  for (const name of names) {
+    const b = models.base!.tensors.get(name)!.values!, vx = models[x]!.tensors.get(name)!.values!, vy = models[y]!.tensors.get(name)!.values!;
+    for (let j = 0; j < b.length; j++) {
+      const tx = Math.fround(vx[j]! - b[j]!), ty = Math.fround(vy[j]! - b[j]!);
+      dot += tx * ty;
+      sx += tx * tx;
+      sy += ty * ty;
+    }
+  }
+  return dot / Math.sqrt(sx * sy);
+}
+
+test("slices listing the models in another order, and a model in one slice only: one entry per pair, in recipe order, its cosine over the tensors both are in", async () => {
+  const path = join(dir, "slice-order");
+  // Layer 0 from a and b; layer 1 from b, a and c (b before a): c is not in layer 0.
+  await writeCase(path, models, {
+    merge_method: "task_arithmetic", base_model: "./base",
+    slices: [
+      { sources: [{ model: "./base", layer_range: [0, 1] }, { model: "./a", layer_range: [0, 1], parameters: { weight: 1 } }, { model: "./b", layer_range: [0, 1], parameters: { weight: 1 } }] },
+      { sources: [{ model: "./base", layer_range: [1, 2] }, { model: "./b", layer_range: [1, 2], parameters: { weight: 1 } }, { model: "./a", layer_range: [1, 2], parameters: { weight: 1 } }, { model: "./c", layer_range: [1, 2], parameters: { weight: 1 } }] },
+    ],
+  });
+  const d = await diagnose(join(path, "recipe.yml"), { workerUrl: WORKER_URL, workers: 1 });
+  assert.deepEqual(d.models, ["./a", "./b", "./c"]);
+  const has = (m: string) => d.tensors.filter((t) => t.tasks.some((k) => k.model === m)).map((t) => t.name);
+  // Which tensors hold c: layer 1's, and none of layer 0's (the recipe says so; the rest follow the slices).
+  assert.ok(has("./c").some((n) => n.startsWith("model.layers.1.")) && !has("./c").some((n) => n.startsWith("model.layers.0.")));
+  const pairsOf = (g: GroupStats) => g.pairs.map((p) => `${p.a}|${p.b}`);
+  assert.deepEqual(pairsOf(d.total), ["./a|./b", "./a|./c", "./b|./c"]);
+  const common = (x: string, y: string) => has(x).filter((n) => has(y).includes(n));
+  for (const p of d.total.pairs) close(p.cosine, concatCosine(common(p.a, p.b), p.a.slice(2), p.b.slice(2)), `total cosine ${p.a}/${p.b}`);
+  const layer1 = d.layers.find((l) => l.layer === 1)!;
+  assert.deepEqual(pairsOf(layer1), ["./a|./b", "./a|./c", "./b|./c"]);
+  const inLayer1 = d.tensors.filter((t) => t.layer === 1).map((t) => t.name);
+  for (const p of layer1.pairs) close(p.cosine, concatCosine(inLayer1, p.a.slice(2), p.b.slice(2)), `layer 1 cosine ${p.a}/${p.b}`);
+  const q = d.tensors.find((t) => t.name === "model.layers.1.self_attn.q_proj.weight")!;
+  assert.deepEqual(pairsOf(q), ["./a|./b", "./a|./c", "./b|./c"]);
+  assert.deepEqual(q.tasks.map((t) => t.model), ["./a", "./b", "./c"]);
+});

@@ -10,6 +10,7 @@ import { diagnoseSums, type DiagnoseEngineOptions, type TensorSums } from "../di
 import { layerDiagnoses, tensorDiagnoses, totalDiagnosis, type GroupStats } from "../diagnose/statistics";
 import { summarize, type Diagnosis } from "../diagnose/present";
 import { parseRecipe, type Recipe } from "../recipe/recipe";
+import { referencedModels, type MergePlan } from "../plan/plan";
 import { refuseStages } from "./stages";
 import { nowMs } from "../clock";
 
@@ -35,12 +36,18 @@ export interface DiagnosisResult extends Diagnosis {
   alignment?: AlignmentChange;
 }
 
-function diagnosisOf(recipe: string, method: string, sums: TensorSums[]): Diagnosis {
+/** The task models in the order the recipe first names them (a slices recipe may list them differently in each slice). */
+function taskModels(plan: MergePlan, sums: TensorSums[]): string[] {
+  const measured = new Set(sums.flatMap((s) => s.models.slice(1)));
+  return [...new Set([...referencedModels(plan.recipe), ...measured])].filter((m) => measured.has(m));
+}
+
+function diagnosisOf(recipe: string, plan: MergePlan, sums: TensorSums[]): Diagnosis {
   const first = sums[0]!;
-  const models = [...new Set(sums.flatMap((s) => s.models.slice(1)))];
-  const total = totalDiagnosis(sums);
-  const layers = layerDiagnoses(sums);
-  return { recipe, method, base: first.models[0]!, models, tensors: tensorDiagnoses(sums), layers, total, summary: summarize(total, layers), warnings: [] };
+  const models = taskModels(plan, sums);
+  const total = totalDiagnosis(sums, models);
+  const layers = layerDiagnoses(sums, models);
+  return { recipe, method: plan.method.name, base: first.models[0]!, models, tensors: tensorDiagnoses(sums, models), layers, total, summary: summarize(total, layers), warnings: [] };
 }
 
 function cosineTo(stats: GroupStats, reference: string, model: string): number | null {
@@ -71,10 +78,10 @@ export async function diagnose(recipe: Recipe | string, options: DiagnoseOptions
     // With align:, the given inputs are measured first (the "before"), then the aligned ones (what the merge uses).
     const before = parsed.align ? await measure(false, "inputs") : undefined;
     const after = await measure(true, parsed.align ? "aligned" : "inputs");
-    const result: DiagnosisResult = diagnosisOf(parsed.file, after.plan.method.name, after.sums);
+    const result: DiagnosisResult = diagnosisOf(parsed.file, after.plan, after.sums);
     if (parsed.align && before) {
       const reference = parsed.align.to;
-      const b = totalDiagnosis(before.sums), a = result.total;
+      const b = totalDiagnosis(before.sums, result.models), a = result.total;
       const noOp = sameSums(before.sums, after.sums);
       result.alignment = {
         reference, noOp,

@@ -24,7 +24,7 @@ export interface TaskStats {
 export interface PairStats {
   a: string;
   b: string;
-  /** ⟨τa, τb⟩ / (‖τa‖ ‖τb‖) (null when either is zero). */
+  /** ⟨τa, τb⟩ / (‖τa‖ ‖τb‖) over the tensors both models are in (null when either is zero there). */
   cosine: number | null;
 }
 
@@ -64,7 +64,12 @@ export interface LayerDiagnosis extends GroupStats {
 
 interface TaskSums { squares: number; l1: number; kept: number; discarded: number }
 
-/** Sums of a set of tensors, keyed by model name in first-seen order. */
+/**
+ * Sums of a set of tensors by model. A pair is one entry whatever order a tensor lists its models in
+ * (a slices recipe may list them differently in each slice): named and listed in `order` (the task
+ * models in the order the recipe names them), its cosine taken over the tensors both models are in, so
+ * a model missing from some slices does not bring the other's norm there into it.
+ */
 export class GroupSums {
   baseSquares = 0;
   eligible = 0;
@@ -74,7 +79,18 @@ export class GroupSums {
   sparsified = false;
   elected = false;
   readonly tasks = new Map<string, TaskSums>();
-  readonly pairs = new Map<string, { a: string; b: string; dot: number }>();
+  readonly pairs = new Map<string, { a: string; b: string; dot: number; squaresA: number; squaresB: number }>();
+  private readonly rank: (model: string) => number;
+
+  constructor(order: readonly string[]) {
+    const ranks = new Map(order.map((m, i) => [m, i]));
+    // A model the order lacks goes last, in name order: still one canonical order.
+    this.rank = (m) => ranks.get(m) ?? order.length;
+  }
+
+  private before(x: string, y: string): boolean {
+    return this.rank(x) - this.rank(y) < 0 || (this.rank(x) === this.rank(y) && x < y);
+  }
 
   add(t: TensorSums): void {
     const s = t.sums;
@@ -94,9 +110,12 @@ export class GroupSums {
       x.discarded += s[taskField(i, DISCARDED_L1)]!;
       this.tasks.set(model, x);
       for (let j = i + 1; j < tasks.length; j++) {
-        const key = `${model}\u0000${tasks[j]}`;
-        const p = this.pairs.get(key) ?? { a: model, b: tasks[j]!, dot: 0 };
+        const [a, ia, b, ib] = this.before(model, tasks[j]!) ? [model, i, tasks[j]!, j] : [tasks[j]!, j, model, i];
+        const key = `${a}\u0000${b}`;
+        const p = this.pairs.get(key) ?? { a, b, dot: 0, squaresA: 0, squaresB: 0 };
         p.dot += s[pairField(tasks.length, i, j)]!;
+        p.squaresA += s[taskField(ia, TAU_SQUARES)]!;
+        p.squaresB += s[taskField(ib, TAU_SQUARES)]!;
         this.pairs.set(key, p);
       }
     });
@@ -104,18 +123,25 @@ export class GroupSums {
 
   stats(): GroupStats {
     const baseNorm = Math.sqrt(this.baseSquares);
-    const norms = new Map([...this.tasks].map(([m, x]) => [m, Math.sqrt(x.squares)]));
+    const byOrder = <T>(entries: T[], key: (e: T) => [string, string?]) => entries.sort((x, y) => {
+      const [x1, x2] = key(x), [y1, y2] = key(y);
+      if (x1 !== y1) return this.before(x1, y1) ? -1 : 1;
+      return x2 === y2 ? 0 : this.before(x2!, y2!) ? -1 : 1;
+    });
     return {
       baseNorm,
-      tasks: [...this.tasks].map(([model, x]) => ({
-        model,
-        norm: norms.get(model)!,
-        baseRatio: baseNorm > 0 ? norms.get(model)! / baseNorm : null,
-        trimmed: this.sparsified && x.l1 > 0 ? (x.l1 - x.kept) / x.l1 : null,
-        discarded: this.elected && x.kept > 0 ? x.discarded / x.kept : null,
-      })),
-      pairs: [...this.pairs.values()].map(({ a, b, dot }) => {
-        const d = norms.get(a)! * norms.get(b)!;
+      tasks: byOrder([...this.tasks], ([m]) => [m]).map(([model, x]) => {
+        const norm = Math.sqrt(x.squares);
+        return {
+          model,
+          norm,
+          baseRatio: baseNorm > 0 ? norm / baseNorm : null,
+          trimmed: this.sparsified && x.l1 > 0 ? (x.l1 - x.kept) / x.l1 : null,
+          discarded: this.elected && x.kept > 0 ? x.discarded / x.kept : null,
+        };
+      }),
+      pairs: byOrder([...this.pairs.values()], (p) => [p.a, p.b]).map(({ a, b, dot, squaresA, squaresB }) => {
+        const d = Math.sqrt(squaresA) * Math.sqrt(squaresB);
         return { a, b, cosine: d > 0 ? dot / d : null };
       }),
       conflict: {
@@ -136,20 +162,21 @@ export function tensorPlace(name: string): { layer: number | null; kind: string 
   return { layer: role.layer, kind: role.template.slice(role.template.indexOf("{}") + 3) || name };
 }
 
-export function tensorDiagnoses(all: TensorSums[]): TensorDiagnosis[] {
+/** Task models in the order the recipe names them: the order pairs are named and listed in. */
+export function tensorDiagnoses(all: TensorSums[], order: readonly string[]): TensorDiagnosis[] {
   return all.map((t) => {
-    const g = new GroupSums();
+    const g = new GroupSums(order);
     g.add(t);
     return { name: t.tensor.name, ...tensorPlace(t.tensor.name), numel: t.tensor.numel, ...g.stats() };
   });
 }
 
-export function layerDiagnoses(all: TensorSums[]): LayerDiagnosis[] {
+export function layerDiagnoses(all: TensorSums[], order: readonly string[]): LayerDiagnosis[] {
   const layers = new Map<number, { g: GroupSums; tensors: number }>();
   for (const t of all) {
     const { layer } = tensorPlace(t.tensor.name);
     if (layer === null) continue;
-    const entry = layers.get(layer) ?? { g: new GroupSums(), tensors: 0 };
+    const entry = layers.get(layer) ?? { g: new GroupSums(order), tensors: 0 };
     entry.g.add(t);
     entry.tensors++;
     layers.set(layer, entry);
@@ -157,8 +184,8 @@ export function layerDiagnoses(all: TensorSums[]): LayerDiagnosis[] {
   return [...layers].sort((a, b) => a[0] - b[0]).map(([layer, { g, tensors }]) => ({ layer, tensors, ...g.stats() }));
 }
 
-export function totalDiagnosis(all: TensorSums[]): GroupStats {
-  const g = new GroupSums();
+export function totalDiagnosis(all: TensorSums[], order: readonly string[]): GroupStats {
+  const g = new GroupSums(order);
   for (const t of all) g.add(t);
   return g.stats();
 }
