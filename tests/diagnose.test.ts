@@ -381,17 +381,22 @@ function concatCosine(names: string[], x: string, y: string): number {
   return dot / Math.sqrt(sx * sy);
 }
 
-test("slices listing the models in another order, and a model in one slice only: one entry per pair, in recipe order, its cosine over the tensors both are in", async () => {
-  const path = join(dir, "slice-order");
-  // Layer 0 from a and b; layer 1 from b, a and c (b before a): c is not in layer 0.
-  await writeCase(path, models, {
+let sliceOrder: Promise<string> | undefined;
+
+/** A slices recipe: layer 0 from a and b, layer 1 from b, a and c (b before a; c not in layer 0). */
+function sliceOrderRecipe(): Promise<string> {
+  sliceOrder ??= writeCase(join(dir, "slice-order"), models, {
     merge_method: "task_arithmetic", base_model: "./base",
     slices: [
       { sources: [{ model: "./base", layer_range: [0, 1] }, { model: "./a", layer_range: [0, 1], parameters: { weight: 1 } }, { model: "./b", layer_range: [0, 1], parameters: { weight: 1 } }] },
       { sources: [{ model: "./base", layer_range: [1, 2] }, { model: "./b", layer_range: [1, 2], parameters: { weight: 1 } }, { model: "./a", layer_range: [1, 2], parameters: { weight: 1 } }, { model: "./c", layer_range: [1, 2], parameters: { weight: 1 } }] },
     ],
   });
-  const d = await diagnose(join(path, "recipe.yml"), { workerUrl: WORKER_URL, workers: 1 });
+  return sliceOrder;
+}
+
+test("slices listing the models in another order, and a model in one slice only: one entry per pair, in recipe order, its cosine over the tensors both are in", async () => {
+  const d = await diagnose(await sliceOrderRecipe(), { workerUrl: WORKER_URL, workers: 1 });
   assert.deepEqual(d.models, ["./a", "./b", "./c"]);
   const has = (m: string) => d.tensors.filter((t) => t.tasks.some((k) => k.model === m)).map((t) => t.name);
   // Which tensors hold c: layer 1's, and none of layer 0's (the recipe says so; the rest follow the slices).
@@ -407,4 +412,33 @@ test("slices listing the models in another order, and a model in one slice only:
   const q = d.tensors.find((t) => t.name === "model.layers.1.self_attn.q_proj.weight")!;
   assert.deepEqual(pairsOf(q), ["./a|./b", "./a|./c", "./b|./c"]);
   assert.deepEqual(q.tasks.map((t) => t.model), ["./a", "./b", "./c"]);
+});
+
+/** A text table's cells by column label: columns are right-aligned (the first left-aligned) two spaces apart. */
+function textTable(lines: string[]): Map<string, string>[] {
+  const head = lines[0]!, labels = head.split(/ {2,}/);
+  let from = 0;
+  const ends = labels.map((label) => (from = head.indexOf(label, from) + label.length));
+  return lines.slice(1).map((row) => new Map(labels.map((label, c) => [label, row.slice(c === 0 ? 0 : ends[c - 1]!, c === 0 ? ends[0]! : ends[c]!).trim()])));
+}
+
+/** A printed cosine (3 significant digits) against the reference. */
+function closeShown(shown: string | undefined, expected: number, what: string): void {
+  assert.ok(shown !== undefined && shown !== "" && Math.abs(Number(shown) - expected) <= 0.0051 * Math.max(Math.abs(expected), 0.1), `${what}: ${shown} vs reference ${expected}`);
+}
+
+test("CLI text: where layers have different pairs (a slices recipe), each cosine is under its pair's column, and a layer lacking a pair or model has an empty cell", async () => {
+  const r = cli("diagnose", await sliceOrderRecipe(), "--workers", "1");
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.split("\n");
+  const start = lines.findIndex((l) => l.startsWith("layer "));
+  const rows = textTable(lines.slice(start, lines.indexOf("", start)));
+  assert.deepEqual(rows.map((row) => row.get("layer")), ["0", "1"]);
+  const [l0, l1] = rows as [Map<string, string>, Map<string, string>];
+  const names = (layer: number) => [...models.base!.tensors.keys()].filter((n) => n.startsWith(`model.layers.${layer}.`));
+  closeShown(l0.get("cos ./a/./b"), concatCosine(names(0), "a", "b"), "layer 0 a/b");
+  assert.equal(l0.get("cos ./a/./c"), "");
+  assert.equal(l0.get("cos ./b/./c"), "");
+  assert.equal(l0.get("‖τ‖/‖b‖ ./c"), "");
+  for (const [x, y] of [["a", "b"], ["a", "c"], ["b", "c"]] as const) closeShown(l1.get(`cos ./${x}/./${y}`), concatCosine(names(1), x, y), `layer 1 ${x}/${y}`);
 });

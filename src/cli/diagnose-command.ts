@@ -9,7 +9,7 @@ import { htmlReport } from "../chart/report";
 import { heatmapSvg } from "../chart/svg";
 import { formatValue } from "../chart/text";
 import { lineChartText } from "../chart/terminal";
-import { conflictHeatmap, diagnosisReport, percent } from "../diagnose/present";
+import { conflictHeatmap, diagnosisReport, layerColumns, percent, type LayerColumn } from "../diagnose/present";
 import { args, defined, integer, size, type Io } from "./args";
 import { checkFileTargets, writeFileAtomically } from "./write-file";
 import { interruptible } from "./interrupt";
@@ -50,11 +50,10 @@ export async function diagnoseCommand(argv: string[], io: Io): Promise<number> {
     }
   }
   if (d.layers.length > 0) {
-    const pairs = d.total.pairs.map((p) => `cos ${p.a}/${p.b}`);
-    const head = ["layer", "conflict coords", "conflict mass", ...d.models.map((m) => `‖τ‖/‖b‖ ${m}`), ...pairs];
-    const rows = d.layers.map((l) => [String(l.layer), pct(l.conflict.coordinates), pct(l.conflict.mass),
-      ...d.models.map((m) => pct(l.tasks.find((t) => t.model === m)?.baseRatio ?? null)), ...l.pairs.map((p) => show(p.cosine))]);
-    out.push("", ...columns([head, ...rows]), "");
+    const cols = layerColumns(d);
+    const text = (c: LayerColumn, x: number | null | undefined) => (x === undefined ? "" : c.kind === "layer" ? String(x) : c.kind === "fraction" ? pct(x) : show(x));
+    const rows = d.layers.map((l) => cols.map((c) => text(c, c.cell(l))));
+    out.push("", ...columns([cols.map((c) => c.label), ...rows]), "");
     out.push(lineChartText({
       title: "conflicting mass by layer", xLabel: "layer", yLabel: "fraction of kept task-vector mass",
       series: [{ name: "conflict", points: d.layers.map((l) => [l.layer, l.conflict.mass ?? NaN] as [number, number]) }],

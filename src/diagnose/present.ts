@@ -102,6 +102,29 @@ export function conflictHeatmap(d: Pick<Diagnosis, "tensors" | "recipe">): Heatm
 
 const orNA = (x: number | null) => (x === null ? "n/a" : x);
 
+/**
+ * A column of the per-layer table. A cell is null where the statistic is undefined ("n/a") and
+ * undefined where the layer lacks the model or the pair (a slices recipe may leave models out of some
+ * layers): cells are looked up by model and pair, never by position, since a layer's pairs need not be
+ * the total's.
+ */
+export interface LayerColumn {
+  label: string;
+  kind: "layer" | "fraction" | "cosine";
+  cell: (l: LayerDiagnosis) => number | null | undefined;
+}
+
+/** The per-layer table's columns, shared by the CLI's text table and the HTML report's. */
+export function layerColumns(d: Pick<Diagnosis, "models" | "total">): LayerColumn[] {
+  return [
+    { label: "layer", kind: "layer", cell: (l) => l.layer },
+    { label: "conflict coords", kind: "fraction", cell: (l) => l.conflict.coordinates },
+    { label: "conflict mass", kind: "fraction", cell: (l) => l.conflict.mass },
+    ...d.models.map((m): LayerColumn => ({ label: `‖τ‖/‖b‖ ${m}`, kind: "fraction", cell: (l) => l.tasks.find((t) => t.model === m)?.baseRatio })),
+    ...d.total.pairs.map(({ a, b }): LayerColumn => ({ label: `cos ${a}/${b}`, kind: "cosine", cell: (l) => l.pairs.find((p) => p.a === a && p.b === b)?.cosine })),
+  ];
+}
+
 export function diagnosisReport(d: Diagnosis): ReportSpec {
   const pairCols = d.total.pairs.map((p) => `cos ${p.a}/${p.b}`);
   return {
