@@ -442,3 +442,20 @@ test("CLI text: where layers have different pairs (a slices recipe), each cosine
   assert.equal(l0.get("‖τ‖/‖b‖ ./c"), "");
   for (const [x, y] of [["a", "b"], ["a", "c"], ["b", "c"]] as const) closeShown(l1.get(`cos ./${x}/./${y}`), concatCosine(names(1), x, y), `layer 1 ${x}/${y}`);
 });
+
+test("--report: the per-layer table puts each cosine under its pair's column, an empty cell where a layer lacks the pair", async () => {
+  const html = join(dir, "slice-order", "report.html");
+  const r = cli("diagnose", await sliceOrderRecipe(), "--workers", "1", "--json", "--report", html);
+  assert.equal(r.status, 0, r.stderr);
+  const text = await readFile(html, "utf8");
+  const section = text.slice(text.indexOf("Per layer"), text.indexOf("Per tensor"));
+  const unescape = (x: string) => x.replace(/<[^>]+>/g, "").replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, "&");
+  const [head, ...rows] = [...section.matchAll(/<tr>(.*?)<\/tr>/gs)].map((m) => [...m[1]!.matchAll(/<t[hd][^>]*>(.*?)<\/t[hd]>/gs)].map((c) => unescape(c[1]!)));
+  const cell = (row: string[], label: string) => row[head!.indexOf(label)];
+  assert.deepEqual(rows.map((row) => row[0]), ["0", "1"]);
+  const names = (layer: number) => [...models.base!.tensors.keys()].filter((n) => n.startsWith(`model.layers.${layer}.`));
+  close(Number(cell(rows[0]!, "cos ./a/./b")), concatCosine(names(0), "a", "b"), "layer 0 a/b");
+  assert.equal(cell(rows[0]!, "cos ./a/./c"), "");
+  assert.equal(cell(rows[0]!, "cos ./b/./c"), "");
+  for (const [x, y] of [["a", "b"], ["a", "c"], ["b", "c"]] as const) close(Number(cell(rows[1]!, `cos ./${x}/./${y}`)), concatCosine(names(1), x, y), `layer 1 ${x}/${y}`);
+});

@@ -126,7 +126,7 @@ export function layerColumns(d: Pick<Diagnosis, "models" | "total">): LayerColum
 }
 
 export function diagnosisReport(d: Diagnosis): ReportSpec {
-  const pairCols = d.total.pairs.map((p) => `cos ${p.a}/${p.b}`);
+  const cols = layerColumns(d);
   return {
     title: `Interference diagnostics: ${d.recipe}`,
     sections: [
@@ -135,8 +135,11 @@ export function diagnosisReport(d: Diagnosis): ReportSpec {
       {
         heading: "Per layer",
         table: {
-          columns: ["layer", "conflict (coords)", "conflict (mass)", ...d.models.map((m) => `‖τ‖/‖b‖ ${m}`), ...pairCols],
-          rows: d.layers.map((l) => [l.layer, orNA(l.conflict.coordinates), orNA(l.conflict.mass), ...d.models.map((m) => orNA(l.tasks.find((t) => t.model === m)?.baseRatio ?? null)), ...l.pairs.map((p) => orNA(p.cosine))]),
+          columns: cols.map((c) => c.label),
+          rows: d.layers.map((l) => cols.map((c) => {
+            const x = c.cell(l);
+            return x === undefined ? "" : orNA(x);
+          })),
         },
       },
       {
