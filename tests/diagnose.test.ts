@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { diagnose } from "../src/node";
 import type { DiagnosisResult } from "../src/api/diagnose";
-import type { GroupStats } from "../src/diagnose/statistics";
+import type { GroupStats, LayerDiagnosis } from "../src/diagnose/statistics";
+import { summarize } from "../src/diagnose/present";
 import { baseModel, CLI, fineTune, removeDir, tempDir, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
 import { roundToDtype } from "./reference/float16";
 import type { RefModel } from "./reference/merge";
@@ -458,4 +459,22 @@ test("--report: the per-layer table puts each cosine under its pair's column, an
   assert.equal(cell(rows[0]!, "cos ./a/./c"), "");
   assert.equal(cell(rows[0]!, "cos ./b/./c"), "");
   for (const [x, y] of [["a", "b"], ["a", "c"], ["b", "c"]] as const) close(Number(cell(rows[1]!, `cos ./${x}/./${y}`)), concatCosine(names(1), x, y), `layer 1 ${x}/${y}`);
+});
+
+/** A layer whose conflicting mass fraction is `mass` (of a kept mass of 1). */
+function layerWith(layer: number, mass: number): LayerDiagnosis {
+  return {
+    layer, tensors: 1, baseNorm: 1, tasks: [], pairs: [],
+    conflict: { eligible: 1, coordinates: mass, mass, eligibleMass: 1, conflictMass: mass },
+  };
+}
+
+test("summary: the layers that conflict most are those at least halfway from the true median (an even count: the mean of the two middle values) to the maximum", () => {
+  // By hand: the median of 0.1, 0.2, 0.6, 0.9 is 0.4, the bar (0.4 + 0.9) / 2 = 0.65: layer 2 (0.6) is below it.
+  const total = layerWith(0, 0.5);
+  assert.equal(summarize(total, [0.1, 0.2, 0.6, 0.9].map((m, i) => layerWith(i, m)))[0], "layer 3 conflicts most: 90% of mass");
+  // 0.1, 0.5, 0.6, 0.7: median 0.55, bar 0.625: layer 2 (0.6) stays out (the lower middle value, 0.5, would let it in).
+  assert.equal(summarize(total, [0.1, 0.5, 0.6, 0.7].map((m, i) => layerWith(i, m)))[0], "layer 3 conflicts most: 70% of mass");
+  // Layers 2 and 3 at 0.8 and 0.9 with the median (0.2 + 0.8) / 2 = 0.5 and the bar 0.7: both, their fraction (0.8 + 0.9) / 2.
+  assert.equal(summarize(total, [0.1, 0.2, 0.8, 0.9].map((m, i) => layerWith(i, m)))[0], "layers 2-3 conflict most: 85% of mass");
 });

@@ -37,7 +37,8 @@ export function hottestLayers(layers: LayerDiagnosis[]): { first: number; last: 
   const rated = layers.filter((l) => l.conflict.mass !== null);
   if (rated.length === 0) return null;
   const sorted = rated.map((l) => l.conflict.mass!).sort((a, b) => a - b);
-  const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
   let top = 0;
   rated.forEach((l, i) => {
     if (l.conflict.mass! > rated[top]!.conflict.mass!) top = i;
