@@ -12,8 +12,8 @@ import { after, before, test } from "node:test";
 import { diagnose } from "../src/node";
 import type { DiagnosisResult } from "../src/api/diagnose";
 import type { GroupStats, LayerDiagnosis } from "../src/diagnose/statistics";
-import { summarize } from "../src/diagnose/present";
-import { baseModel, CLI, fineTune, removeDir, tempDir, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
+import { conflictHeatmap, summarize } from "../src/diagnose/present";
+import { baseModel, CLI, fineTune, removeDir, tempDir, uniform, WORKER_URL, writeCase, type Shape } from "./helpers/fixtures";
 import { roundToDtype } from "./reference/float16";
 import type { RefModel } from "./reference/merge";
 import { addSums, refStatistics, refTensorSums, type RefMethod, type RefOptions, type RefSums } from "./reference/diagnose";
@@ -415,12 +415,12 @@ test("slices listing the models in another order, and a model in one slice only:
   assert.deepEqual(q.tasks.map((t) => t.model), ["./a", "./b", "./c"]);
 });
 
-/** A text table's cells by column label: columns are right-aligned (the first left-aligned) two spaces apart. */
+/** A text table's cells by column label: columns are right-aligned (the first left-aligned, never empty) two spaces apart. */
 function textTable(lines: string[]): Map<string, string>[] {
   const head = lines[0]!, labels = head.split(/ {2,}/);
   let from = 0;
   const ends = labels.map((label) => (from = head.indexOf(label, from) + label.length));
-  return lines.slice(1).map((row) => new Map(labels.map((label, c) => [label, row.slice(c === 0 ? 0 : ends[c - 1]!, c === 0 ? ends[0]! : ends[c]!).trim()])));
+  return lines.slice(1).map((row) => new Map(labels.map((label, c) => [label, c === 0 ? row.split(/ {2,}/)[0]! : row.slice(ends[c - 1]!, ends[c]!).trim()])));
 }
 
 /** A printed cosine (3 significant digits) against the reference. */
@@ -464,7 +464,7 @@ test("--report: the per-layer table puts each cosine under its pair's column, an
 /** A layer whose conflicting mass fraction is `mass` (of a kept mass of 1). */
 function layerWith(layer: number, mass: number): LayerDiagnosis {
   return {
-    layer, tensors: 1, baseNorm: 1, tasks: [], pairs: [],
+    stack: "model.layers", layer, tensors: 1, baseNorm: 1, tasks: [], pairs: [],
     conflict: { eligible: 1, coordinates: mass, mass, eligibleMass: 1, conflictMass: mass },
   };
 }
@@ -472,9 +472,63 @@ function layerWith(layer: number, mass: number): LayerDiagnosis {
 test("summary: the layers that conflict most are those at least halfway from the true median (an even count: the mean of the two middle values) to the maximum", () => {
   // By hand: the median of 0.1, 0.2, 0.6, 0.9 is 0.4, the bar (0.4 + 0.9) / 2 = 0.65: layer 2 (0.6) is below it.
   const total = layerWith(0, 0.5);
-  assert.equal(summarize(total, [0.1, 0.2, 0.6, 0.9].map((m, i) => layerWith(i, m)))[0], "layer 3 conflicts most: 90% of mass");
+  assert.equal(summarize(total, [0.1, 0.2, 0.6, 0.9].map((m, i) => layerWith(i, m)), "model.layers")[0], "layer 3 conflicts most: 90% of mass");
   // 0.1, 0.5, 0.6, 0.7: median 0.55, bar 0.625: layer 2 (0.6) stays out (the lower middle value, 0.5, would let it in).
-  assert.equal(summarize(total, [0.1, 0.5, 0.6, 0.7].map((m, i) => layerWith(i, m)))[0], "layer 3 conflicts most: 70% of mass");
+  assert.equal(summarize(total, [0.1, 0.5, 0.6, 0.7].map((m, i) => layerWith(i, m)), "model.layers")[0], "layer 3 conflicts most: 70% of mass");
   // Layers 2 and 3 at 0.8 and 0.9 with the median (0.2 + 0.8) / 2 = 0.5 and the bar 0.7: both, their fraction (0.8 + 0.9) / 2.
-  assert.equal(summarize(total, [0.1, 0.2, 0.8, 0.9].map((m, i) => layerWith(i, m)))[0], "layers 2-3 conflict most: 85% of mass");
+  assert.equal(summarize(total, [0.1, 0.2, 0.8, 0.9].map((m, i) => layerWith(i, m)), "model.layers")[0], "layers 2-3 conflict most: 85% of mass");
+});
+
+test("two layer stacks with the same names in a layer (a decoder and a vision tower): each layer of each stack is its own row and heatmap row", async () => {
+  // b agrees with a on the decoder (half its move) and opposes it on the vision tower: by hand, the
+  // decoder's layers conflict nowhere (cosine 1), the tower's everywhere (cosine -1).
+  const names = ["model.embed_tokens.weight", ...[0, 1].flatMap((l) => [`model.layers.${l}.mlp.fc1.weight`, `model.layers.${l}.mlp.fc2.weight`]),
+    ...[0, 1].map((l) => `vision_model.encoder.layers.${l}.mlp.fc1.weight`), "lm_head.weight"];
+  const shapeOf = (n: string) => (n.includes("layers") ? [4, 4] : [16, 4]);
+  const config = { architectures: ["LlavaForConditionalGeneration"], model_type: "llava", vocab_size: 16, num_hidden_layers: 2 };
+  const make = (value: (n: string, i: number) => number): RefModel => ({
+    config, tensors: new Map(names.map((n) => {
+      const shape = shapeOf(n), values = new Float32Array(shape[0]! * shape[1]!).map((_, i) => value(n, i));
+      return [n, { dtype: "F32", shape, values }];
+    })),
+  });
+  const b0 = (n: string, i: number) => Math.fround(0.5 + uniform(n.length, i));
+  // |τ| at least 0.05: its sign survives the float32 subtraction.
+  const tau = (n: string, i: number) => (uniform(n.length + 100, i) < 0.5 ? -1 : 1) * (0.05 + 0.1 * uniform(n.length + 200, i));
+  const stackModels = {
+    base: make(b0),
+    a: make((n, i) => b0(n, i) + tau(n, i)),
+    b: make((n, i) => b0(n, i) + (n.startsWith("vision") ? -1 : 0.5) * tau(n, i)),
+  };
+  const path = join(dir, "stacks");
+  await writeCase(path, stackModels, { merge_method: "task_arithmetic", base_model: "./base", models: [{ model: "./a", parameters: { weight: 1 } }, { model: "./b", parameters: { weight: 1 } }] });
+  const d = await diagnose(join(path, "recipe.yml"), { workerUrl: WORKER_URL, workers: 1 });
+  assert.equal(d.decoder, "model.layers");
+  assert.deepEqual(d.layers.map((l) => [l.stack, l.layer, l.tensors]), [["model.layers", 0, 2], ["model.layers", 1, 2], ["vision_model.encoder.layers", 0, 1], ["vision_model.encoder.layers", 1, 1]]);
+  const cosine = (tensors: string[]) => {
+    let dot = 0, sa = 0, sb = 0;
+    for (const n of tensors) {
+      const base = stackModels.base.tensors.get(n)!.values!, va = stackModels.a.tensors.get(n)!.values!, vb = stackModels.b.tensors.get(n)!.values!;
+      for (let j = 0; j < base.length; j++) {
+        const ta = Math.fround(va[j]! - base[j]!), tb = Math.fround(vb[j]! - base[j]!);
+        dot += ta * tb; sa += ta * ta; sb += tb * tb;
+      }
+    }
+    return dot / Math.sqrt(sa * sb);
+  };
+  for (const l of d.layers) {
+    assert.equal(l.conflict.mass, l.stack === "model.layers" ? 0 : 1, `${l.stack} ${l.layer}`);
+    close(l.pairs[0]!.cosine, cosine(names.filter((n) => n.startsWith(`${l.stack}.${l.layer}.`))), `${l.stack} ${l.layer} cosine`);
+  }
+  const heat = conflictHeatmap(d);
+  assert.deepEqual(heat.rowLabels, ["layer 0", "layer 1", "vision_model.encoder.layers.0", "vision_model.encoder.layers.1"]);
+  assert.deepEqual(heat.colLabels, ["mlp.fc1.weight", "mlp.fc2.weight"]);
+  assert.deepEqual(heat.values, [[0, 0], [0, 0], [1, NaN], [1, NaN]]);
+  assert.equal(d.summary[0], "vision_model.encoder.layers 0-1 conflict most: 100% of mass");
+  const r = cli("diagnose", join(path, "recipe.yml"), "--workers", "1");
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.split("\n");
+  const start = lines.findIndex((l) => l.startsWith("layer "));
+  assert.deepEqual(textTable(lines.slice(start, lines.indexOf("", start))).map((row) => [row.get("layer"), row.get("conflict mass")]),
+    [["0", "0%"], ["1", "0%"], ["vision_model.encoder.layers.0", "100%"], ["vision_model.encoder.layers.1", "100%"]]);
 });

@@ -8,7 +8,7 @@
 import type { DiagnosisResult } from "../../src/api/diagnose";
 import { heatmapSvg } from "../../src/chart/svg";
 import { formatValue } from "../../src/chart/text";
-import { conflictHeatmap, percent } from "../../src/diagnose/present";
+import { conflictHeatmap, layerLabel, percent } from "../../src/diagnose/present";
 import type { GroupStats } from "../../src/diagnose/statistics";
 import type { PageState, Store } from "../state";
 import { h, replace } from "../ui/dom";
@@ -86,7 +86,7 @@ function diagnosisShown(d: DiagnosisResult): DocumentFragment {
       h("table", { class: "params results-table", "data-testid": "diagnose-table" },
         h("caption", {}, "Per layer, and in total"),
         h("thead", {}, head),
-        h("tbody", {}, ...d.layers.map((l) => row(String(l.layer), String(l.layer), l)), row("total", "total", d.total)))),
+        h("tbody", {}, ...d.layers.map((l) => row(layerLabel(l, d.decoder), layerLabel(l, d.decoder), l)), row("total", "total", d.total)))),
     h("p", { class: "hint" },
       "Conflict: among coordinates where two or more task vectors are non-zero after the method's trimming, the fraction where they disagree in sign (of the coordinates, and of their mass). " +
       "‖τ‖/‖b‖: a task vector's norm relative to the base weights'. cos: cosine similarity of two task vectors, before trimming. The same numbers as “weightsoup diagnose --json” gives."));

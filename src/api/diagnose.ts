@@ -11,6 +11,8 @@ import { layerDiagnoses, tensorDiagnoses, totalDiagnosis, type GroupStats } from
 import { summarize, type Diagnosis } from "../diagnose/present";
 import { parseRecipe, type Recipe } from "../recipe/recipe";
 import { referencedModels, type MergePlan } from "../plan/plan";
+import { tensorRole } from "../model/roles";
+import { decoderStack, layerStacks } from "../model/stacks";
 import { refuseStages } from "./stages";
 import { nowMs } from "../clock";
 
@@ -42,12 +44,26 @@ function taskModels(plan: MergePlan, sums: TensorSums[]): string[] {
   return [...new Set([...referencedModels(plan.recipe), ...measured])].filter((m) => measured.has(m));
 }
 
+/**
+ * The output's decoder stack, as the planner tells it from side stacks (a vision tower): the donor's,
+ * whose layer names the output keeps. Without one, the first stack measured stands in for it.
+ */
+function decoderOf(plan: MergePlan, sums: TensorSums[]): string | null {
+  const donor = plan.models.get(plan.donor);
+  const decoder = donor ? decoderStack(layerStacks(donor.tensors.keys()), donor.config, donor.location)?.prefix : undefined;
+  return decoder ?? sums.map((s) => tensorRole(s.tensor.name).stack).find((stack) => stack !== undefined) ?? null;
+}
+
 function diagnosisOf(recipe: string, plan: MergePlan, sums: TensorSums[]): Diagnosis {
   const first = sums[0]!;
   const models = taskModels(plan, sums);
+  const decoder = decoderOf(plan, sums);
   const total = totalDiagnosis(sums, models);
-  const layers = layerDiagnoses(sums, models);
-  return { recipe, method: plan.method.name, base: first.models[0]!, models, tensors: tensorDiagnoses(sums, models), layers, total, summary: summarize(total, layers), warnings: [] };
+  const layers = layerDiagnoses(sums, models, decoder);
+  return {
+    recipe, method: plan.method.name, base: first.models[0]!, models, tensors: tensorDiagnoses(sums, models), layers, decoder, total,
+    summary: summarize(total, layers, decoder), warnings: [],
+  };
 }
 
 function cosineTo(stats: GroupStats, reference: string, model: string): number | null {

@@ -51,12 +51,16 @@ export async function diagnoseCommand(argv: string[], io: Io): Promise<number> {
   }
   if (d.layers.length > 0) {
     const cols = layerColumns(d);
-    const text = (c: LayerColumn, x: number | null | undefined) => (x === undefined ? "" : c.kind === "layer" ? String(x) : c.kind === "fraction" ? pct(x) : show(x));
+    const text = (c: LayerColumn, x: number | string | null | undefined) => (x === undefined ? "" : typeof x === "string" || c.kind === "layer" ? String(x) : c.kind === "fraction" ? pct(x) : show(x));
     const rows = d.layers.map((l) => cols.map((c) => text(c, c.cell(l))));
     out.push("", ...columns([cols.map((c) => c.label), ...rows]), "");
     out.push(lineChartText({
       title: "conflicting mass by layer", xLabel: "layer", yLabel: "fraction of kept task-vector mass",
-      series: [{ name: "conflict", points: d.layers.map((l) => [l.layer, l.conflict.mass ?? NaN] as [number, number]) }],
+      // One line per stack: a vision tower's layer 0 is not the decoder's.
+      series: [...new Set(d.layers.map((l) => l.stack))].map((stack) => ({
+        name: stack === d.decoder ? "conflict" : stack,
+        points: d.layers.filter((l) => l.stack === stack).map((l) => [l.layer, l.conflict.mass ?? NaN] as [number, number]),
+      })),
     }).trimEnd());
   }
   if (values.svg) out.push(`heatmap: ${values.svg}`);

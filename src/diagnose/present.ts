@@ -15,7 +15,10 @@ export interface Diagnosis {
   models: string[];
   /** Tensors measured (those with task vectors), in plan order. */
   tensors: TensorDiagnosis[];
+  /** Every layer stack's layers, the decoder's first (see layerDiagnoses). */
   layers: LayerDiagnosis[];
+  /** The decoder stack's prefix ("model.layers"; the stack `layer_range` counts), null without layers. */
+  decoder: string | null;
   total: GroupStats;
   summary: string[];
   warnings: string[];
@@ -28,12 +31,17 @@ export function percent(x: number): string {
   return `${p >= 10 ? Math.round(p) : Number(p.toPrecision(2))}%`;
 }
 
+/** A layer's name: the decoder's by its index, another stack's as its tensors' names start ("vision_model.encoder.layers.3"). */
+export function layerLabel(l: Pick<LayerDiagnosis, "stack" | "layer">, decoder: string | null): string {
+  return l.stack === decoder ? String(l.layer) : `${l.stack}.${l.layer}`;
+}
+
 /**
  * The contiguous run of layers that conflict most: around the layer with the largest conflicting mass
- * fraction, each adjacent layer whose fraction is at least halfway from the layers' median to that
- * maximum. Its fraction is that of the run's tensors together.
+ * fraction, each adjacent layer of the same stack whose fraction is at least halfway from the layers'
+ * median to that maximum. Its fraction is that of the run's tensors together.
  */
-export function hottestLayers(layers: LayerDiagnosis[]): { first: number; last: number; mass: number } | null {
+export function hottestLayers(layers: LayerDiagnosis[]): { stack: string; first: number; last: number; mass: number } | null {
   const rated = layers.filter((l) => l.conflict.mass !== null);
   if (rated.length === 0) return null;
   const sorted = rated.map((l) => l.conflict.mass!).sort((a, b) => a - b);
@@ -44,7 +52,7 @@ export function hottestLayers(layers: LayerDiagnosis[]): { first: number; last: 
     if (l.conflict.mass! > rated[top]!.conflict.mass!) top = i;
   });
   const bar = (median + rated[top]!.conflict.mass!) / 2;
-  const joins = (i: number, j: number) => Math.abs(rated[i]!.layer - rated[j]!.layer) === 1 && rated[i]!.conflict.mass! >= bar;
+  const joins = (i: number, j: number) => rated[i]!.stack === rated[j]!.stack && Math.abs(rated[i]!.layer - rated[j]!.layer) === 1 && rated[i]!.conflict.mass! >= bar;
   let a = top, b = top;
   while (a > 0 && joins(a - 1, a)) a--;
   while (b < rated.length - 1 && joins(b + 1, b)) b++;
@@ -53,17 +61,18 @@ export function hottestLayers(layers: LayerDiagnosis[]): { first: number; last: 
     conflict += rated[i]!.conflict.conflictMass;
     eligible += rated[i]!.conflict.eligibleMass;
   }
-  return { first: rated[a]!.layer, last: rated[b]!.layer, mass: conflict / eligible };
+  return { stack: rated[a]!.stack, first: rated[a]!.layer, last: rated[b]!.layer, mass: conflict / eligible };
 }
 
 const list = (items: string[]) => items.join(", ");
 
 /** A few sentences: where conflicts concentrate, how aligned the task vectors are, what trimming and the vote remove. */
-export function summarize(total: GroupStats, layers: LayerDiagnosis[]): string[] {
+export function summarize(total: GroupStats, layers: LayerDiagnosis[], decoder: string | null): string[] {
   const lines: string[] = [];
   const hot = hottestLayers(layers);
   if (hot && layers.length > 1) {
-    const where = hot.first === hot.last ? `layer ${hot.first} conflicts` : `layers ${hot.first}-${hot.last} conflict`;
+    const range = hot.first === hot.last ? `${hot.first} conflicts` : `${hot.first}-${hot.last} conflict`;
+    const where = hot.stack === decoder ? `layer${hot.first === hot.last ? "" : "s"} ${range}` : `${hot.stack} ${range}`;
     lines.push(`${where} most: ${percent(hot.mass)} of mass`);
   }
   if (total.conflict.coordinates !== null && total.conflict.mass !== null) {
@@ -84,16 +93,20 @@ export function summarize(total: GroupStats, layers: LayerDiagnosis[]): string[]
   return lines;
 }
 
-/** Layers × tensor kinds, each cell a tensor's conflicting mass fraction (no cell: no eligible coordinate). */
-export function conflictHeatmap(d: Pick<Diagnosis, "tensors" | "recipe">): HeatmapSpec {
+/**
+ * Layers × tensor kinds, each cell a tensor's conflicting mass fraction (no cell: no eligible
+ * coordinate). A row is one layer of one stack (the rows of d.layers), so a vision tower's layer 0
+ * and the decoder's are two rows.
+ */
+export function conflictHeatmap(d: Pick<Diagnosis, "tensors" | "layers" | "decoder" | "recipe">): HeatmapSpec {
   const inLayers = d.tensors.filter((t) => t.layer !== null);
-  const layers = [...new Set(inLayers.map((t) => t.layer!))].sort((a, b) => a - b);
+  const row = new Map(d.layers.map((l, i) => [`${l.stack}\u0000${l.layer}`, i]));
   const kinds = [...new Set(inLayers.map((t) => t.kind))];
-  const values = layers.map(() => kinds.map(() => NaN));
-  for (const t of inLayers) values[layers.indexOf(t.layer!)]![kinds.indexOf(t.kind)] = t.conflict.mass ?? NaN;
+  const values = d.layers.map(() => kinds.map(() => NaN));
+  for (const t of inLayers) values[row.get(`${t.stack}\u0000${t.layer}`)!]![kinds.indexOf(t.kind)] = t.conflict.mass ?? NaN;
   return {
     title: `Sign conflicts: ${d.recipe}`,
-    rowLabels: layers.map((l) => `layer ${l}`),
+    rowLabels: d.layers.map((l) => (l.stack === d.decoder ? `layer ${l.layer}` : layerLabel(l, d.decoder))),
     colLabels: kinds,
     values,
     valueLabel: "conflicting mass",
@@ -112,13 +125,13 @@ const orNA = (x: number | null) => (x === null ? "n/a" : x);
 export interface LayerColumn {
   label: string;
   kind: "layer" | "fraction" | "cosine";
-  cell: (l: LayerDiagnosis) => number | null | undefined;
+  cell: (l: LayerDiagnosis) => number | string | null | undefined;
 }
 
 /** The per-layer table's columns, shared by the CLI's text table and the HTML report's. */
-export function layerColumns(d: Pick<Diagnosis, "models" | "total">): LayerColumn[] {
+export function layerColumns(d: Pick<Diagnosis, "models" | "total" | "decoder">): LayerColumn[] {
   return [
-    { label: "layer", kind: "layer", cell: (l) => l.layer },
+    { label: "layer", kind: "layer", cell: (l) => (l.stack === d.decoder ? l.layer : layerLabel(l, d.decoder)) },
     { label: "conflict coords", kind: "fraction", cell: (l) => l.conflict.coordinates },
     { label: "conflict mass", kind: "fraction", cell: (l) => l.conflict.mass },
     ...d.models.map((m): LayerColumn => ({ label: `‖τ‖/‖b‖ ${m}`, kind: "fraction", cell: (l) => l.tasks.find((t) => t.model === m)?.baseRatio })),
@@ -139,7 +152,7 @@ export function diagnosisReport(d: Diagnosis): ReportSpec {
           columns: cols.map((c) => c.label),
           rows: d.layers.map((l) => cols.map((c) => {
             const x = c.cell(l);
-            return x === undefined ? "" : orNA(x);
+            return x === undefined ? "" : typeof x === "string" ? x : orNA(x);
           })),
         },
       },

@@ -50,14 +50,18 @@ export interface GroupStats {
 
 export interface TensorDiagnosis extends GroupStats {
   name: string;
-  /** Decoder layer index, null for tensors outside the layers. */
+  /** Layer index within its stack, null for tensors outside the layers. */
   layer: number | null;
+  /** The layer stack: the name before the layer index ("model.layers", "vision_model.encoder.layers"), null outside the layers. */
+  stack: string | null;
   /** The name within a layer ("self_attn.q_proj.weight"), or the whole name outside the layers. */
   kind: string;
   numel: number;
 }
 
+/** One layer of one stack: a vision tower's layer 3 is not the decoder's. */
 export interface LayerDiagnosis extends GroupStats {
+  stack: string;
   layer: number;
   tensors: number;
 }
@@ -155,11 +159,11 @@ export class GroupSums {
   }
 }
 
-/** Where a tensor sits: its layer and its name within the layer. */
-export function tensorPlace(name: string): { layer: number | null; kind: string } {
+/** Where a tensor sits: its stack, its layer and its name within the layer. */
+export function tensorPlace(name: string): { layer: number | null; stack: string | null; kind: string } {
   const role = tensorRole(name);
-  if (role.layer === undefined || role.template === undefined) return { layer: null, kind: name };
-  return { layer: role.layer, kind: role.template.slice(role.template.indexOf("{}") + 3) || name };
+  if (role.layer === undefined || role.template === undefined) return { layer: null, stack: null, kind: name };
+  return { layer: role.layer, stack: role.stack!, kind: role.template.slice(role.template.indexOf("{}") + 3) || name };
 }
 
 /** Task models in the order the recipe names them: the order pairs are named and listed in. */
@@ -171,17 +175,22 @@ export function tensorDiagnoses(all: TensorSums[], order: readonly string[]): Te
   });
 }
 
-export function layerDiagnoses(all: TensorSums[], order: readonly string[]): LayerDiagnosis[] {
-  const layers = new Map<number, { g: GroupSums; tensors: number }>();
+/** Layers of every stack, keyed by stack and index: the decoder's first, then the others as first seen, each ascending. */
+export function layerDiagnoses(all: TensorSums[], order: readonly string[], decoder: string | null): LayerDiagnosis[] {
+  const layers = new Map<string, { stack: string; layer: number; g: GroupSums; tensors: number }>();
   for (const t of all) {
-    const { layer } = tensorPlace(t.tensor.name);
-    if (layer === null) continue;
-    const entry = layers.get(layer) ?? { g: new GroupSums(order), tensors: 0 };
+    const { layer, stack } = tensorPlace(t.tensor.name);
+    if (layer === null || stack === null) continue;
+    const key = `${stack}\u0000${layer}`;
+    const entry = layers.get(key) ?? { stack, layer, g: new GroupSums(order), tensors: 0 };
     entry.g.add(t);
     entry.tensors++;
-    layers.set(layer, entry);
+    layers.set(key, entry);
   }
-  return [...layers].sort((a, b) => a[0] - b[0]).map(([layer, { g, tensors }]) => ({ layer, tensors, ...g.stats() }));
+  const stacks = [...new Set([...layers.values()].map((l) => l.stack))].sort((a, b) => Number(b === decoder) - Number(a === decoder));
+  return [...layers.values()]
+    .sort((x, y) => stacks.indexOf(x.stack) - stacks.indexOf(y.stack) || x.layer - y.layer)
+    .map(({ stack, layer, g, tensors }) => ({ stack, layer, tensors, ...g.stats() }));
 }
 
 export function totalDiagnosis(all: TensorSums[], order: readonly string[]): GroupStats {
