@@ -464,7 +464,7 @@ test("--report: the per-layer table puts each cosine under its pair's column, an
 /** A layer whose conflicting mass fraction is `mass` (of a kept mass of 1). */
 function layerWith(layer: number, mass: number): LayerDiagnosis {
   return {
-    stack: "model.layers", layer, tensors: 1, baseNorm: 1, tasks: [], pairs: [],
+    stack: "model.layers", layer, tensors: 1, baseNorm: 1, nonFinite: [], tasks: [], pairs: [],
     conflict: { eligible: 1, coordinates: mass, mass, eligibleMass: 1, conflictMass: mass },
   };
 }
@@ -531,4 +531,58 @@ test("two layer stacks with the same names in a layer (a decoder and a vision to
   const start = lines.findIndex((l) => l.startsWith("layer "));
   assert.deepEqual(textTable(lines.slice(start, lines.indexOf("", start))).map((row) => [row.get("layer"), row.get("conflict mass")]),
     [["0", "0%"], ["1", "0%"], ["vision_model.encoder.layers.0", "100%"], ["vision_model.encoder.layers.1", "100%"]]);
+});
+
+/** task_arithmetic's conflicting mass fraction (m = τ) of models x and y over `names`, from the values. */
+function conflictMass(all: Record<string, RefModel>, names: string[], x: string, y: string): number {
+  let eligible = 0, conflict = 0;
+  for (const name of names) {
+    const b = all.base!.tensors.get(name)!.values!, vx = all[x]!.tensors.get(name)!.values!, vy = all[y]!.tensors.get(name)!.values!;
+    for (let j = 0; j < b.length; j++) {
+      const tx = Math.fround(vx[j]! - b[j]!), ty = Math.fround(vy[j]! - b[j]!);
+      if (tx === 0 || ty === 0) continue;
+      eligible += Math.abs(tx) + Math.abs(ty);
+      if ((tx > 0) !== (ty > 0)) conflict += Math.abs(tx) + Math.abs(ty);
+    }
+  }
+  return conflict / eligible;
+}
+
+test("NaN or infinite inputs: a warning naming the file and tensor (event, stderr line, --json), nonFinite in each figure's group, and the summary says which layer it could not rate", async () => {
+  const spoiled = (tensor: string, value: number): RefModel => {
+    const tensors = new Map([...models.b!.tensors].map(([n, t]) => [n, { ...t, values: t.values!.slice() }]));
+    tensors.get(tensor)!.values![3] = value;
+    return { config: models.b!.config, tensors };
+  };
+  const cases = [
+    { name: "nan", tensor: "model.layers.0.mlp.up_proj.weight", value: NaN, bad: 0, good: 1 },
+    { name: "inf", tensor: "model.layers.1.self_attn.q_proj.weight", value: Infinity, bad: 1, good: 0 },
+  ];
+  for (const c of cases) {
+    const all = { base: models.base!, a: models.a!, [c.name]: spoiled(c.tensor, c.value) };
+    const path = join(dir, `nonfinite-${c.name}`);
+    await writeCase(path, all, { merge_method: "task_arithmetic", base_model: "./base", models: [{ model: "./a", parameters: { weight: 1 } }, { model: `./${c.name}`, parameters: { weight: 1 } }] });
+    const events: string[] = [];
+    const d = await diagnose(join(path, "recipe.yml"), { workerUrl: WORKER_URL, workers: 1, onProgress: (e) => { if (e.type === "warning") events.push(e.message); } });
+    assert.equal(d.warnings.length, 1, d.warnings.join("\n"));
+    const file = join(path, c.name, "model.safetensors");
+    assert.equal(d.warnings[0]!.startsWith(`${c.tensor}: NaN or infinite values in ${file} (tensor ${c.tensor}) minus the base ${join(path, "base", "model.safetensors")} (tensor ${c.tensor})`), true, d.warnings[0]);
+    assert.deepEqual(events, d.warnings);
+    assert.deepEqual(d.total.nonFinite, [`./${c.name}`]);
+    assert.deepEqual(d.layers.map((l) => l.nonFinite), c.bad === 0 ? [[`./${c.name}`], []] : [[], [`./${c.name}`]]);
+    assert.deepEqual(d.tensors.filter((t) => t.nonFinite.length > 0).map((t) => t.name), [c.tensor]);
+    // The other layer is rated, its figures those of the finite values.
+    const good = d.layers.find((l) => l.layer === c.good)!;
+    const names = [...models.base!.tensors.keys()].filter((n) => n.startsWith(`model.layers.${c.good}.`));
+    close(good.conflict.mass, conflictMass(all, names, "a", c.name), `layer ${c.good} conflict mass`);
+    const hot = d.summary.find((line) => /conflicts? most/.test(line))!;
+    assert.match(hot, new RegExp(`^layer ${c.good} conflicts most: [\\d.]+% of mass \\(not rated, NaN or infinite values: layer ${c.bad}\\)$`));
+    assert.ok(Math.abs(Number(/: ([\d.]+)%/.exec(hot)![1]) / 100 - conflictMass(all, names, "a", c.name)) < 0.006, hot);
+    assert.match(d.summary[0]!, new RegExp(`^NaN or infinite values in \\./${c.name} \\(see the warnings\\)`));
+    // The CLI: the warning line on stderr, exit 0, and the warnings in --json.
+    const r = cli("diagnose", join(path, "recipe.yml"), "--workers", "1", "--json");
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, `weightsoup: warning: ${d.warnings[0]}\n`);
+    assert.deepEqual((JSON.parse(r.stdout) as DiagnosisResult).warnings, d.warnings);
+  }
 });

@@ -7,7 +7,7 @@ import { abortable } from "./abortable";
 import { engineOptions, prepare, type MergeOptions } from "./merge";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 import { diagnoseSums, type DiagnoseEngineOptions, type TensorSums } from "../diagnose/run";
-import { layerDiagnoses, tensorDiagnoses, totalDiagnosis, type GroupStats } from "../diagnose/statistics";
+import { layerDiagnoses, nonFiniteWarnings, tensorDiagnoses, totalDiagnosis, type GroupStats } from "../diagnose/statistics";
 import { summarize, type Diagnosis } from "../diagnose/present";
 import { parseRecipe, type Recipe } from "../recipe/recipe";
 import { referencedModels, type MergePlan } from "../plan/plan";
@@ -62,7 +62,7 @@ function diagnosisOf(recipe: string, plan: MergePlan, sums: TensorSums[]): Diagn
   const layers = layerDiagnoses(sums, models, decoder);
   return {
     recipe, method: plan.method.name, base: first.models[0]!, models, tensors: tensorDiagnoses(sums, models), layers, decoder, total,
-    summary: summarize(total, layers, decoder), warnings: [],
+    summary: summarize(total, layers, decoder), warnings: nonFiniteWarnings(sums),
   };
 }
 

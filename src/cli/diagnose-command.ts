@@ -13,6 +13,7 @@ import { conflictHeatmap, diagnosisReport, layerColumns, percent, type LayerColu
 import { args, defined, integer, size, type Io } from "./args";
 import { checkFileTargets, writeFileAtomically } from "./write-file";
 import { interruptible } from "./interrupt";
+import { printWarning } from "./progress";
 
 
 export async function diagnoseCommand(argv: string[], io: Io): Promise<number> {
@@ -33,6 +34,7 @@ export async function diagnoseCommand(argv: string[], io: Io): Promise<number> {
   const onProgress = (e: DiagnoseEvent) => {
     if (e.type === "tensor-done" && interactive) io.stderr.write(`\r\x1b[K${e.pass === "aligned" ? "aligned: " : ""}${e.tensorsDone}/${e.tensorsTotal} tensors`);
     if (e.type === "diagnose-done" && interactive) io.stderr.write(`\r\x1b[K`);
+    if (e.type === "warning") printWarning(io.stderr, e.message, interactive);
   };
   const d = await interruptible((signal) => diagnose(positionals[0]!, { ...numeric, signal, onProgress }));
   if (values.svg) await writeFileAtomically(values.svg, heatmapSvg(conflictHeatmap(d)));

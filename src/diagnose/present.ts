@@ -26,6 +26,7 @@ export interface Diagnosis {
 
 /** "41%", "3.2%", "0.04%": two significant digits below 10%. */
 export function percent(x: number): string {
+  if (!Number.isFinite(x)) return formatValue(x);
   const p = 100 * x;
   if (p === 0) return "0%";
   return `${p >= 10 ? Math.round(p) : Number(p.toPrecision(2))}%`;
@@ -42,7 +43,7 @@ export function layerLabel(l: Pick<LayerDiagnosis, "stack" | "layer">, decoder: 
  * median to that maximum. Its fraction is that of the run's tensors together.
  */
 export function hottestLayers(layers: LayerDiagnosis[]): { stack: string; first: number; last: number; mass: number } | null {
-  const rated = layers.filter((l) => l.conflict.mass !== null);
+  const rated = layers.filter((l) => l.conflict.mass !== null && l.nonFinite.length === 0);
   if (rated.length === 0) return null;
   const sorted = rated.map((l) => l.conflict.mass!).sort((a, b) => a - b);
   const mid = sorted.length >> 1;
@@ -69,18 +70,24 @@ const list = (items: string[]) => items.join(", ");
 /** A few sentences: where conflicts concentrate, how aligned the task vectors are, what trimming and the vote remove. */
 export function summarize(total: GroupStats, layers: LayerDiagnosis[], decoder: string | null): string[] {
   const lines: string[] = [];
+  if (total.nonFinite.length > 0) {
+    lines.push(`NaN or infinite values in ${list(total.nonFinite)} (see the warnings): the figures computed from them are NaN (null in --json)`);
+  }
   const hot = hottestLayers(layers);
+  // A layer with NaN or infinite values has no rate to rank: say it was left out rather than skip it.
+  const unrated = layers.filter((l) => l.nonFinite.length > 0).map((l) => (l.stack === decoder ? String(l.layer) : layerLabel(l, decoder)));
+  const left = unrated.length > 0 ? ` (not rated, NaN or infinite values: ${unrated.length === 1 ? "layer" : "layers"} ${list(unrated)})` : "";
   if (hot && layers.length > 1) {
     const range = hot.first === hot.last ? `${hot.first} conflicts` : `${hot.first}-${hot.last} conflict`;
     const where = hot.stack === decoder ? `layer${hot.first === hot.last ? "" : "s"} ${range}` : `${hot.stack} ${range}`;
-    lines.push(`${where} most: ${percent(hot.mass)} of mass`);
-  }
+    lines.push(`${where} most: ${percent(hot.mass)} of mass${left}`);
+  } else if (unrated.length > 0) lines.push(`no layer's conflicts can be rated${left}`);
   if (total.conflict.coordinates !== null && total.conflict.mass !== null) {
     lines.push(`overall, task vectors disagree in sign on ${percent(total.conflict.coordinates)} of the coordinates where two or more are non-zero, ${percent(total.conflict.mass)} of their mass`);
   } else {
     lines.push(`no coordinate has two non-zero task vectors: nothing can conflict`);
   }
-  const pairs = total.pairs.filter((p) => p.cosine !== null);
+  const pairs = total.pairs.filter((p) => p.cosine !== null && Number.isFinite(p.cosine));
   if (pairs.length > 0) {
     const shown = pairs.length <= 3 ? pairs : [...pairs].sort((x, y) => x.cosine! - y.cosine!).filter((_, i, all) => i === 0 || i === all.length - 1);
     lines.push(`cosine of task vectors: ${list(shown.map((p) => `${p.a} vs ${p.b} ${formatValue(p.cosine!, 3)}`))}`);

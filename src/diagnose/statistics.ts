@@ -43,6 +43,11 @@ export interface ConflictStats {
 export interface GroupStats {
   /** ‖b‖₂. */
   baseNorm: number;
+  /**
+   * Models (the base too) with NaN or infinite values (of τ, or of the base's values) in these tensors:
+   * the figures computed from them are NaN (null in JSON), not zero.
+   */
+  nonFinite: string[];
   tasks: TaskStats[];
   pairs: PairStats[];
   conflict: ConflictStats;
@@ -84,6 +89,7 @@ export class GroupSums {
   elected = false;
   readonly tasks = new Map<string, TaskSums>();
   readonly pairs = new Map<string, { a: string; b: string; dot: number; squaresA: number; squaresB: number }>();
+  readonly nonFinite = new Set<string>();
   private readonly rank: (model: string) => number;
 
   constructor(order: readonly string[]) {
@@ -106,7 +112,10 @@ export class GroupSums {
     this.conflictMass += s[CONFLICT_MASS]!;
     this.sparsified ||= t.sparsified;
     this.elected ||= t.elected;
+    // A sum of squares of float32 values cannot overflow float64: only a NaN or infinite value makes it so.
+    if (!Number.isFinite(s[BASE_SQUARES]!)) this.nonFinite.add(t.models[0]!);
     tasks.forEach((model, i) => {
+      if (!Number.isFinite(s[taskField(i, TAU_SQUARES)]!)) this.nonFinite.add(model);
       const x = this.tasks.get(model) ?? { squares: 0, l1: 0, kept: 0, discarded: 0 };
       x.squares += s[taskField(i, TAU_SQUARES)]!;
       x.l1 += s[taskField(i, TAU_L1)]!;
@@ -134,6 +143,7 @@ export class GroupSums {
     });
     return {
       baseNorm,
+      nonFinite: [...this.nonFinite],
       tasks: byOrder([...this.tasks], ([m]) => [m]).map(([model, x]) => {
         const norm = Math.sqrt(x.squares);
         return {
@@ -167,6 +177,24 @@ export function tensorPlace(name: string): { layer: number | null; stack: string
 }
 
 /** Task models in the order the recipe names them: the order pairs are named and listed in. */
+/**
+ * A warning per tensor and model whose task vector (or the base itself) has NaN or infinite values, as
+ * the merge warns of the tensors they make NaN: every figure computed from them is NaN.
+ */
+export function nonFiniteWarnings(all: TensorSums[]): string[] {
+  const warnings: string[] = [];
+  for (const t of all) {
+    const [base, ...tasks] = t.tensor.inputs;
+    const where = (i: { tensor: { file: string; name: string } }) => `${i.tensor.file} (tensor ${i.tensor.name})`;
+    if (!Number.isFinite(t.sums[BASE_SQUARES]!)) warnings.push(`${t.tensor.name}: NaN or infinite values in the base ${where(base!)}; its diagnostics are NaN (null in --json)`);
+    tasks.forEach((input, i) => {
+      if (Number.isFinite(t.sums[taskField(i, TAU_SQUARES)]!)) return;
+      warnings.push(`${t.tensor.name}: NaN or infinite values in ${where(input)} minus the base ${where(base!)}; ${input.model}'s diagnostics there, and its layer's and the total's, are NaN (null in --json)`);
+    });
+  }
+  return warnings;
+}
+
 export function tensorDiagnoses(all: TensorSums[], order: readonly string[]): TensorDiagnosis[] {
   return all.map((t) => {
     const g = new GroupSums(order);
