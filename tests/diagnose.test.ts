@@ -247,12 +247,22 @@ test("della and della_linear (per-row rank-based keep probabilities, seeded drop
   assert.ok(linear.total.tasks.every((t) => t.trimmed! > 0.3 && t.discarded === null), JSON.stringify(linear.total.tasks));
 });
 
-test("sce and ram: their raw task vectors (norms, cosines, conflicts; nothing trimmed, no vote) equal the scalar reference", async () => {
+test("sce (select_topk 1: its sum vote on the unweighted τ) and ram (raw task vectors, no vote) equal the scalar reference", async () => {
   for (const name of ["sce", "ram"] as const) {
     const d = await run(name);
     checkAgainstReference(d, name);
-    assert.ok(d.total.tasks.every((t) => t.trimmed === null && t.discarded === null));
+    assert.ok(d.total.tasks.every((t) => t.trimmed === null && (name === "sce" ? t.discarded! > 0 : t.discarded === null)), JSON.stringify(d.total.tasks));
   }
+});
+
+test("sce with select_topk below 1 is refused (E_METHOD_UNSUPPORTED naming the recipe, the key and a tensor): diagnose does not stage its selection", async () => {
+  const path = join(dir, "sce-topk");
+  await writeCase(path, models, recipe(CASES.sce, { parameters: { select_topk: 0.1 } }));
+  await assert.rejects(diagnose(join(path, "recipe.yml"), { workerUrl: WORKER_URL, workers: 1 }),
+    (e: Error & { code?: string; details?: Record<string, unknown> }) => e.code === "E_METHOD_UNSUPPORTED" && /recipe\.yml: diagnose does not measure sce with select_topk below 1 \(0\.1 for tensor [\w.]+\)/.test(e.message));
+  const r = cli("diagnose", join(path, "recipe.yml"));
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /\[E_METHOD_UNSUPPORTED\] .*recipe\.yml: .*select_topk/);
 });
 
 test("edges equal the scalar reference: load dtype, untrimmed beside trimmed, density gradients and 0, weights 0 and negative, rescale switched", async () => {

@@ -34,10 +34,20 @@ export function diagnosable(t: PlannedTensor): boolean {
   return (t.op.kind === "taskVector" || t.op.kind === "sce" || t.op.kind === "ram") && t.inputs.length >= 2;
 }
 
-/** Throws unless the plan's method works on task vectors (a base model and the task-vector family, sce or ram). */
+/**
+ * Throws unless the plan's method works on task vectors (a base model and the task-vector family, sce or
+ * ram), and unless it is sce selecting by variance (select_topk below 1), whose selection diagnose does
+ * not stage: its figures would be those of every position, as if nothing were zeroed.
+ */
 export function checkDiagnosable(plan: MergePlan): void {
-  if (plan.tensors.some(diagnosable)) return;
   const file = plan.recipe.file;
+  const selecting = plan.tensors.find((t) => diagnosable(t) && t.op.kind === "sce" && t.op.selectTopk < 1);
+  if (selecting && selecting.op.kind === "sce") {
+    throw new RecipeError("E_METHOD_UNSUPPORTED",
+      `${file}: diagnose does not measure sce with select_topk below 1 (${selecting.op.selectTopk} for tensor ${selecting.name}): it does not stage sce's selection of the positions of largest variance, so its trimmed and kept figures would be those of every position. Diagnose the recipe with select_topk: 1 to see its task vectors and sign vote`,
+      { file, key: "select_topk", method: plan.method.name, tensor: selecting.name });
+  }
+  if (plan.tensors.some(diagnosable)) return;
   throw new RecipeError("E_METHOD_UNSUPPORTED",
     `${file}: diagnose measures task vectors (each model minus base_model); method "${plan.method.name}"${plan.recipe.baseModel ? "" : " without a base_model"} has none in any tensor. Use a task-vector method (task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, ram, ramplus_tl) with a base_model`,
     { file, key: "merge_method", method: plan.method.name });
@@ -53,6 +63,8 @@ async function tensorSums(pool: WorkerPool, plan: MergePlan, tensor: PlannedTens
   const op = tensor.op;
   let results: PassResult[];
   try {
+    // sce votes on the unweighted τ with their float32 sum, as TIES's sum vote does (assembly/sce.ts).
+    if (op.kind === "sce") request = { ...request, consensus: true, unweightedVote: true };
     if (op.kind === "taskVector") {
       const final = await taskVectorRequest(job, op, exec);
       request = {

@@ -4,8 +4,9 @@
 // tests/reference/SPEC.md section 5 and the counter-based generator of its section 6), so every
 // task-vector method is covered: task_arithmetic; ties (magnitude top-k); dare_linear, dare_ties (random
 // drop, rescale); breadcrumbs, breadcrumbs_ties (both tails of the magnitude ranking); della,
-// della_linear (magnitude-ranked keep probabilities per row, seeded drops, rescale); sce and ram (raw task
-// vectors). The elected sign is SPEC's step 3 with the vote variants.
+// della_linear (magnitude-ranked keep probabilities per row, seeded drops, rescale); sce (select_topk 1:
+// raw task vectors, a sum vote on the unweighted τ) and ram (raw task vectors). The elected sign is
+// SPEC's step 3 with the vote variants.
 
 import { dareKeepMask, magnitudeKeepMask } from "./merge";
 import { breadcrumbsKeepMask, dellaKeepMask } from "./methods";
@@ -40,7 +41,7 @@ export type RefMethod = (typeof REF_DIAGNOSE_METHODS)[number];
 type Sparsifier = "none" | "magnitude" | "random" | "breadcrumbs" | "della";
 
 /** SPEC section 5's table: which sparsifier, whether a sign is elected, whether kept values are rescaled by default. */
-const METHODS: Record<RefMethod, { sparsifier: Sparsifier; consensus: boolean; rescale: boolean }> = {
+const METHODS: Record<RefMethod, { sparsifier: Sparsifier; consensus: boolean; rescale: boolean; unweightedVote?: boolean }> = {
   task_arithmetic: { sparsifier: "none", consensus: false, rescale: false },
   ties: { sparsifier: "magnitude", consensus: true, rescale: false },
   dare_linear: { sparsifier: "random", consensus: false, rescale: true },
@@ -49,8 +50,9 @@ const METHODS: Record<RefMethod, { sparsifier: Sparsifier; consensus: boolean; r
   breadcrumbs_ties: { sparsifier: "breadcrumbs", consensus: true, rescale: false },
   della: { sparsifier: "della", consensus: true, rescale: true },
   della_linear: { sparsifier: "della", consensus: false, rescale: true },
-  // README: "m_i = τ_i when the method does not sparsify"; diagnose measures sce's and ram's raw task vectors.
-  sce: { sparsifier: "none", consensus: false, rescale: false },
+  // README: "m_i = τ_i when the method does not sparsify"; diagnose measures sce (select_topk 1 only)
+  // and ram on their raw task vectors; sce's sign mask is a sum consensus on the unweighted τ.
+  sce: { sparsifier: "none", consensus: true, rescale: false, unweightedVote: true },
   ram: { sparsifier: "none", consensus: false, rescale: false },
 };
 
@@ -146,7 +148,7 @@ export function refTensorSums(t: RefTensorInput, method: RefMethod, options: Ref
     const w = fr(t.tasks[i]!.weight);
     return Float32Array.from(q, (v) => fr(v * w));
   });
-  const votes = options.voteWeighted === false ? qs : ps;
+  const votes = options.voteWeighted === false || spec.unweightedVote ? qs : ps;
 
   for (const task of t.tasks) for (const m of [s.sq, s.l1, s.kept, s.discarded]) m.set(task.model, 0);
   for (let j = 0; j < n; j++) s.baseSq += t.base[j]! * t.base[j]!;
