@@ -20,6 +20,23 @@ after(async () => { await removeDir(root); });
 
 const linear = (extra: string) => parseRecipe(`merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 1}\n${extra}`, "r.yml");
 
+describe("empty keys", () => {
+  test("a key with nothing under it (YAML null) is absent, as mergekit's Optional fields take None: parameters at every level, base_model, dtype (found by the stop 38 audit: mergekit's examples/ties.yml was refused)", () => {
+    const withNulls = parseRecipe([
+      "merge_method: ties", "base_model: base", "models:", "  - model: a", "    parameters: {weight: 1, density: 0.5}", "  - model: b", "    parameters:",
+      "parameters:", "dtype:", "tokenizer_source:", "",
+    ].join("\n"), "r.yml");
+    const without = parseRecipe(["merge_method: ties", "base_model: base", "models:", "  - model: a", "    parameters: {weight: 1, density: 0.5}", "  - model: b", ""].join("\n"), "r.yml");
+    assert.deepEqual({ ...withNulls, text: "" }, { ...without, text: "" });
+    assert.equal(withNulls.parameters, undefined);
+    assert.equal(withNulls.models![1]!.parameters, undefined);
+    const slices = parseRecipe("merge_method: passthrough\nslices:\n  - sources:\n      - {model: a, layer_range: [0, 2], parameters: }\n    parameters:\n    base_model:\n", "r.yml");
+    assert.deepEqual(slices.slices, [{ sources: [{ model: "a", layerRange: [0, 2] }] }]);
+    // Required keys stay required.
+    assert.throws(() => parseRecipe("merge_method:\nmodels:\n  - model: a\n", "r.yml"), (e: unknown) => e instanceof WeightsoupError && /merge_method: is required/.test(e.message));
+  });
+});
+
 describe("scalars resolve as PyYAML resolves them", () => {
   test("every PyYAML boolean spelling is a boolean", () => {
     for (const [word, value] of [["yes", true], ["Yes", true], ["YES", true], ["on", true], ["On", true], ["ON", true], ["True", true],

@@ -193,7 +193,7 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
   const fail: Fail = (key, what, code = "E_RECIPE") =>
     new RecipeError(code, `${file}: ${key ? `${key}: ` : ""}${what}`, { file, key });
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw fail("", "a recipe must be a YAML mapping");
-  const r = raw as Record<string, unknown>;
+  const r = withoutNulls(raw);
   for (const key of Object.keys(r)) {
     if (!TOP_KEYS.includes(key)) throw fail(key.slice(0, 60), `unknown key (known keys: ${TOP_KEYS.join(", ")})`);
   }
@@ -236,6 +236,14 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
 type Fail = (key: string, what: string, code?: "E_RECIPE" | "E_METHOD_UNSUPPORTED" | "E_DUPLICATE_MODEL") => RecipeError;
 
 /**
+ * A mapping's keys without those set to null: mergekit's configuration fields are Optional[...] = None,
+ * so `parameters:` with nothing under it (as mergekit's own examples/ties.yml has) means no parameters.
+ */
+function withoutNulls(v: object): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null));
+}
+
+/**
  * A model listed twice in one list: parameters are looked up by model name, so the second entry's
  * would be silently ignored (mergekit keys them by model too). A Set keeps this linear.
  */
@@ -274,7 +282,7 @@ function list(v: unknown, key: string, fail: Fail): unknown[] {
 function mapping(v: unknown, key: string, fail: Fail, allowed: string[]): Record<string, unknown> {
   if (v === null || typeof v !== "object" || Array.isArray(v)) throw fail(key, "must be a mapping");
   for (const k of Object.keys(v)) if (!allowed.includes(k)) throw fail(`${key}.${k.slice(0, 60)}`, `unknown key (allowed: ${allowed.join(", ")})`);
-  return v as Record<string, unknown>;
+  return withoutNulls(v);
 }
 
 function modelRef(v: unknown, key: string, fail: Fail): string {
