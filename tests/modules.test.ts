@@ -150,6 +150,38 @@ describe("modules: errors", () => {
     const projector = ours.tensors.get("multi_modal_projector.linear_1.weight")!;
     const { maxUlp } = compareTensor(projector, models.b.tensors.get("multi_modal_projector.linear_1.weight")!);
     assert.equal(maxUlp, 0, "the projector module's one model, weight 1, is copied exactly");
+
+    // A module named default (mergekit's name for a model that is not made of parts) holds what the others leave.
+    await writeFile(join(dir, "recipe.yml"), toYaml(modules({ default: { models: [{ model: "./a", parameters: { weight: 1 } }] } })));
+    await merge(join(dir, "recipe.yml"), { out: join(dir, "out-default"), workerUrl: WORKER_URL });
+    const left = (await readOutput(join(dir, "out-default"))).tensors.get("multi_modal_projector.linear_1.weight")!;
+    assert.equal(compareTensor(left, models.a.tensors.get("multi_modal_projector.linear_1.weight")!).maxUlp, 0, "the default module's one model, copied");
+  });
+
+  test("mergekit's `default` module, as model cards write it for a Llama, is the whole model: the scalar reference of the same slices and parameters without it (found by the stop 38 audit: E_MODULE_UNASSIGNED)", async () => {
+    const lb = baseModel(71, "BF16"), la = fineTune(lb, 72, 0.2, { dtype: "BF16" }), lc = fineTune(lb, 73, 0.2, { dtype: "BF16" });
+    const slices = [{ sources: [
+      { model: "./a", layer_range: [0, TINY.layers], parameters: { weight: 0.7, density: [0.9, 0.4] } },
+      { model: "./c", layer_range: [0, TINY.layers], parameters: { weight: 0.5 } },
+      { model: "./base", layer_range: [0, TINY.layers] },
+    ] }];
+    const dir = await writeCase("default-module", {
+      merge_method: "ties", base_model: "./base", dtype: "bfloat16",
+      modules: { default: { slices, parameters: { density: [{ filter: "mlp", value: 0.3 }] } } },
+      parameters: { density: 0.6, normalize: true },
+    }, { base: lb, a: la, c: lc });
+    await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workers: 2, workerUrl: WORKER_URL });
+    // The module's parameters sit between the slices' and the recipe's: its filter first, then the recipe's value.
+    const expected = referenceMerge({
+      merge_method: "ties", base_model: "./base", dtype: "bfloat16", slices,
+      parameters: { density: [{ filter: "mlp", value: 0.3 }, { value: 0.6 }], normalize: true },
+    }, new Map([["./base", lb], ["./a", la], ["./c", lc]]));
+    const ours = await readOutput(join(dir, "out"));
+    assert.deepEqual([...ours.tensors.keys()].sort(), [...expected.tensors.keys()].sort());
+    for (const [name, ref] of expected.tensors) {
+      const { maxUlp, at } = compareTensor(ours.tensors.get(name)!, ref);
+      assert.ok(maxUlp <= 1, `${name}: ${maxUlp} ulps apart at ${at}`);
+    }
   });
 
   test("a module that matches nothing in a model", async () => {

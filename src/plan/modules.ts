@@ -24,8 +24,16 @@ import type { MergePlan } from "./plan";
 /** mergekit's module names whose tensors sit under another word (its modular architecture files). */
 const MERGEKIT_MODULE_WORDS: ReadonlyMap<string, readonly string[]> = new Map([["text_decoder", ["language_model"]]]);
 
-/** The tensor-name prefixes a module holds. */
+/**
+ * mergekit's name for the one module of an architecture that is not made of parts (Llama, Mistral,
+ * Qwen2, ...: its architecture files wrap each in a module `default` with no prefix), which model cards'
+ * recipes use (`modules: {default: {slices: ...}}`). Here it holds every tensor no other module holds.
+ */
+const DEFAULT_MODULE = "default";
+
+/** The tensor-name prefixes a module holds (none for `default`, which holds what the others leave). */
 export function modulePrefixes(name: string): string[] {
+  if (name === DEFAULT_MODULE) return [];
   return [name, ...(MERGEKIT_MODULE_WORDS.get(name) ?? [])].flatMap((word) => [`${word}.`, `model.${word}.`]);
 }
 
@@ -45,6 +53,11 @@ export function planModules(
   const fail = (code: "E_MODULE_EMPTY" | "E_MODULE_OVERLAP" | "E_MODULE_UNASSIGNED" | "E_METHOD_UNSUPPORTED", message: string, details: Record<string, unknown>) =>
     problems.push(new RecipeError(code, `${recipe.file}: ${message}`, { file: recipe.file, ...details }));
   const prefixes = modules.map((m) => modulePrefixes(m.name));
+  const fallback = modules.findIndex((m) => m.name === DEFAULT_MODULE);
+  const ownersOf = (tensor: string) => {
+    const owners = modules.flatMap((_, k) => (prefixes[k]!.some((p) => tensor.startsWith(p)) ? [k] : []));
+    return owners.length === 0 && fallback >= 0 ? [fallback] : owners;
+  };
 
   // Each model's tensors, split by module.
   const split = new Map<string, Map<string, TensorInfo>[]>();
@@ -54,7 +67,7 @@ export function planModules(
     // Tensors claimed by several modules, by the modules claiming them ("0,2").
     const contested = new Map<string, string[]>();
     for (const [name, info] of model.tensors) {
-      const owners = modules.flatMap((_, k) => (prefixes[k]!.some((p) => name.startsWith(p)) ? [k] : []));
+      const owners = ownersOf(name);
       if (owners.length === 1) parts[owners[0]!]!.set(name, info);
       else if (owners.length === 0) unclaimed.push(name);
       else contested.set(owners.join(), [...(contested.get(owners.join()) ?? []), name]);
@@ -65,7 +78,7 @@ export function planModules(
         { model: modelName, tensor: names[0], tensors: names.length, key: "modules" });
     }
     if (unclaimed.length) {
-      fail("E_MODULE_UNASSIGNED", `${counted(unclaimed)} of ${modelName} belong to no module (${listed(unclaimed)}); the merge would drop them. Add a module for them (a module NAME holds the tensors under NAME. or model.NAME.)`,
+      fail("E_MODULE_UNASSIGNED", `${counted(unclaimed)} of ${modelName} belong to no module (${listed(unclaimed)}); the merge would drop them. Add a module for them (a module NAME holds the tensors under NAME. or model.NAME.; a module named default, every tensor the others leave)`,
         { model: modelName, tensor: unclaimed[0], tensors: unclaimed.length, key: "modules" });
     }
     split.set(modelName, parts);
@@ -76,7 +89,7 @@ export function planModules(
   const heads = new Set([...models.values()].flatMap((m) => [...m.tensors.keys()].filter((n) => LM_HEAD.test(n))));
   for (const [modelName, model] of models) {
     for (const head of heads) {
-      const k = modules.findIndex((_, i) => prefixes[i]!.some((p) => head.startsWith(p)));
+      const k = ownersOf(head)[0] ?? -1;
       const parts = split.get(modelName)!;
       const embedding = k >= 0 && !model.tensors.has(head) ? findTensor(model, head) : undefined;
       if (embedding && !parts[k]!.has(embedding.name)) parts[k]!.set(head, embedding);
@@ -94,7 +107,8 @@ export function planModules(
       const model = models.get(name)!;
       const tensors = split.get(name)![k]!;
       if (tensors.size === 0) {
-        fail("E_MODULE_EMPTY", `modules.${m.name}: model ${name} has no tensor under ${prefixes[k]!.join(", ")}`, { model: name, key: `modules.${m.name}` });
+        const where = k === fallback ? "outside the other modules" : `under ${prefixes[k]!.join(", ")}`;
+        fail("E_MODULE_EMPTY", `modules.${m.name}: model ${name} has no tensor ${where}`, { model: name, key: `modules.${m.name}` });
       }
       // A module without layers (lm_head alone) is not held to config.json's layer count, which is the decoder's.
       const layers = layerCount(tensors.keys());
