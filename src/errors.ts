@@ -36,7 +36,6 @@ export type ErrorCode =
   | "E_RECIPE"
   | "E_METHOD_UNKNOWN"
   | "E_METHOD_UNSUPPORTED"
-  | "E_PARAMETER_UNKNOWN"
   | "E_PARAMETER_MISSING"
   | "E_PARAMETER_INVALID"
   | "E_DUPLICATE_MODEL" // the same model listed twice where each entry would need its own parameters

@@ -163,9 +163,17 @@ describe("broken models and recipes", () => {
     const dir = await makeCase(async () => {}, RECIPE.replace("merge_method: ties", "merge_method: tie"));
     await expectFailure(dir, "E_METHOD_UNKNOWN", ["recipe.yml", "tie"]);
   });
-  test("unknown parameter", async () => {
+  test("unknown parameter: a warning naming the file and parameter, exit 0, and the merge mergekit makes of it (the parameter ignored: ./a untrimmed)", async () => {
     const dir = await makeCase(async () => {}, RECIPE.replace("density: 0.5}}\n  - {model: ./b", "densty: 0.5}}\n  - {model: ./b"));
-    await expectFailure(dir, "E_PARAMETER_UNKNOWN", ["recipe.yml", "densty"]);
+    const cli = spawnSync(process.execPath, [CLI, "merge", join(dir, "recipe.yml"), join(dir, "out"), "--quiet"], { encoding: "utf8" });
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.match(cli.stderr, /weightsoup: warning: .*recipe\.yml: models\[0\]\.parameters\.densty: ties has no parameter "densty"/);
+    await writeFile(join(dir, "same.yml"), RECIPE.replace("weight: 1, density: 0.5}}\n  - {model: ./b", "weight: 1}}\n  - {model: ./b"));
+    assert.equal(spawnSync(process.execPath, [CLI, "merge", join(dir, "same.yml"), join(dir, "same"), "--quiet"], { encoding: "utf8" }).status, 0);
+    const [ours, ref] = [await readFile(join(dir, "out", "model.safetensors")), await readFile(join(dir, "same", "model.safetensors"))];
+    // The shard metadata carries the recipe's hash; the tensors after the header are the same bytes.
+    const dataOf = (b: Buffer) => b.subarray(8 + Number(b.readBigUInt64LE(0)));
+    assert.ok(dataOf(ours).equals(dataOf(ref)), "the same tensors as the recipe without the parameter");
   });
   test("missing required parameter", async () => {
     const dir = await makeCase(async () => {}, RECIPE.replace("weight: 1, density: 0.5}}\n  - {model: ./b", "density: 0.5}}\n  - {model: ./b"));

@@ -365,6 +365,20 @@ describe("weightsoup plan", () => {
     assert.ok(report.estimate.peakWorkerMemory >= merged.peakWorkerMemory, `the peak estimate (${report.estimate.peakWorkerMemory}) bounds the merge's (${merged.peakWorkerMemory})`);
   });
 
+  test("without a worker count, plan prices the workers merge starts: none for a small merge, one kernel instance in this thread (found by the stop 38 audits: it priced two workers)", async () => {
+    const dir = join(root, `case-${n++}`);
+    const { recipe } = await writeFrobnicators(dir);
+    const report = await plan(recipe, {});
+    const merged = await merge(recipe, { out: join(dir, "out"), workerUrl: WORKER_URL });
+    assert.equal(merged.workers, 0, "the fixture is a small merge");
+    assert.equal(report.estimate.workers, merged.workers);
+    assert.ok(report.estimate.peakWorkerMemory >= merged.peakWorkerMemory, `the peak estimate (${report.estimate.peakWorkerMemory}) bounds the merge's (${merged.peakWorkerMemory})`);
+    const two = await plan(recipe, { workers: 2 });
+    assert.equal(two.estimate.workers, 2);
+    assert.ok(report.estimate.peakMemory < two.estimate.peakMemory, "one instance in this thread costs less than two workers of two");
+    assert.match(cli("plan", recipe).stdout, /no workers/);
+  });
+
   test("the CLI prints the ledger and estimates (--json too); merge prints a ledger line and writes --ledger FILE", async () => {
     const dir = join(root, `case-${n++}`);
     const { recipe, models } = await writeFrobnicators(dir);

@@ -210,13 +210,16 @@ describe("modules: errors", () => {
     assert.match(problems[0]!.message, /modules\.text_decoder: the slices make 2 layers of a module that has 3 in \.\/a/);
   });
 
-  test("parameter names and keys are checked per module, and messages name the module", async () => {
-    const dir = await writeCase("names", { ...modules(), modules: { ...modules().modules, vision_tower: { models: [{ model: "./a", parameters: { wieght: 1 } }] } } }, { a, b });
-    const problems = await errorOf(merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workerUrl: WORKER_URL }));
-    assert.equal(problems[0]!.code, "E_PARAMETER_UNKNOWN");
-    assert.match(problems[0]!.message, /^.*recipe\.yml: modules\.vision_tower: models\[0\]\.parameters\.wieght: linear has no parameter "wieght"/);
-    assert.throws(() => parseRecipe(toYaml({ merge_method: "linear", modules: { vision_tower: { merge_method: "ties", models: [{ model: "a" }] } } }), "r.yml"),
-      (e: WeightsoupError) => e.code === "E_RECIPE" && /r\.yml: modules\.vision_tower\.merge_method: unknown key/.test(e.message));
+  test("parameter names and keys are checked per module, and warnings name the module; mergekit's rules still hold", async () => {
+    const dir = await writeCase("names", { ...modules(), modules: { ...modules().modules, vision_tower: { models: [{ model: "./a", parameters: { weight: 1, wieght: 1 } }] } } }, { a, b });
+    const warnings: string[] = [];
+    await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workerUrl: WORKER_URL, onProgress: (e) => { if (e.type === "warning") warnings.push(e.message); } });
+    assert.equal(warnings.length, 1, warnings.join("\n"));
+    assert.match(warnings[0]!, /recipe\.yml: modules\.vision_tower: models\[0\]\.parameters\.wieght: linear has no parameter "wieght".*ignored/);
+    // A module's merge_method is not one of its keys in mergekit (the recipe's method holds for every module): ignored, said so.
+    const ignored = parseRecipe(toYaml({ merge_method: "linear", modules: { vision_tower: { merge_method: "ties", models: [{ model: "a" }] } } }), "r.yml");
+    assert.equal(ignored.modules![0]!.recipe.mergeMethod, "linear");
+    assert.deepEqual(ignored.ignoredKeys.map((w) => /r\.yml: modules\.vision_tower\.merge_method: not a recipe key/.test(w)), [true]);
     assert.throws(() => parseRecipe(toYaml({ merge_method: "linear", models: [{ model: "a" }], modules: { v: { models: [{ model: "a" }] } } }), "r.yml"),
       (e: WeightsoupError) => e.code === "E_RECIPE" && /exactly one of 'models', 'slices' or 'modules'/.test(e.message));
   });

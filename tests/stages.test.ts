@@ -206,10 +206,12 @@ describe("multi-stage recipe errors", () => {
     assert.equal(unused.code, "E_STAGE_FINAL");
   });
 
-  test("a problem inside a document names it", async () => {
-    const e = await parse({ ...linear("m", "a"), modles: [] }, linear(undefined, "m"));
+  test("a problem inside a document names it, and so does a key it ignores", async () => {
+    const e = await parse({ ...linear("m", "a"), dtype: "float8" }, linear(undefined, "m"));
     assert.equal(e.code, "E_RECIPE");
-    assert.match(e.message, /^r\.yml \(document 1, "m"\): modles: unknown key/);
+    assert.match(e.message, /^r\.yml \(document 1, "m"\): dtype: /);
+    const ignored = parseRecipe(docs({ ...linear("m", "a"), modles: [] }, linear(undefined, "m")), "r.yml");
+    assert.match(ignored.stages![0]!.ignoredKeys.join("\n"), /^r\.yml \(document 1, "m"\): modles: not a recipe key/);
   });
 
   test("a stray --- at the end is not a document; a name on a one-document recipe is allowed", () => {

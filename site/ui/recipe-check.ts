@@ -1,6 +1,6 @@
 /**
  * @file Checking the recipe against the loaded models as it is edited, with the engine's own checks:
- * parseRecipe, methodOf, checkParameterNames and planMerge (which reads only the headers each model
+ * parseRecipe, methodOf, recipeWarnings and planMerge (which reads only the headers each model
  * was opened with when it was added, so this is cheap enough to run on every edit). What needs more
  * than those headers (a LoRA adapter's files, the models' tokenizers) follows in completeCheck.
  */
@@ -8,7 +8,7 @@ import { ModelError, ValidationError, WeightsoupError } from "../../src/errors";
 import { openModelReference } from "../../src/lora/model-ref";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from "../../src/lora/peft-format";
 import type { LoadedModel } from "../../src/model/model";
-import { checkParameterNames, methodOf, planMerge, referencedModels } from "../../src/plan/plan";
+import { methodOf, planMerge, recipeWarnings, referencedModels } from "../../src/plan/plan";
 import { parseRecipe, type Recipe } from "../../src/recipe/recipe";
 import { recipeVocabulary } from "../../src/vocab/prepare";
 import { mappingOf } from "./mapping";
@@ -38,6 +38,8 @@ export interface RecipeCheck {
   problems: Problem[];
   /** Recipe names no loaded model stands for (the page asks which one). */
   unmapped: string[];
+  /** What the recipe sets that mergekit does not read: ignored, as mergekit ignores it (plan.ts recipeWarnings). */
+  warnings: string[];
   /** Models the recipe uses that could not be read. */
   broken: { name: string; error: string }[];
   /**
@@ -52,12 +54,12 @@ export interface RecipeCheck {
 const documentsOf = (recipe: Recipe): Recipe[] => [...(recipe.stages ?? []), recipe];
 
 export function checkRecipe(text: string, models: readonly PickedModel[], chosen: ReadonlyMap<string, string>): RecipeCheck {
-  const check: RecipeCheck = { text, models, chosen, problems: [], unmapped: [], broken: [], pending: false };
+  const check: RecipeCheck = { text, models, chosen, problems: [], warnings: [], unmapped: [], broken: [], pending: false };
   if (text.trim() === "") return check;
   try {
     const recipe = parseRecipe(text);
     const documents = documentsOf(recipe);
-    for (const document of documents) checkParameterNames(document, methodOf(document));
+    check.warnings = documents.flatMap((document) => recipeWarnings(document, methodOf(document)));
     const mapping = mappingOf(text, models.map((m) => m.name), chosen);
     check.unmapped = mapping.unmapped;
     const byName = new Map(models.map((m) => [m.name, m]));

@@ -14,7 +14,6 @@ const KINDS: Readonly<Record<string, string>> = {
   E_RECIPE: "Recipe",
   E_METHOD_UNKNOWN: "Unknown merge method",
   E_METHOD_UNSUPPORTED: "Not supported yet",
-  E_PARAMETER_UNKNOWN: "Unknown parameters",
   E_PARAMETER_MISSING: "Missing parameters",
   E_PARAMETER_INVALID: "Parameter values that cannot be used",
   E_TENSOR_MISSING: "Missing tensors",

@@ -1,7 +1,7 @@
 /**
  * @file Section 2, the recipe: the form (views/form-view.ts) beside the YAML, which is what runs. Below
- * the YAML: the questions about recipe names that map to no loaded model, and the recipe's problems as
- * found while it is edited, grouped.
+ * the YAML: the questions about recipe names that map to no loaded model, the recipe's problems as
+ * found while it is edited, grouped, and what it sets that mergekit ignores (warnings).
  */
 import type { Store } from "../state";
 import { h, replace } from "../ui/dom";
@@ -9,6 +9,7 @@ import { mappingOf } from "../ui/mapping";
 import { isRemovableEntry } from "../ui/recipe-doc";
 import { formView, type FormActions } from "./form-view";
 import { renderProblems } from "./problems";
+import { warningsBox } from "./warnings";
 
 export interface RecipeActions extends FormActions {
   /** The YAML box was typed in or pasted into. */
@@ -56,7 +57,9 @@ export function recipeView(store: Store, actions: RecipeActions): HTMLElement {
     }));
   });
 
+  const ignored = warningsBox("recipe");
   store.watch(["check"], (s) => {
+    ignored.show(s.check.warnings);
     replace(problems, renderProblems(s.check.problems));
     problems.hidden = s.check.problems.length === 0;
     yaml.setAttribute("aria-invalid", String(s.check.problems.length > 0));
@@ -68,5 +71,5 @@ export function recipeView(store: Store, actions: RecipeActions): HTMLElement {
       formView(store, actions),
       h("div", { class: "yaml" },
         h("label", { for: "yaml" }, "mergekit YAML (edit or paste a recipe from a model card)"),
-        yaml, mapping, problems)));
+        yaml, mapping, problems, ignored.el)));
 }

@@ -18,7 +18,7 @@ import type { Ledger } from "../ledger/ledger";
 import { openModel, type LoadedModel } from "../model/model";
 import { openModelReference } from "../lora/model-ref";
 import { MemoryOutputFolder } from "../io/memory-output";
-import { checkParameterNames, methodOf, planMerge, referencedModels, type MergePlan } from "../plan/plan";
+import { methodOf, planMerge, referencedModels, type MergePlan } from "../plan/plan";
 import { parseRecipe, type AlignStep, type Recipe } from "../recipe/recipe";
 import { finishTokenizerPlan, recipeVocabulary } from "../vocab/prepare";
 import { checkCallbackOption, checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./options";
@@ -76,6 +76,16 @@ export const DEFAULT_SHARD_SIZE = 5e9;
  */
 export const IN_THREAD_SECONDS = 0.1;
 
+/**
+ * Whether a merge whose worker count is left out runs on the calling thread (in Node): its models hold
+ * no more than such a merge may read, and its tensors take at most IN_THREAD_SECONDS at the measured rates.
+ */
+export function runsInThread(plan: MergePlan): boolean {
+  let modelBytes = 0;
+  for (const model of plan.models.values()) for (const t of model.tensors.values()) modelBytes += t.end - t.begin;
+  return modelBytes <= IN_THREAD_SECONDS * FASTEST_RATE && tensorSeconds(plan) <= IN_THREAD_SECONDS;
+}
+
 /** What merge() resolves with: the engine's summary and the ledger of every input tensor. */
 export interface MergeSummary extends EngineSummary {
   ledger: Ledger;
@@ -89,7 +99,7 @@ export interface MergeSummary extends EngineSummary {
 export async function prepare(recipe: Recipe | string, models: MergeOptions["models"], signal?: AbortSignal, options: { align?: boolean; onModel?: (model: LoadedModel) => void } & Pick<MergeOptions, "workers" | "workerUrl"> = {}): Promise<MergePlan> {
   const parsed = typeof recipe === "string" ? parseRecipe(recipe) : recipe;
   refuseStages(parsed);
-  checkParameterNames(parsed, methodOf(parsed));
+  methodOf(parsed); // an unknown method fails before any model is opened
   const opened = new Map<string, LoadedModel>();
   const problems: WeightsoupError[] = [];
   // Every model's files are opened and its headers read at once (each is a few small reads, waited on
@@ -221,7 +231,7 @@ async function mergeOnce(recipe: Recipe, options: MergeOptions): Promise<MergeSu
   try {
     const plan = await phases.time("read headers, plan", prepare(recipe, options.models, options.signal, { onModel, workers: options.workers, workerUrl: options.workerUrl }));
     const out = await phases.time("open the output folder", typeof options.out === "function" ? options.out(plan) : Promise.resolve(options.out));
-    inThread = mayRunInThread && !starting && tensorSeconds(plan) <= IN_THREAD_SECONDS;
+    inThread = mayRunInThread && !starting && runsInThread(plan);
     // The engine's steps, timed from its calls and events: until it takes the pool, then the tensors
     // (to the last one done), then the rest (releasing workers, the other files, the commit).
     let mark = nowMs();

@@ -15,7 +15,7 @@ import { runPlan, type EngineOptions } from "../merge/engine";
 import type { Ledger } from "../ledger/ledger";
 import type { OutputTarget } from "../merge/job";
 import { openModel } from "../model/model";
-import { checkParameterNames, methodOf, referencedModels, type MergePlan } from "../plan/plan";
+import { methodOf, referencedModels, type MergePlan } from "../plan/plan";
 import type { Recipe } from "../recipe/recipe";
 import type { MergeOptions, MergeSummary } from "./merge";
 import { nowMs } from "../clock";
@@ -52,7 +52,7 @@ export async function mergeStages(recipe: Recipe, options: MergeOptions, engine:
   };
   for (const stage of stages) {
     try {
-      checkParameterNames(stage, methodOf(stage));
+      methodOf(stage);
     } catch (e) {
       collect(e);
     }

@@ -115,6 +115,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
       signal?.throwIfAborted();
       const text = assignValues(base.text, base.file, values);
       const plan = await prepare(parseRecipe(text, base.file), options.models, signal, { workers: options.workers, workerUrl: options.workerUrl });
+      for (const message of plan.warnings) onWarning(message);
       const record: Record<string, number> = Object.create(null);
       for (const [k, v] of values) record[k] = v;
       points.push({ values: record, text, source: pointSource(`point ${i + 1}`, plan, new PointTensors(plan, () => slot.pool!, mergeOptions, shared, onWarning)) });
@@ -124,6 +125,7 @@ export async function sweep(recipe: Recipe | string, vary: readonly (Vary | stri
       if ("model" in s) against.push(checkpointSource(s.name ?? s.model.name, await openModel(s.model)));
       else {
         const plan = await prepare(s.recipe, s.models, signal, { workers: options.workers, workerUrl: options.workerUrl });
+        for (const message of plan.warnings) onWarning(message);
         against.push(pointSource(s.name ?? (typeof s.recipe === "string" ? `recipe ${i + 1}` : s.recipe.file), plan, new PointTensors(plan, () => slot.pool!, mergeOptions, shared, onWarning)));
       }
     }

@@ -35,7 +35,9 @@ export function planLines(report: PlanReport): string[] {
     "",
     ledgerSummary(report.ledger.counts),
     `output: ${report.tensors} tensors, ${formatBytes(e.outputBytes)} in ${report.shards.join(", ")} (reads ${formatBytes(e.inputBytes)})`,
-    `peak memory: about ${formatBytes(e.peakMemory)} (${e.workers} workers × ${formatBytes(e.peakWorkerMemory)} of wasm memory, plus the process)`,
+    e.workers === 0
+      ? `peak memory: about ${formatBytes(e.peakMemory)} (${formatBytes(e.peakWorkerMemory)} of wasm memory in this thread, no workers: a small merge, plus the process)`
+      : `peak memory: about ${formatBytes(e.peakMemory)} (${e.workers} workers × ${formatBytes(e.peakWorkerMemory)} of wasm memory, plus the process)`,
     `estimated time: ${formatSeconds(e.seconds)} (${rates}; rates measured on a 2-core VM, yours will differ)`,
   ];
 }

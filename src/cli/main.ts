@@ -150,6 +150,7 @@ async function planCommand(argv: string[], io: Io): Promise<number> {
     chunkBytes: size(values["chunk-size"], "chunk-size", "chunkBytes"),
   });
   const report = await plan(positionals[0]!, numeric);
+  for (const message of report.warnings) printWarning(io.stderr, message, false);
   io.stdout.write(values.json ? JSON.stringify(report) + "\n" : planLines(report).join("\n") + "\n");
   return 0;
 }

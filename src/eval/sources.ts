@@ -62,6 +62,7 @@ export function recipeSource(name: string, plan: MergePlan, pool: () => WorkerPo
   const spec = decoderSpec(config, shapes, `${plan.recipe.file} (the merged model)`);
   const indexOf = new Map(plan.tensors.map((t, i) => [t, i]));
   const folder = mergedFolder(plan, configText);
+  for (const message of plan.warnings) onWarning?.(message);
   return {
     name, spec, folder,
     async weights(names) {

@@ -86,13 +86,15 @@ export interface PlanEstimate {
   byFamily: { family: RateFamily; tensors: number; inputBytes: number; rate: number }[];
 }
 
+/** `workers` 0: the merge runs on the calling thread, in one kernel instance (api/merge.ts runsInThread). */
 export function estimatePlan(plan: MergePlan, options: { workers: number; memoryBudget: number; chunkBytes: number }): PlanEstimate {
   // Each kernel instance keeps the largest chunk it ever held (wasm memory only grows): a worker's two
   // instances reach at most the two largest tensors' chunks, or twice the largest when it is chunked
   // (its chunks go to every instance).
   const sizes: number[] = [];
   let chunked = 0;
-  const workers = poolSize(plan, options.workers);
+  const inThread = options.workers === 0;
+  const workers = inThread ? 0 : poolSize(plan, options.workers);
   const families = new Map<RateFamily, { tensors: number; inputBytes: number }>();
   for (const t of plan.tensors) {
     const f = families.get(rateFamily(t)) ?? { tensors: 0, inputBytes: 0 };
@@ -100,7 +102,7 @@ export function estimatePlan(plan: MergePlan, options: { workers: number; memory
     f.inputBytes += t.inputBytes;
     families.set(rateFamily(t), f);
     if (t.outputBytes === 0) continue;
-    const elements = chunkElementsFor(t, { ...options, workers });
+    const elements = chunkElementsFor(t, { ...options, workers: Math.max(1, workers) });
     // DARE's and della's keep bits and sce's variances, as chunkElementsFor counts them.
     const perElement = t.inputs.reduce((s, i) => s + DTYPES[i.tensor.dtype]!.bits / 8, 0) + DTYPES[t.dtype]!.bits / 8 + extraBytesPerElement(t.op);
     const op = t.op;
@@ -112,7 +114,7 @@ export function estimatePlan(plan: MergePlan, options: { workers: number; memory
     if (elements < t.numel) chunked = Math.max(chunked, bytes);
   }
   sizes.sort((a, b) => b - a);
-  const held = Array.from({ length: JOBS_PER_WORKER }, (_, i) => Math.max(chunked, sizes[i] ?? 0)).filter((b) => b > 0);
+  const held = Array.from({ length: inThread ? 1 : JOBS_PER_WORKER }, (_, i) => Math.max(chunked, sizes[i] ?? 0)).filter((b) => b > 0);
   const instance = (bytes: number) => Math.ceil(Math.min(options.memoryBudget / JOBS_PER_WORKER, KERNEL_OVERHEAD_BYTES + bytes) / 65536) * 65536;
   const peakWorkerMemory = held.reduce((s, b) => s + instance(b), 0);
   const byFamily = [...families].map(([family, f]) => ({ family, ...f, rate: RATES[family] }));
@@ -122,6 +124,6 @@ export function estimatePlan(plan: MergePlan, options: { workers: number; memory
     workers,
     outputBytes: plan.tensors.reduce((s, t) => s + t.outputBytes, 0),
     inputBytes: plan.tensors.reduce((s, t) => s + t.inputBytes, 0),
-    peakWorkerMemory, peakMemory: workers * peakWorkerMemory + BASELINE_BYTES, seconds, byFamily,
+    peakWorkerMemory, peakMemory: Math.max(1, workers) * peakWorkerMemory + BASELINE_BYTES, seconds, byFamily,
   };
 }

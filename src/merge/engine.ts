@@ -242,7 +242,7 @@ export async function runPlan(plan: MergePlan, out: OutputFolder, options: Engin
       type: "plan", method: plan.method.name, tensors: plan.tensors.length, shards: shards.length, inputBytes, outputBytes, workers: size,
       chunkedTensors: work.filter((j) => chunkCount(j.job) > 1).length,
     });
-    for (const message of plan.tokenizerOutput?.warnings ?? []) emit({ type: "warning", message });
+    for (const message of [...plan.warnings, ...(plan.tokenizerOutput?.warnings ?? [])]) emit({ type: "warning", message });
     const cutRows = cutVocabularyRows(plan);
     if (cutRows !== undefined) {
       emit({ type: "warning", message: `the models' vocabularies differ in size and the recipe has no tokenizer key: the embedding and output head keep the ${cutRows} rows every model has (mergekit's rule), config.json's vocab_size is set to ${cutRows}, and ${plan.donor}'s tokenizer is copied as it is, so ids from ${cutRows} on have no row; give tokenizer_source (base or union) to rebuild the vocabulary` });

@@ -122,7 +122,7 @@ export function planModules(
   modules.forEach((m, k) => {
     const own = m.recipe;
     const moduleRecipe: Recipe = {
-      text: recipe.text, file: own.file, mergeMethod: recipe.mergeMethod,
+      text: recipe.text, file: own.file, mergeMethod: recipe.mergeMethod, ignoredKeys: [],
       ...(own.models ? { models: own.models } : {}), ...(own.slices ? { slices: own.slices } : {}),
       // A module of slices that does not use the recipe's base plans without it (its slices may name their own).
       ...(recipe.baseModel && views[k]!.has(recipe.baseModel) ? { baseModel: recipe.baseModel } : {}),

@@ -105,6 +105,8 @@ export interface MergePlan {
   tokenizerOutput?: TokenizerOutput;
   /** Every tensor of every model and what the merge does with it (src/ledger). */
   ledger: Ledger;
+  /** What the recipe sets that mergekit does not read, ignored as it ignores it (recipeWarnings): the merge's first warnings. */
+  warnings: string[];
 }
 
 /** Every model name a recipe refers to, base first. */
@@ -132,27 +134,36 @@ export function methodOf(recipe: Recipe): MethodSpec {
   throw new RecipeError("E_METHOD_UNKNOWN", `${recipe.file}: merge_method ${shown} is not a known merge method (supported: ${known})`, { file: recipe.file, key: "merge_method" });
 }
 
-/** Checks parameter names against the method before any model is opened. */
-export function checkParameterNames(recipe: Recipe, method: MethodSpec): void {
-  const problems: WeightsoupError[] = [];
+/**
+ * What a recipe sets that mergekit does not read: keys outside its configuration (Recipe.ignoredKeys),
+ * parameters the method does not have, and method-wide parameters set in a model's block. mergekit
+ * ignores them, and model cards' recipes carry them (an sce recipe with weights, a multislerp with
+ * normalize), so they are ignored here too, each with a warning naming it: a typo shows, and the
+ * recipe still gives mergekit's tensors.
+ */
+export function recipeWarnings(recipe: Recipe, method: MethodSpec): string[] {
+  const warnings = [...recipe.ignoredKeys];
   const allNames = [...Object.keys(method.global), ...Object.keys(method.perModel)];
-  const check = (block: Record<string, unknown> | undefined, key: string, perModelOnly: boolean) => {
+  const check = (file: string, block: Record<string, unknown> | undefined, key: string, perModelOnly: boolean) => {
     for (const name of Object.keys(block ?? {})) {
       if (perModelOnly && name in method.global) {
-        problems.push(new RecipeError("E_PARAMETER_UNKNOWN", `${recipe.file}: ${key}.${name}: "${name}" is a method-wide parameter of ${method.name}; set it in the top-level (or slice) parameters, a model's block cannot change it`, { file: recipe.file, key: `${key}.${name}` }));
+        warnings.push(`${file}: ${key}.${name}: "${name}" is a method-wide parameter of ${method.name}, which a model's block cannot set; ignored, as mergekit ignores it (set it in the top-level or a slice's parameters)`);
       } else if (!allNames.includes(name)) {
-        problems.push(new RecipeError("E_PARAMETER_UNKNOWN", `${recipe.file}: ${key}.${name}: ${method.name} has no parameter "${name}" (its parameters: ${allNames.join(", ") || "none"})`, { file: recipe.file, key: `${key}.${name}` }));
+        warnings.push(`${file}: ${key}.${name}: ${method.name} has no parameter "${name}" (its parameters: ${allNames.join(", ") || "none"}); ignored, as mergekit ignores it`);
       }
     }
   };
-  check(recipe.parameters, "parameters", false);
-  recipe.models?.forEach((m, i) => check(m.parameters, `models[${i}].parameters`, true));
-  recipe.slices?.forEach((s, i) => {
-    check(s.parameters, `slices[${i}].parameters`, false);
-    s.sources.forEach((src, j) => check(src.parameters, `slices[${i}].sources[${j}].parameters`, true));
-  });
-  throwProblems(problems);
-  for (const m of recipe.modules ?? []) checkParameterNames(m.recipe, method);
+  const blocks = (r: Recipe) => {
+    check(r.file, r.parameters, "parameters", false);
+    r.models?.forEach((m, i) => check(r.file, m.parameters, `models[${i}].parameters`, true));
+    r.slices?.forEach((sl, i) => {
+      check(r.file, sl.parameters, `slices[${i}].parameters`, false);
+      sl.sources.forEach((src, j) => check(r.file, src.parameters, `slices[${i}].sources[${j}].parameters`, true));
+    });
+    for (const m of r.modules ?? []) blocks(m.recipe);
+  };
+  blocks(recipe);
+  return warnings;
 }
 
 function throwProblems(problems: WeightsoupError[]): void {
@@ -162,8 +173,7 @@ function throwProblems(problems: WeightsoupError[]): void {
 
 export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedModel>, vocabulary?: OutputVocabulary): MergePlan {
   const method = methodOf(recipe);
-  checkParameterNames(recipe, method);
-  if (recipe.modules) return planModules(recipe, recipe.modules, models, planMerge, vocabulary);
+  if (recipe.modules) return { ...planModules(recipe, recipe.modules, models, planMerge, vocabulary), warnings: recipeWarnings(recipe, method) };
   const problems: WeightsoupError[] = [];
   const seen = new Map<string, number>();
   const report = (code: ErrorCode, message: string, details: Record<string, unknown>, dedupe?: string) => {
@@ -267,7 +277,7 @@ export function planMerge(recipe: Recipe, models: ReadonlyMap<string, LoadedMode
   }
   const ledger = buildLedger({ recipeFile: recipe.file, method: method.name, models, layouts, slices, tensors, offered, donor });
   return {
-    recipe, method, tensors, donor, models, ledger,
+    recipe, method, tensors, donor, models, ledger, warnings: recipeWarnings(recipe, method),
     outputLayers: recipe.slices ? outLayer : undefined,
     layerSources,
     loadDtype: recipe.dtype,

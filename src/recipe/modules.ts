@@ -26,7 +26,7 @@ const MODULE_NAME = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
  * Checks `modules:` (a mapping of module names to {models | slices, parameters}); `check` validates
  * one module's entry as a recipe (the recipe's own rules: one of models/slices, known keys, values).
  */
-export function parseModules(raw: unknown, file: string, check: (entry: Record<string, unknown>, label: string) => Recipe): RecipeModule[] {
+export function parseModules(raw: unknown, file: string, check: (entry: Record<string, unknown>, label: string) => Recipe, ignore: (key: string, allowed: readonly string[]) => void): RecipeModule[] {
   const fail = (key: string, what: string) => new RecipeError("E_RECIPE", `${file}: ${key}: ${what}`, { file, key });
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw fail("modules", "must be a mapping of module names (text_decoder, vision_tower, ...) to {models or slices, parameters}");
   const modules: RecipeModule[] = [];
@@ -34,10 +34,13 @@ export function parseModules(raw: unknown, file: string, check: (entry: Record<s
     const key = `modules.${name.slice(0, 60)}`;
     if (!MODULE_NAME.test(name)) throw fail(key, "a module name is a tensor-name prefix: letters, digits, _ and -, in dot-separated parts");
     if (entry === null || typeof entry !== "object" || Array.isArray(entry)) throw fail(key, "must be a mapping with models or slices (and optionally parameters)");
-    for (const k of Object.keys(entry)) {
-      if (!MODULE_KEYS.includes(k)) throw fail(`${key}.${k.slice(0, 60)}`, `unknown key (allowed: ${MODULE_KEYS.join(", ")}; merge_method and base_model are the recipe's, for every module)`);
+    // mergekit's OutputModuleDefinition drops other keys (a module's merge_method or base_model too: the recipe's hold for every module).
+    const read: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(entry)) {
+      if (MODULE_KEYS.includes(k)) read[k] = x;
+      else ignore(`${key}.${k.slice(0, 60)}`, MODULE_KEYS);
     }
-    modules.push({ name, recipe: check(entry as Record<string, unknown>, `${file}: ${key}`) });
+    modules.push({ name, recipe: check(read, `${file}: ${key}`) });
   }
   if (modules.length === 0) throw fail("modules", "is empty");
   return modules;

@@ -61,6 +61,11 @@ export interface Recipe {
   stages?: Recipe[];
   /** `modules:` instead of models/slices: one sub-recipe per module of a multi-module model (recipe/modules.ts). */
   modules?: RecipeModule[];
+  /**
+   * Keys mergekit's configuration does not read, ignored as it ignores them (pydantic drops unknown
+   * fields), each a warning naming the key: model cards' recipes carry such keys, and mergekit ran them.
+   */
+  ignoredKeys: string[];
 }
 
 export interface AlignStep {
@@ -190,13 +195,13 @@ function depthExceeds(root: unknown, limit: number): boolean {
 
 /** Checks an already-parsed recipe object (the same schema as the YAML). */
 export function recipeFromObject(raw: unknown, text: string, file = "recipe"): Recipe {
-  const fail: Fail = (key, what, code = "E_RECIPE") =>
-    new RecipeError(code, `${file}: ${key ? `${key}: ` : ""}${what}`, { file, key });
+  const ignoredKeys: string[] = [];
+  const fail = Object.assign((key: string, what: string, code: FailCode = "E_RECIPE") =>
+    new RecipeError(code, `${file}: ${key ? `${key}: ` : ""}${what}`, { file, key }), {
+    ignore: (key: string, allowed: readonly string[]) => { ignoredKeys.push(`${file}: ${key}: not a recipe key (known keys: ${allowed.join(", ")}); ignored, as mergekit ignores keys it does not know`); },
+  });
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw fail("", "a recipe must be a YAML mapping");
-  const r = withoutNulls(raw);
-  for (const key of Object.keys(r)) {
-    if (!TOP_KEYS.includes(key)) throw fail(key.slice(0, 60), `unknown key (known keys: ${TOP_KEYS.join(", ")})`);
-  }
+  const r = known(raw, "", TOP_KEYS, fail);
   if (typeof r.merge_method !== "string" || !r.merge_method) {
     throw fail("merge_method", r.merge_method === undefined ? "is required (for example merge_method: linear)" : `must be a method name, found ${describeValue(r.merge_method)}`);
   }
@@ -204,7 +209,7 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
   const hasModels = r.models !== undefined, hasSlices = r.slices !== undefined, hasModules = r.modules !== undefined;
   if (Number(hasModels) + Number(hasSlices) + Number(hasModules) !== 1) throw fail("", "exactly one of 'models', 'slices' or 'modules' must be given");
 
-  const recipe: Recipe = { text, file, mergeMethod: r.merge_method };
+  const recipe: Recipe = { text, file, mergeMethod: r.merge_method, ignoredKeys };
   if (r.name !== undefined) {
     if (typeof r.name !== "string" || !r.name.trim()) throw fail("name", `must be a non-empty string (the name later documents use for this one's output), found ${describeValue(r.name)}`);
     recipe.name = r.name.trim();
@@ -221,7 +226,11 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
   if (tokenizerKeys.tokenizer) recipe.tokenizer = tokenizerKeys.tokenizer;
   if (tokenizerKeys.chatTemplate) recipe.chatTemplate = tokenizerKeys.chatTemplate;
   if (hasModules) {
-    recipe.modules = parseModules(r.modules, file, (raw, label) => recipeFromObject({ merge_method: r.merge_method, ...raw }, text, label));
+    recipe.modules = parseModules(r.modules, file, (raw, label) => {
+      const module = recipeFromObject({ merge_method: r.merge_method, ...raw }, text, label);
+      ignoredKeys.push(...module.ignoredKeys);
+      return module;
+    }, fail.ignore);
   } else if (hasModels) {
     recipe.models = list(r.models, "models", fail).map((m, i) => inputSlice(m, `models[${i}]`, false, fail));
     if (recipe.models.length === 0) throw fail("models", "is empty");
@@ -233,7 +242,23 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
   return recipe;
 }
 
-type Fail = (key: string, what: string, code?: "E_RECIPE" | "E_METHOD_UNSUPPORTED" | "E_DUPLICATE_MODEL") => RecipeError;
+type FailCode = "E_RECIPE" | "E_METHOD_UNSUPPORTED" | "E_DUPLICATE_MODEL";
+/** The recipe's error for `key`; `ignore` records a key mergekit would drop (Recipe.ignoredKeys). */
+type Fail = ((key: string, what: string, code?: FailCode) => RecipeError) & { ignore(key: string, allowed: readonly string[]): void };
+
+/**
+ * The keys of a mapping of mergekit's configuration that it reads (`allowed`), nulls dropped; any other
+ * key is recorded as ignored (`key` is the mapping's place, "" for the top level).
+ */
+function known(v: object, key: string, allowed: readonly string[], fail: Fail): Record<string, unknown> {
+  const out = withoutNulls(v);
+  for (const k of Object.keys(out)) {
+    if (allowed.includes(k)) continue;
+    fail.ignore(`${key ? `${key}.` : ""}${k.slice(0, 60)}`, allowed);
+    delete out[k];
+  }
+  return out;
+}
 
 /**
  * A mapping's keys without those set to null: mergekit's configuration fields are Optional[...] = None,
@@ -295,7 +320,8 @@ function modelRef(v: unknown, key: string, fail: Fail): string {
 }
 
 function inputSlice(v: unknown, key: string, needsRange: boolean, fail: Fail): InputSlice {
-  const m = mapping(v, key, fail, needsRange ? ["model", "layer_range", "parameters"] : ["model", "parameters"]);
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw fail(key, "must be a mapping");
+  const m = known(v, key, needsRange ? ["model", "layer_range", "parameters"] : ["model", "parameters"], fail);
   const out: InputSlice = { model: modelRef(m.model, `${key}.model`, fail) };
   if (needsRange) {
     const lr = m.layer_range;
@@ -309,7 +335,8 @@ function inputSlice(v: unknown, key: string, needsRange: boolean, fail: Fail): I
 }
 
 function outputSlice(v: unknown, key: string, fail: Fail): OutputSlice {
-  const s = mapping(v, key, fail, ["sources", "base_model", "parameters", "residual_weight"]);
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw fail(key, "must be a mapping");
+  const s = known(v, key, ["sources", "base_model", "parameters", "residual_weight"], fail);
   const sources = list(s.sources, `${key}.sources`, fail).map((src, i) => inputSlice(src, `${key}.sources[${i}]`, true, fail));
   if (sources.length === 0) throw fail(`${key}.sources`, "is empty");
   refuseDuplicates(sources, `${key}.sources`, fail);
