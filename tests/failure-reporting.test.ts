@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, readdir, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { inspect, merge } from "../src/node";
@@ -141,8 +141,24 @@ describe("weightsoup example's folder", () => {
     await mkdir(join(dir, ".math.weightsoup-0badc0de.tmp"));
     await writeFile(join(dir, "base", "model.safetensors"), "cut short");
     await writeExampleFolder(dir);
-    assert.deepEqual((await readdir(dir)).sort(), ["base", "chat", "code", "math", "recipe.yml"].sort());
+    assert.deepEqual((await readdir(dir)).sort(), [".weightsoup-example", "base", "chat", "code", "math", "recipe.yml"].sort());
     assert.equal((await inspect(join(dir, "base"))).tensors.length > 0, true, "the base is whole again");
+  });
+  test("a folder of the user's own that happens to hold base, math, ... is not an earlier example's: refused, nothing touched (found by the stop 38 audit: overwritten)", async () => {
+    const dir = join(root, "example-lookalike");
+    await mkdir(join(dir, "base"), { recursive: true });
+    await mkdir(join(dir, "math"));
+    await writeFile(join(dir, "base", "model.safetensors"), "precious");
+    await writeFile(join(dir, "math", "NOTES.txt"), "notes");
+    await assert.rejects(writeExampleFolder(dir), (e: unknown) => e instanceof WeightsoupError && e.code === "E_OUTPUT_EXISTS" && /\.weightsoup-example/.test(e.message));
+    assert.deepEqual((await readdir(dir)).sort(), ["base", "math"]);
+    assert.equal(await readFile(join(dir, "base", "model.safetensors"), "utf8"), "precious");
+    assert.deepEqual(await readdir(join(dir, "math")), ["NOTES.txt"]);
+    // An empty folder (dot-files aside) is taken.
+    const empty = join(root, "example-empty");
+    await mkdir(empty);
+    await writeFile(join(empty, ".DS_Store"), "");
+    assert.equal(await codeOf(writeExampleFolder(empty)), "resolved");
   });
 });
 

@@ -188,6 +188,12 @@ export async function writeExampleFolder(dir: string, signal?: AbortSignal): Pro
 /** What an earlier example left in its folder (the merge's own staging names start with a dot). */
 const EXAMPLE_ENTRIES = new Set(["base", ...EXAMPLE_SKILLS.map((k) => k.name), "recipe.yml", "merged"]);
 const STALE = /^\..*\.weightsoup-[0-9a-f]{8}\.tmp$/;
+/**
+ * Written first into a folder the example takes (new or empty): only a folder holding it is an earlier
+ * example's, whose base, math, ... may be replaced. Names alone are not enough: a folder of the user's
+ * own models named base and math is no example (found by the stop 38 audit: it was overwritten).
+ */
+const MARKER = ".weightsoup-example";
 
 /**
  * Creates `dir` (and missing parents, one level at a time: Node's recursive mkdir spins forever under
@@ -199,11 +205,15 @@ async function prepareExampleFolder(dir: string): Promise<void> {
   if (info && !info.isDirectory()) throw new OutputError("E_OUTPUT_EXISTS", `${dir}: is a file, not a folder; weightsoup example writes its models into a folder`, { file: dir });
   if (info) {
     const entries = await readdir(dir).catch((cause: unknown) => { throw outputFailure(dir, "list it", cause); });
-    for (const stale of entries.filter((e) => STALE.test(e))) await rm(join(dir, stale), { recursive: true, force: true });
-    const other = entries.filter((e) => !STALE.test(e) && !EXAMPLE_ENTRIES.has(e) && !e.startsWith("."));
+    const marked = entries.includes(MARKER);
+    // Dot-files (a .DS_Store, the merge's staging names) are never written over; the rest must be an earlier example's.
+    const other = entries.filter((e) => !e.startsWith(".") && (!marked || !EXAMPLE_ENTRIES.has(e)));
     if (other.length) {
-      throw new OutputError("E_OUTPUT_EXISTS", `${dir}: holds ${other.slice(0, 3).join(", ")}${other.length > 3 ? ", ..." : ""}, which no earlier example wrote; weightsoup example writes into a new or empty folder, or its own earlier one`, { file: dir });
+      const why = marked ? "which no earlier example wrote" : `and no ${MARKER} file says an earlier example wrote it`;
+      throw new OutputError("E_OUTPUT_EXISTS", `${dir}: holds ${other.slice(0, 3).join(", ")}${other.length > 3 ? ", ..." : ""}, ${why}; weightsoup example writes into a new or empty folder, or its own earlier one`, { file: dir });
     }
+    for (const stale of entries.filter((e) => STALE.test(e))) await rm(join(dir, stale), { recursive: true, force: true });
+    if (!marked) await writeMarker(dir);
     return;
   }
   const missing: string[] = [];
@@ -221,4 +231,10 @@ async function prepareExampleFolder(dir: string): Promise<void> {
       if ((cause as NodeJS.ErrnoException).code !== "EEXIST") throw outputFailure(dir, "create it", cause);
     });
   }
+  await writeMarker(dir);
+}
+
+async function writeMarker(dir: string): Promise<void> {
+  await writeFile(join(dir, MARKER), "written by `weightsoup example`: it may replace this folder's base, math, code, chat, recipe.yml and merged\n")
+    .catch((cause: unknown) => { throw outputFailure(dir, "write into it", cause); });
 }
