@@ -2,19 +2,25 @@
  * @file Writing a report, chart or table file so that it is never seen half-written: the CLI's
  * measuring commands (diagnose, path, soup, sweep) all write theirs through here.
  */
-import { rename, rm, stat, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { OutputError } from "../errors";
 import { outputFailure } from "../io/io-error";
 import { sideStem, uniqueSuffix } from "../io/temp-name";
 import { GENERATION_CONFIG_FILE, MODEL_CONFIG_FILE, TOKENIZER_FILES } from "../tokenizer/files";
 
-/** Writes `text` to `path` through a temporary file beside it, so `path` is never seen half-written. */
+/**
+ * Writes `text` to `path` through a temporary file beside it, so `path` is never seen half-written. A
+ * symbolic link is followed: the file it names is replaced, not the link (checkFileTargets has refused
+ * links to anything but a regular file).
+ */
 export async function writeFileAtomically(path: string, text: string): Promise<void> {
-  const temp = join(dirname(path), `.${sideStem(basename(path))}.weightsoup-${uniqueSuffix()}.tmp`);
+  const target = await realpath(path).catch(() => path);
+  const temp = join(dirname(target), `.${sideStem(basename(target))}.weightsoup-${uniqueSuffix()}.tmp`);
   try {
     await writeFile(temp, text);
-    await rename(temp, path);
+    await rename(temp, target);
   } catch (cause) {
     // The clean-up must not replace the cause: under a regular file even rm fails (ENOTDIR).
     await rm(temp, { force: true }).catch(() => undefined);
@@ -35,9 +41,20 @@ export async function checkFileTargets(paths: readonly (string | undefined)[]): 
     const parent = await stat(dirname(path)).catch((cause: unknown) => {
       throw outputFailure(path, "write it", cause);
     });
-    const existing = await stat(path).catch(() => undefined);
+    // stat follows a link: a link to a regular file is written through (writeFileAtomically); a dangling one stops here.
+    const existing = await stat(path).catch((cause: unknown) => {
+      if ((cause as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw outputFailure(path, "write it", cause);
+    });
     const code = !parent.isDirectory() ? "ENOTDIR" : existing?.isDirectory() ? "EISDIR" : undefined;
     if (code) throw outputFailure(path, "write it", Object.assign(new Error(code), { code })); // worded by io-error's table
+    if (existing && !existing.isFile()) {
+      // Written through a temporary file and a rename, a FIFO or device would be replaced by a file (a reader left waiting, /dev/full gone).
+      throw new OutputError("E_NOT_REGULAR_FILE", `${path}: is ${existing.isFIFO() ? "a FIFO (named pipe)" : existing.isSocket() ? "a socket" : "a device"}, not a regular file; a report is written whole to a temporary file and renamed over its path, so give a file's path`, { file: path });
+    }
+    // The temporary file goes beside the file a link names: that folder must take a new file.
+    const folder = dirname(existing ? await realpath(path) : path);
+    await access(folder, constants.W_OK).catch((cause: unknown) => { throw outputFailure(path, "write it", cause); });
     if (existing && isModelFile(basename(path))) {
       throw new OutputError("E_OUTPUT_EXISTS", `${path}: is a model's own file (weights, config or tokenizer), which a report never replaces; choose another path`, { file: path });
     }
