@@ -4,15 +4,16 @@
 export * from "./errors";
 export type { MergeEvent, ProgressCallback } from "./events";
 export type { MergeOptions, MergeSummary } from "./api/merge";
-export { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, DEFAULT_SHARD_SIZE, prepare } from "./api/merge";
+export { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, DEFAULT_SHARD_SIZE, IN_THREAD_SECONDS, prepare } from "./api/merge";
 export type { InspectReport } from "./api/inspect";
 export type { PlanOptions, PlanReport } from "./api/plan";
 export type { Ledger, LedgerEntry, LedgerCounts, LedgerStatus } from "./ledger/ledger";
 export type { PlanEstimate } from "./ledger/estimate";
 export { parseRecipe, recipeFromObject, type Recipe } from "./recipe/recipe";
 export { METHODS, type MethodSpec } from "./merge/methods";
-export { BlobFolder, type ModelFolder } from "./io/folder";
+export { BlobFolder, type ModelFolder, type ModelLookup } from "./io/folder";
 export type { OutputFolder } from "./io/output";
+export { MemoryOutputFolder } from "./io/memory-output";
 export { VERSION } from "./merge/card";
 export { parseSize } from "./plan/shards";
 export { linearSumAssignment, type AssignmentResult, type CostMatrix } from "./align/assignment";

@@ -135,7 +135,7 @@ export class ValidationError extends RecipeError {
   constructor(problems: WeightsoupError[]) {
     const shown = problems.slice(0, 20).map((p) => `  - [${p.code}] ${p.message}`);
     if (problems.length > 20) shown.push(`  - ... and ${problems.length - 20} more`);
-    super("E_VALIDATION", `${problems.length} problems found before merging:\n${shown.join("\n")}`, { count: problems.length });
+    super("E_VALIDATION", `${problems.length} problems found before anything was written:\n${shown.join("\n")}`, { count: problems.length });
     this.problems = problems;
   }
 }

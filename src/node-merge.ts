@@ -62,7 +62,7 @@ export async function merge(recipe: string | Recipe, options: NodeMergeOptions):
       ...rest,
       models: async (name) => {
         const folder = await find(name);
-        inputs.push(...pathsOf(folder));
+        if (folder) inputs.push(...pathsOf(folder));
         return folder;
       },
       out: typeof out === "string"

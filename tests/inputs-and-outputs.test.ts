@@ -46,6 +46,20 @@ describe("library options are checked before anything runs", () => {
     });
   }
   // Found by an audit: from plain JavaScript these failed deep inside as TypeErrors with no code.
+  test("a models lookup that finds nothing (a Map's get) is E_MODEL_NOT_FOUND naming the model, and nothing is written", async () => {
+    const { merge: mergeWith } = await import("../src/api/merge");
+    const { MemoryOutputFolder } = await import("../src/io/memory-output");
+    const folders = new Map([["./base", await NodeFolder.open(join(root, "case", "base"))]]);
+    let opened = false;
+    const out = async () => { opened = true; return new MemoryOutputFolder("m"); };
+    await assert.rejects(mergeWith(await readFile(recipe, "utf8"), { models: (name) => folders.get(name), out, workerUrl: WORKER_URL }), (e: unknown) => {
+      assert.ok(e instanceof WeightsoupError && e.code === "E_MODEL_NOT_FOUND", String(e));
+      assert.match(e.message, /model "\.\/a": the models option found no folder for it/);
+      return true;
+    });
+    assert.equal(opened, false, "no output was opened");
+  });
+
   test("arguments and options of the wrong kind are OptionErrors naming them, from merge, plan, evaluate, sweep, align and parseRecipe", async () => {
     const out = join(root, `opt-${n++}`);
     for (const [call, key] of [

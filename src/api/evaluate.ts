@@ -8,7 +8,7 @@
  */
 import { DataError, ModelError, WorkerError } from "../errors";
 import { availableCores, defaultWorkerUrl } from "../env";
-import type { ModelFolder } from "../io/folder";
+import type { ModelFolder, ModelLookup } from "../io/folder";
 import { JOBS_PER_WORKER } from "../merge/engine";
 import { openModel } from "../model/model";
 import { WorkerPool } from "../pool/pool";
@@ -27,7 +27,7 @@ import { nowMs } from "../clock";
 /** A model to evaluate or compare against: a checkpoint folder, or a recipe evaluated without writing it. */
 export type EvalSubject =
   | { name?: string; model: ModelFolder }
-  | { name?: string; recipe: Recipe | string; models: (name: string) => Promise<ModelFolder> | ModelFolder };
+  | { name?: string; recipe: Recipe | string; models: ModelLookup };
 
 export interface EvaluateOptions {
   /** The text to score; with `ids` instead, pre-tokenized input (a model without a tokenizer needs it). */

@@ -7,7 +7,7 @@ import { OptionError, RecipeError, ValidationError, WeightsoupError } from "../e
 import { abortable } from "./abortable";
 import { availableCores, defaultWorkerUrl, IS_NODE } from "../env";
 import type { ProgressCallback } from "../events";
-import type { ModelFolder } from "../io/folder";
+import type { ModelLookup } from "../io/folder";
 import type { OutputFolder } from "../io/output";
 import { JOBS_PER_WORKER, runPlan, type EngineOptions, type MergeSummary as EngineSummary } from "../merge/engine";
 import { WorkerPool } from "../pool/pool";
@@ -33,7 +33,7 @@ export interface MergeOptions {
    */
   out: OutputFolder | ((plan: MergePlan) => Promise<OutputFolder>);
   /** Finds the folder of a model named in the recipe. */
-  models: (name: string) => Promise<ModelFolder> | ModelFolder;
+  models: ModelLookup;
   /**
    * Worker count (default: the available cores, at most one per tensor, and in Node none for a merge
    * whose tensors take at most IN_THREAD_SECONDS at the measured rates, which then runs on the calling

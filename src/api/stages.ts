@@ -7,7 +7,7 @@
  */
 import { RecipeError, ValidationError, WeightsoupError } from "../errors";
 import type { MergeEvent } from "../events";
-import type { ModelFolder } from "../io/folder";
+import { lookUpModel, type ModelFolder } from "../io/folder";
 import { MemoryOutputFolder } from "../io/memory-output";
 import type { OutputFolder, ScratchFolder } from "../io/output";
 import type { SourceRef } from "../io/source";
@@ -65,7 +65,7 @@ export async function mergeStages(recipe: Recipe, options: MergeOptions, engine:
   for (const [name, readers] of users) {
     signal?.throwIfAborted();
     try {
-      const folder = await options.models(name);
+      const folder = await lookUpModel(options.models, name);
       await openModel(folder);
       folders.set(name, folder);
     } catch (e) {

@@ -25,13 +25,13 @@ import { abortable } from "./abortable";
 import { DEFAULT_CONTEXT, forwardBudget, mean, mergeBudgetOf, tokens, windowsOf, type EvalSubject, type EvaluateOptions } from "./evaluate";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, prepare } from "./merge";
 import { checkArrayArgument, checkCallbackOption, checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./options";
-import type { ModelFolder } from "../io/folder";
+import type { ModelLookup } from "../io/folder";
 import { scalarMath } from "../kernels/scalar-math";
 import { nowMs } from "../clock";
 
 export interface SweepOptions extends Omit<EvaluateOptions, "against" | "onProgress"> {
   /** How the recipe's model names are found. */
-  models: (name: string) => Promise<ModelFolder> | ModelFolder;
+  models: ModelLookup;
   /** Models every point is compared with (KL divergence, top-1 agreement), as for evaluate(). */
   against?: readonly EvalSubject[];
   onProgress?: (event: SweepEvent) => void;

@@ -2,6 +2,7 @@
  * @file A model or output location as a flat folder of named files. Node folders are directories on
  * disk (io/node-folder.ts); in browsers a folder is the set of File objects a person picked.
  */
+import { ModelError } from "../errors";
 import type { SourceRef } from "./source";
 
 export interface ModelFolder {
@@ -13,6 +14,19 @@ export interface ModelFolder {
   list(): Promise<string[]>;
   source(file: string): SourceRef;
   readText(file: string): Promise<string>;
+}
+
+/**
+ * Finds the folder of a model a recipe names (the `models` option); undefined when there is none, which
+ * is E_MODEL_NOT_FOUND naming the model (a Map's get() is such a lookup as it stands).
+ */
+export type ModelLookup = (name: string) => ModelFolder | undefined | Promise<ModelFolder | undefined>;
+
+/** The folder `models` finds for `name`, or E_MODEL_NOT_FOUND naming it. */
+export async function lookUpModel(models: ModelLookup, name: string): Promise<ModelFolder> {
+  const folder = await models(name);
+  if (!folder) throw new ModelError("E_MODEL_NOT_FOUND", `model "${name}": the models option found no folder for it`, { model: name });
+  return folder;
 }
 
 /**

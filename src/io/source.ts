@@ -159,7 +159,10 @@ export class OpfsSource implements ByteSource {
  */
 let workerReadSync: typeof import("node:fs").readSync | undefined;
 
-/** Called once by the worker script in Node: this thread is a worker, and reads files with `readSync`. */
+/**
+ * Called once by the worker script in Node: this thread is a worker, and reads files with `readSync`.
+ * @internal (not in the published types, which must not need Node's: the browser entry reaches this file)
+ */
 export function readSyncInWorker(readSync: typeof import("node:fs").readSync): void {
   workerReadSync = readSync;
 }
@@ -229,6 +232,7 @@ export class NodeFileSource implements ByteSource {
  * Opens `path` for reading, refusing anything but a regular file (symlinks followed). O_NONBLOCK
  * makes opening a FIFO return at once instead of waiting, beyond the reach of Ctrl-C, for a writer
  * that never comes; on regular files it changes nothing.
+ * @internal (Node's types in its signature: kept out of the published types, as readSyncInWorker)
  */
 export async function openRegularFile(fs: typeof import("node:fs/promises"), path: string, expected?: FileIdentity): Promise<import("node:fs/promises").FileHandle> {
   const { constants } = await import("node:fs");

@@ -5,7 +5,7 @@
  * tensor's delta to the input that reads it (loraInput), and the worker adds it after reading.
  */
 import { ModelError } from "../errors";
-import type { ModelFolder } from "../io/folder";
+import { lookUpModel, type ModelLookup } from "../io/folder";
 import { openModel, type LoadedModel, type TensorInfo } from "../model/model";
 import { openAdapter, type LoraAdapter } from "./adapter";
 import type { LoraDelta } from "./delta";
@@ -20,14 +20,14 @@ export function splitLoraReference(name: string): { base: string; adapter: strin
 }
 
 /** Opens a model named in a recipe: a plain model, or a base with a LoRA adapter applied. */
-export async function openModelReference(name: string, models: (name: string) => Promise<ModelFolder> | ModelFolder): Promise<LoadedModel> {
+export async function openModelReference(name: string, models: ModelLookup): Promise<LoadedModel> {
   const parts = splitLoraReference(name);
-  if (!parts) return openModel(await models(name));
+  if (!parts) return openModel(await lookUpModel(models, name));
   if (!parts.base || !parts.adapter || parts.adapter.includes("+")) {
     throw new ModelError("E_ADAPTER", `model "${name}": a LoRA reference is BASE+ADAPTER, with one "+" between two names`, { model: name });
   }
-  const base = await openModel(await models(parts.base));
-  const adapter = await openAdapter(await models(parts.adapter), base);
+  const base = await openModel(await lookUpModel(models, parts.base));
+  const adapter = await openAdapter(await lookUpModel(models, parts.adapter), base);
   const tensors = new Map(base.tensors);
   for (const [name, t] of adapter.replacements) tensors.set(name, t);
   const model: LoadedModel = { ...base, tensors, location: `${base.location}+${adapter.location}` };
