@@ -295,6 +295,18 @@ test("results are bit-identical across 1 and 2 workers and chunks of one and two
   }
 });
 
+test("what the recipe sets that mergekit ignores is measured as the merge runs it (ignored), and warned of first, as merge warns", async () => {
+  const path = join(dir, "ignored");
+  await writeCase(path, models, recipe(CASES.ties, { parameters: { ...CASES.ties.globals, densty: 0.2 }, pad_to_multiple_of: 8 }));
+  const events: string[] = [];
+  const d = await diagnose(join(path, "recipe.yml"), { workerUrl: WORKER_URL, workers: 1, onProgress: (e) => { if (e.type === "warning") events.push(e.message); } });
+  checkAgainstReference(d, "ties");
+  assert.equal(d.warnings.length, 2, d.warnings.join("\n"));
+  assert.match(d.warnings.join("\n"), /pad_to_multiple_of: not a recipe key/);
+  assert.match(d.warnings.join("\n"), /parameters\.densty: ties has no parameter "densty"/);
+  assert.deepEqual(events, d.warnings);
+});
+
 test("align: on fine-tunes of one base is a no-op, and diagnose says so; before and after agree", async () => {
   const path = join(dir, "align");
   await writeCase(path, models, recipe(CASES.ties, { align: { to: "./a" } }));

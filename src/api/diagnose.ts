@@ -95,6 +95,8 @@ export async function diagnose(recipe: Recipe | string, options: DiagnoseOptions
     const before = parsed.align ? await measure(false, "inputs") : undefined;
     const after = await measure(true, parsed.align ? "aligned" : "inputs");
     const result: DiagnosisResult = diagnosisOf(parsed.file, after.plan, after.sums);
+    // What the recipe sets that mergekit ignores: the merge would warn of it first.
+    result.warnings.unshift(...after.plan.warnings);
     if (parsed.align && before) {
       const reference = parsed.align.to;
       const b = totalDiagnosis(before.sums, result.models), a = result.total;
