@@ -176,6 +176,19 @@ describe("--profile and WEIGHTSOUP_PROFILE", { timeout: 120_000 }, () => {
     }
   });
 
+  test("a command that times no phases (inspect, plan) still prints its start-up and its own time, once; merge prints its timeline only (found by the stop 38 README audit: nothing)", () => {
+    for (const args of [["inspect", recipe.replace(/recipe\.yml$/, "base")], ["plan", recipe]]) {
+      const r = run([...args, "--profile"], quiet);
+      assert.equal(r.status, 0, r.stderr);
+      const lines = r.stderr.split("\n").filter((l) => l.startsWith("profile "));
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0]!, new RegExp(`^profile ${args[0]}: [\\d.]+ s after this thread started$`));
+      assert.match(r.stderr, /^  start Node, load weightsoup +[\d.]+ s\n  the command \(no phases timed\) +[\d.]+ s$/m);
+    }
+    const merged = run(["merge", recipe, join(root, "profiled-once"), "--quiet", "--profile"], quiet);
+    assert.equal(merged.stderr.split("\n").filter((l) => l.startsWith("profile ")).length, 1, merged.stderr);
+  });
+
   test("WEIGHTSOUP_PROFILE=1 prints the same; neither prints nothing", async () => {
     const on = run(["merge", recipe, join(root, "profiled-env"), "--quiet", "--workers", "1"], { ...quiet, WEIGHTSOUP_PROFILE: "1" });
     assert.equal(on.status, 0, on.stderr);

@@ -24,7 +24,7 @@ import { checkFileTargets, writeFileAtomically } from "./write-file";
 import { VERSION } from "../merge/card";
 import { printWarning, ProgressBar } from "./progress";
 import { formatBytes, formatSeconds, formatWorkers } from "../units";
-import { enableProfiling } from "../eval/profile";
+import { enableProfiling, reportCommand } from "../eval/profile";
 import { interruptible } from "./interrupt";
 
 export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
@@ -53,6 +53,8 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     }
   } catch (e) {
     return report(e, io, debug);
+  } finally {
+    reportCommand(command ?? "weightsoup");
   }
 }
 

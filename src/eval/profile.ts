@@ -19,6 +19,8 @@ export function enableProfiling(): void {
 
 /** When the CLI's code began to run (process start-up and loading the bundle before it), if it did. */
 let startedAt: number | undefined;
+/** Whether a run printed its timeline (commands with no phases print only their total: reportCommand). */
+let reported = false;
 
 /** Notes that the program's code starts now (the CLI's entry calls it, after every module has loaded). */
 export function noteStartup(): void {
@@ -92,5 +94,17 @@ export class Phases {
     }
     rows.push(`  ${"(in none of the phases above)".padEnd(40)} ${"".padStart(15)} ${s(uncovered(this.spans, this.started, now))} s`);
     process.stderr.write(`profile ${this.what}: ${(wall / 1000).toFixed(3)} s wall, from ${(this.started / 1000).toFixed(3)} to ${(now / 1000).toFixed(3)} s after this thread started\n${rows.join("\n")}\n`);
+    reported = true;
   }
+}
+
+/**
+ * At a CLI command's end, with profiling on: a command that timed no phases (inspect, plan, extract-lora,
+ * ...) still says where its time went, start-up against its own work, so --profile answers for every command.
+ */
+export function reportCommand(command: string): void {
+  if (!profiling() || reported) return;
+  const now = nowMs(), start = startedAt ?? 0;
+  process.stderr.write(`profile ${command}: ${(now / 1000).toFixed(3)} s after this thread started\n` +
+    `  start Node, load weightsoup ${(start / 1000).toFixed(3).padStart(7)} s\n  the command (no phases timed) ${((now - start) / 1000).toFixed(3).padStart(7)} s\n`);
 }

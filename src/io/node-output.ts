@@ -215,7 +215,7 @@ async function refuseInputs(dir: string, target: string, inputs: readonly string
     const real = reals[i]!;
     if (within(real, out) || within(out, real)) {
       const how = real === out ? "is" : within(real, out) ? "contains" : "is inside";
-      throw new OutputError("E_OUTPUT_IS_INPUT", `${dir}: the output folder ${how} ${input}, which this merge reads; choose another output folder`, { file: dir, input });
+      throw new OutputError("E_OUTPUT_IS_INPUT", `${dir}: the output folder ${how} ${input}, which this command reads; choose another output folder`, { file: dir, input });
     }
   }
 }
