@@ -13,7 +13,7 @@ import { WeightsoupError } from "../src/errors";
 import { baseModel, CLI, fineTune, readOutput, removeDir, tempDir, TINY, WORKER_URL, writeCase, writeModel } from "./helpers/fixtures";
 import { aliasBombText, deepText } from "./helpers/fuzz-json";
 import { parseRecipeInThread } from "./helpers/recipe-thread";
-import { encodeTensor } from "./reference/safetensors";
+import { decodeFloat, encodeTensor } from "./reference/safetensors";
 import type { RefModel } from "./reference/merge";
 
 let root: string;
@@ -136,7 +136,27 @@ describe("layer counts", () => {
 });
 
 describe("duplicate model entries", () => {
-  test("a model listed twice in models: is refused, naming it (its second parameters would be ignored)", async () => {
+  test("a model listed again exactly (same parameters) is counted once with a warning, as mergekit's dict of models counts it (found by the stop 38 recipe audit: a model card's karcher was refused)", async () => {
+    const dir = join(root, `case-${n++}`);
+    const base = baseModel(43);
+    const a = fineTune(base, 44, 0.1);
+    const recipe = await writeCase(dir, { base, a }, {
+      merge_method: "linear", models: [{ model: "./a", parameters: { weight: 1 } }, { model: "./base", parameters: { weight: 1 } }, { model: "./a", parameters: { weight: 1 } }],
+    });
+    const warnings: string[] = [];
+    await merge(recipe, { out: join(dir, "out"), workerUrl: WORKER_URL, onProgress: (e) => { if (e.type === "warning") warnings.push(e.message); } });
+    assert.deepEqual(warnings.length, 1, warnings.join("\n"));
+    assert.match(warnings[0]!, /models\[2\]\.model: "\.\/a" repeats models\[0\] exactly; counted once/);
+    // (a + base) / 2 in float32: a counted once.
+    const { tensors } = await readOutput(join(dir, "out"));
+    for (const [name, t] of base.tensors) {
+      if (!t.values) continue;
+      const x = a.tensors.get(name)!.values!, ours = decodeFloat("F32", tensors.get(name)!.data);
+      for (let i = 0; i < ours.length; i++) assert.equal(ours[i], Math.fround(Math.fround(x[i]! + t.values[i]!) / 2), `${name}[${i}]`);
+    }
+  });
+
+  test("a model listed twice in models: with other parameters is refused, naming it (mergekit would ignore the second entry's)", async () => {
     const dir = join(root, `case-${n++}`);
     const base = baseModel(41);
     const recipe = await writeCase(dir, { base, a: fineTune(base, 42, 0.1) }, {

@@ -62,8 +62,9 @@ export interface Recipe {
   /** `modules:` instead of models/slices: one sub-recipe per module of a multi-module model (recipe/modules.ts). */
   modules?: RecipeModule[];
   /**
-   * Keys mergekit's configuration does not read, ignored as it ignores them (pydantic drops unknown
-   * fields), each a warning naming the key: model cards' recipes carry such keys, and mergekit ran them.
+   * What mergekit's configuration ignores, ignored here too, each a warning naming the key: keys it does
+   * not read (pydantic drops unknown fields) and an entry repeating another exactly (counted once).
+   * Model cards' recipes carry such things, and mergekit ran them.
    */
   ignoredKeys: string[];
 }
@@ -196,9 +197,11 @@ function depthExceeds(root: unknown, limit: number): boolean {
 /** Checks an already-parsed recipe object (the same schema as the YAML). */
 export function recipeFromObject(raw: unknown, text: string, file = "recipe"): Recipe {
   const ignoredKeys: string[] = [];
+  const warn = (key: string, what: string) => { ignoredKeys.push(`${file}: ${key}: ${what}`); };
   const fail = Object.assign((key: string, what: string, code: FailCode = "E_RECIPE") =>
     new RecipeError(code, `${file}: ${key ? `${key}: ` : ""}${what}`, { file, key }), {
-    ignore: (key: string, allowed: readonly string[]) => { ignoredKeys.push(`${file}: ${key}: not a recipe key (known keys: ${allowed.join(", ")}); ignored, as mergekit ignores keys it does not know`); },
+    warn,
+    ignore: (key: string, allowed: readonly string[]) => warn(key, `not a recipe key (known keys: ${allowed.join(", ")}); ignored, as mergekit ignores keys it does not know`),
   });
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw fail("", "a recipe must be a YAML mapping");
   const r = known(raw, "", TOP_KEYS, fail);
@@ -232,9 +235,8 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
       return module;
     }, fail.ignore);
   } else if (hasModels) {
-    recipe.models = list(r.models, "models", fail).map((m, i) => inputSlice(m, `models[${i}]`, false, fail));
+    recipe.models = dropRepeats(list(r.models, "models", fail).map((m, i) => inputSlice(m, `models[${i}]`, false, fail)), "models", fail);
     if (recipe.models.length === 0) throw fail("models", "is empty");
-    refuseDuplicates(recipe.models, "models", fail);
   } else {
     recipe.slices = list(r.slices, "slices", fail).map((s, i) => outputSlice(s, `slices[${i}]`, fail));
     if (recipe.slices.length === 0) throw fail("slices", "is empty");
@@ -243,8 +245,8 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
 }
 
 type FailCode = "E_RECIPE" | "E_METHOD_UNSUPPORTED" | "E_DUPLICATE_MODEL";
-/** The recipe's error for `key`; `ignore` records a key mergekit would drop (Recipe.ignoredKeys). */
-type Fail = ((key: string, what: string, code?: FailCode) => RecipeError) & { ignore(key: string, allowed: readonly string[]): void };
+/** The recipe's error for `key`; `warn` records what mergekit ignores (Recipe.ignoredKeys), `ignore` a key it would drop. */
+type Fail = ((key: string, what: string, code?: FailCode) => RecipeError) & { warn(key: string, what: string): void; ignore(key: string, allowed: readonly string[]): void };
 
 /**
  * The keys of a mapping of mergekit's configuration that it reads (`allowed`), nulls dropped; any other
@@ -269,17 +271,25 @@ function withoutNulls(v: object): Record<string, unknown> {
 }
 
 /**
- * A model listed twice in one list: parameters are looked up by model name, so the second entry's
- * would be silently ignored (mergekit keys them by model too). A Set keeps this linear.
+ * A model listed twice in one list: mergekit keys inputs and their parameters by model, so it counts
+ * the model once with the first entry's parameters. An entry that repeats another exactly (a model
+ * card's karcher of four models, one listed twice) is dropped with a warning: mergekit's result. One
+ * whose parameters differ is refused, since mergekit would silently ignore them. A Map keeps this linear.
  */
-function refuseDuplicates(entries: InputSlice[], key: string, fail: Fail): void {
-  const seen = new Map<string, number>();
-  entries.forEach((e, i) => {
+function dropRepeats(entries: InputSlice[], key: string, fail: Fail): InputSlice[] {
+  const seen = new Map<string, { index: number; text: string }>();
+  return entries.filter((e, i) => {
+    const text = JSON.stringify([e.layerRange ?? null, e.parameters ?? null]);
     const first = seen.get(e.model);
-    if (first !== undefined) {
-      throw fail(`${key}[${i}].model`, `"${e.model}" is already listed as ${key}[${first}]; each model may appear once (merge its entries into one)`, "E_DUPLICATE_MODEL");
+    if (first === undefined) {
+      seen.set(e.model, { index: i, text });
+      return true;
     }
-    seen.set(e.model, i);
+    if (first.text !== text) {
+      throw fail(`${key}[${i}].model`, `"${e.model}" is already listed as ${key}[${first.index}] with other parameters, which mergekit would ignore; each model may appear once (merge its entries into one)`, "E_DUPLICATE_MODEL");
+    }
+    fail.warn(`${key}[${i}].model`, `"${e.model}" repeats ${key}[${first.index}] exactly; counted once, as mergekit counts it`);
+    return false;
   });
 }
 
@@ -337,9 +347,8 @@ function inputSlice(v: unknown, key: string, needsRange: boolean, fail: Fail): I
 function outputSlice(v: unknown, key: string, fail: Fail): OutputSlice {
   if (v === null || typeof v !== "object" || Array.isArray(v)) throw fail(key, "must be a mapping");
   const s = known(v, key, ["sources", "base_model", "parameters", "residual_weight"], fail);
-  const sources = list(s.sources, `${key}.sources`, fail).map((src, i) => inputSlice(src, `${key}.sources[${i}]`, true, fail));
+  const sources = dropRepeats(list(s.sources, `${key}.sources`, fail).map((src, i) => inputSlice(src, `${key}.sources[${i}]`, true, fail)), `${key}.sources`, fail);
   if (sources.length === 0) throw fail(`${key}.sources`, "is empty");
-  refuseDuplicates(sources, `${key}.sources`, fail);
   const lengths = new Set(sources.map((src) => src.layerRange![1] - src.layerRange![0]));
   if (lengths.size > 1) throw fail(`${key}.sources`, "all sources of a slice must span the same number of layers");
   const out: OutputSlice = { sources };
