@@ -102,6 +102,13 @@ describe("a two-stage recipe", () => {
     assert.equal(await readFile(join(dir, "staged", "out", "mergekit_config.yml"), "utf8"), docs(stage2("mid"), stage1));
   });
 
+  test("the model card says what the intermediate is: the recipe's own document, its method and models (found by the stop 38 README audit: 'mid (a local model)')", async () => {
+    const card = await readFile(join(dir, "staged", "out", "README.md"), "utf8");
+    assert.match(card, /^- mid \(merged by this recipe's document "mid", ties of \.\.\/base, \.\.\/a, \.\.\/b\)$/m);
+    assert.match(card, /^- \.\.\/c \(a local model\)$/m);
+    assert.doesNotMatch(card, /mid \(a local model\)/);
+  });
+
   test("matches the scalar reference run stage by stage", async () => {
     const inputs = new Map<string, RefModel>([["../base", base], ["../a", a], ["../b", b], ["../c", c]]);
     const mid = referenceMerge(stage1, inputs);

@@ -10,7 +10,8 @@ import { parseRepoId } from "../model/repo-id";
 import { isEmbedding, layerCountKeys, LM_HEAD, vocabSize as statedVocabSize } from "../model/roles";
 import { TEXT_SECTIONS } from "../model/stacks";
 import { impliedLayerTypes, impliedSparseLayers } from "../plan/layer-config";
-import type { MergePlan } from "../plan/plan";
+import { referencedModels, type MergePlan } from "../plan/plan";
+import { parseRecipe, type Recipe } from "../recipe/recipe";
 import { version } from "../../package.json";
 
 export const VERSION: string = version;
@@ -174,6 +175,18 @@ function repoIdOf(model: LoadedModel): string | undefined {
   return typeof named === "string" && !named.includes("@") && parseRepoId(named) ? named : undefined;
 }
 
+/**
+ * The earlier documents of a multi-stage recipe by name, read again from the recipe's text (the final
+ * document's plan holds only its own): their outputs are models the final document merges.
+ */
+function earlierDocuments(plan: MergePlan): Map<string, Recipe> {
+  try {
+    return new Map((parseRecipe(plan.recipe.text, plan.recipe.file).stages ?? []).map((stage) => [stage.name!, stage]));
+  } catch {
+    return new Map(); // a recipe given as an object, whose text is not YAML
+  }
+}
+
 export function modelCard(plan: MergePlan, title: string): string {
   const names = [...new Set(plan.tensors.flatMap((t) => t.inputs.map((i) => i.model)))];
   const ids = new Map(names.map((name) => [name, repoIdOf(plan.models.get(name)!)]));
@@ -182,7 +195,10 @@ export function modelCard(plan: MergePlan, title: string): string {
   const hubIds = [...new Set([...ids.values()].filter((id): id is string => id !== undefined))];
   // Only repo ids go in the front matter: the Hub links them; a local path would only leak a folder name.
   const baseModels = hubIds.length ? `base_model:\n${hubIds.map((m) => `- ${JSON.stringify(m)}`).join("\n")}\n` : "";
+  const stages = earlierDocuments(plan);
   const describe = (name: string) => {
+    const stage = stages.get(name);
+    if (stage) return `${name} (merged by this recipe's document "${name}", ${stage.mergeMethod} of ${referencedModels(stage).join(", ")})`;
     const id = ids.get(name);
     return id && id !== name ? `${id} (as ${name})` : id ?? `${name} (a local model)`;
   };
