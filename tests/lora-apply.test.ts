@@ -163,6 +163,12 @@ describe("base+adapter inputs equal merging the LoRA into the base first", () =>
   test("a negative lora_alpha subtracts the delta and an alpha_pattern of 0 leaves a module as it was, as PEFT scales them (refused until stop 38)", () =>
     sameAsMergedFirst("F32", { ...SPEC, config: { ...SPEC.config, lora_alpha: -8, alpha_pattern: { up_proj: 0 } } }, (m) => ({ merge_method: "passthrough", models: [{ model: m }] })));
 
+  test("an adapter whose factors are all in layers_to_transform (an index, or a list) is applied as any other", async () => {
+    const factors = [{ module: "model.layers.0.self_attn.q_proj", rank: 4 }, { module: "model.layers.0.mlp.down_proj", rank: 4 }];
+    await sameAsMergedFirst("F32", { factors, config: { peft_type: "LORA", r: 4, lora_alpha: 8, layers_to_transform: 0 } }, (m) => ({ merge_method: "passthrough", models: [{ model: m }] }));
+    await sameAsMergedFirst("F32", { factors, config: { peft_type: "LORA", r: 4, lora_alpha: 8, layers_to_transform: [0, 1], layers_pattern: "layers" } }, (m) => ({ merge_method: "passthrough", models: [{ model: m }] }));
+  });
+
   test("as the base model of ties, and through passthrough", async () => {
     await sameAsMergedFirst("F32", SPEC, (m) => ({
       merge_method: "ties", base_model: m,
@@ -246,6 +252,10 @@ describe("adapter errors", () => {
       ["rank disagrees", { peft_type: "LORA", r: 3, lora_alpha: 2 }, () => {}, /rank 2 but adapter_config\.json gives it r = 3/],
       ["dora", { peft_type: "LORA", r: 2, lora_alpha: 2, use_dora: true }, () => {}, /DoRA/],
       ["rank 0", { peft_type: "LORA", r: 0, lora_alpha: 2 }, () => {}, /"r" must be a positive number, found 0/],
+      // PEFT adapts only the listed layers, and would not load factors outside them (found by the stop 37 audit: applied).
+      ["outside layers_to_transform", { peft_type: "LORA", r: 2, lora_alpha: 2, layers_to_transform: [1] }, () => {},
+        /module "model\.layers\.0\.self_attn\.q_proj" has LoRA factors, but its layer 0 is not in layers_to_transform \(\[1\]\), so PEFT would not load them/],
+      ["no layer index", { peft_type: "LORA", r: 2, lora_alpha: 2, layers_to_transform: 0, layers_pattern: "blocks" }, () => {}, /its name has no layer index after blocks/],
       ["alpha not a number", { peft_type: "LORA", r: 2, lora_alpha: "2" }, () => {}, /"lora_alpha" must be a finite number, found "2"/],
       ["rank pattern 0", { peft_type: "LORA", r: 2, lora_alpha: 2, rank_pattern: { q_proj: 0 } }, () => {}, /"rank_pattern\.q_proj" must be a positive number, found 0/],
       // Found by an audit: read as false, where PEFT's `if use_rslora:` takes "true" (and 1) as true.

@@ -35,6 +35,32 @@ function checkedNumber(v: unknown, what: "rank" | "alpha", key: string, file: st
   return v;
 }
 
+/** PEFT's layer words when layers_pattern is not given (peft.utils.constants COMMON_LAYERS_PATTERN). */
+const COMMON_LAYERS_PATTERN = ["layers", "h", "block", "blocks", "layer"];
+
+/**
+ * layers_to_transform (an index or a list of them) of adapter_config.json: PEFT adapts only modules whose
+ * name holds `.WORD.N.` with WORD one of layers_pattern (or the common words) and N listed. Returns, for
+ * a module outside them, why (undefined inside); undefined altogether without the key.
+ */
+function layersToTransform(config: Record<string, unknown>, file: string): ((module: string) => string | undefined) | undefined {
+  const raw = config.layers_to_transform;
+  if (raw === undefined || raw === null) return undefined;
+  const listed = typeof raw === "number" ? [raw] : raw;
+  if (!Array.isArray(listed) || listed.some((n) => !Number.isInteger(n) || n < 0)) throw fail(file, `"layers_to_transform" must be a layer index or a list of them, found ${describeValue(raw)}`, { key: "layers_to_transform" });
+  const pattern = config.layers_pattern ?? null;
+  const words = pattern === null ? COMMON_LAYERS_PATTERN : typeof pattern === "string" ? [pattern] : pattern;
+  if (!Array.isArray(words) || words.some((w) => typeof w !== "string" || w === "")) throw fail(file, `"layers_pattern" must be a word or a list of words, found ${describeValue(pattern)}`, { key: "layers_pattern" });
+  const escaped = words.map((w) => (w as string).replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  const layerOf = new RegExp(`\\.(?:${escaped.join("|")})\\.(\\d+)(?=\\.)`, "g");
+  const shown = `layers_to_transform (${JSON.stringify(raw)})`;
+  return (module) => {
+    const m = [...`.${module}.`.matchAll(layerOf)].pop(); // the last, as PEFT's greedy `.*\.WORD\.(\d+)\.` takes it
+    if (!m) return `its name has no layer index after ${words.join(", ")} and ${shown} is set`;
+    return listed.includes(Number(m[1])) ? undefined : `its layer ${m[1]} is not in ${shown}`;
+  };
+}
+
 /** modules_to_save of adapter_config.json: module names, or absent (null). */
 function moduleNames(config: Record<string, unknown>, file: string): string[] {
   const v = config.modules_to_save ?? [];
@@ -126,6 +152,11 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
     const pair = pairs.get(m[1]!) ?? { embedding };
     pair[m[2] === "A" ? "a" : "b"] = t;
     pairs.set(m[1]!, pair);
+  }
+  const transformed = layersToTransform(config, configFile);
+  for (const module of pairs.keys()) {
+    const why = transformed?.(module);
+    if (why) throw fail(weightsFile, `module "${module}" has LoRA factors, but ${why}, so PEFT would not load them; weightsoup refuses rather than apply what PEFT leaves out`, { tensor: module, key: "layers_to_transform" });
   }
   const deltas = new Map<string, LoraDelta>();
   for (const [module, { a, b, embedding }] of pairs) {
