@@ -235,7 +235,8 @@ describe("passes sized by every model and by scoring's memory", () => {
   // (64 bytes per predicted position), targets, one vocabulary chunk of the output projection and two
   // chunks of logits per sequence, 16 bytes of rounding each.
   const dealt = [[new Int32Array(1000), new Int32Array(1000)]];
-  const model = (hidden: number, vocab: number) => ({ spec: { hidden, vocab } }) as unknown as DecoderSource;
+  // A layer of these small specs needs far less than half a budget: only the states and scoring size the passes.
+  const model = (hidden: number, vocab: number) => ({ spec: { hidden, vocab, heads: 1, kvHeads: 1, headDim: 4, intermediate: 8, mlp: "gated-silu" } }) as unknown as DecoderSource;
   const scoring = (vocab: number, hidden: number, longest: number) => {
     const chunk = Math.min(2048, vocab);
     return (1998 * 64 + 16) + (1998 * 4 + 16) + (chunk * hidden * 4 + 16) + 2 * (longest * chunk * 4 + 16);
@@ -265,6 +266,20 @@ describe("passes sized by every model and by scoring's memory", () => {
     const ids = Array.from({ length: 8000 }, (_, i) => (i * 2654435761) % 4093);
     const run = (memoryBudget?: number) => evaluate(dirs, { ids, context: 512, workers: 1, workerUrl: WORKER_URL, ...(memoryBudget ? { memoryBudget } : {}) });
     assert.deepEqual((await run(28 * 2 ** 20)).results, (await run()).results);
+  });
+
+  test("a layer that needs more than half the budget leaves the states what it does not take (found by the stop 37 audit: a hidden-1024 model failed at every pass size)", () => {
+    // The audit's model: hidden 1024, 4 heads of 256 (2 KV heads), intermediate 512, gated MLP. Its layer,
+    // with weights taken as float32: q, k, v, o and three MLP matrices 1024·(1024 + 2·512) + 1024·1024 +
+    // 3·1024·512 = 4,718,592 elements; norms, q/k norms and biases 9,728, each read and decoded (twice);
+    // activations for a 1000-token sequence: x-norm 1000·1024, q/k/v 1000·3072, attention 1000·1024,
+    // scores 1000·260 + 40, o 1000·1024, up and gate 1000·512 each = 7,428,040; 55 allocations of 16 bytes.
+    const layer = 4 * (4_718_592 + 2 * 9_728 + 7_428_040) + 16 * 55;
+    const wide = { spec: { hidden: 1024, vocab: 300, heads: 4, kvHeads: 2, headDim: 256, intermediate: 512, mlp: "gated-silu" } } as unknown as DecoderSource;
+    const budget = 64 * 2 ** 20, state = 3000 * 1024 * 4;
+    assert.ok(budget - layer < budget / 2, "the layer needs more than half");
+    assert.equal(statesThatFit(budget, dealt, [wide, wide], []), Math.floor((budget - layer - SESSION_FIXED_BYTES) / state));
+    assert.equal(Math.floor((budget - layer - SESSION_FIXED_BYTES) / state), 1, "one model's states per pass, where half the budget would have held two");
   });
 
   test("scoring's logit chunks of a long context leave less than half the budget to the states (found by the stop 37 audit)", () => {

@@ -42,8 +42,28 @@ export function statesThatFit(forwardBudget: number, dealt: readonly (readonly I
   const stateBytes = (m: DecoderSource) => (rows + longest) * m.spec.hidden * 4;
   const againstBytes = against.reduce((n, a) => n + stateBytes(a), 0);
   const scoring = Math.max(...models.map((m) => scoreBytes(predicted, longest, m.spec, against.map((a) => a.spec))));
-  const forStates = Math.min(forwardBudget / 2, forwardBudget - scoring) - SESSION_FIXED_BYTES - againstBytes;
+  // A wide model's layer may need more than half (found by the stop 37 audit: hidden 1024 at 40 MiB failed in every pass size).
+  const layer = Math.max(...[...models, ...against].map((m) => layerBytes(m.spec, longest)));
+  const forStates = Math.min(forwardBudget / 2, forwardBudget - scoring, forwardBudget - layer) - SESSION_FIXED_BYTES - againstBytes;
   return Math.max(1, Math.floor(forStates / Math.max(...models.map(stateBytes))));
+}
+
+/**
+ * At most the bytes one layer of `spec` takes from a worker's instance for sequences of `longest`
+ * tokens (session.ts layer, layer.ts decoderLayer): its weights as read (taken as float32, the widest a
+ * checkpoint stores; vectors decoded beside them) and one sequence's activations, 16 bytes of rounding
+ * per allocation. For planning passes (statesThatFit).
+ */
+export function layerBytes(spec: DecoderSpec, longest: number): number {
+  const { hidden: H, heads, kvHeads, headDim: D, intermediate: I } = spec;
+  const q = heads * D, kv = kvHeads * D, mlps = spec.mlp === "gated-silu" ? 3 : 2;
+  const matrices = H * (q + 2 * kv) + q * H + mlps * H * I;
+  // Two norms (weight and bias), q/k norms, every projection's bias: each read, then decoded.
+  const vectors = 4 * H + 2 * D + (q + 2 * kv) + H + (mlps - 1) * I + H;
+  const T = longest;
+  const activations = [T * H, T * Math.max(3 * H, q + 2 * kv), T * q, T * (D + 4) + 40, T * H, T * I, T * I];
+  const allocations = 16 + activations.length + 2 * 16;
+  return 4 * (matrices + 2 * vectors + activations.reduce((n, x) => n + x, 0)) + 16 * allocations;
 }
 
 /**
