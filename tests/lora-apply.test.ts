@@ -282,6 +282,14 @@ describe("adapter errors", () => {
       assert.equal(e.code, "E_ADAPTER", `${label}: ${e.message}`);
       assert.match(e.message, message, label);
     }
+    // An lm_head LoRA over a tied base: PEFT would change the shared weight (the embedding too); said so, not "no such tensor".
+    const tiedBase: RefModel = { config: { ...base.config, tie_word_embeddings: true }, tensors: new Map([...base.tensors].filter(([name]) => name !== "lm_head.weight")) };
+    await writeModel(join(dir, "tied"), tiedBase);
+    const head = { peft_type: "LORA", r: 2, lora_alpha: 2 };
+    await writeAdapter(join(dir, "head-lora"), adapterTensors(base, { factors: [{ module: "lm_head", rank: 2 }], config: head }, 6), head);
+    const tiedHead = await failure(dir, { merge_method: "linear", models: [{ model: "./tied+./head-lora", parameters: { weight: 1 } }] });
+    assert.equal(tiedHead.code, "E_ADAPTER");
+    assert.match(tiedHead.message, /module "lm_head": the base model .*tied ties lm_head to its input embedding \(tie_word_embeddings\), so PEFT would change the shared weight/);
     // A pickled adapter is refused before any of it is parsed: the error names the file and the conversion.
     await mkdir(join(dir, "pickled"), { recursive: true });
     await writeFile(join(dir, "pickled", "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 2 }));

@@ -9,6 +9,7 @@ import { isJsonObject, parseBoundedJson } from "../format/json";
 import type { ModelFolder } from "../io/folder";
 import { sameTensorValues } from "../align/checkpoint";
 import { readHeader, type LoadedModel, type TensorInfo } from "../model/model";
+import { findTensor, LM_HEAD } from "../model/roles";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, isConv1D, KEY_PREFIX, patternKey, peftModuleName, PICKLED_WEIGHTS_FILE } from "./peft-format";
 import { storedTensor } from "../merge/job";
 import type { LoraDelta } from "./delta";
@@ -167,6 +168,10 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
     const target = checkpointTensor(base, `${module}.weight`);
     if (replacements.has(target)) throw fail(weightsFile, `module "${module}" has both LoRA factors and a whole weight (modules_to_save)`, { tensor: target });
     const w = base.tensors.get(target);
+    if (!w && LM_HEAD.test(target) && findTensor(base, target)) {
+      // PEFT adapts the weight lm_head shares with the embedding, changing both; weightsoup applies one delta per tensor it reads.
+      throw fail(weightsFile, `module "${module}": the base model ${base.location} ties lm_head to its input embedding (tie_word_embeddings), so PEFT would change the shared weight, embedding included; weightsoup does not apply a LoRA of a tied lm_head (merge it with PEFT, or untie the base)`, { tensor: target, model: base.location });
+    }
     if (!w) throw fail(weightsFile, `module "${module}" changes tensor "${target}", which the base model ${base.location} does not have`, { tensor: target, model: base.location });
     if (w.shape.length !== 2 || DTYPES[w.dtype]?.kind !== "float") throw fail(weightsFile, `module "${module}": base tensor "${target}" is ${w.dtype} [${w.shape.join(", ")}], not a float matrix`, { tensor: target });
     // Linear: A [r, in], B [out, r], W [out, in]; Conv1D: W [in, out], ΔW = (BA)ᵀ.
