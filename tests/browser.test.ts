@@ -511,7 +511,7 @@ test("items 28 and 29: problems show while editing, Merge says why it is disable
     await addThree(page);
     const cases: [string, RegExp][] = [
       ["merge_method: frankenstein\nmodels:\n  - model: base\n  - model: math\n", /frankenstein/],
-      ["merge_method: ties\nbase_model: base\nmodels:\n  - model: base\n  - model: math\n    parameters:\n      weight: 1\n      desnity: 0.5\n", /desnity/],
+      ["merge_method: linear\nmodels:\n  - model: base\n  - model: math\n", /weight/],
       ["merge_method: passthrough\nslices:\n  - sources:\n      - model: base\n        layer_range: [0, 5]\n", /layer_range|\blayers?\b/],
       ["merge_method: slerp\nbase_model: base\nmodels:\n  - model: base\n  - model: math\n  - model: code\nparameters:\n  t: 0.5\n", /slerp.*\b(two|2)\b|\b(two|2)\b.*slerp/i],
       ["merge_method: passthrough\nmodels:\n  - model: base\n  - model: math\n", /passthrough.*\b(one|1)\b|\b(one|1)\b.*passthrough/i],
@@ -521,9 +521,15 @@ test("items 28 and 29: problems show while editing, Merge says why it is disable
       await waitForRunBlocked(page, why);
       assert.notEqual(await visibleText(page, "recipe-error"), "", `the recipe section shows the problem of:\n${recipe}`);
     }
+    // A parameter the method does not have is ignored, as mergekit ignores it: a warning under the YAML, Merge enabled.
+    await setRecipeYaml(page, "merge_method: ties\nbase_model: base\nmodels:\n  - model: base\n  - model: math\n    parameters:\n      weight: 1\n      desnity: 0.5\n");
+    await waitForRunEnabled(page);
+    assert.match(await visibleText(page, "recipe-warning"), /models\[1\]\.parameters\.desnity: ties has no parameter "desnity".*ignored/);
+    assert.equal(await visibleText(page, "recipe-error"), "", "a warning, not a problem");
     await setRecipeYaml(page, "merge_method: linear\nmodels:\n  - model: base\n    parameters: {weight: 1}\n  - model: math\n    parameters: {weight: 1}\n");
     await waitForRunEnabled(page);
     assert.equal(await visibleText(page, "run-blocked"), "", "no reason is shown once Merge is enabled");
+    assert.equal(await visibleText(page, "recipe-warning"), "", "the warning goes with the key");
     assert.equal(await visibleText(page, "recipe-error"), "", "the fixed recipe shows no problem");
 
     // A model of another width: every tensor's shape differs. Each non-embedding tensor is one problem
