@@ -100,8 +100,11 @@ export async function evaluate(subjects: readonly EvalSubject[], options: Evalua
       if (!opened.has(key)) opened.set(key, open(s, i));
       return opened.get(key)!;
     };
-    const evaluated = await Promise.all(subjects.map(once));
-    const against = await Promise.all((options.against ?? []).map((s, i) => once(s, subjects.length + i)));
+    // One subject after another: a path's 10,001 points opened at once held two files open each while
+    // their headers were read, beyond the process's limit (EMFILE; found by the stop 38 README audit).
+    const evaluated: DecoderSource[] = [], against: DecoderSource[] = [];
+    for (const [i, s] of subjects.entries()) evaluated.push(await once(s, i));
+    for (const [i, s] of (options.against ?? []).entries()) against.push(await once(s, subjects.length + i));
     // Results are labelled by name: two different subjects under one name could not be told apart.
     const byName = new Map<string, DecoderSource>();
     for (const source of [...evaluated, ...against]) {
