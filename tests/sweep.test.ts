@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { AbortError, evaluate, merge, sweep, parseVary, assignValues, OptionError, WeightsoupError, type SweepEvent } from "../src/node";
@@ -308,13 +308,18 @@ describe("weightsoup sweep", () => {
     const run = spawnSync(process.execPath, [CLI, "sweep", recipe, "--vary", "models[0].parameters.weight=0:1:3", "--ids", join(dir, "ids.json"), "--context", "16",
       "--against", join(dir, "b"), "--json", "--csv", join(dir, "s.csv"), "--svg", join(dir, "s.svg"), "--write-best", best, "--workers", "2"], { encoding: "utf8" });
     assert.equal(run.status, 0, run.stderr);
-    const out = JSON.parse(run.stdout) as { points: { values: Record<string, number>; nll: number; perplexity: number; against: { model: string; kl: number }[] }[]; best: number };
+    const out = JSON.parse(run.stdout) as { points: { values: Record<string, number>; nll: number; perplexity: number; bitsPerByte: number | null; against: { model: string; kl: number }[]; recipe: string }[]; best: number };
     assert.deepEqual(out.points.map((p) => p.values["models[0].parameters.weight"]), [0, 0.5, 1]);
+    // Each point's recipe and bits per byte, as the library gives them (found by the stop 38 README audit: dropped).
+    const lib = await sweep(recipe, ["models[0].parameters.weight=0:1:3"], { ids, context: 16, against: [join(dir, "b")], workerUrl: WORKER_URL, workers: 1 });
+    assert.deepEqual(out.points.map((p) => [p.recipe, p.bitsPerByte]), lib.points.map((p) => [p.recipe, p.bitsPerByte]));
+    assert.match(out.points[1]!.recipe, /- model: \.\/a\n    parameters: \{weight: 0\.5\}/);
     assert.equal(out.points[0]!.against[0]!.model, join(dir, "b"));
     const lowest = out.points.reduce((b, p, i) => (p.nll < out.points[b]!.nll ? i : b), 0);
     assert.equal(out.best, lowest);
     const { results } = await evaluate([best], { ids, context: 16, workerUrl: WORKER_URL });
     assert.equal(results[0]!.nll, out.points[lowest]!.nll, "the written best point scores as in the sweep");
+    assert.equal(await readFile(join(best, "mergekit_config.yml"), "utf8"), out.points[lowest]!.recipe, "the written best point is its recipe");
     const csv = (await readFile(join(dir, "s.csv"), "utf8")).trim().split("\r\n");
     assert.equal(csv[0], `models[0].parameters.weight,nll,perplexity,kl ${join(dir, "b")},top1 ${join(dir, "b")}`);
     assert.equal(Number(csv[2]!.split(",")[1]), out.points[1]!.nll);
@@ -338,6 +343,27 @@ describe("weightsoup sweep", () => {
     assert.equal(run.status, 1, run.stderr);
     assert.match(run.stderr, /\[E_DATA\] .*no point of the sweep has a finite NLL/);
     assert.equal(existsSync(best), false, "nothing written");
+  });
+
+  test("--write-best's folder is checked before any point is evaluated: a non-empty one fails at once, nothing written (found by the stop 38 README audit: after the whole sweep)", async () => {
+    const dir = await family();
+    const recipe = join(dir, "recipe.yml");
+    await writeFile(recipe, "merge_method: linear\nmodels:\n  - model: ./a\n    parameters: {weight: 0.5}\n  - model: ./b\n    parameters: {weight: 0.5}\n");
+    await writeFile(join(dir, "ids.json"), JSON.stringify(ids));
+    await mkdir(join(dir, "taken"));
+    await writeFile(join(dir, "taken", "notes.txt"), "mine");
+    const run = spawnSync(process.execPath, [CLI, "sweep", recipe, "--vary", "models[0].parameters.weight=0:1:3", "--ids", join(dir, "ids.json"), "--context", "16",
+      "--csv", join(dir, "early.csv"), "--write-best", join(dir, "taken"), "--workers", "1"], { encoding: "utf8" });
+    assert.equal(run.status, 1, run.stderr);
+    assert.match(run.stderr, /\[E_OUTPUT_EXISTS\] .*taken: output folder is not empty/);
+    assert.doesNotMatch(run.stderr, /point 1/, "no point was evaluated");
+    assert.equal(existsSync(join(dir, "early.csv")), false, "the CSV is written after the sweep, so it was never reached");
+    assert.deepEqual(await readdir(join(dir, "taken")), ["notes.txt"]);
+    assert.deepEqual((await readdir(dir)).filter((f) => f.includes("weightsoup")), [], "no lock or staging folder left");
+    // An input as --write-best is refused as merge refuses it.
+    const input = spawnSync(process.execPath, [CLI, "sweep", recipe, "--vary", "models[0].parameters.weight=0:1:3", "--ids", join(dir, "ids.json"), "--write-best", join(dir, "a"), "--force"], { encoding: "utf8" });
+    assert.equal(input.status, 1, input.stderr);
+    assert.match(input.stderr, /\[E_OUTPUT_IS_INPUT\]/);
   });
 
   test("a key the recipe does not have: exit 2, [E_OPTION] naming the key", async () => {

@@ -7,6 +7,11 @@ import { dirname, resolve } from "node:path";
 import { DataError, UsageError } from "../errors";
 import { resolveModel } from "../model/resolve";
 import { merge, sweep } from "../node";
+import { pathsOf, readRecipe } from "../node-merge";
+import { NodeOutputFolder } from "../io/node-output";
+import type { ModelFolder } from "../io/folder";
+import { referencedModels } from "../plan/plan";
+import { splitLoraReference } from "../lora/model-ref";
 import { parseRecipe } from "../recipe/recipe";
 import { htmlReport } from "../chart/report";
 import { lineChartSvg } from "../chart/svg";
@@ -41,24 +46,31 @@ export async function sweepCommand(argv: string[], io: Io): Promise<number> {
     else if (e.type === "sweep-point") io.stderr.write(`\r\x1b[Kpoint ${e.index + 1}: NLL ${e.nll.toFixed(4)}\n`);
     else if (e.type === "sweep-done") io.stderr.write("\r\x1b[K");
   };
-  const r = await interruptible((signal) => sweep(recipePath, values.vary!, { ...options, against: values.against ?? [], signal, onProgress }));
-  const chart = sweepChart(r);
-  const svg = lineChartSvg(chart);
-  if (values.csv) await writeFileAtomically(values.csv, sweepCsv(r));
-  if (values.svg) await writeFileAtomically(values.svg, svg);
-  if (values.report) await writeFileAtomically(values.report, htmlReport(sweepReport(r, svg)));
-  if (values["write-best"]) {
-    // The best point's recipe, merged by the merge engine like `weightsoup merge` would (models relative to the recipe).
-    if (!Number.isFinite(r.points[r.best]!.nll)) throw new DataError("E_DATA", `${recipePath}: no point of the sweep has a finite NLL; --write-best has nothing to write`, { file: recipePath });
-    const best = parseRecipe(r.points[r.best]!.recipe, recipePath);
-    await interruptible((signal) => merge(best, {
-      out: values["write-best"]!, force: values.force ?? false, signal, ...defined({ seed: options.seed, workers: options.workers }),
-      models: (n) => resolveModel(n, dirname(resolve(recipePath))),
-    }));
+  const models = (n: string) => resolveModel(n, dirname(resolve(recipePath)));
+  // --write-best's folder is checked (empty unless --force, not an input) and locked before any point
+  // is evaluated, as soup's --out is: a long sweep must not fail at its end on a folder in use.
+  const bestOut = values["write-best"] ? await openBestFolder(recipePath, values["write-best"], values.force ?? false, models) : undefined;
+  let r: Awaited<ReturnType<typeof sweep>>, chart: ReturnType<typeof sweepChart>;
+  try {
+    r = await interruptible((signal) => sweep(recipePath, values.vary!, { ...options, against: values.against ?? [], signal, onProgress }));
+    chart = sweepChart(r);
+    const svg = lineChartSvg(chart);
+    if (values.csv) await writeFileAtomically(values.csv, sweepCsv(r));
+    if (values.svg) await writeFileAtomically(values.svg, svg);
+    if (values.report) await writeFileAtomically(values.report, htmlReport(sweepReport(r, svg)));
+    if (bestOut) {
+      // The best point's recipe, merged by the merge engine like `weightsoup merge` would (models relative to the recipe).
+      if (!Number.isFinite(r.points[r.best]!.nll)) throw new DataError("E_DATA", `${recipePath}: no point of the sweep has a finite NLL; --write-best has nothing to write`, { file: recipePath });
+      const best = parseRecipe(r.points[r.best]!.recipe, recipePath);
+      await interruptible((signal) => merge(best, { out: bestOut, signal, ...defined({ seed: options.seed, workers: options.workers }), models }));
+    }
+  } catch (e) {
+    await bestOut?.discard().catch(() => undefined);
+    throw e;
   }
   if (values.json) {
     io.stdout.write(JSON.stringify({
-      points: r.points.map((p) => ({ values: p.values, nll: p.nll, perplexity: p.perplexity, against: p.against.map((a) => ({ model: a.model, kl: a.kl, top1Agreement: a.top1Agreement })) })),
+      points: r.points.map((p) => ({ values: p.values, nll: p.nll, perplexity: p.perplexity, bitsPerByte: p.bitsPerByte, against: p.against.map((a) => ({ model: a.model, kl: a.kl, top1Agreement: a.top1Agreement })), recipe: p.recipe })),
       best: r.best, tokens: r.tokens, predicted: r.predicted, tensorsComputed: r.tensorsComputed, tensorsShared: r.tensorsShared, seconds: r.seconds,
     }) + "\n");
     return 0;
@@ -76,4 +88,19 @@ export async function sweepCommand(argv: string[], io: Io): Promise<number> {
   if (values["write-best"]) lines.push(`best point's merge: ${values["write-best"]}`);
   io.stdout.write(lines.join("\n") + "\n");
   return 0;
+}
+
+/**
+ * --write-best's folder, opened (locked, checked empty unless `force`, refused if it is one of the
+ * recipe's inputs: the recipe file, its models' folders and weight files) before the sweep runs.
+ */
+async function openBestFolder(recipePath: string, dir: string, force: boolean, models: (name: string) => Promise<ModelFolder>): Promise<NodeOutputFolder> {
+  const recipe = await readRecipe(recipePath);
+  const names = referencedModels(recipe).flatMap((n) => { const parts = splitLoraReference(n); return parts ? [parts.base, parts.adapter] : [n]; });
+  const inputs = [recipePath];
+  for (const name of names) {
+    const folder = await models(name);
+    inputs.push(...pathsOf(folder, (await folder.list()).filter((f) => f.endsWith(".safetensors"))));
+  }
+  return NodeOutputFolder.open(dir, { force, inputs });
 }
