@@ -6,10 +6,12 @@
  * import { merge } from "weightsoup";
  * const summary = await merge("recipe.yml", { out: "merged", onProgress: (e) => console.log(e.type) });
  */
+import { realpath } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { DataError, WeightsoupError } from "./errors";
 import { splitLoraReference } from "./lora/model-ref";
 import { NodeFolder } from "./io/node-folder";
+import type { ModelFolder } from "./io/folder";
 import { checkArrayArgument, checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./api/options";
 import { NodeOutputFolder } from "./io/node-output";
 import type { OutputFolder } from "./io/output";
@@ -123,7 +125,26 @@ async function evalSubject(name: string, baseDir: string): Promise<EvalSubject> 
 export async function lossPath(a: string, b: string, options: LossPathOptions & { baseDir?: string }): Promise<LossPathResult> {
   const { baseDir, ...rest } = options;
   const dir = resolve(baseDir ?? ".");
-  return lossPathWith(await evalSubject(a, dir), await evalSubject(b, dir), rest);
+  const subjects = [await evalSubject(a, dir), await evalSubject(b, dir)];
+  await refuseSameFolder(subjects.flatMap((s) => ("model" in s ? [{ name: s.name!, model: s.model }] : [])), "a loss path needs two different models");
+  return lossPathWith(subjects[0]!, subjects[1]!, rest);
+}
+
+/**
+ * Models named otherwise that are one folder on disk (`a`, `./a/`, a link to it): measured as two, one
+ * model would count twice in a soup, and a path would run from a model to itself.
+ */
+async function refuseSameFolder(models: readonly { name: string; model: ModelFolder }[], why: string): Promise<void> {
+  const seen = new Map<string, string>();
+  for (const { name, model } of models) {
+    const path = pathsOf(model)[0];
+    if (path === undefined) continue;
+    const real = await realpath(path).catch(() => path);
+    const other = seen.get(real);
+    // One name given twice is the API's own refusal (api/path.ts, api/soup.ts), worded for that.
+    if (other !== undefined && other !== name) throw new DataError("E_DATA", `"${other}" and "${name}" are the same model (${real}); ${why}`, { model: name });
+    seen.set(real, name);
+  }
 }
 
 /**
@@ -137,6 +158,7 @@ export async function greedySoup(models: readonly string[], options: Omit<SoupOp
     if (isRecipePath(name)) throw new DataError("E_DATA", `${name}: soup ingredients are model folders; merge the recipe first and give its folder`, { file: name });
     return { name, model: await resolveModel(name, dir) };
   }));
+  await refuseSameFolder(ingredients, "each ingredient may be in a soup once");
   // The output folder is opened (checked, locked) before any evaluation, so a non-empty one is refused at once.
   const folder = typeof out === "string" ? await NodeOutputFolder.open(out, { force: force ?? false, inputs: ingredients.flatMap((i) => pathsOf(i.model)) }) : out;
   try {

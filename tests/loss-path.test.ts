@@ -208,6 +208,13 @@ describe("weightsoup path", () => {
     const same = run("path", "ca", "ca", "--ids", "ids.json");
     assert.equal(same.status, 1);
     assert.match(same.stderr, /\[E_DATA\]/);
+    // One folder under two spellings is one model (found by the stop 38 README audit: a soup weighted it twice).
+    const spelled = run("path", "ca", "./ca/", "--ids", "ids.json");
+    assert.equal(spelled.status, 1, spelled.stderr);
+    assert.match(spelled.stderr, /\[E_DATA\] "ca" and "\.\/ca\/" are the same model .*a loss path needs two different models/);
+    const twice = run("soup", "ca", "cb", "./ca/", "--ids", "ids.json");
+    assert.equal(twice.status, 1, twice.stderr);
+    assert.match(twice.stderr, /\[E_DATA\] "ca" and "\.\/ca\/" are the same model .*each ingredient may be in a soup once/);
     const missing = run("path", "ca", "nope", "--ids", "ids.json");
     assert.equal(missing.status, 1);
     assert.match(missing.stderr, /\[E_MODEL_NOT_FOUND\]/);
