@@ -109,7 +109,7 @@ export class Arena {
     const ptr = align(this.top, 16);
     const end = ptr + bytes;
     if (end > this.budget) {
-      throw new WorkerError("E_MEMORY_BUDGET", `a kernel needs ${mib(end)} of wasm memory but the budget is ${mib(this.budget)}; raise the memory budget or lower the chunk size`, { needed: end, budget: this.budget });
+      throw new WorkerError("E_MEMORY_BUDGET", `a kernel needs ${mib(end)} of wasm memory but the budget is ${mib(this.budget)}; raise the memory budget (--memory-budget, option memoryBudget) or, where the command takes one, lower the chunk size (--chunk-size, option chunkBytes)`, { needed: end, budget: this.budget });
     }
     const have = this.memory.buffer.byteLength;
     if (end > have) {
