@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { writeFile } from "node:fs/promises";
-import { evaluate, generate, logits, merge } from "../src/node";
+import { evaluate, generate, logits, lossPath, merge } from "../src/node";
 import { NodeFolder } from "../src/io/node-folder";
 import { CLI, removeDir, tempDir, WORKER_URL } from "./helpers/fixtures";
 import { DECODER_VARIANTS, decoderIds, decoderModel, goldenCases, goldenRoot, readGoldenCase, writeDecoderModel, type DecoderModel } from "./helpers/decoder-models";
@@ -160,10 +160,16 @@ describe("recipes evaluated without writing them", () => {
     // The CLI prints each as `weightsoup: warning: ...` on stderr and exits 0; --quiet drops progress, not warnings.
     const ids = join(dir, "ids.json");
     await writeFile(ids, JSON.stringify(decoderIds(160, 12, 3)));
+    // A loss path from the recipe to a model: every point merges the same NaN tensor, said once
+    // (found by the stop 38 README audit: path said nothing).
+    const pathWarnings: string[] = [];
+    await lossPath(recipe, join(dir, "a"), { ids: decoderIds(160, 45, 13), context: 10, points: 3, workerUrl: WORKER_URL, onProgress: (e) => { if (e.type === "warning") pathWarnings.push(e.message); } });
+    assert.deepEqual(pathWarnings, written, "lossPath() of the recipe");
     for (const command of [
       ["merge", recipe, join(dir, "merged-cli"), "--quiet"],
       ["eval", recipe, "--ids", ids, "--context", "6", "--quiet", "--json"],
       ["generate", recipe, "--ids", ids, "--max-new-tokens", "2", "--json"],
+      ["path", recipe, join(dir, "a"), "--ids", ids, "--context", "6", "--points", "3", "--quiet", "--json"],
     ]) {
       const run = spawnSync(process.execPath, [CLI, ...command], { encoding: "utf8", timeout: 120_000, killSignal: "SIGKILL" });
       assert.equal(run.status, 0, `${command[0]}: ${run.stderr}`);

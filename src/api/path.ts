@@ -23,7 +23,9 @@ export type LossPathEvent =
   | { type: "path-point-start"; curve: CurveLabel; path: PathKind; aligned: boolean; index: number; points: number; lambda: number }
   /** A point is measured: its numbers are those the result's curve holds at `index`. */
   | ({ type: "path-point"; curve: CurveLabel; path: PathKind; aligned: boolean; index: number; points: number } & LossPoint)
-  | { type: "path-done"; seconds: number };
+  | { type: "path-done"; seconds: number }
+  /** A merged tensor (a recipe endpoint's, or a point's) came out NaN throughout (a NaN or infinite input), as merge and eval warn; each message once per path. */
+  | { type: "warning"; message: string };
 
 export type PathKind = "linear" | "slerp";
 /** A curve's name, as pathCurves() labels it: "linear", "slerp", "aligned linear", "aligned slerp". */
@@ -86,9 +88,16 @@ export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPath
   const { points = DEFAULT_PATH_POINTS, slerp = false, align = false, maxSweeps, pointByPoint = false, onProgress, ...evalOptions } = options;
   const [nameA, nameB] = [subjectName(a), subjectName(b)];
   if (nameA === nameB) throw new DataError("E_DATA", `A and B are both "${nameA}": a loss path needs two different models or recipes`, { model: nameA });
+  // A recipe endpoint's merge, and every point of a curve (merging the same tensors), may warn alike: each message once.
+  const warned = new Set<string>();
+  const warn = (message: string) => {
+    if (warned.has(message)) return;
+    warned.add(message);
+    onProgress?.({ type: "warning", message });
+  };
   const folder = async (s: EvalSubject, endpoint: "A" | "B", name: string) => {
     if ("recipe" in s) onProgress?.({ type: "path-endpoint", endpoint, name });
-    return endpointFolder(s, evalOptions);
+    return endpointFolder(s, evalOptions, warn);
   };
   const folderA = await folder(a, "A", nameA);
   const folderB = await folder(b, "B", nameB);
@@ -113,6 +122,7 @@ export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPath
       const { results } = await evaluate(batch, {
         ...evalOptions,
         onProgress: (e) => {
+          if (e.type === "warning") warn(e.message);
           if (e.type !== "model-start") return;
           const i = index.get(e.model)!;
           onProgress?.({ type: "path-point-start", ...event, index: i, lambda: grid[i]! });

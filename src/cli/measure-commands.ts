@@ -16,6 +16,7 @@ import { commandHelp, type Command } from "./commands";
 import { evalInput, table } from "./eval-commands";
 import { interruptible } from "./interrupt";
 import { checkFileTargets, writeFileAtomically } from "./write-file";
+import { printWarning } from "./progress";
 
 
 const EVAL_FLAGS = {
@@ -51,6 +52,7 @@ export async function pathCommand(argv: string[], io: Io): Promise<number> {
     if (e.type === "path-endpoint") progress(`merging ${e.name} (${e.endpoint}) in memory`);
     else if (e.type === "path-align") progress(`aligning ${e.model} to ${e.reference}`);
     else if (e.type === "path-point-start") progress(`${e.curve} path: λ = ${fixed(e.lambda, 3)} (${e.index + 1}/${e.points})`);
+    else if (e.type === "warning") printWarning(io.stderr, e.message, !values.quiet && io.stderr.isTTY === true);
   };
   let result;
   try {

@@ -14,6 +14,7 @@ import { MemoryOutputFolder } from "../io/memory-output";
 import { describeValue, ModelError } from "../errors";
 import { computationDifference, decoderSpec } from "../eval/architecture";
 import { openModel } from "../model/model";
+import type { MergeEvent } from "../events";
 
 export interface EndpointOptions {
   workers?: number;
@@ -30,12 +31,13 @@ export function subjectName(s: EvalSubject): string {
 }
 
 /** The subject's weights as a folder; a recipe is merged into memory (the whole model is held there). */
-export async function endpointFolder(s: EvalSubject, options: EndpointOptions): Promise<ModelFolder> {
+export async function endpointFolder(s: EvalSubject, options: EndpointOptions, onWarning?: (message: string) => void): Promise<ModelFolder> {
   if ("model" in s) return s.model;
   const memory = new MemoryOutputFolder(subjectName(s));
   await merge(s.recipe, {
     out: memory, models: s.models,
     ...pick(options, ["workers", "memoryBudget", "chunkBytes", "seed", "workerUrl", "signal"]),
+    ...(onWarning ? { onProgress: (e: MergeEvent) => { if (e.type === "warning") onWarning(e.message); } } : {}),
   });
   return memory.folder();
 }
