@@ -209,6 +209,27 @@ test("a recipe's tensor merged NaN throughout (an infinite input) is listed in t
   });
 });
 
+test("Generate's recipe row merges with the page's seed, as Merge does: the CLI's generate --merge-seed (found by the stop 38 page audit: DARE's drops at seed 0)", { timeout: TEST_TIMEOUT }, async () => {
+  const recipe = "merge_method: dare_ties\nbase_model: base\nmodels:\n  - model: math\n    parameters: {weight: 1, density: 0.3}\n  - model: code\n    parameters: {weight: 1, density: 0.3}\ndtype: bfloat16\n";
+  await writeFile(join(root, "dare.yml"), recipe);
+  const prompt = "Four score and seven years ago";
+  const cli = async (seed: number) => (await runCliJson<{ ids: number[] }>(["generate", join(root, "dare.yml"), "--prompt", prompt, "--max-new-tokens", "8", "--merge-seed", String(seed), "--json"])).ids.join(", ");
+  const [at0, at5] = [await cli(0), await cli(5)];
+  assert.notEqual(at0, at5, "fixture: the two merge seeds continue differently");
+  await withPage("generate-merge-seed", async (page) => {
+    await addFolders(page, [root], ["base", "math", "code", "chat"]);
+    await setRecipeYaml(page, recipe);
+    await setField(page, `input[data-testid="seed"]`, "5");
+    await byTestId(page, "gen-model", "select").selectOption("recipe");
+    await byTestId(page, "gen-other", "select").selectOption("none");
+    await setField(page, `input[data-testid="gen-max-new"]`, "8");
+    await setField(page, `textarea[data-testid="gen-prompt"]`, prompt);
+    await byTestId(page, "gen-run", "button").click();
+    await waitForAttribute(page, "data-generate-state", "done");
+    assert.equal((await byTestId(page, "gen-ids").first().textContent())?.trim(), at5);
+  });
+});
+
 test("issue 11: Cancel stops a sweep while its layers run, and Sweep is enabled again", { timeout: TEST_TIMEOUT }, async () => {
   await withPage("sweep-cancel", async (page) => {
     await loadExample(page);

@@ -102,8 +102,9 @@ export async function runGeneration(store: Store, options: GenRunOptions): Promi
       const subject = await subjectOf(c, s);
       const result = await generate(subject, {
         prompt: s.genForm.prompt, maxNewTokens, chat: s.genForm.chat, signal: options.signal,
-        // Greedy decoding draws nothing: the seed is the merge's, for DARE's drops in the recipe row.
-        ...(c.kind === "recipe" ? { seed: Number(s.seed.trim() || 0) } : {}),
+        // Greedy decoding draws nothing: the page's seed is the merge's (mergeSeed), for DARE's drops in the
+        // recipe row, as Merge uses it; `seed` would be the sampling seed, leaving the drops at 0 (found by the stop 38 page audit).
+        ...(c.kind === "recipe" ? { mergeSeed: Number(s.seed.trim() || 0) } : {}),
         ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
         onToken: (t) => setOutput(i, { text: outputs[i]!.text + t.text, ids: [...outputs[i]!.ids, t.id], status: "generating…" }),
         onWarning: (message) => set({ warnings: [...store.state.generation.warnings, message] }),
