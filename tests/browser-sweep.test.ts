@@ -11,7 +11,7 @@
 // Screenshots go to .build/test-artifacts/browser/.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { cp, readFile, writeFile } from "node:fs/promises";
+import { cp, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { BrowserContext, Page } from "playwright-core";
@@ -227,6 +227,24 @@ test("Generate's recipe row merges with the page's seed, as Merge does: the CLI'
     await byTestId(page, "gen-run", "button").click();
     await waitForAttribute(page, "data-generate-state", "done");
     assert.equal((await byTestId(page, "gen-ids").first().textContent())?.trim(), at5);
+  });
+});
+
+test("the storage check before a merge counts the output and the donor's small files, not the donor's weights (found by the stop 38 page audit: a merge that fit was refused)", { timeout: TEST_TIMEOUT }, async () => {
+  // A linear merge of two example models writes about one model's weights. With room for 1.5 of them, it
+  // fits; counting the donor's own weights too (two models' worth) did not.
+  const weights = (await stat(join(root, "math", "model.safetensors"))).size;
+  await withPage("quota-counts-output", async (page) => {
+    await page.evaluate((room) => {
+      const real = navigator.storage.estimate.bind(navigator.storage);
+      navigator.storage.estimate = async () => { const r = await real(); return { ...r, quota: (r.usage ?? 0) + room }; };
+    }, Math.round(1.5 * weights));
+    await addFolders(page, [root], ["base", "math", "code", "chat"]);
+    await setRecipeYaml(page, "merge_method: linear\nmodels:\n  - model: math\n    parameters: {weight: 1}\n  - model: code\n    parameters: {weight: 1}\n");
+    await setField(page, `input[data-testid="output-name"]`, "fits");
+    await byTestId(page, "save-target", "select").selectOption("opfs");
+    await byTestId(page, "run", "button").click();
+    await waitForAttribute(page, "data-state", "done");
   });
 });
 

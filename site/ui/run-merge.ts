@@ -8,6 +8,7 @@ import { ModelError } from "../../src/errors";
 import type { DirectoryOutputFolder } from "../../src/io/directory-output";
 import type { MergeEvent } from "../../src/events";
 import type { MergePlan } from "../../src/plan/plan";
+import { isNotCopiedToOutput } from "../../src/model/model";
 import { formatBytes, formatSeconds, timeLeft } from "../../src/units";
 import type { Store } from "../state";
 import { mappingOf } from "./mapping";
@@ -38,7 +39,9 @@ export async function runMerge(store: Store, options: RunOptions): Promise<void>
     // A `base+adapter` donor's files are its base's.
     const donorName = mapping.loras.get(plan.donor)?.base ?? plan.donor;
     const donor = byName.get(mapping.map.get(donorName) ?? donorName);
-    const extra = donor ? [...donor.files.values()].reduce((n, f) => n + f.size, 0) : 0;
+    // The donor's files the output takes (config, tokenizer, ...), not its weights (found by the stop 38 page
+    // audit: counted, they doubled the space asked for and refused a merge that fit).
+    const extra = donor ? [...donor.files].filter(([file]) => !isNotCopiedToOutput(file)).reduce((n, [, f]) => n + f.size, 0) : 0;
     return output.open(plan.tensors.reduce((n, t) => n + t.outputBytes, 0) + extra + 1e6);
   };
 
