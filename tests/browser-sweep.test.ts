@@ -248,6 +248,24 @@ test("the storage check before a merge counts the output and the donor's small f
   });
 });
 
+test("a picked file that changes on disk before it is read is E_IO naming it, not an unexpected error (found by the stop 38 page audit)", { timeout: TEST_TIMEOUT }, async () => {
+  const dir = join(root, "changing");
+  await cp(join(root, "math"), join(dir, "changed"), { recursive: true });
+  await withPage("changed-file", async (page) => {
+    await addFolders(page, [root, dir], ["base", "math", "code", "chat", "changed"]);
+    await setRecipeYaml(page, "merge_method: linear\nmodels:\n  - model: base\n    parameters: {weight: 1}\n  - model: changed\n    parameters: {weight: 1}\n");
+    await setField(page, `input[data-testid="output-name"]`, "from-changed");
+    // Rewritten after it was picked, as a download still being written or a replaced file would be.
+    const file = join(dir, "changed", "model.safetensors");
+    await writeFile(file, (await readFile(file)).subarray(0, 1_000_000));
+    await byTestId(page, "run", "button").click();
+    await waitForAttribute(page, "data-state", "error");
+    const groups = await byTestId(page, "problem-group").evaluateAll((gs) => gs.map((g) => ({ code: g.getAttribute("data-code"), text: g.textContent ?? "" })));
+    assert.deepEqual(groups.map((g) => g.code), ["E_IO"], JSON.stringify(groups));
+    assert.match(groups[0]!.text, /changed\/model\.safetensors: cannot read it: the browser can no longer read it/);
+  });
+});
+
 test("issue 11: Cancel stops a sweep while its layers run, and Sweep is enabled again", { timeout: TEST_TIMEOUT }, async () => {
   await withPage("sweep-cancel", async (page) => {
     await loadExample(page);

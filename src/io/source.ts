@@ -75,7 +75,11 @@ export class BlobSource implements ByteSource {
     const reader = async () => {
       for (let at = next; at < into.length; at = next) {
         next += BLOB_PIECE;
-        const piece = await this.blob.slice(offset + at, offset + Math.min(into.length, at + BLOB_PIECE)).arrayBuffer();
+        const piece = await this.blob.slice(offset + at, offset + Math.min(into.length, at + BLOB_PIECE)).arrayBuffer().catch((cause: unknown) => {
+          // Chromium's NotReadableError: a picked file that changed on disk (or lost its permission) since it was picked.
+          const changed = cause instanceof Error && cause.name === "NotReadableError";
+          throw inputFailure(this.name, "read it", changed ? new Error(`the browser can no longer read it (${cause.name}: it changed on disk since it was picked, or its permission went); pick it again`) : cause);
+        });
         into.set(new Uint8Array(piece), at);
       }
     };
