@@ -58,6 +58,7 @@ export async function runMerge(store: Store, options: RunOptions): Promise<void>
       // A multi-stage recipe: each stage's progress runs from 0 again, under its name.
       stage = `Stage ${e.index + 1} of ${e.stages}${e.name === undefined ? "" : ` (${e.name})`}: `;
       halfway = false;
+      tensors = ""; // the last stage's count is not this one's (found by the stop 38 page audit)
       return;
     }
     if (e.type === "plan") {
