@@ -266,6 +266,26 @@ test("a picked file that changes on disk before it is read is E_IO naming it, no
   });
 });
 
+test("a multi-stage recipe is offered where it can run (Merge, a path's end) and not where it cannot (Evaluate, Generate), and Sweep says why (found by the stop 38 page audit: offered, it only failed)", { timeout: TEST_TIMEOUT }, async () => {
+  const staged = "name: mid\nmerge_method: linear\nmodels:\n  - model: math\n    parameters: {weight: 1}\n  - model: code\n    parameters: {weight: 1}\n---\nmerge_method: linear\nmodels:\n  - model: mid\n    parameters: {weight: 1}\n  - model: chat\n    parameters: {weight: 1}\n";
+  await withPage("stages-candidates", async (page) => {
+    await addFolders(page, [root], ["base", "math", "code", "chat"]);
+    await setRecipeYaml(page, staged);
+    await page.locator(`[data-testid="run"]:not([disabled])`).waitFor();
+    const options = (id: string) => byTestId(page, id, "select").locator("option").evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value));
+    assert.equal(await page.locator(`[data-testid="eval-candidate"][data-id="recipe"]`).count(), 0, "Evaluate does not offer it");
+    assert.ok(!(await options("gen-model")).includes("recipe"), "Generate does not offer it");
+    assert.ok((await options("path-a")).includes("recipe"), "a path's end does: merge() runs its stages");
+    await setField(page, `input[data-testid="sweep-key"]`, "models[0].parameters.weight");
+    await setField(page, `input[data-testid="sweep-spec"]`, "0.5,1");
+    await page.waitForFunction(() => /multi-stage recipe is run by Merge only/.test(document.querySelector("weightsoup-merge")?.shadowRoot?.querySelector(`[data-testid="sweep-blocked"]`)?.textContent ?? ""), undefined, { timeout: WAIT_MS });
+    // One document again: offered everywhere.
+    await setRecipeYaml(page, "merge_method: linear\nmodels:\n  - model: math\n    parameters: {weight: 1}\n  - model: code\n    parameters: {weight: 1}\n");
+    await page.locator(`[data-testid="eval-candidate"][data-id="recipe"]`).waitFor();
+    assert.ok((await options("gen-model")).includes("recipe"));
+  });
+});
+
 test("issue 11: Cancel stops a sweep while its layers run, and Sweep is enabled again", { timeout: TEST_TIMEOUT }, async () => {
   await withPage("sweep-cancel", async (page) => {
     await loadExample(page);

@@ -48,14 +48,25 @@ export const MERGED_ID = "merged";
 export const RECIPE_ID = "recipe";
 export const modelId = (name: string): string => `model:${name}`;
 
-/** The recipe can be evaluated in memory when the page would let it merge (the same checks). */
-export function recipeUsable(s: PageState): boolean {
+/**
+ * The recipe can be evaluated in memory when the page would let it merge (the same checks) and it is one
+ * document: a multi-stage recipe is merged layer by layer by no panel (each stage reads an earlier one's
+ * output whole), only by Merge and as a path's endpoint (`stages`), which merges it whole first.
+ */
+export function recipeUsable(s: PageState, options: { stages?: boolean } = {}): boolean {
   const c = s.check;
-  return s.recipe.trim() !== "" && c.text === s.recipe && c.problems.length === 0 && c.unmapped.length === 0 && c.broken.length === 0;
+  return s.recipe.trim() !== "" && c.text === s.recipe && c.problems.length === 0 && c.unmapped.length === 0 && c.broken.length === 0 && (options.stages === true || c.documents <= 1);
+}
+
+/** Why the recipe cannot be evaluated in memory, in words, for a panel's blocked reason. */
+export function whyRecipeUnusable(s: PageState): string {
+  return recipeUsable(s, { stages: true })
+    ? "A multi-stage recipe is run by Merge only (each stage reads the one before it whole): merge it, then use its output."
+    : "The recipe must be one the page could merge (see its problems above).";
 }
 
 /** The candidates, merged output first, then the recipe, then the loaded models in the order they were added. */
-export function evalCandidates(s: PageState): EvalCandidate[] {
+export function evalCandidates(s: PageState, options: { stages?: boolean } = {}): EvalCandidate[] {
   const loaded = s.models.filter((m) => m.loaded).map((m) => m.name);
   const taken = new Set(loaded);
   const unique = (label: string) => {
@@ -66,7 +77,7 @@ export function evalCandidates(s: PageState): EvalCandidate[] {
   };
   const out: EvalCandidate[] = [];
   if (s.merged) out.push({ id: MERGED_ID, label: unique(`${s.merged.name} (merged)`), kind: "merged" });
-  if (recipeUsable(s)) out.push({ id: RECIPE_ID, label: unique("recipe (merged in memory)"), kind: "recipe" });
+  if (recipeUsable(s, options)) out.push({ id: RECIPE_ID, label: unique("recipe (merged in memory)"), kind: "recipe" });
   for (const name of loaded) out.push({ id: modelId(name), label: name, kind: "model" });
   return out;
 }

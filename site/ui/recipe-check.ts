@@ -40,6 +40,8 @@ export interface RecipeCheck {
   unmapped: string[];
   /** What the recipe sets that mergekit does not read: ignored, as mergekit ignores it (plan.ts recipeWarnings). */
   warnings: string[];
+  /** Its documents: more than one is a multi-stage recipe, which only a merge (or a path's endpoint, merged whole) runs. */
+  documents: number;
   /** Models the recipe uses that could not be read. */
   broken: { name: string; error: string }[];
   /**
@@ -54,12 +56,13 @@ export interface RecipeCheck {
 const documentsOf = (recipe: Recipe): Recipe[] => [...(recipe.stages ?? []), recipe];
 
 export function checkRecipe(text: string, models: readonly PickedModel[], chosen: ReadonlyMap<string, string>): RecipeCheck {
-  const check: RecipeCheck = { text, models, chosen, problems: [], warnings: [], unmapped: [], broken: [], pending: false };
+  const check: RecipeCheck = { text, models, chosen, problems: [], warnings: [], documents: 1, unmapped: [], broken: [], pending: false };
   if (text.trim() === "") return check;
   try {
     const recipe = parseRecipe(text);
     const documents = documentsOf(recipe);
     check.warnings = documents.flatMap((document) => recipeWarnings(document, methodOf(document)));
+    check.documents = documents.length;
     const mapping = mappingOf(text, models.map((m) => m.name), chosen);
     check.unmapped = mapping.unmapped;
     const byName = new Map(models.map((m) => [m.name, m]));

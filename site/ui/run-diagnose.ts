@@ -9,7 +9,7 @@ import { ModelError } from "../../src/errors";
 import { parseRecipe } from "../../src/recipe/recipe";
 import { formatSeconds } from "../../src/units";
 import type { PageState, RunState, Store } from "../state";
-import { recipeUsable } from "./eval-candidates";
+import { recipeUsable, whyRecipeUnusable } from "./eval-candidates";
 import { mappingOf } from "./mapping";
 import { endFailedRun, type PanelRunOptions } from "./panel-run";
 import type { Problem } from "./recipe-check";
@@ -32,7 +32,7 @@ export function whyDiagnoseBlocked(s: PageState): string {
   if (s.platformProblems.length) return "This browser cannot run weightsoup (see the notice above).";
   if (s.diagnosis.run === "running") return "";
   if (!s.models.some((m) => m.loaded)) return "Add models and a recipe to diagnose.";
-  if (!recipeUsable(s)) return "The recipe must be one the page could merge (see its problems above).";
+  if (!recipeUsable(s)) return whyRecipeUnusable(s);
   return "";
 }
 

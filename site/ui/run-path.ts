@@ -62,7 +62,7 @@ export function pointsProblem(text: string): string {
 }
 
 /** What a path can join: the Evaluate panel's candidates (merged output, recipe, loaded models). */
-export const pathEndpoints = (s: PageState): EvalCandidate[] => evalCandidates(s);
+export const pathEndpoints = (s: PageState): EvalCandidate[] => evalCandidates(s, { stages: true });
 
 /** Why Loss path cannot run now, in words ("" when it can). */
 export function whyPathBlocked(s: PageState): string {

@@ -13,7 +13,7 @@ import { gridPoints, parseValues } from "../../src/sweep/grid";
 import { parseKey } from "../../src/sweep/keys";
 import { formatSeconds } from "../../src/units";
 import type { PageState, RunState, Store } from "../state";
-import { evalCandidates, pickOf, recipeUsable, subjectOf } from "./eval-candidates";
+import { evalCandidates, pickOf, recipeUsable, subjectOf, whyRecipeUnusable } from "./eval-candidates";
 import { mappingOf } from "./mapping";
 import { endFailedRun, type PanelRunOptions } from "./panel-run";
 import type { Problem } from "./recipe-check";
@@ -90,7 +90,7 @@ export function whySweepBlocked(s: PageState): string {
   if (s.platformProblems.length) return "This browser cannot run weightsoup (see the notice above).";
   if (s.sweep.run === "running") return "";
   if (!s.models.some((m) => m.loaded)) return "Add models and a recipe to sweep.";
-  if (!recipeUsable(s)) return "The recipe must be one the page could merge (see its problems above).";
+  if (!recipeUsable(s)) return whyRecipeUnusable(s);
   const rows = s.sweepForm.vary;
   if (rows.length === 0) return "Add a key to vary.";
   if (rows.some((r) => r.key.trim() === "" || r.spec.trim() === "")) return "Give every row a recipe key and its values.";
