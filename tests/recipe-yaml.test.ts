@@ -37,6 +37,16 @@ describe("empty keys", () => {
   });
 });
 
+describe("align.to", () => {
+  test("a path spelled otherwise than the recipe lists it (a, ./a/) is that model, named as listed; an unknown name is kept for the planner's error (found by the stop 38 README audit: E_RECIPE)", () => {
+    const withTo = (to: string) => parseRecipe(`merge_method: linear\nmodels:\n  - {model: ./model-a, parameters: {weight: 0.5}}\n  - {model: ./model-b, parameters: {weight: 0.5}}\nalign: {to: ${to}}\n`, "r.yml").align!.to;
+    assert.equal(withTo("model-a"), "./model-a");
+    assert.equal(withTo("./model-a/"), "./model-a");
+    assert.equal(withTo("./model-b"), "./model-b");
+    assert.equal(withTo("model-c"), "model-c");
+  });
+});
+
 describe("scalars resolve as PyYAML resolves them", () => {
   test("every PyYAML boolean spelling is a boolean", () => {
     for (const [word, value] of [["yes", true], ["Yes", true], ["YES", true], ["on", true], ["On", true], ["ON", true], ["True", true],

@@ -241,7 +241,19 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
     recipe.slices = list(r.slices, "slices", fail).map((s, i) => outputSlice(s, `slices[${i}]`, fail));
     if (recipe.slices.length === 0) throw fail("slices", "is empty");
   }
+  if (recipe.align) recipe.align.to = spelledAsListed(recipe.align.to, recipe);
   return recipe;
+}
+
+/**
+ * `align: {to: a}` names the model the recipe lists as `./a` (or `a/`): one path spelled otherwise is
+ * that model, named as listed (an unknown name stays, for the planner's error).
+ */
+function spelledAsListed(name: string, recipe: Recipe): string {
+  const plain = (n: string) => n.replace(/\\/g, "/").replace(/^(\.\/)+/, "").replace(/\/+$/, "");
+  const listed = [recipe.baseModel, ...(recipe.models ?? []).map((m) => m.model), ...(recipe.slices ?? []).flatMap((sl) => sl.sources.map((src) => src.model))];
+  if (listed.includes(name)) return name;
+  return listed.find((n) => n !== undefined && plain(n) === plain(name)) ?? name;
 }
 
 type FailCode = "E_RECIPE" | "E_METHOD_UNSUPPORTED" | "E_DUPLICATE_MODEL";
