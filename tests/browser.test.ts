@@ -382,6 +382,11 @@ test("an unreadable checkpoint shows an error naming the file", { timeout: TEST_
       const text = ((await error.first().textContent()) ?? "").trim();
       assert.match(text, /model\.safetensors/, `${name}: the error names the file: ${text}`);
       assert.ok(text.replace(/\S*model\.safetensors\S*/g, "").trim().length > 10, `${name}: the error says what is wrong: ${text}`);
+      // Its code beside it, the one the CLI prints for the same folder (found by the stop 38 page audit: none shown).
+      const cli = spawnSync(process.execPath, [CLI, "inspect", join(dirs.broken, name)], { encoding: "utf8" });
+      const code = /^weightsoup: \[(E_[A-Z_]+)\]/.exec(cli.stderr)?.[1];
+      assert.ok(code, cli.stderr);
+      assert.equal((await page.locator(`[data-testid="model"][data-model-name="${name}"] [data-testid="model-error-code"]`).textContent())?.trim(), code);
     }
     await screenshot(page, "error");
   });

@@ -24,6 +24,8 @@ export interface PickedModel {
   adapter?: boolean;
   /** Why it cannot be used, in words (names the file). */
   error?: string;
+  /** That error's code, as the command line prints it (E_INCOMPLETE_BUFFER, ...), when it is a typed one. */
+  errorCode?: string;
   /** The model library folder it is read from (its id), when it came from the library rather than a pick. */
   library?: string;
 }
@@ -95,7 +97,7 @@ export async function loadModel(name: string, files: Map<string, File>, folder =
     return { name, folder, files, loaded: await openModel(folder), report: await inspect(folder) };
   } catch (e) {
     const message = e instanceof WeightsoupError ? e.message : `${name}: ${(e as Error).message}`;
-    return { name, folder, files, error: message };
+    return { name, folder, files, error: message, ...(e instanceof WeightsoupError ? { errorCode: e.code } : {}) };
   }
 }
 

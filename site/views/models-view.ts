@@ -77,7 +77,8 @@ function renderList(list: HTMLElement, models: readonly PickedModel[], base: str
         `${r.tensors.length} tensors · ${r.parameters.toLocaleString("en-US")} parameters · ${Object.keys(r.byDtype).join(", ")} · ${formatBytes(r.bytes)}`,
         r.weightFiles.length > 1 ? ` · ${r.weightFiles.length} shards` : "",
         config ? ` · ${[config.architectures, config.model_type].flat().filter(Boolean).join(" / ")}${config.hidden_size ? `, hidden ${String(config.hidden_size)}` : ""}${config.vocab_size ? `, vocab ${String(config.vocab_size)}` : ""}, ${r.layers} layers` : " · no config.json"),
-      m.error && h("p", { class: "problem", "data-testid": "model-error" }, m.error),
+      m.error && h("p", { class: "problem" }, m.errorCode ? h("code", { class: "problem-code", "data-testid": "model-error-code" }, m.errorCode) : null, m.errorCode ? " " : null,
+        h("span", { "data-testid": "model-error" }, m.error)),
       ...warnings.map((w) => h("p", { class: "warning", "data-testid": "model-warning" }, `⚠ ${w}`)));
   }));
 }
