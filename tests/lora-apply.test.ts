@@ -282,14 +282,14 @@ describe("adapter errors", () => {
       assert.equal(e.code, "E_ADAPTER", `${label}: ${e.message}`);
       assert.match(e.message, message, label);
     }
-    // An lm_head LoRA over a tied base: PEFT would change the shared weight (the embedding too); said so, not "no such tensor".
+    // A tied lm_head's LoRA and the embedding's both change the one shared weight: refused (one delta per tensor).
     const tiedBase: RefModel = { config: { ...base.config, tie_word_embeddings: true }, tensors: new Map([...base.tensors].filter(([name]) => name !== "lm_head.weight")) };
     await writeModel(join(dir, "tied"), tiedBase);
-    const head = { peft_type: "LORA", r: 2, lora_alpha: 2 };
-    await writeAdapter(join(dir, "head-lora"), adapterTensors(base, { factors: [{ module: "lm_head", rank: 2 }], config: head }, 6), head);
-    const tiedHead = await failure(dir, { merge_method: "linear", models: [{ model: "./tied+./head-lora", parameters: { weight: 1 } }] });
-    assert.equal(tiedHead.code, "E_ADAPTER");
-    assert.match(tiedHead.message, /module "lm_head": the base model .*tied ties lm_head to its input embedding \(tie_word_embeddings\), so PEFT would change the shared weight/);
+    const both = { peft_type: "LORA", r: 2, lora_alpha: 2 };
+    await writeAdapter(join(dir, "both-lora"), adapterTensors(base, { factors: [{ module: "model.embed_tokens", rank: 2, embedding: true }, { module: "lm_head", rank: 2 }], config: both }, 6), both);
+    const twice = await failure(dir, { merge_method: "linear", models: [{ model: "./tied+./both-lora", parameters: { weight: 1 } }] });
+    assert.equal(twice.code, "E_ADAPTER");
+    assert.match(twice.message, /module "lm_head" and another module both change "model\.embed_tokens\.weight"/);
     // A pickled adapter is refused before any of it is parsed: the error names the file and the conversion.
     await mkdir(join(dir, "pickled"), { recursive: true });
     await writeFile(join(dir, "pickled", "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 2 }));
@@ -301,6 +301,28 @@ describe("adapter errors", () => {
     const bad = await failure(dir, { merge_method: "linear", models: [{ model: "./base+./lora+./more", parameters: { weight: 1 } }] });
     assert.equal(bad.code, "E_RECIPE");
     assert.match(bad.message, /BASE\+ADAPTER/);
+  });
+});
+
+describe("a tied base's lm_head", () => {
+  test("its LoRA changes the shared weight, as PEFT's merge does: the embedding is W + scale·B·A, and the output stays tied (was refused until stop 38)", async () => {
+    const dir = join(root, `case-${counter++}`);
+    const base = baseModel(37, "F32", SHAPE);
+    const tied: RefModel = { config: { ...base.config, tie_word_embeddings: true }, tensors: new Map([...base.tensors].filter(([name]) => name !== "lm_head.weight")) };
+    const spec: AdapterSpec = { factors: [{ module: "lm_head", rank: 3 }], config: { peft_type: "LORA", r: 3, lora_alpha: 6, target_modules: ["lm_head"] } };
+    const tensors = adapterTensors(base, spec, 920);
+    await writeModel(join(dir, "tied"), tied);
+    await writeAdapter(join(dir, "lora"), tensors, spec.config);
+    await writeFile(join(dir, "recipe.yml"), toYaml({ merge_method: "passthrough", models: [{ model: "./tied+./lora" }] }));
+    await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workers: 1, workerUrl: WORKER_URL });
+    const out = await readOutput(join(dir, "out"));
+    assert.equal(out.tensors.has("lm_head.weight"), false, "tied, as the base");
+    // The reference: the lm_head delta on a head equal to the embedding.
+    const asHead: RefModel = { config: base.config, tensors: new Map([...tied.tensors, ["lm_head.weight", tied.tensors.get("model.embed_tokens.weight")!]]) };
+    const expected = mergedReference(asHead, spec, tensors).tensors.get("lm_head.weight")!;
+    const { maxAbs, at } = compareTensor(out.tensors.get("model.embed_tokens.weight")!, expected);
+    assert.ok(maxAbs <= 1e-6, `embedding: ${maxAbs} at ${at}`);
+    assert.ok(compareTensor(out.tensors.get("model.embed_tokens.weight")!, tied.tensors.get("model.embed_tokens.weight")!).maxAbs > 1e-3, "the delta changed it");
   });
 });
 

@@ -165,13 +165,15 @@ export async function openAdapter(folder: ModelFolder, base: LoadedModel): Promi
     for (const t of [a, b]) {
       if (t.shape.length !== 2 || DTYPES[t.dtype]?.kind !== "float") throw fail(weightsFile, `tensor "${t.name}" must be a 2-D F32, F16 or BF16 matrix, found ${t.dtype} [${t.shape.join(", ")}]`, { tensor: t.name });
     }
-    const target = checkpointTensor(base, `${module}.weight`);
+    const named = checkpointTensor(base, `${module}.weight`);
+    // A tied base's lm_head is its input embedding: PEFT's merge adds the delta to the shared weight, so
+    // the embedding changes too, and the saved (tied) model holds it once. The delta goes on the embedding.
+    const target = !base.tensors.has(named) && LM_HEAD.test(named) ? findTensor(base, named)?.name ?? named : named;
     if (replacements.has(target)) throw fail(weightsFile, `module "${module}" has both LoRA factors and a whole weight (modules_to_save)`, { tensor: target });
-    const w = base.tensors.get(target);
-    if (!w && LM_HEAD.test(target) && findTensor(base, target)) {
-      // PEFT adapts the weight lm_head shares with the embedding, changing both; weightsoup applies one delta per tensor it reads.
-      throw fail(weightsFile, `module "${module}": the base model ${base.location} ties lm_head to its input embedding (tie_word_embeddings), so PEFT would change the shared weight, embedding included; weightsoup does not apply a LoRA of a tied lm_head (merge it with PEFT, or untie the base)`, { tensor: target, model: base.location });
+    if (deltas.has(target)) {
+      throw fail(weightsFile, `module "${module}" and another module both change "${target}" (a tied lm_head and the embedding it shares): PEFT adds both deltas to the shared weight; weightsoup applies one delta per tensor (merge it with PEFT, or untie the base)`, { tensor: target });
     }
+    const w = base.tensors.get(target);
     if (!w) throw fail(weightsFile, `module "${module}" changes tensor "${target}", which the base model ${base.location} does not have`, { tensor: target, model: base.location });
     if (w.shape.length !== 2 || DTYPES[w.dtype]?.kind !== "float") throw fail(weightsFile, `module "${module}": base tensor "${target}" is ${w.dtype} [${w.shape.join(", ")}], not a float matrix`, { tensor: target });
     // Linear: A [r, in], B [out, r], W [out, in]; Conv1D: W [in, out], ΔW = (BA)ᵀ.
