@@ -9,10 +9,12 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { WeightsoupError } from "../src/errors";
 import { merge } from "../src/node";
+import fc from "fast-check";
 import { parseRecipe } from "../src/recipe/recipe";
+import { PROTOTYPE_NAMES } from "./helpers/fuzz-json";
 import { assignValues } from "../src/sweep/keys";
 import { readForm, setIncluded, starterRecipe } from "../site/ui/recipe-doc";
-import { baseModel, fineTune, readOutput, removeDir, tempDir, WORKER_URL, writeModel } from "./helpers/fixtures";
+import { baseModel, fineTune, readOutput, removeDir, tempDir, toYaml, WORKER_URL, writeModel } from "./helpers/fixtures";
 
 let root: string;
 before(async () => { root = await tempDir(); });
@@ -34,6 +36,26 @@ describe("empty keys", () => {
     assert.deepEqual(slices.slices, [{ sources: [{ model: "a", layerRange: [0, 2] }] }]);
     // Required keys stay required.
     assert.throws(() => parseRecipe("merge_method:\nmodels:\n  - model: a\n", "r.yml"), (e: unknown) => e instanceof WeightsoupError && /merge_method: is required/.test(e.message));
+  });
+});
+
+describe("keys mergekit does not read (a property)", () => {
+  test("any other key, at the top level or in a model entry, prototype names included, is ignored with one warning naming it; the recipe reads as without it", () => {
+    const base = { merge_method: "ties", base_model: "b", models: [{ model: "a", parameters: { weight: 1, density: 0.5 } }, { model: "b" }], parameters: { normalize: true } };
+    const known = new Set(["merge_method", "models", "slices", "base_model", "parameters", "dtype", "out_dtype", "tokenizer_source", "tokenizer", "chat_template", "modules", "name", "align", "model", "layer_range"]);
+    const keyArb = fc.oneof(fc.constantFrom(...PROTOTYPE_NAMES, "select_topk", "pad_to_multiple_of", "out_path"), fc.stringMatching(/^[a-z_]{1,12}$/)).filter((k) => !known.has(k));
+    const valueArb = fc.oneof(fc.integer(), fc.double({ noNaN: true }), fc.string(), fc.boolean(), fc.array(fc.integer(), { maxLength: 3 }), fc.dictionary(fc.stringMatching(/^[a-z]{1,5}$/), fc.integer(), { maxKeys: 2 }));
+    const read = (recipe: object) => { const r = parseRecipe(toYaml(recipe), "r.yml"); return { ...r, text: "", ignoredKeys: [] }; };
+    const plain = read(base);
+    fc.assert(fc.property(keyArb, valueArb, fc.boolean(), (key, value, inModel) => {
+      const recipe = structuredClone(base) as Record<string, unknown> & { models: Record<string, unknown>[] };
+      if (inModel) Object.defineProperty(recipe.models[0], key, { value, enumerable: true, configurable: true, writable: true });
+      else Object.defineProperty(recipe, key, { value, enumerable: true, configurable: true, writable: true });
+      const parsed = parseRecipe(toYaml(recipe), "r.yml");
+      assert.equal(parsed.ignoredKeys.length, 1, parsed.ignoredKeys.join("\n"));
+      assert.ok(parsed.ignoredKeys[0]!.startsWith(`r.yml: ${inModel ? "models[0]." : ""}${key}: not a recipe key`), parsed.ignoredKeys[0]);
+      assert.deepEqual({ ...parsed, text: "", ignoredKeys: [] }, plain);
+    }), { numRuns: 200, seed: 38 });
   });
 });
 

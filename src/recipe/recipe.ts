@@ -279,7 +279,10 @@ function known(v: object, key: string, allowed: readonly string[], fail: Fail): 
  * so `parameters:` with nothing under it (as mergekit's own examples/ties.yml has) means no parameters.
  */
 function withoutNulls(v: object): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null));
+  // Keys come from the recipe: no prototype, so "constructor" or "toString" is only ever the recipe's own.
+  const out: Record<string, unknown> = Object.create(null);
+  for (const [k, x] of Object.entries(v)) if (x !== null) out[k] = x;
+  return out;
 }
 
 /**
