@@ -9,7 +9,7 @@ export function heapBase(): usize {
 export { decode, encode, quantize } from "./convert";
 export { setScratch } from "./tile";
 export { weightedSum } from "./blend";
-export { slerpStats } from "./reduce";
+export { slerpStats, countNonFinite } from "./reduce";
 export { taskVectorMerge, maskedL1 } from "./taskvector";
 export { diagnoseStage } from "./diagnose";
 export { absDeltaSample, absDeltaRange, absDeltaRanges, keyRange, nonzeroBuckets } from "./select";

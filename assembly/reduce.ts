@@ -5,7 +5,7 @@
 // chunk: the totals are bit-identical for any chunk size or worker count. Within a tile the four lanes
 // accumulate independently and are combined in a fixed order.
 
-import { TILE } from "./layout";
+import { DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_F64, TILE } from "./layout";
 import { tileOf } from "./tile";
 
 /** (lane0 + lane1) + (lane2 + lane3) of two f64x2 accumulators holding lanes (0,1) and (2,3). */
@@ -62,4 +62,39 @@ export function slerpStats(x0: usize, d0: i32, x1: usize, d1: i32, n: i32, quant
     store<f64>(p, ab, 16);
     tile++;
   }
+}
+
+/**
+ * How many of the n elements at `ptr` (stored as `dtype`: F32, F16, BF16 or F64; any other code counts
+ * nothing) are NaN or infinite: those whose exponent bits are all ones. A merged chunk is scanned once
+ * before it is written, so that values carried from an input's own NaN or infinity are not written
+ * silently. Lane counters subtract the compare masks (-1 per match); an i16 counter would wrap, so the
+ * 16-bit formats widen each mask pairwise into the i32 counter.
+ */
+export function countNonFinite(ptr: usize, dtype: i32, n: i32): i32 {
+  let count = 0;
+  let j = 0;
+  if (dtype == DTYPE_F32) {
+    const exponent = i32x4.splat(0x7f800000);
+    let lanes = i32x4.splat(0);
+    for (; j + 4 <= n; j += 4) lanes = i32x4.sub(lanes, i32x4.eq(v128.and(v128.load(ptr + (<usize>j << 2)), exponent), exponent));
+    count = laneTotal(lanes);
+    for (; j < n; j++) if ((load<u32>(ptr + (<usize>j << 2)) & 0x7f800000) == 0x7f800000) count++;
+  } else if (dtype == DTYPE_BF16 || dtype == DTYPE_F16) {
+    const bits: u16 = dtype == DTYPE_BF16 ? 0x7f80 : 0x7c00;
+    const exponent = i16x8.splat(bits);
+    let lanes = i32x4.splat(0);
+    for (; j + 8 <= n; j += 8) lanes = i32x4.sub(lanes, i32x4.extadd_pairwise_i16x8_s(i16x8.eq(v128.and(v128.load(ptr + (<usize>j << 1)), exponent), exponent)));
+    count = laneTotal(lanes);
+    for (; j < n; j++) if ((load<u16>(ptr + (<usize>j << 1)) & bits) == bits) count++;
+  } else if (dtype == DTYPE_F64) {
+    for (; j < n; j++) if ((load<u64>(ptr + (<usize>j << 3)) & 0x7ff0000000000000) == 0x7ff0000000000000) count++;
+  }
+  return count;
+}
+
+// @ts-ignore: decorator
+@inline
+function laneTotal(lanes: v128): i32 {
+  return i32x4.extract_lane(lanes, 0) + i32x4.extract_lane(lanes, 1) + i32x4.extract_lane(lanes, 2) + i32x4.extract_lane(lanes, 3);
 }

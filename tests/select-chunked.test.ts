@@ -90,12 +90,13 @@ class ChunkExecutor implements TensorExecutor {
     for (let c = 0; c < this.chunks; c++) results.push(await this.ws.chunkPass(this.job, c, request));
     return results;
   }
-  async final(request: FinalRequest): Promise<void> {
+  async final(request: FinalRequest): Promise<undefined> {
     for (let c = 0; c < this.chunks; c++) {
       await this.ws.load(this.job, c);
       this.loads++;
-      this.output.set((await this.ws.final(request))!, chunkRange(this.job, c)[0] * 4);
+      this.output.set((await this.ws.final(request)).bytes!, chunkRange(this.job, c)[0] * 4);
     }
+    return undefined;
   }
 }
 

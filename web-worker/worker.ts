@@ -96,8 +96,8 @@ const api: WorkerApi = {
     return transfer(result, buffersOf(result));
   },
   async runFinal(job, chunk, request, hold) {
-    const bytes = await merges.runFinal(job, chunk, request, hold);
-    return bytes ? transfer(bytes, [bytes.buffer as ArrayBuffer]) : undefined;
+    const outcome = await merges.runFinal(job, chunk, request, hold);
+    return outcome.bytes ? transfer(outcome, [outcome.bytes.buffer as ArrayBuffer]) : outcome;
   },
   releaseHold(hold) {
     merges.releaseHold(hold);

@@ -13,6 +13,7 @@ import { lambdas, linearPointRecipe, slerpPointRecipe } from "../measure/recipes
 import { evaluate, type EvalSubject, type EvaluateOptions } from "./evaluate";
 import { checkCallbackOption, checkIntegerOptions } from "./options";
 import { nowMs } from "../clock";
+import { nonFiniteWarningTensor } from "../merge/job";
 
 export type LossPathEvent =
   | { type: "path-endpoint"; endpoint: "A" | "B"; name: string }
@@ -88,11 +89,15 @@ export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPath
   const { points = DEFAULT_PATH_POINTS, slerp = false, align = false, maxSweeps, pointByPoint = false, onProgress, ...evalOptions } = options;
   const [nameA, nameB] = [subjectName(a), subjectName(b)];
   if (nameA === nameB) throw new DataError("E_DATA", `A and B are both "${nameA}": a loss path needs two different models or recipes`, { model: nameA });
-  // A recipe endpoint's merge, and every point of a curve (merging the same tensors), may warn alike: each message once.
-  const warned = new Set<string>();
-  const warn = (message: string) => {
-    if (warned.has(message)) return;
+  // A recipe endpoint's merge, and every point of a curve (merging the same tensors), may warn alike: each
+  // message once. A point's tensor holding NaN or infinite values holds an endpoint's: once that tensor has
+  // a warning (the endpoint's merge's, or an earlier point's), the points say nothing more of it.
+  const warned = new Set<string>(), nonFiniteTensors = new Set<string>();
+  const warn = (message: string, fromPoint = false) => {
+    const tensor = nonFiniteWarningTensor(message);
+    if (warned.has(message) || (fromPoint && tensor !== undefined && nonFiniteTensors.has(tensor))) return;
     warned.add(message);
+    if (tensor !== undefined) nonFiniteTensors.add(tensor);
     onProgress?.({ type: "warning", message });
   };
   const folder = async (s: EvalSubject, endpoint: "A" | "B", name: string) => {
@@ -122,7 +127,7 @@ export async function lossPath(a: EvalSubject, b: EvalSubject, options: LossPath
       const { results } = await evaluate(batch, {
         ...evalOptions,
         onProgress: (e) => {
-          if (e.type === "warning") warn(e.message);
+          if (e.type === "warning") warn(e.message, true);
           if (e.type !== "model-start") return;
           const i = index.get(e.model)!;
           onProgress?.({ type: "path-point-start", ...event, index: i, lambda: grid[i]! });

@@ -23,6 +23,7 @@ export type KernelExports = {
   setScratch(ptr: number): void;
   weightedSum(table: number, nInputs: number, n: number, quant: number, normalize: number, divisor: number, out: number, outDtype: number): void;
   slerpStats(x0: number, d0: number, x1: number, d1: number, n: number, quant: number, partials: number): void;
+  countNonFinite(ptr: number, dtype: number, n: number): number;
   taskVectorMerge(table: number, nInputs: number, n: number, startLo: number, startHi: number, quant: number, flags: number, divisor: number, lambda: number, out: number, outDtype: number): void;
   maskedL1(table: number, nInputs: number, n: number, startLo: number, startHi: number, quant: number, partials: number): void;
   diagnoseStage(table: number, nInputs: number, t: number, count: number, startLo: number, startHi: number, quant: number, unweighted: number, out: number): void;

@@ -201,7 +201,30 @@ export interface TensorExecutor {
   /** One chunk holding the whole tensor in memory across passes. */
   readonly resident: boolean;
   pass(request: PassRequest): Promise<PassResult[]>;
-  final(request: FinalRequest): Promise<void>;
+  /** Computes and writes the output; says what NaN or infinite values it holds (undefined: none). */
+  final(request: FinalRequest): Promise<NonFinite | undefined>;
+}
+
+/**
+ * NaN or infinite values in a merged tensor (or in the chunks of it a final pass computed): how many,
+ * and which inputs (indices into job.inputs) hold any in those chunks, as the tensor's warning names them.
+ */
+export interface NonFinite {
+  output: number;
+  inputs: number[];
+}
+
+/** What one chunk's final pass gives back: its bytes for a "return" target, and its NaN or infinite values. */
+export interface FinalOutcome {
+  bytes?: Uint8Array;
+  nonFinite?: NonFinite;
+}
+
+/** Counts of several chunks added up (undefined when no chunk found any). */
+export function addNonFinite(parts: (NonFinite | undefined)[]): NonFinite | undefined {
+  const found = parts.filter((p): p is NonFinite => p !== undefined);
+  if (found.length === 0) return undefined;
+  return { output: found.reduce((sum, p) => sum + p.output, 0), inputs: [...new Set(found.flatMap((p) => p.inputs))].sort((x, y) => x - y) };
 }
 
 /** Per-chunk arrays of a pass's results, one after the other in chunk order. */
@@ -213,6 +236,23 @@ export function concatChunks(parts: Float64Array[]): Float64Array {
     offset += p.length;
   }
   return all;
+}
+
+/**
+ * The warning for a merged tensor holding NaN or infinite values that the method did not spread to every
+ * element (nanThroughout's case): values carried element by element from the inputs that hold them, or
+ * values beyond the output dtype's range.
+ */
+export function nonFiniteCarried(job: TensorJob, found: NonFinite): string {
+  const from = found.inputs.map((i) => `${job.inputs[i]!.file} (tensor ${job.inputs[i]!.tensor})`);
+  return `${job.name}: ${found.output} of ${job.numel} merged values are NaN or infinite` + (from.length
+    ? `, carried from NaN or infinite values in ${from.join(", ")}; they are written as they are, as mergekit writes them`
+    : `, and no input holds any there: the merged values overflow the output's ${job.output.dtype} (or the method's float32 arithmetic)`);
+}
+
+/** The tensor a warning of nonFiniteCarried or nanThroughout is about; undefined for any other message. */
+export function nonFiniteWarningTensor(message: string): string | undefined {
+  return /^(.+?): (?:NaN or infinite values in |\d+ of \d+ merged values are NaN or infinite)/.exec(message)?.[1];
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import { DTYPES } from "../format/dtypes";
 import type { Hold, WorkerPool } from "../pool/pool";
-import { chunkCount, chunkRange, type FinalRequest, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "./job";
+import { addNonFinite, chunkCount, chunkRange, type FinalRequest, type NonFinite, type PassRequest, type PassResult, type TensorExecutor, type TensorJob } from "./job";
 
 /**
  * Runs a multi-chunk tensor's passes with one pool job per chunk; results come back in chunk order.
@@ -35,17 +35,18 @@ export class PoolExecutor implements TensorExecutor {
     return settled.map((r) => (r as PromiseFulfilledResult<PassResult>).value);
   }
   /** The final pass; each hold is let go once its chunk is done (the worker frees the instance itself). */
-  async final(request: FinalRequest): Promise<void> {
+  async final(request: FinalRequest): Promise<NonFinite | undefined> {
     const holds = this.holds ?? [];
     this.holds = [];
-    await Promise.all(Array.from({ length: this.chunks }, async (_, c) => {
+    return addNonFinite(await Promise.all(Array.from({ length: this.chunks }, async (_, c) => {
       const hold = holds[c];
-      const bytes = hold
+      const { bytes, nonFinite } = hold
         ? await hold.run((w) => w.runFinal(this.job, c, request, hold.id)).finally(() => hold.release())
         : await this.pool.run((w) => w.runFinal(this.job, c, request));
       if (bytes) await this.deliver(this.job.output.offset + chunkRange(this.job, c)[0] * (DTYPES[this.job.output.dtype]!.bits / 8), bytes);
       this.onChunk(c);
-    }));
+      return nonFinite;
+    })));
   }
   /** Lets go of the holds no final pass released (a failed pass; a caller that stops before the final pass). */
   close(): void {

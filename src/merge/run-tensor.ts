@@ -9,7 +9,7 @@ import type { TaskSpec, TensorOp } from "../plan/plan";
 import { dareStreamKey, dareThreshold } from "./dare";
 import { geometricRequest } from "./geometric";
 import type { FinalRequest, PassResult, SceSelection, TensorExecutor, TensorJob, Trim } from "./job";
-import { chunkCount, nanThroughout } from "./job";
+import { chunkCount, nanThroughout, nonFiniteCarried } from "./job";
 import { selectTopK, tiesPerChunk, unexpected } from "./select";
 import { nonzeroVariances, radixCut, residentCut, sampledCut, topCount } from "./sce-cut";
 
@@ -19,11 +19,16 @@ import { nonzeroVariances, radixCut, residentCut, sampledCut, topCount } from ".
  */
 const NOTHING_KEPT = 0xffffffff;
 
-/** Computes the tensor; returns a warning for the person when its output is not the method's usual result. */
+/**
+ * Computes the tensor; returns a warning for the person when its output is not the method's usual
+ * result: NaN throughout (the method spread an input's NaN or infinity to every element), or some NaN or
+ * infinite values (carried element by element from inputs that hold them, or beyond the output's range).
+ */
 export async function runTensor(job: TensorJob, exec: TensorExecutor): Promise<string | undefined> {
   const request = await finalRequest(job, job.op, exec);
-  await exec.final(request);
-  return request.kind === "sum" || request.kind === "combine" ? request.warning : undefined;
+  const nonFinite = await exec.final(request);
+  const throughout = request.kind === "sum" || request.kind === "combine" ? request.warning : undefined;
+  return throughout ?? (nonFinite ? nonFiniteCarried(job, nonFinite) : undefined);
 }
 
 async function finalRequest(job: TensorJob, op: TensorOp, exec: TensorExecutor): Promise<FinalRequest> {

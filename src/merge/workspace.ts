@@ -19,7 +19,7 @@ import { fusionKLPass, fusionRangePass, geometricFinal, gramPass, type ChunkView
 import { readMappedRows } from "../vocab/row-map";
 import { applyLoraDelta } from "../lora/apply";
 import { diagnoseChunk } from "../diagnose/chunk-stats";
-import { chunkRange, type Counts, type FinalRequest, type JobInput, type KeySource, type PassRequest, type PassResult, type SelectKey, type TensorExecutor, type TensorJob, type Trim } from "./job";
+import { chunkRange, type Counts, type FinalOutcome, type FinalRequest, type JobInput, type NonFinite, type KeySource, type PassRequest, type PassResult, type SelectKey, type TensorExecutor, type TensorJob, type Trim } from "./job";
 import { SPARSE_SAMPLE_SHARE, sparseSampleStride } from "./select";
 
 export interface LoadedChunk {
@@ -475,8 +475,11 @@ export class ChunkWorkspace {
     return [partials, n];
   }
 
-  /** Computes the chunk's output and writes it (or returns it, for a "return" target). */
-  async final(request: FinalRequest): Promise<Uint8Array | undefined> {
+  /**
+   * Computes the chunk's output and writes it (or returns it, for a "return" target), with its NaN or
+   * infinite values counted first (and, when there are any, the inputs holding some named).
+   */
+  async final(request: FinalRequest): Promise<FinalOutcome> {
     const { arena, exports } = this.k;
     const { job, inputs, count, start, out } = this.chunk;
     const outCode = DTYPES[job.output.dtype]!.code ?? DTYPE_NONE;
@@ -507,16 +510,29 @@ export class ChunkWorkspace {
       exports.taskVectorMerge(table, inputs.length, count, start >>> 0, Math.floor(start / 2 ** 32), this.quant(), flags, request.divisor, Math.fround(request.lambda), out, outCode);
     }
     arena.release(mark);
+    const nonFinite = this.nonFinite(result, outCode);
+    const found = nonFinite ? { nonFinite } : {};
     const bytes = count * (DTYPES[job.output.dtype]!.bits / 8);
     const target = job.output.target;
-    if (target.kind === "memory") return undefined;
-    if (target.kind === "return") return arena.copyU8(result, bytes);
+    if (target.kind === "memory") return found;
+    if (target.kind === "return") return { bytes: arena.copyU8(result, bytes), ...found };
     if (target.kind === "shared") {
       target.bytes.set(arena.u8(result, bytes), job.output.offset + start * (DTYPES[job.output.dtype]!.bits / 8));
-      return undefined;
+      return found;
     }
     await this.output(target).write(arena.u8(result, bytes), job.output.offset + start * (DTYPES[job.output.dtype]!.bits / 8));
-    return undefined;
+    return found;
+  }
+
+  /**
+   * The merged chunk's NaN or infinite values (a scan of the output, in cache after the merge), and only
+   * when there are some, which inputs hold any in this chunk (a scan of each, stored as it was read).
+   */
+  private nonFinite(result: number, outCode: number): NonFinite | undefined {
+    const { inputs, count } = this.chunk;
+    const output = this.k.exports.countNonFinite(result, outCode, count);
+    if (output === 0) return undefined;
+    return { output, inputs: inputs.flatMap((input, i) => (this.k.exports.countNonFinite(input.ptr, input.code, count) > 0 ? [i] : [])) };
   }
 
   private output(target: SinkTarget): OutputSink {
@@ -567,7 +583,9 @@ export class ResidentExecutor implements TensorExecutor {
   async pass(request: PassRequest): Promise<PassResult[]> {
     return [this.ws.pass(request, false)];
   }
-  async final(request: FinalRequest): Promise<void> {
-    this.output = await this.ws.final(request);
+  async final(request: FinalRequest): Promise<NonFinite | undefined> {
+    const { bytes, nonFinite } = await this.ws.final(request);
+    this.output = bytes;
+    return nonFinite;
   }
 }

@@ -7,7 +7,7 @@
 import { loadKernels, type CompiledKernels, type Kernels } from "../kernels/kernels";
 import { runTensor } from "../merge/run-tensor";
 import { ChunkWorkspace, ResidentExecutor } from "../merge/workspace";
-import type { FinalRequest, PassRequest, PassResult, TensorJob } from "../merge/job";
+import type { FinalOutcome, FinalRequest, PassRequest, PassResult, TensorJob } from "../merge/job";
 import { WeightsoupError, WorkerError } from "../errors";
 import type { TensorOutcome } from "./worker-api";
 
@@ -61,7 +61,7 @@ export class MergeHost {
   }
 
   /** The final pass over one chunk: computes and writes (or returns) its output; a hold's instance is then free. */
-  async runFinal(job: TensorJob, chunk: number, request: FinalRequest, hold?: number): Promise<Uint8Array | undefined> {
+  async runFinal(job: TensorJob, chunk: number, request: FinalRequest, hold?: number): Promise<FinalOutcome> {
     try {
       return await this.withWorkspace(job, async (ws, fresh) => {
         if (fresh) await ws.load(job, chunk);

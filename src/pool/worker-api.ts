@@ -2,7 +2,7 @@
  * @file The API a weightsoup worker exposes (implemented in web-worker/worker.ts). Calls carry whole
  * job descriptions; inputs are read and outputs written by the worker itself.
  */
-import type { FinalRequest, PassRequest, PassResult, TensorJob } from "../merge/job";
+import type { FinalOutcome, FinalRequest, PassRequest, PassResult, TensorJob } from "../merge/job";
 import type { DecoderSpec } from "../eval/architecture";
 import type { LayerWeights, SequenceScores, WeightRef } from "../eval/protocol";
 import type { GenerationWeights, Sampling } from "../eval/generator";
@@ -40,8 +40,11 @@ export interface WorkerApi {
    * WorkerPool.hold), where it stays until the final pass or releaseHold.
    */
   runPass(job: TensorJob, chunk: number, request: PassRequest, hold?: number): Promise<PassResult>;
-  /** The final pass over one chunk: computes and writes (or returns) its output, then lets `hold` go. */
-  runFinal(job: TensorJob, chunk: number, request: FinalRequest, hold?: number): Promise<Uint8Array | undefined>;
+  /**
+   * The final pass over one chunk: computes and writes (or returns) its output, then lets `hold` go.
+   * Says what NaN or infinite values the chunk's output holds.
+   */
+  runFinal(job: TensorJob, chunk: number, request: FinalRequest, hold?: number): Promise<FinalOutcome>;
   /** Lets a hold's instance go without a final pass (a tensor that failed or needs no output). */
   releaseHold(hold: number): void;
   /** Closes every file the worker opened. */
