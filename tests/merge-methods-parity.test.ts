@@ -453,6 +453,32 @@ describe("arcee_fusion", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Fine-tunes stored in other dtypes than their base: the task-arithmetic family rounds each to the base's
+// dtype before taking x - b (mergekit's GTATask casts x to b's dtype), with or without out_dtype; the
+// recipe's dtype rounds every input first and the base's is then the same. The reference rounds them so;
+// each case first checks that the rounding changes some input values, so the case can tell.
+
+describe("fine-tunes in other dtypes than the base (task-arithmetic family)", () => {
+  // a: full float32 precision; b: float16. Both move more than a bf16 ulp, so rounding them to bf16 changes values.
+  const mixed = models(["base", base16], ["a", fineTune(base16, 121, 0.05, { dtype: "F32" })], ["b", fineTune(base16, 122, 0.05, { dtype: "F16" })]);
+  test("rounding the fine-tunes to bf16 changes them", () => {
+    for (const key of ["a", "b"]) {
+      const values = mixed[key]!.tensors.get("model.layers.0.mlp.up_proj.weight")!.values!;
+      assert.ok(values.some((v) => roundToDtype(v, "BF16") !== v), `${key} holds values bf16 cannot`);
+    }
+  });
+  const two = (params: Record<string, unknown>) => [m("a", { weight: 0.7, ...params }), m("b", { weight: 0.5, ...params })];
+  for (const [method, params] of [
+    ["task_arithmetic", {}], ["ties", { density: 0.5 }], ["dare_linear", { density: 0.6 }], ["dare_ties", { density: 0.6 }],
+    ["breadcrumbs", { density: 0.8 }], ["breadcrumbs_ties", { density: 0.8 }], ["della", { density: 0.5 }], ["della_linear", { density: 0.5 }],
+  ] as const) {
+    test(method, () => check(root, { name: `mixed-${method}`, models: mixed, recipe: { merge_method: method, base_model: "./base", models: two(params) } }));
+  }
+  test("ties with out_dtype float32", () => check(root, { name: "mixed-ties-out32", models: mixed, recipe: { merge_method: "ties", base_model: "./base", out_dtype: "float32", models: two({ density: 0.5 }) } }));
+  test("ties with dtype float32 (every input kept as it is)", () => check(root, { name: "mixed-ties-load32", models: mixed, recipe: { merge_method: "ties", base_model: "./base", dtype: "float32", models: two({ density: 0.5 }) } }));
+});
+
+// ---------------------------------------------------------------------------------------------
 // NaN and infinite inputs: every method against the reference, which takes them through the same
 // arithmetic (NaN first in rank orders; sce's mask multiplied in, as mergekit does).
 

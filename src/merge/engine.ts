@@ -6,7 +6,7 @@
 import { TILE } from "../../assembly/layout";
 import { AbortError, OptionError, WorkerError } from "../errors";
 import type { MergeEvent, ProgressCallback } from "../events";
-import { DTYPES } from "../format/dtypes";
+import { DTYPES, type FloatDtype } from "../format/dtypes";
 import { sha256Hex } from "../format/sha256";
 import type { OutputFolder } from "../io/output";
 import type { SourceRef } from "../io/source";
@@ -342,8 +342,20 @@ export function tensorJob(plan: MergePlan, tensor: PlannedTensor, index: number,
       ...(i.lora ? { lora: i.lora } : {}),
     })),
     output: { ...output, dtype: tensor.dtype },
-    loadDtype: plan.loadDtype, seed, chunkElements,
+    loadDtype: loadDtypeOf(plan, tensor), seed, chunkElements,
   };
+}
+
+/**
+ * The dtype a tensor's inputs are rounded to as they are read: the recipe's `dtype` (mergekit's load-time
+ * cast), else, in the task-arithmetic family, the base's: mergekit casts every model to the base's dtype
+ * before taking τ = x - b, so an F32 or F16 fine-tune of a BF16 base is rounded to bf16 first. (Rounding
+ * an input to its own dtype changes nothing, and to F32 nothing either: every F16 and BF16 value is one.)
+ */
+function loadDtypeOf(plan: MergePlan, tensor: PlannedTensor): FloatDtype | undefined {
+  if (plan.loadDtype !== undefined || tensor.op.kind !== "taskVector") return plan.loadDtype;
+  const base = tensor.inputs[0]!.tensor.dtype;
+  return base === "BF16" || base === "F16" ? base : undefined;
 }
 
 /**

@@ -140,6 +140,9 @@ export function layerCountOf(model: RefModel): number {
   return max + 1;
 }
 
+/** mergekit's generalized_task_arithmetic.py methods. */
+const TASK_ARITHMETIC_FAMILY = new Set(["task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"]);
+
 /** Recipe dtype names: bfloat16, float16, float32, optionally prefixed with `torch.`. */
 export function parseDtypeName(name: unknown): FloatDtype {
   if (typeof name !== "string") throw new Error(`dtype must be a string, got ${JSON.stringify(name)}`);
@@ -694,6 +697,12 @@ export function referenceMerge(recipe: any, models: Map<string, RefModel>, opts?
       }
       return { model: r.model, name: r.name, dtype: r.t.dtype, shape: r.t.shape, values };
     });
+    // mergekit's task-arithmetic family (GTATask) casts every other model to the base's dtype before
+    // taking x - b: after the recipe's dtype (which the base has then too), so only without it.
+    const baseDtype = baseIdx >= 0 ? inputs[baseIdx]!.dtype : undefined;
+    if (loadDtype === undefined && TASK_ARITHMETIC_FAMILY.has(method) && (baseDtype === "F16" || baseDtype === "BF16")) {
+      for (const [i, x] of inputs.entries()) if (i !== baseIdx) x.values = x.values.map((v) => roundToDtype(v, baseDtype));
+    }
 
     const { shape, vals } = rectify(method, p.outName, inputs, baseIdx);
     let out: Float32Array;
