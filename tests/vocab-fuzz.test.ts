@@ -28,7 +28,7 @@ import {
   type TokenEntry, type TokenSource, type VocabDtype, type VocabInputs, type VocabModel, type VocabResult, type VocabSource,
 } from "./helpers/vocab-reference";
 import { decodeFloat } from "./reference/safetensors";
-import { f32ToBf16Bits } from "./reference/float16";
+import { f32ToBf16Bits, roundToDtype } from "./reference/float16";
 import type { RefModel } from "./reference/merge";
 
 let root: string;
@@ -263,11 +263,13 @@ function concrete(d: Drawn): Case {
 }
 
 /** The expected merged tensor (flat, float32 values) from the reference's rebuilt rows. */
-function expectedMerge(d: Drawn, c: Case, rebuilt: Map<string, number[][]>): number[] {
+function expectedMerge(d: Drawn, c: Case, rebuilt: Map<string, number[][]>, baseDtype: VocabDtype): number[] {
   const models = (c.recipe.models as { model: string; parameters: { weight: number } }[]);
   const weights = models.map((m) => m.parameters.weight);
   if (d.method === "linear") return referenceLinear(models.map((m) => rebuilt.get(m.model)!), weights, d.normalize ?? true);
-  return referenceTaskArithmetic(rebuilt.get(c.recipe.base_model as string)!, models.map((m) => rebuilt.get(m.model)!), weights);
+  // mergekit's task arithmetic casts each model to the base's dtype before taking x - b.
+  const cast = (rows: number[][]) => (baseDtype === "F32" ? rows : rows.map((row) => row.map((v) => roundToDtype(v, baseDtype))));
+  return referenceTaskArithmetic(rebuilt.get(c.recipe.base_model as string)!, models.map((m) => cast(rebuilt.get(m.model)!)), weights);
 }
 
 const bf16Key = (bits: number) => (bits & 0x8000 ? -(bits & 0x7fff) : bits & 0x7fff);
@@ -375,7 +377,7 @@ async function runCase(d: Drawn): Promise<void> {
       continue;
     }
     assert.ok(t, `${label}\n  ${name} missing from the output`);
-    assertTensor(`${label}\n  ${name}`, t, expectedMerge(d, c, rebuilt), ref.dtype, ref.rows, d.hidden, wantVocab);
+    assertTensor(`${label}\n  ${name}`, t, expectedMerge(d, c, rebuilt, ref.dtype), ref.dtype, ref.rows, d.hidden, wantVocab);
   }
   await rm(dir, { recursive: true, force: true });
 }
