@@ -295,6 +295,44 @@ describe("task_arithmetic over rebuilt embeddings", () => {
   });
 });
 
+describe("the recipe's dtype and the rows weightsoup computes", () => {
+  // mergekit casts every tensor to the recipe's dtype as it loads it, so a row it computes (the mean of the
+  // models that have a token, the padding rows' mean) is made from rounded rows. Three float32 models,
+  // dtype bfloat16: base lacks "ran", which b (id 5) and c (id 3) have, so base's rebuilt row is their mean;
+  // the linear merge with weights 1, 0, 0 writes base's rebuilt rows, which the padding rows then follow.
+  test("a mean row and the padding rows are computed from the rows rounded to bf16", async () => {
+    const dir = join(root, `case-${counter++}`);
+    const models = { base: model(1, "F32", 10), b: model(2, "F32", 12), c: model(3, "F32", 10, true) };
+    const recipe = await writeCase(dir, models, {
+      merge_method: "linear", dtype: "bfloat16", models: [["./base", 1], ["./b", 0], ["./c", 0]].map(([model, weight]) => ({ model, parameters: { weight } })),
+      tokenizer: { source: "union", pad_to_multiple_of: 8 },
+    });
+    await writeTokenizer(join(dir, "base"), wordLevel(BASE_TOKENS, [0, 1, 2]));
+    await writeTokenizer(join(dir, "b"), wordLevel(B_TOKENS, [0, 1, 2, 10, 11]));
+    await writeTokenizer(join(dir, "c"), wordLevel(C_TOKENS, [0, 1, 2, 8]));
+    await merge(recipe, { out: join(dir, "out"), workerUrl: WORKER_URL });
+    const { tensors } = await readOutput(join(dir, "out"));
+    const got = tensors.get("model.embed_tokens.weight")!;
+    const values = decodeFloat(got.dtype, got.data);
+    const cols = SHAPE.hidden, rows = values.length / cols;
+    const rounded = (m: RefModel, r: number) => rowsOf(m, "model.embed_tokens.weight")[r]!.map((v) => roundToDtype(v, "BF16"));
+    const ran = BASE_TOKENS.length; // the union's first token past base's: b's "ran"
+    assert.equal(rows % 8, 0, "padded to a multiple of 8");
+    // The mean of the two rows rounded to bf16 (exact in float64), rounded once to bf16.
+    const [x, y] = [rounded(models.b, 5), rounded(models.c, 3)];
+    const mean = x.map((v, c) => roundToDtype((v + y[c]!) / 2, "BF16"));
+    const unrounded = rowsOf(models.b, "model.embed_tokens.weight")[5]!.map((v, c) => roundToDtype((v + rowsOf(models.c, "model.embed_tokens.weight")[3]![c]!) / 2, "BF16"));
+    assert.ok(mean.some((v, c) => v !== unrounded[c]), "rounding the rows first changes the mean here (else this case could not tell)");
+    assert.deepEqual(Array.from(values.subarray(ran * cols, (ran + 1) * cols)), mean, "ran: the mean of b's and c's rows as bf16");
+    // Padding: the mean of base's rebuilt real rows (bf16 values), rounded to bf16.
+    const real = Array.from({ length: rows }, (_, r) => Array.from(values.subarray(r * cols, (r + 1) * cols)));
+    const realRows = real.findIndex((row, r) => r > ran && row.every((v, c) => v === real[rows - 1]![c]));
+    assert.ok(realRows > ran && realRows < rows, `padding rows start after the real ones (${realRows} of ${rows})`);
+    const pad = real[0]!.map((_, c) => roundToDtype(real.slice(0, realRows).reduce((sum, row) => sum + row[c]!, 0) / realRows, "BF16"));
+    for (let r = realRows; r < rows; r++) assert.deepEqual(real[r], pad, `padding row ${r}`);
+  });
+});
+
 describe("a named token no model has", () => {
   test("gets a zero row in every model, and the merge says so in a warning event", async () => {
     const c = await threeModels({ merge_method: "linear", base_model: "./base", models: ["./base", "./b"].map((model) => ({ model, parameters: { weight: 1 } })), tokenizer: { tokens: { "<extra>": {} } } });

@@ -367,7 +367,7 @@ function planTensor(
   // With tokenizer keys, embeddings are rebuilt to the output vocabulary instead of rectified (without
   // the vocabulary, as in the page's header-only check, their shapes are not compared).
   const vocabularyRows = hasVocabularyRows(outName, inputs, models, layouts);
-  const shape = vocabulary && vocabularyRows ? rebuildEmbeddingInputs({ vocabulary, file: recipe.file, base, models, findTensor, report }, outName, inputs)
+  const shape = vocabulary && vocabularyRows ? rebuildEmbeddingInputs({ vocabulary, file: recipe.file, base, models, findTensor, report, loadDtype: recipe.dtype }, outName, inputs)
     : recipe.tokenizer && vocabularyRows ? inputs[0]!.tensor.shape
     : rectify(method, inputs, base, report, vocabularyRows);
   if (!shape) return undefined;

@@ -14,6 +14,7 @@
  * as in the planner.
  */
 import type { ErrorCode } from "../errors";
+import type { FloatDtype } from "../format/dtypes";
 import type { LoadedModel, TensorInfo } from "../model/model";
 import { vocabSize } from "../model/roles";
 import type { PlannedInput } from "../plan/plan";
@@ -31,6 +32,8 @@ export interface EmbeddingContext {
   /** A model's tensor by name (lm_head falls back to a tied embedding). */
   findTensor: (model: LoadedModel, name: string) => TensorInfo | undefined;
   report: Report;
+  /** The recipe's dtype (computed rows round what they are computed from to it). */
+  loadDtype: FloatDtype | undefined;
 }
 
 /**
@@ -175,7 +178,7 @@ export function rebuildEmbeddingInputs(ctx: EmbeddingContext, outName: string, i
     const rows = own[i]!;
     const inputFills = fills.slice();
     if (vocab.paddedSize > vocab.size) rows.fill(-1 - (inputFills.push({ kind: "padding" }) - 1), vocab.size);
-    const map: RowMap = { cols, rows, fills: inputFills, tensors };
+    const map: RowMap = { cols, rows, fills: inputFills, tensors, ...(ctx.loadDtype ? { roundTo: ctx.loadDtype } : {}) };
     input.rows = map;
   });
   return [vocab.paddedSize, cols];

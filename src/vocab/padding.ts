@@ -37,7 +37,7 @@ export async function computePaddingRows(tensors: readonly PlannedTensor[], real
           const n = Math.min(block, realRows - r);
           const view = buffer.subarray(0, n * map.cols * eb);
           await readMappedRows({ source, offset, dtype, rows: map }, r * map.cols, (r + n) * map.cols, view, open);
-          for (let i = 0; i < n; i++) addRow(dtype, view.subarray(i * map.cols * eb, (i + 1) * map.cols * eb), map.cols, sum);
+          for (let i = 0; i < n; i++) addRow(dtype, view.subarray(i * map.cols * eb, (i + 1) * map.cols * eb), map.cols, sum, map.roundTo);
         }
         for (let c = 0; c < map.cols; c++) sum[c]! /= realRows;
         map.fills[k] = { kind: "bytes", bytes: encodeRow(dtype, sum) };

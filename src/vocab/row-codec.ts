@@ -17,18 +17,33 @@ export function rowElementBytes(dtype: string): number {
   throw new Error(`rows of dtype ${dtype} are not computed`);
 }
 
-/** Adds the `cols` values of a stored row to `sum`. */
-export function addRow(dtype: string, bytes: Uint8Array, cols: number, sum: Float64Array): void {
+/**
+ * Adds the `cols` values of a stored row to `sum`, each first rounded to `roundTo` when it is given (the
+ * recipe's dtype: mergekit casts every tensor to it as it loads it, before any row is computed).
+ */
+export function addRow(dtype: string, bytes: Uint8Array, cols: number, sum: Float64Array, roundTo?: string): void {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let c = 0; c < cols; c++) {
+    let x: number;
     switch (dtype) {
-      case "F64": sum[c]! += v.getFloat64(8 * c, true); break;
-      case "F32": sum[c]! += v.getFloat32(4 * c, true); break;
-      case "BF16": u32[0] = v.getUint16(2 * c, true) << 16; sum[c]! += f32[0]!; break;
-      case "F16": sum[c]! += halfToNumber(v.getUint16(2 * c, true)); break;
+      case "F64": x = v.getFloat64(8 * c, true); break;
+      case "F32": x = v.getFloat32(4 * c, true); break;
+      case "BF16": u32[0] = v.getUint16(2 * c, true) << 16; x = f32[0]!; break;
+      case "F16": x = halfToNumber(v.getUint16(2 * c, true)); break;
       default: throw new Error(`rows of dtype ${dtype} are not computed`);
     }
+    sum[c]! += roundTo === undefined || roundTo === dtype ? x : roundNumber(x, roundTo);
   }
+}
+
+/** x rounded (through float32, as torch's casts) to `dtype`. */
+function roundNumber(x: number, dtype: string): number {
+  switch (dtype) {
+    case "F32": return Math.fround(x);
+    case "BF16": u32[0] = numberToBf16(x) << 16; return f32[0]!;
+    case "F16": return halfToNumber(numberToHalf(x));
+  }
+  throw new Error(`rows are not rounded to dtype ${dtype}`);
 }
 
 /** values (float64) stored as `dtype`, rounded through float32. */

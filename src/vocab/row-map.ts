@@ -7,6 +7,7 @@
  * results do not depend on chunking; memory is one row per fill in the chunk.
  */
 import type { ByteSource, SourceRef } from "../io/source";
+import type { FloatDtype } from "../format/dtypes";
 import { addRow, encodeRow, rowElementBytes } from "./row-codec";
 
 /** A tensor that fills read rows from (another model's embedding, or the input's own). */
@@ -31,6 +32,8 @@ export type RowFill =
 export interface RowMap {
   /** Elements per row (the hidden size). */
   cols: number;
+  /** The recipe's dtype: computed rows (means, padding) round every value they are computed from to it. */
+  roundTo?: FloatDtype;
   /** Per output row: >= 0 that row of the input's own tensor; -1 - k for fills[k]. */
   rows: Int32Array;
   fills: RowFill[];
@@ -103,7 +106,7 @@ export async function fillRow(map: RowMap, k: number, dtype: string, open: (ref:
         await open(t.source).readInto(t.offset + fill.from[2 * p + 1]! * map.cols * teb, bytes);
         return { dtype: t.dtype, bytes };
       }));
-      for (const row of rows) addRow(row.dtype, row.bytes, map.cols, sum);
+      for (const row of rows) addRow(row.dtype, row.bytes, map.cols, sum, map.roundTo);
       for (let c = 0; c < map.cols; c++) sum[c]! /= pairs;
       return encodeRow(dtype, sum);
     }
