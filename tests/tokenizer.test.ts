@@ -382,6 +382,17 @@ test("an unsupported model type or pipeline component is refused, naming it", as
   await rejectsTokenizer({ "tokenizer.json": JSON.stringify({ ...json, model: { type: "BPE", vocab: { a: 0 } } }) }, /no list of merges/);
 });
 
+test("a vocabulary the tokenizers library would not read is refused, naming the token: ids that are not whole numbers from 0, Unigram entries that are not [token, score]", async () => {
+  // Found by the stop 39 audit: an id written "3" or -5 was dropped by the JavaScript library and the next
+  // token renumbered, so a union merge gave that token another token's row without a word.
+  for (const [id, shown] of [["3", "\"3\""], [-5, "-5"], [1.5, "1.5"], [null, "null"], [2 ** 32, String(2 ** 32)]] as const) {
+    const vocab = { a: 0, b: 1, n1: id, c: 2 };
+    await rejectsTokenizer({ "tokenizer.json": JSON.stringify({ version: "1.0", model: { type: "WordLevel", vocab, unk_token: "a" } }) }, new RegExp(`model\\.vocab gives token "n1" the id ${shown.replace(".", "\\.")}; ids are whole numbers from 0`));
+  }
+  await rejectsTokenizer({ "tokenizer.json": JSON.stringify({ version: "1.0", model: { type: "WordLevel", vocab: ["a", "b"], unk_token: "a" } }) }, /the WordLevel model's vocabulary is a list, not a map of tokens to ids/);
+  await rejectsTokenizer({ "tokenizer.json": JSON.stringify({ version: "1.0", model: { type: "Unigram", vocab: [["a", -1], ["b"]], unk_id: 0 } }) }, /entry 1 of the Unigram model's vocabulary is \["b"\], not a \[token, score\] pair/);
+});
+
 // ---- pre-tokenized input ---------------------------------------------------------------------------
 
 /** A safetensors file holding one tensor, built by hand. */

@@ -88,6 +88,8 @@ export function tokenizerFromFiles(files: TokenizerFiles): Tokenizer {
     throw tokenizerError(files.tokenizerPath, `model type ${JSON.stringify(type ?? null)} is not supported (supported: ${[...MODEL_TYPES].join(", ")})`, { key: "model.type" });
   }
   if (m.vocab === null || typeof m.vocab !== "object") throw tokenizerError(files.tokenizerPath, "the model has no vocabulary", { key: "model.vocab" });
+  const malformed = vocabularyProblem(m.vocab, type);
+  if (malformed) throw tokenizerError(files.tokenizerPath, malformed, { key: "model.vocab" });
   if (type === "BPE" && !Array.isArray(m.merges)) throw tokenizerError(files.tokenizerPath, "the BPE model has no list of merges", { key: "model.merges" });
   const cls = transformersClass(files.tokenizerConfig, files.modelConfig);
   // tokenizer_config.json as the class reads it: special_tokens_map.json over it in an older repository,
@@ -108,6 +110,26 @@ export function tokenizerFromFiles(files: TokenizerFiles): Tokenizer {
     throw tokenizerError(files.tokenizerPath, describeFailure(cause), {}, cause);
   }
   return new HfBackedTokenizer(hf, { ...files, tokenizerConfig: specials }, cls, type, added);
+}
+
+/**
+ * Why a model's vocabulary is not one the tokenizers library (Rust) reads, or undefined: ids are u32,
+ * a Unigram vocabulary is a list of [token, score]. The JavaScript library takes anything, and a token
+ * with the id "3" or -5 was dropped and the next token renumbered, so its row went to another token.
+ */
+function vocabularyProblem(vocab: object, type: string): string | undefined {
+  if (type === "Unigram") {
+    if (!Array.isArray(vocab)) return "the Unigram model's vocabulary is not a list of [token, score] pairs";
+    const at = vocab.findIndex((e: unknown) => !Array.isArray(e) || e.length !== 2 || typeof e[0] !== "string" || typeof e[1] !== "number");
+    return at < 0 ? undefined : `entry ${at} of the Unigram model's vocabulary is ${JSON.stringify(vocab[at])}, not a [token, score] pair`;
+  }
+  if (Array.isArray(vocab)) return `the ${type} model's vocabulary is a list, not a map of tokens to ids`;
+  for (const [token, id] of Object.entries(vocab)) {
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > 0xffffffff) {
+      return `model.vocab gives token ${JSON.stringify(token)} the id ${JSON.stringify(id)}; ids are whole numbers from 0`;
+    }
+  }
+  return undefined;
 }
 
 /** Why the library refused the file, in words ("Unknown PreTokenizer type: X" becomes "... is not supported"). */
