@@ -26,6 +26,23 @@ test("usage errors exit 2", () => {
   }
 });
 
+test("a negative number after a flag that takes a value is that flag's value, refused in the flag's own words (not parseArgs' \"ambiguous\" and the whole usage)", () => {
+  for (const [args, message] of [
+    [["merge", "r.yml", "out", "--workers", "-1"], /^weightsoup: .*--workers must be an integer from \d+ to \d+, got "-1"/m],
+    [["merge", "r.yml", "out", "--out-shard-size", "-5"], /--out-shard-size: "-5" is not a size/],
+    [["extract-lora", "ft", "base", "x", "--rank", "-.5"], /--rank must be an integer from 1 to \d+, got "-\.5"/],
+  ] as const) {
+    const r = run(...args);
+    assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, message, r.stderr);
+    assert.doesNotMatch(r.stderr, /ambiguous|Usage:/i, r.stderr);
+  }
+  // After "--" everything is an argument, a negative number included.
+  const r = run("merge", "r.yml", "--", "-1");
+  assert.notEqual(r.status, 0);
+  assert.doesNotMatch(r.stderr, /ambiguous/);
+});
+
 test("--help and --version exit 0", () => {
   assert.equal(run("--help").status, 0);
   assert.match(run("--version").stdout, /^\d+\.\d+\.\d+/);

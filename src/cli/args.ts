@@ -18,7 +18,7 @@ export interface Io {
 export function args<T extends ParseArgsConfig["options"]>(command: Command, argv: string[], options: T, positionals: [number, number], io: Io) {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: negativeValuesJoined(argv, options), options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
   } catch (e) {
     throw new UsageError("E_USAGE", `${(e as Error).message.split("\n")[0]}\n\n${commandHelp(command)}`);
   }
@@ -31,6 +31,27 @@ export function args<T extends ParseArgsConfig["options"]>(command: Command, arg
     throw new UsageError("E_USAGE", `${command}: expected ${positionals[0] === positionals[1] ? positionals[0] : `${positionals[0]} to ${positionals[1]}`} arguments, got ${n}\n\n${commandHelp(command)}`);
   }
   return parsed;
+}
+
+/**
+ * `--rank -1` as `--rank=-1`: parseArgs takes a value that starts with "-" for another option ("argument
+ * is ambiguous", and the whole usage), where a negative number after a flag that takes a value is that
+ * flag's value, which its own check then refuses in words ("--rank must be an integer from 1 ...").
+ */
+function negativeValuesJoined(argv: string[], options: ParseArgsConfig["options"]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!, next = argv[i + 1];
+    if (arg === "--") return [...out, ...argv.slice(i)];
+    const flag = arg.startsWith("--") && !arg.includes("=") ? options?.[arg.slice(2)] : undefined;
+    if (flag?.type === "string" && next !== undefined && /^-\.?\d/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 /** An integer flag, in the same range the library accepts for the option. */
