@@ -419,4 +419,28 @@ describe("messages name the real value and the real option", () => {
     await merge(recipe, { out: join(dir, "least"), workerUrl: WORKER_URL, workers: 1, chunkBytes: least });
     assert.ok(existsSync(join(dir, "least", "model.safetensors")));
   });
+
+  test("a tensor smaller than one tile is one chunk: its refusal names its own size and the chunk size that is then accepted (it named 4096 elements)", async () => {
+    const dir = join(root, `case-${n++}`);
+    const base = baseModel(69); // TINY: every tensor under 4096 elements
+    const recipe = await writeCase(dir, { base, a: fineTune(base, 70, 0.1), b: fineTune(base, 71, 0.1) },
+      { merge_method: "ties", base_model: "./base", models: ["a", "b"].map((m) => ({ model: `./${m}`, parameters: { weight: 1, density: 0.5 } })) });
+    const sizes = new Map([...base.tensors].map(([name, t]) => [name, t.shape.reduce((p, d) => p * d, 1)]));
+    // Raise the chunk size to what each refusal names until the merge runs: each named size is accepted for its tensor.
+    let chunkBytes = 256, refusals = 0;
+    for (;;) {
+      try {
+        await merge(recipe, { out: join(dir, `out-${refusals}`), workerUrl: WORKER_URL, workers: 1, chunkBytes });
+        break;
+      } catch (e) {
+        assert.ok(e instanceof WeightsoupError && e.code === "E_OPTION", String(e));
+        const tensor = String(e.details.tensor), needed = e.details.needed as number;
+        assert.ok(needed > chunkBytes, `${tensor}: ${needed} bytes named at a chunk size of ${chunkBytes}`);
+        assert.ok(e.message.endsWith(`this tensor is one chunk of ${sizes.get(tensor)} elements, which needs a chunk size of at least ${needed} bytes`), e.message);
+        chunkBytes = needed;
+        assert.ok(++refusals < 20, "the named sizes are accepted");
+      }
+    }
+    assert.ok(refusals > 0);
+  });
 });

@@ -112,6 +112,9 @@ test("non-string metadata values", () => {
 
 test("duplicate tensor names", () => {
   rejects(file(null, 8, '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'), "E_DUPLICATE_TENSOR", "a");
+  // The message names the tensor once (it said `tensor "a": tensor "a" appears twice`).
+  assert.throws(() => parse(file(null, 8, '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}')),
+    (e: unknown) => e instanceof SafetensorsError && e.message === 'm.safetensors: tensor "a": appears twice in the header');
 });
 
 test("nested keys with the same name are not duplicates", () => {

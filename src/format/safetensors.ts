@@ -89,7 +89,7 @@ export function parseHeader(file: string, fileSize: number, json: Uint8Array): S
   if (!isJsonObject(root)) throw fail("E_HEADER_JSON", file, "header is not a JSON object");
   const duplicate = firstDuplicateKey(text);
   if (duplicate !== undefined) {
-    throw fail("E_DUPLICATE_TENSOR", file, `tensor "${duplicate}" appears twice in the header`, { tensor: duplicate });
+    throw fail("E_DUPLICATE_TENSOR", file, "appears twice in the header", { tensor: duplicate });
   }
 
   let metadata: Record<string, string> | undefined;
