@@ -19,6 +19,7 @@ function parse(bytes: Uint8Array, name = "m.safetensors") {
   return parseHeader(name, bytes.length, bytes.subarray(8, 8 + n));
 }
 
+
 function rejects(bytes: Uint8Array, code: string, tensor?: string) {
   assert.throws(() => parse(bytes), (e: unknown) => {
     assert.ok(e instanceof SafetensorsError, `expected a SafetensorsError, got ${String(e)}`);
@@ -115,6 +116,17 @@ test("duplicate tensor names", () => {
   // The message names the tensor once (it said `tensor "a": tensor "a" appears twice`).
   assert.throws(() => parse(file(null, 8, '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}')),
     (e: unknown) => e instanceof SafetensorsError && e.message === 'm.safetensors: tensor "a": appears twice in the header');
+});
+
+test("a shape or offset written with a fraction or an exponent is refused, as safetensors' own reader refuses it (JSON.parse reads 16.0 as 16)", () => {
+  for (const [shape, offsets, literal] of [["[16.0]", "[0,64]", "16.0"], ["[16]", "[0,6.4e1]", "6.4e1"], ["[1.6E1]", "[0,64]", "1.6E1"], ["[16]", "[-0.0,64]", "-0.0"]] as const) {
+    const bytes = file(null, 64, `{"__metadata__":{"format":"pt"},"ok":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"w":{"dtype":"F32","shape":${shape},"data_offsets":${offsets}}}`);
+    rejects(bytes, "E_HEADER_SCHEMA", "w");
+    assert.throws(() => parse(bytes), (e: unknown) => e instanceof SafetensorsError && e.message.includes(`must hold integers, found ${literal}`), literal);
+  }
+  // Integers as such parse, and a metadata string holding a number is no concern of this check.
+  const h = parse(file(null, 64, '{"__metadata__":{"lr":"1.5e-4"},"w":{"dtype":"F32","shape":[16],"data_offsets":[0,64]}}'));
+  assert.deepEqual(h.tensors.get("w")!.shape, [16]);
 });
 
 test("nested keys with the same name are not duplicates", () => {

@@ -87,9 +87,12 @@ export function parseHeader(file: string, fileSize: number, json: Uint8Array): S
   if ("problem" in parsed) throw fail("E_HEADER_JSON", file, `header ${parsed.problem}`);
   const root = parsed.value;
   if (!isJsonObject(root)) throw fail("E_HEADER_JSON", file, "header is not a JSON object");
-  const duplicate = firstDuplicateKey(text);
+  const { duplicate, fraction } = scanHeaderText(text);
   if (duplicate !== undefined) {
     throw fail("E_DUPLICATE_TENSOR", file, "appears twice in the header", { tensor: duplicate });
+  }
+  if (fraction !== undefined) {
+    throw fail("E_HEADER_SCHEMA", file, `shape and data_offsets must hold integers, found ${fraction.literal} (the format's readers refuse a number written with a fraction or an exponent)`, { tensor: fraction.key });
   }
 
   let metadata: Record<string, string> | undefined;
@@ -179,13 +182,18 @@ function checkEntry(file: string, name: string, value: unknown): TensorEntry {
 }
 
 /**
- * JSON.parse keeps the last of duplicate keys silently; the format forbids duplicates. Scan the
- * top-level object's keys (skipping over nested values and strings) and return the first repeated one.
+ * What JSON.parse hides in a header's text: the first top-level key written twice (JSON.parse keeps the
+ * last silently; the format forbids duplicates), and the first number inside a tensor's entry written
+ * with a fraction or an exponent (`[16.0]` parses as 16, but the format's readers, safetensors' serde
+ * reading integers, refuse it), with its tensor. One scan, skipping over strings; `__metadata__` holds
+ * strings only, checked after parsing.
  */
-export function firstDuplicateKey(text: string): string | undefined {
+function scanHeaderText(text: string): { duplicate?: string; fraction?: { key: string; literal: string } } {
   const seen = new Set<string>();
   let depth = 0;
   let expectKey = false;
+  let key = "";
+  let fraction: { key: string; literal: string } | undefined;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22 /* " */) {
@@ -193,8 +201,8 @@ export function firstDuplicateKey(text: string): string | undefined {
       while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
       if (depth === 1 && expectKey) {
         const raw = text.slice(i + 1, j);
-        const key = raw.includes("\\") ? (JSON.parse(text.slice(i, j + 1)) as string) : raw;
-        if (seen.has(key)) return key;
+        key = raw.includes("\\") ? (JSON.parse(text.slice(i, j + 1)) as string) : raw;
+        if (seen.has(key)) return { duplicate: key };
         seen.add(key);
         expectKey = false;
       }
@@ -206,9 +214,16 @@ export function firstDuplicateKey(text: string): string | undefined {
       depth--;
     } else if (c === 0x2c /* , */ && depth === 1) {
       expectKey = true;
+    } else if (depth > 1 && fraction === undefined && key !== "__metadata__" && (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39))) {
+      let j = i + 1, whole = true;
+      for (let d = text.charCodeAt(j); (d >= 0x30 && d <= 0x39) || d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2b || d === 0x2d; d = text.charCodeAt(++j)) {
+        if (d === 0x2e /* . */ || d === 0x65 /* e */ || d === 0x45 /* E */) whole = false;
+      }
+      if (!whole) fraction = { key, literal: text.slice(i, j) };
+      i = j - 1;
     }
   }
-  return undefined;
+  return fraction ? { fraction } : {};
 }
 
 function fail(code: ErrorCode, file: string, what: string, details: Record<string, unknown> = {}, cause?: unknown): SafetensorsError {
