@@ -1,5 +1,5 @@
 // `npm run bench`: every figure measured side by side in one run, on this machine.
-//   1. memcpy bandwidth (TypedArray.set on 128 MiB)
+//   1. memcpy bandwidth (TypedArray.set on 128 MiB); 1b. the first access to pages read() filled
 //   2. each method's kernel throughput (one core, data already in wasm memory) on three 128 MiB
 //      float32 tensors, next to the same math as plain TypeScript loops
 //   3. an end-to-end file-to-file merge of three ~1 GiB bf16 fine-tunes and a base, next to reading the
@@ -85,6 +85,45 @@ line();
 
 // ---------------------------------------------------------------------------------------------------
 await mkdir(dir, { recursive: true });
+await firstTouchLine();
+
+/**
+ * 1b. What a page of memory costs the first time this process touches it after read() filled it: a
+ * merge reads into wasm memory it has never touched, so where that first access is slow (stop 39 found
+ * it so on this virtual machine, about 5 us a page) every new page of a worker's footprint costs CPU,
+ * and a smaller footprint is faster, not only leaner. Regions of a fresh wasm memory: one read into,
+ * then touched a byte per page twice; one written by JS first, then read into and touched.
+ */
+async function firstTouchLine(): Promise<void> {
+  const bytes = (QUICK ? 16 : 64) * MiB, pages = bytes / 4096;
+  const file = join(dir, "first-touch.bin");
+  await writeFile(file, new Uint8Array(bytes).fill(7));
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
+  memory.grow((3 * bytes) / 65536 + 1);
+  const region = (k: number) => new Uint8Array(memory.buffer, 65536 + k * bytes, bytes);
+  const fh = await open(file, "r");
+  const touch = (view: Uint8Array) => {
+    const t0 = performance.now();
+    let sum = 0;
+    for (let i = 0; i < view.length; i += 4096) sum += view[i]!;
+    return { us: ((performance.now() - t0) * 1000) / pages, sum };
+  };
+  try {
+    touch(region(2)); // the loop's own warm-up (JIT), on a region read into later
+    const readOnly = region(0);
+    await fh.read(readOnly, 0, bytes, 0);
+    const first = touch(readOnly).us, again = touch(readOnly).us;
+    const written = region(1);
+    written.fill(1);
+    await fh.read(written, 0, bytes, 0);
+    const afterWrite = touch(written).us;
+    line(`1b. first access to memory read() filled (${bytes / MiB} MiB, a byte per 4 KiB page): ${fmt(first, 2)} us a page the first time, ${fmt(again, 3)} the second, ${fmt(afterWrite, 3)} where JS wrote the pages first`);
+  } finally {
+    await fh.close();
+    await rm(file, { force: true });
+  }
+}
+
 if (!args.has("--skip-kernels")) await kernelSection();
 
 async function kernelSection(): Promise<void> {
