@@ -333,6 +333,29 @@ describe("the recipe's dtype and the rows weightsoup computes", () => {
   });
 });
 
+describe("a special token the vocabulary strips", () => {
+  // Found by the stop 39 audit: base's tokenizer has <pad> at id 10 but its config.json says vocab_size 10,
+  // so the vocabulary strips it; tokenizer_config.json still names it pad_token, and the tokenizer that
+  // loads the output adds it back past the rows. The base has the same flaw, so the merge runs and says so.
+  test("is a warning naming the token, its stripped id and the id the output's tokenizer gives it", async () => {
+    const dir = join(root, `case-${counter++}`);
+    const models = { base: model(1, "F32", 10), b: model(2, "BF16", 12) };
+    const recipe = await writeCase(dir, models, { merge_method: "linear", models: ["./base", "./b"].map((m) => ({ model: m, parameters: { weight: 1 } })), tokenizer_source: "union" });
+    await writeTokenizer(join(dir, "base"), wordLevel([...BASE_TOKENS, "<pad>"], [0, 1, 2, 10]), { pad_token: "<pad>" });
+    await writeTokenizer(join(dir, "b"), wordLevel(B_TOKENS, [0, 1, 2, 10, 11]));
+    const warnings: string[] = [];
+    await merge(recipe, { out: join(dir, "out"), workerUrl: WORKER_URL, onProgress: (e) => { if (e.type === "warning") warnings.push(e.message); } });
+    const rows = JSON.parse(await readFile(join(dir, "out", "config.json"), "utf8")).vocab_size as number;
+    const tokenizer = JSON.parse(await readFile(join(dir, "out", "tokenizer.json"), "utf8"));
+    assert.ok(!("<pad>" in tokenizer.model.vocab) && !tokenizer.added_tokens.some((t: { content: string }) => t.content === "<pad>"), "<pad> is not in the output vocabulary");
+    const config = JSON.parse(await readFile(join(dir, "out", "tokenizer_config.json"), "utf8"));
+    assert.equal(config.pad_token, "<pad>", "the source's tokenizer_config.json names it");
+    const forPad = warnings.filter((w) => w.includes('"<pad>"'));
+    assert.equal(forPad.length, 1, warnings.join("\n"));
+    assert.match(forPad[0]!, new RegExp(`base/tokenizer\\.json: "<pad>" was stripped \\(its id here, 10, is at or past config\\.json's vocab_size, 10\\), but the tokenizer files still name it as a special token, so the output's tokenizer adds it back as id ${rows}, which has no embedding row \\(the output has ${rows}\\)`));
+  });
+});
+
 describe("a named token no model has", () => {
   test("gets a zero row in every model, and the merge says so in a warning event", async () => {
     const c = await threeModels({ merge_method: "linear", base_model: "./base", models: ["./base", "./b"].map((model) => ({ model, parameters: { weight: 1 } })), tokenizer: { tokens: { "<extra>": {} } } });

@@ -61,8 +61,8 @@ export async function buildTokenizerOutput(
   out.set(TOKENIZER_CONFIG_FILE, JSON.stringify(config, null, 2) + "\n");
   out.set(SPECIAL_TOKENS_MAP_FILE, JSON.stringify(specialTokensMap(files, config), null, 2) + "\n");
 
-  await checkLoads({ ...files, tokenizer, tokenizerConfig: config, chatTemplateFile: template }, vocabulary);
-  return { files: out, omit: new Set(TOKENIZER_FILES) /* the donor's: not copied beside the re-serialised ones */, vocabSize: vocabulary?.paddedSize, warnings: vocabulary?.warnings ?? [] };
+  const rowless = await checkLoads({ ...files, tokenizer, tokenizerConfig: config, chatTemplateFile: template }, vocabulary);
+  return { files: out, omit: new Set(TOKENIZER_FILES) /* the donor's: not copied beside the re-serialised ones */, vocabSize: vocabulary?.paddedSize, warnings: [...(vocabulary?.warnings ?? []), ...rowless] };
 }
 
 /** The model's own vocabulary without stripped tokens and with the union's appended ones. */
@@ -119,12 +119,12 @@ function specialTokensMap(files: TokenizerFiles, config: JsonObject): JsonObject
  * Loads the files as the tokenizer loader would, and checks every planned id. The loader (with
  * @huggingface/tokenizers) is imported here, by the merges that rebuild a tokenizer only.
  */
-async function checkLoads(files: TokenizerFiles, vocabulary: OutputVocabulary | undefined): Promise<void> {
+async function checkLoads(files: TokenizerFiles, vocabulary: OutputVocabulary | undefined): Promise<string[]> {
   const { tokenizerFromFiles } = await import("../tokenizer/tokenizer");
   const tokenizer = tokenizerFromFiles(files);
   tokenizer.encode("Hello world"); // parts the library reads only when used (a post-processor) fail here, typed
   const loaded = tokenizer.vocabulary();
-  if (!vocabulary) return;
+  if (!vocabulary) return [];
   for (const [token, id] of vocabulary.ids) {
     const got = loaded.get(token);
     if (got !== id) {
@@ -142,6 +142,11 @@ async function checkLoads(files: TokenizerFiles, vocabulary: OutputVocabulary | 
       : "the output vocabulary has no such token";
     throw tokenizerError(files.tokenizerPath, `its post_processor adds ${JSON.stringify(token)} as id ${id} to every encoding, but ${why}; the output's tokenizer would give ids its embeddings do not have`, { token, key: "post_processor" });
   }
+  // A special token the source's tokenizer_config.json names (its pad_token, say) but the vocabulary
+  // stripped is added back by the tokenizer that loads the output, past the embedding's rows. The source
+  // model has the same flaw (its tokenizer adds that token past its rows too), so this is said, not refused.
+  const rowless = [...loaded].filter(([, id]) => id >= vocabulary.paddedSize).sort((a, b) => a[1] - b[1]);
+  return rowless.map(([token, id]) => `${files.tokenizerPath}: ${JSON.stringify(token)} ${vocabulary.stripped.has(token) ? `was stripped (its id here, ${source.originalIds.get(token)}, is at or past config.json's vocab_size, ${source.limit}), but the tokenizer files still name it as a special token` : "is named as a special token but is not in the output vocabulary"}, so the output's tokenizer adds it back as id ${id}, which has no embedding row (the output has ${vocabulary.paddedSize}); name a token the vocabulary has in tokenizer_config.json instead`);
 }
 
 /** The (token, id) pairs a post-processor adds to every encoding: TemplateProcessing's special tokens, Bert's and RoBERTa's cls and sep, a Sequence's. */
