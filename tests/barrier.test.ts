@@ -9,6 +9,7 @@ import { after, before, test } from "node:test";
 import { mlpSpec } from "../src/align/architectures";
 import { barrierPath, evaluateMlp, type Dataset } from "../src/align/barrier";
 import { applyPermutations, type Tensor } from "../src/align/weight-matching";
+import { WeightsoupError } from "../src/errors";
 import { CLI, removeDir, tempDir } from "./helpers/fixtures";
 import { encodeTensor, writeSafetensors, type RefDtype } from "./reference/safetensors";
 
@@ -155,4 +156,23 @@ test("weightsoup barrier: a permuted copy has a barrier that --align removes; ba
   bad = run("barrier", join(dir, "a.safetensors"), join(dir, "b.safetensors"), "--data", join(dir, "wide.safetensors"));
   assert.match(bad.stderr, /E_DATA.*8 features.*fc0\.weight.*takes 7/);
   assert.equal(run("barrier", join(dir, "a.safetensors"), join(dir, "b.safetensors")).status, 2);
+});
+
+test("A and B must hold the same tensors, whichever is first: B's own biases are refused naming the tensor and both files (they were dropped from every point between the ends)", async () => {
+  // Found by the stop 39 audit: the path interpolated over A's tensors only, so B's biases vanished at
+  // 0 < λ < 1 (and --align left them unpermuted); the other order was refused.
+  const a = randomMlp(21, [false, false, false]), b = randomMlp(22, [true, false, true]);
+  const d = randomData(23, 50);
+  await assert.rejects(barrierPath(a, b, d, 5), (e: unknown) => e instanceof WeightsoupError && e.code === "E_SHAPE_MISMATCH" && /"fc0\.bias" is \[13\] in the second model and missing in the first model/.test(e.message));
+  await assert.rejects(barrierPath(b, a, d, 5), (e: unknown) => e instanceof WeightsoupError && e.code === "E_SHAPE_MISMATCH" && /"fc0\.bias" is \[13\] in the first model and missing in the second model/.test(e.message));
+  await writeTensors(join(dir, "plain.safetensors"), modelFile(a));
+  await writeTensors(join(dir, "biased.safetensors"), modelFile(b));
+  await writeTensors(join(dir, "data-50.safetensors"), [["inputs", "F32", [50, 7], d.inputs], ["labels", "I64", [50], d.labels]]);
+  for (const [first, second] of [["plain", "biased"], ["biased", "plain"]]) {
+    for (const align of [[], ["--align"]]) {
+      const r = run("barrier", join(dir, `${first}.safetensors`), join(dir, `${second}.safetensors`), "--data", join(dir, "data-50.safetensors"), "--points", "3", ...align);
+      assert.equal(r.status, 1, `${first} then ${second} ${align.join(" ")}: ${r.stdout}`);
+      assert.match(r.stderr, /E_SHAPE_MISMATCH.*"fc0\.bias" is \[13\] in \S*biased\.safetensors and missing in \S*plain\.safetensors/);
+    }
+  }
 });

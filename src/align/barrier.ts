@@ -139,13 +139,22 @@ export function interpolate(a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<strin
   }));
 }
 
-/** Loss and accuracy at `points` evenly spaced λ from 0 to 1 (both included), and the barrier. */
-export async function barrierPath(a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, data: Dataset, points = 25): Promise<BarrierReport> {
+/**
+ * Loss and accuracy at `points` evenly spaced λ from 0 to 1 (both included), and the barrier. A and B
+ * must hold the same tensors with the same shapes (`names` say which models they are, for messages): a
+ * tensor only one of them has would be dropped from every point between the ends.
+ */
+export async function barrierPath(a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, data: Dataset, points = 25, names: [string, string] = ["the first model", "the second model"]): Promise<BarrierReport> {
   if (!Number.isInteger(points) || points < 2) throw new RangeError(`points must be an integer of at least 2, got ${points}`);
   for (const [name, t] of a) {
     const u = b.get(name);
     if (!u || u.shape.join() !== t.shape.join()) {
-      throw new AlignmentError("E_SHAPE_MISMATCH", `"${name}" is [${t.shape.join(", ")}] in the first model and ${u ? `[${u.shape.join(", ")}]` : "missing"} in the second`, { tensor: name });
+      throw new AlignmentError("E_SHAPE_MISMATCH", `"${name}" is [${t.shape.join(", ")}] in ${names[0]} and ${u ? `[${u.shape.join(", ")}]` : "missing"} in ${names[1]}; the path interpolates every tensor of both`, { tensor: name });
+    }
+  }
+  for (const [name, u] of b) {
+    if (!a.has(name)) {
+      throw new AlignmentError("E_SHAPE_MISMATCH", `"${name}" is [${u.shape.join(", ")}] in ${names[1]} and missing in ${names[0]}; the path interpolates every tensor of both`, { tensor: name });
     }
   }
   const path: PathPoint[] = [];
@@ -176,10 +185,11 @@ export async function measureBarrier(a: LoadedModel, b: LoadedModel, data: Datas
   const ta = await readFloatTensors(a, a.tensors.keys()), tb = await readFloatTensors(b, b.tensors.keys());
   layersOf(ta, data, a.location);
   layersOf(tb, data, b.location);
-  const naive = await barrierPath(ta, tb, data, options.points);
+  const names: [string, string] = [a.location, b.location];
+  const naive = await barrierPath(ta, tb, data, options.points, names);
   if (!options.align) return { naive };
   const spec = mlpSpec(new Map([...ta].map(([k, t]) => [k, t.shape])));
   const matched = await weightMatching(spec, ta, tb, { seed: options.seed ?? 0 });
-  const aligned = await barrierPath(ta, applyPermutations(spec, tb, matched.permutations), data, options.points);
+  const aligned = await barrierPath(ta, applyPermutations(spec, tb, matched.permutations), data, options.points, names);
   return { naive, aligned, sweeps: matched.sweeps };
 }
