@@ -223,3 +223,18 @@ test("a recipe's align step permutes the other models onto align.to before the m
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /E_RECIPE.*align\.to.*nowhere/);
 });
+
+test("a NaN or infinite weight in either model is E_NONFINITE naming the file, tensor and element; exit 1, no output folder (it was the solver's E_COST_INVALID naming nothing)", async () => {
+  // Found by the stop 39 audit: "cost matrix: entry [0][3] is NaN (forbid a pair with -Infinity instead)".
+  const up = "model.layers.0.mlp.up_proj.weight";
+  for (const [value, which] of [[NaN, "b"], [Infinity, "a"]] as const) {
+    const broken = structuredClone(which === "b" ? other : reference);
+    broken.tensors.get(up)!.values![17] = value;
+    await writeModel(join(dir, `nonfinite-${which}`), broken);
+    const [ref, model] = which === "b" ? [join(dir, "a"), join(dir, `nonfinite-${which}`)] : [join(dir, `nonfinite-${which}`), join(dir, "b")];
+    const r = run("align", ref, model, join(dir, `out-nonfinite-${which}`));
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`E_NONFINITE\\] \\S*nonfinite-${which}/model\\.safetensors: tensor "${up.replaceAll(".", "\\.")}" holds ${value} at element 17`));
+    assert.ok(!(await readdir(dir)).includes(`out-nonfinite-${which}`), "no output folder left behind");
+  }
+});

@@ -4,6 +4,7 @@
  * with exactly the input's file layout (same shards, same headers, same offsets, same dtypes: a
  * permutation moves elements, it never changes their values or their bits).
  */
+import { DTYPE_F32 } from "../../assembly/layout";
 import { AlignmentError } from "../errors";
 import { DTYPES, elementBytes } from "../format/dtypes";
 import type { OutputFolder } from "../io/output";
@@ -80,6 +81,17 @@ export async function sameTensorBytes(a: TensorInfo, b: TensorInfo): Promise<boo
 const DECODE_ELEMENTS = 1 << 20;
 
 /**
+ * A tensor with a NaN or infinite value, refused: weight matching compares units by their products, and
+ * the barrier's forward pass multiplies by them, so one such value makes a whole similarity matrix (or a
+ * loss) NaN, which the assignment solver could only report without saying where it came from.
+ */
+function nonFinite(info: TensorInfo, start: number, values: Float32Array): AlignmentError {
+  const at = values.findIndex((v) => !Number.isFinite(v));
+  return new AlignmentError("E_NONFINITE", `${info.file}: tensor "${info.name}" holds ${values[at]} at element ${start + at}; alignment and barrier compare and multiply weights, which a NaN or infinite value makes NaN`,
+    { file: info.file, tensor: info.name });
+}
+
+/**
  * One tensor as float32 (F32, F16, BF16 or F64 in the file), read and widened a slice at a time in
  * `kernels`' memory (under a mark) and gathered into a new array.
  */
@@ -99,6 +111,7 @@ export async function readFloatTensor(kernels: Kernels, info: TensorInfo): Promi
       const m = Math.min(step, n - start);
       await source.readInto(info.offset + start * width, arena.u8(raw, m * width));
       exports.decode(raw, code, wide, m);
+      if (exports.countNonFinite(wide, DTYPE_F32, m) > 0) throw nonFinite(info, start, arena.f32(wide, m));
       out.set(arena.f32(wide, m), start);
     }
     return out;
