@@ -304,6 +304,9 @@ describe("measurements between models that must be told apart", () => {
         assert.ok(e instanceof WeightsoupError && e.code === "E_CONFIG", String(e));
         assert.ok(e.message.includes(what) && e.message.includes("λ = 1 would not be B"), e.message);
         assert.equal(e.details.model, b);
+        // The values that differ, not the keys of two mappings alike (found by the stop 39 audit).
+        assert.doesNotMatch(e.message, /a mapping with keys/);
+        if (b === theta) assert.match(e.message, /rotary embedding \(rope_theta, rope_scaling\), its theta is \d+ in \S+ and 10000 in \S*path-b-theta/);
         return true;
       });
       await assert.rejects(greedySoup([a, same, b], { ids: IDS, workers: 1, workerUrl: WORKER_URL }), (e: unknown) => {

@@ -353,7 +353,21 @@ export function computationDifference(a: DecoderSpec, b: DecoderSpec): { what: s
     ["tied output projection (tie_word_embeddings)", (s) => s.lmHead === s.embed],
   ];
   for (const [what, of] of aspects) {
-    if (JSON.stringify(of(a)) !== JSON.stringify(of(b))) return { what, a: of(a), b: of(b) };
+    if (JSON.stringify(of(a)) !== JSON.stringify(of(b))) return firstDifference(what, of(a), of(b));
   }
   return undefined;
+}
+
+/**
+ * Where two differing settings differ: down through mappings both sides hold, to the first part that
+ * differs ("rotary embedding (rope_theta, rope_scaling), its theta: 10000 against 5000"), so a message
+ * shows values, not the keys of two mappings that look alike.
+ */
+function firstDifference(what: string, a: unknown, b: unknown): { what: string; a: unknown; b: unknown } {
+  const mapping = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+  if (!mapping(a) || !mapping(b)) return { what, a, b };
+  for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) return firstDifference(`${what}, its ${key}`, a[key], b[key]);
+  }
+  return { what, a, b };
 }
