@@ -107,6 +107,26 @@ describe("found against transformers 5.18 (stop 32 audit)", () => {
     }
   });
 
+  test("past max_position_embeddings under dynamic RoPE, the refusal says why: the scaling weightsoup does not compute, not positions the model lacks (stop 39 audit)", async () => {
+    const dir = await written("llama-gqa-untied", { rope_scaling: { rope_type: "dynamic", factor: 2 }, max_position_embeddings: 6 }, "dynamic-past");
+    const why = /its rope_scaling is "dynamic", which rescales the frequencies past max_position_embeddings, 6; weightsoup computes them up to it only/;
+    const ids = [...IDS, 9, 26, 53]; // 9 ids: one window of 8 tokens
+    await assert.rejects(evaluate([dir], { ids, context: 8, workers: 1, workerUrl: WORKER_URL }), (e: unknown) => {
+      assert.ok(e instanceof WeightsoupError && e.code === "E_DATA", String(e));
+      assert.match(e.message, /a sequence of 8 tokens is longer than the 6 positions weightsoup evaluates this model at \(/);
+      assert.match(e.message, why);
+      return true;
+    });
+    await assert.rejects(generate(dir, { ids: [3, 14, 15, 9, 2], maxNewTokens: 4, workerUrl: WORKER_URL }), (e: unknown) => {
+      assert.ok(e instanceof WeightsoupError && e.code === "E_DATA", String(e));
+      assert.match(e.message, /need 8 positions; weightsoup generates with at most 6 for this model \(/);
+      assert.match(e.message, why);
+      return true;
+    });
+    // Within it, the default frequencies: runs.
+    await evaluate([dir], { ids, context: 6, workers: 1, workerUrl: WORKER_URL });
+  });
+
   test("generation without a tokenizer stops at config.json's or generation_config.json's eos id", async () => {
     const model = decoderModel("llama-gqa-untied");
     const dir = join(root, "eos-no-tokenizer");

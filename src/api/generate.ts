@@ -9,7 +9,7 @@ import { DataError, describeValue, ModelError, OptionError } from "../errors";
 import { defaultWorkerUrl } from "../env";
 import { JOBS_PER_WORKER } from "../merge/engine";
 import { openModel } from "../model/model";
-import { specTensorNames } from "../eval/architecture";
+import { positionLimit, specTensorNames } from "../eval/architecture";
 import type { GenerationWeights } from "../eval/generator";
 import type { LayerWeights } from "../eval/protocol";
 import { checkpointSource, recipeSource, type DecoderSource } from "../eval/sources";
@@ -96,8 +96,11 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
     const maxLength = prompt.length + maxNew;
     // The last new token is never fed back, so it needs no position of its own.
     const positions = maxLength - 1;
-    const limit = spec.maxPositions ?? spec.rope?.maxPositions;
-    if (limit !== undefined && positions > limit) throw new DataError("E_DATA", `${source.name}: a prompt of ${prompt.length} tokens and ${maxNew} new ones need ${positions} positions; the model has ${limit}`, { model: source.name });
+    const limit = positionLimit(spec);
+    if (limit && positions > limit.limit) {
+      const has = limit.why ? `weightsoup generates with at most ${limit.limit} for this model (${limit.why})` : `the model has ${limit.limit}`;
+      throw new DataError("E_DATA", `${source.name}: a prompt of ${prompt.length} tokens and ${maxNew} new ones need ${positions} positions; ${has}`, { model: source.name });
+    }
     // End-of-sequence ids: the tokenizer's reading of the configs, or the configs alone without one.
     let stop: number[];
     if (tokenizer) stop = [...tokenizer.eosTokenIds];

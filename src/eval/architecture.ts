@@ -339,6 +339,17 @@ export function specTensorNames(spec: DecoderSpec): string[] {
 }
 
 /**
+ * The most positions a model is computed at here, and why, where the reason is weightsoup's rather than
+ * the model's: GPT-2's learned positions end at n_positions; dynamic RoPE scaling changes the
+ * frequencies past max_position_embeddings, which is not computed here (transformers would go on).
+ */
+export function positionLimit(spec: DecoderSpec): { limit: number; why?: string } | undefined {
+  if (spec.maxPositions !== undefined) return { limit: spec.maxPositions };
+  const dynamic = spec.rope?.maxPositions;
+  return dynamic === undefined ? undefined : { limit: dynamic, why: `its rope_scaling is "dynamic", which rescales the frequencies past max_position_embeddings, ${dynamic}; weightsoup computes them up to it only` };
+}
+
+/**
  * The first way two decoders compute differently, or undefined when they compute alike (tensor names
  * and the config's file aside): a point between them (a loss path's, a soup's) runs with one config,
  * so comparing points between models whose configs differ measures something else than the path.

@@ -7,7 +7,7 @@
  */
 import { ModelError, RecipeError, WeightsoupError, WorkerError } from "../errors";
 import type { WorkerPool } from "../pool/pool";
-import type { DecoderSpec } from "./architecture";
+import { positionLimit, type DecoderSpec } from "./architecture";
 import type { EvalEvent, LayerWeights, SequenceScores } from "./protocol";
 import type { DecoderSource } from "./sources";
 import { Phases } from "./profile";
@@ -188,9 +188,10 @@ export function checkInputs(sequences: readonly Int32Array[], models: readonly D
     if (maxId >= m.spec.vocab) {
       throw new ModelError("E_DATA", `${m.name}: token id ${maxId} is outside its vocabulary of ${m.spec.vocab}`, { model: m.name });
     }
-    const limit = positionLimit(m.spec);
-    if (limit !== undefined && longest > limit) {
-      throw new ModelError("E_DATA", `${m.name}: a sequence of ${longest} tokens is longer than the ${limit} positions the model has; use a shorter context`, { model: m.name, key: "context" });
+    const positions = positionLimit(m.spec);
+    if (positions && longest > positions.limit) {
+      const where = positions.why ? `weightsoup evaluates this model at (${positions.why})` : "the model has";
+      throw new ModelError("E_DATA", `${m.name}: a sequence of ${longest} tokens is longer than the ${positions.limit} positions ${where}; use a shorter context`, { model: m.name, key: "context" });
     }
   }
   for (const e of evaluated) {
@@ -202,7 +203,4 @@ export function checkInputs(sequences: readonly Int32Array[], models: readonly D
   }
 }
 
-function positionLimit(spec: DecoderSpec): number | undefined {
-  return spec.maxPositions ?? spec.rope?.maxPositions;
-}
 
