@@ -424,7 +424,7 @@ test("a .json list of token ids is read as written", async () => {
   assert.deepEqual(await readTokenIds(folder), [1, 15043, 0, 3186, 29889]);
 });
 
-test("a .safetensors ids tensor of any integer dtype and shape is read in row-major order", async () => {
+test("a .safetensors ids tensor of any integer dtype, [N] or [1, N] (as transformers saves it), is read in order", async () => {
   const dir = await tempDir();
   try {
     const cases: [string, ArrayBufferView, number[]][] = [
@@ -434,7 +434,7 @@ test("a .safetensors ids tensor of any integer dtype and shape is read in row-ma
       ["U8", new Uint8Array([9]), [9]],
     ];
     for (const [dtype, data, want] of cases) {
-      const shape = dtype === "I64" ? [2, 3] : [want.length];
+      const shape = dtype === "I64" ? [1, 6] : [want.length];
       await writeFile(join(dir, `ids-${dtype}.safetensors`), safetensors(dtype, shape, data));
       // A Node folder opened on the file itself, as the CLI opens an --ids path.
       assert.deepEqual(await readTokenIds(await NodeFolder.open(join(dir, `ids-${dtype}.safetensors`))), want, dtype);
@@ -453,6 +453,8 @@ test("ids files that are not lists of non-negative integers are typed errors nam
   await rejectsIds("ids.safetensors", safetensors("F32", [2], new Float32Array([1, 2])), /dtype F32; token ids need an integer dtype/);
   await rejectsIds("ids.safetensors", safetensors("I64", [2], new BigInt64Array([5n, -1n])), /element 1 of tensor "input_ids" is -1/);
   await rejectsIds("ids.safetensors", safetensors("I32", [1], new Int32Array([1]), true), /exactly one tensor of token ids, not 2/);
+  // A batch of sequences was read row after row, each row scored as the previous one's continuation (stop 39 audit).
+  await rejectsIds("ids.safetensors", safetensors("I64", [2, 3], new BigInt64Array([1n, 2n, 3n, 4n, 5n, 6n])), /tensor "input_ids" has shape \[2, 3\], several sequences; it must hold one \(\[N\] or \[1, N\]\)/);
   await rejectsIds("ids.txt", "1 2 3", /not a token-ids file/);
 });
 

@@ -1,7 +1,7 @@
 /**
  * @file Pre-tokenized input, for models without a tokenizer (or to evaluate exactly the ids another tool
  * produced): a .json file holding a list of token ids, or a .safetensors file holding one integer tensor
- * of any shape (`tokenizer(text, return_tensors="pt")` saves [1, N]), read in row-major order.
+ * of one sequence, [N] or [1, N] (as `tokenizer(text, return_tensors="pt")` saves it).
  */
 import { WeightsoupError } from "../errors";
 import { parseBoundedJson } from "../format/json";
@@ -60,6 +60,11 @@ async function idsFromSafetensors(folder: ModelFolder, file: string, display: st
   const dtype = ID_DTYPES.get(tensor.dtype);
   if (dtype === undefined) {
     throw tokenizerError(display, `tensor "${tensor.name}" has dtype ${tensor.dtype}; token ids need an integer dtype (${[...ID_DTYPES.keys()].join(", ")})`, { tensor: tensor.name });
+  }
+  // One sequence: [N], or [1, N] as `tokenizer(text, return_tensors="pt")` saves it. A batch [B, N] read
+  // row after row would score each row as the previous one's continuation.
+  if (tensor.shape.filter((d) => d > 1).length > 1) {
+    throw tokenizerError(display, `tensor "${tensor.name}" has shape [${tensor.shape.join(", ")}], several sequences; it must hold one ([N] or [1, N]): save each sequence on its own, or join them into one list`, { tensor: tensor.name });
   }
   const [width, read] = dtype;
   const bytes = new Uint8Array(tensor.end - tensor.begin);
