@@ -150,11 +150,16 @@ test("errors: unsupported architecture, mismatched shapes, a bad spec file; exit
   r = run("align", join(dir, "a"), join(dir, "b"), join(dir, "out-3"), "--spec", join(dir, "bad-spec.json"));
   assert.equal(r.status, 1);
   assert.match(r.stderr, /E_SPEC.*model\.norm\.weight/);
+  // Each names where the problem is: the spec file, or the reference whose spec was inferred (stop 39 audit).
+  assert.match(r.stderr, new RegExp(`E_SPEC\\] ${join(dir, "bad-spec.json").replaceAll(".", "\\.")}: `), r.stderr);
+  r = run("align", join(dir, "a"), join(dir, "b"), join(dir, "out-4"), "--spec", "gpt2");
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, new RegExp(`E_SPEC\\] ${join(dir, "a").replaceAll(".", "\\.")}: no tensor "wte\\.weight"`), r.stderr);
 
   r = run("align", join(dir, "a"), join(dir, "b"));
   assert.equal(r.status, 2);
   const left = await readdir(dir);
-  for (const name of ["out-1", "out-2", "out-3"]) assert.ok(!left.includes(name), `${name} was not left behind`);
+  for (const name of ["out-1", "out-2", "out-3", "out-4"]) assert.ok(!left.includes(name), `${name} was not left behind`);
 });
 
 test("the model must be laid out as the reference: a tensor only it has, heads split otherwise; exit 1, no output folder (found by the stop 37 audit: written broken)", async () => {

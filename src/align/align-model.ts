@@ -60,6 +60,19 @@ export interface AlignResult {
   seconds: { read: number; match: number; write: number };
 }
 
+/** How a problem of an explicit spec is named in messages (the CLI puts its file in place of these words). */
+export const EXPLICIT_SPEC = "the permutation spec";
+
+/** `fn`'s spec problem, its message prefixed with where it lies (unless it names a place already). */
+function located<T>(where: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (!(e instanceof AlignmentError) || e.message.startsWith(where)) throw e;
+    throw new AlignmentError(e.code, `${where}: ${e.message}`, { ...e.details, ...(where === EXPLICIT_SPEC ? {} : { model: where }) }, { cause: e });
+  }
+}
+
 /** Permutations that align `model` to `reference` (nothing written). */
 export async function matchModels(reference: LoadedModel, model: LoadedModel, options: AlignOptions = {}): Promise<Omit<AlignResult, "seconds"> & { readSeconds: number; matchSeconds: number; workerStats: AlignmentStats[] }> {
   const shapes = new Map([...reference.tensors].map(([name, t]) => [name, t.shape]));
@@ -67,9 +80,11 @@ export async function matchModels(reference: LoadedModel, model: LoadedModel, op
     throw new OptionError("E_OPTION", `option spec must be one of ${SPEC_KINDS.join(", ")} or a permutation spec (an object), got ${describeValue(options.spec)}`, { key: "spec" });
   }
   const specKind: UsedSpecKind = typeof options.spec === "object" ? "explicit" : resolveSpecKind(options.spec ?? "auto", reference.config ?? undefined);
-  const spec = typeof options.spec === "object" ? options.spec : inferSpec(specKind as SpecKind, reference.config ?? undefined, shapes);
+  // Where a spec's problem lies: the reference (its spec is read from its config.json and tensors), or the explicit spec.
+  const where = typeof options.spec === "object" ? EXPLICIT_SPEC : reference.location;
+  const spec = typeof options.spec === "object" ? options.spec : located(where, () => inferSpec(specKind as SpecKind, reference.config ?? undefined, shapes));
   checkSameLayout(reference, model, spec, typeof options.spec === "object" ? undefined : specKind);
-  const checked = checkSpec(spec, shapes);
+  const checked = located(where, () => checkSpec(spec, shapes));
   for (const [name, { shape }] of checked.tensors) {
     const other = model.tensors.get(name);
     if (!other) throw new AlignmentError("E_TENSOR_MISSING", `${model.location}: no tensor "${name}" (the reference model has it)`, { model: model.location, tensor: name });

@@ -3,7 +3,8 @@
  * parse the alignment code).
  */
 import { readFile } from "node:fs/promises";
-import { UsageError } from "../errors";
+import { AlignmentError, UsageError } from "../errors";
+import { EXPLICIT_SPEC } from "../align/align-model";
 import { align, barrier } from "../node";
 import { SPEC_KINDS, type SpecKind } from "../align/architectures";
 import { parseSpec, type PermutationSpec } from "../align/spec";
@@ -40,7 +41,13 @@ export async function alignCommand(argv: string[], io: Io): Promise<number> {
       lastLine = now;
       io.stderr.write(`\r\x1b[Ksweep ${e.sweep}: ${e.done}/${e.groups} groups (${e.group})`);
     },
-  }));
+  })).catch((e: unknown) => {
+    // The library names an explicit spec's problems "the permutation spec": here it is a file.
+    if (e instanceof AlignmentError && e.message.startsWith(`${EXPLICIT_SPEC}: `)) {
+      throw new AlignmentError(e.code, `${specArg}: ${e.message.slice(EXPLICIT_SPEC.length + 2)}`, { ...e.details, file: specArg }, { cause: e });
+    }
+    throw e;
+  });
   if (!values.quiet && io.stderr.isTTY) io.stderr.write("\r\x1b[K");
   if (values.json) {
     io.stdout.write(JSON.stringify({ out, spec: result.specKind, sweeps: result.sweeps, seconds: result.seconds, groups: result.groups }) + "\n");
