@@ -184,6 +184,20 @@ describe("modules: errors", () => {
     }
   });
 
+  test("`default` alone may change the layer count, as top-level slices do: a frankenmerge written under it is the scalar reference of the same slices (found by the stop 39 audit: E_METHOD_UNSUPPORTED)", async () => {
+    const lb = baseModel(74, "BF16"), la = fineTune(lb, 75, 0.2, { dtype: "BF16" });
+    // Layers [0, 2) of a and [1, 3) of base: 4 layers from models of 3.
+    const slices = [{ sources: [{ model: "./a", layer_range: [0, 2] }] }, { sources: [{ model: "./base", layer_range: [1, 3] }] }];
+    const dir = await writeCase("default-frankenmerge", { merge_method: "passthrough", modules: { default: { slices } } }, { base: lb, a: la });
+    await merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workerUrl: WORKER_URL });
+    const expected = referenceMerge({ merge_method: "passthrough", slices }, new Map([["./base", lb], ["./a", la]]));
+    const ours = await readOutput(join(dir, "out"));
+    assert.deepEqual([...ours.tensors.keys()].sort(), [...expected.tensors.keys()].sort());
+    assert.ok(ours.tensors.has("model.layers.3.mlp.up_proj.weight") && !ours.tensors.has("model.layers.4.mlp.up_proj.weight"), "4 layers");
+    for (const [name, ref] of expected.tensors) assert.equal(compareTensor(ours.tensors.get(name)!, ref).maxUlp, 0, name);
+    assert.equal(JSON.parse(await readFile(join(dir, "out", "config.json"), "utf8")).num_hidden_layers, 4);
+  });
+
   test("a module that matches nothing in a model", async () => {
     const dir = await writeCase("empty", modules({ audio_tower: { models: [{ model: "./a", parameters: { weight: 1 } }] } }), { a, b });
     const problems = await errorOf(merge(join(dir, "recipe.yml"), { out: join(dir, "out"), workerUrl: WORKER_URL }));

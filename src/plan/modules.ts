@@ -15,8 +15,8 @@
 import { RecipeError, ValidationError, WeightsoupError } from "../errors";
 import type { LoadedModel, TensorInfo } from "../model/model";
 import { findTensor, layerCount, layerCountKeys, LM_HEAD } from "../model/roles";
-import type { RecipeModule } from "../recipe/modules";
-import type { Parameters, Recipe, Setting } from "../recipe/recipe";
+import { DEFAULT_MODULE, layered, type RecipeModule } from "../recipe/modules";
+import type { Recipe } from "../recipe/recipe";
 import type { Ledger, LedgerEntry } from "../ledger/ledger";
 import type { OutputVocabulary } from "../vocab/vocabulary";
 import type { MergePlan } from "./plan";
@@ -24,12 +24,6 @@ import type { MergePlan } from "./plan";
 /** mergekit's module names whose tensors sit under another word (its modular architecture files). */
 const MERGEKIT_MODULE_WORDS: ReadonlyMap<string, readonly string[]> = new Map([["text_decoder", ["language_model"]]]);
 
-/**
- * mergekit's name for the one module of an architecture that is not made of parts (Llama, Mistral,
- * Qwen2, ...: its architecture files wrap each in a module `default` with no prefix), which model cards'
- * recipes use (`modules: {default: {slices: ...}}`). Here it holds every tensor no other module holds.
- */
-const DEFAULT_MODULE = "default";
 
 /** The tensor-name prefixes a module holds (none for `default`, which holds what the others leave). */
 export function modulePrefixes(name: string): string[] {
@@ -197,24 +191,6 @@ function modelsOf(recipe: Recipe): string[] {
   return [...(recipe.models ?? []).map((m) => m.model), ...(recipe.slices ?? []).flatMap((s) => [...(s.baseModel ? [s.baseModel] : []), ...s.sources.map((src) => src.model)])];
 }
 
-/**
- * The module's parameter block in front of the recipe's, as one block. A key both set becomes one
- * first-match list, the module's entries first: where none of the module's filters matches a tensor,
- * the recipe's value applies, as in mergekit's lookup (source, slice, module, then top level).
- */
-function layered(inner: Parameters | undefined, outer: Parameters | undefined): Parameters | undefined {
-  if (!inner || !outer) return inner ?? outer;
-  const out: Parameters = Object.create(null);
-  for (const [key, value] of Object.entries(outer)) out[key] = value;
-  for (const [key, value] of Object.entries(inner)) out[key] = Object.hasOwn(outer, key) ? [...entries(value), ...entries(outer[key]!)] : value;
-  return out;
-}
-
-/** A setting as first-match entries: a filter list is one already, any other value matches every tensor. */
-function entries(setting: Setting): Setting[] {
-  const isFilterList = Array.isArray(setting) && setting.some((e) => e !== null && typeof e === "object" && !Array.isArray(e));
-  return isFilterList ? setting : [{ value: setting }];
-}
 
 function throwAll(problems: WeightsoupError[]): void {
   if (problems.length === 1) throw problems[0]!;

@@ -5,7 +5,16 @@
  * tensors a module holds is decided when planning (plan/modules.ts); here the entries are only checked.
  */
 import { RecipeError } from "../errors";
-import type { Recipe } from "./recipe";
+import type { Parameters, Recipe, Setting } from "./recipe";
+
+/**
+ * mergekit's name for the one module of an architecture that is not made of parts (Llama, Mistral,
+ * Qwen2, ...: its architecture files wrap each in a module `default` with no prefix), which model cards'
+ * recipes use (`modules: {default: {slices: ...}}`). Alone, it is the recipe's own models or slices
+ * (mergekit's planner makes top-level ones that module); beside others, it holds every tensor no other
+ * module holds (plan/modules.ts).
+ */
+export const DEFAULT_MODULE = "default";
 
 export interface RecipeModule {
   /** The key under `modules:` (text_decoder, vision_tower, ...). */
@@ -44,4 +53,23 @@ export function parseModules(raw: unknown, file: string, check: (entry: Record<s
   }
   if (modules.length === 0) throw fail("modules", "is empty");
   return modules;
+}
+
+/**
+ * The module's parameter block in front of the recipe's, as one block. A key both set becomes one
+ * first-match list, the module's entries first: where none of the module's filters matches a tensor,
+ * the recipe's value applies, as in mergekit's lookup (source, slice, module, then top level).
+ */
+export function layered(inner: Parameters | undefined, outer: Parameters | undefined): Parameters | undefined {
+  if (!inner || !outer) return inner ?? outer;
+  const out: Parameters = Object.create(null);
+  for (const [key, value] of Object.entries(outer)) out[key] = value;
+  for (const [key, value] of Object.entries(inner)) out[key] = Object.hasOwn(outer, key) ? [...entries(value), ...entries(outer[key]!)] : value;
+  return out;
+}
+
+/** A setting as first-match entries: a filter list is one already, any other value matches every tensor. */
+function entries(setting: Setting): Setting[] {
+  const isFilterList = Array.isArray(setting) && setting.some((e) => e !== null && typeof e === "object" && !Array.isArray(e));
+  return isFilterList ? setting : [{ value: setting }];
 }

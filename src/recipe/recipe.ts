@@ -10,7 +10,7 @@ import { RECIPE_YAML } from "./yaml-schema";
 import { dtypeFromRecipeName, type FloatDtype } from "../format/dtypes";
 import type { ChatTemplateSetting } from "../vocab/chat-templates";
 import { readTokenizerKeys, type TokenizerSettings } from "../vocab/settings";
-import { parseModules, type RecipeModule } from "./modules";
+import { DEFAULT_MODULE, layered, parseModules, type RecipeModule } from "./modules";
 import { stagedRecipe } from "./stages";
 
 /** A parameter value as written: scalar, gradient list, or filter list (mergekit's ParameterSetting). */
@@ -229,11 +229,22 @@ export function recipeFromObject(raw: unknown, text: string, file = "recipe"): R
   if (tokenizerKeys.tokenizer) recipe.tokenizer = tokenizerKeys.tokenizer;
   if (tokenizerKeys.chatTemplate) recipe.chatTemplate = tokenizerKeys.chatTemplate;
   if (hasModules) {
-    recipe.modules = parseModules(r.modules, file, (raw, label) => {
+    const modules = parseModules(r.modules, file, (raw, label) => {
       const module = recipeFromObject({ merge_method: r.merge_method, ...raw }, text, label);
       ignoredKeys.push(...module.ignoredKeys);
       return module;
     }, fail.ignore);
+    // `modules: {default: ...}` alone is the recipe's own models or slices, as mergekit plans it: a
+    // frankenmerge written so may change the layer count, which a module of a model made of parts may not.
+    const only = modules.length === 1 && modules[0]!.name === DEFAULT_MODULE ? modules[0]!.recipe : undefined;
+    if (only) {
+      if (only.models) recipe.models = only.models;
+      else recipe.slices = only.slices;
+      const parameters = layered(only.parameters, recipe.parameters);
+      if (parameters) recipe.parameters = parameters;
+    } else {
+      recipe.modules = modules;
+    }
   } else if (hasModels) {
     recipe.models = dropRepeats(list(r.models, "models", fail).map((m, i) => inputSlice(m, `models[${i}]`, false, fail)), "models", fail);
     if (recipe.models.length === 0) throw fail("models", "is empty");
