@@ -211,6 +211,7 @@ describe("multi-stage recipe errors", () => {
     assert.match(two.message, /2 documents are not used by any other \(document 2, document 3\)/);
     const unused = await parse(linear("m", "a"), linear("n", "b"));
     assert.equal(unused.code, "E_STAGE_FINAL");
+    assert.doesNotMatch(two.message + unused.message, /meant\?/, "no typo hint where no name is near a document's");
   });
 
   test("a problem inside a document names it, and so does a key it ignores", async () => {
@@ -233,8 +234,9 @@ describe("multi-stage recipe errors", () => {
     await mkdir(join(dir, "staged"));
     await writeFile(join(dir, "staged", "recipe.yml"), docs(stage1, stage2("midd")));
     const e = await codeOf(merge(join(dir, "staged", "recipe.yml"), { out: join(dir, "staged", "out"), workerUrl: WORKER_URL }));
-    // midd is a typo; stage 1 ("mid") is then no one's input, which is reported first.
+    // midd is a typo; stage 1 ("mid") is then no one's input, which is reported first, naming the likely typo (stop 39 audit).
     assert.equal(e.code, "E_STAGE_FINAL");
+    assert.match(e.message, /a document names "midd" \(is "mid" meant\?\), which no document is called$/);
     await writeFile(join(dir, "staged", "recipe.yml"), docs(stage1, { ...stage2("mid"), models: [...stage2("mid").models, { model: "mdi", parameters: { weight: 0.1 } }] }));
     const unknown = await codeOf(merge(join(dir, "staged", "recipe.yml"), { out: join(dir, "staged", "out"), workerUrl: WORKER_URL }));
     assert.equal(unknown.code, "E_STAGE_UNKNOWN");

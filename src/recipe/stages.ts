@@ -57,12 +57,41 @@ export function stagedRecipe(documents: RecipeDocument[], text: string, file: st
   const finals = recipes.map((_, i) => i).filter((i) => !used.has(i));
   if (finals.length !== 1) {
     const listed = finals.map((i) => labelOf(recipes[i]!, i)).join(", ");
-    throw fail("E_STAGE_FINAL", `${finals.length} documents are not used by any other (${listed}); a multi-stage recipe has one final output, the one document no other uses (name the others and use them as models, or move them to their own file)`, finals);
+    throw fail("E_STAGE_FINAL", `${finals.length} documents are not used by any other (${listed}); a multi-stage recipe has one final output, the one document no other uses (name the others and use them as models, or move them to their own file)${misspelt(recipes, finals, byName)}`, finals);
   }
 
   const order = topologicalOrder(uses);
   const final = recipes[finals[0]!]!;
   return { ...final, text, stages: order.filter((i) => i !== finals[0]).map((i) => recipes[i]!) };
+}
+
+/**
+ * A document no other uses is often one whose name another misspells ("midd" for "mid"): the names
+ * given as models that are no document's name but near an unused document's, as a hint.
+ */
+function misspelt(recipes: Recipe[], unused: number[], byName: ReadonlyMap<string, number>): string {
+  const given = [...new Set(recipes.flatMap(referencedModels))].filter((m) => !byName.has(m));
+  // Within two edits, and fewer edits than either name has letters ("a" is no typo of "m").
+  const close = (a: string, b: string) => {
+    const d = editDistance(a, b);
+    return d <= 2 && d < Math.min(a.length, b.length);
+  };
+  const near = unused.flatMap((i) => {
+    const name = recipes[i]!.name;
+    return name === undefined ? [] : given.filter((m) => close(m, name)).map((m) => `"${m}" (is "${name}" meant?)`);
+  });
+  return near.length ? `; a document names ${near.join(", ")}, which no document is called` : "";
+}
+
+/** Levenshtein distance: the fewest insertions, deletions and substitutions that turn a into b. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
 }
 
 /** The models a recipe reads from outside itself: every model any document names, but the documents' own names. */
