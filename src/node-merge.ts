@@ -78,7 +78,7 @@ export async function merge(recipe: string | Recipe, options: NodeMergeOptions):
  */
 export async function plan(recipe: string | Recipe, options: Omit<PlanOptions, "models"> & { models?: PlanOptions["models"]; baseDir?: string } = {}): Promise<PlanReport> {
   checkRecipeArgument("plan", recipe);
-  checkOptionKinds("plan", options, { baseDir: "string" });
+  checkOptionKinds("plan", options, { baseDir: "string", signal: "signal" });
   const parsed = typeof recipe === "string" ? await readRecipe(recipe) : recipe;
   const baseDir = typeof recipe === "string" ? dirname(resolve(recipe)) : resolve(options.baseDir ?? ".");
   const { models, baseDir: _, ...rest } = options;

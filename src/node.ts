@@ -8,11 +8,11 @@
  */
 import { realpath } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { DataError, WeightsoupError } from "./errors";
+import { DataError, describeValue, OptionError, WeightsoupError } from "./errors";
 import { splitLoraReference } from "./lora/model-ref";
 import { NodeFolder } from "./io/node-folder";
 import type { ModelFolder } from "./io/folder";
-import { checkArrayArgument, checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./api/options";
+import { checkArrayArgument, checkCallbackOption, checkIntegerOptions, checkOptionKinds, checkRecipeArgument } from "./api/options";
 import { NodeOutputFolder } from "./io/node-output";
 import type { OutputFolder } from "./io/output";
 import { resolveModel } from "./model/resolve";
@@ -37,6 +37,8 @@ import { diagnose as diagnoseWith, type DiagnoseOptions, type DiagnosisResult } 
  * is written.
  */
 export async function diagnose(recipe: string | Recipe, options: Omit<DiagnoseOptions, "models"> & { models?: DiagnoseOptions["models"]; baseDir?: string } = {}): Promise<DiagnosisResult> {
+  checkRecipeArgument("diagnose", recipe);
+  checkOptionKinds("diagnose", options, { baseDir: "string", signal: "signal" });
   const parsed = typeof recipe === "string" ? await readRecipe(recipe) : recipe;
   const baseDir = typeof recipe === "string" ? dirname(resolve(recipe)) : resolve(options.baseDir ?? ".");
   const { models, baseDir: _, ...rest } = options;
@@ -55,6 +57,8 @@ export interface NodeAlignOptions extends AlignOptions {
  * files or Hugging Face cache names.
  */
 export async function align(reference: string, model: string, options: NodeAlignOptions): Promise<AlignResult> {
+  checkOptionKinds("align", options, { force: "boolean", signal: "signal" });
+  checkCallbackOption(options, "onGroup");
   checkIntegerOptions(options, ["seed", "maxSweeps", "workers", "memoryBudget"]);
   const [a, b] = await Promise.all([reference, model].map(async (name) => openModel(await resolveModel(name, resolve(".")))));
   const { out, force, ...rest } = options;
@@ -123,6 +127,7 @@ async function evalSubject(name: string, baseDir: string): Promise<EvalSubject> 
  * the barrier; A and B are models or recipes (a recipe is merged into memory first). See api/path.ts.
  */
 export async function lossPath(a: string, b: string, options: LossPathOptions & { baseDir?: string }): Promise<LossPathResult> {
+  checkOptionKinds("lossPath", options, { baseDir: "string", slerp: "boolean", align: "boolean", pointByPoint: "boolean", signal: "signal" });
   const { baseDir, ...rest } = options;
   const dir = resolve(baseDir ?? ".");
   const subjects = [await evalSubject(a, dir), await evalSubject(b, dir)];
@@ -152,6 +157,11 @@ async function refuseSameFolder(models: readonly { name: string; model: ModelFol
  * path or an OutputFolder), the soup is written there.
  */
 export async function greedySoup(models: readonly string[], options: Omit<SoupOptions, "out"> & { out?: string | OutputFolder; force?: boolean; baseDir?: string }): Promise<SoupResult> {
+  checkArrayArgument("greedySoup", "models", models, "the models");
+  checkOptionKinds("greedySoup", options, { baseDir: "string", force: "boolean", greedy: "boolean", signal: "signal" });
+  if (options.out !== undefined && typeof options.out !== "string" && typeof (options.out as OutputFolder | null)?.discard !== "function") {
+    throw new OptionError("E_OPTION", `greedySoup: option out must be a folder path or an OutputFolder, got ${describeValue(options.out)}`, { key: "out" });
+  }
   const { baseDir, out, force, ...rest } = options;
   const dir = resolve(baseDir ?? ".");
   const ingredients = await Promise.all(models.map(async (name) => {
@@ -193,6 +203,7 @@ export async function sweep(recipe: string, vary: readonly (Vary | string)[], op
 
 /** Generates text from a model (or a recipe, merged into memory): see GenerateOptions. */
 export async function generate(model: string, options: GenerateOptions & { baseDir?: string }): Promise<GenerationResult> {
+  checkOptionKinds("generate", options, { baseDir: "string", prompt: "string", ids: "array", chat: "boolean", signal: "signal" });
   const { baseDir, ...rest } = options;
   return generateWith(await evalSubject(model, resolve(baseDir ?? ".")), rest);
 }

@@ -5,7 +5,7 @@
  */
 import { abortable } from "./abortable";
 import { engineOptions, prepare, type MergeOptions } from "./merge";
-import { checkCallbackOption, checkIntegerOptions } from "./options";
+import { checkCallbackOption, checkIntegerOptions, checkOptionKinds } from "./options";
 import { diagnoseSums, type DiagnoseEngineOptions, type TensorSums } from "../diagnose/run";
 import { layerDiagnoses, nonFiniteWarnings, tensorDiagnoses, totalDiagnosis, type GroupStats } from "../diagnose/statistics";
 import { summarize, type Diagnosis } from "../diagnose/present";
@@ -75,6 +75,7 @@ function sameSums(a: TensorSums[], b: TensorSums[]): boolean {
 }
 
 export async function diagnose(recipe: Recipe | string, options: DiagnoseOptions): Promise<DiagnosisResult> {
+  checkOptionKinds("diagnose", options, { signal: "signal" });
   checkIntegerOptions(options, ["workers", "seed", "memoryBudget", "chunkBytes", "chunkElements"]);
   checkCallbackOption(options, "onProgress");
   const started = nowMs();

@@ -9,7 +9,7 @@ import { alignmentKernels } from "../align/kernels";
 import { extractLoraModels, type ExtractLoraOptions, type ExtractLoraResult } from "../lora/extract";
 import { checkModuleFilterOptions } from "../lora/module-filter";
 import { openModel } from "../model/model";
-import { checkCallbackOption, checkIntegerOptions } from "./options";
+import { checkCallbackOption, checkIntegerOptions, checkOptionKinds } from "./options";
 
 export interface ExtractLoraCallOptions extends ExtractLoraOptions {
   /** Where the adapter folder is written (published when complete). */
@@ -18,6 +18,7 @@ export interface ExtractLoraCallOptions extends ExtractLoraOptions {
 
 /** Checks extraction options before anything is read. */
 export function checkExtractOptions(options: ExtractLoraOptions): void {
+  checkOptionKinds("extractLora", options, { embedLora: "boolean", signal: "signal" });
   if (options.rank === undefined) throw new OptionError("E_OPTION", "option rank is required (the largest rank of the LoRA, at least 1)", { key: "rank" });
   checkIntegerOptions(options, ["rank", "oversample", "powerIterations", "seed", "blockBytes"]);
   const eps = options.svEpsilon;

@@ -19,7 +19,7 @@ import { checkEncodedIds, loadTokenizer } from "../tokenizer/tokenizer";
 import type { EvalSubject } from "./evaluate";
 import { DEFAULT_CHUNK_BYTES, prepare } from "./merge";
 import { abortable } from "./abortable";
-import { checkCallbackOption, checkIntegerOptions } from "./options";
+import { checkCallbackOption, checkIntegerOptions, checkOptionKinds } from "./options";
 import { nowMs } from "../clock";
 
 export interface GenerateOptions {
@@ -62,6 +62,7 @@ export interface GenerationResult {
 export const DEFAULT_GENERATE_BUDGET = 2 ** 30;
 
 export async function generate(subject: EvalSubject, options: GenerateOptions): Promise<GenerationResult> {
+  checkOptionKinds("generate", options, { prompt: "string", ids: "array", chat: "boolean", signal: "signal" });
   checkIntegerOptions(options, ["seed", "mergeSeed", "memoryBudget", "maxNewTokens"]);
   checkCallbackOption(options, "onToken");
   checkCallbackOption(options, "onWarning");
@@ -129,7 +130,16 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
     // Ids whose text the decoder still holds back (part of a character): told with the id that completes
     // it, or at the end with what the decoder then gives up, so the pieces told add up to the text.
     let held: number[] = [];
-    const tell = (ids: readonly number[], last: string) => ids.forEach((id, i) => options.onToken?.({ id, text: i === ids.length - 1 ? last : "" }));
+    // A callback that throws is the caller's error, reported once the tokens are all in: thrown through
+    // the worker's channel it stopped the count, and the call waited for tokens that never came.
+    let thrown: { cause: unknown } | undefined;
+    const tell = (ids: readonly number[], last: string) => {
+      try {
+        if (!thrown) ids.forEach((id, i) => options.onToken?.({ id, text: i === ids.length - 1 ? last : "" }));
+      } catch (cause) {
+        thrown = { cause };
+      }
+    };
     const onToken = (id: number) => {
       const piece = decoder ? decoder.push(id) : "";
       text += piece;
@@ -148,6 +158,10 @@ export async function generate(subject: EvalSubject, options: GenerateOptions): 
     const rest = decoder ? decoder.flush() : "";
     text += rest;
     tell(held, rest);
+    if (thrown) {
+      const { cause } = thrown;
+      throw new OptionError("E_OPTION", `option onToken threw: ${cause instanceof Error ? cause.message : String(cause)}`, { key: "onToken" }, { cause });
+    }
     return { model: source.name, promptTokens: prompt.length, ids: [...ids], text, seconds, tokensPerSecond: ids.length / seconds };
   });
 }

@@ -10,7 +10,7 @@ import { planShards } from "../plan/shards";
 import type { Recipe } from "../recipe/recipe";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_MEMORY_BUDGET, DEFAULT_SHARD_SIZE, prepare, runsInThread, type MergeOptions } from "./merge";
 import { abortable } from "./abortable";
-import { checkIntegerOptions } from "./options";
+import { checkIntegerOptions, checkOptionKinds } from "./options";
 
 export interface PlanOptions extends Pick<MergeOptions, "models" | "workers" | "memoryBudget" | "chunkBytes" | "outShardSize" | "signal"> {}
 
@@ -27,6 +27,7 @@ export interface PlanReport {
 }
 
 export async function plan(recipe: Recipe | string, options: PlanOptions): Promise<PlanReport> {
+  checkOptionKinds("plan", options, { signal: "signal" });
   checkIntegerOptions(options, ["workers", "memoryBudget", "chunkBytes", "outShardSize"]);
   return abortable(options.signal, async () => {
     // An align: step would read every weight it permutes; the plan is the same without it (same names, shapes, dtypes).

@@ -5,7 +5,7 @@
  * activations, whatever the model's size. A sequence is always computed whole in one worker, with the
  * same kernels, so its numbers do not depend on the number of workers.
  */
-import { ModelError, RecipeError, WeightsoupError, WorkerError } from "../errors";
+import { DataError, RecipeError, WeightsoupError, WorkerError } from "../errors";
 import type { WorkerPool } from "../pool/pool";
 import { positionLimit, type DecoderSpec } from "./architecture";
 import type { EvalEvent, LayerWeights, SequenceScores } from "./protocol";
@@ -186,12 +186,12 @@ export function checkInputs(sequences: readonly Int32Array[], models: readonly D
   }
   for (const m of models) {
     if (maxId >= m.spec.vocab) {
-      throw new ModelError("E_DATA", `${m.name}: token id ${maxId} is outside its vocabulary of ${m.spec.vocab}`, { model: m.name });
+      throw new DataError("E_DATA", `${m.name}: token id ${maxId} is outside its vocabulary of ${m.spec.vocab}`, { model: m.name });
     }
     const positions = positionLimit(m.spec);
     if (positions && longest > positions.limit) {
       const where = positions.why ? `weightsoup evaluates this model at (${positions.why})` : "the model has";
-      throw new ModelError("E_DATA", `${m.name}: a sequence of ${longest} tokens is longer than the ${positions.limit} positions ${where}; use a shorter context`, { model: m.name, key: "context" });
+      throw new DataError("E_DATA", `${m.name}: a sequence of ${longest} tokens is longer than the ${positions.limit} positions ${where}; use a shorter context`, { model: m.name, key: "context" });
     }
   }
   for (const e of evaluated) {
