@@ -112,13 +112,15 @@ export function chunkElementsFor(t: PlannedTensor, options: Pick<EngineOptions, 
     // A tensor smaller than one unit is one chunk: the whole tensor must fit the resident bound above.
     const least = Math.min(unit, t.numel);
     const whole = least < unit;
-    const tile = whole ? Math.ceil((least * (perElement + candidates)) / (multiPass ? 1.5 : 1)) : unit * (perElement + (rows ? candidates : 0));
+    // Bytes one chunk holds; a whole multi-pass tensor may use 1.5 times the chunk size (resident, above).
+    const held = whole ? Math.ceil(least * (perElement + candidates)) : unit * (perElement + (rows ? candidates : 0));
+    const tile = whole && multiPass ? Math.ceil(held / 1.5) : held;
     if (options.chunkBytes < available) {
       const what = whole ? `this tensor is one chunk of ${least} elements, which needs a chunk size of at least ${tile} bytes` : `a chunk holds at least ${rows ? `one row of ${unit}` : unit} elements, ${tile} bytes of this tensor's inputs and output`;
       throw new OptionError("E_OPTION", `tensor "${t.name}": the chunk size of ${options.chunkBytes} bytes (--chunk-size, option chunkBytes) is too small; ${what}`,
         { tensor: t.name, key: "chunkBytes", value: options.chunkBytes, needed: tile });
     }
-    const needed = JOBS_PER_WORKER * (tile + KERNEL_OVERHEAD_BYTES);
+    const needed = JOBS_PER_WORKER * (held + KERNEL_OVERHEAD_BYTES);
     throw new WorkerError("E_MEMORY_BUDGET", `tensor "${t.name}": the memory budget of ${options.memoryBudget} bytes per worker (--memory-budget, option memoryBudget) is too small; this tensor needs at least ${Math.ceil(needed / 1048576)} MiB (${JOBS_PER_WORKER} kernel instances, each holding one chunk of ${least} elements)`,
       { tensor: t.name, key: "memoryBudget", value: options.memoryBudget, needed });
   }
