@@ -19,6 +19,9 @@ export const FILE_EXAMPLES: FuzzCase[] = [
   { kind: "files", run: "plan", template: 0, files: { ...noFiles, target: "a", header: [{ op: "field", tensor: UP, field: "shape", value: [24, DEEP_ARRAY] }] } },
   { kind: "files", run: "plan", template: 0, files: { ...noFiles, target: "a", header: [{ op: "metadata", value: { pairs: [["format", DEEP_ARRAY]] } }] } },
   { kind: "files", run: "inspect", template: 0, files: { ...noFiles, target: "a", header: [{ op: "entry", tensor: UP, value: DEEP_ARRAY }] } },
+  // Shapes and offsets written with a fraction or an exponent (16.0, 1.6e1), which the format's readers refuse.
+  { kind: "files", run: "inspect", template: 0, files: { ...noFiles, target: "a", header: [{ op: "literal", tensor: UP, field: "shape", form: "fraction" }] } },
+  { kind: "files", run: "merge", template: 0, files: { ...noFiles, target: "a", header: [{ op: "literal", tensor: UP, field: "data_offsets", form: "exponent" }] } },
   // A header of very many empty tensors, in every model, planned and merged.
   { kind: "files", run: "plan", template: 0, files: { ...noFiles, target: "all", header: [{ op: "empties", count: 10_000, dtype: "F32" }] } },
   { kind: "files", run: "merge", template: 0, files: { ...noFiles, target: "all", header: [{ op: "empties", count: 2_000, dtype: "F32" }] } },

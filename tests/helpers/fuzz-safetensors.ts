@@ -23,6 +23,8 @@ export type HeaderOp =
   /** Another dtype with the last dimension scaled so the byte size stays the same, where it divides. */
   | { op: "retype"; tensor: string; dtype: string }
   | { op: "shift"; tensor: string; delta: number }
+  /** The same shape or offsets written with a fraction or an exponent (16 as 16.0, 1.6e1): JSON.parse reads them as the integers. */
+  | { op: "literal"; tensor: string; field: "shape" | "data_offsets"; form: "fraction" | "exponent" }
   | { op: "metadata"; value: Json | undefined }
   /** `count` zero-element tensors at the end of the buffer (legal; a header of many must stay cheap). */
   | { op: "empties"; count: number; dtype: string }
@@ -109,6 +111,7 @@ export const headerOpArb: fc.Arbitrary<HeaderOp> = fc.oneof(
   fc.record({ op: fc.constant("reshape" as const), tensor: tensorArb, how: fc.constantFrom("transpose" as const, "flatten" as const, "unsqueeze" as const, "scalar" as const) }),
   fc.record({ op: fc.constant("retype" as const), tensor: tensorArb, dtype: fc.constantFrom(...Object.keys(BITS)) }),
   fc.record({ op: fc.constant("shift" as const), tensor: tensorArb, delta: fc.constantFrom(-8, -4, -1, 1, 4, 8, 2 ** 40, 2 ** 53) }),
+  fc.record({ op: fc.constant("literal" as const), tensor: tensorArb, field: fc.constantFrom("shape" as const, "data_offsets" as const), form: fc.constantFrom("fraction" as const, "exponent" as const) }),
   { weight: 2, arbitrary: fc.record({ op: fc.constant("metadata" as const), value: metadataArb }) },
   fc.record({ op: fc.constant("empties" as const), count: fc.constantFrom(1, 100, 2_000, 10_000), dtype: fc.constantFrom("F32", "BF16", "I64", "BOOL", "F8_E4M3") }),
   fc.record({ op: fc.constant("whitespace" as const), where: fc.constantFrom("after" as const, "before" as const), text: fc.constantFrom(" ", "\n\t\r ", "\u00a0", "\ufeff", "\u0000", "x"), times: fc.constantFrom(1, 7, 100_000) }),
@@ -224,6 +227,13 @@ export function mutateFile(bytes: Uint8Array, ops: HeaderOp[], sync: IndexSync):
         if (isPairs(entry![1])) {
           const offsets = getPair(entry![1], "data_offsets");
           if (Array.isArray(offsets)) setPair(entry![1], "data_offsets", offsets.map((o) => (typeof o === "number" ? o + op.delta : o)));
+        }
+        break;
+      case "literal":
+        if (isPairs(entry![1])) {
+          const values = getPair(entry![1], op.field);
+          const written = (n: number): Json => ({ raw: op.form === "fraction" ? `${n}.0` : `${n}e0` });
+          if (Array.isArray(values)) setPair(entry![1], op.field, values.map((n) => (typeof n === "number" && Number.isSafeInteger(n) ? written(n) : n)));
         }
         break;
       case "metadata":

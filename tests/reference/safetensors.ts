@@ -235,6 +235,11 @@ export function readSafetensors(bytes: Uint8Array): ReadResult {
   if (header === null || typeof header !== "object" || Array.isArray(header)) {
     throw new Error("readSafetensors: header is not a JSON object");
   }
+  // The Rust reader deserialises shapes and offsets as integers: a number written with a fraction or an
+  // exponent (16.0, 1.6e1) is refused there, though JSON.parse reads it as 16. Outside strings, a header's
+  // only numbers are shapes and offsets (metadata values are strings, checked below).
+  const literal = text.replace(/"(?:[^"\\]|\\.)*"/g, '""').match(/-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g)?.find((n) => /[.eE]/.test(n));
+  if (literal !== undefined) throw new Error(`readSafetensors: the number ${literal} is not written as an integer`);
   let metadata: Record<string, string> | undefined;
   const entries: Array<{ name: string; dtype: RefDtype; shape: number[]; begin: number; end: number }> = [];
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
